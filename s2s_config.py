@@ -1,0 +1,251 @@
+"""s2s_config.py: every tunable constant of the s2s server, in one place.
+
+Each setting is a typed field followed by a docstring that gives its meaning, unit and options; that
+docstring is also its `--help` text. Change a default here, or override it without editing this file:
+
+    python s2s_server.py --vad-silence-ms 400 --llm openai        # command line (kebab-case)
+    S2S_VAD_SILENCE_MS=400 python s2s_server.py                   # environment (S2S_ + upper case)
+    python s2s_server.py --config my_settings.toml                # a TOML or JSON file of the same keys
+
+Precedence: defaults here < config file < environment < command line. An unknown key, a wrong type or an
+out-of-range value stops start-up with exit code 2 and a message naming the valid choices
+(`load_config` below). The server logs the final configuration at start and writes it into each trace.
+
+Sections follow the data flow of the server: server and wire, VAD, ASR, LLM, TTS, memory and judgement,
+strategies, limits. Backend names (`vad`, `asr`, `llm`, `tts`, `judge`) are checked against the component
+registry of s2s_server.py once plugins are imported, because users add their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "S2S_"
+
+
+class Config(BaseModel):
+    """All settings of one server process. Sessions copy what they may change (see `session.update`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    # ---- Server and wire ------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Interface to bind. The default serves this machine only; see `allow_public`."""
+    port: int = Field(8765, ge=0, le=65535)
+    """TCP port for the WebSocket, the page and /healthz; 0 picks a free port (logged)."""
+    allow_public: bool = False
+    """Allow binding a non-loopback interface without `auth_token_env` set. Off: refuse to start."""
+    allowed_origins: list[str] = []
+    """Extra browser origins allowed to open a session (e.g. https://app.example). Loopback origins and
+    the server's own origin are always allowed; clients that send no Origin (SDKs) are allowed."""
+    plugins: list[str] = []
+    """Python modules to import at start, so that their component subclasses register (e.g. my_models)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Logging threshold for the server's one-line lifecycle logs."""
+    wire_rate_hz: Literal[16000, 24000] = 24000
+    """Default PCM16 sample rate on the wire, both ways (Realtime clients assume 24000). Components
+    always see 16 kHz; a session can switch with session.update."""
+    max_message_bytes: int = Field(1 << 20, ge=4096, le=64 << 20)
+    """Largest WebSocket message accepted, in bytes; larger ones close the socket with code 1009."""
+    max_append_ms: int = Field(2000, ge=20, le=10000)
+    """Longest audio accepted in one input_audio_buffer.append, in ms; longer gets an error event."""
+    outbound_queue_events: int = Field(512, ge=16, le=100000)
+    """Server events buffered per session before the pipeline waits for the socket (backpressure)."""
+    send_timeout_s: float = Field(3.0, gt=0, le=60)
+    """A send that cannot complete within this many seconds (client stopped reading) closes the session."""
+    ping_interval_s: float = Field(20.0, gt=0, le=600)
+    """Seconds between WebSocket keep-alive pings."""
+    ping_timeout_s: float = Field(20.0, gt=0, le=600)
+    """Seconds to wait for a pong before closing a dead connection."""
+    trace_dir: str = ""
+    """Transparency (paper sec. 2.1.2): when set, every turn writes a folder here with the input WAV, the
+    transcript, the messages sent to the LLM, the reply text and WAV, and per-stage milliseconds."""
+
+    # ---- VAD and turn-taking --------------------------------------------------------------------------
+    vad: str = "webrtc"
+    """Voice activity detector backend (registry name): webrtc, or a plugin's."""
+    vad_aggressiveness: int = Field(2, ge=0, le=3)
+    """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
+    vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """A frame counts as speech when the VAD's speech probability is at least this."""
+    vad_min_speech_ms: int = Field(180, ge=30, le=2000)
+    """Voiced audio needed before a user turn starts (shorter blips are ignored)."""
+    vad_silence_ms: int = Field(600, ge=100, le=5000)
+    """Silence after speech that ends the user's turn."""
+    vad_prefix_padding_ms: int = Field(300, ge=0, le=2000)
+    """Audio kept from before the detected onset, so the first syllable is never lost."""
+    barge_in_min_speech_ms: int = Field(300, ge=30, le=3000)
+    """Voiced audio needed before user speech cancels the bot (so a cough does not)."""
+    max_utterance_ms: int = Field(30000, ge=1000, le=120000)
+    """A user turn is closed by force after this long."""
+    asr_speculative_ms: int = Field(200, ge=0, le=5000)
+    """Start transcribing after this much of the silence window (0 disables). If the user resumes,
+    the early transcript is thrown away; if not, the reply starts that much sooner."""
+    asr_partial_interval_ms: int = Field(0, ge=0, le=10000)
+    """While the user speaks, transcribe the audio so far every this many ms (0: off). Partials go to
+    the page and to the interrupt judgement; each costs one ASR call."""
+
+    # ---- ASR ------------------------------------------------------------------------------------------
+    asr: str = "fake"
+    """Speech recogniser backend (registry name): fake (test double), or a plugin's."""
+    asr_language: str = ""
+    """Spoken language code for the recogniser (e.g. en, zh); empty lets the model detect it."""
+
+    # ---- LLM ------------------------------------------------------------------------------------------
+    llm: str = "fake"
+    """Language model backend (registry name): fake (test double), or a plugin's."""
+    llm_max_tokens: int = Field(200, ge=1, le=8192)
+    """Most tokens the LLM may generate for one reply."""
+    history_max_items: int = Field(24, ge=0, le=1000)
+    """Most recent conversation items (user and assistant) sent to the LLM with each request."""
+    system_prompt: str = (
+        "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
+        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
+    )
+    """Instructions every conversation starts with; a session may replace them (session.update)."""
+
+    # ---- TTS ------------------------------------------------------------------------------------------
+    tts: str = "fake"
+    """Speech synthesiser backend (registry name): fake (test double), or a plugin's."""
+    tts_voice: str = ""
+    """Voice name passed to the synthesiser; empty uses the backend's default."""
+    audio_chunk_ms: int = Field(100, ge=10, le=100)
+    """Longest reply audio chunk per response.output_audio.delta, in ms."""
+    clause_min_chars: int = Field(12, ge=1, le=500)
+    """A clause is sent to TTS at a comma-like mark once it has this many characters (a CJK character
+    counts twice); sentence ends always cut. Small values start speech sooner."""
+    clause_max_chars: int = Field(180, ge=20, le=2000)
+    """A clause with no punctuation is cut at the last space before this many characters."""
+
+    # ---- Judgement ------------------------------------------------------------------------------------
+    judge: str = "off"
+    """Subjective Action Judgement backend: off (always reply, never interrupt), or a plugin's."""
+
+    # ---- Test doubles (fake backends; never the default models) ----------------------------------------
+    fake_asr_text: str = "hello there"
+    """Transcript the fake ASR returns for any audio."""
+    fake_asr_latency_ms: int = Field(0, ge=0, le=60000)
+    """Delay of the fake ASR before its transcript."""
+    fake_llm_reply: str = "You said: {user}. That is a fine thing to talk about, tell me more about it."
+    """Reply template of the fake LLM; {user} is the last user message."""
+    fake_llm_first_token_ms: int = Field(0, ge=0, le=60000)
+    """Delay of the fake LLM before its first token."""
+    fake_llm_token_ms: int = Field(0, ge=0, le=10000)
+    """Delay of the fake LLM between tokens (words)."""
+    fake_tts_latency_ms: int = Field(0, ge=0, le=60000)
+    """Delay of the fake TTS before each clause's audio."""
+    fake_tts_ms_per_char: int = Field(60, ge=1, le=1000)
+    """Length of the fake TTS's tone per input character, in ms of audio."""
+
+    # ---- Limits ---------------------------------------------------------------------------------------
+    max_sessions: int = Field(200, ge=1, le=100000)
+    """Concurrent sessions; over this, the handshake gets HTTP 503."""
+
+
+# ---- Loading: defaults < file < environment < command line; strict about unknown keys ------------------
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _parse_text(field_name: str, text: str) -> Any:
+    """Turn a command-line or environment string into what pydantic validates (lists: JSON or commas)."""
+    annotation = Config.model_fields[field_name].annotation
+    if getattr(annotation, "__origin__", None) is list:
+        text = text.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+class ConfigError(Exception):
+    """A setting is unknown or invalid; the message names the valid choices."""
+
+
+def _unknown(key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(Config.model_fields), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown setting {key!r} in {where}.{hint} Valid settings: {', '.join(Config.model_fields)}")
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8")
+    data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    for key in data:
+        if key not in Config.model_fields:
+            raise _unknown(key, path)
+    return data
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s2s_server.py",
+        description="s2s: a proactive, full-duplex speech-to-speech agent (WebSocket server + web page).",
+        epilog=f"Every option can also be set as an environment variable {ENV_PREFIX}NAME "
+               f"(e.g. {ENV_PREFIX}PORT=9000).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
+    for name, field in Config.model_fields.items():
+        parser.add_argument(f"--{_kebab(name)}", dest=name, metavar="VALUE", default=field.default,
+                            help=(field.description or "").replace("%", "%%"))
+    return parser
+
+
+def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the Config from defaults, an optional file, S2S_* variables and the command line.
+
+    Raises ConfigError (unknown environment key, bad file) or argparse's SystemExit(2) (unknown option);
+    invalid values raise ConfigError with pydantic's explanation, which lists allowed literals and ranges.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(_read_file(args.config))
+    for key, text in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in Config.model_fields:
+            raise _unknown(key, "the environment")
+        values[name] = _parse_text(name, text)
+    for name, field in Config.model_fields.items():
+        given = getattr(args, name)
+        if given is not field.default:  # given on the command line (argparse keeps the default object otherwise)
+            values[name] = _parse_text(name, given)
+    return validate_config(values)
+
+
+def validate_config(values: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {name} = {err.get('input')!r}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def main_config(argv: list[str] | None = None) -> Config:
+    """Load the config for a command-line program: on an error print it and exit with code 2."""
+    try:
+        return load_config(argv)
+    except ConfigError as exc:
+        print(f"s2s: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1804 @@
+"""s2s_server.py: a proactive, full-duplex speech-to-speech agent in one file.
+
+A reimplementation of "CleanS2S: Single-file Framework for Proactive Speech-to-Speech Interaction".
+One WebSocket per conversation carries microphone audio in and spoken replies out; inside, a pipeline
+VAD -> ASR -> judgement -> LLM -> TTS streams at every stage, and the user can cut the bot off at any
+moment (barge-in). The wire protocol is a subset of the OpenAI Realtime API plus `s2s.*` events, so
+Realtime clients work unchanged (README.md, "Protocol").
+
+Run:    python s2s_server.py                 (then open http://127.0.0.1:8765/)
+Help:   python s2s_server.py --help          (every setting; defaults live in s2s_config.py)
+Extend: subclass ASR / LLM / TTS / VAD / Judge in your own module, give it a `name`, then
+        python s2s_server.py --plugins my_module --asr my_name
+
+Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to modify):
+     1. Protocol ........ client events (pydantic) and server event builders            PLUMBING
+     2. Audio ........... PCM16 base64 codec, resampling, framing                         PLUMBING
+     3. Components ...... base classes, registry, thread bridge, test doubles ("fake")    EDIT (subclass)
+     4. VAD ............. WebRTC VAD and the pure, socket-free TurnDetector               EDIT
+     5. ASR ............. speech recognisers                                              EDIT
+     6. LLM ............. language models                                                 EDIT
+     7. TTS ............. speech synthesisers                                             EDIT
+     8. Text ............ the clause chunker that feeds TTS (English and Chinese)         EDIT
+     9. Judgement ....... Subjective Action Judgement backends                            EDIT
+    10. Session ......... per-connection state machine and pipeline                       PLUMBING
+    11. Server .......... websockets server, the page, /healthz                           PLUMBING
+    12. Main ............ config, logging, build and warm up components, serve            PLUMBING
+
+Importing this module starts nothing, opens nothing and downloads nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import importlib
+import io
+import itertools
+import json
+import logging
+import math
+import re
+import signal
+import threading
+import time
+import uuid
+import wave
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from s2s_config import Config, main_config
+
+log = logging.getLogger("s2s")
+
+SAMPLE_RATE_HZ = 16000  # what every component sees (the paper's standard interface)
+T = TypeVar("T")
+
+
+def new_id(prefix: str) -> str:
+    """Realtime-style ids: a short prefix and random hex (e.g. item_3f2a...)."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def now_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice")
+
+
+# ==== 1. Protocol ======================================================================================
+# PLUMBING. Client events are validated by pydantic models; anything that fails becomes an `error`
+# event with a code, never an exception that ends the session. Server events are plain dicts built by
+# `server_event`. Field names follow the OpenAI Realtime API (GA) so its clients work unchanged.
+
+
+class _Loose(BaseModel):
+    """Realtime clients send fields we do not use (tools, modalities...): accept and ignore them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class AudioFormat(_Loose):
+    type: Literal["audio/pcm"] = "audio/pcm"
+    rate: Literal[16000, 24000] = 24000
+
+
+class TurnDetection(_Loose):
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    silence_duration_ms: int | None = Field(None, ge=100, le=5000)
+    prefix_padding_ms: int | None = Field(None, ge=0, le=2000)
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    interrupt_response: bool = True
+    create_response: bool = True
+
+
+class AudioInput(_Loose):
+    format: AudioFormat | None = None
+    turn_detection: TurnDetection | None = None  # explicit null selects push-to-talk
+
+
+class AudioOutput(_Loose):
+    format: AudioFormat | None = None
+    voice: str | None = Field(None, max_length=200)
+
+
+class AudioSettings(_Loose):
+    input: AudioInput | None = None
+    output: AudioOutput | None = None
+
+
+class S2SSettings(_Loose):
+    user_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.@:-]+$")
+    proactive: bool | None = None
+    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] | None = None
+
+
+class SessionPatch(_Loose):
+    instructions: str | None = Field(None, max_length=20000)
+    audio: AudioSettings | None = None
+    s2s: S2SSettings | None = None
+
+
+class _ClientEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    event_id: str | None = Field(None, max_length=200)
+
+
+class SessionUpdate(_ClientEvent):
+    type: Literal["session.update"]
+    session: SessionPatch
+
+
+class InputAudioBufferAppend(_ClientEvent):
+    type: Literal["input_audio_buffer.append"]
+    audio: str
+
+
+class InputAudioBufferCommit(_ClientEvent):
+    type: Literal["input_audio_buffer.commit"]
+
+
+class InputAudioBufferClear(_ClientEvent):
+    type: Literal["input_audio_buffer.clear"]
+
+
+class InputText(_Loose):
+    type: Literal["input_text"]
+    text: str = Field(max_length=20000)
+
+
+class UserMessageItem(_Loose):
+    type: Literal["message"] = "message"
+    role: Literal["user"]
+    content: list[InputText] = Field(min_length=1, max_length=16)
+
+
+class ConversationItemCreate(_ClientEvent):
+    type: Literal["conversation.item.create"]
+    item: UserMessageItem
+
+
+class ResponseOptions(_Loose):
+    instructions: str | None = Field(None, max_length=20000)
+
+
+class ResponseCreate(_ClientEvent):
+    type: Literal["response.create"]
+    response: ResponseOptions | None = None
+
+
+class ResponseCancel(_ClientEvent):
+    type: Literal["response.cancel"]
+    response_id: str | None = None
+
+
+class ConversationItemTruncate(_ClientEvent):
+    type: Literal["conversation.item.truncate"]
+    item_id: str = Field(max_length=200)
+    content_index: int = Field(0, ge=0, le=0)
+    audio_end_ms: int = Field(ge=0, le=24 * 3600 * 1000)
+
+
+ClientEvent = Annotated[
+    SessionUpdate | InputAudioBufferAppend | InputAudioBufferCommit | InputAudioBufferClear
+    | ConversationItemCreate | ResponseCreate | ResponseCancel | ConversationItemTruncate,
+    Field(discriminator="type"),
+]
+CLIENT_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientEvent)
+CLIENT_EVENT_TYPES = sorted(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in (SessionUpdate, InputAudioBufferAppend, InputAudioBufferCommit, InputAudioBufferClear,
+              ConversationItemCreate, ResponseCreate, ResponseCancel, ConversationItemTruncate)
+)
+
+
+class ProtocolError(Exception):
+    """A client event the server cannot act on; becomes an `error` event, the session goes on."""
+
+    def __init__(self, code: str, message: str, event_id: str | None = None, *, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.code, self.message, self.event_id, self.kind = code, message, event_id, kind
+
+
+def parse_client_event(text: str) -> Any:
+    """JSON text -> one of the client event models, or ProtocolError naming what is wrong."""
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("invalid_json", f"message is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("invalid_event", "an event must be a JSON object with a 'type'")
+    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("missing_type", "an event needs a string 'type'", event_id)
+    if kind not in CLIENT_EVENT_TYPES:
+        raise ProtocolError("unknown_event", f"unknown event type {kind[:80]!r}; "
+                            f"supported: {', '.join(CLIENT_EVENT_TYPES)}", event_id)
+    try:
+        return CLIENT_EVENT_ADAPTER.validate_python(raw)
+    except (ValidationError, RecursionError) as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'event'}: {e['msg']}"
+                           for e in exc.errors()[:5]) if isinstance(exc, ValidationError) else "too deeply nested"
+        raise ProtocolError("invalid_event", f"invalid {kind}: {detail}", event_id) from None
+
+
+def server_event(type_: str, **fields: Any) -> dict[str, Any]:
+    return {"type": type_, "event_id": new_id("event"), **fields}
+
+
+def error_event(code: str, message: str, event_id: str | None = None,
+                kind: str = "invalid_request_error") -> dict[str, Any]:
+    return server_event("error", error={"type": kind, "code": code, "message": message, "event_id": event_id})
+
+
+# ==== 2. Audio =========================================================================================
+# PLUMBING. The wire carries base64 PCM16 mono little-endian at 16 or 24 kHz; inside, every component
+# sees int16 numpy arrays at 16 kHz. Resampling is soxr's (streaming, so frame edges leave no clicks).
+
+
+class AudioError(ValueError):
+    pass
+
+
+def decode_pcm16(b64: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise AudioError("audio is not valid base64") from None
+    if len(raw) % 2:
+        raise AudioError(f"PCM16 audio needs an even number of bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+
+
+def encode_pcm16(pcm16: np.ndarray) -> str:
+    return base64.b64encode(pcm16.astype("<i2", copy=False).tobytes()).decode("ascii")
+
+
+def resample(pcm16: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Resample a whole int16 clip (soxr, high quality)."""
+    if from_hz == to_hz or len(pcm16) == 0:
+        return pcm16.astype(np.int16, copy=False)
+    import soxr
+
+    return soxr.resample(pcm16.astype(np.int16, copy=False), from_hz, to_hz, quality="HQ")
+
+
+class StreamResampler:
+    """Resample a stream chunk by chunk, keeping filter state between chunks (one per direction)."""
+
+    def __init__(self, from_hz: int, to_hz: int):
+        self.from_hz, self.to_hz = from_hz, to_hz
+        self._stream = None
+        if from_hz != to_hz:
+            import soxr
+
+            self._stream = soxr.ResampleStream(from_hz, to_hz, 1, dtype="int16", quality="HQ")
+
+    def push(self, pcm16: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return pcm16
+        return self._stream.resample_chunk(pcm16, last=last)
+
+
+def pcm16_to_wav(pcm16: np.ndarray, rate_hz: int = SAMPLE_RATE_HZ) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(pcm16.astype("<i2", copy=False).tobytes())
+    return buf.getvalue()
+
+
+def ms_to_samples(ms: float, rate_hz: int = SAMPLE_RATE_HZ) -> int:
+    return int(round(ms * rate_hz / 1000))
+
+
+def samples_to_ms(n: int, rate_hz: int = SAMPLE_RATE_HZ) -> float:
+    return n * 1000.0 / rate_hz
+
+
+class Framer:
+    """Cut a stream of int16 samples into fixed frames of `frame_samples` (the VAD's frame size)."""
+
+    def __init__(self, frame_samples: int):
+        self.frame_samples = frame_samples
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def push(self, pcm16: np.ndarray) -> Iterator[np.ndarray]:
+        data = np.concatenate([self._pending, pcm16]) if len(self._pending) else pcm16
+        n = len(data) // self.frame_samples * self.frame_samples
+        for start in range(0, n, self.frame_samples):
+            yield data[start:start + self.frame_samples]
+        self._pending = data[n:].copy()
+
+    def clear(self) -> None:
+        self._pending = np.zeros(0, dtype=np.int16)
+
+
+# ==== 3. Components ====================================================================================
+# EDIT (by subclassing). Every model is a Component of one family. The whole contract:
+#   __init__(config)  store settings only: cheap, no I/O, no heavy imports (the server builds all
+#                     components before loading any, so a bad name fails fast)
+#   load()            blocking: import the library, load weights, warm up. Called once, in a worker
+#                     thread, before the server accepts connections. Raise ComponentMissing with the
+#                     install command when a package is absent.
+#   <core method>     streams its output (async iterator); must never block the event loop: run
+#                     blocking libraries through `iterate_in_thread`, which stops them on cancel
+#   close()           release resources.
+# A subclass with a `name` registers itself in REGISTRY[family][name]; select it by that name in config.
+# VAD instances are per session (they keep state); ASR, LLM, TTS and Judge instances are shared by all
+# sessions and must be safe to call concurrently (serialise inside if the library is not).
+
+REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "asr": {}, "llm": {}, "tts": {}, "judge": {}}
+
+
+class ComponentMissing(RuntimeError):
+    """A backend's library or weights are missing; the message says what to install."""
+
+
+class Component:
+    family: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            REGISTRY[cls.family][cls.name] = cls
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def load(self) -> None:
+        """Load weights and warm up (blocking; runs in a worker thread before serving)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class VAD(Component):
+    """Voice activity detection. `speech_prob` is called on the event loop for every frame, so it must
+    be cheap (microseconds to about a millisecond). One instance per session."""
+
+    family = "vad"
+    frame_ms: ClassVar[int] = 30
+
+    def speech_prob(self, frame: np.ndarray) -> float:
+        """frame: int16, exactly `frame_ms` at 16 kHz -> probability in [0, 1] that it holds speech."""
+        raise NotImplementedError
+
+
+class ASR(Component):
+    """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript."""
+
+    family = "asr"
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        """audio: int16 at 16 kHz, the whole utterance (with prefix padding)."""
+        raise NotImplementedError
+        yield ""
+
+
+class LLM(Component):
+    """Language model. `generate` yields text deltas; closing the iterator must stop generation."""
+
+    family = "llm"
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        """messages: OpenAI-style [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
+        raise NotImplementedError
+        yield ""
+
+
+class TTS(Component):
+    """Speech synthesis. `synthesize` yields int16 chunks at 16 kHz as soon as they exist."""
+
+    family = "tts"
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        raise NotImplementedError
+        yield np.zeros(0, dtype=np.int16)
+
+
+async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]], *,
+                            max_pending: int = 64, thread_name: str = "s2s-model") -> AsyncIterator[T]:
+    """Run a blocking generator in its own thread and yield its items on the event loop.
+
+    `make_iter(stop)` receives a threading.Event; the generator should check it between items (or hand it
+    to the library's cancel hook). When the consumer stops early (barge-in cancels it, or it breaks out),
+    `stop` is set and the thread ends at its next check. At most `max_pending` items wait unconsumed.
+    A dedicated thread (not the loop's small pool) so that long streams never starve each other.
+    """
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+    room = threading.Semaphore(max_pending)
+    items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by `room` (+1 for the end marker)
+
+    def deliver(kind: str, value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed while the thread finished: nobody listens
+            loop.call_soon_threadsafe(items.put_nowait, (kind, value))
+
+    def worker() -> None:
+        try:
+            iterator = make_iter(stop)
+            try:
+                for item in iterator:
+                    while not room.acquire(timeout=0.05):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    deliver("item", item)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            deliver("error", exc)
+        finally:
+            deliver("end", None)
+
+    threading.Thread(target=worker, name=thread_name, daemon=True).start()
+    try:
+        while True:
+            kind, value = await items.get()
+            if kind == "item":
+                room.release()
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+# ---- Test doubles -------------------------------------------------------------------------------------
+# Deterministic fakes with configurable latency, selected by the name "fake". They exist to test and
+# measure the pipeline without models; they are never the default. Fake audio is a quiet tone.
+
+
+class FakeASR(ASR):
+    """Test double: returns `fake_asr_text` after `fake_asr_latency_ms`, word by word."""
+
+    name = "fake"
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        await asyncio.sleep(self.config.fake_asr_latency_ms / 1000)
+        words = self.config.fake_asr_text.split(" ")
+        for i, word in enumerate(words):
+            yield word if i == 0 else " " + word
+
+
+class FakeLLM(LLM):
+    """Test double: streams `fake_llm_reply` (with {user} filled in) word by word, with set delays."""
+
+    name = "fake"
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        words = self.config.fake_llm_reply.replace("{user}", user.strip().rstrip(".!?")).split(" ")
+        await asyncio.sleep(self.config.fake_llm_first_token_ms / 1000)
+        for i, word in enumerate(words[:max_tokens]):
+            if i and self.config.fake_llm_token_ms:
+                await asyncio.sleep(self.config.fake_llm_token_ms / 1000)
+            yield word if i == 0 else " " + word
+
+
+class FakeTTS(TTS):
+    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks."""
+
+    name = "fake"
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
+        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char)
+        t = np.arange(total) / SAMPLE_RATE_HZ
+        tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+        step = ms_to_samples(40)
+        for start in range(0, total, step):
+            yield tone[start:start + step]
+            await asyncio.sleep(0)  # a real model yields to the loop between chunks too
+
+
+# ==== 4. VAD ===========================================================================================
+# EDIT. The VAD scores frames; the TurnDetector turns scores into turn events. The detector is pure (no
+# sockets, no clocks: time is counted in audio), so tests drive it with scripted probabilities.
+
+
+class WebRTCVAD(VAD):
+    """Google's WebRTC VAD (package webrtcvad-wheels): about 6 us per 30 ms frame, binary decisions."""
+
+    name = "webrtc"
+    frame_ms = 30
+
+    def load(self) -> None:
+        try:
+            import webrtcvad
+        except ImportError as exc:
+            raise ComponentMissing("the webrtc VAD needs: pip install webrtcvad-wheels") from exc
+        self._vad = webrtcvad.Vad(self.config.vad_aggressiveness)
+
+    def speech_prob(self, frame: np.ndarray) -> float:
+        return 1.0 if self._vad.is_speech(frame.astype("<i2", copy=False).tobytes(), SAMPLE_RATE_HZ) else 0.0
+
+
+@dataclass
+class TurnEvent:
+    """What the detector saw. Times are milliseconds of audio since the session's first sample."""
+
+    kind: Literal["speech_started", "paused", "resumed", "speech_stopped"]
+    at_ms: float
+    audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
+
+
+class TurnDetector:
+    """Pure turn-taking over VAD frames.
+
+    - Onset: `speech_started` once the last `min_speech_ms` of frames are at least 80 % voiced. The
+      utterance starts `prefix_padding_ms` before the first voiced frame of that window.
+    - `paused` after `pause_ms` of silence (speculative ASR may start), `resumed` if speech returns.
+    - `speech_stopped` after `silence_ms` of silence, or when the utterance reaches `max_utterance_ms`.
+    The session may raise `min_speech_ms` while the bot talks (barge-in needs more voiced audio).
+    """
+
+    def __init__(self, *, frame_ms: int, threshold: float, min_speech_ms: int, silence_ms: int,
+                 prefix_padding_ms: int, max_utterance_ms: int, pause_ms: int = 0):
+        self.frame_ms = frame_ms
+        self.threshold = threshold
+        self.min_speech_ms = min_speech_ms
+        self.silence_ms = silence_ms
+        self.prefix_padding_ms = prefix_padding_ms
+        self.max_utterance_ms = max_utterance_ms
+        self.pause_ms = pause_ms
+        self.clock_ms = 0.0  # audio time at the end of the last frame pushed (kept across resets)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any utterance in progress (the audio clock keeps running)."""
+        self.in_speech = False
+        self._recent: deque[tuple[np.ndarray, bool]] = deque()  # frames before onset, with voiced flags
+        self._utterance: list[np.ndarray] = []
+        self._silence_frames = 0
+        self._paused = False
+        self.speech_ms = 0.0  # voiced ms since the onset
+        self.last_voiced_end_ms = 0.0
+
+    def _frames(self, ms: float) -> int:
+        return max(1, math.ceil(ms / self.frame_ms))
+
+    def utterance_audio(self) -> np.ndarray:
+        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, dtype=np.int16)
+
+    def push(self, frame: np.ndarray, speech_prob: float) -> list[TurnEvent]:
+        self.clock_ms += self.frame_ms
+        voiced = speech_prob >= self.threshold
+        if not self.in_speech:
+            return self._listen(frame, voiced)
+        return self._track(frame, voiced)
+
+    def _listen(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
+        need = self._frames(self.min_speech_ms)
+        keep = need + self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else need
+        self._recent.append((frame, voiced))
+        while len(self._recent) > keep:
+            self._recent.popleft()
+        window = list(self._recent)[-need:]
+        if len(window) < need or sum(v for _, v in window) < math.ceil(0.8 * need):
+            return []
+        # Onset: keep the padding before the first voiced frame of the window, and the window itself.
+        frames = list(self._recent)
+        first_voiced = len(frames) - need + next(i for i, (_, v) in enumerate(window) if v)
+        start = max(0, first_voiced - (self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else 0))
+        self._utterance = [f for f, _ in frames[start:]]
+        self._recent.clear()
+        self.in_speech = True
+        self._silence_frames = 0
+        self._paused = False
+        self.speech_ms = sum(v for _, v in window) * self.frame_ms
+        self.last_voiced_end_ms = self.clock_ms
+        onset_ms = self.clock_ms - (len(frames) - first_voiced) * self.frame_ms
+        return [TurnEvent("speech_started", onset_ms)]
+
+    def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
+        self._utterance.append(frame)
+        events: list[TurnEvent] = []
+        if voiced:
+            self.speech_ms += self.frame_ms
+            self.last_voiced_end_ms = self.clock_ms
+            self._silence_frames = 0
+            if self._paused:
+                self._paused = False
+                events.append(TurnEvent("resumed", self.clock_ms))
+        else:
+            self._silence_frames += 1
+            silence = self._silence_frames * self.frame_ms
+            if self.pause_ms and not self._paused and silence >= self.pause_ms and silence < self.silence_ms:
+                self._paused = True
+                events.append(TurnEvent("paused", self.clock_ms, self._trimmed()))
+            if silence >= self.silence_ms:
+                return events + [self._stop()]
+        if len(self._utterance) * self.frame_ms >= self.max_utterance_ms:
+            events.append(self._stop())
+        return events
+
+    def _trimmed(self) -> np.ndarray:
+        """The utterance without its trailing silence (what ASR needs)."""
+        keep = len(self._utterance) - self._silence_frames
+        return np.concatenate(self._utterance[:max(keep, 1)])
+
+    def _stop(self) -> TurnEvent:
+        event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed())
+        self.in_speech = False
+        self._utterance = []
+        self._recent.clear()
+        self._silence_frames = 0
+        self._paused = False
+        return event
+
+
+# ==== 5. ASR ===========================================================================================
+# EDIT. Speech recognisers. The test double FakeASR is in section 3.
+
+
+# ==== 6. LLM ===========================================================================================
+# EDIT. Language models. The test double FakeLLM is in section 3.
+
+
+# ==== 7. TTS ===========================================================================================
+# EDIT. Speech synthesisers. The test double FakeTTS is in section 3.
+
+
+# ==== 8. Text ==========================================================================================
+# EDIT. The LLM streams tokens; TTS wants clauses. Cutting at the first comma instead of the first full
+# stop starts speech hundreds of milliseconds sooner, at some cost in prosody across the cut.
+
+_STRONG_BREAKS = ".!?\n。！？…"
+_WEAK_BREAKS = ",;:，；：、"
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+_MARKUP = re.compile(r"[*_`#>|~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
+
+
+def text_weight(text: str) -> int:
+    """Characters, with CJK characters counted twice (they carry about a syllable and a half each)."""
+    return len(text) + len(_CJK.findall(text))
+
+
+def speakable(text: str) -> str:
+    """Drop markdown the LLM may emit despite the prompt; TTS would read it aloud."""
+    return re.sub(r"\s+", " ", _MARKUP.sub("", text)).strip()
+
+
+class ClauseChunker:
+    """Accumulate streamed text and cut it into clauses for TTS.
+
+    A strong mark (. ! ? 。！？) ends a clause when followed by a space or end of a CJK mark; a weak mark
+    (, ; : ，；：、) ends one once the clause weighs `min_chars`; a clause with no mark is cut at the last
+    space before `max_chars`. English full stops need a following space, so "3.14" stays whole.
+    """
+
+    def __init__(self, min_chars: int, max_chars: int):
+        self.min_chars, self.max_chars = min_chars, max_chars
+        self._buffer = ""
+
+    def push(self, delta: str) -> list[str]:
+        self._buffer += delta
+        clauses = []
+        while (cut := self._find_cut()) is not None:
+            clause, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
+            if clause:
+                clauses.append(clause)
+        return clauses
+
+    def flush(self) -> list[str]:
+        clause, self._buffer = self._buffer.strip(), ""
+        return [clause] if clause else []
+
+    def _find_cut(self) -> int | None:
+        buf = self._buffer
+        for i, ch in enumerate(buf):
+            if ch in _STRONG_BREAKS or ch in _WEAK_BREAKS:
+                cjk_mark = ch in "。！？…，；：、\n"
+                followed = i + 1 < len(buf) and (buf[i + 1].isspace() or cjk_mark)
+                if not (followed or (cjk_mark and i + 1 == len(buf))):
+                    continue
+                if ch in _STRONG_BREAKS or text_weight(buf[:i + 1].strip()) >= self.min_chars:
+                    return i + 1
+        if text_weight(buf) > self.max_chars:
+            space = buf.rfind(" ", 0, self.max_chars)
+            return space + 1 if space > 0 else self.max_chars
+        return None
+
+
+# ==== 9. Judgement =====================================================================================
+# EDIT. The Subjective Action Judgement (paper sec. 2.2.2) answers two questions: on a partial transcript,
+# interrupt now or keep listening; on a completed turn, reply, refuse, deflect, stay silent or block.
+
+Action = Literal["wait", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
+
+
+class Judgement(BaseModel):
+    action: Action
+    reason: str = ""
+    confidence: float = 1.0
+    latency_ms: float = 0.0
+
+
+@dataclass
+class JudgeContext:
+    """What the judge may look at: the conversation so far and the session's allowed strategies."""
+
+    history: list[dict[str, str]]
+    strategies: frozenset[str]
+    user_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Judge(Component):
+    """Decides what the bot does. `judge` must answer fast on partials (it runs on each one)."""
+
+    family = "judge"
+
+    async def judge(self, context: JudgeContext, utterance: str,
+                    stage: Literal["partial", "complete"]) -> Judgement:
+        raise NotImplementedError
+
+
+class OffJudge(Judge):
+    """Proactivity off: always reply to a completed turn, never interrupt (a plain chatbot)."""
+
+    name = "off"
+
+    async def judge(self, context: JudgeContext, utterance: str,
+                    stage: Literal["partial", "complete"]) -> Judgement:
+        if stage == "partial":
+            return Judgement(action="wait", reason="proactivity is off")
+        return Judgement(action="reply", reason="proactivity is off")
+
+
+# ==== 10. Session ======================================================================================
+# PLUMBING. One Session per WebSocket holds all of that conversation's state. Two tasks under one owner
+# (`run`): the receive loop parses events and runs the audio path (resample -> VAD -> TurnDetector) inline,
+# so a barge-in is seen on the very frame that crosses the threshold; the send loop drains
+# `outbound_events` with a deadline per send. Each user turn is a task (ASR -> judgement -> response),
+# and each response is a task whose LLM stream feeds `clause_queue`, which TTS turns into audio deltas.
+# Cancelling a response cancels its task; the streams are closed by `aclosing`, so model work stops.
+
+
+class State(StrEnum):
+    LISTENING = "listening"
+    PROCESSING = "processing"
+    SPEAKING = "speaking"
+
+
+@dataclass
+class Components:
+    """The shared, loaded models of a server (VAD is a class: each session makes its own)."""
+
+    vad_class: type[VAD]
+    asr: ASR
+    llm: LLM
+    tts: TTS
+    judge: Judge
+
+
+@dataclass
+class Item:
+    """One conversation item: what the user said or what the bot actually got to say."""
+
+    id: str
+    role: Literal["user", "assistant"]
+    text: str = ""
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    source: Literal["audio", "text"] = "text"
+    unanswered: bool = False  # the judgement chose silence for this user turn
+    created_at: float = field(default_factory=time.time)
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.role == "user":
+            content = ({"type": "input_audio", "transcript": self.text or None} if self.source == "audio"
+                       else {"type": "input_text", "text": self.text})
+        else:
+            content = {"type": "output_audio", "transcript": self.text}
+        return {"id": self.id, "object": "realtime.item", "type": "message", "role": self.role,
+                "status": self.status, "content": [content]}
+
+
+@dataclass
+class Response:
+    """A reply in flight. Audio offsets are ms of this response's audio, in the order it was sent."""
+
+    id: str
+    item: Item
+    strategy: str
+    task: asyncio.Task[None] | None = None
+    status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
+    spans: list[tuple[float, str]] = field(default_factory=list)  # (audio ms at which the clause starts, clause)
+    audio_sent_ms: float = 0.0
+    first_audio_at_ms: float | None = None  # monotonic ms of the first audio delta on the wire
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    trace_audio: list[np.ndarray] = field(default_factory=list)
+    turn: Turn | None = None
+
+    def text_until(self, audio_ms: float) -> str:
+        """The words spoken in the first `audio_ms` of audio: whole clauses, then a share of the next."""
+        words: list[str] = []
+        for i, (start, clause) in enumerate(self.spans):
+            if start >= audio_ms:
+                break
+            end = self.spans[i + 1][0] if i + 1 < len(self.spans) else self.audio_sent_ms
+            if audio_ms >= end:
+                words.append(clause)
+            else:
+                share = (audio_ms - start) / max(end - start, 1e-6)
+                if _CJK.search(clause):
+                    words.append(clause[:int(len(clause) * share)])
+                else:
+                    tokens = clause.split(" ")
+                    words.append(" ".join(tokens[:int(len(tokens) * share)]))
+        return " ".join(w for w in words if w).strip()
+
+
+@dataclass
+class Outgoing:
+    event: dict[str, Any]
+    response: Response | None = None  # set for a response's audio and transcript deltas
+    audio_ms: float = 0.0
+    clause: str = ""
+    after_send: Callable[[], None] | None = None  # runs once the event is on the wire
+
+
+@dataclass
+class SessionSettings:
+    """What a client may change with session.update; starts from the server's Config."""
+
+    instructions: str
+    input_rate_hz: int
+    output_rate_hz: int
+    voice: str
+    server_vad: bool = True
+    silence_ms: int = 600
+    prefix_padding_ms: int = 300
+    threshold: float = 0.5
+    interrupt_response: bool = True
+    create_response: bool = True
+    user_id: str = ""
+    proactive: bool = True
+    strategies: frozenset[str] = frozenset({"reply", "refuse", "deflect", "silence", "interrupt", "block"})
+
+    @classmethod
+    def from_config(cls, config: Config) -> SessionSettings:
+        return cls(instructions=config.system_prompt, input_rate_hz=config.wire_rate_hz,
+                   output_rate_hz=config.wire_rate_hz, voice=config.tts_voice, silence_ms=config.vad_silence_ms,
+                   prefix_padding_ms=config.vad_prefix_padding_ms, threshold=config.vad_threshold)
+
+
+@dataclass
+class Turn:
+    """Timing of one user turn, for s2s.metrics (wall times are monotonic ms)."""
+
+    item: Item | None  # None when the client asked for a response with no new input
+    voice_end_at_ms: float  # when the last voiced frame (or the typed text) reached the server
+    endpoint_ms: float | None = None
+    audio: np.ndarray | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    number: int = 0  # 1, 2, ... within the session (trace folder names)
+
+
+class Session:
+    def __init__(self, server: S2SServer, ws: Any, remote: str = ""):
+        self.id = new_id("sess")
+        self.server, self.ws, self.remote = server, ws, remote
+        self.config = server.config
+        self.components = server.components
+        self.log = logging.LoggerAdapter(log, {"session": self.id})
+        self.settings = SessionSettings.from_config(self.config)
+        self.state = State.LISTENING
+        self.items: list[Item] = []
+        self.response: Response | None = None  # the reply being generated now
+        self.last_response: Response | None = None  # the newest reply, possibly still playing
+        self.outbound_events: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._outbound_room = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._playback_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        # audio path
+        self.vad = self.components.vad_class(self.config)
+        self._framer = Framer(ms_to_samples(self.vad.frame_ms))
+        self._input_resampler = StreamResampler(self.settings.input_rate_hz, SAMPLE_RATE_HZ)
+        self.detector = TurnDetector(
+            frame_ms=self.vad.frame_ms, threshold=self.settings.threshold,
+            min_speech_ms=self.config.vad_min_speech_ms, silence_ms=self.settings.silence_ms,
+            prefix_padding_ms=self.settings.prefix_padding_ms, max_utterance_ms=self.config.max_utterance_ms,
+            pause_ms=self.config.asr_speculative_ms)
+        self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
+        self._speech_item_id: str | None = None  # item id announced by speech_started
+        self._last_voiced_at_ms = 0.0
+        self._speculative: tuple[int, asyncio.Task[str]] | None = None  # (audio length, ASR task)
+        self._user_speaking = False
+        self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
+        self._turn_numbers = itertools.count(1)
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Own the receive and send tasks; when either ends, cancel everything the session started."""
+        started = now_ms()
+        await asyncio.to_thread(self.vad.load)
+        self.log.info("open remote=%s", self.remote)
+        self.emit(server_event("session.created", session=self.session_object()))
+        self.emit(server_event("s2s.state", state=self.state.value))
+        receiver = asyncio.create_task(self._receive_loop(), name=f"{self.id}-receive")
+        sender = asyncio.create_task(self._send_loop(), name=f"{self.id}-send")
+        try:
+            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    self.log.warning("ended: %r", task.exception())
+        finally:
+            self._closing = True
+            if self.response is not None:
+                self.response.status = "cancelled"
+            if self._playback_timer is not None:
+                self._playback_timer.cancel()
+            pending = [receiver, sender, *self._tasks]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            self.vad.close()
+            self.log.info("closed after %.0f ms", now_ms() - started)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """The one place that starts background work; `run` cancels and awaits it all at the end."""
+        task = asyncio.create_task(coro, name=f"{self.id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+    # ---- sending --------------------------------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any], *, response: Response | None = None, audio_ms: float = 0.0,
+             clause: str = "", after_send: Callable[[], None] | None = None) -> None:
+        """Queue a server event. Control events never wait; audio waits for room in `emit_audio`."""
+        if self._closing:
+            return
+        self.outbound_events.put_nowait(Outgoing(event, response, audio_ms, clause, after_send))
+
+    async def emit_audio(self, event: dict[str, Any], response: Response, audio_ms: float) -> None:
+        while self.outbound_events.qsize() >= self.config.outbound_queue_events:
+            self._outbound_room.clear()
+            await self._outbound_room.wait()
+        if response.status == "in_progress":
+            self.emit(event, response=response, audio_ms=audio_ms)
+
+    async def _send_loop(self) -> None:
+        import websockets
+
+        while True:
+            out = await self.outbound_events.get()
+            self._outbound_room.set()
+            if out.response is not None and out.response.status == "cancelled":
+                continue  # purged: a cancelled response sends nothing more
+            try:
+                await asyncio.wait_for(self.ws.send(json.dumps(out.event)), self.config.send_timeout_s)
+            except TimeoutError:
+                self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
+                self.ws.transport.abort()
+                return
+            except websockets.ConnectionClosed:
+                return
+            if out.response is not None:
+                self._after_send(out)
+            if out.after_send is not None:
+                out.after_send()
+
+    def _after_send(self, out: Outgoing) -> None:
+        """Account for what actually reached the socket: spoken text and audio played at real time."""
+        r = out.response
+        assert r is not None
+        if out.clause:
+            r.spans.append((r.audio_sent_ms, out.clause))
+        if out.audio_ms:
+            now = now_ms()
+            if r.first_audio_at_ms is None:
+                r.first_audio_at_ms = now
+                self._set_state(State.SPEAKING)
+            r.audio_sent_ms += out.audio_ms
+            self._schedule_playback_end(r.first_audio_at_ms + r.audio_sent_ms - now)
+
+    def _schedule_playback_end(self, delay_ms: float) -> None:
+        if self._playback_timer is not None:
+            self._playback_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._playback_timer = loop.call_later(max(delay_ms, 0) / 1000, self._playback_finished)
+
+    def _playback_finished(self) -> None:
+        self._playback_timer = None
+        if self.response is None and self.state == State.SPEAKING:
+            self._set_state(State.LISTENING)
+
+    def playback_remaining_ms(self) -> float:
+        r = self.last_response
+        if r is None or r.first_audio_at_ms is None:
+            return 0.0
+        return max(0.0, r.first_audio_at_ms + r.audio_sent_ms - now_ms())
+
+    def bot_active(self) -> bool:
+        return self.response is not None or self.playback_remaining_ms() > 0
+
+    def _set_state(self, state: State) -> None:
+        """The one place the state machine moves; every change is logged and sent as s2s.state."""
+        if state == self.state:
+            return
+        self.log.debug("state %s -> %s", self.state.value, state.value)
+        self.state = state
+        self.emit(server_event("s2s.state", state=state.value))
+
+    def error(self, code: str, message: str, event_id: str | None = None, kind: str = "invalid_request_error") -> None:
+        self.log.info("error %s: %s", code, message[:200])
+        self.emit(error_event(code, message, event_id, kind))
+
+    # ---- receiving ------------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        import websockets
+
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    self.error("binary_not_supported", "send JSON text frames; audio goes base64 in "
+                               "input_audio_buffer.append")
+                    continue
+                try:
+                    self.dispatch(parse_client_event(message))
+                except ProtocolError as exc:
+                    self.error(exc.code, exc.message, exc.event_id, exc.kind)
+                except Exception as exc:  # a bug must not end the conversation
+                    self.log.exception("internal error while handling an event")
+                    self.error("internal_error", f"the server failed to handle this event: {exc!r}",
+                               kind="server_error")
+        except websockets.ConnectionClosed:
+            pass
+
+    def dispatch(self, event: Any) -> None:
+        """Act on one validated client event. Synchronous: slow work is spawned, never awaited here."""
+        match event:
+            case InputAudioBufferAppend():
+                self.on_audio(event)
+            case SessionUpdate():
+                self.on_session_update(event)
+            case InputAudioBufferCommit():
+                self.on_commit(event)
+            case InputAudioBufferClear():
+                self._ptt_audio.clear()
+                self._clear_detector()
+                self.emit(server_event("input_audio_buffer.cleared"))
+            case ConversationItemCreate():
+                self.on_text(event)
+            case ResponseCreate():
+                self.on_response_create(event)
+            case ResponseCancel():
+                if self.response is None:
+                    raise ProtocolError("response_cancel_not_active", "there is no response in progress to cancel",
+                                        event.event_id)
+                self.barge_in("client_cancelled")
+            case ConversationItemTruncate():
+                self.on_truncate(event)
+
+    # ---- session.update -------------------------------------------------------------------------------
+
+    def session_object(self) -> dict[str, Any]:
+        s = self.settings
+        turn_detection = None if not s.server_vad else {
+            "type": "server_vad", "silence_duration_ms": s.silence_ms, "prefix_padding_ms": s.prefix_padding_ms,
+            "threshold": s.threshold, "interrupt_response": s.interrupt_response,
+            "create_response": s.create_response}
+        return {
+            "type": "realtime", "object": "realtime.session", "id": self.id, "model": "s2s",
+            "output_modalities": ["audio"], "instructions": s.instructions,
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": s.input_rate_hz},
+                                "turn_detection": turn_detection},
+                      "output": {"format": {"type": "audio/pcm", "rate": s.output_rate_hz}, "voice": s.voice}},
+            "s2s": {"user_id": s.user_id, "proactive": s.proactive, "strategies": sorted(s.strategies),
+                    "judge": self.config.judge},
+        }
+
+    def on_session_update(self, event: SessionUpdate) -> None:
+        patch, s = event.session, self.settings
+        if patch.instructions is not None:
+            s.instructions = patch.instructions
+        audio_in = patch.audio.input if patch.audio else None
+        audio_out = patch.audio.output if patch.audio else None
+        if audio_in is not None:
+            if audio_in.format is not None and audio_in.format.rate != s.input_rate_hz:
+                s.input_rate_hz = audio_in.format.rate
+                self._input_resampler = StreamResampler(s.input_rate_hz, SAMPLE_RATE_HZ)
+            if "turn_detection" in audio_in.model_fields_set:
+                td = audio_in.turn_detection
+                s.server_vad = td is not None
+                if td is not None:
+                    s.silence_ms = td.silence_duration_ms or s.silence_ms
+                    if td.prefix_padding_ms is not None:
+                        s.prefix_padding_ms = td.prefix_padding_ms
+                    if td.threshold is not None:
+                        s.threshold = td.threshold
+                    s.interrupt_response, s.create_response = td.interrupt_response, td.create_response
+                self.detector.silence_ms, self.detector.threshold = s.silence_ms, s.threshold
+                self.detector.prefix_padding_ms = s.prefix_padding_ms
+                self._clear_detector()
+                self._ptt_audio.clear()
+        if audio_out is not None:
+            if audio_out.format is not None:
+                s.output_rate_hz = audio_out.format.rate
+            if audio_out.voice is not None:
+                s.voice = audio_out.voice
+        if patch.s2s is not None:
+            if patch.s2s.user_id is not None:
+                s.user_id = patch.s2s.user_id
+            if patch.s2s.proactive is not None:
+                s.proactive = patch.s2s.proactive
+            if patch.s2s.strategies is not None:
+                s.strategies = frozenset(patch.s2s.strategies) | {"reply"}
+        self.emit(server_event("session.updated", session=self.session_object()))
+
+    # ---- audio in -------------------------------------------------------------------------------------
+
+    def on_audio(self, event: InputAudioBufferAppend) -> None:
+        try:
+            pcm = decode_pcm16(event.audio)
+        except AudioError as exc:
+            raise ProtocolError("invalid_audio", str(exc), event.event_id) from None
+        if samples_to_ms(len(pcm), self.settings.input_rate_hz) > self.config.max_append_ms:
+            raise ProtocolError("audio_too_long", f"one append may carry at most {self.config.max_append_ms} ms "
+                                f"of audio; split it into smaller frames", event.event_id)
+        pcm16k = self._input_resampler.push(pcm)
+        if not self.settings.server_vad:
+            self._append_ptt(pcm16k, event.event_id)
+            return
+        for frame in self._framer.push(pcm16k):
+            self._on_frame(frame)
+
+    def _append_ptt(self, pcm16k: np.ndarray, event_id: str | None) -> None:
+        held_ms = samples_to_ms(sum(len(a) for a in self._ptt_audio))
+        if held_ms >= self.config.max_utterance_ms:
+            raise ProtocolError("input_audio_buffer_full", f"push-to-talk buffer holds {self.config.max_utterance_ms}"
+                                " ms at most; commit or clear it", event_id)
+        if not self._ptt_audio and self.bot_active() and self.settings.interrupt_response:
+            self.barge_in("turn_detected")  # pressing to talk interrupts the bot
+        self._ptt_audio.append(pcm16k)
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        detector = self.detector
+        if not detector.in_speech:
+            barge_in = self.bot_active() and self.settings.interrupt_response
+            detector.min_speech_ms = (max(self.config.vad_min_speech_ms, self.config.barge_in_min_speech_ms)
+                                      if barge_in else self.config.vad_min_speech_ms)
+        prob = self.vad.speech_prob(frame)
+        if detector.in_speech and prob >= detector.threshold:
+            self._last_voiced_at_ms = now_ms()
+        for ev in detector.push(frame, prob):
+            if ev.kind == "speech_started":
+                self._last_voiced_at_ms = now_ms()
+                self._on_speech_started(ev)
+            elif ev.kind == "paused":
+                self._start_speculative_asr(ev)
+            elif ev.kind == "resumed":
+                self._drop_speculative_asr()
+            elif ev.kind == "speech_stopped":
+                self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
+
+    def _clear_detector(self) -> None:
+        self.detector.reset()
+        self._framer.clear()
+        self._user_speaking = False
+        self._drop_speculative_asr()
+
+    def _on_speech_started(self, ev: TurnEvent) -> None:
+        self._user_speaking = True
+        self._speech_item_id = new_id("item")
+        if self.bot_active() and self.settings.interrupt_response:
+            self.barge_in("turn_detected")
+        self._set_state(State.LISTENING)
+        self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
+                               item_id=self._speech_item_id))
+
+    def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
+        self._user_speaking = False
+        item_id = self._speech_item_id or new_id("item")
+        self._speech_item_id = None
+        self.emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.at_ms), item_id=item_id))
+        assert ev.audio is not None
+        turn = Turn(Item(item_id, "user", status="in_progress", source="audio"),
+                    voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, audio=ev.audio)
+        speculative = None
+        if self._speculative is not None and self._speculative[0] == len(ev.audio):
+            speculative = self._speculative[1]
+        self._speculative = None
+        self._commit(turn, speculative)
+
+    def on_commit(self, event: InputAudioBufferCommit) -> None:
+        if self.settings.server_vad:
+            if not self.detector.in_speech:
+                raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
+                                    event.event_id)
+            audio = self.detector.utterance_audio()
+            ev = TurnEvent("speech_stopped", self.detector.last_voiced_end_ms, audio)
+            self._clear_detector()
+            self._on_speech_stopped(ev, endpoint_ms=None)
+            return
+        audio = np.concatenate(self._ptt_audio) if self._ptt_audio else np.zeros(0, dtype=np.int16)
+        self._ptt_audio.clear()
+        if samples_to_ms(len(audio)) < 100:
+            raise ProtocolError("input_audio_buffer_commit_empty",
+                                f"the buffer holds {samples_to_ms(len(audio)):.0f} ms of audio; at least 100 ms "
+                                "is needed", event.event_id)
+        turn = Turn(Item(new_id("item"), "user", status="in_progress", source="audio"),
+                    voice_end_at_ms=now_ms(), audio=audio)
+        self._commit(turn, None)
+
+    def _commit(self, turn: Turn, speculative: asyncio.Task[str] | None) -> None:
+        self.items.append(turn.item)
+        self.emit(server_event("input_audio_buffer.committed", item_id=turn.item.id, previous_item_id=None))
+        self.emit(server_event("conversation.item.added", item=turn.item.to_wire()))
+        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s", turn.item.id,
+                      samples_to_ms(len(turn.audio)) if turn.audio is not None else 0,
+                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "manual")
+        self.spawn(self._user_turn(turn, speculative), "turn")
+
+    # ---- speculative ASR (starts during the silence window) ------------------------------------------
+
+    def _start_speculative_asr(self, ev: TurnEvent) -> None:
+        assert ev.audio is not None
+        self._drop_speculative_asr()
+        self._speculative = (len(ev.audio), self.spawn(self._collect_transcript(ev.audio), "asr-speculative"))
+
+    def _drop_speculative_asr(self) -> None:
+        if self._speculative is not None:
+            self._speculative[1].cancel()
+            self._speculative = None
+
+    async def _collect_transcript(self, audio: np.ndarray) -> str:
+        async with contextlib.aclosing(self.components.asr.transcribe(audio)) as pieces:
+            return "".join([piece async for piece in pieces])
+
+    # ---- a user turn: ASR -> judgement -> response ----------------------------------------------------
+
+    async def _user_turn(self, turn: Turn, speculative: asyncio.Task[str] | None) -> None:
+        item = turn.item
+        self._set_state(State.PROCESSING)
+        started = now_ms()
+        try:
+            if speculative is not None:
+                text = await speculative
+                if text:
+                    self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item.id,
+                                           content_index=0, delta=text))
+            else:
+                pieces = []
+                assert turn.audio is not None
+                async with contextlib.aclosing(self.components.asr.transcribe(turn.audio)) as stream:
+                    async for piece in stream:
+                        pieces.append(piece)
+                        self.emit(server_event("conversation.item.input_audio_transcription.delta",
+                                               item_id=item.id, content_index=0, delta=piece))
+                text = "".join(pieces)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.exception("asr failed")
+            self.items.remove(item)
+            self.emit(server_event("conversation.item.input_audio_transcription.failed", item_id=item.id,
+                                   content_index=0, error={"type": "asr_error", "message": repr(exc)}))
+            self.error("asr_failed", f"speech recognition failed: {exc!r}", kind="server_error")
+            self._settle_state()
+            return
+        turn.metrics["asr"] = now_ms() - started
+        item.text, item.status = text.strip(), "completed"
+        self.emit(server_event("conversation.item.input_audio_transcription.completed", item_id=item.id,
+                               content_index=0, transcript=item.text))
+        self.log.info("asr %.0f ms%s: %r", turn.metrics["asr"], " (speculative)" if speculative else "",
+                      item.text[:120])
+        if not item.text:
+            self.items.remove(item)  # noise, not words: nothing to answer
+            self._trace(turn, None)
+            self._settle_state()
+            return
+        if self._user_speaking or (self.items and self.items[-1] is not item and self.items[-1].role == "user"):
+            return  # the user went on talking: the newer turn answers both
+        if self.settings.create_response:
+            await self._judge_and_respond(turn)
+        else:
+            self._settle_state()
+
+    def on_text(self, event: ConversationItemCreate) -> None:
+        text = "\n".join(part.text for part in event.item.content).strip()
+        if not text:
+            raise ProtocolError("empty_message", "the message has no text", event.event_id)
+        if self.bot_active():
+            self.barge_in("turn_detected")
+        item = Item(new_id("item"), "user", text, source="text")
+        self.items.append(item)
+        self._pending_text_turn = Turn(item, voice_end_at_ms=now_ms())
+        self.emit(server_event("conversation.item.added", item=item.to_wire()))
+
+    def on_response_create(self, event: ResponseCreate) -> None:
+        if self.response is not None:
+            raise ProtocolError("conversation_already_has_active_response",
+                                f"response {self.response.id} is in progress; cancel it first", event.event_id)
+        turn, self._pending_text_turn = self._pending_text_turn, None
+        instructions = event.response.instructions if event.response else None
+        self._set_state(State.PROCESSING)
+        if turn is not None and self.items and self.items[-1] is turn.item:
+            self.spawn(self._judge_and_respond(turn, instructions), "turn")
+        else:  # asked to speak with no new user input: just continue the conversation
+            self.start_response("reply", Turn(None, voice_end_at_ms=now_ms()), instructions)
+
+    async def _judge_and_respond(self, turn: Turn, instructions: str | None = None) -> None:
+        started = now_ms()
+        context = JudgeContext(history=self.llm_history(), strategies=self.settings.strategies,
+                               user_id=self.settings.user_id)
+        try:
+            judgement = await self.components.judge.judge(context, turn.item.text, "complete")
+        except Exception as exc:  # a judge failure must not cost the user their answer
+            self.log.exception("judge failed; replying")
+            judgement = Judgement(action="reply", reason=f"judge failed: {exc!r}", confidence=0.0)
+        judgement.latency_ms = now_ms() - started
+        turn.metrics["judge"] = judgement.latency_ms
+        if judgement.action not in self.settings.strategies or not self.settings.proactive:
+            judgement = Judgement(action="reply", reason=f"{judgement.action} is switched off; replying",
+                                  latency_ms=judgement.latency_ms)
+        self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=judgement.action,
+                               reason=judgement.reason, confidence=judgement.confidence,
+                               latency_ms=round(judgement.latency_ms, 1)))
+        if judgement.action in ("silence", "wait", "block", "interrupt"):
+            turn.item.unanswered = judgement.action == "silence"
+            self.log.info("judgement %s: no reply (%s)", judgement.action, judgement.reason)
+            self._trace(turn, None)
+            self._settle_state()
+            return
+        self.start_response(judgement.action, turn, instructions)
+
+    # ---- responses ------------------------------------------------------------------------------------
+
+    def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
+        item = Item(new_id("item"), "assistant", status="in_progress")
+        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
+        self.response = self.last_response = r
+        messages = self.llm_messages(instructions)
+        self.items.append(item)
+        self.emit(server_event("response.created", response={
+            "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],
+            "metadata": {"strategy": strategy}}))
+        self.emit(server_event("conversation.item.added", item=item.to_wire()))
+        self._set_state(State.PROCESSING)
+        r.task = self.spawn(self._run_response(r, turn, messages), "response")
+        return r
+
+    def llm_history(self) -> list[dict[str, str]]:
+        """The conversation as chat messages: empty items dropped, consecutive same-role items merged."""
+        messages: list[dict[str, str]] = []
+        limit = self.config.history_max_items
+        items = [i for i in self.items if i.text][-limit:] if limit else []
+        for item in items:
+            text = item.text + (" [no reply was given]" if item.unanswered else "")
+            if messages and messages[-1]["role"] == item.role:
+                messages[-1]["content"] += "\n" + text
+            else:
+                messages.append({"role": item.role, "content": text})
+        return messages
+
+    def llm_messages(self, instructions: str | None = None) -> list[dict[str, str]]:
+        system = self.settings.instructions + (f"\n\n{instructions}" if instructions else "")
+        return [{"role": "system", "content": system}, *self.llm_history()]
+
+    async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]]) -> None:
+        """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come."""
+        clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
+        started = now_ms()
+
+        async def produce_clauses() -> None:
+            chunker = ClauseChunker(self.config.clause_min_chars, self.config.clause_max_chars)
+            try:
+                async with contextlib.aclosing(self.components.llm.generate(
+                        messages, max_tokens=self.config.llm_max_tokens)) as deltas:
+                    async for delta in deltas:
+                        if "llm_first_token" not in r.metrics:
+                            r.metrics["llm_first_token"] = now_ms() - started
+                        for clause in chunker.push(delta):
+                            await clause_queue.put(clause)
+                for clause in chunker.flush():
+                    await clause_queue.put(clause)
+                await clause_queue.put(None)
+            except Exception as exc:
+                await clause_queue.put(exc)
+
+        producer = asyncio.create_task(produce_clauses(), name=f"{self.id}-llm")
+        out_rate = self.settings.output_rate_hz
+        resampler = StreamResampler(SAMPLE_RATE_HZ, out_rate)
+        chunk_samples = ms_to_samples(self.config.audio_chunk_ms, out_rate)
+        spoken: list[str] = []
+        try:
+            while (clause := await clause_queue.get()) is not None:
+                if isinstance(clause, BaseException):
+                    raise clause
+                text = speakable(clause)
+                if not text:
+                    continue
+                spoken.append(text)
+                self.emit(server_event("response.output_audio_transcript.delta", response_id=r.id, item_id=r.item.id,
+                                       output_index=0, content_index=0, delta=(" " if len(spoken) > 1 else "") + text),
+                          response=r, clause=text)
+                tts_started = now_ms()
+                async with contextlib.aclosing(self.components.tts.synthesize(
+                        text, voice=self.settings.voice or None)) as chunks:
+                    async for pcm16k in chunks:
+                        if "tts_first_audio" not in r.metrics:
+                            r.metrics["tts_first_audio"] = now_ms() - tts_started
+                        if self.config.trace_dir:
+                            r.trace_audio.append(pcm16k)
+                        await self._emit_pcm(r, resampler.push(pcm16k), chunk_samples, out_rate)
+            await self._emit_pcm(r, resampler.push(np.zeros(0, dtype=np.int16), last=True), chunk_samples, out_rate)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.exception("response %s failed", r.id)
+            self.error("response_failed", f"the reply failed: {exc!r}", kind="server_error")
+            self._finish_response(r, "failed", "error", turn)
+            return
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+        r.item.text = " ".join(spoken)
+        self.emit(server_event("response.output_audio_transcript.done", response_id=r.id, item_id=r.item.id,
+                               output_index=0, content_index=0, transcript=r.item.text))
+        self.emit(server_event("response.output_audio.done", response_id=r.id, item_id=r.item.id,
+                               output_index=0, content_index=0))
+        self._finish_response(r, "completed", None, turn)
+
+    async def _emit_pcm(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
+        for start in range(0, len(pcm), chunk_samples):
+            chunk = pcm[start:start + chunk_samples]
+            await self.emit_audio(server_event("response.output_audio.delta", response_id=r.id, item_id=r.item.id,
+                                               output_index=0, content_index=0, delta=encode_pcm16(chunk)),
+                                  r, samples_to_ms(len(chunk), rate_hz))
+
+    def _finish_response(self, r: Response, status: str, reason: str | None, turn: Turn) -> None:
+        """The one place a response ends: history keeps only what was spoken; response.done goes last."""
+        if r.status != "in_progress":
+            return
+        r.status = status  # type: ignore[assignment]
+        if status == "cancelled":
+            if r.task is not None and r.task is not asyncio.current_task():
+                r.task.cancel()  # closes the LLM and TTS streams (aclosing) at their next await
+            r.item.text = r.text_until(self._played_ms(r))
+        elif status == "failed":
+            r.item.text = r.text_until(r.audio_sent_ms)  # what was sent will still be played
+        r.item.status = "completed" if status == "completed" else "incomplete"
+        if not r.item.text and r.item in self.items and status != "completed":
+            self.items.remove(r.item)
+        if self.response is r:
+            self.response = None
+        details = None if status == "completed" else {"type": status, "reason": reason}
+        self.emit(server_event("conversation.item.done", item=r.item.to_wire()))
+        self.emit(server_event("response.done", response={
+            "id": r.id, "object": "realtime.response", "status": status, "status_details": details,
+            "output": [r.item.to_wire()], "metadata": {"strategy": r.strategy}}),
+            after_send=lambda: self._emit_metrics(r, turn))
+        self.log.info("response %s %s strategy=%s text=%r", r.id, status, r.strategy, r.item.text[:120])
+        self._settle_state()
+
+    def _emit_metrics(self, r: Response, turn: Turn) -> None:
+        """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""
+        m = r.metrics
+        m["endpoint"] = turn.endpoint_ms
+        if r.first_audio_at_ms is not None:
+            m["voice_to_voice"] = r.first_audio_at_ms - turn.voice_end_at_ms
+        fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
+        fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
+        self.emit(server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None,
+                               **fields))
+        self.log.info("metrics %s", " ".join(f"{k}={v}" for k, v in fields.items()))
+        self._trace(turn, r)
+
+    def _played_ms(self, r: Response) -> float:
+        if r.first_audio_at_ms is None:
+            return 0.0
+        return min(r.audio_sent_ms, now_ms() - r.first_audio_at_ms)
+
+    def _settle_state(self) -> None:
+        if self.response is not None or self._closing:
+            return
+        self._set_state(State.SPEAKING if self.playback_remaining_ms() > 0 else State.LISTENING)
+
+    def barge_in(self, reason: str) -> None:
+        """The user cut in: stop generating, drop queued audio, keep in history only what was heard."""
+        r = self.response
+        if r is not None:
+            self.log.info("barge-in (%s): cancelling %s after %.0f ms of audio", reason, r.id, r.audio_sent_ms)
+            assert r.turn is not None
+            self._finish_response(r, "cancelled", reason, r.turn)
+        elif self.last_response is not None and self.playback_remaining_ms() > 0:
+            last = self.last_response
+            played = self._played_ms(last)
+            last.item.text = last.text_until(played)
+            last.item.status = "incomplete"
+            last.audio_sent_ms = played  # the rest will not be heard
+            self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
+        if self._playback_timer is not None:
+            self._playback_timer.cancel()
+            self._playback_timer = None
+        if self.last_response is not None and self.last_response.first_audio_at_ms is not None:
+            self.last_response.audio_sent_ms = min(self.last_response.audio_sent_ms,
+                                                   self._played_ms(self.last_response))
+        self._set_state(State.LISTENING)
+
+    def on_truncate(self, event: ConversationItemTruncate) -> None:
+        r = next((resp for resp in (self.last_response, self.response) if resp and resp.item.id == event.item_id), None)
+        if r is None:
+            if not any(i.id == event.item_id and i.role == "assistant" for i in self.items):
+                raise ProtocolError("item_not_found", f"no assistant item {event.item_id!r} in this conversation",
+                                    event.event_id)
+            raise ProtocolError("item_not_truncatable", "only the newest reply can be truncated", event.event_id)
+        heard = min(float(event.audio_end_ms), r.audio_sent_ms if r.status != "in_progress" else float("inf"))
+        r.item.text = r.text_until(heard)
+        r.item.status = "incomplete"
+        if r.item not in self.items and r.item.text:
+            self.items.append(r.item)
+        self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
+                               audio_end_ms=event.audio_end_ms))
+
+    # ---- transparency traces (paper sec. 2.1.2) -------------------------------------------------------
+
+    def _trace(self, turn: Turn, r: Response | None) -> None:
+        """Write the turn's folder: turn.json (transcript, messages, reply, metrics, config) and WAVs."""
+        if not self.config.trace_dir:
+            return
+        if not turn.number:
+            turn.number = next(self._turn_numbers)
+        folder = Path(self.config.trace_dir) / self.id / f"turn-{turn.number:04d}"
+        record = {
+            "session": self.id, "user_item": turn.item.id if turn.item else None,
+            "transcript": turn.item.text if turn.item else None,
+            "strategy": r.strategy if r else None, "status": r.status if r else "no_response",
+            "reply": r.item.text if r else None, "messages": self.llm_messages(),
+            "metrics": r.metrics if r else turn.metrics, "config": self.config.model_dump(),
+        }
+        user_audio = turn.audio
+        reply_audio = np.concatenate(r.trace_audio) if r and r.trace_audio else None
+
+        def write() -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "turn.json").write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+            if user_audio is not None:
+                (folder / "input.wav").write_bytes(pcm16_to_wav(user_audio))
+            if reply_audio is not None:
+                (folder / "reply.wav").write_bytes(pcm16_to_wav(reply_audio))
+
+        self.spawn(asyncio.to_thread(write), "trace")
+
+
+# ==== 11. Server =======================================================================================
+# PLUMBING. One websockets server on one port: the Realtime WebSocket at /v1/realtime, the bundled page
+# at / (a fixed list of files read at start, nothing derived from the URL), and /healthz.
+
+FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+                 ".ico": "image/x-icon", ".json": "application/json"}
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def load_static_files(folder: Path = FRONTEND_DIR) -> dict[str, tuple[str, bytes]]:
+    """URL path -> (content type, bytes), for the page's files only (flat folder, known extensions)."""
+    files: dict[str, tuple[str, bytes]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix in CONTENT_TYPES:
+                files[f"/{path.name}"] = (CONTENT_TYPES[path.suffix], path.read_bytes())
+    if "/index.html" in files:
+        files["/"] = files["/index.html"]
+    return files
+
+
+class S2SServer:
+    def __init__(self, config: Config, components: Components):
+        self.config = config
+        self.components = components
+        self.sessions: dict[str, Session] = {}
+        self.static = load_static_files()
+        self.port: int | None = None
+        self._server: Any = None
+
+    async def start(self) -> int:
+        from websockets.asyncio.server import serve
+
+        self._server = await serve(
+            self._handle, self.config.host, self.config.port, process_request=self._process_request,
+            max_size=self.config.max_message_bytes, ping_interval=self.config.ping_interval_s,
+            ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=64,
+            server_header="s2s")
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("serving ws://%s:%d/v1/realtime and http://%s:%d/", self.config.host, self.port,
+                 self.config.host, self.port)
+        return self.port
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop accepting, close every session with 1012 (service restart), and wait for them."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        closing = [s.ws.close(1012, "server restarting") for s in list(self.sessions.values())]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), timeout_s)
+
+    def _origin_allowed(self, origin: str | None) -> bool:
+        if origin is None:
+            return True  # not a browser (SDKs, scripts); browsers always send Origin
+        host = urlsplit(origin).hostname or ""
+        own = {self.config.host, f"[{self.config.host}]"}
+        return host in LOOPBACK_HOSTS or host in own or origin in self.config.allowed_origins
+
+    def _process_request(self, connection: Any, request: Any) -> Any:
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response as HTTPResponse
+
+        path = urlsplit(request.path).path
+        if path == "/v1/realtime":
+            if not self._origin_allowed(request.headers.get("Origin")):
+                log.info("refused origin %s", request.headers.get("Origin"))
+                return connection.respond(403, "origin not allowed\n")
+            if len(self.sessions) >= self.config.max_sessions:
+                return connection.respond(503, "server at capacity, try again later\n")
+            return None  # go on with the WebSocket handshake
+        if path == "/healthz":
+            return connection.respond(200, "ok\n")
+        if path in self.static:
+            content_type, body = self.static[path]
+            headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                               ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
+            return HTTPResponse(200, "OK", headers, body)
+        return connection.respond(404, "not found\n")
+
+    async def _handle(self, ws: Any) -> None:
+        remote = ws.remote_address[0] if ws.remote_address else ""
+        session = Session(self, ws, remote)
+        self.sessions[session.id] = session
+        try:
+            await session.run()
+        finally:
+            self.sessions.pop(session.id, None)
+
+
+# ==== 12. Main =========================================================================================
+# PLUMBING. A short recipe: 1 config, 2 logging, 3 plugins and backend names, 4 build and warm up the
+# components, 5 serve until SIGINT/SIGTERM.
+
+
+class _SessionLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        session = getattr(record, "session", None)
+        if session:
+            record.msg = f"[{session}] {record.msg}"
+        return super().format(record)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_SessionLogFormatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def import_plugins(modules: list[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+def check_backends(config: Config) -> None:
+    """Every backend name must be registered; the message lists the valid choices."""
+    from s2s_config import ConfigError
+
+    for family in ("vad", "asr", "llm", "tts", "judge"):
+        chosen = getattr(config, family)
+        if chosen not in REGISTRY[family]:
+            raise ConfigError(f"unknown {family} backend {chosen!r}; choose one of: "
+                              f"{', '.join(sorted(REGISTRY[family]))} (or add one with --plugins)")
+
+
+def build_components(config: Config) -> Components:
+    return Components(
+        vad_class=REGISTRY["vad"][config.vad],  # type: ignore[arg-type]
+        asr=REGISTRY["asr"][config.asr](config),  # type: ignore[arg-type]
+        llm=REGISTRY["llm"][config.llm](config),  # type: ignore[arg-type]
+        tts=REGISTRY["tts"][config.tts](config),  # type: ignore[arg-type]
+        judge=REGISTRY["judge"][config.judge](config),  # type: ignore[arg-type]
+    )
+
+
+async def load_components(components: Components) -> None:
+    """Load and warm up every shared model in worker threads (and one VAD, to fail fast)."""
+
+    async def load(component: Component) -> None:
+        started = now_ms()
+        await asyncio.to_thread(component.load)
+        log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
+
+    vad = components.vad_class(components.asr.config)
+    await asyncio.gather(*(load(c) for c in (vad, components.asr, components.llm, components.tts,
+                                            components.judge)))
+    vad.close()
+
+
+def close_components(components: Components) -> None:
+    for component in (components.asr, components.llm, components.tts, components.judge):
+        with contextlib.suppress(Exception):
+            component.close()
+
+
+async def serve(config: Config, components: Components, ready: Callable[[int], None] | None = None) -> None:
+    await load_components(components)
+    server = S2SServer(config, components)
+    port = await server.start()
+    if ready is not None:
+        ready(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: %d sessions", len(server.sessions))
+    finally:
+        await server.stop()
+        close_components(components)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from s2s_config import ConfigError
+
+    config = main_config(argv)  # 1. config (exit 2 on errors)
+    setup_logging(config.log_level)  # 2. logging
+    try:  # 3. plugins register their components; then every backend name must exist
+        import_plugins(config.plugins)
+        check_backends(config)
+    except (ConfigError, ImportError) as exc:
+        print(f"s2s: {exc}", file=__import__("sys").stderr)
+        raise SystemExit(2) from None
+    log.info("config %s", config.model_dump_json())
+    components = build_components(config)  # 4. build (cheap); `serve` loads and warms up
+    try:
+        asyncio.run(serve(config, components))  # 5. serve
+    except ComponentMissing as exc:
+        print(f"s2s: {exc}", file=__import__("sys").stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    import sys
+
+    # A plugin does `import s2s_server`; make that the module running now, not a second copy of it
+    # (otherwise its components would register in a registry the server never looks at).
+    sys.modules.setdefault("s2s_server", sys.modules[__name__])
+    main()
