@@ -25,7 +25,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -83,8 +83,9 @@ class Config(BaseModel):
     """Silence after speech that ends the user's turn."""
     vad_prefix_padding_ms: int = Field(300, ge=0, le=2000)
     """Audio kept from before the detected onset, so the first syllable is never lost."""
-    barge_in_min_speech_ms: int = Field(300, ge=30, le=3000)
-    """Voiced audio needed before user speech cancels the bot (so a cough does not)."""
+    barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
+    """Voiced audio needed before user speech cancels the bot (so a cough does not). WebRTC's VAD keeps
+    saying "speech" for about 90 ms after a sound ends, so 350 lets a 200 ms cough pass."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
@@ -173,10 +174,24 @@ class ConfigError(Exception):
     """A setting is unknown or invalid; the message names the valid choices."""
 
 
-def _unknown(key: str, where: str) -> ConfigError:
+def _unknown(key: str, where: str, shown: str | None = None) -> ConfigError:
     close = difflib.get_close_matches(key, list(Config.model_fields), n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown setting {key!r} in {where}.{hint} Valid settings: {', '.join(Config.model_fields)}")
+    return ConfigError(f"unknown setting {shown or key!r} in {where}.{hint} "
+                       f"Valid settings: {', '.join(Config.model_fields)}")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that suggests the closest option when one is misspelt (exit code 2, as argparse)."""
+
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments" in message:
+            options = [o for a in self._actions for o in a.option_strings]
+            given = [w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("--")]
+            close = [m for g in given for m in difflib.get_close_matches(g, options, n=2)]
+            if close:
+                message += f" (did you mean: {', '.join(close)}?)"
+        super().error(message)
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -191,7 +206,7 @@ def _read_file(path: str) -> dict[str, Any]:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="s2s_server.py",
         description="s2s: a proactive, full-duplex speech-to-speech agent (WebSocket server + web page).",
         epilog=f"Every option can also be set as an environment variable {ENV_PREFIX}NAME "
@@ -222,7 +237,7 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in Config.model_fields:
-            raise _unknown(key, "the environment")
+            raise _unknown(name, "the environment", shown=key)
         values[name] = _parse_text(name, text)
     for name, field in Config.model_fields.items():
         given = getattr(args, name)

@@ -547,8 +547,9 @@ class TurnEvent:
 class TurnDetector:
     """Pure turn-taking over VAD frames.
 
-    - Onset: `speech_started` once the last `min_speech_ms` of frames are at least 80 % voiced. The
-      utterance starts `prefix_padding_ms` before the first voiced frame of that window.
+    - Onset: `speech_started` once `min_speech_ms` of voiced frames fall within a window 25 % longer
+      (short gaps inside a word are fine). The utterance starts `prefix_padding_ms` before the first
+      voiced frame of that window.
     - `paused` after `pause_ms` of silence (speculative ASR may start), `resumed` if speech returns.
     - `speech_stopped` after `silence_ms` of silence, or when the utterance reaches `max_utterance_ms`.
     The session may raise `min_speech_ms` while the bot talks (barge-in needs more voiced audio).
@@ -591,23 +592,24 @@ class TurnDetector:
 
     def _listen(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
         need = self._frames(self.min_speech_ms)
-        keep = need + self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else need
+        span = math.ceil(need * 1.25)  # a few unvoiced frames inside a word are tolerated
+        pad = self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else 0
         self._recent.append((frame, voiced))
-        while len(self._recent) > keep:
+        while len(self._recent) > span + pad:
             self._recent.popleft()
-        window = list(self._recent)[-need:]
-        if len(window) < need or sum(v for _, v in window) < math.ceil(0.8 * need):
-            return []
-        # Onset: keep the padding before the first voiced frame of the window, and the window itself.
         frames = list(self._recent)
-        first_voiced = len(frames) - need + next(i for i, (_, v) in enumerate(window) if v)
-        start = max(0, first_voiced - (self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else 0))
-        self._utterance = [f for f, _ in frames[start:]]
+        window = frames[-span:]
+        voiced_frames = sum(v for _, v in window)
+        if voiced_frames < need:
+            return []
+        # Onset: the utterance starts `pad` frames before the first voiced frame of the window.
+        first_voiced = len(frames) - len(window) + next(i for i, (_, v) in enumerate(window) if v)
+        self._utterance = [f for f, _ in frames[max(0, first_voiced - pad):]]
         self._recent.clear()
         self.in_speech = True
         self._silence_frames = 0
         self._paused = False
-        self.speech_ms = sum(v for _, v in window) * self.frame_ms
+        self.speech_ms = voiced_frames * self.frame_ms
         self.last_voiced_end_ms = self.clock_ms
         onset_ms = self.clock_ms - (len(frames) - first_voiced) * self.frame_ms
         return [TurnEvent("speech_started", onset_ms)]
@@ -1213,11 +1215,11 @@ class Session:
     def _on_speech_started(self, ev: TurnEvent) -> None:
         self._user_speaking = True
         self._speech_item_id = new_id("item")
+        self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
+                               item_id=self._speech_item_id))
         if self.bot_active() and self.settings.interrupt_response:
             self.barge_in("turn_detected")
         self._set_state(State.LISTENING)
-        self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
-                               item_id=self._speech_item_id))
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
@@ -1513,10 +1515,9 @@ class Session:
             m["voice_to_voice"] = r.first_audio_at_ms - turn.voice_end_at_ms
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
-        self.emit(server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None,
-                               **fields))
+        event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
         self.log.info("metrics %s", " ".join(f"{k}={v}" for k, v in fields.items()))
-        self._trace(turn, r)
+        self._trace(turn, r, then=lambda: self.emit(event))  # the trace is on disk before s2s.metrics
 
     def _played_ms(self, r: Response) -> float:
         if r.first_audio_at_ms is None:
@@ -1567,9 +1568,12 @@ class Session:
 
     # ---- transparency traces (paper sec. 2.1.2) -------------------------------------------------------
 
-    def _trace(self, turn: Turn, r: Response | None) -> None:
-        """Write the turn's folder: turn.json (transcript, messages, reply, metrics, config) and WAVs."""
+    def _trace(self, turn: Turn, r: Response | None, then: Callable[[], None] | None = None) -> None:
+        """Write the turn's folder (turn.json: transcript, messages, reply, metrics, config; WAVs), off the
+        event loop; `then` runs once it is written (or at once when tracing is off)."""
         if not self.config.trace_dir:
+            if then is not None:
+                then()
             return
         if not turn.number:
             turn.number = next(self._turn_numbers)
@@ -1592,7 +1596,15 @@ class Session:
             if reply_audio is not None:
                 (folder / "reply.wav").write_bytes(pcm16_to_wav(reply_audio))
 
-        self.spawn(asyncio.to_thread(write), "trace")
+        async def write_then() -> None:
+            try:
+                await asyncio.to_thread(write)
+            except OSError:
+                self.log.exception("could not write the trace to %s", folder)
+            if then is not None:
+                then()
+
+        self.spawn(write_then(), "trace")
 
 
 # ==== 11. Server =======================================================================================

@@ -1,0 +1,173 @@
+"""Shared test harness: a real s2s server on port 0, a real WebSocket client, real speech from espeak-ng.
+
+Time is counted in events, not sleeps: `Client.wait_for` awaits the next matching server event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import subprocess
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import websockets
+
+import s2s_server as s2s
+from s2s_config import validate_config
+
+EVENT_TIMEOUT_S = 20.0  # generous: CI machines are slow; a passing test never waits this long
+
+
+def speech(text: str, tmp_dir: Path, rate_hz: int = 16000, voice: str = "en-us") -> np.ndarray:
+    """Real synthetic speech (espeak-ng), as int16 at `rate_hz`."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    path = tmp_dir / f"{abs(hash((text, voice)))}.wav"
+    if not path.exists():
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True)
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return s2s.resample(pcm, w.getframerate(), rate_hz)
+
+
+def silence(ms: int, rate_hz: int = 16000) -> np.ndarray:
+    return np.zeros(int(rate_hz * ms / 1000), dtype=np.int16)
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+class Client:
+    """A Realtime client over a real WebSocket that records every server event in order."""
+
+    def __init__(self, ws: Any):
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self._cursor = 0
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                async with self._changed:
+                    self.events.append(json.loads(message))
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(None)
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.ws.send(json.dumps({"type": type_, **fields}))
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.ws.send(data)
+
+    async def append_audio(self, pcm16: np.ndarray, rate_hz: int = 24000, frame_ms: int = 40) -> None:
+        """Stream audio as a microphone would, in frames (as fast as the socket takes them)."""
+        step = int(rate_hz * frame_ms / 1000)
+        for start in range(0, len(pcm16), step):
+            chunk = pcm16[start:start + step].astype("<i2").tobytes()
+            await self.send("input_audio_buffer.append", audio=base64.b64encode(chunk).decode())
+
+    async def wait_for(self, type_: str, where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """The next event (after the last one returned) of this type that matches `where`."""
+
+        async def find() -> dict[str, Any]:
+            async with self._changed:
+                while True:
+                    for i in range(self._cursor, len(self.events)):
+                        ev = self.events[i]
+                        if ev["type"] == type_ and (where is None or where(ev)):
+                            self._cursor = i + 1
+                            return ev
+                    if self.closed.done():
+                        raise AssertionError(f"connection closed before {type_}; saw {self.types()}")
+                    await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(find(), EVENT_TIMEOUT_S)
+        except TimeoutError:
+            raise AssertionError(f"no {type_} within {EVENT_TIMEOUT_S} s; saw {self.types()}") from None
+
+    def types(self, since: int = 0) -> list[str]:
+        return [e["type"] for e in self.events[since:]]
+
+    def index(self, event: dict[str, Any]) -> int:
+        return next(i for i, e in enumerate(self.events) if e is event)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+
+class Harness:
+    """An in-process server on port 0 with chosen settings, and a way to open clients to it."""
+
+    def __init__(self, server: s2s.S2SServer):
+        self.server = server
+        self.clients: list[Client] = []
+        self.sessions_ended: asyncio.Queue[str] = asyncio.Queue()  # session ids, as their handlers return
+        handle = server._handle
+
+        async def handle_and_report(ws: Any) -> None:
+            try:
+                await handle(ws)
+            finally:
+                self.sessions_ended.put_nowait(ws.id)
+
+        server._handle = handle_and_report  # type: ignore[method-assign]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/v1/realtime"
+
+    async def connect(self, **kwargs: Any) -> Client:
+        ws = await websockets.connect(self.url, max_size=None, **kwargs)
+        client = Client(ws)
+        self.clients.append(client)
+        await client.wait_for("session.created")
+        return client
+
+    def session(self) -> s2s.Session:
+        (session,) = self.server.sessions.values()
+        return session
+
+
+FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0}
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Callable[..., Any]]:
+    """make_server(**settings) -> Harness; every server and client is closed after the test."""
+    harnesses: list[Harness] = []
+
+    async def make(**settings: Any) -> Harness:
+        config = validate_config({**FAKES, **settings})
+        components = s2s.build_components(config)
+        await s2s.load_components(components)
+        server = s2s.S2SServer(config, components)
+        harness = Harness(server)
+        await server.start()
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        for client in harness.clients:
+            await client.close()
+        await harness.server.stop(timeout_s=5)

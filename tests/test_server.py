@@ -1,0 +1,406 @@
+"""The server over a real WebSocket, with the fake ASR/LLM/TTS test doubles and real (espeak-ng) speech."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import websockets
+
+import s2s_server as s2s
+from tests.conftest import Client, silence, speech
+
+QUESTION = "What is the weather like in Paris today?"
+
+
+async def spoken_turn(client: Client, speech_dir, text: str = QUESTION, rate_hz: int = 24000) -> None:
+    await client.append_audio(np.concatenate([silence(300, rate_hz), speech(text, speech_dir, rate_hz),
+                                              silence(1200, rate_hz)]), rate_hz)
+
+
+def audio_of(client: Client, response_id: str) -> np.ndarray:
+    chunks = [base64.b64decode(e["delta"]) for e in client.events
+              if e["type"] == "response.output_audio.delta" and e["response_id"] == response_id]
+    return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server, speech_dir):
+    h = await make_server()
+    c = await h.connect()
+    await spoken_turn(c, speech_dir)
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    stopped = await c.wait_for("input_audio_buffer.speech_stopped")
+    committed = await c.wait_for("input_audio_buffer.committed")
+    assert started["item_id"] == stopped["item_id"] == committed["item_id"]
+    assert 200 <= started["audio_start_ms"] < stopped["audio_end_ms"]
+    done = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    assert done["transcript"] == "hello there"
+    judgement = await c.wait_for("s2s.judgement")
+    assert judgement["action"] == "reply" and judgement["item_id"] == committed["item_id"]
+    created = await c.wait_for("response.created")
+    assert created["response"]["metadata"]["strategy"] == "reply"
+    first_audio = await c.wait_for("response.output_audio.delta")
+    response_done = await c.wait_for("response.done")
+    metrics = await c.wait_for("s2s.metrics")
+    assert response_done["response"]["status"] == "completed"
+    transcript = response_done["response"]["output"][0]["content"][0]["transcript"]
+    assert transcript.startswith("You said: hello there.")
+    deltas = [e for e in c.events if e["type"] == "response.output_audio.delta"]
+    assert c.index(first_audio) < c.index(response_done)
+    assert all(c.index(d) < c.index(response_done) for d in deltas)
+    assert all(len(base64.b64decode(d["delta"])) // 2 <= 2400 for d in deltas)  # <= 100 ms at 24 kHz
+    assert set(s2s.METRIC_KEYS) <= set(metrics) and metrics["voice_to_voice"] is not None
+    assert metrics["endpoint"] >= 600  # the silence window that ended the turn
+    states = [e["state"] for e in c.events if e["type"] == "s2s.state"]
+    assert states[:4] == ["listening", "processing", "speaking", "listening"] or states[:3] == [
+        "listening", "processing", "speaking"]
+    seq = c.types()
+    order = ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+             "input_audio_buffer.committed", "conversation.item.input_audio_transcription.completed",
+             "s2s.judgement", "response.created", "response.output_audio_transcript.delta",
+             "response.output_audio.delta", "response.output_audio.done", "response.done", "s2s.metrics"]
+    assert [seq.index(t) for t in order] == sorted(seq.index(t) for t in order)
+
+
+async def test_the_prefix_padding_keeps_the_first_syllable(make_server, speech_dir):
+    h = await make_server(trace_dir=str(speech_dir / "traces"))
+    c = await h.connect()
+    voice = speech(QUESTION, speech_dir, 24000)
+    await c.append_audio(np.concatenate([silence(600), voice, silence(1200)]))
+    await c.wait_for("s2s.metrics")
+    (turn,) = (speech_dir / "traces").glob("sess_*/turn-0001/input.wav")
+    import wave
+    with wave.open(str(turn)) as w:
+        kept_ms = w.getnframes() / w.getframerate() * 1000
+    spoken_ms = len(voice) / 24
+    assert kept_ms >= spoken_ms - 60  # nothing of the speech is cut (espeak adds ~ no lead-in)
+
+
+async def test_typed_input_gets_a_spoken_reply(make_server):
+    h = await make_server()
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Good morning"}]})
+    added = await c.wait_for("conversation.item.added")
+    assert added["item"]["role"] == "user"
+    await c.send("response.create")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "Good morning" in done["response"]["output"][0]["content"][0]["transcript"]
+    assert len(audio_of(c, done["response"]["id"])) > 0
+
+
+async def test_push_to_talk_commits_by_hand(make_server, speech_dir):
+    h = await make_server()
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"turn_detection": None}}})
+    updated = await c.wait_for("session.updated")
+    assert updated["session"]["audio"]["input"]["turn_detection"] is None
+    await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1500)]))
+    await c.send("input_audio_buffer.commit")
+    await c.wait_for("input_audio_buffer.committed")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "input_audio_buffer.speech_started" not in c.types()  # no VAD in push-to-talk mode
+    await c.send("input_audio_buffer.commit")
+    err = await c.wait_for("error")
+    assert err["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 24000])
+async def test_both_wire_rates_work_in_and_out(make_server, speech_dir, rate_hz):
+    h = await make_server()
+    c = await h.connect()
+    fmt = {"type": "audio/pcm", "rate": rate_hz}
+    await c.send("session.update", session={"audio": {"input": {"format": fmt}, "output": {"format": fmt}}})
+    await c.wait_for("session.updated")
+    await spoken_turn(c, speech_dir, rate_hz=rate_hz)
+    await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    text = done["response"]["output"][0]["content"][0]["transcript"]
+    samples = len(audio_of(c, done["response"]["id"]))
+    expected = len(text.replace(" ", "")) * 0.060 * rate_hz  # the fake TTS: 60 ms per character
+    assert 0.7 * expected < samples < 1.5 * expected
+
+
+async def test_barge_in_cancels_the_reply_and_no_audio_follows(make_server, speech_dir):
+    cancelled_streams = []
+
+    class SlowLLM(s2s.FakeLLM):
+        name = "test-slow"
+
+        async def generate(self, messages, *, max_tokens):
+            try:
+                for i in range(200):
+                    yield f" word{i}," if i % 3 == 2 else f" word{i}"
+                    await asyncio.sleep(0.01)
+            finally:
+                cancelled_streams.append(time.monotonic())
+
+    h = await make_server(llm="test-slow")
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Talk to me"}]})
+    await c.send("response.create")
+    await c.wait_for("response.output_audio.delta")
+    await c.append_audio(np.concatenate([speech("Stop, stop, let me talk", speech_dir), silence(1200)]))
+    speech_started = await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert c.index(speech_started) < c.index(done)
+    assert cancelled_streams, "the LLM stream was not closed"
+    cancelled_id = done["response"]["id"]
+    # The user's turn is answered next; nothing of the cancelled response arrives after its response.done.
+    await c.wait_for("response.done", lambda e: e["response"]["id"] != cancelled_id)
+    after = c.events[c.index(done) + 1:]
+    assert not [e for e in after if e.get("response_id") == cancelled_id and e["type"].startswith("response.output")]
+    # History keeps only what was sent, and far less than the 200 words the LLM would have said.
+    kept = done["response"]["output"][0]["content"][0]["transcript"]
+    sent = "".join(e["delta"] for e in c.events[:c.index(done)]
+                   if e["type"] == "response.output_audio_transcript.delta" and e["response_id"] == cancelled_id)
+    assert sent.strip().startswith(kept.strip()) and "word199" not in sent
+
+
+async def test_a_cough_does_not_cancel_the_bot(make_server, speech_dir):
+    h = await make_server(fake_tts_ms_per_char=200)  # long replies: plenty of playback left
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await c.send("response.create")
+    done = await c.wait_for("response.done")
+    cough = speech("huh", speech_dir, 24000)[: int(24000 * 0.2)]  # 200 ms of voice < barge_in_min_speech_ms
+    await c.append_audio(np.concatenate([cough, silence(900)]))
+    await c.send("conversation.item.truncate", item_id=done["response"]["output"][0]["id"], content_index=0,
+                 audio_end_ms=10**6)
+    await c.wait_for("conversation.item.truncated")  # events are processed in order: the cough came first
+    assert "input_audio_buffer.speech_started" not in c.types()
+    assert h.session().state == s2s.State.SPEAKING
+
+
+async def test_truncate_keeps_only_what_the_client_played(make_server):
+    h = await make_server()
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await c.send("response.create")
+    done = await c.wait_for("response.done")
+    item_id = done["response"]["output"][0]["id"]
+    full = done["response"]["output"][0]["content"][0]["transcript"]
+    first_clause = "You said: Hi."
+    assert full.startswith(first_clause)
+    clause_ms = len(first_clause) * 60  # the fake TTS speaks 60 ms per character
+    await c.send("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=clause_ms)
+    await c.wait_for("conversation.item.truncated")
+    (assistant,) = [i for i in h.session().items if i.role == "assistant"]
+    assert assistant.text == first_clause and assistant.status == "incomplete"
+    await c.send("conversation.item.truncate", item_id="item_nope", content_index=0, audio_end_ms=1)
+    assert (await c.wait_for("error"))["error"]["code"] == "item_not_found"
+
+
+async def test_response_cancel_stops_the_reply(make_server):
+    h = await make_server(fake_llm_token_ms=30)
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await c.send("response.create")
+    await c.wait_for("response.created")
+    await c.send("response.cancel")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status_details"]["reason"] == "client_cancelled"
+    await c.send("response.cancel")
+    assert (await c.wait_for("error"))["error"]["code"] == "response_cancel_not_active"
+
+
+@pytest.mark.parametrize(("payload", "code"), [
+    ("not json", "invalid_json"),
+    ("[1, 2]", "invalid_event"),
+    ('{"no_type": 1}', "missing_type"),
+    ('{"type": "bogus.event", "event_id": "e1"}', "unknown_event"),
+    ('{"type": "input_audio_buffer.append", "audio": "%%%not base64"}', "invalid_audio"),
+    ('{"type": "input_audio_buffer.append", "audio": "AA=="}', "invalid_audio"),  # 1 byte: odd length
+    ('{"type": "input_audio_buffer.append"}', "invalid_event"),
+    ('{"type": "session.update", "session": {"audio": {"input": {"format": {"rate": 8000}}}}}', "invalid_event"),
+    ('{"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": -5}', "invalid_event"),
+    ('{"type": "response.cancel"}', "response_cancel_not_active"),
+    ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty"),
+])
+async def test_a_bad_event_gets_an_error_and_the_session_goes_on(make_server, payload, code):
+    h = await make_server()
+    c = await h.connect()
+    await c.send_raw(payload)
+    err = await c.wait_for("error")
+    assert err["error"]["code"] == code, err
+    if '"event_id": "e1"' in payload:
+        assert err["error"]["event_id"] == "e1"
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "still there?"}]})
+    await c.send("response.create")
+    assert (await c.wait_for("response.done"))["response"]["status"] == "completed"
+
+
+async def test_binary_frames_and_oversized_audio_are_refused_with_errors(make_server):
+    h = await make_server(max_append_ms=100)
+    c = await h.connect()
+    await c.send_raw(b"\x00\x01")
+    assert (await c.wait_for("error"))["error"]["code"] == "binary_not_supported"
+    await c.send("input_audio_buffer.append", audio=base64.b64encode(bytes(2 * 24000)).decode())  # 1 s
+    assert (await c.wait_for("error"))["error"]["code"] == "audio_too_long"
+
+
+async def test_a_failing_component_fails_the_response_not_the_session(make_server):
+    class FailingTTS(s2s.FakeTTS):
+        name = "test-failing"
+        calls = 0
+
+        async def synthesize(self, text, *, voice=None):
+            FailingTTS.calls += 1
+            if FailingTTS.calls == 1:
+                raise RuntimeError("synthesiser exploded")
+            async for chunk in super().synthesize(text, voice=voice):
+                yield chunk
+
+    h = await make_server(tts="test-failing")
+    c = await h.connect()
+    for expected in ("failed", "completed"):
+        await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                       "content": [{"type": "input_text", "text": "Hi"}]})
+        await c.send("response.create")
+        done = await c.wait_for("response.done")
+        assert done["response"]["status"] == expected
+        if expected == "failed":
+            (err,) = [e for e in c.events[:c.index(done)] if e["type"] == "error"]  # the error comes first
+            assert err["error"]["code"] == "response_failed" and "exploded" in err["error"]["message"]
+            assert done["response"]["status_details"]["reason"] == "error"
+
+
+async def test_a_disconnect_mid_reply_leaves_no_task_running(make_server):
+    h = await make_server(fake_llm_token_ms=20)
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await c.send("response.create")
+    await c.wait_for("response.output_audio.delta")
+    session_id = h.session().id
+    await c.ws.close()
+    await asyncio.wait_for(h.sessions_ended.get(), 10)  # the handler returns after awaiting its tasks
+    assert not h.server.sessions
+    leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith(session_id) and not t.done()]
+    assert leftovers == []
+
+
+async def test_model_work_runs_off_the_event_loop_and_stops_on_barge_in(make_server, speech_dir):
+    stopped = threading.Event()
+    produced = []
+
+    class BlockingLLM(s2s.LLM):
+        """A library that blocks (time.sleep per token), bridged with iterate_in_thread."""
+
+        name = "test-blocking"
+
+        async def generate(self, messages, *, max_tokens):
+            def tokens(stop: threading.Event) -> Iterator[str]:
+                try:
+                    for i in range(1000):
+                        if stop.is_set():
+                            return
+                        time.sleep(0.02)  # blocking work: must not stall the event loop
+                        produced.append(i)
+                        yield f" token{i}."
+                finally:
+                    stopped.set()
+
+            async for token in s2s.iterate_in_thread(tokens):
+                yield token
+
+    h = await make_server(llm="test-blocking")
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await c.send("response.create")
+    await c.wait_for("response.output_audio.delta")
+    await c.append_audio(np.concatenate([speech("Wait a moment please", speech_dir), silence(900)]))
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert await asyncio.to_thread(stopped.wait, 5), "the blocking generator kept running after the cancel"
+    count = len(produced)
+    assert count < 1000
+    await c.wait_for("input_audio_buffer.committed")
+    assert len(produced) <= count + 1  # nothing more was generated after it stopped
+
+
+async def test_sessions_are_isolated(make_server, speech_dir):
+    h = await make_server()
+    a, b = await h.connect(), await h.connect()
+    await a.send_raw("garbage")
+    await b.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await b.send("response.create")
+    assert (await b.wait_for("response.done"))["response"]["status"] == "completed"
+    assert (await a.wait_for("error"))["error"]["code"] == "invalid_json"
+    assert "error" not in b.types() and "response.created" not in a.types()
+
+
+async def test_the_page_and_health_check_are_served_on_the_same_port(make_server):
+    import urllib.request
+
+    h = await make_server()
+    base = f"http://127.0.0.1:{h.server.port}"
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, b""
+
+    assert await asyncio.to_thread(get, "/healthz") == (200, b"ok\n")
+    assert (await asyncio.to_thread(get, "/../s2s_server.py"))[0] == 404
+    assert (await asyncio.to_thread(get, "/s2s_config.py"))[0] == 404
+
+
+async def test_a_foreign_browser_origin_is_refused(make_server):
+    h = await make_server()
+    with pytest.raises(websockets.InvalidStatus) as info:
+        await websockets.connect(h.url, origin="https://evil.example")
+    assert info.value.response.status_code == 403
+    ok = await websockets.connect(h.url, origin=f"http://localhost:{h.server.port}")
+    await ok.close()
+
+
+async def test_the_official_openai_realtime_client_completes_a_turn(make_server):
+    openai = pytest.importorskip("openai")
+    h = await make_server()
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{h.server.port}/v1", api_key="unused")
+    async with client.realtime.connect(model="s2s") as conn:
+        await conn.session.update(session={"type": "realtime", "instructions": "Be brief."})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello SDK"}]})
+        await conn.response.create()
+        seen, audio_bytes = [], 0
+        async for event in conn:
+            seen.append(event.type)
+            if event.type == "response.output_audio.delta":
+                audio_bytes += len(base64.b64decode(event.delta))
+            if event.type == "response.done":
+                assert event.response.status == "completed"
+                break
+    assert "session.updated" in seen and "response.created" in seen and audio_bytes > 0
+
+
+async def test_a_client_that_stops_reading_is_cut_off(make_server):
+    h = await make_server(send_timeout_s=1.0, fake_tts_ms_per_char=1000, outbound_queue_events=64)
+    ws = await websockets.connect(h.url, max_size=None)
+    ws.transport.pause_reading()  # never read again: the server's sends back up
+    await ws.send('{"type": "conversation.item.create", "item": {"type": "message", "role": "user", '
+                  '"content": [{"type": "input_text", "text": "' + "talk a lot " * 50 + '"}]}}')
+    await ws.send('{"type": "response.create"}')
+    started = time.monotonic()
+    await asyncio.wait_for(h.sessions_ended.get(), 10)
+    assert time.monotonic() - started < 1.0 + 3.0  # send_timeout_s, plus slack for a slow machine
+    ws.transport.abort()

@@ -1,0 +1,164 @@
+"""Pure parts of the server, without sockets: turn detector, clause chunker, audio codec, config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import s2s_server as s2s
+from s2s_config import ConfigError, load_config
+
+FRAME = np.zeros(480, dtype=np.int16)  # 30 ms at 16 kHz
+
+
+def detector(**overrides):
+    settings = dict(frame_ms=30, threshold=0.5, min_speech_ms=150, silence_ms=300, prefix_padding_ms=90,
+                    max_utterance_ms=3000, pause_ms=120)
+    return s2s.TurnDetector(**{**settings, **overrides})
+
+
+def run(det, probs):
+    """Feed frames whose sample values number them (frame i holds the value i) and collect events."""
+    events = []
+    for i, p in enumerate(probs):
+        events += [(i, e) for e in det.push(np.full(480, i, dtype=np.int16), p)]
+    return events
+
+
+def test_turn_detector_starts_after_min_speech_and_keeps_the_prefix_padding():
+    probs = [0.0] * 10 + [0.9] * 20 + [0.0] * 12
+    events = run(detector(), probs)
+    kinds = [(i, e.kind) for i, e in events]
+    assert kinds[0] == (14, "speech_started")  # 5 frames of 30 ms = 150 ms voiced, frames 10..14
+    assert events[0][1].at_ms == 10 * 30  # the onset is dated at the first voiced frame
+    stopped = next(e for _, e in events if e.kind == "speech_stopped")
+    first_sample_frames = stopped.audio[::480]
+    assert first_sample_frames[0] == 7  # 3 frames (90 ms) of prefix padding before frame 10
+    assert first_sample_frames[-1] == 29  # the trailing silence is trimmed
+    assert stopped.at_ms == 30 * 30  # end of the last voiced frame
+
+
+def test_turn_detector_ignores_short_noise():
+    probs = [0.0] * 5 + [0.9] * 3 + [0.0] * 20 + [0.9, 0.0] * 10
+    assert run(detector(), probs) == []
+
+
+def test_turn_detector_tolerates_one_unvoiced_frame_in_the_onset_window():
+    probs = [0.0] * 5 + [0.9, 0.9, 0.1, 0.9, 0.9, 0.9] + [0.0] * 12
+    assert [e.kind for _, e in run(detector(), probs)][0] == "speech_started"
+
+
+def test_turn_detector_ends_the_turn_after_the_silence_window_and_reports_pauses():
+    probs = [0.9] * 10 + [0.0] * 5 + [0.9] * 5 + [0.0] * 10
+    kinds = [(i, e.kind) for i, e in run(detector(), probs)]
+    assert kinds == [(4, "speech_started"), (13, "paused"), (15, "resumed"), (20 + 3, "paused"),
+                     (29, "speech_stopped")]
+
+
+def test_turn_detector_forces_a_stop_at_the_maximum_length():
+    kinds = [e.kind for _, e in run(detector(max_utterance_ms=600), [0.9] * 40)]
+    assert kinds.count("speech_stopped") >= 1 and kinds[:2] == ["speech_started", "speech_stopped"]
+
+
+def test_turn_detector_needs_more_speech_when_the_threshold_is_raised():
+    det = detector()
+    det.min_speech_ms = 300
+    assert run(det, [0.9] * 8 + [0.0] * 20) == []  # 240 ms is not enough for a barge-in
+
+
+@pytest.mark.parametrize(("stream", "clauses"), [
+    (["Hello", " there", ", my friend.", " How are", " you?"], ["Hello there,", "my friend.", "How are you?"]),
+    (["Hi,", " Bob. Pi is 3.14", " today!"], ["Hi, Bob.", "Pi is 3.14 today!"]),  # "Hi," is too short to cut
+    (["你好，", "今天天气很好。", "我们去公园吧！"], ["你好，今天天气很好。", "我们去公园吧！"]),
+    (["我觉得这个想法非常有意思，", "不过"], ["我觉得这个想法非常有意思，", "不过"]),
+])
+def test_clause_chunker_cuts_english_and_chinese(stream, clauses):
+    chunker = s2s.ClauseChunker(min_chars=12, max_chars=180)
+    out = [c for delta in stream for c in chunker.push(delta)] + chunker.flush()
+    assert out == clauses
+
+
+def test_clause_chunker_cuts_long_unpunctuated_text_at_a_space():
+    chunker = s2s.ClauseChunker(min_chars=12, max_chars=40)
+    out = chunker.push("word " * 20)
+    assert out and all(len(c) <= 40 for c in out)
+
+
+def test_speakable_strips_markdown():
+    assert s2s.speakable("**Bold** and `code` and [a link](http://x)") == "Bold and code and"
+
+
+def test_pcm16_codec_round_trips_and_rejects_junk():
+    pcm = np.array([0, 1, -1, 32767, -32768], dtype=np.int16)
+    assert np.array_equal(s2s.decode_pcm16(s2s.encode_pcm16(pcm)), pcm)
+    with pytest.raises(s2s.AudioError):
+        s2s.decode_pcm16("not base64!")
+    with pytest.raises(s2s.AudioError):
+        s2s.decode_pcm16("AAAA")  # 3 bytes
+
+
+def test_stream_resampler_matches_length_over_many_chunks():
+    r = s2s.StreamResampler(24000, 16000)
+    out = [r.push(np.zeros(480, dtype=np.int16)) for _ in range(50)] + [r.push(np.zeros(0, np.int16), last=True)]
+    assert abs(sum(len(o) for o in out) - 50 * 320) <= 2
+
+
+def test_response_text_until_keeps_whole_clauses_and_a_share_of_the_next():
+    r = s2s.Response("r", s2s.Item("i", "assistant"), "reply", spans=[(0, "One two."), (1000, "three four five six")])
+    r.audio_sent_ms = 2000
+    assert r.text_until(500) == "One"
+    assert r.text_until(1000) == "One two."
+    assert r.text_until(1500) == "One two. three four"
+    assert r.text_until(5000) == "One two. three four five six"
+
+
+def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
+    file = tmp_path / "s.toml"
+    file.write_text('vad_silence_ms = 700\nport = 9000\n')
+    config = load_config(["--config", str(file), "--port", "9100"], environ={"S2S_VAD_SILENCE_MS": "800"})
+    assert (config.vad_silence_ms, config.port) == (800, 9100)
+    assert load_config(["--plugins", "a,b"], environ={}).plugins == ["a", "b"]
+
+
+@pytest.mark.parametrize(("argv", "environ", "needle"), [
+    ([], {"S2S_VAD_SILENCE": "5"}, "Did you mean: vad_silence_ms"),
+    (["--vad-silence-ms", "ten"], {}, "valid integer"),
+    (["--vad-silence-ms", "50"], {}, "greater than or equal to 100"),
+    (["--wire-rate-hz", "8000"], {}, "16000 or 24000"),
+    (["--log-level", "LOUD"], {}, "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+])
+def test_config_errors_name_the_valid_choices(argv, environ, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(argv, environ=environ)
+    assert needle in str(info.value)
+
+
+def test_the_command_line_exits_2_on_bad_settings_and_help_lists_every_option():
+    for argv in (["--port", "-1"], ["--nope", "1"], ["--asr", "nope"]):
+        result = subprocess.run([sys.executable, "s2s_server.py", *argv], capture_output=True, text=True)
+        assert result.returncode == 2, (argv, result.stderr)
+    assert "choose one of: fake" in result.stderr
+    help_text = subprocess.run([sys.executable, "s2s_server.py", "--help"], capture_output=True, text=True).stdout
+    from s2s_config import Config
+    for name in Config.model_fields:
+        assert "--" + name.replace("_", "-") in help_text
+
+
+def test_importing_the_server_starts_nothing():
+    code = ("import threading, sys; import s2s_server; "
+            "print(threading.active_count(), 'torch' in sys.modules, 'faster_whisper' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "False", "False"]
+
+
+def test_client_event_parser_reports_codes():
+    with pytest.raises(s2s.ProtocolError) as info:
+        s2s.parse_client_event(json.dumps({"type": "session.update", "session": {"instructions": 5}}))
+    assert info.value.code == "invalid_event" and "instructions" in info.value.message
+    deep = "[" * 100000 + "]" * 100000
+    with pytest.raises(s2s.ProtocolError):
+        s2s.parse_client_event(deep)
