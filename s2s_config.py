@@ -121,6 +121,9 @@ class Config(BaseModel):
     """Voice name passed to the synthesiser; empty uses the backend's default."""
     audio_chunk_ms: int = Field(100, ge=10, le=100)
     """Longest reply audio chunk per response.output_audio.delta, in ms."""
+    audio_lead_ms: int = Field(2000, ge=0, le=600000)
+    """How far reply audio may run ahead of real-time playback, in ms (0: no limit). The client's buffer
+    never runs dry, and a barge-in wastes at most this much synthesis (TTS and LLM wait, not the user)."""
     clause_min_chars: int = Field(12, ge=1, le=500)
     """A clause is sent to TTS at a comma-like mark once it has this many characters (a CJK character
     counts twice); sentence ends always cut. Small values start speech sooner."""

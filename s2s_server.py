@@ -669,6 +669,8 @@ class TurnDetector:
 
 _STRONG_BREAKS = ".!?\n。！？…"
 _WEAK_BREAKS = ",;:，；：、"
+_CJK_MARKS = "。！？…，；：、\n"
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "no", "prof", "jr", "sr"}
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 _MARKUP = re.compile(r"[*_`#>|~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
 
@@ -708,14 +710,30 @@ class ClauseChunker:
         clause, self._buffer = self._buffer.strip(), ""
         return [clause] if clause else []
 
+    @staticmethod
+    def _ends_clause_at_end(buf: str, mark: str) -> bool:
+        """A mark that ends the text so far: cut now rather than wait a token, unless it may be inside a
+        number ("3." of "3.14") or an abbreviation ("Dr.")."""
+        if mark in _CJK_MARKS or mark in "!?":
+            return True
+        before = buf[:-1]
+        return bool(before) and not before[-1].isdigit() and not ClauseChunker._abbreviation(buf)
+
+    @staticmethod
+    def _abbreviation(text: str) -> bool:
+        """Does `text` end with an abbreviation's full stop ("Dr.", "e.g.")?"""
+        words = text.split()
+        return text.endswith(".") and bool(words) and words[-1][:-1].lower() in _ABBREVIATIONS
+
     def _find_cut(self) -> int | None:
         buf = self._buffer
         for i, ch in enumerate(buf):
             if ch in _STRONG_BREAKS or ch in _WEAK_BREAKS:
-                cjk_mark = ch in "。！？…，；：、\n"
-                followed = i + 1 < len(buf) and (buf[i + 1].isspace() or cjk_mark)
-                if not (followed or (cjk_mark and i + 1 == len(buf))):
-                    continue
+                if i + 1 < len(buf):
+                    if not (buf[i + 1].isspace() or ch in _CJK_MARKS) or self._abbreviation(buf[:i + 1]):
+                        continue  # "3.14", "1,000", "Dr. Smith": not a break
+                elif not self._ends_clause_at_end(buf, ch):
+                    continue  # wait for the next token to tell
                 if ch in _STRONG_BREAKS or text_weight(buf[:i + 1].strip()) >= self.min_chars:
                     return i + 1
         if text_weight(buf) > self.max_chars:
@@ -829,6 +847,8 @@ class Response:
     status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
     spans: list[tuple[float, str]] = field(default_factory=list)  # (audio ms at which the clause starts, clause)
     audio_sent_ms: float = 0.0
+    audio_queued_ms: float = 0.0
+    first_queued_at_ms: float | None = None  # the pacing clock (audio_lead_ms) starts here
     first_audio_at_ms: float | None = None  # monotonic ms of the first audio delta on the wire
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)
@@ -932,6 +952,7 @@ class Session:
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
         self._turn_numbers = itertools.count(1)
+        self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -960,7 +981,7 @@ class Session:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             self.vad.close()
-            self.log.info("closed after %.0f ms", now_ms() - started)
+            self.log.info("closed after %.0f ms audio_frames_in=%d", now_ms() - started, self.audio_frames_in)
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """The one place that starts background work; `run` cancels and awaits it all at the end."""
@@ -984,10 +1005,20 @@ class Session:
         self.outbound_events.put_nowait(Outgoing(event, response, audio_ms, clause, after_send))
 
     async def emit_audio(self, event: dict[str, Any], response: Response, audio_ms: float) -> None:
+        """Queue a reply audio chunk, pacing the pipeline: wait while the queue is full, and while the audio
+        already queued runs more than `audio_lead_ms` ahead of real-time playback."""
         while self.outbound_events.qsize() >= self.config.outbound_queue_events:
             self._outbound_room.clear()
             await self._outbound_room.wait()
+        lead_ms = self.config.audio_lead_ms
+        if response.first_queued_at_ms is None:
+            response.first_queued_at_ms = now_ms()
+        elif lead_ms:
+            ahead_ms = response.audio_queued_ms + audio_ms - (now_ms() - response.first_queued_at_ms)
+            if ahead_ms > lead_ms:
+                await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
         if response.status == "in_progress":
+            response.audio_queued_ms += audio_ms
             self.emit(event, response=response, audio_ms=audio_ms)
 
     async def _send_loop(self) -> None:
@@ -1163,6 +1194,7 @@ class Session:
     # ---- audio in -------------------------------------------------------------------------------------
 
     def on_audio(self, event: InputAudioBufferAppend) -> None:
+        self.audio_frames_in += 1
         try:
             pcm = decode_pcm16(event.audio)
         except AudioError as exc:

@@ -10,6 +10,7 @@ import base64
 import json
 import shutil
 import subprocess
+import time
 import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ class Client:
     def __init__(self, ws: Any):
         self.ws = ws
         self.events: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # time.monotonic() at which each event arrived
         self._cursor = 0
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
@@ -61,6 +63,7 @@ class Client:
         try:
             async for message in self.ws:
                 async with self._changed:
+                    self.arrivals.append(time.monotonic())
                     self.events.append(json.loads(message))
                     self._changed.notify_all()
         except websockets.ConnectionClosed:
@@ -148,7 +151,8 @@ class Harness:
         return session
 
 
-FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0}
+# The test doubles, and no audio pacing (audio_lead_ms=0) so that replies arrive at once.
+FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0, "audio_lead_ms": 0}
 
 
 @pytest.fixture

@@ -404,3 +404,18 @@ async def test_a_client_that_stops_reading_is_cut_off(make_server):
     await asyncio.wait_for(h.sessions_ended.get(), 10)
     assert time.monotonic() - started < 1.0 + 3.0  # send_timeout_s, plus slack for a slow machine
     ws.transport.abort()
+
+
+async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_server):
+    h = await make_server(audio_lead_ms=300, fake_tts_ms_per_char=20)  # ~1.6 s of reply audio
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                   "content": [{"type": "input_text", "text": "Hi"}]})
+    await c.send("response.create")
+    await c.wait_for("response.done")
+    deltas = [(t, e) for t, e in zip(c.arrivals, c.events, strict=True) if e["type"] == "response.output_audio.delta"]
+    t0, total_ms = deltas[0][0], 0.0
+    for t, ev in deltas:
+        total_ms += len(base64.b64decode(ev["delta"])) / 2 / 24
+        assert total_ms <= 300 + (t - t0) * 1000 + 100 + 50  # lead + playback so far + one chunk + slack
+    assert total_ms > 1000

@@ -82,6 +82,14 @@ def test_clause_chunker_cuts_english_and_chinese(stream, clauses):
     assert out == clauses
 
 
+def test_clause_chunker_cuts_a_sentence_end_without_waiting_for_the_next_token():
+    chunker = s2s.ClauseChunker(min_chars=12, max_chars=180)
+    assert chunker.push("Sure.") == ["Sure."]
+    assert chunker.push(" Call Dr.") == []  # an abbreviation: wait for the next token
+    assert chunker.push(" Smith at 3.") == []  # "3." may be "3.14": wait
+    assert chunker.push("14 pm.") == ["Call Dr. Smith at 3.14 pm."]
+
+
 def test_clause_chunker_cuts_long_unpunctuated_text_at_a_space():
     chunker = s2s.ClauseChunker(min_chars=12, max_chars=40)
     out = chunker.push("word " * 20)
