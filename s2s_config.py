@@ -130,9 +130,62 @@ class Config(BaseModel):
     clause_max_chars: int = Field(180, ge=20, le=2000)
     """A clause with no punctuation is cut at the last space before this many characters."""
 
-    # ---- Judgement ------------------------------------------------------------------------------------
+    # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
+    data_dir: str = "s2s_data"
+    """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
+    memory_earlier_items: int = Field(8, ge=0, le=200)
+    """Items of a user's previous conversations shown to the judge and the LLM."""
+    memory_summary_every_items: int = Field(12, ge=0, le=1000)
+    """Refresh the user's rolling summary (an LLM call, only while the session is idle) after this many
+    new items; 0 turns summaries off."""
+
+    # ---- Subjective Action Judgement and strategies (paper sec. 2.2.2) ---------------------------------
     judge: str = "off"
-    """Subjective Action Judgement backend: off (always reply, never interrupt), or a plugin's."""
+    """Judgement backend: sft (the judge_sft.py model), llm (prompt the configured LLM), off (always
+    reply, never interrupt), or a plugin's."""
+    judge_model_dir: str = "data/judge"
+    """The trained judge the sft backend loads (relative paths are from s2s_server.py's folder)."""
+    judge_context_turns: int = Field(4, ge=0, le=50)
+    """Recent turns the judge reads besides the utterance."""
+    proactive: bool = True
+    """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
+    A session may switch it with session.update (s2s.proactive)."""
+    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] = [
+        "reply", "refuse", "deflect", "silence", "interrupt", "block"]
+    """Strategies the bot may use; a judgement outside this list becomes a plain reply."""
+    interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    """The judge must be at least this sure before the bot cuts the user off."""
+    interrupt_template_en: str = "Sorry to cut in, but"
+    """What the bot says at once when it interrupts an English speaker; the LLM continues from it."""
+    interrupt_template_zh: str = "不好意思，我打断一下，"
+    """What the bot says at once when it interrupts a Chinese speaker."""
+    interrupt_prompt: str = (
+        "You have just interrupted the user in mid-sentence, and you already said: \"{template}\". Continue "
+        "that same sentence in at most two short sentences, reacting to what they were saying.")
+    """Instructions for the continuation after the interrupt template ({template} is filled in)."""
+    refuse_prompt: str = (
+        "The user asked for something unreasonable. Decline clearly and politely in one or two short "
+        "sentences; do not do it, do not lecture.")
+    """Behavioural guidance for the refuse strategy."""
+    deflect_prompt: str = (
+        "The topic is going nowhere. Do not answer it; briefly and warmly steer the conversation to a "
+        "different topic the user may enjoy, in one or two short sentences.")
+    """Behavioural guidance for the deflect strategy."""
+    wait_max_ms: int = Field(1500, ge=0, le=10000)
+    """After a "wait" judgement (the user seems unfinished), reply anyway if they say nothing for this long."""
+    block_temporary_s: int = Field(600, ge=1, le=10**8)
+    """How long a temporary block lasts."""
+    block_permanent_after: int = Field(3, ge=0, le=1000)
+    """The Nth block of the same user is permanent (0: blocks are never permanent)."""
+    proactive_idle_s: float = Field(25.0, ge=0, le=86400)
+    """Speak first after this many seconds of silence, counted from the end of the bot's playback
+    (0: never)."""
+    proactive_max_in_row: int = Field(2, ge=0, le=100)
+    """Most times in a row the bot speaks first before the user says something."""
+    proactive_prompt: str = (
+        "The user has been quiet for a while. Say one short, friendly sentence that revives the "
+        "conversation or moves it to a new topic they may like, based on what you know about them.")
+    """Instructions for system-initiated speech."""
 
     # ---- Test doubles (fake backends; never the default models) ----------------------------------------
     fake_asr_text: str = "hello there"

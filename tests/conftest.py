@@ -156,12 +156,13 @@ FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0,
 
 
 @pytest.fixture
-async def make_server() -> AsyncIterator[Callable[..., Any]]:
-    """make_server(**settings) -> Harness; every server and client is closed after the test."""
+async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """make_server(**settings) -> Harness; every server and client is closed after the test. Memory goes
+    to a fresh folder per test unless `data_dir` is given."""
     harnesses: list[Harness] = []
 
     async def make(**settings: Any) -> Harness:
-        config = validate_config({**FAKES, **settings})
+        config = validate_config({**FAKES, "data_dir": str(tmp_path / "data"), **settings})
         components = s2s.build_components(config)
         await s2s.load_components(components)
         server = s2s.S2SServer(config, components)

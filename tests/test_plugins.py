@@ -39,6 +39,7 @@ async def start_server_process(*args: str, env: dict[str, str] | None = None):
 async def test_a_users_registered_component_is_selected_by_name(tmp_path):
     (tmp_path / "my_models.py").write_text(readme_plugin_example(), encoding="utf-8")
     proc, port = await start_server_process("--plugins", "my_models", "--llm", "shout", "--asr", "fake",
+                                            "--data-dir", str(tmp_path / "data"),
                                             "--tts", "fake", "--judge", "off", env={"PYTHONPATH": str(tmp_path)})
     try:
         client = Client(await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime"))
