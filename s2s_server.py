@@ -1150,7 +1150,8 @@ class Response:
     spans: list[tuple[float, str]] = field(default_factory=list)  # (audio ms at which the clause starts, clause)
     audio_sent_ms: float = 0.0
     audio_queued_ms: float = 0.0
-    first_queued_at_ms: float | None = None  # the pacing clock (audio_lead_ms) starts here
+    first_queued_at_ms: float | None = None  # the pacing and playback clock starts here
+    heard_cut: bool = False  # a barge-in ended its playback
     first_audio_at_ms: float | None = None  # monotonic ms of the first audio delta on the wire
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)
@@ -1268,6 +1269,7 @@ class Session:
         self._last_user_turn_at: float | None = None
         self._items_since_summary = 0
         self._summary_task: asyncio.Task[None] | None = None
+        self._memory_loading: asyncio.Task[None] | None = None  # a turn waits for it (milliseconds)
         self._partial_task: asyncio.Task[None] | None = None
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
@@ -1342,6 +1344,8 @@ class Session:
                 await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
         if response.status == "in_progress":
             response.audio_queued_ms += audio_ms
+            self._set_state(State.SPEAKING)  # before the audio: the client learns the state first
+            self._schedule_playback_end(response.first_queued_at_ms + response.audio_queued_ms - now_ms())
             self.emit(event, response=response, audio_ms=audio_ms)
 
     async def _send_loop(self) -> None:
@@ -1372,12 +1376,9 @@ class Session:
         if out.clause:
             r.spans.append((r.audio_sent_ms, out.clause))
         if out.audio_ms:
-            now = now_ms()
             if r.first_audio_at_ms is None:
-                r.first_audio_at_ms = now
-                self._set_state(State.SPEAKING)
+                r.first_audio_at_ms = now_ms()
             r.audio_sent_ms += out.audio_ms
-            self._schedule_playback_end(r.first_audio_at_ms + r.audio_sent_ms - now)
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
         if self._playback_timer is not None:
@@ -1391,10 +1392,11 @@ class Session:
             self._set_state(State.LISTENING)
 
     def playback_remaining_ms(self) -> float:
+        """How long the client will still be playing the newest reply, at real time from its first chunk."""
         r = self.last_response
-        if r is None or r.first_audio_at_ms is None:
+        if r is None or r.first_queued_at_ms is None or r.heard_cut:
             return 0.0
-        return max(0.0, r.first_audio_at_ms + r.audio_sent_ms - now_ms())
+        return max(0.0, r.first_queued_at_ms + r.audio_queued_ms - now_ms())
 
     def bot_active(self) -> bool:
         return self.response is not None or self.playback_remaining_ms() > 0
@@ -1728,6 +1730,8 @@ class Session:
     async def _judge_and_respond(self, turn: Turn, instructions: str | None = None) -> None:
         """Ask the Subjective Action Judgement about a completed turn, then carry out its strategy."""
         assert turn.item is not None
+        if self._memory_loading is not None and not self._memory_loading.done():
+            await asyncio.shield(self._memory_loading)  # the user's memory must inform this turn
         judgement = await self._judge(turn.item.text, "complete")
         turn.metrics["judge"] = judgement.latency_ms
         if not self.settings.allows(judgement.action) and judgement.action != "wait":
@@ -1890,7 +1894,7 @@ class Session:
             self.log.info("refusing blocked user %s", user_id)
             self._refuse_blocked(block)
             return
-        self.spawn(self._load_user_memory(user_id), "memory-load")
+        self._memory_loading = self.spawn(self._load_user_memory(user_id), "memory-load")
 
     async def _load_user_memory(self, user_id: str) -> None:
         loaded = await self.memory.load_user(user_id, self.config.memory_earlier_items)
@@ -2123,14 +2127,15 @@ class Session:
             last.item.text = last.text_until(played)
             last.item.status = "incomplete"
             self.spawn(self.memory.retext(self.user_id, last.item.id, last.item.text), "memory-save")
-            last.audio_sent_ms = played  # the rest will not be heard
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
         if self._playback_timer is not None:
             self._playback_timer.cancel()
             self._playback_timer = None
-        if self.last_response is not None and self.last_response.first_audio_at_ms is not None:
-            self.last_response.audio_sent_ms = min(self.last_response.audio_sent_ms,
-                                                   self._played_ms(self.last_response))
+        if self.last_response is not None:
+            self.last_response.heard_cut = True
+            if self.last_response.first_audio_at_ms is not None:
+                self.last_response.audio_sent_ms = min(self.last_response.audio_sent_ms,
+                                                       self._played_ms(self.last_response))
         self._set_state(State.LISTENING)
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:

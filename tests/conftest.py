@@ -80,12 +80,19 @@ class Client:
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 
-    async def append_audio(self, pcm16: np.ndarray, rate_hz: int = 24000, frame_ms: int = 40) -> None:
-        """Stream audio as a microphone would, in frames (as fast as the socket takes them)."""
+    async def append_audio(self, pcm16: np.ndarray, rate_hz: int = 24000, frame_ms: int = 40,
+                           realtime: bool = False, until: Callable[[], bool] | None = None) -> None:
+        """Stream audio in frames: as fast as the socket takes them, or paced like a live microphone
+        (`realtime`), stopping early once `until()` is true."""
         step = int(rate_hz * frame_ms / 1000)
-        for start in range(0, len(pcm16), step):
+        started = time.monotonic()
+        for n, start in enumerate(range(0, len(pcm16), step)):
+            if until is not None and until():
+                return
             chunk = pcm16[start:start + step].astype("<i2").tobytes()
             await self.send("input_audio_buffer.append", audio=base64.b64encode(chunk).decode())
+            if realtime:  # a live microphone delivers a frame every frame_ms
+                await asyncio.sleep(max(0.0, started + (n + 1) * frame_ms / 1000 - time.monotonic()))
 
     async def wait_for(self, type_: str, where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         """The next event (after the last one returned) of this type that matches `where`."""
