@@ -187,6 +187,18 @@ class Config(BaseModel):
         "conversation or moves it to a new topic they may like, based on what you know about them.")
     """Instructions for system-initiated speech."""
 
+    # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
+    asr_deadline_s: float = Field(15.0, gt=0, le=600)
+    """Longest wait for the recogniser's first text and between its pieces."""
+    judge_deadline_s: float = Field(3.0, gt=0, le=600)
+    """Longest wait for a judgement; past it the turn is answered (complete) or not cut (partial)."""
+    llm_first_token_deadline_s: float = Field(20.0, gt=0, le=600)
+    """Longest wait for the LLM's first token."""
+    llm_stall_deadline_s: float = Field(10.0, gt=0, le=600)
+    """Longest wait between two LLM tokens."""
+    tts_deadline_s: float = Field(15.0, gt=0, le=600)
+    """Longest wait for a clause's first audio and between its audio chunks."""
+
     # ---- Test doubles (fake backends; never the default models) ----------------------------------------
     fake_asr_text: str = "hello there"
     """Transcript the fake ASR returns for any audio."""

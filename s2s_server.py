@@ -467,6 +467,28 @@ async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]],
         stop.set()
 
 
+class StageTimeout(RuntimeError):
+    """A component went silent past its configured deadline."""
+
+
+async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: float,
+                           stage: str) -> AsyncIterator[T]:
+    """Yield from a component's stream, failing with StageTimeout when the first item takes longer than
+    `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops)."""
+    async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        limit = first_s
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    item = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
+            yield item
+            limit = next_s
+
+
 # ---- Test doubles -------------------------------------------------------------------------------------
 # Deterministic fakes with configurable latency, selected by the name "fake". They exist to test and
 # measure the pipeline without models; they are never the default. Fake audio is a quiet tone.
@@ -1646,8 +1668,13 @@ class Session:
             self._speculative[1].cancel()
             self._speculative = None
 
+    def _asr_stream(self, audio: np.ndarray) -> AsyncIterator[str]:
+        deadline = self.config.asr_deadline_s
+        return within_deadlines(self.components.asr.transcribe(audio), first_s=deadline, next_s=deadline,
+                                stage="speech recognition")
+
     async def _collect_transcript(self, audio: np.ndarray) -> str:
-        async with contextlib.aclosing(self.components.asr.transcribe(audio)) as pieces:
+        async with contextlib.aclosing(self._asr_stream(audio)) as pieces:
             return "".join([piece async for piece in pieces])
 
     # ---- a user turn: ASR -> judgement -> response ----------------------------------------------------
@@ -1666,7 +1693,7 @@ class Session:
                 pieces = []
                 assert turn.audio is not None
                 streamed_partials = item.id in self._partial_sent  # then only .completed carries the text
-                async with contextlib.aclosing(self.components.asr.transcribe(turn.audio)) as stream:
+                async with contextlib.aclosing(self._asr_stream(turn.audio)) as stream:
                     async for piece in stream:
                         pieces.append(piece)
                         if not streamed_partials:
@@ -1768,7 +1795,12 @@ class Session:
         context = JudgeContext(history=self.llm_history(), strategies=self.settings.strategies,
                                memory=self.memory_context())
         try:
-            judgement = await self.components.judge.judge(context, utterance, stage)
+            judgement = await asyncio.wait_for(self.components.judge.judge(context, utterance, stage),
+                                               self.config.judge_deadline_s)
+        except TimeoutError:
+            self.log.warning("judge took over %.1f s", self.config.judge_deadline_s)
+            judgement = Judgement(action="reply" if stage == "complete" else "wait", confidence=0.0,
+                                  reason=f"the judge took over {self.config.judge_deadline_s:g} s")
         except Exception as exc:  # a judge failure must not cost the user their answer
             self.log.exception("judge failed")
             judgement = Judgement(action="reply" if stage == "complete" else "wait",
@@ -2001,8 +2033,10 @@ class Session:
             try:
                 if spoken_prefix:
                     await clause_queue.put(spoken_prefix)  # said at once, while the LLM starts
-                async with contextlib.aclosing(self.components.llm.generate(
-                        messages, max_tokens=self.config.llm_max_tokens)) as deltas:
+                async with contextlib.aclosing(within_deadlines(
+                        self.components.llm.generate(messages, max_tokens=self.config.llm_max_tokens),
+                        first_s=self.config.llm_first_token_deadline_s, next_s=self.config.llm_stall_deadline_s,
+                        stage="the language model")) as deltas:
                     async for delta in deltas:
                         if "llm_first_token" not in r.metrics:
                             r.metrics["llm_first_token"] = now_ms() - started
@@ -2031,8 +2065,10 @@ class Session:
                                        output_index=0, content_index=0, delta=(" " if len(spoken) > 1 else "") + text),
                           response=r, clause=text)
                 tts_started = now_ms()
-                async with contextlib.aclosing(self.components.tts.synthesize(
-                        text, voice=self.settings.voice or None)) as chunks:
+                async with contextlib.aclosing(within_deadlines(
+                        self.components.tts.synthesize(text, voice=self.settings.voice or None),
+                        first_s=self.config.tts_deadline_s, next_s=self.config.tts_deadline_s,
+                        stage="speech synthesis")) as chunks:
                     async for pcm16k in chunks:
                         if "tts_first_audio" not in r.metrics:
                             r.metrics["tts_first_audio"] = now_ms() - tts_started

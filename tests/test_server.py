@@ -419,3 +419,56 @@ async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_se
         total_ms += len(base64.b64decode(ev["delta"])) / 2 / 24
         assert total_ms <= 300 + (t - t0) * 1000 + 100 + 50  # lead + playback so far + one chunk + slack
     assert total_ms > 1000
+
+
+@pytest.mark.parametrize("stage", ["asr", "llm", "tts"])
+async def test_a_hung_stage_fails_its_turn_after_its_deadline_and_the_next_turn_works(make_server, speech_dir, stage):
+    hang = asyncio.Event()  # never set: the stage hangs until cancelled
+
+    class HangingASR(s2s.FakeASR):
+        name = "test-hang-asr"
+        calls = 0
+
+        async def transcribe(self, audio):
+            HangingASR.calls += 1
+            if HangingASR.calls == 1:
+                await hang.wait()
+            async for piece in super().transcribe(audio):
+                yield piece
+
+    class HangingLLM(s2s.FakeLLM):
+        name = "test-hang-llm"
+        calls = 0
+
+        async def generate(self, messages, *, max_tokens):
+            HangingLLM.calls += 1
+            yield "Hmm,"
+            if HangingLLM.calls == 1:
+                await hang.wait()  # stalls after the first token
+            async for delta in super().generate(messages, max_tokens=max_tokens):
+                yield delta
+
+    class HangingTTS(s2s.FakeTTS):
+        name = "test-hang-tts"
+        calls = 0
+
+        async def synthesize(self, text, *, voice=None):
+            HangingTTS.calls += 1
+            if HangingTTS.calls == 1:
+                await hang.wait()
+            async for chunk in super().synthesize(text, voice=voice):
+                yield chunk
+
+    names = {"asr": "test-hang-asr", "llm": "test-hang-llm", "tts": "test-hang-tts"}
+    h = await make_server(**{stage: names[stage]}, asr_deadline_s=0.3, llm_stall_deadline_s=0.3, tts_deadline_s=0.3)
+    c = await h.connect()
+    await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
+    err = await c.wait_for("error")
+    assert "produced nothing for 0.3 s" in err["error"]["message"]
+    if stage == "asr":
+        assert err["error"]["code"] == "asr_failed" and "response.created" not in c.types()
+    else:
+        assert err["error"]["code"] == "response_failed"
+        assert (await c.wait_for("response.done"))["response"]["status"] == "failed"
+    await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
+    assert (await c.wait_for("response.done", lambda e: e["response"]["status"] == "completed"))
