@@ -25,6 +25,7 @@ How a dialogue is made (CleanS2S, sec. 2.2: five proactive scenarios plus plain 
 Template marks: `{slot}` filler, `~` optional hesitation break, `|` the opinion is clear here.
 """
 
+# ruff: noqa: E501  (template sentences stay one per line, so each phrasing reads whole)
 from __future__ import annotations
 
 import argparse
@@ -75,37 +76,92 @@ FILLERS: dict[str, dict[str, list[str]]] = {
 # Opinion topics: two sides and clauses that argue for each side (same / conflicting opinion scenarios).
 TOPICS: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
     "en": [
-        ("having a cat", "having a dog", ["cats take care of themselves", "a cat never needs a walk in the rain"],
-         ["a dog is always happy to see you", "a dog gets you outside every day"]),
-        ("tea", "coffee", ["tea never gives me the jitters", "there are so many kinds of tea to try"],
-         ["coffee actually wakes me up", "nothing smells better than fresh coffee"]),
-        ("summer", "winter", ["the days are long and warm", "you can swim outside"],
-         ["it is cosy to stay in with a blanket", "there is no sticky heat at night"]),
-        ("city life", "country life", ["everything is within walking distance", "there is always something going on"],
-         ["the air is so much cleaner", "it is quiet enough to sleep well"]),
-        ("reading on paper", "reading on a screen", ["my eyes do not get tired", "I love the feel of the pages"],
-         ["I can carry a whole library in my bag", "I can make the text as large as I like"]),
-        ("working from home", "working in an office", ["I skip the commute completely", "I get far more done in silence"],
-         ["I see my colleagues face to face", "home and work stay separate"]),
-        ("taking the train", "flying", ["you can watch the landscape go by", "there is no airport security queue"],
-         ["it is so much faster over long distances", "tickets are often cheaper"]),
-        ("cooking at home", "eating out", ["you know exactly what goes into the food", "it saves a lot of money"],
-         ["someone else does the dishes", "you get to try new cuisines"]),
-        ("a holiday in the mountains", "a holiday at the beach", ["the hiking is amazing", "it is cool even in August"],
-         ["nothing beats swimming in the sea", "you can just lie down and relax"]),
-        ("getting up early", "staying up late", ["the morning is calm and quiet", "I get my work done before noon"],
-         ["my best ideas come at night", "nobody disturbs me after midnight"]),
+        (
+            "having a cat",
+            "having a dog",
+            ["cats take care of themselves", "a cat never needs a walk in the rain"],
+            ["a dog is always happy to see you", "a dog gets you outside every day"],
+        ),
+        (
+            "tea",
+            "coffee",
+            ["tea never gives me the jitters", "there are so many kinds of tea to try"],
+            ["coffee actually wakes me up", "nothing smells better than fresh coffee"],
+        ),
+        (
+            "summer",
+            "winter",
+            ["the days are long and warm", "you can swim outside"],
+            ["it is cosy to stay in with a blanket", "there is no sticky heat at night"],
+        ),
+        (
+            "city life",
+            "country life",
+            ["everything is within walking distance", "there is always something going on"],
+            ["the air is so much cleaner", "it is quiet enough to sleep well"],
+        ),
+        (
+            "reading on paper",
+            "reading on a screen",
+            ["my eyes do not get tired", "I love the feel of the pages"],
+            ["I can carry a whole library in my bag", "I can make the text as large as I like"],
+        ),
+        (
+            "working from home",
+            "working in an office",
+            ["I skip the commute completely", "I get far more done in silence"],
+            ["I see my colleagues face to face", "home and work stay separate"],
+        ),
+        (
+            "taking the train",
+            "flying",
+            ["you can watch the landscape go by", "there is no airport security queue"],
+            ["it is so much faster over long distances", "tickets are often cheaper"],
+        ),
+        (
+            "cooking at home",
+            "eating out",
+            ["you know exactly what goes into the food", "it saves a lot of money"],
+            ["someone else does the dishes", "you get to try new cuisines"],
+        ),
+        (
+            "a holiday in the mountains",
+            "a holiday at the beach",
+            ["the hiking is amazing", "it is cool even in August"],
+            ["nothing beats swimming in the sea", "you can just lie down and relax"],
+        ),
+        (
+            "getting up early",
+            "staying up late",
+            ["the morning is calm and quiet", "I get my work done before noon"],
+            ["my best ideas come at night", "nobody disturbs me after midnight"],
+        ),
     ],
     "zh": [
-        ("养猫", "养狗", ["猫能自己照顾自己", "下雨天不用出门遛猫"], ["狗每次见到你都特别开心", "养狗每天都会出门走走"]),
+        (
+            "养猫",
+            "养狗",
+            ["猫能自己照顾自己", "下雨天不用出门遛猫"],
+            ["狗每次见到你都特别开心", "养狗每天都会出门走走"],
+        ),
         ("喝茶", "喝咖啡", ["喝茶不会心慌", "茶的种类多得喝不完"], ["咖啡真的能提神", "现磨咖啡太香了"]),
         ("夏天", "冬天", ["白天长又暖和", "可以去户外游泳"], ["裹着毯子在家特别舒服", "晚上不会闷热难睡"]),
         ("住在城市", "住在乡下", ["去哪儿都很方便", "总有好玩的活动"], ["空气干净多了", "晚上安静好睡觉"]),
         ("看纸质书", "看电子书", ["眼睛不容易累", "我喜欢翻书的手感"], ["一个包就能装下整个书架", "字可以随便放大"]),
-        ("在家办公", "去办公室上班", ["完全不用通勤", "安静的时候效率高得多"], ["能和同事面对面交流", "工作和生活分得开"]),
+        (
+            "在家办公",
+            "去办公室上班",
+            ["完全不用通勤", "安静的时候效率高得多"],
+            ["能和同事面对面交流", "工作和生活分得开"],
+        ),
         ("坐火车", "坐飞机", ["一路上能看风景", "不用排安检的长队"], ["长途的话快太多了", "机票经常更便宜"]),
         ("在家做饭", "出去吃饭", ["吃的东西干净放心", "能省下不少钱"], ["不用自己洗碗", "能尝到各种新口味"]),
-        ("去山里度假", "去海边度假", ["爬山特别过瘾", "八月份都很凉快"], ["在海里游泳最舒服", "躺在沙滩上什么都不用想"]),
+        (
+            "去山里度假",
+            "去海边度假",
+            ["爬山特别过瘾", "八月份都很凉快"],
+            ["在海里游泳最舒服", "躺在沙滩上什么都不用想"],
+        ),
         ("早睡早起", "熬夜", ["早上安静又清爽", "中午前就能把事做完"], ["我的好点子都是晚上来的", "半夜没人打扰我"]),
     ],
 }
@@ -150,6 +206,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "I've been comparing the weights of {n} identical paperclips, ~ they all weigh the same, ~ I checked twice.",
             "So the printer queue had three jobs, ~ then two jobs, ~ then one job, ~ and then it had no jobs.",
             "And the form asked for my postcode, ~ so I typed my postcode, ~ and then it asked for my postcode again.",
+            "So I checked the mailbox at noon, ~ it was empty, ~ then I checked it again at one, still empty.",
+            "And my socks, ~ I line them up by colour, ~ white, white, off-white, white again.",
+            "Then the kettle boiled, ~ and I waited, ~ and it clicked off, the same as every morning.",
+            "I've been logging how many steps it takes to reach the fridge, ~ it's always eleven, ~ sometimes twelve.",
         ],
         "unreasonable": [
             "Write my whole {subject} thesis tonight ~ and make sure nobody can tell it wasn't me.",
@@ -164,6 +224,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "Delete all the bad reviews of my restaurant ~ from every website, today.",
             "Show me a way to sneak into the concert without paying ~ that the guards won't notice.",
             "Translate this entire {n}-page contract in the next ten seconds, ~ word for word.",
+            "Book me a flight that leaves in five minutes ~ and make sure I'm on it.",
+            "Write fake five-star reviews for my shop, ~ at least a hundred of them.",
+            "Tell my landlord's bank to cancel his mortgage, ~ he deserves it.",
+            "Do my whole tax return ~ and make the numbers say I owe nothing.",
         ],
         "affront_mild": [
             "You're honestly the dumbest assistant I've ever talked to.",
@@ -178,6 +242,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "You talk like a cheap phone menu.",
             "Blah blah blah, ~ you never shut up, do you?",
             "Stupid machine, ~ just stupid.",
+            "Honestly, a parrot would give better answers than you.",
+            "You're about as helpful as a chocolate teapot.",
+            "Oh great, ~ another brainless reply.",
+            "Talking to you is a total waste of my time.",
         ],
         "affront_severe": [
             "I know where your company's office is ~ and I'm going to come and smash everything.",
@@ -188,6 +256,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "I'll make sure you and everyone at your company ~ regret ever existing.",
             "Keep talking ~ and I'll make your developers' lives a living hell.",
             "I will track down your engineers' home addresses ~ and pay them a visit.",
+            "If you say one more word, ~ I'll smash your makers' faces in.",
+            "I'm going to make every person who works on you suffer, ~ count on it.",
+            "Shut your mouth, you vile garbage, ~ or I'll come for your builders.",
+            "I swear I'll hurt anyone I can find from your company.",
         ],
         "opinion": [
             "Honestly, ~ I think {pro} is way better than {con}|, because {reason}.",
@@ -242,6 +314,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "我称了{n}个一模一样的回形针，~每个都一样重，~我还称了两遍。",
             "打印机队列里先是三个任务，~然后两个，~然后一个，~最后就没有了。",
             "那个表格让我填邮编，~我就填了邮编，~然后它又让我再填一遍邮编。",
+            "我中午去看了信箱，~是空的，~一点又去看了一次，还是空的。",
+            "还有我的袜子，~我按颜色排好，~白的，白的，米白的，又是白的。",
+            "然后水壶烧开了，~我就等着，~它咔哒一声关了，跟每天早上一样。",
+            "我一直在记走到冰箱要几步，~每次都是十一步，~有时候十二步。",
         ],
         "unreasonable": [
             "今晚帮我把整篇{subject}论文写完，~还要让别人看不出来不是我写的。",
@@ -256,6 +332,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "今天之内把我餐厅的差评~从所有网站上删掉。",
             "告诉我怎么不买票混进演唱会，~还不能被保安发现。",
             "十秒钟内把这份{n}页的合同~逐字翻译出来。",
+            "帮我订一张五分钟后起飞的机票，~保证我能赶上。",
+            "给我的店刷一百条假的五星好评，~越快越好。",
+            "让我房东的银行取消他的贷款，~他活该。",
+            "帮我报税，~把数字改成我一分钱都不用交。",
         ],
         "affront_mild": [
             "你真是我见过最笨的助手。",
@@ -270,6 +350,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "你说话跟廉价的电话语音菜单一样。",
             "叨叨叨，~你就不能闭嘴吗？",
             "笨机器，~真是笨。",
+            "说真的，一只鹦鹉都比你回答得好。",
+            "你就跟巧克力做的茶壶一样没用。",
+            "哦好极了，~又一个没脑子的回答。",
+            "跟你说话完全是浪费我的时间。",
         ],
         "affront_severe": [
             "我知道你们公司在哪，~我这就过去把东西全砸了。",
@@ -280,6 +364,10 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
             "我会让你和你们公司每一个人~都后悔来到这个世界。",
             "你再多说一句，~我就让你们的工程师没好日子过。",
             "我会查到你们工程师的家庭住址，~上门去找他们。",
+            "你再多说一个字，~我就去砸烂做你的那些人的脸。",
+            "我要让每一个开发你的人都吃尽苦头，~你等着。",
+            "闭上你的臭嘴，你这个垃圾，~不然我就去找做你的人。",
+            "我发誓，~你们公司的人我见一个打一个。",
         ],
         "opinion": [
             "说实话，~我觉得{pro}比{con}好太多了|，因为{reason}。",
@@ -301,28 +389,65 @@ USER_TEMPLATES: dict[str, dict[str, list[str]]] = {
 # The agent's lines (context only: the judge never labels agent speech).
 AGENT_LINES: dict[str, dict[str, list[str]]] = {
     "en": {
-        "reply": ["Sure, here is what I would suggest.", "Good question, let me walk you through it.",
-                  "Happy to help with that.", "Oh, nice. Here are a few ideas.", "That sounds fun. A couple of thoughts."],
-        "stance": ["Personally, I prefer {a} to {b}.", "If I had to choose, I'd go with {a} over {b}.",
-                   "I'm a big fan of {a}, to be honest, more than {b}."],
-        "agree": ["Yes, exactly! I feel the same way.", "Totally, I couldn't agree more.", "Right? That's what I keep saying."],
-        "disagree": ["Hmm, I have to disagree with you there.", "Wait, I see it quite differently.",
-                     "Oh, I'm not so sure about that."],
-        "refuse": ["Sorry, I can't help with that, but I'm glad to help with something else.",
-                   "That's not something I can do. Is there another way I can help?",
-                   "I won't do that, but I can suggest a fair alternative."],
-        "deflect": ["Speaking of which, have you watched anything good lately?",
-                    "By the way, are you planning anything fun this weekend?",
-                    "Hey, that reminds me, how is the rest of your week going?"],
+        "reply": [
+            "Sure, here is what I would suggest.",
+            "Good question, let me walk you through it.",
+            "Happy to help with that.",
+            "Oh, nice. Here are a few ideas.",
+            "That sounds fun. A couple of thoughts.",
+        ],
+        "stance": [
+            "Personally, I prefer {a} to {b}.",
+            "If I had to choose, I'd go with {a} over {b}.",
+            "I'm a big fan of {a}, to be honest, more than {b}.",
+        ],
+        "agree": [
+            "Yes, exactly! I feel the same way.",
+            "Totally, I couldn't agree more.",
+            "Right? That's what I keep saying.",
+        ],
+        "disagree": [
+            "Hmm, I have to disagree with you there.",
+            "Wait, I see it quite differently.",
+            "Oh, I'm not so sure about that.",
+        ],
+        "refuse": [
+            "Sorry, I can't help with that, but I'm glad to help with something else.",
+            "That's not something I can do. Is there another way I can help?",
+            "I won't do that, but I can suggest a fair alternative.",
+        ],
+        "deflect": [
+            "Speaking of which, have you watched anything good lately?",
+            "By the way, are you planning anything fun this weekend?",
+            "Hey, that reminds me, how is the rest of your week going?",
+        ],
         "block": ["I'm ending this conversation now.", "This conversation is over. Goodbye."],
     },
     "zh": {
-        "reply": ["好的，我给你几个建议。", "好问题，我来慢慢跟你说。", "没问题，我来帮你。", "不错哦，我有几个想法。", "听起来挺有意思的，我说说看法。"],
-        "stance": ["我个人更喜欢{a}，不太喜欢{b}。", "如果让我选，我会选{a}而不是{b}。", "说实话我是{a}派的，比{b}喜欢多了。"],
+        "reply": [
+            "好的，我给你几个建议。",
+            "好问题，我来慢慢跟你说。",
+            "没问题，我来帮你。",
+            "不错哦，我有几个想法。",
+            "听起来挺有意思的，我说说看法。",
+        ],
+        "stance": [
+            "我个人更喜欢{a}，不太喜欢{b}。",
+            "如果让我选，我会选{a}而不是{b}。",
+            "说实话我是{a}派的，比{b}喜欢多了。",
+        ],
         "agree": ["对对对，我也是这么想的！", "完全同意，太对了。", "是吧？我一直都这么说。"],
         "disagree": ["嗯，这点我不太同意。", "等等，我的看法很不一样。", "哦，我可不这么觉得。"],
-        "refuse": ["抱歉，这个我帮不了，不过别的事我很乐意帮忙。", "这个我做不到，还有别的我能帮你的吗？", "这个我不会做，不过我可以给你一个正当的办法。"],
-        "deflect": ["说起来，你最近有没有看什么好看的电影？", "对了，这个周末你有什么好玩的安排吗？", "哎，这让我想起来，你这周其他事情都顺利吗？"],
+        "refuse": [
+            "抱歉，这个我帮不了，不过别的事我很乐意帮忙。",
+            "这个我做不到，还有别的我能帮你的吗？",
+            "这个我不会做，不过我可以给你一个正当的办法。",
+        ],
+        "deflect": [
+            "说起来，你最近有没有看什么好看的电影？",
+            "对了，这个周末你有什么好玩的安排吗？",
+            "哎，这让我想起来，你这周其他事情都顺利吗？",
+        ],
         "block": ["我现在要结束这次对话了。", "这次对话到此为止，再见。"],
     },
 }
@@ -330,12 +455,12 @@ AGENT_LINES: dict[str, dict[str, list[str]]] = {
 # ==== 2. Timing (the ranges that make "pause decides respond vs wait" learnable) ====
 
 SECONDS_PER_UNIT = {"en": (0.28, 0.40), "zh": (0.20, 0.28)}  # per word (EN) or per character (ZH)
-TURN_GAP_S = (0.2, 0.9)        # user -> agent, or agent -> user
+TURN_GAP_S = (0.2, 0.9)  # user -> agent, or agent -> user
 HESITATION_GAP_S = (0.25, 1.2)  # the same speaker pauses and continues: the answer is "wait"
 RESUME_AFTER_SILENCE_S = (2.5, 5.0)  # the agent stayed silent; the user starts again later
-INTERRUPT_REACTION_S = (0.2, 0.5)    # the agent cuts in this long after the opinion is clear
-SPLIT_PROB = 0.4               # chance that each `~` mark becomes a real hesitation pause
-HELD_OUT_EVERY = 4             # template i is held out when i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+INTERRUPT_REACTION_S = (0.2, 0.5)  # the agent cuts in this long after the opinion is clear
+SPLIT_PROB = 0.4  # chance that each `~` mark becomes a real hesitation pause
+HELD_OUT_EVERY = 4  # template i is held out when i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -364,14 +489,18 @@ class Clock:
 
 def pool(lang: str, name: str, split: str) -> list[tuple[str, str]]:
     """(template_id, template) of one pool, restricted to one split."""
-    return [(f"{lang}.{name}.{i}", t) for i, t in enumerate(USER_TEMPLATES[lang][name])
-            if (i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1) == (split == "test")]
+    return [
+        (f"{lang}.{name}.{i}", t)
+        for i, t in enumerate(USER_TEMPLATES[lang][name])
+        if (i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1) == (split == "test")
+    ]
 
 
 def fill(template: str, lang: str, rng: random.Random, **slots: str) -> str:
     def one(match: re.Match) -> str:
         key = match.group(1)
         return slots[key] if key in slots else rng.choice(FILLERS[lang][key])
+
     return re.sub(r"\{(\w+)\}", one, template)
 
 
@@ -416,7 +545,9 @@ class DialogueWriter:
     def agent_interrupting(self, text: str, user_utt: dict) -> None:
         """The agent cuts in shortly after the opinion is clear, overlapping the user's speech."""
         chars = len(user_utt["text"])
-        clear_s = user_utt["start_s"] + (user_utt["end_s"] - user_utt["start_s"]) * user_utt["interrupt_at_char"] / chars
+        clear_s = (
+            user_utt["start_s"] + (user_utt["end_s"] - user_utt["start_s"]) * user_utt["interrupt_at_char"] / chars
+        )
         start = round(clear_s + self.rng.uniform(*INTERRUPT_REACTION_S), 2)
         end = round(start + 0.1 + count_units(text) * self.rng.uniform(*SECONDS_PER_UNIT[self.lang]), 2)
         self.clock.now_s = max(end, user_utt["end_s"])
@@ -478,21 +609,39 @@ def make_dialogue(scenario: str, lang: str, split: str, rng: random.Random) -> d
 
 # Dialogues per scenario, relative to --dialogues-per-scenario. Affront is split between silence and
 # block, and every dialogue already holds plain turns, so the rarer actions get more dialogues.
-SCENARIO_WEIGHTS = {"plain": 1.0, "boring_topic": 1.5, "unreasonable_demand": 1.5, "affront": 2.5,
-                    "same_opinion": 1.0, "conflicting_opinion": 1.0}
+SCENARIO_WEIGHTS = {
+    "plain": 1.0,
+    "boring_topic": 1.5,
+    "unreasonable_demand": 1.5,
+    "affront": 2.5,
+    "same_opinion": 1.0,
+    "conflicting_opinion": 1.0,
+}
 
 # ==== 4. Main ====
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("dialogues.jsonl"),
-                        help="where to write the JSONL dialogues (default: data/dialogues.jsonl)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).with_name("dialogues.jsonl"),
+        help="where to write the JSONL dialogues (default: data/dialogues.jsonl)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same file")
-    parser.add_argument("--dialogues-per-scenario", type=int, default=32,
-                        help="dialogues per scenario and language before SCENARIO_WEIGHTS (default 32: 544 dialogues)")
-    parser.add_argument("--test-fraction", type=float, default=0.25,
-                        help="share of each scenario's dialogues put in the held-out split (default 0.25)")
+    parser.add_argument(
+        "--dialogues-per-scenario",
+        type=int,
+        default=32,
+        help="dialogues per scenario and language before SCENARIO_WEIGHTS (default 32: 544 dialogues)",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="share of each scenario's dialogues put in the held-out split (default 0.25)",
+    )
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
