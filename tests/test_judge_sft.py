@@ -268,7 +268,7 @@ def _toy_examples() -> list[Example]:
     ]
 
 
-def test_light_train_save_load_predict_and_resume(tmp_path):
+def test_light_train_save_load_predict_and_resume(tmp_path, caplog):
     """A light head trains, saves, loads through load_judge, predicts inside the stage mask, and resumes exactly."""
     import torch
 
@@ -297,9 +297,11 @@ def test_light_train_save_load_predict_and_resume(tmp_path):
     assert ckpt["epoch"] == 30
     half = dataclasses.replace(cfg, light_epochs=15)
     judge_sft.train_light(examples, half, tmp_path / "art2", tmp_path / "work2")
-    resumed = judge_sft.train_light(
-        examples, dataclasses.replace(cfg, resume=True), tmp_path / "art2", tmp_path / "work2"
-    )
+    with caplog.at_level("INFO", logger="judge_sft"):
+        resumed = judge_sft.train_light(
+            examples, dataclasses.replace(cfg, resume=True), tmp_path / "art2", tmp_path / "work2"
+        )
+    assert "at epoch 15" in caplog.text  # it started from the checkpoint, not from scratch
     for key in ("w1", "w2"):
         np.testing.assert_allclose(resumed.head[key], judge.head[key], atol=1e-6)
 
@@ -434,6 +436,43 @@ def test_lora_training_lowers_the_loss_and_the_artifact_loads(tiny_lm, tmp_path)
         assert result.label in STAGE_LABELS[stage] and list(result.probs) == STAGE_LABELS[stage]
         assert sum(result.probs.values()) == pytest.approx(1.0, abs=1e-5)
     assert judge.predict("", "I think tea is", "partial").probs != pytest.approx(base_probs, abs=1e-4)
+
+
+def test_lora_resume_continues_where_the_checkpoint_stopped(tiny_lm, tmp_path, monkeypatch):
+    """A run resumed from the step-3 checkpoint ends with the same adapter as the run that never stopped."""
+    import torch
+    from peft import get_peft_model_state_dict
+
+    examples, real_loss = _toy_examples(), judge_sft.sft_loss
+    cfg = TrainConfig(
+        mode="lora",
+        model=str(tiny_lm),
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        lora_epochs=2,
+        lora_lr=1e-2,
+        lora_batch_size=6,
+        grad_accum=1,
+        warmup_ratio=0.0,
+        save_every=3,
+    )
+    model, tokenizer = judge_sft.load_causal_lm(str(tiny_lm), "cpu", "float32")
+    straight, losses = judge_sft.train_lora(model, tokenizer, examples, cfg, tmp_path / "work")  # 4 steps
+    assert len(losses) == 4 and (tmp_path / "work/lora-checkpoint/state.pt").exists()
+
+    model, tokenizer = judge_sft.load_causal_lm(str(tiny_lm), "cpu", "float32")
+    calls = []
+    monkeypatch.setattr(judge_sft, "sft_loss", lambda *a: calls.append(1) or real_loss(*a))
+    resumed, resumed_losses = judge_sft.train_lora(
+        model, tokenizer, examples, dataclasses.replace(cfg, resume=True), tmp_path / "work"
+    )
+    assert len(calls) == 1  # only step 4 ran again
+    assert resumed_losses[:3] == losses[:3] and resumed_losses[3] == pytest.approx(losses[3], rel=1e-5)
+    a, b = get_peft_model_state_dict(straight), get_peft_model_state_dict(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
 # ---- 8. CLI ----
