@@ -731,15 +731,21 @@ def local_model(config: Config, path_or_id: str, backend: str, setting: str, hub
                            f"{option}, or allow the fetch with --model-download true")
 
 
+# transformers' from_pretrained is not thread-safe: the server loads components concurrently, and two
+# models loading at once (hf-whisper and transformers) left one with weights on the "meta" device.
+_HF_LOAD_LOCK = threading.Lock()
+
+
 def hf_pretrained(config: Config, loader: Callable[..., Any], source: str, backend: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained(source)`: a folder, or a hub id from the local Hugging Face cache; the hub
-    itself only when `model_download` is on."""
+    itself only when `model_download` is on. One load at a time (`_HF_LOAD_LOCK`)."""
     if not source:
         raise ComponentMissing(f"the {backend} backend needs a model folder or Hugging Face id")
     path = Path(source).expanduser()
     try:
-        return loader.from_pretrained(str(path) if path.exists() else source,
-                                      local_files_only=not config.model_download, **kwargs)
+        with _HF_LOAD_LOCK:
+            return loader.from_pretrained(str(path) if path.exists() else source,
+                                          local_files_only=not config.model_download, **kwargs)
     except OSError as exc:
         if config.model_download:
             raise
