@@ -49,7 +49,7 @@ from s2s_config import validate_config
 from tests.conftest import Client, silence, speech
 
 ROOT = Path(__file__).resolve().parent.parent
-STOP_WITHIN_S = 1.0  # a cancelled generation's thread must be gone this soon (one token is ~1 ms here)
+STOP_WITHIN_S = 1.0  # a cancelled generation's thread must be gone this soon (a token takes ~11 ms here)
 
 
 def config(**settings: Any) -> Any:
@@ -192,7 +192,7 @@ async def test_transformers_llm_streams_tokens_from_the_chat_template(tiny_llm_d
 async def test_transformers_llm_generation_thread_ends_at_once_on_cancel(tiny_llm_dir):
     llm = s2s.REGISTRY["llm"]["transformers"](config(hf_llm_model=str(tiny_llm_dir), hf_llm_temperature=0))
     await asyncio.to_thread(llm.load)
-    stream = llm.generate([{"role": "user", "content": "tell me"}], max_tokens=8000)  # about 20 s to finish
+    stream = llm.generate([{"role": "user", "content": "tell me"}], max_tokens=8000)  # 90 s or more to finish
     pieces = [await anext(stream) for _ in range(3)]
     assert generation_threads("s2s-transformers-generate")
     await stream.aclose()  # what a barge-in does (the session's aclosing)
