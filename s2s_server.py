@@ -736,11 +736,13 @@ def local_model(config: Config, path_or_id: str, backend: str, setting: str, hub
 _HF_LOAD_LOCK = threading.Lock()
 
 
-def hf_pretrained(config: Config, loader: Callable[..., Any], source: str, backend: str, **kwargs: Any) -> Any:
+def hf_pretrained(config: Config, loader: Callable[..., Any], source: str, backend: str, setting: str,
+                  **kwargs: Any) -> Any:
     """`loader.from_pretrained(source)`: a folder, or a hub id from the local Hugging Face cache; the hub
     itself only when `model_download` is on. One load at a time (`_HF_LOAD_LOCK`)."""
     if not source:
-        raise ComponentMissing(f"the {backend} backend needs a model folder or Hugging Face id")
+        raise ComponentMissing(f"the {backend} backend needs --{setting.replace('_', '-')}: a model folder or "
+                               "a Hugging Face id")
     path = Path(source).expanduser()
     try:
         with _HF_LOAD_LOCK:
@@ -832,9 +834,10 @@ class HFWhisperASR(ASR):
         self._device = torch_device(self.config)
         self._dtype = torch_dtype(self.config, self._device)
         source = self.config.hf_whisper_model
-        self._processor = hf_pretrained(self.config, transformers.WhisperProcessor, source, self.name)
+        self._processor = hf_pretrained(self.config, transformers.WhisperProcessor, source, self.name,
+                                        "hf_whisper_model")
         self._model = hf_pretrained(self.config, transformers.WhisperForConditionalGeneration, source, self.name,
-                                    dtype=self._dtype).to(self._device).eval()
+                                    "hf_whisper_model", dtype=self._dtype).to(self._device).eval()
         self._multilingual = bool(getattr(self._model.generation_config, "is_multilingual", False))
         self._lock = threading.Lock()
         log.info("hf-whisper %s on %s (%s)", source, self._device, str(self._dtype).removeprefix("torch."))
@@ -1064,12 +1067,12 @@ class TransformersLLM(LLM):
         source = self.config.hf_llm_model
         self._device = torch_device(self.config)
         dtype = torch_dtype(self.config, self._device)
-        self._tokenizer = hf_pretrained(self.config, transformers.AutoTokenizer, source, self.name)
+        self._tokenizer = hf_pretrained(self.config, transformers.AutoTokenizer, source, self.name, "hf_llm_model")
         if not getattr(self._tokenizer, "chat_template", None):
             raise ComponentMissing(f"transformers: {source!r} has no chat template; use an instruct/chat model "
                                    "(e.g. Qwen/Qwen2.5-7B-Instruct)")
         self._model = hf_pretrained(self.config, transformers.AutoModelForCausalLM, source, self.name,
-                                    dtype=dtype).to(self._device).eval()
+                                    "hf_llm_model", dtype=dtype).to(self._device).eval()
         self._lock = threading.Lock()
         log.info("transformers %s on %s (%s)", source, self._device, str(dtype).removeprefix("torch."))
 
