@@ -161,6 +161,13 @@ class Config(BaseModel):
     """Language model backend (registry name): fake (test double), or a plugin's."""
     llm_max_tokens: int = Field(200, ge=1, le=8192)
     """Most tokens the LLM may generate for one reply."""
+    history_max_items: int = Field(24, ge=0, le=1000)
+    """Most recent conversation items (user and assistant) sent to the LLM with each request."""
+    system_prompt: str = (
+        "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
+        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
+    )
+    """Instructions every conversation starts with; a session may replace them (session.update)."""
     # paper model table (MODEL_TABLE.md). Llama-3.1 / Qwen-2.5 by API: use the OpenAI-compatible backend.
     hf_llm_model: str = ""
     """transformers: a causal LM with a chat template, as a folder or Hugging Face id, e.g.
@@ -169,19 +176,22 @@ class Config(BaseModel):
     """transformers: sampling temperature; 0 is greedy."""
     hf_llm_top_p: float = Field(0.9, gt=0.0, le=1.0)
     """transformers: nucleus sampling: sample from the smallest set of tokens whose probability reaches this."""
-    history_max_items: int = Field(24, ge=0, le=1000)
-    """Most recent conversation items (user and assistant) sent to the LLM with each request."""
-    system_prompt: str = (
-        "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
-    )
-    """Instructions every conversation starts with; a session may replace them (session.update)."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
     tts: str = "fake"
     """Speech synthesiser backend (registry name): fake (test double), or a plugin's."""
     tts_voice: str = ""
     """Voice name passed to the synthesiser; empty uses the backend's default."""
+    audio_chunk_ms: int = Field(100, ge=10, le=100)
+    """Longest reply audio chunk per response.output_audio.delta, in ms."""
+    audio_lead_ms: int = Field(2000, ge=0, le=600000)
+    """How far reply audio may run ahead of real-time playback, in ms (0: no limit). The client's buffer
+    never runs dry, and a barge-in wastes at most this much synthesis (TTS and LLM wait, not the user)."""
+    clause_min_chars: int = Field(12, ge=1, le=500)
+    """A clause is sent to TTS at a comma-like mark once it has this many characters (a CJK character
+    counts twice); sentence ends always cut. Small values start speech sooner."""
+    clause_max_chars: int = Field(180, ge=20, le=2000)
+    """A clause with no punctuation is cut at the last space before this many characters."""
     # paper model table (MODEL_TABLE.md). A session's voice (tts_voice or session.update) picks the
     # openai-tts voice, the cosyvoice built-in speaker or the melotts speaker when it is one of theirs.
     openai_tts_base_url: str = ""
@@ -236,16 +246,6 @@ class Config(BaseModel):
     melotts_model_dir: str = ""
     """melotts: folder with config.json and checkpoint.pth; empty: the Hugging Face cache, or a fetch
     (model_download)."""
-    audio_chunk_ms: int = Field(100, ge=10, le=100)
-    """Longest reply audio chunk per response.output_audio.delta, in ms."""
-    audio_lead_ms: int = Field(2000, ge=0, le=600000)
-    """How far reply audio may run ahead of real-time playback, in ms (0: no limit). The client's buffer
-    never runs dry, and a barge-in wastes at most this much synthesis (TTS and LLM wait, not the user)."""
-    clause_min_chars: int = Field(12, ge=1, le=500)
-    """A clause is sent to TTS at a comma-like mark once it has this many characters (a CJK character
-    counts twice); sentence ends always cut. Small values start speech sooner."""
-    clause_max_chars: int = Field(180, ge=20, le=2000)
-    """A clause with no punctuation is cut at the last space before this many characters."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     data_dir: str = "s2s_data"
