@@ -100,6 +100,61 @@ class Config(BaseModel):
     """Speech recogniser backend (registry name): fake (test double), or a plugin's."""
     asr_language: str = ""
     """Spoken language code for the recogniser (e.g. en, zh); empty lets the model detect it."""
+    # paper model table: shared by its local backends (hf-whisper, paraformer, transformers, cosyvoice,
+    # f5-tts, melotts), then each backend's own settings, prefixed with its name. See MODEL_TABLE.md.
+    model_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    """Where the table's local models run: auto (cuda when torch sees a GPU, else cpu), cpu, cuda, cuda:N."""
+    model_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Weights' precision for the table's torch models: auto = bfloat16 (float16 on older GPUs) on a GPU,
+    float32 on the CPU. cosyvoice uses fp16 only when this is float16."""
+    model_download: bool = False
+    """Let the table's local backends fetch weights named by a hub id (Hugging Face, ModelScope) on first
+    load. Off: only model folders and (for transformers) ids already in the local Hugging Face cache load,
+    and a missing model stops start-up saying what to fetch."""
+    hf_whisper_model: str = ""
+    """hf-whisper: a Whisper model folder or Hugging Face id of any size (e.g. openai/whisper-small)."""
+    hf_whisper_max_new_tokens: int = Field(128, ge=1, le=440)
+    """hf-whisper: most tokens decoded for one utterance (Whisper's window holds 448 with its prompt)."""
+    openai_asr_base_url: str = ""
+    """openai-asr: base URL of an OpenAI-compatible API serving /audio/transcriptions, e.g.
+    http://gpu-box:8000/v1 (vLLM, speaches); empty = https://api.openai.com/v1."""
+    openai_asr_model: str = "whisper-1"
+    """openai-asr: model name sent with each request (whisper-1, gpt-4o-transcribe, or the server's)."""
+    openai_asr_api_key_env: str = "OPENAI_API_KEY"
+    """openai-asr: name of the environment variable holding the API key (unset: a placeholder is sent)."""
+    openai_asr_stream: bool = False
+    """openai-asr: ask for streamed text deltas (stream=true; gpt-4o-transcribe and some servers support it;
+    whisper-1 does not)."""
+    openai_asr_timeout_s: float = Field(30.0, gt=0, le=600)
+    """openai-asr: seconds to wait for the connection and the answer before the turn's ASR fails."""
+    paraformer_model: str = "paraformer-zh"
+    """paraformer: offline Paraformer, a model folder or a FunASR/ModelScope name (fetched only with
+    model_download), e.g. paraformer-zh, paraformer-en."""
+    paraformer_streaming_model: str = ""
+    """paraformer: a streaming Paraformer (e.g. paraformer-zh-streaming, or its folder). Set: it replaces the
+    offline model and the transcript streams in pieces every 600 ms of audio; empty: offline only."""
+    paraformer_punc_model: str = ""
+    """paraformer: punctuation model run after the offline model (e.g. ct-punc or its folder); empty: none."""
+    paraformer_chunk_size: list[int] = Field([0, 10, 5], min_length=3, max_length=3)
+    """paraformer: streaming chunk_size in 60 ms frames [look-back, chunk, look-ahead]; [0, 10, 5] decodes
+    600 ms at a time with 300 ms look-ahead, [0, 8, 4] 480 ms."""
+    paraformer_hotword: str = ""
+    """paraformer: hotwords for the offline model (space separated), e.g. 魔搭."""
+    funasr_ws_url: str = "ws://127.0.0.1:10095"
+    """funasr-ws: WebSocket URL of a FunASR runtime server (ws:// or wss://)."""
+    funasr_ws_mode: Literal["offline", "online", "2pass"] = "offline"
+    """funasr-ws: offline (one result per utterance, most accurate), online (streamed pieces), 2pass (the
+    server's corrected results only)."""
+    funasr_ws_chunk_size: list[int] = Field([5, 10, 5], min_length=3, max_length=3)
+    """funasr-ws: streaming chunk_size in 60 ms frames sent in the start message ([5, 10, 5] = 600 ms)."""
+    funasr_ws_chunk_interval: int = Field(10, ge=1, le=100)
+    """funasr-ws: audio frames per chunk; each binary frame is 60 * chunk_size[1] / this ms (60 ms)."""
+    funasr_ws_hotwords: str = ""
+    """funasr-ws: hotwords as the server expects them, e.g. {"阿里巴巴": 20} (JSON text); empty: none."""
+    funasr_ws_itn: bool = True
+    """funasr-ws: inverse text normalisation (numbers as digits) on the server."""
+    funasr_ws_timeout_s: float = Field(10.0, gt=0, le=600)
+    """funasr-ws: seconds to wait to connect, and after the last audio for the final result."""
 
     # ---- LLM ------------------------------------------------------------------------------------------
     llm: str = "fake"
@@ -113,6 +168,14 @@ class Config(BaseModel):
         "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
     )
     """Instructions every conversation starts with; a session may replace them (session.update)."""
+    # paper model table (MODEL_TABLE.md). Llama-3.1 / Qwen-2.5 by API: use the OpenAI-compatible backend.
+    hf_llm_model: str = ""
+    """transformers: a causal LM with a chat template, as a folder or Hugging Face id, e.g.
+    meta-llama/Llama-3.1-8B-Instruct, Qwen/Qwen2.5-7B-Instruct."""
+    hf_llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    """transformers: sampling temperature; 0 is greedy."""
+    hf_llm_top_p: float = Field(0.9, gt=0.0, le=1.0)
+    """transformers: nucleus sampling: sample from the smallest set of tokens whose probability reaches this."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
     tts: str = "fake"
@@ -129,6 +192,60 @@ class Config(BaseModel):
     counts twice); sentence ends always cut. Small values start speech sooner."""
     clause_max_chars: int = Field(180, ge=20, le=2000)
     """A clause with no punctuation is cut at the last space before this many characters."""
+    # paper model table (MODEL_TABLE.md). A session's voice (tts_voice or session.update) picks the
+    # openai-tts voice, the cosyvoice built-in speaker or the melotts speaker when it is one of theirs.
+    openai_tts_base_url: str = ""
+    """openai-tts: base URL of an OpenAI-compatible API serving /audio/speech; empty = https://api.openai.com/v1."""
+    openai_tts_model: str = "tts-1"
+    """openai-tts: model name sent with each request (tts-1, gpt-4o-mini-tts, or the server's)."""
+    openai_tts_voice: str = "alloy"
+    """openai-tts: voice when the session names none (alloy, nova, ... or the server's)."""
+    openai_tts_speed: float = Field(1.0, ge=0.25, le=4.0)
+    """openai-tts: speaking rate (0.25 to 4)."""
+    openai_tts_api_key_env: str = "OPENAI_API_KEY"
+    """openai-tts: name of the environment variable holding the API key (unset: a placeholder is sent)."""
+    openai_tts_timeout_s: float = Field(30.0, gt=0, le=600)
+    """openai-tts: seconds to wait for the connection and between audio chunks."""
+    cosyvoice_repo_dir: str = ""
+    """cosyvoice: the CosyVoice checkout (git clone --recursive); put on sys.path with its
+    third_party/Matcha-TTS at load. Empty: cosyvoice must already be importable."""
+    cosyvoice_model_dir: str = ""
+    """cosyvoice: CosyVoice 2 model folder, e.g. pretrained_models/CosyVoice2-0.5B (a ModelScope id only with
+    model_download)."""
+    cosyvoice_speaker: str = ""
+    """cosyvoice: built-in (SFT) speaker id; empty = clone the reference voice, or the model's first speaker."""
+    cosyvoice_ref_audio: str = ""
+    """cosyvoice: WAV of the voice to clone (zero-shot, 3 to 10 s); used when no built-in speaker is chosen."""
+    cosyvoice_ref_text: str = ""
+    """cosyvoice: transcript of cosyvoice_ref_audio."""
+    f5_model: str = "F5TTS_v1_Base"
+    """f5-tts: model config name inside f5-tts (F5TTS_v1_Base, F5TTS_Base, E2TTS_Base)."""
+    f5_ckpt_file: str = ""
+    """f5-tts: checkpoint file (.safetensors or .pt); empty: F5 fetches it (only with model_download)."""
+    f5_vocab_file: str = ""
+    """f5-tts: vocab.txt for a custom checkpoint; empty: the one inside f5-tts."""
+    f5_vocoder_dir: str = ""
+    """f5-tts: local Vocos vocoder folder (charactr/vocos-mel-24khz); empty: F5 fetches it (model_download)."""
+    f5_ref_audio: str = ""
+    """f5-tts: reference clip of the voice to clone (under 15 s); empty: the English example inside f5-tts."""
+    f5_ref_text: str = ""
+    """f5-tts: what the reference clip says (empty with f5_ref_audio set: F5 transcribes it with Whisper,
+    which it fetches: model_download)."""
+    f5_nfe_step: int = Field(32, ge=4, le=128)
+    """f5-tts: flow-matching steps per clause; fewer is faster and rougher (16 is usable)."""
+    f5_speed: float = Field(1.0, ge=0.3, le=3.0)
+    """f5-tts: speaking rate."""
+    f5_seed: int = Field(0, ge=-1)
+    """f5-tts: random seed (the same seed keeps the voice steady across clauses); -1: a new one each time."""
+    melotts_language: str = "EN"
+    """melotts: model language: EN, EN_V2, EN_NEWEST, ZH (Chinese with English), JP, ES, FR, KR."""
+    melotts_speaker: str = ""
+    """melotts: speaker, e.g. EN-US, EN-BR, EN-AU, EN-India, EN-Default; empty: the model's first."""
+    melotts_speed: float = Field(1.0, ge=0.3, le=3.0)
+    """melotts: speaking rate."""
+    melotts_model_dir: str = ""
+    """melotts: folder with config.json and checkpoint.pth; empty: the Hugging Face cache, or a fetch
+    (model_download)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     data_dir: str = "s2s_data"

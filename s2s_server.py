@@ -679,12 +679,666 @@ class TurnDetector:
 # EDIT. Speech recognisers. The test double FakeASR is in section 3.
 
 
+# ---- The paper's model table (Table 1): ASR -----------------------------------------------------------
+# hf-whisper (transformers), openai-asr (any /v1/audio/transcriptions), paraformer (funasr), funasr-ws (a
+# FunASR runtime server). Install commands and what was tested: MODEL_TABLE.md. The helpers first are
+# shared with the table's LLM and TTS backends (sections 6 and 7): import a library inside `load()`,
+# choose device and dtype, and stream a transformers `generate` that stops on the `stop` event.
+
+
+def import_backend(module: str, backend: str, install: str) -> Any:
+    """Import a backend's library inside load(); if it is absent, stop start-up with the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ComponentMissing(f"the {backend} backend needs the Python package {module.split('.')[0]!r} "
+                               f"({exc}). Install it with: {install}") from exc
+
+
+def torch_device(config: Config) -> str:
+    """`model_device` resolved: auto -> cuda when torch sees a GPU, else cpu."""
+    if config.model_device != "auto":
+        return config.model_device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(config: Config, device: str) -> Any:
+    """`model_dtype` resolved: auto -> bfloat16 (or float16) on a GPU, float32 on the CPU."""
+    import torch
+
+    if config.model_dtype != "auto":
+        return getattr(torch, config.model_dtype)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def local_model(config: Config, path_or_id: str, backend: str, setting: str, hub: str) -> str:
+    """A model folder or file; a hub id only when `model_download` lets the library fetch it from `hub`."""
+    option = "--" + setting.replace("_", "-")
+    if not path_or_id:
+        raise ComponentMissing(f"the {backend} backend needs {option} (a model folder, or a {hub} id "
+                               f"with --model-download true)")
+    path = Path(path_or_id).expanduser()
+    if path.exists():
+        return str(path)
+    if config.model_download:
+        return path_or_id
+    raise ComponentMissing(f"{backend}: {path_or_id!r} is not a local folder and --model-download is off, so "
+                           f"nothing is fetched from {hub}. Download it yourself and pass the folder to "
+                           f"{option}, or allow the fetch with --model-download true")
+
+
+# transformers' from_pretrained is not thread-safe: the server loads components concurrently, and two
+# models loading at once (hf-whisper and transformers) left one with weights on the "meta" device.
+_HF_LOAD_LOCK = threading.Lock()
+
+
+def hf_pretrained(config: Config, loader: Callable[..., Any], source: str, backend: str, setting: str,
+                  **kwargs: Any) -> Any:
+    """`loader.from_pretrained(source)`: a folder, or a hub id from the local Hugging Face cache; the hub
+    itself only when `model_download` is on. One load at a time (`_HF_LOAD_LOCK`)."""
+    if not source:
+        raise ComponentMissing(f"the {backend} backend needs --{setting.replace('_', '-')}: a model folder or "
+                               "a Hugging Face id")
+    path = Path(source).expanduser()
+    try:
+        with _HF_LOAD_LOCK:
+            return loader.from_pretrained(str(path) if path.exists() else source,
+                                          local_files_only=not config.model_download, **kwargs)
+    except OSError as exc:
+        if config.model_download:
+            raise
+        raise ComponentMissing(f"{backend}: {source!r} is neither a model folder nor in the local Hugging Face "
+                               f"cache, and --model-download is off ({exc}). Pass a folder, or allow the fetch "
+                               f"with --model-download true") from exc
+
+
+def float_to_pcm16(samples: Any) -> np.ndarray:
+    """Float audio in [-1, 1] (numpy or a torch tensor of any shape) -> int16 mono."""
+    if hasattr(samples, "detach"):
+        samples = samples.detach().float().cpu().numpy()
+    flat = np.asarray(samples, dtype=np.float32).reshape(-1)
+    return (np.clip(flat, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def stream_generate(generate: Callable[..., Any], make_kwargs: Callable[[], dict[str, Any]], tokenizer: Any,
+                    stop: threading.Event, lock: threading.Lock, thread_name: str) -> Iterator[str]:
+    """Run a transformers `generate(**make_kwargs())` in its own thread and yield its text as it streams.
+
+    A StoppingCriteria reads `stop` before every new token, so a barge-in ends generation after at most one
+    more forward pass; `lock` lets one call at a time use the model and its tokenizer (the Rust tokenizer
+    is not thread-safe), and `make_kwargs` (tokenising, feature extraction) runs while it is held.
+    Streaming per transformers' TextIteratorStreamer (docs, "Generation > Streaming"): it releases text at
+    word boundaries, so pieces are words or CJK characters.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    class StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    while not lock.acquire(timeout=0.05):  # another session is generating: wait, but not past a cancel
+        if stop.is_set():
+            return
+    try:
+        kwargs = make_kwargs()
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    generate(**kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([StopOnEvent()]))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name=thread_name, daemon=True)
+        worker.start()
+        try:
+            for text in streamer:
+                if stop.is_set():
+                    return
+                if text:
+                    yield text
+        finally:
+            stop.set()  # the consumer left early (or finished): the criteria end generation at the next token
+            worker.join()
+        if failure:
+            raise failure[0]
+    finally:
+        lock.release()
+
+
+class HFWhisperASR(ASR):
+    """Whisper through transformers (WhisperForConditionalGeneration + WhisperProcessor), any size, from a
+    model folder or a hub id (`hf_whisper_model`), on `model_device` in `model_dtype`.
+
+    Streams the decoder's tokens as they are produced (TextIteratorStreamer) and stops at the next token
+    on cancel. Whisper reads at most 30 s per window; longer audio is cut to its first 30 s (the server's
+    `max_utterance_ms` is 30 s by default). API per the transformers Whisper docs: processor(audio,
+    sampling_rate=16000, return_tensors="pt").input_features -> model.generate(input_features, language=,
+    task="transcribe").
+    """
+
+    name = "hf-whisper"
+    install = "pip install -r extras/asr.txt"
+
+    def load(self) -> None:
+        import_backend("torch", self.name, self.install)
+        transformers = import_backend("transformers", self.name, self.install)
+        self._device = torch_device(self.config)
+        self._dtype = torch_dtype(self.config, self._device)
+        source = self.config.hf_whisper_model
+        self._processor = hf_pretrained(self.config, transformers.WhisperProcessor, source, self.name,
+                                        "hf_whisper_model")
+        self._model = hf_pretrained(self.config, transformers.WhisperForConditionalGeneration, source, self.name,
+                                    "hf_whisper_model", dtype=self._dtype).to(self._device).eval()
+        self._multilingual = bool(getattr(self._model.generation_config, "is_multilingual", False))
+        self._lock = threading.Lock()
+        log.info("hf-whisper %s on %s (%s)", source, self._device, str(self._dtype).removeprefix("torch."))
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        if len(audio) == 0:
+            return
+        first = True
+        async for piece in iterate_in_thread(lambda stop: self._pieces(audio, stop), thread_name="s2s-hf-whisper"):
+            if first:
+                piece, first = piece.lstrip(), False  # Whisper starts its text with a space
+            if piece:
+                yield piece
+
+    def _pieces(self, audio: np.ndarray, stop: threading.Event) -> Iterator[str]:
+        def make_kwargs() -> dict[str, Any]:
+            features = self._processor(audio.astype(np.float32) / 32768.0, sampling_rate=SAMPLE_RATE_HZ,
+                                       return_tensors="pt").input_features
+            kwargs: dict[str, Any] = {"input_features": features.to(self._device, self._dtype),
+                                      "max_new_tokens": self.config.hf_whisper_max_new_tokens}
+            if self._multilingual:  # English-only checkpoints take neither a language nor a task
+                kwargs.update(task="transcribe", language=self.config.asr_language or None)
+            return kwargs
+
+        yield from stream_generate(self._model.generate, make_kwargs, self._processor.tokenizer, stop, self._lock,
+                                   "s2s-hf-whisper-generate")
+
+
+class OpenAIASR(ASR):
+    """Any OpenAI-compatible `/v1/audio/transcriptions` endpoint (OpenAI, vLLM, speaches, a FunASR or
+    whisper.cpp server...), through `openai.AsyncOpenAI`: the utterance goes up as a 16 kHz WAV file.
+
+    With `openai_asr_stream` on, the request asks for `stream=True` and the text deltas stream back as
+    server-sent `transcript.text.delta` events (OpenAI API reference, "Create transcription"); otherwise
+    one JSON `{"text"}` answer. Cancelling the call closes the HTTP request.
+    """
+
+    name = "openai-asr"
+    install = "pip install -r extras/asr.txt"
+
+    def load(self) -> None:
+        import os
+
+        openai = import_backend("openai", self.name, self.install)
+        self._client = openai.AsyncOpenAI(
+            base_url=self.config.openai_asr_base_url or None,
+            api_key=os.environ.get(self.config.openai_asr_api_key_env) or "unused",
+            timeout=self.config.openai_asr_timeout_s, max_retries=0)
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        if len(audio) == 0:
+            return
+        request: dict[str, Any] = {"model": self.config.openai_asr_model,
+                                   "file": ("speech.wav", pcm16_to_wav(audio), "audio/wav")}
+        if self.config.asr_language:
+            request["language"] = self.config.asr_language
+        if not self.config.openai_asr_stream:
+            result = await self._client.audio.transcriptions.create(**request, response_format="json")
+            if text := result.text.strip():
+                yield text
+            return
+        stream = await self._client.audio.transcriptions.create(**request, stream=True)
+        async with stream:
+            first = True
+            async for event in stream:
+                if event.type == "transcript.text.delta" and event.delta:
+                    yield event.delta.lstrip() if first else event.delta
+                    first = False
+                elif event.type == "transcript.text.done":
+                    break
+
+
+class ParaformerASR(ASR):
+    """Paraformer through funasr's AutoModel (FunASR README, "Speech Recognition (Non-streaming)" and
+    "(Streaming)").
+
+    Offline (default): `AutoModel(model=paraformer_model).generate(input=float32 16 kHz)` returns
+    `[{"key", "text", ...}]`; the text is the transcript, in one piece. Streaming, when
+    `paraformer_streaming_model` is set (e.g. paraformer-zh-streaming): the utterance is fed in strides of
+    chunk_size[1] * 960 samples (600 ms for [0, 10, 5]) with a shared `cache` dict and `is_final` on the
+    last stride, and each stride's text is yielded as it is decoded: partial transcripts that arrive
+    while the rest is still being decoded. The contract's transcript is the concatenation of the pieces,
+    so a two-pass correction (streaming partials replaced by the offline result) would need a
+    "replace" event that the protocol does not have: choose one model or the other.
+    """
+
+    name = "paraformer"
+    install = "pip install -r extras/asr-paraformer.txt"
+
+    def load(self) -> None:
+        funasr = import_backend("funasr", self.name, self.install)
+        device = torch_device(self.config)
+        streaming = bool(self.config.paraformer_streaming_model)
+        setting = "paraformer_streaming_model" if streaming else "paraformer_model"
+        source = local_model(self.config, getattr(self.config, setting), self.name, setting, "ModelScope")
+        extra: dict[str, Any] = {}
+        if self.config.paraformer_punc_model and not streaming:
+            extra["punc_model"] = local_model(self.config, self.config.paraformer_punc_model, self.name,
+                                              "paraformer_punc_model", "ModelScope")
+        self._streaming = streaming
+        # disable_update: no version check over the network at start
+        self._model = funasr.AutoModel(model=source, device=device, disable_update=True, disable_pbar=True,
+                                       disable_log=True, **extra)
+        self._lock = threading.Lock()  # AutoModel.generate merges call settings into shared state
+        log.info("paraformer %s (%s) on %s", source, "streaming" if streaming else "offline", device)
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        if len(audio) == 0:
+            return
+        make = self._streamed if self._streaming else self._offline
+        async for piece in iterate_in_thread(lambda stop: make(audio, stop), thread_name="s2s-paraformer"):
+            yield piece
+
+    def _generate(self, **kwargs: Any) -> str:
+        with self._lock:
+            results = self._model.generate(**kwargs, disable_pbar=True)
+        return "".join(str(r.get("text", "")) for r in results or [])
+
+    def _offline(self, audio: np.ndarray, stop: threading.Event) -> Iterator[str]:
+        kwargs: dict[str, Any] = {"input": audio.astype(np.float32) / 32768.0, "batch_size_s": 300}
+        if self.config.paraformer_hotword:
+            kwargs["hotword"] = self.config.paraformer_hotword
+        if text := self._generate(**kwargs).strip():
+            yield text
+
+    def _streamed(self, audio: np.ndarray, stop: threading.Event) -> Iterator[str]:
+        chunk_size = list(self.config.paraformer_chunk_size)
+        stride = chunk_size[1] * 960  # samples per step at 16 kHz (960 = one 60 ms frame)
+        samples = audio.astype(np.float32) / 32768.0
+        steps = max(1, math.ceil(len(samples) / stride))
+        cache: dict[str, Any] = {}
+        for i in range(steps):
+            if stop.is_set():
+                return
+            text = self._generate(input=samples[i * stride:(i + 1) * stride], cache=cache, is_final=i == steps - 1,
+                                  chunk_size=chunk_size, encoder_chunk_look_back=4, decoder_chunk_look_back=1)
+            if text:
+                yield text
+
+
+class FunASRWebSocketASR(ASR):
+    """A FunASR runtime server (funasr-wss-server, funasr-wss-server-2pass, or the Python
+    funasr_wss_server.py) over its WebSocket protocol (FunASR runtime/docs/websocket_protocol.md).
+
+    One connection per utterance: a JSON start message {"mode", "chunk_size", "chunk_interval",
+    "wav_name", "wav_format": "pcm", "audio_fs": 16000, "is_speaking": true, "hotwords", "itn"}, the audio
+    as binary PCM16 frames of 60 * chunk_size[1] / chunk_interval ms, then {"is_speaking": false}. The
+    server answers {"mode", "text", "is_final", "wav_name", ...}. Mode "online" streams pieces (yielded as
+    they come); "offline" answers once per utterance; "2pass" sends both, and only its "2pass-offline"
+    corrections are yielded (the contract has no way to retract a partial). The exchange ends at a message
+    with `is_final` true (the C++ runtime, as documented), `is_end` true (newer Python servers) or, in
+    offline mode, at the "offline" result; otherwise after `funasr_ws_timeout_s`. The older Python demo
+    server (funasr_wss_server.py) sends `is_final` as the inverse of `is_speaking`: with it, use offline.
+    """
+
+    name = "funasr-ws"
+    install = "pip install -r extras/asr.txt"
+    _FINAL_MODES = {"offline": {"offline"}, "online": {"online"}, "2pass": {"2pass-offline"}}
+
+    def load(self) -> None:
+        import_backend("websockets", self.name, self.install)
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        if len(audio) == 0:
+            return
+        import websockets
+
+        c = self.config
+        start = {"mode": c.funasr_ws_mode, "chunk_size": list(c.funasr_ws_chunk_size),
+                 "chunk_interval": c.funasr_ws_chunk_interval, "wav_name": "s2s", "wav_format": "pcm",
+                 "audio_fs": SAMPLE_RATE_HZ, "is_speaking": True, "hotwords": c.funasr_ws_hotwords,
+                 "itn": c.funasr_ws_itn}
+        frame = ms_to_samples(60 * c.funasr_ws_chunk_size[1] / c.funasr_ws_chunk_interval)
+        wanted = self._FINAL_MODES[c.funasr_ws_mode]
+        pcm = audio.astype("<i2", copy=False)
+        async with websockets.connect(c.funasr_ws_url, subprotocols=["binary"], max_size=None,  # type: ignore[list-item]
+                                      open_timeout=c.funasr_ws_timeout_s, ping_interval=None) as ws:
+            await ws.send(json.dumps(start, ensure_ascii=False))
+            for begin in range(0, len(pcm), frame):
+                await ws.send(pcm[begin:begin + frame].tobytes())
+            await ws.send(json.dumps({"is_speaking": False}))
+            deadline = asyncio.get_running_loop().time() + c.funasr_ws_timeout_s
+            first = True
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await ws.recv()
+                except (TimeoutError, websockets.ConnectionClosedOK):
+                    log.warning("funasr-ws: no final result within %.1f s; using what arrived", c.funasr_ws_timeout_s)
+                    return
+                result = json.loads(message)
+                text = str(result.get("text", ""))
+                if result.get("mode") in wanted and text:
+                    yield text.lstrip() if first else text
+                    first = False
+                if result.get("is_final") or result.get("is_end") or (
+                        c.funasr_ws_mode == "offline" and result.get("mode") == "offline"):
+                    return
+
+
 # ==== 6. LLM ===========================================================================================
 # EDIT. Language models. The test double FakeLLM is in section 3.
 
 
+# ---- The paper's model table (Table 1): LLM -----------------------------------------------------------
+# Llama-3.1, Qwen-2.5 or any causal LM with a chat template, locally through transformers. The same models
+# by API (DeepSeek-V3, Qwen-2.5, Llama-3.1 on vLLM, SGLang, Ollama or a cloud) go through the
+# OpenAI-compatible backend "openai". Install commands and what was tested: MODEL_TABLE.md.
+
+
+class TransformersLLM(LLM):
+    """Any causal LM through transformers (AutoModelForCausalLM + the tokenizer's chat template), from a
+    model folder or a hub id (`hf_llm_model`, e.g. meta-llama/Llama-3.1-8B-Instruct or
+    Qwen/Qwen2.5-7B-Instruct), on `model_device` in `model_dtype`.
+
+    Tokens stream through TextIteratorStreamer while `generate` runs in its own thread; a StoppingCriteria
+    reads the `stop` event before every token, so closing the stream (barge-in) ends generation after at
+    most one more forward pass (`stream_generate`, section 5). One generation at a time per loaded model.
+    """
+
+    name = "transformers"
+    install = "pip install -r extras/llm.txt"
+
+    def load(self) -> None:
+        import_backend("torch", self.name, self.install)
+        transformers = import_backend("transformers", self.name, self.install)
+        source = self.config.hf_llm_model
+        self._device = torch_device(self.config)
+        dtype = torch_dtype(self.config, self._device)
+        self._tokenizer = hf_pretrained(self.config, transformers.AutoTokenizer, source, self.name, "hf_llm_model")
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise ComponentMissing(f"transformers: {source!r} has no chat template; use an instruct/chat model "
+                                   "(e.g. Qwen/Qwen2.5-7B-Instruct)")
+        self._model = hf_pretrained(self.config, transformers.AutoModelForCausalLM, source, self.name,
+                                    "hf_llm_model", dtype=dtype).to(self._device).eval()
+        self._lock = threading.Lock()
+        log.info("transformers %s on %s (%s)", source, self._device, str(dtype).removeprefix("torch."))
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        async for piece in iterate_in_thread(lambda stop: self._deltas(messages, max_tokens, stop),
+                                             thread_name="s2s-transformers"):
+            yield piece
+
+    def _deltas(self, messages: list[dict[str, str]], max_tokens: int, stop: threading.Event) -> Iterator[str]:
+        def make_kwargs() -> dict[str, Any]:
+            prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                                         return_tensors="pt")
+            pad_id = self._tokenizer.pad_token_id
+            kwargs: dict[str, Any] = {
+                "input_ids": prompt["input_ids"].to(self._device),
+                "attention_mask": prompt["attention_mask"].to(self._device),
+                "max_new_tokens": max_tokens,
+                "do_sample": self.config.hf_llm_temperature > 0,
+                "pad_token_id": pad_id if pad_id is not None else self._tokenizer.eos_token_id,
+            }
+            if self.config.hf_llm_temperature > 0:
+                kwargs.update(temperature=self.config.hf_llm_temperature, top_p=self.config.hf_llm_top_p)
+            return kwargs
+
+        yield from stream_generate(self._model.generate, make_kwargs, self._tokenizer, stop, self._lock,
+                                   "s2s-transformers-generate")
+
+
 # ==== 7. TTS ===========================================================================================
 # EDIT. Speech synthesisers. The test double FakeTTS is in section 3.
+
+
+# ---- The paper's model table (Table 1): TTS -----------------------------------------------------------
+# openai-tts (any /v1/audio/speech), cosyvoice (CosyVoice 2), f5-tts, melotts. Each yields int16 at 16 kHz
+# resampled from the model's own rate. Install commands and what was tested: MODEL_TABLE.md.
+
+
+class OpenAITTS(TTS):
+    """Any OpenAI-compatible `/v1/audio/speech` endpoint (OpenAI, or a server in front of CosyVoice, Kokoro,
+    F5...) through `openai.AsyncOpenAI`, with `response_format="pcm"`: raw 24 kHz 16-bit mono (OpenAI API
+    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to 16 kHz.
+    Cancelling closes the HTTP response. DashScope (Alibaba's API for CosyVoice and Qwen-TTS) has no
+    OpenAI-compatible speech endpoint: its OpenAI-compatible mode covers chat and embeddings only.
+    """
+
+    name = "openai-tts"
+    install = "pip install -r extras/tts.txt"
+    rate_hz = 24000  # what response_format="pcm" means in the OpenAI API
+
+    def load(self) -> None:
+        import os
+
+        openai = import_backend("openai", self.name, self.install)
+        self._client = openai.AsyncOpenAI(
+            base_url=self.config.openai_tts_base_url or None,
+            api_key=os.environ.get(self.config.openai_tts_api_key_env) or "unused",
+            timeout=self.config.openai_tts_timeout_s, max_retries=0)
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        resampler = StreamResampler(self.rate_hz, SAMPLE_RATE_HZ)
+        odd = b""  # an HTTP chunk may end inside a sample
+        request = {"model": self.config.openai_tts_model, "voice": voice or self.config.openai_tts_voice,
+                   "input": text, "response_format": "pcm", "speed": self.config.openai_tts_speed}
+        async with self._client.audio.speech.with_streaming_response.create(**request) as response:
+            async for data in response.iter_bytes(ms_to_samples(100, self.rate_hz) * 2):
+                data, odd = odd + data, b""
+                if len(data) % 2:
+                    data, odd = data[:-1], data[-1:]
+                chunk = resampler.push(np.frombuffer(data, dtype="<i2").astype(np.int16))
+                if len(chunk):
+                    yield chunk
+        tail = resampler.push(np.zeros(0, dtype=np.int16), last=True)
+        if len(tail):
+            yield tail
+
+
+class CosyVoiceTTS(TTS):
+    """CosyVoice 2 as its project installs it (a checkout of FunAudioLLM/CosyVoice plus its requirements;
+    extras/tts-cosyvoice.txt): `CosyVoice2(model_dir)`, then `inference_sft(text, speaker, stream=True)`
+    for a built-in speaker or `inference_zero_shot(text, ref_text, ref_speech_16k, stream=True)` to clone
+    the voice of `cosyvoice_ref_audio`. Each yields `{"tts_speech": float tensor (1, n)}` at
+    `model.sample_rate` (24 kHz for CosyVoice 2) as soon as a chunk is synthesised (CosyVoice README and
+    cosyvoice/cli/cosyvoice.py); chunks are resampled to 16 kHz as they come and `stop` is checked between
+    them. CosyVoice chooses the GPU itself when torch sees one; fp16 when `model_dtype` is float16.
+    """
+
+    name = "cosyvoice"
+    install = ("pip install -r extras/tts-cosyvoice.txt (it says how to check out CosyVoice, which is not on "
+               "PyPI), then pass --cosyvoice-repo-dir")
+
+    def load(self) -> None:
+        import sys
+
+        repo = self.config.cosyvoice_repo_dir
+        if repo:  # the project's own instructions put the checkout and its Matcha-TTS submodule on sys.path
+            for path in (str(Path(repo).expanduser() / "third_party" / "Matcha-TTS"), str(Path(repo).expanduser())):
+                if path not in sys.path:
+                    sys.path.insert(0, path)
+        cli = import_backend("cosyvoice.cli.cosyvoice", self.name, self.install)
+        files = import_backend("cosyvoice.utils.file_utils", self.name, self.install)
+        model_dir = local_model(self.config, self.config.cosyvoice_model_dir, self.name, "cosyvoice_model_dir",
+                                "ModelScope")
+        self._model = cli.CosyVoice2(model_dir, load_jit=False, load_trt=False,
+                                     fp16=self.config.model_dtype == "float16")
+        self._rate_hz = int(self._model.sample_rate)
+        self._speakers = list(self._model.list_available_spks())
+        self._prompt = None
+        if self.config.cosyvoice_ref_audio:
+            self._prompt = files.load_wav(self.config.cosyvoice_ref_audio, SAMPLE_RATE_HZ)
+        elif not self._speakers:
+            raise ComponentMissing("cosyvoice: this model has no built-in speakers; give a voice to clone with "
+                                   "--cosyvoice-ref-audio (a WAV) and --cosyvoice-ref-text (what it says)")
+        log.info("cosyvoice %s at %d Hz; speakers: %s", model_dir, self._rate_hz, ", ".join(self._speakers) or "-")
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async for chunk in iterate_in_thread(lambda stop: self._chunks(text, voice, stop), thread_name="s2s-cosyvoice"):
+            yield chunk
+
+    def _chunks(self, text: str, voice: str | None, stop: threading.Event) -> Iterator[np.ndarray]:
+        speaker = voice or self.config.cosyvoice_speaker
+        if speaker in self._speakers or self._prompt is None:  # a built-in speaker (the first if unknown)
+            outputs = self._model.inference_sft(text, speaker if speaker in self._speakers else self._speakers[0],
+                                                stream=True)
+        else:
+            outputs = self._model.inference_zero_shot(text, self.config.cosyvoice_ref_text, self._prompt, stream=True)
+        resampler = StreamResampler(self._rate_hz, SAMPLE_RATE_HZ)
+        try:
+            for output in outputs:
+                if stop.is_set():
+                    return
+                chunk = resampler.push(float_to_pcm16(output["tts_speech"]))
+                if len(chunk):
+                    yield chunk
+            tail = resampler.push(np.zeros(0, dtype=np.int16), last=True)
+            if len(tail):
+                yield tail
+        finally:
+            outputs.close()
+
+
+class F5TTS(TTS):
+    """F5-TTS (`pip install f5-tts`): `F5TTS(model, ckpt_file, vocab_file, vocoder_local_path, device)`, then
+    `infer(ref_file, ref_text, gen_text, nfe_step=, speed=, seed=)` returns `(wav, sample_rate, spectrogram)`
+    with wav a float numpy array at 24 kHz (f5_tts/api.py). It clones the voice of a reference clip
+    (`f5_ref_audio` and its transcript `f5_ref_text`; empty: the English example voice shipped inside the
+    f5-tts package). F5 is not a streaming model: each clause the server sends is synthesised whole, so the
+    first audio comes after one clause's synthesis; `stop` is checked between F5's own text batches.
+    """
+
+    name = "f5-tts"
+    install = "pip install -r extras/tts-f5.txt"
+    example_ref_text = "some call me nature, others call me mother nature."  # of infer/examples/basic/basic_ref_en.wav
+
+    def load(self) -> None:
+        import_backend("torch", self.name, self.install)
+        api = import_backend("f5_tts.api", self.name, self.install)
+        c = self.config
+        if not c.model_download and not (c.f5_ckpt_file and c.f5_vocoder_dir):
+            raise ComponentMissing("f5-tts fetches its checkpoint and vocoder from Hugging Face unless both "
+                                   "--f5-ckpt-file and --f5-vocoder-dir are set; set them, or allow the fetch "
+                                   "with --model-download true")
+        self._ref_audio, self._ref_text = c.f5_ref_audio, c.f5_ref_text
+        if not self._ref_audio:
+            from importlib.resources import files
+
+            self._ref_audio = str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_en.wav"))
+            self._ref_text = self.example_ref_text
+        if not self._ref_text and not c.model_download:
+            raise ComponentMissing("f5-tts: --f5-ref-text is empty, so F5 would fetch a Whisper model to "
+                                   "transcribe the reference; write what the clip says, or --model-download true")
+        self._tts = api.F5TTS(model=c.f5_model, ckpt_file=c.f5_ckpt_file, vocab_file=c.f5_vocab_file,
+                              vocoder_local_path=c.f5_vocoder_dir or None, device=torch_device(c))
+        self._lock = threading.Lock()
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async for chunk in iterate_in_thread(lambda stop: self._clip(text, stop), thread_name="s2s-f5-tts"):
+            yield chunk
+
+    def _clip(self, text: str, stop: threading.Event) -> Iterator[np.ndarray]:
+        class Stopped(BaseException):
+            """Raised through F5's loop over text batches once `stop` is set (not an Exception: F5 must
+            not catch it)."""
+
+        class Progress:
+            """Stands in for F5's `progress=tqdm` (it iterates `progress.tqdm(text_batches)`): silent, and
+            the place to stop between batches."""
+
+            @staticmethod
+            def tqdm(batches: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+                for batch in batches:
+                    if stop.is_set():
+                        raise Stopped
+                    yield batch
+
+        with self._lock:
+            try:
+                wav, rate_hz, _ = self._tts.infer(
+                    ref_file=self._ref_audio, ref_text=self._ref_text, gen_text=text, nfe_step=self.config.f5_nfe_step,
+                    speed=self.config.f5_speed, seed=self.config.f5_seed if self.config.f5_seed >= 0 else None,
+                    show_info=log.debug, progress=Progress)
+            except Stopped:
+                return
+        if not stop.is_set():
+            yield resample(float_to_pcm16(wav), int(rate_hz), SAMPLE_RATE_HZ)
+
+
+class MeloTTS(TTS):
+    """MeloTTS (myshell-ai/MeloTTS): `melo.api.TTS(language, device, config_path, ckpt_path)`; speakers in
+    `model.hps.data.spk2id`; `tts_to_file(text, speaker_id, output_path=None, speed=, quiet=True)` returns
+    the float numpy audio at `model.hps.data.sampling_rate` (44.1 kHz) when no path is given (melo/api.py).
+    MeloTTS synthesises a sentence at a time: the text is split with the model's own splitter and each
+    sentence is yielded as soon as it is done, with `stop` checked between them.
+    """
+
+    name = "melotts"
+    install = "pip install -r extras/tts-melotts.txt && python -m unidic download"
+
+    def load(self) -> None:
+        import_backend("torch", self.name, self.install)
+        api = import_backend("melo.api", self.name, self.install)
+        c = self.config
+        config_path, ckpt_path = self._weights()
+        self._tts = api.TTS(language=c.melotts_language, device=torch_device(c), config_path=config_path,
+                            ckpt_path=ckpt_path)
+        spk2id = self._tts.hps.data.spk2id
+        self._speakers = {str(name): int(spk2id[name]) for name in spk2id.keys()}
+        self._rate_hz = int(self._tts.hps.data.sampling_rate)
+        if c.melotts_speaker and c.melotts_speaker not in self._speakers:
+            raise ComponentMissing(f"melotts: no speaker {c.melotts_speaker!r}; this model has: "
+                                   f"{', '.join(self._speakers)}")
+        self._lock = threading.Lock()
+
+    def _weights(self) -> tuple[str | None, str | None]:
+        """config.json and checkpoint.pth: from `melotts_model_dir`, else the Hugging Face cache, else (with
+        `model_download`) let MeloTTS fetch them."""
+        c = self.config
+        if c.melotts_model_dir:
+            folder = Path(c.melotts_model_dir).expanduser()
+            return str(folder / "config.json"), str(folder / "checkpoint.pth")
+        if c.model_download:
+            return None, None
+        repos = import_backend("melo.download_utils", self.name, self.install).LANG_TO_HF_REPO_ID
+        repo = repos.get(c.melotts_language.split("-")[0].upper(), "")
+        hub = import_backend("huggingface_hub", self.name, self.install)
+        found = [hub.try_to_load_from_cache(repo, name) if repo else None for name in ("config.json", "checkpoint.pth")]
+        if all(isinstance(path, str) for path in found):
+            return found[0], found[1]
+        raise ComponentMissing(f"melotts: the {c.melotts_language} model ({repo or 'unknown language'}) is not "
+                               "in the Hugging Face cache and --model-download is off; pass --melotts-model-dir "
+                               "(a folder with config.json and checkpoint.pth) or allow the fetch with "
+                               "--model-download true")
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async for chunk in iterate_in_thread(lambda stop: self._sentences(text, voice, stop),
+                                             thread_name="s2s-melotts"):
+            yield chunk
+
+    def _sentences(self, text: str, voice: str | None, stop: threading.Event) -> Iterator[np.ndarray]:
+        name = voice if voice in self._speakers else self.config.melotts_speaker or next(iter(self._speakers))
+        for sentence in self._tts.split_sentences_into_pieces(text, self._tts.language, quiet=True):
+            if stop.is_set():
+                return
+            with self._lock:
+                audio = self._tts.tts_to_file(sentence, self._speakers[name], output_path=None,
+                                              speed=self.config.melotts_speed, quiet=True)
+            yield resample(float_to_pcm16(audio), self._rate_hz, SAMPLE_RATE_HZ)
 
 
 # ==== 8. Text ==========================================================================================
