@@ -257,9 +257,9 @@ class Config(BaseModel):
     new items; 0 turns summaries off."""
 
     # ---- Subjective Action Judgement and strategies (paper sec. 2.2.2) ---------------------------------
-    judge: str = "off"
-    """Judgement backend: sft (the judge_sft.py model), llm (prompt the configured LLM), off (always
-    reply, never interrupt), or a plugin's."""
+    judge: str = "sft"
+    """Judgement backend: sft (the judge_sft.py model, about 10 ms per decision), llm (prompt the configured
+    LLM), off (always reply, never interrupt), or a plugin's."""
     judge_model_dir: str = "data/judge"
     """The trained judge the sft backend loads (relative paths are from s2s_server.py's folder)."""
     judge_context_turns: int = Field(4, ge=0, le=50)

