@@ -1,0 +1,1059 @@
+// The page: wires the microphone, the speaker and the WebSocket to the conversation view.
+//
+// Reads top to bottom: constants, settings, state, audio in, audio out (including barge-in and truncate),
+// server events, the conversation view, controls, start-up. The wire protocol is /v1/realtime as described
+// in the project README (a Realtime API subset plus s2s.* events); this file is its only browser client.
+// `window.s2s` exposes counters and recent events for the browser tests and for anyone curious.
+
+import { AudioEngine } from "./audio.js";
+import { RealtimeClient } from "./client.js";
+
+// ---- constants ----
+const SETTINGS_KEY = "s2s.settings"; // localStorage: the switches below, as JSON
+const USER_ID_KEY = "s2s.user_id"; // localStorage: the user id sent as session.s2s.user_id
+const WIRE_RATES_HZ = [24000, 16000]; // what the page may ask for; the server's default is 24000
+const OUTBOX_MS = 3000; // audio held while the session is not ready yet (first connect, a session.update in flight)
+const PTT_PREROLL_MS = 200; // audio from just before the talk button went down, so the first syllable survives
+const PTT_TAIL_MS = 120; // keep sending this long after release, then commit: the last syllable survives
+const PTT_MIN_HOLD_MS = 250; // a shorter press is a slip: the buffer is cleared, not committed
+const PTT_SENDS_RESPONSE_CREATE = false; // the server answers a commit itself (it judges first); see README
+const STOP_TIMEOUT_MS = 500; // give up waiting for the playback worklet's answer to a stop
+const SESSION_UPDATE_TIMEOUT_MS = 3000; // stop holding audio if session.updated never comes
+const EVENTS_KEPT = 400; // recent events kept in window.s2s for tests and debugging
+const METER_FLOOR_DB = -60; // the level meter's empty and full points, dBFS
+const METER_CEIL_DB = -6;
+
+const STRATEGY_LABEL = {
+  reply: "Reply",
+  refuse: "Refuse",
+  deflect: "Deflect",
+  interrupt: "Interrupt",
+  proactive: "Proactive",
+};
+const STATE_LABEL = { listening: "Listening", processing: "Thinking…", speaking: "Speaking" };
+const CUT_LABEL = {
+  "barge-in": "you cut in",
+  turn_detected: "you cut in",
+  client_cancelled: "stopped",
+  stop: "stopped",
+  "push-to-talk": "you cut in",
+  typed: "you cut in",
+  error: "failed",
+};
+const METRIC_LABELS = [
+  ["endpoint", "endpoint"],
+  ["asr", "asr"],
+  ["judge", "judge"],
+  ["llm_first_token", "llm 1st token"],
+  ["tts_first_audio", "tts 1st audio"],
+];
+
+// ---- settings (persisted; null means "whatever the server is configured with") ----
+const DEFAULT_SETTINGS = {
+  echoCancellation: true,
+  noiseSuppression: true,
+  autoGainControl: true,
+  rate: 24000,
+  ptt: false,
+  silenceMs: null,
+  voice: null,
+  proactive: null,
+};
+
+function loadSettings() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}") || {};
+  } catch {
+    saved = {};
+  }
+  const s = { ...DEFAULT_SETTINGS };
+  for (const k of Object.keys(DEFAULT_SETTINGS)) if (k in saved) s[k] = saved[k];
+  if (!WIRE_RATES_HZ.includes(s.rate)) s.rate = DEFAULT_SETTINGS.rate;
+  return s;
+}
+
+function saveSettings() {
+  try {
+    localStorage.setItem(SETTINGS_KEY, JSON.stringify(S.settings));
+    localStorage.setItem(USER_ID_KEY, S.userId);
+  } catch {
+    // private mode or storage full: settings live for this visit only
+  }
+}
+
+function loadUserId() {
+  let id = null;
+  try {
+    id = localStorage.getItem(USER_ID_KEY);
+  } catch {
+    id = null;
+  }
+  if (id) return id;
+  const bytes = crypto.getRandomValues(new Uint8Array(4)); // randomUUID needs a secure context; this does not
+  return "user-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---- state ----
+const S = {
+  settings: loadSettings(),
+  userId: loadUserId(),
+  conn: "disconnected", // disconnected | connecting | connected | reconnecting | blocked
+  sessionReady: false, // session.created seen on this socket
+  updatesPending: new Map(), // event_id -> timer, for session.update not yet answered
+  server: { inRate: 24000, outRate: 24000, turnDetection: null, voice: null, proactive: null },
+  serverState: null, // listening | processing | speaking, from s2s.state
+  muted: false,
+  pttHeld: false,
+  pttSending: false, // held, or in the tail after release
+  pttStartedAt: 0,
+  outbox: [], // capture frames waiting for the session to be ready
+  preroll: [], // the last PTT_PREROLL_MS of frames while push-to-talk is idle
+  activeResponseId: null,
+  cutResponses: new Set(), // responses whose audio the user stopped: later deltas are dropped
+  truncatedItems: new Set(),
+  itemAudio: new Map(), // bot item_id -> {responseId, wireSamples, rate}
+  pendingJudgement: null,
+  framesSent: 0,
+  inputLevel: 0,
+  events: [], // recent server events (audio payloads left out)
+  sent: [], // recent client events other than audio appends
+  truncates: [], // every conversation.item.truncate sent
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  conn: $("conn"),
+  connText: $("conn-text"),
+  connect: $("connect"),
+  notices: $("notices"),
+  log: $("log"),
+  empty: $("empty"),
+  orb: $("orb"),
+  state: $("state"),
+  meter: $("meter"),
+  meterFill: $("meter-fill"),
+  mute: $("mute"),
+  talk: $("talk"),
+  stop: $("stop"),
+  ptt: $("ptt"),
+  composer: $("composer"),
+  message: $("message"),
+  send: $("send"),
+  hint: $("hint"),
+  settings: $("settings"),
+  settingsOpen: $("settings-open"),
+  settingsStatus: $("settings-status"),
+  setUser: $("set-user"),
+  setSilence: $("set-silence"),
+  setSilenceOut: $("set-silence-out"),
+  setProactive: $("set-proactive"),
+  setVoice: $("set-voice"),
+  setAec: $("set-aec"),
+  setNs: $("set-ns"),
+  setAgc: $("set-agc"),
+  setRate: $("set-rate"),
+  setReset: $("set-reset"),
+};
+
+const audio = new AudioEngine({ onFrame, onProgress });
+const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime`;
+const client = new RealtimeClient(wsUrl, { onEvent, onStatus });
+
+function send(event) {
+  const id = client.send(event);
+  if (id && event.type !== "input_audio_buffer.append") {
+    remember(S.sent, { t: Math.round(performance.now()), ...event });
+  }
+  return id;
+}
+
+function remember(list, entry) {
+  list.push(entry);
+  if (list.length > EVENTS_KEPT) list.splice(0, list.length - EVENTS_KEPT);
+}
+
+// ---- session ----
+function sessionPayload() {
+  const s = S.settings;
+  let turnDetection = null;
+  if (!s.ptt) {
+    const known = S.server.turnDetection && typeof S.server.turnDetection === "object" ? S.server.turnDetection : {};
+    turnDetection = { ...known, type: "server_vad" };
+    if (s.silenceMs != null) turnDetection.silence_duration_ms = s.silenceMs;
+  }
+  const output = { format: { type: "audio/pcm", rate: s.rate } };
+  if (s.voice) output.voice = s.voice;
+  const ext = { user_id: S.userId };
+  if (s.proactive != null) ext.proactive = s.proactive;
+  return {
+    audio: { input: { format: { type: "audio/pcm", rate: s.rate }, turn_detection: turnDetection }, output },
+    s2s: ext,
+  };
+}
+
+function sendSessionUpdate() {
+  if (!client.isOpen || !S.sessionReady) return;
+  audio.setInputRate(S.settings.rate);
+  const id = send({ type: "session.update", session: sessionPayload() });
+  if (!id) return;
+  // audio waits in the outbox until the server confirms (a rate change must not straddle frames)
+  const timer = setTimeout(() => settleUpdate(id), SESSION_UPDATE_TIMEOUT_MS);
+  S.updatesPending.set(id, timer);
+}
+
+function settleUpdate(id) {
+  if (id == null) {
+    // session.updated names no event: it answers the oldest update in flight
+    id = S.updatesPending.keys().next().value;
+  }
+  const timer = S.updatesPending.get(id);
+  if (timer === undefined) return;
+  clearTimeout(timer);
+  S.updatesPending.delete(id);
+  if (S.updatesPending.size === 0) flushOutbox();
+}
+
+function readServerSession(session) {
+  if (!session || typeof session !== "object") return;
+  const input = session.audio?.input;
+  const output = session.audio?.output;
+  if (input?.format?.rate) S.server.inRate = input.format.rate;
+  if (output?.format?.rate) S.server.outRate = output.format.rate;
+  if (input && "turn_detection" in input && input.turn_detection) S.server.turnDetection = input.turn_detection;
+  if (output?.voice) S.server.voice = output.voice;
+  if (session.s2s && typeof session.s2s.proactive === "boolean") S.server.proactive = session.s2s.proactive;
+  fillSettingsForm();
+}
+
+function audioReady() {
+  return client.isOpen && S.sessionReady && S.updatesPending.size === 0;
+}
+
+// ---- audio in ----
+function onFrame(frame) {
+  updateMeter(frame.rms);
+  if (S.muted || !client.wanted) return;
+  if (S.settings.ptt && !S.pttSending) {
+    S.preroll.push(frame);
+    const keep = Math.ceil(PTT_PREROLL_MS / frameMs(frame));
+    if (S.preroll.length > keep) S.preroll.splice(0, S.preroll.length - keep);
+    return;
+  }
+  queueFrame(frame);
+}
+
+function frameMs(frame) {
+  return (frame.pcm.byteLength / 2 / frame.rate) * 1000;
+}
+
+function queueFrame(frame) {
+  if (audioReady()) {
+    if (S.outbox.length) flushOutbox();
+    sendFrame(frame);
+    return;
+  }
+  if (S.conn !== "connecting" && S.conn !== "connected") return; // nobody to send it to soon
+  S.outbox.push(frame);
+  const keep = Math.ceil(OUTBOX_MS / frameMs(frame));
+  if (S.outbox.length > keep) S.outbox.splice(0, S.outbox.length - keep);
+}
+
+function flushOutbox() {
+  if (!audioReady()) return;
+  const frames = S.outbox;
+  S.outbox = [];
+  for (const f of frames) sendFrame(f);
+}
+
+function sendFrame(frame) {
+  if (frame.rate !== S.server.inRate) return; // made before a rate change the server now expects
+  if (send({ type: "input_audio_buffer.append", audio: bytesToBase64(new Uint8Array(frame.pcm)) })) S.framesSent++;
+}
+
+function bytesToBase64(bytes) {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+function base64ToPcm16(b64) {
+  const bin = atob(b64);
+  const n = bin.length & ~1;
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = bin.charCodeAt(i);
+  return new Int16Array(bytes.buffer);
+}
+
+let meterShown = 0;
+let meterAriaAt = 0;
+function updateMeter(rms) {
+  const db = rms > 0 ? 20 * Math.log10(rms) : -120;
+  const target = S.muted ? 0 : Math.min(1, Math.max(0, (db - METER_FLOOR_DB) / (METER_CEIL_DB - METER_FLOOR_DB)));
+  meterShown = target > meterShown ? target : meterShown * 0.85 + target * 0.15; // fast attack, slow release
+  S.inputLevel = meterShown;
+  ui.meterFill.style.transform = `scaleX(${meterShown.toFixed(3)})`;
+  const now = performance.now();
+  if (now - meterAriaAt > 500) {
+    meterAriaAt = now;
+    ui.meter.setAttribute("aria-valuenow", String(Math.round(meterShown * 100)));
+  }
+}
+
+async function openMic() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    notify("warn", "No microphone here", "The browser only allows the microphone on https or localhost. You can still type.");
+    return false;
+  }
+  try {
+    audio.setInputRate(S.settings.rate);
+    await audio.openMic({
+      echoCancellation: S.settings.echoCancellation,
+      noiseSuppression: S.settings.noiseSuppression,
+      autoGainControl: S.settings.autoGainControl,
+    });
+    audio.setMuted(S.muted);
+    return true;
+  } catch (err) {
+    const why =
+      err && err.name === "NotAllowedError"
+        ? "Microphone access was refused. Allow it in the site settings to talk; you can still type."
+        : err && err.name === "NotFoundError"
+          ? "No microphone was found. You can still type."
+          : `The microphone could not be opened (${err && err.message ? err.message : err}). You can still type.`;
+    notify("warn", "Microphone unavailable", why);
+    return false;
+  } finally {
+    render();
+  }
+}
+
+// ---- audio out ----
+function onProgress(p) {
+  ui.orb.style.setProperty("--lvl", Math.min(1, p.level * 4).toFixed(3));
+  render();
+}
+
+function isPlaying() {
+  return audio.bufferedFrames > 0;
+}
+
+function botActive() {
+  return isPlaying() || S.activeResponseId !== null;
+}
+
+function hasAudio(responseId) {
+  for (const a of S.itemAudio.values()) if (a.responseId === responseId && a.wireSamples > 0) return true;
+  return false;
+}
+
+/**
+ * Stop the bot's voice now and tell the server how much of each item the user actually heard.
+ * reason: "barge-in" (speech_started), "stop" (the button or Esc), "cancelled" (response.done), ...
+ * cancel: also send response.cancel for a response still being generated.
+ */
+async function stopBot(reason, { cancel = false } = {}) {
+  const active = S.activeResponseId;
+  if (active && (cancel || hasAudio(active))) {
+    S.cutResponses.add(active); // its remaining deltas are not for this user any more
+    if (cancel) send({ type: "response.cancel" });
+  }
+  if (!isPlaying()) {
+    if (active && S.cutResponses.has(active)) markCut(active, reason, null);
+    render();
+    return;
+  }
+  const stopped = await Promise.race([
+    audio.stopPlayback(reason),
+    new Promise((resolve) => setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
+  ]);
+  if (!stopped) return;
+  for (const it of stopped.items) {
+    const info = S.itemAudio.get(it.itemId);
+    const responseId = it.responseId || (info && info.responseId);
+    if (responseId) S.cutResponses.add(responseId);
+    const audioEndMs = Math.floor((it.playedFrames / audio.sampleRate) * 1000);
+    if (!S.truncatedItems.has(it.itemId) && client.isOpen) {
+      S.truncatedItems.add(it.itemId);
+      send({ type: "conversation.item.truncate", item_id: it.itemId, content_index: 0, audio_end_ms: audioEndMs });
+      remember(S.truncates, { itemId: it.itemId, audioEndMs, reason, t: Math.round(performance.now()) });
+    }
+    if (responseId) markCut(responseId, reason, { itemId: it.itemId, audioEndMs });
+  }
+  if (active && S.cutResponses.has(active)) markCut(active, reason, null);
+  render();
+}
+
+function onAudioDelta(e) {
+  if (!e.delta || S.cutResponses.has(e.response_id)) return;
+  const pcm = base64ToPcm16(e.delta);
+  const itemId = e.item_id;
+  let info = S.itemAudio.get(itemId);
+  if (!info) {
+    info = { responseId: e.response_id, wireSamples: 0, rate: S.server.outRate };
+    S.itemAudio.set(itemId, info);
+    if (S.itemAudio.size > 64) S.itemAudio.delete(S.itemAudio.keys().next().value);
+  }
+  info.wireSamples += pcm.length;
+  audio.enqueue(itemId, e.response_id, pcm, info.rate);
+  const bot = botTurn(e.response_id);
+  if (bot) bot.el.classList.remove("waiting");
+}
+
+// ---- server events ----
+function onEvent(e) {
+  remember(S.events, summarize(e));
+  switch (e.type) {
+    case "session.created":
+      S.sessionReady = true;
+      client.markHealthy();
+      clearBlockedNotice();
+      readServerSession(e.session);
+      setConn("connected");
+      sendSessionUpdate();
+      flushOutbox();
+      break;
+    case "session.updated":
+      readServerSession(e.session);
+      settleUpdate(null);
+      break;
+    case "input_audio_buffer.speech_started":
+      // a barge-in: the bot is audible, or its reply has started and more of it may still come
+      if (isPlaying() || (S.activeResponseId && hasAudio(S.activeResponseId))) stopBot("barge-in");
+      userTurn(e.item_id, { create: true }).el.classList.add("listening");
+      break;
+    case "input_audio_buffer.speech_stopped":
+    case "input_audio_buffer.committed": {
+      const t = userTurn(e.item_id, { create: e.type === "input_audio_buffer.committed" });
+      if (t) t.el.classList.add("listening");
+      break;
+    }
+    case "conversation.item.input_audio_transcription.delta": {
+      const t = userTurn(e.item_id, { create: true });
+      t.partial.textContent += e.delta || "";
+      scrollToEnd();
+      break;
+    }
+    case "conversation.item.input_audio_transcription.completed": {
+      const t = userTurn(e.item_id, { create: true });
+      t.final.textContent = (e.transcript || "").trim();
+      t.partial.textContent = "";
+      t.el.classList.remove("listening");
+      if (!t.final.textContent) {
+        t.final.textContent = "(nothing recognised)";
+        t.el.classList.add("faint");
+      }
+      scrollToEnd();
+      break;
+    }
+    case "conversation.item.added":
+      onItemAdded(e.item);
+      break;
+    case "response.created":
+      onResponseCreated(e.response || {});
+      break;
+    case "response.output_audio.delta":
+      onAudioDelta(e);
+      break;
+    case "response.output_audio.done":
+      audio.finishItem(e.item_id, e.response_id);
+      break;
+    case "response.output_audio_transcript.delta":
+      onTranscriptDelta(e);
+      break;
+    case "response.output_audio_transcript.done": {
+      const bot = botTurn(e.response_id);
+      if (bot && !bot.text.textContent && e.transcript && !S.cutResponses.has(e.response_id)) bot.text.textContent = e.transcript;
+      break;
+    }
+    case "response.done":
+      onResponseDone(e.response || {});
+      break;
+    case "s2s.state":
+      S.serverState = e.state;
+      break;
+    case "s2s.judgement":
+      onJudgement(e);
+      break;
+    case "s2s.metrics":
+      onMetrics(e);
+      break;
+    case "s2s.blocked":
+      onBlocked(e);
+      break;
+    case "error":
+      onError(e.error || {});
+      break;
+    default:
+      break; // other Realtime events carry nothing this page shows
+  }
+  render();
+}
+
+function summarize(e) {
+  const out = { t: Math.round(performance.now()), type: e.type };
+  for (const [k, v] of Object.entries(e)) {
+    if (k === "type") continue;
+    out[k] = k === "delta" && e.type === "response.output_audio.delta" ? `<${v.length} b64 chars>` : v;
+  }
+  return out;
+}
+
+function onStatus(status, detail) {
+  if (status === "connecting") {
+    S.sessionReady = false;
+    S.outbox = [];
+    setConn(S.conn === "reconnecting" ? "reconnecting" : "connecting");
+  } else if (status === "open") {
+    // connected for real once session.created arrives
+  } else if (status === "closed") {
+    S.sessionReady = false;
+    for (const timer of S.updatesPending.values()) clearTimeout(timer);
+    S.updatesPending.clear();
+    S.outbox = [];
+    S.serverState = null;
+    if (S.activeResponseId) markCut(S.activeResponseId, "error", null, "connection lost");
+    S.activeResponseId = null;
+    S.pendingJudgement = null;
+    if (isPlaying()) audio.stopPlayback("disconnected");
+    if (S.pttHeld || S.pttSending) pttReset();
+    if (!client.wanted && S.conn !== "blocked") setConn("disconnected");
+  } else if (status === "reconnecting") {
+    setConn("reconnecting", `Reconnecting in ${Math.max(1, Math.round(detail.delayMs / 1000))} s…`);
+  } else if (status === "held") {
+    setConn("blocked");
+  }
+  render();
+}
+
+function onItemAdded(item) {
+  if (!item || item.role !== "user") return;
+  const typed = (item.content || []).some((c) => c && c.type === "input_text");
+  if (typed) {
+    // the typed message we showed when sending it: give it its server id
+    const pending = ui.log.querySelector(".turn.user.typed:not([data-item-id])");
+    if (pending && item.id) pending.dataset.itemId = item.id;
+  } else if (item.id) {
+    userTurn(item.id, { create: true });
+  }
+}
+
+function onResponseCreated(response) {
+  const id = response.id;
+  if (!id) return;
+  S.activeResponseId = id;
+  const strategy = response.metadata?.strategy || "reply";
+  const bot = botTurn(id, { create: true });
+  setChip(bot.chip, strategy, STRATEGY_LABEL[strategy] || strategy);
+  const reason = response.metadata?.reason || (S.pendingJudgement && S.pendingJudgement.reason);
+  if (reason) bot.reason.textContent = reason;
+  S.pendingJudgement = null;
+}
+
+function onTranscriptDelta(e) {
+  if (!e.delta || S.cutResponses.has(e.response_id)) return;
+  const bot = botTurn(e.response_id, { create: true });
+  const span = document.createElement("span");
+  span.textContent = e.delta;
+  // where in the item's audio this text starts: the audio received so far (text leads its audio)
+  const info = S.itemAudio.get(e.item_id);
+  span.dataset.item = e.item_id || "";
+  span.dataset.atMs = String(info ? Math.round((info.wireSamples / info.rate) * 1000) : 0);
+  bot.text.append(span);
+  bot.el.classList.remove("waiting");
+  scrollToEnd();
+}
+
+function onResponseDone(response) {
+  const id = response.id;
+  const status = response.status;
+  if (status === "cancelled") {
+    const reason = response.status_details?.reason || "cancelled";
+    if (id && !S.cutResponses.has(id)) {
+      S.cutResponses.add(id);
+      if (isPlaying()) stopBot(reason);
+    }
+    if (id) markCut(id, reason, null);
+  } else if (status === "failed") {
+    if (id) markCut(id, "error", null, "failed");
+  }
+  const bot = id && botTurn(id);
+  if (bot) {
+    bot.el.classList.remove("waiting");
+    if (!bot.text.textContent && status === "completed") bot.el.classList.add("faint");
+  }
+  if (S.activeResponseId === id) S.activeResponseId = null;
+}
+
+function onJudgement(e) {
+  const action = e.action;
+  const reason = e.reason || "";
+  if (action === "silence" || action === "block") {
+    const label = action === "silence" ? "Stayed quiet" : "Blocked";
+    const note = document.createElement("p");
+    note.className = "note judgement";
+    const chip = document.createElement("span");
+    chip.className = "chip";
+    chip.textContent = action === "silence" ? "silent" : "block";
+    note.append(chip, `${label}${reason ? ": " + reason : ""}`);
+    const t = userTurn(e.item_id);
+    if (t) t.el.append(note);
+    else appendToLog(note);
+    scrollToEnd();
+    return;
+  }
+  // reply / refuse / deflect / interrupt: the reason belongs to the bot turn this decision starts
+  const bot = S.activeResponseId && botTurn(S.activeResponseId);
+  if (bot && !bot.reason.textContent) bot.reason.textContent = reason;
+  else S.pendingJudgement = { action, reason, itemId: e.item_id };
+}
+
+function onMetrics(e) {
+  let target = (e.response_id && botTurn(e.response_id)) || null;
+  if (!target) {
+    const bots = ui.log.querySelectorAll(".turn.bot");
+    const lastBot = bots[bots.length - 1];
+    target = lastBot ? turnParts(lastBot) : null;
+  }
+  if (!target) return;
+  const line = target.metrics;
+  line.textContent = "";
+  const fmt = (v) => (typeof v === "number" && Number.isFinite(v) ? `${Math.round(v)}` : "–");
+  const total = document.createElement("b");
+  total.textContent = `${fmt(e.voice_to_voice)} ms`;
+  line.append(total, " voice→voice");
+  const parts = METRIC_LABELS.filter(([k]) => typeof e[k] === "number").map(([k, label]) => `${label} ${fmt(e[k])}`);
+  if (parts.length) line.append(" · " + parts.join(" · "));
+  line.hidden = false;
+  line.setAttribute("aria-label", `Latency: ${fmt(e.voice_to_voice)} milliseconds voice to voice`);
+}
+
+let blockedNotice = null;
+function onBlocked(e) {
+  const untilMs = e.until ? Date.parse(e.until) : NaN;
+  const permanent = e.permanent === true || !Number.isFinite(untilMs);
+  client.holdUntil(permanent ? Infinity : untilMs);
+  const when = permanent
+    ? "This user id is blocked."
+    : `You can talk again at ${new Date(untilMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.`;
+  clearBlockedNotice();
+  blockedNotice = notify("blocked", "The agent has stopped talking with you", `${when}${e.reason ? " Reason: " + e.reason : ""}`, {
+    sticky: true,
+  });
+  setConn("blocked");
+}
+
+function clearBlockedNotice() {
+  if (blockedNotice) blockedNotice.remove();
+  blockedNotice = null;
+}
+
+function onError(err) {
+  if (err.event_id && S.updatesPending.has(err.event_id)) settleUpdate(err.event_id);
+  const code = err.code || err.type || "error";
+  notify("error", `Server error: ${code}`, err.message || "");
+  console.warn("s2s server error", err); // a warning, not an error: the session goes on
+}
+
+// ---- the conversation view ----
+function appendToLog(el) {
+  const atEnd = nearEnd();
+  ui.empty.hidden = true;
+  ui.log.append(el);
+  if (atEnd) scrollToEnd(true);
+}
+
+function nearEnd() {
+  return ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 120;
+}
+
+let scrollQueued = false;
+function scrollToEnd(force = false) {
+  if (!force && !nearEnd()) return;
+  if (scrollQueued) return;
+  scrollQueued = true;
+  requestAnimationFrame(() => {
+    scrollQueued = false;
+    ui.log.scrollTop = ui.log.scrollHeight;
+  });
+}
+
+function turnParts(el) {
+  return {
+    el,
+    final: el.querySelector(".final"),
+    partial: el.querySelector(".partial"),
+    chip: el.querySelector(".chip"),
+    reason: el.querySelector(".reason"),
+    text: el.querySelector(".bubble .text"),
+    metrics: el.querySelector(".metrics"),
+  };
+}
+
+function findTurn(kind, key, value) {
+  if (!value) return null;
+  for (const el of ui.log.querySelectorAll(`.turn.${kind}`)) if (el.dataset[key] === value) return turnParts(el);
+  return null;
+}
+
+function userTurn(itemId, { create = false } = {}) {
+  const found = findTurn("user", "itemId", itemId);
+  if (found || !create) return found;
+  const el = $("tpl-user").content.firstElementChild.cloneNode(true);
+  if (itemId) el.dataset.itemId = itemId;
+  el.setAttribute("aria-label", "You said");
+  appendToLog(el);
+  return turnParts(el);
+}
+
+function botTurn(responseId, { create = false } = {}) {
+  const found = findTurn("bot", "responseId", responseId);
+  if (found || !create) return found;
+  const el = $("tpl-bot").content.firstElementChild.cloneNode(true);
+  el.dataset.responseId = responseId;
+  el.classList.add("waiting");
+  el.setAttribute("aria-label", "Agent said");
+  appendToLog(el);
+  return turnParts(el);
+}
+
+function setChip(chip, strategy, label) {
+  chip.dataset.strategy = strategy;
+  chip.textContent = label;
+}
+
+/** Show that the user did not hear all of a bot turn: dim the words past the cut, add a short mark. */
+function markCut(responseId, reason, cut, label) {
+  const bot = botTurn(responseId);
+  if (!bot) return;
+  bot.el.classList.remove("waiting");
+  if (cut) {
+    for (const span of bot.text.querySelectorAll("span[data-at-ms]")) {
+      if (span.dataset.item === cut.itemId && Number(span.dataset.atMs) >= cut.audioEndMs) span.classList.add("unheard");
+    }
+  }
+  if (bot.el.querySelector(".cut-mark")) return;
+  const mark = document.createElement("span");
+  mark.className = "cut-mark";
+  mark.textContent = ` — ${label || CUT_LABEL[reason] || "cut off"}`;
+  bot.text.append(mark);
+}
+
+function notify(kind, title, body, { sticky = false } = {}) {
+  const box = document.createElement("div");
+  box.className = `notice notice-${kind}`;
+  box.setAttribute("role", kind === "blocked" ? "alert" : "status");
+  const p = document.createElement("p");
+  const strong = document.createElement("strong");
+  strong.textContent = title;
+  p.append(strong, body);
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "btn btn-quiet";
+  close.textContent = "Dismiss";
+  close.addEventListener("click", () => box.remove());
+  box.append(p, close);
+  ui.notices.append(box);
+  const others = ui.notices.querySelectorAll(".notice:not(.notice-blocked)");
+  if (others.length > 3) others[0].remove();
+  if (!sticky) setTimeout(() => box.remove(), 12000);
+  return box;
+}
+
+function setConn(conn, text) {
+  S.conn = conn;
+  ui.conn.dataset.conn = conn;
+  ui.connText.textContent =
+    text ||
+    { disconnected: "Not connected", connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", blocked: "Blocked" }[
+      conn
+    ];
+}
+
+// one place that makes the controls agree with the state
+function render() {
+  const wanted = client.wanted;
+  ui.connect.textContent = wanted ? "Disconnect" : "Connect";
+  ui.connect.classList.toggle("btn-primary", !wanted);
+  const live = S.conn === "connected";
+  ui.mute.disabled = !audio.micOpen;
+  ui.mute.setAttribute("aria-pressed", String(S.muted));
+  ui.mute.querySelector(".btn-label").textContent = S.muted ? "Unmute" : "Mute";
+  ui.meter.classList.toggle("muted", S.muted);
+  ui.stop.disabled = !(live && botActive());
+  ui.message.disabled = !live;
+  ui.send.disabled = !live;
+  ui.ptt.checked = S.settings.ptt;
+  ui.talk.hidden = !S.settings.ptt;
+  ui.talk.disabled = !(live && audio.micOpen);
+  ui.talk.setAttribute("aria-pressed", String(S.pttHeld));
+  ui.talk.querySelector(".btn-label").textContent = S.pttHeld ? "Listening — release to send" : "Hold to talk";
+  ui.hint.textContent = S.settings.ptt ? "Hold Space or the talk button to speak · Esc stops the agent" : "Esc stops the agent";
+
+  let state = "idle";
+  let label = { disconnected: "Idle", connecting: "Connecting", reconnecting: "Waiting for the server", blocked: "Blocked" }[S.conn];
+  if (live) {
+    state = isPlaying() ? "speaking" : S.serverState || "listening";
+    label = STATE_LABEL[state] || "Connected";
+    if (S.settings.ptt && state === "listening") label = S.pttHeld ? "Listening" : "Ready — hold to talk";
+  }
+  if (S.muted && live) label += " · mic muted";
+  if (ui.orb.dataset.state !== state) ui.orb.dataset.state = state;
+  if (ui.state.textContent !== label) ui.state.textContent = label;
+}
+
+// ---- controls ----
+async function connect() {
+  clearBlockedNotice();
+  client.holdUntil(0);
+  try {
+    await audio.ensureContext();
+  } catch (err) {
+    notify("error", "Audio could not start", String(err && err.message ? err.message : err));
+  }
+  client.connect();
+  render();
+  if (!audio.micOpen) await openMic();
+}
+
+function disconnect() {
+  client.disconnect();
+  pttReset();
+  audio.closeMic();
+  updateMeter(0);
+  setConn("disconnected");
+  render();
+}
+
+ui.connect.addEventListener("click", () => (client.wanted ? disconnect() : connect()));
+
+ui.mute.addEventListener("click", () => {
+  S.muted = !S.muted;
+  audio.setMuted(S.muted);
+  if (S.muted) {
+    S.outbox = [];
+    S.preroll = [];
+  }
+  updateMeter(0);
+  render();
+});
+
+ui.stop.addEventListener("click", () => stopBot("stop", { cancel: true }));
+
+ui.composer.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = ui.message.value.trim();
+  if (!text || !client.isOpen) return;
+  if (botActive()) stopBot("typed", { cancel: true });
+  send({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });
+  send({ type: "response.create" });
+  const t = userTurn(null, { create: true });
+  t.el.classList.add("typed");
+  t.final.textContent = text;
+  ui.message.value = "";
+  scrollToEnd(true);
+});
+
+// push-to-talk
+ui.ptt.addEventListener("change", () => {
+  if (!ui.ptt.checked && (S.pttHeld || S.pttSending)) pttUp();
+  S.settings.ptt = ui.ptt.checked;
+  S.preroll = [];
+  saveSettings();
+  sendSessionUpdate();
+  render();
+});
+
+function pttDown() {
+  if (!S.settings.ptt || S.pttHeld || !audioReady() || !audio.micOpen) return;
+  if (botActive()) stopBot("push-to-talk", { cancel: true });
+  clearTimeout(pttTailTimer);
+  S.pttHeld = true;
+  S.pttSending = true;
+  S.pttStartedAt = performance.now();
+  send({ type: "input_audio_buffer.clear" });
+  const pre = S.preroll;
+  S.preroll = [];
+  for (const f of pre) queueFrame(f);
+  render();
+}
+
+let pttTailTimer = null;
+function pttUp() {
+  if (!S.pttHeld) return;
+  S.pttHeld = false;
+  const heldMs = performance.now() - S.pttStartedAt;
+  render();
+  if (heldMs < PTT_MIN_HOLD_MS) {
+    S.pttSending = false;
+    send({ type: "input_audio_buffer.clear" });
+    return;
+  }
+  pttTailTimer = setTimeout(() => {
+    S.pttSending = false;
+    flushOutbox();
+    send({ type: "input_audio_buffer.commit" });
+    if (PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
+    render();
+  }, PTT_TAIL_MS);
+}
+
+function pttReset() {
+  clearTimeout(pttTailTimer);
+  S.pttHeld = S.pttSending = false;
+  S.preroll = [];
+}
+
+ui.talk.addEventListener("pointerdown", (ev) => {
+  if (ev.button !== 0) return;
+  ui.talk.setPointerCapture(ev.pointerId);
+  pttDown();
+});
+for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) ui.talk.addEventListener(type, () => pttUp());
+ui.talk.addEventListener("click", (ev) => {
+  // Enter (a click with detail 0) toggles, for people who cannot hold a key
+  if (ev.detail !== 0) return;
+  if (S.pttHeld) pttUp();
+  else pttDown();
+});
+ui.talk.addEventListener("contextmenu", (ev) => ev.preventDefault());
+
+function typingTarget(el) {
+  return !!(el && el.closest && el.closest("input, textarea, select, [contenteditable], dialog"));
+}
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && !ui.settings.open && botActive()) {
+    ev.preventDefault();
+    stopBot("stop", { cancel: true });
+  } else if (ev.code === "Space" && S.settings.ptt && !typingTarget(ev.target)) {
+    ev.preventDefault(); // no page scroll, no button click
+    if (!ev.repeat) pttDown();
+  }
+});
+document.addEventListener("keyup", (ev) => {
+  if (ev.code === "Space" && S.settings.ptt && !typingTarget(ev.target)) {
+    ev.preventDefault();
+    pttUp();
+  }
+});
+window.addEventListener("blur", () => pttUp());
+window.addEventListener("online", () => client.retrySoon());
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") client.retrySoon();
+});
+
+// settings
+function fillSettingsForm() {
+  const s = S.settings;
+  ui.setUser.value = S.userId;
+  const silence = s.silenceMs ?? S.server.turnDetection?.silence_duration_ms ?? 500;
+  ui.setSilence.value = String(silence);
+  ui.setSilenceOut.textContent = `${silence} ms`;
+  ui.setProactive.checked = s.proactive ?? S.server.proactive ?? true;
+  ui.setVoice.value = s.voice || "";
+  ui.setVoice.placeholder = S.server.voice ? `server default (${S.server.voice})` : "server default";
+  ui.setAec.checked = s.echoCancellation;
+  ui.setNs.checked = s.noiseSuppression;
+  ui.setAgc.checked = s.autoGainControl;
+  ui.setRate.value = String(s.rate);
+}
+
+function settingsChanged(what, { session = true, mic = false } = {}) {
+  saveSettings();
+  if (session) sendSessionUpdate();
+  if (mic && audio.micOpen) openMic();
+  ui.settingsStatus.textContent = `${what} saved${session && client.isOpen ? " and sent" : ""}.`;
+}
+
+ui.settingsOpen.addEventListener("click", () => {
+  fillSettingsForm();
+  ui.settingsStatus.textContent = "";
+  ui.settings.showModal();
+});
+ui.setUser.addEventListener("change", () => {
+  const id = ui.setUser.value.trim();
+  if (!id) {
+    ui.setUser.value = S.userId;
+    return;
+  }
+  S.userId = id;
+  settingsChanged("User id");
+});
+ui.setSilence.addEventListener("input", () => {
+  ui.setSilenceOut.textContent = `${ui.setSilence.value} ms`;
+});
+ui.setSilence.addEventListener("change", () => {
+  S.settings.silenceMs = Number(ui.setSilence.value);
+  settingsChanged("Pause length");
+});
+ui.setProactive.addEventListener("change", () => {
+  S.settings.proactive = ui.setProactive.checked;
+  settingsChanged("Proactivity");
+});
+ui.setVoice.addEventListener("change", () => {
+  S.settings.voice = ui.setVoice.value.trim() || null;
+  settingsChanged("Voice");
+});
+for (const [el, key] of [
+  [ui.setAec, "echoCancellation"],
+  [ui.setNs, "noiseSuppression"],
+  [ui.setAgc, "autoGainControl"],
+]) {
+  el.addEventListener("change", () => {
+    S.settings[key] = el.checked;
+    settingsChanged("Microphone setting", { session: false, mic: true });
+  });
+}
+ui.setRate.addEventListener("change", () => {
+  S.settings.rate = Number(ui.setRate.value);
+  settingsChanged("Audio rate");
+});
+ui.setReset.addEventListener("click", () => {
+  const ptt = S.settings.ptt;
+  S.settings = { ...DEFAULT_SETTINGS, ptt };
+  fillSettingsForm();
+  settingsChanged("Defaults", { mic: true });
+});
+
+// ---- start-up ----
+window.s2s = {
+  get connection() {
+    return S.conn;
+  },
+  get state() {
+    return S.serverState;
+  },
+  get sampleRate() {
+    return audio.sampleRate;
+  },
+  /** bot audio frames rendered to the speaker so far, at the AudioContext rate */
+  get playedSamples() {
+    return audio.progress.playedFrames;
+  },
+  get playedMs() {
+    return audio.sampleRate ? (audio.progress.playedFrames / audio.sampleRate) * 1000 : 0;
+  },
+  get bufferedSamples() {
+    return audio.bufferedFrames;
+  },
+  get framesSent() {
+    return S.framesSent;
+  },
+  get inputLevel() {
+    return S.inputLevel;
+  },
+  get micOpen() {
+    return audio.micOpen;
+  },
+  get settings() {
+    return { ...S.settings, userId: S.userId };
+  },
+  events: S.events,
+  sent: S.sent,
+  truncates: S.truncates,
+};
+
+fillSettingsForm();
+saveSettings(); // the user id sticks from the first visit
+render();
