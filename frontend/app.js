@@ -41,11 +41,12 @@ const CUT_LABEL = {
   error: "failed",
 };
 const METRIC_LABELS = [
-  ["endpoint", "endpoint"],
-  ["asr", "asr"],
-  ["judge", "judge"],
-  ["llm_first_token", "llm 1st token"],
-  ["tts_first_audio", "tts 1st audio"],
+  // [s2s.metrics field, short label, what it measures]
+  ["endpoint", "endpoint", "silence waited before the turn ended"],
+  ["asr", "asr", "speech recognition"],
+  ["judge", "judge", "deciding how to respond"],
+  ["llm_first_token", "llm", "language model, to its first token"],
+  ["tts_first_audio", "tts", "speech synthesis, to its first audio"],
 ];
 
 // ---- settings (persisted; null means "whatever the server is configured with") ----
@@ -101,7 +102,7 @@ const S = {
   conn: "disconnected", // disconnected | connecting | connected | reconnecting | blocked
   sessionReady: false, // session.created seen on this socket
   updatesPending: new Map(), // event_id -> timer, for session.update not yet answered
-  server: { inRate: 24000, outRate: 24000, turnDetection: null, voice: null, proactive: null },
+  server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null },
   serverState: null, // listening | processing | speaking, from s2s.state
   muted: false,
   pttHeld: false,
@@ -112,6 +113,7 @@ const S = {
   activeResponseId: null,
   cutResponses: new Set(), // responses whose audio the user stopped: later deltas are dropped
   truncatedItems: new Set(),
+  ownCancels: new Set(), // event_ids of response.cancel sent: "nothing to cancel" is then no news
   itemAudio: new Map(), // bot item_id -> {responseId, wireSamples, rate}
   pendingJudgement: null,
   framesSent: 0,
@@ -176,20 +178,21 @@ function remember(list, entry) {
 // ---- session ----
 function sessionPayload() {
   const s = S.settings;
-  let turnDetection = null;
-  if (!s.ptt) {
-    const known = S.server.turnDetection && typeof S.server.turnDetection === "object" ? S.server.turnDetection : {};
-    turnDetection = { ...known, type: "server_vad" };
-    if (s.silenceMs != null) turnDetection.silence_duration_ms = s.silenceMs;
+  const input = { format: { type: "audio/pcm", rate: s.rate } };
+  // turn_detection only when it changes: the server restarts its turn detector on every one it gets,
+  // which would cut short an utterance in progress
+  const wantVad = !s.ptt;
+  const known = S.server.turnDetection && typeof S.server.turnDetection === "object" ? S.server.turnDetection : {};
+  const silenceChanged = s.silenceMs != null && s.silenceMs !== known.silence_duration_ms;
+  if (wantVad !== S.server.vadOn || (wantVad && silenceChanged)) {
+    input.turn_detection = wantVad ? { ...known, type: "server_vad" } : null;
+    if (wantVad && s.silenceMs != null) input.turn_detection.silence_duration_ms = s.silenceMs;
   }
   const output = { format: { type: "audio/pcm", rate: s.rate } };
   if (s.voice) output.voice = s.voice;
   const ext = { user_id: S.userId };
   if (s.proactive != null) ext.proactive = s.proactive;
-  return {
-    audio: { input: { format: { type: "audio/pcm", rate: s.rate }, turn_detection: turnDetection }, output },
-    s2s: ext,
-  };
+  return { audio: { input, output }, s2s: ext };
 }
 
 function sendSessionUpdate() {
@@ -220,7 +223,10 @@ function readServerSession(session) {
   const output = session.audio?.output;
   if (input?.format?.rate) S.server.inRate = input.format.rate;
   if (output?.format?.rate) S.server.outRate = output.format.rate;
-  if (input && "turn_detection" in input && input.turn_detection) S.server.turnDetection = input.turn_detection;
+  if (input && "turn_detection" in input) {
+    S.server.vadOn = input.turn_detection !== null;
+    if (input.turn_detection) S.server.turnDetection = input.turn_detection;
+  }
   if (output?.voice) S.server.voice = output.voice;
   if (session.s2s && typeof session.s2s.proactive === "boolean") S.server.proactive = session.s2s.proactive;
   fillSettingsForm();
@@ -350,13 +356,17 @@ function hasAudio(responseId) {
 /**
  * Stop the bot's voice now and tell the server how much of each item the user actually heard.
  * reason: "barge-in" (speech_started), "stop" (the button or Esc), "cancelled" (response.done), ...
- * cancel: also send response.cancel for a response still being generated.
+ * cancel: also send response.cancel for a response still being generated (the stop button, Esc).
+ * cut: the server cancels the response by itself (typed text, push-to-talk audio): drop what follows.
  */
-async function stopBot(reason, { cancel = false } = {}) {
+async function stopBot(reason, { cancel = false, cut = false } = {}) {
   const active = S.activeResponseId;
-  if (active && (cancel || hasAudio(active))) {
+  if (active && (cancel || cut || hasAudio(active))) {
     S.cutResponses.add(active); // its remaining deltas are not for this user any more
-    if (cancel) send({ type: "response.cancel" });
+    if (cancel) {
+      const id = send({ type: "response.cancel" });
+      if (id) S.ownCancels.add(id);
+    }
   }
   if (!isPlaying()) {
     if (active && S.cutResponses.has(active)) markCut(active, reason, null);
@@ -471,6 +481,11 @@ function onEvent(e) {
       break;
     case "s2s.state":
       S.serverState = e.state;
+      if (e.state === "listening" && S.pendingJudgement && !S.activeResponseId) {
+        const j = S.pendingJudgement;
+        S.pendingJudgement = null;
+        judgementNote({ action: j.action, reason: j.reason, item_id: j.itemId });
+      }
       break;
     case "s2s.judgement":
       onJudgement(e);
@@ -585,27 +600,30 @@ function onResponseDone(response) {
   if (S.activeResponseId === id) S.activeResponseId = null;
 }
 
+const NO_REPLY_NOTE = { silence: ["silent", "Stayed quiet"], wait: ["wait", "Waiting for you to go on"], block: ["block", "Blocked"] };
+
 function onJudgement(e) {
-  const action = e.action;
-  const reason = e.reason || "";
-  if (action === "silence" || action === "block") {
-    const label = action === "silence" ? "Stayed quiet" : "Blocked";
-    const note = document.createElement("p");
-    note.className = "note judgement";
-    const chip = document.createElement("span");
-    chip.className = "chip";
-    chip.textContent = action === "silence" ? "silent" : "block";
-    note.append(chip, `${label}${reason ? ": " + reason : ""}`);
-    const t = userTurn(e.item_id);
-    if (t) t.el.append(note);
-    else appendToLog(note);
-    scrollToEnd();
+  if (e.action in NO_REPLY_NOTE) {
+    judgementNote(e);
     return;
   }
   // reply / refuse / deflect / interrupt: the reason belongs to the bot turn this decision starts
-  const bot = S.activeResponseId && botTurn(S.activeResponseId);
-  if (bot && !bot.reason.textContent) bot.reason.textContent = reason;
-  else S.pendingJudgement = { action, reason, itemId: e.item_id };
+  S.pendingJudgement = { action: e.action, reason: e.reason || "", itemId: e.item_id };
+}
+
+/** A decision that started no reply, shown as a quiet line under the user's turn. */
+function judgementNote(j) {
+  const [chipText, label] = NO_REPLY_NOTE[j.action] || [j.action, `Decided: ${j.action}`];
+  const note = document.createElement("p");
+  note.className = "note judgement";
+  const chip = document.createElement("span");
+  chip.className = "chip";
+  chip.textContent = chipText;
+  note.append(chip, `${label}${j.reason ? ": " + j.reason : ""}`);
+  const t = userTurn(j.item_id);
+  if (t) t.el.append(note);
+  else appendToLog(note);
+  scrollToEnd();
 }
 
 function onMetrics(e) {
@@ -622,8 +640,14 @@ function onMetrics(e) {
   const total = document.createElement("b");
   total.textContent = `${fmt(e.voice_to_voice)} ms`;
   line.append(total, " voice→voice");
-  const parts = METRIC_LABELS.filter(([k]) => typeof e[k] === "number").map(([k, label]) => `${label} ${fmt(e[k])}`);
-  if (parts.length) line.append(" · " + parts.join(" · "));
+  for (const [k, label, meaning] of METRIC_LABELS) {
+    if (typeof e[k] !== "number") continue;
+    const part = document.createElement("span");
+    part.title = `${meaning}: ${fmt(e[k])} ms`;
+    part.textContent = `${label} ${fmt(e[k])}`;
+    line.append(" · ", part);
+  }
+  line.title = "milliseconds from the end of your voice to the first sound of the reply, then per stage";
   line.hidden = false;
   line.setAttribute("aria-label", `Latency: ${fmt(e.voice_to_voice)} milliseconds voice to voice`);
 }
@@ -650,6 +674,7 @@ function clearBlockedNotice() {
 
 function onError(err) {
   if (err.event_id && S.updatesPending.has(err.event_id)) settleUpdate(err.event_id);
+  if (err.code === "response_cancel_not_active" && S.ownCancels.has(err.event_id)) return; // it had just ended
   const code = err.code || err.type || "error";
   notify("error", `Server error: ${code}`, err.message || "");
   console.warn("s2s server error", err); // a warning, not an error: the session goes on
@@ -844,7 +869,7 @@ ui.composer.addEventListener("submit", (ev) => {
   ev.preventDefault();
   const text = ui.message.value.trim();
   if (!text || !client.isOpen) return;
-  if (botActive()) stopBot("typed", { cancel: true });
+  if (botActive()) stopBot("typed", { cut: true }); // the server cuts the reply off when the text arrives
   send({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });
   send({ type: "response.create" });
   const t = userTurn(null, { create: true });
@@ -866,7 +891,7 @@ ui.ptt.addEventListener("change", () => {
 
 function pttDown() {
   if (!S.settings.ptt || S.pttHeld || !audioReady() || !audio.micOpen) return;
-  if (botActive()) stopBot("push-to-talk", { cancel: true });
+  if (botActive()) stopBot("push-to-talk", { cut: true }); // the server cuts the reply off at the first audio
   clearTimeout(pttTailTimer);
   S.pttHeld = true;
   S.pttSending = true;

@@ -1,0 +1,432 @@
+"""The bundled web page, driven in a real browser against the real server.
+
+Chromium (Debian's, /usr/bin/chromium, headless) runs with a fake microphone that plays a WAV made here
+with espeak-ng and sox: 1 s of silence (playback starts when the page opens the microphone), a question,
+a pause long enough for the reply to start playing, then a second utterance that cuts the reply off.
+The server is `python s2s_server.py` in a subprocess with the fake LLM and TTS (a deterministic echo and
+a tone) so timings are predictable; ASR is a real recogniser when one is registered, else the fake,
+whose fixed text proves the pipeline (mic -> worklet -> WebSocket -> server VAD -> turn) but not
+recognition, and the test says so. Screenshots go to test-artifacts/.
+
+Run: pytest tests/test_frontend.py   (skipped when Chromium, espeak-ng, sox or playwright are missing)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("S2S_CHROMIUM", "/usr/bin/chromium")
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+for tool in ("espeak-ng", "sox"):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed", allow_module_level=True)
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+sys.path.insert(0, str(ROOT))
+from s2s_server import REGISTRY  # noqa: E402  (import has no side effects)
+
+# ---- time, as named units ----
+SECOND_MS = 1000
+SERVER_START_S = 60.0  # a real ASR loads its model before the port opens
+CONNECT_MS = 5 * SECOND_MS
+VOICE_TURN_MS = 12 * SECOND_MS  # question spoken (1 s + 2.2 s) + silence window + ASR + first audio
+BARGE_IN_MS = 14 * SECOND_MS  # the second utterance starts 7.7 s into the file
+TYPED_REPLY_MS = 5 * SECOND_MS
+RECONNECT_MS = 8 * SECOND_MS  # backoff starts at 0.5 s; the new server needs a moment to start
+
+# ---- the fake microphone's script ----
+QUESTION = "What is the capital of France?"
+SECOND_UTTERANCE = "Wait, stop. Tell me about Berlin instead."
+LEAD_SILENCE_S = 1.0
+GAP_AFTER_QUESTION_S = 4.5  # the reply (about 6 s of fake-TTS tone) is playing when the next words come
+FAKE_ASR_TEXT = "fake asr heard speech"  # what the fake recogniser says, whatever it heard
+FAKE_LLM_REPLY = "You said: {user}. That is a fine thing to talk about, tell me more about it."
+
+pytestmark = pytest.mark.browser
+
+REAL_ASR = next((name for name in sorted(REGISTRY["asr"]) if "whisper" in name), None)
+
+LAUNCH_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+# ---- fixtures ----
+
+
+@pytest.fixture(scope="module")
+def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16-bit mono WAV: silence, the question, a pause, the second utterance, silence (24-bit plays silence)."""
+    folder = tmp_path_factory.mktemp("mic")
+    q1, q2, a, b, mic = (folder / n for n in ("q1.wav", "q2.wav", "a.wav", "b.wav", "mic.wav"))
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(q1), QUESTION], check=True)
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(q2), SECOND_UTTERANCE], check=True)
+    fmt = ["-b", "16", "-e", "signed-integer", "-c", "1", "-r", "48000"]
+    subprocess.run(["sox", str(q1), *fmt, str(a), "pad", str(LEAD_SILENCE_S), str(GAP_AFTER_QUESTION_S)], check=True)
+    subprocess.run(["sox", str(q2), *fmt, str(b), "pad", "0", "3"], check=True)
+    subprocess.run(["sox", str(a), str(b), str(mic)], check=True)
+    return mic
+
+
+class ServerProcess:
+    """`python s2s_server.py` on a free port, ready when it logs the address it serves."""
+
+    def __init__(self, log_path: Path, port: int = 0, asr: str = "fake"):
+        self.log_path = log_path
+        self.cmd = [
+            sys.executable, str(ROOT / "s2s_server.py"), "--host", "127.0.0.1", "--port", str(port),
+            "--asr", asr, "--llm", "fake", "--tts", "fake", "--judge", "off",
+            "--fake-asr-text", FAKE_ASR_TEXT, "--fake-llm-reply", FAKE_LLM_REPLY, "--log-level", "INFO",
+        ]
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> ServerProcess:
+        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        found = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                m = re.search(r"serving ws://[^:]+:(\d+)/v1/realtime", line)
+                if m and not found.is_set():
+                    self.port = int(m.group(1))
+                    found.set()
+            log.close()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + SERVER_START_S
+        while not found.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
+        urllib.request.urlopen(f"{self.url}healthz", timeout=5).read()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # graceful: sessions get close code 1012
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("server") / "server.log", asr=REAL_ASR or "fake").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(mic_wav: Path) -> Iterator[object]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*LAUNCH_ARGS, f"--use-file-for-fake-audio-capture={mic_wav}%noloop"],
+        )
+        yield b
+        b.close()
+
+
+class Page:
+    """A fresh browser context (empty localStorage) on the page, with its console collected."""
+
+    def __init__(self, browser: object, url: str, width: int = 1100, height: int = 800):
+        self.context = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+        self.page = self.context.new_page()
+        self.console_errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
+        self.page.goto(url)
+
+    def js(self, expression: str) -> object:
+        return self.page.evaluate(expression)
+
+    def wait(self, expression: str, timeout_ms: int) -> None:
+        """Wait until a JavaScript expression on the page is truthy."""
+        self.page.wait_for_function(expression, timeout=timeout_ms, polling=50)
+
+    def events(self, type_: str) -> list[dict]:
+        return self.js(f"s2s.events.filter(e => e.type === {type_!r})")  # type: ignore[return-value]
+
+    def sent(self, type_: str) -> list[dict]:
+        return self.js(f"s2s.sent.filter(e => e.type === {type_!r})")  # type: ignore[return-value]
+
+    def assert_clean(self) -> None:
+        assert self.console_errors == [], f"console errors: {self.console_errors}"
+        assert self.events("error") == [], f"server error events: {self.events('error')}"
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser: object, server: ServerProcess) -> Iterator:
+    pages: list[Page] = []
+
+    def make(**kw: int) -> Page:
+        pages.append(Page(browser, server.url, **kw))
+        return pages[-1]
+
+    yield make
+    for p in pages:
+        p.close()
+
+
+def tab_to(page: Page, element_id: str, *, backwards: bool = False, limit: int = 20) -> None:
+    """Move keyboard focus with Tab (or Shift+Tab) until the element has it."""
+    for _ in range(limit):
+        if page.js("document.activeElement && document.activeElement.id") == element_id:
+            return
+        page.page.keyboard.press("Shift+Tab" if backwards else "Tab")
+    raise AssertionError(f"#{element_id} is not reachable with the keyboard")
+
+
+def connect(page: Page) -> None:
+    page.page.click("#connect")
+    page.wait("s2s.connection === 'connected' && s2s.framesSent > 0", CONNECT_MS)
+
+
+# ---- tests ----
+
+
+def test_resampler_keeps_speech_band_tones_and_removes_aliases(open_page) -> None:
+    """The page's resampler turns a 1 kHz tone at 44.1/48 kHz into the same tone at 16/24 kHz and filters 15 kHz out."""
+    page = open_page()
+    result = page.js("""async () => {
+        const { Resampler } = await import('./resampler.js');
+        const out = {};
+        const cases = [[48000, 24000, 1000], [44100, 16000, 1000], [24000, 48000, 1000], [48000, 24000, 15000]];
+        for (const [from, to, hz] of cases) {
+            const x = new Float32Array(from);
+            for (let i = 0; i < from; i++) x[i] = 0.5 * Math.sin(2 * Math.PI * hz * i / from);
+            const r = new Resampler(from, to);
+            const parts = [];  // render-quantum blocks, as the worklet feeds it
+            for (let i = 0; i < from; i += 128) parts.push(Array.from(r.process(x.subarray(i, i + 128))));
+            const y = parts.flat();
+            let err = 0, pow = 0, energy = 0;
+            for (let n = Math.floor(to * 0.1); n < Math.floor(to * 0.9); n++) {
+                const ideal = 0.5 * Math.sin(2 * Math.PI * hz * n / to);
+                err += (y[n] - ideal) ** 2; pow += ideal ** 2; energy += y[n] ** 2;
+            }
+            const snrDb = 10 * Math.log10(pow / err);
+            out[`${from}-${to}-${hz}`] = { n: y.length, snrDb, rms: Math.sqrt(energy / (0.8 * to)) };
+        }
+        return out;
+    }""")
+    for key in ("48000-24000-1000", "44100-16000-1000", "24000-48000-1000"):
+        to = int(key.split("-")[1])
+        assert abs(result[key]["n"] - to) < 64, (key, result[key])
+        assert result[key]["snrDb"] > 60, (key, result[key])
+    assert result["48000-24000-15000"]["rms"] < 0.001  # above the 12 kHz Nyquist limit: gone, not folded to 9 kHz
+    page.assert_clean()
+
+
+def test_page_connects_and_streams_the_microphone(open_page) -> None:
+    """Connect opens the session, sends the page's settings, and streams 20 ms PCM16 frames at the wire rate."""
+    page = open_page()
+    assert page.js("s2s.connection") == "disconnected"
+    connect(page)
+    page.wait("s2s.events.some(e => e.type === 'session.updated')", CONNECT_MS)
+    assert page.page.inner_text("#conn-text") == "Connected"
+    assert page.js("s2s.state") == "listening"
+    update = page.sent("session.update")[0]["session"]
+    assert update["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert update["s2s"]["user_id"] == page.js("s2s.settings.userId")
+    assert page.js("s2s.sampleRate") in (44100, 48000)  # the context rate; the page resamples to 24 kHz
+    before = page.js("s2s.framesSent")
+    page.page.wait_for_timeout(SECOND_MS)
+    sent_per_second = page.js("s2s.framesSent") - before
+    assert 40 <= sent_per_second <= 60, sent_per_second  # 20 ms frames, 50 a second
+    page.assert_clean()
+
+
+def test_spoken_question_becomes_the_transcript_and_the_reply_plays(open_page) -> None:
+    """The fake microphone's question appears as the user's words; the reply's text appears and its audio plays."""
+    page = open_page()
+    connect(page)
+    page.wait("document.querySelector('.turn.user .final')?.textContent.length > 0", VOICE_TURN_MS)
+    transcript = page.page.inner_text(".turn.user .final").lower()
+    if REAL_ASR:
+        assert "capital" in transcript and "france" in transcript, transcript
+    else:
+        # fake ASR: proves the page's audio reached the server's VAD as speech (a real VAD), not recognition
+        assert transcript == FAKE_ASR_TEXT
+        assert page.events("input_audio_buffer.speech_started")
+    page.wait("document.querySelector('.turn.bot .text')?.textContent.startsWith('You said:')", VOICE_TURN_MS)
+    assert page.page.inner_text(".turn.bot .chip").lower() == "reply"
+    page.wait("s2s.playedMs > 500", VOICE_TURN_MS)  # half a second of the reply reached the speaker
+    a = page.js("s2s.playedSamples")
+    page.page.wait_for_timeout(300)
+    assert page.js("s2s.playedSamples") > a  # still playing, gaplessly
+    page.wait("document.querySelector('.turn.bot .metrics')?.textContent.includes('voice→voice')", VOICE_TURN_MS)
+    page.assert_clean()
+
+
+def test_second_utterance_during_playback_stops_it_and_truncates(open_page) -> None:
+    """Speaking while the reply plays stops playback at once and tells the server how much was heard."""
+    page = open_page()
+    connect(page)
+    page.wait("s2s.playedMs > 500", VOICE_TURN_MS)
+    page.wait("s2s.truncates.length > 0", BARGE_IN_MS)
+    truncate = page.js("s2s.truncates[0]")
+    played_ms = page.js("s2s.playedMs")
+    bot_item = page.js("s2s.events.find(e => e.type === 'response.output_audio.delta').item_id")
+    assert truncate["itemId"] == bot_item
+    # only one item has played, so what it heard is what the speaker played (stop fades within 2.7 ms)
+    assert abs(truncate["audioEndMs"] - played_ms) < 60, (truncate, played_ms)
+    barge_in = [e for e in page.events("input_audio_buffer.speech_started") if e["t"] <= truncate["t"]][-1]
+    assert truncate["reason"] == "barge-in"
+    assert truncate["t"] - barge_in["t"] < 150  # the stop happened as soon as the server heard the user
+    sent = page.sent("conversation.item.truncate")[0]
+    assert sent["item_id"] == bot_item and sent["content_index"] == 0 and sent["audio_end_ms"] == truncate["audioEndMs"]
+    frozen = page.js("s2s.playedSamples")
+    page.page.wait_for_timeout(500)
+    assert page.js("s2s.playedSamples") == frozen  # nothing more of that reply plays
+    page.wait("s2s.events.some(e => e.type === 'conversation.item.truncated')", CONNECT_MS)
+    assert page.page.locator(".turn.bot .cut-mark").count() == 1
+    # words whose audio starts past the cut are shown as unheard, the others as spoken
+    spans = page.js("[...document.querySelectorAll('.turn.bot .text span[data-at-ms]')]"
+                    ".map(s => [Number(s.dataset.atMs), s.classList.contains('unheard')])")
+    assert spans and all(unheard == (at_ms >= truncate["audioEndMs"]) for at_ms, unheard in spans), (spans, truncate)
+    page.assert_clean()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.page.screenshot(path=str(ARTIFACTS / "frontend-desktop.png"))
+    page.page.set_viewport_size({"width": 375, "height": 740})
+    page.page.screenshot(path=str(ARTIFACTS / "frontend-phone.png"))
+    assert page.js("document.documentElement.scrollWidth") <= 375  # nothing spills sideways at phone width
+
+
+def test_keyboard_alone_can_switch_to_push_to_talk_connect_and_type(open_page) -> None:
+    """With only the keyboard: turn on push-to-talk, connect, type a message, get the reply; focus is visible."""
+    page = open_page()
+    tab_to(page, "ptt")
+    outline = page.js("getComputedStyle(document.querySelector('#ptt + .switch-track')).outlineStyle")
+    assert outline != "none"  # the switch shows it has focus
+    page.page.keyboard.press("Space")
+    assert page.js("document.querySelector('#ptt').checked") is True
+    assert page.page.is_visible("#talk")
+    tab_to(page, "connect", backwards=True)
+    assert page.js("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.page.keyboard.press("Enter")
+    page.wait("s2s.connection === 'connected' && s2s.events.some(e => e.type === 'session.updated')", CONNECT_MS)
+    assert page.sent("session.update")[0]["session"]["audio"]["input"]["turn_detection"] is None
+    applied = page.events("session.updated")[-1]["session"]
+    assert applied["audio"]["input"]["turn_detection"] is None
+    tab_to(page, "message")
+    page.page.keyboard.type("hello from the keyboard")
+    page.page.keyboard.press("Enter")
+    typed = "[...document.querySelectorAll('.turn.user.typed .final')].map(e => e.textContent)"
+    page.wait(f"{typed}.includes('hello from the keyboard')", CONNECT_MS)
+    reply = "document.querySelector('.turn.bot .text')?.textContent"
+    page.wait(f"{reply}?.includes('You said: hello from the keyboard')", TYPED_REPLY_MS)
+    assert page.events("input_audio_buffer.speech_started") == []  # push-to-talk: no audio went out unasked
+    page.assert_clean()
+
+
+def test_stop_button_cancels_the_reply_and_truncates(open_page) -> None:
+    """The stop button silences the reply at once, cancels it on the server and truncates it to what played."""
+    page = open_page()
+    connect(page)
+    page.wait("s2s.playedMs > 500 && !document.querySelector('#stop').disabled", VOICE_TURN_MS)
+    page.page.click("#stop")
+    page.wait("s2s.truncates.length > 0", CONNECT_MS)
+    truncate = page.js("s2s.truncates[0]")
+    assert truncate["reason"] == "stop"
+    assert abs(truncate["audioEndMs"] - page.js("s2s.playedMs")) < 60
+    frozen = page.js("s2s.playedSamples")
+    page.page.wait_for_timeout(300)
+    assert page.js("s2s.playedSamples") == frozen
+    page.wait("s2s.events.some(e => e.type === 'response.done')", CONNECT_MS)
+    done = page.events("response.done")[0]["response"]
+    if page.sent("response.cancel"):  # the reply was still being generated: the server cancelled it
+        assert done["status"] == "cancelled" and done["status_details"]["reason"] == "client_cancelled"
+    assert page.page.locator(".turn.bot .cut-mark").count() == 1
+    page.assert_clean()
+
+
+def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
+    """Settings go out in session.update and come back applied; mute, stop and disconnect leave no console errors."""
+    page = open_page()
+    connect(page)
+    page.page.click("#settings-open")
+    page.page.focus("#set-silence")
+    for _ in range(4):
+        page.page.keyboard.press("ArrowRight")  # +4 x 50 ms from the server's 600 ms
+    page.page.uncheck("#set-proactive")
+    page.page.fill("#set-user", "tester-42")
+    page.page.dispatch_event("#set-user", "change")
+    page.page.keyboard.press("Escape")
+    page.wait(
+        "s2s.events.filter(e => e.type === 'session.updated').some(e => "
+        "e.session.audio.input.turn_detection?.silence_duration_ms === 800 && e.session.s2s.proactive === false "
+        "&& e.session.s2s.user_id === 'tester-42')",
+        CONNECT_MS,
+    )
+    assert page.js("localStorage.getItem('s2s.user_id')") == "tester-42"
+    page.page.click("#mute")
+    assert page.page.get_attribute("#mute", "aria-pressed") == "true"
+    sent = page.js("s2s.framesSent")
+    page.page.wait_for_timeout(300)
+    assert page.js("s2s.framesSent") == sent  # muted: no audio leaves the page
+    page.page.click("#connect")  # Disconnect
+    page.wait("s2s.connection === 'disconnected'", CONNECT_MS)
+    assert not page.js("s2s.micOpen")
+    page.assert_clean()
+
+
+def test_page_reconnects_after_the_server_restarts(browser, tmp_path: Path) -> None:
+    """When the server restarts, the page reconnects by itself and gets a new session."""
+    srv = ServerProcess(tmp_path / "server.log").start()
+    page = Page(browser, srv.url)
+    try:
+        connect(page)
+        srv.stop()
+        page.wait("s2s.connection === 'reconnecting'", CONNECT_MS)
+        srv = ServerProcess(tmp_path / "server.log", port=srv.port).start()
+        page.wait("s2s.connection === 'connected' && s2s.events.filter(e => e.type === 'session.created').length === 2",
+                  RECONNECT_MS)
+        assert page.js("s2s.events.filter(e => e.type === 'session.updated').length") >= 2  # settings re-sent
+        # failed attempts while the server was down log network errors; nothing else may
+        others = [e for e in page.console_errors if "WebSocket connection" not in e]
+        assert others == []
+    finally:
+        page.close()
+        srv.stop()
