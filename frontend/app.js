@@ -12,6 +12,7 @@ import { RealtimeClient } from "./client.js";
 const SETTINGS_KEY = "s2s.settings"; // localStorage: the switches below, as JSON
 const USER_ID_KEY = "s2s.user_id"; // localStorage: the user id sent as session.s2s.user_id
 const WIRE_RATES_HZ = [24000, 16000]; // what the page may ask for; the server's default is 24000
+const USER_ID_PATTERN = /^[\w.@:-]{1,128}$/; // what the server accepts as session.s2s.user_id
 const OUTBOX_MS = 3000; // audio held while the session is not ready yet (first connect, a session.update in flight)
 const PTT_PREROLL_MS = 200; // audio from just before the talk button went down, so the first syllable survives
 const PTT_TAIL_MS = 120; // keep sending this long after release, then commit: the last syllable survives
@@ -105,6 +106,7 @@ const S = {
   server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null },
   serverState: null, // listening | processing | speaking, from s2s.state
   muted: false,
+  micWanted: false, // the user connected with the microphone; a block closes it, the next session reopens it
   pttHeld: false,
   pttSending: false, // held, or in the tail after release
   pttStartedAt: 0,
@@ -422,6 +424,7 @@ function onEvent(e) {
       setConn("connected");
       sendSessionUpdate();
       flushOutbox();
+      if (S.micWanted && !audio.micOpen) openMic();
       break;
     case "session.updated":
       readServerSession(e.session);
@@ -657,14 +660,21 @@ function onBlocked(e) {
   const untilMs = e.until ? Date.parse(e.until) : NaN;
   const permanent = e.permanent === true || !Number.isFinite(untilMs);
   client.holdUntil(permanent ? Infinity : untilMs);
-  const when = permanent
-    ? "This user id is blocked."
-    : `You can talk again at ${new Date(untilMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.`;
+  const until = new Date(untilMs);
+  const sameDay = !permanent && until.toDateString() === new Date().toDateString();
+  const at = permanent
+    ? ""
+    : sameDay
+      ? until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : until.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  const when = permanent ? "This user id is blocked." : `You can talk again at ${at}.`;
   clearBlockedNotice();
   blockedNotice = notify("blocked", "The agent has stopped talking with you", `${when}${e.reason ? " Reason: " + e.reason : ""}`, {
     sticky: true,
   });
   setConn("blocked");
+  audio.closeMic(); // nothing will be sent: the microphone goes off until the user connects again
+  updateMeter(0);
 }
 
 function clearBlockedNotice() {
@@ -681,11 +691,21 @@ function onError(err) {
 }
 
 // ---- the conversation view ----
+// The log follows new words while the reader is at the bottom; scrolling up to reread stops that.
+let stickToEnd = true;
+ui.log.addEventListener("scroll", () => {
+  stickToEnd = nearEnd();
+});
+
+// the log also shrinks when a notice appears or the window resizes: stay at the bottom then too
+new ResizeObserver(() => {
+  if (stickToEnd) ui.log.scrollTop = ui.log.scrollHeight;
+}).observe(ui.log);
+
 function appendToLog(el) {
-  const atEnd = nearEnd();
   ui.empty.hidden = true;
   ui.log.append(el);
-  if (atEnd) scrollToEnd(true);
+  scrollToEnd();
 }
 
 function nearEnd() {
@@ -694,8 +714,8 @@ function nearEnd() {
 
 let scrollQueued = false;
 function scrollToEnd(force = false) {
-  if (!force && !nearEnd()) return;
-  if (scrollQueued) return;
+  if (force) stickToEnd = true;
+  if (!stickToEnd || scrollQueued) return;
   scrollQueued = true;
   requestAnimationFrame(() => {
     scrollQueued = false;
@@ -774,8 +794,9 @@ function notify(kind, title, body, { sticky = false } = {}) {
   p.append(strong, body);
   const close = document.createElement("button");
   close.type = "button";
-  close.className = "btn btn-quiet";
-  close.textContent = "Dismiss";
+  close.className = "btn btn-quiet notice-close";
+  close.setAttribute("aria-label", "Dismiss");
+  close.textContent = "×";
   close.addEventListener("click", () => box.remove());
   box.append(p, close);
   ui.notices.append(box);
@@ -838,10 +859,11 @@ async function connect() {
   }
   client.connect();
   render();
-  if (!audio.micOpen) await openMic();
+  if (!audio.micOpen) S.micWanted = await openMic();
 }
 
 function disconnect() {
+  S.micWanted = false;
   client.disconnect();
   pttReset();
   audio.closeMic();
@@ -998,7 +1020,8 @@ ui.settingsOpen.addEventListener("click", () => {
 });
 ui.setUser.addEventListener("change", () => {
   const id = ui.setUser.value.trim();
-  if (!id) {
+  if (!USER_ID_PATTERN.test(id)) {
+    ui.settingsStatus.textContent = "A user id is 1 to 128 letters, digits or . @ : - _ (kept the old one).";
     ui.setUser.value = S.userId;
     return;
   }

@@ -15,6 +15,7 @@ export class AudioEngine {
     this.onFrame = onFrame;
     this.onProgress = onProgress;
     this.ctx = null;
+    this.loading = null; // the promise that loads the worklets, once
     this.playbackNode = null;
     this.captureNode = null;
     this.micStream = null;
@@ -42,18 +43,21 @@ export class AudioEngine {
 
   /** Create and resume the context; call from a user gesture the first time (autoplay policy). */
   async ensureContext() {
-    if (!this.ctx) {
+    if (!this.loading) {
       this.ctx = new AudioContext({ latencyHint: "interactive" });
-      await this.ctx.audioWorklet.addModule("capture-worklet.js");
-      await this.ctx.audioWorklet.addModule("playback-worklet.js");
-      this.playbackNode = new AudioWorkletNode(this.ctx, "s2s-playback", {
-        numberOfInputs: 0,
-        numberOfOutputs: 1,
-        outputChannelCount: [1],
-      });
-      this.playbackNode.port.onmessage = (e) => this.onPlaybackMessage(e.data);
-      this.playbackNode.connect(this.ctx.destination);
+      this.loading = (async () => {
+        await this.ctx.audioWorklet.addModule("capture-worklet.js");
+        await this.ctx.audioWorklet.addModule("playback-worklet.js");
+        this.playbackNode = new AudioWorkletNode(this.ctx, "s2s-playback", {
+          numberOfInputs: 0,
+          numberOfOutputs: 1,
+          outputChannelCount: [1],
+        });
+        this.playbackNode.port.onmessage = (e) => this.onPlaybackMessage(e.data);
+        this.playbackNode.connect(this.ctx.destination);
+      })();
     }
+    await this.loading; // a second Connect while the worklets load waits for the same load
     if (this.ctx.state !== "running") await this.ctx.resume();
   }
 

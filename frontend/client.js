@@ -84,11 +84,14 @@ export class RealtimeClient {
     const now = Date.now();
     if (this.heldUntil > now) {
       if (!Number.isFinite(this.heldUntil)) {
-        this.wanted = false;
+        this.wanted = false; // blocked for good: only the user's Connect tries again
+        this.onStatus("held", { untilMs: Infinity });
         return;
       }
       this.onStatus("held", { untilMs: this.heldUntil });
-      this.timer = setTimeout(() => this.connect(), this.heldUntil - now + 250);
+      // setTimeout overflows past 2^31 ms (24.8 days): wait in steps of at most an hour
+      const waitMs = Math.min(this.heldUntil - now + 250, 3600 * 1000);
+      this.timer = setTimeout(() => (this.heldUntil > Date.now() ? this.scheduleReconnect(code) : this.connect()), waitMs);
       return;
     }
     const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
