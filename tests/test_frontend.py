@@ -54,6 +54,7 @@ RECONNECT_MS = 8 * SECOND_MS  # backoff starts at 0.5 s; the new server needs a 
 QUESTION = "What is the capital of France?"
 SECOND_UTTERANCE = "Wait, stop. Tell me about Berlin instead."
 LEAD_SILENCE_S = 1.0
+QUESTION_S = 2.2  # how long espeak-ng takes to say QUESTION at 150 words a minute
 GAP_AFTER_QUESTION_S = 4.5  # the reply (about 6 s of fake-TTS tone) is playing when the next words come
 FAKE_ASR_TEXT = "fake asr heard speech"  # what the fake recogniser says, whatever it heard
 FAKE_LLM_REPLY = "You said: {user}. That is a fine thing to talk about, tell me more about it."
@@ -218,9 +219,11 @@ def tab_to(page: Page, element_id: str, *, backwards: bool = False, limit: int =
     raise AssertionError(f"#{element_id} is not reachable with the keyboard")
 
 
-def connect(page: Page) -> None:
+def connect(page: Page, *, streaming: bool = True) -> None:
+    """Press Connect; wait for the session (and, unless push-to-talk holds it back, for audio to flow)."""
     page.page.click("#connect")
-    page.wait("s2s.connection === 'connected' && s2s.framesSent > 0", CONNECT_MS)
+    ready = "s2s.connection === 'connected' && s2s.events.some(e => e.type === 'session.updated')"
+    page.wait(ready + (" && s2s.framesSent > 0" if streaming else ""), CONNECT_MS)
 
 
 # ---- tests ----
@@ -379,6 +382,34 @@ def test_stop_button_cancels_the_reply_and_truncates(open_page) -> None:
     if page.sent("response.cancel"):  # the reply was still being generated: the server cancelled it
         assert done["status"] == "cancelled" and done["status_details"]["reason"] == "client_cancelled"
     assert page.page.locator(".turn.bot .cut-mark").count() == 1
+    page.assert_clean()
+
+
+def test_holding_space_in_push_to_talk_sends_one_committed_turn(open_page) -> None:
+    """Push-to-talk: audio goes out only while Space is held; letting go commits the turn and the bot answers."""
+    page = open_page()
+    page.page.click("label.switch")  # the switch's label: the checkbox itself is visually hidden
+    assert page.js("document.querySelector('#ptt').checked") is True
+    connect(page, streaming=False)
+    page.page.focus("#connect")  # Space on a button talks rather than clicking it
+    assert page.js("s2s.framesSent") == 0  # not held: nothing is sent
+    page.page.keyboard.down("Space")
+    page.wait("s2s.framesSent > 0", CONNECT_MS)
+    assert page.page.get_attribute("#talk", "aria-pressed") == "true"
+    page.page.wait_for_timeout(int((LEAD_SILENCE_S + QUESTION_S + 0.4) * SECOND_MS))
+    page.page.keyboard.up("Space")
+    page.wait("s2s.sent.some(e => e.type === 'input_audio_buffer.commit')", CONNECT_MS)
+    assert page.js("s2s.connection") == "connected"  # Space did not press the focused Disconnect button
+    page.wait("document.querySelector('.turn.user .final')?.textContent.length > 0", VOICE_TURN_MS)
+    if REAL_ASR:
+        assert "capital" in page.page.inner_text(".turn.user .final").lower()
+    page.wait("document.querySelector('.turn.bot .text')?.textContent.startsWith('You said:')", VOICE_TURN_MS)
+    assert page.events("input_audio_buffer.speech_started") == []  # the server's VAD is off: the user decides
+    sent = [e["type"] for e in page.js("s2s.sent") if e["type"].startswith("input_audio_buffer")]
+    assert sent == ["input_audio_buffer.clear", "input_audio_buffer.commit"]
+    frames = page.js("s2s.framesSent")
+    page.page.wait_for_timeout(300)
+    assert page.js("s2s.framesSent") == frames  # released: sending stopped
     page.assert_clean()
 
 
