@@ -572,7 +572,9 @@ function onTranscriptDelta(e) {
   if (!e.delta || S.cutResponses.has(e.response_id)) return;
   const bot = botTurn(e.response_id, { create: true });
   const span = document.createElement("span");
-  span.textContent = e.delta;
+  const lead = e.delta.length - e.delta.trimStart().length;
+  if (lead) bot.text.append(e.delta.slice(0, lead)); // the space between clauses is never struck through
+  span.textContent = e.delta.slice(lead);
   // where in the item's audio this text starts: the audio received so far (text leads its audio)
   const info = S.itemAudio.get(e.item_id);
   span.dataset.item = e.item_id || "";
@@ -772,16 +774,52 @@ function markCut(responseId, reason, cut, label) {
   const bot = botTurn(responseId);
   if (!bot) return;
   bot.el.classList.remove("waiting");
-  if (cut) {
-    for (const span of bot.text.querySelectorAll("span[data-at-ms]")) {
-      if (span.dataset.item === cut.itemId && Number(span.dataset.atMs) >= cut.audioEndMs) span.classList.add("unheard");
-    }
-  }
+  if (cut) markUnheard(bot, cut.itemId, cut.audioEndMs);
   if (bot.el.querySelector(".cut-mark")) return;
   const mark = document.createElement("span");
   mark.className = "cut-mark";
   mark.textContent = ` — ${label || CUT_LABEL[reason] || "cut off"}`;
   bot.text.append(mark);
+}
+
+/**
+ * Each transcript delta is a clause whose audio starts at its data-at-ms. Clauses that start after the cut
+ * were not heard; the clause playing at the cut keeps a share of its words equal to the share of its audio
+ * played, the same rule the server uses to cut the item in its history (Response.text_until).
+ */
+function markUnheard(bot, itemId, audioEndMs) {
+  const spans = [...bot.text.querySelectorAll("span[data-at-ms]")].filter((s) => s.dataset.item === itemId);
+  const info = S.itemAudio.get(itemId);
+  const totalMs = info ? (info.wireSamples / info.rate) * 1000 : Infinity;
+  spans.forEach((span, i) => {
+    const start = Number(span.dataset.atMs);
+    const end = i + 1 < spans.length ? Number(spans[i + 1].dataset.atMs) : totalMs;
+    if (start >= audioEndMs) span.classList.add("unheard");
+    else if (end > audioEndMs && !span.querySelector(".unheard")) {
+      splitHeard(span, (audioEndMs - start) / Math.max(end - start, 1e-6));
+    }
+  });
+}
+
+const CJK = /[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]/; // cut by characters (the server's _CJK)
+
+function splitHeard(span, share) {
+  const text = span.textContent;
+  let cutAt;
+  if (CJK.test(text)) {
+    cutAt = Math.floor(text.length * share);
+  } else {
+    const words = [...text.matchAll(/\S+/g)];
+    const keep = Math.floor(words.length * share);
+    cutAt = keep === 0 ? 0 : words[keep - 1].index + words[keep - 1][0].length;
+  }
+  while (cutAt < text.length && /\s/.test(text[cutAt])) cutAt++; // the space before the cut stays plain
+  if (cutAt >= text.length) return;
+  const rest = document.createElement("span");
+  rest.className = "unheard";
+  rest.textContent = text.slice(cutAt);
+  span.textContent = text.slice(0, cutAt);
+  span.append(rest);
 }
 
 function notify(kind, title, body, { sticky = false } = {}) {
