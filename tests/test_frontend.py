@@ -424,21 +424,31 @@ def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     """Settings go out in session.update and come back applied; mute, stop and disconnect leave no console errors."""
     page = open_page()
     connect(page)
+    server_silence_ms = page.events("session.created")[0]["session"]["audio"]["input"]["turn_detection"][
+        "silence_duration_ms"
+    ]
     page.page.click("#settings-open")
     page.page.focus("#set-silence")
     for _ in range(4):
-        page.page.keyboard.press("ArrowRight")  # +4 x 50 ms from the server's 600 ms
+        page.page.keyboard.press("ArrowRight")  # 4 steps of 50 ms
     page.page.uncheck("#set-proactive")
     page.page.fill("#set-user", "tester-42")
     page.page.dispatch_event("#set-user", "change")
+    page.page.select_option("#set-rate", "16000")
+    page.page.uncheck("#set-aec")  # reopens the microphone without echo cancellation
     page.page.keyboard.press("Escape")
     page.wait(
         "s2s.events.filter(e => e.type === 'session.updated').some(e => "
-        "e.session.audio.input.turn_detection?.silence_duration_ms === 800 && e.session.s2s.proactive === false "
-        "&& e.session.s2s.user_id === 'tester-42')",
+        f"e.session.audio.input.turn_detection?.silence_duration_ms === {server_silence_ms + 200} "
+        "&& e.session.s2s.proactive === false && e.session.s2s.user_id === 'tester-42' "
+        "&& e.session.audio.input.format.rate === 16000 && e.session.audio.output.format.rate === 16000)",
         CONNECT_MS,
     )
     assert page.js("localStorage.getItem('s2s.user_id')") == "tester-42"
+    assert page.js("JSON.parse(localStorage.getItem('s2s.settings')).echoCancellation") is False
+    page.wait("s2s.micOpen", CONNECT_MS)
+    sent = page.js("s2s.framesSent")
+    page.wait(f"s2s.framesSent > {sent + 10}", CONNECT_MS)  # audio flows again, now at 16 kHz
     page.page.click("#mute")
     assert page.page.get_attribute("#mute", "aria-pressed") == "true"
     sent = page.js("s2s.framesSent")
