@@ -104,6 +104,7 @@ const S = {
   sessionReady: false, // session.created seen on this socket
   updatesPending: new Map(), // event_id -> timer, for session.update not yet answered
   server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null },
+  serverDefaults: null, // {silenceMs, voice, proactive} as session.created gave them: what "server defaults" restores
   serverState: null, // listening | processing | speaking, from s2s.state
   muted: false,
   micWanted: false, // the user connected with the microphone; a block closes it, the next session reopens it
@@ -172,35 +173,46 @@ function send(event) {
   return id;
 }
 
+/** Append to a bounded list (array) or set: the oldest entries go first. */
 function remember(list, entry) {
+  if (list instanceof Set) {
+    list.add(entry);
+    if (list.size > EVENTS_KEPT) list.delete(list.values().next().value);
+    return;
+  }
   list.push(entry);
   if (list.length > EVENTS_KEPT) list.splice(0, list.length - EVENTS_KEPT);
 }
 
 // ---- session ----
-function sessionPayload() {
+/** The session.update body; `restore` also sends the server's own defaults for settings the page left alone. */
+function sessionPayload({ restore = false } = {}) {
   const s = S.settings;
+  const d = restore && S.serverDefaults ? S.serverDefaults : {};
   const input = { format: { type: "audio/pcm", rate: s.rate } };
   // turn_detection only when it changes: the server restarts its turn detector on every one it gets,
   // which would cut short an utterance in progress
   const wantVad = !s.ptt;
   const known = S.server.turnDetection && typeof S.server.turnDetection === "object" ? S.server.turnDetection : {};
-  const silenceChanged = s.silenceMs != null && s.silenceMs !== known.silence_duration_ms;
+  const silenceMs = s.silenceMs ?? d.silenceMs ?? null;
+  const silenceChanged = silenceMs != null && silenceMs !== known.silence_duration_ms;
   if (wantVad !== S.server.vadOn || (wantVad && silenceChanged)) {
     input.turn_detection = wantVad ? { ...known, type: "server_vad" } : null;
-    if (wantVad && s.silenceMs != null) input.turn_detection.silence_duration_ms = s.silenceMs;
+    if (wantVad && silenceMs != null) input.turn_detection.silence_duration_ms = silenceMs;
   }
   const output = { format: { type: "audio/pcm", rate: s.rate } };
-  if (s.voice) output.voice = s.voice;
+  const voice = s.voice ?? d.voice;
+  if (voice != null && (s.voice || restore)) output.voice = voice;
   const ext = { user_id: S.userId };
-  if (s.proactive != null) ext.proactive = s.proactive;
+  const proactive = s.proactive ?? d.proactive;
+  if (proactive != null) ext.proactive = proactive;
   return { audio: { input, output }, s2s: ext };
 }
 
-function sendSessionUpdate() {
+function sendSessionUpdate(options) {
   if (!client.isOpen || !S.sessionReady) return;
   audio.setInputRate(S.settings.rate);
-  const id = send({ type: "session.update", session: sessionPayload() });
+  const id = send({ type: "session.update", session: sessionPayload(options) });
   if (!id) return;
   // audio waits in the outbox until the server confirms (a rate change must not straddle frames)
   const timer = setTimeout(() => settleUpdate(id), SESSION_UPDATE_TIMEOUT_MS);
@@ -364,10 +376,10 @@ function hasAudio(responseId) {
 async function stopBot(reason, { cancel = false, cut = false } = {}) {
   const active = S.activeResponseId;
   if (active && (cancel || cut || hasAudio(active))) {
-    S.cutResponses.add(active); // its remaining deltas are not for this user any more
+    remember(S.cutResponses, active); // its remaining deltas are not for this user any more
     if (cancel) {
       const id = send({ type: "response.cancel" });
-      if (id) S.ownCancels.add(id);
+      if (id) remember(S.ownCancels, id);
     }
   }
   if (!isPlaying()) {
@@ -383,10 +395,10 @@ async function stopBot(reason, { cancel = false, cut = false } = {}) {
   for (const it of stopped.items) {
     const info = S.itemAudio.get(it.itemId);
     const responseId = it.responseId || (info && info.responseId);
-    if (responseId) S.cutResponses.add(responseId);
+    if (responseId) remember(S.cutResponses, responseId);
     const audioEndMs = Math.floor((it.playedFrames / audio.sampleRate) * 1000);
     if (!S.truncatedItems.has(it.itemId) && client.isOpen) {
-      S.truncatedItems.add(it.itemId);
+      remember(S.truncatedItems, it.itemId);
       send({ type: "conversation.item.truncate", item_id: it.itemId, content_index: 0, audio_end_ms: audioEndMs });
       remember(S.truncates, { itemId: it.itemId, audioEndMs, reason, t: Math.round(performance.now()) });
     }
@@ -421,6 +433,7 @@ function onEvent(e) {
       client.markHealthy();
       clearBlockedNotice();
       readServerSession(e.session);
+      S.serverDefaults = { silenceMs: S.server.turnDetection?.silence_duration_ms, voice: S.server.voice || "", proactive: S.server.proactive };
       setConn("connected");
       sendSessionUpdate();
       flushOutbox();
@@ -590,7 +603,7 @@ function onResponseDone(response) {
   if (status === "cancelled") {
     const reason = response.status_details?.reason || "cancelled";
     if (id && !S.cutResponses.has(id)) {
-      S.cutResponses.add(id);
+      remember(S.cutResponses, id);
       if (isPlaying()) stopBot(reason);
     }
     if (id) markCut(id, reason, null);
@@ -1044,9 +1057,9 @@ function fillSettingsForm() {
   ui.setRate.value = String(s.rate);
 }
 
-function settingsChanged(what, { session = true, mic = false } = {}) {
+function settingsChanged(what, { session = true, mic = false, restore = false } = {}) {
   saveSettings();
-  if (session) sendSessionUpdate();
+  if (session) sendSessionUpdate({ restore });
   if (mic && audio.micOpen) openMic();
   ui.settingsStatus.textContent = `${what} saved${session && client.isOpen ? " and sent" : ""}.`;
 }
@@ -1099,7 +1112,7 @@ ui.setReset.addEventListener("click", () => {
   const ptt = S.settings.ptt;
   S.settings = { ...DEFAULT_SETTINGS, ptt };
   fillSettingsForm();
-  settingsChanged("Defaults", { mic: true });
+  settingsChanged("Defaults", { mic: true, restore: true });
 });
 
 // ---- start-up ----

@@ -424,9 +424,9 @@ def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     """Settings go out in session.update and come back applied; mute, stop and disconnect leave no console errors."""
     page = open_page()
     connect(page)
-    server_silence_ms = page.events("session.created")[0]["session"]["audio"]["input"]["turn_detection"][
-        "silence_duration_ms"
-    ]
+    created = page.events("session.created")[0]["session"]
+    server_silence_ms = created["audio"]["input"]["turn_detection"]["silence_duration_ms"]
+    server_proactive = "true" if created["s2s"]["proactive"] else "false"
     page.page.click("#settings-open")
     page.page.focus("#set-silence")
     for _ in range(4):
@@ -446,9 +446,19 @@ def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     )
     assert page.js("localStorage.getItem('s2s.user_id')") == "tester-42"
     assert page.js("JSON.parse(localStorage.getItem('s2s.settings')).echoCancellation") is False
+    page.page.click("#settings-open")
+    page.page.click("#set-reset")  # back to what the server was started with (the user id stays)
+    page.page.keyboard.press("Escape")
+    page.wait(
+        "(s => s.audio.input.turn_detection?.silence_duration_ms === "
+        f"{server_silence_ms} && s.s2s.proactive === {server_proactive} && s.s2s.user_id === 'tester-42' "
+        "&& s.audio.input.format.rate === 24000)"
+        "(s2s.events.filter(e => e.type === 'session.updated').pop().session)",
+        CONNECT_MS,
+    )
     page.wait("s2s.micOpen", CONNECT_MS)
     sent = page.js("s2s.framesSent")
-    page.wait(f"s2s.framesSent > {sent + 10}", CONNECT_MS)  # audio flows again, now at 16 kHz
+    page.wait(f"s2s.framesSent > {sent + 10}", CONNECT_MS)  # the microphone reopened and audio flows again
     page.page.click("#mute")
     assert page.page.get_attribute("#mute", "aria-pressed") == "true"
     sent = page.js("s2s.framesSent")
