@@ -446,6 +446,9 @@ def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     )
     assert page.js("localStorage.getItem('s2s.user_id')") == "tester-42"
     assert page.js("JSON.parse(localStorage.getItem('s2s.settings')).echoCancellation") is False
+    page.wait("s2s.micOpen", CONNECT_MS)
+    sent = page.js("s2s.framesSent")
+    page.wait(f"s2s.framesSent > {sent + 10}", CONNECT_MS)  # 16 kHz frames flow from the reopened microphone
     page.page.click("#settings-open")
     page.page.click("#set-reset")  # back to what the server was started with (the user id stays)
     page.page.keyboard.press("Escape")
