@@ -382,30 +382,40 @@ async function stopBot(reason, { cancel = false, cut = false } = {}) {
       if (id) remember(S.ownCancels, id);
     }
   }
-  if (!isPlaying()) {
-    if (active && S.cutResponses.has(active)) markCut(active, reason, null);
-    render();
-    return;
+  let stopped = { items: [] };
+  if (isPlaying()) {
+    stopped = await Promise.race([
+      audio.stopPlayback(reason),
+      new Promise((resolve) => setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
+    ]);
+    if (!stopped) return;
   }
-  const stopped = await Promise.race([
-    audio.stopPlayback(reason),
-    new Promise((resolve) => setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
-  ]);
-  if (!stopped) return;
   for (const it of stopped.items) {
     const info = S.itemAudio.get(it.itemId);
     const responseId = it.responseId || (info && info.responseId);
-    if (responseId) remember(S.cutResponses, responseId);
-    const audioEndMs = Math.floor((it.playedFrames / audio.sampleRate) * 1000);
-    if (!S.truncatedItems.has(it.itemId) && client.isOpen) {
-      remember(S.truncatedItems, it.itemId);
-      send({ type: "conversation.item.truncate", item_id: it.itemId, content_index: 0, audio_end_ms: audioEndMs });
-      remember(S.truncates, { itemId: it.itemId, audioEndMs, reason, t: Math.round(performance.now()) });
-    }
-    if (responseId) markCut(responseId, reason, { itemId: it.itemId, audioEndMs });
+    truncateItem(it.itemId, responseId, Math.floor((it.playedFrames / audio.sampleRate) * 1000), reason);
   }
-  if (active && S.cutResponses.has(active)) markCut(active, reason, null);
+  if (active && S.cutResponses.has(active)) {
+    // the reply paused between clauses when it was cut: all its audio so far was heard
+    for (const [itemId, info] of S.itemAudio) {
+      if (info.responseId === active && info.wireSamples > 0 && !S.truncatedItems.has(itemId)) {
+        truncateItem(itemId, active, Math.floor((info.wireSamples / info.rate) * 1000), reason);
+      }
+    }
+    markCut(active, reason, null);
+  }
   render();
+}
+
+/** Tell the server how much of an assistant item was heard (once per item), and show it. */
+function truncateItem(itemId, responseId, audioEndMs, reason) {
+  if (responseId) remember(S.cutResponses, responseId);
+  if (!S.truncatedItems.has(itemId) && client.isOpen) {
+    remember(S.truncatedItems, itemId);
+    send({ type: "conversation.item.truncate", item_id: itemId, content_index: 0, audio_end_ms: audioEndMs });
+    remember(S.truncates, { itemId, audioEndMs, reason, t: Math.round(performance.now()) });
+  }
+  if (responseId) markCut(responseId, reason, { itemId, audioEndMs });
 }
 
 function onAudioDelta(e) {
@@ -604,7 +614,7 @@ function onResponseDone(response) {
     const reason = response.status_details?.reason || "cancelled";
     if (id && !S.cutResponses.has(id)) {
       remember(S.cutResponses, id);
-      if (isPlaying()) stopBot(reason);
+      if (isPlaying() || hasAudio(id)) stopBot(reason); // silence what is queued, truncate to what was heard
     }
     if (id) markCut(id, reason, null);
   } else if (status === "failed") {
