@@ -94,12 +94,13 @@ def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class ServerProcess:
-    """`python s2s_server.py` on a free port, ready when it logs the address it serves."""
+    """`python s2s_server.py` on a free port, ready when it logs the address it serves; memory in `folder`."""
 
-    def __init__(self, log_path: Path, port: int = 0, asr: str = "fake"):
-        self.log_path = log_path
+    def __init__(self, folder: Path, port: int = 0, asr: str = "fake"):
+        self.log_path = folder / "server.log"
         self.cmd = [
             sys.executable, str(ROOT / "s2s_server.py"), "--host", "127.0.0.1", "--port", str(port),
+            "--data-dir", str(folder / "data"),
             "--asr", asr, "--llm", "fake", "--tts", "fake", "--judge", "off",
             "--fake-asr-text", FAKE_ASR_TEXT, "--fake-llm-reply", FAKE_LLM_REPLY, "--log-level", "INFO",
         ]
@@ -148,7 +149,7 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "server.log", asr=REAL_ASR or "fake").start()
+    srv = ServerProcess(tmp_path_factory.mktemp("server"), asr=REAL_ASR or "fake").start()
     yield srv
     srv.stop()
 
@@ -475,13 +476,13 @@ def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
 
 def test_page_reconnects_after_the_server_restarts(browser, tmp_path: Path) -> None:
     """When the server restarts, the page reconnects by itself and gets a new session."""
-    srv = ServerProcess(tmp_path / "server.log").start()
+    srv = ServerProcess(tmp_path).start()
     page = Page(browser, srv.url)
     try:
         connect(page)
         srv.stop()
         page.wait("s2s.connection === 'reconnecting'", CONNECT_MS)
-        srv = ServerProcess(tmp_path / "server.log", port=srv.port).start()
+        srv = ServerProcess(tmp_path, port=srv.port).start()
         page.wait("s2s.connection === 'connected' && s2s.events.filter(e => e.type === 'session.created').length === 2",
                   RECONNECT_MS)
         assert page.js("s2s.events.filter(e => e.type === 'session.updated').length") >= 2  # settings re-sent
