@@ -1052,19 +1052,29 @@ document.addEventListener("visibilitychange", () => {
 });
 
 // settings
+/**
+ * Show the settings in the form. The server's answers (session.updated) refresh the form while it is
+ * open, so a field the user is editing right now is left alone: it would otherwise lose their typing.
+ */
 function fillSettingsForm() {
   const s = S.settings;
-  ui.setUser.value = S.userId;
+  const editing = document.activeElement;
+  const put = (el, prop, value) => {
+    if (el !== editing) el[prop] = value;
+  };
+  put(ui.setUser, "value", S.userId);
   const silence = s.silenceMs ?? S.server.turnDetection?.silence_duration_ms ?? 500;
-  ui.setSilence.value = String(silence);
-  ui.setSilenceOut.textContent = `${silence} ms`;
-  ui.setProactive.checked = s.proactive ?? S.server.proactive ?? true;
-  ui.setVoice.value = s.voice || "";
+  if (ui.setSilence !== editing) {
+    ui.setSilence.value = String(silence);
+    ui.setSilenceOut.textContent = `${silence} ms`;
+  }
+  put(ui.setProactive, "checked", s.proactive ?? S.server.proactive ?? true);
+  put(ui.setVoice, "value", s.voice || "");
   ui.setVoice.placeholder = S.server.voice ? `server default (${S.server.voice})` : "server default";
-  ui.setAec.checked = s.echoCancellation;
-  ui.setNs.checked = s.noiseSuppression;
-  ui.setAgc.checked = s.autoGainControl;
-  ui.setRate.value = String(s.rate);
+  put(ui.setAec, "checked", s.echoCancellation);
+  put(ui.setNs, "checked", s.noiseSuppression);
+  put(ui.setAgc, "checked", s.autoGainControl);
+  put(ui.setRate, "value", String(s.rate));
 }
 
 function settingsChanged(what, { session = true, mic = false, restore = false } = {}) {
