@@ -120,6 +120,7 @@ const S = {
   itemAudio: new Map(), // bot item_id -> {responseId, wireSamples, rate}
   pendingJudgement: null,
   framesSent: 0,
+  audioSentMs: 0, // microphone audio sent, in ms at the wire rate
   inputLevel: 0,
   events: [], // recent server events (audio payloads left out)
   sent: [], // recent client events other than audio appends
@@ -288,7 +289,10 @@ function flushOutbox() {
 
 function sendFrame(frame) {
   if (frame.rate !== S.server.inRate) return; // made before a rate change the server now expects
-  if (send({ type: "input_audio_buffer.append", audio: bytesToBase64(new Uint8Array(frame.pcm)) })) S.framesSent++;
+  if (send({ type: "input_audio_buffer.append", audio: bytesToBase64(new Uint8Array(frame.pcm)) })) {
+    S.framesSent++;
+    S.audioSentMs += frameMs(frame);
+  }
 }
 
 function bytesToBase64(bytes) {
@@ -1158,6 +1162,9 @@ window.s2s = {
   },
   get framesSent() {
     return S.framesSent;
+  },
+  get audioSentMs() {
+    return S.audioSentMs;
   },
   get inputLevel() {
     return S.inputLevel;

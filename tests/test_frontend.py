@@ -277,10 +277,11 @@ def test_page_connects_and_streams_the_microphone(open_page) -> None:
     assert update["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
     assert update["s2s"]["user_id"] == page.js("s2s.settings.userId")
     assert page.js("s2s.sampleRate") in (44100, 48000)  # the context rate; the page resamples to 24 kHz
-    before = page.js("s2s.framesSent")
-    page.page.wait_for_timeout(SECOND_MS)
-    sent_per_second = page.js("s2s.framesSent") - before
-    assert 40 <= sent_per_second <= 60, sent_per_second  # 20 ms frames, 50 a second
+    frames, sent_ms = page.js("[s2s.framesSent, s2s.audioSentMs]")
+    page.page.wait_for_timeout(2 * SECOND_MS)
+    frames, sent_ms = page.js(f"[s2s.framesSent - {frames}, s2s.audioSentMs - {sent_ms}]")
+    assert sent_ms / frames == pytest.approx(20.0)  # every append carries 20 ms (the brief allows 20 to 40)
+    assert 0.7 * 2 * SECOND_MS < sent_ms < 1.3 * 2 * SECOND_MS  # real time: resampled to the wire rate, not 44.1/48k
     page.assert_clean()
 
 
@@ -402,6 +403,7 @@ def test_holding_space_in_push_to_talk_sends_one_committed_turn(open_page) -> No
     page.page.click("label.switch")  # the switch's label: the checkbox itself is visually hidden
     assert page.js("document.querySelector('#ptt').checked") is True
     connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)  # the fake microphone's file starts playing now
     page.page.focus("#connect")  # Space on a button talks rather than clicking it
     assert page.js("s2s.framesSent") == 0  # not held: nothing is sent
     page.page.keyboard.down("Space")
