@@ -45,8 +45,8 @@ from s2s_config import Config  # noqa: E402
 SECOND_MS = 1000
 SERVER_START_S = 60.0  # a real ASR loads its model before the port opens
 CONNECT_MS = 5 * SECOND_MS
-VOICE_TURN_MS = 12 * SECOND_MS  # question spoken (1 s + 2.2 s) + silence window + ASR + first audio
-BARGE_IN_MS = 14 * SECOND_MS  # the second utterance starts 7.7 s into the file
+VOICE_TURN_MS = 12 * SECOND_MS  # question spoken (1 s + 2.6 s) + silence window + ASR + first audio
+BARGE_IN_MS = 14 * SECOND_MS  # the second utterance starts 8.1 s into the file
 TYPED_REPLY_MS = 5 * SECOND_MS
 RECONNECT_MS = 8 * SECOND_MS  # backoff starts at 0.5 s; the new server needs a moment to start
 
