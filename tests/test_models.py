@@ -457,3 +457,41 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
     heard = words(await transcribe(asr, reply_audio))
     assert len(heard & words(got["reply"])) >= 2, (heard, got["reply"])
     assert got["metrics"]["voice_to_voice"] is not None
+
+
+# ---- the session keeps the LLM's prompt cache useful (no model needed) --------------------------------
+
+
+class PrimedLLM(S.LLM):
+    """Test double: records what it is asked to prime and to answer."""
+
+    name = "test-models-primed"
+    primed: list[list[dict[str, str]]] = []
+    asked: list[list[dict[str, str]]] = []
+
+    def prime(self, messages: list[dict[str, str]]) -> None:
+        PrimedLLM.primed.append(messages)
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        PrimedLLM.asked.append(messages)
+        yield "Okay."
+
+
+async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: Any) -> None:
+    """The system message (instructions and memory) is identical turn after turn, so the LLM server reads
+    only the new turn; and it was primed with that same system message when the session opened."""
+    PrimedLLM.primed.clear()
+    PrimedLLM.asked.clear()
+    h = await make_server(llm="test-models-primed")
+    c = await h.connect()
+    for i, text in enumerate(["Hello there.", "How are you?"]):
+        if i:
+            await asyncio.sleep(1.1 * SECOND)  # a second later: a per-second clock would change the prompt
+        await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                      "content": [{"type": "input_text", "text": text}]})
+        await c.send("response.create")
+        await c.wait_for("response.done")
+    first, second = PrimedLLM.asked
+    assert first[0] == second[0] and first[0]["role"] == "system"
+    assert second[1:len(first)] == first[1:]  # the history grows at its end only
+    assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
