@@ -1430,6 +1430,7 @@ class LlamaCppLLM(LLM):
         params.verbosity = 0
         self.model_name = path.name
         self._calls = 0  # llama.cpp calls in flight (close() waits for them)
+        self._primes = 0  # of which primes (a reply waits for them: see generate)
         self._calls_changed = threading.Condition()
         self._closing = threading.Event()
         self._server = xlc.Server(params)
@@ -1470,10 +1471,16 @@ class LlamaCppLLM(LLM):
     def prime(self, messages: list[dict[str, str]]) -> None:
         """Read the prompt into a slot's cache (one token is generated and dropped)."""
         started = now_ms()
+        with self._calls_changed:
+            self._primes += 1
         try:
             self._complete(messages)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming failed: %s", exc)
+        finally:
+            with self._calls_changed:
+                self._primes -= 1
+                self._calls_changed.notify_all()
         log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
 
     def _complete(self, messages: list[dict[str, str]]) -> None:
@@ -1526,6 +1533,10 @@ class LlamaCppLLM(LLM):
 
         def run() -> None:
             try:
+                # A prime still reading this conversation occupies the slot that holds it; llama.cpp would
+                # give this request another slot and re-read everything. Waiting for the prime is shorter.
+                with self._calls_changed:
+                    self._calls_changed.wait_for(lambda: self._primes == 0 or stop.is_set(), timeout=2.0)
                 self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put("error", exc)
@@ -2917,7 +2928,16 @@ class Session:
     def _start_speculative_asr(self, ev: TurnEvent) -> None:
         assert ev.audio is not None
         self._drop_speculative_asr()
-        self._speculative = (len(ev.audio), self.spawn(self._collect_transcript(ev.audio), "asr-speculative"))
+        task = self.spawn(self._collect_transcript(ev.audio), "asr-speculative")
+        self._speculative = (len(ev.audio), task)
+        task.add_done_callback(self._prime_with_transcript)
+
+    def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
+        """The speculative transcript is ready and the user is still silent: the LLM can read that turn."""
+        if self._speculative is None or self._speculative[1] is not task or task.cancelled():
+            return  # the user went on talking
+        if task.exception() is None and (text := task.result().strip()):
+            self.prime_llm(pending_user_text=text)
 
     def _drop_speculative_asr(self) -> None:
         if self._speculative is not None:
@@ -3193,11 +3213,15 @@ class Session:
                           len(loaded.earlier))
             self.prime_llm()
 
-    def prime_llm(self) -> None:
-        """Let the LLM read the system prompt (instructions and memory) while the user is still talking:
-        with llamacpp on 2 cores that is 90 tokens, about 1 s, taken off the first reply."""
+    def prime_llm(self, pending_user_text: str = "") -> None:
+        """Let the LLM read the prompt of the next reply before it is asked for it: the system message and
+        memory when the session opens (about 90 tokens, 1 s with llamacpp on 2 cores, off turn 1), and the
+        user's words once speculative ASR has them, while the silence window still runs (20 tokens,
+        about 0.3 s, off every turn). If the user goes on talking, the next prompt still shares all but
+        its end."""
         if type(self.components.llm).prime is not LLM.prime and not self._closing:
-            self.spawn(asyncio.to_thread(self.components.llm.prime, self.llm_messages()), "llm-prime")
+            messages = self.llm_messages(pending_user_text=pending_user_text)
+            self.spawn(asyncio.to_thread(self.components.llm.prime, messages), "llm-prime")
 
     def remember(self, item: Item) -> None:
         """Store an item for this user, off the critical path; learn the facts it states."""
@@ -3266,11 +3290,16 @@ class Session:
         r.task = self.spawn(self._run_response(r, turn, messages, spoken_prefix), "response")
         return r
 
-    def llm_history(self) -> list[dict[str, str]]:
-        """The conversation as chat messages: empty items dropped, consecutive same-role items merged."""
+    def llm_history(self, pending_user_text: str = "") -> list[dict[str, str]]:
+        """The conversation as chat messages: empty items dropped, consecutive same-role items merged.
+        `pending_user_text`: a user turn not in the history yet (a speculative transcript), placed where
+        the real one will be."""
         messages: list[dict[str, str]] = []
         limit = self.config.history_max_items
-        items = [i for i in self.items if i.text][-limit:] if limit else []
+        items = [i for i in self.items if i.text]
+        if pending_user_text:
+            items.append(Item("pending", "user", pending_user_text))
+        items = items[-limit:] if limit else []
         for item in items:
             text = item.text + (" [no reply was given]" if item.unanswered else "")
             if messages and messages[-1]["role"] == item.role:
@@ -3279,12 +3308,12 @@ class Session:
                 messages.append({"role": item.role, "content": text})
         return messages
 
-    def llm_messages(self, instructions: str | None = None) -> list[dict[str, str]]:
+    def llm_messages(self, instructions: str | None = None, pending_user_text: str = "") -> list[dict[str, str]]:
         """System prompt (instructions, then memory as quoted data, then this reply's guidance) and history.
         The stable parts come first, so the LLM server's prompt cache covers them."""
         system = self._join(self.settings.instructions, self.memory_context().render(to_the_second=False),
                             instructions)
-        return [{"role": "system", "content": system}, *self.llm_history()]
+        return [{"role": "system", "content": system}, *self.llm_history(pending_user_text)]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]],
                             spoken_prefix: str = "") -> None:

@@ -495,3 +495,18 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     assert first[0] == second[0] and first[0]["role"] == "system"
     assert second[1:len(first)] == first[1:]  # the history grows at its end only
     assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
+
+
+async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
+    """Once speculative ASR has the words, the LLM is primed with exactly the prompt of the reply that
+    follows (so the reply reads only what is new, usually one token)."""
+    PrimedLLM.primed.clear()
+    PrimedLLM.asked.clear()
+    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have")
+    c = await h.connect()
+    question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(question, rate_hz=24000)
+    await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True)  # a live silence
+    await c.wait_for("response.done")
+    assert PrimedLLM.asked[-1][-1] == {"role": "user", "content": "how many legs does a spider have"}
+    assert PrimedLLM.asked[-1] in PrimedLLM.primed
