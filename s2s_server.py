@@ -1171,6 +1171,8 @@ class WhisperASR(ASR):
     # ---- blocking work (a worker thread) --------------------------------------------------------------
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
+        if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
+            return
         audio = pcm16.astype(np.float32) / 32768.0
         features = self._model.feature_extractor(audio)  # (mels, frames): 100 frames per second
         frames = features.shape[-1]

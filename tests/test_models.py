@@ -164,9 +164,10 @@ def test_looped_transcripts_are_recognised() -> None:
 
 @pytest.mark.models
 async def test_whisper_hears_nothing_in_silence(asr: S.WhisperASR) -> None:
-    """Silence and faint noise give an empty transcript, not a hallucinated 'Thank you.'."""
+    """Silence, faint noise and no audio at all give an empty transcript, not a hallucinated 'Thank you.'."""
     rng = np.random.default_rng(0)
     assert await transcribe(asr, np.zeros(2 * S.SAMPLE_RATE_HZ, dtype=np.int16)) == ""
+    assert await transcribe(asr, np.zeros(0, dtype=np.int16)) == ""
     assert await transcribe(asr, (rng.standard_normal(2 * S.SAMPLE_RATE_HZ) * 100).astype(np.int16)) == ""
 
 
