@@ -351,10 +351,15 @@ class Config(BaseModel):
         "The user asked for something unreasonable. Decline clearly and politely in one or two short "
         "sentences; do not do it, do not lecture.")
     """Behavioural guidance for the refuse strategy."""
+    deflect_template_en: str = "Anyway, let's talk about something else!"
+    """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
+    deflect_template_zh: str = "咱们换个话题吧！"
+    """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
-        "The topic is going nowhere. Do not answer it; briefly and warmly steer the conversation to a "
-        "different topic the user may enjoy, in one or two short sentences.")
-    """Behavioural guidance for the deflect strategy."""
+        "The topic was going nowhere, so you changed the subject and already said: \"{template}\". Continue "
+        "with one short, cheerful question about something else the user may enjoy, such as a hobby, food, "
+        "music or travel. Do not apologise, refuse or mention the old topic.")
+    """Behavioural guidance for the deflect strategy ({template} is filled in)."""
     wait_max_ms: int = Field(1500, ge=0, le=10000)
     """After a "wait" judgement (the user seems unfinished), reply anyway if they say nothing for this long."""
     block_temporary_s: int = Field(600, ge=1, le=10**8)

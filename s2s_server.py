@@ -2353,9 +2353,14 @@ class SFTJudge(Judge):
             # 2.2.2), which the VAD has already measured: `vad_silence_ms` of silence. A sentence that
             # ends, after that silence, is finished; take the judge's best other action.
             others = {label: p for label, p in result.probs.items() if label != "wait"}
-            action = max(others, key=others.__getitem__)
-            confidence = others[action] / max(sum(others.values()), 1e-9)
-            reason = f"{LABEL_MEANINGS[action]} (the sentence ended and the user went quiet)"
+            if sum(others.values()) < 0.05:  # no opinion beyond "unfinished": the rest is noise; answer
+                action, confidence = "reply", 1.0 - result.confidence
+                reason = (f"the judge thought the user unfinished (p={result.confidence:.2f}), but the sentence "
+                          "ended and the user went quiet: replying")
+            else:
+                action = max(others, key=others.__getitem__)
+                confidence = others[action] / sum(others.values())
+                reason = f"{LABEL_MEANINGS[action]} (the sentence ended and the user went quiet)"
         return Judgement(action=action, reason=reason, confidence=confidence)
 
 
@@ -3054,8 +3059,11 @@ class Session:
                 self.start_response("reply", turn, instructions)
             case "refuse":
                 self.start_response("refuse", turn, self._join(instructions, self.config.refuse_prompt))
-            case "deflect":
-                self.start_response("deflect", turn, self._join(instructions, self.config.deflect_prompt))
+            case "deflect":  # a spoken template first: even a small LLM then only has to ask a question
+                template = self._template(turn.item.text, self.config.deflect_template_en,
+                                          self.config.deflect_template_zh)
+                self.start_response("deflect", turn, self._join(
+                    instructions, self.config.deflect_prompt.replace("{template}", template)), spoken_prefix=template)
             case "block":
                 self.spawn(self._block_user(judgement.reason or "abusive behaviour"), "block")
             case "wait" if self.config.wait_max_ms:  # seems unfinished: give the user a moment more
@@ -3070,7 +3078,7 @@ class Session:
 
     async def _judge(self, utterance: str, stage: Stage) -> Judgement:
         started = now_ms()
-        context = JudgeContext(history=self.llm_history(), strategies=self.settings.strategies,
+        context = JudgeContext(history=self.llm_history(mark_unanswered=False), strategies=self.settings.strategies,
                                memory=self.memory_context())
         try:
             judgement = await asyncio.wait_for(self.components.judge.judge(context, utterance, stage),
@@ -3085,6 +3093,11 @@ class Session:
                                   reason=f"the judge failed: {exc!r}", confidence=0.0)
         judgement.latency_ms = now_ms() - started
         return judgement
+
+    @staticmethod
+    def _template(user_text: str, english: str, chinese: str) -> str:
+        """The template in the user's language (Chinese if they used Chinese characters)."""
+        return chinese if _CJK.search(user_text) else english
 
     @staticmethod
     def _join(*parts: str | None) -> str:
@@ -3157,7 +3170,7 @@ class Session:
                                latency_ms=round(judgement.latency_ms, 1)))
         self.log.info("interrupting the user (%.2f): %r", judgement.confidence, partial[:80])
         self.remember(item)
-        template = self.config.interrupt_template_zh if _CJK.search(partial) else self.config.interrupt_template_en
+        template = self._template(partial, self.config.interrupt_template_en, self.config.interrupt_template_zh)
         turn = Turn(item, voice_end_at_ms=now_ms(), audio=audio, metrics={"judge": judgement.latency_ms})
         self.start_response("interrupt", turn, self.config.interrupt_prompt.replace("{template}", template),
                             spoken_prefix=template)
@@ -3292,10 +3305,11 @@ class Session:
         r.task = self.spawn(self._run_response(r, turn, messages, spoken_prefix), "response")
         return r
 
-    def llm_history(self, pending_user_text: str = "") -> list[dict[str, str]]:
+    def llm_history(self, pending_user_text: str = "", mark_unanswered: bool = True) -> list[dict[str, str]]:
         """The conversation as chat messages: empty items dropped, consecutive same-role items merged.
         `pending_user_text`: a user turn not in the history yet (a speculative transcript), placed where
-        the real one will be."""
+        the real one will be. `mark_unanswered` tells the LLM which turns got silence (the judge, trained
+        on plain transcripts, reads them unmarked)."""
         messages: list[dict[str, str]] = []
         limit = self.config.history_max_items
         items = [i for i in self.items if i.text]
@@ -3303,7 +3317,7 @@ class Session:
             items.append(Item("pending", "user", pending_user_text))
         items = items[-limit:] if limit else []
         for item in items:
-            text = item.text + (" [no reply was given]" if item.unanswered else "")
+            text = item.text + (" [no reply was given]" if item.unanswered and mark_unanswered else "")
             if messages and messages[-1]["role"] == item.role:
                 messages[-1]["content"] += "\n" + text
             else:

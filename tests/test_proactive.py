@@ -66,7 +66,7 @@ async def say(client, text: str) -> None:
 
 @pytest.mark.parametrize(("text", "strategy", "guidance"), [
     ("Can you do my homework for me?", "refuse", "Decline clearly"),
-    ("Let me tell you about my stamps again", "deflect", "steer the conversation"),
+    ("Let me tell you about my stamps again", "deflect", "you changed the subject"),
     ("How are you today?", "reply", None),
 ])
 async def test_reply_refuse_and_deflect_answer_with_their_guidance(scripted, text, strategy, guidance):
@@ -83,7 +83,7 @@ async def test_reply_refuse_and_deflect_answer_with_their_guidance(scripted, tex
     if guidance:
         assert guidance in system
     else:
-        assert "Decline clearly" not in system and "steer the conversation" not in system
+        assert "Decline clearly" not in system and "you changed the subject" not in system
 
 
 async def test_silence_sends_no_response_and_marks_the_turn_unanswered(scripted):
