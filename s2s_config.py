@@ -121,13 +121,13 @@ class Config(BaseModel):
     asr_window_s: int = Field(10, ge=5, le=30)
     """whisper: encoder window in seconds of audio: pads to max(utterance + 1 s, this) instead of
     Whisper's 30 s. 10 s: 0.25 s per utterance on 2 cores instead of 0.6 to 0.8 s, with the same word
-    error rate on 100 test utterances (MODELS.md); 30 reproduces Whisper exactly. A transcript that
+    error rate on 100 test utterances (docs/models.md); 30 reproduces Whisper exactly. A transcript that
     looks looped is redone at 30."""
     asr_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
     """whisper: a transcript is dropped (noise, not words) when Whisper's no-speech probability is above
     this and its mean token log-probability is below -1 (Whisper's own rule)."""
     # paper model table: shared by its local backends (hf-whisper, paraformer, transformers, cosyvoice,
-    # f5-tts, melotts), then each backend's own settings, prefixed with its name. See MODEL_TABLE.md.
+    # f5-tts, melotts), then each backend's own settings, prefixed with its name. See docs/model_table.md.
     model_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """Where the table's local models run: auto (cuda when torch sees a GPU, else cpu), cpu, cuda, cuda:N."""
     model_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -229,7 +229,7 @@ class Config(BaseModel):
     config file). Unset variable: a placeholder key is sent (local servers ignore it)."""
     llm_timeout_s: float = Field(30.0, gt=0, le=600)
     """openai: seconds to wait for the connection and between streamed chunks before the reply fails."""
-    # paper model table (MODEL_TABLE.md). Llama-3.1 / Qwen-2.5 by API: use the OpenAI-compatible backend.
+    # paper model table (docs/model_table.md). Llama-3.1 / Qwen-2.5 by API: use the OpenAI-compatible backend.
     hf_llm_model: str = ""
     """transformers: a causal LM with a chat template, as a folder or Hugging Face id, e.g.
     meta-llama/Llama-3.1-8B-Instruct, Qwen/Qwen2.5-7B-Instruct."""
@@ -259,7 +259,7 @@ class Config(BaseModel):
     counts twice); sentence ends always cut. Small values start speech sooner."""
     clause_max_chars: int = Field(180, ge=20, le=2000)
     """A clause with no punctuation is cut at the last space before this many characters."""
-    # paper model table (MODEL_TABLE.md). A session's voice (tts_voice or session.update) picks the
+    # paper model table (docs/model_table.md). A session's voice (tts_voice or session.update) picks the
     # openai-tts voice, the cosyvoice built-in speaker or the melotts speaker when it is one of theirs.
     openai_tts_base_url: str = ""
     """openai-tts: base URL of an OpenAI-compatible API serving /audio/speech; empty = https://api.openai.com/v1."""

@@ -710,7 +710,7 @@ class TurnDetector:
 
 # ---- The paper's model table (Table 1): ASR -----------------------------------------------------------
 # hf-whisper (transformers), openai-asr (any /v1/audio/transcriptions), paraformer (funasr), funasr-ws (a
-# FunASR runtime server). Install commands and what was tested: MODEL_TABLE.md. The helpers first are
+# FunASR runtime server). Install commands and what was tested: docs/model_table.md. The helpers first are
 # shared with the table's LLM and TTS backends (sections 6 and 7): import a library inside `load()`,
 # choose device and dtype, and stream a transformers `generate` that stops on the `stop` event.
 
@@ -1069,7 +1069,7 @@ class FunASRWebSocketASR(ASR):
 
 # ---- Default: whisper (faster-whisper on CTranslate2), weights from pip -------------------------------
 # The offline default. Weights from a third-party publisher are pinned by sha256 (here and in section 6);
-# nothing is downloaded at run time. Measurements behind each choice: MODELS.md.
+# nothing is downloaded at run time. Measurements behind each choice: docs/models.md.
 
 
 def package_data_dir(module: str, install: str, what: str) -> Path:
@@ -1258,7 +1258,7 @@ class WhisperASR(ASR):
 # ---- The paper's model table (Table 1): LLM -----------------------------------------------------------
 # Llama-3.1, Qwen-2.5 or any causal LM with a chat template, locally through transformers. The same models
 # by API (DeepSeek-V3, Qwen-2.5, Llama-3.1 on vLLM, SGLang, Ollama or a cloud) go through the
-# OpenAI-compatible backend "openai". Install commands and what was tested: MODEL_TABLE.md.
+# OpenAI-compatible backend "openai". Install commands and what was tested: docs/model_table.md.
 
 
 class TransformersLLM(LLM):
@@ -1324,7 +1324,7 @@ class LLMError(RuntimeError):
 
 # Default weights: Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream), split into six pip packages
 # by an anonymous publisher under unrelated names. So: exact versions, one assembly into a cache folder,
-# and the file's sha256 checked at every load before llama.cpp reads a byte of it (MODELS.md).
+# and the file's sha256 checked at every load before llama.cpp reads a byte of it (docs/models.md).
 
 QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -1648,7 +1648,7 @@ class OpenAILLM(LLM):
 
 # ---- The paper's model table (Table 1): TTS -----------------------------------------------------------
 # openai-tts (any /v1/audio/speech), cosyvoice (CosyVoice 2), f5-tts, melotts. Each yields int16 at 16 kHz
-# resampled from the model's own rate. Install commands and what was tested: MODEL_TABLE.md.
+# resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
 
 
 class OpenAITTS(TTS):

@@ -2,7 +2,7 @@
 
 Every sentence below was written for this project from templates; nothing is copied from a corpus.
 The output format (one dialogue per line) is documented in judge_sft.py, section 2, and in
-JUDGE_SFT.md. This script is seeded: the same `--seed` writes the same file byte for byte.
+docs/judge_sft.md. This script is seeded: the same `--seed` writes the same file byte for byte.
 
     python data/make_dialogues.py                     # writes data/dialogues.jsonl
     python data/make_dialogues.py --seed 1 --out /tmp/d.jsonl --dialogues-per-scenario 5

@@ -827,7 +827,7 @@ async def test_server_runs_paraformer_and_f5_tts(make_server, funasr_stand_in, m
 def real_model(env: str, module: str) -> str:
     """The weights named by environment variable `env`, when `module` imports; else skip saying why."""
     if importlib.util.find_spec(module.split(".")[0]) is None:
-        pytest.skip(f"{module} is not installed here (see MODEL_TABLE.md)")
+        pytest.skip(f"{module} is not installed here (see docs/model_table.md)")
     where = os.environ.get(env, "")
     if not where or not Path(where).expanduser().exists():
         pytest.skip(f"no weights here: set {env} to run this with the real model")
