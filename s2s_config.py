@@ -347,10 +347,15 @@ class Config(BaseModel):
         "You have just interrupted the user in mid-sentence, and you already said: \"{template}\". Continue "
         "that same sentence in at most two short sentences, reacting to what they were saying.")
     """Instructions for the continuation after the interrupt template ({template} is filled in)."""
+    refuse_template_en: str = "Sorry, I can't do that."
+    """What the bot says at once when it refuses an English speaker; the LLM continues."""
+    refuse_template_zh: str = "抱歉，这个我做不到。"
+    """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "The user asked for something unreasonable. Decline clearly and politely in one or two short "
-        "sentences; do not do it, do not lecture.")
-    """Behavioural guidance for the refuse strategy."""
+        "The user asked for something unreasonable, and you declined, saying: \"{template}\". Continue with "
+        "one short sentence giving the reason or offering something reasonable instead. Do not do the task "
+        "and do not lecture.")
+    """Behavioural guidance for the refuse strategy ({template} is filled in)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
@@ -360,6 +365,9 @@ class Config(BaseModel):
         "with one short, cheerful question about something else the user may enjoy, such as a hobby, food, "
         "music or travel. Do not apologise, refuse or mention the old topic.")
     """Behavioural guidance for the deflect strategy ({template} is filled in)."""
+    guided_max_tokens: int = Field(48, ge=1, le=8192)
+    """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
+    short sentence. Keeps a small LLM that ignores its guidance from running on."""
     wait_max_ms: int = Field(1500, ge=0, le=10000)
     """After a "wait" judgement (the user seems unfinished), reply anyway if they say nothing for this long."""
     block_temporary_s: int = Field(600, ge=1, le=10**8)
