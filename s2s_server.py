@@ -2835,6 +2835,7 @@ class Session:
         if samples_to_ms(len(pcm), self.settings.input_rate_hz) > self.config.max_append_ms:
             raise ProtocolError("audio_too_long", f"one append may carry at most {self.config.max_append_ms} ms "
                                 f"of audio; split it into smaller frames", event.event_id)
+        self.server.admit_audio(self, samples_to_ms(len(pcm), self.settings.input_rate_hz), event.event_id)
         pcm16k = self._input_resampler.push(pcm)
         if not self.settings.server_vad:
             self._append_ptt(pcm16k, event.event_id)
