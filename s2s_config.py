@@ -504,8 +504,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
     for name, field in Config.model_fields.items():
+        flag = {"nargs": "?", "const": "true"} if field.annotation is bool else {}  # `--allow-public` alone: true
         parser.add_argument(f"--{_kebab(name)}", dest=name, metavar="VALUE", default=field.default,
-                            help=(field.description or "").replace("%", "%%"))
+                            help=(field.description or "").replace("%", "%%"), **flag)
     return parser
 
 

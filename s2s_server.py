@@ -3606,7 +3606,8 @@ def close_connection_soon(ws: Any, code: int, reason: str, timeout_s: float) -> 
 
     async def close() -> None:
         try:
-            await asyncio.wait_for(ws.close(code, reason), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancellation
+                await ws.close(code, reason)
         except TimeoutError:
             ws.transport.abort()
 
@@ -3755,7 +3756,8 @@ class S2SServer:
         for s in sessions:
             s.ws.transport.abort()  # no-op for the closed ones
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow a cancellation
+                await self._server.wait_closed()
         await self.memory.close()  # after the sessions: their last writes are in
 
     def _origin_allowed(self, origin: str | None) -> bool:
@@ -3866,7 +3868,8 @@ class S2SServer:
             sent = asyncio.Event()
             session.emit(error_event(code, message), after_send=sent.set)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sent.wait(), self.config.send_timeout_s)
+                async with asyncio.timeout(self.config.send_timeout_s):
+                    await sent.wait()
             await close_connection_soon(session.ws, close_code, reason, self.config.send_timeout_s)
 
         limits.ending = asyncio.create_task(end(), name=f"{session.id}-ending")
@@ -3972,16 +3975,16 @@ def close_components(components: Components) -> None:
 
 async def serve(config: Config, components: Components, ready: Callable[[int], None] | None = None,
                 auth_token: str | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before anything else: a signal during start-up stops cleanly too
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     await load_components(components)
     server = S2SServer(config, components, auth_token)
     port = await server.start()
     if ready is not None:
         ready(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         log.info("shutting down: %d sessions", len(server.sessions))
