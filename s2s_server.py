@@ -2654,8 +2654,9 @@ class Session:
             self._outbound_room.set()
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
-            try:
-                await asyncio.wait_for(self.ws.send(json.dumps(out.event)), self.config.send_timeout_s)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel that ends this loop
+                async with asyncio.timeout(self.config.send_timeout_s):
+                    await self.ws.send(json.dumps(out.event))
             except TimeoutError:
                 self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
                 self.ws.transport.abort()
