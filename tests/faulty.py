@@ -9,7 +9,8 @@ asks for a fault, so one server can run one faulty session among healthy ones:
   which is the text TTS sees.
 
 Faults: raise (at once), hang (never yields: the stage's deadline ends it), slow (SLOW_S before the first
-item and a thirtieth of it before each other, within the deadlines), die (one item, then an exception: a stream that dies mid-way).
+item and a thirtieth of it before each other, within the deadlines), die (one item, then an exception: a
+stream that dies mid-way).
 """
 
 from __future__ import annotations

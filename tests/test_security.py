@@ -419,3 +419,47 @@ async def test_the_stop_exits_even_when_a_component_hangs(tmp_path):
         assert re.search(r"still stopping after \d+ s; exiting now", server.log)
     finally:
         server.kill()
+
+
+# ---- configuration: where the token's name and settings come from ----------------------------------------
+
+
+def test_the_token_variable_is_never_read_as_a_setting_wherever_its_name_is_set(tmp_path):
+    from s2s_config import load_config
+
+    assert load_config([], {"S2S_AUTH_TOKEN": TOKEN}).auth_token_env == "S2S_AUTH_TOKEN"
+    assert load_config(["--auth-token-env", "S2S_KEY"], {"S2S_KEY": TOKEN}).auth_token_env == "S2S_KEY"
+    assert load_config([], {"S2S_AUTH_TOKEN_ENV": "S2S_KEY", "S2S_KEY": TOKEN}).auth_token_env == "S2S_KEY"
+    settings = tmp_path / "settings.toml"
+    settings.write_text('auth_token_env = "S2S_KEY"\nallowed_origins = ["https://a.example"]\n', encoding="utf-8")
+    config = load_config(["--config", str(settings)], {"S2S_KEY": TOKEN})
+    assert config.auth_token_env == "S2S_KEY" and TOKEN not in config.model_dump_json()
+    with pytest.raises(ConfigError, match="S2S_KEY"):  # named nowhere: it is an unknown setting, as before
+        load_config([], {"S2S_KEY": TOKEN})
+
+
+def test_list_settings_take_json_or_commas_and_bad_files_are_named(tmp_path):
+    from s2s_config import load_config
+
+    assert load_config(["--allowed-origins", '["https://a.example"]'], {}).allowed_origins == ["https://a.example"]
+    assert load_config([], {"S2S_ALLOWED_ORIGINS": "https://a.example, https://b.example"}).allowed_origins == [
+        "https://a.example", "https://b.example"]
+    not_a_table = tmp_path / "list.json"
+    not_a_table.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ConfigError, match="expected a table of settings"):
+        load_config(["--config", str(not_a_table)], {})
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"max_sesions": 3}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="Did you mean: max_sessions"):
+        load_config(["--config", str(unknown)], {})
+
+
+def test_a_misspelt_option_exits_2_with_a_suggestion(capsys):
+    from s2s_config import main_config
+
+    with pytest.raises(SystemExit) as info:
+        main_config(["--max-sesions", "3"])
+    assert info.value.code == 2 and "did you mean: --max-sessions" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main_config(["--max-sessions", "0"])
+    assert info.value.code == 2 and "max_sessions" in capsys.readouterr().err
