@@ -3558,6 +3558,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
                  ".ico": "image/x-icon", ".json": "application/json"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")  # printable ASCII, no spaces (it travels in a header)
+BROWSER_TOKEN_PREFIX = "openai-insecure-api-key."  # a browser's way to send the token (a subprotocol)
 
 # Close codes (RFC 6455 sec. 7.4.1), each documented in the README. A client that stops reading is not
 # closed but dropped (its socket is aborted: the client sees 1006), since a close frame cannot reach it.
@@ -3729,6 +3730,7 @@ class S2SServer:
         self._server = await serve(
             self._handle, self.config.host, self.config.port, process_request=self._process_request,
             create_connection=GuardedConnection, logger=_websockets_logger(),
+            select_subprotocol=self._select_subprotocol,
             max_size=self.config.max_message_bytes, ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=16,
             compression=None,  # base64 PCM does not compress; deflate cost 30 % of the CPU per audio frame
@@ -3772,13 +3774,27 @@ class S2SServer:
         return host in LOOPBACK_HOSTS or host in own or origin in self.config.allowed_origins
 
     def _authorized(self, headers: Any) -> bool:
-        """Exactly one `Authorization: Bearer TOKEN` header with the right token (constant-time compare)."""
+        """The right token (constant-time compare), in exactly one `Authorization: Bearer TOKEN` header or,
+        from a browser, which cannot set headers, offered as the subprotocol `openai-insecure-api-key.TOKEN`
+        (as OpenAI's browser clients do) next to `realtime`."""
         assert self.auth_token is not None
+        given: str | None = None
         values = headers.get_all("Authorization")
-        if len(values) != 1:
+        if len(values) > 1:
             return False
-        scheme, _, given = values[0].strip().partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.auth_token.encode())
+        if values:
+            scheme, _, rest = values[0].strip().partition(" ")
+            given = rest.strip() if scheme.lower() == "bearer" else None
+        else:
+            offered = [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")]
+            keys = [p[len(BROWSER_TOKEN_PREFIX):] for p in offered if p.startswith(BROWSER_TOKEN_PREFIX)]
+            given = keys[0] if len(keys) == 1 else None
+        return given is not None and hmac.compare_digest(given.encode(), self.auth_token.encode())
+
+    @staticmethod
+    def _select_subprotocol(connection: Any, subprotocols: Any) -> str | None:
+        """Answer `realtime` when it is offered; never echo a subprotocol that carries a token."""
+        return "realtime" if "realtime" in subprotocols else None
 
     def _process_request(self, connection: Any, request: Any) -> Any:
         from websockets.datastructures import Headers
@@ -3899,9 +3915,16 @@ def _websockets_logger() -> logging.Logger:
 
 
 class _RedactAuthorization(logging.Filter):
+    """websockets logs header lines as ("< %s: %s", name, value): hide the token in the two that carry it."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args and str(record.args[0]).lower() == "authorization":
-            record.args = (record.args[0], "[redacted]", *record.args[2:])
+        if isinstance(record.args, tuple) and len(record.args) >= 2:
+            name, value = str(record.args[0]).lower(), str(record.args[1])
+            if name == "authorization":
+                record.args = (record.args[0], "[redacted]", *record.args[2:])
+            elif name == "sec-websocket-protocol" and BROWSER_TOKEN_PREFIX in value:
+                value = re.sub(re.escape(BROWSER_TOKEN_PREFIX) + r"[^,\s]*", BROWSER_TOKEN_PREFIX + "[redacted]", value)
+                record.args = (record.args[0], value, *record.args[2:])
         return True
 
 

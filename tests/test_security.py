@@ -110,6 +110,17 @@ async def test_with_a_token_the_handshake_needs_the_bearer_token_before_any_mode
     assert len(made) == 1 and c.events[0]["type"] == "session.created"
 
 
+async def test_a_browser_sends_the_token_as_a_subprotocol_and_gets_realtime_back(make_server):
+    h = await make_server(auth_token=TOKEN)
+    key = "openai-insecure-api-key."
+    ws = await websockets.connect(h.url, subprotocols=["realtime", key + TOKEN])
+    assert ws.subprotocol == "realtime"  # never the one that carries the token
+    await ws.close()
+    assert await refused_status(h.url, subprotocols=["realtime", key + TOKEN + "x"]) == 401
+    assert await refused_status(h.url, subprotocols=["realtime", key + TOKEN, key + TOKEN]) == 401
+    assert await refused_status(h.url, subprotocols=["realtime"]) == 401
+
+
 async def test_the_openai_sdk_authenticates_with_its_api_key(make_server):
     openai = pytest.importorskip("openai")
     h = await make_server(auth_token=TOKEN)
@@ -133,12 +144,15 @@ async def test_the_token_never_appears_in_logs_or_traces(make_server, caplog, tm
     caplog.set_level(logging.DEBUG, logger="websockets")  # websockets logs every request header at DEBUG
     h = await make_server(auth_token=TOKEN, trace_dir=str(tmp_path / "traces"), log_level="DEBUG")
     assert await refused_status(h.url, additional_headers={"Authorization": "Bearer " + TOKEN + "z"}) == 401
+    browser = await websockets.connect(h.url, subprotocols=["realtime", "openai-insecure-api-key." + TOKEN])
+    await browser.close()
     c = await h.connect(additional_headers={"Authorization": f"Bearer {TOKEN}"})
     await c.send("conversation.item.create", item=HELLO)
     await c.send("response.create")
     await c.wait_for("s2s.metrics")  # the trace is on disk before s2s.metrics
     logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("websockets.client"))
     assert "Authorization: [redacted]" in logged  # the header was logged, without its value
+    assert "openai-insecure-api-key.[redacted]" in logged
     assert TOKEN[8:] not in logged
     traces = list((tmp_path / "traces").rglob("*.json"))
     assert traces and not any(TOKEN[8:] in path.read_text() for path in traces)
