@@ -264,6 +264,25 @@ async def test_an_idle_session_is_closed_and_an_active_one_is_not(make_server):
     assert (await active.wait_for("error"))["error"]["code"] == "idle_timeout"  # once it stops too
 
 
+async def test_every_reply_asks_the_llm_for_at_most_llm_max_tokens(make_server):
+    asked = []
+
+    class RecordingLLM(s2s.FakeLLM):
+        name = "test-recording"
+
+        async def generate(self, messages, *, max_tokens):
+            asked.append(max_tokens)
+            async for delta in super().generate(messages, max_tokens=max_tokens):
+                yield delta
+
+    h = await make_server(llm="test-recording", llm_max_tokens=5, fake_llm_reply="one two three four five six seven")
+    c = await h.connect()
+    await c.send("conversation.item.create", item=HELLO)
+    await c.send("response.create")
+    done = await c.wait_for("response.done")
+    assert asked == [5] and done["response"]["output"][0]["content"][0]["transcript"] == "one two three four five"
+
+
 # ---- how fast -----------------------------------------------------------------------------------------
 
 
