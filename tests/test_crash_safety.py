@@ -15,7 +15,7 @@ from pathlib import Path
 import s2s_server as s2s
 
 ROOT = Path(__file__).resolve().parent.parent
-KILLS = 12
+KILLS = 8
 
 # The writer: MemoryStore's own write path (the one sessions use), printing "ack ..." once each write's
 # coroutine has returned, which is when the store says a write is acknowledged.
