@@ -264,6 +264,21 @@ async def test_an_idle_session_is_closed_and_an_active_one_is_not(make_server):
     assert (await active.wait_for("error"))["error"]["code"] == "idle_timeout"  # once it stops too
 
 
+async def test_a_push_to_talk_utterance_is_capped_at_max_utterance_ms(make_server):
+    h = await make_server(max_utterance_ms=1000)
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000},
+                                                                "turn_detection": None}}})
+    await c.wait_for("session.updated")
+    frame = base64.b64encode(np.full(1600, 100, dtype="<i2").tobytes()).decode()  # 100 ms at 16 kHz
+    for i in range(11):
+        await c.send("input_audio_buffer.append", audio=frame, event_id=f"a{i}")
+    err = await c.wait_for("error")
+    assert err["error"]["code"] == "input_audio_buffer_full" and err["error"]["event_id"] == "a10"
+    await c.send("input_audio_buffer.commit")
+    assert (await c.wait_for("response.done"))["response"]["status"] == "completed"  # the first second is answered
+
+
 async def test_every_reply_asks_the_llm_for_at_most_llm_max_tokens(make_server):
     asked = []
 
