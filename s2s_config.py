@@ -416,6 +416,38 @@ class Config(BaseModel):
     max_sessions: int = Field(200, ge=1, le=100000)
     """Concurrent sessions; over this, the handshake gets HTTP 503."""
 
+    # ---- Security and limits (README "Limits and security"; every line there names its test) -----------
+    auth_token_env: str = Field("S2S_AUTH_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of the environment variable holding the access token; the token itself is never a setting, so
+    it never appears in config dumps, logs or traces. When that variable is set (16 characters at least),
+    every WebSocket handshake must carry `Authorization: Bearer TOKEN` (what the openai SDK sends as its
+    api_key) or gets HTTP 401 before any model work. Unset: the server serves loopback only, unless
+    `allow_public`."""
+    max_sessions_per_address: int = Field(16, ge=1, le=100000)
+    """Concurrent sessions from one client IP address; over this, the handshake gets HTTP 429. Behind a
+    reverse proxy every client has the proxy's address: raise this to `max_sessions`."""
+    max_session_s: float = Field(3600.0, gt=0, le=7 * 86400)
+    """Longest session, in seconds: then an `error` event (code session_expired) and close code 1000."""
+    idle_timeout_s: float = Field(300.0, gt=0, le=86400)
+    """A session that receives no client event for this many seconds gets an `error` event (code
+    idle_timeout) and close code 1000. Streaming microphone audio counts as activity."""
+    max_audio_ms_per_s: int = Field(2000, ge=1000, le=100000)
+    """Input audio accepted per second of wall-clock time, in ms of audio (1000 = real time). Past it and
+    the burst, an append gets an `error` event (code audio_rate_exceeded) and its audio is dropped."""
+    audio_burst_ms: int = Field(20000, ge=0, le=600000)
+    """Audio a client may send ahead of `max_audio_ms_per_s` at once (a client flushing a buffer). A client
+    whose refused audio exceeds another burst (it leaks away at `max_audio_ms_per_s`) is closed with 1008."""
+    max_inbound_messages_per_s: int = Field(500, ge=10, le=100000)
+    """Client messages read per second per session, sustained; faster clients are throttled (the server
+    reads more slowly, so TCP pushes back on them), nothing is dropped."""
+    max_inbound_bytes_per_s: int = Field(1 << 20, ge=65536, le=1 << 30)
+    """Client bytes read per second per session, sustained; throttled like `max_inbound_messages_per_s`."""
+    inbound_burst_s: float = Field(5.0, gt=0, le=600)
+    """Seconds' worth of the two inbound rates a client may use at once before the throttle starts."""
+    shutdown_timeout_s: float = Field(5.0, gt=0, le=60)
+    """On SIGTERM or SIGINT, how long sessions get to close (code 1012) before their sockets are dropped.
+    The process exits within this plus 5 s, even when a client or a model is stuck."""
+
 
 # ---- Loading: defaults < file < environment < command line; strict about unknown keys ------------------
 
@@ -480,8 +512,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
     for name, field in Config.model_fields.items():
+        flag = {"nargs": "?", "const": "true"} if field.annotation is bool else {}  # `--allow-public` alone: true
         parser.add_argument(f"--{_kebab(name)}", dest=name, metavar="VALUE", default=field.default,
-                            help=(field.description or "").replace("%", "%%"))
+                            help=(field.description or "").replace("%", "%%"), **flag)
     return parser
 
 
@@ -497,8 +530,9 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
     values: dict[str, Any] = {}
     if args.config:
         values.update(_read_file(args.config))
+    token_env = _token_env_name(args, environ, values)
     for key, text in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key == token_env:  # the token is a secret, not a setting
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in Config.model_fields:
@@ -509,6 +543,14 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
         if given is not field.default:  # given on the command line (argparse keeps the default object otherwise)
             values[name] = _parse_text(name, given)
     return validate_config(values)
+
+
+def _token_env_name(args: argparse.Namespace, environ: dict[str, str], values: dict[str, Any]) -> str:
+    """The variable named by `auth_token_env`, wherever that was set (it may itself start with S2S_)."""
+    default = Config.model_fields["auth_token_env"].default
+    if args.auth_token_env is not default:
+        return str(args.auth_token_env)
+    return str(environ.get(f"{ENV_PREFIX}AUTH_TOKEN_ENV", values.get("auth_token_env", default)))
 
 
 def validate_config(values: dict[str, Any]) -> Config:

@@ -36,10 +36,12 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import importlib
 import importlib.metadata
 import importlib.util
 import io
+import ipaddress
 import itertools
 import json
 import logging
@@ -52,7 +54,7 @@ import time
 import uuid
 import wave
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -62,6 +64,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from websockets.asyncio.server import ServerConnection
 
 from s2s_config import Config, main_config
 
@@ -2664,8 +2667,9 @@ class Session:
             self._outbound_room.set()
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
-            try:
-                await asyncio.wait_for(self.ws.send(json.dumps(out.event)), self.config.send_timeout_s)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel that ends this loop
+                async with asyncio.timeout(self.config.send_timeout_s):
+                    await self.ws.send(json.dumps(out.event))
             except TimeoutError:
                 self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
                 self.ws.transport.abort()
@@ -2845,6 +2849,7 @@ class Session:
         if samples_to_ms(len(pcm), self.settings.input_rate_hz) > self.config.max_append_ms:
             raise ProtocolError("audio_too_long", f"one append may carry at most {self.config.max_append_ms} ms "
                                 f"of audio; split it into smaller frames", event.event_id)
+        self.server.admit_audio(self, samples_to_ms(len(pcm), self.settings.input_rate_hz), event.event_id)
         pcm16k = self._input_resampler.push(pcm)
         if not self.settings.server_vad:
             self._append_ptt(pcm16k, event.event_id)
@@ -3559,13 +3564,155 @@ class Session:
 
 # ==== 12. Server =======================================================================================
 # PLUMBING. One websockets server on one port: the Realtime WebSocket at /v1/realtime, the bundled page
-# at / (a fixed list of files read at start, nothing derived from the URL), and /healthz.
+# at / (a fixed list of files read at start, nothing derived from the URL), and /healthz. Every per-client
+# limit lives here (README, "Limits and security"), so the session's code never has to think about abuse:
+# who may connect (token, browser origin, loopback), how many (in total and per address), for how long
+# (session length, idle time) and how fast (messages, bytes and audio per second).
 
 FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
                  ".ico": "image/x-icon", ".json": "application/json"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")  # printable ASCII, no spaces (it travels in a header)
+BROWSER_TOKEN_PREFIX = "openai-insecure-api-key."  # a browser's way to send the token (a subprotocol)
+
+# Close codes (RFC 6455 sec. 7.4.1), each documented in the README. A client that stops reading is not
+# closed but dropped (its socket is aborted: the client sees 1006), since a close frame cannot reach it.
+CLOSE_NORMAL = 1000  # the session ended by a limit: an `error` event (session_expired, idle_timeout) says which
+CLOSE_POLICY = 1008  # refused audio kept coming (audio_flood); also a blocked user (s2s.blocked, section 11)
+CLOSE_RESTART = 1012  # the server is stopping (SIGTERM)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Does binding `host` serve this machine only? (localhost, 127.0.0.0/8, ::1)"""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def read_auth_token(config: Config, environ: dict[str, str] | None = None) -> str | None:
+    """The access token from the variable named by `auth_token_env`, or None when it is unset or empty."""
+    from s2s_config import ConfigError
+
+    token = (os.environ if environ is None else environ).get(config.auth_token_env, "")
+    if not token:
+        return None
+    if not TOKEN_PATTERN.fullmatch(token):
+        raise ConfigError(f"{config.auth_token_env} must be at least 16 printable ASCII characters with no spaces; "
+                          "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return token
+
+
+def check_exposure(config: Config, auth_token: str | None) -> None:
+    """Without a token, serve this machine only, unless told explicitly (`allow_public`)."""
+    from s2s_config import ConfigError
+
+    if auth_token is not None or config.allow_public or is_loopback_host(config.host):
+        return
+    raise ConfigError(f"refusing to serve {config.host} without a token: anyone who reaches it could use your "
+                      f"models. Set {config.auth_token_env} to a long random secret (clients send it as "
+                      "'Authorization: Bearer TOKEN', the openai SDK's api_key), or pass --allow-public to "
+                      "serve it open anyway.")
+
+
+def close_connection_soon(ws: Any, code: int, reason: str, timeout_s: float) -> Awaitable[None]:
+    """Close with `code`; a client that does not take the close frame within `timeout_s` is dropped."""
+
+    async def close() -> None:
+        try:
+            async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancellation
+                await ws.close(code, reason)
+        except TimeoutError:
+            ws.transport.abort()
+
+    return close()
+
+
+class TokenBucket:
+    """An allowance that refills at `rate` units per second up to `burst` (a classic token bucket).
+    `take` spends all or nothing; `spend` always spends and returns the seconds until the level is
+    back to zero (how long to throttle)."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.level, self.at = burst, clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.burst, self.level + (now - self.at) * self.rate)
+        self.at = now
+
+    def take(self, amount: float) -> bool:
+        self._refill()
+        if amount > self.level:
+            return False
+        self.level -= amount
+        return True
+
+    def spend(self, amount: float) -> float:
+        self._refill()
+        self.level -= amount
+        return max(0.0, -self.level / self.rate)
+
+
+@dataclass
+class ClientLimits:
+    """What one connection may still send: inbound messages and bytes (throttled), audio (refused past it),
+    and refused audio (past it, the client is closed)."""
+
+    messages: TokenBucket
+    bytes: TokenBucket
+    audio_ms: TokenBucket
+    refused_audio_ms: TokenBucket
+    outbound_cap: int  # unsent server events beyond which the client's input is not read
+    throttled_s: float = 0.0
+    ending: asyncio.Task[None] | None = None  # the task closing this session for a limit, once one is hit
+
+    @classmethod
+    def from_config(cls, config: Config) -> ClientLimits:
+        audio_capacity = config.audio_burst_ms + config.max_append_ms  # any one legal append fits
+        return cls(
+            messages=TokenBucket(config.max_inbound_messages_per_s,
+                                 config.max_inbound_messages_per_s * config.inbound_burst_s),
+            bytes=TokenBucket(config.max_inbound_bytes_per_s, config.max_inbound_bytes_per_s * config.inbound_burst_s),
+            audio_ms=TokenBucket(config.max_audio_ms_per_s, audio_capacity),
+            refused_audio_ms=TokenBucket(config.max_audio_ms_per_s, audio_capacity),
+            outbound_cap=2 * config.outbound_queue_events)
+
+
+class GuardedConnection(ServerConnection):
+    """The server side of one WebSocket, reading at most as fast as the client's limits allow.
+
+    Over the message or byte rate the server reads more slowly (TCP pushes back on the client; nothing
+    is dropped). While the session has more than `outbound_cap` events the client has not read, its input
+    is not read either, so a client cannot grow the server's queues by sending without reading.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: ClientLimits | None = None  # set when the session starts
+        self.session: Session | None = None
+        self.last_message_at = time.monotonic()
+
+    async def recv(self, decode: bool | None = None) -> Any:
+        message = await super().recv(decode)
+        self.last_message_at = time.monotonic()
+        limits = self.limits
+        if limits is not None:
+            wait_s = max(limits.messages.spend(1), limits.bytes.spend(len(message)))
+            if wait_s > 0:
+                limits.throttled_s += wait_s
+                await asyncio.sleep(wait_s)
+            session = self.session
+            while session is not None and session.outbound_events.qsize() > limits.outbound_cap:
+                session._outbound_room.clear()  # set by the send loop as it takes each event (as in emit_audio)
+                await session._outbound_room.wait()  # rare: the send loop cuts a client that stops reading
+        return message
 
 
 def load_static_files(folder: Path = FRONTEND_DIR) -> dict[str, tuple[str, bytes]]:
@@ -3581,14 +3728,17 @@ def load_static_files(folder: Path = FRONTEND_DIR) -> dict[str, tuple[str, bytes
 
 
 class S2SServer:
-    def __init__(self, config: Config, components: Components):
+    def __init__(self, config: Config, components: Components, auth_token: str | None = None):
         self.config = config
         self.components = components
+        self.auth_token = auth_token
         self.memory = MemoryStore(config.data_dir)
         self.sessions: dict[str, Session] = {}
         self.static = load_static_files()
         self.port: int | None = None
         self._server: Any = None
+        self._admitted: dict[Any, str] = {}  # connection -> client address, from handshake to disconnect
+        self._runs: dict[str, asyncio.Task[None]] = {}  # session id -> its Session.run task
 
     async def start(self) -> int:
         from websockets.asyncio.server import serve
@@ -3596,8 +3746,10 @@ class S2SServer:
         await self.memory.open()
         self._server = await serve(
             self._handle, self.config.host, self.config.port, process_request=self._process_request,
+            create_connection=GuardedConnection, logger=_websockets_logger(),
+            select_subprotocol=self._select_subprotocol,
             max_size=self.config.max_message_bytes, ping_interval=self.config.ping_interval_s,
-            ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=64,
+            ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=16,
             compression=None,  # base64 PCM does not compress; deflate cost 30 % of the CPU per audio frame
             server_header="s2s")
         self.port = self._server.sockets[0].getsockname()[1]
@@ -3605,37 +3757,72 @@ class S2SServer:
                  self.config.host, self.port)
         return self.port
 
-    async def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop accepting, close every session with 1012 (service restart), and wait for them."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop accepting, send every session close code 1012 (service restart), cancel the turns in flight,
+        and drop the sockets of clients that have not closed within `timeout_s` (`shutdown_timeout_s`)."""
         if self._server is None:
             return
-        self._server.close(close_connections=False)
-        closing = [s.ws.close(1012, "server restarting") for s in list(self.sessions.values())]
+        timeout_s = self.config.shutdown_timeout_s if timeout_s is None else timeout_s
+        self._server.close(close_connections=False)  # no new connections; handshakes in flight get 503
+        sessions = list(self.sessions.values())
+        closing = [asyncio.create_task(close_connection_soon(s.ws, CLOSE_RESTART, "server restarting", timeout_s))
+                   for s in sessions]
+        await asyncio.sleep(0)  # the close frames go out first (each close writes its frame before it waits)
+        runs = [self._runs[s.id] for s in sessions if s.id in self._runs]
+        for run in runs:
+            run.cancel()  # Session.run cancels and awaits every task of its session
+        if closing or runs:
+            await asyncio.wait([*closing, *runs], timeout=timeout_s)
+        for s in sessions:
+            s.ws.transport.abort()  # no-op for the closed ones
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), timeout_s)
+            async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow a cancellation
+                await self._server.wait_closed()
         await self.memory.close()  # after the sessions: their last writes are in
 
     def _origin_allowed(self, origin: str | None) -> bool:
         if origin is None:
             return True  # not a browser (SDKs, scripts); browsers always send Origin
-        host = urlsplit(origin).hostname or ""
+        try:
+            host = urlsplit(origin).hostname or ""
+        except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 bracket)
+            return False
         own = {self.config.host, f"[{self.config.host}]"}
         return host in LOOPBACK_HOSTS or host in own or origin in self.config.allowed_origins
+
+    def _authorized(self, headers: Any) -> bool:
+        """The right token (constant-time compare), in exactly one `Authorization: Bearer TOKEN` header or,
+        from a browser, which cannot set headers, offered as the subprotocol `openai-insecure-api-key.TOKEN`
+        (as OpenAI's browser clients do) next to `realtime`."""
+        assert self.auth_token is not None
+        given: str | None = None
+        values = headers.get_all("Authorization")
+        if len(values) > 1:
+            return False
+        if values:
+            scheme, _, rest = values[0].strip().partition(" ")
+            given = rest.strip() if scheme.lower() == "bearer" else None
+        else:
+            offered = [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")]
+            keys = [p[len(BROWSER_TOKEN_PREFIX):] for p in offered if p.startswith(BROWSER_TOKEN_PREFIX)]
+            given = keys[0] if len(keys) == 1 else None
+        return given is not None and hmac.compare_digest(given.encode(), self.auth_token.encode())
+
+    @staticmethod
+    def _select_subprotocol(connection: Any, subprotocols: Any) -> str | None:
+        """Answer `realtime` when it is offered; never echo a subprotocol that carries a token."""
+        return "realtime" if "realtime" in subprotocols else None
 
     def _process_request(self, connection: Any, request: Any) -> Any:
         from websockets.datastructures import Headers
         from websockets.http11 import Response as HTTPResponse
 
-        path = urlsplit(request.path).path
+        try:
+            path = urlsplit(request.path).path
+        except ValueError:  # e.g. "//[" (an unclosed IPv6 bracket in an authority)
+            return connection.respond(400, "bad request path\n")
         if path == "/v1/realtime":
-            if not self._origin_allowed(request.headers.get("Origin")):
-                log.info("refused origin %s", request.headers.get("Origin"))
-                return connection.respond(403, "origin not allowed\n")
-            if len(self.sessions) >= self.config.max_sessions:
-                return connection.respond(503, "server at capacity, try again later\n")
-            return None  # go on with the WebSocket handshake
+            return self._admit(connection, request)
         if path == "/healthz":
             return connection.respond(200, "ok\n")
         if path in self.static:
@@ -3645,19 +3832,122 @@ class S2SServer:
             return HTTPResponse(200, "OK", headers, body)
         return connection.respond(404, "not found\n")
 
+    def _admit(self, connection: Any, request: Any) -> Any:
+        """The handshake's gate, in order: browser origin (403), token (401), sessions in total (503) and per
+        client address (429). A connection counts from here until it is gone, so that a burst of handshakes
+        cannot overshoot the caps; none of this touches a model."""
+        origins = request.headers.get_all("Origin")
+        if len(origins) > 1 or not self._origin_allowed(origins[0] if origins else None):
+            log.info("refused origin %.200r", origins)
+            return connection.respond(403, "origin not allowed\n")
+        address = (connection.remote_address or ("",))[0]
+        if self.auth_token is not None and not self._authorized(request.headers):
+            log.info("refused %s: missing or wrong bearer token", address)
+            response = connection.respond(401, "missing or wrong bearer token\n")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="s2s"'
+            return response
+        if len(self._admitted) >= self.config.max_sessions:
+            return connection.respond(503, "server at capacity, try again later\n")
+        if sum(a == address for a in self._admitted.values()) >= self.config.max_sessions_per_address:
+            log.info("refused %s: %d sessions from this address", address, self.config.max_sessions_per_address)
+            return connection.respond(429, "too many sessions from your address, try again later\n")
+        self._admitted[connection] = address
+        connection.connection_lost_waiter.add_done_callback(lambda _: self._admitted.pop(connection, None))
+        return None  # go on with the WebSocket handshake
+
     async def _handle(self, ws: Any) -> None:
         remote = ws.remote_address[0] if ws.remote_address else ""
         session = Session(self, ws, remote)
+        ws.limits, ws.session = ClientLimits.from_config(self.config), session
         self.sessions[session.id] = session
+        run = self._runs[session.id] = asyncio.create_task(session.run(), name=f"{session.id}-run")
+        watchdog = asyncio.create_task(self._watch(session), name=f"{session.id}-watchdog")
         try:
-            await session.run()
+            await asyncio.wait({run})
+            if not run.cancelled() and run.exception() is not None:
+                session.log.error("session crashed", exc_info=run.exception())
         finally:
+            watchdog.cancel()
+            if not run.done():
+                run.cancel()
+            ending = ws.limits.ending
+            await asyncio.gather(run, watchdog, *([ending] if ending else []), return_exceptions=True)
             self.sessions.pop(session.id, None)
+            self._runs.pop(session.id, None)
+
+    async def _watch(self, session: Session) -> None:
+        """End the session at `max_session_s`, or after `idle_timeout_s` without a client event."""
+        ends_at = time.monotonic() + self.config.max_session_s
+        while True:
+            now = time.monotonic()
+            idle_until = session.ws.last_message_at + self.config.idle_timeout_s
+            if now >= ends_at:
+                self.end_session(session, "session_expired", f"a session lasts at most {self.config.max_session_s:g}"
+                                 " s (max_session_s); reconnect to go on", CLOSE_NORMAL, "session expired")
+                return
+            if now >= idle_until:
+                self.end_session(session, "idle_timeout", f"no client event for {self.config.idle_timeout_s:g} s "
+                                 "(idle_timeout_s)", CLOSE_NORMAL, "idle timeout")
+                return
+            await asyncio.sleep(min(ends_at, idle_until) - now)
+
+    def end_session(self, session: Session, code: str, message: str, close_code: int, reason: str) -> None:
+        """End a session for a limit: an `error` event naming `code`, then the close code (once only)."""
+        limits: ClientLimits = session.ws.limits
+        if limits.ending is not None:
+            return
+        session.log.info("ending the session: %s", code)
+
+        async def end() -> None:
+            sent = asyncio.Event()
+            session.emit(error_event(code, message), after_send=sent.set)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.send_timeout_s):
+                    await sent.wait()
+            await close_connection_soon(session.ws, close_code, reason, self.config.send_timeout_s)
+
+        limits.ending = asyncio.create_task(end(), name=f"{session.id}-ending")
+
+    def admit_audio(self, session: Session, audio_ms: float, event_id: str | None) -> None:
+        """Spend `audio_ms` of the client's audio allowance (`max_audio_ms_per_s`, `audio_burst_ms`), or raise
+        ProtocolError audio_rate_exceeded: the append's audio is dropped. A client whose refused audio runs
+        past another burst is closed with 1008."""
+        limits: ClientLimits | None = getattr(session.ws, "limits", None)
+        if limits is None or limits.audio_ms.take(audio_ms):
+            return
+        if not limits.refused_audio_ms.take(audio_ms):
+            self.end_session(session, "audio_flood", "audio kept arriving much faster than real time after "
+                             "audio_rate_exceeded errors; closing", CLOSE_POLICY, "audio flood")
+        raise ProtocolError("audio_rate_exceeded", f"audio arrives faster than {self.config.max_audio_ms_per_s} ms "
+                            f"per second (max_audio_ms_per_s) beyond a {self.config.audio_burst_ms} ms burst; this "
+                            "append was dropped", event_id)
+
+
+def _websockets_logger() -> logging.Logger:
+    """websockets' own logger, with any Authorization header line it would log at DEBUG level redacted."""
+    logger = logging.getLogger("websockets.server")
+    if not any(isinstance(f, _RedactAuthorization) for f in logger.filters):
+        logger.addFilter(_RedactAuthorization())
+    return logger
+
+
+class _RedactAuthorization(logging.Filter):
+    """websockets logs header lines as ("< %s: %s", name, value): hide the token in the two that carry it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 2:
+            name, value = str(record.args[0]).lower(), str(record.args[1])
+            if name == "authorization":
+                record.args = (record.args[0], "[redacted]", *record.args[2:])
+            elif name == "sec-websocket-protocol" and BROWSER_TOKEN_PREFIX in value:
+                value = re.sub(re.escape(BROWSER_TOKEN_PREFIX) + r"[^,\s]*", BROWSER_TOKEN_PREFIX + "[redacted]", value)
+                record.args = (record.args[0], value, *record.args[2:])
+        return True
 
 
 # ==== 13. Main =========================================================================================
-# PLUMBING. A short recipe: 1 config, 2 logging, 3 plugins and backend names, 4 build and warm up the
-# components, 5 serve until SIGINT/SIGTERM.
+# PLUMBING. A short recipe: 1 config, 2 logging, 3 plugins, backend names and who may connect (token or
+# loopback), 4 build and warm up the components, 5 serve until SIGINT/SIGTERM, then stop cleanly.
 
 
 class _SessionLogFormatter(logging.Formatter):
@@ -3724,23 +4014,40 @@ def close_components(components: Components) -> None:
             component.close()
 
 
-async def serve(config: Config, components: Components, ready: Callable[[int], None] | None = None) -> None:
+async def serve(config: Config, components: Components, ready: Callable[[int], None] | None = None,
+                auth_token: str | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before anything else: a signal during start-up stops cleanly too
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     await load_components(components)
-    server = S2SServer(config, components)
+    server = S2SServer(config, components, auth_token)
     port = await server.start()
     if ready is not None:
         ready(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         log.info("shutting down: %d sessions", len(server.sessions))
+        exit_anyway_after(config.shutdown_timeout_s + 5.0)
     finally:
         await server.stop()
         close_components(components)
+        log.info("stopped")
+
+
+def exit_anyway_after(seconds: float) -> None:
+    """A failsafe for the clean stop: a model thread or a component's close() that hangs cannot keep the
+    process alive (asyncio.run waits for worker threads); after `seconds`, exit with code 1."""
+
+    def force() -> None:
+        log.error("still stopping after %.0f s; exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -3748,16 +4055,21 @@ def main(argv: list[str] | None = None) -> None:
 
     config = main_config(argv)  # 1. config (exit 2 on errors)
     setup_logging(config.log_level)  # 2. logging
-    try:  # 3. plugins register their components; then every backend name must exist
+    try:  # 3. plugins register their components; then every backend name must exist; then who may connect
         import_plugins(config.plugins)
         check_backends(config)
+        auth_token = read_auth_token(config)
+        check_exposure(config, auth_token)
     except (ConfigError, ImportError) as exc:
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(2) from None
     log.info("config %s", config.model_dump_json())
+    log.info("access: %s", f"a bearer token is required (from ${config.auth_token_env})" if auth_token else
+             "no token (anyone who reaches the port, --allow-public)" if not is_loopback_host(config.host) else
+             f"no token, this machine only (set ${config.auth_token_env} to require one)")
     components = build_components(config)  # 4. build (cheap); `serve` loads and warms up
     try:
-        asyncio.run(serve(config, components))  # 5. serve
+        asyncio.run(serve(config, components, auth_token=auth_token))  # 5. serve
     except ComponentMissing as exc:
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(1) from None

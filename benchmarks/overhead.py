@@ -70,7 +70,8 @@ async def user(port: int, utterance: np.ndarray, seconds: float, eot: list[float
 async def run(sessions: int, seconds: float, utterance: np.ndarray) -> dict[str, float]:
     proc, port, log_lines = await start_server(
         "--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-token-ms", "60",
-        "--fake-llm-reply", REPLY, "--max-sessions", str(sessions + 10), "--asr-speculative-ms", "0")
+        "--fake-llm-reply", REPLY, "--max-sessions", str(sessions + 10),
+        "--max-sessions-per-address", str(sessions + 10), "--asr-speculative-ms", "0")
     eot: list[float] = []
     barge: list[float] = []
     sent: list[float] = []

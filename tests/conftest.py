@@ -164,15 +164,15 @@ FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0,
 
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """make_server(**settings) -> Harness; every server and client is closed after the test. Memory goes
-    to a fresh folder per test unless `data_dir` is given."""
+    """make_server(auth_token=None, **settings) -> Harness; every server and client is closed after the test.
+    Memory goes to a fresh folder per test unless `data_dir` is given."""
     harnesses: list[Harness] = []
 
-    async def make(**settings: Any) -> Harness:
+    async def make(auth_token: str | None = None, **settings: Any) -> Harness:
         config = validate_config({**FAKES, "data_dir": str(tmp_path / "data"), **settings})
         components = s2s.build_components(config)
         await s2s.load_components(components)
-        server = s2s.S2SServer(config, components)
+        server = s2s.S2SServer(config, components, auth_token)
         harness = Harness(server)
         await server.start()
         harnesses.append(harness)
