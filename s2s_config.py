@@ -189,6 +189,8 @@ class Config(BaseModel):
     plugin's."""
     llm_max_tokens: int = Field(200, ge=1, le=8192)
     """Most tokens the LLM may generate for one reply."""
+    session_max_items: int = Field(400, ge=10, le=100000)
+    """Items a session keeps in RAM (older ones live on in memory); bounds a session's size."""
     history_max_items: int = Field(24, ge=0, le=1000)
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (

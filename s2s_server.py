@@ -2940,7 +2940,7 @@ class Session:
         self._commit(turn, None)
 
     def _commit(self, turn: Turn, speculative: asyncio.Task[str] | None) -> None:
-        self.items.append(turn.item)
+        self.add_item(turn.item)
         self.emit(server_event("input_audio_buffer.committed", item_id=turn.item.id, previous_item_id=None))
         self.emit(server_event("conversation.item.added", item=turn.item.to_wire()))
         self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s", turn.item.id,
@@ -3039,7 +3039,7 @@ class Session:
             self.barge_in("turn_detected")
         self._user_active()
         item = Item(new_id("item"), "user", text, source="text")
-        self.items.append(item)
+        self.add_item(item)
         self._pending_text_turn = Turn(item, voice_end_at_ms=now_ms())
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
 
@@ -3100,8 +3100,8 @@ class Session:
         context = JudgeContext(history=self.llm_history(mark_unanswered=False), strategies=self.settings.strategies,
                                memory=self.memory_context())
         try:
-            judgement = await asyncio.wait_for(self.components.judge.judge(context, utterance, stage),
-                                               self.config.judge_deadline_s)
+            async with asyncio.timeout(self.config.judge_deadline_s):  # not wait_for: see _send_loop
+                judgement = await self.components.judge.judge(context, utterance, stage)
         except TimeoutError:
             self.log.warning("judge took over %.1f s", self.config.judge_deadline_s)
             judgement = Judgement(action="reply" if stage == "complete" else "wait", confidence=0.0,
@@ -3178,7 +3178,7 @@ class Session:
         self.emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=int(self.detector.clock_ms),
                                item_id=item_id))
         item = Item(item_id, "user", partial, source="audio")
-        self.items.append(item)
+        self.add_item(item)
         self._partial_sent.pop(item_id, None)
         self.emit(server_event("input_audio_buffer.committed", item_id=item_id, previous_item_id=None))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
@@ -3257,6 +3257,12 @@ class Session:
             messages = self.llm_messages(pending_user_text=pending_user_text)
             self.spawn(asyncio.to_thread(self.components.llm.prime, messages), "llm-prime")
 
+    def add_item(self, item: Item) -> None:
+        """Append to this conversation's history, keeping at most `session_max_items` (memory keeps all)."""
+        self.items.append(item)
+        if len(self.items) > self.config.session_max_items:
+            del self.items[:len(self.items) - self.config.session_max_items]
+
     def remember(self, item: Item) -> None:
         """Store an item for this user, off the critical path; learn the facts it states."""
         if not item.text:
@@ -3315,7 +3321,7 @@ class Session:
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
         self.response = self.last_response = r
         messages = self.llm_messages(instructions)
-        self.items.append(item)
+        self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],
             "metadata": {"strategy": strategy}}))
@@ -3517,7 +3523,7 @@ class Session:
         r.item.status = "incomplete"
         self.memory.retext_soon(self.user_id, r.item.id, r.item.text)
         if r.item not in self.items and r.item.text:
-            self.items.append(r.item)
+            self.add_item(r.item)
         self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
                                audio_end_ms=event.audio_end_ms))
 

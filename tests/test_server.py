@@ -472,3 +472,15 @@ async def test_a_hung_stage_fails_its_turn_after_its_deadline_and_the_next_turn_
         assert (await c.wait_for("response.done"))["response"]["status"] == "failed"
     await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
     assert (await c.wait_for("response.done", lambda e: e["response"]["status"] == "completed"))
+
+
+async def test_a_sessions_history_in_memory_is_bounded(make_server):
+    h = await make_server(session_max_items=10)
+    c = await h.connect()
+    for n in range(8):  # 16 items: a user and an assistant item per turn
+        await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                       "content": [{"type": "input_text", "text": f"turn {n}"}]})
+        await c.send("response.create")
+        await c.wait_for("response.done")
+    items = h.session().items
+    assert len(items) == 10 and items[-2].text == "turn 7"  # the newest kept, the oldest dropped
