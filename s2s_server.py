@@ -2251,7 +2251,12 @@ class MemoryStore:
         self._executor.submit(fn, *args).add_done_callback(log_failure)
 
     def save_item_soon(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        """Store an item without waiting (the session's way: memory never delays a reply)."""
         self._submit(self._save_item, user_id, session_id, Item(**vars(item)), facts)  # a snapshot of the item
+
+    async def save_item(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        """Store an item and return once it is committed: acknowledged, it survives a crash."""
+        await self._call(self._save_item, user_id, session_id, item, facts)
 
     def retext_soon(self, user_id: str, item_id: str, text: str) -> None:
         """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
