@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
+import time
 import wave
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,3 +74,83 @@ async def start_server(*args: str) -> tuple[asyncio.subprocess.Process, int, lis
 
     proc._s2s_drain = asyncio.create_task(drain())  # type: ignore[attr-defined]  # kept alive with the process
     return proc, await asyncio.wait_for(port, 600), lines
+
+
+# ---- A simulated real-time user, shared by overhead.py and soak.py ---------------------------------------
+
+RATE_HZ = 24000
+FRAME_MS = 20
+# The fake LLM's first word ends a clause at once, then it streams slowly: a reply is still being
+# generated when the next utterance barges in.
+REPLY = "Sure. " + " ".join(["Here is a long and thoughtful answer that keeps going for a while"] * 6) + "."
+
+
+def fake_server_args(sessions: int) -> list[str]:
+    """Zero-latency fakes, room for every simulated user, no speculative ASR (nothing to hide)."""
+    return ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-token-ms", "60",
+            "--fake-llm-reply", REPLY, "--max-sessions", str(sessions + 10), "--max-sessions-per-address",
+            str(sessions + 10), "--asr-speculative-ms", "0"]
+
+
+def mic_frames(utterance: np.ndarray) -> list[str]:
+    """An utterance and the silence that ends its turn, as base64 20 ms frames to send in a loop."""
+    loop_audio = np.concatenate([utterance, np.zeros(int(RATE_HZ * 0.9), dtype=np.int16)])
+    step = RATE_HZ * FRAME_MS // 1000
+    return [base64.b64encode(loop_audio[i:i + step].astype("<i2").tobytes()).decode()
+            for i in range(0, len(loop_audio) - step + 1, step)]
+
+
+@dataclass
+class Totals:
+    """What the simulated users measured, at the client, from event arrival times."""
+
+    eot: list[float] = field(default_factory=list)  # speech_stopped -> first reply audio, ms
+    barge: list[float] = field(default_factory=list)  # speech_started -> cancelled response.done, ms
+    frames_sent: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+async def realtime_user(port: int, frames: list[str], seconds: float, totals: Totals, start_delay: float) -> None:
+    """Stream `frames` at real-time pace for `seconds` (each utterance barges in on the previous reply)."""
+    await asyncio.sleep(start_delay)  # spread the sessions' frame clocks over one frame period
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+        marks: dict[str, float] = {}
+
+        async def read() -> None:
+            async for message in ws:
+                ev = json.loads(message)
+                t, kind = time.perf_counter(), ev["type"]
+                if kind == "input_audio_buffer.speech_stopped":
+                    marks["stopped"] = t
+                elif kind == "response.output_audio.delta" and "stopped" in marks:
+                    totals.eot.append((t - marks.pop("stopped")) * 1000)
+                elif kind == "input_audio_buffer.speech_started":
+                    marks["started"] = t
+                elif kind == "response.done" and ev["response"]["status"] == "cancelled" and "started" in marks:
+                    totals.barge.append((t - marks.pop("started")) * 1000)
+                elif kind == "error":
+                    totals.errors[ev["error"]["code"]] += 1
+
+        reader = asyncio.create_task(read())
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": frames[n % len(frames)]}))
+            n += 1
+            delay = t0 + n * FRAME_MS / 1000 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # real-time pacing of a microphone
+        totals.frames_sent += n
+        reader.cancel()
+
+
+def frames_handled(log_lines: list[str]) -> int:
+    """Appends the server's sessions handled, from their close log lines."""
+    return sum(int(m) for line in log_lines for m in re.findall(r"audio_frames_in=(\d+)", line))
+
+
+async def wait_for_closes(log_lines: list[str], sessions: int) -> None:
+    """Let the server log every session's close (bounded: 10 s)."""
+    for _ in range(200):
+        if sum("closed after" in line for line in log_lines) >= sessions:
+            return
+        await asyncio.sleep(0.05)

@@ -20,29 +20,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import os
 import re
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import websockets
-from common import machine, pct, speech, start_server
-
-RATE_HZ = 24000
-FRAME_MS = 20
-REPLY = "Sure. " + " ".join(["Here is a long and thoughtful answer that keeps going for a while"] * 6) + "."
-
-
-class Totals:
-    def __init__(self) -> None:
-        self.eot: list[float] = []
-        self.barge: list[float] = []
-        self.frames_sent = 0
-        self.errors: Counter[str] = Counter()
+from common import (
+    FRAME_MS,
+    RATE_HZ,
+    Totals,
+    fake_server_args,
+    frames_handled,
+    machine,
+    mic_frames,
+    pct,
+    realtime_user,
+    speech,
+    start_server,
+    wait_for_closes,
+)
 
 
 def rss_kib(pid: int) -> int:
@@ -50,47 +47,9 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-async def user(port: int, frames: list[str], seconds: float, totals: Totals, start_delay: float) -> None:
-    await asyncio.sleep(start_delay)  # spread the sessions' frame clocks over one frame period
-    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
-        marks: dict[str, float] = {}
-
-        async def read() -> None:
-            async for message in ws:
-                ev = json.loads(message)
-                t, kind = time.perf_counter(), ev["type"]
-                if kind == "input_audio_buffer.speech_stopped":
-                    marks["stopped"] = t
-                elif kind == "response.output_audio.delta" and "stopped" in marks:
-                    totals.eot.append((t - marks.pop("stopped")) * 1000)
-                elif kind == "input_audio_buffer.speech_started":
-                    marks["started"] = t
-                elif kind == "response.done" and ev["response"]["status"] == "cancelled" and "started" in marks:
-                    totals.barge.append((t - marks.pop("started")) * 1000)
-                elif kind == "error":
-                    totals.errors[ev["error"]["code"]] += 1
-
-        reader = asyncio.create_task(read())
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds:
-            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": frames[n % len(frames)]}))
-            n += 1
-            delay = t0 + n * FRAME_MS / 1000 - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)  # real-time pacing of a microphone
-        totals.frames_sent += n
-        reader.cancel()
-
-
 async def soak(sessions: int, minutes: float, utterance: np.ndarray) -> None:
-    proc, port, log_lines = await start_server(
-        "--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-token-ms", "60",
-        "--fake-llm-reply", REPLY, "--max-sessions", str(sessions + 10), "--max-sessions-per-address",
-        str(sessions + 10), "--asr-speculative-ms", "0")
-    loop_audio = np.concatenate([utterance, np.zeros(int(RATE_HZ * 0.9), dtype=np.int16)])
-    step = RATE_HZ * FRAME_MS // 1000
-    frames = [base64.b64encode(loop_audio[i:i + step].astype("<i2").tobytes()).decode()
-              for i in range(0, len(loop_audio) - step + 1, step)]
+    proc, port, log_lines = await start_server(*fake_server_args(sessions))
+    frames = mic_frames(utterance)
     totals = Totals()
     seconds = minutes * 60
     rss_start = rss_kib(proc.pid)
@@ -108,18 +67,15 @@ async def soak(sessions: int, minutes: float, utterance: np.ndarray) -> None:
 
     watcher = asyncio.create_task(watch())
     try:
-        await asyncio.gather(*(user(port, frames, seconds, totals, i * FRAME_MS / 1000 / sessions)
+        await asyncio.gather(*(realtime_user(port, frames, seconds, totals, i * FRAME_MS / 1000 / sessions)
                                for i in range(sessions)))
-        for _ in range(200):  # let the server log every session's close
-            if sum("closed after" in line for line in log_lines) >= sessions:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_closes(log_lines, sessions)
     finally:
         watcher.cancel()
         rss_end = rss_kib(proc.pid)
         proc.terminate()
         await proc.wait()
-    received = sum(int(m) for line in log_lines for m in re.findall(r"audio_frames_in=(\d+)", line))
+    received = frames_handled(log_lines)
     refused = totals.errors["audio_rate_exceeded"]
     warm = next((rss for t, rss in samples if t >= 60), samples[0][1] if samples else rss_start)
     print(f"overhead: end-of-turn -> first audio p50 {pct(totals.eot, 50):.1f} ms, p99 {pct(totals.eot, 99):.1f} ms "
