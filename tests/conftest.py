@@ -77,6 +77,13 @@ class Client:
     async def send(self, type_: str, **fields: Any) -> None:
         await self.ws.send(json.dumps({"type": type_, **fields}))
 
+    async def say(self, text: str, respond: bool = True) -> None:
+        """Typed input: a user message, then (unless `respond` is False) response.create."""
+        await self.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                          "content": [{"type": "input_text", "text": text}]})
+        if respond:
+            await self.send("response.create")
+
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 

@@ -297,9 +297,11 @@ class APIServer:
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         data, half = self.speech_pcm24k, len(self.speech_pcm24k) // 2 + 1  # odd: chunks end inside a sample
+        waited = False
         for i, start in enumerate(range(0, len(data), 4801)):
-            if start >= half and i and not self.release.is_set():
-                self.released_by_client = self.release.wait(5)
+            if start >= half and i and not waited:  # hold the second half until the client has audio
+                self.released_by_client = self.release.is_set() or self.release.wait(5)
+                waited = True
             piece = data[start:start + 4801]
             h.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
             h.wfile.flush()
@@ -681,6 +683,7 @@ class MeloStandIn:
     def tts_to_file(self, text: str, speaker_id: int, output_path: str | None = None, speed: float = 1.0,
                     quiet: bool = False, **kwargs: Any) -> Any:
         assert output_path is None
+        time.sleep(0.05)  # a model takes time per sentence
         self.spoken.append((text, speaker_id))
         return tone(0.5, 44100)
 
@@ -702,8 +705,9 @@ async def test_melotts_yields_each_sentence_as_it_is_synthesised(monkeypatch, tm
     stream = tts.synthesize("One. Two. Three. Four.", voice="EN-US")  # a session's voice, if it is a speaker
     await anext(stream)
     await stream.aclose()
-    await asyncio.sleep(0.1)
-    assert model.spoken[3] == ("One.", 0) and len(model.spoken) < 7  # stopped between sentences
+    for thread in [t for t in threading.enumerate() if t.name == "s2s-melotts"]:
+        await asyncio.to_thread(thread.join, 5)  # the synthesis thread ends...
+    assert model.spoken[3] == ("One.", 0) and len(model.spoken) < 7  # ...between sentences, not after all
 
 
 async def test_melotts_rejects_an_unknown_speaker_at_load(monkeypatch, tmp_path):

@@ -30,9 +30,7 @@ def default_judge(make_server):
 
 
 async def typed_turn(c, text):
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": text}]})
-    await c.send("response.create")
+    await c.say(text)
     return await c.wait_for("s2s.judgement")
 
 

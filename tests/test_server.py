@@ -84,8 +84,7 @@ async def test_the_prefix_padding_keeps_the_first_syllable(make_server, speech_d
 async def test_typed_input_gets_a_spoken_reply(make_server):
     h = await make_server()
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Good morning"}]})
+    await c.say("Good morning", respond=False)
     added = await c.wait_for("conversation.item.added")
     assert added["item"]["role"] == "user"
     await c.send("response.create")
@@ -144,9 +143,7 @@ async def test_barge_in_cancels_the_reply_and_no_audio_follows(make_server, spee
 
     h = await make_server(llm="test-slow")
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Talk to me"}]})
-    await c.send("response.create")
+    await c.say("Talk to me")
     await c.wait_for("response.output_audio.delta")
     await c.append_audio(np.concatenate([speech("Stop, stop, let me talk", speech_dir), silence(1200)]))
     speech_started = await c.wait_for("input_audio_buffer.speech_started")
@@ -170,9 +167,7 @@ async def test_barge_in_cancels_the_reply_and_no_audio_follows(make_server, spee
 async def test_a_cough_does_not_cancel_the_bot(make_server, speech_dir):
     h = await make_server(fake_tts_ms_per_char=200)  # long replies: plenty of playback left
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await c.send("response.create")
+    await c.say("Hi")
     done = await c.wait_for("response.done")
     cough = speech("huh", speech_dir, 24000)[: int(24000 * 0.2)]  # 200 ms of voice < barge_in_min_speech_ms
     await c.append_audio(np.concatenate([cough, silence(900)]))
@@ -186,9 +181,7 @@ async def test_a_cough_does_not_cancel_the_bot(make_server, speech_dir):
 async def test_truncate_keeps_only_what_the_client_played(make_server):
     h = await make_server()
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await c.send("response.create")
+    await c.say("Hi")
     done = await c.wait_for("response.done")
     item_id = done["response"]["output"][0]["id"]
     full = done["response"]["output"][0]["content"][0]["transcript"]
@@ -206,9 +199,7 @@ async def test_truncate_keeps_only_what_the_client_played(make_server):
 async def test_response_cancel_stops_the_reply(make_server):
     h = await make_server(fake_llm_token_ms=30)
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await c.send("response.create")
+    await c.say("Hi")
     await c.wait_for("response.created")
     await c.send("response.cancel")
     done = await c.wait_for("response.done")
@@ -238,9 +229,7 @@ async def test_a_bad_event_gets_an_error_and_the_session_goes_on(make_server, pa
     assert err["error"]["code"] == code, err
     if '"event_id": "e1"' in payload:
         assert err["error"]["event_id"] == "e1"
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "still there?"}]})
-    await c.send("response.create")
+    await c.say("still there?")
     assert (await c.wait_for("response.done"))["response"]["status"] == "completed"
 
 
@@ -268,9 +257,7 @@ async def test_a_failing_component_fails_the_response_not_the_session(make_serve
     h = await make_server(tts="test-failing")
     c = await h.connect()
     for expected in ("failed", "completed"):
-        await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                       "content": [{"type": "input_text", "text": "Hi"}]})
-        await c.send("response.create")
+        await c.say("Hi")
         done = await c.wait_for("response.done")
         assert done["response"]["status"] == expected
         if expected == "failed":
@@ -282,9 +269,7 @@ async def test_a_failing_component_fails_the_response_not_the_session(make_serve
 async def test_a_disconnect_mid_reply_leaves_no_task_running(make_server):
     h = await make_server(fake_llm_token_ms=20)
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await c.send("response.create")
+    await c.say("Hi")
     await c.wait_for("response.output_audio.delta")
     session_id = h.session().id
     await c.ws.close()
@@ -320,9 +305,7 @@ async def test_model_work_runs_off_the_event_loop_and_stops_on_barge_in(make_ser
 
     h = await make_server(llm="test-blocking")
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await c.send("response.create")
+    await c.say("Hi")
     await c.wait_for("response.output_audio.delta")
     await c.append_audio(np.concatenate([speech("Wait a moment please", speech_dir), silence(900)]))
     done = await c.wait_for("response.done")
@@ -338,9 +321,7 @@ async def test_sessions_are_isolated(make_server, speech_dir):
     h = await make_server()
     a, b = await h.connect(), await h.connect()
     await a.send_raw("garbage")
-    await b.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await b.send("response.create")
+    await b.say("Hi")
     assert (await b.wait_for("response.done"))["response"]["status"] == "completed"
     assert (await a.wait_for("error"))["error"]["code"] == "invalid_json"
     assert "error" not in b.types() and "response.created" not in a.types()
@@ -409,9 +390,7 @@ async def test_a_client_that_stops_reading_is_cut_off(make_server):
 async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_server):
     h = await make_server(audio_lead_ms=300, fake_tts_ms_per_char=20)  # ~1.6 s of reply audio
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": "Hi"}]})
-    await c.send("response.create")
+    await c.say("Hi")
     await c.wait_for("response.done")
     deltas = [(t, e) for t, e in zip(c.arrivals, c.events, strict=True) if e["type"] == "response.output_audio.delta"]
     t0, total_ms = deltas[0][0], 0.0
@@ -478,9 +457,7 @@ async def test_a_sessions_history_in_memory_is_bounded(make_server):
     h = await make_server(session_max_items=10)
     c = await h.connect()
     for n in range(8):  # 16 items: a user and an assistant item per turn
-        await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                       "content": [{"type": "input_text", "text": f"turn {n}"}]})
-        await c.send("response.create")
+        await c.say(f"turn {n}")
         await c.wait_for("response.done")
     items = h.session().items
     assert len(items) == 10 and items[-2].text == "turn 7"  # the newest kept, the oldest dropped
