@@ -9,7 +9,11 @@ The fakes take zero time (the fake LLM's first word ends a clause at once), so t
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
 server's sessions handled (from their close log lines).
 
+Users start spread over one utterance loop, so their turns end at different moments, as real users'
+do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
+
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
+    python benchmarks/overhead.py --sessions 100 --synchronized
     python benchmarks/overhead.py --sessions 1 10 --seconds 20
 """
 
@@ -35,11 +39,14 @@ from common import (
 )
 
 
-async def run(sessions: int, seconds: float, utterance: np.ndarray) -> dict[str, float]:
+async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool) -> dict[str, float]:
     proc, port, log_lines = await start_server(*fake_server_args(sessions))
     totals, frames = Totals(), mic_frames(utterance)
+    # Real users' turns end at different moments: start them spread over one utterance loop. With
+    # --synchronized they start within one frame, so all turns end together (the worst case).
+    period_s = (FRAME_MS if synchronized else len(frames) * FRAME_MS) / 1000
     try:
-        await asyncio.gather(*(realtime_user(port, frames, seconds, totals, i * FRAME_MS / 1000 / sessions)
+        await asyncio.gather(*(realtime_user(port, frames, seconds, totals, i * period_s / sessions)
                                for i in range(sessions)))
         await wait_for_closes(log_lines, sessions)
     finally:
@@ -55,14 +62,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 100], help="concurrent users per run")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each run")
+    parser.add_argument("--synchronized", action="store_true",
+                        help="start every user within one frame, so all turns end at once (the worst case)")
     args = parser.parse_args()
     utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}")
     print("| sessions | end-of-turn -> first audio p50 / p99 (n) | barge-in -> cancelled done p50 / p99 (n) "
           "| input frames dropped |")
     print("|---|---|---|---|")
     for sessions in args.sessions:
-        r = asyncio.run(run(sessions, args.seconds, utterance))
+        r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized))
         print(f"| {sessions} | {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}) "
               f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
               f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} |", flush=True)
