@@ -336,9 +336,12 @@ class Config(BaseModel):
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
-    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] = [
-        "reply", "refuse", "deflect", "silence", "interrupt", "block"]
-    """Strategies the bot may use; a judgement outside this list becomes a plain reply."""
+    policy: str = "default"
+    """Policy backend (registry name): turns judgements and quiet spells into plans (s2s_server.py section
+    11): default (the paper's rules), or a plugin's."""
+    strategies: list[str] = []
+    """Strategies the bot may use, by name from the strategy table (s2s_server.py section 11, plus plugins'
+    rows); empty: all of them. A judgement outside this list becomes a plain reply."""
     interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """The judge must be at least this sure before the bot cuts the user off."""
     interrupt_template_en: str = "Sorry to cut in, but"

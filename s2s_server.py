@@ -8,8 +8,9 @@ Realtime clients work unchanged (README.md, "Protocol").
 
 Run:    python s2s_server.py                 (then open http://127.0.0.1:8765/)
 Help:   python s2s_server.py --help          (every setting; defaults live in s2s_config.py)
-Extend: subclass ASR / LLM / TTS / VAD / Judge in your own module, give it a `name`, then
+Extend: subclass ASR / LLM / TTS / VAD / Judge / Policy in your own module, give it a `name`, then
         python s2s_server.py --plugins my_module --asr my_name
+        (a new strategy: one `add_strategy(Strategy(...))` row there, README "Extending")
 
 Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to modify):
      1. Protocol ........ client events (pydantic) and server event builders            PLUMBING
@@ -22,9 +23,11 @@ Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to 
      8. Text ............ the clause chunker that feeds TTS (English and Chinese)         EDIT
      9. Memory .......... per-user history, facts, summary, blocks (SQLite)               EDIT
     10. Judgement ....... Subjective Action Judgement backends                            EDIT
-    11. Session ......... per-connection state machine, pipeline and strategies           PLUMBING
-    12. Server .......... websockets server, the page, /healthz                           PLUMBING
-    13. Main ............ config, logging, build and warm up components, serve            PLUMBING
+    11. Policy .......... the strategy table (one row per strategy: openers, guidance,    EDIT
+                          budget) and the pure Policy that turns judgements into plans
+    12. Session ......... per-connection state machine and pipeline; carries out plans    PLUMBING
+    13. Server .......... websockets server, the page, /healthz                           PLUMBING
+    14. Main ............ config, logging, build and warm up components, serve            PLUMBING
 
 Importing this module starts nothing, opens nothing and downloads nothing.
 """
@@ -63,7 +66,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from websockets.asyncio.server import ServerConnection
 
 from s2s_config import Config, main_config
@@ -130,7 +133,17 @@ class AudioSettings(_Loose):
 class S2SSettings(_Loose):
     user_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.@:-]+$")
     proactive: bool | None = None
-    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] | None = None
+    strategies: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=64)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, names: list[str] | None) -> list[str] | None:
+        """Names from the strategy table (section 11), which the server also sends in session.created."""
+        valid = switchable_strategies()
+        unknown = [name for name in names or [] if name not in valid]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0][:64]!r}; choose from: {', '.join(valid)}")
+        return names
 
 
 class SessionPatch(_Loose):
@@ -351,7 +364,8 @@ class Framer:
 # VAD instances are per session (they keep state); ASR, LLM, TTS and Judge instances are shared by all
 # sessions and must be safe to call concurrently (serialise inside if the library is not).
 
-REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "asr": {}, "llm": {}, "tts": {}, "judge": {}}
+REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "asr": {}, "llm": {}, "tts": {}, "judge": {},
+                                                    "policy": {}}
 
 
 class ComponentMissing(RuntimeError):
@@ -2405,12 +2419,187 @@ class LLMJudge(Judge):
         return Judgement(action=action, reason=reason or f"the LLM chose {action}")
 
 
-# ==== 11. Session ======================================================================================
+# ==== 11. Strategies and policy ========================================================================
+# EDIT. The paper's response strategies (sec. 2.2.2) as data, and the Policy that chooses among them.
+# A strategy is one row of STRATEGIES: its name, how the page labels it, the moment it answers, its
+# opening words in English and Chinese, its guidance to the LLM, its token budget, and whether it speaks,
+# ends the session or leaves the user's turn unanswered. Its texts are settings (s2s_config.py, or a
+# plugin's own), named in the row, so what the bot says changes without code. The Policy is pure (no
+# sockets, no timers, no models): given the judgement and a snapshot of the session (a `Moment`) it returns
+# a `Plan`, and the Session (section 12) carries the plan out. Add a strategy with `add_strategy` in your
+# own module, and a Policy subclass if the default one should choose it (README, "Extending").
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to answer. Fields ending in `_setting(s)` name settings, whose values are the texts."""
+
+    name: str
+    label: str  # how the page shows it ("Refuse", "Stayed quiet")
+    when: Literal["turn", "partial", "quiet"] = "turn"  # a completed turn, a partial transcript, a quiet spell
+    opener_settings: tuple[str, str] | None = None  # (English, Chinese): said at once, then the LLM continues
+    guidance_setting: str = ""  # added to the system prompt for this reply; {template} is the opener
+    max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (never above llm_max_tokens)
+    speaks: bool = True
+    ends_session: bool = False  # the user is blocked and the connection closes
+    keeps_turn_unanswered: bool = False  # the turn stays in history, marked "no reply was given"
+
+    def opener(self, config: Config, user_text: str) -> str:
+        """The opening words in the user's language (Chinese when they used Chinese characters)."""
+        if self.opener_settings is None:
+            return ""
+        english, chinese = (getattr(config, name) for name in self.opener_settings)
+        return chinese if _CJK.search(user_text) else english
+
+    def guidance(self, config: Config, opener: str) -> str:
+        return getattr(config, self.guidance_setting).replace("{template}", opener) if self.guidance_setting else ""
+
+    def max_tokens(self, config: Config) -> int:
+        return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
+
+    def describe(self) -> dict[str, Any]:
+        """What the page and the protocol learn about it (session.created, s2s.strategy_table)."""
+        return {"name": self.name, "label": self.label, "when": self.when, "speaks": self.speaks,
+                "ends_session": self.ends_session, "keeps_turn_unanswered": self.keeps_turn_unanswered}
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def add_strategy(strategy: Strategy, *, replace: bool = False) -> Strategy:
+    """Put a row in the table; a taken name is an error unless `replace` is asked for."""
+    if strategy.name in STRATEGIES and not replace:
+        raise ValueError(f"strategy {strategy.name!r} is already defined ({STRATEGIES[strategy.name]}); "
+                         "pass replace=True to replace it")
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def switchable_strategies() -> list[str]:
+    """Strategies a judgement can pick, which config and session.update may switch on and off."""
+    return [name for name, s in STRATEGIES.items() if s.when != "quiet"]
+
+
+GUIDED = "guided_max_tokens"
+for _row in (
+    Strategy("reply", "Reply"),
+    Strategy("refuse", "Refuse", opener_settings=("refuse_template_en", "refuse_template_zh"),
+             guidance_setting="refuse_prompt", max_tokens_setting=GUIDED),
+    Strategy("deflect", "Deflect", opener_settings=("deflect_template_en", "deflect_template_zh"),
+             guidance_setting="deflect_prompt", max_tokens_setting=GUIDED),
+    Strategy("silence", "Stayed quiet", speaks=False, keeps_turn_unanswered=True),
+    Strategy("interrupt", "Interrupt", when="partial", opener_settings=("interrupt_template_en",
+             "interrupt_template_zh"), guidance_setting="interrupt_prompt", max_tokens_setting=GUIDED),
+    Strategy("block", "Blocked", speaks=False, ends_session=True),
+    Strategy("proactive", "Proactive", when="quiet", guidance_setting="proactive_prompt", max_tokens_setting=GUIDED),
+):
+    add_strategy(_row)
+del _row
+
+
+@dataclass(frozen=True)
+class Moment:
+    """What a policy may look at: a read-only snapshot of the session."""
+
+    text: str = ""  # the user's words: the completed turn or the partial transcript ("" for a quiet spell)
+    proactive: bool = True  # the session's proactivity switch (s2s.proactive)
+    strategies: frozenset[str] = frozenset()  # the strategies switched on for this session
+    bot_active: bool = False  # the bot is generating, or its audio is still playing
+    spoke_first_in_row: int = 0  # times the bot spoke first since the user last spoke or typed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the session does next: speak with (or carry out) a strategy, or keep listening."""
+
+    strategy: str | None  # a row of STRATEGIES; None: keep listening
+    reason: str = ""
+    confidence: float = 1.0
+    reply_after_ms: int | None = None  # keep listening, but reply after this much quiet (None: no timer)
+
+    @property
+    def action(self) -> str:
+        """The decision's name in s2s.judgement: the strategy, or "wait" while listening on."""
+        return self.strategy or "wait"
+
+
+class Policy(Component):
+    """Turns judgements and quiet spells into plans. Pure: no sockets, timers or models; the Session asks,
+    then carries out the answer. One instance per session, so a policy may keep state about its
+    conversation. Every method has a safe default, so a subclass overrides only what it changes."""
+
+    family = "policy"
+
+    def on_turn(self, judgement: Judgement, moment: Moment) -> Plan:
+        """A completed user turn was judged: what now?"""
+        return Plan("reply", judgement.reason, judgement.confidence)
+
+    def judge_partial(self, moment: Moment) -> bool:
+        """Is it worth asking the judge about this partial transcript? (each ask costs a judgement)"""
+        return False
+
+    def on_partial(self, judgement: Judgement, moment: Moment) -> Plan:
+        """A partial transcript was judged: cut in with a strategy, or keep listening (Plan(None))."""
+        return Plan(None)
+
+    def quiet_after_s(self, moment: Moment) -> float | None:
+        """After how many seconds of quiet (from the end of the bot's playback) to ask `on_quiet`; None: never."""
+        return None
+
+    def on_quiet(self, moment: Moment) -> Plan:
+        """The user has been quiet: speak first, or keep listening."""
+        return Plan(None)
+
+
+class DefaultPolicy(Policy):
+    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise), cut in
+    when the judge is sure enough, speak first after `proactive_idle_s` of quiet at most
+    `proactive_max_in_row` times in a row."""
+
+    name = "default"
+
+    def allows(self, strategy: str, moment: Moment) -> bool:
+        """Reply always; the rest needs proactivity and the strategy switched on."""
+        return strategy == "reply" or (moment.proactive and strategy in moment.strategies)
+
+    def on_turn(self, judgement: Judgement, moment: Moment) -> Plan:
+        action = judgement.action
+        if action == "wait":  # the user seems unfinished: give them a moment more, then reply
+            return Plan(None, judgement.reason, judgement.confidence, reply_after_ms=self.config.wait_max_ms)
+        if action not in STRATEGIES or STRATEGIES[action].when != "turn":
+            return Plan("reply", f"{action} does not answer a completed turn; replying")
+        if not self.allows(action, moment):
+            return Plan("reply", f"{action} is switched off; replying")
+        return Plan(action, judgement.reason, judgement.confidence)
+
+    def judge_partial(self, moment: Moment) -> bool:
+        return self.allows("interrupt", moment) and not moment.bot_active
+
+    def on_partial(self, judgement: Judgement, moment: Moment) -> Plan:
+        if (judgement.action == "interrupt" and judgement.confidence >= self.config.interrupt_min_confidence
+                and self.allows("interrupt", moment) and not moment.bot_active):
+            return Plan("interrupt", judgement.reason, judgement.confidence)
+        return Plan(None, judgement.reason, judgement.confidence)
+
+    def quiet_after_s(self, moment: Moment) -> float | None:
+        if (self.config.proactive_idle_s and moment.proactive
+                and moment.spoke_first_in_row < self.config.proactive_max_in_row):
+            return self.config.proactive_idle_s
+        return None
+
+    def on_quiet(self, moment: Moment) -> Plan:
+        if self.quiet_after_s(moment) is None:
+            return Plan(None)
+        return Plan("proactive", f"{self.config.proactive_idle_s:g} s of quiet")
+
+
+# ==== 12. Session ======================================================================================
 # PLUMBING. One Session per WebSocket holds all of that conversation's state. Two tasks under one owner
 # (`run`): the receive loop parses events and runs the audio path (resample -> VAD -> TurnDetector) inline,
 # so a barge-in is seen on the very frame that crosses the threshold; the send loop drains
-# `outbound_events` with a deadline per send. Each user turn is a task (ASR -> judgement -> response),
-# and each response is a task whose LLM stream feeds `clause_queue`, which TTS turns into audio deltas.
+# `outbound_events` with a deadline per send. Each user turn is a task (ASR -> judgement -> the policy's
+# plan, section 11 -> carried out), and each response is a task whose LLM stream feeds `clause_queue`,
+# which TTS turns into audio deltas.
 # Cancelling a response cancels its task; the streams are closed by `aclosing`, so model work stops.
 
 
@@ -2429,6 +2618,7 @@ class Components:
     llm: LLM
     tts: TTS
     judge: Judge
+    policy_class: type[Policy]
 
 
 @dataclass
@@ -2515,18 +2705,15 @@ class SessionSettings:
     interrupt_response: bool = True
     create_response: bool = True
     proactive: bool = True
-    strategies: frozenset[str] = frozenset({"reply", "refuse", "deflect", "silence", "interrupt", "block"})
+    strategies: frozenset[str] = frozenset({"reply"})
 
     @classmethod
     def from_config(cls, config: Config) -> SessionSettings:
         return cls(instructions=config.system_prompt, input_rate_hz=config.wire_rate_hz,
                    output_rate_hz=config.wire_rate_hz, voice=config.tts_voice, silence_ms=config.vad_silence_ms,
                    prefix_padding_ms=config.vad_prefix_padding_ms, threshold=config.vad_threshold,
-                   proactive=config.proactive, strategies=frozenset(config.strategies) | {"reply"})
-
-    def allows(self, action: str) -> bool:
-        """May the bot act on this judgement? (reply always; the rest needs proactivity and the strategy)"""
-        return action == "reply" or (self.proactive and action in self.strategies)
+                   proactive=config.proactive,
+                   strategies=frozenset(config.strategies or switchable_strategies()) | {"reply"})
 
 
 @dataclass
@@ -2591,6 +2778,7 @@ class Session:
         self._wait_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._proactive_in_row = 0
+        self.policy = self.components.policy_class(self.config)  # pure: decides; the session carries out
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -2800,7 +2988,8 @@ class Session:
                                 "turn_detection": turn_detection},
                       "output": {"format": {"type": "audio/pcm", "rate": s.output_rate_hz}, "voice": s.voice}},
             "s2s": {"user_id": self.user_id, "proactive": s.proactive, "strategies": sorted(s.strategies),
-                    "judge": self.config.judge},
+                    "judge": self.config.judge, "policy": self.config.policy,
+                    "strategy_table": [row.describe() for row in STRATEGIES.values()]},
         }
 
     def on_session_update(self, event: SessionUpdate) -> None:
@@ -3061,44 +3250,47 @@ class Session:
             self.start_response("reply", Turn(None, voice_end_at_ms=now_ms()), instructions)
 
     async def _judge_and_respond(self, turn: Turn, instructions: str | None = None) -> None:
-        """Ask the Subjective Action Judgement about a completed turn, then carry out its strategy."""
+        """Ask the Subjective Action Judgement about a completed turn and the policy for a plan; carry it out."""
         assert turn.item is not None
         if self._memory_loading is not None and not self._memory_loading.done():
             await asyncio.shield(self._memory_loading)  # the user's memory must inform this turn
         judgement = await self._judge(turn.item.text, "complete")
         turn.metrics["judge"] = judgement.latency_ms
-        if not self.settings.allows(judgement.action) and judgement.action != "wait":
-            judgement = Judgement(action="reply", reason=f"{judgement.action} is switched off; replying",
-                                  latency_ms=judgement.latency_ms)
-        self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=judgement.action, stage="complete",
-                               reason=judgement.reason, confidence=round(judgement.confidence, 3),
+        plan = self.policy.on_turn(judgement, self.moment(turn.item.text))
+        self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=plan.action, stage="complete",
+                               reason=plan.reason, confidence=round(plan.confidence, 3),
                                latency_ms=round(judgement.latency_ms, 1)))
-        self.log.info("judgement %s (%.2f, %.0f ms): %s", judgement.action, judgement.confidence,
-                      judgement.latency_ms, judgement.reason)
-        turn.item.unanswered = judgement.action == "silence"
+        self.log.info("judgement %s, plan %s (%.2f, %.0f ms): %s", judgement.action, plan.action, plan.confidence,
+                      judgement.latency_ms, plan.reason)
+        self.carry_out(plan, turn, instructions)
+
+    def carry_out(self, plan: Plan, turn: Turn, instructions: str | None = None) -> None:
+        """Do what the policy decided about a completed turn (which joins the history first)."""
+        assert turn.item is not None
+        strategy = STRATEGIES.get(plan.strategy or "")
+        turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
         self.remember(turn.item)
-        match judgement.action:
-            case "reply":
+        if strategy is None:  # keep listening: maybe reply after a moment of quiet
+            if plan.reply_after_ms == 0:
                 self.start_response("reply", turn, instructions)
-            case "refuse" | "deflect":  # a spoken template first: the strategy holds even with a small LLM
-                config = self.config
-                template = self._template(turn.item.text, *((config.refuse_template_en, config.refuse_template_zh)
-                                          if judgement.action == "refuse" else
-                                          (config.deflect_template_en, config.deflect_template_zh)))
-                prompt = config.refuse_prompt if judgement.action == "refuse" else config.deflect_prompt
-                self.start_response(judgement.action, turn, self._join(
-                    instructions, prompt.replace("{template}", template)), spoken_prefix=template)
-            case "block":
-                self.spawn(self._block_user(judgement.reason or "abusive behaviour"), "block")
-            case "wait" if self.config.wait_max_ms:  # seems unfinished: give the user a moment more
+                return
+            if plan.reply_after_ms is not None:
                 loop = asyncio.get_running_loop()
-                self._wait_timer = loop.call_later(self.config.wait_max_ms / 1000, self._wait_over, turn)
-                self._settle_state()
-            case "wait":
-                self.start_response("reply", turn, instructions)
-            case _:  # silence: the turn stays in history, unanswered; no response, no audio
-                self._trace(turn, None)
-                self._settle_state()
+                self._wait_timer = loop.call_later(plan.reply_after_ms / 1000, self._wait_over, turn)
+            self._settle_state()
+            return
+        if strategy.ends_session:
+            self.spawn(self._block_user(plan.reason or "abusive behaviour"), "block")
+        elif strategy.speaks:
+            self.start_response(strategy.name, turn, instructions)
+        else:  # e.g. silence: the turn stays in history, unanswered; no response, no audio
+            self._trace(turn, None)
+            self._settle_state()
+
+    def moment(self, text: str = "") -> Moment:
+        """The snapshot of this session that the policy decides on."""
+        return Moment(text=text, proactive=self.settings.proactive, strategies=self.settings.strategies,
+                      bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row)
 
     async def _judge(self, utterance: str, stage: Stage) -> Judgement:
         started = now_ms()
@@ -3119,11 +3311,6 @@ class Session:
         return judgement
 
     @staticmethod
-    def _template(user_text: str, english: str, chinese: str) -> str:
-        """The template in the user's language (Chinese if they used Chinese characters)."""
-        return chinese if _CJK.search(user_text) else english
-
-    @staticmethod
     def _join(*parts: str | None) -> str:
         return "\n\n".join(p for p in parts if p)
 
@@ -3142,7 +3329,7 @@ class Session:
         if self._summary_task is not None:
             self._summary_task.cancel()
 
-    # ---- the five strategies beyond reply: interrupt, block, speak first (silence, refuse, deflect above)
+    # ---- carrying out plans beyond a reply: cut in on a partial, block, speak first ----------------------
 
     def _partials_on(self) -> bool:
         return (self.config.asr_partial_interval_ms > 0 and self._partial_task is None and not self.bot_active()
@@ -3165,18 +3352,18 @@ class Session:
                 self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
                                        content_index=0, delta=text[len(sent):]))
                 self._partial_sent[item_id] = text
-            if not self.settings.allows("interrupt") or self.bot_active():
+            if not self.policy.judge_partial(self.moment(text)):
                 return
             judgement = await self._judge(text, "partial")
-            if (judgement.action == "interrupt" and judgement.confidence >= self.config.interrupt_min_confidence
-                    and item_id == self._speech_item_id and not self.bot_active()):
-                self._interrupt_user(item_id, text, judgement)
+            plan = self.policy.on_partial(judgement, self.moment(text))
+            if plan.strategy is not None and item_id == self._speech_item_id and not self.bot_active():
+                self._interrupt_user(item_id, text, plan, judgement.latency_ms)
         finally:
             self._partial_task = None
 
-    def _interrupt_user(self, item_id: str, partial: str, judgement: Judgement) -> None:
+    def _interrupt_user(self, item_id: str, partial: str, plan: Plan, judge_ms: float) -> None:
         """Cut in (paper: the interrupt strategy): the user's speech so far becomes their turn, the bot at
-        once says the interrupt template, then an LLM continuation with the interruption as context."""
+        once says the strategy's opener, then an LLM continuation with the interruption as context."""
         audio = self.detector.utterance_audio()
         self._clear_detector()  # the user's next words are a new onset (and, if they go on, a barge-in)
         self._speech_item_id = None
@@ -3189,15 +3376,13 @@ class Session:
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self.emit(server_event("conversation.item.input_audio_transcription.completed", item_id=item_id,
                                content_index=0, transcript=partial))
-        self.emit(server_event("s2s.judgement", item_id=item_id, action="interrupt", stage="partial",
-                               reason=judgement.reason, confidence=round(judgement.confidence, 3),
-                               latency_ms=round(judgement.latency_ms, 1)))
-        self.log.info("interrupting the user (%.2f): %r", judgement.confidence, partial[:80])
+        self.emit(server_event("s2s.judgement", item_id=item_id, action=plan.action, stage="partial",
+                               reason=plan.reason, confidence=round(plan.confidence, 3),
+                               latency_ms=round(judge_ms, 1)))
+        self.log.info("cutting in on the user with %s (%.2f): %r", plan.action, plan.confidence, partial[:80])
         self.remember(item)
-        template = self._template(partial, self.config.interrupt_template_en, self.config.interrupt_template_zh)
-        turn = Turn(item, voice_end_at_ms=now_ms(), audio=audio, metrics={"judge": judgement.latency_ms})
-        self.start_response("interrupt", turn, self.config.interrupt_prompt.replace("{template}", template),
-                            spoken_prefix=template)
+        turn = Turn(item, voice_end_at_ms=now_ms(), audio=audio, metrics={"judge": judge_ms})
+        self.start_response(plan.action, turn)
 
     async def _block_user(self, reason: str) -> None:
         """Model-free blocking: persist the block (a restart does not lift it), tell the client, close."""
@@ -3215,22 +3400,24 @@ class Session:
                   after_send=lambda: self.spawn(self.ws.close(1008, "blocked"), "close"))
 
     def _arm_idle_timer(self) -> None:
-        """System-initiated speech: after `proactive_idle_s` of quiet from the end of the bot's playback."""
+        """System-initiated speech: the policy says after how much quiet (from the end of the bot's playback)
+        it wants to be asked again."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if (self.config.proactive_idle_s and self.settings.proactive and not self.blocked
-                and self._proactive_in_row < self.config.proactive_max_in_row):
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.config.proactive_idle_s, self._speak_first)
+        after_s = None if self.blocked else self.policy.quiet_after_s(self.moment())
+        if after_s:
+            self._idle_timer = asyncio.get_running_loop().call_later(after_s, self._quiet_spell)
 
-    def _speak_first(self) -> None:
+    def _quiet_spell(self) -> None:
         self._idle_timer = None
         if self.response is None and not self._user_speaking and self.state == State.LISTENING:
-            self._proactive_in_row += 1
-            self.log.info("speaking first after %.0f s of quiet (%d in a row)", self.config.proactive_idle_s,
-                          self._proactive_in_row)
-            self.start_response("proactive", Turn(None, voice_end_at_ms=now_ms()), self.config.proactive_prompt)
+            plan = self.policy.on_quiet(self.moment())
+            if plan.strategy is not None:
+                self._proactive_in_row += 1
+                self.log.info("speaking first with %s (%s; %d in a row)", plan.strategy, plan.reason,
+                              self._proactive_in_row)
+                self.start_response(plan.strategy, Turn(None, voice_end_at_ms=now_ms()))
 
     # ---- memory ---------------------------------------------------------------------------------------
 
@@ -3320,19 +3507,21 @@ class Session:
 
     # ---- responses ------------------------------------------------------------------------------------
 
-    def start_response(self, strategy: str, turn: Turn, instructions: str | None = None,
-                       spoken_prefix: str = "") -> Response:
+    def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
+        """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
+        row = STRATEGIES[strategy]
+        opener = row.opener(self.config, turn.item.text if turn.item else "")
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
         self.response = self.last_response = r
-        messages = self.llm_messages(instructions)
+        messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener)))
         self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],
             "metadata": {"strategy": strategy}}))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self._set_state(State.PROCESSING)
-        r.task = self.spawn(self._run_response(r, turn, messages, spoken_prefix), "response")
+        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener), "response")
         return r
 
     def llm_history(self, pending_user_text: str = "", mark_unanswered: bool = True) -> list[dict[str, str]]:
@@ -3361,7 +3550,7 @@ class Session:
                             instructions)
         return [{"role": "system", "content": system}, *self.llm_history(pending_user_text)]
 
-    async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]],
+    async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
                             spoken_prefix: str = "") -> None:
         """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
@@ -3387,9 +3576,6 @@ class Session:
             except Exception as exc:
                 await clause_queue.put(exc)
 
-        guided = r.strategy in ("refuse", "deflect", "interrupt", "proactive")
-        max_tokens = min(self.config.guided_max_tokens, self.config.llm_max_tokens) if guided else \
-            self.config.llm_max_tokens
         producer = asyncio.create_task(produce_clauses(), name=f"{self.id}-llm")
         out_rate = self.settings.output_rate_hz
         resampler = StreamResampler(SAMPLE_RATE_HZ, out_rate)
@@ -3573,7 +3759,7 @@ class Session:
         self.spawn(write_then(), "trace")
 
 
-# ==== 12. Server =======================================================================================
+# ==== 13. Server =======================================================================================
 # PLUMBING. One websockets server on one port: the Realtime WebSocket at /v1/realtime, the bundled page
 # at / (a fixed list of files read at start, nothing derived from the URL), and /healthz. Every per-client
 # limit lives here (README, "Limits and security"), so the session's code never has to think about abuse:
@@ -3956,7 +4142,7 @@ class _RedactAuthorization(logging.Filter):
         return True
 
 
-# ==== 13. Main =========================================================================================
+# ==== 14. Main =========================================================================================
 # PLUMBING. A short recipe: 1 config, 2 logging, 3 plugins, backend names and who may connect (token or
 # loopback), 4 build and warm up the components, 5 serve until SIGINT/SIGTERM, then stop cleanly.
 
@@ -3986,11 +4172,16 @@ def check_backends(config: Config) -> None:
     """Every backend name must be registered; the message lists the valid choices."""
     from s2s_config import ConfigError
 
-    for family in ("vad", "asr", "llm", "tts", "judge"):
+    for family in REGISTRY:
         chosen = getattr(config, family)
         if chosen not in REGISTRY[family]:
             raise ConfigError(f"unknown {family} backend {chosen!r}; choose one of: "
                               f"{', '.join(sorted(REGISTRY[family]))} (or add one with --plugins)")
+    valid = switchable_strategies()
+    for name in config.strategies:
+        if name not in valid:
+            raise ConfigError(f"unknown strategy {name!r} in strategies; choose from: {', '.join(valid)} "
+                              "(or add one with --plugins)")
 
 
 def build_components(config: Config) -> Components:
@@ -4000,6 +4191,7 @@ def build_components(config: Config) -> Components:
         llm=REGISTRY["llm"][config.llm](config),  # type: ignore[arg-type]
         tts=REGISTRY["tts"][config.tts](config),  # type: ignore[arg-type]
         judge=REGISTRY["judge"][config.judge](config),  # type: ignore[arg-type]
+        policy_class=REGISTRY["policy"][config.policy],  # type: ignore[arg-type]
     )
     components.judge.llm = components.llm
     return components
@@ -4014,9 +4206,11 @@ async def load_components(components: Components) -> None:
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
     vad = components.vad_class(components.asr.config)
+    policy = components.policy_class(components.asr.config)
     await asyncio.gather(*(load(c) for c in (vad, components.asr, components.llm, components.tts,
-                                            components.judge)))
+                                            components.judge, policy)))
     vad.close()
+    policy.close()
 
 
 def close_components(components: Components) -> None:

@@ -24,13 +24,6 @@ const EVENTS_KEPT = 400; // recent events kept in window.s2s for tests and debug
 const METER_FLOOR_DB = -60; // the level meter's empty and full points, dBFS
 const METER_CEIL_DB = -6;
 
-const STRATEGY_LABEL = {
-  reply: "Reply",
-  refuse: "Refuse",
-  deflect: "Deflect",
-  interrupt: "Interrupt",
-  proactive: "Proactive",
-};
 const STATE_LABEL = { listening: "Listening", processing: "Thinking…", speaking: "Speaking" };
 const CUT_LABEL = {
   "barge-in": "you cut in",
@@ -104,6 +97,7 @@ const S = {
   sessionReady: false, // session.created seen on this socket
   updatesPending: new Map(), // event_id -> timer, for session.update not yet answered
   server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null },
+  strategies: new Map(), // name -> {label, speaks, ...}: the server's strategy table (session.s2s.strategy_table)
   serverDefaults: null, // {silenceMs, voice, proactive} as session.created gave them: what "server defaults" restores
   serverState: null, // listening | processing | speaking, from s2s.state
   muted: false,
@@ -244,6 +238,9 @@ function readServerSession(session) {
   }
   if (output?.voice) S.server.voice = output.voice;
   if (session.s2s && typeof session.s2s.proactive === "boolean") S.server.proactive = session.s2s.proactive;
+  if (Array.isArray(session.s2s?.strategy_table)) {
+    S.strategies = new Map(session.s2s.strategy_table.map((row) => [row.name, row]));
+  }
   fillSettingsForm();
 }
 
@@ -589,7 +586,7 @@ function onResponseCreated(response) {
   S.activeResponseId = id;
   const strategy = response.metadata?.strategy || "reply";
   const bot = botTurn(id, { create: true });
-  setChip(bot.chip, strategy, STRATEGY_LABEL[strategy] || strategy);
+  setChip(bot.chip, strategy, S.strategies.get(strategy)?.label || strategy);
   const reason = response.metadata?.reason || (S.pendingJudgement && S.pendingJudgement.reason);
   if (reason) bot.reason.textContent = reason;
   S.pendingJudgement = null;
@@ -632,20 +629,20 @@ function onResponseDone(response) {
   if (S.activeResponseId === id) S.activeResponseId = null;
 }
 
-const NO_REPLY_NOTE = { silence: ["silent", "Stayed quiet"], wait: ["wait", "Waiting for you to go on"], block: ["block", "Blocked"] };
-
 function onJudgement(e) {
-  if (e.action in NO_REPLY_NOTE) {
-    judgementNote(e);
+  const strategy = S.strategies.get(e.action);
+  if (!strategy?.speaks) {
+    judgementNote(e, strategy); // silence, block, or "wait" (keep listening): no reply starts
     return;
   }
-  // reply / refuse / deflect / interrupt: the reason belongs to the bot turn this decision starts
+  // a strategy that speaks: the reason belongs to the bot turn this decision starts
   S.pendingJudgement = { action: e.action, reason: e.reason || "", itemId: e.item_id };
 }
 
 /** A decision that started no reply, shown as a quiet line under the user's turn. */
-function judgementNote(j) {
-  const [chipText, label] = NO_REPLY_NOTE[j.action] || [j.action, `Decided: ${j.action}`];
+function judgementNote(j, strategy) {
+  const chipText = j.action;
+  const label = strategy?.label || (j.action === "wait" ? "Waiting for you to go on" : `Decided: ${j.action}`);
   const note = document.createElement("p");
   note.className = "note judgement";
   const chip = document.createElement("span");

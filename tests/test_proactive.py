@@ -255,10 +255,11 @@ async def test_what_users_say_cannot_change_instructions_strategies_or_blocks(sc
     c = await h.connect()
     await c.send("session.update", session={"s2s": {"user_id": "eve"}})
     await c.wait_for("session.updated")
+    strategies = h.session().settings.strategies
     await c.say(attack)
     await c.wait_for("response.done")
     assert RECORDED[-1][-1] == {"role": "user", "content": attack}  # the words stay the user's turn
-    assert h.session().settings.strategies == frozenset(h.server.config.strategies)
+    assert h.session().settings.strategies == strategies == frozenset(s2s.switchable_strategies())
     await c.close()
     await h.sessions_ended.get()
     # Next conversation: the attack comes back from memory, as quoted data inside one JSON value.
@@ -302,3 +303,15 @@ def test_facts_are_extracted_in_english_and_chinese():
         ("name", "Ana"), ("location", "New York"), ("likes", "jazz")]
     assert s2s.extract_facts("我叫小明，我住在北京。我喜欢下棋。") == [
         ("name", "小明"), ("location", "北京"), ("likes", "下棋")]
+
+
+async def test_clients_learn_the_strategies_from_the_server_and_unknown_ones_are_refused(scripted):
+    h = await scripted()
+    c = await h.connect()
+    table = c.events[0]["session"]["s2s"]["strategy_table"]
+    assert [row["name"] for row in table] == list(s2s.STRATEGIES)
+    assert {row["name"] for row in table if not row["speaks"]} == {"silence", "block"}
+    await c.send("session.update", session={"s2s": {"strategies": ["reply", "agree"]}})
+    error = await c.wait_for("error")
+    assert error["error"]["code"] == "invalid_event" and "unknown strategy 'agree'" in error["error"]["message"]
+    assert "refuse" in error["error"]["message"]

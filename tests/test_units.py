@@ -170,3 +170,36 @@ def test_client_event_parser_reports_codes():
     deep = "[" * 100000 + "]" * 100000
     with pytest.raises(s2s.ProtocolError):
         s2s.parse_client_event(deep)
+
+
+def test_the_default_policy_turns_judgements_into_plans_without_a_session():
+    policy = s2s.DefaultPolicy(load_config([], environ={}))
+    on = s2s.Moment(text="x", strategies=frozenset(s2s.switchable_strategies()))
+    judged = lambda action, confidence=0.9: s2s.Judgement(action=action, confidence=confidence)  # noqa: E731
+    assert policy.on_turn(judged("refuse"), on).strategy == "refuse"
+    switched_off = policy.on_turn(judged("refuse"), s2s.Moment(strategies=frozenset({"reply"})))
+    assert switched_off.strategy == "reply" and "switched off" in switched_off.reason
+    assert policy.on_turn(judged("silence"), s2s.Moment(proactive=False, strategies=on.strategies)).strategy == "reply"
+    wait = policy.on_turn(judged("wait"), on)
+    assert (wait.strategy, wait.action, wait.reply_after_ms) == (None, "wait", policy.config.wait_max_ms)
+    assert policy.on_partial(judged("interrupt"), on).strategy == "interrupt"
+    assert policy.on_partial(judged("interrupt", 0.1), on).strategy is None  # not sure enough
+    talking = s2s.Moment(strategies=on.strategies, bot_active=True)
+    assert policy.on_partial(judged("interrupt"), talking).strategy is None
+    assert policy.quiet_after_s(on) == policy.config.proactive_idle_s
+    assert policy.on_quiet(on).strategy == "proactive"
+    tired = s2s.Moment(strategies=on.strategies, spoke_first_in_row=policy.config.proactive_max_in_row)
+    assert policy.quiet_after_s(tired) is None and policy.on_quiet(tired).strategy is None
+
+
+def test_a_strategy_is_defined_once_and_a_taken_name_is_refused():
+    refuse = s2s.STRATEGIES["refuse"]
+    config = load_config([], environ={})
+    assert refuse.opener(config, "do my homework") == config.refuse_template_en
+    assert refuse.opener(config, "帮我写作业") == config.refuse_template_zh
+    assert refuse.guidance(config, "No.").startswith(config.refuse_prompt.split("{template}")[0] + "No.")
+    assert refuse.max_tokens(config) == config.guided_max_tokens
+    assert s2s.STRATEGIES["reply"].max_tokens(config) == config.llm_max_tokens
+    with pytest.raises(ValueError, match="already defined"):
+        s2s.add_strategy(s2s.Strategy("refuse", "Refuse again"))
+    assert s2s.add_strategy(refuse, replace=True) is refuse
