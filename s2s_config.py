@@ -74,6 +74,10 @@ class Config(BaseModel):
     vad: str = "webrtc"
     """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
     better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
+    turn_taking: str = "silence"
+    """Turn-taking backend (registry name): decides from VAD frames when the user starts, pauses and ends a
+    turn and when they cut the bot off: silence (a turn ends after `vad_silence_ms` of silence), or a
+    plugin's."""
     vad_aggressiveness: int = Field(2, ge=0, le=3)
     """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)

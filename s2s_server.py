@@ -16,7 +16,7 @@ Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to 
      1. Protocol ........ client events (pydantic) and server event builders            PLUMBING
      2. Audio ........... PCM16 base64 codec, resampling, framing                         PLUMBING
      3. Components ...... base classes, registry, thread bridge, test doubles ("fake")    EDIT (subclass)
-     4. VAD ............. WebRTC VAD and the pure, socket-free TurnDetector               EDIT
+     4. VAD ............. VADs, and turn-taking (TurnTaking family; TurnDetector default)  EDIT
      5. ASR ............. speech recognisers                                              EDIT
      6. LLM ............. language models                                                 EDIT
      7. TTS ............. speech synthesisers                                             EDIT
@@ -364,8 +364,8 @@ class Framer:
 # VAD instances are per session (they keep state); ASR, LLM, TTS and Judge instances are shared by all
 # sessions and must be safe to call concurrently (serialise inside if the library is not).
 
-REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "asr": {}, "llm": {}, "tts": {}, "judge": {},
-                                                    "policy": {}}
+REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "turn_taking": {}, "asr": {}, "llm": {}, "tts": {},
+                                                    "judge": {}, "policy": {}}
 
 
 class ComponentMissing(RuntimeError):
@@ -565,8 +565,10 @@ class FakeTTS(TTS):
 
 
 # ==== 4. VAD ===========================================================================================
-# EDIT. The VAD scores frames; the TurnDetector turns scores into turn events. The detector is pure (no
-# sockets, no clocks: time is counted in audio), so tests drive it with scripted probabilities.
+# EDIT. The VAD scores frames; a TurnTaking component (a registered family, chosen by `turn_taking`)
+# turns scores into turn events: onset, pause, resume, end of turn, barge-in. It is pure (no sockets, no
+# clocks: time is counted in audio), so tests drive it with scripted probabilities. The default,
+# TurnDetector ("silence"), ends a turn after a fixed silence window.
 
 
 class WebRTCVAD(VAD):
@@ -607,44 +609,87 @@ class SileroVAD(VAD):
 
 @dataclass
 class TurnEvent:
-    """What the detector saw. Times are milliseconds of audio since the session's first sample."""
+    """What turn-taking saw. Times are milliseconds of audio since the session's first sample."""
 
-    kind: Literal["speech_started", "paused", "resumed", "speech_stopped"]
+    kind: Literal["speech_started", "paused", "resumed", "speech_stopped", "barge_in"]
     at_ms: float
     audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
 
 
-class TurnDetector:
-    """Pure turn-taking over VAD frames.
+class TurnTaking(Component):
+    """Turn-taking: VAD frames in, turn events out. One instance per session (it keeps state); pure.
 
-    - Onset: `speech_started` once `min_speech_ms` of voiced frames fall within a window 25 % longer
-      (short gaps inside a word are fine). The utterance starts `prefix_padding_ms` before the first
-      voiced frame of that window.
-    - `paused` after `pause_ms` of silence (speculative ASR may start), `resumed` if speech returns.
-    - `speech_stopped` after `silence_ms` of silence, or when the utterance reaches `max_utterance_ms`.
-    The session may raise `min_speech_ms` while the bot talks (barge-in needs more voiced audio).
+    Events, in the order they happen: `speech_started` (onset), `paused` (a short silence: speculative
+    ASR may start, with the audio so far), `resumed`, `speech_stopped` (end of turn, with the utterance's
+    audio), and `barge_in` (the user's speech should cut off the bot: only while `bot_speaking`, after
+    its `speech_started`, in the same push or later).
+    The session reads `in_speech`, `speech_ms`, `clock_ms`, `threshold`; sets `bot_speaking` before
+    every frame; calls `configure` when session.update changes the turn settings, `reset` to drop the
+    utterance, and `end_turn_now` to end it at once (a manual commit, or end-of-turn signals that agree).
     """
 
-    def __init__(self, *, frame_ms: int, threshold: float, min_speech_ms: int, silence_ms: int,
-                 prefix_padding_ms: int, max_utterance_ms: int, pause_ms: int = 0):
-        self.frame_ms = frame_ms
-        self.threshold = threshold
-        self.min_speech_ms = min_speech_ms
-        self.silence_ms = silence_ms
-        self.prefix_padding_ms = prefix_padding_ms
-        self.max_utterance_ms = max_utterance_ms
-        self.pause_ms = pause_ms
+    family = "turn_taking"
+
+    def __init__(self, config: Config, frame_ms: int) -> None:
+        super().__init__(config)
+        self.frame_ms = frame_ms  # the VAD's frame length
+        self.threshold = config.vad_threshold  # a frame with speech_prob at least this is voiced
+        self.silence_ms = config.vad_silence_ms  # silence that ends a turn (session.update may change it)
+        self.prefix_padding_ms = config.vad_prefix_padding_ms  # audio kept from before the onset
+        self.bot_speaking = False  # the bot is audible and may be cut off: set by the session every frame
         self.clock_ms = 0.0  # audio time at the end of the last frame pushed (kept across resets)
-        self.reset()
+        self.in_speech = False
+        self.speech_ms = 0.0  # voiced ms since the onset
+
+    def configure(self, *, threshold: float, silence_ms: int, prefix_padding_ms: int) -> None:
+        """The per-session turn settings (session.update's turn_detection); the session resets after."""
+        self.threshold, self.silence_ms, self.prefix_padding_ms = threshold, silence_ms, prefix_padding_ms
+
+    def push(self, frame: np.ndarray, speech_prob: float) -> list[TurnEvent]:
+        """One VAD frame (int16, `frame_ms`) and its speech probability -> the events it completes."""
+        raise NotImplementedError
 
     def reset(self) -> None:
         """Forget any utterance in progress (the audio clock keeps running)."""
+        raise NotImplementedError
+
+    def utterance_audio(self) -> np.ndarray:
+        """The utterance so far (prefix padding included); empty when not in speech."""
+        raise NotImplementedError
+
+    def end_turn_now(self) -> TurnEvent | None:
+        """End the utterance in progress now: its `speech_stopped` event (None when not in speech)."""
+        raise NotImplementedError
+
+
+class TurnDetector(TurnTaking):
+    """Turn-taking by a silence window over VAD frames.
+
+    - Onset: `speech_started` once `min_speech_ms` of voiced frames fall within a window 25 % longer
+      (short gaps inside a word are fine). The utterance starts `prefix_padding_ms` before the first
+      voiced frame of that window. While the bot speaks, onset needs `barge_in_min_speech_ms` instead
+      (so a cough does not cut the bot off), and a `barge_in` follows the onset.
+    - `paused` after `pause_ms` of silence (speculative ASR may start), `resumed` if speech returns.
+    - `speech_stopped` after `silence_ms` of silence, or when the utterance reaches `max_utterance_ms`.
+    """
+
+    name = "silence"
+
+    def __init__(self, config: Config, frame_ms: int) -> None:
+        super().__init__(config, frame_ms)
+        self.min_speech_ms = config.vad_min_speech_ms
+        self.barge_in_min_speech_ms = config.barge_in_min_speech_ms
+        self.max_utterance_ms = config.max_utterance_ms
+        self.pause_ms = config.asr_speculative_ms
+        self.reset()
+
+    def reset(self) -> None:
         self.in_speech = False
         self._recent: deque[tuple[np.ndarray, bool]] = deque()  # frames before onset, with voiced flags
         self._utterance: list[np.ndarray] = []
         self._silence_frames = 0
         self._paused = False
-        self.speech_ms = 0.0  # voiced ms since the onset
+        self.speech_ms = 0.0
         self.last_voiced_end_ms = 0.0
 
     def _frames(self, ms: float) -> int:
@@ -652,6 +697,9 @@ class TurnDetector:
 
     def utterance_audio(self) -> np.ndarray:
         return np.concatenate(self._utterance) if self._utterance else np.zeros(0, dtype=np.int16)
+
+    def end_turn_now(self) -> TurnEvent | None:
+        return self._stop() if self.in_speech else None
 
     def push(self, frame: np.ndarray, speech_prob: float) -> list[TurnEvent]:
         self.clock_ms += self.frame_ms
@@ -661,7 +709,9 @@ class TurnDetector:
         return self._track(frame, voiced)
 
     def _listen(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
-        need = self._frames(self.min_speech_ms)
+        min_speech_ms = max(self.min_speech_ms, self.barge_in_min_speech_ms) if self.bot_speaking else \
+            self.min_speech_ms
+        need = self._frames(min_speech_ms)
         span = math.ceil(need * 1.25)  # a few unvoiced frames inside a word are tolerated
         pad = self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else 0
         self._recent.append((frame, voiced))
@@ -682,7 +732,10 @@ class TurnDetector:
         self.speech_ms = voiced_frames * self.frame_ms
         self.last_voiced_end_ms = self.clock_ms
         onset_ms = self.clock_ms - (len(frames) - first_voiced) * self.frame_ms
-        return [TurnEvent("speech_started", onset_ms)]
+        events = [TurnEvent("speech_started", onset_ms)]
+        if self.bot_speaking:
+            events.append(TurnEvent("barge_in", self.clock_ms))
+        return events
 
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
         self._utterance.append(frame)
@@ -2595,7 +2648,7 @@ class DefaultPolicy(Policy):
 
 # ==== 12. Session ======================================================================================
 # PLUMBING. One Session per WebSocket holds all of that conversation's state. Two tasks under one owner
-# (`run`): the receive loop parses events and runs the audio path (resample -> VAD -> TurnDetector) inline,
+# (`run`): the receive loop parses events and runs the audio path (resample -> VAD -> turn-taking) inline,
 # so a barge-in is seen on the very frame that crosses the threshold; the send loop drains
 # `outbound_events` with a deadline per send. Each user turn is a task (ASR -> judgement -> the policy's
 # plan, section 11 -> carried out), and each response is a task whose LLM stream feeds `clause_queue`,
@@ -2611,9 +2664,11 @@ class State(StrEnum):
 
 @dataclass
 class Components:
-    """The shared, loaded models of a server (VAD is a class: each session makes its own)."""
+    """The shared, loaded models of a server (VAD, turn-taking and policy are classes: each session makes its
+    own, since they keep per-conversation state)."""
 
     vad_class: type[VAD]
+    turn_taking_class: type[TurnTaking]
     asr: ASR
     llm: LLM
     tts: TTS
@@ -2749,11 +2804,7 @@ class Session:
         self.vad = self.components.vad_class(self.config)
         self._framer = Framer(ms_to_samples(self.vad.frame_ms))
         self._input_resampler = StreamResampler(self.settings.input_rate_hz, SAMPLE_RATE_HZ)
-        self.detector = TurnDetector(
-            frame_ms=self.vad.frame_ms, threshold=self.settings.threshold,
-            min_speech_ms=self.config.vad_min_speech_ms, silence_ms=self.settings.silence_ms,
-            prefix_padding_ms=self.settings.prefix_padding_ms, max_utterance_ms=self.config.max_utterance_ms,
-            pause_ms=self.config.asr_speculative_ms)
+        self.detector = self.components.turn_taking_class(self.config, self.vad.frame_ms)
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
         self._last_voiced_at_ms = 0.0
@@ -3013,8 +3064,8 @@ class Session:
                     if td.threshold is not None:
                         s.threshold = td.threshold
                     s.interrupt_response, s.create_response = td.interrupt_response, td.create_response
-                self.detector.silence_ms, self.detector.threshold = s.silence_ms, s.threshold
-                self.detector.prefix_padding_ms = s.prefix_padding_ms
+                self.detector.configure(threshold=s.threshold, silence_ms=s.silence_ms,
+                                        prefix_padding_ms=s.prefix_padding_ms)
                 self._clear_detector()
                 self._ptt_audio.clear()
         if audio_out is not None:
@@ -3062,10 +3113,7 @@ class Session:
 
     def _on_frame(self, frame: np.ndarray) -> None:
         detector = self.detector
-        if not detector.in_speech:
-            barge_in = self.bot_active() and self.settings.interrupt_response
-            detector.min_speech_ms = (max(self.config.vad_min_speech_ms, self.config.barge_in_min_speech_ms)
-                                      if barge_in else self.config.vad_min_speech_ms)
+        detector.bot_speaking = self.bot_active() and self.settings.interrupt_response
         prob = self.vad.speech_prob(frame)
         if detector.in_speech and prob >= detector.threshold:
             self._last_voiced_at_ms = now_ms()
@@ -3079,6 +3127,8 @@ class Session:
                 self._drop_speculative_asr()
             elif ev.kind == "speech_stopped":
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
+            elif ev.kind == "barge_in" and self.bot_active():
+                self.barge_in("turn_detected")
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
             self._start_partial()
 
@@ -3095,9 +3145,8 @@ class Session:
         self._user_active()
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
                                item_id=self._speech_item_id))
-        if self.bot_active() and self.settings.interrupt_response:
-            self.barge_in("turn_detected")
-        self._set_state(State.LISTENING)
+        if not self.detector.bot_speaking:  # otherwise the barge-in that follows moves the state
+            self._set_state(State.LISTENING)
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
@@ -3115,11 +3164,10 @@ class Session:
 
     def on_commit(self, event: InputAudioBufferCommit) -> None:
         if self.settings.server_vad:
-            if not self.detector.in_speech:
+            ev = self.detector.end_turn_now()
+            if ev is None:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
-            audio = self.detector.utterance_audio()
-            ev = TurnEvent("speech_stopped", self.detector.last_voiced_end_ms, audio)
             self._clear_detector()
             self._on_speech_stopped(ev, endpoint_ms=None)
             return
@@ -4187,6 +4235,7 @@ def check_backends(config: Config) -> None:
 def build_components(config: Config) -> Components:
     components = Components(
         vad_class=REGISTRY["vad"][config.vad],  # type: ignore[arg-type]
+        turn_taking_class=REGISTRY["turn_taking"][config.turn_taking],  # type: ignore[arg-type]
         asr=REGISTRY["asr"][config.asr](config),  # type: ignore[arg-type]
         llm=REGISTRY["llm"][config.llm](config),  # type: ignore[arg-type]
         tts=REGISTRY["tts"][config.tts](config),  # type: ignore[arg-type]
@@ -4206,11 +4255,12 @@ async def load_components(components: Components) -> None:
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
     vad = components.vad_class(components.asr.config)
+    turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
     policy = components.policy_class(components.asr.config)
-    await asyncio.gather(*(load(c) for c in (vad, components.asr, components.llm, components.tts,
+    await asyncio.gather(*(load(c) for c in (vad, turn_taking, components.asr, components.llm, components.tts,
                                             components.judge, policy)))
-    vad.close()
-    policy.close()
+    for per_session in (vad, turn_taking, policy):
+        per_session.close()
 
 
 def close_components(components: Components) -> None:

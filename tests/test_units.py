@@ -16,9 +16,14 @@ FRAME = np.zeros(480, dtype=np.int16)  # 30 ms at 16 kHz
 
 
 def detector(**overrides):
-    settings = dict(frame_ms=30, threshold=0.5, min_speech_ms=150, silence_ms=300, prefix_padding_ms=90,
-                    max_utterance_ms=3000, pause_ms=120)
-    return s2s.TurnDetector(**{**settings, **overrides})
+    """The default turn-taking component as a session makes it, with these knobs."""
+    det = s2s.TurnDetector(load_config([], environ={}), frame_ms=30)
+    settings = dict(threshold=0.5, min_speech_ms=150, barge_in_min_speech_ms=300, silence_ms=300,
+                    prefix_padding_ms=90, max_utterance_ms=3000, pause_ms=120)
+    for name, value in {**settings, **overrides}.items():
+        setattr(det, name, value)
+    det.reset()
+    return det
 
 
 def run(det, probs):
@@ -60,14 +65,29 @@ def test_turn_detector_ends_the_turn_after_the_silence_window_and_reports_pauses
 
 
 def test_turn_detector_forces_a_stop_at_the_maximum_length():
-    kinds = [e.kind for _, e in run(detector(max_utterance_ms=600), [0.9] * 40)]
-    assert kinds.count("speech_stopped") >= 1 and kinds[:2] == ["speech_started", "speech_stopped"]
+    events = run(detector(max_utterance_ms=600), [0.9] * 40)
+    (i, stopped) = next((i, e) for i, e in events if e.kind == "speech_stopped")
+    assert [e.kind for _, e in events][:2] == ["speech_started", "speech_stopped"]
+    assert i == 19 and len(stopped.audio) == 20 * 480  # frames 0..19: exactly 600 ms, not later
 
 
-def test_turn_detector_needs_more_speech_when_the_threshold_is_raised():
+def test_a_barge_in_needs_more_speech_than_an_onset():
+    short = [0.9] * 8 + [0.0] * 20  # 240 ms of speech: a turn, but too short to cut the bot off
+    assert [e.kind for _, e in run(detector(), short)][:1] == ["speech_started"]
+    talking = detector()
+    talking.bot_speaking = True
+    assert run(talking, short) == []
+    kinds = [(i, e.kind) for i, e in run(talking, [0.9] * 12)]
+    assert kinds == [(9, "speech_started"), (9, "barge_in")]  # 300 ms (10 frames) of speech
+
+
+def test_turn_taking_ends_a_turn_when_asked():
     det = detector()
-    det.min_speech_ms = 300
-    assert run(det, [0.9] * 8 + [0.0] * 20) == []  # 240 ms is not enough for a barge-in
+    run(det, [0.9] * 8)
+    assert det.in_speech
+    ended = det.end_turn_now()
+    assert ended.kind == "speech_stopped" and len(ended.audio) == 8 * 480 and not det.in_speech
+    assert det.end_turn_now() is None
 
 
 @pytest.mark.parametrize(("stream", "clauses"), [
