@@ -321,6 +321,8 @@ class Config(BaseModel):
     (model_download)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
+    memory: str = "sqlite"
+    """Memory backend (registry name): sqlite (a file under `data_dir`), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
     memory_earlier_items: int = Field(8, ge=0, le=200)

@@ -21,7 +21,8 @@ Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to 
      6. LLM ............. language models                                                 EDIT
      7. TTS ............. speech synthesisers                                             EDIT
      8. Text ............ the clause chunker that feeds TTS (English and Chinese)         EDIT
-     9. Memory .......... per-user history, facts, summary, blocks (SQLite)               EDIT
+     9. Memory .......... Memory family: per-user history, facts, summary, blocks,        EDIT
+                          the context for judge and LLM (SQLiteMemory default)
     10. Judgement ....... Subjective Action Judgement backends                            EDIT
     11. Policy .......... the strategy table (one row per strategy: openers, guidance,    EDIT
                           budget) and the pure Policy that turns judgements into plans
@@ -365,7 +366,7 @@ class Framer:
 # sessions and must be safe to call concurrently (serialise inside if the library is not).
 
 REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "turn_taking": {}, "asr": {}, "llm": {}, "tts": {},
-                                                    "judge": {}, "policy": {}}
+                                                    "memory": {}, "judge": {}, "policy": {}}
 
 
 class ComponentMissing(RuntimeError):
@@ -2081,9 +2082,12 @@ class ClauseChunker:
 
 # ==== 9. Memory ========================================================================================
 # EDIT. The paper's memory (sec. 2.2.2): per user, the dialogue with timestamps, temporal signals, facts
-# the user told us, a rolling summary, and blocks. SQLite in WAL mode under `data_dir`, written by one
-# dedicated thread, so the event loop never waits on disk and writes are serialised. Everything the user
-# said is stored and shown to models as quoted data (JSON), never as instructions.
+# the user told us, a rolling summary, and blocks. A registered family (`memory`, one instance per
+# server): the `Memory` base class is the contract (load a user, remember an item, blocks, the context
+# given to the judge and the LLM); the default, SQLiteMemory ("sqlite"), keeps SQLite in WAL mode under
+# `data_dir`, written by one dedicated thread, so the event loop never waits on disk and writes are
+# serialised. Everything the user said is stored and shown to models as quoted data (JSON), never as
+# instructions.
 
 FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one group), English and Chinese
     ("name", re.compile(r"\bmy name is ([A-Z][\w'-]{1,30})", re.I)),
@@ -2195,13 +2199,111 @@ class Block:
         return fields
 
 
-class MemoryStore:
-    """Per-user memory and blocks in SQLite (WAL). All access runs on one thread; callers await it.
+class Memory(Component):
+    """Per-user memory and blocks, shared by every session of a server; a plugin replaces it by name.
+
+    The contract (all coroutines, safe to call from many sessions at once, except `active_block`):
+      open() / close()   before the server accepts connections / after its sessions ended
+      load_user          what is known about a user, read when a session names its user
+      remember           store one conversation item (and the facts it states); returns once the write is
+                         acknowledged, that is stored as durably as the backend promises (say which in the
+                         subclass docstring). `remember_soon` runs it without waiting (what sessions do:
+                         memory never delays a reply), in order per user; `close` waits for those writes.
+      retext             an item was cut to what the user heard (barge-in, truncate): store that instead
+      save_summary       the rolling summary of a user
+      block, active_block  persist a block / the user's block in force, without I/O (checked at each
+                         session.update)
+      facts_in, context  what an item tells about the user; the view of a user's memory and the moment
+                         that the judge and the LLM get (MemoryContext)
+    """
+
+    family = "memory"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._writes: dict[str, asyncio.Task[None]] = {}  # user id -> the newest write started by *_soon
+
+    async def open(self) -> None:
+        """Connect to or create the store."""
+
+    async def close(self) -> None:
+        """Finish every write already accepted, then release the store. Subclasses call super().close() first."""
+        while self._writes:
+            await asyncio.gather(*self._writes.values(), return_exceptions=True)
+
+    async def load_user(self, user_id: str, earlier_items: int) -> UserMemory:
+        raise NotImplementedError
+
+    async def remember(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+    async def retext(self, user_id: str, item_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    async def save_summary(self, user_id: str, summary: str) -> None:
+        raise NotImplementedError
+
+    async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
+        """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
+        raise NotImplementedError
+
+    def active_block(self, user_id: str) -> Block | None:
+        raise NotImplementedError
+
+    def facts_in(self, item: Item) -> list[tuple[str, str]]:
+        """Facts a user's item states about them (default: the EN and ZH patterns above)."""
+        return extract_facts(item.text) if item.role == "user" else []
+
+    def context(self, user_id: str, user: UserMemory, *, conversation_started_at: float,
+                last_user_turn_at: float | None, user_talking_s: float) -> MemoryContext:
+        """The memory and the moment as the judge and the LLM see them."""
+        now = time.time()
+        hour = datetime.now().hour
+        time_of_day = ("night" if hour < 5 or hour >= 22 else "morning" if hour < 12
+                       else "afternoon" if hour < 18 else "evening")
+        last = last_user_turn_at or user.last_user_turn_at
+        return MemoryContext(
+            user_id=user_id, local_time=datetime.now().isoformat(timespec="seconds"), time_of_day=time_of_day,
+            seconds_since_last_user_turn=round(now - last, 1) if last else None,
+            conversation_seconds=now - conversation_started_at, user_talking_seconds=user_talking_s,
+            previous_conversations=user.conversations, facts=user.fact_lines(), summary=user.summary,
+            earlier=user.earlier)
+
+    def remember_soon(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        """`remember` without waiting, on a snapshot of the item (it may change later)."""
+        snapshot = Item(**vars(item))
+        self._write_soon(user_id, lambda: self.remember(user_id, session_id, snapshot, facts), "remember")
+
+    def retext_soon(self, user_id: str, item_id: str, text: str) -> None:
+        self._write_soon(user_id, lambda: self.retext(user_id, item_id, text), "retext")
+
+    def _write_soon(self, user_id: str, write: Callable[[], Awaitable[None]], what: str) -> None:
+        """Start a write after the user's previous one; never cancelled (a session that closes does not
+        take its last words with it); a failure is logged."""
+        previous = self._writes.get(user_id)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await write()
+            except Exception:
+                log.exception("memory %s for %s failed", what, user_id)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"memory-{what}")
+        self._writes[user_id] = task
+        task.add_done_callback(lambda t: self._writes.pop(user_id, None) if self._writes.get(user_id) is t else None)
+
+
+class SQLiteMemory(Memory):
+    """Per-user memory and blocks in SQLite (WAL) under `data_dir`. All access runs on one thread.
 
     A write is acknowledged when its coroutine returns: the transaction is committed, and survives a
     crash of this process (WAL, synchronous=NORMAL). Blocks use synchronous=FULL and are also cached in
     `self.blocks`, so the check at session.update needs no I/O.
     """
+
+    name = "sqlite"
 
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
@@ -2216,8 +2318,9 @@ class MemoryStore:
     CREATE INDEX IF NOT EXISTS blocks_user ON blocks (user_id, created_at);
     """
 
-    def __init__(self, data_dir: str):
-        self.path = Path(data_dir) / "memory.sqlite3"
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.path = Path(config.data_dir) / "memory.sqlite3"
         self.blocks: dict[str, Block] = {}  # the newest block of each user
         self._db: Any = None
         self._executor: Any = None
@@ -2299,6 +2402,7 @@ class MemoryStore:
     async def close(self) -> None:
         if self._executor is None:
             return
+        await super().close()
         if self._db is not None:
             await self._call(self._db.close)
         self._executor.shutdown(wait=True)
@@ -2307,33 +2411,16 @@ class MemoryStore:
     async def load_user(self, user_id: str, earlier_items: int) -> UserMemory:
         return await self._call(self._load_user, user_id, earlier_items)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue a write on the memory thread and return at once. It is never cancelled (a session that
-        closes does not take its last words with it); `close` waits for every queued write."""
-
-        def log_failure(future: Any) -> None:
-            if future.exception() is not None:
-                log.error("memory write %s failed", fn.__name__, exc_info=future.exception())
-
-        self._executor.submit(fn, *args).add_done_callback(log_failure)
-
-    def save_item_soon(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
-        """Store an item without waiting (the session's way: memory never delays a reply)."""
-        self._submit(self._save_item, user_id, session_id, Item(**vars(item)), facts)  # a snapshot of the item
-
-    async def save_item(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
-        """Store an item and return once it is committed: acknowledged, it survives a crash."""
+    async def remember(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
         await self._call(self._save_item, user_id, session_id, item, facts)
 
-    def retext_soon(self, user_id: str, item_id: str, text: str) -> None:
-        """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
-        self._submit(self._retext, user_id, item_id, text)
+    async def retext(self, user_id: str, item_id: str, text: str) -> None:
+        await self._call(self._retext, user_id, item_id, text)
 
     async def save_summary(self, user_id: str, summary: str) -> None:
         await self._call(self._save_summary, user_id, summary)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
-        """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
         previous = await self._call(self._count_blocks, user_id)
         now = time.time()
         until = None if permanent_after and previous + 1 >= permanent_after else now + temporary_s
@@ -2814,7 +2901,7 @@ class Session:
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
-        self.memory: MemoryStore = server.memory
+        self.memory: Memory = server.memory
         self.user_id = f"anon-{self.id}"  # until the client names its user (session.update s2s.user_id)
         self.user_memory = UserMemory()
         self.started_at = time.time()
@@ -3507,25 +3594,19 @@ class Session:
         """Store an item for this user, off the critical path; learn the facts it states."""
         if not item.text:
             return
-        facts = extract_facts(item.text) if item.role == "user" else []
+        facts = self.memory.facts_in(item)
         self.user_memory.add_facts(facts, time.time())
         if item.role == "user":
             self._last_user_turn_at = item.created_at
         self._items_since_summary += 1
-        self.memory.save_item_soon(self.user_id, self.id, item, facts)
+        self.memory.remember_soon(self.user_id, self.id, item, facts)
 
     def memory_context(self) -> MemoryContext:
-        now, m = time.time(), self.user_memory
-        hour = datetime.now().hour
-        time_of_day = ("night" if hour < 5 or hour >= 22 else "morning" if hour < 12
-                       else "afternoon" if hour < 18 else "evening")
-        last = self._last_user_turn_at or m.last_user_turn_at
-        return MemoryContext(
-            user_id=self.user_id, local_time=datetime.now().isoformat(timespec="seconds"), time_of_day=time_of_day,
-            seconds_since_last_user_turn=round(now - last, 1) if last else None,
-            conversation_seconds=now - self.started_at,
-            user_talking_seconds=self.detector.speech_ms / 1000 if self.detector.in_speech else 0.0,
-            previous_conversations=m.conversations, facts=m.fact_lines(), summary=m.summary, earlier=m.earlier)
+        """The user's memory and the moment, as the memory component presents them to the judge and the LLM."""
+        return self.memory.context(
+            self.user_id, self.user_memory, conversation_started_at=self.started_at,
+            last_user_turn_at=self._last_user_turn_at,
+            user_talking_s=self.detector.speech_ms / 1000 if self.detector.in_speech else 0.0)
 
     def _maybe_summarize(self) -> None:
         every = self.config.memory_summary_every_items
@@ -3977,7 +4058,7 @@ class S2SServer:
         self.config = config
         self.components = components
         self.auth_token = auth_token
-        self.memory = MemoryStore(config.data_dir)
+        self.memory: Memory = REGISTRY["memory"][config.memory](config)  # type: ignore[assignment]
         self.sessions: dict[str, Session] = {}
         self.static = load_static_files()
         self.port: int | None = None

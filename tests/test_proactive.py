@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import s2s_server as s2s
+from s2s_config import validate_config
 from tests.conftest import silence, speech
 
 SCRIPT: dict[tuple[str, str], str] = {  # (stage, word in the utterance) -> action
@@ -315,3 +316,20 @@ async def test_clients_learn_the_strategies_from_the_server_and_unknown_ones_are
     error = await c.wait_for("error")
     assert error["error"]["code"] == "invalid_event" and "unknown strategy 'agree'" in error["error"]["message"]
     assert "refuse" in error["error"]["message"]
+
+
+async def test_memory_writes_started_without_waiting_keep_their_order_and_close_finishes_them(tmp_path):
+    config = validate_config({"data_dir": str(tmp_path)})
+    store = s2s.REGISTRY["memory"][config.memory](config)
+    await store.open()
+    item = s2s.Item("item-1", "assistant", "One two three four.")
+    store.remember_soon("ann", "sess-1", item, [])
+    item.text = "changed after the call"  # the write keeps what the item said when it was remembered
+    store.retext_soon("ann", "item-1", "One two")  # cut to what was heard: lands after the insert
+    await store.close()  # no await on the writes themselves: close finishes them
+    again = s2s.SQLiteMemory(config)
+    await again.open()
+    try:
+        assert [e["text"] for e in (await again.load_user("ann", 5)).earlier] == ["One two"]
+    finally:
+        await again.close()
