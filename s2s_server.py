@@ -2785,32 +2785,74 @@ class Item:
                 "status": self.status, "content": [content]}
 
 
-@dataclass
-class Response:
-    """A reply in flight. Audio offsets are ms of this response's audio, in the order it was sent."""
+class PlaybackClock:
+    """One reply's audio as the client gets it: what was queued, sent, played and heard, and the rule that
+    cuts the reply's text to the heard part. Offsets (`*_ms`) are ms of this reply's audio in the order it
+    was sent; instants (`*_at_ms`) are monotonic wall ms (`now_ms`). The client plays at real time from the
+    first chunk it gets; a barge-in or a truncate says where it stopped."""
 
-    id: str
-    item: Item
-    strategy: str
-    task: asyncio.Task[None] | None = None
-    status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
-    spans: list[tuple[float, str]] = field(default_factory=list)  # (audio ms at which the clause starts, clause)
-    audio_sent_ms: float = 0.0
-    audio_queued_ms: float = 0.0
-    first_queued_at_ms: float | None = None  # the pacing and playback clock starts here
-    heard_cut: bool = False  # a barge-in ended its playback
-    first_audio_at_ms: float | None = None  # monotonic ms of the first audio delta on the wire
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    trace_audio: list[np.ndarray] = field(default_factory=list)
-    turn: Turn | None = None
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, str]] = []  # (audio ms at which the clause starts, clause), as sent
+        self.queued_ms = 0.0  # audio handed to the send queue
+        self.sent_ms = 0.0  # audio on the wire (after a barge-in: what was played)
+        self.first_queued_at_ms: float | None = None  # pacing and the end of playback count from here
+        self.first_sent_at_ms: float | None = None  # playback counts from here
+        self.cut = False  # a barge-in ended its playback
+
+    def queue(self, audio_ms: float, at_ms: float) -> float:
+        """Audio about to be queued: how far (ms) it would run ahead of real-time playback."""
+        if self.first_queued_at_ms is None:
+            self.first_queued_at_ms = at_ms
+            return 0.0
+        return self.queued_ms + audio_ms - (at_ms - self.first_queued_at_ms)
+
+    def queued(self, audio_ms: float) -> float:
+        """Audio was queued: the ms from the first chunk at which its playback ends."""
+        self.queued_ms += audio_ms
+        assert self.first_queued_at_ms is not None
+        return self.first_queued_at_ms + self.queued_ms
+
+    def sent(self, audio_ms: float, clause: str, at_ms: float) -> None:
+        """An event of this reply reached the socket: a clause's text (it starts here) or audio."""
+        if clause:
+            self.spans.append((self.sent_ms, clause))
+        if audio_ms:
+            if self.first_sent_at_ms is None:
+                self.first_sent_at_ms = at_ms
+            self.sent_ms += audio_ms
+
+    def played_ms(self, at_ms: float) -> float:
+        """Audio the client has played by `at_ms`: real time since the first chunk, at most what was sent."""
+        if self.first_sent_at_ms is None:
+            return 0.0
+        return min(self.sent_ms, at_ms - self.first_sent_at_ms)
+
+    def remaining_ms(self, at_ms: float) -> float:
+        """Playback still to come at `at_ms` (0 once a barge-in cut it)."""
+        if self.first_queued_at_ms is None or self.cut:
+            return 0.0
+        return max(0.0, self.first_queued_at_ms + self.queued_ms - at_ms)
+
+    def stop(self, at_ms: float) -> float:
+        """A barge-in ended playback at `at_ms`: nothing after the played part counts as sent; returns it."""
+        played = self.played_ms(at_ms)
+        self.cut = True
+        if self.first_sent_at_ms is not None:
+            self.sent_ms = min(self.sent_ms, played)
+        return played
+
+    def heard_ms(self, audio_end_ms: float, finished: bool) -> float:
+        """What a client's truncate (`audio_end_ms` played) means: never more than was sent, once sending ended."""
+        return min(audio_end_ms, self.sent_ms) if finished else audio_end_ms
 
     def text_until(self, audio_ms: float) -> str:
-        """The words spoken in the first `audio_ms` of audio: whole clauses, then a share of the next."""
+        """The words spoken in the first `audio_ms` of audio: whole clauses, then a share of the next equal to
+        the share of its audio (CJK by characters, others by words)."""
         words: list[str] = []
         for i, (start, clause) in enumerate(self.spans):
             if start >= audio_ms:
                 break
-            end = self.spans[i + 1][0] if i + 1 < len(self.spans) else self.audio_sent_ms
+            end = self.spans[i + 1][0] if i + 1 < len(self.spans) else self.sent_ms
             if audio_ms >= end:
                 words.append(clause)
             else:
@@ -2821,6 +2863,21 @@ class Response:
                     tokens = clause.split(" ")
                     words.append(" ".join(tokens[:int(len(tokens) * share)]))
         return " ".join(w for w in words if w).strip()
+
+
+@dataclass
+class Response:
+    """A reply in flight; `clock` knows what of its audio was sent, played and heard."""
+
+    id: str
+    item: Item
+    strategy: str
+    task: asyncio.Task[None] | None = None
+    status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
+    clock: PlaybackClock = field(default_factory=PlaybackClock)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    trace_audio: list[np.ndarray] = field(default_factory=list)
+    turn: Turn | None = None
 
 
 @dataclass
@@ -2978,16 +3035,13 @@ class Session:
             self._outbound_room.clear()
             await self._outbound_room.wait()
         lead_ms = self.config.audio_lead_ms
-        if response.first_queued_at_ms is None:
-            response.first_queued_at_ms = now_ms()
-        elif lead_ms:
-            ahead_ms = response.audio_queued_ms + audio_ms - (now_ms() - response.first_queued_at_ms)
-            if ahead_ms > lead_ms:
-                await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
+        ahead_ms = response.clock.queue(audio_ms, now_ms())
+        if lead_ms and ahead_ms > lead_ms:
+            await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
         if response.status == "in_progress":
-            response.audio_queued_ms += audio_ms
+            playback_ends_at_ms = response.clock.queued(audio_ms)
             self._set_state(State.SPEAKING)  # before the audio: the client learns the state first
-            self._schedule_playback_end(response.first_queued_at_ms + response.audio_queued_ms - now_ms())
+            self._schedule_playback_end(playback_ends_at_ms - now_ms())
             self.emit(event, response=response, audio_ms=audio_ms)
 
     async def _send_loop(self) -> None:
@@ -3014,14 +3068,8 @@ class Session:
 
     def _after_send(self, out: Outgoing) -> None:
         """Account for what actually reached the socket: spoken text and audio played at real time."""
-        r = out.response
-        assert r is not None
-        if out.clause:
-            r.spans.append((r.audio_sent_ms, out.clause))
-        if out.audio_ms:
-            if r.first_audio_at_ms is None:
-                r.first_audio_at_ms = now_ms()
-            r.audio_sent_ms += out.audio_ms
+        assert out.response is not None
+        out.response.clock.sent(out.audio_ms, out.clause, now_ms())
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
         if self._playback_timer is not None:
@@ -3036,10 +3084,7 @@ class Session:
 
     def playback_remaining_ms(self) -> float:
         """How long the client will still be playing the newest reply, at real time from its first chunk."""
-        r = self.last_response
-        if r is None or r.first_queued_at_ms is None or r.heard_cut:
-            return 0.0
-        return max(0.0, r.first_queued_at_ms + r.audio_queued_ms - now_ms())
+        return 0.0 if self.last_response is None else self.last_response.clock.remaining_ms(now_ms())
 
     def bot_active(self) -> bool:
         return self.response is not None or self.playback_remaining_ms() > 0
@@ -3766,9 +3811,9 @@ class Session:
         if status == "cancelled":
             if r.task is not None and r.task is not asyncio.current_task():
                 r.task.cancel()  # closes the LLM and TTS streams (aclosing) at their next await
-            r.item.text = r.text_until(self._played_ms(r))
+            r.item.text = r.clock.text_until(r.clock.played_ms(now_ms()))
         elif status == "failed":
-            r.item.text = r.text_until(r.audio_sent_ms)  # what was sent will still be played
+            r.item.text = r.clock.text_until(r.clock.sent_ms)  # what was sent will still be played
         r.item.status = "completed" if status == "completed" else "incomplete"
         if not r.item.text and r.item in self.items and status != "completed":
             self.items.remove(r.item)
@@ -3789,18 +3834,13 @@ class Session:
         """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""
         m = r.metrics
         m["endpoint"] = turn.endpoint_ms
-        if r.first_audio_at_ms is not None:
-            m["voice_to_voice"] = r.first_audio_at_ms - turn.voice_end_at_ms
+        if r.clock.first_sent_at_ms is not None:
+            m["voice_to_voice"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
         self.log.info("metrics %s", " ".join(f"{k}={v}" for k, v in fields.items()))
         self._trace(turn, r, then=lambda: self.emit(event))  # the trace is on disk before s2s.metrics
-
-    def _played_ms(self, r: Response) -> float:
-        if r.first_audio_at_ms is None:
-            return 0.0
-        return min(r.audio_sent_ms, now_ms() - r.first_audio_at_ms)
 
     def _settle_state(self) -> None:
         if self.response is not None or self._closing:
@@ -3811,13 +3851,13 @@ class Session:
         """The user cut in: stop generating, drop queued audio, keep in history only what was heard."""
         r = self.response
         if r is not None:
-            self.log.info("barge-in (%s): cancelling %s after %.0f ms of audio", reason, r.id, r.audio_sent_ms)
+            self.log.info("barge-in (%s): cancelling %s after %.0f ms of audio", reason, r.id, r.clock.sent_ms)
             assert r.turn is not None
             self._finish_response(r, "cancelled", reason, r.turn)
         elif self.last_response is not None and self.playback_remaining_ms() > 0:
             last = self.last_response
-            played = self._played_ms(last)
-            last.item.text = last.text_until(played)
+            played = last.clock.played_ms(now_ms())
+            last.item.text = last.clock.text_until(played)
             last.item.status = "incomplete"
             self.memory.retext_soon(self.user_id, last.item.id, last.item.text)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
@@ -3825,10 +3865,7 @@ class Session:
             self._playback_timer.cancel()
             self._playback_timer = None
         if self.last_response is not None:
-            self.last_response.heard_cut = True
-            if self.last_response.first_audio_at_ms is not None:
-                self.last_response.audio_sent_ms = min(self.last_response.audio_sent_ms,
-                                                       self._played_ms(self.last_response))
+            self.last_response.clock.stop(now_ms())
         self._set_state(State.LISTENING)
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:
@@ -3838,14 +3875,13 @@ class Session:
                 raise ProtocolError("item_not_found", f"no assistant item {event.item_id!r} in this conversation",
                                     event.event_id)
             raise ProtocolError("item_not_truncatable", "only the newest reply can be truncated", event.event_id)
-        heard = min(float(event.audio_end_ms), r.audio_sent_ms if r.status != "in_progress" else float("inf"))
-        r.item.text = r.text_until(heard)
+        r.item.text = r.clock.text_until(r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress"))
         r.item.status = "incomplete"
         self.memory.retext_soon(self.user_id, r.item.id, r.item.text)
         if r.item not in self.items and r.item.text:
             self.add_item(r.item)
         self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
-                               audio_end_ms=event.audio_end_ms))
+                               audio_end_ms=event.audio_end_ms, transcript=r.item.text))  # s2s: what was heard
 
     # ---- transparency traces (paper sec. 2.1.2) -------------------------------------------------------
 

@@ -403,7 +403,7 @@ async function stopBot(reason, { cancel = false, cut = false } = {}) {
         truncateItem(itemId, active, Math.floor((info.wireSamples / info.rate) * 1000), reason);
       }
     }
-    markCut(active, reason, null);
+    markCut(active, reason);
   }
   render();
 }
@@ -416,7 +416,7 @@ function truncateItem(itemId, responseId, audioEndMs, reason) {
     send({ type: "conversation.item.truncate", item_id: itemId, content_index: 0, audio_end_ms: audioEndMs });
     remember(S.truncates, { itemId, audioEndMs, reason, t: Math.round(performance.now()) });
   }
-  if (responseId) markCut(responseId, reason, { itemId, audioEndMs });
+  if (responseId) markCut(responseId, reason);
 }
 
 function onAudioDelta(e) {
@@ -506,6 +506,9 @@ function onEvent(e) {
     case "response.done":
       onResponseDone(e.response || {});
       break;
+    case "conversation.item.truncated":
+      onTruncated(e);
+      break;
     case "s2s.state":
       S.serverState = e.state;
       if (e.state === "listening" && S.pendingJudgement && !S.activeResponseId) {
@@ -554,7 +557,7 @@ function onStatus(status, detail) {
     S.updatesPending.clear();
     S.outbox = [];
     S.serverState = null;
-    if (S.activeResponseId) markCut(S.activeResponseId, "error", null, "connection lost");
+    if (S.activeResponseId) markCut(S.activeResponseId, "error", "connection lost");
     S.activeResponseId = null;
     S.pendingJudgement = null;
     if (isPlaying()) audio.stopPlayback("disconnected");
@@ -617,9 +620,9 @@ function onResponseDone(response) {
       remember(S.cutResponses, id);
       if (isPlaying() || hasAudio(id)) stopBot(reason); // silence what is queued, truncate to what was heard
     }
-    if (id) markCut(id, reason, null);
+    if (id) markCut(id, reason);
   } else if (status === "failed") {
-    if (id) markCut(id, "error", null, "failed");
+    if (id) markCut(id, "error", "failed");
   }
   const bot = id && botTurn(id);
   if (bot) {
@@ -793,12 +796,12 @@ function setChip(chip, strategy, label) {
   chip.textContent = label;
 }
 
-/** Show that the user did not hear all of a bot turn: dim the words past the cut, add a short mark. */
-function markCut(responseId, reason, cut, label) {
+/** Show that the user did not hear all of a bot turn with a short mark (the words past the cut are dimmed
+ * when the server answers the truncate: onTruncated). */
+function markCut(responseId, reason, label) {
   const bot = botTurn(responseId);
   if (!bot) return;
   bot.el.classList.remove("waiting");
-  if (cut) markUnheard(bot, cut.itemId, cut.audioEndMs);
   if (bot.el.querySelector(".cut-mark")) return;
   const mark = document.createElement("span");
   mark.className = "cut-mark";
@@ -807,36 +810,31 @@ function markCut(responseId, reason, cut, label) {
 }
 
 /**
- * Each transcript delta is a clause whose audio starts at its data-at-ms. Clauses that start after the cut
- * were not heard; the clause playing at the cut keeps a share of its words equal to the share of its audio
- * played, the same rule the server uses to cut the item in its history (Response.text_until).
+ * The server's answer to a truncate carries the item's transcript as the user heard it (the server's rule:
+ * PlaybackClock.text_until). Each transcript delta is a clause span; the heard text is a prefix of those
+ * clauses joined by spaces, so every span past it is unheard and the one it ends in is split there.
  */
-function markUnheard(bot, itemId, audioEndMs) {
-  const spans = [...bot.text.querySelectorAll("span[data-at-ms]")].filter((s) => s.dataset.item === itemId);
-  const info = S.itemAudio.get(itemId);
-  const totalMs = info ? (info.wireSamples / info.rate) * 1000 : Infinity;
-  spans.forEach((span, i) => {
-    const start = Number(span.dataset.atMs);
-    const end = i + 1 < spans.length ? Number(spans[i + 1].dataset.atMs) : totalMs;
-    if (start >= audioEndMs) span.classList.add("unheard");
-    else if (end > audioEndMs && !span.querySelector(".unheard")) {
-      splitHeard(span, (audioEndMs - start) / Math.max(end - start, 1e-6));
+function onTruncated(e) {
+  if (typeof e.transcript !== "string") return;
+  const spans = [...document.querySelectorAll(".turn.bot .text span[data-at-ms]")].filter((s) => s.dataset.item === e.item_id);
+  let heard = e.transcript;
+  for (const span of spans) {
+    if (span.querySelector(".unheard") || span.classList.contains("unheard")) continue; // marked already
+    const text = span.textContent;
+    if (heard.length >= text.length && heard.startsWith(text)) {
+      heard = heard.slice(text.length).trimStart();
+    } else if (heard && text.startsWith(heard)) {
+      splitHeard(span, heard.length);
+      heard = "";
+    } else {
+      span.classList.add("unheard");
+      heard = "";
     }
-  });
+  }
 }
 
-const CJK = /[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]/; // cut by characters (the server's _CJK)
-
-function splitHeard(span, share) {
+function splitHeard(span, cutAt) {
   const text = span.textContent;
-  let cutAt;
-  if (CJK.test(text)) {
-    cutAt = Math.floor(text.length * share);
-  } else {
-    const words = [...text.matchAll(/\S+/g)];
-    const keep = Math.floor(words.length * share);
-    cutAt = keep === 0 ? 0 : words[keep - 1].index + words[keep - 1][0].length;
-  }
   while (cutAt < text.length && /\s/.test(text[cutAt])) cutAt++; // the space before the cut stays plain
   if (cutAt >= text.length) return;
   const rest = document.createElement("span");

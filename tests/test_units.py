@@ -135,13 +135,22 @@ def test_stream_resampler_matches_length_over_many_chunks():
     assert abs(sum(len(o) for o in out) - 50 * 320) <= 2
 
 
-def test_response_text_until_keeps_whole_clauses_and_a_share_of_the_next():
-    r = s2s.Response("r", s2s.Item("i", "assistant"), "reply", spans=[(0, "One two."), (1000, "three four five six")])
-    r.audio_sent_ms = 2000
-    assert r.text_until(500) == "One"
-    assert r.text_until(1000) == "One two."
-    assert r.text_until(1500) == "One two. three four"
-    assert r.text_until(5000) == "One two. three four five six"
+def test_playback_clock_cuts_the_text_to_whole_clauses_and_a_share_of_the_next():
+    clock = s2s.PlaybackClock()
+    clock.sent(0, "One two.", at_ms=100)
+    clock.sent(1000, "", at_ms=100)
+    clock.sent(0, "three four five six", at_ms=110)
+    clock.sent(1000, "", at_ms=120)
+    assert clock.text_until(500) == "One"
+    assert clock.text_until(1000) == "One two."
+    assert clock.text_until(1500) == "One two. three four"
+    assert clock.text_until(5000) == "One two. three four five six"
+    assert clock.played_ms(at_ms=1600) == 1500  # real time from the first audio on the wire
+    assert clock.heard_ms(5000, finished=True) == 2000  # never more than was sent, once sending ended
+    assert clock.stop(at_ms=1600) == 1500 and clock.sent_ms == 1500 and clock.remaining_ms(1600) == 0
+    chinese = s2s.PlaybackClock()
+    chinese.sent(1000, "我们去公园吧", at_ms=0)
+    assert chinese.text_until(500) == "我们去"
 
 
 def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
