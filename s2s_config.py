@@ -339,6 +339,8 @@ class Config(BaseModel):
     """The trained judge the sft backend loads (relative paths are from s2s_server.py's folder)."""
     judge_context_turns: int = Field(4, ge=0, le=50)
     """Recent turns the judge reads besides the utterance."""
+    judge_max_chars: int = Field(2000, ge=1, le=100000)
+    """A longer utterance is judged on its first this many characters (the reason says so)."""
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
@@ -379,8 +381,6 @@ class Config(BaseModel):
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
-    wait_max_ms: int = Field(1500, ge=0, le=10000)
-    """After a "wait" judgement (the user seems unfinished), reply anyway if they say nothing for this long."""
     block_temporary_s: int = Field(600, ge=1, le=10**8)
     """How long a temporary block lasts."""
     block_permanent_after: int = Field(3, ge=0, le=1000)
