@@ -12,23 +12,28 @@ Extend: subclass ASR / LLM / TTS / VAD / Judge / Policy in your own module, give
         python s2s_server.py --plugins my_module --asr my_name
         (a new strategy: one `add_strategy(Strategy(...))` row there, README "Extending")
 
-Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to modify):
-     1. Protocol ........ client events (pydantic) and server event builders            PLUMBING
-     2. Audio ........... PCM16 base64 codec, resampling, framing                         PLUMBING
-     3. Components ...... base classes, registry, thread bridge, test doubles ("fake")    EDIT (subclass)
-     4. VAD ............. VADs, and turn-taking (TurnTaking family; TurnDetector default)  EDIT
-     5. ASR ............. speech recognisers                                              EDIT
-     6. LLM ............. language models                                                 EDIT
-     7. TTS ............. speech synthesisers                                             EDIT
-     8. Text ............ the clause chunker that feeds TTS (English and Chinese)         EDIT
-     9. Memory .......... Memory family: per-user history, facts, summary, blocks,        EDIT
-                          the context for judge and LLM (SQLiteMemory default)
-    10. Judgement ....... Subjective Action Judgement backends                            EDIT
-    11. Policy .......... the strategy table (one row per strategy: openers, guidance,    EDIT
-                          budget) and the pure Policy that turns judgements into plans
-    12. Session ......... per-connection state machine and pipeline; carries out plans    PLUMBING
-    13. Server .......... websockets server, the page, /healthz                           PLUMBING
-    14. Main ............ config, logging, build and warm up components, serve            PLUMBING
+Sections, in the order data flows. EDIT: a research part; change it by subclassing or adding a row in your
+own module (--plugins) and selecting it by name (the flag on the right), or edit it here. PLUMBING: carries
+out what the EDIT parts decide; try not to modify.
+     1. Protocol ........ client events (pydantic) and server event builders                  PLUMBING
+     2. Audio ........... PCM16 base64 codec, resampling, framing                               PLUMBING
+     3. Components ...... the contracts (base classes, registry), thread bridge, test doubles  PLUMBING
+     4. VAD ............. VADs; turn-taking (TurnTaking: onset, pause, end of turn, barge-in;  EDIT --vad
+                          default TurnDetector "silence", a silence window)                     --turn-taking
+     5. ASR ............. speech recognisers, each with its own Settings                        EDIT --asr
+     6. LLM ............. language models                                                      EDIT --llm
+     7. TTS ............. speech synthesisers                                                  EDIT --tts
+     8. Text ............ the clause chunker that feeds TTS (English and Chinese)              EDIT
+     9. Memory .......... Memory: history, facts, summary, blocks, and the context the judge   EDIT --memory
+                          and the LLM get (default SQLiteMemory "sqlite")
+    10. Judgement ....... Subjective Action Judgement: what the user's words call for          EDIT --judge
+    11. Policy .......... STRATEGIES, one row per strategy (openers, guidance, token budget;   EDIT --policy
+                          speaks, ends the session, leaves the turn unanswered), and the pure        --strategies
+                          Policy that turns judgements and quiet spells into plans
+    12. Session ......... per-connection state machine and pipeline: carries out the plans;   PLUMBING
+                          PlaybackClock (what of a reply was sent, played and heard)
+    13. Server .......... websockets server, the page, /healthz, per-client limits            PLUMBING
+    14. Main ............ config, logging, build and warm up components, serve                 PLUMBING
 
 Importing this module starts nothing, opens nothing and downloads nothing.
 """
@@ -352,7 +357,8 @@ class Framer:
 
 
 # ==== 3. Components ====================================================================================
-# EDIT (by subclassing). Every model is a Component of one family. The whole contract:
+# PLUMBING: the contracts. Subclass them in your own module (no edit here). Every model is a Component of
+# one family. The whole contract:
 #   __init__(config)  store settings only: cheap, no I/O, no heavy imports (the server builds all
 #                     components before loading any, so a bad name fails fast)
 #   load()            blocking: import the library, load weights, warm up. Called once, in a worker
@@ -3116,6 +3122,7 @@ class Response:
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)
     turn: Turn | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)  # what the LLM was given for this reply
 
 
 @dataclass
@@ -3812,7 +3819,7 @@ class Session:
 
     def _refuse_blocked(self, block: Block) -> None:
         if self.response is not None:
-            self.barge_in("client_cancelled")
+            self.barge_in("blocked")
         self.blocked = True
         self.emit(server_event("s2s.blocked", **block.notice()),
                   after_send=lambda: self.spawn(self.ws.close(1008, "blocked"), "close"))
@@ -3926,7 +3933,7 @@ class Session:
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
         self.response = self.last_response = r
-        messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener)))
+        messages = r.messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener)))
         self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],
@@ -4137,7 +4144,7 @@ class Session:
             "session": self.id, "user_item": turn.item.id if turn.item else None,
             "transcript": turn.item.text if turn.item else None,
             "strategy": r.strategy if r else None, "status": r.status if r else "no_response",
-            "reply": r.item.text if r else None, "messages": self.llm_messages(),
+            "reply": r.item.text if r else None, "messages": r.messages if r else None,  # as sent; none: no reply
             "metrics": r.metrics if r else turn.metrics, "config": self.config.model_dump(),
         }
         user_audio = turn.audio

@@ -113,8 +113,10 @@ def test_clause_chunker_cuts_a_sentence_end_without_waiting_for_the_next_token()
 
 def test_clause_chunker_cuts_long_unpunctuated_text_at_a_space():
     chunker = s2s.ClauseChunker(min_chars=12, max_chars=40)
-    out = chunker.push("word " * 20)
-    assert out and all(len(c) <= 40 for c in out)
+    text = " ".join(f"w{i}" + "x" * (i % 5) for i in range(30))  # words of different lengths, no punctuation
+    out = chunker.push(text) + chunker.flush()
+    assert len(out) > 1 and all(len(c) <= 40 for c in out)
+    assert " ".join(out) == text  # every cut fell on a space: no word is split, none is lost
 
 
 def test_speakable_strips_markdown():
