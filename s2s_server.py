@@ -7,10 +7,12 @@ moment (barge-in). The wire protocol is a subset of the OpenAI Realtime API plus
 Realtime clients work unchanged (README.md, "Protocol").
 
 Run:    python s2s_server.py                 (then open http://127.0.0.1:8765/)
-Help:   python s2s_server.py --help          (every setting; defaults live in s2s_config.py)
-Extend: subclass ASR / LLM / TTS / VAD / Judge / Policy in your own module, give it a `name`, then
-        python s2s_server.py --plugins my_module --asr my_name
-        (a new strategy: one `add_strategy(Strategy(...))` row there, README "Extending")
+Help:   python s2s_server.py --help          (every setting: shared ones in s2s_config.py, each backend's
+                                             own beside its class, grouped under its name)
+Extend: subclass VAD / TurnTaking / ASR / LLM / TTS / Memory / Judge / Policy in your own module, give it
+        a `name`, then  python s2s_server.py --plugins my_module --asr my_name
+        (a new strategy: one `add_strategy(Strategy(...))` row there; README, "Adding a model, a strategy
+        or a policy")
 
 Sections, in the order data flows. EDIT: a research part; change it by subclassing or adding a row in your
 own module (--plugins) and selecting it by name (the flag on the right), or edit it here. PLUMBING: carries
@@ -2807,7 +2809,7 @@ class LLMJudge(Judge):
 # plugin's own), named in the row, so what the bot says changes without code. The Policy is pure (no
 # sockets, no timers, no models): given the judgement and a snapshot of the session (a `Moment`) it returns
 # a `Plan`, and the Session (section 12) carries the plan out. Add a strategy with `add_strategy` in your
-# own module, and a Policy subclass if the default one should choose it (README, "Extending").
+# own module, and a Policy subclass if the default one should choose it (README, "Adding a strategy").
 
 
 @dataclass(frozen=True)
@@ -2819,7 +2821,7 @@ class Strategy:
     when: Literal["turn", "partial", "quiet"] = "turn"  # a completed turn, a partial transcript, a quiet spell
     opener_settings: tuple[str, str] | None = None  # (English, Chinese): said at once, then the LLM continues
     guidance_setting: str = ""  # added to the system prompt for this reply; {template} is the opener
-    max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (never above llm_max_tokens)
+    max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (at most llm_max_tokens; 0: no LLM)
     speaks: bool = True
     ends_session: bool = False  # the user is blocked and the connection closes
     keeps_turn_unanswered: bool = False  # the turn stays in history, marked "no reply was given"
@@ -3980,15 +3982,16 @@ class Session:
             try:
                 if spoken_prefix:
                     await clause_queue.put(spoken_prefix)  # said at once, while the LLM starts
-                async with contextlib.aclosing(within_deadlines(
-                        self.components.llm.generate(messages, max_tokens=max_tokens),
-                        first_s=self.config.llm_first_token_deadline_s, next_s=self.config.llm_stall_deadline_s,
-                        stage="the language model")) as deltas:
-                    async for delta in deltas:
-                        if "llm_first_token" not in r.metrics:
-                            r.metrics["llm_first_token"] = now_ms() - started
-                        for clause in chunker.push(delta):
-                            await clause_queue.put(clause)
+                if max_tokens > 0:  # a budget of 0: the opener alone, no LLM call
+                    async with contextlib.aclosing(within_deadlines(
+                            self.components.llm.generate(messages, max_tokens=max_tokens),
+                            first_s=self.config.llm_first_token_deadline_s,
+                            next_s=self.config.llm_stall_deadline_s, stage="the language model")) as deltas:
+                        async for delta in deltas:
+                            if "llm_first_token" not in r.metrics:
+                                r.metrics["llm_first_token"] = now_ms() - started
+                            for clause in chunker.push(delta):
+                                await clause_queue.put(clause)
                 for clause in chunker.flush():
                     await clause_queue.put(clause)
                 await clause_queue.put(None)
