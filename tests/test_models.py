@@ -425,7 +425,8 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
     await asyncio.to_thread(judge.load)
     judge.llm = llm
     components = S.Components(vad_class=S.REGISTRY["vad"][config.vad], asr=asr, llm=llm, tts=tts,  # type: ignore[arg-type]
-                              judge=judge)
+                              judge=judge, turn_taking_class=S.REGISTRY["turn_taking"][config.turn_taking],
+                              policy_class=S.REGISTRY["policy"][config.policy])
     question = speak("How many legs does a spider have?")
 
     async def run() -> dict[str, Any]:
