@@ -4194,7 +4194,7 @@ BROWSER_TOKEN_PREFIX = "openai-insecure-api-key."  # a browser's way to send the
 # Close codes (RFC 6455 sec. 7.4.1), each documented in the README. A client that stops reading is not
 # closed but dropped (its socket is aborted: the client sees 1006), since a close frame cannot reach it.
 CLOSE_NORMAL = 1000  # the session ended by a limit: an `error` event (session_expired, idle_timeout) says which
-CLOSE_POLICY = 1008  # refused audio kept coming (audio_flood); also a blocked user (s2s.blocked, section 11)
+CLOSE_POLICY = 1008  # refused audio kept coming (audio_flood); also a blocked user (s2s.blocked, section 12)
 CLOSE_RESTART = 1012  # the server is stopping (SIGTERM)
 
 
