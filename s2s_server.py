@@ -3239,7 +3239,9 @@ class Session:
     async def run(self) -> None:
         """Own the receive and send tasks; when either ends, cancel everything the session started."""
         started = now_ms()
-        await asyncio.to_thread(self.vad.load)
+        for part in self._per_session_parts():
+            if type(part).load is not Component.load:
+                await asyncio.to_thread(part.load)
         self.log.info("open remote=%s", self.remote)
         self.emit(server_event("session.created", session=self.session_object()))
         self.emit(server_event("s2s.state", state=self.state.value))
@@ -3263,8 +3265,13 @@ class Session:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            self.vad.close()
+            for part in self._per_session_parts():
+                part.close()
             self.log.info("closed after %.0f ms audio_frames_in=%d", now_ms() - started, self.audio_frames_in)
+
+    def _per_session_parts(self) -> tuple[Component, ...]:
+        """The components this session made for itself (they keep per-conversation state)."""
+        return self.vad, self.detector, self.policy
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """The one place that starts background work; `run` cancels and awaits it all at the end."""
