@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import re
 import threading
@@ -202,8 +203,7 @@ async def test_spoken_chinese_question_gets_a_spoken_chinese_answer(tts: S.Bilin
     judge = S.REGISTRY["judge"][config.judge](config)
     await asyncio.gather(asyncio.to_thread(llm.load), asyncio.to_thread(judge.load))
     judge.llm = llm
-    components = S.Components(vad_class=S.REGISTRY["vad"][config.vad], asr=asr, llm=llm, tts=tts,  # type: ignore[arg-type]
-                              judge=judge)
+    components = dataclasses.replace(S.build_components(config), asr=asr, llm=llm, tts=tts, judge=judge)
     asked = "请问中国的首都是哪个城市？"
     question = np.concatenate(await collect(tts.voices["zh"].synthesize(asked)))
     got: dict[str, Any] = {"audio": []}
