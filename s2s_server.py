@@ -2249,17 +2249,20 @@ class BilingualTTS(TTS):
     def load(self) -> None:
         import concurrent.futures
 
+        built: dict[str, TTS] = {}  # one instance when both languages name the same backend
         for lang, backend in (("en", self.config.tts_en), ("zh", self.config.tts_zh)):
             if backend == self.name or backend not in REGISTRY["tts"]:
                 choices = ", ".join(sorted(set(REGISTRY["tts"]) - {self.name}))
                 raise ComponentMissing(f"tts_{lang} {backend!r} is not a TTS backend; choose one of: {choices}")
-            self.voices[lang] = REGISTRY["tts"][backend](self.config)  # type: ignore[assignment]
+            if backend not in built:
+                built[backend] = REGISTRY["tts"][backend](self.config)  # type: ignore[assignment]
+            self.voices[lang] = built[backend]
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="s2s-load") as pool:
-            for done in [pool.submit(voice.load) for voice in self.voices.values()]:
+            for done in [pool.submit(voice.load) for voice in built.values()]:
                 done.result()
 
     def close(self) -> None:
-        for voice in self.voices.values():
+        for voice in {id(v): v for v in self.voices.values()}.values():
             with contextlib.suppress(Exception):
                 voice.close()
 

@@ -82,6 +82,50 @@ def test_language_runs_split_a_clause_by_script(text: str, runs: list[tuple[str,
     assert S.language_runs(text) == runs
 
 
+class RecordingTTS(S.TTS):
+    """Test double: records the text it is given and whether its stream was closed early; its audio is
+    one chunk holding a marker value (1 for the English instance, 2 for the Chinese)."""
+
+    name = "test-recording"
+    instances: list[RecordingTTS] = []
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.said: list[str] = []
+        self.closed_early = 0
+        RecordingTTS.instances.append(self)
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> Any:
+        self.said.append(text)
+        try:
+            for _ in range(2):
+                yield np.full(160, len(RecordingTTS.instances), dtype=np.int16)
+        except GeneratorExit:
+            self.closed_early += 1
+            raise
+
+
+async def test_bilingual_gives_each_run_to_its_language_and_stops_the_speaking_voice() -> None:
+    """Runs go to their voice in order; closing the stream closes the voice that is speaking; the same
+    backend named for both languages is one instance."""
+    RecordingTTS.instances = []
+    tts = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"tts_en": "test-recording", "tts_zh": "fake"}))
+    tts.load()
+    (en,) = RecordingTTS.instances
+    chunks = await collect(tts.synthesize("Sorry, 我不能那样做。 Maybe later?"))
+    assert en.said == ["Sorry,", "Maybe later?"]
+    source = ["en" if len(c) == 160 and (c == 1).all() else "zh" for c in chunks]  # zh: the fake's tone
+    assert source[:2] == ["en", "en"] and source[-2:] == ["en", "en"] and set(source[2:-2]) == {"zh"}
+    stream = tts.synthesize("Hello there.")
+    await anext(stream)
+    await stream.aclose()
+    assert en.closed_early == 1
+    RecordingTTS.instances = []
+    both = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"tts_en": "test-recording", "tts_zh": "test-recording"}))
+    both.load()
+    assert len(RecordingTTS.instances) == 1 and both.voices["en"] is both.voices["zh"]
+
+
 def test_bilingual_rejects_an_unknown_voice_backend() -> None:
     with pytest.raises(S.ComponentMissing, match="tts_zh 'nope'"):
         S.BilingualTTS(MODEL_CONFIG.model_copy(update={"tts_zh": "nope"})).load()
