@@ -2128,13 +2128,167 @@ class Block:
         return fields
 
 
-class MemoryStore:
-    """Per-user memory and blocks in SQLite (WAL). All access runs on one thread; callers await it.
+class MemoryUnavailable(RuntimeError):
+    """The memory store failed, or did not answer within `memory_timeout_s` (after retries, for writes)."""
 
-    A write is acknowledged when its coroutine returns: the transaction is committed, and survives a
-    crash of this process (WAL, synchronous=NORMAL). Blocks use synchronous=FULL and are also cached in
-    `self.blocks`, so the check at session.update needs no I/O.
+
+class Memory:
+    """Per-user memory and blocks: the contract of every memory backend (SQLite, PostgreSQL, a plugin's).
+
+    What the session calls (the loop side, all coroutines):
+      load_user(user_id, earlier_items) -> UserMemory   facts, summary and the last items of earlier talks
+      save_item(user_id, session_id, item, facts)       acknowledged: returns once the item is durable
+      retext(user_id, item_id, text)                    an assistant item cut to what was heard
+      save_summary(user_id, summary)
+      block(user_id, temporary_s, permanent_after, reason) -> Block
+      check_block(user_id) -> Block | None              the block in force, read from the store
+    A write is acknowledged when its coroutine returns: committed, it survives a crash of this process.
+    Writes of one user run in the order they were made (a retext never overtakes its insert) and run to
+    their end even when the session that made them is cancelled; `close` waits for them. A write that
+    fails is retried with backoff for `memory_retry_s`, then raises MemoryUnavailable for the caller to
+    report; nothing is dropped silently. Reads fail at once with MemoryUnavailable.
+
+    A backend implements one attempt of each (`_load_user_once`, `_save_item_once`, ...), raising
+    MemoryUnavailable when the store fails or is too slow, plus `_open` and `_close`.
     """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.blocks: dict[str, Block] = {}  # the newest block seen per user: decides only while the store is away
+        self._tails: dict[str, asyncio.Task[Any]] = {}  # user id -> that user's newest write
+        self._writes: set[asyncio.Task[Any]] = set()
+
+    where = "memory"  # for logs and errors: which store, never a secret
+
+    # ---- a backend's part: one attempt of each ----
+
+    async def _open(self) -> list[Block]:
+        """Connect, create or upgrade the schema; return every user's newest block."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def _load_user_once(self, user_id: str, earlier_items: int) -> UserMemory:
+        raise NotImplementedError
+
+    async def _save_item_once(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+    async def _retext_once(self, user_id: str, item_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    async def _save_summary_once(self, user_id: str, summary: str) -> None:
+        raise NotImplementedError
+
+    async def _block_once(self, block: Block, permanent_after: int, temporary_s: float) -> Block:
+        """Count the user's earlier blocks and store this one (permanent at the `permanent_after`th), at once."""
+        raise NotImplementedError
+
+    async def _newest_block_once(self, user_id: str) -> Block | None:
+        raise NotImplementedError
+
+    # ---- order, retries, acknowledgement ----
+
+    async def open(self) -> None:
+        self.blocks = {block.user_id: block for block in await self._open()}
+        log.info("memory at %s: %d blocked users", self.where, sum(b.active() for b in self.blocks.values()))
+
+    async def close(self) -> None:
+        if self._writes:
+            log.info("memory: waiting for %d writes", len(self._writes))
+            await asyncio.wait(set(self._writes))
+        await self._close()
+
+    async def _retried(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline, delay_s = time.monotonic() + self.config.memory_retry_s, 0.1
+        while True:
+            try:
+                return await attempt()
+            except MemoryUnavailable as exc:
+                if time.monotonic() + delay_s > deadline:
+                    raise MemoryUnavailable(f"{what} failed for {self.config.memory_retry_s:g} s (memory_retry_s): "
+                                            f"{exc}") from exc
+                log.warning("memory: %s failed, retrying in %.1f s: %s", what, delay_s, exc)
+                await asyncio.sleep(delay_s)
+                delay_s = min(2 * delay_s, 2.0)
+
+    async def _write(self, user_id: str, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a write after the user's previous one, retried; it goes on even if its caller is cancelled."""
+        previous = self._tails.get(user_id)
+
+        async def write() -> T:
+            if previous is not None:
+                await asyncio.wait({previous})  # in order; its failure is its own caller's to report
+            return await self._retried(what, attempt)
+
+        task = asyncio.create_task(write(), name=f"memory-{what}")
+        self._tails[user_id] = task
+        self._writes.add(task)
+
+        def done(_: asyncio.Task[Any]) -> None:
+            self._writes.discard(task)
+            if self._tails.get(user_id) is task:
+                del self._tails[user_id]
+            if not task.cancelled() and task.exception() is not None:
+                log.error("memory write failed: %s", task.exception())
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def load_user(self, user_id: str, earlier_items: int) -> UserMemory:
+        tail = self._tails.get(user_id)
+        if tail is not None:  # this process reads its own writes (a reconnect right after a close)
+            await asyncio.wait({tail}, timeout=self.config.memory_timeout_s)
+        return await self._load_user_once(user_id, earlier_items)
+
+    async def save_item(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        """Store an item and return once it is durable (acknowledged)."""
+        snapshot = Item(**vars(item))  # the item as it is now, whatever happens to it while the write waits
+        await self._write(user_id, "save_item", lambda: self._save_item_once(user_id, session_id, snapshot, facts))
+
+    async def retext(self, user_id: str, item_id: str, text: str) -> None:
+        await self._write(user_id, "retext", lambda: self._retext_once(user_id, item_id, text))
+
+    async def save_summary(self, user_id: str, summary: str) -> None:
+        await self._write(user_id, "save_summary", lambda: self._save_summary_once(user_id, summary))
+
+    async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
+        """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
+        block = await self._write(user_id, "block", lambda: self._block_once(
+            Block(user_id, None, reason, time.time()), permanent_after, temporary_s))
+        self.blocks[user_id] = block
+        return block
+
+    async def check_block(self, user_id: str) -> Block | None:
+        """The user's block in force, read from the store (another process may have written it). When the
+        store fails, the newest block this process has seen decides, and MemoryUnavailable is raised
+        with that answer in `exc.block`, for the caller to report and act on."""
+        try:
+            block = await self._newest_block_once(user_id)
+        except MemoryUnavailable as exc:
+            exc.block = self.active_block(user_id)  # type: ignore[attr-defined]
+            raise
+        if block is not None:
+            self.blocks[user_id] = block
+        return block if block is not None and block.active() else None
+
+    def active_block(self, user_id: str) -> Block | None:
+        """The newest block this process has seen, if in force (no I/O)."""
+        block = self.blocks.get(user_id)
+        return block if block is not None and block.active() else None
+
+
+def open_memory(config: Config) -> Memory:
+    """The backend `memory_url` names: empty for SQLite under `data_dir`, postgresql:// for PostgreSQL."""
+    return PostgresMemory(config) if config.memory_url else SQLiteMemory(config)
+
+
+class SQLiteMemory(Memory):
+    """Memory in one SQLite file (WAL) under `data_dir`: one machine, one or more processes. All access
+    runs on one thread per process, so the event loop never waits on disk. Messages and facts are
+    committed with synchronous=NORMAL (a crash of the process loses nothing committed; a power loss may
+    lose the last ones), blocks with synchronous=FULL."""
 
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
@@ -2149,25 +2303,33 @@ class MemoryStore:
     CREATE INDEX IF NOT EXISTS blocks_user ON blocks (user_id, created_at);
     """
 
-    def __init__(self, data_dir: str):
-        self.path = Path(data_dir) / "memory.sqlite3"
-        self.blocks: dict[str, Block] = {}  # the newest block of each user
+    def __init__(self, config: Config):
+        super().__init__(config)
+        self.path = Path(config.data_dir) / "memory.sqlite3"
+        self.where = str(self.path)
         self._db: Any = None
         self._executor: Any = None
 
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        import sqlite3
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise MemoryUnavailable(f"memory at {self.path}: {exc}") from exc
+
     # ---- thread side (runs on the memory thread only) ----
 
-    def _open(self) -> None:
+    def _open_db(self) -> list[Block]:
         import sqlite3
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(self.SCHEMA)
-        for user_id, until, reason, created_at in self._db.execute(
-                "SELECT user_id, until, reason, created_at FROM blocks ORDER BY created_at"):
-            self.blocks[user_id] = Block(user_id, until, reason, created_at)
+        return [Block(*row) for row in self._db.execute(
+            "SELECT user_id, until, reason, created_at FROM blocks ORDER BY created_at")]
 
     def _load_user(self, user_id: str, earlier_items: int) -> UserMemory:
         db = self._db
@@ -2188,7 +2350,9 @@ class MemoryStore:
 
     def _save_item(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
         with self._db:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
+            if self._db.execute("SELECT 1 FROM messages WHERE user_id=? AND item_id=?", (user_id, item.id)).fetchone():
+                return  # stored by an earlier attempt
             self._db.execute("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
                              "VALUES (?,?,?,?,?,?,?)", (user_id, session_id, item.id, item.role, item.text,
                                                        int(item.unanswered), item.created_at))
@@ -2205,31 +2369,34 @@ class MemoryStore:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?)", (user_id, summary, time.time()))
 
-    def _save_block(self, block: Block) -> None:
+    def _save_block(self, block: Block, permanent_after: int, temporary_s: float) -> Block:
         self._db.execute("PRAGMA synchronous=FULL")
         try:
             with self._db:
+                self._db.execute("BEGIN IMMEDIATE")  # the count and the insert see no other process's block between
+                previous = self._db.execute("SELECT COUNT(*) FROM blocks WHERE user_id=?", (block.user_id,)).fetchone()
+                if not (permanent_after and previous[0] + 1 >= permanent_after):
+                    block = Block(block.user_id, block.created_at + temporary_s, block.reason, block.created_at)
                 self._db.execute("INSERT INTO blocks (user_id, until, reason, created_at) VALUES (?,?,?,?)",
                                  (block.user_id, block.until, block.reason, block.created_at))
         finally:
             self._db.execute("PRAGMA synchronous=NORMAL")
+        return block
 
-    def _count_blocks(self, user_id: str) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM blocks WHERE user_id=?", (user_id,)).fetchone()[0])
+    def _newest_block(self, user_id: str) -> Block | None:
+        row = self._db.execute("SELECT until, reason, created_at FROM blocks WHERE user_id=? ORDER BY created_at DESC "
+                               "LIMIT 1", (user_id,)).fetchone()
+        return Block(user_id, *row) if row else None
 
     # ---- loop side ----
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def open(self) -> None:
+    async def _open(self) -> list[Block]:
         from concurrent.futures import ThreadPoolExecutor
 
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2s-memory")
-        await self._call(self._open)
-        log.info("memory at %s: %d blocked users", self.path, sum(b.active() for b in self.blocks.values()))
+        return await self._call(self._open_db)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         if self._executor is None:
             return
         if self._db is not None:
@@ -2237,47 +2404,185 @@ class MemoryStore:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def load_user(self, user_id: str, earlier_items: int) -> UserMemory:
+    async def _load_user_once(self, user_id: str, earlier_items: int) -> UserMemory:
         return await self._call(self._load_user, user_id, earlier_items)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue a write on the memory thread and return at once. It is never cancelled (a session that
-        closes does not take its last words with it); `close` waits for every queued write."""
-
-        def log_failure(future: Any) -> None:
-            if future.exception() is not None:
-                log.error("memory write %s failed", fn.__name__, exc_info=future.exception())
-
-        self._executor.submit(fn, *args).add_done_callback(log_failure)
-
-    def save_item_soon(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
-        """Store an item without waiting (the session's way: memory never delays a reply)."""
-        self._submit(self._save_item, user_id, session_id, Item(**vars(item)), facts)  # a snapshot of the item
-
-    async def save_item(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
-        """Store an item and return once it is committed: acknowledged, it survives a crash."""
+    async def _save_item_once(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
         await self._call(self._save_item, user_id, session_id, item, facts)
 
-    def retext_soon(self, user_id: str, item_id: str, text: str) -> None:
-        """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
-        self._submit(self._retext, user_id, item_id, text)
+    async def _retext_once(self, user_id: str, item_id: str, text: str) -> None:
+        await self._call(self._retext, user_id, item_id, text)
 
-    async def save_summary(self, user_id: str, summary: str) -> None:
+    async def _save_summary_once(self, user_id: str, summary: str) -> None:
         await self._call(self._save_summary, user_id, summary)
 
-    async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
-        """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
-        previous = await self._call(self._count_blocks, user_id)
-        now = time.time()
-        until = None if permanent_after and previous + 1 >= permanent_after else now + temporary_s
-        block = Block(user_id, until, reason, now)
-        await self._call(self._save_block, block)
-        self.blocks[user_id] = block
-        return block
+    async def _block_once(self, block: Block, permanent_after: int, temporary_s: float) -> Block:
+        return await self._call(self._save_block, block, permanent_after, temporary_s)
 
-    def active_block(self, user_id: str) -> Block | None:
-        block = self.blocks.get(user_id)
-        return block if block is not None and block.active() else None
+    async def _newest_block_once(self, user_id: str) -> Block | None:
+        return await self._call(self._newest_block, user_id)
+
+
+class PostgresMemory(Memory):
+    """Memory in PostgreSQL (`memory_url`), shared by every server replica. psycopg 3 with a connection
+    pool (`memory_pool_size`); every attempt (a connection from the pool, the queries, the commit) has
+    `memory_timeout_s`. Inserts are keyed by item id, so a retry after a lost commit reply stores nothing
+    twice. The schema is created and upgraded at `open` under an advisory lock, so replicas starting
+    together migrate it once; a server older than the schema refuses to start."""
+
+    MIGRATION_LOCK = 0x5325_3253_4D45_4D  # pg_advisory_xact_lock key ("S2S MEM")
+    MIGRATIONS: ClassVar[list[str]] = [  # append only: migration N brings the schema to version N + 1
+        """
+        CREATE TABLE messages (id BIGSERIAL PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            item_id TEXT NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL, unanswered BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at DOUBLE PRECISION NOT NULL, UNIQUE (user_id, item_id));
+        CREATE INDEX messages_user ON messages (user_id, created_at);
+        CREATE TABLE facts (user_id TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, kind, value));
+        CREATE TABLE summaries (user_id TEXT PRIMARY KEY, summary TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
+        CREATE TABLE blocks (id BIGSERIAL PRIMARY KEY, user_id TEXT NOT NULL, until DOUBLE PRECISION,
+            reason TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+        CREATE INDEX blocks_user ON blocks (user_id, created_at);
+        """,
+    ]
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        parts = urlsplit(config.memory_url)
+        host = parts.hostname or dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host", "")
+        self.where = f"postgresql://{host}{parts.path}"  # no user name, no options
+        self._pool: Any = None
+
+    async def _once(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One attempt at `fn(connection, *args)` in a transaction, within `memory_timeout_s`."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            async with asyncio.timeout(self.config.memory_timeout_s):
+                async with self._pool.connection() as conn, conn.transaction():
+                    return await fn(conn, *args)
+        except (psycopg.Error, PoolTimeout, TimeoutError, OSError) as exc:
+            raise MemoryUnavailable(f"memory at {self.where}: {type(exc).__name__} {exc}".strip()) from exc
+
+    async def _open(self) -> list[Block]:
+        try:
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError as exc:
+            raise ComponentMissing(f"memory_url needs psycopg: pip install -r requirements.txt ({exc})") from exc
+        timeout_s = self.config.memory_timeout_s
+        self._pool = AsyncConnectionPool(
+            self.config.memory_url, min_size=1, max_size=self.config.memory_pool_size, open=False, timeout=timeout_s,
+            reconnect_timeout=0,  # a database that is away is reconnected to for as long as it takes
+            kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s)), "application_name": "s2s"})
+        try:
+            await self._pool.open(wait=True, timeout=max(10.0, timeout_s))
+            await self._once(self._migrate)
+            return await self._once(self._all_blocks)
+        except Exception as exc:
+            await self._pool.close()
+            raise MemoryUnavailable(f"cannot open memory at {self.where}: {exc}") from exc
+
+    async def _migrate(self, conn: Any) -> None:
+        """Bring the schema to the newest version, once, however many replicas start at the same time."""
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.MIGRATION_LOCK,))
+        await conn.execute("CREATE TABLE IF NOT EXISTS s2s_schema (version INTEGER NOT NULL)")
+        row = await (await conn.execute("SELECT version FROM s2s_schema")).fetchone()
+        version = row[0] if row else 0
+        if version > len(self.MIGRATIONS):
+            raise MemoryUnavailable(f"the memory schema is version {version}, newer than this server knows "
+                                    f"({len(self.MIGRATIONS)}): upgrade the server")
+        for number in range(version, len(self.MIGRATIONS)):
+            await conn.execute(self.MIGRATIONS[number])
+            log.info("memory schema upgraded to version %d", number + 1)
+        if row is None:
+            await conn.execute("INSERT INTO s2s_schema VALUES (%s)", (len(self.MIGRATIONS),))
+        elif version < len(self.MIGRATIONS):
+            await conn.execute("UPDATE s2s_schema SET version=%s", (len(self.MIGRATIONS),))
+
+    @staticmethod
+    async def _all_blocks(conn: Any) -> list[Block]:
+        rows = await (await conn.execute("SELECT DISTINCT ON (user_id) user_id, until, reason, created_at FROM blocks "
+                                         "ORDER BY user_id, created_at DESC")).fetchall()
+        return [Block(*row) for row in rows]
+
+    async def _close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _load_user_once(self, user_id: str, earlier_items: int) -> UserMemory:
+        async def load(conn: Any) -> UserMemory:
+            memory = UserMemory()
+            for kind, value, at in await (await conn.execute(
+                    "SELECT kind, value, updated_at FROM facts WHERE user_id=%s", (user_id,))).fetchall():
+                memory.facts[(kind, value)] = at
+            row = await (await conn.execute("SELECT summary FROM summaries WHERE user_id=%s", (user_id,))).fetchone()
+            memory.summary = row[0] if row else ""
+            rows = await (await conn.execute(
+                "SELECT role, text, created_at FROM messages WHERE user_id=%s ORDER BY created_at DESC, id DESC "
+                "LIMIT %s", (user_id, earlier_items))).fetchall()
+            memory.earlier = [{"role": role, "text": text,
+                               "at": datetime.fromtimestamp(at).isoformat(timespec="minutes")}
+                              for role, text, at in reversed(rows)]
+            row = await (await conn.execute(
+                "SELECT MAX(created_at) FILTER (WHERE role='user'), COUNT(DISTINCT session_id) FROM messages "
+                "WHERE user_id=%s", (user_id,))).fetchone()
+            memory.last_user_turn_at, memory.conversations = row[0], int(row[1])
+            return memory
+
+        return await self._once(load)
+
+    async def _save_item_once(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        async def save(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (user_id, item_id) DO NOTHING",
+                (user_id, session_id, item.id, item.role, item.text, item.unanswered, item.created_at))
+            for kind, value in facts:
+                if kind in SINGLE_VALUED_FACTS:
+                    await conn.execute("DELETE FROM facts WHERE user_id=%s AND kind=%s AND value<>%s",
+                                       (user_id, kind, value))
+                await conn.execute("INSERT INTO facts VALUES (%s,%s,%s,%s) ON CONFLICT (user_id, kind, value) "
+                                   "DO UPDATE SET updated_at=EXCLUDED.updated_at", (user_id, kind, value, time.time()))
+
+        await self._once(save)
+
+    async def _retext_once(self, user_id: str, item_id: str, text: str) -> None:
+        async def retext(conn: Any) -> None:
+            await conn.execute("UPDATE messages SET text=%s WHERE user_id=%s AND item_id=%s", (text, user_id, item_id))
+
+        await self._once(retext)
+
+    async def _save_summary_once(self, user_id: str, summary: str) -> None:
+        async def save(conn: Any) -> None:
+            await conn.execute("INSERT INTO summaries VALUES (%s,%s,%s) ON CONFLICT (user_id) DO UPDATE SET "
+                               "summary=EXCLUDED.summary, updated_at=EXCLUDED.updated_at",
+                               (user_id, summary, time.time()))
+
+        await self._once(save)
+
+    async def _block_once(self, block: Block, permanent_after: int, temporary_s: float) -> Block:
+        async def insert(conn: Any) -> Block:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (block.user_id,))  # one count at a time
+            query = "SELECT COUNT(*) FROM blocks WHERE user_id=%s"
+            row = await (await conn.execute(query, (block.user_id,))).fetchone()
+            made = block
+            if not (permanent_after and row[0] + 1 >= permanent_after):
+                made = Block(block.user_id, block.created_at + temporary_s, block.reason, block.created_at)
+            await conn.execute("INSERT INTO blocks (user_id, until, reason, created_at) VALUES (%s,%s,%s,%s)",
+                               (made.user_id, made.until, made.reason, made.created_at))
+            return made
+
+        return await self._once(insert)
+
+    async def _newest_block_once(self, user_id: str) -> Block | None:
+        async def newest(conn: Any) -> Block | None:
+            row = await (await conn.execute("SELECT until, reason, created_at FROM blocks WHERE user_id=%s "
+                                            "ORDER BY created_at DESC LIMIT 1", (user_id,))).fetchone()
+            return Block(user_id, *row) if row else None
+
+        return await self._once(newest)
 
 
 # ==== 10. Judgement ====================================================================================
@@ -2576,7 +2881,7 @@ class Session:
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
-        self.memory: MemoryStore = server.memory
+        self.memory: Memory = server.memory
         self.user_id = f"anon-{self.id}"  # until the client names its user (session.update s2s.user_id)
         self.user_memory = UserMemory()
         self.started_at = time.time()
@@ -2833,14 +3138,17 @@ class Session:
                 s.output_rate_hz = audio_out.format.rate
             if audio_out.voice is not None:
                 s.voice = audio_out.voice
+        new_user = None
         if patch.s2s is not None:
             if patch.s2s.user_id is not None and patch.s2s.user_id != self.user_id:
-                self._set_user(patch.s2s.user_id)
+                new_user = patch.s2s.user_id
             if patch.s2s.proactive is not None:
                 s.proactive = patch.s2s.proactive
             if patch.s2s.strategies is not None:
                 s.strategies = frozenset(patch.s2s.strategies) | {"reply"}
-        if not self.blocked:
+        if new_user is not None:
+            self._set_user(new_user)  # session.updated follows the block check, unless blocked
+        elif not self.blocked:
             self.emit(server_event("session.updated", session=self.session_object()))
 
     # ---- audio in -------------------------------------------------------------------------------------
@@ -3065,6 +3373,8 @@ class Session:
         assert turn.item is not None
         if self._memory_loading is not None and not self._memory_loading.done():
             await asyncio.shield(self._memory_loading)  # the user's memory must inform this turn
+        if self.blocked:
+            return
         judgement = await self._judge(turn.item.text, "complete")
         turn.metrics["judge"] = judgement.latency_ms
         if not self.settings.allows(judgement.action) and judgement.action != "wait":
@@ -3236,15 +3546,30 @@ class Session:
 
     def _set_user(self, user_id: str) -> None:
         self.user_id = user_id
-        block = self.memory.active_block(user_id)
+        self._memory_loading = self.spawn(self._load_user_memory(user_id), "memory-load")
+
+    async def _load_user_memory(self, user_id: str) -> None:
+        """Check the store for a block (any replica may have written it), answer session.update, then load
+        the user's memory. A turn waits for this (milliseconds). When the store fails, the blocks this
+        process has seen decide, the client gets an `error` (memory_unavailable) and talks on without
+        earlier conversations."""
+        try:
+            block = await self.memory.check_block(user_id)
+        except MemoryUnavailable as exc:
+            block = exc.block  # type: ignore[attr-defined]
+            self.error("memory_unavailable", f"memory did not answer ({exc}); the conversation goes on",
+                       kind="server_error")
         if block is not None:
             self.log.info("refusing blocked user %s", user_id)
             self._refuse_blocked(block)
             return
-        self._memory_loading = self.spawn(self._load_user_memory(user_id), "memory-load")
-
-    async def _load_user_memory(self, user_id: str) -> None:
-        loaded = await self.memory.load_user(user_id, self.config.memory_earlier_items)
+        self.emit(server_event("session.updated", session=self.session_object()))
+        try:
+            loaded = await self.memory.load_user(user_id, self.config.memory_earlier_items)
+        except MemoryUnavailable as exc:
+            self.error("memory_unavailable", f"earlier conversations could not be loaded ({exc}); the conversation "
+                       "goes on without them", kind="server_error")
+            return
         if user_id == self.user_id:
             loaded.add_facts(list(self.user_memory.facts), time.time())  # keep what this session learnt
             self.user_memory = loaded
@@ -3277,7 +3602,35 @@ class Session:
         if item.role == "user":
             self._last_user_turn_at = item.created_at
         self._items_since_summary += 1
-        self.memory.save_item_soon(self.user_id, self.id, item, facts)
+        snapshot = Item(**vars(item))
+        self._store(snapshot, self.memory.save_item(self.user_id, self.id, snapshot, facts))
+
+    def retext(self, item: Item) -> None:
+        """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
+        self._store(Item(**vars(item)), self.memory.retext(self.user_id, item.id, item.text))
+
+    def _store(self, item: Item, write: Awaitable[None]) -> None:
+        """Start a memory write now (so it exists even if this session is cancelled next), and its ack."""
+        future = asyncio.ensure_future(write)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported below, and logged by Memory
+        self.spawn(self._acknowledge(item, future), "memory-ack")
+
+    async def _acknowledge(self, item: Item, write: asyncio.Future[None]) -> None:
+        """Acknowledge a memory write: `s2s.item.stored` once the item (as it is now) is durable. Nothing
+        waits for it (a reply never waits on memory). A write the store is still retrying after
+        `memory_timeout_s` gets an `error` (memory_delayed) at once; one that fails for `memory_retry_s`
+        gets an `error` (memory_write_failed) naming the item. The write (started by the caller, so that
+        it exists before this task might be cancelled) goes on if the session ends."""
+        done, _ = await asyncio.wait({write}, timeout=self.config.memory_timeout_s)
+        if not done:
+            self.error("memory_delayed", f"memory is not answering; item {item.id} is kept and retried for "
+                       f"{self.config.memory_retry_s:g} s (s2s.item.stored acknowledges it)", kind="server_error")
+        try:
+            await asyncio.shield(write)
+        except MemoryUnavailable as exc:
+            self.error("memory_write_failed", f"item {item.id} was not stored: {exc}", kind="server_error")
+            return
+        self.emit(server_event("s2s.item.stored", item_id=item.id, role=item.role))
 
     def memory_context(self) -> MemoryContext:
         now, m = time.time(), self.user_memory
@@ -3504,7 +3857,7 @@ class Session:
             played = self._played_ms(last)
             last.item.text = last.text_until(played)
             last.item.status = "incomplete"
-            self.memory.retext_soon(self.user_id, last.item.id, last.item.text)
+            self.retext(last.item)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
         if self._playback_timer is not None:
             self._playback_timer.cancel()
@@ -3526,7 +3879,7 @@ class Session:
         heard = min(float(event.audio_end_ms), r.audio_sent_ms if r.status != "in_progress" else float("inf"))
         r.item.text = r.text_until(heard)
         r.item.status = "incomplete"
-        self.memory.retext_soon(self.user_id, r.item.id, r.item.text)
+        self.retext(r.item)
         if r.item not in self.items and r.item.text:
             self.add_item(r.item)
         self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
@@ -3743,7 +4096,7 @@ class S2SServer:
         self.config = config
         self.components = components
         self.auth_token = auth_token
-        self.memory = MemoryStore(config.data_dir)
+        self.memory = open_memory(config)
         self.sessions: dict[str, Session] = {}
         self.static = load_static_files()
         self.port: int | None = None

@@ -1,10 +1,12 @@
 """Nothing acknowledged is lost: a process writing memory and blocks is killed with SIGKILL at random
-moments, many times over one database; after each kill the database passes SQLite's integrity check,
-every acknowledged message and block is there, and every acknowledged block still blocks."""
+moments, many times over one database, on each memory backend (SQLite, PostgreSQL); after each kill the
+database is intact (SQLite's integrity check), every acknowledged message and block is there, and every
+acknowledged block still blocks."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import sqlite3
@@ -13,18 +15,20 @@ import time
 from pathlib import Path
 
 import s2s_server as s2s
+from s2s_config import validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 8
 
-# The writer: MemoryStore's own write path (the one sessions use), printing "ack ..." once each write's
+# The writer: Memory's own write path (the one sessions use), printing "ack ..." once each write's
 # coroutine has returned, which is when the store says a write is acknowledged.
 WRITER = """
-import asyncio, sys, time
+import asyncio, json, sys, time
 import s2s_server as s2s
+from s2s_config import validate_config
 
-async def main(data_dir, run):
-    store = s2s.MemoryStore(data_dir)
+async def main(settings, run):
+    store = s2s.open_memory(validate_config(json.loads(settings)))
     await store.open()
     print("ready", flush=True)
     n = 0
@@ -43,9 +47,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-async def write_until_killed(data_dir: Path, run: int, rng: random.Random) -> tuple[set[str], set[str]]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(data_dir), str(run), cwd=str(ROOT),
-                                                stdout=asyncio.subprocess.PIPE)
+async def write_until_killed(settings: dict[str, str], run: int, rng: random.Random) -> tuple[set[str], set[str]]:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, json.dumps(settings), str(run),
+                                                cwd=str(ROOT), stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"ready"
     messages: set[str] = set()
@@ -69,35 +73,48 @@ async def write_until_killed(data_dir: Path, run: int, rng: random.Random) -> tu
     return messages, blocks
 
 
-async def test_sigkill_during_memory_and_block_writes_loses_nothing_acknowledged(tmp_path):
+def stored_rows(settings: dict[str, str], data_dir: Path) -> tuple[set[str], set[str]]:
+    """Item ids of the stored messages and users with a stored block, read past the server's code."""
+    if settings.get("memory_url"):
+        import psycopg
+
+        with psycopg.connect(settings["memory_url"]) as db:
+            return ({row[0] for row in db.execute("SELECT item_id FROM messages")},
+                    {row[0] for row in db.execute("SELECT user_id FROM blocks")})
+    db = sqlite3.connect(data_dir / "memory.sqlite3")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return ({row[0] for row in db.execute("SELECT item_id FROM messages")},
+                {row[0] for row in db.execute("SELECT user_id FROM blocks")})
+    finally:
+        db.close()
+
+
+async def test_sigkill_during_memory_and_block_writes_loses_nothing_acknowledged(tmp_path, memory_settings):
+    settings = {"data_dir": str(tmp_path), **memory_settings}
     rng = random.Random(8)
     all_messages: set[str] = set()
     all_blocks: set[str] = set()
     for run in range(KILLS):
-        messages, blocks = await write_until_killed(tmp_path, run, rng)
+        messages, blocks = await write_until_killed(settings, run, rng)
         all_messages |= messages
         all_blocks |= blocks
-        db = sqlite3.connect(tmp_path / "memory.sqlite3")
-        try:
-            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            stored = {row[0] for row in db.execute("SELECT item_id FROM messages")}
-            blocked = {row[0] for row in db.execute("SELECT user_id FROM blocks")}
-        finally:
-            db.close()
+        stored, blocked = stored_rows(settings, tmp_path)
         assert all_messages <= stored, sorted(all_messages - stored)[:5]
         assert all_blocks <= blocked, sorted(all_blocks - blocked)[:5]
-    store = s2s.MemoryStore(str(tmp_path))  # the server's own view after the last kill: still blocked
+    store = s2s.open_memory(validate_config(settings))  # the server's own view after the last kill: still blocked
     await store.open()
     try:
-        assert all(store.active_block(user) is not None for user in all_blocks)
+        assert all([await store.check_block(user) is not None for user in all_blocks])
     finally:
         await store.close()
     assert len(all_messages) > KILLS and all_blocks  # the kills did land among writes
+    print(f"{len(all_messages)} acknowledged messages and {len(all_blocks)} blocks over {KILLS} kills, none lost")
 
 
-async def test_a_users_words_cannot_reach_another_users_memory_or_lift_a_block(make_server):
+async def test_a_users_words_cannot_reach_another_users_memory_or_lift_a_block(make_server, memory_settings):
     """Transcripts are data: claiming another identity or asking for an unblock in words changes nothing."""
-    h = await make_server()
+    h = await make_server(**memory_settings)
     await h.server.memory.block("mallory", 3600.0, 0, "test")
     eve = await h.connect()
     await eve.send("session.update", session={"s2s": {"user_id": "eve"}})
