@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -2449,7 +2449,7 @@ class PostgresMemory(Memory):
     def __init__(self, config: Config):
         super().__init__(config)
         parts = urlsplit(config.memory_url)
-        host = parts.hostname or dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host", "")
+        host = parts.hostname or dict(parse_qsl(parts.query)).get("host", "")
         self.where = f"postgresql://{host}{parts.path}"  # no user name, no options
         self._pool: Any = None
 
@@ -2473,7 +2473,6 @@ class PostgresMemory(Memory):
         timeout_s = self.config.memory_timeout_s
         self._pool = AsyncConnectionPool(
             self.config.memory_url, min_size=1, max_size=self.config.memory_pool_size, open=False, timeout=timeout_s,
-            reconnect_timeout=0,  # a database that is away is reconnected to for as long as it takes
             kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s)), "application_name": "s2s"})
         try:
             await self._pool.open(wait=True, timeout=max(10.0, timeout_s))
