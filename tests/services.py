@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 STARTUP_TIMEOUT_S = 30.0
@@ -191,3 +192,53 @@ backend replicas
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ServerProcess:
+    """`python s2s_server.py ARGS` as its own process (a replica, as another machine would run it). Its
+    log lines are kept (a background reader drains the pipe); `port` is the one it logged it serves."""
+
+    def __init__(self, root: Path, args: list[str]):
+        self.root, self.args = root, args
+        self.proc: Any = None
+        self.port = 0
+        self.lines: list[str] = []
+        self._drain: Any = None
+
+    async def start(self, port: int = 0) -> ServerProcess:
+        import asyncio
+        import re
+        import sys
+
+        self.lines = []
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(self.root / "s2s_server.py"), "--port", str(port), *self.args, cwd=str(self.root),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def drain() -> None:
+            async for raw in self.proc.stderr:
+                line = raw.decode(errors="replace")
+                self.lines.append(line)
+                if not ready.done() and (match := re.search(r"serving ws://[\d.]+:(\d+)/", line)):
+                    ready.set_result(int(match.group(1)))
+            if not ready.done():
+                ready.set_exception(RuntimeError("server exited:\n" + "".join(self.lines[-30:])))
+
+        self._drain = asyncio.create_task(drain())
+        self.port = await asyncio.wait_for(ready, STARTUP_TIMEOUT_S)
+        return self
+
+    async def kill(self) -> None:
+        """SIGKILL: no clean stop, nothing flushed; what was acknowledged must already be durable."""
+        self.proc.kill()
+        await self.proc.wait()
+        await self._drain
+
+    async def stop(self) -> None:
+        """SIGTERM, the clean stop (sessions get 1012), then wait for the exit."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+        if self._drain is not None:
+            await self._drain

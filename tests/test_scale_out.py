@@ -4,11 +4,94 @@ HAProxy, and what a user meets when the database goes away. Services are started
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
-import s2s_server as s2s
-from s2s_config import validate_config
+import pytest
+import websockets
+from services import HAProxy, ServerProcess
+
+from tests.conftest import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+# Zero-latency fakes, and test doubles that say what the judge and the LLM know about the user.
+REPLICA_ARGS = ["--asr", "fake", "--tts", "fake", "--plugins", "tests.context_echo", "--llm", "test-context-echo",
+                "--judge", "test-context-echo", "--fake-tts-ms-per-char", "1", "--audio-lead-ms", "0",
+                "--block-temporary-s", "3600"]
+
+
+@pytest.fixture
+async def replicas(postgres_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """replicas(n) -> (servers, balancer): n server processes on one PostgreSQL database, behind HAProxy."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (apt-get install haproxy)")
+    made: list[tuple[list[ServerProcess], HAProxy]] = []
+
+    async def make(n: int) -> tuple[list[ServerProcess], HAProxy]:
+        servers = [ServerProcess(ROOT, [*REPLICA_ARGS, "--memory-url", postgres_url,
+                                        "--data-dir", str(tmp_path / f"replica{i}")]) for i in range(n)]
+        for server in servers:
+            await server.start()
+        balancer = HAProxy([("127.0.0.1", server.port) for server in servers]).start()
+        made.append((servers, balancer))
+        return servers, balancer
+
+    yield make
+    for servers, balancer in made:
+        balancer.stop()
+        for server in servers:
+            await server.stop()
+
+
+async def connect(balancer: HAProxy, user_id: str) -> tuple[Client, str]:
+    """A client through the balancer, named `user_id`; returns it and the replica that took it (s1, s2...)."""
+    ws = await websockets.connect(balancer.url, max_size=None)
+    client = Client(ws)
+    await client.wait_for("session.created")
+    await client.send("session.update", session={"s2s": {"user_id": user_id}})
+    return client, ws.response.headers["X-Served-By"]
+
+
+async def test_replicas_share_one_user_through_the_balancer(replicas):
+    """A fact told to replica A is in the judge's and the LLM's context on replica B; a user blocked on B
+    is refused by A at once, and still after A restarts."""
+    servers, balancer = await replicas(2)
+    ann, on_a = await connect(balancer, "ann")
+    await ann.wait_for("session.updated")
+    await ann.say("My name is Ann and I live in Paris.")
+    told = await ann.wait_for("s2s.judgement")
+    await ann.wait_for("s2s.item.stored", lambda e: e["item_id"] == told["item_id"])  # acknowledged
+    await ann.close()
+
+    again, on_b = await connect(balancer, "ann")
+    assert on_b != on_a
+    await again.wait_for("session.updated")
+    await again.say("What do you know about me?")
+    judged = await again.wait_for("s2s.judgement")
+    spoken = await again.wait_for("response.output_audio_transcript.done")
+    assert "name: Ann" in judged["reason"] and "location: Paris" in judged["reason"]
+    assert "name: Ann" in spoken["transcript"] and "location: Paris" in spoken["transcript"]
+    assert "earlier: 2." in spoken["transcript"]  # A's user item and A's reply
+    await again.say("I will kill you")
+    await again.wait_for("s2s.blocked")
+    await again.closed
+
+    refused, where = await connect(balancer, "ann")
+    assert where == on_a
+    await refused.wait_for("s2s.blocked")
+    assert "session.updated" not in refused.types()
+    a = servers[int(on_a[1:]) - 1]
+    await a.stop()
+    await a.start(port=a.port)
+    balancer.wait_until(lambda: balancer.healthy() == on_a)  # the balancer sends to the restarted A again
+    reached = set()
+    for _ in range(2):
+        late, where = await connect(balancer, "ann")
+        await late.wait_for("s2s.blocked")
+        reached.add(where)
+    assert reached == {on_a, on_b}
 
 
 async def test_a_frozen_database_delays_no_reply_and_loses_no_acknowledged_item(make_server, postgres_cluster,
