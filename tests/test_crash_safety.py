@@ -6,6 +6,8 @@ acknowledged block still blocks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import random
 import signal
@@ -13,9 +15,14 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import websockets
+from services import ServerProcess
 
 import s2s_server as s2s
 from s2s_config import validate_config
+from tests.conftest import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 8
@@ -136,3 +143,49 @@ async def test_a_users_words_cannot_reach_another_users_memory_or_lift_a_block(m
     assert (await mallory.wait_for("s2s.blocked"))["reason"] == "test"
     await asyncio.wait_for(mallory.closed, 10)
     assert mallory.ws.close_code == 1008
+
+
+SERVER_KILLS = 3
+
+
+async def converse_until_killed(server: Any, rng: random.Random, run: int) -> dict[str, str]:
+    """Talk to a real server process (typed turns, one after another, as fast as it answers) and SIGKILL
+    it at a random moment; return the items it acknowledged (`s2s.item.stored`): item id -> role."""
+    ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/v1/realtime", max_size=None)
+    client = Client(ws)
+    await client.wait_for("session.created")
+    await client.send("session.update", session={"s2s": {"user_id": f"user-{run}"}})
+    await client.wait_for("session.updated")
+
+    async def talk() -> None:
+        for n in itertools.count():
+            await client.say(f"Message {run}-{n}: I like topic {n}.")
+            await client.wait_for("response.done")
+
+    talking = asyncio.create_task(talk())
+    await asyncio.sleep(rng.uniform(0.05, 0.8))  # a random moment: mid-turn, mid-write more often than not
+    await server.kill()
+    with contextlib.suppress(AssertionError, websockets.ConnectionClosed):
+        await talking  # ends when the connection does
+    await client.closed
+    return {e["item_id"]: e["role"] for e in client.events if e["type"] == "s2s.item.stored"}
+
+
+async def test_sigkill_of_the_server_mid_conversation_loses_no_acknowledged_message(tmp_path, memory_settings):
+    """`s2s.item.stored` means durable: a server process is killed with SIGKILL at random moments while a
+    client talks to it; every user and assistant item it acknowledged is in the database afterwards."""
+    settings = {"data_dir": str(tmp_path), **memory_settings}
+    server = ServerProcess(ROOT, ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off",
+                                  "--fake-tts-ms-per-char", "1", "--audio-lead-ms", "0", "--data-dir", str(tmp_path),
+                                  *(["--memory-url", settings["memory_url"]] if "memory_url" in settings else [])])
+    rng = random.Random(15)
+    acknowledged: dict[str, str] = {}
+    for run in range(SERVER_KILLS):
+        await server.start()
+        acknowledged |= await converse_until_killed(server, rng, run)
+        stored, _ = stored_rows(settings, tmp_path)
+        assert set(acknowledged) <= stored, sorted(set(acknowledged) - stored)[:5]
+    roles = sorted(acknowledged.values())
+    assert roles.count("user") >= SERVER_KILLS and roles.count("assistant") >= SERVER_KILLS  # kills landed mid-talk
+    print(f"{roles.count('user')} user and {roles.count('assistant')} assistant items acknowledged over "
+          f"{SERVER_KILLS} kills, none lost")
