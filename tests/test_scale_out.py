@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import websockets
 from services import HAProxy, ServerProcess
@@ -40,9 +41,9 @@ async def replicas(postgres_url: str, tmp_path: Path) -> AsyncIterator[Callable[
 
     yield make
     for servers, balancer in made:
-        balancer.stop()
         for server in servers:
             await server.stop()
+        balancer.stop()
 
 
 async def connect(balancer: HAProxy, user_id: str) -> tuple[Client, str]:
@@ -139,3 +140,37 @@ async def test_a_database_that_goes_down_and_comes_back_gets_every_item(make_ser
         postgres_cluster.start()
     await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == judged["item_id"])
     assert ("job", "sailor") in (await h.server.memory.load_user("bo", 10)).facts
+
+
+async def test_sigkill_of_a_replica_mid_reply_loses_nothing_acknowledged_and_the_user_goes_on(replicas, postgres_url):
+    """Replica A is killed (SIGKILL) while it speaks a reply; the client reconnects through the balancer,
+    lands on B, and B's judge and LLM know everything A acknowledged."""
+    servers, balancer = await replicas(2)
+    ann, on_a = await connect(balancer, "ann")
+    await ann.wait_for("session.updated")
+    for text in ("My name is Ann.", "I live in Paris."):
+        await ann.say(text)
+        told = await ann.wait_for("s2s.judgement")
+        await ann.wait_for("s2s.item.stored", lambda e, item=told["item_id"]: e["item_id"] == item)
+    await ann.say("I work as a pilot.")
+    pilot = await ann.wait_for("s2s.judgement")
+    await ann.wait_for("response.output_audio.delta")  # mid-reply
+    await servers[int(on_a[1:]) - 1].kill()
+    await ann.closed
+    assert ann.ws.close_code == 1006  # no close frame: the process is gone
+    acknowledged = {e["item_id"] for e in ann.events if e["type"] == "s2s.item.stored"}
+
+    again, on_b = await connect(balancer, "ann")  # the balancer routes around the dead replica
+    assert on_b != on_a
+    await again.wait_for("session.updated")
+    await again.say("What do you know about me?")
+    judged = await again.wait_for("s2s.judgement")
+    spoken = (await again.wait_for("response.output_audio_transcript.done"))["transcript"]
+    for fact in ("name: Ann", "location: Paris"):
+        assert fact in judged["reason"] and fact in spoken
+    assert pilot["item_id"] not in acknowledged or "job: pilot" in spoken  # acknowledged: remembered
+    earlier = int(spoken.rsplit("earlier: ", 1)[1].rstrip("."))
+    assert earlier >= len(acknowledged) >= 2  # what A acknowledged is in B's view of earlier conversations
+    with psycopg.connect(postgres_url) as db:
+        stored = {row[0] for row in db.execute("SELECT item_id FROM messages WHERE user_id='ann'")}
+    assert acknowledged <= stored
