@@ -42,6 +42,10 @@ class Config(BaseModel):
     """Interface to bind. The default serves this machine only; see `allow_public`."""
     port: int = Field(8765, ge=0, le=65535)
     """TCP port for the WebSocket, the page and /healthz; 0 picks a free port (logged)."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so that several processes can serve one port (Linux spreads new connections
+    over them). `workers` sets it for its processes; set it yourself to run processes under your own
+    supervisor (systemd, a container runtime)."""
     workers: int = Field(1, ge=1, le=256)
     """Server processes sharing the port (SO_REUSEPORT; Linux spreads new connections over them), for
     deployments whose models are remote (--llm openai, ...): each process loads its own models. More than

@@ -4114,7 +4114,7 @@ class S2SServer:
             max_size=self.config.max_message_bytes, ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=16,
             compression=None,  # base64 PCM does not compress; deflate cost 30 % of the CPU per audio frame
-            server_header="s2s")
+            server_header="s2s", reuse_port=self.config.reuse_port or None)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("serving ws://%s:%d/v1/realtime and http://%s:%d/", self.config.host, self.port,
                  self.config.host, self.port)
@@ -4413,6 +4413,67 @@ def exit_anyway_after(seconds: float) -> None:
     timer.start()
 
 
+SERVER_SCRIPT = str(Path(__file__).resolve())  # what a worker runs
+
+
+def reserve_port(config: Config) -> Any:
+    """A socket bound (not listening) to the configured host and port with SO_REUSEPORT: it fixes the port
+    (`--port 0` becomes a real one) for the workers, which bind it too; only listening sockets get
+    connections."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in config.host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host.strip("[]"), config.port))
+    return sock
+
+
+async def supervise(config: Config, argv: list[str]) -> int:
+    """Run `workers` server processes on one port (SO_REUSEPORT) and stay with them: SIGTERM or SIGINT is
+    passed on (each worker drains: 1012 to its sessions), and when one worker exits the others are
+    stopped and its exit code is ours (a supervisor above restarts the whole, as with one process)."""
+    import sys
+
+    reserved = reserve_port(config)
+    port = reserved.getsockname()[1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    workers = [await asyncio.create_subprocess_exec(
+        sys.executable, SERVER_SCRIPT, *argv, "--port", str(port), "--workers", "1", "--reuse-port", "true",
+        stderr=asyncio.subprocess.PIPE) for _ in range(config.workers)]
+    serving = 0
+
+    async def relay(n: int, worker: Any) -> None:
+        """A worker's log lines, tagged with its number; counts the workers that serve."""
+        nonlocal serving
+        async for raw in worker.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            print(f"[worker {n}] {line}", file=sys.stderr, flush=True)
+            if "serving ws://" in line:
+                serving += 1
+                if serving == config.workers:
+                    log.info("all %d workers serving ws://%s:%d/v1/realtime", config.workers, config.host, port)
+
+    relays = [asyncio.create_task(relay(n, w)) for n, w in enumerate(workers, 1)]
+    exits = [asyncio.create_task(w.wait()) for w in workers]
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if stopping not in done:
+        log.error("a worker exited with code %s; stopping the others", next(iter(done)).result())
+    for worker in workers:
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*exits)
+    await asyncio.gather(*relays)
+    stopping.cancel()
+    reserved.close()
+    log.info("stopped %d workers", config.workers)
+    return 0 if stopping in done and all(code == 0 for code in codes) else next(c for c in codes if c) or 1
+
+
 def main(argv: list[str] | None = None) -> None:
     from s2s_config import ConfigError
 
@@ -4426,6 +4487,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ImportError) as exc:
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(2) from None
+    if config.workers > 1:  # this process supervises; each worker runs the rest of this recipe
+        import sys
+
+        raise SystemExit(asyncio.run(supervise(config, sys.argv[1:] if argv is None else argv)))
     log.info("config %s", config.model_dump_json())
     log.info("access: %s", f"a bearer token is required (from ${config.auth_token_env})" if auth_token else
              "no token (anyone who reaches the port, --allow-public)" if not is_loopback_host(config.host) else

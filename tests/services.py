@@ -198,8 +198,8 @@ class ServerProcess:
     """`python s2s_server.py ARGS` as its own process (a replica, as another machine would run it). Its
     log lines are kept (a background reader drains the pipe); `port` is the one it logged it serves."""
 
-    def __init__(self, root: Path, args: list[str]):
-        self.root, self.args = root, args
+    def __init__(self, root: Path, args: list[str], ready: str = r"serving ws://[\d.]+:(\d+)/"):
+        self.root, self.args, self.ready = root, args, ready
         self.proc: Any = None
         self.port = 0
         self.lines: list[str] = []
@@ -220,7 +220,7 @@ class ServerProcess:
             async for raw in self.proc.stderr:
                 line = raw.decode(errors="replace")
                 self.lines.append(line)
-                if not ready.done() and (match := re.search(r"serving ws://[\d.]+:(\d+)/", line)):
+                if not ready.done() and (match := re.search(self.ready, line)):
                     ready.set_result(int(match.group(1)))
             if not ready.done():
                 ready.set_exception(RuntimeError("server exited:\n" + "".join(self.lines[-30:])))

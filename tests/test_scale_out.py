@@ -174,3 +174,29 @@ async def test_sigkill_of_a_replica_mid_reply_loses_nothing_acknowledged_and_the
     with psycopg.connect(postgres_url) as db:
         stored = {row[0] for row in db.execute("SELECT item_id FROM messages WHERE user_id='ann'")}
     assert acknowledged <= stored
+
+
+async def test_workers_share_one_port_and_drain_on_sigterm(tmp_path):
+    """`--workers 2`: two processes serve one port (SO_REUSEPORT), both take sessions; SIGTERM to the
+    supervisor closes every session with 1012 and the supervisor exits 0."""
+    server = ServerProcess(ROOT, ["--workers", "2", "--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge",
+                                  "off", "--audio-lead-ms", "0", "--fake-tts-ms-per-char", "1",
+                                  "--data-dir", str(tmp_path)],
+                           ready=r"all 2 workers serving ws://[\d.]+:(\d+)/")
+    await server.start()
+    clients = []
+    try:
+        for _ in range(16):
+            ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/v1/realtime")
+            clients.append(Client(ws))
+            await clients[-1].wait_for("session.created")
+        await clients[-1].say("Hello there.")
+        await clients[-1].wait_for("response.done")
+    finally:
+        await server.stop()
+    assert server.proc.returncode == 0
+    for client in clients:
+        await client.closed
+        assert client.ws.close_code == 1012
+    closed_by = {line.split("]")[0] for line in server.lines if "closed after" in line}
+    assert closed_by == {"[worker 1", "[worker 2"}  # the kernel spread the sessions over both processes
