@@ -82,6 +82,10 @@ class Config(BaseModel):
     vad: str = "webrtc"
     """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
     better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
+    turn_taking: str = "silence"
+    """Turn-taking backend (registry name): decides from VAD frames when the user starts, pauses and ends a
+    turn and when they cut the bot off: silence (a turn ends after `vad_silence_ms` of silence), or a
+    plugin's."""
     vad_aggressiveness: int = Field(2, ge=0, le=3)
     """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
@@ -325,16 +329,20 @@ class Config(BaseModel):
     (model_download)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
+    memory: str = "sqlite"
+    """Memory backend (registry name): sqlite (a file under `data_dir`), postgres (the database at
+    `memory_url`; setting `memory_url` alone selects it), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
     memory_url: str = ""
-    """Where memory lives. Empty: SQLite under `data_dir` (one machine). postgresql://USER@HOST:PORT/DB:
-    PostgreSQL, shared by every replica (several servers, one memory). No password in the URL (it would
-    reach logs): libpq reads it from PGPASSWORD or a ~/.pgpass file. Unix sockets: postgresql:///DB?host=DIR."""
+    """PostgreSQL for memory, shared by every replica (several servers, one memory):
+    postgresql://USER@HOST:PORT/DB, or postgresql:///DB?host=SOCKET_DIR. Empty: SQLite under `data_dir`
+    (one machine). No password in the URL (it would reach logs): libpq reads PGPASSWORD or ~/.pgpass."""
     memory_pool_size: int = Field(10, ge=1, le=1000)
     """PostgreSQL: most connections one server process holds open."""
     memory_timeout_s: float = Field(2.0, gt=0, le=600)
-    """PostgreSQL: one attempt (getting a connection, a query, a commit) that takes longer has failed."""
+    """One attempt at memory (PostgreSQL: a connection from the pool, the queries, the commit) that takes
+    longer has failed; a session's item not stored by then gets an `error` (memory_delayed) and is retried."""
     memory_retry_s: float = Field(30.0, ge=0, le=86400)
     """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
     event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
@@ -355,9 +363,12 @@ class Config(BaseModel):
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
-    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] = [
-        "reply", "refuse", "deflect", "silence", "interrupt", "block"]
-    """Strategies the bot may use; a judgement outside this list becomes a plain reply."""
+    policy: str = "default"
+    """Policy backend (registry name): turns judgements and quiet spells into plans (s2s_server.py section
+    11): default (the paper's rules), or a plugin's."""
+    strategies: list[str] = []
+    """Strategies the bot may use, by name from the strategy table (s2s_server.py section 11, plus plugins'
+    rows); empty: all of them. A judgement outside this list becomes a plain reply."""
     interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """The judge must be at least this sure before the bot cuts the user off."""
     interrupt_template_en: str = "Sorry to cut in, but"

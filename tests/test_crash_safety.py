@@ -27,15 +27,16 @@ from tests.conftest import Client
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 8
 
-# The writer: Memory's own write path (the one sessions use), printing "ack ..." once each write's
-# coroutine has returned, which is when the store says a write is acknowledged.
+# The writer: the memory's own write path (`remember`, which the sessions' `remember_soon` runs), printing
+# "ack ..." once each write's coroutine has returned, which is when the store says a write is acknowledged.
 WRITER = """
 import asyncio, json, sys, time
 import s2s_server as s2s
 from s2s_config import validate_config
 
 async def main(settings, run):
-    store = s2s.open_memory(validate_config(json.loads(settings)))
+    config = validate_config(json.loads(settings))
+    store = s2s.REGISTRY["memory"][s2s.memory_backend(config)](config)
     await store.open()
     print("ready", flush=True)
     n = 0
@@ -43,7 +44,7 @@ async def main(settings, run):
         n += 1
         user = f"user-{n % 7}"
         item = s2s.Item(f"item-{run}-{n}", "user", f"message {n}: my name is Ann and I live in Paris")
-        await store.save_item(user, f"sess-{run}", item, s2s.extract_facts(item.text))
+        await store.remember(user, f"sess-{run}", item, store.facts_in(item))
         print(f"ack message {item.id}", flush=True)
         if n % 10 == 0:
             blocked = f"blocked-{run}-{n}"
@@ -109,7 +110,9 @@ async def test_sigkill_during_memory_and_block_writes_loses_nothing_acknowledged
         stored, blocked = stored_rows(settings, tmp_path)
         assert all_messages <= stored, sorted(all_messages - stored)[:5]
         assert all_blocks <= blocked, sorted(all_blocks - blocked)[:5]
-    store = s2s.open_memory(validate_config(settings))  # the server's own view after the last kill: still blocked
+    # The server's own view after the last kill: still blocked.
+    config = validate_config(settings)
+    store = s2s.REGISTRY["memory"][s2s.memory_backend(config)](config)
     await store.open()
     try:
         assert all([await store.check_block(user) is not None for user in all_blocks])
