@@ -2233,6 +2233,7 @@ class Memory(Component):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._writes: dict[str, asyncio.Task[None]] = {}  # user id -> the newest write started by *_soon
+        self.blocks: dict[str, Block] = {}  # the newest block of each user this process has seen
 
     async def open(self) -> None:
         """Connect to or create the store."""
@@ -2259,10 +2260,19 @@ class Memory(Component):
         raise NotImplementedError
 
     def active_block(self, user_id: str) -> Block | None:
-        raise NotImplementedError
+        block = self.blocks.get(user_id)
+        return block if block is not None and block.active() else None
 
     async def check_block(self, user_id: str) -> Block | None:
         return self.active_block(user_id)
+
+    def _seen(self, block: Block | None) -> None:
+        """Keep the newer of a block read from the store and the one this process knows (which may not
+        be stored yet: `block_soon`)."""
+        if block is not None:
+            known = self.blocks.get(block.user_id)
+            if known is None or block.created_at >= known.created_at:
+                self.blocks[block.user_id] = block
 
     def facts_in(self, item: Item) -> list[tuple[str, str]]:
         """Facts a user's item states about them (default: the EN and ZH patterns above)."""
@@ -2291,6 +2301,18 @@ class Memory(Component):
 
     def retext_soon(self, user_id: str, item_id: str, text: str) -> asyncio.Task[None]:
         return self._write_soon(user_id, lambda: self.retext(user_id, item_id, text), "retext")
+
+    def block_soon(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
+        """For a block decided while the store is away: in force in this process at once (a temporary
+        block, in `blocks`), and written by `block`, retried, when the store answers again."""
+        now = time.time()
+        provisional = self.blocks[user_id] = Block(user_id, now + temporary_s, reason, now)
+
+        async def write() -> None:
+            await self.block(user_id, temporary_s, permanent_after, reason)
+
+        self._write_soon(user_id, write, "block")
+        return provisional
 
     def _write_soon(self, user_id: str, write: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
         """Start a write after the user's previous one; never cancelled (a session that closes does not
@@ -2368,7 +2390,6 @@ class SQLiteMemory(Memory):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.path = Path(config.data_dir) / "memory.sqlite3"
-        self.blocks: dict[str, Block] = {}  # the newest block of each user
         self._db: Any = None
         self._executor: Any = None
 
@@ -2483,15 +2504,9 @@ class SQLiteMemory(Memory):
         self.blocks[user_id] = block
         return block
 
-    def active_block(self, user_id: str) -> Block | None:
-        block = self.blocks.get(user_id)
-        return block if block is not None and block.active() else None
-
     async def check_block(self, user_id: str) -> Block | None:
         """Read from the file: another process sharing it (`workers`) may have written the block."""
-        block = await self._call(self._newest_block, user_id)
-        if block is not None:
-            self.blocks[user_id] = block
+        self._seen(await self._call(self._newest_block, user_id))
         return self.active_block(user_id)
 
 
@@ -2530,19 +2545,31 @@ class PostgresMemory(Memory):
         parts = urlsplit(config.memory_url)
         host = parts.hostname or dict(parse_qsl(parts.query)).get("host", "")
         self.where = f"postgresql://{host}{parts.path}"  # for logs: no user name, no options
-        self.blocks: dict[str, Block] = {}  # the newest block seen per user: decides while the database is away
+        self._abandoned: set[asyncio.Task[Any]] = set()  # late attempts, cancelled, still cleaning up
         self._pool: Any = None
 
     async def _once(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One attempt at `fn(connection, *args)` in a transaction, within `memory_timeout_s`."""
+        """One attempt at `fn(connection, *args)` in a transaction, answered within `memory_timeout_s`.
+        A late attempt is abandoned, not awaited: cancelling a query on a server that does not answer
+        takes psycopg seconds more (its cancel request waits too), and the caller must not."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        async def attempt() -> T:
+            async with self._pool.connection() as conn, conn.transaction():
+                return await fn(conn, *args)
+
+        task = asyncio.ensure_future(attempt())
+        done, _ = await asyncio.wait({task}, timeout=self.config.memory_timeout_s)
+        if not done:
+            task.cancel()  # rolls back; psycopg drops the connection if the server does not answer the cancel
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+            raise MemoryUnavailable(f"memory at {self.where} did not answer within {self.config.memory_timeout_s:g} s "
+                                    "(memory_timeout_s)")
         try:
-            async with asyncio.timeout(self.config.memory_timeout_s):
-                async with self._pool.connection() as conn, conn.transaction():
-                    return await fn(conn, *args)
-        except (psycopg.Error, PoolTimeout, TimeoutError, OSError) as exc:
+            return task.result()
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
             raise MemoryUnavailable(f"memory at {self.where}: {type(exc).__name__} {exc}".strip()) from exc
 
     async def open(self) -> None:
@@ -2662,19 +2689,13 @@ class PostgresMemory(Memory):
         self.blocks[user_id] = block
         return block
 
-    def active_block(self, user_id: str) -> Block | None:
-        block = self.blocks.get(user_id)
-        return block if block is not None and block.active() else None
-
     async def check_block(self, user_id: str) -> Block | None:
         async def newest(conn: Any) -> Block | None:
             row = await (await conn.execute("SELECT until, reason, created_at FROM blocks WHERE user_id=%s "
                                             "ORDER BY created_at DESC LIMIT 1", (user_id,))).fetchone()
             return Block(user_id, *row) if row else None
 
-        block = await self._once(newest)
-        if block is not None:
-            self.blocks[user_id] = block
+        self._seen(await self._once(newest))
         return self.active_block(user_id)
 
 
@@ -3814,9 +3835,15 @@ class Session:
         self.start_response(plan.action, turn)
 
     async def _block_user(self, reason: str) -> None:
-        """Model-free blocking: persist the block (a restart does not lift it), tell the client, close."""
-        block = await self.memory.block(self.user_id, self.config.block_temporary_s,
-                                        self.config.block_permanent_after, reason)
+        """Model-free blocking: persist the block (a restart does not lift it), tell the client, close.
+        When memory is away the user is refused at once all the same, and the block is written when
+        memory answers again (retried for `memory_retry_s`)."""
+        args = (self.user_id, self.config.block_temporary_s, self.config.block_permanent_after, reason)
+        try:
+            block = await self.memory.block(*args)
+        except Exception as exc:
+            self.log.error("block of %s not stored yet, retrying: %s", self.user_id, exc)
+            block = self.memory.block_soon(*args)
         self.log.info("blocked user %s %s: %s", self.user_id,
                       "permanently" if block.until is None else f"for {self.config.block_temporary_s} s", reason)
         self._refuse_blocked(block)

@@ -14,6 +14,8 @@ import pytest
 import websockets
 from services import HAProxy, ServerProcess
 
+import s2s_server as s2s
+from s2s_config import validate_config
 from tests.conftest import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +202,32 @@ async def test_workers_share_one_port_and_drain_on_sigterm(tmp_path):
         assert client.ws.close_code == 1012
     closed_by = {line.split("]")[0] for line in server.lines if "closed after" in line}
     assert closed_by == {"[worker 1", "[worker 2"}  # the kernel spread the sessions over both processes
+
+
+async def test_a_block_decided_while_the_database_is_frozen_refuses_at_once_and_is_stored_later(
+        make_server, postgres_cluster, postgres_url):
+    import context_echo  # noqa: F401  (registers the test doubles in this process)
+
+    h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5, judge="test-context-echo",
+                          llm="test-context-echo", block_temporary_s=3600)
+    c = await h.connect()
+    await c.send("session.update", session={"s2s": {"user_id": "mal"}})
+    await c.wait_for("session.updated")
+    postgres_cluster.freeze()
+    try:
+        await c.say("I will kill you")
+        await c.wait_for("s2s.blocked")  # refused at once, though nothing could be stored
+        await c.closed
+    finally:
+        postgres_cluster.thaw()
+    again = await h.connect()
+    await again.send("session.update", session={"s2s": {"user_id": "mal"}})
+    await again.wait_for("s2s.blocked")
+    await h.server.stop()  # waits for the retried block write
+    config = validate_config({"memory_url": postgres_url})
+    store = s2s.PostgresMemory(config)
+    await store.open()
+    try:
+        assert await store.check_block("mal") is not None  # stored once the database answered
+    finally:
+        await store.close()
