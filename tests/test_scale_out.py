@@ -231,3 +231,20 @@ async def test_a_block_decided_while_the_database_is_frozen_refuses_at_once_and_
         assert await store.check_block("mal") is not None  # stored once the database answered
     finally:
         await store.close()
+
+
+async def test_replicas_starting_together_create_the_schema_once_and_a_newer_schema_stops_an_old_server(
+        postgres_url):
+    import asyncio
+
+    config = validate_config({"memory_url": postgres_url})
+    stores = [s2s.PostgresMemory(config) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))  # four replicas migrate at the same moment
+    try:
+        with psycopg.connect(postgres_url) as db:
+            assert db.execute("SELECT version FROM s2s_schema").fetchall() == [(len(s2s.PostgresMemory.MIGRATIONS),)]
+            db.execute("UPDATE s2s_schema SET version = version + 1")  # as a newer server would leave it
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    with pytest.raises(s2s.MemoryUnavailable, match="newer than this server knows"):
+        await s2s.PostgresMemory(config).open()
