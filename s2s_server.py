@@ -2582,6 +2582,9 @@ class PostgresMemory(Memory):
         timeout_s = self.config.memory_timeout_s
         self._pool = AsyncConnectionPool(
             self.config.memory_url, min_size=1, max_size=self.config.memory_pool_size, open=False, timeout=timeout_s,
+            # The pool's own reconnection backs off up to minutes; give it up soon, so that reconnecting is
+            # driven by demand (our retries, at most 2 s apart): memory is back within seconds of the database.
+            reconnect_timeout=timeout_s,
             kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s)), "application_name": "s2s"})
         try:
             await self._pool.open(wait=True, timeout=max(10.0, timeout_s))
