@@ -2587,7 +2587,7 @@ class PostgresMemory(Memory):
             reconnect_timeout=timeout_s,
             kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s)), "application_name": "s2s"})
         try:
-            await self._pool.open(wait=True, timeout=max(10.0, timeout_s))
+            await self._pool.open(wait=True, timeout=5 * timeout_s)  # at start, the database may be starting too
             await self._once(self._migrate)
             blocks = await self._once(self._all_blocks)
         except Exception as exc:
@@ -4823,7 +4823,7 @@ def main(argv: list[str] | None = None) -> None:
     components = build_components(config)  # 4. build (cheap); `serve` loads and warms up
     try:
         asyncio.run(serve(config, components, auth_token=auth_token))  # 5. serve
-    except ComponentMissing as exc:
+    except (ComponentMissing, MemoryUnavailable) as exc:  # a missing package; memory that cannot be opened
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(1) from None
 

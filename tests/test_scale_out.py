@@ -248,3 +248,23 @@ async def test_replicas_starting_together_create_the_schema_once_and_a_newer_sch
         await asyncio.gather(*(store.close() for store in stores))
     with pytest.raises(s2s.MemoryUnavailable, match="newer than this server knows"):
         await s2s.PostgresMemory(config).open()
+
+
+def test_memory_url_must_be_postgresql_without_a_password():
+    from s2s_config import ConfigError
+
+    assert validate_config({"memory_url": "postgresql://s2s@db:5432/s2s"}).memory_url
+    for url, says in [("mysql://s2s@db/s2s", "postgresql://"), ("postgresql://s2s:secret@db/s2s", "PGPASSWORD"),
+                      ("postgresql://s2s@db/s2s?password=secret", "PGPASSWORD")]:
+        with pytest.raises(ConfigError, match=says):
+            validate_config({"memory_url": url})
+
+
+async def test_a_database_that_cannot_be_reached_stops_the_start_with_a_message(tmp_path):
+    server = ServerProcess(ROOT, ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off",
+                                  "--memory-url", f"postgresql://nobody@/s2s?host={tmp_path}", "--memory-timeout-s",
+                                  "0.5"])
+    with pytest.raises(RuntimeError, match="server exited"):
+        await server.start()
+    assert await server.proc.wait() == 1
+    assert any("s2s: cannot open memory at postgresql://" in line for line in server.lines)
