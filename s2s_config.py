@@ -342,7 +342,8 @@ class Config(BaseModel):
     """PostgreSQL: most connections one server process holds open."""
     memory_timeout_s: float = Field(2.0, gt=0, le=600)
     """One attempt at memory (PostgreSQL: a connection from the pool, the queries, the commit) that takes
-    longer has failed; a session's item not stored by then gets an `error` (memory_delayed) and is retried."""
+    longer has failed; a session's item not stored by then gets an `error` (memory_delayed) and is retried.
+    At start a server waits up to 5 times this for PostgreSQL, then stops (exit 1)."""
     memory_retry_s: float = Field(30.0, ge=0, le=86400)
     """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
     event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
