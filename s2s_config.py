@@ -54,8 +54,9 @@ class Config(BaseModel):
     supervisor (systemd, a container runtime)."""
     workers: int = Field(1, ge=1, le=256)
     """Server processes sharing the port (SO_REUSEPORT; Linux spreads new connections over them), for
-    deployments whose models are remote (--llm openai, ...): each process loads its own models. More than
-    1 needs `memory_url` or a shared `data_dir` on this machine (SQLite works across processes)."""
+    deployments whose models are remote (--llm openai, ...): each process loads its own models, and the
+    limits (`max_sessions`, `max_sessions_per_address`) hold per process. Memory: `memory_url`, or the
+    SQLite file under `data_dir`, which the processes share."""
     allow_public: bool = False
     """Allow binding a non-loopback interface without `auth_token_env` set. Off: refuse to start."""
     allowed_origins: list[str] = []
