@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 ENV_PREFIX = "S2S_"
 
@@ -48,6 +48,15 @@ class Config(BaseModel):
     """Interface to bind. The default serves this machine only; see `allow_public`."""
     port: int = Field(8765, ge=0, le=65535)
     """TCP port for the WebSocket, the page and /healthz; 0 picks a free port (logged)."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so that several processes can serve one port (Linux spreads new connections
+    over them). `workers` sets it for its processes; set it yourself to run processes under your own
+    supervisor (systemd, a container runtime)."""
+    workers: int = Field(1, ge=1, le=256)
+    """Server processes sharing the port (SO_REUSEPORT; Linux spreads new connections over them), for
+    deployments whose models are remote (--llm openai, ...): each process loads its own models, and the
+    limits (`max_sessions`, `max_sessions_per_address`) hold per process. Memory: `memory_url`, or the
+    SQLite file under `data_dir`, which the processes share."""
     allow_public: bool = False
     """Allow binding a non-loopback interface without `auth_token_env` set. Off: refuse to start."""
     allowed_origins: list[str] = []
@@ -167,9 +176,23 @@ class Config(BaseModel):
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     memory: str = "sqlite"
-    """Memory backend (registry name): sqlite (a file under `data_dir`), or a plugin's."""
+    """Memory backend (registry name): sqlite (a file under `data_dir`), postgres (the database at
+    `memory_url`; setting `memory_url` alone selects it), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
+    memory_url: str = ""
+    """PostgreSQL for memory, shared by every replica (several servers, one memory):
+    postgresql://USER@HOST:PORT/DB, or postgresql:///DB?host=SOCKET_DIR. Empty: SQLite under `data_dir`
+    (one machine). No password in the URL (it would reach logs): libpq reads PGPASSWORD or ~/.pgpass."""
+    memory_pool_size: int = Field(10, ge=1, le=1000)
+    """PostgreSQL: most connections one server process holds open."""
+    memory_timeout_s: float = Field(2.0, gt=0, le=600)
+    """One attempt at memory (PostgreSQL: a connection from the pool, the queries, the commit) that takes
+    longer has failed; a session's item not stored by then gets an `error` (memory_delayed) and is retried.
+    At start a server waits up to 5 times this for PostgreSQL, then stops (exit 1)."""
+    memory_retry_s: float = Field(30.0, ge=0, le=86400)
+    """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
+    event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
@@ -287,6 +310,21 @@ class Config(BaseModel):
     shutdown_timeout_s: float = Field(5.0, gt=0, le=60)
     """On SIGTERM or SIGINT, how long sessions get to close (code 1012) before their sockets are dropped.
     The process exits within this plus 5 s, even when a client or a model is stuck."""
+
+    @field_validator("memory_url")
+    @classmethod
+    def _memory_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("memory_url must be empty (SQLite under data_dir) or postgresql://USER@HOST:PORT/DB")
+        if parts.password is not None or "password=" in parts.query.lower():
+            raise ValueError("memory_url must not hold a password (it would reach logs): set PGPASSWORD or "
+                             "use a ~/.pgpass file (PGPASSFILE) instead")
+        return url
 
 
 # ---- Settings declared beside their backend (s2s_server.py, plugins) -----------------------------------
