@@ -74,6 +74,10 @@ class Config(BaseModel):
     vad: str = "webrtc"
     """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
     better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
+    turn_taking: str = "silence"
+    """Turn-taking backend (registry name): decides from VAD frames when the user starts, pauses and ends a
+    turn and when they cut the bot off: silence (a turn ends after `vad_silence_ms` of silence), or a
+    plugin's."""
     vad_aggressiveness: int = Field(2, ge=0, le=3)
     """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
@@ -326,6 +330,8 @@ class Config(BaseModel):
     (model_download)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
+    memory: str = "sqlite"
+    """Memory backend (registry name): sqlite (a file under `data_dir`), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
@@ -345,9 +351,12 @@ class Config(BaseModel):
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
-    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] = [
-        "reply", "refuse", "deflect", "silence", "interrupt", "block"]
-    """Strategies the bot may use; a judgement outside this list becomes a plain reply."""
+    policy: str = "default"
+    """Policy backend (registry name): turns judgements and quiet spells into plans (s2s_server.py section
+    11): default (the paper's rules), or a plugin's."""
+    strategies: list[str] = []
+    """Strategies the bot may use, by name from the strategy table (s2s_server.py section 11, plus plugins'
+    rows); empty: all of them. A judgement outside this list becomes a plain reply."""
     interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """The judge must be at least this sure before the bot cuts the user off."""
     interrupt_template_en: str = "Sorry to cut in, but"
