@@ -201,8 +201,8 @@ class Config(BaseModel):
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
         "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
         "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
-        "yours; you have none of your own."
-    )
+        "yours (you have none of your own), so speak of them as \"you\" (\"your name is ...\", \"you live in "
+        "...\").")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     """llamacpp, openai: sampling temperature; 0 is greedy."""
@@ -364,11 +364,12 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You have just cut the user off in mid-sentence and already said \"{template}\". Finish that sentence: "
-        "react to what they were saying (agree or disagree with their point, and add one thought of your own), "
-        "in their language, in at most two short sentences. Do not repeat what you already said.\n"
-        "Example: the user: \"I think trains beat planes because\" you: \"they let you see the country, and "
-        "they are kinder to the planet.\"\n"
+        "You cut the user off in mid-sentence and already said \"{template}\". Go on right after those words, "
+        "in their language: react to the point they were making (agree or disagree, and add one thought of your "
+        "own) in at most two short sentences. Do not greet, thank or apologise, and do not say those words "
+        "again.\n"
+        "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
+        "country on the way.\"\n"
         "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
     """Instructions for the continuation after the interrupt template ({template} is filled in)."""
     refuse_template_en: str = "Sorry, I can't do that."
@@ -376,9 +377,9 @@ class Config(BaseModel):
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "The user asked for something unreasonable, so you decline it, and you already said \"{template}\". "
-        "Now say one short sentence, in their language, that gives the reason or offers something reasonable "
-        "instead. Never do the task, never promise it, never repeat the request.\n"
+        "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
+        "in their language, why you won't, or what you can do for them instead. Never do the task, never "
+        "promise it and never repeat the request.\n"
         "Example: the user: \"Do all my homework for me right now.\" you: \"It has to be your own work, but "
         "I can explain the hardest question with you.\"\n"
         "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")

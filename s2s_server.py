@@ -2039,6 +2039,42 @@ def speakable(text: str) -> str:
     return re.sub(r"\s+", " ", _MARKUP.sub("", text)).strip()
 
 
+class OpenerEcho:
+    """Drops the LLM's repetition of the opener the bot has already said ("Sorry to cut in, but Sorry to cut
+    in, but ..."; the 0.5B and 1.5B Qwen models both did it), streaming: text that could still be the
+    opener is held back until it either is the whole opener (dropped) or is not (passed on)."""
+
+    def __init__(self, opener: str):
+        self.opener = self._key(opener)
+        self.held = ""
+        self.done = not self.opener
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return re.sub(r"[\W_]+", "", text).lower()  # letters and digits only (CJK characters are letters)
+
+    def push(self, delta: str) -> str:
+        if self.done:
+            return delta
+        self.held += delta
+        key = self._key(self.held)
+        if len(key) < len(self.opener) and self.opener.startswith(key):
+            return ""  # still possibly the opener
+        self.done = True
+        if key.startswith(self.opener):  # the opener again: drop it, keep what follows it
+            consumed, i = 0, 0
+            while consumed < len(self.opener) and i < len(self.held):
+                consumed += len(self._key(self.held[i]))
+                i += 1
+            return self.held[i:].lstrip(" ,.!?;:，。！？；：、\"'“”")
+        return self.held
+
+    def flush(self) -> str:
+        """The end of the stream: what is held was not the whole opener."""
+        held, self.held, self.done = (self.held if not self.done else ""), "", True
+        return held
+
+
 class ClauseChunker:
     """Accumulate streamed text and cut it into clauses for TTS.
 
@@ -3758,6 +3794,7 @@ class Session:
 
         async def produce_clauses() -> None:
             chunker = ClauseChunker(self.config.clause_min_chars, self.config.clause_max_chars)
+            echo = OpenerEcho(spoken_prefix)
             try:
                 if spoken_prefix:
                     await clause_queue.put(spoken_prefix)  # said at once, while the LLM starts
@@ -3768,9 +3805,9 @@ class Session:
                     async for delta in deltas:
                         if "llm_first_token" not in r.metrics:
                             r.metrics["llm_first_token"] = now_ms() - started
-                        for clause in chunker.push(delta):
+                        for clause in chunker.push(echo.push(delta)):
                             await clause_queue.put(clause)
-                for clause in chunker.flush():
+                for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
                     await clause_queue.put(clause)
                 await clause_queue.put(None)
             except Exception as exc:
