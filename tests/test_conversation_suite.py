@@ -54,27 +54,25 @@ def test_a_recorded_review_decides_and_a_missing_one_is_listed():
     assert suite.score([r], [conv], [review]) == [] and r.verdict == "fail"
 
 
-def _rows(lang: str, rows: tuple[str, ...]) -> suite.Conversation:
-    """The suite's own steps of these rows for one language, as one conversation."""
-    steps = [s for c in suite.CONVERSATIONS if c.lang == lang and c.id.endswith("mixed")
-             for session in c.sessions for s in session if s.row in rows]
-    return suite.Conversation(f"{lang}-mixed", lang, f"test-{lang}", [steps])
+def _rows(lang: str, rows: tuple[str, ...]) -> tuple[suite.Conversation, list[int]]:
+    """The first step of each row from the suite's "mixed" conversation of a language, and their numbers
+    there (so that recorded reviews and the rubric apply as in the suite)."""
+    conv = next(c for c in suite.CONVERSATIONS if c.lang == lang and c.id.endswith("mixed"))
+    steps = [s for session in conv.sessions for s in session]
+    numbers = [next(n for n, s in enumerate(steps, 1) if s.row == row) for row in rows]
+    return suite.Conversation(conv.id, lang, f"test-{lang}", [[steps[n - 1] for n in numbers]]), numbers
 
 
 @pytest.mark.models
 async def test_refuse_and_deflect_rows_with_the_default_llm():
     """The default LLM (llamacpp, packaged Qwen), seeded, carries out refuse and deflect in English and
-    Chinese: every rule of the rubric holds, and no reply a reviewer failed comes back."""
-    conversations = [_rows("en", ("refuse", "deflect")), _rows("zh", ("refuse", "deflect"))]
-    # Step numbers as in the suite's conversations, so recorded reviews apply.
-    replies, _ = await suite.run_suite(conversations, {"llm_seed": 1}, log=lambda line: None)
-    full = {c.id: c for c in suite.CONVERSATIONS}
-    numbers = {c.id: [n for n, s in enumerate((s for ss in full[c.id].sessions for s in ss), 1)
-                      if s.row in ("refuse", "deflect")] for c in conversations}
-    for r in replies:
-        r.step = numbers[r.conversation][r.step - 1]
+    Chinese through the real server: every rule of the rubric holds, and no reply a reviewer failed comes
+    back (a reply no one reviewed yet is allowed here; the benchmark lists it)."""
+    (en, en_steps), (zh, zh_steps) = _rows("en", ("refuse", "deflect")), _rows("zh", ("refuse", "deflect"))
+    replies, _ = await suite.run_suite([en, zh], {"llm_seed": 1}, log=lambda line: None)
+    assert [r.row for r in replies] == ["refuse", "deflect", "refuse", "deflect"]
+    for r, number in zip(replies, en_steps + zh_steps, strict=True):
+        r.step = number
     suite.score(replies, suite.CONVERSATIONS, suite.load_reviews())
-    assert len(replies) == 8
-    failed = [(r.conversation, r.step, r.text, {k: v for k, v in r.results.items() if v is not True})
-              for r in replies if r.verdict == "fail"]
+    failed = [(r.text, {k: v for k, v in r.results.items() if v is not True}) for r in replies if r.verdict == "fail"]
     assert not failed
