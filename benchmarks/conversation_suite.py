@@ -2,7 +2,7 @@
 
     python benchmarks/conversation_suite.py                          # the default LLM, every conversation
     python benchmarks/conversation_suite.py --lang zh --only refuse  # a subset (rows: see ROWS)
-    python benchmarks/conversation_suite.py --set llm_weights=qwen2.5-coder-1.5b   # any server setting
+    python benchmarks/conversation_suite.py --set llamacpp_weights=qwen2.5-coder-1.5b   # any server setting
     python benchmarks/conversation_suite.py --out run.json           # keep every reply and check
     python benchmarks/conversation_suite.py --rescore run.json       # score a kept run again (after reviews)
 
@@ -355,7 +355,7 @@ BEFORE_PROMPTS: dict[str, Any] = {
     "proactive_prompt": "The user has been quiet for a while. Say one short, friendly sentence that revives the "
                         "conversation or moves it to a new topic they may like, based on what you know about them.",
 }
-SMALL = {"llm_weights": "qwen2.5-coder-0.5b"}
+SMALL = {"llamacpp_weights": "qwen2.5-coder-0.5b"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # Qwen2.5-Coder-1.5B, today's prompts
     "before-prompts": BEFORE_PROMPTS,  # 1.5B, the prompts and layout before
@@ -671,7 +671,7 @@ def main() -> None:
         import logging
         logging.basicConfig(level=logging.WARNING)
         for name in args.variant or ["default"]:
-            settings = {"llm_seed": args.seed, **VARIANTS[name], **parse_settings(args.set)}
+            settings = {"llamacpp_seed": args.seed, **VARIANTS[name], **parse_settings(args.set)}
             print(f"\n==== variant {name}: {settings}")
             runs[name], infos[name] = asyncio.run(run_suite(conversations, settings))
             infos[name]["variant"] = name

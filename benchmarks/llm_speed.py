@@ -34,7 +34,7 @@ QUESTIONS = ["How many legs does a spider have?", "What should I cook for dinner
 
 
 async def measure(weights: str, turns: int) -> dict[str, float]:
-    config = validate_config({"llm_weights": weights, "llm_seed": 1})
+    config = validate_config({"llamacpp_weights": weights, "llamacpp_seed": 1})
     llm = s2s.LlamaCppLLM(config)
     started = time.monotonic()
     await asyncio.to_thread(llm.load)
@@ -82,7 +82,7 @@ def main() -> None:
     results = {w: asyncio.run(measure(w, args.turns)) for w in args.weights or ["qwen2.5-coder-0.5b",
                                                                               "qwen2.5-coder-1.5b"]}
     print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians\n")
-    print("| llm_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) | tokens/s |")
+    print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) | tokens/s |")
     print("|---|---:|---:|---:|---:|")
     for weights, r in results.items():
         print(f"| {weights} | {r['load_s']:.1f} | {r['primed_ms']:.0f} | {r['cold_ms']:.0f} | "

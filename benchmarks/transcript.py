@@ -1,7 +1,7 @@
 """The README's transcript: one real conversation with the default models, printed as the server sent it.
 
     python benchmarks/transcript.py                       # every default (whisper, sft judge, llamacpp, hibari)
-    python benchmarks/transcript.py --llm-weights qwen2.5-coder-0.5b   # any server setting, as on its command line
+    python benchmarks/transcript.py --llamacpp-weights qwen2.5-coder-0.5b   # any server setting, as on its command line
 
 The server runs in-process on port 0 with its defaults; a client speaks the first turns (espeak-ng speech
 in 20 ms frames at real time, like a microphone) and types the others, waits for each reply to finish

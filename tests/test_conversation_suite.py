@@ -69,7 +69,7 @@ async def test_refuse_and_deflect_rows_with_the_default_llm():
     Chinese through the real server: every rule of the rubric holds, and no reply a reviewer failed comes
     back (a reply no one reviewed yet is allowed here; the benchmark lists it)."""
     (en, en_steps), (zh, zh_steps) = _rows("en", ("refuse", "deflect")), _rows("zh", ("refuse", "deflect"))
-    replies, _ = await suite.run_suite([en, zh], {"llm_seed": 1}, log=lambda line: None)
+    replies, _ = await suite.run_suite([en, zh], {"llamacpp_seed": 1}, log=lambda line: None)
     assert [r.row for r in replies] == ["refuse", "deflect", "refuse", "deflect"]
     for r, number in zip(replies, en_steps + zh_steps, strict=True):
         r.step = number
