@@ -5386,7 +5386,7 @@ async def supervise(config: Config, argv: list[str]) -> int:
         nonlocal serving
         async for raw in worker.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
-            print(f"[worker {n}] {line}", file=sys.stderr, flush=True)
+            sys.stderr.write(f"[worker {n}] {line}\n")  # already formatted by the worker's logging
             if "serving ws://" in line:
                 serving += 1
                 if serving == config.workers:
