@@ -251,6 +251,18 @@ class Config(BaseModel):
     """hibari: speaking rate (0.5 slow .. 2.0 fast)."""
     tts_threads: int = Field(1, ge=1, le=64)
     """hibari: onnxruntime threads; 1 is fastest for this small model (real-time factor 0.007 vs 0.015)."""
+    audible_dbfs: float = Field(-45.0, ge=-90.0, le=0.0)
+    """What counts as audible in reply audio: a 10 ms window whose RMS level reaches this many dB below full
+    scale. The voice_to_voice metric counts to the first such window; the reply shaper treats quieter
+    windows as silence (hibari's padding sits near -96 dBFS, its speech at -40 to -15)."""
+    tts_onset_ms: int = Field(40, ge=0, le=1000)
+    """Silence kept before a reply's first audible window (the ramp into the first sound), in ms."""
+    tts_clause_gap_ms: int = Field(150, ge=0, le=2000)
+    """Longest silence between two clauses of a reply, in ms (the model's padding is cut to this)."""
+    tts_sentence_gap_ms: int = Field(300, ge=0, le=2000)
+    """Longest silence after a clause that ends a sentence, and inside one clause, in ms."""
+    tts_tail_ms: int = Field(60, ge=0, le=2000)
+    """Silence kept after a reply's last audible window (its decay), in ms."""
     audio_chunk_ms: int = Field(100, ge=10, le=100)
     """Longest reply audio chunk per response.output_audio.delta, in ms."""
     audio_lead_ms: int = Field(2000, ge=0, le=600000)

@@ -83,7 +83,8 @@ def now_ms() -> float:
     return time.monotonic() * 1000.0
 
 
-METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice")
+METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice",
+               "voice_to_first_byte")
 
 
 # ==== 1. Protocol ======================================================================================
@@ -317,6 +318,25 @@ def ms_to_samples(ms: float, rate_hz: int = SAMPLE_RATE_HZ) -> int:
 
 def samples_to_ms(n: int, rate_hz: int = SAMPLE_RATE_HZ) -> float:
     return n * 1000.0 / rate_hz
+
+
+def window_dbfs(pcm16: np.ndarray, window_samples: int) -> np.ndarray:
+    """RMS level of each whole window of `window_samples`, in dB relative to full scale (silence: -120)."""
+    n = len(pcm16) // window_samples
+    if n == 0:
+        return np.zeros(0)
+    x = pcm16[:n * window_samples].astype(np.float64).reshape(n, window_samples) / 32768.0
+    return 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)), 1e-6))
+
+
+def first_audible_ms(pcm16: np.ndarray, threshold_dbfs: float, rate_hz: int = SAMPLE_RATE_HZ,
+                     window_ms: int = 10) -> float | None:
+    """Where a listener starts to hear `pcm16`: the start of its first `window_ms` window whose RMS level
+    reaches `threshold_dbfs` (None if none does). The one definition of "audible" used by the server's
+    voice_to_voice metric, the reply shaper and the benchmarks."""
+    window = ms_to_samples(window_ms, rate_hz)
+    loud = np.flatnonzero(window_dbfs(pcm16, window) >= threshold_dbfs)
+    return samples_to_ms(int(loud[0]) * window, rate_hz) if len(loud) else None
 
 
 class Framer:
@@ -1649,6 +1669,89 @@ class OpenAILLM(LLM):
 # EDIT. Speech synthesisers. The test double FakeTTS is in section 3.
 
 
+class SpeechShaper:
+    """The one place that paces a reply's audio, for every TTS backend: models pad each clause with
+    silence (hibari: 200-330 ms before and 300-500 ms after), so a reply started late and stopped for
+    about 700 ms between clauses, and a listener took the gap for its end. The shaper cuts every silent
+    run (10 ms windows below `audible_dbfs`) to what the voice needs:
+      - before the first sound of the reply: `onset_ms` (the breath and ramp before the audible part);
+      - between clauses: `clause_gap_ms`, or `sentence_gap_ms` after a clause that ends a sentence;
+      - inside a clause: at most `sentence_gap_ms` (the model's own pauses up to that are kept);
+      - after the last sound: `tail_ms` (the decay).
+    A long run keeps its head (the decay of the sound before) and its last `onset_ms` (the ramp of the
+    sound after). Audible audio is never held back; only silence waits for the next sound.
+    `first_audible_ms` is where the reply becomes audible, in ms of the shaped audio. Pure, 16 kHz int16.
+    """
+
+    WINDOW_MS = 10
+
+    def __init__(self, *, audible_dbfs: float, onset_ms: int, clause_gap_ms: int, sentence_gap_ms: int,
+                 tail_ms: int):
+        self.audible_dbfs = audible_dbfs
+        self.onset_ms, self.tail_ms = onset_ms, tail_ms
+        self.clause_gap_ms, self.sentence_gap_ms = clause_gap_ms, sentence_gap_ms
+        self._window = ms_to_samples(self.WINDOW_MS)
+        self._rest = np.zeros(0, dtype=np.int16)  # less than one window, waiting for more samples
+        self._silence: list[np.ndarray] = []  # the silent run so far (windows)
+        self._gap_ms = float(sentence_gap_ms)  # longest silence kept for the run in progress
+        self._out_samples = 0
+        self.first_audible_ms: float | None = None
+
+    def push(self, pcm16: np.ndarray) -> np.ndarray:
+        """Audio of the clause being synthesised -> audio to send now (possibly empty)."""
+        data = np.concatenate([self._rest, pcm16]) if len(self._rest) else pcm16
+        n = len(data) // self._window * self._window
+        self._rest = data[n:].copy()
+        out: list[np.ndarray] = []
+        levels = window_dbfs(data[:n], self._window)
+        for i, level in enumerate(levels):
+            window = data[i * self._window:(i + 1) * self._window]
+            if level < self.audible_dbfs:
+                self._silence.append(window)
+                continue
+            if self.first_audible_ms is None:
+                kept = self._cut(self.onset_ms, keep_head_ms=0)
+                self.first_audible_ms = samples_to_ms(self._out_samples + len(kept))
+            else:
+                kept = self._cut(self._gap_ms, keep_head_ms=max(self._gap_ms - self.onset_ms, 0))
+            out += [kept, window]
+            self._out_samples += len(kept) + len(window)
+            self._gap_ms = float(self.sentence_gap_ms)  # inside a clause
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+    def end_clause(self, ends_sentence: bool) -> None:
+        """A clause's audio is complete: the silence from here to the next sound is a clause gap."""
+        self._silence.append(self._rest)
+        self._rest = np.zeros(0, dtype=np.int16)
+        self._gap_ms = float(self.sentence_gap_ms if ends_sentence else self.clause_gap_ms)
+
+    def flush(self) -> np.ndarray:
+        """The reply is complete: keep the decay of its last sound, drop the rest of the silence."""
+        self._silence.append(self._rest)
+        self._rest = np.zeros(0, dtype=np.int16)
+        if self.first_audible_ms is None:
+            self._silence = []
+            return np.zeros(0, dtype=np.int16)
+        kept = self._cut(self.tail_ms, keep_head_ms=self.tail_ms)
+        self._out_samples += len(kept)
+        return kept
+
+    def _cut(self, max_ms: float, keep_head_ms: float) -> np.ndarray:
+        """The held silent run, at most `max_ms` long: its first `keep_head_ms` and its end."""
+        run = np.concatenate(self._silence) if self._silence else np.zeros(0, dtype=np.int16)
+        self._silence = []
+        limit = ms_to_samples(max_ms)
+        if len(run) <= limit:
+            return run
+        head = min(ms_to_samples(keep_head_ms), limit)
+        return np.concatenate([run[:head], run[len(run) - (limit - head):]])
+
+
+def ends_sentence(text: str) -> bool:
+    """Does this clause end a sentence (a longer pause follows it when spoken)?"""
+    return text.rstrip().endswith(tuple(".!?。！？…"))
+
+
 # ---- The paper's model table (Table 1): TTS -----------------------------------------------------------
 # openai-tts (any /v1/audio/speech), cosyvoice (CosyVoice 2), f5-tts, melotts. Each yields int16 at 16 kHz
 # resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
@@ -2468,6 +2571,7 @@ class Response:
     first_queued_at_ms: float | None = None  # the pacing and playback clock starts here
     heard_cut: bool = False  # a barge-in ended its playback
     first_audio_at_ms: float | None = None  # monotonic ms of the first audio delta on the wire
+    first_audible_ms: float | None = None  # ms into this response's audio where it becomes audible
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)
     turn: Turn | None = None
@@ -3394,6 +3498,9 @@ class Session:
         out_rate = self.settings.output_rate_hz
         resampler = StreamResampler(SAMPLE_RATE_HZ, out_rate)
         chunk_samples = ms_to_samples(self.config.audio_chunk_ms, out_rate)
+        c = self.config
+        shaper = SpeechShaper(audible_dbfs=c.audible_dbfs, onset_ms=c.tts_onset_ms, clause_gap_ms=c.tts_clause_gap_ms,
+                              sentence_gap_ms=c.tts_sentence_gap_ms, tail_ms=c.tts_tail_ms)
         spoken: list[str] = []
         try:
             while (clause := await clause_queue.get()) is not None:
@@ -3414,9 +3521,10 @@ class Session:
                     async for pcm16k in chunks:
                         if "tts_first_audio" not in r.metrics:
                             r.metrics["tts_first_audio"] = now_ms() - tts_started
-                        if self.config.trace_dir:
-                            r.trace_audio.append(pcm16k)
-                        await self._emit_pcm(r, resampler.push(pcm16k), chunk_samples, out_rate)
+                        await self._emit_shaped(r, shaper.push(pcm16k), resampler, chunk_samples, out_rate)
+                        r.first_audible_ms = shaper.first_audible_ms
+                shaper.end_clause(ends_sentence(text))
+            await self._emit_shaped(r, shaper.flush(), resampler, chunk_samples, out_rate)
             await self._emit_pcm(r, resampler.push(np.zeros(0, dtype=np.int16), last=True), chunk_samples, out_rate)
         except asyncio.CancelledError:
             raise
@@ -3435,6 +3543,13 @@ class Session:
         self.emit(server_event("response.output_audio.done", response_id=r.id, item_id=r.item.id,
                                output_index=0, content_index=0))
         self._finish_response(r, "completed", None, turn)
+
+    async def _emit_shaped(self, r: Response, pcm16k: np.ndarray, resampler: StreamResampler, chunk_samples: int,
+                           rate_hz: int) -> None:
+        if len(pcm16k):
+            if self.config.trace_dir:
+                r.trace_audio.append(pcm16k)
+            await self._emit_pcm(r, resampler.push(pcm16k), chunk_samples, rate_hz)
 
     async def _emit_pcm(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
         for start in range(0, len(pcm), chunk_samples):
@@ -3474,8 +3589,9 @@ class Session:
         """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""
         m = r.metrics
         m["endpoint"] = turn.endpoint_ms
-        if r.first_audio_at_ms is not None:
-            m["voice_to_voice"] = r.first_audio_at_ms - turn.voice_end_at_ms
+        if r.first_audio_at_ms is not None:  # the client plays from the first byte; the ear hears the first
+            m["voice_to_first_byte"] = r.first_audio_at_ms - turn.voice_end_at_ms  # audible window
+            m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
