@@ -87,6 +87,22 @@ class Config(BaseModel):
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
     """Voiced audio needed before user speech cancels the bot (so a cough does not). WebRTC's VAD keeps
     saying "speech" for about 90 ms after a sound ends, so 350 lets a 200 ms cough pass."""
+    turn_pause_ms: int = Field(200, ge=30, le=2000)
+    """predictive turn-taking: silence after which the end-of-turn models are asked (and the speculative
+    transcript starts), in ms."""
+    turn_done_silence_ms: int = Field(250, ge=30, le=5000)
+    """predictive: silence that ends the turn when the audio and text end-of-turn opinions agree it is
+    complete, in ms (the opinions arrive about 100 ms after `turn_pause_ms`)."""
+    turn_unsure_silence_ms: int = Field(1200, ge=30, le=10000)
+    """predictive: silence that ends the turn when the audio and text opinions disagree, in ms."""
+    turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
+    """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
+    turn_audio_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
+    turn_text_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
+    smart_turn_threads: int = Field(1, ge=1, le=64)
+    """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)

@@ -727,6 +727,130 @@ class TurnDetector:
         return event
 
 
+class PredictiveTurnDetector(TurnDetector):
+    """Turn-taking that predicts the end of a turn instead of waiting out a fixed silence.
+
+    At `pause_ms` of silence it emits `paused` (with the audio so far); the session then asks the audio
+    end-of-turn model (Smart Turn) and, once the speculative transcript exists, the judge's text
+    end-of-turn probability, and hands both back through `set_opinion`. The turn then ends after:
+      - `done_silence_ms` of silence when the opinions agree the user is done (audio >= `audio_threshold`
+        and text >= `text_threshold`, or text has no opinion: None);
+      - `unsure_silence_ms` when exactly one of them says done;
+      - `silence_ms` (the maximum) otherwise, or while an opinion is still missing.
+    Speech before the turn ends (`resumed`) forgets the opinions: the utterance goes on as one turn.
+    Still pure: time is audio time, and the session feeds opinions as they arrive.
+    """
+
+    def __init__(self, *, done_silence_ms: int, unsure_silence_ms: int, audio_threshold: float,
+                 text_threshold: float, **kwargs: Any):
+        self.done_silence_ms, self.unsure_silence_ms = done_silence_ms, unsure_silence_ms
+        self.audio_threshold, self.text_threshold = audio_threshold, text_threshold
+        super().__init__(**kwargs)
+
+    def reset(self) -> None:
+        super().reset()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.audio_prob: float | None = None
+        self.text_prob: float | None = None
+        self.text_pending = False  # a transcript (and so a text opinion) is on its way
+        self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
+
+    def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
+                    text_pending: bool | None = None) -> None:
+        if pause_id != self.pause_id:
+            return
+        if audio_prob is not None:
+            self.audio_prob = audio_prob
+        if text_prob is not None:
+            self.text_prob = text_prob
+        if text_pending is not None:
+            self.text_pending = text_pending
+
+    def wait_ms(self) -> float:
+        """How much silence ends the turn, given the opinions so far."""
+        if self.audio_prob is None or self.text_pending:
+            return self.silence_ms
+        votes = [self.audio_prob >= self.audio_threshold]
+        if self.text_prob is not None:
+            votes.append(self.text_prob >= self.text_threshold)
+        if all(votes):
+            return self.done_silence_ms
+        return self.unsure_silence_ms if any(votes) else self.silence_ms
+
+    def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
+        if voiced and self._paused:
+            self._forget()
+        events = super()._track(frame, voiced)
+        if not self.in_speech or voiced:
+            return events
+        silence = self._silence_frames * self.frame_ms
+        if silence >= max(self.pause_ms, 1) and silence >= self.wait_ms():
+            events.append(self._stop())
+        return events
+
+    def _stop(self) -> TurnEvent:
+        event = super()._stop()
+        self._forget()
+        return event
+
+
+class SmartTurnModel:
+    """Smart Turn v3.2 (Pipecat, BSD-2-Clause): an 8.7 MB audio end-of-turn classifier (a Whisper-tiny
+    encoder on the last 8 s of the utterance). It hears prosody: a falling, finished phrase scores near 1,
+    a held or rising "and then, um" near 0. The ONNX file ships inside the `pipecat-ai` wheel; the server
+    only reads that file (it never imports pipecat), checks its sha256, and runs it with onnxruntime.
+    Input features are Whisper's 80-bin log-mel, computed by faster-whisper's numpy FeatureExtractor after
+    the zero-mean, unit-variance scaling the model was trained with (transformers' do_normalize).
+    About 100 ms of one core per call here, so it runs in a worker thread, once per pause.
+    Shared by all sessions (onnxruntime sessions are thread-safe)."""
+
+    FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"  # inside the pipecat package folder
+    SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+    INSTALL = "pip install pipecat-ai==1.14.0"
+    WINDOW_S = 8  # the model's input: the last 8 s, zero-padded in front
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+        self._session: Any = None
+
+    @classmethod
+    def path(cls) -> Path:
+        spec = importlib.util.find_spec("pipecat")  # finds the package folder without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise ComponentMissing(f"the Smart Turn end-of-turn model is not installed: {cls.INSTALL}")
+        path = Path(next(iter(spec.submodule_search_locations))) / cls.FILE
+        if not path.is_file():
+            raise ComponentMissing(f"{path} is missing; reinstall: {cls.INSTALL} --force-reinstall")
+        return path
+
+    def load(self) -> None:
+        import onnxruntime
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        path = self.path()
+        if (digest := sha256_of(path)) != self.SHA256:
+            raise ComponentMissing(f"{path} has sha256 {digest}, expected {self.SHA256}; not loading it. "
+                                   f"Reinstall the pinned version: {self.INSTALL} --force-reinstall --no-cache-dir")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
+        self._session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+        self._features = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
+        self.end_of_turn_prob(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16))  # warm up
+
+    def end_of_turn_prob(self, pcm16: np.ndarray) -> float:
+        """Blocking. The utterance so far (16 kHz int16, trailing silence included or not) -> probability
+        that the speaker has finished their turn."""
+        window = SAMPLE_RATE_HZ * self.WINDOW_S
+        audio = pcm16[-window:].astype(np.float32) / 32768.0
+        audio = np.pad(audio, (window - len(audio), 0))
+        audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        features = self._features(audio, padding=0)[np.newaxis].astype(np.float32)  # (1, 80, 800)
+        return float(self._session.run(None, {"input_features": features})[0][0, 0])
+
+
 # ==== 5. ASR ===========================================================================================
 # EDIT. Speech recognisers. The test double FakeASR is in section 3.
 

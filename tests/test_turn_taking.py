@@ -77,3 +77,98 @@ def test_the_shaper_keeps_quiet_audio_out_and_every_sound_in():
                              tail_ms=60)
     assert len(quiet.push(np.full(16000, 3, dtype=np.int16))) == 0 and len(quiet.flush()) == 0
     assert quiet.first_audible_ms is None
+
+
+# ---- 2-3. Smart Turn and the predictive detector --------------------------------------------------------
+
+
+def hibari_speech(text: str) -> np.ndarray:
+    import hibari
+
+    wav = hibari.Hibari(voice="heart")(text, seed=0)
+    return s2s.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), 16000)
+
+
+def test_smart_turn_hears_a_finished_sentence_from_one_cut_mid_way():
+    """The bundled Smart Turn v3.2 (located in the pipecat-ai wheel, checksummed) scores a whole spoken
+    sentence as finished and the same recording cut before its object as unfinished."""
+    model = s2s.SmartTurnModel()
+    model.load()
+    whole = hibari_speech("I would like to book a table for two people tonight.")
+    half = hibari_speech("I would like to book")
+    quiet = np.zeros(3200, dtype=np.int16)
+    levels = s2s.window_dbfs(whole, 160)
+    loud, loud_half = np.flatnonzero(levels >= AUDIBLE_DBFS), np.flatnonzero(s2s.window_dbfs(half, 160) >= AUDIBLE_DBFS)
+    estimate = loud[0] + loud_half[-1] - loud_half[0]  # where "book" ends, in 10 ms windows
+    cut = estimate - 20 + int(np.argmin(levels[estimate - 20:estimate + 5]))  # the quietest window near it
+    finished = model.end_of_turn_prob(np.concatenate([whole[:(loud[-1] + 1) * 160], quiet]))
+    unfinished = model.end_of_turn_prob(np.concatenate([whole[:cut * 160], quiet]))
+    assert finished >= 0.5 > unfinished, (finished, unfinished)
+
+
+def test_smart_turn_refuses_a_file_that_fails_its_checksum(monkeypatch, tmp_path):
+    """A model file whose sha256 differs from the pinned one is not loaded; the error says how to reinstall."""
+    bad = tmp_path / "smart-turn.onnx"
+    bad.write_bytes(b"not the model")
+    monkeypatch.setattr(s2s.SmartTurnModel, "path", classmethod(lambda cls: bad))
+    try:
+        s2s.SmartTurnModel().load()
+    except s2s.ComponentMissing as exc:
+        assert "sha256" in str(exc) and "pipecat-ai==1.14.0" in str(exc)
+    else:
+        raise AssertionError("a corrupt model file was loaded")
+
+
+def run_frames(detector: s2s.TurnDetector, voiced: list[int], opinions: dict[int, dict] | None = None) -> list[tuple]:
+    """Feed 30 ms frames (1 voiced, 0 silent); at the frame index keys of `opinions`, hand the detector
+    that opinion for its current pause. Returns (frame index, event kind)."""
+    events = []
+    frame = np.zeros(480, dtype=np.int16)
+    for i, v in enumerate(voiced):
+        if opinions and i in opinions:
+            detector.set_opinion(detector.pause_id, **opinions[i])
+        events += [(i, ev.kind) for ev in detector.push(frame, float(v))]
+    return events
+
+
+def predictive(**overrides) -> s2s.PredictiveTurnDetector:
+    settings = dict(frame_ms=30, threshold=0.5, min_speech_ms=90, prefix_padding_ms=0, max_utterance_ms=30000,
+                    pause_ms=210, done_silence_ms=270, unsure_silence_ms=900, silence_ms=2100, audio_threshold=0.5,
+                    text_threshold=0.5)
+    settings.update(overrides)
+    return s2s.PredictiveTurnDetector(**settings)
+
+
+def test_agreeing_opinions_end_the_turn_after_a_short_silence():
+    """Audio and text both say finished: the turn ends at `done_silence_ms`, not at the maximum."""
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.8}})
+    assert (20 + 6, "paused") in events and (20 + 8, "speech_stopped") in events  # 210 and 270 ms of silence
+
+
+def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_utterance_stays_one_turn():
+    """Audio and words say unfinished: a 1.5 s pause does not end the turn and the resumed speech is the
+    same utterance, whose end (no opinion this time) waits for the maximum; one opinion for "done" and
+    one against wait `unsure_silence_ms`; a transcript on its way is waited for."""
+    voiced = [1] * 20 + [0] * 50 + [1] * 20 + [0] * 80
+    events = run_frames(predictive(), voiced, {28: {"audio_prob": 0.1, "text_prob": 0.2}})
+    assert [k for _, k in events].count("speech_stopped") == 1
+    assert [k for _, k in events] == ["speech_started", "paused", "resumed", "paused", "speech_stopped"]
+    assert events[-1][0] == 90 + 69  # 2100 ms of silence: the maximum
+    # exactly one opinion says done: the unsure wait
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.1}})
+    assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms
+    # text still being transcribed: wait for it
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_pending": True},
+                                                           40: {"text_prob": 0.9, "text_pending": False}})
+    assert events[-1] == (40, "speech_stopped")
+
+
+def test_an_opinion_about_an_earlier_pause_is_ignored():
+    """Opinions carry the pause they judged; after the user resumes, a late answer changes nothing."""
+    detector = predictive()
+    run_frames(detector, [1] * 20 + [0] * 8)
+    stale = detector.pause_id
+    run_frames(detector, [1] * 5)
+    detector.set_opinion(stale, audio_prob=0.99, text_prob=0.99)
+    events = run_frames(detector, [0] * 30)
+    assert ("speech_stopped" not in [k for _, k in events]) and detector.audio_prob is None
