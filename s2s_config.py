@@ -87,6 +87,23 @@ class Config(BaseModel):
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
     """Voiced audio needed before user speech cancels the bot (so a cough does not). WebRTC's VAD keeps
     saying "speech" for about 90 ms after a sound ends, so 350 lets a 200 ms cough pass."""
+    turn_taking: Literal["predictive", "silence"] = "predictive"
+    """How the end of a user turn is decided. predictive: silence + Smart Turn's audio end-of-turn
+    probability + the judge's text probability (turn_* settings below); silence: a fixed silence window
+    (`vad_silence_ms`)."""
+    barge_in_hold: Literal["words", "off"] = "words"
+    """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
+    transcribed (after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of them is
+    not in `backchannel_words`; a sound with no words (a cough, a door, a keyboard) or only backchannel
+    words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
+    barge_in_recheck_ms: int = Field(300, ge=50, le=5000)
+    """words: while held speech goes on, transcribe it again after this much more voiced audio, in ms."""
+    backchannel_words: list[str] = [
+        "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+        "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+        "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错"]
+    """Words (and two-word phrases) that, alone, are a listener's backchannel and not a turn: English and
+    Chinese, compared without case and punctuation."""
     turn_pause_ms: int = Field(200, ge=30, le=2000)
     """predictive turn-taking: silence after which the end-of-turn models are asked (and the speculative
     transcript starts), in ms."""

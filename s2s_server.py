@@ -40,6 +40,7 @@ import hmac
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import io
 import ipaddress
 import itertools
@@ -796,6 +797,48 @@ class PredictiveTurnDetector(TurnDetector):
         return event
 
 
+def make_turn_detector(config: Config, frame_ms: int, *, threshold: float, silence_ms: int,
+                       prefix_padding_ms: int) -> TurnDetector:
+    """The session's turn detector, as `turn_taking` selects. `silence_ms` is the session's silence
+    setting (session.update's silence_duration_ms): the fixed window for `silence`, the longest wait for
+    `predictive`."""
+    common = dict(frame_ms=frame_ms, threshold=threshold, min_speech_ms=config.vad_min_speech_ms,
+                  silence_ms=silence_ms, prefix_padding_ms=prefix_padding_ms,
+                  max_utterance_ms=config.max_utterance_ms)
+    if config.turn_taking == "predictive":
+        return PredictiveTurnDetector(done_silence_ms=config.turn_done_silence_ms,
+                                      unsure_silence_ms=config.turn_unsure_silence_ms,
+                                      audio_threshold=config.turn_audio_threshold,
+                                      text_threshold=config.turn_text_threshold, pause_ms=config.turn_pause_ms,
+                                      **common)  # type: ignore[arg-type]
+    return TurnDetector(pause_ms=config.asr_speculative_ms, **common)  # type: ignore[arg-type]
+
+
+def content_words(text: str, backchannel: list[str]) -> list[str]:
+    """The words of `text` that are not a listener's backchannel ("uh-huh", "right", "嗯", "好的"): empty for
+    a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
+    counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的")."""
+    lowered = text.lower()
+    for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
+        lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
+    single = {b for b in backchannel if " " not in b}
+    cjk_entries = sorted((b for b in single if _CJK.search(b)), key=len, reverse=True)
+    content = []
+    for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
+        if not _CJK.search(token):
+            if token.strip("-'") not in single and token not in single:
+                content.append(token)
+            continue
+        rest = token
+        while rest:
+            entry = next((e for e in cjk_entries if rest.startswith(e)), None)
+            if entry is None:
+                content.append(token)
+                break
+            rest = rest[len(entry):]
+    return content
+
+
 class SmartTurnModel:
     """Smart Turn v3.2 (Pipecat, BSD-2-Clause): an 8.7 MB audio end-of-turn classifier (a Whisper-tiny
     encoder on the last 8 s of the utterance). It hears prosody: a falling, finished phrase scores near 1,
@@ -804,12 +847,15 @@ class SmartTurnModel:
     Input features are Whisper's 80-bin log-mel, computed by faster-whisper's numpy FeatureExtractor after
     the zero-mean, unit-variance scaling the model was trained with (transformers' do_normalize).
     About 100 ms of one core per call here, so it runs in a worker thread, once per pause.
-    Shared by all sessions (onnxruntime sessions are thread-safe)."""
+    Shared by all sessions (onnxruntime sessions are thread-safe), and loaded once per process: servers
+    started in one process (tests, benchmarks) share the checked, warm model."""
 
     FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"  # inside the pipecat package folder
     SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
     INSTALL = "pip install pipecat-ai==1.14.0"
     WINDOW_S = 8  # the model's input: the last 8 s, zero-padded in front
+    _loaded: ClassVar[dict[int, tuple[Any, Any]]] = {}  # threads -> (onnxruntime session, feature extractor)
+    _load_lock = threading.Lock()
 
     def __init__(self, threads: int = 1):
         self.threads = threads
@@ -826,6 +872,12 @@ class SmartTurnModel:
         return path
 
     def load(self) -> None:
+        with self._load_lock:
+            if self.threads not in self._loaded:
+                self._loaded[self.threads] = self._load()
+        self._session, self._features = self._loaded[self.threads]
+
+    def _load(self) -> tuple[Any, Any]:
         import onnxruntime
         from faster_whisper.feature_extractor import FeatureExtractor
 
@@ -839,6 +891,7 @@ class SmartTurnModel:
                                                      providers=["CPUExecutionProvider"])
         self._features = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
         self.end_of_turn_prob(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16))  # warm up
+        return self._session, self._features
 
     def end_of_turn_prob(self, pcm16: np.ndarray) -> float:
         """Blocking. The utterance so far (16 kHz int16, trailing silence included or not) -> probability
@@ -2656,6 +2709,7 @@ class Components:
     llm: LLM
     tts: TTS
     judge: Judge
+    end_of_turn: SmartTurnModel | None = None  # the audio end-of-turn model (predictive turn-taking)
 
 
 @dataclass
@@ -2748,13 +2802,25 @@ class SessionSettings:
     @classmethod
     def from_config(cls, config: Config) -> SessionSettings:
         return cls(instructions=config.system_prompt, input_rate_hz=config.wire_rate_hz,
-                   output_rate_hz=config.wire_rate_hz, voice=config.tts_voice, silence_ms=config.vad_silence_ms,
+                   output_rate_hz=config.wire_rate_hz, voice=config.tts_voice,
+                   silence_ms=config.turn_max_silence_ms if config.turn_taking == "predictive" else
+                   config.vad_silence_ms,
                    prefix_padding_ms=config.vad_prefix_padding_ms, threshold=config.vad_threshold,
                    proactive=config.proactive, strategies=frozenset(config.strategies) | {"reply"})
 
     def allows(self, action: str) -> bool:
         """May the bot act on this judgement? (reply always; the rest needs proactivity and the strategy)"""
         return action == "reply" or (self.proactive and action in self.strategies)
+
+
+@dataclass
+class HeldOnset:
+    """User speech that started while the bot talks, held until its words say whether it is a barge-in."""
+
+    onset: TurnEvent
+    stopped: TurnEvent | None = None  # the held speech ended before a decision
+    task: asyncio.Task[None] | None = None  # the transcription under way
+    next_check_ms: float = 0.0  # voiced ms of the utterance at which to transcribe again
 
 
 @dataclass
@@ -2790,11 +2856,10 @@ class Session:
         self.vad = self.components.vad_class(self.config)
         self._framer = Framer(ms_to_samples(self.vad.frame_ms))
         self._input_resampler = StreamResampler(self.settings.input_rate_hz, SAMPLE_RATE_HZ)
-        self.detector = TurnDetector(
-            frame_ms=self.vad.frame_ms, threshold=self.settings.threshold,
-            min_speech_ms=self.config.vad_min_speech_ms, silence_ms=self.settings.silence_ms,
-            prefix_padding_ms=self.settings.prefix_padding_ms, max_utterance_ms=self.config.max_utterance_ms,
-            pause_ms=self.config.asr_speculative_ms)
+        self.detector = make_turn_detector(self.config, self.vad.frame_ms, threshold=self.settings.threshold,
+                                           silence_ms=self.settings.silence_ms,
+                                           prefix_padding_ms=self.settings.prefix_padding_ms)
+        self._held: HeldOnset | None = None  # user speech over the bot, not yet known to be a barge-in
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
         self._last_voiced_at_ms = 0.0
@@ -3102,7 +3167,8 @@ class Session:
     def _on_frame(self, frame: np.ndarray) -> None:
         detector = self.detector
         if not detector.in_speech:
-            barge_in = self.bot_active() and self.settings.interrupt_response
+            barge_in = (self.bot_active() and self.settings.interrupt_response
+                        and self.config.barge_in_hold == "off")  # held speech is judged by its words
             detector.min_speech_ms = (max(self.config.vad_min_speech_ms, self.config.barge_in_min_speech_ms)
                                       if barge_in else self.config.vad_min_speech_ms)
         prob = self.vad.speech_prob(frame)
@@ -3112,12 +3178,21 @@ class Session:
             if ev.kind == "speech_started":
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
+            elif self._held is not None:
+                if ev.kind == "speech_stopped":
+                    self._held.stopped = ev  # the held speech ended: its words decide what it was
+                    if self._held.task is None:
+                        self._check_held()
             elif ev.kind == "paused":
                 self._start_speculative_asr(ev)
+                self._ask_end_of_turn()
             elif ev.kind == "resumed":
                 self._drop_speculative_asr()
             elif ev.kind == "speech_stopped":
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
+        held = self._held
+        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
+            self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
             self._start_partial()
 
@@ -3126,17 +3201,110 @@ class Session:
         self._framer.clear()
         self._user_speaking = False
         self._drop_speculative_asr()
+        if self._held is not None:
+            if self._held.task is not None:
+                self._held.task.cancel()
+            self._held = None
 
     def _on_speech_started(self, ev: TurnEvent) -> None:
         self._user_speaking = True
         self._speech_item_id = new_id("item")
         self._next_partial_ms = self.config.asr_partial_interval_ms
+        if self.bot_active() and self.settings.interrupt_response and self.config.barge_in_hold == "words":
+            self._held = HeldOnset(ev)  # the bot goes on until the first words show what this is
+            self._check_held()
+            return
         self._user_active()
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
                                item_id=self._speech_item_id))
         if self.bot_active() and self.settings.interrupt_response:
             self.barge_in("turn_detected")
         self._set_state(State.LISTENING)
+
+    # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
+
+    def _check_held(self) -> None:
+        """Transcribe the held speech so far (or all of it, once it ended) and decide in `_judge_held`."""
+        held = self._held
+        assert held is not None
+        held.next_check_ms = self.detector.speech_ms + self.config.barge_in_recheck_ms
+        audio = held.stopped.audio if held.stopped is not None else self.detector.utterance_audio()
+        held.task = self.spawn(self._judge_held(held, audio), "barge-in-check")
+
+    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None) -> None:
+        try:
+            text = (await self._collect_transcript(audio)).strip() if audio is not None and len(audio) else ""
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # no words to go by: the user's speech wins, as without holding
+            self.log.exception("asr failed on speech over the bot")
+            text, failed = "", True
+        else:
+            failed = False
+        if self._held is not held:
+            return
+        held.task = None
+        words = content_words(text, self.config.backchannel_words)
+        if words or failed:
+            self._held = None
+            self.log.info("barge-in after %.0f ms of speech: %r", held.stopped.at_ms - held.onset.at_ms
+                          if held.stopped else self.detector.speech_ms, text[:80])
+            self._user_active()
+            self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
+                                   item_id=self._speech_item_id))
+            if self.bot_active() and self.settings.interrupt_response:
+                self.barge_in("turn_detected")
+            self._set_state(State.LISTENING)
+            if held.stopped is not None:
+                self._on_speech_stopped(held.stopped, endpoint_ms=None)
+            elif self.detector.in_speech and getattr(self.detector, "_paused", False):
+                self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
+                self._ask_end_of_turn()
+        elif held.stopped is not None:  # it ended with no words or only "uh-huh": not a turn, no reply
+            self._held = None
+            self._user_speaking = False
+            self._speech_item_id = None
+            self.log.info("%s over the bot: %r; it talks on", "backchannel" if text else "a sound", text[:40])
+            self.emit(server_event("s2s.backchannel", text=text, audio_start_ms=int(held.onset.at_ms),
+                                   audio_end_ms=int(held.stopped.at_ms)))
+
+    # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
+
+    def _ask_end_of_turn(self) -> None:
+        detector, model = self.detector, self.components.end_of_turn
+        if not isinstance(detector, PredictiveTurnDetector) or model is None:
+            return
+        pause_id, audio = detector.pause_id, detector.utterance_audio()
+
+        async def audio_opinion() -> None:
+            prob = await asyncio.to_thread(model.end_of_turn_prob, audio)
+            detector.set_opinion(pause_id, audio_prob=prob)
+            self.log.debug("end of turn: audio %.2f", prob)
+
+        self.spawn(audio_opinion(), "end-of-turn-audio")
+        ask_text = getattr(self.components.judge, "end_of_turn_prob", None)
+        if ask_text is None or self._speculative is None:
+            return
+        detector.set_opinion(pause_id, text_pending=True)
+        transcript = self._speculative[1]
+
+        async def text_opinion() -> None:
+            prob = None
+            try:
+                text = (await asyncio.shield(transcript)).strip()
+                if text:
+                    context = JudgeContext(history=self.llm_history(mark_unanswered=False),
+                                           strategies=self.settings.strategies, memory=self.memory_context())
+                    prob = ask_text(context, text)
+                    if inspect.isawaitable(prob):
+                        prob = await prob
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no text opinion: the audio and the silence decide
+                self.log.exception("text end-of-turn probability failed")
+            detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+
+        self.spawn(text_opinion(), "end-of-turn-text")
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
@@ -4240,6 +4408,7 @@ def build_components(config: Config) -> Components:
         llm=REGISTRY["llm"][config.llm](config),  # type: ignore[arg-type]
         tts=REGISTRY["tts"][config.tts](config),  # type: ignore[arg-type]
         judge=REGISTRY["judge"][config.judge](config),  # type: ignore[arg-type]
+        end_of_turn=SmartTurnModel(config.smart_turn_threads) if config.turn_taking == "predictive" else None,
     )
     components.judge.llm = components.llm
     return components
@@ -4253,9 +4422,15 @@ async def load_components(components: Components) -> None:
         await asyncio.to_thread(component.load)
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
+    async def load_end_of_turn(model: SmartTurnModel) -> None:
+        started = now_ms()
+        await asyncio.to_thread(model.load)
+        log.info("loaded the end-of-turn model (Smart Turn v3.2) in %.0f ms", now_ms() - started)
+
     vad = components.vad_class(components.asr.config)
     await asyncio.gather(*(load(c) for c in (vad, components.asr, components.llm, components.tts,
-                                            components.judge)))
+                                            components.judge)),
+                         *([load_end_of_turn(components.end_of_turn)] if components.end_of_turn else []))
     vad.close()
 
 

@@ -9,7 +9,7 @@ import base64
 import numpy as np
 
 import s2s_server as s2s
-from tests.conftest import Client
+from tests.conftest import Client, silence, speech
 
 AUDIBLE_DBFS = -45.0
 
@@ -89,6 +89,16 @@ def hibari_speech(text: str) -> np.ndarray:
     return s2s.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), 16000)
 
 
+def word_boundary(whole: np.ndarray, first_words: np.ndarray) -> int:
+    """The sample where `first_words` end inside `whole` (the same text spoken on): as long as the first
+    words spoken alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point."""
+    levels = s2s.window_dbfs(whole, 160)
+    loud, loud_first = np.flatnonzero(levels >= AUDIBLE_DBFS), np.flatnonzero(s2s.window_dbfs(first_words, 160) >=
+                                                                               AUDIBLE_DBFS)
+    estimate = loud[0] + loud_first[-1] - loud_first[0]
+    return (estimate - 20 + int(np.argmin(levels[estimate - 20:estimate + 5]))) * 160
+
+
 def test_smart_turn_hears_a_finished_sentence_from_one_cut_mid_way():
     """The bundled Smart Turn v3.2 (located in the pipecat-ai wheel, checksummed) scores a whole spoken
     sentence as finished and the same recording cut before its object as unfinished."""
@@ -97,12 +107,9 @@ def test_smart_turn_hears_a_finished_sentence_from_one_cut_mid_way():
     whole = hibari_speech("I would like to book a table for two people tonight.")
     half = hibari_speech("I would like to book")
     quiet = np.zeros(3200, dtype=np.int16)
-    levels = s2s.window_dbfs(whole, 160)
-    loud, loud_half = np.flatnonzero(levels >= AUDIBLE_DBFS), np.flatnonzero(s2s.window_dbfs(half, 160) >= AUDIBLE_DBFS)
-    estimate = loud[0] + loud_half[-1] - loud_half[0]  # where "book" ends, in 10 ms windows
-    cut = estimate - 20 + int(np.argmin(levels[estimate - 20:estimate + 5]))  # the quietest window near it
-    finished = model.end_of_turn_prob(np.concatenate([whole[:(loud[-1] + 1) * 160], quiet]))
-    unfinished = model.end_of_turn_prob(np.concatenate([whole[:cut * 160], quiet]))
+    end = (np.flatnonzero(s2s.window_dbfs(whole, 160) >= AUDIBLE_DBFS)[-1] + 1) * 160
+    finished = model.end_of_turn_prob(np.concatenate([whole[:end], quiet]))
+    unfinished = model.end_of_turn_prob(np.concatenate([whole[:word_boundary(whole, half)], quiet]))
     assert finished >= 0.5 > unfinished, (finished, unfinished)
 
 
@@ -111,6 +118,7 @@ def test_smart_turn_refuses_a_file_that_fails_its_checksum(monkeypatch, tmp_path
     bad = tmp_path / "smart-turn.onnx"
     bad.write_bytes(b"not the model")
     monkeypatch.setattr(s2s.SmartTurnModel, "path", classmethod(lambda cls: bad))
+    monkeypatch.setattr(s2s.SmartTurnModel, "_loaded", {})  # nothing loaded yet in this process
     try:
         s2s.SmartTurnModel().load()
     except s2s.ComponentMissing as exc:
@@ -172,3 +180,87 @@ def test_an_opinion_about_an_earlier_pause_is_ignored():
     detector.set_opinion(stale, audio_prob=0.99, text_prob=0.99)
     events = run_frames(detector, [0] * 30)
     assert ("speech_stopped" not in [k for _, k in events]) and detector.audio_prob is None
+
+
+# ---- 4-6. through the real server with spoken audio --------------------------------------------------
+
+LONG_REPLY = "Sure. " + "Here is a long answer that keeps going for quite a while, " * 3 + "and then it ends."
+# A reply of about 4 s of (fake) audio, sent at most 500 ms ahead of real time: it is still being
+# generated when the user speaks over it.
+REPLYING = {"asr": "whisper", "fake_llm_reply": LONG_REPLY, "fake_tts_ms_per_char": 20, "audio_lead_ms": 500,
+            "turn_taking": "silence", "barge_in_hold": "words"}
+
+
+async def start_reply(h, rate_hz: int = 16000) -> Client:
+    """A client whose typed question got a long reply that is now playing (fake LLM and TTS)."""
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
+                                                       "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}}})
+    await c.wait_for("session.updated")
+    await c.say("Tell me something long.")
+    await c.wait_for("response.output_audio.delta")
+    return c
+
+
+async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(make_server, speech_dir):
+    """"Uh-huh" spoken (espeak-ng, heard by the real Whisper ASR) while the bot talks neither stops the reply
+    nor becomes a turn: no speech_started reaches the client, the reply completes, nothing answers it, and
+    an s2s.backchannel event notes it."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([speech("uh-huh", speech_dir), silence(1000, 16000)]), 16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert note["text"] and not s2s.content_words(note["text"], h.server.config.backchannel_words)
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    types = c.types(since)
+    assert "input_audio_buffer.speech_started" not in types and "input_audio_buffer.committed" not in types
+    assert types.count("response.created") == 0
+
+
+async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
+    """"Stop" spoken while the bot talks cuts it off once Whisper hears the word: speech_started (with the
+    onset's audio time), then the reply ends cancelled with reason turn_detected."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    await c.append_audio(np.concatenate([speech("stop", speech_dir), silence(1000, 16000)]), 16000)
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert c.index(started) < c.index(done)
+    assert "s2s.backchannel" not in c.types()
+
+
+async def test_a_cough_during_a_reply_does_not_interrupt_it(make_server):
+    """A 250 ms burst of noise over the bot has no words: the reply completes."""
+    h = await make_server(**REPLYING, vad_aggressiveness=0)  # the most permissive VAD: the burst counts as speech
+    c = await start_reply(h)
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 16000
+    cough = (8000 * rng.standard_normal(4000) * np.exp(-t * 14)).astype(np.int16)
+    await c.append_audio(np.concatenate([silence(200, 16000), cough, silence(1000, 16000)]), 16000)
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "input_audio_buffer.speech_started" not in c.types()
+
+
+async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
+    """A spoken sentence (hibari's natural prosody) with a 700 ms pause where it is cut before its object,
+    sent at real time: the predictive turn-taking (Smart Turn) hears the pause as unfinished and waits;
+    the whole sentence becomes one committed turn with one reply."""
+    h = await make_server(turn_taking="predictive", asr="whisper")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.wait_for("session.updated")
+    whole = hibari_speech("I was thinking that we could go to the park tomorrow.")
+    first = hibari_speech("I was thinking that we could")
+    cut = word_boundary(whole, first)
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    committed = await c.wait_for("input_audio_buffer.committed")
+    transcript = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    assert {"thinking", "park"} <= set(transcript["transcript"].lower().replace(".", "").split()), transcript
+    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+    assert committed["item_id"] == transcript["item_id"]
