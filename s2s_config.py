@@ -74,6 +74,11 @@ class Config(BaseModel):
     vad: str = "webrtc"
     """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
     better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
+    turn_taking: str = "predictive"
+    """Turn-taking backend (registry name): decides from VAD frames when the user starts, pauses and ends a
+    turn and when they cut the bot off: predictive (silence + Smart Turn's audio end-of-turn probability +
+    the judge's text probability; the turn_* settings), silence (a turn ends after `vad_silence_ms` of
+    silence), or a plugin's."""
     vad_aggressiveness: int = Field(2, ge=0, le=3)
     """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
@@ -87,10 +92,6 @@ class Config(BaseModel):
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
     """Voiced audio needed before user speech cancels the bot (so a cough does not). WebRTC's VAD keeps
     saying "speech" for about 90 ms after a sound ends, so 350 lets a 200 ms cough pass."""
-    turn_taking: Literal["predictive", "silence"] = "predictive"
-    """How the end of a user turn is decided. predictive: silence + Smart Turn's audio end-of-turn
-    probability + the judge's text probability (turn_* settings below); silence: a fixed silence window
-    (`vad_silence_ms`)."""
     barge_in_hold: Literal["words", "off"] = "words"
     """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
     transcribed (after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of them is
@@ -362,6 +363,8 @@ class Config(BaseModel):
     (model_download)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
+    memory: str = "sqlite"
+    """Memory backend (registry name): sqlite (a file under `data_dir`), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
@@ -381,9 +384,12 @@ class Config(BaseModel):
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
-    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] = [
-        "reply", "refuse", "deflect", "silence", "interrupt", "block"]
-    """Strategies the bot may use; a judgement outside this list becomes a plain reply."""
+    policy: str = "default"
+    """Policy backend (registry name): turns judgements and quiet spells into plans (s2s_server.py section
+    11): default (the paper's rules), or a plugin's."""
+    strategies: list[str] = []
+    """Strategies the bot may use, by name from the strategy table (s2s_server.py section 11, plus plugins'
+    rows); empty: all of them. A judgement outside this list becomes a plain reply."""
     interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """The judge must be at least this sure before the bot cuts the user off."""
     interrupt_template_en: str = "Sorry to cut in, but"

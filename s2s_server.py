@@ -8,23 +8,27 @@ Realtime clients work unchanged (README.md, "Protocol").
 
 Run:    python s2s_server.py                 (then open http://127.0.0.1:8765/)
 Help:   python s2s_server.py --help          (every setting; defaults live in s2s_config.py)
-Extend: subclass ASR / LLM / TTS / VAD / Judge in your own module, give it a `name`, then
+Extend: subclass ASR / LLM / TTS / VAD / Judge / Policy in your own module, give it a `name`, then
         python s2s_server.py --plugins my_module --asr my_name
+        (a new strategy: one `add_strategy(Strategy(...))` row there, README "Extending")
 
 Sections, in the order data flows (EDIT = research knobs; PLUMBING = try not to modify):
      1. Protocol ........ client events (pydantic) and server event builders            PLUMBING
      2. Audio ........... PCM16 base64 codec, resampling, framing                         PLUMBING
      3. Components ...... base classes, registry, thread bridge, test doubles ("fake")    EDIT (subclass)
-     4. VAD ............. WebRTC VAD and the pure, socket-free TurnDetector               EDIT
+     4. VAD ............. VADs, and turn-taking (TurnTaking family; TurnDetector default)  EDIT
      5. ASR ............. speech recognisers                                              EDIT
      6. LLM ............. language models                                                 EDIT
      7. TTS ............. speech synthesisers                                             EDIT
      8. Text ............ the clause chunker that feeds TTS (English and Chinese)         EDIT
-     9. Memory .......... per-user history, facts, summary, blocks (SQLite)               EDIT
+     9. Memory .......... Memory family: per-user history, facts, summary, blocks,        EDIT
+                          the context for judge and LLM (SQLiteMemory default)
     10. Judgement ....... Subjective Action Judgement backends                            EDIT
-    11. Session ......... per-connection state machine, pipeline and strategies           PLUMBING
-    12. Server .......... websockets server, the page, /healthz                           PLUMBING
-    13. Main ............ config, logging, build and warm up components, serve            PLUMBING
+    11. Policy .......... the strategy table (one row per strategy: openers, guidance,    EDIT
+                          budget) and the pure Policy that turns judgements into plans
+    12. Session ......... per-connection state machine and pipeline; carries out plans    PLUMBING
+    13. Server .......... websockets server, the page, /healthz                           PLUMBING
+    14. Main ............ config, logging, build and warm up components, serve            PLUMBING
 
 Importing this module starts nothing, opens nothing and downloads nothing.
 """
@@ -64,7 +68,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from websockets.asyncio.server import ServerConnection
 
 from s2s_config import Config, main_config
@@ -132,7 +136,17 @@ class AudioSettings(_Loose):
 class S2SSettings(_Loose):
     user_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.@:-]+$")
     proactive: bool | None = None
-    strategies: list[Literal["reply", "refuse", "deflect", "silence", "interrupt", "block"]] | None = None
+    strategies: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=64)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, names: list[str] | None) -> list[str] | None:
+        """Names from the strategy table (section 11), which the server also sends in session.created."""
+        valid = switchable_strategies()
+        unknown = [name for name in names or [] if name not in valid]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0][:64]!r}; choose from: {', '.join(valid)}")
+        return names
 
 
 class SessionPatch(_Loose):
@@ -372,7 +386,8 @@ class Framer:
 # VAD instances are per session (they keep state); ASR, LLM, TTS and Judge instances are shared by all
 # sessions and must be safe to call concurrently (serialise inside if the library is not).
 
-REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "asr": {}, "llm": {}, "tts": {}, "judge": {}}
+REGISTRY: dict[str, dict[str, type[Component]]] = {"vad": {}, "turn_taking": {}, "asr": {}, "llm": {}, "tts": {},
+                                                    "memory": {}, "judge": {}, "policy": {}}
 
 
 class ComponentMissing(RuntimeError):
@@ -572,8 +587,10 @@ class FakeTTS(TTS):
 
 
 # ==== 4. VAD ===========================================================================================
-# EDIT. The VAD scores frames; the TurnDetector turns scores into turn events. The detector is pure (no
-# sockets, no clocks: time is counted in audio), so tests drive it with scripted probabilities.
+# EDIT. The VAD scores frames; a TurnTaking component (a registered family, chosen by `turn_taking`)
+# turns scores into turn events: onset, pause, resume, end of turn, barge-in. It is pure (no sockets, no
+# clocks: time is counted in audio), so tests drive it with scripted probabilities. The default,
+# TurnDetector ("silence"), ends a turn after a fixed silence window.
 
 
 class WebRTCVAD(VAD):
@@ -614,44 +631,87 @@ class SileroVAD(VAD):
 
 @dataclass
 class TurnEvent:
-    """What the detector saw. Times are milliseconds of audio since the session's first sample."""
+    """What turn-taking saw. Times are milliseconds of audio since the session's first sample."""
 
-    kind: Literal["speech_started", "paused", "resumed", "speech_stopped"]
+    kind: Literal["speech_started", "paused", "resumed", "speech_stopped", "barge_in"]
     at_ms: float
     audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
 
 
-class TurnDetector:
-    """Pure turn-taking over VAD frames.
+class TurnTaking(Component):
+    """Turn-taking: VAD frames in, turn events out. One instance per session (it keeps state); pure.
 
-    - Onset: `speech_started` once `min_speech_ms` of voiced frames fall within a window 25 % longer
-      (short gaps inside a word are fine). The utterance starts `prefix_padding_ms` before the first
-      voiced frame of that window.
-    - `paused` after `pause_ms` of silence (speculative ASR may start), `resumed` if speech returns.
-    - `speech_stopped` after `silence_ms` of silence, or when the utterance reaches `max_utterance_ms`.
-    The session may raise `min_speech_ms` while the bot talks (barge-in needs more voiced audio).
+    Events, in the order they happen: `speech_started` (onset), `paused` (a short silence: speculative
+    ASR may start, with the audio so far), `resumed`, `speech_stopped` (end of turn, with the utterance's
+    audio), and `barge_in` (the user's speech should cut off the bot: only while `bot_speaking`, after
+    its `speech_started`, in the same push or later).
+    The session reads `in_speech`, `speech_ms`, `clock_ms`, `threshold`; sets `bot_speaking` before
+    every frame; calls `configure` when session.update changes the turn settings, `reset` to drop the
+    utterance, and `end_turn_now` to end it at once (a manual commit, or end-of-turn signals that agree).
     """
 
-    def __init__(self, *, frame_ms: int, threshold: float, min_speech_ms: int, silence_ms: int,
-                 prefix_padding_ms: int, max_utterance_ms: int, pause_ms: int = 0):
-        self.frame_ms = frame_ms
-        self.threshold = threshold
-        self.min_speech_ms = min_speech_ms
-        self.silence_ms = silence_ms
-        self.prefix_padding_ms = prefix_padding_ms
-        self.max_utterance_ms = max_utterance_ms
-        self.pause_ms = pause_ms
+    family = "turn_taking"
+
+    def __init__(self, config: Config, frame_ms: int) -> None:
+        super().__init__(config)
+        self.frame_ms = frame_ms  # the VAD's frame length
+        self.threshold = config.vad_threshold  # a frame with speech_prob at least this is voiced
+        self.silence_ms = config.vad_silence_ms  # silence that ends a turn (session.update may change it)
+        self.prefix_padding_ms = config.vad_prefix_padding_ms  # audio kept from before the onset
+        self.bot_speaking = False  # the bot is audible and may be cut off: set by the session every frame
         self.clock_ms = 0.0  # audio time at the end of the last frame pushed (kept across resets)
-        self.reset()
+        self.in_speech = False
+        self.speech_ms = 0.0  # voiced ms since the onset
+
+    def configure(self, *, threshold: float, silence_ms: int, prefix_padding_ms: int) -> None:
+        """The per-session turn settings (session.update's turn_detection); the session resets after."""
+        self.threshold, self.silence_ms, self.prefix_padding_ms = threshold, silence_ms, prefix_padding_ms
+
+    def push(self, frame: np.ndarray, speech_prob: float) -> list[TurnEvent]:
+        """One VAD frame (int16, `frame_ms`) and its speech probability -> the events it completes."""
+        raise NotImplementedError
 
     def reset(self) -> None:
         """Forget any utterance in progress (the audio clock keeps running)."""
+        raise NotImplementedError
+
+    def utterance_audio(self) -> np.ndarray:
+        """The utterance so far (prefix padding included); empty when not in speech."""
+        raise NotImplementedError
+
+    def end_turn_now(self) -> TurnEvent | None:
+        """End the utterance in progress now: its `speech_stopped` event (None when not in speech)."""
+        raise NotImplementedError
+
+
+class TurnDetector(TurnTaking):
+    """Turn-taking by a silence window over VAD frames.
+
+    - Onset: `speech_started` once `min_speech_ms` of voiced frames fall within a window 25 % longer
+      (short gaps inside a word are fine). The utterance starts `prefix_padding_ms` before the first
+      voiced frame of that window. While the bot speaks, onset needs `barge_in_min_speech_ms` instead
+      (so a cough does not cut the bot off), and a `barge_in` follows the onset.
+    - `paused` after `pause_ms` of silence (speculative ASR may start), `resumed` if speech returns.
+    - `speech_stopped` after `silence_ms` of silence, or when the utterance reaches `max_utterance_ms`.
+    """
+
+    name = "silence"
+
+    def __init__(self, config: Config, frame_ms: int) -> None:
+        super().__init__(config, frame_ms)
+        self.min_speech_ms = config.vad_min_speech_ms
+        self.barge_in_min_speech_ms = config.barge_in_min_speech_ms
+        self.max_utterance_ms = config.max_utterance_ms
+        self.pause_ms = config.asr_speculative_ms
+        self.reset()
+
+    def reset(self) -> None:
         self.in_speech = False
         self._recent: deque[tuple[np.ndarray, bool]] = deque()  # frames before onset, with voiced flags
         self._utterance: list[np.ndarray] = []
         self._silence_frames = 0
         self._paused = False
-        self.speech_ms = 0.0  # voiced ms since the onset
+        self.speech_ms = 0.0
         self.last_voiced_end_ms = 0.0
 
     def _frames(self, ms: float) -> int:
@@ -659,6 +719,9 @@ class TurnDetector:
 
     def utterance_audio(self) -> np.ndarray:
         return np.concatenate(self._utterance) if self._utterance else np.zeros(0, dtype=np.int16)
+
+    def end_turn_now(self) -> TurnEvent | None:
+        return self._stop() if self.in_speech else None
 
     def push(self, frame: np.ndarray, speech_prob: float) -> list[TurnEvent]:
         self.clock_ms += self.frame_ms
@@ -668,7 +731,9 @@ class TurnDetector:
         return self._track(frame, voiced)
 
     def _listen(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
-        need = self._frames(self.min_speech_ms)
+        min_speech_ms = max(self.min_speech_ms, self.barge_in_min_speech_ms) if self.bot_speaking else \
+            self.min_speech_ms
+        need = self._frames(min_speech_ms)
         span = math.ceil(need * 1.25)  # a few unvoiced frames inside a word are tolerated
         pad = self._frames(self.prefix_padding_ms) if self.prefix_padding_ms else 0
         self._recent.append((frame, voiced))
@@ -689,7 +754,10 @@ class TurnDetector:
         self.speech_ms = voiced_frames * self.frame_ms
         self.last_voiced_end_ms = self.clock_ms
         onset_ms = self.clock_ms - (len(frames) - first_voiced) * self.frame_ms
-        return [TurnEvent("speech_started", onset_ms)]
+        events = [TurnEvent("speech_started", onset_ms)]
+        if self.bot_speaking:
+            events.append(TurnEvent("barge_in", self.clock_ms))
+        return events
 
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
         self._utterance.append(frame)
@@ -729,24 +797,40 @@ class TurnDetector:
 
 
 class PredictiveTurnDetector(TurnDetector):
-    """Turn-taking that predicts the end of a turn instead of waiting out a fixed silence.
+    """Turn-taking that predicts the end of a turn instead of waiting out a fixed silence (the default).
 
-    At `pause_ms` of silence it emits `paused` (with the audio so far); the session then asks the audio
-    end-of-turn model (Smart Turn) and, once the speculative transcript exists, the judge's text
-    end-of-turn probability, and hands both back through `set_opinion`. The turn then ends after:
-      - `done_silence_ms` of silence when the opinions agree the user is done (audio >= `audio_threshold`
-        and text >= `text_threshold`, or text has no opinion: None);
-      - `unsure_silence_ms` when exactly one of them says done;
-      - `silence_ms` (the maximum) otherwise, or while an opinion is still missing.
+    At `turn_pause_ms` of silence it emits `paused` (with the audio so far); the session then asks the
+    audio end-of-turn model (`end_of_turn_prob`: Smart Turn v3.2, in a worker thread) and, once the
+    speculative transcript exists, the judge's text end-of-turn probability, and hands both back through
+    `set_opinion`. The turn then ends after:
+      - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
+        `turn_audio_threshold`, and text at least `turn_text_threshold` or no text opinion: None);
+      - `turn_unsure_silence_ms` when exactly one of them says done;
+      - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
+        opinion is still missing (audio arriving faster than real time outruns the models).
     Speech before the turn ends (`resumed`) forgets the opinions: the utterance goes on as one turn.
     Still pure: time is audio time, and the session feeds opinions as they arrive.
     """
 
-    def __init__(self, *, done_silence_ms: int, unsure_silence_ms: int, audio_threshold: float,
-                 text_threshold: float, **kwargs: Any):
-        self.done_silence_ms, self.unsure_silence_ms = done_silence_ms, unsure_silence_ms
-        self.audio_threshold, self.text_threshold = audio_threshold, text_threshold
-        super().__init__(**kwargs)
+    name = "predictive"
+
+    def __init__(self, config: Config, frame_ms: int) -> None:
+        self.done_silence_ms, self.unsure_silence_ms = config.turn_done_silence_ms, config.turn_unsure_silence_ms
+        self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
+        self.model = SmartTurnModel(config.smart_turn_threads)
+        super().__init__(config, frame_ms)
+        self.silence_ms = config.turn_max_silence_ms
+        self.pause_ms = config.turn_pause_ms
+        if config.barge_in_hold == "words":  # over the bot, words (not length) tell a barge-in: start soon
+            self.barge_in_min_speech_ms = self.min_speech_ms
+
+    def load(self) -> None:
+        self.model.load()  # once per process: sessions share the checked, warm model
+
+    def end_of_turn_prob(self, audio: np.ndarray) -> float:
+        """Blocking (run it in a worker thread): Smart Turn's probability that `audio` is a finished turn."""
+        self.model.load()
+        return self.model.end_of_turn_prob(audio)
 
     def reset(self) -> None:
         super().reset()
@@ -795,23 +879,6 @@ class PredictiveTurnDetector(TurnDetector):
         event = super()._stop()
         self._forget()
         return event
-
-
-def make_turn_detector(config: Config, frame_ms: int, *, threshold: float, silence_ms: int,
-                       prefix_padding_ms: int) -> TurnDetector:
-    """The session's turn detector, as `turn_taking` selects. `silence_ms` is the session's silence
-    setting (session.update's silence_duration_ms): the fixed window for `silence`, the longest wait for
-    `predictive`."""
-    common = dict(frame_ms=frame_ms, threshold=threshold, min_speech_ms=config.vad_min_speech_ms,
-                  silence_ms=silence_ms, prefix_padding_ms=prefix_padding_ms,
-                  max_utterance_ms=config.max_utterance_ms)
-    if config.turn_taking == "predictive":
-        return PredictiveTurnDetector(done_silence_ms=config.turn_done_silence_ms,
-                                      unsure_silence_ms=config.turn_unsure_silence_ms,
-                                      audio_threshold=config.turn_audio_threshold,
-                                      text_threshold=config.turn_text_threshold, pause_ms=config.turn_pause_ms,
-                                      **common)  # type: ignore[arg-type]
-    return TurnDetector(pause_ms=config.asr_speculative_ms, **common)  # type: ignore[arg-type]
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -2294,9 +2361,12 @@ class ClauseChunker:
 
 # ==== 9. Memory ========================================================================================
 # EDIT. The paper's memory (sec. 2.2.2): per user, the dialogue with timestamps, temporal signals, facts
-# the user told us, a rolling summary, and blocks. SQLite in WAL mode under `data_dir`, written by one
-# dedicated thread, so the event loop never waits on disk and writes are serialised. Everything the user
-# said is stored and shown to models as quoted data (JSON), never as instructions.
+# the user told us, a rolling summary, and blocks. A registered family (`memory`, one instance per
+# server): the `Memory` base class is the contract (load a user, remember an item, blocks, the context
+# given to the judge and the LLM); the default, SQLiteMemory ("sqlite"), keeps SQLite in WAL mode under
+# `data_dir`, written by one dedicated thread, so the event loop never waits on disk and writes are
+# serialised. Everything the user said is stored and shown to models as quoted data (JSON), never as
+# instructions.
 
 FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one group), English and Chinese
     ("name", re.compile(r"\bmy name is ([A-Z][\w'-]{1,30})", re.I)),
@@ -2408,13 +2478,111 @@ class Block:
         return fields
 
 
-class MemoryStore:
-    """Per-user memory and blocks in SQLite (WAL). All access runs on one thread; callers await it.
+class Memory(Component):
+    """Per-user memory and blocks, shared by every session of a server; a plugin replaces it by name.
+
+    The contract (all coroutines, safe to call from many sessions at once, except `active_block`):
+      open() / close()   before the server accepts connections / after its sessions ended
+      load_user          what is known about a user, read when a session names its user
+      remember           store one conversation item (and the facts it states); returns once the write is
+                         acknowledged, that is stored as durably as the backend promises (say which in the
+                         subclass docstring). `remember_soon` runs it without waiting (what sessions do:
+                         memory never delays a reply), in order per user; `close` waits for those writes.
+      retext             an item was cut to what the user heard (barge-in, truncate): store that instead
+      save_summary       the rolling summary of a user
+      block, active_block  persist a block / the user's block in force, without I/O (checked at each
+                         session.update)
+      facts_in, context  what an item tells about the user; the view of a user's memory and the moment
+                         that the judge and the LLM get (MemoryContext)
+    """
+
+    family = "memory"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._writes: dict[str, asyncio.Task[None]] = {}  # user id -> the newest write started by *_soon
+
+    async def open(self) -> None:
+        """Connect to or create the store."""
+
+    async def close(self) -> None:
+        """Finish every write already accepted, then release the store. Subclasses call super().close() first."""
+        while self._writes:
+            await asyncio.gather(*self._writes.values(), return_exceptions=True)
+
+    async def load_user(self, user_id: str, earlier_items: int) -> UserMemory:
+        raise NotImplementedError
+
+    async def remember(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+    async def retext(self, user_id: str, item_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    async def save_summary(self, user_id: str, summary: str) -> None:
+        raise NotImplementedError
+
+    async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
+        """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
+        raise NotImplementedError
+
+    def active_block(self, user_id: str) -> Block | None:
+        raise NotImplementedError
+
+    def facts_in(self, item: Item) -> list[tuple[str, str]]:
+        """Facts a user's item states about them (default: the EN and ZH patterns above)."""
+        return extract_facts(item.text) if item.role == "user" else []
+
+    def context(self, user_id: str, user: UserMemory, *, conversation_started_at: float,
+                last_user_turn_at: float | None, user_talking_s: float) -> MemoryContext:
+        """The memory and the moment as the judge and the LLM see them."""
+        now = time.time()
+        hour = datetime.now().hour
+        time_of_day = ("night" if hour < 5 or hour >= 22 else "morning" if hour < 12
+                       else "afternoon" if hour < 18 else "evening")
+        last = last_user_turn_at or user.last_user_turn_at
+        return MemoryContext(
+            user_id=user_id, local_time=datetime.now().isoformat(timespec="seconds"), time_of_day=time_of_day,
+            seconds_since_last_user_turn=round(now - last, 1) if last else None,
+            conversation_seconds=now - conversation_started_at, user_talking_seconds=user_talking_s,
+            previous_conversations=user.conversations, facts=user.fact_lines(), summary=user.summary,
+            earlier=user.earlier)
+
+    def remember_soon(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
+        """`remember` without waiting, on a snapshot of the item (it may change later)."""
+        snapshot = Item(**vars(item))
+        self._write_soon(user_id, lambda: self.remember(user_id, session_id, snapshot, facts), "remember")
+
+    def retext_soon(self, user_id: str, item_id: str, text: str) -> None:
+        self._write_soon(user_id, lambda: self.retext(user_id, item_id, text), "retext")
+
+    def _write_soon(self, user_id: str, write: Callable[[], Awaitable[None]], what: str) -> None:
+        """Start a write after the user's previous one; never cancelled (a session that closes does not
+        take its last words with it); a failure is logged."""
+        previous = self._writes.get(user_id)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await write()
+            except Exception:
+                log.exception("memory %s for %s failed", what, user_id)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"memory-{what}")
+        self._writes[user_id] = task
+        task.add_done_callback(lambda t: self._writes.pop(user_id, None) if self._writes.get(user_id) is t else None)
+
+
+class SQLiteMemory(Memory):
+    """Per-user memory and blocks in SQLite (WAL) under `data_dir`. All access runs on one thread.
 
     A write is acknowledged when its coroutine returns: the transaction is committed, and survives a
     crash of this process (WAL, synchronous=NORMAL). Blocks use synchronous=FULL and are also cached in
     `self.blocks`, so the check at session.update needs no I/O.
     """
+
+    name = "sqlite"
 
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
@@ -2429,8 +2597,9 @@ class MemoryStore:
     CREATE INDEX IF NOT EXISTS blocks_user ON blocks (user_id, created_at);
     """
 
-    def __init__(self, data_dir: str):
-        self.path = Path(data_dir) / "memory.sqlite3"
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.path = Path(config.data_dir) / "memory.sqlite3"
         self.blocks: dict[str, Block] = {}  # the newest block of each user
         self._db: Any = None
         self._executor: Any = None
@@ -2512,6 +2681,7 @@ class MemoryStore:
     async def close(self) -> None:
         if self._executor is None:
             return
+        await super().close()
         if self._db is not None:
             await self._call(self._db.close)
         self._executor.shutdown(wait=True)
@@ -2520,33 +2690,16 @@ class MemoryStore:
     async def load_user(self, user_id: str, earlier_items: int) -> UserMemory:
         return await self._call(self._load_user, user_id, earlier_items)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue a write on the memory thread and return at once. It is never cancelled (a session that
-        closes does not take its last words with it); `close` waits for every queued write."""
-
-        def log_failure(future: Any) -> None:
-            if future.exception() is not None:
-                log.error("memory write %s failed", fn.__name__, exc_info=future.exception())
-
-        self._executor.submit(fn, *args).add_done_callback(log_failure)
-
-    def save_item_soon(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
-        """Store an item without waiting (the session's way: memory never delays a reply)."""
-        self._submit(self._save_item, user_id, session_id, Item(**vars(item)), facts)  # a snapshot of the item
-
-    async def save_item(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
-        """Store an item and return once it is committed: acknowledged, it survives a crash."""
+    async def remember(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
         await self._call(self._save_item, user_id, session_id, item, facts)
 
-    def retext_soon(self, user_id: str, item_id: str, text: str) -> None:
-        """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
-        self._submit(self._retext, user_id, item_id, text)
+    async def retext(self, user_id: str, item_id: str, text: str) -> None:
+        await self._call(self._retext, user_id, item_id, text)
 
     async def save_summary(self, user_id: str, summary: str) -> None:
         await self._call(self._save_summary, user_id, summary)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
-        """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
         previous = await self._call(self._count_blocks, user_id)
         now = time.time()
         until = None if permanent_after and previous + 1 >= permanent_after else now + temporary_s
@@ -2685,12 +2838,187 @@ class LLMJudge(Judge):
         return Judgement(action=action, reason=reason or f"the LLM chose {action}")
 
 
-# ==== 11. Session ======================================================================================
+# ==== 11. Strategies and policy ========================================================================
+# EDIT. The paper's response strategies (sec. 2.2.2) as data, and the Policy that chooses among them.
+# A strategy is one row of STRATEGIES: its name, how the page labels it, the moment it answers, its
+# opening words in English and Chinese, its guidance to the LLM, its token budget, and whether it speaks,
+# ends the session or leaves the user's turn unanswered. Its texts are settings (s2s_config.py, or a
+# plugin's own), named in the row, so what the bot says changes without code. The Policy is pure (no
+# sockets, no timers, no models): given the judgement and a snapshot of the session (a `Moment`) it returns
+# a `Plan`, and the Session (section 12) carries the plan out. Add a strategy with `add_strategy` in your
+# own module, and a Policy subclass if the default one should choose it (README, "Extending").
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to answer. Fields ending in `_setting(s)` name settings, whose values are the texts."""
+
+    name: str
+    label: str  # how the page shows it ("Refuse", "Stayed quiet")
+    when: Literal["turn", "partial", "quiet"] = "turn"  # a completed turn, a partial transcript, a quiet spell
+    opener_settings: tuple[str, str] | None = None  # (English, Chinese): said at once, then the LLM continues
+    guidance_setting: str = ""  # added to the system prompt for this reply; {template} is the opener
+    max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (never above llm_max_tokens)
+    speaks: bool = True
+    ends_session: bool = False  # the user is blocked and the connection closes
+    keeps_turn_unanswered: bool = False  # the turn stays in history, marked "no reply was given"
+
+    def opener(self, config: Config, user_text: str) -> str:
+        """The opening words in the user's language (Chinese when they used Chinese characters)."""
+        if self.opener_settings is None:
+            return ""
+        english, chinese = (getattr(config, name) for name in self.opener_settings)
+        return chinese if _CJK.search(user_text) else english
+
+    def guidance(self, config: Config, opener: str) -> str:
+        return getattr(config, self.guidance_setting).replace("{template}", opener) if self.guidance_setting else ""
+
+    def max_tokens(self, config: Config) -> int:
+        return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
+
+    def describe(self) -> dict[str, Any]:
+        """What the page and the protocol learn about it (session.created, s2s.strategy_table)."""
+        return {"name": self.name, "label": self.label, "when": self.when, "speaks": self.speaks,
+                "ends_session": self.ends_session, "keeps_turn_unanswered": self.keeps_turn_unanswered}
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def add_strategy(strategy: Strategy, *, replace: bool = False) -> Strategy:
+    """Put a row in the table; a taken name is an error unless `replace` is asked for."""
+    if strategy.name in STRATEGIES and not replace:
+        raise ValueError(f"strategy {strategy.name!r} is already defined ({STRATEGIES[strategy.name]}); "
+                         "pass replace=True to replace it")
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def switchable_strategies() -> list[str]:
+    """Strategies a judgement can pick, which config and session.update may switch on and off."""
+    return [name for name, s in STRATEGIES.items() if s.when != "quiet"]
+
+
+GUIDED = "guided_max_tokens"
+for _row in (
+    Strategy("reply", "Reply"),
+    Strategy("refuse", "Refuse", opener_settings=("refuse_template_en", "refuse_template_zh"),
+             guidance_setting="refuse_prompt", max_tokens_setting=GUIDED),
+    Strategy("deflect", "Deflect", opener_settings=("deflect_template_en", "deflect_template_zh"),
+             guidance_setting="deflect_prompt", max_tokens_setting=GUIDED),
+    Strategy("silence", "Stayed quiet", speaks=False, keeps_turn_unanswered=True),
+    Strategy("interrupt", "Interrupt", when="partial", opener_settings=("interrupt_template_en",
+             "interrupt_template_zh"), guidance_setting="interrupt_prompt", max_tokens_setting=GUIDED),
+    Strategy("block", "Blocked", speaks=False, ends_session=True),
+    Strategy("proactive", "Proactive", when="quiet", guidance_setting="proactive_prompt", max_tokens_setting=GUIDED),
+):
+    add_strategy(_row)
+del _row
+
+
+@dataclass(frozen=True)
+class Moment:
+    """What a policy may look at: a read-only snapshot of the session."""
+
+    text: str = ""  # the user's words: the completed turn or the partial transcript ("" for a quiet spell)
+    proactive: bool = True  # the session's proactivity switch (s2s.proactive)
+    strategies: frozenset[str] = frozenset()  # the strategies switched on for this session
+    bot_active: bool = False  # the bot is generating, or its audio is still playing
+    spoke_first_in_row: int = 0  # times the bot spoke first since the user last spoke or typed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the session does next: speak with (or carry out) a strategy, or keep listening."""
+
+    strategy: str | None  # a row of STRATEGIES; None: keep listening
+    reason: str = ""
+    confidence: float = 1.0
+    reply_after_ms: int | None = None  # keep listening, but reply after this much quiet (None: no timer)
+
+    @property
+    def action(self) -> str:
+        """The decision's name in s2s.judgement: the strategy, or "wait" while listening on."""
+        return self.strategy or "wait"
+
+
+class Policy(Component):
+    """Turns judgements and quiet spells into plans. Pure: no sockets, timers or models; the Session asks,
+    then carries out the answer. One instance per session, so a policy may keep state about its
+    conversation. Every method has a safe default, so a subclass overrides only what it changes."""
+
+    family = "policy"
+
+    def on_turn(self, judgement: Judgement, moment: Moment) -> Plan:
+        """A completed user turn was judged: what now?"""
+        return Plan("reply", judgement.reason, judgement.confidence)
+
+    def judge_partial(self, moment: Moment) -> bool:
+        """Is it worth asking the judge about this partial transcript? (each ask costs a judgement)"""
+        return False
+
+    def on_partial(self, judgement: Judgement, moment: Moment) -> Plan:
+        """A partial transcript was judged: cut in with a strategy, or keep listening (Plan(None))."""
+        return Plan(None)
+
+    def quiet_after_s(self, moment: Moment) -> float | None:
+        """After how many seconds of quiet (from the end of the bot's playback) to ask `on_quiet`; None: never."""
+        return None
+
+    def on_quiet(self, moment: Moment) -> Plan:
+        """The user has been quiet: speak first, or keep listening."""
+        return Plan(None)
+
+
+class DefaultPolicy(Policy):
+    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise), cut in
+    when the judge is sure enough, speak first after `proactive_idle_s` of quiet at most
+    `proactive_max_in_row` times in a row."""
+
+    name = "default"
+
+    def allows(self, strategy: str, moment: Moment) -> bool:
+        """Reply always; the rest needs proactivity and the strategy switched on."""
+        return strategy == "reply" or (moment.proactive and strategy in moment.strategies)
+
+    def on_turn(self, judgement: Judgement, moment: Moment) -> Plan:
+        action = judgement.action
+        if action == "wait":  # the user seems unfinished: give them a moment more, then reply
+            return Plan(None, judgement.reason, judgement.confidence, reply_after_ms=self.config.wait_max_ms)
+        if action not in STRATEGIES or STRATEGIES[action].when != "turn":
+            return Plan("reply", f"{action} does not answer a completed turn; replying")
+        if not self.allows(action, moment):
+            return Plan("reply", f"{action} is switched off; replying")
+        return Plan(action, judgement.reason, judgement.confidence)
+
+    def judge_partial(self, moment: Moment) -> bool:
+        return self.allows("interrupt", moment) and not moment.bot_active
+
+    def on_partial(self, judgement: Judgement, moment: Moment) -> Plan:
+        if (judgement.action == "interrupt" and judgement.confidence >= self.config.interrupt_min_confidence
+                and self.allows("interrupt", moment) and not moment.bot_active):
+            return Plan("interrupt", judgement.reason, judgement.confidence)
+        return Plan(None, judgement.reason, judgement.confidence)
+
+    def quiet_after_s(self, moment: Moment) -> float | None:
+        if (self.config.proactive_idle_s and moment.proactive
+                and moment.spoke_first_in_row < self.config.proactive_max_in_row):
+            return self.config.proactive_idle_s
+        return None
+
+    def on_quiet(self, moment: Moment) -> Plan:
+        if self.quiet_after_s(moment) is None:
+            return Plan(None)
+        return Plan("proactive", f"{self.config.proactive_idle_s:g} s of quiet")
+
+
+# ==== 12. Session ======================================================================================
 # PLUMBING. One Session per WebSocket holds all of that conversation's state. Two tasks under one owner
-# (`run`): the receive loop parses events and runs the audio path (resample -> VAD -> TurnDetector) inline,
+# (`run`): the receive loop parses events and runs the audio path (resample -> VAD -> turn-taking) inline,
 # so a barge-in is seen on the very frame that crosses the threshold; the send loop drains
-# `outbound_events` with a deadline per send. Each user turn is a task (ASR -> judgement -> response),
-# and each response is a task whose LLM stream feeds `clause_queue`, which TTS turns into audio deltas.
+# `outbound_events` with a deadline per send. Each user turn is a task (ASR -> judgement -> the policy's
+# plan, section 11 -> carried out), and each response is a task whose LLM stream feeds `clause_queue`,
+# which TTS turns into audio deltas.
 # Cancelling a response cancels its task; the streams are closed by `aclosing`, so model work stops.
 
 
@@ -2702,14 +3030,16 @@ class State(StrEnum):
 
 @dataclass
 class Components:
-    """The shared, loaded models of a server (VAD is a class: each session makes its own)."""
+    """The shared, loaded models of a server (VAD, turn-taking and policy are classes: each session makes its
+    own, since they keep per-conversation state)."""
 
     vad_class: type[VAD]
+    turn_taking_class: type[TurnTaking]
     asr: ASR
     llm: LLM
     tts: TTS
     judge: Judge
-    end_of_turn: SmartTurnModel | None = None  # the audio end-of-turn model (predictive turn-taking)
+    policy_class: type[Policy]
 
 
 @dataclass
@@ -2734,33 +3064,74 @@ class Item:
                 "status": self.status, "content": [content]}
 
 
-@dataclass
-class Response:
-    """A reply in flight. Audio offsets are ms of this response's audio, in the order it was sent."""
+class PlaybackClock:
+    """One reply's audio as the client gets it: what was queued, sent, played and heard, and the rule that
+    cuts the reply's text to the heard part. Offsets (`*_ms`) are ms of this reply's audio in the order it
+    was sent; instants (`*_at_ms`) are monotonic wall ms (`now_ms`). The client plays at real time from the
+    first chunk it gets; a barge-in or a truncate says where it stopped."""
 
-    id: str
-    item: Item
-    strategy: str
-    task: asyncio.Task[None] | None = None
-    status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
-    spans: list[tuple[float, str]] = field(default_factory=list)  # (audio ms at which the clause starts, clause)
-    audio_sent_ms: float = 0.0
-    audio_queued_ms: float = 0.0
-    first_queued_at_ms: float | None = None  # the pacing and playback clock starts here
-    heard_cut: bool = False  # a barge-in ended its playback
-    first_audio_at_ms: float | None = None  # monotonic ms of the first audio delta on the wire
-    first_audible_ms: float | None = None  # ms into this response's audio where it becomes audible
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    trace_audio: list[np.ndarray] = field(default_factory=list)
-    turn: Turn | None = None
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, str]] = []  # (audio ms at which the clause starts, clause), as sent
+        self.queued_ms = 0.0  # audio handed to the send queue
+        self.sent_ms = 0.0  # audio on the wire (after a barge-in: what was played)
+        self.first_queued_at_ms: float | None = None  # pacing and the end of playback count from here
+        self.first_sent_at_ms: float | None = None  # playback counts from here
+        self.cut = False  # a barge-in ended its playback
+
+    def queue(self, audio_ms: float, at_ms: float) -> float:
+        """Audio about to be queued: how far (ms) it would run ahead of real-time playback."""
+        if self.first_queued_at_ms is None:
+            self.first_queued_at_ms = at_ms
+            return 0.0
+        return self.queued_ms + audio_ms - (at_ms - self.first_queued_at_ms)
+
+    def queued(self, audio_ms: float) -> float:
+        """Audio was queued: the ms from the first chunk at which its playback ends."""
+        self.queued_ms += audio_ms
+        assert self.first_queued_at_ms is not None
+        return self.first_queued_at_ms + self.queued_ms
+
+    def sent(self, audio_ms: float, clause: str, at_ms: float) -> None:
+        """An event of this reply reached the socket: a clause's text (it starts here) or audio."""
+        if clause:
+            self.spans.append((self.sent_ms, clause))
+        if audio_ms:
+            if self.first_sent_at_ms is None:
+                self.first_sent_at_ms = at_ms
+            self.sent_ms += audio_ms
+
+    def played_ms(self, at_ms: float) -> float:
+        """Audio the client has played by `at_ms`: real time since the first chunk, at most what was sent."""
+        if self.first_sent_at_ms is None:
+            return 0.0
+        return min(self.sent_ms, at_ms - self.first_sent_at_ms)
+
+    def remaining_ms(self, at_ms: float) -> float:
+        """Playback still to come at `at_ms` (0 once a barge-in cut it)."""
+        if self.first_queued_at_ms is None or self.cut:
+            return 0.0
+        return max(0.0, self.first_queued_at_ms + self.queued_ms - at_ms)
+
+    def stop(self, at_ms: float) -> float:
+        """A barge-in ended playback at `at_ms`: nothing after the played part counts as sent; returns it."""
+        played = self.played_ms(at_ms)
+        self.cut = True
+        if self.first_sent_at_ms is not None:
+            self.sent_ms = min(self.sent_ms, played)
+        return played
+
+    def heard_ms(self, audio_end_ms: float, finished: bool) -> float:
+        """What a client's truncate (`audio_end_ms` played) means: never more than was sent, once sending ended."""
+        return min(audio_end_ms, self.sent_ms) if finished else audio_end_ms
 
     def text_until(self, audio_ms: float) -> str:
-        """The words spoken in the first `audio_ms` of audio: whole clauses, then a share of the next."""
+        """The words spoken in the first `audio_ms` of audio: whole clauses, then a share of the next equal to
+        the share of its audio (CJK by characters, others by words)."""
         words: list[str] = []
         for i, (start, clause) in enumerate(self.spans):
             if start >= audio_ms:
                 break
-            end = self.spans[i + 1][0] if i + 1 < len(self.spans) else self.audio_sent_ms
+            end = self.spans[i + 1][0] if i + 1 < len(self.spans) else self.sent_ms
             if audio_ms >= end:
                 words.append(clause)
             else:
@@ -2771,6 +3142,22 @@ class Response:
                     tokens = clause.split(" ")
                     words.append(" ".join(tokens[:int(len(tokens) * share)]))
         return " ".join(w for w in words if w).strip()
+
+
+@dataclass
+class Response:
+    """A reply in flight; `clock` knows what of its audio was sent, played and heard."""
+
+    id: str
+    item: Item
+    strategy: str
+    task: asyncio.Task[None] | None = None
+    status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
+    clock: PlaybackClock = field(default_factory=PlaybackClock)
+    first_audible_ms: float | None = None  # ms into this response's audio where it becomes audible
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    trace_audio: list[np.ndarray] = field(default_factory=list)
+    turn: Turn | None = None
 
 
 @dataclass
@@ -2797,20 +3184,16 @@ class SessionSettings:
     interrupt_response: bool = True
     create_response: bool = True
     proactive: bool = True
-    strategies: frozenset[str] = frozenset({"reply", "refuse", "deflect", "silence", "interrupt", "block"})
+    strategies: frozenset[str] = frozenset({"reply"})
 
     @classmethod
     def from_config(cls, config: Config) -> SessionSettings:
         return cls(instructions=config.system_prompt, input_rate_hz=config.wire_rate_hz,
                    output_rate_hz=config.wire_rate_hz, voice=config.tts_voice,
-                   silence_ms=config.turn_max_silence_ms if config.turn_taking == "predictive" else
-                   config.vad_silence_ms,
+                   silence_ms=config.vad_silence_ms,
                    prefix_padding_ms=config.vad_prefix_padding_ms, threshold=config.vad_threshold,
-                   proactive=config.proactive, strategies=frozenset(config.strategies) | {"reply"})
-
-    def allows(self, action: str) -> bool:
-        """May the bot act on this judgement? (reply always; the rest needs proactivity and the strategy)"""
-        return action == "reply" or (self.proactive and action in self.strategies)
+                   proactive=config.proactive,
+                   strategies=frozenset(config.strategies or switchable_strategies()) | {"reply"})
 
 
 @dataclass
@@ -2856,9 +3239,8 @@ class Session:
         self.vad = self.components.vad_class(self.config)
         self._framer = Framer(ms_to_samples(self.vad.frame_ms))
         self._input_resampler = StreamResampler(self.settings.input_rate_hz, SAMPLE_RATE_HZ)
-        self.detector = make_turn_detector(self.config, self.vad.frame_ms, threshold=self.settings.threshold,
-                                           silence_ms=self.settings.silence_ms,
-                                           prefix_padding_ms=self.settings.prefix_padding_ms)
+        self.detector = self.components.turn_taking_class(self.config, self.vad.frame_ms)
+        self.settings.silence_ms = int(self.detector.silence_ms)  # predictive: its longest wait
         self._held: HeldOnset | None = None  # user speech over the bot, not yet known to be a barge-in
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
@@ -2869,7 +3251,7 @@ class Session:
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
-        self.memory: MemoryStore = server.memory
+        self.memory: Memory = server.memory
         self.user_id = f"anon-{self.id}"  # until the client names its user (session.update s2s.user_id)
         self.user_memory = UserMemory()
         self.started_at = time.time()
@@ -2884,6 +3266,7 @@ class Session:
         self._wait_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._proactive_in_row = 0
+        self.policy = self.components.policy_class(self.config)  # pure: decides; the session carries out
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -2945,16 +3328,13 @@ class Session:
             self._outbound_room.clear()
             await self._outbound_room.wait()
         lead_ms = self.config.audio_lead_ms
-        if response.first_queued_at_ms is None:
-            response.first_queued_at_ms = now_ms()
-        elif lead_ms:
-            ahead_ms = response.audio_queued_ms + audio_ms - (now_ms() - response.first_queued_at_ms)
-            if ahead_ms > lead_ms:
-                await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
+        ahead_ms = response.clock.queue(audio_ms, now_ms())
+        if lead_ms and ahead_ms > lead_ms:
+            await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
         if response.status == "in_progress":
-            response.audio_queued_ms += audio_ms
+            playback_ends_at_ms = response.clock.queued(audio_ms)
             self._set_state(State.SPEAKING)  # before the audio: the client learns the state first
-            self._schedule_playback_end(response.first_queued_at_ms + response.audio_queued_ms - now_ms())
+            self._schedule_playback_end(playback_ends_at_ms - now_ms())
             self.emit(event, response=response, audio_ms=audio_ms)
 
     async def _send_loop(self) -> None:
@@ -2981,14 +3361,8 @@ class Session:
 
     def _after_send(self, out: Outgoing) -> None:
         """Account for what actually reached the socket: spoken text and audio played at real time."""
-        r = out.response
-        assert r is not None
-        if out.clause:
-            r.spans.append((r.audio_sent_ms, out.clause))
-        if out.audio_ms:
-            if r.first_audio_at_ms is None:
-                r.first_audio_at_ms = now_ms()
-            r.audio_sent_ms += out.audio_ms
+        assert out.response is not None
+        out.response.clock.sent(out.audio_ms, out.clause, now_ms())
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
         if self._playback_timer is not None:
@@ -3003,10 +3377,7 @@ class Session:
 
     def playback_remaining_ms(self) -> float:
         """How long the client will still be playing the newest reply, at real time from its first chunk."""
-        r = self.last_response
-        if r is None or r.first_queued_at_ms is None or r.heard_cut:
-            return 0.0
-        return max(0.0, r.first_queued_at_ms + r.audio_queued_ms - now_ms())
+        return 0.0 if self.last_response is None else self.last_response.clock.remaining_ms(now_ms())
 
     def bot_active(self) -> bool:
         return self.response is not None or self.playback_remaining_ms() > 0
@@ -3093,7 +3464,8 @@ class Session:
                                 "turn_detection": turn_detection},
                       "output": {"format": {"type": "audio/pcm", "rate": s.output_rate_hz}, "voice": s.voice}},
             "s2s": {"user_id": self.user_id, "proactive": s.proactive, "strategies": sorted(s.strategies),
-                    "judge": self.config.judge},
+                    "judge": self.config.judge, "policy": self.config.policy,
+                    "strategy_table": [row.describe() for row in STRATEGIES.values()]},
         }
 
     def on_session_update(self, event: SessionUpdate) -> None:
@@ -3117,8 +3489,8 @@ class Session:
                     if td.threshold is not None:
                         s.threshold = td.threshold
                     s.interrupt_response, s.create_response = td.interrupt_response, td.create_response
-                self.detector.silence_ms, self.detector.threshold = s.silence_ms, s.threshold
-                self.detector.prefix_padding_ms = s.prefix_padding_ms
+                self.detector.configure(threshold=s.threshold, silence_ms=s.silence_ms,
+                                        prefix_padding_ms=s.prefix_padding_ms)
                 self._clear_detector()
                 self._ptt_audio.clear()
         if audio_out is not None:
@@ -3166,11 +3538,7 @@ class Session:
 
     def _on_frame(self, frame: np.ndarray) -> None:
         detector = self.detector
-        if not detector.in_speech:
-            barge_in = (self.bot_active() and self.settings.interrupt_response
-                        and self.config.barge_in_hold == "off")  # held speech is judged by its words
-            detector.min_speech_ms = (max(self.config.vad_min_speech_ms, self.config.barge_in_min_speech_ms)
-                                      if barge_in else self.config.vad_min_speech_ms)
+        detector.bot_speaking = self.bot_active() and self.settings.interrupt_response
         prob = self.vad.speech_prob(frame)
         if detector.in_speech and prob >= detector.threshold:
             self._last_voiced_at_ms = now_ms()
@@ -3190,6 +3558,8 @@ class Session:
                 self._drop_speculative_asr()
             elif ev.kind == "speech_stopped":
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
+            elif ev.kind == "barge_in" and self.bot_active():
+                self.barge_in("turn_detected")
         held = self._held
         if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
             self._check_held()
@@ -3217,9 +3587,8 @@ class Session:
         self._user_active()
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
                                item_id=self._speech_item_id))
-        if self.bot_active() and self.settings.interrupt_response:
-            self.barge_in("turn_detected")
-        self._set_state(State.LISTENING)
+        if not self.detector.bot_speaking:  # otherwise the barge-in that follows moves the state
+            self._set_state(State.LISTENING)
 
     # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
 
@@ -3271,13 +3640,13 @@ class Session:
     # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
 
     def _ask_end_of_turn(self) -> None:
-        detector, model = self.detector, self.components.end_of_turn
-        if not isinstance(detector, PredictiveTurnDetector) or model is None:
+        detector = self.detector
+        if not isinstance(detector, PredictiveTurnDetector):
             return
         pause_id, audio = detector.pause_id, detector.utterance_audio()
 
         async def audio_opinion() -> None:
-            prob = await asyncio.to_thread(model.end_of_turn_prob, audio)
+            prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
             self.log.debug("end of turn: audio %.2f", prob)
 
@@ -3322,11 +3691,10 @@ class Session:
 
     def on_commit(self, event: InputAudioBufferCommit) -> None:
         if self.settings.server_vad:
-            if not self.detector.in_speech:
+            ev = self.detector.end_turn_now()
+            if ev is None:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
-            audio = self.detector.utterance_audio()
-            ev = TurnEvent("speech_stopped", self.detector.last_voiced_end_ms, audio)
             self._clear_detector()
             self._on_speech_stopped(ev, endpoint_ms=None)
             return
@@ -3457,44 +3825,47 @@ class Session:
             self.start_response("reply", Turn(None, voice_end_at_ms=now_ms()), instructions)
 
     async def _judge_and_respond(self, turn: Turn, instructions: str | None = None) -> None:
-        """Ask the Subjective Action Judgement about a completed turn, then carry out its strategy."""
+        """Ask the Subjective Action Judgement about a completed turn and the policy for a plan; carry it out."""
         assert turn.item is not None
         if self._memory_loading is not None and not self._memory_loading.done():
             await asyncio.shield(self._memory_loading)  # the user's memory must inform this turn
         judgement = await self._judge(turn.item.text, "complete")
         turn.metrics["judge"] = judgement.latency_ms
-        if not self.settings.allows(judgement.action) and judgement.action != "wait":
-            judgement = Judgement(action="reply", reason=f"{judgement.action} is switched off; replying",
-                                  latency_ms=judgement.latency_ms)
-        self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=judgement.action, stage="complete",
-                               reason=judgement.reason, confidence=round(judgement.confidence, 3),
+        plan = self.policy.on_turn(judgement, self.moment(turn.item.text))
+        self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=plan.action, stage="complete",
+                               reason=plan.reason, confidence=round(plan.confidence, 3),
                                latency_ms=round(judgement.latency_ms, 1)))
-        self.log.info("judgement %s (%.2f, %.0f ms): %s", judgement.action, judgement.confidence,
-                      judgement.latency_ms, judgement.reason)
-        turn.item.unanswered = judgement.action == "silence"
+        self.log.info("judgement %s, plan %s (%.2f, %.0f ms): %s", judgement.action, plan.action, plan.confidence,
+                      judgement.latency_ms, plan.reason)
+        self.carry_out(plan, turn, instructions)
+
+    def carry_out(self, plan: Plan, turn: Turn, instructions: str | None = None) -> None:
+        """Do what the policy decided about a completed turn (which joins the history first)."""
+        assert turn.item is not None
+        strategy = STRATEGIES.get(plan.strategy or "")
+        turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
         self.remember(turn.item)
-        match judgement.action:
-            case "reply":
+        if strategy is None:  # keep listening: maybe reply after a moment of quiet
+            if plan.reply_after_ms == 0:
                 self.start_response("reply", turn, instructions)
-            case "refuse" | "deflect":  # a spoken template first: the strategy holds even with a small LLM
-                config = self.config
-                template = self._template(turn.item.text, *((config.refuse_template_en, config.refuse_template_zh)
-                                          if judgement.action == "refuse" else
-                                          (config.deflect_template_en, config.deflect_template_zh)))
-                prompt = config.refuse_prompt if judgement.action == "refuse" else config.deflect_prompt
-                self.start_response(judgement.action, turn, self._join(
-                    instructions, prompt.replace("{template}", template)), spoken_prefix=template)
-            case "block":
-                self.spawn(self._block_user(judgement.reason or "abusive behaviour"), "block")
-            case "wait" if self.config.wait_max_ms:  # seems unfinished: give the user a moment more
+                return
+            if plan.reply_after_ms is not None:
                 loop = asyncio.get_running_loop()
-                self._wait_timer = loop.call_later(self.config.wait_max_ms / 1000, self._wait_over, turn)
-                self._settle_state()
-            case "wait":
-                self.start_response("reply", turn, instructions)
-            case _:  # silence: the turn stays in history, unanswered; no response, no audio
-                self._trace(turn, None)
-                self._settle_state()
+                self._wait_timer = loop.call_later(plan.reply_after_ms / 1000, self._wait_over, turn)
+            self._settle_state()
+            return
+        if strategy.ends_session:
+            self.spawn(self._block_user(plan.reason or "abusive behaviour"), "block")
+        elif strategy.speaks:
+            self.start_response(strategy.name, turn, instructions)
+        else:  # e.g. silence: the turn stays in history, unanswered; no response, no audio
+            self._trace(turn, None)
+            self._settle_state()
+
+    def moment(self, text: str = "") -> Moment:
+        """The snapshot of this session that the policy decides on."""
+        return Moment(text=text, proactive=self.settings.proactive, strategies=self.settings.strategies,
+                      bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row)
 
     async def _judge(self, utterance: str, stage: Stage) -> Judgement:
         started = now_ms()
@@ -3515,11 +3886,6 @@ class Session:
         return judgement
 
     @staticmethod
-    def _template(user_text: str, english: str, chinese: str) -> str:
-        """The template in the user's language (Chinese if they used Chinese characters)."""
-        return chinese if _CJK.search(user_text) else english
-
-    @staticmethod
     def _join(*parts: str | None) -> str:
         return "\n\n".join(p for p in parts if p)
 
@@ -3538,7 +3904,7 @@ class Session:
         if self._summary_task is not None:
             self._summary_task.cancel()
 
-    # ---- the five strategies beyond reply: interrupt, block, speak first (silence, refuse, deflect above)
+    # ---- carrying out plans beyond a reply: cut in on a partial, block, speak first ----------------------
 
     def _partials_on(self) -> bool:
         return (self.config.asr_partial_interval_ms > 0 and self._partial_task is None and not self.bot_active()
@@ -3561,18 +3927,18 @@ class Session:
                 self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
                                        content_index=0, delta=text[len(sent):]))
                 self._partial_sent[item_id] = text
-            if not self.settings.allows("interrupt") or self.bot_active():
+            if not self.policy.judge_partial(self.moment(text)):
                 return
             judgement = await self._judge(text, "partial")
-            if (judgement.action == "interrupt" and judgement.confidence >= self.config.interrupt_min_confidence
-                    and item_id == self._speech_item_id and not self.bot_active()):
-                self._interrupt_user(item_id, text, judgement)
+            plan = self.policy.on_partial(judgement, self.moment(text))
+            if plan.strategy is not None and item_id == self._speech_item_id and not self.bot_active():
+                self._interrupt_user(item_id, text, plan, judgement.latency_ms)
         finally:
             self._partial_task = None
 
-    def _interrupt_user(self, item_id: str, partial: str, judgement: Judgement) -> None:
+    def _interrupt_user(self, item_id: str, partial: str, plan: Plan, judge_ms: float) -> None:
         """Cut in (paper: the interrupt strategy): the user's speech so far becomes their turn, the bot at
-        once says the interrupt template, then an LLM continuation with the interruption as context."""
+        once says the strategy's opener, then an LLM continuation with the interruption as context."""
         audio = self.detector.utterance_audio()
         self._clear_detector()  # the user's next words are a new onset (and, if they go on, a barge-in)
         self._speech_item_id = None
@@ -3585,15 +3951,13 @@ class Session:
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self.emit(server_event("conversation.item.input_audio_transcription.completed", item_id=item_id,
                                content_index=0, transcript=partial))
-        self.emit(server_event("s2s.judgement", item_id=item_id, action="interrupt", stage="partial",
-                               reason=judgement.reason, confidence=round(judgement.confidence, 3),
-                               latency_ms=round(judgement.latency_ms, 1)))
-        self.log.info("interrupting the user (%.2f): %r", judgement.confidence, partial[:80])
+        self.emit(server_event("s2s.judgement", item_id=item_id, action=plan.action, stage="partial",
+                               reason=plan.reason, confidence=round(plan.confidence, 3),
+                               latency_ms=round(judge_ms, 1)))
+        self.log.info("cutting in on the user with %s (%.2f): %r", plan.action, plan.confidence, partial[:80])
         self.remember(item)
-        template = self._template(partial, self.config.interrupt_template_en, self.config.interrupt_template_zh)
-        turn = Turn(item, voice_end_at_ms=now_ms(), audio=audio, metrics={"judge": judgement.latency_ms})
-        self.start_response("interrupt", turn, self.config.interrupt_prompt.replace("{template}", template),
-                            spoken_prefix=template)
+        turn = Turn(item, voice_end_at_ms=now_ms(), audio=audio, metrics={"judge": judge_ms})
+        self.start_response(plan.action, turn)
 
     async def _block_user(self, reason: str) -> None:
         """Model-free blocking: persist the block (a restart does not lift it), tell the client, close."""
@@ -3611,22 +3975,24 @@ class Session:
                   after_send=lambda: self.spawn(self.ws.close(1008, "blocked"), "close"))
 
     def _arm_idle_timer(self) -> None:
-        """System-initiated speech: after `proactive_idle_s` of quiet from the end of the bot's playback."""
+        """System-initiated speech: the policy says after how much quiet (from the end of the bot's playback)
+        it wants to be asked again."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if (self.config.proactive_idle_s and self.settings.proactive and not self.blocked
-                and self._proactive_in_row < self.config.proactive_max_in_row):
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.config.proactive_idle_s, self._speak_first)
+        after_s = None if self.blocked else self.policy.quiet_after_s(self.moment())
+        if after_s:
+            self._idle_timer = asyncio.get_running_loop().call_later(after_s, self._quiet_spell)
 
-    def _speak_first(self) -> None:
+    def _quiet_spell(self) -> None:
         self._idle_timer = None
         if self.response is None and not self._user_speaking and self.state == State.LISTENING:
-            self._proactive_in_row += 1
-            self.log.info("speaking first after %.0f s of quiet (%d in a row)", self.config.proactive_idle_s,
-                          self._proactive_in_row)
-            self.start_response("proactive", Turn(None, voice_end_at_ms=now_ms()), self.config.proactive_prompt)
+            plan = self.policy.on_quiet(self.moment())
+            if plan.strategy is not None:
+                self._proactive_in_row += 1
+                self.log.info("speaking first with %s (%s; %d in a row)", plan.strategy, plan.reason,
+                              self._proactive_in_row)
+                self.start_response(plan.strategy, Turn(None, voice_end_at_ms=now_ms()))
 
     # ---- memory ---------------------------------------------------------------------------------------
 
@@ -3668,25 +4034,19 @@ class Session:
         """Store an item for this user, off the critical path; learn the facts it states."""
         if not item.text:
             return
-        facts = extract_facts(item.text) if item.role == "user" else []
+        facts = self.memory.facts_in(item)
         self.user_memory.add_facts(facts, time.time())
         if item.role == "user":
             self._last_user_turn_at = item.created_at
         self._items_since_summary += 1
-        self.memory.save_item_soon(self.user_id, self.id, item, facts)
+        self.memory.remember_soon(self.user_id, self.id, item, facts)
 
     def memory_context(self) -> MemoryContext:
-        now, m = time.time(), self.user_memory
-        hour = datetime.now().hour
-        time_of_day = ("night" if hour < 5 or hour >= 22 else "morning" if hour < 12
-                       else "afternoon" if hour < 18 else "evening")
-        last = self._last_user_turn_at or m.last_user_turn_at
-        return MemoryContext(
-            user_id=self.user_id, local_time=datetime.now().isoformat(timespec="seconds"), time_of_day=time_of_day,
-            seconds_since_last_user_turn=round(now - last, 1) if last else None,
-            conversation_seconds=now - self.started_at,
-            user_talking_seconds=self.detector.speech_ms / 1000 if self.detector.in_speech else 0.0,
-            previous_conversations=m.conversations, facts=m.fact_lines(), summary=m.summary, earlier=m.earlier)
+        """The user's memory and the moment, as the memory component presents them to the judge and the LLM."""
+        return self.memory.context(
+            self.user_id, self.user_memory, conversation_started_at=self.started_at,
+            last_user_turn_at=self._last_user_turn_at,
+            user_talking_s=self.detector.speech_ms / 1000 if self.detector.in_speech else 0.0)
 
     def _maybe_summarize(self) -> None:
         every = self.config.memory_summary_every_items
@@ -3716,19 +4076,21 @@ class Session:
 
     # ---- responses ------------------------------------------------------------------------------------
 
-    def start_response(self, strategy: str, turn: Turn, instructions: str | None = None,
-                       spoken_prefix: str = "") -> Response:
+    def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
+        """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
+        row = STRATEGIES[strategy]
+        opener = row.opener(self.config, turn.item.text if turn.item else "")
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
         self.response = self.last_response = r
-        messages = self.llm_messages(instructions)
+        messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener)))
         self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],
             "metadata": {"strategy": strategy}}))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self._set_state(State.PROCESSING)
-        r.task = self.spawn(self._run_response(r, turn, messages, spoken_prefix), "response")
+        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener), "response")
         return r
 
     def llm_history(self, pending_user_text: str = "", mark_unanswered: bool = True) -> list[dict[str, str]]:
@@ -3757,7 +4119,7 @@ class Session:
                             instructions)
         return [{"role": "system", "content": system}, *self.llm_history(pending_user_text)]
 
-    async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]],
+    async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
                             spoken_prefix: str = "") -> None:
         """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
@@ -3783,9 +4145,6 @@ class Session:
             except Exception as exc:
                 await clause_queue.put(exc)
 
-        guided = r.strategy in ("refuse", "deflect", "interrupt", "proactive")
-        max_tokens = min(self.config.guided_max_tokens, self.config.llm_max_tokens) if guided else \
-            self.config.llm_max_tokens
         producer = asyncio.create_task(produce_clauses(), name=f"{self.id}-llm")
         out_rate = self.settings.output_rate_hz
         resampler = StreamResampler(SAMPLE_RATE_HZ, out_rate)
@@ -3858,9 +4217,9 @@ class Session:
         if status == "cancelled":
             if r.task is not None and r.task is not asyncio.current_task():
                 r.task.cancel()  # closes the LLM and TTS streams (aclosing) at their next await
-            r.item.text = r.text_until(self._played_ms(r))
+            r.item.text = r.clock.text_until(r.clock.played_ms(now_ms()))
         elif status == "failed":
-            r.item.text = r.text_until(r.audio_sent_ms)  # what was sent will still be played
+            r.item.text = r.clock.text_until(r.clock.sent_ms)  # what was sent will still be played
         r.item.status = "completed" if status == "completed" else "incomplete"
         if not r.item.text and r.item in self.items and status != "completed":
             self.items.remove(r.item)
@@ -3881,19 +4240,14 @@ class Session:
         """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""
         m = r.metrics
         m["endpoint"] = turn.endpoint_ms
-        if r.first_audio_at_ms is not None:  # the client plays from the first byte; the ear hears the first
-            m["voice_to_first_byte"] = r.first_audio_at_ms - turn.voice_end_at_ms  # audible window
+        if r.clock.first_sent_at_ms is not None:  # the client plays from the first byte; the ear hears the
+            m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms  # first audible window
             m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
         self.log.info("metrics %s", " ".join(f"{k}={v}" for k, v in fields.items()))
         self._trace(turn, r, then=lambda: self.emit(event))  # the trace is on disk before s2s.metrics
-
-    def _played_ms(self, r: Response) -> float:
-        if r.first_audio_at_ms is None:
-            return 0.0
-        return min(r.audio_sent_ms, now_ms() - r.first_audio_at_ms)
 
     def _settle_state(self) -> None:
         if self.response is not None or self._closing:
@@ -3904,13 +4258,13 @@ class Session:
         """The user cut in: stop generating, drop queued audio, keep in history only what was heard."""
         r = self.response
         if r is not None:
-            self.log.info("barge-in (%s): cancelling %s after %.0f ms of audio", reason, r.id, r.audio_sent_ms)
+            self.log.info("barge-in (%s): cancelling %s after %.0f ms of audio", reason, r.id, r.clock.sent_ms)
             assert r.turn is not None
             self._finish_response(r, "cancelled", reason, r.turn)
         elif self.last_response is not None and self.playback_remaining_ms() > 0:
             last = self.last_response
-            played = self._played_ms(last)
-            last.item.text = last.text_until(played)
+            played = last.clock.played_ms(now_ms())
+            last.item.text = last.clock.text_until(played)
             last.item.status = "incomplete"
             self.memory.retext_soon(self.user_id, last.item.id, last.item.text)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
@@ -3918,10 +4272,7 @@ class Session:
             self._playback_timer.cancel()
             self._playback_timer = None
         if self.last_response is not None:
-            self.last_response.heard_cut = True
-            if self.last_response.first_audio_at_ms is not None:
-                self.last_response.audio_sent_ms = min(self.last_response.audio_sent_ms,
-                                                       self._played_ms(self.last_response))
+            self.last_response.clock.stop(now_ms())
         self._set_state(State.LISTENING)
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:
@@ -3931,14 +4282,13 @@ class Session:
                 raise ProtocolError("item_not_found", f"no assistant item {event.item_id!r} in this conversation",
                                     event.event_id)
             raise ProtocolError("item_not_truncatable", "only the newest reply can be truncated", event.event_id)
-        heard = min(float(event.audio_end_ms), r.audio_sent_ms if r.status != "in_progress" else float("inf"))
-        r.item.text = r.text_until(heard)
+        r.item.text = r.clock.text_until(r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress"))
         r.item.status = "incomplete"
         self.memory.retext_soon(self.user_id, r.item.id, r.item.text)
         if r.item not in self.items and r.item.text:
             self.add_item(r.item)
         self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
-                               audio_end_ms=event.audio_end_ms))
+                               audio_end_ms=event.audio_end_ms, transcript=r.item.text))  # s2s: what was heard
 
     # ---- transparency traces (paper sec. 2.1.2) -------------------------------------------------------
 
@@ -3981,7 +4331,7 @@ class Session:
         self.spawn(write_then(), "trace")
 
 
-# ==== 12. Server =======================================================================================
+# ==== 13. Server =======================================================================================
 # PLUMBING. One websockets server on one port: the Realtime WebSocket at /v1/realtime, the bundled page
 # at / (a fixed list of files read at start, nothing derived from the URL), and /healthz. Every per-client
 # limit lives here (README, "Limits and security"), so the session's code never has to think about abuse:
@@ -4151,7 +4501,7 @@ class S2SServer:
         self.config = config
         self.components = components
         self.auth_token = auth_token
-        self.memory = MemoryStore(config.data_dir)
+        self.memory: Memory = REGISTRY["memory"][config.memory](config)  # type: ignore[assignment]
         self.sessions: dict[str, Session] = {}
         self.static = load_static_files()
         self.port: int | None = None
@@ -4364,7 +4714,7 @@ class _RedactAuthorization(logging.Filter):
         return True
 
 
-# ==== 13. Main =========================================================================================
+# ==== 14. Main =========================================================================================
 # PLUMBING. A short recipe: 1 config, 2 logging, 3 plugins, backend names and who may connect (token or
 # loopback), 4 build and warm up the components, 5 serve until SIGINT/SIGTERM, then stop cleanly.
 
@@ -4394,21 +4744,27 @@ def check_backends(config: Config) -> None:
     """Every backend name must be registered; the message lists the valid choices."""
     from s2s_config import ConfigError
 
-    for family in ("vad", "asr", "llm", "tts", "judge"):
+    for family in REGISTRY:
         chosen = getattr(config, family)
         if chosen not in REGISTRY[family]:
             raise ConfigError(f"unknown {family} backend {chosen!r}; choose one of: "
                               f"{', '.join(sorted(REGISTRY[family]))} (or add one with --plugins)")
+    valid = switchable_strategies()
+    for name in config.strategies:
+        if name not in valid:
+            raise ConfigError(f"unknown strategy {name!r} in strategies; choose from: {', '.join(valid)} "
+                              "(or add one with --plugins)")
 
 
 def build_components(config: Config) -> Components:
     components = Components(
         vad_class=REGISTRY["vad"][config.vad],  # type: ignore[arg-type]
+        turn_taking_class=REGISTRY["turn_taking"][config.turn_taking],  # type: ignore[arg-type]
         asr=REGISTRY["asr"][config.asr](config),  # type: ignore[arg-type]
         llm=REGISTRY["llm"][config.llm](config),  # type: ignore[arg-type]
         tts=REGISTRY["tts"][config.tts](config),  # type: ignore[arg-type]
         judge=REGISTRY["judge"][config.judge](config),  # type: ignore[arg-type]
-        end_of_turn=SmartTurnModel(config.smart_turn_threads) if config.turn_taking == "predictive" else None,
+        policy_class=REGISTRY["policy"][config.policy],  # type: ignore[arg-type]
     )
     components.judge.llm = components.llm
     return components
@@ -4422,16 +4778,13 @@ async def load_components(components: Components) -> None:
         await asyncio.to_thread(component.load)
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
-    async def load_end_of_turn(model: SmartTurnModel) -> None:
-        started = now_ms()
-        await asyncio.to_thread(model.load)
-        log.info("loaded the end-of-turn model (Smart Turn v3.2) in %.0f ms", now_ms() - started)
-
     vad = components.vad_class(components.asr.config)
-    await asyncio.gather(*(load(c) for c in (vad, components.asr, components.llm, components.tts,
-                                            components.judge)),
-                         *([load_end_of_turn(components.end_of_turn)] if components.end_of_turn else []))
-    vad.close()
+    turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
+    policy = components.policy_class(components.asr.config)
+    await asyncio.gather(*(load(c) for c in (vad, turn_taking, components.asr, components.llm, components.tts,
+                                            components.judge, policy)))
+    for per_session in (vad, turn_taking, policy):
+        per_session.close()
 
 
 def close_components(components: Components) -> None:

@@ -256,16 +256,13 @@ def score(samples: list[Sample], stops: list[list[float]]) -> tuple[float, float
 
 
 def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
-    common = dict(frame_ms=FRAME_MS, threshold=config.vad_threshold, min_speech_ms=config.vad_min_speech_ms,
-                  prefix_padding_ms=config.vad_prefix_padding_ms, max_utterance_ms=config.max_utterance_ms)
-    if kind == "plain":
-        silence = overrides.get("silence_ms", config.vad_silence_ms)
-        return lambda: S.TurnDetector(silence_ms=silence, pause_ms=config.asr_speculative_ms, **common)
-    settings = dict(done_silence_ms=config.turn_done_silence_ms, unsure_silence_ms=config.turn_unsure_silence_ms,
-                    silence_ms=config.turn_max_silence_ms, audio_threshold=config.turn_audio_threshold,
-                    text_threshold=config.turn_text_threshold, pause_ms=config.turn_pause_ms)
-    settings.update(overrides)
-    return lambda: S.PredictiveTurnDetector(**settings, **common)
+    """A maker of fresh detectors: the server's `silence` or `predictive` turn-taking with these settings."""
+    names = {"silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
+             "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
+             "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold"}
+    settings = config.model_copy(update={names[k]: v for k, v in overrides.items()})
+    cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
+    return lambda: cls(settings, FRAME_MS)
 
 
 def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:

@@ -24,13 +24,6 @@ const EVENTS_KEPT = 400; // recent events kept in window.s2s for tests and debug
 const METER_FLOOR_DB = -60; // the level meter's empty and full points, dBFS
 const METER_CEIL_DB = -6;
 
-const STRATEGY_LABEL = {
-  reply: "Reply",
-  refuse: "Refuse",
-  deflect: "Deflect",
-  interrupt: "Interrupt",
-  proactive: "Proactive",
-};
 const STATE_LABEL = { listening: "Listening", processing: "Thinking…", speaking: "Speaking" };
 const CUT_LABEL = {
   "barge-in": "you cut in",
@@ -104,6 +97,7 @@ const S = {
   sessionReady: false, // session.created seen on this socket
   updatesPending: new Map(), // event_id -> timer, for session.update not yet answered
   server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null },
+  strategies: new Map(), // name -> {label, speaks, ...}: the server's strategy table (session.s2s.strategy_table)
   serverDefaults: null, // {silenceMs, voice, proactive} as session.created gave them: what "server defaults" restores
   serverState: null, // listening | processing | speaking, from s2s.state
   muted: false,
@@ -244,6 +238,9 @@ function readServerSession(session) {
   }
   if (output?.voice) S.server.voice = output.voice;
   if (session.s2s && typeof session.s2s.proactive === "boolean") S.server.proactive = session.s2s.proactive;
+  if (Array.isArray(session.s2s?.strategy_table)) {
+    S.strategies = new Map(session.s2s.strategy_table.map((row) => [row.name, row]));
+  }
   fillSettingsForm();
 }
 
@@ -406,7 +403,7 @@ async function stopBot(reason, { cancel = false, cut = false } = {}) {
         truncateItem(itemId, active, Math.floor((info.wireSamples / info.rate) * 1000), reason);
       }
     }
-    markCut(active, reason, null);
+    markCut(active, reason);
   }
   render();
 }
@@ -419,7 +416,7 @@ function truncateItem(itemId, responseId, audioEndMs, reason) {
     send({ type: "conversation.item.truncate", item_id: itemId, content_index: 0, audio_end_ms: audioEndMs });
     remember(S.truncates, { itemId, audioEndMs, reason, t: Math.round(performance.now()) });
   }
-  if (responseId) markCut(responseId, reason, { itemId, audioEndMs });
+  if (responseId) markCut(responseId, reason);
 }
 
 function onAudioDelta(e) {
@@ -509,6 +506,9 @@ function onEvent(e) {
     case "response.done":
       onResponseDone(e.response || {});
       break;
+    case "conversation.item.truncated":
+      onTruncated(e);
+      break;
     case "s2s.state":
       S.serverState = e.state;
       if (e.state === "listening" && S.pendingJudgement && !S.activeResponseId) {
@@ -557,7 +557,7 @@ function onStatus(status, detail) {
     S.updatesPending.clear();
     S.outbox = [];
     S.serverState = null;
-    if (S.activeResponseId) markCut(S.activeResponseId, "error", null, "connection lost");
+    if (S.activeResponseId) markCut(S.activeResponseId, "error", "connection lost");
     S.activeResponseId = null;
     S.pendingJudgement = null;
     if (isPlaying()) audio.stopPlayback("disconnected");
@@ -589,7 +589,7 @@ function onResponseCreated(response) {
   S.activeResponseId = id;
   const strategy = response.metadata?.strategy || "reply";
   const bot = botTurn(id, { create: true });
-  setChip(bot.chip, strategy, STRATEGY_LABEL[strategy] || strategy);
+  setChip(bot.chip, strategy, S.strategies.get(strategy)?.label || strategy);
   const reason = response.metadata?.reason || (S.pendingJudgement && S.pendingJudgement.reason);
   if (reason) bot.reason.textContent = reason;
   S.pendingJudgement = null;
@@ -620,9 +620,9 @@ function onResponseDone(response) {
       remember(S.cutResponses, id);
       if (isPlaying() || hasAudio(id)) stopBot(reason); // silence what is queued, truncate to what was heard
     }
-    if (id) markCut(id, reason, null);
+    if (id) markCut(id, reason);
   } else if (status === "failed") {
-    if (id) markCut(id, "error", null, "failed");
+    if (id) markCut(id, "error", "failed");
   }
   const bot = id && botTurn(id);
   if (bot) {
@@ -632,20 +632,20 @@ function onResponseDone(response) {
   if (S.activeResponseId === id) S.activeResponseId = null;
 }
 
-const NO_REPLY_NOTE = { silence: ["silent", "Stayed quiet"], wait: ["wait", "Waiting for you to go on"], block: ["block", "Blocked"] };
-
 function onJudgement(e) {
-  if (e.action in NO_REPLY_NOTE) {
-    judgementNote(e);
+  const strategy = S.strategies.get(e.action);
+  if (!strategy?.speaks) {
+    judgementNote(e, strategy); // silence, block, or "wait" (keep listening): no reply starts
     return;
   }
-  // reply / refuse / deflect / interrupt: the reason belongs to the bot turn this decision starts
+  // a strategy that speaks: the reason belongs to the bot turn this decision starts
   S.pendingJudgement = { action: e.action, reason: e.reason || "", itemId: e.item_id };
 }
 
 /** A decision that started no reply, shown as a quiet line under the user's turn. */
-function judgementNote(j) {
-  const [chipText, label] = NO_REPLY_NOTE[j.action] || [j.action, `Decided: ${j.action}`];
+function judgementNote(j, strategy) {
+  const chipText = j.action;
+  const label = strategy?.label || (j.action === "wait" ? "Waiting for you to go on" : `Decided: ${j.action}`);
   const note = document.createElement("p");
   note.className = "note judgement";
   const chip = document.createElement("span");
@@ -796,12 +796,12 @@ function setChip(chip, strategy, label) {
   chip.textContent = label;
 }
 
-/** Show that the user did not hear all of a bot turn: dim the words past the cut, add a short mark. */
-function markCut(responseId, reason, cut, label) {
+/** Show that the user did not hear all of a bot turn with a short mark (the words past the cut are dimmed
+ * when the server answers the truncate: onTruncated). */
+function markCut(responseId, reason, label) {
   const bot = botTurn(responseId);
   if (!bot) return;
   bot.el.classList.remove("waiting");
-  if (cut) markUnheard(bot, cut.itemId, cut.audioEndMs);
   if (bot.el.querySelector(".cut-mark")) return;
   const mark = document.createElement("span");
   mark.className = "cut-mark";
@@ -810,36 +810,31 @@ function markCut(responseId, reason, cut, label) {
 }
 
 /**
- * Each transcript delta is a clause whose audio starts at its data-at-ms. Clauses that start after the cut
- * were not heard; the clause playing at the cut keeps a share of its words equal to the share of its audio
- * played, the same rule the server uses to cut the item in its history (Response.text_until).
+ * The server's answer to a truncate carries the item's transcript as the user heard it (the server's rule:
+ * PlaybackClock.text_until). Each transcript delta is a clause span; the heard text is a prefix of those
+ * clauses joined by spaces, so every span past it is unheard and the one it ends in is split there.
  */
-function markUnheard(bot, itemId, audioEndMs) {
-  const spans = [...bot.text.querySelectorAll("span[data-at-ms]")].filter((s) => s.dataset.item === itemId);
-  const info = S.itemAudio.get(itemId);
-  const totalMs = info ? (info.wireSamples / info.rate) * 1000 : Infinity;
-  spans.forEach((span, i) => {
-    const start = Number(span.dataset.atMs);
-    const end = i + 1 < spans.length ? Number(spans[i + 1].dataset.atMs) : totalMs;
-    if (start >= audioEndMs) span.classList.add("unheard");
-    else if (end > audioEndMs && !span.querySelector(".unheard")) {
-      splitHeard(span, (audioEndMs - start) / Math.max(end - start, 1e-6));
+function onTruncated(e) {
+  if (typeof e.transcript !== "string") return;
+  const spans = [...document.querySelectorAll(".turn.bot .text span[data-at-ms]")].filter((s) => s.dataset.item === e.item_id);
+  let heard = e.transcript;
+  for (const span of spans) {
+    if (span.querySelector(".unheard") || span.classList.contains("unheard")) continue; // marked already
+    const text = span.textContent;
+    if (heard.length >= text.length && heard.startsWith(text)) {
+      heard = heard.slice(text.length).trimStart();
+    } else if (heard && text.startsWith(heard)) {
+      splitHeard(span, heard.length);
+      heard = "";
+    } else {
+      span.classList.add("unheard");
+      heard = "";
     }
-  });
+  }
 }
 
-const CJK = /[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]/; // cut by characters (the server's _CJK)
-
-function splitHeard(span, share) {
+function splitHeard(span, cutAt) {
   const text = span.textContent;
-  let cutAt;
-  if (CJK.test(text)) {
-    cutAt = Math.floor(text.length * share);
-  } else {
-    const words = [...text.matchAll(/\S+/g)];
-    const keep = Math.floor(words.length * share);
-    cutAt = keep === 0 ? 0 : words[keep - 1].index + words[keep - 1][0].length;
-  }
   while (cutAt < text.length && /\s/.test(text[cutAt])) cutAt++; // the space before the cut stays plain
   if (cutAt >= text.length) return;
   const rest = document.createElement("span");

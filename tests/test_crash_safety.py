@@ -13,18 +13,21 @@ import time
 from pathlib import Path
 
 import s2s_server as s2s
+from s2s_config import validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 8
 
-# The writer: MemoryStore's own write path (the one sessions use), printing "ack ..." once each write's
-# coroutine has returned, which is when the store says a write is acknowledged.
+# The writer: the SQLite memory's own write path (`remember`, which the sessions' `remember_soon` runs),
+# printing "ack ..." once each write's coroutine has returned, which is when the store says a write is
+# acknowledged.
 WRITER = """
 import asyncio, sys, time
 import s2s_server as s2s
+from s2s_config import validate_config
 
 async def main(data_dir, run):
-    store = s2s.MemoryStore(data_dir)
+    store = s2s.SQLiteMemory(validate_config({"data_dir": data_dir}))
     await store.open()
     print("ready", flush=True)
     n = 0
@@ -32,7 +35,7 @@ async def main(data_dir, run):
         n += 1
         user = f"user-{n % 7}"
         item = s2s.Item(f"item-{run}-{n}", "user", f"message {n}: my name is Ann and I live in Paris")
-        await store.save_item(user, f"sess-{run}", item, s2s.extract_facts(item.text))
+        await store.remember(user, f"sess-{run}", item, store.facts_in(item))
         print(f"ack message {item.id}", flush=True)
         if n % 10 == 0:
             blocked = f"blocked-{run}-{n}"
@@ -86,7 +89,8 @@ async def test_sigkill_during_memory_and_block_writes_loses_nothing_acknowledged
             db.close()
         assert all_messages <= stored, sorted(all_messages - stored)[:5]
         assert all_blocks <= blocked, sorted(all_blocks - blocked)[:5]
-    store = s2s.MemoryStore(str(tmp_path))  # the server's own view after the last kill: still blocked
+    # The server's own view after the last kill: still blocked.
+    store = s2s.SQLiteMemory(validate_config({"data_dir": str(tmp_path)}))
     await store.open()
     try:
         assert all(store.active_block(user) is not None for user in all_blocks)

@@ -186,8 +186,8 @@ SESSION = st.fixed_dictionaries({}, optional={
                                                               "voice": either(st.text(max_size=20))}))})),
     "s2s": either(st.fixed_dictionaries({}, optional={
         "user_id": either(st.text(max_size=20)), "proactive": either(st.booleans()),
-        "strategies": either(st.lists(st.sampled_from(["reply", "refuse", "deflect", "silence", "interrupt",
-                                                       "block", "bogus"]), max_size=4))})),
+        "strategies": either(st.lists(st.sampled_from([*s2s.switchable_strategies(), "proactive",
+                                                       "bogus"]), max_size=4))})),
     "tools": JSON_VALUES})
 CONTENT = st.lists(either(st.fixed_dictionaries({"type": either(st.just("input_text")),
                                                  "text": either(st.text(max_size=60))})), max_size=3)

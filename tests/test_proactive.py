@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import s2s_server as s2s
+from s2s_config import validate_config
 from tests.conftest import silence, speech
 
 SCRIPT: dict[tuple[str, str], str] = {  # (stage, word in the utterance) -> action
@@ -255,10 +256,11 @@ async def test_what_users_say_cannot_change_instructions_strategies_or_blocks(sc
     c = await h.connect()
     await c.send("session.update", session={"s2s": {"user_id": "eve"}})
     await c.wait_for("session.updated")
+    strategies = h.session().settings.strategies
     await c.say(attack)
     await c.wait_for("response.done")
     assert RECORDED[-1][-1] == {"role": "user", "content": attack}  # the words stay the user's turn
-    assert h.session().settings.strategies == frozenset(h.server.config.strategies)
+    assert h.session().settings.strategies == strategies == frozenset(s2s.switchable_strategies())
     await c.close()
     await h.sessions_ended.get()
     # Next conversation: the attack comes back from memory, as quoted data inside one JSON value.
@@ -302,3 +304,32 @@ def test_facts_are_extracted_in_english_and_chinese():
         ("name", "Ana"), ("location", "New York"), ("likes", "jazz")]
     assert s2s.extract_facts("我叫小明，我住在北京。我喜欢下棋。") == [
         ("name", "小明"), ("location", "北京"), ("likes", "下棋")]
+
+
+async def test_clients_learn_the_strategies_from_the_server_and_unknown_ones_are_refused(scripted):
+    h = await scripted()
+    c = await h.connect()
+    table = c.events[0]["session"]["s2s"]["strategy_table"]
+    assert [row["name"] for row in table] == list(s2s.STRATEGIES)
+    assert {row["name"] for row in table if not row["speaks"]} == {"silence", "block"}
+    await c.send("session.update", session={"s2s": {"strategies": ["reply", "agree"]}})
+    error = await c.wait_for("error")
+    assert error["error"]["code"] == "invalid_event" and "unknown strategy 'agree'" in error["error"]["message"]
+    assert "refuse" in error["error"]["message"]
+
+
+async def test_memory_writes_started_without_waiting_keep_their_order_and_close_finishes_them(tmp_path):
+    config = validate_config({"data_dir": str(tmp_path)})
+    store = s2s.REGISTRY["memory"][config.memory](config)
+    await store.open()
+    item = s2s.Item("item-1", "assistant", "One two three four.")
+    store.remember_soon("ann", "sess-1", item, [])
+    item.text = "changed after the call"  # the write keeps what the item said when it was remembered
+    store.retext_soon("ann", "item-1", "One two")  # cut to what was heard: lands after the insert
+    await store.close()  # no await on the writes themselves: close finishes them
+    again = s2s.SQLiteMemory(config)
+    await again.open()
+    try:
+        assert [e["text"] for e in (await again.load_user("ann", 5)).earlier] == ["One two"]
+    finally:
+        await again.close()

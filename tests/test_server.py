@@ -189,9 +189,10 @@ async def test_truncate_keeps_only_what_the_client_played(make_server):
     assert full.startswith(first_clause)
     clause_ms = len(first_clause) * 60  # the fake TTS speaks 60 ms per character
     await c.send("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=clause_ms)
-    await c.wait_for("conversation.item.truncated")
+    truncated = await c.wait_for("conversation.item.truncated")
     (assistant,) = [i for i in h.session().items if i.role == "assistant"]
     assert assistant.text == first_clause and assistant.status == "incomplete"
+    assert truncated["transcript"] == first_clause  # the client learns what was heard from the server
     await c.send("conversation.item.truncate", item_id="item_nope", content_index=0, audio_end_ms=1)
     assert (await c.wait_for("error"))["error"]["code"] == "item_not_found"
 

@@ -9,6 +9,7 @@ import base64
 import numpy as np
 
 import s2s_server as s2s
+from s2s_config import validate_config
 from tests.conftest import Client, silence, speech
 
 AUDIBLE_DBFS = -45.0
@@ -140,11 +141,11 @@ def run_frames(detector: s2s.TurnDetector, voiced: list[int], opinions: dict[int
 
 
 def predictive(**overrides) -> s2s.PredictiveTurnDetector:
-    settings = dict(frame_ms=30, threshold=0.5, min_speech_ms=90, prefix_padding_ms=0, max_utterance_ms=30000,
-                    pause_ms=210, done_silence_ms=270, unsure_silence_ms=900, silence_ms=2100, audio_threshold=0.5,
-                    text_threshold=0.5)
+    settings = dict(vad_min_speech_ms=90, vad_prefix_padding_ms=0, turn_pause_ms=210, turn_done_silence_ms=270,
+                    turn_unsure_silence_ms=900, turn_max_silence_ms=2100, turn_audio_threshold=0.5,
+                    turn_text_threshold=0.5)
     settings.update(overrides)
-    return s2s.PredictiveTurnDetector(**settings)
+    return s2s.PredictiveTurnDetector(validate_config(settings), 30)
 
 
 def test_agreeing_opinions_end_the_turn_after_a_short_silence():

@@ -16,9 +16,14 @@ FRAME = np.zeros(480, dtype=np.int16)  # 30 ms at 16 kHz
 
 
 def detector(**overrides):
-    settings = dict(frame_ms=30, threshold=0.5, min_speech_ms=150, silence_ms=300, prefix_padding_ms=90,
-                    max_utterance_ms=3000, pause_ms=120)
-    return s2s.TurnDetector(**{**settings, **overrides})
+    """The default turn-taking component as a session makes it, with these knobs."""
+    det = s2s.TurnDetector(load_config([], environ={}), frame_ms=30)
+    settings = dict(threshold=0.5, min_speech_ms=150, barge_in_min_speech_ms=300, silence_ms=300,
+                    prefix_padding_ms=90, max_utterance_ms=3000, pause_ms=120)
+    for name, value in {**settings, **overrides}.items():
+        setattr(det, name, value)
+    det.reset()
+    return det
 
 
 def run(det, probs):
@@ -60,14 +65,29 @@ def test_turn_detector_ends_the_turn_after_the_silence_window_and_reports_pauses
 
 
 def test_turn_detector_forces_a_stop_at_the_maximum_length():
-    kinds = [e.kind for _, e in run(detector(max_utterance_ms=600), [0.9] * 40)]
-    assert kinds.count("speech_stopped") >= 1 and kinds[:2] == ["speech_started", "speech_stopped"]
+    events = run(detector(max_utterance_ms=600), [0.9] * 40)
+    (i, stopped) = next((i, e) for i, e in events if e.kind == "speech_stopped")
+    assert [e.kind for _, e in events][:2] == ["speech_started", "speech_stopped"]
+    assert i == 19 and len(stopped.audio) == 20 * 480  # frames 0..19: exactly 600 ms, not later
 
 
-def test_turn_detector_needs_more_speech_when_the_threshold_is_raised():
+def test_a_barge_in_needs_more_speech_than_an_onset():
+    short = [0.9] * 8 + [0.0] * 20  # 240 ms of speech: a turn, but too short to cut the bot off
+    assert [e.kind for _, e in run(detector(), short)][:1] == ["speech_started"]
+    talking = detector()
+    talking.bot_speaking = True
+    assert run(talking, short) == []
+    kinds = [(i, e.kind) for i, e in run(talking, [0.9] * 12)]
+    assert kinds == [(9, "speech_started"), (9, "barge_in")]  # 300 ms (10 frames) of speech
+
+
+def test_turn_taking_ends_a_turn_when_asked():
     det = detector()
-    det.min_speech_ms = 300
-    assert run(det, [0.9] * 8 + [0.0] * 20) == []  # 240 ms is not enough for a barge-in
+    run(det, [0.9] * 8)
+    assert det.in_speech
+    ended = det.end_turn_now()
+    assert ended.kind == "speech_stopped" and len(ended.audio) == 8 * 480 and not det.in_speech
+    assert det.end_turn_now() is None
 
 
 @pytest.mark.parametrize(("stream", "clauses"), [
@@ -115,13 +135,22 @@ def test_stream_resampler_matches_length_over_many_chunks():
     assert abs(sum(len(o) for o in out) - 50 * 320) <= 2
 
 
-def test_response_text_until_keeps_whole_clauses_and_a_share_of_the_next():
-    r = s2s.Response("r", s2s.Item("i", "assistant"), "reply", spans=[(0, "One two."), (1000, "three four five six")])
-    r.audio_sent_ms = 2000
-    assert r.text_until(500) == "One"
-    assert r.text_until(1000) == "One two."
-    assert r.text_until(1500) == "One two. three four"
-    assert r.text_until(5000) == "One two. three four five six"
+def test_playback_clock_cuts_the_text_to_whole_clauses_and_a_share_of_the_next():
+    clock = s2s.PlaybackClock()
+    clock.sent(0, "One two.", at_ms=100)
+    clock.sent(1000, "", at_ms=100)
+    clock.sent(0, "three four five six", at_ms=110)
+    clock.sent(1000, "", at_ms=120)
+    assert clock.text_until(500) == "One"
+    assert clock.text_until(1000) == "One two."
+    assert clock.text_until(1500) == "One two. three four"
+    assert clock.text_until(5000) == "One two. three four five six"
+    assert clock.played_ms(at_ms=1600) == 1500  # real time from the first audio on the wire
+    assert clock.heard_ms(5000, finished=True) == 2000  # never more than was sent, once sending ended
+    assert clock.stop(at_ms=1600) == 1500 and clock.sent_ms == 1500 and clock.remaining_ms(1600) == 0
+    chinese = s2s.PlaybackClock()
+    chinese.sent(1000, "我们去公园吧", at_ms=0)
+    assert chinese.text_until(500) == "我们去"
 
 
 def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
@@ -170,3 +199,36 @@ def test_client_event_parser_reports_codes():
     deep = "[" * 100000 + "]" * 100000
     with pytest.raises(s2s.ProtocolError):
         s2s.parse_client_event(deep)
+
+
+def test_the_default_policy_turns_judgements_into_plans_without_a_session():
+    policy = s2s.DefaultPolicy(load_config([], environ={}))
+    on = s2s.Moment(text="x", strategies=frozenset(s2s.switchable_strategies()))
+    judged = lambda action, confidence=0.9: s2s.Judgement(action=action, confidence=confidence)  # noqa: E731
+    assert policy.on_turn(judged("refuse"), on).strategy == "refuse"
+    switched_off = policy.on_turn(judged("refuse"), s2s.Moment(strategies=frozenset({"reply"})))
+    assert switched_off.strategy == "reply" and "switched off" in switched_off.reason
+    assert policy.on_turn(judged("silence"), s2s.Moment(proactive=False, strategies=on.strategies)).strategy == "reply"
+    wait = policy.on_turn(judged("wait"), on)
+    assert (wait.strategy, wait.action, wait.reply_after_ms) == (None, "wait", policy.config.wait_max_ms)
+    assert policy.on_partial(judged("interrupt"), on).strategy == "interrupt"
+    assert policy.on_partial(judged("interrupt", 0.1), on).strategy is None  # not sure enough
+    talking = s2s.Moment(strategies=on.strategies, bot_active=True)
+    assert policy.on_partial(judged("interrupt"), talking).strategy is None
+    assert policy.quiet_after_s(on) == policy.config.proactive_idle_s
+    assert policy.on_quiet(on).strategy == "proactive"
+    tired = s2s.Moment(strategies=on.strategies, spoke_first_in_row=policy.config.proactive_max_in_row)
+    assert policy.quiet_after_s(tired) is None and policy.on_quiet(tired).strategy is None
+
+
+def test_a_strategy_is_defined_once_and_a_taken_name_is_refused():
+    refuse = s2s.STRATEGIES["refuse"]
+    config = load_config([], environ={})
+    assert refuse.opener(config, "do my homework") == config.refuse_template_en
+    assert refuse.opener(config, "帮我写作业") == config.refuse_template_zh
+    assert refuse.guidance(config, "No.").startswith(config.refuse_prompt.split("{template}")[0] + "No.")
+    assert refuse.max_tokens(config) == config.guided_max_tokens
+    assert s2s.STRATEGIES["reply"].max_tokens(config) == config.llm_max_tokens
+    with pytest.raises(ValueError, match="already defined"):
+        s2s.add_strategy(s2s.Strategy("refuse", "Refuse again"))
+    assert s2s.add_strategy(refuse, replace=True) is refuse
