@@ -195,7 +195,8 @@ def build_scenario(folder: Path, fakes: bool) -> Any:
     over = [] if fakes else OVER_SPEECH
     for i, question in enumerate(QUESTIONS[:len(over)] if over else QUESTIONS[:8]):
         turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", espeak(question, "en-us"))}, "expect": "respond",
-                      "start": {"after": "session_start" if i == 0 else "agent_speech_end", "delay_ms": 800},
+                      "start": {"after": "session_start" if i == 0 else "agent_speech_end", "delay_ms": 800,
+                                "timeout_ms": 60000},
                       "response_timeout_ms": 20000})
         if over:
             kind, what, expect = over[i]
@@ -212,7 +213,8 @@ def build_scenario(folder: Path, fakes: bool) -> Any:
         pcm = np.concatenate([espeak(before, voice), np.zeros(int(0.7 * RATE_HZ), dtype=np.float32),
                               espeak(after, voice)])
         turns.append({"id": f"hesitation{i}", "audio": {"file": wav(f"h{i}", pcm)}, "expect": "respond",
-                      "start": {"after": "agent_speech_end", "delay_ms": 800}, "response_timeout_ms": 20000})
+                      "start": {"after": "agent_speech_end", "delay_ms": 800, "timeout_ms": 60000},
+                      "response_timeout_ms": 20000})
     return parse_scenario({"name": "s2s turn-taking", "sample_rate": RATE_HZ, "frame_ms": 20, "tail_ms": 4000,
                            "max_duration_ms": 900000, "vad": {"agent": {"min_silence_ms": 400}},
                            "turns": turns}, base_dir=folder)
@@ -246,7 +248,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
     base = [*server_args, "--port", "0", "--data-dir", tempfile.mkdtemp(prefix="s2s-vb-")]
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
-                 "Sure. " + "Here is a long answer that goes on for a while. " * 4]
+                 "Sure. Here is a short answer."]
     configs = {name: load_config([*base, *(BASELINE if name == "baseline" else [])]) for name in args.configs}
     first = next(iter(configs.values()))
     components = S.build_components(first)

@@ -412,7 +412,8 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
     await asyncio.to_thread(judge.load)
     judge.llm = llm
     components = S.Components(vad_class=S.REGISTRY["vad"][config.vad], asr=asr, llm=llm, tts=tts,  # type: ignore[arg-type]
-                              judge=judge)
+                              judge=judge, turn_taking_class=S.REGISTRY["turn_taking"][config.turn_taking],  # type: ignore[arg-type]
+                              policy_class=S.REGISTRY["policy"][config.policy])  # type: ignore[arg-type]
     question = speak("How many legs does a spider have?")
 
     async def run() -> dict[str, Any]:
@@ -427,7 +428,10 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
                     "input": {"format": {"type": "audio/pcm", "rate": 16000}},
                     "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
                 silence = np.zeros(S.SAMPLE_RATE_HZ, dtype=np.int16)
-                stream = np.concatenate([silence[:8000], question, silence])
+                # audio sent faster than real time outruns the end-of-turn model, so the predictive
+                # turn-taking waits its longest (turn_max_silence_ms): send more silence than that
+                tail = np.zeros(S.ms_to_samples(config.turn_max_silence_ms + 300), dtype=np.int16)
+                stream = np.concatenate([silence[:8000], question, tail])
                 for start in range(0, len(stream), 320):  # 20 ms frames, faster than real time
                     await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                               "audio": S.encode_pcm16(stream[start:start + 320])}))
