@@ -3664,9 +3664,10 @@ class Session:
                 if text:
                     context = JudgeContext(history=self.llm_history(mark_unanswered=False),
                                            strategies=self.settings.strategies, memory=self.memory_context())
-                    prob = ask_text(context, text)
-                    if inspect.isawaitable(prob):
-                        prob = await prob
+                    if inspect.iscoroutinefunction(ask_text):
+                        prob = await ask_text(context, text)
+                    else:  # a model call: off the event loop
+                        prob = await asyncio.to_thread(ask_text, context, text)
             except asyncio.CancelledError:
                 raise
             except Exception:  # no text opinion: the audio and the silence decide
