@@ -265,3 +265,15 @@ async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
     assert {"thinking", "park"} <= set(transcript["transcript"].lower().replace(".", "").split()), transcript
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
     assert committed["item_id"] == transcript["item_id"]
+
+
+def test_backchannel_words_are_told_from_words_with_content():
+    """English and Chinese backchannels (any case, punctuation, repeats) have no content words; a
+    question, "stop" or "no, I meant..." does; a Chinese run counts only if made of backchannel entries."""
+    backchannel = validate_config({}).backchannel_words
+    for text in ["Uh-huh.", "Mm-hmm", "Right, okay!", "yeah yeah", "I see.", "嗯", "对对对", "好的。", "是的", ""]:
+        assert s2s.content_words(text, backchannel) == [], text
+    assert s2s.content_words("Stop!", backchannel) == ["stop"]
+    assert s2s.content_words("No, I meant London.", backchannel) == ["no", "i", "meant", "london"]
+    assert s2s.content_words("Okay, but why?", backchannel) == ["but", "why"]
+    assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
