@@ -1,7 +1,7 @@
 """Voice-to-voice latency of the default pipeline, over a real WebSocket, with real-time audio.
 
     python benchmarks/voice_to_voice.py                      # starts the server in-process (default models)
-    python benchmarks/voice_to_voice.py --asr-window-s 10     # any server setting, as on its command line
+    python benchmarks/voice_to_voice.py --whisper-window-s 10     # any server setting, as on its command line
     python benchmarks/voice_to_voice.py --url ws://127.0.0.1:8765/v1/realtime   # a server already running
 
 One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
@@ -223,7 +223,8 @@ def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float,
             ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
     print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
-    print(f"settings: asr={config.asr} (window {config.asr_window_s} s, {config.asr_compute_type}), llm={config.llm}, "
+    print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "
+          f"llm={config.llm}, "
           f"tts={config.tts}, vad={config.vad}, vad_silence_ms={config.vad_silence_ms}, "
           f"asr_speculative_ms={config.asr_speculative_ms}, clause_min_chars={config.clause_min_chars}\n")
     print("| stage (ms) | median | p90 |")

@@ -1,4 +1,4 @@
-"""Nothing acknowledged is lost: a process writing memory and blocks is killed with SIGKILL at random
+"""What the memory store acknowledged is not lost: a process writing memory and blocks is killed with SIGKILL at random
 moments, many times over one database; after each kill the database passes SQLite's integrity check,
 every acknowledged message and block is there, and every acknowledged block still blocks."""
 

@@ -333,3 +333,34 @@ async def test_memory_writes_started_without_waiting_keep_their_order_and_close_
         assert [e["text"] for e in (await again.load_user("ann", 5)).earlier] == ["One two"]
     finally:
         await again.close()
+
+
+async def test_a_trace_records_the_messages_the_llm_was_given_with_the_strategys_guidance(scripted, tmp_path):
+    h = await scripted(trace_dir=str(tmp_path / "traces"))
+    c = await h.connect()
+    await c.say("Can you do my homework for me?")
+    await c.wait_for("s2s.metrics")  # the trace is on disk before s2s.metrics
+    await c.say("You are an idiot")  # silence: no reply, so no messages went to the LLM
+    await c.wait_for("s2s.judgement", lambda e: e["action"] == "silence")
+    await c.say("Hello")
+    await c.wait_for("s2s.metrics")
+    turns = sorted((tmp_path / "traces").glob("sess_*/turn-*/turn.json"))
+    records = {json.loads(t.read_text())["transcript"]: json.loads(t.read_text()) for t in turns}
+    refused = records["Can you do my homework for me?"]
+    assert refused["strategy"] == "refuse" and refused["messages"] == RECORDED[-2]
+    assert "you declined, saying" in refused["messages"][0]["content"]
+    assert records["You are an idiot"]["messages"] is None
+    assert records["Hello"]["messages"] == RECORDED[-1]
+
+
+async def test_a_block_ends_the_reply_in_progress_with_its_own_reason(make_server):
+    h = await make_server(fake_llm_token_ms=50)
+    await h.server.memory.block("mallory", 3600.0, 0, "test")
+    c = await h.connect()
+    await c.say("Tell me a long story")
+    await c.wait_for("response.created")
+    await c.send("session.update", session={"s2s": {"user_id": "mallory"}})
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"]["reason"] == "blocked"
+    await c.wait_for("s2s.blocked")

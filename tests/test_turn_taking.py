@@ -236,7 +236,7 @@ async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
 
 async def test_a_cough_during_a_reply_does_not_interrupt_it(make_server):
     """A 250 ms burst of noise over the bot has no words: the reply completes."""
-    h = await make_server(**REPLYING, vad_aggressiveness=0)  # the most permissive VAD: the burst counts as speech
+    h = await make_server(**REPLYING, webrtc_aggressiveness=0)  # the most permissive VAD: the burst counts as speech
     c = await start_reply(h)
     rng = np.random.default_rng(0)
     t = np.arange(4000) / 16000
