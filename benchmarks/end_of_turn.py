@@ -32,6 +32,7 @@ import asyncio
 import inspect
 import io
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -171,12 +172,14 @@ def make_set(name: str, dbfs: float) -> list[Sample]:
 
 class Opinions:
     """The models' answers at a pause, computed once per (sample, audio so far) and reused by every
-    operating point; each with the wall time it took here."""
+    operating point; each with the wall time it took here, or `fixed_ms` when given."""
 
-    def __init__(self, config: Any, text_signal: bool):
+    def __init__(self, config: Any, text_signal: bool, fixed_ms: float | None = None):
+        self.fixed_ms = fixed_ms
         self.smart = S.SmartTurnModel(config.smart_turn_threads)
         self.smart.load()
         self.cache: dict[tuple[str, int, str], tuple[float | None, float]] = {}
+        self.measured: list[float] = []
         self.asr = self.judge = None
         if text_signal:
             self.asr = S.REGISTRY["asr"][config.asr](config)
@@ -190,7 +193,9 @@ class Opinions:
         if key not in self.cache:
             started = time.perf_counter()
             prob = self.smart.end_of_turn_prob(audio)
-            self.cache[key] = (prob, (time.perf_counter() - started) * 1000)
+            cost = (time.perf_counter() - started) * 1000
+            self.measured.append(cost)
+            self.cache[key] = (prob, cost if self.fixed_ms is None else self.fixed_ms)
         return self.cache[key]
 
     def text(self, sample: Sample, audio: np.ndarray) -> tuple[float | None, float]:
@@ -259,6 +264,7 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
     """A maker of fresh detectors: the server's `silence` or `predictive` turn-taking with these settings."""
     names = {"silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
              "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
+             "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold"}
     settings = config.model_copy(update={names[k]: v for k, v in overrides.items()})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
@@ -290,20 +296,21 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool) 
     rows.append(("plain VAD (fixed silence)", plain_points, evaluate("plain", False, False),
                  f"vad_silence_ms={config.vad_silence_ms}"))
     thresholds = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
-    sweep = [dict(audio_threshold=a, done_silence_ms=d, silence_ms=m, unsure_silence_ms=m)
+    sweep = [dict(audio_threshold=a, audio_only_silence_ms=d, silence_ms=m, unsure_silence_ms=m)
              for a in thresholds for d in (250, 300, 400, 600) for m in (1500, 2200, 3000)]
     smart_points = [evaluate("predictive", True, False, **o)[:2] for o in sweep]
     rows.append(("Smart Turn v3.2 alone", smart_points,
                  evaluate("predictive", True, False, unsure_silence_ms=config.turn_max_silence_ms),
-                 f"turn_audio_threshold={config.turn_audio_threshold}, done {config.turn_done_silence_ms} ms, "
-                 f"max {config.turn_max_silence_ms} ms"))
+                 f"turn_audio_threshold={config.turn_audio_threshold}, audio only "
+                 f"{config.turn_audio_only_silence_ms} ms, max {config.turn_max_silence_ms} ms"))
     if text_signal:
-        full_sweep = [dict(o, text_threshold=t, unsure_silence_ms=u) for o in sweep[::3] for t in thresholds[::2]
-                      for u in (800, 1200, o["silence_ms"])]
+        full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
+                      for o in sweep[::3] for t in thresholds[::2] for u in (800, 1200, o["silence_ms"])]
         full_points = [evaluate("predictive", True, True, **o)[:2] for o in full_sweep]
         rows.append(("full decision (silence + Smart Turn + judge text)", full_points,
                      evaluate("predictive", True, True),
-                     f"+ turn_text_threshold={config.turn_text_threshold}, unsure {config.turn_unsure_silence_ms} ms"))
+                     f"+ turn_text_threshold={config.turn_text_threshold}, done {config.turn_done_silence_ms} ms, "
+                     f"unsure {config.turn_unsure_silence_ms} ms"))
     return rows
 
 
@@ -314,13 +321,16 @@ def pct(x: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--model-ms", type=float, help="take Smart Turn's time per call as this many ms instead of "
+                        "the time measured here (for a machine shared with other work; the measured median is "
+                        "printed either way)")
     args, server_args = parser.parse_known_args()
     config = load_config([*server_args, "--port", "0"])
     S.setup_logging("WARNING")
     t0 = time.perf_counter()
     judge_class = S.REGISTRY["judge"][config.judge]
     text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
-    opinions = Opinions(config, text_signal)
+    opinions = Opinions(config, text_signal, args.model_ms)
     results = {name: evaluate_set(name, config, opinions, text_signal) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(SENTENCES[SETS[n][0]])} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
@@ -338,8 +348,10 @@ def main() -> None:
             print(f"| {set_name} | {name} | {pct(at300)} | {pct(at600)} | "
                   f"{'n/a' if wait is None else f'{wait:.0f} ms'} | {latency:.0f} ms | {pct(fcr)} | {pct(held)} | "
                   f"{settings} |")
-    costs = [c for (_, _, kind), (_, c) in opinions.cache.items() if kind == "audio"]
-    print(f"\nSmart Turn: {len(costs)} calls, median {np.median(costs):.0f} ms each (added as audio time).")
+    costs = opinions.measured
+    used = "measured" if args.model_ms is None else f"taken as {args.model_ms:g} ms (--model-ms)"
+    print(f"\nSmart Turn: {len(costs)} calls, median {np.median(costs):.0f} ms each measured here, load average "
+          f"{os.getloadavg()[0]:.1f}; the time added as audio time: {used}.")
     sys.stdout.flush()
 
 

@@ -142,16 +142,20 @@ def run_frames(detector: s2s.TurnDetector, voiced: list[int], opinions: dict[int
 
 def predictive(**overrides) -> s2s.PredictiveTurnDetector:
     settings = dict(vad_min_speech_ms=90, vad_prefix_padding_ms=0, turn_pause_ms=210, turn_done_silence_ms=270,
-                    turn_unsure_silence_ms=900, turn_max_silence_ms=2100, turn_audio_threshold=0.5,
-                    turn_text_threshold=0.5)
+                    turn_audio_only_silence_ms=450, turn_unsure_silence_ms=900, turn_max_silence_ms=2100,
+                    turn_audio_threshold=0.5, turn_text_threshold=0.5)
     settings.update(overrides)
     return s2s.PredictiveTurnDetector(validate_config(settings), 30)
 
 
 def test_agreeing_opinions_end_the_turn_after_a_short_silence():
-    """Audio and text both say finished: the turn ends at `done_silence_ms`, not at the maximum."""
+    """Audio and text both say finished: the turn ends at `turn_done_silence_ms`, not at the maximum; the
+    audio alone waits `turn_audio_only_silence_ms`."""
     events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.8}})
     assert (20 + 6, "paused") in events and (20 + 8, "speech_stopped") in events  # 210 and 270 ms of silence
+    # the audio alone (no text opinion): the longer audio-only wait
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9}})
+    assert events[-1] == (20 + 14, "speech_stopped")  # 450 ms
 
 
 def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_utterance_stays_one_turn():
