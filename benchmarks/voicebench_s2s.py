@@ -129,22 +129,22 @@ QUESTIONS = [
     "How do trains work?",
 ]
 # (kind, what, expectation); "speech:<voice>:<text>" or a synthesised noise
-OVER_SPEECH = [
+OVER_SPEECH = [  # interleaved, so that any prefix (--pairs) has every kind
     ("backchannel", "speech:en-us:uh-huh", "ignore"),
-    ("backchannel", "speech:en-us:mm-hmm", "ignore"),
-    ("backchannel", "speech:en-us:yeah", "ignore"),
-    ("backchannel", "speech:en-us:right, okay", "ignore"),
-    ("backchannel", "speech:cmn:嗯", "ignore"),
-    ("backchannel", "speech:cmn:对", "ignore"),
-    ("backchannel", "speech:cmn:好的", "ignore"),
-    ("backchannel", "speech:cmn:是的", "ignore"),
-    ("noise", "cough", "ignore"),
-    ("noise", "door", "ignore"),
-    ("noise", "keyboard", "ignore"),
     ("interruption", "speech:en-us:stop", "stop"),
+    ("noise", "cough", "ignore"),
+    ("backchannel", "speech:cmn:嗯", "ignore"),
     ("interruption", "speech:en-us:wait, what do you mean?", "stop"),
+    ("backchannel", "speech:en-us:mm-hmm", "ignore"),
+    ("noise", "keyboard", "ignore"),
+    ("backchannel", "speech:cmn:好的", "ignore"),
     ("interruption", "speech:en-us:no, I meant London, not Paris.", "stop"),
+    ("backchannel", "speech:en-us:right, okay", "ignore"),
+    ("noise", "door", "ignore"),
+    ("backchannel", "speech:cmn:对", "ignore"),
+    ("backchannel", "speech:en-us:yeah", "ignore"),
     ("interruption", "speech:cmn:等一下，我有一个问题。", "stop"),
+    ("backchannel", "speech:cmn:是的", "ignore"),
 ]
 HESITATIONS = [
     ("en-us", "I was thinking that we could", "go to the park tomorrow. What do you think?"),
@@ -184,7 +184,7 @@ def noise(kind: str, seed: int) -> np.ndarray:
     return clicks
 
 
-def build_scenario(folder: Path, fakes: bool) -> Any:
+def build_scenario(folder: Path, fakes: bool, pairs: int, hesitations: int) -> Any:
     """The scenario as voicebench's YAML data, its audio written as WAV files into `folder`."""
     def wav(name: str, pcm: np.ndarray) -> str:
         path = folder / f"{name}.wav"
@@ -192,7 +192,7 @@ def build_scenario(folder: Path, fakes: bool) -> Any:
         return str(path)
 
     turns: list[dict[str, Any]] = []
-    over = [] if fakes else OVER_SPEECH
+    over = [] if fakes else OVER_SPEECH[:pairs]
     for i, question in enumerate(QUESTIONS[:len(over)] if over else QUESTIONS[:8]):
         turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", espeak(question, "en-us"))}, "expect": "respond",
                       "start": {"after": "session_start" if i == 0 else "agent_speech_end", "delay_ms": 800,
@@ -208,8 +208,7 @@ def build_scenario(folder: Path, fakes: bool) -> Any:
             turns.append({"id": f"{kind}-{what.split(':')[-1]}", "audio": {"file": wav(f"x{i}", pcm)},
                           "expect": expect, "start": {"after": "agent_speech_start", "delay_ms": 1200},
                           "max_stop_ms": 1000, "response_timeout_ms": 3000})
-    hesitations = [] if fakes else HESITATIONS
-    for i, (voice, before, after) in enumerate(hesitations):
+    for i, (voice, before, after) in enumerate([] if fakes else HESITATIONS[:hesitations]):
         pcm = np.concatenate([espeak(before, voice), np.zeros(int(0.7 * RATE_HZ), dtype=np.float32),
                               espeak(after, voice)])
         turns.append({"id": f"hesitation{i}", "audio": {"file": wav(f"h{i}", pcm)}, "expect": "respond",
@@ -256,7 +255,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
     await S.load_components(components)
     print(f"models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     folder = Path(tempfile.mkdtemp(prefix="s2s-vb-audio-"))
-    scenario = build_scenario(folder, args.fakes)
+    scenario = build_scenario(folder, args.fakes, args.pairs, args.hesitations)
     results = {}
     try:
         for name, config in configs.items():
@@ -300,6 +299,9 @@ def main() -> None:
     parser.add_argument("--fakes", action="store_true", help="zero-latency fake ASR/LLM/TTS; question turns only")
     parser.add_argument("--configs", nargs="+", choices=["baseline", "new"], default=["baseline", "new"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=len(OVER_SPEECH),
+                        help=f"question + over-speech pairs, in the order listed (default all {len(OVER_SPEECH)})")
+    parser.add_argument("--hesitations", type=int, default=len(HESITATIONS))
     parser.add_argument("--details", action="store_true", help="print every turn's result")
     parser.add_argument("--report", help="also write the table to this file")
     args, server_args = parser.parse_known_args()
