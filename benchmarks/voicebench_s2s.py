@@ -22,8 +22,8 @@ agent is asked (session instructions) to answer in English in four to six senten
 speech to talk over. voicebench's agent VAD joins gaps under 400 ms (the server's gaps between sentences
 are at most `tts_sentence_gap_ms`, 300 ms), so a sentence end is not taken for the end of a reply.
 
-Each configuration runs against the real server in this process (one set of loaded models, one server
-per configuration, the same scenario), and the table prints side by side: user's last sound -> agent's
+Each configuration runs against the real server in this process (its own freshly loaded models and
+server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
 first audible sound (voicebench `response_latency_ms`) p50 / p90, false barge-ins (backchannels and noise
 that stopped the agent), stop time of real interruptions (user onset -> agent silent), and hesitations
 answered before the user finished (voicebench `talk_over`).
@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,20 +252,21 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
                  "Sure. Here is a short answer."]
     configs = {name: load_config([*base, *(BASELINE if name == "baseline" else [])]) for name in args.configs}
     first = next(iter(configs.values()))
-    components = S.build_components(first)
-    t0 = time.monotonic()
-    await S.load_components(components)
-    print(f"models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     folder = Path(tempfile.mkdtemp(prefix="s2s-vb-audio-"))
     scenario = build_scenario(folder, args.fakes, args.pairs, args.hesitations)
     results = {}
-    try:
-        for name, config in configs.items():
+    for name, config in configs.items():  # fresh models per configuration: no work left over from the last
+        components = S.build_components(config)
+        t0 = time.monotonic()
+        await S.load_components(components)
+        print(f"{name}: models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        try:
             started = time.monotonic()
             results[name] = await run_config(name, config, components, scenario, args.repeat)
-            print(f"{name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    finally:
-        S.close_components(components)
+            print(f"{name}: {time.monotonic() - started:.0f} s, load average {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr, flush=True)
+        finally:
+            S.close_components(components)
     report(results, args, first)
 
 
