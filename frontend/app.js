@@ -33,6 +33,7 @@ const CUT_LABEL = {
   "push-to-talk": "you cut in",
   typed: "you cut in",
   error: "failed",
+  blocked: "blocked",
 };
 const METRIC_LABELS = [
   // [s2s.metrics field, short label, what it measures]

@@ -283,14 +283,15 @@ async def test_every_reply_asks_the_llm_for_at_most_llm_max_tokens(make_server):
     asked = []
 
     class RecordingLLM(s2s.FakeLLM):
-        name = "test-recording"
+        name = "test-recording-budget"
 
         async def generate(self, messages, *, max_tokens):
             asked.append(max_tokens)
             async for delta in super().generate(messages, max_tokens=max_tokens):
                 yield delta
 
-    h = await make_server(llm="test-recording", llm_max_tokens=5, fake_llm_reply="one two three four five six seven")
+    h = await make_server(llm="test-recording-budget", llm_max_tokens=5,
+                          fake_llm_reply="one two three four five six seven")
     c = await h.connect()
     await c.send("conversation.item.create", item=HELLO)
     await c.send("response.create")

@@ -56,9 +56,9 @@ async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server,
     assert all(len(base64.b64decode(d["delta"])) // 2 <= 2400 for d in deltas)  # <= 100 ms at 24 kHz
     assert set(s2s.METRIC_KEYS) <= set(metrics) and metrics["voice_to_voice"] is not None
     assert metrics["endpoint"] >= 600  # the silence window that ended the turn
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the reply's playback ended
     states = [e["state"] for e in c.events if e["type"] == "s2s.state"]
-    assert states[:4] == ["listening", "processing", "speaking", "listening"] or states[:3] == [
-        "listening", "processing", "speaking"]
+    assert states == ["listening", "processing", "speaking", "listening"]
     seq = c.types()
     order = ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
              "input_audio_buffer.committed", "conversation.item.input_audio_transcription.completed",
@@ -342,6 +342,11 @@ async def test_the_page_and_health_check_are_served_on_the_same_port(make_server
             return e.code, b""
 
     assert await asyncio.to_thread(get, "/healthz") == (200, b"ok\n")
+    index = (s2s.FRONTEND_DIR / "index.html").read_bytes()
+    assert await asyncio.to_thread(get, "/") == (200, index)  # the page, from the port of /v1/realtime
+    assert (await asyncio.to_thread(get, "/app.js"))[1] == (s2s.FRONTEND_DIR / "app.js").read_bytes()
+    c = await h.connect()  # and the WebSocket on that same port
+    assert c.events[0]["type"] == "session.created"
     assert (await asyncio.to_thread(get, "/../s2s_server.py"))[0] == 404
     assert (await asyncio.to_thread(get, "/s2s_config.py"))[0] == 404
 

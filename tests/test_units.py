@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -112,8 +113,10 @@ def test_clause_chunker_cuts_a_sentence_end_without_waiting_for_the_next_token()
 
 def test_clause_chunker_cuts_long_unpunctuated_text_at_a_space():
     chunker = s2s.ClauseChunker(min_chars=12, max_chars=40)
-    out = chunker.push("word " * 20)
-    assert out and all(len(c) <= 40 for c in out)
+    text = " ".join(f"w{i}" + "x" * (i % 5) for i in range(30))  # words of different lengths, no punctuation
+    out = chunker.push(text) + chunker.flush()
+    assert len(out) > 1 and all(len(c) <= 40 for c in out)
+    assert " ".join(out) == text  # every cut fell on a space: no word is split, none is lost
 
 
 def test_speakable_strips_markdown():
@@ -167,6 +170,8 @@ def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
     (["--vad-silence-ms", "50"], {}, "greater than or equal to 100"),
     (["--wire-rate-hz", "8000"], {}, "16000 or 24000"),
     (["--log-level", "LOUD"], {}, "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+    (["--whisper-window-s", "3"], {}, "whisper_window_s = '3': Input should be greater than or equal to 5"),
+    ([], {"S2S_ASR_WINDOW_S": "10"}, "Did you mean: whisper_window_s"),  # a backend's setting has its name
 ])
 def test_config_errors_name_the_valid_choices(argv, environ, needle):
     with pytest.raises(ConfigError) as info:
@@ -179,10 +184,30 @@ def test_the_command_line_exits_2_on_bad_settings_and_help_lists_every_option():
         result = subprocess.run([sys.executable, "s2s_server.py", *argv], capture_output=True, text=True)
         assert result.returncode == 2, (argv, result.stderr)
     assert "choose one of: fake" in result.stderr
-    help_text = subprocess.run([sys.executable, "s2s_server.py", "--help"], capture_output=True, text=True).stdout
-    from s2s_config import Config
-    for name in Config.model_fields:
+    help_text = subprocess.run([sys.executable, "s2s_server.py", "--help"], capture_output=True, text=True,
+                               env={**os.environ, "COLUMNS": "10000"}).stdout
+    from s2s_config import config_model
+    for name in config_model().model_fields:
         assert "--" + name.replace("_", "-") in help_text
+    whisper = help_text.split("asr whisper settings:")[1].split(" settings:")[0]  # a backend's own, under its name
+    assert "--whisper-window-s" in whisper and "--vad-silence-ms" not in whisper
+    assert "Registered: fake, funasr-ws, hf-whisper, openai-asr, paraformer, whisper." in help_text
+
+
+def test_a_taken_backend_name_is_refused_unless_replacement_is_asked_for():
+    with pytest.raises(s2s.RegistryError, match=r"already registered by s2s_server.FakeASR; .*Impostor must"):
+        class Impostor(s2s.ASR):
+            name = "fake"
+    assert s2s.REGISTRY["asr"]["fake"] is s2s.FakeASR
+
+    class Replacement(s2s.ASR):
+        name = "fake"
+        replace = True
+
+    try:
+        assert s2s.REGISTRY["asr"]["fake"] is Replacement
+    finally:
+        s2s.REGISTRY["asr"]["fake"] = s2s.FakeASR
 
 
 def test_importing_the_server_starts_nothing():
@@ -230,6 +255,65 @@ def test_a_strategy_is_defined_once_and_a_taken_name_is_refused():
     assert refuse.guidance(config, "No.").startswith(config.refuse_prompt.split("{template}")[0] + "No.")
     assert refuse.max_tokens(config) == config.guided_max_tokens
     assert s2s.STRATEGIES["reply"].max_tokens(config) == config.llm_max_tokens
-    with pytest.raises(ValueError, match="already defined"):
+    with pytest.raises(s2s.RegistryError, match="already defined"):
         s2s.add_strategy(s2s.Strategy("refuse", "Refuse again"))
     assert s2s.add_strategy(refuse, replace=True) is refuse
+
+
+def test_plugins_are_read_before_the_rest_from_the_command_line_environment_or_file(tmp_path):
+    from s2s_config import plugins_named
+
+    toml, jsonf = tmp_path / "s.toml", tmp_path / "s.json"
+    toml.write_text('plugins = ["a"]\n')
+    jsonf.write_text('{"plugins": ["e"]}')
+    assert plugins_named([], environ={}) == []
+    assert plugins_named(["--config", str(toml)], environ={}) == ["a"]
+    assert plugins_named(["--config", str(jsonf)], environ={}) == ["e"]
+    assert plugins_named(["--config", str(toml)], environ={"S2S_PLUGINS": "b, c"}) == ["b", "c"]
+    assert plugins_named(["--port", "1", "--plugins", "d"], environ={"S2S_PLUGINS": "b"}) == ["d"]
+
+
+def test_a_setting_has_one_owner():
+    from s2s_config import BackendSettings, add_settings
+
+    class Shared(BackendSettings):
+        vad_silence_ms: int = 1
+
+    class Whispers(BackendSettings):
+        whisper_window_s: int = 1
+
+    with pytest.raises(ConfigError, match="'vad_silence_ms' of asr clash is already a setting of the shared"):
+        add_settings("asr clash", Shared)
+    with pytest.raises(ConfigError, match="already a setting of asr whisper"):
+        add_settings("asr clash", Whispers)
+
+
+def test_main_config_imports_the_plugins_first_and_exits_2_on_errors(capsys):
+    from s2s_config import main_config
+
+    imported = []
+    config = main_config(["--plugins", "mine", "--port", "0"], import_plugins=imported.extend,
+                         choices=lambda: {"asr": ["fake"]})
+    assert imported == ["mine"] and config.plugins == ["mine"]
+
+    def missing(modules):
+        raise ImportError(f"No module named {modules[0]!r}")
+
+    for argv, hook in ((["--plugins", "nope"], missing), (["--port", "-1"], None)):
+        with pytest.raises(SystemExit) as exit_info:
+            main_config(argv, import_plugins=hook)
+        assert exit_info.value.code == 2
+    assert "No module named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("opener", "deltas", "said"), [
+    ("Sorry to cut in, but", ["Sorry", " to", " cut", " in,", " but", " I", " disagree."], " I disagree."),
+    ("Sorry, I can't do that.", ["Sorry, I can't", " do that. It", " is your work."], "It is your work."),
+    ("不好意思，我打断一下，", ["不好", "意思，我打断一下，", "狗", "很可爱。"], "狗很可爱。"),
+    ("Sorry to cut in, but", ["Sorry", " to", " say", " this."], "Sorry to say this."),  # not the opener
+    ("Sorry to cut in, but", ["Sorry"], "Sorry"),  # the stream ended while it could still have been
+    ("", ["Hello", " there."], "Hello there."),
+])
+def test_the_llm_repeating_the_spoken_opener_is_dropped(opener, deltas, said):
+    echo = s2s.OpenerEcho(opener)
+    assert "".join(echo.push(d) for d in deltas) + echo.flush() == said
