@@ -1637,8 +1637,9 @@ class TrainConfig:
         "held-out evaluation turns, written apart; never trained or selected on",
     )
     dialogues: str = _opt(
-        "data/dialogues.jsonl",
-        "templated timed dialogues (data/make_dialogues.py), one more training source; '' to skip",
+        "",
+        "templated timed dialogues (data/make_dialogues.py, e.g. data/dialogues.jsonl), one more optional "
+        "training source; '' (the committed judge) skips them",
     )
     build_only: bool = _opt(False, "only build the examples (written to --work-dir for inspection), then stop")
     eval_only: bool = _opt(False, "skip training; evaluate the artifact already in --out against the base model")
@@ -1651,7 +1652,7 @@ class TrainConfig:
     resume: bool = _opt(False, "continue from the checkpoints in --work-dir")
     seed: int = _opt(0, "seed for cuts, augmentation, initialisation and shuffling")
     save_every: int = _opt(10, "checkpoint every N epochs (light) or optimizer steps (lora)")
-    bench_n: int = _opt(200, "decisions timed for the latency p50/p99")
+    bench_n: int = _opt(100, "decisions timed for the latency p50/p99")
     bench_only: bool = _opt(False, "only time the artifact in --out (p50/p99 per decision), then stop")
     # data builder (section 2)
     continue_gap_s: float = _opt(1.5, "templated dialogues: user utterances closer than this are one turn")
@@ -1661,7 +1662,7 @@ class TrainConfig:
     # light mode (section 5)
     skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
     select_grid: str = _opt(
-        "hidden_dim=0,256;class_weight=balanced;templated=1,0",
+        "hidden_dim=0,256;class_weight=balanced,sqrt;templated=1,0",
         "light: the parameters tried per head on the validation folds",
     )
     light_epochs: int = _opt(20, "light: epochs over the training set")

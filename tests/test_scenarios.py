@@ -17,7 +17,7 @@ _CFG = judge_sft.TrainConfig()
 TRAINED_ON = {  # every training utterance: the realistic writers' turns and the templated dialogues
     judge_sft.normalize_utterance(t["utterance"]).lower()
     for t in judge_sft.read_turns(judge_sft._paths(str(ROOT / _CFG.train_turns)))
-    + judge_sft.dialogues_to_turns(judge_sft.read_jsonl(ROOT / _CFG.dialogues))
+    + judge_sft.dialogues_to_turns(judge_sft.read_jsonl(ROOT / "data/dialogues.jsonl"))
 }
 OPINION = "I'm a big fan of tea, to be honest, more than coffee."
 
