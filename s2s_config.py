@@ -144,10 +144,10 @@ class Config(BaseModel):
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
-        "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
-        "yours (you have none of your own). Speak of them as \"you\": asked \"what is my name?\", answer "
-        "\"Your name is ...\", never \"My name is ...\".")
+        "short spoken sentences, with no lists, markdown, emoji or code. Always reply in the language of the "
+        "user's last message (用户说中文，你就用中文回答). The user is the person talking to you: the name, "
+        "home, job and tastes they tell you are theirs, never yours (you have none of your own). Speak of "
+        "them as \"you\": asked \"what is my name?\", answer \"Your name is ...\", never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
@@ -225,11 +225,9 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You cut the user off, saying \"{template}\". Finish your sentence: react to their point (agree or "
-        "disagree, and add one thought of your own), in their language, in at most two short sentences.\n"
-        "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
-        "country on the way.\"\n"
-        "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
+        "You cut the user off, saying \"{template}\". Finish your sentence about what they were just saying in "
+        "their last message: agree or disagree with that point, and add one thought of your own, in their "
+        "language, in at most two short sentences.")
     """Instructions for the continuation after the interrupt template ({template} is filled in)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
@@ -249,8 +247,9 @@ class Config(BaseModel):
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
         "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
-        "Now ask one short, cheerful question about something new (a hobby, food, music, travel, a film), in "
-        "their language. Do not mention the old topic, do not apologise and do not refuse anything.\n"
+        "Now ask them one short, cheerful question about something new (a hobby, food, music, travel, a film), "
+        "in their language, ending with a question mark. Do not mention the old topic, do not apologise and "
+        "do not refuse anything.\n"
         "Example: you: \"What is the best meal you have had this month?\"\n"
         "示例：你：“你最近有没有听到什么好听的歌？”")
     """Behavioural guidance for the deflect strategy ({template} is filled in)."""
