@@ -226,21 +226,21 @@ class Config(BaseModel):
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
         "You cut the user off, saying \"{template}\". Finish your sentence about what they were just saying in "
-        "their last message: agree or disagree with that point, and add one thought of your own, in their "
-        "language, in at most two short sentences.")
-    """Instructions for the continuation after the interrupt template ({template} is filled in)."""
+        "their last message: agree or disagree with that point, and add one thought of your own, in "
+        "{language}, in at most two short sentences.")
+    """Instructions for the continuation after the interrupt template ({template}, {language} as for refuse)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
         "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
-        "in their language, why you won't, or what you can do for them instead. Never do the task, never "
-        "promise it and never repeat the request.\n"
+        "in {language}, why you won't, or what you can do for them instead. Never do the task, never promise "
+        "it and never repeat the request.\n"
         "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
-        "tell you when the moon looks best tonight.\"\n"
-        "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")
-    """Behavioural guidance for the refuse strategy ({template} is filled in)."""
+        "tell you when the moon looks best tonight.\"")
+    """Behavioural guidance for the refuse strategy ({template}: the opener; {language}: English or Chinese,
+    as the user spoke)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
@@ -248,11 +248,9 @@ class Config(BaseModel):
     deflect_prompt: str = (
         "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
         "Now ask them one short, cheerful question about something new (a hobby, food, music, travel, a film), "
-        "in their language, ending with a question mark. Do not mention the old topic, do not apologise and "
-        "do not refuse anything.\n"
-        "Example: you: \"What is the best meal you have had this month?\"\n"
-        "示例：你：“你最近有没有听到什么好听的歌？”")
-    """Behavioural guidance for the deflect strategy ({template} is filled in)."""
+        "in {language}, ending with a question mark. Do not mention the old topic, do not apologise and do not "
+        "refuse anything.")
+    """Behavioural guidance for the deflect strategy ({template}, {language} as for refuse)."""
     strategy_guidance_at: Literal["end", "system"] = "end"
     """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
     conversation (a small model follows it better, and the prompt cache keeps everything before it), or
@@ -272,11 +270,10 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in the "
-        "language of the conversation, about something you know of them (their name, where they live, what "
-        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
-        "\"my name\" or \"I live\".")
-    """Instructions for system-initiated speech."""
+        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in "
+        "{language}, about something you know of them (their name, where they live, what they do or like), or "
+        "a light question about it. Address them as \"you\"; never say \"I am\", \"my name\" or \"I live\".")
+    """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
     asr_deadline_s: float = Field(15.0, gt=0, le=600)
