@@ -232,19 +232,24 @@ async def test_mixed_language_reply_is_voiced_per_clause(make_server: Any, tts: 
     await client.wait_for("session.updated")
     start = len(client.events)
     await client.say("Tell me about the weather.")
-    await client.wait_for("response.done")
+    created = await client.wait_for("response.created")
+    rid = created["response"]["id"]
+    await client.wait_for("response.done", where=lambda e: e["response"]["id"] == rid)
     clauses: list[tuple[str, list[np.ndarray]]] = []
     for event in client.events[start:]:
+        if event.get("response_id") != rid:
+            continue
         if event["type"] == "response.output_audio_transcript.delta":
             clauses.append((event["delta"].strip(), []))
         elif event["type"] == "response.output_audio.delta":
             clauses[-1][1].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
     texts = [text for text, _ in clauses]
-    assert texts == ["The weather is lovely today.", "今天天气很好，", "我们去公园散步吧。", "See you at the park!"]
+    assert texts == ["The weather is lovely today.", "今天天气很好，", "我们去公园散步吧。", "See you at the park!"], \
+        client.types(start)
     audio = {text: np.concatenate(chunks).astype(np.int16) for text, chunks in clauses}
     for text in texts[1:3]:
         alone = np.concatenate(await collect(tts.voices["zh"].synthesize(text)))
-        assert np.array_equal(audio[text], alone), text
+        assert np.array_equal(audio[text], alone), (text, len(audio[text]), len(alone))
         assert heard_ratio(await transcribe(asr, audio[text]), text) >= 0.6, text
     for text in (texts[0], texts[3]):
         assert len(audio[text]) > S.SAMPLE_RATE_HZ // 2
