@@ -82,7 +82,8 @@ def main() -> None:
     results = {w: asyncio.run(measure(w, args.turns)) for w in args.weights or ["qwen2.5-coder-0.5b",
                                                                               "qwen2.5-coder-1.5b"]}
     print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians\n")
-    print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) | tokens/s |")
+    print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) "
+          "| tokens/s |")
     print("|---|---:|---:|---:|---:|")
     for weights, r in results.items():
         print(f"| {weights} | {r['load_s']:.1f} | {r['primed_ms']:.0f} | {r['cold_ms']:.0f} | "
