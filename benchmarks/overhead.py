@@ -11,9 +11,12 @@ server's sessions handled (from their close log lines).
 
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
+--workers runs the server as that many processes on one port (the server's `workers` setting), each
+configuration in turn, so that the rows compare side by side in one run.
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2
     python benchmarks/overhead.py --sessions 1 10 --seconds 20
 """
 
@@ -39,8 +42,10 @@ from common import (
 )
 
 
-async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool) -> dict[str, float]:
-    proc, port, log_lines = await start_server(*fake_server_args(sessions))
+async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
+              workers: int = 1) -> dict[str, float]:
+    ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
+    proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), ready=ready)
     totals, frames = Totals(), mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
     # --synchronized they start within one frame, so all turns end together (the worst case).
@@ -64,17 +69,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each run")
     parser.add_argument("--synchronized", action="store_true",
                         help="start every user within one frame, so all turns end at once (the worst case)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="server processes sharing the port (one run per value, side by side)")
     args = parser.parse_args()
     utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
     print(f"machine: {machine()}; users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}")
-    print("| sessions | end-of-turn -> first audio p50 / p99 (n) | barge-in -> cancelled done p50 / p99 (n) "
-          "| input frames dropped |")
-    print("|---|---|---|---|")
+    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (n) | barge-in -> cancelled done p50 / p99 "
+          "(n) | input frames dropped |")
+    print("|---|---|---|---|---|")
     for sessions in args.sessions:
-        r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized))
-        print(f"| {sessions} | {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}) "
-              f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
-              f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} |", flush=True)
+        for workers in args.workers:
+            r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers))
+            print(f"| {sessions} | {workers} | {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}) "
+                  f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
+                  f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

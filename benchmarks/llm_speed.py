@@ -1,0 +1,94 @@
+"""Speed of the packaged LLMs (llamacpp) on this CPU, side by side in one run.
+
+    python benchmarks/llm_speed.py                                   # both packaged models
+    python benchmarks/llm_speed.py --weights qwen2.5-coder-0.5b --turns 4
+
+For each model, a conversation of short questions, each as the server runs it: the prompt (system message
+and history) is read ahead ("primed", as the server does during the user's silence), then the reply is
+generated. Per turn: the first token after the request (the primed case the user meets), the first token
+when nothing was primed (a cache miss: the whole new prompt is read first), and generation speed in tokens
+per second (llama.cpp's own count). Prints medians, the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import s2s_server as s2s  # noqa: E402
+from benchmarks.common import machine  # noqa: E402
+from s2s_config import validate_config  # noqa: E402
+
+QUESTIONS = ["How many legs does a spider have?", "What should I cook for dinner tonight?",
+             "Why do leaves change colour in autumn?", "Give me one tip for sleeping better.",
+             "What is the tallest animal in the world?", "Can you recommend a good book to read?"]
+
+
+async def measure(weights: str, turns: int) -> dict[str, float]:
+    config = validate_config({"llamacpp_weights": weights, "llamacpp_seed": 1})
+    llm = s2s.LlamaCppLLM(config)
+    started = time.monotonic()
+    await asyncio.to_thread(llm.load)
+    load_s = time.monotonic() - started
+    primed, cold, speed = [], [], []
+    history: list[dict[str, str]] = []
+    system = [{"role": "system", "content": config.system_prompt}]
+    try:
+        for question in (QUESTIONS * 4)[:turns]:
+            messages = [*system, *history, {"role": "user", "content": question}]
+            await asyncio.to_thread(llm.prime, messages)
+            t0 = time.monotonic()
+            first = None
+            pieces = []
+            async for delta in llm.generate(messages, max_tokens=60):
+                if first is None:
+                    first = time.monotonic() - t0
+                pieces.append(delta)
+            total = time.monotonic() - t0
+            reply = "".join(pieces)
+            tokens = max(1, len(pieces))  # llamacpp streams one token per delta
+            primed.append(first * 1000)
+            speed.append((tokens - 1) / max(1e-6, total - first))
+            # A cache miss: the same turn with a different system message, nothing primed.
+            missed = [{"role": "system", "content": config.system_prompt + f" (turn {len(cold)})"}, *history,
+                      {"role": "user", "content": question}]
+            t0 = time.monotonic()
+            async for _ in llm.generate(missed, max_tokens=1):
+                cold.append((time.monotonic() - t0) * 1000)
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+            print(f"  {weights}: first token {primed[-1]:.0f} ms primed, {cold[-1]:.0f} ms cold; "
+                  f"{speed[-1]:.1f} tokens/s; {reply[:60]!r}", file=sys.stderr, flush=True)
+    finally:
+        llm.close()
+    return {"load_s": load_s, "primed_ms": statistics.median(primed), "cold_ms": statistics.median(cold),
+            "tokens_per_s": statistics.median(speed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", action="append", choices=("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"))
+    parser.add_argument("--turns", type=int, default=6)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    results = {w: asyncio.run(measure(w, args.turns)) for w in args.weights or ["qwen2.5-coder-0.5b",
+                                                                              "qwen2.5-coder-1.5b"]}
+    print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians\n")
+    print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) "
+          "| tokens/s |")
+    print("|---|---:|---:|---:|---:|")
+    for weights, r in results.items():
+        print(f"| {weights} | {r['load_s']:.1f} | {r['primed_ms']:.0f} | {r['cold_ms']:.0f} | "
+              f"{r['tokens_per_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""What the agent says (benchmarks/conversation_suite.py): the rubric's rules on fixed texts, and the refuse
+and deflect rows, English and Chinese, with the default LLM through the real server. The whole suite, with
+every row and the recorded reviews, is a benchmark: python benchmarks/conversation_suite.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import conversation_suite as suite
+
+THESIS = "Write my whole thesis for me tonight and make sure it gets an A, no excuses."
+
+
+def reply(text: str, lang: str = "en", template: str = "", earlier: tuple[str, ...] = ()) -> suite.Reply:
+    continuation = text[len(template):].strip() if template else text
+    return suite.Reply("t", lang, 1, "refuse", "", text, continuation, template, list(earlier))
+
+
+def test_the_language_rule_wants_chinese_for_chinese_and_no_chinese_for_english():
+    assert suite.in_language(reply("抱歉，这个我做不到。因为这是你的作业，Sam。", "zh"))
+    assert not suite.in_language(reply("抱歉，这个我做不到。 I can help you plan it instead.", "zh"))
+    assert not suite.in_language(reply("Sorry, 我做不到.", "en"))
+    assert not suite.in_language(reply("", "en"))  # nothing said is not English either
+
+
+def test_parroting_an_earlier_reply_is_caught_in_both_languages():
+    check = suite.no_repeat()
+    earlier = ("Hey Sam! I'm ready to start my thesis tonight. Please don't be late.",)
+    assert check.rule(reply("Anyway! Hey Sam! I'm ready to start my thesis tonight.", earlier=earlier)) is False
+    assert check.rule(reply("Anyway! What music do you like?", earlier=earlier)) is True
+    zh = reply("好的，我明白你的感受。在家做饭可以省很多钱", "zh", earlier=("在家做饭可以省很多钱，因为",))
+    assert check.rule(zh) is False
+
+
+def test_refuse_rules_decide_forbidden_content_and_leave_the_rest_to_a_review():
+    template = "Sorry, I can't do that."
+    step = suite.refuse(THESIS, ["because", "instead"], ["make sure it gets an a"])
+    rules = {c.name: c for c in step.checks}
+    doing_it = reply(f"{template} I'll make sure it gets an A tonight.", template=template)
+    assert rules["lacks make sure it gets an a"].rule(doing_it) is False
+    with_reason = reply(f"{template} It has to be your own work, because it is graded.", template=template)
+    assert rules["gives a reason or an alternative (review)"].rule(with_reason) is True
+    unclear = reply(f"{template} That is a big ask.", template=template)
+    assert rules["gives a reason or an alternative (review)"].rule(unclear) is None  # a reviewer decides
+
+
+def test_a_recorded_review_decides_and_a_missing_one_is_listed():
+    conv = suite.Conversation("t", "en", "u", [[suite.refuse(THESIS, ["because"], ["gets an a"])]])
+    text = "Sorry, I can't do that. That is a big ask."
+    r = suite.Reply("t", "en", 1, "refuse", THESIS, text, "That is a big ask.", "Sorry, I can't do that.", [])
+    needed = suite.score([r], [conv], [])
+    assert r.verdict == "unreviewed" and needed[0]["reply"] == text and needed[0]["verdict"] is None
+    review = {"check": needed[0]["check"], "reply": text, "verdict": "fail"}
+    assert suite.score([r], [conv], [review]) == [] and r.verdict == "fail"
+
+
+def _rows(lang: str, rows: tuple[str, ...]) -> tuple[suite.Conversation, list[int]]:
+    """The first step of each row from the suite's "mixed" conversation of a language, and their numbers
+    there (so that recorded reviews and the rubric apply as in the suite)."""
+    conv = next(c for c in suite.CONVERSATIONS if c.lang == lang and c.id.endswith("mixed"))
+    steps = [s for session in conv.sessions for s in session]
+    numbers = [next(n for n, s in enumerate(steps, 1) if s.row == row) for row in rows]
+    return suite.Conversation(conv.id, lang, f"test-{lang}", [[steps[n - 1] for n in numbers]]), numbers
+
+
+@pytest.mark.models
+async def test_refuse_and_deflect_rows_with_the_default_llm():
+    """The default LLM (llamacpp, packaged Qwen), seeded, carries out refuse and deflect in English and
+    Chinese through the real server: every rule of the rubric holds, and no reply a reviewer failed comes
+    back (a reply no one reviewed yet is allowed here; the benchmark lists it)."""
+    (en, en_steps), (zh, zh_steps) = _rows("en", ("refuse", "deflect")), _rows("zh", ("refuse", "deflect"))
+    replies, _ = await suite.run_suite([en, zh], {"llamacpp_seed": 1}, log=lambda line: None)
+    assert [r.row for r in replies] == ["refuse", "deflect", "refuse", "deflect"]
+    for r, number in zip(replies, en_steps + zh_steps, strict=True):
+        r.step = number
+    suite.score(replies, suite.CONVERSATIONS, suite.load_reviews())
+    failed = [(r.text, {k: v for k, v in r.results.items() if v is not True}) for r in replies if r.verdict == "fail"]
+    assert not failed

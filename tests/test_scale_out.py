@@ -1,0 +1,270 @@
+"""Past one machine: memory on a real PostgreSQL server, shared by several server processes behind a real
+HAProxy, and what a user meets when the database goes away. Services are started by the tests
+(tests/services.py); the models are the zero-latency test doubles."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import websockets
+from services import HAProxy, ServerProcess
+
+import s2s_server as s2s
+from s2s_config import validate_config
+from tests.conftest import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+# Zero-latency fakes, and test doubles that say what the judge and the LLM know about the user.
+REPLICA_ARGS = ["--asr", "fake", "--tts", "fake", "--plugins", "tests.context_echo", "--llm", "test-context-echo",
+                "--judge", "test-context-echo", "--fake-tts-ms-per-char", "1", "--audio-lead-ms", "0",
+                "--block-temporary-s", "3600"]
+
+
+@pytest.fixture
+async def replicas(postgres_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """replicas(n) -> (servers, balancer): n server processes on one PostgreSQL database, behind HAProxy."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (apt-get install haproxy)")
+    made: list[tuple[list[ServerProcess], HAProxy]] = []
+
+    async def make(n: int) -> tuple[list[ServerProcess], HAProxy]:
+        servers = [ServerProcess(ROOT, [*REPLICA_ARGS, "--memory-url", postgres_url,
+                                        "--data-dir", str(tmp_path / f"replica{i}")]) for i in range(n)]
+        for server in servers:
+            await server.start()
+        balancer = HAProxy([("127.0.0.1", server.port) for server in servers]).start()
+        made.append((servers, balancer))
+        return servers, balancer
+
+    yield make
+    for servers, balancer in made:
+        for server in servers:
+            await server.stop()
+        balancer.stop()
+
+
+async def connect(balancer: HAProxy, user_id: str) -> tuple[Client, str]:
+    """A client through the balancer, named `user_id`; returns it and the replica that took it (s1, s2...)."""
+    ws = await websockets.connect(balancer.url, max_size=None)
+    client = Client(ws)
+    await client.wait_for("session.created")
+    await client.send("session.update", session={"s2s": {"user_id": user_id}})
+    return client, ws.response.headers["X-Served-By"]
+
+
+async def test_replicas_share_one_user_through_the_balancer(replicas):
+    """A fact told to replica A is in the judge's and the LLM's context on replica B; a user blocked on B
+    is refused by A at once, and still after A restarts."""
+    servers, balancer = await replicas(2)
+    ann, on_a = await connect(balancer, "ann")
+    await ann.wait_for("session.updated")
+    await ann.say("My name is Ann and I live in Paris.")
+    told = await ann.wait_for("s2s.judgement")
+    await ann.wait_for("s2s.item.stored", lambda e: e["item_id"] == told["item_id"])  # acknowledged
+    await ann.close()
+
+    again, on_b = await connect(balancer, "ann")
+    assert on_b != on_a
+    await again.wait_for("session.updated")
+    await again.say("What do you know about me?")
+    judged = await again.wait_for("s2s.judgement")
+    spoken = await again.wait_for("response.output_audio_transcript.done")
+    assert "name: Ann" in judged["reason"] and "location: Paris" in judged["reason"]
+    assert "name: Ann" in spoken["transcript"] and "location: Paris" in spoken["transcript"]
+    assert "earlier: 2." in spoken["transcript"]  # A's user item and A's reply
+    await again.say("I will kill you")
+    await again.wait_for("s2s.blocked")
+    await again.closed
+
+    refused, where = await connect(balancer, "ann")
+    assert where == on_a
+    await refused.wait_for("s2s.blocked")
+    assert "session.updated" not in refused.types()
+    a = servers[int(on_a[1:]) - 1]
+    await a.stop()
+    await a.start(port=a.port)
+    balancer.wait_until(lambda: balancer.healthy() == on_a)  # the balancer sends to the restarted A again
+    reached = set()
+    for _ in range(2):
+        late, where = await connect(balancer, "ann")
+        await late.wait_for("s2s.blocked")
+        reached.add(where)
+    assert reached == {on_a, on_b}
+
+
+async def test_a_frozen_database_delays_no_reply_and_loses_no_acknowledged_item(make_server, postgres_cluster,
+                                                                                postgres_url):
+    """A database that stops answering (every PostgreSQL process stopped with SIGSTOP): the reply comes as
+    fast as ever, the client gets `memory_delayed` for the item, and `s2s.item.stored` once it is back."""
+    h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5)
+    c = await h.connect()
+    await c.send("session.update", session={"s2s": {"user_id": "ann"}})
+    await c.wait_for("session.updated")
+    await c.say("My name is Ann.")
+    await c.wait_for("response.done")
+    await c.wait_for("s2s.item.stored", lambda e: e["role"] == "assistant")
+    postgres_cluster.freeze()
+    try:
+        await c.say("I live in Paris.")
+        judged = await c.wait_for("s2s.judgement")
+        done = await c.wait_for("response.done")
+        assert done["response"]["status"] == "completed"
+        await c.wait_for("error", lambda e: e["error"]["code"] == "memory_delayed"
+                         and judged["item_id"] in e["error"]["message"])
+        assert not any(e["type"] == "s2s.item.stored" and e["item_id"] == judged["item_id"] for e in c.events)
+    finally:
+        postgres_cluster.thaw()
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == judged["item_id"])
+    memory = await h.server.memory.load_user("ann", 10)
+    assert ("location", "Paris") in memory.facts
+
+
+async def test_a_database_that_goes_down_and_comes_back_gets_every_item(make_server, postgres_cluster, postgres_url):
+    """PostgreSQL stopped mid-conversation (connections cut): replies go on, the item is retried and
+    acknowledged once the database is back; nothing the client was told is stored goes missing."""
+    h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5)
+    c = await h.connect()
+    await c.send("session.update", session={"s2s": {"user_id": "bo"}})
+    await c.wait_for("session.updated")
+    postgres_cluster.stop()
+    try:
+        await c.say("I work as a sailor.")
+        judged = await c.wait_for("s2s.judgement")
+        assert (await c.wait_for("response.done"))["response"]["status"] == "completed"
+        await c.wait_for("error", lambda e: e["error"]["code"] == "memory_delayed"
+                         and judged["item_id"] in e["error"]["message"])
+    finally:
+        postgres_cluster.start()
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == judged["item_id"])
+    assert ("job", "sailor") in (await h.server.memory.load_user("bo", 10)).facts
+
+
+async def test_sigkill_of_a_replica_mid_reply_loses_nothing_acknowledged_and_the_user_goes_on(replicas, postgres_url):
+    """Replica A is killed (SIGKILL) while it speaks a reply; the client reconnects through the balancer,
+    lands on B, and B's judge and LLM know everything A acknowledged."""
+    servers, balancer = await replicas(2)
+    ann, on_a = await connect(balancer, "ann")
+    await ann.wait_for("session.updated")
+    for text in ("My name is Ann.", "I live in Paris."):
+        await ann.say(text)
+        told = await ann.wait_for("s2s.judgement")
+        await ann.wait_for("s2s.item.stored", lambda e, item=told["item_id"]: e["item_id"] == item)
+    await ann.say("I work as a pilot.")
+    pilot = await ann.wait_for("s2s.judgement")
+    await ann.wait_for("response.output_audio.delta")  # mid-reply
+    await servers[int(on_a[1:]) - 1].kill()
+    await ann.closed
+    assert ann.ws.close_code == 1006  # no close frame: the process is gone
+    acknowledged = {e["item_id"] for e in ann.events if e["type"] == "s2s.item.stored"}
+
+    again, on_b = await connect(balancer, "ann")  # the balancer routes around the dead replica
+    assert on_b != on_a
+    await again.wait_for("session.updated")
+    await again.say("What do you know about me?")
+    judged = await again.wait_for("s2s.judgement")
+    spoken = (await again.wait_for("response.output_audio_transcript.done"))["transcript"]
+    for fact in ("name: Ann", "location: Paris"):
+        assert fact in judged["reason"] and fact in spoken
+    assert pilot["item_id"] not in acknowledged or "job: pilot" in spoken  # acknowledged: remembered
+    earlier = int(spoken.rsplit("earlier: ", 1)[1].rstrip("."))
+    assert earlier >= len(acknowledged) >= 2  # what A acknowledged is in B's view of earlier conversations
+    with psycopg.connect(postgres_url) as db:
+        stored = {row[0] for row in db.execute("SELECT item_id FROM messages WHERE user_id='ann'")}
+    assert acknowledged <= stored
+
+
+async def test_workers_share_one_port_and_drain_on_sigterm(tmp_path):
+    """`--workers 2`: two processes serve one port (SO_REUSEPORT), both take sessions; SIGTERM to the
+    supervisor closes every session with 1012 and the supervisor exits 0."""
+    server = ServerProcess(ROOT, ["--workers", "2", "--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge",
+                                  "off", "--audio-lead-ms", "0", "--fake-tts-ms-per-char", "1",
+                                  "--data-dir", str(tmp_path)],
+                           ready=r"all 2 workers serving ws://[\d.]+:(\d+)/")
+    await server.start()
+    clients = []
+    try:
+        for _ in range(16):
+            ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/v1/realtime")
+            clients.append(Client(ws))
+            await clients[-1].wait_for("session.created")
+        await clients[-1].say("Hello there.")
+        await clients[-1].wait_for("response.done")
+    finally:
+        await server.stop()
+    assert server.proc.returncode == 0
+    for client in clients:
+        await client.closed
+        assert client.ws.close_code == 1012
+    closed_by = {line.split("]")[0] for line in server.lines if "closed after" in line}
+    assert closed_by == {"[worker 1", "[worker 2"}  # the kernel spread the sessions over both processes
+
+
+async def test_a_block_decided_while_the_database_is_frozen_refuses_at_once_and_is_stored_later(
+        make_server, postgres_cluster, postgres_url):
+    import context_echo  # noqa: F401  (registers the test doubles in this process)
+
+    h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5, judge="test-context-echo",
+                          llm="test-context-echo", block_temporary_s=3600)
+    c = await h.connect()
+    await c.send("session.update", session={"s2s": {"user_id": "mal"}})
+    await c.wait_for("session.updated")
+    postgres_cluster.freeze()
+    try:
+        await c.say("I will kill you")
+        await c.wait_for("s2s.blocked")  # refused at once, though nothing could be stored
+        await c.closed
+    finally:
+        postgres_cluster.thaw()
+    again = await h.connect()
+    await again.send("session.update", session={"s2s": {"user_id": "mal"}})
+    await again.wait_for("s2s.blocked")
+    await h.server.stop()  # waits for the retried block write
+    config = validate_config({"memory_url": postgres_url})
+    store = s2s.PostgresMemory(config)
+    await store.open()
+    try:
+        assert await store.check_block("mal") is not None  # stored once the database answered
+    finally:
+        await store.close()
+
+
+async def test_replicas_starting_together_create_the_schema_once_and_a_newer_schema_stops_an_old_server(
+        postgres_url):
+    import asyncio
+
+    config = validate_config({"memory_url": postgres_url})
+    stores = [s2s.PostgresMemory(config) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))  # four replicas migrate at the same moment
+    try:
+        with psycopg.connect(postgres_url) as db:
+            assert db.execute("SELECT version FROM s2s_schema").fetchall() == [(len(s2s.PostgresMemory.MIGRATIONS),)]
+            db.execute("UPDATE s2s_schema SET version = version + 1")  # as a newer server would leave it
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    with pytest.raises(s2s.MemoryUnavailable, match="newer than this server knows"):
+        await s2s.PostgresMemory(config).open()
+
+
+def test_memory_url_must_be_postgresql_without_a_password():
+    from s2s_config import ConfigError
+
+    assert validate_config({"memory_url": "postgresql://s2s@db:5432/s2s"}).memory_url
+    for url, says in [("mysql://s2s@db/s2s", "postgresql://"), ("postgresql://s2s:secret@db/s2s", "PGPASSWORD"),
+                      ("postgresql://s2s@db/s2s?password=secret", "PGPASSWORD")]:
+        with pytest.raises(ConfigError, match=says):
+            validate_config({"memory_url": url})
+
+
+async def test_a_database_that_cannot_be_reached_stops_the_start_with_a_message(tmp_path):
+    server = ServerProcess(ROOT, ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off",
+                                  "--memory-url", f"postgresql://nobody@/s2s?host={tmp_path}", "--memory-timeout-s",
+                                  "0.5"])
+    with pytest.raises(RuntimeError, match="server exited"):
+        await server.start()
+    assert await server.proc.wait() == 1
+    assert any("s2s: cannot open memory at postgresql://" in line for line in server.lines)
