@@ -995,7 +995,7 @@ class SmartTurnModel:
 
     FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"  # inside the pipecat package folder
     SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
-    INSTALL = "pip install pipecat-ai==1.14.0"
+    INSTALL = "pip install --no-deps pipecat-ai==1.14.0"  # only the file is needed (requirements-nodeps.txt)
     WINDOW_S = 8  # the model's input: the last 8 s, zero-padded in front
     _loaded: ClassVar[dict[int, tuple[Any, Any]]] = {}  # threads -> (onnxruntime session, feature extractor)
     _load_lock = threading.Lock()
