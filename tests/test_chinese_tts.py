@@ -140,7 +140,7 @@ async def test_bilingual_gives_each_run_to_its_language_and_stops_the_speaking_v
     assert en.closed_early == 1
     RecordingTTS.instances = []
     both = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording-voice",
-                                                                  "bilingual_zh": "test-recording-voice"}))
+                                                          "bilingual_zh": "test-recording-voice"}))
     both.load()
     assert len(RecordingTTS.instances) == 1 and both.voices["en"] is both.voices["zh"]
 
