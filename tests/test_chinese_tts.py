@@ -282,7 +282,10 @@ async def test_spoken_chinese_question_gets_a_spoken_chinese_answer(tts: S.Bilin
                 "input": {"format": {"type": "audio/pcm", "rate": 16000}},
                 "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
             silence = np.zeros(S.SAMPLE_RATE_HZ, dtype=np.int16)
-            stream = np.concatenate([silence[:8000], question, silence])
+            # more trailing silence than the predictive turn-taking's longest wait, in case Smart Turn
+            # hears the question as unfinished
+            tail = np.zeros(S.ms_to_samples(config.turn_max_silence_ms + 300), dtype=np.int16)
+            stream = np.concatenate([silence[:8000], question, tail])
             for start in range(0, len(stream), 320):  # 20 ms frames, faster than real time
                 await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                           "audio": S.encode_pcm16(stream[start:start + 320])}))

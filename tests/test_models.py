@@ -475,7 +475,9 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
     assert got["audio"], "no reply audio arrived"
     reply_audio = np.concatenate(got["audio"]).astype(np.int16)
     assert len(reply_audio) > S.SAMPLE_RATE_HZ // 2
-    heard = words(await transcribe(asr, reply_audio))
+    # the reply ends 60 ms after its last sound (tts_tail_ms); Whisper, like a listener, needs the quiet after
+    # it to hear the last words
+    heard = words(await transcribe(asr, np.concatenate([reply_audio, np.zeros(S.SAMPLE_RATE_HZ // 2, np.int16)])))
     assert len(heard & words(got["reply"])) >= 2, (heard, got["reply"])
     assert got["metrics"]["voice_to_voice"] is not None
 
