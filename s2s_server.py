@@ -940,14 +940,16 @@ class PredictiveTurnDetector(TurnDetector):
             return self.done_silence_ms
         return self.unsure_silence_ms if any(votes) else self.silence_ms
 
+    def due(self) -> bool:
+        """Has the silence so far reached what the opinions ask for?"""
+        silence = self._silence_frames * self.frame_ms
+        return self.in_speech and silence >= max(self.pause_ms, 1) and silence >= self.wait_ms()
+
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
         if voiced and self._paused:
             self._forget()
         events = super()._track(frame, voiced)
-        if not self.in_speech or voiced:
-            return events
-        silence = self._silence_frames * self.frame_ms
-        if silence >= max(self.pause_ms, 1) and silence >= self.wait_ms():
+        if self.in_speech and not voiced and self.due():
             events.append(self._stop())
         return events
 
@@ -4512,7 +4514,16 @@ class Session:
         prob = self.vad.speech_prob(frame)
         if detector.in_speech and prob >= detector.threshold:
             self._last_voiced_at_ms = now_ms()
-        for ev in detector.push(frame, prob):
+        self._on_turn_events(detector.push(frame, prob))
+        held = self._held
+        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
+            self._check_held()
+        if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
+            self._start_partial()
+
+    def _on_turn_events(self, events: list[TurnEvent]) -> None:
+        detector = self.detector
+        for ev in events:
             if ev.kind == "speech_started":
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
@@ -4530,11 +4541,6 @@ class Session:
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
             elif ev.kind == "barge_in" and self.bot_active():
                 self.barge_in("turn_detected")
-        held = self._held
-        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
-            self._check_held()
-        if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
-            self._start_partial()
 
     def _clear_detector(self) -> None:
         self.detector.reset()
@@ -4609,6 +4615,14 @@ class Session:
 
     # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
 
+    def _end_turn_if_due(self, detector: PredictiveTurnDetector) -> None:
+        """An opinion arrived after its silence already passed (or no more audio is coming, as from a
+        client that sent a file faster than real time): end the turn now, not at the next frame."""
+        if detector is self.detector and detector.due():
+            ev = detector.end_turn_now()
+            if ev is not None:
+                self._on_turn_events([ev])
+
     def _ask_end_of_turn(self) -> None:
         detector = self.detector
         if not isinstance(detector, PredictiveTurnDetector):
@@ -4619,6 +4633,7 @@ class Session:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
             self.log.debug("end of turn: audio %.2f", prob)
+            self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
         ask_text = getattr(self.components.judge, "end_of_turn_prob", None)
@@ -4643,6 +4658,7 @@ class Session:
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
             detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+            self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
 
