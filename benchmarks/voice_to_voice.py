@@ -8,7 +8,9 @@
 One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
 is absent). Audio goes out in 20 ms frames at real time, like a microphone, then silence until the reply's
 first audio. For each turn:
-  voice-to-voice incl. silence = first reply audio byte received - last speech sample sent (client clocks)
+  voice-to-voice incl. silence = first audible reply sound - last speech sample sent (client clocks); the
+      client plays from the first byte at real time, so the sound is heard at the first byte's arrival plus
+      the offset of the first 10 ms window at or above `audible_dbfs` (s2s_server.first_audible_ms)
   voice-to-voice excl. silence = the same minus the silence the VAD waits for (`endpoint` in s2s.metrics)
 and each stage from the server's s2s.metrics event. Prints medians and p90s as Markdown, and the machine.
 Between turns it waits until the reply has finished playing at real time, so no turn is a barge-in.
@@ -116,7 +118,7 @@ class Client:
             await self.send({"type": "input_audio_buffer.append", "audio": S.encode_pcm16(pcm[start:start + step])})
 
 
-async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
+async def one_turn(client: Client, question: np.ndarray, audible_dbfs: float) -> dict[str, Any]:
     lead = np.zeros(RATE_HZ * 300 // 1000, dtype=np.int16)
     pcm = np.concatenate([lead, question])
     step = RATE_HZ * FRAME_MS // 1000
@@ -128,6 +130,7 @@ async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
     turn: dict[str, Any] = {"t_last_speech": t_last_speech}
     silence = np.zeros(step, dtype=np.int16)
     audio_ms = 0.0
+    received: list[np.ndarray] = []
     frame = 0
     t_silence = time.monotonic()
     while "metrics" not in turn:
@@ -154,7 +157,13 @@ async def one_turn(client: Client, question: np.ndarray) -> dict[str, Any]:
                 turn["reply"] = turn.get("reply", "") + event["delta"]
             elif kind == "response.output_audio.delta":
                 turn.setdefault("t_first_audio", at)
-                audio_ms += len(base64.b64decode(event["delta"])) / 2 / RATE_HZ * 1000
+                pcm = np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2")
+                audio_ms += len(pcm) / RATE_HZ * 1000
+                if "t_first_audible" not in turn:
+                    received.append(pcm)
+                    offset = S.first_audible_ms(np.concatenate(received), audible_dbfs, RATE_HZ)
+                    if offset is not None:
+                        turn["t_first_audible"] = turn["t_first_audio"] + offset / 1000
             elif kind == "error":
                 raise RuntimeError(f"server error: {event['error']}")
             elif kind == "s2s.metrics":
@@ -207,14 +216,16 @@ async def run(url: str | None, config: Any, turns: int, language: str = "en") ->
                 "output": {"format": {"type": "audio/pcm", "rate": RATE_HZ}}}}})
             for i, (_text, pcm) in enumerate(questions, 1):
                 try:
-                    turn = await one_turn(client, pcm)
+                    turn = await one_turn(client, pcm, config.audible_dbfs)
                 except TimeoutError as exc:
                     print(f"turn {i:2d}: {exc}", file=sys.stderr, flush=True)
                     continue
                 m = turn["metrics"]
-                incl = (turn["t_first_audio"] - turn["t_last_speech"]) * 1000
+                incl = (turn.get("t_first_audible", turn["t_first_audio"]) - turn["t_last_speech"]) * 1000
                 excl = incl - (m.get("endpoint") or 0)
-                results.append({"incl": incl, "excl": excl, **{k: m.get(k) for k in S.METRIC_KEYS},
+                results.append({"incl": incl, "excl": excl,
+                                "first_byte": (turn["t_first_audio"] - turn["t_last_speech"]) * 1000,
+                                **{k: m.get(k) for k in S.METRIC_KEYS},
                                 "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000})
                 print(f"turn {i:2d}: {incl:6.0f} ms incl. silence, {excl:6.0f} ms excl. | heard "
                       f"{turn.get('transcript')!r} | said {turn.get('reply', '')[:70]!r}", file=sys.stderr, flush=True)
@@ -231,13 +242,15 @@ def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float,
            load_after: tuple[float, ...]) -> None:
     rows = [("voice-to-voice, excluding the silence window", "excl"),
             ("voice-to-voice, including the silence window", "incl"),
+            ("  first reply audio byte, from the last speech sample", "first_byte"),
             ("  silence window (VAD endpoint, `endpoint`)", "endpoint"),
             ("  ASR left after the silence (`asr`)", "asr"),
             ("  judgement (`judge`)", "judge"),
             ("  LLM first token (`llm_first_token`)", "llm_first_token"),
             ("  TTS first audio of a clause (`tts_first_audio`)", "tts_first_audio"),
             ("  first clause ready, from the last speech sample", "first_clause"),
-            ("  server-side voice_to_voice (`voice_to_voice`)", "voice_to_voice")]
+            ("  server-side voice_to_voice (`voice_to_voice`, to the first audible sound)", "voice_to_voice"),
+            ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
     print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
     print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "

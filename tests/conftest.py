@@ -165,8 +165,11 @@ class Harness:
         return session
 
 
-# The test doubles, and no audio pacing (audio_lead_ms=0) so that replies arrive at once.
-FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0, "audio_lead_ms": 0}
+# The test doubles, and no audio pacing (audio_lead_ms=0) so that replies arrive at once. Turns end after
+# a plain silence window and speech over the bot cuts it at once, as these tests were written for; the
+# predictive turn-taking and the barge-in hold (the defaults) are tested in test_turn_taking.py.
+FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0, "audio_lead_ms": 0,
+         "turn_taking": "silence", "barge_in_hold": "off"}
 
 
 @pytest.fixture

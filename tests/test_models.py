@@ -444,7 +444,10 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
                     "input": {"format": {"type": "audio/pcm", "rate": 16000}},
                     "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
                 silence = np.zeros(S.SAMPLE_RATE_HZ, dtype=np.int16)
-                stream = np.concatenate([silence[:8000], question, silence])
+                # audio sent faster than real time outruns the end-of-turn model, so the predictive
+                # turn-taking waits its longest (turn_max_silence_ms): send more silence than that
+                tail = np.zeros(S.ms_to_samples(config.turn_max_silence_ms + 300), dtype=np.int16)
+                stream = np.concatenate([silence[:8000], question, tail])
                 for start in range(0, len(stream), 320):  # 20 ms frames, faster than real time
                     await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                               "audio": S.encode_pcm16(stream[start:start + 320])}))
@@ -472,7 +475,10 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
     assert got["audio"], "no reply audio arrived"
     reply_audio = np.concatenate(got["audio"]).astype(np.int16)
     assert len(reply_audio) > S.SAMPLE_RATE_HZ // 2
-    heard = words(await transcribe(asr, reply_audio))
+    # The reply starts at its first audible sound (leading silence is trimmed), and Whisper base drops words
+    # of audio that starts with no silence at all; a listener hears it after a quiet moment, so pad it so.
+    quiet = np.zeros(S.ms_to_samples(300), dtype=np.int16)
+    heard = words(await transcribe(asr, np.concatenate([quiet, reply_audio, quiet])))
     assert len(heard & words(got["reply"])) >= 2, (heard, got["reply"])
     assert got["metrics"]["voice_to_voice"] is not None
 

@@ -1,0 +1,359 @@
+"""End-of-turn detection, scored the way LiveKit's eot-bench scores it, on a set made at run time.
+
+    python benchmarks/end_of_turn.py                 # every voice set, every system side by side
+    python benchmarks/end_of_turn.py --sets en-hibari  # one set
+
+The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default
+TTS, natural prosody), English and Mandarin spoken by espeak-ng (flat, robotic prosody). For each sentence
+below: the sentence synthesised whole and then cut at the word boundary marked "|" (so the first half keeps
+the rising or level pitch of a sentence that goes on, unlike a phrase synthesised on its own), with a pause
+inserted there, then 3 s of silence; and the same sentence whole. The boundary is found without word
+timings: the length of the first half synthesised alone, then the quietest 10 ms window from 200 ms before
+to 50 ms after that point. Pauses inside sentences last 300, 500, 700, 1000 or 1500 ms in turn. Every pause
+inside a sentence is a hesitation the system must listen through; every sentence end is a true end of turn.
+
+Each system runs causally over the audio, frame by frame, with the server's own code (WebRTC VAD,
+TurnDetector / PredictiveTurnDetector, SmartTurnModel, whisper for the transcript at a pause, the judge's
+`end_of_turn_prob` when it has one). A model's answer reaches the detector as late as it took to compute
+here (its measured wall time is added as audio time). Scores, as eot-bench defines them:
+  latency           = when the turn is declared over - the true end of speech (last audible 10 ms), mean
+  false cut-off     = share of pauses inside sentences during which the turn was declared over
+  FCR at 300/600 ms = the lowest false cut-off rate among a system's operating points (settings swept)
+                      whose latency is at most 300 / 600 ms
+  wait for <= 5 %   = the lowest latency among operating points with at most 5 % false cut-offs
+and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s
+that are listened through. Prints Markdown and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import io
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from common import machine  # also puts the repository on sys.path
+
+import s2s_server as S  # noqa: E402
+from s2s_config import load_config  # noqa: E402
+
+# "|" marks the word boundary where the hesitation goes.
+SENTENCES = {
+    "en": [
+        "I was thinking that we could | go to the park tomorrow.",
+        "Can you tell me how | to get to the train station?",
+        "My favourite kind of food is | pasta with tomato sauce.",
+        "I need to buy | some milk and a loaf of bread.",
+        "Could you remind me to | call my sister this evening?",
+        "The meeting has been moved to | Thursday afternoon at three.",
+        "What is the best way to | learn a new language quickly?",
+        "I would like to book | a table for two people tonight.",
+        "Last weekend we drove | all the way to the coast.",
+        "Please turn off the lights in | the kitchen and the hallway.",
+        "How long does it take to | boil an egg properly?",
+        "I think the problem is that | the battery is almost empty.",
+        "Tell me something interesting | about the history of Rome.",
+        "We should probably leave | before the traffic gets bad.",
+        "Do you know whether | the museum is open on Mondays?",
+        "I have been feeling | a little tired all week.",
+        "The weather forecast says that | it will rain this afternoon.",
+        "Can you explain why | the sky looks blue during the day?",
+        "I am looking for | a good book about space travel.",
+        "Set an alarm for | seven thirty tomorrow morning.",
+    ],
+    "zh": [
+        "我想问一下 | 明天的天气怎么样？",
+        "你能不能 | 帮我订一张去上海的火车票？",
+        "我最喜欢的水果是 | 苹果和香蕉。",
+        "我们下个星期 | 要去北京出差。",
+        "请你告诉我 | 附近有没有好吃的饭店。",
+        "今天下午三点 | 我有一个很重要的会议。",
+        "你觉得学习中文 | 最难的地方是什么？",
+        "我昨天晚上 | 看了一部很有意思的电影。",
+        "帮我设置一个 | 明天早上七点的闹钟。",
+        "这个周末我打算 | 和朋友一起去爬山。",
+    ],
+}
+SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-espeak": ("zh", "cmn")}
+PAUSES_MS = [300, 500, 700, 1000, 1500]
+TAIL_MS = 3000
+FRAME_MS = 30  # the WebRTC VAD's frame
+
+
+_HIBARI: Any = None
+
+
+def synthesise(text: str, voice: str) -> np.ndarray:
+    """int16 at 16 kHz: hibari's bundled voice, or an espeak-ng voice."""
+    global _HIBARI
+    if voice == "hibari":
+        import hibari
+
+        _HIBARI = _HIBARI or hibari.Hibari(voice="heart")
+        wav = _HIBARI(text, seed=0)  # the same audio every run
+        return S.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), S.SAMPLE_RATE_HZ)
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is needed: apt-get install espeak-ng")
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    with wave.open(io.BytesIO(out)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return S.resample(pcm, w.getframerate(), S.SAMPLE_RATE_HZ)
+
+
+def word_boundary_ms(whole: np.ndarray, first_half: np.ndarray, dbfs: float) -> int:
+    """Where, in the sentence spoken whole, the first half ends (see the module docstring)."""
+    spans_whole, spans_half = audible_spans(whole, dbfs), audible_spans(first_half, dbfs)
+    estimate = spans_whole[0][0] + spans_half[-1][1] - spans_half[0][0]
+    levels = S.window_dbfs(whole, S.SAMPLE_RATE_HZ // 100)
+    lo, hi = max(int((estimate - 200) / 10), 1), min(int((estimate + 50) / 10), len(levels))
+    return (lo + int(np.argmin(levels[lo:hi]))) * 10
+
+
+def audible_spans(pcm: np.ndarray, dbfs: float) -> list[tuple[float, float]]:
+    """(start ms, end ms) of each run of audible 10 ms windows, runs closer than 150 ms merged."""
+    loud = S.window_dbfs(pcm, S.SAMPLE_RATE_HZ // 100) >= dbfs
+    spans: list[list[float]] = []
+    for i, on in enumerate(loud):
+        if on:
+            if spans and i * 10 - spans[-1][1] < 150:
+                spans[-1][1] = (i + 1) * 10
+            else:
+                spans.append([i * 10, (i + 1) * 10])
+    return [(a, b) for a, b in spans]
+
+
+@dataclass
+class Sample:
+    name: str
+    lang: str
+    pcm: np.ndarray
+    text_before_pause: str = ""
+    text: str = ""
+    pause: tuple[float, float] | None = None  # (silence starts, speech resumes), ms: a hesitation
+    pause_ms: int = 0
+    end_ms: float = 0.0  # the true end of the turn
+    probs: list[float] = field(default_factory=list)  # VAD speech probability per frame
+
+
+def make_set(name: str, dbfs: float) -> list[Sample]:
+    lang, voice = SETS[name]
+    samples = []
+    pauses = itertools.cycle(PAUSES_MS)
+    tail = np.zeros(S.SAMPLE_RATE_HZ * TAIL_MS // 1000, dtype=np.int16)
+    lead = np.zeros(S.SAMPLE_RATE_HZ * 300 // 1000, dtype=np.int16)
+    for i, sentence in enumerate(SENTENCES[lang]):
+        before, after = (part.strip() for part in sentence.split("|"))
+        whole_text = f"{before} {after}" if lang == "en" else before + after
+        whole = synthesise(whole_text, voice)
+        cut = S.ms_to_samples(word_boundary_ms(whole, synthesise(before, voice), dbfs))
+        pause_ms = next(pauses)
+        hesitant = np.concatenate([lead, whole[:cut], np.zeros(S.ms_to_samples(pause_ms), dtype=np.int16),
+                                   whole[cut:], tail])
+        spans = audible_spans(hesitant, dbfs)
+        gap = max(range(len(spans) - 1), key=lambda k: spans[k + 1][0] - spans[k][1])
+        samples.append(Sample(f"{name}{i}-pause{pause_ms}", lang, hesitant, before, whole_text,
+                              (spans[gap][1], spans[gap + 1][0]), pause_ms, spans[-1][1]))
+        plain = np.concatenate([lead, whole, tail])
+        samples.append(Sample(f"{name}{i}-whole", lang, plain, text=whole_text,
+                              end_ms=audible_spans(plain, dbfs)[-1][1]))
+    return samples
+
+
+class Opinions:
+    """The models' answers at a pause, computed once per (sample, audio so far) and reused by every
+    operating point; each with the wall time it took here, or `fixed_ms` when given."""
+
+    def __init__(self, config: Any, text_signal: bool, fixed_ms: float | None = None):
+        self.fixed_ms = fixed_ms
+        self.smart = S.SmartTurnModel(config.smart_turn_threads)
+        self.smart.load()
+        self.cache: dict[tuple[str, int, str], tuple[float | None, float]] = {}
+        self.measured: list[float] = []
+        self.asr = self.judge = None
+        if text_signal:
+            self.asr = S.REGISTRY["asr"][config.asr](config)
+            self.asr.load()
+            self.judge = S.REGISTRY["judge"][config.judge](config)
+            self.judge.load()
+            self.context = S.JudgeContext(history=[], strategies=frozenset({"reply"}))
+
+    def audio(self, sample: Sample, audio: np.ndarray) -> tuple[float | None, float]:
+        key = (sample.name, len(audio), "audio")
+        if key not in self.cache:
+            started = time.perf_counter()
+            prob = self.smart.end_of_turn_prob(audio)
+            cost = (time.perf_counter() - started) * 1000
+            self.measured.append(cost)
+            self.cache[key] = (prob, cost if self.fixed_ms is None else self.fixed_ms)
+        return self.cache[key]
+
+    def text(self, sample: Sample, audio: np.ndarray) -> tuple[float | None, float]:
+        key = (sample.name, len(audio), "text")
+        if key not in self.cache:
+            assert self.asr is not None and self.judge is not None
+            started = time.perf_counter()
+            words = asyncio.run(collect(self.asr.transcribe(audio))).strip()
+            prob = self.judge.end_of_turn_prob(self.context, words) if words else None
+            if inspect.isawaitable(prob):
+                prob = asyncio.run(prob)  # type: ignore[arg-type]
+            self.cache[key] = (prob, (time.perf_counter() - started) * 1000)
+        return self.cache[key]
+
+
+async def collect(stream: Any) -> str:
+    return "".join([piece async for piece in stream])
+
+
+def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio: bool, use_text: bool) -> list[float]:
+    """Feed the sample to a fresh detector; return the audio times (ms) at which it declared turns over."""
+    detector = make()
+    frame_len = S.ms_to_samples(FRAME_MS)
+    scheduled: list[tuple[float, dict[str, Any], int]] = []  # (due at ms, opinion, pause id)
+    stops = []
+    for n, prob in enumerate(sample.probs):
+        frame = sample.pcm[n * frame_len:(n + 1) * frame_len]
+        now = (n + 1) * FRAME_MS
+        for _due, opinion, pause_id in [s for s in scheduled if s[0] <= now]:
+            detector.set_opinion(pause_id, **opinion)
+        scheduled = [s for s in scheduled if s[0] > now]
+        for ev in detector.push(frame, prob):
+            if ev.kind == "speech_stopped":
+                stops.append(now)
+                scheduled = []
+            elif ev.kind == "paused" and opinions is not None and (use_audio or use_text):
+                pause_id = detector.pause_id
+                if use_audio:
+                    p, cost = opinions.audio(sample, detector.utterance_audio())
+                    scheduled.append((now + cost, {"audio_prob": p}, pause_id))
+                if use_text:
+                    assert ev.audio is not None
+                    detector.set_opinion(pause_id, text_pending=True)
+                    p, cost = opinions.text(sample, ev.audio)
+                    scheduled.append((now + cost, {"text_prob": p, "text_pending": False}, pause_id))
+    return stops
+
+
+def score(samples: list[Sample], stops: list[list[float]]) -> tuple[float, float, float]:
+    """(mean latency ms, false cut-off rate, share of hesitations <= 1 s listened through)."""
+    latencies, cuts, held_short, short = [], 0, 0, 0
+    pauses = [s for s in samples if s.pause]
+    for sample, times in zip(samples, stops, strict=True):
+        after = [t for t in times if t >= sample.end_ms]
+        latencies.append((after[0] if after else len(sample.probs) * FRAME_MS) - sample.end_ms)
+        if sample.pause:
+            cut = any(sample.pause[0] <= t < sample.pause[1] + FRAME_MS for t in times)
+            cuts += cut
+            if sample.pause_ms <= 1000:
+                short += 1
+                held_short += not cut
+    return float(np.mean(latencies)), cuts / max(len(pauses), 1), held_short / max(short, 1)
+
+
+def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
+    """A maker of fresh detectors: the server's `silence` or `predictive` turn-taking with these settings."""
+    names = {"silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
+             "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
+             "audio_only_silence_ms": "turn_audio_only_silence_ms",
+             "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold"}
+    settings = config.model_copy(update={names[k]: v for k, v in overrides.items()})
+    cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
+    return lambda: cls(settings, FRAME_MS)
+
+
+def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:
+    """(FCR at <= 300 ms, FCR at <= 600 ms, least latency with FCR <= 5 %) over (latency, FCR) points."""
+    at = [min((f for lat, f in points if lat <= budget), default=None) for budget in (300, 600)]
+    wait = min((lat for lat, f in points if f <= 0.05), default=None)
+    return at[0], at[1], wait
+
+
+def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool) -> list[tuple[str, Any, Any, str]]:
+    samples = make_set(name, config.audible_dbfs)
+    vad = S.WebRTCVAD(config)
+    vad.load()
+    frame_len = S.ms_to_samples(FRAME_MS)
+    for sample in samples:
+        sample.probs = [vad.speech_prob(sample.pcm[i:i + frame_len])
+                        for i in range(0, len(sample.pcm) - frame_len + 1, frame_len)]
+
+    def evaluate(kind: str, use_audio: bool, use_text: bool, **overrides: Any) -> tuple[float, float, float]:
+        make = detector_factory(config, kind, **overrides)
+        return score(samples, [run_detector(s, make, opinions, use_audio, use_text) for s in samples])
+
+    rows = []
+    plain_points = [evaluate("plain", False, False, silence_ms=w)[:2] for w in range(150, 3001, 50)]
+    rows.append(("plain VAD (fixed silence)", plain_points, evaluate("plain", False, False),
+                 f"vad_silence_ms={config.vad_silence_ms}"))
+    thresholds = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
+    sweep = [dict(audio_threshold=a, audio_only_silence_ms=d, silence_ms=m, unsure_silence_ms=m)
+             for a in thresholds for d in (250, 300, 400, 600) for m in (1500, 2200, 3000)]
+    smart_points = [evaluate("predictive", True, False, **o)[:2] for o in sweep]
+    rows.append(("Smart Turn v3.2 alone", smart_points,
+                 evaluate("predictive", True, False, unsure_silence_ms=config.turn_max_silence_ms),
+                 f"turn_audio_threshold={config.turn_audio_threshold}, audio only "
+                 f"{config.turn_audio_only_silence_ms} ms, max {config.turn_max_silence_ms} ms"))
+    if text_signal:
+        full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
+                      for o in sweep[::3] for t in thresholds[::2] for u in (800, 1200, o["silence_ms"])]
+        full_points = [evaluate("predictive", True, True, **o)[:2] for o in full_sweep]
+        rows.append(("full decision (silence + Smart Turn + judge text)", full_points,
+                     evaluate("predictive", True, True),
+                     f"+ turn_text_threshold={config.turn_text_threshold}, done {config.turn_done_silence_ms} ms, "
+                     f"unsure {config.turn_unsure_silence_ms} ms"))
+    return rows
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--model-ms", type=float, help="take Smart Turn's time per call as this many ms instead of "
+                        "the time measured here (for a machine shared with other work; the measured median is "
+                        "printed either way)")
+    args, server_args = parser.parse_known_args()
+    config = load_config([*server_args, "--port", "0"])
+    S.setup_logging("WARNING")
+    t0 = time.perf_counter()
+    judge_class = S.REGISTRY["judge"][config.judge]
+    text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
+    opinions = Opinions(config, text_signal, args.model_ms)
+    results = {name: evaluate_set(name, config, opinions, text_signal) for name in args.sets}
+    sizes = ", ".join(f"{n} ({len(SENTENCES[SETS[n][0]])} sentences)" for n in args.sets)
+    print(f"\n{len(args.sets)} sets of {sizes}: "
+          f"each sentence once with a pause inside ({', '.join(str(p) for p in PAUSES_MS)} ms in turn) and once "
+          f"whole; {time.perf_counter() - t0:.0f} s; {machine()}")
+    if not text_signal:
+        print(f"The judge `{config.judge}` offers no text end-of-turn probability in this build: the full "
+              "decision equals Smart Turn alone and is not listed.")
+    print("\n| set | system | FCR at 300 ms | FCR at 600 ms | wait for <= 5 % FCR | defaults: latency "
+          "| defaults: FCR | defaults: hesitations <= 1 s held | default settings |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for set_name, rows in results.items():
+        for name, points, (latency, fcr, held), settings in rows:
+            at300, at600, wait = frontier(points)
+            print(f"| {set_name} | {name} | {pct(at300)} | {pct(at600)} | "
+                  f"{'n/a' if wait is None else f'{wait:.0f} ms'} | {latency:.0f} ms | {pct(fcr)} | {pct(held)} | "
+                  f"{settings} |")
+    costs = opinions.measured
+    used = "measured" if args.model_ms is None else f"taken as {args.model_ms:g} ms (--model-ms)"
+    print(f"\nSmart Turn: {len(costs)} calls, median {np.median(costs):.0f} ms each measured here, load average "
+          f"{os.getloadavg()[0]:.1f}; the time added as audio time: {used}.")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

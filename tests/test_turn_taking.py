@@ -1,0 +1,283 @@
+"""Turn-taking as the ear meets it: audible onset, gaps between clauses, end-of-turn prediction,
+backchannels that do not interrupt. Real server on port 0, real WebSocket, real speech (espeak-ng) and,
+where the test names it, the real default TTS (hibari)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+import s2s_server as s2s
+from s2s_config import validate_config
+from tests.conftest import Client, silence, speech
+
+AUDIBLE_DBFS = -45.0
+
+
+def reply_audio(client: Client, response_id: str) -> np.ndarray:
+    chunks = [base64.b64decode(e["delta"]) for e in client.events
+              if e["type"] == "response.output_audio.delta" and e["response_id"] == response_id]
+    return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+def silent_runs_ms(pcm16: np.ndarray, rate_hz: int) -> list[float]:
+    """Lengths of the silent runs between audible 10 ms windows (leading and trailing runs excluded)."""
+    loud = s2s.window_dbfs(pcm16, rate_hz // 100) >= AUDIBLE_DBFS
+    runs, run, seen = [], 0, False
+    for window in loud:
+        if window:
+            if seen and run:
+                runs.append(run * 10.0)
+            seen, run = True, 0
+        else:
+            run += 1
+    return runs
+
+
+# ---- 1. audible onset and silence trimming ------------------------------------------------------------
+
+
+async def test_hibari_replies_start_audible_and_pause_like_one_speaker(make_server):
+    """With the real default TTS, a reply becomes audible within `tts_onset_ms` of its first byte (hibari
+    pads 200-330 ms), no pause between clauses exceeds the sentence gap (hibari leaves about 700 ms), and
+    s2s.metrics' voice_to_voice counts to the first audible window, not the first byte."""
+    h = await make_server(tts="hibari", fake_llm_reply="Sure, here is the plan. First, we pack the bags; then, "
+                          "we leave early, before the traffic starts.")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.say("Plan the trip.")
+    done = await c.wait_for("response.done")
+    metrics = await c.wait_for("s2s.metrics")
+    audio = reply_audio(c, done["response"]["id"])
+    onset = s2s.first_audible_ms(audio, AUDIBLE_DBFS)
+    assert onset is not None and onset <= 40 + 10, onset
+    gaps = silent_runs_ms(audio, 16000)
+    assert len(gaps) >= 3 and max(gaps) <= 300, gaps
+    assert any(g >= 100 for g in gaps), gaps  # clause gaps are kept, not removed
+    assert abs(metrics["voice_to_voice"] - metrics["voice_to_first_byte"] - onset) <= 10, (metrics, onset)
+
+
+def test_the_shaper_keeps_quiet_audio_out_and_every_sound_in():
+    """A clause padded with silence on both sides loses the padding beyond the settings and no sample of
+    sound; a reply that never becomes audible sends nothing."""
+    shaper = s2s.SpeechShaper(audible_dbfs=AUDIBLE_DBFS, onset_ms=40, clause_gap_ms=150, sentence_gap_ms=300,
+                              tail_ms=60)
+    tone = (3000 * np.sin(np.arange(8000) * 2 * np.pi * 220 / 16000)).astype(np.int16)
+    pad = np.zeros(4800, dtype=np.int16)  # 300 ms
+    out = [shaper.push(np.concatenate([pad, tone, pad]))]
+    shaper.end_clause(ends_sentence=False)
+    out.append(shaper.push(np.concatenate([pad, tone, pad])))
+    shaper.end_clause(ends_sentence=True)
+    out.append(shaper.flush())
+    pcm = np.concatenate(out)
+    assert shaper.first_audible_ms == 40
+    assert len(pcm) == 16 * (40 + 500 + 150 + 500 + 60)
+    assert silent_runs_ms(pcm, 16000) == [150.0]
+    quiet = s2s.SpeechShaper(audible_dbfs=AUDIBLE_DBFS, onset_ms=40, clause_gap_ms=150, sentence_gap_ms=300,
+                             tail_ms=60)
+    assert len(quiet.push(np.full(16000, 3, dtype=np.int16))) == 0 and len(quiet.flush()) == 0
+    assert quiet.first_audible_ms is None
+
+
+# ---- 2-3. Smart Turn and the predictive detector --------------------------------------------------------
+
+
+def hibari_speech(text: str) -> np.ndarray:
+    import hibari
+
+    wav = hibari.Hibari(voice="heart")(text, seed=0)
+    return s2s.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), 16000)
+
+
+def word_boundary(whole: np.ndarray, first_words: np.ndarray) -> int:
+    """The sample where `first_words` end inside `whole` (the same text spoken on): as long as the first
+    words spoken alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point."""
+    levels = s2s.window_dbfs(whole, 160)
+    loud, loud_first = np.flatnonzero(levels >= AUDIBLE_DBFS), np.flatnonzero(s2s.window_dbfs(first_words, 160) >=
+                                                                               AUDIBLE_DBFS)
+    estimate = loud[0] + loud_first[-1] - loud_first[0]
+    return (estimate - 20 + int(np.argmin(levels[estimate - 20:estimate + 5]))) * 160
+
+
+def test_smart_turn_hears_a_finished_sentence_from_one_cut_mid_way():
+    """The bundled Smart Turn v3.2 (located in the pipecat-ai wheel, checksummed) scores a whole spoken
+    sentence as finished and the same recording cut before its object as unfinished."""
+    model = s2s.SmartTurnModel()
+    model.load()
+    whole = hibari_speech("I would like to book a table for two people tonight.")
+    half = hibari_speech("I would like to book")
+    quiet = np.zeros(3200, dtype=np.int16)
+    end = (np.flatnonzero(s2s.window_dbfs(whole, 160) >= AUDIBLE_DBFS)[-1] + 1) * 160
+    finished = model.end_of_turn_prob(np.concatenate([whole[:end], quiet]))
+    unfinished = model.end_of_turn_prob(np.concatenate([whole[:word_boundary(whole, half)], quiet]))
+    assert finished >= 0.5 > unfinished, (finished, unfinished)
+
+
+def test_smart_turn_refuses_a_file_that_fails_its_checksum(monkeypatch, tmp_path):
+    """A model file whose sha256 differs from the pinned one is not loaded; the error says how to reinstall."""
+    bad = tmp_path / "smart-turn.onnx"
+    bad.write_bytes(b"not the model")
+    monkeypatch.setattr(s2s.SmartTurnModel, "path", classmethod(lambda cls: bad))
+    monkeypatch.setattr(s2s.SmartTurnModel, "_loaded", {})  # nothing loaded yet in this process
+    try:
+        s2s.SmartTurnModel().load()
+    except s2s.ComponentMissing as exc:
+        assert "sha256" in str(exc) and "pipecat-ai==1.14.0" in str(exc)
+    else:
+        raise AssertionError("a corrupt model file was loaded")
+
+
+def run_frames(detector: s2s.TurnDetector, voiced: list[int], opinions: dict[int, dict] | None = None) -> list[tuple]:
+    """Feed 30 ms frames (1 voiced, 0 silent); at the frame index keys of `opinions`, hand the detector
+    that opinion for its current pause. Returns (frame index, event kind)."""
+    events = []
+    frame = np.zeros(480, dtype=np.int16)
+    for i, v in enumerate(voiced):
+        if opinions and i in opinions:
+            detector.set_opinion(detector.pause_id, **opinions[i])
+        events += [(i, ev.kind) for ev in detector.push(frame, float(v))]
+    return events
+
+
+def predictive(**overrides) -> s2s.PredictiveTurnDetector:
+    settings = dict(vad_min_speech_ms=90, vad_prefix_padding_ms=0, turn_pause_ms=210, turn_done_silence_ms=270,
+                    turn_audio_only_silence_ms=450, turn_unsure_silence_ms=900, turn_max_silence_ms=2100,
+                    turn_audio_threshold=0.5, turn_text_threshold=0.5)
+    settings.update(overrides)
+    return s2s.PredictiveTurnDetector(validate_config(settings), 30)
+
+
+def test_agreeing_opinions_end_the_turn_after_a_short_silence():
+    """Audio and text both say finished: the turn ends at `turn_done_silence_ms`, not at the maximum; the
+    audio alone waits `turn_audio_only_silence_ms`."""
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.8}})
+    assert (20 + 6, "paused") in events and (20 + 8, "speech_stopped") in events  # 210 and 270 ms of silence
+    # the audio alone (no text opinion): the longer audio-only wait
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9}})
+    assert events[-1] == (20 + 14, "speech_stopped")  # 450 ms
+
+
+def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_utterance_stays_one_turn():
+    """Audio and words say unfinished: a 1.5 s pause does not end the turn and the resumed speech is the
+    same utterance, whose end (no opinion this time) waits for the maximum; one opinion for "done" and
+    one against wait `unsure_silence_ms`; a transcript on its way is waited for."""
+    voiced = [1] * 20 + [0] * 50 + [1] * 20 + [0] * 80
+    events = run_frames(predictive(), voiced, {28: {"audio_prob": 0.1, "text_prob": 0.2}})
+    assert [k for _, k in events].count("speech_stopped") == 1
+    assert [k for _, k in events] == ["speech_started", "paused", "resumed", "paused", "speech_stopped"]
+    assert events[-1][0] == 90 + 69  # 2100 ms of silence: the maximum
+    # exactly one opinion says done: the unsure wait
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.1}})
+    assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms
+    # text still being transcribed: wait for it
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_pending": True},
+                                                           40: {"text_prob": 0.9, "text_pending": False}})
+    assert events[-1] == (40, "speech_stopped")
+
+
+def test_an_opinion_about_an_earlier_pause_is_ignored():
+    """Opinions carry the pause they judged; after the user resumes, a late answer changes nothing."""
+    detector = predictive()
+    run_frames(detector, [1] * 20 + [0] * 8)
+    stale = detector.pause_id
+    run_frames(detector, [1] * 5)
+    detector.set_opinion(stale, audio_prob=0.99, text_prob=0.99)
+    events = run_frames(detector, [0] * 30)
+    assert ("speech_stopped" not in [k for _, k in events]) and detector.audio_prob is None
+
+
+# ---- 4-6. through the real server with spoken audio --------------------------------------------------
+
+LONG_REPLY = "Sure. " + "Here is a long answer that keeps going for quite a while, " * 3 + "and then it ends."
+# A reply of about 4 s of (fake) audio, sent at most 500 ms ahead of real time: it is still being
+# generated when the user speaks over it.
+REPLYING = {"asr": "whisper", "fake_llm_reply": LONG_REPLY, "fake_tts_ms_per_char": 20, "audio_lead_ms": 500,
+            "turn_taking": "silence", "barge_in_hold": "words"}
+
+
+async def start_reply(h, rate_hz: int = 16000) -> Client:
+    """A client whose typed question got a long reply that is now playing (fake LLM and TTS)."""
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
+                                                       "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}}})
+    await c.wait_for("session.updated")
+    await c.say("Tell me something long.")
+    await c.wait_for("response.output_audio.delta")
+    return c
+
+
+async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(make_server, speech_dir):
+    """"Uh-huh" spoken (espeak-ng, heard by the real Whisper ASR) while the bot talks neither stops the reply
+    nor becomes a turn: no speech_started reaches the client, the reply completes, nothing answers it, and
+    an s2s.backchannel event notes it."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([speech("uh-huh", speech_dir), silence(1000, 16000)]), 16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert note["text"] and not s2s.content_words(note["text"], h.server.config.backchannel_words)
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    types = c.types(since)
+    assert "input_audio_buffer.speech_started" not in types and "input_audio_buffer.committed" not in types
+    assert types.count("response.created") == 0
+
+
+async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
+    """"Stop" spoken while the bot talks cuts it off once Whisper hears the word: speech_started (with the
+    onset's audio time), then the reply ends cancelled with reason turn_detected."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    await c.append_audio(np.concatenate([speech("stop", speech_dir), silence(1000, 16000)]), 16000)
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert c.index(started) < c.index(done)
+    assert "s2s.backchannel" not in c.types()
+
+
+async def test_a_cough_during_a_reply_does_not_interrupt_it(make_server):
+    """A 250 ms burst of noise over the bot has no words: the reply completes."""
+    h = await make_server(**REPLYING, webrtc_aggressiveness=0)  # the most permissive VAD: the burst counts as speech
+    c = await start_reply(h)
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 16000
+    cough = (8000 * rng.standard_normal(4000) * np.exp(-t * 14)).astype(np.int16)
+    await c.append_audio(np.concatenate([silence(200, 16000), cough, silence(1000, 16000)]), 16000)
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "input_audio_buffer.speech_started" not in c.types()
+
+
+async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
+    """A spoken sentence (hibari's natural prosody) with a 700 ms pause where it is cut before its object,
+    sent at real time: the predictive turn-taking (Smart Turn) hears the pause as unfinished and waits;
+    the whole sentence becomes one committed turn with one reply."""
+    h = await make_server(turn_taking="predictive", asr="whisper")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.wait_for("session.updated")
+    whole = hibari_speech("I was thinking that we could go to the park tomorrow.")
+    first = hibari_speech("I was thinking that we could")
+    cut = word_boundary(whole, first)
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    committed = await c.wait_for("input_audio_buffer.committed")
+    transcript = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    assert {"thinking", "park"} <= set(transcript["transcript"].lower().replace(".", "").split()), transcript
+    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+    assert committed["item_id"] == transcript["item_id"]
+
+
+def test_backchannel_words_are_told_from_words_with_content():
+    """English and Chinese backchannels (any case, punctuation, repeats) have no content words; a
+    question, "stop" or "no, I meant..." does; a Chinese run counts only if made of backchannel entries."""
+    backchannel = validate_config({}).backchannel_words
+    for text in ["Uh-huh.", "Mm-hmm", "Right, okay!", "yeah yeah", "I see.", "嗯", "对对对", "好的。", "是的", ""]:
+        assert s2s.content_words(text, backchannel) == [], text
+    assert s2s.content_words("Stop!", backchannel) == ["stop"]
+    assert s2s.content_words("No, I meant London.", backchannel) == ["no", "i", "meant", "london"]
+    assert s2s.content_words("Okay, but why?", backchannel) == ["but", "why"]
+    assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
