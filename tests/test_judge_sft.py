@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,6 @@ from judge_sft import (
     STAGE_LABELS,
     Example,
     TrainConfig,
-    build_examples,
     build_judge_messages,
     compute_metrics,
     parse_judge_output,
@@ -44,9 +42,10 @@ def test_import_does_not_load_heavy_libraries():
 
 
 def test_stage_labels_partition_the_labels():
-    """Every label belongs to a stage, and only wait is shared by both stages."""
+    """Every label belongs to exactly one stage, and no label means "wait" (that is turn-taking's question)."""
     assert set(STAGE_LABELS["partial"]) | set(STAGE_LABELS["complete"]) == set(LABELS)
-    assert set(STAGE_LABELS["partial"]) & set(STAGE_LABELS["complete"]) == {"wait"}
+    assert not set(STAGE_LABELS["partial"]) & set(STAGE_LABELS["complete"])
+    assert STAGE_LABELS["partial"] == ["none", "interrupt"] and "wait" not in LABELS
 
 
 def test_prompt_lists_only_the_stage_labels():
@@ -54,8 +53,8 @@ def test_prompt_lists_only_the_stage_labels():
     partial = build_judge_messages("User: hi\nAgent: hello", "I think cats are", "partial")
     assert [m["role"] for m in partial] == ["system", "user"]
     offered = {line[2:].split(":")[0] for line in partial[0]["content"].splitlines() if line.startswith("- ")}
-    assert offered == {"wait", "interrupt"}
-    assert '{"action": "<wait|interrupt>"' in partial[0]["content"]
+    assert offered == {"none", "interrupt"}
+    assert '{"action": "<none|interrupt>"' in partial[0]["content"]
     assert "I think cats are" in partial[1]["content"] and "Agent: hello" in partial[1]["content"]
     complete = build_judge_messages("", "hello", "complete")
     offered = {line[2:].split(":")[0] for line in complete[0]["content"].splitlines() if line.startswith("- ")}
@@ -70,11 +69,12 @@ def test_prompt_lists_only_the_stage_labels():
     [
         ('{"action": "refuse", "reason": "not allowed"}', "complete", ("refuse", "not allowed")),
         ('Sure!\n```json\n{"action": "interrupt", "reason": "agrees"}\n```', "partial", ("interrupt", "agrees")),
-        ('{"action": "reply", "reason": "x"}', "partial", ("wait", "")),  # not allowed while speaking
+        ('{"action": "reply", "reason": "x"}', "partial", ("none", "")),  # not allowed while speaking
+        ('{"action": "wait", "reason": "x"}', "complete", ("reply", "")),  # no longer a judgement
         ("action: block", "complete", ("block", "")),
         ("Deflect.", "complete", ("deflect", "")),
         ("I cannot decide {broken json", "complete", ("reply", "")),
-        ("", "partial", ("wait", "")),
+        ("", "partial", ("none", "")),
     ],
 )
 def test_parse_judge_output(text, stage, expected):
@@ -85,120 +85,107 @@ def test_parse_judge_output(text, stage, expected):
 # ---- 2. data builder ----
 
 
-def _u(speaker, text, start, end, **extra):
-    return {"speaker": speaker, "text": text, "start_s": start, "end_s": end, **extra}
+def _turn(utterance, *, lang="en", action="reply", family="plain", point=None, context=(), id="w-en-0001"):
+    return {"id": id, "writer": "w", "lang": lang, "family": family, "utterance": utterance, "action": action,
+            "interrupt_at_char": point, "context": [{"role": r, "text": t} for r, t in context]}
 
 
-def test_pause_in_the_timing_decides_wait_or_act():
-    """A short pause before the same speaker goes on gives wait; a long one gives the annotated action."""
-    dialogue = {
-        "id": "d1",
-        "lang": "en",
-        "scenario": "affront",
-        "split": "train",
-        "utterances": [
-            _u("user", "I went to the market", 0.0, 1.5),
-            _u("user", "and bought some peaches.", 2.0, 3.5, action="reply"),  # 0.5 s pause: same turn
-            _u("agent", "Nice!", 4.0, 4.5),
-            _u("user", "You are so dumb.", 5.0, 6.0, action="silence"),
-            _u("user", "Anyway, what time is it?", 9.0, 10.0, action="reply"),  # 3.0 s pause: a new turn
-        ],
-    }
-    examples = build_examples([dialogue], random.Random(0), continue_gap_s=1.5, complete_cut_prob=0.0)
-    complete = [(e.utterance, e.label, e.pause_s) for e in examples if e.stage == "complete"]
-    assert complete == [
-        ("I went to the market", "wait", 0.5),
-        ("I went to the market and bought some peaches", "reply", 0.5),
-        ("You are so dumb", "silence", 3.0),
-        ("Anyway, what time is it", "reply", None),
-    ]
-    last = next(e for e in examples if e.utterance == "Anyway, what time is it")
-    assert last.context.splitlines() == [
-        "User: I went to the market and bought some peaches.",
-        "Agent: Nice!",
-        "User: You are so dumb.",
-    ]
-    # the same dialogue with a pause above the threshold splits the first turn in two
-    examples = build_examples([dialogue], random.Random(0), continue_gap_s=0.4, complete_cut_prob=0.0)
-    assert ("I went to the market", "reply") in [(e.utterance, e.label) for e in examples if e.stage == "complete"]
-
-
-def test_cuts_before_the_point_wait_and_after_it_interrupt():
-    """Partial cuts of an opinion are 'interrupt' exactly when they reach the point; complete cuts are 'wait'."""
-    text = "I think cats are better than dogs, because they are quiet."
-    point = text.index(",")
-    dialogue = {
-        "id": "d2",
-        "lang": "en",
-        "scenario": "same_opinion",
-        "split": "train",
-        "utterances": [
-            _u("user", text, 0.0, 4.0, action="interrupt", interrupt_at_char=point),
-            _u("agent", "Yes, exactly!", 2.8, 3.5),
-        ],
-    }
-    opinion = "I think cats are better than dogs"
+def test_opinion_cuts_are_none_before_the_point_and_interrupt_after_it():
+    """Partial cuts of an opinion are 'interrupt' exactly when they reach the point; the finished turn is a reply."""
+    text = "honestly i think cats are way better than dogs because they are quiet"
+    point = text.index(" because")
+    turn = _turn(text, family="opinion_same", point=point, context=[("agent", "I'm a cat person myself.")])
+    opinion = text[:point]
     for seed in range(10):
-        examples = build_examples([dialogue], random.Random(seed), cuts_per_utterance=4, complete_cut_prob=1.0)
+        examples = judge_sft.turn_examples(turn, seed, partial_cuts=3)
         partial = [e for e in examples if e.stage == "partial"]
-        assert {e.label for e in partial} == {"wait", "interrupt"}  # both sides of the point, every time
+        assert {e.label for e in partial} == {"none", "interrupt"}  # both sides of the point, every time
         for e in partial:
-            assert text.startswith(e.utterance) and e.pause_s is None
-            assert e.label == ("interrupt" if e.utterance.startswith(opinion) else "wait")
-        complete = [e for e in examples if e.stage == "complete"]
-        full = [e for e in complete if not e.cut]
-        assert [(e.utterance, e.label) for e in full] == [(text.rstrip("."), "reply")]  # interrupt -> reply
-        assert full[0].pause_s == -1.2  # the agent overlapped
-        cuts = [e for e in complete if e.cut]
-        assert len(cuts) == 1 and cuts[0].label == "wait" and not cuts[0].utterance.startswith(opinion)
-        assert len(cuts[0].utterance.split()) <= len(opinion.split()) - 1
+            assert text.startswith(e.utterance)
+            assert e.label == ("interrupt" if e.utterance.startswith(opinion) else "none")
+        assert [(e.utterance, e.label) for e in examples if e.stage == "complete"] == [(text, "reply")]
+        assert all(e.context == "Agent: I'm a cat person myself." for e in examples)
 
 
-def test_chinese_cuts_are_characters_and_fragments_join_without_space():
-    """Chinese is cut per character, and hesitation fragments join without an inserted space."""
-    dialogue = {
-        "id": "d3",
-        "lang": "zh",
-        "scenario": "plain",
-        "split": "test",
-        "utterances": [
-            _u("user", "我想问一下，", 0.0, 1.0),
-            _u("user", "明天会下雨吗？", 1.4, 2.8, action="reply"),
-            _u("agent", "应该不会。", 3.2, 4.0),
-        ],
-    }
-    examples = build_examples([dialogue], random.Random(0), cuts_per_utterance=3, complete_cut_prob=0.0)
-    complete = [(e.utterance, e.label) for e in examples if e.stage == "complete"]
-    assert complete == [("我想问一下", "wait"), ("我想问一下，明天会下雨吗", "reply")]
-    second_partials = [e.utterance for e in examples if e.stage == "partial" and len(e.utterance) > 6]
-    assert second_partials and all("我想问一下，明天会下雨吗".startswith(u) for u in second_partials)
-    assert all(e.split == "test" and e.label == "wait" for e in examples if e.stage == "partial")
+def test_ordinary_turns_never_interrupt_and_eot_pairs_whole_with_a_cut():
+    """A plain turn gives only 'none' partials; end-of-turn pairs the whole turn (finished) with a cut."""
+    turn = _turn("Could you remind me to water the plants at six tonight?", action="reply")
+    examples = judge_sft.turn_examples(turn, 0, partial_cuts=2)
+    assert {e.label for e in examples if e.stage == "partial"} == {"none"}
+    eot = [(e.utterance, e.label, e.cut) for e in examples if e.stage == "eot"]
+    assert eot[0] == ("Could you remind me to water the plants at six tonight", "finished", False)
+    assert eot[1][1:] == ("unfinished", True) and turn["utterance"].startswith(eot[1][0])
+    assert len(eot[1][0]) < len(eot[0][0])
+    assert judge_sft.turn_examples(turn, 0) == judge_sft.turn_examples(turn, 0)  # deterministic
+
+
+def test_chinese_cuts_are_characters():
+    """Chinese is cut per character."""
+    turn = _turn("我觉得猫比狗好多了，因为猫很安静", lang="zh", family="opinion_conflict", point=9, id="w-zh-1")
+    for seed in range(5):
+        for e in judge_sft.turn_examples(turn, seed):
+            if e.stage == "partial" and e.cut:
+                assert turn["utterance"].startswith(e.utterance)
+                assert e.label == ("interrupt" if len(e.utterance) >= 9 else "none")
     assert judge_sft.unit_ends("我想a b") == [1, 2, 3, 5]
 
 
-def test_committed_split_is_fixed_large_and_disjoint():
-    """The committed split has >= 600 examples, every label, both languages, and no shared dialogue or template."""
-    train = judge_sft.read_examples(ROOT / "data/judge_train.jsonl")
-    test = judge_sft.read_examples(ROOT / "data/judge_test.jsonl")
-    assert len(train) + len(test) >= 600
-    for split in (train, test):
-        assert {e.label for e in split} == set(LABELS)
-        assert {e.lang for e in split} == {"en", "zh"}
-        assert {e.scenario for e in split} == {
-            "plain",
-            "boring_topic",
-            "unreasonable_demand",
-            "affront",
-            "same_opinion",
-            "conflicting_opinion",
-        }
-    assert not {e.dialogue_id for e in train} & {e.dialogue_id for e in test}
-    dialogues = {d["id"]: d for d in judge_sft.read_jsonl(ROOT / "data/dialogues.jsonl")}
-    templates = {
-        s: {t for e in split for t in dialogues[e.dialogue_id]["templates"]}
-        for s, split in (("train", train), ("test", test))
-    }
-    assert not templates["train"] & templates["test"]
+def test_augmentation_adds_noisy_copies_with_the_same_labels():
+    """Augmented copies (training only) keep each label, and a finished turn still ends with its last word."""
+    turn = _turn("Can you explain, in simple words, how a rainbow forms?", action="reply")
+    plain = judge_sft.turn_examples(turn, 0)
+    noisy = judge_sft.turn_examples(turn, 0, augment_copies=3)
+    assert [e for e in noisy if not e.augmented] == plain
+    copies = [e for e in noisy if e.augmented]
+    assert copies and {(e.stage, e.label) for e in copies} <= {(e.stage, e.label) for e in plain}
+    for e in copies:
+        if e.stage == "eot" and e.label == "finished":
+            assert e.utterance.lower().split()[-1].startswith("form")  # fillers go inside, never at the end
+    assert len({e.utterance for e in copies}) > 1
+
+
+def test_templated_dialogues_become_turns():
+    """A hesitation pause merges into one turn; an interrupt becomes reply + the point inside the merged text."""
+    dialogue = {
+        "id": "d1", "lang": "en", "scenario": "same_opinion", "utterances": [
+            {"speaker": "user", "text": "So,", "start_s": 0.0, "end_s": 0.5},
+            {"speaker": "user", "text": "cats are better than dogs.", "start_s": 0.9, "end_s": 2.5,
+             "action": "interrupt", "interrupt_at_char": 25},
+            {"speaker": "agent", "text": "Exactly!", "start_s": 2.2, "end_s": 3.0},
+            {"speaker": "user", "text": "You idiot.", "start_s": 5.0, "end_s": 6.0, "action": "silence"}]}
+    turns = judge_sft.dialogues_to_turns([dialogue], continue_gap_s=1.5)
+    assert [(t["utterance"], t["action"], t["interrupt_at_char"]) for t in turns] == [
+        ("So, cats are better than dogs.", "reply", 29), ("You idiot.", "silence", None)]
+    assert turns[1]["context"] == [{"role": "user", "text": "So, cats are better than dogs."},
+                                   {"role": "agent", "text": "Exactly!"}]
+    assert all(judge_sft.validate_turn(t) for t in turns)
+
+
+def test_bad_turns_are_rejected_with_the_turn_named(tmp_path):
+    """A turn with a missing field or an unknown action raises and names the turn; a half-written line is skipped."""
+    with pytest.raises(ValueError, match="w-en-0001.*action"):
+        judge_sft.validate_turn(_turn("hello", action="wait"))
+    with pytest.raises(ValueError, match="interrupt_at_char"):
+        judge_sft.validate_turn(_turn("hello", point=99))
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(_turn("hello")) + "\n" + '{"id": "half', encoding="utf-8")
+    assert [t["utterance"] for t in judge_sft.read_turns([path])] == ["hello"]
+
+
+def test_committed_realistic_data_is_large_bilingual_and_apart_from_the_evaluation_set():
+    """data/realistic holds thousands of training turns from several writers and an evaluation set by another
+    writer, EN and ZH, every action, the hard families; no evaluation utterance trains (decontaminated)."""
+    train = judge_sft.read_turns(judge_sft._paths(TrainConfig().train_turns))
+    test = judge_sft.read_turns(judge_sft._paths(TrainConfig().eval_turns))
+    assert len(train) >= 2000 and len(test) >= 400
+    assert len({t["writer"] for t in train}) >= 2 and not {t["writer"] for t in train} & {t["writer"] for t in test}
+    for turns in (train, test):
+        assert {t["lang"] for t in turns} == {"en", "zh"}
+        assert {t["action"] for t in turns} == set(STAGE_LABELS["complete"])
+        assert sum(t["interrupt_at_char"] is not None for t in turns) >= 50
+    assert {f for t in test for f in [t["family"]] if f.startswith("hard_")} >= {
+        "hard_insult_other", "hard_violent_verbs", "hard_swear_situation", "hard_correction", "hard_stop_request"}
+    assert (ROOT / "data/realistic/PROVENANCE.md").exists()
 
 
 def test_dialogue_generator_is_seeded(tmp_path, capsys):
@@ -240,44 +227,37 @@ def _toy_examples() -> list[Example]:
     rows = [
         ("partial", "I think tea is much better than coffee", "interrupt"),
         ("partial", "我觉得喝茶比喝咖啡好多了", "interrupt"),
-        ("partial", "I was going to", "wait"),
-        ("partial", "我想问", "wait"),
+        ("partial", "I was going to", "none"),
+        ("partial", "我想问", "none"),
         ("complete", "Give me your bank password right now", "refuse"),
         ("complete", "把你的银行密码告诉我", "refuse"),
         ("complete", "What is a good book for a flight", "reply"),
         ("complete", "推荐一本适合飞机上看的书", "reply"),
-        ("complete", "So what I wanted to say is", "wait"),
         ("complete", "You are a stupid machine", "silence"),
         ("complete", "I will find you and hurt you", "block"),
         ("complete", "Then I counted the paperclips again, forty-two", "deflect"),
+        ("eot", "What is a good book for a flight", "finished"),
+        ("eot", "What is a good book for", "unfinished"),
+        ("eot", "推荐一本适合飞机上看的书", "finished"),
+        ("eot", "推荐一本适合", "unfinished"),
     ]
     return [
-        Example(
-            id=f"t{i}",
-            dialogue_id=f"t{i}",
-            lang="en",
-            scenario="plain",
-            split="train",
-            stage=stage,
-            context="User: hello\nAgent: hi there",
-            utterance=text,
-            pause_s=None,
-            cut=False,
-            label=label,
-            reason="",
-        )
+        Example(id=f"t{i}", turn_id=f"t{i}", writer="toy", lang="en", family="plain", stage=stage,
+                context="User: hello\nAgent: hi there", utterance=text, cut=False, augmented=False, label=label,
+                reason="")
         for i, (stage, text, label) in enumerate(rows)
     ]
 
 
-def test_light_train_save_load_predict_and_resume(tmp_path, caplog):
-    """A light head trains, saves, loads through load_judge, predicts inside the stage mask, and resumes exactly."""
-    import torch
+def _judge_examples() -> list[Example]:
+    return [e for e in _toy_examples() if e.stage != "eot"]
 
+
+def test_light_train_save_load_predict_and_resume(tmp_path, caplog):
+    """Light heads train, save, load through load_judge, predict inside the stage mask, and resume exactly."""
     examples = _toy_examples()
-    cfg = TrainConfig(
-        light_epochs=30, light_lr=1e-2, light_batch_size=4, light_hidden_dim=16, save_every=15, light_threads=1
-    )
+    cfg = TrainConfig(light_epochs=30, light_lr=1e-2, light_batch_size=4, light_hidden_dim=16, save_every=15,
+                      light_threads=1, light_input_dropout=0.0)
     judge = judge_sft.train_light(examples, cfg, tmp_path / "art", tmp_path / "work")
     loaded = judge_sft.load_judge(tmp_path / "art")
     assert isinstance(loaded, judge_sft.LightJudge)
@@ -285,6 +265,11 @@ def test_light_train_save_load_predict_and_resume(tmp_path, caplog):
     assert spec["kind"] == "light" and spec["config"]["light_epochs"] == 30  # config snapshot saved
     correct = 0
     for e in examples:
+        if e.stage == "eot":
+            p = loaded.end_of_turn_prob(e.context, e.utterance)
+            assert 0.0 <= p <= 1.0 and p == pytest.approx(judge.end_of_turn_prob(e.context, e.utterance), abs=1e-5)
+            correct += (p >= 0.5) == (e.label == "finished")
+            continue
         result = loaded.predict(e.context, e.utterance, e.stage)
         assert result.label in STAGE_LABELS[e.stage] and list(result.probs) == STAGE_LABELS[e.stage]
         assert sum(result.probs.values()) == pytest.approx(1.0, abs=1e-5)
@@ -292,11 +277,9 @@ def test_light_train_save_load_predict_and_resume(tmp_path, caplog):
         assert result.latency_ms > 0
         assert result.probs == pytest.approx(judge.predict(e.context, e.utterance, e.stage).probs, abs=1e-5)
         correct += result.label == e.label
-    assert correct >= 10  # it fits its own tiny training set
+    assert correct >= 12  # it fits its own tiny training set
 
-    # resume: 15 epochs + resume to 30 gives the same head as 30 epochs straight
-    ckpt = torch.load(tmp_path / "work/light-checkpoint.pt", weights_only=False)
-    assert ckpt["epoch"] == 30
+    # resume: 15 epochs + resume to 30 gives the same heads as 30 epochs straight
     half = dataclasses.replace(cfg, light_epochs=15)
     judge_sft.train_light(examples, half, tmp_path / "art2", tmp_path / "work2")
     with caplog.at_level("INFO", logger="judge_sft"):
@@ -304,23 +287,38 @@ def test_light_train_save_load_predict_and_resume(tmp_path, caplog):
             examples, dataclasses.replace(cfg, resume=True), tmp_path / "art2", tmp_path / "work2"
         )
     assert "at epoch 15" in caplog.text  # it started from the checkpoint, not from scratch
-    for key in ("w1", "w2"):
-        np.testing.assert_allclose(resumed.head[key], judge.head[key], atol=1e-6)
+    for head in ("partial", "complete", "eot"):
+        for key in ("w1", "w2"):
+            np.testing.assert_allclose(resumed.heads[head][key], judge.heads[head][key], atol=1e-6)
 
 
 def test_batch_features_equal_inference_features():
     """The batch features used in training equal the one-at-a-time features LightJudge computes at inference."""
     encoder = judge_sft.E5Encoder(threads=1)
-    examples = _toy_examples()[:4]
-    X, _, mask = judge_sft.light_matrix(examples, encoder, 120, None)
-    judge = judge_sft.LightJudge({}, {"context_chars": 120, "labels": LABELS}, encoder)
-    for row, e in zip(X, examples, strict=True):
-        np.testing.assert_allclose(row, judge.features(e.context, e.utterance, e.stage), atol=1e-4)
-    assert mask[0].tolist() == [label in STAGE_LABELS["partial"] for label in LABELS]
+    examples = _toy_examples()
+    cfg = TrainConfig()
+    spec = judge_sft.light_spec(cfg, encoder)
+    mats = judge_sft.feature_matrices(examples, encoder, spec, None)
+    judge = judge_sft.LightJudge({}, spec, encoder)
+    for head in ("partial", "complete", "eot"):
+        X, y, rows = mats[head]
+        assert len(rows) == sum(e.stage == head for e in examples)
+        for row, e in zip(X, rows, strict=True):
+            fn = judge_sft.eot_features if head == "eot" else judge_sft.judge_features
+            np.testing.assert_allclose(row, fn(judge.vec, e.context, e.utterance, spec), atol=1e-4)
+
+
+def test_context_round_trips_and_tolerates_stray_lines():
+    """parse_context reads what format_context writes; a line without a speaker continues the previous turn."""
+    turns = [("user", "hi there"), ("assistant", "hello! how can I help?"), ("user", "play some jazz")]
+    assert judge_sft.parse_context(judge_sft.format_context(turns)) == [
+        ("user", "hi there"), ("agent", "hello! how can I help?"), ("user", "play some jazz")]
+    assert judge_sft.parse_context("Agent: one\ntwo\n\nUser: three") == [("agent", "one two"), ("user", "three")]
 
 
 def test_committed_light_artifact_serves_out_of_the_box():
-    """data/judge holds a small light artifact that loads and answers inside the stage mask."""
+    """data/judge holds a small light artifact that loads, answers inside the stage mask and gives an
+    end-of-turn probability that ranks a finished question above its own cut."""
     art = ROOT / "data/judge"
     size = sum(p.stat().st_size for p in art.iterdir() if p.name in ("judge.json", "head.npz"))
     assert size < 5 * 1024 * 1024
@@ -328,6 +326,9 @@ def test_committed_light_artifact_serves_out_of_the_box():
     assert judge.predict("", "I think tea is way better than", "partial").label in STAGE_LABELS["partial"]
     result = judge.predict("User: hi\nAgent: hello", "Hack into my sister's phone and send me her messages", "complete")
     assert result.label in STAGE_LABELS["complete"]
+    whole = judge.end_of_turn_prob("", "what time does the train to Boston leave tomorrow")
+    cut = judge.end_of_turn_prob("", "what time does the train to")
+    assert 0.0 <= cut < whole <= 1.0
 
 
 # ---- 6. LoRA SFT on a tiny random Llama ----
@@ -340,7 +341,7 @@ def tiny_lm(tmp_path_factory):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    examples = _toy_examples()
+    examples = _judge_examples()
     corpus = []
     for e in examples:
         corpus += [m["content"] for m in build_judge_messages(e.context, e.utterance, e.stage)]
@@ -400,7 +401,7 @@ def test_lora_training_lowers_the_loss_and_the_artifact_loads(tiny_lm, tmp_path)
     import torch
 
     model, tokenizer = judge_sft.load_causal_lm(str(tiny_lm), "cpu", "float32")
-    examples = _toy_examples()
+    examples = _judge_examples()
     data = [
         judge_sft.encode_sft_example(
             tokenizer, build_judge_messages(e.context, e.utterance, e.stage), judge_sft.judge_answer(e.label, e.reason)
@@ -445,7 +446,7 @@ def test_lora_resume_continues_where_the_checkpoint_stopped(tiny_lm, tmp_path, m
     import torch
     from peft import get_peft_model_state_dict
 
-    examples, real_loss = _toy_examples(), judge_sft.sft_loss
+    examples, real_loss = _judge_examples(), judge_sft.sft_loss
     cfg = TrainConfig(
         mode="lora",
         model=str(tiny_lm),
@@ -493,22 +494,18 @@ def test_help_explains_every_option():
     assert "--mode {light,lora}" in out
 
 
-def test_build_only_writes_the_split(tmp_path):
-    """The CLI's --build-only builds train/test example files from dialogues without training anything."""
-    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
-    judge_sft.main(
-        [
-            "--build-only",
-            "--dialogues",
-            str(ROOT / "data/dialogues.jsonl"),
-            "--train-file",
-            str(train),
-            "--test-file",
-            str(test),
-        ]
-    )
-    rows = judge_sft.read_jsonl(train) + judge_sft.read_jsonl(test)
-    assert len(rows) >= 600 and {r["split"] for r in judge_sft.read_jsonl(test)} == {"test"}
-    assert rows == judge_sft.read_jsonl(ROOT / "data/judge_train.jsonl") + judge_sft.read_jsonl(
-        ROOT / "data/judge_test.jsonl"
-    )
+def test_build_only_writes_the_examples(tmp_path):
+    """The CLI's --build-only builds training and evaluation examples from turn files without training."""
+    train, test = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    rows = [_turn("i think summer is the best season by far", family="opinion_same", point=30, id=f"a-en-{i}")
+            for i in range(3)]
+    rows[1]["id"], rows[1]["utterance"], rows[1]["interrupt_at_char"] = "a-en-9", "set a timer for ten", None
+    judge_sft.write_jsonl(train, rows[:2])
+    judge_sft.write_jsonl(test, [{**rows[2], "id": "e-en-1", "writer": "e"}])
+    judge_sft.main(["--build-only", "--train-turns", str(train), "--eval-turns", str(test), "--dialogues", "",
+                    "--work-dir", str(tmp_path / "work")])
+    built = judge_sft.read_jsonl(tmp_path / "work/examples-train.jsonl")
+    assert {r["turn_id"] for r in built} == {"a-en-9"}  # the opinion also in the evaluation set was dropped
+    assert any(r["augmented"] for r in built)
+    evaluated = judge_sft.read_jsonl(tmp_path / "work/examples-eval.jsonl")
+    assert evaluated and not any(r["augmented"] for r in evaluated)

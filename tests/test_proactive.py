@@ -19,7 +19,7 @@ SCRIPT: dict[tuple[str, str], str] = {  # (stage, word in the utterance) -> acti
     ("complete", "stamps"): "deflect",
     ("complete", "idiot"): "silence",
     ("complete", "kill"): "block",
-    ("complete", "because"): "wait",
+    ("complete", "because"): "interrupt",  # not an action for a finished turn: the server replies
     ("partial", "agree"): "interrupt",
 }
 RECORDED: list[list[dict[str, str]]] = []  # every message list the recording LLM was given
@@ -35,7 +35,7 @@ class ScriptedJudge(s2s.Judge):
         for (when, word), action in SCRIPT.items():
             if when == stage and word in utterance.lower():
                 return s2s.Judgement(action=action, reason=f"scripted: {word}", confidence=0.95)
-        return s2s.Judgement(action="wait" if stage == "partial" else "reply", reason="scripted default")
+        return s2s.Judgement(action="none" if stage == "partial" else "reply", reason="scripted default")
 
 
 class RecordingLLM(s2s.LLM):
@@ -168,11 +168,13 @@ async def test_the_nth_block_is_permanent(scripted, memory_settings):
     assert "until" in notices[0] and notices[1] == {**notices[1], "permanent": True}
 
 
-async def test_wait_gives_the_user_a_moment_then_replies(scripted):
-    h = await scripted(wait_max_ms=200)
+async def test_a_judge_answer_outside_the_stage_gets_a_reply_that_says_so(scripted):
+    h = await scripted()
     c = await h.connect()
     await c.say("I was going to say that because")
-    assert (await c.wait_for("s2s.judgement"))["action"] == "wait"
+    judgement = await c.wait_for("s2s.judgement")
+    assert judgement["action"] == "reply" and "'interrupt'" in judgement["reason"]
+    assert judgement["reason"].endswith("replying")
     created = await c.wait_for("response.created")
     assert created["response"]["metadata"]["strategy"] == "reply"
 

@@ -234,8 +234,9 @@ def test_the_default_policy_turns_judgements_into_plans_without_a_session():
     switched_off = policy.on_turn(judged("refuse"), s2s.Moment(strategies=frozenset({"reply"})))
     assert switched_off.strategy == "reply" and "switched off" in switched_off.reason
     assert policy.on_turn(judged("silence"), s2s.Moment(proactive=False, strategies=on.strategies)).strategy == "reply"
-    wait = policy.on_turn(judged("wait"), on)
-    assert (wait.strategy, wait.action, wait.reply_after_ms) == (None, "wait", policy.config.wait_max_ms)
+    stray = policy.on_turn(judged("interrupt"), on)  # a partial-transcript action on a finished turn
+    assert stray.strategy == "reply" and "does not answer a completed turn" in stray.reason
+    assert policy.on_partial(judged("none"), on).action == "none"
     assert policy.on_partial(judged("interrupt"), on).strategy == "interrupt"
     assert policy.on_partial(judged("interrupt", 0.1), on).strategy is None  # not sure enough
     talking = s2s.Moment(strategies=on.strategies, bot_active=True)

@@ -1,0 +1,128 @@
+"""The judgement's guard rails (s2s_server section 10, `decide`): bad input and a judge that raises, overruns
+its deadline or answers outside the stage's actions give the stage's fallback (a reply to a finished turn,
+no interrupt on a partial) with a reason that says what happened. First `decide` alone, then through the
+real server with test-double judges, so the user gets a reply and the session goes on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import s2s_server as s2s
+
+SEEN: list[str] = []  # what the recording judge was asked
+
+
+class RecordingJudge(s2s.Judge):
+    """Test double: records the utterance and answers a plain reply (none on a partial)."""
+
+    name = "test-recording-judge"
+
+    async def judge(self, context, utterance, stage):
+        SEEN.append(utterance)
+        return s2s.Judgement(action="reply" if stage == "complete" else "none", reason="recorded")
+
+
+class RaisingJudge(s2s.Judge):
+    """Test double: a judge whose model breaks."""
+
+    name = "test-raising-judge"
+
+    async def judge(self, context, utterance, stage):
+        raise RuntimeError("model file is corrupt")
+
+
+class SlowJudge(s2s.Judge):
+    """Test double: a judge that never answers in time."""
+
+    name = "test-slow-judge"
+
+    async def judge(self, context, utterance, stage):
+        await asyncio.sleep(3600)
+
+
+class StrayJudge(s2s.Judge):
+    """Test double: answers an action that belongs to the other stage."""
+
+    name = "test-stray-judge"
+
+    async def judge(self, context, utterance, stage):
+        return s2s.Judgement(action="interrupt" if stage == "complete" else "block", reason="stray")
+
+
+def _context() -> s2s.JudgeContext:
+    return s2s.JudgeContext(history=[{"role": "user", "content": "hi"}], strategies=frozenset({"reply"}))
+
+
+async def _decide(judge: s2s.Judge, utterance, stage="complete", deadline_s=1.0, max_chars=50) -> s2s.Judgement:
+    return await s2s.decide(judge, _context(), utterance, stage, deadline_s=deadline_s, max_chars=max_chars)
+
+
+@pytest.mark.parametrize(("utterance", "says"), [
+    ("", "is empty"),
+    ("   \n\t ", "is empty"),
+    ("?!...", "without words"),
+    (b"\x00\x01", "not text (bytes)"),
+    (None, "not text (NoneType)"),
+])
+@pytest.mark.parametrize(("stage", "fallback", "verb"), [("complete", "reply", "replying"),
+                                                         ("partial", "none", "not interrupting")])
+async def test_bad_utterances_get_the_fallback_and_a_reason(utterance, says, stage, fallback, verb):
+    SEEN.clear()
+    judgement = await _decide(RecordingJudge(s2s.Config()), utterance, stage)
+    assert (judgement.action, judgement.confidence) == (fallback, 0.0)
+    assert says in judgement.reason and judgement.reason.endswith(verb)
+    assert SEEN == []  # the judge was never asked
+
+
+async def test_an_enormous_utterance_is_clipped_and_the_reason_says_so():
+    SEEN.clear()
+    judgement = await _decide(RecordingJudge(s2s.Config()), "word " * 10_000, max_chars=50)
+    assert judgement.action == "reply"
+    assert len(SEEN[0]) == 50 and "judged on the first 50 of 49999 characters" in judgement.reason
+
+
+@pytest.mark.parametrize(("judge", "says"), [
+    (RaisingJudge, "the judge failed (RuntimeError: model file is corrupt)"),
+    (SlowJudge, "the judge took over 0.05 s"),
+    (StrayJudge, "the judge answered"),
+])
+@pytest.mark.parametrize(("stage", "fallback"), [("complete", "reply"), ("partial", "none")])
+async def test_a_failing_judge_gives_the_fallback_and_says_why(judge, says, stage, fallback):
+    judgement = await _decide(judge(s2s.Config()), "what is the weather like", stage, deadline_s=0.05)
+    assert judgement.action == fallback and judgement.confidence == 0.0
+    assert says in judgement.reason
+    assert judgement.latency_ms < 2000
+
+
+async def test_the_base_judge_has_no_end_of_turn_opinion():
+    assert s2s.OffJudge(s2s.Config()).end_of_turn_prob("", "what time is it") is None
+
+
+@pytest.mark.parametrize(("judge", "says"), [
+    ("test-raising-judge", "the judge failed (RuntimeError"),
+    ("test-slow-judge", "the judge took over 0.2 s"),
+])
+async def test_through_the_server_a_failing_judge_still_gets_the_user_a_reply(make_server, judge, says):
+    h = await make_server(judge=judge, judge_deadline_s=0.2, fake_tts_ms_per_char=5, proactive_idle_s=0)
+    c = await h.connect()
+    for _ in range(2):  # the session goes on: the next turn is answered too
+        await c.say("Can you recommend a film for tonight?")
+        judgement = await c.wait_for("s2s.judgement")
+        assert judgement["action"] == "reply" and says in judgement["reason"]
+        created = await c.wait_for("response.created")
+        assert created["response"]["metadata"]["strategy"] == "reply"
+        await c.wait_for("response.done")
+
+
+async def test_through_the_server_an_enormous_typed_turn_is_judged_on_its_start(make_server):
+    SEEN.clear()
+    h = await make_server(judge="test-recording-judge", judge_max_chars=300, fake_tts_ms_per_char=1,
+                          proactive_idle_s=0)
+    c = await h.connect()
+    await c.say("please listen " * 1_400)  # 19,600 characters, under the protocol's 20,000 per text
+    judgement = await c.wait_for("s2s.judgement")
+    assert judgement["action"] == "reply" and "judged on the first 300 of" in judgement["reason"]
+    assert len(SEEN[-1]) == 300
+    await c.wait_for("response.created")
