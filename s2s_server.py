@@ -1023,8 +1023,8 @@ class SmartTurnModel:
         self._session, self._features = self._loaded[self.threads]
 
     def _load(self) -> tuple[Any, Any]:
-        import onnxruntime
-        from faster_whisper.feature_extractor import FeatureExtractor
+        onnxruntime = import_backend("onnxruntime", "smart-turn", "pip install -r requirements.txt")
+        features = import_backend("faster_whisper.feature_extractor", "smart-turn", "pip install -r requirements.txt")
 
         path = self.path()
         if (digest := sha256_of(path)) != self.SHA256:
@@ -1034,7 +1034,7 @@ class SmartTurnModel:
         options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
         self._session = onnxruntime.InferenceSession(str(path), sess_options=options,
                                                      providers=["CPUExecutionProvider"])
-        self._features = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
+        self._features = features.FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
         self.end_of_turn_prob(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16))  # warm up
         return self._session, self._features
 
@@ -1060,10 +1060,18 @@ class SmartTurnModel:
 # choose device and dtype, and stream a transformers `generate` that stops on the `stop` event.
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def import_backend(module: str, backend: str, install: str) -> Any:
-    """Import a backend's library inside load(); if it is absent, stop start-up with the install command."""
+    """Import a backend's library inside load(); if it is absent, stop start-up with the install command.
+
+    One import at a time: models load in parallel threads, and two threads importing one package's modules
+    by different routes deadlock Python's per-module import locks (seen: Whisper importing faster_whisper
+    while Smart Turn imported faster_whisper.feature_extractor ended start-up with a _DeadlockError)."""
     try:
-        return importlib.import_module(module)
+        with _IMPORT_LOCK:
+            return importlib.import_module(module)
     except ImportError as exc:
         raise ComponentMissing(f"the {backend} backend needs the Python package {module.split('.')[0]!r} "
                                f"({exc}). Install it with: {install}") from exc

@@ -103,7 +103,7 @@ class RecordingTTS(S.TTS):
     """Test double: records the text it is given and whether its stream was closed early; its audio is
     one chunk holding a marker value (1 for the English instance, 2 for the Chinese)."""
 
-    name = "test-recording"
+    name = "test-recording-voice"
     instances: list[RecordingTTS] = []
 
     def __init__(self, config: Config) -> None:
@@ -126,7 +126,8 @@ async def test_bilingual_gives_each_run_to_its_language_and_stops_the_speaking_v
     """Runs go to their voice in order; closing the stream closes the voice that is speaking; the same
     backend named for both languages is one instance."""
     RecordingTTS.instances = []
-    tts = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording", "bilingual_zh": "fake"}))
+    tts = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording-voice",
+                                                         "bilingual_zh": "fake"}))
     tts.load()
     (en,) = RecordingTTS.instances
     chunks = await collect(tts.synthesize("Sorry, 我不能那样做。 Maybe later?"))
@@ -138,8 +139,8 @@ async def test_bilingual_gives_each_run_to_its_language_and_stops_the_speaking_v
     await stream.aclose()
     assert en.closed_early == 1
     RecordingTTS.instances = []
-    both = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording",
-                                                                  "bilingual_zh": "test-recording"}))
+    both = S.BilingualTTS(MODEL_CONFIG.model_copy(update={"bilingual_en": "test-recording-voice",
+                                                          "bilingual_zh": "test-recording-voice"}))
     both.load()
     assert len(RecordingTTS.instances) == 1 and both.voices["en"] is both.voices["zh"]
 
