@@ -119,8 +119,9 @@ class PostgresCluster:
 
 class HAProxy:
     """HAProxy on a loopback port in front of `backends` (host, port): round robin, WebSocket upgrade (a
-    tunnel with no idle timeout of its own), `/healthz` checks every 100 ms, a dead server out after one
-    failed check, and a connection refused by one server retried on another. Each response names the
+    tunnel with no idle timeout of its own), `/healthz` checks every 200 ms, a server out after three
+    failed checks (a slow answer on a busy machine is not a dead server), and a connection refused by
+    one server retried on another (a killed replica's clients land on the others at once). Each response names the
     server that answered in `X-Served-By` (s1, s2, ...), so a test knows which replica it reached."""
 
     def __init__(self, backends: list[tuple[str, int]]):
@@ -130,7 +131,7 @@ class HAProxy:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
-        servers = "\n".join(f"    server s{i} {host}:{port} check inter 100ms fall 1 rise 1"
+        servers = "\n".join(f"    server s{i} {host}:{port} check inter 200ms fall 3 rise 1"
                             for i, (host, port) in enumerate(self.backends, 1))
         return f"""global
     log stderr format raw local0 notice
@@ -141,6 +142,7 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout tunnel 1h
+    timeout check 1s
     retries 3
     option redispatch
 frontend s2s
