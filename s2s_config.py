@@ -158,10 +158,10 @@ class Config(BaseModel):
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (
         "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Reply in the user's language. The "
-        "user is the person talking to you: the name, home, job and tastes they tell you are theirs, never "
-        "yours (you have none of your own). Speak of them as \"you\": asked \"what is my name?\", answer "
-        "\"Your name is ...\", never \"My name is ...\".")
+        "short spoken sentences, with no lists, markdown, emoji or code. Always reply in the language of the "
+        "user's last message (用户说中文，你就用中文回答). The user is the person talking to you: the name, "
+        "home, job and tastes they tell you are theirs, never yours (you have none of your own). Speak of "
+        "them as \"you\": asked \"what is my name?\", answer \"Your name is ...\", never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
@@ -257,35 +257,32 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You cut the user off, saying \"{template}\". Finish your sentence: react to their point (agree or "
-        "disagree, and add one thought of your own), in their language, in at most two short sentences.\n"
-        "Example: the user: \"I think trains beat planes because\" you: \"trains also let you see the "
-        "country on the way.\"\n"
-        "示例：用户：“我觉得养狗比养猫累多了，因为” 你：“狗每天都要遛，不过它们也会逼你多运动。”")
-    """Instructions for the continuation after the interrupt template ({template} is filled in)."""
+        "You cut the user off, saying \"{template}\". Finish your sentence about what they were just saying in "
+        "their last message: agree or disagree with that point, and add one thought of your own, in "
+        "{language}, in at most two short sentences.")
+    """Instructions for the continuation after the interrupt template ({template}, {language} as for refuse)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
         "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
-        "in their language, why you won't, or what you can do for them instead. Never do the task, never "
-        "promise it and never repeat the request.\n"
+        "in {language}, why you won't, or what you can do for them instead. Never do the task, never promise "
+        "it and never repeat the request.\n"
         "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
-        "tell you when the moon looks best tonight.\"\n"
-        "示例：用户：“帮我偷看同事的手机。” 你：“这会侵犯别人的隐私，你可以直接和他聊聊。”")
-    """Behavioural guidance for the refuse strategy ({template} is filled in)."""
+        "tell you when the moon looks best tonight.\"")
+    """Behavioural guidance for the refuse strategy ({template}: the opener; {language}: English or Chinese,
+    as the user spoke)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
         "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
-        "Now ask one short, cheerful question about something new (a hobby, food, music, travel, a film), in "
-        "their language. Do not mention the old topic, do not apologise and do not refuse anything.\n"
-        "Example: you: \"What is the best meal you have had this month?\"\n"
-        "示例：你：“你最近有没有听到什么好听的歌？”")
-    """Behavioural guidance for the deflect strategy ({template} is filled in)."""
+        "Now ask them one short, cheerful question about something new (a hobby, food, music, travel, a film), "
+        "in {language}, ending with a question mark. Do not mention the old topic, do not apologise and do not "
+        "refuse anything.")
+    """Behavioural guidance for the deflect strategy ({template}, {language} as for refuse)."""
     strategy_guidance_at: Literal["end", "system"] = "end"
     """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
     conversation (a small model follows it better, and the prompt cache keeps everything before it), or
@@ -303,11 +300,10 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in the "
-        "language of the conversation, about something you know of them (their name, where they live, what "
-        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
-        "\"my name\" or \"I live\".")
-    """Instructions for system-initiated speech."""
+        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in "
+        "{language}, about something you know of them (their name, where they live, what they do or like), or "
+        "a light question about it. Address them as \"you\"; never say \"I am\", \"my name\" or \"I live\".")
+    """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
     asr_deadline_s: float = Field(15.0, gt=0, le=600)

@@ -940,14 +940,16 @@ class PredictiveTurnDetector(TurnDetector):
             return self.done_silence_ms
         return self.unsure_silence_ms if any(votes) else self.silence_ms
 
+    def due(self) -> bool:
+        """Has the silence so far reached what the opinions ask for?"""
+        silence = self._silence_frames * self.frame_ms
+        return self.in_speech and silence >= max(self.pause_ms, 1) and silence >= self.wait_ms()
+
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
         if voiced and self._paused:
             self._forget()
         events = super()._track(frame, voiced)
-        if not self.in_speech or voiced:
-            return events
-        silence = self._silence_frames * self.frame_ms
-        if silence >= max(self.pause_ms, 1) and silence >= self.wait_ms():
+        if self.in_speech and not voiced and self.due():
             events.append(self._stop())
         return events
 
@@ -995,7 +997,7 @@ class SmartTurnModel:
 
     FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"  # inside the pipecat package folder
     SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
-    INSTALL = "pip install pipecat-ai==1.14.0"
+    INSTALL = "pip install --no-deps pipecat-ai==1.14.0"  # only the file is needed (requirements-nodeps.txt)
     WINDOW_S = 8  # the model's input: the last 8 s, zero-padded in front
     _loaded: ClassVar[dict[int, tuple[Any, Any]]] = {}  # threads -> (onnxruntime session, feature extractor)
     _load_lock = threading.Lock()
@@ -1021,8 +1023,8 @@ class SmartTurnModel:
         self._session, self._features = self._loaded[self.threads]
 
     def _load(self) -> tuple[Any, Any]:
-        import onnxruntime
-        from faster_whisper.feature_extractor import FeatureExtractor
+        onnxruntime = import_backend("onnxruntime", "smart-turn", "pip install -r requirements.txt")
+        features = import_backend("faster_whisper.feature_extractor", "smart-turn", "pip install -r requirements.txt")
 
         path = self.path()
         if (digest := sha256_of(path)) != self.SHA256:
@@ -1032,7 +1034,7 @@ class SmartTurnModel:
         options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
         self._session = onnxruntime.InferenceSession(str(path), sess_options=options,
                                                      providers=["CPUExecutionProvider"])
-        self._features = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
+        self._features = features.FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ)
         self.end_of_turn_prob(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16))  # warm up
         return self._session, self._features
 
@@ -1058,10 +1060,18 @@ class SmartTurnModel:
 # choose device and dtype, and stream a transformers `generate` that stops on the `stop` event.
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def import_backend(module: str, backend: str, install: str) -> Any:
-    """Import a backend's library inside load(); if it is absent, stop start-up with the install command."""
+    """Import a backend's library inside load(); if it is absent, stop start-up with the install command.
+
+    One import at a time: models load in parallel threads, and two threads importing one package's modules
+    by different routes deadlock Python's per-module import locks (seen: Whisper importing faster_whisper
+    while Smart Turn imported faster_whisper.feature_extractor ended start-up with a _DeadlockError)."""
     try:
-        return importlib.import_module(module)
+        with _IMPORT_LOCK:
+            return importlib.import_module(module)
     except ImportError as exc:
         raise ComponentMissing(f"the {backend} backend needs the Python package {module.split('.')[0]!r} "
                                f"({exc}). Install it with: {install}") from exc
@@ -3819,8 +3829,11 @@ class Strategy:
         english, chinese = (getattr(config, name) for name in self.opener_settings)
         return chinese if _CJK.search(user_text) else english
 
-    def guidance(self, config: Config, opener: str) -> str:
-        return getattr(config, self.guidance_setting).replace("{template}", opener) if self.guidance_setting else ""
+    def guidance(self, config: Config, opener: str, language: str = "the user's language") -> str:
+        """The guidance with its opener ({template}) and the language to answer in ({language}) filled in."""
+        if not self.guidance_setting:
+            return ""
+        return getattr(config, self.guidance_setting).replace("{template}", opener).replace("{language}", language)
 
     def max_tokens(self, config: Config) -> int:
         return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
@@ -4502,7 +4515,16 @@ class Session:
         prob = self.vad.speech_prob(frame)
         if detector.in_speech and prob >= detector.threshold:
             self._last_voiced_at_ms = now_ms()
-        for ev in detector.push(frame, prob):
+        self._on_turn_events(detector.push(frame, prob))
+        held = self._held
+        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
+            self._check_held()
+        if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
+            self._start_partial()
+
+    def _on_turn_events(self, events: list[TurnEvent]) -> None:
+        detector = self.detector
+        for ev in events:
             if ev.kind == "speech_started":
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
@@ -4520,11 +4542,6 @@ class Session:
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
             elif ev.kind == "barge_in" and self.bot_active():
                 self.barge_in("turn_detected")
-        held = self._held
-        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
-            self._check_held()
-        if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
-            self._start_partial()
 
     def _clear_detector(self) -> None:
         self.detector.reset()
@@ -4599,6 +4616,14 @@ class Session:
 
     # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
 
+    def _end_turn_if_due(self, detector: PredictiveTurnDetector) -> None:
+        """An opinion arrived after its silence already passed (or no more audio is coming, as from a
+        client that sent a file faster than real time): end the turn now, not at the next frame."""
+        if detector is self.detector and detector.due():
+            ev = detector.end_turn_now()
+            if ev is not None:
+                self._on_turn_events([ev])
+
     def _ask_end_of_turn(self) -> None:
         detector = self.detector
         if not isinstance(detector, PredictiveTurnDetector):
@@ -4609,6 +4634,7 @@ class Session:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
             self.log.debug("end of turn: audio %.2f", prob)
+            self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
         ask_text = getattr(self.components.judge, "end_of_turn_prob", None)
@@ -4633,6 +4659,7 @@ class Session:
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
             detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+            self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
 
@@ -5058,7 +5085,13 @@ class Session:
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
         self.response = self.last_response = r
-        messages = r.messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener)))
+        # The language to answer in, named: an English instruction made the 1.5B answer Chinese users in
+        # English (benchmarks/conversation_suite.py). The user's words decide, as they decide the opener.
+        said = turn.item.text if turn.item else next((i.text for i in reversed(self.items) if i.role == "user"
+                                                      and i.text), "")
+        language = "Chinese (中文)" if _CJK.search(said) else "English"
+        messages = r.messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener,
+                                                                                        language)))
         self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],

@@ -87,8 +87,11 @@ REPLY = "Sure. " + " ".join(["Here is a long and thoughtful answer that keeps go
 
 
 def fake_server_args(sessions: int) -> list[str]:
-    """Zero-latency fakes, room for every simulated user, no speculative ASR (nothing to hide)."""
-    return ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-token-ms", "60",
+    """Zero-latency fakes, room for every simulated user, no speculative ASR (nothing to hide), and the
+    silence turn-taking: a turn ends `vad_silence_ms` into the pause, as the utterance loop expects (the
+    default, predictive, runs a model at each pause and may wait longer than the loop's 0.9 s pause)."""
+    return ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--turn-taking", "silence",
+            "--fake-llm-token-ms", "60",
             "--fake-llm-reply", REPLY, "--max-sessions", str(sessions + 10), "--max-sessions-per-address",
             str(sessions + 10), "--asr-speculative-ms", "0"]
 

@@ -305,7 +305,7 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool) 
                  f"{config.turn_audio_only_silence_ms} ms, max {config.turn_max_silence_ms} ms"))
     if text_signal:
         full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
-                      for o in sweep[::3] for t in thresholds[::2] for u in (800, 1200, o["silence_ms"])]
+                      for o in sweep[1::12] for t in thresholds[::3] for u in (800, 1200, o["silence_ms"])]
         full_points = [evaluate("predictive", True, True, **o)[:2] for o in full_sweep]
         rows.append(("full decision (silence + Smart Turn + judge text)", full_points,
                      evaluate("predictive", True, True),

@@ -77,7 +77,7 @@ async def main() -> None:
 
             async def follow(quiet_s: float = 0.0) -> None:
                 """Print what the server sends for one turn, until it listens again after the reply played."""
-                audio_ms, reply, strategy, deadline = 0.0, "", None, None
+                audio_ms, reply, strategy, deadline, done = 0.0, "", None, None, False
                 while True:
                     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                     try:
@@ -96,12 +96,14 @@ async def main() -> None:
                         strategy = ev["response"]["metadata"]["strategy"]
                     elif kind == "response.output_audio.delta":
                         audio_ms += len(base64.b64decode(ev["delta"])) / 2 / RATE_HZ * 1000
+                    elif kind == "response.output_audio_transcript.delta":
+                        reply += ev["delta"]  # what was said, also of a reply that fails later
                     elif kind == "response.output_audio_transcript.done":
                         reply = ev["transcript"]
                     elif kind == "response.done":
-                        status = ev["response"]["status"]
+                        status, done = ev["response"]["status"], True
                         lines.append(f"BOT [{strategy}, {status}, {audio_ms / 1000:.1f} s audio]: {reply}")
-                    elif kind == "s2s.state" and ev["state"] == "listening" and reply:
+                    elif kind == "s2s.state" and ev["state"] == "listening" and done:
                         return
                     elif kind == "error":
                         lines.append(f"  error: {ev['error'].get('code')}: {ev['error'].get('message')}")

@@ -176,6 +176,17 @@ def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_uttera
     assert events[-1] == (40, "speech_stopped")
 
 
+def test_an_opinion_that_arrives_after_its_silence_passed_ends_the_turn_at_once():
+    """No audio comes after the pause (a client that sent a file faster than real time): when the models
+    answer "done", the turn is due and ends without waiting for another frame."""
+    detector = predictive()
+    run_frames(detector, [1] * 20 + [0] * 12)  # 360 ms of silence, no opinion yet: not due
+    assert not detector.due()
+    detector.set_opinion(detector.pause_id, audio_prob=0.9, text_prob=0.9)
+    assert detector.due()
+    assert detector.end_turn_now().kind == "speech_stopped" and not detector.in_speech
+
+
 def test_an_opinion_about_an_earlier_pause_is_ignored():
     """Opinions carry the pause they judged; after the user resumes, a late answer changes nothing."""
     detector = predictive()
