@@ -125,7 +125,7 @@ class Config(BaseModel):
     the early transcript is thrown away; if not, the reply starts that much sooner."""
     asr_partial_interval_ms: int = Field(0, ge=0, le=10000)
     """While the user speaks, transcribe the audio so far every this many ms (0: off). Partials go to
-    the page and to the interrupt judgement; each costs one ASR call."""
+    the page and to the interrupt judgement; each costs one ASR call, and at most one runs at a time."""
 
     # ---- ASR ------------------------------------------------------------------------------------------
     asr: str = "whisper"
@@ -229,7 +229,7 @@ class Config(BaseModel):
 
     # ---- Subjective Action Judgement and strategies (paper sec. 2.2.2) ---------------------------------
     judge: str = "sft"
-    """Judgement backend: sft (the judge_sft.py model, about 10 ms per decision), llm (prompt the configured
+    """Judgement backend: sft (the judge_sft.py model, tens of ms per decision on one core), llm (prompt the configured
     LLM), off (always reply, never interrupt), or a plugin's."""
     judge_model_dir: str = "data/judge"
     """The trained judge the sft backend loads (relative paths are from s2s_server.py's folder)."""
@@ -237,6 +237,10 @@ class Config(BaseModel):
     """Recent turns the judge reads besides the utterance."""
     judge_max_chars: int = Field(2000, ge=1, le=100000)
     """A longer utterance is judged on its first this many characters (the reason says so)."""
+    judge_end_of_turn: bool = False
+    """Offer the sft judge's text end-of-turn probability to turn-taking. Off by default: the head ranks
+    finished turns above their cuts, but short finished questions score below 0.5 ("what time is it": 0.3),
+    so with turn_text_threshold 0.5 it would hold finished turns open."""
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""

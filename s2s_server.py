@@ -3713,7 +3713,8 @@ class SFTJudge(Judge):
         self._lock = threading.Lock()  # the encoder keeps a cache: one decision at a time
         for stage in ("partial", "complete"):
             self._model.predict("User: hello", "warming up", stage)
-        self.end_of_turn_prob("User: hello", "warming up")
+        if hasattr(self._model, "end_of_turn_prob"):
+            self._model.end_of_turn_prob("User: hello", "warming up")
 
     def _predict(self, context: str, utterance: str, stage: str) -> Any:
         with self._lock:
@@ -3725,7 +3726,7 @@ class SFTJudge(Judge):
         return Judgement(action=result.label, reason=result.reason, confidence=result.confidence)
 
     def end_of_turn_prob(self, context: JudgeContext | str, text: str) -> float | None:
-        if not hasattr(self._model, "end_of_turn_prob"):
+        if not self.config.judge_end_of_turn or not hasattr(self._model, "end_of_turn_prob"):
             return None
         transcript = context if isinstance(context, str) else context.transcript(self.config.judge_context_turns)
         with self._lock:
