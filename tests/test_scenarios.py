@@ -157,10 +157,14 @@ async def test_a_topic_becomes_boring_only_after_the_user_has_gone_on_about_it(d
     first = await typed_turn(c, last)  # no context: an ordinary turn
     assert first["action"] == "reply", first
     await c.wait_for("response.done")
+    # the user hears each reply out (typing over it would cut it to the part heard, and the judge would see
+    # a monologue with no agent turns in it)
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     for text in ("so I spent the whole evening sorting my old receipts by date",
                  "then I sorted them by store name, and after that by the amount",
                  "then by the day of the week, which took another hour"):
         await typed_turn(c, fresh(text))
         await c.wait_for("response.done")
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     judgement = await typed_turn(c, last)  # the same words after droning on
     assert judgement["action"] == "deflect", judgement
