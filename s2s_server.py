@@ -3830,10 +3830,16 @@ class Strategy:
         return chinese if _CJK.search(user_text) else english
 
     def guidance(self, config: Config, opener: str, language: str = "the user's language") -> str:
-        """The guidance with its opener ({template}) and the language to answer in ({language}) filled in."""
+        """The guidance with its opener ({template}) and the language to answer in ({language}) filled in.
+        For a Chinese speaker the setting's `_zh` twin is used where one exists: guidance written in English
+        made the LLM slip into English (benchmarks/conversation_suite.py). {facts} is left for
+        `Session.llm_messages`, which knows the user."""
         if not self.guidance_setting:
             return ""
-        return getattr(config, self.guidance_setting).replace("{template}", opener).replace("{language}", language)
+        setting = self.guidance_setting
+        if language.startswith("Chinese") and hasattr(config, setting + "_zh"):
+            setting += "_zh"
+        return getattr(config, setting).replace("{template}", opener).replace("{language}", language)
 
     def max_tokens(self, config: Config) -> int:
         return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
@@ -5127,6 +5133,8 @@ class Session:
         (`strategy_guidance_at = "system"` puts it at the end of the first system message instead)."""
         system = self._join(self.settings.instructions, self.memory_context().render(to_the_second=False))
         history = self.llm_history(pending_user_text)
+        if instructions and "{facts}" in instructions:  # the user's facts, next to the guidance that uses them
+            instructions = instructions.replace("{facts}", "; ".join(self.user_memory.fact_lines(8)) or "(none)")
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
         return [{"role": "system", "content": system}, *history, {"role": "system", "content": instructions}]

@@ -212,6 +212,26 @@ async def test_the_bot_speaks_first_after_quiet_at_most_n_times_in_a_row(scripte
     assert h.session()._idle_timer is not None  # the user spoke: the bot may speak first again
 
 
+async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_language(scripted):
+    """The proactive guidance comes last and carries the user's facts ({facts}); a Chinese speaker gets the
+    Chinese twin of a strategy's guidance (an English instruction pulled the LLM into English)."""
+    h = await scripted()
+    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
+    c = await h.connect()
+    await c.say("My name is Alice and I live in Lisbon.")
+    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
+    guidance = RECORDED[-1][-1]
+    assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
+    assert "name: Alice; location: Lisbon" in guidance["content"] and "{facts}" not in guidance["content"]
+    await c.wait_for("response.done")
+    zh = await h.connect()
+    await zh.say("帮我写作业 homework")
+    await zh.wait_for("response.done")
+    assert RECORDED[-1][-1] == {"role": "system", "content": s2s.STRATEGIES["refuse"].guidance(
+        h.server.config, "抱歉，这个我做不到。", "Chinese (中文)")}
+    assert RECORDED[-1][-1]["content"].startswith(h.server.config.refuse_prompt_zh[:12])
+
+
 async def test_memory_survives_a_restart_and_stays_with_its_user(scripted, tmp_path, memory_settings):
     data = str(tmp_path / "memory")
     h = await scripted(data_dir=data, **memory_settings)
