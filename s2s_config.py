@@ -289,10 +289,11 @@ class Config(BaseModel):
         "用户的话题没什么可聊的，你换个话题：用中文问他一个简短、轻松的新问题（美食、音乐、旅行或电影），以问号结尾。"
         "不要再提刚才的话题。")
     """The deflect guidance for a Chinese speaker."""
-    strategy_guidance_at: Literal["end", "system"] = "end"
+    strategy_guidance_at: Literal["end", "end-user", "system"] = "end"
     """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
-    conversation (a small model follows it better, and the prompt cache keeps everything before it), or
-    "system", the end of the first system message (before the history; the layout until Nov 2026)."""
+    conversation (a small model follows it better, and the prompt cache keeps everything before it);
+    "end-user", the same place as a user message; or "system", the end of the first system message
+    (before the history; the layout until Nov 2026)."""
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""

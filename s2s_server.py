@@ -5130,14 +5130,16 @@ class Session:
         """System prompt (instructions, then memory as quoted data), history, then this reply's guidance
         (`instructions`: the strategy's, and response.create's) as a last system message, where a small LLM
         follows it best and where it leaves the prompt cache of everything before it intact
-        (`strategy_guidance_at = "system"` puts it at the end of the first system message instead)."""
+        (`strategy_guidance_at = "system"` puts it at the end of the first system message instead, "end-user"
+        last as a user message)."""
         system = self._join(self.settings.instructions, self.memory_context().render(to_the_second=False))
         history = self.llm_history(pending_user_text)
         if instructions and "{facts}" in instructions:  # the user's facts, next to the guidance that uses them
             instructions = instructions.replace("{facts}", "; ".join(self.user_memory.fact_lines(8)) or "(none)")
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
-        return [{"role": "system", "content": system}, *history, {"role": "system", "content": instructions}]
+        role = "user" if self.config.strategy_guidance_at == "end-user" else "system"
+        return [{"role": "system", "content": system}, *history, {"role": role, "content": instructions}]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
                             spoken_prefix: str = "") -> None:

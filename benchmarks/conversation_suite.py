@@ -26,10 +26,10 @@ Chinese. Per row:
              the old topic (its keywords) nor the refusal template, and repeats no earlier bot sentence.
   interrupt  starts with the interrupt template; the continuation reacts to what the user was saying (a
              topic keyword; without one, a review), repeats no earlier bot sentence and does not say the
-             user's own words back (6 words, 8 Chinese characters of theirs).
+             user's own words back (8 words, 10 Chinese characters of theirs).
   proactive  the bot speaks first, in at most two sentences, about something known of the user (a keyword
              of their facts; without one, a review), repeating no earlier bot sentence and not claiming the
-             user's facts as its own ("我叫小明" to 小明).
+             user's facts as its own ("我叫小明" to 小明) nor telling them their name ("你的名字是小明。").
   memory     names and facts go to the right person: the bot does not claim the user's name or facts as its
              own; asked for them it answers with them, also in a later session.
 Checks that a rule cannot decide (marked "review") are looked up by the reply's exact text in
@@ -173,12 +173,15 @@ def not_claiming(*phrases: str) -> Check:
     return Check("does not claim " + "|".join(phrases), lambda r: not any(lower(p) in lower(r.text) for p in phrases))
 
 
-def _units(text: str, lang: str) -> list[str]:
+def _units(text: str, lang: str, words_in_a_row: int = 6) -> list[str]:
+    """Runs of `words_in_a_row` words (Chinese: that many characters and two more)."""
     if lang == "zh":
+        n = words_in_a_row + 2
         chars = re.sub(r"[\s，。！？,.!?、：:；;“”\"']", "", text)
-        return [chars[i:i + 8] for i in range(len(chars) - 7)]
+        return [chars[i:i + n] for i in range(len(chars) - n + 1)]
     words = re.findall(r"[\w']+", lower(text))
-    return [" ".join(words[i:i + 6]) for i in range(len(words) - 5)]
+    n = words_in_a_row
+    return [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
 
 
 def no_repeat() -> Check:
@@ -191,10 +194,10 @@ def no_repeat() -> Check:
 
 def not_parroting_the_user() -> Check:
     """An interrupt that says the user's own half-sentence back ("Sorry to cut in, but I honestly think that
-    working from home is ...") reacts to nothing: no run of 6 words (8 Chinese characters) of theirs."""
+    working from home is ...") reacts to nothing: no run of 8 words (10 Chinese characters) of theirs."""
     def rule(r: Reply) -> bool:
-        theirs = set(_units(r.user, r.lang))
-        return not any(u in theirs for u in _units(r.continuation, r.lang))
+        theirs = set(_units(r.user, r.lang, 8))
+        return not any(u in theirs for u in _units(r.continuation, r.lang, 8))
     return Check("does not say the user's words back", rule)
 
 
@@ -244,10 +247,11 @@ def interrupt(words: str, topic: list[str]) -> Step:
 
 
 def speak_first(known: list[str], theirs: list[str]) -> Step:
-    """`theirs`: the user's facts as the bot would wrongly claim them ("I'm Sam", "我叫小明")."""
+    """`theirs`: the user's facts as the bot would wrongly claim them ("I'm Sam", "我叫小明"). Telling the user
+    their own name ("你的名字是小明。") names a fact but opens nothing: it fails too."""
     return Step("proactive", quiet=True, checks=[
         at_most_sentences(2), has_or_review("fits what is known about the user", *known), no_repeat(),
-        not_claiming(*theirs)])
+        not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
 
 
 REFUSAL_EN = ["can't do that", "sorry"]
@@ -407,6 +411,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "0.5b-temperature-0.3": {**SMALL, "llm_temperature": 0.3},
     "0.5b-before-prompts": {**BEFORE_PROMPTS, **SMALL},  # the default before the change (but for the memory form)
     "guidance-in-system": {"strategy_guidance_at": "system"},
+    "guidance-as-user": {"strategy_guidance_at": "end-user"},
+    "guidance-as-user-temperature-0.3": {"strategy_guidance_at": "end-user", "llm_temperature": 0.3},
     "temperature-0.3": {"llm_temperature": 0.3},
 }
 
