@@ -162,11 +162,13 @@ class Config(BaseModel):
         "回答). What the user tells you about themselves (name, home, job) is theirs, never yours: asked \"what "
         "is my name?\" (我叫什么?), answer \"Your name is ...\" (你叫……), never \"My name is ...\".")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
-    llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
-    """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
+    llm_temperature: float = Field(0.3, ge=0.0, le=2.0)
+    """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy. 0.3: the packaged 1.5B
+    follows the strategies' guidance more often than at Qwen's recommended 0.7
+    (benchmarks/conversation_suite.py, docs/replies.md)."""
     llm_top_p: float = Field(0.8, gt=0.0, le=1.0)
     """llamacpp, openai: nucleus sampling: sample from the smallest set of tokens whose probability
-    reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
+    reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation; the default temperature is lower)."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
     tts: str = "bilingual"
@@ -256,8 +258,9 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You have just cut the user off mid-sentence. In one or two short sentences in {language}, say whether "
-        "you agree with the point they were making and why, in your own words: do not repeat theirs.")
+        "You have just cut the user off mid-sentence. Say in one or two short sentences in {language}, in the "
+        "form \"I agree, because ...\" or \"I don't agree: ...\", what you think of their point, with your own "
+        "reason, not their words.")
     """Instructions for the continuation after the interrupt template ({template}, {language} as for refuse)."""
     interrupt_prompt_zh: str = (
         "你刚刚打断了用户的话。用一两句简短的中文说你是否同意他刚才的观点，以及为什么。用你自己的话，不要重复他的话。")
@@ -307,14 +310,14 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. You know: {facts}. Speak first: ask them one short question in "
-        "{language} about one of these things, with their name, without listing them. Example: \"Ana, heard any "
-        "good jazz in Lisbon lately?\"")
+        "The user has been quiet for a while. You know: {facts}. Speak first: one short, friendly question in "
+        "{language}, starting with their name, about one of these things, without listing them. Example: "
+        "\"Ana, heard any good jazz in Lisbon lately?\"")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
     {facts}: the user's remembered facts, "name: Sam; location: Paris")."""
     proactive_prompt_zh: str = (
-        "用户有一阵没说话了。你知道他的这些事：{facts}。你先开口：叫他的名字，用一句中文问他一个和其中一件事有关的小问题，"
-        "不要复述这些信息。例如：“阿明，最近在成都还常去游泳吗？”")
+        "用户有一阵没说话了。你知道他的这些事：{facts}。你先开口：用一句中文，以他的名字开头，问他一个和其中一件事有关的"
+        "小问题，不要复述这些信息。")
     """The proactive guidance for a Chinese speaker ({facts} as above)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------

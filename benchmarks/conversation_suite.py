@@ -12,8 +12,8 @@ for speaking first. So the messages the LLM reads are built by the server's own 
 forced: the judge is a test double that answers each scripted utterance with the strategy the script
 names (a reply that fails here failed in its words, not in its judgement). ASR and VAD are test doubles too
 (the partial transcript of an interrupt is the script's text) and TTS is the fake: the suite measures
-words. The LLM samples as configured (temperature 0.7), with a fixed seed so a rerun on the same machine
-gives the same words (`--seed`).
+words. The LLM samples as configured (temperature 0.3 by default), with a fixed seed so a rerun on the same
+machine gives the same words (`--seed`).
 
 The rubric. A reply passes when every check of its step passes. Every reply of a Chinese conversation must
 be in Chinese (at most one Latin letter per three Chinese characters), and every English one must hold no
@@ -408,12 +408,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v2-prompts": V2_PROMPTS,  # 1.5B, the prompts of conversation_runs/default.json
     "before-prompts": BEFORE_PROMPTS,  # 1.5B, the prompts and layout before
     "0.5b": SMALL,  # the faster choice, today's prompts
-    "0.5b-temperature-0.3": {**SMALL, "llm_temperature": 0.3},
+    "0.5b-temperature-0.7": {**SMALL, "llm_temperature": 0.7},
     "0.5b-before-prompts": {**BEFORE_PROMPTS, **SMALL},  # the default before the change (but for the memory form)
     "guidance-in-system": {"strategy_guidance_at": "system"},
     "guidance-as-user": {"strategy_guidance_at": "end-user"},
-    "guidance-as-user-temperature-0.3": {"strategy_guidance_at": "end-user", "llm_temperature": 0.3},
-    "temperature-0.3": {"llm_temperature": 0.3},
+    "guidance-as-user-temperature-0.7": {"strategy_guidance_at": "end-user", "llm_temperature": 0.7},
+    "temperature-0.7": {"llm_temperature": 0.7},  # Qwen2.5's recommendation, the default until this run
 }
 
 # ---- Running the conversations through the real server --------------------------------------------------
