@@ -87,8 +87,9 @@ T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
-    """Realtime-style ids: a short prefix and random hex (e.g. item_3f2a...)."""
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+    """Realtime-style ids: a short prefix and 20 random hex digits (e.g. item_3f2a...). os.urandom, not
+    uuid4: every server event gets one, and uuid.UUID's checks cost several times the random bytes."""
+    return f"{prefix}_{os.urandom(10).hex()}"
 
 
 def now_ms() -> float:
@@ -548,19 +549,56 @@ class StageTimeout(RuntimeError):
 async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: float,
                            stage: str) -> AsyncIterator[T]:
     """Yield from a component's stream, failing with StageTimeout when the first item takes longer than
-    `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops)."""
+    `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops).
+
+    One timer per stream, not an asyncio.timeout per item (every word and audio chunk of every reply
+    passes here): the timer fires at the deadline of the wait it was set for; if that wait has ended, it
+    is set again for the wait in progress. On expiry it cancels the waiting task, as asyncio.timeout
+    does, and a cancellation from elsewhere at the same time still wins."""
+    loop = asyncio.get_running_loop()
+    waiting: tuple[float, asyncio.Task[Any], int] | None = None  # (deadline, task, its cancel count before)
+    timer: asyncio.TimerHandle | None = None
+    expired = False
+
+    def check() -> None:
+        nonlocal timer, expired
+        timer = None
+        if waiting is None:
+            return  # no wait in progress: the next one sets the timer
+        if loop.time() < waiting[0]:
+            timer = loop.call_at(waiting[0], check)
+            return
+        expired = True
+        waiting[1].cancel()
+
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         limit = first_s
-        while True:
-            try:
-                async with asyncio.timeout(limit):
+        try:
+            while True:
+                task = asyncio.current_task()
+                assert task is not None
+                waiting = (loop.time() + limit, task, task.cancelling())
+                if timer is None or timer.when() > waiting[0]:
+                    if timer is not None:
+                        timer.cancel()
+                    timer = loop.call_at(waiting[0], check)
+                try:
                     item = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
-            yield item
-            limit = next_s
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:  # as under asyncio.timeout, a stream's own TimeoutError counts as one
+                    raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
+                except asyncio.CancelledError:
+                    if expired and task.uncancel() <= waiting[2]:
+                        raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
+                    raise
+                finally:
+                    waiting = None
+                yield item
+                limit = next_s
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 # ---- Test doubles -------------------------------------------------------------------------------------
@@ -4198,6 +4236,10 @@ class Session:
         self._outbound_room = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._playback_timer: asyncio.TimerHandle | None = None
+        self._send_started_at: float | None = None  # loop time at which the send in progress began
+        self._send_watchdog: asyncio.TimerHandle | None = None  # the send deadline (_check_send)
+        self._send_expired = False
+        self._send_task: asyncio.Task[None] | None = None
         self._closing = False
         # audio path
         self.vad = self.components.vad_class(self.config)
@@ -4255,7 +4297,7 @@ class Session:
             self._closing = True
             if self.response is not None:
                 self.response.status = "cancelled"
-            for timer in (self._playback_timer, self._idle_timer):
+            for timer in (self._playback_timer, self._idle_timer, self._send_watchdog):
                 if timer is not None:
                     timer.cancel()
             pending = [receiver, sender, *self._tasks]
@@ -4310,24 +4352,53 @@ class Session:
     async def _send_loop(self) -> None:
         import websockets
 
+        loop = asyncio.get_running_loop()
+        self._send_task = asyncio.current_task()
         while True:
             out = await self.outbound_events.get()
             self._outbound_room.set()
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
-            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel that ends this loop
-                async with asyncio.timeout(self.config.send_timeout_s):
-                    await self.ws.send(json.dumps(out.event))
-            except TimeoutError:
-                self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
-                self.ws.transport.abort()
-                return
+            # Each send has `send_timeout_s`, kept by one timer per session (_check_send) rather than an
+            # asyncio.timeout per event: every event passes here, and a timer each cost as much as the send.
+            self._send_started_at = loop.time()
+            if self._send_watchdog is None:
+                self._send_watchdog = loop.call_at(self._send_started_at + self.config.send_timeout_s,
+                                                   self._check_send)
+            try:
+                await self.ws.send(json.dumps(out.event))
             except websockets.ConnectionClosed:
                 return
+            except asyncio.CancelledError:
+                if not self._send_expired:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # cut by _check_send
+                return
+            finally:
+                self._send_started_at = None
             if out.response is not None:
                 self._after_send(out)
             if out.after_send is not None:
                 out.after_send()
+
+    def _check_send(self) -> None:
+        """The send deadline: due `send_timeout_s` after the send in progress began. A client that stopped
+        reading is cut then (the send loop ends, and with it the session); when the send the timer was set
+        for has completed, it is set again for the one in progress, if any."""
+        self._send_watchdog = None
+        started = self._send_started_at
+        if started is None:
+            return  # nothing being sent: the next send sets the timer
+        loop = asyncio.get_running_loop()
+        due = started + self.config.send_timeout_s
+        if loop.time() < due:
+            self._send_watchdog = loop.call_at(due, self._check_send)
+            return
+        self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
+        self._send_expired = True
+        self.ws.transport.abort()
+        if self._send_task is not None:
+            self._send_task.cancel()  # the send blocked in it ends, and the send loop with it
 
     def _after_send(self, out: Outgoing) -> None:
         """Account for what actually reached the socket: spoken text and audio played at real time."""
