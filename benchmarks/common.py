@@ -163,6 +163,19 @@ async def realtime_user(port: int, frames: list[str], seconds: float, totals: To
         reader.cancel()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children that are still running (the
+    workers of `--workers N`), from /proc; 0 where /proc is not there."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
+
+
 def frames_handled(log_lines: list[str]) -> int:
     """Appends the server's sessions handled, from their close log lines."""
     return sum(int(m) for line in log_lines for m in re.findall(r"audio_frames_in=(\d+)", line))
