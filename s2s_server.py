@@ -4741,16 +4741,18 @@ class Session:
         30 to 40 tokens/s). When the turn ends with the same transcript and history, `_judge_and_respond`
         takes this judgement instead of judging again; otherwise it is dropped."""
         self._drop_foresight()
-        reading = self.prime_llm(pending_user_text=text)  # the history and the words, while the judge runs
+        words = self.llm_messages(pending_user_text=text)
+        reading = self.prime_llm(messages=words)  # the history and the words, while the judge runs
         if (not self.settings.create_response or self.blocked
                 or (self._memory_loading is not None and not self._memory_loading.done())):
             return  # no judgement now (the memory that informs it is still loading)
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
-        self.spawn(self._prime_plan(self._foresight, reading), "llm-prime-plan")
+        self.spawn(self._prime_plan(self._foresight, words, reading), "llm-prime-plan")
 
-    async def _prime_plan(self, foresight: Foresight, reading: asyncio.Task[None] | None) -> None:
+    async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
+                          reading: asyncio.Task[None] | None) -> None:
         """Once the foreseen judgement and the first priming are done, prime the planned reply's whole prompt
         (about 20 more tokens: the guidance). If the turn has ended meanwhile, the reply reads them itself."""
         judgement = await asyncio.shield(foresight.task)
@@ -4762,7 +4764,8 @@ class Session:
         row = STRATEGIES.get(plan.strategy or "")
         if row is not None and row.speaks and not row.ends_session and row.max_tokens(self.config) > 0:
             _opener, messages = self._reply_messages(row, foresight.text, pending_user_text=foresight.text)
-            self.prime_llm(messages=messages)
+            if messages != words:  # a plain reply has no guidance: its prompt is read already
+                self.prime_llm(messages=messages)
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
