@@ -28,10 +28,10 @@ import pytest
 
 import s2s_server as S
 from s2s_config import config_model
+from tests.conftest import MODEL_CONFIG, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own (declared beside each class)
 SECOND = 1.0
-MODEL_CONFIG = Config(llm_temperature=0.0)  # the defaults, greedy, so that answers are repeatable
 
 
 def words(text: str) -> set[str]:
@@ -56,32 +56,9 @@ def speak(text: str) -> np.ndarray:
     return S.resample(pcm, rate, S.SAMPLE_RATE_HZ)
 
 
-async def collect(stream: Any) -> list[Any]:
-    return [item async for item in stream]
-
-
-@pytest.fixture(scope="module")
-def asr() -> Iterator[S.WhisperASR]:
-    component = S.WhisperASR(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[S.LlamaCppLLM]:
-    component = S.LlamaCppLLM(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
-
-
-@pytest.fixture(scope="module")
-def tts() -> Iterator[S.HibariTTS]:
-    component = S.HibariTTS(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
+asr = model_fixture(S.WhisperASR)
+llm = model_fixture(S.LlamaCppLLM)
+tts = model_fixture(S.HibariTTS)
 
 
 async def transcribe(asr: S.WhisperASR, audio: np.ndarray) -> str:
