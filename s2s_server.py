@@ -4224,6 +4224,7 @@ class HeldOnset:
     task: asyncio.Task[None] | None = None  # the transcription under way
     next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
     words: set[str] = field(default_factory=set)  # content words the last hearing counted
+    paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
 
 
 @dataclass
@@ -4588,10 +4589,14 @@ class Session:
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
             elif self._held is not None:
-                if ev.kind == "speech_stopped":
-                    self._held.stopped = ev  # the held speech ended: its words decide what it was
+                if ev.kind in ("speech_stopped", "paused"):  # the burst ended: its words decide what it was
+                    if ev.kind == "speech_stopped":
+                        self._held.stopped = ev
+                    self._held.paused = ev
                     if self._held.task is None:
                         self._check_held()
+                elif ev.kind == "resumed":
+                    self._held.paused = None
             elif ev.kind == "paused":
                 self._start_speculative_asr(ev)
                 self._ask_end_of_turn()
@@ -4629,15 +4634,16 @@ class Session:
     # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
 
     def _check_held(self) -> None:
-        """Hear the held speech so far (or all of it, once it ended) and decide in `_judge_held`."""
+        """Hear the held speech so far (all of it, once it paused or ended) and decide in `_judge_held`."""
         held = self._held
         assert held is not None
         held.next_check_ms = self.detector.speech_ms + self.config.barge_in_recheck_ms
-        audio = held.stopped.audio if held.stopped is not None else self.detector.utterance_audio()
-        held.task = self.spawn(self._judge_held(held, audio), "barge-in-check")
+        ended = held.paused
+        audio = ended.audio if ended is not None else self.detector.utterance_audio()
+        held.task = self.spawn(self._judge_held(held, audio, ended), "barge-in-check")
 
-    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None) -> None:
-        ended = held.stopped is not None
+    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None, ended: TurnEvent | None) -> None:
+        """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
         try:
             text, logprob = ("", None)
             if audio is not None and len(audio):
@@ -4650,23 +4656,28 @@ class Session:
             self.log.exception("asr failed on speech over the bot")
             text, logprob, verdict = "", None, "barge_in"
         else:
-            verdict, held.words = held_verdict(text, logprob, held.words, ended, self.config)
+            verdict, held.words = held_verdict(text, logprob, held.words, ended is not None, self.config)
         if self._held is not held:
             return
         held.task = None
         if verdict == "barge_in":
             self._release_held(held, f"{text[:80]!r} (log-probability {logprob})")
-        elif held.stopped is not None and not ended:
-            self._check_held()  # it ended while this hearing ran: hear the whole clip
-        elif verdict == "backchannel":  # it ended with no words or only "uh-huh": not a turn, no reply
-            assert held.stopped is not None
+        elif held.paused is not ended:
+            self._check_held()  # it paused, ended or resumed while this hearing ran: hear it again
+        elif verdict == "backchannel":  # a burst with no words or only "uh-huh": not a turn, no reply
+            assert ended is not None
             self._held = None
             self._user_speaking = False
             self._speech_item_id = None
+            end_ms = held.stopped.at_ms if held.stopped is not None else \
+                getattr(self.detector, "last_voiced_end_ms", self.detector.clock_ms)
+            if held.stopped is None:  # paused: what follows is a new onset
+                self.detector.reset()
+                self._drop_speculative_asr()
             self.log.info("%s over the bot: %r (log-probability %s); it talks on",
                           "backchannel" if text else "a sound", text[:40], logprob)
             self.emit(server_event("s2s.backchannel", text=text, audio_start_ms=int(held.onset.at_ms),
-                                   audio_end_ms=int(held.stopped.at_ms)))
+                                   audio_end_ms=int(end_ms)))
         elif self.detector.in_speech and self.detector.speech_ms >= held.next_check_ms:
             self._check_held()  # more audio came while this hearing ran: hear it now
 

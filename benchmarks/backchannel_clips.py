@@ -8,7 +8,9 @@ Mandarin by Whisper), and three noises (a cough, a door, fast typing) from bench
 Each clip is heard the way the session hears speech over the bot (section 12, `_judge_held`): a first check
 once `vad_min_speech_ms` of sound has passed (with `vad_prefix_padding_ms` before the onset), then again
 each time `barge_in_recheck_ms` more audio has come and the previous check is done (its measured compute
-time is audio time that passes meanwhile), and a last check on the whole clip when it ends. The onset is
+time is audio time that passes meanwhile), and a last check on the whole clip when it has paused for
+`turn_pause_ms` (the old check: as soon as it ended, which flatters it: the server waited for the end of
+the turn). The onset is
 the first 10 ms window at or above -45 dBFS.
 
 Reported per configuration: false barge-ins (backchannels and noises that would stop the bot), missed
@@ -87,8 +89,11 @@ async def decide(asr: Any, config: Any, pcm: np.ndarray, old: bool) -> tuple[boo
     recheck = 300 if old else config.barge_in_recheck_ms
     end_ms = S.samples_to_ms(end - onset)
     heard, before = "", set()
+    pause_ms = config.turn_pause_ms  # the silence after which the burst counts as ended (`paused`)
     while True:
         last = clock >= end_ms
+        if last and not old:
+            clock = max(clock, end_ms + pause_ms)
         audio = pcm[start:end] if last else pcm[start:onset + S.ms_to_samples(clock)]
         t0 = time.perf_counter()
         if old:
@@ -106,7 +111,7 @@ async def decide(asr: Any, config: Any, pcm: np.ndarray, old: bool) -> tuple[boo
         if verdict == "barge_in":
             return True, clock + spent, heard
         if last:
-            return False, end_ms + spent, heard
+            return False, clock + spent, heard
         clock = max(clock + spent, clock + recheck) if old else clock + max(spent, recheck)
         if not old and min(clock, end_ms) >= config.barge_in_max_hold_ms:
             return True, config.barge_in_max_hold_ms, heard + " (too long)"
