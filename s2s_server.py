@@ -972,12 +972,12 @@ class PredictiveTurnDetector(TurnDetector):
 def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config,
                  ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
-    this hearing counts (hand them back as `before` next time).
+    this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
     Words count only when the ASR is sure enough (`barge_in_min_logprob`). While the speech goes on, a
-    content word must be heard in two hearings in a row (Whisper turns the first 200 ms of "right" into
-    "rock", of "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has ended, one hearing of
-    the whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
+    content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
+    "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
+    whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
     words = set() if logprob is not None and logprob < config.barge_in_min_logprob else \
         set(content_words(text, config.backchannel_words))
     if ended:
@@ -4223,7 +4223,7 @@ class HeldOnset:
     stopped: TurnEvent | None = None  # the held speech ended before a decision
     task: asyncio.Task[None] | None = None  # the transcription under way
     next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
-    words: set[str] = field(default_factory=set)  # content words the last hearing counted
+    words: set[str] = field(default_factory=set)  # content words the hearings so far counted
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
 
 
@@ -4656,7 +4656,10 @@ class Session:
             self.log.exception("asr failed on speech over the bot")
             text, logprob, verdict = "", None, "barge_in"
         else:
-            verdict, held.words = held_verdict(text, logprob, held.words, ended is not None, self.config)
+            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
+            held.words |= words
+        self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
+                       if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:
             return
         held.task = None

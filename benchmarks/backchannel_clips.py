@@ -17,8 +17,8 @@ Reported per configuration: false barge-ins (backchannels and noises that would 
 interruptions, and for the interruptions caught the decision time from the onset (audio ms heard + compute)
 p50 / max. "old" is the check before this change (the utterance transcribed with the normal ASR path, a 10 s
 window, every 300 ms, one hearing with a content word barges in, no confidence or length rule); "new" is
-the server's current default (`held_verdict`: a short window, confident words, heard twice in a row while
-the speech goes on, `barge_in_max_hold_ms`).
+the server's current default (`held_verdict`: a short window, confident words, heard twice while the
+speech goes on, `barge_in_max_hold_ms`).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ async def decide(asr: Any, config: Any, pcm: np.ndarray, old: bool) -> tuple[boo
             verdict = "barge_in" if S.content_words(text, config.backchannel_words) else \
                 ("backchannel" if last else "wait")
         else:
-            verdict, before = S.held_verdict(text, logprob, before, last, config)
+            verdict, words = S.held_verdict(text, logprob, before, last, config)
+            before |= words
         if verdict == "barge_in":
             return True, clock + spent, heard
         if last:

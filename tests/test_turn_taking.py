@@ -296,7 +296,7 @@ def test_backchannel_words_are_told_from_words_with_content():
 
 
 def test_words_over_the_bot_barge_in_only_when_heard_surely_and_twice():
-    """While held speech goes on, a content word must come back in the next hearing ("rock" then "right"
+    """While held speech goes on, a content word must come back in a later hearing ("rock" then "right"
     is the start of a backchannel); a guess under `barge_in_min_logprob` (a cough) counts no words; once
     the speech ended, one hearing decides."""
     config = validate_config({})
