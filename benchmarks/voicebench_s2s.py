@@ -1,6 +1,6 @@
 """voicebench (0.2.0, Apache-2.0) against this server: turn-taking as a user meets it, scored from audio.
 
-    python benchmarks/voicebench_s2s.py                       # default models, new vs baseline, one run
+    python benchmarks/voicebench_s2s.py                       # default models: baseline, smart-turn, new; one run
     python benchmarks/voicebench_s2s.py --fakes               # zero-latency fakes (latency turns only)
     python benchmarks/voicebench_s2s.py --configs new --repeat 2 --report /tmp/vb.md
 
@@ -68,6 +68,9 @@ INSTRUCTIONS = ("You are a friendly voice companion. Always answer in English, i
 # ends every turn, any speech over the agent cuts it off at once, TTS padding is left as the model made it.
 BASELINE = ["--turn-taking", "silence", "--barge-in-hold", "off", "--tts-onset-ms", "1000",
             "--tts-clause-gap-ms", "2000", "--tts-sentence-gap-ms", "2000", "--tts-tail-ms", "2000"]
+# The end-of-turn model alone: predictive turn-taking without the judge's text signal (silence + Smart Turn).
+SMART_TURN_ALONE = ["--judge-end-of-turn", "false"]
+CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "new": []}
 
 
 class RealtimeAdapter(WebSocketAdapter):
@@ -250,7 +253,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
                  "Sure. Here is a short answer."]
-    configs = {name: load_config([*base, *(BASELINE if name == "baseline" else [])]) for name in args.configs}
+    configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
     first = next(iter(configs.values()))
     folder = Path(tempfile.mkdtemp(prefix="s2s-vb-audio-"))
     scenario = build_scenario(folder, args.fakes, args.pairs, args.hesitations)
@@ -300,7 +303,9 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fakes", action="store_true", help="zero-latency fake ASR/LLM/TTS; question turns only")
-    parser.add_argument("--configs", nargs="+", choices=["baseline", "new"], default=["baseline", "new"])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+                        help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
+                        "defaults without the judge's text end-of-turn signal; new: the defaults")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=len(OVER_SPEECH),
                         help=f"question + over-speech pairs, in the order listed (default all {len(OVER_SPEECH)})")
