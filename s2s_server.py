@@ -893,7 +893,7 @@ class PredictiveTurnDetector(TurnDetector):
         instead of 25 %, for 90 ms more latency."""
         turn_audio_threshold: float = Field(0.7, ge=0.0, le=1.0)
         """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
-        turn_text_threshold: float = Field(0.5, ge=0.0, le=1.0)
+        turn_text_threshold: float = Field(0.4, ge=0.0, le=1.0)
         """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
