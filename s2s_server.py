@@ -461,6 +461,16 @@ class ASR(Component):
         raise NotImplementedError
         yield ""
 
+    async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
+        """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
+        how sure the ASR is (mean token log-probability; None when the backend does not say). Called often
+        while the user talks over the bot, so a backend may trade accuracy for speed. The default
+        transcribes it like an utterance."""
+        text = ""
+        async for piece in self.transcribe(audio):
+            text += piece
+        return text, None
+
 
 class LLM(Component):
     """Language model. `generate` yields text deltas; closing the iterator must stop generation."""
@@ -921,7 +931,7 @@ class PredictiveTurnDetector(TurnDetector):
         instead of 25 %, for 90 ms more latency."""
         turn_audio_threshold: float = Field(0.7, ge=0.0, le=1.0)
         """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
-        turn_text_threshold: float = Field(0.5, ge=0.0, le=1.0)
+        turn_text_threshold: float = Field(0.4, ge=0.0, le=1.0)
         """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
@@ -997,10 +1007,27 @@ class PredictiveTurnDetector(TurnDetector):
         return event
 
 
+def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config,
+                 ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
+    """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
+    this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
+
+    Words count only when the ASR is sure enough (`barge_in_min_logprob`). While the speech goes on, a
+    content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
+    "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
+    whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
+    words = set() if logprob is not None and logprob < config.barge_in_min_logprob else \
+        set(content_words(text, config.backchannel_words))
+    if ended:
+        return ("barge_in" if words else "backchannel"), words
+    return ("barge_in" if words & before else "wait"), words
+
+
 def content_words(text: str, backchannel: list[str]) -> list[str]:
     """The words of `text` that are not a listener's backchannel ("uh-huh", "right", "嗯", "好的"): empty for
     a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
-    counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的")."""
+    counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的"). Digits and
+    single letters other than "I" are not words (what Whisper makes of a hum: "3", "M")."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
@@ -1009,7 +1036,9 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     content = []
     for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
         if not _CJK.search(token):
-            if token.strip("-'") not in single and token not in single:
+            bare = token.strip("-'")
+            hum = not any(ch.isalpha() for ch in bare) or (len(bare) == 1 and bare != "i")  # "3", "M", "D"
+            if bare not in single and token not in single and not hum:
                 content.append(token)
             continue
         rest = token
@@ -1594,6 +1623,12 @@ class WhisperASR(ASR):
         Whisper's 30 s. 10 s: 0.25 s per utterance on 2 cores instead of 0.6 to 0.8 s, with the same word
         error rate on 100 test utterances (docs/models.md); 30 reproduces Whisper exactly. A transcript that
         looks looped is redone at 30."""
+        whisper_clip_window_s: float = Field(2.0, ge=0.5, le=30)
+        """Encoder window for `hear_clip` (speech over the bot, checked every ~100 ms while it goes on), in
+        seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,
+        and noise no longer hallucinates confident words (benchmarks/backchannel_clips.py)."""
+        whisper_clip_max_tokens: int = Field(10, ge=1, le=200)
+        """Tokens decoded for one `hear_clip`: the first words decide, so a short window's loops cost little."""
         whisper_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
         this and its mean token log-probability is below -1 (Whisper's own rule)."""
@@ -1639,7 +1674,24 @@ class WhisperASR(ASR):
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 
+    async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
+        """A short window and a few tokens; the mean token log-probability comes back with the words."""
+        result: tuple[str, float | None] = ("", None)
+        async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop)]), thread_name="s2s-asr"):
+            result = piece
+        return result
+
     # ---- blocking work (a worker thread) --------------------------------------------------------------
+
+    def _clip(self, pcm16: np.ndarray, stop: threading.Event) -> tuple[str, float | None]:
+        c = self.config
+        if len(pcm16) < SAMPLE_RATE_HZ // 100:
+            return "", None
+        features = self._model.feature_extractor(pcm16.astype(np.float32) / 32768.0)
+        window = min(WHISPER_FULL_FRAMES, max(int(c.whisper_clip_window_s * 100), features.shape[-1] + 50))
+        decoded = self._decode(features, window, len(pcm16) / SAMPLE_RATE_HZ, stop,
+                               max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True)
+        return decoded if isinstance(decoded, tuple) else ("", None)
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
@@ -1660,9 +1712,10 @@ class WhisperASR(ASR):
         if text:
             yield text
 
-    def _decode(self, features: np.ndarray, window_frames: int, duration_s: float,
-                stop: threading.Event) -> str | None:
-        """One encoder window -> text; None when stopped, "" when Whisper hears no speech."""
+    def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
+                max_new_tokens: int | None = None, with_logprob: bool = False) -> Any:
+        """One encoder window -> text (with its mean token log-probability if `with_logprob`); None when
+        stopped, "" when Whisper hears no speech."""
         import ctranslate2
 
         if stop.is_set():
@@ -1676,7 +1729,8 @@ class WhisperASR(ASR):
             return None
         tokenizer = self._tokenizer(self._language(encoded))
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
+        if max_new_tokens is None:
+            max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
@@ -1684,8 +1738,9 @@ class WhisperASR(ASR):
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
-            return ""
-        return tokenizer.decode(tokens).strip()
+            return ("", avg_logprob) if with_logprob else ""
+        text = tokenizer.decode(tokens).strip()
+        return (text, avg_logprob) if with_logprob else text
 
     def _language(self, encoded: Any) -> str:
         c = self.config
@@ -4205,7 +4260,9 @@ class HeldOnset:
     onset: TurnEvent
     stopped: TurnEvent | None = None  # the held speech ended before a decision
     task: asyncio.Task[None] | None = None  # the transcription under way
-    next_check_ms: float = 0.0  # voiced ms of the utterance at which to transcribe again
+    next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
+    words: set[str] = field(default_factory=set)  # content words the hearings so far counted
+    paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
 
 
 @dataclass
@@ -4600,8 +4657,11 @@ class Session:
             self._last_voiced_at_ms = now_ms()
         self._on_turn_events(detector.push(frame, prob))
         held = self._held
-        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
-            self._check_held()
+        if held is not None and detector.in_speech:
+            if detector.speech_ms >= self.config.barge_in_max_hold_ms:  # too long for a backchannel
+                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech with no answer from its words")
+            elif held.task is None and detector.speech_ms >= held.next_check_ms:
+                self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
             self._start_partial()
 
@@ -4612,10 +4672,14 @@ class Session:
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
             elif self._held is not None:
-                if ev.kind == "speech_stopped":
-                    self._held.stopped = ev  # the held speech ended: its words decide what it was
+                if ev.kind in ("speech_stopped", "paused"):  # the burst ended: its words decide what it was
+                    if ev.kind == "speech_stopped":
+                        self._held.stopped = ev
+                    self._held.paused = ev
                     if self._held.task is None:
                         self._check_held()
+                elif ev.kind == "resumed":
+                    self._held.paused = None
             elif ev.kind == "paused":
                 self._start_speculative_asr(ev)
                 self._ask_end_of_turn()
@@ -4653,49 +4717,74 @@ class Session:
     # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
 
     def _check_held(self) -> None:
-        """Transcribe the held speech so far (or all of it, once it ended) and decide in `_judge_held`."""
+        """Hear the held speech so far (all of it, once it paused or ended) and decide in `_judge_held`."""
         held = self._held
         assert held is not None
         held.next_check_ms = self.detector.speech_ms + self.config.barge_in_recheck_ms
-        audio = held.stopped.audio if held.stopped is not None else self.detector.utterance_audio()
-        held.task = self.spawn(self._judge_held(held, audio), "barge-in-check")
+        ended = held.paused
+        audio = ended.audio if ended is not None else self.detector.utterance_audio()
+        held.task = self.spawn(self._judge_held(held, audio, ended), "barge-in-check")
 
-    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None) -> None:
+    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None, ended: TurnEvent | None) -> None:
+        """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
         try:
-            text = (await self._collect_transcript(audio)).strip() if audio is not None and len(audio) else ""
+            text, logprob = ("", None)
+            if audio is not None and len(audio):
+                text, logprob = await asyncio.wait_for(self.components.asr.hear_clip(audio),
+                                                       self.config.asr_deadline_s)
+            text = text.strip()
         except asyncio.CancelledError:
             raise
         except Exception:  # no words to go by: the user's speech wins, as without holding
             self.log.exception("asr failed on speech over the bot")
-            text, failed = "", True
+            text, logprob, verdict = "", None, "barge_in"
         else:
-            failed = False
+            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
+            held.words |= words
+        self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
+                       if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:
             return
         held.task = None
-        words = content_words(text, self.config.backchannel_words)
-        if words or failed:
-            self._held = None
-            self.log.info("barge-in after %.0f ms of speech: %r", held.stopped.at_ms - held.onset.at_ms
-                          if held.stopped else self.detector.speech_ms, text[:80])
-            self._user_active()
-            self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
-                                   item_id=self._speech_item_id))
-            if self.bot_active() and self.settings.interrupt_response:
-                self.barge_in("turn_detected")
-            self._set_state(State.LISTENING)
-            if held.stopped is not None:
-                self._on_speech_stopped(held.stopped, endpoint_ms=None)
-            elif self.detector.in_speech and getattr(self.detector, "_paused", False):
-                self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
-                self._ask_end_of_turn()
-        elif held.stopped is not None:  # it ended with no words or only "uh-huh": not a turn, no reply
+        if verdict == "barge_in":
+            self._release_held(held, f"{text[:80]!r} (log-probability {logprob})")
+        elif held.paused is not ended:
+            self._check_held()  # it paused, ended or resumed while this hearing ran: hear it again
+        elif verdict == "backchannel":  # a burst with no words or only "uh-huh": not a turn, no reply
+            assert ended is not None
             self._held = None
             self._user_speaking = False
             self._speech_item_id = None
-            self.log.info("%s over the bot: %r; it talks on", "backchannel" if text else "a sound", text[:40])
+            end_ms = held.stopped.at_ms if held.stopped is not None else \
+                getattr(self.detector, "last_voiced_end_ms", self.detector.clock_ms)
+            if held.stopped is None:  # paused: what follows is a new onset
+                self.detector.reset()
+                self._drop_speculative_asr()
+            self.log.info("%s over the bot: %r (log-probability %s); it talks on",
+                          "backchannel" if text else "a sound", text[:40], logprob)
             self.emit(server_event("s2s.backchannel", text=text, audio_start_ms=int(held.onset.at_ms),
-                                   audio_end_ms=int(held.stopped.at_ms)))
+                                   audio_end_ms=int(end_ms)))
+        elif self.detector.in_speech and self.detector.speech_ms >= held.next_check_ms:
+            self._check_held()  # more audio came while this hearing ran: hear it now
+
+    def _release_held(self, held: HeldOnset, why: str) -> None:
+        """The held speech is a barge-in: the user's turn starts (at its onset) and the bot stops."""
+        self._held = None
+        if held.task is not None:
+            held.task.cancel()
+        self.log.info("barge-in after %.0f ms of speech: %s", held.stopped.at_ms - held.onset.at_ms
+                      if held.stopped else self.detector.speech_ms, why)
+        self._user_active()
+        self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
+                               item_id=self._speech_item_id))
+        if self.bot_active() and self.settings.interrupt_response:
+            self.barge_in("turn_detected")
+        self._set_state(State.LISTENING)
+        if held.stopped is not None:
+            self._on_speech_stopped(held.stopped, endpoint_ms=None)
+        elif self.detector.in_speech and getattr(self.detector, "_paused", False):
+            self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
+            self._ask_end_of_turn()
 
     # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
 
