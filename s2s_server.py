@@ -4302,6 +4302,7 @@ class Session:
         self._outbound_room = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._playback_timer: asyncio.TimerHandle | None = None
+        self._playback_ends_at = 0.0  # loop time at which the newest reply's queued audio ends playing
         self._send_started_at: float | None = None  # loop time at which the send in progress began
         self._send_watchdog: asyncio.TimerHandle | None = None  # the send deadline (_check_send)
         self._send_expired = False
@@ -4475,13 +4476,23 @@ class Session:
         out.response.clock.sent(out.audio_ms, out.clause, now_ms())
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
-        if self._playback_timer is not None:
-            self._playback_timer.cancel()
+        """Playback ends `delay_ms` from now. Called for every audio chunk, so the timer is not replaced
+        each time: one that fires earlier waits on (_playback_finished); only an earlier end moves it."""
         loop = asyncio.get_running_loop()
-        self._playback_timer = loop.call_later(max(delay_ms, 0) / 1000, self._playback_finished)
+        self._playback_ends_at = loop.time() + max(delay_ms, 0) / 1000
+        timer = self._playback_timer
+        if timer is not None and timer.when() <= self._playback_ends_at:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
 
     def _playback_finished(self) -> None:
         self._playback_timer = None
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._playback_ends_at:  # audio queued since the timer was set: wait for its end
+            self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
+            return
         if self.response is None and self.state == State.SPEAKING:
             self._set_state(State.LISTENING)
 
