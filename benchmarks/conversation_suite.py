@@ -28,8 +28,9 @@ Chinese. Per row:
              topic keyword; without one, a review), repeats no earlier bot sentence and does not say the
              user's own words back (8 words, 10 Chinese characters of theirs).
   proactive  the bot speaks first, in at most two sentences, about something known of the user (a keyword
-             of their facts; without one, a review), repeating no earlier bot sentence and not claiming the
-             user's facts as its own ("我叫小明" to 小明) nor telling them their name ("你的名字是小明。").
+             of their facts other than their name; without one, a review), repeating no earlier bot
+             sentence, not claiming the user's facts as its own ("我叫小明" to 小明) and not telling them
+             their name ("你的名字是小明。").
   memory     names and facts go to the right person: the bot does not claim the user's name or facts as its
              own; asked for them it answers with them, also in a later session.
 Checks that a rule cannot decide (marked "review") are looked up by the reply's exact text in
@@ -247,8 +248,9 @@ def interrupt(words: str, topic: list[str]) -> Step:
 
 
 def speak_first(known: list[str], theirs: list[str]) -> Step:
-    """`theirs`: the user's facts as the bot would wrongly claim them ("I'm Sam", "我叫小明"). Telling the user
-    their own name ("你的名字是小明。") names a fact but opens nothing: it fails too."""
+    """`known`: keywords of what the user told besides their name (their name alone, "Hi, Lea! What do you do
+    for a living?", is left to a review). `theirs`: the user's facts as the bot would wrongly claim them
+    ("I'm Sam", "我叫小明"). Telling the user their own name ("你的名字是小明。") opens nothing: it fails."""
     return Step("proactive", quiet=True, checks=[
         at_most_sentences(2), has_or_review("fits what is known about the user", *known), no_repeat(),
         not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
@@ -272,18 +274,19 @@ CONVERSATIONS = [
                 ["sock", "colour", "color", "length", "sort", "thesis"], REFUSAL_EN),
         Step("memory", say="Sorry. Do you remember my name?", checks=[
             has("Sam"), not_claiming("I'm Sam", "I am Sam", "my name is Sam")]),
-        speak_first(["Sam", "Paris", "France", "French"], ["I'm Sam", "I am Sam", "my name is Sam", "I live in Paris"]),
+        speak_first(["Paris", "France", "French"], ["I'm Sam", "I am Sam", "my name is Sam", "I live in Paris"]),
     ]]),
     Conversation("en-later-session", "en", "suite-lea", [[
         Step("memory", say="Hi, I'm called Lea. I work as a nurse and I love hiking.",
              checks=[not_claiming("I'm Lea", "I am Lea", "I'm called Lea", "I work as a nurse", "I'm a nurse")]),
         Step("memory", say="My brother Tom is a pilot.", checks=[not_claiming("I'm a pilot", "I am a pilot")]),
     ], [
-        Step("memory", say="Hi again! What do I do for a living?", checks=[has("nurse"), lacks("pilot")]),
+        Step("memory", say="Hi again! What do I do for a living?", checks=[
+            has("nurse"), lacks("pilot"), not_claiming("I'm a nurse", "I am a nurse", "I work as a nurse")]),
         Step("memory", say="And what does my brother do?", checks=[has("pilot")]),
         Step("memory", say="What is my name?", checks=[has("Lea"), not_claiming("I'm Lea", "I am Lea",
                                                                                  "my name is Lea")]),
-        speak_first(["hik", "walk", "trail", "mountain", "nurse", "Lea", "Tom", "pilot", "outdoor", "nature"],
+        speak_first(["hik", "walk", "trail", "mountain", "nurse", "Tom", "pilot", "outdoor", "nature"],
                     ["I'm Lea", "I am Lea", "my name is Lea", "I'm a nurse", "I am a nurse"]),
     ]]),
     Conversation("en-interrupts", "en", "suite-kai", [[
@@ -319,17 +322,18 @@ CONVERSATIONS = [
                 ["袜子", "颜色", "长短", "论文"], REFUSAL_ZH),
         Step("memory", say="对不起。你还记得我叫什么名字吗？",
              checks=[has("小明"), not_claiming("我叫小明", "我是小明")]),
-        speak_first(["小明", "上海"], ["我叫小明", "我是小明", "我住在上海"]),
+        speak_first(["上海"], ["我叫小明", "我是小明", "我住在上海"]),
     ]]),
     Conversation("zh-later-session", "zh", "suite-xiaohong", [[
         Step("memory", say="你好，我叫小红，我是一名护士，我喜欢爬山。",
              checks=[not_claiming("我叫小红", "我是小红", "我是一名护士", "我是护士")]),
         Step("memory", say="我哥哥是一名飞行员。", checks=[not_claiming("我是一名飞行员", "我是飞行员")]),
     ], [
-        Step("memory", say="你好！我是做什么工作的？", checks=[has("护士"), lacks("飞行员")]),
+        Step("memory", say="你好！我是做什么工作的？", checks=[has("护士"), lacks("飞行员"),
+                                                       not_claiming("我是护士", "我是一名护士")]),
         Step("memory", say="那我哥哥是做什么的？", checks=[has("飞行员")]),
         Step("memory", say="我叫什么名字？", checks=[has("小红"), not_claiming("我叫小红", "我是小红")]),
-        speak_first(["爬山", "登山", "山", "护士", "小红", "哥哥", "飞行员", "户外", "徒步"],
+        speak_first(["爬山", "登山", "山", "护士", "哥哥", "飞行员", "户外", "徒步"],
                     ["我叫小红", "我是小红", "我是一名护士", "我是护士"]),
     ]]),
     Conversation("zh-interrupts", "zh", "suite-ali", [[
