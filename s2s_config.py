@@ -320,14 +320,14 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. You know: {facts}. Speak first: one short, friendly question in "
-        "{language}, starting with their name, about one of these things, without listing them. Example: "
-        "\"Ana, heard any good jazz in Lisbon lately?\"")
+        "The user has been quiet for a while. Their name: {name}. What else you know of them: {facts}. Speak "
+        "first: one short, friendly question in {language}, starting with their name, about what else you know. "
+        "Example: \"Ana, heard any good jazz in Lisbon lately?\"")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
-    {facts}: the user's remembered facts, "name: Sam; location: Paris")."""
+    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris")."""
     proactive_prompt_zh: str = (
-        "用户有一阵没说话了。你知道他的这些事：{facts}。你先开口：用一句中文，以他的名字开头，问他一个和其中一件事有关的"
-        "小问题，不要复述这些信息。")
+        "用户有一阵没说话了。他的名字：{name}。你还知道他的这些事：{facts}。你先开口：用一句中文，以他的名字开头，"
+        "问他一个和你还知道的事有关的小问题。")
     """The proactive guidance for a Chinese speaker ({facts} as above)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------

@@ -5383,8 +5383,11 @@ class Session:
         texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
         gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
         system = self._join(self.settings.instructions, self._memory_for_llm(gone))
-        if instructions and "{facts}" in instructions:  # the user's facts, next to the guidance that uses them
-            instructions = instructions.replace("{facts}", "; ".join(self.user_memory.fact_lines(8)) or "(none)")
+        if instructions and ("{facts}" in instructions or "{name}" in instructions):  # what is known of the
+            facts = self.user_memory.fact_lines(8)  # user, next to the guidance that uses it
+            name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")
+            others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
+            instructions = instructions.replace("{name}", name).replace("{facts}", others)
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
         role = "user" if self.config.strategy_guidance_at == "end-user" else "system"

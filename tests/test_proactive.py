@@ -222,7 +222,7 @@ async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_la
     await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
     guidance = RECORDED[-1][-1]
     assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
-    assert "name: Alice; location: Lisbon" in guidance["content"] and "{facts}" not in guidance["content"]
+    assert "Their name: Alice. What else you know of them: location: Lisbon." in guidance["content"]
     await c.wait_for("response.done")
     zh = await h.connect()
     await zh.say("帮我写作业 homework")
