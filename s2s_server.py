@@ -87,8 +87,9 @@ T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
-    """Realtime-style ids: a short prefix and random hex (e.g. item_3f2a...)."""
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+    """Realtime-style ids: a short prefix and 20 random hex digits (e.g. item_3f2a...). os.urandom, not
+    uuid4: every server event gets one, and uuid.UUID's checks cost several times the random bytes."""
+    return f"{prefix}_{os.urandom(10).hex()}"
 
 
 def now_ms() -> float:
@@ -460,6 +461,16 @@ class ASR(Component):
         raise NotImplementedError
         yield ""
 
+    async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
+        """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
+        how sure the ASR is (mean token log-probability; None when the backend does not say). Called often
+        while the user talks over the bot, so a backend may trade accuracy for speed. The default
+        transcribes it like an utterance."""
+        text = ""
+        async for piece in self.transcribe(audio):
+            text += piece
+        return text, None
+
 
 class LLM(Component):
     """Language model. `generate` yields text deltas; closing the iterator must stop generation."""
@@ -548,19 +559,56 @@ class StageTimeout(RuntimeError):
 async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: float,
                            stage: str) -> AsyncIterator[T]:
     """Yield from a component's stream, failing with StageTimeout when the first item takes longer than
-    `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops)."""
+    `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops).
+
+    One timer per stream, not an asyncio.timeout per item (every word and audio chunk of every reply
+    passes here): the timer fires at the deadline of the wait it was set for; if that wait has ended, it
+    is set again for the wait in progress. On expiry it cancels the waiting task, as asyncio.timeout
+    does, and a cancellation from elsewhere at the same time still wins."""
+    loop = asyncio.get_running_loop()
+    waiting: tuple[float, asyncio.Task[Any], int] | None = None  # (deadline, task, its cancel count before)
+    timer: asyncio.TimerHandle | None = None
+    expired = False
+
+    def check() -> None:
+        nonlocal timer, expired
+        timer = None
+        if waiting is None:
+            return  # no wait in progress: the next one sets the timer
+        if loop.time() < waiting[0]:
+            timer = loop.call_at(waiting[0], check)
+            return
+        expired = True
+        waiting[1].cancel()
+
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         limit = first_s
-        while True:
-            try:
-                async with asyncio.timeout(limit):
+        try:
+            while True:
+                task = asyncio.current_task()
+                assert task is not None
+                waiting = (loop.time() + limit, task, task.cancelling())
+                if timer is None or timer.when() > waiting[0]:
+                    if timer is not None:
+                        timer.cancel()
+                    timer = loop.call_at(waiting[0], check)
+                try:
                     item = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
-            yield item
-            limit = next_s
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:  # as under asyncio.timeout, a stream's own TimeoutError counts as one
+                    raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
+                except asyncio.CancelledError:
+                    if expired and task.uncancel() <= waiting[2]:
+                        raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
+                    raise
+                finally:
+                    waiting = None
+                yield item
+                limit = next_s
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 # ---- Test doubles -------------------------------------------------------------------------------------
@@ -883,7 +931,7 @@ class PredictiveTurnDetector(TurnDetector):
         instead of 25 %, for 90 ms more latency."""
         turn_audio_threshold: float = Field(0.7, ge=0.0, le=1.0)
         """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
-        turn_text_threshold: float = Field(0.5, ge=0.0, le=1.0)
+        turn_text_threshold: float = Field(0.4, ge=0.0, le=1.0)
         """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
@@ -959,10 +1007,27 @@ class PredictiveTurnDetector(TurnDetector):
         return event
 
 
+def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config,
+                 ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
+    """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
+    this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
+
+    Words count only when the ASR is sure enough (`barge_in_min_logprob`). While the speech goes on, a
+    content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
+    "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
+    whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
+    words = set() if logprob is not None and logprob < config.barge_in_min_logprob else \
+        set(content_words(text, config.backchannel_words))
+    if ended:
+        return ("barge_in" if words else "backchannel"), words
+    return ("barge_in" if words & before else "wait"), words
+
+
 def content_words(text: str, backchannel: list[str]) -> list[str]:
     """The words of `text` that are not a listener's backchannel ("uh-huh", "right", "嗯", "好的"): empty for
     a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
-    counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的")."""
+    counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的"). Digits and
+    single letters other than "I" are not words (what Whisper makes of a hum: "3", "M")."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
@@ -971,7 +1036,9 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     content = []
     for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
         if not _CJK.search(token):
-            if token.strip("-'") not in single and token not in single:
+            bare = token.strip("-'")
+            hum = not any(ch.isalpha() for ch in bare) or (len(bare) == 1 and bare != "i")  # "3", "M", "D"
+            if bare not in single and token not in single and not hum:
                 content.append(token)
             continue
         rest = token
@@ -1556,6 +1623,12 @@ class WhisperASR(ASR):
         Whisper's 30 s. 10 s: 0.25 s per utterance on 2 cores instead of 0.6 to 0.8 s, with the same word
         error rate on 100 test utterances (docs/models.md); 30 reproduces Whisper exactly. A transcript that
         looks looped is redone at 30."""
+        whisper_clip_window_s: float = Field(2.0, ge=0.5, le=30)
+        """Encoder window for `hear_clip` (speech over the bot, checked every ~100 ms while it goes on), in
+        seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,
+        and noise no longer hallucinates confident words (benchmarks/backchannel_clips.py)."""
+        whisper_clip_max_tokens: int = Field(10, ge=1, le=200)
+        """Tokens decoded for one `hear_clip`: the first words decide, so a short window's loops cost little."""
         whisper_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
         this and its mean token log-probability is below -1 (Whisper's own rule)."""
@@ -1601,7 +1674,24 @@ class WhisperASR(ASR):
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 
+    async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
+        """A short window and a few tokens; the mean token log-probability comes back with the words."""
+        result: tuple[str, float | None] = ("", None)
+        async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop)]), thread_name="s2s-asr"):
+            result = piece
+        return result
+
     # ---- blocking work (a worker thread) --------------------------------------------------------------
+
+    def _clip(self, pcm16: np.ndarray, stop: threading.Event) -> tuple[str, float | None]:
+        c = self.config
+        if len(pcm16) < SAMPLE_RATE_HZ // 100:
+            return "", None
+        features = self._model.feature_extractor(pcm16.astype(np.float32) / 32768.0)
+        window = min(WHISPER_FULL_FRAMES, max(int(c.whisper_clip_window_s * 100), features.shape[-1] + 50))
+        decoded = self._decode(features, window, len(pcm16) / SAMPLE_RATE_HZ, stop,
+                               max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True)
+        return decoded if isinstance(decoded, tuple) else ("", None)
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
@@ -1622,9 +1712,10 @@ class WhisperASR(ASR):
         if text:
             yield text
 
-    def _decode(self, features: np.ndarray, window_frames: int, duration_s: float,
-                stop: threading.Event) -> str | None:
-        """One encoder window -> text; None when stopped, "" when Whisper hears no speech."""
+    def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
+                max_new_tokens: int | None = None, with_logprob: bool = False) -> Any:
+        """One encoder window -> text (with its mean token log-probability if `with_logprob`); None when
+        stopped, "" when Whisper hears no speech."""
         import ctranslate2
 
         if stop.is_set():
@@ -1638,7 +1729,8 @@ class WhisperASR(ASR):
             return None
         tokenizer = self._tokenizer(self._language(encoded))
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
+        if max_new_tokens is None:
+            max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
@@ -1646,8 +1738,9 @@ class WhisperASR(ASR):
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
-            return ""
-        return tokenizer.decode(tokens).strip()
+            return ("", avg_logprob) if with_logprob else ""
+        text = tokenizer.decode(tokens).strip()
+        return (text, avg_logprob) if with_logprob else text
 
     def _language(self, encoded: Any) -> str:
         c = self.config
@@ -4167,7 +4260,9 @@ class HeldOnset:
     onset: TurnEvent
     stopped: TurnEvent | None = None  # the held speech ended before a decision
     task: asyncio.Task[None] | None = None  # the transcription under way
-    next_check_ms: float = 0.0  # voiced ms of the utterance at which to transcribe again
+    next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
+    words: set[str] = field(default_factory=set)  # content words the hearings so far counted
+    paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
 
 
 @dataclass
@@ -4180,6 +4275,15 @@ class Turn:
     audio: np.ndarray | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
+
+
+@dataclass
+class Foresight:
+    """A judgement made on a speculative transcript, during the silence that may end the turn."""
+
+    text: str  # the transcript judged
+    history: list[dict[str, str]]  # the conversation as the judge saw it, these words included
+    task: asyncio.Task[Judgement]
 
 
 class Session:
@@ -4198,6 +4302,11 @@ class Session:
         self._outbound_room = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._playback_timer: asyncio.TimerHandle | None = None
+        self._playback_ends_at = 0.0  # loop time at which the newest reply's queued audio ends playing
+        self._send_started_at: float | None = None  # loop time at which the send in progress began
+        self._send_watchdog: asyncio.TimerHandle | None = None  # the send deadline (_check_send)
+        self._send_expired = False
+        self._send_task: asyncio.Task[None] | None = None
         self._closing = False
         # audio path
         self.vad = self.components.vad_class(self.config)
@@ -4210,6 +4319,9 @@ class Session:
         self._speech_item_id: str | None = None  # item id announced by speech_started
         self._last_voiced_at_ms = 0.0
         self._speculative: tuple[int, asyncio.Task[str]] | None = None  # (audio length, ASR task)
+        self._foresight: Foresight | None = None  # the judgement of the speculative transcript
+        self._llm_memory: tuple[UserMemory, int, str] | None = None  # (memory, items gone) -> LLM memory block
+        self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
         self._turn_numbers = itertools.count(1)
@@ -4255,7 +4367,7 @@ class Session:
             self._closing = True
             if self.response is not None:
                 self.response.status = "cancelled"
-            for timer in (self._playback_timer, self._idle_timer):
+            for timer in (self._playback_timer, self._idle_timer, self._send_watchdog):
                 if timer is not None:
                     timer.cancel()
             pending = [receiver, sender, *self._tasks]
@@ -4310,24 +4422,53 @@ class Session:
     async def _send_loop(self) -> None:
         import websockets
 
+        loop = asyncio.get_running_loop()
+        self._send_task = asyncio.current_task()
         while True:
             out = await self.outbound_events.get()
             self._outbound_room.set()
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
-            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel that ends this loop
-                async with asyncio.timeout(self.config.send_timeout_s):
-                    await self.ws.send(json.dumps(out.event))
-            except TimeoutError:
-                self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
-                self.ws.transport.abort()
-                return
+            # Each send has `send_timeout_s`, kept by one timer per session (_check_send) rather than an
+            # asyncio.timeout per event: every event passes here, and a timer each cost as much as the send.
+            self._send_started_at = loop.time()
+            if self._send_watchdog is None:
+                self._send_watchdog = loop.call_at(self._send_started_at + self.config.send_timeout_s,
+                                                   self._check_send)
+            try:
+                await self.ws.send(json.dumps(out.event))
             except websockets.ConnectionClosed:
                 return
+            except asyncio.CancelledError:
+                if not self._send_expired:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # cut by _check_send
+                return
+            finally:
+                self._send_started_at = None
             if out.response is not None:
                 self._after_send(out)
             if out.after_send is not None:
                 out.after_send()
+
+    def _check_send(self) -> None:
+        """The send deadline: due `send_timeout_s` after the send in progress began. A client that stopped
+        reading is cut then (the send loop ends, and with it the session); when the send the timer was set
+        for has completed, it is set again for the one in progress, if any."""
+        self._send_watchdog = None
+        started = self._send_started_at
+        if started is None:
+            return  # nothing being sent: the next send sets the timer
+        loop = asyncio.get_running_loop()
+        due = started + self.config.send_timeout_s
+        if loop.time() < due:
+            self._send_watchdog = loop.call_at(due, self._check_send)
+            return
+        self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
+        self._send_expired = True
+        self.ws.transport.abort()
+        if self._send_task is not None:
+            self._send_task.cancel()  # the send blocked in it ends, and the send loop with it
 
     def _after_send(self, out: Outgoing) -> None:
         """Account for what actually reached the socket: spoken text and audio played at real time."""
@@ -4335,13 +4476,23 @@ class Session:
         out.response.clock.sent(out.audio_ms, out.clause, now_ms())
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
-        if self._playback_timer is not None:
-            self._playback_timer.cancel()
+        """Playback ends `delay_ms` from now. Called for every audio chunk, so the timer is not replaced
+        each time: one that fires earlier waits on (_playback_finished); only an earlier end moves it."""
         loop = asyncio.get_running_loop()
-        self._playback_timer = loop.call_later(max(delay_ms, 0) / 1000, self._playback_finished)
+        self._playback_ends_at = loop.time() + max(delay_ms, 0) / 1000
+        timer = self._playback_timer
+        if timer is not None and timer.when() <= self._playback_ends_at:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
 
     def _playback_finished(self) -> None:
         self._playback_timer = None
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._playback_ends_at:  # audio queued since the timer was set: wait for its end
+            self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
+            return
         if self.response is None and self.state == State.SPEAKING:
             self._set_state(State.LISTENING)
 
@@ -4517,8 +4668,11 @@ class Session:
             self._last_voiced_at_ms = now_ms()
         self._on_turn_events(detector.push(frame, prob))
         held = self._held
-        if held is not None and held.task is None and detector.in_speech and detector.speech_ms >= held.next_check_ms:
-            self._check_held()
+        if held is not None and detector.in_speech:
+            if detector.speech_ms >= self.config.barge_in_max_hold_ms:  # too long for a backchannel
+                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech with no answer from its words")
+            elif held.task is None and detector.speech_ms >= held.next_check_ms:
+                self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
             self._start_partial()
 
@@ -4529,10 +4683,14 @@ class Session:
                 self._last_voiced_at_ms = now_ms()
                 self._on_speech_started(ev)
             elif self._held is not None:
-                if ev.kind == "speech_stopped":
-                    self._held.stopped = ev  # the held speech ended: its words decide what it was
+                if ev.kind in ("speech_stopped", "paused"):  # the burst ended: its words decide what it was
+                    if ev.kind == "speech_stopped":
+                        self._held.stopped = ev
+                    self._held.paused = ev
                     if self._held.task is None:
                         self._check_held()
+                elif ev.kind == "resumed":
+                    self._held.paused = None
             elif ev.kind == "paused":
                 self._drop_partial()  # the speculative (then the final) transcript gets the CPU to itself
                 self._start_speculative_asr(ev)
@@ -4572,49 +4730,74 @@ class Session:
     # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
 
     def _check_held(self) -> None:
-        """Transcribe the held speech so far (or all of it, once it ended) and decide in `_judge_held`."""
+        """Hear the held speech so far (all of it, once it paused or ended) and decide in `_judge_held`."""
         held = self._held
         assert held is not None
         held.next_check_ms = self.detector.speech_ms + self.config.barge_in_recheck_ms
-        audio = held.stopped.audio if held.stopped is not None else self.detector.utterance_audio()
-        held.task = self.spawn(self._judge_held(held, audio), "barge-in-check")
+        ended = held.paused
+        audio = ended.audio if ended is not None else self.detector.utterance_audio()
+        held.task = self.spawn(self._judge_held(held, audio, ended), "barge-in-check")
 
-    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None) -> None:
+    async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None, ended: TurnEvent | None) -> None:
+        """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
         try:
-            text = (await self._collect_transcript(audio)).strip() if audio is not None and len(audio) else ""
+            text, logprob = ("", None)
+            if audio is not None and len(audio):
+                text, logprob = await asyncio.wait_for(self.components.asr.hear_clip(audio),
+                                                       self.config.asr_deadline_s)
+            text = text.strip()
         except asyncio.CancelledError:
             raise
         except Exception:  # no words to go by: the user's speech wins, as without holding
             self.log.exception("asr failed on speech over the bot")
-            text, failed = "", True
+            text, logprob, verdict = "", None, "barge_in"
         else:
-            failed = False
+            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
+            held.words |= words
+        self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
+                       if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:
             return
         held.task = None
-        words = content_words(text, self.config.backchannel_words)
-        if words or failed:
-            self._held = None
-            self.log.info("barge-in after %.0f ms of speech: %r", held.stopped.at_ms - held.onset.at_ms
-                          if held.stopped else self.detector.speech_ms, text[:80])
-            self._user_active()
-            self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
-                                   item_id=self._speech_item_id))
-            if self.bot_active() and self.settings.interrupt_response:
-                self.barge_in("turn_detected")
-            self._set_state(State.LISTENING)
-            if held.stopped is not None:
-                self._on_speech_stopped(held.stopped, endpoint_ms=None)
-            elif self.detector.in_speech and getattr(self.detector, "_paused", False):
-                self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
-                self._ask_end_of_turn()
-        elif held.stopped is not None:  # it ended with no words or only "uh-huh": not a turn, no reply
+        if verdict == "barge_in":
+            self._release_held(held, f"{text[:80]!r} (log-probability {logprob})")
+        elif held.paused is not ended:
+            self._check_held()  # it paused, ended or resumed while this hearing ran: hear it again
+        elif verdict == "backchannel":  # a burst with no words or only "uh-huh": not a turn, no reply
+            assert ended is not None
             self._held = None
             self._user_speaking = False
             self._speech_item_id = None
-            self.log.info("%s over the bot: %r; it talks on", "backchannel" if text else "a sound", text[:40])
+            end_ms = held.stopped.at_ms if held.stopped is not None else \
+                getattr(self.detector, "last_voiced_end_ms", self.detector.clock_ms)
+            if held.stopped is None:  # paused: what follows is a new onset
+                self.detector.reset()
+                self._drop_speculative_asr()
+            self.log.info("%s over the bot: %r (log-probability %s); it talks on",
+                          "backchannel" if text else "a sound", text[:40], logprob)
             self.emit(server_event("s2s.backchannel", text=text, audio_start_ms=int(held.onset.at_ms),
-                                   audio_end_ms=int(held.stopped.at_ms)))
+                                   audio_end_ms=int(end_ms)))
+        elif self.detector.in_speech and self.detector.speech_ms >= held.next_check_ms:
+            self._check_held()  # more audio came while this hearing ran: hear it now
+
+    def _release_held(self, held: HeldOnset, why: str) -> None:
+        """The held speech is a barge-in: the user's turn starts (at its onset) and the bot stops."""
+        self._held = None
+        if held.task is not None:
+            held.task.cancel()
+        self.log.info("barge-in after %.0f ms of speech: %s", held.stopped.at_ms - held.onset.at_ms
+                      if held.stopped else self.detector.speech_ms, why)
+        self._user_active()
+        self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
+                               item_id=self._speech_item_id))
+        if self.bot_active() and self.settings.interrupt_response:
+            self.barge_in("turn_detected")
+        self._set_state(State.LISTENING)
+        if held.stopped is not None:
+            self._on_speech_stopped(held.stopped, endpoint_ms=None)
+        elif self.detector.in_speech and getattr(self.detector, "_paused", False):
+            self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
+            self._ask_end_of_turn()
 
     # ---- predictive end of turn: ask the audio and text end-of-turn signals at a pause ---------------
 
@@ -4718,13 +4901,63 @@ class Session:
         task.add_done_callback(self._prime_with_transcript)
 
     def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
-        """The speculative transcript is ready and the user is still silent: the LLM can read that turn."""
+        """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
+        LLM read the prompt of the reply the judgement leads to (see `_foresee`)."""
         if self._speculative is None or self._speculative[1] is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
-            self.prime_llm(pending_user_text=text)
+            self._foresee(text)
+
+    def _foresee(self, text: str) -> None:
+        """Judge a speculative transcript while the silence that may end the turn still runs, then prime
+        the LLM with the whole prompt of the planned reply, the strategy's guidance included (guidance
+        read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18 tokens at
+        30 to 40 tokens/s). When the turn ends with the same transcript and history, `_judge_and_respond`
+        takes this judgement instead of judging again; otherwise it is dropped."""
+        self._drop_foresight()
+        words = self.llm_messages(pending_user_text=text)
+        reading = self.prime_llm(messages=words)  # the history and the words, while the judge runs
+        if (not self.settings.create_response or self.blocked
+                or (self._memory_loading is not None and not self._memory_loading.done())):
+            return  # no judgement now (the memory that informs it is still loading)
+        history = self.llm_history(text, mark_unanswered=False)
+        task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
+        self._foresight = Foresight(text, history, task)
+        self.spawn(self._prime_plan(self._foresight, words, reading), "llm-prime-plan")
+
+    async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
+                          reading: asyncio.Task[None] | None) -> None:
+        """Once the foreseen judgement and the first priming are done, prime the planned reply's whole prompt
+        (about 20 more tokens: the guidance). If the turn has ended meanwhile, the reply reads them itself."""
+        judgement = await asyncio.shield(foresight.task)
+        if reading is not None:
+            await asyncio.shield(reading)
+        if self._foresight is not foresight or self._closing:
+            return
+        plan = self.policy.on_turn(judgement, self.moment(foresight.text))
+        row = STRATEGIES.get(plan.strategy or "")
+        if row is not None and row.speaks and not row.ends_session and row.max_tokens(self.config) > 0:
+            _opener, messages = self._reply_messages(row, foresight.text, pending_user_text=foresight.text)
+            if messages != words:  # a plain reply has no guidance: its prompt is read already
+                self.prime_llm(messages=messages)
+
+    def _drop_foresight(self) -> None:
+        if self._foresight is not None:
+            self._foresight.task.cancel()
+            self._foresight = None
+
+    async def _foreseen(self, text: str) -> Judgement | None:
+        """The judgement `_foresee` made of this turn, if it judged the same words in the same history."""
+        foresight, self._foresight = self._foresight, None
+        if (foresight is None or foresight.text != text or foresight.task.cancelled()
+                or foresight.history != self.llm_history(mark_unanswered=False)):
+            if foresight is not None:
+                foresight.task.cancel()
+            return None
+        return await asyncio.shield(foresight.task)
 
     def _drop_speculative_asr(self) -> None:
+        self._drop_foresight()
         if self._speculative is not None:
             self._speculative[1].cancel()
             self._speculative = None
@@ -4822,14 +5055,16 @@ class Session:
             await asyncio.shield(self._memory_loading)  # the user's memory must inform this turn
         if self.blocked:
             return
-        judgement = await self._judge(turn.item.text, "complete")
-        turn.metrics["judge"] = judgement.latency_ms
+        waited = now_ms()
+        foreseen = await self._foreseen(turn.item.text)
+        judgement = foreseen or await self._judge(turn.item.text, "complete")
+        turn.metrics["judge"] = (now_ms() - waited) if foreseen else judgement.latency_ms
         plan = self.policy.on_turn(judgement, self.moment(turn.item.text))
         self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=plan.action, stage="complete",
                                reason=plan.reason, confidence=round(plan.confidence, 3),
                                latency_ms=round(judgement.latency_ms, 1)))
-        self.log.info("judgement %s, plan %s (%.2f, %.0f ms): %s", judgement.action, plan.action, plan.confidence,
-                      judgement.latency_ms, plan.reason)
+        self.log.info("judgement %s, plan %s (%.2f, %.0f ms%s): %s", judgement.action, plan.action, plan.confidence,
+                      judgement.latency_ms, ", made during the silence" if foreseen else "", plan.reason)
         self.carry_out(plan, turn, instructions)
 
     def carry_out(self, plan: Plan, turn: Turn, instructions: str | None = None) -> None:
@@ -4854,10 +5089,12 @@ class Session:
         return Moment(text=text, proactive=self.settings.proactive, strategies=self.settings.strategies,
                       bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row)
 
-    async def _judge(self, utterance: str, stage: Stage) -> Judgement:
-        """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason)."""
-        context = JudgeContext(history=self.llm_history(mark_unanswered=False), strategies=self.settings.strategies,
-                               memory=self.memory_context())
+    async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
+        """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).
+        `history`: the conversation as the judge sees it (default: as it is now)."""
+        if history is None:
+            history = self.llm_history(mark_unanswered=False)
+        context = JudgeContext(history=history, strategies=self.settings.strategies, memory=self.memory_context())
         return await decide(self.components.judge, context, utterance, stage,
                             deadline_s=self.config.judge_deadline_s, max_chars=self.config.judge_max_chars)
 
@@ -5013,20 +5250,24 @@ class Session:
                           len(loaded.earlier))
             self.prime_llm()
 
-    def prime_llm(self, pending_user_text: str = "") -> None:
+    def prime_llm(self, pending_user_text: str = "",
+                  messages: list[dict[str, str]] | None = None) -> asyncio.Task[None] | None:
         """Let the LLM read the prompt of the next reply before it is asked for it: the system message and
-        memory when the session opens (about 90 tokens, 1 s with llamacpp on 2 cores, off turn 1), and the
-        user's words once speculative ASR has them, while the silence window still runs (20 tokens,
-        about 0.3 s, off every turn). If the user goes on talking, the next prompt still shares all but
-        its end."""
+        memory when the session opens, and, while the silence that may end a turn still runs, the prompt
+        of the reply that `_foresee` expects (`messages`: history, the user's words, the strategy's
+        guidance) or the history and `pending_user_text` alone. If the user goes on talking, the next
+        prompt still shares all but its end."""
         if type(self.components.llm).prime is not LLM.prime and not self._closing:
-            messages = self.llm_messages(pending_user_text=pending_user_text)
-            self.spawn(asyncio.to_thread(self.components.llm.prime, messages), "llm-prime")
+            if messages is None:
+                messages = self.llm_messages(pending_user_text=pending_user_text)
+            return self.spawn(asyncio.to_thread(self.components.llm.prime, messages), "llm-prime")
+        return None
 
     def add_item(self, item: Item) -> None:
         """Append to this conversation's history, keeping at most `session_max_items` (memory keeps all)."""
         self.items.append(item)
         if len(self.items) > self.config.session_max_items:
+            self._items_trimmed += len(self.items) - self.config.session_max_items
             del self.items[:len(self.items) - self.config.session_max_items]
 
     def remember(self, item: Item) -> None:
@@ -5092,17 +5333,10 @@ class Session:
     def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
         """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
         row = STRATEGIES[strategy]
-        opener = row.opener(self.config, turn.item.text if turn.item else "")
+        opener, messages = self._reply_messages(row, turn.item.text if turn.item else "", instructions)
         item = Item(new_id("item"), "assistant", status="in_progress")
-        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn)
+        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages)
         self.response = self.last_response = r
-        # The language to answer in, named: an English instruction made the 1.5B answer Chinese users in
-        # English (benchmarks/conversation_suite.py). The user's words decide, as they decide the opener.
-        said = turn.item.text if turn.item else next((i.text for i in reversed(self.items) if i.role == "user"
-                                                      and i.text), "")
-        language = "Chinese (中文)" if _CJK.search(said) else "English"
-        messages = r.messages = self.llm_messages(self._join(instructions, row.guidance(self.config, opener,
-                                                                                        language)))
         self.add_item(item)
         self.emit(server_event("response.created", response={
             "id": r.id, "object": "realtime.response", "status": "in_progress", "output": [],
@@ -5111,6 +5345,18 @@ class Session:
         self._set_state(State.PROCESSING)
         r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener), "response")
         return r
+
+    def _reply_messages(self, row: Strategy, text: str, instructions: str | None = None,
+                        pending_user_text: str = "") -> tuple[str, list[dict[str, str]]]:
+        """What a strategy says at once (its opener) and the LLM messages of its reply to `text` (the user's
+        words; empty when the client asked for a reply with no new input). `_foresee` primes with these."""
+        opener = row.opener(self.config, text)
+        # The language to answer in, named: an English instruction made the 1.5B answer Chinese users in
+        # English (benchmarks/conversation_suite.py). The user's words decide, as they decide the opener.
+        said = text or next((i.text for i in reversed(self.items) if i.role == "user" and i.text), "")
+        language = "Chinese (中文)" if _CJK.search(said) else "English"
+        guidance = self._join(instructions, row.guidance(self.config, opener, language))
+        return opener, self.llm_messages(guidance, pending_user_text=pending_user_text)
 
     def llm_history(self, pending_user_text: str = "", mark_unanswered: bool = True) -> list[dict[str, str]]:
         """The conversation as chat messages: empty items dropped, consecutive same-role items merged.
@@ -5136,11 +5382,24 @@ class Session:
         (`instructions`: the strategy's, and response.create's) as a last system message, where a small LLM
         follows it best and where it leaves the prompt cache of everything before it intact
         (`strategy_guidance_at = "system"` puts it at the end of the first system message instead)."""
-        system = self._join(self.settings.instructions, self.memory_context().render(to_the_second=False))
         history = self.llm_history(pending_user_text)
+        texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
+        gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
+        system = self._join(self.settings.instructions, self._memory_for_llm(gone))
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
         return [{"role": "system", "content": system}, *history, {"role": "system", "content": instructions}]
+
+    def _memory_for_llm(self, gone: int) -> str:
+        """The memory block of the LLM's system message, rendered again only when the user's memory is
+        (re)loaded or an item leaves the history window (`gone` counts them). Facts the user states in
+        this conversation are in the history already; rendering them at once would change the system
+        message, and llama.cpp would read the whole prompt again (about 300 tokens: 8 s at this CPU's
+        36 tokens/s). When the window moves, the prompt is read again anyway, so the block catches up then."""
+        cached = self._llm_memory
+        if cached is None or cached[0] is not self.user_memory or cached[1] != gone:
+            cached = self._llm_memory = (self.user_memory, gone, self.memory_context().render(to_the_second=False))
+        return cached[2]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
                             spoken_prefix: str = "") -> None:

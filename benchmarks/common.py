@@ -97,11 +97,26 @@ def fake_server_args(sessions: int) -> list[str]:
 
 
 def mic_frames(utterance: np.ndarray) -> list[str]:
-    """An utterance and the silence that ends its turn, as base64 20 ms frames to send in a loop."""
+    """An utterance and the silence that ends its turn, as 20 ms `input_audio_buffer.append` messages to send
+    in a loop (JSON text made once here: the simulated users share the client's CPU with the server)."""
     loop_audio = np.concatenate([utterance, np.zeros(int(RATE_HZ * 0.9), dtype=np.int16)])
     step = RATE_HZ * FRAME_MS // 1000
-    return [base64.b64encode(loop_audio[i:i + step].astype("<i2").tobytes()).decode()
+    return [json.dumps({"type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(loop_audio[i:i + step].astype("<i2").tobytes()).decode()})
             for i in range(0, len(loop_audio) - step + 1, step)]
+
+
+_TYPE_FIRST = '{"type": "'  # how the server writes every event (json.dumps of a dict whose first key is type)
+
+
+def event_type(message: str | bytes) -> str:
+    """A server event's type, read without parsing the whole message: the audio deltas are most of what
+    the simulated users receive, and parsing each would make the client, not the server, the bottleneck."""
+    if isinstance(message, str) and message.startswith(_TYPE_FIRST):
+        end = message.find('"', len(_TYPE_FIRST))
+        if end > 0:
+            return message[len(_TYPE_FIRST):end]
+    return str(json.loads(message).get("type"))
 
 
 @dataclass
@@ -122,29 +137,43 @@ async def realtime_user(port: int, frames: list[str], seconds: float, totals: To
 
         async def read() -> None:
             async for message in ws:
-                ev = json.loads(message)
-                t, kind = time.perf_counter(), ev["type"]
+                t, kind = time.perf_counter(), event_type(message)
                 if kind == "input_audio_buffer.speech_stopped":
                     marks["stopped"] = t
-                elif kind == "response.output_audio.delta" and "stopped" in marks:
-                    totals.eot.append((t - marks.pop("stopped")) * 1000)
+                elif kind == "response.output_audio.delta":
+                    if "stopped" in marks:
+                        totals.eot.append((t - marks.pop("stopped")) * 1000)
                 elif kind == "input_audio_buffer.speech_started":
                     marks["started"] = t
-                elif kind == "response.done" and ev["response"]["status"] == "cancelled" and "started" in marks:
-                    totals.barge.append((t - marks.pop("started")) * 1000)
+                elif kind == "response.done":
+                    if json.loads(message)["response"]["status"] == "cancelled" and "started" in marks:
+                        totals.barge.append((t - marks.pop("started")) * 1000)
                 elif kind == "error":
-                    totals.errors[ev["error"]["code"]] += 1
+                    totals.errors[json.loads(message)["error"]["code"]] += 1
 
         reader = asyncio.create_task(read())
         t0, n = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
-            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": frames[n % len(frames)]}))
+            await ws.send(frames[n % len(frames)])
             n += 1
             delay = t0 + n * FRAME_MS / 1000 - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)  # real-time pacing of a microphone
         totals.frames_sent += n
         reader.cancel()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children that are still running (the
+    workers of `--workers N`), from /proc; 0 where /proc is not there."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def frames_handled(log_lines: list[str]) -> int:

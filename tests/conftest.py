@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,27 @@ import pytest
 import websockets
 
 import s2s_server as s2s
-from s2s_config import validate_config
+from s2s_config import config_model, validate_config
 
 EVENT_TIMEOUT_S = 20.0  # generous: CI machines are slow; a passing test never waits this long
+MODEL_CONFIG = config_model()(llm_temperature=0.0)  # the default models, greedy, so that answers repeat
+
+
+async def collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
+def model_fixture(component_class: type[s2s.Component]) -> Any:
+    """A module-scoped fixture: one real model component, loaded once with MODEL_CONFIG, closed after."""
+
+    @pytest.fixture(scope="module")
+    def fixture() -> Iterator[Any]:
+        component = component_class(MODEL_CONFIG)
+        component.load()
+        yield component
+        component.close()
+
+    return fixture
 
 
 def speech(text: str, tmp_dir: Path, rate_hz: int = 16000, voice: str = "en-us") -> np.ndarray:

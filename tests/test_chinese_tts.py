@@ -17,7 +17,6 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,9 @@ import pytest
 
 import s2s_server as S
 from s2s_config import config_model
+from tests.conftest import MODEL_CONFIG, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own
-MODEL_CONFIG = Config(llm_temperature=0.0)
 
 
 def syllables(text: str) -> Counter[str]:
@@ -54,24 +53,8 @@ def holds_excerpt(whole: np.ndarray, part: np.ndarray, samples: int) -> bool:
     return any(np.array_equal(whole[i:i + samples], needle) for i in candidates)
 
 
-async def collect(stream: Any) -> list[Any]:
-    return [item async for item in stream]
-
-
-@pytest.fixture(scope="module")
-def tts() -> Iterator[S.BilingualTTS]:
-    component = S.BilingualTTS(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
-
-
-@pytest.fixture(scope="module")
-def asr() -> Iterator[S.WhisperASR]:
-    component = S.WhisperASR(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
+tts = model_fixture(S.BilingualTTS)
+asr = model_fixture(S.WhisperASR)
 
 
 async def transcribe(asr: S.WhisperASR, audio: np.ndarray, language: str = "") -> str:

@@ -128,13 +128,13 @@ async def test_through_the_server_an_enormous_typed_turn_is_judged_on_its_start(
     await c.wait_for("response.created")
 
 
-def test_the_sft_judge_offers_its_end_of_turn_signal_only_when_asked():
-    """Off by default (the head is not calibrated for turn-taking's threshold); when on, a probability that
-    ranks a finished question above its own cut."""
-    off = s2s.SFTJudge(s2s.Config())
+def test_the_sft_judge_offers_its_end_of_turn_signal_unless_switched_off():
+    """On by default (turn-taking's words signal); off with judge_end_of_turn false; the probability ranks
+    a finished question above its own cut."""
+    off = s2s.SFTJudge(s2s.Config(judge_end_of_turn=False))
     off.load()
     assert off.end_of_turn_prob("", "what time does the train to Boston leave tomorrow") is None
-    on = s2s.SFTJudge(s2s.Config(judge_end_of_turn=True))
+    on = s2s.SFTJudge(s2s.Config())
     on.load()
     whole = on.end_of_turn_prob("", "what time does the train to Boston leave tomorrow")
     assert 0.0 <= on.end_of_turn_prob("", "what time does the train to") < whole <= 1.0

@@ -28,10 +28,10 @@ import pytest
 
 import s2s_server as S
 from s2s_config import config_model
+from tests.conftest import MODEL_CONFIG, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own (declared beside each class)
 SECOND = 1.0
-MODEL_CONFIG = Config(llm_temperature=0.0)  # the defaults, greedy, so that answers are repeatable
 
 
 def words(text: str) -> set[str]:
@@ -56,32 +56,9 @@ def speak(text: str) -> np.ndarray:
     return S.resample(pcm, rate, S.SAMPLE_RATE_HZ)
 
 
-async def collect(stream: Any) -> list[Any]:
-    return [item async for item in stream]
-
-
-@pytest.fixture(scope="module")
-def asr() -> Iterator[S.WhisperASR]:
-    component = S.WhisperASR(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[S.LlamaCppLLM]:
-    component = S.LlamaCppLLM(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
-
-
-@pytest.fixture(scope="module")
-def tts() -> Iterator[S.HibariTTS]:
-    component = S.HibariTTS(MODEL_CONFIG)
-    component.load()
-    yield component
-    component.close()
+asr = model_fixture(S.WhisperASR)
+llm = model_fixture(S.LlamaCppLLM)
+tts = model_fixture(S.HibariTTS)
 
 
 async def transcribe(asr: S.WhisperASR, audio: np.ndarray) -> str:
@@ -501,14 +478,28 @@ class PrimedLLM(S.LLM):
         yield "Okay."
 
 
+class DeflectingJudge(S.Judge):
+    """Test double: deflects every finished turn (a strategy with guidance), counting its judgements."""
+
+    name = "test-models-deflect"
+    judged: list[str] = []
+
+    async def judge(self, context: Any, utterance: str, stage: Any) -> S.Judgement:
+        if stage == "partial":
+            return S.Judgement(action="none", reason="test")
+        DeflectingJudge.judged.append(utterance)
+        return S.Judgement(action="deflect", reason="test: always deflect")
+
+
 async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: Any) -> None:
-    """The system message (instructions and memory) is identical turn after turn, so the LLM server reads
-    only the new turn; and it was primed with that same system message when the session opened."""
+    """The system message (instructions and memory) is identical turn after turn, even when a turn states a
+    fact (it is in the history already), so the LLM server reads only the new turn; and it was primed with
+    that same system message when the session opened."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
     h = await make_server(llm="test-models-primed")
     c = await h.connect()
-    for i, text in enumerate(["Hello there.", "How are you?"]):
+    for i, text in enumerate(["My name is Sam.", "How are you?"]):
         if i:
             await asyncio.sleep(1.1 * SECOND)  # a second later: a per-second clock would change the prompt
         await c.send("conversation.item.create", item={"type": "message", "role": "user",
@@ -534,3 +525,25 @@ async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_serv
     await c.wait_for("response.done")
     assert PrimedLLM.asked[-1][-1] == {"role": "user", "content": "how many legs does a spider have"}
     assert PrimedLLM.asked[-1] in PrimedLLM.primed
+
+
+async def test_the_turn_is_judged_and_its_guided_prompt_read_during_the_silence(make_server: Any) -> None:
+    """The judgement of a spoken turn is made on the speculative transcript while the silence runs, and the
+    LLM reads the planned reply's whole prompt then, the strategy's guidance included; the finished turn
+    takes that judgement instead of judging again."""
+    PrimedLLM.primed.clear()
+    PrimedLLM.asked.clear()
+    DeflectingJudge.judged.clear()
+    h = await make_server(llm="test-models-primed", judge="test-models-deflect",
+                          fake_asr_text="tell me more about my stamp collection")
+    c = await h.connect()
+    question = S.resample(speak("Tell me more about my stamp collection."), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(question, rate_hz=24000)
+    await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True)  # a live silence
+    done = await c.wait_for("response.done")
+    assert done["response"]["metadata"]["strategy"] == "deflect"
+    asked = PrimedLLM.asked[-1]
+    assert asked[-2] == {"role": "user", "content": "tell me more about my stamp collection"}
+    assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
+    assert asked in PrimedLLM.primed
+    assert DeflectingJudge.judged == ["tell me more about my stamp collection"]  # judged once, in the silence

@@ -290,5 +290,21 @@ def test_backchannel_words_are_told_from_words_with_content():
         assert s2s.content_words(text, backchannel) == [], text
     assert s2s.content_words("Stop!", backchannel) == ["stop"]
     assert s2s.content_words("No, I meant London.", backchannel) == ["no", "i", "meant", "london"]
+    assert s2s.content_words("M. 3 D", backchannel) == []  # what Whisper makes of a hum
     assert s2s.content_words("Okay, but why?", backchannel) == ["but", "why"]
     assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
+
+
+def test_words_over_the_bot_barge_in_only_when_heard_surely_and_twice():
+    """While held speech goes on, a content word must come back in a later hearing ("rock" then "right"
+    is the start of a backchannel); a guess under `barge_in_min_logprob` (a cough) counts no words; once
+    the speech ended, one hearing decides."""
+    config = validate_config({})
+    verdict, words = s2s.held_verdict("Rock.", -0.4, set(), False, config)
+    assert verdict == "wait" and words == {"rock"}
+    assert s2s.held_verdict("Right right", -0.3, words, False, config)[0] == "wait"
+    _, words = s2s.held_verdict("Stop", -0.3, set(), False, config)
+    assert s2s.held_verdict("Stop stop", -0.2, words, False, config)[0] == "barge_in"
+    assert s2s.held_verdict("I'm gonna die!", -1.8, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Uh-huh.", -0.5, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
