@@ -132,9 +132,11 @@ class Config(BaseModel):
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
     """Start transcribing after this much of the silence window (0 disables). If the user resumes,
     the early transcript is thrown away; if not, the reply starts that much sooner."""
-    asr_partial_interval_ms: int = Field(0, ge=0, le=10000)
-    """While the user speaks, transcribe the audio so far every this many ms (0: off). Partials go to
-    the page and to the interrupt judgement; each costs one ASR call, and at most one runs at a time."""
+    asr_partial_interval_ms: int = Field(1000, ge=0, le=10000)
+    """While the user speaks, transcribe the audio so far every this many ms of speech (0: off). Partials go
+    to the page and to the interrupt judgement; each costs one ASR call, at most one runs at a time (a due
+    one waits for it), and the one in flight is cancelled when the user pauses or stops, so it never shares
+    the CPU with the turn's own transcript. On by default (1000: about one Whisper call a second)."""
 
     # ---- ASR ------------------------------------------------------------------------------------------
     asr: str = "whisper"
