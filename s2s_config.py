@@ -451,8 +451,8 @@ def _parse_text(field_name: str, text: str) -> Any:
 def _unknown(key: str, where: str, shown: str | None = None) -> ConfigError:
     names = list(config_model().model_fields)
     close = difflib.get_close_matches(key, names, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown setting {shown or key!r} in {where}.{hint} Valid settings: {', '.join(names)}")
+    hint = f"Did you mean: {', '.join(close)}?" if close else "`python s2s_server.py --help` lists every setting."
+    return ConfigError(f"unknown setting {shown or key!r} in {where}. {hint}")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
