@@ -99,7 +99,8 @@ class Config(BaseModel):
     vad_min_speech_ms: int = Field(180, ge=30, le=2000)
     """Voiced audio needed before a user turn starts (shorter blips are ignored)."""
     vad_silence_ms: int = Field(600, ge=100, le=5000)
-    """Silence after speech that ends the user's turn."""
+    """Silence after speech that ends the user's turn, with `turn_taking = "silence"` (the predictive
+    default waits `turn_done_silence_ms` to `turn_max_silence_ms` instead)."""
     vad_prefix_padding_ms: int = Field(300, ge=0, le=2000)
     """Audio kept from before the detected onset, so the first syllable is never lost."""
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
@@ -450,8 +451,8 @@ def _parse_text(field_name: str, text: str) -> Any:
 def _unknown(key: str, where: str, shown: str | None = None) -> ConfigError:
     names = list(config_model().model_fields)
     close = difflib.get_close_matches(key, names, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown setting {shown or key!r} in {where}.{hint} Valid settings: {', '.join(names)}")
+    hint = f"Did you mean: {', '.join(close)}?" if close else "`python s2s_server.py --help` lists every setting."
+    return ConfigError(f"unknown setting {shown or key!r} in {where}. {hint}")
 
 
 class _ArgumentParser(argparse.ArgumentParser):

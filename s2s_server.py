@@ -21,7 +21,7 @@ out what the EDIT parts decide; try not to modify.
      2. Audio ........... PCM16 base64 codec, resampling, framing                               PLUMBING
      3. Components ...... the contracts (base classes, registry), thread bridge, test doubles  PLUMBING
      4. VAD ............. VADs; turn-taking (TurnTaking: onset, pause, end of turn, barge-in;  EDIT --vad
-                          default TurnDetector "silence", a silence window)                     --turn-taking
+                          default PredictiveTurnDetector "predictive"; "silence": a window)     --turn-taking
      5. ASR ............. speech recognisers, each with its own Settings                        EDIT --asr
      6. LLM ............. language models                                                      EDIT --llm
      7. TTS ............. speech synthesisers                                                  EDIT --tts
