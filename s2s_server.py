@@ -21,7 +21,7 @@ out what the EDIT parts decide; try not to modify.
      2. Audio ........... PCM16 base64 codec, resampling, framing                               PLUMBING
      3. Components ...... the contracts (base classes, registry), thread bridge, test doubles  PLUMBING
      4. VAD ............. VADs; turn-taking (TurnTaking: onset, pause, end of turn, barge-in;  EDIT --vad
-                          default TurnDetector "silence", a silence window)                     --turn-taking
+                          default PredictiveTurnDetector "predictive"; "silence": a window)     --turn-taking
      5. ASR ............. speech recognisers, each with its own Settings                        EDIT --asr
      6. LLM ............. language models                                                      EDIT --llm
      7. TTS ............. speech synthesisers                                                  EDIT --tts
@@ -4699,6 +4699,7 @@ class Session:
                 elif ev.kind == "resumed":
                     self._held.paused = None
             elif ev.kind == "paused":
+                self._drop_partial()  # the speculative (then the final) transcript gets the CPU to itself
                 self._start_speculative_asr(ev)
                 self._ask_end_of_turn()
             elif ev.kind == "resumed":
@@ -4713,6 +4714,7 @@ class Session:
         self._framer.clear()
         self._user_speaking = False
         self._drop_speculative_asr()
+        self._drop_partial()
         if self._held is not None:
             if self._held.task is not None:
                 self._held.task.cancel()
@@ -4855,6 +4857,7 @@ class Session:
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
+        self._drop_partial()  # the turn's own transcript supersedes it and must not share the CPU with it
         item_id = self._speech_item_id or new_id("item")
         self._speech_item_id = None
         self.emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.at_ms), item_id=item_id))
@@ -5121,6 +5124,13 @@ class Session:
         return (self.config.asr_partial_interval_ms > 0 and self._partial_task is None and not self.bot_active()
                 and self._speech_item_id is not None)
 
+    def _drop_partial(self) -> None:
+        """Cancel the partial transcript in flight, if any: its ASR thread stops at its next check (Whisper:
+        between encoding and decoding) and no judgement follows."""
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+            self._partial_task = None
+
     def _start_partial(self) -> None:
         item_id = self._speech_item_id
         assert item_id is not None
@@ -5145,7 +5155,8 @@ class Session:
             if plan.strategy is not None and item_id == self._speech_item_id and not self.bot_active():
                 self._interrupt_user(item_id, text, plan, judgement.latency_ms)
         finally:
-            self._partial_task = None
+            if self._partial_task is asyncio.current_task():
+                self._partial_task = None
 
     def _interrupt_user(self, item_id: str, partial: str, plan: Plan, judge_ms: float) -> None:
         """Cut in (paper: the interrupt strategy): the user's speech so far becomes their turn, the bot at
