@@ -5397,11 +5397,14 @@ class Session:
         block, facts_in_block = self._memory_for_llm(gone)
         system = self._join(self.settings.instructions, block)
         if told := [fact for fact in self.user_memory.fact_lines() if fact not in facts_in_block]:
-            # Facts stated since the memory block was rendered: with the guidance, after the history (the
-            # cached prefix stays put), and said to be the user's (the 1.5B answered "Do you remember my
-            # name?" with "My name is Sam" when they were only in the history).
-            instructions = self._join("The user told you in this conversation (their facts, never yours): "
-                                      + "; ".join(f"the user's {fact}" for fact in told), instructions)
+            # Facts stated since the memory block was rendered, said to be the user's (the 1.5B answered "Do
+            # you remember my name?" with "My name is Sam" when they were only in the history), just before
+            # the user's last words: the cached prefix before the history stays put, and as the last
+            # message the 1.5B read them back ("The user's name is ...").
+            last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=len(history))
+            history.insert(last_user, {"role": "system", "content": (
+                "The user told you in this conversation (their facts, never yours): "
+                + "; ".join(f"the user's {fact}" for fact in told))})
         if instructions and ("{facts}" in instructions or "{name}" in instructions):  # what is known of the
             facts = self.user_memory.fact_lines(8)  # user, next to the guidance that uses it
             name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")

@@ -493,7 +493,7 @@ class DeflectingJudge(S.Judge):
 
 async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: Any) -> None:
     """The system message (instructions and memory) is identical turn after turn, even when a turn states a
-    fact (that goes after the history, said to be the user's), so the LLM server reads only the new turn;
+    fact (that goes before the user's last words, said to be the user's), so the LLM server reads only the new turn;
     and it was primed with that same system message when the session opened."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
@@ -511,8 +511,9 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     assert "Sam" not in first[0]["content"]
     history = [[m for m in asked[1:] if m["role"] != "system"] for asked in (first, second)]
     assert history[1][:len(history[0])] == history[0]  # the history grows at its end only
-    for asked in first, second:  # the stated fact, said to be the user's, after the history
-        assert asked[-1]["role"] == "system" and "the user's name: Sam" in asked[-1]["content"]
+    for asked in first, second:  # the stated fact, said to be the user's, just before the user's last words
+        assert asked[-2]["role"] == "system" and "the user's name: Sam" in asked[-2]["content"]
+        assert asked[-1]["role"] == "user"
     assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
 
 
