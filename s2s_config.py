@@ -118,9 +118,10 @@ class Config(BaseModel):
     """words: words heard over the bot count only when the ASR's mean token log-probability is at least this
     (backends that report one: Whisper). On noise (a cough, a door, keys) Whisper base guesses words at -1.7
     to -2.5; on spoken words it is above -1 (benchmarks/backchannel_clips.py)."""
-    barge_in_max_hold_ms: int = Field(1200, ge=100, le=30000)
-    """words: held speech that goes on this long (voiced ms) barges in whatever its words: a backchannel is
-    shorter ("right, okay" is about 1 s), and an unclear ASR must not keep a talking user waiting."""
+    barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
+    """words: held speech that goes on this long (voiced ms) barges in, unless its last hearing was surely
+    backchannel words ("right, okay" lasts about 1 s): a backchannel is shorter, and an ASR that is slow or
+    unsure must not keep a talking user waiting."""
     backchannel_words: list[str] = [
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",

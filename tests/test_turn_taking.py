@@ -249,14 +249,20 @@ async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     assert "s2s.backchannel" not in c.types()
 
 
-async def test_a_cough_during_a_reply_does_not_interrupt_it(make_server):
-    """A 250 ms burst of noise over the bot has no words: the reply completes."""
+async def test_a_cough_a_door_and_typing_during_a_reply_do_not_interrupt_it(make_server):
+    """A 250 ms burst of noise, a low thud and a second of fast typing over the bot have no words Whisper is
+    sure of: the reply completes."""
     h = await make_server(**REPLYING, webrtc_aggressiveness=0)  # the most permissive VAD: the burst counts as speech
     c = await start_reply(h)
     rng = np.random.default_rng(0)
     t = np.arange(4000) / 16000
     cough = (8000 * rng.standard_normal(4000) * np.exp(-t * 14)).astype(np.int16)
-    await c.append_audio(np.concatenate([silence(200, 16000), cough, silence(1000, 16000)]), 16000)
+    door = (20000 * np.sin(2 * np.pi * 70 * t[:1920]) * np.exp(-t[:1920] * 30)).astype(np.int16)
+    keys = np.zeros(16000, dtype=np.int16)
+    for k in range(14):  # a key every 65 ms, each a 15 ms clack
+        keys[480 + k * 1040:480 + k * 1040 + 240] = (12000 * rng.standard_normal(240) * np.exp(-np.arange(240) / 50))
+    await c.append_audio(np.concatenate([silence(200, 16000), cough, silence(600, 16000), door, silence(600, 16000),
+                                         keys, silence(1000, 16000)]), 16000)
     done = await c.wait_for("response.done")
     assert done["response"]["status"] == "completed"
     assert "input_audio_buffer.speech_started" not in c.types()
