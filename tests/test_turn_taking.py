@@ -314,3 +314,5 @@ def test_words_over_the_bot_barge_in_only_when_heard_surely_and_twice():
     assert s2s.held_verdict("I'm gonna die!", -1.8, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Uh-huh.", -0.5, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
+    assert s2s.held_verdict("不对", -1.2, set(), True, config)[0] == "barge_in"  # Chinese: a lower bar
+    assert s2s.held_verdict("你", -2.3, set(), True, config)[0] == "backchannel"
