@@ -4264,7 +4264,6 @@ class HeldOnset:
     next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
     words: set[str] = field(default_factory=set)  # content words the hearings so far counted
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
-    backchannel: bool = False  # the last hearing was surely words, all of them backchannel ("right, okay")
 
 
 @dataclass
@@ -4660,8 +4659,8 @@ class Session:
         self._on_turn_events(detector.push(frame, prob))
         held = self._held
         if held is not None and detector.in_speech:
-            if detector.speech_ms >= self.config.barge_in_max_hold_ms and not held.backchannel:  # too long
-                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech with no answer from its words")
+            if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.words:  # too long to wait on
+                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, words heard once: {held.words}")
             elif held.task is None and detector.speech_ms >= held.next_check_ms:
                 self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
@@ -4743,8 +4742,6 @@ class Session:
         else:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
-            sure = logprob is None or logprob >= self.config.barge_in_min_logprob
-            held.backchannel = bool(text) and not words and sure  # surely words, but only "right, okay"
         self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
                        if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:
