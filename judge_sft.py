@@ -1223,8 +1223,14 @@ def parse_grid(grid: str) -> list[HeadParams]:
 def validation_folds(examples: Sequence[Example]) -> list[tuple[str, list[int], list[int]]]:
     """(name, train indices, validation indices): each human writer held out in turn (different hands, as
     the evaluation set is); with one writer, 1 turn in 5 by a hash of its id. Validation never holds
-    augmented copies; the templated turns are never validated on."""
-    writers = sorted({e.writer for e in examples if e.writer != "templates"})
+    augmented copies; the templated turns are never validated on. A writer whose examples lack some of the
+    head's labels (writer-f, threats and their hard negatives: no deflect, no interrupt) is always trained
+    on, never a fold: a fold must hold every label, or its macro score would not compare with the others'."""
+    labels = {e.label for e in examples if e.writer != "templates"}
+    covered: dict[str, set[str]] = {}
+    for e in examples:
+        covered.setdefault(e.writer, set()).add(e.label)
+    writers = sorted(w for w in covered if w != "templates" and covered[w] >= labels)
     if len(writers) >= 2:
         held = {w: (lambda e, w=w: e.writer == w) for w in writers}
     else:

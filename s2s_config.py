@@ -99,7 +99,8 @@ class Config(BaseModel):
     vad_min_speech_ms: int = Field(180, ge=30, le=2000)
     """Voiced audio needed before a user turn starts (shorter blips are ignored)."""
     vad_silence_ms: int = Field(600, ge=100, le=5000)
-    """Silence after speech that ends the user's turn."""
+    """Silence after speech that ends the user's turn, with `turn_taking = "silence"` (the predictive
+    default waits `turn_done_silence_ms` to `turn_max_silence_ms` instead)."""
     vad_prefix_padding_ms: int = Field(300, ge=0, le=2000)
     """Audio kept from before the detected onset, so the first syllable is never lost."""
     barge_in_min_speech_ms: int = Field(350, ge=30, le=3000)
@@ -137,9 +138,11 @@ class Config(BaseModel):
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
     """Start transcribing after this much of the silence window (0 disables). If the user resumes,
     the early transcript is thrown away; if not, the reply starts that much sooner."""
-    asr_partial_interval_ms: int = Field(0, ge=0, le=10000)
-    """While the user speaks, transcribe the audio so far every this many ms (0: off). Partials go to
-    the page and to the interrupt judgement; each costs one ASR call, and at most one runs at a time."""
+    asr_partial_interval_ms: int = Field(1000, ge=0, le=10000)
+    """While the user speaks, transcribe the audio so far every this many ms of speech (0: off). Partials go
+    to the page and to the interrupt judgement; each costs one ASR call, at most one runs at a time (a due
+    one waits for it), and the one in flight is cancelled when the user pauses or stops, so it never shares
+    the CPU with the turn's own transcript. On by default (1000: about one Whisper call a second)."""
 
     # ---- ASR ------------------------------------------------------------------------------------------
     asr: str = "whisper"
@@ -453,8 +456,8 @@ def _parse_text(field_name: str, text: str) -> Any:
 def _unknown(key: str, where: str, shown: str | None = None) -> ConfigError:
     names = list(config_model().model_fields)
     close = difflib.get_close_matches(key, names, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown setting {shown or key!r} in {where}.{hint} Valid settings: {', '.join(names)}")
+    hint = f"Did you mean: {', '.join(close)}?" if close else "`python s2s_server.py --help` lists every setting."
+    return ConfigError(f"unknown setting {shown or key!r} in {where}. {hint}")
 
 
 class _ArgumentParser(argparse.ArgumentParser):

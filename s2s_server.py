@@ -21,7 +21,7 @@ out what the EDIT parts decide; try not to modify.
      2. Audio ........... PCM16 base64 codec, resampling, framing                               PLUMBING
      3. Components ...... the contracts (base classes, registry), thread bridge, test doubles  PLUMBING
      4. VAD ............. VADs; turn-taking (TurnTaking: onset, pause, end of turn, barge-in;  EDIT --vad
-                          default TurnDetector "silence", a silence window)                     --turn-taking
+                          default PredictiveTurnDetector "predictive"; "silence": a window)     --turn-taking
      5. ASR ............. speech recognisers, each with its own Settings                        EDIT --asr
      6. LLM ............. language models                                                      EDIT --llm
      7. TTS ............. speech synthesisers                                                  EDIT --tts
@@ -4303,6 +4303,7 @@ class Session:
         self._outbound_room = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._playback_timer: asyncio.TimerHandle | None = None
+        self._playback_ends_at = 0.0  # loop time at which the newest reply's queued audio ends playing
         self._send_started_at: float | None = None  # loop time at which the send in progress began
         self._send_watchdog: asyncio.TimerHandle | None = None  # the send deadline (_check_send)
         self._send_expired = False
@@ -4476,13 +4477,23 @@ class Session:
         out.response.clock.sent(out.audio_ms, out.clause, now_ms())
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
-        if self._playback_timer is not None:
-            self._playback_timer.cancel()
+        """Playback ends `delay_ms` from now. Called for every audio chunk, so the timer is not replaced
+        each time: one that fires earlier waits on (_playback_finished); only an earlier end moves it."""
         loop = asyncio.get_running_loop()
-        self._playback_timer = loop.call_later(max(delay_ms, 0) / 1000, self._playback_finished)
+        self._playback_ends_at = loop.time() + max(delay_ms, 0) / 1000
+        timer = self._playback_timer
+        if timer is not None and timer.when() <= self._playback_ends_at:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
 
     def _playback_finished(self) -> None:
         self._playback_timer = None
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._playback_ends_at:  # audio queued since the timer was set: wait for its end
+            self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
+            return
         if self.response is None and self.state == State.SPEAKING:
             self._set_state(State.LISTENING)
 
@@ -4682,6 +4693,7 @@ class Session:
                 elif ev.kind == "resumed":
                     self._held.paused = None
             elif ev.kind == "paused":
+                self._drop_partial()  # the speculative (then the final) transcript gets the CPU to itself
                 self._start_speculative_asr(ev)
                 self._ask_end_of_turn()
             elif ev.kind == "resumed":
@@ -4696,6 +4708,7 @@ class Session:
         self._framer.clear()
         self._user_speaking = False
         self._drop_speculative_asr()
+        self._drop_partial()
         if self._held is not None:
             if self._held.task is not None:
                 self._held.task.cancel()
@@ -4838,6 +4851,7 @@ class Session:
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
+        self._drop_partial()  # the turn's own transcript supersedes it and must not share the CPU with it
         item_id = self._speech_item_id or new_id("item")
         self._speech_item_id = None
         self.emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.at_ms), item_id=item_id))
@@ -5104,6 +5118,13 @@ class Session:
         return (self.config.asr_partial_interval_ms > 0 and self._partial_task is None and not self.bot_active()
                 and self._speech_item_id is not None)
 
+    def _drop_partial(self) -> None:
+        """Cancel the partial transcript in flight, if any: its ASR thread stops at its next check (Whisper:
+        between encoding and decoding) and no judgement follows."""
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+            self._partial_task = None
+
     def _start_partial(self) -> None:
         item_id = self._speech_item_id
         assert item_id is not None
@@ -5128,7 +5149,8 @@ class Session:
             if plan.strategy is not None and item_id == self._speech_item_id and not self.bot_active():
                 self._interrupt_user(item_id, text, plan, judgement.latency_ms)
         finally:
-            self._partial_task = None
+            if self._partial_task is asyncio.current_task():
+                self._partial_task = None
 
     def _interrupt_user(self, item_id: str, partial: str, plan: Plan, judge_ms: float) -> None:
         """Cut in (paper: the interrupt strategy): the user's speech so far becomes their turn, the bot at

@@ -1,6 +1,6 @@
 """How often the default judge cuts in on spoken turns, and where in the utterance the cut comes.
 
-    python benchmarks/interrupt_rate.py                      # 40 opinion + 40 ordinary EN turns, 700 ms partials
+    python benchmarks/interrupt_rate.py                      # 40 opinion + 40 ordinary EN turns, server's interval
     python benchmarks/interrupt_rate.py --lang zh --turns 30 --asr-partial-interval-ms 1000
 
 Turns come from the held-out evaluation file (data/realistic/eval-writer-e.jsonl, never trained on):
@@ -8,9 +8,11 @@ opinion turns (an `interrupt_at_char`) and ordinary turns (every other family). 
 with espeak-ng (en-us or cmn), and the server's own components replay what the session does while the user
 talks: every `asr_partial_interval_ms` of speech the ASR (default: Whisper) transcribes the audio so far and
 the judge (default: sft) judges the partial transcript with the turn's context; the first `interrupt` at or
-above `interrupt_min_confidence` is the cut. The clock is the audio's, not the wall's: a partial that would
-still be running on a slow machine when the next one is due is not skipped here, so this measures the
-decisions, not the CPU. Prints, per kind of turn, the share of turns cut, and for opinion turns where the
+above `interrupt_min_confidence` is the cut. The session runs at most one partial at a time: with `--clock
+wall` (the default) a partial starts when it is due *and* the previous one has finished on this machine
+(its measured ASR + judgement time, counted in audio time), as in the session; `--clock audio` starts every
+partial on time, which measures the decisions alone, not the CPU. The interval defaults to the server's
+(`asr_partial_interval_ms`). Prints, per kind of turn, the share of turns cut, and for opinion turns where the
 cut came: in characters of the transcript relative to the writer's `interrupt_at_char` (scaled to the
 transcript's length) and in seconds after that point's audio time.
 """
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import wave
 from pathlib import Path
 
@@ -57,21 +60,31 @@ async def transcript(asr: S.ASR, audio: np.ndarray) -> str:
         return "".join([p async for p in pieces]).strip()
 
 
-async def first_cut(asr: S.ASR, judge: S.Judge, config, turn: dict, audio: np.ndarray) -> dict:
-    """Replay the partials of one spoken turn; the first interrupt (or none) and where it came."""
+async def first_cut(asr: S.ASR, judge: S.Judge, config, turn: dict, audio: np.ndarray, wall: bool) -> dict:
+    """Replay the partials of one spoken turn; the first interrupt (or none) and where it came. With `wall`,
+    a partial is due `step` after the previous one started and starts once that one has finished (each
+    takes its measured seconds of audio time), like the session's one-at-a-time partials."""
     history = [{"role": "user" if c["role"] == "user" else "assistant", "content": c["text"]}
                for c in turn.get("context", [])]
     context = S.JudgeContext(history=history, strategies=frozenset({"reply", "interrupt"}))
     step = int(16000 * config.asr_partial_interval_ms / 1000)
-    for end in range(step, len(audio) + 1, step):
+    end, costs = step, []
+    while end <= len(audio):
+        started = time.perf_counter()
         text = await transcript(asr, audio[:end])
-        if not text:
-            continue
-        judgement = await S.decide(judge, context, text, "partial", deadline_s=config.judge_deadline_s,
-                                   max_chars=config.judge_max_chars)
-        if judgement.action == "interrupt" and judgement.confidence >= config.interrupt_min_confidence:
-            return {"cut": True, "at_s": end / 16000, "partial": text, "confidence": judgement.confidence}
-    return {"cut": False}
+        judgement = None
+        if text:
+            judgement = await S.decide(judge, context, text, "partial", deadline_s=config.judge_deadline_s,
+                                       max_chars=config.judge_max_chars)
+        cost_s = time.perf_counter() - started
+        costs.append(cost_s)
+        if judgement is not None and judgement.action == "interrupt" \
+                and judgement.confidence >= config.interrupt_min_confidence:
+            at = end + (int(cost_s * 16000) if wall else 0)  # the cut is heard once the decision is made
+            return {"cut": True, "at_s": at / 16000, "partial": text, "confidence": judgement.confidence,
+                    "costs_s": costs}
+        end += max(step, int(cost_s * 16000)) if wall else step
+    return {"cut": False, "costs_s": costs}
 
 
 async def run(args, config) -> None:
@@ -86,7 +99,7 @@ async def run(args, config) -> None:
     for kind, chosen in (("opinion", opinions), ("ordinary", ordinary)):
         for n, turn in enumerate(chosen, 1):
             audio = speak(turn["utterance"], voice, args.wpm)
-            r = await first_cut(components.asr, components.judge, config, turn, audio)
+            r = await first_cut(components.asr, components.judge, config, turn, audio, args.clock == "wall")
             r["duration_s"] = len(audio) / 16000
             if kind == "opinion":
                 point = turn["interrupt_at_char"] / max(1, len(turn["utterance"]))  # the point, as a share
@@ -103,7 +116,11 @@ async def run(args, config) -> None:
         components.asr.close()
     print(f"\n{machine()}; lang {args.lang}; partial transcripts every {config.asr_partial_interval_ms} ms of "
           f"speech; interrupt_min_confidence {config.interrupt_min_confidence}; asr={config.asr}, "
-          f"judge={config.judge}; espeak-ng {voice} at {args.wpm} wpm\n")
+          f"judge={config.judge}; espeak-ng {voice} at {args.wpm} wpm; {args.clock} clock\n")
+    costs = sorted(c for rs in results.values() for r in rs for c in r["costs_s"])
+    if costs:
+        print(f"one partial (ASR of the speech so far + judgement): median {statistics.median(costs) * 1000:.0f} ms,"
+              f" p90 {costs[int(0.9 * (len(costs) - 1))] * 1000:.0f} ms over {len(costs)}\n")
     print("| turns | n | cut in on | median cut, seconds after the point | cut before the point |")
     print("|---|---:|---:|---:|---:|")
     for kind, rs in results.items():
@@ -126,12 +143,15 @@ def main() -> None:
     parser.add_argument("--wpm", type=int, default=150, help="espeak-ng speaking rate")
     parser.add_argument("--eval-turns", default="data/realistic/eval-writer-e.jsonl")
     parser.add_argument("--json", help="also write every turn's result here")
+    parser.add_argument("--clock", choices=["wall", "audio"], default="wall",
+                        help="wall: a partial waits for the previous one to finish on this machine (as the "
+                             "session does); audio: every partial on time (the decisions alone)")
     args, server_args = parser.parse_known_args()
     if shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng is needed: apt-get install espeak-ng")
-    if "--asr-partial-interval-ms" not in server_args:
-        server_args += ["--asr-partial-interval-ms", "700"]
     config = load_config([*server_args, "--llm", "fake", "--tts", "fake"])
+    if config.asr_partial_interval_ms <= 0:
+        sys.exit("asr_partial_interval_ms is 0 (partial transcripts off): give --asr-partial-interval-ms N")
     results = asyncio.run(run(args, config))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -1,6 +1,6 @@
 """The README's transcript: one real conversation with the default models, printed as the server sent it.
 
-    python benchmarks/transcript.py                       # every default (whisper, sft judge, llamacpp, hibari)
+    python benchmarks/transcript.py                       # every default (whisper, sft judge, llamacpp, bilingual TTS)
     python benchmarks/transcript.py --llamacpp-weights qwen2.5-coder-0.5b   # any server setting, as on its command line
 
 The server runs in-process on port 0 with its defaults; a client speaks the first turns (espeak-ng speech

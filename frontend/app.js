@@ -159,7 +159,10 @@ const ui = {
 
 const audio = new AudioEngine({ onFrame, onProgress });
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime`;
-const client = new RealtimeClient(wsUrl, { onEvent, onStatus });
+// A server started with S2S_AUTH_TOKEN: open the page as http://host:8765/#token=TOKEN (a fragment never
+// leaves the browser, so the token is not in any request line or server log).
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+const client = new RealtimeClient(wsUrl, { onEvent, onStatus, token });
 
 function send(event) {
   const id = client.send(event);

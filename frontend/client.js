@@ -12,9 +12,12 @@ export class RealtimeClient {
    * @param {(event: object) => void} handlers.onEvent   each server event, parsed
    * @param {(status: string, detail?: object) => void} handlers.onStatus
    *   "connecting" | "open" | "reconnecting" ({delayMs, attempt, code}) | "closed" ({code, reason}) | "held" ({untilMs})
+   * @param {string} [handlers.token] the server's S2S_AUTH_TOKEN, if it has one: a browser cannot set
+   *   headers, so it goes as the subprotocol `openai-insecure-api-key.TOKEN`, beside `realtime`
    */
-  constructor(url, { onEvent, onStatus }) {
+  constructor(url, { onEvent, onStatus, token = "" }) {
     this.url = url;
+    this.token = token;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.ws = null;
@@ -34,7 +37,7 @@ export class RealtimeClient {
     this.clearTimer();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) return;
     this.onStatus("connecting");
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(this.url, this.token ? ["realtime", `openai-insecure-api-key.${this.token}`] : undefined);
     this.ws = ws;
     ws.onopen = () => {
       if (ws === this.ws) this.onStatus("open");

@@ -101,8 +101,9 @@ def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class ServerProcess:
     """`python s2s_server.py` on a free port, ready when it logs the address it serves; memory in `folder`."""
 
-    def __init__(self, folder: Path, port: int = 0, asr: str = "fake"):
+    def __init__(self, folder: Path, port: int = 0, asr: str = "fake", token: str = ""):
         self.log_path = folder / "server.log"
+        self.env = {**os.environ, "S2S_AUTH_TOKEN": token} if token else None
         self.cmd = [
             sys.executable, str(ROOT / "s2s_server.py"), "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(folder / "data"),
@@ -114,7 +115,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115  (closed in stop)
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=self.env)
         found = threading.Event()
 
         def pump() -> None:
@@ -495,5 +497,23 @@ def test_page_reconnects_after_the_server_restarts(browser, tmp_path: Path) -> N
         others = [e for e in page.console_errors if "WebSocket connection" not in e]
         assert others == []
     finally:
+        page.close()
+        srv.stop()
+
+
+def test_page_reaches_a_server_that_asks_for_a_token(browser, tmp_path: Path) -> None:
+    """With S2S_AUTH_TOKEN set, the page opened as /#token=TOKEN connects (the token goes as a subprotocol);
+    opened without it, the server turns it away."""
+    srv = ServerProcess(tmp_path, token="page-test-token-0123456789").start()
+    without = Page(browser, srv.url)
+    page = Page(browser, srv.url + "#token=page-test-token-0123456789")
+    try:
+        connect(page)
+        assert page.events("session.created")
+        without.page.click("#connect")
+        without.wait("s2s.connection === 'reconnecting'", CONNECT_MS)
+        assert without.events("session.created") == []
+    finally:
+        without.close()
         page.close()
         srv.stop()

@@ -509,3 +509,19 @@ def test_build_only_writes_the_examples(tmp_path):
     assert any(r["augmented"] for r in built)
     evaluated = judge_sft.read_jsonl(tmp_path / "work/examples-eval.jsonl")
     assert evaluated and not any(r["augmented"] for r in evaluated)
+
+
+def test_validation_folds_hold_out_only_writers_that_cover_every_action():
+    """Each writer covering every label of the head is a fold; a narrow writer (only some labels, like
+    writer-f's threats) is always on the training side, never validated on; nor are augmented copies."""
+    def ex(writer: str, label: str, n: int, augmented: bool = False) -> judge_sft.Example:
+        return judge_sft.Example(f"{writer}-{label}-{n}-{augmented}", f"{writer}-{n}", writer, "en", "plain",
+                                 "complete", "", "u", False, augmented, label, "")
+    full = [ex(w, a, i) for w in ("writer-a", "writer-b") for i, a in enumerate(judge_sft.STAGE_LABELS["complete"])]
+    narrow = [ex("writer-f", "block", 0), ex("writer-f", "reply", 1)]  # no refuse, deflect, silence
+    examples = [*full, ex("writer-a", "reply", 9, augmented=True), *narrow]
+    folds = judge_sft.validation_folds(examples)
+    assert [name for name, _, _ in folds] == ["writer-a", "writer-b"]
+    for name, train, val in folds:
+        assert {examples[i].writer for i in val} == {name} and not any(examples[i].augmented for i in val)
+        assert all(examples.index(e) in train for e in narrow)

@@ -445,7 +445,9 @@ async def test_a_hung_stage_fails_its_turn_after_its_deadline_and_the_next_turn_
                 yield chunk
 
     names = {"asr": "test-hang-asr", "llm": "test-hang-llm", "tts": "test-hang-tts"}
-    h = await make_server(**{stage: names[stage]}, asr_deadline_s=0.3, llm_stall_deadline_s=0.3, tts_deadline_s=0.3)
+    # partial transcripts off: the first ASR call must be the turn's own (a hung partial is the next test's)
+    h = await make_server(**{stage: names[stage]}, asr_deadline_s=0.3, llm_stall_deadline_s=0.3, tts_deadline_s=0.3,
+                          asr_partial_interval_ms=0)
     c = await h.connect()
     await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
     err = await c.wait_for("error")
@@ -457,6 +459,36 @@ async def test_a_hung_stage_fails_its_turn_after_its_deadline_and_the_next_turn_
         assert (await c.wait_for("response.done"))["response"]["status"] == "failed"
     await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
     assert (await c.wait_for("response.done", lambda e: e["response"]["status"] == "completed"))
+
+
+async def test_a_partial_transcript_in_flight_is_cancelled_when_the_user_stops_and_never_holds_up_the_turn(
+        make_server, speech_dir):
+    """Partial transcripts run by default while the user speaks, one at a time. One that hangs must not
+    delay the turn: the pause that ends the speech cancels it, and the turn's own transcript answers."""
+    assert s2s.Config().asr_partial_interval_ms > 0  # on by default
+    hang, cancelled = asyncio.Event(), asyncio.Event()
+
+    class HangingPartialASR(s2s.FakeASR):
+        name = "test-hang-partial-asr"
+        calls = 0
+
+        async def transcribe(self, audio):
+            HangingPartialASR.calls += 1
+            if HangingPartialASR.calls == 1:  # the first partial, at asr_partial_interval_ms of speech
+                try:
+                    await hang.wait()  # never set: only cancelling ends it
+                finally:
+                    cancelled.set()
+            async for piece in super().transcribe(audio):
+                yield piece
+
+    h = await make_server(asr="test-hang-partial-asr", asr_partial_interval_ms=500)
+    c = await h.connect()
+    await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert cancelled.is_set()  # the hung partial was cancelled, not left to run beside the turn's ASR
+    assert HangingPartialASR.calls >= 2 and "error" not in c.types()
 
 
 async def test_a_sessions_history_in_memory_is_bounded(make_server):
