@@ -175,17 +175,18 @@ class Config(BaseModel):
     history_max_items: int = Field(24, ge=0, le=1000)
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
     system_prompt: str = (
-        "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
-        "short spoken sentences, with no lists, markdown, emoji or code. Always reply in the language of the "
-        "user's last message (用户说中文，你就用中文回答). The user is the person talking to you: the name, "
-        "home, job and tastes they tell you are theirs, never yours (you have none of your own). Speak of "
-        "them as \"you\": asked \"what is my name?\", answer \"Your name is ...\", never \"My name is ...\".")
+        "You are a warm voice companion, heard, not read: answer in one to three short spoken sentences, with no "
+        "lists, markdown or emoji. Always reply in the language of the user's last message (用户说中文，你就用中文"
+        "回答). What the user tells you about themselves (name, home, job) is theirs, never yours: asked \"what "
+        "is my name?\" (我叫什么?), answer \"Your name is ...\" (你叫……), never \"My name is ...\" (我叫……).")
     """Instructions every conversation starts with; a session may replace them (session.update)."""
-    llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
-    """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy."""
+    llm_temperature: float = Field(0.3, ge=0.0, le=2.0)
+    """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy. 0.3: the packaged 1.5B
+    follows the strategies' guidance more often than at Qwen's recommended 0.7
+    (benchmarks/conversation_suite.py, docs/replies.md)."""
     llm_top_p: float = Field(0.8, gt=0.0, le=1.0)
     """llamacpp, openai: nucleus sampling: sample from the smallest set of tokens whose probability
-    reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation)."""
+    reaches this (0.8 with temperature 0.7 is Qwen2.5's recommendation; the default temperature is lower)."""
 
     # ---- TTS ------------------------------------------------------------------------------------------
     tts: str = "bilingual"
@@ -276,36 +277,45 @@ class Config(BaseModel):
     interrupt_template_zh: str = "不好意思，我打断一下，"
     """What the bot says at once when it interrupts a Chinese speaker."""
     interrupt_prompt: str = (
-        "You cut the user off, saying \"{template}\". Finish your sentence about what they were just saying in "
-        "their last message: agree or disagree with that point, and add one thought of your own, in "
-        "{language}, in at most two short sentences.")
+        "You have just cut the user off mid-sentence. Say in one or two short sentences in {language}, in the "
+        "form \"I agree, because ...\" or \"I don't agree: ...\", what you think of their point, with your own "
+        "reason, not their words.")
     """Instructions for the continuation after the interrupt template ({template}, {language} as for refuse)."""
+    interrupt_prompt_zh: str = (
+        "你刚刚打断了用户的话。用一两句简短的中文说你是否同意他刚才的观点，以及为什么。用你自己的话，不要重复他的话。")
+    """The interrupt guidance for a Chinese speaker (in Chinese: an English instruction made the LLM slip into
+    English; benchmarks/conversation_suite.py)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "Decline the user's last request: you already said \"{template}\". Now tell them, in one short sentence "
-        "in {language}, why you won't, or what you can do for them instead. Never do the task, never promise "
-        "it and never repeat the request.\n"
-        "Example: the user: \"Fly me to the moon tonight.\" you: \"I can't fly anyone anywhere, but I can "
-        "tell you when the moon looks best tonight.\"")
+        "Decline the user's last request with one short sentence in {language} of the form \"I can't ..., but I "
+        "can ...\": what you won't do, then a small thing you can do for them instead. Never do the task.")
     """Behavioural guidance for the refuse strategy ({template}: the opener; {language}: English or Chinese,
-    as the user spoke)."""
+    as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
+    each such reply: keep it short."""
+    refuse_prompt_zh: str = (
+        "拒绝用户刚才的要求：用一句“我不能……，不过我可以……”的中文回答，先说你不会做什么，再说一件你能为他做的小事。"
+        "绝不要去做这件事。")
+    """The refuse guidance for a Chinese speaker."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
-        "The user's topic is going nowhere, so you change the subject, and you already said \"{template}\". "
-        "Now ask them one short, cheerful question about something new (a hobby, food, music, travel, a film), "
-        "in {language}, ending with a question mark. Do not mention the old topic, do not apologise and do not "
-        "refuse anything.")
+        "The user's topic is going nowhere, so you change the subject: ask them one short, cheerful question in "
+        "{language} about something new (food, music, travel, a film). Do not mention the old topic.")
     """Behavioural guidance for the deflect strategy ({template}, {language} as for refuse)."""
-    strategy_guidance_at: Literal["end", "system"] = "end"
+    deflect_prompt_zh: str = (
+        "用户的话题没什么可聊的，你换个话题：用中文问他一个简短、轻松的新问题（美食、音乐、旅行或电影），以问号结尾。"
+        "不要再提刚才的话题。")
+    """The deflect guidance for a Chinese speaker."""
+    strategy_guidance_at: Literal["end", "end-user", "system"] = "end"
     """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
-    conversation (a small model follows it better, and the prompt cache keeps everything before it), or
-    "system", the end of the first system message (before the history; the layout until Nov 2026)."""
+    conversation (a small model follows it better, and the prompt cache keeps everything before it);
+    "end-user", the same place as a user message; or "system", the end of the first system message
+    (before the history; the layout until Nov 2026)."""
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
@@ -319,10 +329,15 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while, so you speak first: one short, friendly sentence to them, in "
-        "{language}, about something you know of them (their name, where they live, what they do or like), or "
-        "a light question about it. Address them as \"you\"; never say \"I am\", \"my name\" or \"I live\".")
-    """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke)."""
+        "The user has been quiet for a while. Their name: {name}. What else you know of them: {facts}. Speak "
+        "first: one short, friendly question in {language}, starting with their name, about what else you know. "
+        "Example: \"Ana, heard any good jazz in Lisbon lately?\"")
+    """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
+    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris")."""
+    proactive_prompt_zh: str = (
+        "用户有一阵没说话了。他的名字：{name}。你还知道他的这些事：{facts}。你先开口：用一句中文，以他的名字开头，"
+        "问他一个和你还知道的事有关的小问题。")
+    """The proactive guidance for a Chinese speaker ({facts} as above)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
     asr_deadline_s: float = Field(15.0, gt=0, le=600)

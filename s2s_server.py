@@ -3090,7 +3090,8 @@ FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one 
     ("name", re.compile(r"(?:我叫|我的名字是)([\u4e00-\u9fff\w]{1,10}?)(?:[，。！？,.!?\s]|$)")),
     ("location", re.compile(r"\bi live in ([\w][\w\s'-]{1,40}?)(?:[,.!?;]|\s+(?:and|but)\b|$)", re.I)),
     ("location", re.compile(r"我住在([\u4e00-\u9fff\w]{1,15}?)(?:[，。！？,.!?\s]|$)")),
-    ("job", re.compile(r"\b(?:i work as an?|my job is(?: an?)?) ([\w\s-]{2,40}?)(?:[,.!?;]|$)", re.I)),
+    ("job", re.compile(r"\b(?:i work as an?|my job is(?: an?)?) ([\w\s-]{2,40}?)(?:[,.!?;]|\s+(?:and|but)\b|$)",
+                       re.I)),
     ("job", re.compile(r"(?:我是一名|我的工作是)([\u4e00-\u9fff\w]{1,15}?)(?:[，。！？,.!?\s]|$)")),
     ("age", re.compile(r"\b(?:i'm|i am) (\d{1,3}) years old", re.I)),
     ("age", re.compile(r"我(?:今年)?(\d{1,3})岁")),
@@ -3925,10 +3926,16 @@ class Strategy:
         return chinese if _CJK.search(user_text) else english
 
     def guidance(self, config: Config, opener: str, language: str = "the user's language") -> str:
-        """The guidance with its opener ({template}) and the language to answer in ({language}) filled in."""
+        """The guidance with its opener ({template}) and the language to answer in ({language}) filled in.
+        For a Chinese speaker the setting's `_zh` twin is used where one exists: guidance written in English
+        made the LLM slip into English (benchmarks/conversation_suite.py). {facts} is left for
+        `Session.llm_messages`, which knows the user."""
         if not self.guidance_setting:
             return ""
-        return getattr(config, self.guidance_setting).replace("{template}", opener).replace("{language}", language)
+        setting = self.guidance_setting
+        if language.startswith("Chinese") and hasattr(config, setting + "_zh"):
+            setting += "_zh"
+        return getattr(config, setting).replace("{template}", opener).replace("{language}", language)
 
     def max_tokens(self, config: Config) -> int:
         return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
@@ -4323,7 +4330,8 @@ class Session:
         self._last_voiced_at_ms = 0.0
         self._speculative: tuple[int, asyncio.Task[str]] | None = None  # (audio length, ASR task)
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
-        self._llm_memory: tuple[UserMemory, int, str] | None = None  # (memory, items gone) -> LLM memory block
+        self._llm_memory: tuple[UserMemory, int, str, frozenset[str]] | None = None  # (memory, items gone) ->
+        # the LLM's memory block and the facts in it
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
@@ -5385,25 +5393,41 @@ class Session:
         """System prompt (instructions, then memory as quoted data), history, then this reply's guidance
         (`instructions`: the strategy's, and response.create's) as a last system message, where a small LLM
         follows it best and where it leaves the prompt cache of everything before it intact
-        (`strategy_guidance_at = "system"` puts it at the end of the first system message instead)."""
+        (`strategy_guidance_at = "system"` puts it at the end of the first system message instead, "end-user"
+        last as a user message)."""
         history = self.llm_history(pending_user_text)
         texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
         gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
-        system = self._join(self.settings.instructions, self._memory_for_llm(gone))
+        block, facts_in_block = self._memory_for_llm(gone)
+        system = self._join(self.settings.instructions, block)
+        if told := [fact for fact in self.user_memory.fact_lines() if fact not in facts_in_block]:
+            # Facts stated since the memory block was rendered: with the guidance, after the history (the
+            # cached prefix stays put), and said to be the user's (the 1.5B answered "Do you remember my
+            # name?" with "My name is Sam" when they were only in the history).
+            instructions = self._join("The user told you in this conversation (their facts, never yours): "
+                                      + "; ".join(f"the user's {fact}" for fact in told), instructions)
+        if instructions and ("{facts}" in instructions or "{name}" in instructions):  # what is known of the
+            facts = self.user_memory.fact_lines(8)  # user, next to the guidance that uses it
+            name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")
+            others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
+            instructions = instructions.replace("{name}", name).replace("{facts}", others)
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
-        return [{"role": "system", "content": system}, *history, {"role": "system", "content": instructions}]
+        role = "user" if self.config.strategy_guidance_at == "end-user" else "system"
+        return [{"role": "system", "content": system}, *history, {"role": role, "content": instructions}]
 
-    def _memory_for_llm(self, gone: int) -> str:
+    def _memory_for_llm(self, gone: int) -> tuple[str, frozenset[str]]:
         """The memory block of the LLM's system message, rendered again only when the user's memory is
         (re)loaded or an item leaves the history window (`gone` counts them). Facts the user states in
         this conversation are in the history already; rendering them at once would change the system
         message, and llama.cpp would read the whole prompt again (about 300 tokens: 8 s at this CPU's
-        36 tokens/s). When the window moves, the prompt is read again anyway, so the block catches up then."""
+        36 tokens/s). When the window moves, the prompt is read again anyway, so the block catches up then.
+        Returns the block and the facts it holds (`llm_messages` tells the newer ones after the history)."""
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != gone:
-            cached = self._llm_memory = (self.user_memory, gone, self.memory_context().render(to_the_second=False))
-        return cached[2]
+            cached = self._llm_memory = (self.user_memory, gone, self.memory_context().render(to_the_second=False),
+                                         frozenset(self.user_memory.fact_lines()))
+        return cached[2], cached[3]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
                             spoken_prefix: str = "") -> None:

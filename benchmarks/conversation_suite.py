@@ -12,8 +12,8 @@ for speaking first. So the messages the LLM reads are built by the server's own 
 forced: the judge is a test double that answers each scripted utterance with the strategy the script
 names (a reply that fails here failed in its words, not in its judgement). ASR and VAD are test doubles too
 (the partial transcript of an interrupt is the script's text) and TTS is the fake: the suite measures
-words. The LLM samples as configured (temperature 0.7), with a fixed seed so a rerun on the same machine
-gives the same words (`--seed`).
+words. The LLM samples as configured (temperature 0.3 by default), with a fixed seed so a rerun on the same
+machine gives the same words (`--seed`).
 
 The rubric. A reply passes when every check of its step passes. Every reply of a Chinese conversation must
 be in Chinese (at most one Latin letter per three Chinese characters), and every English one must hold no
@@ -25,9 +25,12 @@ Chinese. Per row:
   deflect    starts with the deflect template; the continuation asks a question (? or ？), does not mention
              the old topic (its keywords) nor the refusal template, and repeats no earlier bot sentence.
   interrupt  starts with the interrupt template; the continuation reacts to what the user was saying (a
-             topic keyword; without one, a review) and repeats no earlier bot sentence.
+             topic keyword; without one, a review), repeats no earlier bot sentence and does not say the
+             user's own words back (8 words, 10 Chinese characters of theirs).
   proactive  the bot speaks first, in at most two sentences, about something known of the user (a keyword
-             of their facts; without one, a review).
+             of their facts other than their name; without one, a review), repeating no earlier bot
+             sentence, not claiming the user's facts as its own ("我叫小明" to 小明) and not telling them
+             their name ("你的名字是小明。").
   memory     names and facts go to the right person: the bot does not claim the user's name or facts as its
              own; asked for them it answers with them, also in a later session.
 Checks that a rule cannot decide (marked "review") are looked up by the reply's exact text in
@@ -171,12 +174,15 @@ def not_claiming(*phrases: str) -> Check:
     return Check("does not claim " + "|".join(phrases), lambda r: not any(lower(p) in lower(r.text) for p in phrases))
 
 
-def _units(text: str, lang: str) -> list[str]:
+def _units(text: str, lang: str, words_in_a_row: int = 6) -> list[str]:
+    """Runs of `words_in_a_row` words (Chinese: that many characters and two more)."""
     if lang == "zh":
+        n = words_in_a_row + 2
         chars = re.sub(r"[\s，。！？,.!?、：:；;“”\"']", "", text)
-        return [chars[i:i + 8] for i in range(len(chars) - 7)]
+        return [chars[i:i + n] for i in range(len(chars) - n + 1)]
     words = re.findall(r"[\w']+", lower(text))
-    return [" ".join(words[i:i + 6]) for i in range(len(words) - 5)]
+    n = words_in_a_row
+    return [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
 
 
 def no_repeat() -> Check:
@@ -185,6 +191,15 @@ def no_repeat() -> Check:
         earlier = {u for t in r.earlier_bot for u in _units(t, r.lang)}
         return not any(u in earlier for u in _units(r.continuation, r.lang))
     return Check("repeats no earlier bot words", rule)
+
+
+def not_parroting_the_user() -> Check:
+    """An interrupt that says the user's own half-sentence back ("Sorry to cut in, but I honestly think that
+    working from home is ...") reacts to nothing: no run of 8 words (10 Chinese characters) of theirs."""
+    def rule(r: Reply) -> bool:
+        theirs = set(_units(r.user, r.lang, 8))
+        return not any(u in theirs for u in _units(r.continuation, r.lang, 8))
+    return Check("does not say the user's words back", rule)
 
 
 def in_language(r: Reply) -> bool:
@@ -229,12 +244,16 @@ def deflect(say: str, old_topic: list[str], refusal: list[str]) -> Step:
 def interrupt(words: str, topic: list[str]) -> Step:
     return Step("interrupt", interrupt=words, checks=[
         starts_with_template(), said_something(), has_or_review("reacts to what the user was saying", *topic),
-        no_repeat()])
+        no_repeat(), not_parroting_the_user()])
 
 
-def speak_first(known: list[str]) -> Step:
+def speak_first(known: list[str], theirs: list[str]) -> Step:
+    """`known`: keywords of what the user told besides their name (their name alone, "Hi, Lea! What do you do
+    for a living?", is left to a review). `theirs`: the user's facts as the bot would wrongly claim them
+    ("I'm Sam", "我叫小明"). Telling the user their own name ("你的名字是小明。") opens nothing: it fails."""
     return Step("proactive", quiet=True, checks=[
-        at_most_sentences(2), has_or_review("fits what is known about the user", *known), no_repeat()])
+        at_most_sentences(2), has_or_review("fits what is known about the user", *known), no_repeat(),
+        not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
 
 
 REFUSAL_EN = ["can't do that", "sorry"]
@@ -255,18 +274,20 @@ CONVERSATIONS = [
                 ["sock", "colour", "color", "length", "sort", "thesis"], REFUSAL_EN),
         Step("memory", say="Sorry. Do you remember my name?", checks=[
             has("Sam"), not_claiming("I'm Sam", "I am Sam", "my name is Sam")]),
-        speak_first(["Sam", "Paris", "France", "French"]),
+        speak_first(["Paris", "France", "French"], ["I'm Sam", "I am Sam", "my name is Sam", "I live in Paris"]),
     ]]),
     Conversation("en-later-session", "en", "suite-lea", [[
         Step("memory", say="Hi, I'm called Lea. I work as a nurse and I love hiking.",
              checks=[not_claiming("I'm Lea", "I am Lea", "I'm called Lea", "I work as a nurse", "I'm a nurse")]),
         Step("memory", say="My brother Tom is a pilot.", checks=[not_claiming("I'm a pilot", "I am a pilot")]),
     ], [
-        Step("memory", say="Hi again! What do I do for a living?", checks=[has("nurse"), lacks("pilot")]),
+        Step("memory", say="Hi again! What do I do for a living?", checks=[
+            has("nurse"), lacks("pilot"), not_claiming("I'm a nurse", "I am a nurse", "I work as a nurse")]),
         Step("memory", say="And what does my brother do?", checks=[has("pilot")]),
         Step("memory", say="What is my name?", checks=[has("Lea"), not_claiming("I'm Lea", "I am Lea",
                                                                                  "my name is Lea")]),
-        speak_first(["hik", "walk", "trail", "mountain", "nurse", "Lea", "Tom", "pilot", "outdoor", "nature"]),
+        speak_first(["hik", "walk", "trail", "mountain", "nurse", "Tom", "pilot", "outdoor", "nature"],
+                    ["I'm Lea", "I am Lea", "my name is Lea", "I'm a nurse", "I am a nurse"]),
     ]]),
     Conversation("en-interrupts", "en", "suite-kai", [[
         interrupt("I honestly think that working from home is so much better than going to the office because",
@@ -301,17 +322,19 @@ CONVERSATIONS = [
                 ["袜子", "颜色", "长短", "论文"], REFUSAL_ZH),
         Step("memory", say="对不起。你还记得我叫什么名字吗？",
              checks=[has("小明"), not_claiming("我叫小明", "我是小明")]),
-        speak_first(["小明", "上海"]),
+        speak_first(["上海"], ["我叫小明", "我是小明", "我住在上海"]),
     ]]),
     Conversation("zh-later-session", "zh", "suite-xiaohong", [[
         Step("memory", say="你好，我叫小红，我是一名护士，我喜欢爬山。",
              checks=[not_claiming("我叫小红", "我是小红", "我是一名护士", "我是护士")]),
         Step("memory", say="我哥哥是一名飞行员。", checks=[not_claiming("我是一名飞行员", "我是飞行员")]),
     ], [
-        Step("memory", say="你好！我是做什么工作的？", checks=[has("护士"), lacks("飞行员")]),
+        Step("memory", say="你好！我是做什么工作的？", checks=[has("护士"), lacks("飞行员"),
+                                                       not_claiming("我是护士", "我是一名护士")]),
         Step("memory", say="那我哥哥是做什么的？", checks=[has("飞行员")]),
         Step("memory", say="我叫什么名字？", checks=[has("小红"), not_claiming("我叫小红", "我是小红")]),
-        speak_first(["爬山", "登山", "山", "护士", "小红", "哥哥", "飞行员", "户外", "徒步"]),
+        speak_first(["爬山", "登山", "山", "护士", "哥哥", "飞行员", "户外", "徒步"],
+                    ["我叫小红", "我是小红", "我是一名护士", "我是护士"]),
     ]]),
     Conversation("zh-interrupts", "zh", "suite-ali", [[
         interrupt("我觉得在家办公比去办公室好太多了，因为", ["家", "办公", "工作", "通勤", "远程"]),
@@ -355,14 +378,46 @@ BEFORE_PROMPTS: dict[str, Any] = {
     "proactive_prompt": "The user has been quiet for a while. Say one short, friendly sentence that revives the "
                         "conversation or moves it to a new topic they may like, based on what you know about them.",
 }
+# The prompts of the run kept as conversation_runs/default.json (guidance last, in English for both
+# languages, no facts beside the proactive guidance), so that run can be repeated beside today's.
+V2_PROMPTS: dict[str, Any] = {
+    "system_prompt": "You are a warm, quick-witted voice companion. You are heard, not read: answer in one to three "
+                     "short spoken sentences, with no lists, markdown, emoji or code. Always reply in the language of "
+                     "the user's last message (用户说中文，你就用中文回答). The user is the person talking to you: the "
+                     "name, home, job and tastes they tell you are theirs, never yours (you have none of your own). "
+                     "Speak of them as \"you\": asked \"what is my name?\", answer \"Your name is ...\", never "
+                     "\"My name is ...\".",
+    "interrupt_prompt": "You cut the user off, saying \"{template}\". Finish your sentence about what they were just "
+                        "saying in their last message: agree or disagree with that point, and add one thought of your "
+                        "own, in {language}, in at most two short sentences.",
+    "refuse_prompt": "Decline the user's last request: you already said \"{template}\". Now tell them, in one short "
+                     "sentence in {language}, why you won't, or what you can do for them instead. Never do the task, "
+                     "never promise it and never repeat the request.\nExample: the user: \"Fly me to the moon "
+                     "tonight.\" you: \"I can't fly anyone anywhere, but I can tell you when the moon looks best "
+                     "tonight.\"",
+    "deflect_prompt": "The user's topic is going nowhere, so you change the subject, and you already said "
+                      "\"{template}\". Now ask them one short, cheerful question about something new (a hobby, food, "
+                      "music, travel, a film), in {language}, ending with a question mark. Do not mention the old "
+                      "topic, do not apologise and do not refuse anything.",
+    "proactive_prompt": "The user has been quiet for a while, so you speak first: one short, friendly sentence to "
+                        "them, in {language}, about something you know of them (their name, where they live, what "
+                        "they do or like), or a light question about it. Address them as \"you\"; never say \"I am\", "
+                        "\"my name\" or \"I live\".",
+}
+V2_PROMPTS.update({f"{k}_zh": v for k, v in V2_PROMPTS.items() if k != "system_prompt"})  # English for both
+BEFORE_PROMPTS.update({f"{k}_zh": v for k, v in BEFORE_PROMPTS.items() if k != "system_prompt"})
 SMALL = {"llamacpp_weights": "qwen2.5-coder-0.5b"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # Qwen2.5-Coder-1.5B, today's prompts
+    "v2-prompts": V2_PROMPTS,  # 1.5B, the prompts of conversation_runs/default.json
     "before-prompts": BEFORE_PROMPTS,  # 1.5B, the prompts and layout before
     "0.5b": SMALL,  # the faster choice, today's prompts
+    "0.5b-temperature-0.7": {**SMALL, "llm_temperature": 0.7},
     "0.5b-before-prompts": {**BEFORE_PROMPTS, **SMALL},  # the default before the change (but for the memory form)
     "guidance-in-system": {"strategy_guidance_at": "system"},
-    "temperature-0.3": {"llm_temperature": 0.3},
+    "guidance-as-user": {"strategy_guidance_at": "end-user"},
+    "guidance-as-user-temperature-0.7": {"strategy_guidance_at": "end-user", "llm_temperature": 0.7},
+    "temperature-0.7": {"llm_temperature": 0.7},  # Qwen2.5's recommendation, the default until this run
 }
 
 # ---- Running the conversations through the real server --------------------------------------------------

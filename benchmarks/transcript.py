@@ -110,8 +110,10 @@ async def main() -> None:
 
             for spoken, text in TURNS:
                 if spoken:
+                    # then 3 s of silence, as a microphone goes on sending: turn-taking may wait up to
+                    # turn_max_silence_ms (2.2 s) of it, counted on the audio
                     pcm = np.concatenate([np.zeros(RATE_HZ // 4, np.int16), espeak(text),
-                                          np.zeros(RATE_HZ, np.int16)])
+                                          np.zeros(3 * RATE_HZ, np.int16)])
                     step = RATE_HZ * FRAME_MS // 1000
                     started = time.monotonic()
                     for i, start in enumerate(range(0, len(pcm), step)):

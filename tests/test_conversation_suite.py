@@ -32,6 +32,18 @@ def test_parroting_an_earlier_reply_is_caught_in_both_languages():
     assert check.rule(zh) is False
 
 
+def test_an_interrupt_that_says_the_users_words_back_fails_and_so_does_speaking_first_with_their_name():
+    parrot = suite.not_parroting_the_user()
+    said = "I totally disagree that cats are better pets than dogs, dogs are"
+    back = suite.Reply("t", "en", 1, "interrupt", said, "", "No, I totally disagree that cats are better pets.")
+    own = suite.Reply("t", "en", 1, "interrupt", said, "", "No, dogs need walks; cats suit a busy life better.")
+    assert parrot.rule(back) is False and parrot.rule(own) is True
+    rules = {c.name: c for c in suite.speak_first(["小明"], ["我叫小明"]).checks}
+    assert rules["lacks your name is|你的名字是|你叫"].rule(reply("你的名字是小明。", "zh")) is False
+    assert rules["does not claim 我叫小明"].rule(reply("你知道吗，我叫小明。", "zh")) is False
+    assert all(c.rule(reply("小明，最近在上海还好吗？", "zh")) for c in rules.values())
+
+
 def test_refuse_rules_decide_forbidden_content_and_leave_the_rest_to_a_review():
     template = "Sorry, I can't do that."
     step = suite.refuse(THESIS, ["because", "instead"], ["make sure it gets an a"])

@@ -493,8 +493,8 @@ class DeflectingJudge(S.Judge):
 
 async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: Any) -> None:
     """The system message (instructions and memory) is identical turn after turn, even when a turn states a
-    fact (it is in the history already), so the LLM server reads only the new turn; and it was primed with
-    that same system message when the session opened."""
+    fact (that goes after the history, said to be the user's), so the LLM server reads only the new turn;
+    and it was primed with that same system message when the session opened."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
     h = await make_server(llm="test-models-primed")
@@ -508,7 +508,11 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
         await c.wait_for("response.done")
     first, second = PrimedLLM.asked
     assert first[0] == second[0] and first[0]["role"] == "system"
-    assert second[1:len(first)] == first[1:]  # the history grows at its end only
+    assert "Sam" not in first[0]["content"]
+    history = [[m for m in asked[1:] if m["role"] != "system"] for asked in (first, second)]
+    assert history[1][:len(history[0])] == history[0]  # the history grows at its end only
+    for asked in first, second:  # the stated fact, said to be the user's, after the history
+        assert asked[-1]["role"] == "system" and "the user's name: Sam" in asked[-1]["content"]
     assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
 
 

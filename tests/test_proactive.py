@@ -123,7 +123,7 @@ async def test_an_interrupt_cuts_in_with_the_template_then_a_continuation(script
     assert done["response"]["status"] == "completed"
     committed = [e for e in c.events if e["type"] == "conversation.item.input_audio_transcription.completed"]
     assert committed[0]["transcript"] == "I totally agree that remote work is great"  # the cut-off speech
-    assert "You cut the user off" in RECORDED[-1][-1]["content"]
+    assert RECORDED[-1][-1]["content"].startswith(h.server.config.interrupt_prompt[:30])
 
 
 async def test_a_block_is_persisted_refuses_reconnection_and_survives_a_restart(scripted, tmp_path,
@@ -210,6 +210,26 @@ async def test_the_bot_speaks_first_after_quiet_at_most_n_times_in_a_row(scripte
     await c.wait_for("response.done")
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     assert h.session()._idle_timer is not None  # the user spoke: the bot may speak first again
+
+
+async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_language(scripted):
+    """The proactive guidance comes last and carries the user's facts ({facts}); a Chinese speaker gets the
+    Chinese twin of a strategy's guidance (an English instruction pulled the LLM into English)."""
+    h = await scripted()
+    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
+    c = await h.connect()
+    await c.say("My name is Alice and I live in Lisbon.")
+    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
+    guidance = RECORDED[-1][-1]
+    assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
+    assert "Their name: Alice. What else you know of them: location: Lisbon." in guidance["content"]
+    await c.wait_for("response.done")
+    zh = await h.connect()
+    await zh.say("帮我写作业 homework")
+    await zh.wait_for("response.done")
+    assert RECORDED[-1][-1] == {"role": "system", "content": s2s.STRATEGIES["refuse"].guidance(
+        h.server.config, "抱歉，这个我做不到。", "Chinese (中文)")}
+    assert RECORDED[-1][-1]["content"].startswith(h.server.config.refuse_prompt_zh[:12])
 
 
 async def test_memory_survives_a_restart_and_stays_with_its_user(scripted, tmp_path, memory_settings):

@@ -252,7 +252,10 @@ def test_a_strategy_is_defined_once_and_a_taken_name_is_refused():
     config = load_config([], environ={})
     assert refuse.opener(config, "do my homework") == config.refuse_template_en
     assert refuse.opener(config, "帮我写作业") == config.refuse_template_zh
-    assert refuse.guidance(config, "No.").startswith(config.refuse_prompt.split("{template}")[0] + "No.")
+    said = config.model_copy(update={"refuse_prompt": "You said {template} in {language}.",
+                                     "refuse_prompt_zh": "你说了{template}"})
+    assert refuse.guidance(said, "No.", "English") == "You said No. in English."
+    assert refuse.guidance(said, "不。", "Chinese (中文)") == "你说了不。"  # a Chinese speaker: the Chinese twin
     assert refuse.max_tokens(config) == config.guided_max_tokens
     assert s2s.STRATEGIES["reply"].max_tokens(config) == config.llm_max_tokens
     with pytest.raises(s2s.RegistryError, match="already defined"):
