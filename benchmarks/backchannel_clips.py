@@ -88,7 +88,7 @@ async def decide(asr: Any, config: Any, pcm: np.ndarray, old: bool) -> tuple[boo
     clock = float(config.vad_min_speech_ms)  # audio ms since the onset
     recheck = 300 if old else config.barge_in_recheck_ms
     end_ms = S.samples_to_ms(end - onset)
-    heard, before = "", set()
+    heard, before, last_words = "", set(), set()
     pause_ms = config.turn_pause_ms  # the silence after which the burst counts as ended (`paused`)
     while True:
         last = clock >= end_ms
@@ -109,12 +109,13 @@ async def decide(asr: Any, config: Any, pcm: np.ndarray, old: bool) -> tuple[boo
         else:
             verdict, words = S.held_verdict(text, logprob, before, last, config)
             before |= words
+            last_words = words
         if verdict == "barge_in":
             return True, clock + spent, heard
         if last:
             return False, clock + spent, heard
         clock = max(clock + spent, clock + recheck) if old else clock + max(spent, recheck)
-        if not old and min(clock, end_ms) >= config.barge_in_max_hold_ms:
+        if not old and min(clock, end_ms) >= config.barge_in_max_hold_ms and last_words:
             return True, config.barge_in_max_hold_ms, heard + " (too long)"
         clock = min(clock, end_ms)
 

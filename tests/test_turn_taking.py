@@ -249,14 +249,20 @@ async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     assert "s2s.backchannel" not in c.types()
 
 
-async def test_a_cough_during_a_reply_does_not_interrupt_it(make_server):
-    """A 250 ms burst of noise over the bot has no words: the reply completes."""
+async def test_a_cough_a_door_and_typing_during_a_reply_do_not_interrupt_it(make_server):
+    """A 250 ms burst of noise, a low thud and a second of fast typing over the bot have no words Whisper is
+    sure of: the reply completes."""
     h = await make_server(**REPLYING, webrtc_aggressiveness=0)  # the most permissive VAD: the burst counts as speech
     c = await start_reply(h)
     rng = np.random.default_rng(0)
     t = np.arange(4000) / 16000
     cough = (8000 * rng.standard_normal(4000) * np.exp(-t * 14)).astype(np.int16)
-    await c.append_audio(np.concatenate([silence(200, 16000), cough, silence(1000, 16000)]), 16000)
+    door = (20000 * np.sin(2 * np.pi * 70 * t[:1920]) * np.exp(-t[:1920] * 30)).astype(np.int16)
+    keys = np.zeros(16000, dtype=np.int16)
+    for k in range(14):  # a key every 65 ms, each a 15 ms clack
+        keys[480 + k * 1040:480 + k * 1040 + 240] = (12000 * rng.standard_normal(240) * np.exp(-np.arange(240) / 50))
+    await c.append_audio(np.concatenate([silence(200, 16000), cough, silence(600, 16000), door, silence(600, 16000),
+                                         keys, silence(1000, 16000)]), 16000)
     done = await c.wait_for("response.done")
     assert done["response"]["status"] == "completed"
     assert "input_audio_buffer.speech_started" not in c.types()
@@ -289,8 +295,9 @@ def test_backchannel_words_are_told_from_words_with_content():
     for text in ["Uh-huh.", "Mm-hmm", "Right, okay!", "yeah yeah", "I see.", "嗯", "对对对", "好的。", "是的", ""]:
         assert s2s.content_words(text, backchannel) == [], text
     assert s2s.content_words("Stop!", backchannel) == ["stop"]
-    assert s2s.content_words("No, I meant London.", backchannel) == ["no", "i", "meant", "london"]
+    assert s2s.content_words("No, I meant London.", backchannel) == ["no", "meant", "london"]
     assert s2s.content_words("M. 3 D", backchannel) == []  # what Whisper makes of a hum
+    assert s2s.content_words("I see I see I", backchannel) == []  # a loop cut by the token limit
     assert s2s.content_words("Okay, but why?", backchannel) == ["but", "why"]
     assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
 
@@ -308,3 +315,5 @@ def test_words_over_the_bot_barge_in_only_when_heard_surely_and_twice():
     assert s2s.held_verdict("I'm gonna die!", -1.8, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Uh-huh.", -0.5, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
+    assert s2s.held_verdict("不对", -1.2, set(), True, config)[0] == "barge_in"  # Chinese: a lower bar
+    assert s2s.held_verdict("你", -2.3, set(), True, config)[0] == "backchannel"
