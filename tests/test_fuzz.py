@@ -361,10 +361,15 @@ def client_close_codes(frames: list[bytes]) -> set[int]:
     """Codes of the close frames the client sent (a server echoes the client's close, RFC 6455 sec. 5.5.1)."""
     codes = set()
     for frame in frames:
-        if frame[0] & 0x0F != 0x8 or not frame[1] & 0x80 or frame[1] & 0x7F < 2 or frame[1] & 0x7F > 125:
+        if len(frame) < 2 or frame[0] & 0x0F != 0x8 or not frame[1] & 0x80:
             continue
-        key, payload = frame[2:6], frame[6:]
-        if len(payload) == frame[1] & 0x7F:
+        length, start = frame[1] & 0x7F, 2
+        if length == 126:  # a 16- or 64-bit length, even for 2 bytes (a non-minimal form websockets accepts)
+            length, start = (struct.unpack("!H", frame[2:4])[0], 4) if len(frame) >= 4 else (-1, 4)
+        elif length == 127:
+            length, start = (struct.unpack("!Q", frame[2:10])[0], 10) if len(frame) >= 10 else (-1, 10)
+        key, payload = frame[start:start + 4], frame[start + 4:]
+        if 2 <= length <= 125 and len(key) == 4 and len(payload) == length:
             codes.add(struct.unpack("!H", bytes(b ^ key[i % 4] for i, b in enumerate(payload[:2])))[0])
     return codes
 
