@@ -5423,9 +5423,10 @@ class Session:
         """The memory block of the LLM's system message, rendered again only when the user's memory is
         (re)loaded or an item leaves the history window (`gone` counts them). Facts the user states in
         this conversation are in the history already; rendering them at once would change the system
-        message, and llama.cpp would read the whole prompt again (about 300 tokens: 8 s at this CPU's
-        36 tokens/s). When the window moves, the prompt is read again anyway, so the block catches up then.
-        Returns the block and the facts it holds (`llm_messages` tells the newer ones after the history)."""
+        message, and llama.cpp would read the whole prompt again (about 300 tokens, several seconds on this
+        2-core CPU). When the window moves, the prompt is read again anyway, so the block catches up then.
+        Returns the block and the facts it holds (`llm_messages` tells the newer ones just before the
+        user's last words)."""
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != gone:
             cached = self._llm_memory = (self.user_memory, gone, self.memory_context().render(to_the_second=False),
