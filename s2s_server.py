@@ -556,42 +556,69 @@ class StageTimeout(RuntimeError):
     """A component went silent past its configured deadline."""
 
 
+class WaitDeadline:
+    """One timer for a series of waits, each with its own deadline (every word and audio chunk of a reply,
+    every event sent: a timer each cost as much as the work). The timer fires at the deadline of the wait it
+    was set for; if that wait has ended, it is set again for the wait in progress, if any; if the wait in
+    progress is past its deadline, `expired` becomes true and `on_expiry` runs."""
+
+    def __init__(self, on_expiry: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_expiry = on_expiry
+        self._timer: asyncio.TimerHandle | None = None
+        self._due: float | None = None  # loop time by which the wait in progress must end
+        self.expired = False
+
+    def begin(self, limit_s: float) -> None:
+        """A wait starts; it may last `limit_s`."""
+        self._due = self._loop.time() + limit_s
+        if self._timer is None or self._timer.when() > self._due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(self._due, self._check)
+
+    def end(self) -> None:
+        """The wait ended in time (the timer stays, for the next wait)."""
+        self._due = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._due is None:
+            return  # no wait in progress: the next one sets the timer
+        if self._loop.time() < self._due:
+            self._timer = self._loop.call_at(self._due, self._check)
+            return
+        self.expired = True
+        self._on_expiry()
+
+
 async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: float,
                            stage: str) -> AsyncIterator[T]:
     """Yield from a component's stream, failing with StageTimeout when the first item takes longer than
     `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops).
 
-    One timer per stream, not an asyncio.timeout per item (every word and audio chunk of every reply
-    passes here): the timer fires at the deadline of the wait it was set for; if that wait has ended, it
-    is set again for the wait in progress. On expiry it cancels the waiting task, as asyncio.timeout
-    does, and a cancellation from elsewhere at the same time still wins."""
-    loop = asyncio.get_running_loop()
-    waiting: tuple[float, asyncio.Task[Any], int] | None = None  # (deadline, task, its cancel count before)
-    timer: asyncio.TimerHandle | None = None
-    expired = False
+    One `WaitDeadline` per stream, not an asyncio.timeout per item. On expiry it cancels the waiting task,
+    as asyncio.timeout does, and a cancellation from elsewhere at the same time still wins."""
+    waiting: tuple[asyncio.Task[Any], int] | None = None  # the waiting task, and its cancel count before
 
-    def check() -> None:
-        nonlocal timer, expired
-        timer = None
-        if waiting is None:
-            return  # no wait in progress: the next one sets the timer
-        if loop.time() < waiting[0]:
-            timer = loop.call_at(waiting[0], check)
-            return
-        expired = True
-        waiting[1].cancel()
+    def cancel_the_wait() -> None:
+        if waiting is not None:
+            waiting[0].cancel()
 
+    deadline = WaitDeadline(cancel_the_wait)
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         limit = first_s
         try:
             while True:
                 task = asyncio.current_task()
                 assert task is not None
-                waiting = (loop.time() + limit, task, task.cancelling())
-                if timer is None or timer.when() > waiting[0]:
-                    if timer is not None:
-                        timer.cancel()
-                    timer = loop.call_at(waiting[0], check)
+                waiting = (task, task.cancelling())
+                deadline.begin(limit)
                 try:
                     item = await anext(stream)
                 except StopAsyncIteration:
@@ -599,16 +626,16 @@ async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: 
                 except TimeoutError:  # as under asyncio.timeout, a stream's own TimeoutError counts as one
                     raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
                 except asyncio.CancelledError:
-                    if expired and task.uncancel() <= waiting[2]:
+                    if deadline.expired and task.uncancel() <= waiting[1]:
                         raise StageTimeout(f"{stage} produced nothing for {limit:g} s") from None
                     raise
                 finally:
+                    deadline.end()
                     waiting = None
                 yield item
                 limit = next_s
         finally:
-            if timer is not None:
-                timer.cancel()
+            deadline.close()
 
 
 # ---- Test doubles -------------------------------------------------------------------------------------
@@ -4313,9 +4340,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._playback_timer: asyncio.TimerHandle | None = None
         self._playback_ends_at = 0.0  # loop time at which the newest reply's queued audio ends playing
-        self._send_started_at: float | None = None  # loop time at which the send in progress began
-        self._send_watchdog: asyncio.TimerHandle | None = None  # the send deadline (_check_send)
-        self._send_expired = False
+        self._send_deadline: WaitDeadline | None = None  # `send_timeout_s` per send (the send loop's)
         self._send_task: asyncio.Task[None] | None = None
         self._closing = False
         # audio path
@@ -4378,9 +4403,11 @@ class Session:
             self._closing = True
             if self.response is not None:
                 self.response.status = "cancelled"
-            for timer in (self._playback_timer, self._idle_timer, self._send_watchdog):
+            for timer in (self._playback_timer, self._idle_timer):
                 if timer is not None:
                     timer.cancel()
+            if self._send_deadline is not None:
+                self._send_deadline.close()
             pending = [receiver, sender, *self._tasks]
             for task in pending:
                 task.cancel()
@@ -4433,50 +4460,36 @@ class Session:
     async def _send_loop(self) -> None:
         import websockets
 
-        loop = asyncio.get_running_loop()
         self._send_task = asyncio.current_task()
+        # Each send has `send_timeout_s`, kept by one WaitDeadline per session rather than an asyncio.timeout
+        # per event: every event passes here, and a timer each cost as much as the send.
+        deadline = self._send_deadline = WaitDeadline(self._send_timed_out)
         while True:
             out = await self.outbound_events.get()
             self._outbound_room.set()
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
-            # Each send has `send_timeout_s`, kept by one timer per session (_check_send) rather than an
-            # asyncio.timeout per event: every event passes here, and a timer each cost as much as the send.
-            self._send_started_at = loop.time()
-            if self._send_watchdog is None:
-                self._send_watchdog = loop.call_at(self._send_started_at + self.config.send_timeout_s,
-                                                   self._check_send)
+            deadline.begin(self.config.send_timeout_s)
             try:
                 await self.ws.send(json.dumps(out.event))
             except websockets.ConnectionClosed:
                 return
             except asyncio.CancelledError:
-                if not self._send_expired:
+                if not deadline.expired:
                     raise
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # cut by _check_send
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # cut by _send_timed_out
                 return
             finally:
-                self._send_started_at = None
+                deadline.end()
             if out.response is not None:
                 self._after_send(out)
             if out.after_send is not None:
                 out.after_send()
 
-    def _check_send(self) -> None:
-        """The send deadline: due `send_timeout_s` after the send in progress began. A client that stopped
-        reading is cut then (the send loop ends, and with it the session); when the send the timer was set
-        for has completed, it is set again for the one in progress, if any."""
-        self._send_watchdog = None
-        started = self._send_started_at
-        if started is None:
-            return  # nothing being sent: the next send sets the timer
-        loop = asyncio.get_running_loop()
-        due = started + self.config.send_timeout_s
-        if loop.time() < due:
-            self._send_watchdog = loop.call_at(due, self._check_send)
-            return
+    def _send_timed_out(self) -> None:
+        """A send took `send_timeout_s`: the client stopped reading, so it is cut (the send loop ends, and
+        with it the session)."""
         self.log.warning("client stopped reading for %.1f s; closing", self.config.send_timeout_s)
-        self._send_expired = True
         self.ws.transport.abort()
         if self._send_task is not None:
             self._send_task.cancel()  # the send blocked in it ends, and the send loop with it
