@@ -7,9 +7,14 @@ generated. Measured at the client, from event arrival times:
   barge-in:     input_audio_buffer.speech_started -> response.done (cancelled)
 The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
-server's sessions handled (from their close log lines). Each row also gives the CPU the server processes
-and this client used during the run, in cores (1.0 = one core busy all the time), and the load average
-before and after it: the simulated users run in this process, on the same machine as the server.
+server's sessions handled (from their close log lines). A turn whose reply had sent no audio when the
+user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
+pause, so a p99 over many cut turns flatters the server. Each row also gives the CPU the server processes
+and this client used during the run, in cores (1.0 = one core busy all the time), the server's CPU per
+1,000 input frames (all its work, turns included, divided by the frames it handled: unlike the latencies,
+this hardly moves with the machine's load), and the load average before and after it: the simulated users
+run in this process, on the same machine as the server. Latencies are only comparable between rows of one
+run on a quiet machine (load average well under 1 before each row).
 
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
+import shlex
 import time
 
 import numpy as np
@@ -48,9 +55,10 @@ from common import (
 
 
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
-              workers: int = 1) -> dict[str, float]:
+              workers: int = 1, server_args: tuple[str, ...] = ()) -> dict[str, float]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
-    proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), ready=ready)
+    proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
+                                               ready=ready)
     totals, frames = Totals(), mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
     # --synchronized they start within one frame, so all turns end together (the worst case).
@@ -66,11 +74,13 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     finally:
         proc.terminate()
         await proc.wait()
-    eot, barge = totals.eot, totals.barge
+    eot, barge, handled = totals.eot, totals.barge, frames_handled(log_lines)
     return {"sessions": sessions, "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99),
+            "eot_cut": totals.eot_unanswered,
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
-            "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - frames_handled(log_lines),
+            "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
+            "server_ms_per_1k_frames": server_cpu * 1e6 / handled if handled else float("nan"),
             "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"}
 
 
@@ -82,19 +92,34 @@ def main() -> None:
                         help="start every user within one frame, so all turns end at once (the worst case)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="server processes sharing the port (one run per value, side by side)")
+    parser.add_argument("--silent", action="store_true",
+                        help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
+                             "frames")
+    parser.add_argument("--server-args", nargs="+", default=[""], metavar="ARGS",
+                        help="extra server settings, one row per string (for A/B rows in one run), e.g. "
+                             "--server-args '--event-loop asyncio' '--event-loop uvloop'")
     args = parser.parse_args()
     utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
-    print(f"machine: {machine()}; users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}")
-    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (n) | barge-in -> cancelled done p50 / p99 "
-          "(n) | input frames dropped | CPU used, server / client (cores) | load average |")
-    print("|---|---|---|---|---|---|---|")
+    if args.silent:
+        utterance = np.zeros_like(utterance)
+    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}"
+          f"{', streaming silence (no turns)' if args.silent else ''}; "
+          f"{args.seconds:g} s per row")
+    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (turns; cut before audio) | barge-in -> "
+          "cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / client (cores) | server CPU "
+          "per 1,000 frames | load average |")
+    print("|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for workers in args.workers:
-            r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers))
-            print(f"| {sessions} | {workers} | {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}) "
+        for workers, extra in itertools.product(args.workers, args.server_args):
+            r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
+                                tuple(shlex.split(extra))))
+            print(f"| {sessions} | {workers}{f' ({extra})' if extra else ''} "
+                  f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
-                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['load']} |", flush=True)
+                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['server_ms_per_1k_frames']:.0f} ms "
+                  f"| {r['load']} |", flush=True)
 
 
 if __name__ == "__main__":
