@@ -4329,6 +4329,55 @@ class Turn:
     number: int = 0  # 1, 2, ... within the session (trace folder names)
 
 
+class AheadReply:
+    """A reply's LLM deltas generated ahead, during the silence that may end the turn (`llm_ahead`), and
+    held back: `replay()` yields what is generated so far, then the rest as it comes. Used only by a reply
+    whose messages and budget are exactly these (so the LLM gets exactly the input it would have got);
+    otherwise cancelled."""
+
+    def __init__(self, messages: list[dict[str, str]], max_tokens: int):
+        self.messages, self.max_tokens = messages, max_tokens
+        self.deltas: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._changed = asyncio.Event()
+
+    async def pull(self, source: AsyncIterator[str]) -> None:
+        """Run as a task: collect `source` (the LLM's stream) until it ends, fails or is cancelled."""
+        try:
+            async with contextlib.aclosing(source) as deltas:
+                async for delta in deltas:
+                    self.deltas.append(delta)
+                    self._changed.set()
+        except Exception as exc:  # handed to whoever replays it
+            self._error = exc
+        finally:
+            self._done = True
+            self._changed.set()
+
+    async def replay(self) -> AsyncIterator[str]:
+        """The held deltas, then the live ones; closing it cancels the generation."""
+        try:
+            sent = 0
+            while True:
+                while sent < len(self.deltas):
+                    sent += 1
+                    yield self.deltas[sent - 1]
+                if self._done:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 @dataclass
 class Foresight:
     """A judgement made on a speculative transcript, during the silence that may end the turn."""
@@ -4336,6 +4385,7 @@ class Foresight:
     text: str  # the transcript judged
     history: list[dict[str, str]]  # the conversation as the judge saw it, these words included
     task: asyncio.Task[Judgement]
+    ahead: AheadReply | None = None  # the planned reply, generated ahead (`llm_ahead`)
 
 
 class Session:
@@ -4370,6 +4420,7 @@ class Session:
         self._last_voiced_at_ms = 0.0
         self._speculative: tuple[int, asyncio.Task[str]] | None = None  # (audio length, ASR task)
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
+        self._ahead: AheadReply | None = None  # a foreseen reply generated ahead, for this turn's reply
         self._llm_memory: tuple[UserMemory, int, str, frozenset[str]] | None = None  # (memory, items gone) ->
         # the LLM's memory block and the facts in it
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
@@ -4976,25 +5027,45 @@ class Session:
             return
         plan = self.policy.on_turn(judgement, self.moment(foresight.text))
         row = STRATEGIES.get(plan.strategy or "")
-        if row is not None and row.speaks and not row.ends_session and row.max_tokens(self.config) > 0:
+        if row is not None and row.speaks and not row.ends_session and (budget := row.max_tokens(self.config)) > 0:
             _opener, messages = self._reply_messages(row, foresight.text, pending_user_text=foresight.text)
-            if messages != words:  # a plain reply has no guidance: its prompt is read already
+            if self.config.llm_ahead:  # generate it now; the words wait for the turn's end
+                foresight.ahead = ahead = AheadReply(messages, budget)
+                ahead.task = self.spawn(ahead.pull(self.components.llm.generate(messages, max_tokens=budget)),
+                                        "llm-ahead")
+            elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
             self._foresight.task.cancel()
+            if self._foresight.ahead is not None:
+                self._foresight.ahead.cancel()
             self._foresight = None
 
     async def _foreseen(self, text: str) -> Judgement | None:
-        """The judgement `_foresee` made of this turn, if it judged the same words in the same history."""
+        """The judgement `_foresee` made of this turn, if it judged the same words in the same history; its
+        reply generated ahead, if any, waits in `_ahead` for `start_response`."""
         foresight, self._foresight = self._foresight, None
         if (foresight is None or foresight.text != text or foresight.task.cancelled()
                 or foresight.history != self.llm_history(mark_unanswered=False)):
             if foresight is not None:
-                foresight.task.cancel()
+                self._foresight = foresight
+                self._drop_foresight()
             return None
+        self._take_ahead()  # an older one, never taken
+        self._ahead = foresight.ahead
         return await asyncio.shield(foresight.task)
+
+    def _take_ahead(self, messages: list[dict[str, str]] | None = None, max_tokens: int = 0) -> AheadReply | None:
+        """The reply generated ahead, if it was generated from exactly these messages and budget; any other
+        is cancelled. Called with no arguments, it cancels whatever is waiting."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and messages is not None and ahead.messages == messages and ahead.max_tokens == max_tokens:
+            return ahead
+        if ahead is not None:
+            ahead.cancel()
+        return None
 
     def _drop_speculative_asr(self) -> None:
         self._drop_foresight()
@@ -5105,7 +5176,10 @@ class Session:
                                latency_ms=round(judgement.latency_ms, 1)))
         self.log.info("judgement %s, plan %s (%.2f, %.0f ms%s): %s", judgement.action, plan.action, plan.confidence,
                       judgement.latency_ms, ", made during the silence" if foreseen else "", plan.reason)
-        self.carry_out(plan, turn, instructions)
+        try:
+            self.carry_out(plan, turn, instructions)
+        finally:
+            self._take_ahead()  # a reply generated ahead that this plan did not use
 
     def carry_out(self, plan: Plan, turn: Turn, instructions: str | None = None) -> None:
         """Do what the policy decided about a completed turn (which joins the history first)."""
@@ -5374,6 +5448,7 @@ class Session:
         """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
         row = STRATEGIES[strategy]
         opener, messages = self._reply_messages(row, turn.item.text if turn.item else "", instructions)
+        ahead = self._take_ahead(messages, row.max_tokens(self.config))
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages)
         self.response = self.last_response = r
@@ -5383,7 +5458,8 @@ class Session:
             "metadata": {"strategy": strategy}}))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self._set_state(State.PROCESSING)
-        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener), "response")
+        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener, ahead),
+                            "response")
         return r
 
     def _reply_messages(self, row: Strategy, text: str, instructions: str | None = None,
@@ -5462,10 +5538,13 @@ class Session:
         return cached[2], cached[3]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
-                            spoken_prefix: str = "") -> None:
-        """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come."""
+                            spoken_prefix: str = "", ahead: AheadReply | None = None) -> None:
+        """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come.
+        `ahead`: the same LLM call, started during the silence (`llm_ahead`); its deltas are used instead."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
         started = now_ms()
+        if ahead is not None:
+            r.metrics["llm_ahead_deltas"] = len(ahead.deltas)  # generated before the turn ended
 
         async def produce_clauses() -> None:
             chunker = ClauseChunker(self.config.clause_min_chars, self.config.clause_max_chars)
@@ -5474,8 +5553,10 @@ class Session:
                 if spoken_prefix:
                     await clause_queue.put(spoken_prefix)  # said at once, while the LLM starts
                 if max_tokens > 0:  # a budget of 0: the opener alone, no LLM call
+                    stream = ahead.replay() if ahead is not None else self.components.llm.generate(
+                        messages, max_tokens=max_tokens)
                     async with contextlib.aclosing(within_deadlines(
-                            self.components.llm.generate(messages, max_tokens=max_tokens),
+                            stream,
                             first_s=self.config.llm_first_token_deadline_s,
                             next_s=self.config.llm_stall_deadline_s, stage="the language model")) as deltas:
                         async for delta in deltas:
@@ -5530,6 +5611,8 @@ class Session:
             return
         finally:
             producer.cancel()
+            if ahead is not None:
+                ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
         r.item.text = " ".join(spoken)

@@ -533,13 +533,13 @@ async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_serv
 
 
 async def test_the_turn_is_judged_and_its_guided_prompt_read_during_the_silence(make_server: Any) -> None:
-    """The judgement of a spoken turn is made on the speculative transcript while the silence runs, and the
-    LLM reads the planned reply's whole prompt then, the strategy's guidance included; the finished turn
-    takes that judgement instead of judging again."""
+    """The judgement of a spoken turn is made on the speculative transcript while the silence runs, and (with
+    `llm_ahead` off) the LLM reads the planned reply's whole prompt then, the strategy's guidance included;
+    the finished turn takes that judgement instead of judging again."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
     DeflectingJudge.judged.clear()
-    h = await make_server(llm="test-models-primed", judge="test-models-deflect",
+    h = await make_server(llm="test-models-primed", judge="test-models-deflect", llm_ahead=False,
                           fake_asr_text="tell me more about my stamp collection")
     c = await h.connect()
     question = S.resample(speak("Tell me more about my stamp collection."), S.SAMPLE_RATE_HZ, 24000)
@@ -552,3 +552,73 @@ async def test_the_turn_is_judged_and_its_guided_prompt_read_during_the_silence(
     assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
     assert asked in PrimedLLM.primed
     assert DeflectingJudge.judged == ["tell me more about my stamp collection"]  # judged once, in the silence
+
+
+class AheadLLM(S.LLM):
+    """Test double: each call records its messages and when it started (monotonic s); it says two pieces,
+    waiting between them to be cancelled (recorded too) when `hold` was set as it started."""
+
+    name = "test-models-ahead"
+    calls: list[tuple[float, list[dict[str, str]]]] = []
+    cancelled: list[list[dict[str, str]]] = []
+    hold = False
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        AheadLLM.calls.append((time.monotonic(), messages))
+        hold = AheadLLM.hold
+        try:
+            yield "Okay, here it is."
+            if hold:
+                await asyncio.Event().wait()
+            yield " Deflecting now."
+        except (asyncio.CancelledError, GeneratorExit):
+            AheadLLM.cancelled.append(messages)
+            raise
+
+
+async def test_the_foreseen_reply_is_generated_during_the_silence_and_used(make_server: Any) -> None:
+    """`llm_ahead`: the reply the foreseen judgement leads to is generated while the silence still runs (its
+    LLM call starts before the turn is committed), its words are held back until the turn ends, and the
+    reply is exactly that call: the LLM is asked once, with the reply's messages, guidance included."""
+    AheadLLM.calls.clear()
+    AheadLLM.cancelled.clear()
+    AheadLLM.hold = False
+    h = await make_server(llm="test-models-ahead", judge="test-models-deflect", vad_silence_ms=800,
+                          fake_asr_text="tell me more about my stamp collection")
+    c = await h.connect()
+    question = S.resample(speak("Tell me more about my stamp collection."), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(question, rate_hz=24000)
+    await c.append_audio(np.zeros(36000, dtype=np.int16), rate_hz=24000, realtime=True)  # a live silence
+    await c.wait_for("input_audio_buffer.committed")
+    committed_at = time.monotonic()
+    transcript = await c.wait_for("response.output_audio_transcript.done")
+    done = await c.wait_for("response.done")
+    metrics = await c.wait_for("s2s.metrics")
+    assert done["response"]["metadata"]["strategy"] == "deflect"
+    assert len(AheadLLM.calls) == 1 and AheadLLM.calls[0][0] < committed_at  # asked during the silence
+    asked = AheadLLM.calls[0][1]
+    assert asked[-2] == {"role": "user", "content": "tell me more about my stamp collection"}
+    assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
+    assert metrics["llm_ahead_deltas"] == 2  # both pieces were ready when the turn ended
+    assert transcript["transcript"].endswith("Okay, here it is. Deflecting now.")
+
+
+async def test_a_reply_generated_ahead_is_cancelled_when_the_user_goes_on(make_server: Any) -> None:
+    """The user pauses long enough for the reply to be generated ahead, then goes on talking: that call is
+    cancelled, and the reply to the whole turn is generated after the next pause."""
+    AheadLLM.calls.clear()
+    AheadLLM.cancelled.clear()
+    AheadLLM.hold = True
+    h = await make_server(llm="test-models-ahead", vad_silence_ms=900, fake_asr_text="so about my stamps")
+    c = await h.connect()
+    words = S.resample(speak("So about my stamps."), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(words, rate_hz=24000)
+    await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True,
+                         until=lambda: bool(AheadLLM.calls))  # a pause, until the reply is under way
+    assert AheadLLM.calls and not AheadLLM.cancelled
+    AheadLLM.hold = False  # for the next call
+    await c.append_audio(words, rate_hz=24000)  # the user goes on
+    await c.append_audio(np.zeros(36000, dtype=np.int16), rate_hz=24000, realtime=True)
+    await c.wait_for("response.done")
+    assert AheadLLM.cancelled == [AheadLLM.calls[0][1]]
+    assert len(AheadLLM.calls) == 2
