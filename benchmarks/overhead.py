@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
+import json
 import os
 import shlex
 import time
@@ -84,6 +86,40 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
             "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"}
 
 
+def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -> float:
+    """CPU per `input_audio_buffer.append` of what a Session does with it (parse and validate, base64, rate
+    check, 24 -> 16 kHz resampling, framing, VAD, turn-taking), in-process with the fakes' settings: the
+    socket and websockets' receive path are left out. Quiet (near-silent) frames, so no turn starts."""
+    import tempfile
+
+    import s2s_server as s2s
+
+    async def measure() -> float:
+        config = s2s.main_config(["--data-dir", tempfile.mkdtemp(prefix="s2s-overhead-"), *fake_server_args(sessions)])
+        server = s2s.S2SServer(config, s2s.build_components(config))
+
+        class NoSocket:  # the session only reads `limits` from its connection on this path
+            limits = None
+
+        users = [s2s.Session(server, NoSocket()) for _ in range(sessions)]
+        for user in users:
+            user.vad.load()
+        rng = np.random.default_rng(0)
+        appends = [json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(
+            (rng.standard_normal(RATE_HZ * FRAME_MS // 1000) * 30).astype("<i2").tobytes()).decode()})
+            for _ in range(50)]
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.process_time()
+            for i in range(frames_per_round):
+                for user in users:
+                    user.dispatch(s2s.parse_client_event(appends[i % len(appends)]))
+            best = min(best, (time.process_time() - started) / (frames_per_round * sessions))
+        return best * 1e6
+
+    return asyncio.run(measure())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 100], help="concurrent users per run")
@@ -95,10 +131,19 @@ def main() -> None:
     parser.add_argument("--silent", action="store_true",
                         help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
                              "frames")
+    parser.add_argument("--input-path", action="store_true",
+                        help="instead of the rows: the CPU of the server's own input path per 20 ms append, "
+                             "in-process (no sockets, no websockets), best of 7 rounds: hardly moved by load")
     parser.add_argument("--server-args", nargs="+", default=[""], metavar="ARGS",
                         help="extra server settings, one row per string (for A/B rows in one run), e.g. "
                              "--server-args '--event-loop asyncio' '--event-loop uvloop'")
     args = parser.parse_args()
+    if args.input_path:
+        for sessions in args.sessions:
+            print(f"{input_path_us(sessions):.1f} us of server CPU per append ({sessions} session"
+                  f"{'s' if sessions > 1 else ''}, in-process, "
+                  f"silent 20 ms frames at 24 kHz, best of 7; load average {os.getloadavg()[0]:.1f})")
+        return
     utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
     if args.silent:
         utterance = np.zeros_like(utterance)
