@@ -380,6 +380,24 @@ async def test_hibari_speaks_16khz_int16_that_whisper_understands(tts: S.HibariT
     assert {"weather", "sunny", "warm"} <= words(await transcribe(asr, audio))
 
 
+def band_share(pcm16: np.ndarray, rate_hz: int, low_hz: float, high_hz: float) -> float:
+    """The share of the audio's energy between low_hz and high_hz."""
+    power = np.abs(np.fft.rfft(pcm16.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(pcm16), 1 / rate_hz)
+    return float(power[(freqs >= low_hz) & (freqs < high_hz)].sum() / power.sum())
+
+
+@pytest.mark.models
+async def test_hibari_reaches_a_24khz_client_with_its_high_band(tts: S.HibariTTS) -> None:
+    """hibari's voice is 24 kHz: at a 24 kHz client's rate it keeps its 8-12 kHz band (sibilants), which a
+    detour through 16 kHz removes."""
+    text = "She sells sea shells by the seashore, surely."
+    native = np.concatenate(await collect(tts.synthesize_at(text, rate_hz=24000)))
+    detour = S.resample(np.concatenate(await collect(tts.synthesize(text))), S.SAMPLE_RATE_HZ, 24000)
+    assert abs(len(native) - len(detour)) < 24000 * 0.05
+    assert band_share(native, 24000, 8500, 11500) > 0.002 > 20 * band_share(detour, 24000, 8500, 11500)
+
+
 @pytest.mark.models
 def test_silero_vad_tells_speech_from_silence() -> None:
     """Silero scores espeak speech high and silence low, on its 32 ms frames."""
@@ -622,3 +640,32 @@ async def test_a_reply_generated_ahead_is_cancelled_when_the_user_goes_on(make_s
     await c.wait_for("response.done")
     assert AheadLLM.cancelled == [AheadLLM.calls[0][1]]
     assert len(AheadLLM.calls) == 2
+
+
+class ToneTTS(S.TTS):
+    """Test double: a voice with a rate of its own (48 kHz) that says a 10 kHz tone, 200 ms per clause."""
+
+    name = "test-models-tone"
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> Any:
+        t = np.arange(int(0.2 * 48000)) / 48000
+        yield S.resample((np.sin(2 * np.pi * 10000 * t) * 8000).astype(np.int16), 48000, rate_hz)
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> Any:
+        async for pcm in self.synthesize_at(text, rate_hz=S.SAMPLE_RATE_HZ, voice=voice):
+            yield pcm
+
+
+async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
+    """The session asks TTS for audio at the client's rate (`synthesize_at`), so a 10 kHz sound of the voice
+    reaches a 24 kHz client (through the 16 kHz interface it would be gone)."""
+    h = await make_server(tts="test-models-tone")
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello?"}]})
+    await c.send("response.create")
+    await c.wait_for("response.done")
+    audio = np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
+                            for e in c.events if e["type"] == "response.output_audio.delta"])
+    assert len(audio) > 0.15 * 24000
+    assert band_share(audio, 24000, 9500, 10500) > 0.8
