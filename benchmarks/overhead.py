@@ -19,7 +19,9 @@ run on a quiet machine (load average well under 1 before each row).
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
 --workers runs the server as that many processes on one port (the server's `workers` setting), each
-configuration in turn, so that the rows compare side by side in one run.
+configuration in turn, so that the rows compare side by side in one run; such a row says how many sessions
+each process served (the kernel spreads connections by a hash, not evenly, and the busiest process sets
+the burst's p99).
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
@@ -35,8 +37,10 @@ import base64
 import itertools
 import json
 import os
+import re
 import shlex
 import time
+from collections import Counter
 
 import numpy as np
 from common import (
@@ -83,7 +87,15 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
             "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
             "server_ms_per_1k_frames": server_cpu * 1e6 / handled if handled else float("nan"),
-            "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"}
+            "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}",
+            "split": sessions_per_worker(log_lines)}
+
+
+def sessions_per_worker(log_lines: list[str]) -> str:
+    """How many sessions each worker opened, from the supervisor's `[worker n]` log lines: "52 / 48"."""
+    opened = Counter(match.group(1) for match in (re.search(r"\[worker (\d+)\].* open remote=", line)
+                                                  for line in log_lines) if match)
+    return " / ".join(str(n) for _, n in sorted(opened.items()))
 
 
 def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -> float:
@@ -159,7 +171,8 @@ def main() -> None:
         for workers, extra in itertools.product(args.workers, args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
                                 tuple(shlex.split(extra))))
-            print(f"| {sessions} | {workers}{f' ({extra})' if extra else ''} "
+            split = f", sessions {r['split']}" if workers > 1 else ""
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
