@@ -75,6 +75,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from websockets.asyncio.server import ServerConnection
 
@@ -247,7 +248,12 @@ class ProtocolError(Exception):
 def parse_client_event(text: str) -> Any:
     """JSON text -> one of the client event models, or ProtocolError naming what is wrong."""
     try:
-        raw = json.loads(text)
+        raw = orjson.loads(text)  # 50 appends a second per session: orjson parses one in half the time
+    except orjson.JSONDecodeError:  # what it refuses (NaN, huge integers, deep nesting...) json decides, as before
+        raw = None
+    try:
+        if raw is None:
+            raw = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError("invalid_json", f"message is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -265,6 +271,15 @@ def parse_client_event(text: str) -> Any:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'event'}: {e['msg']}"
                            for e in exc.errors()[:5]) if isinstance(exc, ValidationError) else "too deeply nested"
         raise ProtocolError("invalid_event", f"invalid {kind}: {detail}", event_id) from None
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (numpy scalars,
+    integers past 64 bits). Every event passes here, audio chunks 25 times a second per reply."""
+    try:
+        return orjson.dumps(event).decode()
+    except TypeError:
+        return json.dumps(event)
 
 
 def server_event(type_: str, **fields: Any) -> dict[str, Any]:
@@ -287,7 +302,7 @@ class AudioError(ValueError):
 
 def decode_pcm16(b64: str) -> np.ndarray:
     try:
-        raw = base64.b64decode(b64, validate=True)
+        raw = binascii.a2b_base64(b64, strict_mode=True)  # as base64.b64decode(validate=True), without its regex
     except (binascii.Error, ValueError):
         raise AudioError("audio is not valid base64") from None
     if len(raw) % 2:
@@ -4550,7 +4565,7 @@ class Session:
                 continue  # purged: a cancelled response sends nothing more
             deadline.begin(self.config.send_timeout_s)
             try:
-                await self.ws.send(json.dumps(out.event))
+                await self.ws.send(event_text(out.event))
             except websockets.ConnectionClosed:
                 return
             except asyncio.CancelledError:
