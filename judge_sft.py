@@ -157,6 +157,29 @@ def format_context(turns: Iterable[tuple[str, str]], max_turns: int = 4) -> str:
     return "\n".join(lines[-max_turns:] if max_turns > 0 else [])
 
 
+def judge_context(history: Iterable[tuple[str, str]], max_turns: int = 4, ends_with: str = "") -> str:
+    """The context the judge reads, built by this one function for training, evaluation and the server
+    (s2s_server's JudgeContext), so the three cannot drift apart: what was said BEFORE the judged words.
+    Consecutive turns of one speaker are one turn (the server's history joins them: a user who went on
+    talking after a turn that got no reply). `ends_with`: the judged words, when the history already ends
+    with them (the server's history once a finished turn has joined it); they are left out, and whatever
+    the user said before them in that turn stays. Then the last `max_turns` turns, as `format_context`."""
+    turns: list[tuple[str, str]] = []
+    for role, text in history:
+        role, text = ("agent" if role in ("assistant", "agent") else role), text.strip()
+        if not text:
+            continue
+        if turns and turns[-1][0] == role:
+            turns[-1] = (role, turns[-1][1] + "\n" + text)
+        else:
+            turns.append((role, text))
+    words = ends_with.strip()
+    if words and turns and turns[-1][0] == "user" and turns[-1][1].endswith(words):
+        rest = turns[-1][1][: -len(words)].strip()
+        turns[-1:] = [("user", rest)] if rest else []
+    return format_context(turns, max_turns)
+
+
 def parse_context(context: str) -> list[tuple[str, str]]:
     """The inverse of `format_context`: "User: hi\nAgent: hello" -> [("user", "hi"), ("agent", "hello")].
 
@@ -304,8 +327,11 @@ def read_turns(paths: Iterable[str | Path]) -> list[dict]:
     return turns
 
 
-def turn_context(turn: dict, max_turns: int) -> str:
-    return format_context([(c["role"], c["text"]) for c in turn.get("context", [])], max_turns)
+def turn_context(turn: dict, max_turns: int, before: Sequence[dict] = ()) -> str:
+    """The judge's context for a turn, built as the server builds it (`judge_context`): the history with the
+    turn's own words at its end, then left out. `before`: turns put ahead of the turn's context."""
+    history = [(c["role"], c["text"]) for c in [*before, *turn.get("context", [])]]
+    return judge_context([*history, ("user", turn["utterance"])], max_turns, ends_with=turn["utterance"])
 
 
 _SCENARIO_FAMILY = {
@@ -463,8 +489,7 @@ def turn_examples(
                 other = rng.choice(other_user_turns)
                 if other == text:  # never the turn itself: that would look like the user going on about it
                     continue
-                extra = [{"role": "user", "text": other}] + list(turn.get("context", []))
-                wider = format_context([(c["role"], c["text"]) for c in extra], max_context_turns)
+                wider = turn_context(turn, max_context_turns, before=[{"role": "user", "text": other}])
                 start = n_plain + copy * per_copy
                 contexts[start : start + per_copy] = [wider] * per_copy
     examples = []

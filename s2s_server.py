@@ -67,7 +67,7 @@ import uuid
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -3812,17 +3812,21 @@ class Judgement(BaseModel):
 
 @dataclass
 class JudgeContext:
-    """What the judge may look at: the conversation so far, the user's memory, the allowed strategies."""
+    """What the judge may look at: the conversation so far, the user's memory, the allowed strategies.
+    `ends_with`: the judged words when `history` already ends with them (a finished turn joins the history
+    before it is judged; `decide` sets it), so that the transcript leaves them out."""
 
     history: list[dict[str, str]]
     strategies: frozenset[str]
     memory: MemoryContext | None = None
+    ends_with: str = ""
 
     def transcript(self, max_turns: int) -> str:
-        """Recent turns in judge_sft's format ("User: ...\\nAgent: ...")."""
-        from judge_sft import format_context
+        """What was said before the judged words, in judge_sft's format ("User: ...\\nAgent: ..."), built by
+        judge_sft.judge_context: the same function builds the contexts the judge is trained and evaluated on."""
+        from judge_sft import judge_context
 
-        return format_context([(m["role"], m["content"]) for m in self.history], max_turns=max_turns)
+        return judge_context([(m["role"], m["content"]) for m in self.history], max_turns, ends_with=self.ends_with)
 
 
 class Judge(Component):
@@ -3939,6 +3943,8 @@ async def decide(judge: Judge, context: JudgeContext, utterance: Any, stage: Sta
     if not any(ch.isalnum() for ch in text):
         what = "empty" if not text else "without words"
         return done(Judgement(action=fallback, confidence=0.0, reason=f"the utterance is {what}; {verb}"))
+    if stage == "complete":  # the finished turn is in the history already: the judge reads what came before
+        context = replace(context, ends_with=text)
     if len(text) > max_chars:
         note = f" (judged on the first {max_chars} of {len(text)} characters)"
         text = text[:max_chars]

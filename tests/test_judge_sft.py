@@ -316,6 +316,26 @@ def test_context_round_trips_and_tolerates_stray_lines():
     assert judge_sft.parse_context("Agent: one\ntwo\n\nUser: three") == [("agent", "one two"), ("user", "three")]
 
 
+def test_judge_context_is_what_came_before_the_judged_words():
+    """judge_context (training, evaluation and the server build the judge's context with it) leaves the judged
+    words out when the history ends with them, keeps what the user said before them in that turn, joins a
+    speaker's consecutive turns as the server's history does, and leaves a history without them alone."""
+    said = [("user", "I washed the car"), ("assistant", "Nice."), ("user", "and the mats")]
+    assert judge_sft.judge_context(said, 4, ends_with="and the mats") == "User: I washed the car\nAgent: Nice."
+    assert judge_sft.judge_context(said, 4) == "User: I washed the car\nAgent: Nice.\nUser: and the mats"
+    unanswered = [*said, ("user", "then the seats")]  # the same as the server's joined "and the mats\nthen the seats"
+    joined = [*said[:2], ("user", "and the mats\nthen the seats")]
+    for history in (unanswered, joined):
+        context = judge_sft.judge_context(history, 4, ends_with="then the seats")
+        assert context == "User: I washed the car\nAgent: Nice.\nUser: and the mats"
+    again = [("user", "and the mats"), ("agent", "Nice."), ("user", "and the mats")]  # only the last telling goes
+    assert judge_sft.judge_context(again, 4, ends_with="and the mats") == "User: and the mats\nAgent: Nice."
+    turn = {"utterance": "and the mats", "context": [{"role": "user", "text": "I washed the car"},
+                                                     {"role": "agent", "text": "Nice."}]}
+    assert judge_sft.turn_context(turn, 4) == judge_sft.judge_context(said, 4, ends_with="and the mats")
+    assert judge_sft.turn_context(turn, 1) == "Agent: Nice."
+
+
 def test_committed_light_artifact_serves_out_of_the_box():
     """data/judge holds a small light artifact that loads, answers inside the stage mask and gives an
     end-of-turn probability that ranks a finished question above its own cut."""

@@ -12,15 +12,17 @@ import pytest
 import s2s_server as s2s
 
 SEEN: list[str] = []  # what the recording judge was asked
+CONTEXTS: list[tuple[str, str]] = []  # (stage, the context it read), as the sft judge reads it
 
 
 class RecordingJudge(s2s.Judge):
-    """Test double: records the utterance and answers a plain reply (none on a partial)."""
+    """Test double: records the utterance and its context and answers a plain reply (none on a partial)."""
 
     name = "test-recording-judge"
 
     async def judge(self, context, utterance, stage):
         SEEN.append(utterance)
+        CONTEXTS.append((stage, context.transcript(self.config.judge_context_turns)))
         return s2s.Judgement(action="reply" if stage == "complete" else "none", reason="recorded")
 
 
@@ -126,6 +128,31 @@ async def test_through_the_server_an_enormous_typed_turn_is_judged_on_its_start(
     assert judgement["action"] == "reply" and "judged on the first 300 of" in judgement["reason"]
     assert len(SEEN[-1]) == 300
     await c.wait_for("response.created")
+
+
+async def test_through_the_server_a_finished_turn_is_judged_on_what_came_before_it_as_in_training(make_server):
+    """The judge reads the context judge_sft trains and evaluates it on (one function builds both,
+    judge_sft.judge_context): the turns before the judged words, not the words again at the end. The same
+    words said twice: the second time, the first telling and the agent's answer are the context."""
+    import judge_sft
+
+    SEEN.clear()
+    CONTEXTS.clear()
+    h = await make_server(judge="test-recording-judge", fake_tts_ms_per_char=1, proactive_idle_s=0)
+    c = await h.connect()
+    words = "and then I sorted the receipts again by the colour of the paper"
+    await c.say(words)
+    answer = await c.wait_for("response.output_audio_transcript.done")
+    await c.wait_for("response.done")
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # heard out: the history keeps it all
+    await c.say(words)
+    await c.wait_for("response.done")
+    assert [stage for stage, _ in CONTEXTS] == ["complete", "complete"]
+    trained = judge_sft.turn_context({"utterance": words, "context": [
+        {"role": "user", "text": words}, {"role": "agent", "text": answer["transcript"]}]},
+        h.server.config.judge_context_turns)
+    assert CONTEXTS == [("complete", ""), ("complete", trained)]
+    assert trained == f"User: {words}\nAgent: {answer['transcript']}"
 
 
 def test_the_sft_judge_offers_its_end_of_turn_signal_unless_switched_off():
