@@ -1514,7 +1514,9 @@ def evaluate_eot(judge: Any, examples: Sequence[Example], desc: str) -> dict | N
 
 
 def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: bool) -> dict:
-    """p50/p99 of predict() over n partial/complete examples, with the machine's load average.
+    """p50/p99 of predict() over n partial/complete examples, with the machine's load average, in wall time
+    and in this process's CPU time (time.process_time, every thread: what the code costs, which a loaded
+    machine does not inflate as it inflates wall time).
 
     cold: the embedding cache is cleared before each call (nothing of the turn seen before);
     warm: the context was primed beforehand, as the server does when the history changes.
@@ -1522,18 +1524,22 @@ def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: boo
     sample = [e for e in examples if e.stage in STAGE_LABELS][:n]
     for e in sample[:5]:
         judge.predict(e.context, e.utterance, e.stage)  # warm-up
-    times = []
+    times, cpu = [], []
     for e in sample:
         if hasattr(judge, "clear_cache"):
             judge.clear_cache()
         if not cold and hasattr(judge, "prime"):
             judge.prime(e.context)
+        started = time.process_time()
         times.append(judge.predict(e.context, e.utterance, e.stage).latency_ms)
+        cpu.append((time.process_time() - started) * 1000)
     return {
         "n": len(times),
         "p50_ms": float(np.percentile(times, 50)),
         "p99_ms": float(np.percentile(times, 99)),
         "max_ms": float(np.max(times)),
+        "cpu_p50_ms": float(np.percentile(cpu, 50)),
+        "cpu_p99_ms": float(np.percentile(cpu, 99)),
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -1541,8 +1547,9 @@ def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: boo
 
 def _latency_lines(latency: dict) -> str:
     return "\n".join(
-        f"- {k}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.1f} ms (n={v['n']}, "
-        f"load average {v['load_avg_1min']} on {v['cpu_count']} cores)"
+        f"- {k}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, max {v['max_ms']:.1f} ms"
+        + (f"; CPU time p50 {v['cpu_p50_ms']:.1f} ms, p99 {v['cpu_p99_ms']:.1f} ms" if "cpu_p99_ms" in v else "")
+        + f" (n={v['n']}, load average {v['load_avg_1min']} on {v['cpu_count']} cores)"
         for k, v in latency.items()
     )
 
