@@ -3130,13 +3130,18 @@ FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one 
 SINGLE_VALUED_FACTS = {"name", "location", "job", "age"}  # a new value replaces the old one
 
 
+_ASKED = re.compile(r"什么|哪|谁|啥|多少")  # "我叫什么名字？" asks for the name; it does not state one
+
+
 def extract_facts(text: str) -> list[tuple[str, str]]:
-    """Facts a user states about themselves, by pattern (cheap, deterministic, EN and ZH)."""
+    """Facts a user states about themselves, by pattern (cheap, deterministic, EN and ZH). A Chinese value
+    holding a question word is a question about the fact, not the fact ("我叫什么名字？" gave the name
+    "什么名字", replacing the user's real one; benchmarks/conversation_suite.py)."""
     facts = []
     for kind, pattern in FACT_PATTERNS:
         for match in pattern.finditer(text):
             value = match.group(1).strip(" '\"")
-            if value:
+            if value and not _ASKED.search(value):
                 facts.append((kind, value[:60]))
     return facts
 

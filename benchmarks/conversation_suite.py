@@ -844,8 +844,9 @@ def main() -> None:
         for path in args.rescore:
             kept = json.loads(path.read_text(encoding="utf-8"))
             infos[path.stem] = kept["info"]
+            chosen = {c.id for c in conversations}
             runs[path.stem] = [Reply(**{k: v for k, v in r.items() if k not in ("results", "verdict")})
-                               for r in kept["replies"]]
+                               for r in kept["replies"] if r["conversation"] in chosen]
     else:
         import logging
         logging.basicConfig(level=logging.WARNING)

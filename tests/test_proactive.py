@@ -330,6 +330,8 @@ def test_facts_are_extracted_in_english_and_chinese():
         ("name", "Ana"), ("location", "New York"), ("likes", "jazz")]
     assert s2s.extract_facts("我叫小明，我住在北京。我喜欢下棋。") == [
         ("name", "小明"), ("location", "北京"), ("likes", "下棋")]
+    for question in ("我叫什么名字？", "你还记得我叫什么名字吗？", "我住在哪里？", "你知道我喜欢什么吗？"):
+        assert s2s.extract_facts(question) == [], question  # asking for a fact does not replace it
 
 
 async def test_clients_learn_the_strategies_from_the_server_and_unknown_ones_are_refused(scripted):
