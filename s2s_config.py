@@ -296,8 +296,8 @@ class Config(BaseModel):
     as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
     each such reply: keep it short."""
     refuse_prompt_zh: str = (
-        "拒绝用户刚才的要求：用一句“我不能……，不过我可以……”的中文回答，先说你不会做什么，再说一件你能为他做的小事。"
-        "绝不要去做这件事。")
+        "拒绝用户刚才的要求：用一句“我不能……，不过我可以……”的中文回答，先说你不会做什么，再说一件和这次要求有关、"
+        "你能为他做的小事。绝不要去做这件事。")
     """The refuse guidance for a Chinese speaker."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
@@ -329,14 +329,17 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. Their name: {name}. What else you know of them: {facts}. Speak "
-        "first: one short, friendly question in {language}, starting with their name, about what else you know. "
-        "Example: \"Ana, heard any good jazz in Lisbon lately?\"")
+        "The user has been quiet for a while. You remember about them: {facts}. Speak first with one short, "
+        "friendly question in {language}, in the form \"{name}, how is <one thing you remember> going?\", naming "
+        "that thing itself in the words you remember. If you remember nothing, ask how their day is going.")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
-    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris")."""
+    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris", or
+    "(none)"). The form to fill in, as for refuse: asked for "a question about what else you know", the
+    1.5B asked for what it knew ("Sam, where do you live?"); given the form it names the fact ("Sam, how is
+    Paris going?"); docs/replies.md."""
     proactive_prompt_zh: str = (
-        "用户有一阵没说话了。他的名字：{name}。你还知道他的这些事：{facts}。你先开口：用一句中文，以他的名字开头，"
-        "问他一个和你还知道的事有关的小问题。")
+        "用户有一阵没说话了。你记得他的这些事：{facts}。你先开口，用中文问他一句：“{name}，你最近<你记得的一件事>怎么样？”，"
+        "说出那件事本身。如果什么都不记得，就问他今天过得怎么样。")
     """The proactive guidance for a Chinese speaker ({facts} as above)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
