@@ -301,9 +301,10 @@ class Config(BaseModel):
     as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
     each such reply: keep it short."""
     refuse_prompt_zh: str = (
-        "拒绝用户刚才的要求：用一句“我不能……，不过我可以……”的中文回答，先说你不会做什么，再说一件和这次要求有关、"
-        "你能为他做的小事。绝不要去做这件事。")
-    """The refuse guidance for a Chinese speaker."""
+        "拒绝用户刚才的要求：用一句“我不能……，因为……”的中文回答，先说你不会做什么，再说这次为什么不能做。"
+        "绝不要去做这件事。")
+    """The refuse guidance for a Chinese speaker: the form gives a reason ("我不能……，因为……"); with "不过我可以……"
+    (an alternative) the 1.5B offered one request's alternative again at the next refusal (docs/replies.md)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
@@ -336,7 +337,7 @@ class Config(BaseModel):
     proactive_prompt: str = (
         "The user has been quiet for a while. You remember about them: {facts}. Speak first with one short, "
         "friendly question in {language}, in the form \"{name}, how is <one thing you remember> going?\", naming "
-        "that thing itself in the words you remember. If you remember nothing, ask how their day is going.")
+        "that thing itself in the words you remember.")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
     {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris", or
     "(none)"). The form to fill in, as for refuse: asked for "a question about what else you know", the
@@ -344,7 +345,7 @@ class Config(BaseModel):
     Paris going?"); docs/replies.md."""
     proactive_prompt_zh: str = (
         "用户有一阵没说话了。你记得他的这些事：{facts}。你先开口，用中文问他一句：“{name}，你最近<你记得的一件事>怎么样？”，"
-        "说出那件事本身。如果什么都不记得，就问他今天过得怎么样。")
+        "说出那件事本身。")
     """The proactive guidance for a Chinese speaker ({facts} as above)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------

@@ -13,8 +13,10 @@ for speaking first. So the messages the LLM reads are built by the server's own 
 forced: the judge is a test double that answers each scripted utterance with the strategy the script
 names (a reply that fails here failed in its words, not in its judgement). ASR and VAD are test doubles too
 (the partial transcript of an interrupt is the script's text) and TTS is the fake: the suite measures
-words. The LLM samples as configured (temperature 0.3 by default), with a fixed seed so a rerun on the same
-machine gives the same words (`--seed`).
+words. The LLM samples as configured (temperature 0.3 by default), with a fixed seed (`--seed`); the words
+still vary from run to run (the same messages gave "I can help you brainstorm ideas for your thesis" in one
+run and "I can help you with your thesis" in the next, on this machine), so a row of five replies moves by
+one or two between runs: compare variants in one run, and read a single run's row as a sample.
 
 The rubric. A reply passes when every check of its step passes. Every reply of a Chinese conversation must
 be in Chinese (at most one Latin letter per three Chinese characters), and every English one must hold no
