@@ -73,6 +73,7 @@ if str(ROOT) not in sys.path:
 import s2s_server as s2s  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 from s2s_config import validate_config  # noqa: E402
+from tests.conftest import Client as SharedClient  # noqa: E402
 
 REVIEWS = Path(__file__).resolve().parent / "conversation_reviews.json"
 ROWS = ("reply", "refuse", "deflect", "interrupt", "proactive", "memory")
@@ -521,39 +522,10 @@ SUITE_SETTINGS = {"judge": "suite-forced", "asr": "suite-scripted", "vad": "suit
 EVENT_TIMEOUT_S = 180.0  # a slow shared CPU and a bigger model: generous
 
 
-class Client:
-    """A Realtime client over a real WebSocket that records every server event."""
+class Client(SharedClient):
+    """The tests' Realtime client (tests/conftest.py), waiting longer, and knowing when the bot listens again."""
 
-    def __init__(self, ws: Any):
-        self.ws, self.events, self._cursor = ws, [], 0
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for message in self.ws:
-                async with self._changed:
-                    self.events.append(json.loads(message))
-                    self._changed.notify_all()
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def send(self, type_: str, **fields: Any) -> None:
-        await self.ws.send(json.dumps({"type": type_, **fields}))
-
-    async def wait_for(self, type_: str, where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-        async def find() -> dict[str, Any]:
-            async with self._changed:
-                while True:
-                    for i in range(self._cursor, len(self.events)):
-                        ev = self.events[i]
-                        if ev["type"] == type_ and (where is None or where(ev)):
-                            self._cursor = i + 1
-                            return ev
-                    if self._reader.done():
-                        raise RuntimeError(f"connection closed before {type_}")
-                    await self._changed.wait()
-        return await asyncio.wait_for(find(), EVENT_TIMEOUT_S)
+    timeout_s = EVENT_TIMEOUT_S
 
     async def listening(self) -> None:
         """Until the server's latest state is `listening` (the reply has finished playing)."""
@@ -562,17 +534,13 @@ class Client:
         async def wait() -> None:
             async with self._changed:
                 while state() != "listening":
-                    if self._reader.done():
+                    if self.closed.done():
                         raise RuntimeError("connection closed while waiting to listen")
                     await self._changed.wait()
-        await asyncio.wait_for(wait(), EVENT_TIMEOUT_S)
+        await asyncio.wait_for(wait(), self.timeout_s)
 
     def seen(self, type_: str) -> bool:
         return any(e["type"] == type_ for e in self.events[self._cursor:])
-
-    async def close(self) -> None:
-        await self.ws.close()
-        self._reader.cancel()
 
 
 async def _reply(c: Client) -> tuple[str, str, float | None]:
