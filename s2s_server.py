@@ -5035,10 +5035,13 @@ class Session:
         takes this judgement instead of judging again; otherwise it is dropped."""
         self._drop_foresight()
         words = self.llm_messages(pending_user_text=text)
-        reading = self.prime_llm(messages=words)  # the history and the words, while the judge runs
         if (not self.settings.create_response or self.blocked
                 or (self._memory_loading is not None and not self._memory_loading.done())):
-            return  # no judgement now (the memory that informs it is still loading)
+            self.prime_llm(messages=words)  # no judgement now (the memory that informs it is still loading)
+            return
+        # The history and the words, while the judge runs; with `llm_ahead` the planned reply's generation
+        # reads them itself (a prime first would hold it back: a reply waits for primes in flight).
+        reading = None if self.config.llm_ahead else self.prime_llm(messages=words)
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
@@ -5046,8 +5049,9 @@ class Session:
 
     async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
-        """Once the foreseen judgement and the first priming are done, prime the planned reply's whole prompt
-        (about 20 more tokens: the guidance). If the turn has ended meanwhile, the reply reads them itself."""
+        """Once the foreseen judgement is made, generate the planned reply ahead (`llm_ahead`), or, once the
+        first priming is done too, prime its whole prompt (about 20 more tokens: the guidance). If the turn
+        has ended meanwhile, the reply does it itself."""
         judgement = await asyncio.shield(foresight.task)
         if reading is not None:
             await asyncio.shield(reading)
@@ -5063,6 +5067,8 @@ class Session:
                                         "llm-ahead")
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
+        elif self.config.llm_ahead:  # no reply planned (silence, block): read the words for the next turn
+            self.prime_llm(messages=words)
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
@@ -5093,6 +5099,9 @@ class Session:
             return ahead
         if ahead is not None:
             ahead.cancel()
+            if messages is not None:
+                self.log.debug("the reply generated ahead is not this one: its messages %s",
+                               "are the same, its budget is not" if ahead.messages == messages else "differ")
         return None
 
     def _drop_speculative_asr(self) -> None:

@@ -541,11 +541,12 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
 
 
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
-    """Once speculative ASR has the words, the LLM is primed with exactly the prompt of the reply that
-    follows (so the reply reads only what is new, usually one token)."""
+    """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
+    of the reply that follows (so the reply reads only what is new, usually one token)."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
-    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have")
+    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have",
+                          llm_ahead=False)
     c = await h.connect()
     question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
     await c.append_audio(question, rate_hz=24000)
