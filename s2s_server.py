@@ -75,6 +75,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from websockets.asyncio.server import ServerConnection
 
@@ -247,7 +248,12 @@ class ProtocolError(Exception):
 def parse_client_event(text: str) -> Any:
     """JSON text -> one of the client event models, or ProtocolError naming what is wrong."""
     try:
-        raw = json.loads(text)
+        raw = orjson.loads(text)  # 50 appends a second per session: orjson parses one in half the time
+    except orjson.JSONDecodeError:  # what it refuses (NaN, huge integers, deep nesting...) json decides, as before
+        raw = None
+    try:
+        if raw is None:
+            raw = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError("invalid_json", f"message is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -265,6 +271,15 @@ def parse_client_event(text: str) -> Any:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'event'}: {e['msg']}"
                            for e in exc.errors()[:5]) if isinstance(exc, ValidationError) else "too deeply nested"
         raise ProtocolError("invalid_event", f"invalid {kind}: {detail}", event_id) from None
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (numpy scalars,
+    integers past 64 bits). Every event passes here, audio chunks 25 times a second per reply."""
+    try:
+        return orjson.dumps(event).decode()
+    except TypeError:
+        return json.dumps(event)
 
 
 def server_event(type_: str, **fields: Any) -> dict[str, Any]:
@@ -287,7 +302,7 @@ class AudioError(ValueError):
 
 def decode_pcm16(b64: str) -> np.ndarray:
     try:
-        raw = base64.b64decode(b64, validate=True)
+        raw = binascii.a2b_base64(b64, strict_mode=True)  # as base64.b64decode(validate=True), without its regex
     except (binascii.Error, ValueError):
         raise AudioError("audio is not valid base64") from None
     if len(raw) % 2:
@@ -501,8 +516,8 @@ class TTS(Component):
 
     async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """`synthesize` at `rate_hz` (the client's). This default resamples the 16 kHz stream; a backend whose
-        voice has a rate of its own overrides it to resample once, from that rate: a 24 kHz voice sent to a
-        24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
+        voice has a rate of its own is a `RateAwareTTS`, which resamples once, from that rate: a 24 kHz voice
+        sent to a 24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
         resampler = StreamResampler(SAMPLE_RATE_HZ, rate_hz)
         async with contextlib.aclosing(self.synthesize(text, voice=voice)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
@@ -513,12 +528,28 @@ class TTS(Component):
 
 
 class RateAwareTTS(TTS):
-    """A backend that speaks at whatever rate it is asked (`synthesize_at`, which it implements);
-    `synthesize` is its 16 kHz case."""
+    """A backend that speaks at whatever rate it is asked: it implements `speak_at`, which both
+    `synthesize` (at 16 kHz) and `synthesize_at` (at the client's rate) call. A subclass that overrides
+    `synthesize` alone (a plugin that adds an effect, a test double) is played through its `synthesize`,
+    resampled, as with any backend, so its override is never bypassed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "synthesize" in cls.__dict__ and "synthesize_at" not in cls.__dict__:
+            cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
+
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        raise NotImplementedError
+        yield np.zeros(0, dtype=np.int16)
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        async with contextlib.aclosing(self.synthesize_at(  # type: ignore[type-var]
+        async with contextlib.aclosing(self.speak_at(  # type: ignore[type-var]
                 text, voice=voice, rate_hz=SAMPLE_RATE_HZ)) as chunks:
+            async for pcm16 in chunks:
+                yield pcm16
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async with contextlib.aclosing(self.speak_at(text, voice=voice, rate_hz=rate_hz)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
                 yield pcm16
 
@@ -708,8 +739,9 @@ class FakeLLM(LLM):
             yield word if i == 0 else " " + word
 
 
-class FakeTTS(TTS):
-    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks."""
+class FakeTTS(RateAwareTTS):
+    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks, made at the rate
+    asked (no resampling)."""
 
     name = "fake"
 
@@ -719,12 +751,12 @@ class FakeTTS(TTS):
         fake_tts_ms_per_char: int = Field(60, ge=1, le=1000)
         """Length of the fake TTS's tone per input character, in ms of audio."""
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
-        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char)
-        t = np.arange(total) / SAMPLE_RATE_HZ
+        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char, rate_hz)
+        t = np.arange(total) / rate_hz
         tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-        step = ms_to_samples(40)
+        step = ms_to_samples(40, rate_hz)
         for start in range(0, total, step):
             yield tone[start:start + step]
             await asyncio.sleep(0)  # a real model yields to the loop between chunks too
@@ -2378,10 +2410,11 @@ def ends_sentence(text: str) -> bool:
 # resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
 
 
-class OpenAITTS(TTS):
+class OpenAITTS(RateAwareTTS):
     """Any OpenAI-compatible `/v1/audio/speech` endpoint (OpenAI, or a server in front of CosyVoice, Kokoro,
     F5...) through `openai.AsyncOpenAI`, with `response_format="pcm"`: raw 24 kHz 16-bit mono (OpenAI API
-    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to 16 kHz.
+    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to the rate
+    asked (16 kHz for `synthesize`; none for a 24 kHz client).
     Cancelling closes the HTTP response. DashScope (Alibaba's API for CosyVoice and Qwen-TTS) has no
     OpenAI-compatible speech endpoint: its OpenAI-compatible mode covers chat and embeddings only.
     """
@@ -2414,8 +2447,8 @@ class OpenAITTS(TTS):
             api_key=os.environ.get(self.config.openai_tts_api_key_env) or "unused",
             timeout=self.config.openai_tts_timeout_s, max_retries=0)
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        resampler = StreamResampler(self.rate_hz, SAMPLE_RATE_HZ)
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        resampler = StreamResampler(self.rate_hz, rate_hz)  # none for a 24 kHz client
         odd = b""  # an HTTP chunk may end inside a sample
         request = {"model": self.config.openai_tts_model, "voice": voice or self.config.openai_tts_voice,
                    "input": text, "response_format": "pcm", "speed": self.config.openai_tts_speed}
@@ -2707,7 +2740,7 @@ class HibariTTS(RateAwareTTS):
         self._tts("Warm up.")  # loads the G2P lexicons (about 0.3 s)
         log.info("tts hibari %s warm in %.0f ms", self.voice, now_ms() - started)
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         if voice and voice != self.voice and voice not in self._warned_voices:
             self._warned_voices.add(voice)  # Realtime clients send e.g. "alloy": speak, in the one voice
@@ -2865,7 +2898,7 @@ class ZhttsTTS(RateAwareTTS):
         processor = importlib.import_module(f"{package}.tensorflow_tts.processor")
         return processor.BakerProcessor(data_dir=None, loaded_mapper_path=str(root / "asset" / "baker_mapper.json"))
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop, rate_hz), thread_name="s2s-tts"):
             yield pcm16
@@ -3006,7 +3039,7 @@ class BilingualTTS(RateAwareTTS):
             with contextlib.suppress(Exception):
                 voice.close()
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         for lang, words in language_runs(text):
             async with contextlib.aclosing(self.voices[lang].synthesize_at(  # type: ignore[type-var]
                     words, voice=voice, rate_hz=rate_hz)) as chunks:
@@ -4555,7 +4588,7 @@ class Session:
                 continue  # purged: a cancelled response sends nothing more
             deadline.begin(self.config.send_timeout_s)
             try:
-                await self.ws.send(json.dumps(out.event))
+                await self.ws.send(event_text(out.event))
             except websockets.ConnectionClosed:
                 return
             except asyncio.CancelledError:
@@ -5025,10 +5058,13 @@ class Session:
         takes this judgement instead of judging again; otherwise it is dropped."""
         self._drop_foresight()
         words = self.llm_messages(pending_user_text=text)
-        reading = self.prime_llm(messages=words)  # the history and the words, while the judge runs
         if (not self.settings.create_response or self.blocked
                 or (self._memory_loading is not None and not self._memory_loading.done())):
-            return  # no judgement now (the memory that informs it is still loading)
+            self.prime_llm(messages=words)  # no judgement now (the memory that informs it is still loading)
+            return
+        # The history and the words, while the judge runs; with `llm_ahead` the planned reply's generation
+        # reads them itself (a prime first would hold it back: a reply waits for primes in flight).
+        reading = None if self.config.llm_ahead else self.prime_llm(messages=words)
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
@@ -5036,8 +5072,9 @@ class Session:
 
     async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
-        """Once the foreseen judgement and the first priming are done, prime the planned reply's whole prompt
-        (about 20 more tokens: the guidance). If the turn has ended meanwhile, the reply reads them itself."""
+        """Once the foreseen judgement is made, generate the planned reply ahead (`llm_ahead`), or, once the
+        first priming is done too, prime its whole prompt (about 20 more tokens: the guidance). If the turn
+        has ended meanwhile, the reply does it itself."""
         judgement = await asyncio.shield(foresight.task)
         if reading is not None:
             await asyncio.shield(reading)
@@ -5053,6 +5090,8 @@ class Session:
                                         "llm-ahead")
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
+        elif self.config.llm_ahead:  # no reply planned (silence, block): read the words for the next turn
+            self.prime_llm(messages=words)
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
@@ -5083,6 +5122,9 @@ class Session:
             return ahead
         if ahead is not None:
             ahead.cancel()
+            if messages is not None:
+                self.log.debug("the reply generated ahead is not this one: its messages %s",
+                               "are the same, its budget is not" if ahead.messages == messages else "differ")
         return None
 
     def _drop_speculative_asr(self) -> None:
