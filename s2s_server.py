@@ -463,7 +463,7 @@ class ASR(Component):
 
     async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
-        how sure the ASR is (mean token log-probability; None when the backend does not say). Called often
+        how sure the ASR is of the first word (its log-probability; None when the backend does not say). Called often
         while the user talks over the bot, so a backend may trade accuracy for speed. The default
         transcribes it like an utterance."""
         text = ""
@@ -1039,16 +1039,22 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
-    Words count only when the ASR is sure enough (`barge_in_min_logprob`, `barge_in_min_logprob_cjk` for
-    Chinese text). While the speech goes on, a
-    content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
-    "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
-    whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
-    least = config.barge_in_min_logprob_cjk if _CJK.search(text) else config.barge_in_min_logprob
-    words = set() if logprob is not None and logprob < least else set(content_words(text, config.backchannel_words))
-    if ended:
-        return ("barge_in" if words else "backchannel"), words
-    return ("barge_in" if words & before else "wait"), words
+    `logprob` is the ASR's log-probability of the first word it heard (`ASR.hear_clip`). One hearing whose
+    first word is sure (`barge_in_sure_logprob`) barges in at once ("stop" at -0.2 after 180 ms of it);
+    words heard less surely (at least `barge_in_min_logprob`) must come back in a later hearing (Whisper
+    turns the first 200 ms of "right" into "rock" at -1.6 to -2.3, of "mm-hmm" into "amateur" at -1.8).
+    Chinese text has its own, lower bars (`*_cjk`: Whisper base is less sure of short Chinese words). Once
+    the speech has paused or ended, nothing more will come: no such word is a backchannel (a cough,
+    "uh-huh"). A backend that reports no confidence (None): two hearings while the speech goes on, one
+    once it ended. Measured with benchmarks/backchannel_clips.py."""
+    cjk = bool(_CJK.search(text))
+    least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
+    sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
+    heard = set(content_words(text, config.backchannel_words))
+    words = heard if logprob is None or logprob >= least else set()
+    if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words) or words & before:
+        return "barge_in", words
+    return ("backchannel" if ended else "wait"), words
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -1763,13 +1769,32 @@ class WhisperASR(ASR):
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+            return_logits_vocab=with_logprob,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
             return ("", avg_logprob) if with_logprob else ""
         text = tokenizer.decode(tokens).strip()
-        return (text, avg_logprob) if with_logprob else text
+        if not with_logprob:
+            return text
+        return text, self._first_word_logprob(tokenizer, tokens, result.logits[0]) if tokens else avg_logprob
+
+    @staticmethod
+    def _first_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> float:
+        """The log-probability of the first word: its first token and the tokens that continue it (no
+        leading space, a letter or digit); in Chinese, which has no spaces, the first token (Whisper's
+        Chinese tokens are words or characters: 等一下, 不对, 你說). A short clip in a 2 s window often loops
+        ("Thanks Thanks Thanks" for a Chinese "嗯"): the repeats are near-certain, so the mean over all tokens
+        says "sure" of a guess; the first word carries the guess's doubt (benchmarks/backchannel_clips.py)."""
+        total = 0.0
+        for i, token in enumerate(tokens):
+            piece = tokenizer.decode([token])
+            if i and (piece[:1].isspace() or not piece[:1].isalnum() or _CJK.search(tokenizer.decode(tokens[:1]))):
+                break
+            step = np.asarray(logits[i], dtype=np.float64)
+            total += float(step[token] - np.logaddexp.reduce(step))
+        return total
 
     def _language(self, encoded: Any) -> str:
         c = self.config

@@ -302,18 +302,26 @@ def test_backchannel_words_are_told_from_words_with_content():
     assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
 
 
-def test_words_over_the_bot_barge_in_only_when_heard_surely_and_twice():
-    """While held speech goes on, a content word must come back in a later hearing ("rock" then "right"
-    is the start of a backchannel); a guess under `barge_in_min_logprob` (a cough) counts no words; once
-    the speech ended, one hearing decides."""
+def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice():
+    """A content word whose first-word log-probability reaches `barge_in_sure_logprob` barges in at once;
+    one heard less surely ("rock", the start of "right") waits for a later hearing to hear it again, and
+    once the speech ended it is a backchannel; a guess under `barge_in_min_logprob` (a cough) counts no
+    words; Chinese text has its own bars; a backend with no confidence needs two hearings, or the end."""
     config = validate_config({})
-    verdict, words = s2s.held_verdict("Rock.", -0.4, set(), False, config)
+    verdict, words = s2s.held_verdict("Rock. Rock. Rock.", -1.2, set(), False, config)
     assert verdict == "wait" and words == {"rock"}
     assert s2s.held_verdict("Right right", -0.3, words, False, config)[0] == "wait"
-    _, words = s2s.held_verdict("Stop", -0.3, set(), False, config)
-    assert s2s.held_verdict("Stop stop", -0.2, words, False, config)[0] == "barge_in"
-    assert s2s.held_verdict("I'm gonna die!", -1.8, set(), True, config)[0] == "backchannel"
-    assert s2s.held_verdict("Uh-huh.", -0.5, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Rock.", -1.2, words, False, config)[0] == "barge_in"  # heard again
+    assert s2s.held_verdict("Rock.", -1.2, set(), True, config)[0] == "backchannel"  # never heard surely
+    assert s2s.held_verdict("Rock.", -1.6, set(), False, config) == ("wait", set())  # too unsure to count
+    assert s2s.held_verdict("Stop Stop Stop", -0.3, set(), False, config)[0] == "barge_in"  # sure at once
+    assert s2s.held_verdict("I'm gonna die!", -2.6, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("I'm gonna die!", -2.6, {"gonna"}, True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Uh-huh.", -0.2, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
-    assert s2s.held_verdict("不对", -1.2, set(), True, config)[0] == "barge_in"  # Chinese: a lower bar
-    assert s2s.held_verdict("你", -2.3, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("不对", -1.1, set(), False, config)[0] == "barge_in"  # Chinese: lower bars
+    assert s2s.held_verdict("不对", -1.9, set(), False, config) == ("wait", {"不对"})
+    assert s2s.held_verdict("黑", -3.8, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("stop", None, set(), False, config) == ("wait", {"stop"})
+    assert s2s.held_verdict("stop", None, {"stop"}, False, config)[0] == "barge_in"
+    assert s2s.held_verdict("stop", None, set(), True, config)[0] == "barge_in"
