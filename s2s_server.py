@@ -4789,6 +4789,7 @@ class Session:
 
     async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None, ended: TurnEvent | None) -> None:
         """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
+        started = now_ms()
         try:
             text, logprob = ("", None)
             if audio is not None and len(audio):
@@ -4804,8 +4805,9 @@ class Session:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
             held.last_words = words
-        self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
-                       if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
+        self.log.debug("heard over the bot (%.0f ms of audio, %s, %.0f ms after the onset, in %.0f ms): %r %s -> %s",
+                       samples_to_ms(len(audio)) if audio is not None else 0, "ended" if ended else "going on",
+                       self.detector.clock_ms - held.onset.at_ms, now_ms() - started, text[:40], logprob, verdict)
         if self._held is not held:
             return
         held.task = None
