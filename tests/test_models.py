@@ -380,6 +380,24 @@ async def test_hibari_speaks_16khz_int16_that_whisper_understands(tts: S.HibariT
     assert {"weather", "sunny", "warm"} <= words(await transcribe(asr, audio))
 
 
+def band_share(pcm16: np.ndarray, rate_hz: int, low_hz: float, high_hz: float) -> float:
+    """The share of the audio's energy between low_hz and high_hz."""
+    power = np.abs(np.fft.rfft(pcm16.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(pcm16), 1 / rate_hz)
+    return float(power[(freqs >= low_hz) & (freqs < high_hz)].sum() / power.sum())
+
+
+@pytest.mark.models
+async def test_hibari_reaches_a_24khz_client_with_its_high_band(tts: S.HibariTTS) -> None:
+    """hibari's voice is 24 kHz: at a 24 kHz client's rate it keeps its 8-12 kHz band (sibilants), which a
+    detour through 16 kHz removes."""
+    text = "She sells sea shells by the seashore, surely."
+    native = np.concatenate(await collect(tts.synthesize_at(text, rate_hz=24000)))
+    detour = S.resample(np.concatenate(await collect(tts.synthesize(text))), S.SAMPLE_RATE_HZ, 24000)
+    assert abs(len(native) - len(detour)) < 24000 * 0.05
+    assert band_share(native, 24000, 8500, 11500) > 0.002 > 20 * band_share(detour, 24000, 8500, 11500)
+
+
 @pytest.mark.models
 def test_silero_vad_tells_speech_from_silence() -> None:
     """Silero scores espeak speech high and silence low, on its 32 ms frames."""
@@ -533,13 +551,13 @@ async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_serv
 
 
 async def test_the_turn_is_judged_and_its_guided_prompt_read_during_the_silence(make_server: Any) -> None:
-    """The judgement of a spoken turn is made on the speculative transcript while the silence runs, and the
-    LLM reads the planned reply's whole prompt then, the strategy's guidance included; the finished turn
-    takes that judgement instead of judging again."""
+    """The judgement of a spoken turn is made on the speculative transcript while the silence runs, and (with
+    `llm_ahead` off) the LLM reads the planned reply's whole prompt then, the strategy's guidance included;
+    the finished turn takes that judgement instead of judging again."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
     DeflectingJudge.judged.clear()
-    h = await make_server(llm="test-models-primed", judge="test-models-deflect",
+    h = await make_server(llm="test-models-primed", judge="test-models-deflect", llm_ahead=False,
                           fake_asr_text="tell me more about my stamp collection")
     c = await h.connect()
     question = S.resample(speak("Tell me more about my stamp collection."), S.SAMPLE_RATE_HZ, 24000)
@@ -552,3 +570,102 @@ async def test_the_turn_is_judged_and_its_guided_prompt_read_during_the_silence(
     assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
     assert asked in PrimedLLM.primed
     assert DeflectingJudge.judged == ["tell me more about my stamp collection"]  # judged once, in the silence
+
+
+class AheadLLM(S.LLM):
+    """Test double: each call records its messages and when it started (monotonic s); it says two pieces,
+    waiting between them to be cancelled (recorded too) when `hold` was set as it started."""
+
+    name = "test-models-ahead"
+    calls: list[tuple[float, list[dict[str, str]]]] = []
+    cancelled: list[list[dict[str, str]]] = []
+    hold = False
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        AheadLLM.calls.append((time.monotonic(), messages))
+        hold = AheadLLM.hold
+        try:
+            yield "Okay, here it is."
+            if hold:
+                await asyncio.Event().wait()
+            yield " Deflecting now."
+        except (asyncio.CancelledError, GeneratorExit):
+            AheadLLM.cancelled.append(messages)
+            raise
+
+
+async def test_the_foreseen_reply_is_generated_during_the_silence_and_used(make_server: Any) -> None:
+    """`llm_ahead`: the reply the foreseen judgement leads to is generated while the silence still runs (its
+    LLM call starts before the turn is committed), its words are held back until the turn ends, and the
+    reply is exactly that call: the LLM is asked once, with the reply's messages, guidance included."""
+    AheadLLM.calls.clear()
+    AheadLLM.cancelled.clear()
+    AheadLLM.hold = False
+    h = await make_server(llm="test-models-ahead", judge="test-models-deflect", vad_silence_ms=800,
+                          fake_asr_text="tell me more about my stamp collection")
+    c = await h.connect()
+    question = S.resample(speak("Tell me more about my stamp collection."), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(question, rate_hz=24000)
+    await c.append_audio(np.zeros(36000, dtype=np.int16), rate_hz=24000, realtime=True)  # a live silence
+    await c.wait_for("input_audio_buffer.committed")
+    committed_at = time.monotonic()
+    transcript = await c.wait_for("response.output_audio_transcript.done")
+    done = await c.wait_for("response.done")
+    metrics = await c.wait_for("s2s.metrics")
+    assert done["response"]["metadata"]["strategy"] == "deflect"
+    assert len(AheadLLM.calls) == 1 and AheadLLM.calls[0][0] < committed_at  # asked during the silence
+    asked = AheadLLM.calls[0][1]
+    assert asked[-2] == {"role": "user", "content": "tell me more about my stamp collection"}
+    assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
+    assert metrics["llm_ahead_deltas"] == 2  # both pieces were ready when the turn ended
+    assert transcript["transcript"].endswith("Okay, here it is. Deflecting now.")
+
+
+async def test_a_reply_generated_ahead_is_cancelled_when_the_user_goes_on(make_server: Any) -> None:
+    """The user pauses long enough for the reply to be generated ahead, then goes on talking: that call is
+    cancelled, and the reply to the whole turn is generated after the next pause."""
+    AheadLLM.calls.clear()
+    AheadLLM.cancelled.clear()
+    AheadLLM.hold = True
+    h = await make_server(llm="test-models-ahead", vad_silence_ms=900, fake_asr_text="so about my stamps")
+    c = await h.connect()
+    words = S.resample(speak("So about my stamps."), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(words, rate_hz=24000)
+    await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True,
+                         until=lambda: bool(AheadLLM.calls))  # a pause, until the reply is under way
+    assert AheadLLM.calls and not AheadLLM.cancelled
+    AheadLLM.hold = False  # for the next call
+    await c.append_audio(words, rate_hz=24000)  # the user goes on
+    await c.append_audio(np.zeros(36000, dtype=np.int16), rate_hz=24000, realtime=True)
+    await c.wait_for("response.done")
+    assert AheadLLM.cancelled == [AheadLLM.calls[0][1]]
+    assert len(AheadLLM.calls) == 2
+
+
+class ToneTTS(S.TTS):
+    """Test double: a voice with a rate of its own (48 kHz) that says a 10 kHz tone, 200 ms per clause."""
+
+    name = "test-models-tone"
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> Any:
+        t = np.arange(int(0.2 * 48000)) / 48000
+        yield S.resample((np.sin(2 * np.pi * 10000 * t) * 8000).astype(np.int16), 48000, rate_hz)
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> Any:
+        async for pcm in self.synthesize_at(text, rate_hz=S.SAMPLE_RATE_HZ, voice=voice):
+            yield pcm
+
+
+async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
+    """The session asks TTS for audio at the client's rate (`synthesize_at`), so a 10 kHz sound of the voice
+    reaches a 24 kHz client (through the 16 kHz interface it would be gone)."""
+    h = await make_server(tts="test-models-tone")
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello?"}]})
+    await c.send("response.create")
+    await c.wait_for("response.done")
+    audio = np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
+                            for e in c.events if e["type"] == "response.output_audio.delta"])
+    assert len(audio) > 0.15 * 24000
+    assert band_share(audio, 24000, 9500, 10500) > 0.8
