@@ -325,3 +325,30 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
     assert s2s.held_verdict("stop", None, set(), False, config) == ("wait", {"stop"})
     assert s2s.held_verdict("stop", None, {"stop"}, False, config)[0] == "barge_in"
     assert s2s.held_verdict("stop", None, set(), True, config)[0] == "barge_in"
+
+
+def test_a_hearing_is_as_sure_as_its_first_word():
+    """Whisper's confidence in a short clip is its first word's log-probability: a looped guess's sure
+    repeats do not count, a word split into tokens counts whole, and in Chinese the first token is the word."""
+
+    class Tokenizer:
+        pieces = {1: " Thanks", 2: " Har", 3: "u", 4: "等一下", 5: "一下", 6: "."}
+
+        def decode(self, tokens):
+            return "".join(self.pieces[t] for t in tokens)
+
+    def logits(token_probs):  # one step per token: that token has the given probability, the rest share
+        steps = []
+        for token, p in token_probs:
+            step = np.full(8, np.log((1 - p) / 7))
+            step[token] = np.log(p)
+            steps.append(step)
+        return steps
+
+    first = s2s.WhisperASR._first_word_logprob
+    loop = [(1, 0.2), (1, 0.99), (1, 0.99), (6, 0.9)]
+    assert abs(first(Tokenizer(), [t for t, _ in loop], logits(loop)) - np.log(0.2)) < 1e-6
+    split = [(2, 0.5), (3, 0.5), (2, 0.99)]
+    assert abs(first(Tokenizer(), [t for t, _ in split], logits(split)) - 2 * np.log(0.5)) < 1e-6
+    chinese = [(4, 0.3), (5, 0.9)]
+    assert abs(first(Tokenizer(), [t for t, _ in chinese], logits(chinese)) - np.log(0.3)) < 1e-6
