@@ -1734,7 +1734,7 @@ class WhisperASR(ASR):
             yield piece
 
     async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
-        """A short window and a few tokens; the mean token log-probability comes back with the words."""
+        """A short window and a few tokens; the first word's log-probability comes back with the words."""
         result: tuple[str, float | None] = ("", None)
         async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop)]), thread_name="s2s-asr"):
             result = piece
@@ -1773,7 +1773,7 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False) -> Any:
-        """One encoder window -> text (with its mean token log-probability if `with_logprob`); None when
+        """One encoder window -> text (with its first word's log-probability if `with_logprob`); None when
         stopped, "" when Whisper hears no speech."""
         import ctranslate2
 
