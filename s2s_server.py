@@ -4949,7 +4949,8 @@ class Session:
         async def audio_opinion() -> None:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
-            self.log.debug("end of turn: audio %.2f", prob)
+            self.log.debug("end of turn: audio %.2f after %.0f ms of silence", prob,
+                           detector._silence_frames * detector.frame_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
@@ -4975,6 +4976,8 @@ class Session:
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
             detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+            self.log.debug("end of turn: text %s after %.0f ms of silence", "none" if prob is None else f"{prob:.2f}",
+                           detector._silence_frames * detector.frame_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
