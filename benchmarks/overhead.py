@@ -7,14 +7,21 @@ generated. Measured at the client, from event arrival times:
   barge-in:     input_audio_buffer.speech_started -> response.done (cancelled)
 The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
-server's sessions handled (from their close log lines). Each row also gives the CPU the server processes
-and this client used during the run, in cores (1.0 = one core busy all the time), and the load average
-before and after it: the simulated users run in this process, on the same machine as the server.
+server's sessions handled (from their close log lines). A turn whose reply had sent no audio when the
+user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
+pause, so a p99 over many cut turns flatters the server. Each row also gives the CPU the server processes
+and this client used during the run, in cores (1.0 = one core busy all the time), the server's CPU per
+1,000 input frames (all its work, turns included, divided by the frames it handled: unlike the latencies,
+this hardly moves with the machine's load), and the load average before and after it: the simulated users
+run in this process, on the same machine as the server. Latencies are only comparable between rows of one
+run on a quiet machine (load average well under 1 before each row).
 
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
 --workers runs the server as that many processes on one port (the server's `workers` setting), each
-configuration in turn, so that the rows compare side by side in one run.
+configuration in turn, so that the rows compare side by side in one run; such a row says how many sessions
+each process served (the kernel spreads connections by a hash, not evenly, and the busiest process sets
+the burst's p99).
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
@@ -26,8 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import itertools
+import json
 import os
+import re
+import shlex
 import time
+from collections import Counter
 
 import numpy as np
 from common import (
@@ -48,9 +61,10 @@ from common import (
 
 
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
-              workers: int = 1) -> dict[str, float]:
+              workers: int = 1, server_args: tuple[str, ...] = ()) -> dict[str, float]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
-    proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), ready=ready)
+    proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
+                                               ready=ready)
     totals, frames = Totals(), mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
     # --synchronized they start within one frame, so all turns end together (the worst case).
@@ -66,12 +80,56 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     finally:
         proc.terminate()
         await proc.wait()
-    eot, barge = totals.eot, totals.barge
+    eot, barge, handled = totals.eot, totals.barge, frames_handled(log_lines)
     return {"sessions": sessions, "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99),
+            "eot_cut": totals.eot_unanswered,
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
-            "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - frames_handled(log_lines),
+            "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
-            "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"}
+            "server_ms_per_1k_frames": server_cpu * 1e6 / handled if handled else float("nan"),
+            "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}",
+            "split": sessions_per_worker(log_lines)}
+
+
+def sessions_per_worker(log_lines: list[str]) -> str:
+    """How many sessions each worker opened, from the supervisor's `[worker n]` log lines: "52 / 48"."""
+    opened = Counter(match.group(1) for match in (re.search(r"\[worker (\d+)\].* open remote=", line)
+                                                  for line in log_lines) if match)
+    return " / ".join(str(n) for _, n in sorted(opened.items()))
+
+
+def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -> float:
+    """CPU per `input_audio_buffer.append` of what a Session does with it (parse and validate, base64, rate
+    check, 24 -> 16 kHz resampling, framing, VAD, turn-taking), in-process with the fakes' settings: the
+    socket and websockets' receive path are left out. Quiet (near-silent) frames, so no turn starts."""
+    import tempfile
+
+    import s2s_server as s2s
+
+    async def measure() -> float:
+        config = s2s.main_config(["--data-dir", tempfile.mkdtemp(prefix="s2s-overhead-"), *fake_server_args(sessions)])
+        server = s2s.S2SServer(config, s2s.build_components(config))
+
+        class NoSocket:  # the session only reads `limits` from its connection on this path
+            limits = None
+
+        users = [s2s.Session(server, NoSocket()) for _ in range(sessions)]
+        for user in users:
+            user.vad.load()
+        rng = np.random.default_rng(0)
+        appends = [json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(
+            (rng.standard_normal(RATE_HZ * FRAME_MS // 1000) * 30).astype("<i2").tobytes()).decode()})
+            for _ in range(50)]
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.process_time()
+            for i in range(frames_per_round):
+                for user in users:
+                    user.dispatch(s2s.parse_client_event(appends[i % len(appends)]))
+            best = min(best, (time.process_time() - started) / (frames_per_round * sessions))
+        return best * 1e6
+
+    return asyncio.run(measure())
 
 
 def main() -> None:
@@ -82,19 +140,44 @@ def main() -> None:
                         help="start every user within one frame, so all turns end at once (the worst case)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="server processes sharing the port (one run per value, side by side)")
+    parser.add_argument("--silent", action="store_true",
+                        help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
+                             "frames")
+    parser.add_argument("--input-path", action="store_true",
+                        help="instead of the rows: the CPU of the server's own input path per 20 ms append, "
+                             "in-process (no sockets, no websockets), best of 7 rounds: hardly moved by load")
+    parser.add_argument("--server-args", nargs="+", default=[""], metavar="ARGS",
+                        help="extra server settings, one row per string (for A/B rows in one run), e.g. "
+                             "--server-args '--event-loop asyncio' '--event-loop uvloop'")
     args = parser.parse_args()
+    if args.input_path:
+        for sessions in args.sessions:
+            print(f"{input_path_us(sessions):.1f} us of server CPU per append ({sessions} session"
+                  f"{'s' if sessions > 1 else ''}, in-process, "
+                  f"silent 20 ms frames at 24 kHz, best of 7; load average {os.getloadavg()[0]:.1f})")
+        return
     utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
-    print(f"machine: {machine()}; users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}")
-    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (n) | barge-in -> cancelled done p50 / p99 "
-          "(n) | input frames dropped | CPU used, server / client (cores) | load average |")
-    print("|---|---|---|---|---|---|---|")
+    if args.silent:
+        utterance = np.zeros_like(utterance)
+    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}"
+          f"{', streaming silence (no turns)' if args.silent else ''}; "
+          f"{args.seconds:g} s per row")
+    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (turns; cut before audio) | barge-in -> "
+          "cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / client (cores) | server CPU "
+          "per 1,000 frames | load average |")
+    print("|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for workers in args.workers:
-            r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers))
-            print(f"| {sessions} | {workers} | {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}) "
+        for workers, extra in itertools.product(args.workers, args.server_args):
+            r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
+                                tuple(shlex.split(extra))))
+            split = f", sessions {r['split']}" if workers > 1 else ""
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
+                  f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
-                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['load']} |", flush=True)
+                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['server_ms_per_1k_frames']:.0f} ms "
+                  f"| {r['load']} |", flush=True)
 
 
 if __name__ == "__main__":

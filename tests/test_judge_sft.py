@@ -525,3 +525,32 @@ def test_validation_folds_hold_out_only_writers_that_cover_every_action():
     for name, train, val in folds:
         assert {examples[i].writer for i in val} == {name} and not any(examples[i].augmented for i in val)
         assert all(examples.index(e) in train for e in narrow)
+
+
+def test_training_turns_that_share_a_skeleton_with_an_evaluation_turn_are_dropped(tmp_path):
+    """The independence check: a training turn whose character n-grams (or, with vectors, whose encoder
+    embedding) come close to an evaluation utterance of its language is dropped before training; a turn on
+    another topic, and the same words in the other language's file, are kept."""
+    ev = [{**_turn("set a timer for twelve minutes for the pasta", id="e-en-1"), "writer": "e"},
+          {**_turn("给意面定个十二分钟的计时", lang="zh", id="e-zh-1"), "writer": "e"}]
+    tr = [_turn("set a timer for the pasta eleven minutes", id="a-en-1"),
+          _turn("who won the last world cup and where was it played", id="a-en-2"),
+          _turn("给我讲个笑话吧", lang="zh", id="a-zh-1")]
+    rows = {r["id"]: r for r in judge_sft.eval_overlap(tr, ev, None)}
+    assert rows["a-en-1"]["jaccard"] >= 0.5 and rows["a-en-1"]["jaccard_eval"] == "e-en-1"
+    assert rows["a-en-2"]["jaccard"] < 0.3 and rows["a-zh-1"]["jaccard_eval"] == "e-zh-1"
+    assert rows["a-zh-1"]["cosine"] is None
+    # cosine catches what n-grams miss (a paraphrase): vectors as the judge embeds the utterances
+    vec = {"set a timer for twelve minutes for the pasta": np.array([1.0, 0.0]),
+           "set a timer for the pasta eleven minutes": np.array([0.0, 1.0]),
+           "who won the last world cup and where was it played": np.array([0.99, 0.141])}
+    rows = {r["id"]: r for r in judge_sft.eval_overlap(tr[:2], ev[:1], vec)}
+    assert judge_sft.shares_skeleton(rows["a-en-2"], 0.3, 0.95) and not judge_sft.shares_skeleton(
+        rows["a-en-2"], 0.3, 0.999)
+    train, test = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    judge_sft.write_jsonl(train, tr)
+    judge_sft.write_jsonl(test, ev)
+    _, _, sources = judge_sft.prepare_examples(TrainConfig(train_turns=str(train), eval_turns=str(test),
+                                                           dedupe_cosine=1.0, work_dir=str(tmp_path / "w")))
+    assert sources["train_near_eval_dropped"] == {"w": 1}
+    assert sources["train_turns"] == {"w": {"en": 1, "zh": 1}}

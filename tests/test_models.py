@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import http.server
+import itertools
 import json
 import re
 import shutil
@@ -178,31 +179,35 @@ async def test_llamacpp_streams_a_sensible_answer(llm: S.LlamaCppLLM) -> None:
 
 @pytest.mark.models
 async def test_llamacpp_stops_promptly_when_closed(llm: S.LlamaCppLLM) -> None:
-    """Closing the stream stops llama.cpp within a fraction of a second, and the next reply starts at once."""
+    """Closing the stream stops llama.cpp within a token or so (not the 400 asked for), and the next reply
+    starts at once. Measured in this machine's own token time, so a busy machine does not fail it."""
     messages = [{"role": "user", "content": "Write a very long story about a dragon, at least 400 words."}]
 
-    async def run() -> tuple[int, float, float]:
-        received = 0
+    async def run() -> tuple[int, float, float, float]:
+        received, arrivals = 0, []
         async with contextlib.aclosing(llm.generate(messages, max_tokens=400)) as stream:
             async for _ in stream:
                 received += 1
-                if received == 3:
+                arrivals.append(time.monotonic())
+                if received == 4:
                     break
+        token_s = max(b - a for a, b in itertools.pairwise(arrivals))  # the slowest token seen
+        allowed_s = max(1.0, 10 * token_s)  # 400 tokens would take 40 times as long
         closed_at = time.monotonic()
         while any(t.name == "s2s-llm" and t.is_alive() for t in threading.enumerate()):
             await asyncio.sleep(0.01)
-            assert time.monotonic() - closed_at < 3 * SECOND, "llama.cpp kept generating after the stream closed"
+            assert time.monotonic() - closed_at < 3 * allowed_s, "llama.cpp kept generating after the stream closed"
         stopped_s = time.monotonic() - closed_at
         started = time.monotonic()
         nxt = llm.generate([{"role": "user", "content": "Say yes."}], max_tokens=3)
         await anext(nxt)
         await nxt.aclose()
-        return received, stopped_s, time.monotonic() - started
+        return received, stopped_s, time.monotonic() - started, allowed_s
 
-    received, stopped_s, next_first_token_s = await run()
-    assert received == 3
-    assert stopped_s < 1 * SECOND  # one token: 20 to 40 ms on an idle machine
-    assert next_first_token_s < 3 * SECOND  # not queued behind the 400 tokens that were never made
+    received, stopped_s, next_first_token_s, allowed_s = await run()
+    assert received == 4
+    assert stopped_s < allowed_s  # one token: 20 to 40 ms on an idle machine
+    assert next_first_token_s < 3 * allowed_s  # not queued behind the 400 tokens that were never made
 
 
 @pytest.mark.models
@@ -536,11 +541,12 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
 
 
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
-    """Once speculative ASR has the words, the LLM is primed with exactly the prompt of the reply that
-    follows (so the reply reads only what is new, usually one token)."""
+    """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
+    of the reply that follows (so the reply reads only what is new, usually one token)."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
-    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have")
+    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have",
+                          llm_ahead=False)
     c = await h.connect()
     question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
     await c.append_audio(question, rate_hz=24000)
