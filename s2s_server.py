@@ -531,6 +531,11 @@ class RateAwareTTS(TTS):
     """A backend that speaks at whatever rate it is asked (`synthesize_at`, which it implements);
     `synthesize` is its 16 kHz case."""
 
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        # not TTS's default, which calls `synthesize`, which calls this: a subclass must implement it
+        raise NotImplementedError(f"{type(self).__name__} (a RateAwareTTS) must implement synthesize_at")
+        yield np.zeros(0, dtype=np.int16)
+
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         async with contextlib.aclosing(self.synthesize_at(  # type: ignore[type-var]
                 text, voice=voice, rate_hz=SAMPLE_RATE_HZ)) as chunks:

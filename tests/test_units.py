@@ -138,6 +138,17 @@ def test_stream_resampler_matches_length_over_many_chunks():
     assert abs(sum(len(o) for o in out) - 50 * 320) <= 2
 
 
+async def test_a_rate_aware_voice_without_synthesize_at_says_so_instead_of_recursing():
+    class HalfWritten(s2s.RateAwareTTS):  # no name: not registered
+        pass
+
+    tts = HalfWritten(load_config([], environ={}))
+    for stream in (tts.synthesize("hi"), tts.synthesize_at("hi", rate_hz=24000)):
+        with pytest.raises(NotImplementedError, match="must implement synthesize_at"):
+            async for _ in stream:
+                pass
+
+
 def test_playback_clock_cuts_the_text_to_whole_clauses_and_a_share_of_the_next():
     clock = s2s.PlaybackClock()
     clock.sent(0, "One two.", at_ms=100)
