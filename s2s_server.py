@@ -274,8 +274,9 @@ def parse_client_event(text: str) -> Any:
 
 
 def event_text(event: dict[str, Any]) -> str:
-    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (numpy scalars,
-    integers past 64 bits). Every event passes here, audio chunks 25 times a second per reply."""
+    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
+    float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). Every event passes
+    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
     try:
         return orjson.dumps(event).decode()
     except TypeError:
@@ -5026,18 +5027,20 @@ class Session:
 
     def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
         """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
-        LLM read the prompt of the reply the judgement leads to (see `_foresee`)."""
+        LLM generate (`llm_ahead`) or read the prompt of the reply the judgement leads to (see `_foresee`)."""
         if self._speculative is None or self._speculative[1] is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
             self._foresee(text)
 
     def _foresee(self, text: str) -> None:
-        """Judge a speculative transcript while the silence that may end the turn still runs, then prime
-        the LLM with the whole prompt of the planned reply, the strategy's guidance included (guidance
-        read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18 tokens at
-        30 to 40 tokens/s). When the turn ends with the same transcript and history, `_judge_and_respond`
-        takes this judgement instead of judging again; otherwise it is dropped."""
+        """Judge a speculative transcript while the silence that may end the turn still runs, then (in
+        `_prime_plan`) generate the planned reply ahead (`llm_ahead`, the default: `AheadReply`), or, with
+        it off, prime the LLM with the planned reply's whole prompt, the strategy's guidance included
+        (guidance read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18
+        tokens at 30 to 40 tokens/s). When the turn ends with the same transcript and history,
+        `_judge_and_respond` takes this judgement instead of judging again (and `start_response` the reply
+        generated ahead, when its messages and budget are the same); otherwise they are dropped."""
         self._drop_foresight()
         words = self.llm_messages(pending_user_text=text)
         if (not self.settings.create_response or self.blocked
