@@ -255,8 +255,8 @@ def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float,
             ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
     ahead = [r["ahead"] for r in results if r.get("ahead") is not None]
     print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
-    print(f"replies generated ahead, during the silence (llm_ahead): {len(ahead)} of {len(results)}"
-          + (f"; LLM pieces ready when the turn ended, median {statistics.median(ahead):.0f}" if ahead else ""))
+    print(f"replies that went on from one generated during the silence (llm_ahead): {len(ahead)} of {len(results)}"
+          + (f"; LLM pieces ready when the reply started, median {statistics.median(ahead):.0f}" if ahead else ""))
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
     print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "
           f"llm={config.llm}, "
