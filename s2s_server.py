@@ -517,8 +517,8 @@ class TTS(Component):
 
     async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """`synthesize` at `rate_hz` (the client's). This default resamples the 16 kHz stream; a backend whose
-        voice has a rate of its own overrides it to resample once, from that rate: a 24 kHz voice sent to a
-        24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
+        voice has a rate of its own is a `RateAwareTTS`, which resamples once, from that rate: a 24 kHz voice
+        sent to a 24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
         resampler = StreamResampler(SAMPLE_RATE_HZ, rate_hz)
         async with contextlib.aclosing(self.synthesize(text, voice=voice)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
@@ -529,8 +529,19 @@ class TTS(Component):
 
 
 class RateAwareTTS(TTS):
-    """A backend that speaks at whatever rate it is asked (`synthesize_at`, which it implements);
-    `synthesize` is its 16 kHz case."""
+    """A backend that speaks at whatever rate it is asked: it implements `speak_at`, which both
+    `synthesize` (at 16 kHz) and `synthesize_at` (at the client's rate) call. A subclass that overrides
+    `synthesize` alone (a plugin that adds an effect, a test double) is played through its `synthesize`,
+    resampled, as with any backend, so its override is never bypassed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "synthesize" in cls.__dict__ and "synthesize_at" not in cls.__dict__:
+            cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
+
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        raise NotImplementedError
+        yield np.zeros(0, dtype=np.int16)
 
     async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         # not TTS's default, which calls `synthesize`, which calls this: a subclass must implement it
@@ -538,8 +549,13 @@ class RateAwareTTS(TTS):
         yield np.zeros(0, dtype=np.int16)
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        async with contextlib.aclosing(self.synthesize_at(  # type: ignore[type-var]
+        async with contextlib.aclosing(self.speak_at(  # type: ignore[type-var]
                 text, voice=voice, rate_hz=SAMPLE_RATE_HZ)) as chunks:
+            async for pcm16 in chunks:
+                yield pcm16
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async with contextlib.aclosing(self.speak_at(text, voice=voice, rate_hz=rate_hz)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
                 yield pcm16
 
@@ -729,8 +745,9 @@ class FakeLLM(LLM):
             yield word if i == 0 else " " + word
 
 
-class FakeTTS(TTS):
-    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks."""
+class FakeTTS(RateAwareTTS):
+    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks, made at the rate
+    asked (no resampling)."""
 
     name = "fake"
 
@@ -740,12 +757,12 @@ class FakeTTS(TTS):
         fake_tts_ms_per_char: int = Field(60, ge=1, le=1000)
         """Length of the fake TTS's tone per input character, in ms of audio."""
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
-        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char)
-        t = np.arange(total) / SAMPLE_RATE_HZ
+        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char, rate_hz)
+        t = np.arange(total) / rate_hz
         tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-        step = ms_to_samples(40)
+        step = ms_to_samples(40, rate_hz)
         for start in range(0, total, step):
             yield tone[start:start + step]
             await asyncio.sleep(0)  # a real model yields to the loop between chunks too
@@ -2399,10 +2416,11 @@ def ends_sentence(text: str) -> bool:
 # resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
 
 
-class OpenAITTS(TTS):
+class OpenAITTS(RateAwareTTS):
     """Any OpenAI-compatible `/v1/audio/speech` endpoint (OpenAI, or a server in front of CosyVoice, Kokoro,
     F5...) through `openai.AsyncOpenAI`, with `response_format="pcm"`: raw 24 kHz 16-bit mono (OpenAI API
-    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to 16 kHz.
+    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to the rate
+    asked (16 kHz for `synthesize`; none for a 24 kHz client).
     Cancelling closes the HTTP response. DashScope (Alibaba's API for CosyVoice and Qwen-TTS) has no
     OpenAI-compatible speech endpoint: its OpenAI-compatible mode covers chat and embeddings only.
     """
@@ -2435,8 +2453,8 @@ class OpenAITTS(TTS):
             api_key=os.environ.get(self.config.openai_tts_api_key_env) or "unused",
             timeout=self.config.openai_tts_timeout_s, max_retries=0)
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        resampler = StreamResampler(self.rate_hz, SAMPLE_RATE_HZ)
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        resampler = StreamResampler(self.rate_hz, rate_hz)  # none for a 24 kHz client
         odd = b""  # an HTTP chunk may end inside a sample
         request = {"model": self.config.openai_tts_model, "voice": voice or self.config.openai_tts_voice,
                    "input": text, "response_format": "pcm", "speed": self.config.openai_tts_speed}
@@ -2728,7 +2746,7 @@ class HibariTTS(RateAwareTTS):
         self._tts("Warm up.")  # loads the G2P lexicons (about 0.3 s)
         log.info("tts hibari %s warm in %.0f ms", self.voice, now_ms() - started)
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         if voice and voice != self.voice and voice not in self._warned_voices:
             self._warned_voices.add(voice)  # Realtime clients send e.g. "alloy": speak, in the one voice
@@ -2886,7 +2904,7 @@ class ZhttsTTS(RateAwareTTS):
         processor = importlib.import_module(f"{package}.tensorflow_tts.processor")
         return processor.BakerProcessor(data_dir=None, loaded_mapper_path=str(root / "asset" / "baker_mapper.json"))
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop, rate_hz), thread_name="s2s-tts"):
             yield pcm16
@@ -3027,7 +3045,7 @@ class BilingualTTS(RateAwareTTS):
             with contextlib.suppress(Exception):
                 voice.close()
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         for lang, words in language_runs(text):
             async with contextlib.aclosing(self.voices[lang].synthesize_at(  # type: ignore[type-var]
                     words, voice=voice, rate_hz=rate_hz)) as chunks:
