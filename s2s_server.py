@@ -540,12 +540,7 @@ class RateAwareTTS(TTS):
             cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
 
     async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        raise NotImplementedError
-        yield np.zeros(0, dtype=np.int16)
-
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        # not TTS's default, which calls `synthesize`, which calls this: a subclass must implement it
-        raise NotImplementedError(f"{type(self).__name__} (a RateAwareTTS) must implement synthesize_at")
+        raise NotImplementedError(f"{type(self).__name__} (a RateAwareTTS) must implement speak_at")
         yield np.zeros(0, dtype=np.int16)
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:

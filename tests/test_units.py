@@ -138,13 +138,13 @@ def test_stream_resampler_matches_length_over_many_chunks():
     assert abs(sum(len(o) for o in out) - 50 * 320) <= 2
 
 
-async def test_a_rate_aware_voice_without_synthesize_at_says_so_instead_of_recursing():
+async def test_a_rate_aware_voice_without_speak_at_says_so_instead_of_recursing():
     class HalfWritten(s2s.RateAwareTTS):  # no name: not registered
         pass
 
     tts = HalfWritten(load_config([], environ={}))
     for stream in (tts.synthesize("hi"), tts.synthesize_at("hi", rate_hz=24000)):
-        with pytest.raises(NotImplementedError, match="must implement synthesize_at"):
+        with pytest.raises(NotImplementedError, match="HalfWritten .* must implement speak_at"):
             async for _ in stream:
                 pass
 
