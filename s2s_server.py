@@ -275,7 +275,8 @@ def parse_client_event(text: str) -> Any:
 
 def event_text(event: dict[str, Any]) -> str:
     """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
-    float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). Every event passes
+    float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). orjson writes a NaN
+    or infinite float as null; json, before and in that fallback, as NaN, which is not JSON. Every event passes
     here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
     try:
         return orjson.dumps(event).decode()

@@ -237,6 +237,12 @@ def test_client_event_parser_reports_codes():
         s2s.parse_client_event(deep)
 
 
+def test_server_event_text_is_strict_json_and_falls_back_to_json_for_what_orjson_refuses():
+    assert s2s.event_text({"type": "x", "ms": float("nan"), "words": "你好"}) == '{"type":"x","ms":null,"words":"你好"}'
+    text = s2s.event_text({"type": "x", "big": 2**70, "f": np.float64(1.5)})  # orjson refuses both: json writes them
+    assert json.loads(text) == {"type": "x", "big": 2**70, "f": 1.5}
+
+
 def test_the_default_policy_turns_judgements_into_plans_without_a_session():
     policy = s2s.DefaultPolicy(load_config([], environ={}))
     on = s2s.Moment(text="x", strategies=frozenset(s2s.switchable_strategies()))
