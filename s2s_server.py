@@ -5089,7 +5089,7 @@ class Session:
                                         "llm-ahead")
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
-        elif self.config.llm_ahead:  # no reply planned (silence, block): read the words for the next turn
+        elif self.config.llm_ahead:  # no LLM reply planned (silence, block, an opener alone): read the words
             self.prime_llm(messages=words)
 
     def _drop_foresight(self) -> None:
