@@ -537,7 +537,7 @@ class RateAwareTTS(TTS):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "synthesize" in cls.__dict__ and "synthesize_at" not in cls.__dict__:
+        if "synthesize" in cls.__dict__ and not {"synthesize_at", "speak_at"} & cls.__dict__.keys():
             cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
 
     async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
@@ -5037,9 +5037,9 @@ class Session:
         self._drop_speculative_asr()
         task = self.spawn(self._collect_transcript(ev.audio), "asr-speculative")
         self._speculative = (len(ev.audio), task)
-        task.add_done_callback(self._prime_with_transcript)
+        task.add_done_callback(self._foresee_transcript)
 
-    def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
+    def _foresee_transcript(self, task: asyncio.Task[str]) -> None:
         """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
         LLM generate (`llm_ahead`) or read the prompt of the reply the judgement leads to (see `_foresee`)."""
         if self._speculative is None or self._speculative[1] is not task or task.cancelled():
@@ -5049,7 +5049,7 @@ class Session:
 
     def _foresee(self, text: str) -> None:
         """Judge a speculative transcript while the silence that may end the turn still runs, then (in
-        `_prime_plan`) generate the planned reply ahead (`llm_ahead`, the default: `AheadReply`), or, with
+        `_plan_ahead`) generate the planned reply ahead (`llm_ahead`, the default: `AheadReply`), or, with
         it off, prime the LLM with the planned reply's whole prompt, the strategy's guidance included
         (guidance read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18
         tokens at 30 to 40 tokens/s). When the turn ends with the same transcript and history,
@@ -5067,9 +5067,9 @@ class Session:
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
-        self.spawn(self._prime_plan(self._foresight, words, reading), "llm-prime-plan")
+        self.spawn(self._plan_ahead(self._foresight, words, reading), "llm-plan-ahead")
 
-    async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
+    async def _plan_ahead(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
         """Once the foreseen judgement is made, generate the planned reply ahead (`llm_ahead`), or, once the
         first priming is done too, prime its whole prompt (about 20 more tokens: the guidance). If the turn
