@@ -274,8 +274,10 @@ def parse_client_event(text: str) -> Any:
 
 
 def event_text(event: dict[str, Any]) -> str:
-    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (numpy scalars,
-    integers past 64 bits). Every event passes here, audio chunks 25 times a second per reply."""
+    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
+    float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). orjson writes a NaN
+    or infinite float as null; json, before and in that fallback, as NaN, which is not JSON. Every event passes
+    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
     try:
         return orjson.dumps(event).decode()
     except TypeError:
@@ -516,8 +518,8 @@ class TTS(Component):
 
     async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """`synthesize` at `rate_hz` (the client's). This default resamples the 16 kHz stream; a backend whose
-        voice has a rate of its own overrides it to resample once, from that rate: a 24 kHz voice sent to a
-        24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
+        voice has a rate of its own is a `RateAwareTTS`, which resamples once, from that rate: a 24 kHz voice
+        sent to a 24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
         resampler = StreamResampler(SAMPLE_RATE_HZ, rate_hz)
         async with contextlib.aclosing(self.synthesize(text, voice=voice)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
@@ -528,12 +530,28 @@ class TTS(Component):
 
 
 class RateAwareTTS(TTS):
-    """A backend that speaks at whatever rate it is asked (`synthesize_at`, which it implements);
-    `synthesize` is its 16 kHz case."""
+    """A backend that speaks at whatever rate it is asked: it implements `speak_at`, which both
+    `synthesize` (at 16 kHz) and `synthesize_at` (at the client's rate) call. A subclass that overrides
+    `synthesize` alone (a plugin that adds an effect, a test double) is played through its `synthesize`,
+    resampled, as with any backend, so its override is never bypassed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "synthesize" in cls.__dict__ and not {"synthesize_at", "speak_at"} & cls.__dict__.keys():
+            cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
+
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} (a RateAwareTTS) must implement speak_at")
+        yield np.zeros(0, dtype=np.int16)
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        async with contextlib.aclosing(self.synthesize_at(  # type: ignore[type-var]
+        async with contextlib.aclosing(self.speak_at(  # type: ignore[type-var]
                 text, voice=voice, rate_hz=SAMPLE_RATE_HZ)) as chunks:
+            async for pcm16 in chunks:
+                yield pcm16
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async with contextlib.aclosing(self.speak_at(text, voice=voice, rate_hz=rate_hz)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
                 yield pcm16
 
@@ -723,8 +741,9 @@ class FakeLLM(LLM):
             yield word if i == 0 else " " + word
 
 
-class FakeTTS(TTS):
-    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks."""
+class FakeTTS(RateAwareTTS):
+    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks, made at the rate
+    asked (no resampling)."""
 
     name = "fake"
 
@@ -734,12 +753,12 @@ class FakeTTS(TTS):
         fake_tts_ms_per_char: int = Field(60, ge=1, le=1000)
         """Length of the fake TTS's tone per input character, in ms of audio."""
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
-        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char)
-        t = np.arange(total) / SAMPLE_RATE_HZ
+        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char, rate_hz)
+        t = np.arange(total) / rate_hz
         tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-        step = ms_to_samples(40)
+        step = ms_to_samples(40, rate_hz)
         for start in range(0, total, step):
             yield tone[start:start + step]
             await asyncio.sleep(0)  # a real model yields to the loop between chunks too
@@ -2418,10 +2437,11 @@ def ends_sentence(text: str) -> bool:
 # resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
 
 
-class OpenAITTS(TTS):
+class OpenAITTS(RateAwareTTS):
     """Any OpenAI-compatible `/v1/audio/speech` endpoint (OpenAI, or a server in front of CosyVoice, Kokoro,
     F5...) through `openai.AsyncOpenAI`, with `response_format="pcm"`: raw 24 kHz 16-bit mono (OpenAI API
-    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to 16 kHz.
+    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to the rate
+    asked (16 kHz for `synthesize`; none for a 24 kHz client).
     Cancelling closes the HTTP response. DashScope (Alibaba's API for CosyVoice and Qwen-TTS) has no
     OpenAI-compatible speech endpoint: its OpenAI-compatible mode covers chat and embeddings only.
     """
@@ -2454,8 +2474,8 @@ class OpenAITTS(TTS):
             api_key=os.environ.get(self.config.openai_tts_api_key_env) or "unused",
             timeout=self.config.openai_tts_timeout_s, max_retries=0)
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        resampler = StreamResampler(self.rate_hz, SAMPLE_RATE_HZ)
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        resampler = StreamResampler(self.rate_hz, rate_hz)  # none for a 24 kHz client
         odd = b""  # an HTTP chunk may end inside a sample
         request = {"model": self.config.openai_tts_model, "voice": voice or self.config.openai_tts_voice,
                    "input": text, "response_format": "pcm", "speed": self.config.openai_tts_speed}
@@ -2747,7 +2767,7 @@ class HibariTTS(RateAwareTTS):
         self._tts("Warm up.")  # loads the G2P lexicons (about 0.3 s)
         log.info("tts hibari %s warm in %.0f ms", self.voice, now_ms() - started)
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         if voice and voice != self.voice and voice not in self._warned_voices:
             self._warned_voices.add(voice)  # Realtime clients send e.g. "alloy": speak, in the one voice
@@ -2905,7 +2925,7 @@ class ZhttsTTS(RateAwareTTS):
         processor = importlib.import_module(f"{package}.tensorflow_tts.processor")
         return processor.BakerProcessor(data_dir=None, loaded_mapper_path=str(root / "asset" / "baker_mapper.json"))
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop, rate_hz), thread_name="s2s-tts"):
             yield pcm16
@@ -3046,7 +3066,7 @@ class BilingualTTS(RateAwareTTS):
             with contextlib.suppress(Exception):
                 voice.close()
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         for lang, words in language_runs(text):
             async with contextlib.aclosing(self.voices[lang].synthesize_at(  # type: ignore[type-var]
                     words, voice=voice, rate_hz=rate_hz)) as chunks:
@@ -5047,22 +5067,24 @@ class Session:
         self._drop_speculative_asr()
         task = self.spawn(self._collect_transcript(ev.audio), "asr-speculative")
         self._speculative = (len(ev.audio), task)
-        task.add_done_callback(self._prime_with_transcript)
+        task.add_done_callback(self._foresee_transcript)
 
-    def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
+    def _foresee_transcript(self, task: asyncio.Task[str]) -> None:
         """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
-        LLM read the prompt of the reply the judgement leads to (see `_foresee`)."""
+        LLM generate (`llm_ahead`) or read the prompt of the reply the judgement leads to (see `_foresee`)."""
         if self._speculative is None or self._speculative[1] is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
             self._foresee(text)
 
     def _foresee(self, text: str) -> None:
-        """Judge a speculative transcript while the silence that may end the turn still runs, then prime
-        the LLM with the whole prompt of the planned reply, the strategy's guidance included (guidance
-        read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18 tokens at
-        30 to 40 tokens/s). When the turn ends with the same transcript and history, `_judge_and_respond`
-        takes this judgement instead of judging again; otherwise it is dropped."""
+        """Judge a speculative transcript while the silence that may end the turn still runs, then (in
+        `_plan_ahead`) generate the planned reply ahead (`llm_ahead`, the default: `AheadReply`), or, with
+        it off, prime the LLM with the planned reply's whole prompt, the strategy's guidance included
+        (guidance read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18
+        tokens at 30 to 40 tokens/s). When the turn ends with the same transcript and history,
+        `_judge_and_respond` takes this judgement instead of judging again (and `start_response` the reply
+        generated ahead, when its messages and budget are the same); otherwise they are dropped."""
         self._drop_foresight()
         words = self.llm_messages(pending_user_text=text)
         if (not self.settings.create_response or self.blocked
@@ -5075,9 +5097,9 @@ class Session:
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
-        self.spawn(self._prime_plan(self._foresight, words, reading), "llm-prime-plan")
+        self.spawn(self._plan_ahead(self._foresight, words, reading), "llm-plan-ahead")
 
-    async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
+    async def _plan_ahead(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
         """Once the foreseen judgement is made, generate the planned reply ahead (`llm_ahead`), or, once the
         first priming is done too, prime its whole prompt (about 20 more tokens: the guidance). If the turn
@@ -5097,7 +5119,7 @@ class Session:
                                         "llm-ahead")
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
-        elif self.config.llm_ahead:  # no reply planned (silence, block): read the words for the next turn
+        elif self.config.llm_ahead:  # no LLM reply planned (silence, block, an opener alone): read the words
             self.prime_llm(messages=words)
 
     def _drop_foresight(self) -> None:
