@@ -274,8 +274,10 @@ def parse_client_event(text: str) -> Any:
 
 
 def event_text(event: dict[str, Any]) -> str:
-    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (numpy scalars,
-    integers past 64 bits). Every event passes here, audio chunks 25 times a second per reply."""
+    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
+    float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). orjson writes a NaN
+    or infinite float as null; json, before and in that fallback, as NaN, which is not JSON. Every event passes
+    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
     try:
         return orjson.dumps(event).decode()
     except TypeError:
@@ -478,7 +480,7 @@ class ASR(Component):
 
     async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
-        how sure the ASR is (mean token log-probability; None when the backend does not say). Called often
+        how sure the ASR is of the first word (its log-probability; None when the backend does not say). Called often
         while the user talks over the bot, so a backend may trade accuracy for speed. The default
         transcribes it like an utterance."""
         text = ""
@@ -535,11 +537,11 @@ class RateAwareTTS(TTS):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "synthesize" in cls.__dict__ and "synthesize_at" not in cls.__dict__:
+        if "synthesize" in cls.__dict__ and not {"synthesize_at", "speak_at"} & cls.__dict__.keys():
             cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
 
     async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} (a RateAwareTTS) must implement speak_at")
         yield np.zeros(0, dtype=np.int16)
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
@@ -1095,16 +1097,22 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
-    Words count only when the ASR is sure enough (`barge_in_min_logprob`, `barge_in_min_logprob_cjk` for
-    Chinese text). While the speech goes on, a
-    content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
-    "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
-    whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
-    least = config.barge_in_min_logprob_cjk if _CJK.search(text) else config.barge_in_min_logprob
-    words = set() if logprob is not None and logprob < least else set(content_words(text, config.backchannel_words))
-    if ended:
-        return ("barge_in" if words else "backchannel"), words
-    return ("barge_in" if words & before else "wait"), words
+    `logprob` is the ASR's log-probability of the first word it heard (`ASR.hear_clip`). One hearing whose
+    first word is sure (`barge_in_sure_logprob`) barges in at once ("stop" at -0.2 after 180 ms of it);
+    words heard less surely (at least `barge_in_min_logprob`) must come back in a later hearing (Whisper
+    turns the first 200 ms of "right" into "rock" at -1.6 to -2.3, of "mm-hmm" into "amateur" at -1.8).
+    Chinese text has its own, lower bars (`*_cjk`: Whisper base is less sure of short Chinese words). Once
+    the speech has paused or ended, nothing more will come: no such word is a backchannel (a cough,
+    "uh-huh"). A backend that reports no confidence (None): two hearings while the speech goes on, one
+    once it ended. Measured with benchmarks/backchannel_clips.py."""
+    cjk = bool(_CJK.search(text))
+    least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
+    sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
+    heard = set(content_words(text, config.backchannel_words))
+    words = heard if logprob is None or logprob >= least else set()
+    if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words) or words & before:
+        return "barge_in", words
+    return ("backchannel" if ended else "wait"), words
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -1760,7 +1768,7 @@ class WhisperASR(ASR):
             yield piece
 
     async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
-        """A short window and a few tokens; the mean token log-probability comes back with the words."""
+        """A short window and a few tokens; the first word's log-probability comes back with the words."""
         result: tuple[str, float | None] = ("", None)
         async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop)]), thread_name="s2s-asr"):
             result = piece
@@ -1799,7 +1807,7 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False) -> Any:
-        """One encoder window -> text (with its mean token log-probability if `with_logprob`); None when
+        """One encoder window -> text (with its first word's log-probability if `with_logprob`); None when
         stopped, "" when Whisper hears no speech."""
         import ctranslate2
 
@@ -1819,13 +1827,32 @@ class WhisperASR(ASR):
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+            return_logits_vocab=with_logprob,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
             return ("", avg_logprob) if with_logprob else ""
         text = tokenizer.decode(tokens).strip()
-        return (text, avg_logprob) if with_logprob else text
+        if not with_logprob:
+            return text
+        return text, self._first_word_logprob(tokenizer, tokens, result.logits[0]) if tokens else avg_logprob
+
+    @staticmethod
+    def _first_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> float:
+        """The log-probability of the first word: its first token and the tokens that continue it (no
+        leading space, a letter or digit); in Chinese, which has no spaces, the first token (Whisper's
+        Chinese tokens are words or characters: 等一下, 不对, 你說). A short clip in a 2 s window often loops
+        ("Thanks Thanks Thanks" for a Chinese "嗯"): the repeats are near-certain, so the mean over all tokens
+        says "sure" of a guess; the first word carries the guess's doubt (benchmarks/backchannel_clips.py)."""
+        total = 0.0
+        for i, token in enumerate(tokens):
+            piece = tokenizer.decode([token])
+            if i and (piece[:1].isspace() or not piece[:1].isalnum() or _CJK.search(tokenizer.decode(tokens[:1]))):
+                break
+            step = np.asarray(logits[i], dtype=np.float64)
+            total += float(step[token] - np.logaddexp.reduce(step))
+        return total
 
     def _language(self, encoded: Any) -> str:
         c = self.config
@@ -4881,6 +4908,7 @@ class Session:
 
     async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None, ended: TurnEvent | None) -> None:
         """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
+        started = now_ms()
         try:
             text, logprob = ("", None)
             if audio is not None and len(audio):
@@ -4896,8 +4924,9 @@ class Session:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
             held.last_words = words
-        self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
-                       if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
+        self.log.debug("heard over the bot (%.0f ms of audio, %s, %.0f ms after the onset, in %.0f ms): %r %s -> %s",
+                       samples_to_ms(len(audio)) if audio is not None else 0, "ended" if ended else "going on",
+                       self.detector.clock_ms - held.onset.at_ms, now_ms() - started, text[:40], logprob, verdict)
         if self._held is not held:
             return
         held.task = None
@@ -4960,7 +4989,8 @@ class Session:
         async def audio_opinion() -> None:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
-            self.log.debug("end of turn: audio %.2f", prob)
+            self.log.debug("end of turn: audio %.2f after %.0f ms of silence", prob,
+                           detector._silence_frames * detector.frame_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
@@ -4986,6 +5016,8 @@ class Session:
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
             detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+            self.log.debug("end of turn: text %s after %.0f ms of silence", "none" if prob is None else f"{prob:.2f}",
+                           detector._silence_frames * detector.frame_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
@@ -5040,22 +5072,24 @@ class Session:
         self._drop_speculative_asr()
         task = self.spawn(self._collect_transcript(ev.audio), "asr-speculative")
         self._speculative = (len(ev.audio), task)
-        task.add_done_callback(self._prime_with_transcript)
+        task.add_done_callback(self._foresee_transcript)
 
-    def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
+    def _foresee_transcript(self, task: asyncio.Task[str]) -> None:
         """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
-        LLM read the prompt of the reply the judgement leads to (see `_foresee`)."""
+        LLM generate (`llm_ahead`) or read the prompt of the reply the judgement leads to (see `_foresee`)."""
         if self._speculative is None or self._speculative[1] is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
             self._foresee(text)
 
     def _foresee(self, text: str) -> None:
-        """Judge a speculative transcript while the silence that may end the turn still runs, then prime
-        the LLM with the whole prompt of the planned reply, the strategy's guidance included (guidance
-        read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18 tokens at
-        30 to 40 tokens/s). When the turn ends with the same transcript and history, `_judge_and_respond`
-        takes this judgement instead of judging again; otherwise it is dropped."""
+        """Judge a speculative transcript while the silence that may end the turn still runs, then (in
+        `_plan_ahead`) generate the planned reply ahead (`llm_ahead`, the default: `AheadReply`), or, with
+        it off, prime the LLM with the planned reply's whole prompt, the strategy's guidance included
+        (guidance read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18
+        tokens at 30 to 40 tokens/s). When the turn ends with the same transcript and history,
+        `_judge_and_respond` takes this judgement instead of judging again (and `start_response` the reply
+        generated ahead, when its messages and budget are the same); otherwise they are dropped."""
         self._drop_foresight()
         words = self.llm_messages(pending_user_text=text)
         if (not self.settings.create_response or self.blocked
@@ -5068,9 +5102,9 @@ class Session:
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
-        self.spawn(self._prime_plan(self._foresight, words, reading), "llm-prime-plan")
+        self.spawn(self._plan_ahead(self._foresight, words, reading), "llm-plan-ahead")
 
-    async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
+    async def _plan_ahead(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
         """Once the foreseen judgement is made, generate the planned reply ahead (`llm_ahead`), or, once the
         first priming is done too, prime its whole prompt (about 20 more tokens: the guidance). If the turn
@@ -5090,7 +5124,7 @@ class Session:
                                         "llm-ahead")
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
-        elif self.config.llm_ahead:  # no reply planned (silence, block): read the words for the next turn
+        elif self.config.llm_ahead:  # no LLM reply planned (silence, block, an opener alone): read the words
             self.prime_llm(messages=words)
 
     def _drop_foresight(self) -> None:

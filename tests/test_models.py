@@ -623,7 +623,7 @@ async def test_the_foreseen_reply_is_generated_during_the_silence_and_used(make_
     asked = AheadLLM.calls[0][1]
     assert asked[-2] == {"role": "user", "content": "tell me more about my stamp collection"}
     assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
-    assert metrics["llm_ahead_deltas"] == 2  # both pieces were ready when the turn ended
+    assert metrics["llm_ahead_deltas"] == 2  # both pieces were ready when the reply started
     assert transcript["transcript"].endswith("Okay, here it is. Deflecting now.")
 
 
