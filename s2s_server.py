@@ -274,8 +274,10 @@ def parse_client_event(text: str) -> Any:
 
 
 def event_text(event: dict[str, Any]) -> str:
-    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (numpy scalars,
-    integers past 64 bits). Every event passes here, audio chunks 25 times a second per reply."""
+    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
+    float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). orjson writes a NaN
+    or infinite float as null; json, before and in that fallback, as NaN, which is not JSON. Every event passes
+    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
     try:
         return orjson.dumps(event).decode()
     except TypeError:
@@ -478,7 +480,7 @@ class ASR(Component):
 
     async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
-        how sure the ASR is (mean token log-probability; None when the backend does not say). Called often
+        how sure the ASR is of the first word (its log-probability; None when the backend does not say). Called often
         while the user talks over the bot, so a backend may trade accuracy for speed. The default
         transcribes it like an utterance."""
         text = ""
@@ -516,8 +518,8 @@ class TTS(Component):
 
     async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """`synthesize` at `rate_hz` (the client's). This default resamples the 16 kHz stream; a backend whose
-        voice has a rate of its own overrides it to resample once, from that rate: a 24 kHz voice sent to a
-        24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
+        voice has a rate of its own is a `RateAwareTTS`, which resamples once, from that rate: a 24 kHz voice
+        sent to a 24 kHz client through 16 kHz loses everything between 8 and 12 kHz."""
         resampler = StreamResampler(SAMPLE_RATE_HZ, rate_hz)
         async with contextlib.aclosing(self.synthesize(text, voice=voice)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
@@ -528,12 +530,28 @@ class TTS(Component):
 
 
 class RateAwareTTS(TTS):
-    """A backend that speaks at whatever rate it is asked (`synthesize_at`, which it implements);
-    `synthesize` is its 16 kHz case."""
+    """A backend that speaks at whatever rate it is asked: it implements `speak_at`, which both
+    `synthesize` (at 16 kHz) and `synthesize_at` (at the client's rate) call. A subclass that overrides
+    `synthesize` alone (a plugin that adds an effect, a test double) is played through its `synthesize`,
+    resampled, as with any backend, so its override is never bypassed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "synthesize" in cls.__dict__ and not {"synthesize_at", "speak_at"} & cls.__dict__.keys():
+            cls.synthesize_at = TTS.synthesize_at  # type: ignore[method-assign]
+
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} (a RateAwareTTS) must implement speak_at")
+        yield np.zeros(0, dtype=np.int16)
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        async with contextlib.aclosing(self.synthesize_at(  # type: ignore[type-var]
+        async with contextlib.aclosing(self.speak_at(  # type: ignore[type-var]
                 text, voice=voice, rate_hz=SAMPLE_RATE_HZ)) as chunks:
+            async for pcm16 in chunks:
+                yield pcm16
+
+    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        async with contextlib.aclosing(self.speak_at(text, voice=voice, rate_hz=rate_hz)) as chunks:  # type: ignore[type-var]
             async for pcm16 in chunks:
                 yield pcm16
 
@@ -723,8 +741,9 @@ class FakeLLM(LLM):
             yield word if i == 0 else " " + word
 
 
-class FakeTTS(TTS):
-    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks."""
+class FakeTTS(RateAwareTTS):
+    """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks, made at the rate
+    asked (no resampling)."""
 
     name = "fake"
 
@@ -734,12 +753,12 @@ class FakeTTS(TTS):
         fake_tts_ms_per_char: int = Field(60, ge=1, le=1000)
         """Length of the fake TTS's tone per input character, in ms of audio."""
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
-        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char)
-        t = np.arange(total) / SAMPLE_RATE_HZ
+        total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char, rate_hz)
+        t = np.arange(total) / rate_hz
         tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-        step = ms_to_samples(40)
+        step = ms_to_samples(40, rate_hz)
         for start in range(0, total, step):
             yield tone[start:start + step]
             await asyncio.sleep(0)  # a real model yields to the loop between chunks too
@@ -1078,16 +1097,22 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
-    Words count only when the ASR is sure enough (`barge_in_min_logprob`, `barge_in_min_logprob_cjk` for
-    Chinese text). While the speech goes on, a
-    content word must be heard in two hearings (Whisper turns the first 200 ms of "right" into "rock", of
-    "mm-hmm" into "amateur"; "stop" stays "stop"); once the speech has paused or ended, one hearing of the
-    whole clip decides: content words barge in, none (a cough, "uh-huh") is a backchannel."""
-    least = config.barge_in_min_logprob_cjk if _CJK.search(text) else config.barge_in_min_logprob
-    words = set() if logprob is not None and logprob < least else set(content_words(text, config.backchannel_words))
-    if ended:
-        return ("barge_in" if words else "backchannel"), words
-    return ("barge_in" if words & before else "wait"), words
+    `logprob` is the ASR's log-probability of the first word it heard (`ASR.hear_clip`). One hearing whose
+    first word is sure (`barge_in_sure_logprob`) barges in at once ("stop" at -0.2 after 180 ms of it);
+    words heard less surely (at least `barge_in_min_logprob`) must come back in a later hearing (Whisper
+    turns the first 200 ms of "right" into "rock" at -1.6 to -2.3, of "mm-hmm" into "amateur" at -1.8).
+    Chinese text has its own, lower bars (`*_cjk`: Whisper base is less sure of short Chinese words). Once
+    the speech has paused or ended, nothing more will come: no such word is a backchannel (a cough,
+    "uh-huh"). A backend that reports no confidence (None): two hearings while the speech goes on, one
+    once it ended. Measured with benchmarks/backchannel_clips.py."""
+    cjk = bool(_CJK.search(text))
+    least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
+    sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
+    heard = set(content_words(text, config.backchannel_words))
+    words = heard if logprob is None or logprob >= least else set()
+    if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words) or words & before:
+        return "barge_in", words
+    return ("backchannel" if ended else "wait"), words
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -1743,7 +1768,7 @@ class WhisperASR(ASR):
             yield piece
 
     async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
-        """A short window and a few tokens; the mean token log-probability comes back with the words."""
+        """A short window and a few tokens; the first word's log-probability comes back with the words."""
         result: tuple[str, float | None] = ("", None)
         async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop)]), thread_name="s2s-asr"):
             result = piece
@@ -1782,7 +1807,7 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False) -> Any:
-        """One encoder window -> text (with its mean token log-probability if `with_logprob`); None when
+        """One encoder window -> text (with its first word's log-probability if `with_logprob`); None when
         stopped, "" when Whisper hears no speech."""
         import ctranslate2
 
@@ -1802,13 +1827,32 @@ class WhisperASR(ASR):
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+            return_logits_vocab=with_logprob,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
             return ("", avg_logprob) if with_logprob else ""
         text = tokenizer.decode(tokens).strip()
-        return (text, avg_logprob) if with_logprob else text
+        if not with_logprob:
+            return text
+        return text, self._first_word_logprob(tokenizer, tokens, result.logits[0]) if tokens else avg_logprob
+
+    @staticmethod
+    def _first_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> float:
+        """The log-probability of the first word: its first token and the tokens that continue it (no
+        leading space, a letter or digit); in Chinese, which has no spaces, the first token (Whisper's
+        Chinese tokens are words or characters: 等一下, 不对, 你說). A short clip in a 2 s window often loops
+        ("Thanks Thanks Thanks" for a Chinese "嗯"): the repeats are near-certain, so the mean over all tokens
+        says "sure" of a guess; the first word carries the guess's doubt (benchmarks/backchannel_clips.py)."""
+        total = 0.0
+        for i, token in enumerate(tokens):
+            piece = tokenizer.decode([token])
+            if i and (piece[:1].isspace() or not piece[:1].isalnum() or _CJK.search(tokenizer.decode(tokens[:1]))):
+                break
+            step = np.asarray(logits[i], dtype=np.float64)
+            total += float(step[token] - np.logaddexp.reduce(step))
+        return total
 
     def _language(self, encoded: Any) -> str:
         c = self.config
@@ -2393,10 +2437,11 @@ def ends_sentence(text: str) -> bool:
 # resampled from the model's own rate. Install commands and what was tested: docs/model_table.md.
 
 
-class OpenAITTS(TTS):
+class OpenAITTS(RateAwareTTS):
     """Any OpenAI-compatible `/v1/audio/speech` endpoint (OpenAI, or a server in front of CosyVoice, Kokoro,
     F5...) through `openai.AsyncOpenAI`, with `response_format="pcm"`: raw 24 kHz 16-bit mono (OpenAI API
-    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to 16 kHz.
+    reference, "Create speech"), read as it streams (`with_streaming_response`) and resampled to the rate
+    asked (16 kHz for `synthesize`; none for a 24 kHz client).
     Cancelling closes the HTTP response. DashScope (Alibaba's API for CosyVoice and Qwen-TTS) has no
     OpenAI-compatible speech endpoint: its OpenAI-compatible mode covers chat and embeddings only.
     """
@@ -2429,8 +2474,8 @@ class OpenAITTS(TTS):
             api_key=os.environ.get(self.config.openai_tts_api_key_env) or "unused",
             timeout=self.config.openai_tts_timeout_s, max_retries=0)
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        resampler = StreamResampler(self.rate_hz, SAMPLE_RATE_HZ)
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        resampler = StreamResampler(self.rate_hz, rate_hz)  # none for a 24 kHz client
         odd = b""  # an HTTP chunk may end inside a sample
         request = {"model": self.config.openai_tts_model, "voice": voice or self.config.openai_tts_voice,
                    "input": text, "response_format": "pcm", "speed": self.config.openai_tts_speed}
@@ -2722,7 +2767,7 @@ class HibariTTS(RateAwareTTS):
         self._tts("Warm up.")  # loads the G2P lexicons (about 0.3 s)
         log.info("tts hibari %s warm in %.0f ms", self.voice, now_ms() - started)
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         if voice and voice != self.voice and voice not in self._warned_voices:
             self._warned_voices.add(voice)  # Realtime clients send e.g. "alloy": speak, in the one voice
@@ -2880,7 +2925,7 @@ class ZhttsTTS(RateAwareTTS):
         processor = importlib.import_module(f"{package}.tensorflow_tts.processor")
         return processor.BakerProcessor(data_dir=None, loaded_mapper_path=str(root / "asset" / "baker_mapper.json"))
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         """From the voice's own 24 kHz, resampled once (not at all for a 24 kHz client)."""
         async for pcm16 in iterate_in_thread(lambda stop: self._pieces(text, stop, rate_hz), thread_name="s2s-tts"):
             yield pcm16
@@ -3021,7 +3066,7 @@ class BilingualTTS(RateAwareTTS):
             with contextlib.suppress(Exception):
                 voice.close()
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         for lang, words in language_runs(text):
             async with contextlib.aclosing(self.voices[lang].synthesize_at(  # type: ignore[type-var]
                     words, voice=voice, rate_hz=rate_hz)) as chunks:
@@ -3172,13 +3217,18 @@ FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one 
 SINGLE_VALUED_FACTS = {"name", "location", "job", "age"}  # a new value replaces the old one
 
 
+_ASKED = re.compile(r"什么|哪|谁|啥|多少")  # "我叫什么名字？" asks for the name; it does not state one
+
+
 def extract_facts(text: str) -> list[tuple[str, str]]:
-    """Facts a user states about themselves, by pattern (cheap, deterministic, EN and ZH)."""
+    """Facts a user states about themselves, by pattern (cheap, deterministic, EN and ZH). A Chinese value
+    holding a question word is a question about the fact, not the fact ("我叫什么名字？" gave the name
+    "什么名字", replacing the user's real one; benchmarks/conversation_suite.py)."""
     facts = []
     for kind, pattern in FACT_PATTERNS:
         for match in pattern.finditer(text):
             value = match.group(1).strip(" '\"")
-            if value:
+            if value and not _ASKED.search(value):
                 facts.append((kind, value[:60]))
     return facts
 
@@ -4864,6 +4914,7 @@ class Session:
 
     async def _judge_held(self, held: HeldOnset, audio: np.ndarray | None, ended: TurnEvent | None) -> None:
         """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
+        started = now_ms()
         try:
             text, logprob = ("", None)
             if audio is not None and len(audio):
@@ -4879,8 +4930,9 @@ class Session:
             verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
             held.words |= words
             held.last_words = words
-        self.log.debug("heard over the bot (%.0f ms of audio, %s): %r %s -> %s", samples_to_ms(len(audio))
-                       if audio is not None else 0, "ended" if ended else "going on", text[:40], logprob, verdict)
+        self.log.debug("heard over the bot (%.0f ms of audio, %s, %.0f ms after the onset, in %.0f ms): %r %s -> %s",
+                       samples_to_ms(len(audio)) if audio is not None else 0, "ended" if ended else "going on",
+                       self.detector.clock_ms - held.onset.at_ms, now_ms() - started, text[:40], logprob, verdict)
         if self._held is not held:
             return
         held.task = None
@@ -4943,7 +4995,8 @@ class Session:
         async def audio_opinion() -> None:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
-            self.log.debug("end of turn: audio %.2f", prob)
+            self.log.debug("end of turn: audio %.2f after %.0f ms of silence", prob,
+                           detector._silence_frames * detector.frame_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
@@ -4969,6 +5022,8 @@ class Session:
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
             detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
+            self.log.debug("end of turn: text %s after %.0f ms of silence", "none" if prob is None else f"{prob:.2f}",
+                           detector._silence_frames * detector.frame_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
@@ -5023,37 +5078,43 @@ class Session:
         self._drop_speculative_asr()
         task = self.spawn(self._collect_transcript(ev.audio), "asr-speculative")
         self._speculative = (len(ev.audio), task)
-        task.add_done_callback(self._prime_with_transcript)
+        task.add_done_callback(self._foresee_transcript)
 
-    def _prime_with_transcript(self, task: asyncio.Task[str]) -> None:
+    def _foresee_transcript(self, task: asyncio.Task[str]) -> None:
         """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
-        LLM read the prompt of the reply the judgement leads to (see `_foresee`)."""
+        LLM generate (`llm_ahead`) or read the prompt of the reply the judgement leads to (see `_foresee`)."""
         if self._speculative is None or self._speculative[1] is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
             self._foresee(text)
 
     def _foresee(self, text: str) -> None:
-        """Judge a speculative transcript while the silence that may end the turn still runs, then prime
-        the LLM with the whole prompt of the planned reply, the strategy's guidance included (guidance
-        read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18 tokens at
-        30 to 40 tokens/s). When the turn ends with the same transcript and history, `_judge_and_respond`
-        takes this judgement instead of judging again; otherwise it is dropped."""
+        """Judge a speculative transcript while the silence that may end the turn still runs, then (in
+        `_plan_ahead`) generate the planned reply ahead (`llm_ahead`, the default: `AheadReply`), or, with
+        it off, prime the LLM with the planned reply's whole prompt, the strategy's guidance included
+        (guidance read after the judgement cost 0.5 to 0.7 s of first token with llamacpp on 2 cores: 18
+        tokens at 30 to 40 tokens/s). When the turn ends with the same transcript and history,
+        `_judge_and_respond` takes this judgement instead of judging again (and `start_response` the reply
+        generated ahead, when its messages and budget are the same); otherwise they are dropped."""
         self._drop_foresight()
         words = self.llm_messages(pending_user_text=text)
-        reading = self.prime_llm(messages=words)  # the history and the words, while the judge runs
         if (not self.settings.create_response or self.blocked
                 or (self._memory_loading is not None and not self._memory_loading.done())):
-            return  # no judgement now (the memory that informs it is still loading)
+            self.prime_llm(messages=words)  # no judgement now (the memory that informs it is still loading)
+            return
+        # The history and the words, while the judge runs; with `llm_ahead` the planned reply's generation
+        # reads them itself (a prime first would hold it back: a reply waits for primes in flight).
+        reading = None if self.config.llm_ahead else self.prime_llm(messages=words)
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task)
-        self.spawn(self._prime_plan(self._foresight, words, reading), "llm-prime-plan")
+        self.spawn(self._plan_ahead(self._foresight, words, reading), "llm-plan-ahead")
 
-    async def _prime_plan(self, foresight: Foresight, words: list[dict[str, str]],
+    async def _plan_ahead(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
-        """Once the foreseen judgement and the first priming are done, prime the planned reply's whole prompt
-        (about 20 more tokens: the guidance). If the turn has ended meanwhile, the reply reads them itself."""
+        """Once the foreseen judgement is made, generate the planned reply ahead (`llm_ahead`), or, once the
+        first priming is done too, prime its whole prompt (about 20 more tokens: the guidance). If the turn
+        has ended meanwhile, the reply does it itself."""
         judgement = await asyncio.shield(foresight.task)
         if reading is not None:
             await asyncio.shield(reading)
@@ -5069,6 +5130,8 @@ class Session:
                                         "llm-ahead")
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
+        elif self.config.llm_ahead:  # no LLM reply planned (silence, block, an opener alone): read the words
+            self.prime_llm(messages=words)
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
@@ -5099,6 +5162,9 @@ class Session:
             return ahead
         if ahead is not None:
             ahead.cancel()
+            if messages is not None:
+                self.log.debug("the reply generated ahead is not this one: its messages %s",
+                               "are the same, its budget is not" if ahead.messages == messages else "differ")
         return None
 
     def _drop_speculative_asr(self) -> None:

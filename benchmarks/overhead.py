@@ -11,8 +11,9 @@ server's sessions handled (from their close log lines). A turn whose reply had s
 user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
 pause, so a p99 over many cut turns flatters the server. Each row also gives the CPU the server processes
 and this client used during the run, in cores (1.0 = one core busy all the time), the server's CPU per
-1,000 input frames (all its work, turns included, divided by the frames it handled: unlike the latencies,
-this hardly moves with the machine's load), and the load average before and after it: the simulated users
+1,000 input frames (all its work, turns included, divided by the frames it handled: it moves less with the
+machine's load than the latencies, but still by 20 to 45 % between interleaved runs at load 4 to 7, see
+docs/deploy.md), and the load average before and after it: the simulated users
 run in this process, on the same machine as the server. Latencies are only comparable between rows of one
 run on a quiet machine (load average well under 1 before each row).
 

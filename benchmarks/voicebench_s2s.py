@@ -13,11 +13,9 @@ a cancelled `response.done`, dropping the rest of that response's audio.
 
 Scenarios are made at run time with espeak-ng (nothing downloaded): spoken questions that ask for a long
 answer; over the answer, 1.2 s after the agent starts speaking, either a backchannel ("uh-huh", "mm-hmm",
-"yeah", "right, okay", 嗯, 对, 好的, 是的) or a noise (a cough, a door) that must be ignored,
-or an interruption ("stop", "wait, what do you mean?", "no, I meant London", 等一下) that must stop the
-agent; and questions with a 700 ms hesitation inside that must be answered once, after they end.
-(Keyboard typing is not here: voicebench's user VAD needs 50 ms of continuous sound, so a key's 20 ms
-clack is no user turn to score; `noise("keyboard")` is kept for other uses.) The
+"yeah", "right, okay", 嗯, 对, 好的, 是的) or a noise (a cough, a door, a second of typing) that must be
+ignored, or an interruption ("stop", "wait, what do you mean?", "no, I meant London", 等一下) that must stop
+the agent; and questions with a 700 ms hesitation inside that must be answered once, after they end. The
 agent is asked (session instructions) to answer in English in four to six sentences, so that there is
 speech to talk over. voicebench's agent VAD joins gaps under 400 ms (the server's gaps between sentences
 are at most `tts_sentence_gap_ms`, 300 ms), so a sentence end is not taken for the end of a reply.
@@ -150,6 +148,7 @@ OVER_SPEECH = [  # interleaved, so that any prefix (--pairs) has every kind
     ("backchannel", "speech:en-us:yeah", "ignore"),
     ("interruption", "speech:cmn:等一下，我有一个问题。", "stop"),
     ("backchannel", "speech:cmn:是的", "ignore"),
+    ("noise", "keyboard", "ignore"),
 ]
 HESITATIONS = [
     ("en-us", "I was thinking that we could", "go to the park tomorrow. What do you think?"),
@@ -169,7 +168,8 @@ def espeak(text: str, voice: str) -> np.ndarray:
 
 def noise(kind: str, seed: int) -> np.ndarray:
     """A cough (a 250 ms burst of breathy noise, decaying), a door (a low 120 ms thud), a keyboard (14
-    keys in a second)."""
+    keys in a second, each a press and a release click: sound above -45 dBFS for about 80 ms a key, so
+    voicebench's user VAD, which needs 50 ms of sound, hears the typing)."""
     rng = np.random.default_rng(seed)
     t = np.arange(RATE_HZ) / RATE_HZ
     if kind == "cough":
@@ -181,12 +181,14 @@ def noise(kind: str, seed: int) -> np.ndarray:
         n = int(0.12 * RATE_HZ)
         thud = np.sin(2 * np.pi * 70 * t[:n]) * np.exp(-t[:n] * 30) + 0.3 * rng.standard_normal(n) * np.exp(-t[:n] * 60)
         return (0.6 * thud / np.abs(thud).max()).astype(np.float32)
-    clicks = np.zeros(RATE_HZ, dtype=np.float32)
-    for k in range(14):  # fast typing: a key every 60-75 ms, each a 15 ms clack
-        start = int((0.03 + k * 0.065 + rng.uniform(0, 0.01)) * RATE_HZ)
-        click = rng.standard_normal(240) * np.exp(-np.arange(240) / 50)
-        clicks[start:start + 240] += (0.5 * click).astype(np.float32)
-    return clicks
+    clicks = np.zeros(RATE_HZ + 2048, dtype=np.float32)
+    n = np.arange(1024)
+    for k in range(14):  # fast typing: a key every 60-75 ms; each a press and a release 35-45 ms later,
+        start = int((0.03 + k * 0.065 + rng.uniform(0, 0.01)) * RATE_HZ)  # each click ringing ~12 ms
+        for at, level in ((start, 0.3), (start + int(rng.uniform(0.035, 0.045) * RATE_HZ), 0.15)):
+            click = np.convolve(rng.standard_normal(1024), [1.0, -0.7], mode="same") * np.exp(-n / 190)
+            clicks[at:at + 1024] += (level * click / np.abs(click).max()).astype(np.float32)
+    return clicks[:RATE_HZ]
 
 
 def build_scenario(folder: Path, pairs: int, hesitations: int) -> Any:
@@ -320,8 +322,10 @@ def main() -> None:
     parser.add_argument("--hesitations", type=int, default=len(HESITATIONS))
     parser.add_argument("--details", action="store_true", help="print every turn's result")
     parser.add_argument("--report", help="also write the table to this file")
+    parser.add_argument("--server-log-level", default="WARNING", help="the server's log level (DEBUG: every "
+                        "hearing of speech over the agent, with its timing, and every end-of-turn opinion)")
     args, server_args = parser.parse_known_args()
-    S.setup_logging("WARNING")
+    S.setup_logging(args.server_log_level)
     asyncio.run(main_async(args, server_args))
 
 

@@ -68,6 +68,8 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Client:
     """A Realtime client over a real WebSocket that records every server event in order."""
 
+    timeout_s = EVENT_TIMEOUT_S  # longest wait for one event (benchmarks/conversation_suite.py waits longer)
+
     def __init__(self, ws: Any):
         self.ws = ws
         self.events: list[dict[str, Any]] = []
@@ -135,9 +137,9 @@ class Client:
                     await self._changed.wait()
 
         try:
-            return await asyncio.wait_for(find(), EVENT_TIMEOUT_S)
+            return await asyncio.wait_for(find(), self.timeout_s)
         except TimeoutError:
-            raise AssertionError(f"no {type_} within {EVENT_TIMEOUT_S} s; saw {self.types()}") from None
+            raise AssertionError(f"no {type_} within {self.timeout_s} s; saw {self.types()}") from None
 
     def types(self, since: int = 0) -> list[str]:
         return [e["type"] for e in self.events[since:]]

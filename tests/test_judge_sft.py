@@ -549,8 +549,8 @@ def test_validation_folds_hold_out_only_writers_that_cover_every_action():
 
 def test_training_turns_that_share_a_skeleton_with_an_evaluation_turn_are_dropped(tmp_path):
     """The independence check: a training turn whose character n-grams (or, with vectors, whose encoder
-    embedding) come close to an evaluation utterance of its language is dropped before training; a turn on
-    another topic, and the same words in the other language's file, are kept."""
+    embedding) come close to an evaluation utterance of its language is dropped before training; turns on
+    other topics, in either language, are kept, and each is compared with its own language's utterances."""
     ev = [{**_turn("set a timer for twelve minutes for the pasta", id="e-en-1"), "writer": "e"},
           {**_turn("给意面定个十二分钟的计时", lang="zh", id="e-zh-1"), "writer": "e"}]
     tr = [_turn("set a timer for the pasta eleven minutes", id="a-en-1"),

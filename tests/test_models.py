@@ -541,11 +541,12 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
 
 
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
-    """Once speculative ASR has the words, the LLM is primed with exactly the prompt of the reply that
-    follows (so the reply reads only what is new, usually one token)."""
+    """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
+    of the reply that follows (so the reply reads only what is new, usually one token)."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
-    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have")
+    h = await make_server(llm="test-models-primed", fake_asr_text="how many legs does a spider have",
+                          llm_ahead=False)
     c = await h.connect()
     question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
     await c.append_audio(question, rate_hz=24000)
@@ -622,7 +623,7 @@ async def test_the_foreseen_reply_is_generated_during_the_silence_and_used(make_
     asked = AheadLLM.calls[0][1]
     assert asked[-2] == {"role": "user", "content": "tell me more about my stamp collection"}
     assert asked[-1]["role"] == "system" and asked[-1]["content"]  # the deflect guidance, last
-    assert metrics["llm_ahead_deltas"] == 2  # both pieces were ready when the turn ended
+    assert metrics["llm_ahead_deltas"] == 2  # both pieces were ready when the reply started
     assert transcript["transcript"].endswith("Okay, here it is. Deflecting now.")
 
 
@@ -674,3 +675,29 @@ async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(m
                             for e in c.events if e["type"] == "response.output_audio.delta"])
     assert len(audio) > 0.15 * 24000
     assert band_share(audio, 24000, 9500, 10500) > 0.8
+
+
+class HighToneFake(S.FakeTTS):
+    """Test double: a plugin-style subclass of a rate-aware backend that overrides `synthesize` alone
+    (a 3 kHz tone instead of the fake's 220 Hz)."""
+
+    name = "test-models-high-tone"
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> Any:
+        t = np.arange(S.SAMPLE_RATE_HZ // 5) / S.SAMPLE_RATE_HZ
+        yield (np.sin(2 * np.pi * 3000 * t) * 8000).astype(np.int16)
+
+
+async def test_a_subclass_that_overrides_synthesize_is_what_the_client_hears(make_server: Any) -> None:
+    """A subclass of a rate-aware backend (here the fake) that overrides only `synthesize` is played
+    through its own `synthesize` (resampled to the client's rate), not bypassed by the parent's
+    `synthesize_at`."""
+    h = await make_server(tts="test-models-high-tone")
+    c = await h.connect()
+    await c.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello?"}]})
+    await c.send("response.create")
+    await c.wait_for("response.done")
+    audio = np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
+                            for e in c.events if e["type"] == "response.output_audio.delta"])
+    assert band_share(audio, 24000, 2800, 3200) > 0.8

@@ -222,7 +222,8 @@ async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_la
     await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
     guidance = RECORDED[-1][-1]
     assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
-    assert "Their name: Alice. What else you know of them: location: Lisbon." in guidance["content"]
+    assert guidance["content"] == h.server.config.proactive_prompt.replace("{name}", "Alice").replace(
+        "{facts}", "location: Lisbon").replace("{language}", "English")  # the name apart from the other facts
     await c.wait_for("response.done")
     zh = await h.connect()
     await zh.say("帮我写作业 homework")
@@ -330,6 +331,8 @@ def test_facts_are_extracted_in_english_and_chinese():
         ("name", "Ana"), ("location", "New York"), ("likes", "jazz")]
     assert s2s.extract_facts("我叫小明，我住在北京。我喜欢下棋。") == [
         ("name", "小明"), ("location", "北京"), ("likes", "下棋")]
+    for question in ("我叫什么名字？", "你还记得我叫什么名字吗？", "我住在哪里？", "你知道我喜欢什么吗？"):
+        assert s2s.extract_facts(question) == [], question  # asking for a fact does not replace it
 
 
 async def test_clients_learn_the_strategies_from_the_server_and_unknown_ones_are_refused(scripted):

@@ -42,7 +42,7 @@ async def typed_turn(c, text):
 def MISSES(what: str) -> pytest.MarkDecorator:  # noqa: N802
     """A hard case the committed judge gets wrong: kept as a test, strict, so a judge that fixes it says so."""
     return pytest.mark.xfail(strict=True,
-                             reason=f"a known miss of the committed judge ({what}); see docs/judge_sft.md, Tests")
+                             reason=f"a known miss of the committed judge ({what}); docs/judge_sft.md, Known misses")
 
 
 @pytest.mark.parametrize(("scenario", "text", "action"), [

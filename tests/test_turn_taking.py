@@ -302,18 +302,53 @@ def test_backchannel_words_are_told_from_words_with_content():
     assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
 
 
-def test_words_over_the_bot_barge_in_only_when_heard_surely_and_twice():
-    """While held speech goes on, a content word must come back in a later hearing ("rock" then "right"
-    is the start of a backchannel); a guess under `barge_in_min_logprob` (a cough) counts no words; once
-    the speech ended, one hearing decides."""
+def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice():
+    """A content word whose first-word log-probability reaches `barge_in_sure_logprob` barges in at once;
+    one heard less surely ("rock", the start of "right") waits for a later hearing to hear it again, and
+    once the speech ended it is a backchannel; a guess under `barge_in_min_logprob` (a cough) counts no
+    words; Chinese text has its own bars; a backend with no confidence needs two hearings, or the end."""
     config = validate_config({})
-    verdict, words = s2s.held_verdict("Rock.", -0.4, set(), False, config)
+    verdict, words = s2s.held_verdict("Rock. Rock. Rock.", -0.9, set(), False, config)
     assert verdict == "wait" and words == {"rock"}
     assert s2s.held_verdict("Right right", -0.3, words, False, config)[0] == "wait"
-    _, words = s2s.held_verdict("Stop", -0.3, set(), False, config)
-    assert s2s.held_verdict("Stop stop", -0.2, words, False, config)[0] == "barge_in"
-    assert s2s.held_verdict("I'm gonna die!", -1.8, set(), True, config)[0] == "backchannel"
-    assert s2s.held_verdict("Uh-huh.", -0.5, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Rock.", -0.9, words, False, config)[0] == "barge_in"  # heard again
+    assert s2s.held_verdict("Rock.", -0.9, set(), True, config)[0] == "backchannel"  # never heard surely
+    assert s2s.held_verdict("Rock.", -1.25, set(), False, config) == ("wait", set())  # too unsure to count
+    assert s2s.held_verdict("Stop Stop Stop", -0.3, set(), False, config)[0] == "barge_in"  # sure at once
+    assert s2s.held_verdict("I'm gonna die!", -2.6, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("I'm gonna die!", -2.6, {"gonna"}, True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Uh-huh.", -0.2, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
-    assert s2s.held_verdict("不对", -1.2, set(), True, config)[0] == "barge_in"  # Chinese: a lower bar
-    assert s2s.held_verdict("你", -2.3, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("不对", -1.1, set(), False, config)[0] == "barge_in"  # Chinese: lower bars
+    assert s2s.held_verdict("不对", -1.9, set(), False, config) == ("wait", {"不对"})
+    assert s2s.held_verdict("黑", -3.8, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("stop", None, set(), False, config) == ("wait", {"stop"})
+    assert s2s.held_verdict("stop", None, {"stop"}, False, config)[0] == "barge_in"
+    assert s2s.held_verdict("stop", None, set(), True, config)[0] == "barge_in"
+
+
+def test_a_hearing_is_as_sure_as_its_first_word():
+    """Whisper's confidence in a short clip is its first word's log-probability: a looped guess's sure
+    repeats do not count, a word split into tokens counts whole, and in Chinese the first token is the word."""
+
+    class Tokenizer:
+        pieces = {1: " Thanks", 2: " Har", 3: "u", 4: "等一下", 5: "一下", 6: "."}
+
+        def decode(self, tokens):
+            return "".join(self.pieces[t] for t in tokens)
+
+    def logits(token_probs):  # one step per token: that token has the given probability, the rest share
+        steps = []
+        for token, p in token_probs:
+            step = np.full(8, np.log((1 - p) / 7))
+            step[token] = np.log(p)
+            steps.append(step)
+        return steps
+
+    first = s2s.WhisperASR._first_word_logprob
+    loop = [(1, 0.2), (1, 0.99), (1, 0.99), (6, 0.9)]
+    assert abs(first(Tokenizer(), [t for t, _ in loop], logits(loop)) - np.log(0.2)) < 1e-6
+    split = [(2, 0.5), (3, 0.5), (2, 0.99)]
+    assert abs(first(Tokenizer(), [t for t, _ in split], logits(split)) - 2 * np.log(0.5)) < 1e-6
+    chinese = [(4, 0.3), (5, 0.9)]
+    assert abs(first(Tokenizer(), [t for t, _ in chinese], logits(chinese)) - np.log(0.3)) < 1e-6

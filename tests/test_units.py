@@ -138,6 +138,17 @@ def test_stream_resampler_matches_length_over_many_chunks():
     assert abs(sum(len(o) for o in out) - 50 * 320) <= 2
 
 
+async def test_a_rate_aware_voice_without_speak_at_says_so_instead_of_recursing():
+    class HalfWritten(s2s.RateAwareTTS):  # no name: not registered
+        pass
+
+    tts = HalfWritten(load_config([], environ={}))
+    for stream in (tts.synthesize("hi"), tts.synthesize_at("hi", rate_hz=24000)):
+        with pytest.raises(NotImplementedError, match="HalfWritten .* must implement speak_at"):
+            async for _ in stream:
+                pass
+
+
 def test_playback_clock_cuts_the_text_to_whole_clauses_and_a_share_of_the_next():
     clock = s2s.PlaybackClock()
     clock.sent(0, "One two.", at_ms=100)
@@ -224,6 +235,12 @@ def test_client_event_parser_reports_codes():
     deep = "[" * 100000 + "]" * 100000
     with pytest.raises(s2s.ProtocolError):
         s2s.parse_client_event(deep)
+
+
+def test_server_event_text_is_strict_json_and_falls_back_to_json_for_what_orjson_refuses():
+    assert s2s.event_text({"type": "x", "ms": float("nan"), "words": "你好"}) == '{"type":"x","ms":null,"words":"你好"}'
+    text = s2s.event_text({"type": "x", "big": 2**70, "f": np.float64(1.5)})  # orjson refuses both: json writes them
+    assert json.loads(text) == {"type": "x", "big": 2**70, "f": 1.5}
 
 
 def test_the_default_policy_turns_judgements_into_plans_without_a_session():
