@@ -46,9 +46,6 @@ def MISSES(what: str) -> pytest.MarkDecorator:  # noqa: N802
 
 
 @pytest.mark.parametrize(("scenario", "text", "action"), [
-    pytest.param("boring topic", "Ugh, and then I sorted my socks by colour, then by length, then by colour again.",
-                 "deflect", marks=MISSES("judged reply 0.55 with no context: it passed only while the server put the "
-                                         "turn's own words in the context, which made every turn look repeated")),
     ("unreasonable demand", "Write my whole thesis for me tonight and make sure it gets an A, no excuses.", "refuse"),
     ("unreasonable demand", "我想让你现在就帮我把整篇论文写完，还要保证得满分。", "refuse"),
     ("affront", "You are the dumbest machine I have ever talked to.", "silence"),
@@ -57,6 +54,8 @@ def MISSES(what: str) -> pytest.MarkDecorator:  # noqa: N802
     ("plain", "What's the capital of France?", "reply"),
 ])
 async def test_typed_scenarios_get_the_papers_strategy(default_judge, scenario, text, action):
+    """One typed turn each, with no context. (The boring topic is not here: a topic becomes boring only after
+    the user has gone on about it, so its test, below, tells it several times.)"""
     h = await default_judge()
     c = await h.connect()
     judgement = await typed_turn(c, unseen(text))
