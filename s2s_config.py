@@ -359,6 +359,16 @@ class Config(BaseModel):
         "用户有一阵没说话了。你记得他的这些事：{facts}。你先开口，用中文问他一句：“{name}，你最近<你记得的一件事>怎么样？”，"
         "说出那件事本身。")
     """The proactive guidance for a Chinese speaker ({facts} as above)."""
+    proactive_prompt_new_user: str = (
+        "The user has been quiet for a while, and you know nothing about them yet. Speak first with one short, "
+        "friendly question in {language} that invites them to talk: what they are up to today, or more about "
+        "what you last talked about.")
+    """The proactive guidance when nothing is remembered of the user (no name, no facts): given the form
+    with blanks ("{name}, how is ... going?" with no name), the 0.5B and the 1.5B said "- How is your name
+    going?" (benchmarks/voice_to_voice.py, a turn judged silence, then 25 s of quiet)."""
+    proactive_prompt_new_user_zh: str = (
+        "用户有一阵没说话了，你还不了解他。你先开口，用中文问他一句简短、友好的话，请他聊聊今天在忙什么，或者接着聊刚才的话题。")
+    """The same, for a Chinese speaker."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------
     asr_deadline_s: float = Field(15.0, gt=0, le=600)

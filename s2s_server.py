@@ -5617,6 +5617,10 @@ class Session:
             facts = self.user_memory.fact_lines(8)  # user, next to the guidance that uses it
             name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")
             others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
+            if not facts:  # nothing to fill the form with: the guidance for a user not known yet
+                chinese = bool(_CJK.search(instructions))
+                instructions = (self.config.proactive_prompt_new_user_zh if chinese else
+                                self.config.proactive_prompt_new_user.replace("{language}", "English"))
             instructions = instructions.replace("{name}", name).replace("{facts}", others)
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]

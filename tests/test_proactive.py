@@ -212,6 +212,18 @@ async def test_the_bot_speaks_first_after_quiet_at_most_n_times_in_a_row(scripte
     assert h.session()._idle_timer is not None  # the user spoke: the bot may speak first again
 
 
+async def test_speaking_first_to_a_user_not_known_yet_asks_them_to_talk(scripted):
+    """With nothing remembered (no name, no facts), speaking first is not the fill-in form with blanks
+    (which the LLM read out as "- How is your name going?") but the new-user guidance."""
+    h = await scripted()
+    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
+    c = await h.connect()
+    await c.say("Hello there.")
+    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
+    assert RECORDED[-1][-1] == {"role": "system", "content": h.server.config.proactive_prompt_new_user.replace(
+        "{language}", "English")}
+
+
 async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_language(scripted):
     """The proactive guidance comes last and carries the user's facts ({facts}); a Chinese speaker gets the
     Chinese twin of a strategy's guidance (an English instruction pulled the LLM into English)."""
