@@ -173,3 +173,19 @@ async def test_a_topic_becomes_boring_only_after_the_user_has_gone_on_about_it(d
         await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     judgement = await typed_turn(c, last)  # the same words after droning on
     assert judgement["action"] == "deflect", judgement
+
+
+@MISSES("'Hello, how are you today?' judged silence 0.85 and 'Sorry. Do you remember my name?' refuse 0.61 after "
+        "four ordinary questions; found at the end of this stop, in every judge of the stop")
+async def test_ordinary_turns_later_in_a_conversation_get_replies(default_judge):
+    """Plain questions and a greeting, one after another: each is a reply, however long the conversation."""
+    h = await default_judge()
+    c = await h.connect()
+    actions = []
+    for text in ("How many legs does a spider have?", "What color is the sky on a sunny day?",
+                 "Can you tell me a joke about cats?", "What should I cook for dinner tonight?",
+                 "Sorry. Do you remember my name?", "Hello, how are you today?"):
+        actions.append((await typed_turn(c, fresh(text)))["action"])
+        if actions[-1] == "reply":
+            await c.wait_for("response.done")
+    assert actions == ["reply"] * 6, actions
