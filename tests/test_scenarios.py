@@ -175,8 +175,8 @@ async def test_a_topic_becomes_boring_only_after_the_user_has_gone_on_about_it(d
     assert judgement["action"] == "deflect", judgement
 
 
-@MISSES("'Hello, how are you today?' judged silence 0.85 and 'Sorry. Do you remember my name?' refuse 0.61 after "
-        "four ordinary questions; found at the end of this stop, in every judge of the stop")
+@MISSES("'Hello, how are you today?' judged silence and 'Sorry. Do you remember my name?' refuse, with or "
+        "without earlier turns; found at the end of this stop, in every judge of the stop")
 async def test_ordinary_turns_later_in_a_conversation_get_replies(default_judge):
     """Plain questions and a greeting, one after another: each is a reply, however long the conversation."""
     h = await default_judge()
