@@ -3535,10 +3535,22 @@ class SQLiteMemory(Memory):
         import sqlite3
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(self.SCHEMA)
+        # Several processes (`--workers`) open one file at once: switching a new file to WAL, or creating the
+        # schema, while another does the same can fail at once with "database is locked" (SQLite returns
+        # SQLITE_BUSY without waiting where waiting could deadlock; seen in 1 of 90 racing opens). Retry.
+        deadline = time.monotonic() + 30
+        for attempt in itertools.count():
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(self.SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                self._db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.5, 0.01 * 2 ** attempt))
         for user_id, until, reason, created_at in self._db.execute(
                 "SELECT user_id, until, reason, created_at FROM blocks ORDER BY created_at"):
             self.blocks[user_id] = Block(user_id, until, reason, created_at)
