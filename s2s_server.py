@@ -1846,9 +1846,10 @@ class WhisperASR(ASR):
         ("Thanks Thanks Thanks" for a Chinese "嗯"): the repeats are near-certain, so the mean over all tokens
         says "sure" of a guess; the first word carries the guess's doubt (benchmarks/backchannel_clips.py)."""
         total = 0.0
+        chinese = bool(_CJK.search(tokenizer.decode(tokens[:1])))
         for i, token in enumerate(tokens):
             piece = tokenizer.decode([token])
-            if i and (piece[:1].isspace() or not piece[:1].isalnum() or _CJK.search(tokenizer.decode(tokens[:1]))):
+            if i and (chinese or piece[:1].isspace() or not piece[:1].isalnum()):
                 break
             step = np.asarray(logits[i], dtype=np.float64)
             total += float(step[token] - np.logaddexp.reduce(step))
@@ -4483,6 +4484,11 @@ class Foresight:
     task: asyncio.Task[Judgement]
     ahead: AheadReply | None = None  # the planned reply, generated ahead (`llm_ahead`)
 
+    def cancel(self) -> None:
+        self.task.cancel()
+        if self.ahead is not None:
+            self.ahead.cancel()
+
 
 class Session:
     def __init__(self, server: S2SServer, ws: Any, remote: str = ""):
@@ -5147,9 +5153,7 @@ class Session:
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:
-            self._foresight.task.cancel()
-            if self._foresight.ahead is not None:
-                self._foresight.ahead.cancel()
+            self._foresight.cancel()
             self._foresight = None
 
     async def _foreseen(self, text: str) -> Judgement | None:
@@ -5159,8 +5163,7 @@ class Session:
         if (foresight is None or foresight.text != text or foresight.task.cancelled()
                 or foresight.history != self.llm_history(mark_unanswered=False)):
             if foresight is not None:
-                self._foresight = foresight
-                self._drop_foresight()
+                foresight.cancel()
             return None
         self._take_ahead()  # an older one, never taken
         self._ahead = foresight.ahead
@@ -5737,12 +5740,9 @@ class Session:
         self._finish_response(r, "completed", None, turn)
 
     async def _emit_shaped(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
-        if len(pcm):
-            if self.config.trace_dir:
-                r.trace_audio.append(pcm)
-            await self._emit_pcm(r, pcm, chunk_samples, rate_hz)
-
-    async def _emit_pcm(self, r: Response, pcm: np.ndarray, chunk_samples: int, rate_hz: int) -> None:
+        """Shaped reply audio, at the client's rate, to the trace and the client in `chunk_samples` pieces."""
+        if len(pcm) and self.config.trace_dir:
+            r.trace_audio.append(pcm)
         for start in range(0, len(pcm), chunk_samples):
             chunk = pcm[start:start + chunk_samples]
             await self.emit_audio(server_event("response.output_audio.delta", response_id=r.id, item_id=r.item.id,

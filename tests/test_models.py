@@ -648,31 +648,32 @@ async def test_a_reply_generated_ahead_is_cancelled_when_the_user_goes_on(make_s
     assert len(AheadLLM.calls) == 2
 
 
-class ToneTTS(S.TTS):
+class ToneTTS(S.RateAwareTTS):
     """Test double: a voice with a rate of its own (48 kHz) that says a 10 kHz tone, 200 ms per clause."""
 
     name = "test-models-tone"
 
-    async def synthesize_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> Any:
+    async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> Any:
         t = np.arange(int(0.2 * 48000)) / 48000
         yield S.resample((np.sin(2 * np.pi * 10000 * t) * 8000).astype(np.int16), 48000, rate_hz)
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> Any:
-        async for pcm in self.synthesize_at(text, rate_hz=S.SAMPLE_RATE_HZ, voice=voice):
-            yield pcm
 
-
-async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
-    """The session asks TTS for audio at the client's rate (`synthesize_at`), so a 10 kHz sound of the voice
-    reaches a 24 kHz client (through the 16 kHz interface it would be gone)."""
-    h = await make_server(tts="test-models-tone")
+async def reply_audio(make_server: Any, tts: str) -> np.ndarray:
+    """The audio a 24 kHz client receives for a typed "Hello?" from a server speaking with `tts`."""
+    h = await make_server(tts=tts)
     c = await h.connect()
     await c.send("conversation.item.create", item={"type": "message", "role": "user",
                                                   "content": [{"type": "input_text", "text": "Hello?"}]})
     await c.send("response.create")
     await c.wait_for("response.done")
-    audio = np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
-                            for e in c.events if e["type"] == "response.output_audio.delta"])
+    return np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
+                           for e in c.events if e["type"] == "response.output_audio.delta"])
+
+
+async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
+    """The session asks TTS for audio at the client's rate (`synthesize_at`), so a 10 kHz sound of the voice
+    reaches a 24 kHz client (through the 16 kHz interface it would be gone)."""
+    audio = await reply_audio(make_server, "test-models-tone")
     assert len(audio) > 0.15 * 24000
     assert band_share(audio, 24000, 9500, 10500) > 0.8
 
@@ -692,12 +693,5 @@ async def test_a_subclass_that_overrides_synthesize_is_what_the_client_hears(mak
     """A subclass of a rate-aware backend (here the fake) that overrides only `synthesize` is played
     through its own `synthesize` (resampled to the client's rate), not bypassed by the parent's
     `synthesize_at`."""
-    h = await make_server(tts="test-models-high-tone")
-    c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Hello?"}]})
-    await c.send("response.create")
-    await c.wait_for("response.done")
-    audio = np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
-                            for e in c.events if e["type"] == "response.output_audio.delta"])
+    audio = await reply_audio(make_server, "test-models-high-tone")
     assert band_share(audio, 24000, 2800, 3200) > 0.8
