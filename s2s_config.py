@@ -315,10 +315,12 @@ class Config(BaseModel):
     as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
     each such reply: keep it short."""
     refuse_prompt_zh: str = (
-        "拒绝用户刚才的要求：用一句“我不能……，因为……”的中文回答，先说你不会做什么，再说这次为什么不能做。"
+        "拒绝用户刚才的要求：用一句“我不能……，但你可以……”的中文回答，先说你不会做什么，再建议他自己可以怎么做。"
         "绝不要去做这件事。")
-    """The refuse guidance for a Chinese speaker: the form gives a reason ("我不能……，因为……"); with "不过我可以……"
-    (an alternative) the 1.5B offered one request's alternative again at the next refusal (docs/replies.md)."""
+    """The refuse guidance for a Chinese speaker: what the user can do themselves ("我不能……，但你可以……");
+    with "不过我可以……" (what the bot can do) the 1.5B offered one request's alternative again at the next
+    refusal, and with "我不能……，因为……" it gave every request the same false reason ("因为这是不道德和非法的",
+    to calling one's boss), which also repeated the earlier refusal (docs/replies.md)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
