@@ -274,10 +274,12 @@ class Config(BaseModel):
     judge_max_chars: int = Field(2000, ge=1, le=100000)
     """A longer utterance is judged on its first this many characters (the reason says so)."""
     judge_end_of_turn: bool = True
-    """Offer the sft judge's text end-of-turn probability to turn-taking (predictive: the words half of "has
-    the user finished?"). The head is not calibrated (short finished questions score low: "what time is it"
-    0.3), so `turn_text_threshold` is 0.4, chosen with benchmarks/end_of_turn.py: without it, Smart Turn
-    alone held 87.5 % of hesitations up to 1 s (hibari's voice) and 56 % (espeak-ng's); with it, 100 %."""
+    """Offer the judge's text end-of-turn probability (the sft judge's head) to turn-taking (predictive: the
+    words half of "has the user finished?"; false: turn-taking neither asks for it nor waits for the
+    transcript it needs, and Smart Turn alone decides). The head is not calibrated (short finished
+    questions score low: "what time is it" 0.3), so `turn_text_threshold` is 0.4, chosen with
+    benchmarks/end_of_turn.py: without it, Smart Turn alone held 87.5 % of hesitations up to 1 s (hibari's
+    voice) and 56 % (espeak-ng's); with it, 100 %."""
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""

@@ -5018,9 +5018,11 @@ class Session:
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
-        ask_text = getattr(self.components.judge, "end_of_turn_prob", None)
-        if ask_text is None or self._speculative is None:
-            return
+        judge = self.components.judge
+        ask_text = getattr(judge, "end_of_turn_prob", None)
+        if ask_text is None or self._speculative is None or not self.config.judge_end_of_turn or \
+                getattr(type(judge), "end_of_turn_prob", None) is Judge.end_of_turn_prob:
+            return  # no text opinion can come: waiting for the transcript would only delay the audio's
         detector.set_opinion(pause_id, text_pending=True)
         transcript = self._speculative[1]
 
