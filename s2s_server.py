@@ -46,6 +46,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import importlib
@@ -741,6 +742,15 @@ class FakeLLM(LLM):
             yield word if i == 0 else " " + word
 
 
+@functools.lru_cache(maxsize=64)
+def fake_tone(samples: int, rate_hz: int) -> np.ndarray:
+    """The fake TTS's 220 Hz tone, made once per length and rate (a test double should cost the server
+    nothing: the overhead benchmark counts the server's CPU)."""
+    tone = (3000 * np.sin(2 * np.pi * 220 * (np.arange(samples) / rate_hz))).astype(np.int16)
+    tone.flags.writeable = False
+    return tone
+
+
 class FakeTTS(RateAwareTTS):
     """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks, made at the rate
     asked (no resampling)."""
@@ -756,11 +766,10 @@ class FakeTTS(RateAwareTTS):
     async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
         total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char, rate_hz)
-        t = np.arange(total) / rate_hz
-        tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+        tone = fake_tone(total, rate_hz)
         step = ms_to_samples(40, rate_hz)
         for start in range(0, total, step):
-            yield tone[start:start + step]
+            yield tone[start:start + step].copy()  # the cached tone stays as it is
             await asyncio.sleep(0)  # a real model yields to the loop between chunks too
 
 
@@ -4540,6 +4549,10 @@ class Session:
         self._items_since_summary = 0
         self._summary_task: asyncio.Task[None] | None = None
         self._memory_loading: asyncio.Task[None] | None = None  # a turn waits for it (milliseconds)
+        # Memory writes of a turn being answered, started once its reply's first audio is on the wire (or
+        # the reply ends): the write (a thread that takes the GIL) must not delay the first audio of this
+        # or other sessions. None: writes start at once.
+        self._held_writes: list[Callable[[], None]] | None = None
         self._partial_task: asyncio.Task[None] | None = None
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
@@ -4569,6 +4582,7 @@ class Session:
                     self.log.warning("ended: %r", task.exception())
         finally:
             self._closing = True
+            self._release_writes()  # a session that ends keeps its last words (each write outlives it)
             if self.response is not None:
                 self.response.status = "cancelled"
             for timer in (self._playback_timer, self._idle_timer):
@@ -4623,7 +4637,8 @@ class Session:
             playback_ends_at_ms = response.clock.queued(audio_ms)
             self._set_state(State.SPEAKING)  # before the audio: the client learns the state first
             self._schedule_playback_end(playback_ends_at_ms - now_ms())
-            self.emit(event, response=response, audio_ms=audio_ms)
+            self.emit(event, response=response, audio_ms=audio_ms,
+                      after_send=self._release_writes if self._held_writes is not None else None)
 
     async def _send_loop(self) -> None:
         import websockets
@@ -5301,14 +5316,21 @@ class Session:
         assert turn.item is not None
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
+        if strategy is not None and strategy.speaks and not strategy.ends_session:
+            self._held_writes = []  # the turn is stored once its reply's first audio is out (or it ends)
+            try:
+                self.remember(turn.item)  # its facts inform this reply at once
+                self.start_response(strategy.name, turn, instructions)
+            except BaseException:
+                self._release_writes()
+                raise
+            return
         self.remember(turn.item)
         if strategy is None:  # a policy that keeps listening after a finished turn: no reply now
             self._settle_state()
             return
         if strategy.ends_session:
             self.spawn(self._block_user(plan.reason or "abusive behaviour"), "block")
-        elif strategy.speaks:
-            self.start_response(strategy.name, turn, instructions)
         else:  # e.g. silence: the turn stays in history, unanswered; no response, no audio
             self._trace(turn, None)
             self._settle_state()
@@ -5508,13 +5530,27 @@ class Session:
         if item.role == "user":
             self._last_user_turn_at = item.created_at
         self._items_since_summary += 1
-        write = self.memory.remember_soon(self.user_id, self.id, item, facts)
-        self.spawn(self._acknowledge(Item(**vars(item)), write), "memory-ack")
+        snapshot, user_id = Item(**vars(item)), self.user_id
+        self._write(lambda: self.memory.remember_soon(user_id, self.id, snapshot, facts), snapshot)
+
+    def _write(self, start: Callable[[], asyncio.Task[None]], item: Item) -> None:
+        """Start a memory write (`start`) and acknowledge it with s2s.item.stored once durable; while a turn's
+        reply has not sent its first audio, the write waits for it (`_held_writes`), in order."""
+        if self._held_writes is not None:
+            self._held_writes.append(lambda: self._write(start, item))
+            return
+        self.spawn(self._acknowledge(item, start()), "memory-ack")
+
+    def _release_writes(self) -> None:
+        """Start the writes held for a reply's first audio (see `_held_writes`), in the order they came."""
+        held, self._held_writes = self._held_writes, None
+        for start in held or ():
+            start()
 
     def retext(self, item: Item) -> None:
         """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
-        write = self.memory.retext_soon(self.user_id, item.id, item.text)
-        self.spawn(self._acknowledge(Item(**vars(item)), write), "memory-ack")
+        snapshot, user_id = Item(**vars(item)), self.user_id
+        self._write(lambda: self.memory.retext_soon(user_id, snapshot.id, snapshot.text), snapshot)
 
     async def _acknowledge(self, item: Item, write: asyncio.Task[None]) -> None:
         """Acknowledge a memory write: `s2s.item.stored` once the item (as it is now) is durable. Nothing
@@ -5772,6 +5808,7 @@ class Session:
             "output": [r.item.to_wire()], "metadata": {"strategy": r.strategy}}),
             after_send=lambda: self._emit_metrics(r, turn))
         self.log.info("response %s %s strategy=%s text=%r", r.id, status, r.strategy, r.item.text[:120])
+        self._release_writes()  # the turn's own write first (held for the first audio, which may never come)
         if r.item.text:
             self.remember(r.item)
         self._settle_state()
