@@ -6070,6 +6070,23 @@ def load_static_files(folder: Path = FRONTEND_DIR) -> dict[str, tuple[str, bytes
     return files
 
 
+def unreachable_listening_socket() -> Any:
+    """A listening Unix socket whose path is removed at once: no client can connect to it."""
+    import socket
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="s2s-worker-")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.path.join(folder, "s"))
+        sock.listen(1)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, "s"))
+        os.rmdir(folder)
+    return sock
+
+
 class S2SServer:
     def __init__(self, config: Config, components: Components, auth_token: str | None = None):
         self.config = config
@@ -6082,23 +6099,82 @@ class S2SServer:
         self._server: Any = None
         self._admitted: dict[Any, str] = {}  # connection -> client address, from handshake to disconnect
         self._runs: dict[str, asyncio.Task[None]] = {}  # session id -> its Session.run task
+        self._channel: Any = None  # as a worker of `workers`: the supervisor's Unix socket
+        self._accepting: set[asyncio.Task[None]] = set()  # connections handed over, being set up
 
     async def start(self) -> int:
         from websockets.asyncio.server import serve
 
         await self.memory.open()
+        handed = self.config.worker_channel_fd >= 0  # a worker of `workers`: the supervisor accepts for it
+        where: dict[str, Any] = {"host": self.config.host, "port": self.config.port,
+                                 "reuse_port": self.config.reuse_port or None}
+        if handed:  # websockets needs a listening socket to serve: one that no client can reach
+            where = {"sock": unreachable_listening_socket()}
         self._server = await serve(
-            self._handle, self.config.host, self.config.port, process_request=self._process_request,
+            self._handle, **where, process_request=self._process_request,
             create_connection=GuardedConnection, logger=_websockets_logger(),
             select_subprotocol=self._select_subprotocol,
             max_size=self.config.max_message_bytes, ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=16,
             compression=None,  # base64 PCM does not compress; deflate cost 30 % of the CPU per audio frame
-            server_header="s2s", reuse_port=self.config.reuse_port or None)
-        self.port = self._server.sockets[0].getsockname()[1]
+            server_header="s2s")
+        self.port = self.config.port if handed else self._server.sockets[0].getsockname()[1]
+        if handed:
+            self._take_connections(self.config.worker_channel_fd)
         log.info("serving ws://%s:%d/v1/realtime and http://%s:%d/", self.config.host, self.port,
                  self.config.host, self.port)
+        if self._channel is not None:
+            self._channel.send(b"+")  # the supervisor may hand connections over now
         return self.port
+
+    def _take_connections(self, fd: int) -> None:
+        """As a worker of `workers`: serve the connections the supervisor accepted and passes on the Unix
+        socket `fd` (SCM_RIGHTS), and tell it when each ends (b"-"), so that it hands the next connection to
+        the worker with the fewest. websockets serves only sockets it accepts itself, so each one is given to
+        the protocol factory of its (never listening) server, as if that server had accepted it."""
+        import socket
+
+        make_connection = getattr(self._server.server, "_protocol_factory", None)
+        if make_connection is None:
+            raise RuntimeError("this Python's asyncio.Server has no _protocol_factory; run without --workers")
+        channel = self._channel = socket.socket(fileno=fd)
+        channel.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        def ended(_: Any = None) -> None:
+            with contextlib.suppress(OSError):
+                channel.send(b"-")
+
+        def connection() -> Any:
+            made = make_connection()
+            made.connection_lost_waiter.add_done_callback(ended)
+            return made
+
+        async def serve_accepted(sock: Any) -> None:
+            try:
+                await loop.connect_accepted_socket(connection, sock)
+            except OSError:  # the client left before it was served
+                sock.close()
+                ended()
+
+        def take() -> None:
+            while channel.fileno() >= 0:
+                try:
+                    _, fds, _, _ = socket.recv_fds(channel, 16, 4)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    fds = []
+                if not fds:  # the supervisor is gone: nothing more comes
+                    loop.remove_reader(fd)
+                    return
+                for accepted in fds:
+                    task = loop.create_task(serve_accepted(socket.socket(fileno=accepted)))
+                    self._accepting.add(task)
+                    task.add_done_callback(self._accepting.discard)
+
+        loop.add_reader(fd, take)
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Stop accepting, send every session close code 1012 (service restart), cancel the turns in flight,
@@ -6106,6 +6182,9 @@ class S2SServer:
         if self._server is None:
             return
         timeout_s = self.config.shutdown_timeout_s if timeout_s is None else timeout_s
+        if self._channel is not None and self._channel.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            self._channel.close()  # no more connections from the supervisor
         self._server.close(close_connections=False)  # no new connections; handshakes in flight get 503
         sessions = list(self.sessions.values())
         closing = [asyncio.create_task(close_connection_soon(s.ws, CLOSE_RESTART, "server restarting", timeout_s))
@@ -6301,9 +6380,9 @@ class _SessionLogFormatter(logging.Formatter):
         return super().format(record)
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, prefix: str = "") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(_SessionLogFormatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_SessionLogFormatter(prefix + "%(asctime)s %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
@@ -6404,60 +6483,121 @@ def exit_anyway_after(seconds: float) -> None:
 SERVER_SCRIPT = str(Path(__file__).resolve())  # what a worker runs
 
 
-def reserve_port(config: Config) -> Any:
-    """A socket bound (not listening) to the configured host and port with SO_REUSEPORT: it fixes the port
-    (`--port 0` becomes a real one) for the workers, which bind it too; only listening sockets get
-    connections."""
+def listen(config: Config) -> Any:
+    """The supervisor's listening socket on the configured host and port (`--port 0` becomes a real one)."""
     import socket
 
-    family = socket.AF_INET6 if ":" in config.host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((config.host.strip("[]"), config.port))
+    host = config.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, config.port), family=family, backlog=1024)
+    sock.setblocking(False)
     return sock
 
 
+class WorkerChannel:
+    """The supervisor's end of one worker's Unix socket (SOCK_SEQPACKET): accepted connections go to the
+    worker (SCM_RIGHTS); the worker answers b"+" once it serves and b"-" for each connection that ended."""
+
+    def __init__(self, number: int, sock: Any) -> None:
+        self.number, self.sock = number, sock
+        self.ready = asyncio.Event()
+        self.open = 0  # connections handed over and not yet ended
+        self.handed = 0  # all handed over (ties go to the worker given fewer)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message = b""
+            if not message:  # the worker exited
+                self.close()
+                return
+            self.ready.set() if message == b"+" else setattr(self, "open", max(0, self.open - len(message)))
+
+    def hand_over(self, conn: Any) -> bool:
+        """Pass an accepted socket to the worker; False when its socket buffer is full or it is gone."""
+        import socket
+
+        try:
+            socket.send_fds(self.sock, [b"c"], [conn.fileno()])
+        except OSError:
+            return False
+        self.open += 1
+        self.handed += 1
+        return True
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+async def hand_out_connections(listener: Any, channels: list[WorkerChannel]) -> None:
+    """Accept every connection here and hand it to the worker with the fewest open connections, so that the
+    workers share the load evenly (SO_REUSEPORT spreads connections by a hash: 39/61 of 100 was seen)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        conn, _ = await loop.sock_accept(listener)
+        try:
+            for _ in range(500):  # every worker's socket full: they catch up in milliseconds (else dropped)
+                if any(c.hand_over(conn) for c in sorted(channels, key=lambda c: (c.open, c.handed))
+                       if c.sock.fileno() >= 0):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            conn.close()  # the worker holds its own copy
+
+
 async def supervise(config: Config, argv: list[str]) -> int:
-    """Run `workers` server processes on one port (SO_REUSEPORT) and stay with them: SIGTERM or SIGINT is
-    passed on (each worker drains: 1012 to its sessions), and when one worker exits the others are
-    stopped and its exit code is ours (a supervisor above restarts the whole, as with one process)."""
+    """Run `workers` server processes on one port and stay with them: this process accepts the connections
+    and hands them out (`hand_out_connections`); SIGTERM or SIGINT is passed on (each worker drains: 1012
+    to its sessions), and when one worker exits the others are stopped and its exit code is ours (a
+    supervisor above restarts the whole, as with one process). The workers log to this process's stderr,
+    each line tagged `[worker n]`."""
+    import socket
     import sys
 
-    reserved = reserve_port(config)
-    port = reserved.getsockname()[1]
+    listener = listen(config)
+    port = listener.getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    workers = [await asyncio.create_subprocess_exec(
-        sys.executable, SERVER_SCRIPT, *argv, "--port", str(port), "--workers", "1", "--reuse-port", "true",
-        stderr=asyncio.subprocess.PIPE) for _ in range(config.workers)]
-    serving = 0
-
-    async def relay(n: int, worker: Any) -> None:
-        """A worker's log lines, tagged with its number; counts the workers that serve."""
-        nonlocal serving
-        async for raw in worker.stderr:
-            line = raw.decode(errors="replace").rstrip("\n")
-            sys.stderr.write(f"[worker {n}] {line}\n")  # already formatted by the worker's logging
-            if "serving ws://" in line:
-                serving += 1
-                if serving == config.workers:
-                    log.info("all %d workers serving ws://%s:%d/v1/realtime", config.workers, config.host, port)
-
-    relays = [asyncio.create_task(relay(n, w)) for n, w in enumerate(workers, 1)]
+    channels, workers = [], []
+    for n in range(1, config.workers + 1):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        workers.append(await asyncio.create_subprocess_exec(
+            sys.executable, SERVER_SCRIPT, *argv, "--port", str(port), "--workers", "1",
+            "--worker-channel-fd", str(theirs.fileno()), "--worker-number", str(n), pass_fds=(theirs.fileno(),)))
+        theirs.close()
+        channels.append(WorkerChannel(n, ours))
     exits = [asyncio.create_task(w.wait()) for w in workers]
     stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    serving = asyncio.create_task(asyncio.wait([asyncio.create_task(c.ready.wait()) for c in channels]))
+    done, _ = await asyncio.wait([*exits, stopping, serving], return_when=asyncio.FIRST_COMPLETED)
+    accepting = None
+    if serving in done:
+        log.info("all %d workers serving ws://%s:%d/v1/realtime", config.workers, config.host, port)
+        accepting = asyncio.create_task(hand_out_connections(listener, channels))
+        done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
     if stopping not in done:
         log.error("a worker exited with code %s; stopping the others", next(iter(done)).result())
+    if accepting is not None:
+        accepting.cancel()
+    serving.cancel()
+    listener.close()  # no new connections (a balancer's health check fails here from now on)
     for worker in workers:
         if worker.returncode is None:
             worker.send_signal(signal.SIGTERM)
     codes = await asyncio.gather(*exits)
-    await asyncio.gather(*relays)
+    for channel in channels:
+        channel.close()
     stopping.cancel()
-    reserved.close()
     log.info("stopped %d workers", config.workers)
     return 0 if stopping in done and all(code == 0 for code in codes) else next(c for c in codes if c) or 1
 
@@ -6466,7 +6606,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. config: plugins first (their backends and settings join the one Config and --help); exit 2 on errors
     config = main_config(argv, import_plugins=import_plugins,
                          choices=lambda: {family: sorted(REGISTRY[family]) for family in REGISTRY})
-    setup_logging(config.log_level)  # 2. logging
+    setup_logging(config.log_level, f"[worker {config.worker_number}] " if config.worker_number else "")  # 2. logging
     try:  # 3. every backend name must exist; then who may connect
         check_backends(config)
         auth_token = read_auth_token(config)
