@@ -2394,6 +2394,13 @@ class SpeechShaper:
         self._rest = data[n:].copy()
         out: list[np.ndarray] = []
         levels = window_dbfs(data[:n], self._window)
+        if n and not self._silence and bool((levels >= self.audible_dbfs).all()):
+            # all sound, no silence held (the usual chunk of speech): what the loop below gives, at once
+            if self.first_audible_ms is None:
+                self.first_audible_ms = samples_to_ms(self._out_samples, self.rate_hz)
+            self._out_samples += n
+            self._gap_ms = float(self.sentence_gap_ms)
+            return data[:n].copy()
         for i, level in enumerate(levels):
             window = data[i * self._window:(i + 1) * self._window]
             if level < self.audible_dbfs:
