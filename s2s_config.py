@@ -263,6 +263,9 @@ class Config(BaseModel):
     memory_retry_s: float = Field(30.0, ge=0, le=86400)
     """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
     event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
+    memory_hold_s: float = Field(1.0, ge=0, le=60)
+    """A turn's memory writes start once every reply the server is starting has sent its first audio (the
+    writes take CPU from them), but at most this long after they were due. 0: at once."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)

@@ -4506,6 +4506,44 @@ class Foresight:
             self.ahead.cancel()
 
 
+class FirstAudioGate:
+    """Server-wide: the replies that are starting (their turn ended, no audio sent yet). Memory writes of
+    the turns being answered wait for all of them (`after`), at most `hold_s` past when the first of them
+    came: in a burst of turns ending at once, the writes (a thread that needs the GIL and a core) would
+    otherwise delay the first audio of the replies still starting."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.starting = 0
+        self._waiting: list[Callable[[], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def begin(self) -> None:
+        self.starting += 1
+
+    def end(self) -> None:
+        self.starting = max(0, self.starting - 1)
+        if not self.starting:
+            self._open()
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once no reply is starting (at once if none is), or `hold_s` from the first one waiting."""
+        if not self.starting or not self.hold_s:
+            fn()
+            return
+        self._waiting.append(fn)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._open)
+
+    def _open(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, []
+        for fn in waiting:
+            fn()
+
+
 class Session:
     def __init__(self, server: S2SServer, ws: Any, remote: str = ""):
         self.id = new_id("sess")
@@ -4556,10 +4594,10 @@ class Session:
         self._items_since_summary = 0
         self._summary_task: asyncio.Task[None] | None = None
         self._memory_loading: asyncio.Task[None] | None = None  # a turn waits for it (milliseconds)
-        # Memory writes of a turn being answered, started once its reply's first audio is on the wire (or
-        # the reply ends): the write (a thread that takes the GIL) must not delay the first audio of this
-        # or other sessions. None: writes start at once.
+        # Memory writes of a turn being answered, in order: they start once its reply's first audio is on
+        # the wire (or the reply ends) and no other reply is starting (`FirstAudioGate`). None: at once.
         self._held_writes: list[Callable[[], None]] | None = None
+        self._reply_starting = False  # counted in the server's FirstAudioGate
         self._partial_task: asyncio.Task[None] | None = None
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
@@ -4589,7 +4627,8 @@ class Session:
                     self.log.warning("ended: %r", task.exception())
         finally:
             self._closing = True
-            self._release_writes()  # a session that ends keeps its last words (each write outlives it)
+            self._first_audio_out()
+            self._run_held_writes()  # a session that ends keeps its last words (each write outlives it)
             if self.response is not None:
                 self.response.status = "cancelled"
             for timer in (self._playback_timer, self._idle_timer):
@@ -4645,7 +4684,7 @@ class Session:
             self._set_state(State.SPEAKING)  # before the audio: the client learns the state first
             self._schedule_playback_end(playback_ends_at_ms - now_ms())
             self.emit(event, response=response, audio_ms=audio_ms,
-                      after_send=self._release_writes if self._held_writes is not None else None)
+                      after_send=self._first_audio_out if self._reply_starting else None)
 
     async def _send_loop(self) -> None:
         import websockets
@@ -5324,12 +5363,16 @@ class Session:
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
         if strategy is not None and strategy.speaks and not strategy.ends_session:
-            self._held_writes = []  # the turn is stored once its reply's first audio is out (or it ends)
+            if self._held_writes is None:  # (a list still waiting for the gate keeps its order)
+                self._held_writes = []  # the turn is stored once its reply's first audio is out (or it ends)
+            if not self._reply_starting:
+                self._reply_starting = True
+                self.server.first_audio_gate.begin()
             try:
                 self.remember(turn.item)  # its facts inform this reply at once
                 self.start_response(strategy.name, turn, instructions)
             except BaseException:
-                self._release_writes()
+                self._first_audio_out()
                 raise
             return
         self.remember(turn.item)
@@ -5548,8 +5591,17 @@ class Session:
             return
         self.spawn(self._acknowledge(item, start()), "memory-ack")
 
-    def _release_writes(self) -> None:
-        """Start the writes held for a reply's first audio (see `_held_writes`), in the order they came."""
+    def _first_audio_out(self) -> None:
+        """The reply being started sent its first audio, or ended, or the session ends: its turn's writes
+        start as soon as no other reply is starting (`FirstAudioGate`)."""
+        if self._reply_starting:
+            self._reply_starting = False
+            self.server.first_audio_gate.end()
+        if self._held_writes is not None:
+            self.server.first_audio_gate.after(self._run_held_writes)
+
+    def _run_held_writes(self) -> None:
+        """Start the held writes, in the order they came (see `_held_writes`)."""
         held, self._held_writes = self._held_writes, None
         for start in held or ():
             start()
@@ -5815,7 +5867,7 @@ class Session:
             "output": [r.item.to_wire()], "metadata": {"strategy": r.strategy}}),
             after_send=lambda: self._emit_metrics(r, turn))
         self.log.info("response %s %s strategy=%s text=%r", r.id, status, r.strategy, r.item.text[:120])
-        self._release_writes()  # the turn's own write first (held for the first audio, which may never come)
+        self._first_audio_out()  # the turn's own write first (held for the first audio, which may never come)
         if r.item.text:
             self.remember(r.item)
         self._settle_state()
@@ -6108,6 +6160,7 @@ class S2SServer:
         self._runs: dict[str, asyncio.Task[None]] = {}  # session id -> its Session.run task
         self._channel: Any = None  # as a worker of `workers`: the supervisor's Unix socket
         self._accepting: set[asyncio.Task[None]] = set()  # connections handed over, being set up
+        self.first_audio_gate = FirstAudioGate(config.memory_hold_s)
 
     async def start(self) -> int:
         from websockets.asyncio.server import serve
