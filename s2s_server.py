@@ -876,6 +876,33 @@ class TurnTaking(Component):
         raise NotImplementedError
 
 
+class FrameBuffer:
+    """An utterance's audio as it grows, frame by frame, in one array (doubled when full): reading it back
+    is one copy, where joining a list of 20 ms frames cost 30 us at every pause and end of turn."""
+
+    def __init__(self) -> None:
+        self._audio = np.zeros(0, dtype=np.int16)
+        self._ends: list[int] = []  # sample offset where each frame ends
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def append(self, frame: np.ndarray) -> None:
+        start = self._ends[-1] if self._ends else 0
+        end = start + len(frame)
+        if end > len(self._audio):
+            grown = np.zeros(max(2 * len(self._audio), end, 16000), dtype=np.int16)
+            grown[:start] = self._audio[:start]
+            self._audio = grown
+        self._audio[start:end] = frame
+        self._ends.append(end)
+
+    def audio(self, frames: int | None = None) -> np.ndarray:
+        """A copy of the first `frames` frames (all by default)."""
+        n = len(self._ends) if frames is None else min(frames, len(self._ends))
+        return self._audio[:self._ends[n - 1] if n > 0 else 0].copy()
+
+
 class TurnDetector(TurnTaking):
     """Turn-taking by a silence window over VAD frames.
 
@@ -900,7 +927,7 @@ class TurnDetector(TurnTaking):
     def reset(self) -> None:
         self.in_speech = False
         self._recent: deque[tuple[np.ndarray, bool]] = deque()  # frames before onset, with voiced flags
-        self._utterance: list[np.ndarray] = []
+        self._utterance = FrameBuffer()
         self._silence_frames = 0
         self._paused = False
         self.speech_ms = 0.0
@@ -910,7 +937,7 @@ class TurnDetector(TurnTaking):
         return max(1, math.ceil(ms / self.frame_ms))
 
     def utterance_audio(self) -> np.ndarray:
-        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, dtype=np.int16)
+        return self._utterance.audio()
 
     def end_turn_now(self) -> TurnEvent | None:
         return self._stop() if self.in_speech else None
@@ -938,7 +965,9 @@ class TurnDetector(TurnTaking):
             return []
         # Onset: the utterance starts `pad` frames before the first voiced frame of the window.
         first_voiced = len(frames) - len(window) + next(i for i, (_, v) in enumerate(window) if v)
-        self._utterance = [f for f, _ in frames[max(0, first_voiced - pad):]]
+        self._utterance = FrameBuffer()
+        for f, _ in frames[max(0, first_voiced - pad):]:
+            self._utterance.append(f)
         self._recent.clear()
         self.in_speech = True
         self._silence_frames = 0
@@ -976,12 +1005,12 @@ class TurnDetector(TurnTaking):
     def _trimmed(self) -> np.ndarray:
         """The utterance without its trailing silence (what ASR needs)."""
         keep = len(self._utterance) - self._silence_frames
-        return np.concatenate(self._utterance[:max(keep, 1)])
+        return self._utterance.audio(max(keep, 1))
 
     def _stop(self) -> TurnEvent:
         event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed())
         self.in_speech = False
-        self._utterance = []
+        self._utterance = FrameBuffer()
         self._recent.clear()
         self._silence_frames = 0
         self._paused = False
