@@ -53,10 +53,16 @@ class Config(BaseModel):
     over them). `workers` sets it for its processes; set it yourself to run processes under your own
     supervisor (systemd, a container runtime)."""
     workers: int = Field(1, ge=1, le=256)
-    """Server processes sharing the port (SO_REUSEPORT; Linux spreads new connections over them), for
-    deployments whose models are remote (--llm openai, ...): each process loads its own models, and the
-    limits (`max_sessions`, `max_sessions_per_address`) hold per process. Memory: `memory_url`, or the
-    SQLite file under `data_dir`, which the processes share."""
+    """Server processes sharing the port, for deployments whose models are remote (--llm openai, ...): this
+    process accepts the connections and hands each to the worker with the fewest open ones (SO_REUSEPORT
+    spreads them by a hash, unevenly); each process loads its own models, and the limits (`max_sessions`,
+    `max_sessions_per_address`) hold per process. Memory: `memory_url`, or the SQLite file under
+    `data_dir`, which the processes share."""
+    worker_channel_fd: int = Field(-1, ge=-1)
+    """Set by `workers` for its processes, not by hand: the Unix socket on which the supervisor hands this
+    worker the connections it accepted (-1: accept on `port` itself)."""
+    worker_number: int = Field(0, ge=0)
+    """Set by `workers` for its processes: this worker's number, at the start of each of its log lines."""
     allow_public: bool = False
     """Allow binding a non-loopback interface without `auth_token_env` set. Off: refuse to start."""
     allowed_origins: list[str] = []
@@ -257,6 +263,9 @@ class Config(BaseModel):
     memory_retry_s: float = Field(30.0, ge=0, le=86400)
     """A memory write that fails is retried (with backoff) for this long; then the session gets an `error`
     event (code memory_write_failed) naming the item, and the server logs it. Never dropped silently."""
+    memory_hold_s: float = Field(1.0, ge=0, le=60)
+    """A turn's memory writes start once every reply the server is starting has sent its first audio (the
+    writes take CPU from them), but at most this long after they were due. 0: at once."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
@@ -274,10 +283,12 @@ class Config(BaseModel):
     judge_max_chars: int = Field(2000, ge=1, le=100000)
     """A longer utterance is judged on its first this many characters (the reason says so)."""
     judge_end_of_turn: bool = True
-    """Offer the sft judge's text end-of-turn probability to turn-taking (predictive: the words half of "has
-    the user finished?"). The head is not calibrated (short finished questions score low: "what time is it"
-    0.3), so `turn_text_threshold` is 0.4, chosen with benchmarks/end_of_turn.py: without it, Smart Turn
-    alone held 87.5 % of hesitations up to 1 s (hibari's voice) and 56 % (espeak-ng's); with it, 100 %."""
+    """Offer the judge's text end-of-turn probability (the sft judge's head) to turn-taking (predictive: the
+    words half of "has the user finished?"; false: turn-taking neither asks for it nor waits for the
+    transcript it needs, and Smart Turn alone decides). The head is not calibrated (short finished
+    questions score low: "what time is it" 0.3), so `turn_text_threshold` is 0.4, chosen with
+    benchmarks/end_of_turn.py: without it, Smart Turn alone held 87.5 % of hesitations up to 1 s (hibari's
+    voice) and 56 % (espeak-ng's); with it, 100 %."""
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""
