@@ -300,6 +300,10 @@ class Config(BaseModel):
     rows); empty: all of them. A judgement outside this list becomes a plain reply."""
     interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """The judge must be at least this sure before the bot cuts the user off."""
+    block_min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    """Block ends the session and refuses the user from then on (across restarts): the one judgement the
+    next turn cannot undo. It is acted on only when the judge gives it at least this probability; a less
+    sure block is treated as silence (the mild answer to an affront), or a reply where silence is off."""
     interrupt_template_en: str = "Sorry to cut in, but"
     """What the bot says at once when it interrupts an English speaker; the LLM continues from it."""
     interrupt_template_zh: str = "不好意思，我打断一下，"

@@ -4232,9 +4232,9 @@ class Policy(Component):
 
 
 class DefaultPolicy(Policy):
-    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise), cut in
-    when the judge is sure enough, speak first after `proactive_idle_s` of quiet at most
-    `proactive_max_in_row` times in a row."""
+    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise; block only
+    at `block_min_confidence`, silence below it), cut in at `interrupt_min_confidence`, speak first after
+    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row."""
 
     name = "default"
 
@@ -4248,6 +4248,10 @@ class DefaultPolicy(Policy):
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
             return Plan("reply", f"{action} is switched off; replying")
+        if action == "block" and judgement.confidence < self.config.block_min_confidence:
+            milder = "silence" if self.allows("silence", moment) else "reply"
+            return Plan(milder, f"judged block at only {judgement.confidence:.2f} (block_min_confidence "
+                                f"{self.config.block_min_confidence:g}); {milder} instead", judgement.confidence)
         return Plan(action, judgement.reason, judgement.confidence)
 
     def judge_partial(self, moment: Moment) -> bool:
