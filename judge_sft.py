@@ -1704,10 +1704,13 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
         sections.append("")
     rows = extra.get("selection")
     if rows:
-        sections += ["### Selection on validation (training writers held out in turn; never the evaluation set)", "",
-                     "| Head | hidden | class weight | templated data | " + " | ".join(rows[0]["folds"]) + " | mean |",
-                     "|---|---|---|---|" + "---|" * len(rows[0]["folds"]) + "---|"]
+        sections += ["### Selection on validation (training writers held out in turn; never the evaluation set)"]
+        folds: list[str] | None = None
         for r in rows:
+            if list(r["folds"]) != folds:  # a writer without every label of a head is no fold of that head
+                folds = list(r["folds"])
+                sections += ["", "| Head | hidden | class weight | templated data | " + " | ".join(folds) + " | mean |",
+                             "|---|---|---|---|" + "---|" * len(folds) + "---|"]
             mark = " **(chosen)**" if r.get("chosen") else ""
             templated = "yes" if r["templated"] else "no"
             sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | "

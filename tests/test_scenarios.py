@@ -117,7 +117,8 @@ async def test_the_bot_cuts_in_on_a_spoken_opinion(default_judge, speech_dir, sc
 
 # ---- The hard cases of issue 12, one family each: context and wording decide, not alarming words ----------
 EVAL_UTTERANCES = {judge_sft.normalize_utterance(t["utterance"]).lower()
-                   for t in judge_sft.read_turns(judge_sft._paths(str(ROOT / _CFG.eval_turns)))}
+                   for t in judge_sft.read_turns(judge_sft._paths(",".join(str(ROOT / part) for part in
+                                                                           _CFG.eval_turns.split(","))))}
 
 
 def fresh(text: str) -> str:
