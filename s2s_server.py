@@ -46,6 +46,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
+import gc
 import hashlib
 import hmac
 import importlib
@@ -741,6 +743,15 @@ class FakeLLM(LLM):
             yield word if i == 0 else " " + word
 
 
+@functools.lru_cache(maxsize=64)
+def fake_tone(samples: int, rate_hz: int) -> np.ndarray:
+    """The fake TTS's 220 Hz tone, made once per length and rate (a test double should cost the server
+    nothing: the overhead benchmark counts the server's CPU)."""
+    tone = (3000 * np.sin(2 * np.pi * 220 * (np.arange(samples) / rate_hz))).astype(np.int16)
+    tone.flags.writeable = False
+    return tone
+
+
 class FakeTTS(RateAwareTTS):
     """Test double: a 220 Hz tone, `fake_tts_ms_per_char` per character, in 40 ms chunks, made at the rate
     asked (no resampling)."""
@@ -756,11 +767,10 @@ class FakeTTS(RateAwareTTS):
     async def speak_at(self, text: str, *, rate_hz: int, voice: str | None = None) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(self.config.fake_tts_latency_ms / 1000)
         total = ms_to_samples(len(text) * self.config.fake_tts_ms_per_char, rate_hz)
-        t = np.arange(total) / rate_hz
-        tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+        tone = fake_tone(total, rate_hz)
         step = ms_to_samples(40, rate_hz)
         for start in range(0, total, step):
-            yield tone[start:start + step]
+            yield tone[start:start + step].copy()  # the cached tone stays as it is
             await asyncio.sleep(0)  # a real model yields to the loop between chunks too
 
 
@@ -867,6 +877,33 @@ class TurnTaking(Component):
         raise NotImplementedError
 
 
+class FrameBuffer:
+    """An utterance's audio as it grows, frame by frame, in one array (doubled when full): reading it back
+    is one copy, where joining a list of 20 ms frames cost 30 us at every pause and end of turn."""
+
+    def __init__(self) -> None:
+        self._audio = np.zeros(0, dtype=np.int16)
+        self._ends: list[int] = []  # sample offset where each frame ends
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def append(self, frame: np.ndarray) -> None:
+        start = self._ends[-1] if self._ends else 0
+        end = start + len(frame)
+        if end > len(self._audio):
+            grown = np.zeros(max(2 * len(self._audio), end, 16000), dtype=np.int16)
+            grown[:start] = self._audio[:start]
+            self._audio = grown
+        self._audio[start:end] = frame
+        self._ends.append(end)
+
+    def audio(self, frames: int | None = None) -> np.ndarray:
+        """A copy of the first `frames` frames (all by default)."""
+        n = len(self._ends) if frames is None else min(frames, len(self._ends))
+        return self._audio[:self._ends[n - 1] if n > 0 else 0].copy()
+
+
 class TurnDetector(TurnTaking):
     """Turn-taking by a silence window over VAD frames.
 
@@ -891,7 +928,7 @@ class TurnDetector(TurnTaking):
     def reset(self) -> None:
         self.in_speech = False
         self._recent: deque[tuple[np.ndarray, bool]] = deque()  # frames before onset, with voiced flags
-        self._utterance: list[np.ndarray] = []
+        self._utterance = FrameBuffer()
         self._silence_frames = 0
         self._paused = False
         self.speech_ms = 0.0
@@ -901,7 +938,7 @@ class TurnDetector(TurnTaking):
         return max(1, math.ceil(ms / self.frame_ms))
 
     def utterance_audio(self) -> np.ndarray:
-        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, dtype=np.int16)
+        return self._utterance.audio()
 
     def end_turn_now(self) -> TurnEvent | None:
         return self._stop() if self.in_speech else None
@@ -929,7 +966,9 @@ class TurnDetector(TurnTaking):
             return []
         # Onset: the utterance starts `pad` frames before the first voiced frame of the window.
         first_voiced = len(frames) - len(window) + next(i for i, (_, v) in enumerate(window) if v)
-        self._utterance = [f for f, _ in frames[max(0, first_voiced - pad):]]
+        self._utterance = FrameBuffer()
+        for f, _ in frames[max(0, first_voiced - pad):]:
+            self._utterance.append(f)
         self._recent.clear()
         self.in_speech = True
         self._silence_frames = 0
@@ -967,12 +1006,12 @@ class TurnDetector(TurnTaking):
     def _trimmed(self) -> np.ndarray:
         """The utterance without its trailing silence (what ASR needs)."""
         keep = len(self._utterance) - self._silence_frames
-        return np.concatenate(self._utterance[:max(keep, 1)])
+        return self._utterance.audio(max(keep, 1))
 
     def _stop(self) -> TurnEvent:
         event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed())
         self.in_speech = False
-        self._utterance = []
+        self._utterance = FrameBuffer()
         self._recent.clear()
         self._silence_frames = 0
         self._paused = False
@@ -2385,6 +2424,13 @@ class SpeechShaper:
         self._rest = data[n:].copy()
         out: list[np.ndarray] = []
         levels = window_dbfs(data[:n], self._window)
+        if n and not self._silence and bool((levels >= self.audible_dbfs).all()):
+            # all sound, no silence held (the usual chunk of speech): what the loop below gives, at once
+            if self.first_audible_ms is None:
+                self.first_audible_ms = samples_to_ms(self._out_samples, self.rate_hz)
+            self._out_samples += n
+            self._gap_ms = float(self.sentence_gap_ms)
+            return data[:n].copy()
         for i, level in enumerate(levels):
             window = data[i * self._window:(i + 1) * self._window]
             if level < self.audible_dbfs:
@@ -4084,6 +4130,16 @@ class Strategy:
                 "ends_session": self.ends_session, "keeps_turn_unanswered": self.keeps_turn_unanswered}
 
 
+def least_said_fact(facts: list[str], said: list[str]) -> str:
+    """The value of the remembered fact (`fact_lines`' "kind: value", the name left out) that the bot's own
+    earlier lines (`said`) hold least often; among equals the first (`fact_lines` ranks the newest first); ""
+    when there is none. Speaking first fills its form with it ({topic}): given all the facts, the 1.5B picked
+    the same one twice and said the same words again ("Noor, how is your life in Berlin going?"), and given
+    "location: 成都" it asked "你最近住在哪里？" (benchmarks/conversation_suite.py, docs/replies.md)."""
+    values = [fact.split(": ", 1)[-1] for fact in facts if not fact.startswith("name: ")]
+    return min(values, key=lambda value: sum(value.lower() in line.lower() for line in said), default="")
+
+
 STRATEGIES: dict[str, Strategy] = {}
 
 
@@ -4176,9 +4232,9 @@ class Policy(Component):
 
 
 class DefaultPolicy(Policy):
-    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise), cut in
-    when the judge is sure enough, speak first after `proactive_idle_s` of quiet at most
-    `proactive_max_in_row` times in a row."""
+    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise; block only
+    at `block_min_confidence`, silence below it), cut in at `interrupt_min_confidence`, speak first after
+    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row."""
 
     name = "default"
 
@@ -4192,6 +4248,10 @@ class DefaultPolicy(Policy):
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
             return Plan("reply", f"{action} is switched off; replying")
+        if action == "block" and judgement.confidence < self.config.block_min_confidence:
+            milder = "silence" if self.allows("silence", moment) else "reply"
+            return Plan(milder, f"judged block at only {judgement.confidence:.2f} (block_min_confidence "
+                                f"{self.config.block_min_confidence:g}); {milder} instead", judgement.confidence)
         return Plan(action, judgement.reason, judgement.confidence)
 
     def judge_partial(self, moment: Moment) -> bool:
@@ -4490,6 +4550,44 @@ class Foresight:
             self.ahead.cancel()
 
 
+class FirstAudioGate:
+    """Server-wide: the replies that are starting (their turn ended, no audio sent yet). Memory writes of
+    the turns being answered wait for all of them (`after`), at most `hold_s` past when the first of them
+    came: in a burst of turns ending at once, the writes (a thread that needs the GIL and a core) would
+    otherwise delay the first audio of the replies still starting."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.starting = 0
+        self._waiting: list[Callable[[], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def begin(self) -> None:
+        self.starting += 1
+
+    def end(self) -> None:
+        self.starting = max(0, self.starting - 1)
+        if not self.starting:
+            self._open()
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once no reply is starting (at once if none is), or `hold_s` from the first one waiting."""
+        if not self.starting or not self.hold_s:
+            fn()
+            return
+        self._waiting.append(fn)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._open)
+
+    def _open(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, []
+        for fn in waiting:
+            fn()
+
+
 class Session:
     def __init__(self, server: S2SServer, ws: Any, remote: str = ""):
         self.id = new_id("sess")
@@ -4540,6 +4638,10 @@ class Session:
         self._items_since_summary = 0
         self._summary_task: asyncio.Task[None] | None = None
         self._memory_loading: asyncio.Task[None] | None = None  # a turn waits for it (milliseconds)
+        # Memory writes of a turn being answered, in order: they start once its reply's first audio is on
+        # the wire (or the reply ends) and no other reply is starting (`FirstAudioGate`). None: at once.
+        self._held_writes: list[Callable[[], None]] | None = None
+        self._reply_starting = False  # counted in the server's FirstAudioGate
         self._partial_task: asyncio.Task[None] | None = None
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
@@ -4569,6 +4671,8 @@ class Session:
                     self.log.warning("ended: %r", task.exception())
         finally:
             self._closing = True
+            self._first_audio_out()
+            self._run_held_writes()  # a session that ends keeps its last words (each write outlives it)
             if self.response is not None:
                 self.response.status = "cancelled"
             for timer in (self._playback_timer, self._idle_timer):
@@ -4623,7 +4727,8 @@ class Session:
             playback_ends_at_ms = response.clock.queued(audio_ms)
             self._set_state(State.SPEAKING)  # before the audio: the client learns the state first
             self._schedule_playback_end(playback_ends_at_ms - now_ms())
-            self.emit(event, response=response, audio_ms=audio_ms)
+            self.emit(event, response=response, audio_ms=audio_ms,
+                      after_send=self._first_audio_out if self._reply_starting else None)
 
     async def _send_loop(self) -> None:
         import websockets
@@ -5018,9 +5123,11 @@ class Session:
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
-        ask_text = getattr(self.components.judge, "end_of_turn_prob", None)
-        if ask_text is None or self._speculative is None:
-            return
+        judge = self.components.judge
+        ask_text = getattr(judge, "end_of_turn_prob", None)
+        if ask_text is None or self._speculative is None or not self.config.judge_end_of_turn or \
+                getattr(type(judge), "end_of_turn_prob", None) is Judge.end_of_turn_prob:
+            return  # no text opinion can come: waiting for the transcript would only delay the audio's
         detector.set_opinion(pause_id, text_pending=True)
         transcript = self._speculative[1]
 
@@ -5301,14 +5408,25 @@ class Session:
         assert turn.item is not None
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
+        if strategy is not None and strategy.speaks and not strategy.ends_session:
+            if self._held_writes is None:  # (a list still waiting for the gate keeps its order)
+                self._held_writes = []  # the turn is stored once its reply's first audio is out (or it ends)
+            if not self._reply_starting:
+                self._reply_starting = True
+                self.server.first_audio_gate.begin()
+            try:
+                self.remember(turn.item)  # its facts inform this reply at once
+                self.start_response(strategy.name, turn, instructions)
+            except BaseException:
+                self._first_audio_out()
+                raise
+            return
         self.remember(turn.item)
         if strategy is None:  # a policy that keeps listening after a finished turn: no reply now
             self._settle_state()
             return
         if strategy.ends_session:
             self.spawn(self._block_user(plan.reason or "abusive behaviour"), "block")
-        elif strategy.speaks:
-            self.start_response(strategy.name, turn, instructions)
         else:  # e.g. silence: the turn stays in history, unanswered; no response, no audio
             self._trace(turn, None)
             self._settle_state()
@@ -5508,13 +5626,36 @@ class Session:
         if item.role == "user":
             self._last_user_turn_at = item.created_at
         self._items_since_summary += 1
-        write = self.memory.remember_soon(self.user_id, self.id, item, facts)
-        self.spawn(self._acknowledge(Item(**vars(item)), write), "memory-ack")
+        snapshot, user_id = Item(**vars(item)), self.user_id
+        self._write(lambda: self.memory.remember_soon(user_id, self.id, snapshot, facts), snapshot)
+
+    def _write(self, start: Callable[[], asyncio.Task[None]], item: Item) -> None:
+        """Start a memory write (`start`) and acknowledge it with s2s.item.stored once durable; while a turn's
+        reply has not sent its first audio, the write waits for it (`_held_writes`), in order."""
+        if self._held_writes is not None:
+            self._held_writes.append(lambda: self._write(start, item))
+            return
+        self.spawn(self._acknowledge(item, start()), "memory-ack")
+
+    def _first_audio_out(self) -> None:
+        """The reply being started sent its first audio, or ended, or the session ends: its turn's writes
+        start as soon as no other reply is starting (`FirstAudioGate`)."""
+        if self._reply_starting:
+            self._reply_starting = False
+            self.server.first_audio_gate.end()
+        if self._held_writes is not None:
+            self.server.first_audio_gate.after(self._run_held_writes)
+
+    def _run_held_writes(self) -> None:
+        """Start the held writes, in the order they came (see `_held_writes`)."""
+        held, self._held_writes = self._held_writes, None
+        for start in held or ():
+            start()
 
     def retext(self, item: Item) -> None:
         """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
-        write = self.memory.retext_soon(self.user_id, item.id, item.text)
-        self.spawn(self._acknowledge(Item(**vars(item)), write), "memory-ack")
+        snapshot, user_id = Item(**vars(item)), self.user_id
+        self._write(lambda: self.memory.retext_soon(user_id, snapshot.id, snapshot.text), snapshot)
 
     async def _acknowledge(self, item: Item, write: asyncio.Task[None]) -> None:
         """Acknowledge a memory write: `s2s.item.stored` once the item (as it is now) is durable. Nothing
@@ -5628,15 +5769,18 @@ class Session:
             history.insert(last_user, {"role": "system", "content": (
                 "The user told you in this conversation (their facts, never yours): "
                 + "; ".join(f"the user's {fact}" for fact in told))})
-        if instructions and ("{facts}" in instructions or "{name}" in instructions):  # what is known of the
-            facts = self.user_memory.fact_lines(8)  # user, next to the guidance that uses it
+        if instructions and any(key in instructions for key in ("{facts}", "{name}", "{topic}")):  # what is
+            facts = self.user_memory.fact_lines(8)  # known of the user, next to the guidance that uses it
             name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")
             others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
-            if not facts:  # nothing to fill the form with: the guidance for a user not known yet
-                chinese = bool(_CJK.search(instructions))
+            said = [i.text for i in self.items if i.role == "assistant" and i.text] + [
+                e.get("text", "") for e in self.user_memory.earlier if e.get("role") != "user"]
+            topic = least_said_fact(facts, said)
+            if not facts or ("{topic}" in instructions and not topic):  # nothing to fill the form with: the
+                chinese = bool(_CJK.search(instructions))  # guidance for a user not known yet
                 instructions = (self.config.proactive_prompt_new_user_zh if chinese else
                                 self.config.proactive_prompt_new_user.replace("{language}", "English"))
-            instructions = instructions.replace("{name}", name).replace("{facts}", others)
+            instructions = instructions.replace("{name}", name).replace("{facts}", others).replace("{topic}", topic)
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
         role = "user" if self.config.strategy_guidance_at == "end-user" else "system"
@@ -5772,6 +5916,7 @@ class Session:
             "output": [r.item.to_wire()], "metadata": {"strategy": r.strategy}}),
             after_send=lambda: self._emit_metrics(r, turn))
         self.log.info("response %s %s strategy=%s text=%r", r.id, status, r.strategy, r.item.text[:120])
+        self._first_audio_out()  # the turn's own write first (held for the first audio, which may never come)
         if r.item.text:
             self.remember(r.item)
         self._settle_state()
@@ -6033,6 +6178,23 @@ def load_static_files(folder: Path = FRONTEND_DIR) -> dict[str, tuple[str, bytes
     return files
 
 
+def unreachable_listening_socket() -> Any:
+    """A listening Unix socket whose path is removed at once: no client can connect to it."""
+    import socket
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="s2s-worker-")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.path.join(folder, "s"))
+        sock.listen(1)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, "s"))
+        os.rmdir(folder)
+    return sock
+
+
 class S2SServer:
     def __init__(self, config: Config, components: Components, auth_token: str | None = None):
         self.config = config
@@ -6045,23 +6207,83 @@ class S2SServer:
         self._server: Any = None
         self._admitted: dict[Any, str] = {}  # connection -> client address, from handshake to disconnect
         self._runs: dict[str, asyncio.Task[None]] = {}  # session id -> its Session.run task
+        self._channel: Any = None  # as a worker of `workers`: the supervisor's Unix socket
+        self._accepting: set[asyncio.Task[None]] = set()  # connections handed over, being set up
+        self.first_audio_gate = FirstAudioGate(config.memory_hold_s)
 
     async def start(self) -> int:
         from websockets.asyncio.server import serve
 
         await self.memory.open()
+        handed = self.config.worker_channel_fd >= 0  # a worker of `workers`: the supervisor accepts for it
+        where: dict[str, Any] = {"host": self.config.host, "port": self.config.port,
+                                 "reuse_port": self.config.reuse_port or None}
+        if handed:  # websockets needs a listening socket to serve: one that no client can reach
+            where = {"sock": unreachable_listening_socket()}
         self._server = await serve(
-            self._handle, self.config.host, self.config.port, process_request=self._process_request,
+            self._handle, **where, process_request=self._process_request,
             create_connection=GuardedConnection, logger=_websockets_logger(),
             select_subprotocol=self._select_subprotocol,
             max_size=self.config.max_message_bytes, ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_timeout_s, close_timeout=2, max_queue=16,
             compression=None,  # base64 PCM does not compress; deflate cost 30 % of the CPU per audio frame
-            server_header="s2s", reuse_port=self.config.reuse_port or None)
-        self.port = self._server.sockets[0].getsockname()[1]
+            server_header="s2s")
+        self.port = self.config.port if handed else self._server.sockets[0].getsockname()[1]
+        if handed:
+            self._take_connections(self.config.worker_channel_fd)
         log.info("serving ws://%s:%d/v1/realtime and http://%s:%d/", self.config.host, self.port,
                  self.config.host, self.port)
+        if self._channel is not None:
+            self._channel.send(b"+")  # the supervisor may hand connections over now
         return self.port
+
+    def _take_connections(self, fd: int) -> None:
+        """As a worker of `workers`: serve the connections the supervisor accepted and passes on the Unix
+        socket `fd` (SCM_RIGHTS), and tell it when each ends (b"-"), so that it hands the next connection to
+        the worker with the fewest. websockets serves only sockets it accepts itself, so each one is given to
+        the protocol factory of its (never listening) server, as if that server had accepted it."""
+        import socket
+
+        make_connection = getattr(self._server.server, "_protocol_factory", None)
+        if make_connection is None:
+            raise RuntimeError("this Python's asyncio.Server has no _protocol_factory; run without --workers")
+        channel = self._channel = socket.socket(fileno=fd)
+        channel.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        def ended(_: Any = None) -> None:
+            with contextlib.suppress(OSError):
+                channel.send(b"-")
+
+        def connection() -> Any:
+            made = make_connection()
+            made.connection_lost_waiter.add_done_callback(ended)
+            return made
+
+        async def serve_accepted(sock: Any) -> None:
+            try:
+                await loop.connect_accepted_socket(connection, sock)
+            except OSError:  # the client left before it was served
+                sock.close()
+                ended()
+
+        def take() -> None:
+            while channel.fileno() >= 0:
+                try:
+                    _, fds, _, _ = socket.recv_fds(channel, 16, 4)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    fds = []
+                if not fds:  # the supervisor is gone: nothing more comes
+                    loop.remove_reader(fd)
+                    return
+                for accepted in fds:
+                    task = loop.create_task(serve_accepted(socket.socket(fileno=accepted)))
+                    self._accepting.add(task)
+                    task.add_done_callback(self._accepting.discard)
+
+        loop.add_reader(fd, take)
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Stop accepting, send every session close code 1012 (service restart), cancel the turns in flight,
@@ -6069,6 +6291,9 @@ class S2SServer:
         if self._server is None:
             return
         timeout_s = self.config.shutdown_timeout_s if timeout_s is None else timeout_s
+        if self._channel is not None and self._channel.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            self._channel.close()  # no more connections from the supervisor
         self._server.close(close_connections=False)  # no new connections; handshakes in flight get 503
         sessions = list(self.sessions.values())
         closing = [asyncio.create_task(close_connection_soon(s.ws, CLOSE_RESTART, "server restarting", timeout_s))
@@ -6264,9 +6489,9 @@ class _SessionLogFormatter(logging.Formatter):
         return super().format(record)
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, prefix: str = "") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(_SessionLogFormatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_SessionLogFormatter(prefix + "%(asctime)s %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
@@ -6336,6 +6561,12 @@ async def serve(config: Config, components: Components, ready: Callable[[int], N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await load_components(components)
+    # What is loaded now (modules, models) lives as long as the process: keep it out of the cyclic garbage
+    # collector, whose full passes otherwise walk it while every session waits (after importing this file,
+    # torch, onnxruntime and transformers alone, 220,000 objects: one full pass took 62 ms on the 2-core test
+    # machine; after the freeze, under 0.1 ms).
+    gc.collect()
+    gc.freeze()
     server = S2SServer(config, components, auth_token)
     port = await server.start()
     if ready is not None:
@@ -6367,60 +6598,121 @@ def exit_anyway_after(seconds: float) -> None:
 SERVER_SCRIPT = str(Path(__file__).resolve())  # what a worker runs
 
 
-def reserve_port(config: Config) -> Any:
-    """A socket bound (not listening) to the configured host and port with SO_REUSEPORT: it fixes the port
-    (`--port 0` becomes a real one) for the workers, which bind it too; only listening sockets get
-    connections."""
+def listen(config: Config) -> Any:
+    """The supervisor's listening socket on the configured host and port (`--port 0` becomes a real one)."""
     import socket
 
-    family = socket.AF_INET6 if ":" in config.host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((config.host.strip("[]"), config.port))
+    host = config.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, config.port), family=family, backlog=1024)
+    sock.setblocking(False)
     return sock
 
 
+class WorkerChannel:
+    """The supervisor's end of one worker's Unix socket (SOCK_SEQPACKET): accepted connections go to the
+    worker (SCM_RIGHTS); the worker answers b"+" once it serves and b"-" for each connection that ended."""
+
+    def __init__(self, number: int, sock: Any) -> None:
+        self.number, self.sock = number, sock
+        self.ready = asyncio.Event()
+        self.open = 0  # connections handed over and not yet ended
+        self.handed = 0  # all handed over (ties go to the worker given fewer)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message = b""
+            if not message:  # the worker exited
+                self.close()
+                return
+            self.ready.set() if message == b"+" else setattr(self, "open", max(0, self.open - len(message)))
+
+    def hand_over(self, conn: Any) -> bool:
+        """Pass an accepted socket to the worker; False when its socket buffer is full or it is gone."""
+        import socket
+
+        try:
+            socket.send_fds(self.sock, [b"c"], [conn.fileno()])
+        except OSError:
+            return False
+        self.open += 1
+        self.handed += 1
+        return True
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+async def hand_out_connections(listener: Any, channels: list[WorkerChannel]) -> None:
+    """Accept every connection here and hand it to the worker with the fewest open connections, so that the
+    workers share the load evenly (SO_REUSEPORT spreads connections by a hash: 39/61 of 100 was seen)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        conn, _ = await loop.sock_accept(listener)
+        try:
+            for _ in range(500):  # every worker's socket full: they catch up in milliseconds (else dropped)
+                if any(c.hand_over(conn) for c in sorted(channels, key=lambda c: (c.open, c.handed))
+                       if c.sock.fileno() >= 0):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            conn.close()  # the worker holds its own copy
+
+
 async def supervise(config: Config, argv: list[str]) -> int:
-    """Run `workers` server processes on one port (SO_REUSEPORT) and stay with them: SIGTERM or SIGINT is
-    passed on (each worker drains: 1012 to its sessions), and when one worker exits the others are
-    stopped and its exit code is ours (a supervisor above restarts the whole, as with one process)."""
+    """Run `workers` server processes on one port and stay with them: this process accepts the connections
+    and hands them out (`hand_out_connections`); SIGTERM or SIGINT is passed on (each worker drains: 1012
+    to its sessions), and when one worker exits the others are stopped and its exit code is ours (a
+    supervisor above restarts the whole, as with one process). The workers log to this process's stderr,
+    each line tagged `[worker n]`."""
+    import socket
     import sys
 
-    reserved = reserve_port(config)
-    port = reserved.getsockname()[1]
+    listener = listen(config)
+    port = listener.getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    workers = [await asyncio.create_subprocess_exec(
-        sys.executable, SERVER_SCRIPT, *argv, "--port", str(port), "--workers", "1", "--reuse-port", "true",
-        stderr=asyncio.subprocess.PIPE) for _ in range(config.workers)]
-    serving = 0
-
-    async def relay(n: int, worker: Any) -> None:
-        """A worker's log lines, tagged with its number; counts the workers that serve."""
-        nonlocal serving
-        async for raw in worker.stderr:
-            line = raw.decode(errors="replace").rstrip("\n")
-            sys.stderr.write(f"[worker {n}] {line}\n")  # already formatted by the worker's logging
-            if "serving ws://" in line:
-                serving += 1
-                if serving == config.workers:
-                    log.info("all %d workers serving ws://%s:%d/v1/realtime", config.workers, config.host, port)
-
-    relays = [asyncio.create_task(relay(n, w)) for n, w in enumerate(workers, 1)]
+    channels, workers = [], []
+    for n in range(1, config.workers + 1):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        workers.append(await asyncio.create_subprocess_exec(
+            sys.executable, SERVER_SCRIPT, *argv, "--port", str(port), "--workers", "1",
+            "--worker-channel-fd", str(theirs.fileno()), "--worker-number", str(n), pass_fds=(theirs.fileno(),)))
+        theirs.close()
+        channels.append(WorkerChannel(n, ours))
     exits = [asyncio.create_task(w.wait()) for w in workers]
     stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    serving = asyncio.create_task(asyncio.wait([asyncio.create_task(c.ready.wait()) for c in channels]))
+    done, _ = await asyncio.wait([*exits, stopping, serving], return_when=asyncio.FIRST_COMPLETED)
+    accepting = None
+    if serving in done:
+        log.info("all %d workers serving ws://%s:%d/v1/realtime", config.workers, config.host, port)
+        accepting = asyncio.create_task(hand_out_connections(listener, channels))
+        done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
     if stopping not in done:
         log.error("a worker exited with code %s; stopping the others", next(iter(done)).result())
+    if accepting is not None:
+        accepting.cancel()
+    serving.cancel()
+    listener.close()  # no new connections (a balancer's health check fails here from now on)
     for worker in workers:
         if worker.returncode is None:
             worker.send_signal(signal.SIGTERM)
     codes = await asyncio.gather(*exits)
-    await asyncio.gather(*relays)
+    for channel in channels:
+        channel.close()
     stopping.cancel()
-    reserved.close()
     log.info("stopped %d workers", config.workers)
     return 0 if stopping in done and all(code == 0 for code in codes) else next(c for c in codes if c) or 1
 
@@ -6429,7 +6721,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. config: plugins first (their backends and settings join the one Config and --help); exit 2 on errors
     config = main_config(argv, import_plugins=import_plugins,
                          choices=lambda: {family: sorted(REGISTRY[family]) for family in REGISTRY})
-    setup_logging(config.log_level)  # 2. logging
+    setup_logging(config.log_level, f"[worker {config.worker_number}] " if config.worker_number else "")  # 2. logging
     try:  # 3. every backend name must exist; then who may connect
         check_backends(config)
         auth_token = read_auth_token(config)

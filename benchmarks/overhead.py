@@ -49,6 +49,7 @@ from common import (
     RATE_HZ,
     Totals,
     cpu_seconds,
+    event_type,
     fake_server_args,
     frames_handled,
     machine,
@@ -133,6 +134,81 @@ def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -
     return asyncio.run(measure())
 
 
+def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple[float, float, float]:
+    """The synchronized burst in-process, through `Session` with a socket that only records what is sent: each
+    session gets the same 20 ms frames (an utterance, then the silence that ends its turn) over its receive
+    loop, one frame to all sessions at a time, as fast as the server takes them; at the frame that ends every
+    session's turn, the server CPU (all its threads, time.process_time) until every session's first audio
+    delta went to its socket, per turn: the least of `rounds` bursts (each after the last one's replies were
+    cut by the next utterance, as in the real-time rows), and the median. websockets' framing and the
+    sockets are left out; the event serialisation and the memory writes (SQLite) are in. Also the p99 of
+    speech_stopped -> first audio delta, in ms, as sent (wall clock: moved by the machine's load)."""
+    import tempfile
+
+    import s2s_server as s2s
+
+    class RecordingSocket:
+        limits = None
+        remote_address = ("127.0.0.1", 0)
+
+        def __init__(self, audio: asyncio.Event) -> None:
+            self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
+            self.sent: list[tuple[float, str]] = []
+            self.audio = audio  # set at the first audio delta
+
+        def __aiter__(self) -> RecordingSocket:
+            return self
+
+        async def __anext__(self) -> str:
+            message = await self.inbox.get()
+            if message is None:
+                raise StopAsyncIteration
+            return message
+
+        async def send(self, text: str) -> None:
+            self.sent.append((time.perf_counter(), kind := event_type(text)))
+            if kind == "response.output_audio.delta":
+                self.audio.set()
+
+    def first(sock: RecordingSocket, kind: str) -> float | None:
+        return next((t for t, k in sock.sent if k == kind), None)
+
+    async def measure() -> tuple[float, float, float]:
+        config = s2s.main_config(["--data-dir", tempfile.mkdtemp(prefix="s2s-overhead-"), *fake_server_args(sessions)])
+        server = s2s.S2SServer(config, s2s.build_components(config))
+        await server.memory.open()
+        sockets = [RecordingSocket(asyncio.Event()) for _ in range(sessions)]
+        runs = [asyncio.create_task(s2s.Session(server, sock).run()) for sock in sockets]
+        cpu_ms, latency_ms = [], []
+        for _ in range(rounds):
+            for frame in mic_frames(utterance):
+                for sock in sockets:
+                    sock.sent.clear()
+                    sock.audio.clear()
+                    sock.inbox.put_nowait(frame)
+                started = time.process_time()
+                for _ in range(100):  # every session takes the frame (a few loop turns)
+                    await asyncio.sleep(0)
+                    if all(sock.inbox.empty() for sock in sockets):
+                        break
+                await asyncio.sleep(0)
+                if first(sockets[0], "input_audio_buffer.speech_stopped") is None:
+                    continue
+                # the frame that ended the turns: until every first audio is sent
+                await asyncio.wait_for(asyncio.gather(*(sock.audio.wait() for sock in sockets)), 10)
+                cpu_ms.append((time.process_time() - started) * 1000 / sessions)
+                latency_ms += [(first(sock, "response.output_audio.delta") - first(
+                    sock, "input_audio_buffer.speech_stopped")) * 1000 for sock in sockets]
+            await asyncio.sleep(0.3)  # the replies stream on; the next utterance cuts them
+        for sock in sockets:
+            sock.inbox.put_nowait(None)
+        await asyncio.gather(*runs, return_exceptions=True)
+        await server.memory.close()
+        return min(cpu_ms), float(np.median(cpu_ms)), pct(latency_ms, 99)
+
+    return asyncio.run(measure())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 100], help="concurrent users per run")
@@ -150,7 +226,19 @@ def main() -> None:
     parser.add_argument("--server-args", nargs="+", default=[""], metavar="ARGS",
                         help="extra server settings, one row per string (for A/B rows in one run), e.g. "
                              "--server-args '--event-loop asyncio' '--event-loop uvloop'")
+    parser.add_argument("--turn-path", action="store_true",
+                        help="instead of the rows: the server CPU per turn of the synchronized burst, from the frame "
+                             "that ends the turns to every first audio delta, in-process (no sockets): least and "
+                             "median of 5 bursts, and how the server's share of the machine moves it")
     args = parser.parse_args()
+    if args.turn_path:
+        utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
+        for sessions in args.sessions:
+            least, median, p99 = turn_path_ms(sessions, utterance)
+            print(f"{least:.2f} ms (median {median:.2f}) of server CPU per turn, turn end -> every first audio "
+                  f"({sessions} sessions at once, in-process, least of 5 bursts; speech_stopped -> first audio "
+                  f"p99 {p99:.1f} ms as sent; load average {os.getloadavg()[0]:.1f})")
+        return
     if args.input_path:
         for sessions in args.sessions:
             print(f"{input_path_us(sessions):.1f} us of server CPU per append ({sessions} session"

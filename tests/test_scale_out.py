@@ -5,6 +5,7 @@ HAProxy, and what a user meets when the database goes away. Services are started
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -191,8 +192,8 @@ async def test_sigkill_of_a_replica_mid_reply_loses_nothing_acknowledged_and_the
 
 
 async def test_workers_share_one_port_and_drain_on_sigterm(tmp_path):
-    """`--workers 2`: two processes serve one port (SO_REUSEPORT), both take sessions; SIGTERM to the
-    supervisor closes every session with 1012 and the supervisor exits 0."""
+    """`--workers 2`: two processes serve one port, the supervisor handing each connection to the one with
+    fewer open (an even split); SIGTERM to the supervisor closes every session with 1012 and it exits 0."""
     server = ServerProcess(ROOT, ["--workers", "2", "--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge",
                                   "off", "--audio-lead-ms", "0", "--fake-tts-ms-per-char", "1",
                                   "--data-dir", str(tmp_path)],
@@ -212,8 +213,10 @@ async def test_workers_share_one_port_and_drain_on_sigterm(tmp_path):
     for client in clients:
         await client.closed
         assert client.ws.close_code == 1012
+    opened_by = Counter(line.split("]")[0] for line in server.lines if " open remote=" in line)
+    assert opened_by == {"[worker 1": 8, "[worker 2": 8}  # 16 sessions, none closed before the next: 8 each
     closed_by = {line.split("]")[0] for line in server.lines if "closed after" in line}
-    assert closed_by == {"[worker 1", "[worker 2"}  # the kernel spread the sessions over both processes
+    assert closed_by == {"[worker 1", "[worker 2"}
 
 
 async def test_a_block_decided_while_the_database_is_frozen_refuses_at_once_and_is_stored_later(

@@ -499,3 +499,35 @@ async def test_a_sessions_history_in_memory_is_bounded(make_server):
         await c.wait_for("response.done")
     items = h.session().items
     assert len(items) == 10 and items[-2].text == "turn 7"  # the newest kept, the oldest dropped
+
+
+async def test_a_turns_memory_write_starts_after_its_replys_first_audio(make_server):
+    """The user's item is written (and acknowledged, s2s.item.stored) only once the reply to it has sent its
+    first audio: in a burst of turns the writes would delay the replies (FirstAudioGate). The voice takes
+    300 ms to start, far longer than the write."""
+    h = await make_server(fake_tts_latency_ms=300)
+    c = await h.connect()
+    await c.say("My name is Ana.")
+    added = await c.wait_for("conversation.item.added", lambda e: e["item"]["role"] == "user")
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == added["item"]["id"])
+    kinds = [e["type"] for e in c.events]
+    stored = next(i for i, e in enumerate(c.events) if e["type"] == "s2s.item.stored")
+    assert "response.output_audio.delta" in kinds[:stored]
+
+
+async def test_memory_writes_wait_for_every_reply_starting_but_no_longer_than_the_hold():
+    gate = s2s.FirstAudioGate(hold_s=0.2)
+    ran: list[str] = []
+    gate.after(lambda: ran.append("idle"))  # nothing starting: at once
+    gate.begin()
+    gate.begin()
+    gate.after(lambda: ran.append("a"))
+    gate.after(lambda: ran.append("b"))
+    gate.end()
+    assert ran == ["idle"]  # one reply is still starting
+    gate.end()
+    assert ran == ["idle", "a", "b"]  # in the order they came
+    gate.begin()  # a reply that never sends audio (it is cut off) holds the writes for hold_s at most
+    done = asyncio.Event()
+    gate.after(done.set)
+    await asyncio.wait_for(done.wait(), 2)

@@ -288,6 +288,29 @@ async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
     assert committed["item_id"] == transcript["item_id"]
 
 
+async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
+    """A judge that gives no text end-of-turn probability (`off`): a finished sentence (hibari) ends its turn
+    on Smart Turn's opinion after `turn_audio_only_silence_ms`, although the transcript (a fake ASR taking
+    4 s) is still on its way; before, the turn waited for a text opinion that could not come (the maximum)."""
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_latency_ms=4000, judge="off")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.wait_for("session.updated")
+    audio = np.concatenate([silence(300, 16000), hibari_speech("I would like to book a table for two people tonight."),
+                            silence(3000, 16000)])
+    sent_ms = [0.0]
+
+    def stopped() -> bool:
+        sent_ms[0] += 20
+        return "input_audio_buffer.speech_stopped" in c.types()
+
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True, until=stopped)
+    ev = await c.wait_for("input_audio_buffer.speech_stopped")
+    config = h.server.config
+    assert sent_ms[0] - ev["audio_end_ms"] < (config.turn_audio_only_silence_ms + config.turn_max_silence_ms) / 2, \
+        (sent_ms[0], ev)
+
+
 def test_backchannel_words_are_told_from_words_with_content():
     """English and Chinese backchannels (any case, punctuation, repeats) have no content words; a
     question, "stop" or "no, I meant..." does; a Chinese run counts only if made of backchannel entries."""
