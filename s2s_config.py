@@ -300,6 +300,10 @@ class Config(BaseModel):
     rows); empty: all of them. A judgement outside this list becomes a plain reply."""
     interrupt_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """The judge must be at least this sure before the bot cuts the user off."""
+    block_min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    """Block ends the session and refuses the user from then on (across restarts): the one judgement the
+    next turn cannot undo. It is acted on only when the judge gives it at least this probability; a less
+    sure block is treated as silence (the mild answer to an affront), or a reply where silence is off."""
     interrupt_template_en: str = "Sorry to cut in, but"
     """What the bot says at once when it interrupts an English speaker; the LLM continues from it."""
     interrupt_template_zh: str = "不好意思，我打断一下，"
@@ -310,9 +314,11 @@ class Config(BaseModel):
         "reason, not their words.")
     """Instructions for the continuation after the interrupt template ({template}, {language} as for refuse)."""
     interrupt_prompt_zh: str = (
-        "你刚刚打断了用户的话。用一两句简短的中文说你是否同意他刚才的观点，以及为什么。用你自己的话，不要重复他的话。")
+        "你刚刚打断了用户的话。用“我同意，比如……”或“我不同意，因为……”的形式，用一两句简短的中文回应，举一个具体的例子。"
+        "不要重复他的话。")
     """The interrupt guidance for a Chinese speaker (in Chinese: an English instruction made the LLM slip into
-    English; benchmarks/conversation_suite.py)."""
+    English; benchmarks/conversation_suite.py). The form asks for an example: asked for a reason ("我同意，因为……")
+    the 1.5B gave the user's own half-sentence as the reason ("我同意，因为在家做饭能省很多钱"; docs/replies.md)."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
@@ -324,10 +330,12 @@ class Config(BaseModel):
     as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
     each such reply: keep it short."""
     refuse_prompt_zh: str = (
-        "拒绝用户刚才的要求：用一句“我不能……，因为……”的中文回答，先说你不会做什么，再说这次为什么不能做。"
+        "拒绝用户刚才的要求：用一句“我不能……，但你可以……”的中文回答，先说你不会做什么，再建议他自己可以怎么做。"
         "绝不要去做这件事。")
-    """The refuse guidance for a Chinese speaker: the form gives a reason ("我不能……，因为……"); with "不过我可以……"
-    (an alternative) the 1.5B offered one request's alternative again at the next refusal (docs/replies.md)."""
+    """The refuse guidance for a Chinese speaker: what the user can do themselves ("我不能……，但你可以……");
+    with "不过我可以……" (what the bot can do) the 1.5B offered one request's alternative again at the next
+    refusal, and with "我不能……，因为……" it gave every request the same false reason ("因为这是不道德和非法的",
+    to calling one's boss), which also repeated the earlier refusal (docs/replies.md)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"
@@ -337,8 +345,8 @@ class Config(BaseModel):
         "{language} about something new (food, music, travel, a film). Do not mention the old topic.")
     """Behavioural guidance for the deflect strategy ({template}, {language} as for refuse)."""
     deflect_prompt_zh: str = (
-        "用户的话题没什么可聊的，你换个话题：用中文问他一个简短、轻松的新问题（美食、音乐、旅行或电影），以问号结尾。"
-        "不要再提刚才的话题。")
+        "用户的话题没什么可聊的，你换个话题：用中文问他一个简短、轻松的新问题，问他喜欢的美食、音乐、旅行或电影，以问号结尾。"
+        "不要再提刚才说的任何东西。")
     """The deflect guidance for a Chinese speaker."""
     strategy_guidance_at: Literal["end", "end-user", "system"] = "end"
     """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
@@ -358,23 +366,25 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. You remember about them: {facts}. Speak first with one short, "
-        "friendly question in {language}, in the form \"{name}, how is <one thing you remember> going?\", naming "
-        "that thing itself in the words you remember.")
+        "The user has been quiet for a while. You remember about them: {topic}. Speak first with one short, "
+        "friendly question in {language}, in the form \"{name}, how is <that> going?\", naming that thing itself "
+        "in the words you remember.")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
-    {name}: the user's name, "-" when unknown; {facts}: their other remembered facts, "location: Paris", or
-    "(none)"). The form to fill in, as for refuse: asked for "a question about what else you know", the
-    1.5B asked for what it knew ("Sam, where do you live?"); given the form it names the fact ("Sam, how is
-    Paris going?"); docs/replies.md."""
+    {name}: the user's name, "-" when unknown; {topic}: one remembered fact's value, the one the bot's own
+    earlier lines mention least (`least_said_fact`; with none, the new-user guidance below is used); {facts}:
+    all their other remembered facts, "location: Paris; job: nurse", or "(none)"). The form to fill in, as for
+    refuse: asked for "a question about what else you know", the 1.5B asked for what it knew ("Sam, where do
+    you live?"); given the form it names the fact ("Sam, how is Paris going?"); given all the facts it chose
+    the same one again when it spoke first a second time, in the same words; docs/replies.md."""
     proactive_prompt_zh: str = (
-        "用户有一阵没说话了。你记得他的这些事：{facts}。你先开口，用中文问他一句：“{name}，你最近<你记得的一件事>怎么样？”，"
+        "用户有一阵没说话了。你记得他的这件事：{topic}。你先开口，用中文问他一句：“{name}，你最近<这件事>怎么样？”，"
         "说出那件事本身。")
-    """The proactive guidance for a Chinese speaker ({facts} as above)."""
+    """The proactive guidance for a Chinese speaker ({topic} and the rest as above)."""
     proactive_prompt_new_user: str = (
         "The user has been quiet for a while, and you know nothing about them yet. Speak first with one short, "
         "friendly question in {language} that invites them to talk: what they are up to today, or more about "
         "what you last talked about.")
-    """The proactive guidance when nothing is remembered of the user (no name, no facts): given the form
+    """The proactive guidance when nothing is remembered of the user but perhaps a name (no {topic}): given the form
     with blanks ("{name}, how is ... going?" with no name), the 0.5B and the 1.5B said "- How is your name
     going?" (benchmarks/voice_to_voice.py, a turn judged silence, then 25 s of quiet)."""
     proactive_prompt_new_user_zh: str = (

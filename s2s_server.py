@@ -4130,6 +4130,16 @@ class Strategy:
                 "ends_session": self.ends_session, "keeps_turn_unanswered": self.keeps_turn_unanswered}
 
 
+def least_said_fact(facts: list[str], said: list[str]) -> str:
+    """The value of the remembered fact (`fact_lines`' "kind: value", the name left out) that the bot's own
+    earlier lines (`said`) hold least often; among equals the first (`fact_lines` ranks the newest first); ""
+    when there is none. Speaking first fills its form with it ({topic}): given all the facts, the 1.5B picked
+    the same one twice and said the same words again ("Noor, how is your life in Berlin going?"), and given
+    "location: 成都" it asked "你最近住在哪里？" (benchmarks/conversation_suite.py, docs/replies.md)."""
+    values = [fact.split(": ", 1)[-1] for fact in facts if not fact.startswith("name: ")]
+    return min(values, key=lambda value: sum(value.lower() in line.lower() for line in said), default="")
+
+
 STRATEGIES: dict[str, Strategy] = {}
 
 
@@ -4222,9 +4232,9 @@ class Policy(Component):
 
 
 class DefaultPolicy(Policy):
-    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise), cut in
-    when the judge is sure enough, speak first after `proactive_idle_s` of quiet at most
-    `proactive_max_in_row` times in a row."""
+    """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise; block only
+    at `block_min_confidence`, silence below it), cut in at `interrupt_min_confidence`, speak first after
+    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row."""
 
     name = "default"
 
@@ -4238,6 +4248,10 @@ class DefaultPolicy(Policy):
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
             return Plan("reply", f"{action} is switched off; replying")
+        if action == "block" and judgement.confidence < self.config.block_min_confidence:
+            milder = "silence" if self.allows("silence", moment) else "reply"
+            return Plan(milder, f"judged block at only {judgement.confidence:.2f} (block_min_confidence "
+                                f"{self.config.block_min_confidence:g}); {milder} instead", judgement.confidence)
         return Plan(action, judgement.reason, judgement.confidence)
 
     def judge_partial(self, moment: Moment) -> bool:
@@ -5755,15 +5769,18 @@ class Session:
             history.insert(last_user, {"role": "system", "content": (
                 "The user told you in this conversation (their facts, never yours): "
                 + "; ".join(f"the user's {fact}" for fact in told))})
-        if instructions and ("{facts}" in instructions or "{name}" in instructions):  # what is known of the
-            facts = self.user_memory.fact_lines(8)  # user, next to the guidance that uses it
+        if instructions and any(key in instructions for key in ("{facts}", "{name}", "{topic}")):  # what is
+            facts = self.user_memory.fact_lines(8)  # known of the user, next to the guidance that uses it
             name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")
             others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
-            if not facts:  # nothing to fill the form with: the guidance for a user not known yet
-                chinese = bool(_CJK.search(instructions))
+            said = [i.text for i in self.items if i.role == "assistant" and i.text] + [
+                e.get("text", "") for e in self.user_memory.earlier if e.get("role") != "user"]
+            topic = least_said_fact(facts, said)
+            if not facts or ("{topic}" in instructions and not topic):  # nothing to fill the form with: the
+                chinese = bool(_CJK.search(instructions))  # guidance for a user not known yet
                 instructions = (self.config.proactive_prompt_new_user_zh if chinese else
                                 self.config.proactive_prompt_new_user.replace("{language}", "English"))
-            instructions = instructions.replace("{name}", name).replace("{facts}", others)
+            instructions = instructions.replace("{name}", name).replace("{facts}", others).replace("{topic}", topic)
         if self.config.strategy_guidance_at == "system" or not instructions:
             return [{"role": "system", "content": self._join(system, instructions)}, *history]
         role = "user" if self.config.strategy_guidance_at == "end-user" else "system"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -53,6 +54,7 @@ def espeak(text: str) -> Any:
 async def main() -> None:
     import numpy as np
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     config = load_config(sys.argv[1:])
     components = S.build_components(config)
@@ -64,8 +66,9 @@ async def main() -> None:
     try:
         async with connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
             async def read() -> None:
-                async for message in ws:
-                    events.put_nowait(json.loads(message))
+                with contextlib.suppress(ConnectionClosed):  # a block closes the session (printed below)
+                    async for message in ws:
+                        events.put_nowait(json.loads(message))
             reader = asyncio.create_task(read())
 
             async def send(**event: Any) -> None:
@@ -78,12 +81,17 @@ async def main() -> None:
             async def follow(quiet_s: float = 0.0) -> None:
                 """Print what the server sends for one turn, until it listens again after the reply played."""
                 audio_ms, reply, strategy, deadline, done = 0.0, "", None, None, False
+                give_up = time.monotonic() + 300
                 while True:
                     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if reader.done() and events.empty():
+                        return  # the connection is closed: nothing more will come
                     try:
-                        ev = await asyncio.wait_for(events.get(), timeout if timeout is not None else 300)
+                        ev = await asyncio.wait_for(events.get(), min(timeout if timeout is not None else 300, 1.0))
                     except TimeoutError:
-                        return
+                        if time.monotonic() >= (deadline if deadline is not None else give_up):
+                            return
+                        continue
                     kind = ev["type"]
                     if kind == "conversation.item.input_audio_transcription.completed":
                         lines.append(f"USER (heard): {ev['transcript']}")
@@ -109,6 +117,9 @@ async def main() -> None:
                         lines.append(f"  error: {ev['error'].get('code')}: {ev['error'].get('message')}")
 
             for spoken, text in TURNS:
+                if reader.done():  # the server closed the connection (a block ends the session)
+                    lines.append(f"(the server closed the connection: {ws.close_code} {ws.close_reason})")
+                    break
                 if spoken:
                     # then 3 s of silence, as a microphone goes on sending: turn-taking may wait up to
                     # turn_max_silence_ms (2.2 s) of it, counted on the audio
@@ -125,8 +136,9 @@ async def main() -> None:
                     await send(type="response.create")
                     lines.append(f"USER (typed): {text}")
                 await follow()
-            lines.append(f"(the user stays quiet for {config.proactive_idle_s:g} s)")
-            await follow()
+            else:
+                lines.append(f"(the user stays quiet for {config.proactive_idle_s:g} s)")
+                await follow()
             reader.cancel()
     finally:
         await server.stop()

@@ -235,7 +235,8 @@ async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_la
     guidance = RECORDED[-1][-1]
     assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
     assert guidance["content"] == h.server.config.proactive_prompt.replace("{name}", "Alice").replace(
-        "{facts}", "location: Lisbon").replace("{language}", "English")  # the name apart from the other facts
+        "{facts}", "location: Lisbon").replace("{topic}", "Lisbon").replace("{language}", "English")  # the name
+    # apart from the other facts
     await c.wait_for("response.done")
     zh = await h.connect()
     await zh.say("帮我写作业 homework")
@@ -243,6 +244,16 @@ async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_la
     assert RECORDED[-1][-1] == {"role": "system", "content": s2s.STRATEGIES["refuse"].guidance(
         h.server.config, "抱歉，这个我做不到。", "Chinese (中文)")}
     assert RECORDED[-1][-1]["content"].startswith(h.server.config.refuse_prompt_zh[:12])
+
+
+def test_speaking_first_asks_about_the_fact_the_bot_has_said_least_about():
+    """{topic}: speaking first a second time, the 1.5B chose the same fact again and said the same words."""
+    facts = ["likes: playing the violin", "location: Berlin", "name: Noor"]
+    assert s2s.least_said_fact(facts, []) == "playing the violin"  # the newest first among equals
+    assert s2s.least_said_fact(facts, ["Noor, how is playing the violin going?"]) == "Berlin"
+    assert s2s.least_said_fact(facts, ["You live in Berlin.", "Berlin!", "Violin? playing the violin"]) == (
+        "playing the violin")
+    assert s2s.least_said_fact(["name: Noor"], ["Hi"]) == ""  # the name alone: nothing to ask about
 
 
 async def test_memory_survives_a_restart_and_stays_with_its_user(scripted, tmp_path, memory_settings):

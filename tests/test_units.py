@@ -253,6 +253,11 @@ def test_the_default_policy_turns_judgements_into_plans_without_a_session():
     assert policy.on_turn(judged("silence"), s2s.Moment(proactive=False, strategies=on.strategies)).strategy == "reply"
     stray = policy.on_turn(judged("interrupt"), on)  # a partial-transcript action on a finished turn
     assert stray.strategy == "reply" and "does not answer a completed turn" in stray.reason
+    assert policy.on_turn(judged("block", 0.8), on).strategy == "block"
+    unsure = policy.on_turn(judged("block", 0.36), on)  # a block cannot be undone: not on a guess
+    assert unsure.strategy == "silence" and "judged block at only 0.36" in unsure.reason
+    no_silence = s2s.Moment(text="x", strategies=frozenset({"reply", "block"}))
+    assert policy.on_turn(judged("block", 0.36), no_silence).strategy == "reply"
     assert policy.on_partial(judged("none"), on).action == "none"
     assert policy.on_partial(judged("interrupt"), on).strategy == "interrupt"
     assert policy.on_partial(judged("interrupt", 0.1), on).strategy is None  # not sure enough
