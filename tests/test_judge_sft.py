@@ -574,3 +574,22 @@ def test_training_turns_that_share_a_skeleton_with_an_evaluation_turn_are_droppe
                                                            dedupe_cosine=1.0, work_dir=str(tmp_path / "w")))
     assert sources["train_near_eval_dropped"] == {"w": 1}
     assert sources["train_turns"] == {"w": {"en": 1, "zh": 1}}
+
+
+def test_earlier_exchanges_widen_contexts_and_eot_takes_several_cuts_and_context_turns():
+    """Noisy copies may get another conversation's (user, agent) exchange before their context, so earlier user
+    turns alone do not mean "boring topic"; end-of-turn gets `eot_cuts` different cuts; a context's earlier user
+    turn becomes end-of-turn examples only."""
+    turn = _turn("could you remind me to water the plants at six tonight please", action="reply",
+                 context=[("user", "hi there"), ("agent", "Hello! How can I help?")])
+    exchanges = judge_sft.earlier_exchanges([turn])
+    assert exchanges == {"en": [("hi there", "Hello! How can I help?")]}
+    examples = judge_sft.turn_examples(turn, 0, augment_copies=8, earlier_exchanges=[("what is two plus two", "Four.")],
+                                       history_rate=1.0, eot_cuts=3)
+    assert any(e.augmented and e.context.startswith("User: what is two plus two") for e in examples)
+    assert all(e.context == "User: hi there\nAgent: Hello! How can I help?" for e in examples if not e.augmented)
+    cuts = [e.utterance for e in examples if e.stage == "eot" and e.cut and not e.augmented]
+    assert len(set(cuts)) == 3 and all(turn["utterance"].startswith(c) for c in cuts)
+    (earlier,) = judge_sft.context_turns_for_eot([turn])
+    assert earlier["utterance"] == "hi there" and earlier["context"] == []
+    assert {e.stage for e in judge_sft.turn_examples(earlier, 0, augment_copies=1)} == {"eot"}
