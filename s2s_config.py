@@ -383,8 +383,9 @@ class Config(BaseModel):
         "friendly question in {language}, in the form \"{name}, how is <that> going?\", naming that thing itself "
         "in the words you remember.")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
-    {name}: the user's name, "-" when unknown; {topic}: one remembered fact's value, the one the bot's own
-    earlier lines mention least (`least_said_fact`; with none, the new-user guidance below is used); {facts}:
+    {name}: the user's name; with facts but no name, "{name}, " (or "{name}，") is taken out of the form;
+    {topic}: one remembered fact's value, the one the bot's own earlier lines mention least
+    (`least_said_fact`; with none, the new-user guidance below is used); {facts}:
     all their other remembered facts, "location: Paris; job: nurse", or "(none)"). The form to fill in, as for
     refuse: asked for "a question about what else you know", the 1.5B asked for what it knew ("Sam, where do
     you live?"); given the form it names the fact ("Sam, how is Paris going?"); given all the facts it chose

@@ -5811,7 +5811,10 @@ class Session:
                 + "; ".join(f"the user's {fact}" for fact in told))})
         if instructions and any(key in instructions for key in ("{facts}", "{name}", "{topic}")):  # what is
             facts = self.user_memory.fact_lines(8)  # known of the user, next to the guidance that uses it
-            name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), "-")
+            name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), None)
+            if name is None:  # facts but no name: the form without one (the 1.5B read a "-" put in its place
+                instructions = re.sub(r"\{name\}[,，]\s*", "", instructions)  # out: "- How is Lena going?")
+                name = "-"
             others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
             said = [i.text for i in self.items if i.role == "assistant" and i.text] + [
                 e.get("text", "") for e in self.user_memory.earlier if e.get("role") != "user"]

@@ -224,6 +224,17 @@ async def test_speaking_first_to_a_user_not_known_yet_asks_them_to_talk(scripted
         "{language}", "English")}
 
 
+async def test_speaking_first_to_a_user_whose_name_is_not_known_leaves_the_name_out_of_the_form(scripted):
+    """Facts but no name: the form has no name slot (a "-" in its place was read out: "- How is Lena going?")."""
+    h = await scripted()
+    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
+    c = await h.connect()
+    await c.say("I live in Lisbon.")
+    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
+    assert RECORDED[-1][-1] == {"role": "system", "content": h.server.config.proactive_prompt.replace(
+        "{name}, ", "").replace("{topic}", "Lisbon").replace("{language}", "English")}
+
+
 async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_language(scripted):
     """The proactive guidance comes last and carries the user's facts ({facts}); a Chinese speaker gets the
     Chinese twin of a strategy's guidance (an English instruction pulled the LLM into English)."""
