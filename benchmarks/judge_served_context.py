@@ -8,8 +8,10 @@ also builds the training and evaluation contexts. For each evaluation turn this 
 server holds it (the context, then the utterance), asks the committed judge (data/judge) through the
 server's own `decide`, and prints accuracy and per-class recall per language for three context shapes:
 "trained" (judge_sft's examples), "served" (s2s_server's path now: it must equal "trained"), and "turn
-kept" (the history with the user's own words at its end, as the server gave it before judge4), with how
-many served contexts equal the trained ones. Embeddings come from judge_sft's caches in --work-dir
+kept" (the history with the user's own words at its end, as the server gave it before judge4), and
+"acted on" (the served judgement through the default policy with every strategy on: what the bot does, so a
+block under `block_min_confidence` counts as silence), with how many served contexts equal the trained
+ones. Embeddings come from judge_sft's caches in --work-dir
 (runs/judge, written by `python judge_sft.py`); what is missing is embedded.
 """
 
@@ -46,6 +48,8 @@ async def measure(turns: list[dict], judge: ReadsTranscript, turns_n: int) -> tu
     right: dict[tuple, list[int]] = collections.defaultdict(lambda: [0, 0])
     same = 0
     names = {"user": "user", "agent": "assistant"}
+    policy = S.DefaultPolicy(judge.config)
+    everything = frozenset(S.switchable_strategies())
     for t in turns:
         history = [{"role": names[c["role"]], "content": c["text"]} for c in t.get("context", [])]
         history.append({"role": "user", "content": t["utterance"].strip()})
@@ -57,7 +61,8 @@ async def measure(turns: list[dict], judge: ReadsTranscript, turns_n: int) -> tu
         kept = J.format_context([(m["role"], m["content"]) for m in history], turns_n)
         labels = {"trained": judge.model.predict(trained, t["utterance"], "complete").label,
                   "served": served.action,
-                  "turn kept": judge.model.predict(kept, t["utterance"], "complete").label}
+                  "turn kept": judge.model.predict(kept, t["utterance"], "complete").label,
+                  "acted on": policy.on_turn(served, S.Moment(text=t["utterance"], strategies=everything)).strategy}
         for shape, label in labels.items():
             for key in ((t["lang"], shape), (t["lang"], shape, t["action"])):
                 right[key][0] += label == t["action"]
@@ -85,7 +90,7 @@ def main() -> None:
     print(f"{machine()}; {args.judge_dir}; {len(turns)} evaluation turns, finished decisions; served context "
           f"equal to the trained one on {same} of {len(turns)} turns")
     actions = J.STAGE_LABELS["complete"]
-    shapes = ("trained", "served", "turn kept")
+    shapes = ("trained", "served", "turn kept", "acted on")
     print("| language | context | accuracy | " + " | ".join(f"{a} recall" for a in actions) + " |")
     print("|---|---|---:|" + "---:|" * len(actions))
     for lang in sorted({t["lang"] for t in turns}):
