@@ -5114,10 +5114,14 @@ class Session:
         elif self.detector.in_speech and self.detector.speech_ms >= held.next_check_ms:
             self._check_held()  # more audio came while this hearing ran: hear it now
 
+    def _last_user_text(self) -> str:
+        """The user's last words in this conversation ("" before they said anything)."""
+        return next((i.text for i in reversed(self.items) if i.role == "user" and i.text), "")
+
     def _conversation_language(self) -> str | None:
         """The language the user speaks, as `hear_clip` takes it: "zh" when their last words have Chinese
         characters, "en" otherwise; None before they said anything."""
-        said = next((i.text for i in reversed(self.items) if i.role == "user" and i.text), "")
+        said = self._last_user_text()
         return ("zh" if _CJK.search(said) else "en") if said else None
 
     def _release_held(self, held: HeldOnset, why: str) -> None:
@@ -5765,7 +5769,7 @@ class Session:
         opener = row.opener(self.config, text)
         # The language to answer in, named: an English instruction made the 1.5B answer Chinese users in
         # English (benchmarks/conversation_suite.py). The user's words decide, as they decide the opener.
-        said = text or next((i.text for i in reversed(self.items) if i.role == "user" and i.text), "")
+        said = text or self._last_user_text()
         language = "Chinese (中文)" if _CJK.search(said) else "English"
         guidance = self._join(instructions, row.guidance(self.config, opener, language))
         return opener, self.llm_messages(guidance, pending_user_text=pending_user_text)
