@@ -212,38 +212,36 @@ async def test_the_bot_speaks_first_after_quiet_at_most_n_times_in_a_row(scripte
     assert h.session()._idle_timer is not None  # the user spoke: the bot may speak first again
 
 
-async def test_speaking_first_to_a_user_not_known_yet_asks_them_to_talk(scripted):
-    """With nothing remembered (no name, no facts), speaking first is not the fill-in form with blanks
-    (which the LLM read out as "- How is your name going?") but the new-user guidance."""
+async def spoken_first_after(scripted, words):
+    """A server that speaks first once, soon; the user says `words`, then stays quiet until the bot speaks
+    first. Returns the harness, the client and the guidance the LLM got last."""
     h = await scripted()
     h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
     c = await h.connect()
-    await c.say("Hello there.")
+    await c.say(words)
     await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
-    assert RECORDED[-1][-1] == {"role": "system", "content": h.server.config.proactive_prompt_new_user.replace(
+    return h, c, RECORDED[-1][-1]
+
+
+async def test_speaking_first_to_a_user_not_known_yet_asks_them_to_talk(scripted):
+    """With nothing remembered (no name, no facts), speaking first is not the fill-in form with blanks
+    (which the LLM read out as "- How is your name going?") but the new-user guidance."""
+    h, _, guidance = await spoken_first_after(scripted, "Hello there.")
+    assert guidance == {"role": "system", "content": h.server.config.proactive_prompt_new_user.replace(
         "{language}", "English")}
 
 
 async def test_speaking_first_to_a_user_whose_name_is_not_known_leaves_the_name_out_of_the_form(scripted):
     """Facts but no name: the form has no name slot (a "-" in its place was read out: "- How is Lena going?")."""
-    h = await scripted()
-    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
-    c = await h.connect()
-    await c.say("I live in Lisbon.")
-    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
-    assert RECORDED[-1][-1] == {"role": "system", "content": h.server.config.proactive_prompt.replace(
+    h, _, guidance = await spoken_first_after(scripted, "I live in Lisbon.")
+    assert guidance == {"role": "system", "content": h.server.config.proactive_prompt.replace(
         "{name}, ", "").replace("{topic}", "Lisbon").replace("{language}", "English")}
 
 
 async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_language(scripted):
     """The proactive guidance comes last and carries the user's facts ({facts}); a Chinese speaker gets the
     Chinese twin of a strategy's guidance (an English instruction pulled the LLM into English)."""
-    h = await scripted()
-    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
-    c = await h.connect()
-    await c.say("My name is Alice and I live in Lisbon.")
-    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
-    guidance = RECORDED[-1][-1]
+    h, c, guidance = await spoken_first_after(scripted, "My name is Alice and I live in Lisbon.")
     assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
     assert guidance["content"] == h.server.config.proactive_prompt.replace("{name}", "Alice").replace(
         "{facts}", "location: Lisbon").replace("{topic}", "Lisbon").replace("{language}", "English")  # the name
