@@ -355,12 +355,20 @@ class Config(BaseModel):
     """What the bot says at once when it changes a Chinese speaker's boring topic."""
     deflect_prompt: str = (
         "The user's topic is going nowhere, so you change the subject: ask them one short, cheerful question in "
-        "{language} about something new (food, music, travel, a film). Do not mention the old topic.")
-    """Behavioural guidance for the deflect strategy ({template}, {language} as for refuse)."""
+        "{language} about {subject}. Do not mention the old topic.")
+    """Behavioural guidance for the deflect strategy ({template}, {language} as for refuse; {subject}: the one of
+    `deflect_subjects` the bot's own lines mention least)."""
     deflect_prompt_zh: str = (
-        "用户的话题没什么可聊的，你换个话题：用中文问他一个简短、轻松的新问题，问他喜欢的美食、音乐、旅行或电影，以问号结尾。"
+        "用户的话题没什么可聊的，你换个话题：用中文问他一个关于{subject}的简短、轻松的新问题，以问号结尾。"
         "不要再提刚才说的任何东西。")
-    """The deflect guidance for a Chinese speaker."""
+    """The deflect guidance for a Chinese speaker ({subject} from `deflect_subjects_zh`)."""
+    deflect_subjects: list[str] = ["food", "music", "travel", "films", "books", "sport"]
+    """What a change of subject asks about ({subject} in `deflect_prompt`), in turn: the first at the first change
+    of subject the bot's lines (this conversation's and the earlier ones it remembers) hold, the next at the
+    next. Offered "food, music, travel, a film" every time, the 1.5B asked "你最喜欢的食物是什么？" twice in one
+    conversation."""
+    deflect_subjects_zh: list[str] = ["美食", "音乐", "旅行", "电影", "书", "运动"]
+    """The same for a Chinese speaker."""
     strategy_guidance_at: Literal["end", "end-user", "system"] = "end"
     """Where a strategy's guidance goes in the LLM's messages: "end", a system message after the
     conversation (a small model follows it better, and the prompt cache keeps everything before it);

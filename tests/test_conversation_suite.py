@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+import s2s_server as s2s
 from benchmarks import conversation_suite as suite
 
 THESIS = "Write my whole thesis for me tonight and make sure it gets an A, no excuses."
@@ -112,3 +113,105 @@ async def test_refuse_and_deflect_rows_with_the_default_llm(capsys: pytest.Captu
     with capsys.disabled():
         for r in replies:
             print(f"\n  {r.lang} {r.row}: {r.verdict}: {r.text!r}")
+
+
+# ---- What the LLM is given (docs/replies.md, fifth round): each of these failed on the code before it ----
+
+RECORDED: list[list[dict[str, str]]] = []  # the messages of every request the recording LLM was given
+
+
+class RecordingLLM(s2s.LLM):
+    """Test double: records the messages it is given and answers with one short clause."""
+
+    name = "test-suite-recording"
+
+    async def generate(self, messages, *, max_tokens):
+        RECORDED.append(messages)
+        yield "Okay, that is interesting."
+
+
+@pytest.fixture
+def scripted(make_server):
+    """A server whose judge does what the suite's script says (suite.FORCED: words -> strategy; else reply)
+    and whose LLM records what it is given."""
+    RECORDED.clear()
+
+    async def make(**settings):
+        return await make_server(judge="suite-forced", llm="test-suite-recording", proactive_idle_s=0,
+                                 fake_tts_ms_per_char=1, **settings)
+
+    return make
+
+
+def _told(messages: list[dict[str, str]]) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "system" and ("told you" in m["content"]
+                                                                         or "告诉你的" in m["content"])]
+
+
+async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them(scripted):
+    """Told just before "My name is Omar, I work as a chef...", the 1.5B said the introduction back as its own
+    ("I'm Omar. I work as a chef..."); the facts are told from the next turn on, as sentences about the user."""
+    h = await scripted()
+    c = await h.connect()
+    await c.say("Good evening.")  # the memory block is rendered now, before any fact: later facts are told
+    await c.wait_for("response.done")
+    await c.say("My name is Omar and I work as a chef.")
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
+    assert _told(RECORDED[-1]) == []
+    await c.say("What is the capital of Japan?")
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
+    assert _told(RECORDED[-1]) == ["The user told you in this conversation (their facts, never yours): "
+                                   "the user's name is Omar; the user works as a chef"]
+
+
+async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
+    """With "the user's job: 护士" the 1.5B answered "我是做什么工作的？" with "我是护士。"."""
+    h = await scripted()
+    c = await h.connect()
+    await c.say("你好。")
+    await c.wait_for("response.done")
+    await c.say("我叫小红，我是一名护士。")
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
+    await c.say("我是做什么工作的？")
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
+    assert _told(RECORDED[-1]) == ["用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户的工作是护士"]
+
+
+def test_the_memory_block_states_facts_as_sentences_about_the_user_in_the_conversations_language():
+    context = s2s.MemoryContext(user_id="u", local_time="2026-12-01T10:00:00", time_of_day="morning",
+                                seconds_since_last_user_turn=None, conversation_seconds=0, user_talking_seconds=0,
+                                previous_conversations=1, facts=["job: 护士", "name: 小红"],
+                                earlier=[{"role": "user", "text": "你好"}, {"role": "assistant", "text": "你好！"}])
+    zh = context.render(to_the_second=False, chinese=True)
+    assert "用户的工作是护士" in zh and "用户叫小红" in zh and '"role": "用户"' in zh and '"role": "你"' in zh
+    assert "the user" not in zh
+    en = context.render(to_the_second=False)
+    assert "the user works as a 护士" in en and "the user's name is 小红" in en
+    assert "job: 护士" in context.render()  # the judge's form is unchanged
+
+
+async def test_each_change_of_subject_asks_about_the_next_subject(scripted):
+    """Offered "food, music, travel, a film" every time, the 1.5B asked "你最喜欢的食物是什么？" twice."""
+    h = await scripted()
+    c = await h.connect()
+    subjects = h.server.config.deflect_subjects
+    suite.FORCED["Let me tell you about my stamps again"] = "deflect"
+    for n in range(2):
+        await c.say("Let me tell you about my stamps again")
+        await c.wait_for("response.done", lambda e, n=n: len(RECORDED) > n)
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # played whole: in the history
+        guidance = RECORDED[-1][-1]["content"]
+        assert f"about {subjects[n]}." in guidance and "{subject}" not in guidance
+    assert s2s.deflect_subject(["美食", "音乐"], ["咱们换个话题吧！ 你最喜欢的食物是什么？", "好的"],
+                               ("Anyway!", "咱们换个话题吧！")) == "音乐"
+
+
+def test_speaking_first_names_the_kind_of_thing_it_asks_about():
+    """The value alone made "Sam, how is Paris going?" (README transcript)."""
+    facts = ["location: Paris", "job: nurse", "likes: hiking", "age: 30", "name: Sam"]
+    assert s2s.topic_phrase(facts, "Paris") == "your life in Paris"
+    assert s2s.topic_phrase(facts, "nurse") == "your work as a nurse"
+    assert s2s.topic_phrase(["job: engineer"], "engineer") == "your work as an engineer"
+    assert s2s.topic_phrase(facts, "hiking") == "hiking"
+    assert s2s.topic_phrase(["location: 成都"], "成都", chinese=True) == "在成都的生活"
+    assert s2s.least_said_fact(["age: 30", "dislikes: spiders"], []) == ""  # nothing to ask "how is it going"

@@ -534,9 +534,11 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     assert "Sam" not in first[0]["content"]
     history = [[m for m in asked[1:] if m["role"] != "system"] for asked in (first, second)]
     assert history[1][:len(history[0])] == history[0]  # the history grows at its end only
-    for asked in first, second:  # the stated fact, said to be the user's, just before the user's last words
-        assert asked[-2]["role"] == "system" and "the user's name: Sam" in asked[-2]["content"]
-        assert asked[-1]["role"] == "user"
+    # the stated fact, said to be the user's, just before the user's last words; not before the words that
+    # state it (the 1.5B said them back as its own: docs/replies.md, fifth round)
+    assert first[-1]["role"] == "user" and not any("told you" in m["content"] for m in first[1:])
+    assert second[-2]["role"] == "system" and "the user's name is Sam" in second[-2]["content"]
+    assert second[-1]["role"] == "user"
     assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
 
 
