@@ -4208,6 +4208,16 @@ def topic_phrase(facts: list[str], value: str, chinese: bool = False) -> str:
     return TOPIC_KINDS[kind][chinese].format(value, a=_article(value)) if kind in TOPIC_KINDS else value
 
 
+def cut_off(text: str) -> str:
+    """The user's words as the LLM reads them when the bot cut in on them: ending in an ellipsis ("……" after
+    Chinese). Left open ("我觉得在家办公比去办公室好太多了，因为"), the 1.5B went on with the user's sentence
+    as its own interruption (docs/replies.md, fifth round)."""
+    text = text.rstrip(" ,，、")
+    if text.endswith(("…", "...")):
+        return text
+    return text + ("……" if _CJK.search(text[-1:]) else "...")
+
+
 def deflect_subject(subjects: list[str], said: list[str], openers: tuple[str, ...]) -> str:
     """What this change of subject asks about: the next of `subjects` (`deflect_subjects`) after as many as the
     bot's own earlier lines (`said`) that begin with a deflect opener. The 1.5B, offered "food, music, travel
@@ -5818,7 +5828,10 @@ class Session:
         said = text or self._last_user_text()
         language = "Chinese (中文)" if _CJK.search(said) else "English"
         guidance = self._join(instructions, row.guidance(self.config, opener, language))
-        return opener, self.llm_messages(guidance, pending_user_text=pending_user_text)
+        messages = self.llm_messages(guidance, pending_user_text=pending_user_text)
+        if row.when == "partial" and (last := next((m for m in reversed(messages) if m["role"] == "user"), None)):
+            last["content"] = cut_off(last["content"])  # the words the bot cuts in on, marked as cut off
+        return opener, messages
 
     def llm_history(self, pending_user_text: str = "", mark_unanswered: bool = True) -> list[dict[str, str]]:
         """The conversation as chat messages: empty items dropped, consecutive same-role items merged.
@@ -5831,8 +5844,12 @@ class Session:
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
         items = items[-limit:] if limit else []
-        for item in items:
+        openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
+        for n, item in enumerate(items):
             text = item.text + (" [no reply was given]" if item.unanswered and mark_unanswered else "")
+            if mark_unanswered and item.role == "user" and n + 1 < len(items) and items[n + 1].role == "assistant" \
+                    and openers and items[n + 1].text.startswith(openers):
+                text = cut_off(text)  # the bot cut in here (as `_reply_messages` showed it to the LLM then)
             if messages and messages[-1]["role"] == item.role:
                 messages[-1]["content"] += "\n" + text
             else:

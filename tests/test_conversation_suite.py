@@ -4,6 +4,10 @@ every row and the recorded reviews, is a benchmark: python benchmarks/conversati
 
 from __future__ import annotations
 
+import asyncio
+import base64
+
+import numpy as np
 import pytest
 
 import s2s_server as s2s
@@ -215,3 +219,28 @@ def test_speaking_first_names_the_kind_of_thing_it_asks_about():
     assert s2s.topic_phrase(facts, "hiking") == "hiking"
     assert s2s.topic_phrase(["location: 成都"], "成都", chinese=True) == "在成都的生活"
     assert s2s.least_said_fact(["age: 30", "dislikes: spiders"], []) == ""  # nothing to ask "how is it going"
+
+
+async def test_the_words_the_bot_cuts_in_on_end_in_an_ellipsis_then_and_later(scripted):
+    """Left open ("我觉得在家办公比去办公室好太多了，因为"), the 1.5B went on with the user's sentence as its own
+    interruption; marked cut off, it answered it. The mark stays in later turns' history (the prompt cache)."""
+    h = await scripted(asr="suite-scripted", vad="suite-energy", asr_partial_interval_ms=300, audio_lead_ms=0)
+    c = await h.connect()
+    words = "我觉得在家办公比去办公室好太多了，因为"
+    suite.PARTIAL["now"] = words
+    tone = (3000 * np.sin(2 * np.pi * 220 * np.arange(960) / 24000)).astype("<i2").tobytes()
+    try:
+        for _ in range(250):  # up to 10 s of "speech" (the suite's VAD hears any tone), until the bot cuts in
+            if any(e["type"] == "response.created" for e in c.events):
+                break
+            await c.send("input_audio_buffer.append", audio=base64.b64encode(tone).decode())
+            await asyncio.sleep(0.04)
+    finally:
+        suite.PARTIAL.pop("now", None)
+    await c.wait_for("response.done")
+    assert RECORDED[-1][-2] == {"role": "user", "content": "我觉得在家办公比去办公室好太多了，因为……"}
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    await c.say("Hello?")
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
+    assert {"role": "user", "content": "我觉得在家办公比去办公室好太多了，因为……"} in RECORDED[-1]
+    assert s2s.cut_off("I think that, ") == "I think that..." and s2s.cut_off("Wait...") == "Wait..."
