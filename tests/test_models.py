@@ -582,7 +582,8 @@ async def test_the_llm_reads_the_users_words_while_they_speak(make_server: Any, 
 async def test_same_conversation_tells_a_prime_of_this_prompt_from_another_sessions() -> None:
     """A reply waits only for primes reading its own prompt's start (`same_conversation`), not other users'."""
     system = {"role": "system", "content": "You are a helpful voice assistant."}
-    partial, final = {"role": "user", "content": "how many legs do"}, {"role": "user", "content": "how many legs does a spider have"}
+    partial = {"role": "user", "content": "how many legs do"}
+    final = {"role": "user", "content": "how many legs does a spider have"}
     guidance = {"role": "system", "content": "Answer in one sentence."}
     assert S.same_conversation([system, partial], [system, final, guidance])
     assert S.same_conversation([system], [system, final])
