@@ -4168,6 +4168,7 @@ class Strategy:
     opener_settings: tuple[str, str] | None = None  # (English, Chinese): said at once, then the LLM continues
     guidance_setting: str = ""  # added to the system prompt for this reply; {template} is the opener
     max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (at most llm_max_tokens; 0: no LLM)
+    history_setting: str = ""  # a setting: how many of the conversation's last messages its LLM call reads
     speaks: bool = True
     ends_session: bool = False  # the user is blocked and the connection closes
     keeps_turn_unanswered: bool = False  # the turn stays in history, marked "no reply was given"
@@ -4266,12 +4267,13 @@ GUIDED = "guided_max_tokens"
 for _row in (
     Strategy("reply", "Reply"),
     Strategy("refuse", "Refuse", opener_settings=("refuse_template_en", "refuse_template_zh"),
-             guidance_setting="refuse_prompt", max_tokens_setting=GUIDED),
+             guidance_setting="refuse_prompt", max_tokens_setting=GUIDED, history_setting="refuse_history_messages"),
     Strategy("deflect", "Deflect", opener_settings=("deflect_template_en", "deflect_template_zh"),
              guidance_setting="deflect_prompt", max_tokens_setting=GUIDED),
     Strategy("silence", "Stayed quiet", speaks=False, keeps_turn_unanswered=True),
     Strategy("interrupt", "Interrupt", when="partial", opener_settings=("interrupt_template_en",
-             "interrupt_template_zh"), guidance_setting="interrupt_prompt", max_tokens_setting=GUIDED),
+             "interrupt_template_zh"), guidance_setting="interrupt_prompt", max_tokens_setting=GUIDED,
+             history_setting="interrupt_history_messages"),
     Strategy("block", "Blocked", speaks=False, ends_session=True),
     Strategy("proactive", "Proactive", when="quiet", guidance_setting="proactive_prompt", max_tokens_setting=GUIDED),
 ):
@@ -5845,7 +5847,8 @@ class Session:
         said = text or self._last_user_text()
         language = "Chinese (中文)" if _CJK.search(said) else "English"
         guidance = self._join(instructions, row.guidance(self.config, opener, language))
-        messages = self.llm_messages(guidance, pending_user_text=pending_user_text)
+        history = getattr(self.config, row.history_setting) if row.history_setting else 0
+        messages = self.llm_messages(guidance, pending_user_text=pending_user_text, history_messages=history)
         if row.when == "partial" and (last := next((m for m in reversed(messages) if m["role"] == "user"), None)):
             last["content"] = cut_off(last["content"])  # the words the bot cuts in on, marked as cut off
         return opener, messages
@@ -5873,12 +5876,14 @@ class Session:
                 messages.append({"role": item.role, "content": text})
         return messages
 
-    def llm_messages(self, instructions: str | None = None, pending_user_text: str = "") -> list[dict[str, str]]:
+    def llm_messages(self, instructions: str | None = None, pending_user_text: str = "",
+                     history_messages: int = 0) -> list[dict[str, str]]:
         """System prompt (instructions, then memory as quoted data), history, then this reply's guidance
         (`instructions`: the strategy's, and response.create's) as a last system message, where a small LLM
         follows it best and where it leaves the prompt cache of everything before it intact
         (`strategy_guidance_at = "system"` puts it at the end of the first system message instead, "end-user"
-        last as a user message)."""
+        last as a user message). `history_messages`: only the last this many user and assistant messages of
+        the history (0: all in the window; a strategy's `history_setting`)."""
         history = self.llm_history(pending_user_text)
         texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
         gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
@@ -5900,6 +5905,9 @@ class Session:
                 "用户在这次对话里告诉你的（是他的事，不是你的）：" + "；".join(fact_saying(f, True) for f in told)
                 if chinese else "The user told you in this conversation (their facts, never yours): "
                 + "; ".join(fact_saying(fact) for fact in told))})
+        if history_messages:  # the last messages only (with the system notes among them)
+            spoken = [i for i, m in enumerate(history) if m["role"] != "system"]
+            history = history[spoken[-history_messages]:] if len(spoken) > history_messages else history
         said = [i.text for i in self.items if i.role == "assistant" and i.text] + [
             e.get("text", "") for e in self.user_memory.earlier if e.get("role") != "user"]
         if instructions and "{subject}" in instructions:  # deflect: the subject the bot has asked about least

@@ -226,21 +226,43 @@ async def test_the_words_the_bot_cuts_in_on_end_in_an_ellipsis_then_and_later(sc
     interruption; marked cut off, it answered it. The mark stays in later turns' history (the prompt cache)."""
     h = await scripted(asr="suite-scripted", vad="suite-energy", asr_partial_interval_ms=300, audio_lead_ms=0)
     c = await h.connect()
+    await c.say("你好。")
+    await c.wait_for("response.done")
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     words = "我觉得在家办公比去办公室好太多了，因为"
     suite.PARTIAL["now"] = words
     tone = (3000 * np.sin(2 * np.pi * 220 * np.arange(960) / 24000)).astype("<i2").tobytes()
     try:
         for _ in range(250):  # up to 10 s of "speech" (the suite's VAD hears any tone), until the bot cuts in
-            if any(e["type"] == "response.created" for e in c.events):
+            if sum(e["type"] == "response.created" for e in c.events) > 1:  # the bot cut in
                 break
             await c.send("input_audio_buffer.append", audio=base64.b64encode(tone).decode())
             await asyncio.sleep(0.04)
     finally:
         suite.PARTIAL.pop("now", None)
-    await c.wait_for("response.done")
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
     assert RECORDED[-1][-2] == {"role": "user", "content": "我觉得在家办公比去办公室好太多了，因为……"}
+    # and the interruption reads those words alone (interrupt_history_messages = 1): with the history, the 1.5B
+    # said its previous interruption again
+    assert [m["role"] for m in RECORDED[-1]] == ["system", "user", "system"]
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     await c.say("Hello?")
-    await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
+    await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
     assert {"role": "user", "content": "我觉得在家办公比去办公室好太多了，因为……"} in RECORDED[-1]
     assert s2s.cut_off("I think that, ") == "I think that..." and s2s.cut_off("Wait...") == "Wait..."
+
+
+async def test_a_refusal_reads_the_request_and_the_reply_before_it(scripted):
+    """With the whole history a second refusal ended in the first one's words (refuse_history_messages = 2)."""
+    h = await scripted()
+    c = await h.connect()
+    suite.FORCED["Hack my neighbour's wifi."] = suite.FORCED["Call my boss and tell him I quit."] = "refuse"
+    for n, text in enumerate(["Hello.", "Hack my neighbour's wifi.", "How many legs does a spider have?",
+                              "Call my boss and tell him I quit."], 1):
+        await c.say(text)
+        await c.wait_for("response.done", lambda e, n=n: len(RECORDED) >= n)
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    last = RECORDED[-1]
+    assert [m["role"] for m in last] == ["system", "assistant", "user", "system"]
+    assert last[2]["content"] == "Call my boss and tell him I quit."
+    assert not any("wifi" in m["content"] for m in last)
