@@ -5902,8 +5902,8 @@ class Session:
             # its own ("I'm Omar. I work as a chef..."; docs/replies.md, fifth round).
             last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=len(history))
             history.insert(last_user, {"role": "system", "content": (
-                "用户在这次对话里告诉你的（是他的事，不是你的）：" + "；".join(fact_saying(f, True) for f in told)
-                if chinese else "The user told you in this conversation (their facts, never yours): "
+                "你记得用户在这次对话里告诉你的（是他的事，不是你的）：" + "；".join(fact_saying(f, True) for f in told)
+                if chinese else "You remember what the user told you in this conversation (their facts, never yours): "
                 + "; ".join(fact_saying(fact) for fact in told))})
         if history_messages:  # the last messages only (with the system notes among them)
             spoken = [i for i, m in enumerate(history) if m["role"] != "system"]

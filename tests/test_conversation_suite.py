@@ -164,8 +164,8 @@ async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them
     assert _told(RECORDED[-1]) == []
     await c.say("What is the capital of Japan?")
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
-    assert _told(RECORDED[-1]) == ["The user told you in this conversation (their facts, never yours): "
-                                   "the user's name is Omar; the user works as a chef"]
+    assert _told(RECORDED[-1]) == ["You remember what the user told you in this conversation (their facts, never "
+                                   "yours): the user's name is Omar; the user works as a chef"]
 
 
 async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
@@ -178,7 +178,7 @@ async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
     await c.say("我是做什么工作的？")
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
-    assert _told(RECORDED[-1]) == ["用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户的工作是护士"]
+    assert _told(RECORDED[-1]) == ["你记得用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户的工作是护士"]
 
 
 def test_the_memory_block_states_facts_as_sentences_about_the_user_in_the_conversations_language():
