@@ -4212,9 +4212,10 @@ def least_said_fact(facts: list[str], said: list[str]) -> str:
 
 
 # What speaking first asks about, per fact kind, as the form's <that> (English, Chinese): the value alone made
-# "Sam, how is Paris going?" (README transcript); the kind as a label, "location: 成都", made "你最近住在哪里？".
+# "Sam, how is Paris going?" (README transcript); the kind as a label, "location: 成都", and "在成都的生活" made
+# "你最近住在哪里？"; "在成都" gives "丽娜，你最近在成都怎么样？" (docs/replies.md, fifth round).
 TOPIC_KINDS: dict[str, tuple[str, str]] = {
-    "location": ("your life in {}", "在{}的生活"), "job": ("your work as {a} {}", "{}的工作"), "likes": ("{}", "{}")}
+    "location": ("your life in {}", "在{}"), "job": ("your work as {a} {}", "{}的工作"), "likes": ("{}", "{}")}
 
 
 def topic_phrase(facts: list[str], value: str, chinese: bool = False) -> str:
