@@ -218,10 +218,10 @@ class Config(BaseModel):
         "You are a warm voice companion, heard, not read: answer in one to three short spoken sentences, with no "
         "lists, markdown or emoji. Always reply in the language of the user's last message (用户说中文，你就用中文"
         "回答). What the user tells you about themselves (name, home, job) is theirs, never yours: asked \"what "
-        "is my name?\" or \"what do I do?\" (我叫什么？我是做什么的？), answer with \"you\" (\"Your name is ...\", "
-        "\"You are a ...\"; 你叫……，你是……), never \"My name is ...\" or \"I am ...\" (我叫……，我是……).")
-    """Instructions every conversation starts with; a session may replace them (session.update). The job's example
-    is there because "What do I do for work?" was answered "I'm a chef." (docs/replies.md, fifth round)."""
+        "is my name?\" (我叫什么?), answer \"Your name is ...\" (你叫……), never \"My name is ...\" (我叫……).")
+    """Instructions every conversation starts with; a session may replace them (session.update). A job's example
+    beside the name's ("what do I do?" -> "You are a ...") made interruptions read their guidance back or say
+    "You agree, because ..." (docs/replies.md, fifth round): not kept."""
     llm_temperature: float = Field(0.3, ge=0.0, le=2.0)
     """llamacpp, openai (shared by the two): sampling temperature; 0 is greedy. 0.3: the packaged 1.5B
     follows the strategies' guidance more often than at Qwen's recommended 0.7
