@@ -339,11 +339,13 @@ class Config(BaseModel):
     """The interrupt guidance for a Chinese speaker (in Chinese: an English instruction made the LLM slip into
     English; benchmarks/conversation_suite.py). The form asks for an example: asked for a reason ("我同意，因为……")
     the 1.5B gave the user's own half-sentence as the reason ("我同意，因为在家做饭能省很多钱"; docs/replies.md)."""
-    interrupt_history_messages: int = Field(1, ge=0, le=1000)
-    """How many of the conversation's last messages an interrupt's LLM call reads (0: the whole history window).
-    1: the words it cuts in on. With the history, the 1.5B said its previous interruption again ("我同意，比如在家
-    办公可以减少通勤时间……" to a point about cats and dogs, both seeds, with any guidance tried); with the words
-    alone it answered them (docs/replies.md, fifth round). Memory stays in the system message."""
+    interrupt_history_messages: int = Field(0, ge=0, le=1000)
+    """How many of the conversation's last messages an interrupt's LLM call reads (0: the whole history window;
+    1: the words it cuts in on; the memory stays in the system message). With the history the 1.5B said its
+    previous interruption again ("我同意，比如在家办公可以减少通勤时间……" to a point about cats and dogs); with the
+    words alone it answered them. But the turn after reads the whole history again (the prompt cache holds the
+    short prompt then: 157 more prompt tokens, 3.7 s more, in one measured case): so 0 by default; the suite with
+    1 and its cost are in docs/replies.md, fifth round."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
@@ -361,10 +363,12 @@ class Config(BaseModel):
     with "不过我可以……" (what the bot can do) the 1.5B offered one request's alternative again at the next
     refusal, and with "我不能……，因为……" it gave every request the same false reason ("因为这是不道德和非法的",
     to calling one's boss), which also repeated the earlier refusal (docs/replies.md)."""
-    refuse_history_messages: int = Field(2, ge=0, le=1000)
-    """How many of the conversation's last messages a refusal's LLM call reads (0: the whole history window). 2:
-    the request and the reply before it. With the whole history, a second refusal ended in the first one's words
-    ("但你可以自己联系老板或者寻求专业的帮助" after "……联系邻居或者寻求专业的帮助"; docs/replies.md, fifth round)."""
+    refuse_history_messages: int = Field(0, ge=0, le=1000)
+    """How many of the conversation's last messages a refusal's LLM call reads (0: the whole history window; 2: the
+    request and the reply before it). With the whole history a second refusal sometimes ends in the first one's
+    words ("但你可以自己联系老板或者寻求专业的帮助" after "……联系邻居或者寻求专业的帮助"); with 2 it did not in the
+    suite, but the turn after reads the whole history again (as for `interrupt_history_messages`): 0 by default
+    (docs/replies.md, fifth round)."""
     deflect_template_en: str = "Anyway, let's talk about something else!"
     """What the bot says at once when it changes an English speaker's boring topic; the LLM continues."""
     deflect_template_zh: str = "咱们换个话题吧！"

@@ -224,7 +224,8 @@ def test_speaking_first_names_the_kind_of_thing_it_asks_about():
 async def test_the_words_the_bot_cuts_in_on_end_in_an_ellipsis_then_and_later(scripted):
     """Left open ("我觉得在家办公比去办公室好太多了，因为"), the 1.5B went on with the user's sentence as its own
     interruption; marked cut off, it answered it. The mark stays in later turns' history (the prompt cache)."""
-    h = await scripted(asr="suite-scripted", vad="suite-energy", asr_partial_interval_ms=300, audio_lead_ms=0)
+    h = await scripted(asr="suite-scripted", vad="suite-energy", asr_partial_interval_ms=300, audio_lead_ms=0,
+                       interrupt_history_messages=1)
     c = await h.connect()
     await c.say("你好。")
     await c.wait_for("response.done")
@@ -242,8 +243,8 @@ async def test_the_words_the_bot_cuts_in_on_end_in_an_ellipsis_then_and_later(sc
         suite.PARTIAL.pop("now", None)
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
     assert RECORDED[-1][-2] == {"role": "user", "content": "我觉得在家办公比去办公室好太多了，因为……"}
-    # and the interruption reads those words alone (interrupt_history_messages = 1): with the history, the 1.5B
-    # said its previous interruption again
+    # and with interrupt_history_messages = 1 the interruption reads those words alone (with the history, the
+    # 1.5B said its previous interruption again)
     assert [m["role"] for m in RECORDED[-1]] == ["system", "user", "system"]
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     await c.say("Hello?")
@@ -252,9 +253,9 @@ async def test_the_words_the_bot_cuts_in_on_end_in_an_ellipsis_then_and_later(sc
     assert s2s.cut_off("I think that, ") == "I think that..." and s2s.cut_off("Wait...") == "Wait..."
 
 
-async def test_a_refusal_reads_the_request_and_the_reply_before_it(scripted):
-    """With the whole history a second refusal ended in the first one's words (refuse_history_messages = 2)."""
-    h = await scripted()
+async def test_a_refusal_can_read_only_the_request_and_the_reply_before_it(scripted):
+    """refuse_history_messages = 2: with the whole history a second refusal ended in the first one's words."""
+    h = await scripted(refuse_history_messages=2)
     c = await h.connect()
     suite.FORCED["Hack my neighbour's wifi."] = suite.FORCED["Call my boss and tell him I quit."] = "refuse"
     for n, text in enumerate(["Hello.", "Hack my neighbour's wifi.", "How many legs does a spider have?",
