@@ -1544,14 +1544,24 @@ def evaluate(judge: Any, examples: Sequence[Example], desc: str) -> dict:
             metrics["by_family"] = {
                 k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in metrics["by_family"].items()
             }
+    def by_stage(idx: Sequence[int]) -> dict:
+        """Each stage on its own labels: finished turns (what the user meets) and partial transcripts."""
+        return {stage: compute_metrics([truth[i] for i in idx if ex[i].stage == stage],
+                                       [preds[i] for i in idx if ex[i].stage == stage], labels)
+                for stage, labels in STAGE_LABELS.items() if any(ex[i].stage == stage for i in idx)}
+
+    for lang, m in metrics["by_lang"].items():
+        m["by_stage"] = by_stage([i for i, e in enumerate(ex) if e.lang == lang])
     # each evaluation writer is a slice of its own (written by other hands, with another brief)
     metrics["by_writer"] = {}
     for writer in sorted({e.writer for e in ex}):
         idx = [i for i, e in enumerate(ex) if e.writer == writer]
         m = compute_metrics([truth[i] for i in idx], [preds[i] for i in idx])
-        m["by_lang"] = {lang: compute_metrics([truth[i] for i in idx if ex[i].lang == lang],
-                                              [preds[i] for i in idx if ex[i].lang == lang])
-                        for lang in sorted({ex[i].lang for i in idx})}
+        m["by_lang"] = {}
+        for lang in sorted({ex[i].lang for i in idx}):
+            mine = [i for i in idx if ex[i].lang == lang]
+            m["by_lang"][lang] = compute_metrics([truth[i] for i in mine], [preds[i] for i in mine])
+            m["by_lang"][lang]["by_stage"] = by_stage(mine)
         metrics["by_writer"][writer] = m
     metrics["errors"] = [
         {"id": e.id, "lang": e.lang, "stage": e.stage, "utterance": e.utterance, "label": e.label, "predicted": p}
@@ -1643,7 +1653,7 @@ def per_class_compare(base: dict, tuned: dict) -> str:
     lines = ["| Label | Support | Base precision | Base recall | Tuned precision | Tuned recall | Tuned F1 |",
              "|---|---|---|---|---|---|---|"]
     for label, c in tuned["per_class"].items():
-        if not c["support"] and not any(row[LABELS.index(label)] for row in tuned["confusion"]):
+        if not c["support"] and not any(row[tuned["labels"].index(label)] for row in tuned["confusion"]):
             continue
         b = base["per_class"][label]
         lines.append(f"| {label} | {c['support']} | {b['precision']:.2f} | {b['recall']:.2f} | "
@@ -1651,48 +1661,78 @@ def per_class_compare(base: dict, tuned: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
-    """The README's table: base and fine-tuned per language, macro precision/recall as in the paper's Table 2;
-    with several evaluation writers, every writer's slice and then all of them together."""
+def _slices(base: dict, tuned: dict) -> list[tuple[str, dict, dict]]:
+    """(name, base, tuned) per evaluation writer, then all of them together (when there are several)."""
     slices = [(w, base["by_writer"][w], m) for w, m in tuned.get("by_writer", {}).items()]
-    if len(slices) != 1:
-        slices.append(("all", base, tuned))
-    lines = ["| evaluation slice | model | language | accuracy | precision | recall | F1 | lowest class recall |",
-             "|---|---|---|---|---|---|---|---|"]
-    for slice_name, b_slice, t_slice in slices:
+    return slices + [("all", base, tuned)] if len(slices) != 1 else slices
+
+
+def summary_table(base: dict, tuned: dict, names: tuple[str, str], stage: str = "complete") -> str:
+    """The README's tables, base and fine-tuned per evaluation slice and language, macro precision/recall as in
+    the paper's Table 2 and each class's recall. stage "complete": the finished turns (reply, refuse,
+    deflect, silence, block: what the user meets; the targets apply here); "partial": interrupt or not on a
+    partial transcript (an opinion cut before and after its point, other turns cut at random and whole)."""
+    labels = STAGE_LABELS[stage]
+    lines = ["| evaluation slice | model | language | n | accuracy | precision | recall | F1 | "
+             + " | ".join(labels) + " |", "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(labels)]
+    for slice_name, b_slice, t_slice in _slices(base, tuned):
+        for lang in sorted(t_slice["by_lang"]):
+            for name, whole in ((names[0], b_slice), (names[1], t_slice)):
+                m = whole["by_lang"][lang]["by_stage"][stage]
+                recalls = [f"{c['recall']:.2f}" if (c := m["per_class"][k])["support"] else "–" for k in labels]
+                lines.append(f"| {slice_name} | {'base' if name == names[0] else 'SFT'} | {lang.upper()} | {m['n']} | "
+                             f"{m['accuracy']:.2f} | {m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | "
+                             f"{m['macro']['f1']:.2f} | " + " | ".join(recalls) + " |")
+    if stage == "complete":
+        lines += ["| | *paper: Llama-3.1-8B-Instruct, base* | | | *0.84* | *0.70* | *0.70* | |" + " |" * len(labels),
+                  "| | *paper: after SFT (the targets)* | | | *0.91* | *0.78* | *0.83* | | *each ≥ 0.75*"
+                  + " |" * len(labels)]
+    return "\n".join(lines)
+
+
+def combined_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
+    """Both stages' decisions counted together (how the reports before 2026-12-01 gave it; most of them
+    are partial "none" decisions on a cut utterance, which are easy)."""
+    lines = ["| evaluation slice | model | language | decisions | accuracy | precision | recall | F1 |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for slice_name, b_slice, t_slice in _slices(base, tuned):
         for lang in sorted(t_slice["by_lang"]):
             for name, m in ((names[0], b_slice["by_lang"][lang]), (names[1], t_slice["by_lang"][lang])):
-                recalls = {k: c["recall"] for k, c in m["per_class"].items() if c["support"]}
-                worst = min(recalls, key=recalls.__getitem__)
-                lines.append(f"| {slice_name} ({m['n']}) | {name} | {lang.upper()} | {m['accuracy']:.2f} | "
-                             f"{m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} | "
-                             f"{worst} {recalls[worst]:.2f} |")
-    lines += ["| | *paper: Llama-3.1-8B-Instruct, base* | | *0.84* | *0.70* | *0.70* | | |",
-              "| | *paper: after SFT (the targets)* | | *0.91* | *0.78* | *0.83* | | *(all ≥ 0.75)* |"]
+                lines.append(f"| {slice_name} | {name} | {lang.upper()} | {m['n']} | {m['accuracy']:.2f} | "
+                             f"{m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} |")
     return "\n".join(lines)
 
 
 def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str], latency: dict, extra: dict) -> str:
-    """eval.json, eval.md and the two confusion PNGs in out_dir; returns the markdown."""
+    """eval.json, eval.md and the two confusion PNGs in out_dir; returns the markdown. The finished turns lead
+    (the targets apply to them); the partial stage follows as its own rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_confusion(base, names[0], out_dir / "confusion_base.png")
     plot_confusion(tuned, names[1], out_dir / "confusion_tuned.png")
     report = {"base": {"name": names[0], **base}, "tuned": {"name": names[1], **tuned}, "latency": latency, **extra}
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    sections = [extra.get("eval_note", ""), "", summary_table(base, tuned, names), ""]
-    writers = list(tuned.get("by_writer", {}))
-    slices = [(w, base["by_writer"][w], tuned["by_writer"][w]) for w in writers] if len(writers) > 1 else []
-    for slice_name, b_slice, t_slice in [*slices, ("+".join(writers) or "all", base, tuned)]:
+    sections = [extra.get("eval_note", ""), "",
+                "### Finished turns: the action chosen (reply, refuse, deflect, silence, block), per class recall", "",
+                f"base: {names[0]}; SFT: {names[1]}.", "", summary_table(base, tuned, names, "complete"), ""]
+    for slice_name, _, t_slice in _slices(base, tuned):
         for lang in sorted(t_slice["by_lang"]):
-            b, t = b_slice["by_lang"][lang], t_slice["by_lang"][lang]
-            sections += [f"### {slice_name}, {lang.upper()} ({t['n']} decisions)", "",
-                         metrics_table([(names[0], b), (names[1], t)]), "",
-                         f"Targets (fine-tuned): {target_check(t)}", "", per_class_compare(b, t), ""]
-    sections += [f"### Both languages ({tuned['n']} decisions)", "",
-                 metrics_table([(names[0], base), (names[1], tuned)]), "", per_class_compare(base, tuned), "",
-                 "Accuracy by stage (fine-tuned): "
+            sections.append(f"- {slice_name}, {lang.upper()}, finished turns, fine-tuned: "
+                            f"{target_check(t_slice['by_lang'][lang]['by_stage']['complete'])}")
+    sections += ["", "### Partial transcripts: cut in (interrupt) or not (none)", "",
+                 summary_table(base, tuned, names, "partial"), ""]
+    for slice_name, b_slice, t_slice in _slices(base, tuned):
+        for lang in sorted(t_slice["by_lang"]):
+            b, t = b_slice["by_lang"][lang]["by_stage"], t_slice["by_lang"][lang]["by_stage"]
+            sections += [f"### {slice_name}, {lang.upper()}: finished turns ({t['complete']['n']})", "",
+                         metrics_table([(names[0], b["complete"]), (names[1], t["complete"])]), "",
+                         per_class_compare(b["complete"], t["complete"]), "",
+                         f"Partial transcripts ({t['partial']['n']}):", "",
+                         per_class_compare(b["partial"], t["partial"]), ""]
+    sections += ["### Both stages counted together (as reported before 2026-12-01)", "",
+                 combined_table(base, tuned, names), "",
+                 "Accuracy by stage, both languages (fine-tuned): "
                  + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in tuned["by_stage"].items()), "",
-                 "Accuracy by family (fine-tuned): "
+                 "Accuracy by family, both stages (fine-tuned): "
                  + ", ".join(f"{k} {v['accuracy']:.2f} (n={v['n']})" for k, v in tuned["by_family"].items()), ""]
     eot = extra.get("eot")
     if eot:
@@ -1748,7 +1788,7 @@ class TrainConfig:
         "comma-separated training turn files or glob patterns (format: data/realistic/FORMAT.md)",
     )
     eval_turns: str = _opt(
-        f"{REALISTIC}/eval-writer-e.jsonl,{REALISTIC}/eval-writer-i.jsonl",
+        f"{REALISTIC}/eval-writer-e.jsonl,{REALISTIC}/eval-writer-i.jsonl,{REALISTIC}/eval-writer-l.jsonl",
         "held-out evaluation turns, written apart (each writer reported as its own slice and all together); "
         "never trained or selected on",
     )

@@ -220,6 +220,37 @@ def test_metrics_match_hand_computed_values(tmp_path):
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_leads_with_finished_turns_and_checks_the_targets_on_them(tmp_path):
+    """eval.md's first tables are the finished turns' actions per slice and language, base and fine-tuned, with
+    each class's recall, and the targets are checked on them; the partial stage (interrupt or none) follows as
+    rows of its own, and the count over both stages comes last."""
+
+    class Always:  # a fake judge: "reply" on every finished turn, "none" on every partial transcript
+        def predict(self, context, utterance, stage):
+            return judge_sft._result(stage, np.eye(len(STAGE_LABELS[stage]))[0], 0.0)
+
+    rows = [("w1", "en", "complete", "reply"), ("w1", "en", "complete", "block"), ("w1", "en", "partial", "none"),
+            ("w1", "en", "partial", "none"), ("w1", "en", "partial", "interrupt"), ("w2", "zh", "complete", "reply"),
+            ("w2", "zh", "partial", "none")]
+    examples = [Example(id=f"x{i}", turn_id=f"x{i}", writer=w, lang=lang, family="plain", stage=stage, context="",
+                        utterance=f"words {i}", cut=False, augmented=False, label=label, reason="")
+                for i, (w, lang, stage, label) in enumerate(rows)]
+    base = judge_sft.evaluate(Always(), examples, "base")
+    tuned = judge_sft.evaluate(Always(), examples, "tuned")
+    finished = tuned["by_writer"]["w1"]["by_lang"]["en"]["by_stage"]["complete"]
+    assert finished["n"] == 2 and finished["accuracy"] == 0.5 and finished["labels"] == STAGE_LABELS["complete"]
+    assert tuned["by_lang"]["en"]["by_stage"]["partial"]["accuracy"] == pytest.approx(2 / 3)
+    latency = {"cold": {"p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "n": 1, "load_avg_1min": 0.1, "cpu_count": 2}}
+    md = judge_sft.write_reports(tmp_path, base, tuned, ("zero-shot", "tuned"), latency, {"eval_note": "note"})
+    finished_at, partial_at, both_at = (md.index("### Finished turns"), md.index("### Partial transcripts"),
+                                        md.index("### Both stages counted together"))
+    assert finished_at < partial_at < both_at
+    assert "| w1 | SFT | EN | 2 | 0.50 | 0.25 | 0.50 | 0.33 | 1.00 | – | – | – | 0.00 |" in md[:partial_at]
+    assert "- w1, EN, finished turns, fine-tuned: NOT MET: accuracy 0.50 < 0.91" in md
+    assert "| w1 | SFT | EN | 3 | 0.67 | 0.33 | 0.50 | 0.40 | 1.00 | 0.00 |" in md[partial_at:both_at]
+    assert "| all | SFT | ZH | 1 | 1.00 |" in md[:partial_at]
+
+
 # ---- 4-5. light mode ----
 
 
