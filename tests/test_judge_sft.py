@@ -337,6 +337,12 @@ def test_batch_features_equal_inference_features():
         for row, e in zip(X, rows, strict=True):
             fn = judge_sft.eot_features if head == "eot" else judge_sft.judge_features
             np.testing.assert_allclose(row, fn(judge.vec, e.context, e.utterance, spec), atol=1e-4)
+        if head != "eot":  # a head that reads the context through similarities and counts only
+            cut = judge_sft.head_input(X, "scalars", encoder.dim)
+            for row, e in zip(cut, rows, strict=True):
+                np.testing.assert_allclose(
+                    row, judge_sft.judge_features(judge.vec, e.context, e.utterance, spec, context_vectors=False),
+                    atol=1e-4)
 
 
 def test_context_round_trips_and_tolerates_stray_lines():
@@ -624,3 +630,22 @@ def test_earlier_exchanges_widen_contexts_and_eot_takes_several_cuts_and_context
     (earlier,) = judge_sft.context_turns_for_eot([turn])
     assert earlier["utterance"] == "hi there" and earlier["context"] == []
     assert {e.stage for e in judge_sft.turn_examples(earlier, 0, augment_copies=1)} == {"eot"}
+
+
+def test_finished_turns_with_a_context_are_also_trained_as_first_turns():
+    """`no_context_rate`: a finished turn that came with a context is also given with none (marked augmented, so
+    never validated on); droning without the context that shows it is a reply; other draws are unchanged, and a
+    turn with no context gets no copy."""
+    droning = _turn("and then I sorted the receipts by colour", action="deflect",
+                    context=[("user", "I sorted my receipts by date"), ("agent", "Okay."),
+                             ("user", "then by store name"), ("agent", "I see.")])
+    plain = judge_sft.turn_examples(droning, 0, augment_copies=2)
+    cold = judge_sft.turn_examples(droning, 0, augment_copies=2, no_context_rate=1.0)
+    assert cold[: len(plain)] == plain
+    extra = cold[len(plain):]
+    assert len(extra) == 3 and all(e.stage == "complete" and e.context == "" and e.augmented for e in extra)
+    assert {e.label for e in extra} == {"reply"}
+    threat = _turn("I will find you and hurt you", action="block", context=[("agent", "Hi! How can I help?")])
+    assert {e.label for e in judge_sft.turn_examples(threat, 0, no_context_rate=1.0) if e.context == ""} == {"block"}
+    first = _turn("hi I'm Lena and I work as a nurse", action="reply")
+    assert judge_sft.turn_examples(first, 0, no_context_rate=1.0) == judge_sft.turn_examples(first, 0)
