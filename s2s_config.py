@@ -184,6 +184,11 @@ class Config(BaseModel):
     gives a transcript and the judgement is made on it), holding its words back: when the turn ends with
     the same words, history and plan, the reply goes on from what is already generated; when the user
     resumes, it is cancelled. Costs LLM work on turns that go on (and tokens, with a paid API)."""
+    llm_read_partials: bool = True
+    """While the user speaks, let the LLM read each partial transcript (`asr_partial_interval_ms`) into its
+    prompt cache as the user's words of the next prompt (one read in flight per session), so that when the
+    turn ends only the words since the last partial, and the reply's guidance, are left to read. For LLMs
+    that can prime (llamacpp; a remote server caches by itself). Costs prompt reading while the user speaks."""
     asr_partial_interval_ms: int = Field(1000, ge=0, le=10000)
     """While the user speaks, transcribe the audio so far every this many ms of speech (0: off). Partials go
     to the page and to the interrupt judgement; each costs one ASR call, at most one runs at a time (a due

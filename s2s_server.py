@@ -2183,6 +2183,18 @@ def packaged_qwen_gguf(cache_dir: Path, weights: str) -> Path:
     return dest
 
 
+def same_conversation(prime: list[dict[str, str]], request: list[dict[str, str]]) -> bool:
+    """Whether a prime's messages read the start of `request`'s prompt: everything before its last message
+    is the same, and its last message (the user's words so far, a partial transcript) starts as the
+    request's message in that place does (the first 12 characters, or all of the shorter)."""
+    n = len(prime)
+    if n == 0 or n > len(request) or prime[:n - 1] != request[:n - 1] or prime[-1]["role"] != request[n - 1]["role"]:
+        return n == 0
+    a, b = prime[-1]["content"], request[n - 1]["content"]
+    k = min(12, len(a), len(b))
+    return a[:k] == b[:k]
+
+
 class LlamaCppLLM(LLM):
     """llama.cpp in this process (xllamacpp's prebuilt wheel: no compiler, no server to run).
 
@@ -2251,7 +2263,7 @@ class LlamaCppLLM(LLM):
         params.verbosity = 0
         self.model_name = path.name
         self._calls = 0  # llama.cpp calls in flight (close() waits for them)
-        self._primes = 0  # of which primes (a reply waits for them: see generate)
+        self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
         self._calls_changed = threading.Condition()
         self._closing = threading.Event()
         self._server = xlc.Server(params)
@@ -2294,14 +2306,14 @@ class LlamaCppLLM(LLM):
         """Read the prompt into a slot's cache (one token is generated and dropped)."""
         started = now_ms()
         with self._calls_changed:
-            self._primes += 1
+            self._primes.append(messages)
         try:
             self._complete(messages)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming failed: %s", exc)
         finally:
             with self._calls_changed:
-                self._primes -= 1
+                self._primes.remove(messages)
                 self._calls_changed.notify_all()
         log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
 
@@ -2357,8 +2369,10 @@ class LlamaCppLLM(LLM):
             try:
                 # A prime still reading this conversation occupies the slot that holds it; llama.cpp would
                 # give this request another slot and re-read everything. Waiting for the prime is shorter.
+                # Other conversations' primes are not waited for (they read into other slots).
                 with self._calls_changed:
-                    self._calls_changed.wait_for(lambda: self._primes == 0 or stop.is_set(), timeout=2.0)
+                    self._calls_changed.wait_for(lambda: stop.is_set() or not any(
+                        same_conversation(prime, messages) for prime in self._primes), timeout=2.0)
                 self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put("error", exc)
@@ -4736,6 +4750,7 @@ class Session:
         self._held_writes: list[Callable[[], None]] | None = None
         self._reply_starting = False  # counted in the server's FirstAudioGate
         self._partial_task: asyncio.Task[None] | None = None
+        self._partial_read: asyncio.Task[None] | None = None  # the LLM reading a partial (`llm_read_partials`)
         self._next_partial_ms = 0.0
         self._partial_sent: dict[str, str] = {}  # item id -> transcript sent as deltas while the user spoke
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -5593,6 +5608,8 @@ class Session:
                 self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
                                        content_index=0, delta=text[len(sent):]))
                 self._partial_sent[item_id] = text
+            if self.config.llm_read_partials and (self._partial_read is None or self._partial_read.done()):
+                self._partial_read = self.prime_llm(pending_user_text=text)
             if not self.policy.judge_partial(self.moment(text)):
                 return
             judgement = await self._judge(text, "partial")

@@ -7,7 +7,10 @@ For each model, a conversation of short questions, each as the server runs it: t
 and history) is read ahead ("primed", as the server does during the user's silence), then the reply is
 generated. Per turn: the first token after the request (the primed case the user meets), the first token
 when nothing was primed (a cache miss: the whole new prompt is read first), and generation speed in tokens
-per second (llama.cpp's own count). Prints medians, the machine and its load.
+per second (llama.cpp's own count). And what is left to read when the turn ends, for a question of the
+same length asked in its place (two sets, alternating): the first token when only the conversation so far
+is cached ("after the last reply") and when the first two thirds of the question were read while it was
+spoken (`llm_read_partials`: the partial transcripts). Prints medians, the machine and its load.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from s2s_config import validate_config  # noqa: E402
 QUESTIONS = ["How many legs does a spider have?", "What should I cook for dinner tonight?",
              "Why do leaves change colour in autumn?", "Give me one tip for sleeping better.",
              "What is the tallest animal in the world?", "Can you recommend a good book to read?"]
+OTHERS = ["How many wheels does a bicycle have?", "What should I wear for a job interview?",
+          "Why do cats purr when they are happy?", "Give me one tip for learning faster.",
+          "What is the largest ocean in the world?", "Can you recommend a good film to watch?"]
 
 
 async def measure(weights: str, turns: int) -> dict[str, float]:
@@ -39,11 +45,21 @@ async def measure(weights: str, turns: int) -> dict[str, float]:
     started = time.monotonic()
     await asyncio.to_thread(llm.load)
     load_s = time.monotonic() - started
-    primed, cold, speed = [], [], []
+    primed, cold, speed, after_reply, partial_read = [], [], [], [], []
     history: list[dict[str, str]] = []
     system = [{"role": "system", "content": config.system_prompt}]
     try:
-        for question in (QUESTIONS * 4)[:turns]:
+        for n, question in enumerate((QUESTIONS * 4)[:turns]):
+            other = OTHERS[n % len(OTHERS)]
+            for asked, times in ((question, after_reply), (other, partial_read)) if n % 2 else \
+                    ((other, after_reply), (question, partial_read)):
+                if times is partial_read:  # the words said so far, as a partial transcript gives them
+                    words = asked.split()
+                    await asyncio.to_thread(llm.prime, [*system, *history, {
+                        "role": "user", "content": " ".join(words[:max(1, 2 * len(words) // 3)])}])
+                t0 = time.monotonic()
+                async for _ in llm.generate([*system, *history, {"role": "user", "content": asked}], max_tokens=1):
+                    times.append((time.monotonic() - t0) * 1000)
             messages = [*system, *history, {"role": "user", "content": question}]
             await asyncio.to_thread(llm.prime, messages)
             t0 = time.monotonic()
@@ -65,12 +81,14 @@ async def measure(weights: str, turns: int) -> dict[str, float]:
             async for _ in llm.generate(missed, max_tokens=1):
                 cold.append((time.monotonic() - t0) * 1000)
             history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-            print(f"  {weights}: first token {primed[-1]:.0f} ms primed, {cold[-1]:.0f} ms cold; "
+            print(f"  {weights}: first token {primed[-1]:.0f} ms primed, {cold[-1]:.0f} ms cold, "
+                  f"{after_reply[-1]:.0f} ms after the last reply, {partial_read[-1]:.0f} ms with the partial read; "
                   f"{speed[-1]:.1f} tokens/s; {reply[:60]!r}", file=sys.stderr, flush=True)
     finally:
         llm.close()
     return {"load_s": load_s, "primed_ms": statistics.median(primed), "cold_ms": statistics.median(cold),
-            "tokens_per_s": statistics.median(speed)}
+            "tokens_per_s": statistics.median(speed), "after_reply_ms": statistics.median(after_reply),
+            "partial_read_ms": statistics.median(partial_read)}
 
 
 def main() -> None:
@@ -83,11 +101,11 @@ def main() -> None:
                                                                               "qwen2.5-coder-1.5b"]}
     print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians\n")
     print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) "
-          "| tokens/s |")
-    print("|---|---:|---:|---:|---:|")
+          "| first token, after the last reply (ms) | first token, partial read (ms) | tokens/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for weights, r in results.items():
         print(f"| {weights} | {r['load_s']:.1f} | {r['primed_ms']:.0f} | {r['cold_ms']:.0f} | "
-              f"{r['tokens_per_s']:.1f} |")
+              f"{r['after_reply_ms']:.0f} | {r['partial_read_ms']:.0f} | {r['tokens_per_s']:.1f} |")
 
 
 if __name__ == "__main__":

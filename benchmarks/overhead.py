@@ -225,7 +225,7 @@ def main() -> None:
                              "in-process (no sockets, no websockets), best of 7 rounds: hardly moved by load")
     parser.add_argument("--server-args", nargs="+", default=[""], metavar="ARGS",
                         help="extra server settings, one row per string (for A/B rows in one run), e.g. "
-                             "--server-args '--event-loop asyncio' '--event-loop uvloop'")
+                             "--server-args '--memory-hold-s 0' '--memory-hold-s 1'")
     parser.add_argument("--turn-path", action="store_true",
                         help="instead of the rows: the server CPU per turn of the synchronized burst, from the frame "
                              "that ends the turns to every first audio delta, in-process (no sockets): least and "

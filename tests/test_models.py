@@ -556,6 +556,42 @@ async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_serv
     assert PrimedLLM.asked[-1] in PrimedLLM.primed
 
 
+@pytest.mark.parametrize("read_partials", [True, False])
+async def test_the_llm_reads_the_users_words_while_they_speak(make_server: Any, read_partials: bool) -> None:
+    """With partial transcripts on, the LLM reads each one as the user's words of the next prompt while the
+    user is still speaking (`llm_read_partials`), so the turn's end leaves only the rest to read."""
+    PrimedLLM.primed.clear()
+    words = {"role": "user", "content": "how many legs does a spider have"}
+    h = await make_server(llm="test-models-primed", fake_asr_text=words["content"], asr_partial_interval_ms=300,
+                          llm_read_partials=read_partials)
+    c = await h.connect()
+    question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
+    read = lambda: [m for m in PrimedLLM.primed if m[-1] == words]  # noqa: E731
+    partial = lambda: "conversation.item.input_audio_transcription.delta" in c.types()  # noqa: E731
+    await c.append_audio(question, rate_hz=24000, realtime=True, until=read if read_partials else partial)
+    assert partial(), "no partial transcript while the question was spoken"
+    assert "input_audio_buffer.speech_stopped" not in c.types()  # still speaking (the rest was never sent)
+    await c.send("input_audio_buffer.clear")  # the user gives up: no speculative transcript, no reply
+    await c.wait_for("input_audio_buffer.cleared")
+    if read_partials:
+        assert len(read()) == 1 and read()[0][0]["role"] == "system"
+    else:
+        assert not read()
+
+
+async def test_same_conversation_tells_a_prime_of_this_prompt_from_another_sessions() -> None:
+    """A reply waits only for primes reading its own prompt's start (`same_conversation`), not other users'."""
+    system = {"role": "system", "content": "You are a helpful voice assistant."}
+    partial = {"role": "user", "content": "how many legs do"}
+    final = {"role": "user", "content": "how many legs does a spider have"}
+    guidance = {"role": "system", "content": "Answer in one sentence."}
+    assert S.same_conversation([system, partial], [system, final, guidance])
+    assert S.same_conversation([system], [system, final])
+    assert not S.same_conversation([system, {"role": "user", "content": "what's the weather like"}], [system, final])
+    assert not S.same_conversation([{"role": "system", "content": "Another user's memory."}, partial], [system, final])
+    assert not S.same_conversation([system, partial, guidance, final], [system, final])
+
+
 async def test_the_turn_is_judged_and_its_guided_prompt_read_during_the_silence(make_server: Any) -> None:
     """The judgement of a spoken turn is made on the speculative transcript while the silence runs, and (with
     `llm_ahead` off) the LLM reads the planned reply's whole prompt then, the strategy's guidance included;
