@@ -5,6 +5,8 @@
     python benchmarks/voicebench_s2s.py --fake-reply          # fake LLM/TTS, real ASR + judge: the full decision
     python benchmarks/voicebench_s2s.py --voices human espeak # both user voices, side by side
     python benchmarks/voicebench_s2s.py --configs new --repeat 2 --report /tmp/vb.md
+    python benchmarks/voicebench_s2s.py --configs hold-before new --hesitations 0 --judge off --llm fake \
+        --voices human espeak --details   # speech over the agent: the held barge-in before and now
 
 voicebench plays the user's audio at real time, records the agent's audio as a client plays it (audio is
 queued from the moment it arrives; a "clear" drops what has not played), and scores turns from those two
@@ -38,8 +40,10 @@ Each configuration runs against the real server in this process (its own freshly
 server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
 first audible sound (voicebench `response_latency_ms`) p50 / p90, false barge-ins (backchannels and noise
 that stopped the agent), stop time of real interruptions (user onset -> agent silent), and hesitations
-answered before the user finished (voicebench `talk_over`). Two breakdowns follow, from a trace of the
-server's events as the client received them and (the server runs in this process) of each hearing of
+answered before the user finished (voicebench `talk_over`), and how many backchannels and noises the server
+itself released as a barge-in (its own decision, `Session._release_held`, which voicebench does not see
+when the cut falls near the end of a reply or in a gap between its sentences). Two breakdowns follow, from a
+trace of the server's events as the client received them and (the server runs in this process) of each hearing of
 speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
 `vad_min_speech_ms` before the first hearing, the hearings until the barge-in, the decision to the
 client's clear) and where the latency went (the VAD's hangover after the last sound, the end-of-turn
@@ -380,6 +384,14 @@ def stop_breakdown(session: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def server_cut(session: Any) -> list[str]:
+    """The backchannels and noises the server itself released as a barge-in (TRACE.releases from their onset
+    to 1 s after their end), whether or not voicebench's agent VAD counted the agent as stopped: a cut near the
+    end of a reply, or one during a gap between its sentences, is the same mistake."""
+    return [t.id for t in session.turns if t.expect == "ignore" and t.user_onset_s is not None and any(
+        t.user_onset_s <= r <= (t.user_offset_s or t.user_onset_s) + 1.0 for r in TRACE.releases)]
+
+
 def latency_breakdown(session: Any) -> list[dict[str, Any]]:
     """Where each answered question's latency went: the user's last sound (voicebench) to the end of the
     server's last voiced frame (the WebRTC VAD's hangover, `audio_end_ms`), then to speech_stopped at the
@@ -408,7 +420,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
                      instructions: str = INSTRUCTIONS) -> dict[str, Any]:
     server = S.S2SServer(config, components)
     port = await server.start()
-    sessions, stops, latencies = [], [], []
+    sessions, stops, latencies, server_cuts = [], [], [], []
     try:
         for _ in range(repeat):
             TRACE.__init__()  # type: ignore[misc]
@@ -416,6 +428,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
             record = await run(scenario, adapter, realtime=True)
             sessions.append(analyze(record))
             stops += stop_breakdown(sessions[-1])
+            server_cuts += server_cut(sessions[-1])
             latencies += latency_breakdown(sessions[-1])
     finally:
         await server.stop()
@@ -425,6 +438,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
     summary["turns_detail"] = [(t.id, t.expect, t.passed, t.response_latency_ms, t.stop_latency_ms, t.notes)
                                for s in sessions for t in s.turns]
     summary["stop_breakdown"], summary["latency_breakdown"] = stops, latencies
+    summary["server_cuts"] = server_cuts
     return summary
 
 
@@ -471,16 +485,19 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
              f"(asr={config.asr}, llm={config.llm}, tts={config.tts}, judge={config.judge}); {args.repeat} run(s) "
              f"per configuration, one process; {machine()}; load average at the end {os.getloadavg()[0]:.1f}", "",
              "| configuration | last user sound -> first audible agent sound, p50 / p90 | responses missed "
-             "| false barge-ins (backchannels, noise) | spurious replies to them | interruptions stopped <= 1 s "
-             "| stop time p50 / max | hesitations answered too early |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| false barge-ins (backchannels, noise) | of them cut by the server (its releases) "
+             "| spurious replies to them | interruptions stopped <= 1 s | stop time p50 / max "
+             "| hesitations answered too early |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in results.items():
         lat, stop = s["response_latency_ms"], s["barge_in_stop_ms"]
         rate = s["barge_in_success_rate"]
         cut, total = s["hesitations_cut"]
         stopped = "n/a" if rate is None else f"{100 * rate:.0f} % of {s['barge_in_turns']}"
+        cuts = s["server_cuts"]
         lines.append(f"| {name} | {lat['p50']} / {lat['p90']} ms | {s['missed_responses']} | {s['false_barge_ins']} of "
-                     f"{s['noise_turns']} | {s['spurious_responses']} | {stopped} | "
+                     f"{s['noise_turns']} | {len(cuts)}{' (' + ', '.join(cuts) + ')' if cuts else ''} | "
+                     f"{s['spurious_responses']} | {stopped} | "
                      f"{stop['p50']} / {stop['max']} ms | {cut} of {total} |")
     stops = {name: s["stop_breakdown"] for name, s in results.items() if s["stop_breakdown"]}
     if stops:
