@@ -201,10 +201,11 @@ def main() -> None:
               config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
              ("now (defaults): that, and interjections are not content", config.whisper_clip_logprob_to_content,
               config))
-    rows = []
+    rows, caught = [], []  # caught: per rule, {(clip, schedule): decision time} of the interruptions it stops
     try:
         for name, to_content, rule in rules:
             false_clips, missed_clips, false_pairs, missed_pairs, times, lines = 0, 0, 0, 0, [], []
+            caught.append({})
             for expect, clip, lang, pcm in data:
                 results = [decide(hearings, rule, pcm, lang, shift, compute, to_content)
                            for shift, compute in SCHEDULES]
@@ -216,6 +217,7 @@ def main() -> None:
                     missed_clips += bool(wrong)
                     missed_pairs += len(wrong)
                     times += [at for barge, at, _ in results if barge]
+                    caught[-1].update({(clip, k): at for k, (barge, at, _) in enumerate(results) if barge})
                 worst = wrong[0] if wrong else max(results, key=lambda r: r[1])
                 lines.append(f"  {clip:40s} {expect:6s} -> {len(wrong)} of {len(results)} wrong; "
                              f"{'worst' if wrong else 'slowest'}: {'STOP' if worst[0] else 'talk on'} at "
@@ -234,6 +236,12 @@ def main() -> None:
     print("| rule | false barge-ins: clips (schedules) | interruptions missed: clips (schedules) | decision time "
           "from onset p50 / p90 / max |\n|---|---:|---:|---:|")
     print(*rows, sep="\n")
+    both = sorted(set(caught[0]) & set(caught[-1]))
+    before, now = [caught[0][k] for k in both], [caught[-1][k] for k in both]
+    print(f"\nOn the {len(both)} (interruption, schedule) pairs both the first and the last rule stop: decision time "
+          f"p50 / p90 {pct(before, 50):.0f} / {pct(before, 90):.0f} ms before, {pct(now, 50):.0f} / {pct(now, 90):.0f} "
+          f"ms now; the last stops {len(set(caught[-1]) - set(caught[0]))} pairs the first misses and misses "
+          f"{len(set(caught[0]) - set(caught[-1]))} it stops.")
 
 
 if __name__ == "__main__":

@@ -40,11 +40,11 @@ Each configuration runs against the real server in this process (its own freshly
 server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
 first audible sound (voicebench `response_latency_ms`) p50 / p90, false barge-ins (backchannels and noise
 that stopped the agent), stop time of real interruptions (user onset -> agent silent), and hesitations
-answered before the user finished (voicebench `talk_over`), and how many backchannels and noises the server
-itself released as a barge-in (its own decision, `Session._release_held`, which voicebench does not see
-when the cut falls near the end of a reply or in a gap between its sentences). Two breakdowns follow, from a
-trace of the server's events as the client received them and (the server runs in this process) of each hearing of
-speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
+answered before the user finished (voicebench `talk_over`), and how many backchannels and noises the
+server itself released as a barge-in (its own decision, `Session._release_held`, which voicebench does not
+see when the cut falls near the end of a reply or in a gap between its sentences). Two breakdowns follow,
+from a trace of the server's events as the client received them and (the server runs in this process) of
+each hearing of speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
 `vad_min_speech_ms` before the first hearing, the hearings until the barge-in, the decision to the
 client's clear) and where the latency went (the VAD's hangover after the last sound, the end-of-turn
 wait, the reply's first audio, its first audible sound). Timings are real time: on a machine shared with
