@@ -248,7 +248,7 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                 stops.append(now)
                 scheduled = []
                 if trace is not None:
-                    trace.append(f"    turn over at {now} ms (audio {detector.audio_prob}, text {detector.text_prob})")
+                    trace.append(f"    turn over at {now} ms")
             elif ev.kind == "paused" and opinions is not None and (use_audio or use_text):
                 pause_id = detector.pause_id
                 if use_audio:
