@@ -3,6 +3,7 @@ over every timing of the hearings a server could meet.
 
     python benchmarks/backchannel_clips.py            # the rules side by side: before this round and now
     python benchmarks/backchannel_clips.py --details  # and every clip's worst case
+    python benchmarks/backchannel_clips.py --replay DIR  # a server's own passes (voicebench_s2s.py --save-hearings)
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -184,23 +185,64 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         clock = min(clock, end_ms)
 
 
+def replay(folder: str, asr: Any, rules: Any) -> None:
+    """The passes a server made (benchmarks/voicebench_s2s.py --save-hearings DIR/<configuration>), heard
+    again and judged under each rule: per held speech (passes less than 1 s apart), the pass each rule stops
+    at, or none. The server stopped hearing at its own decision, so a rule that would stop later than it
+    did shows none."""
+    import json
+
+    import soundfile
+
+    rows = [json.loads(line) for line in (Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()]
+    held: list[list[dict[str, Any]]] = []
+    for row in rows:
+        if not held or row["at_s"] - held[-1][-1]["at_s"] > 1.0:
+            held.append([])
+        held[-1].append(row)
+    for passes in held:
+        verdicts = []
+        for name, to_content, rule in rules:
+            before, previous, stop = set(), "", "none"
+            for k, row in enumerate(passes):
+                pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+                heard = asr._clip_hearing(pcm, threading.Event(), row["language"])
+                text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
+                    (heard.text, heard.logprob(rule.backchannel_words, to_content))
+                verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
+                                                previous=previous)
+                before |= words
+                previous = text.strip() or previous
+                if verdict == "barge_in":
+                    stop = f"pass {k + 1} ({row['duration_ms']} ms of audio): {text.strip()[:24]!r}"
+                    break
+            verdicts.append(f"    {name}: {stop}")
+        heard_as = " | ".join(f"{row['text'].strip()[:16]!r}" for row in passes)
+        print(f"at {passes[0]['at_s']:.1f} s, {len(passes)} passes: {heard_as}", *verdicts, sep="\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--details", action="store_true", help="print every clip's worst schedule")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "s2s-backchannel-hearings.pkl"),
                         help="where the hearings are kept between runs")
+    parser.add_argument("--replay", metavar="DIR", help="instead of the clips: judge the passes a server made "
+                        "(benchmarks/voicebench_s2s.py --save-hearings) under each rule")
     args, server_args = parser.parse_known_args()
     config = load_config(server_args)
     asr = S.WhisperASR(config)
     asr.load()
-    data = clips(config)
-    hearings = Hearings(asr, config, args.cache)
     rules = (("before this round: a pass as sure as its first word", False,
               config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
              ("a pass as sure as its first word with content", True,
               config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
              ("now (defaults): that, and interjections are not content", config.whisper_clip_logprob_to_content,
               config))
+    if args.replay:
+        replay(args.replay, asr, rules)
+        return
+    data = clips(config)
+    hearings = Hearings(asr, config, args.cache)
     rows, caught = [], []  # caught: per rule, {(clip, schedule): decision time} of the interruptions it stops
     try:
         for name, to_content, rule in rules:
