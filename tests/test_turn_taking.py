@@ -404,6 +404,8 @@ def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_b
     assert s2s.held_verdict("好燈", -0.9, set(), True, config, language="zh", previous="好的")[0] == "backchannel"
     assert s2s.held_verdict("Okay, stop.", -0.5, set(), True, config, language="en", previous="Okay")[0] == "barge_in"
     assert s2s.held_verdict("Stop", -0.3, set(), True, config, language="en", previous="Rock")[0] == "barge_in"
+    # a hum written as a letter is no backchannel heard before: 等一下 after "d" is sure at once
+    assert s2s.held_verdict("等一下", -0.56, set(), False, config, language="zh", previous="d")[0] == "barge_in"
     off = validate_config({"barge_in_foreign_needs_two": False, "barge_in_backchannel_extends": False})
     assert s2s.held_verdict("好燈", -0.9, set(), True, off, language="en", previous="好的")[0] == "barge_in"
 
