@@ -26,9 +26,10 @@ schedule gets it wrong. Decision times (from the onset) are over every schedule 
 Passes are heard once per 10 ms of audio and reused by every schedule and rule (kept in `--cache`).
 
 The rules compared: "before this round" (a pass as sure as its first word, and the backchannel words of
-before; `held_verdict` as it is now, where a hum written "d" no longer counts as a backchannel heard before); the same with a pass as sure as its first word with content
-(`whisper_clip_logprob_to_content`, `ClipHearing.logprob`); and the server's current default (that, and
-`backchannel_words` with a listener's interjections: "man", "oh man", "whoa", ...). Settings go on the
+before; `held_verdict` as it is now, where a hum written "d" no longer counts as a backchannel heard
+before); the same with a pass as sure as its first word with content (`whisper_clip_logprob_to_content`,
+`ClipHearing.logprob`); and the server's current default (that, and `backchannel_words` with a listener's
+interjections: "man", "oh man", "whoa", ...). Settings go on the
 command line as for the server (`--barge-in-recheck-ms 100`).
 """
 
