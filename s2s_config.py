@@ -356,7 +356,7 @@ class Config(BaseModel):
     1: the words it cuts in on; the memory stays in the system message). With the history the 1.5B said its
     previous interruption again ("我同意，比如在家办公可以减少通勤时间……" to a point about cats and dogs); with the
     words alone it answered them. But the turn after reads the whole history again (the prompt cache holds the
-    short prompt then: 157 more prompt tokens, 3.7 s more, in one measured case): so 0 by default; the suite with
+    short prompt then; after a trimmed refusal, 157 more prompt tokens and 3.7 s, measured): so 0 by default; the suite with
     1 and its cost are in docs/replies.md, fifth round."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
