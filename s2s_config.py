@@ -356,8 +356,8 @@ class Config(BaseModel):
     1: the words it cuts in on; the memory stays in the system message). With the history the 1.5B said its
     previous interruption again ("我同意，比如在家办公可以减少通勤时间……" to a point about cats and dogs); with the
     words alone it answered them. But the turn after reads the whole history again (the prompt cache holds the
-    short prompt then; after a trimmed refusal, 157 more prompt tokens and 3.7 s, measured): so 0 by default; the suite with
-    1 and its cost are in docs/replies.md, fifth round."""
+    short prompt then; after a trimmed refusal, 157 more prompt tokens and 3.7 s, measured): so 0 by default;
+    the suite with 1 and its cost are in docs/replies.md, fifth round."""
     refuse_template_en: str = "Sorry, I can't do that."
     """What the bot says at once when it refuses an English speaker; the LLM continues."""
     refuse_template_zh: str = "抱歉，这个我做不到。"
