@@ -61,6 +61,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -499,26 +500,16 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
                      f"{s['noise_turns']} | {len(cuts)}{' (' + ', '.join(cuts) + ')' if cuts else ''} | "
                      f"{s['spurious_responses']} | {stopped} | "
                      f"{stop['p50']} / {stop['max']} ms | {cut} of {total} |")
-    stops = {name: s["stop_breakdown"] for name, s in results.items() if s["stop_breakdown"]}
-    if stops:
-        lines += ["", "Where the stop time went (medians over the interruptions; see stop_breakdown):", "",
-                  "| configuration | stop time | server onset after voicebench's | onset -> first hearing "
-                  "| hearings until the barge-in (passes, compute) | decision -> client's clear | clear -> agent "
-                  "silent |", "|---|---:|---:|---:|---:|---:|---:|"]
-        for name, rows in stops.items():
-            m = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k != "id"}
-            lines.append(f"| {name} | {m['stop']:.0f} | {m['vad_onset']:.0f} | {m['to_first_hearing']:.0f} | "
-                         f"{m['hearings']:.0f} ({m['passes']:.1f}, {m['compute']:.0f}) | {m['to_client']:.0f} | "
-                         f"{m['after_clear']:.0f} |")
-    waits = {name: s["latency_breakdown"] for name, s in results.items() if s["latency_breakdown"]}
-    if waits:
-        lines += ["", "Where the latency went (medians over the answered questions; see latency_breakdown):", "",
-                  "| configuration | latency | VAD hangover | end-of-turn wait | speech_stopped -> first audio "
-                  "| first audio -> audible |", "|---|---:|---:|---:|---:|---:|"]
-        for name, rows in waits.items():
-            m = {k: float(np.nanmedian([r[k] for r in rows])) for k in rows[0] if k != "id"}
-            lines.append(f"| {name} | {m['latency']:.0f} | {m['hangover']:.0f} | {m['wait']:.0f} | "
-                         f"{m['to_audio']:.0f} | {m['to_audible']:.0f} |")
+    lines += breakdown_table(results, "stop_breakdown", "stop time", "over the interruptions", np.median, [
+        "stop time", "server onset after voicebench's", "onset -> first hearing",
+        "hearings until the barge-in (passes, compute)", "decision -> client's clear", "clear -> agent silent"],
+        lambda m: [f"{m['stop']:.0f}", f"{m['vad_onset']:.0f}", f"{m['to_first_hearing']:.0f}",
+                   f"{m['hearings']:.0f} ({m['passes']:.1f}, {m['compute']:.0f})", f"{m['to_client']:.0f}",
+                   f"{m['after_clear']:.0f}"])
+    lines += breakdown_table(results, "latency_breakdown", "latency", "over the answered questions", np.nanmedian, [
+        "latency", "VAD hangover", "end-of-turn wait", "speech_stopped -> first audio", "first audio -> audible"],
+        lambda m: [f"{m['latency']:.0f}", f"{m['hangover']:.0f}", f"{m['wait']:.0f}", f"{m['to_audio']:.0f}",
+                   f"{m['to_audible']:.0f}"])
     text = "\n".join(lines)
     print(text)
     if args.details:
@@ -530,6 +521,22 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
                 print("  ", {k: round(v) if isinstance(v, float) and v == v else v for k, v in row.items()})
     if args.report:
         Path(args.report).write_text(text + "\n", encoding="utf-8")
+
+
+def breakdown_table(results: dict[str, dict], key: str, what: str, over: str,
+                    median: Callable[[list[float]], Any], columns: list[str],
+                    cells: Callable[[dict[str, float]], list[str]]) -> list[str]:
+    """Markdown lines of "where the <what> went": per configuration, the median (`median`) of each field of
+    its `key` rows, shown by `cells` under `columns`; no lines when no configuration has such rows."""
+    rows_of = {name: s[key] for name, s in results.items() if s[key]}
+    if not rows_of:
+        return []
+    lines = ["", f"Where the {what} went (medians {over}; see {key}):", "",
+             "| configuration | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, rows in rows_of.items():
+        m = {k: float(median([r[k] for r in rows])) for k in rows[0] if k != "id"}
+        lines.append(f"| {name} | " + " | ".join(cells(m)) + " |")
+    return lines
 
 
 def main() -> None:
