@@ -100,7 +100,7 @@ def now_ms() -> float:
 
 
 METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice",
-               "voice_to_first_byte")
+               "voice_to_first_byte", "turn_end_to_first_byte")
 
 
 # ==== 1. Protocol ======================================================================================
@@ -4658,6 +4658,7 @@ class Turn:
     audio: np.ndarray | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
+    ended_at_ms: float = field(default_factory=now_ms)  # the server decided the turn was over (made it)
 
 
 class AheadReply:
@@ -6147,6 +6148,7 @@ class Session:
         if r.clock.first_sent_at_ms is not None:  # the client plays from the first byte; the ear hears the
             m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms  # first audible window
             m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)
+            m["turn_end_to_first_byte"] = r.clock.first_sent_at_ms - turn.ended_at_ms  # the server's own share
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)

@@ -16,6 +16,7 @@ import wave
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import websockets
@@ -107,17 +108,20 @@ def mic_frames(utterance: np.ndarray) -> list[str]:
 
 
 _TYPE_FIRST = ('{"type":"', '{"type": "')  # how the server writes every event: a dict whose first key is type
+_TYPE_FIRST_BYTES = tuple(first.encode() for first in _TYPE_FIRST)
 
 
 def event_type(message: str | bytes) -> str:
     """A server event's type, read without parsing the whole message: the audio deltas are most of what
-    the simulated users receive, and parsing each would make the client, not the server, the bottleneck."""
-    if isinstance(message, str):
-        for first in _TYPE_FIRST:
-            if message.startswith(first):
-                end = message.find('"', len(first))
-                if end > 0:
-                    return message[len(first):end]
+    the simulated users receive, and parsing each would make the client, not the server, the bottleneck.
+    `message` may be the text or its UTF-8 bytes (as `recv(decode=False)` gives it, undecoded)."""
+    firsts = _TYPE_FIRST if isinstance(message, str) else _TYPE_FIRST_BYTES
+    for first in firsts:
+        if message.startswith(first):  # type: ignore[arg-type]
+            end = message.find(first[-1:], len(first))  # type: ignore[arg-type]
+            if end > 0:
+                kind = message[len(first):end]
+                return kind if isinstance(kind, str) else kind.decode()
     return str(json.loads(message).get("type"))
 
 
@@ -130,42 +134,78 @@ class Totals:
     barge: list[float] = field(default_factory=list)  # speech_started -> cancelled response.done, ms
     frames_sent: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # per answered turn, the user item's id -> client-observed ms (as in `eot`), and the server's own
+    # share of the same turn from its s2s.metrics (`turn_end_to_first_byte`), when it arrived
+    eot_by_item: dict[str, float] = field(default_factory=dict)
+    server_by_item: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: Totals) -> None:
+        self.eot += other.eot
+        self.eot_unanswered += other.eot_unanswered
+        self.barge += other.barge
+        self.frames_sent += other.frames_sent
+        self.errors.update(other.errors)
+        self.eot_by_item.update(other.eot_by_item)
+        self.server_by_item.update(other.server_by_item)
 
 
-async def realtime_user(port: int, frames: list[str], seconds: float, totals: Totals, start_delay: float) -> None:
-    """Stream `frames` at real-time pace for `seconds` (each utterance barges in on the previous reply)."""
-    await asyncio.sleep(start_delay)  # spread the sessions' frame clocks over one frame period
-    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None, open_timeout=60) as ws:
-        marks: dict[str, float] = {}
+async def connect_user(port: int) -> Any:
+    return await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None, open_timeout=60)
 
-        async def read() -> None:
-            async for message in ws:
-                t, kind = time.perf_counter(), event_type(message)
-                if kind == "input_audio_buffer.speech_stopped":
-                    marks["stopped"] = t
-                elif kind == "response.output_audio.delta":
-                    if "stopped" in marks:
-                        totals.eot.append((t - marks.pop("stopped")) * 1000)
-                elif kind == "input_audio_buffer.speech_started":
-                    marks["started"] = t
-                    if marks.pop("stopped", None) is not None:  # too late to count: cut off by the next utterance
-                        totals.eot_unanswered += 1
-                elif kind == "response.done":
-                    if json.loads(message)["response"]["status"] == "cancelled" and "started" in marks:
-                        totals.barge.append((t - marks.pop("started")) * 1000)
-                elif kind == "error":
-                    totals.errors[json.loads(message)["error"]["code"]] += 1
 
-        reader = asyncio.create_task(read())
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds:
-            await ws.send(frames[n % len(frames)])
+async def stream_user(ws: Any, frames: list[str | bytes], start_at: float, seconds: float, totals: Totals) -> None:
+    """From `start_at` (time.monotonic, shared by every process on this machine), stream `frames` at real-time
+    pace for `seconds` (each utterance barges in on the previous reply), then close. Frames may be the JSON
+    text's UTF-8 bytes, sent as text as they are; what is received is read undecoded, and only the few small
+    events the measure needs are parsed."""
+    marks: dict[str, Any] = {}
+
+    async def read() -> None:
+        while True:
+            message = await ws.recv(decode=False)
+            t, kind = time.monotonic(), event_type(message)
+            if kind == "input_audio_buffer.speech_stopped":
+                marks["stopped"], marks["item"] = t, json.loads(message)["item_id"]
+            elif kind == "response.output_audio.delta":
+                if "stopped" in marks:
+                    totals.eot.append(ms := (t - marks.pop("stopped")) * 1000)
+                    totals.eot_by_item[marks.pop("item")] = ms
+            elif kind == "input_audio_buffer.speech_started":
+                marks["started"] = t
+                if marks.pop("stopped", None) is not None:  # too late to count: cut off by the next utterance
+                    totals.eot_unanswered += 1
+            elif kind == "response.done":
+                if json.loads(message)["response"]["status"] == "cancelled" and "started" in marks:
+                    totals.barge.append((t - marks.pop("started")) * 1000)
+            elif kind == "s2s.metrics":
+                metrics = json.loads(message)
+                if metrics.get("turn_end_to_first_byte") is not None and metrics.get("item_id"):
+                    totals.server_by_item[metrics["item_id"]] = metrics["turn_end_to_first_byte"]
+            elif kind == "error":
+                totals.errors[json.loads(message)["error"]["code"]] += 1
+
+    reader = asyncio.create_task(read())
+    n = 0
+    try:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        while time.monotonic() - start_at < seconds:
+            frame = frames[n % len(frames)]
+            await ws.send(frame, text=True)
             n += 1
-            delay = t0 + n * FRAME_MS / 1000 - time.perf_counter()
+            delay = start_at + n * FRAME_MS / 1000 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)  # real-time pacing of a microphone
         totals.frames_sent += n
+    finally:
         reader.cancel()
+        await ws.close()
+
+
+async def realtime_user(port: int, frames: list[str | bytes], seconds: float, totals: Totals,
+                        start_delay: float) -> None:
+    """Connect after `start_delay` and stream `frames` at real-time pace for `seconds` (`stream_user`)."""
+    await asyncio.sleep(start_delay)  # spread the sessions' frame clocks over one frame period
+    await stream_user(await connect_user(port), frames, time.monotonic(), seconds, totals)
 
 
 def cpu_seconds(pid: int) -> float:

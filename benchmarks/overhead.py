@@ -37,17 +37,20 @@ import asyncio
 import base64
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import shlex
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 from common import (
     FRAME_MS,
     RATE_HZ,
     Totals,
+    connect_user,
     cpu_seconds,
     event_type,
     fake_server_args,
@@ -55,36 +58,98 @@ from common import (
     machine,
     mic_frames,
     pct,
-    realtime_user,
     speech,
     start_server,
+    stream_user,
     wait_for_closes,
 )
 
 
+def client_process(conn: Any, port: int, frames: list[str], seconds: float, offsets: list[float]) -> None:
+    """One client process (started with `spawn`): connect its users, say so, and once told the shared start
+    time (time.monotonic, the same clock in every process on this machine) stream every user's frames from
+    that time plus its offset; send back what its users measured, its CPU over the streaming, and the lag
+    of a 5 ms ticker on its event loop (how late this process read what arrived)."""
+
+    async def main() -> tuple[Totals, float, list[float]]:
+        sockets = await asyncio.gather(*(connect_user(port) for _ in offsets))
+        conn.send("connected")
+        start_at = await asyncio.to_thread(conn.recv)
+        totals, lags = Totals(), []
+        loop = asyncio.get_running_loop()
+
+        async def ticker() -> None:  # the client loop's own lag: a timer 5 ms apart, and how late it fires
+            due = start_at
+            while True:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                lags.append((loop.time() - due) * 1000)
+                due = loop.time() + 0.005
+
+        encoded = [frame.encode() for frame in frames]  # sent as text as they are: no encoding per frame
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        cpu = time.process_time()
+        await asyncio.gather(*(stream_user(ws, encoded, start_at + offset, seconds, totals)
+                               for ws, offset in zip(sockets, offsets, strict=True)))
+        cpu = time.process_time() - cpu
+        ticking.cancel()
+        return totals, cpu, lags
+
+    conn.send(asyncio.run(main()))
+
+
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
-              workers: int = 1, server_args: tuple[str, ...] = ()) -> dict[str, float]:
+              workers: int = 1, server_args: tuple[str, ...] = (), clients: int = 1) -> dict[str, Any]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
     proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
                                                ready=ready)
-    totals, frames = Totals(), mic_frames(utterance)
+    frames = mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
-    # --synchronized they start within one frame, so all turns end together (the worst case).
+    # --synchronized they start within one frame, so all turns end together (the worst case). User i runs
+    # in client process i % clients.
     period_s = (FRAME_MS if synchronized else len(frames) * FRAME_MS) / 1000
-    load_before, started = os.getloadavg()[0], time.perf_counter()
-    server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
+    context = multiprocessing.get_context("spawn")
+    pipes, children = [], []
+    for c in range(clients):
+        parent_end, child_end = context.Pipe()
+        offsets = [i * period_s / sessions for i in range(c, sessions, clients)]
+        child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets), daemon=True)
+        child.start()
+        pipes.append(parent_end)
+        children.append(child)
+    totals, client_cpu, lags = Totals(), 0.0, []
     try:
-        await asyncio.gather(*(realtime_user(port, frames, seconds, totals, i * period_s / sessions)
-                               for i in range(sessions)))
+        for pipe in pipes:  # every user connected, in every client process
+            await asyncio.to_thread(pipe.recv)
+        load_before, start_at = os.getloadavg()[0], time.monotonic() + 0.5
+        for pipe in pipes:
+            pipe.send(start_at)
+        await asyncio.sleep(start_at - time.monotonic())
+        server_cpu = cpu_seconds(proc.pid)
+        for pipe in pipes:
+            child_totals, cpu, child_lags = await asyncio.to_thread(pipe.recv)
+            totals.merge(child_totals)
+            client_cpu += cpu
+            lags += child_lags
         await wait_for_closes(log_lines, sessions)
-        elapsed = time.perf_counter() - started
-        server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu, time.process_time() - client_cpu
+        elapsed = time.monotonic() - start_at
+        server_cpu = cpu_seconds(proc.pid) - server_cpu
     finally:
+        for child in children:
+            child.join(5)
+            if child.is_alive():
+                child.kill()
         proc.terminate()
         await proc.wait()
     eot, barge, handled = totals.eot, totals.barge, frames_handled(log_lines)
+    both = [item for item in totals.eot_by_item if item in totals.server_by_item]
+    server = [totals.server_by_item[item] for item in both]
+    outside = [totals.eot_by_item[item] - totals.server_by_item[item] for item in both]
     return {"sessions": sessions, "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99),
-            "eot_cut": totals.eot_unanswered,
+            "eot_cut": totals.eot_unanswered, "server_n": len(server),
+            "server_p50": pct(server, 50), "server_p99": pct(server, 99),
+            "outside_p50": pct(outside, 50), "outside_p99": pct(outside, 99),
+            "lag_p99": pct(lags, 99), "lag_max": max(lags, default=float("nan")),
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
             "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
@@ -217,6 +282,8 @@ def main() -> None:
                         help="start every user within one frame, so all turns end at once (the worst case)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="server processes sharing the port (one run per value, side by side)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[2],
+                        help="processes the simulated users run in, started together (one run per value)")
     parser.add_argument("--silent", action="store_true",
                         help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
                              "frames")
@@ -252,22 +319,25 @@ def main() -> None:
           f"users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}"
           f"{', streaming silence (no turns)' if args.silent else ''}; "
           f"{args.seconds:g} s per row")
-    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (turns; cut before audio) | barge-in -> "
-          "cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / client (cores) | server CPU "
-          "per 1,000 frames | load average |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| sessions | processes | client processes | end-of-turn -> first audio at the client p50 / p99 (turns; cut "
+          "before audio) | server's own share p50 / p99 (turns) | client minus server p50 / p99 | client loop lag "
+          "p99 / max | barge-in -> cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / clients "
+          "(cores) | server CPU per 1,000 frames | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for workers, extra in itertools.product(args.workers, args.server_args):
+        for clients, workers, extra in itertools.product(args.clients, args.workers, args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
-                                tuple(shlex.split(extra))))
+                                tuple(shlex.split(extra)), clients))
             split = f", sessions {r['split']}" if workers > 1 else ""
-            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} | {clients} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
+                  f"| {r['server_p50']:.1f} / {r['server_p99']:.1f} ms ({r['server_n']}) "
+                  f"| {r['outside_p50']:.1f} / {r['outside_p99']:.1f} ms "
+                  f"| {r['lag_p99']:.1f} / {r['lag_max']:.1f} ms "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
                   f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['server_ms_per_1k_frames']:.0f} ms "
                   f"| {r['load']} |", flush=True)
-
 
 if __name__ == "__main__":
     main()

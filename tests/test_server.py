@@ -56,6 +56,7 @@ async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server,
     assert all(len(base64.b64decode(d["delta"])) // 2 <= 2400 for d in deltas)  # <= 100 ms at 24 kHz
     assert set(s2s.METRIC_KEYS) <= set(metrics) and metrics["voice_to_voice"] is not None
     assert metrics["endpoint"] >= 600  # the silence window that ended the turn
+    assert 0 < metrics["turn_end_to_first_byte"] < metrics["voice_to_first_byte"]  # the server's share, after it
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the reply's playback ended
     states = [e["state"] for e in c.events if e["type"] == "s2s.state"]
     assert states == ["listening", "processing", "speaking", "listening"]
