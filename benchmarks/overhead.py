@@ -56,11 +56,12 @@ from common import (
     fake_server_args,
     frames_handled,
     machine,
+    masked_frames,
     mic_frames,
     pct,
     speech,
     start_server,
-    stream_user,
+    stream_users,
     wait_for_closes,
 )
 
@@ -85,12 +86,11 @@ def client_process(conn: Any, port: int, frames: list[str], seconds: float, offs
                 lags.append((loop.time() - due) * 1000)
                 due = loop.time() + 0.005
 
-        encoded = [frame.encode() for frame in frames]  # sent as text as they are: no encoding per frame
+        framed = masked_frames(frames)  # written as they are: no framing or masking per frame
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         cpu = time.process_time()
-        await asyncio.gather(*(stream_user(ws, encoded, start_at + offset, seconds, totals)
-                               for ws, offset in zip(sockets, offsets, strict=True)))
+        await stream_users(sockets, framed, [start_at + offset for offset in offsets], seconds, totals)
         cpu = time.process_time() - cpu
         ticking.cancel()
         return totals, cpu, lags
