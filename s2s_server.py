@@ -275,15 +275,21 @@ def parse_client_event(text: str) -> Any:
         raise ProtocolError("invalid_event", f"invalid {kind}: {detail}", event_id) from None
 
 
-def event_text(event: dict[str, Any]) -> str:
-    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
+def event_json(event: dict[str, Any]) -> bytes:
+    """A server event as UTF-8 JSON: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
     float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). orjson writes a NaN
     or infinite float as null; json, before and in that fallback, as NaN, which is not JSON. Every event passes
-    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
+    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound, and goes out as these bytes in a
+    text frame (no decoding to str and encoding back)."""
     try:
-        return orjson.dumps(event).decode()
+        return orjson.dumps(event)
     except TypeError:
-        return json.dumps(event)
+        return json.dumps(event).encode()
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """`event_json` as text."""
+    return event_json(event).decode()
 
 
 def server_event(type_: str, **fields: Any) -> dict[str, Any]:
@@ -4920,7 +4926,7 @@ class Session:
                 continue  # purged: a cancelled response sends nothing more
             deadline.begin(self.config.send_timeout_s)
             try:
-                await self.ws.send(event_text(out.event))
+                await self.ws.send(event_json(out.event), text=True)
             except websockets.ConnectionClosed:
                 return
             except asyncio.CancelledError:

@@ -230,8 +230,8 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
                 raise StopAsyncIteration
             return message
 
-        async def send(self, text: str) -> None:
-            self.sent.append((time.perf_counter(), kind := event_type(text)))
+        async def send(self, message: str | bytes, text: bool | None = None) -> None:
+            self.sent.append((time.perf_counter(), kind := event_type(message)))
             if kind == "response.output_audio.delta":
                 self.audio.set()
 

@@ -57,6 +57,7 @@ async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server,
     assert set(s2s.METRIC_KEYS) <= set(metrics) and metrics["voice_to_voice"] is not None
     assert metrics["endpoint"] >= 600  # the silence window that ended the turn
     assert 0 < metrics["turn_end_to_first_byte"] < metrics["voice_to_first_byte"]  # the server's share, after it
+    assert c.frame_kinds == {str}  # every event came in a text frame (the server sends its UTF-8 bytes as text)
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the reply's playback ended
     states = [e["state"] for e in c.events if e["type"] == "s2s.state"]
     assert states == ["listening", "processing", "speaking", "listening"]
