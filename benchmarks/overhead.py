@@ -5,29 +5,39 @@ the turn, then the next utterance, which cuts the bot off while its (slowly stre
 generated. Measured at the client, from event arrival times:
   end-of-turn:  input_audio_buffer.speech_stopped -> first response.output_audio.delta
   barge-in:     input_audio_buffer.speech_started -> response.done (cancelled)
+and, for the same turns, the server's own share from its s2s.metrics: `turn_end_to_first_byte`, from its
+end-of-turn decision to the first audio byte written to the socket. The client's figure starts when the
+client reads speech_stopped, which itself waited in the server's send queue and in the client's loop, so
+"client minus server" (per turn) is what the kernel and the client's loop added to the first audio beyond
+what they added to speech_stopped; each client process also runs a 5 ms ticker and reports how late it
+fired (its loop's lag: how late it read whatever arrived).
 The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
 server's sessions handled (from their close log lines). A turn whose reply had sent no audio when the
 user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
 pause, so a p99 over many cut turns flatters the server. Each row also gives the CPU the server processes
-and this client used during the run, in cores (1.0 = one core busy all the time), the server's CPU per
-1,000 input frames (all its work, turns included, divided by the frames it handled: it moves less with the
-machine's load than the latencies, but still by 20 to 45 % between interleaved runs at load 4 to 7, see
-docs/deploy.md), and the load average before and after it: the simulated users
-run in this process, on the same machine as the server. Latencies are only comparable between rows of one
-run on a quiet machine (load average well under 1 before each row).
+and the client processes used while the users streamed, in cores (1.0 = one core busy all the time), the
+server's CPU per 1,000 input frames (all its work, turns included, divided by the frames it handled: it
+moves less with the machine's load than the latencies, but still by 20 to 45 % between interleaved runs at
+load 4 to 7, see docs/deploy.md), and the load average before and after it. The simulated users run on
+the same machine as the server, in `--clients` processes (2 by default) started together: every user
+connects first, then all start streaming at one shared time (time.monotonic, the same clock in every
+process); each process writes its users' frames from one pacing loop, as whole WebSocket frames made once
+(`masked_frames`), and reads the events undecoded, parsing only the few small ones it measures. On a
+2-core machine they still compete with the server for the cores. Latencies are only comparable between
+rows of one run on a quiet machine (load average well under 1 before each row).
 
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
 --workers runs the server as that many processes on one port (the server's `workers` setting), each
 configuration in turn, so that the rows compare side by side in one run; such a row says how many sessions
-each process served (the kernel spreads connections by a hash, not evenly, and the busiest process sets
-the burst's p99).
+each process served (the supervisor hands each connection to the process with the fewest, so 50 / 50).
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
-    python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2
-    python benchmarks/overhead.py --sessions 1 10 --seconds 20
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2 --seconds 30
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --clients 1 2   # the client's part
+    python benchmarks/overhead.py --turn-path --sessions 50 100   # the burst's server CPU per turn, in-process
 """
 
 from __future__ import annotations
@@ -108,6 +118,7 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     # --synchronized they start within one frame, so all turns end together (the worst case). User i runs
     # in client process i % clients.
     period_s = (FRAME_MS if synchronized else len(frames) * FRAME_MS) / 1000
+    clients = min(clients, sessions)
     context = multiprocessing.get_context("spawn")
     pipes, children = [], []
     for c in range(clients):
