@@ -156,8 +156,9 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     both = [item for item in totals.eot_by_item if item in totals.server_by_item]
     server = [totals.server_by_item[item] for item in both]
     outside = [totals.eot_by_item[item] - totals.server_by_item[item] for item in both]
-    return {"sessions": sessions, "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99),
-            "eot_cut": totals.eot_unanswered, "server_n": len(server),
+    return {"sessions": sessions, "clients": clients,
+            "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99), "eot_cut": totals.eot_unanswered,
+            "server_n": len(server),
             "server_p50": pct(server, 50), "server_p99": pct(server, 99),
             "outside_p50": pct(outside, 50), "outside_p99": pct(outside, 99),
             "lag_p99": pct(lags, 99), "lag_max": max(lags, default=float("nan")),
@@ -346,7 +347,7 @@ def main() -> None:
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
                                 tuple(shlex.split(extra)), clients))
             split = f", sessions {r['split']}" if workers > 1 else ""
-            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} | {clients} "
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} | {r['clients']} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['server_p50']:.1f} / {r['server_p99']:.1f} ms ({r['server_n']}) "
                   f"| {r['outside_p50']:.1f} / {r['outside_p99']:.1f} ms "
