@@ -4610,6 +4610,7 @@ class Response:
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)  # at trace_rate_hz
     trace_rate_hz: int = SAMPLE_RATE_HZ
+    first_sent_cpu_s: float | None = None  # the event loop thread's CPU clock when its first audio was sent
     turn: Turn | None = None
     messages: list[dict[str, str]] = field(default_factory=list)  # what the LLM was given for this reply
 
@@ -4675,6 +4676,7 @@ class Turn:
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
     ended_at_ms: float = field(default_factory=now_ms)  # the server decided the turn was over (made it)
+    ended_cpu_s: float = field(default_factory=time.thread_time)  # and the event loop thread's CPU clock then
 
 
 class AheadReply:
@@ -4963,6 +4965,8 @@ class Session:
         """Account for what actually reached the socket: spoken text and audio played at real time."""
         assert out.response is not None
         out.response.clock.sent(out.audio_ms, out.clause, now_ms())
+        if out.audio_ms and out.response.first_sent_cpu_s is None:
+            out.response.first_sent_cpu_s = time.thread_time()
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
         """Playback ends `delay_ms` from now. Called for every audio chunk, so the timer is not replaced
@@ -6168,7 +6172,11 @@ class Session:
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
-        self.log.info("metrics %s", " ".join(f"{k}={v}" for k, v in fields.items()))
+        # In the log only: the event loop's CPU from the turn's end to its first audio byte (every session's
+        # work in between): what turn_end_to_first_byte would be with a core to itself (benchmarks/overhead.py)
+        loop_cpu = (f" loop_cpu_ms={(r.first_sent_cpu_s - turn.ended_cpu_s) * 1000:.1f}"
+                    if r.first_sent_cpu_s is not None else "")
+        self.log.info("metrics %s%s", " ".join(f"{k}={v}" for k, v in fields.items()), loop_cpu)
         self._trace(turn, r, then=lambda: self.emit(event))  # the trace is on disk before s2s.metrics
 
     def _settle_state(self) -> None:

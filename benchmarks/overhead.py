@@ -156,11 +156,13 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     both = [item for item in totals.eot_by_item if item in totals.server_by_item]
     server = [totals.server_by_item[item] for item in both]
     outside = [totals.eot_by_item[item] - totals.server_by_item[item] for item in both]
+    loop_cpu = [float(ms) for line in log_lines for ms in re.findall(r" loop_cpu_ms=([\d.]+)", line)]
     return {"sessions": sessions, "clients": clients,
             "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99), "eot_cut": totals.eot_unanswered,
             "server_n": len(server),
             "server_p50": pct(server, 50), "server_p99": pct(server, 99),
             "outside_p50": pct(outside, 50), "outside_p99": pct(outside, 99),
+            "cpu_p50": pct(loop_cpu, 50), "cpu_p99": pct(loop_cpu, 99),
             "lag_p99": pct(lags, 99), "lag_max": max(lags, default=float("nan")),
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
             "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
@@ -338,10 +340,11 @@ def main() -> None:
           f"{', streaming silence (no turns)' if args.silent else ''}; "
           f"{args.seconds:g} s per row")
     print("| sessions | processes | client processes | end-of-turn -> first audio at the client p50 / p99 (turns; cut "
-          "before audio) | server's own share p50 / p99 (turns) | client minus server p50 / p99 | client loop lag "
+          "before audio) | server's own share p50 / p99 (turns) | its event loop's CPU in it p50 / p99 | client "
+          "minus server p50 / p99 | client loop lag "
           "p99 / max | barge-in -> cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / clients "
           "(cores) | server CPU per 1,000 frames | load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
         for clients, workers, extra in itertools.product(args.clients, args.workers, args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
@@ -350,6 +353,7 @@ def main() -> None:
             print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} | {r['clients']} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['server_p50']:.1f} / {r['server_p99']:.1f} ms ({r['server_n']}) "
+                  f"| {r['cpu_p50']:.1f} / {r['cpu_p99']:.1f} ms "
                   f"| {r['outside_p50']:.1f} / {r['outside_p99']:.1f} ms "
                   f"| {r['lag_p99']:.1f} / {r['lag_max']:.1f} ms "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
