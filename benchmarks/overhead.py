@@ -8,8 +8,8 @@ generated. Measured at the client, from event arrival times:
 and, for the same turns, the server's own share from its s2s.metrics: `turn_end_to_first_byte`, from its
 end-of-turn decision to the first audio byte written to the socket. The client's figure starts when the
 client reads speech_stopped, which itself waited in the server's send queue and in the client's loop, so
-"client minus server" (per turn) is what the kernel and the client's loop added to the first audio beyond
-what they added to speech_stopped; each client process also runs a 5 ms ticker and reports how late it
+"client minus server" (per turn) is what the kernel and the client's loop added to the first audio, less
+what speech_stopped itself waited; each client process also runs a 5 ms ticker and reports how late it
 fired (its loop's lag: how late it read whatever arrived).
 The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
