@@ -9,9 +9,11 @@ and, for the same turns, the server's own share from its s2s.metrics: `turn_end_
 end-of-turn decision to the first audio byte written to the socket. The client's figure starts when the
 client reads speech_stopped, which itself waited in the server's send queue and in the client's loop, so
 "client minus server" (per turn) is what the kernel and the client's loop added to the first audio, less
-what speech_stopped itself waited; each client process also runs a 5 ms ticker and reports how late it
-fired (its loop's lag: how late it read whatever arrived).
-The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
+what speech_stopped itself waited. "Its event loop's CPU in it" is `loop_cpu_ms` from the server's
+metrics log lines: the CPU its event loop thread used within the share (every session's work then, frames
+included), the process's own part of a share whose wall time the machine's load sets. Each client
+process also runs a 5 ms ticker and reports how late it fired (its loop's lag: how late it read whatever
+arrived). The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
 server's sessions handled (from their close log lines). A turn whose reply had sent no audio when the
 user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
