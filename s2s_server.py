@@ -1761,6 +1761,14 @@ class FunASRWebSocketASR(ASR):
                     return
 
 
+def clip_tokens(seconds: float, config: Any) -> int:
+    """Tokens a `hear_clip` pass of `seconds` of audio decodes (`whisper_clip_tokens_per_s`, at most
+    `whisper_clip_max_tokens`)."""
+    if not config.whisper_clip_tokens_per_s:
+        return config.whisper_clip_max_tokens
+    return max(1, min(config.whisper_clip_max_tokens, math.ceil(config.whisper_clip_tokens_per_s * seconds)))
+
+
 # ---- Default: whisper (faster-whisper on CTranslate2), weights from pip -------------------------------
 # The offline default. Weights from a third-party publisher are pinned by sha256 (here and in section 6);
 # nothing is downloaded at run time. Measurements behind each choice: docs/models.md.
@@ -1849,7 +1857,13 @@ class WhisperASR(ASR):
         seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,
         and noise no longer hallucinates confident words (benchmarks/backchannel_clips.py)."""
         whisper_clip_max_tokens: int = Field(10, ge=1, le=200)
-        """Tokens decoded for one `hear_clip`: the first words decide, so a short window's loops cost little."""
+        """Tokens decoded for one `hear_clip` at most: the first words decide."""
+        whisper_clip_tokens_per_s: float = Field(8.0, ge=0.0, le=100.0)
+        """Tokens decoded for one `hear_clip` per second of its audio (prefix padding included), up to
+        `whisper_clip_max_tokens`: 4 for the first hearing (480 ms), 10 from 1.2 s on (`clip_tokens`). A short
+        clip in a 2 s window loops ("Stop Stop Stop Stop Stop Stop Stop"), and each token costs about 8 ms
+        here: half of a hearing's time went to repeats after the word that decides. Greedy decoding, so the
+        first tokens are the same; speech runs at 3-5 tokens a second. 0: always `whisper_clip_max_tokens`."""
         whisper_clip_session_language: bool = True
         """Hear speech over the bot in the conversation's language (the language of the user's last words,
         `hear_clip`'s `language`) instead of detecting it on the clip: detection on a fraction of a second
@@ -1940,8 +1954,9 @@ class WhisperASR(ASR):
         if not (c.whisper_clip_session_language and self._model.model.is_multilingual and c.whisper_detect_languages
                 and set(c.whisper_detect_languages) <= {"en", "zh"}) or c.asr_language:
             language = None  # the session's "en" means "not Chinese": only the default en/zh detection trusts it
-        return self._decode(features, window, len(pcm16) / SAMPLE_RATE_HZ, stop,
-                            max_new_tokens=c.whisper_clip_max_tokens, with_logprob=True, language=language)
+        seconds = len(pcm16) / SAMPLE_RATE_HZ
+        return self._decode(features, window, seconds, stop, max_new_tokens=clip_tokens(seconds, c), with_logprob=True,
+                            language=language)
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear

@@ -154,6 +154,16 @@ class Hearings:
             self.path.write_bytes(pickle.dumps({"key": self.key, "memo": self.memo}))
 
 
+def first_tokens(hearing: Any, n: int) -> Any:
+    """A pass decoded to `n` tokens (`clip_tokens`) from the same pass decoded to more: greedy decoding, so
+    its first `n` tokens and their log-probabilities are the same (Whisper's no-speech drop, decided on the
+    mean over the tokens, may differ)."""
+    if not isinstance(hearing, S.ClipHearing) or len(hearing.logprobs) <= n:
+        return hearing
+    h = hearing
+    return S.ClipHearing(h.prefixes[n - 1].strip(), h.prefixes[:n], h.logprobs[:n], h.starts[:n])
+
+
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
            to_content: bool) -> tuple[bool, float, str]:
     """One schedule: (barges in, decision time from the onset in ms, what was heard)."""
@@ -174,7 +184,8 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         if last:
             clock = max(clock, end_ms + config.turn_pause_ms)
         stop_at = end if last else onset + S.ms_to_samples(10 * int(np.ceil(clock / 10)))
-        hearing = hearings.hear(clip, language, stop_at)
+        hearing = first_tokens(hearings.hear(clip, language, stop_at),
+                               S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config))
         if hearing is None:
             text, logprob = "", None
         elif isinstance(hearing, tuple):
@@ -218,7 +229,8 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
             before, previous, stop = set(), "", "none"
             for k, row in enumerate(passes):
                 pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
-                heard = asr._clip_hearing(pcm, threading.Event(), row["language"])
+                heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
+                                     S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule))
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
                     (heard.text, heard.logprob(rule.backchannel_words, to_content))
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
@@ -242,12 +254,15 @@ def main() -> None:
                         "(benchmarks/voicebench_s2s.py --save-hearings) under each rule")
     args, server_args = parser.parse_known_args()
     config = load_config(server_args)
-    asr = S.WhisperASR(config)
-    asr.load()
+    asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0}))  # every pass to the most tokens:
+    asr.load()  # each rule decodes fewer of them (first_tokens)
+    full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1}
     rules = (("before 03:00: a pass as sure as its first word", False,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, "barge_in_cjk_min_syllables": 1})),
+              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, **full})),
              ("05:00: sure as its first word with content, interjections", True,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, "barge_in_cjk_min_syllables": 1})),
+              config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, **full})),
+             ("now, every pass decoded to whisper_clip_max_tokens", config.whisper_clip_logprob_to_content,
+              config.model_copy(update={"whisper_clip_tokens_per_s": 0})),
              ("now (defaults): and one Chinese syllable is no content, 對", config.whisper_clip_logprob_to_content,
               config))
     if args.replay:

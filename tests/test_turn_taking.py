@@ -477,3 +477,20 @@ def test_a_hearing_is_as_sure_as_its_first_word_with_content():
     assert abs(sure(okay_stop) - np.log(0.8)) < 1e-6 and abs(sure(okay_stop, False) - np.log(0.6)) < 1e-6
     backchannel_only = [(9, 0.6), (12, 0.9)]  # "Okay Yeah": no content, the first word
     assert abs(sure(backchannel_only) - np.log(0.6)) < 1e-6
+
+
+async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs(speech_dir):
+    """The first hearing of "stop" (300 ms of prefix and 180 ms of the word) decodes 4 tokens
+    (`whisper_clip_tokens_per_s`), not the 10 that Whisper fills with "Stop Stop Stop ...": the same first
+    words and the same sureness (greedy decoding), in less time."""
+    config = validate_config({"asr": "whisper"})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    first = np.concatenate([silence(300), speech("stop", speech_dir)])[:16 * 480]
+    assert s2s.clip_tokens(0.48, config) == 4
+    short, short_sure = await asr.hear_clip(first, "en")
+    asr.config = config.model_copy(update={"whisper_clip_tokens_per_s": 0})
+    full, full_sure = await asr.hear_clip(first, "en")
+    asr.close()
+    assert short.lower().split()[0] == "stop" and len(full) > len(short) and full.startswith(short), (short, full)
+    assert abs(short_sure - full_sure) < 1e-3
