@@ -4,6 +4,7 @@ over every timing of the hearings a server could meet.
     python benchmarks/backchannel_clips.py            # the rules side by side: before this round and now
     python benchmarks/backchannel_clips.py --details  # and every clip's worst case
     python benchmarks/backchannel_clips.py --replay DIR  # a server's own passes (voicebench_s2s.py --save-hearings)
+    python benchmarks/backchannel_clips.py --pass-time DIR...  # their compute, with and without clip_tokens
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -245,6 +246,40 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
         print(f"at {passes[0]['at_s']:.1f} s, {len(passes)} passes: {heard_as}", *verdicts, sep="\n")
 
 
+def pass_time(folders: list[str], config: Any) -> None:
+    """The passes a server made (voicebench_s2s.py --save-hearings DIR/<configuration>), each heard again twice,
+    alternately first: decoded to `whisper_clip_max_tokens` and to `clip_tokens` of its length (the default
+    `whisper_clip_tokens_per_s`); the compute time per pass of each, side by side in one run."""
+    import json
+    import os
+    import time
+
+    import soundfile
+
+    budget, full = config, config.model_copy(update={"whisper_clip_tokens_per_s": 0})
+    asr = S.WhisperASR(config)
+    asr.load()
+    times: dict[str, list[float]] = {"every pass to whisper_clip_max_tokens": [], "clip_tokens (the default)": []}
+    same = total = 0
+    for folder in folders:
+        for k, line in enumerate((Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()):
+            row = json.loads(line)
+            pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+            heard = []
+            for name, rule in list(zip(times, (full, budget), strict=True))[::1 if k % 2 else -1]:
+                asr.config = rule
+                started = time.perf_counter()
+                heard.append(asr._clip(pcm, threading.Event(), row["language"])[1])
+                times[name].append(1000 * (time.perf_counter() - started))
+            total += 1
+            same += heard[0] == heard[1] or None not in heard and abs(heard[0] - heard[1]) < 1e-3
+    print(f"{total} passes heard again both ways, the same sureness in {same}; {machine()}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for name, values in times.items():
+        print(f"  {name}: per pass p50 {pct(values, 50):.0f} ms, mean {np.mean(values):.0f} ms, "
+              f"p90 {pct(values, 90):.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--details", action="store_true", help="print every clip's worst schedule")
@@ -252,8 +287,13 @@ def main() -> None:
                         help="where the hearings are kept between runs")
     parser.add_argument("--replay", metavar="DIR", help="instead of the clips: judge the passes a server made "
                         "(benchmarks/voicebench_s2s.py --save-hearings) under each rule")
+    parser.add_argument("--pass-time", metavar="DIR", nargs="+", help="instead of the clips: the compute time of "
+                        "a server's passes (voicebench_s2s.py --save-hearings) with and without clip_tokens")
     args, server_args = parser.parse_known_args()
     config = load_config(server_args)
+    if args.pass_time:
+        pass_time(args.pass_time, config)
+        return
     asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0}))  # every pass to the most tokens:
     asr.load()  # each rule decodes fewer of them (first_tokens)
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1}
