@@ -1862,9 +1862,10 @@ class WhisperASR(ASR):
         """Tokens decoded for one `hear_clip` per second of its audio (prefix padding included), up to
         `whisper_clip_max_tokens`: 4 for the first hearing (480 ms), 10 from 1.2 s on (`clip_tokens`). A short
         clip in a 2 s window loops ("Stop Stop Stop Stop Stop Stop Stop"); greedy decoding, so the first
-        tokens are the same, and speech runs at 3-5 tokens a second. A small saving: on a voicebench run's 299
-        passes heard again both ways (load 6.6), 137 against 146 ms a pass on average, the same median; no
-        decision changed on benchmarks/backchannel_clips.py's clips. 0: always `whisper_clip_max_tokens`."""
+        tokens are the same, and speech runs at 3-5 tokens a second. A small saving: two voicebench runs' 590
+        passes heard again both ways (`benchmarks/backchannel_clips.py --pass-time`, load 3.7), 95 against 100
+        ms a pass median, 127 against 143 mean, p90 258 against 330; no decision changed on
+        benchmarks/backchannel_clips.py's clips. 0: always `whisper_clip_max_tokens`."""
         whisper_clip_session_language: bool = True
         """Hear speech over the bot in the conversation's language (the language of the user's last words,
         `hear_clip`'s `language`) instead of detecting it on the clip: detection on a fraction of a second
