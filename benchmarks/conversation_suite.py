@@ -737,6 +737,27 @@ def table(runs: dict[str, list[Reply]], rows: tuple[str, ...] = ROWS) -> str:
     return "\n".join(lines)
 
 
+def pooled_table(runs: dict[str, list[Reply]], rows: tuple[str, ...] = ROWS) -> str:
+    """Per row and language, the replies of every run pooled (one row's five replies per seed make ten over two
+    seeds, so one miss is 90 %, not 80 %), each run's own count beside it."""
+    names = list(runs)
+    head = " | ".join(f"{lang} pooled | " + " | ".join(f"{lang} {name}" for name in names) for lang in ("en", "zh"))
+    lines = [f"| row | {head} |", "|---|" + "---:|" * (2 * (len(names) + 1))]
+    for row in (*rows, "all"):
+        cells = []
+        for lang in ("en", "zh"):
+            picked = {name: [r for r in runs[name] if (row == "all" or r.row == row) and r.lang == lang]
+                      for name in names}
+            cells.append(_cell([r for rs in picked.values() for r in rs]))
+            cells += [_count(picked[name]) for name in names]
+        lines.append(f"| {row if row != 'all' else '**all**'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _count(rs: list[Reply]) -> str:
+    return f"{sum(r.verdict in ('pass', 'pass-one') for r in rs)}/{len(rs)}" if rs else "-"
+
+
 def failures(replies: list[Reply]) -> str:
     out = []
     for r in replies:
@@ -808,7 +829,8 @@ def main() -> None:
                         help="tuning: the conversations the prompts were tuned on; held-out: the others")
     parser.add_argument("--conversation", action="append", help="run only these conversations (by id)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a server setting")
-    parser.add_argument("--seed", type=int, default=1, help="the LLM's sampling seed")
+    parser.add_argument("--seed", type=int, nargs="+", default=[1],
+                        help="the LLM's sampling seed; several: one run per seed, and the rows pooled over them")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS),
                         help="run these variants one after another and compare them (default: default)")
     parser.add_argument("--out", type=Path, help="a folder: write each variant's replies as NAME.json")
@@ -836,16 +858,18 @@ def main() -> None:
     else:
         import logging
         logging.basicConfig(level=logging.WARNING)
-        for name in args.variant or ["default"]:
-            settings = {"llamacpp_seed": args.seed, **VARIANTS[name], **parse_settings(args.set)}
-            print(f"\n==== variant {name}: {settings}")
-            runs[name], infos[name] = asyncio.run(run_suite(conversations, settings))
-            infos[name]["variant"] = name
-            if args.out:
-                args.out.mkdir(parents=True, exist_ok=True)
-                (args.out / f"{name}.json").write_text(json.dumps(
-                    {"info": infos[name], "replies": [r.__dict__ for r in runs[name]]}, ensure_ascii=False,
-                    indent=1) + "\n", encoding="utf-8")
+        for variant in args.variant or ["default"]:
+            for seed in args.seed:
+                name = variant if len(args.seed) == 1 else f"{variant}-seed{seed}"
+                settings = {"llamacpp_seed": seed, **VARIANTS[variant], **parse_settings(args.set)}
+                print(f"\n==== variant {name}: {settings}")
+                runs[name], infos[name] = asyncio.run(run_suite(conversations, settings))
+                infos[name]["variant"] = variant
+                if args.out:
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    (args.out / f"{name}.json").write_text(json.dumps(
+                        {"info": infos[name], "replies": [r.__dict__ for r in runs[name]]}, ensure_ascii=False,
+                        indent=1) + "\n", encoding="utf-8")
     print(f"\nconversation suite on {machine()}")
     for name, replies in runs.items():
         needed = score(replies, CONVERSATIONS, load_reviews())
@@ -860,6 +884,9 @@ def main() -> None:
     rows = tuple(r for r in ROWS if not only or r in only)
     print()
     print(table(runs, rows))
+    if len(runs) > 1:
+        print("\nPooled over the runs (each run's count beside it; a row's goal is read on the pooled column):\n")
+        print(pooled_table(runs, rows))
     held_out = {c.id for c in CONVERSATIONS if c.held_out}
     parts = {f"{name} {part}": [r for r in replies if (r.conversation in held_out) == (part == "held-out")]
              for name, replies in runs.items() for part in ("tuning", "held-out")}
