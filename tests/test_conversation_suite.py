@@ -170,7 +170,8 @@ async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them
 
 
 async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
-    """With "the user's job: 护士" the 1.5B answered "我是做什么工作的？" with "我是护士。"."""
+    """With "the user's job: 护士" the 1.5B answered "我是做什么工作的？" with "我是护士。"; with "用户的工作是厨师"
+    in the memory block, "我是厨师。" (sixth round: "用户是厨师" and "你叫他“你”" in the block's header)."""
     h = await scripted()
     c = await h.connect()
     await c.say("你好。")
@@ -179,7 +180,7 @@ async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
     await c.say("我是做什么工作的？")
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
-    assert _told(RECORDED[-1]) == ["你记得用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户的工作是护士"]
+    assert _told(RECORDED[-1]) == ["你记得用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户是护士"]
 
 
 def test_the_memory_block_states_facts_as_sentences_about_the_user_in_the_conversations_language():
@@ -188,7 +189,8 @@ def test_the_memory_block_states_facts_as_sentences_about_the_user_in_the_conver
                                 previous_conversations=1, facts=["job: 护士", "name: 小红"],
                                 earlier=[{"role": "user", "text": "你好"}, {"role": "assistant", "text": "你好！"}])
     zh = context.render(to_the_second=False, chinese=True)
-    assert "用户的工作是护士" in zh and "用户叫小红" in zh and '"role": "用户"' in zh and '"role": "你"' in zh
+    assert "用户是护士" in zh and "用户叫小红" in zh and "你叫他“你”" in zh
+    assert '"role": "用户"' in zh and '"role": "你"' in zh
     assert "the user" not in zh
     en = context.render(to_the_second=False)
     assert "the user works as a 护士" in en and "the user's name is 小红" in en
