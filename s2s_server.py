@@ -2242,6 +2242,11 @@ class LlamaCppLLM(LLM):
         llamacpp_parallel: int = Field(2, ge=1, le=64)
         """Replies generated at once (slots; more requests wait). Each slot keeps a prompt cache,
         so a session's next turn reads only its new tokens."""
+        llamacpp_batch_tokens: int = Field(128, ge=16, le=8192)
+        """Prompt tokens read in one step. llama.cpp reports its progress after each step, and only then
+        can a reply cut off by the user, or close(), stop a prompt read; with llama.cpp's own 2048 every
+        prompt here was read in one step that nothing could stop (close gave up after 10 s and the process
+        aborted at exit). On this CPU 128 and 2048 read prompts at the same speed (docs/models.md)."""
 
     def load(self) -> None:
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
@@ -2259,6 +2264,8 @@ class LlamaCppLLM(LLM):
         params = xlc.CommonParams()
         params.model.path = str(path)
         params.n_parallel = c.llamacpp_parallel
+        params.n_batch = c.llamacpp_batch_tokens
+        params.n_ubatch = min(params.n_ubatch, c.llamacpp_batch_tokens)
         params.n_ctx = c.llamacpp_context_tokens * c.llamacpp_parallel  # llama.cpp divides it among the slots
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = prompt_threads
@@ -2282,8 +2289,8 @@ class LlamaCppLLM(LLM):
                  now_ms() - started, threads, prompt_threads, c.llamacpp_parallel, c.llamacpp_context_tokens)
 
     def close(self) -> None:
-        """Stop every generation at its next token, wait for the calls to return, then free the model
-        (freeing it under a running call crashes the process)."""
+        """Stop every call at its next token or prompt step (`llamacpp_batch_tokens`), wait for the calls
+        to return, then free the model (freeing it under a running call crashes the process)."""
         self._closing.set()
         with self._calls_changed:
             if not self._calls_changed.wait_for(lambda: self._calls == 0, timeout=10):
@@ -2298,6 +2305,7 @@ class LlamaCppLLM(LLM):
                 raise LLMError("the llamacpp LLM is closed")
             server = self._server
             self._calls += 1
+            self._calls_changed.notify_all()
         try:
             server.handle_chat_completions(request, on_chunk)
         finally:
@@ -2306,7 +2314,9 @@ class LlamaCppLLM(LLM):
                 self._calls_changed.notify_all()
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+        # return_progress: a chunk after every prompt step, so that the callback can cancel a prompt read.
         return {"messages": messages, "max_tokens": max_tokens, "stream": True, "cache_prompt": True,
+                "return_progress": True,
                 "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p,
                 **({"seed": self.config.llamacpp_seed} if self.config.llamacpp_seed >= 0 else {})}
 
@@ -2332,7 +2342,7 @@ class LlamaCppLLM(LLM):
         def on_chunk(chunk: Any) -> bool:
             if isinstance(chunk, dict) and "error" in chunk:
                 errors.append(str(chunk["error"]))
-            return False
+            return self._closing.is_set()
 
         self._call(self._request(messages, 1), on_chunk)
         if errors:

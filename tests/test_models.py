@@ -228,6 +228,26 @@ async def test_llamacpp_close_waits_for_a_running_reply() -> None:
 
 
 @pytest.mark.models
+async def test_llamacpp_close_stops_a_long_prompt_read() -> None:
+    """Closing the LLM while it reads a long prompt (nothing streams yet) stops the read at its next
+    prompt step and frees the model, instead of waiting for the whole read (read in one 2048-token step,
+    a prompt could not be stopped: close gave up after 10 s and the process aborted at exit)."""
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"llamacpp_parallel": 1, "llamacpp_context_tokens": 4096}))
+    await asyncio.to_thread(llm.load)
+    prompt = " ".join(f"Line {i}: the parcel left the depot." for i in range(330))  # about 3,600 tokens
+    reading = asyncio.ensure_future(collect(llm.generate([{"role": "user", "content": prompt}], max_tokens=5)))
+
+    def call_started() -> bool:
+        with llm._calls_changed:  # notified when a call enters or leaves llama.cpp
+            return llm._calls_changed.wait_for(lambda: llm._calls > 0, timeout=60)
+
+    assert await asyncio.to_thread(call_started)
+    await asyncio.to_thread(llm.close)  # waits up to 10 s, then gives up and keeps the model
+    assert llm._server is None, "close gave up: the prompt read could not be stopped"
+    assert await reading == []
+
+
+@pytest.mark.models
 async def test_llamacpp_overlong_prompt_is_an_error(llm: S.LlamaCppLLM) -> None:
     """A prompt longer than the context raises LLMError (the session fails the reply, not the session)."""
     messages = [{"role": "user", "content": "word " * (MODEL_CONFIG.llamacpp_context_tokens + 100)}]
