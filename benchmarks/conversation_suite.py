@@ -738,18 +738,23 @@ def table(runs: dict[str, list[Reply]], rows: tuple[str, ...] = ROWS) -> str:
 
 
 def pooled_table(runs: dict[str, list[Reply]], rows: tuple[str, ...] = ROWS) -> str:
-    """Per row and language, the replies of every run pooled (one row's five replies per seed make ten over two
-    seeds, so one miss is 90 %, not 80 %), each run's own count beside it."""
-    names = list(runs)
-    head = " | ".join(f"{lang} pooled | " + " | ".join(f"{lang} {name}" for name in names) for lang in ("en", "zh"))
-    lines = [f"| row | {head} |", "|---|" + "---:|" * (2 * (len(names) + 1))]
+    """Per row and language, the replies of a variant's runs pooled (runs named NAME-seedN, or files so named, are
+    one variant's; one row's five replies per seed make ten over two seeds, so one miss is 90 %, not 80 %), each
+    run's own count beside it."""
+    groups: dict[str, list[str]] = {}
+    for name in runs:
+        groups.setdefault(re.sub(r"-seed\d+$", "", name), []).append(name)
+    head = " | ".join(f"{group} {lang} pooled | " + " | ".join(f"{name} {lang}" for name in names)
+                      for lang in ("en", "zh") for group, names in groups.items())
+    lines = [f"| row | {head} |", "|---|" + "---:|" * (2 * (len(runs) + len(groups)))]
     for row in (*rows, "all"):
         cells = []
         for lang in ("en", "zh"):
-            picked = {name: [r for r in runs[name] if (row == "all" or r.row == row) and r.lang == lang]
-                      for name in names}
-            cells.append(_cell([r for rs in picked.values() for r in rs]))
-            cells += [_count(picked[name]) for name in names]
+            for names in groups.values():
+                picked = {name: [r for r in runs[name] if (row == "all" or r.row == row) and r.lang == lang]
+                          for name in names}
+                cells.append(_cell([r for rs in picked.values() for r in rs]))
+                cells += [_count(picked[name]) for name in names]
         lines.append(f"| {row if row != 'all' else '**all**'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -885,7 +890,8 @@ def main() -> None:
     print()
     print(table(runs, rows))
     if len(runs) > 1:
-        print("\nPooled over the runs (each run's count beside it; a row's goal is read on the pooled column):\n")
+        print("\nPooled over each variant's seeds (each run's count beside it; a row's goal is read on the pooled "
+              "column):\n")
         print(pooled_table(runs, rows))
     held_out = {c.id for c in CONVERSATIONS if c.held_out}
     parts = {f"{name} {part}": [r for r in replies if (r.conversation in held_out) == (part == "held-out")]

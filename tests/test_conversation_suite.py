@@ -324,5 +324,6 @@ def test_a_rows_score_can_be_pooled_over_seeds_with_each_seeds_count_beside_it()
         for n, r in enumerate(rs):
             r.verdict = "pass" if n < passed else "fail"
         return rs
-    table = suite.pooled_table({"seed1": run(5), "seed2": run(4)}, ("refuse",))
-    assert "| refuse | 90 % (9/10) | 5/5 | 4/5 | - | - | - |" in table.splitlines()
+    table = suite.pooled_table({"new-seed1": run(5), "new-seed2": run(4), "old-seed1": run(3)}, ("refuse",))
+    assert table.splitlines()[0].startswith("| row | new en pooled | new-seed1 en | new-seed2 en | old en pooled |")
+    assert "| refuse | 90 % (9/10) | 5/5 | 4/5 | 60 % (3/5) | 3/5 | - | - | - | - | - |" in table.splitlines()
