@@ -357,7 +357,8 @@ class Config(BaseModel):
     """For a Chinese speaker ({form} in `interrupt_prompt_zh`, quotes included): with one form the 1.5B said its
     first interruption again at the second ("我同意，比如在家办公可以减少通勤时间……" to a point about cats and
     dogs, both seeds of two rounds); with "有道理，不过……" there it answered the point ("有道理，不过猫和狗都有各自的
-    优点和缺点。"; docs/replies.md, sixth round)."""
+    优点和缺点。"; docs/replies.md, sixth round). The fourth interruption takes it again and once said the user's
+    words back ("你真的觉得成年人学一门外语很值得，因为……")."""
     interrupt_history_messages: int = Field(0, ge=0, le=1000)
     """How many of the conversation's last messages an interrupt's LLM call reads (0: the whole history window;
     1: the words it cuts in on; the memory stays in the system message). With the history the 1.5B said its
@@ -388,7 +389,8 @@ class Config(BaseModel):
     refuse_forms_zh: list[str] = ["我不能……，但你可以……", "我没法……，不过你可以试试……"]
     """The same for a Chinese speaker: with one form the second refusal ended in the first one's words ("但你可以
     自己联系邻居或者联系网络管理员" then "但你可以自己联系老板或者联系人力资源部门"); a form that is a whole
-    clause ("这件事我帮不了，你不妨……") was said as it stands (docs/replies.md, sixth round)."""
+    clause ("这件事我帮不了，你不妨……") was said as it stands (docs/replies.md, sixth round). The second form still
+    ended in the first refusal's tail once ("…或者向当地警方报告")."""
     refuse_history_messages: int = Field(0, ge=0, le=1000)
     """How many of the conversation's last messages a refusal's LLM call reads (0: the whole history window; 2: the
     request and the reply before it). With the whole history a second refusal sometimes ends in the first one's
