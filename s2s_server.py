@@ -100,7 +100,7 @@ def now_ms() -> float:
 
 
 METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice",
-               "voice_to_first_byte")
+               "voice_to_first_byte", "turn_end_to_first_byte")
 
 
 # ==== 1. Protocol ======================================================================================
@@ -275,15 +275,21 @@ def parse_client_event(text: str) -> Any:
         raise ProtocolError("invalid_event", f"invalid {kind}: {detail}", event_id) from None
 
 
-def event_text(event: dict[str, Any]) -> str:
-    """A server event as JSON text: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
+def event_json(event: dict[str, Any]) -> bytes:
+    """A server event as UTF-8 JSON: orjson (compact, UTF-8 as is); json where orjson refuses (a numpy
     float64, integers past 64 bits, non-string keys; other numpy scalars fail with both). orjson writes a NaN
     or infinite float as null; json, before and in that fallback, as NaN, which is not JSON. Every event passes
-    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound."""
+    here, a reply's audio as one event per `audio_chunk_ms` (100) of sound, and goes out as these bytes in a
+    text frame (no decoding to str and encoding back)."""
     try:
-        return orjson.dumps(event).decode()
+        return orjson.dumps(event)
     except TypeError:
-        return json.dumps(event)
+        return json.dumps(event).encode()
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """`event_json` as text."""
+    return event_json(event).decode()
 
 
 def server_event(type_: str, **fields: Any) -> dict[str, Any]:
@@ -4629,6 +4635,7 @@ class Response:
     metrics: dict[str, float | None] = field(default_factory=dict)
     trace_audio: list[np.ndarray] = field(default_factory=list)  # at trace_rate_hz
     trace_rate_hz: int = SAMPLE_RATE_HZ
+    first_sent_cpu_s: float | None = None  # the event loop thread's CPU clock when its first audio was sent
     turn: Turn | None = None
     messages: list[dict[str, str]] = field(default_factory=list)  # what the LLM was given for this reply
 
@@ -4693,6 +4700,8 @@ class Turn:
     audio: np.ndarray | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
+    ended_at_ms: float = field(default_factory=now_ms)  # the server decided the turn was over (made it)
+    ended_cpu_s: float = field(default_factory=time.thread_time)  # and the event loop thread's CPU clock then
 
 
 class AheadReply:
@@ -4954,7 +4963,7 @@ class Session:
                 continue  # purged: a cancelled response sends nothing more
             deadline.begin(self.config.send_timeout_s)
             try:
-                await self.ws.send(event_text(out.event))
+                await self.ws.send(event_json(out.event), text=True)
             except websockets.ConnectionClosed:
                 return
             except asyncio.CancelledError:
@@ -4981,6 +4990,8 @@ class Session:
         """Account for what actually reached the socket: spoken text and audio played at real time."""
         assert out.response is not None
         out.response.clock.sent(out.audio_ms, out.clause, now_ms())
+        if out.audio_ms and out.response.first_sent_cpu_s is None:
+            out.response.first_sent_cpu_s = time.thread_time()
 
     def _schedule_playback_end(self, delay_ms: float) -> None:
         """Playback ends `delay_ms` from now. Called for every audio chunk, so the timer is not replaced
@@ -6186,10 +6197,15 @@ class Session:
         if r.clock.first_sent_at_ms is not None:  # the client plays from the first byte; the ear hears the
             m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms  # first audible window
             m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)
+            m["turn_end_to_first_byte"] = r.clock.first_sent_at_ms - turn.ended_at_ms  # the server's own share
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
-        self.log.info("metrics %s", " ".join(f"{k}={v}" for k, v in fields.items()))
+        # In the log only: the event loop's CPU from the turn's end to its first audio byte (every session's
+        # work in between): what turn_end_to_first_byte would be with a core to itself (benchmarks/overhead.py)
+        loop_cpu = (f" loop_cpu_ms={(r.first_sent_cpu_s - turn.ended_cpu_s) * 1000:.1f}"
+                    if r.first_sent_cpu_s is not None else "")
+        self.log.info("metrics %s%s", " ".join(f"{k}={v}" for k, v in fields.items()), loop_cpu)
         self._trace(turn, r, then=lambda: self.emit(event))  # the trace is on disk before s2s.metrics
 
     def _settle_state(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import json
 import os
 import platform
@@ -16,6 +17,7 @@ import wave
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import websockets
@@ -107,17 +109,20 @@ def mic_frames(utterance: np.ndarray) -> list[str]:
 
 
 _TYPE_FIRST = ('{"type":"', '{"type": "')  # how the server writes every event: a dict whose first key is type
+_TYPE_FIRST_BYTES = tuple(first.encode() for first in _TYPE_FIRST)
 
 
 def event_type(message: str | bytes) -> str:
     """A server event's type, read without parsing the whole message: the audio deltas are most of what
-    the simulated users receive, and parsing each would make the client, not the server, the bottleneck."""
-    if isinstance(message, str):
-        for first in _TYPE_FIRST:
-            if message.startswith(first):
-                end = message.find('"', len(first))
-                if end > 0:
-                    return message[len(first):end]
+    the simulated users receive, and parsing each would make the client, not the server, the bottleneck.
+    `message` may be the text or its UTF-8 bytes (as `recv(decode=False)` gives it, undecoded)."""
+    firsts = _TYPE_FIRST if isinstance(message, str) else _TYPE_FIRST_BYTES
+    for first in firsts:
+        if message.startswith(first):  # type: ignore[arg-type]
+            end = message.find(first[-1:], len(first))  # type: ignore[arg-type]
+            if end > 0:
+                kind = message[len(first):end]
+                return kind if isinstance(kind, str) else kind.decode()
     return str(json.loads(message).get("type"))
 
 
@@ -130,33 +135,102 @@ class Totals:
     barge: list[float] = field(default_factory=list)  # speech_started -> cancelled response.done, ms
     frames_sent: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # per answered turn, the user item's id -> client-observed ms (as in `eot`), and the server's own
+    # share of the same turn from its s2s.metrics (`turn_end_to_first_byte`), when it arrived
+    eot_by_item: dict[str, float] = field(default_factory=dict)
+    server_by_item: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: Totals) -> None:
+        self.eot += other.eot
+        self.eot_unanswered += other.eot_unanswered
+        self.barge += other.barge
+        self.frames_sent += other.frames_sent
+        self.errors.update(other.errors)
+        self.eot_by_item.update(other.eot_by_item)
+        self.server_by_item.update(other.server_by_item)
+
+
+async def connect_user(port: int) -> Any:
+    return await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None, open_timeout=60)
+
+
+def masked_frames(frames: list[str]) -> list[bytes]:
+    """`frames` as whole client WebSocket frames (text, masked, by websockets' own serializer), made once, for
+    `stream_users` to write to the sockets as they are: a client's send path (framing, a fresh mask, the
+    library's send machinery) costs more CPU than the server's receive of the same frame, and the simulated
+    users share the machine with the server. Each frame keeps the mask key it was made with, so keys repeat
+    every utterance loop (RFC 6455 asks for unpredictable keys, against proxies' caches; there is no proxy on
+    the loopback, and the server unmasks any key)."""
+    from websockets.frames import Frame, Opcode
+
+    return [Frame(Opcode.TEXT, frame.encode()).serialize(mask=True) for frame in frames]
+
+
+async def read_events(ws: Any, totals: Totals) -> None:
+    """Read a user's server events until cancelled, stamping what the measures need. Messages are read
+    undecoded, and only the few small events the measures use are parsed."""
+    marks: dict[str, Any] = {}
+    while True:
+        message = await ws.recv(decode=False)
+        t, kind = time.monotonic(), event_type(message)
+        if kind == "input_audio_buffer.speech_stopped":
+            marks["stopped"], marks["item"] = t, json.loads(message)["item_id"]
+        elif kind == "response.output_audio.delta":
+            if "stopped" in marks:
+                totals.eot.append(ms := (t - marks.pop("stopped")) * 1000)
+                totals.eot_by_item[marks.pop("item")] = ms
+        elif kind == "input_audio_buffer.speech_started":
+            marks["started"] = t
+            if marks.pop("stopped", None) is not None:  # too late to count: cut off by the next utterance
+                totals.eot_unanswered += 1
+        elif kind == "response.done":
+            if json.loads(message)["response"]["status"] == "cancelled" and "started" in marks:
+                totals.barge.append((t - marks.pop("started")) * 1000)
+        elif kind == "s2s.metrics":
+            metrics = json.loads(message)
+            if metrics.get("turn_end_to_first_byte") is not None and metrics.get("item_id"):
+                totals.server_by_item[metrics["item_id"]] = metrics["turn_end_to_first_byte"]
+        elif kind == "error":
+            totals.errors[json.loads(message)["error"]["code"]] += 1
+
+
+async def stream_users(sockets: list[Any], frames: list[bytes], starts: list[float], seconds: float,
+                       totals: Totals) -> None:
+    """Each user (a socket) streams `frames` (`masked_frames`) at real-time pace for `seconds` from its start
+    (time.monotonic, the same clock in every process on this machine), one 20 ms frame at a time, each
+    utterance barging in on the previous reply; then every socket is closed. One pacing loop writes every
+    user's frames when due (a timer per user and frame cost the client more than its sends): frames due
+    within the next half millisecond go together."""
+    readers = [asyncio.create_task(read_events(ws, totals)) for ws in sockets]
+    frame_s = FRAME_MS / 1000
+    due = [(start, user, 0) for user, start in enumerate(starts)]  # (when, user, frame number)
+    heapq.heapify(due)
+    try:
+        while due:
+            when, user, n = due[0]
+            wait = when - time.monotonic()
+            if wait > 0.0005:
+                await asyncio.sleep(wait)
+                continue
+            heapq.heappop(due)
+            sockets[user].transport.write(frames[n % len(frames)])
+            if (n + 1) * frame_s < seconds:
+                heapq.heappush(due, (starts[user] + (n + 1) * frame_s, user, n + 1))
+            else:
+                totals.frames_sent += n + 1
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
 
 async def realtime_user(port: int, frames: list[str], seconds: float, totals: Totals, start_delay: float) -> None:
-    """Stream `frames` at real-time pace for `seconds` (each utterance barges in on the previous reply)."""
+    """Connect after `start_delay`, then stream `frames` at real-time pace for `seconds` (each utterance barges
+    in on the previous reply), with websockets' own send."""
     await asyncio.sleep(start_delay)  # spread the sessions' frame clocks over one frame period
     async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None, open_timeout=60) as ws:
-        marks: dict[str, float] = {}
-
-        async def read() -> None:
-            async for message in ws:
-                t, kind = time.perf_counter(), event_type(message)
-                if kind == "input_audio_buffer.speech_stopped":
-                    marks["stopped"] = t
-                elif kind == "response.output_audio.delta":
-                    if "stopped" in marks:
-                        totals.eot.append((t - marks.pop("stopped")) * 1000)
-                elif kind == "input_audio_buffer.speech_started":
-                    marks["started"] = t
-                    if marks.pop("stopped", None) is not None:  # too late to count: cut off by the next utterance
-                        totals.eot_unanswered += 1
-                elif kind == "response.done":
-                    if json.loads(message)["response"]["status"] == "cancelled" and "started" in marks:
-                        totals.barge.append((t - marks.pop("started")) * 1000)
-                elif kind == "error":
-                    totals.errors[json.loads(message)["error"]["code"]] += 1
-
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(read_events(ws, totals))
         t0, n = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
             await ws.send(frames[n % len(frames)])

@@ -5,29 +5,41 @@ the turn, then the next utterance, which cuts the bot off while its (slowly stre
 generated. Measured at the client, from event arrival times:
   end-of-turn:  input_audio_buffer.speech_stopped -> first response.output_audio.delta
   barge-in:     input_audio_buffer.speech_started -> response.done (cancelled)
-The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
+and, for the same turns, the server's own share from its s2s.metrics: `turn_end_to_first_byte`, from its
+end-of-turn decision to the first audio byte written to the socket. The client's figure starts when the
+client reads speech_stopped, which itself waited in the server's send queue and in the client's loop, so
+"client minus server" (per turn) is what the kernel and the client's loop added to the first audio, less
+what speech_stopped itself waited. "Its event loop's CPU in it" is `loop_cpu_ms` from the server's
+metrics log lines: the CPU its event loop thread used within the share (every session's work then, frames
+included), the process's own part of a share whose wall time the machine's load sets. Each client
+process also runs a 5 ms ticker and reports how late it fired (its loop's lag: how late it read whatever
+arrived). The fakes take zero time (the fake LLM's first word ends a clause at once), so these are pure server
 overhead plus loopback. Input frames dropped = append events sent by clients - append events the
 server's sessions handled (from their close log lines). A turn whose reply had sent no audio when the
 user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
 pause, so a p99 over many cut turns flatters the server. Each row also gives the CPU the server processes
-and this client used during the run, in cores (1.0 = one core busy all the time), the server's CPU per
-1,000 input frames (all its work, turns included, divided by the frames it handled: it moves less with the
-machine's load than the latencies, but still by 20 to 45 % between interleaved runs at load 4 to 7, see
-docs/deploy.md), and the load average before and after it: the simulated users
-run in this process, on the same machine as the server. Latencies are only comparable between rows of one
-run on a quiet machine (load average well under 1 before each row).
+and the client processes used while the users streamed, in cores (1.0 = one core busy all the time), the
+server's CPU per 1,000 input frames (all its work, turns included, divided by the frames it handled: it
+moves less with the machine's load than the latencies, but still by 20 to 45 % between interleaved runs at
+load 4 to 7, see docs/deploy.md), and the load average before and after it. The simulated users run on
+the same machine as the server, in `--clients` processes (2 by default) started together: every user
+connects first, then all start streaming at one shared time (time.monotonic, the same clock in every
+process); each process writes its users' frames from one pacing loop, as whole WebSocket frames made once
+(`masked_frames`), and reads the events undecoded, parsing only the few small ones it measures. On a
+2-core machine they still compete with the server for the cores. Latencies are only comparable between
+rows of one run on a quiet machine (load average well under 1 before each row).
 
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
 --workers runs the server as that many processes on one port (the server's `workers` setting), each
 configuration in turn, so that the rows compare side by side in one run; such a row says how many sessions
-each process served (the kernel spreads connections by a hash, not evenly, and the busiest process sets
-the burst's p99).
+each process served (the supervisor hands each connection to the process with the fewest, so 50 / 50).
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
-    python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2
-    python benchmarks/overhead.py --sessions 1 10 --seconds 20
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2 --seconds 30
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --clients 1 2   # the client's part
+    python benchmarks/overhead.py --turn-path --sessions 50 100   # the burst's server CPU per turn, in-process
 """
 
 from __future__ import annotations
@@ -37,54 +49,123 @@ import asyncio
 import base64
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import shlex
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 from common import (
     FRAME_MS,
     RATE_HZ,
     Totals,
+    connect_user,
     cpu_seconds,
     event_type,
     fake_server_args,
     frames_handled,
     machine,
+    masked_frames,
     mic_frames,
     pct,
-    realtime_user,
     speech,
     start_server,
+    stream_users,
     wait_for_closes,
 )
 
 
+def client_process(conn: Any, port: int, frames: list[str], seconds: float, offsets: list[float]) -> None:
+    """One client process (started with `spawn`): connect its users, say so, and once told the shared start
+    time (time.monotonic, the same clock in every process on this machine) stream every user's frames from
+    that time plus its offset; send back what its users measured, its CPU over the streaming, and the lag
+    of a 5 ms ticker on its event loop (how late this process read what arrived)."""
+
+    async def main() -> tuple[Totals, float, list[float]]:
+        sockets = await asyncio.gather(*(connect_user(port) for _ in offsets))
+        conn.send("connected")
+        start_at = await asyncio.to_thread(conn.recv)
+        totals, lags = Totals(), []
+        loop = asyncio.get_running_loop()
+
+        async def ticker() -> None:  # the client loop's own lag: a timer 5 ms apart, and how late it fires
+            due = start_at
+            while True:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                lags.append((loop.time() - due) * 1000)
+                due = loop.time() + 0.005
+
+        framed = masked_frames(frames)  # written as they are: no framing or masking per frame
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        cpu = time.process_time()
+        await stream_users(sockets, framed, [start_at + offset for offset in offsets], seconds, totals)
+        cpu = time.process_time() - cpu
+        ticking.cancel()
+        return totals, cpu, lags
+
+    conn.send(asyncio.run(main()))
+
+
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
-              workers: int = 1, server_args: tuple[str, ...] = ()) -> dict[str, float]:
+              workers: int = 1, server_args: tuple[str, ...] = (), clients: int = 1) -> dict[str, Any]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
     proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
                                                ready=ready)
-    totals, frames = Totals(), mic_frames(utterance)
+    frames = mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
-    # --synchronized they start within one frame, so all turns end together (the worst case).
+    # --synchronized they start within one frame, so all turns end together (the worst case). User i runs
+    # in client process i % clients.
     period_s = (FRAME_MS if synchronized else len(frames) * FRAME_MS) / 1000
-    load_before, started = os.getloadavg()[0], time.perf_counter()
-    server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
+    clients = min(clients, sessions)
+    context = multiprocessing.get_context("spawn")
+    pipes, children = [], []
+    for c in range(clients):
+        parent_end, child_end = context.Pipe()
+        offsets = [i * period_s / sessions for i in range(c, sessions, clients)]
+        child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets), daemon=True)
+        child.start()
+        pipes.append(parent_end)
+        children.append(child)
+    totals, client_cpu, lags = Totals(), 0.0, []
     try:
-        await asyncio.gather(*(realtime_user(port, frames, seconds, totals, i * period_s / sessions)
-                               for i in range(sessions)))
+        for pipe in pipes:  # every user connected, in every client process
+            await asyncio.to_thread(pipe.recv)
+        load_before, start_at = os.getloadavg()[0], time.monotonic() + 0.5
+        for pipe in pipes:
+            pipe.send(start_at)
+        await asyncio.sleep(start_at - time.monotonic())
+        server_cpu = cpu_seconds(proc.pid)
+        for pipe in pipes:
+            child_totals, cpu, child_lags = await asyncio.to_thread(pipe.recv)
+            totals.merge(child_totals)
+            client_cpu += cpu
+            lags += child_lags
         await wait_for_closes(log_lines, sessions)
-        elapsed = time.perf_counter() - started
-        server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu, time.process_time() - client_cpu
+        elapsed = time.monotonic() - start_at
+        server_cpu = cpu_seconds(proc.pid) - server_cpu
     finally:
+        for child in children:
+            child.join(5)
+            if child.is_alive():
+                child.kill()
         proc.terminate()
         await proc.wait()
     eot, barge, handled = totals.eot, totals.barge, frames_handled(log_lines)
-    return {"sessions": sessions, "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99),
-            "eot_cut": totals.eot_unanswered,
+    both = [item for item in totals.eot_by_item if item in totals.server_by_item]
+    server = [totals.server_by_item[item] for item in both]
+    outside = [totals.eot_by_item[item] - totals.server_by_item[item] for item in both]
+    loop_cpu = [float(ms) for line in log_lines for ms in re.findall(r" loop_cpu_ms=([\d.]+)", line)]
+    return {"sessions": sessions, "clients": clients,
+            "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99), "eot_cut": totals.eot_unanswered,
+            "server_n": len(server),
+            "server_p50": pct(server, 50), "server_p99": pct(server, 99),
+            "outside_p50": pct(outside, 50), "outside_p99": pct(outside, 99),
+            "cpu_p50": pct(loop_cpu, 50), "cpu_p99": pct(loop_cpu, 99),
+            "lag_p99": pct(lags, 99), "lag_max": max(lags, default=float("nan")),
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
             "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
@@ -134,15 +215,18 @@ def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -
     return asyncio.run(measure())
 
 
-def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple[float, float, float]:
+def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple[float, float, float, float]:
     """The synchronized burst in-process, through `Session` with a socket that only records what is sent: each
     session gets the same 20 ms frames (an utterance, then the silence that ends its turn) over its receive
     loop, one frame to all sessions at a time, as fast as the server takes them; at the frame that ends every
     session's turn, the server CPU (all its threads, time.process_time) until every session's first audio
     delta went to its socket, per turn: the least of `rounds` bursts (each after the last one's replies were
     cut by the next utterance, as in the real-time rows), and the median. websockets' framing and the
-    sockets are left out; the event serialisation and the memory writes (SQLite) are in. Also the p99 of
-    speech_stopped -> first audio delta, in ms, as sent (wall clock: moved by the machine's load)."""
+    sockets are left out; the event serialisation and the memory writes (SQLite) are in. Also two p99s, in
+    ms (wall clock: moved by the machine's load): speech_stopped -> first audio delta, as sent, and the frame
+    that ended the turn, handed to every session at once -> first audio delta sent. The first leaves out what
+    the turn waited before its speech_stopped was sent (behind the other sessions' steps); the second is
+    the server's whole part of the burst."""
     import tempfile
 
     import s2s_server as s2s
@@ -165,8 +249,8 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
                 raise StopAsyncIteration
             return message
 
-        async def send(self, text: str) -> None:
-            self.sent.append((time.perf_counter(), kind := event_type(text)))
+        async def send(self, message: str | bytes, text: bool | None = None) -> None:
+            self.sent.append((time.perf_counter(), kind := event_type(message)))
             if kind == "response.output_audio.delta":
                 self.audio.set()
 
@@ -179,9 +263,10 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
         await server.memory.open()
         sockets = [RecordingSocket(asyncio.Event()) for _ in range(sessions)]
         runs = [asyncio.create_task(s2s.Session(server, sock).run()) for sock in sockets]
-        cpu_ms, latency_ms = [], []
+        cpu_ms, latency_ms, from_frame_ms = [], [], []
         for _ in range(rounds):
             for frame in mic_frames(utterance):
+                handed = time.perf_counter()
                 for sock in sockets:
                     sock.sent.clear()
                     sock.audio.clear()
@@ -199,12 +284,13 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
                 cpu_ms.append((time.process_time() - started) * 1000 / sessions)
                 latency_ms += [(first(sock, "response.output_audio.delta") - first(
                     sock, "input_audio_buffer.speech_stopped")) * 1000 for sock in sockets]
+                from_frame_ms += [(first(sock, "response.output_audio.delta") - handed) * 1000 for sock in sockets]
             await asyncio.sleep(0.3)  # the replies stream on; the next utterance cuts them
         for sock in sockets:
             sock.inbox.put_nowait(None)
         await asyncio.gather(*runs, return_exceptions=True)
         await server.memory.close()
-        return min(cpu_ms), float(np.median(cpu_ms)), pct(latency_ms, 99)
+        return min(cpu_ms), float(np.median(cpu_ms)), pct(latency_ms, 99), pct(from_frame_ms, 99)
 
     return asyncio.run(measure())
 
@@ -217,6 +303,8 @@ def main() -> None:
                         help="start every user within one frame, so all turns end at once (the worst case)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="server processes sharing the port (one run per value, side by side)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[2],
+                        help="processes the simulated users run in, started together (one run per value)")
     parser.add_argument("--silent", action="store_true",
                         help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
                              "frames")
@@ -234,10 +322,11 @@ def main() -> None:
     if args.turn_path:
         utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
         for sessions in args.sessions:
-            least, median, p99 = turn_path_ms(sessions, utterance)
+            least, median, p99, from_frame = turn_path_ms(sessions, utterance)
             print(f"{least:.2f} ms (median {median:.2f}) of server CPU per turn, turn end -> every first audio "
-                  f"({sessions} sessions at once, in-process, least of 5 bursts; speech_stopped -> first audio "
-                  f"p99 {p99:.1f} ms as sent; load average {os.getloadavg()[0]:.1f})")
+                  f"({sessions} sessions at once, in-process, least of 5 bursts); first audio p99, from "
+                  f"speech_stopped as sent {p99:.1f} ms, from the frame that ended the turns {from_frame:.1f} ms; "
+                  f"load average {os.getloadavg()[0]:.1f}")
         return
     if args.input_path:
         for sessions in args.sessions:
@@ -252,22 +341,27 @@ def main() -> None:
           f"users {'synchronized (all turns end at once)' if args.synchronized else 'spread'}"
           f"{', streaming silence (no turns)' if args.silent else ''}; "
           f"{args.seconds:g} s per row")
-    print("| sessions | processes | end-of-turn -> first audio p50 / p99 (turns; cut before audio) | barge-in -> "
-          "cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / client (cores) | server CPU "
-          "per 1,000 frames | load average |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| sessions | processes | client processes | end-of-turn -> first audio at the client p50 / p99 (turns; cut "
+          "before audio) | server's own share p50 / p99 (turns) | its event loop's CPU in it p50 / p99 | client "
+          "minus server p50 / p99 | client loop lag "
+          "p99 / max | barge-in -> cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / clients "
+          "(cores) | server CPU per 1,000 frames | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for workers, extra in itertools.product(args.workers, args.server_args):
+        for clients, workers, extra in itertools.product(args.clients, args.workers, args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
-                                tuple(shlex.split(extra))))
+                                tuple(shlex.split(extra)), clients))
             split = f", sessions {r['split']}" if workers > 1 else ""
-            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} | {r['clients']} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
+                  f"| {r['server_p50']:.1f} / {r['server_p99']:.1f} ms ({r['server_n']}) "
+                  f"| {r['cpu_p50']:.1f} / {r['cpu_p99']:.1f} ms "
+                  f"| {r['outside_p50']:.1f} / {r['outside_p99']:.1f} ms "
+                  f"| {r['lag_p99']:.1f} / {r['lag_max']:.1f} ms "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
                   f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['server_ms_per_1k_frames']:.0f} ms "
                   f"| {r['load']} |", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -74,6 +74,7 @@ class Client:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
         self.arrivals: list[float] = []  # time.monotonic() at which each event arrived
+        self.frame_kinds: set[type] = set()  # str for text frames, bytes for binary ones
         self._cursor = 0
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
@@ -84,6 +85,7 @@ class Client:
             async for message in self.ws:
                 async with self._changed:
                     self.arrivals.append(time.monotonic())
+                    self.frame_kinds.add(type(message))
                     self.events.append(json.loads(message))
                     self._changed.notify_all()
         except websockets.ConnectionClosed:

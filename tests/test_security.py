@@ -395,10 +395,10 @@ async def test_a_client_that_stops_reading_is_cut_within_the_default_3_s(make_se
     unfinished: list[float] = []  # start times of the server's sends that have not completed
     real_send = session.ws.send
 
-    async def timed_send(message: str) -> None:
+    async def timed_send(message: bytes, **kwargs: Any) -> None:
         started = time.monotonic()
         unfinished.append(started)
-        await real_send(message)
+        await real_send(message, **kwargs)
         unfinished.remove(started)
 
     session.ws.send = timed_send

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +31,8 @@ def audio_of(client: Client, response_id: str) -> np.ndarray:
     return np.frombuffer(b"".join(chunks), dtype="<i2")
 
 
-async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server, speech_dir):
+async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server, speech_dir, caplog):
+    caplog.set_level(logging.INFO, logger="s2s")
     h = await make_server()
     c = await h.connect()
     await spoken_turn(c, speech_dir)
@@ -56,6 +59,10 @@ async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server,
     assert all(len(base64.b64decode(d["delta"])) // 2 <= 2400 for d in deltas)  # <= 100 ms at 24 kHz
     assert set(s2s.METRIC_KEYS) <= set(metrics) and metrics["voice_to_voice"] is not None
     assert metrics["endpoint"] >= 600  # the silence window that ended the turn
+    assert 0 < metrics["turn_end_to_first_byte"] < metrics["voice_to_first_byte"]  # the server's share, after it
+    assert c.frame_kinds == {str}  # every event came in a text frame (the server sends its UTF-8 bytes as text)
+    loop_cpu = [float(m) for m in re.findall(r"loop_cpu_ms=([\d.]+)", caplog.text)]  # the log's CPU share
+    assert len(loop_cpu) == 1 and 0 <= loop_cpu[0] <= metrics["turn_end_to_first_byte"] + 0.2, loop_cpu
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the reply's playback ended
     states = [e["state"] for e in c.events if e["type"] == "s2s.state"]
     assert states == ["listening", "processing", "speaking", "listening"]
