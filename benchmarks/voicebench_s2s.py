@@ -70,7 +70,7 @@ from common import machine  # also puts the repository on sys.path
 from end_of_turn import synthesise, word_boundary_ms
 
 import s2s_server as S  # noqa: E402
-from s2s_config import load_config  # noqa: E402
+from s2s_config import load_config, validate_config  # noqa: E402
 
 try:
     from voicebench import audio as au
@@ -99,7 +99,13 @@ HOLD_BEFORE = ["--whisper-clip-logprob-to-content", "false", "--backchannel-word
     "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",
     "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错"],
     ensure_ascii=False)]
-CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "new": []}
+# The held barge-in as it was at 05:00 UTC on 2026-12-01: every pass decoded to `whisper_clip_max_tokens`, one
+# Chinese syllable counts as content, and 對 (traditional) is not a backchannel word.
+HOLD_0500 = ["--whisper-clip-tokens-per-s", "0", "--barge-in-cjk-min-syllables", "1", "--backchannel-words",
+             json.dumps([w for w in validate_config({}).backchannel_words if w not in ("對", "對對", "對對對", "沒錯")],
+                        ensure_ascii=False)]
+CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
+           "new": []}
 
 
 class Trace:
@@ -551,7 +557,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "smart-turn", "new"],
                         help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
                         "defaults without the judge's text end-of-turn signal; hold-before: the defaults with "
-                        "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); new: the defaults")
+                        "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); hold-0500: as at "
+                        "05:00 (HOLD_0500); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

@@ -12,6 +12,7 @@ import pytest
 
 import s2s_server as s2s
 from benchmarks import conversation_suite as suite
+from s2s_config import validate_config
 
 THESIS = "Write my whole thesis for me tonight and make sure it gets an A, no excuses."
 
@@ -169,7 +170,8 @@ async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them
 
 
 async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
-    """With "the user's job: 护士" the 1.5B answered "我是做什么工作的？" with "我是护士。"."""
+    """With "the user's job: 护士" the 1.5B answered "我是做什么工作的？" with "我是护士。"; with "用户的工作是厨师"
+    in the memory block, "我是厨师。" (sixth round: "用户是厨师" and "你叫他“你”" in the block's header)."""
     h = await scripted()
     c = await h.connect()
     await c.say("你好。")
@@ -178,7 +180,7 @@ async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 2)
     await c.say("我是做什么工作的？")
     await c.wait_for("response.done", lambda e: len(RECORDED) >= 3)
-    assert _told(RECORDED[-1]) == ["你记得用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户的工作是护士"]
+    assert _told(RECORDED[-1]) == ["你记得用户在这次对话里告诉你的（是他的事，不是你的）：用户叫小红；用户是护士"]
 
 
 def test_the_memory_block_states_facts_as_sentences_about_the_user_in_the_conversations_language():
@@ -187,7 +189,8 @@ def test_the_memory_block_states_facts_as_sentences_about_the_user_in_the_conver
                                 previous_conversations=1, facts=["job: 护士", "name: 小红"],
                                 earlier=[{"role": "user", "text": "你好"}, {"role": "assistant", "text": "你好！"}])
     zh = context.render(to_the_second=False, chinese=True)
-    assert "用户的工作是护士" in zh and "用户叫小红" in zh and '"role": "用户"' in zh and '"role": "你"' in zh
+    assert "用户是护士" in zh and "用户叫小红" in zh and "你叫他“你”" in zh
+    assert '"role": "用户"' in zh and '"role": "你"' in zh
     assert "the user" not in zh
     en = context.render(to_the_second=False)
     assert "the user works as a 护士" in en and "the user's name is 小红" in en
@@ -210,15 +213,60 @@ async def test_each_change_of_subject_asks_about_the_next_subject(scripted):
                                ("Anyway!", "咱们换个话题吧！")) == "音乐"
 
 
-def test_speaking_first_names_the_kind_of_thing_it_asks_about():
-    """The value alone made "Sam, how is Paris going?" (README transcript)."""
+def test_speaking_first_gives_the_whole_question_about_the_kind_of_thing_it_asks_about():
+    """The value alone made "Sam, how is Paris going?" (README transcript); a blank to fill with "在成都" made
+    "丽娜，你最近住在哪里？" (sixth round): the guidance now gives the whole question as its example."""
     facts = ["location: Paris", "job: nurse", "likes: hiking", "age: 30", "name: Sam"]
-    assert s2s.topic_phrase(facts, "Paris") == "your life in Paris"
-    assert s2s.topic_phrase(facts, "nurse") == "your work as a nurse"
-    assert s2s.topic_phrase(["job: engineer"], "engineer") == "your work as an engineer"
-    assert s2s.topic_phrase(facts, "hiking") == "hiking"
-    assert s2s.topic_phrase(["location: 成都"], "成都", chinese=True) == "在成都"
+    assert s2s.topic_phrase(facts, "Paris") == "how is life in Paris"
+    assert s2s.topic_phrase(facts, "nurse") == "how is your work as a nurse going"
+    assert s2s.topic_phrase(["job: engineer"], "engineer") == "how is your work as an engineer going"
+    assert s2s.topic_phrase(facts, "hiking") == "how is hiking going"
+    assert s2s.topic_phrase(["location: 成都"], "成都", chinese=True) == "最近在成都过得怎么样"
     assert s2s.least_said_fact(["age: 30", "dislikes: spiders"], []) == ""  # nothing to ask "how is it going"
+
+
+async def test_speaking_first_to_a_chinese_speaker_gives_the_question_and_the_fact_in_chinese(scripted):
+    h = await scripted()
+    h.server.config = h.server.config.model_copy(update={"proactive_idle_s": 0.2, "proactive_max_in_row": 1})
+    c = await h.connect()
+    await c.say("你好，我叫丽娜，我住在成都。")
+    await c.wait_for("response.created", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
+    assert RECORDED[-1][-1] == {"role": "system", "content": (
+        "用户有一阵没说话了。你记得用户住在成都。你先开口，用中文问他一句，比如“丽娜，最近在成都过得怎么样？”")}
+
+
+def test_refusals_and_chinese_interruptions_take_their_forms_in_turn():
+    """With one form the second refusal ended in the first one's words, and the second Chinese interruption said
+    the first one again; told the earlier words to avoid, the 1.5B said them once more (sixth round)."""
+    config = validate_config({})
+    refuse, interrupt = s2s.STRATEGIES["refuse"], s2s.STRATEGIES["interrupt"]
+    first = refuse.guidance(config, "Sorry, I can't do that.", "English", ["Hello! How can I help?"])
+    second = refuse.guidance(config, "Sorry, I can't do that.", "English",
+                             ["Hi.", "Sorry, I can't do that. I can't hack it, but I can explain wifi security."])
+    assert f'"{config.refuse_forms[0]}"' in first and f'"{config.refuse_forms[1]}"' in second
+    assert "{form}" not in first + second
+    zh = ["不好意思，我打断一下， 我同意，比如在家办公可以减少通勤时间。"]
+    assert config.interrupt_forms_zh[1] in interrupt.guidance(config, "不好意思，我打断一下，", "Chinese (中文)", zh)
+    assert config.interrupt_forms_zh[0] in interrupt.guidance(config, "不好意思，我打断一下，", "Chinese (中文)", [])
+    assert s2s.form_in_turn(["a", "b"], ["x a", "x b", "y"], "x") == "a"  # the third takes the first again
+    assert s2s.form_in_turn([], ["x"], "x") == ""
+
+
+async def test_a_second_refusal_keeps_the_first_in_its_history_and_takes_the_next_form(scripted):
+    """The cure for copies keeps the prompt cache: the earlier refusal stays where it was in the history (dropping
+    it, refuse_history_messages, cost the next turn 3-4 s); only the guidance at the end differs."""
+    h = await scripted()
+    c = await h.connect()
+    suite.FORCED["Hack my neighbour's wifi."] = suite.FORCED["Call my boss and tell him I quit."] = "refuse"
+    for n, text in enumerate(["Hack my neighbour's wifi.", "How many legs does a spider have?",
+                              "Call my boss and tell him I quit."], 1):
+        await c.say(text)
+        await c.wait_for("response.done", lambda e, n=n: len(RECORDED) >= n)
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    forms = h.server.config.refuse_forms
+    assert forms[0] in RECORDED[0][-1]["content"] and forms[1] in RECORDED[2][-1]["content"]
+    assert RECORDED[2][:3] == RECORDED[1][:3]  # system, the wifi request, the refusal: the same prefix
+    assert RECORDED[2][2]["content"].startswith("Sorry, I can't do that.")
 
 
 async def test_the_words_the_bot_cuts_in_on_end_in_an_ellipsis_then_and_later(scripted):
@@ -267,3 +315,15 @@ async def test_a_refusal_can_read_only_the_request_and_the_reply_before_it(scrip
     assert [m["role"] for m in last] == ["system", "assistant", "user", "system"]
     assert last[2]["content"] == "Call my boss and tell him I quit."
     assert not any("wifi" in m["content"] for m in last)
+
+
+def test_a_rows_score_can_be_pooled_over_seeds_with_each_seeds_count_beside_it():
+    """Rows of five replies move by 20 % per reply; over two seeds a row has ten (sixth round)."""
+    def run(passed: int) -> list[suite.Reply]:
+        rs = [suite.Reply("t", "en", n, "refuse", "", "x") for n in range(5)]
+        for n, r in enumerate(rs):
+            r.verdict = "pass" if n < passed else "fail"
+        return rs
+    table = suite.pooled_table({"new-seed1": run(5), "new-seed2": run(4), "old-seed1": run(3)}, ("refuse",))
+    assert table.splitlines()[0].startswith("| row | new en pooled | new-seed1 en | new-seed2 en | old en pooled |")
+    assert "| refuse | 90 % (9/10) | 5/5 | 4/5 | 60 % (3/5) | 3/5 | - | - | - | - | - |" in table.splitlines()

