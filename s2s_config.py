@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 ENV_PREFIX = "S2S_"
 
@@ -531,6 +531,19 @@ class Config(BaseModel):
                              "use a ~/.pgpass file (PGPASSFILE) instead")
         return url
 
+
+    @model_validator(mode="after")
+    def _forms_and_their_prompts(self) -> Config:
+        """A forms list is used only through {form} in its prompt: a list with no {form} to fill would be
+        ignored without a word, and a {form} with no list would reach the LLM as 'the form ""'."""
+        for prompt, forms in (("refuse_prompt", "refuse_forms"), ("refuse_prompt_zh", "refuse_forms_zh"),
+                              ("interrupt_prompt", "interrupt_forms"), ("interrupt_prompt_zh", "interrupt_forms_zh")):
+            has_slot, listed = "{form}" in getattr(self, prompt), bool(getattr(self, forms))
+            if listed and not has_slot:
+                raise ValueError(f"{forms} is set but {prompt} has no {{form}} to put them in")
+            if has_slot and not listed:
+                raise ValueError(f"{prompt} asks for a {{form}} but {forms} is empty")
+        return self
 
 # ---- Settings declared beside their backend (s2s_server.py, plugins) -----------------------------------
 # A backend class declares its own settings as a nested `class Settings(BackendSettings)`, written like the

@@ -2273,7 +2273,8 @@ class LlamaCppLLM(LLM):
         """Prompt tokens read in one step. llama.cpp reports its progress after each step, and only then
         can a reply cut off by the user, or close(), stop a prompt read; with llama.cpp's own 2048 every
         prompt here was read in one step that nothing could stop (close gave up after 10 s and the process
-        aborted at exit). On this CPU 128 and 2048 read prompts at the same speed (docs/models.md)."""
+        aborted at exit). Measured on this CPU under load (docs/models.md): the 1.5B read a 524-token prompt
+        as fast with 128 as with 2048 (three interleaved pairs), the 0.5B a 924-token one with 256."""
 
     def load(self) -> None:
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
@@ -6052,7 +6053,7 @@ class Session:
             subjects = self.config.deflect_subjects_zh if _CJK.search(instructions) else self.config.deflect_subjects
             openers = (self.config.deflect_template_en, self.config.deflect_template_zh)
             instructions = instructions.replace("{subject}", deflect_subject(subjects, said, openers))
-        if instructions and any(key in instructions for key in ("{facts}", "{name}", "{topic}")):  # what is
+        if instructions and any(key in instructions for key in ("{facts}", "{name}", "{topic}", "{fact}")):  # what is
             facts = self.user_memory.fact_lines(8)  # known of the user, next to the guidance that uses it
             name = next((f.split(": ", 1)[1] for f in facts if f.startswith("name: ")), None)
             if name is None:  # facts but no name: the form without one (the 1.5B read a "-" put in its place
@@ -6061,10 +6062,11 @@ class Session:
             others = "; ".join(f for f in facts if not f.startswith("name: ")) or "(none)"
             topic = least_said_fact(facts, said)
             guided_in_chinese = bool(_CJK.search(instructions))
-            if not facts or ("{topic}" in instructions and not topic):  # nothing to fill the form with: the
-                instructions = (self.config.proactive_prompt_new_user_zh if guided_in_chinese else  # guidance
-                                self.config.proactive_prompt_new_user.replace("{language}", "English"))  # for a
-            fact = next((f for f in facts if f.split(": ", 1)[-1] == topic), "")  # user not known yet
+            needs_topic = "{topic}" in instructions or "{fact}" in instructions
+            if not facts or (needs_topic and not topic):  # nothing to fill the form with: the guidance for a
+                instructions = (self.config.proactive_prompt_new_user_zh if guided_in_chinese else  # user not
+                                self.config.proactive_prompt_new_user.replace("{language}", "English"))  # known yet
+            fact = next((f for f in facts if f.split(": ", 1)[-1] == topic), "")
             instructions = instructions.replace("{fact}", fact_saying(fact, guided_in_chinese) if fact else "")
             topic = topic_phrase(facts, topic, guided_in_chinese)
             topic = topic[:1].upper() + topic[1:] if name == "-" else topic  # no name before it: a capital
@@ -6222,8 +6224,9 @@ class Session:
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})
         event = server_event("s2s.metrics", response_id=r.id, item_id=turn.item.id if turn.item else None, **fields)
-        # In the log only: the event loop's CPU from the turn's end to its first audio byte (every session's
-        # work in between): what turn_end_to_first_byte would be with a core to itself (benchmarks/overhead.py)
+        # In the log only: the event loop thread's CPU from the turn's end to its first audio byte (every
+        # session's work on the loop in between; not the models' worker threads). With overhead.py's
+        # zero-latency fakes that is what turn_end_to_first_byte would be with a core to itself.
         loop_cpu = (f" loop_cpu_ms={(r.first_sent_cpu_s - turn.ended_cpu_s) * 1000:.1f}"
                     if r.first_sent_cpu_s is not None else "")
         self.log.info("metrics %s%s", " ".join(f"{k}={v}" for k, v in fields.items()), loop_cpu)

@@ -301,9 +301,9 @@ def main() -> None:
               config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, **full})),
              ("05:00: sure as its first word with content, interjections", True,
               config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, **full})),
-             ("now, every pass decoded to whisper_clip_max_tokens", config.whisper_clip_logprob_to_content,
-              config.model_copy(update={"whisper_clip_tokens_per_s": 0})),
-             ("now (defaults): and one Chinese syllable is no content, 對", config.whisper_clip_logprob_to_content,
+             ("05:00 + one Chinese syllable is no content, 對; every pass to whisper_clip_max_tokens",
+              config.whisper_clip_logprob_to_content, config.model_copy(update={"whisper_clip_tokens_per_s": 0})),
+             ("now (defaults): and passes decoded to whisper_clip_tokens_per_s", config.whisper_clip_logprob_to_content,
               config))
     if args.replay:
         replay(args.replay, asr, rules)

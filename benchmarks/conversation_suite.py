@@ -509,7 +509,11 @@ V2_PROMPTS: dict[str, Any] = {
                         "\"my name\" or \"I live\".",
 }
 V2_PROMPTS.update({f"{k}_zh": v for k, v in V2_PROMPTS.items() if k != "system_prompt"})  # English for both
-BEFORE_PROMPTS.update({f"{k}_zh": v for k, v in BEFORE_PROMPTS.items() if k != "system_prompt"})
+BEFORE_PROMPTS.update({f"{k}_zh": v for k, v in BEFORE_PROMPTS.items() if k not in ("system_prompt",
+                                                                                    "strategy_guidance_at")})
+NO_FORMS = {"refuse_forms": [], "refuse_forms_zh": [], "interrupt_forms": [], "interrupt_forms_zh": []}
+V2_PROMPTS.update(NO_FORMS)  # their prompts have no {form} to fill
+BEFORE_PROMPTS.update(NO_FORMS)
 SMALL = {"llamacpp_weights": "qwen2.5-coder-0.5b"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # Qwen2.5-Coder-1.5B, today's prompts

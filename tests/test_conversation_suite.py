@@ -138,14 +138,17 @@ class RecordingLLM(s2s.LLM):
 @pytest.fixture
 def scripted(make_server):
     """A server whose judge does what the suite's script says (suite.FORCED: words -> strategy; else reply)
-    and whose LLM records what it is given."""
+    and whose LLM records what it is given. A test's forced actions do not outlive it."""
     RECORDED.clear()
+    forced = dict(suite.FORCED)
 
     async def make(**settings):
         return await make_server(judge="suite-forced", llm="test-suite-recording", proactive_idle_s=0,
                                  fake_tts_ms_per_char=1, **settings)
 
-    return make
+    yield make
+    suite.FORCED.clear()
+    suite.FORCED.update(forced)
 
 
 def _told(messages: list[dict[str, str]]) -> list[str]:

@@ -183,6 +183,8 @@ def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
     (["--log-level", "LOUD"], {}, "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     (["--whisper-window-s", "3"], {}, "whisper_window_s = '3': Input should be greater than or equal to 5"),
     ([], {"S2S_ASR_WINDOW_S": "10"}, "Did you mean: whisper_window_s"),  # a backend's setting has its name
+    ([], {"S2S_INTERRUPT_FORMS": '["I agree, but ..."]'}, "interrupt_prompt has no {form}"),  # would be ignored
+    ([], {"S2S_REFUSE_FORMS": "[]"}, "refuse_prompt asks for a {form} but refuse_forms is empty"),
 ])
 def test_config_errors_name_the_valid_choices(argv, environ, needle):
     with pytest.raises(ConfigError) as info:
