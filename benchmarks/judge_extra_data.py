@@ -24,7 +24,7 @@ import judge_sft as J  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--extra", default="data/realistic/extra-writer-f.jsonl")
+    parser.add_argument("--extra", default="data/realistic/extra-writer-f.jsonl", help="a file, or several: a,b")
     parser.add_argument("--work-dir", default="runs/judge")
     parser.add_argument("--judge-dir", default="data/judge", help="whose chosen head parameters to use")
     args = parser.parse_args()
@@ -36,7 +36,7 @@ def main() -> None:
     X, y, examples = mats["complete"]
     labels = J.HEADS["complete"]
     params = J.HeadParams(**json.loads((Path(args.judge_dir) / "judge.json").read_text())["heads"]["complete"])
-    extra = {t["writer"] for t in J.read_turns([Path(args.extra)])}
+    extra = {t["writer"] for t in J.read_turns([Path(p) for p in args.extra.split(",")])}  # one file or several
     folds = [w for w, _, _ in J.validation_folds(examples) if w not in extra]
     print(f"{machine()}; extra {args.extra} (writers {sorted(extra)}); complete head {params}; folds {folds}")
     for use_extra in (False, True):
