@@ -4552,6 +4552,7 @@ class Item:
     source: Literal["audio", "text"] = "text"
     unanswered: bool = False  # the judgement chose silence for this user turn
     created_at: float = field(default_factory=time.time)
+    unheard: str = ""  # a reply the user cut off before hearing any of it: what the bot had to say (LLM view only)
 
     def to_wire(self) -> dict[str, Any]:
         if self.role == "user":
@@ -5999,13 +6000,18 @@ class Session:
         on plain transcripts, reads them unmarked)."""
         messages: list[dict[str, str]] = []
         limit = self.config.history_max_items
-        items = [i for i in self.items if i.text]
+        # A reply cut off before the user heard any of it is, for the LLM, the reply it had to say (`unheard`):
+        # left out, the question it answered and the user's next words became one message, and the 1.5B
+        # answered the older question again ("The capital of Italy is Rome." to "Do you remember my name?");
+        # shown as "...", it answered the next question "..." (docs/replies.md).
+        items = [i for i in self.items if i.text or (mark_unanswered and i.unheard)]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
         items = items[-limit:] if limit else []
         openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
         for n, item in enumerate(items):
-            text = item.text + (" [no reply was given]" if item.unanswered and mark_unanswered else "")
+            text = item.text or item.unheard
+            text += " [no reply was given]" if item.unanswered and mark_unanswered else ""
             if mark_unanswered and item.role == "user" and n + 1 < len(items) and items[n + 1].role == "assistant" \
                     and openers and items[n + 1].text.startswith(openers):
                 text = cut_off(text)  # the bot cut in here (as `_reply_messages` showed it to the LLM then)
@@ -6247,7 +6253,8 @@ class Session:
         elif self.last_response is not None and self.playback_remaining_ms() > 0:
             last = self.last_response
             played = last.clock.played_ms(now_ms())
-            last.item.text = last.clock.text_until(played)
+            said, last.item.text = last.item.text, last.clock.text_until(played)
+            last.item.unheard = "" if last.item.text else said
             last.item.status = "incomplete"
             self.retext(last.item)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])

@@ -428,3 +428,21 @@ async def test_a_block_ends_the_reply_in_progress_with_its_own_reason(make_serve
     assert done["response"]["status"] == "cancelled"
     assert done["response"]["status_details"]["reason"] == "blocked"
     await c.wait_for("s2s.blocked")
+
+
+async def test_a_reply_cut_before_any_of_it_was_heard_is_what_the_llm_had_to_say(scripted, make_server):
+    """The user asks again while the last reply's audio is still queued to play, before any word of it was
+    heard: history keeps nothing heard, but the LLM sees the reply it had to say between the two questions.
+    Left out, the two questions became one user message, and the 1.5B answered the older one again (a
+    newcomer check: "The capital of Italy is Rome." to "Do you remember my name?")."""
+    h = await make_server(judge="test-scripted", llm="test-recording", fake_tts_ms_per_char=200,  # "Okay." alone
+                          proactive_idle_s=0)  # takes a second to play
+    c = await h.connect()
+    await c.say("What is the capital of Italy?")
+    first = await c.wait_for("response.done")
+    await c.say("Do you remember my name?")  # at once: the first reply has played a few ms at most
+    await c.wait_for("response.done", lambda e: e["response"]["id"] != first["response"]["id"])
+    turns = [(m["role"], m["content"]) for m in RECORDED[-1] if m["role"] != "system"]
+    assert turns[-3:] == [("user", "What is the capital of Italy?"), ("assistant", "Okay. That is interesting."),
+                          ("user", "Do you remember my name?")], turns
+    assert [i.text for i in h.session().items if i.role == "assistant"][0] == ""  # heard: nothing
