@@ -287,11 +287,6 @@ def event_json(event: dict[str, Any]) -> bytes:
         return json.dumps(event).encode()
 
 
-def event_text(event: dict[str, Any]) -> str:
-    """`event_json` as text."""
-    return event_json(event).decode()
-
-
 def server_event(type_: str, **fields: Any) -> dict[str, Any]:
     return {"type": type_, "event_id": new_id("event"), **fields}
 
@@ -4359,10 +4354,7 @@ def form_in_turn(forms: list[str], said: list[str] | tuple[str, ...], opener: st
     (`said`) that begin with this strategy's `opener`. With one form, a second refusal ended in the first one's
     words ("…但你可以自己联系邻居…" then "…但你可以自己联系老板…"), a second interruption said the first one
     again; told the earlier words to avoid, the 1.5B said them once more (docs/replies.md, sixth round)."""
-    if not forms:
-        return ""
-    done = sum(bool(opener) and line.startswith(opener) for line in said)
-    return forms[done % len(forms)]
+    return next_in_turn(forms, said, (opener,))
 
 
 def deflect_subject(subjects: list[str], said: list[str], openers: tuple[str, ...]) -> str:
@@ -4370,8 +4362,14 @@ def deflect_subject(subjects: list[str], said: list[str], openers: tuple[str, ..
     bot's own earlier lines (`said`) that begin with a deflect opener. The 1.5B, offered "food, music, travel
     or a film" every time, asked "你最喜欢的食物是什么？" at both changes of subject of one conversation
     (docs/replies.md, fifth round). Counted, not matched in the words: asked about films, it says "movie"."""
+    return next_in_turn(subjects, said, openers)
+
+
+def next_in_turn(choices: list[str], said: list[str] | tuple[str, ...], openers: tuple[str, ...]) -> str:
+    """The next of `choices` after as many as the bot's lines in `said` that begin with one of `openers` (empty
+    ones never match); "" when there are no choices."""
     done = sum(any(line.startswith(opener) for opener in openers if opener) for line in said)
-    return subjects[done % len(subjects)] if subjects else ""
+    return choices[done % len(choices)] if choices else ""
 
 
 STRATEGIES: dict[str, Strategy] = {}

@@ -239,9 +239,10 @@ def test_client_event_parser_reports_codes():
         s2s.parse_client_event(deep)
 
 
-def test_server_event_text_is_strict_json_and_falls_back_to_json_for_what_orjson_refuses():
-    assert s2s.event_text({"type": "x", "ms": float("nan"), "words": "你好"}) == '{"type":"x","ms":null,"words":"你好"}'
-    text = s2s.event_text({"type": "x", "big": 2**70, "f": np.float64(1.5)})  # orjson refuses both: json writes them
+def test_server_event_json_is_strict_json_and_falls_back_to_json_for_what_orjson_refuses():
+    strict = s2s.event_json({"type": "x", "ms": float("nan"), "words": "你好"})
+    assert strict == '{"type":"x","ms":null,"words":"你好"}'.encode()
+    text = s2s.event_json({"type": "x", "big": 2**70, "f": np.float64(1.5)})  # orjson refuses both: json writes them
     assert json.loads(text) == {"type": "x", "big": 2**70, "f": 1.5}
 
 
