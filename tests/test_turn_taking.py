@@ -374,6 +374,27 @@ async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(ma
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
 
 
+async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server):
+    """A plugin ASR with `transcribe` alone (the fake: no confidence, so `transcribe_scored` gives None) is
+    trusted: a finished sentence (hibari) whose words the text head scores finished ends its turn once the
+    opinions agree, well before `turn_unsure_silence_ms`."""
+    sentence = "I would like to book a table for two people tonight."
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.wait_for("session.updated")
+    audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(3000, 16000)])
+    sent_ms = [0.0]
+
+    def stopped() -> bool:
+        sent_ms[0] += 20
+        return "input_audio_buffer.speech_stopped" in c.types()
+
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True, until=stopped)
+    ev = await c.wait_for("input_audio_buffer.speech_stopped")
+    assert sent_ms[0] - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms[0], ev)
+
+
 async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
     """A judge that gives no text end-of-turn probability (`off`): a finished sentence (hibari) ends its turn
     on Smart Turn's opinion after `turn_audio_only_silence_ms`, although the transcript (a fake ASR taking
