@@ -529,7 +529,8 @@ class ClipHearing:
 
 
 class ASR(Component):
-    """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript."""
+    """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript. A backend
+    may also say how sure it is (`transcribe_scored`, `hear_clip`); the defaults say nothing (None)."""
 
     family = "asr"
 
