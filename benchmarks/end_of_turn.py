@@ -23,7 +23,11 @@ here (its measured wall time is added as audio time). Scores, as eot-bench defin
                       whose latency is at most 300 / 600 ms
   wait for <= 5 %   = the lowest latency among operating points with at most 5 % false cut-offs
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s
-that are listened through. Prints Markdown and the machine.
+that are listened through. Beside the full decision, the rule before 2026-12-01 09:00 (the text head's
+"finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100) on the same
+opinions. `--details` prints every sample under the default full decision: each pause's Smart Turn
+probability, transcript, the ASR's mean token log-probability and text probability, and the rule that ended
+the turn. Prints Markdown and the machine.
 """
 
 from __future__ import annotations
@@ -188,6 +192,7 @@ class Opinions:
         self.smart.load()
         self.cache: dict[tuple[str, int, str], tuple[float | None, float]] = {}
         self.words: dict[tuple[str, int, str], str] = {}  # the transcript each text opinion was given
+        self.logprobs: dict[tuple[str, int, str], float | None] = {}  # how sure the ASR was of those words
         self.measured: list[float] = []
         self.asr = self.judge = None
         if text_signal:
@@ -196,6 +201,14 @@ class Opinions:
             self.judge = S.REGISTRY["judge"][config.judge](config)
             self.judge.load()
             self.context = S.JudgeContext(history=[], strategies=frozenset({"reply"}))
+
+    def describe(self, sample: Sample, detector: Any, ev: Any) -> str:
+        """The opinions a pause got (for --details)."""
+        audio_p = self.cache.get((sample.name, len(detector.utterance_audio()), "audio"), (None,))[0]
+        key = (sample.name, len(ev.audio), "text")
+        text_p, logprob = self.cache.get(key, (None,))[0], self.logprobs.get(key)
+        return (f"Smart Turn {fmt(audio_p)}, text {fmt(text_p)} for {self.words.get(key, '')!r} "
+                f"(ASR log-probability {fmt(logprob)})")
 
     def audio(self, sample: Sample, audio: np.ndarray) -> tuple[float | None, float]:
         key = (sample.name, len(audio), "audio")
@@ -212,8 +225,10 @@ class Opinions:
         if key not in self.cache:
             assert self.asr is not None and self.judge is not None
             started = time.perf_counter()
-            words = asyncio.run(collect(self.asr.transcribe(audio))).strip()
-            self.words[key] = words
+            pieces = asyncio.run(collect_scored(self.asr.transcribe_scored(audio)))
+            words = "".join(piece for piece, _ in pieces).strip()
+            sure = [lp for _, lp in pieces if lp is not None]
+            self.words[key], self.logprobs[key] = words, (sum(sure) / len(sure) if sure else None)
             prob = self.judge.end_of_turn_prob(self.context, words) if words else None
             if inspect.isawaitable(prob):
                 prob = asyncio.run(prob)  # type: ignore[arg-type]
@@ -225,8 +240,8 @@ async def collect_audio(stream: Any) -> np.ndarray:
     return np.concatenate([pcm async for pcm in stream])
 
 
-async def collect(stream: Any) -> str:
-    return "".join([piece async for piece in stream])
+async def collect_scored(stream: Any) -> list[tuple[str, float | None]]:
+    return [piece async for piece in stream]
 
 
 def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio: bool, use_text: bool,
@@ -243,12 +258,13 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
         for _due, opinion, pause_id in [s for s in scheduled if s[0] <= now]:
             detector.set_opinion(pause_id, **opinion)
         scheduled = [s for s in scheduled if s[0] > now]
+        rule = detector.rule() if isinstance(detector, S.PredictiveTurnDetector) else ("silence", detector.silence_ms)
         for ev in detector.push(frame, prob):
             if ev.kind == "speech_stopped":
                 stops.append(now)
                 scheduled = []
                 if trace is not None:
-                    trace.append(f"    turn over at {now} ms")
+                    trace.append(f"    turn over at {now} ms (rule: {rule[0]}, {rule[1]:.0f} ms of silence)")
             elif ev.kind == "paused" and opinions is not None and (use_audio or use_text):
                 pause_id = detector.pause_id
                 if use_audio:
@@ -258,13 +274,11 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                     assert ev.audio is not None
                     detector.set_opinion(pause_id, text_pending=True)
                     p, cost = opinions.text(sample, ev.audio)
-                    scheduled.append((now + cost, {"text_prob": p, "text_pending": False}, pause_id))
+                    logprob = opinions.logprobs.get((sample.name, len(ev.audio), "text"))
+                    scheduled.append((now + cost, {"text_prob": p, "text_logprob": logprob, "text_pending": False},
+                                      pause_id))
                 if trace is not None:
-                    audio_p = opinions.cache.get((sample.name, len(detector.utterance_audio()), "audio"), (None,))[0]
-                    words = opinions.words.get((sample.name, len(ev.audio), "text"), "") if ev.audio is not None else ""
-                    text_p = opinions.cache.get((sample.name, len(ev.audio), "text"), (None,))[0] \
-                        if ev.audio is not None else None
-                    trace.append(f"    pause at {now} ms: Smart Turn {audio_p}, text {text_p} for {words!r}")
+                    trace.append(f"    pause at {now} ms: {opinions.describe(sample, detector, ev)}")
     return stops
 
 
@@ -289,7 +303,8 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
     names = {"silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
              "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
-             "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold"}
+             "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
+             "text_min_logprob": "turn_text_min_logprob"}
     settings = config.model_copy(update={names[k]: v for k, v in overrides.items()})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
     return lambda: cls(settings, FRAME_MS)
@@ -332,19 +347,34 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool,
         full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
                       for o in sweep[1::12] for t in thresholds[::3] for u in (800, 1200, o["silence_ms"])]
         full_points = [evaluate("predictive", True, True, **o)[:2] for o in full_sweep]
-        if details:  # the hesitations the defaults cut: which opinions ended them
+        if details:  # every sample under the defaults: the opinions at each pause, the rule that ended the turn
             make = detector_factory(config, "predictive")
             for sample in samples:
                 trace: list[str] = []
                 stops = run_detector(sample, make, opinions, True, True, trace)
+                after = [t for t in stops if t >= sample.end_ms]
                 if sample.pause and any(sample.pause[0] <= t < sample.pause[1] + FRAME_MS for t in stops):
-                    print(f"  {sample.name}: cut in its pause {sample.pause[0]:.0f}-{sample.pause[1]:.0f} ms "
-                          f"({sample.text_before_pause!r} | ...)", *trace, sep="\n")
+                    head = f"CUT in its pause {sample.pause[0]:.0f}-{sample.pause[1]:.0f} ms"
+                elif sample.pause:
+                    head = f"held its pause {sample.pause[0]:.0f}-{sample.pause[1]:.0f} ms"
+                else:
+                    head = "whole sentence"
+                latency = f"{after[0] - sample.end_ms:.0f} ms" if after else "never"
+                print(f"  {sample.name}: {head}; end of turn {latency} after the end of speech "
+                      f"({sample.text_before_pause or sample.text!r})", *trace, sep="\n")
         rows.append(("full decision (silence + Smart Turn + judge text)", full_points,
                      evaluate("predictive", True, True),
-                     f"+ turn_text_threshold={config.turn_text_threshold}, done {config.turn_done_silence_ms} ms, "
+                     f"+ turn_text_threshold={config.turn_text_threshold}, turn_text_min_logprob="
+                     f"{config.turn_text_min_logprob}, done {config.turn_done_silence_ms} ms, "
                      f"unsure {config.turn_unsure_silence_ms} ms"))
+        if config.turn_text_min_logprob > -100:  # beside it, the rule before: the words trusted however unsure
+            rows.append(("full decision, any transcript trusted (before 2026-12-01 09:00)", [],
+                         evaluate("predictive", True, True, text_min_logprob=-100.0), "turn_text_min_logprob=-100"))
     return rows
+
+
+def fmt(x: float | None) -> str:
+    return "none" if x is None else f"{x:.2f}"
 
 
 def pct(x: float | None) -> str:
@@ -380,9 +410,9 @@ def main() -> None:
     for set_name, rows in results.items():
         for name, points, (latency, fcr, held), settings in rows:
             at300, at600, wait = frontier(points)
-            print(f"| {set_name} | {name} | {pct(at300)} | {pct(at600)} | "
-                  f"{'n/a' if wait is None else f'{wait:.0f} ms'} | {latency:.0f} ms | {pct(fcr)} | {pct(held)} | "
-                  f"{settings} |")
+            swept = f"{pct(at300)} | {pct(at600)} | {'n/a' if wait is None else f'{wait:.0f} ms'}" if points else \
+                "- | - | -"  # not swept: the defaults only
+            print(f"| {set_name} | {name} | {swept} | {latency:.0f} ms | {pct(fcr)} | {pct(held)} | {settings} |")
     costs = opinions.measured
     used = "measured" if args.model_ms is None else f"taken as {args.model_ms:g} ms (--model-ms)"
     print(f"\nSmart Turn: {len(costs)} calls, median {np.median(costs):.0f} ms each measured here, load average "

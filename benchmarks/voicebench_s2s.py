@@ -104,8 +104,11 @@ HOLD_BEFORE = ["--whisper-clip-logprob-to-content", "false", "--backchannel-word
 HOLD_0500 = ["--whisper-clip-tokens-per-s", "0", "--barge-in-cjk-min-syllables", "1", "--backchannel-words",
              json.dumps([w for w in validate_config({}).backchannel_words if w not in ("對", "對對", "對對對", "沒錯")],
                         ensure_ascii=False)]
+# The end of turn as before 2026-12-01 09:00: the text head's "finished" trusted however unsure the ASR is of
+# the words it read (`turn_text_min_logprob`).
+EOT_BEFORE = ["--turn-text-min-logprob", "-100"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
-           "new": []}
+           "eot-before": EOT_BEFORE, "new": []}
 
 
 class Trace:
@@ -558,7 +561,8 @@ def main() -> None:
                         help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
                         "defaults without the judge's text end-of-turn signal; hold-before: the defaults with "
                         "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); hold-0500: as at "
-                        "05:00 (HOLD_0500); new: the defaults")
+                        "05:00 (HOLD_0500); eot-before: the defaults with the end of turn as before 2026-12-01 "
+                        "09:00, the words trusted however unsure the ASR is of them (EOT_BEFORE); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

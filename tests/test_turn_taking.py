@@ -176,6 +176,19 @@ def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_uttera
     assert events[-1] == (40, "speech_stopped")
 
 
+def test_words_the_asr_is_unsure_of_do_not_take_the_short_wait():
+    """Audio and words say finished, but the ASR heard the words unsurely (its log-probability under
+    `turn_text_min_logprob`): the turn waits `turn_unsure_silence_ms`; words heard surely, or from an ASR that
+    gives no confidence (None), end it after `turn_done_silence_ms` as before."""
+    unsure = {"audio_prob": 0.9, "text_prob": 0.8, "text_logprob": -0.9}
+    events = run_frames(predictive(turn_text_min_logprob=-0.5), [1] * 20 + [0] * 80, {28: unsure})
+    assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms: unsure
+    for logprob in (-0.2, None):
+        events = run_frames(predictive(turn_text_min_logprob=-0.5), [1] * 20 + [0] * 80,
+                            {28: {"audio_prob": 0.9, "text_prob": 0.8, "text_logprob": logprob}})
+        assert events[-1] == (20 + 8, "speech_stopped"), logprob  # 270 ms: done
+
+
 def test_an_opinion_that_arrives_after_its_silence_passed_ends_the_turn_at_once():
     """No audio comes after the pause (a client that sent a file faster than real time): when the models
     answer "done", the turn is due and ends without waiting for another frame."""
@@ -342,6 +355,44 @@ async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
     assert {"thinking", "park"} <= set(transcript["transcript"].lower().replace(".", "").split()), transcript
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
     assert committed["item_id"] == transcript["item_id"]
+
+
+async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(make_server, speech_dir):
+    """espeak-ng's Mandarin, which Whisper base hears as English guesses: "帮我设置一个" cut before its
+    object and left for 1 s is heard as "One war chef or two you want to find." (-0.78 mean token
+    log-probability), which the text head scores finished (0.66) and Smart Turn too (0.97). Words the ASR is
+    that unsure of do not end the turn early: the sentence stays one turn with one reply."""
+    h = await make_server(turn_taking="predictive", asr="whisper", judge="sft")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.wait_for("session.updated")
+    whole = speech("帮我设置一个明天早上七点的闹钟。", speech_dir, voice="cmn")
+    cut = word_boundary(whole, speech("帮我设置一个", speech_dir, voice="cmn"))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    await c.wait_for("response.done")
+    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
+async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server):
+    """A plugin ASR with `transcribe` alone (the fake: no confidence, so `transcribe_scored` gives None) is
+    trusted: a finished sentence (hibari) whose words the text head scores finished ends its turn once the
+    opinions agree, well before `turn_unsure_silence_ms`."""
+    sentence = "I would like to book a table for two people tonight."
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
+    c = await h.connect()
+    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
+    await c.wait_for("session.updated")
+    audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(3000, 16000)])
+    sent_ms = [0.0]
+
+    def stopped() -> bool:
+        sent_ms[0] += 20
+        return "input_audio_buffer.speech_stopped" in c.types()
+
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True, until=stopped)
+    ev = await c.wait_for("input_audio_buffer.speech_stopped")
+    assert sent_ms[0] - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms[0], ev)
 
 
 async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
