@@ -2558,6 +2558,9 @@ class SpeechShaper:
         self.onset_ms, self.tail_ms = onset_ms, tail_ms
         self.clause_gap_ms, self.sentence_gap_ms = clause_gap_ms, sentence_gap_ms
         self._window = ms_to_samples(self.WINDOW_MS, rate_hz)
+        # A window whose sum of squared samples exceeds this is audible by window_dbfs too: a float64 sum of
+        # int16 squares is exact, and the margin (1e-9, about 4e-9 dB) dwarfs window_dbfs's rounding.
+        self._surely_audible = self._window * 32768.0 ** 2 * 10 ** (audible_dbfs / 10) * (1 + 1e-9)
         self._rest = np.zeros(0, dtype=np.int16)  # less than one window, waiting for more samples
         self._silence: list[np.ndarray] = []  # the silent run so far (windows)
         self._gap_ms = float(sentence_gap_ms)  # longest silence kept for the run in progress
@@ -2569,15 +2572,13 @@ class SpeechShaper:
         data = np.concatenate([self._rest, pcm16]) if len(self._rest) else pcm16
         n = len(data) // self._window * self._window
         self._rest = data[n:].copy()
+        if n and not self._silence and self._all_audible(data[:n]):
+            # all sound, no silence held (the usual chunk of speech): what the loop below gives, at once
+            return self._pass_on(data[:n])
         out: list[np.ndarray] = []
         levels = window_dbfs(data[:n], self._window)
         if n and not self._silence and bool((levels >= self.audible_dbfs).all()):
-            # all sound, no silence held (the usual chunk of speech): what the loop below gives, at once
-            if self.first_audible_ms is None:
-                self.first_audible_ms = samples_to_ms(self._out_samples, self.rate_hz)
-            self._out_samples += n
-            self._gap_ms = float(self.sentence_gap_ms)
-            return data[:n].copy()
+            return self._pass_on(data[:n])  # (a window within the margin of `_surely_audible`)
         for i, level in enumerate(levels):
             window = data[i * self._window:(i + 1) * self._window]
             if level < self.audible_dbfs:
@@ -2592,6 +2593,20 @@ class SpeechShaper:
             self._out_samples += len(kept) + len(window)
             self._gap_ms = float(self.sentence_gap_ms)  # inside a clause
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+    def _all_audible(self, pcm16: np.ndarray) -> bool:
+        """Is every window surely audible? A quarter of window_dbfs's CPU (no log, no sqrt, no division);
+        False near the threshold, where `push` asks window_dbfs."""
+        x = pcm16.reshape(-1, self._window).astype(np.float64)
+        return min(np.einsum("ij,ij->i", x, x).tolist()) > self._surely_audible
+
+    def _pass_on(self, sound: np.ndarray) -> np.ndarray:
+        """Audible windows with no silence held before them: sent as they are."""
+        if self.first_audible_ms is None:
+            self.first_audible_ms = samples_to_ms(self._out_samples, self.rate_hz)
+        self._out_samples += len(sound)
+        self._gap_ms = float(self.sentence_gap_ms)
+        return sound.copy()
 
     def end_clause(self, ends_sentence: bool) -> None:
         """A clause's audio is complete: the silence from here to the next sound is a clause gap."""
