@@ -4133,6 +4133,12 @@ class Judge(Component):
 
     family = "judge"
     llm: LLM | None = None
+    reads_context: ClassVar[bool] = True  # False: `judge` ignores its context's history and memory (not built)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "judge" in cls.__dict__ and "reads_context" not in cls.__dict__:
+            cls.reads_context = True  # a subclass's own `judge` (of OffJudge, say) gets the whole context
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         raise NotImplementedError
@@ -4148,6 +4154,7 @@ class OffJudge(Judge):
     """Proactivity off: always reply to a completed turn, never interrupt (a plain chatbot)."""
 
     name = "off"
+    reads_context = False
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         if stage == "partial":
@@ -5708,9 +5715,13 @@ class Session:
     async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
         """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).
         `history`: the conversation as the judge sees it (default: as it is now)."""
-        if history is None:
-            history = self.llm_history(mark_unanswered=False)
-        context = JudgeContext(history=history, strategies=self.settings.strategies, memory=self.memory_context())
+        if not self.components.judge.reads_context:  # ("off") every turn of a burst builds none
+            context = JudgeContext(history=[], strategies=self.settings.strategies)
+        else:
+            if history is None:
+                history = self.llm_history(mark_unanswered=False)
+            context = JudgeContext(history=history, strategies=self.settings.strategies,
+                                   memory=self.memory_context())
         return await decide(self.components.judge, context, utterance, stage,
                             deadline_s=self.config.judge_deadline_s, max_chars=self.config.judge_max_chars)
 
