@@ -277,6 +277,14 @@ class Config(BaseModel):
     audio_lead_ms: int = Field(2000, ge=0, le=600000)
     """How far reply audio may run ahead of real-time playback, in ms (0: no limit). The client's buffer
     never runs dry, and a barge-in wastes at most this much synthesis (TTS and LLM wait, not the user)."""
+    audio_burst_margin_ms: int = Field(60, ge=0, le=10000)
+    """While other replies on this server process are starting (their turns ended, no audio sent yet), a
+    reply that is already speaking holds its next audio chunk until the client has this many ms of it left
+    to play (or until no reply is starting), so that the first audio of the others gets the CPU first. 0:
+    off (send up to `audio_lead_ms` ahead at once)."""
+    audio_burst_hold_ms: int = Field(200, ge=0, le=10000)
+    """The hold above applies only this long, in ms from a reply's first audio chunk; later chunks go up
+    to `audio_lead_ms` ahead whatever other replies do."""
     clause_min_chars: int = Field(12, ge=1, le=500)
     """A clause is sent to TTS at a comma-like mark once it has this many characters (a CJK character
     counts twice); sentence ends always cut. Small values start speech sooner."""

@@ -4815,13 +4815,15 @@ class FirstAudioGate:
     """Server-wide: the replies that are starting (their turn ended, no audio sent yet). Memory writes of
     the turns being answered wait for all of them (`after`), at most `hold_s` past when the first of them
     came: in a burst of turns ending at once, the writes (a thread that needs the GIL and a core) would
-    otherwise delay the first audio of the replies still starting."""
+    otherwise delay the first audio of the replies still starting. Replies already speaking hold their
+    next audio chunk (`until_none_starting`) for the same reason (`Session._burst_hold_ms`)."""
 
     def __init__(self, hold_s: float) -> None:
         self.hold_s = hold_s
         self.starting = 0
         self._waiting: list[Callable[[], None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._holding: list[asyncio.Future[None]] = []  # audio chunks waiting (until_none_starting)
 
     def begin(self) -> None:
         self.starting += 1
@@ -4840,13 +4842,34 @@ class FirstAudioGate:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._open)
 
+    async def until_none_starting(self, timeout_s: float) -> None:
+        """Wait until no reply is starting, at most `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._holding.append(waiter)
+        timer = loop.call_later(timeout_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            with contextlib.suppress(ValueError):  # still listed (its time ran out, or it was cancelled)
+                self._holding.remove(waiter)
+
     def _open(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        holding, self._holding = self._holding, []
+        for waiter in holding:
+            _resolve(waiter)
         waiting, self._waiting = self._waiting, []
         for fn in waiting:
             fn()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Session:
@@ -4983,6 +5006,9 @@ class Session:
             await self._outbound_room.wait()
         lead_ms = self.config.audio_lead_ms
         ahead_ms = response.clock.queue(audio_ms, now_ms())
+        if (hold_ms := self._burst_hold_ms(response, ahead_ms - audio_ms)) > 0:
+            await self.server.first_audio_gate.until_none_starting(hold_ms / 1000)
+            ahead_ms = response.clock.queue(audio_ms, now_ms())
         if lead_ms and ahead_ms > lead_ms:
             await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
         if response.status == "in_progress":
@@ -4991,6 +5017,22 @@ class Session:
             self._schedule_playback_end(playback_ends_at_ms - now_ms())
             self.emit(event, response=response, audio_ms=audio_ms,
                       after_send=self._first_audio_out if self._reply_starting else None)
+
+    def _burst_hold_ms(self, response: Response, unplayed_ms: float) -> float:
+        """How long to hold this reply's next audio chunk while other replies on this process are starting
+        (a burst of turns that ended together), so that their first audio gets the CPU before this one's
+        later chunks: until none is starting, but only while the client still has more than
+        `audio_burst_margin_ms` of this reply to play (`unplayed_ms`), and only within
+        `audio_burst_hold_ms` of the reply's first chunk. Nothing the client plays changes: the chunk goes
+        out before the audio before it has played (a 40 ms chunk costs ~50 us to shape, encode and send,
+        and a burst of 50 turns ~8 chunks each of them, before this, on the last turn's way to its first audio)."""
+        margin_ms = self.config.audio_burst_margin_ms
+        gate = self.server.first_audio_gate
+        if not margin_ms or unplayed_ms <= margin_ms or gate.starting <= int(self._reply_starting):
+            return 0.0
+        assert response.clock.first_queued_at_ms is not None  # set by the first chunk, which is never held
+        window_ms = self.config.audio_burst_hold_ms - (now_ms() - response.clock.first_queued_at_ms)
+        return min(unplayed_ms - margin_ms, window_ms)
 
     async def _send_loop(self) -> None:
         import websockets
