@@ -6924,6 +6924,19 @@ def close_components(components: Components) -> None:
             component.close()
 
 
+def settle_garbage_collector(config: Config) -> None:
+    """Before serving. What is loaded now (modules, models) lives as long as the process: keep it out of the
+    cyclic garbage collector, whose full passes otherwise walk it while every session waits (after importing
+    this file, torch, onnxruntime and transformers alone, 220,000 objects: one full pass took 62 ms on the
+    2-core test machine; after the freeze, under 0.1 ms). And pass less often (`gc_young_threshold`): in a
+    burst of turns ending together the passes took a tenth of the event loop's CPU (benchmarks/overhead.py
+    --turn-path, docs/deploy.md)."""
+    gc.collect()
+    gc.freeze()
+    if config.gc_young_threshold:
+        gc.set_threshold(config.gc_young_threshold, *gc.get_threshold()[1:])
+
+
 async def serve(config: Config, components: Components, ready: Callable[[int], None] | None = None,
                 auth_token: str | None = None) -> None:
     stop = asyncio.Event()
@@ -6932,12 +6945,7 @@ async def serve(config: Config, components: Components, ready: Callable[[int], N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await load_components(components)
-    # What is loaded now (modules, models) lives as long as the process: keep it out of the cyclic garbage
-    # collector, whose full passes otherwise walk it while every session waits (after importing this file,
-    # torch, onnxruntime and transformers alone, 220,000 objects: one full pass took 62 ms on the 2-core test
-    # machine; after the freeze, under 0.1 ms).
-    gc.collect()
-    gc.freeze()
+    settle_garbage_collector(config)
     server = S2SServer(config, components, auth_token)
     port = await server.start()
     if ready is not None:
