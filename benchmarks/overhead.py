@@ -303,6 +303,9 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
         config = s2s.main_config(["--data-dir", tempfile.mkdtemp(prefix="s2s-overhead-"), *fake_server_args(sessions)])
         server = s2s.S2SServer(config, s2s.build_components(config))
         await server.memory.open()
+        settle = getattr(s2s, "settle_garbage_collector", None)  # as `serve` does (absent from servers before it)
+        if settle is not None:
+            settle(config)
         sockets = [RecordingSocket(asyncio.Event()) for _ in range(sessions)]
         runs = [asyncio.create_task(s2s.Session(server, sock).run()) for sock in sockets]
         cpu_ms, latency_ms, from_frame_ms = [], [], []
