@@ -5023,9 +5023,11 @@ class Session:
         (a burst of turns that ended together), so that their first audio gets the CPU before this one's
         later chunks: until none is starting, but only while the client still has more than
         `audio_burst_margin_ms` of this reply to play (`unplayed_ms`), and only within
-        `audio_burst_hold_ms` of the reply's first chunk. Nothing the client plays changes: the chunk goes
-        out before the audio before it has played (a 40 ms chunk costs ~50 us to shape, encode and send,
-        and a burst of 50 turns ~8 chunks each of them, before this, on the last turn's way to its first audio)."""
+        `audio_burst_hold_ms` of the reply's first chunk. What the client plays does not change: a held
+        chunk is released while the client still has `audio_burst_margin_ms` to play (counted from when the
+        first chunk was queued, before the client had it). A 40 ms chunk costs about 50 us to shape, encode
+        and send; without the hold, the last turn of a burst of 50 waited for 120 to 150 of the others'
+        later chunks before its first audio (docs/deploy.md, "First audio first")."""
         margin_ms = self.config.audio_burst_margin_ms
         gate = self.server.first_audio_gate
         if not margin_ms or unplayed_ms <= margin_ms or gate.starting <= int(self._reply_starting):
