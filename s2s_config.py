@@ -277,6 +277,14 @@ class Config(BaseModel):
     audio_lead_ms: int = Field(2000, ge=0, le=600000)
     """How far reply audio may run ahead of real-time playback, in ms (0: no limit). The client's buffer
     never runs dry, and a barge-in wastes at most this much synthesis (TTS and LLM wait, not the user)."""
+    audio_burst_margin_ms: int = Field(60, ge=0, le=10000)
+    """While other replies on this server process are starting (decided on, no audio of them sent yet), a
+    reply that is already speaking holds its next audio chunk until the client has this many ms of it left
+    to play (or until no reply is starting), so that the first audio of the others gets the CPU first. 0:
+    off (send up to `audio_lead_ms` ahead at once)."""
+    audio_burst_hold_ms: int = Field(200, ge=0, le=10000)
+    """The hold above applies only this long, in ms from a reply's first audio chunk; later chunks go up
+    to `audio_lead_ms` ahead whatever other replies do."""
     clause_min_chars: int = Field(12, ge=1, le=500)
     """A clause is sent to TTS at a comma-like mark once it has this many characters (a CJK character
     counts twice); sentence ends always cut. Small values start speech sooner."""
@@ -515,6 +523,11 @@ class Config(BaseModel):
     shutdown_timeout_s: float = Field(5.0, gt=0, le=60)
     """On SIGTERM or SIGINT, how long sessions get to close (code 1012) before their sockets are dropped.
     The process exits within this plus 5 s, even when a client or a model is stuck."""
+    gc_young_threshold: int = Field(7000, ge=0, le=1_000_000)
+    """The cyclic garbage collector's first threshold (Python's default 700): how many more container
+    objects made than freed start a young pass; every tenth young pass is a middle one, and a full pass may
+    follow ten middle ones. A burst of 50 turns ending together made 19 young and 2 middle passes, and every
+    seventh burst a full one (5 ms; 10 ms with 100 sessions); with 7000, one young pass. 0: Python's default."""
 
     @field_validator("memory_url")
     @classmethod

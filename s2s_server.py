@@ -2595,6 +2595,9 @@ class SpeechShaper:
         self.onset_ms, self.tail_ms = onset_ms, tail_ms
         self.clause_gap_ms, self.sentence_gap_ms = clause_gap_ms, sentence_gap_ms
         self._window = ms_to_samples(self.WINDOW_MS, rate_hz)
+        # A window whose sum of squared samples exceeds this is audible by window_dbfs too: a float64 sum of
+        # int16 squares is exact, and the margin (1e-9, about 4e-9 dB) dwarfs window_dbfs's rounding.
+        self._surely_audible = self._window * 32768.0 ** 2 * 10 ** (audible_dbfs / 10) * (1 + 1e-9)
         self._rest = np.zeros(0, dtype=np.int16)  # less than one window, waiting for more samples
         self._silence: list[np.ndarray] = []  # the silent run so far (windows)
         self._gap_ms = float(sentence_gap_ms)  # longest silence kept for the run in progress
@@ -2606,15 +2609,13 @@ class SpeechShaper:
         data = np.concatenate([self._rest, pcm16]) if len(self._rest) else pcm16
         n = len(data) // self._window * self._window
         self._rest = data[n:].copy()
+        if n and not self._silence and self._all_audible(data[:n]):
+            # all sound, no silence held (the usual chunk of speech): what the loop below gives, at once
+            return self._pass_on(data[:n])
         out: list[np.ndarray] = []
         levels = window_dbfs(data[:n], self._window)
         if n and not self._silence and bool((levels >= self.audible_dbfs).all()):
-            # all sound, no silence held (the usual chunk of speech): what the loop below gives, at once
-            if self.first_audible_ms is None:
-                self.first_audible_ms = samples_to_ms(self._out_samples, self.rate_hz)
-            self._out_samples += n
-            self._gap_ms = float(self.sentence_gap_ms)
-            return data[:n].copy()
+            return self._pass_on(data[:n])  # (a window within the margin of `_surely_audible`)
         for i, level in enumerate(levels):
             window = data[i * self._window:(i + 1) * self._window]
             if level < self.audible_dbfs:
@@ -2629,6 +2630,20 @@ class SpeechShaper:
             self._out_samples += len(kept) + len(window)
             self._gap_ms = float(self.sentence_gap_ms)  # inside a clause
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+    def _all_audible(self, pcm16: np.ndarray) -> bool:
+        """Is every window surely audible? 3.3 us for 40 ms at 24 kHz, where window_dbfs and its comparison
+        take 11.8 (no log, no sqrt, no division); False near the threshold, where `push` asks window_dbfs."""
+        x = pcm16.reshape(-1, self._window).astype(np.float64)
+        return min(np.einsum("ij,ij->i", x, x).tolist()) > self._surely_audible
+
+    def _pass_on(self, sound: np.ndarray) -> np.ndarray:
+        """Audible windows with no silence held before them: sent as they are."""
+        if self.first_audible_ms is None:
+            self.first_audible_ms = samples_to_ms(self._out_samples, self.rate_hz)
+        self._out_samples += len(sound)
+        self._gap_ms = float(self.sentence_gap_ms)
+        return sound.copy()
 
     def end_clause(self, ends_sentence: bool) -> None:
         """A clause's audio is complete: the silence from here to the next sound is a clause gap."""
@@ -4155,6 +4170,12 @@ class Judge(Component):
 
     family = "judge"
     llm: LLM | None = None
+    reads_context: ClassVar[bool] = True  # False: `judge` ignores its context's history and memory (not built)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "judge" in cls.__dict__ and "reads_context" not in cls.__dict__:
+            cls.reads_context = True  # a subclass's own `judge` (of OffJudge, say) gets the whole context
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         raise NotImplementedError
@@ -4170,6 +4191,7 @@ class OffJudge(Judge):
     """Proactivity off: always reply to a completed turn, never interrupt (a plain chatbot)."""
 
     name = "off"
+    reads_context = False
 
     async def judge(self, context: JudgeContext, utterance: str, stage: Stage) -> Judgement:
         if stage == "partial":
@@ -4843,13 +4865,15 @@ class FirstAudioGate:
     """Server-wide: the replies that are starting (their turn ended, no audio sent yet). Memory writes of
     the turns being answered wait for all of them (`after`), at most `hold_s` past when the first of them
     came: in a burst of turns ending at once, the writes (a thread that needs the GIL and a core) would
-    otherwise delay the first audio of the replies still starting."""
+    otherwise delay the first audio of the replies still starting. Replies already speaking hold their
+    next audio chunk (`until_none_starting`) for the same reason (`Session._burst_hold_ms`)."""
 
     def __init__(self, hold_s: float) -> None:
         self.hold_s = hold_s
         self.starting = 0
         self._waiting: list[Callable[[], None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._holding: list[asyncio.Future[None]] = []  # audio chunks waiting (until_none_starting)
 
     def begin(self) -> None:
         self.starting += 1
@@ -4868,13 +4892,34 @@ class FirstAudioGate:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._open)
 
+    async def until_none_starting(self, timeout_s: float) -> None:
+        """Wait until no reply is starting, at most `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._holding.append(waiter)
+        timer = loop.call_later(timeout_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            with contextlib.suppress(ValueError):  # still listed (its time ran out, or it was cancelled)
+                self._holding.remove(waiter)
+
     def _open(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        holding, self._holding = self._holding, []
+        for waiter in holding:
+            _resolve(waiter)
         waiting, self._waiting = self._waiting, []
         for fn in waiting:
             fn()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Session:
@@ -5011,6 +5056,9 @@ class Session:
             await self._outbound_room.wait()
         lead_ms = self.config.audio_lead_ms
         ahead_ms = response.clock.queue(audio_ms, now_ms())
+        if (hold_ms := self._burst_hold_ms(response, ahead_ms - audio_ms)) > 0:
+            await self.server.first_audio_gate.until_none_starting(hold_ms / 1000)
+            ahead_ms = response.clock.queue(audio_ms, now_ms())
         if lead_ms and ahead_ms > lead_ms:
             await asyncio.sleep((ahead_ms - lead_ms) / 1000)  # playback catches up; a barge-in cancels us
         if response.status == "in_progress":
@@ -5019,6 +5067,24 @@ class Session:
             self._schedule_playback_end(playback_ends_at_ms - now_ms())
             self.emit(event, response=response, audio_ms=audio_ms,
                       after_send=self._first_audio_out if self._reply_starting else None)
+
+    def _burst_hold_ms(self, response: Response, unplayed_ms: float) -> float:
+        """How long to hold this reply's next audio chunk while other replies on this process are starting
+        (a burst of turns that ended together), so that their first audio gets the CPU before this one's
+        later chunks: until none is starting, but only while the client still has more than
+        `audio_burst_margin_ms` of this reply to play (`unplayed_ms`), and only within
+        `audio_burst_hold_ms` of the reply's first chunk. What the client plays does not change: a held
+        chunk is released while the client still has `audio_burst_margin_ms` to play (counted from when the
+        first chunk was queued, before the client had it). A 40 ms chunk costs about 50 us to shape, encode
+        and send; without the hold, the last turn of a burst of 50 waited for 120 to 150 of the others'
+        later chunks before its first audio (docs/deploy.md, "First audio first")."""
+        margin_ms = self.config.audio_burst_margin_ms
+        gate = self.server.first_audio_gate
+        if not margin_ms or unplayed_ms <= margin_ms or gate.starting <= int(self._reply_starting):
+            return 0.0
+        assert response.clock.first_queued_at_ms is not None  # set by the first chunk, which is never held
+        window_ms = self.config.audio_burst_hold_ms - (now_ms() - response.clock.first_queued_at_ms)
+        return min(unplayed_ms - margin_ms, window_ms)
 
     async def _send_loop(self) -> None:
         import websockets
@@ -5762,9 +5828,13 @@ class Session:
     async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
         """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).
         `history`: the conversation as the judge sees it (default: as it is now)."""
-        if history is None:
-            history = self.llm_history(mark_unanswered=False)
-        context = JudgeContext(history=history, strategies=self.settings.strategies, memory=self.memory_context())
+        if not self.components.judge.reads_context:  # ("off") every turn of a burst builds none
+            context = JudgeContext(history=[], strategies=self.settings.strategies)
+        else:
+            if history is None:
+                history = self.llm_history(mark_unanswered=False)
+            context = JudgeContext(history=history, strategies=self.settings.strategies,
+                                   memory=self.memory_context())
         return await decide(self.components.judge, context, utterance, stage,
                             deadline_s=self.config.judge_deadline_s, max_chars=self.config.judge_max_chars)
 
@@ -6925,6 +6995,19 @@ def close_components(components: Components) -> None:
             component.close()
 
 
+def settle_garbage_collector(config: Config) -> None:
+    """Before serving. What is loaded now (modules, models) lives as long as the process: keep it out of the
+    cyclic garbage collector, whose full passes otherwise walk it while every session waits (after importing
+    this file, torch, onnxruntime and transformers alone, 220,000 objects: one full pass took 62 ms on the
+    2-core test machine; after the freeze, under 0.1 ms). And pass less often (`gc_young_threshold`): in a
+    burst of turns ending together the passes took a tenth of the event loop's CPU (benchmarks/overhead.py
+    --turn-path, docs/deploy.md)."""
+    gc.collect()
+    gc.freeze()
+    if config.gc_young_threshold:
+        gc.set_threshold(config.gc_young_threshold, *gc.get_threshold()[1:])
+
+
 async def serve(config: Config, components: Components, ready: Callable[[int], None] | None = None,
                 auth_token: str | None = None) -> None:
     stop = asyncio.Event()
@@ -6933,12 +7016,7 @@ async def serve(config: Config, components: Components, ready: Callable[[int], N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await load_components(components)
-    # What is loaded now (modules, models) lives as long as the process: keep it out of the cyclic garbage
-    # collector, whose full passes otherwise walk it while every session waits (after importing this file,
-    # torch, onnxruntime and transformers alone, 220,000 objects: one full pass took 62 ms on the 2-core test
-    # machine; after the freeze, under 0.1 ms).
-    gc.collect()
-    gc.freeze()
+    settle_garbage_collector(config)
     server = S2SServer(config, components, auth_token)
     port = await server.start()
     if ready is not None:

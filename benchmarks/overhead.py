@@ -40,6 +40,7 @@ each process served (the supervisor hands each connection to the process with th
     python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2 --seconds 30
     python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --clients 1 2   # the client's part
     python benchmarks/overhead.py --turn-path --sessions 50 100   # the burst's server CPU per turn, in-process
+    python benchmarks/overhead.py --turn-path --stages --sessions 50   # and where it goes, stage by stage
 """
 
 from __future__ import annotations
@@ -215,7 +216,48 @@ def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -
     return asyncio.run(measure())
 
 
-def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple[float, float, float, float]:
+class StageClock:
+    """The event loop's CPU per stage of a turn, while `on`: each callback's thread CPU, charged to the task it
+    steps, by its name without the session id (`turn`: ASR, judgement, policy and the reply's setup;
+    `response`: LLM deltas to TTS, shaping, encoding, queueing the audio; `send`: the send loop; `receive`:
+    the frame that ends the turn; `llm`: the clause producer; `memory-*`: the writes), or to the callback's
+    own name. It wraps asyncio's Handle._run (about 0.3 us a callback on top)."""
+
+    def __init__(self) -> None:
+        import asyncio.events
+
+        self.on = False
+        self.cpu_s: Counter[str] = Counter()
+        self.steps: Counter[str] = Counter()
+        handle, run, clock = asyncio.events.Handle, asyncio.events.Handle._run, self
+
+        def timed_run(self: Any) -> None:
+            if not clock.on:
+                return run(self)
+            started = time.thread_time()
+            run(self)
+            owner = getattr(self._callback, "__self__", None)
+            name = owner.get_name() if isinstance(owner, asyncio.Task) else getattr(
+                self._callback, "__qualname__", "callback")
+            name = re.sub(r"^sess_[0-9a-f]+-", "", name)
+            clock.cpu_s[name] += time.thread_time() - started
+            clock.steps[name] += 1
+
+        handle._run = timed_run  # type: ignore[method-assign]
+        self._restore = lambda: setattr(handle, "_run", run)
+
+    def close(self) -> None:
+        self._restore()
+
+    def table(self, turns: int, top: int = 8) -> str:
+        total = sum(self.cpu_s.values())
+        rows = [f"    {name:<22} {cpu * 1e6 / turns:7.1f} us/turn  {self.steps[name] / turns:5.2f} steps  "
+                f"{100 * cpu / total:4.1f} %" for name, cpu in self.cpu_s.most_common(top)]
+        return "\n".join([*rows, f"    {'all callbacks':<22} {total * 1e6 / turns:7.1f} us/turn"])
+
+
+def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
+                 stages: StageClock | None = None) -> tuple[float, float, float, float]:
     """The synchronized burst in-process, through `Session` with a socket that only records what is sent: each
     session gets the same 20 ms frames (an utterance, then the silence that ends its turn) over its receive
     loop, one frame to all sessions at a time, as fast as the server takes them; at the frame that ends every
@@ -226,7 +268,7 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
     ms (wall clock: moved by the machine's load): speech_stopped -> first audio delta, as sent, and the frame
     that ended the turn, handed to every session at once -> first audio delta sent. The first leaves out what
     the turn waited before its speech_stopped was sent (behind the other sessions' steps); the second is
-    the server's whole part of the burst."""
+    the server's whole part of the burst. `stages`: also the loop's CPU per stage, over every burst."""
     import tempfile
 
     import s2s_server as s2s
@@ -261,6 +303,9 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
         config = s2s.main_config(["--data-dir", tempfile.mkdtemp(prefix="s2s-overhead-"), *fake_server_args(sessions)])
         server = s2s.S2SServer(config, s2s.build_components(config))
         await server.memory.open()
+        settle = getattr(s2s, "settle_garbage_collector", None)  # as `serve` does (absent from servers before it)
+        if settle is not None:
+            settle(config)
         sockets = [RecordingSocket(asyncio.Event()) for _ in range(sessions)]
         runs = [asyncio.create_task(s2s.Session(server, sock).run()) for sock in sockets]
         cpu_ms, latency_ms, from_frame_ms = [], [], []
@@ -272,16 +317,22 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5) -> tuple
                     sock.audio.clear()
                     sock.inbox.put_nowait(frame)
                 started = time.process_time()
+                if stages is not None:
+                    stages.on, before = True, (stages.cpu_s.copy(), stages.steps.copy())
                 for _ in range(100):  # every session takes the frame (a few loop turns)
                     await asyncio.sleep(0)
                     if all(sock.inbox.empty() for sock in sockets):
                         break
                 await asyncio.sleep(0)
                 if first(sockets[0], "input_audio_buffer.speech_stopped") is None:
+                    if stages is not None:  # not the frame that ends the turns: forget it
+                        stages.on, (stages.cpu_s, stages.steps) = False, before
                     continue
                 # the frame that ended the turns: until every first audio is sent
                 await asyncio.wait_for(asyncio.gather(*(sock.audio.wait() for sock in sockets)), 10)
                 cpu_ms.append((time.process_time() - started) * 1000 / sessions)
+                if stages is not None:
+                    stages.on = False
                 latency_ms += [(first(sock, "response.output_audio.delta") - first(
                     sock, "input_audio_buffer.speech_stopped")) * 1000 for sock in sockets]
                 from_frame_ms += [(first(sock, "response.output_audio.delta") - handed) * 1000 for sock in sockets]
@@ -318,15 +369,23 @@ def main() -> None:
                         help="instead of the rows: the server CPU per turn of the synchronized burst, from the frame "
                              "that ends the turns to every first audio delta, in-process (no sockets): least and "
                              "median of 5 bursts, and how the server's share of the machine moves it")
+    parser.add_argument("--stages", action="store_true",
+                        help="with --turn-path: also the event loop's CPU per stage of a turn (the task each "
+                             "callback steps: turn, response, send, receive, llm, memory)")
     args = parser.parse_args()
     if args.turn_path:
         utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
         for sessions in args.sessions:
-            least, median, p99, from_frame = turn_path_ms(sessions, utterance)
+            stages = StageClock() if args.stages else None
+            least, median, p99, from_frame = turn_path_ms(sessions, utterance, stages=stages)
             print(f"{least:.2f} ms (median {median:.2f}) of server CPU per turn, turn end -> every first audio "
                   f"({sessions} sessions at once, in-process, least of 5 bursts); first audio p99, from "
                   f"speech_stopped as sent {p99:.1f} ms, from the frame that ended the turns {from_frame:.1f} ms; "
                   f"load average {os.getloadavg()[0]:.1f}")
+            if stages is not None:
+                stages.close()
+                print("  the event loop's CPU per stage, mean over the 5 bursts (with the clock's own cost):")
+                print(stages.table(5 * sessions))
         return
     if args.input_path:
         for sessions in args.sessions:

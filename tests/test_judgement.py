@@ -26,6 +26,17 @@ class RecordingJudge(s2s.Judge):
         return s2s.Judgement(action="reply" if stage == "complete" else "none", reason="recorded")
 
 
+class OffButCurious(s2s.OffJudge):
+    """Test double: the "off" judge's answers, from a subclass that reads its context."""
+
+    name = "test-off-but-curious"
+    histories: list[list[dict[str, str]]] = []
+
+    async def judge(self, context, utterance, stage):
+        OffButCurious.histories.append(context.history)
+        return await super().judge(context, utterance, stage)
+
+
 class RaisingJudge(s2s.Judge):
     """Test double: a judge whose model breaks."""
 
@@ -100,6 +111,17 @@ async def test_a_failing_judge_gives_the_fallback_and_says_why(judge, says, stag
 
 async def test_the_base_judge_has_no_end_of_turn_opinion():
     assert s2s.OffJudge(s2s.Config()).end_of_turn_prob("", "what time is it") is None
+
+
+async def test_the_off_judge_gets_no_context_built_but_a_subclass_with_its_own_judge_gets_all_of_it(make_server):
+    """"off" ignores the conversation, so no turn builds it the history and the memory (a burst of turns saves
+    their CPU); a subclass that overrides `judge` reads them again, without asking."""
+    assert not s2s.OffJudge.reads_context and OffButCurious.reads_context and s2s.Judge.reads_context
+    h = await make_server(judge="test-off-but-curious", fake_tts_ms_per_char=5, proactive_idle_s=0)
+    c = await h.connect()
+    await c.say("My name is Ann.")
+    await c.wait_for("response.done")
+    assert OffButCurious.histories[-1] == [{"role": "user", "content": "My name is Ann."}]
 
 
 @pytest.mark.parametrize(("judge", "says"), [

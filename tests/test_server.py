@@ -415,6 +415,69 @@ async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_se
     assert total_ms > 1000
 
 
+class HeldLLM(s2s.FakeLLM):
+    """The fake LLM, except that a reply to words with "wait" in them starts only once `release` is set: its
+    reply stays starting (no audio yet) for as long as a test likes."""
+
+    name = "test-held-llm"
+    release: asyncio.Event
+
+    async def generate(self, messages, *, max_tokens):
+        if "wait" in messages[-1]["content"]:
+            await HeldLLM.release.wait()
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+
+def audio_leads_ms(client: Client) -> list[tuple[float, float]]:
+    """(arrival, ms of reply audio received minus ms elapsed since the first chunk arrived) per audio delta:
+    how far ahead of its playback the client is, at 24 kHz."""
+    deltas = [(t, e) for t, e in zip(client.arrivals, client.events, strict=True)
+              if e["type"] == "response.output_audio.delta"]
+    received_ms, leads = 0.0, []
+    for t, ev in deltas:
+        received_ms += len(base64.b64decode(ev["delta"])) / 2 / 24
+        leads.append((t, received_ms - (t - deltas[0][0]) * 1000))
+    return leads
+
+
+async def test_while_another_reply_starts_a_speaking_reply_stays_only_its_margin_ahead_then_sends_the_rest(
+        make_server):
+    """A burst: one reply is starting (its LLM has not answered) while another already speaks. The speaking
+    one sends only what keeps the client `audio_burst_margin_ms` ahead of playback, so that the CPU goes to
+    the other's first audio; once that is out, the rest goes at once (no audio_lead_ms limit here)."""
+    HeldLLM.release = asyncio.Event()
+    h = await make_server(llm="test-held-llm", audio_burst_margin_ms=60, audio_burst_hold_ms=10000)
+    starting, speaking = await h.connect(), await h.connect()
+    await starting.say("Please wait for it.")
+    await starting.wait_for("response.created")
+    await speaking.say("Hi")  # about 4.5 s of audio in 40 ms chunks
+    for _ in range(8):  # 320 ms of audio: with the margin, the last of these comes about 220 ms after the first
+        await speaking.wait_for("response.output_audio.delta")
+    held = audio_leads_ms(speaking)
+    assert all(lead <= 60 + 40 + 60 for _, lead in held)  # margin + the chunk itself + slack for the socket
+    HeldLLM.release.set()
+    await starting.wait_for("response.output_audio.delta")
+    await speaking.wait_for("response.done")
+    assert audio_leads_ms(speaking)[-1][1] > 2000  # the rest came at once, far ahead of playback
+    assert [e["type"] for e in speaking.events if e["type"].startswith("response.output_audio")][-1] == \
+        "response.output_audio.done"
+
+
+async def test_a_speaking_reply_holds_its_audio_for_at_most_audio_burst_hold_ms(make_server):
+    """However long another reply takes to start, a speaking reply is held only in its first
+    `audio_burst_hold_ms`, then sends the rest at once."""
+    HeldLLM.release = asyncio.Event()  # never set: the other reply stays starting
+    h = await make_server(llm="test-held-llm", audio_burst_margin_ms=60, audio_burst_hold_ms=200)
+    starting, speaking = await h.connect(), await h.connect()
+    await starting.say("Please wait for it.")
+    await starting.wait_for("response.created")
+    await speaking.say("Hi")
+    await speaking.wait_for("response.done")
+    leads = audio_leads_ms(speaking)
+    assert leads[-1][1] > 2000 and leads[-1][0] - leads[0][0] < 1.5  # 4.5 s of audio, out within 1.5 s
+
+
 @pytest.mark.parametrize("stage", ["asr", "llm", "tts"])
 async def test_a_hung_stage_fails_its_turn_after_its_deadline_and_the_next_turn_works(make_server, speech_dir, stage):
     hang = asyncio.Event()  # never set: the stage hangs until cancelled

@@ -80,6 +80,43 @@ def test_the_shaper_keeps_quiet_audio_out_and_every_sound_in():
     assert quiet.first_audible_ms is None
 
 
+def test_the_shapers_quick_audibility_check_gives_what_window_dbfs_gives():
+    """The shaper passes a chunk that is all sound on at once, after a cheap check (sums of squares against
+    the threshold); the output is the same as with every window measured by window_dbfs, on random streams
+    of silence, noise and tones, and on levels within one sample value of the threshold."""
+    rng = np.random.default_rng(7)
+    at_threshold = 32768 * 10 ** (AUDIBLE_DBFS / 20)  # the RMS (and the square wave's amplitude) of -45 dBFS
+    settings = dict(audible_dbfs=AUDIBLE_DBFS, onset_ms=40, clause_gap_ms=150, sentence_gap_ms=300, tail_ms=60)
+    quick_checks = 0
+    for _ in range(150):
+        rate_hz = int(rng.choice([16000, 24000]))
+        quick, measured = s2s.SpeechShaper(rate_hz=rate_hz, **settings), s2s.SpeechShaper(rate_hz=rate_hz, **settings)
+        measured._all_audible = lambda pcm16: False  # every chunk through window_dbfs
+        for _ in range(int(rng.integers(1, 4))):
+            for _ in range(int(rng.integers(1, 10))):
+                n, kind = int(rng.integers(1, rate_hz // 5)), int(rng.integers(0, 4))
+                x = [np.zeros(n), rng.standard_normal(n) * 3000,
+                     at_threshold * rng.choice([-1, 1], n) + rng.integers(-1, 2, n),
+                     np.sin(np.arange(n) / 7) * rng.choice([10, 300, 3000]) * (rng.random(n) > 0.2)][kind]
+                pcm16 = np.clip(np.round(x), -32768, 32767).astype(np.int16)
+                quick_checks += quick._all_audible(pcm16[:len(pcm16) // quick._window * quick._window]) \
+                    if len(pcm16) >= quick._window else 0
+                assert np.array_equal(quick.push(pcm16), measured.push(pcm16))
+                assert quick.first_audible_ms == measured.first_audible_ms
+            sentence = bool(rng.integers(0, 2))
+            quick.end_clause(sentence)
+            measured.end_clause(sentence)
+        assert np.array_equal(quick.flush(), measured.flush())
+    assert quick_checks > 100  # the quick path was taken
+    shaper, a = s2s.SpeechShaper(**settings), int(at_threshold)  # 10 ms windows of 160 samples
+    quick = []
+    for louder in range(161):  # +-a with `louder` samples at +-(a + 1): powers 7e-5 apart, across the threshold
+        window = (np.resize([1, -1], 160) * np.where(np.arange(160) < louder, a + 1, a)).astype(np.int16)
+        quick.append(shaper._all_audible(window))
+        assert quick[-1] <= bool(s2s.window_dbfs(window, 160)[0] >= AUDIBLE_DBFS)  # never where window_dbfs says not
+    assert not quick[0] and quick[-1]
+
+
 # ---- 2-3. Smart Turn and the predictive detector --------------------------------------------------------
 
 

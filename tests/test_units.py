@@ -345,3 +345,18 @@ def test_main_config_imports_the_plugins_first_and_exits_2_on_errors(capsys):
 def test_the_llm_repeating_the_spoken_opener_is_dropped(opener, deltas, said):
     echo = s2s.OpenerEcho(opener)
     assert "".join(echo.push(d) for d in deltas) + echo.flush() == said
+
+
+def test_before_serving_what_is_loaded_leaves_the_garbage_collector_and_young_passes_come_less_often():
+    import gc
+
+    thresholds = gc.get_threshold()
+    try:
+        s2s.settle_garbage_collector(s2s.Config(gc_young_threshold=5000))
+        assert gc.get_threshold() == (5000, *thresholds[1:]) and gc.get_freeze_count() > 0
+        gc.set_threshold(*thresholds)
+        s2s.settle_garbage_collector(s2s.Config(gc_young_threshold=0))  # 0: Python's own
+        assert gc.get_threshold() == thresholds
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
