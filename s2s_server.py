@@ -2385,8 +2385,8 @@ class LlamaCppLLM(LLM):
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens
         stop = threading.Event()
-        prime_wait_ms: list[float] = []  # set before the call starts
-        first = [True]  # the first delta carries the call's stats
+        prime_wait_ms = 0.0  # how long the call waited for a prime (set before it starts)
+        first_delta = True  # the first delta carries the call's stats
 
         def put(kind: str, value: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens any more
@@ -2394,6 +2394,7 @@ class LlamaCppLLM(LLM):
 
         def on_chunk(chunk: Any) -> bool:
             """One OpenAI-style chunk from llama.cpp; True cancels. Must not raise (xllamacpp hides it)."""
+            nonlocal first_delta
             try:
                 if stop.is_set() or self._closing.is_set():
                     return True
@@ -2407,11 +2408,11 @@ class LlamaCppLLM(LLM):
                 for choice in chunk.get("choices") or ():
                     content = (choice.get("delta") or {}).get("content")
                     if content:
-                        if first[0]:
-                            first[0] = False
+                        if first_delta:
+                            first_delta = False
                             content = LLMDelta(content)
                             timings = chunk.get("timings") or {}
-                            content.stats = {"llm_prime_wait": prime_wait_ms[0] if prime_wait_ms else 0.0,
+                            content.stats = {"llm_prime_wait": prime_wait_ms,
                                              "llm_prompt": float(timings.get("prompt_ms") or 0.0),
                                              "llm_prompt_tokens": float(timings.get("prompt_n") or 0)}
                         put("delta", content)
@@ -2426,6 +2427,7 @@ class LlamaCppLLM(LLM):
                 return True
 
         def run() -> None:
+            nonlocal prime_wait_ms
             try:
                 # A prime still reading this conversation occupies the slot that holds it; llama.cpp would
                 # give this request another slot and re-read everything. Waiting for the prime is shorter.
@@ -2434,7 +2436,7 @@ class LlamaCppLLM(LLM):
                 with self._calls_changed:
                     self._calls_changed.wait_for(lambda: stop.is_set() or not any(
                         same_conversation(prime, messages) for prime in self._primes), timeout=2.0)
-                prime_wait_ms.append(now_ms() - waited)
+                prime_wait_ms = now_ms() - waited
                 self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put("error", exc)
