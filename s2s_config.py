@@ -290,6 +290,15 @@ class Config(BaseModel):
     counts twice); sentence ends always cut. Small values start speech sooner."""
     clause_max_chars: int = Field(180, ge=20, le=2000)
     """A clause with no punctuation is cut at the last space before this many characters."""
+    clause_first_min_chars: int = Field(1, ge=1, le=500)
+    """As `clause_min_chars`, for the first clause the LLM writes in a reply (after an opener the bot has
+    said, if any): what the user waits for. 1 = the first comma cuts ("Sure," is spoken while the LLM
+    writes on)."""
+    clause_first_words: int = Field(3, ge=0, le=100)
+    """The LLM's first clause, in a language written with spaces, is cut after this many words when no mark
+    has cut it sooner (known once the next word starts); 0 = off. Speech starts a few LLM tokens sooner;
+    the rest of the sentence follows as the next clause (benchmarks/voice_to_voice.py measures both the
+    wait and the stalls)."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     memory: str = "sqlite"

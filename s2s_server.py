@@ -99,7 +99,7 @@ def now_ms() -> float:
     return time.monotonic() * 1000.0
 
 
-METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "tts_first_audio", "voice_to_voice",
+METRIC_KEYS = ("endpoint", "asr", "judge", "llm_first_token", "llm_first_clause", "tts_first_audio", "voice_to_voice",
                "voice_to_first_byte", "turn_end_to_first_byte")
 
 
@@ -557,6 +557,15 @@ class ASR(Component):
         async for piece in self.transcribe(audio):
             text += piece
         return text, None
+
+
+class LLMDelta(str):
+    """A text delta that carries what the backend measured of its call, in `stats` (llamacpp's first delta:
+    `llm_prime_wait`, ms waited for a prime of the same conversation; `llm_prompt`, ms llama.cpp took to read
+    the prompt; `llm_prompt_tokens`, tokens it read, the cached ones not counted). The session puts them in
+    `s2s.metrics`. Any backend may yield plain `str` instead."""
+
+    stats: dict[str, float]
 
 
 class LLM(Component):
@@ -2374,9 +2383,10 @@ class LlamaCppLLM(LLM):
                 self._calls_changed.notify_all()
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
-        # return_progress: a chunk after every prompt step, so that the callback can cancel a prompt read.
+        # return_progress: a chunk after every prompt step, so that the callback can cancel a prompt read;
+        # timings_per_token: the prompt's read time is in the first token's chunk (LLMDelta.stats).
         return {"messages": messages, "max_tokens": max_tokens, "stream": True, "cache_prompt": True,
-                "return_progress": True,
+                "return_progress": True, "timings_per_token": True,
                 "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p,
                 **({"seed": self.config.llamacpp_seed} if self.config.llamacpp_seed >= 0 else {})}
 
@@ -2412,6 +2422,8 @@ class LlamaCppLLM(LLM):
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens
         stop = threading.Event()
+        prime_wait_ms = 0.0  # how long the call waited for a prime (set before it starts)
+        first_delta = True  # the first delta carries the call's stats
 
         def put(kind: str, value: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens any more
@@ -2419,6 +2431,7 @@ class LlamaCppLLM(LLM):
 
         def on_chunk(chunk: Any) -> bool:
             """One OpenAI-style chunk from llama.cpp; True cancels. Must not raise (xllamacpp hides it)."""
+            nonlocal first_delta
             try:
                 if stop.is_set() or self._closing.is_set():
                     return True
@@ -2432,6 +2445,13 @@ class LlamaCppLLM(LLM):
                 for choice in chunk.get("choices") or ():
                     content = (choice.get("delta") or {}).get("content")
                     if content:
+                        if first_delta:
+                            first_delta = False
+                            content = LLMDelta(content)
+                            timings = chunk.get("timings") or {}
+                            content.stats = {"llm_prime_wait": prime_wait_ms,
+                                             "llm_prompt": float(timings.get("prompt_ms") or 0.0),
+                                             "llm_prompt_tokens": float(timings.get("prompt_n") or 0)}
                         put("delta", content)
                 if (timings := chunk.get("timings")) and chunk.get("choices") and chunk["choices"][0].get(
                         "finish_reason"):
@@ -2444,13 +2464,16 @@ class LlamaCppLLM(LLM):
                 return True
 
         def run() -> None:
+            nonlocal prime_wait_ms
             try:
                 # A prime still reading this conversation occupies the slot that holds it; llama.cpp would
                 # give this request another slot and re-read everything. Waiting for the prime is shorter.
                 # Other conversations' primes are not waited for (they read into other slots).
+                waited = now_ms()
                 with self._calls_changed:
                     self._calls_changed.wait_for(lambda: stop.is_set() or not any(
                         same_conversation(prime, messages) for prime in self._primes), timeout=2.0)
+                prime_wait_ms = now_ms() - waited
                 self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put("error", exc)
@@ -3384,10 +3407,16 @@ class ClauseChunker:
     A strong mark (. ! ? 。！？) ends a clause when followed by a space or end of a CJK mark; a weak mark
     (, ; : ，；：、) ends one once the clause weighs `min_chars`; a clause with no mark is cut at the last
     space before `max_chars`. English full stops need a following space, so "3.14" stays whole.
+    The first clause, which the user waits for, may be cut sooner: at a weak mark once it weighs
+    `first_min_chars`, and, in text written with spaces, after `first_words` words (0: never), known once
+    the next word has started.
     """
 
-    def __init__(self, min_chars: int, max_chars: int):
+    def __init__(self, min_chars: int, max_chars: int, first_min_chars: int | None = None, first_words: int = 0):
         self.min_chars, self.max_chars = min_chars, max_chars
+        self.first_min_chars = min_chars if first_min_chars is None else first_min_chars
+        self.first_words = first_words
+        self._first = True  # no clause cut yet
         self._buffer = ""
 
     def push(self, delta: str) -> list[str]:
@@ -3397,6 +3426,7 @@ class ClauseChunker:
             clause, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
             if clause:
                 clauses.append(clause)
+                self._first = False
         return clauses
 
     def flush(self) -> list[str]:
@@ -3427,8 +3457,13 @@ class ClauseChunker:
                         continue  # "3.14", "1,000", "Dr. Smith": not a break
                 elif not self._ends_clause_at_end(buf, ch):
                     continue  # wait for the next token to tell
-                if ch in _STRONG_BREAKS or text_weight(buf[:i + 1].strip()) >= self.min_chars:
+                if ch in _STRONG_BREAKS or text_weight(buf[:i + 1].strip()) >= (
+                        self.first_min_chars if self._first else self.min_chars):
                     return i + 1
+        if self._first and self.first_words and not _CJK.search(buf):
+            words = list(re.finditer(r"\S+", buf))
+            if len(words) > self.first_words:  # the word after the first `first_words` has started
+                return words[self.first_words].start()
         if text_weight(buf) > self.max_chars:
             space = buf.rfind(" ", 0, self.max_chars)
             return space + 1 if space > 0 else self.max_chars
@@ -4792,6 +4827,7 @@ class AheadReply:
 
     def __init__(self, messages: list[dict[str, str]], max_tokens: int):
         self.messages, self.max_tokens = messages, max_tokens
+        self.created_at_ms = now_ms()  # when the generation was asked for
         self.deltas: list[str] = []
         self.task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -6243,9 +6279,12 @@ class Session:
         started = now_ms()
         if ahead is not None:
             r.metrics["llm_ahead_deltas"] = len(ahead.deltas)  # generated before the turn ended
+            r.metrics["llm_ahead_lead"] = started - ahead.created_at_ms  # and for how long
 
         async def produce_clauses() -> None:
-            chunker = ClauseChunker(self.config.clause_min_chars, self.config.clause_max_chars)
+            c = self.config
+            chunker = ClauseChunker(c.clause_min_chars, c.clause_max_chars, c.clause_first_min_chars,
+                                    c.clause_first_words)
             echo = OpenerEcho(spoken_prefix)
             try:
                 if spoken_prefix:
@@ -6260,9 +6299,12 @@ class Session:
                         async for delta in deltas:
                             if "llm_first_token" not in r.metrics:
                                 r.metrics["llm_first_token"] = now_ms() - started
+                                r.metrics.update(getattr(delta, "stats", {}))
                             for clause in chunker.push(echo.push(delta)):
+                                r.metrics.setdefault("llm_first_clause", now_ms() - started)
                                 await clause_queue.put(clause)
                 for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
+                    r.metrics.setdefault("llm_first_clause", now_ms() - started)
                     await clause_queue.put(clause)
                 await clause_queue.put(None)
             except Exception as exc:

