@@ -277,11 +277,14 @@ class Config(BaseModel):
     audio_lead_ms: int = Field(2000, ge=0, le=600000)
     """How far reply audio may run ahead of real-time playback, in ms (0: no limit). The client's buffer
     never runs dry, and a barge-in wastes at most this much synthesis (TTS and LLM wait, not the user)."""
-    audio_burst_margin_ms: int = Field(60, ge=0, le=10000)
-    """While other replies on this server process are starting (decided on, no audio of them sent yet), a
-    reply that is already speaking holds its next audio chunk until the client has this many ms of it left
-    to play (or until no reply is starting), so that the first audio of the others gets the CPU first. 0:
-    off (send up to `audio_lead_ms` ahead at once)."""
+    audio_burst_margin_ms: int = Field(0, ge=0, le=10000)
+    """0 (the default): off, every reply's audio goes up to `audio_lead_ms` ahead at once. Otherwise, while
+    other replies on this server process are starting (decided on, no audio of them sent yet), a reply that
+    is already speaking holds its next audio chunk until, by the server's estimate (counted from when its
+    first chunk was queued), the client has this many ms of it left to play (or until no reply is starting),
+    so that the first audio of the others gets the CPU first. Off by default: the client's buffer then runs
+    down to this margin, and a busy event loop or network jitter can make it run dry; underruns were not
+    measured, and the latency gain was seen at load 4-5 only (docs/deploy.md, "First audio first")."""
     audio_burst_hold_ms: int = Field(200, ge=0, le=10000)
     """The hold above applies only this long, in ms from a reply's first audio chunk; later chunks go up
     to `audio_lead_ms` ahead whatever other replies do."""
@@ -536,7 +539,8 @@ class Config(BaseModel):
     """The cyclic garbage collector's first threshold (Python's default 700): how many more container
     objects made than freed start a young pass; every tenth young pass is a middle one, and a full pass may
     follow ten middle ones. A burst of 50 turns ending together made 19 young and 2 middle passes, and every
-    seventh burst a full one (5 ms; 10 ms with 100 sessions); with 7000, one young pass. 0: Python's default."""
+    seventh burst a full one (5 ms; 10 ms with 100 sessions); with 7000, one young pass.
+    0: leave the threshold as it is (Python's default, 700, unless changed)."""
 
     @field_validator("memory_url")
     @classmethod

@@ -546,6 +546,13 @@ class ASR(Component):
         async for piece in self.transcribe(audio):
             yield piece, None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that overrides `transcribe` but not `transcribe_scored` gets the default
+        `transcribe_scored` (its own words, no confidence), not a parent's, which would bypass its words."""
+        super().__init_subclass__(**kwargs)
+        if "transcribe" in cls.__dict__ and "transcribe_scored" not in cls.__dict__:
+            cls.transcribe_scored = ASR.transcribe_scored  # type: ignore[method-assign]
+
     async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
         """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
         how sure the ASR is of the words that decide, the first with content (a log-probability; None when the
@@ -1188,7 +1195,9 @@ class PredictiveTurnDetector(TurnDetector):
         if audio_prob is not None:
             self.audio_prob = audio_prob
         if text_prob is not None:
-            self.text_prob, self.text_logprob = text_prob, text_logprob
+            if text_logprob is not None and not math.isfinite(text_logprob):
+                text_logprob = -math.inf  # a NaN would compare False and be trusted: an ASR that says nothing
+            self.text_prob, self.text_logprob = text_prob, text_logprob  # sensible is unsure of its words
         if text_pending is not None:
             self.text_pending = text_pending
 
@@ -4201,7 +4210,9 @@ class JudgeContext:
 
 class Judge(Component):
     """Decides what the bot does. `judge` must answer fast on partials (it runs on each one).
-    A judge may use `self.llm`, the server's configured LLM (set before `load`)."""
+    A judge may use `self.llm`, the server's configured LLM (set before `load`). A judge that ignores the
+    context's history and memory sets `reads_context = False` and gets them empty (not built); a subclass
+    that defines its own `judge` reads them again unless it says otherwise."""
 
     family = "judge"
     llm: LLM | None = None
@@ -5109,11 +5120,12 @@ class Session:
         (a burst of turns that ended together), so that their first audio gets the CPU before this one's
         later chunks: until none is starting, but only while the client still has more than
         `audio_burst_margin_ms` of this reply to play (`unplayed_ms`), and only within
-        `audio_burst_hold_ms` of the reply's first chunk. What the client plays does not change: a held
-        chunk is released while the client still has `audio_burst_margin_ms` to play (counted from when the
-        first chunk was queued, before the client had it). A 40 ms chunk costs about 50 us to shape, encode
-        and send; without the hold, the last turn of a burst of 50 waited for 120 to 150 of the others'
-        later chunks before its first audio (docs/deploy.md, "First audio first")."""
+        `audio_burst_hold_ms` of the reply's first chunk. The audio bytes do not change, only when the later
+        chunks go out: a held chunk is released while, by the server's clock (counted from when the first
+        chunk was queued, before the client had it), the client still has `audio_burst_margin_ms` to play; a
+        late loop or the network can eat that margin. In a burst (100 users, 2 processes) the loop sent 167
+        to 196 audio deltas within a turn's share at p99 without the hold, 99 to 102 with it (a temporary
+        counter, docs/deploy.md, "First audio first")."""
         margin_ms = self.config.audio_burst_margin_ms
         gate = self.server.first_audio_gate
         if not margin_ms or unplayed_ms <= margin_ms or gate.starting <= int(self._reply_starting):
@@ -5524,8 +5536,9 @@ class Session:
         async def audio_opinion() -> None:
             prob = await asyncio.to_thread(detector.end_of_turn_prob, audio)
             detector.set_opinion(pause_id, audio_prob=prob)
-            self.log.debug("end of turn: audio %.2f after %.0f ms of silence: %s, %.0f ms", prob,
-                           detector._silence_frames * detector.frame_ms, *detector.rule())
+            if pause_id == detector.pause_id:  # not a newer pause's rule
+                self.log.debug("end of turn: audio %.2f after %.0f ms of silence: %s, %.0f ms", prob,
+                               detector._silence_frames * detector.frame_ms, *detector.rule())
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")

@@ -387,8 +387,8 @@ def main() -> None:
     parser.add_argument("--model-ms", type=float, help="take Smart Turn's time per call as this many ms instead of "
                         "the time measured here (for a machine shared with other work; the measured median is "
                         "printed either way)")
-    parser.add_argument("--details", action="store_true", help="print each hesitation the default full decision "
-                        "cuts, with the opinions it got at each pause")
+    parser.add_argument("--details", action="store_true", help="print every sample: each pause's opinions (Smart "
+                        "Turn, transcript, its confidence, text probability) and the rule that ended the turn")
     args, server_args = parser.parse_known_args()
     config = load_config([*server_args, "--port", "0"])
     S.setup_logging("WARNING")

@@ -455,7 +455,9 @@ async def test_while_another_reply_starts_a_speaking_reply_stays_only_its_margin
     for _ in range(8):  # 320 ms of audio: with the margin, the last of these comes about 220 ms after the first
         await speaking.wait_for("response.output_audio.delta")
     held = audio_leads_ms(speaking)
-    assert all(lead <= 60 + 40 + 60 for _, lead in held)  # margin + the chunk itself + slack for the socket
+    # margin + the chunk itself + slack for a late first chunk on a busy runner; without the hold these 8
+    # chunks come at once, up to 320 ms ahead
+    assert all(lead <= 60 + 40 + 150 for _, lead in held)
     HeldLLM.release.set()
     await starting.wait_for("response.output_audio.delta")
     await speaking.wait_for("response.done")

@@ -360,3 +360,23 @@ def test_before_serving_what_is_loaded_leaves_the_garbage_collector_and_young_pa
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+async def test_an_asr_subclass_that_overrides_transcribe_alone_is_scored_on_its_own_words():
+    """Turn-taking reads `transcribe_scored` at a pause: a plugin that changes `transcribe` only (hotwords,
+    post-processing) must not have its parent's scored transcript used instead of its own words."""
+    class Scored(s2s.ASR):
+        async def transcribe(self, audio):
+            yield "parent"
+
+        async def transcribe_scored(self, audio):
+            yield "parent", -0.1
+
+    class Plugin(Scored):
+        async def transcribe(self, audio):
+            yield "plugin words"
+
+    pieces = [p async for p in Plugin(s2s.Config()).transcribe_scored(np.zeros(1600, dtype=np.int16))]
+    assert pieces == [("plugin words", None)]
+    parent = [p async for p in Scored(s2s.Config()).transcribe_scored(np.zeros(1600, dtype=np.int16))]
+    assert parent == [("parent", -0.1)]
