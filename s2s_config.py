@@ -307,6 +307,11 @@ class Config(BaseModel):
     writes take CPU from them), but at most this long after they were due. 0: at once."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
+    llm_earlier_items_zh: int = Field(2, ge=0, le=200)
+    """Of those items, how many (the last ones) the LLM's memory block shows in a Chinese conversation; the judge
+    and English conversations get all. Replays of a later session's "你好！我是做什么工作的？": "你好！我是护士。"
+    8 times of 12 with 4 items, 4 with 2, 0 with none (but "那我哥哥是做什么的？" is answered only from them);
+    the wording of the block's header changed nothing (docs/replies.md, seventh round)."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
     """Refresh the user's rolling summary (an LLM call, only while the session is idle) after this many
     new items; 0 turns summaries off."""

@@ -3464,7 +3464,7 @@ class MemoryContext(BaseModel):
     summary: str = ""
     earlier: list[dict[str, str]] = []  # the last turns of previous conversations: role, text, at
 
-    def render(self, *, to_the_second: bool = True, chinese: bool = False) -> str:
+    def render(self, *, to_the_second: bool = True, chinese: bool = False, earlier_items: int | None = None) -> str:
         """The prompt block. JSON, so nothing a user said can pose as an instruction or close the block.
 
         `to_the_second=False` keeps only what stays the same for a whole conversation (the date, the time
@@ -3473,6 +3473,7 @@ class MemoryContext(BaseModel):
         cache. Measured with llamacpp on 2 cores, which reads prompts at 80 to 180 tokens/s: the first
         token grew from 1.5 s at turn 1 to 5.4 s at turn 12 with the seconds in, and stays flat without.
         `chinese` (that form only): the facts and whose they are in Chinese, for a Chinese conversation.
+        `earlier_items` (that form only): the earlier conversation's last this many items only (None: all).
         """
         stable = {key: value for key, value in (("facts", self.facts), ("summary", self.summary),
                                                    ("earlier_conversation", self.earlier)) if value}
@@ -3489,10 +3490,12 @@ class MemoryContext(BaseModel):
             whose = "the user, the person you are talking to (their facts, never yours)"
             if self.facts:
                 stable["facts"] = [fact_saying(fact, chinese) for fact in self.facts]
-            if self.earlier:
+            earlier = self.earlier[-earlier_items:] if earlier_items else [] if earlier_items == 0 else self.earlier
+            stable.pop("earlier_conversation", None)
+            if earlier:
                 user, you = ("用户", "你") if chinese else ("the user", "you")
                 stable["earlier_conversation"] = [{**e, "role": user if e.get("role") == "user" else you}
-                                                  for e in self.earlier]
+                                                  for e in earlier]
         # Nothing remembered: no block at all. An empty one made a 0.5B model talk about what it did not know.
         known = ""
         if stable:
@@ -6099,7 +6102,9 @@ class Session:
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != (gone, chinese):
             cached = self._llm_memory = (self.user_memory, (gone, chinese),
-                                         self.memory_context().render(to_the_second=False, chinese=chinese),
+                                         self.memory_context().render(
+                                             to_the_second=False, chinese=chinese,
+                                             earlier_items=self.config.llm_earlier_items_zh if chinese else None),
                                          frozenset(self.user_memory.fact_lines()))
         return cached[2], cached[3]
 
