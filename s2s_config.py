@@ -327,6 +327,11 @@ class Config(BaseModel):
     writes take CPU from them), but at most this long after they were due. 0: at once."""
     memory_earlier_items: int = Field(8, ge=0, le=200)
     """Items of a user's previous conversations shown to the judge and the LLM."""
+    llm_earlier_items_zh: int = Field(2, ge=0, le=200)
+    """Of those items, how many (the last ones) the LLM's memory block shows in a Chinese conversation; the judge
+    and English conversations get all. Replays of a later session's "你好！我是做什么工作的？": "你好！我是护士。"
+    8 times of 12 with 4 items, 4 with 2, 0 with none (but "那我哥哥是做什么的？" is answered only from them);
+    the wording of the block's header changed nothing (docs/replies.md, seventh round)."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
     """Refresh the user's rolling summary (an LLM call, only while the session is idle) after this many
     new items; 0 turns summaries off."""
@@ -464,7 +469,7 @@ class Config(BaseModel):
     """Most times in a row the bot speaks first before the user says something."""
     proactive_prompt: str = (
         "The user has been quiet for a while. You remember that {fact}. Speak first with one short, friendly "
-        "question in {language} about it, such as \"{name}, {topic}?\"")
+        "question in {language} about it, such as \"{name}, {topic}?\" Say only that question.")
     """Instructions for system-initiated speech ({language}: English or Chinese, as the user last spoke;
     {name}: the user's name; with facts but no name, "{name}, " (or "{name}，") is taken out; {fact}: one
     remembered fact as a sentence about the user, the one the bot's own earlier lines mention least
@@ -474,7 +479,8 @@ class Config(BaseModel):
     the 1.5B asked for what it knew ("Sam, where do you live?"); given a form with a blank ("{name}, how is
     <that> going?" with "your life in Paris") it said "Sam, how is Paris going?", and in Chinese "丽娜，你最近住在
     哪里？"; given all the facts it chose the same one again when it spoke first a second time, in the same
-    words; docs/replies.md."""
+    words. "Say only that question.": without it the 1.5B answered the guidance ("Sure! How's life in Berlin?",
+    2 of 12 replays; 0 of 12 with it); docs/replies.md."""
     proactive_prompt_zh: str = "用户有一阵没说话了。你记得{fact}。你先开口，用中文问他一句，比如“{name}，{topic}？”"
     """The proactive guidance for a Chinese speaker ({fact}, {topic} and the rest as above)."""
     proactive_prompt_new_user: str = (

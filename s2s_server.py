@@ -3560,7 +3560,7 @@ class MemoryContext(BaseModel):
     summary: str = ""
     earlier: list[dict[str, str]] = []  # the last turns of previous conversations: role, text, at
 
-    def render(self, *, to_the_second: bool = True, chinese: bool = False) -> str:
+    def render(self, *, to_the_second: bool = True, chinese: bool = False, earlier_items: int | None = None) -> str:
         """The prompt block. JSON, so nothing a user said can pose as an instruction or close the block.
 
         `to_the_second=False` keeps only what stays the same for a whole conversation (the date, the time
@@ -3569,6 +3569,7 @@ class MemoryContext(BaseModel):
         cache. Measured with llamacpp on 2 cores, which reads prompts at 80 to 180 tokens/s: the first
         token grew from 1.5 s at turn 1 to 5.4 s at turn 12 with the seconds in, and stays flat without.
         `chinese` (that form only): the facts and whose they are in Chinese, for a Chinese conversation.
+        `earlier_items` (that form only): the earlier conversation's last this many items only (None: all).
         """
         stable = {key: value for key, value in (("facts", self.facts), ("summary", self.summary),
                                                    ("earlier_conversation", self.earlier)) if value}
@@ -3585,10 +3586,12 @@ class MemoryContext(BaseModel):
             whose = "the user, the person you are talking to (their facts, never yours)"
             if self.facts:
                 stable["facts"] = [fact_saying(fact, chinese) for fact in self.facts]
-            if self.earlier:
+            earlier = self.earlier[-earlier_items:] if earlier_items else [] if earlier_items == 0 else self.earlier
+            stable.pop("earlier_conversation", None)
+            if earlier:
                 user, you = ("用户", "你") if chinese else ("the user", "you")
                 stable["earlier_conversation"] = [{**e, "role": user if e.get("role") == "user" else you}
-                                                  for e in self.earlier]
+                                                  for e in earlier]
         # Nothing remembered: no block at all. An empty one made a 0.5B model talk about what it did not know.
         known = ""
         if stable:
@@ -4656,6 +4659,8 @@ class Item:
     unanswered: bool = False  # the judgement chose silence for this user turn
     created_at: float = field(default_factory=time.time)
     unheard: str = ""  # a reply the user cut off before hearing any of it: what the bot had to say (LLM view only)
+    reply_cut: bool = False  # (user) its reply was cut off still in progress, none of it heard: the LLM reads
+    # these words as a message of their own, not merged with the user's next ones (LLM view only)
 
     def to_wire(self) -> dict[str, Any]:
         if self.role == "user":
@@ -6189,7 +6194,12 @@ class Session:
         # A reply cut off before the user heard any of it is, for the LLM, the reply it had to say (`unheard`):
         # left out, the question it answered and the user's next words became one message, and the 1.5B
         # answered the older question again ("The capital of Italy is Rome." to "Do you remember my name?");
-        # shown as "...", it answered the next question "..." (docs/replies.md).
+        # shown as "...", it answered the next question "..." (docs/replies.md). A reply cut off while still in
+        # progress has no whole reply to show: the user's words before it stay a message of their own
+        # (`reply_cut`). Replayed (4 pairs of questions, 3 seeds), the 1.5B then answered the newer question 12
+        # of 12 times and the older one never; merged, it answered the older one 11 of 12 times; with the words
+        # it had generated so far ("The capital of Italy..."), 4 of 12 answers were cut-off words ("你该做……");
+        # with the older words marked "[no reply was given]", it answered the older one alone 5 of 12 times.
         items = [i for i in self.items if i.text or (mark_unanswered and i.unheard)]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
@@ -6201,7 +6211,7 @@ class Session:
             if mark_unanswered and item.role == "user" and n + 1 < len(items) and items[n + 1].role == "assistant" \
                     and openers and items[n + 1].text.startswith(openers):
                 text = cut_off(text)  # the bot cut in here (as `_reply_messages` showed it to the LLM then)
-            if messages and messages[-1]["role"] == item.role:
+            if messages and messages[-1]["role"] == item.role and not (mark_unanswered and items[n - 1].reply_cut):
                 messages[-1]["content"] += "\n" + text
             else:
                 messages.append({"role": item.role, "content": text})
@@ -6280,7 +6290,9 @@ class Session:
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != (gone, chinese):
             cached = self._llm_memory = (self.user_memory, (gone, chinese),
-                                         self.memory_context().render(to_the_second=False, chinese=chinese),
+                                         self.memory_context().render(
+                                             to_the_second=False, chinese=chinese,
+                                             earlier_items=self.config.llm_earlier_items_zh if chinese else None),
                                          frozenset(self.user_memory.fact_lines()))
         return cached[2], cached[3]
 
@@ -6397,6 +6409,8 @@ class Session:
         r.item.status = "completed" if status == "completed" else "incomplete"
         if not r.item.text and r.item in self.items and status != "completed":
             self.items.remove(r.item)
+            if status == "cancelled" and turn.item is not None:
+                turn.item.reply_cut = True  # see llm_history
         if self.response is r:
             self.response = None
         details = None if status == "completed" else {"type": status, "reason": reason}

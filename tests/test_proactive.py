@@ -446,3 +446,38 @@ async def test_a_reply_cut_before_any_of_it_was_heard_is_what_the_llm_had_to_say
     assert turns[-3:] == [("user", "What is the capital of Italy?"), ("assistant", "Okay. That is interesting."),
                           ("user", "Do you remember my name?")], turns
     assert [i.text for i in h.session().items if i.role == "assistant"][0] == ""  # heard: nothing
+
+
+class StallingLLM(RecordingLLM):
+    """Test double: its first reply never gets past reading the prompt (it waits until cancelled); every
+    later one answers as RecordingLLM."""
+
+    name = "test-stalling-first"
+    called = asyncio.Event()
+
+    async def generate(self, messages, *, max_tokens):
+        if not StallingLLM.called.is_set():
+            RECORDED.append(messages)
+            StallingLLM.called.set()
+            await asyncio.Event().wait()  # cancelled with the response
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+
+async def test_a_reply_cut_while_still_generating_leaves_the_question_before_it_a_message_of_its_own(make_server):
+    """The user asks again while the LLM is still on its reply, before any audio: the cut reply is gone from
+    history, and the LLM reads the two questions as two user messages. Merged into one, the 1.5B answered both
+    questions or the older one ("The capital of Italy is Rome. My name is Lena.")."""
+    RECORDED.clear()
+    StallingLLM.called = asyncio.Event()
+    h = await make_server(judge="test-scripted", llm="test-stalling-first", proactive_idle_s=0)
+    c = await h.connect()
+    await c.say("What is the capital of Italy?")
+    await StallingLLM.called.wait()
+    await c.say("Do you remember my name?")  # a typed turn cuts the bot off
+    cut = await c.wait_for("response.done")
+    assert cut["response"]["status"] == "cancelled" and cut["response"]["output"][0]["content"][0]["transcript"] == ""
+    await c.wait_for("response.done", lambda e: e["response"]["id"] != cut["response"]["id"])
+    turns = [(m["role"], m["content"]) for m in RECORDED[-1] if m["role"] != "system"]
+    assert turns[-2:] == [("user", "What is the capital of Italy?"), ("user", "Do you remember my name?")], turns
+    assert [i.role for i in h.session().items] == ["user", "user", "assistant"]  # nothing of the cut reply
