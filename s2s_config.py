@@ -297,11 +297,13 @@ class Config(BaseModel):
     """As `clause_min_chars`, for the first clause the LLM writes in a reply (after an opener the bot has
     said, if any): what the user waits for. 1 = the first comma cuts ("Sure," is spoken while the LLM
     writes on)."""
-    clause_first_words: int = Field(3, ge=0, le=100)
+    clause_first_words: int = Field(5, ge=0, le=100)
     """The LLM's first clause, in a language written with spaces, is cut after this many words when no mark
     has cut it sooner (known once the next word starts); 0 = off. Speech starts a few LLM tokens sooner;
-    the rest of the sentence follows as the next clause (benchmarks/voice_to_voice.py measures both the
-    wait and the stalls)."""
+    the rest of the sentence follows as the next clause, and may leave a pause inside it. Quiet, 10 turns
+    each (benchmarks/voice_to_voice.py --compare, 2026-12-01 10:14, load 0.5-1.4), voice to voice median /
+    replies with a pause of 100 ms or more: 0 (and clause_first_min_chars 12) 2425 ms / 0 of 10, 5 words
+    1731 ms / 4, 3 words 1471 ms / 6 (pauses mid-sentence); docs/latency.md."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     memory: str = "sqlite"
