@@ -1818,8 +1818,9 @@ class TrainConfig:
         choices=["light", "lora"],
     )
     train_turns: str = _opt(
-        f"{REALISTIC}/train-*.jsonl",
-        "comma-separated training turn files or glob patterns (format: data/realistic/FORMAT.md)",
+        f"{REALISTIC}/train-*.jsonl,{REALISTIC}/extra-writer-m.jsonl,{REALISTIC}/extra-writer-n.jsonl",
+        "comma-separated training turn files or glob patterns (format: data/realistic/FORMAT.md); writers m "
+        "and n joined the default training on 2026-12-01 with the judge trained then (PROVENANCE.md)",
     )
     eval_turns: str = _opt(
         f"{REALISTIC}/eval-writer-e.jsonl,{REALISTIC}/eval-writer-i.jsonl,{REALISTIC}/eval-writer-l.jsonl",

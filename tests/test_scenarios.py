@@ -207,3 +207,14 @@ async def test_a_self_introduction_as_the_first_turn_gets_a_reply(default_judge,
     2026-12-01 (judged block 0.40, so the bot stayed silent); nothing said before it."""
     actions = await conversation_actions(default_judge, (text,))
     assert [a for a, _, _ in actions] == ["reply"], actions
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("Who are you?", marks=MISSES("judged silence 0.58; 0.98 before writers o and p")),
+    pytest.param("你是谁？", marks=MISSES("judged silence 0.74; 0.99 before writers o and p")),
+    "What can you do?", "你能干什么？"])
+async def test_a_question_about_the_agent_itself_as_the_first_turn_gets_a_reply(default_judge, text):
+    """Among the first things a new user asks. A short sentence to "you" looks like an affront to the
+    judge: "Who are you?" was judged silence 0.98 (writer-o's finding, 2026-12-01), so the bot stayed quiet."""
+    actions = await conversation_actions(default_judge, (text,))
+    assert [a for a, _, _ in actions] == ["reply"], actions
