@@ -3586,7 +3586,9 @@ class MemoryContext(BaseModel):
             whose = "the user, the person you are talking to (their facts, never yours)"
             if self.facts:
                 stable["facts"] = [fact_saying(fact, chinese) for fact in self.facts]
-            earlier = self.earlier[-earlier_items:] if earlier_items else [] if earlier_items == 0 else self.earlier
+            earlier = self.earlier
+            if earlier_items is not None:  # the last `earlier_items` (0: none)
+                earlier = earlier[max(len(earlier) - earlier_items, 0):]
             stable.pop("earlier_conversation", None)
             if earlier:
                 user, you = ("用户", "你") if chinese else ("the user", "you")
@@ -5726,21 +5728,19 @@ class Session:
             self._speculative.task.cancel()
             self._speculative = None
 
-    def _asr_stream(self, audio: np.ndarray) -> AsyncIterator[str]:
-        deadline = self.config.asr_deadline_s
-        return within_deadlines(self.components.asr.transcribe(audio), first_s=deadline, next_s=deadline,
-                                stage="speech recognition")
+    def _asr_stream(self, audio: np.ndarray, *, scored: bool = False) -> AsyncIterator[Any]:
+        """The ASR's pieces under its deadlines: text, or (text, confidence) pairs with `scored`."""
+        asr, deadline = self.components.asr, self.config.asr_deadline_s
+        stream = asr.transcribe_scored(audio) if scored else asr.transcribe(audio)
+        return within_deadlines(stream, first_s=deadline, next_s=deadline, stage="speech recognition")
 
     async def _collect_transcript(self, audio: np.ndarray, logprobs: list[float] | None = None) -> str:
         """The whole transcript; with `logprobs`, the ASR's confidence in each piece is added to it too."""
         if logprobs is None:
             async with contextlib.aclosing(self._asr_stream(audio)) as pieces:
                 return "".join([piece async for piece in pieces])
-        deadline = self.config.asr_deadline_s
-        scored = within_deadlines(self.components.asr.transcribe_scored(audio), first_s=deadline, next_s=deadline,
-                                  stage="speech recognition")
         text = ""
-        async with contextlib.aclosing(scored) as pieces:
+        async with contextlib.aclosing(self._asr_stream(audio, scored=True)) as pieces:
             async for piece, logprob in pieces:
                 text += piece
                 if logprob is not None:

@@ -411,13 +411,9 @@ async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(ma
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
 
 
-async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server):
-    """A plugin ASR with `transcribe` alone (the fake: no confidence, so `transcribe_scored` gives None) is
-    trusted: a finished sentence (hibari) whose words the text head scores finished ends its turn once the
-    opinions agree, well before `turn_unsure_silence_ms`."""
-    sentence = "I would like to book a table for two people tonight."
-    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
-    c = await h.connect()
+async def silence_heard_before_the_turn_ended(c, sentence: str) -> tuple[float, dict]:
+    """Speak a hibari sentence at 16 kHz in real time, then silence until speech_stopped: the audio sent (ms)
+    when the server said so, and that event (its audio_end_ms)."""
     await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
     await c.wait_for("session.updated")
     audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(3000, 16000)])
@@ -428,8 +424,17 @@ async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_
         return "input_audio_buffer.speech_stopped" in c.types()
 
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True, until=stopped)
-    ev = await c.wait_for("input_audio_buffer.speech_stopped")
-    assert sent_ms[0] - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms[0], ev)
+    return sent_ms[0], await c.wait_for("input_audio_buffer.speech_stopped")
+
+
+async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server):
+    """A plugin ASR with `transcribe` alone (the fake: no confidence, so `transcribe_scored` gives None) is
+    trusted: a finished sentence (hibari) whose words the text head scores finished ends its turn once the
+    opinions agree, well before `turn_unsure_silence_ms`."""
+    sentence = "I would like to book a table for two people tonight."
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
+    sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
+    assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
 
 
 async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
@@ -437,22 +442,11 @@ async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_t
     on Smart Turn's opinion after `turn_audio_only_silence_ms`, although the transcript (a fake ASR taking
     4 s) is still on its way; before, the turn waited for a text opinion that could not come (the maximum)."""
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_latency_ms=4000, judge="off")
-    c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
-    audio = np.concatenate([silence(300, 16000), hibari_speech("I would like to book a table for two people tonight."),
-                            silence(3000, 16000)])
-    sent_ms = [0.0]
-
-    def stopped() -> bool:
-        sent_ms[0] += 20
-        return "input_audio_buffer.speech_stopped" in c.types()
-
-    await c.append_audio(audio, 16000, frame_ms=20, realtime=True, until=stopped)
-    ev = await c.wait_for("input_audio_buffer.speech_stopped")
+    sent_ms, ev = await silence_heard_before_the_turn_ended(
+        await h.connect(), "I would like to book a table for two people tonight.")
     config = h.server.config
-    assert sent_ms[0] - ev["audio_end_ms"] < (config.turn_audio_only_silence_ms + config.turn_max_silence_ms) / 2, \
-        (sent_ms[0], ev)
+    assert sent_ms - ev["audio_end_ms"] < (config.turn_audio_only_silence_ms + config.turn_max_silence_ms) / 2, \
+        (sent_ms, ev)
 
 
 def test_backchannel_words_are_told_from_words_with_content():
