@@ -37,6 +37,19 @@ class OffButCurious(s2s.OffJudge):
         return await super().judge(context, utterance, stage)
 
 
+class OffAndIncurious(s2s.OffJudge):
+    """Test double: the "off" judge's answers, from a subclass that says it reads no context (and records
+    what it is given anyway)."""
+
+    name = "test-off-and-incurious"
+    reads_context = False
+    contexts: list[s2s.JudgeContext] = []
+
+    async def judge(self, context, utterance, stage):
+        OffAndIncurious.contexts.append(context)
+        return await super().judge(context, utterance, stage)
+
+
 class RaisingJudge(s2s.Judge):
     """Test double: a judge whose model breaks."""
 
@@ -122,6 +135,18 @@ async def test_the_off_judge_gets_no_context_built_but_a_subclass_with_its_own_j
     await c.say("My name is Ann.")
     await c.wait_for("response.done")
     assert OffButCurious.histories[-1] == [{"role": "user", "content": "My name is Ann."}]
+
+
+async def test_a_judge_that_reads_no_context_is_given_none_even_deep_into_a_conversation(make_server):
+    """The server, not the judge, skips building the history and the memory when `reads_context` is False."""
+    OffAndIncurious.contexts.clear()
+    h = await make_server(judge="test-off-and-incurious", fake_tts_ms_per_char=5, proactive_idle_s=0)
+    c = await h.connect()
+    for words in ("My name is Ann.", "I live in Oslo."):
+        await c.say(words)
+        await c.wait_for("response.done")
+    assert len(OffAndIncurious.contexts) >= 2
+    assert all(ctx.history == [] and ctx.memory is None for ctx in OffAndIncurious.contexts)
 
 
 @pytest.mark.parametrize(("judge", "says"), [
