@@ -403,7 +403,7 @@ async def test_a_client_that_stops_reading_is_cut_off(make_server):
 
 
 async def test_events_to_a_client_that_reads_are_written_at_once_without_send(make_server):
-    h = await make_server(audio_lead_ms=300)  # at most ~20 kB of audio ahead: the socket takes it all at once
+    h = await make_server(fake_tts_ms_per_char=10)  # a short reply: the socket takes all of it at once
     c = await h.connect()
     session = h.session()
     awaited: list[bytes] = []
