@@ -4996,7 +4996,6 @@ class Session:
         self._playback_ends_at = 0.0  # loop time at which the newest reply's queued audio ends playing
         self._send_deadline: WaitDeadline | None = None  # `send_timeout_s` per send (the send loop's)
         self._send_task: asyncio.Task[None] | None = None
-        self._send_idle = False  # the send loop waits for the next event: nothing taken and not yet written
         self._closing = False
         # audio path
         self.vad = self.components.vad_class(self.config)
@@ -5099,15 +5098,8 @@ class Session:
 
     def emit(self, event: dict[str, Any], *, response: Response | None = None, audio_ms: float = 0.0,
              clause: str = "", after_send: Callable[[], None] | None = None) -> None:
-        """Queue a server event. Control events never wait; audio waits for room in `emit_audio`. An event
-        with nothing to do once sent (no response to account, no `after_send`) is written at once when the
-        send loop is idle and nothing is queued: the same order as through the queue (everything before it is
-        written), without waking the send loop for it (a loop step per event; most of a turn's events before
-        its first audio)."""
+        """Queue a server event. Control events never wait; audio waits for room in `emit_audio`."""
         if self._closing:
-            return
-        if (response is None and after_send is None and self._send_idle and not self.outbound_events.qsize()
-                and self.ws.send_at_once(event_json(event))):
             return
         self.outbound_events.put_nowait(Outgoing(event, response, audio_ms, clause, after_send))
 
@@ -5158,11 +5150,7 @@ class Session:
         # per event: every event passes here, and a timer each cost as much as the send.
         deadline = self._send_deadline = WaitDeadline(self._send_timed_out)
         while True:
-            self._send_idle = True
-            try:
-                out = await self.outbound_events.get()
-            finally:
-                self._send_idle = False
+            out = await self.outbound_events.get()
             self._outbound_room.set()
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
