@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import heapq
 import json
 import os
@@ -253,6 +254,20 @@ def cpu_seconds(pid: int) -> float:
     except (OSError, IndexError, ValueError):
         return total
     return total + sum(cpu_seconds(int(child)) for child in children)
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Time the threads of a process and of its running children spent runnable but waiting for a core
+    (the scheduler's run_delay, /proc/PID/task/TID/schedstat), so far; 0 where schedstat is not there."""
+    total = 0.0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(run_queue_seconds(int(child)) for child in children)
 
 
 def frames_handled(log_lines: list[str]) -> int:

@@ -29,6 +29,15 @@ process); each process writes its users' frames from one pacing loop, as whole W
 2-core machine they still compete with the server for the cores. Latencies are only comparable between
 rows of one run on a quiet machine (load average well under 1 before each row).
 
+Where the share's wall time goes: "the share minus that CPU" is, per turn, the server's share less its loop's
+CPU in it (the time the loop did not run: runnable but waiting for a core, as nothing in the fakes' turn waits
+on a thread or the network), and "waiting for a core" is the scheduler's run-queue wait (/proc schedstat,
+run_delay) of every thread of the server processes and of the client processes over the row, in ms per
+second. `--client-nice 10` runs the client processes at a lower priority, so that the server gets the cores
+first, as when the users are on other machines: a labelled variant, not the headline (the row says "at nice
+10"). A `--workers 2` row also gives each process's own p99 of the share and of its loop's CPU, so that one
+slower process shows.
+
 Users start spread over one utterance loop, so their turns end at different moments, as real users'
 do; --synchronized starts them within one frame, so all turns end in the same instant (the worst case).
 --workers runs the server as that many processes on one port (the server's `workers` setting), each
@@ -41,6 +50,8 @@ each process served (the supervisor hands each connection to the process with th
     python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --clients 1 2   # the client's part
     python benchmarks/overhead.py --turn-path --sessions 50 100   # the burst's server CPU per turn, in-process
     python benchmarks/overhead.py --turn-path --stages --sessions 50   # and where it goes, stage by stage
+    python benchmarks/overhead.py --turn-path --sessions 50 --profile 40   # cProfile over one burst
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --client-nice 0 10   # the cores
 """
 
 from __future__ import annotations
@@ -48,10 +59,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import cProfile
 import itertools
 import json
 import multiprocessing
 import os
+import pstats
 import re
 import shlex
 import time
@@ -72,6 +85,7 @@ from common import (
     masked_frames,
     mic_frames,
     pct,
+    run_queue_seconds,
     speech,
     start_server,
     stream_users,
@@ -79,13 +93,17 @@ from common import (
 )
 
 
-def client_process(conn: Any, port: int, frames: list[str], seconds: float, offsets: list[float]) -> None:
+def client_process(conn: Any, port: int, frames: list[str], seconds: float, offsets: list[float],
+                   niceness: int = 0) -> None:
     """One client process (started with `spawn`): connect its users, say so, and once told the shared start
     time (time.monotonic, the same clock in every process on this machine) stream every user's frames from
-    that time plus its offset; send back what its users measured, its CPU over the streaming, and the lag
-    of a 5 ms ticker on its event loop (how late this process read what arrived)."""
+    that time plus its offset; send back what its users measured, its CPU and its run-queue wait (runnable,
+    waiting for a core) over the streaming, and the lag of a 5 ms ticker on its event loop (how late this
+    process read what arrived). `niceness` > 0 lowers its scheduling priority (`--client-nice`)."""
+    if niceness:
+        os.nice(niceness)
 
-    async def main() -> tuple[Totals, float, list[float]]:
+    async def main() -> tuple[Totals, float, list[float], float]:
         sockets = await asyncio.gather(*(connect_user(port) for _ in offsets))
         conn.send("connected")
         start_at = await asyncio.to_thread(conn.recv)
@@ -102,17 +120,18 @@ def client_process(conn: Any, port: int, frames: list[str], seconds: float, offs
         framed = masked_frames(frames)  # written as they are: no framing or masking per frame
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        cpu = time.process_time()
+        cpu, waited = time.process_time(), run_queue_seconds(os.getpid())
         await stream_users(sockets, framed, [start_at + offset for offset in offsets], seconds, totals)
-        cpu = time.process_time() - cpu
+        cpu, waited = time.process_time() - cpu, run_queue_seconds(os.getpid()) - waited
         ticking.cancel()
-        return totals, cpu, lags
+        return totals, cpu, lags, waited
 
     conn.send(asyncio.run(main()))
 
 
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
-              workers: int = 1, server_args: tuple[str, ...] = (), clients: int = 1) -> dict[str, Any]:
+              workers: int = 1, server_args: tuple[str, ...] = (), clients: int = 1,
+              client_nice: int = 0) -> dict[str, Any]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
     proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
                                                ready=ready)
@@ -127,11 +146,12 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     for c in range(clients):
         parent_end, child_end = context.Pipe()
         offsets = [i * period_s / sessions for i in range(c, sessions, clients)]
-        child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets), daemon=True)
+        child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets, client_nice),
+                                  daemon=True)
         child.start()
         pipes.append(parent_end)
         children.append(child)
-    totals, client_cpu, lags = Totals(), 0.0, []
+    totals, client_cpu, client_waited, lags = Totals(), 0.0, 0.0, []
     try:
         for pipe in pipes:  # every user connected, in every client process
             await asyncio.to_thread(pipe.recv)
@@ -139,12 +159,14 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
         for pipe in pipes:
             pipe.send(start_at)
         await asyncio.sleep(start_at - time.monotonic())
-        server_cpu = cpu_seconds(proc.pid)
+        server_cpu, server_waited = cpu_seconds(proc.pid), run_queue_seconds(proc.pid)
         for pipe in pipes:
-            child_totals, cpu, child_lags = await asyncio.to_thread(pipe.recv)
+            child_totals, cpu, child_lags, waited = await asyncio.to_thread(pipe.recv)
             totals.merge(child_totals)
             client_cpu += cpu
+            client_waited += waited
             lags += child_lags
+        server_waited = run_queue_seconds(proc.pid) - server_waited  # before the workers log their closes
         await wait_for_closes(log_lines, sessions)
         elapsed = time.monotonic() - start_at
         server_cpu = cpu_seconds(proc.pid) - server_cpu
@@ -160,17 +182,23 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     server = [totals.server_by_item[item] for item in both]
     outside = [totals.eot_by_item[item] - totals.server_by_item[item] for item in both]
     loop_cpu = [float(ms) for line in log_lines for ms in re.findall(r" loop_cpu_ms=([\d.]+)", line)]
+    # per turn, the share's wall time its loop did not run: runnable but waiting for a core, or idle
+    off_cpu = [share - cpu for turns in shares_by_worker(log_lines).values() for share, cpu in turns]
     return {"sessions": sessions, "clients": clients,
             "eot_n": len(eot), "eot_p50": pct(eot, 50), "eot_p99": pct(eot, 99), "eot_cut": totals.eot_unanswered,
             "server_n": len(server),
             "server_p50": pct(server, 50), "server_p99": pct(server, 99),
             "outside_p50": pct(outside, 50), "outside_p99": pct(outside, 99),
             "cpu_p50": pct(loop_cpu, 50), "cpu_p99": pct(loop_cpu, 99),
+            "off_p50": pct(off_cpu, 50), "off_p99": pct(off_cpu, 99),
             "lag_p99": pct(lags, 99), "lag_max": max(lags, default=float("nan")),
             "barge_n": len(barge), "barge_p50": pct(barge, 50), "barge_p99": pct(barge, 99),
             "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
             "server_ms_per_1k_frames": server_cpu * 1e6 / handled if handled else float("nan"),
+            "server_wait_ms_per_s": server_waited * 1000 / elapsed,
+            "client_wait_ms_per_s": client_waited * 1000 / elapsed,
+            "per_worker": per_worker_p99(log_lines) if workers > 1 else "",
             "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}",
             "split": sessions_per_worker(log_lines)}
 
@@ -180,6 +208,25 @@ def sessions_per_worker(log_lines: list[str]) -> str:
     opened = Counter(match.group(1) for match in (re.search(r"\[worker (\d+)\].* open remote=", line)
                                                   for line in log_lines) if match)
     return " / ".join(str(n) for _, n in sorted(opened.items()))
+
+
+def shares_by_worker(log_lines: list[str]) -> dict[str, list[tuple[float, float]]]:
+    """Per worker ("" with one process), every turn's (server's share, its loop's CPU in it) in ms, from the
+    metrics log lines."""
+    turns: dict[str, list[tuple[float, float]]] = {}
+    for line in log_lines:
+        found = re.search(r"(?:\[worker (\d+)\])?.* turn_end_to_first_byte=([\d.]+).* loop_cpu_ms=([\d.]+)", line)
+        if found:
+            turns.setdefault(found.group(1) or "", []).append((float(found.group(2)), float(found.group(3))))
+    return turns
+
+
+def per_worker_p99(log_lines: list[str]) -> str:
+    """Each worker's own p99 of the server's share and of its loop's CPU in it: "88 / 49, 91 / 50" (ms), so
+    that one slower worker shows."""
+    turns = shares_by_worker(log_lines)
+    return ", ".join(f"{pct([s for s, _ in turns[w]], 99):.0f} / {pct([c for _, c in turns[w]], 99):.0f}"
+                     for w in sorted(turns))
 
 
 def input_path_us(sessions: int, rounds: int = 7, frames_per_round: int = 100) -> float:
@@ -256,8 +303,8 @@ class StageClock:
         return "\n".join([*rows, f"    {'all callbacks':<22} {total * 1e6 / turns:7.1f} us/turn"])
 
 
-def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
-                 stages: StageClock | None = None) -> tuple[float, float, float, float]:
+def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5, stages: StageClock | None = None,
+                 profile: list[Any] | None = None) -> tuple[float, float, float, float]:
     """The synchronized burst in-process, through `Session` with a socket that only records what is sent: each
     session gets the same 20 ms frames (an utterance, then the silence that ends its turn) over its receive
     loop, one frame to all sessions at a time, as fast as the server takes them; at the frame that ends every
@@ -268,7 +315,8 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
     ms (wall clock: moved by the machine's load): speech_stopped -> first audio delta, as sent, and the frame
     that ended the turn, handed to every session at once -> first audio delta sent. The first leaves out what
     the turn waited before its speech_stopped was sent (behind the other sessions' steps); the second is
-    the server's whole part of the burst. `stages`: also the loop's CPU per stage, over every burst."""
+    the server's whole part of the burst. `stages`: also the loop's CPU per stage, over every burst;
+    `profile`: a list that gets a cProfile.Profile of the last burst alone (which it slows)."""
     import tempfile
 
     import s2s_server as s2s
@@ -292,9 +340,13 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
             return message
 
         async def send(self, message: str | bytes, text: bool | None = None) -> None:
+            self.send_at_once(message)
+
+        def send_at_once(self, message: str | bytes) -> bool:  # the server's writes without waiting (scale7)
             self.sent.append((time.perf_counter(), kind := event_type(message)))
             if kind == "response.output_audio.delta":
                 self.audio.set()
+            return True
 
     def first(sock: RecordingSocket, kind: str) -> float | None:
         return next((t for t, k in sock.sent if k == kind), None)
@@ -317,6 +369,9 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
                     sock.audio.clear()
                     sock.inbox.put_nowait(frame)
                 started = time.process_time()
+                profiling = cProfile.Profile() if profile is not None and len(cpu_ms) == rounds - 1 else None
+                if profiling is not None:
+                    profiling.enable()
                 if stages is not None:
                     stages.on, before = True, (stages.cpu_s.copy(), stages.steps.copy())
                 for _ in range(100):  # every session takes the frame (a few loop turns)
@@ -325,12 +380,17 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5,
                         break
                 await asyncio.sleep(0)
                 if first(sockets[0], "input_audio_buffer.speech_stopped") is None:
+                    if profiling is not None:  # not the frame that ends the turns: forget it
+                        profiling.disable()
                     if stages is not None:  # not the frame that ends the turns: forget it
                         stages.on, (stages.cpu_s, stages.steps) = False, before
                     continue
                 # the frame that ended the turns: until every first audio is sent
                 await asyncio.wait_for(asyncio.gather(*(sock.audio.wait() for sock in sockets)), 10)
                 cpu_ms.append((time.process_time() - started) * 1000 / sessions)
+                if profiling is not None:
+                    profiling.disable()
+                    profile.append(profiling)  # type: ignore[union-attr]
                 if stages is not None:
                     stages.on = False
                 latency_ms += [(first(sock, "response.output_audio.delta") - first(
@@ -356,6 +416,9 @@ def main() -> None:
                         help="server processes sharing the port (one run per value, side by side)")
     parser.add_argument("--clients", type=int, nargs="+", default=[2],
                         help="processes the simulated users run in, started together (one run per value)")
+    parser.add_argument("--client-nice", type=int, nargs="+", default=[0], metavar="N",
+                        help="run the client processes at this niceness (one run per value): a labelled variant "
+                             "that gives the server the cores first, as when the users are on other machines")
     parser.add_argument("--silent", action="store_true",
                         help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
                              "frames")
@@ -369,6 +432,9 @@ def main() -> None:
                         help="instead of the rows: the server CPU per turn of the synchronized burst, from the frame "
                              "that ends the turns to every first audio delta, in-process (no sockets): least and "
                              "median of 5 bursts, and how the server's share of the machine moves it")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="with --turn-path: cProfile over the last burst only, its N costliest functions by "
+                             "own time (that burst's CPU figure is then the profiler's too)")
     parser.add_argument("--stages", action="store_true",
                         help="with --turn-path: also the event loop's CPU per stage of a turn (the task each "
                              "callback steps: turn, response, send, receive, llm, memory)")
@@ -377,7 +443,8 @@ def main() -> None:
         utterance = speech("Tell me something interesting about the ocean, please.", RATE_HZ)
         for sessions in args.sessions:
             stages = StageClock() if args.stages else None
-            least, median, p99, from_frame = turn_path_ms(sessions, utterance, stages=stages)
+            profile: list[Any] | None = [] if args.profile else None
+            least, median, p99, from_frame = turn_path_ms(sessions, utterance, stages=stages, profile=profile)
             print(f"{least:.2f} ms (median {median:.2f}) of server CPU per turn, turn end -> every first audio "
                   f"({sessions} sessions at once, in-process, least of 5 bursts); first audio p99, from "
                   f"speech_stopped as sent {p99:.1f} ms, from the frame that ended the turns {from_frame:.1f} ms; "
@@ -386,6 +453,9 @@ def main() -> None:
                 stages.close()
                 print("  the event loop's CPU per stage, mean over the 5 bursts (with the clock's own cost):")
                 print(stages.table(5 * sessions))
+            if profile:
+                print(f"  cProfile over the last burst of {sessions} turns, by own time:")
+                pstats.Stats(profile[0]).sort_stats("tottime").print_stats(args.profile)
         return
     if args.input_path:
         for sessions in args.sessions:
@@ -401,26 +471,31 @@ def main() -> None:
           f"{', streaming silence (no turns)' if args.silent else ''}; "
           f"{args.seconds:g} s per row")
     print("| sessions | processes | client processes | end-of-turn -> first audio at the client p50 / p99 (turns; cut "
-          "before audio) | server's own share p50 / p99 (turns) | its event loop's CPU in it p50 / p99 | client "
+          "before audio) | server's own share p50 / p99 (turns) | its event loop's CPU in it p50 / p99 | the share "
+          "minus that CPU p50 / p99 | client "
           "minus server p50 / p99 | client loop lag "
           "p99 / max | barge-in -> cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / clients "
-          "(cores) | server CPU per 1,000 frames | load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "(cores) | server CPU per 1,000 frames | waiting for a core, server / clients (ms per s) | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for clients, workers, extra in itertools.product(args.clients, args.workers, args.server_args):
+        for clients, nice, workers, extra in itertools.product(args.clients, args.client_nice, args.workers,
+                                                               args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
-                                tuple(shlex.split(extra)), clients))
-            split = f", sessions {r['split']}" if workers > 1 else ""
-            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} | {r['clients']} "
+                                tuple(shlex.split(extra)), clients, nice))
+            split = (f", sessions {r['split']}, share / loop CPU p99 per process {r['per_worker']} ms"
+                     if workers > 1 else "")
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
+                  f"| {r['clients']}{f' at nice {nice}' if nice else ''} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['server_p50']:.1f} / {r['server_p99']:.1f} ms ({r['server_n']}) "
                   f"| {r['cpu_p50']:.1f} / {r['cpu_p99']:.1f} ms "
+                  f"| {r['off_p50']:.1f} / {r['off_p99']:.1f} ms "
                   f"| {r['outside_p50']:.1f} / {r['outside_p99']:.1f} ms "
                   f"| {r['lag_p99']:.1f} / {r['lag_max']:.1f} ms "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
                   f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['server_ms_per_1k_frames']:.0f} ms "
-                  f"| {r['load']} |", flush=True)
+                  f"| {r['server_wait_ms_per_s']:.0f} / {r['client_wait_ms_per_s']:.0f} | {r['load']} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -402,6 +402,27 @@ async def test_a_client_that_stops_reading_is_cut_off(make_server):
     ws.transport.abort()
 
 
+async def test_events_to_a_client_that_reads_are_written_at_once_without_send(make_server):
+    h = await make_server(fake_tts_ms_per_char=10)  # a short reply: the socket takes all of it at once
+    c = await h.connect()
+    session = h.session()
+    awaited: list[bytes] = []
+    real_send = session.ws.send
+
+    async def counted_send(message: bytes, **kwargs: object) -> None:
+        awaited.append(message)
+        await real_send(message, **kwargs)
+
+    session.ws.send = counted_send
+    await c.say("Hi")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert awaited == []  # every event went through send_at_once (websockets' broadcast), none waited
+    assert c.frame_kinds == {str}  # still text frames
+    seq = c.types()
+    assert seq.index("response.created") < seq.index("response.output_audio.delta") < seq.index("response.done")
+
+
 async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_server):
     h = await make_server(audio_lead_ms=300, fake_tts_ms_per_char=20)  # ~1.6 s of reply audio
     c = await h.connect()
