@@ -5147,8 +5147,6 @@ class Session:
         return min(unplayed_ms - margin_ms, window_ms)
 
     async def _send_loop(self) -> None:
-        import websockets
-
         self._send_task = asyncio.current_task()
         # Each send has `send_timeout_s`, kept by one WaitDeadline per session rather than an asyncio.timeout
         # per event: every event passes here, and a timer each cost as much as the send.
@@ -5159,23 +5157,31 @@ class Session:
             if out.response is not None and out.response.status == "cancelled":
                 continue  # purged: a cancelled response sends nothing more
             message = event_json(out.event)
-            if not self.ws.send_at_once(message):  # else the write buffer is not empty, or the socket closing
-                deadline.begin(self.config.send_timeout_s)
-                try:
-                    await self.ws.send(message, text=True)
-                except websockets.ConnectionClosed:
-                    return
-                except asyncio.CancelledError:
-                    if not deadline.expired:
-                        raise
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]  # cut by _send_timed_out
-                    return
-                finally:
-                    deadline.end()
+            if not self.ws.send_at_once(message) and not await self._send_awaited(message, deadline):
+                return  # the connection closed, or the client stopped reading
             if out.response is not None:
                 self._after_send(out)
             if out.after_send is not None:
                 out.after_send()
+
+    async def _send_awaited(self, message: bytes, deadline: WaitDeadline) -> bool:
+        """`send`, which waits for room in the write buffer, for at most `send_timeout_s`. False: the
+        connection closed, or the wait ran out (`_send_timed_out` cut the client off)."""
+        import websockets
+
+        deadline.begin(self.config.send_timeout_s)
+        try:
+            await self.ws.send(message, text=True)
+        except websockets.ConnectionClosed:
+            return False
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # cut by _send_timed_out
+            return False
+        finally:
+            deadline.end()
+        return True
 
     def _send_timed_out(self) -> None:
         """A send took `send_timeout_s`: the client stopped reading, so it is cut (the send loop ends, and
@@ -6669,17 +6675,23 @@ class GuardedConnection(ServerConnection):
         self.last_message_at = time.monotonic()
 
     def send_at_once(self, message: bytes) -> bool:
-        """Write `message` (UTF-8) as a text frame now, without `send`'s context manager, and say so; False
-        (nothing written) unless the connection is open and its write buffer empty, and then `send` decides
-        (it waits for room or raises ConnectionClosed). So a client that stops reading is pushed back at the
-        same point as with `send` alone: from the second event the kernel does not take. websockets' public
-        `broadcast`, on this one connection: 2.4-3.1 us of server CPU per small event against `send`'s 4.2-5.4
-        (docs/deploy.md, "The send path and the cores (scale7)"); the session sends 11 events before each
-        reply's first audio, then one per audio chunk."""
+        """Write `message` (UTF-8) as a text frame now, without `send`'s context manager, and say so. False
+        (nothing written) unless the connection is open, not closing, and its write buffer empty: then the
+        caller uses `send`, which returns at once below websockets' high-water mark and otherwise waits for
+        room (or raises ConnectionClosed), so a client that stops reading is pushed back where it would be
+        with `send` alone. websockets' public `broadcast`, on this one connection: 2.4-3.1 us of server CPU
+        per small event against `send`'s 4.2-5.4 (docs/deploy.md, "The send path and the cores (scale7)");
+        the session sends 11 events before each reply's first audio, then one per audio chunk. A write that
+        fails (the transport broke under it) is logged and the connection aborted, so the next `send`
+        raises ConnectionClosed; True then, as nothing is to be sent again."""
         transport = self.transport
         if self.state is not WebSocketState.OPEN or transport.is_closing() or transport.get_write_buffer_size():
             return False
-        broadcast((self,), message, text=True, raise_exceptions=True)  # a failure: an ExceptionGroup, not lost
+        try:
+            broadcast((self,), message, text=True, raise_exceptions=True)
+        except ExceptionGroup as failed:
+            self.logger.warning("a write to the client failed; closing the connection", exc_info=failed)
+            transport.abort()
         return True
 
     async def recv(self, decode: bool | None = None) -> Any:

@@ -423,6 +423,26 @@ async def test_events_to_a_client_that_reads_are_written_at_once_without_send(ma
     assert seq.index("response.created") < seq.index("response.output_audio.delta") < seq.index("response.done")
 
 
+async def test_a_write_that_fails_under_send_at_once_closes_that_connection_only(make_server, monkeypatch, caplog):
+    """websockets' broadcast raises an ExceptionGroup when the transport breaks under a write: the session logs
+    it, aborts that connection, and the server serves the next client as before."""
+    caplog.set_level(logging.WARNING)
+    h = await make_server(fake_tts_ms_per_char=10)
+    c = await h.connect()
+
+    def broken(connections, message, text=None, raise_exceptions=False):
+        raise ExceptionGroup("skipped broadcast", [OSError("the transport broke")])
+
+    monkeypatch.setattr(s2s, "broadcast", broken)
+    await c.say("Hi")
+    await asyncio.wait_for(c.closed, 10)
+    assert "a write to the client failed; closing the connection" in caplog.text
+    monkeypatch.undo()
+    d = await h.connect()
+    await d.say("Hi")
+    assert (await d.wait_for("response.done"))["response"]["status"] == "completed"
+
+
 async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_server):
     h = await make_server(audio_lead_ms=300, fake_tts_ms_per_char=20)  # ~1.6 s of reply audio
     c = await h.connect()
