@@ -1127,14 +1127,14 @@ class PredictiveTurnDetector(TurnDetector):
     class Settings(BackendSettings):
         turn_pause_ms: int = Field(200, ge=30, le=2000)
         """predictive turn-taking: silence after which the end-of-turn models are asked (and the speculative
-        transcript starts), in ms. Their opinions take 200-350 ms on 2 cores, so a finished turn ends when
-        they come. 100 ended turns 22-104 ms sooner on benchmarks/end_of_turn.py (each model run alone), but
+        transcript starts), in ms. Smart Turn answers within about 100 ms; the text opinion, which waits for the
+        transcript, 200-350 ms after the pause on 2 cores, so a finished turn ends when it comes. 100 ended turns 22-104 ms sooner on benchmarks/end_of_turn.py (each model run alone), but
         in voice to voice it won in two runs and lost in a third (load 2-3.4), where the models shared the
         cores with other work and with the LLM's reading of the last partial transcript (1.2-2.1 s per
         read there; 2026-12-01, docs/latency.md)."""
         turn_done_silence_ms: int = Field(250, ge=30, le=5000)
         """predictive: silence that ends the turn when the audio and text end-of-turn opinions agree it is
-        complete, in ms (the opinions arrive 200-350 ms after `turn_pause_ms` on 2 cores, more when busy)."""
+        complete, in ms (the text opinion arrives 200-350 ms after `turn_pause_ms` on 2 cores, more when busy)."""
         turn_unsure_silence_ms: int = Field(1200, ge=30, le=10000)
         """predictive: silence that ends the turn when the audio and text opinions disagree, in ms."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)

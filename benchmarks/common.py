@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import heapq
+import math
 import json
 import os
 import platform
@@ -258,7 +259,10 @@ def cpu_seconds(pid: int) -> float:
 
 def run_queue_seconds(pid: int) -> float:
     """Time the threads of a process and of its running children spent runnable but waiting for a core
-    (the scheduler's run_delay, /proc/PID/task/TID/schedstat), so far; 0 where schedstat is not there."""
+    (the scheduler's run_delay, /proc/PID/task/TID/schedstat), so far; NaN on a kernel without schedstat (so a
+    table does not read 0 as "never waited")."""
+    if not Path("/proc/self/schedstat").exists():
+        return math.nan
     total = 0.0
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):

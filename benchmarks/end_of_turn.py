@@ -310,7 +310,8 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
              "text_min_logprob": "turn_text_min_logprob"}
-    settings = config.model_copy(update={names[k]: v for k, v in overrides.items()})
+    # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
+    settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
     return lambda: cls(settings, FRAME_MS)
 

@@ -149,6 +149,7 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
         child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets, client_nice),
                                   daemon=True)
         child.start()
+        child_end.close()  # the child's end: if the child dies, the parent's recv raises EOFError, not hangs
         pipes.append(parent_end)
         children.append(child)
     totals, client_cpu, client_waited, lags = Totals(), 0.0, 0.0, []
@@ -416,7 +417,7 @@ def main() -> None:
                         help="server processes sharing the port (one run per value, side by side)")
     parser.add_argument("--clients", type=int, nargs="+", default=[2],
                         help="processes the simulated users run in, started together (one run per value)")
-    parser.add_argument("--client-nice", type=int, nargs="+", default=[0], metavar="N",
+    parser.add_argument("--client-nice", type=int, nargs="+", default=[0], metavar="N", choices=range(20),
                         help="run the client processes at this niceness (one run per value): a labelled variant "
                              "that gives the server the cores first, as when the users are on other machines")
     parser.add_argument("--silent", action="store_true",
