@@ -1128,7 +1128,8 @@ class PredictiveTurnDetector(TurnDetector):
         turn_pause_ms: int = Field(200, ge=30, le=2000)
         """predictive turn-taking: silence after which the end-of-turn models are asked (and the speculative
         transcript starts), in ms. Smart Turn answers within about 100 ms; the text opinion, which waits for the
-        transcript, 200-350 ms after the pause on 2 cores, so a finished turn ends when it comes. 100 ended turns 22-104 ms sooner on benchmarks/end_of_turn.py (each model run alone), but
+        transcript, 200-350 ms after the pause on 2 cores, so a finished turn ends when it comes. 100 ended
+        turns 22-104 ms sooner on benchmarks/end_of_turn.py (each model run alone), but
         in voice to voice it won in two runs and lost in a third (load 2-3.4), where the models shared the
         cores with other work and with the LLM's reading of the last partial transcript (1.2-2.1 s per
         read there; 2026-12-01, docs/latency.md)."""

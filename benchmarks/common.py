@@ -6,8 +6,8 @@ import asyncio
 import base64
 import contextlib
 import heapq
-import math
 import json
+import math
 import os
 import platform
 import re
