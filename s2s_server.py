@@ -1904,8 +1904,9 @@ class WhisperASR(ASR):
         whisper_window_s: int = Field(10, ge=5, le=30)
         """Encoder window in seconds of audio: pads to max(utterance + 1 s, this) instead of
         Whisper's 30 s. `python benchmarks/asr_window.py` (24 English sentences, quiet 2-core Xeon): 5 s
-        166 ms per utterance, 10 s 270 ms, 30 s 735 ms; word error rate 2.0, 2.0 and 4.5 %. 30 reproduces
-        Whisper exactly. A transcript that looks looped is redone at 30."""
+        166 ms per utterance, 10 s 270 ms, 30 s 735 ms; word error rate 2.0, 2.0 and 4.5 % with the window
+        padded by zero features, 1.5, 1.5 and 5.0 % padded with silent audio as now (2026-12-01 12:21, load
+        2.7). 30 is Whisper's own window. A transcript that looks looped is redone at 30."""
         whisper_clip_window_s: float = Field(2.0, ge=0.5, le=30)
         """Encoder window for `hear_clip` (speech over the bot, checked every ~100 ms while it goes on), in
         seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,
@@ -1937,11 +1938,11 @@ class WhisperASR(ASR):
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
         this and its mean token log-probability is below `whisper_logprob_threshold` (Whisper's own rule)."""
         whisper_logprob_threshold: float = Field(-0.5, ge=-10.0, le=0.0)
-        """Whisper's `logprob_threshold` in that rule, for a turn's transcripts (`hear_clip` keeps Whisper's
-        -1). -1 is Whisper's default; padded as Whisper pads (`_padded_features`), Whisper base hears digital
-        silence as "you" at -0.61 and faint noise (-60 to -50 dBFS, 0.3-1 s) as "Thank you." at -0.82 to
+        """Whisper's `logprob_threshold` in that rule, for a turn's transcripts up to 30 s (`hear_clip` and longer
+        audio keep Whisper's -1). Padded as Whisper pads (`_padded_features`), Whisper base hears digital
+        silence as "you" at -0.61 and faint noise (-70 to -50 dBFS, 0.3-1 s) as "Thank you." at -0.76 to
         -1.0, each with a no-speech probability of 0.79-0.9, while hibari's speech had 0.02 (median) to 0.25
-        ("Okay."): -0.5 drops those (docs/latency.md, 2026-12-01 12:10)."""
+        ("Okay."): -0.5 drops those (docs/latency.md, 2026-12-01 12:07)."""
 
     def load(self) -> None:
         import_backend("ctranslate2", self.name, self.install)
@@ -2051,9 +2052,9 @@ class WhisperASR(ASR):
         zeros in the audio (the library's `padding`), whose frames sit at the log-mel floor, not with zero
         features (`_decode`'s fill), which stand for a steady noise at a moderate level (openai/whisper
         changed to audio padding in 20230307; whisper.cpp issue 579; faster-whisper PR 1084). After speech
-        that noise made Whisper base stop after the first words: 25 of 180 hibari questions (12 questions,
-        0/300/340 ms of silence before, 0-500 ms after) came back as "What color", "Can", "Why do"; 0 of 180
-        padded in the audio (docs/latency.md, 2026-12-01 12:00)."""
+        that noise made Whisper base stop after the first words: 55 of 336 hibari questions (12 questions,
+        0-340 ms of silence before, 0-500 ms after) came back as "Can", "What color", "Why"; 0 of 336 padded
+        in the audio, 230 against 236 ms a recognition (docs/latency.md, 2026-12-01 12:08)."""
         return self._model.feature_extractor(audio, padding=window_frames * WHISPER_HOP_SAMPLES)
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
