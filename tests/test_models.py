@@ -162,6 +162,33 @@ async def test_whisper_hears_nothing_in_silence(asr: S.WhisperASR) -> None:
     assert await transcribe(asr, np.zeros(2 * S.SAMPLE_RATE_HZ, dtype=np.int16)) == ""
     assert await transcribe(asr, np.zeros(0, dtype=np.int16)) == ""
     assert await transcribe(asr, (rng.standard_normal(2 * S.SAMPLE_RATE_HZ) * 100).astype(np.int16)) == ""
+    assert await transcribe(asr, (rng.standard_normal(S.SAMPLE_RATE_HZ // 2) * 30).astype(np.int16)) == ""  # -60 dBFS
+
+
+# hibari questions that Whisper base cut to their first words ("Can", "What color", "Why") when the
+# window's padding after the speech was zero mel features instead of silent audio, with the silence around
+# them in ms (before, after) as the server hands it over (docs/latency.md, 2026-12-01 12:00).
+CUT_SHORT = [("Can you tell me a joke about cats?", {"joke", "cats"}, [(300, 0), (340, 200), (0, 300)]),
+             ("What color is the sky on a sunny day?", {"sky", "sunny", "day"}, [(300, 100), (0, 0)]),
+             ("Why do leaves change color in autumn?", {"leaves", "autumn"}, [(300, 100), (0, 200)])]
+
+
+@pytest.mark.models
+async def test_whisper_hears_a_whole_hibari_question_whatever_the_silence_around_it(asr: S.WhisperASR) -> None:
+    """Whisper hears the last words of a spoken question, not just its first, with the silences around it
+    that the server's turns have."""
+    import hibari
+
+    voice = hibari.Hibari()
+    for sentence, key, silences in CUT_SHORT:
+        wav = voice(sentence, seed=0)
+        pcm = S.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), hibari.SAMPLE_RATE, S.SAMPLE_RATE_HZ)
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 100)
+        pcm = pcm[loud[0]:loud[-1] + 1]
+        for before_ms, after_ms in silences:
+            audio = np.concatenate([np.zeros(before_ms * 16, np.int16), pcm, np.zeros(after_ms * 16, np.int16)])
+            text = await transcribe(asr, audio)
+            assert key <= words(text), (sentence, before_ms, after_ms, text)
 
 
 # ---- LLM: llamacpp ------------------------------------------------------------------------------------
