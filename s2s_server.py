@@ -5003,7 +5003,7 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 class Session:
-    def __init__(self, server: S2SServer, ws: Any, remote: str = ""):
+    def __init__(self, server: S2SServer, ws: GuardedConnection, remote: str = ""):
         self.id = new_id("sess")
         self.server, self.ws, self.remote = server, ws, remote
         self.config = server.config
