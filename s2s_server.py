@@ -1940,8 +1940,10 @@ class WhisperASR(ASR):
         """A transcript is dropped (noise, not words) when Whisper's no-speech probability is above
         this and its mean token log-probability is below `whisper_logprob_threshold` (Whisper's own rule)."""
         whisper_logprob_threshold: float = Field(-0.5, ge=-10.0, le=0.0)
-        """Whisper's `logprob_threshold` in that rule, for a turn's transcripts up to 30 s (`hear_clip` and longer
-        audio keep Whisper's -1). Padded as Whisper pads (`_padded_features`), Whisper base hears digital
+        """Whisper's `logprob_threshold` in that rule, for every transcript of audio up to 30 s (a turn's, the
+        speculative and the partial ones; `hear_clip` and longer audio keep Whisper's -1). It drops faint speech
+        near -1 too: espeak-ng's "Yes." at -30 dB, heard "Yes." at -0.99, is dropped (review, 2026-12-01).
+        Padded as Whisper pads (`_padded_features`), Whisper base hears digital
         silence as "you" at -0.61 and faint noise (-70 to -50 dBFS, 0.3-1 s) as "Thank you." at -0.76 to
         -1.0, each with a no-speech probability of 0.79-0.9, while hibari's speech had 0.02 (median) to 0.25
         ("Okay."): -0.5 drops those (docs/latency.md, 2026-12-01 12:07)."""
@@ -2057,7 +2059,9 @@ class WhisperASR(ASR):
         that noise made Whisper base stop after the first words: 55 of 336 hibari questions (12 questions,
         0-340 ms of silence before, 0-500 ms after) came back as "Can", "What color", "Why"; 0 of 336 padded
         in the audio, 230 against 236 ms a recognition (docs/latency.md, 2026-12-01 12:08)."""
-        return self._model.feature_extractor(audio, padding=window_frames * WHISPER_HOP_SAMPLES)
+        # up to the window and one frame more (the extractor drops its last frame), not a whole window more
+        padding = max(window_frames * WHISPER_HOP_SAMPLES - len(audio), 0) + WHISPER_HOP_SAMPLES
+        return self._model.feature_extractor(audio, padding=padding)
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None,
@@ -2125,7 +2129,8 @@ class WhisperASR(ASR):
         """Over 30 s: the library's segment loop (timestamps on, for clean window boundaries)."""
         segments, _info = self._model.transcribe(
             audio, language=self.config.asr_language or None, beam_size=self.config.whisper_beam_size,
-            temperature=0.0, vad_filter=False, condition_on_previous_text=False)
+            temperature=0.0, vad_filter=False, condition_on_previous_text=False,
+            no_speech_threshold=self.config.whisper_no_speech_threshold, log_prob_threshold=-1.0)
         for segment in segments:
             if stop.is_set():
                 return
@@ -5190,6 +5195,8 @@ class Session:
         connection closed, or the wait ran out (`_send_timed_out` cut the client off)."""
         import websockets
 
+        if self.ws.transport.is_closing():  # aborted (a failed write) or closing: a send would write nothing
+            return False
         deadline.begin(self.config.send_timeout_s)
         try:
             await self.ws.send(message, text=True)
@@ -6703,8 +6710,8 @@ class GuardedConnection(ServerConnection):
         with `send` alone. websockets' public `broadcast`, on this one connection: 2.4-3.1 us of server CPU
         per small event against `send`'s 4.2-5.4 (docs/deploy.md, "The send path and the cores (scale7)");
         the session sends 11 events before each reply's first audio, then one per audio chunk. A write that
-        fails (the transport broke under it) is logged and the connection aborted, so the next `send`
-        raises ConnectionClosed; True then, as nothing is to be sent again."""
+        fails (the transport broke under it) is logged and the connection aborted, so the send loop
+        stops at its next event (`_send_awaited` sees the transport closing); True then: nothing is sent again."""
         transport = self.transport
         if self.state is not WebSocketState.OPEN or transport.is_closing() or transport.get_write_buffer_size():
             return False
