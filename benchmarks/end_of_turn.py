@@ -385,20 +385,20 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                 latency = f"{after[0] - sample.end_ms:.0f} ms" if after else "never"
                 print(f"  {sample.name}: {head}; end of turn {latency} after the end of speech "
                       f"({sample.text_before_pause or sample.text!r})", *trace, sep="\n")
-        rows.append(("full decision (silence + Smart Turn + judge text)", full_points,
-                     evaluate("predictive", True, True),
-                     f"+ turn_text_threshold={config.turn_text_threshold}, turn_text_min_logprob="
-                     f"{config.turn_text_min_logprob}, done {config.turn_done_silence_ms} ms, "
-                     f"unsure {config.turn_unsure_silence_ms} ms"))
         for pause in [config.turn_pause_ms, *(p for p in pause_ms or () if p != config.turn_pause_ms)]:
             make = detector_factory(config, "predictive", pause_ms=pause)
             asked: list[list[int]] = [[] for _ in samples]
             stops = [run_detector(s, make, opinions, True, True, asked=a) for s, a in zip(samples, asked, strict=True)]
             result = score(samples, stops)
-            total, going_on = wasted(samples, asked)
-            if pause != config.turn_pause_ms:
+            if pause == config.turn_pause_ms:  # the defaults: the row the sweep's frontier belongs to
+                rows.append(("full decision (silence + Smart Turn + judge text)", full_points, result,
+                             f"+ turn_text_threshold={config.turn_text_threshold}, turn_text_min_logprob="
+                             f"{config.turn_text_min_logprob}, done {config.turn_done_silence_ms} ms, "
+                             f"unsure {config.turn_unsure_silence_ms} ms"))
+            else:
                 rows.append((f"full decision, models asked at {pause} ms of silence", [], result,
                              f"turn_pause_ms={pause}"))
+            total, going_on = wasted(samples, asked)
             early = ended_between_words(samples, stops)
             print(f"  {name}: turn_pause_ms {pause}: models asked at {total} pauses over {len(samples)} samples, "
                   f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
