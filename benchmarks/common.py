@@ -244,34 +244,40 @@ async def realtime_user(port: int, frames: list[str], seconds: float, totals: To
         reader.cancel()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by a process and its children that are still running (the
-    workers of `--workers N`), from /proc; 0 where /proc is not there."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+def process_tree(pid: int) -> list[int]:
+    """A process and its children that are still running (the workers of `--workers N`), from /proc; the
+    process alone where its children cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (OSError, IndexError, ValueError):
-        return total
-    return total + sum(cpu_seconds(int(child)) for child in children)
+    except OSError:
+        return [pid]
+    return [pid, *(p for child in children for p in process_tree(int(child)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its running children (`process_tree`), from
+    /proc; 0 where /proc is not there."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def run_queue_seconds(pid: int) -> float:
-    """Time the threads of a process and of its running children spent runnable but waiting for a core
-    (the scheduler's run_delay, /proc/PID/task/TID/schedstat), so far; NaN on a kernel without schedstat (so a
-    table does not read 0 as "never waited")."""
+    """Time the threads of a process and of its running children (`process_tree`) spent runnable but waiting
+    for a core (the scheduler's run_delay, /proc/PID/task/TID/schedstat), so far; NaN on a kernel without
+    schedstat (so a table does not read 0 as "never waited")."""
     if not Path("/proc/self/schedstat").exists():
         return math.nan
     total = 0.0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return total
-    return total + sum(run_queue_seconds(int(child)) for child in children)
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{member}/task"):
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    total += int(Path(f"/proc/{member}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+    return total
 
 
 def frames_handled(log_lines: list[str]) -> int:
