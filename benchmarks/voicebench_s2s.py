@@ -107,8 +107,10 @@ HOLD_0500 = ["--whisper-clip-tokens-per-s", "0", "--barge-in-cjk-min-syllables",
 # The end of turn as before 2026-12-01 09:00: the text head's "finished" trusted however unsure the ASR is of
 # the words it read (`turn_text_min_logprob`).
 EOT_BEFORE = ["--turn-text-min-logprob", "-100"]
+# Speech over the agent heard in windows padded with silent audio, as Whisper pads, instead of zero features.
+CLIP_AUDIO_PADDING = ["--whisper-clip-padding", "audio"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
-           "eot-before": EOT_BEFORE, "new": []}
+           "eot-before": EOT_BEFORE, "clip-audio": CLIP_AUDIO_PADDING, "new": []}
 
 
 class Trace:
@@ -562,7 +564,9 @@ def main() -> None:
                         "defaults without the judge's text end-of-turn signal; hold-before: the defaults with "
                         "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); hold-0500: as at "
                         "05:00 (HOLD_0500); eot-before: the defaults with the end of turn as before 2026-12-01 "
-                        "09:00, the words trusted however unsure the ASR is of them (EOT_BEFORE); new: the defaults")
+                        "09:00, the words trusted however unsure the ASR is of them (EOT_BEFORE); clip-audio: the "
+                        "defaults with speech over the agent heard in windows padded with silent audio "
+                        "(CLIP_AUDIO_PADDING); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

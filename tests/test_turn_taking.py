@@ -583,3 +583,33 @@ async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs
     asr.close()
     assert short.lower().split()[0] == "stop" and len(full) > len(short) and full.startswith(short), (short, full)
     assert abs(short_sure - full_sure) < 1e-3
+
+
+async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speech_dir):
+    """`whisper_clip_padding: audio` fills a hearing's window after the clip with silent audio, as Whisper
+    pads, instead of zero features (a steady noise to Whisper): the first hearing of espeak-ng's "no" (300 ms of
+    silence and 180 ms of the word) is a guess with zero features and "No" padded with silent audio."""
+    config = validate_config({"asr": "whisper"})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    first = np.concatenate([silence(300), speech("no", speech_dir)])[:16 * 480]
+    guess, guess_sure = await asr.hear_clip(first, "en")
+    asr.config = config.model_copy(update={"whisper_clip_padding": "audio"})
+    heard, heard_sure = await asr.hear_clip(first, "en")
+    asr.close()
+    assert not guess.lower().startswith("no") and guess_sure < config.barge_in_min_logprob, (guess, guess_sure)
+    assert heard.lower().startswith("no") and heard_sure > config.barge_in_min_logprob, (heard, heard_sure)
+
+
+async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own_bar():
+    """Whisper's no-speech rule for a hearing over the bot takes `whisper_clip_logprob_threshold`: half a
+    second of digital silence padded with silent audio is "you" (no-speech 0.9, mean log-probability -0.96) at
+    Whisper's -1 and no words at -0.5."""
+    config = validate_config({"asr": "whisper", "whisper_clip_padding": "audio"})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    at_whispers, _ = await asr.hear_clip(silence(500), "en")
+    asr.config = config.model_copy(update={"whisper_clip_logprob_threshold": -0.5})
+    at_half, _ = await asr.hear_clip(silence(500), "en")
+    asr.close()
+    assert at_whispers.strip().lower() == "you" and at_half == "", (at_whispers, at_half)
