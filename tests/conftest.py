@@ -80,6 +80,20 @@ class Client:
         self._reader = asyncio.create_task(self._read())
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    @classmethod
+    async def open(cls, url: str, user_id: str | None = None, **kwargs: Any) -> Client:
+        """A client of the server at `url`, once its session.created came; with `user_id`, signed in as that
+        user (`sign_in`). `kwargs` go to websockets.connect."""
+        client = cls(await websockets.connect(url, max_size=None, **kwargs))
+        try:
+            await client.wait_for("session.created")
+            if user_id is not None:
+                await client.sign_in(user_id)
+        except BaseException:
+            await client.close()  # a client that never got going is not left open
+            raise
+        return client
+
     async def _read(self) -> None:
         try:
             async for message in self.ws:
@@ -105,6 +119,21 @@ class Client:
                                                           "content": [{"type": "input_text", "text": text}]})
         if respond:
             await self.send("response.create")
+
+    async def turn(self, text: str, where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """A typed turn (`say`), and the next response.done that matches `where`: the reply to this turn,
+        unless a reply already under way ends first."""
+        await self.say(text)
+        return await self.wait_for("response.done", where)
+
+    async def update_session(self, **session: Any) -> dict[str, Any]:
+        """session.update with these fields, and the session.updated that answers it."""
+        await self.send("session.update", session=session)
+        return await self.wait_for("session.updated")
+
+    async def sign_in(self, user_id: str) -> dict[str, Any]:
+        """Name the user (memory and blocks are kept per user): update_session with s2s.user_id."""
+        return await self.update_session(s2s={"user_id": user_id})
 
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
@@ -175,11 +204,10 @@ class Harness:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port}/v1/realtime"
 
-    async def connect(self, **kwargs: Any) -> Client:
-        ws = await websockets.connect(self.url, max_size=None, **kwargs)
-        client = Client(ws)
+    async def connect(self, user_id: str | None = None, **kwargs: Any) -> Client:
+        """`Client.open` on this server; the client is closed after the test."""
+        client = await Client.open(self.url, user_id, **kwargs)
         self.clients.append(client)
-        await client.wait_for("session.created")
         return client
 
     def session(self) -> s2s.Session:
