@@ -231,8 +231,7 @@ async def test_mixed_language_reply_is_voiced_per_clause(make_server: Any, tts: 
     # each clause is one language's sentence or clause as written
     harness = await make_server(tts="bilingual", llm_max_tokens=100, fake_llm_reply=reply, clause_first_words=0)
     client = await harness.connect()
-    await client.send("session.update", session={"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await client.wait_for("session.updated")
+    await client.update_session(audio={"output": {"format": {"type": "audio/pcm", "rate": 16000}}})
     start = len(client.events)
     await client.say("Tell me about the weather.")
     created = await client.wait_for("response.created")
