@@ -575,10 +575,7 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     for i, text in enumerate(["My name is Sam.", "How are you?"]):
         if i:
             await asyncio.sleep(1.1 * SECOND)  # a second later: a per-second clock would change the prompt
-        await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": text}]})
-        await c.send("response.create")
-        await c.wait_for("response.done")
+        await c.turn(text)
     first, second = PrimedLLM.asked
     assert first[0] == second[0] and first[0]["role"] == "system"
     assert "Sam" not in first[0]["content"]
@@ -750,10 +747,7 @@ async def reply_audio(make_server: Any, tts: str) -> np.ndarray:
     """The audio a 24 kHz client receives for a typed "Hello?" from a server speaking with `tts`."""
     h = await make_server(tts=tts)
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Hello?"}]})
-    await c.send("response.create")
-    await c.wait_for("response.done")
+    await c.turn("Hello?")
     return np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
                            for e in c.events if e["type"] == "response.output_audio.delta"])
 
