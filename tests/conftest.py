@@ -1,6 +1,8 @@
 """Shared test harness: a real s2s server on port 0, a real WebSocket client, real speech from espeak-ng.
 
-Time is counted in events, not sleeps: `Client.wait_for` awaits the next matching server event.
+Time is counted in events, not sleeps: `Client.wait_for` awaits the next matching server event. The steps
+tests repeat are methods that await their answer: `Harness.connect(user_id=...)` (a client, signed in),
+`Client.turn` (a typed turn and its response.done), `Client.update_session` (and its session.updated).
 """
 
 from __future__ import annotations
