@@ -62,39 +62,43 @@ def silence(ms: int, rate_hz: int = 16000) -> np.ndarray:
     return np.zeros(int(rate_hz * ms / 1000), dtype=np.int16)
 
 
-async def ask_aloud(port: int, question_16k: np.ndarray, turn_max_silence_ms: int, until: str,
-                    timeout_s: float) -> dict[str, Any]:
-    """A spoken question over a raw WebSocket, 16 kHz in and out: 0.5 s of silence, the question, then more
-    silence than `turn_max_silence_ms` (audio sent faster than real time outruns the end-of-turn model, so the
-    predictive turn-taking waits its longest), in 20 ms frames as fast as the socket takes them. Reads the
-    events up to the first of type `until` (an error event fails the test) and returns what came: "types",
-    "transcript" (what was heard), "audio" (the reply's int16 chunks), "reply" (its transcript), "metrics"."""
+async def ask_aloud(server: s2s.S2SServer, question_16k: np.ndarray, until: str, timeout_s: float) -> dict[str, Any]:
+    """A spoken question to `server` (started here, stopped after) over a raw WebSocket, 16 kHz in and out:
+    0.5 s of silence, the question, then more silence than turn_max_silence_ms (audio sent faster than real
+    time outruns the end-of-turn model, so the predictive turn-taking waits its longest), in 20 ms frames as
+    fast as the socket takes them. Reads the events up to the first of type `until` (an error event fails the
+    test) and returns what came: "types", "transcript" (what was heard), "audio" (the reply's int16 chunks),
+    "reply" (its transcript), "metrics"."""
     got: dict[str, Any] = {"audio": [], "types": []}
     fmt = {"type": "audio/pcm", "rate": 16000}
-    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
-        await ws.send(json.dumps({"type": "session.update",
-                                  "session": {"audio": {"input": {"format": fmt}, "output": {"format": fmt}}}}))
-        tail = np.zeros(s2s.ms_to_samples(turn_max_silence_ms + 300), dtype=np.int16)
-        stream = np.concatenate([np.zeros(8000, dtype=np.int16), question_16k, tail])
-        for start in range(0, len(stream), 320):
-            await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                      "audio": s2s.encode_pcm16(stream[start:start + 320])}))
-        async with asyncio.timeout(timeout_s):
-            async for message in ws:
-                event = json.loads(message)
-                got["types"].append(event["type"])
-                if event["type"] == "conversation.item.input_audio_transcription.completed":
-                    got["transcript"] = event["transcript"]
-                elif event["type"] == "response.output_audio.delta":
-                    got["audio"].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
-                elif event["type"] == "response.output_audio_transcript.done":
-                    got["reply"] = event["transcript"]
-                elif event["type"] == "s2s.metrics":
-                    got["metrics"] = event
-                elif event["type"] == "error":
-                    raise AssertionError(event)
-                if event["type"] == until:
-                    break
+    tail = np.zeros(s2s.ms_to_samples(server.config.turn_max_silence_ms + 300), dtype=np.int16)
+    stream = np.concatenate([np.zeros(8000, dtype=np.int16), question_16k, tail])
+    port = await server.start()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+            await ws.send(json.dumps({"type": "session.update",
+                                      "session": {"audio": {"input": {"format": fmt}, "output": {"format": fmt}}}}))
+            for start in range(0, len(stream), 320):
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": s2s.encode_pcm16(stream[start:start + 320])}))
+            async with asyncio.timeout(timeout_s):
+                async for message in ws:
+                    event = json.loads(message)
+                    got["types"].append(event["type"])
+                    if event["type"] == "conversation.item.input_audio_transcription.completed":
+                        got["transcript"] = event["transcript"]
+                    elif event["type"] == "response.output_audio.delta":
+                        got["audio"].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
+                    elif event["type"] == "response.output_audio_transcript.done":
+                        got["reply"] = event["transcript"]
+                    elif event["type"] == "s2s.metrics":
+                        got["metrics"] = event
+                    elif event["type"] == "error":
+                        raise AssertionError(event)
+                    if event["type"] == until:
+                        break
+    finally:
+        await server.stop()
     return got
 
 
