@@ -46,8 +46,7 @@ async def test_hibari_replies_start_audible_and_pause_like_one_speaker(make_serv
                           "we leave early, before the traffic starts.")
     c = await h.connect()
     await c.send("session.update", session={"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.say("Plan the trip.")
-    done = await c.wait_for("response.done")
+    done = await c.turn("Plan the trip.")
     metrics = await c.wait_for("s2s.metrics")
     audio = reply_audio(c, done["response"]["id"])
     onset = s2s.first_audible_ms(audio, AUDIBLE_DBFS)
@@ -267,9 +266,8 @@ REPLYING = {"asr": "whisper", "fake_llm_reply": LONG_REPLY, "fake_tts_ms_per_cha
 async def start_reply(h, rate_hz: int = 16000, question: str = "Tell me something long.") -> Client:
     """A client whose typed question got a long reply that is now playing (fake LLM and TTS)."""
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
-                                                       "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
+                                  "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}})
     await c.say(question)
     await c.wait_for("response.output_audio.delta")
     return c
@@ -387,8 +385,7 @@ async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
     the whole sentence becomes one committed turn with one reply."""
     h = await make_server(turn_taking="predictive", asr="whisper")
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     whole = hibari_speech("I was thinking that we could go to the park tomorrow.")
     first = hibari_speech("I was thinking that we could")
     cut = word_boundary(whole, first)
@@ -408,8 +405,7 @@ async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(ma
     that unsure of do not end the turn early: the sentence stays one turn with one reply."""
     h = await make_server(turn_taking="predictive", asr="whisper", judge="sft")
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     whole = speech("帮我设置一个明天早上七点的闹钟。", speech_dir, voice="cmn")
     cut = word_boundary(whole, speech("帮我设置一个", speech_dir, voice="cmn"))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
@@ -421,8 +417,7 @@ async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(ma
 async def silence_heard_before_the_turn_ended(c, sentence: str) -> tuple[float, dict]:
     """Speak a hibari sentence at 16 kHz in real time, then silence until speech_stopped: the audio sent (ms)
     when the server said so, and that event (its audio_end_ms)."""
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(3000, 16000)])
     sent_ms = [0.0]
 
