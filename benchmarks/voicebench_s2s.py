@@ -107,7 +107,7 @@ HOLD_0500 = ["--whisper-clip-tokens-per-s", "0", "--barge-in-cjk-min-syllables",
 # The end of turn as before 2026-12-01 09:00: the text head's "finished" trusted however unsure the ASR is of
 # the words it read (`turn_text_min_logprob`) or of their last word (`turn_text_last_word_min_logprob`).
 EOT_BEFORE = ["--turn-text-min-logprob", "-100", "--turn-text-last-word-min-logprob", "-100"]
-# The end of turn as before 2026-12-01 15:00: the last word of the words not checked.
+# The end of turn as before 2026-12-01 14:42 (turn9): the last word of the words not checked.
 EOT_1500 = ["--turn-text-last-word-min-logprob", "-100"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "new": []}
@@ -565,7 +565,7 @@ def main() -> None:
                         "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); hold-0500: as at "
                         "05:00 (HOLD_0500); eot-before: the defaults with the end of turn as before 2026-12-01 "
                         "09:00, the words trusted however unsure the ASR is of them (EOT_BEFORE); eot-1500: as before "
-                        "2026-12-01 15:00, the last word not checked (EOT_1500); new: the defaults")
+                        "2026-12-01 14:42 (turn9), the last word not checked (EOT_1500); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

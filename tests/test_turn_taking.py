@@ -275,6 +275,16 @@ def test_the_last_words_log_probability_sums_its_tokens_and_a_mark_after_it():
     tokens = [0, 1, 2]
     assert abs(s2s.last_word_logprob(chinese, tokens, logits(tokens, [-0.02, -1.9, -0.01], 3)) - (-1.91)) < 1e-6
     assert s2s.last_word_logprob(Bytes([b"..."]), [0], logits([0], [-0.1], 2)) is None  # no word
+    # an apostrophe, a hyphen or a point inside a word keeps it one word: " they" and "'re?" are its tokens
+    for pieces, expected in (([b"where", b" they", b"'re", b"?"], -1.6), ([b"a", b" well", b"-known", b"."], -1.6),
+                             ([b"version", b" 3", b".5", b"."], -1.6)):
+        tokens = list(range(4))
+        assert abs(s2s.last_word_logprob(Bytes(pieces), tokens, logits(tokens, [-0.1, -1.0, -0.5, -0.1], 4))
+                   - expected) < 1e-6, pieces
+    # a combining vowel sign (Devanagari) does not split a word: the whole of "पढ़ो" is the last word
+    hindi = Bytes(["किताब".encode(), " पढ़".encode(), "ो".encode()])
+    tokens = [0, 1, 2]
+    assert abs(s2s.last_word_logprob(hindi, tokens, logits(tokens, [-0.1, -0.7, -0.2], 3)) - (-0.9)) < 1e-6
 
 
 def test_an_opinion_that_arrives_after_its_silence_passed_ends_the_turn_at_once():
@@ -467,8 +477,7 @@ async def test_a_hesitation_whose_first_half_whisper_ends_with_a_guessed_word_yi
     stays one turn with one reply."""
     h = await make_server(turn_taking="predictive", asr="whisper", judge="sft")
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     whole = speech("Can you explain why the sky looks blue during the day?", speech_dir)
     cut = word_boundary(whole, speech("Can you explain why", speech_dir))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
