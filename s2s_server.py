@@ -915,6 +915,7 @@ class TurnEvent:
     kind: Literal["speech_started", "paused", "resumed", "speech_stopped", "barge_in"]
     at_ms: float
     audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
+    rule: str | None = None  # speech_stopped: why ("max utterance", or a PredictiveTurnDetector.rule)
 
 
 class TurnTaking(Component):
@@ -1086,7 +1087,7 @@ class TurnDetector(TurnTaking):
             if silence >= self.silence_ms:
                 return events + [self._stop()]
         if len(self._utterance) * self.frame_ms >= self.max_utterance_ms:
-            events.append(self._stop())
+            events.append(self._stop("max utterance"))
         return events
 
     def _trimmed(self) -> np.ndarray:
@@ -1094,8 +1095,8 @@ class TurnDetector(TurnTaking):
         keep = len(self._utterance) - self._silence_frames
         return self._utterance.audio(max(keep, 1))
 
-    def _stop(self) -> TurnEvent:
-        event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed())
+    def _stop(self, why: str | None = None) -> TurnEvent:
+        event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed(), rule=why)
         self.in_speech = False
         self._utterance = FrameBuffer()
         self._recent.clear()
@@ -1265,8 +1266,8 @@ class PredictiveTurnDetector(TurnDetector):
             events.append(self._stop())
         return events
 
-    def _stop(self) -> TurnEvent:
-        event = super()._stop()
+    def _stop(self, why: str | None = None) -> TurnEvent:
+        event = super()._stop(why or self.rule()[0])  # the rule, read before the opinions are forgotten
         self._forget()
         return event
 
@@ -4943,6 +4944,7 @@ class Turn:
     item: Item | None  # None when the client asked for a response with no new input
     voice_end_at_ms: float  # when the last voiced frame (or the typed text) reached the server
     endpoint_ms: float | None = None
+    endpoint_rule: str | None = None  # why turn-taking ended it (TurnEvent.rule: "done", "unsure", "max utterance"...)
     audio: np.ndarray | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
@@ -5724,7 +5726,8 @@ class Session:
         self.emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.at_ms), item_id=item_id))
         assert ev.audio is not None
         turn = Turn(Item(item_id, "user", status="in_progress", source="audio"),
-                    voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, audio=ev.audio)
+                    voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, endpoint_rule=ev.rule,
+                    audio=ev.audio)
         speculative = None
         if self._speculative is not None and self._speculative.samples == len(ev.audio):
             speculative = self._speculative.task
@@ -5737,6 +5740,7 @@ class Session:
             if ev is None:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
+            ev.rule = None  # ended by the client (the log says "manual"), not by a rule
             self._clear_detector()
             self._on_speech_stopped(ev, endpoint_ms=None)
             return
@@ -5754,9 +5758,10 @@ class Session:
         self.add_item(turn.item)
         self.emit(server_event("input_audio_buffer.committed", item_id=turn.item.id, previous_item_id=None))
         self.emit(server_event("conversation.item.added", item=turn.item.to_wire()))
-        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s", turn.item.id,
+        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s%s", turn.item.id,
                       samples_to_ms(len(turn.audio)) if turn.audio is not None else 0,
-                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "manual")
+                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "manual",
+                      f" rule={turn.endpoint_rule}" if turn.endpoint_rule else "")
         self.spawn(self._user_turn(turn, speculative), "turn")
 
     # ---- speculative ASR (starts during the silence window) ------------------------------------------

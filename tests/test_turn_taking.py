@@ -5,6 +5,7 @@ where the test names it, the real default TTS (hibari)."""
 from __future__ import annotations
 
 import base64
+import logging
 
 import numpy as np
 
@@ -501,14 +502,16 @@ async def silence_heard_before_the_turn_ended(c, sentence: str) -> tuple[float, 
     return sent_ms[0], await c.wait_for("input_audio_buffer.speech_stopped")
 
 
-async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server):
+async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server, caplog):
     """A plugin ASR with `transcribe` alone (the fake: no confidence, so `transcribe_scored` gives None) is
     trusted: a finished sentence (hibari) whose words the text head scores finished ends its turn once the
-    opinions agree, well before `turn_unsure_silence_ms`."""
+    opinions agree, well before `turn_unsure_silence_ms`, and the log names the rule that ended it."""
+    caplog.set_level(logging.INFO, logger="s2s")
     sentence = "I would like to book a table for two people tonight."
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
     sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
     assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
+    assert "rule=done" in caplog.text  # logged as the turn is committed, before speech_stopped is sent
 
 
 async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
