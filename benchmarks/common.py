@@ -197,12 +197,15 @@ async def read_events(ws: Any, totals: Totals) -> None:
 
 
 async def stream_users(sockets: list[Any], frames: list[bytes], starts: list[float], seconds: float,
-                       totals: Totals) -> None:
+                       totals: Totals, tick_s: float = 0.0, origin: float = 0.0) -> None:
     """Each user (a socket) streams `frames` (`masked_frames`) at real-time pace for `seconds` from its start
     (time.monotonic, the same clock in every process on this machine), one 20 ms frame at a time, each
     utterance barging in on the previous reply; then every socket is closed. One pacing loop writes every
     user's frames when due (a timer per user and frame cost the client more than its sends): frames due
-    within the next half millisecond go together."""
+    within the next half millisecond go together. With `tick_s` > 0 the loop wakes only on a tick (`origin`
+    plus a whole number of ticks, the same instants in every process given the same origin) and writes every
+    frame due by then: each frame goes out up to `tick_s` after it is due, never before, and the frames of
+    many users arrive at the server together (`overhead.py --send-tick-ms`)."""
     readers = [asyncio.create_task(read_events(ws, totals)) for ws in sockets]
     frame_s = FRAME_MS / 1000
     due = [(start, user, 0) for user, start in enumerate(starts)]  # (when, user, frame number)
@@ -210,6 +213,8 @@ async def stream_users(sockets: list[Any], frames: list[bytes], starts: list[flo
     try:
         while due:
             when, user, n = due[0]
+            if tick_s > 0:  # the first tick at or after the frame is due
+                when = origin + math.ceil((when - origin) / tick_s - 1e-6) * tick_s
             wait = when - time.monotonic()
             if wait > 0.0005:
                 await asyncio.sleep(wait)
