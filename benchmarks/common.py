@@ -210,22 +210,33 @@ async def stream_users(sockets: list[Any], frames: list[bytes], starts: list[flo
     frame_s = FRAME_MS / 1000
     due = [(start, user, 0) for user, start in enumerate(starts)]  # (when, user, frame number)
     heapq.heapify(due)
-    try:
+    loop = asyncio.get_running_loop()  # its clock is time.monotonic
+    finished: asyncio.Future[None] = loop.create_future()
+    timer: asyncio.TimerHandle | None = None
+
+    def pace() -> None:  # a timer callback, not a task that sleeps: no future and no task step per wake
+        nonlocal timer
         while due:
             when, user, n = due[0]
             if tick_s > 0:  # the first tick at or after the frame is due
                 when = origin + math.ceil((when - origin) / tick_s - 1e-6) * tick_s
-            wait = when - time.monotonic()
-            if wait > 0.0005:
-                await asyncio.sleep(wait)
-                continue
+            if when - time.monotonic() > 0.0005:
+                timer = loop.call_at(when, pace)
+                return
             heapq.heappop(due)
             sockets[user].transport.write(frames[n % len(frames)])
             if (n + 1) * frame_s < seconds:
                 heapq.heappush(due, (starts[user] + (n + 1) * frame_s, user, n + 1))
             else:
                 totals.frames_sent += n + 1
+        finished.set_result(None)
+
+    try:
+        pace()
+        await finished
     finally:
+        if timer is not None:
+            timer.cancel()
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
