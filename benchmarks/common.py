@@ -57,23 +57,61 @@ def speech(text: str, rate_hz: int, voice: str = "en-us") -> np.ndarray:
         return s2s.resample(pcm, w.getframerate(), rate_hz)
 
 
-async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/",
+class LogTail:
+    """Lines appended to a file by another process, read when asked (`start_server(log_to_file=True)`)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd, self._partial = os.open(path, os.O_RDONLY), b""
+
+    def new_lines(self) -> list[str]:
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 16):
+            chunks.append(chunk)
+        *whole, self._partial = (self._partial + b"".join(chunks)).split(b"\n")
+        return [raw.decode(errors="replace") + "\n" for raw in whole]
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/", log_to_file: bool = False,
                        ) -> tuple[asyncio.subprocess.Process, int, list[str]]:
     """Run `s2s_server.py --port 0 ARGS` as its own process; return it, its port (from the first log line
-    matching `ready`), and its log lines (kept up to date by a background reader, so the pipe never fills)."""
+    matching `ready`), and its log lines (kept up to date by a background reader, so the pipe never fills).
+    `log_to_file`: the server's stderr goes to a temporary file, read every 50 ms, instead of a pipe read as
+    each line arrives, so this process is not woken by every line the server writes (`overhead.py
+    --server-log file`)."""
+    import tempfile
+
+    log_file = tempfile.NamedTemporaryFile(prefix="s2s-bench-log-") if log_to_file else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "s2s_server.py"), "--port", "0", *args, cwd=str(ROOT),
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        stderr=log_file if log_file is not None else asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
     lines: list[str] = []
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
+    def take(line: str) -> None:
+        lines.append(line)
+        if not port.done() and (match := re.search(ready, line)):
+            port.set_result(int(match.group(1)))
+
     async def drain() -> None:
-        assert proc.stderr is not None
-        async for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            if not port.done() and (match := re.search(ready, line)):
-                port.set_result(int(match.group(1)))
+        if log_file is not None:
+            tail = LogTail(log_file.name)
+            try:
+                while proc.returncode is None:
+                    for line in tail.new_lines():
+                        take(line)
+                    await asyncio.sleep(0.05)
+                for line in tail.new_lines():  # what it wrote before it exited
+                    take(line)
+            finally:
+                tail.close()
+                log_file.close()
+        else:
+            assert proc.stderr is not None
+            async for raw in proc.stderr:
+                take(raw.decode(errors="replace"))
         if not port.done():
             port.set_exception(SystemExit("server exited:\n" + "".join(lines)))
 

@@ -47,6 +47,8 @@ each process served (the supervisor hands each connection to the process with th
 --send-tick-ms changes the load generator (a labelled variant, "frames sent on N ms ticks"): each client
 process writes only on ticks of the shared clock, every frame due by then, so a frame goes out up to one
 tick late and many users' frames reach the server together, which wakes it less often per frame.
+--server-log file (a labelled variant, "log to a file") sends the server's log lines to a file read every
+50 ms instead of a pipe this process reads as each line comes, so no process wakes for each line.
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
@@ -57,6 +59,7 @@ tick late and many users' frames reach the server together, which wakes it less 
     python benchmarks/overhead.py --turn-path --sessions 50 --profile 40   # cProfile over one burst
     python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --client-nice 0 10   # the cores
     python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2 --send-tick-ms 0 20   # wakeups
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --server-log pipe file   # the log's reader
 """
 
 from __future__ import annotations
@@ -138,10 +141,10 @@ def client_process(conn: Any, port: int, frames: list[str], seconds: float, offs
 
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
               workers: int = 1, server_args: tuple[str, ...] = (), clients: int = 1,
-              client_nice: int = 0, tick_s: float = 0.0) -> dict[str, Any]:
+              client_nice: int = 0, tick_s: float = 0.0, log_to_file: bool = False) -> dict[str, Any]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
     proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
-                                               ready=ready)
+                                               ready=ready, log_to_file=log_to_file)
     frames = mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
     # --synchronized they start within one frame, so all turns end together (the worst case). User i runs
@@ -433,6 +436,10 @@ def main() -> None:
                         help="client processes write their users' frames only on ticks this far apart (one run per "
                              "value; 0: each frame when due, within 0.5 ms): a labelled change of the load "
                              "generator, each frame up to one tick late and many users' frames arriving together")
+    parser.add_argument("--server-log", nargs="+", default=["pipe"], choices=["pipe", "file"],
+                        help="where the server's log lines go (one run per value): a pipe this process reads as "
+                             "each line comes, or a file it reads every 50 ms (a labelled variant: nothing wakes "
+                             "for each line)")
     parser.add_argument("--silent", action="store_true",
                         help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
                              "frames")
@@ -493,14 +500,14 @@ def main() -> None:
           "| load average |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for clients, nice, tick_ms, workers, extra in itertools.product(args.clients, args.client_nice,
-                                                                        args.send_tick_ms, args.workers,
-                                                                        args.server_args):
+        for clients, nice, tick_ms, server_log, workers, extra in itertools.product(
+                args.clients, args.client_nice, args.send_tick_ms, args.server_log, args.workers, args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
-                                tuple(shlex.split(extra)), clients, nice, tick_ms / 1000))
+                                tuple(shlex.split(extra)), clients, nice, tick_ms / 1000, server_log == "file"))
             split = (f", sessions {r['split']}, share / loop CPU p99 per process {r['per_worker']} ms"
                      if workers > 1 else "")
-            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''}"
+                  f"{', log to a file' if server_log == 'file' else ''} "
                   f"| {r['clients']}{f' at nice {nice}' if nice else ''}"
                   f"{f', frames sent on {tick_ms:g} ms ticks' if tick_ms else ''} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "

@@ -68,3 +68,18 @@ async def test_on_ticks_a_frame_waits_for_the_first_tick_at_or_after_it_is_due()
             due = start + n * 0.020
             tick = origin + math.ceil((due - origin) / tick_s - 1e-6) * tick_s
             assert written_at >= tick - EARLY_S
+
+
+def test_a_log_file_is_read_in_whole_lines_as_it_grows(tmp_path):
+    """`LogTail` gives each line once, whole, and keeps a line still being written until its end arrives."""
+    path = tmp_path / "server.log"
+    path.write_bytes(b"first line\nsecond li")
+    tail = common.LogTail(str(path))
+    try:
+        assert tail.new_lines() == ["first line\n"]
+        assert tail.new_lines() == []
+        with path.open("ab") as log:
+            log.write(b"ne\nthird line\n")
+        assert tail.new_lines() == ["second line\n", "third line\n"]
+    finally:
+        tail.close()
