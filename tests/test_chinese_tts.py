@@ -13,7 +13,6 @@ import asyncio
 import base64
 import copy
 import dataclasses
-import json
 import re
 import threading
 from collections import Counter
@@ -25,7 +24,7 @@ import pytest
 
 import s2s_server as S
 from s2s_config import config_model
-from tests.conftest import MODEL_CONFIG, collect, model_fixture
+from tests.conftest import MODEL_CONFIG, ask_aloud, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own
 
@@ -231,8 +230,7 @@ async def test_mixed_language_reply_is_voiced_per_clause(make_server: Any, tts: 
     # each clause is one language's sentence or clause as written
     harness = await make_server(tts="bilingual", llm_max_tokens=100, fake_llm_reply=reply, clause_first_words=0)
     client = await harness.connect()
-    await client.send("session.update", session={"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await client.wait_for("session.updated")
+    await client.update_session(audio={"output": {"format": {"type": "audio/pcm", "rate": 16000}}})
     start = len(client.events)
     await client.say("Tell me about the weather.")
     created = await client.wait_for("response.created")
@@ -275,38 +273,9 @@ async def test_spoken_chinese_question_gets_a_spoken_chinese_answer(tts: S.Bilin
     components = dataclasses.replace(S.build_components(config), asr=asr, llm=llm, tts=tts, judge=judge)
     asked = "请问中国的首都是哪个城市？"
     question = np.concatenate(await collect(tts.voices["zh"].synthesize(asked)))
-    got: dict[str, Any] = {"audio": []}
-    server = S.S2SServer(config, components)
-    port = await server.start()
     try:
-        from websockets.asyncio.client import connect
-
-        async with connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
-            await ws.send(json.dumps({"type": "session.update", "session": {"audio": {
-                "input": {"format": {"type": "audio/pcm", "rate": 16000}},
-                "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
-            # audio sent faster than real time outruns the end-of-turn model, so the predictive turn-taking
-            # waits its longest (turn_max_silence_ms): send more silence than that
-            tail = np.zeros(S.ms_to_samples(config.turn_max_silence_ms + 300), dtype=np.int16)
-            stream = np.concatenate([np.zeros(8000, dtype=np.int16), question, tail])
-            for start in range(0, len(stream), 320):  # 20 ms frames, faster than real time
-                await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                          "audio": S.encode_pcm16(stream[start:start + 320])}))
-            async with asyncio.timeout(90):
-                async for message in ws:
-                    event = json.loads(message)
-                    if event["type"] == "conversation.item.input_audio_transcription.completed":
-                        got["transcript"] = event["transcript"]
-                    elif event["type"] == "response.output_audio.delta":
-                        got["audio"].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
-                    elif event["type"] == "response.output_audio_transcript.done":
-                        got["reply"] = event["transcript"]
-                    elif event["type"] == "error":
-                        raise AssertionError(event)
-                    elif event["type"] == "response.done":
-                        break
+        got = await ask_aloud(S.S2SServer(config, components), question, until="response.done", timeout_s=90)
     finally:
-        await server.stop()
         llm.close()
         judge.close()
     assert heard_ratio(got["transcript"], asked) >= 0.6, got["transcript"]

@@ -21,13 +21,6 @@ PTT_16K = {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "
                      "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}
 
 
-async def typed_turn(c: Client, text: str = "Hello") -> dict:
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                   "content": [{"type": "input_text", "text": text}]})
-    await c.send("response.create")
-    return await c.wait_for("response.done")
-
-
 async def spoken_turn(c: Client, fault: str | None = None) -> None:
     """Push-to-talk at 16 kHz: 300 ms of audio, starting with the ASR fault marker if any."""
     audio = np.full(4800, 100, dtype=np.int16)
@@ -40,7 +33,7 @@ async def spoken_turn(c: Client, fault: str | None = None) -> None:
 async def healthy_user(c: Client, turns: int) -> list[str]:
     statuses = []
     for i in range(turns):
-        statuses.append((await typed_turn(c, f"turn {i}"))["response"]["status"])
+        statuses.append((await c.turn(f"turn {i}"))["response"]["status"])
     return statuses
 
 
@@ -51,10 +44,9 @@ async def test_a_fault_in_one_session_fails_its_turn_only_and_the_next_turn_work
     bad = await h.connect()
     healthy = [await h.connect() for _ in range(3)]
     if stage == "asr":
-        await bad.send("session.update", session=PTT_16K)
+        await bad.update_session(**PTT_16K)
     else:
-        await bad.send("session.update", session={"instructions": f"Be brief. FAULT-{stage}-{fault}"})
-    await bad.wait_for("session.updated")
+        await bad.update_session(instructions=f"Be brief. FAULT-{stage}-{fault}")
 
     async def faulty_turn() -> None:
         if stage == "asr":
@@ -66,7 +58,7 @@ async def test_a_fault_in_one_session_fails_its_turn_only_and_the_next_turn_work
                 err = await bad.wait_for("error")
                 assert err["error"]["code"] == "asr_failed"
         else:
-            done = await typed_turn(bad)
+            done = await bad.turn("Hello")
             if fault == "slow":
                 assert done["response"]["status"] == "completed"
             else:
@@ -83,8 +75,6 @@ async def test_a_fault_in_one_session_fails_its_turn_only_and_the_next_turn_work
         await spoken_turn(bad)
     else:
         await bad.send("session.update", session={"instructions": "Be brief."})
-        await bad.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                         "content": [{"type": "input_text", "text": "again"}]})
-        await bad.send("response.create")
+        await bad.say("again")
     done = await bad.wait_for("response.done", lambda e: e["response"]["status"] == "completed")
     assert "hello there" in done["response"]["output"][0]["content"][0]["transcript"] or stage != "asr"

@@ -132,8 +132,7 @@ async def test_the_off_judge_gets_no_context_built_but_a_subclass_with_its_own_j
     assert not s2s.OffJudge.reads_context and OffButCurious.reads_context and s2s.Judge.reads_context
     h = await make_server(judge="test-off-but-curious", fake_tts_ms_per_char=5, proactive_idle_s=0)
     c = await h.connect()
-    await c.say("My name is Ann.")
-    await c.wait_for("response.done")
+    await c.turn("My name is Ann.")
     assert OffButCurious.histories[-1] == [{"role": "user", "content": "My name is Ann."}]
 
 
@@ -143,8 +142,7 @@ async def test_a_judge_that_reads_no_context_is_given_none_even_deep_into_a_conv
     h = await make_server(judge="test-off-and-incurious", fake_tts_ms_per_char=5, proactive_idle_s=0)
     c = await h.connect()
     for words in ("My name is Ann.", "I live in Oslo."):
-        await c.say(words)
-        await c.wait_for("response.done")
+        await c.turn(words)
     assert len(OffAndIncurious.contexts) >= 2
     assert all(ctx.history == [] and ctx.memory is None for ctx in OffAndIncurious.contexts)
 
@@ -192,8 +190,7 @@ async def test_through_the_server_a_finished_turn_is_judged_on_what_came_before_
     answer = await c.wait_for("response.output_audio_transcript.done")
     await c.wait_for("response.done")
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # heard out: the history keeps it all
-    await c.say(words)
-    await c.wait_for("response.done")
+    await c.turn(words)
     assert [stage for stage, _ in CONTEXTS] == ["complete", "complete"]
     trained = judge_sft.turn_context({"utterance": words, "context": [
         {"role": "user", "text": words}, {"role": "agent", "text": answer["transcript"]}]},

@@ -759,8 +759,7 @@ async def test_the_server_exits_with_the_install_command_when_a_library_is_missi
 
 
 async def push_to_talk(client: Client, pcm16_24k: np.ndarray) -> dict[str, Any]:
-    await client.send("session.update", session={"audio": {"input": {"turn_detection": None}}})
-    await client.wait_for("session.updated")
+    await client.update_session(audio={"input": {"turn_detection": None}})
     await client.append_audio(pcm16_24k)
     await client.send("input_audio_buffer.commit")
     return await client.wait_for("conversation.item.input_audio_transcription.completed")

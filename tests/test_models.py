@@ -29,7 +29,7 @@ import pytest
 
 import s2s_server as S
 from s2s_config import config_model
-from tests.conftest import MODEL_CONFIG, collect, model_fixture
+from tests.conftest import MODEL_CONFIG, ask_aloud, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own (declared beside each class)
 SECOND = 1.0
@@ -481,46 +481,7 @@ async def test_spoken_question_gets_a_spoken_answer(asr: S.WhisperASR, llm: S.Ll
                               judge=judge, turn_taking_class=S.REGISTRY["turn_taking"][config.turn_taking],
                               policy_class=S.REGISTRY["policy"][config.policy])
     question = speak("How many legs does a spider have?")
-
-    async def run() -> dict[str, Any]:
-        from websockets.asyncio.client import connect
-
-        server = S.S2SServer(config, components)
-        port = await server.start()
-        got: dict[str, Any] = {"audio": [], "types": []}
-        try:
-            async with connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
-                await ws.send(json.dumps({"type": "session.update", "session": {"audio": {
-                    "input": {"format": {"type": "audio/pcm", "rate": 16000}},
-                    "output": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
-                silence = np.zeros(S.SAMPLE_RATE_HZ, dtype=np.int16)
-                # audio sent faster than real time outruns the end-of-turn model, so the predictive
-                # turn-taking waits its longest (turn_max_silence_ms): send more silence than that
-                tail = np.zeros(S.ms_to_samples(config.turn_max_silence_ms + 300), dtype=np.int16)
-                stream = np.concatenate([silence[:8000], question, tail])
-                for start in range(0, len(stream), 320):  # 20 ms frames, faster than real time
-                    await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                              "audio": S.encode_pcm16(stream[start:start + 320])}))
-                async with asyncio.timeout(60):
-                    async for message in ws:
-                        event = json.loads(message)
-                        got["types"].append(event["type"])
-                        if event["type"] == "conversation.item.input_audio_transcription.completed":
-                            got["transcript"] = event["transcript"]
-                        elif event["type"] == "response.output_audio.delta":
-                            got["audio"].append(np.frombuffer(base64.b64decode(event["delta"]), dtype="<i2"))
-                        elif event["type"] == "response.output_audio_transcript.done":
-                            got["reply"] = event["transcript"]
-                        elif event["type"] == "error":
-                            raise AssertionError(event)
-                        elif event["type"] == "s2s.metrics":
-                            got["metrics"] = event
-                            break
-        finally:
-            await server.stop()
-        return got
-
-    got = await run()
+    got = await ask_aloud(S.S2SServer(config, components), question, until="s2s.metrics", timeout_s=60)
     assert {"legs", "spider"} <= words(got["transcript"]), got["transcript"]
     assert got["audio"], "no reply audio arrived"
     reply_audio = np.concatenate(got["audio"]).astype(np.int16)
@@ -575,10 +536,7 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     for i, text in enumerate(["My name is Sam.", "How are you?"]):
         if i:
             await asyncio.sleep(1.1 * SECOND)  # a second later: a per-second clock would change the prompt
-        await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": text}]})
-        await c.send("response.create")
-        await c.wait_for("response.done")
+        await c.turn(text)
     first, second = PrimedLLM.asked
     assert first[0] == second[0] and first[0]["role"] == "system"
     assert "Sam" not in first[0]["content"]
@@ -750,10 +708,7 @@ async def reply_audio(make_server: Any, tts: str) -> np.ndarray:
     """The audio a 24 kHz client receives for a typed "Hello?" from a server speaking with `tts`."""
     h = await make_server(tts=tts)
     c = await h.connect()
-    await c.send("conversation.item.create", item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Hello?"}]})
-    await c.send("response.create")
-    await c.wait_for("response.done")
+    await c.turn("Hello?")
     return np.concatenate([np.frombuffer(base64.b64decode(e["delta"]), dtype="<i2")
                            for e in c.events if e["type"] == "response.output_audio.delta"])
 

@@ -44,10 +44,7 @@ async def test_a_users_registered_component_is_selected_by_name(tmp_path):
                                             "--tts", "fake", "--judge", "off", env={"PYTHONPATH": str(tmp_path)})
     try:
         client = Client(await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime"))
-        text = {"type": "input_text", "text": "good morning"}
-        await client.send("conversation.item.create", item={"type": "message", "role": "user", "content": [text]})
-        await client.send("response.create")
-        done = await client.wait_for("response.done")
+        done = await client.turn("good morning")
         assert done["response"]["output"][0]["content"][0]["transcript"] == "GOOD MORNING !"
         await client.close()
     finally:
@@ -87,8 +84,7 @@ async def test_a_users_strategy_with_its_own_setting_is_chosen_by_their_policy(t
         done = await client.wait_for("response.done")
         assert judgement["action"] == "agree" and done["response"]["metadata"]["strategy"] == "agree"
         assert done["response"]["output"][0]["content"][0]["transcript"] == "Quite so."  # the opener alone
-        await client.say("How are you?")  # no opinion: a plain reply, as before
-        done = await client.wait_for("response.done")
+        done = await client.turn("How are you?")  # no opinion: a plain reply, as before
         assert done["response"]["metadata"]["strategy"] == "reply"
         await client.close()
     finally:

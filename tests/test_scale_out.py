@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import websockets
 from services import HAProxy, ServerProcess
 
 import s2s_server as s2s
@@ -51,11 +50,9 @@ async def replicas(postgres_url: str, tmp_path: Path) -> AsyncIterator[Callable[
 
 async def connect(balancer: HAProxy, user_id: str) -> tuple[Client, str]:
     """A client through the balancer, named `user_id`; returns it and the replica that took it (s1, s2...)."""
-    ws = await websockets.connect(balancer.url, max_size=None)
-    client = Client(ws)
-    await client.wait_for("session.created")
-    await client.send("session.update", session={"s2s": {"user_id": user_id}})
-    return client, ws.response.headers["X-Served-By"]
+    client = await Client.open(balancer.url)
+    await client.send("session.update", session={"s2s": {"user_id": user_id}})  # answered: updated or blocked
+    return client, client.ws.response.headers["X-Served-By"]
 
 
 async def acknowledged(client: Client, item_id: str) -> None:
@@ -111,11 +108,8 @@ async def test_a_frozen_database_delays_no_reply_and_loses_no_acknowledged_item(
     """A database that stops answering (every PostgreSQL process stopped with SIGSTOP): the reply comes as
     fast as ever, the client gets `memory_delayed` for the item, and `s2s.item.stored` once it is back."""
     h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5)
-    c = await h.connect()
-    await c.send("session.update", session={"s2s": {"user_id": "ann"}})
-    await c.wait_for("session.updated")
-    await c.say("My name is Ann.")
-    await c.wait_for("response.done")
+    c = await h.connect(user_id="ann")
+    await c.turn("My name is Ann.")
     await c.wait_for("s2s.item.stored", lambda e: e["role"] == "assistant")
     postgres_cluster.freeze()
     try:
@@ -137,9 +131,7 @@ async def test_a_database_that_goes_down_and_comes_back_gets_every_item(make_ser
     """PostgreSQL stopped mid-conversation (connections cut): replies go on, the item is retried and
     acknowledged once the database is back; nothing the client was told is stored goes missing."""
     h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5)
-    c = await h.connect()
-    await c.send("session.update", session={"s2s": {"user_id": "bo"}})
-    await c.wait_for("session.updated")
+    c = await h.connect(user_id="bo")
     postgres_cluster.stop()
     try:
         await c.say("I work as a sailor.")
@@ -202,11 +194,8 @@ async def test_workers_share_one_port_and_drain_on_sigterm(tmp_path):
     clients = []
     try:
         for _ in range(16):
-            ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/v1/realtime")
-            clients.append(Client(ws))
-            await clients[-1].wait_for("session.created")
-        await clients[-1].say("Hello there.")
-        await clients[-1].wait_for("response.done")
+            clients.append(await Client.open(f"ws://127.0.0.1:{server.port}/v1/realtime"))
+        await clients[-1].turn("Hello there.")
     finally:
         await server.stop()
     assert server.proc.returncode == 0
@@ -225,9 +214,7 @@ async def test_a_block_decided_while_the_database_is_frozen_refuses_at_once_and_
 
     h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5, judge="test-context-echo",
                           llm="test-context-echo", block_temporary_s=3600)
-    c = await h.connect()
-    await c.send("session.update", session={"s2s": {"user_id": "mal"}})
-    await c.wait_for("session.updated")
+    c = await h.connect(user_id="mal")
     postgres_cluster.freeze()
     try:
         await c.say("I will kill you")

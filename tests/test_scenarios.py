@@ -72,9 +72,7 @@ async def test_typed_scenarios_get_the_papers_strategy(default_judge, scenario, 
 
 async def test_a_threat_blocks_the_user(default_judge):
     h = await default_judge()
-    c = await h.connect()
-    await c.send("session.update", session={"s2s": {"user_id": "threatening-user"}})
-    await c.wait_for("session.updated")
+    c = await h.connect(user_id="threatening-user")
     judgement = await typed_turn(c, unseen("I'm going to find you and hurt you, I swear."))
     assert judgement["action"] == "block"
     assert "until" in await c.wait_for("s2s.blocked")

@@ -147,8 +147,7 @@ async def test_the_token_never_appears_in_logs_or_traces(make_server, caplog, tm
     browser = await websockets.connect(h.url, subprotocols=["realtime", "openai-insecure-api-key." + TOKEN])
     await browser.close()
     c = await h.connect(additional_headers={"Authorization": f"Bearer {TOKEN}"})
-    await c.send("conversation.item.create", item=HELLO)
-    await c.send("response.create")
+    await c.say("Hello")
     await c.wait_for("s2s.metrics")  # the trace is on disk before s2s.metrics
     logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("websockets.client"))
     assert "Authorization: [redacted]" in logged  # the header was logged, without its value
@@ -267,9 +266,7 @@ async def test_an_idle_session_is_closed_and_an_active_one_is_not(make_server):
 async def test_a_push_to_talk_utterance_is_capped_at_max_utterance_ms(make_server):
     h = await make_server(max_utterance_ms=1000)
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000},
-                                                                "turn_detection": None}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}})
     frame = base64.b64encode(np.full(1600, 100, dtype="<i2").tobytes()).decode()  # 100 ms at 16 kHz
     for i in range(11):
         await c.send("input_audio_buffer.append", audio=frame, event_id=f"a{i}")
@@ -293,9 +290,7 @@ async def test_every_reply_asks_the_llm_for_at_most_llm_max_tokens(make_server):
     h = await make_server(llm="test-recording-budget", llm_max_tokens=5,
                           fake_llm_reply="one two three four five six seven")
     c = await h.connect()
-    await c.send("conversation.item.create", item=HELLO)
-    await c.send("response.create")
-    done = await c.wait_for("response.done")
+    done = await c.turn("Hello")
     assert asked == [5] and done["response"]["output"][0]["content"][0]["transcript"] == "one two three four five"
 
 
@@ -425,8 +420,7 @@ async def test_sigterm_cancels_turns_closes_with_1012_and_exits_in_time_despite_
         port = await asyncio.wait_for(server.port, 60)
         url = f"ws://127.0.0.1:{port}/v1/realtime"
         talking = Client(await websockets.connect(url, max_size=None))
-        await talking.send("conversation.item.create", item=HELLO)
-        await talking.send("response.create")
+        await talking.say("Hello")
         await talking.wait_for("response.output_audio.delta")  # a turn is in flight
         stuck = await websockets.connect(url, max_size=None)
         stuck.transport.pause_reading()  # it never reads again, while the server has megabytes for it

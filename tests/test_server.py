@@ -106,8 +106,7 @@ async def test_typed_input_gets_a_spoken_reply(make_server):
 async def test_push_to_talk_commits_by_hand(make_server, speech_dir):
     h = await make_server()
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"turn_detection": None}}})
-    updated = await c.wait_for("session.updated")
+    updated = await c.update_session(audio={"input": {"turn_detection": None}})
     assert updated["session"]["audio"]["input"]["turn_detection"] is None
     await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1500)]))
     await c.send("input_audio_buffer.commit")
@@ -125,8 +124,7 @@ async def test_both_wire_rates_work_in_and_out(make_server, speech_dir, rate_hz)
     h = await make_server()
     c = await h.connect()
     fmt = {"type": "audio/pcm", "rate": rate_hz}
-    await c.send("session.update", session={"audio": {"input": {"format": fmt}, "output": {"format": fmt}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": fmt}, "output": {"format": fmt}})
     await spoken_turn(c, speech_dir, rate_hz=rate_hz)
     await c.wait_for("input_audio_buffer.speech_started")
     done = await c.wait_for("response.done")
@@ -176,8 +174,7 @@ async def test_barge_in_cancels_the_reply_and_no_audio_follows(make_server, spee
 async def test_a_cough_does_not_cancel_the_bot(make_server, speech_dir):
     h = await make_server(fake_tts_ms_per_char=200)  # long replies: plenty of playback left
     c = await h.connect()
-    await c.say("Hi")
-    done = await c.wait_for("response.done")
+    done = await c.turn("Hi")
     cough = speech("huh", speech_dir, 24000)[: int(24000 * 0.2)]  # 200 ms of voice < barge_in_min_speech_ms
     await c.append_audio(np.concatenate([cough, silence(900)]))
     await c.send("conversation.item.truncate", item_id=done["response"]["output"][0]["id"], content_index=0,
@@ -190,8 +187,7 @@ async def test_a_cough_does_not_cancel_the_bot(make_server, speech_dir):
 async def test_truncate_keeps_only_what_the_client_played(make_server):
     h = await make_server()
     c = await h.connect()
-    await c.say("Hi")
-    done = await c.wait_for("response.done")
+    done = await c.turn("Hi")
     item_id = done["response"]["output"][0]["id"]
     full = done["response"]["output"][0]["content"][0]["transcript"]
     first_clause = "You said: Hi."
@@ -239,8 +235,7 @@ async def test_a_bad_event_gets_an_error_and_the_session_goes_on(make_server, pa
     assert err["error"]["code"] == code, err
     if '"event_id": "e1"' in payload:
         assert err["error"]["event_id"] == "e1"
-    await c.say("still there?")
-    assert (await c.wait_for("response.done"))["response"]["status"] == "completed"
+    assert (await c.turn("still there?"))["response"]["status"] == "completed"
 
 
 async def test_binary_frames_and_oversized_audio_are_refused_with_errors(make_server):
@@ -267,8 +262,7 @@ async def test_a_failing_component_fails_the_response_not_the_session(make_serve
     h = await make_server(tts="test-failing")
     c = await h.connect()
     for expected in ("failed", "completed"):
-        await c.say("Hi")
-        done = await c.wait_for("response.done")
+        done = await c.turn("Hi")
         assert done["response"]["status"] == expected
         if expected == "failed":
             (err,) = [e for e in c.events[:c.index(done)] if e["type"] == "error"]  # the error comes first
@@ -331,8 +325,7 @@ async def test_sessions_are_isolated(make_server, speech_dir):
     h = await make_server()
     a, b = await h.connect(), await h.connect()
     await a.send_raw("garbage")
-    await b.say("Hi")
-    assert (await b.wait_for("response.done"))["response"]["status"] == "completed"
+    assert (await b.turn("Hi"))["response"]["status"] == "completed"
     assert (await a.wait_for("error"))["error"]["code"] == "invalid_json"
     assert "error" not in b.types() and "response.created" not in a.types()
 
@@ -414,8 +407,7 @@ async def test_events_to_a_client_that_reads_are_written_at_once_without_send(ma
         await real_send(message, **kwargs)
 
     session.ws.send = counted_send
-    await c.say("Hi")
-    done = await c.wait_for("response.done")
+    done = await c.turn("Hi")
     assert done["response"]["status"] == "completed"
     assert awaited == []  # every event went through send_at_once (websockets' broadcast), none waited
     assert c.frame_kinds == {str}  # still text frames
@@ -442,15 +434,13 @@ async def test_a_write_that_fails_under_send_at_once_closes_that_connection_only
     await c.say("Hi")
     await asyncio.wait_for(c.closed, 10)
     assert "a write to the client failed; closing the connection" in caplog.text
-    await d.say("Hi")
-    assert (await d.wait_for("response.done"))["response"]["status"] == "completed"
+    assert (await d.turn("Hi"))["response"]["status"] == "completed"
 
 
 async def test_reply_audio_runs_at_most_audio_lead_ms_ahead_of_real_time(make_server):
     h = await make_server(audio_lead_ms=300, fake_tts_ms_per_char=20)  # ~1.6 s of reply audio
     c = await h.connect()
-    await c.say("Hi")
-    await c.wait_for("response.done")
+    await c.turn("Hi")
     deltas = [(t, e) for t, e in zip(c.arrivals, c.events, strict=True) if e["type"] == "response.output_audio.delta"]
     t0, total_ms = deltas[0][0], 0.0
     for t, ev in deltas:
@@ -518,8 +508,7 @@ async def test_a_speaking_reply_holds_its_audio_for_at_most_audio_burst_hold_ms(
     starting, speaking = await h.connect(), await h.connect()
     await starting.say("Please wait for it.")
     await starting.wait_for("response.created")
-    await speaking.say("Hi")
-    await speaking.wait_for("response.done")
+    await speaking.turn("Hi")
     leads = audio_leads_ms(speaking)
     assert leads[-1][1] > 2000 and leads[-1][0] - leads[0][0] < 1.5  # 4.5 s of audio, out within 1.5 s
 
@@ -613,8 +602,7 @@ async def test_a_sessions_history_in_memory_is_bounded(make_server):
     h = await make_server(session_max_items=10)
     c = await h.connect()
     for n in range(8):  # 16 items: a user and an assistant item per turn
-        await c.say(f"turn {n}")
-        await c.wait_for("response.done")
+        await c.turn(f"turn {n}")
     items = h.session().items
     assert len(items) == 10 and items[-2].text == "turn 7"  # the newest kept, the oldest dropped
 

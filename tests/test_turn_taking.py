@@ -5,6 +5,7 @@ where the test names it, the real default TTS (hibari)."""
 from __future__ import annotations
 
 import base64
+import logging
 
 import numpy as np
 
@@ -46,8 +47,7 @@ async def test_hibari_replies_start_audible_and_pause_like_one_speaker(make_serv
                           "we leave early, before the traffic starts.")
     c = await h.connect()
     await c.send("session.update", session={"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.say("Plan the trip.")
-    done = await c.wait_for("response.done")
+    done = await c.turn("Plan the trip.")
     metrics = await c.wait_for("s2s.metrics")
     audio = reply_audio(c, done["response"]["id"])
     onset = s2s.first_audible_ms(audio, AUDIBLE_DBFS)
@@ -233,6 +233,61 @@ def test_words_the_asr_is_unsure_of_do_not_take_the_short_wait():
         assert events[-1] == (20 + 8, "speech_stopped"), logprob  # 270 ms: done
 
 
+def test_words_whose_last_word_the_asr_guessed_do_not_take_the_short_wait():
+    """Audio and words say finished and the ASR is sure enough of the words, but not of their last word (under
+    `turn_text_last_word_min_logprob`: a guess at the word that was starting): the turn waits
+    `turn_unsure_silence_ms`; a last word heard surely, or from an ASR that does not say (None), ends it after
+    `turn_done_silence_ms`."""
+    guessed = {"audio_prob": 0.9, "text_prob": 0.8, "text_logprob": -0.4, "text_last_word_logprob": -3.0}
+    detector = predictive(turn_text_min_logprob=-0.6, turn_text_last_word_min_logprob=-1.5)
+    events = run_frames(detector, [1] * 20 + [0] * 80, {28: guessed})
+    assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms: unsure
+    for last_word in (-0.5, None, float("nan")):
+        events = run_frames(predictive(turn_text_min_logprob=-0.6, turn_text_last_word_min_logprob=-1.5),
+                            [1] * 20 + [0] * 80, {28: dict(guessed, text_last_word_logprob=last_word)})
+        expected = 29 if last_word != last_word else 8  # NaN: an ASR that says nothing sensible is unsure
+        assert events[-1] == (20 + expected, "speech_stopped"), last_word
+
+
+def test_the_last_words_log_probability_sums_its_tokens_and_a_mark_after_it():
+    """`last_word_logprob` counts from the token that starts the last word: " interesting" and "." in
+    English, and in Chinese the last character, whose byte-level tokens decode to U+FFFD until the last one
+    completes it (适 in two tokens)."""
+    class Bytes:  # a byte-level tokenizer: token i is pieces[i]
+        def __init__(self, pieces: list[bytes]):
+            self.pieces = pieces
+
+        def decode(self, ids: list[int]) -> str:
+            return b"".join(self.pieces[i] for i in ids).decode("utf-8", errors="replace")
+
+    def logits(tokens: list[int], logprobs: list[float], size: int) -> list[np.ndarray]:
+        steps = []
+        for token, logprob in zip(tokens, logprobs, strict=True):  # token gets `logprob`, the rest share the remainder
+            rest = np.log((1 - np.exp(logprob)) / (size - 1))
+            steps.append(np.where(np.arange(size) == token, logprob, rest))
+        return steps
+
+    english = Bytes([b"Tell", b" me", b" something", b" interest", b"ing", b"."])
+    tokens = list(range(6))
+    lps = [-0.1, -0.01, -0.02, -0.3, -0.05, -0.4]
+    assert abs(s2s.last_word_logprob(english, tokens, logits(tokens, lps, 6)) - (-0.75)) < 1e-6
+    shi = "适".encode()
+    chinese = Bytes(["水果".encode(), shi[:1], shi[1:]])
+    tokens = [0, 1, 2]
+    assert abs(s2s.last_word_logprob(chinese, tokens, logits(tokens, [-0.02, -1.9, -0.01], 3)) - (-1.91)) < 1e-6
+    assert s2s.last_word_logprob(Bytes([b"..."]), [0], logits([0], [-0.1], 2)) is None  # no word
+    # an apostrophe, a hyphen or a point inside a word keeps it one word: " they" and "'re?" are its tokens
+    for pieces, expected in (([b"where", b" they", b"'re", b"?"], -1.6), ([b"a", b" well", b"-known", b"."], -1.6),
+                             ([b"version", b" 3", b".5", b"."], -1.6)):
+        tokens = list(range(4))
+        assert abs(s2s.last_word_logprob(Bytes(pieces), tokens, logits(tokens, [-0.1, -1.0, -0.5, -0.1], 4))
+                   - expected) < 1e-6, pieces
+    # a combining vowel sign (Devanagari) does not split a word: the whole of "पढ़ो" is the last word
+    hindi = Bytes(["किताब".encode(), " पढ़".encode(), "ो".encode()])
+    tokens = [0, 1, 2]
+    assert abs(s2s.last_word_logprob(hindi, tokens, logits(tokens, [-0.1, -0.7, -0.2], 3)) - (-0.9)) < 1e-6
+
+
 def test_an_opinion_that_arrives_after_its_silence_passed_ends_the_turn_at_once():
     """No audio comes after the pause (a client that sent a file faster than real time): when the models
     answer "done", the turn is due and ends without waiting for another frame."""
@@ -267,9 +322,8 @@ REPLYING = {"asr": "whisper", "fake_llm_reply": LONG_REPLY, "fake_tts_ms_per_cha
 async def start_reply(h, rate_hz: int = 16000, question: str = "Tell me something long.") -> Client:
     """A client whose typed question got a long reply that is now playing (fake LLM and TTS)."""
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
-                                                       "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": rate_hz}},
+                                  "output": {"format": {"type": "audio/pcm", "rate": rate_hz}}})
     await c.say(question)
     await c.wait_for("response.output_audio.delta")
     return c
@@ -403,8 +457,7 @@ async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
     the whole sentence becomes one committed turn with one reply."""
     h = await make_server(turn_taking="predictive", asr="whisper")
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     whole = hibari_speech("I was thinking that we could go to the park tomorrow.")
     first = hibari_speech("I was thinking that we could")
     cut = word_boundary(whole, first)
@@ -424,8 +477,7 @@ async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(ma
     that unsure of do not end the turn early: the sentence stays one turn with one reply."""
     h = await make_server(turn_taking="predictive", asr="whisper", judge="sft")
     c = await h.connect()
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     whole = speech("帮我设置一个明天早上七点的闹钟。", speech_dir, voice="cmn")
     cut = word_boundary(whole, speech("帮我设置一个", speech_dir, voice="cmn"))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
@@ -434,11 +486,27 @@ async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(ma
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
 
 
+async def test_a_hesitation_whose_first_half_whisper_ends_with_a_guessed_word_yields_one_turn(make_server, speech_dir):
+    """espeak-ng's "Can you explain why" cut before "the sky..." and left for 700 ms is heard as "Can you
+    explain why this is?": Whisper guesses the words that were starting ("is?" at about -3, the mean -0.5, sure
+    enough for `turn_text_min_logprob`), and the text head (0.55) and Smart Turn (0.95) both say finished. A
+    last word the ASR guessed does not end the turn early (`turn_text_last_word_min_logprob`): the sentence
+    stays one turn with one reply."""
+    h = await make_server(turn_taking="predictive", asr="whisper", judge="sft")
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    whole = speech("Can you explain why the sky looks blue during the day?", speech_dir)
+    cut = word_boundary(whole, speech("Can you explain why", speech_dir))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    await c.wait_for("response.done")
+    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
 async def silence_heard_before_the_turn_ended(c, sentence: str) -> tuple[float, dict]:
     """Speak a hibari sentence at 16 kHz in real time, then silence until speech_stopped: the audio sent (ms)
     when the server said so, and that event (its audio_end_ms)."""
-    await c.send("session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}})
-    await c.wait_for("session.updated")
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(3000, 16000)])
     sent_ms = [0.0]
 
@@ -450,14 +518,16 @@ async def silence_heard_before_the_turn_ended(c, sentence: str) -> tuple[float, 
     return sent_ms[0], await c.wait_for("input_audio_buffer.speech_stopped")
 
 
-async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server):
+async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_the_short_wait(make_server, caplog):
     """A plugin ASR with `transcribe` alone (the fake: no confidence, so `transcribe_scored` gives None) is
     trusted: a finished sentence (hibari) whose words the text head scores finished ends its turn once the
-    opinions agree, well before `turn_unsure_silence_ms`."""
+    opinions agree, well before `turn_unsure_silence_ms`, and the log names the rule that ended it."""
+    caplog.set_level(logging.INFO, logger="s2s")
     sentence = "I would like to book a table for two people tonight."
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
     sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
     assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
+    assert "rule=done" in caplog.text  # logged as the turn is committed, before speech_stopped is sent
 
 
 async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
