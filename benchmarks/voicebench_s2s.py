@@ -109,8 +109,14 @@ HOLD_0500 = ["--whisper-clip-tokens-per-s", "0", "--barge-in-cjk-min-syllables",
 EOT_BEFORE = ["--turn-text-min-logprob", "-100", "--turn-text-last-word-min-logprob", "-100"]
 # The end of turn as before 2026-12-01 14:42 (turn9): the last word of the words not checked.
 EOT_1500 = ["--turn-text-last-word-min-logprob", "-100"]
+# The held barge-in as it was at 13:00 UTC on 2026-12-01: "amen" is not a backchannel word.
+HOLD_1300 = ["--backchannel-words", json.dumps([w for w in validate_config({}).backchannel_words if w != "amen"],
+                                               ensure_ascii=False)]
+# Speech over the agent heard in windows padded with silent audio, as Whisper pads, instead of zero features.
+CLIP_AUDIO_PADDING = ["--whisper-clip-padding", "audio"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
-           "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "new": []}
+           "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
+           "new": []}
 
 
 class Trace:
@@ -563,9 +569,11 @@ def main() -> None:
                         help="baseline: plain 600 ms VAD window, cut at once, no reply shaping; smart-turn: the "
                         "defaults without the judge's text end-of-turn signal; hold-before: the defaults with "
                         "speech over the agent judged as before 2026-12-01 03:00 (HOLD_BEFORE); hold-0500: as at "
-                        "05:00 (HOLD_0500); eot-before: the defaults with the end of turn as before 2026-12-01 "
-                        "09:00, the words trusted however unsure the ASR is of them (EOT_BEFORE); eot-1500: as before "
-                        "2026-12-01 14:42 (turn9), the last word not checked (EOT_1500); new: the defaults")
+                        "05:00 (HOLD_0500); hold-1300: as at 13:00, without 'amen' (HOLD_1300); eot-before: the "
+                        "defaults with the end of turn as before 2026-12-01 09:00, the words trusted however unsure "
+                        "the ASR is of them (EOT_BEFORE); eot-1500: as before 2026-12-01 14:42 (turn9), the last word "
+                        "not checked (EOT_1500); clip-audio: the defaults with speech over the agent heard in windows "
+                        "padded with silent audio (CLIP_AUDIO_PADDING); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

