@@ -917,7 +917,7 @@ class TurnEvent:
     kind: Literal["speech_started", "paused", "resumed", "speech_stopped", "barge_in"]
     at_ms: float
     audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
-    rule: str | None = None  # speech_stopped: why ("max utterance", or a PredictiveTurnDetector.rule)
+    rule: str | None = None  # speech_stopped: why ("silence", "max utterance", "commit", a PredictiveTurnDetector.rule)
 
 
 class TurnTaking(Component):
@@ -1005,6 +1005,7 @@ class TurnDetector(TurnTaking):
     """
 
     name = "silence"
+    window_rule = "silence"  # the `rule` of a turn ended by `silence_ms` of silence
 
     def __init__(self, config: Config, frame_ms: int) -> None:
         super().__init__(config, frame_ms)
@@ -1087,7 +1088,7 @@ class TurnDetector(TurnTaking):
                 self._paused = True
                 events.append(TurnEvent("paused", self.clock_ms, self._trimmed()))
             if silence >= self.silence_ms:
-                return events + [self._stop()]
+                return events + [self._stop(self.window_rule)]
         if len(self._utterance) * self.frame_ms >= self.max_utterance_ms:
             events.append(self._stop("max utterance"))
         return events
@@ -1127,6 +1128,7 @@ class PredictiveTurnDetector(TurnDetector):
     """
 
     name = "predictive"
+    window_rule = "max"  # `silence_ms` is `turn_max_silence_ms`, or a client's `silence_duration_ms`
 
     class Settings(BackendSettings):
         turn_pause_ms: int = Field(200, ge=30, le=2000)
@@ -5763,7 +5765,7 @@ class Session:
             if ev is None:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
-            ev.rule = None  # ended by the client (the log says "manual"), not by a rule
+            ev.rule = "commit"  # ended by the client, whatever the opinions said
             self._clear_detector()
             self._on_speech_stopped(ev, endpoint_ms=None)
             return
@@ -5781,10 +5783,9 @@ class Session:
         self.add_item(turn.item)
         self.emit(server_event("input_audio_buffer.committed", item_id=turn.item.id, previous_item_id=None))
         self.emit(server_event("conversation.item.added", item=turn.item.to_wire()))
-        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s%s", turn.item.id,
+        self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s rule=%s", turn.item.id,
                       samples_to_ms(len(turn.audio)) if turn.audio is not None else 0,
-                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "manual",
-                      f" rule={turn.endpoint_rule}" if turn.endpoint_rule else "")
+                      f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "-", turn.endpoint_rule or "-")
         self.spawn(self._user_turn(turn, speculative), "turn")
 
     # ---- speculative ASR (starts during the silence window) ------------------------------------------

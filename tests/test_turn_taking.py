@@ -202,6 +202,28 @@ def test_agreeing_opinions_end_the_turn_after_a_short_silence():
     assert events[-1] == (20 + 14, "speech_stopped")  # 450 ms
 
 
+def test_each_ended_turn_names_the_rule_that_ended_it():
+    """`TurnEvent.rule` (logged with the committed turn) is the rule whose silence ran out: "done" for
+    agreeing opinions, "max" when the maximum window is shorter than the rule the opinions meet (unsure,
+    1.2 s, against a client's shorter maximum), "max utterance" at the length limit, "silence" for the plain
+    window."""
+    def stops(detector: s2s.TurnDetector, voiced: list[int], opinions: dict[int, dict] | None = None) -> list:
+        frame, out = np.zeros(480, dtype=np.int16), []
+        for i, v in enumerate(voiced):
+            if opinions and i in opinions:
+                detector.set_opinion(detector.pause_id, **opinions[i])
+            out += [ev.rule for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
+        return out
+
+    assert stops(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.8}}) == ["done"]
+    disagree = {28: {"audio_prob": 0.9, "text_prob": 0.1}}
+    assert stops(predictive(), [1] * 20 + [0] * 80, disagree) == ["unsure"]
+    assert stops(predictive(turn_max_silence_ms=600), [1] * 20 + [0] * 80, disagree) == ["max"]
+    assert stops(predictive(max_utterance_ms=1000), [1] * 40) == ["max utterance"]
+    plain = s2s.TurnDetector(validate_config(dict(vad_min_speech_ms=90, vad_prefix_padding_ms=0)), 30)
+    assert stops(plain, [1] * 20 + [0] * 40) == ["silence"]
+
+
 def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_utterance_stays_one_turn():
     """Audio and words say unfinished: a 1.5 s pause does not end the turn and the resumed speech is the
     same utterance, whose end (no opinion this time) waits for the maximum; one opinion for "done" and
