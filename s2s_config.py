@@ -174,8 +174,7 @@ class Config(BaseModel):
         "對", "對對", "對對對", "沒錯",  # Whisper writes some in traditional characters (slow 对对 as 對對對)
         # a listener's interjections: a reaction, no request
         "man", "oh man", "whoa", "gosh", "oh my", "oh my god", "damn", "geez", "ooh", "aw", "aha", "hm", "oops",
-        "yikes", "ugh", "amen", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天",
-        "you"]  # alone: what Whisper writes for a sound with no words in it
+        "yikes", "ugh", "amen", "哇", "哎", "哎呀", "唉", "哈哈", "天哪", "我的天"]
     """Words (and phrases) that, alone, are a listener's backchannel or interjection and not a turn: English
     and Chinese, compared without case and punctuation. Speech over the bot whose words are all here neither
     cuts it off nor gets a reply. The interjections ("man", "oh man", "whoa", 哇, 哎呀, ...) were added
@@ -188,10 +187,7 @@ class Config(BaseModel):
     listener's agreement) was added because Whisper base hears espeak-ng's "mm-hmm" as "Amen Amen Amen" at -0.5
     to -0.8 (voicebench_s2s.py's espeak-ng voice, cut in both configurations of its 14:27 run): on the clip set
     (114 clips, 14:40) false barge-ins 7 -> 6 of 74 (3.1 -> 2.9 % of timings), that clip alone; no
-    interruption changed. "you" alone is Whisper's well-known writing of a sound without words (this project
-    found it hearing digital silence so, WhisperASR's noise rule) and is no request; it was the word that cut
-    the bot on espeak-ng's 对 ("You" at -0.69, voicebench_s2s.py 14:45-14:57 UTC); "you" with other words
-    ("you are wrong", "you what?") still cuts on them."""
+    interruption changed."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
