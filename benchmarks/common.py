@@ -70,6 +70,11 @@ class LogTail:
         *whole, self._partial = (self._partial + b"".join(chunks)).split(b"\n")
         return [raw.decode(errors="replace") + "\n" for raw in whole]
 
+    def rest(self) -> list[str]:
+        """The last line, when the writer ended without a newline after it."""
+        partial, self._partial = self._partial, b""
+        return [partial.decode(errors="replace")] if partial else []
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -103,7 +108,7 @@ async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/", l
                     for line in tail.new_lines():
                         take(line)
                     await asyncio.sleep(0.05)
-                for line in tail.new_lines():  # what it wrote before it exited
+                for line in [*tail.new_lines(), *tail.rest()]:  # what it wrote before it exited
                     take(line)
             finally:
                 tail.close()
@@ -253,6 +258,13 @@ async def stream_users(sockets: list[Any], frames: list[bytes], starts: list[flo
     timer: asyncio.TimerHandle | None = None
 
     def pace() -> None:  # a timer callback, not a task that sleeps: no future and no task step per wake
+        try:
+            write_due()
+        except BaseException as error:  # a callback's exception is only logged: end the stream with it
+            if not finished.done():
+                finished.set_exception(error)
+
+    def write_due() -> None:
         nonlocal timer
         while due:
             when, user, n = due[0]

@@ -419,6 +419,14 @@ def turn_path_ms(sessions: int, utterance: np.ndarray, rounds: int = 5, stages: 
     return asyncio.run(measure())
 
 
+
+def non_negative_ms(text: str) -> float:
+    """An argparse type: milliseconds, 0 or more."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 100], help="concurrent users per run")
@@ -432,7 +440,7 @@ def main() -> None:
     parser.add_argument("--client-nice", type=int, nargs="+", default=[0], metavar="N", choices=range(20),
                         help="run the client processes at this niceness (one run per value): a labelled variant "
                              "that gives the server the cores first, as when the users are on other machines")
-    parser.add_argument("--send-tick-ms", type=float, nargs="+", default=[0.0], metavar="MS",
+    parser.add_argument("--send-tick-ms", type=non_negative_ms, nargs="+", default=[0.0], metavar="MS",
                         help="client processes write their users' frames only on ticks this far apart (one run per "
                              "value; 0: each frame when due, within 0.5 ms): a labelled change of the load "
                              "generator, each frame up to one tick late and many users' frames arriving together")

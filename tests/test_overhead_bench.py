@@ -83,3 +83,38 @@ def test_a_log_file_is_read_in_whole_lines_as_it_grows(tmp_path):
         assert tail.new_lines() == ["second line\n", "third line\n"]
     finally:
         tail.close()
+
+
+async def test_a_failing_write_ends_the_stream_with_its_error():
+    """A socket whose write raises ends `stream_users` with that error (a timer callback's exception would
+    otherwise only be logged, and the stream would wait for ever)."""
+    class Broken(Exception):
+        pass
+
+    sockets = [SilentSocket() for _ in range(2)]
+    writes = []
+
+    def write(data: bytes) -> None:  # the second frame's write fails: in a timer callback, not the first call
+        writes.append(data)
+        if len(writes) == 2:
+            raise Broken
+
+    sockets[1].transport.write = write
+    try:
+        await asyncio.wait_for(common.stream_users(sockets, [b"a"], [time.monotonic()] * 2, 0.1, common.Totals()),
+                               timeout=10)
+    except Broken:
+        return
+    raise AssertionError("the stream ended without the write's error")
+
+
+def test_a_last_line_without_a_newline_is_not_lost(tmp_path):
+    """What a process wrote last without a newline comes out of `LogTail.rest` once it is done writing."""
+    path = tmp_path / "server.log"
+    path.write_bytes(b"serving\nstopped")
+    tail = common.LogTail(str(path))
+    try:
+        assert tail.new_lines() == ["serving\n"]
+        assert tail.rest() == ["stopped"] and tail.rest() == []
+    finally:
+        tail.close()
