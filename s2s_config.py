@@ -674,8 +674,11 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def _read_file(path: str) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8")
-    data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # missing, unreadable, or not TOML/JSON
+        raise ConfigError(f"--config {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of settings")
     for key in data:
@@ -689,6 +692,7 @@ def build_arg_parser(choices: dict[str, list[str]] | None = None) -> argparse.Ar
     registered names, shown in its help (the backend families)."""
     parser = _ArgumentParser(
         prog="s2s_server.py",
+        allow_abbrev=False,  # `--llm-max-token 5` is an unknown option, not `--llm-max-tokens`
         description="s2s: a proactive, full-duplex speech-to-speech agent (WebSocket server + web page).",
         epilog=f"Every option can also be set as an environment variable {ENV_PREFIX}NAME "
                f"(e.g. {ENV_PREFIX}PORT=9000).",

@@ -46,6 +46,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import functools
 import gc
 import hashlib
@@ -2616,12 +2617,15 @@ class LlamaCppLLM(LLM):
             nonlocal prime_wait_ms
             try:
                 # A prime still reading this conversation occupies the slot that holds it; llama.cpp would
-                # give this request another slot and re-read everything. Waiting for the prime is shorter.
+                # give this request another slot and re-read everything, beside the prime on the same cores.
+                # Waiting for the prime is shorter, however long it reads (a returning user's memory: about
+                # 400 tokens, 10 s on 2 cores); a prime that hangs is bounded by the first token's deadline.
                 # Other conversations' primes are not waited for (they read into other slots).
                 waited = now_ms()
                 with self._calls_changed:
                     self._calls_changed.wait_for(lambda: stop.is_set() or not any(
-                        same_conversation(prime, messages) for prime in self._primes), timeout=2.0)
+                        same_conversation(prime, messages) for prime in self._primes),
+                        timeout=self.config.llm_first_token_deadline_s)
                 prime_wait_ms = now_ms() - waited
                 self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -7443,6 +7447,11 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(config, components, auth_token=auth_token))  # 5. serve
     except (ComponentMissing, MemoryUnavailable) as exc:  # a missing package; memory that cannot be opened
         print(f"s2s: {exc}", file=__import__("sys").stderr)
+        raise SystemExit(1) from None
+    except OSError as exc:  # the port: taken by another process, or an address this machine does not have
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        print(f"s2s: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=__import__("sys").stderr)
         raise SystemExit(1) from None
 
 

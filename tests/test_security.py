@@ -507,3 +507,36 @@ def test_a_misspelt_option_exits_2_with_a_suggestion(capsys):
     with pytest.raises(SystemExit) as info:
         main_config(["--max-sessions", "0"])
     assert info.value.code == 2 and "max_sessions" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a prefix of a real option is not taken for it
+        main_config(["--max-session", "3"])
+    assert info.value.code == 2 and "did you mean: --max-sessions" in capsys.readouterr().err
+
+
+def test_a_port_already_taken_exits_1_with_a_message(tmp_path, capsys):
+    import socket
+
+    import s2s_server
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(SystemExit) as info:
+            s2s_server.main(["--port", str(port), "--asr", "fake", "--llm", "fake", "--tts",
+                             "fake", "--judge", "off", "--vad", "webrtc", "--turn-taking", "silence",
+                             "--data-dir", str(tmp_path)])
+    finally:
+        taken.close()
+    assert info.value.code == 1 and f"s2s: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_settings_file_that_is_missing_or_not_toml_exits_2_with_its_name(tmp_path, capsys):
+    from s2s_config import main_config
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("llm_max_tokens = \n", encoding="utf-8")
+    for path in (tmp_path / "missing.toml", broken):
+        with pytest.raises(SystemExit) as info:
+            main_config(["--config", str(path)])
+        assert info.value.code == 2 and str(path) in capsys.readouterr().err
