@@ -1066,10 +1066,10 @@ function fillSettingsForm() {
     if (el !== editing) el[prop] = value;
   };
   put(ui.setUser, "value", S.userId);
-  const silence = s.silenceMs ?? S.server.turnDetection?.silence_duration_ms ?? 500;
+  const silence = s.silenceMs ?? S.server.turnDetection?.silence_duration_ms; // unknown before connecting
   if (ui.setSilence !== editing) {
-    ui.setSilence.value = String(silence);
-    ui.setSilenceOut.textContent = `${silence} ms`;
+    if (silence !== undefined) ui.setSilence.value = String(silence);
+    ui.setSilenceOut.textContent = silence !== undefined ? `${silence} ms` : "server default";
   }
   put(ui.setProactive, "checked", s.proactive ?? S.server.proactive ?? true);
   put(ui.setVoice, "value", s.voice || "");
