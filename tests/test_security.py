@@ -521,6 +521,8 @@ def test_a_port_already_taken_exits_1_with_a_message(tmp_path, capsys):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
+    logger = logging.getLogger("s2s")  # main() sets up the server's logging: put it back for the next tests
+    saved = logger.handlers[:], logger.level, logger.propagate
     try:
         with pytest.raises(SystemExit) as info:
             s2s_server.main(["--port", str(port), "--asr", "fake", "--llm", "fake", "--tts",
@@ -528,6 +530,7 @@ def test_a_port_already_taken_exits_1_with_a_message(tmp_path, capsys):
                              "--data-dir", str(tmp_path)])
     finally:
         taken.close()
+        logger.handlers[:], logger.level, logger.propagate = saved
     assert info.value.code == 1 and f"s2s: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
