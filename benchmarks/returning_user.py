@@ -1,0 +1,111 @@
+"""A returning user's first turn: how long until the first sound when the LLM must first read their memory.
+
+    python benchmarks/returning_user.py                   # the default models, a server process of its own
+    python benchmarks/returning_user.py --delays 0 3      # the first question at once, and 3 s after naming the user
+
+A server (`s2s_server.py --port 0`, every default, memory in a fresh temporary `data_dir`) hears one
+conversation typed by a user, which ends. Then, for each delay in turn, a new connection names the same user
+(`session.update` with `user_id`: the server loads their memory and starts reading it into the LLM, a
+prime) and, after the delay (0: at once, as a typed client; a few seconds: as a spoken first sentence
+would take), types "Do you remember my name?". Each row gives the time from the question to the first
+reply audio byte and, from the server's `s2s.metrics`, the wait for the prime (`llm_prime_wait`) and the
+prompt tokens the reply's own call read (`llm_prompt_tokens`). Each turn is sent once the bot is listening
+again (`s2s.state`), so no reply is cut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from typing import Any
+
+import websockets
+from common import machine, start_server
+
+FIRST_SESSION = ["Hi, my name is Alex and I live in Lyon.", "I work as a beekeeper.",
+                 "What is the capital of Japan?", "Tell me a short joke about bees."]
+QUESTION = "Do you remember my name?"
+
+
+async def next_event(ws: Any, kind: str, timeout_s: float = 120.0, **match: Any) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        event = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        if event["type"] == "error":
+            raise RuntimeError(f"server error: {event['error']}")
+        if event["type"] == kind and all(event.get(k) == v for k, v in match.items()):
+            return event
+
+
+async def typed_turn(ws: Any, text: str) -> dict:
+    """Type `text`, wait until the reply has played and the bot listens again; the turn's measures."""
+    sent = time.monotonic()
+    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
+    await ws.send(json.dumps({"type": "response.create"}))
+    first_audio, words, metrics = None, "", {}
+    while True:
+        event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+        kind = event["type"]
+        if kind == "error":
+            raise RuntimeError(f"server error: {event['error']}")
+        if kind == "response.output_audio.delta" and first_audio is None:
+            first_audio = (time.monotonic() - sent) * 1000
+        elif kind == "response.output_audio_transcript.delta":
+            words += event["delta"]
+        elif kind == "s2s.metrics":
+            metrics = event
+        elif kind == "s2s.state" and event.get("state") == "listening" and metrics:
+            return {"first_audio_ms": first_audio, "words": words, **metrics}
+
+
+async def session(port: int, user: str) -> Any:
+    ws = await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None)
+    await next_event(ws, "session.created")
+    await ws.send(json.dumps({"type": "session.update", "session": {"s2s": {"user_id": user}}}))
+    await next_event(ws, "session.updated")
+    return ws
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--delays", type=float, nargs="+", default=[0.0, 3.0], metavar="S",
+                        help="seconds between naming the user and the question, one returning session each")
+    args, server_args = parser.parse_known_args()
+    if min(args.delays) < 0:
+        parser.error("--delays: 0 or more seconds")
+    with tempfile.TemporaryDirectory(prefix="s2s-returning-") as data_dir:
+        proc, port, _log = await start_server("--data-dir", data_dir, *server_args)
+        try:
+            ws = await session(port, "returning-alex")
+            for text in FIRST_SESSION:
+                await typed_turn(ws, text)
+            await ws.close()
+            rows = []
+            for delay in args.delays:
+                ws = await session(port, "returning-alex")
+                await asyncio.sleep(delay)
+                turn = await typed_turn(ws, QUESTION)
+                await ws.close()
+                rows.append((delay, turn))
+        finally:
+            proc.terminate()
+            await proc.wait()
+    print(f"\n{machine()}; first session: {len(FIRST_SESSION)} typed turns; then {QUESTION!r}\n")
+    print("| question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
+          "prompt tokens read by the reply | reply |")
+    print("|---:|---:|---:|---:|---|")
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f} ms"
+
+    for delay, turn in rows:
+        tokens = turn.get("llm_prompt_tokens")
+        print(f"| {delay:g} s | {ms(turn.get('first_audio_ms'))} | {ms(turn.get('llm_prime_wait'))} | "
+              f"{'-' if tokens is None else f'{tokens:.0f}'} | {turn['words']!r} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
