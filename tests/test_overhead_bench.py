@@ -1,13 +1,18 @@
 """benchmarks/common.py's pacing of the simulated users (`stream_users`, used by overhead.py): every frame in
-order, none before it is due, and with `tick_s` none before the tick it waits for."""
+order, none before it is due, with `tick_s` none before the tick it waits for, a failing write ends the
+stream; and `LogTail`, which reads a server's log file in whole lines."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # its `from common import ...`
 
@@ -70,19 +75,26 @@ async def test_on_ticks_a_frame_waits_for_the_first_tick_at_or_after_it_is_due()
             assert written_at >= tick - EARLY_S
 
 
-def test_a_log_file_is_read_in_whole_lines_as_it_grows(tmp_path):
-    """`LogTail` gives each line once, whole, and keeps a line still being written until its end arrives."""
+@contextlib.contextmanager
+def log_tail(tmp_path: Path, written: bytes) -> Iterator[tuple[Path, common.LogTail]]:
+    """A log file holding `written`, and a `LogTail` on it (closed afterwards)."""
     path = tmp_path / "server.log"
-    path.write_bytes(b"first line\nsecond li")
+    path.write_bytes(written)
     tail = common.LogTail(str(path))
     try:
+        yield path, tail
+    finally:
+        tail.close()
+
+
+def test_a_log_file_is_read_in_whole_lines_as_it_grows(tmp_path):
+    """`LogTail` gives each line once, whole, and keeps a line still being written until its end arrives."""
+    with log_tail(tmp_path, b"first line\nsecond li") as (path, tail):
         assert tail.new_lines() == ["first line\n"]
         assert tail.new_lines() == []
         with path.open("ab") as log:
             log.write(b"ne\nthird line\n")
         assert tail.new_lines() == ["second line\n", "third line\n"]
-    finally:
-        tail.close()
 
 
 async def test_a_failing_write_ends_the_stream_with_its_error():
@@ -100,21 +112,13 @@ async def test_a_failing_write_ends_the_stream_with_its_error():
             raise Broken
 
     sockets[1].transport.write = write
-    try:
+    with pytest.raises(Broken):
         await asyncio.wait_for(common.stream_users(sockets, [b"a"], [time.monotonic()] * 2, 0.1, common.Totals()),
                                timeout=10)
-    except Broken:
-        return
-    raise AssertionError("the stream ended without the write's error")
 
 
 def test_a_last_line_without_a_newline_is_not_lost(tmp_path):
     """What a process wrote last without a newline comes out of `LogTail.rest` once it is done writing."""
-    path = tmp_path / "server.log"
-    path.write_bytes(b"serving\nstopped")
-    tail = common.LogTail(str(path))
-    try:
+    with log_tail(tmp_path, b"serving\nstopped") as (_path, tail):
         assert tail.new_lines() == ["serving\n"]
         assert tail.rest() == ["stopped"] and tail.rest() == []
-    finally:
-        tail.close()
