@@ -667,7 +667,9 @@ class _ArgumentParser(argparse.ArgumentParser):
         if "unrecognized arguments" in message:
             options = [o for a in self._actions for o in a.option_strings]
             given = [w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("--")]
-            close = [m for g in given for m in difflib.get_close_matches(g, options, n=2)]
+            # compared without the leading "--", which every option shares ("--bogus" is not "--host")
+            names = {o.lstrip("-"): o for o in options}
+            close = [names[m] for g in given for m in difflib.get_close_matches(g.lstrip("-"), names, n=2)]
             if close:
                 message += f" (did you mean: {', '.join(close)}?)"
         super().error(message)

@@ -510,6 +510,9 @@ def test_a_misspelt_option_exits_2_with_a_suggestion(capsys):
     with pytest.raises(SystemExit) as info:  # a prefix of a real option is not taken for it
         main_config(["--max-session", "3"])
     assert info.value.code == 2 and "did you mean: --max-sessions" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # nothing close: no suggestion (the shared "--" alone is not close)
+        main_config(["--bogus"])
+    assert info.value.code == 2 and "did you mean" not in capsys.readouterr().err
 
 
 def test_a_port_already_taken_exits_1_with_a_message(tmp_path, capsys):
