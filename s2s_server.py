@@ -69,7 +69,7 @@ import time
 import uuid
 import wave
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -3508,6 +3508,20 @@ _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 _MARKUP = re.compile(r"[*_`#>|~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
 
 
+def clause_separator(previous: str, clause: str) -> str:
+    """What goes between two spoken clauses in the transcript: a space, except after a Chinese character or
+    mark, which carries its own spacing ("北京有很多好玩的地方，比如故宫", not "...地方， 比如故宫"; "吧。See you")."""
+    return "" if not previous or not clause or _CJK.match(previous[-1]) else " "
+
+
+def join_clauses(clauses: Iterable[str]) -> str:
+    """Spoken clauses as one transcript (`clause_separator` between them)."""
+    text = ""
+    for clause in clauses:
+        text += clause_separator(text, clause) + clause
+    return text
+
+
 def text_weight(text: str) -> int:
     """Characters, with CJK characters counted twice (they carry about a syllable and a half each)."""
     return len(text) + len(_CJK.findall(text))
@@ -4895,7 +4909,7 @@ class PlaybackClock:
                 else:
                     tokens = clause.split(" ")
                     words.append(" ".join(tokens[:int(len(tokens) * share)]))
-        return " ".join(w for w in words if w).strip()
+        return join_clauses(w for w in words if w).strip()
 
 
 @dataclass
@@ -6515,9 +6529,10 @@ class Session:
                 text = speakable(clause)
                 if not text:
                     continue
+                separator = clause_separator(spoken[-1], text) if spoken else ""
                 spoken.append(text)
                 self.emit(server_event("response.output_audio_transcript.delta", response_id=r.id, item_id=r.item.id,
-                                       output_index=0, content_index=0, delta=(" " if len(spoken) > 1 else "") + text),
+                                       output_index=0, content_index=0, delta=separator + text),
                           response=r, clause=text)
                 tts_started = now_ms()
                 async with contextlib.aclosing(within_deadlines(
@@ -6544,7 +6559,7 @@ class Session:
                 ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-        r.item.text = " ".join(spoken)
+        r.item.text = join_clauses(spoken)
         self.emit(server_event("response.output_audio_transcript.done", response_id=r.id, item_id=r.item.id,
                                output_index=0, content_index=0, transcript=r.item.text))
         self.emit(server_event("response.output_audio.done", response_id=r.id, item_id=r.item.id,

@@ -816,7 +816,8 @@ function markCut(responseId, reason, label) {
 /**
  * The server's answer to a truncate carries the item's transcript as the user heard it (the server's rule:
  * PlaybackClock.text_until). Each transcript delta is a clause span; the heard text is a prefix of those
- * clauses joined by spaces, so every span past it is unheard and the one it ends in is split there.
+ * clauses joined as the deltas join them (a space, none after Chinese), so every span past it is unheard
+ * and the one it ends in is split there.
  */
 function onTruncated(e) {
   if (typeof e.transcript !== "string") return;

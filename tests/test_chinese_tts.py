@@ -247,6 +247,12 @@ async def test_mixed_language_reply_is_voiced_per_clause(make_server: Any, tts: 
     texts = [text for text, _ in clauses]
     assert texts == ["The weather is lovely today.", "今天天气很好，", "我们去公园散步吧。", "See you at the park!"], \
         client.types(start)
+    # the transcript as written: no space after a Chinese clause (the deltas carry what goes between)
+    written = "The weather is lovely today. 今天天气很好，我们去公园散步吧。See you at the park!"
+    assert "".join(e["delta"] for e in client.events[start:] if e.get("response_id") == rid and
+                   e["type"] == "response.output_audio_transcript.delta") == written
+    assert next(e["transcript"] for e in client.events[start:] if e.get("response_id") == rid and
+                e["type"] == "response.output_audio_transcript.done") == written
     audio = {text: np.concatenate(chunks).astype(np.int16) for text, chunks in clauses}
     for text in texts[1:3]:
         alone = np.concatenate(await collect(tts.voices["zh"].synthesize(text)))
