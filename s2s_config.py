@@ -661,7 +661,8 @@ def _unknown(key: str, where: str, shown: str | None = None) -> ConfigError:
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that suggests the closest option when one is misspelt (exit code 2, as argparse)."""
+    """argparse that suggests the closest option when one is misspelt, and says where the options are listed
+    instead of printing them all (exit code 2, as argparse)."""
 
     def error(self, message: str) -> NoReturn:
         if "unrecognized arguments" in message:
@@ -672,7 +673,8 @@ class _ArgumentParser(argparse.ArgumentParser):
             close = [names[m] for g in given for m in difflib.get_close_matches(g.lstrip("-"), names, n=2)]
             if close:
                 message += f" (did you mean: {', '.join(close)}?)"
-        super().error(message)
+        # not argparse's usage first: with every setting an option, it is 150 lines above the one that matters
+        self.exit(2, f"{self.prog}: error: {message}\n`python {self.prog} --help` lists every option.\n")
 
 
 def _read_file(path: str) -> dict[str, Any]:

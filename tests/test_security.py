@@ -512,7 +512,9 @@ def test_a_misspelt_option_exits_2_with_a_suggestion(capsys):
     assert info.value.code == 2 and "did you mean: --max-sessions" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:  # nothing close: no suggestion (the shared "--" alone is not close)
         main_config(["--bogus"])
-    assert info.value.code == 2 and "did you mean" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "did you mean" not in err
+    assert len(err.splitlines()) == 2 and "--help` lists every option" in err  # not 150 lines of usage first
 
 
 def test_a_port_already_taken_exits_1_with_a_message(tmp_path, capsys):
