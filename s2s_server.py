@@ -46,6 +46,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import difflib
 import errno
 import functools
 import gc
@@ -267,8 +268,10 @@ def parse_client_event(text: str) -> Any:
     if not isinstance(kind, str):
         raise ProtocolError("missing_type", "an event needs a string 'type'", event_id)
     if kind not in CLIENT_EVENT_TYPES:
+        close = difflib.get_close_matches(kind[:80], CLIENT_EVENT_TYPES, n=1, cutoff=0.8)
         raise ProtocolError("unknown_event", f"unknown event type {kind[:80]!r}; "
-                            f"supported: {', '.join(CLIENT_EVENT_TYPES)}", event_id)
+                            + (f"did you mean {close[0]!r}? " if close else "")
+                            + f"supported: {', '.join(CLIENT_EVENT_TYPES)}", event_id)
     try:
         return CLIENT_EVENT_ADAPTER.validate_python(raw)
     except (ValidationError, RecursionError) as exc:

@@ -219,6 +219,7 @@ async def test_response_cancel_stops_the_reply(make_server):
     ("[1, 2]", "invalid_event"),
     ('{"no_type": 1}', "missing_type"),
     ('{"type": "bogus.event", "event_id": "e1"}', "unknown_event"),
+    ('{"type": "conversation.item.craete"}', "unknown_event"),  # misspelt: the message names the close one
     ('{"type": "input_audio_buffer.append", "audio": "%%%not base64"}', "invalid_audio"),
     ('{"type": "input_audio_buffer.append", "audio": "AA=="}', "invalid_audio"),  # 1 byte: odd length
     ('{"type": "input_audio_buffer.append"}', "invalid_event"),
@@ -235,6 +236,10 @@ async def test_a_bad_event_gets_an_error_and_the_session_goes_on(make_server, pa
     assert err["error"]["code"] == code, err
     if '"event_id": "e1"' in payload:
         assert err["error"]["event_id"] == "e1"
+    if "craete" in payload:
+        assert "did you mean 'conversation.item.create'?" in err["error"]["message"], err
+    elif code == "unknown_event":
+        assert "did you mean" not in err["error"]["message"], err
     assert (await c.turn("still there?"))["response"]["status"] == "completed"
 
 
