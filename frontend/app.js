@@ -38,8 +38,8 @@ const CUT_LABEL = {
 const METRIC_LABELS = [
   // [s2s.metrics field, short label, what it measures]
   ["endpoint", "endpoint", "silence waited before the turn ended"],
-  ["asr", "asr", "speech recognition"],
-  ["judge", "judge", "deciding how to respond"],
+  ["asr", "asr", "speech recognition still to wait once the turn ended (0: done during the silence)"],
+  ["judge", "judge", "deciding how to respond, still to wait once the turn ended (about 0: decided during the silence)"],
   ["llm_first_token", "llm", "language model, to its first token"],
   ["tts_first_audio", "tts", "speech synthesis, to its first audio"],
 ];
