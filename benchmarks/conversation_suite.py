@@ -208,6 +208,15 @@ def no_repeat() -> Check:
     return Check("repeats no earlier bot words", rule)
 
 
+def not_said_before() -> Check:
+    """A line the bot already said, said again whole (a short one slips under `no_repeat`'s 6 words: "How is life
+    in Paris?" twice in a row when it spoke first twice)."""
+    def bare(text: str) -> str:
+        return re.sub(r"[\W_]+", "", lower(text))
+    return Check("says no earlier bot line again",
+                 lambda r: bare(r.continuation) not in {bare(t) for t in r.earlier_bot})
+
+
 def not_parroting_the_user() -> Check:
     """An interrupt that says the user's own half-sentence back ("Sorry to cut in, but I honestly think that
     working from home is ...") reacts to nothing: no run of 8 words (10 Chinese characters) of theirs."""
@@ -285,7 +294,7 @@ def speak_first(known: list[str], theirs: list[str]) -> Step:
     ("I'm Sam", "我叫小明"). Telling the user their own name ("你的名字是小明。") opens nothing: it fails."""
     return Step("proactive", quiet=True, checks=[
         at_most_sentences(2), has_or_review("fits what is known about the user", *known), no_repeat(),
-        not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
+        not_said_before(), not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
 
 
 # Each user's facts as the bot would wrongly say them as its own ("I'm Sam", "我是护士"). Every memory step

@@ -39,6 +39,14 @@ def test_parroting_an_earlier_reply_is_caught_in_both_languages():
     assert check.rule(zh) is False
 
 
+def test_speaking_first_with_a_line_the_bot_already_said_fails_however_short():
+    """"How is life in Paris?" twice in a row is five words: under the 6-word rule, caught by this one."""
+    check = suite.not_said_before()
+    assert check.rule(reply("How is life in Paris?", earlier=("How is life in Paris?",))) is False
+    assert check.rule(reply("小明，最近在上海过得怎么样？", "zh", earlier=("小明， 最近在上海过得怎么样？",))) is False
+    assert check.rule(reply("What do you like most about Paris?", earlier=("How is life in Paris?",))) is True
+
+
 def test_an_interrupt_that_says_the_users_words_back_fails_and_so_does_speaking_first_with_their_name():
     parrot = suite.not_parroting_the_user()
     said = "I totally disagree that cats are better pets than dogs, dogs are"
