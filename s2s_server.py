@@ -6051,8 +6051,11 @@ class Session:
         it governs the server's own initiative, and here the client asked."""
         if self._memory_loading is not None and not self._memory_loading.done():
             await asyncio.shield(self._memory_loading)  # what is known of the user must inform it
-        if self.blocked or self.response is not None:
-            self._settle_state()
+        if self.response is not None:  # another began while the memory loaded (a second response.create)
+            self.error("conversation_already_has_active_response",
+                       f"response {self.response.id} is in progress; cancel it first")
+            return
+        if self.blocked:
             return
         last = next((i for i in reversed(self.items) if i.text or i.unheard), None)
         nothing_to_answer = last is None or last.role == "assistant"

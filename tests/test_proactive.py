@@ -309,6 +309,17 @@ async def test_response_create_with_nothing_to_answer_speaks_first(scripted):
     assert RECORDED[-1][-1] == {"role": "system", "content": "Say goodbye."}
 
 
+async def test_a_second_response_create_with_nothing_to_answer_is_refused_while_the_first_starts(scripted):
+    h = await scripted()
+    c = await h.connect()
+    await c.send("response.create")
+    await c.send("response.create")
+    error = await c.wait_for("error")
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    await c.wait_for("response.done")
+    assert c.types().count("response.created") == 1
+
+
 async def test_speaking_first_on_request_to_a_returning_chinese_speaker_is_guided_in_chinese(scripted):
     """Before they say anything in this session, the language of their earlier conversation decides."""
     h = await scripted()
