@@ -493,6 +493,29 @@ class Config(BaseModel):
     2 of 12 replays; 0 of 12 with it); docs/replies.md."""
     proactive_prompt_zh: str = "用户有一阵没说话了。你记得{fact}。你先开口，用中文问他一句，比如“{name}，{topic}？”"
     """The proactive guidance for a Chinese speaker ({fact}, {topic} and the rest as above)."""
+    live_info_opener_en: str = "I can't see live weather or news from here; a weather or news app will have it."
+    """What the bot says at once, in a reply, to a question for today's weather or the news (`asks_for_live_info`),
+    which it cannot know; the LLM then continues with `live_info_prompt`. Empty: off (the LLM answers alone, and
+    the 1.5B invented the weather: "It's a cold and rainy day in London today.")."""
+    live_info_opener_zh: str = "我这里看不到实时的天气和新闻，手机上的天气或新闻应用里会有。"
+    """The same for a Chinese speaker (the 1.5B said "北京今天的天气晴朗。")."""
+    live_info_prompt: str = (
+        "You already said \"{template}\" Now ask them, in one short question in {language}, what they are planning "
+        "today, so that you can help them plan it. Do not mention the weather or the news again.")
+    """The continuation's guidance after `live_info_opener_en` ({template}: the opener, {language} as for refuse).
+    Asked to offer what it can do instead ("Meanwhile, I can ..."), the 1.5B offered to look the weather or the
+    news up itself in 18 of 20 replays ("Meanwhile, I can check the weather forecast", "不过我可以帮你查天气");
+    asked about the user's plans, in none of 20 (docs/replies.md, eighth round)."""
+    live_info_prompt_zh: str = (
+        "你已经说了“{template}”现在用一句中文问他今天有什么安排，好帮他计划。不要再提天气或新闻。")
+    """The same for a Chinese speaker."""
+    self_question_note_en: str = " (Start your answer with \"You\".)"
+    """Added, in a plain reply's prompt only, to the end of the user's words when they ask about themselves
+    (`asks_about_themselves`: "What do I do for a living?"): the 1.5B answered as the user ("I'm a beekeeper in
+    Lyon.", 3 of 6 replays; 0 of 6 with it; 0 of 6 either way when the fact was told). Empty: off."""
+    self_question_note_zh: str = "（直接回答，以“你”开头，不打招呼）"
+    """The same for a Chinese speaker ("我是做什么工作的？" answered "我是养蜂人。" 6 of 6, and "你好！我是护士。" in
+    later sessions; with it, 3 of 18 on the three hardest kept prompts, 13 of 18 without; docs/replies.md)."""
     proactive_prompt_new_user: str = (
         "The user has been quiet for a while, and you know nothing about them yet. Speak first with one short, "
         "friendly question in {language} that invites them to talk: what they are up to today, or more about "
@@ -502,6 +525,15 @@ class Config(BaseModel):
     going?" (benchmarks/voice_to_voice.py, a turn judged silence, then 25 s of quiet)."""
     proactive_prompt_new_user_zh: str = (
         "用户有一阵没说话了，你还不了解他。你先开口，用中文问他一句简短、友好的话，请他聊聊今天在忙什么，或者接着聊刚才的话题。")
+    """The same, for a Chinese speaker."""
+    proactive_prompt_new_user_again: str = (
+        "You spoke first a moment ago and the user has still said nothing; you know nothing about them yet. Ask "
+        "one short, friendly question in {language} about something new: their plans for the weekend, or a film "
+        "or a book they liked.")
+    """The new-user guidance when the bot's last words were its own speaking first (the second time in a row):
+    with the same guidance twice, two speaking-first turns in a row could say the same words."""
+    proactive_prompt_new_user_again_zh: str = (
+        "你刚才先开口了，用户还是没说话，你也还不了解他。用中文问他一句简短、友好的新问题，比如周末有什么打算，或者最近看了什么好电影、好书。")
     """The same, for a Chinese speaker."""
 
     # ---- Deadlines: a stage that overruns fails its turn with an error; the session goes on -------------

@@ -4594,20 +4594,30 @@ def least_said_fact(facts: list[str], said: list[str]) -> str:
     return min(values, key=lambda value: sum(value.lower() in line.lower() for line in said), default="")
 
 
-# What speaking first asks, per fact kind (English, Chinese): the whole question, which the guidance gives as
-# its example ("such as ..."). The form with a blank to fill ("{name}, how is <that> going?") made "Sam, how is
-# Paris going?" (README transcript) and "丽娜，你最近住在哪里？" (asked what it knew), also with the kind named
-# ("your life in Paris", "在成都"; docs/replies.md, fifth and sixth rounds).
-TOPIC_KINDS: dict[str, tuple[str, str]] = {
-    "location": ("how is life in {}", "最近在{}过得怎么样"),
-    "job": ("how is your work as {a} {} going", "最近{}的工作忙吗"), "likes": ("how is {} going", "最近{}怎么样")}
+# What speaking first asks, per fact kind (English forms, Chinese forms): the whole question, which the guidance
+# gives as its example ("such as ..."). The form with a blank to fill ("{name}, how is <that> going?") made "Sam,
+# how is Paris going?" (README transcript) and "丽娜，你最近住在哪里？" (asked what it knew), also with the kind
+# named ("your life in Paris", "在成都"; docs/replies.md, fifth and sixth rounds). The forms go in turn, by how
+# often the bot's lines already hold the fact: with one form, a user known by one fact heard the same question
+# twice when the bot spoke first twice in a row ("Sam, how is life in Paris?", the 1.5B says the example;
+# docs/replies.md, eighth round).
+TOPIC_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "location": (("how is life in {}", "what do you like most about {}"),
+                 ("最近在{}过得怎么样", "{}有什么你最喜欢的地方")),
+    "job": (("how is your work as {a} {} going", "what do you enjoy most about being {a} {}"),
+            ("最近{}的工作忙吗", "当{}最让你开心的是什么")),
+    "likes": (("how is {} going", "what got you into {}"), ("最近{}怎么样", "你是怎么喜欢上{}的"))}
 
 
-def topic_phrase(facts: list[str], value: str, chinese: bool = False) -> str:
+def topic_phrase(facts: list[str], value: str, chinese: bool = False, said: list[str] | tuple[str, ...] = ()) -> str:
     """`least_said_fact`'s value as the question speaking first asks about it ("how is life in Paris",
-    "最近在成都过得怎么样")."""
+    "最近在成都过得怎么样"): the next of its kind's forms after as many of the bot's lines (`said`) as hold it."""
     kind = next((f.split(": ", 1)[0] for f in facts if f.split(": ", 1)[-1] == value), "")
-    return TOPIC_KINDS[kind][chinese].format(value, a=_article(value)) if kind in TOPIC_KINDS else value
+    if kind not in TOPIC_KINDS:
+        return value
+    forms = TOPIC_KINDS[kind][chinese]
+    times = sum(value.lower() in line.lower() for line in said)
+    return forms[times % len(forms)].format(value, a=_article(value))
 
 
 def cut_off(text: str) -> str:
@@ -4618,6 +4628,47 @@ def cut_off(text: str) -> str:
     if text.endswith(("…", "...")):
         return text
     return text + ("……" if _CJK.search(text[-1:]) else "...")
+
+
+# A plain question about the user themselves ("What do I do for a living?", "你还记得我叫什么名字吗？"): the 1.5B
+# answered it as the user, in the first person ("I'm a beekeeper in Lyon.", "我是养蜂人。"), mirroring the
+# question and the user's own words earlier in the history; a third-person fact note before the question
+# ("用户是养蜂人") did not stop it in Chinese (docs/replies.md, eighth round). Not "what should I ...": advice.
+_SELF_QUESTION_EN = re.compile(
+    r"\b(?:what|where|who|how old|which)\b[^?.!]*?\b(?:I|my)\b[^?.!]*\?|\bremember\s+(?:my|me|what I|where I|"
+    r"who I|how old I)\b", re.I)
+_ADVICE_EN = re.compile(r"\b(?:can|could|should|would|shall|might|must)\s+I\b|\bI\s+(?:should|can|could|need|want)\b",
+                        re.I)
+_SELF_QUESTION_ZH = re.compile(
+    r"我(?!想|能|可以|应该|该|要|需要|觉得|认为|们)[^，。！？,.!?]{0,10}?(?:什么|哪|谁|几|多少|多大)|记得我")
+
+
+def asks_about_themselves(text: str) -> bool:
+    """Do the user's words ask what the bot knows of them (their name, job, home, family)?"""
+    if _CJK.search(text):
+        return bool(_SELF_QUESTION_ZH.search(text))
+    return bool(_SELF_QUESTION_EN.search(text)) and not _ADVICE_EN.search(text)
+
+
+# A question for live information the agent cannot have (today's weather, the news): asked "北京今天的天气怎么
+# 样？" or "What's the weather like in London today?", the 1.5B invented it ("北京今天的天气晴朗。", "It's a cold
+# and rainy day in London today."), with or without a line in the system prompt saying it cannot know
+# (docs/replies.md, eighth round). Questions about the climate ("usually", "in winter") are not live.
+_LIVE_INFO_EN = re.compile(r"\b(?:weather|forecast|temperature outside|rain|raining|snow|snowing|news|headlines?|stock "
+                           r"prices?|exchange rates?)\b", re.I)
+_LIVE_INFO_ZH = re.compile(r"天气|气温|预报|下雨|下雪|新闻|头条|股价|汇率")
+_NOT_LIVE = re.compile(r"\b(?:usually|typically|in general|climate|in (?:winter|summer|spring|autumn|fall)|news "
+                       r"about (?:my|your|his|her|our))\b|一般|通常|气候|冬天|夏天|春天|秋天", re.I)
+_QUESTION_EN = re.compile(r"\?|^\s*(?:what|how|will|is|are|any|do you know)\b", re.I)
+_QUESTION_ZH = re.compile(r"？|\?|吗|怎么样|如何|多少|什么|会不会|几度")
+
+
+def asks_for_live_info(text: str) -> bool:
+    """Do the user's words ask for today's weather or the news (what the agent cannot know)?"""
+    chinese = bool(_CJK.search(text))
+    live = (_LIVE_INFO_ZH if chinese else _LIVE_INFO_EN).search(text)
+    question = (_QUESTION_ZH if chinese else _QUESTION_EN).search(text)
+    return bool(live and question and not _NOT_LIVE.search(text))
 
 
 def form_in_turn(forms: list[str], said: list[str] | tuple[str, ...], opener: str) -> str:
@@ -6004,8 +6055,29 @@ class Session:
         self._set_state(State.PROCESSING)
         if turn is not None and self.items and self.items[-1] is turn.item:
             self.spawn(self._judge_and_respond(turn, instructions), "turn")
-        else:  # asked to speak with no new user input: just continue the conversation
-            self.start_response("reply", Turn(None, voice_end_at_ms=now_ms()), instructions)
+            return
+        self.spawn(self._respond_without_input(Turn(None, voice_end_at_ms=now_ms()), instructions), "turn")
+
+    async def _respond_without_input(self, turn: Turn, instructions: str | None) -> None:
+        """response.create with no new user input. As in OpenAI's Realtime API, a response comes from the
+        conversation as it is: a user's last words still unanswered (a turn met with silence) get a reply.
+        With nothing to answer (a fresh session, or the bot spoke last) and no instructions, the bot speaks
+        first, with the proactive guidance and what it knows of the user: given only the system message, the
+        1.5B said "好的， 我叫张三。" to a new English user, and after its own reply it said nothing at all (an
+        empty completed reply; docs/replies.md, eighth round). The session's proactivity switch is not asked:
+        it governs the server's own initiative, and here the client asked."""
+        if self._memory_loading is not None and not self._memory_loading.done():
+            await asyncio.shield(self._memory_loading)  # what is known of the user must inform it
+        if self.response is not None:  # another began while the memory loaded (a second response.create)
+            self.error("conversation_already_has_active_response",
+                       f"response {self.response.id} is in progress; cancel it first")
+            return
+        if self.blocked:
+            return
+        last = next((i for i in reversed(self.items) if i.text or i.unheard), None)
+        nothing_to_answer = last is None or last.role == "assistant"
+        strategy = "proactive" if nothing_to_answer and not instructions else "reply"
+        self.start_response(strategy, turn, instructions)
 
     async def _judge_and_respond(self, turn: Turn, instructions: str | None = None) -> None:
         """Ask the Subjective Action Judgement about a completed turn and the policy for a plan; carry it out."""
@@ -6355,16 +6427,32 @@ class Session:
         """What a strategy says at once (its opener) and the LLM messages of its reply to `text` (the user's
         words; empty when the client asked for a reply with no new input). `_foresee` primes with these."""
         opener = row.opener(self.config, text)
+        live = row.name == "reply" and not instructions and asks_for_live_info(text)
+        if live:  # the agent cannot know: said at once, then the LLM offers what it can
+            opener = self.config.live_info_opener_zh if _CJK.search(text) else self.config.live_info_opener_en
         # The language to answer in, named: an English instruction made the 1.5B answer Chinese users in
         # English (benchmarks/conversation_suite.py). The user's words decide, as they decide the opener.
-        said = text or self._last_user_text()
+        # Before any words in this conversation (speaking first), the earlier conversation's user lines decide,
+        # as they decide the memory block's language (`llm_messages`).
+        said = text or self._last_user_text() or " ".join(
+            e.get("text", "") for e in self.user_memory.earlier if e.get("role") == "user")
         language = "Chinese (中文)" if _CJK.search(said) else "English"
         said_lines = [i.text for i in self.items if i.role == "assistant" and i.text]
         guidance = self._join(instructions, row.guidance(self.config, opener, language, said_lines))
+        if live and opener:
+            guidance = (self.config.live_info_prompt_zh if language.startswith("Chinese")
+                        else self.config.live_info_prompt).replace("{template}", opener).replace("{language}", language)
         history = getattr(self.config, row.history_setting) if row.history_setting else 0
         messages = self.llm_messages(guidance, pending_user_text=pending_user_text, history_messages=history)
-        if row.when == "partial" and (last := next((m for m in reversed(messages) if m["role"] == "user"), None)):
+        last = next((m for m in reversed(messages) if m["role"] == "user"), None)
+        if row.when == "partial" and last is not None:
             last["content"] = cut_off(last["content"])  # the words the bot cuts in on, marked as cut off
+        elif row.name == "reply" and not guidance and last is not None and asks_about_themselves(text):
+            # Said to the LLM as the end of the user's own words, where the 1.5B heeds it (a system note after
+            # them helped less): replays of "What do I do for a living?" / "我是做什么工作的？" (docs/replies.md).
+            # Only this reply's prompt has it; the next turn reads the message again without it (a few tokens).
+            note = self.config.self_question_note_zh if _CJK.search(text) else self.config.self_question_note_en
+            last["content"] += note
         return opener, messages
 
     def llm_history(self, pending_user_text: str = "", mark_unanswered: bool = True) -> list[dict[str, str]]:
@@ -6449,11 +6537,17 @@ class Session:
             guided_in_chinese = bool(_CJK.search(instructions))
             needs_topic = "{topic}" in instructions or "{fact}" in instructions
             if not facts or (needs_topic and not topic):  # nothing to fill the form with: the guidance for a
-                instructions = (self.config.proactive_prompt_new_user_zh if guided_in_chinese else  # user not
-                                self.config.proactive_prompt_new_user.replace("{language}", "English"))  # known yet
+                # user not known yet; its second form when the bot's last words were its own speaking first
+                # (the same guidance twice in a row gave the same question twice; docs/replies.md, eighth round)
+                last = self.last_response
+                again = "_again" if (last is not None and last.strategy == "proactive" and self.items
+                                     and self.items[-1] is last.item) else ""
+                instructions = (getattr(self.config, f"proactive_prompt_new_user{again}_zh") if guided_in_chinese
+                                else getattr(self.config, f"proactive_prompt_new_user{again}").replace(
+                                    "{language}", "English"))
             fact = next((f for f in facts if f.split(": ", 1)[-1] == topic), "")
             instructions = instructions.replace("{fact}", fact_saying(fact, guided_in_chinese) if fact else "")
-            topic = topic_phrase(facts, topic, guided_in_chinese)
+            topic = topic_phrase(facts, topic, guided_in_chinese, said)
             topic = topic[:1].upper() + topic[1:] if name == "-" else topic  # no name before it: a capital
             instructions = instructions.replace("{name}", name).replace("{facts}", others).replace("{topic}", topic)
         if self.config.strategy_guidance_at == "system" or not instructions:

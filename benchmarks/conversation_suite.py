@@ -208,6 +208,15 @@ def no_repeat() -> Check:
     return Check("repeats no earlier bot words", rule)
 
 
+def not_said_before() -> Check:
+    """A line the bot already said, said again whole (a short one slips under `no_repeat`'s 6 words: "How is life
+    in Paris?" twice in a row when it spoke first twice)."""
+    def bare(text: str) -> str:
+        return re.sub(r"[\W_]+", "", lower(text))
+    return Check("says no earlier bot line again",
+                 lambda r: bare(r.continuation) not in {bare(t) for t in r.earlier_bot})
+
+
 def not_parroting_the_user() -> Check:
     """An interrupt that says the user's own half-sentence back ("Sorry to cut in, but I honestly think that
     working from home is ...") reacts to nothing: no run of 8 words (10 Chinese characters) of theirs."""
@@ -222,6 +231,22 @@ def in_language(r: Reply) -> bool:
     if r.lang == "zh":
         return cjk > 0 and latin * 3 <= cjk
     return cjk == 0 and latin > 0
+
+
+def knows_no_live_info(lang: str, invented: list[str]) -> list[Check]:
+    """Today's weather or the news, which the agent cannot know: the reply says so and invents none of it."""
+    cannot = (["看不到", "查不到", "不知道", "无法", "没法", "不能"] if lang == "zh" else
+              ["can't", "cannot", "can not", "don't have", "do not have", "no access", "not able", "unable"])
+    return [Check("says it cannot know " + "|".join(cannot), lambda r: any(lower(w) in lower(r.text) for w in cannot)),
+            lacks(*invented, where="text")]
+
+
+WEATHER_EN = ["sunny", "rain", "cloud", "degrees", "°", "clear sk", "mild", "warm", "cold", "snow", "windy", "storm",
+              "showers"]
+WEATHER_ZH = ["晴", "雨", "阴", "多云", "度", "°", "风", "雪"]
+NEWS_EN = ["the news today is", "today's top", "the latest news is", "breaking", "announced", "according to",
+           "headlines today are"]
+NEWS_ZH = ["今天的新闻主要", "新闻报道", "据报道", "宣布", "头条是"]
 
 
 # ---- The conversations -----------------------------------------------------------------------------------
@@ -269,7 +294,7 @@ def speak_first(known: list[str], theirs: list[str]) -> Step:
     ("I'm Sam", "我叫小明"). Telling the user their own name ("你的名字是小明。") opens nothing: it fails."""
     return Step("proactive", quiet=True, checks=[
         at_most_sentences(2), has_or_review("fits what is known about the user", *known), no_repeat(),
-        not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
+        not_said_before(), not_claiming(*theirs), lacks("your name is", "你的名字是", "你叫", where="text")])
 
 
 # Each user's facts as the bot would wrongly say them as its own ("I'm Sam", "我是护士"). Every memory step
@@ -283,6 +308,8 @@ XIAOMING = ["我叫小明", "我是小明", "我的名字是小明", "我住在�
 XIAOHONG = ["我叫小红", "我是小红", "我的名字是小红", "我是一名护士", "我是护士"]
 LINA = ["我叫丽娜", "我是丽娜", "我的名字是丽娜", "我住在成都", "我喜欢拉小提琴"]
 HAORAN = ["我叫浩然", "我是浩然", "我的名字是浩然", "我是一名厨师", "我是厨师", "我住在广州"]
+LENA = ["I'm Lena", "I am Lena", "my name is Lena", "I'm a beekeeper", "I am a beekeeper", "I live in Lyon"]
+XIAOYUE = ["我叫小月", "我是小月", "我的名字是小月", "我是养蜂人", "我是一名养蜂人", "我住在里昂"]
 
 REFUSAL_EN = ["can't do that", "sorry"]
 REFUSAL_ZH = ["做不到", "抱歉"]
@@ -302,6 +329,7 @@ CONVERSATIONS = [
         Step("memory", say="Sorry. Do you remember my name?", checks=[
             has("Sam"), not_claiming(*SAM)]),
         speak_first(["Paris", "France", "French"], SAM),
+        speak_first(["Paris", "France", "French"], SAM),  # again, still quiet (eighth round): not the same words
     ]]),
     Conversation("en-later-session", "en", "suite-lea", [[
         Step("memory", say="Hi, I'm called Lea. I work as a nurse and I love hiking.",
@@ -353,6 +381,7 @@ CONVERSATIONS = [
                 ["袜子", "颜色", "长短", "论文"], REFUSAL_ZH),
         Step("memory", say="对不起。你还记得我叫什么名字吗？",
              checks=[has("小明"), not_claiming(*XIAOMING)]),
+        speak_first(["上海"], XIAOMING),
         speak_first(["上海"], XIAOMING),
     ]]),
     Conversation("zh-later-session", "zh", "suite-xiaohong", [[
@@ -464,6 +493,32 @@ CONVERSATIONS = [
         Step("memory", say="你好，又是我。我是做什么工作的？",
              checks=[has("厨师"), not_claiming(*HAORAN)]),
     ]], held_out=True),
+]
+
+# Written for the eighth round from what a newcomer met (docs/replies.md): a job said as "I'm a beekeeper" (no
+# fact the memory keeps) asked back in the first person, today's weather and the news (which the agent cannot
+# know), and speaking first twice in a row. Not held out: the prompts were replayed on these faults.
+CONVERSATIONS += [
+    Conversation("en-newcomer", "en", "suite-lena", [[
+        Step("memory", say="Hi, my name is Lena. I'm a beekeeper and I live in Lyon.", checks=[not_claiming(*LENA)]),
+        Step("reply", say="What is the capital of Italy?", checks=[has("Rome")]),
+        Step("memory", say="What do I do for a living?", checks=[has("beekeep"), not_claiming(*LENA)]),
+        Step("reply", say="What's the weather like in Lyon today?", checks=knows_no_live_info("en", WEATHER_EN)),
+        Step("reply", say="Will it rain tomorrow?", checks=knows_no_live_info("en", WEATHER_EN)),
+        Step("reply", say="Any news today?", checks=knows_no_live_info("en", NEWS_EN)),
+        speak_first(["Lyon", "France", "French", "bee", "honey", "hive"], LENA),
+        speak_first(["Lyon", "France", "French", "bee", "honey", "hive"], LENA),
+    ]]),
+    Conversation("zh-newcomer", "zh", "suite-xiaoyue", [[
+        Step("memory", say="你好，我叫小月，我是养蜂人，我住在里昂。", checks=[not_claiming(*XIAOYUE)]),
+        Step("reply", say="意大利的首都是哪里？", checks=[has("罗马")]),
+        Step("memory", say="我是做什么工作的？", checks=[has("养蜂"), not_claiming(*XIAOYUE)]),
+        Step("reply", say="你好，今天天气怎么样？", checks=knows_no_live_info("zh", WEATHER_ZH)),
+        Step("reply", say="北京今天的天气怎么样？", checks=knows_no_live_info("zh", WEATHER_ZH)),
+        Step("reply", say="今天有什么新闻？", checks=knows_no_live_info("zh", NEWS_ZH)),
+        speak_first(["里昂", "法国", "蜜蜂", "养蜂", "蜂蜜", "蜂"], XIAOYUE),
+        speak_first(["里昂", "法国", "蜜蜂", "养蜂", "蜂蜜", "蜂"], XIAOYUE),
+    ]]),
 ]
 
 # ---- Variants compared side by side (--variant NAME, repeatable) ----------------------------------------

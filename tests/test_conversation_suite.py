@@ -39,6 +39,14 @@ def test_parroting_an_earlier_reply_is_caught_in_both_languages():
     assert check.rule(zh) is False
 
 
+def test_speaking_first_with_a_line_the_bot_already_said_fails_however_short():
+    """"How is life in Paris?" twice in a row is five words: under the 6-word rule, caught by this one."""
+    check = suite.not_said_before()
+    assert check.rule(reply("How is life in Paris?", earlier=("How is life in Paris?",))) is False
+    assert check.rule(reply("小明，最近在上海过得怎么样？", "zh", earlier=("小明， 最近在上海过得怎么样？",))) is False
+    assert check.rule(reply("What do you like most about Paris?", earlier=("How is life in Paris?",))) is True
+
+
 def test_an_interrupt_that_says_the_users_words_back_fails_and_so_does_speaking_first_with_their_name():
     parrot = suite.not_parroting_the_user()
     said = "I totally disagree that cats are better pets than dogs, dogs are"
@@ -119,6 +127,28 @@ async def test_refuse_and_deflect_rows_with_the_default_llm(capsys: pytest.Captu
     with capsys.disabled():
         for r in replies:
             print(f"\n  {r.lang} {r.row}: {r.verdict}: {r.text!r}")
+
+
+@pytest.mark.models
+async def test_the_weather_and_the_news_are_not_invented_with_the_default_llm() -> None:
+    """The default LLM, seeded, through the real server, the newcomer conversations' questions for today's
+    weather and the news, English and Chinese: each reply says the bot cannot know and invents none of it (the
+    suite's rules: 北京今天的天气晴朗。 and "It's a cold and rainy day in London today." failed them). The
+    opening words are the server's; the rule on invented weather words reads the LLM's continuation too."""
+    convs, numbers = [], []
+    for lang in ("en", "zh"):
+        conv = next(c for c in suite.CONVERSATIONS if c.id == f"{lang}-newcomer")
+        steps = [s for session in conv.sessions for s in session]
+        picked = [n for n, s in enumerate(steps, 1) if s.say and s.checks and s.checks[0].name.startswith(
+            "says it cannot know")]
+        convs.append(suite.Conversation(conv.id, lang, f"test-live-{lang}", [[steps[n - 1] for n in picked]]))
+        numbers += picked
+    replies, _ = await suite.run_suite(convs, {"llamacpp_seed": 1}, log=lambda line: None)
+    assert len(replies) == 6
+    for r, number in zip(replies, numbers, strict=True):
+        r.step = number
+    suite.score(replies, suite.CONVERSATIONS, [])
+    assert [r.verdict for r in replies] == ["pass"] * 6, [(r.user, r.text, r.results) for r in replies]
 
 
 # ---- What the LLM is given (docs/replies.md, fifth round): each of these failed on the code before it ----

@@ -197,7 +197,8 @@ async def test_the_bot_speaks_first_after_quiet_at_most_n_times_in_a_row(scripte
         await c.wait_for("response.done")
         await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     assert h.session()._idle_timer is None  # a third would need the user to say something first
-    assert "quiet for a while" in RECORDED[-1][-1]["content"]  # the guidance, last: never an assistant turn
+    assert RECORDED[-1][-1] == {"role": "system", "content": h.server.config.proactive_prompt_new_user_again.replace(
+        "{language}", "English")}  # the guidance, last: never an assistant turn
     await c.turn("Hi")
     await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
     assert h.session()._idle_timer is not None  # the user spoke: the bot may speak first again
@@ -246,6 +247,134 @@ async def test_speaking_first_is_guided_by_what_is_known_of_the_user_in_their_la
     assert RECORDED[-1][-1] == {"role": "system", "content": s2s.STRATEGIES["refuse"].guidance(
         h.server.config, "抱歉，这个我做不到。", "Chinese (中文)")}
     assert RECORDED[-1][-1]["content"].startswith(h.server.config.refuse_prompt_zh[:12])
+
+
+class SaysTheExampleLLM(RecordingLLM):
+    """Test double: says the guidance's example question, as the 1.5B does ("Sam, how is life in Paris?")."""
+
+    name = "test-says-the-example"
+
+    async def generate(self, messages, *, max_tokens):
+        RECORDED.append(messages)
+        guidance = messages[-1]["content"] if messages[-1]["role"] == "system" else ""
+        yield guidance.split('such as "')[1].split('"')[0] if 'such as "' in guidance else "Okay."
+
+
+async def test_speaking_first_twice_in_a_row_asks_two_different_questions(make_server):
+    """With the same example twice, a user known by one fact heard "Sam, how is life in Paris?" twice in a row;
+    a user known by nothing got the same guidance twice."""
+    for words in ("My name is Sam and I live in Paris.", "Hello there."):
+        RECORDED.clear()
+        h = await make_server(judge="test-scripted", llm="test-says-the-example", proactive_idle_s=0.2,
+                              proactive_max_in_row=2)
+        c = await h.connect()
+        await c.turn(words)
+        said = []
+        for _ in range(2):
+            done = await c.wait_for("response.done", lambda e: e["response"]["metadata"]["strategy"] == "proactive")
+            said.append(done["response"]["output"][0]["content"][0]["transcript"])
+        if words.startswith("My name"):
+            assert said == ["Sam, how is life in Paris?", "Sam, what do you like most about Paris?"]
+        else:
+            assert RECORDED[-2][-1]["content"] != RECORDED[-1][-1]["content"]
+            assert RECORDED[-1][-1]["content"] == h.server.config.proactive_prompt_new_user_again.replace(
+                "{language}", "English")
+
+
+async def test_response_create_with_nothing_to_answer_speaks_first(scripted):
+    """response.create with no new input: given only the system message, the 1.5B said "好的， 我叫张三。" to a
+    new English user, and after its own reply, nothing (an empty completed reply). With nothing to answer the bot
+    speaks first; a user's turn still unanswered gets a reply; the client's instructions are followed as given."""
+    h = await scripted()
+    c = await h.connect()
+    await c.send("response.create")  # a fresh session
+    done = await c.wait_for("response.done")
+    assert done["response"]["metadata"]["strategy"] == "proactive" and done["response"]["status"] == "completed"
+    assert RECORDED[-1][-1] == {"role": "system", "content": h.server.config.proactive_prompt_new_user.replace(
+        "{language}", "English")}
+    await c.turn("How are you?")
+    await c.send("response.create")  # the bot spoke last
+    done = await c.wait_for("response.done")
+    assert done["response"]["metadata"]["strategy"] == "proactive"
+    assert RECORDED[-1][-1]["role"] == "system" and RECORDED[-1][-2]["role"] == "assistant"
+    await c.say("You are an idiot")  # met with silence: the user's words are still unanswered
+    await c.wait_for("s2s.judgement", lambda e: e["action"] == "silence")
+    await c.send("response.create")
+    done = await c.wait_for("response.done")
+    assert done["response"]["metadata"]["strategy"] == "reply"
+    assert RECORDED[-1][-1] == {"role": "user", "content": "You are an idiot [no reply was given]"}
+    await c.send("response.create", response={"instructions": "Say goodbye."})  # the bot spoke last
+    done = await c.wait_for("response.done")
+    assert done["response"]["metadata"]["strategy"] == "reply"
+    assert RECORDED[-1][-1] == {"role": "system", "content": "Say goodbye."}
+
+
+async def test_a_second_response_create_with_nothing_to_answer_is_refused_while_the_first_starts(scripted):
+    h = await scripted()
+    c = await h.connect()
+    await c.send("response.create")
+    await c.send("response.create")
+    error = await c.wait_for("error")
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    await c.wait_for("response.done")
+    assert c.types().count("response.created") == 1
+
+
+async def test_speaking_first_on_request_to_a_returning_chinese_speaker_is_guided_in_chinese(scripted):
+    """Before they say anything in this session, the language of their earlier conversation decides."""
+    h = await scripted()
+    c = await h.connect(user_id="lina")
+    await c.turn("你好，我叫丽娜，我住在成都。")
+    await c.wait_for("s2s.item.stored", lambda e: e["role"] == "assistant")
+    await c.close()
+    again = await h.connect(user_id="lina")
+    await again.send("response.create")
+    await again.wait_for("response.done")
+    assert RECORDED[-1][-1]["content"].startswith("用户有一阵没说话了。你记得用户住在成都。")
+
+
+@pytest.mark.parametrize(("question", "note"), [
+    ("What do I do for a living?", " (Start your answer with \"You\".)"),
+    ("Do you remember my name?", " (Start your answer with \"You\".)"),
+    ("我是做什么工作的？", "（直接回答，以“你”开头，不打招呼）"),
+    ("你还记得我住在哪里吗？", "（直接回答，以“你”开头，不打招呼）"),
+    ("What is the capital of Japan?", ""), ("Where can I buy bread?", ""), ("日本的首都是哪里？", ""),
+])
+async def test_a_question_about_the_user_tells_the_llm_to_answer_with_you(scripted, question, note):
+    """Asked "What do I do for a living?" after "I'm a beekeeper in Lyon", the 1.5B said "I'm a beekeeper in Lyon."
+    (3 of 6 replays; "我是养蜂人。" 6 of 6). The note ends the user's words in that reply's prompt only."""
+    h = await scripted()
+    c = await h.connect()
+    await c.turn(question)
+    assert RECORDED[-1][-1] == {"role": "user", "content": question + note}
+    await c.turn("Thanks.")
+    assert [m["content"] for m in RECORDED[-1] if m["role"] == "user"] == [question, "Thanks."]
+
+
+@pytest.mark.parametrize(("question", "chinese"), [
+    ("What's the weather like in London today?", False), ("Any news today?", False), ("Will it rain tomorrow?", False),
+    ("北京今天的天气怎么样？", True), ("今天有什么新闻？", True)])
+async def test_a_question_for_the_weather_or_the_news_says_at_once_that_the_bot_cannot_know(scripted, question,
+                                                                                             chinese):
+    """The 1.5B invented them ("北京今天的天气晴朗。"; "It's a cold and rainy day in London today.")."""
+    h = await scripted()
+    c = await h.connect()
+    done = await c.turn(question)
+    config = h.server.config
+    opener = config.live_info_opener_zh if chinese else config.live_info_opener_en
+    said = done["response"]["output"][0]["content"][0]["transcript"]
+    assert done["response"]["metadata"]["strategy"] == "reply" and said.startswith(opener)
+    prompt = config.live_info_prompt_zh if chinese else config.live_info_prompt
+    assert RECORDED[-1][-1] == {"role": "system", "content": prompt.replace("{template}", opener).replace(
+        "{language}", "Chinese (中文)" if chinese else "English")}
+
+
+async def test_talk_about_the_weather_that_asks_nothing_is_answered_as_usual(scripted):
+    h = await scripted()
+    c = await h.connect()
+    done = await c.turn("The weather was grey today, and it was grey yesterday too.")
+    assert done["response"]["output"][0]["content"][0]["transcript"].startswith("Okay.")
+    assert RECORDED[-1][-1]["role"] == "user"
 
 
 def test_speaking_first_asks_about_the_fact_the_bot_has_said_least_about():
@@ -406,7 +535,8 @@ async def test_a_reply_cut_before_any_of_it_was_heard_is_what_the_llm_had_to_say
     heard: history keeps nothing heard, but the LLM sees the reply it had to say between the two questions.
     Left out, the two questions became one user message, and the 1.5B answered the older one again (a
     newcomer check: "The capital of Italy is Rome." to "Do you remember my name?")."""
-    h = await make_server(judge="test-scripted", llm="test-recording", fake_tts_ms_per_char=200,  # "Okay." alone
+    h = await make_server(judge="test-scripted", llm="test-recording", self_question_note_en="",  # the words as said
+                          fake_tts_ms_per_char=200,  # "Okay." alone
                           proactive_idle_s=0)  # takes a second to play
     c = await h.connect()
     first = await c.turn("What is the capital of Italy?")
@@ -440,7 +570,8 @@ async def test_a_reply_cut_while_still_generating_leaves_the_question_before_it_
     questions or the older one ("The capital of Italy is Rome. My name is Lena.")."""
     RECORDED.clear()
     StallingLLM.called = asyncio.Event()
-    h = await make_server(judge="test-scripted", llm="test-stalling-first", proactive_idle_s=0)
+    h = await make_server(judge="test-scripted", llm="test-stalling-first", proactive_idle_s=0,
+                          self_question_note_en="")  # the words as said
     c = await h.connect()
     await c.say("What is the capital of Italy?")
     await StallingLLM.called.wait()
