@@ -4653,13 +4653,28 @@ def asks_about_themselves(text: str) -> bool:
 # A question for live information the agent cannot have (today's weather, the news): asked "北京今天的天气怎么
 # 样？" or "What's the weather like in London today?", the 1.5B invented it ("北京今天的天气晴朗。", "It's a cold
 # and rainy day in London today."), with or without a line in the system prompt saying it cannot know
-# (docs/replies.md, eighth round). Questions about the climate ("usually", "in winter") are not live.
-_LIVE_INFO_EN = re.compile(r"\b(?:weather|forecast|temperature outside|rain|raining|snow|snowing|news|headlines?|stock "
-                           r"prices?|exchange rates?)\b", re.I)
-_LIVE_INFO_ZH = re.compile(r"天气|气温|预报|下雨|下雪|新闻|头条|股价|汇率")
-_NOT_LIVE = re.compile(r"\b(?:usually|typically|in general|climate|in (?:winter|summer|spring|autumn|fall)|news "
-                       r"about (?:my|your|his|her|our))\b|一般|通常|气候|冬天|夏天|春天|秋天", re.I)
-_QUESTION_EN = re.compile(r"\?|^\s*(?:what|how|will|is|are|any|do you know)\b", re.I)
+# (docs/replies.md, eighth round). Because the answer then opens with a fixed sentence, the rule asks for more
+# than a weather word: the weather itself or the forecast, or rain, snow, heat... with a time that makes it
+# live ("today", "tomorrow", "outside", 今天, 明天); the news as such ("the news", "news today", headlines), not
+# "any news from your side?". Questions that ask why or how it works ("What is rain made of?", 为什么会下雪),
+# the climate ("usually", "in winter") and liking ("Do you like the news?", 喜欢看新闻) are not live.
+_LIVE_TIME_EN = "|".join(["today", "tonight", "tomorrow", r"this (?:morning|afternoon|evening|week|weekend)",
+                          "right now", "now", "outside", "currently"])
+_CONDITIONS_EN = "|".join(["rain", "raining", "rainy", "snow", "snowing", "sunny", "hot", "cold", "warm",
+                           "temperature", "degrees"])
+_LIVE_INFO_EN = re.compile("|".join([
+    r"\b(?:weather|forecast)\b",
+    rf"\b(?:{_CONDITIONS_EN})\b.*\b(?:{_LIVE_TIME_EN})\b", rf"\b(?:{_LIVE_TIME_EN})\b.*\b(?:{_CONDITIONS_EN})\b",
+    r"\b(?:the news|news today|today's news|latest news|headlines?|stock prices?|exchange rates?)\b",
+    r"\bany news\b(?! (?:from|about|on) (?:you|your|my|me))"]), re.I)
+_LIVE_INFO_ZH = re.compile(
+    r"天气|预报|(?:今天|今晚|明天|现在|外面|这周|周末).*(?:下雨|下雪|气温|几度|冷|热)|新闻|头条|股价|汇率")
+_NOT_LIVE = re.compile("|".join([
+    r"^\s*why\b", r"\bhow (?:do|does|did|can|could)\b", r"\bmade of\b",  # how it works
+    r"\b(?:usually|typically|in general|climate|in (?:winter|summer|spring|autumn|fall))\b",  # the climate
+    r"\b(?:you|I|we) (?:like|love|enjoy|hate)\b", r"\bnews about (?:my|your|his|her|our)\b",
+    "为什么|怎么形成|一般|通常|气候|冬天|夏天|春天|秋天|喜欢|爱看|讨厌"]), re.I)
+_QUESTION_EN = re.compile(r"\?|^\s*(?:what|how|will|is|are|any|do you know|tell me)\b", re.I)
 _QUESTION_ZH = re.compile(r"？|\?|吗|怎么样|如何|多少|什么|会不会|几度")
 
 
