@@ -6671,6 +6671,12 @@ class Session:
                 ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+        if not spoken:  # the LLM ended with nothing to say (or only markup): the user would hear silence
+            self.log.warning("response %s: the language model gave no words to speak", r.id)
+            self.error("response_failed", "the reply failed: the language model gave no words to speak",
+                       kind="server_error")
+            self._finish_response(r, "failed", "error", turn)
+            return
         r.item.text = join_clauses(spoken)
         self.emit(server_event("response.output_audio_transcript.done", response_id=r.id, item_id=r.item.id,
                                output_index=0, content_index=0, transcript=r.item.text))

@@ -252,6 +252,18 @@ async def test_binary_frames_and_oversized_audio_are_refused_with_errors(make_se
     assert (await c.wait_for("error"))["error"]["code"] == "audio_too_long"
 
 
+async def test_a_reply_with_no_words_fails_with_an_error_and_the_session_goes_on(make_server):
+    """An LLM that ends with nothing speakable (here only markup) would leave the user in silence with a
+    "completed" reply: it is a failed one, with an error that says why."""
+    h = await make_server(fake_llm_reply="{user}")  # says the user's words back: "***" is only markup
+    c = await h.connect()
+    done = await c.turn("***")
+    assert done["response"]["status"] == "failed", done
+    err = next(e for e in c.events if e["type"] == "error")
+    assert err["error"]["code"] == "response_failed" and "no words" in err["error"]["message"]
+    assert (await c.turn("still there?"))["response"]["status"] == "completed"
+
+
 async def test_a_failing_component_fails_the_response_not_the_session(make_server):
     class FailingTTS(s2s.FakeTTS):
         name = "test-failing"
