@@ -2524,16 +2524,10 @@ class LlamaCppLLM(LLM):
         params.verbosity = 0
         self.model_name = path.name
         self._api_key = params.api_keys[0]
-        self._kept_dir: Path | None = None  # where prime_for keeps users' prompts (llamacpp_keep_prompts)
+        self._kept_dir: Path | None = None  # where prime_for keeps users' prompts (made at the first save)
         if c.llamacpp_keep_prompts:
-            kept_dir = Path(c.data_dir) / "llm-prompts" / f"{path.stem}-{path.stat().st_size}"  # per model file
-            try:
-                kept_dir.mkdir(parents=True, exist_ok=True)
-                self._kept_dir = kept_dir
-                params.slot_save_path = str(kept_dir) + os.sep  # llama.cpp appends the file name as it is
-            except OSError as exc:
-                log.warning("llm llamacpp: cannot keep prompts in %s (%s); returning users' memory is read anew",
-                            kept_dir, exc)
+            self._kept_dir = Path(c.data_dir).absolute() / "llm-prompts" / f"{path.stem}-{path.stat().st_size}"
+            params.slot_save_path = str(self._kept_dir) + os.sep  # llama.cpp appends the file name as it is
         params.endpoint_slots = self._kept_dir is not None  # GET /slots: which slot is idle (prime_for)
         self._kept_slots: dict[str, int] = {}  # user's file name -> the slot their prompt was last read into
         self._reserved_slots: set[int] = set()  # slots a prime_for is using
@@ -2632,9 +2626,9 @@ class LlamaCppLLM(LLM):
         Then keep what the slot holds for next time: written to a new file, then renamed (a crash leaves the
         old file or the new, never half of one). The file is named after a hash of the user id and is
         kept only when the slot holds exactly this prompt's tokens; llama.cpp reuses of a file only the
-        tokens the new prompt starts with, so a stale file costs time, never changes a reply. A missing or
-        unreadable file costs the read it would have saved. Returns the tokens restored from the file
-        and the tokens read."""
+        tokens the new prompt starts with, so a stale file costs time, never changes a reply. A missing,
+        unreadable or damaged file (its sha256 is noted at the save) costs the read it would have saved.
+        Returns the tokens restored from the file and the tokens read."""
         if self._kept_dir is None:
             self.prime(messages)
             return {"restored": 0, "read": -1}
@@ -2681,17 +2675,35 @@ class LlamaCppLLM(LLM):
         assert self._kept_dir is not None
         try:
             note = json.loads((self._kept_dir / f"{name}.json").read_text(encoding="utf-8"))
-            kept, user = note["prompt"], note["user"]
+            kept, user, digest = note["prompt"], note["user"], note["sha256"]
         except FileNotFoundError:
             return ""
         except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("llm llamacpp: kept prompt %s.json is unreadable (%s); reading the prompt anew", name, exc)
             return ""
         shared = len(os.path.commonprefix([kept, self._prompt_text(messages)])) if isinstance(kept, str) else 0
-        if user != name or not kept or shared < self.KEPT_PROMPT_MIN_SHARED * len(kept) \
-                or not (self._kept_dir / f"{name}.bin").is_file():
+        if user != name or not kept or shared < self.KEPT_PROMPT_MIN_SHARED * len(kept):
+            return ""
+        # llama.cpp aborts the whole process on some damaged files (GGML_ASSERT(nread <= state_size) with one
+        # cut short): only a file with the hash noted when it was saved is read back (sha256: 30 ms for 15 MB)
+        try:
+            intact = self._file_sha256(self._kept_dir / f"{name}.bin") == digest
+        except OSError as exc:
+            log.warning("llm llamacpp: kept prompt %s.bin is unreadable (%s); reading the prompt anew", name, exc)
+            return ""
+        if not intact:
+            log.warning("llm llamacpp: kept prompt %s.bin is not the file that was saved; reading the prompt anew",
+                        name)
             return ""
         return kept
+
+    @staticmethod
+    def _file_sha256(path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while block := file.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
     def _slot_to_restore_into(self, name: str) -> int | None:
         """An idle slot to read a user's kept prompt into (which replaces what the slot holds), reserved:
@@ -2722,6 +2734,7 @@ class LlamaCppLLM(LLM):
         assert self._kept_dir is not None
         temporary = f"{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
+            self._kept_dir.mkdir(parents=True, exist_ok=True)
             if slot is None:
                 holding = [s["id"] for s in self._slots("")
                            if not s.get("is_processing") and s.get("n_prompt_tokens") == tokens]
@@ -2735,11 +2748,12 @@ class LlamaCppLLM(LLM):
                 log.debug("llm llamacpp: not keeping a user's prompt: slot %d held %s tokens, not %d", slot, saved,
                           tokens)
                 return
+            digest = self._file_sha256(self._kept_dir / temporary)
             (self._kept_dir / f"{name}.json").unlink(missing_ok=True)  # the note names the file's prompt: out first
             (self._kept_dir / temporary).replace(self._kept_dir / f"{name}.bin")
             note = self._kept_dir / f"{name}.{uuid.uuid4().hex[:8]}.tmp"
-            note.write_text(json.dumps({"user": name, "prompt": self._prompt_text(messages)}, ensure_ascii=False),
-                            encoding="utf-8")
+            note.write_text(json.dumps({"user": name, "prompt": self._prompt_text(messages), "sha256": digest},
+                                       ensure_ascii=False), encoding="utf-8")
             note.replace(self._kept_dir / f"{name}.json")
             with self._calls_changed:
                 self._kept_slots[name] = slot
