@@ -2486,8 +2486,9 @@ class LlamaCppLLM(LLM):
         llamacpp_keep_prompts: bool = True
         """Keep each named user's prompt as llama.cpp read it (its KV cache: 29 KB a token with the 1.5B,
         8.8 MB for 307 tokens) in `data_dir`/llm-prompts/, one file per user and model, and read it back
-        (milliseconds) when the user's memory is primed again, also after a restart, instead of reading
-        their memory block anew (about 400 tokens: 10 s on 2 busy cores). Off: nothing is written."""
+        when the user's memory is primed again, also after a restart (0.2 to 1.7 s, its hash checked),
+        instead of reading their memory block anew (about 420 tokens: 12 to 22 s on 2 busy cores;
+        docs/models.md). Off: nothing is written."""
 
     # Of a kept prompt's characters, how many a new prompt must start with for the file to be read back:
     # the memory block ends with the date and time of day, which change between sessions (a few percent);
