@@ -207,6 +207,13 @@ class Config(BaseModel):
     prompt cache as the user's words of the next prompt (one read in flight per session), so that when the
     turn ends only the words since the last partial, and the reply's guidance, are left to read. For LLMs
     that can prime (llamacpp; a remote server caches by itself). Costs prompt reading while the user speaks."""
+    llm_prime_return: bool = True
+    """When a named user's session ends, let the LLM read the prompt of their next session (the system
+    message with their memory, the conversation just ended in it) at once, so that when they come back
+    their first reply does not wait for it (about 420 tokens: 12 to 22 s on 2 busy cores); with
+    `llamacpp_keep_prompts` it is kept on disk for a return after a restart too. For LLMs that can prime
+    (llamacpp). Costs one prompt read per ended session, which shares the CPU with other sessions' replies
+    if any run then."""
     asr_partial_interval_ms: int = Field(1000, ge=0, le=10000)
     """While the user speaks, transcribe the audio so far every this many ms of speech (0: off). Partials go
     to the page and to the interrupt judgement; each costs one ASR call, at most one runs at a time (a due

@@ -599,6 +599,14 @@ class LLM(Component):
         session calls it when it opens and when its instructions or user change. Default: nothing (a
         remote server caches by itself, and a request there may cost money)."""
 
+    def prime_for(self, user_id: str, messages: list[dict[str, str]]) -> None:
+        """Optional, blocking: `prime` for a named user's prompt (their memory), which the backend may also
+        keep beyond this process (llamacpp: on disk) and read back at the user's next `prime_for` instead of
+        reading it again; what is kept for one user is never read back for another. The session calls it
+        when its user's memory is loaded, the server when a named user's session ends (with the prompt of
+        their next session). Default: `prime`."""
+        self.prime(messages)
+
 
 class TTS(Component):
     """Speech synthesis. `synthesize` yields int16 chunks at 16 kHz as soon as they exist; `synthesize_at`,
@@ -2412,14 +2420,23 @@ def packaged_qwen_gguf(cache_dir: Path, weights: str) -> Path:
     return dest
 
 
+def primes(llm: LLM) -> bool:
+    """Whether `llm` reads prompts ahead (overrides `prime` or `prime_for`; remote ones do not)."""
+    return type(llm).prime is not LLM.prime or type(llm).prime_for is not LLM.prime_for
+
+
 def same_conversation(prime: list[dict[str, str]], request: list[dict[str, str]]) -> bool:
     """Whether a prime's messages read the start of `request`'s prompt: everything before its last message
-    is the same, and its last message (the user's words so far, a partial transcript) starts as the
-    request's message in that place does (the first 12 characters, or all of the shorter)."""
+    is the same, and its last message is too, or, a user's (their words so far, a partial transcript),
+    starts as the request's message in that place does (the first 12 characters, or all of the shorter).
+    A system message alone must be the same: every user's starts with the same instructions, and a reply
+    waited for other users' memory being read (`llm_prime_return`)."""
     n = len(prime)
     if n == 0 or n > len(request) or prime[:n - 1] != request[:n - 1] or prime[-1]["role"] != request[n - 1]["role"]:
         return n == 0
     a, b = prime[-1]["content"], request[n - 1]["content"]
+    if prime[-1]["role"] != "user":
+        return a == b
     k = min(12, len(a), len(b))
     return a[:k] == b[:k]
 
@@ -2469,6 +2486,17 @@ class LlamaCppLLM(LLM):
         prompt here was read in one step that nothing could stop (close gave up after 10 s and the process
         aborted at exit). Measured on this CPU under load (docs/models.md): the 1.5B read a 524-token prompt
         as fast with 128 as with 2048 (three interleaved pairs), the 0.5B a 924-token one with 256."""
+        llamacpp_keep_prompts: bool = True
+        """Keep each named user's prompt as llama.cpp read it (its KV cache: 29 KB a token with the 1.5B,
+        8.8 MB for 307 tokens) in `data_dir`/llm-prompts/, one file per user and model, and read it back
+        when the user's memory is primed again, also after a restart (0.2 to 1.7 s, its hash checked),
+        instead of reading their memory block anew (about 420 tokens: 12 to 22 s on 2 busy cores;
+        docs/models.md). Off: nothing is written."""
+
+    # Of a kept prompt's characters, how many a new prompt must start with for the file to be read back:
+    # the memory block ends with the date and time of day, which change between sessions (a few percent);
+    # a memory that changed changes most of it (the earlier conversation moves on), and is read anew.
+    KEPT_PROMPT_MIN_SHARED = 0.9
 
     def load(self) -> None:
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
@@ -2495,10 +2523,19 @@ class LlamaCppLLM(LLM):
         # share these cores (first token 226 vs 257 ms median on a busy 2-core machine)
         params.cache_ram_mib = 1024  # host-RAM copies of idle slots' prompt caches (llama.cpp's default: 8 GiB)
         params.api_keys = [uuid.uuid4().hex]  # its loopback HTTP server answers 401 to anyone without it
-        params.endpoint_metrics = params.endpoint_slots = params.endpoint_props = False
+        params.endpoint_metrics = params.endpoint_props = False
         params.ui = False
         params.verbosity = 0
         self.model_name = path.name
+        self._api_key = params.api_keys[0]
+        self._kept_dir: Path | None = None  # where prime_for keeps users' prompts (made at the first save)
+        if c.llamacpp_keep_prompts:
+            self._kept_dir = Path(c.data_dir).absolute() / "llm-prompts" / f"{path.stem}-{path.stat().st_size}"
+            params.slot_save_path = str(self._kept_dir) + os.sep  # llama.cpp appends the file name as it is
+        params.endpoint_slots = self._kept_dir is not None  # GET /slots: which slot is idle (prime_for)
+        self._kept_slots: dict[str, int] = {}  # user's file name -> the slot their prompt was last read into
+        self._reserved_slots: set[int] = set()  # slots a prime_for is using
+        self._user_locks: dict[str, threading.Lock] = {}  # one prime_for per user at a time
         self._calls = 0  # llama.cpp calls in flight (close() waits for them)
         self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
         self._calls_changed = threading.Condition()
@@ -2522,6 +2559,12 @@ class LlamaCppLLM(LLM):
 
     def _call(self, request: dict[str, Any], on_chunk: Callable[[Any], bool]) -> None:
         """One blocking llama.cpp request; every call goes through here so that close() can wait."""
+        with self._server_in_use() as server:
+            server.handle_chat_completions(request, on_chunk)
+
+    @contextlib.contextmanager
+    def _server_in_use(self) -> Iterator[Any]:
+        """The llama.cpp server, counted as in use (close() waits until nothing uses it)."""
         with self._calls_changed:
             if self._server is None or self._closing.is_set():
                 raise LLMError("the llamacpp LLM is closed")
@@ -2529,11 +2572,27 @@ class LlamaCppLLM(LLM):
             self._calls += 1
             self._calls_changed.notify_all()
         try:
-            server.handle_chat_completions(request, on_chunk)
+            yield server
         finally:
             with self._calls_changed:
                 self._calls -= 1
                 self._calls_changed.notify_all()
+
+    def _slots(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """llama.cpp's /slots API on its loopback server (GET the slots; POST save or restore a slot)."""
+        import urllib.error
+        import urllib.request
+
+        with self._server_in_use() as server:
+            request = urllib.request.Request(
+                f"{server.listening_address}/slots{path}", method="GET" if body is None else "POST",
+                data=None if body is None else json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                raise LLMError(f"llama.cpp /slots{path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         # return_progress: a chunk after every prompt step, so that the callback can cancel a prompt read;
@@ -2558,18 +2617,175 @@ class LlamaCppLLM(LLM):
                 self._calls_changed.notify_all()
         log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
 
-    def _complete(self, messages: list[dict[str, str]]) -> None:
-        """Read `messages` and generate one token, for the prompt cache (warm-up, priming)."""
+    def prime_for(self, user_id: str, messages: list[dict[str, str]]) -> None:
+        try:
+            self._prime_kept(user_id, messages)
+        except Exception as exc:  # priming only saves time; a failure here must not end anything
+            log.warning("llm llamacpp: priming a kept prompt failed: %s", exc)
+
+    def _prime_kept(self, user_id: str, messages: list[dict[str, str]]) -> dict[str, int]:
+        """prime_for. When the user's kept prompt is nearly all the start of this one (KEPT_PROMPT_MIN_SHARED),
+        read it back into an idle slot (`_slot_to_restore_into`) and read the rest there; otherwise an
+        ordinary prime, where llama.cpp picks the slot (the one sharing most, often the system prompt's).
+        Then keep what the slot holds for next time: written to a new file, then renamed (a crash leaves the
+        old file or the new, never half of one). The file is named after a hash of the user id and is
+        kept only when the slot holds exactly this prompt's tokens; llama.cpp reuses of a file only the
+        tokens the new prompt starts with, so a stale file costs time, never changes a reply. A missing,
+        unreadable or damaged file (its sha256 is noted at the save) costs the read it would have saved.
+        Returns the tokens restored from the file and the tokens read."""
+        if self._kept_dir is None:
+            self.prime(messages)
+            return {"restored": 0, "read": -1}
+        started = now_ms()
+        name = hashlib.sha256(user_id.encode()).hexdigest()[:32]
+        stats = {"restored": 0, "read": -1}
+        with self._calls_changed:
+            lock = self._user_locks.setdefault(name, threading.Lock())
+            self._primes.append(messages)  # a reply of this conversation waits for it (see generate)
+        slot = None
+        try:
+            with lock:  # the user's prime in flight first (its file is then the one to read back)
+                kept = self._kept_prompt(name, messages)
+                slot = self._slot_to_restore_into(name) if kept else None
+                if slot is not None:
+                    stats["restored"] = self._restore(slot, name)
+                restored_at = now_ms()
+                if stats["restored"] and kept == self._prompt_text(messages):
+                    stats["read"] = 0  # the slot holds the whole prompt: nothing to read, nothing new to keep
+                    with self._calls_changed:
+                        self._kept_slots[name] = slot  # type: ignore[assignment]
+                else:
+                    timings = self._complete(messages, slot if stats["restored"] else None)
+                    stats["read"] = int(timings.get("prompt_n", -1))
+                    tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+                    if not self._closing.is_set():
+                        self._keep(slot if stats["restored"] else None, name, messages, tokens)
+        finally:
+            with self._calls_changed:
+                self._primes.remove(messages)
+                self._reserved_slots.discard(slot)  # type: ignore[arg-type]
+                self._calls_changed.notify_all()
+        log.info("llm llamacpp: primed a user's prompt in %.0f ms (%d tokens from their kept file in %.0f ms, "
+                 "%d read)", now_ms() - started, stats["restored"], restored_at - started, stats["read"])
+        return stats
+
+    @staticmethod
+    def _prompt_text(messages: list[dict[str, str]]) -> str:
+        return "".join(f"\n<{m['role']}>\n{m['content']}" for m in messages)
+
+    def _kept_prompt(self, name: str, messages: list[dict[str, str]]) -> str:
+        """The text of the user's kept prompt when the new prompt starts with nearly all of it
+        (KEPT_PROMPT_MIN_SHARED), else ""."""
+        assert self._kept_dir is not None
+        try:
+            note = json.loads((self._kept_dir / f"{name}.json").read_text(encoding="utf-8"))
+            kept, user, digest = note["prompt"], note["user"], note["sha256"]
+        except FileNotFoundError:
+            return ""
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("llm llamacpp: kept prompt %s.json is unreadable (%s); reading the prompt anew", name, exc)
+            return ""
+        shared = len(os.path.commonprefix([kept, self._prompt_text(messages)])) if isinstance(kept, str) else 0
+        if user != name or not kept or shared < self.KEPT_PROMPT_MIN_SHARED * len(kept):
+            return ""
+        # llama.cpp aborts the whole process on some damaged files (GGML_ASSERT(nread <= state_size) with one
+        # cut short): only a file with the hash noted when it was saved is read back (sha256: 30 ms for 15 MB)
+        try:
+            intact = self._file_sha256(self._kept_dir / f"{name}.bin") == digest
+        except OSError as exc:
+            log.warning("llm llamacpp: kept prompt %s.bin is unreadable (%s); reading the prompt anew", name, exc)
+            return ""
+        if not intact:
+            log.warning("llm llamacpp: kept prompt %s.bin is not the file that was saved; reading the prompt anew",
+                        name)
+            return ""
+        return kept
+
+    @staticmethod
+    def _file_sha256(path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while block := file.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _slot_to_restore_into(self, name: str) -> int | None:
+        """An idle slot to read a user's kept prompt into (which replaces what the slot holds), reserved:
+        where theirs was last read, else one never used, else the least recently given a task."""
+        slots = self._slots("")
+        with self._calls_changed:
+            idle = {s["id"]: s for s in slots if not s.get("is_processing") and s["id"] not in self._reserved_slots}
+            if not idle:
+                return None
+            last = self._kept_slots.get(name)
+            slot = last if last in idle else min(idle, key=lambda i: ("id_task" in idle[i],
+                                                                      idle[i].get("id_task", 0), i))
+            self._reserved_slots.add(slot)
+            return slot
+
+    def _restore(self, slot: int, name: str) -> int:
+        """Read the user's kept prompt into `slot`; the tokens restored (0: none, the file was unusable)."""
+        try:
+            return int(self._slots(f"/{slot}?action=restore", {"filename": f"{name}.bin"}).get("n_restored", 0))
+        except LLMError as exc:
+            log.warning("llm llamacpp: kept prompt %s.bin could not be restored (%s); reading the prompt anew",
+                        name, exc)
+            return 0
+
+    def _keep(self, slot: int | None, name: str, messages: list[dict[str, str]], tokens: int) -> None:
+        """Save what `slot` holds (the user's prompt, just read: `tokens` of them) as the user's kept prompt.
+        slot None: the one llama.cpp picked, found as the only idle slot holding exactly `tokens` tokens."""
+        assert self._kept_dir is not None
+        temporary = f"{name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            self._kept_dir.mkdir(parents=True, exist_ok=True)
+            if slot is None:
+                holding = [s["id"] for s in self._slots("")
+                           if not s.get("is_processing") and s.get("n_prompt_tokens") == tokens]
+                if len(holding) != 1:
+                    log.debug("llm llamacpp: not keeping a user's prompt: %d idle slots hold %d tokens",
+                              len(holding), tokens)
+                    return
+                slot = holding[0]
+            saved = self._slots(f"/{slot}?action=save", {"filename": temporary}).get("n_saved")
+            if saved != tokens:  # another request took the slot meanwhile: not this prompt
+                log.debug("llm llamacpp: not keeping a user's prompt: slot %d held %s tokens, not %d", slot, saved,
+                          tokens)
+                return
+            digest = self._file_sha256(self._kept_dir / temporary)
+            (self._kept_dir / f"{name}.json").unlink(missing_ok=True)  # the note names the file's prompt: out first
+            (self._kept_dir / temporary).replace(self._kept_dir / f"{name}.bin")
+            note = self._kept_dir / f"{name}.{uuid.uuid4().hex[:8]}.tmp"
+            note.write_text(json.dumps({"user": name, "prompt": self._prompt_text(messages), "sha256": digest},
+                                       ensure_ascii=False), encoding="utf-8")
+            note.replace(self._kept_dir / f"{name}.json")
+            with self._calls_changed:
+                self._kept_slots[name] = slot
+        except (LLMError, OSError) as exc:
+            log.warning("llm llamacpp: could not keep a user's prompt (%s)", exc)
+        finally:
+            (self._kept_dir / temporary).unlink(missing_ok=True)
+
+    def _complete(self, messages: list[dict[str, str]], slot: int | None = None) -> dict[str, Any]:
+        """Read `messages` (into `slot`, or where llama.cpp chooses) and generate one token, for the prompt
+        cache (warm-up, priming); llama.cpp's timings of the call."""
         errors: list[str] = []
+        timings: dict[str, Any] = {}
 
         def on_chunk(chunk: Any) -> bool:
-            if isinstance(chunk, dict) and "error" in chunk:
-                errors.append(str(chunk["error"]))
+            if isinstance(chunk, str):
+                with contextlib.suppress(ValueError):
+                    chunk = json.loads(chunk)
+            if isinstance(chunk, dict):
+                if "error" in chunk:
+                    errors.append(str(chunk["error"]))
+                timings.update(chunk.get("timings") or {})
             return self._closing.is_set()
 
-        self._call(self._request(messages, 1), on_chunk)
+        self._call({**self._request(messages, 1), **({} if slot is None else {"id_slot": slot})}, on_chunk)
         if errors:
             raise LLMError(f"llama.cpp: {errors[0]}")
+        return timings
 
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -3765,6 +3981,13 @@ class MemoryContext(BaseModel):
         return known + "Now: " + json.dumps(moment, ensure_ascii=False)
 
 
+def llm_memory_block(context: MemoryContext, chinese: bool, config: Config) -> str:
+    """The memory block of the LLM's system message (`Session._memory_for_llm`, `Session.returning_prompt`):
+    what stays the same for a whole conversation, in the conversation's language."""
+    return context.render(to_the_second=False, chinese=chinese,
+                          earlier_items=config.llm_earlier_items_zh if chinese else None)
+
+
 @dataclass
 class UserMemory:
     """What was loaded for one user: read at session.update, refreshed by the session as it goes."""
@@ -3911,6 +4134,11 @@ class Memory(Component):
                     {"role": "user", "content": f"Earlier summary: {previous!r}\nConversation: {transcript}"}]
         async with contextlib.aclosing(llm.generate(messages, max_tokens=120)) as deltas:
             return "".join([d async for d in deltas]).strip()
+
+    async def settled(self, user_id: str) -> None:
+        """Wait for the user's writes started so far (by the `*_soon` calls), failed ones included."""
+        while (write := self._writes.get(user_id)) is not None and not write.done():
+            await asyncio.gather(write, return_exceptions=True)
 
     def remember_soon(self, user_id: str, session_id: str, item: Item,
                       facts: list[tuple[str, str]]) -> asyncio.Task[None]:
@@ -6314,19 +6542,23 @@ class Session:
             self.user_memory = loaded
             self.log.info("memory of %s: %d facts, %d earlier items", user_id, len(loaded.facts),
                           len(loaded.earlier))
-            self.prime_llm()
+            self.prime_llm(for_user=True)
 
-    def prime_llm(self, pending_user_text: str = "",
-                  messages: list[dict[str, str]] | None = None) -> asyncio.Task[None] | None:
+    def prime_llm(self, pending_user_text: str = "", messages: list[dict[str, str]] | None = None,
+                  for_user: bool = False) -> asyncio.Task[None] | None:
         """Let the LLM read the prompt of the next reply before it is asked for it: the system message and
-        memory when the session opens, and, while the silence that may end a turn still runs, the prompt
-        of the reply that `_foresee` expects (`messages`: history, the user's words, the strategy's
-        guidance) or the history and `pending_user_text` alone. If the user goes on talking, the next
-        prompt still shares all but its end."""
-        if type(self.components.llm).prime is not LLM.prime and not self._closing:
+        memory when the session opens (`for_user`: the named user's memory, which the LLM may have kept
+        from their last session: `LLM.prime_for`), and, while the silence that may end a turn still runs,
+        the prompt of the reply that `_foresee` expects (`messages`: history, the user's words, the
+        strategy's guidance) or the history and `pending_user_text` alone. If the user goes on talking,
+        the next prompt still shares all but its end."""
+        llm = self.components.llm
+        if primes(llm) and not self._closing:
             if messages is None:
                 messages = self.llm_messages(pending_user_text=pending_user_text)
-            return self.spawn(asyncio.to_thread(self.components.llm.prime, messages), "llm-prime")
+            if for_user:
+                return self.spawn(asyncio.to_thread(llm.prime_for, self.user_id, messages), "llm-prime")
+            return self.spawn(asyncio.to_thread(llm.prime, messages), "llm-prime")
         return None
 
     def add_item(self, item: Item) -> None:
@@ -6503,6 +6735,15 @@ class Session:
                 messages.append({"role": item.role, "content": text})
         return messages
 
+    def returning_prompt(self, user: UserMemory) -> list[dict[str, str]]:
+        """The prompt this user's next session primes once it has loaded `user` (what `llm_messages` gives
+        before anything is said, with these instructions): the server reads it when the session ends."""
+        chinese = bool(_CJK.search(" ".join(e.get("text", "") for e in user.earlier)))
+        context = self.memory.context(self.user_id, user, conversation_started_at=time.time(), last_user_turn_at=None,
+                                      user_talking_s=0.0)
+        return [{"role": "system", "content": self._join(self.settings.instructions,
+                                                          llm_memory_block(context, chinese, self.config))}]
+
     def llm_messages(self, instructions: str | None = None, pending_user_text: str = "",
                      history_messages: int = 0) -> list[dict[str, str]]:
         """System prompt (instructions, then memory as quoted data), history, then this reply's guidance
@@ -6582,9 +6823,7 @@ class Session:
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != (gone, chinese):
             cached = self._llm_memory = (self.user_memory, (gone, chinese),
-                                         self.memory_context().render(
-                                             to_the_second=False, chinese=chinese,
-                                             earlier_items=self.config.llm_earlier_items_zh if chinese else None),
+                                         llm_memory_block(self.memory_context(), chinese, self.config),
                                          frozenset(self.user_memory.fact_lines()))
         return cached[2], cached[3]
 
@@ -7039,6 +7278,7 @@ class S2SServer:
         self._runs: dict[str, asyncio.Task[None]] = {}  # session id -> its Session.run task
         self._channel: Any = None  # as a worker of `workers`: the supervisor's Unix socket
         self._accepting: set[asyncio.Task[None]] = set()  # connections handed over, being set up
+        self._returns: set[asyncio.Task[None]] = set()  # ended sessions' users' next prompts being read
         self.first_audio_gate = FirstAudioGate(config.memory_hold_s)
 
     async def start(self) -> int:
@@ -7136,6 +7376,9 @@ class S2SServer:
             await asyncio.wait([*closing, *runs], timeout=timeout_s)
         for s in sessions:
             s.ws.transport.abort()  # no-op for the closed ones
+        for task in list(self._returns):
+            task.cancel()  # the LLM's close() stops a read in flight; its user's next session reads it itself
+        await asyncio.gather(*self._returns, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow a cancellation
                 await self._server.wait_closed()
@@ -7235,6 +7478,25 @@ class S2SServer:
             await asyncio.gather(run, watchdog, *([ending] if ending else []), return_exceptions=True)
             self.sessions.pop(session.id, None)
             self._runs.pop(session.id, None)
+            loaded = session._memory_loading
+            if (self.config.llm_prime_return and primes(self.components.llm) and not session.blocked
+                    and loaded is not None and loaded.done() and self._server is not None
+                    and self._server.is_serving()):
+                task = asyncio.create_task(self._prime_return(session), name=f"{session.id}-prime-return")
+                self._returns.add(task)
+                task.add_done_callback(self._returns.discard)
+
+    async def _prime_return(self, session: Session) -> None:
+        """A named user's session ended: once its memory writes are in, load the user's memory as their next
+        session will and let the LLM read that session's prompt now (`llm_prime_return`)."""
+        try:
+            await self.memory.settled(session.user_id)
+            user = await self.memory.load_user(session.user_id, self.config.memory_earlier_items)
+        except Exception as exc:  # only time is lost: the next session reads the prompt itself
+            session.log.info("the next session's prompt is not read ahead: memory failed (%s)", exc)
+            return
+        messages = session.returning_prompt(user)
+        await asyncio.to_thread(self.components.llm.prime_for, session.user_id, messages)
 
     async def _watch(self, session: Session) -> None:
         """End the session at `max_session_s`, or after `idle_timeout_s` without a client event."""

@@ -2,15 +2,20 @@
 
     python benchmarks/returning_user.py                   # the default models, a server process of its own
     python benchmarks/returning_user.py --delays 0 3      # the first question at once, and 3 s after naming the user
+    python benchmarks/returning_user.py --llm-prime-return false --llamacpp-keep-prompts false   # as before both
 
-A server (`s2s_server.py --port 0`, every default, memory in a fresh temporary `data_dir`) hears one
-conversation typed by a user, which ends. Then, for each delay in turn, a new connection names the same user
-(`session.update` with `user_id`: the server loads their memory and starts reading it into the LLM, a
-prime) and, after the delay (0: at once, as a typed client; a few seconds: as a spoken first sentence
-would take), types "Do you remember my name?". Each row gives the time from the question to the first
-reply audio byte and, from the server's `s2s.metrics`, the wait for the prime (`llm_prime_wait`) and the
-prompt tokens the reply's own call read (`llm_prompt_tokens`). Each turn is sent once the bot is listening
-again (`s2s.state`), so no reply is cut.
+A server (`s2s_server.py --port 0`, every default plus the options given, memory in a fresh temporary
+`data_dir`) hears one conversation typed by a user, which ends. The user comes back `--pause` seconds later
+(the server reads their next prompt when a session ends, `llm_prime_return`: about 10 s on 2 busy cores), to
+the same server process, and again after the server was restarted (stopped with SIGTERM and started on the
+same `data_dir`: what llama.cpp read is gone, unless it was kept on disk, `llamacpp_keep_prompts`). For each
+delay in turn, a new connection names the user (`session.update` with `user_id`: the server loads their
+memory and primes the LLM with it) and, after the delay (0: at once, as a typed client; a few seconds: as a
+spoken first sentence would take), types "Do you remember my name?"; the next session comes `--pause`
+seconds after it ended. Each row gives the time from the question to the first reply audio byte and, from
+the server's `s2s.metrics`, the wait for the prime (`llm_prime_wait`) and the prompt tokens the reply's own
+call read (`llm_prompt_tokens`). Each turn is sent once the bot is listening again (`s2s.state`), so no reply
+is cut. The server's log lines about primes of kept prompts are printed after the table.
 """
 
 from __future__ import annotations
@@ -41,16 +46,18 @@ async def next_event(ws: Any, kind: str, timeout_s: float = 120.0, **match: Any)
 
 
 async def typed_turn(ws: Any, text: str) -> dict:
-    """Type `text`, wait until the reply has played and the bot listens again; the turn's measures."""
+    """Type `text`, wait until the reply has played (or failed) and the bot listens again; the turn's measures."""
     sent = time.monotonic()
     await ws.send(json.dumps({"type": "conversation.item.create", "item": {
         "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
     await ws.send(json.dumps({"type": "response.create"}))
-    first_audio, words, metrics = None, "", {}
+    first_audio, words, metrics, failed = None, "", {}, ""
     while True:
         event = json.loads(await asyncio.wait_for(ws.recv(), 120))
         kind = event["type"]
-        if kind == "error":
+        if kind == "error" and event["error"].get("code") == "response_failed":
+            failed = event["error"]["message"]  # a row of its own (before: the LLM's 20 s deadline, under load)
+        elif kind == "error":
             raise RuntimeError(f"server error: {event['error']}")
         if kind == "response.output_audio.delta" and first_audio is None:
             first_audio = (time.monotonic() - sent) * 1000
@@ -58,6 +65,8 @@ async def typed_turn(ws: Any, text: str) -> dict:
             words += event["delta"]
         elif kind == "s2s.metrics":
             metrics = event
+            if failed:  # the row ends here (a reply that comes later is another response: speaking first)
+                return {"first_audio_ms": None, "words": f"(failed: {failed})", **metrics}
         elif kind == "s2s.state" and event.get("state") == "listening" and metrics:
             return {"first_audio_ms": first_audio, "words": words, **metrics}
 
@@ -70,41 +79,68 @@ async def session(port: int, user: str) -> Any:
     return ws
 
 
+async def returning(port: int, delays: list[float], pause_s: float, where: str) -> list[tuple[str, float, dict]]:
+    """One returning session per delay, each `pause_s` after the previous session ended."""
+    rows = []
+    for delay in delays:
+        await asyncio.sleep(pause_s)
+        ws = await session(port, "returning-alex")
+        await asyncio.sleep(delay)
+        turn = await typed_turn(ws, QUESTION)
+        await ws.close()
+        rows.append((where, delay, turn))
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delays", type=float, nargs="+", default=[0.0, 3.0], metavar="S",
                         help="seconds between naming the user and the question, one returning session each")
+    parser.add_argument("--pause", type=float, default=30.0, metavar="S",
+                        help="seconds between a session's end and the user's next session (default 30)")
     args, server_args = parser.parse_known_args()
-    if min(args.delays) < 0:
-        parser.error("--delays: 0 or more seconds")
+    if min(args.delays) < 0 or args.pause < 0:
+        parser.error("--delays, --pause: 0 or more seconds")
+    rows, logs = [], []
     with tempfile.TemporaryDirectory(prefix="s2s-returning-") as data_dir:
-        proc, port, _log = await start_server("--data-dir", data_dir, *server_args)
+        proc, port, log = await start_server("--data-dir", data_dir, *server_args)
         try:
             ws = await session(port, "returning-alex")
             for text in FIRST_SESSION:
                 await typed_turn(ws, text)
             await ws.close()
-            rows = []
-            for delay in args.delays:
-                ws = await session(port, "returning-alex")
-                await asyncio.sleep(delay)
-                turn = await typed_turn(ws, QUESTION)
-                await ws.close()
-                rows.append((delay, turn))
+            rows += await returning(port, args.delays, args.pause, "same server")
+            await asyncio.sleep(args.pause)
         finally:
             proc.terminate()
             await proc.wait()
-    print(f"\n{machine()}; first session: {len(FIRST_SESSION)} typed turns; then {QUESTION!r}\n")
-    print("| question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
+            logs += log
+        proc, port, log = await start_server("--data-dir", data_dir, *server_args)
+        try:
+            first = await returning(port, args.delays[:1], 0.0, "restarted")  # at once after the restart
+            rows += first + await returning(port, args.delays[1:], args.pause, "restarted")
+        finally:
+            proc.terminate()
+            await proc.wait()
+            logs += log
+    print(f"\n{machine()}; first session: {len(FIRST_SESSION)} typed turns; then {QUESTION!r}, "
+          f"{args.pause:g} s after the previous session ended; server options: {' '.join(server_args) or 'none'}\n")
+    print("| server | question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
           "prompt tokens read by the reply | reply |")
-    print("|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---|")
+
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f} ms"
 
-    for delay, turn in rows:
+    for where, delay, turn in rows:
         tokens = turn.get("llm_prompt_tokens")
-        print(f"| {delay:g} s | {ms(turn.get('first_audio_ms'))} | {ms(turn.get('llm_prime_wait'))} | "
+        print(f"| {where} | {delay:g} s | {ms(turn.get('first_audio_ms'))} | {ms(turn.get('llm_prime_wait'))} | "
               f"{'-' if tokens is None else f'{tokens:.0f}'} | {turn['words']!r} |")
+    print()
+    for line in logs:
+        if "primed a user's prompt" in line or "kept prompt" in line:
+            print(line.rstrip())
+
 
 
 if __name__ == "__main__":

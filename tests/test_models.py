@@ -278,6 +278,43 @@ async def test_llamacpp_close_stops_a_long_prompt_read() -> None:
 
 
 @pytest.mark.models
+async def test_llamacpp_keeps_a_users_prompt_across_a_restart(tmp_path: Path) -> None:
+    """A named user's prompt, once read, is kept on disk: a new LlamaCppLLM on the same data_dir (a restarted
+    server) reads it back instead of reading it anew, for that user only, and answers from it; a damaged
+    file costs only the read it would have saved."""
+    config = MODEL_CONFIG.model_copy(update={"data_dir": str(tmp_path), "llamacpp_context_tokens": 1024,
+                                             "llamacpp_weights": "qwen2.5-coder-0.5b"})
+    memory = {"facts": ["the user's name is Alexandra", "the user lives in Lyon", "the user keeps bees"]}
+    messages = [{"role": "system", "content": f"{config.system_prompt}\n\nWhat you know about the user: {memory}"}]
+    question = [*messages, {"role": "user", "content": "What is my name?"}]
+    first = S.LlamaCppLLM(config)
+    await asyncio.to_thread(first.load)
+    try:
+        read = await asyncio.to_thread(first._prime_kept, "alexandra", messages)
+    finally:
+        await asyncio.to_thread(first.close)
+    assert read["restored"] == 0 and read["read"] > 20
+    kept = list((tmp_path / "llm-prompts").glob("*/*.bin"))
+    assert len(kept) == 1
+    llm = S.LlamaCppLLM(config)  # the restart
+    await asyncio.to_thread(llm.load)
+    try:
+        again = await asyncio.to_thread(llm._prime_kept, "alexandra", messages)
+        assert again["restored"] >= read["read"] and again["read"] <= 2, again
+        assert "alexandra" in "".join(await collect(llm.generate(question, max_tokens=12))).lower()
+        # another user whose prompt starts as Alexandra's (their file's prompt is all in it): not her file
+        other = await asyncio.to_thread(llm._prime_kept, "mallory", [{"role": "system", "content": (
+            messages[0]["content"] + " The user's name is Mallory.")}])
+        assert other["restored"] == 0, other
+        kept[0].write_bytes(kept[0].read_bytes()[:100_000])  # damaged
+        damaged = await asyncio.to_thread(llm._prime_kept, "alexandra", messages)
+        assert damaged["restored"] == 0 and damaged["read"] > 1, damaged
+        assert "alexandra" in "".join(await collect(llm.generate(question, max_tokens=12))).lower()
+    finally:
+        await asyncio.to_thread(llm.close)
+
+
+@pytest.mark.models
 async def test_llamacpp_overlong_prompt_is_an_error(llm: S.LlamaCppLLM) -> None:
     """A prompt longer than the context raises LLMError (the session fails the reply, not the session)."""
     messages = [{"role": "user", "content": "word " * (MODEL_CONFIG.llamacpp_context_tokens + 100)}]
@@ -550,6 +587,55 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
 
 
+class KeepingLLM(S.LLM):
+    """Test double: records the prompts it is asked to read for a named user (`prime_for`)."""
+
+    name = "test-models-keeping"
+    kept: list[tuple[str, list[dict[str, str]]]] = []
+    changed = threading.Condition()
+
+    def prime_for(self, user_id: str, messages: list[dict[str, str]]) -> None:
+        with KeepingLLM.changed:
+            KeepingLLM.kept.append((user_id, messages))
+            KeepingLLM.changed.notify_all()
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        yield "Okay."
+
+    @classmethod
+    async def calls(cls, n: int) -> list[tuple[str, list[dict[str, str]]]]:
+        """The first `n` prime_for calls, once there are that many (at most 10 s)."""
+        def wait() -> bool:
+            with cls.changed:
+                return cls.changed.wait_for(lambda: len(cls.kept) >= n, timeout=10 * SECOND)
+
+        assert await asyncio.to_thread(wait), f"{len(cls.kept)} prime_for calls, not {n}: {cls.kept}"
+        return cls.kept[:n]
+
+
+async def test_a_named_users_next_prompt_is_read_when_their_session_ends(make_server: Any) -> None:
+    """When a named user's session ends, the LLM reads the prompt their next session will prime (their memory,
+    with the conversation just ended), so a returning user's first reply does not wait for it; the next
+    session primes exactly that prompt. An anonymous session's end reads nothing."""
+    KeepingLLM.kept.clear()
+    h = await make_server(llm="test-models-keeping")
+    c = await h.connect(user_id="sam")
+    await c.turn("My name is Sam and I keep bees.")
+    await c.wait_for("s2s.item.stored")
+    await c.close()
+    (opened, _), (ended, after) = await KeepingLLM.calls(2)
+    assert opened == ended == "sam"
+    assert after[0]["role"] == "system" and "Sam" in after[0]["content"] and "I keep bees" in after[0]["content"]
+    again = await h.connect(user_id="sam")
+    assert (await KeepingLLM.calls(3))[2] == ("sam", after)  # the prompt read ahead is the one it needs
+    anonymous = await h.connect()
+    await anonymous.turn("Hello there.")
+    await anonymous.close()
+    await again.close()  # ends after the anonymous session: its prompt is read after any of that one
+    users = [user for user, _ in await KeepingLLM.calls(4)]
+    assert users == ["sam"] * 4, users
+
+
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
     """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
     of the reply that follows (so the reply reads only what is new, usually one token)."""
@@ -590,7 +676,8 @@ async def test_the_llm_reads_the_users_words_while_they_speak(make_server: Any, 
 
 
 async def test_same_conversation_tells_a_prime_of_this_prompt_from_another_sessions() -> None:
-    """A reply waits only for primes reading its own prompt's start (`same_conversation`), not other users'."""
+    """A reply waits only for primes reading its own prompt's start (`same_conversation`), not other users',
+    even when their system messages start with the same instructions."""
     system = {"role": "system", "content": "You are a helpful voice assistant."}
     partial = {"role": "user", "content": "how many legs do"}
     final = {"role": "user", "content": "how many legs does a spider have"}
@@ -599,6 +686,8 @@ async def test_same_conversation_tells_a_prime_of_this_prompt_from_another_sessi
     assert S.same_conversation([system], [system, final])
     assert not S.same_conversation([system, {"role": "user", "content": "what's the weather like"}], [system, final])
     assert not S.same_conversation([{"role": "system", "content": "Another user's memory."}, partial], [system, final])
+    another = {"role": "system", "content": system["content"] + " Another user's memory."}  # same instructions
+    assert not S.same_conversation([another], [system, final]) and not S.same_conversation([system], [another])
     assert not S.same_conversation([system, partial, guidance, final], [system, final])
 
 
