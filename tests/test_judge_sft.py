@@ -676,8 +676,9 @@ def test_clause_cuts_are_where_a_first_half_reads_finished_and_add_unfinished_ex
 
 def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
     """--eot-only rewrites the artifact's end-of-turn head from the turn files and keeps the partial and complete
-    heads' arrays as they were; judge.json says so, eval.md's end-of-turn section is replaced (the rest kept), and
-    settings that would move the other heads' features are refused with the flag to pass."""
+    heads' arrays as they were; judge.json says so, eval.md's end-of-turn section is replaced (the rest kept);
+    --eot-head gives the head other parameters; settings that would move the other heads' features are refused
+    with the flag to pass."""
     examples = _toy_examples()
     cfg = TrainConfig(light_epochs=3, light_batch_size=4, light_hidden_dim=8, light_threads=1)
     art, work = tmp_path / "art", tmp_path / "work"
@@ -705,5 +706,11 @@ def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
     assert md.endswith("### Selection\nrows\n") and "retrained alone (`--eot-only`)" in md
     assert set(results) == {"before", "after"} and results["after"]["eot_clause"]["n"] == 1
     assert judge_sft.load_judge(art).end_of_turn_prob("", "tell me something") is not None
+    judge_sft.run(dataclasses.replace(retrain, eot_head="hidden_dim=0,class_weight=sqrt"))  # other parameters
+    spec = json.loads((art / "judge.json").read_text())
+    assert spec["heads"]["eot"]["hidden_dim"] == 0 and spec["heads"]["eot"]["class_weight"] == "sqrt"
+    with np.load(art / "head.npz") as npz:
+        assert {"eot.w", "eot.b"} <= set(npz.files) and not {"eot.w1", "eot.w2"} & set(npz.files)
+        assert all(np.array_equal(npz[k], before[k]) for k in before if not k.startswith("eot."))
     with pytest.raises(SystemExit, match="--max-context-turns 4"):
         judge_sft.run(dataclasses.replace(retrain, max_context_turns=2))
