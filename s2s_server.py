@@ -3729,8 +3729,11 @@ _MARKUP = re.compile(r"[*_`#>|~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
 
 def clause_separator(previous: str, clause: str) -> str:
     """What goes between two spoken clauses in the transcript: a space, except after a Chinese character or
-    mark, which carries its own spacing ("北京有很多好玩的地方，比如故宫", not "...地方， 比如故宫"; "吧。See you")."""
-    return "" if not previous or not clause or _CJK.match(previous[-1]) else " "
+    mark, which carries its own spacing ("北京有很多好玩的地方，比如故宫", not "...地方， 比如故宫"; "吧。See you"), and
+    before Chinese that goes on from a word or number ("价格是100" + "元"; after a sentence's mark, "today. 今天")."""
+    if not previous or not clause or _CJK.match(previous[-1]):
+        return ""
+    return "" if _CJK.match(clause[0]) and previous[-1].isalnum() else " "
 
 
 def join_clauses(clauses: Iterable[str]) -> str:
@@ -4865,8 +4868,8 @@ def cut_off(text: str) -> str:
 _SELF_QUESTION_EN = re.compile(
     r"\b(?:what|where|who|how old|which)\b[^?.!]*?\b(?:I|my)\b[^?.!]*\?|\bremember\s+(?:my|me|what I|where I|"
     r"who I|how old I)\b", re.I)
-_ADVICE_EN = re.compile(r"\b(?:can|could|should|would|shall|might|must)\s+I\b|\bI\s+(?:should|can|could|need|want)\b",
-                        re.I)
+_ADVICE_EN = re.compile(
+    r"\b(?:can|could|should|would|shall|might|must)\s+(?:I|my|we)\b|\bI\s+(?:should|can|could|need|want)\b", re.I)
 _SELF_QUESTION_ZH = re.compile(
     r"我(?!想|能|可以|应该|该|要|需要|觉得|认为|们)[^，。！？,.!?]{0,10}?(?:什么|哪|谁|几|多少|多大)|记得我")
 
@@ -4887,21 +4890,28 @@ def asks_about_themselves(text: str) -> bool:
 # "any news from your side?". Questions that ask why or how it works ("What is rain made of?", 为什么会下雪),
 # the climate ("usually", "in winter") and liking ("Do you like the news?", 喜欢看新闻) are not live.
 _LIVE_TIME_EN = "|".join(["today", "tonight", "tomorrow", r"this (?:morning|afternoon|evening|week|weekend)",
-                          "right now", "now", "outside", "currently"])
+                          "the weekend", "right now", "now", "outside", "currently"])
 _CONDITIONS_EN = "|".join(["rain", "raining", "rainy", "snow", "snowing", "sunny", "hot", "cold", "warm",
                            "temperature", "degrees"])
 _LIVE_INFO_EN = re.compile("|".join([
-    r"\b(?:weather|forecast)\b",
+    r"^\W*(?:so|and|hey|hi|ok(?:ay)?)?\W*(?:what(?:'s| is| will be)|how(?:'s| is| will be)) (?:the )?weather"
+    r"(?: (?:like|going to be|be))?(?: (?:in|at|for|around) [\w' -]+)?\W*$",  # "What's the weather like in Lyon?"
+    rf"\b(?:weather|forecast)\b.*\b(?:{_LIVE_TIME_EN})\b", rf"\b(?:{_LIVE_TIME_EN})\b.*\b(?:weather|forecast)\b",
     rf"\b(?:{_CONDITIONS_EN})\b.*\b(?:{_LIVE_TIME_EN})\b", rf"\b(?:{_LIVE_TIME_EN})\b.*\b(?:{_CONDITIONS_EN})\b",
-    r"\b(?:the news|news today|today's news|latest news|headlines?|stock prices?|exchange rates?)\b",
+    r"\b(?:the news|news today|today's news|latest news|headlines|stock prices?|exchange rates?)\b",
     r"\bany news\b(?! (?:from|about|on) (?:you|your|my|me))"]), re.I)
 _LIVE_INFO_ZH = re.compile(
-    r"天气|预报|(?:今天|今晚|明天|现在|外面|这周|周末).*(?:下雨|下雪|气温|几度|冷|热)|新闻|头条|股价|汇率")
+    r"(?:今天|今晚|明天|现在|外面|这周|周末|这几天).*(?:天气|预报|下雨|下雪|气温|几度|冷|热)|天气(?:怎么样|如何|好吗|预报)"
+    r"|(?:今天|最新|最近|有什么|有啥)(?:的)?(?:新闻|头条)|股价|汇率")
 _NOT_LIVE = re.compile("|".join([
     r"^\s*why\b", r"\bhow (?:do|does|did|can|could)\b", r"\bmade of\b",  # how it works
     r"\b(?:usually|typically|in general|climate|in (?:winter|summer|spring|autumn|fall))\b",  # the climate
-    r"\b(?:you|I|we) (?:like|love|enjoy|hate)\b", r"\bnews about (?:my|your|his|her|our)\b",
-    "为什么|怎么形成|一般|通常|气候|冬天|夏天|春天|秋天|喜欢|爱看|讨厌"]), re.I)
+    r"\b(?:yesterday|last (?:week|month|year|night)|in \d{4}|of \d{4})\b",  # the past is not live
+    r"\b(?:you|I|we) (?:like|love|enjoy|hate)\b", r"\b(?:news|headlines?|stock prices?) (?:about|of) (?:my|your|"
+    r"his|her|our)\b", r"\bmy (?:essay|paper|story|article)\b", r"\b(?:joke|poem|song|story) about\b",
+    r"\b(?:I am|I'm|we are|we're) (?:cold|hot|warm)\b", r"\b(?:app|mars|moon|venus|jupiter)\b",
+    "为什么|怎么形成|一般|通常|气候|冬天|夏天|春天|秋天|喜欢|爱看|讨厌|新闻学|看新闻了|昨天|去年|笑话|火星",
+    "我该|我好|我很"]), re.I)
 _QUESTION_EN = re.compile(r"\?|^\s*(?:what|how|will|is|are|any|do you know|tell me)\b", re.I)
 _QUESTION_ZH = re.compile(r"？|\?|吗|怎么样|如何|多少|什么|会不会|几度")
 

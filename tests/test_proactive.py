@@ -370,12 +370,16 @@ async def test_a_question_for_the_weather_or_the_news_says_at_once_that_the_bot_
 
 
 LIVE = ["What's the weather like?", "Tell me the news.", "How hot is it outside?", "What are the headlines?",
-        "Is it going to rain today?", "What's the forecast for the weekend?",
-        "明天会下雨吗？", "你好，今天天气怎么样？"]
+        "Is it going to rain today?", "What's the forecast for the weekend?", "How is the weather in Rome?",
+        "明天会下雨吗？", "你好，今天天气怎么样？", "上海的天气怎么样？"]
 NOT_LIVE = ["What is rain made of?", "Why does it snow in winter?", "Any news from your side?",
             "Do you like the news?", "How do I make it rain in my garden?", "Why is the forecast often wrong?",
             "Is it cold in Moscow in winter?", "What is the temperature of the sun?",
-            "What should I wear when it is cold?", "为什么会下雪？", "你喜欢看新闻吗？"]
+            "What should I wear when it is cold?", "I am cold now, what should I do?",
+            "What is the weather like on Mars?", "Tell me a joke about the weather.", "Is the weather app broken?",
+            "What did the forecast say yesterday?", "What are the headlines of my essay?",
+            "Tell me about the stock prices of 1929.",
+            "为什么会下雪？", "你喜欢看新闻吗？", "你看新闻了吗？", "新闻学专业好吗？", "今天好热啊，我该喝什么？"]
 
 
 def test_only_questions_for_live_weather_or_news_get_the_cannot_know_opener():
@@ -598,3 +602,13 @@ async def test_a_reply_cut_while_still_generating_leaves_the_question_before_it_
     turns = [(m["role"], m["content"]) for m in RECORDED[-1] if m["role"] != "system"]
     assert turns[-2:] == [("user", "What is the capital of Italy?"), ("user", "Do you remember my name?")], turns
     assert [i.role for i in h.session().items] == ["user", "user", "assistant"]  # nothing of the cut reply
+
+
+def test_only_questions_about_the_user_get_the_second_person_note():
+    """The note ("Start your answer with 'You'") is for what the bot knows of the user, not for advice."""
+    about = ["What do I do for a living?", "Where do I live?", "What is my name?", "Do you remember my name?",
+             "我是做什么工作的？", "你还记得我叫什么名字吗？"]
+    advice = ["What should I cook tonight?", "Where should my kids go to school?", "Can I call you later?",
+              "我想问一下今天吃什么？"]
+    assert [q for q in about if not s2s.asks_about_themselves(q)] == []
+    assert [q for q in advice if s2s.asks_about_themselves(q)] == []

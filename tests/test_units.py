@@ -380,3 +380,11 @@ async def test_an_asr_subclass_that_overrides_transcribe_alone_is_scored_on_its_
     assert pieces == [("plugin words", None)]
     parent = [p async for p in Scored(s2s.Config()).transcribe_scored(np.zeros(1600, dtype=np.int16))]
     assert parent == [("parent", -0.1)]
+
+
+def test_clauses_join_as_each_language_is_written():
+    """No space after Chinese, nor before Chinese that goes on from a word or a number; a space elsewhere."""
+    assert s2s.join_clauses(["北京有很多好玩的地方，", "比如故宫。"]) == "北京有很多好玩的地方，比如故宫。"
+    assert s2s.join_clauses(["价格是100", "元。"]) == "价格是100元。"
+    assert s2s.join_clauses(["Lovely today.", "今天很好，", "See you!"]) == "Lovely today. 今天很好，See you!"
+    assert s2s.join_clauses(["Sure,", "here it is."]) == "Sure, here it is."
