@@ -5486,6 +5486,7 @@ class Session:
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
+        self._turn_task: asyncio.Task[None] | None = None  # the last turn being judged before its reply starts
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
@@ -6112,7 +6113,7 @@ class Session:
         self.log.info("turn committed item=%s audio_ms=%.0f endpoint_ms=%s rule=%s", turn.item.id,
                       samples_to_ms(len(turn.audio)) if turn.audio is not None else 0,
                       f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "-", turn.endpoint_rule or "-")
-        self.spawn(self._user_turn(turn, speculative), "turn")
+        self._turn_task = self.spawn(self._user_turn(turn, speculative), "turn")
 
     # ---- speculative ASR (starts during the silence window) ------------------------------------------
 
@@ -6303,15 +6304,20 @@ class Session:
         if self.response is not None:
             raise ProtocolError("conversation_already_has_active_response",
                                 f"response {self.response.id} is in progress; cancel it first", event.event_id)
+        if self._turn_task is not None and not self._turn_task.done():  # its reply has not started yet: a
+            # second one now would answer the same words twice (the judge takes 10-100 ms, memory may load)
+            raise ProtocolError("conversation_already_has_active_response", "a reply to the last turn is being "
+                                "prepared; wait for its response.done", event.event_id)
         turn, self._pending_text_turn = self._pending_text_turn, None
         instructions = event.response.instructions if event.response else None
         self._set_state(State.PROCESSING)
         if turn is not None and self.items and self.items[-1] is turn.item:
-            self.spawn(self._judge_and_respond(turn, instructions), "turn")
+            self._turn_task = self.spawn(self._judge_and_respond(turn, instructions), "turn")
             return
-        self.spawn(self._respond_without_input(Turn(None, voice_end_at_ms=now_ms()), instructions), "turn")
+        self._turn_task = self.spawn(self._respond_without_input(Turn(None, voice_end_at_ms=now_ms()), instructions,
+                                                                 event.event_id), "turn")
 
-    async def _respond_without_input(self, turn: Turn, instructions: str | None) -> None:
+    async def _respond_without_input(self, turn: Turn, instructions: str | None, event_id: str | None = None) -> None:
         """response.create with no new user input. As in OpenAI's Realtime API, a response comes from the
         conversation as it is: a user's last words still unanswered (a turn met with silence) get a reply.
         With nothing to answer (a fresh session, or the bot spoke last) and no instructions, the bot speaks
@@ -6321,9 +6327,9 @@ class Session:
         it governs the server's own initiative, and here the client asked."""
         if self._memory_loading is not None and not self._memory_loading.done():
             await asyncio.shield(self._memory_loading)  # what is known of the user must inform it
-        if self.response is not None:  # another began while the memory loaded (a second response.create)
+        if self.response is not None:  # another began while the memory loaded (the server's own, a barge-in)
             self.error("conversation_already_has_active_response",
-                       f"response {self.response.id} is in progress; cancel it first")
+                       f"response {self.response.id} is in progress; cancel it first", event_id=event_id)
             return
         if self.blocked:
             return

@@ -68,6 +68,20 @@ class SlowJudge(s2s.Judge):
         await asyncio.sleep(3600)
 
 
+class GatedJudge(s2s.OffJudge):
+    """Test double: the "off" judge's answer to a finished turn, once the test opens the gate."""
+
+    name = "test-gated-judge"
+    judging: asyncio.Event
+    gate: asyncio.Event
+
+    async def judge(self, context, utterance, stage):
+        if stage == "complete":
+            GatedJudge.judging.set()
+            await GatedJudge.gate.wait()
+        return await super().judge(context, utterance, stage)
+
+
 class StrayJudge(s2s.Judge):
     """Test double: answers an action that belongs to the other stage."""
 
@@ -209,3 +223,21 @@ def test_the_sft_judge_offers_its_end_of_turn_signal_unless_switched_off():
     on.load()
     whole = on.end_of_turn_prob("", "what time does the train to Boston leave tomorrow")
     assert 0.0 <= on.end_of_turn_prob("", "what time does the train to") < whole <= 1.0
+
+
+async def test_a_second_response_create_while_the_turn_is_judged_is_refused(make_server):
+    """The turn's reply has not started (the judge is still deciding): a second response.create would answer
+    the same words twice (two response.created, no error, before)."""
+    GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
+    h = await make_server(judge="test-gated-judge")
+    c = await h.connect()
+    await c.say("What time is it?")
+    await GatedJudge.judging.wait()
+    await c.send("response.create", event_id="second")
+    error = await c.wait_for("error")
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    assert error["error"]["event_id"] == "second"
+    GatedJudge.gate.set()
+    await c.wait_for("response.done")
+    assert c.types().count("response.created") == 1
+    assert (await c.turn("And the date?"))["response"]["status"] == "completed"  # refused once, not for good
