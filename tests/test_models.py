@@ -757,6 +757,44 @@ async def test_session_end_reads_run_one_at_a_time_and_one_waits_at_most(make_se
     assert [user for user, _ in KeepingLLM.kept] == ["ann", "bob"]
 
 
+class SlowReplyLLM(KeepingLLM):
+    """Test double: a KeepingLLM whose replies to words with "wait" in them come once `release` is set."""
+
+    name = "test-models-slow-reply"
+    release = threading.Event()
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        if "wait" in messages[-1]["content"]:
+            await asyncio.to_thread(SlowReplyLLM.release.wait, 10)
+        yield "Okay."
+
+
+async def test_a_session_end_read_waits_for_replies_in_flight(make_server: Any) -> None:
+    """A session-end read does not start while another session's reply is in flight (it would share the
+    CPU with it); while it waits, a newer one is dropped."""
+    KeepingLLM.kept.clear()
+    SlowReplyLLM.release.clear()
+    h = await make_server(llm="test-models-slow-reply")
+    try:
+        busy = await h.connect()
+        await busy.send("conversation.item.create", item={
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Please wait."}]})
+        await busy.send("response.create")
+        await busy.wait_for("response.created")
+        for user in ("sam", "eve"):
+            c = await h.connect(user_id=user)
+            await c.turn(f"My name is {user}.")
+            before = set(h.server._returns)
+            await c.close()
+            await h.sessions_ended.get()
+            (read,) = set(h.server._returns) - before
+        await asyncio.wait_for(read, 5)  # eve's: dropped, sam's is waiting
+        assert KeepingLLM.kept == []
+    finally:
+        SlowReplyLLM.release.set()
+    assert [user for user, _ in await KeepingLLM.calls(1)] == ["sam"]
+
+
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
     """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
     of the reply that follows (so the reply reads only what is new, usually one token)."""
