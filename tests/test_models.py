@@ -352,6 +352,24 @@ def test_llamacpp_keeps_only_a_prompt_file_llama_cpp_wrote_whole(tmp_path: Path)
     assert llm._kept_prompt("bees", prompt) == llm._prompt_text(prompt)
 
 
+def test_llamacpp_reads_a_users_prompt_only_into_a_slot_no_other_conversation_holds(tmp_path: Path) -> None:
+    """A user's prompt is read (and restored) into a slot chosen by id_slot: their own last slot while
+    llama.cpp gave it no other request since, else a never-used one; another session's idle slot only when
+    no other session is open; none (a plain prime, nothing kept) otherwise."""
+    llm = saving_llamacpp(tmp_path, [0, 0])
+    slots = [{"id": 0, "id_task": 5, "is_processing": False}, {"id": 1, "id_task": 9, "is_processing": False}]
+    llm._slots = lambda path, body=None: slots  # type: ignore[method-assign, assignment]
+    llm._reserved_slots = set()
+    llm._kept_slots["sam"] = (1, 9)
+    assert llm._slot_for("sam", others_open=True) == 1
+    llm._reserved_slots.clear()
+    llm._kept_slots["sam"] = (1, 8)  # another request went to slot 1 since
+    assert llm._slot_for("sam", others_open=True) is None
+    assert llm._slot_for("ann", others_open=False) == 0  # the least recently given a task
+    slots.append({"id": 2, "is_processing": False})  # never used
+    assert llm._slot_for("sam", others_open=True) == 2
+
+
 def test_llamacpp_kept_prompts_stay_under_their_cap(tmp_path: Path) -> None:
     """A save deletes the least recently used users' kept prompts until the folder fits
     `llamacpp_keep_prompts_mb`; a file read back counts as used."""
