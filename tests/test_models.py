@@ -700,7 +700,9 @@ async def test_a_named_users_next_prompt_is_read_when_their_session_ends(make_se
 
     monkeypatch.setattr(S.SQLiteMemory, "remember", slow_remember)
     h = await make_server(llm="test-models-keeping", memory_timeout_s=0.1)
-    await (await h.connect(user_id="nobody")).close()
+    nobody = await h.connect(user_id="nobody")
+    await asyncio.shield(h.session()._memory_loading)  # type: ignore[arg-type]  # loaded: empty
+    await nobody.close()
     c = await h.connect(user_id="sam")
     await c.turn("My name is Sam and I keep bees.")
     await c.close()
