@@ -212,8 +212,10 @@ class Config(BaseModel):
     message with their memory, the conversation just ended in it) at once, so that when they come back
     their first reply does not wait for it (about 420 tokens: 12 to 22 s on 2 busy cores); with
     `llamacpp_keep_prompts` it is kept on disk for a return after a restart too. For LLMs that can prime
-    (llamacpp). Costs one prompt read per ended session, which shares the CPU with other sessions' replies
-    if any run then."""
+    (llamacpp). Not for a user with nothing in memory, a blocked one or one with another session open. Costs
+    a prompt read per ended session: one at a time, started only while no reply is in flight, and one more
+    may wait (later ones are dropped); a read that has started shares the CPU with replies that start
+    after it."""
     asr_partial_interval_ms: int = Field(1000, ge=0, le=10000)
     """While the user speaks, transcribe the audio so far every this many ms of speech (0: off). Partials go
     to the page and to the interrupt judgement; each costs one ASR call, at most one runs at a time (a due
@@ -325,7 +327,10 @@ class Config(BaseModel):
     """Memory backend (registry name): sqlite (a file under `data_dir`), postgres (the database at
     `memory_url`; setting `memory_url` alone selects it), or a plugin's."""
     data_dir: str = "s2s_data"
-    """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing."""
+    """Folder for the SQLite memory (dialogue, facts, summaries, blocks); created if missing. With the llamacpp
+    LLM and `llamacpp_keep_prompts` also llm-prompts/: per model, each named user's prompt as llama.cpp read
+    it (their memory, as tokens in HASH.bin and as text in HASH.json; at most `llamacpp_keep_prompts_mb`),
+    and the salt of the file names (docs/models.md)."""
     memory_url: str = ""
     """PostgreSQL for memory, shared by every replica (several servers, one memory):
     postgresql://USER@HOST:PORT/DB, or postgresql:///DB?host=SOCKET_DIR. Empty: SQLite under `data_dir`

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import difflib
 import errno
@@ -599,12 +600,13 @@ class LLM(Component):
         session calls it when it opens and when its instructions or user change. Default: nothing (a
         remote server caches by itself, and a request there may cost money)."""
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]]) -> None:
-        """Optional, blocking: `prime` for a named user's prompt (their memory), which the backend may also
-        keep beyond this process (llamacpp: on disk) and read back at the user's next `prime_for` instead of
-        reading it again; what is kept for one user is never read back for another. The session calls it
-        when its user's memory is loaded, the server when a named user's session ends (with the prompt of
-        their next session). Default: `prime`."""
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
+        """Optional, blocking: `prime` for a named user's prompt (their memory, not empty), which the backend
+        may also keep beyond this process (llamacpp: on disk) and read back at the user's next `prime_for`
+        instead of reading it again; what is kept for one user is never read back for another. The session
+        calls it when its user's memory is loaded, the server when a named user's session ends (with the
+        prompt of their next session). `others_open`: whether other sessions may hold prompts in the model's
+        cache that this read must not replace (False: none is open). Default: `prime`."""
         self.prime(messages)
 
 
@@ -2492,6 +2494,10 @@ class LlamaCppLLM(LLM):
         when the user's memory is primed again, also after a restart (0.2 to 1.7 s, its hash checked),
         instead of reading their memory block anew (about 420 tokens: 12 to 22 s on 2 busy cores;
         docs/models.md). Off: nothing is written."""
+        llamacpp_keep_prompts_mb: int = Field(2048, ge=1, le=1_000_000)
+        """At most this many MB of kept prompts per model folder (`llamacpp_keep_prompts`): a save deletes the
+        least recently saved or read back users' files until the folder fits (about 15 MB a user with the
+        1.5B, so 2048 MB keeps about 130 users)."""
 
     # Of a kept prompt's characters, how many a new prompt must start with for the file to be read back:
     # the memory block ends with the date and time of day, which change between sessions (a few percent);
@@ -2529,11 +2535,22 @@ class LlamaCppLLM(LLM):
         self.model_name = path.name
         self._api_key = params.api_keys[0]
         self._kept_dir: Path | None = None  # where prime_for keeps users' prompts (made at the first save)
+        self._salt = b""  # of the users' file names (kept in llm-prompts/salt)
         if c.llamacpp_keep_prompts:
-            self._kept_dir = Path(c.data_dir).absolute() / "llm-prompts" / f"{path.stem}-{path.stat().st_size}"
+            if c.llamacpp_model_path:  # your file: its size and modification time stand for its contents
+                stat = path.stat()
+                key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+            else:  # the packaged weights: their checked sha256
+                key = f"{path.stem}-{packaged_llm(c.llamacpp_weights)[1][:16]}"
+            self._kept_dir = Path(c.data_dir).absolute() / "llm-prompts" / key
+            self._salt = self._kept_files_salt(self._kept_dir.parent)
+            if self._kept_dir.is_dir():
+                self._kept_dir.chmod(0o700)  # also a folder made before it was made so
+                self._remove_stale_temporaries()
             params.slot_save_path = str(self._kept_dir) + os.sep  # llama.cpp appends the file name as it is
         params.endpoint_slots = self._kept_dir is not None  # GET /slots: which slot is idle (prime_for)
-        self._kept_slots: dict[str, int] = {}  # user's file name -> the slot their prompt was last read into
+        self._kept_slots: dict[str, tuple[int, int]] = {}  # user's file name -> (slot their prompt was last
+        # read into, that slot's id_task after it): the slot is still theirs while its id_task is the same
         self._reserved_slots: set[int] = set()  # slots a prime_for is using
         self._user_locks: dict[str, threading.Lock] = {}  # one prime_for per user at a time
         self._calls = 0  # llama.cpp calls in flight (close() waits for them)
@@ -2617,57 +2634,104 @@ class LlamaCppLLM(LLM):
                 self._calls_changed.notify_all()
         log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]]) -> None:
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
         try:
-            self._prime_kept(user_id, messages)
+            self._prime_kept(user_id, messages, others_open=others_open)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming a kept prompt failed: %s", exc)
 
-    def _prime_kept(self, user_id: str, messages: list[dict[str, str]]) -> dict[str, int]:
-        """prime_for. When the user's kept prompt is nearly all the start of this one (KEPT_PROMPT_MIN_SHARED),
-        read it back into an idle slot (`_slot_to_restore_into`) and read the rest there; otherwise an
-        ordinary prime, where llama.cpp picks the slot (the one sharing most, often the system prompt's).
-        Then keep what the slot holds for next time: written to a new file, then renamed (a crash leaves the
-        old file or the new, never half of one). The file is named after a hash of the user id and is
-        kept only when the slot holds exactly this prompt's tokens; llama.cpp reuses of a file only the
-        tokens the new prompt starts with, so a stale file costs time, never changes a reply. A missing,
+    def _prime_kept(self, user_id: str, messages: list[dict[str, str]], *,
+                    others_open: bool = True) -> dict[str, int]:
+        """prime_for. The prompt is read into a slot chosen here (`_slot_for`), so that the slot saved after
+        is known to hold it; with no slot that may be given over, an ordinary prime (llama.cpp picks the
+        slot) and nothing is kept. When the user's kept prompt is nearly all the start of this one
+        (KEPT_PROMPT_MIN_SHARED), it is read back into the slot first and only the rest is read. Then what
+        the slot holds is kept for next time: written to a new file, then renamed (a crash leaves the old
+        file or the new, never half of one), only when llama.cpp saved exactly this prompt's tokens and wrote
+        the whole file. A reply of this conversation waits for the read, not for the save. A missing,
         unreadable or damaged file (its sha256 is noted at the save) costs the read it would have saved.
         Returns the tokens restored from the file and the tokens read."""
         if self._kept_dir is None:
             self.prime(messages)
             return {"restored": 0, "read": -1}
-        started = now_ms()
-        name = hashlib.sha256(user_id.encode()).hexdigest()[:32]
+        started = restored_at = now_ms()
+        name = self._user_file_name(user_id)
         stats = {"restored": 0, "read": -1}
         with self._calls_changed:
             lock = self._user_locks.setdefault(name, threading.Lock())
             self._primes.append(messages)  # a reply of this conversation waits for it (see generate)
+        reading = True
         slot = None
+
+        def read_done() -> None:
+            nonlocal reading
+            with self._calls_changed:
+                if reading:
+                    reading = False
+                    self._primes.remove(messages)
+                    self._calls_changed.notify_all()
+
         try:
             with lock:  # the user's prime in flight first (its file is then the one to read back)
+                slot = self._slot_for(name, others_open)
+                if slot is None:
+                    log.info("llm llamacpp: no slot to give a user's prompt to; read where llama.cpp picks, not kept")
+                    self._complete(messages)
+                    return stats
                 kept = self._kept_prompt(name, messages)
-                slot = self._slot_to_restore_into(name) if kept else None
-                if slot is not None:
+                if kept:
                     stats["restored"] = self._restore(slot, name)
                 restored_at = now_ms()
                 if stats["restored"] and kept == self._prompt_text(messages):
                     stats["read"] = 0  # the slot holds the whole prompt: nothing to read, nothing new to keep
-                    with self._calls_changed:
-                        self._kept_slots[name] = slot  # type: ignore[assignment]
+                    read_done()
+                    self._note_slot(name, slot)
                 else:
-                    timings = self._complete(messages, slot if stats["restored"] else None)
+                    timings = self._complete(messages, slot)
+                    read_done()  # the reply may go: it does not wait for the save
                     stats["read"] = int(timings.get("prompt_n", -1))
                     tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
                     if not self._closing.is_set():
-                        self._keep(slot if stats["restored"] else None, name, messages, tokens)
+                        self._keep(slot, name, messages, tokens)
         finally:
+            read_done()
             with self._calls_changed:
-                self._primes.remove(messages)
                 self._reserved_slots.discard(slot)  # type: ignore[arg-type]
                 self._calls_changed.notify_all()
-        log.info("llm llamacpp: primed a user's prompt in %.0f ms (%d tokens from their kept file in %.0f ms, "
-                 "%d read)", now_ms() - started, stats["restored"], restored_at - started, stats["read"])
+            log.info("llm llamacpp: primed a user's prompt in %.0f ms (%d tokens from their kept file in %.0f ms, "
+                     "%d read)", now_ms() - started, stats["restored"], restored_at - started, stats["read"])
         return stats
+
+    def _user_file_name(self, user_id: str) -> str:
+        """The user's kept files' name: a hash of the user id salted with llm-prompts/salt (random, made
+        once), so that the name alone does not tell whose the file is to someone who can guess user ids."""
+        return hashlib.sha256(self._salt + user_id.encode()).hexdigest()[:32]
+
+    @staticmethod
+    def _kept_files_salt(folder: Path) -> bytes:
+        """The salt in `folder`/salt, made (0600, the folder 0700) if missing; processes sharing `data_dir`
+        agree on it (it is linked into place, and the first link wins)."""
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+        path = folder / "salt"
+        if not path.exists():
+            temporary = folder / f"salt.{uuid.uuid4().hex[:8]}.tmp"
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(uuid.uuid4().hex + uuid.uuid4().hex)
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+            temporary.unlink()
+        return path.read_text().strip().encode()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete what a save cut short by a crash left (*.tmp, up to 15 MB each); only files older than
+        10 minutes, since another process on this `data_dir` may be saving one now."""
+        assert self._kept_dir is not None
+        for path in self._kept_dir.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > 600:
+                    path.unlink()
 
     @staticmethod
     def _prompt_text(messages: list[dict[str, str]]) -> str:
@@ -2709,62 +2773,105 @@ class LlamaCppLLM(LLM):
                 digest.update(block)
         return digest.hexdigest()
 
-    def _slot_to_restore_into(self, name: str) -> int | None:
-        """An idle slot to read a user's kept prompt into (which replaces what the slot holds), reserved:
-        where theirs was last read, else one never used, else the least recently given a task."""
+    def _slot_for(self, name: str, others_open: bool) -> int | None:
+        """An idle slot to read a user's prompt into (a restore replaces what it holds, and llama.cpp does not
+        save that to its RAM cache first), reserved: the user's own last slot while no request has been
+        given it since, else one never used; with `others_open` False (no other session is open, so no
+        slot holds a live conversation) any idle one, the user's own last first, else the least recently
+        given a task (one used holds at least the instructions: 108 tokens fewer to read), else one never
+        used. None: none of these (the read must not take another session's slot)."""
         slots = self._slots("")
         with self._calls_changed:
             idle = {s["id"]: s for s in slots if not s.get("is_processing") and s["id"] not in self._reserved_slots}
-            if not idle:
-                return None
-            last = self._kept_slots.get(name)
-            slot = last if last in idle else min(idle, key=lambda i: ("id_task" in idle[i],
-                                                                      idle[i].get("id_task", 0), i))
-            self._reserved_slots.add(slot)
+            own, task = self._kept_slots.get(name, (-1, -1))
+            if own in idle and (idle[own].get("id_task") == task or not others_open):
+                slot: int | None = own
+            elif not others_open and idle:  # a used slot first: it holds the instructions every prompt starts with
+                slot = min(idle, key=lambda i: ("id_task" not in idle[i], idle[i].get("id_task", -1), i))
+            else:
+                slot = min((i for i in idle if "id_task" not in idle[i]), default=None)
+            if slot is not None:
+                self._reserved_slots.add(slot)
             return slot
+
+    def _note_slot(self, name: str, slot: int) -> None:
+        """Remember that `slot` holds the user's prompt now (with its id_task: a later request changes it)."""
+        task = next((s.get("id_task", -1) for s in self._slots("") if s["id"] == slot), -1)
+        with self._calls_changed:
+            self._kept_slots[name] = (slot, task)
 
     def _restore(self, slot: int, name: str) -> int:
         """Read the user's kept prompt into `slot`; the tokens restored (0: none, the file was unusable)."""
+        assert self._kept_dir is not None
         try:
-            return int(self._slots(f"/{slot}?action=restore", {"filename": f"{name}.bin"}).get("n_restored", 0))
+            restored = int(self._slots(f"/{slot}?action=restore", {"filename": f"{name}.bin"}).get("n_restored", 0))
         except LLMError as exc:
             log.warning("llm llamacpp: kept prompt %s.bin could not be restored (%s); reading the prompt anew",
                         name, exc)
             return 0
+        with contextlib.suppress(OSError):
+            os.utime(self._kept_dir / f"{name}.bin")  # recently used: the last to go (`_evict_kept`)
+        return restored
 
-    def _keep(self, slot: int | None, name: str, messages: list[dict[str, str]], tokens: int) -> None:
-        """Save what `slot` holds (the user's prompt, just read: `tokens` of them) as the user's kept prompt.
-        slot None: the one llama.cpp picked, found as the only idle slot holding exactly `tokens` tokens."""
+    def _keep(self, slot: int, name: str, messages: list[dict[str, str]], tokens: int) -> None:
+        """Save what `slot` holds (the user's prompt, just read there: `tokens` of them) as the user's kept
+        prompt (0600 files in a 0700 folder), then keep the folder under `llamacpp_keep_prompts_mb`."""
         assert self._kept_dir is not None
-        temporary = f"{name}.{uuid.uuid4().hex[:8]}.tmp"
+        temporary = self._kept_dir / f"{name}.{uuid.uuid4().hex[:8]}.tmp"
+        note = self._kept_dir / f"{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            self._kept_dir.mkdir(parents=True, exist_ok=True)
-            if slot is None:
-                holding = [s["id"] for s in self._slots("")
-                           if not s.get("is_processing") and s.get("n_prompt_tokens") == tokens]
-                if len(holding) != 1:
-                    log.debug("llm llamacpp: not keeping a user's prompt: %d idle slots hold %d tokens",
-                              len(holding), tokens)
-                    return
-                slot = holding[0]
-            saved = self._slots(f"/{slot}?action=save", {"filename": temporary}).get("n_saved")
+            self._kept_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            answer = self._slots(f"/{slot}?action=save", {"filename": temporary.name})
+            saved, written = answer.get("n_saved"), answer.get("n_written")
             if saved != tokens:  # another request took the slot meanwhile: not this prompt
                 log.debug("llm llamacpp: not keeping a user's prompt: slot %d held %s tokens, not %d", slot, saved,
                           tokens)
                 return
-            digest = self._file_sha256(self._kept_dir / temporary)
+            temporary.chmod(0o600)
+            size = temporary.stat().st_size
+            # llama.cpp does not check its writes: on a full disk it answers n_saved as if all went well, with
+            # n_written 0 and a short file, and restoring that file aborts the process
+            if not isinstance(written, int) or written <= 0 or written != size:
+                log.warning("llm llamacpp: not keeping a user's prompt: llama.cpp wrote %s bytes, the file has %d "
+                            "(disk full?)", written, size)
+                return
+            digest = self._file_sha256(temporary)
             (self._kept_dir / f"{name}.json").unlink(missing_ok=True)  # the note names the file's prompt: out first
-            (self._kept_dir / temporary).replace(self._kept_dir / f"{name}.bin")
-            note = self._kept_dir / f"{name}.{uuid.uuid4().hex[:8]}.tmp"
-            note.write_text(json.dumps({"user": name, "prompt": self._prompt_text(messages), "sha256": digest},
-                                       ensure_ascii=False), encoding="utf-8")
+            temporary.replace(self._kept_dir / f"{name}.bin")
+            descriptor = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump({"user": name, "prompt": self._prompt_text(messages), "sha256": digest}, file,
+                          ensure_ascii=False)
             note.replace(self._kept_dir / f"{name}.json")
-            with self._calls_changed:
-                self._kept_slots[name] = slot
+            self._note_slot(name, slot)
+            self._evict_kept(name)
         except (LLMError, OSError) as exc:
             log.warning("llm llamacpp: could not keep a user's prompt (%s)", exc)
         finally:
-            (self._kept_dir / temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
+            note.unlink(missing_ok=True)
+
+    def _evict_kept(self, saved: str) -> None:
+        """Delete the least recently saved or restored users' files (by the .bin's modification time) until
+        the folder's .bin files fit in `llamacpp_keep_prompts_mb`; never `saved`'s (just written)."""
+        assert self._kept_dir is not None
+        files = []
+        for path in self._kept_dir.glob("*.bin"):
+            with contextlib.suppress(OSError):  # another process may delete it meanwhile
+                stat = path.stat()
+                files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        limit = self.config.llamacpp_keep_prompts_mb * 1_000_000
+        for _, size, path in sorted(files):
+            if total <= limit:
+                break
+            if path.stem == saved:
+                continue
+            (self._kept_dir / f"{path.stem}.json").unlink(missing_ok=True)  # the note first: no note, no restore
+            path.unlink(missing_ok=True)
+            total -= size
+            log.info("llm llamacpp: deleted a kept prompt of %d bytes (llamacpp_keep_prompts_mb %d)", size,
+                     self.config.llamacpp_keep_prompts_mb)
 
     def _complete(self, messages: list[dict[str, str]], slot: int | None = None) -> dict[str, Any]:
         """Read `messages` (into `slot`, or where llama.cpp chooses) and generate one token, for the prompt
@@ -6558,7 +6665,8 @@ class Session:
             self.user_memory = loaded
             self.log.info("memory of %s: %d facts, %d earlier items", user_id, len(loaded.facts),
                           len(loaded.earlier))
-            self.prime_llm(for_user=True)
+            # a memory with nothing in it gives every anonymous session's prompt: not the user's to keep
+            self.prime_llm(for_user=bool(loaded.facts or loaded.summary or loaded.earlier))
 
     def prime_llm(self, pending_user_text: str = "", messages: list[dict[str, str]] | None = None,
                   for_user: bool = False) -> asyncio.Task[None] | None:
@@ -6573,7 +6681,9 @@ class Session:
             if messages is None:
                 messages = self.llm_messages(pending_user_text=pending_user_text)
             if for_user:
-                return self.spawn(asyncio.to_thread(llm.prime_for, self.user_id, messages), "llm-prime")
+                others_open = any(s is not self for s in self.server.sessions.values())
+                return self.spawn(asyncio.to_thread(functools.partial(llm.prime_for, self.user_id, messages,
+                                                                      others_open=others_open)), "llm-prime")
             return self.spawn(asyncio.to_thread(llm.prime, messages), "llm-prime")
         return None
 
@@ -7281,6 +7391,10 @@ def unreachable_listening_socket() -> Any:
 
 
 class S2SServer:
+    # How often a session-end read of a returning user's prompt (`_prime_return`) looks again whether a reply
+    # is still in flight, in seconds: it starts at most this late after the last one ends.
+    RETURN_READ_POLL_S = 0.25
+
     def __init__(self, config: Config, components: Components, auth_token: str | None = None):
         self.config = config
         self.components = components
@@ -7295,6 +7409,10 @@ class S2SServer:
         self._channel: Any = None  # as a worker of `workers`: the supervisor's Unix socket
         self._accepting: set[asyncio.Task[None]] = set()  # connections handed over, being set up
         self._returns: set[asyncio.Task[None]] = set()  # ended sessions' users' next prompts being read
+        self._return_lock = asyncio.Lock()  # one such read at a time (`_prime_return`)
+        self._return_waiter: asyncio.Task[Any] | None = None  # the read waiting for the lock or for replies in
+        # flight: a newer one is dropped while there is one
+        self._return_reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s2s-prime-return")
         self.first_audio_gate = FirstAudioGate(config.memory_hold_s)
 
     async def start(self) -> int:
@@ -7395,6 +7513,7 @@ class S2SServer:
         for task in list(self._returns):
             task.cancel()  # the LLM's close() stops a read in flight; its user's next session reads it itself
         await asyncio.gather(*self._returns, return_exceptions=True)
+        self._return_reader.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow a cancellation
                 await self._server.wait_closed()
@@ -7496,23 +7615,56 @@ class S2SServer:
             self._runs.pop(session.id, None)
             loaded = session._memory_loading
             if (self.config.llm_prime_return and primes(self.components.llm) and not session.blocked
-                    and loaded is not None and loaded.done() and self._server is not None
-                    and self._server.is_serving()):
+                    and loaded is not None and loaded.done() and not loaded.cancelled()
+                    and loaded.exception() is None and not self._user_is_here(session.user_id)
+                    and self._server is not None and self._server.is_serving()):
                 task = asyncio.create_task(self._prime_return(session), name=f"{session.id}-prime-return")
                 self._returns.add(task)
                 task.add_done_callback(self._returns.discard)
 
+    def _user_is_here(self, user_id: str) -> bool:
+        return any(s.user_id == user_id for s in self.sessions.values())
+
     async def _prime_return(self, session: Session) -> None:
         """A named user's session ended: once its memory writes are in, load the user's memory as their next
-        session will and let the LLM read that session's prompt now (`llm_prime_return`)."""
+        session will and let the LLM read that session's prompt now (`llm_prime_return`). Not for a user who
+        is blocked (in the store: another session or replica may have blocked them), has nothing in memory
+        (their prompt is every anonymous session's, already read) or has another session open (it holds
+        their prompt; the read would replace it). Bounded: these reads run one at a time, on a thread of
+        their own (not asyncio's default executor, which end-of-turn work and the judge use), each starts
+        only while no session has a reply in flight (checked every `RETURN_READ_POLL_S`), and a read that
+        finds one already waiting is dropped (its user's next session reads the prompt itself). A read
+        that has started is not stopped by a reply that starts after it: the two share the CPU."""
+        user_id = session.user_id
         try:
-            await self.memory.settled(session.user_id)
-            user = await self.memory.load_user(session.user_id, self.config.memory_earlier_items)
+            await self.memory.settled(user_id)
+            if await self.memory.check_block(user_id) is not None:
+                return
+            user = await self.memory.load_user(user_id, self.config.memory_earlier_items)
         except Exception as exc:  # only time is lost: the next session reads the prompt itself
             session.log.info("the next session's prompt is not read ahead: memory failed (%s)", exc)
             return
-        messages = session.returning_prompt(user)
-        await asyncio.to_thread(self.components.llm.prime_for, session.user_id, messages)
+        if not (user.facts or user.summary or user.earlier):
+            return
+        if self._return_waiter is not None:
+            session.log.info("the next session's prompt is not read ahead: another ended session's read is waiting")
+            return
+        me = self._return_waiter = asyncio.current_task()
+        try:
+            async with self._return_lock:
+                # a poll, not an event: a reply's start and end are set in many places of Session
+                while any(s.response is not None for s in self.sessions.values()):  # noqa: ASYNC110
+                    await asyncio.sleep(self.RETURN_READ_POLL_S)
+                self._return_waiter = None
+                if self._user_is_here(user_id):
+                    return
+                messages = session.returning_prompt(user)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._return_reader, functools.partial(self.components.llm.prime_for, user_id, messages,
+                                                           others_open=bool(self.sessions)))
+        finally:
+            if self._return_waiter is me:
+                self._return_waiter = None
 
     async def _watch(self, session: Session) -> None:
         """End the session at `max_session_s`, or after `idle_timeout_s` without a client event."""

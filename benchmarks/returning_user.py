@@ -6,7 +6,7 @@
 
 A server (`s2s_server.py --port 0`, every default plus the options given, memory in a fresh temporary
 `data_dir`) hears one conversation typed by a user, which ends. The user comes back `--pause` seconds later
-(the server reads their next prompt when a session ends, `llm_prime_return`: about 10 s on 2 busy cores), to
+(the server reads their next prompt when a session ends, `llm_prime_return`), to
 the same server process, and again after the server was restarted (stopped with SIGTERM and started on the
 same `data_dir`: what llama.cpp read is gone, unless it was kept on disk, `llamacpp_keep_prompts`). For each
 delay in turn, a new connection names the user (`session.update` with `user_id`: the server loads their

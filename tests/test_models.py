@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import http.server
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -307,11 +309,82 @@ async def test_llamacpp_keeps_a_users_prompt_across_a_restart(tmp_path: Path) ->
             messages[0]["content"] + " The user's name is Mallory.")}])
         assert other["restored"] == 0, other
         kept[0].write_bytes(kept[0].read_bytes()[:100_000])  # damaged
-        damaged = await asyncio.to_thread(llm._prime_kept, "alexandra", messages)
+        damaged = await asyncio.to_thread(functools.partial(llm._prime_kept, "alexandra", messages,
+                                                            others_open=False))
         assert damaged["restored"] == 0 and damaged["read"] > 1, damaged
         assert "alexandra" in "".join(await collect(llm.generate(question, max_tokens=12))).lower()
     finally:
         await asyncio.to_thread(llm.close)
+
+
+def saving_llamacpp(folder: Path, written: list[int], **settings: Any) -> S.LlamaCppLLM:
+    """A LlamaCppLLM, not loaded, whose llama.cpp slot saves (`_slots`) write `written[0]` bytes to the file
+    and answer n_written as `written[1]`, as llama.cpp does (on a full disk: a short file and 0)."""
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"data_dir": str(folder), **settings}))
+    llm._kept_dir, llm._salt, llm._kept_slots, llm._calls_changed = folder, b"", {}, threading.Condition()
+
+    def slots(path: str, body: dict[str, Any] | None = None) -> Any:
+        if path.endswith("?action=save"):
+            assert body is not None
+            (folder / body["filename"]).write_bytes(b"k" * written[0])
+            return {"id_slot": 0, "n_saved": 7, "n_written": written[1]}
+        return [{"id": 0, "id_task": 3, "is_processing": False}]
+
+    llm._slots = slots  # type: ignore[method-assign]
+    return llm
+
+
+def test_llamacpp_keeps_only_a_prompt_file_llama_cpp_wrote_whole(tmp_path: Path) -> None:
+    """llama.cpp does not check its slot save's writes: on a full disk it answers n_saved as usual, with
+    n_written 0 and a short file, and restoring that file aborts the process. Such a file is not kept; a
+    whole one is, readable by the server's user only."""
+    written = [100, 0]
+    llm = saving_llamacpp(tmp_path, written)
+    prompt = [{"role": "system", "content": "What you know about the user: they keep bees."}]
+    llm._keep(0, "bees", prompt, 7)
+    written[1] = 60
+    llm._keep(0, "bees", prompt, 7)
+    assert list(tmp_path.iterdir()) == []
+    written[1] = 100
+    llm._keep(0, "bees", prompt, 7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bees.bin", "bees.json"]
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o600}
+    assert llm._kept_prompt("bees", prompt) == llm._prompt_text(prompt)
+
+
+def test_llamacpp_reads_a_users_prompt_only_into_a_slot_no_other_conversation_holds(tmp_path: Path) -> None:
+    """A user's prompt is read (and restored) into a slot chosen by id_slot: their own last slot while
+    llama.cpp gave it no other request since, else a never-used one; another session's idle slot only when
+    no other session is open; none (a plain prime, nothing kept) otherwise."""
+    llm = saving_llamacpp(tmp_path, [0, 0])
+    slots = [{"id": 0, "id_task": 5, "is_processing": False}, {"id": 1, "id_task": 9, "is_processing": False}]
+    llm._slots = lambda path, body=None: slots  # type: ignore[method-assign, assignment]
+    llm._reserved_slots = set()
+    llm._kept_slots["sam"] = (1, 9)
+    assert llm._slot_for("sam", others_open=True) == 1
+    llm._reserved_slots.clear()
+    llm._kept_slots["sam"] = (1, 8)  # another request went to slot 1 since
+    assert llm._slot_for("sam", others_open=True) is None
+    assert llm._slot_for("ann", others_open=False) == 0  # the least recently given a task
+    slots.append({"id": 2, "is_processing": False})  # never used
+    assert llm._slot_for("sam", others_open=True) == 2
+
+
+def test_llamacpp_kept_prompts_stay_under_their_cap(tmp_path: Path) -> None:
+    """A save deletes the least recently used users' kept prompts until the folder fits
+    `llamacpp_keep_prompts_mb`; a file read back counts as used."""
+    llm = saving_llamacpp(tmp_path, [400_000, 400_000], llamacpp_keep_prompts_mb=1)
+    prompt = [{"role": "system", "content": "memory"}]
+    for user in ("a", "b"):
+        llm._keep(0, user, prompt, 7)
+    os.utime(tmp_path / "a.bin", (1, 1))  # a: saved long ago, b since
+    os.utime(tmp_path / "b.bin", (2, 2))
+    llm._slots = lambda path, body=None: {"n_restored": 7}  # type: ignore[method-assign, assignment]
+    assert llm._restore(0, "a") == 7
+    llm = saving_llamacpp(tmp_path, [400_000, 400_000], llamacpp_keep_prompts_mb=1)
+    llm._keep(0, "c", prompt, 7)
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["a.bin", "c.bin"]
+    assert not (tmp_path / "b.json").exists()
 
 
 @pytest.mark.models
@@ -594,7 +667,7 @@ class KeepingLLM(S.LLM):
     kept: list[tuple[str, list[dict[str, str]]]] = []
     changed = threading.Condition()
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]]) -> None:
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
         with KeepingLLM.changed:
             KeepingLLM.kept.append((user_id, messages))
             KeepingLLM.changed.notify_all()
@@ -613,27 +686,133 @@ class KeepingLLM(S.LLM):
         return cls.kept[:n]
 
 
-async def test_a_named_users_next_prompt_is_read_when_their_session_ends(make_server: Any) -> None:
+async def test_a_named_users_next_prompt_is_read_when_their_session_ends(make_server: Any, monkeypatch: Any) -> None:
     """When a named user's session ends, the LLM reads the prompt their next session will prime (their memory,
-    with the conversation just ended), so a returning user's first reply does not wait for it; the next
-    session primes exactly that prompt. An anonymous session's end reads nothing."""
+    with the conversation just ended, once its writes are in), so a returning user's first reply does not
+    wait for it; the next session primes exactly that prompt. An anonymous session's end reads nothing, nor
+    does a named user's with nothing in memory (their prompt is every anonymous session's)."""
     KeepingLLM.kept.clear()
-    h = await make_server(llm="test-models-keeping")
+    remember = S.SQLiteMemory.remember
+
+    async def slow_remember(self: Any, *args: Any) -> None:
+        await asyncio.sleep(0.5)  # slower than memory_timeout_s, which is all load_user waits for the writes
+        await remember(self, *args)
+
+    monkeypatch.setattr(S.SQLiteMemory, "remember", slow_remember)
+    h = await make_server(llm="test-models-keeping", memory_timeout_s=0.1)
+    nobody = await h.connect(user_id="nobody")
+    await asyncio.shield(h.session()._memory_loading)  # type: ignore[arg-type]  # loaded: empty
+    await nobody.close()
     c = await h.connect(user_id="sam")
     await c.turn("My name is Sam and I keep bees.")
-    await c.wait_for("s2s.item.stored")
     await c.close()
-    (opened, _), (ended, after) = await KeepingLLM.calls(2)
-    assert opened == ended == "sam"
+    (ended, after), = await KeepingLLM.calls(1)
+    assert ended == "sam"
     assert after[0]["role"] == "system" and "Sam" in after[0]["content"] and "I keep bees" in after[0]["content"]
+    assert "Okay." in after[0]["content"]  # the reply, written last
     again = await h.connect(user_id="sam")
-    assert (await KeepingLLM.calls(3))[2] == ("sam", after)  # the prompt read ahead is the one it needs
+    assert (await KeepingLLM.calls(2))[1] == ("sam", after)  # the prompt read ahead is the one it needs
     anonymous = await h.connect()
     await anonymous.turn("Hello there.")
     await anonymous.close()
     await again.close()  # ends after the anonymous session: its prompt is read after any of that one
-    users = [user for user, _ in await KeepingLLM.calls(4)]
-    assert users == ["sam"] * 4, users
+    users = [user for user, _ in await KeepingLLM.calls(3)]
+    assert users == ["sam"] * 3, users
+
+
+async def test_no_prompt_is_read_ahead_for_a_user_still_here_or_blocked(make_server: Any) -> None:
+    """A named user's session end reads nothing while they have another session open (it holds their prompt),
+    nor once they are blocked in the store (by another session or replica)."""
+    KeepingLLM.kept.clear()
+    h = await make_server(llm="test-models-keeping")
+    first = await h.connect(user_id="sam")
+    await first.turn("My name is Sam.")
+    await first.wait_for("s2s.item.stored")
+    second = await h.connect(user_id="sam")
+    assert (await KeepingLLM.calls(1))[0][0] == "sam"  # the second session's own prime
+    await first.close()
+    await second.close()
+    mallory = await h.connect(user_id="mallory")
+    await mallory.turn("My name is Mallory.")
+    await h.server.memory.block("mallory", 60.0, 3, "test")
+    await mallory.close()
+    eve = await h.connect(user_id="eve")
+    await eve.turn("My name is Eve.")
+    await eve.close()
+    assert [user for user, _ in await KeepingLLM.calls(3)] == ["sam", "sam", "eve"], KeepingLLM.kept
+
+
+class HeldLLM(KeepingLLM):
+    """Test double: a KeepingLLM whose reads for a named user last until `release` is set."""
+
+    name = "test-models-held"
+    release = threading.Event()
+
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
+        super().prime_for(user_id, messages, others_open=others_open)
+        HeldLLM.release.wait(10)
+
+
+async def test_session_end_reads_run_one_at_a_time_and_one_waits_at_most(make_server: Any) -> None:
+    """Ended sessions' reads of their users' next prompts run one at a time; one more waits, and a read that
+    finds one waiting is dropped (many users leaving together queue no more than two reads)."""
+    KeepingLLM.kept.clear()
+    HeldLLM.release.clear()
+    h = await make_server(llm="test-models-held")
+    reads = []
+    try:
+        for user in ("ann", "bob", "cid"):
+            c = await h.connect(user_id=user)
+            await c.turn(f"My name is {user}.")
+            before = set(h.server._returns)
+            await c.close()
+            await h.sessions_ended.get()  # its read (a task) is started by then
+            (read,) = set(h.server._returns) - before
+            reads.append(read)
+        await asyncio.wait_for(reads[2], 5)  # dropped: cid's read does not wait
+        assert [user for user, _ in await KeepingLLM.calls(1)] == ["ann"] and not reads[1].done()
+    finally:
+        HeldLLM.release.set()
+    await asyncio.gather(*reads[:2])
+    assert [user for user, _ in KeepingLLM.kept] == ["ann", "bob"]
+
+
+class SlowReplyLLM(KeepingLLM):
+    """Test double: a KeepingLLM whose replies to words with "wait" in them come once `release` is set."""
+
+    name = "test-models-slow-reply"
+    release = threading.Event()
+
+    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
+        if "wait" in messages[-1]["content"]:
+            await asyncio.to_thread(SlowReplyLLM.release.wait, 10)
+        yield "Okay."
+
+
+async def test_a_session_end_read_waits_for_replies_in_flight(make_server: Any) -> None:
+    """A session-end read does not start while another session's reply is in flight (it would share the
+    CPU with it); while it waits, a newer one is dropped."""
+    KeepingLLM.kept.clear()
+    SlowReplyLLM.release.clear()
+    h = await make_server(llm="test-models-slow-reply")
+    try:
+        busy = await h.connect()
+        await busy.send("conversation.item.create", item={
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Please wait."}]})
+        await busy.send("response.create")
+        await busy.wait_for("response.created")
+        for user in ("sam", "eve"):
+            c = await h.connect(user_id=user)
+            await c.turn(f"My name is {user}.")
+            before = set(h.server._returns)
+            await c.close()
+            await h.sessions_ended.get()
+            (read,) = set(h.server._returns) - before
+        await asyncio.wait_for(read, 5)  # eve's: dropped, sam's is waiting
+        assert KeepingLLM.kept == []
+    finally:
+        SlowReplyLLM.release.set()
+    assert [user for user, _ in await KeepingLLM.calls(1)] == ["sam"]
 
 
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
