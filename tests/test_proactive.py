@@ -335,7 +335,7 @@ async def test_speaking_first_on_request_to_a_returning_chinese_speaker_is_guide
 
 @pytest.mark.parametrize(("question", "note"), [
     ("What do I do for a living?", " (Start your answer with \"You\".)"),
-    ("Do you remember my name?", " (Start your answer with \"You\".)"),
+    ("Do you remember my name?", ""),  # with the note: "You remember my name." (the name left out)
     ("我是做什么工作的？", "（直接回答，以“你”开头，不打招呼）"),
     ("你还记得我住在哪里吗？", "（直接回答，以“你”开头，不打招呼）"),
     ("What is the capital of Japan?", ""), ("Where can I buy bread?", ""), ("日本的首都是哪里？", ""),
@@ -606,7 +606,7 @@ async def test_a_reply_cut_while_still_generating_leaves_the_question_before_it_
 
 def test_only_questions_about_the_user_get_the_second_person_note():
     """The note ("Start your answer with 'You'") is for what the bot knows of the user, not for advice."""
-    about = ["What do I do for a living?", "Where do I live?", "What is my name?", "Do you remember my name?",
+    about = ["What do I do for a living?", "Where do I live?", "What is my name?",
              "我是做什么工作的？", "你还记得我叫什么名字吗？"]
     advice = ["What should I cook tonight?", "Where should my kids go to school?", "Can I call you later?",
               "我想问一下今天吃什么？"]
