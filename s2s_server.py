@@ -4108,6 +4108,15 @@ class UserMemory:
     last_user_turn_at: float | None = None
     conversations: int = 0
 
+    def remembers_anything(self) -> bool:
+        """Facts, a summary or earlier items: without them the LLM's prompt is every new user's."""
+        return bool(self.facts or self.summary or self.earlier)
+
+    def in_chinese(self, said: str = "") -> bool:
+        """The language of the memory block (`llm_memory_block`): the user's words `said` in this conversation,
+        or, before any, their earlier conversation's (Chinese when it has Chinese characters)."""
+        return bool(_CJK.search(said or " ".join(e.get("text", "") for e in self.earlier)))
+
     def fact_lines(self, limit: int = 20) -> list[str]:
         ranked = sorted(self.facts.items(), key=lambda kv: -kv[1])[:limit]
         return [f"{kind}: {value}" for (kind, value), _ in ranked]
@@ -6666,7 +6675,7 @@ class Session:
             self.log.info("memory of %s: %d facts, %d earlier items", user_id, len(loaded.facts),
                           len(loaded.earlier))
             # a memory with nothing in it gives every anonymous session's prompt: not the user's to keep
-            self.prime_llm(for_user=bool(loaded.facts or loaded.summary or loaded.earlier))
+            self.prime_llm(for_user=loaded.remembers_anything())
 
     def prime_llm(self, pending_user_text: str = "", messages: list[dict[str, str]] | None = None,
                   for_user: bool = False) -> asyncio.Task[None] | None:
@@ -6864,7 +6873,7 @@ class Session:
     def returning_prompt(self, user: UserMemory) -> list[dict[str, str]]:
         """The prompt this user's next session primes once it has loaded `user` (what `llm_messages` gives
         before anything is said, with these instructions): the server reads it when the session ends."""
-        chinese = bool(_CJK.search(" ".join(e.get("text", "") for e in user.earlier)))
+        chinese = user.in_chinese()  # nothing said yet: as `llm_messages` decides it
         context = self.memory.context(self.user_id, user, conversation_started_at=time.time(), last_user_turn_at=None,
                                       user_talking_s=0.0)
         return [{"role": "system", "content": self._join(self.settings.instructions,
@@ -6882,7 +6891,7 @@ class Session:
         texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
         gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
         last_said = pending_user_text or self._last_user_text()
-        chinese = bool(_CJK.search(last_said or " ".join(e.get("text", "") for e in self.user_memory.earlier)))
+        chinese = self.user_memory.in_chinese(last_said)
         block, facts_in_block = self._memory_for_llm(gone, chinese)
         system = self._join(self.settings.instructions, block)
         just_told = {f"{kind}: {value[:60]}" for kind, value in extract_facts(last_said)}
@@ -7644,7 +7653,7 @@ class S2SServer:
         except Exception as exc:  # only time is lost: the next session reads the prompt itself
             session.log.info("the next session's prompt is not read ahead: memory failed (%s)", exc)
             return
-        if not (user.facts or user.summary or user.earlier):
+        if not user.remembers_anything():
             return
         if self._return_waiter is not None:
             session.log.info("the next session's prompt is not read ahead: another ended session's read is waiting")
