@@ -4981,9 +4981,9 @@ def cut_off(text: str) -> str:
 # answered it as the user, in the first person ("I'm a beekeeper in Lyon.", "我是养蜂人。"), mirroring the
 # question and the user's own words earlier in the history; a third-person fact note before the question
 # ("用户是养蜂人") did not stop it in Chinese (docs/replies.md, eighth round). Not "what should I ...": advice.
-_SELF_QUESTION_EN = re.compile(r"\b(?:what|where|who|how old|which)\b[^?.!]*?\b(?:I|my)\b[^?.!]*\?", re.I)
 # Not "Do you remember my name?": answered "Your name is Alex." without the note, and with it "You remember my
 # name." (4 of 4 runs of benchmarks/returning_user.py, 17:43-17:45 UTC, load 0.4-0.6: the name left out).
+_SELF_QUESTION_EN = re.compile(r"\b(?:what|where|who|how old|which)\b[^?.!]*?\b(?:I|my)\b[^?.!]*\?", re.I)
 _ADVICE_EN = re.compile(
     r"\b(?:can|could|should|would|shall|might|must)\s+(?:I|my|we)\b|\bI\s+(?:should|can|could|need|want)\b", re.I)
 _SELF_QUESTION_ZH = re.compile(
