@@ -2443,6 +2443,16 @@ def same_conversation(prime: list[dict[str, str]], request: list[dict[str, str]]
     return a[:k] == b[:k]
 
 
+def llamacpp_build(xlc: Any) -> str:
+    """Which llama.cpp build `xlc` (the imported xllamacpp) is: its version, where it was imported from (a
+    build of your own, such as extras/build_xllamacpp.sh makes, sits outside site-packages), its compiler
+    and llama.cpp's CPU features (the prebuilt wheel says AVX2 but not AVX512). Logged at load and printed
+    by the LLM benchmarks, so a speed figure can be traced to the build that made it."""
+    where = Path(xlc.__file__).parent.parent
+    compiler = (getattr(xlc, "BUILD_INFO", None) or {}).get("compiler", "unknown compiler")
+    return f"xllamacpp {getattr(xlc, '__version__', '?')} from {where}, {compiler}; {xlc.get_system_info().strip()}"
+
+
 class LlamaCppLLM(LLM):
     """llama.cpp in this process (xllamacpp's prebuilt wheel: no compiler, no server to run).
 
@@ -2533,6 +2543,7 @@ class LlamaCppLLM(LLM):
         params.ui = False
         params.verbosity = 0
         self.model_name = path.name
+        self.build = llamacpp_build(xlc)  # which llama.cpp build runs (logged below, printed by benchmarks)
         self._api_key = params.api_keys[0]
         self._kept_dir: Path | None = None  # where prime_for keeps users' prompts (made at the first save)
         self._salt = b""  # of the users' file names (kept in llm-prompts/salt)
@@ -2563,6 +2574,7 @@ class LlamaCppLLM(LLM):
         self._complete([{"role": "system", "content": c.system_prompt}, {"role": "user", "content": "Hello"}])
         log.info("llm llamacpp %s warm in %.0f ms (%d threads, %d for prompts, %d slots of %d tokens)", path.name,
                  now_ms() - started, threads, prompt_threads, c.llamacpp_parallel, c.llamacpp_context_tokens)
+        log.info("llm llamacpp build: %s", self.build)
 
     def close(self) -> None:
         """Stop every call at its next token or prompt step (`llamacpp_batch_tokens`), wait for the calls

@@ -10,7 +10,8 @@ when nothing was primed (a cache miss: the whole new prompt is read first), and 
 per second (llama.cpp's own count). And what is left to read when the turn ends, for a question of the
 same length asked in its place (two sets, alternating): the first token when only the conversation so far
 is cached ("after the last reply") and when the first two thirds of the question were read while it was
-spoken (`llm_read_partials`: the partial transcripts). Prints medians, the machine and its load.
+spoken (`llm_read_partials`: the partial transcripts). Prints medians, the machine, its load and the llama.cpp
+build (s2s_server.llamacpp_build: a build of your own, PYTHONPATH=/path/to/it, is named as such).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -39,7 +41,7 @@ OTHERS = ["How many wheels does a bicycle have?", "What should I wear for a job 
           "What is the largest ocean in the world?", "Can you recommend a good film to watch?"]
 
 
-async def measure(weights: str, turns: int) -> dict[str, float]:
+async def measure(weights: str, turns: int) -> dict[str, Any]:
     config = validate_config({"llamacpp_weights": weights, "llamacpp_seed": 1})
     llm = s2s.LlamaCppLLM(config)
     started = time.monotonic()
@@ -86,9 +88,9 @@ async def measure(weights: str, turns: int) -> dict[str, float]:
                   f"{speed[-1]:.1f} tokens/s; {reply[:60]!r}", file=sys.stderr, flush=True)
     finally:
         llm.close()
-    return {"load_s": load_s, "primed_ms": statistics.median(primed), "cold_ms": statistics.median(cold),
-            "tokens_per_s": statistics.median(speed), "after_reply_ms": statistics.median(after_reply),
-            "partial_read_ms": statistics.median(partial_read)}
+    return {"build": llm.build, "load_s": load_s, "primed_ms": statistics.median(primed),
+            "cold_ms": statistics.median(cold), "tokens_per_s": statistics.median(speed),
+            "after_reply_ms": statistics.median(after_reply), "partial_read_ms": statistics.median(partial_read)}
 
 
 def main() -> None:
@@ -99,7 +101,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     results = {w: asyncio.run(measure(w, args.turns)) for w in args.weights or ["qwen2.5-coder-0.5b",
                                                                               "qwen2.5-coder-1.5b"]}
-    print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians\n")
+    print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians")
+    print(f"llama.cpp: {next(iter(results.values()))['build']}\n")
     print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) "
           "| first token, after the last reply (ms) | first token, partial read (ms) | tokens/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

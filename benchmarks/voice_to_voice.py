@@ -417,6 +417,10 @@ def main() -> None:
               f"llm_ahead={first.llm_ahead}, llm_read_partials={first.llm_read_partials}, "
               f"clause_min_chars={first.clause_min_chars}, clause_first_min_chars={first.clause_first_min_chars}, "
               f"clause_first_words={first.clause_first_words}")
+        if args.url is None and first.llm == "llamacpp":  # the server ran in this process, on this build
+            import xllamacpp
+
+            print(f"llama.cpp: {S.llamacpp_build(xllamacpp)}")
         return runs, loads
 
     asyncio.run(main_async())

@@ -243,6 +243,26 @@ async def test_llamacpp_stops_promptly_when_closed(llm: S.LlamaCppLLM) -> None:
 
 
 @pytest.mark.models
+async def test_llamacpp_logs_which_build_it_runs(caplog: pytest.LogCaptureFixture) -> None:
+    """Loading the LLM logs which llama.cpp build runs it: xllamacpp's version, the folder it was imported
+    from and llama.cpp's CPU features, so that a speed figure can be traced to a prebuilt or a native build."""
+    import xllamacpp
+
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"llamacpp_parallel": 1, "llamacpp_context_tokens": 512,
+                                                        "llamacpp_weights": "qwen2.5-coder-0.5b"}))
+    with caplog.at_level("INFO", logger="s2s"):
+        await asyncio.to_thread(llm.load)
+    try:
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llm llamacpp build:")]
+        assert len(lines) == 1, "the build is not logged"
+        line = lines[0]
+        assert f"xllamacpp {xllamacpp.__version__} from {Path(xllamacpp.__file__).parent.parent}" in line
+        assert f"; {xllamacpp.get_system_info().strip()}" in line  # llama.cpp's list of the CPU features it uses
+    finally:
+        await asyncio.to_thread(llm.close)
+
+
+@pytest.mark.models
 async def test_llamacpp_close_waits_for_a_running_reply() -> None:
     """Closing the LLM while a reply streams stops that reply and frees the model without crashing the
     process; a later request fails cleanly."""
