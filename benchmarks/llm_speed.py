@@ -7,11 +7,13 @@ For each model, a conversation of short questions, each as the server runs it: t
 and history) is read ahead ("primed", as the server does during the user's silence), then the reply is
 generated. Per turn: the first token after the request (the primed case the user meets), the first token
 when nothing was primed (a cache miss: the whole new prompt is read first), and generation speed in tokens
-per second (llama.cpp's own count). And what is left to read when the turn ends, for a question of the
-same length asked in its place (two sets, alternating): the first token when only the conversation so far
-is cached ("after the last reply") and when the first two thirds of the question were read while it was
-spoken (`llm_read_partials`: the partial transcripts). Prints medians, the machine, its load and the llama.cpp
-build (s2s_server.llamacpp_build: a build of your own, PYTHONPATH=/path/to/it, is named as such).
+per second (llama.cpp's own count), also per second of this process's CPU time, which depends less on what
+else shares the cores (the process does little but generate meanwhile). And what is left to read when the
+turn ends, for a question of the same length asked in its place (two sets, alternating): the first token
+when only the conversation so far is cached ("after the last reply") and when the first two thirds of the
+question were read while it was spoken (`llm_read_partials`: the partial transcripts). Prints medians, the
+machine, its load and the llama.cpp build (s2s_server.llamacpp_build: a build of your own, run with
+PYTHONPATH=/path/to/it, is named as such).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ async def measure(weights: str, turns: int) -> dict[str, Any]:
     started = time.monotonic()
     await asyncio.to_thread(llm.load)
     load_s = time.monotonic() - started
-    primed, cold, speed, after_reply, partial_read = [], [], [], [], []
+    primed, cold, speed, cpu_speed, after_reply, partial_read = [], [], [], [], [], []
     history: list[dict[str, str]] = []
     system = [{"role": "system", "content": config.system_prompt}]
     try:
@@ -69,13 +71,14 @@ async def measure(weights: str, turns: int) -> dict[str, Any]:
             pieces = []
             async for delta in llm.generate(messages, max_tokens=60):
                 if first is None:
-                    first = time.monotonic() - t0
+                    first, cpu_first = time.monotonic() - t0, time.process_time()
                 pieces.append(delta)
-            total = time.monotonic() - t0
+            total, cpu_total = time.monotonic() - t0, time.process_time() - cpu_first
             reply = "".join(pieces)
             tokens = max(1, len(pieces))  # llamacpp streams one token per delta
             primed.append(first * 1000)
             speed.append((tokens - 1) / max(1e-6, total - first))
+            cpu_speed.append((tokens - 1) / max(1e-6, cpu_total))
             # A cache miss: the same turn with a different system message, nothing primed.
             missed = [{"role": "system", "content": config.system_prompt + f" (turn {len(cold)})"}, *history,
                       {"role": "user", "content": question}]
@@ -85,11 +88,13 @@ async def measure(weights: str, turns: int) -> dict[str, Any]:
             history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
             print(f"  {weights}: first token {primed[-1]:.0f} ms primed, {cold[-1]:.0f} ms cold, "
                   f"{after_reply[-1]:.0f} ms after the last reply, {partial_read[-1]:.0f} ms with the partial read; "
-                  f"{speed[-1]:.1f} tokens/s; {reply[:60]!r}", file=sys.stderr, flush=True)
+                  f"{speed[-1]:.1f} tokens/s ({cpu_speed[-1]:.1f} per CPU second); {reply[:60]!r}",
+                  file=sys.stderr, flush=True)
     finally:
         llm.close()
     return {"build": llm.build, "load_s": load_s, "primed_ms": statistics.median(primed),
             "cold_ms": statistics.median(cold), "tokens_per_s": statistics.median(speed),
+            "tokens_per_cpu_s": statistics.median(cpu_speed),
             "after_reply_ms": statistics.median(after_reply), "partial_read_ms": statistics.median(partial_read)}
 
 
@@ -104,11 +109,13 @@ def main() -> None:
     print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians")
     print(f"llama.cpp: {next(iter(results.values()))['build']}\n")
     print("| llamacpp_weights | load + warm-up (s) | first token, primed (ms) | first token, not primed (ms) "
-          "| first token, after the last reply (ms) | first token, partial read (ms) | tokens/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| first token, after the last reply (ms) | first token, partial read (ms) | tokens/s "
+          "| tokens per CPU second |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for weights, r in results.items():
         print(f"| {weights} | {r['load_s']:.1f} | {r['primed_ms']:.0f} | {r['cold_ms']:.0f} | "
-              f"{r['after_reply_ms']:.0f} | {r['partial_read_ms']:.0f} | {r['tokens_per_s']:.1f} |")
+              f"{r['after_reply_ms']:.0f} | {r['partial_read_ms']:.0f} | {r['tokens_per_s']:.1f} | "
+              f"{r['tokens_per_cpu_s']:.1f} |")
 
 
 if __name__ == "__main__":
