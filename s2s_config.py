@@ -747,6 +747,9 @@ def build_arg_parser(choices: dict[str, list[str]] | None = None) -> argparse.Ar
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
+    parser.add_argument("--forget-user", metavar="USER_ID", help="delete what memory (data_dir or memory_url) "
+                        "holds about this user (conversations, facts, summary, kept LLM prompts; a block stays), "
+                        "then exit without serving")
     model = config_model()
     owned = {name: owner for owner, names in setting_owners().items() for name in names}
     groups = {"": parser.add_argument_group("shared settings (s2s_config.py)")}
@@ -780,6 +783,13 @@ def plugins_named(argv: list[str] | None = None, environ: dict[str, str] | None 
     if isinstance(text, str):
         text = _parse_text("plugins", text)
     return [str(module) for module in text] if isinstance(text, list) else []
+
+
+def forget_user_named(argv: list[str] | None = None) -> str | None:
+    """The user id given to `--forget-user` (a command, not a setting: no file or variable sets it)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--forget-user")
+    return early.parse_known_args(argv)[0].forget_user
 
 
 def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = None,

@@ -85,7 +85,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.protocol import State as WebSocketState
 
-from s2s_config import BackendSettings, Config, ConfigError, add_settings, main_config
+from s2s_config import BackendSettings, Config, ConfigError, add_settings, forget_user_named, main_config
 
 log = logging.getLogger("s2s")
 
@@ -2703,9 +2703,28 @@ class LlamaCppLLM(LLM):
         return stats
 
     def _user_file_name(self, user_id: str) -> str:
+        return self._kept_file_name(self._salt, user_id)
+
+    @staticmethod
+    def _kept_file_name(salt: bytes, user_id: str) -> str:
         """The user's kept files' name: a hash of the user id salted with llm-prompts/salt (random, made
         once), so that the name alone does not tell whose the file is to someone who can guess user ids."""
-        return hashlib.sha256(self._salt + user_id.encode()).hexdigest()[:32]
+        return hashlib.sha256(salt + user_id.encode()).hexdigest()[:32]
+
+    @classmethod
+    def forget_kept_prompts(cls, data_dir: str, user_id: str) -> int:
+        """`--forget-user`: delete the user's kept prompts (`llamacpp_keep_prompts`) of every model under
+        `data_dir`/llm-prompts, a save cut short included; returns how many files went."""
+        folder = Path(data_dir).absolute() / "llm-prompts"
+        try:
+            salt = (folder / "salt").read_text().strip().encode()
+        except FileNotFoundError:  # nothing was ever kept here
+            return 0
+        deleted = 0
+        for path in folder.glob(f"*/{cls._kept_file_name(salt, user_id)}.*"):
+            path.unlink(missing_ok=True)
+            deleted += 1
+        return deleted
 
     @staticmethod
     def _kept_files_salt(folder: Path) -> bytes:
@@ -4167,6 +4186,7 @@ class Memory(Component):
       retext             an item was cut to what the user heard (barge-in, truncate): store that instead
       save_summary       the rolling summary of a user
       block, active_block  persist a block / the newest block this process has seen, in force, without I/O
+      forget             delete what is remembered about a user (`--forget-user`); their blocks stay
       check_block        the user's block in force as the store has it (checked at each session.update):
                          with several server processes on one store, another one may have written it.
                          Default: `active_block`, right for a store only this process writes
@@ -4208,6 +4228,11 @@ class Memory(Component):
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
         raise NotImplementedError
+
+    async def forget(self, user_id: str) -> int:
+        """Delete what is remembered about a user: their conversations, facts and summary, in one
+        transaction; returns how many rows went. Their blocks stay: a block is access control, not memory."""
+        raise NotImplementedError(f"the {self.name} memory cannot forget a user")
 
     def active_block(self, user_id: str) -> Block | None:
         block = self.blocks.get(user_id)
@@ -4423,6 +4448,12 @@ class SQLiteMemory(Memory):
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?)", (user_id, summary, time.time()))
 
+    def _forget(self, user_id: str) -> int:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            return sum(self._db.execute(f"DELETE FROM {table} WHERE user_id=?", (user_id,)).rowcount
+                       for table in ("messages", "facts", "summaries"))
+
     def _save_block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         self._db.execute("PRAGMA synchronous=FULL")
         try:
@@ -4476,6 +4507,10 @@ class SQLiteMemory(Memory):
 
     async def save_summary(self, user_id: str, summary: str) -> None:
         await self._call(self._save_summary, user_id, summary)
+
+    async def forget(self, user_id: str) -> int:
+        await self.settled(user_id)  # a write still under way would bring back what was just deleted
+        return await self._call(self._forget, user_id)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         block = await self._call(self._save_block, user_id, temporary_s, permanent_after, reason)
@@ -4655,6 +4690,16 @@ class PostgresMemory(Memory):
                                (user_id, summary, time.time()))
 
         await self._once(save)
+
+    async def forget(self, user_id: str) -> int:
+        async def delete(conn: Any) -> int:
+            deleted = 0
+            for table in ("messages", "facts", "summaries"):
+                deleted += (await conn.execute(f"DELETE FROM {table} WHERE user_id=%s", (user_id,))).rowcount
+            return deleted
+
+        await self.settled(user_id)
+        return await self._once(delete)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         async def insert(conn: Any) -> Block:
@@ -7994,6 +8039,36 @@ async def supervise(config: Config, argv: list[str]) -> int:
     return 0 if stopping in done and all(code == 0 for code in codes) else next(c for c in codes if c) or 1
 
 
+async def forget_user(config: Config, user_id: str) -> int:
+    """`--forget-user`: delete what the memory (`data_dir` or `memory_url`) holds about one user, and their
+    kept LLM prompts; their block, if any, stays in force. Prints what went; the exit code (1: the memory
+    could not be opened or cannot forget). A session of that user open on a running server goes on
+    writing: run it while the user is not connected."""
+    import sys
+
+    if not user_id.strip():
+        print("s2s: --forget-user needs a user id", file=sys.stderr)
+        return 2
+    memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
+    if isinstance(memory, SQLiteMemory) and not memory.path.exists():  # a mistyped data_dir: make nothing there
+        print(f"s2s: cannot forget {user_id!r}: no memory at {memory.path}", file=sys.stderr)
+        return 1
+    try:
+        await memory.open()
+        try:
+            rows = await memory.forget(user_id)
+            block = await memory.check_block(user_id)
+        finally:
+            await memory.close()
+    except (MemoryUnavailable, NotImplementedError) as exc:
+        print(f"s2s: cannot forget {user_id!r}: {exc}", file=sys.stderr)
+        return 1
+    files = LlamaCppLLM.forget_kept_prompts(config.data_dir, user_id)
+    print(f"s2s: forgot {user_id!r}: {rows} rows of memory (conversations, facts, summary) and {files} kept LLM "
+          f"prompt files deleted" + ("; their block stays in force" if block is not None else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     # 1. config: plugins first (their backends and settings join the one Config and --help); exit 2 on errors
     config = main_config(argv, import_plugins=import_plugins,
@@ -8006,6 +8081,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(2) from None
+    if (user_id := forget_user_named(argv)) is not None:  # a one-off command on the memory, not a server
+        raise SystemExit(asyncio.run(forget_user(config, user_id)))
     if config.workers > 1:  # this process supervises; each worker runs the rest of this recipe
         import sys
 
