@@ -3948,6 +3948,17 @@ class ClauseChunker:
         clause, self._buffer = self._buffer.strip(), ""
         return [clause] if clause else []
 
+    def cut_words(self, min_words: int) -> list[str]:
+        """The text so far up to its last whole word, as a clause (a word is whole once a space follows it),
+        if that holds at least `min_words` words and no CJK text; else nothing. For a reply that would
+        otherwise go quiet (`clause_starve_ms`); not for the first clause."""
+        buf = self._buffer
+        end = buf.rfind(" ") + 1
+        if self._first or end <= 0 or _CJK.search(buf) or len(buf[:end].split()) < min_words:
+            return []
+        clause, self._buffer = buf[:end].strip(), buf[end:]
+        return [clause]
+
     @staticmethod
     def _ends_clause_at_end(buf: str, mark: str) -> bool:
         """A mark that ends the text so far: cut now rather than wait a token, unless it may be inside a
@@ -7012,13 +7023,21 @@ class Session:
         """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come.
         `ahead`: the same LLM call, started during the silence (`llm_ahead`); its deltas are used instead."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
+        c = self.config
         started = now_ms()
         if ahead is not None:
             r.metrics["llm_ahead_deltas"] = len(ahead.deltas)  # generated before the turn ended
             r.metrics["llm_ahead_lead"] = started - ahead.created_at_ms  # and for how long
 
+        synthesising = False  # the consumer below holds a clause it has not finished speaking
+        play_end_at_ms = 0.0  # when the client will have played every byte of the reply sent so far
+
+        def starving() -> bool:
+            """The client is about to run out of audio, and nothing is on its way (`clause_starve_ms`)."""
+            return (c.clause_starve_ms > 0 and play_end_at_ms > 0 and clause_queue.empty() and not synthesising
+                    and play_end_at_ms - now_ms() < c.clause_starve_ms)
+
         async def produce_clauses() -> None:
-            c = self.config
             chunker = ClauseChunker(c.clause_min_chars, c.clause_max_chars, c.clause_first_min_chars,
                                     c.clause_first_words)
             echo = OpenerEcho(spoken_prefix)
@@ -7036,7 +7055,12 @@ class Session:
                             if "llm_first_token" not in r.metrics:
                                 r.metrics["llm_first_token"] = now_ms() - started
                                 r.metrics.update(getattr(delta, "stats", {}))
-                            for clause in chunker.push(echo.push(delta)):
+                            clauses = chunker.push(echo.push(delta))
+                            if not clauses and starving():
+                                clauses = chunker.cut_words(c.clause_starve_min_words)
+                                r.metrics["clauses_cut_starving"] = r.metrics.get("clauses_cut_starving", 0) + len(
+                                    clauses)
+                            for clause in clauses:
                                 r.metrics.setdefault("llm_first_clause", now_ms() - started)
                                 await clause_queue.put(clause)
                 for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
@@ -7049,7 +7073,6 @@ class Session:
         producer = asyncio.create_task(produce_clauses(), name=f"{self.id}-llm")
         out_rate = r.trace_rate_hz = self.settings.output_rate_hz  # TTS speaks at the client's rate (synthesize_at)
         chunk_samples = ms_to_samples(self.config.audio_chunk_ms, out_rate)
-        c = self.config
         shaper = SpeechShaper(audible_dbfs=c.audible_dbfs, onset_ms=c.tts_onset_ms, clause_gap_ms=c.tts_clause_gap_ms,
                               sentence_gap_ms=c.tts_sentence_gap_ms, tail_ms=c.tts_tail_ms, rate_hz=out_rate)
         spoken: list[str] = []
@@ -7060,6 +7083,7 @@ class Session:
                 text = speakable(clause)
                 if not text:
                     continue
+                synthesising = True
                 separator = clause_separator(spoken[-1], text) if spoken else ""
                 spoken.append(text)
                 self.emit(server_event("response.output_audio_transcript.delta", response_id=r.id, item_id=r.item.id,
@@ -7073,9 +7097,13 @@ class Session:
                     async for pcm in chunks:
                         if "tts_first_audio" not in r.metrics:
                             r.metrics["tts_first_audio"] = now_ms() - tts_started
-                        await self._emit_shaped(r, shaper.push(pcm), chunk_samples, out_rate)
+                        shaped = shaper.push(pcm)
+                        await self._emit_shaped(r, shaped, chunk_samples, out_rate)
+                        if len(shaped):  # the client plays at real time from its first byte, and after a stall
+                            play_end_at_ms = max(play_end_at_ms, now_ms()) + samples_to_ms(len(shaped), out_rate)
                         r.first_audible_ms = shaper.first_audible_ms
                 shaper.end_clause(ends_sentence(text))
+                synthesising = False
             await self._emit_shaped(r, shaper.flush(), chunk_samples, out_rate)
         except asyncio.CancelledError:
             raise

@@ -1035,6 +1035,42 @@ def test_clause_chunker_cuts_the_first_clause_early_and_only_the_first() -> None
     assert chinese.push("蜘蛛有八条腿") == [] and chinese.push("，对吧？") == ["蜘蛛有八条腿，", "对吧？"]
 
 
+def test_clause_chunker_cuts_at_the_last_whole_word_only_after_the_first_clause() -> None:
+    """`cut_words` (for `clause_starve_ms`): the text so far up to its last whole word, when that holds
+    enough words; never the first clause, never Chinese."""
+    chunker = S.ClauseChunker(min_chars=12, max_chars=180)
+    chunker.push("Sure")
+    assert chunker.cut_words(2) == []  # the first clause waits for its own rules
+    assert chunker.push(". I think the be") == ["Sure."]
+    assert chunker.cut_words(4) == []  # three whole words: "be" may be "best"
+    assert chunker.cut_words(2) == ["I think the"]
+    assert chunker.push("st way") == [] and chunker.cut_words(2) == []  # "best" is whole, "way" may go on
+    assert chunker.flush() == ["best way"]
+    chinese = S.ClauseChunker(min_chars=12, max_chars=180)
+    assert chinese.push("好的。我觉得最好的办法 是") == ["好的。"] and chinese.cut_words(1) == []
+
+
+async def test_a_slow_llm_is_spoken_in_phrases_instead_of_going_quiet_mid_sentence(make_server: Any) -> None:
+    """`clause_starve_ms`: when the client is about to run out of audio and the LLM has not ended its
+    sentence, what it wrote so far is spoken up to its last whole word; off, the sentence waits for its end."""
+    reply = "Sure. I think the best thing to do on a rainy afternoon is to read a long book by the window."
+    deltas = {}
+    for starve_ms in (400, 0):
+        h = await make_server(fake_llm_reply=reply, fake_llm_token_ms=120, fake_tts_ms_per_char=5,
+                              clause_starve_ms=starve_ms, clause_first_words=0)
+        c = await h.connect()
+        await c.say("Any ideas for a rainy afternoon?")
+        done = await c.wait_for("response.output_audio_transcript.done")
+        metrics = await c.wait_for("s2s.metrics")
+        assert done["transcript"] == reply
+        deltas[starve_ms] = [e["delta"] for e in c.events if e["type"] == "response.output_audio_transcript.delta"]
+        assert metrics.get("clauses_cut_starving", 0) == len(deltas[starve_ms]) - 2
+    assert deltas[0] == ["Sure.", " I think the best thing to do on a rainy afternoon is to read a long book by the "
+                         "window."]
+    assert deltas[400][0] == "Sure." and len(deltas[400]) >= 5  # phrases of two words or more, then the rest
+    assert all(len(d.split()) >= 2 for d in deltas[400][1:])
+
+
 async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
     """The session asks TTS for audio at the client's rate (`synthesize_at`), so a 10 kHz sound of the voice
     reaches a 24 kHz client (through the 16 kHz interface it would be gone)."""
