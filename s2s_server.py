@@ -575,6 +575,24 @@ class ASR(Component):
         return text, None
 
 
+@functools.lru_cache(maxsize=2)
+def _opencc(conversion: str) -> Any:
+    try:
+        import opencc
+    except ImportError as exc:
+        raise ComponentMissing("asr_chinese_script needs the opencc package (pip install -r requirements.txt), "
+                               "or set asr_chinese_script to as_heard") from exc
+    return opencc.OpenCC(f"{conversion}.json")
+
+
+def in_chinese_script(text: str, script: str) -> str:
+    """`text` with its Chinese characters in `script` (`asr_chinese_script`): simplified, traditional, or
+    as_heard (unchanged); text with no CJK is returned as it is."""
+    if script == "as_heard" or not _CJK.search(text):
+        return text
+    return str(_opencc("t2s" if script == "simplified" else "s2t").convert(text))
+
+
 class LLMDelta(str):
     """A text delta that carries what the backend measured of its call, in `stats` (llamacpp's first delta:
     `llm_prime_wait`, ms waited for a prime of the same conversation; `llm_prompt`, ms llama.cpp took to read
@@ -6111,7 +6129,7 @@ class Session:
             if audio is not None and len(audio):
                 text, logprob = await asyncio.wait_for(
                     self.components.asr.hear_clip(audio, self._conversation_language()), self.config.asr_deadline_s)
-            text = text.strip()
+            text = in_chinese_script(text.strip(), self.config.asr_chinese_script)
         except asyncio.CancelledError:
             raise
         except Exception:  # no words to go by: the user's speech wins, as without holding
@@ -6388,10 +6406,18 @@ class Session:
             self._speculative = None
 
     def _asr_stream(self, audio: np.ndarray, *, scored: bool = False) -> AsyncIterator[Any]:
-        """The ASR's pieces under its deadlines: text, or `transcribe_scored`'s tuples with `scored`."""
-        asr, deadline = self.components.asr, self.config.asr_deadline_s
+        """The ASR's pieces under its deadlines: text, or `transcribe_scored`'s tuples with `scored`; Chinese
+        in `asr_chinese_script`."""
+        asr, deadline, script = self.components.asr, self.config.asr_deadline_s, self.config.asr_chinese_script
         stream = asr.transcribe_scored(audio) if scored else asr.transcribe(audio)
-        return within_deadlines(stream, first_s=deadline, next_s=deadline, stage="speech recognition")
+
+        async def in_script() -> AsyncIterator[Any]:
+            async with contextlib.aclosing(stream) as pieces:
+                async for piece in pieces:
+                    yield (in_chinese_script(piece[0], script), *piece[1:]) if scored else in_chinese_script(
+                        piece, script)
+
+        return within_deadlines(in_script(), first_s=deadline, next_s=deadline, stage="speech recognition")
 
     async def _collect_transcript(self, audio: np.ndarray,
                                   scores: list[tuple[float | None, float | None]] | None = None) -> str:
@@ -7880,6 +7906,8 @@ async def load_components(components: Components) -> None:
         await asyncio.to_thread(component.load)
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
+    if components.asr.config.asr_chinese_script != "as_heard":  # a missing package stops the start, not a turn
+        _opencc("t2s" if components.asr.config.asr_chinese_script == "simplified" else "s2t")
     vad = components.vad_class(components.asr.config)
     turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
     policy = components.policy_class(components.asr.config)

@@ -815,6 +815,30 @@ async def test_a_session_end_read_waits_for_replies_in_flight(make_server: Any) 
     assert [user for user, _ in await KeepingLLM.calls(1)] == ["sam"]
 
 
+def test_in_chinese_script_converts_only_chinese() -> None:
+    assert S.in_chinese_script("對對，沒錯", "simplified") == "对对，没错"
+    assert S.in_chinese_script("对对，没错", "traditional") == "對對，沒錯"
+    assert S.in_chinese_script("對對", "as_heard") == "對對"
+    assert S.in_chinese_script("Uh-huh, right.", "simplified") == "Uh-huh, right."
+
+
+@pytest.mark.parametrize("script", ["simplified", "as_heard"])
+async def test_chinese_transcripts_are_written_in_one_script(make_server: Any, script: str) -> None:
+    """`asr_chinese_script`: Whisper writes Mandarin in traditional characters half the time; the turn's
+    transcript, what the LLM reads and the reply that echoes it are in simplified characters (as_heard: as
+    the ASR wrote them)."""
+    heard = "你能推薦一本好書嗎 OK"
+    h = await make_server(fake_asr_text=heard, fake_llm_reply="{user}", asr_chinese_script=script)
+    c = await h.connect()
+    question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(question, rate_hz=24000)
+    await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True)
+    done = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    reply = await c.wait_for("response.output_audio_transcript.done")
+    expected = "你能推荐一本好书吗 OK" if script == "simplified" else heard
+    assert done["transcript"] == expected and reply["transcript"] == expected
+
+
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
     """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
     of the reply that follows (so the reply reads only what is new, usually one token)."""
