@@ -2560,7 +2560,7 @@ class LlamaCppLLM(LLM):
                 key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
             else:  # the packaged weights: their checked sha256
                 key = f"{path.stem}-{packaged_llm(c.llamacpp_weights)[1][:16]}"
-            self._kept_dir = Path(c.data_dir).absolute() / "llm-prompts" / key
+            self._kept_dir = self.kept_prompts_folder(c.data_dir) / key
             self._salt = self._kept_files_salt(self._kept_dir.parent)
             if self._kept_dir.is_dir():
                 self._kept_dir.chmod(0o700)  # also a folder made before it was made so
@@ -2729,15 +2729,20 @@ class LlamaCppLLM(LLM):
         once), so that the name alone does not tell whose the file is to someone who can guess user ids."""
         return hashlib.sha256(salt + user_id.encode()).hexdigest()[:32]
 
+    @staticmethod
+    def kept_prompts_folder(data_dir: str) -> Path:
+        return Path(data_dir).absolute() / "llm-prompts"
+
     @classmethod
-    def forget_kept_prompts(cls, data_dir: str, user_id: str) -> int:
+    def forget_kept_prompts(cls, data_dir: str, user_id: str) -> int | None:
         """`--forget-user`: delete the user's kept prompts (`llamacpp_keep_prompts`) of every model under
-        `data_dir`/llm-prompts, a save cut short included; returns how many files went."""
-        folder = Path(data_dir).absolute() / "llm-prompts"
+        `data_dir`/llm-prompts, a save cut short included; returns how many files went (None: no prompt
+        was ever kept there)."""
+        folder = cls.kept_prompts_folder(data_dir)
         try:
             salt = (folder / "salt").read_text().strip().encode()
-        except FileNotFoundError:  # nothing was ever kept here
-            return 0
+        except FileNotFoundError:
+            return None
         deleted = 0
         for path in folder.glob(f"*/{cls._kept_file_name(salt, user_id)}.*"):
             path.unlink(missing_ok=True)
@@ -4538,7 +4543,6 @@ class SQLiteMemory(Memory):
         await self._call(self._save_summary, user_id, summary)
 
     async def forget(self, user_id: str) -> int:
-        await self.settled(user_id)  # a write still under way would bring back what was just deleted
         return await self._call(self._forget, user_id)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
@@ -4727,7 +4731,6 @@ class PostgresMemory(Memory):
                 deleted += (await conn.execute(f"DELETE FROM {table} WHERE user_id=%s", (user_id,))).rowcount
             return deleted
 
-        await self.settled(user_id)
         return await self._once(delete)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
@@ -8097,17 +8100,25 @@ async def supervise(config: Config, argv: list[str]) -> int:
 
 async def forget_user(config: Config, user_id: str) -> int:
     """`--forget-user`: delete what the memory (`data_dir` or `memory_url`) holds about one user, and their
-    kept LLM prompts; their block, if any, stays in force. Prints what went; the exit code (1: the memory
-    could not be opened or cannot forget). A session of that user open on a running server goes on
-    writing: run it while the user is not connected."""
+    kept LLM prompts under `data_dir`; their block, if any, stays in force. Prints what went and where;
+    returns the exit code (1: the memory could not be opened or cannot forget, 2: not a user id). Run it
+    with the servers on that memory stopped: a running server may still write the user's last words, or
+    their next prompt (`llm_prime_return`), after it."""
     import sys
 
-    if not user_id.strip():
-        print("s2s: --forget-user needs a user id", file=sys.stderr)
+    try:
+        S2SSettings(user_id=user_id)  # the rule a session's user id follows
+    except ValidationError:
+        print(f"s2s: --forget-user {user_id!r}: not a user id (letters, digits and . _ @ : -, as a session names "
+              "its user)", file=sys.stderr)
         return 2
+    files = LlamaCppLLM.forget_kept_prompts(config.data_dir, user_id)  # a cache: deleted whatever the store says
+    folder = LlamaCppLLM.kept_prompts_folder(config.data_dir)
+    kept = f"{files} kept LLM prompt files deleted in {folder}" if files is not None else \
+        f"no kept LLM prompts at {folder} (the server's --data-dir)"
     memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
     if isinstance(memory, SQLiteMemory) and not memory.path.exists():  # a mistyped data_dir: make nothing there
-        print(f"s2s: cannot forget {user_id!r}: no memory at {memory.path}", file=sys.stderr)
+        print(f"s2s: cannot forget {user_id!r}: no memory at {memory.path}; {kept}", file=sys.stderr)
         return 1
     try:
         await memory.open()
@@ -8116,12 +8127,13 @@ async def forget_user(config: Config, user_id: str) -> int:
             block = await memory.check_block(user_id)
         finally:
             await memory.close()
-    except (MemoryUnavailable, NotImplementedError) as exc:
-        print(f"s2s: cannot forget {user_id!r}: {exc}", file=sys.stderr)
+    except (MemoryUnavailable, ComponentMissing, NotImplementedError) as exc:
+        print(f"s2s: cannot forget {user_id!r}: {exc}; {kept}", file=sys.stderr)
         return 1
-    files = LlamaCppLLM.forget_kept_prompts(config.data_dir, user_id)
-    print(f"s2s: forgot {user_id!r}: {rows} rows of memory (conversations, facts, summary) and {files} kept LLM "
-          f"prompt files deleted" + ("; their block stays in force" if block is not None else ""))
+    where = config.memory_url.split("@")[-1] if memory_backend(config) == "postgres" else str(memory.path)
+    print(f"s2s: forgot {user_id!r}: {rows} rows of memory (conversations, facts, summary) deleted at {where}; "
+          f"{kept}" + ("; nothing was remembered about them" if rows == 0 and not files else "")
+          + ("; their block stays in force" if block is not None else ""))
     return 0
 
 

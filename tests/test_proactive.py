@@ -451,7 +451,9 @@ async def test_forget_user_deletes_one_users_memory_and_kept_prompts_and_keeps_t
     for user in ("alice", "bob"):
         for model in ("model-a", "model-b"):
             (prompts / model).mkdir(exist_ok=True)
-            (prompts / model / f"{s2s.LlamaCppLLM._kept_file_name(salt, user)}.bin").write_bytes(b"slot")
+            name = s2s.LlamaCppLLM._kept_file_name(salt, user)
+            for suffix in (".bin", ".json", ".bin.1a2b3c4d.tmp"):  # a save cut short leaves a .tmp
+                (prompts / model / f"{name}{suffix}").write_bytes(b"slot")
     url = [*(["--memory-url", memory_settings["memory_url"]] if memory_settings else [])]
 
     async def forget(user: str) -> tuple[int, str]:
@@ -464,8 +466,8 @@ async def test_forget_user_deletes_one_users_memory_and_kept_prompts_and_keeps_t
     code, out = await forget("alice")
     assert code == 0, out
     # Two items (her words and the reply), two facts and the summary; a kept prompt for each model.
-    assert "forgot 'alice': 5 rows" in out and "2 kept LLM prompt files" in out and "block stays" in out, out
-    assert sorted(p.parent.name for p in prompts.glob("*/*.bin")) == ["model-a", "model-b"]  # bob's
+    assert "forgot 'alice': 5 rows" in out and "6 kept LLM prompt files" in out and "block stays" in out, out
+    assert sorted(p.parent.name for p in prompts.glob("*/*.*")) == ["model-a"] * 3 + ["model-b"] * 3  # bob's
     h2 = await scripted(data_dir=data, **memory_settings)
     assert h2.server.memory.active_block("alice") is not None  # forgetting is not forgiving
     gone = await h2.server.memory.load_user("alice", 10)
@@ -474,9 +476,10 @@ async def test_forget_user_deletes_one_users_memory_and_kept_prompts_and_keeps_t
     assert kept.remembers_anything() and any("chess" in e["text"] for e in kept.earlier)
     await h2.server.stop()
     code, out = await forget("nobody")
-    assert code == 0 and "0 rows" in out and "0 kept" in out and "block stays" not in out, out
-    code, out = await forget(" ")
-    assert code == 2 and "needs a user id" in out, out
+    assert code == 0 and "nothing was remembered" in out and "block stays" not in out, out
+    for not_an_id in (" ", "alice "):
+        code, out = await forget(not_an_id)
+        assert code == 2 and "not a user id" in out, out
     if not memory_settings:
         data = str(tmp_path / "mistyped")
         code, out = await forget("alice")
