@@ -328,11 +328,13 @@ class Config(BaseModel):
     replies with a pause of 100 ms or more: 0 (and clause_first_min_chars 12) 2425 ms / 0 of 10, 5 words
     1731 ms / 4, 3 words 1471 ms / 6 (pauses mid-sentence); docs/latency.md."""
     clause_starve_ms: int = Field(400, ge=0, le=10000)
-    """While a reply is heard, a clause the LLM is still writing (in a language written with spaces; not the
-    first) is cut at its last whole word when the client is about to run out of audio: nothing else queued
-    for TTS, nothing being synthesised, and less than this many ms of sent audio left to play. The rest
-    of the sentence follows as the next clause. Speech goes on in short phrases instead of stopping until
-    a slow LLM ends the sentence; 0 = off (a clause waits for its mark or `clause_max_chars`)."""
+    """While a reply is heard, a clause the LLM is still writing (not the first; with no CJK character in
+    it, since Chinese has no spaces to cut at) is cut at its last whole word when, as an LLM token arrives,
+    the client is about to run out of audio: nothing else queued for TTS or being synthesised, less than
+    this many ms of sent audio left to play, and at least this many ms since the last clause was handed
+    over (a fast LLM ends its sentence first). The rest of the sentence follows as the next clause: speech
+    goes on in short phrases instead of stopping until a slow LLM ends the sentence. 0 = off (a clause
+    waits for its mark or `clause_max_chars`)."""
     clause_starve_min_words: int = Field(2, ge=1, le=100)
     """The shortest phrase `clause_starve_ms` cuts, in whole words."""
 

@@ -5344,6 +5344,7 @@ class PlaybackClock:
         self.sent_ms = 0.0  # audio on the wire (after a barge-in: what was played)
         self.first_queued_at_ms: float | None = None  # pacing and the end of playback count from here
         self.first_sent_at_ms: float | None = None  # playback counts from here
+        self.played_until_at_ms = 0.0  # when the client will have played all that was sent (stalls counted)
         self.cut = False  # a barge-in ended its playback
 
     def queue(self, audio_ms: float, at_ms: float) -> float:
@@ -5367,12 +5368,15 @@ class PlaybackClock:
             if self.first_sent_at_ms is None:
                 self.first_sent_at_ms = at_ms
             self.sent_ms += audio_ms
+            # A chunk that comes after the client ran out (a stall) plays from its arrival.
+            self.played_until_at_ms = max(self.played_until_at_ms, at_ms) + audio_ms
 
     def played_ms(self, at_ms: float) -> float:
-        """Audio the client has played by `at_ms`: real time since the first chunk, at most what was sent."""
+        """Audio the client has played by `at_ms`: real time since the first chunk, less the stalls (the
+        client had played all it had, and waited for more), at most what was sent."""
         if self.first_sent_at_ms is None:
             return 0.0
-        return min(self.sent_ms, at_ms - self.first_sent_at_ms)
+        return min(self.sent_ms, max(0.0, self.sent_ms - (self.played_until_at_ms - at_ms)))
 
     def remaining_ms(self, at_ms: float) -> float:
         """Playback still to come at `at_ms` (0 once a barge-in cut it)."""
@@ -5386,6 +5390,7 @@ class PlaybackClock:
         self.cut = True
         if self.first_sent_at_ms is not None:
             self.sent_ms = min(self.sent_ms, played)
+            self.played_until_at_ms = min(self.played_until_at_ms, at_ms)
         return played
 
     def heard_ms(self, audio_end_ms: float, finished: bool) -> float:
@@ -7059,14 +7064,18 @@ class Session:
             r.metrics["llm_ahead_lead"] = started - ahead.created_at_ms  # and for how long
 
         synthesising = False  # the consumer below holds a clause it has not finished speaking
-        play_end_at_ms = 0.0  # when the client will have played every byte of the reply sent so far
+        last_clause_at_ms = started  # when the producer last handed a clause over
 
         def starving() -> bool:
-            """The client is about to run out of audio, and nothing is on its way (`clause_starve_ms`)."""
-            return (c.clause_starve_ms > 0 and play_end_at_ms > 0 and clause_queue.empty() and not synthesising
-                    and play_end_at_ms - now_ms() < c.clause_starve_ms)
+            """The client is about to run out of audio, nothing is on its way, and the LLM has been writing
+            this clause for a while (`clause_starve_ms`)."""
+            now = now_ms()
+            return (c.clause_starve_ms > 0 and r.clock.first_sent_at_ms is not None and clause_queue.empty()
+                    and not synthesising and r.clock.played_until_at_ms - now < c.clause_starve_ms
+                    and now - last_clause_at_ms >= c.clause_starve_ms)
 
         async def produce_clauses() -> None:
+            nonlocal last_clause_at_ms
             chunker = ClauseChunker(c.clause_min_chars, c.clause_max_chars, c.clause_first_min_chars,
                                     c.clause_first_words)
             echo = OpenerEcho(spoken_prefix)
@@ -7085,12 +7094,12 @@ class Session:
                                 r.metrics["llm_first_token"] = now_ms() - started
                                 r.metrics.update(getattr(delta, "stats", {}))
                             clauses = chunker.push(echo.push(delta))
-                            if not clauses and starving():
-                                clauses = chunker.cut_words(c.clause_starve_min_words)
-                                r.metrics["clauses_cut_starving"] = r.metrics.get("clauses_cut_starving", 0) + len(
-                                    clauses)
+                            if not clauses and starving() and (clauses := chunker.cut_words(
+                                    c.clause_starve_min_words)):
+                                r.metrics["clauses_cut_starving"] = r.metrics.get("clauses_cut_starving", 0) + 1
                             for clause in clauses:
                                 r.metrics.setdefault("llm_first_clause", now_ms() - started)
+                                last_clause_at_ms = now_ms()
                                 await clause_queue.put(clause)
                 for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
                     r.metrics.setdefault("llm_first_clause", now_ms() - started)
@@ -7126,10 +7135,7 @@ class Session:
                     async for pcm in chunks:
                         if "tts_first_audio" not in r.metrics:
                             r.metrics["tts_first_audio"] = now_ms() - tts_started
-                        shaped = shaper.push(pcm)
-                        await self._emit_shaped(r, shaped, chunk_samples, out_rate)
-                        if len(shaped):  # the client plays at real time from its first byte, and after a stall
-                            play_end_at_ms = max(play_end_at_ms, now_ms()) + samples_to_ms(len(shaped), out_rate)
+                        await self._emit_shaped(r, shaper.push(pcm), chunk_samples, out_rate)
                         r.first_audible_ms = shaper.first_audible_ms
                 shaper.end_clause(ends_sentence(text))
                 synthesising = False

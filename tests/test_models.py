@@ -1075,24 +1075,30 @@ def test_clause_chunker_cuts_at_the_last_whole_word_only_after_the_first_clause(
 
 
 async def test_a_slow_llm_is_spoken_in_phrases_instead_of_going_quiet_mid_sentence(make_server: Any) -> None:
-    """`clause_starve_ms`: when the client is about to run out of audio and the LLM has not ended its
-    sentence, what it wrote so far is spoken up to its last whole word; off, the sentence waits for its end."""
+    """`clause_starve_ms`: when the client is about to run out of audio and the LLM, slow, has not ended its
+    sentence, what it wrote so far is spoken up to its last whole word. Not when the LLM is fast, nor while
+    the client has plenty left to play; off, the sentence waits for its end."""
     reply = "Sure. I think the best thing to do on a rainy afternoon is to read a long book by the window."
-    deltas = {}
-    for starve_ms in (400, 0):
-        h = await make_server(fake_llm_reply=reply, fake_llm_token_ms=120, fake_tts_ms_per_char=5,
+    short = "Sure. I think the best thing is a book."
+    cases = {  # name: (reply, ms per token, ms of audio per character, clause_starve_ms)
+        "slow": (reply, 120, 60, 400), "fast": (reply, 5, 60, 400), "plenty to play": (short, 120, 400, 400),
+        "off": (reply, 120, 60, 0)}
+    deltas, cuts = {}, {}
+    for name, (text, token_ms, ms_per_char, starve_ms) in cases.items():
+        h = await make_server(fake_llm_reply=text, fake_llm_token_ms=token_ms, fake_tts_ms_per_char=ms_per_char,
                               clause_starve_ms=starve_ms, clause_first_words=0)
         c = await h.connect()
+        c.timeout_s = 20
         await c.say("Any ideas for a rainy afternoon?")
         done = await c.wait_for("response.output_audio_transcript.done")
         metrics = await c.wait_for("s2s.metrics")
-        assert done["transcript"] == reply
-        deltas[starve_ms] = [e["delta"] for e in c.events if e["type"] == "response.output_audio_transcript.delta"]
-        assert metrics.get("clauses_cut_starving", 0) == len(deltas[starve_ms]) - 2
-    assert deltas[0] == ["Sure.", " I think the best thing to do on a rainy afternoon is to read a long book by the "
-                         "window."]
-    assert deltas[400][0] == "Sure." and len(deltas[400]) >= 5  # phrases of two words or more, then the rest
-    assert all(len(d.split()) >= 2 for d in deltas[400][1:])
+        assert done["transcript"] == text
+        deltas[name] = [e["delta"] for e in c.events if e["type"] == "response.output_audio_transcript.delta"]
+        cuts[name] = metrics.get("clauses_cut_starving", 0)
+        assert cuts[name] == len(deltas[name]) - 2, (name, deltas[name])
+    assert cuts["slow"] >= 1 and all(len(d.split()) >= 2 for d in deltas["slow"][1:]), deltas["slow"]
+    assert cuts["fast"] == cuts["plenty to play"] == cuts["off"] == 0, deltas
+    assert deltas["off"] == ["Sure.", " " + reply.removeprefix("Sure. ")]
 
 
 async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:
