@@ -230,10 +230,11 @@ class Config(BaseModel):
     """Spoken language code for the recogniser (e.g. en, zh); empty lets the model detect it."""
     asr_chinese_script: Literal["simplified", "traditional", "as_heard"] = "simplified"
     """The script of Chinese in every transcript (the user's turns, partial transcripts, speech over the bot),
-    converted with OpenCC (package opencc; t2s or s2t): Whisper writes Mandarin in traditional characters
-    about half the time (4 of 8 spoken questions, `python benchmarks/voice_to_voice.py --language zh`,
-    2026-12-01 18:40 UTC), and the LLM then answers in them; the judge was trained on simplified text.
-    as_heard: the recogniser's own."""
+    converted with OpenCC (package opencc; t2s or s2t; text with Japanese kana is left as it is): Whisper
+    base wrote 4 of 8 spoken Mandarin questions in traditional characters (`python
+    benchmarks/voice_to_voice.py --language zh`, 2026-12-01 18:40 UTC), and the LLM then answered in them.
+    The judge was trained on simplified text, so `traditional` feeds it text unlike its training; the LLM
+    writes replies in the script it chooses (usually the user's). as_heard: the recogniser's own."""
     # paper model table: shared by its local backends (hf-whisper, paraformer, transformers, cosyvoice,
     # f5-tts, melotts); each backend's own settings sit beside its class. See docs/model_table.md.
     model_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")

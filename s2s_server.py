@@ -585,12 +585,23 @@ def _opencc(conversion: str) -> Any:
     return opencc.OpenCC(f"{conversion}.json")
 
 
+_KANA = re.compile(r"[\u3040-\u30ff]")  # Japanese, which OpenCC would turn into a mix (日本語 -> 日本语)
+
+
 def in_chinese_script(text: str, script: str) -> str:
     """`text` with its Chinese characters in `script` (`asr_chinese_script`): simplified, traditional, or
-    as_heard (unchanged); text with no CJK is returned as it is."""
-    if script == "as_heard" or not _CJK.search(text):
+    as_heard (unchanged); text with no CJK, or with Japanese kana, is returned as it is."""
+    if script == "as_heard" or not _CJK.search(text) or _KANA.search(text):
         return text
     return str(_opencc("t2s" if script == "simplified" else "s2t").convert(text))
+
+
+def check_chinese_script(config: Config) -> None:
+    """Raise ComponentMissing at start when `asr_chinese_script` needs OpenCC and it is not installed (not
+    when the ASR is told a language other than Chinese)."""
+    language = config.asr_language.lower()
+    if config.asr_chinese_script != "as_heard" and (not language or language.startswith(("zh", "yue"))):
+        _opencc("t2s" if config.asr_chinese_script == "simplified" else "s2t")
 
 
 class LLMDelta(str):
@@ -7915,8 +7926,7 @@ async def load_components(components: Components) -> None:
         await asyncio.to_thread(component.load)
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
-    if components.asr.config.asr_chinese_script != "as_heard":  # a missing package stops the start, not a turn
-        _opencc("t2s" if components.asr.config.asr_chinese_script == "simplified" else "s2t")
+    check_chinese_script(components.asr.config)  # before the models: a missing package stops the start at once
     vad = components.vad_class(components.asr.config)
     turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
     policy = components.policy_class(components.asr.config)

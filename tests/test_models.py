@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ import numpy as np
 import pytest
 
 import s2s_server as S
-from s2s_config import config_model
+from s2s_config import config_model, load_config
 from tests.conftest import MODEL_CONFIG, ask_aloud, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own (declared beside each class)
@@ -820,6 +821,7 @@ def test_in_chinese_script_converts_only_chinese() -> None:
     assert S.in_chinese_script("对对，没错", "traditional") == "對對，沒錯"
     assert S.in_chinese_script("對對", "as_heard") == "對對"
     assert S.in_chinese_script("Uh-huh, right.", "simplified") == "Uh-huh, right."
+    assert S.in_chinese_script("日本語の勉強", "simplified") == "日本語の勉強"  # Japanese stays Japanese
 
 
 @pytest.mark.parametrize("script", ["simplified", "as_heard"])
@@ -828,15 +830,30 @@ async def test_chinese_transcripts_are_written_in_one_script(make_server: Any, s
     transcript, what the LLM reads and the reply that echoes it are in simplified characters (as_heard: as
     the ASR wrote them)."""
     heard = "你能推薦一本好書嗎 OK"
-    h = await make_server(fake_asr_text=heard, fake_llm_reply="{user}", asr_chinese_script=script)
+    h = await make_server(fake_asr_text=heard, fake_llm_reply="{user}", asr_chinese_script=script,
+                          asr_partial_interval_ms=300)
     c = await h.connect()
     question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
-    await c.append_audio(question, rate_hz=24000)
+    await c.append_audio(question, rate_hz=24000, realtime=True)  # partial transcripts while it is spoken
     await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True)
     done = await c.wait_for("conversation.item.input_audio_transcription.completed")
     reply = await c.wait_for("response.output_audio_transcript.done")
     expected = "你能推荐一本好书吗 OK" if script == "simplified" else heard
     assert done["transcript"] == expected and reply["transcript"] == expected
+    partials = "".join(e["delta"] for e in c.events if e["type"] == "conversation.item.input_audio_transcription.delta")
+    assert partials.count("推荐" if script == "simplified" else "推薦") >= 2, partials  # a partial and the turn's
+
+
+def test_a_missing_opencc_stops_the_start_unless_the_transcripts_are_kept_as_heard(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "opencc", None)  # import opencc fails
+    S._opencc.cache_clear()
+    try:
+        with pytest.raises(S.ComponentMissing, match="opencc"):
+            S.check_chinese_script(load_config([], environ={}))
+        S.check_chinese_script(load_config(["--asr-chinese-script", "as_heard"], environ={}))
+        S.check_chinese_script(load_config(["--asr-language", "en"], environ={}))  # no Chinese to convert
+    finally:
+        S._opencc.cache_clear()
 
 
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:

@@ -8,6 +8,7 @@ import base64
 import logging
 
 import numpy as np
+import pytest
 
 import s2s_server as s2s
 from s2s_config import validate_config
@@ -366,6 +367,18 @@ async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(mak
     types = c.types(since)
     assert "input_audio_buffer.speech_started" not in types and "input_audio_buffer.committed" not in types
     assert types.count("response.created") == 0
+
+
+@pytest.mark.parametrize("script", ["simplified", "as_heard"])
+async def test_speech_over_the_bot_is_heard_in_the_chinese_script_of_the_transcripts(make_server, speech_dir,
+                                                                                    script):
+    """`asr_chinese_script` applies to what is heard over the bot too: an ASR that writes 對對 (as Whisper
+    often writes 对对) gives the backchannel note 对对."""
+    h = await make_server(**{**REPLYING, "asr": "fake"}, fake_asr_text="對對", asr_chinese_script=script)
+    c = await start_reply(h)
+    await c.append_audio(np.concatenate([speech("uh-huh", speech_dir), silence(1000, 16000)]), 16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert note["text"] == ("对对" if script == "simplified" else "對對")
 
 
 async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make_server, speech_dir):
