@@ -103,3 +103,16 @@ def test_the_second_set_is_no_copy_of_any_text_the_judge_learnt_from():
                 match = difflib.SequenceMatcher(None, mine, data[k], autojunk=False)
                 assert match.find_longest_match(0, len(mine), 0, len(data[k])).size < 7, (sentence, data[k])
                 assert match.ratio() < 0.7, (sentence, data[k])
+
+
+def test_the_pause_judged_is_the_inserted_one_even_where_the_sentence_has_a_longer_gap_of_its_own(monkeypatch):
+    """A comma that leaves 600 ms of its own before a 300 ms hesitation: the hesitation is the pause scored."""
+    def speech_with_a_comma(text: str, voice: str) -> np.ndarray:
+        tone = (8000 * np.sin(np.arange(3200) / 3)).astype(np.int16)
+        return np.concatenate([piece for word in text.split()
+                               for piece in (tone, np.zeros(9600 if word.endswith(",") else 800, dtype=np.int16))])
+    monkeypatch.setattr(eot, "synthesise", speech_with_a_comma)
+    monkeypatch.setattr(eot, "NEW_SENTENCES", {"en": [("phrase", "one two, three | four five.")]})
+    hesitant = eot.make_set("en-espeak", -40.0, [300], parts=("new",))[0]
+    # lead 300 ms, then "one" 200 + 50, "two," 200 + 600, "three" 200: the hesitation starts at 1550 ms
+    assert 1540 <= hesitant.pause[0] <= 1610 and hesitant.pause[1] - hesitant.pause[0] >= 300
