@@ -423,7 +423,8 @@ class Opinions:
             assert self.asr is not None and self.judge is not None
             started = time.perf_counter()
             pieces = asyncio.run(collect_scored(self.asr.transcribe_scored(audio)))
-            words = "".join(piece for piece, *_scores in pieces).strip()
+            words = S.in_chinese_script("".join(piece for piece, *_scores in pieces).strip(),
+                                        self.asr.config.asr_chinese_script)  # as the session's transcripts
             sure = [lp for _, lp, *_last in pieces if lp is not None]
             self.words[key], self.logprobs[key] = words, (sum(sure) / len(sure) if sure else None)
             self.last_words[key] = pieces[-1][2] if pieces and len(pieces[-1]) > 2 else None
