@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import machine, pct  # also puts the repository on sys.path
+from common import machine, pct, read_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise  # espeak-ng read with the standard library's wave
 
 import s2s_server as S  # noqa: E402
@@ -232,8 +232,6 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
     did shows none."""
     import json
 
-    import soundfile
-
     rows = [json.loads(line) for line in (Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()]
     held: list[list[dict[str, Any]]] = []
     for row in rows:
@@ -245,7 +243,7 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
         for name, to_content, rule in rules:
             before, previous, stop = set(), "", "none"
             for k, row in enumerate(passes):
-                pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+                pcm = read_pcm16(Path(folder) / row["file"])
                 asr.config = asr.config.model_copy(update={"whisper_clip_padding": rule.whisper_clip_padding})
                 heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
                                      S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule), rule)
@@ -271,8 +269,6 @@ def pass_time(folders: list[str], config: Any) -> None:
     import os
     import time
 
-    import soundfile
-
     budget, full = config, config.model_copy(update={"whisper_clip_tokens_per_s": 0})
     asr = S.WhisperASR(config)
     asr.load()
@@ -281,7 +277,7 @@ def pass_time(folders: list[str], config: Any) -> None:
     for folder in folders:
         for k, line in enumerate((Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()):
             row = json.loads(line)
-            pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+            pcm = read_pcm16(Path(folder) / row["file"])
             heard = []
             for name, rule in list(zip(times, (full, budget), strict=True))[::1 if k % 2 else -1]:
                 asr.config = rule

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from common import machine  # also puts the repository on sys.path
+from common import machine, write_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise, word_boundary_ms
 
 import s2s_server as S  # noqa: E402
@@ -168,11 +168,9 @@ def trace_server(asr: Any, save_dir: str | None = None) -> None:
 
 
 def save_hearing(folder: Path, audio: Any, language: str | None, result: Any, started: float) -> None:
-    import soundfile
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"h{sum(1 for _ in folder.glob('h*.wav')):04d}.wav"
-    soundfile.write(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ, subtype="PCM_16")
+    write_pcm16(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ)
     text, logprob = result if result is not None else ("", None)
     with open(folder / "hearings.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob,
