@@ -150,10 +150,17 @@ class Hearings:
             self.memo = saved["memo"] if saved.get("key") == self.key else {}
         self.new = 0
 
-    def hear(self, pcm: np.ndarray, language: str, end: int, padding: str = "features") -> Any:
-        key = (hashlib.sha1(pcm.tobytes()).hexdigest(), language, end, padding)
+    def hear(self, pcm: np.ndarray, language: str, end: int, padding: str = "features",
+             window_s: float | None = None) -> Any:
+        """`window_s`: the rule's `whisper_clip_window_s` (None: the file's); a window other than the file's
+        is kept under its own key."""
+        key: tuple[Any, ...] = (hashlib.sha1(pcm.tobytes()).hexdigest(), language, end, padding)
+        window_s = self.key[0] if window_s is None else window_s
+        if window_s != self.key[0]:
+            key += (window_s,)
         if key not in self.memo:
-            self.asr.config = self.asr.config.model_copy(update={"whisper_clip_padding": padding})
+            self.asr.config = self.asr.config.model_copy(update={"whisper_clip_padding": padding,
+                                                                 "whisper_clip_window_s": window_s})
             self.memo[key] = self.asr._clip_hearing(pcm[:end], threading.Event(), language)
             self.new += 1
         return self.memo[key]
@@ -201,7 +208,8 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         if last:
             clock = max(clock, end_ms + config.turn_pause_ms)
         stop_at = end if last else onset + S.ms_to_samples(10 * int(np.ceil(clock / 10)))
-        hearing = first_tokens(hearings.hear(clip, language, stop_at, config.whisper_clip_padding),
+        hearing = first_tokens(hearings.hear(clip, language, stop_at, config.whisper_clip_padding,
+                                             config.whisper_clip_window_s),
                                S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config), config)
         if hearing is None:
             text, logprob = "", None
