@@ -216,7 +216,7 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         elif isinstance(hearing, tuple):
             text, logprob = hearing
         else:
-            text, logprob = hearing.text, hearing.logprob(config.backchannel_words, to_content)
+            text, logprob = hearing.text, hearing.logprob(S.words_without_content(config), to_content)
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous)
@@ -256,7 +256,7 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
                 heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
                                      S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule), rule)
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
-                    (heard.text, heard.logprob(rule.backchannel_words, to_content))
+                    (heard.text, heard.logprob(S.words_without_content(rule), to_content))
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
                                                 previous=previous)
                 before |= words
@@ -327,7 +327,7 @@ def main() -> None:
     asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0, "whisper_no_speech_threshold": 1.0}))
     asr.load()  # (first_tokens)
     old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
-           "backchannel_words": BACKCHANNEL_1300}
+           "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": []}
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
     to_content = config.whisper_clip_logprob_to_content
     rules = [("before 03:00: a pass as sure as its first word", False,
