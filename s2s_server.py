@@ -1346,7 +1346,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
-    heard = set(content_words(text, config.backchannel_words))
+    no_content = words_without_content(config)
+    heard = set(content_words(text, no_content))
     if len({ch for word in heard for ch in word if _CJK.match(ch)}) < config.barge_in_cjk_min_syllables:
         heard = {word for word in heard if not _CJK.search(word)}  # one Chinese syllable: a guess (定 for 对)
     words = heard if logprob is None or logprob >= least else set()
@@ -1370,6 +1371,12 @@ def _said(text: str) -> str:
 
 
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
+
+
+def words_without_content(config: Any) -> list[str]:
+    """What `content_words` leaves out of a hearing of speech over the bot: a listener's backchannels and
+    interjections (`backchannel_words`) and words that say nothing alone (`barge_in_function_words`)."""
+    return [*config.backchannel_words, *config.barge_in_function_words]
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -2157,7 +2164,8 @@ class WhisperASR(ASR):
             return "", None
         if isinstance(heard, tuple):  # no words: ("", the mean log-probability)
             return heard
-        return heard.text, heard.logprob(self.config.backchannel_words, self.config.whisper_clip_logprob_to_content)
+        c = self.config
+        return heard.text, heard.logprob(words_without_content(c), c.whisper_clip_logprob_to_content)
 
     def _clip_hearing(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None) -> Any:
         """`_clip`'s decoding: a ClipHearing, ("", mean log-probability) for no speech, None when stopped or

