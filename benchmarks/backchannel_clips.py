@@ -219,6 +219,7 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
             text, logprob = hearing.text, hearing.logprob(S.words_without_content(config), to_content)
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
+        text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous)
         before |= words
         last_words = words
@@ -257,6 +258,7 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
                                      S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule), rule)
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
                     (heard.text, heard.logprob(S.words_without_content(rule), to_content))
+                text = S.in_chinese_script(text, rule.asr_chinese_script)
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
                                                 previous=previous)
                 before |= words
