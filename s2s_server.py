@@ -85,7 +85,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.protocol import State as WebSocketState
 
-from s2s_config import BackendSettings, Config, ConfigError, add_settings, main_config
+from s2s_config import BackendSettings, Config, ConfigError, add_settings, forget_user_named, main_config
 
 log = logging.getLogger("s2s")
 
@@ -573,6 +573,35 @@ class ASR(Component):
         async for piece in self.transcribe(audio):
             text += piece
         return text, None
+
+
+@functools.lru_cache(maxsize=2)
+def _opencc(conversion: str) -> Any:
+    try:
+        import opencc
+    except ImportError as exc:
+        raise ComponentMissing("asr_chinese_script needs the opencc package (pip install -r requirements.txt), "
+                               "or set asr_chinese_script to as_heard") from exc
+    return opencc.OpenCC(f"{conversion}.json")
+
+
+_KANA = re.compile(r"[\u3040-\u30ff]")  # Japanese, which OpenCC would turn into a mix (日本語 -> 日本语)
+
+
+def in_chinese_script(text: str, script: str) -> str:
+    """`text` with its Chinese characters in `script` (`asr_chinese_script`): simplified, traditional, or
+    as_heard (unchanged); text with no CJK, or with Japanese kana, is returned as it is."""
+    if script == "as_heard" or not _CJK.search(text) or _KANA.search(text):
+        return text
+    return str(_opencc("t2s" if script == "simplified" else "s2t").convert(text))
+
+
+def check_chinese_script(config: Config) -> None:
+    """Raise ComponentMissing at start when `asr_chinese_script` needs OpenCC and it is not installed (not
+    when the ASR is told a language other than Chinese)."""
+    language = config.asr_language.lower()
+    if config.asr_chinese_script != "as_heard" and (not language or language.startswith(("zh", "yue"))):
+        _opencc("t2s" if config.asr_chinese_script == "simplified" else "s2t")
 
 
 class LLMDelta(str):
@@ -1317,7 +1346,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
-    heard = set(content_words(text, config.backchannel_words))
+    no_content = words_without_content(config)
+    heard = set(content_words(text, no_content))
     if len({ch for word in heard for ch in word if _CJK.match(ch)}) < config.barge_in_cjk_min_syllables:
         heard = {word for word in heard if not _CJK.search(word)}  # one Chinese syllable: a guess (定 for 对)
     words = heard if logprob is None or logprob >= least else set()
@@ -1341,6 +1371,12 @@ def _said(text: str) -> str:
 
 
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
+
+
+def words_without_content(config: Any) -> list[str]:
+    """What `content_words` leaves out of a hearing of speech over the bot: a listener's backchannels and
+    interjections (`backchannel_words`) and words that say nothing alone (`barge_in_function_words`)."""
+    return [*config.backchannel_words, *config.barge_in_function_words]
 
 
 def content_words(text: str, backchannel: list[str]) -> list[str]:
@@ -2128,7 +2164,8 @@ class WhisperASR(ASR):
             return "", None
         if isinstance(heard, tuple):  # no words: ("", the mean log-probability)
             return heard
-        return heard.text, heard.logprob(self.config.backchannel_words, self.config.whisper_clip_logprob_to_content)
+        c = self.config
+        return heard.text, heard.logprob(words_without_content(c), c.whisper_clip_logprob_to_content)
 
     def _clip_hearing(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None) -> Any:
         """`_clip`'s decoding: a ClipHearing, ("", mean log-probability) for no speech, None when stopped or
@@ -2553,7 +2590,7 @@ class LlamaCppLLM(LLM):
                 key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
             else:  # the packaged weights: their checked sha256
                 key = f"{path.stem}-{packaged_llm(c.llamacpp_weights)[1][:16]}"
-            self._kept_dir = Path(c.data_dir).absolute() / "llm-prompts" / key
+            self._kept_dir = self.kept_prompts_folder(c.data_dir) / key
             self._salt = self._kept_files_salt(self._kept_dir.parent)
             if self._kept_dir.is_dir():
                 self._kept_dir.chmod(0o700)  # also a folder made before it was made so
@@ -2715,9 +2752,33 @@ class LlamaCppLLM(LLM):
         return stats
 
     def _user_file_name(self, user_id: str) -> str:
+        return self._kept_file_name(self._salt, user_id)
+
+    @staticmethod
+    def _kept_file_name(salt: bytes, user_id: str) -> str:
         """The user's kept files' name: a hash of the user id salted with llm-prompts/salt (random, made
         once), so that the name alone does not tell whose the file is to someone who can guess user ids."""
-        return hashlib.sha256(self._salt + user_id.encode()).hexdigest()[:32]
+        return hashlib.sha256(salt + user_id.encode()).hexdigest()[:32]
+
+    @staticmethod
+    def kept_prompts_folder(data_dir: str) -> Path:
+        return Path(data_dir).absolute() / "llm-prompts"
+
+    @classmethod
+    def forget_kept_prompts(cls, data_dir: str, user_id: str) -> int | None:
+        """`--forget-user`: delete the user's kept prompts (`llamacpp_keep_prompts`) of every model under
+        `data_dir`/llm-prompts, a save cut short included; returns how many files went (None: no prompt
+        was ever kept there)."""
+        folder = cls.kept_prompts_folder(data_dir)
+        try:
+            salt = (folder / "salt").read_text().strip().encode()
+        except FileNotFoundError:
+            return None
+        deleted = 0
+        for path in folder.glob(f"*/{cls._kept_file_name(salt, user_id)}.*"):
+            path.unlink(missing_ok=True)
+            deleted += 1
+        return deleted
 
     @staticmethod
     def _kept_files_salt(folder: Path) -> bytes:
@@ -3941,6 +4002,17 @@ class ClauseChunker:
         clause, self._buffer = self._buffer.strip(), ""
         return [clause] if clause else []
 
+    def cut_words(self, min_words: int) -> list[str]:
+        """The text so far up to its last whole word, as a clause (a word is whole once a space follows it),
+        if that holds at least `min_words` words and no CJK text; else nothing. For a reply that would
+        otherwise go quiet (`clause_starve_ms`); not for the first clause."""
+        buf = self._buffer
+        end = buf.rfind(" ") + 1
+        if self._first or end <= 0 or _CJK.search(buf) or len(buf[:end].split()) < min_words:
+            return []
+        clause, self._buffer = buf[:end].strip(), buf[end:]
+        return [clause]
+
     @staticmethod
     def _ends_clause_at_end(buf: str, mark: str) -> bool:
         """A mark that ends the text so far: cut now rather than wait a token, unless it may be inside a
@@ -4179,6 +4251,7 @@ class Memory(Component):
       retext             an item was cut to what the user heard (barge-in, truncate): store that instead
       save_summary       the rolling summary of a user
       block, active_block  persist a block / the newest block this process has seen, in force, without I/O
+      forget             delete what is remembered about a user (`--forget-user`); their blocks stay
       check_block        the user's block in force as the store has it (checked at each session.update):
                          with several server processes on one store, another one may have written it.
                          Default: `active_block`, right for a store only this process writes
@@ -4220,6 +4293,11 @@ class Memory(Component):
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         """Block a user: temporarily, or for good once they have been blocked `permanent_after` times."""
         raise NotImplementedError
+
+    async def forget(self, user_id: str) -> int:
+        """Delete what is remembered about a user: their conversations, facts and summary, in one
+        transaction; returns how many rows went. Their blocks stay: a block is access control, not memory."""
+        raise NotImplementedError(f"the {self.name} memory cannot forget a user")
 
     def active_block(self, user_id: str) -> Block | None:
         block = self.blocks.get(user_id)
@@ -4435,6 +4513,12 @@ class SQLiteMemory(Memory):
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?)", (user_id, summary, time.time()))
 
+    def _forget(self, user_id: str) -> int:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            return sum(self._db.execute(f"DELETE FROM {table} WHERE user_id=?", (user_id,)).rowcount
+                       for table in ("messages", "facts", "summaries"))
+
     def _save_block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         self._db.execute("PRAGMA synchronous=FULL")
         try:
@@ -4488,6 +4572,9 @@ class SQLiteMemory(Memory):
 
     async def save_summary(self, user_id: str, summary: str) -> None:
         await self._call(self._save_summary, user_id, summary)
+
+    async def forget(self, user_id: str) -> int:
+        return await self._call(self._forget, user_id)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         block = await self._call(self._save_block, user_id, temporary_s, permanent_after, reason)
@@ -4667,6 +4754,15 @@ class PostgresMemory(Memory):
                                (user_id, summary, time.time()))
 
         await self._once(save)
+
+    async def forget(self, user_id: str) -> int:
+        async def delete(conn: Any) -> int:
+            deleted = 0
+            for table in ("messages", "facts", "summaries"):
+                deleted += (await conn.execute(f"DELETE FROM {table} WHERE user_id=%s", (user_id,))).rowcount
+            return deleted
+
+        return await self._once(delete)
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         async def insert(conn: Any) -> Block:
@@ -5279,6 +5375,7 @@ class PlaybackClock:
         self.sent_ms = 0.0  # audio on the wire (after a barge-in: what was played)
         self.first_queued_at_ms: float | None = None  # pacing and the end of playback count from here
         self.first_sent_at_ms: float | None = None  # playback counts from here
+        self.played_until_at_ms = 0.0  # when the client will have played all that was sent (stalls counted)
         self.cut = False  # a barge-in ended its playback
 
     def queue(self, audio_ms: float, at_ms: float) -> float:
@@ -5302,12 +5399,15 @@ class PlaybackClock:
             if self.first_sent_at_ms is None:
                 self.first_sent_at_ms = at_ms
             self.sent_ms += audio_ms
+            # A chunk that comes after the client ran out (a stall) plays from its arrival.
+            self.played_until_at_ms = max(self.played_until_at_ms, at_ms) + audio_ms
 
     def played_ms(self, at_ms: float) -> float:
-        """Audio the client has played by `at_ms`: real time since the first chunk, at most what was sent."""
+        """Audio the client has played by `at_ms`: real time since the first chunk, less the stalls (the
+        client had played all it had, and waited for more), at most what was sent."""
         if self.first_sent_at_ms is None:
             return 0.0
-        return min(self.sent_ms, at_ms - self.first_sent_at_ms)
+        return min(self.sent_ms, max(0.0, self.sent_ms - (self.played_until_at_ms - at_ms)))
 
     def remaining_ms(self, at_ms: float) -> float:
         """Playback still to come at `at_ms` (0 once a barge-in cut it)."""
@@ -5321,6 +5421,7 @@ class PlaybackClock:
         self.cut = True
         if self.first_sent_at_ms is not None:
             self.sent_ms = min(self.sent_ms, played)
+            self.played_until_at_ms = min(self.played_until_at_ms, at_ms)
         return played
 
     def heard_ms(self, audio_end_ms: float, finished: bool) -> float:
@@ -6067,7 +6168,7 @@ class Session:
             if audio is not None and len(audio):
                 text, logprob = await asyncio.wait_for(
                     self.components.asr.hear_clip(audio, self._conversation_language()), self.config.asr_deadline_s)
-            text = text.strip()
+            text = in_chinese_script(text.strip(), self.config.asr_chinese_script)
         except asyncio.CancelledError:
             raise
         except Exception:  # no words to go by: the user's speech wins, as without holding
@@ -6344,10 +6445,18 @@ class Session:
             self._speculative = None
 
     def _asr_stream(self, audio: np.ndarray, *, scored: bool = False) -> AsyncIterator[Any]:
-        """The ASR's pieces under its deadlines: text, or `transcribe_scored`'s tuples with `scored`."""
-        asr, deadline = self.components.asr, self.config.asr_deadline_s
+        """The ASR's pieces under its deadlines: text, or `transcribe_scored`'s tuples with `scored`; Chinese
+        in `asr_chinese_script`."""
+        asr, deadline, script = self.components.asr, self.config.asr_deadline_s, self.config.asr_chinese_script
         stream = asr.transcribe_scored(audio) if scored else asr.transcribe(audio)
-        return within_deadlines(stream, first_s=deadline, next_s=deadline, stage="speech recognition")
+
+        async def in_script() -> AsyncIterator[Any]:
+            async with contextlib.aclosing(stream) as pieces:
+                async for piece in pieces:
+                    yield (in_chinese_script(piece[0], script), *piece[1:]) if scored else in_chinese_script(
+                        piece, script)
+
+        return within_deadlines(in_script(), first_s=deadline, next_s=deadline, stage="speech recognition")
 
     async def _collect_transcript(self, audio: np.ndarray,
                                   scores: list[tuple[float | None, float | None]] | None = None) -> str:
@@ -6979,13 +7088,25 @@ class Session:
         """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come.
         `ahead`: the same LLM call, started during the silence (`llm_ahead`); its deltas are used instead."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
+        c = self.config
         started = now_ms()
         if ahead is not None:
             r.metrics["llm_ahead_deltas"] = len(ahead.deltas)  # generated before the turn ended
             r.metrics["llm_ahead_lead"] = started - ahead.created_at_ms  # and for how long
 
+        synthesising = False  # the consumer below holds a clause it has not finished speaking
+        last_clause_at_ms = started  # when the producer last handed a clause over
+
+        def starving() -> bool:
+            """The client is about to run out of audio, nothing is on its way, and the LLM has been writing
+            this clause for a while (`clause_starve_ms`)."""
+            now = now_ms()
+            return (c.clause_starve_ms > 0 and r.clock.first_sent_at_ms is not None and clause_queue.empty()
+                    and not synthesising and r.clock.played_until_at_ms - now < c.clause_starve_ms
+                    and now - last_clause_at_ms >= c.clause_starve_ms)
+
         async def produce_clauses() -> None:
-            c = self.config
+            nonlocal last_clause_at_ms
             chunker = ClauseChunker(c.clause_min_chars, c.clause_max_chars, c.clause_first_min_chars,
                                     c.clause_first_words)
             echo = OpenerEcho(spoken_prefix)
@@ -7003,8 +7124,13 @@ class Session:
                             if "llm_first_token" not in r.metrics:
                                 r.metrics["llm_first_token"] = now_ms() - started
                                 r.metrics.update(getattr(delta, "stats", {}))
-                            for clause in chunker.push(echo.push(delta)):
+                            clauses = chunker.push(echo.push(delta))
+                            if not clauses and starving() and (clauses := chunker.cut_words(
+                                    c.clause_starve_min_words)):
+                                r.metrics["clauses_cut_starving"] = r.metrics.get("clauses_cut_starving", 0) + 1
+                            for clause in clauses:
                                 r.metrics.setdefault("llm_first_clause", now_ms() - started)
+                                last_clause_at_ms = now_ms()
                                 await clause_queue.put(clause)
                 for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
                     r.metrics.setdefault("llm_first_clause", now_ms() - started)
@@ -7016,7 +7142,6 @@ class Session:
         producer = asyncio.create_task(produce_clauses(), name=f"{self.id}-llm")
         out_rate = r.trace_rate_hz = self.settings.output_rate_hz  # TTS speaks at the client's rate (synthesize_at)
         chunk_samples = ms_to_samples(self.config.audio_chunk_ms, out_rate)
-        c = self.config
         shaper = SpeechShaper(audible_dbfs=c.audible_dbfs, onset_ms=c.tts_onset_ms, clause_gap_ms=c.tts_clause_gap_ms,
                               sentence_gap_ms=c.tts_sentence_gap_ms, tail_ms=c.tts_tail_ms, rate_hz=out_rate)
         spoken: list[str] = []
@@ -7027,6 +7152,7 @@ class Session:
                 text = speakable(clause)
                 if not text:
                     continue
+                synthesising = True
                 separator = clause_separator(spoken[-1], text) if spoken else ""
                 spoken.append(text)
                 self.emit(server_event("response.output_audio_transcript.delta", response_id=r.id, item_id=r.item.id,
@@ -7043,6 +7169,7 @@ class Session:
                         await self._emit_shaped(r, shaper.push(pcm), chunk_samples, out_rate)
                         r.first_audible_ms = shaper.first_audible_ms
                 shaper.end_clause(ends_sentence(text))
+                synthesising = False
             await self._emit_shaped(r, shaper.flush(), chunk_samples, out_rate)
         except asyncio.CancelledError:
             raise
@@ -7819,6 +7946,7 @@ async def load_components(components: Components) -> None:
         await asyncio.to_thread(component.load)
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
+    check_chinese_script(components.asr.config)  # before the models: a missing package stops the start at once
     vad = components.vad_class(components.asr.config)
     turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
     policy = components.policy_class(components.asr.config)
@@ -8006,6 +8134,45 @@ async def supervise(config: Config, argv: list[str]) -> int:
     return 0 if stopping in done and all(code == 0 for code in codes) else next(c for c in codes if c) or 1
 
 
+async def forget_user(config: Config, user_id: str) -> int:
+    """`--forget-user`: delete what the memory (`data_dir` or `memory_url`) holds about one user, and their
+    kept LLM prompts under `data_dir`; their block, if any, stays in force. Prints what went and where;
+    returns the exit code (1: the memory could not be opened or cannot forget, 2: not a user id). Run it
+    with the servers on that memory stopped: a running server may still write the user's last words, or
+    their next prompt (`llm_prime_return`), after it."""
+    import sys
+
+    try:
+        S2SSettings(user_id=user_id)  # the rule a session's user id follows
+    except ValidationError:
+        print(f"s2s: --forget-user {user_id!r}: not a user id (letters, digits and . _ @ : -, as a session names "
+              "its user)", file=sys.stderr)
+        return 2
+    files = LlamaCppLLM.forget_kept_prompts(config.data_dir, user_id)  # a cache: deleted whatever the store says
+    folder = LlamaCppLLM.kept_prompts_folder(config.data_dir)
+    kept = f"{files} kept LLM prompt files deleted in {folder}" if files is not None else \
+        f"no kept LLM prompts at {folder} (the server's --data-dir)"
+    memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
+    if isinstance(memory, SQLiteMemory) and not memory.path.exists():  # a mistyped data_dir: make nothing there
+        print(f"s2s: cannot forget {user_id!r}: no memory at {memory.path}; {kept}", file=sys.stderr)
+        return 1
+    try:
+        await memory.open()
+        try:
+            rows = await memory.forget(user_id)
+            block = await memory.check_block(user_id)
+        finally:
+            await memory.close()
+    except (MemoryUnavailable, ComponentMissing, NotImplementedError) as exc:
+        print(f"s2s: cannot forget {user_id!r}: {exc}; {kept}", file=sys.stderr)
+        return 1
+    where = config.memory_url.split("@")[-1] if memory_backend(config) == "postgres" else str(memory.path)
+    print(f"s2s: forgot {user_id!r}: {rows} rows of memory (conversations, facts, summary) deleted at {where}; "
+          f"{kept}" + ("; nothing was remembered about them" if rows == 0 and not files else "")
+          + ("; their block stays in force" if block is not None else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     # 1. config: plugins first (their backends and settings join the one Config and --help); exit 2 on errors
     config = main_config(argv, import_plugins=import_plugins,
@@ -8018,6 +8185,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(2) from None
+    if (user_id := forget_user_named(argv)) is not None:  # a one-off command on the memory, not a server
+        raise SystemExit(asyncio.run(forget_user(config, user_id)))
     if config.workers > 1:  # this process supervises; each worker runs the rest of this recipe
         import sys
 

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import machine, pct  # also puts the repository on sys.path
+from common import machine, pct, read_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise  # espeak-ng read with the standard library's wave
 
 import s2s_server as S  # noqa: E402
@@ -150,10 +150,17 @@ class Hearings:
             self.memo = saved["memo"] if saved.get("key") == self.key else {}
         self.new = 0
 
-    def hear(self, pcm: np.ndarray, language: str, end: int, padding: str = "features") -> Any:
-        key = (hashlib.sha1(pcm.tobytes()).hexdigest(), language, end, padding)
+    def hear(self, pcm: np.ndarray, language: str, end: int, padding: str = "features",
+             window_s: float | None = None) -> Any:
+        """`window_s`: the rule's `whisper_clip_window_s` (None: the file's); a window other than the file's
+        is kept under its own key."""
+        key: tuple[Any, ...] = (hashlib.sha1(pcm.tobytes()).hexdigest(), language, end, padding)
+        window_s = self.key[0] if window_s is None else window_s
+        if window_s != self.key[0]:
+            key += (window_s,)
         if key not in self.memo:
-            self.asr.config = self.asr.config.model_copy(update={"whisper_clip_padding": padding})
+            self.asr.config = self.asr.config.model_copy(update={"whisper_clip_padding": padding,
+                                                                 "whisper_clip_window_s": window_s})
             self.memo[key] = self.asr._clip_hearing(pcm[:end], threading.Event(), language)
             self.new += 1
         return self.memo[key]
@@ -201,16 +208,18 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         if last:
             clock = max(clock, end_ms + config.turn_pause_ms)
         stop_at = end if last else onset + S.ms_to_samples(10 * int(np.ceil(clock / 10)))
-        hearing = first_tokens(hearings.hear(clip, language, stop_at, config.whisper_clip_padding),
+        hearing = first_tokens(hearings.hear(clip, language, stop_at, config.whisper_clip_padding,
+                                             config.whisper_clip_window_s),
                                S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config), config)
         if hearing is None:
             text, logprob = "", None
         elif isinstance(hearing, tuple):
             text, logprob = hearing
         else:
-            text, logprob = hearing.text, hearing.logprob(config.backchannel_words, to_content)
+            text, logprob = hearing.text, hearing.logprob(S.words_without_content(config), to_content)
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
+        text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous)
         before |= words
         last_words = words
@@ -232,8 +241,6 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
     did shows none."""
     import json
 
-    import soundfile
-
     rows = [json.loads(line) for line in (Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()]
     held: list[list[dict[str, Any]]] = []
     for row in rows:
@@ -245,12 +252,13 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
         for name, to_content, rule in rules:
             before, previous, stop = set(), "", "none"
             for k, row in enumerate(passes):
-                pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+                pcm = read_pcm16(Path(folder) / row["file"])
                 asr.config = asr.config.model_copy(update={"whisper_clip_padding": rule.whisper_clip_padding})
                 heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
                                      S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule), rule)
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
-                    (heard.text, heard.logprob(rule.backchannel_words, to_content))
+                    (heard.text, heard.logprob(S.words_without_content(rule), to_content))
+                text = S.in_chinese_script(text, rule.asr_chinese_script)
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
                                                 previous=previous)
                 before |= words
@@ -271,8 +279,6 @@ def pass_time(folders: list[str], config: Any) -> None:
     import os
     import time
 
-    import soundfile
-
     budget, full = config, config.model_copy(update={"whisper_clip_tokens_per_s": 0})
     asr = S.WhisperASR(config)
     asr.load()
@@ -281,7 +287,7 @@ def pass_time(folders: list[str], config: Any) -> None:
     for folder in folders:
         for k, line in enumerate((Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()):
             row = json.loads(line)
-            pcm, _ = soundfile.read(Path(folder) / row["file"], dtype="int16")
+            pcm = read_pcm16(Path(folder) / row["file"])
             heard = []
             for name, rule in list(zip(times, (full, budget), strict=True))[::1 if k % 2 else -1]:
                 asr.config = rule
@@ -323,7 +329,7 @@ def main() -> None:
     asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0, "whisper_no_speech_threshold": 1.0}))
     asr.load()  # (first_tokens)
     old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
-           "backchannel_words": BACKCHANNEL_1300}
+           "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": []}
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
     to_content = config.whisper_clip_logprob_to_content
     rules = [("before 03:00: a pass as sure as its first word", False,

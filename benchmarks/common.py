@@ -57,6 +57,23 @@ def speech(text: str, rate_hz: int, voice: str = "en-us") -> np.ndarray:
         return s2s.resample(pcm, w.getframerate(), rate_hz)
 
 
+def write_pcm16(path: str | Path, pcm: np.ndarray, rate_hz: int) -> None:
+    """Mono int16 PCM as a WAV file (the standard library's wave: soundfile is not a dependency)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
+def read_pcm16(path: str | Path) -> np.ndarray:
+    """A mono 16-bit WAV file's samples (int16), as `write_pcm16` wrote them."""
+    with wave.open(str(path)) as w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise ValueError(f"{path}: mono 16-bit PCM expected")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+
+
 class LogTail:
     """Lines appended to a file by another process, read when asked (`start_server(log_to_file=True)`)."""
 

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from common import machine  # also puts the repository on sys.path
+from common import machine, write_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise, word_boundary_ms
 
 import s2s_server as S  # noqa: E402
@@ -114,9 +114,11 @@ HOLD_1300 = ["--backchannel-words", json.dumps([w for w in validate_config({}).b
                                                ensure_ascii=False)]
 # Speech over the agent heard in windows padded with silent audio, as Whisper pads, instead of zero features.
 CLIP_AUDIO_PADDING = ["--whisper-clip-padding", "audio"]
+# The held barge-in as it was at 19:00 UTC on 2026-12-01: words that say nothing alone ("you", "the") are content.
+HOLD_1900 = ["--barge-in-function-words", "[]"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
-           "new": []}
+           "hold-1900": HOLD_1900, "new": []}
 
 
 class Trace:
@@ -168,11 +170,9 @@ def trace_server(asr: Any, save_dir: str | None = None) -> None:
 
 
 def save_hearing(folder: Path, audio: Any, language: str | None, result: Any, started: float) -> None:
-    import soundfile
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"h{sum(1 for _ in folder.glob('h*.wav')):04d}.wav"
-    soundfile.write(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ, subtype="PCM_16")
+    write_pcm16(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ)
     text, logprob = result if result is not None else ("", None)
     with open(folder / "hearings.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob,
@@ -573,7 +573,8 @@ def main() -> None:
                         "defaults with the end of turn as before 2026-12-01 09:00, the words trusted however unsure "
                         "the ASR is of them (EOT_BEFORE); eot-1500: as before 2026-12-01 14:42 (turn9), the last word "
                         "not checked (EOT_1500); clip-audio: the defaults with speech over the agent heard in windows "
-                        "padded with silent audio (CLIP_AUDIO_PADDING); new: the defaults")
+                        "padded with silent audio (CLIP_AUDIO_PADDING); hold-1900: as at 19:00, words that say "
+                        "nothing alone ('you') counted as content (HOLD_1900); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

@@ -1,14 +1,20 @@
-"""benchmarks/end_of_turn.py's counts beside eot-bench's scores: the work thrown away at pauses the speech
-went on after, and turns ended at a gap between words rather than in the inserted hesitation."""
+"""benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
+went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
+two sentence sets (the first as it was, the second apart from the judge's training data)."""
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # its `from common import ...`
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its `from common import ...`
 
 from benchmarks import end_of_turn as eot  # noqa: E402
 
@@ -29,3 +35,84 @@ def test_a_turn_ended_between_words_is_counted_apart_from_the_inserted_pause():
     hesitant, whole = sample((1000, 1500), 3000), sample(None, 2000)
     assert eot.ended_between_words([hesitant, whole], [[1200, 3100], [2100]]) == 0
     assert eot.ended_between_words([hesitant, whole], [[600, 3100], [800, 2100]]) == 2
+
+
+def test_the_wilson_interval_matches_its_textbook_values():
+    """0 of 10 reaches 27.8 %; 15 of 16 spans 71.7-98.9 %; every one of 64 still leaves 94.3 % possible."""
+    assert eot.wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert eot.wilson(15, 16) == (pytest.approx(0.717, abs=1e-3), pytest.approx(0.989, abs=1e-3))
+    assert eot.wilson(64, 64)[0] == pytest.approx(0.943, abs=1e-3)
+
+
+def fake_speech(text: str, voice: str) -> np.ndarray:
+    """200 ms of tone per word (Chinese: per character), 50 ms apart: enough for make_set's word boundary."""
+    words = text.split() if " " in text else [c for c in text if c.isalnum()]
+    tone = (8000 * np.sin(np.arange(3200) / 3)).astype(np.int16)
+    gap = np.zeros(800, dtype=np.int16)
+    return np.concatenate([piece for _ in words for piece in (tone, gap)])
+
+
+def test_the_first_set_keeps_its_names_and_pause_lengths_and_the_second_starts_its_own(monkeypatch):
+    """The first set's samples are named and paused as before the second set existed, so its figures stay
+    comparable; the second set's pause lengths go round from the first length again, and each hesitation's
+    part and kind are kept for the tables."""
+    monkeypatch.setattr(eot, "synthesise", fake_speech)
+    samples = eot.make_set("en-espeak", -40.0)
+    hesitant = [s for s in samples if s.pause]
+    old, new = [s for s in hesitant if s.part == "old"], [s for s in hesitant if s.part == "new"]
+    assert [s.name for s in old[:6]] == ["en-espeak0-pause300", "en-espeak1-pause500", "en-espeak2-pause700",
+                                         "en-espeak3-pause1000", "en-espeak4-pause1500", "en-espeak5-pause300"]
+    assert len(old) == len(eot.SENTENCES["en"]) and len(new) == len(eot.NEW_SENTENCES["en"])
+    assert new[0].name == "en-espeak-new0-pause300" and new[0].kind == eot.NEW_SENTENCES["en"][0][0]
+    assert sum(s.pause_ms <= 1000 for s in hesitant) >= 64
+    thirds = [s for s in eot.make_set("en-espeak", -40.0, [300, 500, 700]) if s.pause]  # 20 is no multiple of 3
+    assert [s.name for s in thirds if s.name.startswith("en-espeak-new")][:2] == ["en-espeak-new0-pause300",
+                                                                                  "en-espeak-new1-pause500"]
+    assert [s.part for s in eot.make_set("en-espeak", -40.0, parts=("old",))] == ["old"] * 2 * len(eot.SENTENCES["en"])
+    assert set(eot.groups(samples)) == {"all", "old", "new", "new, phrase", "new, clause", "new, finished"}
+
+
+def units(text: str) -> list[str]:
+    """Words (English, lower case) and characters (Chinese), without punctuation."""
+    return re.findall(r"[\u4e00-\u9fff]|[a-z0-9']+", text.lower().replace("\u2019", "'"))
+
+
+def test_the_second_set_is_no_copy_of_any_text_the_judge_learnt_from():
+    """No sentence of the second set shares a run of 7 words (characters) or reads 70 % alike with a text under
+    data/ (every writer's turns and contexts, the templated dialogues), and no first half is a whole text there:
+    its hesitations are not ones the text end-of-turn head was trained on."""
+    texts = set()
+    for path in [*sorted((ROOT / "data" / "realistic").glob("*.jsonl")), ROOT / "data" / "dialogues.jsonl"]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            texts.update(t for t in [row.get("utterance"), *(c["text"] for c in row.get("context", [])),
+                                     *(u["text"] for u in row.get("utterances", []))] if t)
+    assert len(texts) > 10_000  # the files were read
+    data = [units(t) for t in texts]
+    wholes = {tuple(u) for u in data}
+    by_run: dict[tuple[str, ...], list[int]] = {}
+    for k, u in enumerate(data):
+        for i in range(len(u) - 3):
+            by_run.setdefault(tuple(u[i:i + 4]), []).append(k)
+    for lang, entries in eot.NEW_SENTENCES.items():
+        for _kind, sentence in entries:
+            first, _ = sentence.split("|")
+            assert tuple(units(first)) not in wholes, (lang, sentence)
+            mine = units(sentence.replace("|", " "))
+            for k in {k for i in range(len(mine) - 3) for k in by_run.get(tuple(mine[i:i + 4]), [])}:
+                match = difflib.SequenceMatcher(None, mine, data[k], autojunk=False)
+                assert match.find_longest_match(0, len(mine), 0, len(data[k])).size < 7, (sentence, data[k])
+                assert match.ratio() < 0.7, (sentence, data[k])
+
+
+def test_the_pause_judged_is_the_inserted_one_even_where_the_sentence_has_a_longer_gap_of_its_own(monkeypatch):
+    """A comma that leaves 600 ms of its own before a 300 ms hesitation: the hesitation is the pause scored."""
+    def speech_with_a_comma(text: str, voice: str) -> np.ndarray:
+        tone = (8000 * np.sin(np.arange(3200) / 3)).astype(np.int16)
+        return np.concatenate([piece for word in text.split()
+                               for piece in (tone, np.zeros(9600 if word.endswith(",") else 800, dtype=np.int16))])
+    monkeypatch.setattr(eot, "synthesise", speech_with_a_comma)
+    monkeypatch.setattr(eot, "NEW_SENTENCES", {"en": [("phrase", "one two, three | four five.")]})
+    hesitant = eot.make_set("en-espeak", -40.0, [300], parts=("new",))[0]
+    # lead 300 ms, then "one" 200 + 50, "two," 200 + 600, "three" 200: the hesitation starts at 1550 ms
+    assert 1540 <= hesitant.pause[0] <= 1610 and hesitant.pause[1] - hesitant.pause[0] >= 300

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ import numpy as np
 import pytest
 
 import s2s_server as S
-from s2s_config import config_model
+from s2s_config import config_model, load_config
 from tests.conftest import MODEL_CONFIG, ask_aloud, collect, model_fixture
 
 Config = config_model()  # the shared settings and every backend's own (declared beside each class)
@@ -835,6 +836,46 @@ async def test_a_session_end_read_waits_for_replies_in_flight(make_server: Any) 
     assert [user for user, _ in await KeepingLLM.calls(1)] == ["sam"]
 
 
+def test_in_chinese_script_converts_only_chinese() -> None:
+    assert S.in_chinese_script("對對，沒錯", "simplified") == "对对，没错"
+    assert S.in_chinese_script("对对，没错", "traditional") == "對對，沒錯"
+    assert S.in_chinese_script("對對", "as_heard") == "對對"
+    assert S.in_chinese_script("Uh-huh, right.", "simplified") == "Uh-huh, right."
+    assert S.in_chinese_script("日本語の勉強", "simplified") == "日本語の勉強"  # Japanese stays Japanese
+
+
+@pytest.mark.parametrize("script", ["simplified", "as_heard"])
+async def test_chinese_transcripts_are_written_in_one_script(make_server: Any, script: str) -> None:
+    """`asr_chinese_script`: Whisper writes Mandarin in traditional characters half the time; the turn's
+    transcript, what the LLM reads and the reply that echoes it are in simplified characters (as_heard: as
+    the ASR wrote them)."""
+    heard = "你能推薦一本好書嗎 OK"
+    h = await make_server(fake_asr_text=heard, fake_llm_reply="{user}", asr_chinese_script=script,
+                          asr_partial_interval_ms=300)
+    c = await h.connect()
+    question = S.resample(speak("How many legs does a spider have?"), S.SAMPLE_RATE_HZ, 24000)
+    await c.append_audio(question, rate_hz=24000, realtime=True)  # partial transcripts while it is spoken
+    await c.append_audio(np.zeros(24000, dtype=np.int16), rate_hz=24000, realtime=True)
+    done = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    reply = await c.wait_for("response.output_audio_transcript.done")
+    expected = "你能推荐一本好书吗 OK" if script == "simplified" else heard
+    assert done["transcript"] == expected and reply["transcript"] == expected
+    partials = "".join(e["delta"] for e in c.events if e["type"] == "conversation.item.input_audio_transcription.delta")
+    assert partials.count("推荐" if script == "simplified" else "推薦") >= 2, partials  # a partial and the turn's
+
+
+def test_a_missing_opencc_stops_the_start_unless_the_transcripts_are_kept_as_heard(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "opencc", None)  # import opencc fails
+    S._opencc.cache_clear()
+    try:
+        with pytest.raises(S.ComponentMissing, match="opencc"):
+            S.check_chinese_script(load_config([], environ={}))
+        S.check_chinese_script(load_config(["--asr-chinese-script", "as_heard"], environ={}))
+        S.check_chinese_script(load_config(["--asr-language", "en"], environ={}))  # no Chinese to convert
+    finally:
+        S._opencc.cache_clear()
+
+
 async def test_the_llm_reads_the_spoken_turn_during_the_silence_window(make_server: Any) -> None:
     """Once speculative ASR has the words, the LLM is primed (with `llm_ahead` off) with exactly the prompt
     of the reply that follows (so the reply reads only what is new, usually one token)."""
@@ -1053,6 +1094,48 @@ def test_clause_chunker_cuts_the_first_clause_early_and_only_the_first() -> None
     assert words.push(" and a body with two") == [] and words.flush() == ["legs and a body with two"]
     chinese = S.ClauseChunker(min_chars=12, max_chars=180, first_min_chars=1, first_words=3)
     assert chinese.push("蜘蛛有八条腿") == [] and chinese.push("，对吧？") == ["蜘蛛有八条腿，", "对吧？"]
+
+
+def test_clause_chunker_cuts_at_the_last_whole_word_only_after_the_first_clause() -> None:
+    """`cut_words` (for `clause_starve_ms`): the text so far up to its last whole word, when that holds
+    enough words; never the first clause, never Chinese."""
+    chunker = S.ClauseChunker(min_chars=12, max_chars=180)
+    chunker.push("Sure")
+    assert chunker.cut_words(2) == []  # the first clause waits for its own rules
+    assert chunker.push(". I think the be") == ["Sure."]
+    assert chunker.cut_words(4) == []  # three whole words: "be" may be "best"
+    assert chunker.cut_words(2) == ["I think the"]
+    assert chunker.push("st way") == [] and chunker.cut_words(2) == []  # "best" is whole, "way" may go on
+    assert chunker.flush() == ["best way"]
+    chinese = S.ClauseChunker(min_chars=12, max_chars=180)
+    assert chinese.push("好的。我觉得最好的办法 是") == ["好的。"] and chinese.cut_words(1) == []
+
+
+async def test_a_slow_llm_is_spoken_in_phrases_instead_of_going_quiet_mid_sentence(make_server: Any) -> None:
+    """`clause_starve_ms`: when the client is about to run out of audio and the LLM, slow, has not ended its
+    sentence, what it wrote so far is spoken up to its last whole word. Not when the LLM is fast, nor while
+    the client has plenty left to play; off, the sentence waits for its end."""
+    reply = "Sure. I think the best thing to do on a rainy afternoon is to read a long book by the window."
+    short = "Sure. I think the best thing is a book."
+    cases = {  # name: (reply, ms per token, ms of audio per character, clause_starve_ms)
+        "slow": (reply, 120, 60, 400), "fast": (reply, 5, 60, 400), "plenty to play": (short, 120, 400, 400),
+        "off": (reply, 120, 60, 0)}
+    deltas, cuts = {}, {}
+    for name, (text, token_ms, ms_per_char, starve_ms) in cases.items():
+        h = await make_server(fake_llm_reply=text, fake_llm_token_ms=token_ms, fake_tts_ms_per_char=ms_per_char,
+                              clause_starve_ms=starve_ms, clause_first_words=0)
+        c = await h.connect()
+        c.timeout_s = 20
+        await c.say("Any ideas for a rainy afternoon?")
+        done = await c.wait_for("response.output_audio_transcript.done")
+        metrics = await c.wait_for("s2s.metrics")
+        assert done["transcript"] == text
+        deltas[name] = [e["delta"] for e in c.events if e["type"] == "response.output_audio_transcript.delta"]
+        cuts[name] = metrics.get("clauses_cut_starving", 0)
+        assert cuts[name] == len(deltas[name]) - 2, (name, deltas[name])
+    assert cuts["slow"] >= 1 and all(len(d.split()) >= 2 for d in deltas["slow"][1:]), deltas["slow"]
+    assert cuts["fast"] == cuts["plenty to play"] == cuts["off"] == 0, deltas
+    assert deltas["off"] == ["Sure.", " " + reply.removeprefix("Sure. ")]
 
 
 async def test_the_reply_reaches_the_client_at_its_rate_without_a_16khz_detour(make_server: Any) -> None:

