@@ -6481,9 +6481,13 @@ class Session:
         try:
             if speculative is not None:
                 text = await speculative
-                if text:
+                sent, shown = self._partial_sent.get(item.id, ""), text.strip()
+                # deltas only ever append: after partials, what this adds to them (a transcript that does
+                # not start with them is left to .completed, which always carries the whole text)
+                delta = text if not sent else shown[len(sent):] if shown.startswith(sent) else ""
+                if delta:
                     self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item.id,
-                                           content_index=0, delta=text))
+                                           content_index=0, delta=delta))
             else:
                 pieces = []
                 assert turn.audio is not None
