@@ -209,10 +209,10 @@ class Config(BaseModel):
     asr_speculative_ms: int = Field(200, ge=0, le=5000)
     """With `turn_taking` silence: start transcribing after this much of the silence window (0 disables).
     If the user resumes, the early transcript is thrown away; if not, the reply starts that much sooner.
-    The predictive turn-taking (the default) starts it at its own `turn_pause_ms` instead."""
+    The predictive turn-taking (the default) starts it at its own `turn_ask_ms` instead."""
     llm_ahead: bool = True
     """Generate the foreseen reply during the silence that may end the turn (once the transcript started at
-    the pause, `turn_pause_ms` or `asr_speculative_ms`, is ready and the judgement is made on it), holding its
+    the pause, `turn_ask_ms` or `asr_speculative_ms`, is ready and the judgement is made on it), holding its
     words back: when the turn ends with the same words, history and plan, the reply goes on from what is
     already generated; when the user resumes, it is cancelled. Costs LLM work on turns that go on (and
     tokens, with a paid API). With the predictive turn-taking a finished turn ends when the text opinion on

