@@ -576,13 +576,14 @@ class ASR(Component):
 
 
 @functools.lru_cache(maxsize=2)
-def _opencc(conversion: str) -> Any:
+def _opencc(script: str) -> Any:
+    """OpenCC's converter into `script` (`asr_chinese_script`: simplified or traditional)."""
     try:
         import opencc
     except ImportError as exc:
         raise ComponentMissing("asr_chinese_script needs the opencc package (pip install -r requirements.txt), "
                                "or set asr_chinese_script to as_heard") from exc
-    return opencc.OpenCC(f"{conversion}.json")
+    return opencc.OpenCC("t2s.json" if script == "simplified" else "s2t.json")
 
 
 _KANA = re.compile(r"[\u3040-\u30ff]")  # Japanese, which OpenCC would turn into a mix (日本語 -> 日本语)
@@ -593,7 +594,7 @@ def in_chinese_script(text: str, script: str) -> str:
     as_heard (unchanged); text with no CJK, or with Japanese kana, is returned as it is."""
     if script == "as_heard" or not _CJK.search(text) or _KANA.search(text):
         return text
-    return str(_opencc("t2s" if script == "simplified" else "s2t").convert(text))
+    return str(_opencc(script).convert(text))
 
 
 def check_chinese_script(config: Config) -> None:
@@ -601,7 +602,7 @@ def check_chinese_script(config: Config) -> None:
     when the ASR is told a language other than Chinese)."""
     language = config.asr_language.lower()
     if config.asr_chinese_script != "as_heard" and (not language or language.startswith(("zh", "yue"))):
-        _opencc("t2s" if config.asr_chinese_script == "simplified" else "s2t")
+        _opencc(config.asr_chinese_script)
 
 
 class LLMDelta(str):
@@ -6540,13 +6541,7 @@ class Session:
         try:
             if speculative is not None:
                 text = await speculative
-                sent, shown = self._partial_sent.get(item.id, ""), text.strip()
-                # deltas only ever append: after partials, what this adds to them (a transcript that does
-                # not start with them is left to .completed, which always carries the whole text)
-                delta = text if not sent else shown[len(sent):] if shown.startswith(sent) else ""
-                if delta:
-                    self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item.id,
-                                           content_index=0, delta=delta))
+                self._append_transcript(item.id, text)
             else:
                 pieces = []
                 assert turn.audio is not None
@@ -6738,16 +6733,25 @@ class Session:
         self._next_partial_ms = self.detector.speech_ms + self.config.asr_partial_interval_ms
         self._partial_task = self.spawn(self._partial(item_id, self.detector.utterance_audio()), "asr-partial")
 
+    def _append_transcript(self, item_id: str, text: str) -> bool:
+        """Send what `text` adds to the item's transcript deltas sent while the user spoke (`_partial_sent`):
+        deltas only ever append, so a text that does not start with them adds nothing (.completed always
+        carries the whole transcript). True when a delta was sent."""
+        sent = self._partial_sent.get(item_id, "")
+        shown = text.strip() if sent else text
+        if not shown.startswith(sent) or len(shown) <= len(sent):
+            return False
+        self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
+                               content_index=0, delta=shown[len(sent):]))
+        return True
+
     async def _partial(self, item_id: str, audio: np.ndarray) -> None:
         """Transcribe the speech so far; show it; ask the judge whether to cut in now."""
         try:
             text = (await self._collect_transcript(audio)).strip()
             if item_id != self._speech_item_id or not text:
                 return  # the turn ended meanwhile: the final transcript takes over
-            sent = self._partial_sent.get(item_id, "")
-            if text.startswith(sent) and len(text) > len(sent):  # deltas only ever append
-                self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
-                                       content_index=0, delta=text[len(sent):]))
+            if self._append_transcript(item_id, text):
                 self._partial_sent[item_id] = text
             if self.config.llm_read_partials and (self._partial_read is None or self._partial_read.done()):
                 self._partial_read = self.prime_llm(pending_user_text=text)
