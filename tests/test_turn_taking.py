@@ -426,20 +426,27 @@ async def test_speech_over_the_bot_is_heard_in_the_chinese_script_of_the_transcr
     assert note["text"] == ("对对" if script == "simplified" else "對對")
 
 
-async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make_server, speech_dir):
-    """espeak-ng's "mm-hmm" over the reply after a second of silence, sent at once: the first hearing (660 ms
-    of audio) is "Amen Amen Amen Amen Amen" at -0.49, a sure word, which cut the bot off (the same hearing
-    as voicebench_s2s.py's espeak-ng voice at 14:36 on 2026-12-01). "amen", a listener's agreement, is a
-    backchannel word now: the reply completes, unanswered, and the sound is noted with s2s.backchannel."""
+async def spoken_over_the_reply_after_a_second(make_server, speech_dir, words: str) -> dict:
+    """`words` (espeak-ng) over a long reply after a second of silence, sent at once; asserts they were a
+    backchannel: the reply completes, no speech_started, nothing answers them. Returns the s2s.backchannel note."""
     h = await make_server(**REPLYING)
     c = await start_reply(h)
     since = len(c.events)
-    await c.append_audio(np.concatenate([silence(1000, 16000), speech("mm-hmm", speech_dir), silence(1000, 16000)]),
+    await c.append_audio(np.concatenate([silence(1000, 16000), speech(words, speech_dir), silence(1000, 16000)]),
                          16000)
     note = await c.wait_for("s2s.backchannel")
     done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
     assert done["response"]["status"] == "completed", note
     assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
+    return note
+
+
+async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make_server, speech_dir):
+    """espeak-ng's "mm-hmm" over the reply after a second of silence, sent at once: the first hearing (660 ms
+    of audio) is "Amen Amen Amen Amen Amen" at -0.49, a sure word, which cut the bot off (the same hearing
+    as voicebench_s2s.py's espeak-ng voice at 14:36 on 2026-12-01). "amen", a listener's agreement, is a
+    backchannel word now: the reply completes, unanswered, and the sound is noted with s2s.backchannel."""
+    await spoken_over_the_reply_after_a_second(make_server, speech_dir, "mm-hmm")
 
 
 async def test_a_lone_you_over_the_reply_leaves_it_running_and_unanswered(make_server, speech_dir):
@@ -448,16 +455,8 @@ async def test_a_lone_you_over_the_reply_leaves_it_running_and_unanswered(make_s
     and "you" is what Whisper base writes for a sound that is not speech (voicebench_s2s.py's espeak-ng 对
     heard as "You" at -0.69 cut the reply at 15:22 and 19:14 on 2026-12-01): the reply completes, unanswered,
     and the sound is noted with s2s.backchannel."""
-    h = await make_server(**REPLYING)
-    c = await start_reply(h)
-    since = len(c.events)
-    await c.append_audio(np.concatenate([silence(1000, 16000), speech("you", speech_dir), silence(1000, 16000)]),
-                         16000)
-    note = await c.wait_for("s2s.backchannel")
+    note = await spoken_over_the_reply_after_a_second(make_server, speech_dir, "you")
     assert "you" in note["text"].lower()
-    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
-    assert done["response"]["status"] == "completed", note
-    assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
 
 
 async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_running(make_server):
