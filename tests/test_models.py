@@ -790,6 +790,8 @@ async def test_session_end_reads_run_one_at_a_time_and_one_waits_at_most(make_se
             await h.sessions_ended.get()  # its read (a task) is started by then
             (read,) = set(h.server._returns) - before
             reads.append(read)
+            if user == "ann":  # ann's read holds the LLM before bob's turn starts: else it would still wait
+                await KeepingLLM.calls(1)  # for bob's reply to end, and bob's read, finding it waiting, be dropped
         await asyncio.wait_for(reads[2], 5)  # dropped: cid's read does not wait
         assert [user for user, _ in await KeepingLLM.calls(1)] == ["ann"] and not reads[1].done()
     finally:
