@@ -4120,6 +4120,9 @@ class ClauseChunker:
 FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one group), English and Chinese
     ("name", re.compile(r"\bmy name is ([A-Z][\w'-]{1,30})", re.I)),
     ("name", re.compile(r"\b(?:i'm|i am) called ([A-Z][\w'-]{1,30})", re.I)),
+    # "Hi, I'm Lena": an introduction after a greeting; the name must be capitalised (as Whisper writes names),
+    # so "Hi, I'm fine" states nothing. Without the greeting "I'm X" is too often not a name ("I'm Italian").
+    ("name", re.compile(r"(?i:\b(?:hi|hello|hey)(?: there)?\W{1,3}(?:i['’]m|i am|this is))\s+([A-Z][a-z'-]{1,30})\b")),
     ("name", re.compile(r"(?:我叫|我的名字是)([\u4e00-\u9fff\w]{1,10}?)(?:[，。！？,.!?\s]|$)")),
     ("location", re.compile(r"\bi live in ([\w][\w\s'-]{1,40}?)(?:[,.!?;]|\s+(?:and|but)\b|$)", re.I)),
     ("location", re.compile(r"我住在([\u4e00-\u9fff\w]{1,15}?)(?:[，。！？,.!?\s]|$)")),
