@@ -6548,7 +6548,9 @@ class Session:
             else:
                 pieces = []
                 assert turn.audio is not None
-                streamed_partials = item.id in self._partial_sent  # then only .completed carries the text
+                # after partial transcripts, the pieces may not extend what they showed: the whole text then
+                # adds to it what it can (`_append_transcript`); otherwise each piece is a delta as it comes
+                streamed_partials = item.id in self._partial_sent
                 async with contextlib.aclosing(self._asr_stream(turn.audio)) as stream:
                     async for piece in stream:
                         pieces.append(piece)
@@ -6556,6 +6558,8 @@ class Session:
                             self.emit(server_event("conversation.item.input_audio_transcription.delta",
                                                    item_id=item.id, content_index=0, delta=piece))
                 text = "".join(pieces)
+                if streamed_partials:
+                    self._append_transcript(item.id, text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
