@@ -7977,7 +7977,6 @@ class S2SServer:
             session.log.info("the next session's prompt is not read ahead: another ended session's read is waiting")
             return
         me = self._return_waiter = asyncio.current_task()
-        messages = session.returning_prompt(user)
         try:
             async with self._return_lock:
                 for tries in itertools.count(1):
@@ -7988,6 +7987,7 @@ class S2SServer:
                         self._return_waiter = None
                     if self._user_is_here(user_id) or self._server is None or not self._server.is_serving():
                         return
+                    messages = session.returning_prompt(user)  # its clock as the read starts, or goes on
                     whole = await asyncio.get_running_loop().run_in_executor(
                         self._return_reader, functools.partial(self.components.llm.prime_for, user_id, messages,
                                                                others_open=bool(self.sessions),

@@ -14,7 +14,7 @@ start, so that nothing of it is cached): the system message and a memory block o
 2. A new user's first token while such a read runs: the read starts, and `--after` seconds later a new user's
    typed first turn ("What is the capital of France?", after the instructions every prompt starts with) asks
    for a reply; the time from that request to its first token. One request: the read runs on beside it (as
-   before); pieces: the read stops before its next piece.
+   before); pieces: the read stops before its next piece (`--no-stop`: it reads on, in pieces).
 Prints the machine, its load before and after, and the llama.cpp build.
 """
 
@@ -64,11 +64,14 @@ def whole_read(llm: s2s.LlamaCppLLM, messages: list[dict[str, str]], piece: int)
     return (time.monotonic() - started) * 1000, read["read"]
 
 
-async def newcomer_wait(llm: s2s.LlamaCppLLM, messages: list[dict[str, str]], piece: int, after_s: float) -> float:
+async def newcomer_wait(llm: s2s.LlamaCppLLM, messages: list[dict[str, str]], piece: int, after_s: float,
+                        stops: bool = True) -> float:
     """Start reading `messages` (one request or pieces); `after_s` later, a new user's first turn: ms from its
     request to its first token. Waits for the read to end (or stop) before returning."""
     llm.config = llm.config.model_copy(update={"llamacpp_give_way_tokens": max(piece, 1)})
-    read = threading.Thread(target=llm._read, args=(messages, 0, (lambda: False) if piece else None, 0))
+    # pieces stop as `prime_for` with `give_way` stops them: once another call of the LLM is in flight
+    stop = (lambda: stops and llm._wanted > 0) if piece else None
+    read = threading.Thread(target=llm._read, args=(messages, 0, stop, 0))
     read.start()
     await asyncio.sleep(after_s)
     turn = [{"role": "system", "content": llm.config.system_prompt}, {"role": "user", "content": QUESTION}]
@@ -90,6 +93,8 @@ async def main() -> None:
     parser.add_argument("--tokens", type=int, default=420, help="about how many tokens of memory the prompt has")
     parser.add_argument("--after", type=float, default=1.0, metavar="S",
                         help="seconds into the read when the new user's turn comes")
+    parser.add_argument("--no-stop", action="store_true", help="part 2: the pieces do not stop for the new user")
+    parser.add_argument("--parts", type=int, nargs="+", default=[1, 2], choices=[1, 2], help="which parts to run")
     args = parser.parse_args()
     if min(args.pieces) < 1 or args.reps < 1:
         parser.error("--pieces: 1 or more tokens; --reps: 1 or more")
@@ -104,13 +109,13 @@ async def main() -> None:
             waits: dict[int, list[float]] = {n: [] for n in sizes}
             number = 0
             for _ in range(args.reps):
-                for n in sizes:
+                for n in sizes if 1 in args.parts else []:
                     number += 1
                     reads[n].append(whole_read(llm, memory_prompt(config, number, args.tokens), n))
-                for n in sizes:
+                for n in sizes if 2 in args.parts else []:
                     number += 1
                     waits[n].append(await newcomer_wait(llm, memory_prompt(config, number, args.tokens), n,
-                                                        args.after))
+                                                        args.after, not args.no_stop))
         finally:
             llm.close()
     load_after = os.getloadavg()
@@ -121,10 +126,10 @@ async def main() -> None:
     print("|---|---|---:|---:|---|")
     for n in sizes:
         ms = [m for m, _ in reads[n]]
-        tokens = reads[n][0][1]
-        speed = statistics.median(t / m * 1000 for m, t in reads[n])
-        print(f"| {'one request' if n == 0 else f'pieces of {n}'} | {' / '.join(f'{m:.0f}' for m in ms)} | {tokens} | "
-              f"{speed:.1f} | {' / '.join(f'{w:.0f}' for w in waits[n])} |")
+        tokens = reads[n][0][1] if reads[n] else "-"
+        speed = f"{statistics.median(t / m * 1000 for m, t in reads[n]):.1f}" if reads[n] else "-"
+        print(f"| {'one request' if n == 0 else f'pieces of {n}'} | {' / '.join(f'{m:.0f}' for m in ms) or '-'} | "
+              f"{tokens} | {speed} | {' / '.join(f'{w:.0f}' for w in waits[n]) or '-'} |")
 
 
 if __name__ == "__main__":
