@@ -2673,6 +2673,9 @@ class LlamaCppLLM(LLM):
         self._reserved_slots: set[int] = set()  # slots a prime_for is using
         self._user_locks: dict[str, threading.Lock] = {}  # one prime_for per user at a time
         self._wanted = 0  # calls that someone here waits for (replies, primes but a give-way read), in flight
+        self._pieces_in: dict[int, tuple[int, list[int]]] = {}  # slot -> (its id_task after, the tokens) the
+        # last read in pieces left there (`_held`)
+        self._warm_tokens: list[int] = []  # the warm-up prompt's tokens: the instructions every prompt starts with
         self._calls = 0  # llama.cpp calls in flight (close() waits for them)
         self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
         self._calls_changed = threading.Condition()
@@ -2680,7 +2683,10 @@ class LlamaCppLLM(LLM):
         self._server = xlc.Server(params)
         started = now_ms()
         # Warm-up: one token after the default system prompt leaves it in the slot's prompt cache.
-        self._complete([{"role": "system", "content": c.system_prompt}, {"role": "user", "content": "Hello"}])
+        warm = [{"role": "system", "content": c.system_prompt}, {"role": "user", "content": "Hello"}]
+        self._complete(warm)
+        with contextlib.suppress(LLMError, OSError, ValueError, KeyError):
+            self._warm_tokens = self._prompt_tokens(warm)
         log.info("llm llamacpp %s warm in %.0f ms (%d threads, %d for prompts, %d slots of %d tokens)", path.name,
                  now_ms() - started, threads, prompt_threads, c.llamacpp_parallel, c.llamacpp_context_tokens)
         log.info("llm llamacpp build: %s", self.build)
@@ -2760,18 +2766,20 @@ class LlamaCppLLM(LLM):
     def prime(self, messages: list[dict[str, str]]) -> None:
         """Read the prompt into a slot's cache (one token is generated and dropped)."""
         started = now_ms()
+        timings: dict[str, Any] = {}
         with self._calls_changed:
             self._primes.append(messages)
         try:
             with self._asking():
-                self._complete(messages)
+                timings = self._complete(messages)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming failed: %s", exc)
         finally:
             with self._calls_changed:
                 self._primes.remove(messages)
                 self._calls_changed.notify_all()
-        log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
+        log.debug("llm llamacpp: primed %d messages in %.0f ms (%s tokens read, %s cached)", len(messages),
+                  now_ms() - started, timings.get("prompt_n"), timings.get("cache_n"))
 
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
@@ -3065,7 +3073,7 @@ class LlamaCppLLM(LLM):
         prompt's first tokens up to the piece's end (the chat template applied and tokenized by llama.cpp
         as a chat request would be), so llama.cpp reads only what the slot does not hold yet; `stop()` is
         asked before each piece, and True ends the read there (a piece is not cancelled once asked for: one
-        cancelled at its start lost what it had read). The pieces begin where the slot's cached prompt stops
+        cancelled at its start lost what it had read). The pieces begin about where the slot's cached prompt stops
         being this one (`start`, else `_held`): a piece that ended inside the cached part would cut the cache
         there (llama.cpp keeps of a slot's cache only what the new request starts with); a guess too long
         costs a longer first piece, never a wrong prompt. Returns the tokens read (`read`, summed over the
@@ -3075,35 +3083,46 @@ class LlamaCppLLM(LLM):
             timings = self._complete(messages, slot)
             return {"read": int(timings.get("prompt_n", -1)), "stopped": 0,
                     "tokens": int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))}
-        prompt = self._loopback("/apply-template", {"messages": messages})["prompt"]
-        tokens = self._loopback("/tokenize", {"content": prompt, "add_special": True})["tokens"]
+        tokens = self._prompt_tokens(messages)
         step = self.config.llamacpp_give_way_tokens
         done = {"read": 0, "stopped": 0, "tokens": 0}
         if start is None:
             start = 0 if slot is None else self._held(slot, tokens)
         end = min(len(tokens), max(start, 0) + step)
-        while True:
-            if stop():
-                done["stopped"] = 1
-                return done
-            timings = self._complete(tokens[:end], slot)
-            done["read"] += int(timings.get("prompt_n", 0))
-            done["tokens"] = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
-            if end >= len(tokens):
-                return done
-            end = min(len(tokens), end + step)
+        try:
+            while True:
+                if stop():
+                    done["stopped"] = 1
+                    return done
+                timings = self._complete(tokens[:end], slot)
+                done["read"] += int(timings.get("prompt_n", 0))
+                done["tokens"] = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+                if end >= len(tokens):
+                    return done
+                end = min(len(tokens), end + step)
+        finally:
+            if slot is not None and done["tokens"]:
+                with contextlib.suppress(LLMError, OSError, ValueError, KeyError, StopIteration):
+                    task = next(s.get("id_task", -1) for s in self._slots("") if s["id"] == slot)
+                    self._pieces_in[slot] = (task, tokens[:done["tokens"]])
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The tokens llama.cpp reads for a chat request of `messages` (its chat template, its tokenizer)."""
+        prompt = self._loopback("/apply-template", {"messages": messages})["prompt"]
+        return self._loopback("/tokenize", {"content": prompt, "add_special": True})["tokens"]
 
     def _held(self, slot: int, tokens: list[int]) -> int:
-        """How many of `tokens` (a prompt's first tokens) `slot`'s prompt cache holds, as far as llama.cpp's
-        /slots tells: its last request's prompt, tokenized again, compared with `tokens`, and at most the
-        tokens the slot holds (a request cut short holds less than its prompt). 0 when it cannot tell."""
+        """About how many of `tokens` (a prompt's first tokens) `slot`'s prompt cache holds (its /slots entry
+        gives how many it holds, not which: this build shows a slot's prompt only with LLAMA_SERVER_SLOTS_DEBUG
+        set): what they share with the tokens the last read in pieces left there, while llama.cpp has given
+        the slot no other request since (its `id_task`); else with the warm-up's, whose instructions every
+        prompt starts with; at most what the slot holds."""
         try:
             state = next((s for s in self._slots("") if s.get("id") == slot), {})
-            if not state.get("prompt"):
-                return 0
-            cached = self._loopback("/tokenize", {"content": state["prompt"], "add_special": False})["tokens"]
-        except (LLMError, OSError, ValueError, KeyError, TypeError):
+        except (LLMError, OSError, ValueError):
             return 0
+        task, left = self._pieces_in.get(slot, (None, []))
+        cached = left if left and task == state.get("id_task") else self._warm_tokens
         shared = next((i for i, (a, b) in enumerate(zip(cached, tokens, strict=False)) if a != b),
                       min(len(cached), len(tokens)))
         return min(shared, int(state.get("n_prompt_tokens") or 0))

@@ -172,7 +172,8 @@ def report(args: argparse.Namespace, server_args: list[str], rows: list[tuple[st
               f"{'-' if tokens is None else f'{tokens:.0f}'} | {turn['load']:.1f} | {turn['words']!r} |")
     print()
     for line in logs:
-        if "primed a user's prompt" in line or "kept prompt" in line or "next session's prompt" in line:
+        if "llm llamacpp: primed" in line or "llm llamacpp: prompt" in line or "kept prompt" in line or (
+                "next session's prompt" in line):
             print(line.rstrip())
 
 

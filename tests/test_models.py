@@ -476,8 +476,10 @@ def test_llamacpp_kept_prompts_stay_under_their_cap(tmp_path: Path) -> None:
 def test_llamacpp_a_read_that_gives_way_goes_in_pieces_and_stops_between_them() -> None:
     """A read that gives way asks llama.cpp for the prompt's first tokens up to each piece's end in turn
     (`llamacpp_give_way_tokens`), starting where the slot's cached prompt stops being this one (a piece
-    ending inside it would cut the cache there); it stops before the piece at which `stop()` is True, and
-    says how far the slot then holds the prompt. Without `stop`, the read is one request."""
+    ending inside it would cut the cache there): where the last read in pieces left it, while llama.cpp has
+    given the slot nothing else since, else where it stops being the warm-up's; it stops before the piece at
+    which `stop()` is True, and says how far the slot then holds the prompt. Without `stop`, the read is one
+    request."""
     llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"llamacpp_give_way_tokens": 4}))
     tokens = list(range(100, 111))  # the prompt: 11 tokens
     held = [0]  # the slot's prompt cache: how many of the prompt's first tokens it holds
@@ -494,16 +496,24 @@ def test_llamacpp_a_read_that_gives_way_goes_in_pieces_and_stops_between_them() 
         return {"prompt_n": n - cached, "cache_n": cached, "predicted_n": 1}
 
     llm._loopback, llm._complete = loopback, complete  # type: ignore[method-assign, assignment]
-    slot = {"id": 0}  # llama.cpp's /slots: the slot's last request (its prompt, as text) and what it holds
+    slot = {"id": 0, "id_task": 7, "n_prompt_tokens": 0}  # llama.cpp's /slots: its last task, what it holds
     llm._slots = lambda path, body=None: [slot]  # type: ignore[method-assign, assignment]
+    llm._pieces_in, llm._warm_tokens = {}, [*tokens[:6], 999]  # the warm-up: its first 6 tokens are the prompt's
     messages = [{"role": "system", "content": "memory"}]
     assert llm._read(messages, 0, lambda: False) == {"read": 11, "tokens": 11, "stopped": 0}
-    assert asked == [4, 8, 11]
+    assert asked == [4, 8, 11]  # the slot held nothing
     asked.clear()
     held[0] = 6
-    slot.update(prompt="the template's text, tokenized as the prompt is", n_prompt_tokens=6)
+    slot.update(id_task=8, n_prompt_tokens=9)  # another request went there: it holds the instructions at most
     assert llm._read(messages, 0, lambda: False) == {"read": 5, "tokens": 11, "stopped": 0}
-    assert asked == [10, 11]  # from where the slot's cache ends
+    assert asked == [10, 11]  # from where the warm-up's tokens stop being the prompt's
+    asked.clear()
+    held[0] = 0
+    slot.update(n_prompt_tokens=0)
+    assert llm._read(messages, 0, lambda: len(asked) == 2) == {"read": 8, "tokens": 8, "stopped": 1}
+    slot.update(n_prompt_tokens=8)
+    assert llm._read(messages, 0, lambda: False) == {"read": 3, "tokens": 11, "stopped": 0}
+    assert asked == [4, 8, 11]  # went on from where the read that stopped left the slot
     asked.clear()
     held[0] = 5
     assert llm._read(messages, 0, lambda: False, 5) == {"read": 6, "tokens": 11, "stopped": 0}
