@@ -630,14 +630,20 @@ class LLM(Component):
         session calls it when it opens and when its instructions or user change. Default: nothing (a
         remote server caches by itself, and a request there may cost money)."""
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
+                  give_way: Callable[[], bool] | None = None) -> bool:
         """Optional, blocking: `prime` for a named user's prompt (their memory, not empty), which the backend
         may also keep beyond this process (llamacpp: on disk) and read back at the user's next `prime_for`
         instead of reading it again; what is kept for one user is never read back for another. The session
         calls it when its user's memory is loaded, the server when a named user's session ends (with the
         prompt of their next session). `others_open`: whether other sessions may hold prompts in the model's
-        cache that this read must not replace (False: none is open). Default: `prime`."""
+        cache that this read must not replace (False: none is open). `give_way`: set for a read nobody waits
+        for (the server's, at a session's end); the backend may call it, from the reading thread, between
+        pieces of the read, and stop the read when it returns True (someone here wants the model), as it may
+        for a call of its own that starts meanwhile. Returns False when the read stopped so, before the end
+        of the prompt (nothing is kept then; the caller may ask again later), else True. Default: `prime`."""
         self.prime(messages)
+        return True
 
 
 class TTS(Component):
@@ -2593,6 +2599,13 @@ class LlamaCppLLM(LLM):
         prompt here was read in one step that nothing could stop (close gave up after 10 s and the process
         aborted at exit). Measured on this CPU under load (docs/models.md): the 1.5B read a 524-token prompt
         as fast with 128 as with 2048 (three interleaved pairs), the 0.5B a 924-token one with 256."""
+        llamacpp_give_way_tokens: int = Field(32, ge=1, le=8192)
+        """A read that nobody waits for (a returning user's prompt, read when their session ends:
+        `llm_prime_return`) is read in pieces of this many tokens, one llama.cpp request each, and stops
+        between two pieces as soon as anyone here wants the LLM (another call starts, or a reply is in
+        flight); a user who connects meanwhile waits for the piece being read, not for the whole read. A
+        piece is not stopped once asked for: above `llamacpp_batch_tokens` it is read in several steps.
+        Smaller: they wait less, and the read costs more requests (docs/latency.md has both measured)."""
         llamacpp_keep_prompts: bool = True
         """Keep each named user's prompt as llama.cpp read it (its KV cache: 29 KB a token with the 1.5B,
         8.8 MB for 307 tokens) in `data_dir`/llm-prompts/, one file per user and model, and read it back
@@ -2659,6 +2672,10 @@ class LlamaCppLLM(LLM):
         # read into, that slot's id_task after it): the slot is still theirs while its id_task is the same
         self._reserved_slots: set[int] = set()  # slots a prime_for is using
         self._user_locks: dict[str, threading.Lock] = {}  # one prime_for per user at a time
+        self._wanted = 0  # calls that someone here waits for (replies, primes but a give-way read), in flight
+        self._pieces_in: dict[int, tuple[int, list[int]]] = {}  # slot -> (its id_task after, the tokens) the
+        # last read in pieces left there (`_held`)
+        self._warm_tokens: list[int] = []  # the warm-up prompt's tokens: the instructions every prompt starts with
         self._calls = 0  # llama.cpp calls in flight (close() waits for them)
         self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
         self._calls_changed = threading.Condition()
@@ -2666,7 +2683,10 @@ class LlamaCppLLM(LLM):
         self._server = xlc.Server(params)
         started = now_ms()
         # Warm-up: one token after the default system prompt leaves it in the slot's prompt cache.
-        self._complete([{"role": "system", "content": c.system_prompt}, {"role": "user", "content": "Hello"}])
+        warm = [{"role": "system", "content": c.system_prompt}, {"role": "user", "content": "Hello"}]
+        self._complete(warm)
+        with contextlib.suppress(LLMError, OSError, ValueError, KeyError):
+            self._warm_tokens = self._prompt_tokens(warm)
         log.info("llm llamacpp %s warm in %.0f ms (%d threads, %d for prompts, %d slots of %d tokens)", path.name,
                  now_ms() - started, threads, prompt_threads, c.llamacpp_parallel, c.llamacpp_context_tokens)
         log.info("llm llamacpp build: %s", self.build)
@@ -2681,10 +2701,23 @@ class LlamaCppLLM(LLM):
                 return
             self._server = None  # llama.cpp frees the model when the Server object goes
 
-    def _call(self, request: dict[str, Any], on_chunk: Callable[[Any], bool]) -> None:
-        """One blocking llama.cpp request; every call goes through here so that close() can wait."""
+    def _call(self, request: dict[str, Any], on_chunk: Callable[[Any], bool], *, chat: bool = True) -> None:
+        """One blocking llama.cpp request (chat: messages; else a prompt of token ids); every call goes
+        through here so that close() can wait."""
         with self._server_in_use() as server:
-            server.handle_chat_completions(request, on_chunk)
+            (server.handle_chat_completions if chat else server.handle_completions)(request, on_chunk)
+
+    @contextlib.contextmanager
+    def _asking(self) -> Iterator[None]:
+        """Counts a call that someone here waits for, for as long as it runs (or waits for a prime): a read
+        that gives way (`llamacpp_give_way_tokens`) stops at its next piece while there is one."""
+        with self._calls_changed:
+            self._wanted += 1
+        try:
+            yield
+        finally:
+            with self._calls_changed:
+                self._wanted -= 1
 
     @contextlib.contextmanager
     def _server_in_use(self) -> Iterator[Any]:
@@ -2704,19 +2737,23 @@ class LlamaCppLLM(LLM):
 
     def _slots(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """llama.cpp's /slots API on its loopback server (GET the slots; POST save or restore a slot)."""
+        return self._loopback(f"/slots{path}", body)
+
+    def _loopback(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET (no body) or POST `path` on llama.cpp's loopback HTTP server; its JSON answer."""
         import urllib.error
         import urllib.request
 
         with self._server_in_use() as server:
             request = urllib.request.Request(
-                f"{server.listening_address}/slots{path}", method="GET" if body is None else "POST",
+                f"{server.listening_address}{path}", method="GET" if body is None else "POST",
                 data=None if body is None else json.dumps(body).encode(),
                 headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:
                     return json.loads(response.read())
             except urllib.error.HTTPError as exc:
-                raise LLMError(f"llama.cpp /slots{path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+                raise LLMError(f"llama.cpp {path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         # return_progress: a chunk after every prompt step, so that the callback can cancel a prompt read;
@@ -2729,26 +2766,31 @@ class LlamaCppLLM(LLM):
     def prime(self, messages: list[dict[str, str]]) -> None:
         """Read the prompt into a slot's cache (one token is generated and dropped)."""
         started = now_ms()
+        timings: dict[str, Any] = {}
         with self._calls_changed:
             self._primes.append(messages)
         try:
-            self._complete(messages)
+            with self._asking():
+                timings = self._complete(messages)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming failed: %s", exc)
         finally:
             with self._calls_changed:
                 self._primes.remove(messages)
                 self._calls_changed.notify_all()
-        log.debug("llm llamacpp: primed %d messages in %.0f ms", len(messages), now_ms() - started)
+        log.debug("llm llamacpp: primed %d messages in %.0f ms (%s tokens read, %s cached)", len(messages),
+                  now_ms() - started, timings.get("prompt_n"), timings.get("cache_n"))
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
+                  give_way: Callable[[], bool] | None = None) -> bool:
         try:
-            self._prime_kept(user_id, messages, others_open=others_open)
+            return not self._prime_kept(user_id, messages, others_open=others_open, give_way=give_way)["stopped"]
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming a kept prompt failed: %s", exc)
+            return True  # not to be asked again: it would fail again
 
-    def _prime_kept(self, user_id: str, messages: list[dict[str, str]], *,
-                    others_open: bool = True) -> dict[str, int]:
+    def _prime_kept(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
+                    give_way: Callable[[], bool] | None = None) -> dict[str, int]:
         """prime_for. The prompt is read into a slot chosen here (`_slot_for`), so that the slot saved after
         is known to hold it; with no slot that may be given over, an ordinary prime (llama.cpp picks the
         slot) and nothing is kept. When the user's kept prompt is nearly all the start of this one
@@ -2757,13 +2799,25 @@ class LlamaCppLLM(LLM):
         file or the new, never half of one), only when llama.cpp saved exactly this prompt's tokens and wrote
         the whole file. A reply of this conversation waits for the read, not for the save. A missing,
         unreadable or damaged file (its sha256 is noted at the save) costs the read it would have saved.
-        Returns the tokens restored from the file and the tokens read."""
-        if self._kept_dir is None:
+        With `give_way`, the read goes in pieces (`_read`) and stops before a piece while another call of
+        this LLM is in flight (`_asking`) or `give_way()` says so: nothing is kept then (the slot holds only
+        the prompt's start, which llama.cpp's prompt cache reuses as a start and no more; the next read or
+        reply reads the rest), and the slot is noted as the user's, so that the next read goes on there,
+        from where this one stopped. Returns the tokens restored from the file, the tokens read, and
+        whether the read stopped so (`stopped`, 0 or 1)."""
+        stats = {"restored": 0, "read": -1, "stopped": 0}
+        if self._kept_dir is None and give_way is None:
             self.prime(messages)
-            return {"restored": 0, "read": -1}
+            return stats
+
+        def stop() -> bool:
+            return self._wanted > 0 or give_way is not None and give_way()
+
+        if give_way is not None and stop():  # before a slot is taken and a kept file read back into it
+            stats["stopped"] = 1
+            return stats
         started = restored_at = now_ms()
         name = self._user_file_name(user_id)
-        stats = {"restored": 0, "read": -1}
         with self._calls_changed:
             lock = self._user_locks.setdefault(name, threading.Lock())
             self._primes.append(messages)  # a reply of this conversation waits for it (see generate)
@@ -2779,11 +2833,15 @@ class LlamaCppLLM(LLM):
                     self._calls_changed.notify_all()
 
         try:
-            with lock:  # the user's prime in flight first (its file is then the one to read back)
-                slot = self._slot_for(name, others_open)
+            with self._asking() if give_way is None else contextlib.nullcontext(), lock:
+                # the user's prime in flight first (its file is then the one to read back)
+                slot = self._slot_for(name, others_open) if self._kept_dir is not None else None
                 if slot is None:
-                    log.info("llm llamacpp: no slot to give a user's prompt to; read where llama.cpp picks, not kept")
-                    self._complete(messages)
+                    if self._kept_dir is not None:
+                        log.info("llm llamacpp: no slot to give a user's prompt to; read where llama.cpp picks, "
+                                 "not kept")
+                    read = self._read(messages, None, None if give_way is None else stop)
+                    stats["read"], stats["stopped"] = read["read"], read["stopped"]
                     return stats
                 kept = self._kept_prompt(name, messages)
                 if kept:
@@ -2794,19 +2852,23 @@ class LlamaCppLLM(LLM):
                     read_done()
                     self._note_slot(name, slot)
                 else:
-                    timings = self._complete(messages, slot)
+                    read = self._read(messages, slot, None if give_way is None else stop,
+                                      stats["restored"] or None)
                     read_done()  # the reply may go: it does not wait for the save
-                    stats["read"] = int(timings.get("prompt_n", -1))
-                    tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
-                    if not self._closing.is_set():
-                        self._keep(slot, name, messages, tokens)
+                    stats["read"], stats["stopped"] = read["read"], read["stopped"]
+                    if read["stopped"]:  # the slot holds the prompt's start: go on there next time, keep nothing
+                        self._note_slot(name, slot)
+                    elif not self._closing.is_set():
+                        self._keep(slot, name, messages, read["tokens"])
         finally:
             read_done()
             with self._calls_changed:
                 self._reserved_slots.discard(slot)  # type: ignore[arg-type]
                 self._calls_changed.notify_all()
-            log.info("llm llamacpp: primed a user's prompt in %.0f ms (%d tokens from their kept file in %.0f ms, "
-                     "%d read)", now_ms() - started, stats["restored"], restored_at - started, stats["read"])
+            log.log(logging.DEBUG if stats["stopped"] else logging.INFO,
+                    "llm llamacpp: primed a user's prompt in %.0f ms (%d tokens from their kept file in %.0f ms, "
+                    "%d read%s)", now_ms() - started, stats["restored"], restored_at - started, stats["read"],
+                    "; gave way before its end, nothing kept" if stats["stopped"] else "")
         return stats
 
     def _user_file_name(self, user_id: str) -> str:
@@ -3004,9 +3066,71 @@ class LlamaCppLLM(LLM):
             log.info("llm llamacpp: deleted a kept prompt of %d bytes (llamacpp_keep_prompts_mb %d)", size,
                      self.config.llamacpp_keep_prompts_mb)
 
-    def _complete(self, messages: list[dict[str, str]], slot: int | None = None) -> dict[str, Any]:
-        """Read `messages` (into `slot`, or where llama.cpp chooses) and generate one token, for the prompt
-        cache (warm-up, priming); llama.cpp's timings of the call."""
+    def _read(self, messages: list[dict[str, str]], slot: int | None, stop: Callable[[], bool] | None,
+              start: int | None = None) -> dict[str, int]:
+        """Read `messages` into `slot` (None: where llama.cpp picks). Without `stop`, in one request. With
+        it (a read that gives way), in pieces of `llamacpp_give_way_tokens`: each piece is a request of the
+        prompt's first tokens up to the piece's end (the chat template applied and tokenized by llama.cpp
+        as a chat request would be), so llama.cpp reads only what the slot does not hold yet; `stop()` is
+        asked before each piece, and True ends the read there (a piece is not cancelled once asked for: one
+        cancelled at its start lost what it had read). The pieces begin about where the slot's cached prompt stops
+        being this one (`start`, else `_held`): a piece that ended inside the cached part would cut the cache
+        there (llama.cpp keeps of a slot's cache only what the new request starts with); a guess too long
+        costs a longer first piece, never a wrong prompt. Returns the tokens read (`read`, summed over the
+        pieces), the prompt's tokens the slot holds after the last piece (`tokens`) and whether the read
+        stopped before the end (`stopped`, 0 or 1)."""
+        if stop is None:
+            timings = self._complete(messages, slot)
+            return {"read": int(timings.get("prompt_n", -1)), "stopped": 0,
+                    "tokens": int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))}
+        tokens = self._prompt_tokens(messages)
+        step = self.config.llamacpp_give_way_tokens
+        done = {"read": 0, "stopped": 0, "tokens": 0}
+        if start is None:
+            start = 0 if slot is None else self._held(slot, tokens)
+        end = min(len(tokens), max(start, 0) + step)
+        try:
+            while True:
+                if stop():
+                    done["stopped"] = 1
+                    return done
+                timings = self._complete(tokens[:end], slot)
+                done["read"] += int(timings.get("prompt_n", 0))
+                done["tokens"] = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+                if end >= len(tokens):
+                    return done
+                end = min(len(tokens), end + step)
+        finally:
+            if slot is not None and done["tokens"]:
+                with contextlib.suppress(LLMError, OSError, ValueError, KeyError, StopIteration):
+                    task = next(s.get("id_task", -1) for s in self._slots("") if s["id"] == slot)
+                    self._pieces_in[slot] = (task, tokens[:done["tokens"]])
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The tokens llama.cpp reads for a chat request of `messages` (its chat template, its tokenizer)."""
+        prompt = self._loopback("/apply-template", {"messages": messages})["prompt"]
+        return self._loopback("/tokenize", {"content": prompt, "add_special": True})["tokens"]
+
+    def _held(self, slot: int, tokens: list[int]) -> int:
+        """About how many of `tokens` (a prompt's first tokens) `slot`'s prompt cache holds (its /slots entry
+        gives how many it holds, not which: this build shows a slot's prompt only with LLAMA_SERVER_SLOTS_DEBUG
+        set): what they share with the tokens the last read in pieces left there, while llama.cpp has given
+        the slot no other request since (its `id_task`); else with the warm-up's, whose instructions every
+        prompt starts with; at most what the slot holds."""
+        try:
+            state = next((s for s in self._slots("") if s.get("id") == slot), {})
+        except (LLMError, OSError, ValueError):
+            return 0
+        task, left = self._pieces_in.get(slot, (None, []))
+        cached = left if left and task == state.get("id_task") else self._warm_tokens
+        shared = next((i for i, (a, b) in enumerate(zip(cached, tokens, strict=False)) if a != b),
+                      min(len(cached), len(tokens)))
+        return min(shared, int(state.get("n_prompt_tokens") or 0))
+
+    def _complete(self, messages: list[dict[str, str]] | list[int], slot: int | None = None) -> dict[str, Any]:
+        """Read `messages` (or a prompt of token ids: a piece of `_read`; into `slot`, or where llama.cpp
+        chooses) and generate one token, for the prompt cache (warm-up, priming); llama.cpp's timings of
+        the call."""
         errors: list[str] = []
         timings: dict[str, Any] = {}
 
@@ -3020,7 +3144,11 @@ class LlamaCppLLM(LLM):
                 timings.update(chunk.get("timings") or {})
             return self._closing.is_set()
 
-        self._call({**self._request(messages, 1), **({} if slot is None else {"id_slot": slot})}, on_chunk)
+        chat = not messages or isinstance(messages[0], dict)
+        request = self._request(messages, 1) if chat else {  # type: ignore[arg-type]
+            "prompt": messages, "n_predict": 1, "stream": True, "cache_prompt": True, "return_progress": True,
+            "timings_per_token": True}
+        self._call({**request, **({} if slot is None else {"id_slot": slot})}, on_chunk, chat=chat)
         if errors:
             raise LLMError(f"llama.cpp: {errors[0]}")
         return timings
@@ -3079,12 +3207,13 @@ class LlamaCppLLM(LLM):
                 # 400 tokens, 10 s on 2 cores); a prime that hangs is bounded by the first token's deadline.
                 # Other conversations' primes are not waited for (they read into other slots).
                 waited = now_ms()
-                with self._calls_changed:
-                    self._calls_changed.wait_for(lambda: stop.is_set() or not any(
-                        same_conversation(prime, messages) for prime in self._primes),
-                        timeout=self.config.llm_first_token_deadline_s)
-                prime_wait_ms = now_ms() - waited
-                self._call(self._request(messages, max_tokens), on_chunk)
+                with self._asking():  # a read that gives way stops at its next piece
+                    with self._calls_changed:
+                        self._calls_changed.wait_for(lambda: stop.is_set() or not any(
+                            same_conversation(prime, messages) for prime in self._primes),
+                            timeout=self.config.llm_first_token_deadline_s)
+                    prime_wait_ms = now_ms() - waited
+                    self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put("error", exc)
             finally:
@@ -7856,7 +7985,9 @@ class S2SServer:
         their own (not asyncio's default executor, which end-of-turn work and the judge use), each starts
         only while no session has a reply in flight (checked every `RETURN_READ_POLL_S`), and a read that
         finds one already waiting is dropped (its user's next session reads the prompt itself). A read
-        that has started is not stopped by a reply that starts after it: the two share the CPU."""
+        gives way to anyone here: the LLM stops it between two pieces (`llamacpp_give_way_tokens`) once a
+        reply is in flight (`_replying`) or another of its calls starts (a session's prime, a reply), and
+        it goes on, from where it stopped, once no reply is in flight again (until the user is back)."""
         user_id = session.user_id
         try:
             await self.memory.settled(user_id)
@@ -7874,19 +8005,34 @@ class S2SServer:
         me = self._return_waiter = asyncio.current_task()
         try:
             async with self._return_lock:
-                # a poll, not an event: a reply's start and end are set in many places of Session
-                while any(s.response is not None for s in self.sessions.values()):  # noqa: ASYNC110
+                for tries in itertools.count(1):
+                    # a poll, not an event: a reply's start and end are set in many places of Session
+                    while self._replying():  # noqa: ASYNC110
+                        await asyncio.sleep(self.RETURN_READ_POLL_S)
+                    if self._return_waiter is me:
+                        self._return_waiter = None
+                    if self._user_is_here(user_id) or self._server is None or not self._server.is_serving():
+                        return
+                    messages = session.returning_prompt(user)  # its clock as the read starts, or goes on
+                    whole = await asyncio.get_running_loop().run_in_executor(
+                        self._return_reader, functools.partial(self.components.llm.prime_for, user_id, messages,
+                                                               others_open=bool(self.sessions),
+                                                               give_way=self._replying))
+                    if whole is not False:
+                        if tries > 1:
+                            session.log.info("the next session's prompt is read, after %d tries", tries)
+                        return
+                    if tries == 1:
+                        session.log.info("the next session's prompt: its read gave way; it goes on later")
                     await asyncio.sleep(self.RETURN_READ_POLL_S)
-                self._return_waiter = None
-                if self._user_is_here(user_id):
-                    return
-                messages = session.returning_prompt(user)
-                await asyncio.get_running_loop().run_in_executor(
-                    self._return_reader, functools.partial(self.components.llm.prime_for, user_id, messages,
-                                                           others_open=bool(self.sessions)))
         finally:
             if self._return_waiter is me:
                 self._return_waiter = None
+
+    def _replying(self) -> bool:
+        """Whether a session has a reply in flight. Also asked from the session-end read's thread (`give_way`):
+        it only reads (list() copies the dict's values under the GIL)."""
+        return any(s.response is not None for s in list(self.sessions.values()))
 
     async def _watch(self, session: Session) -> None:
         """End the session at `max_session_s`, or after `idle_timeout_s` without a client event."""

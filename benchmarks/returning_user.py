@@ -3,6 +3,7 @@
     python benchmarks/returning_user.py                   # the default models, a server process of its own
     python benchmarks/returning_user.py --delays 0 3      # the first question at once, and 3 s after naming the user
     python benchmarks/returning_user.py --llm-prime-return false --llamacpp-keep-prompts false   # as before both
+    python benchmarks/returning_user.py --newcomer 1 --delays 0 --no-restart   # a new user arrives during the read
 
 A server (`s2s_server.py --port 0`, every default plus the options given, memory in a fresh temporary
 `data_dir`) hears one conversation typed by a user, which ends. The user comes back `--pause` seconds later
@@ -16,6 +17,11 @@ seconds after it ended. Each row gives the time from the question to the first r
 the server's `s2s.metrics`, the wait for the prime (`llm_prime_wait`) and the prompt tokens the reply's own
 call read (`llm_prompt_tokens`). Each turn is sent once the bot is listening again (`s2s.state`), so no reply
 is cut. The server's log lines about primes of kept prompts are printed after the table.
+
+`--newcomer S`: S seconds after the user's first session ended (while the server reads their next prompt), a
+new user (anonymous: nothing to read at their session's end) connects and types NEWCOMER_QUESTION; their first
+audio byte is a row of its own, before the returning user's. `--no-restart`: only the same server. Each row
+gives the load average (1 minute) when its question was sent.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from typing import Any
@@ -33,6 +40,7 @@ from common import machine, start_server
 FIRST_SESSION = ["Hi, my name is Alex and I live in Lyon.", "I work as a beekeeper.",
                  "What is the capital of Japan?", "Tell me a short joke about bees."]
 QUESTION = "Do you remember my name?"
+NEWCOMER_QUESTION = "What is the capital of France?"
 
 
 async def next_event(ws: Any, kind: str, timeout_s: float = 120.0, **match: Any) -> dict:
@@ -47,7 +55,7 @@ async def next_event(ws: Any, kind: str, timeout_s: float = 120.0, **match: Any)
 
 async def typed_turn(ws: Any, text: str) -> dict:
     """Type `text`, wait until the reply has played (or failed) and the bot listens again; the turn's measures."""
-    sent = time.monotonic()
+    sent, load = time.monotonic(), os.getloadavg()[0]
     await ws.send(json.dumps({"type": "conversation.item.create", "item": {
         "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
     await ws.send(json.dumps({"type": "response.create"}))
@@ -66,14 +74,17 @@ async def typed_turn(ws: Any, text: str) -> dict:
         elif kind == "s2s.metrics":
             metrics = event
             if failed:  # the row ends here (a reply that comes later is another response: speaking first)
-                return {"first_audio_ms": None, "words": f"(failed: {failed})", **metrics}
+                return {"first_audio_ms": None, "words": f"(failed: {failed})", "load": load, **metrics}
         elif kind == "s2s.state" and event.get("state") == "listening" and metrics:
-            return {"first_audio_ms": first_audio, "words": words, **metrics}
+            return {"first_audio_ms": first_audio, "words": words, "load": load, **metrics}
 
 
-async def session(port: int, user: str) -> Any:
+async def session(port: int, user: str | None) -> Any:
+    """A new connection, as `user` (None: anonymous)."""
     ws = await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None)
     await next_event(ws, "session.created")
+    if user is None:
+        return ws
     await ws.send(json.dumps({"type": "session.update", "session": {"s2s": {"user_id": user}}}))
     await next_event(ws, "session.updated")
     return ws
@@ -98,9 +109,12 @@ async def main() -> None:
                         help="seconds between naming the user and the question, one returning session each")
     parser.add_argument("--pause", type=float, default=30.0, metavar="S",
                         help="seconds between a session's end and the user's next session (default 30)")
+    parser.add_argument("--newcomer", type=float, default=None, metavar="S",
+                        help="a new user connects S seconds after the first session ends and types one turn")
+    parser.add_argument("--no-restart", action="store_true", help="leave out the sessions after a restart")
     args, server_args = parser.parse_known_args()
-    if min(args.delays) < 0 or args.pause < 0:
-        parser.error("--delays, --pause: 0 or more seconds")
+    if min(args.delays) < 0 or args.pause < 0 or (args.newcomer or 0) < 0:
+        parser.error("--delays, --pause, --newcomer: 0 or more seconds")
     rows, logs = [], []
     with tempfile.TemporaryDirectory(prefix="s2s-returning-") as data_dir:
         proc, port, log = await start_server("--data-dir", data_dir, *server_args)
@@ -109,12 +123,24 @@ async def main() -> None:
             for text in FIRST_SESSION:
                 await typed_turn(ws, text)
             await ws.close()
-            rows += await returning(port, args.delays, args.pause, "same server")
-            await asyncio.sleep(args.pause)
+            pause = args.pause
+            if args.newcomer is not None:  # during the read of the first user's next prompt
+                await asyncio.sleep(args.newcomer)
+                started = time.monotonic()
+                newcomer = await session(port, None)
+                rows.append(("same server, a new user", 0.0, await typed_turn(newcomer, NEWCOMER_QUESTION)))
+                await newcomer.close()
+                pause = max(0.0, args.pause - args.newcomer - (time.monotonic() - started))
+            rows += await returning(port, args.delays[:1], pause, "same server")
+            rows += await returning(port, args.delays[1:], args.pause, "same server")
+            if not args.no_restart:
+                await asyncio.sleep(args.pause)
         finally:
             proc.terminate()
             await proc.wait()
             logs += log
+        if args.no_restart:
+            return report(args, server_args, rows, logs)
         proc, port, log = await start_server("--data-dir", data_dir, *server_args)
         try:
             first = await returning(port, args.delays[:1], 0.0, "restarted")  # at once after the restart
@@ -123,11 +149,19 @@ async def main() -> None:
             proc.terminate()
             await proc.wait()
             logs += log
+    report(args, server_args, rows, logs)
+
+
+def report(args: argparse.Namespace, server_args: list[str], rows: list[tuple[str, float, dict]],
+           logs: list[str]) -> None:
+    newcomer = "" if args.newcomer is None else (
+        f"; a new user typed {NEWCOMER_QUESTION!r} {args.newcomer:g} s after the first session ended")
     print(f"\n{machine()}; first session: {len(FIRST_SESSION)} typed turns; then {QUESTION!r}, "
-          f"{args.pause:g} s after the previous session ended; server options: {' '.join(server_args) or 'none'}\n")
+          f"{args.pause:g} s after the previous session ended{newcomer}; server options: "
+          f"{' '.join(server_args) or 'none'}\n")
     print("| server | question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
-          "prompt tokens read by the reply | reply |")
-    print("|---|---:|---:|---:|---:|---|")
+          "prompt tokens read by the reply | load (1 min) | reply |")
+    print("|---|---:|---:|---:|---:|---:|---|")
 
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f} ms"
@@ -135,10 +169,11 @@ async def main() -> None:
     for where, delay, turn in rows:
         tokens = turn.get("llm_prompt_tokens")
         print(f"| {where} | {delay:g} s | {ms(turn.get('first_audio_ms'))} | {ms(turn.get('llm_prime_wait'))} | "
-              f"{'-' if tokens is None else f'{tokens:.0f}'} | {turn['words']!r} |")
+              f"{'-' if tokens is None else f'{tokens:.0f}'} | {turn['load']:.1f} | {turn['words']!r} |")
     print()
     for line in logs:
-        if "primed a user's prompt" in line or "kept prompt" in line:
+        if "llm llamacpp: primed" in line or "llm llamacpp: prompt" in line or "kept prompt" in line or (
+                "next session's prompt" in line):
             print(line.rstrip())
 
 

@@ -338,6 +338,71 @@ async def test_llamacpp_keeps_a_users_prompt_across_a_restart(tmp_path: Path) ->
         await asyncio.to_thread(llm.close)
 
 
+def counting_pieces(llm: S.LlamaCppLLM) -> threading.Condition:
+    """Counts in `llm.pieces_read` the pieces of reads that give way as llama.cpp finishes them; the
+    condition returned is notified at each."""
+    complete, changed = llm._complete, threading.Condition()
+    llm.pieces_read = 0  # type: ignore[attr-defined]
+
+    def counting(prompt: Any, slot: int | None = None) -> dict[str, Any]:
+        timings = complete(prompt, slot)
+        if prompt and isinstance(prompt[0], int):
+            with changed:
+                llm.pieces_read += 1  # type: ignore[attr-defined]
+                changed.notify_all()
+        return timings
+
+    llm._complete = counting  # type: ignore[method-assign]
+    return changed
+
+
+@pytest.mark.models
+async def test_llamacpp_a_read_that_gave_way_is_never_used_as_whole(tmp_path: Path) -> None:
+    """A user's read that gives way (a reply is asked for meanwhile) stops at its next piece and keeps
+    nothing on disk; the reply then finds the prompt's start in the slot and reads the rest itself, and
+    says what it says after a read in one request (greedy: the same words). Read again whole, the prompt
+    is kept."""
+    update = {"data_dir": str(tmp_path), "llamacpp_context_tokens": 2048, "llamacpp_parallel": 1,
+              "llamacpp_weights": "qwen2.5-coder-0.5b", "llamacpp_give_way_tokens": 16}
+    facts = [f"the user visited the town of Bourg number {i} and liked its bakery" for i in range(12)]
+    messages = [{"role": "system", "content": f"{MODEL_CONFIG.system_prompt}\n\nWhat you know about the user: "
+                                              f"the user's name is Alexandra; {'; '.join(facts)}"}]
+    question = [*messages, {"role": "user", "content": "What is my name?"}]
+    reference = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={**update, "llamacpp_keep_prompts": False}))
+    await asyncio.to_thread(reference.load)
+    try:
+        expected = await collect(reference.generate(question, max_tokens=12))  # read in one request
+    finally:
+        await asyncio.to_thread(reference.close)
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update=update))
+    await asyncio.to_thread(llm.load)
+    try:
+        pieces = counting_pieces(llm)
+        read = asyncio.ensure_future(asyncio.to_thread(functools.partial(
+            llm._prime_kept, "alexandra", messages, others_open=False, give_way=lambda: False)))
+
+        def two_pieces() -> bool:
+            with pieces:
+                return pieces.wait_for(lambda: llm.pieces_read >= 2, timeout=60)  # type: ignore[attr-defined]
+
+        assert await asyncio.to_thread(two_pieces)
+        total = len(llm._loopback("/tokenize", {"content": llm._loopback("/apply-template", {
+            "messages": question})["prompt"], "add_special": True})["tokens"])
+        reply = await collect(llm.generate(question, max_tokens=12))
+        stats = await read
+        assert stats["stopped"] == 1, stats
+        assert list((tmp_path / "llm-prompts").glob("*/*.bin")) == []  # nothing kept
+        assert reply == expected, (reply, expected)
+        assert 0 < reply[0].stats["llm_prompt_tokens"] < total - 16, (reply[0].stats, total)  # the rest only
+        again = await asyncio.to_thread(functools.partial(
+            llm._prime_kept, "alexandra", messages, others_open=False, give_way=lambda: False))
+        assert again["stopped"] == 0, again
+        (note,) = (tmp_path / "llm-prompts").glob("*/*.json")
+        assert json.loads(note.read_text())["prompt"] == llm._prompt_text(messages)
+    finally:
+        await asyncio.to_thread(llm.close)
+
+
 def saving_llamacpp(folder: Path, written: list[int], **settings: Any) -> S.LlamaCppLLM:
     """A LlamaCppLLM, not loaded, whose llama.cpp slot saves (`_slots`) write `written[0]` bytes to the file
     and answer n_written as `written[1]`, as llama.cpp does (on a full disk: a short file and 0)."""
@@ -406,6 +471,60 @@ def test_llamacpp_kept_prompts_stay_under_their_cap(tmp_path: Path) -> None:
     llm._keep(0, "c", prompt, 7)
     assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["a.bin", "c.bin"]
     assert not (tmp_path / "b.json").exists()
+
+
+def test_llamacpp_a_read_that_gives_way_goes_in_pieces_and_stops_between_them() -> None:
+    """A read that gives way asks llama.cpp for the prompt's first tokens up to each piece's end in turn
+    (`llamacpp_give_way_tokens`), starting where the slot's cached prompt stops being this one (a piece
+    ending inside it would cut the cache there): where the last read in pieces left it, while llama.cpp has
+    given the slot nothing else since, else where it stops being the warm-up's; it stops before the piece at
+    which `stop()` is True, and says how far the slot then holds the prompt. Without `stop`, the read is one
+    request."""
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"llamacpp_give_way_tokens": 4}))
+    tokens = list(range(100, 111))  # the prompt: 11 tokens
+    held = [0]  # the slot's prompt cache: how many of the prompt's first tokens it holds
+    asked: list[Any] = []
+
+    def loopback(path: str, body: dict[str, Any] | None = None) -> Any:
+        return {"prompt": "the template's text"} if path == "/apply-template" else {"tokens": tokens}
+
+    def complete(prompt: Any, slot: int | None = None) -> dict[str, int]:
+        asked.append(len(prompt) if isinstance(prompt[0], int) else "messages")
+        n = len(tokens) if prompt and isinstance(prompt[0], dict) else len(prompt)
+        cached = min(held[0], n - 1)  # llama.cpp reads at least one token
+        held[0] = n
+        return {"prompt_n": n - cached, "cache_n": cached, "predicted_n": 1}
+
+    llm._loopback, llm._complete = loopback, complete  # type: ignore[method-assign, assignment]
+    slot = {"id": 0, "id_task": 7, "n_prompt_tokens": 0}  # llama.cpp's /slots: its last task, what it holds
+    llm._slots = lambda path, body=None: [slot]  # type: ignore[method-assign, assignment]
+    llm._pieces_in, llm._warm_tokens = {}, [*tokens[:6], 999]  # the warm-up: its first 6 tokens are the prompt's
+    messages = [{"role": "system", "content": "memory"}]
+    assert llm._read(messages, 0, lambda: False) == {"read": 11, "tokens": 11, "stopped": 0}
+    assert asked == [4, 8, 11]  # the slot held nothing
+    asked.clear()
+    held[0] = 6
+    slot.update(id_task=8, n_prompt_tokens=9)  # another request went there: it holds the instructions at most
+    assert llm._read(messages, 0, lambda: False) == {"read": 5, "tokens": 11, "stopped": 0}
+    assert asked == [10, 11]  # from where the warm-up's tokens stop being the prompt's
+    asked.clear()
+    held[0] = 0
+    slot.update(n_prompt_tokens=0)
+    assert llm._read(messages, 0, lambda: len(asked) == 2) == {"read": 8, "tokens": 8, "stopped": 1}
+    slot.update(n_prompt_tokens=8)
+    assert llm._read(messages, 0, lambda: False) == {"read": 3, "tokens": 11, "stopped": 0}
+    assert asked == [4, 8, 11]  # went on from where the read that stopped left the slot
+    asked.clear()
+    held[0] = 5
+    assert llm._read(messages, 0, lambda: False, 5) == {"read": 6, "tokens": 11, "stopped": 0}
+    assert asked == [9, 11]  # from where the caller says (a kept prompt read back)
+    asked.clear()
+    held[0] = 0
+    answers = iter([False, False, True])
+    assert llm._read(messages, 0, lambda: next(answers), 0) == {"read": 8, "tokens": 8, "stopped": 1}
+    assert asked == [4, 8]  # someone came after the second piece
+    asked.clear()
+    assert llm._read(messages, 0, None)["stopped"] == 0 and asked == ["messages"]  # one request
 
 
 @pytest.mark.models
@@ -688,10 +807,12 @@ class KeepingLLM(S.LLM):
     kept: list[tuple[str, list[dict[str, str]]]] = []
     changed = threading.Condition()
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
+                  give_way: Any = None) -> bool:
         with KeepingLLM.changed:
             KeepingLLM.kept.append((user_id, messages))
             KeepingLLM.changed.notify_all()
+        return True
 
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
         yield "Okay."
@@ -769,9 +890,11 @@ class HeldLLM(KeepingLLM):
     name = "test-models-held"
     release = threading.Event()
 
-    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True) -> None:
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
+                  give_way: Any = None) -> bool:
         super().prime_for(user_id, messages, others_open=others_open)
         HeldLLM.release.wait(10)
+        return True
 
 
 async def test_session_end_reads_run_one_at_a_time_and_one_waits_at_most(make_server: Any) -> None:
@@ -836,6 +959,102 @@ async def test_a_session_end_read_waits_for_replies_in_flight(make_server: Any) 
     finally:
         SlowReplyLLM.release.set()
     assert [user for user, _ in await KeepingLLM.calls(1)] == ["sam"]
+
+
+class GivingWayLLM(SlowReplyLLM):
+    """Test double: a SlowReplyLLM whose reads for a named user go on, piece after piece (20 ms each), until
+    `finish` is set, and stop (returning False: not read whole) before a piece once `give_way()` is True."""
+
+    name = "test-models-giving-way"
+    finish = threading.Event()
+    stopped: list[str] = []
+
+    def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
+                  give_way: Any = None) -> bool:
+        super().prime_for(user_id, messages, others_open=others_open)
+        while not GivingWayLLM.finish.wait(0.02):
+            if give_way is not None and give_way():
+                with KeepingLLM.changed:
+                    GivingWayLLM.stopped.append(user_id)
+                    KeepingLLM.changed.notify_all()
+                return False
+        return True
+
+
+async def test_a_session_end_read_gives_way_to_a_reply_and_goes_on_after_it(make_server: Any) -> None:
+    """A session-end read that has started gives way to another session's reply that starts after it (the
+    server's `give_way` says so between two pieces), and is asked again, for the same prompt, once no reply
+    is in flight; it is not asked again while the reply runs."""
+    KeepingLLM.kept.clear()
+    GivingWayLLM.stopped.clear()
+    GivingWayLLM.finish.clear()
+    SlowReplyLLM.release.clear()
+    h = await make_server(llm="test-models-giving-way")
+    try:
+        ann = await h.connect(user_id="ann")
+        await ann.turn("My name is Ann.")
+        await ann.close()
+        (_, prompt), = await KeepingLLM.calls(1)  # her read runs
+        bob = await h.connect()
+        await bob.send("conversation.item.create", item={
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Please wait."}]})
+        await bob.send("response.create")
+
+        def stopped() -> bool:
+            with KeepingLLM.changed:
+                return KeepingLLM.changed.wait_for(lambda: GivingWayLLM.stopped, timeout=10 * SECOND)
+
+        assert await asyncio.to_thread(stopped), "the read did not give way to bob's reply"
+        assert GivingWayLLM.stopped == ["ann"] and len(KeepingLLM.kept) == 1  # bob's reply is still held
+        SlowReplyLLM.release.set()
+        await bob.wait_for("response.done")
+        assert await KeepingLLM.calls(2) == [("ann", prompt)] * 2  # asked again, the same prompt
+    finally:
+        GivingWayLLM.finish.set()
+        SlowReplyLLM.release.set()
+    await asyncio.wait_for(asyncio.gather(*h.server._returns), 5)
+    assert GivingWayLLM.stopped == ["ann"]
+
+
+@pytest.mark.models
+async def test_a_session_end_read_gives_way_to_a_new_users_turn_on_llama_cpp(make_server: Any,
+                                                                           tmp_path: Path) -> None:
+    """Through the real server on llama.cpp (the 0.5B): a new user who types a turn while the LLM reads a
+    returning user's next prompt (at her session's end) stops that read at its next piece; the read goes
+    on after the new user's reply and keeps her whole prompt, the one it was asked to read."""
+    h = await make_server(llm="llamacpp", llamacpp_weights="qwen2.5-coder-0.5b", llamacpp_give_way_tokens=8,
+                          llamacpp_context_tokens=2048, llm_max_tokens=24)
+    llm = h.server.components.llm
+    pieces = counting_pieces(llm)
+    reads: list[dict[str, Any]] = []
+    prime_kept = llm._prime_kept
+
+    def recording(*args: Any, **kwargs: Any) -> dict[str, int]:
+        stats = prime_kept(*args, **kwargs)
+        with pieces:
+            reads.append({**stats, "ahead": kwargs.get("give_way") is not None, "messages": args[1]})
+            pieces.notify_all()
+        return stats
+
+    llm._prime_kept = recording
+    ann = await h.connect(user_id="ann")
+    await ann.turn("My name is Ann. I live in Lyon, I keep bees on the roof of a school, I play the cello in an "
+                   "orchestra on Thursdays, and I am learning Japanese for a trip to Kyoto next spring.")
+    await ann.close()
+
+    def wait(condition: Any) -> bool:
+        with pieces:
+            return pieces.wait_for(condition, timeout=60 * SECOND)
+
+    assert await asyncio.to_thread(wait, lambda: llm.pieces_read >= 2)  # her read runs
+    bob = await h.connect()
+    await bob.turn("What is two plus two?")
+    assert await asyncio.to_thread(wait, lambda: any(r["ahead"] and not r["stopped"] for r in reads)), reads
+    ahead = [r for r in reads if r["ahead"]]
+    assert ahead[0]["stopped"] == 1 and ahead[-1]["stopped"] == 0, ahead  # gave way, then read on to the end
+    assert sum(r["read"] for r in ahead) > 0
+    (note,) = (tmp_path / "data" / "llm-prompts").glob("*/*.json")  # make_server's data_dir
+    assert json.loads(note.read_text())["prompt"] == llm._prompt_text(ahead[-1]["messages"])  # kept whole
 
 
 def test_in_chinese_script_converts_only_chinese() -> None:
