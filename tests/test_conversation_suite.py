@@ -200,6 +200,29 @@ async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them
                                    "yours): the user's name is Omar; the user works as a chef"]
 
 
+async def test_the_note_of_told_facts_stays_where_they_were_first_heard(scripted):
+    """Moved to just before the user's latest words at every turn, the note put the last exchange out of
+    llama.cpp's prompt cache: 44-63 new prompt tokens a reply instead of 14-16 (docs/replies.md). Each turn's
+    prompt is the last one's and what was said since; a later fact gets a note of its own where it was heard."""
+    h = await scripted()
+    c = await h.connect()
+    said = ["Good evening.", "My name is Omar and I work as a chef.", "What is the capital of Japan?",
+            "I live in Madrid.", "Tell me a short joke.", "How many legs does a spider have?", "Thanks, bye."]
+    for n, text in enumerate(said, 1):
+        await c.turn(text, lambda e, n=n: len(RECORDED) >= n)
+    for before, after in zip(RECORDED[:-1], RECORDED[1:], strict=True):
+        assert after[:len(before)] == before, (before, after)
+    last = RECORDED[-1]
+    name_note, place_note = [n for n, m in enumerate(last) if m in [
+        {"role": "system", "content": "You remember what the user told you in this conversation (their facts, "
+                                      "never yours): the user's name is Omar; the user works as a chef"},
+        {"role": "system", "content": "You remember what the user told you in this conversation (their facts, "
+                                      "never yours): the user lives in Madrid"}]]
+    assert last[name_note + 1]["content"] == "What is the capital of Japan?"
+    assert last[place_note + 1]["content"] == "Tell me a short joke."
+    assert len(_told(last)) == 2
+
+
 async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
     """With "the user's job: 护士" the 1.5B answered "我是做什么工作的？" with "我是护士。"; with "用户的工作是厨师"
     in the memory block, "我是厨师。" (sixth round: "用户是厨师" and "你叫他“你”" in the block's header)."""
