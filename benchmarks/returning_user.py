@@ -16,6 +16,15 @@ seconds after it ended. Each row gives the time from the question to the first r
 the server's `s2s.metrics`, the wait for the prime (`llm_prime_wait`) and the prompt tokens the reply's own
 call read (`llm_prompt_tokens`). Each turn is sent once the bot is listening again (`s2s.state`), so no reply
 is cut. The server's log lines about primes of kept prompts are printed after the table.
+
+    python benchmarks/returning_user.py --talk-on 5 --first-session-only   # a told fact, then five more turns
+
+The first session's turns get a table of their own: each turn's first audio byte and the prompt tokens its
+reply read. The user states facts in its first two turns (name and city, then job); `--talk-on N` adds the
+first N of TALK_ON after them (more questions, two of them about the user), so the turns after a told
+fact show whether the note that tells it keeps llama.cpp's cached prefix (before 2026-12-01 22:00 UTC it moved
+to just before each new turn, and each reply read the last exchange again). `--first-session-only`: no
+returning sessions, no restart.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from common import machine, start_server
 FIRST_SESSION = ["Hi, my name is Alex and I live in Lyon.", "I work as a beekeeper.",
                  "What is the capital of Japan?", "Tell me a short joke about bees."]
 QUESTION = "Do you remember my name?"
+TALK_ON = ["How many legs does a spider have?", "What should I cook tonight?", "Name a good book for a rainy day.",
+           "Do you remember my name?", "What do I do for a living?", "What is two plus two?"]
 
 
 async def next_event(ws: Any, kind: str, timeout_s: float = 120.0, **match: Any) -> dict:
@@ -98,40 +109,58 @@ async def main() -> None:
                         help="seconds between naming the user and the question, one returning session each")
     parser.add_argument("--pause", type=float, default=30.0, metavar="S",
                         help="seconds between a session's end and the user's next session (default 30)")
+    parser.add_argument("--talk-on", type=int, default=0, metavar="N",
+                        help=f"the first session goes on with the first N of TALK_ON (0 to {len(TALK_ON)})")
+    parser.add_argument("--first-session-only", action="store_true",
+                        help="only the first session's table: no returning sessions, no restart")
     args, server_args = parser.parse_known_args()
     if min(args.delays) < 0 or args.pause < 0:
         parser.error("--delays, --pause: 0 or more seconds")
-    rows, logs = [], []
+    if not 0 <= args.talk_on <= len(TALK_ON):
+        parser.error(f"--talk-on: 0 to {len(TALK_ON)}")
+    first_session = FIRST_SESSION + TALK_ON[:args.talk_on]
+    rows, first_rows, logs = [], [], []
     with tempfile.TemporaryDirectory(prefix="s2s-returning-") as data_dir:
         proc, port, log = await start_server("--data-dir", data_dir, *server_args)
         try:
             ws = await session(port, "returning-alex")
-            for text in FIRST_SESSION:
-                await typed_turn(ws, text)
+            for text in first_session:
+                first_rows.append((text, await typed_turn(ws, text)))
             await ws.close()
-            rows += await returning(port, args.delays, args.pause, "same server")
-            await asyncio.sleep(args.pause)
+            if not args.first_session_only:
+                rows += await returning(port, args.delays, args.pause, "same server")
+                await asyncio.sleep(args.pause)
         finally:
             proc.terminate()
             await proc.wait()
             logs += log
-        proc, port, log = await start_server("--data-dir", data_dir, *server_args)
-        try:
-            first = await returning(port, args.delays[:1], 0.0, "restarted")  # at once after the restart
-            rows += first + await returning(port, args.delays[1:], args.pause, "restarted")
-        finally:
-            proc.terminate()
-            await proc.wait()
-            logs += log
-    print(f"\n{machine()}; first session: {len(FIRST_SESSION)} typed turns; then {QUESTION!r}, "
-          f"{args.pause:g} s after the previous session ended; server options: {' '.join(server_args) or 'none'}\n")
-    print("| server | question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
-          "prompt tokens read by the reply | reply |")
-    print("|---|---:|---:|---:|---:|---|")
+        if not args.first_session_only:
+            proc, port, log = await start_server("--data-dir", data_dir, *server_args)
+            try:
+                first = await returning(port, args.delays[:1], 0.0, "restarted")  # at once after the restart
+                rows += first + await returning(port, args.delays[1:], args.pause, "restarted")
+            finally:
+                proc.terminate()
+                await proc.wait()
+                logs += log
 
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f} ms"
 
+    print(f"\n{machine()}; server options: {' '.join(server_args) or 'none'}\n")
+    print("| first session's turn | typed | first audio byte | prompt tokens read by the reply | reply |")
+    print("|---:|---|---:|---:|---|")
+    for n, (text, turn) in enumerate(first_rows, 1):
+        tokens = turn.get("llm_prompt_tokens")
+        print(f"| {n} | {text!r} | {ms(turn.get('first_audio_ms'))} | {'-' if tokens is None else f'{tokens:.0f}'} | "
+              f"{turn['words']!r} |")
+    if args.first_session_only:
+        return
+    print(f"\nfirst session: {len(first_session)} typed turns; then {QUESTION!r}, "
+          f"{args.pause:g} s after the previous session ended\n")
+    print("| server | question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
+          "prompt tokens read by the reply | reply |")
+    print("|---|---:|---:|---:|---:|---|")
     for where, delay, turn in rows:
         tokens = turn.get("llm_prompt_tokens")
         print(f"| {where} | {delay:g} s | {ms(turn.get('first_audio_ms'))} | {ms(turn.get('llm_prime_wait'))} | "
