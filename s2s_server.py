@@ -5163,6 +5163,15 @@ def asks_about_themselves(text: str) -> bool:
     return bool(_SELF_QUESTION_EN.search(text)) and not _ADVICE_EN.search(text)
 
 
+_REMEMBER_ME_EN = re.compile(r"\b(?:remember|recall|know)\b[^?.!]*\b(?:I|my|me)\b[^?.!]*\?", re.I)
+
+
+def asks_what_is_known_of_them(text: str) -> bool:
+    """`asks_about_themselves`, or asks whether the bot remembers or knows something of them ("Do you remember
+    my name?"; in Chinese 记得我 is one of the former): where `Session._told_facts` tells their facts again."""
+    return asks_about_themselves(text) or (not _CJK.search(text) and bool(_REMEMBER_ME_EN.search(text)))
+
+
 # A question for live information the agent cannot have (today's weather, the news): asked "北京今天的天气怎么
 # 样？" or "What's the weather like in London today?", the 1.5B invented it ("北京今天的天气晴朗。", "It's a cold
 # and rainy day in London today."), with or without a line in the system prompt saying it cannot know
@@ -7146,19 +7155,24 @@ class Session:
     def _told_facts(self, history: list[dict[str, str]], starts: list[Item], facts_in_block: frozenset[str],
                     last_said: str) -> dict[int, list[str]]:
         """The facts the user stated since the memory block was rendered, by the history message they are told
-        just before (`llm_messages` puts a note there): the first user message after the item that stated them
-        (`_fact_heard_in`), so the next turn reads them just before the user's words, and every later turn
-        finds them at the same place, inside the prompt llama.cpp has cached.
+        just before (`llm_messages` puts a note there). Each note stays where it was first put, so every later
+        turn finds it inside the prompt llama.cpp has cached:
+        - the first user message after the item that stated them (`_fact_heard_in`): the next turn reads them
+          just before the user's words;
+        - and again, all of them, just before each user message that asks what the bot knows of the user
+          (`asks_what_is_known_of_them`).
 
         Said to be the user's because the 1.5B answered "Do you remember my name?" with "My name is Sam" when
         the facts were only in the history. Not just before the words that stated them (nor in this turn's
         prompt while those words are the last): put just before "My name is Omar, I work as a chef...", the
         1.5B said them back as its own ("I'm Omar. I work as a chef..."; docs/replies.md, fifth round). Told
         just before the user's latest words at every turn instead (as before 2026-12-01 22:00 UTC), the note
-        moved, and each reply read the last exchange again: 44-63 new prompt tokens instead of 14-16
-        (docs/replies.md, "Where the note of told facts sits"). A fact
-        whose item is not known here (a memory that learns facts another way) is told as then, just before the
-        user's last words. Facts at one place are told in the order they were first heard."""
+        moved, and each reply read the last exchange again: 44-63 new prompt tokens instead of 14-16. Told only
+        where first heard, five messages back, it let the 1.5B answer "Do you remember my name?" with "I'm
+        sorry, but I don't have any information about your name." (docs/replies.md, "Where the note of told
+        facts sits"): hence the second place. A fact whose item is not known here (a memory that learns facts
+        another way) is told just before the user's last words. Facts at one place are told in the order
+        they were first heard."""
         order = {fact: n for n, fact in enumerate(self._fact_heard_in)}
         told = sorted((f for f in self.user_memory.fact_lines() if f not in facts_in_block),
                       key=lambda f: order.get(f, len(order)))
@@ -7169,9 +7183,10 @@ class Session:
                  if history[m]["role"] == "user"]  # (where the message starts among the items, its index)
         last_user = users[-1][1] if users else len(history)
         just_told = {f"{kind}: {value[:60]}" for kind, value in extract_facts(last_said)}
+        heard_at = {fact: position.get(self._fact_heard_in.get(fact, "")) for fact in told}
         notes: dict[int, list[str]] = {}
         for fact in told:
-            heard = position.get(self._fact_heard_in.get(fact, ""))
+            heard = heard_at[fact]
             if heard is None:  # not heard in this history: just before the user's last words
                 if fact not in just_told:
                     notes.setdefault(last_user, []).append(fact)
@@ -7179,6 +7194,15 @@ class Session:
             at = next((m for start, m in users if start > heard), None)
             if at is not None:  # (None: the last user words stated it; told from the next turn on)
                 notes.setdefault(at, []).append(fact)
+        for start, m in users:  # the questions about the user: every fact heard before them
+            if asks_what_is_known_of_them(history[m]["content"]):
+                for fact in told:
+                    heard = heard_at[fact]
+                    if heard is not None and heard < start and fact not in notes.setdefault(m, []):
+                        notes[m].append(fact)
+                notes[m].sort(key=lambda f: order.get(f, len(order)))
+                if not notes[m]:
+                    del notes[m]
         return notes
 
     def _memory_for_llm(self, gone: int, chinese: bool = False) -> tuple[str, frozenset[str]]:
@@ -7187,9 +7211,9 @@ class Session:
         this conversation are in the history already; rendering them at once would change the system
         message, and llama.cpp would read the whole prompt again (about 300 tokens, several seconds on this
         2-core CPU). When the window moves, the prompt is read again anyway, so the block catches up then.
-        Returns the block and the facts it holds (`llm_messages` tells the newer ones in the history, where
-        they were first heard: `_told_facts`). `chinese`: the block in Chinese (the conversation's language; rendered again when
-        it changes)."""
+        Returns the block and the facts it holds (`llm_messages` tells the newer ones in the history:
+        `_told_facts`). `chinese`: the block in Chinese (the conversation's language; rendered again when it
+        changes)."""
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != (gone, chinese):
             cached = self._llm_memory = (self.user_memory, (gone, chinese),

@@ -203,24 +203,24 @@ async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them
 async def test_the_note_of_told_facts_stays_where_they_were_first_heard(scripted):
     """Moved to just before the user's latest words at every turn, the note put the last exchange out of
     llama.cpp's prompt cache: 44-63 new prompt tokens a reply instead of 14-16 (docs/replies.md). Each turn's
-    prompt is the last one's and what was said since; a later fact gets a note of its own where it was heard."""
+    prompt is the last one's and what was said since; a later fact gets a note of its own where it was heard,
+    and a question about the user gets every fact heard before it, just before it."""
     h = await scripted()
     c = await h.connect()
     said = ["Good evening.", "My name is Omar and I work as a chef.", "What is the capital of Japan?",
-            "I live in Madrid.", "Tell me a short joke.", "How many legs does a spider have?", "Thanks, bye."]
+            "I live in Madrid.", "Tell me a short joke.", "How many legs does a spider have?",
+            "Do you remember my name?", "Thanks, bye."]
     for n, text in enumerate(said, 1):
         await c.turn(text, lambda e, n=n: len(RECORDED) >= n)
     for before, after in zip(RECORDED[:-1], RECORDED[1:], strict=True):
         assert after[:len(before)] == before, (before, after)
+    told = "You remember what the user told you in this conversation (their facts, never yours): "
     last = RECORDED[-1]
-    name_note, place_note = [n for n, m in enumerate(last) if m in [
-        {"role": "system", "content": "You remember what the user told you in this conversation (their facts, "
-                                      "never yours): the user's name is Omar; the user works as a chef"},
-        {"role": "system", "content": "You remember what the user told you in this conversation (their facts, "
-                                      "never yours): the user lives in Madrid"}]]
-    assert last[name_note + 1]["content"] == "What is the capital of Japan?"
-    assert last[place_note + 1]["content"] == "Tell me a short joke."
-    assert len(_told(last)) == 2
+    assert [(m["content"], last[n + 1]["content"]) for n, m in enumerate(last) if m["content"].startswith(told)] == [
+        (told + "the user's name is Omar; the user works as a chef", "What is the capital of Japan?"),
+        (told + "the user lives in Madrid", "Tell me a short joke."),
+        (told + "the user's name is Omar; the user works as a chef; the user lives in Madrid",
+         "Do you remember my name?")]
 
 
 async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
