@@ -5780,7 +5780,7 @@ class Session:
         self._llm_memory: tuple[UserMemory, tuple[int, bool], str, frozenset[str]] | None = None  # (memory,
         # (items gone, in Chinese)) -> the LLM's memory block and the facts in it
         self._fact_heard_in: dict[str, str] = {}  # a fact the user holds ("name: Lena") -> the id of the item
-        # that stated it first (`remember`): where the LLM is told it (`llm_messages`)
+        # that stated it first (`remember`): the questions about the user after it are told it (`_told_facts`)
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
@@ -7105,7 +7105,7 @@ class Session:
         chinese = self.user_memory.in_chinese(last_said)
         block, facts_in_block = self._memory_for_llm(gone, chinese)
         system = self._join(self.settings.instructions, block)
-        notes = self._told_facts(history, starts, facts_in_block, last_said)
+        notes = self._told_facts(history, starts, facts_in_block)
         for at, facts in sorted(notes.items(), reverse=True):  # (from the end: the indexes hold)
             sayings = [fact_saying(fact, chinese) for fact in facts]
             history.insert(at, {"role": "system", "content": (
@@ -7152,57 +7152,38 @@ class Session:
         role = "user" if self.config.strategy_guidance_at == "end-user" else "system"
         return [{"role": "system", "content": system}, *history, {"role": role, "content": instructions}]
 
-    def _told_facts(self, history: list[dict[str, str]], starts: list[Item], facts_in_block: frozenset[str],
-                    last_said: str) -> dict[int, list[str]]:
+    def _told_facts(self, history: list[dict[str, str]], starts: list[Item],
+                    facts_in_block: frozenset[str]) -> dict[int, list[str]]:
         """The facts the user stated since the memory block was rendered, by the history message they are told
-        just before (`llm_messages` puts a note there). Each note stays where it was first put, so every later
-        turn finds it inside the prompt llama.cpp has cached:
-        - the first user message after the item that stated them (`_fact_heard_in`): the next turn reads them
-          just before the user's words;
-        - and again, all of them, just before each user message that asks what the bot knows of the user
-          (`asks_what_is_known_of_them`).
+        just before (`llm_messages` puts a note there): each user message that asks what the bot knows of the
+        user (`asks_what_is_known_of_them`) gets every such fact heard before it (`_fact_heard_in`). A note
+        stays where it was put, so every later turn finds it inside the prompt llama.cpp has cached.
 
         Said to be the user's because the 1.5B answered "Do you remember my name?" with "My name is Sam" when
-        the facts were only in the history. Not just before the words that stated them (nor in this turn's
-        prompt while those words are the last): put just before "My name is Omar, I work as a chef...", the
-        1.5B said them back as its own ("I'm Omar. I work as a chef..."; docs/replies.md, fifth round). Told
-        just before the user's latest words at every turn instead (as before 2026-12-01 22:00 UTC), the note
-        moved, and each reply read the last exchange again: 44-63 new prompt tokens instead of 14-16. Told only
-        where first heard, five messages back, it let the 1.5B answer "Do you remember my name?" with "I'm
-        sorry, but I don't have any information about your name." (docs/replies.md, "Where the note of told
-        facts sits"): hence the second place. A fact whose item is not known here (a memory that learns facts
-        another way) is told just before the user's last words. Facts at one place are told in the order
-        they were first heard."""
+        the facts were only in the history. Not just before the words that stated them: put just before "My
+        name is Omar, I work as a chef...", the 1.5B said them back as its own ("I'm Omar. I work as a
+        chef..."; docs/replies.md, fifth round). Not just before the user's latest words at every turn (as
+        before 2026-12-01 22:00 UTC): the note moved, and each reply read the last exchange again, 44-63 new
+        prompt tokens instead of 14-16. Not also where the facts were first heard: with a note there, four
+        messages back, the 1.5B answered "Sorry. Do you remember my name?" with "I'm sorry, but I don't have
+        any information about your name.", and with the note before the question too, "... enough information
+        to answer that." (the suite at seed 1, one reply each; docs/replies.md, "Where the note of told facts
+        sits"). A fact whose item is not known
+        here (a memory that learns facts another way) counts as heard before every message. Facts are told in
+        the order they were first heard."""
         order = {fact: n for n, fact in enumerate(self._fact_heard_in)}
         told = sorted((f for f in self.user_memory.fact_lines() if f not in facts_in_block),
                       key=lambda f: order.get(f, len(order)))
         if not told:
             return {}
         position = {item.id: n for n, item in enumerate(self.items)}
-        users = [(position.get(item.id, len(self.items)), m) for m, item in enumerate(starts)
-                 if history[m]["role"] == "user"]  # (where the message starts among the items, its index)
-        last_user = users[-1][1] if users else len(history)
-        just_told = {f"{kind}: {value[:60]}" for kind, value in extract_facts(last_said)}
-        heard_at = {fact: position.get(self._fact_heard_in.get(fact, "")) for fact in told}
+        heard_at = {fact: position.get(self._fact_heard_in.get(fact, ""), -1) for fact in told}
         notes: dict[int, list[str]] = {}
-        for fact in told:
-            heard = heard_at[fact]
-            if heard is None:  # not heard in this history: just before the user's last words
-                if fact not in just_told:
-                    notes.setdefault(last_user, []).append(fact)
-                continue
-            at = next((m for start, m in users if start > heard), None)
-            if at is not None:  # (None: the last user words stated it; told from the next turn on)
-                notes.setdefault(at, []).append(fact)
-        for start, m in users:  # the questions about the user: every fact heard before them
-            if asks_what_is_known_of_them(history[m]["content"]):
-                for fact in told:
-                    heard = heard_at[fact]
-                    if heard is not None and heard < start and fact not in notes.setdefault(m, []):
-                        notes[m].append(fact)
-                notes[m].sort(key=lambda f: order.get(f, len(order)))
-                if not notes[m]:
-                    del notes[m]
+        for m, item in enumerate(starts):
+            if history[m]["role"] == "user" and asks_what_is_known_of_them(history[m]["content"]):
+                start = position.get(item.id, len(self.items))  # (a pending item: after every item)
+                if facts := [fact for fact in told if heard_at[fact] < start]:
+                    notes[m] = facts
         return notes
 
     def _memory_for_llm(self, gone: int, chinese: bool = False) -> tuple[str, frozenset[str]]:
