@@ -17,14 +17,17 @@ the server's `s2s.metrics`, the wait for the prime (`llm_prime_wait`) and the pr
 call read (`llm_prompt_tokens`). Each turn is sent once the bot is listening again (`s2s.state`), so no reply
 is cut. The server's log lines about primes of kept prompts are printed after the table.
 
-    python benchmarks/returning_user.py --talk-on 5 --first-session-only   # a told fact, then five more turns
+    python benchmarks/returning_user.py --talk-on 6 --first-session-only --judge off --proactive false
 
 The first session's turns get a table of their own: each turn's first audio byte and the prompt tokens its
 reply read. The user states facts in its first two turns (name and city, then job); `--talk-on N` adds the
 first N of TALK_ON after them (more questions, two of them about the user), so the turns after a told
 fact show whether the note that tells it keeps llama.cpp's cached prefix (before 2026-12-01 22:00 UTC it moved
 to just before each new turn, and each reply read the last exchange again). `--first-session-only`: no
-returning sessions, no restart.
+returning sessions, no restart. With `--judge off` every turn gets a plain reply (a turn the judge met with
+silence would leave the table waiting), and with `--proactive false` the bot does not speak first between
+turns (under load it did, and its words joined the turn's reply); on a loaded CPU add
+`--llm-first-token-deadline-s 120`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from typing import Any
@@ -126,6 +130,8 @@ async def main() -> None:
             ws = await session(port, "returning-alex")
             for text in first_session:
                 first_rows.append((text, await typed_turn(ws, text)))
+                print(f"first session, turn {len(first_rows)}: {first_rows[-1][1].get('first_audio_ms')} ms, "
+                      f"{first_rows[-1][1].get('llm_prompt_tokens')} prompt tokens", file=sys.stderr, flush=True)
             await ws.close()
             if not args.first_session_only:
                 rows += await returning(port, args.delays, args.pause, "same server")
