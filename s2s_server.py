@@ -7112,11 +7112,9 @@ class Session:
                 "你记得用户在这次对话里告诉你的（是他的事，不是你的）：" + "；".join(sayings) if chinese else
                 "You remember what the user told you in this conversation (their facts, never yours): "
                 + "; ".join(sayings))})
-        if history_messages:  # the last messages only, the notes of facts left out before them
+        if history_messages:  # the last messages only (with the system notes among them)
             spoken = [i for i, m in enumerate(history) if m["role"] != "system"]
-            if len(spoken) > history_messages:
-                cut = spoken[-history_messages]
-                history = [m for m in history[:cut] if m["role"] == "system"] + history[cut:]
+            history = history[spoken[-history_messages]:] if len(spoken) > history_messages else history
         said = [i.text for i in self.items if i.role == "assistant" and i.text] + [
             e.get("text", "") for e in self.user_memory.earlier if e.get("role") != "user"]
         if instructions and "{subject}" in instructions:  # deflect: the subject the bot has asked about least

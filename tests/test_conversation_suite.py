@@ -201,6 +201,17 @@ async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them
                                    "yours): the user's name is Omar; the user works as a chef"]
 
 
+def test_questions_about_what_the_bot_knows_of_the_user_are_the_ones_told_their_facts():
+    """Told the facts only where they were first heard, the 1.5B answered "Sorry. Do you remember my name?"
+    with "I'm sorry, but I don't have any information about your name." (docs/replies.md)."""
+    for text in ["Do you remember my name?", "Sorry. Do you remember my name?", "Do you know who I am?",
+                 "What do I do for a living?", "你还记得我叫什么名字吗？", "我是做什么工作的？"]:
+        assert s2s.asks_what_is_known_of_them(text), text
+    for text in ["What is the capital of Japan?", "What should I cook tonight?", "I remember my first dog.",
+                 "Do you remember the capital of France?", "日本的首都是哪里？", "我想吃什么都行。"]:
+        assert not s2s.asks_what_is_known_of_them(text), text
+
+
 async def test_the_note_of_told_facts_stays_where_it_was_put(scripted):
     """Moved to just before the user's latest words at every turn, the note put the last exchange out of
     llama.cpp's prompt cache: 44-63 new prompt tokens a reply instead of 14-16 (docs/replies.md). It is told
