@@ -7160,15 +7160,14 @@ class Session:
         Said to be the user's because the 1.5B answered "Do you remember my name?" with "My name is Sam" when
         the facts were only in the history. Not just before the words that stated them: put just before "My
         name is Omar, I work as a chef...", the 1.5B said them back as its own ("I'm Omar. I work as a
-        chef..."; docs/replies.md, fifth round). Not just before the user's latest words at every turn (as
-        before 2026-12-01 22:00 UTC): the note moved, and each reply read the last exchange again, 44-63 new
-        prompt tokens instead of 14-16. Not also where the facts were first heard: with a note there, four
-        messages back, the 1.5B answered "Sorry. Do you remember my name?" with "I'm sorry, but I don't have
-        any information about your name.", and with the note before the question too, "... enough information
-        to answer that." (the suite at seed 1, one reply each; docs/replies.md, "Where the note of told facts
-        sits"). A fact whose item is not known
-        here (a memory that learns facts another way) counts as heard before every message. Facts are told in
-        the order they were first heard."""
+        chef..."; docs/replies.md, fifth round). Not just before the user's latest words at every turn (the
+        code before "Where the note of told facts sits" in docs/replies.md): the note moved, and each reply
+        read the last exchange again, 51-95 new prompt tokens instead of 16-19 (benchmarks/returning_user.py).
+        Not also where the facts were first heard: with a note there, six messages before "Sorry. Do you
+        remember my name?", the 1.5B answered "I'm sorry, but I don't have any information about your name.",
+        and with the note before the question too, "... enough information to answer that." (the suite at
+        seed 1, one reply each). A fact whose item is not known here (a memory that learns facts another way)
+        counts as heard before every message. Facts are told in the order they were first heard."""
         order = {fact: n for n, fact in enumerate(self._fact_heard_in)}
         told = sorted((f for f in self.user_memory.fact_lines() if f not in facts_in_block),
                       key=lambda f: order.get(f, len(order)))

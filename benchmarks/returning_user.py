@@ -22,8 +22,9 @@ is cut. The server's log lines about primes of kept prompts are printed after th
 The first session's turns get a table of their own: each turn's first audio byte and the prompt tokens its
 reply read. The user states facts in its first two turns (name and city, then job); `--talk-on N` adds the
 first N of TALK_ON after them (more questions, two of them about the user), so the turns after a told
-fact show whether the note that tells it keeps llama.cpp's cached prefix (before 2026-12-01 22:00 UTC it moved
-to just before each new turn, and each reply read the last exchange again). `--first-session-only`: no
+fact show whether the note that tells it keeps llama.cpp's cached prefix (in the code before docs/replies.md's
+"Where the note of told facts sits" it moved to just before each new turn, and each reply read the last exchange
+again). `--first-session-only`: no
 returning sessions, no restart. With `--judge off` every turn gets a plain reply (a turn the judge met with
 silence would leave the table waiting), and with `--proactive false` the bot does not speak first between
 turns (under load it did, and its words joined the turn's reply); on a loaded CPU add
