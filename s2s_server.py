@@ -5295,6 +5295,15 @@ def asks_about_themselves(text: str) -> bool:
     return bool(_SELF_QUESTION_EN.search(text)) and not _ADVICE_EN.search(text)
 
 
+_REMEMBER_ME_EN = re.compile(r"\b(?:remember|recall|know)\b[^?.!]*\b(?:I|my|me)\b[^?.!]*\?", re.I)
+
+
+def asks_what_is_known_of_them(text: str) -> bool:
+    """`asks_about_themselves`, or asks whether the bot remembers or knows something of them ("Do you remember
+    my name?"; in Chinese 记得我 is one of the former): where `Session._told_facts` tells their facts again."""
+    return asks_about_themselves(text) or (not _CJK.search(text) and bool(_REMEMBER_ME_EN.search(text)))
+
+
 # A question for live information the agent cannot have (today's weather, the news): asked "北京今天的天气怎么
 # 样？" or "What's the weather like in London today?", the 1.5B invented it ("北京今天的天气晴朗。", "It's a cold
 # and rainy day in London today."), with or without a line in the system prompt saying it cannot know
@@ -5902,6 +5911,8 @@ class Session:
         self._ahead: AheadReply | None = None  # a foreseen reply generated ahead, for this turn's reply
         self._llm_memory: tuple[UserMemory, tuple[int, bool], str, frozenset[str]] | None = None  # (memory,
         # (items gone, in Chinese)) -> the LLM's memory block and the facts in it
+        self._fact_heard_in: dict[str, str] = {}  # a fact the user holds ("name: Lena") -> the id of the item
+        # that stated it first (`remember`): the questions about the user after it are told it (`_told_facts`)
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
@@ -7033,6 +7044,11 @@ class Session:
             return
         facts = self.memory.facts_in(item)
         self.user_memory.add_facts(facts, time.time())
+        held = {f"{kind}: {value}" for kind, value in self.user_memory.facts}
+        for fact in [f for f in self._fact_heard_in if f not in held]:  # replaced ("my name is" again)
+            del self._fact_heard_in[fact]
+        for kind, value in facts:
+            self._fact_heard_in.setdefault(f"{kind}: {value}", item.id)  # said again: still heard here first
         if item.role == "user":
             self._last_user_turn_at = item.created_at
         self._items_since_summary += 1
@@ -7166,7 +7182,13 @@ class Session:
         `pending_user_text`: a user turn not in the history yet (a speculative transcript), placed where
         the real one will be. `mark_unanswered` tells the LLM which turns got silence (the judge, trained
         on plain transcripts, reads them unmarked)."""
+        return self._history_messages(pending_user_text, mark_unanswered)[0]
+
+    def _history_messages(self, pending_user_text: str = "",
+                          mark_unanswered: bool = True) -> tuple[list[dict[str, str]], list[Item]]:
+        """`llm_history`, and the item each message starts with (`llm_messages` places notes by them)."""
         messages: list[dict[str, str]] = []
+        starts: list[Item] = []
         limit = self.config.history_max_items
         # A reply cut off before the user heard any of it is, for the LLM, the reply it had to say (`unheard`):
         # left out, the question it answered and the user's next words became one message, and the 1.5B
@@ -7192,7 +7214,8 @@ class Session:
                 messages[-1]["content"] += "\n" + text
             else:
                 messages.append({"role": item.role, "content": text})
-        return messages
+                starts.append(item)
+        return messages, starts
 
     def returning_prompt(self, user: UserMemory) -> list[dict[str, str]]:
         """The prompt this user's next session primes once it has loaded `user` (what `llm_messages` gives
@@ -7211,27 +7234,20 @@ class Session:
         (`strategy_guidance_at = "system"` puts it at the end of the first system message instead, "end-user"
         last as a user message). `history_messages`: only the last this many user and assistant messages of
         the history (0: all in the window; a strategy's `history_setting`)."""
-        history = self.llm_history(pending_user_text)
+        history, starts = self._history_messages(pending_user_text)
         texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
         gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
         last_said = pending_user_text or self._last_user_text()
         chinese = self.user_memory.in_chinese(last_said)
         block, facts_in_block = self._memory_for_llm(gone, chinese)
         system = self._join(self.settings.instructions, block)
-        just_told = {f"{kind}: {value[:60]}" for kind, value in extract_facts(last_said)}
-        if told := [fact for fact in self.user_memory.fact_lines()
-                    if fact not in facts_in_block and fact not in just_told]:
-            # Facts stated since the memory block was rendered, said to be the user's (the 1.5B answered "Do
-            # you remember my name?" with "My name is Sam" when they were only in the history), just before
-            # the user's last words: the cached prefix before the history stays put, and as the last
-            # message the 1.5B read them back ("The user's name is ..."). Not the facts of those last words
-            # themselves: put just before "My name is Omar, I work as a chef...", the 1.5B said them back as
-            # its own ("I'm Omar. I work as a chef..."; docs/replies.md, fifth round).
-            last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=len(history))
-            history.insert(last_user, {"role": "system", "content": (
-                "你记得用户在这次对话里告诉你的（是他的事，不是你的）：" + "；".join(fact_saying(f, True) for f in told)
-                if chinese else "You remember what the user told you in this conversation (their facts, never yours): "
-                + "; ".join(fact_saying(fact) for fact in told))})
+        notes = self._told_facts(history, starts, facts_in_block)
+        for at, facts in sorted(notes.items(), reverse=True):  # (from the end: the indexes hold)
+            sayings = [fact_saying(fact, chinese) for fact in facts]
+            history.insert(at, {"role": "system", "content": (
+                "你记得用户在这次对话里告诉你的（是他的事，不是你的）：" + "；".join(sayings) if chinese else
+                "You remember what the user told you in this conversation (their facts, never yours): "
+                + "; ".join(sayings))})
         if history_messages:  # the last messages only (with the system notes among them)
             spoken = [i for i, m in enumerate(history) if m["role"] != "system"]
             history = history[spoken[-history_messages]:] if len(spoken) > history_messages else history
@@ -7270,15 +7286,48 @@ class Session:
         role = "user" if self.config.strategy_guidance_at == "end-user" else "system"
         return [{"role": "system", "content": system}, *history, {"role": role, "content": instructions}]
 
+    def _told_facts(self, history: list[dict[str, str]], starts: list[Item],
+                    facts_in_block: frozenset[str]) -> dict[int, list[str]]:
+        """The facts the user stated since the memory block was rendered, by the history message they are told
+        just before (`llm_messages` puts a note there): each user message that asks what the bot knows of the
+        user (`asks_what_is_known_of_them`) gets every such fact heard before it (`_fact_heard_in`). A note
+        stays where it was put, so every later turn finds it inside the prompt llama.cpp has cached.
+
+        Said to be the user's because the 1.5B answered "Do you remember my name?" with "My name is Sam" when
+        the facts were only in the history. Not just before the words that stated them: put just before "My
+        name is Omar, I work as a chef...", the 1.5B said them back as its own ("I'm Omar. I work as a
+        chef..."; docs/replies.md, fifth round). Not just before the user's latest words at every turn (the
+        code before "Where the note of told facts sits" in docs/replies.md): the note moved, and each reply
+        read the last exchange again, 51-95 new prompt tokens instead of 16-19 (benchmarks/returning_user.py).
+        Not also where the facts were first heard: with a note there, six messages before "Sorry. Do you
+        remember my name?", the 1.5B answered "I'm sorry, but I don't have any information about your name.",
+        and with the note before the question too, "... enough information to answer that." (the suite at
+        seed 1, one reply each). A fact whose item is not known here (a memory that learns facts another way)
+        counts as heard before every message. Facts are told in the order they were first heard."""
+        order = {fact: n for n, fact in enumerate(self._fact_heard_in)}
+        told = sorted((f for f in self.user_memory.fact_lines() if f not in facts_in_block),
+                      key=lambda f: order.get(f, len(order)))
+        if not told:
+            return {}
+        position = {item.id: n for n, item in enumerate(self.items)}
+        heard_at = {fact: position.get(self._fact_heard_in.get(fact, ""), -1) for fact in told}
+        notes: dict[int, list[str]] = {}
+        for m, item in enumerate(starts):
+            if history[m]["role"] == "user" and asks_what_is_known_of_them(history[m]["content"]):
+                start = position.get(item.id, len(self.items))  # (a pending item: after every item)
+                if facts := [fact for fact in told if heard_at[fact] < start]:
+                    notes[m] = facts
+        return notes
+
     def _memory_for_llm(self, gone: int, chinese: bool = False) -> tuple[str, frozenset[str]]:
         """The memory block of the LLM's system message, rendered again only when the user's memory is
         (re)loaded or an item leaves the history window (`gone` counts them). Facts the user states in
         this conversation are in the history already; rendering them at once would change the system
         message, and llama.cpp would read the whole prompt again (about 300 tokens, several seconds on this
         2-core CPU). When the window moves, the prompt is read again anyway, so the block catches up then.
-        Returns the block and the facts it holds (`llm_messages` tells the newer ones just before the
-        user's last words). `chinese`: the block in Chinese (the conversation's language; rendered again when
-        it changes)."""
+        Returns the block and the facts it holds (`llm_messages` tells the newer ones in the history:
+        `_told_facts`). `chinese`: the block in Chinese (the conversation's language; rendered again when it
+        changes)."""
         cached = self._llm_memory
         if cached is None or cached[0] is not self.user_memory or cached[1] != (gone, chinese):
             cached = self._llm_memory = (self.user_memory, (gone, chinese),

@@ -22,6 +22,19 @@ is cut. The server's log lines about primes of kept prompts are printed after th
 new user (anonymous: nothing to read at their session's end) connects and types NEWCOMER_QUESTION; their first
 audio byte is a row of its own, before the returning user's. `--no-restart`: only the same server. Each row
 gives the load average (1 minute) when its question was sent.
+
+    python benchmarks/returning_user.py --talk-on 6 --first-session-only --judge off --proactive false
+
+The first session's turns get a table of their own: each turn's first audio byte and the prompt tokens its
+reply read. The user states facts in its first two turns (name and city, then job); `--talk-on N` adds the
+first N of TALK_ON after them (more questions, two of them about the user), so the turns after a told
+fact show whether the note that tells it keeps llama.cpp's cached prefix (in the code before docs/replies.md's
+"Where the note of told facts sits" it moved to just before each new turn, and each reply read the last exchange
+again). `--first-session-only`: no
+returning sessions, no restart. With `--judge off` every turn gets a plain reply (a turn the judge met with
+silence would leave the table waiting), and with `--proactive false` the bot does not speak first between
+turns (under load it did, and its words joined the turn's reply); on a loaded CPU add
+`--llm-first-token-deadline-s 120`.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from typing import Any
@@ -41,6 +55,8 @@ FIRST_SESSION = ["Hi, my name is Alex and I live in Lyon.", "I work as a beekeep
                  "What is the capital of Japan?", "Tell me a short joke about bees."]
 QUESTION = "Do you remember my name?"
 NEWCOMER_QUESTION = "What is the capital of France?"
+TALK_ON = ["How many legs does a spider have?", "What should I cook tonight?", "Name a good book for a rainy day.",
+           "Do you remember my name?", "What do I do for a living?", "What is two plus two?"]
 
 
 async def next_event(ws: Any, kind: str, timeout_s: float = 120.0, **match: Any) -> dict:
@@ -112,17 +128,28 @@ async def main() -> None:
     parser.add_argument("--newcomer", type=float, default=None, metavar="S",
                         help="a new user connects S seconds after the first session ends and types one turn")
     parser.add_argument("--no-restart", action="store_true", help="leave out the sessions after a restart")
+    parser.add_argument("--talk-on", type=int, default=0, metavar="N",
+                        help=f"the first session goes on with the first N of TALK_ON (0 to {len(TALK_ON)})")
+    parser.add_argument("--first-session-only", action="store_true",
+                        help="only the first session's table: no returning sessions, no restart")
     args, server_args = parser.parse_known_args()
     if min(args.delays) < 0 or args.pause < 0 or (args.newcomer or 0) < 0:
         parser.error("--delays, --pause, --newcomer: 0 or more seconds")
-    rows, logs = [], []
+    if not 0 <= args.talk_on <= len(TALK_ON):
+        parser.error(f"--talk-on: 0 to {len(TALK_ON)}")
+    first_session = FIRST_SESSION + TALK_ON[:args.talk_on]
+    rows, first_rows, logs = [], [], []
     with tempfile.TemporaryDirectory(prefix="s2s-returning-") as data_dir:
         proc, port, log = await start_server("--data-dir", data_dir, *server_args)
         try:
             ws = await session(port, "returning-alex")
-            for text in FIRST_SESSION:
-                await typed_turn(ws, text)
+            for text in first_session:
+                first_rows.append((text, await typed_turn(ws, text)))
+                print(f"first session, turn {len(first_rows)}: {first_rows[-1][1].get('first_audio_ms')} ms, "
+                      f"{first_rows[-1][1].get('llm_prompt_tokens')} prompt tokens", file=sys.stderr, flush=True)
             await ws.close()
+            if args.first_session_only:
+                return report(args, server_args, first_rows, rows, logs)
             pause = args.pause
             if args.newcomer is not None:  # during the read of the first user's next prompt
                 await asyncio.sleep(args.newcomer)
@@ -140,7 +167,7 @@ async def main() -> None:
             await proc.wait()
             logs += log
         if args.no_restart:
-            return report(args, server_args, rows, logs)
+            return report(args, server_args, first_rows, rows, logs)
         proc, port, log = await start_server("--data-dir", data_dir, *server_args)
         try:
             first = await returning(port, args.delays[:1], 0.0, "restarted")  # at once after the restart
@@ -149,23 +176,31 @@ async def main() -> None:
             proc.terminate()
             await proc.wait()
             logs += log
-    report(args, server_args, rows, logs)
+    report(args, server_args, first_rows, rows, logs)
 
 
-def report(args: argparse.Namespace, server_args: list[str], rows: list[tuple[str, float, dict]],
-           logs: list[str]) -> None:
-    newcomer = "" if args.newcomer is None else (
-        f"; a new user typed {NEWCOMER_QUESTION!r} {args.newcomer:g} s after the first session ended")
-    print(f"\n{machine()}; first session: {len(FIRST_SESSION)} typed turns; then {QUESTION!r}, "
-          f"{args.pause:g} s after the previous session ended{newcomer}; server options: "
-          f"{' '.join(server_args) or 'none'}\n")
-    print("| server | question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
-          "prompt tokens read by the reply | load (1 min) | reply |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-
+def report(args: argparse.Namespace, server_args: list[str], first_rows: list[tuple[str, dict]],
+           rows: list[tuple[str, float, dict]], logs: list[str]) -> None:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f} ms"
 
+    print(f"\n{machine()}; server options: {' '.join(server_args) or 'none'}\n")
+    print("| first session's turn | typed | first audio byte | prompt tokens read by the reply | load (1 min) "
+          "| reply |")
+    print("|---:|---|---:|---:|---:|---|")
+    for n, (text, turn) in enumerate(first_rows, 1):
+        tokens = turn.get("llm_prompt_tokens")
+        print(f"| {n} | {text!r} | {ms(turn.get('first_audio_ms'))} | {'-' if tokens is None else f'{tokens:.0f}'} | "
+              f"{turn['load']:.1f} | {turn['words']!r} |")
+    if args.first_session_only:
+        return
+    newcomer = "" if args.newcomer is None else (
+        f"; a new user typed {NEWCOMER_QUESTION!r} {args.newcomer:g} s after the first session ended")
+    print(f"\nfirst session: {len(first_rows)} typed turns; then {QUESTION!r}, "
+          f"{args.pause:g} s after the previous session ended{newcomer}\n")
+    print("| server | question sent, after naming the user | first audio byte | prime wait (`llm_prime_wait`) | "
+          "prompt tokens read by the reply | load (1 min) | reply |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for where, delay, turn in rows:
         tokens = turn.get("llm_prompt_tokens")
         print(f"| {where} | {delay:g} s | {ms(turn.get('first_audio_ms'))} | {ms(turn.get('llm_prime_wait'))} | "

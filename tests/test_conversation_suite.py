@@ -189,15 +189,49 @@ def _told(messages: list[dict[str, str]]) -> list[str]:
 
 async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them(scripted):
     """Told just before "My name is Omar, I work as a chef...", the 1.5B said the introduction back as its own
-    ("I'm Omar. I work as a chef..."); the facts are told from the next turn on, as sentences about the user."""
+    ("I'm Omar. I work as a chef..."); the facts are told before a later question about the user, as sentences
+    about the user."""
     h = await scripted()
     c = await h.connect()
     await c.turn("Good evening.")  # the memory block is rendered now, before any fact: later facts are told
     await c.turn("My name is Omar and I work as a chef.", lambda e: len(RECORDED) >= 2)
     assert _told(RECORDED[-1]) == []
-    await c.turn("What is the capital of Japan?", lambda e: len(RECORDED) >= 3)
+    await c.turn("Do you remember my name?", lambda e: len(RECORDED) >= 3)
     assert _told(RECORDED[-1]) == ["You remember what the user told you in this conversation (their facts, never "
                                    "yours): the user's name is Omar; the user works as a chef"]
+
+
+def test_questions_about_what_the_bot_knows_of_the_user_are_the_ones_told_their_facts():
+    """Told the facts only where they were first heard, the 1.5B answered "Sorry. Do you remember my name?"
+    with "I'm sorry, but I don't have any information about your name." (docs/replies.md)."""
+    for text in ["Do you remember my name?", "Sorry. Do you remember my name?", "Do you know who I am?",
+                 "What do I do for a living?", "你还记得我叫什么名字吗？", "我是做什么工作的？"]:
+        assert s2s.asks_what_is_known_of_them(text), text
+    for text in ["What is the capital of Japan?", "What should I cook tonight?", "I remember my first dog.",
+                 "Do you remember the capital of France?", "日本的首都是哪里？", "我想吃什么都行。"]:
+        assert not s2s.asks_what_is_known_of_them(text), text
+
+
+async def test_the_note_of_told_facts_stays_where_it_was_put(scripted):
+    """Moved to just before the user's latest words at every turn, the note put the last exchange out of
+    llama.cpp's prompt cache: 44-63 new prompt tokens a reply instead of 14-16 (docs/replies.md). It is told
+    just before each question about the user, with every fact heard before it, and stays there: each turn's
+    prompt is the last one's and what was said since."""
+    h = await scripted()
+    c = await h.connect()
+    said = ["Good evening.", "My name is Omar and I work as a chef.", "What is the capital of Japan?",
+            "Do you remember my name?", "I live in Madrid.", "Tell me a short joke.", "Do you remember my job?",
+            "How many legs does a spider have?", "Thanks, bye."]
+    for n, text in enumerate(said, 1):
+        await c.turn(text, lambda e, n=n: len(RECORDED) >= n)
+    for before, after in zip(RECORDED[:-1], RECORDED[1:], strict=True):
+        assert after[:len(before)] == before, (before, after)
+    told = "You remember what the user told you in this conversation (their facts, never yours): "
+    last = RECORDED[-1]
+    assert [(m["content"], last[n + 1]["content"]) for n, m in enumerate(last) if m["content"].startswith(told)] == [
+        (told + "the user's name is Omar; the user works as a chef", "Do you remember my name?"),
+        (told + "the user's name is Omar; the user works as a chef; the user lives in Madrid",
+         "Do you remember my job?")]
 
 
 async def test_a_chinese_speakers_facts_are_told_in_chinese(scripted):
