@@ -777,13 +777,13 @@ class DeflectingJudge(S.Judge):
 
 async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: Any) -> None:
     """The system message (instructions and memory) is identical turn after turn, even when a turn states a
-    fact (that goes before the user's last words, said to be the user's), so the LLM server reads only the new turn;
-    and it was primed with that same system message when the session opened."""
+    fact (the note that tells it goes before a later question about the user, said to be the user's), so the LLM
+    server reads only the new turn; and it was primed with that same system message when the session opened."""
     PrimedLLM.primed.clear()
     PrimedLLM.asked.clear()
     h = await make_server(llm="test-models-primed")
     c = await h.connect()
-    for i, text in enumerate(["My name is Sam.", "How are you?"]):
+    for i, text in enumerate(["My name is Sam.", "Do you remember my name?"]):
         if i:
             await asyncio.sleep(1.1 * SECOND)  # a second later: a per-second clock would change the prompt
         await c.turn(text)
@@ -792,8 +792,8 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     assert "Sam" not in first[0]["content"]
     history = [[m for m in asked[1:] if m["role"] != "system"] for asked in (first, second)]
     assert history[1][:len(history[0])] == history[0]  # the history grows at its end only
-    # the stated fact, said to be the user's, just before the user's last words; not before the words that
-    # state it (the 1.5B said them back as its own: docs/replies.md, fifth round)
+    # the stated fact, said to be the user's, just before their question about themselves; not before the words
+    # that state it (the 1.5B said them back as its own: docs/replies.md, fifth round)
     assert first[-1]["role"] == "user" and not any("told you" in m["content"] for m in first[1:])
     assert second[-2]["role"] == "system" and "the user's name is Sam" in second[-2]["content"]
     assert second[-1]["role"] == "user"
