@@ -4270,6 +4270,9 @@ class ClauseChunker:
 FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one group), English and Chinese
     ("name", re.compile(r"\bmy name is ([A-Z][\w'-]{1,30})", re.I)),
     ("name", re.compile(r"\b(?:i'm|i am) called ([A-Z][\w'-]{1,30})", re.I)),
+    # "Hi, I'm Lena": an introduction after a greeting; the name must be capitalised (as Whisper writes names),
+    # so "Hi, I'm fine" states nothing. Without the greeting "I'm X" is too often not a name ("I'm Italian").
+    ("name", re.compile(r"(?i:\b(?:hi|hello|hey)(?: there)?\W{1,3}(?:i['’]m|i am|this is))\s+([A-Z][a-z'-]{1,30})\b")),
     ("name", re.compile(r"(?:我叫|我的名字是)([\u4e00-\u9fff\w]{1,10}?)(?:[，。！？,.!?\s]|$)")),
     ("location", re.compile(r"\bi live in ([\w][\w\s'-]{1,40}?)(?:[,.!?;]|\s+(?:and|but)\b|$)", re.I)),
     ("location", re.compile(r"我住在([\u4e00-\u9fff\w]{1,15}?)(?:[，。！？,.!?\s]|$)")),
@@ -6699,7 +6702,9 @@ class Session:
             else:
                 pieces = []
                 assert turn.audio is not None
-                streamed_partials = item.id in self._partial_sent  # then only .completed carries the text
+                # after partial transcripts, the pieces may not extend what they showed: the whole text then
+                # adds to it what it can (`_append_transcript`); otherwise each piece is a delta as it comes
+                streamed_partials = item.id in self._partial_sent
                 async with contextlib.aclosing(self._asr_stream(turn.audio)) as stream:
                     async for piece in stream:
                         pieces.append(piece)
@@ -6707,6 +6712,8 @@ class Session:
                             self.emit(server_event("conversation.item.input_audio_transcription.delta",
                                                    item_id=item.id, content_index=0, delta=piece))
                 text = "".join(pieces)
+                if streamed_partials:
+                    self._append_transcript(item.id, text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -1,6 +1,7 @@
 """benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
 went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
-two sentence sets (the first as it was, the second apart from the judge's training data)."""
+three sentence sets (the first as it was, the second and third apart from the judge's data, the third apart from
+the first two and run only when asked)."""
 
 from __future__ import annotations
 
@@ -77,10 +78,10 @@ def units(text: str) -> list[str]:
     return re.findall(r"[\u4e00-\u9fff]|[a-z0-9']+", text.lower().replace("\u2019", "'"))
 
 
-def test_the_second_set_is_no_copy_of_any_text_the_judge_learnt_from():
-    """No sentence of the second set shares a run of 7 words (characters) or reads 70 % alike with a text under
-    data/ (every writer's turns and contexts, the templated dialogues), and no first half is a whole text there:
-    its hesitations are not ones the text end-of-turn head was trained on."""
+@pytest.fixture(scope="module")
+def judge_texts() -> list[list[str]]:
+    """Every text under data/ the judge learnt or was evaluated on (each writer's train, extra and eval turns and
+    their contexts, the templated dialogues), as `units`."""
     texts = set()
     for path in [*sorted((ROOT / "data" / "realistic").glob("*.jsonl")), ROOT / "data" / "dialogues.jsonl"]:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -88,21 +89,109 @@ def test_the_second_set_is_no_copy_of_any_text_the_judge_learnt_from():
             texts.update(t for t in [row.get("utterance"), *(c["text"] for c in row.get("context", [])),
                                      *(u["text"] for u in row.get("utterances", []))] if t)
     assert len(texts) > 10_000  # the files were read
-    data = [units(t) for t in texts]
-    wholes = {tuple(u) for u in data}
-    by_run: dict[tuple[str, ...], list[int]] = {}
-    for k, u in enumerate(data):
+    return [units(t) for t in texts]
+
+
+def near_copies(entries: list[tuple[str, str]], texts: list[list[str]]) -> list[tuple[str, str]]:
+    """(sentence, text) for each sentence of `entries` that shares a run of 7 words (characters) or reads 70 %
+    alike with one of `texts`, or whose first half is one of them. Texts that share a run of 4 with a sentence
+    are compared; a sentence shorter than 8 is compared with every text of a length that could read 70 % alike
+    (two lengths a and b at most 2 min(a, b) / (a + b) alike)."""
+    wholes = {tuple(u): u for u in texts}
+    by_run: dict[tuple[str, ...], set[int]] = {}
+    for k, u in enumerate(texts):
         for i in range(len(u) - 3):
-            by_run.setdefault(tuple(u[i:i + 4]), []).append(k)
+            by_run.setdefault(tuple(u[i:i + 4]), set()).add(k)
+    found = []
+    for _kind, sentence in entries:
+        if "|" in sentence and tuple(units(sentence.split("|")[0])) in wholes:
+            found.append((sentence, " ".join(wholes[tuple(units(sentence.split("|")[0]))])))
+        mine = units(sentence.replace("|", " "))
+        sharing = {k for i in range(len(mine) - 3) for k in by_run.get(tuple(mine[i:i + 4]), ())}
+        for k in sharing:
+            match = difflib.SequenceMatcher(None, mine, texts[k], autojunk=False)
+            if match.find_longest_match(0, len(mine), 0, len(texts[k])).size >= 7 or match.ratio() >= 0.7:
+                found.append((sentence, " ".join(texts[k])))
+        if len(mine) < 8:  # alike without a run of 4 in common: only the ratio can tell (quick_ratio is its bound)
+            for k, u in enumerate(texts):
+                if k not in sharing and 2 * min(len(u), len(mine)) >= 0.7 * (len(u) + len(mine)):
+                    match = difflib.SequenceMatcher(None, mine, u, autojunk=False)
+                    if match.quick_ratio() >= 0.7 and match.ratio() >= 0.7:
+                        found.append((sentence, " ".join(u)))
+    return found
+
+
+def test_the_copy_check_finds_a_near_copy_a_shared_run_a_short_turn_and_a_first_half():
+    """One word changed in a sentence of 9, a run of 7 inside longer texts, a short turn with a word added, a
+    first half that is a whole text: each found; unrelated sentences are not."""
+    texts = [units("I was thinking that we could go to the park tomorrow."), units("since monday"),
+             units("well honestly I need to buy some milk and a loaf of bread before the shop shuts tonight"),
+             units("before I forget")]
+    copies = [("clause", "I was thinking that we could | go to the beach tomorrow."),
+              ("clause", "Oh I need to buy some milk and a loaf | of rye for later."),
+              ("finished-open", "Since Monday then."),
+              ("clause", "Before I forget, | put batteries on the shopping list.")]
+    assert list(dict.fromkeys(s for s, _ in near_copies(copies, texts))) == [s for _, s in copies]
+    assert near_copies([("finished-open", "Because of the snow?"), ("clause", "When the dinosaurs were alive, "
+                                                                              "| were there any people?")],
+                       texts) == []
+
+
+def test_the_second_set_is_no_copy_of_any_text_the_judge_learnt_from(judge_texts):
+    """No sentence of the second set shares a run of 7 words (characters) or reads 70 % alike with a text under
+    data/ (every writer's turns and contexts, the templated dialogues), and no first half is a whole text there:
+    its hesitations are not ones the text end-of-turn head was trained on."""
     for lang, entries in eot.NEW_SENTENCES.items():
-        for _kind, sentence in entries:
-            first, _ = sentence.split("|")
-            assert tuple(units(first)) not in wholes, (lang, sentence)
-            mine = units(sentence.replace("|", " "))
-            for k in {k for i in range(len(mine) - 3) for k in by_run.get(tuple(mine[i:i + 4]), [])}:
-                match = difflib.SequenceMatcher(None, mine, data[k], autojunk=False)
-                assert match.find_longest_match(0, len(mine), 0, len(data[k])).size < 7, (sentence, data[k])
-                assert match.ratio() < 0.7, (sentence, data[k])
+        assert near_copies(entries, judge_texts) == [], lang
+
+
+def test_the_third_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_two_sets(judge_texts):
+    """The third set (the one a fix tuned on the second is judged on) is as far from data/ as the second, short
+    whole turns included ("Since Monday." is compared with every text of a length that could read 70 % alike),
+    and as far from every sentence of the first and second sets and their first halves."""
+    for lang, entries in eot.THIRD_SENTENCES.items():
+        assert near_copies(entries, judge_texts) == [], lang
+        others = [units(s.replace("|", " ")) for s in eot.SENTENCES[lang]]
+        others += [units(s.replace("|", " ")) for _kind, s in eot.NEW_SENTENCES[lang]]
+        others += [units(s.split("|")[0]) for s in eot.SENTENCES[lang]]  # their first halves too
+        others += [units(s.split("|")[0]) for _kind, s in eot.NEW_SENTENCES[lang]]
+        assert near_copies(entries, others) == [], lang
+        mine = [units(s.replace("|", " ")) for _kind, s in entries]
+        assert len({tuple(u) for u in mine}) == len(mine), lang  # no sentence twice
+
+
+def test_the_third_set_has_the_kinds_and_sizes_it_was_written_with():
+    """At least 40 hesitations at a clause boundary and 25 whole turns that look open a language; each hesitation
+    has one "|", each whole turn none; an English hesitant sentence has 5-22 words."""
+    for lang, entries in eot.THIRD_SENTENCES.items():
+        clause = [s for kind, s in entries if kind == "clause"]
+        whole = [s for kind, s in entries if kind == "finished-open"]
+        assert len(clause) >= 40 and len(whole) >= 25 and len(clause) + len(whole) == len(entries), lang
+        assert all(s.count("|") == 1 for s in clause) and not any("|" in s for s in whole), lang
+        if lang == "en":
+            assert all(5 <= len(s.replace("|", " ").split()) <= 22 for s in clause)
+
+
+def test_the_third_set_runs_only_when_asked_and_its_whole_turns_are_spoken_whole_only(monkeypatch):
+    """By default the first two sets run, as before the third existed; asked for, the third's hesitations get the
+    pause lengths from the first again, its whole turns one sample each with no pause, and both kinds a group
+    of their own, scored apart: latency only for the whole turns."""
+    monkeypatch.setattr(eot, "synthesise", fake_speech)
+    assert {s.part for s in eot.make_set("en-espeak", -40.0)} == {"old", "new"}
+    samples = eot.make_set("en-espeak", -40.0, parts=("third",))
+    entries = eot.THIRD_SENTENCES["en"]
+    assert len(samples) == sum(2 if kind == "clause" else 1 for kind, _ in entries)
+    hesitant = [s for s in samples if s.pause]
+    assert [s.name for s in hesitant[:2]] == ["en-espeak-third0-pause300", "en-espeak-third1-pause500"]
+    whole_only = [s for s in samples if s.kind == "finished-open"]
+    assert len(whole_only) == sum(kind == "finished-open" for kind, _ in entries)
+    assert all(s.pause is None and s.name.endswith("-whole") and s.end_ms > 300 for s in whole_only)
+    assert set(eot.groups(samples)) == {"all", "third, clause", "third, finished-open"}
+    stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
+    result = eot.scores(samples, stops)
+    assert result["third, finished-open"].pauses_n == 0
+    assert result["third, finished-open"].latency_ms == pytest.approx(100)
+    assert result["third, clause"].pauses_n == len(hesitant) and result["third, clause"].fcr == 0.0
 
 
 def test_the_pause_judged_is_the_inserted_one_even_where_the_sentence_has_a_longer_gap_of_its_own(monkeypatch):

@@ -546,6 +546,15 @@ def test_facts_are_extracted_in_english_and_chinese():
         assert s2s.extract_facts(question) == [], question  # asking for a fact does not replace it
 
 
+def test_a_name_said_in_a_greeting_is_remembered_and_other_i_am_is_not():
+    # a newcomer's "Hi, I'm Lena and I work as a nurse." kept the job only (2026-12-01)
+    assert s2s.extract_facts("Hi, I'm Lena and I work as a nurse.") == [("name", "Lena"), ("job", "nurse")]
+    assert s2s.extract_facts("Hello there. I am Omar.") == [("name", "Omar")]
+    assert s2s.extract_facts("hey, this is Sam") == [("name", "Sam")]
+    for not_a_name in ("Hi, I'm fine, thanks.", "I'm Italian.", "Hi, I'm so tired today.", "I am Sam's brother."):
+        assert s2s.extract_facts(not_a_name) == [], not_a_name
+
+
 async def test_clients_learn_the_strategies_from_the_server_and_unknown_ones_are_refused(scripted):
     h = await scripted()
     c = await h.connect()

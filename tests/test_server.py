@@ -615,6 +615,30 @@ async def test_a_partial_transcript_in_flight_is_cancelled_when_the_user_stops_a
     assert HangingPartialASR.calls >= 2 and "error" not in c.types()
 
 
+async def test_after_partial_transcripts_the_turns_own_transcript_still_appends_its_words(make_server, speech_dir):
+    """Without a speculative transcript (turn_taking silence, asr_speculative_ms 0) the turn's own transcript
+    is made after the speech; what it adds to the partial transcripts' deltas is sent as one more delta, so the
+    deltas joined are the whole transcript (they stopped at the last partial's words)."""
+    words = "one two three four five six seven eight nine ten".split()
+
+    class GrowingASR(s2s.FakeASR):  # a word per half second of audio, as a transcript grows while one speaks
+        name = "test-growing-asr"
+
+        async def transcribe(self, audio):
+            n = max(1, min(len(words), len(audio) // (s2s.SAMPLE_RATE_HZ // 2)))
+            yield " ".join(words[:n])
+
+    h = await make_server(asr="test-growing-asr", asr_partial_interval_ms=500, turn_taking="silence",
+                          asr_speculative_ms=0)
+    c = await h.connect()
+    await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
+    done = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    deltas = [e["delta"] for e in c.events if e["type"] == "conversation.item.input_audio_transcription.delta"]
+    committed = c.types().index("input_audio_buffer.committed")
+    assert any(e["type"].endswith("transcription.delta") for e in c.events[:committed])  # partials were shown
+    assert "".join(deltas) == done["transcript"] and len(done["transcript"].split()) > 2, (deltas, done)
+
+
 async def test_a_sessions_history_in_memory_is_bounded(make_server):
     h = await make_server(session_max_items=10)
     c = await h.connect()

@@ -289,11 +289,11 @@ def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
 
 
 @pytest.mark.parametrize("words", [
-    "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance", "So, once the bread has "
-    "cooled down.", "Um, as soon as the package arrives", "While I'm cooking.", "Although the hotel was cheap",
-    "Before John gets here.", "I tried calling the bank,", "I need milk and", "Can you pass me the", "如果明天不下雨",
-    "除了英语以外", "等你下班以后", "我刚到家的时候", "要是你有空的話", "因為路上堵車", "嗯，虽然这家店有点贵", "我想吃面条，",
-    "你喜欢猫还是狗或者"])
+    "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
+    "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
+    "Although the hotel was cheap", "Before John gets here.", "I tried calling the bank,", "I need milk and",
+    "Can you pass me the", "如果明天不下雨", "除了英语以外", "等你下班以后", "我刚到家的时候", "要是你有空的話",
+    "因為路上堵車", "嗯，虽然这家店有点贵", "我想吃面条，", "你喜欢猫还是狗或者"])
 def test_an_open_clause_is_told_by_its_words(words):
     """A subordinate clause with no main clause yet, and words that end in a comma, a conjunction or an
     article, in either language (traditional characters read as simplified): `open_clause` says why."""
