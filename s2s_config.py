@@ -408,7 +408,9 @@ class Config(BaseModel):
     questions score low: "what time is it" 0.35; on held-out training writers 87 % of finished turns and 37 %
     of turns cut at a word boundary score 0.4 or more), so `turn_text_threshold` is 0.4, chosen with
     benchmarks/end_of_turn.py: without it, Smart Turn alone held 87.5 % of hesitations up to 1 s (hibari's
-    voice) and 56 % (espeak-ng's); with it, 100 % (94 % on espeak-ng's English with the 2026-12-01 judge)."""
+    voice) and 56 % (espeak-ng's); with it, 100 % (94 % on espeak-ng's English with the 2026-12-01 judge). Words
+    that are an open clause ("If it rains tomorrow", 除了英语以外) say "not done" whatever the head scores them
+    (predictive turn-taking's `turn_open_clause`)."""
     proactive: bool = True
     """Proactive behaviour: act on judgements other than reply, and speak first when the user is quiet.
     A session may switch it with session.update (s2s.proactive)."""

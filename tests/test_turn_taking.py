@@ -273,6 +273,48 @@ def test_words_whose_last_word_the_asr_guessed_do_not_take_the_short_wait():
         assert events[-1] == (20 + expected, "speech_stopped"), last_word
 
 
+def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
+    """Audio and text head say finished, but the words are an open clause ("If it rains tomorrow": `open_clause`
+    gives why): the words count as "not done", so the turn waits `turn_unsure_silence_ms` (rule "open clause"),
+    and the maximum when the audio says unfinished too; with `turn_open_clause` off the text head decides."""
+    sure = {"audio_prob": 0.9, "text_prob": 0.8, "text_open": "'if' clause with no main clause"}
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: sure})
+    assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms: unsure
+    events = run_frames(predictive(), [1] * 20 + [0] * 90, {28: dict(sure, audio_prob=0.1)})
+    assert events[-1] == (20 + 69, "speech_stopped")  # 2100 ms: the maximum
+    events = run_frames(predictive(turn_open_clause=False), [1] * 20 + [0] * 80, {28: sure})
+    assert events[-1] == (20 + 8, "speech_stopped")  # 270 ms: done
+    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: dict(sure, text_open=None)})
+    assert events[-1] == (20 + 8, "speech_stopped")
+
+
+@pytest.mark.parametrize("words", [
+    "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
+    "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
+    "Although the hotel was cheap", "Before John gets here.", "I tried calling the bank,", "I need milk and",
+    "Can you pass me the", "如果明天不下雨", "除了英语以外", "等你下班以后", "我刚到家的时候", "要是你有空的話",
+    "因為路上堵車", "嗯，虽然这家店有点贵", "我想吃面条，", "你喜欢猫还是狗或者"])
+def test_an_open_clause_is_told_by_its_words(words):
+    """A subordinate clause with no main clause yet, and words that end in a comma, a conjunction or an
+    article, in either language (traditional characters read as simplified): `open_clause` says why."""
+    assert s2s.open_clause(words, validate_config({})) is not None
+
+
+@pytest.mark.parametrize(("words", "asked"), [
+    ("When does the pharmacy close?", ""), ("Since when?", ""), ("When is the next full moon", ""),
+    ("After lunch.", ""), ("If possible.", ""), ("If it rains tomorrow, we'll stay home.", ""),
+    ("if my boss fires me tomorrow i'll be so angry", ""), ("if it's not too much trouble could you call me", ""),
+    ("Because I was tired.", "Why did you leave the party so early?"), ("Where are you from?", ""),
+    ("Tell me something interesting.", ""), ("Once upon a time.", ""), ("因为太累了。", ""),
+    ("因为路上堵车", "你今天为什么迟到了？"), ("除了英语以外你还会说什么", ""), ("几点以后？", ""), ("今天很暖和", ""),
+    ("等一下我接个电话", ""), ("如果明天不下雨，我们就去海边", ""), ("我想帮你一把", "")])
+def test_a_finished_turn_that_looks_like_an_open_clause_is_not_one(words, asked):
+    """Questions ("When does...?", "Since when?", 几点以后？), a main clause after the subordinate one (with a comma
+    or a second subject), a phrase with no clause ("After lunch"), a sentence closed by a particle (因为太累了) and
+    an answer to the agent's "why" or "when" question are finished turns: `open_clause` gives None."""
+    assert s2s.open_clause(words, validate_config({}), asked) is None
+
+
 def test_the_last_words_log_probability_sums_its_tokens_and_a_mark_after_it():
     """`last_word_logprob` counts from the token that starts the last word: " interesting" and "." in
     English, and in Chinese the last character, whose byte-level tokens decode to U+FFFD until the last one
@@ -595,6 +637,24 @@ async def test_a_hesitation_whose_first_half_whisper_ends_with_a_guessed_word_yi
     whole = speech("Can you explain why the sky looks blue during the day?", speech_dir)
     cut = word_boundary(whole, speech("Can you explain why", speech_dir))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    await c.wait_for("response.done")
+    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
+async def test_a_hesitation_after_an_open_clause_yields_one_turn(make_server):
+    """hibari's "Since it's my birthday today, | sing me a song." left for 1 s after the subordinate clause,
+    sent at real time. Whisper hears "Since it's my birthday today." there (the fake ASR gives those words at
+    once, so that when they come does not depend on the machine's load), Smart Turn an end (0.99), and the text
+    head reads them as a finished turn (0.79), which ended the turn after 250 ms. An open clause counts as
+    "not done" (`turn_open_clause`): the pause waits the unsure 1.2 s and the sentence stays one turn."""
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Since it's my birthday today.",
+                          judge="sft")
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    whole = hibari_speech("Since it's my birthday today, sing me a song.")
+    cut = word_boundary(whole, hibari_speech("Since it's my birthday today,"))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
     await c.wait_for("response.done")
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
