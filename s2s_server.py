@@ -4400,8 +4400,11 @@ FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one 
     ("name", re.compile(r"\bmy name is ([A-Z][\w'-]{1,30})", re.I)),
     ("name", re.compile(r"\b(?:i'm|i am) called ([A-Z][\w'-]{1,30})", re.I)),
     # "Hi, I'm Lena": an introduction after a greeting; the name must be capitalised (as Whisper writes names),
-    # so "Hi, I'm fine" states nothing. Without the greeting "I'm X" is too often not a name ("I'm Italian").
-    ("name", re.compile(r"(?i:\b(?:hi|hello|hey)(?: there)?\W{1,3}(?:i['’]m|i am|this is))\s+([A-Z][a-z'-]{1,30})\b")),
+    # so "Hi, I'm fine" states nothing, and end there (not "Lena's mom"); a nationality or a title is no name
+    # (NOT_NAMES). Without the greeting "I'm X" is too often not a name ("I'm Italian", "I'm Sam's brother").
+    ("name", re.compile(r"(?i:\b(?:hi|hello|hey)(?: there)?\W{1,3}(?:i['’]m|i am|this is))\s+"
+                        r"([A-Z](?:[a-z]+|(?='[A-Z]))(?:[-'][A-Z][a-z]+)*)"
+                        r"(?=\s*(?:[,.!?;]|$)|\s+(?:and|but|from|by the way)\b)")),
     ("name", re.compile(r"(?:我叫|我的名字是)([\u4e00-\u9fff\w]{1,10}?)(?:[，。！？,.!?\s]|$)")),
     ("location", re.compile(r"\bi live in ([\w][\w\s'-]{1,40}?)(?:[,.!?;]|\s+(?:and|but)\b|$)", re.I)),
     ("location", re.compile(r"我住在([\u4e00-\u9fff\w]{1,15}?)(?:[，。！？,.!?\s]|$)")),
@@ -4416,6 +4419,14 @@ FACT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # (kind, pattern with one 
     ("dislikes", re.compile(r"我(?:不喜欢|讨厌)([\u4e00-\u9fff\w]{1,20}?)(?:[，。！？,.!?\s]|$)")),
 ]
 SINGLE_VALUED_FACTS = {"name", "location", "job", "age"}  # a new value replaces the old one
+# Capitalised words after "Hi, I'm" that are not a name: nationalities, languages, faiths, titles ("Hi, I'm
+# Canadian, by the way." would replace the user's real name: a name has one value).
+NOT_NAMES = frozenset(
+    "american canadian mexican brazilian argentinian british english scottish irish welsh french german dutch "
+    "belgian swiss austrian italian spanish portuguese greek turkish russian ukrainian polish czech swedish "
+    "norwegian danish finnish chinese japanese korean vietnamese thai filipino indonesian malaysian indian "
+    "pakistani iranian israeli arab egyptian nigerian kenyan african european asian australian muslim christian "
+    "jewish catholic hindu buddhist dr mr mrs ms miss sir".split())
 
 
 _ASKED = re.compile(r"什么|哪|谁|啥|多少")  # "我叫什么名字？" asks for the name; it does not state one
@@ -4452,7 +4463,7 @@ def extract_facts(text: str) -> list[tuple[str, str]]:
     for kind, pattern in FACT_PATTERNS:
         for match in pattern.finditer(text):
             value = match.group(1).strip(" '\"")
-            if value and not _ASKED.search(value):
+            if value and not _ASKED.search(value) and not (kind == "name" and value.lower() in NOT_NAMES):
                 facts.append((kind, value[:60]))
     return facts
 

@@ -551,7 +551,11 @@ def test_a_name_said_in_a_greeting_is_remembered_and_other_i_am_is_not():
     assert s2s.extract_facts("Hi, I'm Lena and I work as a nurse.") == [("name", "Lena"), ("job", "nurse")]
     assert s2s.extract_facts("Hello there. I am Omar.") == [("name", "Omar")]
     assert s2s.extract_facts("hey, this is Sam") == [("name", "Sam")]
-    for not_a_name in ("Hi, I'm fine, thanks.", "I'm Italian.", "Hi, I'm so tired today.", "I am Sam's brother."):
+    assert s2s.extract_facts("Hi, I'm Anna-Maria and I work as a nurse.") == [("name", "Anna-Maria"), ("job", "nurse")]
+    assert s2s.extract_facts("Hi, I'm O'Brien.") == [("name", "O'Brien")]
+    for not_a_name in ("Hi, I'm fine, thanks.", "I'm Italian.", "Hi, I'm so tired today.", "I am Sam's brother.",
+                       "Hi, I'm Italian.", "Hello, I'm Canadian, by the way.", "Hi, I'm Lena's mom.",
+                       "Hi, I'm Dr. Smith"):
         assert s2s.extract_facts(not_a_name) == [], not_a_name
 
 
