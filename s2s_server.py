@@ -1270,7 +1270,9 @@ class PredictiveTurnDetector(TurnDetector):
         cancelled", "If it rains tomorrow", 除了英语以外) do not say the turn is finished, whatever the text head
         scores them: with a sure Smart Turn the turn waits `turn_unsure_silence_ms` (rule "open clause"), which
         holds hesitations up to 1 s. The text head read such clauses as finished turns (0.42-0.67) and Smart Turn
-        agreed, so they were answered after 250 ms (docs/latency.md, "Open clauses"). false: the text head alone."""
+        agreed, so they were answered after 250 ms (docs/latency.md, "Open clauses"). It reads the speculative
+        transcript the text head reads, so it acts only with the text opinion (`judge_end_of_turn` and a judge with
+        `end_of_turn_prob`). false: the text head alone."""
         turn_open_clause_openers: list[str] = [
             "if", "even if", "only if", "because", "cause", "since", "as soon as", "as long as", "when", "whenever",
             "while", "although", "though", "even though", "unless", "once", "before", "after", "until", "till",
@@ -1299,9 +1301,9 @@ class PredictiveTurnDetector(TurnDetector):
         turn_open_clause_answer_cues: list[str] = [
             "why", "when", "how come", "what time", "how long", "what for", "what if",
             "为什么", "为啥", "怎么", "什么时候", "啥时候", "几点", "多久", "何时"]
-        """predictive, `turn_open_clause`: when the agent's last turn asked a question with one of these words
-        ("Why did you leave early?"), a subordinate clause is an answer ("Because I was tired."), and only the
-        `turn_open_clause_ends` rule (and a trailing comma) applies."""
+        """predictive, `turn_open_clause`: when a sentence of the agent's last turn that asks (ends in ?) has one of
+        these words ("Why did you leave early?"; 怎么样, "how is it?", does not count), a subordinate clause is an
+        answer ("Because I was tired."), and only the `turn_open_clause_ends` rule (and a trailing comma) applies."""
 
     def __init__(self, config: Config, frame_ms: int) -> None:
         self.ask_ms, self.quiet_db = config.turn_ask_ms, config.turn_quiet_db
@@ -1475,10 +1477,10 @@ def open_clause(text: str, config: Config, asked: str = "") -> str | None:
     zh_ends = [w for w in config.turn_open_clause_ends if _CJK.search(w) and body.endswith(w)]
     if zh_ends and len(body) > len(zh_ends[0]):
         return f"ends in {zh_ends[0]!r}"
-    if ("?" in asked or "？" in asked) and any(
-            cue in asked if _CJK.search(cue) else re.search(rf"\b{re.escape(cue)}\b", asked.lower())
-            for cue in config.turn_open_clause_answer_cues):
-        return None  # an answer to "why ...?", "when ...?": a clause of its own
+    questions = " ".join(q for q in re.findall(r"[^.!?。！？]*[?？]", asked)).replace("怎么样", "")  # not "how is it?"
+    if any(cue in questions if _CJK.search(cue) else re.search(rf"\b{re.escape(cue)}\b", questions.lower())
+           for cue in config.turn_open_clause_answer_cues):
+        return None  # an answer to "why ...?", "when ...?" (a cue in a sentence that asks): a clause of its own
     if question:
         return None
     last = re.split(r"[.!?。！？]+", body)[-1].strip()
@@ -8201,7 +8203,9 @@ class S2SServer:
         finds one already waiting is dropped (its user's next session reads the prompt itself). A read
         gives way to anyone here: the LLM stops it between two pieces (`llamacpp_give_way_tokens`) once a
         reply is in flight (`_replying`) or another of its calls starts (a session's prime, a reply), and
-        it goes on, from where it stopped, once no reply is in flight again (until the user is back)."""
+        it goes on, from where it stopped, once no reply is in flight again, as often as it must, until it is
+        whole, the user is back or the server stops; meanwhile one more ended session's read may wait, and
+        later ones are dropped."""
         user_id = session.user_id
         try:
             await self.memory.settled(user_id)

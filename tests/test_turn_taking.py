@@ -315,6 +315,14 @@ def test_a_finished_turn_that_looks_like_an_open_clause_is_not_one(words, asked)
     assert s2s.open_clause(words, validate_config({}), asked) is None
 
 
+@pytest.mark.parametrize(("words", "asked"), [
+    ("If I'm honest", "When you're ready, tell me more. How are you?"), ("虽然有点累", "你今天过得怎么样？")])
+def test_only_a_question_the_agent_asked_makes_a_clause_an_answer(words, asked):
+    """The answer cues count in the agent's sentences that ask (end in ?), not in its statements; 怎么样 ("how
+    is it?") asks for no reason (review13: both were taken for answers)."""
+    assert s2s.open_clause(words, validate_config({}), asked) is not None
+
+
 def test_the_last_words_log_probability_sums_its_tokens_and_a_mark_after_it():
     """`last_word_logprob` counts from the token that starts the last word: " interesting" and "." in
     English, and in Chinese the last character, whose byte-level tokens decode to U+FFFD until the last one
