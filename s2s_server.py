@@ -4617,6 +4617,8 @@ class Memory(Component):
     """
 
     family = "memory"
+    # the tables of what is remembered about a user, keyed by user_id: what `forget` deletes (blocks stay)
+    FORGOTTEN_TABLES: ClassVar[tuple[str, ...]] = ("messages", "facts", "summaries")
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -4870,7 +4872,7 @@ class SQLiteMemory(Memory):
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             return sum(self._db.execute(f"DELETE FROM {table} WHERE user_id=?", (user_id,)).rowcount
-                       for table in ("messages", "facts", "summaries"))
+                       for table in self.FORGOTTEN_TABLES)
 
     def _save_block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         self._db.execute("PRAGMA synchronous=FULL")
@@ -5111,7 +5113,7 @@ class PostgresMemory(Memory):
     async def forget(self, user_id: str) -> int:
         async def delete(conn: Any) -> int:
             deleted = 0
-            for table in ("messages", "facts", "summaries"):
+            for table in self.FORGOTTEN_TABLES:
                 deleted += (await conn.execute(f"DELETE FROM {table} WHERE user_id=%s", (user_id,))).rowcount
             return deleted
 
