@@ -586,6 +586,7 @@ def _opencc(script: str) -> Any:
     return opencc.OpenCC("t2s.json" if script == "simplified" else "s2t.json")
 
 
+PROVISIONAL_MARKS = ".。!！?？,，、;；:：… "  # marks a partial transcript ends in that later words may follow
 _KANA = re.compile(r"[\u3040-\u30ff]")  # Japanese, which OpenCC would turn into a mix (日本語 -> 日本语)
 
 
@@ -7070,8 +7071,11 @@ class Session:
             text = (await self._collect_transcript(audio)).strip()
             if item_id != self._speech_item_id or not text:
                 return  # the turn ended meanwhile: the final transcript takes over
-            if self._append_transcript(item_id, text):
-                self._partial_sent[item_id] = text
+            # a partial's closing mark is provisional (Whisper ends "I went to the store" with a full stop while
+            # the user goes on): it is held back, so later words can still append to what was shown
+            shown = text.rstrip(PROVISIONAL_MARKS)
+            if self._append_transcript(item_id, shown):
+                self._partial_sent[item_id] = shown
             if self.config.llm_read_partials and (self._partial_read is None or self._partial_read.done()):
                 self._partial_read = self.prime_llm(pending_user_text=text)
             if not self.policy.judge_partial(self.moment(text)):

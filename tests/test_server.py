@@ -615,10 +615,15 @@ async def test_a_partial_transcript_in_flight_is_cancelled_when_the_user_stops_a
     assert HangingPartialASR.calls >= 2 and "error" not in c.types()
 
 
-async def test_after_partial_transcripts_the_turns_own_transcript_still_appends_its_words(make_server, speech_dir):
-    """Without a speculative transcript (turn_taking silence, asr_speculative_ms 0) the turn's own transcript
-    is made after the speech; what it adds to the partial transcripts' deltas is sent as one more delta, so the
-    deltas joined are the whole transcript (they stopped at the last partial's words)."""
+@pytest.mark.parametrize("mark", ["", "."])
+@pytest.mark.parametrize("speculative", [False, True])
+async def test_after_partial_transcripts_the_turns_own_transcript_still_appends_its_words(
+        make_server, speech_dir, mark, speculative):
+    """What the turn's transcript adds to the partial transcripts' deltas is sent as one more delta, so the
+    deltas joined are the whole transcript: without a speculative transcript (turn_taking silence,
+    asr_speculative_ms 0: the turn's own transcript, made after the speech; they stopped at the last partial's
+    words) and with one; and when each transcript ends in a full stop, as Whisper writes them (a partial's
+    closing mark is held back: "one two." and then "one two three." would otherwise stop at "one two.")."""
     words = "one two three four five six seven eight nine ten".split()
 
     class GrowingASR(s2s.FakeASR):  # a word per half second of audio, as a transcript grows while one speaks
@@ -626,10 +631,10 @@ async def test_after_partial_transcripts_the_turns_own_transcript_still_appends_
 
         async def transcribe(self, audio):
             n = max(1, min(len(words), len(audio) // (s2s.SAMPLE_RATE_HZ // 2)))
-            yield " ".join(words[:n])
+            yield " ".join(words[:n]) + mark
 
-    h = await make_server(asr="test-growing-asr", asr_partial_interval_ms=500, turn_taking="silence",
-                          asr_speculative_ms=0)
+    turn_taking = {"turn_taking": "silence", "asr_speculative_ms": 0} if not speculative else {}
+    h = await make_server(asr="test-growing-asr", asr_partial_interval_ms=500, **turn_taking)
     c = await h.connect()
     await c.append_audio(np.concatenate([speech(QUESTION, speech_dir, 24000), silence(1200)]))
     done = await c.wait_for("conversation.item.input_audio_transcription.completed")
