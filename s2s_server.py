@@ -5461,7 +5461,10 @@ def asks_about_themselves(text: str) -> bool:
     return bool(_SELF_QUESTION_EN.search(text)) and not _ADVICE_EN.search(text)
 
 
-_REMEMBER_ME_EN = re.compile(r"\b(?:remember|recall|know)\b[^?.!]*\b(?:I|my|me)\b[^?.!]*\?", re.I)
+_REMEMBER_ME_EN = re.compile(r"\b(?:remember|recall|know)\b[^?.!]*\b(?:I|my|me)\b[^?.!]*\?"
+                             # asked with no question mark: "Tell me my name.", "Remind me what I do for work."
+                             r"|\b(?:tell|remind)\s+me\s+(?:of\s+)?(?:my\s+(?:name|job|work|age|address|hobb(?:y|ies))\b"
+                             r"|(?:what|where|who|how old)\s+(?:I|I'm)\b)|\bsay my name\b", re.I)
 # 你知道我的名字吗, 我的工作你还记得吗 (review13: only 记得我 was one); not 你知道我怎么才能… (advice)
 _REMEMBER_ME_ZH = re.compile(r"(?:记得|知道)我的?(?:名字|工作|职业|家|住|年龄|爱好)|"
                              r"我的?(?:名字|工作|职业|家|年龄|爱好)[^，。！？,.!?]{0,6}(?:记得|知道)")
@@ -5470,7 +5473,9 @@ _REMEMBER_ME_ZH = re.compile(r"(?:记得|知道)我的?(?:名字|工作|职业|�
 def asks_what_is_known_of_them(text: str) -> bool:
     """`asks_about_themselves`, or asks whether the bot remembers or knows something of them ("Do you remember
     my name?", 你知道我的名字吗？): where `Session._told_facts` tells their facts again."""
-    return asks_about_themselves(text) or bool((_REMEMBER_ME_ZH if _CJK.search(text) else _REMEMBER_ME_EN).search(text))
+    if _CJK.search(text):
+        return asks_about_themselves(text) or bool(_REMEMBER_ME_ZH.search(text))
+    return asks_about_themselves(text) or bool(_REMEMBER_ME_EN.search(text)) and not _ADVICE_EN.search(text)
 
 
 # A question for live information the agent cannot have (today's weather, the news): asked "北京今天的天气怎么

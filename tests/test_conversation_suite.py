@@ -206,11 +206,12 @@ def test_questions_about_what_the_bot_knows_of_the_user_are_the_ones_told_their_
     with "I'm sorry, but I don't have any information about your name." (docs/replies.md)."""
     for text in ["Do you remember my name?", "Sorry. Do you remember my name?", "Do you know who I am?",
                  "What do I do for a living?", "你还记得我叫什么名字吗？", "我是做什么工作的？", "你知道我的名字吗？",
-                 "我的工作你还记得吗？"]:
+                 "我的工作你还记得吗？", "Tell me my name.", "Remind me what I do for work.", "Say my name."]:
         assert s2s.asks_what_is_known_of_them(text), text
     for text in ["What is the capital of Japan?", "What should I cook tonight?", "I remember my first dog.",
                  "Do you remember the capital of France?", "日本的首都是哪里？", "我想吃什么都行。",
-                 "你知道我怎么才能学好中文吗？"]:
+                 "你知道我怎么才能学好中文吗？", "Tell me what I should cook tonight.", "Tell me a story.",
+                 "Remind me to call my mom."]:
         assert not s2s.asks_what_is_known_of_them(text), text
 
 
