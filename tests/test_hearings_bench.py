@@ -44,3 +44,26 @@ def test_a_wav_that_is_not_mono_16_bit_is_refused(tmp_path: Path):
         w.writeframes(np.zeros(64, dtype="<i2").tobytes())
     with pytest.raises(ValueError, match="mono 16-bit"):
         common.read_pcm16(tmp_path / "stereo.wav")
+
+
+def test_the_clip_sets_max_hold_cut_comes_when_the_pass_that_heard_the_words_is_done():
+    """benchmarks/backchannel_clips.py's `decide`, as `Session._on_frame`: speech voiced `barge_in_max_hold_ms`
+    (900 ms) long is cut on the words the latest finished pass heard, at 900 ms or when that pass is done,
+    whichever is later. Passes of 400 ms each: the first (180 -> 580 ms of audio) hears nothing, the second
+    (580 -> 980) a word it is unsure of: the cut is at 980 ms, not 900; had the first heard it, at 900."""
+    from benchmarks import backchannel_clips as bc
+    from s2s_config import validate_config
+
+    class Hearings:  # what each pass hears, by how much audio it has (samples, with 300 ms of silence first)
+        def __init__(self, heard):
+            self.heard = heard
+
+        def hear(self, pcm, language, end, padding="features", window_s=None):
+            return self.heard(end)
+
+    config = validate_config({})
+    pcm = (np.sin(np.arange(16000 * 2) / 7.0) * 12000).astype(np.int16)  # 2 s of sound, no pause
+    late = Hearings(lambda end: ("", None) if end < 16 * (300 + 400) else ("Rock", -0.9))
+    assert bc.decide(late, config, pcm, "en", 0, 400, True)[:2] == (True, 980)
+    early = Hearings(lambda end: ("Rock", -0.9) if end < 16 * (300 + 400) else ("Roll", -0.9))
+    assert bc.decide(early, config, pcm, "en", 0, 400, True)[:2] == (True, 900)

