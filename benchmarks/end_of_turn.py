@@ -45,7 +45,8 @@ listened through, with its 95 % Wilson interval, for each set apart, the sets ru
 sets by kind (inside a phrase, at a clause boundary, after a first half that reads as finished; the third's whole
 turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same without
 the open-clause rule (`turn_open_clause` false: the text head alone speaks for the words, as before 2026-12-01
-22:30; by kind too), with the silence counted by the VAD alone (`turn_quiet_db` 0: its hangover before every wait)
+22:30; by kind too), with an open clause waiting `turn_unsure_silence_ms` instead of `turn_open_clause_silence_ms`
+(as before 2026-12-02), with the silence counted by the VAD alone (`turn_quiet_db` 0: its hangover before every wait)
 and as before 2026-12-01 18:30 (that, and the models asked at 200 ms of silence, not `turn_ask_ms`); the rule before
 2026-12-01 14:42 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule
 before 2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words,
@@ -772,7 +773,8 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
              "text_min_logprob": "turn_text_min_logprob",
-             "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause"}
+             "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
+             "open_clause_silence_ms": "turn_open_clause_silence_ms"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
@@ -898,6 +900,9 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
             variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
+            if config.turn_open_clause_silence_ms != config.turn_unsure_silence_ms:
+                variants.append(("full decision, open clauses wait turn_unsure_silence_ms (before 2026-12-02)",
+                                 {"open_clause_silence_ms": config.turn_unsure_silence_ms}))
         if config.turn_quiet_db:
             variants.append(("full decision, silence by the VAD alone", {"quiet_db": 0.0}))
         variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",

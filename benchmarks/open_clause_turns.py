@@ -3,6 +3,7 @@
     python benchmarks/open_clause_turns.py                  # the judge's evaluation turns (writers e, i, l)
     python benchmarks/open_clause_turns.py --show 40        # and the turns it moves, 40 a language
     python benchmarks/open_clause_turns.py --files data/realistic/train-writer-a.jsonl
+    python benchmarks/open_clause_turns.py --before /tmp/before.py   # two rules, no judge (seconds, not minutes)
 
 For each finished user turn (its utterance as speech-to-text gives it, with the turns before it): whether the
 rule calls it an open clause (the agent's last turn is what it asked), and the judge's text end-of-turn
@@ -14,6 +15,10 @@ relative or question word; every such cut of every turn), as written and with th
 (Whisper writes "," or "." or nothing at a pause): the share whose text the head scores finished (at least the
 threshold), and of those the share the rule holds. The evaluation turns were written apart from the rule and
 never tuned on; the rule's words are the language's (s2s_server's settings), not these turns'.
+
+`--before FILE` (another copy of s2s_server.py, e.g. `git show main:s2s_server.py > /tmp/before.py`) asks no judge:
+it counts, for that copy's `open_clause` and this checkout's, the finished turns called open and the clause cuts
+held (as cut and with the trailing punctuation removed), and lists every turn or cut on which they differ.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from common import machine  # also puts the repository on sys.path
 
@@ -36,9 +42,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", default=sorted(glob.glob("data/realistic/eval-*.jsonl")))
     parser.add_argument("--show", type=int, default=0, help="list up to this many moved turns a language")
+    parser.add_argument("--before", help="another copy of s2s_server.py: compare its open_clause with this "
+                        "checkout's on the same turns, without the judge")
     args, server_args = parser.parse_known_args()
     config = load_config([*server_args, "--port", "0"])
     root = Path(S.__file__).resolve().parent
+    if args.before:
+        compare_rules(args.before, args.files, root, config)
+        return
     model_dir = Path(config.judge_model_dir)
     judge = judge_sft.load_judge(model_dir if model_dir.is_absolute() else root / model_dir)
     t0 = time.perf_counter()
@@ -88,6 +99,48 @@ def main() -> None:
         if args.show:
             print(f"\nMoved off the short path, {lang} (text probability, why):", *lines[:args.show], sep="\n  ")
     sys.stdout.flush()
+
+
+def compare_rules(before_path: str, files: list[str], root: Path, config: Any) -> None:
+    """`--before`: two `open_clause` rules on the same turns and cuts, no judge."""
+    from open_clause_compare import load_rule
+
+    before, now = load_rule(before_path), S.open_clause
+    counts: dict[str, dict[str, int]] = {}
+    differ = []
+    for f in files:
+        for line in open(root / f if not Path(f).is_absolute() else f, encoding="utf-8"):
+            if not line.strip():
+                continue
+            turn = json.loads(line)
+            lang, words = turn["lang"], turn["utterance"]
+            asked = next((c["text"] for c in reversed(turn["context"]) if c["role"] in ("agent", "assistant")), "")
+            st = counts.setdefault(lang, dict.fromkeys(("finished", "open before", "open now", "cuts", "held before",
+                                                        "held now", "bare held before", "bare held now"), 0))
+            st["finished"] += 1
+            was, is_ = before(words, config, asked), now(words, config, asked)
+            st["open before"] += was is not None
+            st["open now"] += is_ is not None
+            if (was is None) != (is_ is None):
+                differ.append(f"  turn {words!r}: {was} -> {is_}")
+            ends = judge_sft.unit_ends(words)
+            for k in judge_sft.clause_cuts(words, lang):
+                cut = words[:ends[k]]
+                st["cuts"] += 1
+                for text, prefix in ((cut, "held"), (cut.rstrip(judge_sft._TRAILING_PUNCT + " "), "bare held")):
+                    was, is_ = before(text, config, asked), now(text, config, asked)
+                    st[f"{prefix} before"] += was is not None
+                    st[f"{prefix} now"] += is_ is not None
+                    if (was is None) != (is_ is None):
+                        differ.append(f"  cut {text[-90:]!r}: {was} -> {is_}")
+    print(f"{', '.join(files)}; {before_path} (before) against this checkout (now); {machine()}\n")
+    print("| language | finished turns | called open, before / now | clause cuts | held, before / now "
+          "| held with the punctuation removed, before / now |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for lang, st in sorted(counts.items()):
+        print(f"| {lang} | {st['finished']} | {st['open before']} / {st['open now']} | {st['cuts']} "
+              f"| {st['held before']} / {st['held now']} | {st['bare held before']} / {st['bare held now']} |")
+    print(f"\nWhere they differ ({len(differ)}):", *differ, sep="\n")
 
 
 if __name__ == "__main__":

