@@ -2775,6 +2775,7 @@ class LlamaCppLLM(LLM):
     KEPT_PROMPT_MIN_SHARED = 0.9
 
     def load(self) -> None:
+        apply_openmp_wait_policy(self.config)  # this build's llama.cpp threads meet at OpenMP barriers
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
         c = self.config
         if c.llamacpp_model_path:
@@ -8381,6 +8382,32 @@ def build_components(config: Config) -> Components:
     return components
 
 
+OPENMP_RUNTIMES = ("libgomp", "libiomp", "libomp")  # file-name starts of the OpenMP runtimes models load
+
+
+def openmp_runtimes_loaded() -> list[str]:
+    """The OpenMP runtime libraries already loaded into this process (from /proc/self/maps; [] elsewhere)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    names = {line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/" in line}
+    return sorted(n for n in names if n.startswith(OPENMP_RUNTIMES))
+
+
+def apply_openmp_wait_policy(config: Config) -> None:
+    """`openmp_wait_policy`: write OMP_WAIT_POLICY before any model loads its OpenMP runtime, which reads it
+    once, at its load. Called before the models load (load_components, LlamaCppLLM.load); a runtime loaded
+    earlier keeps the policy it read then, and the warning names it."""
+    policy = config.openmp_wait_policy
+    if policy == "inherit" or os.environ.get("OMP_WAIT_POLICY", "").lower() == policy:
+        return
+    if loaded := openmp_runtimes_loaded():
+        log.warning("openmp_wait_policy %s: %s already loaded with OMP_WAIT_POLICY=%s; it keeps that", policy,
+                    ", ".join(loaded), os.environ.get("OMP_WAIT_POLICY", "(unset)"))
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
+
+
 async def load_components(components: Components) -> None:
     """Load and warm up every shared model in worker threads (and one VAD, to fail fast)."""
 
@@ -8390,6 +8417,7 @@ async def load_components(components: Components) -> None:
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
     check_chinese_script(components.asr.config)  # before the models: a missing package stops the start at once
+    apply_openmp_wait_policy(components.asr.config)
     vad = components.vad_class(components.asr.config)
     turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
     policy = components.policy_class(components.asr.config)
