@@ -630,6 +630,12 @@ class LLM(Component):
         session calls it when it opens and when its instructions or user change. Default: nothing (a
         remote server caches by itself, and a request there may cost money)."""
 
+    def prime_words(self, messages: list[dict[str, str]]) -> None:
+        """Optional, blocking: `prime` for a prompt whose last message is a user's words so far (a partial
+        transcript, `llm_read_partials`): the backend may read only up to the end of those words, since what
+        the chat template puts after them is read again once more words come. Default: `prime`."""
+        self.prime(messages)
+
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
         """Optional, blocking: `prime` for a named user's prompt (their memory, not empty), which the backend
@@ -2916,15 +2922,16 @@ class LlamaCppLLM(LLM):
                 "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p,
                 **({"seed": self.config.llamacpp_seed} if self.config.llamacpp_seed >= 0 else {})}
 
-    def prime(self, messages: list[dict[str, str]]) -> None:
-        """Read the prompt into a slot's cache (one token is generated and dropped)."""
+    def prime(self, messages: list[dict[str, str]], tokens: list[int] | None = None) -> None:
+        """Read the prompt into a slot's cache (one token is sampled from the read and dropped: no step more);
+        `tokens`: read these instead, the start of the prompt (`prime_words`)."""
         started = now_ms()
         timings: dict[str, Any] = {}
         with self._calls_changed:
             self._primes.append(messages)
         try:
             with self._asking():
-                timings = self._complete(messages)
+                timings = self._complete(messages if tokens is None else tokens)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming failed: %s", exc)
         finally:
@@ -2933,6 +2940,24 @@ class LlamaCppLLM(LLM):
                 self._calls_changed.notify_all()
         log.debug("llm llamacpp: primed %d messages in %.0f ms (%s tokens read, %s cached)", len(messages),
                   now_ms() - started, timings.get("prompt_n"), timings.get("cache_n"))
+
+    def prime_words(self, messages: list[dict[str, str]]) -> None:
+        """`prime` up to the end of the last message's words: the chat template's close of the user's turn
+        and the assistant's header after them (5 tokens with Qwen's template) are left to the reply, which
+        reads them after the turn's last words anyway; a read of the words with them would read those
+        tokens for nothing, and the reply waits for a read of its conversation in flight (`generate`)."""
+        try:
+            prompt = self._loopback("/apply-template", {"messages": messages})["prompt"]
+            words = messages[-1]["content"]
+            end = prompt.rfind(words) + len(words) if words else -1
+            if end < len(words) or not prompt[end:].strip():
+                self.prime(messages)  # words the template changed, or nothing after them: the whole prompt
+                return
+            tokens = self._loopback("/tokenize", {"content": prompt[:end], "add_special": True})["tokens"]
+        except (LLMError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("llm llamacpp: priming failed: %s", exc)
+            return
+        self.prime(messages, tokens)
 
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
@@ -7074,7 +7099,7 @@ class Session:
             if self._append_transcript(item_id, text):
                 self._partial_sent[item_id] = text
             if self.config.llm_read_partials and (self._partial_read is None or self._partial_read.done()):
-                self._partial_read = self.prime_llm(pending_user_text=text)
+                self._partial_read = self.prime_llm(pending_user_text=text, words=True)
             if not self.policy.judge_partial(self.moment(text)):
                 return
             judgement = await self._judge(text, "partial")
@@ -7186,12 +7211,13 @@ class Session:
             self.prime_llm(for_user=loaded.remembers_anything())
 
     def prime_llm(self, pending_user_text: str = "", messages: list[dict[str, str]] | None = None,
-                  for_user: bool = False) -> asyncio.Task[None] | None:
+                  for_user: bool = False, words: bool = False) -> asyncio.Task[None] | None:
         """Let the LLM read the prompt of the next reply before it is asked for it: the system message and
         memory when the session opens (`for_user`: the named user's memory, which the LLM may have kept
         from their last session: `LLM.prime_for`), and, while the silence that may end a turn still runs,
         the prompt of the reply that `_foresee` expects (`messages`: history, the user's words, the
-        strategy's guidance) or the history and `pending_user_text` alone. If the user goes on talking,
+        strategy's guidance) or the history and `pending_user_text` alone; `words`: the user's words so far
+        (a partial transcript), read up to their end only (`LLM.prime_words`). If the user goes on talking,
         the next prompt still shares all but its end."""
         llm = self.components.llm
         if primes(llm) and not self._closing:
@@ -7201,7 +7227,7 @@ class Session:
                 others_open = any(s is not self for s in self.server.sessions.values())
                 return self.spawn(asyncio.to_thread(functools.partial(llm.prime_for, self.user_id, messages,
                                                                       others_open=others_open)), "llm-prime")
-            return self.spawn(asyncio.to_thread(llm.prime, messages), "llm-prime")
+            return self.spawn(asyncio.to_thread(llm.prime_words if words else llm.prime, messages), "llm-prime")
         return None
 
     def add_item(self, item: Item) -> None:
