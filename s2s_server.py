@@ -2742,10 +2742,16 @@ class LlamaCppLLM(LLM):
         empty = $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
         llamacpp_threads: int = Field(0, ge=0, le=256)
         """CPU threads generating tokens; 0 = all cores but one (at least 1), because TTS and ASR
-        run beside generation: on 2 busy cores, 2 threads fell to 2-30 tokens/s where 1 thread held 35."""
+        run beside generation: on 2 busy cores, 2 threads fell to 2-30 tokens/s where 1 thread held 35.
+        Those figures were taken with OpenMP's spinning waits. With `openmp_wait_policy` passive, through
+        the server at load 7-22 (docs/latency.md, 2026-12-02), 2 threads gave 6893 against 7235 ms median
+        voice to voice, but the end of the turn came later (1500 against 1200 ms: reads of the partial
+        transcripts on both cores hold back Whisper and Smart Turn) and replies stalled more: the default
+        stays one thread on 2 cores."""
         llamacpp_prompt_threads: int = Field(0, ge=0, le=256)
         """CPU threads reading the prompt (before the first token); 0 = as `llamacpp_threads`. On a
-        busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median)."""
+        busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median; spinning waits,
+        before `openmp_wait_policy`)."""
         llamacpp_context_tokens: int = Field(4096, ge=256, le=131072)
         """Context window per parallel slot, in tokens (system prompt + history + reply)."""
         llamacpp_parallel: int = Field(2, ge=1, le=64)
@@ -2803,7 +2809,9 @@ class LlamaCppLLM(LLM):
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = prompt_threads
         params.cpuparams.poll = params.cpuparams_batch.poll = 0  # sleep, not spin, between steps: ASR and TTS
-        # share these cores (first token 226 vs 257 ms median on a busy 2-core machine)
+        # share these cores (first token 226 vs 257 ms median on a busy 2-core machine). This is llama.cpp's own
+        # thread pool's; a build with OpenMP (the prebuilt wheel's: OPENMP = 1) meets at OpenMP's barriers,
+        # which wait as OMP_WAIT_POLICY says (`openmp_wait_policy`, set before this load)
         params.cache_ram_mib = 1024  # host-RAM copies of idle slots' prompt caches (llama.cpp's default: 8 GiB)
         params.api_keys = [uuid.uuid4().hex]  # its loopback HTTP server answers 401 to anyone without it
         params.endpoint_metrics = params.endpoint_props = False
