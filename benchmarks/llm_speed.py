@@ -122,11 +122,7 @@ async def measure(weights: str, turns: int, threads: int, policy: str) -> dict[s
             "cold_ms": statistics.median(cold), "tokens_per_s": statistics.median(speed),
             "tokens_per_cpu_s": statistics.median(cpu_speed),
             "after_reply_ms": statistics.median(after_reply), "partial_read_ms": statistics.median(partial_read),
-            "threads": llm_threads(config), "reads": reads}
-
-
-def llm_threads(config: Any) -> int:
-    return config.llamacpp_threads or max(1, (os.cpu_count() or 1) - 1)  # as LlamaCppLLM.load
+            "threads": s2s.llamacpp_thread_counts(config)[0], "reads": reads}
 
 
 def main() -> None:

@@ -388,6 +388,14 @@ async def test_the_models_load_with_the_openmp_wait_policy_in_their_environment(
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # inherit: the environment's, untouched
 
 
+def test_llamacpp_uses_every_core_unless_told(monkeypatch):
+    """Two passive threads on 2 cores: 1544 ms voice to voice against 2704 with one (docs/latency.md)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert s2s.llamacpp_thread_counts(validate_config({})) == (2, 2)
+    assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_threads": 1})) == (1, 1)
+    assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_prompt_threads": 1})) == (2, 1)
+
+
 def test_an_openmp_runtime_loaded_before_the_policy_is_named_in_a_warning(monkeypatch, caplog):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr(s2s, "openmp_runtimes_loaded", lambda: ["libgomp.so.1"])
