@@ -2751,8 +2751,8 @@ class LlamaCppLLM(LLM):
         """CPU threads generating tokens; 0 = all cores (`llamacpp_thread_counts`). With OpenMP's spinning
         waits, 2 threads on 2 busy cores fell to 0.2-30 tokens/s, so this was all cores but one until
         2026-12-02; with `openmp_wait_policy` passive (docs/latency.md, 2026-12-02), voice to voice at load
-        1.6-2.6 was 1544 ms median with 2 threads against 2704 with 1 (first token 349 against 831 ms; one
-        conversation each, the 2-thread one under the least load), and at load 7-22, 6893 against 7235 ms,
+        1.1-2.3 was 1396 / 1918 ms median / p90 with 2 threads against 1789 / 2976 with 1 (first token 298
+        against 546 ms, the end of the turn the same), and at load 7-22, 6893 against 7235 ms,
         with the end of the turn later (1500 against 1200 ms: reads of the partial transcripts on both cores
         hold back Whisper and Smart Turn) and more stalls. 1: leave a core to ASR and TTS."""
         llamacpp_prompt_threads: int = Field(0, ge=0, le=256)

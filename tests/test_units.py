@@ -389,7 +389,7 @@ async def test_the_models_load_with_the_openmp_wait_policy_in_their_environment(
 
 
 def test_llamacpp_uses_every_core_unless_told(monkeypatch):
-    """Two passive threads on 2 cores: 1544 ms voice to voice against 2704 with one (docs/latency.md)."""
+    """Two passive threads on 2 cores: 1396 ms voice to voice against 1789 with one (docs/latency.md)."""
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert s2s.llamacpp_thread_counts(validate_config({})) == (2, 2)
     assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_threads": 1})) == (1, 1)
