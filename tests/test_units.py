@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import s2s_server as s2s
-from s2s_config import ConfigError, load_config
+from s2s_config import ConfigError, load_config, validate_config
 
 FRAME = np.zeros(480, dtype=np.int16)  # 30 ms at 16 kHz
 
@@ -364,6 +364,54 @@ def test_before_serving_what_is_loaded_leaves_the_garbage_collector_and_young_pa
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+async def test_the_models_load_with_the_openmp_wait_policy_in_their_environment(monkeypatch, tmp_path):
+    """OMP_WAIT_POLICY is read by an OpenMP runtime once, when it loads: it must be in the environment before
+    any model loads (spinning waits made two llama.cpp threads ten times slower on 2 shared cores)."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    seen: list[str | None] = []
+
+    class Watching(s2s.FakeLLM):
+        def load(self):
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+            super().load()
+
+    config = validate_config({"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "data_dir": str(tmp_path)})
+    components = s2s.build_components(config)
+    components.llm = Watching(config)
+    await s2s.load_components(components)
+    s2s.close_components(components)
+    assert seen == ["PASSIVE"]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    s2s.apply_openmp_wait_policy(s2s.Config(openmp_wait_policy="inherit"))
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # inherit: the environment's, untouched
+
+
+def test_llamacpp_uses_every_core_unless_told(monkeypatch):
+    """Two passive threads on 2 cores: 1396 ms voice to voice against 1789 with one (docs/latency.md)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert s2s.llamacpp_thread_counts(validate_config({})) == (2, 2)
+    assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_threads": 1})) == (1, 1)
+    assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_prompt_threads": 1})) == (2, 1)
+
+
+def test_an_openmp_runtime_loaded_before_the_policy_is_named_in_a_warning(monkeypatch, caplog):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(s2s, "openmp_runtimes_loaded", lambda: ["libgomp.so.1"])
+    with caplog.at_level("WARNING"):
+        s2s.apply_openmp_wait_policy(s2s.Config())
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "libgomp.so.1 already loaded with OMP_WAIT_POLICY=(unset)" in caplog.text
+
+
+def test_openmp_runtimes_loaded_finds_one_that_a_model_library_loads():
+    code = ("import s2s_server as s; before = s.openmp_runtimes_loaded(); import ctranslate2; "
+            "print(before, s.openmp_runtimes_loaded())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout
+    before, after = out.strip().split("] [")
+    assert before == "[" and "libgomp" in after
 
 
 async def test_an_asr_subclass_that_overrides_transcribe_alone_is_scored_on_its_own_words():
