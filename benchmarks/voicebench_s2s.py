@@ -121,9 +121,13 @@ HOLD_1900 = ["--barge-in-function-words", "[]"]
 OPEN_CLAUSE_OFF = ["--turn-open-clause", "false"]
 # The held barge-in as at 2026-12-01 23:59: no words that ask the speaker to stop counted at lower bars.
 HOLD_2359 = ["--barge-in-stop-words", "[]"]
+# The end of turn as before 2026-12-02 02:00: very sure words that Smart Turn calls unfinished (a flat voice's finished
+# question) wait `turn_unsure_silence_ms` as any disagreement (`turn_sure_words_ends`).
+SURE_WORDS_OFF = ["--turn-sure-words-ends", "[]"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
-           "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359, "new": []}
+           "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359,
+           "sure-words-off": SURE_WORDS_OFF, "new": []}
 
 
 class Trace:
@@ -581,8 +585,9 @@ def main() -> None:
                         "padded with silent audio (CLIP_AUDIO_PADDING); hold-1900: as at 19:00, words that say "
                         "nothing alone ('you') counted as content (HOLD_1900); open-clause-off: the defaults without "
                         "the open-clause rule, as before 2026-12-01 22:30 (OPEN_CLAUSE_OFF); hold-2359: the defaults "
-                        "without words that ask the speaker to stop (`barge_in_stop_words` empty, HOLD_2359); new: "
-                        "the defaults")
+                        "without words that ask the speaker to stop (`barge_in_stop_words` empty, HOLD_2359); "
+                        "sure-words-off: the defaults without the sure-words rule, as before 2026-12-02 02:00 "
+                        "(SURE_WORDS_OFF); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

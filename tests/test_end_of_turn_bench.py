@@ -205,3 +205,42 @@ def test_the_pause_judged_is_the_inserted_one_even_where_the_sentence_has_a_long
     hesitant = eot.make_set("en-espeak", -40.0, [300], parts=("new",))[0]
     # lead 300 ms, then "one" 200 + 50, "two," 200 + 600, "three" 200: the hesitation starts at 1550 ms
     assert 1540 <= hesitant.pause[0] <= 1610 and hesitant.pause[1] - hesitant.pause[0] >= 300
+
+
+class FixedOpinions:
+    """The opinions of a flat voice's finished question at every ask: Smart Turn 0.1, the text head 0.7 for
+    "What time is it?", heard surely, no open clause; no model time."""
+
+    def __init__(self) -> None:
+        self.words: dict = {}
+        self.logprobs: dict = {}
+        self.last_words: dict = {}
+        self.open: dict = {}
+
+    def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+        return 0.1, 0.0
+
+    def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+        key = (sample.name, len(audio), "text")
+        self.words[key], self.logprobs[key], self.last_words[key], self.open[key] = "What time is it?", -0.1, -0.2, None
+        return 0.7, 0.0
+
+
+def test_the_benchmark_hands_the_detector_the_words_so_the_sure_words_rule_counts():
+    """`run_detector` gives the detector the words each text opinion read (`text_words`): very sure words that
+    Smart Turn calls unfinished end the turn after `turn_sure_words_silence_ms`, and the row without the rule
+    (its wait at the unsure one) after `turn_unsure_silence_ms`."""
+    S = eot.S
+    config = eot.load_config(["--port", "0", "--turn-sure-words-threshold", "0.6"])
+    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
+                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
+    whole = eot.Sample("q", "en", pcm, text="What time is it?", end_ms=1200.0,
+                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+    ends = {}
+    for label, overrides in (("sure", {}), ("off", {"sure_words_silence_ms": config.turn_unsure_silence_ms})):
+        stops = eot.run_detector(whole, eot.detector_factory(config, "predictive", **overrides), FixedOpinions(),
+                                 True, True)
+        ends[label] = stops[0] - whole.end_ms
+    assert abs(ends["sure"] - config.turn_sure_words_silence_ms) <= 60, ends
+    assert abs(ends["off"] - config.turn_unsure_silence_ms) <= 60, ends

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import s2s_server as s2s
-from s2s_config import validate_config
+from s2s_config import ConfigError, validate_config
 from tests.conftest import Client, silence, speech
 
 AUDIBLE_DBFS = -45.0
@@ -292,6 +292,43 @@ def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
     assert events[-1] == (20 + 8, "speech_stopped")  # 270 ms: done
     events = run_frames(predictive(), [1] * 20 + [0] * 80, {28: dict(sure, text_open=None)})
     assert events[-1] == (20 + 8, "speech_stopped")
+
+
+def test_very_sure_words_end_a_turn_the_audio_calls_unfinished_after_their_own_wait():
+    """Smart Turn says unfinished (a flat voice's finished question), the words say finished and are very sure
+    (the text head at least `turn_sure_words_threshold`, ending in one of `turn_sure_words_ends`, heard surely,
+    no open clause): the turn ends after `turn_sure_words_silence_ms` (rule "sure words"), not the unsure wait.
+    Words that miss any of those wait `turn_unsure_silence_ms` as before, and so does every word when the
+    rule is off (its wait at or above the unsure one, or no marks)."""
+    def stop(detector: s2s.PredictiveTurnDetector, **opinion) -> tuple[int, str]:
+        frame, out = np.zeros(480, dtype=np.int16), []
+        for i, v in enumerate([1] * 20 + [0] * 80):
+            if i == 28:
+                detector.set_opinion(detector.pause_id, **{"audio_prob": 0.1, **opinion})
+            out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
+        return out[0]
+
+    sure = dict(turn_sure_words_silence_ms=600, turn_sure_words_threshold=0.6)
+    question = {"text_prob": 0.7, "text_words": "What time is it?", "text_logprob": -0.2,
+                "text_last_word_logprob": -0.3}
+    assert stop(predictive(**sure), **question) == (20 + 19, "sure words")  # 600 ms
+    assert stop(predictive(**sure), **dict(question, text_words="你几点下班？ ")) == (20 + 19, "sure words")
+    unsure = (20 + 29, "unsure")  # 900 ms
+    assert stop(predictive(**sure), **dict(question, text_words="What time is it.")) == unsure  # not a question
+    assert stop(predictive(**sure), **dict(question, text_prob=0.55)) == unsure  # the head under the high bar
+    assert stop(predictive(**sure), **dict(question, text_words=None)) == unsure  # no words known
+    assert stop(predictive(**sure, turn_text_min_logprob=-0.5), **dict(question, text_logprob=-0.9)) == \
+        (20 + 29, "unsure words")
+    assert stop(predictive(**sure), **dict(question, text_last_word_logprob=-3.0)) == (20 + 29, "unsure last word")
+    assert stop(predictive(**sure), **dict(question, text_open="ends in 'or'")) == (20 + 69, "max")
+    assert stop(predictive(**dict(sure, turn_sure_words_ends=["?", "."])), **dict(question, text_words="Hi.")) == \
+        (20 + 19, "sure words")
+    assert stop(predictive(**dict(sure, turn_sure_words_silence_ms=900)), **question) == unsure  # off
+    assert stop(predictive(**dict(sure, turn_sure_words_ends=[])), **question) == unsure  # off
+    # the audio says done too: the short wait, as before
+    assert stop(predictive(**sure), **dict(question, audio_prob=0.9)) == (20 + 8, "done")
+    with pytest.raises(ConfigError, match="turn_sure_words_ends"):
+        validate_config({"turn_sure_words_ends": ["?", ""]})  # "" would end every transcript
 
 
 @pytest.mark.parametrize("words", [
@@ -765,11 +802,12 @@ async def test_a_long_hesitation_after_an_open_clause_yields_one_turn(make_serve
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
 
 
-async def silence_heard_before_the_turn_ended(c, sentence: str) -> tuple[float, dict]:
-    """Speak a hibari sentence at 16 kHz in real time, then silence until speech_stopped: the audio sent (ms)
-    when the server said so, and that event (its audio_end_ms)."""
+async def silence_heard_before_the_turn_ended(c, sentence: str | np.ndarray) -> tuple[float, dict]:
+    """Speak a hibari sentence (or this 16 kHz speech) at 16 kHz in real time, then silence until speech_stopped:
+    the audio sent (ms) when the server said so, and that event (its audio_end_ms)."""
     await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
-    audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(3000, 16000)])
+    spoken = hibari_speech(sentence) if isinstance(sentence, str) else sentence
+    audio = np.concatenate([silence(300, 16000), spoken, silence(3000, 16000)])
     sent_ms = [0.0]
 
     def stopped() -> bool:
@@ -790,6 +828,30 @@ async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_
     sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
     assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
     assert "rule=done" in caplog.text  # logged as the turn is committed, before speech_stopped is sent
+
+
+async def test_a_flat_voices_finished_question_ends_its_turn_after_the_sure_words_wait(make_server, speech_dir,
+                                                                                         caplog):
+    """espeak-ng's flat "Do you like music?": Smart Turn, asked at 90 ms of silence, calls it unfinished (0.26
+    here), the text head finished (0.59), and the words end in "?" (the fake ASR gives them). The words are very
+    sure (`turn_sure_words_threshold`, `turn_sure_words_ends`), so 900 ms of silence after it (about 750 of the
+    VAD's: more than `turn_sure_words_silence_ms`, less than `turn_unsure_silence_ms`) end the turn, rule "sure
+    words"; until 2026-12-02 it waited for 1.2 s of silence, which never came. The audio is sent at once and no
+    more follows (time is audio time), so the test does not depend on how fast the models answer on a busy
+    machine: the turn ends when their opinions arrive."""
+    caplog.set_level(logging.INFO, logger="s2s")
+    question = "Do you like music?"
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=question, judge="sft")
+    config = h.server.config
+    assert config.turn_sure_words_silence_ms + 300 <= 900 < config.turn_unsure_silence_ms
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    spoken = speech(question, speech_dir)
+    spoken = spoken[:(np.flatnonzero(s2s.window_dbfs(spoken, 160) >= AUDIBLE_DBFS)[-1] + 1) * 160]  # to its last sound
+    await c.append_audio(np.concatenate([silence(300, 16000), spoken, silence(900, 16000)]), 16000, frame_ms=20)
+    await c.wait_for("input_audio_buffer.speech_stopped")
+    assert "rule=sure words" in caplog.text
+    assert c.types().count("input_audio_buffer.committed") == 1
 
 
 async def test_the_transcript_that_ends_a_finished_turn_starts_before_the_pause(make_server):
