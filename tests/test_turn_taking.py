@@ -325,6 +325,9 @@ def test_very_sure_words_end_a_turn_the_audio_calls_unfinished_after_their_own_w
         (20 + 19, "sure words")
     assert stop(predictive(**dict(sure, turn_sure_words_silence_ms=900)), **question) == unsure  # off
     assert stop(predictive(**dict(sure, turn_sure_words_ends=[])), **question) == unsure  # off
+    # no wait is longer than the maximum (a client's silence_duration_ms): 480 ms ends them all
+    assert stop(predictive(**sure, turn_max_silence_ms=480), **question)[0] == 20 + 15
+    assert stop(predictive(**sure, turn_max_silence_ms=480), **dict(question, text_prob=0.55))[0] == 20 + 15
     # the audio says done too: the short wait, as before
     assert stop(predictive(**sure), **dict(question, audio_prob=0.9)) == (20 + 8, "done")
     with pytest.raises(ConfigError, match="turn_sure_words_ends"):
@@ -369,6 +372,14 @@ def test_a_finished_turn_that_looks_like_an_open_clause_is_not_one(words, asked)
     (a letter: "Plan A"), a sentence closed by a particle (因为太累了) and an answer to the agent's "why" or "when"
     question are finished turns: `open_clause` gives None (review13 found the first eight held for 1.2 s)."""
     assert s2s.open_clause(words, validate_config({}), asked) is None
+
+
+@pytest.mark.parametrize("words", ["因为他说我们不去", "如果你觉得我不行", "因为我听说你要走", "虽然他知道我会来",
+                                   "如果老师发现我们没做作业", "因为妈妈希望我能回家"])
+def test_a_chinese_clause_whose_verb_takes_a_clause_is_still_open(words):
+    """A subject after 说, 觉得, 知道, 希望... starts that verb's object, not the main clause (review14:
+    因为他说我们不去 was read as 因为他说 | 我们不去 and the clause as closed)."""
+    assert s2s.open_clause(words, validate_config({})) is not None
 
 
 @pytest.mark.parametrize(("words", "asked"), [
@@ -960,7 +971,7 @@ def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_b
 
 
 def test_words_that_ask_the_speaker_to_stop_count_at_lower_bars_and_however_short():
-    """A hearing whose first word with content asks the speaker to stop (`barge_in_stop_words`) barges in alone
+    """A hearing whose words with content all ask the speaker to stop (`barge_in_stop_words`) barges in alone
     at `barge_in_stop_logprob` (-1.5; -2.5 for Chinese), one Chinese syllable of them counts (停, 等等), and it
     need not carry on a backchannel heard before ("ok ok ok", then "Okay, stop"); 对 and other syllables stay
     guesses, a stop word after another word lends that word nothing, and the other script still needs two
@@ -981,20 +992,41 @@ def test_words_that_ask_the_speaker_to_stop_count_at_lower_bars_and_however_shor
         ("等你来等你来", -1.3, "zh", "", "wait", "wait"),  # 等你来 asks nothing
         ("Stop", -1.0, "zh", "", "wait", "wait"),  # the other script: heard again first
         ("停", -2.6, "zh", "", "wait", "wait"),  # under the bar
+        ("停下来", -1.6, "zh", "", "barge_in", "wait"),
+        ("闭嘴", -1.6, "zh", "", "barge_in", "wait"),
+        ("Shh", -1.3, "en", "", "barge_in", "wait"),  # a request to be quiet, not a vowelless sound
+        # a listener's reactions that start with "no" or "hey" count at the usual bars (review14)
+        ("No problem", -1.3, "en", "", "wait", "wait"),
+        ("No worries", -1.4, "en", "", "wait", "wait"),
+        ("No way!", -1.4, "en", "", "wait", "wait"),
+        ("Hey, that is great", -1.4, "en", "", "wait", "wait"),
+        ("Wait, I have a question", -1.3, "en", "", "wait", "wait"),  # its other words as sure as before
     ]
     for text, logprob, language, previous, now, before in cases:
         got = [s2s.held_verdict(text, logprob, set(), text == "等等", c, language=language, previous=previous)[0]
                for c in (config, off)]
         assert got == [now, before], (text, got)
-    assert s2s.stop_word_first(["hold", "on"], "hold on", config)
-    assert not s2s.stop_word_first(["hold", "on"], "hold on", off)
+    assert s2s.asks_to_stop(["hold", "on"], "hold on", config)
+    assert not s2s.asks_to_stop(["hold", "on"], "hold on", off)
+    assert not s2s.asks_to_stop(["hold", "on", "rock"], "hold on rock", config)
+
+
+def test_a_backchannel_with_no_vowel_heard_before_must_be_carried_on():
+    """"Hmm.", "Mm.", "Mhm." heard first are backchannel words, not sounds: a sure next hearing that drops them
+    ("Amateur", Whisper's guess at "mm-hmm") is a new guess and must be heard again (review14: with the no-vowel
+    rule they counted as no words, and it cut the bot off)."""
+    config = validate_config({})
+    for previous in ["Hmm.", "Mm.", "Mhm.", "Okay."]:
+        assert s2s.held_verdict("Amateur", -0.5, set(), False, config, language="en", previous=previous)[0] == "wait"
+    assert s2s.held_verdict("Amateur", -0.5, set(), False, config, language="en", previous="Sh")[0] == "barge_in"
 
 
 def test_latin_letters_with_no_vowel_are_a_sound_not_a_word():
     """What Whisper writes for the first sound of a word or a hum ("Sh" for "sure" or 是的, "Th", "Bd", "Xk") has
     no vowel: no content, as a lone letter; a word with a vowel (or "y") is one."""
     assert s2s.content_words("Sh Sh Sh Sh", []) == [] and s2s.content_words("Th. Bd, Xk", []) == []
-    assert s2s.content_words("Shh, why?", []) == ["why"] and s2s.content_words("Sure", []) == ["sure"]
+    assert s2s.content_words("Sh, why?", []) == ["why"] and s2s.content_words("Sure", []) == ["sure"]
+    assert s2s.content_words("Shh", []) == ["shh"]  # a request to be quiet
     config = validate_config({})
     assert s2s.held_verdict("Sh Sh Sh Sh", -0.36, set(), False, config, language="en") == ("wait", set())
 

@@ -390,10 +390,14 @@ async def test_the_models_load_with_the_openmp_wait_policy_in_their_environment(
 
 def test_llamacpp_uses_every_core_unless_told(monkeypatch):
     """Two passive threads on 2 cores: 1396 ms voice to voice against 1789 with one (docs/latency.md)."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert s2s.llamacpp_thread_counts(validate_config({})) == (2, 2)
     assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_threads": 1})) == (1, 1)
     assert s2s.llamacpp_thread_counts(validate_config({"llamacpp_prompt_threads": 1})) == (2, 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))  # a big host: capped
+    assert s2s.llamacpp_thread_counts(validate_config({})) == (8, 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5})  # a container pinned to one CPU of many
+    assert s2s.llamacpp_thread_counts(validate_config({})) == (1, 1)
 
 
 def test_an_openmp_runtime_loaded_before_the_policy_is_named_in_a_warning(monkeypatch, caplog):
