@@ -615,7 +615,7 @@ async def test_a_partial_transcript_in_flight_is_cancelled_when_the_user_stops_a
     assert HangingPartialASR.calls >= 2 and "error" not in c.types()
 
 
-@pytest.mark.parametrize("mark", ["", "."])
+@pytest.mark.parametrize("mark", ["", ".", "-"])
 @pytest.mark.parametrize("speculative", [False, True])
 async def test_after_partial_transcripts_the_turns_own_transcript_still_appends_its_words(
         make_server, speech_dir, mark, speculative):
