@@ -162,7 +162,7 @@ class Config(BaseModel):
     of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). A
     request to stop (`barge_in_stop_words`: 停, 等等, 喂) counts however short. 1: any character counts."""
     barge_in_stop_words: list[str] = [
-        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "hey", "listen", "excuse me", "shh",
+        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "hey", "listen", "excuse me",
         "停", "停下", "停下来", "停一下", "等等", "等一下", "等一等", "等一会", "等一会儿", "等会", "等会儿",
         "打住", "慢着", "不对", "不是", "别说了", "别说", "闭嘴", "喂",
         # Whisper writes some in traditional characters

@@ -994,7 +994,8 @@ def test_words_that_ask_the_speaker_to_stop_count_at_lower_bars_and_however_shor
         ("停", -2.6, "zh", "", "wait", "wait"),  # under the bar
         ("停下来", -1.6, "zh", "", "barge_in", "wait"),
         ("闭嘴", -1.6, "zh", "", "barge_in", "wait"),
-        ("Shh", -1.3, "en", "", "barge_in", "wait"),  # a request to be quiet, not a vowelless sound
+        ("Shh", -0.6, "en", "", "barge_in", "barge_in"),  # a word (not a vowelless sound), at the usual bars
+        ("Shh", -1.3, "en", "", "wait", "wait"),  # not a stop word: Whisper writes "Sh..." for 是的 and "sure"
         # a listener's reactions that start with "no" or "hey" count at the usual bars (review14)
         ("No problem", -1.3, "en", "", "wait", "wait"),
         ("No worries", -1.4, "en", "", "wait", "wait"),
