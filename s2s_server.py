@@ -1257,7 +1257,8 @@ class PredictiveTurnDetector(TurnDetector):
         0.29-0.74 with no conversation before them ("What time is it?" 0.42), so the mark, the ASR's confidence and
         the open-clause rule carry the sureness and the bar is the head's own "finished" (`turn_text_threshold`, 0.4).
         On benchmarks/end_of_turn.py's second set 0.4, 0.5 and 0.6 held the same hesitations (docs/latency.md,
-        2026-12-02)."""
+        2026-12-02). A value below `turn_text_threshold` acts as it: the rule asks only words the head calls
+        finished."""
         turn_sure_words_ends: list[Annotated[str, Field(min_length=1)]] = ["?", "？"]
         """predictive, "sure words": the marks the speculative transcript must end with for its words to be very
         sure (Whisper writes "?" for a question from its words, not its tune). With "." and "。" too, espeak-ng
