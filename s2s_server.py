@@ -1443,20 +1443,20 @@ class PredictiveTurnDetector(TurnDetector):
         if self.text_prob is None:
             return ("audio only", self.audio_only_silence_ms) if votes[0] else ("max", self.silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
+        unsure = None  # why the ASR is unsure of the words that say done
+        if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
+            unsure = "unsure words"
+        elif votes[1] and self.text_last_word_logprob is not None and \
+                self.text_last_word_logprob < self.text_last_word_min_logprob:
+            unsure = "unsure last word"
         if votes[1] and self.open_clause and self.text_open:  # the words say "not done", whatever the head scored
             if not votes[0]:
                 return "max", self.silence_ms
-            logprob, last_word = self.text_logprob, self.text_last_word_logprob
-            unsure = logprob is not None and logprob < self.text_min_logprob or \
-                last_word is not None and last_word < self.text_last_word_min_logprob
             # words the ASR is unsure of ("4, 4, 4," for espeak-ng's Mandarin) say little either way: the unsure wait
             wait = self.unsure_silence_ms if unsure else self.open_clause_silence_ms
             return "open clause", min(wait, self.silence_ms)
-        if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
-            return "unsure words", self.unsure_silence_ms
-        if votes[1] and self.text_last_word_logprob is not None and \
-                self.text_last_word_logprob < self.text_last_word_min_logprob:
-            return "unsure last word", self.unsure_silence_ms
+        if unsure:
+            return unsure, self.unsure_silence_ms
         if all(votes):
             return "done", self.done_silence_ms
         if votes[1] and self.sure_words():  # the audio alone says unfinished: very sure words wait less

