@@ -845,21 +845,26 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
     return f"whole sentences ended on agreeing opinions: {done} of {whole}; medians (ms from the last sound): {medians}"
 
 
+def hear_frames(samples: list[Sample], config: Any) -> None:
+    """Give each sample its VAD's speech probability per frame (`Sample.probs`), from a VAD of its own, as each
+    session has. One WebRTC VAD carried over the whole set came to hear speech through whole pauses of digital
+    silence (in hibari's voice from about the 32nd sample on, 2026-12-01 19:00: every system then "held" those
+    hesitations)."""
+    frame_len = S.ms_to_samples(FRAME_MS)
+    for sample in samples:
+        vad = S.WebRTCVAD(config)
+        vad.load()
+        sample.probs = [vad.speech_prob(sample.pcm[i:i + frame_len])
+                        for i in range(0, len(sample.pcm) - frame_len + 1, frame_len)]
+
+
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
                  parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
-    frame_len = S.ms_to_samples(FRAME_MS)
-    for sample in samples:
-        # A VAD of its own for each sample, as each session has. One WebRTC VAD carried over the whole set came to
-        # hear speech through whole pauses of digital silence (in hibari's voice from about the 32nd sample on,
-        # 2026-12-01 19:00: every system then "held" those hesitations).
-        vad = S.WebRTCVAD(config)
-        vad.load()
-        sample.probs = [vad.speech_prob(sample.pcm[i:i + frame_len])
-                        for i in range(0, len(sample.pcm) - frame_len + 1, frame_len)]
+    hear_frames(samples, config)
 
     def evaluate(kind: str, use_audio: bool, use_text: bool, **overrides: Any) -> dict[str, Score]:
         make = detector_factory(config, kind, **overrides)

@@ -84,7 +84,6 @@ def main() -> None:
             for attr, value in pickle.load(f).items():
                 setattr(opinions, attr, value)
     parts = tuple(p for p in E.PARTS if p in args.sentences)
-    frame_len = S.ms_to_samples(E.FRAME_MS)
     print("| set | rule | open-clause wait | group | hesitations <= 1 s held | FCR | latency mean / p90 "
           "| whole sentences ended on the open-clause rule |")
     print("|---|---|---:|---|---:|---:|---:|---:|")
@@ -92,11 +91,7 @@ def main() -> None:
     misses: list[str] = []  # hesitations up to 1 s the checkout's defaults cut
     for name in args.sets:
         samples = E.make_set(name, config.audible_dbfs, args.hesitation_ms, parts)
-        for sample in samples:
-            vad = S.WebRTCVAD(config)
-            vad.load()
-            sample.probs = [vad.speech_prob(sample.pcm[i:i + frame_len])
-                            for i in range(0, len(sample.pcm) - frame_len + 1, frame_len)]
+        E.hear_frames(samples, config)
         rows = [(label, rule, {"open_clause_silence_ms": w}) for label, rule in (("before", before), ("now", after))
                 for w in waits] + [("no rule", after, {"open_clause": False})]
         outcomes: dict[str, list[str]] = {}
