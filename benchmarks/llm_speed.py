@@ -3,6 +3,7 @@
     python benchmarks/llm_speed.py                                   # both packaged models
     python benchmarks/llm_speed.py --weights qwen2.5-coder-0.5b --turns 4
     python benchmarks/llm_speed.py --weights qwen2.5-coder-1.5b --threads 1 2    # llama.cpp threads, rows in turn
+    python benchmarks/llm_speed.py --weights qwen2.5-coder-1.5b --model-path my-1.5b-q4_0.gguf   # a file of yours
 
 For each model, a conversation of short questions, each as the server runs it: the prompt (system message
 and history) is read ahead ("primed", as the server does during the user's silence), then the reply is
@@ -68,7 +69,9 @@ def read_costs(llm: s2s.LlamaCppLLM, rounds: int) -> dict[int, tuple[float, floa
 
 
 async def measure(weights: str, turns: int, threads: int, policy: str) -> dict[str, Any]:
-    config = validate_config({"llamacpp_weights": weights, "llamacpp_seed": 1, "llamacpp_threads": threads,
+    """`weights`: a packaged model's name, or the path of a GGUF file of your own (`llamacpp_model_path`)."""
+    model = {"llamacpp_model_path": weights} if weights.endswith(".gguf") else {"llamacpp_weights": weights}
+    config = validate_config({**model, "llamacpp_seed": 1, "llamacpp_threads": threads,
                               "llamacpp_prompt_threads": threads, "openmp_wait_policy": policy})
     llm = s2s.LlamaCppLLM(config)
     started = time.monotonic()
@@ -128,6 +131,8 @@ async def measure(weights: str, turns: int, threads: int, policy: str) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", action="append", choices=("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"))
+    parser.add_argument("--model-path", action="append", default=[],
+                        help="a GGUF file of your own (`llamacpp_model_path`), measured after the --weights")
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--threads", type=int, nargs="+", default=[0],
                         help="llamacpp_threads (and llamacpp_prompt_threads) to run each model with, in turn; "
@@ -137,7 +142,8 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     results = {(w, t): asyncio.run(measure(w, args.turns, t, args.openmp_wait_policy))
-               for w in args.weights or ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] for t in args.threads}
+               for w in [*(args.weights or ([] if args.model_path else ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])),
+                         *args.model_path] for t in args.threads}
     print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"llama.cpp: {next(iter(results.values()))['build']}\n")
