@@ -1,7 +1,7 @@
 """benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
 went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
-three sentence sets (the first as it was, the second and third apart from the judge's data, the third apart from
-the first two and run only when asked)."""
+four sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the first
+two, the fourth from the first three, both run only when asked)."""
 
 from __future__ import annotations
 
@@ -158,6 +158,65 @@ def test_the_third_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_f
         assert near_copies(entries, others) == [], lang
         mine = [units(s.replace("|", " ")) for _kind, s in entries]
         assert len({tuple(u) for u in mine}) == len(mine), lang  # no sentence twice
+
+
+def earlier_sets(lang: str, sets: list[list[str]]) -> list[list[str]]:
+    """The sentences of `sets` (each a list of sentences with or without "|") and their first halves, as `units`."""
+    return [units(part) for sentences in sets for s in sentences for part in {s.replace("|", " "), s.split("|")[0]}]
+
+
+def test_the_fourth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_three_sets(judge_texts):
+    """The fourth set (run once at the end, after fixes were tuned on the second and judged on the third) is as far
+    from data/ as the third, short whole turns included, and as far from every sentence of the first three sets
+    and their first halves; no two of its own sentences are near copies of each other either."""
+    for lang, entries in eot.FOURTH_SENTENCES.items():
+        assert near_copies(entries, judge_texts) == [], lang
+        others = earlier_sets(lang, [eot.SENTENCES[lang], [s for _kind, s in eot.NEW_SENTENCES[lang]],
+                                     [s for _kind, s in eot.THIRD_SENTENCES[lang]]])
+        assert near_copies(entries, others) == [], lang
+        for i, entry in enumerate(entries):  # each against the rest of its own set
+            rest = earlier_sets(lang, [[s for k, (_kind, s) in enumerate(entries) if k != i]])
+            assert near_copies([entry], rest) == [], (lang, entry)
+
+
+def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
+    """At least 30 hesitations inside a phrase, 30 at a clause boundary and 30 whole turns a language; each
+    hesitation has one "|", each whole turn none; an English sentence has 3-22 words."""
+    for lang, entries in eot.FOURTH_SENTENCES.items():
+        by_kind = {kind: [s for k, s in entries if k == kind] for kind in ("phrase", "clause", "finished")}
+        assert all(len(chosen) >= 30 for chosen in by_kind.values()), lang
+        assert sum(map(len, by_kind.values())) == len(entries), lang
+        assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
+        assert not any("|" in s for s in by_kind["finished"]), lang
+        if lang == "en":
+            assert all(3 <= len(s.replace("|", " ").split()) <= 22 for _kind, s in entries)
+
+
+def test_the_fourth_set_runs_only_when_asked_and_its_whole_turns_are_spoken_whole_only(monkeypatch, capsys):
+    """`--sentences` still defaults to the first two sets; asked for, the fourth's hesitations get the pause lengths
+    from the first again and its whole turns ("finished") one sample each with no pause, every kind a group of its
+    own, scored apart from the other sets: latency only for the whole turns."""
+    monkeypatch.setattr(eot, "synthesise", fake_speech)
+    monkeypatch.setattr(sys, "argv", ["end_of_turn.py", "--help"])
+    with pytest.raises(SystemExit):
+        eot.main()
+    assert "(default: ['old', 'new'])" in " ".join(capsys.readouterr().out.split())
+    samples = eot.make_set("zh-espeak", -40.0, parts=("third", "fourth"))
+    fourth = [s for s in samples if s.part == "fourth"]
+    entries = eot.FOURTH_SENTENCES["zh"]
+    assert len(fourth) == sum(1 if kind == "finished" else 2 for kind, _ in entries)
+    hesitant = [s for s in fourth if s.pause]
+    assert [s.name for s in hesitant[:2]] == ["zh-espeak-fourth0-pause300", "zh-espeak-fourth1-pause500"]
+    whole_only = [s for s in fourth if s.kind == "finished"]
+    assert len(whole_only) == sum(kind == "finished" for kind, _ in entries)
+    assert all(s.pause is None and s.name.endswith("-whole") and s.end_ms > 300 for s in whole_only)
+    assert set(eot.groups(samples)) == {"all", "third", "fourth", "third, clause", "third, finished-open",
+                                        "fourth, phrase", "fourth, clause", "fourth, finished"}
+    stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
+    result = eot.scores(samples, stops)
+    assert result["fourth, finished"].pauses_n == 0
+    assert result["fourth, finished"].latency_ms == pytest.approx(100)
+    assert result["fourth"].pauses_n == len(hesitant) and result["fourth"].fcr == 0.0
 
 
 def test_the_third_set_has_the_kinds_and_sizes_it_was_written_with():
