@@ -479,7 +479,7 @@ THIRD_SENTENCES = {
 #       the way an unfinished turn does ("Because the shop was shut.", "And what about tomorrow?", 然后他就走了？).
 #       Spoken whole only: what holding them costs is their latency, reported apart.
 # Casual, tired, polite, a child, an older person; home, travel, health, cooking, work, school, money, family, the
-# weather, tech trouble; 3-22 words.
+# weather, tech trouble; 3-19 words (Mandarin 5-21 characters).
 FOURTH_SENTENCES = {
     "en": [
         ("phrase", "Put | cheddar on the list."),
