@@ -204,7 +204,7 @@ class Config(BaseModel):
     Function words count as words here ("Excuse me" is two). Not held: a request to stop (`barge_in_stop_words`
     but `barge_in_attention_words`) and a question ("What?"). Chinese
     text is never one word (a looped run may be a phrase: 你说什么你说什么). On benchmarks/backchannel_clips.py
-    (2026-12-02 03:12): false barge-ins 4 -> 1 of 74 clips (hibari's "wow" 11 and 7 of 15 timings -> 0,
+    (2026-12-02 03:45): false barge-ins 4 -> 1 of 74 clips (hibari's "wow" 11 and 7 of 15 timings -> 0,
     espeak-ng's 好的 5 -> 0), interruptions missed 9 of 40 either way, decision p50 / p90 450 / 930 -> 550 / 960
     ms: "well, actually, no." waits for the word after "well" (median 400 -> 810 ms in espeak-ng's voice, 350 ->
     680 in hibari's), "hey, listen." for "listen" (450 -> 900, 310 -> 750), hibari's "excuse me" for "me" (480
@@ -213,7 +213,7 @@ class Config(BaseModel):
     """words: words of `barge_in_stop_words` that call for attention and alone ask nothing yet ("Hey!" is also
     a greeting or surprise; Whisper base hears espeak-ng's Mandarin 好的 as "Hey Hey Hey Hey"): heard alone, they
     wait as one word does (`barge_in_one_word_waits`); with another stop word ("hey, listen", "hey, stop") the
-    hearing counts at the stop bars. On benchmarks/backchannel_clips.py (2026-12-02 03:12) [] (every stop word
+    hearing counts at the stop bars. On benchmarks/backchannel_clips.py (2026-12-02 03:45) [] (every stop word
     counts alone) left espeak-ng's 好的 cut in 5 of 15 timings and decided at p50 480 instead of 550 ms. []: none."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
