@@ -34,8 +34,11 @@ sample's longest gap.
 
 Each system runs causally over the audio, frame by frame, with the server's own code (WebRTC VAD, one per sample,
 TurnDetector / PredictiveTurnDetector, SmartTurnModel, whisper for the transcript at a pause, the judge's
-`end_of_turn_prob` when it has one). A model's answer reaches the detector as late as it took to compute
-here (its measured wall time is added as audio time). Scores, as eot-bench defines them:
+`end_of_turn_prob` when it has one). A voice's samples, in their order, are the turns of one conversation: what the
+server's detector keeps across a session's turns (Smart Turn's verdict at each end of a turn, which
+`turn_audio_trust_turns` weighs by the voice) carries from one sample to the next, from nothing at each set's start.
+A model's answer reaches the detector as late as it took to compute here (its measured wall time is added as audio
+time). Scores, as eot-bench defines them:
   latency           = when the turn is declared over - the true end of speech (last audible 10 ms), mean
   false cut-off     = share of pauses inside sentences during which the turn was declared over
   FCR at 300/600 ms = the lowest false cut-off rate among a system's operating points (settings swept)
@@ -46,18 +49,20 @@ listened through, with its 95 % Wilson interval, for each set apart, the sets ru
 sets by kind (inside a phrase, at a clause boundary, after a first half that reads as finished; the third's whole
 turns that look unfinished apart, latency only). Beside the full decision, on the same opinions: the same without
 the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
-2026-12-02 02:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the text head alone
-speaks for the words, as before 2026-12-01 22:30; by kind too), with an open clause waiting `turn_unsure_silence_ms`
-instead of `turn_open_clause_silence_ms` (as before 2026-12-02), with the silence counted by the VAD alone
-(`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the models asked at
-200 ms of silence, not `turn_ask_ms`; these two not with `--quick`); the rule before 2026-12-01 14:42 (the last word
-of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the text
-head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). For each full
-decision it prints (to stderr) how often the models were asked, and where the time of the whole sentences' ends
-goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints every sample under the
-default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token log-probability and its
-last word's, text probability, why the words are an open clause (if they are), and the rule that ended the turn,
-then each hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints Markdown and the machine.
+2026-12-02 02:00; by kind too), the same with Smart Turn's "done" counted for every voice (`turn_audio_trust_turns`
+0, as before 2026-12-02 04:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the
+text head alone speaks for the words, as before 2026-12-01 22:30; by kind too), with an open clause waiting
+`turn_unsure_silence_ms` instead of `turn_open_clause_silence_ms` (as before 2026-12-02), with the silence counted
+by the VAD alone (`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the
+models asked at 200 ms of silence, not `turn_ask_ms`; these two not with `--quick`); the rule before 2026-12-01
+14:42 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before
+2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob`
+-100 too). For each full decision it prints (to stderr) how often the models were asked, and where the time of the
+whole sentences' ends goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints
+every sample under the default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token
+log-probability and its last word's, text probability, why the words are an open clause (if they are), and the rule
+that ended the turn, then each hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints
+Markdown and the machine.
 """
 
 from __future__ import annotations
