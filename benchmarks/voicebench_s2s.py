@@ -126,10 +126,14 @@ HOLD_2359 = ["--barge-in-stop-words", "[]"]
 SURE_WORDS_OFF = ["--turn-sure-words-ends", "[]"]
 # The held barge-in as at 2026-12-02 03:00: one word over the bot ("Well", "uniform", "Hey") counted as any other.
 HOLD_0300 = ["--barge-in-one-word-waits", "false"]
+# The end of turn as before 2026-12-02 04:00: Smart Turn's "done" counts for every voice, also one whose finished turns
+# it called unfinished (`turn_audio_trust_turns`).
+AUDIO_TRUST_OFF = ["--turn-audio-trust-turns", "0"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
            "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359,
-           "sure-words-off": SURE_WORDS_OFF, "hold-0300": HOLD_0300, "new": []}
+           "sure-words-off": SURE_WORDS_OFF, "audio-trust-off": AUDIO_TRUST_OFF, "hold-0300": HOLD_0300,
+           "new": []}
 
 
 class Trace:

@@ -303,3 +303,38 @@ def test_the_benchmark_hands_the_detector_the_words_so_the_sure_words_rule_count
         ends[label] = stops[0] - whole.end_ms
     assert abs(ends["sure"] - config.turn_sure_words_silence_ms) <= 60, ends
     assert abs(ends["off"] - config.turn_unsure_silence_ms) <= 60, ends
+
+
+def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_over():
+    """The detectors of one `detector_factory` share what the server's detector keeps across a session's turns:
+    after three finished turns whose ends Smart Turn called unfinished (0.1), a fourth that Smart Turn and the words
+    call finished waits `turn_unsure_silence_ms` (Smart Turn's "done" no longer counts for this voice:
+    `turn_audio_trust_min_done`), not `turn_done_silence_ms`; with `turn_audio_trust_turns` 0 it does not."""
+    S = eot.S
+    config = eot.load_config(["--port", "0"])
+    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
+                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
+    whole = eot.Sample("s", "en", pcm, text="It is late.", end_ms=1200.0,
+                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+
+    class Flat(FixedOpinions):  # Smart Turn 0.1 at the first three turns, then 0.9; the words finished, no "?"
+        turns = 0
+
+        def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            return (0.1 if self.turns < 3 else 0.9), 0.0
+
+        def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            prob, cost = super().text(sample, audio)
+            self.words[(sample.name, len(audio), "text")] = "It is late."
+            return prob, cost
+
+    ends = {}
+    for label, overrides in (("trust", {}), ("off", {"audio_trust_turns": 0})):
+        make, opinions = eot.detector_factory(config, "predictive", **overrides), Flat()
+        for turn in range(4):
+            opinions.turns = turn
+            stops = eot.run_detector(whole, make, opinions, True, True)
+        ends[label] = stops[0] - whole.end_ms
+    assert abs(ends["trust"] - config.turn_unsure_silence_ms) <= 60, ends
+    assert ends["off"] < config.turn_done_silence_ms + 200, ends

