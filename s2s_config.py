@@ -312,6 +312,12 @@ class Config(BaseModel):
     """Items a session keeps in RAM (older ones live on in memory); bounds a session's size."""
     history_max_items: int = Field(24, ge=0, le=1000)
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
+    history_drop_items: int = Field(8, ge=1, le=1000)
+    """Items that leave the LLM's history window at once when it is full (`history_max_items`): the window then
+    holds between `history_max_items` - this + 1 and `history_max_items` items, and its start, so the prompt
+    that llama.cpp has cached, moves only every this many items. 1: the oldest item leaves as each new one
+    comes, so from the 13th turn every reply's prompt differed from its 4th message on (the memory block is
+    rendered again too) and was read again whole (docs/latency.md)."""
     system_prompt: str = (
         "You are a warm voice companion, heard, not read: answer in one to three short spoken sentences, with no "
         "lists, markdown or emoji. Always reply in the language of the user's last message (用户说中文，你就用中文"

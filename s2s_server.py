@@ -5661,6 +5661,16 @@ def topic_phrase(facts: list[str], value: str, chinese: bool = False, said: list
     return forms[times % len(forms)].format(value, a=_article(value))
 
 
+def history_window_drop(items: int, limit: int, step: int) -> int:
+    """How many of a conversation's `items` (its oldest) are left out of the LLM's history window of at most
+    `limit` (`history_max_items`; 0: all): once the window is full, `step` at a time (`history_drop_items`),
+    so that the window's start, and with it the prompt llama.cpp has cached, stays the same for `step` items.
+    One at a time (step 1), every turn moved it, and each turn's reply read the whole history again."""
+    if items <= limit:
+        return 0 if limit else items
+    return min(items, -(-(items - limit) // step) * step)
+
+
 def cut_off(text: str) -> str:
     """The user's words as the LLM reads them when the bot cut in on them: ending in an ellipsis ("……" after
     Chinese). Left open ("我觉得在家办公比去办公室好太多了，因为"), the 1.5B went on with the user's sentence
@@ -7593,7 +7603,7 @@ class Session:
         items = [i for i in self.items if i.text or (mark_unanswered and i.unheard)]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
-        items = items[-limit:] if limit else []
+        items = items[history_window_drop(len(items), limit, self.config.history_drop_items):]
         openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
         for n, item in enumerate(items):
             text = item.text or item.unheard
@@ -7626,8 +7636,9 @@ class Session:
         last as a user message). `history_messages`: only the last this many user and assistant messages of
         the history (0: all in the window; a strategy's `history_setting`)."""
         history, starts = self._history_messages(pending_user_text)
-        texted = sum(1 for item in self.items if item.text) + (1 if pending_user_text else 0)
-        gone = self._items_trimmed + max(0, texted - self.config.history_max_items)  # items out of the window
+        shown = sum(1 for item in self.items if item.text or item.unheard) + (1 if pending_user_text else 0)
+        gone = self._items_trimmed + history_window_drop(shown, self.config.history_max_items,
+                                                         self.config.history_drop_items)  # out of the window
         last_said = pending_user_text or self._last_user_text()
         chinese = self.user_memory.in_chinese(last_said)
         block, facts_in_block = self._memory_for_llm(gone, chinese)

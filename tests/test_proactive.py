@@ -755,3 +755,20 @@ def test_only_questions_about_the_user_get_the_second_person_note():
               "我想问一下今天吃什么？"]
     assert [q for q in about if not s2s.asks_about_themselves(q)] == []
     assert [q for q in advice if s2s.asks_about_themselves(q)] == []
+
+
+@pytest.mark.parametrize(("drop", "moves"), [(4, [3, 5, 7]), (1, [3, 4, 5, 6, 7])])
+async def test_the_history_window_moves_every_history_drop_items(scripted, drop, moves):
+    """Once the LLM's history window is full, its oldest items leave `history_drop_items` at a time, so the
+    prompt of the next reply starts with the whole prompt of the last one (all that llama.cpp has cached)
+    except at the turns where the window moves. One at a time, every turn moved it, and each reply read
+    the whole history again (docs/latency.md)."""
+    h = await scripted(history_max_items=6, history_drop_items=drop)
+    c = await h.connect()
+    for n in range(8):  # reply n reads 2n + 1 items: the window overflows at the 4th (n = 3)
+        await c.turn(f"Question number {n}.")
+    replies = [m for m in RECORDED if m[-1]["role"] == "user"]
+    assert len(replies) == 8
+    moved = [n for n in range(1, 8) if replies[n][:len(replies[n - 1])] != replies[n - 1]]
+    assert moved == moves
+    assert all(len([m for m in r if m["role"] != "system"]) <= 6 for r in replies)
