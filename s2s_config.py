@@ -253,6 +253,11 @@ class Config(BaseModel):
     prompt cache as the user's words of the next prompt (one read in flight per session), so that when the
     turn ends only the words since the last partial, and the reply's guidance, are left to read. For LLMs
     that can prime (llamacpp; a remote server caches by itself). Costs prompt reading while the user speaks."""
+    llm_read_next_window: bool = True
+    """When a reply ends and the next user item will move the LLM's history window (`history_drop_items`), let
+    the LLM read the next turn's prompt up to that item at once (the window's new start and everything after
+    it: a few hundred tokens), while the reply's last audio plays and the user starts to speak, instead of
+    from their first partial transcript on (`llm_read_partials`). For LLMs that can prime (llamacpp)."""
     llm_prime_return: bool = True
     """When a named user's session ends, let the LLM read the prompt of their next session (the system
     message with their memory, the conversation just ended in it) at once, so that when they come back

@@ -7585,9 +7585,10 @@ class Session:
         on plain transcripts, reads them unmarked)."""
         return self._history_messages(pending_user_text, mark_unanswered)[0]
 
-    def _history_messages(self, pending_user_text: str = "",
-                          mark_unanswered: bool = True) -> tuple[list[dict[str, str]], list[Item]]:
-        """`llm_history`, and the item each message starts with (`llm_messages` places notes by them)."""
+    def _history_messages(self, pending_user_text: str = "", mark_unanswered: bool = True,
+                          next_turn: bool = False) -> tuple[list[dict[str, str]], list[Item]]:
+        """`llm_history`, and the item each message starts with (`llm_messages` places notes by them).
+        `next_turn`: in the window the next user item will leave (`_read_next_window`)."""
         messages: list[dict[str, str]] = []
         starts: list[Item] = []
         limit = self.config.history_max_items
@@ -7603,7 +7604,7 @@ class Session:
         items = [i for i in self.items if i.text or (mark_unanswered and i.unheard)]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
-        items = items[history_window_drop(len(items), limit, self.config.history_drop_items):]
+        items = items[history_window_drop(len(items) + next_turn, limit, self.config.history_drop_items):]
         openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
         for n, item in enumerate(items):
             text = item.text or item.unheard
@@ -7628,15 +7629,16 @@ class Session:
                                                           llm_memory_block(context, chinese, self.config))}]
 
     def llm_messages(self, instructions: str | None = None, pending_user_text: str = "",
-                     history_messages: int = 0) -> list[dict[str, str]]:
+                     history_messages: int = 0, next_turn: bool = False) -> list[dict[str, str]]:
         """System prompt (instructions, then memory as quoted data), history, then this reply's guidance
         (`instructions`: the strategy's, and response.create's) as a last system message, where a small LLM
         follows it best and where it leaves the prompt cache of everything before it intact
         (`strategy_guidance_at = "system"` puts it at the end of the first system message instead, "end-user"
         last as a user message). `history_messages`: only the last this many user and assistant messages of
-        the history (0: all in the window; a strategy's `history_setting`)."""
-        history, starts = self._history_messages(pending_user_text)
-        shown = sum(1 for item in self.items if item.text or item.unheard) + (1 if pending_user_text else 0)
+        the history (0: all in the window; a strategy's `history_setting`). `next_turn`: the prompt as the next
+        user item will find it, up to that item (`_read_next_window`)."""
+        history, starts = self._history_messages(pending_user_text, next_turn=next_turn)
+        shown = sum(1 for item in self.items if item.text or item.unheard) + bool(pending_user_text or next_turn)
         gone = self._items_trimmed + history_window_drop(shown, self.config.history_max_items,
                                                          self.config.history_drop_items)  # out of the window
         last_said = pending_user_text or self._last_user_text()
@@ -7889,7 +7891,24 @@ class Session:
         self._first_audio_out()  # the turn's own write first (held for the first audio, which may never come)
         if r.item.text:
             self.remember(r.item)
+            self._read_next_window()
         self._settle_state()
+
+    def _read_next_window(self) -> None:
+        """A reply has ended: when the next user item moves the LLM's history window (`history_drop_items`),
+        let the LLM read the prompt as that item will find it now, while the reply still plays (its last
+        `audio_lead_ms`) and the user starts their turn, instead of from the first partial transcript on
+        (`llm_read_next_window`). That read stands for the turn's partial reads (one in flight per session:
+        they start after it), and the turn's reply waits for it, as for theirs."""
+        c = self.config
+        if not c.llm_read_next_window or self._closing:
+            return
+        shown = sum(1 for item in self.items if item.text or item.unheard)
+        if history_window_drop(shown + 1, c.history_max_items, c.history_drop_items) == history_window_drop(
+                shown, c.history_max_items, c.history_drop_items):
+            return
+        if self._partial_read is None or self._partial_read.done():
+            self._partial_read = self.prime_llm(messages=self.llm_messages(next_turn=True))
 
     def _emit_metrics(self, r: Response, turn: Turn) -> None:
         """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""

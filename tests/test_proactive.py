@@ -772,3 +772,32 @@ async def test_the_history_window_moves_every_history_drop_items(scripted, drop,
     moved = [n for n in range(1, 8) if replies[n][:len(replies[n - 1])] != replies[n - 1]]
     assert moved == moves
     assert all(len([m for m in r if m["role"] != "system"]) <= 6 for r in replies)
+
+
+PRIMED: list[list[dict[str, str]]] = []  # what the priming LLM was asked to read ahead
+
+
+class PrimingLLM(RecordingLLM):
+    """Test double: RecordingLLM that reads ahead (records what it is asked to prime)."""
+
+    name = "test-priming"
+
+    def prime(self, messages):
+        PRIMED.append(messages)
+
+
+@pytest.mark.parametrize("read", [True, False])
+async def test_the_next_window_is_read_when_the_reply_before_it_ends(scripted, read):
+    """When a reply ends and the next user item moves the history window, the LLM reads that turn's prompt up
+    to the item at once (`llm_read_next_window`), not only once the user has spoken: exactly what the next
+    reply's prompt starts with, at the turns whose window moves (3, 5 and 7 of 8 here) and no others."""
+    PRIMED.clear()
+    h = await scripted(llm="test-priming", history_max_items=6, history_drop_items=4, llm_read_next_window=read)
+    c = await h.connect()
+    for n in range(8):
+        await c.turn(f"Question number {n}.")
+    await c.close()
+    await h.sessions_ended.get()
+    replies = [m for m in RECORDED if m[-1]["role"] == "user"]
+    ahead = [m for m in PRIMED if len(m) > 1]  # (the session's first read is the system message alone)
+    assert ahead == ([replies[n][:-1] for n in (3, 5, 7)] if read else [])
