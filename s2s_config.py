@@ -277,6 +277,11 @@ class Config(BaseModel):
     prompt cache as the user's words of the next prompt (one read in flight per session), so that when the
     turn ends only the words since the last partial, and the reply's guidance, are left to read. For LLMs
     that can prime (llamacpp; a remote server caches by itself). Costs prompt reading while the user speaks."""
+    llm_read_next_window: bool = True
+    """When a reply ends and the next user item will move the LLM's history window (`history_drop_items`), let
+    the LLM read the next turn's prompt up to that item at once (the window's new start and everything after
+    it: a few hundred tokens), while the reply's last audio plays and the user starts to speak, instead of
+    from their first partial transcript on (`llm_read_partials`). For LLMs that can prime (llamacpp)."""
     llm_prime_return: bool = True
     """When a named user's session ends, let the LLM read the prompt of their next session (the system
     message with their memory, the conversation just ended in it) at once, so that when they come back
@@ -336,6 +341,12 @@ class Config(BaseModel):
     """Items a session keeps in RAM (older ones live on in memory); bounds a session's size."""
     history_max_items: int = Field(24, ge=0, le=1000)
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
+    history_drop_items: int = Field(8, ge=1, le=1000)
+    """Items that leave the LLM's history window at once when it is full (`history_max_items`): the window then
+    holds between `history_max_items` - this + 1 and `history_max_items` items, and its start, so the prompt
+    that llama.cpp has cached, moves only every this many items. 1: the oldest item leaves as each new one
+    comes, so from the 13th turn every reply's prompt differed from its 4th message on (the memory block is
+    rendered again too) and was read again whole (docs/latency.md)."""
     system_prompt: str = (
         "You are a warm voice companion, heard, not read: answer in one to three short spoken sentences, with no "
         "lists, markdown or emoji. Always reply in the language of the user's last message (用户说中文，你就用中文"
@@ -450,8 +461,12 @@ class Config(BaseModel):
     8 times of 12 with 4 items, 4 with 2, 0 with none (but "那我哥哥是做什么的？" is answered only from them);
     the wording of the block's header changed nothing (docs/replies.md, seventh round)."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
-    """Refresh the user's rolling summary (an LLM call, only while the session is idle) after this many
-    new items; 0 turns summaries off."""
+    """Refresh a named user's rolling summary (an LLM call of up to 120 tokens whose prompt is the conversation)
+    when their session ends, if it remembered at least this many new items; the summary is in their next
+    sessions' memory block. The call runs only while no session has a reply in flight or a user speaking, and
+    is cancelled and made again later when one does. 0 turns summaries off. Until 2026-12-02 it ran during the
+    session, while the user was idle, after every this many items: its call held llama.cpp when the user spoke
+    again, and the 7th turn of every conversation waited 4.2 to 15 s (docs/latency.md)."""
 
     # ---- Subjective Action Judgement and strategies (paper sec. 2.2.2) ---------------------------------
     judge: str = "sft"

@@ -716,8 +716,8 @@ async def run_suite(conversations: list[Conversation], settings: dict[str, Any],
         summarize = server.memory.summarize
 
         async def summarizing(*args: Any, **kwargs: Any) -> str:
-            """The rolling summary's LLM call runs while the session is idle, after a reply: not a reply's
-            messages (the last reply of a conversation kept the summary's before this)."""
+            """The rolling summary's LLM call runs after a named user's session ends: not a reply's messages
+            (the last reply of a conversation kept the summary's before this)."""
             SUMMARIZING.set(True)  # in the summary's own task only
             return await summarize(*args, **kwargs)
 

@@ -325,6 +325,34 @@ async def test_llamacpp_close_stops_a_long_prompt_read() -> None:
     assert await reading == []
 
 
+@pytest.mark.parametrize("reuse", [16, 0])
+@pytest.mark.models
+async def test_llamacpp_reuses_the_cached_history_after_the_windows_oldest_items_left(reuse: int) -> None:
+    """When the history window's oldest items leave (`history_drop_items`), the prompt differs from the cached
+    one after the system message, and the rest of it, cached at other positions, is shifted into place
+    (`llamacpp_cache_reuse_tokens`) instead of read again: a few tokens read, not the whole kept history."""
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={
+        "llamacpp_parallel": 1, "llamacpp_context_tokens": 2048, "llamacpp_weights": "qwen2.5-coder-0.5b",
+        "llamacpp_cache_reuse_tokens": reuse}))
+    await asyncio.to_thread(llm.load)
+    try:
+        system = {"role": "system", "content": MODEL_CONFIG.system_prompt}
+        history = []
+        for n in range(12):
+            history += [{"role": "user", "content": f"Question number {n}: tell me about topic {n}."},
+                        {"role": "assistant", "content": f"Topic {n} is a subject with a long history."}]
+        await asyncio.to_thread(llm._complete, [system, *history, {"role": "user", "content": "Hi"}])
+        moved = [system, *history[8:], {"role": "user", "content": "Hi"}]
+        timings = await asyncio.to_thread(llm._complete, moved)
+        kept = len(llm._prompt_tokens(moved)) - len(llm._prompt_tokens([system]))
+        if reuse:
+            assert timings["prompt_n"] < 20 and timings["cache_n"] > kept - 20, timings
+        else:  # llama.cpp keeps only the shared start: everything after the system message is read again
+            assert timings["prompt_n"] > kept - 20, timings
+    finally:
+        await asyncio.to_thread(llm.close)
+
+
 @pytest.mark.models
 async def test_llamacpp_keeps_a_users_prompt_across_a_restart(tmp_path: Path) -> None:
     """A named user's prompt, once read, is kept on disk: a new LlamaCppLLM on the same data_dir (a restarted

@@ -59,8 +59,8 @@ def scripted(make_server):
     RECORDED.clear()
 
     async def make(**settings):
-        return await make_server(judge="test-scripted", llm="test-recording", fake_tts_ms_per_char=5,
-                                 proactive_idle_s=0, **settings)
+        return await make_server(**{"judge": "test-scripted", "llm": "test-recording", "fake_tts_ms_per_char": 5,
+                                    "proactive_idle_s": 0, **settings})
 
     return make
 
@@ -519,22 +519,96 @@ async def test_what_users_say_cannot_change_instructions_strategies_or_blocks(sc
     assert "the user's name is Eve" in data["facts"]  # a fact is data too: 'Eve', not the rest of the sentence
 
 
-async def test_a_rolling_summary_is_written_while_idle(scripted, memory_settings):
-    h = await scripted(memory_summary_every_items=2, **memory_settings)
-    saved = asyncio.get_running_loop().create_future()
+def saved_summaries(h):
+    """A queue of (user id, summary) for every summary the server stores."""
+    saved: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     save_summary = h.server.memory.save_summary
 
     async def save_and_tell(user_id, summary):
         await save_summary(user_id, summary)
-        saved.set_result(user_id)
+        saved.put_nowait((user_id, summary))
 
     h.server.memory.save_summary = save_and_tell
+    return saved
+
+
+def summary_calls():
+    return [m for m in RECORDED if "Summarise" in m[0]["content"]]
+
+
+async def test_the_rolling_summary_is_written_when_the_session_ends(scripted, memory_settings):
+    """The rolling summary's LLM call is made once the session has ended, not while it is open (while the
+    user was idle it held llama.cpp when they spoke again: docs/latency.md), and the user's next session
+    shows it in its system message. Not for an anonymous session (nobody comes back as it) nor one with
+    fewer new items than the setting."""
+    h = await scripted(memory_summary_every_items=3, **memory_settings)
+    saved = saved_summaries(h)
+    for user, turns in ((None, 2), ("ann", 1)):  # 4 items, anonymous; 2 items, under the setting
+        c = await h.connect(user_id=user)
+        for _ in range(turns):
+            await c.turn("I like tennis.")
+        await c.close()
+        await h.sessions_ended.get()
     c = await h.connect(user_id="sam")
     await c.turn("I like chess.")
-    assert await asyncio.wait_for(saved, 10) == "sam"
-    loaded = await h.server.memory.load_user("sam", 4)
-    assert loaded.summary == "Okay. That is interesting."
-    assert "Summarise" in RECORDED[-1][0]["content"]
+    await c.turn("And I play on Sundays.")  # 4 items
+    assert summary_calls() == []  # the session is idle now: no call while it is open
+    await c.close()
+    assert await asyncio.wait_for(saved.get(), 10) == ("sam", "Okay. That is interesting.")
+    (call,) = summary_calls()  # sam's alone
+    assert "I like chess." in call[-1]["content"] and "And I play on Sundays." in call[-1]["content"]
+    again = await h.connect(user_id="sam")
+    await again.turn("Hello again")
+    assert '"summary": "Okay. That is interesting."' in RECORDED[-1][0]["content"]
+
+
+SUMMARY_EVENTS: list[str] = []  # what the slow LLM's summary calls did, in order
+
+
+class SlowSummaryLLM(RecordingLLM):
+    """Test double: RecordingLLM, whose replies start after 600 ms and whose summary call takes 40 deltas 50 ms
+    apart."""
+
+    name = "test-slow-summary"
+    started: asyncio.Event
+
+    async def generate(self, messages, *, max_tokens):
+        if "Summarise" not in messages[0]["content"]:
+            SUMMARY_EVENTS.append("reply")
+            await asyncio.sleep(0.6)
+            async for delta in super().generate(messages, max_tokens=max_tokens):
+                yield delta
+            return
+        SUMMARY_EVENTS.append("summary started")
+        self.started.set()
+        try:
+            for n in range(40):
+                await asyncio.sleep(0.05)
+                yield f"s{n} "
+        except (asyncio.CancelledError, GeneratorExit):
+            SUMMARY_EVENTS.append("summary cancelled")
+            raise
+        SUMMARY_EVENTS.append("summary done")
+
+
+async def test_the_rolling_summary_gives_way_to_another_sessions_reply(scripted):
+    """A summary call in flight is cancelled when another session wants the LLM (a reply in flight), and
+    made again, whole, once no session does."""
+    SUMMARY_EVENTS.clear()
+    SlowSummaryLLM.started = asyncio.Event()
+    h = await scripted(llm="test-slow-summary", memory_summary_every_items=2)
+    saved = saved_summaries(h)
+    other = await h.connect(user_id="bob")
+    sam = await h.connect(user_id="sam")
+    await sam.turn("I like chess.")
+    SUMMARY_EVENTS.clear()
+    await sam.close()
+    await asyncio.wait_for(SlowSummaryLLM.started.wait(), 10)
+    await other.turn("Hello")
+    user_id, summary = await asyncio.wait_for(saved.get(), 10)
+    assert user_id == "sam" and summary.startswith("s0 s1") and summary.endswith("s39")
+    assert SUMMARY_EVENTS[:3] == ["summary started", "reply", "summary cancelled"]
+    assert SUMMARY_EVENTS[3:] == ["summary started", "summary done"]
 
 
 def test_facts_are_extracted_in_english_and_chinese():
@@ -681,3 +755,49 @@ def test_only_questions_about_the_user_get_the_second_person_note():
               "我想问一下今天吃什么？"]
     assert [q for q in about if not s2s.asks_about_themselves(q)] == []
     assert [q for q in advice if s2s.asks_about_themselves(q)] == []
+
+
+@pytest.mark.parametrize(("drop", "moves"), [(4, [3, 5, 7]), (1, [3, 4, 5, 6, 7])])
+async def test_the_history_window_moves_every_history_drop_items(scripted, drop, moves):
+    """Once the LLM's history window is full, its oldest items leave `history_drop_items` at a time, so the
+    prompt of the next reply starts with the whole prompt of the last one (all that llama.cpp has cached)
+    except at the turns where the window moves. One at a time, every turn moved it, and each reply read
+    the whole history again (docs/latency.md)."""
+    h = await scripted(history_max_items=6, history_drop_items=drop)
+    c = await h.connect()
+    for n in range(8):  # reply n reads 2n + 1 items: the window overflows at the 4th (n = 3)
+        await c.turn(f"Question number {n}.")
+    replies = [m for m in RECORDED if m[-1]["role"] == "user"]
+    assert len(replies) == 8
+    moved = [n for n in range(1, 8) if replies[n][:len(replies[n - 1])] != replies[n - 1]]
+    assert moved == moves
+    assert all(len([m for m in r if m["role"] != "system"]) <= 6 for r in replies)
+
+
+PRIMED: list[list[dict[str, str]]] = []  # what the priming LLM was asked to read ahead
+
+
+class PrimingLLM(RecordingLLM):
+    """Test double: RecordingLLM that reads ahead (records what it is asked to prime)."""
+
+    name = "test-priming"
+
+    def prime(self, messages):
+        PRIMED.append(messages)
+
+
+@pytest.mark.parametrize("read", [True, False])
+async def test_the_next_window_is_read_when_the_reply_before_it_ends(scripted, read):
+    """When a reply ends and the next user item moves the history window, the LLM reads that turn's prompt up
+    to the item at once (`llm_read_next_window`), not only once the user has spoken: exactly what the next
+    reply's prompt starts with, at the turns whose window moves (3, 5 and 7 of 8 here) and no others."""
+    PRIMED.clear()
+    h = await scripted(llm="test-priming", history_max_items=6, history_drop_items=4, llm_read_next_window=read)
+    c = await h.connect()
+    for n in range(8):
+        await c.turn(f"Question number {n}.")
+    await c.close()
+    await h.sessions_ended.get()
+    replies = [m for m in RECORDED if m[-1]["role"] == "user"]
+    ahead = [m for m in PRIMED if len(m) > 1]  # (the session's first read is the system message alone)
+    assert ahead == ([replies[n][:-1] for n in (3, 5, 7)] if read else [])
