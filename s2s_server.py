@@ -8567,7 +8567,12 @@ class S2SServer:
                     await asyncio.sleep(self.RETURN_READ_POLL_S)
                 if self._server is None or not self._server.is_serving():
                     return
-                call = asyncio.create_task(self.memory.summarize(llm, session.items, session.user_memory.summary),
+                try:  # the summary as stored now: another session of this user may have saved one since this began
+                    earlier = (await self.memory.load_user(user_id, 0)).summary
+                except Exception as exc:  # noqa: BLE001 - only the summary is lost; the items are in memory
+                    session.log.warning("the rolling summary of %s was not written: %s", user_id, exc)
+                    return
+                call = asyncio.create_task(self.memory.summarize(llm, session.items, earlier),
                                            name=f"{session.id}-summary")
                 try:
                     while not call.done():

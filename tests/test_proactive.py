@@ -562,6 +562,24 @@ async def test_the_rolling_summary_is_written_when_the_session_ends(scripted, me
     assert '"summary": "Okay. That is interesting."' in RECORDED[-1][0]["content"]
 
 
+async def test_a_second_session_of_the_user_builds_on_the_summary_the_first_one_saved(scripted, memory_settings):
+    """Two sessions of one user open at once: the one that ends last summarises on top of the summary the
+    other saved meanwhile (read again before its call), not on the one it loaded when it began (review15)."""
+    h = await scripted(memory_summary_every_items=3, **memory_settings)
+    saved = saved_summaries(h)
+    later = await h.connect(user_id="sam")
+    await later.turn("I live in Lyon.")  # its memory is loaded: no summary yet
+    first = await h.connect(user_id="sam")
+    await first.turn("I like chess.")
+    await first.turn("And I play on Sundays.")
+    await first.close()
+    assert await asyncio.wait_for(saved.get(), 10) == ("sam", "Okay. That is interesting.")
+    await later.turn("And I work as a baker.")
+    await later.close()
+    await asyncio.wait_for(saved.get(), 10)
+    assert summary_calls()[-1][-1]["content"].startswith("Earlier summary: 'Okay. That is interesting.'\n")
+
+
 SUMMARY_EVENTS: list[str] = []  # what the slow LLM's summary calls did, in order
 
 
