@@ -163,7 +163,8 @@ class Config(BaseModel):
     of the human-like voices; on benchmarks/backchannel_clips.py 14 of 15 timings of 对 cut the bot off). A
     request to stop (`barge_in_stop_words`: 停, 等等, 喂) counts however short. 1: any character counts."""
     barge_in_stop_words: list[str] = [
-        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "hey", "listen", "excuse me",
+        "stop", "wait", "hold on", "hang on", "hold up", "pause", "no", "nope", "enough", "quiet", "cancel", "hey",
+        "listen", "excuse me",
         "停", "停下", "停下来", "停一下", "等等", "等一下", "等一等", "等一会", "等一会儿", "等会", "等会儿",
         "打住", "慢着", "不对", "不是", "别说了", "别说", "闭嘴", "喂",
         # Whisper writes some in traditional characters
@@ -208,7 +209,10 @@ class Config(BaseModel):
     espeak-ng's 好的 5 -> 0), interruptions missed 9 of 40 either way, decision p50 / p90 450 / 930 -> 550 / 960
     ms: "well, actually, no." waits for the word after "well" (median 400 -> 810 ms in espeak-ng's voice, 350 ->
     680 in hibari's), "hey, listen." for "listen" (450 -> 900, 310 -> 750), hibari's "excuse me" for "me" (480
-    -> 610). false: one word counts as any other."""
+    -> 610). The cost besides: one word with content said alone over the bot ("Lena!", "Five.", "Sorry.") is taken
+    for a reaction; the bot goes on and the word gets no reply (review15); requests to stop ("Nope.",
+    "Enough.", "Quiet.", `barge_in_stop_words`) and questions still count alone. false: one word counts as any
+    other."""
     barge_in_attention_words: list[str] = ["hey"]
     """words: words of `barge_in_stop_words` that call for attention and alone ask nothing yet ("Hey!" is also
     a greeting or surprise; Whisper base hears espeak-ng's Mandarin 好的 as "Hey Hey Hey Hey"): heard alone, they

@@ -1761,7 +1761,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     (`barge_in_one_word_waits`: "Well Well Well" for hibari's "wow", "uniform" for espeak-ng's 对): it waits for
     a hearing with a word after it, which counts at once ("Well, act": that hearing's words meet `before`), or
     for `barge_in_max_hold_ms` of speech (`Session._on_frame`), and is a backchannel when the speech ends with
-    it. A request to stop and a question ("What?") count alone."""
+    it: the bot goes on and the word gets no reply ("Lena!", "Five.", "Sorry." alone too). A request to stop
+    ("Nope.", "Enough.") and a question ("What?") count alone."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -1828,7 +1829,7 @@ def _said(text: str) -> str:
 
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
 _VOWELLESS = re.compile(r"(?!sh{2,}$)[b-df-hj-np-tv-xz]+")  # Latin letters with no vowel: a sound ("Sh", "Xk"),
-# no word; not "shh" (a request to be quiet)
+# no word; not "shh" (a word, see content_words)
 
 
 def words_without_content(config: Any) -> list[str]:
@@ -1845,7 +1846,7 @@ def content_words(text: str, backchannel: list[str]) -> list[str]:
     limit: a lone "I" starts words, it does not say any), and neither are Latin letters with no vowel (a, e,
     i, o, u, y): Whisper's spelling of a word's first sound or of a hum ("Sh" for "sure" and 是的, "Th" for 嗯,
     "Xk" for "excuse"), an interjection ("hmm") or an abbreviation, none a request alone; "shh" (two h or
-    more) is a word, a request to be quiet."""
+    more) is a word (alone over the bot it waits as one word does, `barge_in_one_word_waits`)."""
     lowered = text.lower()
     for phrase in sorted((b for b in backchannel if " " in b), key=len, reverse=True):
         lowered = re.sub(rf"(?<![\w]){re.escape(phrase)}(?![\w])", " ", lowered)

@@ -1181,6 +1181,18 @@ def test_one_word_alone_waits_for_a_word_after_it_unless_it_asks_to_stop_or_asks
     assert not s2s.one_word("你说什么你说什么", config)
 
 
+def test_one_word_requests_to_stop_count_alone_and_other_lone_words_are_taken_for_reactions():
+    """One word alone that asks the speaker to stop ("Nope.", "Enough.", "Quiet.", "Cancel.": `barge_in_stop_words`)
+    cuts the bot, ended or not; one word with content that asks nothing ("Lena!", "Five.") is taken for a reaction
+    once the speech ends with it: the cost of `barge_in_one_word_waits`, said in its comment (review15)."""
+    config = validate_config({})
+    for text in ("Nope.", "Enough.", "Quiet.", "Cancel."):
+        assert s2s.held_verdict(text, -0.3, set(), False, config, language="en")[0] == "barge_in", text
+        assert s2s.held_verdict(text, -0.3, set(), True, config, language="en")[0] == "barge_in", text
+    for text in ("Lena!", "Five."):
+        assert s2s.held_verdict(text, -0.3, set(), True, config, language="en")[0] == "backchannel", text
+
+
 def test_a_backchannel_with_no_vowel_heard_before_must_be_carried_on():
     """"Hmm.", "Mm.", "Mhm." heard first are backchannel words, not sounds: a sure next hearing that drops them
     ("Amateur", Whisper's guess at "mm-hmm") is a new guess and must be heard again (review14: with the no-vowel
