@@ -747,6 +747,14 @@ class Config(BaseModel):
                 raise ValueError(f"{prompt} asks for a {{form}} but {forms} is empty")
         return self
 
+    @model_validator(mode="after")
+    def _history_window(self) -> Config:
+        """The history window cannot drop more items at once than it holds (it would send no history at all)."""
+        if self.history_max_items and self.history_drop_items > self.history_max_items:
+            raise ValueError(f"history_drop_items ({self.history_drop_items}) must not exceed history_max_items "
+                             f"({self.history_max_items})")
+        return self
+
 # ---- Settings declared beside their backend (s2s_server.py, plugins) -----------------------------------
 # A backend class declares its own settings as a nested `class Settings(BackendSettings)`, written like the
 # fields above; a plugin module does the same, or calls `add_settings` for something that is not a

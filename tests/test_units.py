@@ -188,6 +188,8 @@ def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
     (["--whisper-window-s", "3"], {}, "whisper_window_s = '3': Input should be greater than or equal to 5"),
     ([], {"S2S_ASR_WINDOW_S": "10"}, "Did you mean: whisper_window_s"),  # a backend's setting has its name
     ([], {"S2S_INTERRUPT_FORMS": '["I agree, but ..."]'}, "interrupt_prompt has no {form}"),  # would be ignored
+    (["--history-max-items", "6", "--history-drop-items", "8"], {},
+     "history_drop_items (8) must not exceed history_max_items (6)"),  # would send no history at all
     ([], {"S2S_REFUSE_FORMS": "[]"}, "refuse_prompt asks for a {form} but refuse_forms is empty"),
 ])
 def test_config_errors_name_the_valid_choices(argv, environ, needle):
