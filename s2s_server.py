@@ -1308,12 +1308,13 @@ class PredictiveTurnDetector(TurnDetector):
         turn_audio_trust_turns: int = Field(8, ge=0, le=1000)
         """predictive: how many of the speaker's last turn ends in this session Smart Turn's verdict (done or not) is
         remembered for, to tell whether its "done" counts for this voice (`turn_audio_trust_min_done`); 0 turns
-        the rule off (its "done" counts for every voice, as before 2026-12-02 04:00). The verdict at every end the
-        detector decided is kept, a hesitation it cut included (Smart Turn said done there, so such ends only
-        make it more trusted). On benchmarks/end_of_turn.py's second set (each voice's samples run as one
-        conversation, opinions timed as a quiet machine's) 4, 8 and 16 held the same hesitations; 4 also moved
-        one of hibari's finished sentences to the unsure wait (docs/latency.md, "Smart Turn's done, weighed by
-        the voice")."""
+        the rule off (its "done" counts for every voice, as before 2026-12-02 04:00). The verdict at every end of a
+        turn is kept: the ends the detector decided, a hesitation it cut included (its verdict there, done or
+        not, counts as at any end), and a client's `input_audio_buffer.commit`. Kept for the session, also when
+        a `session.update` names another user. On benchmarks/end_of_turn.py's second set (each voice's samples
+        run as one conversation, opinions timed as a quiet machine's) 4, 8 and 16 held the same hesitations; 4
+        also moved one of hibari's finished sentences to the unsure wait (docs/latency.md, "Smart Turn's done,
+        weighed by the voice")."""
         turn_audio_trust_min_turns: int = Field(3, ge=1, le=1000)
         """predictive: turn ends remembered (`turn_audio_trust_turns`) before Smart Turn's "done" can stop counting;
         until then it counts."""
@@ -3022,8 +3023,11 @@ class LlamaCppLLM(LLM):
         `history_drop_items`) reuses the cached tokens after the difference, shifted into place, in runs of at
         least this many tokens, instead of reading them again (llama.cpp's `n_cache_reuse`; 0: off, everything
         after the first difference is read). A window that moved: 6 tokens read instead of 346, 3.5 s instead
-        of 19 s at load 2.4 (docs/latency.md). The shifted tokens keep what they were computed with (the items
-        that left), so a reply may differ in its last bits from one read anew."""
+        of 19 s at load 2.4 (docs/latency.md). The shifted tokens were computed while they could attend to the
+        items that left, so the model still carries something of those items: in one greedy probe (review15, 12
+        "friend N is NAME" pairs, 8 oldest messages gone, 6 questions) 5 answers were the same as with the prompt
+        read anew and one differed (a friend out of the window named from the shifted context, "Unknown" read
+        anew). 0 reads the prompt anew after a move."""
         llamacpp_give_way_tokens: int = Field(32, ge=1, le=8192)
         """A read that nobody waits for (a returning user's prompt, read when their session ends:
         `llm_prime_return`) is read in pieces of this many tokens, one llama.cpp request each, and stops

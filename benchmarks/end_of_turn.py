@@ -44,7 +44,8 @@ Each system runs causally over the audio, frame by frame, with the server's own 
 TurnDetector / PredictiveTurnDetector, SmartTurnModel, whisper for the transcript at a pause, the judge's
 `end_of_turn_prob` when it has one). A voice's samples, in their order, are the turns of one conversation: what the
 server's detector keeps across a session's turns (Smart Turn's verdict at each end of a turn, which
-`turn_audio_trust_turns` weighs by the voice) carries from one sample to the next, from nothing at each set's start.
+`turn_audio_trust_turns` weighs by the voice) carries from one sample to the next, from nothing at each voice's
+start (a voice's later sentence set runs after its earlier ones, as in a conversation).
 A model's answer reaches the detector as late as it took to compute here (its measured wall time is added as audio
 time). Scores, as eot-bench defines them:
   latency           = when the turn is declared over - the true end of speech (last audible 10 ms), mean

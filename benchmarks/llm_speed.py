@@ -68,9 +68,9 @@ def read_costs(llm: s2s.LlamaCppLLM, rounds: int) -> dict[int, tuple[float, floa
     return {n: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for n, v in times.items()}
 
 
-async def measure(weights: str, turns: int, threads: int, policy: str) -> dict[str, Any]:
-    """`weights`: a packaged model's name, or the path of a GGUF file of your own (`llamacpp_model_path`)."""
-    model = {"llamacpp_model_path": weights} if weights.endswith(".gguf") else {"llamacpp_weights": weights}
+async def measure(weights: str, turns: int, threads: int, policy: str, path: bool = False) -> dict[str, Any]:
+    """`weights`: a packaged model's name or, with `path`, a GGUF file of your own (`llamacpp_model_path`)."""
+    model = {"llamacpp_model_path": weights} if path else {"llamacpp_weights": weights}
     config = validate_config({**model, "llamacpp_seed": 1, "llamacpp_threads": threads,
                               "llamacpp_prompt_threads": threads, "openmp_wait_policy": policy})
     llm = s2s.LlamaCppLLM(config)
@@ -141,9 +141,9 @@ def main() -> None:
                         help="openmp_wait_policy for this run (a process reads it once)")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
-    results = {(w, t): asyncio.run(measure(w, args.turns, t, args.openmp_wait_policy))
-               for w in [*(args.weights or ([] if args.model_path else ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])),
-                         *args.model_path] for t in args.threads}
+    packaged = args.weights or ([] if args.model_path else ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+    results = {(w, t): asyncio.run(measure(w, args.turns, t, args.openmp_wait_policy, path=w in args.model_path))
+               for w in [*packaged, *args.model_path] for t in args.threads}
     print(f"\n{machine()}; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; {args.turns} turns each, medians; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"llama.cpp: {next(iter(results.values()))['build']}\n")
