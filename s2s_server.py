@@ -378,6 +378,17 @@ def window_dbfs(pcm16: np.ndarray, window_samples: int) -> np.ndarray:
     return 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)), 1e-6))
 
 
+def sound_end_ms(pcm16: np.ndarray, audible_dbfs: float, quiet_db: float = 30.0) -> float:
+    """Where the last sound of 16 kHz `pcm16` ends, in ms from its start (0: none): the end of its last 10 ms
+    window at or above `audible_dbfs`, or, for speech quieter than that throughout (a far or low-gain
+    microphone), at or above `quiet_db` under its loudest window (review15: such speech had no sound at all)."""
+    levels = window_dbfs(pcm16, 160)
+    if not len(levels):
+        return 0.0
+    loud = np.flatnonzero(levels >= min(audible_dbfs, float(levels.max()) - quiet_db))
+    return 10.0 * (loud[-1] + 1) if len(loud) and levels.max() > -120.0 else 0.0
+
+
 def first_audible_ms(pcm16: np.ndarray, threshold_dbfs: float, rate_hz: int = SAMPLE_RATE_HZ,
                      window_ms: int = 10) -> float | None:
     """Where a listener starts to hear `pcm16`: the start of its first `window_ms` window whose RMS level
@@ -6872,8 +6883,7 @@ class Session:
             self.log.exception("asr failed on speech over the bot")
             text, logprob, verdict = "", None, "barge_in"
         else:
-            loud = np.flatnonzero(window_dbfs(audio, 160) >= self.config.audible_dbfs) if audio is not None else []
-            heard_ms = 10.0 * (loud[-1] + 1) if len(loud) else 0.0  # where its last sound ends
+            heard_ms = sound_end_ms(audio, self.config.audible_dbfs) if audio is not None else 0.0
             if heard_ms >= held.heard_ms + self.config.barge_in_recheck_ms:  # more sound: the words heard so far
                 held.words_before, held.heard_ms = set(held.words), heard_ms  # are what it must hear again
             # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯

@@ -822,6 +822,17 @@ async def test_the_pauses_audio_heard_again_is_no_second_hearing(make_server, mo
     assert "input_audio_buffer.speech_started" not in c.types(since)
 
 
+def test_where_the_last_sound_ends_is_found_in_quiet_speech_too():
+    """The "same sound is no second hearing" rule compares where each hearing's last sound ends
+    (`sound_end_ms`): speech quieter than `audible_dbfs` throughout (a far microphone) has its sound too, or a
+    second hearing of it could never count (review15); silence has none."""
+    tone = (np.sin(np.arange(8000) * 2 * np.pi * 220 / 16000) * 8000).astype(np.int16)
+    clip = np.concatenate([tone, np.zeros(4000, np.int16)])  # 500 ms of sound, 250 ms of silence
+    assert s2s.sound_end_ms(clip, -45.0) == 500.0
+    assert s2s.sound_end_ms((clip * 0.002).astype(np.int16), -45.0) == 500.0  # about -57 dBFS
+    assert s2s.sound_end_ms(np.zeros(4000, np.int16), -45.0) == 0.0
+
+
 async def test_a_cough_a_door_and_typing_during_a_reply_do_not_interrupt_it(make_server):
     """A 250 ms burst of noise, a low thud and a second of fast typing over the bot have no words Whisper is
     sure of: the reply completes."""
