@@ -6423,6 +6423,7 @@ class Session:
         self._fact_heard_in: dict[str, str] = {}  # a fact the user holds ("name: Lena") -> the id of the item
         # that stated it first (`remember`): the questions about the user after it are told it (`_told_facts`)
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
+        self._shown_trimmed = 0  # of them, those the LLM's history showed (text or unheard words: `_window_drop`)
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
         self._turn_task: asyncio.Task[None] | None = None  # the last turn being judged before its reply starts
@@ -7553,8 +7554,19 @@ class Session:
         """Append to this conversation's history, keeping at most `session_max_items` (memory keeps all)."""
         self.items.append(item)
         if len(self.items) > self.config.session_max_items:
-            self._items_trimmed += len(self.items) - self.config.session_max_items
-            del self.items[:len(self.items) - self.config.session_max_items]
+            gone = self.items[:len(self.items) - self.config.session_max_items]
+            self._items_trimmed += len(gone)
+            self._shown_trimmed += sum(1 for i in gone if i.text or i.unheard)
+            del self.items[:len(gone)]
+
+    def _window_drop(self, shown: int) -> int:
+        """How many of the `shown` items kept here (those with text or unheard words, in order) are left out
+        of the LLM's history window (`history_window_drop`), counted over the whole conversation: items
+        trimmed by `session_max_items` count too, so past it the window's start still moves only every
+        `history_drop_items` items (counted on the kept items alone, it moved with every item: review15)."""
+        trimmed = self._shown_trimmed
+        return max(0, history_window_drop(trimmed + shown, self.config.history_max_items,
+                                          self.config.history_drop_items) - trimmed)
 
     def remember(self, item: Item) -> None:
         """Store an item for this user, off the critical path; learn the facts it states."""
@@ -7690,7 +7702,6 @@ class Session:
         `next_turn`: in the window the next user item will leave (`_read_next_window`)."""
         messages: list[dict[str, str]] = []
         starts: list[Item] = []
-        limit = self.config.history_max_items
         # A reply cut off before the user heard any of it is, for the LLM, the reply it had to say (`unheard`):
         # left out, the question it answered and the user's next words became one message, and the 1.5B
         # answered the older question again ("The capital of Italy is Rome." to "Do you remember my name?");
@@ -7703,7 +7714,7 @@ class Session:
         items = [i for i in self.items if i.text or (mark_unanswered and i.unheard)]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
-        items = items[history_window_drop(len(items) + next_turn, limit, self.config.history_drop_items):]
+        items = items[self._window_drop(len(items) + next_turn):]
         openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
         for n, item in enumerate(items):
             text = item.text or item.unheard
@@ -7738,8 +7749,7 @@ class Session:
         user item will find it, up to that item (`_read_next_window`)."""
         history, starts = self._history_messages(pending_user_text, next_turn=next_turn)
         shown = sum(1 for item in self.items if item.text or item.unheard) + bool(pending_user_text or next_turn)
-        gone = self._items_trimmed + history_window_drop(shown, self.config.history_max_items,
-                                                         self.config.history_drop_items)  # out of the window
+        gone = self._shown_trimmed + self._window_drop(shown)  # out of the window, over the conversation
         last_said = pending_user_text or self._last_user_text()
         chinese = self.user_memory.in_chinese(last_said)
         block, facts_in_block = self._memory_for_llm(gone, chinese)
@@ -8003,8 +8013,7 @@ class Session:
         if not c.llm_read_next_window or self._closing:
             return
         shown = sum(1 for item in self.items if item.text or item.unheard)
-        if history_window_drop(shown + 1, c.history_max_items, c.history_drop_items) == history_window_drop(
-                shown, c.history_max_items, c.history_drop_items):
+        if self._window_drop(shown + 1) == self._window_drop(shown):
             return
         if self._partial_read is None or self._partial_read.done():
             self._partial_read = self.prime_llm(messages=self.llm_messages(next_turn=True))

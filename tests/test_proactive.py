@@ -792,6 +792,19 @@ async def test_the_history_window_moves_every_history_drop_items(scripted, drop,
     assert all(len([m for m in r if m["role"] != "system"]) <= 6 for r in replies)
 
 
+async def test_past_session_max_items_the_history_window_still_moves_every_history_drop_items(scripted):
+    """A session keeps at most `session_max_items` items in RAM; the window's moves are counted over the whole
+    conversation, so past that bound it still moves every `history_drop_items` items, not with every item
+    (review15: counted on the kept items, from there on every reply read its whole history again)."""
+    h = await scripted(history_max_items=6, history_drop_items=4, session_max_items=10)
+    c = await h.connect()
+    for n in range(12):  # the session holds 10 items from the 6th turn on
+        await c.turn(f"Question number {n}.")
+    replies = [m for m in RECORDED if m[-1]["role"] == "user"]
+    moved = [n for n in range(1, 12) if replies[n][:len(replies[n - 1])] != replies[n - 1]]
+    assert moved == [3, 5, 7, 9, 11]
+
+
 PRIMED: list[list[dict[str, str]]] = []  # what the priming LLM was asked to read ahead
 
 
