@@ -1479,12 +1479,16 @@ class PredictiveTurnDetector(TurnDetector):
         `turn_open_clause`), "unsure words" (the words say done, the ASR is unsure of them), "unsure last
         word" (... of their last word), "sure words" (the audio says unfinished, or its "done" does not count for
         this speaker, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say
-        done, but Smart Turn's "done" does not count for this speaker: `audio_trusted`) or "max"."""
+        done, or the audio alone with no words to go by, but Smart Turn's "done" does not count for this
+        speaker: `audio_trusted`) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
-        if self.text_prob is None:
-            return ("audio only", self.audio_only_silence_ms) if votes[0] else ("max", self.silence_ms)
+        if self.text_prob is None:  # no words to go by: Smart Turn alone, unless its "done" says little here
+            if not votes[0]:
+                return "max", self.silence_ms
+            return ("audio only", self.audio_only_silence_ms) if self.audio_trusted() else \
+                ("audio not trusted", self.unsure_silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
         unsure = None  # why the ASR is unsure of the words that say done
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:

@@ -359,6 +359,8 @@ def test_smart_turns_done_does_not_count_for_a_speaker_whose_finished_turns_it_c
     trust = dict(turn_audio_trust_turns=4, turn_audio_trust_min_turns=3, turn_audio_trust_min_done=0.5)
     assert turns(predictive(**trust), flat, agree) == (20 + 29, "audio not trusted")  # 900 ms: unsure, not 270
     assert turns(predictive(**trust), flat, dict(agree, text_words="Do you like music?")) == (20 + 19, "sure words")
+    assert turns(predictive(**trust), flat, {"audio_prob": 0.9}) == (20 + 29, "audio not trusted")  # no words
+    assert turns(predictive(**trust), [0.9, 0.9, 0.2, 0.9], {"audio_prob": 0.9}) == (20 + 14, "audio only")
     assert turns(predictive(**trust), [0.9, 0.9, 0.2, 0.9], agree) == (20 + 8, "done")  # a voice it hears
     assert turns(predictive(**trust), [0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1], agree) == (20 + 29, "audio not trusted")
     assert turns(predictive(**trust), [0.1, 0.2], agree) == (20 + 8, "done")  # too few turns to tell
