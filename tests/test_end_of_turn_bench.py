@@ -192,6 +192,18 @@ def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
             assert all(3 <= len(s.replace("|", " ").split()) <= 22 for _kind, s in entries)
 
 
+def assert_hesitant_twice_whole_once(samples, entries, whole_kind, prefix):
+    """A later set's samples: each hesitant sentence twice (pause lengths from the first again, named
+    PREFIXn-pauseMS), each whole turn (`whole_kind`) once, with no pause; returns the hesitant samples."""
+    assert len(samples) == sum(1 if kind == whole_kind else 2 for kind, _ in entries)
+    hesitant = [s for s in samples if s.pause]
+    assert [s.name for s in hesitant[:2]] == [f"{prefix}0-pause300", f"{prefix}1-pause500"]
+    whole_only = [s for s in samples if s.kind == whole_kind]
+    assert len(whole_only) == sum(kind == whole_kind for kind, _ in entries)
+    assert all(s.pause is None and s.name.endswith("-whole") and s.end_ms > 300 for s in whole_only)
+    return hesitant
+
+
 def test_the_fourth_set_runs_only_when_asked_and_its_whole_turns_are_spoken_whole_only(monkeypatch, capsys):
     """`--sentences` still defaults to the first two sets; asked for, the fourth's hesitations get the pause lengths
     from the first again and its whole turns ("finished") one sample each with no pause, every kind a group of its
@@ -203,13 +215,7 @@ def test_the_fourth_set_runs_only_when_asked_and_its_whole_turns_are_spoken_whol
     assert "(default: ['old', 'new'])" in " ".join(capsys.readouterr().out.split())
     samples = eot.make_set("zh-espeak", -40.0, parts=("third", "fourth"))
     fourth = [s for s in samples if s.part == "fourth"]
-    entries = eot.FOURTH_SENTENCES["zh"]
-    assert len(fourth) == sum(1 if kind == "finished" else 2 for kind, _ in entries)
-    hesitant = [s for s in fourth if s.pause]
-    assert [s.name for s in hesitant[:2]] == ["zh-espeak-fourth0-pause300", "zh-espeak-fourth1-pause500"]
-    whole_only = [s for s in fourth if s.kind == "finished"]
-    assert len(whole_only) == sum(kind == "finished" for kind, _ in entries)
-    assert all(s.pause is None and s.name.endswith("-whole") and s.end_ms > 300 for s in whole_only)
+    hesitant = assert_hesitant_twice_whole_once(fourth, eot.FOURTH_SENTENCES["zh"], "finished", "zh-espeak-fourth")
     assert set(eot.groups(samples)) == {"all", "third", "fourth", "third, clause", "third, finished-open",
                                         "fourth, phrase", "fourth, clause", "fourth, finished"}
     stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
@@ -238,13 +244,8 @@ def test_the_third_set_runs_only_when_asked_and_its_whole_turns_are_spoken_whole
     monkeypatch.setattr(eot, "synthesise", fake_speech)
     assert {s.part for s in eot.make_set("en-espeak", -40.0)} == {"old", "new"}
     samples = eot.make_set("en-espeak", -40.0, parts=("third",))
-    entries = eot.THIRD_SENTENCES["en"]
-    assert len(samples) == sum(2 if kind == "clause" else 1 for kind, _ in entries)
-    hesitant = [s for s in samples if s.pause]
-    assert [s.name for s in hesitant[:2]] == ["en-espeak-third0-pause300", "en-espeak-third1-pause500"]
-    whole_only = [s for s in samples if s.kind == "finished-open"]
-    assert len(whole_only) == sum(kind == "finished-open" for kind, _ in entries)
-    assert all(s.pause is None and s.name.endswith("-whole") and s.end_ms > 300 for s in whole_only)
+    hesitant = assert_hesitant_twice_whole_once(samples, eot.THIRD_SENTENCES["en"], "finished-open",
+                                                "en-espeak-third")
     assert set(eot.groups(samples)) == {"all", "third, clause", "third, finished-open"}
     stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
     result = eot.scores(samples, stops)
