@@ -7572,6 +7572,10 @@ class Session:
         return max(0, history_window_drop(trimmed + shown, self.config.history_max_items,
                                           self.config.history_drop_items) - trimmed)
 
+    def _shown_items(self) -> int:
+        """How many of the items kept here the LLM's history shows (text or unheard words: `_window_drop`)."""
+        return sum(1 for item in self.items if item.text or item.unheard)
+
     def remember(self, item: Item) -> None:
         """Store an item for this user, off the critical path; learn the facts it states."""
         if not item.text:
@@ -7752,7 +7756,7 @@ class Session:
         the history (0: all in the window; a strategy's `history_setting`). `next_turn`: the prompt as the next
         user item will find it, up to that item (`_read_next_window`)."""
         history, starts = self._history_messages(pending_user_text, next_turn=next_turn)
-        shown = sum(1 for item in self.items if item.text or item.unheard) + bool(pending_user_text or next_turn)
+        shown = self._shown_items() + bool(pending_user_text or next_turn)
         gone = self._shown_trimmed + self._window_drop(shown)  # out of the window, over the conversation
         last_said = pending_user_text or self._last_user_text()
         chinese = self.user_memory.in_chinese(last_said)
@@ -8016,7 +8020,7 @@ class Session:
         c = self.config
         if not c.llm_read_next_window or self._closing:
             return
-        shown = sum(1 for item in self.items if item.text or item.unheard)
+        shown = self._shown_items()
         if self._window_drop(shown + 1) == self._window_drop(shown):
             return
         if self._partial_read is None or self._partial_read.done():
