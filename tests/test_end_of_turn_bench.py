@@ -1,7 +1,7 @@
 """benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
 went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
-four sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the first
-two, the fourth from the first three, both run only when asked)."""
+five sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the first
+two, the fourth from the first three, the fifth from the first four, these three run only when asked)."""
 
 from __future__ import annotations
 
@@ -165,18 +165,52 @@ def earlier_sets(lang: str, sets: list[list[str]]) -> list[list[str]]:
     return [units(part) for sentences in sets for s in sentences for part in {s.replace("|", " "), s.split("|")[0]}]
 
 
+def assert_apart(entries: list[tuple[str, str]], judge_texts: list[list[str]], earlier: list[list[str]], lang: str
+                 ) -> None:
+    """A held-out set is no near copy of a text under data/, of a sentence or first half of the `earlier` sets'
+    sentences, nor of another of its own sentences."""
+    assert near_copies(entries, judge_texts) == [], lang
+    assert near_copies(entries, earlier_sets(lang, earlier)) == [], lang
+    for i, entry in enumerate(entries):  # each against the rest of its own set
+        rest = earlier_sets(lang, [[s for k, (_kind, s) in enumerate(entries) if k != i]])
+        assert near_copies([entry], rest) == [], (lang, entry)
+
+
 def test_the_fourth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_three_sets(judge_texts):
     """The fourth set (run once at the end, after fixes were tuned on the second and judged on the third) is as far
     from data/ as the third, short whole turns included, and as far from every sentence of the first three sets
     and their first halves; no two of its own sentences are near copies of each other either."""
     for lang, entries in eot.FOURTH_SENTENCES.items():
-        assert near_copies(entries, judge_texts) == [], lang
-        others = earlier_sets(lang, [eot.SENTENCES[lang], [s for _kind, s in eot.NEW_SENTENCES[lang]],
-                                     [s for _kind, s in eot.THIRD_SENTENCES[lang]]])
-        assert near_copies(entries, others) == [], lang
-        for i, entry in enumerate(entries):  # each against the rest of its own set
-            rest = earlier_sets(lang, [[s for k, (_kind, s) in enumerate(entries) if k != i]])
-            assert near_copies([entry], rest) == [], (lang, entry)
+        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], [s for _kind, s in eot.NEW_SENTENCES[lang]],
+                                            [s for _kind, s in eot.THIRD_SENTENCES[lang]]], lang)
+
+
+def test_the_fifth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_four_sets(judge_texts):
+    """The fifth set (run once at the end, after fixes were tuned on the second to fourth) is as far from data/ as the
+    fourth, short whole turns included, and as far from every sentence of the first four sets and their first
+    halves; no two of its own sentences are near copies of each other either."""
+    for lang, entries in eot.FIFTH_SENTENCES.items():
+        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], *([s for _kind, s in later[lang]] for later in (
+            eot.NEW_SENTENCES, eot.THIRD_SENTENCES, eot.FOURTH_SENTENCES))], lang)
+
+
+def test_the_fifth_set_has_the_kinds_and_sizes_it_was_written_with():
+    """At least 35 hesitations inside a phrase, 35 at a clause boundary and 35 whole turns a language, 15 of the whole
+    turns beginning or ending like unfinished ones; each hesitation has one "|", each whole turn none; an English
+    sentence has 2-23 words, at least 8 hesitant ones 15 or more with the pause past their middle."""
+    open_start = re.compile(r"^((so|and|but|or|then|because|if|unless|since|when|which is|until|as long as)\b|然后|"
+                            r"所以|因为|但是|而且|就是|如果|除非|等我|从|还有|不然|只要|或者|可是|那就)", re.IGNORECASE)
+    for lang, entries in eot.FIFTH_SENTENCES.items():
+        by_kind = {kind: [s for k, s in entries if k == kind] for kind in ("phrase", "clause", "finished")}
+        assert all(len(chosen) >= 35 for chosen in by_kind.values()), lang
+        assert sum(map(len, by_kind.values())) == len(entries), lang
+        assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
+        assert not any("|" in s for s in by_kind["finished"]), lang
+        assert sum(bool(open_start.match(s)) or s.endswith(", so.") for s in by_kind["finished"]) >= 15, lang
+        if lang == "en":
+            assert all(2 <= len(s.replace("|", " ").split()) <= 23 for _kind, s in entries)
+            assert sum(len(s.replace("|", " ").split()) >= 15 and len(s.split("|")[0].split()) > len(s.split())
+                       / 2 for s in by_kind["phrase"] + by_kind["clause"]) >= 8
 
 
 def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
@@ -214,6 +248,7 @@ def test_the_fourth_set_runs_only_when_asked_and_its_whole_turns_are_spoken_whol
         eot.main()
     assert "(default: ['old', 'new'])" in " ".join(capsys.readouterr().out.split())
     samples = eot.make_set("zh-espeak", -40.0, parts=("third", "fourth"))
+    assert {s.part for s in samples} == {"third", "fourth"}  # not the fifth, not asked for
     fourth = [s for s in samples if s.part == "fourth"]
     hesitant = assert_hesitant_twice_whole_once(fourth, eot.FOURTH_SENTENCES["zh"], "finished", "zh-espeak-fourth")
     assert set(eot.groups(samples)) == {"all", "third", "fourth", "third, clause", "third, finished-open",
@@ -339,3 +374,22 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
         ends[label] = stops[0] - whole.end_ms
     assert abs(ends["trust"] - config.turn_unsure_silence_ms) <= 60, ends
     assert ends["off"] < config.turn_done_silence_ms + 200, ends
+
+
+def test_the_fifth_set_runs_only_when_asked_and_is_scored_apart(monkeypatch):
+    """Asked for with the fourth, the fifth's hesitations get the pause lengths from the first again (named
+    -fifthN-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from
+    the fourth: latency only for the whole turns."""
+    monkeypatch.setattr(eot, "synthesise", fake_speech)
+    assert "fifth" in eot.PARTS and "fifth" not in eot.DEFAULT_PARTS
+    samples = eot.make_set("en-espeak", -40.0, parts=("fourth", "fifth"))
+    fifth = [s for s in samples if s.part == "fifth"]
+    hesitant = assert_hesitant_twice_whole_once(fifth, eot.FIFTH_SENTENCES["en"], "finished", "en-espeak-fifth")
+    assert set(eot.groups(samples)) == {"all", "fourth", "fifth", "fourth, phrase", "fourth, clause",
+                                        "fourth, finished", "fifth, phrase", "fifth, clause", "fifth, finished"}
+    stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
+    result = eot.scores(samples, stops)
+    assert result["fifth, finished"].pauses_n == 0
+    assert result["fifth, finished"].latency_ms == pytest.approx(100)
+    assert result["fifth"].pauses_n == len(hesitant) and result["fifth"].fcr == 0.0
+    assert sum(s.pause_ms <= 1000 for s in hesitant) >= 56
