@@ -596,6 +596,30 @@ class Config(BaseModel):
     guided_max_tokens: int = Field(48, ge=1, le=8192)
     """Token budget of the LLM's continuation after a refuse, deflect, interrupt or proactive opener: one
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
+    yield_words: list[str] = [
+        "stop", "stop it", "stop talking", "stop there", "wait", "hold on", "hang on", "hold up", "pause", "enough",
+        "that's enough", "that is enough", "quiet", "be quiet", "shush", "shh", "no", "nope", "please", "sorry",
+        "just", "now", "a second", "a sec", "a minute", "a moment", "one second", "one sec", "one moment",
+        "停", "停下", "停下来", "停一下", "等等", "等一下", "等一等", "等一会", "等一会儿", "等会", "等会儿", "打住",
+        "慢着", "别说了", "别说", "闭嘴", "安静", "安静点", "够了", "好了", "行了", "你", "先", "请", "吧", "了", "啊",
+        "停下來", "等一會", "等一會兒", "等會", "等會兒", "慢著", "別說了", "別說", "閉嘴", "夠了"]
+    """Words (and phrases) that ask the bot to stop or to wait, with the fillers such a request carries
+    ("please", "just", 吧), compared as `backchannel_words` are. A user turn that cut the bot off (spoken over
+    its reply, or typed while it spoke) and holds one of these and nothing else but backchannel words and
+    `barge_in_function_words` ("Stop.", "Okay, stop it.", "Hold on.", "Wait a second.", 停, 你先别说了) gets the
+    yield strategy (a short acknowledgement, `yield_template_en`, then the bot listens) when the judge calls it
+    a plain reply: the judge was not trained on requests to stop, and the 1.5B answered them as requests
+    ("Stop." -> "I'm sorry, I can't assist with that."; "Wait." -> 7 s asking for more details:
+    benchmarks/after_interruption.py, docs/latency.md). Anything else ("No, I meant London.", "Wait, what do you
+    mean?", "What's the capital of Peru?") is answered. Not the same list as `barge_in_stop_words`, which says
+    when speech over the bot cuts it ("hey", "listen", 不对 ask for the floor, and the user goes on). []: off."""
+    yield_template_en: str = "Okay."
+    """What the bot says when it gives way to an English speaker's request to stop or wait (`yield_words`);
+    nothing follows it: the bot listens."""
+    yield_template_zh: str = "好的。"
+    """What the bot says when it gives way to a Chinese speaker's request to stop or wait."""
+    yield_max_tokens: int = Field(0, ge=0, le=8192)
+    """Token budget of the LLM after the yield acknowledgement (0: the acknowledgement alone, no LLM call)."""
     block_temporary_s: int = Field(600, ge=1, le=10**8)
     """How long a temporary block lasts."""
     block_permanent_after: int = Field(3, ge=0, le=1000)

