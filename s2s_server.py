@@ -1778,7 +1778,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     a hearing with a word after it, which counts at once ("Well, act": that hearing's words meet `before`), or
     for `barge_in_max_hold_ms` of speech (`Session._on_frame`), and is a backchannel when the speech ends with
     it: the bot goes on and the word gets no reply ("Lena!", "Five.", "Sorry." alone too). A request to stop
-    ("Nope.", "Enough.") and a question ("What?") count alone."""
+    ("Nope.", "Enough.") and a question ("What?") count alone, and so does a word that opens a turn and is no
+    listener's reaction (`barge_in_turn_openers`: "Excuse" of "excuse me")."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -1794,7 +1795,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         heard = {word for word in heard if not _CJK.search(word) or stop and not content_words(word, stops)}
     words = heard if logprob is None or logprob >= least else set()
     if config.barge_in_one_word_waits and one_word(text, config) and "?" not in text and \
-            not (stop and content_words(text, [*no_content, *config.barge_in_attention_words])):
+            not (stop and content_words(text, [*no_content, *config.barge_in_attention_words])) and \
+            content_words(text, [*no_content, *config.barge_in_turn_openers]):
         return ("backchannel" if ended else "wait"), words  # "Well Well Well" for "wow": a word more must come
     foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
     if config.barge_in_backchannel_extends and not stop and heard_words(previous, config) \

