@@ -226,6 +226,15 @@ class Config(BaseModel):
     clip, hibari's "excuse me" (heard "Excuse Excuse Excuse" at -0.36 a pass or two before "me"; its slowest
     timing 960 -> 710 ms), and the decision p50 550 -> 520 ms, no false barge-in added (1 of 74 either way);
     "but" and "actually" moved none, and are not in the list. []: none."""
+    barge_in_one_word_answers: bool = True
+    """words: when the last whole clause of the reply the user has heard is a question ("What's your name?"),
+    one word alone over the rest ("Lena.", "Five.") may be its answer: it counts as any other word instead of
+    waiting for a word after it (`barge_in_one_word_waits`); not a request to stop ("Hey") nor
+    `barge_in_not_answers` ("Well"). false: it waits there too."""
+    barge_in_not_answers: list[str] = ["well", "so"]
+    """words: words that start an answer and are none alone: after the bot's question (`barge_in_one_word_answers`)
+    one of them heard alone still waits for the word after it. Whisper base hears hibari's "wow" as "Well Well
+    Well" at -0.61 (benchmarks/backchannel_clips.py). []: none."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on

