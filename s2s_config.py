@@ -234,7 +234,8 @@ class Config(BaseModel):
     barge_in_not_answers: list[str] = ["well", "so"]
     """words: words that start an answer and are none alone: after the bot's question (`barge_in_one_word_answers`)
     one of them heard alone still waits for the word after it. Whisper base hears hibari's "wow" as "Well Well
-    Well" at -0.61 (benchmarks/backchannel_clips.py). []: none."""
+    Well" at -0.61: on benchmarks/backchannel_clips.py --after-question (2026-12-02 06:10) [] cut it, false
+    barge-ins 1 -> 3 of 74 clips; "so" is in for the same reason, no clip hears it. []: none."""
     barge_in_max_hold_ms: int = Field(900, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) barges in when its latest hearing surely heard a
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
