@@ -1824,14 +1824,21 @@ def asks_to_stop(content: list[str], text: str, config: Any) -> bool:
     return not content_words(text, no_content_or_stop(config))
 
 
+def asks_a_question(text: str) -> bool:
+    """Whether text ends a question: its closing marks hold "?" or "？" ("Your name?", "Really?!", "(...?)",
+    "Ready? 😊")."""
+    closing = re.search(r"[?？.。!！]+[^\w?？.。!！]*$", text)
+    return closing is not None and ("?" in closing.group() or "？" in closing.group())
+
+
 def only_asks_to_stop(text: str, config: Any) -> bool:
     """Whether a user's turn asks the bot to stop or wait and says nothing else: it has a word of
-    `yield_words` ("stop", "wait", "hold on", "be quiet", 停, 别说了) and no word besides them, the
-    backchannel words and the words that say nothing alone ("Okay, stop.", "Stop it, please.", 你先别说了);
-    not "No, I meant London.", "Wait, what do you mean?" (content to answer)."""
-    without = words_without_content(config)
-    return bool(config.yield_words) and bool(content_words(text, without)) \
-        and not content_words(text, [*without, *config.yield_words])
+    `yield_words` ("stop", "wait", "hold on", "be quiet", 停, 别说了) and no word besides them, `yield_fillers`,
+    the backchannel words and the words that say nothing alone ("Okay, stop.", "Stop it, please.", 你先别说了);
+    not "No, I meant London.", "Wait, what do you mean?" (content to answer), nor fillers alone ("Please.")."""
+    fillers = [*words_without_content(config), *config.yield_fillers]
+    return bool(config.yield_words) and bool(content_words(text, fillers)) \
+        and not content_words(text, [*fillers, *config.yield_words])
 
 
 def no_content_or_stop(config: Any) -> list[str]:
@@ -5950,6 +5957,7 @@ class Moment:
     bot_active: bool = False  # the bot is generating, or its audio is still playing
     spoke_first_in_row: int = 0  # times the bot spoke first since the user last spoke or typed
     cut_the_bot_off: bool = False  # these words (spoken over it, or typed) stopped the bot's reply
+    told_to_stop: bool = False  # the bot gave way to a request to stop (yield) and the user has not spoken since
 
 
 @dataclass(frozen=True)
@@ -5997,9 +6005,11 @@ class Policy(Component):
 class DefaultPolicy(Policy):
     """The paper's rules: act on the judgement when the strategy is switched on (reply otherwise; block only
     at `block_min_confidence`, silence below it), cut in at `interrupt_min_confidence`, speak first after
-    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row. Besides, words that cut the bot
-    off and only ask it to stop or wait ("Stop.", "Hold on.", 别说了; `yield_words`), which the judge calls a
-    plain reply, get the yield strategy: a short acknowledgement (`yield_template_en`), then the bot listens."""
+    `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row, and never after it gave way to a
+    request to stop until the user speaks again. Besides, words that cut the bot off and only ask it to stop or
+    wait ("Stop.", "Hold on.", 别说了; `yield_words`), which the judge calls a plain reply, get the yield
+    strategy: a short acknowledgement (`yield_template_en`), then the bot listens. The yield needs no
+    proactivity (it is turn-taking, not the bot's initiative), only the strategy switched on."""
 
     name = "default"
 
@@ -6013,7 +6023,7 @@ class DefaultPolicy(Policy):
             return Plan("reply", f"{action} does not answer a completed turn; replying")
         if not self.allows(action, moment):
             return Plan("reply", f"{action} is switched off; replying")
-        if action == "reply" and moment.cut_the_bot_off and self.allows("yield", moment) \
+        if action == "reply" and moment.cut_the_bot_off and "yield" in moment.strategies \
                 and only_asks_to_stop(moment.text, self.config):
             return Plan("yield", f"{moment.text[:40]!r} cut the bot off to stop it (yield_words); the judge said "
                                  f"reply: {judgement.reason}", judgement.confidence)
@@ -6033,7 +6043,7 @@ class DefaultPolicy(Policy):
         return Plan(None, judgement.reason, judgement.confidence)
 
     def quiet_after_s(self, moment: Moment) -> float | None:
-        if (self.config.proactive_idle_s and moment.proactive
+        if (self.config.proactive_idle_s and moment.proactive and not moment.told_to_stop
                 and moment.spoke_first_in_row < self.config.proactive_max_in_row):
             return self.config.proactive_idle_s
         return None
@@ -6163,6 +6173,18 @@ class PlaybackClock:
     def heard_ms(self, audio_end_ms: float, finished: bool) -> float:
         """What a client's truncate (`audio_end_ms` played) means: never more than was sent, once sending ended."""
         return min(audio_end_ms, self.sent_ms) if finished else audio_end_ms
+
+    def heard_clauses(self, played_ms: float, finished: bool) -> list[str]:
+        """The clauses the client has played whole by `played_ms`, in order. A clause's text goes out before its
+        audio, so the newest one is whole only once the reply has sent all of its audio (`finished`)."""
+        heard = []
+        for i, (start, clause) in enumerate(self.spans):
+            last = i + 1 == len(self.spans)
+            end = self.sent_ms if last else self.spans[i + 1][0]
+            if (last and not finished) or end <= start or end > played_ms:
+                break
+            heard.append(clause)
+        return heard
 
     def text_until(self, audio_ms: float) -> str:
         """The words spoken in the first `audio_ms` of audio: whole clauses, then a share of the next equal to
@@ -6347,6 +6369,7 @@ class Foresight:
     history: list[dict[str, str]]  # the conversation as the judge saw it, these words included
     task: asyncio.Task[Judgement]
     ahead: AheadReply | None = None  # the planned reply, generated ahead (`llm_ahead`)
+    item_id: str | None = None  # the user item these words will be (`Session._speech_item_id` when judged)
 
     def cancel(self) -> None:
         self.task.cancel()
@@ -6445,6 +6468,8 @@ class Session:
         self._ptt_audio: list[np.ndarray] = []  # push-to-talk buffer (turn_detection: null)
         self._speech_item_id: str | None = None  # item id announced by speech_started
         self._cut_by: str | None = None  # the user item whose words (spoken or typed) last stopped a reply
+        self._ptt_cut = False  # the push-to-talk buffer's first audio stopped a reply
+        self._yielded = False  # the bot gave way to a request to stop (yield) and the user has not spoken since
         self._last_voiced_at_ms = 0.0
         self._speculative: Speculative | None = None  # the transcript at the last pause
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
@@ -6819,6 +6844,7 @@ class Session:
             raise ProtocolError("input_audio_buffer_full", f"push-to-talk buffer holds {self.config.max_utterance_ms}"
                                 " ms at most; commit or clear it", event_id)
         if not self._ptt_audio and self.bot_active() and self.settings.interrupt_response:
+            self._ptt_cut = True  # the turn this buffer becomes stopped a reply (yield)
             self.barge_in("turn_detected")  # pressing to talk interrupts the bot
         self._ptt_audio.append(pcm16k)
 
@@ -6955,15 +6981,11 @@ class Session:
             self._check_held()  # more audio came while this hearing ran: hear it now
 
     def _bot_just_asked(self) -> bool:
-        """Whether the last whole clause of the bot's newest reply that the user has heard (played by now) is a
-        question (ends in "?" or "？"): what they say over the rest may be its answer."""
+        """Whether the last whole clause of the bot's newest reply that the user has heard is a question
+        (`asks_a_question`): what they say over the rest may be its answer."""
         r = self.last_response
-        if r is None:
-            return False
-        played, clock = r.clock.played_ms(now_ms()), r.clock
-        heard = [clause for i, (_, clause) in enumerate(clock.spans)
-                 if (clock.spans[i + 1][0] if i + 1 < len(clock.spans) else clock.sent_ms) <= played]
-        return bool(heard) and heard[-1].rstrip().endswith(("?", "？"))
+        heard = r.clock.heard_clauses(r.clock.played_ms(now_ms()), r.status != "in_progress") if r else []
+        return bool(heard) and asks_a_question(heard[-1])
 
     def _last_user_text(self) -> str:
         """The user's last words in this conversation ("" before they said anything)."""
@@ -6985,9 +7007,10 @@ class Session:
         self._user_active()
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(held.onset.at_ms),
                                item_id=self._speech_item_id))
-        if self.bot_active() and self.settings.interrupt_response:
-            self._cut_by = self._speech_item_id  # the policy knows these words stopped the reply (yield)
-            self.barge_in("turn_detected")
+        if self.settings.interrupt_response:  # the speech began over the bot: these words stopped it (yield),
+            self._cut_by = self._speech_item_id  # even when its playback ended while they were heard
+            if self.bot_active():
+                self.barge_in("turn_detected")
         self._set_state(State.LISTENING)
         if held.stopped is not None:
             self._on_speech_stopped(held.stopped, endpoint_ms=None)
@@ -7098,6 +7121,8 @@ class Session:
                                 "is needed", event.event_id)
         turn = Turn(Item(new_id("item"), "user", status="in_progress", source="audio"),
                     voice_end_at_ms=now_ms(), audio=audio)
+        if self._ptt_cut:
+            self._cut_by, self._ptt_cut = turn.item.id, False
         self._commit(turn, None)
 
     def _commit(self, turn: Turn, speculative: asyncio.Task[str] | None) -> None:
@@ -7146,7 +7171,7 @@ class Session:
         reading = None if self.config.llm_ahead else self.prime_llm(messages=words)
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
-        self._foresight = Foresight(text, history, task)
+        self._foresight = Foresight(text, history, task, item_id=self._speech_item_id)
         self.spawn(self._plan_ahead(self._foresight, words, reading), "llm-plan-ahead")
 
     async def _plan_ahead(self, foresight: Foresight, words: list[dict[str, str]],
@@ -7159,7 +7184,7 @@ class Session:
             await asyncio.shield(reading)
         if self._foresight is not foresight or self._closing:
             return
-        plan = self.policy.on_turn(judgement, self.moment(foresight.text))
+        plan = self.policy.on_turn(judgement, self.moment(foresight.text, foresight.item_id))
         row = STRATEGIES.get(plan.strategy or "")
         if row is not None and row.speaks and not row.ends_session and (budget := row.max_tokens(self.config)) > 0:
             _opener, messages = self._reply_messages(row, foresight.text, pending_user_text=foresight.text)
@@ -7372,6 +7397,7 @@ class Session:
         assert turn.item is not None
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
+        self._yielded = plan.strategy == "yield"  # told to stop: no speaking first until the user speaks again
         if strategy is not None and strategy.speaks and not strategy.ends_session:
             if self._held_writes is None:  # (a list still waiting for the gate keeps its order)
                 self._held_writes = []  # the turn is stored once its reply's first audio is out (or it ends)
@@ -7400,7 +7426,8 @@ class Session:
         the speech going on now)."""
         cut = self._cut_by is not None and self._cut_by == (item_id or self._speech_item_id)
         return Moment(text=text, proactive=self.settings.proactive, strategies=self.settings.strategies,
-                      bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row, cut_the_bot_off=cut)
+                      bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row, cut_the_bot_off=cut,
+                      told_to_stop=self._yielded)
 
     async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
         """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).
@@ -7422,6 +7449,7 @@ class Session:
     def _user_active(self) -> None:
         """The user spoke or typed: the bot stops waiting to speak first."""
         self._proactive_in_row = 0
+        self._yielded = False
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._idle_timer = None

