@@ -1198,12 +1198,15 @@ class PredictiveTurnDetector(TurnDetector):
     ends after:
       - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
         `turn_audio_threshold` and text at least `turn_text_threshold`, its words heard at least as surely
-        as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
+        as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`) and the
+        text head is sure of it (at least `turn_done_text_threshold`; under it, rule "weak words": the unsure
+        wait, or the sure-words wait for very sure words);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_sure_words_silence_ms` when the audio says unfinished but the words are very sure they are a
         finished turn (rule "sure words": the text head at least `turn_sure_words_threshold`, the words ending in
         one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
-        clause): Smart Turn calls flat voices' finished questions unfinished;
+        clause): Smart Turn calls flat voices' finished questions unfinished (not where Smart Turn is known to
+        hear the speaker, `audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`);
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
         unsure of them or of their last word, or both say done but Smart Turn's "done" does not count for this
         speaker (rule "audio not trusted": it called fewer than `turn_audio_trust_min_done` of the ends of their
@@ -1505,12 +1508,13 @@ class PredictiveTurnDetector(TurnDetector):
 
     def rule(self) -> tuple[str, float]:
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
-        "audio only", "unsure", "open clause" (the text head says done, but the words are an open clause:
-        `turn_open_clause`), "unsure words" (the words say done, the ASR is unsure of them), "unsure last
-        word" (... of their last word), "sure words" (the audio says unfinished, or its "done" does not count for
-        this speaker, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say
-        done, or the audio alone with no words to go by, but Smart Turn's "done" does not count for this
-        speaker: `audio_trusted`) or "max"."""
+        "audio only", "unsure", "weak words" (both say done, but the text head under `turn_done_text_threshold`),
+        "open clause" (the text head says done, but the words are an open clause: `turn_open_clause`), "unsure
+        words" (the words say done, the ASR is unsure of them), "unsure last word" (... of their last word), "sure
+        words" (the audio says unfinished, its "done" does not count for this speaker, or the head's "done" is
+        weak, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say done,
+        or the audio alone with no words to go by, but Smart Turn's "done" does not count for this speaker:
+        `audio_trusted`) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
