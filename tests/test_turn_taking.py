@@ -1003,6 +1003,41 @@ async def test_a_hesitation_after_a_first_half_that_is_a_whole_sentence_yields_o
         assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
 
 
+@pytest.mark.parametrize("overrule", [False, True])
+async def test_in_a_voice_smart_turn_hears_its_unfinished_holds_a_hesitation_that_whisper_heard_as_a_question(
+        make_server, overrule):
+    """hibari's natural voice: Smart Turn calls the ends of its finished sentences done, so after three of them it is
+    known to hear this speaker (`audio_known_good`). "Could you dim the lights in | the living room?" left for 1 s
+    after "in", sent at real time: Whisper hears "Could you dim the lights?" there (the fake ASR gives those words
+    for every transcript), the text head a finished question (about 0.67) and Smart Turn an unfinished sentence
+    (about 0.14). Its "unfinished" is no longer overruled by the very sure words, so the pause waits the unsure 1.2 s
+    and the sentence stays one turn; with `turn_sure_words_overrule_trusted_audio` (as before 2026-12-02 07:00) the
+    sure-words 600 ms ended the turn inside the pause."""
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Could you dim the lights?", judge="sft",
+                          turn_sure_words_overrule_trusted_audio=overrule)
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    sent_ms = 0.0  # the session's audio clock
+    for n, sentence in enumerate(["Could you turn on the radio?", "Could you close the kitchen window?",
+                                  "Could you turn the heating down?"]):
+        # at once, with less silence than the maximum: the turn ends on the opinions, so Smart Turn's is kept
+        audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(1500, 16000)])
+        await c.append_audio(audio, 16000, frame_ms=20)
+        sent_ms += len(audio) / 16
+        await c.wait_for("s2s.judgement", lambda e: e["stage"] == "complete")
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+        assert c.types().count("input_audio_buffer.committed") == n + 1
+    detector = next(iter(h.server.sessions.values())).detector
+    assert detector.audio_known_good(), list(detector.audio_at_ends)  # done at every end
+    whole = hibari_speech("Could you dim the lights in the living room?")
+    cut = word_boundary(whole, hibari_speech("Could you dim the lights in"))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    stopped = await c.wait_for("input_audio_buffer.speech_stopped")  # the next end of a turn
+    after_the_pause = stopped["audio_end_ms"] >= sent_ms + 300 + cut / 16 + 1000 + 300
+    assert after_the_pause == (not overrule), (stopped, sent_ms, cut / 16)
+
+
 async def test_a_hesitation_in_a_voice_whose_ends_smart_turn_calls_unfinished_yields_one_turn(make_server, speech_dir):
     """espeak-ng's flat voice: Smart Turn calls the ends of its finished sentences unfinished ("I left my keys on
     the kitchen counter again." about 0.1) and its pauses inside a sentence finished ("The neighbours are having
