@@ -1198,12 +1198,15 @@ class PredictiveTurnDetector(TurnDetector):
     ends after:
       - `turn_done_silence_ms` of silence when the opinions agree the user is done (audio at least
         `turn_audio_threshold` and text at least `turn_text_threshold`, its words heard at least as surely
-        as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`);
+        as `turn_text_min_logprob` and its last word as surely as `turn_text_last_word_min_logprob`) and the
+        text head is sure of it (at least `turn_done_text_threshold`; under it, rule "weak words": the unsure
+        wait, or the sure-words wait for very sure words);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_sure_words_silence_ms` when the audio says unfinished but the words are very sure they are a
         finished turn (rule "sure words": the text head at least `turn_sure_words_threshold`, the words ending in
         one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
-        clause): Smart Turn calls flat voices' finished questions unfinished;
+        clause): Smart Turn calls flat voices' finished questions unfinished (not where Smart Turn is known to
+        hear the speaker, `audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`);
       - `turn_unsure_silence_ms` when exactly one of them says done, or the words say done but the ASR is
         unsure of them or of their last word, or both say done but Smart Turn's "done" does not count for this
         speaker (rule "audio not trusted": it called fewer than `turn_audio_trust_min_done` of the ends of their
@@ -1278,6 +1281,34 @@ class PredictiveTurnDetector(TurnDetector):
         English's sentences ended sooner still (832 ms mean on the set above) but hibari's voice lost 2 of 48
         hesitations (Whisper often ends a first half cut at a pause with a full stop); at a head bar of 0.6 it lost
         none there. [] turns the rule off."""
+        turn_done_text_threshold: float = Field(0.6, ge=0.0, le=1.0)
+        """predictive: the judge's text end-of-turn probability at or above which words that say done (at least
+        `turn_text_threshold`), with a Smart Turn that agrees and counts for this speaker, end the turn after the
+        short `turn_done_silence_ms`. Words the head calls done with less than this are a weak "done" (rule "weak
+        words"): they wait `turn_unsure_silence_ms`, or the sure-words wait when they are very sure
+        (`turn_sure_words_ends`: "How much is a return ticket?"). In hibari's natural voice Smart Turn says done at
+        the pauses after a first half that is a whole sentence and at the ends of finished turns alike (0.95-0.99), and
+        Whisper closes such a half with a full stop or drops the word before the pause and closes it ("The exam is
+        next Thursday. | But ...", "Tell my husband I'm stuck | in ..." heard "Tell my husband I'm stuck."); the text
+        head scores those halves 0.45-0.87 and finished turns 0.19-0.93, so only its low half is weak evidence. On
+        benchmarks/end_of_turn.py (hibari, opinions timed as a quiet machine's, 2026-12-02 06:05) 0.6 held 46 -> 52
+        of the fourth set's 58 hesitations up to 1 s, 26 -> 30 of the third set's 37, 48 of the second set's 48 either
+        way, and moved 12 of 111, 10 of 80 and 7 of 60 whole turns past 700 ms (mean latency of whole turns +88,
+        +114 and +112 ms); 0.55 held 50, 29 and 48 (+55, +78, +80 ms), 0.65 54, 31, 48 (+119, +136, +176 ms)
+        (docs/latency.md, "Weak words in a natural voice"). A voice whose "done" does not count
+        (`turn_audio_trust_min_done`) never reaches this rule. At or below `turn_text_threshold`: off (every "done"
+        of the words is the short path, as before 2026-12-02 07:00)."""
+        turn_sure_words_overrule_trusted_audio: bool = False
+        """predictive: whether very sure words (rule "sure words", `turn_sure_words_ends`) end the turn after
+        `turn_sure_words_silence_ms` when Smart Turn says unfinished in a voice whose turn ends it has called done
+        (at least `turn_audio_trust_min_done` of at least `turn_audio_trust_min_turns` remembered ends: a natural
+        voice). false: there its "unfinished" counts and the words wait `turn_unsure_silence_ms` (rule "unsure"); the
+        rule is for flat voices, whose finished questions Smart Turn calls unfinished, and for a speaker whose
+        voice is not known yet (fewer remembered ends). hibari's "Could you dim the lights in | ..." heard "Could
+        you dim the lights?" (Smart Turn 0.14, text 0.67) ended a 1 s hesitation after 600 ms; on
+        benchmarks/end_of_turn.py's hibari sets false held one more of the fourth set's hesitations and moved one of
+        the second set's 60 whole turns past 700 ms (docs/latency.md, "Weak words in a natural voice"). true: very
+        sure words overrule Smart Turn in every voice, as before 2026-12-02 07:00."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
@@ -1415,6 +1446,8 @@ class PredictiveTurnDetector(TurnDetector):
         self.sure_words_silence_ms, self.sure_words_threshold = (config.turn_sure_words_silence_ms,
                                                                  config.turn_sure_words_threshold)
         self.sure_words_ends = tuple(config.turn_sure_words_ends)
+        self.done_text_threshold = config.turn_done_text_threshold
+        self.sure_words_overrule_trusted_audio = config.turn_sure_words_overrule_trusted_audio
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1475,12 +1508,13 @@ class PredictiveTurnDetector(TurnDetector):
 
     def rule(self) -> tuple[str, float]:
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
-        "audio only", "unsure", "open clause" (the text head says done, but the words are an open clause:
-        `turn_open_clause`), "unsure words" (the words say done, the ASR is unsure of them), "unsure last
-        word" (... of their last word), "sure words" (the audio says unfinished, or its "done" does not count for
-        this speaker, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say
-        done, or the audio alone with no words to go by, but Smart Turn's "done" does not count for this
-        speaker: `audio_trusted`) or "max"."""
+        "audio only", "unsure", "weak words" (both say done, but the text head under `turn_done_text_threshold`),
+        "open clause" (the text head says done, but the words are an open clause: `turn_open_clause`), "unsure
+        words" (the words say done, the ASR is unsure of them), "unsure last word" (... of their last word), "sure
+        words" (the audio says unfinished, its "done" does not count for this speaker, or the head's "done" is
+        weak, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say done,
+        or the audio alone with no words to go by, but Smart Turn's "done" does not count for this speaker:
+        `audio_trusted`) or "max"."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
@@ -1507,9 +1541,13 @@ class PredictiveTurnDetector(TurnDetector):
         if all(votes) and not self.audio_trusted():  # Smart Turn's "done" says little for this speaker: the words
             return ("sure words", self.sure_words_silence_ms) if self.sure_words() else \
                 ("audio not trusted", self.unsure_silence_ms)
-        if all(votes):
+        if all(votes) and self.text_prob >= self.done_text_threshold:
             return "done", self.done_silence_ms
-        if votes[1] and self.sure_words():  # the audio alone says unfinished: very sure words wait less
+        if all(votes):  # a weak "done" of the words: a first half that is a whole sentence scores as much
+            return ("sure words", self.sure_words_silence_ms) if self.sure_words() else \
+                ("weak words", self.unsure_silence_ms)
+        # the audio alone says unfinished: very sure words wait less, unless Smart Turn is known good for this voice
+        if votes[1] and self.sure_words() and (self.sure_words_overrule_trusted_audio or not self.audio_known_good()):
             return "sure words", self.sure_words_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
 
@@ -1528,6 +1566,15 @@ class PredictiveTurnDetector(TurnDetector):
         inside sentences alike: there its "done" is no evidence, and agreeing with the words is no agreement."""
         ends = self.audio_at_ends
         return not self.audio_trust_turns or len(ends) < self.audio_trust_min_turns or \
+            sum(ends) >= self.audio_trust_min_done * len(ends)
+
+    def audio_known_good(self) -> bool:
+        """Is Smart Turn known to hear this speaker: at least `turn_audio_trust_min_turns` of their turn ends
+        remembered, and at least `turn_audio_trust_min_done` of them called done? (`audio_trusted` is also true
+        before enough ends are known; this is not.) Then its "unfinished" is not overruled by very sure words
+        (`turn_sure_words_overrule_trusted_audio`)."""
+        ends = self.audio_at_ends
+        return bool(self.audio_trust_turns) and len(ends) >= self.audio_trust_min_turns and \
             sum(ends) >= self.audio_trust_min_done * len(ends)
 
     def quiet_ms(self) -> float:

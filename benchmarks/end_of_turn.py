@@ -981,9 +981,12 @@ NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 
 NO_SURE_WORDS = "full decision without the sure-words rule (before 2026-12-02 02:00: the unsure wait)"
 NO_AUDIO_TRUST = ("full decision, Smart Turn's done trusted for every voice (before 2026-12-02 04:00: "
                   "turn_audio_trust_turns 0)")
+NO_WEAK_WORDS = ("full decision, every done of the words the short wait and very sure words over a known voice's "
+                 "Smart Turn (before 2026-12-02 07:00: turn_done_text_threshold 0, "
+                 "turn_sure_words_overrule_trusted_audio true)")
 FULL = "full decision (silence + Smart Turn + judge text)"
 BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS,
-           NO_AUDIO_TRUST)  # rows by kind
+           NO_AUDIO_TRUST, NO_WEAK_WORDS)  # rows by kind
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
 
@@ -1308,7 +1311,9 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
              "open_clause_silence_ms": "turn_open_clause_silence_ms",
              "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
              "sure_words_ends": "turn_sure_words_ends", "audio_trust_turns": "turn_audio_trust_turns",
-             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done"}
+             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done",
+             "done_text_threshold": "turn_done_text_threshold",
+             "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio"}
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     if kind == "plain":
@@ -1452,6 +1457,9 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
             variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
         if config.turn_audio_trust_turns and config.turn_audio_trust_min_done > 0:
             variants.append((NO_AUDIO_TRUST, {"audio_trust_turns": 0}))
+        if config.turn_done_text_threshold > config.turn_text_threshold or \
+                not config.turn_sure_words_overrule_trusted_audio:
+            variants.append((NO_WEAK_WORDS, {"done_text_threshold": 0.0, "sure_words_overrule_trusted_audio": True}))
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
             variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
             if config.turn_open_clause_silence_ms != config.turn_unsure_silence_ms:

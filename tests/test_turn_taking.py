@@ -377,6 +377,52 @@ def test_smart_turns_done_does_not_count_for_a_speaker_whose_finished_turns_it_c
     assert turns(detector, [0.1], agree) == (20 + 29, "audio not trusted")
 
 
+def test_a_weak_done_of_the_words_waits_and_a_known_voices_unfinished_is_not_overruled():
+    """Smart Turn says done and counts for this speaker, and the text head says done but under
+    `turn_done_text_threshold` (hibari's "Dinner's nearly ready. | so ...", 0.50): the words are a weak "done" and
+    wait `turn_unsure_silence_ms` (rule "weak words"), or the sure-words wait when they are very sure (a question),
+    not `turn_done_silence_ms`; at the bar or above, or with the bar at `turn_text_threshold` (off), the short wait.
+    Smart Turn says unfinished in a voice whose turn ends it called done (known: `turn_audio_trust_min_turns` ends
+    remembered): very sure words ("Could you dim the lights?" for "Could you dim the lights in | ...") wait the
+    unsure wait, unless `turn_sure_words_overrule_trusted_audio`; before enough ends are known, and in a voice it
+    does not hear, they keep the sure-words wait. Nothing else moves."""
+    weak = {"audio_prob": 0.9, "text_prob": 0.55, "text_words": "Dinner's nearly ready."}
+    bar = dict(turn_done_text_threshold=0.6, turn_sure_words_silence_ms=600, turn_sure_words_threshold=0.5)
+
+    def turns(detector: s2s.PredictiveTurnDetector, audio_probs: list[float], last: dict) -> tuple[int, str]:
+        """Turns whose ends Smart Turn scored `audio_probs` (the words sure and finished), then one with `last`."""
+        frame, out = np.zeros(480, dtype=np.int16), []
+        for opinion in [{"audio_prob": p, "text_prob": 0.9, "text_words": "Thanks."} for p in audio_probs] + [last]:
+            out = []
+            for i, v in enumerate([1] * 20 + [0] * 80):
+                if i == 28:
+                    detector.set_opinion(detector.pause_id, **opinion)
+                out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
+        return out[0]
+
+    assert turns(predictive(**bar), [], weak) == (20 + 29, "weak words")  # 900 ms, not 270
+    assert turns(predictive(**bar), [], dict(weak, text_words="How much is a return ticket?")) == \
+        (20 + 19, "sure words")  # 600 ms
+    assert turns(predictive(**bar), [], dict(weak, text_prob=0.6)) == (20 + 8, "done")
+    assert turns(predictive(**dict(bar, turn_done_text_threshold=0.5)), [], weak) == (20 + 8, "done")  # off
+    assert turns(predictive(**dict(bar, turn_done_text_threshold=0.0)), [], weak) == (20 + 8, "done")  # off
+    assert turns(predictive(**bar), [], dict(weak, audio_prob=0.1)) == (20 + 29, "unsure")  # as before
+    assert turns(predictive(**bar), [], dict(weak, text_prob=0.3)) == (20 + 29, "unsure")  # no "done" of the words
+    # a voice Smart Turn does not hear: its "done" does not count, as before
+    trust = dict(bar, turn_audio_trust_turns=4, turn_audio_trust_min_turns=3, turn_audio_trust_min_done=0.75)
+    assert turns(predictive(**trust), [0.1, 0.1, 0.1], dict(weak, text_prob=0.8)) == (20 + 29, "audio not trusted")
+    # Smart Turn's "unfinished" against very sure words
+    question = {"audio_prob": 0.1, "text_prob": 0.7, "text_words": "Could you dim the lights?"}
+    assert turns(predictive(**trust), [0.9, 0.9, 0.9], question) == (20 + 29, "unsure")  # a voice it hears
+    assert turns(predictive(**trust), [0.9, 0.9, 0.1], question) == (20 + 19, "sure words")  # 2 of 3: not known
+    assert turns(predictive(**trust), [0.9, 0.9], question) == (20 + 19, "sure words")  # too few ends to tell
+    assert turns(predictive(**trust), [0.1, 0.1, 0.1], question) == (20 + 19, "sure words")  # a flat voice
+    assert turns(predictive(**dict(trust, turn_sure_words_overrule_trusted_audio=True)), [0.9, 0.9, 0.9],
+                 question) == (20 + 19, "sure words")
+    assert turns(predictive(**dict(trust, turn_audio_trust_turns=0)), [0.9, 0.9, 0.9], question) == \
+        (20 + 19, "sure words")  # no ends remembered: not known
+
+
 @pytest.mark.parametrize("words", [
     "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
     "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
@@ -1088,6 +1134,66 @@ async def test_a_hesitation_after_an_open_clause_yields_one_turn(make_server, pa
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
     await c.wait_for("response.done")
     assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
+@pytest.mark.parametrize("bar", [None, 0.0])
+async def test_a_hesitation_after_a_first_half_that_is_a_whole_sentence_yields_one_turn(make_server, bar):
+    """hibari's "Dinner's nearly ready, | so can you tell everyone to wash their hands?" left for 700 ms after the
+    first half, sent at real time. Whisper hears "Dinner's nearly ready." there (the fake ASR gives those words at
+    once), Smart Turn an end (0.99 in this natural voice, as at the ends of its finished turns), and the text head
+    a weak "finished" (about 0.5, under `turn_done_text_threshold`): the words wait `turn_unsure_silence_ms` (rule
+    "weak words") and the sentence stays one turn with one reply. With the bar off (0, as before 2026-12-02 07:00)
+    the agreement ended the turn after 250 ms and the sentence was two turns (the parameter 0.0 checks that)."""
+    settings = {} if bar is None else {"turn_done_text_threshold": bar}
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Dinner's nearly ready.", judge="sft",
+                          **settings)
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    whole = hibari_speech("Dinner's nearly ready, so can you tell everyone to wash their hands?")
+    cut = word_boundary(whole, hibari_speech("Dinner's nearly ready,"))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    stopped = await c.wait_for("input_audio_buffer.speech_stopped")
+    ends_after_the_sentence = stopped["audio_end_ms"] >= 300 + cut / 16 + 700 + 500  # well into the second half
+    assert ends_after_the_sentence == (bar is None), (stopped, cut / 16, len(whole) / 16)
+    if bar is None:
+        await c.wait_for("response.done")
+        assert c.types().count("input_audio_buffer.committed") == 1 and c.types().count("response.created") == 1
+
+
+@pytest.mark.parametrize("overrule", [False, True])
+async def test_in_a_voice_smart_turn_hears_its_unfinished_holds_a_hesitation_that_whisper_heard_as_a_question(
+        make_server, overrule):
+    """hibari's natural voice: Smart Turn calls the ends of its finished sentences done, so after three of them it is
+    known to hear this speaker (`audio_known_good`). "Could you dim the lights in | the living room?" left for 1 s
+    after "in", sent at real time: Whisper hears "Could you dim the lights?" there (the fake ASR gives those words
+    for every transcript), the text head a finished question (about 0.67) and Smart Turn an unfinished sentence
+    (about 0.14). Its "unfinished" is no longer overruled by the very sure words, so the pause waits the unsure 1.2 s
+    and the sentence stays one turn; with `turn_sure_words_overrule_trusted_audio` (as before 2026-12-02 07:00) the
+    sure-words 600 ms ended the turn inside the pause."""
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Could you dim the lights?", judge="sft",
+                          turn_sure_words_overrule_trusted_audio=overrule)
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    sent_ms = 0.0  # the session's audio clock
+    for n, sentence in enumerate(["Could you turn on the radio?", "Could you close the kitchen window?",
+                                  "Could you turn the heating down?"]):
+        # at once, with less silence than the maximum: the turn ends on the opinions, so Smart Turn's is kept
+        audio = np.concatenate([silence(300, 16000), hibari_speech(sentence), silence(1500, 16000)])
+        await c.append_audio(audio, 16000, frame_ms=20)
+        sent_ms += len(audio) / 16
+        await c.wait_for("s2s.judgement", lambda e: e["stage"] == "complete")
+        await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+        assert c.types().count("input_audio_buffer.committed") == n + 1
+    detector = next(iter(h.server.sessions.values())).detector
+    assert detector.audio_known_good(), list(detector.audio_at_ends)  # done at every end
+    whole = hibari_speech("Could you dim the lights in the living room?")
+    cut = word_boundary(whole, hibari_speech("Could you dim the lights in"))
+    audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
+    await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
+    stopped = await c.wait_for("input_audio_buffer.speech_stopped")  # the next end of a turn
+    after_the_pause = stopped["audio_end_ms"] >= sent_ms + 300 + cut / 16 + 1000 + 300
+    assert after_the_pause == (not overrule), (stopped, sent_ms, cut / 16)
 
 
 async def test_a_hesitation_in_a_voice_whose_ends_smart_turn_calls_unfinished_yields_one_turn(make_server, speech_dir):
