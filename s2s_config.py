@@ -276,6 +276,12 @@ class Config(BaseModel):
     tokens, with a paid API). With the predictive turn-taking a finished turn ends when the text opinion on
     that same transcript comes, within tens of ms of the judgement, so the generation gets a head start only
     on turns that wait longer (docs/latency.md)."""
+    llm_ahead_from: Literal["judgement", "transcript"] = "judgement"
+    """With `llm_ahead`, when the reply's generation starts: judgement (the default) once the foreseen
+    judgement is made on the speculative transcript, with the planned reply's messages; transcript as soon as
+    the transcript is ready, with the plain reply's messages (no guidance), while the judge runs, kept when
+    the plan's messages and budget are the same and thrown away (then started again with the plan's)
+    otherwise."""
     llm_read_partials: bool = True
     """While the user speaks, let the LLM read each partial transcript (`asr_partial_interval_ms`) into its
     prompt cache as the user's words of the next prompt (one read in flight per session), so that when the
