@@ -436,7 +436,8 @@ class Config(BaseModel):
     stalls of 100 ms or more in 3 of 30 replies either way; but a first sentence of 4 or 5 words is now cut too
     ("2 plus 3 | equals 5."): 24 of 30 first sentences were cut inside against 19 of 30, each cut a phrase of its
     own followed by up to `tts_clause_gap_ms`. At load 7-9 three words stalled more (11 of 20 replies against 4 of
-    20). 5: fewer cut sentences, about 0.4 s later."""
+    20). Again after the change (06:56-07:05, load 3.5-4.2, 2 rounds): 1661 / 2360 against 2061 / 3328 ms, stalls
+    in 1 and 2 of 20 replies. 5: fewer cut sentences, about 0.4 s later."""
     clause_starve_ms: int = Field(400, ge=0, le=10000)
     """While a reply is heard, a clause the LLM is still writing (not the first; with no CJK character in
     it, since Chinese has no spaces to cut at) is cut at its last whole word when, as an LLM token arrives,
