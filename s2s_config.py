@@ -293,7 +293,17 @@ class Config(BaseModel):
     already generated; when the user resumes, it is cancelled. Costs LLM work on turns that go on (and
     tokens, with a paid API). With the predictive turn-taking a finished turn ends when the text opinion on
     that same transcript comes, within tens of ms of the judgement, so the generation gets a head start only
-    on turns that wait longer (docs/latency.md)."""
+    on turns that wait longer (docs/latency.md), or by the judge's wait with `llm_ahead_from` transcript."""
+    llm_ahead_from: Literal["judgement", "transcript"] = "judgement"
+    """With `llm_ahead`, when the reply's generation starts: judgement (the default) once the foreseen
+    judgement is made on the speculative transcript, with the planned reply's messages; transcript as soon as
+    the transcript is ready, with the plain reply's messages (no guidance), while the judge runs, kept when
+    the plan's messages and budget are the same and thrown away (then started again with the plan's)
+    otherwise. It gains the judge's wait (24-31 ms quiet, 60-135 ms at load 5-8 on 2 cores), but there the LLM
+    shares the cores with the judge's calls: the end of the turn came 75 ms later and voice to voice over 7
+    conversations of 10 turns was 3070 / 4202 ms median / p90 against 3179 / 4607, 4 of the 7 slower
+    (benchmarks/voice_to_voice.py --compare, 2026-12-02 05:50-06:33, load 4.3-8.7; docs/latency.md). For a
+    machine with cores to spare (the LLM on a GPU or remote)."""
     llm_read_partials: bool = True
     """While the user speaks, let the LLM read each partial transcript (`asr_partial_interval_ms`) into its
     prompt cache as the user's words of the next prompt (one read in flight per session), so that when the
@@ -432,13 +442,20 @@ class Config(BaseModel):
     """As `clause_min_chars`, for the first clause the LLM writes in a reply (after an opener the bot has
     said, if any): what the user waits for. 1 = the first comma cuts ("Sure," is spoken while the LLM
     writes on)."""
-    clause_first_words: int = Field(5, ge=0, le=100)
+    clause_first_words: int = Field(3, ge=0, le=100)
     """The LLM's first clause, in a language written with spaces, is cut after this many words when no mark
     has cut it sooner (known once the next word starts); 0 = off. Speech starts a few LLM tokens sooner;
     the rest of the sentence follows as the next clause, and may leave a pause inside it. Quiet, 10 turns
     each (benchmarks/voice_to_voice.py --compare, 2026-12-01 10:14, load 0.5-1.4), voice to voice median /
     replies with a pause of 100 ms or more: 0 (and clause_first_min_chars 12) 2425 ms / 0 of 10, 5 words
-    1731 ms / 4, 3 words 1471 ms / 6 (pauses mid-sentence); docs/latency.md."""
+    1731 ms / 4, 3 words 1471 ms / 6 (pauses mid-sentence); docs/latency.md. Those ran the LLM on 1 thread and
+    chose 5. On 2 threads (the default since), 3 rounds of 10 turns each, interleaved (2026-12-02 06:44-06:55,
+    load 2.6-5.5): 3 words 1620 / 2283 ms median / p90 against 2012 / 2887 with 5, faster in each round, playback
+    stalls of 100 ms or more in 3 of 30 replies either way; but a first sentence of 4 or 5 words is now cut too
+    ("2 plus 3 | equals 5."): 24 of 30 first sentences were cut inside against 19 of 30, each cut a phrase of its
+    own followed by up to `tts_clause_gap_ms`. At load 7-9 three words stalled more (11 of 20 replies against 4 of
+    20). Again after the change (06:56-07:05, load 3.5-4.2, 2 rounds): 1661 / 2360 against 2061 / 3328 ms, stalls
+    in 1 and 2 of 20 replies. 5: fewer cut sentences, about 0.4 s later."""
     clause_starve_ms: int = Field(400, ge=0, le=10000)
     """While a reply is heard, a clause the LLM is still writing (not the first; with no CJK character in
     it, since Chinese has no spaces to cut at) is cut at its last whole word when, as an LLM token arrives,

@@ -7197,6 +7197,8 @@ class Session:
         if self._speculative is None or self._speculative.task is not task or task.cancelled():
             return  # the user went on talking
         if task.exception() is None and (text := task.result().strip()):
+            if isinstance(self.detector, PredictiveTurnDetector):
+                self.log.debug("speculative transcript after %.0f ms of silence", self.detector.quiet_ms())
             self._foresee(text)
 
     def _foresee(self, text: str) -> None:
@@ -7219,7 +7221,21 @@ class Session:
         history = self.llm_history(text, mark_unanswered=False)
         task = self.spawn(self._judge(text, "complete", history=history), "judge-foresee")
         self._foresight = Foresight(text, history, task, item_id=self._speech_item_id)
+        if self.config.llm_ahead and self.config.llm_ahead_from == "transcript":
+            # The plain reply's generation, on the words alone, while the judge runs: `_plan_ahead` keeps it when
+            # the plan's messages and budget are these, and throws it away otherwise
+            row = STRATEGIES["reply"]
+            _opener, messages = self._reply_messages(row, text, pending_user_text=text)
+            self._foresight.ahead = self._generate_ahead(messages, row.max_tokens(self.config))
         self.spawn(self._plan_ahead(self._foresight, words, reading), "llm-plan-ahead")
+
+    def _generate_ahead(self, messages: list[dict[str, str]], budget: int) -> AheadReply:
+        """Start the LLM call of a reply during the silence (`llm_ahead`); its deltas are held back."""
+        ahead = AheadReply(messages, budget)
+        ahead.task = self.spawn(ahead.pull(self.components.llm.generate(messages, max_tokens=budget)), "llm-ahead")
+        self.log.debug("generating the reply ahead after %s ms of silence",
+                       f"{self.detector.quiet_ms():.0f}" if isinstance(self.detector, PredictiveTurnDetector) else "-")
+        return ahead
 
     async def _plan_ahead(self, foresight: Foresight, words: list[dict[str, str]],
                           reading: asyncio.Task[None] | None) -> None:
@@ -7235,14 +7251,27 @@ class Session:
         row = STRATEGIES.get(plan.strategy or "")
         if row is not None and row.speaks and not row.ends_session and (budget := row.max_tokens(self.config)) > 0:
             _opener, messages = self._reply_messages(row, foresight.text, pending_user_text=foresight.text)
-            if self.config.llm_ahead:  # generate it now; the words wait for the turn's end
-                foresight.ahead = ahead = AheadReply(messages, budget)
-                ahead.task = self.spawn(ahead.pull(self.components.llm.generate(messages, max_tokens=budget)),
-                                        "llm-ahead")
+            if self.config.llm_ahead:  # generate it now (unless it is already: `llm_ahead_from`)
+                guess = foresight.ahead
+                if guess is not None and guess.messages == messages and guess.max_tokens == budget:
+                    return  # the generation started on the transcript is this reply's
+                self._drop_guess(foresight, plan.strategy or "")
+                foresight.ahead = self._generate_ahead(messages, budget)
             elif messages != words:  # a plain reply has no guidance: its prompt is read already
                 self.prime_llm(messages=messages)
         elif self.config.llm_ahead:  # no LLM reply planned (silence, block, an opener alone): read the words
+            self._drop_guess(foresight, plan.strategy or "")
             self.prime_llm(messages=words)
+
+    def _drop_guess(self, foresight: Foresight, strategy: str) -> None:
+        """Throw away the plain reply's generation started on the transcript (`llm_ahead_from`): the plan
+        differs from it."""
+        if foresight.ahead is not None:
+            foresight.ahead.cancel()
+            self.log.debug("the reply generated ahead on the transcript is thrown away after %.0f ms (%d pieces): "
+                           "the plan is %s", now_ms() - foresight.ahead.created_at_ms, len(foresight.ahead.deltas),
+                           strategy or "no reply")
+            foresight.ahead = None
 
     def _drop_foresight(self) -> None:
         if self._foresight is not None:

@@ -1238,9 +1238,12 @@ class AheadLLM(S.LLM):
     calls: list[tuple[float, list[dict[str, str]]]] = []
     cancelled: list[list[dict[str, str]]] = []
     hold = False
+    called: asyncio.Event | None = None  # set at each call, when a test sets one
 
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> Any:
         AheadLLM.calls.append((time.monotonic(), messages))
+        if AheadLLM.called is not None:
+            AheadLLM.called.set()
         hold = AheadLLM.hold
         try:
             yield "Okay, here it is."
@@ -1298,6 +1301,61 @@ async def test_a_reply_generated_ahead_is_cancelled_when_the_user_goes_on(make_s
     await c.wait_for("response.done")
     assert AheadLLM.cancelled == [AheadLLM.calls[0][1]]
     assert len(AheadLLM.calls) == 2
+
+
+class WaitingJudge(S.Judge):
+    """Test double: judges a finished turn `action` only once the LLM was called (`AheadLLM.called`, at most
+    a second), recording whether it was, then lets the LLM's later calls run on (`AheadLLM.hold`); "none"
+    for partials."""
+
+    name = "test-models-waiting"
+    action = "reply"
+    llm_called_first: list[bool] = []
+
+    async def judge(self, context: Any, utterance: str, stage: Any) -> S.Judgement:
+        if stage == "partial":
+            return S.Judgement(action="none", reason="test")
+        assert AheadLLM.called is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(AheadLLM.called.wait(), 1.0)
+        WaitingJudge.llm_called_first.append(AheadLLM.called.is_set())
+        AheadLLM.hold = False  # for the calls after it
+        return S.Judgement(action=WaitingJudge.action, reason="test")
+
+
+@pytest.mark.parametrize("action", ["reply", "deflect"])
+async def test_the_reply_is_generated_on_the_transcript_before_the_judgement(make_server: Any, action: str) -> None:
+    """`llm_ahead_from` transcript: the plain reply's generation starts on the speculative transcript while the
+    judge still runs; a plan to reply keeps it (the LLM is asked once), another plan (deflect: guidance) throws
+    it away and generates its own reply."""
+    AheadLLM.calls.clear()
+    AheadLLM.cancelled.clear()
+    AheadLLM.hold = action != "reply"  # a guess that is thrown away is still under way then
+    AheadLLM.called = asyncio.Event()
+    WaitingJudge.action = action
+    WaitingJudge.llm_called_first.clear()
+    try:
+        h = await make_server(llm="test-models-ahead", judge="test-models-waiting", vad_silence_ms=1500,
+                              llm_ahead_from="transcript", fake_asr_text="tell me more about my stamp collection")
+        c = await h.connect()
+        question = S.resample(speak("Tell me more about my stamp collection."), S.SAMPLE_RATE_HZ, 24000)
+        await c.append_audio(question, rate_hz=24000)
+        await c.append_audio(np.zeros(48000, dtype=np.int16), rate_hz=24000, realtime=True)  # a live silence
+        transcript = await c.wait_for("response.output_audio_transcript.done")
+        done = await c.wait_for("response.done")
+    finally:
+        AheadLLM.called = None
+        AheadLLM.hold = False
+    assert WaitingJudge.llm_called_first == [True]  # the LLM was asked before the judgement was made
+    plain = AheadLLM.calls[0][1]
+    assert plain[-1] == {"role": "user", "content": "tell me more about my stamp collection"}  # no guidance
+    assert done["response"]["metadata"]["strategy"] == action
+    if action == "reply":
+        assert len(AheadLLM.calls) == 1 and not AheadLLM.cancelled
+    else:
+        assert AheadLLM.cancelled == [plain] and len(AheadLLM.calls) == 2
+        assert AheadLLM.calls[1][1][-1]["role"] == "system"  # the deflect guidance, last
+    assert transcript["transcript"].endswith("Okay, here it is. Deflecting now.")
 
 
 class ToneTTS(S.RateAwareTTS):
