@@ -465,12 +465,18 @@ class Config(BaseModel):
     8 times of 12 with 4 items, 4 with 2, 0 with none (but "那我哥哥是做什么的？" is answered only from them);
     the wording of the block's header changed nothing (docs/replies.md, seventh round)."""
     memory_summary_every_items: int = Field(12, ge=0, le=1000)
-    """Refresh a named user's rolling summary (an LLM call of up to 120 tokens whose prompt is the conversation)
-    when their session ends, if it remembered at least this many new items; the summary is in their next
-    sessions' memory block. The call runs only while no session has a reply in flight or a user speaking, and
-    is cancelled and made again later when one does. 0 turns summaries off. Until 2026-12-02 it ran during the
-    session, while the user was idle, after every this many items: its call held llama.cpp when the user spoke
-    again, and the 7th turn of every conversation waited 4.2 to 15 s (docs/latency.md)."""
+    """Refresh a named user's rolling summary (LLM calls of up to 120 tokens each, whose prompt is the summary
+    before and the items stored after it) once at least this many items were stored after the newest item it
+    covers: looked at when one of their sessions ends and, for every user, when the server starts (a session
+    that ended while it stopped or crashed). The summary is in their next sessions' memory block. The calls run
+    only while no session has a reply in flight or a user speaking, and are cancelled and made again later when
+    one does. 0 turns summaries off. Until 2026-12-02 it ran during the session, while the user was idle, after
+    every this many items: its call held llama.cpp when the user spoke again, and the 7th turn of every
+    conversation waited 4.2 to 15 s (docs/latency.md)."""
+    memory_summary_chunk_items: int = Field(40, ge=1, le=1000)
+    """Most items one summary call reads; a longer backlog (a long session, several sessions) is folded in over
+    several calls, each on the summary the one before wrote. Until 2026-12-02 a summary read only the last 40
+    items of the session that ended and nothing before them."""
 
     # ---- Subjective Action Judgement and strategies (paper sec. 2.2.2) ---------------------------------
     judge: str = "sft"
