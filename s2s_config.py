@@ -754,6 +754,19 @@ class Config(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _backend_rules(self) -> Config:
+        """A backend's own rules across its settings (model validators of its `Settings`, as
+        PredictiveTurnDetector's): the merged Config (`config_model`) copies the fields, not the validators."""
+        for settings in _DECLARED.values():
+            if settings.__pydantic_decorators__.model_validators:
+                try:
+                    settings.model_validate({name: getattr(self, name) for name in settings.model_fields})
+                except ValidationError as exc:
+                    raise ValueError("; ".join(str(err["msg"]).removeprefix("Value error, ")
+                                               for err in exc.errors())) from None
+        return self
+
+    @model_validator(mode="after")
     def _history_window(self) -> Config:
         """The history window cannot drop more items at once than it holds (it would send no history at all)."""
         if self.history_max_items and self.history_drop_items > self.history_max_items:

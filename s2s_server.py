@@ -81,7 +81,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.protocol import State as WebSocketState
 
@@ -1322,13 +1322,18 @@ class PredictiveTurnDetector(TurnDetector):
         the rule off (its "done" counts for every voice, as before 2026-12-02 04:00). The verdict at every end of a
         turn is kept: the ends the detector decided, a hesitation it cut included (its verdict there, done or
         not, counts as at any end), and a client's `input_audio_buffer.commit`. Kept for the session, also when
-        a `session.update` names another user. On benchmarks/end_of_turn.py's second set (each voice's samples
+        a `session.update` names another user: the verdicts are of the voice the session hears (its microphone,
+        its room), and a user id says whose memory is used, not who speaks. The common change is the same person
+        named after their first words (anonymous, then signed in); forgetting there would give a flat voice
+        Smart Turn's "done" back for its next `turn_audio_trust_min_turns` ends. A client whose speaker changes
+        opens a new session. On benchmarks/end_of_turn.py's second set (each voice's samples
         run as one conversation, opinions timed as a quiet machine's) 4, 8 and 16 held the same hesitations; 4
         also moved one of hibari's finished sentences to the unsure wait (docs/latency.md, "Smart Turn's done,
         weighed by the voice")."""
         turn_audio_trust_min_turns: int = Field(3, ge=1, le=1000)
         """predictive: turn ends remembered (`turn_audio_trust_turns`) before Smart Turn's "done" can stop counting;
-        until then it counts."""
+        until then it counts. At most `turn_audio_trust_turns` (refused at load above it: no more are ever
+        remembered, and the rule would be off without a word)."""
         turn_audio_trust_min_done: float = Field(0.75, ge=0.0, le=1.0)
         """predictive: the share of the remembered turn ends (`turn_audio_trust_turns`) that Smart Turn must have
         called done (at least `turn_audio_threshold`) for its "done" to count. Below it, words that say done wait
@@ -1397,6 +1402,14 @@ class PredictiveTurnDetector(TurnDetector):
         """predictive, `turn_open_clause`: when a sentence of the agent's last turn that asks (ends in ?) has one of
         these words ("Why did you leave early?"; 怎么样, "how is it?", does not count), a subordinate clause is an
         answer ("Because I was tired."), and only the `turn_open_clause_ends` rule (and a trailing comma) applies."""
+
+        @model_validator(mode="after")
+        def _audio_trust(self) -> PredictiveTurnDetector.Settings:
+            """More turn ends needed than are remembered would switch the audio-trust rule off without a word."""
+            if self.turn_audio_trust_turns and self.turn_audio_trust_min_turns > self.turn_audio_trust_turns:
+                raise ValueError(f"turn_audio_trust_min_turns ({self.turn_audio_trust_min_turns}) must not exceed "
+                                 f"turn_audio_trust_turns ({self.turn_audio_trust_turns}; 0 turns the rule off)")
+            return self
 
     def __init__(self, config: Config, frame_ms: int) -> None:
         # Smart Turn's verdict (done or not) at the ends of the speaker's last turns: kept across turns (`reset`
