@@ -643,6 +643,18 @@ class Config(BaseModel):
     live_info_prompt_zh: str = (
         "你已经说了“{template}”现在用一句中文问他今天有什么安排，好帮他计划。不要再提天气或新闻。")
     """The same for a Chinese speaker."""
+    introduction_prompt: str = (
+        "The user just told you their name. Greet them by name, say you are glad to meet them, and ask how their day "
+        "is going. Do not tell them their name or what they told you.")
+    """A plain reply's guidance (last in its prompt, for that reply only) when the user's words state their name
+    (`introduces_themselves`: "Hi, I'm Lena and I work as a nurse."). With no guidance the system prompt's
+    example for questions about the user (asked "what is my name?", answer "Your name is ...") was said back:
+    "Your name is Lena." (benchmarks/introductions.py: 0 of 16 introductions answered without the user's facts
+    read back; docs/replies.md, "Introductions"). The example stays in the system prompt: without it the Chinese
+    memory rows answered "我叫什么名字？" with "你好！我是护士。". "" turns the guidance off."""
+    introduction_prompt_zh: str = (
+        "用户刚告诉你他的名字。用他的名字跟他打招呼，说很高兴认识他，再问他今天过得怎么样。不要把他的名字或他说的话复述给他。")
+    """The same for a Chinese speaker."""
     self_question_note_en: str = " (Start your answer with \"You\".)"
     """Added, in a plain reply's prompt only, to the end of the user's words when they ask about themselves
     (`asks_about_themselves`: "What do I do for a living?"): the 1.5B answered as the user ("I'm a beekeeper in

@@ -5962,6 +5962,19 @@ _REMEMBER_ME_ZH = re.compile(r"(?:记得|知道)我的?(?:名字|工作|职业|�
                              r"我的?(?:名字|工作|职业|家|年龄|爱好)[^，。！？,.!?]{0,6}(?:记得|知道)")
 
 
+# A greeting, then 我是 and a short name ("嗨，我是浩然，", "你好呀，我是美美，"): an introduction, though not a
+# stored name (`FACT_PATTERNS` leaves 我是 alone: 我是一名护士 is a job). "你好，我是护士。" reads as one too.
+_GREETED_NAME_ZH = re.compile(r"(?:你好|您好|嗨|哈喽|大家好)[呀啊]?[，,！!\s]*"
+                              r"我是([\u4e00-\u9fff]{1,3})(?:[，。！？,.!?\s]|$)")
+
+
+def introduces_themselves(text: str) -> bool:
+    """Do the user's words state their name ("Hi, I'm Lena", "My name is Sam", 我叫小明: `FACT_PATTERNS`; a
+    greeting and 我是 with a short name)? Their reply gets `introduction_prompt`."""
+    greeted = _GREETED_NAME_ZH.search(text)
+    return any(kind == "name" for kind, _ in extract_facts(text)) or bool(greeted and not _ASKED.search(greeted[1]))
+
+
 def asks_what_is_known_of_them(text: str) -> bool:
     """`asks_about_themselves`, or asks whether the bot remembers or knows something of them ("Do you remember
     my name?", 你知道我的名字吗？): where `Session._told_facts` tells their facts again."""
@@ -7840,6 +7853,9 @@ class Session:
         if live and opener:
             guidance = (self.config.live_info_prompt_zh if language.startswith("Chinese")
                         else self.config.live_info_prompt).replace("{template}", opener).replace("{language}", language)
+        elif row.name == "reply" and not instructions and introduces_themselves(text):  # not their name told back
+            guidance = self._join(guidance, self.config.introduction_prompt_zh if language.startswith("Chinese")
+                                  else self.config.introduction_prompt)
         history = getattr(self.config, row.history_setting) if row.history_setting else 0
         messages = self.llm_messages(guidance, pending_user_text=pending_user_text, history_messages=history)
         last = next((m for m in reversed(messages) if m["role"] == "user"), None)

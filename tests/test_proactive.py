@@ -821,6 +821,26 @@ async def test_a_summary_call_stops_when_its_user_comes_back(scripted):
     assert (await h.server.memory.summary_due("sam", 10)).summary == ""
 
 
+async def test_a_reply_to_an_introduction_is_guided_to_greet_not_to_read_the_name_back(scripted):
+    """A plain reply to words that state the user's name gets `introduction_prompt` last in its prompt, in the
+    user's language (the 1.5B said the system prompt's "Your name is ..." back to "Hi, I'm Lena": docs/replies.md,
+    "Introductions"); other replies, and questions about the user, do not."""
+    h = await scripted()
+    config = h.server.config
+    c = await h.connect()
+    for words, guidance in (("Hi, I'm Lena and I work as a nurse.", config.introduction_prompt),
+                            ("你好呀，我是美美，我喜欢爬山。", config.introduction_prompt_zh),
+                            ("你好，我叫小明，我住在上海。", config.introduction_prompt_zh),
+                            ("What is my name?", None), ("你好，我是谁？", None), ("I like chess.", None)):
+        await c.turn(words)
+        last = RECORDED[-1][-1]
+        if guidance is None:
+            assert last["role"] == "user", words  # (a question about the user has a note at its end)
+        else:
+            assert last == {"role": "system", "content": guidance}, words
+            assert RECORDED[-1][-2] == {"role": "user", "content": words}
+
+
 def test_facts_are_extracted_in_english_and_chinese():
     assert s2s.extract_facts("Hi, my name is Ana. I live in New York, and I love jazz.") == [
         ("name", "Ana"), ("location", "New York"), ("likes", "jazz")]
