@@ -3,7 +3,7 @@ they said), or are their facts read back to them ("Your name is Lena.") or taken
 
     python benchmarks/introductions.py                      # the default LLM (the 1.5B), seed 1, EN and ZH
     python benchmarks/introductions.py --lang zh --seed 1 2
-    python benchmarks/introductions.py --compare before     # also the system prompt before 2026-12-02 06:30
+    python benchmarks/introductions.py --compare off        # also without the introduction's guidance
 
 Each introduction is the first turn of a new user's only session, typed, through the real server in-process
 (port 0, a real WebSocket client), with the conversation suite's test doubles for the judge (always "reply"),
@@ -71,14 +71,9 @@ INTRODUCTIONS = {
 }
 TOLD_BACK = ["your name is", "you call yourself", "you called yourself", "你叫", "你的名字是", "你的名字叫"]
 
-# The system prompt before 2026-12-02 06:30 (s2s_config.py's then): its "what is my name?" -> "Your name is ..."
-# example was said back to introductions.
-BEFORE = (
-    "You are a warm voice companion, heard, not read: answer in one to three short spoken sentences, with no "
-    "lists, markdown or emoji. Always reply in the language of the user's last message (用户说中文，你就用中文"
-    "回答). What the user tells you about themselves (name, home, job) is theirs, never yours: asked \"what "
-    "is my name?\" (我叫什么?), answer \"Your name is ...\" (你叫……), never \"My name is ...\" (我叫……).")
-VARIANTS = {"now": {}, "before": {"system_prompt": BEFORE}}
+# "off": no guidance for an introduction's reply (`introduction_prompt`), as before 2026-12-02 06:45: the system
+# prompt's "Your name is ..." example was said back. A system prompt to try: --set system_prompt="..."
+VARIANTS = {"now": {}, "off": {"introduction_prompt": "", "introduction_prompt_zh": ""}}
 
 
 def verdict(lang: str, text: str, claims: list[str], theirs: list[str]) -> str:
@@ -98,7 +93,7 @@ def main() -> None:
     parser.add_argument("--lang", choices=("en", "zh"), nargs="+", default=["en", "zh"])
     parser.add_argument("--seed", type=int, nargs="+", default=[1])
     parser.add_argument("--compare", choices=sorted(VARIANTS), nargs="*", default=[],
-                        help="run these variants too (before: the earlier system prompt), interleaved per seed")
+                        help="run these variants too (off: no introduction guidance, as before), interleaved per seed")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a server setting, for the run of the current code (\"now\")")
     args = parser.parse_args()
