@@ -769,8 +769,9 @@ class Config(BaseModel):
     def _backend_rules(self) -> Config:
         """A backend's own rules across its settings (model validators of its `Settings`, as
         PredictiveTurnDetector's): the merged Config (`config_model`) copies the fields, not the validators."""
+        fields = type(self).model_fields  # the base Config alone (a test's) has no backend's settings
         for settings in _DECLARED.values():
-            if settings.__pydantic_decorators__.model_validators:
+            if settings.__pydantic_decorators__.model_validators and settings.model_fields.keys() <= fields.keys():
                 try:
                     settings.model_validate({name: getattr(self, name) for name in settings.model_fields})
                 except ValidationError as exc:
