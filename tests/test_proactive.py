@@ -503,7 +503,8 @@ async def test_what_users_say_cannot_change_instructions_strategies_or_blocks(sc
     c = await h.connect(user_id="eve")
     strategies = h.session().settings.strategies
     await c.turn(attack)
-    assert RECORDED[-1][-1] == {"role": "user", "content": attack}  # the words stay the user's turn
+    # the words stay the user's turn (the last message is the guidance for a reply to "My name is Eve")
+    assert [m for m in RECORDED[-1] if m["role"] == "user"][-1] == {"role": "user", "content": attack}
     assert h.session().settings.strategies == strategies == frozenset(s2s.switchable_strategies())
     await c.close()
     await h.sessions_ended.get()
