@@ -651,9 +651,9 @@ class Config(BaseModel):
     example for questions about the user (asked "what is my name?", answer "Your name is ...") was said back:
     "Your name is Lena." (benchmarks/introductions.py: 0 of 16 introductions answered without the user's facts
     read back, 13 of 16 with it; docs/replies.md, "Introductions"). The example stays in the system prompt:
-    without it the Chinese memory rows answered "我叫什么名字？" with "你好！我是护士。". The cost: the Chinese memory row 37 of 39
-    over three seeds, against 39 of 39 without the guidance (the read-back introduction had led a later session's
-    "我是做什么工作的？" to "你是……"). "" turns the guidance off."""
+    without it the Chinese memory rows answered "我叫什么名字？" with "你好！我是护士。". The cost: the Chinese
+    memory row 37 of 39 over three seeds, against 39 of 39 without the guidance (the read-back introduction had
+    led a later session's "我是做什么工作的？" to "你是……"). "" turns the guidance off."""
     introduction_prompt_zh: str = (
         "用户刚告诉你他的名字。用他的名字跟他打招呼，说很高兴认识他，再问他今天过得怎么样。不要把他的名字或他说的话复述给他。")
     """The same for a Chinese speaker."""
