@@ -183,8 +183,9 @@ def scripted(make_server):
 
 
 def _told(messages: list[dict[str, str]]) -> list[str]:
-    return [m["content"] for m in messages if m["role"] == "system" and ("told you" in m["content"]
-                                                                         or "告诉你的" in m["content"])]
+    """The notes of told facts (not the guidance for a reply to an introduction, which says "told you" too)."""
+    return [m["content"] for m in messages if m["role"] == "system" and m["content"].startswith(
+        ("You remember what the user told you", "你记得用户在这次对话里告诉你的"))]
 
 
 async def test_facts_of_the_users_last_words_are_not_told_again_just_before_them(scripted):
@@ -228,7 +229,9 @@ async def test_the_note_of_told_facts_stays_where_it_was_put(scripted):
             "How many legs does a spider have?", "Thanks, bye."]
     for n, text in enumerate(said, 1):
         await c.turn(text, lambda e, n=n: len(RECORDED) >= n)
+    guidance = {"role": "system", "content": h.server.config.introduction_prompt}  # a reply's own, as a strategy's
     for before, after in zip(RECORDED[:-1], RECORDED[1:], strict=True):
+        before = before[:-1] if before[-1] == guidance else before
         assert after[:len(before)] == before, (before, after)
     told = "You remember what the user told you in this conversation (their facts, never yours): "
     last = RECORDED[-1]

@@ -503,7 +503,8 @@ async def test_what_users_say_cannot_change_instructions_strategies_or_blocks(sc
     c = await h.connect(user_id="eve")
     strategies = h.session().settings.strategies
     await c.turn(attack)
-    assert RECORDED[-1][-1] == {"role": "user", "content": attack}  # the words stay the user's turn
+    # the words stay the user's turn (the last message is the guidance for a reply to "My name is Eve")
+    assert [m for m in RECORDED[-1] if m["role"] == "user"][-1] == {"role": "user", "content": attack}
     assert h.session().settings.strategies == strategies == frozenset(s2s.switchable_strategies())
     await c.close()
     await h.sessions_ended.get()
@@ -522,13 +523,14 @@ async def test_what_users_say_cannot_change_instructions_strategies_or_blocks(sc
 def saved_summaries(h):
     """A queue of (user id, summary) for every summary the server stores."""
     saved: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    save_summary = h.server.memory.save_summary
+    advance_summary = h.server.memory.advance_summary
 
-    async def save_and_tell(user_id, summary):
-        await save_summary(user_id, summary)
-        saved.put_nowait((user_id, summary))
+    async def save_and_tell(user_id, summary, covered, built_on):
+        if written := await advance_summary(user_id, summary, covered, built_on):
+            saved.put_nowait((user_id, summary))
+        return written
 
-    h.server.memory.save_summary = save_and_tell
+    h.server.memory.advance_summary = save_and_tell
     return saved
 
 
@@ -562,22 +564,154 @@ async def test_the_rolling_summary_is_written_when_the_session_ends(scripted, me
     assert '"summary": "Okay. That is interesting."' in RECORDED[-1][0]["content"]
 
 
-async def test_a_second_session_of_the_user_builds_on_the_summary_the_first_one_saved(scripted, memory_settings):
-    """Two sessions of one user open at once: the one that ends last summarises on top of the summary the
-    other saved meanwhile (read again before its call), not on the one it loaded when it began (review15)."""
+async def summaries_settled(h, user_id):
+    """Until the server has written the user's owed summary, or found it not due."""
+    if (written := h.server._summary_written(user_id)) is not None:
+        await asyncio.wait_for(written.wait(), 10)
+
+
+async def test_two_sessions_of_a_user_get_one_summary_of_both_once_both_ended(scripted, memory_settings):
+    """Two sessions of one user open at once: the one that ends first owes no call while the other is open
+    (its end owes it again), and the summary then covers both sessions' items, in the order they were stored."""
     h = await scripted(memory_summary_every_items=3, **memory_settings)
     saved = saved_summaries(h)
     later = await h.connect(user_id="sam")
-    await later.turn("I live in Lyon.")  # its memory is loaded: no summary yet
+    await later.turn("I live in Lyon.")
     first = await h.connect(user_id="sam")
     await first.turn("I like chess.")
     await first.turn("And I play on Sundays.")
     await first.close()
-    assert await asyncio.wait_for(saved.get(), 10) == ("sam", "Okay. That is interesting.")
+    await h.sessions_ended.get()
+    await summaries_settled(h, "sam")
+    assert summary_calls() == []  # sam is still here
     await later.turn("And I work as a baker.")
     await later.close()
+    assert await asyncio.wait_for(saved.get(), 10) == ("sam", "Okay. That is interesting.")
+    (call,) = summary_calls()
+    said = call[-1]["content"]
+    assert said.startswith("Earlier summary: ''\n")
+    places = [said.index(words) for words in ("Lyon", "chess", "Sundays", "baker")]
+    assert places == sorted(places)
+
+
+async def test_a_summary_stored_meanwhile_is_built_on_not_written_over(scripted, memory_settings):
+    """While the summary's call runs, another replica (or another server process on the same file) stores its
+    own summary of the user's first items: the call's summary is not stored over it, and the next call builds
+    on it with the items it does not cover."""
+    h = await scripted(memory_summary_every_items=2, **memory_settings)
+    memory = h.server.memory
+    summarize, advance_summary = memory.summarize, memory.advance_summary  # (the latter unrecorded)
+    elsewhere = []
+
+    async def another_replica_stores_first(llm, items, previous):
+        if not elsewhere:  # the first call: the other replica's summary of the first item lands now
+            due = await memory.summary_due("sam", 100)
+            elsewhere.append(await advance_summary("sam", "Sam likes chess.", due.items[0][0], 0))
+        return await summarize(llm, items, previous)
+
+    memory.summarize = another_replica_stores_first
+    saved = saved_summaries(h)
+    c = await h.connect(user_id="sam")
+    await c.turn("I like chess.")
+    await c.turn("And I play on Sundays.")
+    await c.close()
+    assert await asyncio.wait_for(saved.get(), 10) == ("sam", "Okay. That is interesting.")
+    assert elsewhere == [True]
+    first, second = summary_calls()
+    assert "I like chess." in first[-1]["content"]
+    assert second[-1]["content"].startswith("Earlier summary: 'Sam likes chess.'\n")
+    assert "I like chess." not in second[-1]["content"] and "And I play on Sundays." in second[-1]["content"]
+    due = await memory.summary_due("sam", 100)
+    assert (due.summary, due.items) == ("Okay. That is interesting.", [])
+
+
+async def test_a_long_session_is_summarised_whole_a_chunk_at_a_time(scripted, memory_settings):
+    """A session with more items than one call reads (`memory_summary_chunk_items`) is folded in call by call,
+    each on the summary the one before wrote, so that every item is read (a summary read only the last 40)."""
+    h = await scripted(memory_summary_every_items=2, memory_summary_chunk_items=3, **memory_settings)
+    saved = saved_summaries(h)
+    c = await h.connect(user_id="sam")
+    for n in range(4):
+        await c.turn(f"Fact number {n}.")
+    await c.close()
     await asyncio.wait_for(saved.get(), 10)
-    assert summary_calls()[-1][-1]["content"].startswith("Earlier summary: 'Okay. That is interesting.'\n")
+    await summaries_settled(h, "sam")
+    calls = [call[-1]["content"] for call in summary_calls()]
+    assert calls[0].startswith("Earlier summary: ''\n")
+    assert all(call.startswith("Earlier summary: 'Okay. That is interesting.'\n") for call in calls[1:])
+    read = [json.loads(call.split("Conversation: ", 1)[1]) for call in calls]
+    assert len(read) >= 2 and all(len(items) <= 3 for items in read)
+    assert [item["text"] for items in read for item in items if item["role"] == "user"] == [
+        f"Fact number {n}." for n in range(4)]
+    assert (await h.server.memory.summary_due("sam", 100)).pending == 0
+
+
+async def test_a_summary_owed_when_the_server_stopped_is_written_at_the_next_start(scripted, tmp_path,
+                                                                                    memory_settings, monkeypatch):
+    """A session that ends because the server stops (or crashes) owes its summary in the store: the next
+    server finds it at start and writes it; an anonymous session's items owe none."""
+    data = str(tmp_path / "memory")
+    h = await scripted(data_dir=data, memory_summary_every_items=3, **memory_settings)
+    anonymous = await h.connect()
+    await anonymous.turn("I like tennis.")
+    await anonymous.turn("I play on Mondays.")
+    c = await h.connect(user_id="sam")
+    await c.turn("I like chess.")
+    await c.turn("And I play on Sundays.")
+    await h.server.stop()
+    assert summary_calls() == []
+    written: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    advance_summary = type(h.server.memory).advance_summary
+
+    async def tell(self, user_id, summary, covered, built_on):
+        if result := await advance_summary(self, user_id, summary, covered, built_on):
+            written.put_nowait((user_id, summary))
+        return result
+
+    monkeypatch.setattr(type(h.server.memory), "advance_summary", tell)
+    h2 = await scripted(data_dir=data, memory_summary_every_items=3, **memory_settings)
+    assert await asyncio.wait_for(written.get(), 10) == ("sam", "Okay. That is interesting.")
+    await summaries_settled(h2, "sam")
+    assert written.empty() and len(summary_calls()) == 1
+    assert "And I play on Sundays." in summary_calls()[0][-1]["content"]
+    assert await h2.server.memory.summaries_owed(1) == []
+
+
+async def test_a_store_from_before_covered_id_takes_each_summary_to_cover_what_was_stored_before_it(
+        tmp_path, memory_settings):
+    """A store written before summaries knew the newest item they cover gets the column, each summary covering
+    its user's items stored up to when it was written: what came after it is owed, nothing before it."""
+    rows = [("ann", "s1", f"item_{n}", "user", f"Said {n}.", 0, 100.0 + n) for n in range(5)]
+    summary = ("ann", "Ann said things.", 102.5)  # written after items 0-2
+    if memory_settings:
+        import psycopg
+
+        with psycopg.connect(memory_settings["memory_url"], autocommit=True) as db:
+            db.execute(s2s.PostgresMemory.MIGRATIONS[0])
+            db.execute("CREATE TABLE s2s_schema (version INTEGER NOT NULL); INSERT INTO s2s_schema VALUES (1)")
+            for row in rows:
+                db.execute("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
+                           "VALUES (%s,%s,%s,%s,%s,%s,%s)", (*row[:5], bool(row[5]), row[6]))
+            db.execute("INSERT INTO summaries VALUES (%s,%s,%s)", summary)
+    else:
+        import sqlite3
+
+        (tmp_path / "old").mkdir()
+        with sqlite3.connect(tmp_path / "old" / "memory.sqlite3") as db:
+            db.executescript(s2s.SQLiteMemory.SCHEMA.replace(",\n        covered_id INTEGER NOT NULL DEFAULT 0", ""))
+            db.executemany("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
+                           "VALUES (?,?,?,?,?,?,?)", rows)
+            db.execute("INSERT INTO summaries VALUES (?,?,?)", summary)
+    memory = s2s.REGISTRY["memory"][s2s.memory_backend(validate_config(memory_settings))](
+        validate_config({"data_dir": str(tmp_path / "old"), **memory_settings}))
+    await memory.open()
+    try:
+        due = await memory.summary_due("ann", 10)
+        assert (due.summary, [text for _, _, text in due.items], due.pending) == (
+            "Ann said things.", ["Said 3.", "Said 4."], 2)
+        assert await memory.summaries_owed(2) == ["ann"] and await memory.summaries_owed(3) == []
+    finally:
+        await memory.close()
 
 
 SUMMARY_EVENTS: list[str] = []  # what the slow LLM's summary calls did, in order
@@ -627,6 +761,85 @@ async def test_the_rolling_summary_gives_way_to_another_sessions_reply(scripted)
     assert user_id == "sam" and summary.startswith("s0 s1") and summary.endswith("s39")
     assert SUMMARY_EVENTS[:3] == ["summary started", "reply", "summary cancelled"]
     assert SUMMARY_EVENTS[3:] == ["summary started", "summary done"]
+
+
+class HeldReplyLLM(RecordingLLM):
+    """Test double: RecordingLLM whose replies (not summaries) wait for `release`."""
+
+    name = "test-held-reply"
+    release: asyncio.Event
+
+    async def generate(self, messages, *, max_tokens):
+        if "Summarise" not in messages[0]["content"]:
+            await self.release.wait()
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+
+async def test_summaries_waiting_for_quiet_keep_no_task_per_session_nor_the_lock(scripted):
+    """Sessions that end while another session's reply is in flight owe their summaries to the one summary
+    task (each used to keep a task, holding its session, until the machine was quiet), which waits without
+    holding the lock of the session-end reads; the summaries are written once the reply has ended, in the
+    order the sessions ended."""
+    HeldReplyLLM.release = asyncio.Event()
+    HeldReplyLLM.release.set()
+    h = await scripted(llm="test-held-reply", memory_summary_every_items=2)
+    saved = saved_summaries(h)
+    users = ["ann", "cat", "dan"]
+    clients = [await h.connect(user_id=user) for user in users]
+    for c in clients:
+        await c.turn("I like chess.")
+    bob = await h.connect(user_id="bob")
+    HeldReplyLLM.release.clear()
+    await bob.say("Hello")
+    await bob.wait_for("response.created")
+    for c in clients:
+        await c.close()
+        await h.sessions_ended.get()
+    assert h.server._returns == set() and summary_calls() == []
+    assert not h.server._return_lock.locked()
+    assert [*h.server._owed, *([h.server._summarising[0]] if h.server._summarising else [])] in (
+        users, users[1:] + users[:1])  # (the one being written, if any, is taken out of the queue)
+    HeldReplyLLM.release.set()
+    assert [(await asyncio.wait_for(saved.get(), 10))[0] for _ in users] == users
+
+
+async def test_a_summary_call_stops_when_its_user_comes_back(scripted):
+    """A user who opens a new session while their summary's call runs gets the LLM for their session: the
+    call is cancelled and not made again then (the new session's end owes it again)."""
+    SUMMARY_EVENTS.clear()
+    SlowSummaryLLM.started = asyncio.Event()
+    h = await scripted(llm="test-slow-summary", memory_summary_every_items=2)
+    sam = await h.connect(user_id="sam")
+    await sam.turn("I like chess.")
+    SUMMARY_EVENTS.clear()
+    await sam.close()
+    await asyncio.wait_for(SlowSummaryLLM.started.wait(), 10)
+    again = await h.connect(user_id="sam")
+    await again.update_session()
+    await summaries_settled(h, "sam")
+    assert SUMMARY_EVENTS == ["summary started", "summary cancelled"]
+    assert (await h.server.memory.summary_due("sam", 10)).summary == ""
+
+
+async def test_a_reply_to_an_introduction_is_guided_to_greet_not_to_read_the_name_back(scripted):
+    """A plain reply to words that state the user's name gets `introduction_prompt` last in its prompt, in the
+    user's language (the 1.5B said the system prompt's "Your name is ..." back to "Hi, I'm Lena": docs/replies.md,
+    "Introductions"); other replies, and questions about the user, do not."""
+    h = await scripted()
+    config = h.server.config
+    c = await h.connect()
+    for words, guidance in (("Hi, I'm Lena and I work as a nurse.", config.introduction_prompt),
+                            ("你好呀，我是美美，我喜欢爬山。", config.introduction_prompt_zh),
+                            ("你好，我叫小明，我住在上海。", config.introduction_prompt_zh),
+                            ("What is my name?", None), ("你好，我是谁？", None), ("I like chess.", None)):
+        await c.turn(words)
+        last = RECORDED[-1][-1]
+        if guidance is None:
+            assert last["role"] == "user", words  # (a question about the user has a note at its end)
+        else:
+            assert last == {"role": "system", "content": guidance}, words
+            assert RECORDED[-1][-2] == {"role": "user", "content": words}
 
 
 def test_facts_are_extracted_in_english_and_chinese():

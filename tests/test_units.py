@@ -190,6 +190,8 @@ def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
     ([], {"S2S_INTERRUPT_FORMS": '["I agree, but ..."]'}, "interrupt_prompt has no {form}"),  # would be ignored
     (["--history-max-items", "6", "--history-drop-items", "8"], {},
      "history_drop_items (8) must not exceed history_max_items (6)"),  # would send no history at all
+    (["--turn-audio-trust-min-turns", "9"], {},  # a backend's own rule (PredictiveTurnDetector.Settings)
+     "turn_audio_trust_min_turns (9) must not exceed turn_audio_trust_turns (8"),  # the rule would be off
     ([], {"S2S_REFUSE_FORMS": "[]"}, "refuse_prompt asks for a {form} but refuse_forms is empty"),
 ])
 def test_config_errors_name_the_valid_choices(argv, environ, needle):
