@@ -639,18 +639,20 @@ class Config(BaseModel):
     short sentence. Keeps a small LLM that ignores its guidance from running on."""
     yield_words: list[str] = [
         "stop", "stop it", "stop talking", "stop there", "wait", "hold on", "hang on", "hold up", "pause", "enough",
-        "that's enough", "that is enough", "quiet", "be quiet", "shush", "shh", "shut up", "not now", "no", "nope",
+        "that's enough", "that is enough", "quiet", "be quiet", "shush", "shh", "shhh", "shhhh", "shut up", "not now",
+        "no", "nope",
         "a second", "a sec", "a minute", "a moment", "one second", "one sec", "one moment",
         "停", "停下", "停下来", "停一下", "等等", "等一下", "等一等", "等一会", "等一会儿", "等会", "等会儿",
         "等下", "打住", "慢着", "别说了", "别说", "别讲了", "别讲", "不要说了", "不要说", "闭嘴", "安静", "安静点",
-        "够了", "好了", "行了", "停下來", "等一會", "等一會兒", "等會", "等會兒", "慢著", "別說了", "別說", "別講了",
+        "够了", "停下來", "等一會", "等一會兒", "等會", "等會兒", "慢著", "別說了", "別說", "別講了",
         "不要說了", "閉嘴", "夠了"]
     """Words (and phrases) that ask the bot to stop or to wait, compared as `backchannel_words` are. A user turn
     that cut the bot off (spoken over its reply, typed while it spoke, or pressed to talk over it) and holds at
     least one of these and nothing else but `yield_fillers`, backchannel words and `barge_in_function_words`
     ("Stop.", "Okay, stop it.", "Hold on.", "Wait a second.", "Can you stop?", 停, 你先别说了) gets the yield
     strategy (a short acknowledgement, `yield_template_en`, then the bot listens and does not speak first until
-    the user speaks again) when the judge calls it a plain reply: the judge was not trained on requests to stop,
+    the user speaks again) when the judge calls it a plain reply (not 好了 or 行了: 好 and 行 are backchannel words, and
+    typed they also mean "done, go on"): the judge was not trained on requests to stop,
     and the 1.5B answered them as requests ("Stop." -> "I'm sorry, I can't assist with that."; "Wait." -> 7 s
     asking for more details: benchmarks/after_interruption.py, docs/latency.md). Anything else ("No, I meant
     London.", "Wait, what do you mean?", "What's the capital of Peru?", and fillers alone: "Please.", "Sorry?") is
@@ -659,7 +661,8 @@ class Config(BaseModel):
     and the user goes on). []: off."""
     yield_fillers: list[str] = [
         "please", "sorry", "just", "now", "right now", "for a", "i said", "can you", "could you", "would you",
-        "will you", "you", "你", "先", "请", "吧", "了", "啊", "呀", "一下", "我说", "你能", "能不能"]
+        "will you", "you", "hey", "thanks", "thank you", "你", "先", "请", "吧", "了", "啊", "呀", "一下", "我说",
+        "你能", "能不能"]
     """Words a request to stop carries that ask nothing alone ("please", "just", "can you", 你先, 吧): with a word of
     `yield_words` they still make a request to stop; alone ("Please.", "Sorry.", "Just now.", 你好吧) they do not."""
     yield_template_en: str = "Okay."

@@ -1296,8 +1296,10 @@ class PredictiveTurnDetector(TurnDetector):
         way, and moved 12 of 111, 10 of 80 and 7 of 60 whole turns past 700 ms (mean latency of whole turns +88,
         +114 and +112 ms); 0.55 held 50, 29 and 48 (+55, +78, +80 ms), 0.65 54, 31, 48 (+119, +136, +176 ms)
         (docs/latency.md, "Weak words in a natural voice"). A voice whose "done" does not count
-        (`turn_audio_trust_min_done`) never reaches this rule. At or below `turn_text_threshold`: off (every "done"
-        of the words is the short path, as before 2026-12-02 07:00)."""
+        (`turn_audio_trust_min_done`) never reaches this rule, except in a session's first turn ends, before its
+        verdicts count. Measured in English (hibari) only: Chinese finished commands score in the band too (the
+        head, no context: 我要去机场。 0.52, 帮我订两个人七点的位子。 0.59, "Call my mom." 0.50) and wait 1.2 s. At or
+        below `turn_text_threshold`: off (every "done" of the words is the short path, as before 2026-12-02 07:00)."""
         turn_sure_words_overrule_trusted_audio: bool = False
         """predictive: whether very sure words (rule "sure words", `turn_sure_words_ends`) end the turn after
         `turn_sure_words_silence_ms` when Smart Turn says unfinished in a voice whose turn ends it has called done
@@ -1524,8 +1526,10 @@ class PredictiveTurnDetector(TurnDetector):
         "audio only", "unsure", "weak words" (both say done, but the text head under `turn_done_text_threshold`),
         "open clause" (the text head says done, but the words are an open clause: `turn_open_clause`), "unsure
         words" (the words say done, the ASR is unsure of them), "unsure last word" (... of their last word), "sure
-        words" (the audio says unfinished, its "done" does not count for this speaker, or the head's "done" is
-        weak, and the words are very sure they are finished: `sure_words`), "audio not trusted" (both say done,
+        words" (the audio says unfinished, and the voice is not one whose Smart Turn is known to hear it,
+        `audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`; or its "done" does not count for this
+        speaker; or the head's "done" is weak; and the words are very sure they are finished: `sure_words`),
+        "audio not trusted" (both say done,
         or the audio alone with no words to go by, but Smart Turn's "done" does not count for this speaker:
         `audio_trusted`) or "max"."""
         if self.audio_prob is None or self.text_pending:
@@ -6959,6 +6963,7 @@ class Session:
                 self.on_commit(event)
             case InputAudioBufferClear():
                 self._ptt_audio.clear()
+                self._ptt_cut = False  # the cut belonged to the audio cleared (review16b)
                 self._clear_detector()
                 self.emit(server_event("input_audio_buffer.cleared"))
             case ConversationItemCreate():
@@ -7017,6 +7022,7 @@ class Session:
                                         prefix_padding_ms=s.prefix_padding_ms)
                 self._clear_detector()
                 self._ptt_audio.clear()
+                self._ptt_cut = False
         if audio_out is not None:
             if audio_out.format is not None:
                 s.output_rate_hz = audio_out.format.rate
@@ -7331,14 +7337,15 @@ class Session:
             return
         audio = np.concatenate(self._ptt_audio) if self._ptt_audio else np.zeros(0, dtype=np.int16)
         self._ptt_audio.clear()
+        cut, self._ptt_cut = self._ptt_cut, False  # a commit refused below loses its audio, and the cut with it
         if samples_to_ms(len(audio)) < 100:
             raise ProtocolError("input_audio_buffer_commit_empty",
                                 f"the buffer holds {samples_to_ms(len(audio)):.0f} ms of audio; at least 100 ms "
                                 "is needed", event.event_id)
         turn = Turn(Item(new_id("item"), "user", status="in_progress", source="audio"),
                     voice_end_at_ms=now_ms(), audio=audio)
-        if self._ptt_cut:
-            self._cut_by, self._ptt_cut = turn.item.id, False
+        if cut:
+            self._cut_by = turn.item.id
         self._commit(turn, None)
 
     def _commit(self, turn: Turn, speculative: asyncio.Task[str] | None) -> None:

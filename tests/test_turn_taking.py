@@ -803,14 +803,33 @@ async def test_a_push_to_talk_request_to_stop_over_the_reply_yields(make_server)
     assert then["strategy"] == "yield" and then["words"] == "Okay.", then
 
 
+async def test_a_push_to_talk_press_cleared_over_the_reply_cuts_no_later_turn(make_server):
+    """Pressed to talk over the reply (a cut), then cleared: the next press, with the bot quiet, cut nothing, so its
+    "Stop." is answered as any turn (review16b: the cut outlived the cleared audio, and it got "Okay.")."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": "Stop."})
+    c = await start_reply(h)
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.append_audio(np.full(8000, 300, dtype=np.int16), 16000)
+    await c.send("input_audio_buffer.clear")
+    await c.wait_for("input_audio_buffer.cleared")
+    assert not h.session().bot_active()  # the press cut the reply
+    since = len(c.events)
+    await c.append_audio(np.full(8000, 300, dtype=np.int16), 16000)
+    await c.send("input_audio_buffer.commit")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "reply", then
+
+
 def test_fillers_alone_ask_nothing_and_a_request_with_fillers_still_asks_to_stop():
     """`yield_fillers` ("please", "sorry", "can you", 你, 吧) make no request alone (review16a: "Please.",
     "Sorry?", 你好 were taken for requests to stop and answered "Okay."); with a word of `yield_words` they do."""
     config = validate_config({})
-    for text in ("Please.", "Sorry?", "Sorry.", "Now.", "Right now.", "Just now.", "你好", "了", "请",
+    for text in ("Please.", "Sorry?", "Sorry.", "Now.", "Right now.", "Just now.", "你好", "了", "请", "好了",
+                 "Thanks.",
                  "Stop, what's the time?", "Wait, I have a question.", "Don't stop.", "No, I meant London."):
         assert not s2s.only_asks_to_stop(text, config), text
     for text in ("Stop.", "Can you stop?", "I said stop.", "Shut up.", "Not now.", "Okay, stop it, please.",
+                 "Hey, stop.", "No, thanks.", "Not now, thank you.", "Shhh.",
                  "Wait a second.", "不要说了", "别讲了", "等下", "你先别说了", "停一下"):
         assert s2s.only_asks_to_stop(text, config), text
 
