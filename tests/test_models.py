@@ -847,7 +847,9 @@ async def test_the_llm_prompt_prefix_stays_the_same_across_turns(make_server: An
     assert history[1][:len(history[0])] == history[0]  # the history grows at its end only
     # the stated fact, said to be the user's, just before their question about themselves; not before the words
     # that state it (the 1.5B said them back as its own: docs/replies.md, fifth round)
-    assert first[-1]["role"] == "user" and not any("told you" in m["content"] for m in first[1:])
+    # "My name is Sam." is an introduction: its reply's own guidance (`introduction_prompt`) comes last
+    assert first[-1]["role"] == "system" and first[-1]["content"].startswith("The user just told you their name.")
+    assert first[-2]["role"] == "user" and not any("told you" in m["content"] for m in first[1:-1])
     assert second[-2]["role"] == "system" and "the user's name is Sam" in second[-2]["content"]
     assert second[-1]["role"] == "user"
     assert PrimedLLM.primed and PrimedLLM.primed[0][0] == first[0]
