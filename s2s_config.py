@@ -443,7 +443,8 @@ class Config(BaseModel):
     said, if any): what the user waits for. 1 = the first comma cuts ("Sure," is spoken while the LLM
     writes on)."""
     clause_first_words: int = Field(3, ge=0, le=100)
-    """The LLM's first clause, in a language written with spaces, is cut after this many words when no mark
+    """The LLM's first clause, in a language written with spaces (and not in a conversation whose user's last words
+    were Chinese), is cut after this many words when no mark
     has cut it sooner (known once the next word starts); 0 = off. Speech starts a few LLM tokens sooner;
     the rest of the sentence follows as the next clause, and may leave a pause inside it. Quiet, 10 turns
     each (benchmarks/voice_to_voice.py --compare, 2026-12-01 10:14, load 0.5-1.4), voice to voice median /

@@ -7065,6 +7065,8 @@ class Session:
         if held_ms >= self.config.max_utterance_ms:
             raise ProtocolError("input_audio_buffer_full", f"push-to-talk buffer holds {self.config.max_utterance_ms}"
                                 " ms at most; commit or clear it", event_id)
+        if not self._ptt_audio:
+            self._user_active()  # pressed to talk: the bot stops waiting to speak first (review16b)
         if not self._ptt_audio and self.bot_active() and self.settings.interrupt_response:
             self._ptt_cut = True  # the turn this buffer becomes stopped a reply (yield)
             self.barge_in("turn_detected")  # pressing to talk interrupts the bot
@@ -8209,8 +8211,10 @@ class Session:
 
         async def produce_clauses() -> None:
             nonlocal last_clause_at_ms
+            # no cut at words in a Chinese conversation: its reply is Chinese, and Latin words at its start are a
+            # name or a brand ("OK iPhone 15 | Pro 的价格..." was cut inside it: review16b)
             chunker = ClauseChunker(c.clause_min_chars, c.clause_max_chars, c.clause_first_min_chars,
-                                    c.clause_first_words)
+                                    0 if self._conversation_language() == "zh" else c.clause_first_words)
             echo = OpenerEcho(spoken_prefix)
             try:
                 if spoken_prefix:

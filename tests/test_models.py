@@ -1418,6 +1418,19 @@ async def test_the_first_clause_is_spoken_after_its_first_words(make_server: Any
     assert (metrics["llm_prompt"], metrics["llm_prompt_tokens"], metrics["llm_prime_wait"]) == (12.5, 7.0, 0.0)
 
 
+async def test_the_first_clause_is_not_cut_at_words_in_a_chinese_conversation(make_server: Any) -> None:
+    """A Chinese user's reply is not cut after its first words: Latin words at its start are a name or a brand
+    ("OK iPhone 15 | Pro 的价格..." was cut inside it). The same LLM's words, all written at once, cut after three
+    words in English (the test above) and only at the sentence's end here."""
+    WordByWordLLM.release = asyncio.Event()
+    WordByWordLLM.release.set()
+    h = await make_server(llm="test-models-word-by-word", clause_first_words=3, clause_first_min_chars=1)
+    c = await h.connect()
+    await c.say("蜘蛛有几条腿？")
+    first = await c.wait_for("response.output_audio_transcript.delta")
+    assert first["delta"] == "Spiders have eight legs."
+
+
 def test_clause_chunker_cuts_the_first_clause_early_and_only_the_first() -> None:
     """`first_min_chars` and `first_words` apply to a reply's first clause; later clauses wait for a mark
     as before; text without spaces (Chinese) is not cut at words."""

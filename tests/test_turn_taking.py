@@ -820,6 +820,22 @@ async def test_a_push_to_talk_press_cleared_over_the_reply_cuts_no_later_turn(ma
     assert then["strategy"] == "reply", then
 
 
+async def test_pressing_to_talk_stops_the_bot_waiting_to_speak_first(make_server):
+    """The first audio of a push-to-talk press is the user speaking: the idle timer (speaking first after
+    `proactive_idle_s`) is cancelled, as speech or typing cancels it (review16b: a press left it armed, so the bot
+    could speak first while the user held the button)."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_llm_reply": "Sure.", "proactive_idle_s": 30})
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}})
+    await c.turn("Hello.")
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    assert h.session()._idle_timer is not None
+    await c.append_audio(np.full(1600, 300, dtype=np.int16), 16000)
+    await c.send("input_audio_buffer.clear")
+    await c.wait_for("input_audio_buffer.cleared")  # the append before it was handled
+    assert h.session()._idle_timer is None
+
+
 def test_fillers_alone_ask_nothing_and_a_request_with_fillers_still_asks_to_stop():
     """`yield_fillers` ("please", "sorry", "can you", 你, 吧) make no request alone (review16a: "Please.",
     "Sorry?", 你好 were taken for requests to stop and answered "Okay."); with a word of `yield_words` they do."""
