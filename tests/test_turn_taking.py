@@ -335,6 +335,20 @@ def test_very_sure_words_end_a_turn_the_audio_calls_unfinished_after_their_own_w
         validate_config({"turn_sure_words_ends": ["?", ""]})  # "" would end every transcript
 
 
+
+def last_turn_end(detector: s2s.PredictiveTurnDetector, opinions: list[dict]) -> tuple[int, str]:
+    """One utterance per opinion (20 voiced frames, then silence; the opinion set at the 9th silent frame): the
+    frame (from the utterance's start) and the rule that ended the last one."""
+    frame, out = np.zeros(480, dtype=np.int16), []
+    for opinion in opinions:
+        out = []
+        for i, v in enumerate([1] * 20 + [0] * 80):
+            if i == 28:
+                detector.set_opinion(detector.pause_id, **opinion)
+            out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
+    return out[0]
+
+
 def test_smart_turns_done_does_not_count_for_a_speaker_whose_finished_turns_it_called_unfinished():
     """The detector remembers Smart Turn's verdict at the end of each of the speaker's turns, across turns. Once it
     called fewer than `turn_audio_trust_min_done` of the last `turn_audio_trust_turns` ends done (a flat voice:
@@ -346,14 +360,7 @@ def test_smart_turns_done_does_not_count_for_a_speaker_whose_finished_turns_it_c
 
     def turns(detector: s2s.PredictiveTurnDetector, audio_probs: list[float], last: dict) -> tuple[int, str]:
         """Turns whose ends Smart Turn scored `audio_probs` (the words finished), then one more with `last`."""
-        frame, out = np.zeros(480, dtype=np.int16), []
-        for opinion in [{**agree, "audio_prob": p} for p in audio_probs] + [last]:
-            out = []
-            for i, v in enumerate([1] * 20 + [0] * 80):
-                if i == 28:
-                    detector.set_opinion(detector.pause_id, **opinion)
-                out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
-        return out[0]
+        return last_turn_end(detector, [{**agree, "audio_prob": p} for p in audio_probs] + [last])
 
     flat = [0.1, 0.2, 0.9, 0.1]  # Smart Turn said done at 1 of 4 finished turns' ends
     trust = dict(turn_audio_trust_turns=4, turn_audio_trust_min_turns=3, turn_audio_trust_min_done=0.5)
@@ -391,14 +398,8 @@ def test_a_weak_done_of_the_words_waits_and_a_known_voices_unfinished_is_not_ove
 
     def turns(detector: s2s.PredictiveTurnDetector, audio_probs: list[float], last: dict) -> tuple[int, str]:
         """Turns whose ends Smart Turn scored `audio_probs` (the words sure and finished), then one with `last`."""
-        frame, out = np.zeros(480, dtype=np.int16), []
-        for opinion in [{"audio_prob": p, "text_prob": 0.9, "text_words": "Thanks."} for p in audio_probs] + [last]:
-            out = []
-            for i, v in enumerate([1] * 20 + [0] * 80):
-                if i == 28:
-                    detector.set_opinion(detector.pause_id, **opinion)
-                out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
-        return out[0]
+        return last_turn_end(detector, [{"audio_prob": p, "text_prob": 0.9, "text_words": "Thanks."}
+                                        for p in audio_probs] + [last])
 
     assert turns(predictive(**bar), [], weak) == (20 + 29, "weak words")  # 900 ms, not 270
     assert turns(predictive(**bar), [], dict(weak, text_words="How much is a return ticket?")) == \
