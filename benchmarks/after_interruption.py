@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 import numpy as np
-from common import machine  # also puts the repository on sys.path
+from common import machine, serve_in_process  # also puts the repository on sys.path
 from end_of_turn import synthesise
 
 import s2s_server as S  # noqa: E402
@@ -135,12 +135,7 @@ async def one_case(url: str, question: str, pcm: np.ndarray, listen_s: float) ->
 async def run_setting(server_args: list[str], cases: list[tuple[str, str, str, str, str]], listen_s: float,
                       audio: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     config = load_config([*server_args, "--port", "0", "--data-dir", tempfile.mkdtemp(prefix="s2s-after-")])
-    components = S.build_components(config)
-    t0 = time.monotonic()
-    await S.load_components(components)
-    print(f"models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    server = S.S2SServer(config, components)
-    port = await server.start()
+    server, port = await serve_in_process(config)
     rows = []
     try:
         for name, _lang, question, text, want in cases:
@@ -151,7 +146,7 @@ async def run_setting(server_args: list[str], cases: list[tuple[str, str, str, s
             rows.append(row)
     finally:
         await server.stop()
-        S.close_components(components)
+        S.close_components(server.components)
     return rows
 
 

@@ -96,6 +96,19 @@ class LogTail:
         os.close(self._fd)
 
 
+async def serve_in_process(config: Any) -> tuple[Any, int]:
+    """Load `config`'s models (saying on stderr how long that took) and start an `S2SServer` with them in this
+    process: the server and its port. Stop it with `server.stop()`, then `s2s_server.close_components`."""
+    import s2s_server as S  # here: a benchmark that starts the server as a process does not load it
+
+    components = S.build_components(config)
+    t0 = time.monotonic()
+    await S.load_components(components)
+    print(f"models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    server = S.S2SServer(config, components)
+    return server, await server.start()
+
+
 async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/", log_to_file: bool = False,
                        ) -> tuple[asyncio.subprocess.Process, int, list[str]]:
     """Run `s2s_server.py --port 0 ARGS` as its own process; return it, its port (from the first log line

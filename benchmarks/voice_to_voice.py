@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import machine, pct  # also puts the repository on sys.path
+from common import machine, pct, serve_in_process  # also puts the repository on sys.path
 
 import s2s_server as S  # noqa: E402
 from s2s_config import load_config  # noqa: E402
@@ -217,12 +217,7 @@ async def run(url: str | None, config: Any, questions: list[tuple[str, np.ndarra
 
     server = None
     if url is None:
-        components = S.build_components(config)
-        t0 = time.monotonic()
-        await S.load_components(components)
-        print(f"models loaded and warm in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-        server = S.S2SServer(config, components)
-        port = await server.start()
+        server, port = await serve_in_process(config)
         url = f"ws://127.0.0.1:{port}/v1/realtime"
     results: list[dict[str, Any]] = []  # a failed turn: {"failed": why}
     try:
