@@ -194,6 +194,19 @@ def test_the_fifth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_f
             eot.NEW_SENTENCES, eot.THIRD_SENTENCES, eot.FOURTH_SENTENCES))], lang)
 
 
+def checked_kinds(lang: str, entries: list, at_least: int, words: tuple[int, int]) -> dict[str, list[str]]:
+    """A later set's sentences of one language by kind, checked: at least `at_least` of each kind and no other kind,
+    one "|" in each hesitation and none in a whole turn, and (English) `words` as the least and most words."""
+    by_kind = {kind: [s for k, s in entries if k == kind] for kind in ("phrase", "clause", "finished")}
+    assert all(len(chosen) >= at_least for chosen in by_kind.values()), lang
+    assert sum(map(len, by_kind.values())) == len(entries), lang
+    assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
+    assert not any("|" in s for s in by_kind["finished"]), lang
+    if lang == "en":
+        assert all(words[0] <= len(s.replace("|", " ").split()) <= words[1] for _kind, s in entries)
+    return by_kind
+
+
 def test_the_fifth_set_has_the_kinds_and_sizes_it_was_written_with():
     """At least 35 hesitations inside a phrase, 35 at a clause boundary and 35 whole turns a language, 15 of the whole
     turns beginning or ending like unfinished ones; each hesitation has one "|", each whole turn none; an English
@@ -201,14 +214,9 @@ def test_the_fifth_set_has_the_kinds_and_sizes_it_was_written_with():
     open_start = re.compile(r"^((so|and|but|or|then|because|if|unless|since|when|which is|until|as long as)\b|然后|"
                             r"所以|因为|但是|而且|就是|如果|除非|等我|从|还有|不然|只要|或者|可是|那就)", re.IGNORECASE)
     for lang, entries in eot.FIFTH_SENTENCES.items():
-        by_kind = {kind: [s for k, s in entries if k == kind] for kind in ("phrase", "clause", "finished")}
-        assert all(len(chosen) >= 35 for chosen in by_kind.values()), lang
-        assert sum(map(len, by_kind.values())) == len(entries), lang
-        assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
-        assert not any("|" in s for s in by_kind["finished"]), lang
+        by_kind = checked_kinds(lang, entries, at_least=35, words=(2, 23))
         assert sum(bool(open_start.match(s)) or s.endswith(", so.") for s in by_kind["finished"]) >= 15, lang
         if lang == "en":
-            assert all(2 <= len(s.replace("|", " ").split()) <= 23 for _kind, s in entries)
             assert sum(len(s.replace("|", " ").split()) >= 15 and len(s.split("|")[0].split()) > len(s.split())
                        / 2 for s in by_kind["phrase"] + by_kind["clause"]) >= 8
 
@@ -217,13 +225,7 @@ def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
     """At least 30 hesitations inside a phrase, 30 at a clause boundary and 30 whole turns a language; each
     hesitation has one "|", each whole turn none; an English sentence has 3-22 words."""
     for lang, entries in eot.FOURTH_SENTENCES.items():
-        by_kind = {kind: [s for k, s in entries if k == kind] for kind in ("phrase", "clause", "finished")}
-        assert all(len(chosen) >= 30 for chosen in by_kind.values()), lang
-        assert sum(map(len, by_kind.values())) == len(entries), lang
-        assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
-        assert not any("|" in s for s in by_kind["finished"]), lang
-        if lang == "en":
-            assert all(3 <= len(s.replace("|", " ").split()) <= 22 for _kind, s in entries)
+        checked_kinds(lang, entries, at_least=30, words=(3, 22))
 
 
 def assert_hesitant_twice_whole_once(samples, entries, whole_kind, prefix):
