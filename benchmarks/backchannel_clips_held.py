@@ -5,8 +5,10 @@ do not tune on it, and do not read it while tuning the barge-in rules.
 Written 2026-12-02 by the clips17 helper, apart from what the rules were tuned on: its writer read the code that
 makes and judges the clips (backchannel_clips.py's `clips`, `decide` and `main`, voicebench_s2s.py's `synthesise`
 and `noise`), not `held_verdict` nor the word lists in s2s_config.py (`backchannel_words`, `barge_in_*`,
-`yield_*`). Of the existing clip texts it saw only the few that a grep for the constants' names printed (the first
-of benchmarks/backchannel_clips.py's lists, voicebench_s2s.py's OVER_SPEECH and after_interruption.py's CASES).
+`yield_*`). It did see, reading that code, the earlier backchannel word lists kept in backchannel_clips.py
+(BACKCHANNEL_BEFORE, _0500, _1300) and its ANSWERS, and of the other tuned texts only what a grep for the constants'
+names printed (the first few of backchannel_clips.py's BACKCHANNELS and INTERRUPTIONS, voicebench_s2s.py's
+OVER_SPEECH and after_interruption.py's CASES cut to 50-110 characters a line) and the check's hits below.
 Texts were written from what listeners say, then checked against those sets (tests/test_backchannel_clips_bench.py:
 no text is a near copy of one there, nor of another here). The check made nine texts rewrite, each a near copy
 of one there: "no, I meant Tuesday", "stop talking, please", "shh, be quiet", "yeah, but", 嗯嗯, 对对对, 等一下,
@@ -14,9 +16,9 @@ of one there: "no, I meant Tuesday", "stop talking, please", "shh, be quiet", "y
 
 The label says what the speaker means, not what a rule would hear:
 - backchannels and reactions, which must not cut the bot ("ignore"): agreement, continuer (asks the bot to go on),
-  surprise, amusement, thinking, sympathy, repeat (a short reaction said twice or three times);
+  surprise, amusement, thinking, sympathy, repeat (a short reaction said twice or more);
 - interruptions, which must ("stop"): correction, question, stop (wait, hold on, enough), repair (the user did not
-  hear or follow), topic (a new request or subject), answer (one word or two to a question the bot asked: judged
+  hear or follow), topic (a new request or subject), answer (one to three words to a question the bot asked: judged
   as if the bot's last clause heard were a question, `held_verdict`'s `asked`, with or without `--after-question`);
 - ambiguous ("either"): could be either, by tone or context ("okay okay" is agreement or impatience, "really?" a
   reaction or a question, "um" a thought or a bid for the turn); reported, not scored.
