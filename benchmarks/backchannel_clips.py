@@ -438,7 +438,8 @@ def main() -> None:
     parser.add_argument("--pass-time", metavar="DIR", nargs="+", help="instead of the clips: the compute time of "
                         "a server's passes (voicebench_s2s.py --save-hearings) with and without clip_tokens")
     parser.add_argument("--after-question", action="store_true", help="judge every clip as if the bot's last "
-                        "clause heard were a question, and add one-word answers (ANSWERS) as interruptions")
+                        "clause heard were a question, and (the current set) add one-word answers (ANSWERS) as "
+                        "interruptions")
     parser.add_argument("--clips", choices=("current", "held"), default="current",
                         help="the clip set: current (the one the rules were tuned on) or held (the held-out set, "
                         "benchmarks/backchannel_clips_held.py: run it once, at the end, and tune on nothing it shows)")
