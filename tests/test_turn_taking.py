@@ -804,6 +804,77 @@ async def test_a_push_to_talk_request_to_stop_over_the_reply_yields(make_server)
     assert then["strategy"] == "yield" and then["words"] == "Okay.", then
 
 
+async def told_to_stop_mid_clause(h, question: str, stop: str, ack: str) -> tuple[Client, s2s.Response, str]:
+    """A long reply to `question`, cut by `stop` typed once its third clause's text went out (its audio runs
+    500 ms ahead: a clause is playing), and the yield's `ack` played. Returns the client, the cut reply and its
+    text as the cut left it (what was heard: whole clauses and words of the clause that was cut)."""
+    c = await start_reply(h, question=question)
+    for _ in range(3):
+        await c.wait_for("response.output_audio_transcript.delta")
+    cut = h.session().response
+    since = len(c.events)
+    await c.say(stop)
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "yield" and then["words"] == ack, then
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the acknowledgement has played
+    return c, cut, cut.item.text
+
+
+@pytest.mark.parametrize(("question", "stop", "ack", "go_on"), [
+    ("Tell me something long.", "Stop.", "Okay.", "Sorry, go ahead."),
+    ("给我讲一个很长的故事。", "你先别说了。", "好的。", "你说吧。")])
+async def test_go_on_after_a_yield_resumes_the_cut_reply_from_the_clause_that_was_cut(make_server, question, stop,
+                                                                                    ack, go_on):
+    """Told to stop mid-reply, the bot says "Okay." (好的。); then "Sorry, go ahead." (你说吧, "you say it") gets the
+    resume strategy: the reply's words the user did not hear, from the start of the clause that was cut, with no
+    LLM call (the fake LLM would say its whole reply again from "Sure."). The history holds each word once: the
+    cut reply keeps the clauses heard whole, the resumed reply the rest, and the two make the whole reply."""
+    h = await make_server(**{**REPLYING, "asr": "fake"})
+    c, cut, heard_at_cut = await told_to_stop_mid_clause(h, question, stop, ack)
+    whole = s2s.join_clauses(cut.clauses)
+    assert whole == LONG_REPLY and cut.heard_whole is not None and cut.heard_whole >= 1
+    since = len(c.events)
+    await c.say(go_on)
+    then = await what_followed_the_cut(c, since)
+    assert then["action"] == then["strategy"] == "resume" and then["status"] == "completed", then
+    heard = s2s.join_clauses(cut.clauses[:cut.heard_whole])
+    assert then["words"] == s2s.join_clauses(cut.clauses[cut.heard_whole:]) and not then["words"].startswith("Sure")
+    assert heard_at_cut.startswith(heard) and len(heard_at_cut) > len(heard), (heard_at_cut, heard)  # re-said whole
+    said = [m["content"] for m in h.session().llm_history() if m["role"] == "assistant"]
+    assert said == [heard, ack, then["words"]] and s2s.join_clauses([heard, then["words"]]) == whole, said
+
+
+@pytest.mark.parametrize("when", ["no yield", "resume off", "too late", "answered in between"])
+async def test_go_on_is_answered_as_any_turn_unless_it_comes_right_after_a_yield(make_server, when):
+    """"Go on." resumes only right after a yield: said after a reply that was not cut, with `resume_words` empty,
+    after `resume_within_s`, or after another turn was answered since the yield, it gets the plain reply."""
+    h = await make_server(**{**REPLYING, "asr": "fake", **({"resume_words": []} if when == "resume off" else {})})
+    if when == "no yield":
+        c = await h.connect()
+        await c.turn("Tell me something long.")
+    else:
+        c, _cut, _ = await told_to_stop_mid_clause(h, "Tell me something long.", "Stop.", "Okay.")
+    if when == "too late":
+        reply, at_ms = h.session()._resumable
+        h.session()._resumable = (reply, at_ms - 1000 * h.server.config.resume_within_s - 1)
+    if when == "answered in between":
+        await c.turn("What time is it?")
+    since = len(c.events)
+    await c.say("Go on.")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "reply" and then["words"].startswith("Sure."), then
+
+
+def test_only_words_that_ask_to_go_on_resume():
+    config = validate_config({})
+    for text in ("Go on.", "Sorry, go ahead.", "Okay, continue.", "Please carry on.", "You were saying?", "继续",
+                 "你说吧", "你继续说吧", "好，接着说"):
+        assert s2s.only_asks_to_resume(text, config), text
+    for text in ("Sorry.", "Please.", "Go on, what's the capital of Peru?", "Continue with the weather.", "你说什么",
+                 "Stop."):
+        assert not s2s.only_asks_to_resume(text, config), text
+
+
 async def test_a_push_to_talk_press_cleared_over_the_reply_cuts_no_later_turn(make_server):
     """Pressed to talk over the reply (a cut), then cleared: the next press, with the bot quiet, cut nothing, so its
     "Stop." is answered as any turn (review16b: the cut outlived the cleared audio, and it got "Okay.")."""
