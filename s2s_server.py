@@ -1204,7 +1204,8 @@ class PredictiveTurnDetector(TurnDetector):
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_request_silence_ms` when the audio says done and the words are a whole request in this moment, heard
         surely, whatever the text head scores (rule "request": the session's `text_request`, words that cut the
-        bot off and only ask it to stop or wait, or that only ask it to go on after it gave way);
+        bot off and only ask it to stop or wait, or that only ask it to go on after it gave way); when the audio
+        says unfinished, `turn_sure_words_silence_ms` (rule "request, sounds unfinished");
       - `turn_sure_words_silence_ms` when the audio says unfinished but the words are very sure they are a
         finished turn (rule "sure words": the text head at least `turn_sure_words_threshold`, the words ending in
         one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
@@ -1322,7 +1323,9 @@ class PredictiveTurnDetector(TurnDetector):
         `turn_text_last_word_min_logprob`), no open clause ("Wait," with more to come), and Smart Turn says done
         (trusted for this voice or not), in ms. The text head scores such words as unfinished ("Stop." 0.32, 停 0.09),
         so they waited the unsure `turn_unsure_silence_ms` and the "Okay." came 1.2 s late
-        (benchmarks/after_interruption.py, docs/latency.md). The same words said to a quiet bot, or with more words
+        (benchmarks/after_interruption.py, docs/latency.md). When Smart Turn says unfinished (hibari's "go on":
+        0.22) they wait `turn_sure_words_silence_ms` (at least this, at most the unsure wait; rule "request, sounds
+        unfinished"), where they waited the 2.2 s maximum. The same words said to a quiet bot, or with more words
         after them, take the usual rules. Counted as the done wait is (`turn_quiet_db`). At or above
         `turn_unsure_silence_ms`: off."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
@@ -1540,7 +1543,8 @@ class PredictiveTurnDetector(TurnDetector):
     def rule(self) -> tuple[str, float]:
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "request" (the
         words are a whole request in this moment, `text_request`: "Stop." that cut the bot off; heard surely, and
-        Smart Turn says done), "done",
+        Smart Turn says done), "request, sounds unfinished" (the same words, Smart Turn says unfinished: the
+        sure-words wait), "done",
         "audio only", "unsure", "weak words" (both say done, but the text head under `turn_done_text_threshold`),
         "open clause" (the text head says done, but the words are an open clause: `turn_open_clause`), "unsure
         words" (the words say done, the ASR is unsure of them), "unsure last word" (... of their last word), "sure
@@ -1559,10 +1563,14 @@ class PredictiveTurnDetector(TurnDetector):
             return ("audio only", self.audio_only_silence_ms) if self.audio_trusted() else \
                 ("audio not trusted", self.unsure_silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
-        if self.text_request and votes[0] and self.request_silence_ms < self.unsure_silence_ms and \
+        if self.text_request and self.request_silence_ms < self.unsure_silence_ms and \
                 (self.text_logprob is None or self.text_logprob >= self.text_min_logprob) and \
                 (self.text_last_word_logprob is None or self.text_last_word_logprob >= self.text_last_word_min_logprob):
-            return "request", min(self.request_silence_ms, self.silence_ms)  # a whole turn, whatever the head says
+            if votes[0]:  # a whole turn, whatever the head says
+                return "request", min(self.request_silence_ms, self.silence_ms)
+            # Smart Turn calls a short imperative unfinished (hibari's "go on": 0.22): very sure words, as "sure words"
+            wait = min(max(self.request_silence_ms, self.sure_words_silence_ms), self.unsure_silence_ms)
+            return "request, sounds unfinished", min(wait, self.silence_ms)
         unsure = None  # why the ASR is unsure of the words that say done
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
             unsure = "unsure words"

