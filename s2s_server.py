@@ -630,6 +630,9 @@ class LLM(Component):
     """Language model. `generate` yields text deltas; closing the iterator must stop generation."""
 
     family = "llm"
+    # Whether `generate` continues a trailing assistant message (its deltas are what comes after it) rather than
+    # answering anew: what a resumed reply needs to finish a reply that was cut while it was being written
+    continues_assistant: ClassVar[bool] = False
 
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
         """messages: OpenAI-style [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
@@ -889,9 +892,14 @@ class FakeLLM(LLM):
         fake_llm_token_ms: int = Field(0, ge=0, le=10000)
         """Delay of the fake LLM between tokens (words)."""
 
+    continues_assistant = True  # a trailing assistant message that begins its reply: the rest of the reply
+
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        words = self.config.fake_llm_reply.replace("{user}", user.strip().rstrip(".!?")).split(" ")
+        reply = self.config.fake_llm_reply.replace("{user}", user.strip().rstrip(".!?"))
+        if messages and messages[-1]["role"] == "assistant" and reply.startswith(messages[-1]["content"]):
+            reply = reply[len(messages[-1]["content"]):].strip()
+        words = reply.split(" ") if reply else []
         await asyncio.sleep(self.config.fake_llm_first_token_ms / 1000)
         for i, word in enumerate(words[:max_tokens]):
             if i and self.config.fake_llm_token_ms:
@@ -3123,6 +3131,7 @@ class LlamaCppLLM(LLM):
     """
 
     name = "llamacpp"
+    continues_assistant = True  # llama.cpp's server prefills a trailing assistant message (`prefill_assistant`)
 
     class Settings(BackendSettings):
         llamacpp_weights: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"] = "qwen2.5-coder-1.5b"
@@ -5949,7 +5958,7 @@ class Strategy:
     when: Literal["turn", "partial", "quiet"] = "turn"  # a completed turn, a partial transcript, a quiet spell
     opener_settings: tuple[str, str] | None = None  # (English, Chinese): said at once, then the LLM continues
     guidance_setting: str = ""  # added to the system prompt for this reply; {template} is the opener
-    max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (at most llm_max_tokens; 0 or "": no LLM)
+    max_tokens_setting: str = "llm_max_tokens"  # the LLM's token budget (at most llm_max_tokens; 0: no LLM)
     history_setting: str = ""  # a setting: how many of the conversation's last messages its LLM call reads
     forms_setting: str = ""  # a setting: the forms its guidance's {form} takes in turn (`form_in_turn`)
     speaks: bool = True
@@ -5984,7 +5993,7 @@ class Strategy:
         return text
 
     def max_tokens(self, config: Config) -> int:
-        return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens) if self.max_tokens_setting else 0
+        return min(getattr(config, self.max_tokens_setting), config.llm_max_tokens)
 
     def describe(self) -> dict[str, Any]:
         """What the page and the protocol learn about it (session.created, s2s.strategy_table)."""
@@ -6201,7 +6210,7 @@ for _row in (
     Strategy("block", "Blocked", speaks=False, ends_session=True),
     Strategy("yield", "Gave way", opener_settings=("yield_template_en", "yield_template_zh"),
              max_tokens_setting="yield_max_tokens"),
-    Strategy("resume", "Went on", max_tokens_setting="", resumes=True),  # the cut reply's own words, no LLM
+    Strategy("resume", "Went on", max_tokens_setting="resume_max_tokens", resumes=True),
     Strategy("proactive", "Proactive", when="quiet", guidance_setting="proactive_prompt", max_tokens_setting=GUIDED),
 ):
     add_strategy(_row)
@@ -6494,6 +6503,11 @@ class Response:
     messages: list[dict[str, str]] = field(default_factory=list)  # what the LLM was given for this reply
     clauses: list[str] = field(default_factory=list)  # every clause it made to say (speakable), sent or not yet
     heard_whole: int | None = None  # once cut off: how many of `clauses` the user heard whole (None: never cut)
+    written_all: bool = False  # its LLM (or its opener alone) finished writing it
+    answers: list[dict[str, str]] = field(default_factory=list)  # the messages the whole reply answers (a resumed
+    # reply: those of the reply it resumes)
+    before: list[str] = field(default_factory=list)  # (a resumed reply) the clauses of the reply it resumes heard
+    # before it: with `clauses`, the whole reply
 
 
 @dataclass
@@ -7764,15 +7778,26 @@ class Session:
             return False
         cut, at_ms = self._resumable
         return now_ms() - at_ms <= self.config.resume_within_s * 1000 and cut.heard_whole is not None \
-            and len(cut.clauses) > cut.heard_whole
+            and (len(cut.clauses) > cut.heard_whole or self._continuation(cut) is not None)
 
-    def _take_resumable(self) -> list[str]:
-        """The clauses of the reply a yield cut off that the user did not hear, from the start of the clause that
-        was cut (re-said whole: a listener picks up a sentence from its start). That reply keeps in history only
-        the clauses heard whole, so each word is in the history once: in it, or in the resumed reply."""
+    def _continuation(self, cut: Response) -> list[dict[str, str]] | None:
+        """The LLM messages that finish `cut`, a reply cut while its LLM was still writing it: the messages it
+        answered, then its words so far as the assistant's, which the LLM continues (`LLM.continues_assistant`);
+        None when it was written whole, when the LLM answers anew instead, or with no budget
+        (`resume_max_tokens`)."""
+        if cut.written_all or not cut.answers or not self.components.llm.continues_assistant or \
+                not STRATEGIES["resume"].max_tokens(self.config):
+            return None
+        return [*cut.answers, {"role": "assistant", "content": join_clauses([*cut.before, *cut.clauses])}]
+
+    def _take_resumable(self) -> tuple[Response, list[str], list[dict[str, str]] | None] | None:
+        """The reply a yield cut off, its clauses the user did not hear, from the start of the clause that was
+        cut (re-said whole: a listener picks up a sentence from its start), and the messages that finish it
+        (`_continuation`); None when there is nothing to resume. That reply keeps in history only the clauses
+        heard whole, so each word is in the history once: in it, or in the resumed reply."""
         if self._resumable is None or not self._can_resume():
             self._resumable = None
-            return []
+            return None
         cut, _at = self._resumable
         self._resumable = None
         assert cut.heard_whole is not None
@@ -7781,7 +7806,7 @@ class Session:
             cut.item.text, cut.item.unheard = heard, ""
             if cut.item in self.items:
                 self.retext(cut.item)
-        return cut.clauses[cut.heard_whole:]
+        return cut, cut.clauses[cut.heard_whole:], self._continuation(cut)
 
     async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
         """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).
@@ -8077,17 +8102,23 @@ class Session:
     def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
         """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
         row = STRATEGIES[strategy]
-        resumed = None
-        if row.resumes:
-            resumed = self._take_resumable()
-            if not resumed:  # (a plugin policy's plan, with nothing to go back to): answered as any turn
-                strategy, row = "reply", STRATEGIES["reply"]
-        elif strategy != "yield":  # the bot says something new: "go on" goes back to the cut reply no more
+        resume = self._take_resumable() if row.resumes else None
+        if row.resumes and resume is None:  # (a plugin policy's plan, with nothing to go back to): any turn's reply
+            strategy, row = "reply", STRATEGIES["reply"]
+        elif not row.resumes and strategy != "yield":  # the bot says something new: "go on" goes back no more
             self._resumable = None
         opener, messages = self._reply_messages(row, turn.item.text if turn.item else "", instructions)
-        ahead = self._take_ahead(messages, row.max_tokens(self.config))
+        budget = row.max_tokens(self.config)
+        resumed: list[str] = []
+        answers, before = messages, []
+        if resume is not None:  # the cut reply's unheard words, then (cut while written) the LLM finishes it
+            cut, resumed, finish = resume
+            messages, budget = (finish, budget) if finish is not None else (messages, 0)
+            answers, before = cut.answers, [*cut.before, *cut.clauses[:cut.heard_whole or 0]]
+        ahead = self._take_ahead(messages, budget)
         item = Item(new_id("item"), "assistant", status="in_progress")
-        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages)
+        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages,
+                     answers=answers, before=before)
         self.response = self.last_response = r
         self.add_item(item)
         self.emit(server_event("response.created", response={
@@ -8095,8 +8126,7 @@ class Session:
             "metadata": {"strategy": strategy}}))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self._set_state(State.PROCESSING)
-        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener, ahead,
-                                               resumed), "response")
+        r.task = self.spawn(self._run_response(r, turn, messages, budget, opener, ahead, resumed), "response")
         return r
 
     def _reply_messages(self, row: Strategy, text: str, instructions: str | None = None,
@@ -8358,6 +8388,7 @@ class Session:
                 for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
                     r.metrics.setdefault("llm_first_clause", now_ms() - started)
                     await put(clause)
+                r.written_all = True
                 await clause_queue.put(None)
             except Exception as exc:
                 await clause_queue.put(exc)

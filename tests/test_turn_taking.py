@@ -897,6 +897,27 @@ async def test_go_on_after_a_yield_resumes_the_cut_reply_from_the_clause_that_wa
     assert said == [heard, ack, then["words"]] and s2s.join_clauses([heard, then["words"]]) == whole, said
 
 
+@pytest.mark.parametrize("budget", ["default", "none"])
+async def test_a_reply_cut_while_it_was_written_is_finished_by_the_llm_when_resumed(make_server, budget):
+    """The fake LLM writes a word every 50 ms, so "Stop." cuts the reply before it is written whole. "Go on."
+    re-says its unheard written clauses, then the LLM continues the reply from its words so far (the messages it
+    answered, then those words as the assistant's: `LLM.continues_assistant`), so the cut reply and the resumed
+    one make the whole reply. With `resume_max_tokens` 0 the resumed reply ends where the writing was cut."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_llm_token_ms": 50,
+                             **({"resume_max_tokens": 0} if budget == "none" else {})})
+    c, cut, _ = await told_to_stop_mid_clause(h, "Tell me something long.", "Stop.", "Okay.")
+    assert not cut.written_all and LONG_REPLY.startswith(s2s.join_clauses(cut.clauses))
+    since = len(c.events)
+    await c.say("Go on.")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "resume", then
+    heard, written = s2s.join_clauses(cut.clauses[:cut.heard_whole]), s2s.join_clauses(cut.clauses)
+    if budget == "none":
+        assert s2s.join_clauses([heard, then["words"]]) == written != LONG_REPLY, then
+    else:
+        assert s2s.join_clauses([heard, then["words"]]) == LONG_REPLY, then
+
+
 async def test_a_spoken_go_on_after_a_yield_ends_its_turn_after_a_short_silence_and_resumes(make_server):
     """hibari's "go on", spoken after the bot gave way to a typed "Stop.", is a whole turn in that moment and
     resumes the cut reply. Smart Turn calls it unfinished (0.22) and the text head too (0.10), which waited the 2.2 s
