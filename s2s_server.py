@@ -7786,7 +7786,7 @@ class Session:
         None when it was written whole, when the LLM answers anew instead, or with no budget
         (`resume_max_tokens`)."""
         if cut.written_all or not cut.answers or not self.components.llm.continues_assistant or \
-                not STRATEGIES["resume"].max_tokens(self.config):
+                not self.config.resume_max_tokens:
             return None
         return [*cut.answers, {"role": "assistant", "content": join_clauses([*cut.before, *cut.clauses])}]
 
