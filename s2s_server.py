@@ -6229,7 +6229,7 @@ class Moment:
     cut_the_bot_off: bool = False  # these words (spoken over it, or typed) stopped the bot's reply
     told_to_stop: bool = False  # the bot gave way to a request to stop (yield) and the user has not spoken since
     resumable: bool = False  # the bot gave way (yield) to words that cut its reply off, less than `resume_within_s`
-    # ago, nothing was answered since, and the cut reply has words the user did not hear
+    # ago, nothing was answered since, and the cut reply has words the user did not hear (or more to write)
 
 
 @dataclass(frozen=True)
@@ -6282,7 +6282,8 @@ class DefaultPolicy(Policy):
     wait ("Stop.", "Hold on.", 别说了; `yield_words`), which the judge calls a plain reply, get the yield
     strategy: a short acknowledgement (`yield_template_en`), then the bot listens; and words after a yield that
     only ask it to go on ("Go on.", 继续; `resume_words`, `Moment.resumable`) get the resume strategy: the cut
-    reply's words the user did not hear, from the start of the clause that was cut. Neither needs proactivity
+    reply's words the user did not hear, from the start of the clause that was cut (and the LLM's end of it, when
+    it was cut while being written). Neither needs proactivity
     (they are turn-taking, not the bot's initiative), only the strategy switched on."""
 
     name = "default"
@@ -7773,7 +7774,8 @@ class Session:
 
     def _can_resume(self) -> bool:
         """Whether the bot gave way (yield) to words that cut its reply off less than `resume_within_s` ago, with
-        nothing answered since, and that reply has words the user did not hear (`Moment.resumable`)."""
+        nothing answered since, and that reply has words the user did not hear, or the LLM more of it to write
+        (`_continuation`; `Moment.resumable`)."""
         if self._resumable is None or not self.config.resume_within_s:
             return False
         cut, at_ms = self._resumable
