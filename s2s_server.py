@@ -6505,6 +6505,7 @@ class Response:
     clauses: list[str] = field(default_factory=list)  # every clause it made to say (speakable), sent or not yet
     heard_whole: int | None = None  # once cut off: how many of `clauses` the user heard whole (None: never cut)
     written_all: bool = False  # its LLM (or its opener alone) finished writing it
+    synthesised: int = 0  # how many of its clauses TTS has spoken whole (their audio sent, the trailing silence aside)
     answers: list[dict[str, str]] = field(default_factory=list)  # the messages the whole reply answers (a resumed
     # reply: those of the reply it resumes)
     before: list[str] = field(default_factory=list)  # (a resumed reply) the clauses of the reply it resumes heard
@@ -8425,6 +8426,7 @@ class Session:
                         await self._emit_shaped(r, shaper.push(pcm), chunk_samples, out_rate)
                         r.first_audible_ms = shaper.first_audible_ms
                 shaper.end_clause(ends_sentence(text))
+                r.synthesised += 1
                 synthesising = False
             await self._emit_shaped(r, shaper.flush(), chunk_samples, out_rate)
         except asyncio.CancelledError:
@@ -8473,7 +8475,8 @@ class Session:
                 r.task.cancel()  # closes the LLM and TTS streams (aclosing) at their next await
             played = r.clock.played_ms(now_ms())
             r.item.text = r.clock.text_until(played)
-            r.heard_whole = len(r.clock.heard_clauses(played, finished=False))  # (what a resume goes back to)
+            # (what a resume goes back to) the newest clause sent was heard whole only if TTS had spoken all of it
+            r.heard_whole = len(r.clock.heard_clauses(played, finished=len(r.clock.spans) <= r.synthesised))
         elif status == "failed":
             r.item.text = r.clock.text_until(r.clock.sent_ms)  # what was sent will still be played
         r.item.status = "completed" if status == "completed" else "incomplete"
