@@ -14,7 +14,8 @@ with silence before and after. Then it listens for `--listen-s` seconds after th
   heard   the interruption's transcript; judged: s2s.judgement's action for it
   then    what the agent said after the cut (response transcripts), and how long: its audio, ms; its first
           audio after the user's last sound, ms
-  after   the first reply after the user's last sound: its first audible sound (10 ms windows at -45 dBFS), ms
+  after   the first reply after the user's last sound: its first audible sound (10 ms windows at -45 dBFS), ms;
+          and its turn's end-of-turn wait (s2s.metrics' endpoint: the silence until the turn ended), ms
 A case with a follow-up (`stop, go on`) speaks it, the same way, once the agent's answer to the interruption has
 played and a second of quiet has passed, and reports the same for it (`go on` ...), with what the user had heard of
 the cut reply (its transcript as cut). A request to stop should leave the agent quiet (a very short
@@ -80,7 +81,8 @@ def responses(events: list[tuple[float, dict[str, Any]]], start: float, end: flo
         if rid is None or rid == skip or (rid not in later and not (e["type"] == "response.created"
                                                                     and start <= t < end)):
             continue
-        r = later.setdefault(rid, {"text": "", "audio": [], "first_audio": None, "strategy": None, "done": None})
+        r = later.setdefault(rid, {"text": "", "audio": [], "first_audio": None, "strategy": None, "done": None,
+                                   "endpoint_ms": None})
         if e["type"] == "response.output_audio_transcript.delta":
             r["text"] += e["delta"]
         elif e["type"] == "response.output_audio.delta":
@@ -90,6 +92,8 @@ def responses(events: list[tuple[float, dict[str, Any]]], start: float, end: flo
             r["strategy"] = (e["response"].get("metadata") or {}).get("strategy")
         elif e["type"] == "response.done":
             r["done"] = t
+        elif e["type"] == "s2s.metrics":
+            r["endpoint_ms"] = e.get("endpoint")
     for r in later.values():
         pcm = np.concatenate(r.pop("audio")) if r["audio"] else np.zeros(0, dtype=np.int16)
         r["audio_ms"] = len(pcm) / RATE_HZ * 1000
@@ -101,6 +105,7 @@ def responses(events: list[tuple[float, dict[str, Any]]], start: float, end: flo
 def spoken_after(rows: list[dict[str, Any]], last_sound: float) -> list[dict[str, Any]]:
     """What the responses said, and their first audible sound after `last_sound`, ms."""
     return [{"strategy": r["strategy"], "text": r["text"], "audio_ms": round(r["audio_ms"]),
+             "endpoint_ms": r["endpoint_ms"],
              "after_last_sound_ms": None if r["audible"] is None else round((r["audible"] - last_sound) * 1000)}
             for r in rows]
 
@@ -240,8 +245,8 @@ def main() -> None:
     print("|---|---|---|---:|---|---|---|---|")
 
     def said(rows: list[dict[str, Any]]) -> str:
-        return "; ".join(f"{r['strategy']}: {r['text']!r}, {r['audio_ms']} ms, {r['after_last_sound_ms']} ms"
-                         for r in rows) or "nothing"
+        return "; ".join(f"{r['strategy']}: {r['text']!r}, {r['audio_ms']} ms, {r['after_last_sound_ms']} ms "
+                         f"(end of turn {r['endpoint_ms']} ms)" for r in rows) or "nothing"
 
     for setting, rows in results.items():
         for row in rows:
