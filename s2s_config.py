@@ -673,6 +673,30 @@ class Config(BaseModel):
     """What the bot says when it gives way to a Chinese speaker's request to stop or wait."""
     yield_max_tokens: int = Field(0, ge=0, le=8192)
     """Token budget of the LLM after the yield acknowledgement (0: the acknowledgement alone, no LLM call)."""
+    resume_words: list[str] = [
+        "go on", "go ahead", "continue", "carry on", "keep going", "keep talking", "proceed", "resume", "finish",
+        "you were saying", "as you were saying", "finish what you were saying", "go on then", "on you go",
+        "继续", "继续说", "继续讲", "接着说", "接着讲", "接着", "说吧", "说", "讲", "你说", "你讲", "说下去", "讲下去",
+        "往下说", "繼續", "繼續說", "接著說", "接著", "說", "講", "你說", "說下去"]
+    """Words (and phrases) that ask the bot to go on, compared as `yield_words` are. A user turn that comes after
+    the bot gave way (the yield strategy, after words that cut its reply off) within `resume_within_s`, the first
+    since, and holds one of these and nothing else but `yield_fillers`, backchannel words and
+    `barge_in_function_words` ("Go on.", "Sorry, go ahead.", "Okay, continue.", 继续, 你说吧) gets the resume
+    strategy when the judge calls it a plain reply: the bot says what the listener did not hear of the reply they
+    cut off, from the start of the clause that was cut, then, if the reply was cut while the LLM was still writing
+    it, the LLM's continuation of it (`resume_max_tokens`); the 1.5B had answered "Go on." with a new reply. When
+    the cut reply had nothing left to say, or the yield was longer ago, or anything else was said in between, such
+    words are answered as any turn. []: off."""
+    resume_max_tokens: int = Field(200, ge=0, le=8192)
+    """Token budget of the LLM that finishes a resumed reply which was cut off while the LLM was still writing it
+    (at most `llm_max_tokens`): after the words it had written and the user did not hear, the LLM continues the
+    reply from them (its words so far given as the assistant's message, which llama.cpp continues: an LLM
+    backend that answers anew instead, as OpenAI's API does, is not asked). 0: the words it had written alone (a
+    reply cut 1.2 s into its audio on a busy 2-core machine had written "Sure! The history of the":
+    docs/latency.md)."""
+    resume_within_s: float = Field(60.0, ge=0.0, le=86400.0)
+    """How long after a yield (the moment the bot gave way) `resume_words` resume the reply that was cut off, in
+    seconds; later they are answered as any turn (0: never resume)."""
     block_temporary_s: int = Field(600, ge=1, le=10**8)
     """How long a temporary block lasts."""
     block_permanent_after: int = Field(3, ge=0, le=1000)

