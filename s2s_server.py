@@ -148,10 +148,24 @@ class AudioSettings(_Loose):
     output: AudioOutput | None = None
 
 
+ANONYMOUS_PREFIX = "anon-"  # a session's user id until the client names one (`Session.user_id`)
+
+
 class S2SSettings(_Loose):
     user_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.@:-]+$")
     proactive: bool | None = None
     strategies: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=64)
+
+    @field_validator("user_id")
+    @classmethod
+    def _named(cls, user_id: str | None) -> str | None:
+        """A client names a user, never an anonymous session: an id with `ANONYMOUS_PREFIX` is refused. Such a
+        user would be taken for an anonymous session (no rolling summary: `Memory.summaries_owed`), and the id of
+        a live one ("anon-" and its session id) would read what that session said."""
+        if user_id is not None and user_id.startswith(ANONYMOUS_PREFIX):
+            raise ValueError(f"a user id may not start with {ANONYMOUS_PREFIX!r}, which anonymous sessions' ids "
+                             "start with; choose another")
+        return user_id
 
     @field_validator("strategies")
     @classmethod
@@ -4978,9 +4992,6 @@ class UserMemory:
                 for key in [k for k in self.facts if k[0] == kind]:
                     del self.facts[key]
             self.facts[(kind, value)] = at
-
-
-ANONYMOUS_PREFIX = "anon-"  # a session's user id until the client names one (`Session.user_id`)
 
 
 @dataclass

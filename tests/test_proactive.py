@@ -154,6 +154,23 @@ async def test_a_block_is_persisted_refuses_reconnection_and_survives_a_restart(
     assert (await late.wait_for("s2s.blocked"))["until"] == blocked["until"]
 
 
+async def test_a_client_cannot_name_its_user_as_an_anonymous_session(scripted):
+    """A user id with the anonymous sessions' prefix is refused with an error that names it, and the session
+    stays its own: it does not read what an anonymous session (its id is "anon-" and its session id) said."""
+    h = await scripted()
+    anonymous = await h.connect()
+    anonymous_id = anonymous.events[0]["session"]["s2s"]["user_id"]
+    await anonymous.turn("My name is Lena.")
+    await anonymous.wait_for("s2s.item.stored", lambda e: e["role"] == "user")
+    other = await h.connect()
+    await other.send("session.update", session={"s2s": {"user_id": anonymous_id}})
+    error = (await other.wait_for("error"))["error"]
+    assert error["code"] == "invalid_event" and "may not start with 'anon-'" in error["message"]
+    await other.turn("What is my name?")
+    assert "Lena" not in json.dumps(RECORDED[-1])
+    assert h.server.sessions[other.events[0]["session"]["id"]].user_id.endswith(other.events[0]["session"]["id"])
+
+
 async def test_the_nth_block_is_permanent(scripted, memory_settings):
     h = await scripted(block_permanent_after=2, block_temporary_s=3600, **memory_settings)
     await h.server.memory.block("frank", 0, 2, "earlier")  # frank's first block, temporary: lapsed at once
