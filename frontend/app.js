@@ -1097,7 +1097,8 @@ ui.settingsOpen.addEventListener("click", () => {
 ui.setUser.addEventListener("change", () => {
   const id = ui.setUser.value.trim();
   if (!USER_ID_PATTERN.test(id)) {
-    ui.settingsStatus.textContent = "A user id is 1 to 128 letters, digits or . @ : - _, not starting with anon- (kept the old one).";
+    ui.settingsStatus.textContent =
+      "A user id is 1 to 128 letters, digits or . @ : - _, not starting with anon- (kept the old one).";
     ui.setUser.value = S.userId;
     return;
   }
