@@ -465,6 +465,7 @@ class Component:
     family: ClassVar[str] = ""
     name: ClassVar[str] = ""
     replace: ClassVar[bool] = False  # True: take over a name another class registered (say so, on purpose)
+    left_running: bool = False  # set by close() when it left a call that serves nothing any more to end by itself
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -487,7 +488,9 @@ class Component:
         """Load weights and warm up (blocking; runs in a worker thread before serving)."""
 
     def close(self) -> None:
-        """Release resources."""
+        """Release resources. A call that serves nothing any more (llamacpp: a read for a later session) may be
+        left to end by itself rather than waited for; close() then keeps what that call uses and sets
+        `left_running`, and the server's process exits without freeing it (`main`)."""
 
 
 class VAD(Component):
@@ -3168,6 +3171,17 @@ class LlamaCppLLM(LLM):
     # a memory that changed changes most of it (the earlier conversation moves on), and is read anew.
     KEPT_PROMPT_MIN_SHARED = 0.9
 
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._server: Any = None  # xllamacpp's Server, from `load` until `close` frees it
+        self._calls = 0  # llama.cpp calls in flight (close() waits for them)
+        self._wanted = 0  # calls that someone here waits for (replies, primes but a give-way read), in flight
+        self._unwaited = threading.local()  # .reading: this thread reads a prompt nobody waits for (`prime_for`)
+        self._unwaited_calls = 0  # of `_calls`, those made by such reads (close() does not wait for them)
+        self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
+        self._calls_changed = threading.Condition()
+        self._closing = threading.Event()
+
     def load(self) -> None:
         apply_openmp_wait_policy(self.config)  # this build's llama.cpp threads meet at OpenMP barriers
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
@@ -3220,14 +3234,9 @@ class LlamaCppLLM(LLM):
         # read into, that slot's id_task after it): the slot is still theirs while its id_task is the same
         self._reserved_slots: set[int] = set()  # slots a prime_for is using
         self._user_locks: dict[str, threading.Lock] = {}  # one prime_for per user at a time
-        self._wanted = 0  # calls that someone here waits for (replies, primes but a give-way read), in flight
         self._pieces_in: dict[int, tuple[int, list[int]]] = {}  # slot -> (its id_task after, the tokens) the
         # last read in pieces left there (`_held`)
         self._warm_tokens: list[int] = []  # the warm-up prompt's tokens: the instructions every prompt starts with
-        self._calls = 0  # llama.cpp calls in flight (close() waits for them)
-        self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
-        self._calls_changed = threading.Condition()
-        self._closing = threading.Event()
         self._server = xlc.Server(params)
         started = now_ms()
         # Warm-up: one token after the default system prompt leaves it in the slot's prompt cache.
@@ -3241,11 +3250,23 @@ class LlamaCppLLM(LLM):
 
     def close(self) -> None:
         """Stop every call at its next token or prompt step (`llamacpp_batch_tokens`), wait for the calls
-        to return, then free the model (freeing it under a running call crashes the process)."""
+        to return, then free the model (freeing it under a running call crashes the process). Not for a read
+        that nobody waits for (`prime_for` with `give_way`: a read of a user's next prompt at their session's
+        end), which serves a later session of this process only: it stops at its next step by itself, keeps
+        nothing, and the model stays loaded for it (`left_running`). Waiting for that step was most of a
+        stop's time: 1.6 s of 1.9 (docs/latency.md, "Where a stop's time goes")."""
         self._closing.set()
         with self._calls_changed:
-            if not self._calls_changed.wait_for(lambda: self._calls == 0, timeout=10):
+            log.debug("llm llamacpp: closing with %d calls in flight, %d of them reads nobody waits for", self._calls,
+                      self._unwaited_calls)
+            if not self._calls_changed.wait_for(lambda: self._calls == self._unwaited_calls, timeout=10):
                 log.warning("llm llamacpp: %d calls still running after 10 s; the model stays loaded", self._calls)
+                self.left_running = True
+                return
+            if self._unwaited_calls:
+                log.info("llm llamacpp: a read for a later session stops at its next prompt step by itself; the "
+                         "model stays loaded for it")
+                self.left_running = True
                 return
             self._server = None  # llama.cpp frees the model when the Server object goes
 
@@ -3270,17 +3291,20 @@ class LlamaCppLLM(LLM):
     @contextlib.contextmanager
     def _server_in_use(self) -> Iterator[Any]:
         """The llama.cpp server, counted as in use (close() waits until nothing uses it)."""
+        unwaited = int(getattr(self._unwaited, "reading", False))
         with self._calls_changed:
             if self._server is None or self._closing.is_set():
                 raise LLMError("the llamacpp LLM is closed")
             server = self._server
             self._calls += 1
+            self._unwaited_calls += unwaited
             self._calls_changed.notify_all()
         try:
             yield server
         finally:
             with self._calls_changed:
                 self._calls -= 1
+                self._unwaited_calls -= unwaited
                 self._calls_changed.notify_all()
 
     def _slots(self, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -3363,11 +3387,16 @@ class LlamaCppLLM(LLM):
 
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
+        self._unwaited.reading = give_way is not None  # its calls: close() does not wait for them
         try:
             return not self._prime_kept(user_id, messages, others_open=others_open, give_way=give_way)["stopped"]
         except Exception as exc:  # priming only saves time; a failure here must not end anything
+            if self._closing.is_set():
+                return False
             log.warning("llm llamacpp: priming a kept prompt failed: %s", exc)
             return True  # not to be asked again: it would fail again
+        finally:
+            self._unwaited.reading = False
 
     def _prime_kept(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                     give_way: Callable[[], bool] | None = None) -> dict[str, int]:
@@ -9371,12 +9400,23 @@ def exit_anyway_after(seconds: float) -> None:
 
     def force() -> None:
         log.error("still stopping after %.0f s; exiting now", seconds)
-        logging.shutdown()
-        os._exit(1)
+        exit_now(1)
 
     timer = threading.Timer(seconds, force)
     timer.daemon = True
     timer.start()
+
+
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which waits for every worker thread (also one that runs a call a
+    component's close() left running: `Component.left_running`) and then frees what they use. Logs are flushed
+    first; memory is closed by then (`S2SServer.stop`)."""
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 SERVER_SCRIPT = str(Path(__file__).resolve())  # what a worker runs
@@ -9565,6 +9605,8 @@ def main(argv: list[str] | None = None) -> None:
     components = build_components(config)  # 4. build (cheap); `serve` loads and warms up
     try:
         asyncio.run(serve(config, components, auth_token=auth_token))  # 5. serve
+        if any(c.left_running for c in (components.asr, components.llm, components.tts, components.judge)):
+            exit_now(0)  # stopped: not waiting for a call left running, which serves nothing any more
     except (ComponentMissing, MemoryUnavailable) as exc:  # a missing package; memory that cannot be opened
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(1) from None
