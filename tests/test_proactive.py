@@ -792,6 +792,20 @@ async def test_the_start_up_scan_for_owed_summaries_reads_no_whole_table_of_item
         await memory.close()
 
 
+async def test_a_memory_file_newer_than_the_server_stops_its_start(tmp_path):
+    """A SQLite file upgraded by a newer server (PRAGMA user_version past `SCHEMA_VERSION`) is refused at open,
+    with a message, as PostgreSQL's schema is (test_scale_out.py)."""
+    import sqlite3
+
+    (tmp_path / "new").mkdir()
+    with sqlite3.connect(tmp_path / "new" / "memory.sqlite3") as db:
+        db.execute(f"PRAGMA user_version={s2s.SQLiteMemory.SCHEMA_VERSION + 1}")
+    memory = s2s.SQLiteMemory(validate_config({"data_dir": str(tmp_path / "new")}))
+    with pytest.raises(s2s.MemoryUnavailable, match="newer than this server knows"):
+        await memory.open()
+    memory._executor.shutdown()
+
+
 class HeldCommit:
     """A SQLite connection whose transactions (`with db:`) wait for `release` before they commit, once
     `inserted` is set: the write is made and not yet committed."""
