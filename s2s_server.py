@@ -148,10 +148,24 @@ class AudioSettings(_Loose):
     output: AudioOutput | None = None
 
 
+ANONYMOUS_PREFIX = "anon-"  # a session's user id until the client names one (`Session.user_id`)
+
+
 class S2SSettings(_Loose):
     user_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\w.@:-]+$")
     proactive: bool | None = None
     strategies: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=64)
+
+    @field_validator("user_id")
+    @classmethod
+    def _named(cls, user_id: str | None) -> str | None:
+        """A client names a user, never an anonymous session: an id with `ANONYMOUS_PREFIX` is refused. Such a
+        user would be taken for an anonymous session (no rolling summary: `Memory.summaries_owed`), and the id of
+        a live one ("anon-" and its session id) would read what that session said."""
+        if user_id is not None and user_id.startswith(ANONYMOUS_PREFIX):
+            raise ValueError(f"a user id may not start with {ANONYMOUS_PREFIX!r}, which anonymous sessions' ids "
+                             "start with; choose another")
+        return user_id
 
     @field_validator("strategies")
     @classmethod
@@ -451,6 +465,7 @@ class Component:
     family: ClassVar[str] = ""
     name: ClassVar[str] = ""
     replace: ClassVar[bool] = False  # True: take over a name another class registered (say so, on purpose)
+    left_running: bool = False  # set by close() when it left a call that serves nothing any more to end by itself
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -473,7 +488,9 @@ class Component:
         """Load weights and warm up (blocking; runs in a worker thread before serving)."""
 
     def close(self) -> None:
-        """Release resources."""
+        """Release resources. A call that serves nothing any more (llamacpp: a read for a later session) may be
+        left to end by itself rather than waited for; close() then keeps what that call uses and sets
+        `left_running`, and the server's process exits without freeing it (`main`)."""
 
 
 class VAD(Component):
@@ -3202,6 +3219,17 @@ class LlamaCppLLM(LLM):
     # a memory that changed changes most of it (the earlier conversation moves on), and is read anew.
     KEPT_PROMPT_MIN_SHARED = 0.9
 
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._server: Any = None  # xllamacpp's Server, from `load` until `close` frees it
+        self._calls = 0  # llama.cpp calls in flight (close() waits for them)
+        self._wanted = 0  # calls that someone here waits for (replies, primes but a give-way read), in flight
+        self._unwaited = threading.local()  # .reading: this thread reads a prompt nobody waits for (`prime_for`)
+        self._unwaited_calls = 0  # of `_calls`, those made by such reads (close() does not wait for them)
+        self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
+        self._calls_changed = threading.Condition()
+        self._closing = threading.Event()
+
     def load(self) -> None:
         apply_openmp_wait_policy(self.config)  # this build's llama.cpp threads meet at OpenMP barriers
         xlc = import_backend("xllamacpp", self.name, "pip install xllamacpp==2026.10.11549")
@@ -3254,14 +3282,9 @@ class LlamaCppLLM(LLM):
         # read into, that slot's id_task after it): the slot is still theirs while its id_task is the same
         self._reserved_slots: set[int] = set()  # slots a prime_for is using
         self._user_locks: dict[str, threading.Lock] = {}  # one prime_for per user at a time
-        self._wanted = 0  # calls that someone here waits for (replies, primes but a give-way read), in flight
         self._pieces_in: dict[int, tuple[int, list[int]]] = {}  # slot -> (its id_task after, the tokens) the
         # last read in pieces left there (`_held`)
         self._warm_tokens: list[int] = []  # the warm-up prompt's tokens: the instructions every prompt starts with
-        self._calls = 0  # llama.cpp calls in flight (close() waits for them)
-        self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
-        self._calls_changed = threading.Condition()
-        self._closing = threading.Event()
         self._server = xlc.Server(params)
         started = now_ms()
         # Warm-up: one token after the default system prompt leaves it in the slot's prompt cache.
@@ -3275,11 +3298,23 @@ class LlamaCppLLM(LLM):
 
     def close(self) -> None:
         """Stop every call at its next token or prompt step (`llamacpp_batch_tokens`), wait for the calls
-        to return, then free the model (freeing it under a running call crashes the process)."""
+        to return, then free the model (freeing it under a running call crashes the process). Not for a read
+        that nobody waits for (`prime_for` with `give_way`: a read of a user's next prompt at their session's
+        end), which serves a later session of this process only: it stops at its next step by itself, keeps
+        nothing, and the model stays loaded for it (`left_running`). Waiting for that step was most of a
+        stop's time: 1.6 s of 1.9 (docs/latency.md, "Where a stop's time goes")."""
         self._closing.set()
         with self._calls_changed:
-            if not self._calls_changed.wait_for(lambda: self._calls == 0, timeout=10):
+            log.debug("llm llamacpp: closing with %d calls in flight, %d of them reads nobody waits for", self._calls,
+                      self._unwaited_calls)
+            if not self._calls_changed.wait_for(lambda: self._calls == self._unwaited_calls, timeout=10):
                 log.warning("llm llamacpp: %d calls still running after 10 s; the model stays loaded", self._calls)
+                self.left_running = True
+                return
+            if self._unwaited_calls:
+                log.info("llm llamacpp: a read for a later session stops at its next prompt step by itself; the "
+                         "model stays loaded for it")
+                self.left_running = True
                 return
             self._server = None  # llama.cpp frees the model when the Server object goes
 
@@ -3304,17 +3339,20 @@ class LlamaCppLLM(LLM):
     @contextlib.contextmanager
     def _server_in_use(self) -> Iterator[Any]:
         """The llama.cpp server, counted as in use (close() waits until nothing uses it)."""
+        unwaited = int(getattr(self._unwaited, "reading", False))
         with self._calls_changed:
             if self._server is None or self._closing.is_set():
                 raise LLMError("the llamacpp LLM is closed")
             server = self._server
             self._calls += 1
+            self._unwaited_calls += unwaited
             self._calls_changed.notify_all()
         try:
             yield server
         finally:
             with self._calls_changed:
                 self._calls -= 1
+                self._unwaited_calls -= unwaited
                 self._calls_changed.notify_all()
 
     def _slots(self, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -3397,11 +3435,16 @@ class LlamaCppLLM(LLM):
 
     def prime_for(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                   give_way: Callable[[], bool] | None = None) -> bool:
+        self._unwaited.reading = give_way is not None  # its calls: close() does not wait for them
         try:
             return not self._prime_kept(user_id, messages, others_open=others_open, give_way=give_way)["stopped"]
         except Exception as exc:  # priming only saves time; a failure here must not end anything
+            if self._closing.is_set():
+                return False
             log.warning("llm llamacpp: priming a kept prompt failed: %s", exc)
             return True  # not to be asked again: it would fail again
+        finally:
+            self._unwaited.reading = False
 
     def _prime_kept(self, user_id: str, messages: list[dict[str, str]], *, others_open: bool = True,
                     give_way: Callable[[], bool] | None = None) -> dict[str, int]:
@@ -5028,15 +5071,13 @@ class UserMemory:
             self.facts[(kind, value)] = at
 
 
-ANONYMOUS_PREFIX = "anon-"  # a session's user id until the client names one (`Session.user_id`)
-
-
 @dataclass
 class SummaryDue:
     """What a user's next rolling summary is built from (`Memory.summary_due`)."""
 
     summary: str  # the stored summary ("" for none)
-    covered: int  # the id (insertion order, per store) of the newest item it covers; 0 for none
+    covered: int  # the id of the newest item it covers (0: none); a user's items get ids in the order they
+    # are committed (`Memory.remember`), so every item with a larger id is stored after it
     items: list[tuple[int, str, str]]  # (id, role, text) of the oldest items stored after it, oldest first
     pending: int  # how many items there are after it in all (`items` holds at most the limit asked for)
 
@@ -5072,15 +5113,19 @@ class Memory(Component):
       load_user          what is known about a user, read when a session names its user
       remember           store one conversation item (and the facts it states); returns once the write is
                          acknowledged, that is stored as durably as the backend promises (say which in the
-                         subclass docstring). `remember_soon` runs it without waiting (what sessions do:
-                         memory never delays a reply), in order per user, retried; it returns the write's
-                         task, which the session awaits to acknowledge the item to its client
-                         (`s2s.item.stored`); `close` waits for those writes.
+                         subclass docstring). A store that keeps summaries numbers a user's items in the
+                         order their writes commit, from every process (`SummaryDue.covered`: a summary that
+                         covers up to an item skips none committed later). `remember_soon` runs it without
+                         waiting (what sessions do: memory never delays a reply), in order per user, retried; it
+                         returns the write's task, which the session awaits to acknowledge the item to its
+                         client (`s2s.item.stored`); `close` waits for those writes.
       retext             an item was cut to what the user heard (barge-in, truncate): store that instead
       save_summary       the rolling summary of a user, covering every item stored so far
       summary_due        the stored summary, the newest item it covers, and the items stored after it
       advance_summary    store a summary built on `summary_due`'s, unless another was stored since (then False)
-      summaries_owed     named users with at least N items stored after their summary (found at start)
+      summaries_owed     named users with at least N items stored after their summary (found at start: read
+                         what that needs, not every item; the SQL stores keep a summaries row per named user,
+                         `summary` "" until one is written, and read at most N items of each)
       block, active_block  persist a block / the newest block this process has seen, in force, without I/O
       forget             delete what is remembered about a user (`--forget-user`); their blocks stay
       check_block        the user's block in force as the store has it (checked at each session.update):
@@ -5137,8 +5182,8 @@ class Memory(Component):
 
     async def summaries_owed(self, min_items: int) -> list[str]:
         """Users, named ones only (not `ANONYMOUS_PREFIX`), with at least `min_items` items stored after the
-        newest item their summary covers (all their items when they have none): read at start, since a
-        summary is owed past a restart or a crash."""
+        newest item their summary covers (all their items when they have none), in the order they became owed
+        (by their `min_items`-th such item): read at start, since a summary is owed past a restart or a crash."""
         return []
 
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
@@ -5278,16 +5323,22 @@ class SQLiteMemory(Memory):
     A write is acknowledged when its coroutine returns: the transaction is committed, and survives a
     crash of this process (WAL, synchronous=NORMAL; a power loss may take the last ones). Blocks use
     synchronous=FULL. Several processes on one machine may share the file (`workers`): each checks
-    blocks in the file (`check_block`), and a block's count and insert are one transaction.
+    blocks in the file (`check_block`), and a block's count and insert are one transaction. SQLite commits
+    one write transaction at a time and numbers a new item (its rowid: the largest so far, plus one) inside
+    it, so items get ids in the order they are committed (what `summary_due`'s `covered` needs).
     """
 
     name = "sqlite"
+    # The file's schema version (PRAGMA user_version), brought up to date at open (`_upgrade`); a newer file
+    # stops the start. 1 (2026-12-02): every named user has a summaries row (`summaries_owed` reads those).
+    SCHEMA_VERSION = 1
 
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
         item_id TEXT NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL, unanswered INTEGER NOT NULL DEFAULT 0,
         created_at REAL NOT NULL);
     CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id, created_at);
+    CREATE INDEX IF NOT EXISTS messages_said ON messages (user_id, id) WHERE text<>'';
     CREATE TABLE IF NOT EXISTS facts (user_id TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
         updated_at REAL NOT NULL, PRIMARY KEY (user_id, kind, value));
     CREATE TABLE IF NOT EXISTS summaries (user_id TEXT PRIMARY KEY, summary TEXT NOT NULL, updated_at REAL NOT NULL,
@@ -5320,6 +5371,7 @@ class SQLiteMemory(Memory):
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(self.SCHEMA)
                 self._add_covered_id()
+                self._upgrade()
                 break
             except sqlite3.OperationalError as exc:
                 self._db.close()
@@ -5346,6 +5398,22 @@ class SQLiteMemory(Memory):
             self._db.execute("UPDATE summaries SET covered_id=COALESCE((SELECT MAX(m.id) FROM messages m WHERE "
                              "m.user_id=summaries.user_id AND m.created_at<=summaries.updated_at), 0)")
 
+    def _upgrade(self) -> None:
+        """Bring the file to SCHEMA_VERSION, once, however many processes open it at the same time."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == self.SCHEMA_VERSION:
+            return
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > self.SCHEMA_VERSION:
+                raise MemoryUnavailable(f"the memory file {self.path} is version {version}, newer than this server "
+                                        f"knows ({self.SCHEMA_VERSION}): upgrade the server")
+            if version < 1:  # a summaries row for each named user (one full read of the messages, once)
+                self._db.execute("INSERT OR IGNORE INTO summaries (user_id, summary, updated_at, covered_id) SELECT "
+                                 "DISTINCT user_id, '', 0, 0 FROM messages WHERE user_id NOT GLOB 'anon-*'")
+            self._db.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
+            log.info("memory file upgraded to version %d", self.SCHEMA_VERSION)
+
     def _load_user(self, user_id: str, earlier_items: int) -> UserMemory:
         db = self._db
         memory = UserMemory()
@@ -5371,6 +5439,9 @@ class SQLiteMemory(Memory):
             self._db.execute("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
                              "VALUES (?,?,?,?,?,?,?)", (user_id, session_id, item.id, item.role, item.text,
                                                        int(item.unanswered), item.created_at))
+            if not user_id.startswith(ANONYMOUS_PREFIX):  # the named user's summaries row (`summaries_owed`)
+                self._db.execute("INSERT OR IGNORE INTO summaries (user_id, summary, updated_at, covered_id) "
+                                 "VALUES (?, '', 0, 0)", (user_id,))
             for kind, value in facts:
                 if kind in SINGLE_VALUED_FACTS:
                     self._db.execute("DELETE FROM facts WHERE user_id=? AND kind=?", (user_id, kind))
@@ -5408,11 +5479,14 @@ class SQLiteMemory(Memory):
             return True
 
     def _summaries_owed(self, min_items: int) -> list[str]:
-        rows = self._db.execute(
-            "SELECT m.user_id FROM messages m LEFT JOIN summaries s ON s.user_id=m.user_id "
-            "WHERE m.id>COALESCE(s.covered_id, 0) AND m.text<>'' AND m.user_id NOT GLOB ? "
-            "GROUP BY m.user_id HAVING COUNT(*)>=? ORDER BY MAX(m.id)", (ANONYMOUS_PREFIX + "*", min_items))
-        return [row[0] for row in rows]
+        """Each named user's summaries row, and the id of their `min_items`-th item with text after the newest
+        one their summary covers (None when they have fewer): by the partial index messages_said, at most
+        `min_items` index entries a user, not every item. The owed, in the order they became so."""
+        rows = self._db.execute(  # filtered and sorted here: SQLite would run the subquery twice for that
+            "SELECT (SELECT m.id FROM messages m WHERE m.user_id=s.user_id AND m.id>s.covered_id AND m.text<>'' "
+            "ORDER BY m.id LIMIT 1 OFFSET ?), s.user_id FROM summaries s WHERE s.user_id NOT GLOB ?",
+            (max(min_items, 1) - 1, ANONYMOUS_PREFIX + "*"))
+        return [user_id for _, user_id in sorted(row for row in rows if row[0] is not None)]
 
     def _forget(self, user_id: str) -> int:
         with self._db:
@@ -5504,7 +5578,11 @@ class PostgresMemory(Memory):
     psycopg 3 with a connection pool (`memory_pool_size`); every attempt (a connection from the pool, its
     queries, the commit) has `memory_timeout_s`, past which it raises MemoryUnavailable. A write is
     acknowledged when its coroutine returns: the transaction is committed on the server. Inserts are
-    keyed by item id, so a retry after a lost commit reply stores nothing twice. Blocks are read from the
+    keyed by item id, so a retry after a lost commit reply stores nothing twice. An item's id comes from a
+    sequence when it is inserted, and a transaction that took an id may commit after one that took a later
+    id; so a write of a user's items holds a lock of that user's (`ITEM_LOCK`) from before its insert to its
+    commit: a user's items get ids in the order they are committed, on every replica, and a summary that
+    covers up to one of them skips none committed later (`summary_due`). Blocks are read from the
     database at every check (`check_block`), so a block written by any replica holds on every other at
     once; while the database is away the blocks this process has seen decide. The schema is created and
     upgraded at `open` under an advisory lock, so replicas starting together migrate it once, and a
@@ -5533,7 +5611,15 @@ class PostgresMemory(Memory):
         UPDATE summaries SET covered_id=COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.user_id=summaries.user_id
             AND m.created_at<=summaries.updated_at), 0);
         """,
+        # 3: a summaries row for each named user (`remember` adds it from now on) and an index of the items with
+        # text by user and id: `summaries_owed` reads those rows and a few index entries each, not every item
+        """
+        CREATE INDEX messages_said ON messages (user_id, id) WHERE text<>'';
+        INSERT INTO summaries (user_id, summary, updated_at, covered_id) SELECT DISTINCT user_id, '', 0, 0
+            FROM messages WHERE user_id NOT LIKE 'anon-%' ON CONFLICT (user_id) DO NOTHING;
+        """,
     ]
+    ITEM_LOCK = 0x5325_4954  # pg_advisory_xact_lock(ITEM_LOCK, hashtext(user_id)): one write of a user's items
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -5646,10 +5732,14 @@ class PostgresMemory(Memory):
 
     async def remember(self, user_id: str, session_id: str, item: Item, facts: list[tuple[str, str]]) -> None:
         async def save(conn: Any) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (self.ITEM_LOCK, user_id))
             await conn.execute(
                 "INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
                 "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (user_id, item_id) DO NOTHING",
                 (user_id, session_id, item.id, item.role, item.text, item.unanswered, item.created_at))
+            if not user_id.startswith(ANONYMOUS_PREFIX):  # the named user's summaries row (`summaries_owed`)
+                await conn.execute("INSERT INTO summaries (user_id, summary, updated_at, covered_id) VALUES "
+                                   "(%s, '', 0, 0) ON CONFLICT (user_id) DO NOTHING", (user_id,))
             for kind, value in facts:
                 if kind in SINGLE_VALUED_FACTS:
                     await conn.execute("DELETE FROM facts WHERE user_id=%s AND kind=%s AND value<>%s",
@@ -5707,12 +5797,12 @@ class PostgresMemory(Memory):
         return await self._once(advance)
 
     async def summaries_owed(self, min_items: int) -> list[str]:
-        async def owed(conn: Any) -> list[str]:
+        async def owed(conn: Any) -> list[str]:  # as SQLiteMemory._summaries_owed
             rows = await (await conn.execute(
-                "SELECT m.user_id FROM messages m LEFT JOIN summaries s ON s.user_id=m.user_id "
-                "WHERE m.id>COALESCE(s.covered_id, 0) AND m.text<>'' AND m.user_id NOT LIKE %s "
-                "GROUP BY m.user_id HAVING COUNT(*)>=%s ORDER BY MAX(m.id)",
-                (ANONYMOUS_PREFIX + "%", min_items))).fetchall()
+                "SELECT s.user_id FROM summaries s CROSS JOIN LATERAL (SELECT m.id FROM messages m WHERE "
+                "m.user_id=s.user_id AND m.id>s.covered_id AND m.text<>'' ORDER BY m.id LIMIT 1 OFFSET %s) AS owed "
+                "WHERE s.user_id NOT LIKE %s ORDER BY owed.id",
+                (max(min_items, 1) - 1, ANONYMOUS_PREFIX + "%"))).fetchall()
             return [row[0] for row in rows]
 
         return await self._once(owed)
@@ -9468,12 +9558,23 @@ def exit_anyway_after(seconds: float) -> None:
 
     def force() -> None:
         log.error("still stopping after %.0f s; exiting now", seconds)
-        logging.shutdown()
-        os._exit(1)
+        exit_now(1)
 
     timer = threading.Timer(seconds, force)
     timer.daemon = True
     timer.start()
+
+
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which waits for every worker thread (also one that runs a call a
+    component's close() left running: `Component.left_running`) and then frees what they use. Logs are flushed
+    first; memory is closed by then (`S2SServer.stop`)."""
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 SERVER_SCRIPT = str(Path(__file__).resolve())  # what a worker runs
@@ -9662,6 +9763,8 @@ def main(argv: list[str] | None = None) -> None:
     components = build_components(config)  # 4. build (cheap); `serve` loads and warms up
     try:
         asyncio.run(serve(config, components, auth_token=auth_token))  # 5. serve
+        if any(c.left_running for c in (components.asr, components.llm, components.tts, components.judge)):
+            exit_now(0)  # stopped: not waiting for a call left running, which serves nothing any more
     except (ComponentMissing, MemoryUnavailable) as exc:  # a missing package; memory that cannot be opened
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(1) from None

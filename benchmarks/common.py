@@ -110,17 +110,17 @@ async def serve_in_process(config: Any) -> tuple[Any, int]:
 
 
 async def start_server(*args: str, ready: str = r"serving ws://[\d.]+:(\d+)/", log_to_file: bool = False,
-                       ) -> tuple[asyncio.subprocess.Process, int, list[str]]:
+                       script: Path | None = None) -> tuple[asyncio.subprocess.Process, int, list[str]]:
     """Run `s2s_server.py --port 0 ARGS` as its own process; return it, its port (from the first log line
     matching `ready`), and its log lines (kept up to date by a background reader, so the pipe never fills).
     `log_to_file`: the server's stderr goes to a temporary file, read every 50 ms, instead of a pipe read as
     each line arrives, so this process is not woken by every line the server writes (`overhead.py
-    --server-log file`)."""
+    --server-log file`). `script`: another server file to run (another checkout's, for a before and after)."""
     import tempfile
 
     log_file = tempfile.NamedTemporaryFile(prefix="s2s-bench-log-") if log_to_file else None
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "s2s_server.py"), "--port", "0", *args, cwd=str(ROOT),
+        sys.executable, str(script or ROOT / "s2s_server.py"), "--port", "0", *args, cwd=str(ROOT),
         stderr=log_file if log_file is not None else asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
     lines: list[str] = []
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -12,7 +12,8 @@ import { RealtimeClient } from "./client.js";
 const SETTINGS_KEY = "s2s.settings"; // localStorage: the switches below, as JSON
 const USER_ID_KEY = "s2s.user_id"; // localStorage: the user id sent as session.s2s.user_id
 const WIRE_RATES_HZ = [24000, 16000]; // what the page may ask for; the server's default is 24000
-const USER_ID_PATTERN = /^[\w.@:-]{1,128}$/; // what the server accepts as session.s2s.user_id
+// what the server accepts as session.s2s.user_id: not "anon-" first (anonymous sessions' ids start so)
+const USER_ID_PATTERN = /^(?!anon-)[\w.@:-]{1,128}$/;
 const OUTBOX_MS = 3000; // audio held while the session is not ready yet (first connect, a session.update in flight)
 const PTT_PREROLL_MS = 200; // audio from just before the talk button went down, so the first syllable survives
 const PTT_TAIL_MS = 120; // keep sending this long after release, then commit: the last syllable survives
@@ -1096,7 +1097,8 @@ ui.settingsOpen.addEventListener("click", () => {
 ui.setUser.addEventListener("change", () => {
   const id = ui.setUser.value.trim();
   if (!USER_ID_PATTERN.test(id)) {
-    ui.settingsStatus.textContent = "A user id is 1 to 128 letters, digits or . @ : - _ (kept the old one).";
+    ui.settingsStatus.textContent =
+      "A user id is 1 to 128 letters, digits or . @ : - _, not starting with anon- (kept the old one).";
     ui.setUser.value = S.userId;
     return;
   }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,23 @@ async def test_a_block_is_persisted_refuses_reconnection_and_survives_a_restart(
     late = await h2.connect()
     await late.send("session.update", session={"s2s": {"user_id": "mallory"}})
     assert (await late.wait_for("s2s.blocked"))["until"] == blocked["until"]
+
+
+async def test_a_client_cannot_name_its_user_as_an_anonymous_session(scripted):
+    """A user id with the anonymous sessions' prefix is refused with an error that names it, and the session
+    stays its own: it does not read what an anonymous session (its id is "anon-" and its session id) said."""
+    h = await scripted()
+    anonymous = await h.connect()
+    anonymous_id = anonymous.events[0]["session"]["s2s"]["user_id"]
+    await anonymous.turn("My name is Lena.")
+    await anonymous.wait_for("s2s.item.stored", lambda e: e["role"] == "user")
+    other = await h.connect()
+    await other.send("session.update", session={"s2s": {"user_id": anonymous_id}})
+    error = (await other.wait_for("error"))["error"]
+    assert error["code"] == "invalid_event" and "may not start with 'anon-'" in error["message"]
+    await other.turn("What is my name?")
+    assert "Lena" not in json.dumps(RECORDED[-1])
+    assert h.server.sessions[other.events[0]["session"]["id"]].user_id.endswith(other.events[0]["session"]["id"])
 
 
 async def test_the_nth_block_is_permanent(scripted, memory_settings):
@@ -675,6 +693,192 @@ async def test_a_summary_owed_when_the_server_stopped_is_written_at_the_next_sta
     assert written.empty() and len(summary_calls()) == 1
     assert "And I play on Sundays." in summary_calls()[0][-1]["content"]
     assert await h2.server.memory.summaries_owed(1) == []
+
+
+def old_store(tmp_path, memory_settings, rows) -> None:
+    """A store as a server from before mem17 left it (no messages_said index, no summaries row for a user
+    without a summary), holding these messages rows (user_id, session_id, item_id, role, text, unanswered,
+    created_at)."""
+    if memory_settings:
+        import psycopg
+
+        with psycopg.connect(memory_settings["memory_url"], autocommit=True) as db:
+            db.execute(s2s.PostgresMemory.MIGRATIONS[0])
+            db.execute(s2s.PostgresMemory.MIGRATIONS[1])
+            db.execute("CREATE TABLE s2s_schema (version INTEGER NOT NULL); INSERT INTO s2s_schema VALUES (2)")
+            with db.cursor() as cur, cur.copy("COPY messages (user_id, session_id, item_id, role, text, unanswered, "
+                                              "created_at) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((*row[:5], bool(row[5]), row[6]))
+            db.execute("VACUUM ANALYZE")
+        return
+    import sqlite3
+
+    (tmp_path / "old").mkdir()
+    with sqlite3.connect(tmp_path / "old" / "memory.sqlite3") as db:
+        db.executescript(s2s.SQLiteMemory.SCHEMA.replace(
+            "CREATE INDEX IF NOT EXISTS messages_said ON messages (user_id, id) WHERE text<>'';", ""))
+        db.executemany("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
+                       "VALUES (?,?,?,?,?,?,?)", rows)
+
+
+def record_statements(memory) -> list[tuple[str, object]]:
+    """Every SQL statement `memory` runs from now on, with its parameters (SQLite: as run, parameters in)."""
+    statements: list[tuple[str, object]] = []
+    if isinstance(memory, s2s.SQLiteMemory):
+        memory._db.set_trace_callback(lambda sql: statements.append((sql, None)))
+        return statements
+    once = memory._once
+
+    class Recording:
+        def __init__(self, conn):
+            self.conn = conn
+
+        async def execute(self, query, params=None):
+            statements.append((query, params))
+            return await self.conn.execute(query, params)
+
+    async def recorded(fn, *args):
+        async def run(conn, *a):
+            return await fn(Recording(conn), *a)
+
+        return await once(run, *args)
+
+    memory._once = recorded
+    return statements
+
+
+def plan_reads(memory, memory_settings, statement: tuple[str, object]) -> list[str]:
+    """How the store reads the tables for a statement: SQLite's EXPLAIN QUERY PLAN lines ("SCAN s", "SEARCH m
+    USING INDEX ..."), PostgreSQL's plan nodes ("Seq Scan messages", "Index Only Scan messages")."""
+    query, params = statement
+    if not memory_settings:
+        return [row[3] for row in memory._db.execute("EXPLAIN QUERY PLAN " + query)]
+    import psycopg
+
+    with psycopg.connect(memory_settings["memory_url"], autocommit=True) as db:
+        (plan,), = db.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()
+    nodes, stack = [], [plan["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append(f"{node['Node Type']} {node.get('Relation Name', '')}".strip())
+        stack.extend(node.get("Plans", []))
+    return nodes
+
+
+async def test_the_start_up_scan_for_owed_summaries_reads_no_whole_table_of_items(tmp_path, memory_settings):
+    """`summaries_owed`, run at every start, reads each named user's summaries row and at most N of their items
+    by index, never every item: 20,000 items of 199 named users and 100 anonymous sessions. A store from before
+    is upgraded at open (each named user gets a row), and a user first seen after is found too."""
+    rows = [(f"user-{n % 199}" if n % 5 else f"anon-sess_{n % 100}", "s1", f"item_{n}", "user", f"Said {n}.", 0,
+             100.0 + n) for n in range(20_000)]
+    old_store(tmp_path, memory_settings, rows)
+    config = validate_config({"data_dir": str(tmp_path / "old"), **memory_settings})
+    memory = s2s.REGISTRY["memory"][s2s.memory_backend(config)](config)
+    await memory.open()
+    try:
+        for n in range(3):
+            await memory.remember("newcomer", "s2", s2s.Item(f"new_{n}", "user", f"New {n}."), [])
+        await memory.advance_summary("user-1", "Said things.", (await memory.summary_due("user-1", 100)).items[-1][0],
+                                     0)
+        statements = record_statements(memory)
+        owed = await memory.summaries_owed(3)
+        assert len(owed) == 199 and "user-1" not in owed and owed[-1] == "newcomer"
+        assert not any(name.startswith("anon-") for name in owed)
+        reads = [line for statement in statements for line in plan_reads(memory, memory_settings, statement)]
+        whole = [line for line in reads if line.startswith(("SCAN m", "Seq Scan messages"))]  # SQLite: "SCAN m
+        assert reads and not whole, reads  # USING INDEX messages_user" reads every item too, in index order
+    finally:
+        await memory.close()
+
+
+async def test_a_memory_file_newer_than_the_server_stops_its_start(tmp_path):
+    """A SQLite file upgraded by a newer server (PRAGMA user_version past `SCHEMA_VERSION`) is refused at open,
+    with a message, as PostgreSQL's schema is (test_scale_out.py)."""
+    import sqlite3
+
+    (tmp_path / "new").mkdir()
+    with sqlite3.connect(tmp_path / "new" / "memory.sqlite3") as db:
+        db.execute(f"PRAGMA user_version={s2s.SQLiteMemory.SCHEMA_VERSION + 1}")
+    memory = s2s.SQLiteMemory(validate_config({"data_dir": str(tmp_path / "new")}))
+    with pytest.raises(s2s.MemoryUnavailable, match="newer than this server knows"):
+        await memory.open()
+    memory._executor.shutdown()
+
+
+class HeldCommit:
+    """A SQLite connection whose transactions (`with db:`) wait for `release` before they commit, once
+    `inserted` is set: the write is made and not yet committed."""
+
+    def __init__(self, db, inserted: threading.Event, release: threading.Event):
+        self.db, self.inserted, self.release = db, inserted, release
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+    def __enter__(self):
+        return self.db.__enter__()
+
+    def __exit__(self, *exc):
+        self.inserted.set()
+        self.release.wait(30)
+        return self.db.__exit__(*exc)
+
+
+def hold_commits(memory, inserted: threading.Event, release: threading.Event) -> None:
+    """Make `memory`'s writes wait, inserted and not committed, for `release` (a slow transaction)."""
+    if isinstance(memory, s2s.SQLiteMemory):
+        memory._db = HeldCommit(memory._db, inserted, release)
+        return
+    once = memory._once
+
+    async def held(fn, *args):
+        async def then_wait(conn, *a):
+            result = await fn(conn, *a)
+            inserted.set()
+            await asyncio.to_thread(release.wait, 30)
+            return result
+
+        return await once(then_wait, *args)
+
+    memory._once = held
+
+
+async def test_an_item_committed_late_is_not_skipped_by_a_summary(tmp_path, memory_settings):
+    """Two writers of one user's items (two replicas on one database, or two server processes on one file) and a
+    summary between their commits: an item whose write began first but committed after the other's is owed
+    after the summary moved on, never skipped. Each item is either in the summary or owed after it. SQLite
+    commits one write at a time and numbers items as it commits, so this held before there too; PostgreSQL
+    numbered an item when it was inserted, and the first item was skipped."""
+    config = validate_config({"data_dir": str(tmp_path / "m"), "memory_timeout_s": 30, **memory_settings})
+    late, other, summariser = (s2s.REGISTRY["memory"][s2s.memory_backend(config)](config) for _ in range(3))
+    for memory in (late, other, summariser):
+        await memory.open()
+    inserted, release = threading.Event(), threading.Event()
+    try:
+        hold_commits(late, inserted, release)
+        first = asyncio.create_task(late.remember("sam", "s1", s2s.Item("i1", "user", "First."), []))
+        assert await asyncio.to_thread(inserted.wait, 10)
+        second = asyncio.create_task(other.remember("sam", "s2", s2s.Item("i2", "user", "Second."), []))
+        if memory_settings:  # until the second write has committed, or waits for a lock (SQLite: it must wait)
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(memory_settings["memory_url"], autocommit=True) as db:
+                while not second.done() and not (await (await db.execute(  # noqa: ASYNC110 - no event to await
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type='Lock'")).fetchone())[0]:
+                    await asyncio.sleep(0.01)
+        due = await summariser.summary_due("sam", 10)
+        summarised = [text for _, _, text in due.items]
+        if due.items:
+            assert await summariser.advance_summary("sam", "Sam said things.", due.items[-1][0], due.covered)
+        release.set()
+        await asyncio.gather(first, second)
+        owed = [text for _, _, text in (await summariser.summary_due("sam", 10)).items]
+        assert sorted(summarised + owed) == ["First.", "Second."]
+    finally:
+        release.set()
+        for memory in (late, other, summariser):
+            await memory.close()
 
 
 async def test_a_store_from_before_covered_id_takes_each_summary_to_cover_what_was_stored_before_it(

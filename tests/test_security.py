@@ -465,6 +465,26 @@ async def test_the_stop_exits_even_when_a_component_hangs(tmp_path):
         server.kill()
 
 
+async def test_the_stop_does_not_wait_for_a_call_that_a_components_close_left_running(tmp_path):
+    """A component's close() may leave a call that serves nothing any more to end by itself (llamacpp: the read
+    of a user's next prompt, `Component.left_running`): the process exits 0 once stopped, without waiting for
+    it (the interpreter's exit joins every worker thread; here one that would run for an hour)."""
+    (tmp_path / "leaving.py").write_text(
+        "import threading\nimport time\nimport s2s_server as s2s\n\n\nclass LeavingTTS(s2s.FakeTTS):\n"
+        "    name = 'test-leave'\n\n    def close(self):\n"
+        "        threading.Thread(target=time.sleep, args=(3600,)).start()\n        self.left_running = True\n",
+        encoding="utf-8")
+    server = await ServerProcess.start(*FAKE_ARGS, "--plugins", "leaving", "--tts", "test-leave",
+                                       "--shutdown-timeout-s", "0.5", env={"PYTHONPATH": str(tmp_path)})
+    try:
+        await asyncio.wait_for(server.port, 60)
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.wait(15) == 0
+        assert "stopped" in server.log and "exiting now" not in server.log  # not the failsafe's exit
+    finally:
+        server.kill()
+
+
 # ---- configuration: where the token's name and settings come from ----------------------------------------
 
 

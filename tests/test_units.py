@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -402,6 +403,50 @@ def test_llamacpp_uses_every_core_unless_told(monkeypatch):
     assert s2s.llamacpp_thread_counts(validate_config({})) == (8, 8)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5})  # a container pinned to one CPU of many
     assert s2s.llamacpp_thread_counts(validate_config({})) == (1, 1)
+
+
+def test_llamacpp_close_does_not_wait_for_a_read_nobody_waits_for_but_for_a_reply(caplog):
+    """A stop does not wait for the prompt step of a read that serves only a later session (`prime_for` with
+    `give_way`: 1.6 s of a 1.9 s stop): close() returns while it runs, keeps the model loaded for it and says so
+    (`left_running`, on which the process exits without freeing it). A reply's call is waited for. Each call
+    here stands in for a llama.cpp prompt step, and ends when the test says."""
+    llm = s2s.LlamaCppLLM(validate_config({}))
+    llm._server = model = object()  # the loaded model, as close() frees it: dropped
+    in_step, step_done = threading.Event(), threading.Event()
+
+    def one_step(*args, **kwargs):
+        with llm._server_in_use():
+            in_step.set()
+            step_done.wait(30)
+        return {"stopped": 1}
+
+    llm._prime_kept = one_step
+    read = threading.Thread(target=llm.prime_for, args=("sam", []), kwargs={"give_way": lambda: False})
+    read.start()
+    assert in_step.wait(10)
+    with caplog.at_level("INFO"):
+        llm.close()
+    assert llm.left_running and llm._server is model and read.is_alive()
+    assert "a read for a later session stops at its next prompt step by itself" in caplog.text
+    assert "still running" not in caplog.text  # not given up on after 10 s: not waited for at all
+    step_done.set()
+    read.join(10)
+    # A reply's call (here a plain prime) is waited for, and then the model is freed.
+    llm = s2s.LlamaCppLLM(validate_config({}))
+    llm._server = object()
+    in_step.clear()
+    step_done.clear()
+    reply = threading.Thread(target=one_step)
+    reply.start()
+    assert in_step.wait(10)
+    closed = threading.Thread(target=llm.close)
+    closed.start()
+    closed.join(0.3)  # a while to see that it does not return: nothing tells it waits
+    assert closed.is_alive() and llm._server is not None
+    step_done.set()
+    closed.join(10)
+    reply.join(10)
+    assert not llm.left_running and llm._server is None
 
 
 def test_an_openmp_runtime_loaded_before_the_policy_is_named_in_a_warning(monkeypatch, caplog):
