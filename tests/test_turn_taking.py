@@ -1397,8 +1397,10 @@ async def test_in_a_voice_smart_turn_hears_its_unfinished_holds_a_hesitation_tha
 
 
 async def test_a_hesitation_in_a_voice_whose_ends_smart_turn_calls_unfinished_yields_one_turn(make_server, speech_dir):
-    """espeak-ng's flat voice: Smart Turn calls the ends of its finished sentences unfinished ("I left my keys on
-    the kitchen counter again." about 0.1) and its pauses inside a sentence finished ("The neighbours are having
+    """espeak-ng's flat voice: Smart Turn calls the ends of its finished sentences unfinished, most of them ("If it
+    rains tomorrow, we'll have the picnic indoors." 0.03; "I left my keys on the kitchen counter again." moves
+    between 0.01 and 0.79 with where its trailing silence is cut, 0.74 as the server asks it on Debian 12's
+    espeak-ng 1.51) and its pauses inside a sentence finished ("The neighbours are having
     a | party tonight." left for 700 ms: about 0.95, where the text head reads "The neighbors are having a party."
     as finished, 0.54). After three such turns the session no longer counts Smart Turn's "done" for this speaker
     (`turn_audio_trust_min_done`), so the pause waits `turn_unsure_silence_ms` and the sentence stays one
@@ -1418,7 +1420,8 @@ async def test_a_hesitation_in_a_voice_whose_ends_smart_turn_calls_unfinished_yi
         await c.wait_for("s2s.judgement", lambda e: e["stage"] == "complete")  # a reply or none (the same words)
         await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
         assert c.types().count("input_audio_buffer.committed") == n + 1
-    assert not any(next(iter(h.server.sessions.values())).detector.audio_at_ends)  # unfinished at every end
+    detector = h.session().detector  # fewer than `turn_audio_trust_min_done` of the ends called done
+    assert len(detector.audio_at_ends) == 3 and not detector.audio_trusted(), detector.audio_at_ends
     whole = speech("The neighbours are having a party tonight.", speech_dir)
     cut = word_boundary(whole, speech("The neighbours are having a", speech_dir))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
