@@ -1011,6 +1011,7 @@ class TurnEvent:
     at_ms: float
     audio: np.ndarray | None = None  # quiet/paused/speech_stopped: the utterance so far, prefix padding included
     rule: str | None = None  # speech_stopped: why ("silence", "max utterance", "commit", a PredictiveTurnDetector.rule)
+    quiet_ms: float | None = None  # speech_stopped, predictive: the silence since the last loud frame (`turn_quiet_db`)
 
 
 class TurnTaking(Component):
@@ -1683,6 +1684,7 @@ class PredictiveTurnDetector(TurnDetector):
 
     def _stop(self, why: str | None = None) -> TurnEvent:
         event = super()._stop(why or self.rule()[0])  # the rule, read before the opinions are forgotten
+        event.quiet_ms = self.quiet_ms()  # the silence the ask and the short waits counted (`at_ms`: the VAD's)
         if self.audio_prob is not None and self.audio_trust_turns:  # Smart Turn's verdict at this end of a turn
             self.audio_at_ends.append(self.audio_prob >= self.audio_threshold)
         self._quiet, self._quiet_frames, self._peak_dbfs = False, 0, -math.inf
@@ -6664,6 +6666,7 @@ class Turn:
     voice_end_at_ms: float  # when the last voiced frame (or the typed text) reached the server
     endpoint_ms: float | None = None
     endpoint_rule: str | None = None  # why turn-taking ended it (TurnEvent.rule: "done", "unsure", "max utterance"...)
+    endpoint_quiet_ms: float | None = None  # predictive: the silence since the last loud frame (`TurnEvent.quiet_ms`)
     audio: np.ndarray | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     number: int = 0  # 1, 2, ... within the session (trace folder names)
@@ -7494,6 +7497,7 @@ class Session:
         assert ev.audio is not None
         turn = Turn(Item(item_id, "user", status="in_progress", source="audio"),
                     voice_end_at_ms=self._last_voiced_at_ms, endpoint_ms=endpoint_ms, endpoint_rule=ev.rule,
+                    endpoint_quiet_ms=ev.quiet_ms if endpoint_ms is not None else None,
                     audio=ev.audio)
         speculative = None
         # Speech since the transcript started would have `resumed` the utterance and dropped it; what came after
@@ -8610,6 +8614,8 @@ class Session:
         """Per-stage ms of the turn, sent once response.done is on the wire (all its audio went first)."""
         m = r.metrics
         m["endpoint"] = turn.endpoint_ms
+        if turn.endpoint_quiet_ms is not None:  # predictive turn-taking: the end counted from the last loud frame
+            m["endpoint_quiet"] = turn.endpoint_quiet_ms
         if r.clock.first_sent_at_ms is not None:  # the client plays from the first byte; the ear hears the
             m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms  # first audible window
             m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)

@@ -3,6 +3,7 @@
     python benchmarks/end_of_turn.py                 # every voice set, every system side by side
     python benchmarks/end_of_turn.py --sets en-hibari  # one set
     python benchmarks/end_of_turn.py --ask-ms 100 200  # beside the defaults, the models asked at other silences
+    python benchmarks/end_of_turn.py --done-ms 200 --text-ms 100  # agreeing opinions' wait at 200 ms, a fast ASR
     python benchmarks/end_of_turn.py --hesitation-ms 700 1000  # pauses inside sentences of 700 and 1000 ms in turn
     python benchmarks/end_of_turn.py --sentences old  # the first set only (20 English, 10 Mandarin sentences)
     python benchmarks/end_of_turn.py --sentences third  # the third set only, run once to judge a fix (below)
@@ -1660,9 +1661,11 @@ def hear_frames(samples: list[Sample], config: Any) -> None:
 
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
-                 parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False) -> list[tuple[str, Any, Any, str]]:
+                 parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False,
+                 done_ms: list[int] | None = None) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
-    settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments."""
+    settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments.
+    `ask_ms`, `done_ms`: the full decision again with `turn_ask_ms`, `turn_done_silence_ms` at each value."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
     hear_frames(samples, config)
 
@@ -1712,6 +1715,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
         variants: list[tuple[str, dict[str, Any]]] = [(FULL, {})]
         variants += [(f"full decision, models asked at {ask} ms of silence", {"ask_ms": ask})
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
+        variants += [(f"full decision, agreeing opinions end the turn after {done} ms", {"done_silence_ms": done})
+                     for done in done_ms or () if done != config.turn_done_silence_ms]
         if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
             # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
             variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
@@ -1787,6 +1792,10 @@ def main() -> None:
                         help="beside the full decision, the same with the models asked at these silences "
                              "(`turn_ask_ms`), on the same audio; each prints how many pauses asked them and "
                              "where the time of the whole sentences' ends goes")
+    parser.add_argument("--done-ms", type=int, nargs="+", metavar="MS",
+                        help="beside the full decision, the same with the short wait of agreeing opinions "
+                             "(`turn_done_silence_ms`) at these silences, on the same audio and opinions; it acts "
+                             "only where the text opinion comes sooner than that wait (`--text-ms`)")
     parser.add_argument("--hesitation-ms", type=int, nargs="+", metavar="MS", default=PAUSES_MS,
                         help="the lengths of the pauses cut into the sentences, in turn (default: %(default)s)")
     parser.add_argument("--sentences", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS),
@@ -1816,7 +1825,7 @@ def main() -> None:
     opinions = Opinions(config, text_signal, args.model_ms, args.text_ms)
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
-                                  args.hesitation_ms, parts, args.quick) for name in args.sets}
+                                  args.hesitation_ms, parts, args.quick, args.done_ms) for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "

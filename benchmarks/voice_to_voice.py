@@ -239,7 +239,7 @@ async def run(url: str | None, config: Any, questions: list[tuple[str, np.ndarra
                 excl = incl - (m.get("endpoint") or 0)
                 results.append({"incl": incl, "excl": excl,
                                 "first_byte": (turn["t_first_audio"] - turn["t_last_speech"]) * 1000,
-                                **{k: m.get(k) for k in (*S.METRIC_KEYS, *LLM_KEYS)},
+                                **{k: m.get(k) for k in (*S.METRIC_KEYS, *OPTIONAL_KEYS)},
                                 "ahead": m.get("llm_ahead_deltas"),
                                 "first_clause": (turn["t_first_clause"] - turn["t_last_speech"]) * 1000,
                                 "stall_ms": turn["stall_ms"], "reply_audio_ms": turn["reply_audio_ms"],
@@ -267,6 +267,7 @@ def cut_short(question: str, heard: str | None) -> bool:
 
 
 LLM_KEYS = ("llm_ahead_lead", "llm_prime_wait", "llm_prompt", "llm_prompt_tokens")  # s2s.metrics, when present
+OPTIONAL_KEYS = (*LLM_KEYS, "endpoint_quiet")  # the latter with predictive turn-taking
 
 
 def stages(r: dict[str, Any]) -> dict[str, float | None]:
@@ -291,12 +292,20 @@ def stages(r: dict[str, Any]) -> dict[str, float | None]:
         known = [out.get(k) or 0.0 for k in ("asr", "judge", "first_token", "tokens_to_clause", "tts", "audible")]
         out["rest"] = r["voice_to_voice"] - r["endpoint"] - sum(known)
     out["client"] = r["incl"] - r["voice_to_voice"] if r.get("voice_to_voice") is not None else None
+    if out["client"] is not None and r.get("endpoint") is not None:
+        out["to_end"] = out["client"] + r["endpoint"]  # the user's last sound -> the end of the turn
+        if r.get("endpoint_quiet") is not None:  # ... of which before the quiet clock started: transport, frames
+            out["before_quiet"] = out["to_end"] - r["endpoint_quiet"]
     return out
 
 
 BREAKDOWN = [
     ("the client's last sound -> the server's last voiced frame (VAD hangover, transport)", "client"),
     ("wait for the end of the turn (`endpoint`)", "endpoint"),
+    ("the client's last sound -> the end of the turn (the two rows above, per turn)", "to_end"),
+    ("&nbsp;&nbsp;of which the silence counted from the last loud frame (`endpoint_quiet`: the clock of the ask and "
+     "the short waits, which the VAD's hangover lies in)", "endpoint_quiet"),
+    ("&nbsp;&nbsp;of which before it (transport, the last loud frame)", "before_quiet"),
     ("ASR left (`asr`)", "asr"),
     ("judgement left (`judge`)", "judge"),
     ("LLM first token left (`llm_first_token`)", "first_token"),

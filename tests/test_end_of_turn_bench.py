@@ -454,3 +454,32 @@ def test_the_sixth_set_runs_only_when_asked_and_is_scored_apart(monkeypatch):
     assert result["sixth, finished"].latency_ms == pytest.approx(100)
     assert result["sixth"].pauses_n == len(hesitant) and result["sixth"].fcr == 0.0
     assert sum(s.pause_ms <= 1000 for s in hesitant) >= 56
+
+
+def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait(monkeypatch):
+    """`--done-ms` (`evaluate_set`'s `done_ms`) puts the full decision beside itself with `turn_done_silence_ms` at
+    that value, on the same opinions: where Smart Turn and the words agree at once, that row's turn ends that much
+    sooner."""
+    S = eot.S
+    config = eot.load_config(["--port", "0"])
+    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
+                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
+    whole = eot.Sample("d", "en", pcm, text="It is late.", end_ms=1200.0,
+                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+
+    class Agreeing(FixedOpinions):  # Smart Turn and a sure text head say finished, with no model time
+        def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            return 0.95, 0.0
+
+        def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            super().text(sample, audio)
+            self.words[(sample.name, len(audio), "text")] = "It is late."
+            return 0.9, 0.0
+
+    monkeypatch.setattr(eot, "make_set", lambda *args, **kwargs: [whole])
+    monkeypatch.setattr(eot, "hear_frames", lambda samples, config: None)  # the probabilities above
+    rows = {name: result["all"] for name, _points, result, _settings in
+            eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True, done_ms=[150])}
+    full, shorter = rows[eot.FULL], rows["full decision, agreeing opinions end the turn after 150 ms"]
+    assert full.latency_ms - shorter.latency_ms == pytest.approx(config.turn_done_silence_ms - 150, abs=40), rows

@@ -586,6 +586,23 @@ def test_the_vads_hangover_counts_as_silence_when_it_is_far_quieter_than_the_spe
     assert run(predictive(turn_ask_ms=90), back)[1:4] == [(22, "quiet"), (23, "resumed"), (30, "quiet")]
 
 
+def test_the_end_of_a_turn_says_how_much_silence_it_counted_from_the_last_loud_frame():
+    """`speech_stopped` (predictive) carries `quiet_ms`, the silence since the last loud frame that the ask and the
+    short waits count (`turn_quiet_db`), beside `at_ms`, the end of the VAD's last voiced frame: with five faint
+    frames of the VAD's hangover, the turn that agreeing opinions end 270 ms after the loud speech has counted
+    270 ms of quiet, 120 ms of the VAD's silence."""
+    t = np.arange(480) / 16000
+    loud, faint = ((amp * np.sin(2 * np.pi * 200 * t)).astype(np.int16) for amp in (10000, 100))
+    detector, stopped = predictive(turn_ask_ms=90), []
+    for i, (frame, voiced) in enumerate([(loud, 1)] * 20 + [(faint, 1)] * 5 + [(np.zeros(480, np.int16), 0)] * 40):
+        if i == 25:
+            detector.set_opinion(detector.pause_id, audio_prob=0.9, text_prob=0.9)
+        events = detector.push(frame, float(voiced))
+        stopped += [(ev, detector.clock_ms) for ev in events if ev.kind == "speech_stopped"]
+    (ev, clock_ms), = stopped
+    assert ev.rule == "done" and ev.quiet_ms == 270 and clock_ms - ev.at_ms == 120
+
+
 def test_an_opinion_that_arrives_after_its_silence_passed_ends_the_turn_at_once():
     """No audio comes after the pause (a client that sent a file faster than real time): when the models
     answer "done", the turn is due and ends without waiting for another frame."""
@@ -1455,9 +1472,12 @@ async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_
     caplog.set_level(logging.INFO, logger="s2s")
     sentence = "I would like to book a table for two people tonight."
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
-    sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
+    c = await h.connect()
+    sent_ms, ev = await silence_heard_before_the_turn_ended(c, sentence)
     assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
     assert "rule=done" in caplog.text  # logged as the turn is committed, before speech_stopped is sent
+    metrics = await c.wait_for("s2s.metrics")  # the end counted from the last loud frame too: the VAD's hangover in it
+    assert metrics["endpoint_quiet"] >= metrics["endpoint"] > 0, metrics
 
 
 async def test_a_flat_voices_finished_question_ends_its_turn_after_the_sure_words_wait(make_server, speech_dir,
