@@ -1382,7 +1382,8 @@ def detector_settings(kind: str) -> dict[str, str]:
             "sure_words_ends": "turn_sure_words_ends", "audio_trust_turns": "turn_audio_trust_turns",
             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done",
             "done_text_threshold": "turn_done_text_threshold",
-            "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio"}
+            "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio",
+            "statements_wait": "turn_statements_wait"}
 
 
 def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:
