@@ -1318,9 +1318,10 @@ class PredictiveTurnDetector(TurnDetector):
         a request, "I want ..." or a filler). In hibari's natural voice the hesitations still cut are mostly whole
         first sentences before a but / so / and part ("I ordered a jacket last week. | But ..."), where Smart Turn
         (0.95-0.99) and the text head (0.6-0.9) say done as at a finished turn's end. On the text alone (the judge's
-        head, no context; docs/latency.md, "Statements in a natural voice"), 54 of the 63 first halves of the second
-        to fifth sets that the head scores 0.6 or more are statements, and so are 112 of the 262 whole sentences it
-        scores 0.6 or more, which would wait 1.2 s too. false: off (as before)."""
+        head, no context; docs/latency.md, "Statements in a natural voice"), 53 of the 63 first halves of the second
+        to fifth sets that the head scores 0.6 or more are statements, and so are 109 of the 262 whole sentences it
+        scores 0.6 or more, which would wait 1.2 s too. Not yet measured through the detector on the sets' audio,
+        so off by default. false: off (as before)."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
