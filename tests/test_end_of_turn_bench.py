@@ -483,3 +483,40 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
             eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True, done_ms=[150])}
     full, shorter = rows[eot.FULL], rows["full decision, agreeing opinions end the turn after 150 ms"]
     assert full.latency_ms - shorter.latency_ms == pytest.approx(config.turn_done_silence_ms - 150, abs=40), rows
+
+
+def test_a_cache_of_opinions_replays_them_only_for_the_same_audio_and_settings(monkeypatch, tmp_path):
+    """`--opinions-cache`: the opinions one run computed are read back by the next for a sample whose audio is the
+    same to the byte (the model is not asked again), and asked again for a sample whose audio changed, or when the
+    settings the models read (or the fixed model times) differ; the detector's own settings may change."""
+    class Model:  # Smart Turn that answers `prob` and counts its calls
+        prob, calls = 0.9, 0
+
+        def __init__(self, threads: int) -> None:
+            pass
+
+        def load(self) -> None:
+            pass
+
+        def end_of_turn_prob(self, pcm16: np.ndarray) -> float:
+            Model.calls += 1
+            return Model.prob
+
+    monkeypatch.setattr(eot.S, "SmartTurnModel", Model)
+    path = str(tmp_path / "opinions.pkl")
+    config = eot.load_config(["--port", "0"])
+    audio = np.ones(1600, dtype=np.int16)
+    same, changed = (eot.Sample(name, "en", np.arange(4000, dtype=np.int16)) for name in ("same", "changed"))
+    first = eot.Opinions(config, False, 100.0)
+    assert first.audio(same, audio) == first.audio(changed, audio) == (0.9, 100.0) and Model.calls == 2
+    first.save_cache(path, [same, changed])
+    Model.prob = 0.2
+    changed.pcm = changed.pcm + 1
+    replay = eot.Opinions(eot.load_config(["--port", "0", "--turn-done-text-threshold", "0.7"]), False, 100.0)
+    replay.load_cache(path, [same, changed])
+    assert replay.audio(same, audio) == (0.9, 100.0) and Model.calls == 2  # from the cache
+    assert replay.audio(changed, audio) == (0.2, 100.0) and Model.calls == 3  # asked again
+    for other in (eot.Opinions(config, False, 50.0),  # other model times
+                  eot.Opinions(eot.load_config(["--port", "0", "--judge-model-dir", "elsewhere"]), False, 100.0)):
+        other.load_cache(path, [same, changed])
+        assert other.audio(same, audio) == (0.2, other.fixed_ms)

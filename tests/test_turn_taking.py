@@ -447,6 +447,26 @@ def test_a_weak_done_of_the_words_waits_and_a_known_voices_unfinished_is_not_ove
         (20 + 19, "sure words")  # no ends remembered: not known
 
 
+def test_a_statement_that_the_audio_and_the_words_call_done_waits_when_statements_wait():
+    """With `turn_statements_wait`, words that say done (a sure text head, a Smart Turn that agrees) whose last
+    sentence is a plain statement ("I ordered a jacket last week.", a first half Whisper closed at a hesitation) wait
+    `turn_unsure_silence_ms` (rule "statement"); a question, a request or Chinese words keep the short wait, and
+    with the setting off (the default) so does the statement."""
+    sure = {"audio_prob": 0.95, "text_prob": 0.8}
+    on = dict(turn_statements_wait=True, turn_done_text_threshold=0.6)
+
+    def end(words: str, **settings) -> tuple[int, str]:
+        return last_turn_end(predictive(**settings), [dict(sure, text_words=words)])
+
+    assert end("I ordered a jacket last week.", **on) == (20 + 29, "statement")  # 900 ms, not 270
+    assert end("Okay. The puppy's chewed through the phone charger.", **on) == (20 + 29, "statement")
+    for words in ("Where's the nearest car wash?", "Turn on the radio.", "I'd like to cancel my subscription.",
+                  "So, yeah.", "我今天请假了。"):
+        assert end(words, **on) == (20 + 8, "done"), words
+    assert end("I ordered a jacket last week.") == (20 + 8, "done")  # off by default
+    assert end("I ordered a jacket last week.", **dict(on, turn_statements_wait=False)) == (20 + 8, "done")
+
+
 @pytest.mark.parametrize("words", [
     "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
     "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
