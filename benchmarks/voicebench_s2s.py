@@ -201,9 +201,9 @@ def save_hearing(folder: Path, audio: Any, language: str | None, result: Any, st
     folder.mkdir(parents=True, exist_ok=True)
     name = f"h{sum(1 for _ in folder.glob('h*.wav')):04d}.wav"
     write_pcm16(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ)
-    text, logprob = result if result is not None else ("", None)
+    text, logprob, sounds = S.ClipHeard(*result) if result is not None else S.ClipHeard("")
     with open(folder / "hearings.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob,
+        f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob, "sounds": sounds,
                             "at_s": round(started, 3), "duration_ms": len(audio) * 1000 // RATE_HZ},
                            ensure_ascii=False) + "\n")
 
@@ -499,7 +499,10 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
     return summary
 
 
-async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
+def server_base(args: argparse.Namespace, server_args: list[str]) -> list[str]:
+    """The server's command line shared by every configuration, from the benchmark's options (`args.pairs` set
+    to 0 where there is no over-speech): the fakes, a fresh data folder, and the long fake reply
+    (`LONG_FAKE_REPLY`) when over-speech is played over a fake LLM's reply and no `--fake-llm-reply` is given."""
     base = [*server_args, "--port", "0", "--data-dir", tempfile.mkdtemp(prefix="s2s-vb-")]
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
@@ -512,6 +515,11 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
         args.pairs = 0  # talk over, and the fake ASR hears no words
     if args.pairs and load_config(base).llm == "fake" and not any(a.startswith("--fake-llm-reply") for a in base):
         base += ["--fake-llm-reply", LONG_FAKE_REPLY]  # speech over the agent needs a reply to talk over
+    return base
+
+
+async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
+    base = server_base(args, server_args)
     configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
     first_config = next(iter(configs.values()))
     if args.fakes or args.latency_only:
