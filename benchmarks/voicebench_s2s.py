@@ -141,11 +141,14 @@ AUDIO_TRUST_OFF = ["--turn-audio-trust-turns", "0"]
 # (`turn_done_text_threshold`), and very sure words over Smart Turn's "unfinished" in a voice it hears too
 # (`turn_sure_words_overrule_trusted_audio`).
 WEAK_WORDS_OFF = ["--turn-done-text-threshold", "0", "--turn-sure-words-overrule-trusted-audio", "true"]
+# The held barge-in as before 2026-12-02 10:00: a hearing's sound not judged, only its script
+# (`barge_in_foreign_by_ear`): espeak-ng's Mandarin 对 written "You before" in English cut the reply.
+BY_EAR_OFF = ["--barge-in-foreign-by-ear", "[]"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
            "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359,
            "sure-words-off": SURE_WORDS_OFF, "audio-trust-off": AUDIO_TRUST_OFF, "hold-0300": HOLD_0300,
-           "weak-words-off": WEAK_WORDS_OFF, "new": []}
+           "weak-words-off": WEAK_WORDS_OFF, "by-ear-off": BY_EAR_OFF, "new": []}
 
 
 class Trace:
@@ -635,7 +638,8 @@ def main() -> None:
                         "sure-words-off: the defaults without the sure-words rule, as before 2026-12-02 02:00 "
                         "(SURE_WORDS_OFF); weak-words-off: the defaults with every done of the words the short "
                         "wait and very sure words over a known voice's Smart Turn, as before 2026-12-02 07:00 "
-                        "(WEAK_WORDS_OFF); new: the defaults")
+                        "(WEAK_WORDS_OFF); by-ear-off: the defaults with a hearing's sound not judged for its "
+                        "language, as before 2026-12-02 10:00 (BY_EAR_OFF); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",
