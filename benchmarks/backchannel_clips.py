@@ -88,6 +88,9 @@ INTERRUPTIONS = {"en": ["stop", "wait, what do you mean?", "no, I meant London, 
 NOISES = ["cough", "door", "keyboard"]
 ANSWERS = ["Lena.", "Five.", "Paris.", "Tuesday.", "Blue.", "Coffee."]  # one word said over the bot after its
 # question (`--after-question`)
+# The hearing ASR's settings that make it detect the language of every pass with words (no word is a
+# backchannel or says nothing to it): each rule then reads `ClipHearing.language` when its own words have content.
+ALWAYS_DETECT = {"barge_in_foreign_by_ear": ["en", "zh"], "backchannel_words": [], "barge_in_function_words": []}
 SCHEDULES = [(shift, compute) for shift in (-30, 0, 30) for compute in (40, 60, 100, 150, 250)]
 # The backchannel words at 05:00 UTC (s2s_config.backchannel_words without the traditional forms).
 BACKCHANNEL_0500 = [
@@ -195,12 +198,15 @@ def clips(config: Any, answers: bool = False, which: str = "current") -> list[Cl
 class Hearings:
     """`WhisperASR._clip_hearing` of a clip's audio up to a point (10 ms steps), each heard once per
     `whisper_clip_padding`, kept in a file between runs (keyed by the clip's audio and the settings that change
-    a hearing). Heard without Whisper's no-speech drop, which `first_tokens` applies per rule."""
+    a hearing). Heard without Whisper's no-speech drop, which `first_tokens` applies per rule, and with the
+    language detected on every pass with words (`ClipHearing.languages`: the server detects it only when its
+    words have content, which depends on the rule and on how many tokens it decodes)."""
 
     def __init__(self, asr: Any, config: Any, path: str) -> None:
         self.asr, self.path = asr, Path(path)
         self.key = (config.whisper_clip_window_s, config.whisper_clip_max_tokens,
-                    config.whisper_clip_session_language, config.vad_prefix_padding_ms, asr.model_name, "no drop")
+                    config.whisper_clip_session_language, config.vad_prefix_padding_ms, asr.model_name, "no drop",
+                    "languages")
         self.memo: dict[Any, Any] = {}
         if self.path.exists():
             saved = pickle.loads(self.path.read_bytes())
@@ -216,8 +222,8 @@ class Hearings:
         if window_s != self.key[0]:
             key += (window_s,)
         if key not in self.memo:
-            self.asr.config = self.asr.config.model_copy(update={"whisper_clip_padding": padding,
-                                                                 "whisper_clip_window_s": window_s})
+            self.asr.config = self.asr.config.model_copy(update={
+                "whisper_clip_padding": padding, "whisper_clip_window_s": window_s, **ALWAYS_DETECT})
             self.memo[key] = self.asr._clip_hearing(pcm[:end], threading.Event(), language)
             self.new += 1
         return self.memo[key]
@@ -238,7 +244,8 @@ def first_tokens(hearing: Any, n: int, config: Any) -> Any:
         return hearing
     h = hearing
     if len(h.logprobs) > n:
-        h = S.ClipHearing(h.prefixes[n - 1].strip(), h.prefixes[:n], h.logprobs[:n], h.starts[:n], h.no_speech_prob)
+        h = S.ClipHearing(h.prefixes[n - 1].strip(), h.prefixes[:n], h.logprobs[:n], h.starts[:n], h.no_speech_prob,
+                          h.languages)
     mean = sum(h.logprobs) / (len(h.logprobs) + 1)
     if h.no_speech_prob > config.whisper_no_speech_threshold and mean < config.whisper_clip_logprob_threshold:
         return "", mean
@@ -269,17 +276,19 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         hearing = first_tokens(hearings.hear(clip, language, stop_at, config.whisper_clip_padding,
                                              config.whisper_clip_window_s),
                                S.clip_tokens(stop_at / S.SAMPLE_RATE_HZ, config), config)
+        sounds = None  # the language the pass sounds like, as the server has it (`ClipHeard.language`)
         if hearing is None:
             text, logprob = "", None
         elif isinstance(hearing, tuple):
             text, logprob = hearing
         else:
             text, logprob = hearing.text, hearing.logprob(S.words_without_content(config), to_content)
+            sounds = hearing.language  # held_verdict reads it as the rule's `barge_in_foreign_by_ear` says
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
-                                        asked=asked)
+                                        asked=asked, heard_language=sounds)
         before |= words
         last_words = words
         previous = text.strip() or previous
@@ -378,14 +387,16 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
             before, previous, stop = set(), "", "none"
             for k, row in enumerate(passes):
                 pcm = read_pcm16(Path(folder) / row["file"])
-                asr.config = asr.config.model_copy(update={"whisper_clip_padding": rule.whisper_clip_padding})
+                asr.config = asr.config.model_copy(update={"whisper_clip_padding": rule.whisper_clip_padding,
+                                                           **ALWAYS_DETECT})
                 heard = first_tokens(asr._clip_hearing(pcm, threading.Event(), row["language"]),
                                      S.clip_tokens(len(pcm) / S.SAMPLE_RATE_HZ, rule), rule)
                 text, logprob = ("", None) if heard is None else heard if isinstance(heard, tuple) else \
                     (heard.text, heard.logprob(S.words_without_content(rule), to_content))
+                sounds = heard.language if isinstance(heard, S.ClipHearing) else None
                 text = S.in_chinese_script(text, rule.asr_chinese_script)
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
-                                                previous=previous)
+                                                previous=previous, heard_language=sounds)
                 before |= words
                 previous = text.strip() or previous
                 if verdict == "barge_in":
@@ -460,7 +471,8 @@ def main() -> None:
     asr = S.WhisperASR(config.model_copy(update={"whisper_clip_tokens_per_s": 0, "whisper_no_speech_threshold": 1.0}))
     asr.load()  # (first_tokens)
     old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
-           "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": [], "barge_in_stop_words": []}
+           "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": [], "barge_in_stop_words": [],
+           "barge_in_foreign_by_ear": []}
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
     to_content = config.whisper_clip_logprob_to_content
     rules = [("before 03:00: a pass as sure as its first word", False,

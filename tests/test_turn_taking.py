@@ -1631,6 +1631,60 @@ def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_b
     assert s2s.held_verdict("好燈", -0.9, set(), True, off, language="en", previous="好的")[0] == "barge_in"
 
 
+def test_one_sure_hearing_that_sounds_like_the_other_language_is_not_enough_when_asked():
+    """espeak-ng's Mandarin 对 over the reply in an English conversation, written by Whisper base in English
+    ("You before" at -0.34: two words, one with content, sure; voicebench_s2s.py cut the reply on it at 07:42 on
+    2026-12-02). With `barge_in_foreign_by_ear` ["zh"], a hearing whose sound is detected as Chinese
+    (`heard_language`) must be heard again, as a hearing in the other script must, and once the speech ended it is
+    a backchannel; words that sound like the conversation's language, or whose sound the ASR does not judge,
+    barge in at once. Off (the default, [ ]) the sound is not read."""
+    config = validate_config({"barge_in_foreign_by_ear": ["zh"]})
+    assert s2s.held_verdict("You before", -0.34, set(), False, config, language="en")[0] == "barge_in"
+    assert s2s.held_verdict("You before", -0.34, set(), False, config, language="en",
+                            heard_language="zh") == ("wait", {"before"})
+    assert s2s.held_verdict("You before", -0.34, set(), True, config, language="en",
+                            heard_language="zh")[0] == "backchannel"
+    assert s2s.held_verdict("You before", -0.34, {"before"}, False, config, language="en",
+                            heard_language="zh")[0] == "barge_in"  # heard again
+    assert s2s.held_verdict("No, I meant London", -0.3, set(), False, config, language="en",
+                            heard_language="en")[0] == "barge_in"
+    assert s2s.held_verdict("等一下我有", -0.9, set(), False, config, language="zh",
+                            heard_language="en")[0] == "barge_in"  # "en" is not in the list
+    assert s2s.held_verdict("You before", -0.34, set(), False, validate_config({}), language="en",
+                            heard_language="zh")[0] == "barge_in"
+
+
+def test_function_words_make_no_second_word_when_asked():
+    """With `barge_in_one_word_without_function_words`, "You before" is one word ("before") and waits for a word
+    after it, a backchannel once the speech ended; by default (off) "you" counts as a word and it cuts at once."""
+    config = validate_config({"barge_in_one_word_without_function_words": True})
+    assert s2s.held_verdict("You before", -0.34, set(), False, config, language="en") == ("wait", {"before"})
+    assert s2s.held_verdict("You before", -0.34, set(), True, config, language="en")[0] == "backchannel"
+    assert s2s.held_verdict("You said stop", -0.3, set(), False, config, language="en")[0] == "barge_in"
+    assert s2s.held_verdict("Excuse me", -0.4, set(), False, config, language="en")[0] == "barge_in"  # an opener
+    assert s2s.held_verdict("You before", -0.34, set(), False, validate_config({}), language="en")[0] == "barge_in"
+
+
+async def test_a_hearing_over_the_bot_says_the_language_it_sounds_like_when_asked(speech_dir):
+    """With `barge_in_foreign_by_ear` set, Whisper's hearing of speech over the bot says the language the clip
+    sounds like (detected on the pass's encoder output) when its words have content: espeak-ng's Mandarin 对 in an
+    English conversation, written "uniform ...", sounds Chinese; hibari's "stop" sounds English. Unset, nothing is
+    detected (None)."""
+    config = validate_config({"asr": "whisper", "barge_in_foreign_by_ear": ["zh"]})
+    asr = s2s.WhisperASR(config)
+    asr.load()
+    dui = np.concatenate([silence(300), speech("对", speech_dir, voice="cmn"), silence(300)])
+    stop = np.concatenate([silence(300), hibari_speech("stop"), silence(300)])
+    heard_dui, heard_stop = await asr.hear_clip(dui, "en"), await asr.hear_clip(stop, "en")
+    asr.config = validate_config({"asr": "whisper"})
+    unasked = await asr.hear_clip(stop, "en")
+    asr.close()
+    assert s2s.content_words(heard_dui.text, s2s.words_without_content(config)) and heard_dui.language == "zh", \
+        heard_dui
+    assert heard_stop.text.lower().startswith("stop") and heard_stop.language == "en", heard_stop
+    assert unasked.text == heard_stop.text and unasked.language is None
+
+
 def test_words_that_ask_the_speaker_to_stop_count_at_lower_bars_and_however_short():
     """A hearing whose words with content all ask the speaker to stop (`barge_in_stop_words`) barges in alone
     at `barge_in_stop_logprob` (-1.5; -2.5 for Chinese), one Chinese syllable of them counts (停, 等等), and it
@@ -1799,9 +1853,9 @@ async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs
     asr.load()
     first = np.concatenate([silence(300), speech("stop", speech_dir)])[:16 * 480]
     assert s2s.clip_tokens(0.48, config) == 4
-    short, short_sure = await asr.hear_clip(first, "en")
+    short, short_sure, _ = await asr.hear_clip(first, "en")
     asr.config = config.model_copy(update={"whisper_clip_tokens_per_s": 0})
-    full, full_sure = await asr.hear_clip(first, "en")
+    full, full_sure, _ = await asr.hear_clip(first, "en")
     asr.close()
     assert short.lower().split()[0] == "stop" and len(full) > len(short) and full.startswith(short), (short, full)
     assert abs(short_sure - full_sure) < 1e-3
@@ -1815,9 +1869,9 @@ async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speec
     asr = s2s.WhisperASR(config)
     asr.load()
     first = np.concatenate([silence(300), speech("no", speech_dir)])[:16 * 480]
-    guess, guess_sure = await asr.hear_clip(first, "en")
+    guess, guess_sure, _ = await asr.hear_clip(first, "en")
     asr.config = config.model_copy(update={"whisper_clip_padding": "audio"})
-    heard, heard_sure = await asr.hear_clip(first, "en")
+    heard, heard_sure, _ = await asr.hear_clip(first, "en")
     asr.close()
     assert not guess.lower().startswith("no") and guess_sure < config.barge_in_min_logprob, (guess, guess_sure)
     assert heard.lower().startswith("no") and heard_sure > config.barge_in_min_logprob, (heard, heard_sure)
@@ -1830,8 +1884,8 @@ async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own
     config = validate_config({"asr": "whisper", "whisper_clip_padding": "audio"})
     asr = s2s.WhisperASR(config)
     asr.load()
-    at_whispers, _ = await asr.hear_clip(silence(500), "en")
+    at_whispers, *_ = await asr.hear_clip(silence(500), "en")
     asr.config = config.model_copy(update={"whisper_clip_logprob_threshold": -0.5})
-    at_half, _ = await asr.hear_clip(silence(500), "en")
+    at_half, *_ = await asr.hear_clip(silence(500), "en")
     asr.close()
     assert at_whispers.strip().lower() == "you" and at_half == "", (at_whispers, at_half)
