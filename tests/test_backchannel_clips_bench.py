@@ -41,7 +41,7 @@ def tuned_texts() -> list[str]:
     vb = pytest.importorskip("voicebench_s2s")  # imports voicebench (requirements-dev.txt)
     texts = [*(t for table in (bc.BACKCHANNELS, bc.INTERRUPTIONS) for lang in table for t in table[lang]), *bc.ANSWERS]
     texts += [what.split(":", 2)[2] for _kind, what, _expect in vb.OVER_SPEECH if what.startswith("speech:")]
-    texts += [spoken for _name, _lang, _typed, spoken, _action in ai.CASES]
+    texts += [case[3] for case in ai.CASES]  # the words that cut the reply (not the resume's: said to a quiet bot)
     assert len(texts) > 40  # the sets were read
     return texts
 
