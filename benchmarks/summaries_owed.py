@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import ROOT, machine
@@ -70,6 +71,25 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+async def upgraded_and_timed(memory: s2s.Memory, every: int, repeat: int,
+                             after_open: Callable[[], None] = lambda: None) -> dict:
+    """Open `memory` (an old store: its upgrade at open, timed), run `after_open`, then time the start-up scan
+    `repeat` times: {"upgrade": ms, "after": (median ms, the users owed a summary)}."""
+    started = time.perf_counter()
+    await memory.open()
+    upgrade_ms = (time.perf_counter() - started) * 1000
+    try:
+        after_open()
+        times, after = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            after = await memory.summaries_owed(every)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        await memory.close()
+    return {"upgrade": upgrade_ms, "after": (statistics.median(times), after)}
+
+
 async def run_sqlite(messages: list[tuple], summaries: list[tuple], every: int, repeat: int) -> dict:
     import sqlite3
 
@@ -88,18 +108,7 @@ async def run_sqlite(messages: list[tuple], summaries: list[tuple], every: int, 
         before_ms, before = timed(lambda: [r[0] for r in db.execute(
             BEFORE_SQLITE, (s2s.ANONYMOUS_PREFIX + "*", every))], repeat)
     memory = s2s.SQLiteMemory(validate_config({"data_dir": str(folder)}))
-    started = time.perf_counter()
-    await memory.open()
-    upgrade_ms = (time.perf_counter() - started) * 1000
-    try:
-        times, after = [], []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            after = await memory.summaries_owed(every)
-            times.append((time.perf_counter() - started) * 1000)
-    finally:
-        await memory.close()
-    return {"before": (before_ms, before), "upgrade": upgrade_ms, "after": (statistics.median(times), after)}
+    return {"before": (before_ms, before), **await upgraded_and_timed(memory, every, repeat)}
 
 
 async def run_postgres(messages: list[tuple], summaries: list[tuple], every: int, repeat: int) -> dict:
@@ -130,20 +139,12 @@ async def run_postgres(messages: list[tuple], summaries: list[tuple], every: int
             before_ms, before = timed(lambda: [r[0] for r in db.execute(
                 BEFORE_POSTGRES, (s2s.ANONYMOUS_PREFIX + "%", every)).fetchall()], repeat)
         memory = s2s.PostgresMemory(validate_config({"memory_url": url, "memory_timeout_s": 60}))
-        started = time.perf_counter()
-        await memory.open()
-        upgrade_ms = (time.perf_counter() - started) * 1000
-        try:
+
+        def analyse() -> None:  # autovacuum's, after the migration's index and rows
             with psycopg.connect(url, autocommit=True) as db:
-                db.execute("VACUUM ANALYZE")  # autovacuum's, after the migration's index and rows
-            times, after = [], []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                after = await memory.summaries_owed(every)
-                times.append((time.perf_counter() - started) * 1000)
-        finally:
-            await memory.close()
-        return {"before": (before_ms, before), "upgrade": upgrade_ms, "after": (statistics.median(times), after)}
+                db.execute("VACUUM ANALYZE")
+
+        return {"before": (before_ms, before), **await upgraded_and_timed(memory, every, repeat, analyse)}
     finally:
         cluster.destroy()
 
