@@ -3031,6 +3031,7 @@ class TransformersLLM(LLM):
 
     name = "transformers"
     install = "pip install -r extras/llm.txt"
+    continues_assistant = True  # a trailing assistant message is rendered open (`continue_final_message`)
 
     class Settings(BackendSettings):
         hf_llm_model: str = ""
@@ -3063,7 +3064,9 @@ class TransformersLLM(LLM):
 
     def _deltas(self, messages: list[dict[str, str]], max_tokens: int, stop: threading.Event) -> Iterator[str]:
         def make_kwargs() -> dict[str, Any]:
-            prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+            continuing = bool(messages) and messages[-1]["role"] == "assistant"  # finish its words, not a new turn
+            prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=not continuing,
+                                                         continue_final_message=continuing, return_dict=True,
                                                          return_tensors="pt")
             pad_id = self._tokenizer.pad_token_id
             kwargs: dict[str, Any] = {
@@ -3980,7 +3983,8 @@ class OpenAILLM(LLM):
     """Streaming chat completions through the `openai` package (AsyncOpenAI).
 
     Settings: `openai_llm_base_url`, `openai_llm_model` (empty: the server's only model),
-    `openai_llm_api_key_env` (the name of the variable holding the key), `openai_llm_timeout_s`. Closing the
+    `openai_llm_api_key_env` (the name of the variable holding the key), `openai_llm_timeout_s`,
+    `openai_llm_continuation` (whether and how the server finishes a cut reply). Closing the
     stream (barge-in) closes the HTTP response, so the model server stops generating. Timeouts, refused
     connections and HTTP errors raise LLMError with the URL and the server's message; no retries (a voice
     reply that comes late is wrong).
@@ -4000,6 +4004,13 @@ class OpenAILLM(LLM):
         config file). Unset variable: a placeholder key is sent (local servers ignore it)."""
         openai_llm_timeout_s: float = Field(30.0, gt=0, le=600)
         """Seconds to wait for the connection and between streamed chunks before the reply fails."""
+        openai_llm_continuation: Literal["none", "continue_final_message", "prefix"] = "none"
+        """How the server finishes a reply that was cut while it was being written (the `resume` strategy
+        sends its words so far as a trailing assistant message: `LLM.continues_assistant`). "none": it is
+        not asked to (OpenAI's API answers such a message anew), so a resumed reply ends where it was cut;
+        "continue_final_message": vLLM's extra parameters (continue_final_message true,
+        add_generation_prompt false); "prefix": chat prefix completion, the last message marked
+        "prefix": true (DeepSeek, with the base URL https://api.deepseek.com/beta; Mistral)."""
 
     def load(self) -> None:
         self._openai = import_backend("openai", self.name, "pip install openai==3.54.0")
@@ -4050,12 +4061,27 @@ class OpenAILLM(LLM):
             return LLMError(f"cannot reach the LLM at {self._base_url}: {exc.__cause__ or exc}")
         return LLMError(f"the LLM at {self._base_url} failed: {exc}")
 
+    @property
+    def continues_assistant(self) -> bool:  # type: ignore[override]
+        return self.config.openai_llm_continuation != "none"
+
+    def _continuing(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages and extra request body that ask the server to continue a trailing assistant message
+        in the way `openai_llm_continuation` names; unchanged when there is none or it is "none"."""
+        mode = self.config.openai_llm_continuation
+        if mode == "none" or not messages or messages[-1]["role"] != "assistant":
+            return messages, {}
+        if mode == "prefix":
+            return [*messages[:-1], {**messages[-1], "prefix": True}], {}
+        return messages, {"continue_final_message": True, "add_generation_prompt": False}
+
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
         c = self.config
+        sent, extra_body = self._continuing(messages)
         try:
             stream = await self._client_here().chat.completions.create(
-                model=self.model_name, messages=messages, max_tokens=max_tokens, temperature=c.llm_temperature,
-                top_p=c.llm_top_p, stream=True)
+                model=self.model_name, messages=sent, max_tokens=max_tokens, temperature=c.llm_temperature,
+                top_p=c.llm_top_p, stream=True, **({"extra_body": extra_body} if extra_body else {}))
         except self._openai.APIError as exc:
             raise self._failure(exc) from exc
         try:

@@ -189,6 +189,19 @@ async def test_transformers_llm_streams_tokens_from_the_chat_template(tiny_llm_d
     assert pieces == await collect(llm.generate(messages, max_tokens=12))  # greedy: the same again
 
 
+async def test_transformers_llm_continues_a_trailing_assistant_message(tiny_llm_dir):
+    """A reply's words so far as the last message (a resumed reply) are continued, not answered anew: greedy,
+    the continuation is the rest of the reply the same messages get whole."""
+    llm = s2s.REGISTRY["llm"]["transformers"](config(hf_llm_model=str(tiny_llm_dir), hf_llm_temperature=0))
+    await asyncio.to_thread(llm.load)
+    assert llm.continues_assistant
+    messages = [{"role": "user", "content": "tell me about paris"}]
+    whole = "".join(await collect(llm.generate(messages, max_tokens=10))).split()
+    cut = [*messages, {"role": "assistant", "content": " ".join(whole[:4])}]
+    rest = "".join(await collect(llm.generate(cut, max_tokens=6))).split()
+    assert rest == whole[4:]
+
+
 async def test_transformers_llm_generation_thread_ends_at_once_on_cancel(tiny_llm_dir):
     llm = s2s.REGISTRY["llm"]["transformers"](config(hf_llm_model=str(tiny_llm_dir), hf_llm_temperature=0))
     await asyncio.to_thread(llm.load)

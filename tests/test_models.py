@@ -717,6 +717,30 @@ async def test_openai_timeout_becomes_an_exception(chat_server: ChatServer, monk
     assert time.monotonic() - started < 2.5 * SECOND
 
 
+@pytest.mark.parametrize("mode", ["none", "continue_final_message", "prefix"])
+async def test_openai_asks_the_server_to_continue_a_cut_reply_as_configured(
+        chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """A trailing assistant message (a resumed reply's words so far) goes out marked the way
+    openai_llm_continuation says; a plain request never carries the marks."""
+    llm = openai_llm(chat_server, monkeypatch, openai_llm_model="any", openai_llm_continuation=mode)
+    assert llm.continues_assistant is (mode != "none")
+    asked = [{"role": "user", "content": "Tell me about Paris."}]
+    cut = [*asked, {"role": "assistant", "content": "Paris is"}]
+    await collect(llm.generate(asked, max_tokens=5))
+    await collect(llm.generate(cut, max_tokens=5))
+    plain, continued = chat_server.requests[-2:]
+    marks = ("continue_final_message", "add_generation_prompt")
+    assert plain["messages"] == asked and not any(key in plain for key in marks)
+    if mode == "prefix":
+        assert continued["messages"] == [*asked, {"role": "assistant", "content": "Paris is", "prefix": True}]
+    else:
+        assert continued["messages"] == cut
+    if mode == "continue_final_message":
+        assert continued["continue_final_message"] is True and continued["add_generation_prompt"] is False
+    else:
+        assert not any(key in continued for key in marks)
+
+
 def test_openai_unreachable_server_stops_start_up() -> None:
     """With no model named and nothing listening, start-up fails with what to fix."""
     llm = S.OpenAILLM(Config(llm="openai", openai_llm_base_url="http://127.0.0.1:9/v1", openai_llm_timeout_s=2))
