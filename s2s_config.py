@@ -679,6 +679,17 @@ class Config(BaseModel):
     answered. The yield needs the strategy switched on (`strategies`), not `proactive`. Not the same list as
     `barge_in_stop_words`, which says when speech over the bot cuts it ("hey", "listen", 不对 ask for the floor,
     and the user goes on). []: off."""
+    yield_wait_words: list[str] = [
+        "wait", "hold on", "hang on", "hold up", "a second", "a sec", "a minute", "a moment", "one second",
+        "one sec", "one moment", "等等", "等一下", "等一等", "等一会", "等一会儿", "等会", "等会儿", "等下", "慢着",
+        "等一會", "等一會兒", "等會", "等會兒", "慢著"]
+    """The words of `yield_words` that ask the bot to wait rather than to stop, after which a speaker often goes on
+    ("Wait. I meant Paris.", 等一下，我说的是上海): a request made only of these (and `yield_fillers`) is no whole
+    turn by itself (the turn-taking's rule "request", `turn_request_silence_ms`), so the usual end-of-turn rules
+    decide and words after a pause stay in the turn; with nothing after it the yield's "Okay." comes after their
+    wait (the unsure `turn_unsure_silence_ms`, where the bot stopped talking at once on the barge-in). Whisper
+    writes "Wait." with a full stop when more follows, which the rule "request" cut after 250 ms. Still a request to
+    stop for the yield strategy. []: every request to stop is a whole turn."""
     yield_fillers: list[str] = [
         "please", "sorry", "just", "now", "right now", "for a", "i said", "can you", "could you", "would you",
         "will you", "you", "hey", "thanks", "thank you", "你", "先", "请", "吧", "了", "啊", "呀", "一下", "我说",
@@ -709,8 +720,9 @@ class Config(BaseModel):
     resume_max_tokens: int = Field(200, ge=0, le=8192)
     """Token budget of the LLM that finishes a resumed reply which was cut off while the LLM was still writing it
     (at most `llm_max_tokens`): after the words it had written and the user did not hear, the LLM continues the
-    reply from them (its words so far given as the assistant's message, which llama.cpp continues: an LLM
-    backend that answers anew instead, as OpenAI's API does, is not asked). 0: the words it had written alone (a
+    reply from them (its words so far given as the assistant's message, which llama.cpp and transformers
+    continue, and the openai backend's server as `openai_llm_continuation` says: an LLM backend that answers
+    anew instead, as OpenAI's API does, is not asked). 0: the words it had written alone (a
     reply cut 1.2 s into its audio on a busy 2-core machine had written "Sure! The history of the":
     docs/latency.md)."""
     resume_within_s: float = Field(60.0, ge=0.0, le=86400.0)

