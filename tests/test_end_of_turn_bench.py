@@ -1,8 +1,8 @@
 """benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
 went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
-five sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the first
-two, the fourth from the first three, the fifth from the first four, the sixth from the first five, these four run
-only when asked)."""
+seven sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the
+first two, the fourth from the first three, and so on to the seventh, apart from the first six; the third to seventh
+run only when asked)."""
 
 from __future__ import annotations
 
@@ -177,22 +177,16 @@ def assert_apart(entries: list[tuple[str, str]], judge_texts: list[list[str]], e
         assert near_copies([entry], rest) == [], (lang, entry)
 
 
-def test_the_fourth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_three_sets(judge_texts):
-    """The fourth set (run once at the end, after fixes were tuned on the second and judged on the third) is as far
-    from data/ as the third, short whole turns included, and as far from every sentence of the first three sets
-    and their first halves; no two of its own sentences are near copies of each other either."""
-    for lang, entries in eot.FOURTH_SENTENCES.items():
-        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], [s for _kind, s in eot.NEW_SENTENCES[lang]],
-                                            [s for _kind, s in eot.THIRD_SENTENCES[lang]]], lang)
-
-
-def test_the_fifth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_four_sets(judge_texts):
-    """The fifth set (run once at the end, after fixes were tuned on the second to fourth) is as far from data/ as the
-    fourth, short whole turns included, and as far from every sentence of the first four sets and their first
-    halves; no two of its own sentences are near copies of each other either."""
-    for lang, entries in eot.FIFTH_SENTENCES.items():
-        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], *([s for _kind, s in later[lang]] for later in (
-            eot.NEW_SENTENCES, eot.THIRD_SENTENCES, eot.FOURTH_SENTENCES))], lang)
+@pytest.mark.parametrize("part", ["fourth", "fifth", "sixth", "seventh"])
+def test_a_set_run_once_at_the_end_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_sets_before_it(
+        judge_texts, part):
+    """The fourth to seventh sets (each run once at the end, after fixes were tuned on the sets before it) are as far
+    from data/ as the third, short whole turns included, and as far from every sentence of the sets before them in
+    PARTS and their first halves; no two of a set's own sentences are near copies of each other either."""
+    before = eot.PARTS[1:eot.PARTS.index(part)]
+    for lang, entries in eot.LATER_SETS[part].items():
+        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], *([s for _kind, s in eot.LATER_SETS[earlier][lang]]
+                                                                   for earlier in before)], lang)
 
 
 def checked_kinds(lang: str, entries: list, at_least: int, words: tuple[int, int]) -> dict[str, list[str]]:
@@ -222,41 +216,38 @@ def test_the_fifth_set_has_the_kinds_and_sizes_it_was_written_with():
                        / 2 for s in by_kind["phrase"] + by_kind["clause"]) >= 8
 
 
-def test_the_sixth_set_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_first_five_sets(judge_texts):
-    """The sixth set (run once at the end, after fixes were tuned on the second to fifth) is as far from data/ as the
-    fifth, short whole turns included, and as far from every sentence of the first five sets and their first halves;
-    no two of its own sentences are near copies of each other either."""
-    for lang, entries in eot.SIXTH_SENTENCES.items():
-        assert_apart(entries, judge_texts, [eot.SENTENCES[lang], *([s for _kind, s in later[lang]] for later in (
-            eot.NEW_SENTENCES, eot.THIRD_SENTENCES, eot.FOURTH_SENTENCES, eot.FIFTH_SENTENCES))], lang)
-
-
-def test_the_sixth_set_has_the_kinds_and_sizes_it_was_written_with():
-    """105-115 entries a language, each kind's share within 3 points of the fifth set's (so that their figures
-    compare), at least 35 of each; 15 of the whole turns beginning or ending like unfinished ones; at least 10
-    hesitations a language right after and / but / so / because (然后, 但是, 所以, 因为, 就是, 那个); each hesitation
-    has one "|", each whole turn none; an English sentence has 2-20 words, a Mandarin one 2-26 characters."""
+@pytest.mark.parametrize("part, like, words_en, chars_zh, whole_first", [
+    ("sixth", "fifth", (2, 20), (2, 26), 0), ("seventh", "sixth", (1, 16), (3, 23), 8)], ids=["sixth", "seventh"])
+def test_a_set_has_the_kinds_and_sizes_it_was_written_with(part, like, words_en, chars_zh, whole_first):
+    """105-115 entries a language, each kind's share within 3 points of the set it is `like` (the sixth the fifth,
+    the seventh the sixth: so that their figures compare), at least 35 of each; 15 of the whole turns beginning or
+    ending like unfinished ones; at least 10 hesitations a language right after and / but / so / because / which / if
+    (然后, 但是, 所以, 因为, 就是, 那个, 如果); in the seventh at least 8 a language after a whole first sentence
+    ("The boiler's packed in again. | Third time since Christmas."); each hesitation has one "|", each whole turn none;
+    an English sentence has `words_en` words at least and most, a Mandarin one `chars_zh` characters."""
     open_start = re.compile(r"^((so|and|but|or|then|because|if|unless|since|when|until|as long as)\b|然后|所以|因为|"
                             r"但是|而且|就是|如果|除非|等我|从|还有|不然|只要|或者|可是|那就)", re.IGNORECASE)
-    after_conjunction = re.compile(r"(\b(and|but|so|because)|然后|但是|所以|因为|就是|那个)[，,]? \|", re.IGNORECASE)
+    after_conjunction = re.compile(r"(\b(and|but|so|because|which|if)|然后|但是|所以|因为|就是|那个|如果)[，,]? \|",
+                                   re.IGNORECASE)
     kinds = ("phrase", "clause", "finished")
-    for lang, entries in eot.SIXTH_SENTENCES.items():
+    for lang, entries in eot.LATER_SETS[part].items():
         assert 105 <= len(entries) <= 115, lang
         by_kind = {kind: [s for k, s in entries if k == kind] for kind in kinds}
         assert sum(map(len, by_kind.values())) == len(entries), lang
-        fifth = eot.FIFTH_SENTENCES[lang]
+        reference = eot.LATER_SETS[like][lang]
         for kind in kinds:
             assert len(by_kind[kind]) >= 35, (lang, kind)
-            share_fifth = sum(k == kind for k, _ in fifth) / len(fifth)
-            assert abs(len(by_kind[kind]) / len(entries) - share_fifth) <= 0.03, (lang, kind)
+            share_reference = sum(k == kind for k, _ in reference) / len(reference)
+            assert abs(len(by_kind[kind]) / len(entries) - share_reference) <= 0.03, (lang, kind)
         assert all(s.count("|") == 1 for s in by_kind["phrase"] + by_kind["clause"]), lang
         assert not any("|" in s for s in by_kind["finished"]), lang
         assert sum(bool(open_start.match(s)) or s.endswith(", so.") for s in by_kind["finished"]) >= 15, lang
         assert sum(bool(after_conjunction.search(s)) for s in by_kind["clause"]) >= 10, lang
+        assert sum(s.split("|")[0].rstrip().endswith((".", "。")) for s in by_kind["clause"]) >= whole_first, lang
         if lang == "en":
-            assert all(2 <= len(s.replace("|", " ").split()) <= 20 for _kind, s in entries)
+            assert all(words_en[0] <= len(s.replace("|", " ").split()) <= words_en[1] for _kind, s in entries)
         else:
-            assert all(2 <= len(units(s)) <= 26 for _kind, s in entries)
+            assert all(chars_zh[0] <= len(units(s)) <= chars_zh[1] for _kind, s in entries)
 
 
 def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
@@ -416,43 +407,29 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
     assert ends["off"] < config.turn_done_silence_ms + 200, ends
 
 
-def test_the_fifth_set_runs_only_when_asked_and_is_scored_apart(monkeypatch):
-    """Asked for with the fourth, the fifth's hesitations get the pause lengths from the first again (named
-    -fifthN-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from
-    the fourth: latency only for the whole turns."""
+@pytest.mark.parametrize("part, before, set_name", [("fifth", "fourth", "en-espeak"), ("sixth", "fifth", "zh-espeak"),
+                                                   ("seventh", "sixth", "en-espeak")])
+def test_a_set_run_once_at_the_end_runs_only_when_asked_and_is_scored_apart(monkeypatch, part, before, set_name):
+    """Asked for with the set `before` it, a later set's hesitations get the pause lengths from the first again (named
+    -PARTn-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from the set
+    before: latency only for the whole turns. Not asked for, it does not run."""
     monkeypatch.setattr(eot, "synthesise", fake_speech)
-    assert "fifth" in eot.PARTS and "fifth" not in eot.DEFAULT_PARTS
-    samples = eot.make_set("en-espeak", -40.0, parts=("fourth", "fifth"))
-    fifth = [s for s in samples if s.part == "fifth"]
-    hesitant = assert_hesitant_twice_whole_once(fifth, eot.FIFTH_SENTENCES["en"], "finished", "en-espeak-fifth")
-    assert set(eot.groups(samples)) == {"all", "fourth", "fifth", "fourth, phrase", "fourth, clause",
-                                        "fourth, finished", "fifth, phrase", "fifth, clause", "fifth, finished"}
+    lang = eot.SETS[set_name][0]
+    entries = eot.LATER_SETS[part][lang]
+    assert part in eot.PARTS and part not in eot.DEFAULT_PARTS
+    assert {p for p, _kind, _s in eot.sentences(lang, (before,))} == {before}  # not this set: not asked for
+    samples = eot.make_set(set_name, -40.0, parts=(before, part))
+    mine = [s for s in samples if s.part == part]
+    hesitant = assert_hesitant_twice_whole_once(mine, entries, "finished", f"{set_name}-{part}")
+    first = next(s for kind, s in entries if kind != "finished")
+    assert hesitant[0].text == first.replace(" | ", " " if lang == "en" else "")
+    assert set(eot.groups(samples)) == {"all", before, part, *(f"{p}, {kind}" for p in (before, part)
+                                                                for kind in ("phrase", "clause", "finished"))}
     stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
     result = eot.scores(samples, stops)
-    assert result["fifth, finished"].pauses_n == 0
-    assert result["fifth, finished"].latency_ms == pytest.approx(100)
-    assert result["fifth"].pauses_n == len(hesitant) and result["fifth"].fcr == 0.0
-    assert sum(s.pause_ms <= 1000 for s in hesitant) >= 56
-
-
-def test_the_sixth_set_runs_only_when_asked_and_is_scored_apart(monkeypatch):
-    """Asked for with the fifth, the sixth's hesitations get the pause lengths from the first again (named
-    -sixthN-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from
-    the fifth: latency only for the whole turns."""
-    monkeypatch.setattr(eot, "synthesise", fake_speech)
-    assert "sixth" in eot.PARTS and "sixth" not in eot.DEFAULT_PARTS
-    assert {part for part, _kind, _s in eot.sentences("zh", ("fifth",))} == {"fifth"}  # not the sixth, not asked for
-    samples = eot.make_set("zh-espeak", -40.0, parts=("fifth", "sixth"))
-    sixth = [s for s in samples if s.part == "sixth"]
-    hesitant = assert_hesitant_twice_whole_once(sixth, eot.SIXTH_SENTENCES["zh"], "finished", "zh-espeak-sixth")
-    assert [s.text for s in sixth if s.pause][0] == eot.SIXTH_SENTENCES["zh"][0][1].replace(" | ", "")
-    assert set(eot.groups(samples)) == {"all", "fifth", "sixth", "fifth, phrase", "fifth, clause",
-                                        "fifth, finished", "sixth, phrase", "sixth, clause", "sixth, finished"}
-    stops = [[s.end_ms + 100] for s in samples]  # every turn ended 100 ms after its end, no pause cut
-    result = eot.scores(samples, stops)
-    assert result["sixth, finished"].pauses_n == 0
-    assert result["sixth, finished"].latency_ms == pytest.approx(100)
-    assert result["sixth"].pauses_n == len(hesitant) and result["sixth"].fcr == 0.0
+    assert result[f"{part}, finished"].pauses_n == 0
+    assert result[f"{part}, finished"].latency_ms == pytest.approx(100)
+    assert result[part].pauses_n == len(hesitant) and result[part].fcr == 0.0
     assert sum(s.pause_ms <= 1000 for s in hesitant) >= 56
 
 
