@@ -6582,8 +6582,9 @@ class Item:
     source: Literal["audio", "text"] = "text"
     unanswered: bool = False  # the judgement chose silence for this user turn
     created_at: float = field(default_factory=time.time)
-    unheard: str = ""  # a reply the user cut off before hearing any of it: what the bot had to say (LLM view only)
-    reply_cut: bool = False  # (user) its reply was cut off still in progress, none of it heard: the LLM reads
+    unheard: str = ""  # a reply the user cut off before hearing a word with content (`Session._says_nothing`):
+    # what the bot had to say (LLM view only)
+    reply_cut: bool = False  # (user) its reply was cut off still in progress, no word with content heard: the LLM reads
     # these words as a message of their own, not merged with the user's next ones (LLM view only)
 
     def to_wire(self) -> dict[str, Any]:
@@ -8402,13 +8403,17 @@ class Session:
         # of 12 times and the older one never; merged, it answered the older one 11 of 12 times; with the words
         # it had generated so far ("The capital of Italy..."), 4 of 12 answers were cut-off words ("你该做……");
         # with the older words marked "[no reply was given]", it answered the older one alone 5 of 12 times.
-        items = [i for i in self.items if i.text or (mark_unanswered and i.unheard)]
+        # A cut reply whose heard words say nothing ("Sure,", "好的，") counts as unheard too: shown as heard, the
+        # 1.5B wrote "Sure," and stopped at each of the next three turns (review18's newcomer, 2026-12-02).
+        items = [i for i in self.items if (i.text and not (mark_unanswered and self._says_nothing(i)))
+                 or (mark_unanswered and i.unheard)]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
         items = items[self._window_drop(len(items) + next_turn):]
         openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
         for n, item in enumerate(items):
-            text = item.text or item.unheard
+            text = item.unheard if mark_unanswered and item.unheard and self._says_nothing(item) else \
+                item.text or item.unheard
             text += " [no reply was given]" if item.unanswered and mark_unanswered else ""
             if mark_unanswered and item.role == "user" and n + 1 < len(items) and items[n + 1].role == "assistant" \
                     and openers and items[n + 1].text.startswith(openers):
@@ -8419,6 +8424,13 @@ class Session:
                 messages.append({"role": item.role, "content": text})
                 starts.append(item)
         return messages, starts
+
+    def _says_nothing(self, item: Item) -> bool:
+        """Whether `item` is a reply the user cut off before hearing a word with content: nothing of it heard, or
+        only what a listener's backchannel or a function word says ("Sure,", "Okay, so", 好的，). For the LLM such
+        a reply was not heard (`llm_history`); the item keeps the words heard (the protocol, the judge)."""
+        return item.role == "assistant" and item.status == "incomplete" and \
+            not content_words(item.text, words_without_content(self.config))
 
     def returning_prompt(self, user: UserMemory) -> list[dict[str, str]]:
         """The prompt this user's next session primes once it has loaded `user` (what `llm_messages` gives
@@ -8694,8 +8706,8 @@ class Session:
         r.item.status = "completed" if status == "completed" else "incomplete"
         if not r.item.text and r.item in self.items and status != "completed":
             self.items.remove(r.item)
-            if status == "cancelled" and turn.item is not None:
-                turn.item.reply_cut = True  # see llm_history
+        if status == "cancelled" and turn.item is not None and self._says_nothing(r.item):
+            turn.item.reply_cut = True  # see llm_history
         if self.response is r:
             self.response = None
         details = None if status == "completed" else {"type": status, "reason": reason}
@@ -8763,9 +8775,9 @@ class Session:
             last = self.last_response
             played = last.clock.played_ms(now_ms())
             said, last.item.text = last.item.text, last.clock.text_until(played)
-            last.item.unheard = "" if last.item.text else said
-            last.heard_whole = len(last.clock.heard_clauses(played, finished=True))
             last.item.status = "incomplete"
+            last.item.unheard = said if self._says_nothing(last.item) else ""
+            last.heard_whole = len(last.clock.heard_clauses(played, finished=True))
             self.retext(last.item)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
         if self._playback_timer is not None:

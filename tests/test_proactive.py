@@ -1182,6 +1182,48 @@ async def test_a_reply_cut_while_still_generating_leaves_the_question_before_it_
     assert [i.role for i in h.session().items] == ["user", "user", "assistant"]  # nothing of the cut reply
 
 
+class SureThenStallingLLM(RecordingLLM):
+    """Test double: its first reply says "Sure!" and then writes nothing more until cancelled; every later one
+    answers as RecordingLLM."""
+
+    name = "test-sure-then-stalling"
+    said = asyncio.Event()
+
+    async def generate(self, messages, *, max_tokens):
+        if not SureThenStallingLLM.said.is_set():
+            RECORDED.append(messages)
+            SureThenStallingLLM.said.set()
+            yield "Sure!"
+            await asyncio.Event().wait()  # cancelled with the response
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+
+async def test_a_reply_cut_after_a_word_that_says_nothing_is_unheard_for_the_llm(make_server):
+    """The user cuts the reply off once its "Sure!" has played and before anything with content: the item keeps
+    what was heard, but the LLM reads the two questions as two user messages, as if nothing was heard. Shown
+    "Sure," in history, the 1.5B answered each of the next three turns "Sure," and stopped (a newcomer's run)."""
+    RECORDED.clear()
+    SureThenStallingLLM.said = asyncio.Event()
+    h = await make_server(judge="test-scripted", llm="test-sure-then-stalling", proactive_idle_s=0,
+                          self_question_note_en="", fake_tts_ms_per_char=20)
+    c = await h.connect()
+    await c.say("Tell me a long story about a dragon.")
+    await c.wait_for("response.output_audio_transcript.delta")
+    reply = h.session().response
+    # the client plays it (100 ms): its playback sends no event, so its clock is polled
+    while reply.clock.text_until(reply.clock.played_ms(s2s.now_ms())) != "Sure!":  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    await c.say("Do you remember my name?")  # a typed turn cuts the bot off
+    cut = await c.wait_for("response.done")
+    assert cut["response"]["status"] == "cancelled"
+    assert cut["response"]["output"][0]["content"][0]["transcript"] == "Sure!"  # what was heard, on the wire
+    await c.wait_for("response.done", lambda e: e["response"]["id"] != cut["response"]["id"])
+    turns = [(m["role"], m["content"]) for m in RECORDED[-1] if m["role"] != "system"]
+    assert turns[-2:] == [("user", "Tell me a long story about a dragon."), ("user", "Do you remember my name?")], \
+        turns
+
+
 def test_only_questions_about_the_user_get_the_second_person_note():
     """The note ("Start your answer with 'You'") is for what the bot knows of the user, not for advice."""
     about = ["What do I do for a living?", "Where do I live?", "What is my name?",
