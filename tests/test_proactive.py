@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -965,6 +966,50 @@ async def test_the_rolling_summary_gives_way_to_another_sessions_reply(scripted)
     assert user_id == "sam" and summary.startswith("s0 s1") and summary.endswith("s39")
     assert SUMMARY_EVENTS[:3] == ["summary started", "reply", "summary cancelled"]
     assert SUMMARY_EVENTS[3:] == ["summary started", "summary done"]
+
+
+class ReadAheadSummaryLLM(SlowSummaryLLM):
+    """Test double: SlowSummaryLLM that reads a summary's prompt ahead in 40 pieces of 30 ms, asking `give_way`
+    before each, as llama.cpp's does."""
+
+    name = "test-read-ahead-summary"
+    reading: asyncio.Event
+    loop: asyncio.AbstractEventLoop
+
+    def read_ahead(self, messages, *, give_way):
+        assert "Summarise" in messages[0]["content"]
+        SUMMARY_EVENTS.append("read started")
+        self.loop.call_soon_threadsafe(self.reading.set)
+        for _ in range(40):
+            if give_way():
+                SUMMARY_EVENTS.append("read gave way")
+                return False
+            time.sleep(0.03)
+        SUMMARY_EVENTS.append("read done")
+        return True
+
+
+async def test_the_rolling_summarys_prompt_is_read_ahead_and_gives_way_between_pieces(scripted):
+    """The summary's prompt is read ahead in pieces (`LLM.read_ahead`) that stop when another session wants the
+    LLM, before the call itself (whose prompt read llama.cpp stops only at its next 128-token step: a newcomer's
+    first reply waited 24 s for one); the read starts again once the reply is done, and the call follows it."""
+    SUMMARY_EVENTS.clear()
+    ReadAheadSummaryLLM.started = asyncio.Event()
+    ReadAheadSummaryLLM.reading = asyncio.Event()
+    ReadAheadSummaryLLM.loop = asyncio.get_running_loop()
+    h = await scripted(llm="test-read-ahead-summary", memory_summary_every_items=2)
+    saved = saved_summaries(h)
+    other = await h.connect(user_id="bob")
+    sam = await h.connect(user_id="sam")
+    await sam.turn("I like chess.")
+    SUMMARY_EVENTS.clear()
+    await sam.close()
+    await asyncio.wait_for(ReadAheadSummaryLLM.reading.wait(), 10)
+    await other.turn("Hello")
+    user_id, summary = await asyncio.wait_for(saved.get(), 10)
+    assert user_id == "sam" and summary.endswith("s39")
+    assert SUMMARY_EVENTS[:2] == ["read started", "reply"] and "read gave way" in SUMMARY_EVENTS[2:4], SUMMARY_EVENTS
+    assert SUMMARY_EVENTS[-4:] == ["read started", "read done", "summary started", "summary done"], SUMMARY_EVENTS
 
 
 class HeldReplyLLM(RecordingLLM):
