@@ -1675,14 +1675,13 @@ def test_function_words_make_no_second_word_when_asked():
     assert s2s.held_verdict("You before", -0.34, set(), False, validate_config({}), language="en")[0] == "barge_in"
 
 
-async def test_a_hearing_over_the_bot_says_the_language_it_sounds_like_when_asked(speech_dir):
+async def test_a_hearing_over_the_bot_says_the_language_it_sounds_like_when_asked(speech_dir, shared_models):
     """With `barge_in_foreign_by_ear` set, Whisper's hearing of speech over the bot says the language the clip
     sounds like (detected on the pass's encoder output) when its words have content: espeak-ng's Mandarin 对 in an
     English conversation, written "uniform ...", sounds Chinese; hibari's "stop" sounds English. Unset, nothing is
     detected (None)."""
     config = validate_config({"asr": "whisper", "barge_in_foreign_by_ear": ["zh"]})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     dui = np.concatenate([silence(300), speech("对", speech_dir, voice="cmn"), silence(300)])
     stop = np.concatenate([silence(300), hibari_speech("stop"), silence(300)])
     heard_dui, heard_stop = await asr.hear_clip(dui, "en"), await asr.hear_clip(stop, "en")
@@ -1854,13 +1853,12 @@ def test_a_hearing_is_as_sure_as_its_first_word_with_content():
     assert abs(sure(backchannel_only) - np.log(0.6)) < 1e-6
 
 
-async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs(speech_dir):
+async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs(speech_dir, shared_models):
     """The first hearing of "stop" (300 ms of prefix and 180 ms of the word) decodes 4 tokens
     (`whisper_clip_tokens_per_s`), not the 10 that Whisper fills with "Stop Stop Stop ...": the same first
     words and the same sureness (greedy decoding), in less time."""
     config = validate_config({"asr": "whisper"})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     first = np.concatenate([silence(300), speech("stop", speech_dir)])[:16 * 480]
     assert s2s.clip_tokens(0.48, config) == 4
     short, short_sure, _ = await asr.hear_clip(first, "en")
@@ -1871,14 +1869,13 @@ async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs
     assert abs(short_sure - full_sure) < 1e-3
 
 
-async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speech_dir):
+async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speech_dir, shared_models):
     """`whisper_clip_padding: audio` fills a hearing's window after the clip with silent audio, as Whisper
     pads, instead of zero features (a steady noise to Whisper): the first hearing of espeak-ng's "no" (300 ms of
     silence and 180 ms of the word) is a guess with zero features (too unsure to count) and "No" padded with silent
     audio."""
     config = validate_config({"asr": "whisper"})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     first = np.concatenate([silence(300), speech("no", speech_dir)])[:16 * 480]
     guess, guess_sure, _ = await asr.hear_clip(first, "en")
     asr.config = config.model_copy(update={"whisper_clip_padding": "audio"})
@@ -1889,13 +1886,12 @@ async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speec
     assert heard.lower().startswith("no") and heard_sure > config.barge_in_min_logprob, (heard, heard_sure)
 
 
-async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own_bar():
+async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own_bar(shared_models):
     """Whisper's no-speech rule for a hearing over the bot takes `whisper_clip_logprob_threshold`: half a
     second of digital silence padded with silent audio is "you" (no-speech 0.9, mean log-probability -0.96) at
     Whisper's -1 and no words at -0.5."""
     config = validate_config({"asr": "whisper", "whisper_clip_padding": "audio"})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     at_whispers, *_ = await asr.hear_clip(silence(500), "en")
     asr.config = config.model_copy(update={"whisper_clip_logprob_threshold": -0.5})
     at_half, *_ = await asr.hear_clip(silence(500), "en")
