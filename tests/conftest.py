@@ -35,12 +35,15 @@ async def collect(stream: Any) -> list[Any]:
 
 
 def model_fixture(component_class: type[s2s.Component]) -> Any:
-    """A module-scoped fixture: one real model component, loaded once with MODEL_CONFIG, closed after."""
+    """A module-scoped fixture: one real model component, loaded with MODEL_CONFIG (Whisper: taken from
+    `SharedModels`), closed after."""
 
     @pytest.fixture(scope="module")
-    def fixture() -> Iterator[Any]:
-        component = component_class(MODEL_CONFIG)
-        component.load()
+    def fixture(shared_models: SharedModels) -> Iterator[Any]:
+        made = component_class(MODEL_CONFIG)
+        component = shared_models.share_now(made)
+        if component is made:  # not one that is shared: loaded here
+            component.load()
         yield component
         component.close()
 
@@ -266,7 +269,7 @@ FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0,
 
 
 class SharedModels:
-    """Test-only: real models that `make_server` loads once and shares between the servers of the whole run.
+    """Test-only: real models that `make_server` and `model_fixture` load once and share for the whole run.
     Each loaded one is kept with the settings its load() read, recorded as it ran (a setting load() never read
     cannot have changed what it loaded); a server whose settings agree on all of those gets a shallow copy with
     its own config, so the weights are shared and every setting read later is that server's. The copy's load()
@@ -284,6 +287,12 @@ class SharedModels:
         """A loaded copy of `component` (one of CLASSES, not loaded yet) for its config; else `component`."""
         if type(component) not in self.CLASSES:
             return component
+        return await asyncio.to_thread(self.share_now, component)
+
+    def share_now(self, component: s2s.Component) -> s2s.Component:
+        """`share`, blocking (a load runs in this thread)."""
+        if type(component) not in self.CLASSES:
+            return component
         config = component.config
         for loaded, read in self.loaded:
             if type(loaded) is type(component) and all(getattr(config, k) == v for k, v in read.items()):
@@ -292,7 +301,7 @@ class SharedModels:
             names: set[str] = set()
             component.config = recording_config(config, names)
             try:
-                await asyncio.to_thread(component.load)
+                component.load()
             finally:
                 component.config = config
             loaded, read = component, {name: getattr(config, name) for name in names}
