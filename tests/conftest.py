@@ -273,10 +273,11 @@ class SharedModels:
     Each loaded one is kept with the settings its load() read, recorded as it ran (a setting load() never read
     cannot have changed what it loaded); a server whose settings agree on all of those gets a shallow copy with
     its own config, so the weights are shared and every setting read later is that server's. The copy's load()
-    does nothing: `load_components` calls it. Servers never close their components (only `main` does), so a
-    shared model outlives none of its users. Only Whisper is shared: it took 3-9 s to load and warm up on the
-    2-core test machine (12:38 on 2026-12-02, load 6.8), about 40 servers load it, and the others that servers
-    load take about a second (Smart Turn keeps its session once per process already)."""
+    does nothing: `load_components` calls it. Servers never close their components (only `main` does), and a
+    copy's close() drops only the copy's reference, so no user loses the shared weights. Only Whisper is shared:
+    it took 3-9 s to load and warm up on the 2-core test machine (12:38 on 2026-12-02, load 6.8) and most of
+    test_turn_taking's servers load it; the others that servers load take about a second (Smart Turn keeps its
+    session once per process already)."""
 
     CLASSES: tuple[type[s2s.Component], ...] = (s2s.WhisperASR,)
 
