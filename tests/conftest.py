@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import shutil
 import subprocess
@@ -34,12 +35,15 @@ async def collect(stream: Any) -> list[Any]:
 
 
 def model_fixture(component_class: type[s2s.Component]) -> Any:
-    """A module-scoped fixture: one real model component, loaded once with MODEL_CONFIG, closed after."""
+    """A module-scoped fixture: one real model component, loaded with MODEL_CONFIG (Whisper: taken from
+    `SharedModels`), closed after."""
 
     @pytest.fixture(scope="module")
-    def fixture() -> Iterator[Any]:
-        component = component_class(MODEL_CONFIG)
-        component.load()
+    def fixture(shared_models: SharedModels) -> Iterator[Any]:
+        made = component_class(MODEL_CONFIG)
+        component = shared_models.share_now(made)
+        if component is made:  # not one that is shared: loaded here
+            component.load()
         yield component
         component.close()
 
@@ -264,15 +268,80 @@ FAKES = {"asr": "fake", "llm": "fake", "tts": "fake", "judge": "off", "port": 0,
          "turn_taking": "silence", "barge_in_hold": "off"}
 
 
+class SharedModels:
+    """Test-only: real models that `make_server` and `model_fixture` load once and share for the whole run.
+    Each loaded one is kept with the settings its load() read, recorded as it ran (a setting load() never read
+    cannot have changed what it loaded); a server whose settings agree on all of those gets a shallow copy with
+    its own config, so the weights are shared and every setting read later is that server's. The copy's load()
+    does nothing: `load_components` calls it. Servers never close their components (only `main` does), and a
+    copy's close() drops only the copy's reference, so no user loses the shared weights. Only Whisper is shared:
+    it took 3-9 s to load and warm up on the 2-core test machine (12:38 on 2026-12-02, load 6.8) and most of
+    test_turn_taking's servers load it; the others that servers load take about a second (Smart Turn keeps its
+    session once per process already)."""
+
+    CLASSES: tuple[type[s2s.Component], ...] = (s2s.WhisperASR,)
+
+    def __init__(self) -> None:
+        self.loaded: list[tuple[s2s.Component, dict[str, Any]]] = []  # (a loaded model, the settings its load read)
+
+    async def share(self, component: s2s.Component) -> s2s.Component:
+        """A loaded copy of `component` (one of CLASSES, not loaded yet) for its config; else `component`."""
+        if type(component) not in self.CLASSES:
+            return component
+        return await asyncio.to_thread(self.share_now, component)
+
+    def share_now(self, component: s2s.Component) -> s2s.Component:
+        """`share`, blocking (a load runs in this thread)."""
+        if type(component) not in self.CLASSES:
+            return component
+        config = component.config
+        for loaded, read in self.loaded:
+            if type(loaded) is type(component) and all(getattr(config, k) == v for k, v in read.items()):
+                break
+        else:
+            names: set[str] = set()
+            component.config = recording_config(config, names)
+            try:
+                component.load()
+            finally:
+                component.config = config
+            loaded, read = component, {name: getattr(config, name) for name in names}
+            self.loaded.append((loaded, read))
+        twin = copy.copy(loaded)
+        twin.config = config
+        twin.load = lambda: None  # type: ignore[method-assign]  # loaded already (load_components calls it)
+        return twin
+
+
+def recording_config(config: Any, names: set[str]) -> Any:
+    """A copy of `config` that adds the name of every setting read from it to `names`."""
+    fields = type(config).model_fields
+
+    class Recording(type(config)):  # type: ignore[misc, valid-type]
+        def __getattribute__(self, name: str) -> Any:
+            if name in fields:
+                names.add(name)
+            return super().__getattribute__(name)
+
+    return Recording.model_construct(_fields_set=config.model_fields_set, **dict(config))
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> SharedModels:
+    return SharedModels()
+
+
 @pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def make_server(tmp_path: Path, shared_models: SharedModels) -> AsyncIterator[Callable[..., Any]]:
     """make_server(auth_token=None, **settings) -> Harness; every server and client is closed after the test.
-    Memory goes to a fresh folder per test unless `data_dir` is given."""
+    Memory goes to a fresh folder per test unless `data_dir` is given. Whisper is loaded once per set of the
+    settings its load reads (`SharedModels`)."""
     harnesses: list[Harness] = []
 
     async def make(auth_token: str | None = None, **settings: Any) -> Harness:
         config = validate_config({**FAKES, "data_dir": str(tmp_path / "data"), **settings})
         components = s2s.build_components(config)
+        components.asr = await shared_models.share(components.asr)  # type: ignore[assignment]
         await s2s.load_components(components)
         server = s2s.S2SServer(config, components, auth_token)
         harness = Harness(server)

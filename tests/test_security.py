@@ -29,6 +29,9 @@ TOKEN = "tok_" + "x7Q2" * 8  # 36 printable characters
 HELLO = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello"}]}
 
 
+FAKE_ARGS = ("--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off")  # the test doubles
+
+
 class ServerProcess:
     """`python s2s_server.py --port 0 ARGS` as its own process; its log lines are read as they come."""
 
@@ -176,10 +179,12 @@ def test_loopback_hosts_are_told_apart(host, loopback):
 
 
 async def test_without_a_token_a_public_interface_needs_allow_public():
+    """Refused without a token; served with --allow-public (the test doubles: the check comes before any model
+    loads) or with a token (the default models: the one start of the whole process with them)."""
     refused = await ServerProcess.start("--host", "0.0.0.0", env={"S2S_AUTH_TOKEN": ""})
     assert await refused.wait() == 2
     assert "refusing to serve 0.0.0.0 without a token" in refused.log and "--allow-public" in refused.log
-    for args, env in ((("--allow-public",), {"S2S_AUTH_TOKEN": ""}), ((), {"S2S_AUTH_TOKEN": TOKEN})):
+    for args, env in (((*FAKE_ARGS, "--allow-public"), {"S2S_AUTH_TOKEN": ""}), ((), {"S2S_AUTH_TOKEN": TOKEN})):
         server = await ServerProcess.start("--host", "0.0.0.0", *args, env=env)
         try:
             await asyncio.wait_for(server.port, 60)  # it serves (on port 0 of every interface; no traffic)
@@ -408,9 +413,6 @@ async def test_a_client_that_stops_reading_is_cut_within_the_default_3_s(make_se
 
 
 # ---- the clean stop -----------------------------------------------------------------------------------
-
-FAKE_ARGS = ("--asr", "fake", "--llm", "fake", "--tts", "fake", "--judge", "off")
-
 
 async def test_sigterm_cancels_turns_closes_with_1012_and_exits_in_time_despite_a_stuck_client():
     server = await ServerProcess.start(

