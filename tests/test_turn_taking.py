@@ -467,6 +467,30 @@ def test_a_statement_that_the_audio_and_the_words_call_done_waits_when_statement
     assert end("I ordered a jacket last week.", **dict(on, turn_statements_wait=False)) == (20 + 8, "done")
 
 
+def test_a_statements_wait_its_smart_turn_bar_and_its_narrative_only_choice_each_change_which_statements_wait():
+    """Under `turn_statements_wait`: a statement waits `turn_statements_silence_ms` (at most the unsure wait); with
+    `turn_statements_max_audio_prob` only a statement Smart Turn scores at or below the bar waits; with
+    `turn_statements_narrative_only` a statement about the speaker now ("I'm tired.") keeps the short wait and one
+    that tells of something ("I ordered a jacket last week.") still waits."""
+    on = dict(turn_statements_wait=True, turn_done_text_threshold=0.6)
+
+    def end(words: str, audio_prob: float = 0.95, **settings) -> tuple[int, str]:
+        opinion = {"audio_prob": audio_prob, "text_prob": 0.8, "text_words": words}
+        return last_turn_end(predictive(**dict(on, **settings)), [opinion])
+
+    assert end("I ordered a jacket last week.", turn_statements_silence_ms=600) == (20 + 19, "statement")  # 600 ms
+    assert end("I ordered a jacket last week.", turn_statements_silence_ms=2000) == (20 + 29, "statement")  # 900
+    assert end("I ordered a jacket last week.", 0.95, turn_statements_max_audio_prob=0.96) == (20 + 29, "statement")
+    assert end("I ordered a jacket last week.", 0.98, turn_statements_max_audio_prob=0.96) == (20 + 8, "done")
+    for words in ("I ordered a jacket last week.", "I've walked the dog already.", "We lost three nil on Saturday.",
+                  "The car's making a weird rattling noise.", "I just sold forty candles."):
+        assert end(words, turn_statements_narrative_only=True) == (20 + 29, "statement"), words
+    for words in ("I'm tired.", "I'm really tired after that long walk.", "I can't sleep.", "I'll be late.",
+                  "I keep forgetting where I parked the car.", "Turn on the radio."):
+        assert end(words, turn_statements_narrative_only=True) == (20 + 8, "done"), words
+        assert end(words) == ((20 + 8, "done") if words == "Turn on the radio." else (20 + 29, "statement")), words
+
+
 @pytest.mark.parametrize("words", [
     "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
     "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
