@@ -1834,12 +1834,18 @@ def _statement_words(text: str) -> list[str] | None:
         return None
     if first in ("i", "i'd", "we", "we'd") and i + 1 < len(tokens) and tokens[i + 1] in _EN_WANT:
         return None
+    for part in last.split(",")[1:]:  # a request after a comma ("Before I forget, put batteries on the list.")
+        after = [t for t in re.findall(r"[a-z']+", part.lower()) if t not in _EN_LEADING and
+                 t not in _EN_STATEMENT_LEADING]
+        if after and after[0] in _EN_REQUEST_VERBS | {"let"}:
+            return None
     return tokens[i:]
 
 
 def statement(text: str) -> bool:
     """Is the last sentence of English words a plain statement ("I ordered a jacket last week."), not a question, a
-    request ("Turn on the radio.", "I'd like to cancel my subscription.") or a filler? Whisper closes a first half
+    request ("Turn on the radio.", "I'd like to cancel my subscription.", "When you're done, tell me.": one after a
+    comma, read past the fillers) or a filler? Whisper closes a first half
     cut at a pause with a full stop, and a statement is what such halves mostly are (`turn_statements_wait`). Pure;
     False for Chinese words and for no words."""
     return _statement_words(text) is not None

@@ -471,7 +471,7 @@ def test_a_statements_wait_its_smart_turn_bar_and_its_narrative_only_choice_each
     """Under `turn_statements_wait`: a statement waits `turn_statements_silence_ms` (at most the unsure wait); with
     `turn_statements_max_audio_prob` only a statement Smart Turn scores at or below the bar waits; with
     `turn_statements_narrative_only` a statement about the speaker now ("I'm tired.") keeps the short wait and one
-    that tells of something ("I ordered a jacket last week.") still waits."""
+    that tells of something ("I ordered a jacket last week.") still waits. A request after a comma is no statement."""
     on = dict(turn_statements_wait=True, turn_done_text_threshold=0.6)
 
     def end(words: str, audio_prob: float = 0.95, **settings) -> tuple[int, str]:
@@ -482,6 +482,9 @@ def test_a_statements_wait_its_smart_turn_bar_and_its_narrative_only_choice_each
     assert end("I ordered a jacket last week.", turn_statements_silence_ms=2000) == (20 + 29, "statement")  # 900
     assert end("I ordered a jacket last week.", 0.95, turn_statements_max_audio_prob=0.96) == (20 + 29, "statement")
     assert end("I ordered a jacket last week.", 0.98, turn_statements_max_audio_prob=0.96) == (20 + 8, "done")
+    assert end("Before I forget, put batteries on the shopping list.") == (20 + 8, "done")
+    assert end("My phone's nearly dead, so keep the directions short.") == (20 + 8, "done")
+    assert end("I tried calling the bank, but nobody picked up.") == (20 + 29, "statement")
     for words in ("I ordered a jacket last week.", "I've walked the dog already.", "We lost three nil on Saturday.",
                   "The car's making a weird rattling noise.", "I just sold forty candles."):
         assert end(words, turn_statements_narrative_only=True) == (20 + 29, "statement"), words
