@@ -1761,11 +1761,13 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
                  parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False,
                  done_ms: list[int] | None = None, cache_path: str | None = None,
-                 variants: list[dict[str, Any]] | None = None) -> list[tuple[str, Any, Any, str]]:
+                 variants: list[dict[str, Any]] | None = None, ablations: bool = True
+                 ) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments.
     `ask_ms`, `done_ms`: the full decision again with `turn_ask_ms`, `turn_done_silence_ms` at each value.
     `variants`: the full decision again with each of these overrides of the detector's settings (`--variant`).
+    `ablations` False: no row without one of the full decision's rules (`--no-ablations`).
     `cache_path`: the opinions of an earlier run of these samples are read from this file and every opinion is
     written back to it (`Opinions.load_cache`)."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
@@ -1773,7 +1775,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     if cache_path:
         opinions.load_cache(cache_path, samples)
     try:
-        return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms, variants)
+        return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms, variants,
+                           ablations)
     finally:  # what was computed is kept, also when the run is stopped
         if cache_path:
             opinions.save_cache(cache_path, samples)
@@ -1781,8 +1784,9 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
 
 def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinions, text_signal: bool, details: bool,
                 ask_ms: list[int] | None, quick: bool, done_ms: list[int] | None = None,
-                extra: list[dict[str, Any]] | None = None) -> list[tuple[str, Any, Any, str]]:
-    """`evaluate_set`'s rows, for samples made and heard."""
+                extra: list[dict[str, Any]] | None = None, ablations: bool = True) -> list[tuple[str, Any, Any, str]]:
+    """`evaluate_set`'s rows, for samples made and heard. `ablations` False: no row of the full decision without one
+    of its rules (only the defaults and the `extra` variants)."""
 
     def evaluate(kind: str, use_audio: bool, use_text: bool, **overrides: Any) -> dict[str, Score]:
         make = detector_factory(config, kind, **overrides)
@@ -1833,6 +1837,7 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
         variants += [(f"full decision, agreeing opinions end the turn after {done} ms", {"done_silence_ms": done})
                      for done in done_ms or () if done != config.turn_done_silence_ms]
         variants += [(variant_label(overrides), overrides) for overrides in extra or ()]
+        rules_before = len(variants)  # from here, the rows without one of the rules (none with `ablations` False)
         if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
             # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
             variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
@@ -1851,6 +1856,8 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
         if not quick:
             variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
                              {"ask_ms": 200, "quiet_db": 0.0}))
+        if not ablations:
+            del variants[rules_before:]
         for label, overrides in variants:
             make = detector_factory(config, "predictive", **overrides)
             asked: list[list[int]] = [[] for _ in samples]
@@ -1874,11 +1881,11 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                   f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
                   f"before their end at a gap between words; {where_the_time_goes(samples, timelines)}",
                   file=sys.stderr, flush=True)
-        if config.turn_text_last_word_min_logprob > -100:  # beside it, the rules before, on the same opinions
+        if config.turn_text_last_word_min_logprob > -100 and ablations:  # beside it, the rules before
             rows.append(("full decision, last word not checked (the rule before turn9, 2026-12-01 14:42)", {},
                          evaluate("predictive", True, True, text_last_word_min_logprob=-100.0),
                          "turn_text_last_word_min_logprob=-100"))
-        if config.turn_text_min_logprob > -100 or config.turn_text_last_word_min_logprob > -100:
+        if (config.turn_text_min_logprob > -100 or config.turn_text_last_word_min_logprob > -100) and ablations:
             rows.append(("full decision, any transcript trusted (before 2026-12-01 09:00)", {},
                          evaluate("predictive", True, True, text_min_logprob=-100.0, text_last_word_min_logprob=-100.0),
                          "turn_text_min_logprob=-100, turn_text_last_word_min_logprob=-100"))
@@ -1917,6 +1924,11 @@ def main() -> None:
                              "(`turn_statements_wait=true,turn_statements_silence_ms=900`), on the same audio and "
                              "opinions (a replay from --opinions-cache); a row of its own, by kind too, and where the "
                              "time of the whole sentences' ends goes; repeat for more rows")
+    parser.add_argument("--no-ablations", action="store_true",
+                        help="no row of the full decision without one of its rules (the sure words, the audio's "
+                             "trust, the weak words, the open clause, the last word, the ASR's confidence): the "
+                             "defaults and the --variant, --ask-ms and --done-ms rows only, each of which may ask the "
+                             "models at pauses no other row reached")
     parser.add_argument("--hesitation-ms", type=int, nargs="+", metavar="MS", default=PAUSES_MS,
                         help="the lengths of the pauses cut into the sentences, in turn (default: %(default)s)")
     parser.add_argument("--sentences", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS),
@@ -1958,7 +1970,7 @@ def main() -> None:
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
                                   args.hesitation_ms, parts, args.quick, args.done_ms, args.opinions_cache,
-                                  variants)
+                                  variants, not args.no_ablations)
                 for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "

@@ -488,7 +488,8 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
 def test_a_variant_adds_a_row_with_the_detectors_settings_it_names(monkeypatch):
     """`--variant` (`evaluate_set`'s `variants`) puts the full decision beside itself with the detector's settings it
     names, typed as the server's own, on the same opinions: with `turn_statements_wait` a statement that Smart Turn
-    and the words agree on waits the statement wait instead of the short one. A name the detector does not read, or a
+    and the words agree on waits the statement wait instead of the short one; `--no-ablations` leaves out the rows
+    without one of the rules. A name the detector does not read, or a
     value of the wrong type, is refused with the names it may use."""
     S = eot.S
     config = eot.load_config(["--port", "0"])
@@ -514,8 +515,13 @@ def test_a_variant_adds_a_row_with_the_detectors_settings_it_names(monkeypatch):
     rows = {name: result["all"] for name, _points, result, _settings in
             eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True, variants=[variant])}
     full = rows[eot.FULL]
-    waited = rows["full decision with turn_statements_wait=true, turn_statements_silence_ms=900"]
+    waited_name = "full decision with turn_statements_wait=true, turn_statements_silence_ms=900"
+    waited = rows[waited_name]
     assert waited.latency_ms - full.latency_ms == pytest.approx(900 - config.turn_done_silence_ms, abs=90), rows
+    bare = [name for name, *_ in eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True,
+                                                   variants=[variant], ablations=False)]
+    assert bare == ["plain VAD (fixed silence)", "Smart Turn v3.2 alone", eot.FULL, waited_name] and \
+        eot.NO_OPEN_CLAUSE in rows  # `--no-ablations`: no row without one of the rules
     for bad in ("turn_statements_wait=maybe", "turn_statements_silence_ms=10", "judge_model_dir=x", "turn_foo=1",
                 "turn_statements_wait", ""):
         with pytest.raises(ValueError):
