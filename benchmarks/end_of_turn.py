@@ -1715,7 +1715,7 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
     """For the whole sentences (true ends of turn): how many ended on agreeing opinions ("done"), how many under
     each rule, and the medians of each stage, in ms from the last sound: the end of the VAD's last voiced frame (its
     hangover), the models asked, each model's time (from the ask), the end of the turn (all, and those ended
-    "done")."""
+    "done"), and the end of the turn's mean and 90th percentile."""
     rows: dict[str, list[float]] = {k: [] for k in ("VAD hangover", "asked at", "Smart Turn", "transcript + text",
                                                      "end of turn", "end of turn (done)")}
     done = whole = 0
@@ -1739,6 +1739,8 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
             done += 1
             rows["end of turn (done)"].append(stop["stop"] - sample.end_ms)
     medians = ", ".join(f"{k} {np.median(v):.0f}" for k, v in rows.items() if v)
+    if ends := rows["end of turn"]:
+        medians += f"; end of turn mean {np.mean(ends):.0f}, p90 {np.percentile(ends, 90):.0f}"
     rules = ", ".join(f"{rule} {n}" for rule, n in sorted(ended_by.items(), key=lambda item: -item[1]))
     return (f"whole sentences ended on agreeing opinions: {done} of {whole} (by rule: {rules}); medians (ms from the "
             f"last sound): {medians}")
