@@ -1903,7 +1903,42 @@ def detector_settings(kind: str) -> dict[str, str]:
             "audio_trust_min_turns": "turn_audio_trust_min_turns", "audio_trust_min_done": "turn_audio_trust_min_done",
             "done_text_threshold": "turn_done_text_threshold",
             "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio",
-            "statements_wait": "turn_statements_wait"}
+            "statements_wait": "turn_statements_wait", "statements_silence_ms": "turn_statements_silence_ms",
+            "statements_max_audio_prob": "turn_statements_max_audio_prob",
+            "statements_narrative_only": "turn_statements_narrative_only"}
+
+
+VARIANT = "full decision with "  # the label's start of a `--variant` row (rows by kind too)
+
+
+def parse_variant(config: Any, text: str) -> dict[str, Any]:
+    """`--variant`'s "turn_statements_wait=true,turn_statements_silence_ms=900" -> `detector_factory`'s overrides
+    ({"statements_wait": True, "statements_silence_ms": 900}), each value typed and checked as the server's own
+    setting. Raises ValueError naming the settings a variant may change (those the detector alone reads: the models'
+    opinions replay from a cache unchanged)."""
+    short = {full: key for key, full in detector_settings("predictive").items()}
+    overrides: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in short:
+            raise ValueError(f"{pair!r}: give NAME=VALUE, NAME one of the detector's settings: "
+                             f"{', '.join(sorted(short))}")
+        overrides[name] = value.strip()
+    if not overrides:
+        raise ValueError(f"{text!r}: no NAME=VALUE in it")
+    try:
+        settings = type(config).model_validate({**config.model_dump(), **overrides})
+    except Exception as e:  # pydantic's ValidationError: the value's type or range
+        raise ValueError(f"{text!r}: {e}") from e
+    return {short[name]: getattr(settings, name) for name in overrides}
+
+
+def variant_label(overrides: dict[str, Any]) -> str:
+    """A `--variant` row's name: the settings it changes, as `detector_settings` spells them."""
+    names = detector_settings("predictive")
+    return VARIANT + ", ".join(f"{names[k]}={str(v).lower() if isinstance(v, bool) else v}"
+                               for k, v in overrides.items())
 
 
 def frontier(points: list[tuple[float, float]]) -> tuple[float | None, float | None, float | None]:
@@ -1936,18 +1971,22 @@ def points_by_group(results: list[dict[str, Score]]) -> dict[str, list[tuple[flo
 
 
 def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, Any]]]) -> str:
-    """For the whole sentences (true ends of turn): how many ended on agreeing opinions ("done"), and the
-    medians of each stage, in ms from the last sound: the end of the VAD's last voiced frame (its hangover), the
-    models asked, each model's time (from the ask), the end of the turn (all, and those ended "done")."""
+    """For the whole sentences (true ends of turn): how many ended on agreeing opinions ("done"), how many under
+    each rule, and the medians of each stage, in ms from the last sound: the end of the VAD's last voiced frame (its
+    hangover), the models asked, each model's time (from the ask), the end of the turn (all, and those ended
+    "done"), and the end of the turn's mean and 90th percentile."""
     rows: dict[str, list[float]] = {k: [] for k in ("VAD hangover", "asked at", "Smart Turn", "transcript + text",
                                                      "end of turn", "end of turn (done)")}
     done = whole = 0
+    ended_by: dict[str, int] = {}  # the rule that ended each whole sentence's turn
     for sample, timeline in zip(samples, timelines, strict=True):
         if sample.pause:
             continue
         whole += 1
         stop = next((t for t in timeline if "stop" in t and t["stop"] >= sample.end_ms), None)
         ask = next((t for t in reversed(timeline) if "ask" in t and (stop is None or t["ask"] <= stop["stop"])), None)
+        if stop is not None:
+            ended_by[stop["rule"]] = ended_by.get(stop["rule"], 0) + 1
         if stop is None or ask is None:
             continue
         rows["VAD hangover"].append(stop["voiced_end"] - sample.end_ms)
@@ -1959,7 +1998,11 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
             done += 1
             rows["end of turn (done)"].append(stop["stop"] - sample.end_ms)
     medians = ", ".join(f"{k} {np.median(v):.0f}" for k, v in rows.items() if v)
-    return f"whole sentences ended on agreeing opinions: {done} of {whole}; medians (ms from the last sound): {medians}"
+    if ends := rows["end of turn"]:
+        medians += f"; end of turn mean {np.mean(ends):.0f}, p90 {np.percentile(ends, 90):.0f}"
+    rules = ", ".join(f"{rule} {n}" for rule, n in sorted(ended_by.items(), key=lambda item: -item[1]))
+    return (f"whole sentences ended on agreeing opinions: {done} of {whole} (by rule: {rules}); medians (ms from the "
+            f"last sound): {medians}")
 
 
 def hear_frames(samples: list[Sample], config: Any) -> None:
@@ -1978,10 +2021,14 @@ def hear_frames(samples: list[Sample], config: Any) -> None:
 def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, details: bool = False,
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
                  parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False,
-                 done_ms: list[int] | None = None, cache_path: str | None = None) -> list[tuple[str, Any, Any, str]]:
+                 done_ms: list[int] | None = None, cache_path: str | None = None,
+                 variants: list[dict[str, Any]] | None = None, ablations: bool = True
+                 ) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments.
     `ask_ms`, `done_ms`: the full decision again with `turn_ask_ms`, `turn_done_silence_ms` at each value.
+    `variants`: the full decision again with each of these overrides of the detector's settings (`--variant`).
+    `ablations` False: no row without one of the full decision's rules (`--no-ablations`).
     `cache_path`: the opinions of an earlier run of these samples are read from this file and every opinion is
     written back to it (`Opinions.load_cache`)."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
@@ -1989,16 +2036,18 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     if cache_path:
         opinions.load_cache(cache_path, samples)
     try:
-        return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms)
+        return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms, variants,
+                           ablations)
     finally:  # what was computed is kept, also when the run is stopped
         if cache_path:
             opinions.save_cache(cache_path, samples)
 
 
 def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinions, text_signal: bool, details: bool,
-                ask_ms: list[int] | None, quick: bool, done_ms: list[int] | None = None
-                ) -> list[tuple[str, Any, Any, str]]:
-    """`evaluate_set`'s rows, for samples made and heard."""
+                ask_ms: list[int] | None, quick: bool, done_ms: list[int] | None = None,
+                extra: list[dict[str, Any]] | None = None, ablations: bool = True) -> list[tuple[str, Any, Any, str]]:
+    """`evaluate_set`'s rows, for samples made and heard. `ablations` False: no row of the full decision without one
+    of its rules (only the defaults and the `extra` variants)."""
 
     def evaluate(kind: str, use_audio: bool, use_text: bool, **overrides: Any) -> dict[str, Score]:
         make = detector_factory(config, kind, **overrides)
@@ -2048,6 +2097,8 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
         variants += [(f"full decision, agreeing opinions end the turn after {done} ms", {"done_silence_ms": done})
                      for done in done_ms or () if done != config.turn_done_silence_ms]
+        variants += [(variant_label(overrides), overrides) for overrides in extra or ()]
+        rules_before = len(variants)  # from here, the rows without one of the rules (none with `ablations` False)
         if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
             # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
             variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
@@ -2066,6 +2117,8 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
         if not quick:
             variants.append(("full decision as before 2026-12-01 18:30 (asked at 200 ms of the VAD's silence)",
                              {"ask_ms": 200, "quiet_db": 0.0}))
+        if not ablations:
+            del variants[rules_before:]
         for label, overrides in variants:
             make = detector_factory(config, "predictive", **overrides)
             asked: list[list[int]] = [[] for _ in samples]
@@ -2089,11 +2142,11 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                   f"{going_on} of them before the sentence's end (work thrown away); {early} samples ended "
                   f"before their end at a gap between words; {where_the_time_goes(samples, timelines)}",
                   file=sys.stderr, flush=True)
-        if config.turn_text_last_word_min_logprob > -100:  # beside it, the rules before, on the same opinions
+        if config.turn_text_last_word_min_logprob > -100 and ablations:  # beside it, the rules before
             rows.append(("full decision, last word not checked (the rule before turn9, 2026-12-01 14:42)", {},
                          evaluate("predictive", True, True, text_last_word_min_logprob=-100.0),
                          "turn_text_last_word_min_logprob=-100"))
-        if config.turn_text_min_logprob > -100 or config.turn_text_last_word_min_logprob > -100:
+        if (config.turn_text_min_logprob > -100 or config.turn_text_last_word_min_logprob > -100) and ablations:
             rows.append(("full decision, any transcript trusted (before 2026-12-01 09:00)", {},
                          evaluate("predictive", True, True, text_min_logprob=-100.0, text_last_word_min_logprob=-100.0),
                          "turn_text_min_logprob=-100, turn_text_last_word_min_logprob=-100"))
@@ -2127,6 +2180,16 @@ def main() -> None:
                         help="beside the full decision, the same with the short wait of agreeing opinions "
                              "(`turn_done_silence_ms`) at these silences, on the same audio and opinions; it acts "
                              "only where the text opinion comes sooner than that wait (`--text-ms`)")
+    parser.add_argument("--variant", action="append", metavar="NAME=VALUE[,NAME=VALUE]", default=[],
+                        help="beside the full decision, the same with these of the detector's own settings changed "
+                             "(`turn_statements_wait=true,turn_statements_silence_ms=900`), on the same audio and "
+                             "opinions (a replay from --opinions-cache); a row of its own, by kind too, and where the "
+                             "time of the whole sentences' ends goes; repeat for more rows")
+    parser.add_argument("--no-ablations", action="store_true",
+                        help="no row of the full decision without one of its rules (the sure words, the audio's "
+                             "trust, the weak words, the open clause, the last word, the ASR's confidence): the "
+                             "defaults and the --variant, --ask-ms and --done-ms rows only, each of which may ask the "
+                             "models at pauses no other row reached")
     parser.add_argument("--hesitation-ms", type=int, nargs="+", metavar="MS", default=PAUSES_MS,
                         help="the lengths of the pauses cut into the sentences, in turn (default: %(default)s)")
     parser.add_argument("--sentences", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS),
@@ -2160,6 +2223,10 @@ def main() -> None:
     if min(args.hesitation_ms) < FRAME_MS:
         parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
     config = load_config([*server_args, "--port", "0"])
+    try:
+        variants = [parse_variant(config, text) for text in args.variant]
+    except ValueError as e:
+        parser.error(f"--variant {e}")
     S.setup_logging("WARNING")
     t0 = time.perf_counter()
     judge_class = S.REGISTRY["judge"][config.judge]
@@ -2167,7 +2234,8 @@ def main() -> None:
     opinions = Opinions(config, text_signal, args.model_ms, args.text_ms)
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
-                                  args.hesitation_ms, parts, args.quick, args.done_ms, args.opinions_cache)
+                                  args.hesitation_ms, parts, args.quick, args.done_ms, args.opinions_cache,
+                                  variants, not args.no_ablations)
                 for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
@@ -2200,7 +2268,7 @@ def main() -> None:
     for set_name, rows in results.items():
         for name, points, result, _settings in rows:
             for group, r in result.items():
-                if ", " in group and name not in BY_KIND:
+                if ", " in group and name not in BY_KIND and not name.startswith(VARIANT):
                     continue  # by kind only for the three systems side by side and the rule before the open clause
                 latency = f"{r.latency_ms:.0f} / {r.latency_p90_ms:.0f} ms"
                 if not r.pauses_n:  # whole turns only: nothing to hold, no cut-off, no sweep of one

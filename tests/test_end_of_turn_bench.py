@@ -462,6 +462,49 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
     assert full.latency_ms - shorter.latency_ms == pytest.approx(config.turn_done_silence_ms - 150, abs=40), rows
 
 
+def test_a_variant_adds_a_row_with_the_detectors_settings_it_names(monkeypatch):
+    """`--variant` (`evaluate_set`'s `variants`) puts the full decision beside itself with the detector's settings it
+    names, typed as the server's own, on the same opinions: with `turn_statements_wait` a statement that Smart Turn
+    and the words agree on waits the statement wait instead of the short one; `--no-ablations` leaves out the rows
+    without one of the rules. A name the detector does not read, or a
+    value of the wrong type, is refused with the names it may use."""
+    S = eot.S
+    config = eot.load_config(["--port", "0"])
+    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
+                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
+    whole = eot.Sample("v", "en", pcm, text="It is late.", end_ms=1200.0,
+                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+
+    class Agreeing(FixedOpinions):  # Smart Turn and a sure text head say finished, with no model time
+        def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            return 0.95, 0.0
+
+        def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            super().text(sample, audio)
+            self.words[(sample.name, len(audio), "text")] = "It is late."
+            return 0.9, 0.0
+
+    variant = eot.parse_variant(config, "turn_statements_wait=true, turn_statements_silence_ms=900")
+    assert variant == {"statements_wait": True, "statements_silence_ms": 900}
+    monkeypatch.setattr(eot, "make_set", lambda *args, **kwargs: [whole])
+    monkeypatch.setattr(eot, "hear_frames", lambda samples, config: None)  # the probabilities above
+    rows = {name: result["all"] for name, _points, result, _settings in
+            eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True, variants=[variant])}
+    full = rows[eot.FULL]
+    waited_name = "full decision with turn_statements_wait=true, turn_statements_silence_ms=900"
+    waited = rows[waited_name]
+    assert waited.latency_ms - full.latency_ms == pytest.approx(900 - config.turn_done_silence_ms, abs=90), rows
+    bare = [name for name, *_ in eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True,
+                                                   variants=[variant], ablations=False)]
+    assert bare == ["plain VAD (fixed silence)", "Smart Turn v3.2 alone", eot.FULL, waited_name] and \
+        eot.NO_OPEN_CLAUSE in rows  # `--no-ablations`: no row without one of the rules
+    for bad in ("turn_statements_wait=maybe", "turn_statements_silence_ms=10", "judge_model_dir=x", "turn_foo=1",
+                "turn_statements_wait", ""):
+        with pytest.raises(ValueError):
+            eot.parse_variant(config, bad)
+
+
 def test_a_cache_of_opinions_replays_them_only_for_the_same_audio_and_settings(monkeypatch, tmp_path):
     """`--opinions-cache`: the opinions one run computed are read back by the next for a sample whose audio is the
     same to the byte (the model is not asked again), and asked again for a sample whose audio changed, or when the
