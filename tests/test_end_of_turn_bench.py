@@ -327,7 +327,7 @@ def test_the_pause_judged_is_the_inserted_one_even_where_the_sentence_has_a_long
         return np.concatenate([piece for word in text.split()
                                for piece in (tone, np.zeros(9600 if word.endswith(",") else 800, dtype=np.int16))])
     monkeypatch.setattr(eot, "synthesise", speech_with_a_comma)
-    monkeypatch.setattr(eot, "NEW_SENTENCES", {"en": [("phrase", "one two, three | four five.")]})
+    monkeypatch.setitem(eot.LATER_SETS, "new", {"en": [("phrase", "one two, three | four five.")]})
     hesitant = eot.make_set("en-espeak", -40.0, [300], parts=("new",))[0]
     # lead 300 ms, then "one" 200 + 50, "two," 200 + 600, "three" 200: the hesitation starts at 1550 ms
     assert 1540 <= hesitant.pause[0] <= 1610 and hesitant.pause[1] - hesitant.pause[0] >= 300
@@ -382,7 +382,7 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
     speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
     pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
                           np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
-    whole = eot.Sample("s", "en", pcm, text="It is late.", end_ms=1200.0,
+    whole = eot.Sample("s", "en", pcm, text="Turn on the radio.", end_ms=1200.0,
                        probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
 
     class Flat(FixedOpinions):  # Smart Turn 0.1 at the first three turns, then 0.9; the words finished, no "?"
@@ -393,7 +393,7 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
 
         def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
             prob, cost = super().text(sample, audio)
-            self.words[(sample.name, len(audio), "text")] = "It is late."
+            self.words[(sample.name, len(audio), "text")] = "Turn on the radio."  # (a request: no statement)
             return prob, cost
 
     ends = {}
@@ -442,7 +442,7 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
     speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
     pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
                           np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
-    whole = eot.Sample("d", "en", pcm, text="It is late.", end_ms=1200.0,
+    whole = eot.Sample("d", "en", pcm, text="Turn on the radio.", end_ms=1200.0,
                        probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
 
     class Agreeing(FixedOpinions):  # Smart Turn and a sure text head say finished, with no model time
@@ -451,7 +451,7 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
 
         def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
             super().text(sample, audio)
-            self.words[(sample.name, len(audio), "text")] = "It is late."
+            self.words[(sample.name, len(audio), "text")] = "Turn on the radio."  # (a request: no statement)
             return 0.9, 0.0
 
     monkeypatch.setattr(eot, "make_set", lambda *args, **kwargs: [whole])
@@ -469,7 +469,7 @@ def test_a_variant_adds_a_row_with_the_detectors_settings_it_names(monkeypatch):
     without one of the rules. A name the detector does not read, or a
     value of the wrong type, is refused with the names it may use."""
     S = eot.S
-    config = eot.load_config(["--port", "0"])
+    config = eot.load_config(["--port", "0", "--turn-statements-wait", "false"])  # the row's own rule, off
     speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
     pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
                           np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
