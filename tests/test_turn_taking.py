@@ -1419,8 +1419,9 @@ async def test_a_hesitation_after_a_first_half_that_is_a_whole_sentence_yields_o
     once), Smart Turn an end (0.99 in this natural voice, as at the ends of its finished turns), and the text head
     a weak "finished" (about 0.5, under `turn_done_text_threshold`): the words wait `turn_unsure_silence_ms` (rule
     "weak words") and the sentence stays one turn with one reply. With the bar off (0, as before 2026-12-02 07:00)
-    the agreement ended the turn after 250 ms and the sentence was two turns (the parameter 0.0 checks that)."""
-    settings = {} if bar is None else {"turn_done_text_threshold": bar}
+    the agreement ended the turn after 250 ms and the sentence was two turns (the parameter 0.0 checks that, with the
+    statement wait off too: "Dinner's nearly ready." is a plain statement, which it also holds)."""
+    settings = {} if bar is None else {"turn_done_text_threshold": bar, "turn_statements_wait": False}
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Dinner's nearly ready.", judge="sft",
                           **settings)
     c = await h.connect()
