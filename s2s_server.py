@@ -1397,7 +1397,8 @@ class PredictiveTurnDetector(TurnDetector):
         voice whose Smart Turn is not trusted (espeak-ng) reaches "audio not trusted" first. On by default since
         2026-12-02 14:20, on the held-out seventh set in hibari's voice (written apart, never tuned on): held 47 ->
         56 of 59 (79.7 -> 94.9 %) with the 1200 ms wait, the finished turns' mean end 1384 -> 1462 ms (88.1 % with
-        1000 ms); on the held-out sixth set 50 -> 53 of 59 (84.7 -> 89.8 %), 1386 -> 1463 ms. The cost: a plain statement that is the whole turn ("The boiler's broken again.") is answered
+        1000 ms); on the held-out sixth set 50 -> 53 of 59 (84.7 -> 89.8 %), 1386 -> 1463 ms. The cost: a plain
+        statement that is the whole turn ("The boiler's broken again.") is answered
         after about 1.2 s of silence, not 250 ms, where a listener would also leave room for a "but ...". false: off
         (the short wait for every agreeing "done", as before)."""
         turn_statements_silence_ms: int = Field(1200, ge=30, le=10000)
