@@ -352,17 +352,39 @@ class FixedOpinions:
         return 0.7, 0.0
 
 
+def whole_turn(name: str, words: str) -> eot.Sample:
+    """A finished English turn of `words` for the detector's tests: 300 ms of silence, 900 ms of a tone that the
+    sample's frame probabilities call speech, then 3 s of silence (its end at 1200 ms)."""
+    S = eot.S
+    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
+                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
+    return eot.Sample(name, "en", pcm, text=words, end_ms=1200.0,
+                      probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+
+
+class Agreeing(FixedOpinions):
+    """Smart Turn (0.95) and a sure text head (0.9) say finished, the text head having read `said`; no model time."""
+
+    def __init__(self, said: str) -> None:
+        super().__init__()
+        self.said = said
+
+    def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+        return 0.95, 0.0
+
+    def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+        super().text(sample, audio)
+        self.words[(sample.name, len(audio), "text")] = self.said
+        return 0.9, 0.0
+
+
 def test_the_benchmark_hands_the_detector_the_words_so_the_sure_words_rule_counts():
     """`run_detector` gives the detector the words each text opinion read (`text_words`): very sure words that
     Smart Turn calls unfinished end the turn after `turn_sure_words_silence_ms`, and the row without the rule
     (its wait at the unsure one) after `turn_unsure_silence_ms`."""
-    S = eot.S
     config = eot.load_config(["--port", "0", "--turn-sure-words-threshold", "0.6"])
-    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
-    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
-                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
-    whole = eot.Sample("q", "en", pcm, text="What time is it?", end_ms=1200.0,
-                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+    whole = whole_turn("q", "What time is it?")
     ends = {}
     for label, overrides in (("sure", {}), ("off", {"sure_words_silence_ms": config.turn_unsure_silence_ms})):
         stops = eot.run_detector(whole, eot.detector_factory(config, "predictive", **overrides), FixedOpinions(),
@@ -377,13 +399,8 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
     after three finished turns whose ends Smart Turn called unfinished (0.1), a fourth that Smart Turn and the words
     call finished waits `turn_unsure_silence_ms` (Smart Turn's "done" no longer counts for this voice:
     `turn_audio_trust_min_done`), not `turn_done_silence_ms`; with `turn_audio_trust_turns` 0 it does not."""
-    S = eot.S
     config = eot.load_config(["--port", "0"])
-    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
-    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
-                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
-    whole = eot.Sample("s", "en", pcm, text="Turn on the radio.", end_ms=1200.0,
-                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
+    whole = whole_turn("s", "Turn on the radio.")
 
     class Flat(FixedOpinions):  # Smart Turn 0.1 at the first three turns, then 0.9; the words finished, no "?"
         turns = 0
@@ -437,27 +454,14 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
     """`--done-ms` (`evaluate_set`'s `done_ms`) puts the full decision beside itself with `turn_done_silence_ms` at
     that value, on the same opinions: where Smart Turn and the words agree at once, that row's turn ends that much
     sooner."""
-    S = eot.S
     config = eot.load_config(["--port", "0"])
-    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
-    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
-                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
-    whole = eot.Sample("d", "en", pcm, text="Turn on the radio.", end_ms=1200.0,
-                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
-
-    class Agreeing(FixedOpinions):  # Smart Turn and a sure text head say finished, with no model time
-        def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
-            return 0.95, 0.0
-
-        def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
-            super().text(sample, audio)
-            self.words[(sample.name, len(audio), "text")] = "Turn on the radio."  # (a request: no statement)
-            return 0.9, 0.0
+    whole = whole_turn("d", "Turn on the radio.")
 
     monkeypatch.setattr(eot, "make_set", lambda *args, **kwargs: [whole])
     monkeypatch.setattr(eot, "hear_frames", lambda samples, config: None)  # the probabilities above
     rows = {name: result["all"] for name, _points, result, _settings in
-            eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True, done_ms=[150])}
+            eot.evaluate_set("en-hibari", config, Agreeing("Turn on the radio."), True, quick=True,
+                              done_ms=[150])}
     full, shorter = rows[eot.FULL], rows["full decision, agreeing opinions end the turn after 150 ms"]
     assert full.latency_ms - shorter.latency_ms == pytest.approx(config.turn_done_silence_ms - 150, abs=40), rows
 
@@ -468,34 +472,21 @@ def test_a_variant_adds_a_row_with_the_detectors_settings_it_names(monkeypatch):
     and the words agree on waits the statement wait instead of the short one; `--no-ablations` leaves out the rows
     without one of the rules. A name the detector does not read, or a
     value of the wrong type, is refused with the names it may use."""
-    S = eot.S
     config = eot.load_config(["--port", "0", "--turn-statements-wait", "false"])  # the row's own rule, off
-    speech = (8000 * np.sin(np.arange(S.ms_to_samples(900)) / 3)).astype(np.int16)
-    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), speech,
-                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
-    whole = eot.Sample("v", "en", pcm, text="It is late.", end_ms=1200.0,
-                       probs=[1.0 if 10 <= i < 40 else 0.0 for i in range(len(pcm) // 480)])
-
-    class Agreeing(FixedOpinions):  # Smart Turn and a sure text head say finished, with no model time
-        def audio(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
-            return 0.95, 0.0
-
-        def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
-            super().text(sample, audio)
-            self.words[(sample.name, len(audio), "text")] = "It is late."
-            return 0.9, 0.0
+    whole = whole_turn("v", "It is late.")
 
     variant = eot.parse_variant(config, "turn_statements_wait=true, turn_statements_silence_ms=900")
     assert variant == {"statements_wait": True, "statements_silence_ms": 900}
     monkeypatch.setattr(eot, "make_set", lambda *args, **kwargs: [whole])
     monkeypatch.setattr(eot, "hear_frames", lambda samples, config: None)  # the probabilities above
     rows = {name: result["all"] for name, _points, result, _settings in
-            eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True, variants=[variant])}
+            eot.evaluate_set("en-hibari", config, Agreeing("It is late."), True, quick=True,
+                              variants=[variant])}
     full = rows[eot.FULL]
     waited_name = "full decision with turn_statements_wait=true, turn_statements_silence_ms=900"
     waited = rows[waited_name]
     assert waited.latency_ms - full.latency_ms == pytest.approx(900 - config.turn_done_silence_ms, abs=90), rows
-    bare = [name for name, *_ in eot.evaluate_set("en-hibari", config, Agreeing(), True, quick=True,
+    bare = [name for name, *_ in eot.evaluate_set("en-hibari", config, Agreeing("It is late."), True, quick=True,
                                                    variants=[variant], ablations=False)]
     assert bare == ["plain VAD (fixed silence)", "Smart Turn v3.2 alone", eot.FULL, waited_name] and \
         eot.NO_OPEN_CLAUSE in rows  # `--no-ablations`: no row without one of the rules
