@@ -948,21 +948,28 @@ class SlowSummaryLLM(RecordingLLM):
         SUMMARY_EVENTS.append("summary done")
 
 
-async def test_the_rolling_summary_gives_way_to_another_sessions_reply(scripted):
-    """A summary call in flight is cancelled when another session wants the LLM (a reply in flight), and
-    made again, whole, once no session does."""
+async def summary_while_another_replies(scripted, llm: str, begun: asyncio.Event) -> tuple[str, str]:
+    """Sam says one thing and leaves while bob is connected; once `begun` is set (the summary's LLM work has
+    started), bob says "Hello" and gets a reply. Returns the (user id, summary) the server stores next;
+    SUMMARY_EVENTS holds what happened from sam's leaving on."""
     SUMMARY_EVENTS.clear()
-    SlowSummaryLLM.started = asyncio.Event()
-    h = await scripted(llm="test-slow-summary", memory_summary_every_items=2)
+    h = await scripted(llm=llm, memory_summary_every_items=2)
     saved = saved_summaries(h)
     other = await h.connect(user_id="bob")
     sam = await h.connect(user_id="sam")
     await sam.turn("I like chess.")
     SUMMARY_EVENTS.clear()
     await sam.close()
-    await asyncio.wait_for(SlowSummaryLLM.started.wait(), 10)
+    await asyncio.wait_for(begun.wait(), 10)
     await other.turn("Hello")
-    user_id, summary = await asyncio.wait_for(saved.get(), 10)
+    return await asyncio.wait_for(saved.get(), 10)
+
+
+async def test_the_rolling_summary_gives_way_to_another_sessions_reply(scripted):
+    """A summary call in flight is cancelled when another session wants the LLM (a reply in flight), and
+    made again, whole, once no session does."""
+    SlowSummaryLLM.started = asyncio.Event()
+    user_id, summary = await summary_while_another_replies(scripted, "test-slow-summary", SlowSummaryLLM.started)
     assert user_id == "sam" and summary.startswith("s0 s1") and summary.endswith("s39")
     assert SUMMARY_EVENTS[:3] == ["summary started", "reply", "summary cancelled"]
     assert SUMMARY_EVENTS[3:] == ["summary started", "summary done"]
@@ -993,20 +1000,11 @@ async def test_the_rolling_summarys_prompt_is_read_ahead_and_gives_way_between_p
     """The summary's prompt is read ahead in pieces (`LLM.read_ahead`) that stop when another session wants the
     LLM, before the call itself (whose prompt read llama.cpp stops only at its next 128-token step: a newcomer's
     first reply waited 24 s for one); the read starts again once the reply is done, and the call follows it."""
-    SUMMARY_EVENTS.clear()
     ReadAheadSummaryLLM.started = asyncio.Event()
     ReadAheadSummaryLLM.reading = asyncio.Event()
     ReadAheadSummaryLLM.loop = asyncio.get_running_loop()
-    h = await scripted(llm="test-read-ahead-summary", memory_summary_every_items=2)
-    saved = saved_summaries(h)
-    other = await h.connect(user_id="bob")
-    sam = await h.connect(user_id="sam")
-    await sam.turn("I like chess.")
-    SUMMARY_EVENTS.clear()
-    await sam.close()
-    await asyncio.wait_for(ReadAheadSummaryLLM.reading.wait(), 10)
-    await other.turn("Hello")
-    user_id, summary = await asyncio.wait_for(saved.get(), 10)
+    user_id, summary = await summary_while_another_replies(scripted, "test-read-ahead-summary",
+                                                           ReadAheadSummaryLLM.reading)
     assert user_id == "sam" and summary.endswith("s39")
     assert SUMMARY_EVENTS[:2] == ["read started", "reply"] and "read gave way" in SUMMARY_EVENTS[2:4], SUMMARY_EVENTS
     assert SUMMARY_EVENTS[-4:] == ["read started", "read done", "summary started", "summary done"], SUMMARY_EVENTS
