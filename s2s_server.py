@@ -2092,22 +2092,26 @@ def asks_a_question(text: str) -> bool:
     return closing is not None and ("?" in closing.group() or "？" in closing.group())
 
 
+def only_words_of(text: str, words: list[str], config: Any) -> bool:
+    """Whether a user's turn says something and nothing but `words` (a list of phrases, compared as backchannel
+    words are), `yield_fillers`, the backchannel words and the words that say nothing alone: the shared test of
+    `only_asks_to_stop`, `only_asks_to_wait` and `only_asks_to_resume` ([] `words`: never)."""
+    fillers = [*words_without_content(config), *config.yield_fillers]
+    return bool(words) and bool(content_words(text, fillers)) and not content_words(text, [*fillers, *words])
+
+
 def only_asks_to_stop(text: str, config: Any) -> bool:
     """Whether a user's turn asks the bot to stop or wait and says nothing else: it has a word of
     `yield_words` ("stop", "wait", "hold on", "be quiet", 停, 别说了) and no word besides them, `yield_fillers`,
     the backchannel words and the words that say nothing alone ("Okay, stop.", "Stop it, please.", 你先别说了);
     not "No, I meant London.", "Wait, what do you mean?" (content to answer), nor fillers alone ("Please.")."""
-    fillers = [*words_without_content(config), *config.yield_fillers]
-    return bool(config.yield_words) and bool(content_words(text, fillers)) \
-        and not content_words(text, [*fillers, *config.yield_words])
+    return only_words_of(text, config.yield_words, config)
 
 
 def only_asks_to_wait(text: str, config: Any) -> bool:
     """Whether a request to stop (`only_asks_to_stop`) asks only to wait, after which a speaker often goes on: its
     words are `yield_wait_words` ("Wait.", "Hold on.", 等一下) and what says nothing alone, not "Stop, wait."."""
-    fillers = [*words_without_content(config), *config.yield_fillers]
-    return bool(config.yield_wait_words) and bool(content_words(text, fillers)) \
-        and not content_words(text, [*fillers, *config.yield_wait_words])
+    return only_words_of(text, config.yield_wait_words, config)
 
 
 def only_asks_to_resume(text: str, config: Any) -> bool:
@@ -2115,9 +2119,7 @@ def only_asks_to_resume(text: str, config: Any) -> bool:
     "continue", "go ahead", 继续, 你说吧) and no word besides them, `yield_fillers` and the words that say nothing
     alone ("Sorry, go ahead.", "Please continue.", 你继续说吧); not "Go on, what's the capital of Peru?", nor
     fillers alone ("Sorry.")."""
-    fillers = [*words_without_content(config), *config.yield_fillers]
-    return bool(config.resume_words) and bool(content_words(text, fillers)) \
-        and not content_words(text, [*fillers, *config.resume_words])
+    return only_words_of(text, config.resume_words, config)
 
 
 def no_content_or_stop(config: Any) -> list[str]:
