@@ -177,7 +177,7 @@ def assert_apart(entries: list[tuple[str, str]], judge_texts: list[list[str]], e
         assert near_copies([entry], rest) == [], (lang, entry)
 
 
-@pytest.mark.parametrize("part", ["fourth", "fifth", "sixth", "seventh"])
+@pytest.mark.parametrize("part", ["fourth", "fifth", "sixth", "seventh", "eighth"])
 def test_a_set_run_once_at_the_end_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_sets_before_it(
         judge_texts, part):
     """The fourth to seventh sets (each run once at the end, after fixes were tuned on the sets before it) are as far
@@ -217,13 +217,15 @@ def test_the_fifth_set_has_the_kinds_and_sizes_it_was_written_with():
 
 
 @pytest.mark.parametrize("part, like, words_en, chars_zh, whole_first", [
-    ("sixth", "fifth", (2, 20), (2, 26), 0), ("seventh", "sixth", (1, 16), (3, 23), 8)], ids=["sixth", "seventh"])
+    ("sixth", "fifth", (2, 20), (2, 26), 0), ("seventh", "sixth", (1, 16), (3, 23), 8),
+    ("eighth", "seventh", (1, 15), (2, 22), 10)], ids=["sixth", "seventh", "eighth"])
 def test_a_set_has_the_kinds_and_sizes_it_was_written_with(part, like, words_en, chars_zh, whole_first):
     """105-115 entries a language, each kind's share within 3 points of the set it is `like` (the sixth the fifth,
-    the seventh the sixth: so that their figures compare), at least 35 of each; 15 of the whole turns beginning or
-    ending like unfinished ones; at least 10 hesitations a language right after and / but / so / because / which / if
-    (然后, 但是, 所以, 因为, 就是, 那个, 如果); in the seventh at least 8 a language after a whole first sentence
-    ("The boiler's packed in again. | Third time since Christmas."); each hesitation has one "|", each whole turn none;
+    the seventh the sixth, the eighth the seventh: so that their figures compare), at least 35 of each; 15 of the whole
+    turns beginning or ending like unfinished ones; at least 10 hesitations a language right after and / but / so /
+    because / which / if (然后, 但是, 所以, 因为, 就是, 那个, 如果); at least `whole_first` a language after a whole
+    first sentence ("The boiler's packed in again. | Third time since Christmas."; 8 in the seventh, 10 in the
+    eighth); each hesitation has one "|", each whole turn none;
     an English sentence has `words_en` words at least and most, a Mandarin one `chars_zh` characters."""
     open_start = re.compile(r"^((so|and|but|or|then|because|if|unless|since|when|until|as long as)\b|然后|所以|因为|"
                             r"但是|而且|就是|如果|除非|等我|从|还有|不然|只要|或者|可是|那就)", re.IGNORECASE)
@@ -425,7 +427,8 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
 
 
 @pytest.mark.parametrize("part, before, set_name", [("fifth", "fourth", "en-espeak"), ("sixth", "fifth", "zh-espeak"),
-                                                   ("seventh", "sixth", "en-espeak")])
+                                                   ("seventh", "sixth", "en-espeak"),
+                                                   ("eighth", "seventh", "zh-espeak")])
 def test_a_set_run_once_at_the_end_runs_only_when_asked_and_is_scored_apart(monkeypatch, part, before, set_name):
     """Asked for with the set `before` it, a later set's hesitations get the pause lengths from the first again (named
     -PARTn-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from the set
