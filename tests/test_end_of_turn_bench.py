@@ -1,7 +1,7 @@
 """benchmarks/end_of_turn.py: its counts beside eot-bench's scores (the work thrown away at pauses the speech
 went on after, turns ended at a gap between words rather than in the inserted hesitation), its interval, and its
-seven sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the
-first two, the fourth from the first three, and so on to the seventh, apart from the first six; the third to seventh
+eight sentence sets (the first as it was, the later ones apart from the judge's data, the third apart from the
+first two, the fourth from the first three, and so on to the eighth, apart from the first seven; the third to eighth
 run only when asked)."""
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def assert_apart(entries: list[tuple[str, str]], judge_texts: list[list[str]], e
 @pytest.mark.parametrize("part", ["fourth", "fifth", "sixth", "seventh", "eighth"])
 def test_a_set_run_once_at_the_end_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_sets_before_it(
         judge_texts, part):
-    """The fourth to seventh sets (each run once at the end, after fixes were tuned on the sets before it) are as far
+    """The fourth to eighth sets (each run once at the end, after fixes were tuned on the sets before it) are as far
     from data/ as the third, short whole turns included, and as far from every sentence of the sets before them in
     PARTS and their first halves; no two of a set's own sentences are near copies of each other either."""
     before = eot.PARTS[1:eot.PARTS.index(part)]
