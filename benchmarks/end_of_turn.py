@@ -1925,12 +1925,22 @@ class Opinions:
 
     TABLES = ("cache", "words", "logprobs", "last_words", "open")  # what a cache file keeps
 
+    # the settings the opinions read, besides the chosen ASR's and judge's own (`Settings` of their classes): the
+    # ASR's and Whisper's common ones, the judge's, what `open_clause` reads, and where and how models run
+    OPINION_SETTINGS = ("asr", "whisper_", "judge", "turn_open_clause_", "model_", "smart_turn")
+
     def signature(self) -> str:
-        """What the opinions depend on: every setting but the detector's own (`detector_settings`: a rule replayed on
-        cached opinions may change those) and the fixed model times. Code changes to the ASR, the judge or Smart
-        Turn are not in it: a cache made before one must be removed by hand."""
-        detector_only = set(detector_settings("predictive").values()) | {"vad_silence_ms", "port"}
-        kept = {k: v for k, v in self.config.model_dump().items() if k not in detector_only}
+        """What the opinions depend on: the settings the ASR, the judge, Smart Turn and `open_clause` read
+        (`OPINION_SETTINGS`, and the chosen ASR's and judge's own `Settings`), and the fixed model times. Not the
+        detector's own (`detector_settings`: a rule replayed on cached opinions may change those), nor the LLM's,
+        TTS's or the session's, so a new setting elsewhere keeps a cache good. Code changes to the ASR, the judge or
+        Smart Turn are not in it: a cache made before one must be removed by hand."""
+        c = self.config
+        own = {name for family, chosen in (("asr", c.asr), ("judge", c.judge))
+               for name in getattr(S.REGISTRY[family][chosen], "Settings", S.BackendSettings).model_fields}
+        detector_only = set(detector_settings("predictive").values())
+        kept = {k: v for k, v in c.model_dump().items()
+                if (k in own or k.startswith(self.OPINION_SETTINGS)) and k not in detector_only}
         return hashlib.sha256(json.dumps([kept, self.fixed_ms, self.fixed_text_ms], sort_keys=True,
                                          default=str).encode()).hexdigest()
 
@@ -2165,7 +2175,8 @@ def detector_settings(kind: str) -> dict[str, str]:
             "sure_words_overrule_trusted_audio": "turn_sure_words_overrule_trusted_audio",
             "statements_wait": "turn_statements_wait", "statements_silence_ms": "turn_statements_silence_ms",
             "statements_max_audio_prob": "turn_statements_max_audio_prob",
-            "statements_narrative_only": "turn_statements_narrative_only"}
+            "statements_narrative_only": "turn_statements_narrative_only",
+            "request_silence_ms": "turn_request_silence_ms"}
 
 
 VARIANT = "full decision with "  # the label's start of a `--variant` row (rows by kind too)

@@ -526,11 +526,18 @@ def test_a_cache_of_opinions_replays_them_only_for_the_same_audio_and_settings(m
     first.save_cache(path, [same, changed])
     Model.prob = 0.2
     changed.pcm = changed.pcm + 1
+    # the detector's own settings, and settings no model reads (the LLM's), keep the cache
+    for args in (["--turn-done-text-threshold", "0.7", "--turn-request-silence-ms", "500"], ["--llm-max-tokens", "7"]):
+        kept = eot.Opinions(eot.load_config(["--port", "0", *args]), False, 100.0)
+        kept.load_cache(path, [same])
+        assert kept.audio(same, audio) == (0.9, 100.0) and Model.calls == 2, args  # from the cache
     replay = eot.Opinions(eot.load_config(["--port", "0", "--turn-done-text-threshold", "0.7"]), False, 100.0)
     replay.load_cache(path, [same, changed])
     assert replay.audio(same, audio) == (0.9, 100.0) and Model.calls == 2  # from the cache
     assert replay.audio(changed, audio) == (0.2, 100.0) and Model.calls == 3  # asked again
     for other in (eot.Opinions(config, False, 50.0),  # other model times
-                  eot.Opinions(eot.load_config(["--port", "0", "--judge-model-dir", "elsewhere"]), False, 100.0)):
+                  eot.Opinions(eot.load_config(["--port", "0", "--judge-model-dir", "elsewhere"]), False, 100.0),
+                  eot.Opinions(eot.load_config(["--port", "0", "--whisper-beam-size", "2"]), False, 100.0),
+                  eot.Opinions(eot.load_config(["--port", "0", "--turn-open-clause-ends", '["and"]']), False, 100.0)):
         other.load_cache(path, [same, changed])
         assert other.audio(same, audio) == (0.2, other.fixed_ms)
