@@ -1,10 +1,10 @@
 """How long the start-up scan for owed rolling summaries (`Memory.summaries_owed`) takes on a store of a
 realistic size, before and after mem17, side by side on one store.
 
-The store is filled as a server from before mem17 left it (its schema: no messages_said index, no summaries
-row for a user without a summary): `--items` items, four fifths of them by `--users` named users, the rest
-by anonymous sessions of ten items each, interleaved in time; three quarters of the named users have a
-summary covering all but 0 to 20 of their items. Then, in order:
+The store is filled as a server from before mem17 left it (`store_before_migration_3` in tests/services.py: no
+messages_said index, no summaries row for a user without a summary): `--items` items, four fifths of them by
+`--users` named users, the rest by anonymous sessions of ten items each, interleaved in time; three quarters of
+the named users have a summary covering all but 0 to 20 of their items. Then, in order:
   before    the query the server ran at start before mem17 (every item read), timed `--repeat` times
   upgrade   the store opened by this server (SQLite: PRAGMA user_version 1; PostgreSQL: migration 3), once
   after     `summaries_owed` of this server, timed `--repeat` times
@@ -32,6 +32,8 @@ from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from services import PostgresCluster, postgres_bin_dir, store_before_migration_3  # noqa: E402
+
 import s2s_server as s2s  # noqa: E402
 from s2s_config import validate_config  # noqa: E402
 
@@ -94,16 +96,7 @@ async def run_sqlite(messages: list[tuple], summaries: list[tuple], every: int, 
     import sqlite3
 
     folder = Path(tempfile.mkdtemp(prefix="s2s-owed-"))
-    with sqlite3.connect(folder / "memory.sqlite3") as db:
-        db.executescript(s2s.SQLiteMemory.SCHEMA.replace(
-            "CREATE INDEX IF NOT EXISTS messages_said ON messages (user_id, id) WHERE text<>'';", ""))
-        db.executemany("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
-                       "VALUES (?,?,?,?,?,?,?)", messages)
-        ids = {}
-        for rowid, user in db.execute("SELECT id, user_id FROM messages ORDER BY id"):
-            ids.setdefault(user, []).append(rowid)
-        db.executemany("INSERT INTO summaries VALUES (?,?,?,?)",
-                       [(u, "A summary.", 0.0, ids[u][n - 1] if n else 0) for u, n in summaries])
+    store_before_migration_3(messages, summaries, data_dir=folder)
     with sqlite3.connect(folder / "memory.sqlite3") as db:
         before_ms, before = timed(lambda: [r[0] for r in db.execute(
             BEFORE_SQLITE, (s2s.ANONYMOUS_PREFIX + "*", every))], repeat)
@@ -113,7 +106,6 @@ async def run_sqlite(messages: list[tuple], summaries: list[tuple], every: int, 
 
 async def run_postgres(messages: list[tuple], summaries: list[tuple], every: int, repeat: int) -> dict:
     import psycopg
-    from services import PostgresCluster, postgres_bin_dir
 
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
@@ -121,21 +113,8 @@ async def run_postgres(messages: list[tuple], summaries: list[tuple], every: int
     cluster = PostgresCluster(bin_dir).init()
     try:
         url = cluster.new_database()
+        store_before_migration_3(messages, summaries, memory_url=url)
         with psycopg.connect(url, autocommit=True) as db:
-            db.execute(s2s.PostgresMemory.MIGRATIONS[0])
-            db.execute(s2s.PostgresMemory.MIGRATIONS[1])
-            db.execute("CREATE TABLE s2s_schema (version INTEGER NOT NULL); INSERT INTO s2s_schema VALUES (2)")
-            with db.cursor() as cur, cur.copy("COPY messages (user_id, session_id, item_id, role, text, unanswered, "
-                                              "created_at) FROM STDIN") as copy:
-                for row in messages:
-                    copy.write_row((*row[:5], bool(row[5]), row[6]))
-            ids = {}
-            for rowid, user in db.execute("SELECT id, user_id FROM messages ORDER BY id"):
-                ids.setdefault(user, []).append(rowid)
-            with db.cursor() as cur:
-                cur.executemany("INSERT INTO summaries VALUES (%s,%s,%s,%s)",
-                                [(u, "A summary.", 0.0, ids[u][n - 1] if n else 0) for u, n in summaries])
-            db.execute("VACUUM ANALYZE")
             before_ms, before = timed(lambda: [r[0] for r in db.execute(
                 BEFORE_POSTGRES, (s2s.ANONYMOUS_PREFIX + "%", every)).fetchall()], repeat)
         memory = s2s.PostgresMemory(validate_config({"memory_url": url, "memory_timeout_s": 60}))

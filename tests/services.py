@@ -1,4 +1,5 @@
-"""Real services the scale-out tests start for themselves: a throwaway PostgreSQL cluster and HAProxy.
+"""Real services the scale-out tests start for themselves: a throwaway PostgreSQL cluster and HAProxy; and a
+memory store as an older server left it (`store_before_migration_3`), in either.
 
 Both come from Debian's packages (`.ci/run` installs them: `postgresql`, `haproxy`). A test that needs
 one skips, naming the package, only when its binaries are absent. Nothing here is mocked: the cluster is
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -115,6 +117,55 @@ class PostgresCluster:
         except (subprocess.SubprocessError, OSError):
             pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def store_before_migration_3(messages: Sequence[tuple], summaries: Sequence[tuple[str, int]] = (), *,
+                             memory_url: str = "", data_dir: Path | None = None) -> None:
+    """Fill a store as a server from before memory migration 3 (mem17) left it: no messages_said index and no
+    summaries row for a user without a summary. PostgreSQL (`memory_url`, an empty database): migrations 1 and
+    2, schema version 2, tables vacuumed and analysed after the fill, as autovacuum would; else SQLite
+    (`data_dir`/memory.sqlite3, user_version 0). `messages`: rows (user_id, session_id, item_id, role, text,
+    unanswered, created_at), stored in this order; `summaries`: (user_id, n), a summary covering the user's
+    first n items (0: none of them). Used by tests/test_proactive.py and benchmarks/summaries_owed.py."""
+    import s2s_server as s2s  # (here, not at the top: the services above start without the server's imports)
+
+    columns = "user_id, session_id, item_id, role, text, unanswered, created_at"
+
+    def covered_ids(ids_in_order: Iterable[tuple[int, str]]) -> list[tuple]:
+        ids: dict[str, list[int]] = {}
+        for rowid, user in ids_in_order:
+            ids.setdefault(user, []).append(rowid)
+        return [(user, "A summary.", 0.0, ids[user][n - 1] if n else 0) for user, n in summaries]
+
+    if memory_url:
+        import psycopg
+
+        with psycopg.connect(memory_url, autocommit=True) as db:
+            db.execute(s2s.PostgresMemory.MIGRATIONS[0])
+            db.execute(s2s.PostgresMemory.MIGRATIONS[1])
+            db.execute("CREATE TABLE s2s_schema (version INTEGER NOT NULL); INSERT INTO s2s_schema VALUES (2)")
+            with db.cursor() as cur, cur.copy(f"COPY messages ({columns}) FROM STDIN") as copy:
+                for row in messages:
+                    copy.write_row((*row[:5], bool(row[5]), row[6]))
+            if summaries:
+                with db.cursor() as cur:
+                    cur.executemany("INSERT INTO summaries VALUES (%s,%s,%s,%s)", covered_ids(
+                        db.execute("SELECT id, user_id FROM messages ORDER BY id")))
+            db.execute("VACUUM ANALYZE")
+        return
+    import sqlite3
+
+    if data_dir is None:
+        raise ValueError("store_before_migration_3 needs memory_url (PostgreSQL) or data_dir (SQLite)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(data_dir / "memory.sqlite3") as db:
+        db.executescript(s2s.SQLiteMemory.SCHEMA.replace(
+            "CREATE INDEX IF NOT EXISTS messages_said ON messages (user_id, id) WHERE text<>'';", ""))
+        db.executemany(f"INSERT INTO messages ({columns}) VALUES (?,?,?,?,?,?,?)", messages)
+        if summaries:
+            db.executemany("INSERT INTO summaries VALUES (?,?,?,?)", covered_ids(
+                db.execute("SELECT id, user_id FROM messages ORDER BY id").fetchall()))
+    db.close()  # (the `with` commits, it does not close)
 
 
 class HAProxy:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from services import store_before_migration_3
 
 import s2s_server as s2s
 from s2s_config import validate_config
@@ -696,33 +697,6 @@ async def test_a_summary_owed_when_the_server_stopped_is_written_at_the_next_sta
     assert await h2.server.memory.summaries_owed(1) == []
 
 
-def old_store(tmp_path, memory_settings, rows) -> None:
-    """A store as a server from before mem17 left it (no messages_said index, no summaries row for a user
-    without a summary), holding these messages rows (user_id, session_id, item_id, role, text, unanswered,
-    created_at)."""
-    if memory_settings:
-        import psycopg
-
-        with psycopg.connect(memory_settings["memory_url"], autocommit=True) as db:
-            db.execute(s2s.PostgresMemory.MIGRATIONS[0])
-            db.execute(s2s.PostgresMemory.MIGRATIONS[1])
-            db.execute("CREATE TABLE s2s_schema (version INTEGER NOT NULL); INSERT INTO s2s_schema VALUES (2)")
-            with db.cursor() as cur, cur.copy("COPY messages (user_id, session_id, item_id, role, text, unanswered, "
-                                              "created_at) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((*row[:5], bool(row[5]), row[6]))
-            db.execute("VACUUM ANALYZE")
-        return
-    import sqlite3
-
-    (tmp_path / "old").mkdir()
-    with sqlite3.connect(tmp_path / "old" / "memory.sqlite3") as db:
-        db.executescript(s2s.SQLiteMemory.SCHEMA.replace(
-            "CREATE INDEX IF NOT EXISTS messages_said ON messages (user_id, id) WHERE text<>'';", ""))
-        db.executemany("INSERT INTO messages (user_id, session_id, item_id, role, text, unanswered, created_at) "
-                       "VALUES (?,?,?,?,?,?,?)", rows)
-
-
 def record_statements(memory) -> list[tuple[str, object]]:
     """Every SQL statement `memory` runs from now on, with its parameters (SQLite: as run, parameters in)."""
     statements: list[tuple[str, object]] = []
@@ -773,7 +747,7 @@ async def test_the_start_up_scan_for_owed_summaries_reads_no_whole_table_of_item
     is upgraded at open (each named user gets a row), and a user first seen after is found too."""
     rows = [(f"user-{n % 199}" if n % 5 else f"anon-sess_{n % 100}", "s1", f"item_{n}", "user", f"Said {n}.", 0,
              100.0 + n) for n in range(20_000)]
-    old_store(tmp_path, memory_settings, rows)
+    store_before_migration_3(rows, memory_url=memory_settings.get("memory_url", ""), data_dir=tmp_path / "old")
     config = validate_config({"data_dir": str(tmp_path / "old"), **memory_settings})
     memory = s2s.REGISTRY["memory"][s2s.memory_backend(config)](config)
     await memory.open()
