@@ -1216,15 +1216,15 @@ class SureThenStallingLLM(RecordingLLM):
             yield delta
 
 
-async def test_a_reply_cut_after_a_word_that_says_nothing_is_unheard_for_the_llm(make_server):
-    """The user cuts the reply off once its "Sure!" has played and before anything with content: the item keeps
-    what was heard, but the LLM reads the two questions as two user messages, as if nothing was heard. Shown
-    "Sure," in history, the 1.5B answered each of the next three turns "Sure," and stopped (a newcomer's run)."""
+async def ask_a_story_and_cut_it_after_sure(make_server, user_id=None, **settings):
+    """The user (`user_id`) asks for a story and cuts the reply off once its "Sure!" has played and before anything with
+    content (`SureThenStallingLLM`), with a typed question; returns (the harness, the client, the cut reply's
+    response.done) once the next reply is done."""
     RECORDED.clear()
     SureThenStallingLLM.said = asyncio.Event()
     h = await make_server(judge="test-scripted", llm="test-sure-then-stalling", proactive_idle_s=0,
-                          self_question_note_en="", fake_tts_ms_per_char=20)
-    c = await h.connect()
+                          self_question_note_en="", fake_tts_ms_per_char=20, **settings)
+    c = await h.connect(user_id=user_id)
     await c.say("Tell me a long story about a dragon.")
     await c.wait_for("response.output_audio_transcript.delta")
     reply = h.session().response
@@ -1233,12 +1233,35 @@ async def test_a_reply_cut_after_a_word_that_says_nothing_is_unheard_for_the_llm
         await asyncio.sleep(0.02)
     await c.say("Do you remember my name?")  # a typed turn cuts the bot off
     cut = await c.wait_for("response.done")
+    await c.wait_for("response.done", lambda e: e["response"]["id"] != cut["response"]["id"])
+    return h, c, cut
+
+
+async def test_a_reply_cut_after_a_word_that_says_nothing_is_unheard_for_the_llm(make_server):
+    """The user cuts the reply off once its "Sure!" has played and before anything with content: the item keeps
+    what was heard, but the LLM reads the two questions as two user messages, as if nothing was heard. Shown
+    "Sure," in history, the 1.5B answered each of the next three turns "Sure," and stopped (a newcomer's run)."""
+    _, _, cut = await ask_a_story_and_cut_it_after_sure(make_server)
     assert cut["response"]["status"] == "cancelled"
     assert cut["response"]["output"][0]["content"][0]["transcript"] == "Sure!"  # what was heard, on the wire
-    await c.wait_for("response.done", lambda e: e["response"]["id"] != cut["response"]["id"])
     turns = [(m["role"], m["content"]) for m in RECORDED[-1] if m["role"] != "system"]
     assert turns[-2:] == [("user", "Tell me a long story about a dragon."), ("user", "Do you remember my name?")], \
         turns
+
+
+async def test_the_rolling_summary_reads_no_reply_cut_after_a_word_that_says_nothing(make_server):
+    """The summary reads the cut "Sure!" as the LLM's history does, as nothing said: read, a summary said "the
+    assistant told a story" when only "Sure," was said. The store keeps what was heard."""
+    h, c, _ = await ask_a_story_and_cut_it_after_sure(make_server, user_id="sam", memory_summary_every_items=2)
+    stored = [text for _, _, text in (await h.server.memory.summary_due("sam", 100)).items]
+    saved = saved_summaries(h)
+    await c.close()
+    await asyncio.wait_for(saved.get(), 10)
+    (call,) = summary_calls()
+    read = json.loads(call[-1]["content"].split("Conversation: ", 1)[1])
+    assert "Sure!" in stored and "Okay. That is interesting." in stored
+    assert [item["text"] for item in read] == [
+        "Tell me a long story about a dragon.", "Do you remember my name?", "Okay. That is interesting."], read
 
 
 def test_only_questions_about_the_user_get_the_second_person_note():
