@@ -1418,6 +1418,13 @@ class PredictiveTurnDetector(TurnDetector):
         "I can't sleep."). English word lists. On the second to fifth sets in hibari's voice: 8 fewer finished turns
         wait (75 of 361, not 83) and one hesitation more is cut (195 of 202 held, "I'm on the motorway now, | so
         ..."): off."""
+        turn_commands_wait: bool = False
+        """predictive: whether an English request that says done (`command`: "Send the photos to the family
+        group.", "Remind me to call the bank.", "I'd like a table for two."), with the audio and a sure text head
+        agreeing as for a statement, waits `turn_statements_silence_ms` too (rule "command") instead of
+        `turn_done_silence_ms`. Someone dictating goes on after a whole command ("Tell the school Ava's got a
+        temperature | and she won't be in.", Whisper dropping the "and"). Off: a request is answered after the
+        short wait (the benchmarks' figures for it: docs/latency.md, "Commands that wait")."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
@@ -1574,6 +1581,7 @@ class PredictiveTurnDetector(TurnDetector):
         self.statements_silence_ms = config.turn_statements_silence_ms
         self.statements_max_audio_prob = config.turn_statements_max_audio_prob
         self.statements_narrative_only = config.turn_statements_narrative_only
+        self.commands_wait = config.turn_commands_wait
         self.sure_words_overrule_trusted_audio = config.turn_sure_words_overrule_trusted_audio
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
@@ -1638,7 +1646,8 @@ class PredictiveTurnDetector(TurnDetector):
         """Which rule the opinions so far meet, and the silence (ms) that ends the turn under it: "request" (the
         words are a whole request in this moment, `text_request`: "Stop." that cut the bot off; heard surely, and
         Smart Turn says done), "request, sounds unfinished" (the same words, Smart Turn says unfinished: the
-        sure-words wait), "done",
+        sure-words wait), "done", "statement" and "command" (both say done, and the words are a plain English
+        statement, `turn_statements_wait`, or an English request, `turn_commands_wait`: `turn_statements_silence_ms`),
         "audio only", "unsure", "weak words" (both say done, but the text head under `turn_done_text_threshold`),
         "open clause" (the text head says done, but the words are an open clause: `turn_open_clause`), "unsure
         words" (the words say done, the ASR is unsure of them), "unsure last word" (... of their last word), "sure
@@ -1687,6 +1696,9 @@ class PredictiveTurnDetector(TurnDetector):
                     (narrative if self.statements_narrative_only else statement)(self.text_words or ""):
                 # a first half, or a finished statement
                 return "statement", min(self.statements_silence_ms, self.unsure_silence_ms)
+            if self.commands_wait and self.audio_prob <= self.statements_max_audio_prob and \
+                    command(self.text_words or ""):  # a request a dictating speaker may go on from
+                return "command", min(self.statements_silence_ms, self.unsure_silence_ms)
             return "done", self.done_silence_ms
         if all(votes):  # a weak "done" of the words: a first half that is a whole sentence scores as much
             return ("sure words", self.sure_words_silence_ms) if self.sure_words() else \
@@ -1836,11 +1848,12 @@ _EN_PAST = frozenset("""was were had did got went came said told sent sold lost 
 thought forgot broke ran kept paid met heard felt knew began brought caught fell won wrote drove rode spent""".split())
 
 
-def _statement_words(text: str) -> list[str] | None:
-    """The words of the last sentence of English words from its first after the fillers, when it is a plain
-    statement (`statement`); else None."""
+def _last_sentence(text: str) -> tuple[str, list[str]] | None:
+    """What the last sentence of English words is, with its words from its first after the fillers: ("statement",
+    ...), ("request", ...) (it opens with a verb a request opens with, "I want / I'd like", or has such a verb after
+    a comma) or ("question", ...); None for Chinese words, no words or fillers alone."""
     words = text.strip()
-    if not words or _CJK.search(words) or words.endswith(("?", "？")):
+    if not words or _CJK.search(words):
         return None
     last = re.split(r"(?<=[.!])\s+", words)[-1]
     tokens = re.findall(r"[a-z']+", last.lower())
@@ -1850,16 +1863,28 @@ def _statement_words(text: str) -> list[str] | None:
     if i >= len(tokens):
         return None
     first = tokens[i]
-    if first in _EN_QUESTION_WORDS or first in _EN_AUXILIARY or first in _EN_REQUEST_VERBS:
-        return None
+    if words.endswith(("?", "？")):
+        return "question", tokens[i:]
+    if first in _EN_REQUEST_VERBS:
+        return "request", tokens[i:]
     if first in ("i", "i'd", "we", "we'd") and i + 1 < len(tokens) and tokens[i + 1] in _EN_WANT:
-        return None
-    for part in last.split(",")[1:]:  # a request after a comma ("Before I forget, put batteries on the list.")
+        return "request", tokens[i:]
+    for part in last.split(",")[1:]:  # a request after a comma ("Before I forget, put batteries on the list.",
+        # "When you're done, tell me.")
         after = [t for t in re.findall(r"[a-z']+", part.lower()) if t not in _EN_LEADING and
                  t not in _EN_STATEMENT_LEADING]
         if after and after[0] in _EN_REQUEST_VERBS | {"let"}:
-            return None
-    return tokens[i:]
+            return "request", tokens[i:]
+    if first in _EN_QUESTION_WORDS or first in _EN_AUXILIARY:
+        return "question", tokens[i:]
+    return "statement", tokens[i:]
+
+
+def _statement_words(text: str) -> list[str] | None:
+    """The words of the last sentence of English words from its first after the fillers, when it is a plain
+    statement (`statement`); else None."""
+    kind = _last_sentence(text)
+    return kind[1] if kind and kind[0] == "statement" else None
 
 
 def statement(text: str) -> bool:
@@ -1869,6 +1894,14 @@ def statement(text: str) -> bool:
     cut at a pause with a full stop, and a statement is what such halves mostly are (`turn_statements_wait`). Pure;
     False for Chinese words and for no words."""
     return _statement_words(text) is not None
+
+
+def command(text: str) -> bool:
+    """Is the last sentence of English words a request ("Send the photos to the family group.", "Remind me to call
+    the bank.", "I'd like a table for two.", "Leo, put your shoes on."), not a question or a statement? Pure
+    (`turn_commands_wait`); False for Chinese words and for no words."""
+    kind = _last_sentence(text)
+    return bool(kind) and kind[0] == "request"
 
 
 def narrative(text: str) -> bool:

@@ -91,7 +91,9 @@ time). Scores, as eot-bench defines them:
                       whose latency is at most 300 / 600 ms
   wait for <= 5 %   = the lowest latency among operating points with at most 5 % false cut-offs
 and, for the server's default settings of each system, the latency and the share of hesitations up to 1 s that are
-listened through, with its 95 % Wilson interval, for each set apart, the sets run pooled, and the later sets by kind
+listened through, with its 95 % Wilson interval (up to 1 s by the inserted pause; beside it, "heard <= 1 s", by the
+silence heard there, `heard_ms`: between two sentences the voice's own gap comes on top of the inserted pause),
+for each set apart, the sets run pooled, and the later sets by kind
 (inside a phrase, at a clause boundary, after a first half that reads as finished; the whole turns of the third,
 that look unfinished, and of the fourth to eighth apart, latency only). Beside the full decision, on the same
 opinions: the same without
@@ -2090,11 +2092,24 @@ class Score(NamedTuple):
     short_n: int
     latency_p90_ms: float
     pauses_n: int  # pauses inside sentences (none in a group of whole turns: latency only)
+    heard_held_n: int = 0  # hesitations heard as up to 1 s of silence (`heard_ms`) listened through, of heard_n
+    heard_n: int = 0
+
+
+HEARD_MAX_MS = 1000  # a hesitation "up to 1 s" by the silence the listener hears (`heard_ms`)
+
+
+def heard_ms(sample: Sample) -> float:
+    """The silence a sample's hesitation is heard as: from the last audible 10 ms before it to the first after it
+    (`Sample.pause`). The inserted pause comes on top of the gap the voice leaves there itself: inside a phrase a few
+    tens of ms, between two sentences 700-900 ms in hibari's voice, so that a 700 ms pause there is heard as 1.5 s."""
+    assert sample.pause is not None
+    return sample.pause[1] - sample.pause[0]
 
 
 def score(samples: list[Sample], stops: list[list[float]]) -> Score:
     """Latency, false cut-off rate and hesitations up to 1 s held (see the module docstring)."""
-    latencies, cuts, held_short, short = [], 0, 0, 0
+    latencies, cuts, held_short, short, held_heard, heard = [], 0, 0, 0, 0, 0
     pauses = [s for s in samples if s.pause]
     for sample, times in zip(samples, stops, strict=True):
         after = [t for t in times if t >= sample.end_ms]
@@ -2105,8 +2120,11 @@ def score(samples: list[Sample], stops: list[list[float]]) -> Score:
             if sample.pause_ms <= 1000:
                 short += 1
                 held_short += not cut
+            if heard_ms(sample) <= HEARD_MAX_MS:
+                heard += 1
+                held_heard += not cut
     return Score(float(np.mean(latencies)), cuts / max(len(pauses), 1), held_short / max(short, 1), held_short, short,
-                 float(np.percentile(latencies, 90)), len(pauses))
+                 float(np.percentile(latencies, 90)), len(pauses), held_heard, heard)
 
 
 def groups(samples: list[Sample]) -> dict[str, list[int]]:
@@ -2176,7 +2194,7 @@ def detector_settings(kind: str) -> dict[str, str]:
             "statements_wait": "turn_statements_wait", "statements_silence_ms": "turn_statements_silence_ms",
             "statements_max_audio_prob": "turn_statements_max_audio_prob",
             "statements_narrative_only": "turn_statements_narrative_only",
-            "request_silence_ms": "turn_request_silence_ms"}
+            "request_silence_ms": "turn_request_silence_ms", "commands_wait": "turn_commands_wait"}
 
 
 VARIANT = "full decision with "  # the label's start of a `--variant` row (rows by kind too)
@@ -2360,7 +2378,8 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                 if head.startswith("CUT") and sample.pause_ms <= 1000:  # with the opinions got inside its pause
                     inside = [line.strip() for line in trace if (m := re.match(r" *pause at (\d+) ms", line))
                               and sample.pause[0] <= int(m[1]) < sample.pause[1] + FRAME_MS]
-                    misses.append(f"  {sample.name} ({sample.kind or 'first set'}, {sample.pause_ms} ms): "
+                    misses.append(f"  {sample.name} ({sample.kind or 'first set'}, {sample.pause_ms} ms, heard as "
+                                  f"{heard_ms(sample):.0f} ms): "
                                   f"{sample.text_before_pause!r} | " + "; ".join(inside))
             print(f"  {name}: {len(misses)} hesitations up to 1 s cut under the defaults", *misses, sep="\n")
         variants: list[tuple[str, dict[str, Any]]] = [(FULL, {})]
@@ -2523,8 +2542,8 @@ def main() -> None:
         print(f"The judge `{config.judge}` offers no text end-of-turn probability in this build: the full "
               "decision equals Smart Turn alone and is not listed.")
     print("\n| set | system | FCR at 300 ms | FCR at 600 ms | wait for <= 5 % FCR | defaults: latency "
-          "| defaults: FCR | defaults: hesitations <= 1 s held | default settings |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+          "| defaults: FCR | defaults: hesitations <= 1 s held | heard <= 1 s held | default settings |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for set_name, rows in results.items():
         for name, points, result, settings in rows:
             at300, at600, wait = frontier(points.get("all", []))
@@ -2532,15 +2551,15 @@ def main() -> None:
                 "- | - | -"  # not swept: the defaults only
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
-                  f"| {settings} |")
+                  f"| {pct(r.heard_held_n / max(r.heard_n, 1))} | {settings} |")
     print("\nBy sentences (first set = old, second = new, third = third, ..., eighth = eighth, pooled = all; "
           "the later sets by where their pause is, and their whole turns with no pause, latency only: the third's that "
           "begin or end like unfinished ones, finished-open, the fourth's to eighth's, finished): hesitations up to "
           "1 s held under each system's defaults, with the 95 % Wilson interval; false cut-offs over every pause; "
           "latency from the end of speech to the end of the turn at every sentence's end.\n")
-    print("| set | system | sentences | hesitations <= 1 s held | 95 % interval | FCR | latency mean / p90 "
-          "| wait for <= 5 % FCR |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| set | system | sentences | hesitations <= 1 s held | 95 % interval | heard <= 1 s held | FCR "
+          "| latency mean / p90 | wait for <= 5 % FCR |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for set_name, rows in results.items():
         for name, points, result, _settings in rows:
             for group, r in result.items():
@@ -2548,12 +2567,13 @@ def main() -> None:
                     continue  # by kind only for the three systems side by side and the rule before the open clause
                 latency = f"{r.latency_ms:.0f} / {r.latency_p90_ms:.0f} ms"
                 if not r.pauses_n:  # whole turns only: nothing to hold, no cut-off, no sweep of one
-                    print(f"| {set_name} | {name} | {group} | - | - | - | {latency} | - |")
+                    print(f"| {set_name} | {name} | {group} | - | - | - | - | {latency} | - |")
                     continue
                 lo, hi = wilson(r.held_n, r.short_n)
                 wait = frontier(points[group])[2] if points else None
                 print(f"| {set_name} | {name} | {group} | {pct(r.held)} ({r.held_n} of {r.short_n}) "
-                      f"| {pct(lo)}-{pct(hi)} | {pct(r.fcr)} | {latency} "
+                      f"| {pct(lo)}-{pct(hi)} | {pct(r.heard_held_n / max(r.heard_n, 1))} ({r.heard_held_n} of "
+                      f"{r.heard_n}) | {pct(r.fcr)} | {latency} "
                       f"| {'-' if not points else 'n/a' if wait is None else f'{wait:.0f} ms'} |")
     costs = opinions.measured
     used = "measured" if args.model_ms is None else f"taken as {args.model_ms:g} ms (--model-ms)"

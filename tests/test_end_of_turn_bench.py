@@ -39,6 +39,21 @@ def test_a_turn_ended_between_words_is_counted_apart_from_the_inserted_pause():
     assert eot.ended_between_words([hesitant, whole], [[600, 3100], [800, 2100]]) == 2
 
 
+def test_hesitations_up_to_1_s_are_counted_by_the_inserted_pause_and_apart_by_the_silence_heard():
+    """A 700 ms pause put where the voice leaves 800 ms of its own is a hesitation up to 1 s by the inserted pause,
+    and not by the 1.5 s of silence heard there (`heard_ms`); one heard as 1 s still is."""
+    def hesitation(pause_ms: int, heard: float) -> eot.Sample:
+        s = sample((1000, 1000 + heard), 4000)
+        s.pause_ms = pause_ms
+        return s
+
+    samples = [hesitation(700, 1500), hesitation(700, 1000), hesitation(300, 350), hesitation(1500, 1550)]
+    cut_in_first = [[1200, 4100], [4100], [4100], [4100]]
+    r = eot.score(samples, cut_in_first)
+    assert (r.held_n, r.short_n) == (2, 3)  # by the inserted pause: the cut one counts
+    assert (r.heard_held_n, r.heard_n) == (2, 2)  # by the silence heard: it is a 1.5 s pause
+
+
 def test_the_wilson_interval_matches_its_textbook_values():
     """0 of 10 reaches 27.8 %; 15 of 16 spans 71.7-98.9 %; every one of 64 still leaves 94.3 % possible."""
     assert eot.wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))

@@ -504,6 +504,28 @@ def test_a_statements_wait_its_smart_turn_bar_and_its_narrative_only_choice_each
         assert end(words) == ((20 + 8, "done") if words == "Turn on the radio." else (20 + 29, "statement")), words
 
 
+def test_a_request_that_the_audio_and_the_words_call_done_waits_only_when_commands_wait():
+    """With `turn_commands_wait`, an English request that says done (a sure text head, a Smart Turn that agrees:
+    "Send the photos to the family group.", a vocative before it, "I'd like ...", one after a comma) waits
+    `turn_statements_silence_ms` (rule "command"); a question and Chinese words keep the short wait, and a
+    statement waits as a statement. Off by default: a request keeps the short wait."""
+    on = dict(turn_statements_wait=True, turn_done_text_threshold=0.6, turn_statements_silence_ms=600)
+
+    def end(words: str, **settings) -> tuple[int, str]:
+        opinion = {"audio_prob": 0.95, "text_prob": 0.8, "text_words": words}
+        return last_turn_end(predictive(**dict(on, **settings)), [opinion])
+
+    requests = ("Send the photos to the family group.", "Leo, put your shoes on, please.",
+                "I'd like a table for two.", "When you're done, tell me.", "Okay. Remind me to call the bank.")
+    for words in requests:
+        assert end(words, turn_commands_wait=True) == (20 + 19, "command"), words
+        assert end(words) == (20 + 8, "done"), words  # off
+    for words in ("Where's the nearest car wash?", "Could you dim the lights?", "我要去机场。", "So, yeah."):
+        assert end(words, turn_commands_wait=True) == (20 + 8, "done"), words
+    assert end("I ordered a jacket last week.", turn_commands_wait=True) == (20 + 19, "statement")
+    assert not validate_config({}).turn_commands_wait
+
+
 @pytest.mark.parametrize("words", [
     "Because the train was cancelled.", "If it rains tomorrow", "When you get a chance",
     "So, once the bread has cooled down.", "Um, as soon as the package arrives", "While I'm cooking.",
