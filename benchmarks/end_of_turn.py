@@ -1810,10 +1810,15 @@ def synthesise(text: str, voice: str) -> np.ndarray:
 def word_boundary_ms(whole: np.ndarray, first_half: np.ndarray, dbfs: float) -> int:
     """Where, in the sentence spoken whole, the first half ends (see the module docstring)."""
     spans_whole, spans_half = audible_spans(whole, dbfs), audible_spans(first_half, dbfs)
-    estimate = spans_whole[0][0] + spans_half[-1][1] - spans_half[0][0]
+    spoken = spans_half[-1][1] - spans_half[0][0]
+    estimate = spans_whole[0][0] + spoken
     levels = S.window_dbfs(whole, S.SAMPLE_RATE_HZ // 100)
     lo, hi = max(int((estimate - 200) / 10), 1), min(int((estimate + 50) / 10), len(levels))
-    return (lo + int(np.argmin(levels[lo:hi]))) * 10
+    cut = (lo + int(np.argmin(levels[lo:hi]))) * 10
+    if cut <= spans_whole[0][0]:  # a first half of one short syllable (第 | 三十七号...): the quiet before the speech
+        lo = int((spans_whole[0][0] + spoken / 2) / 10)  # was the quietest; look from half way into that syllable
+        cut = (lo + int(np.argmin(levels[lo:max(hi, lo + 1)]))) * 10
+    return cut
 
 
 def audible_spans(pcm: np.ndarray, dbfs: float) -> list[tuple[float, float]]:
@@ -1887,8 +1892,11 @@ def make_set(name: str, dbfs: float, pauses_ms: list[int] = PAUSES_MS, parts: tu
         # its own (hibari's "The doctor told me that | I should drink more water and ...": 380 ms at "water, and"
         # against an inserted 300), where the benchmark judged the wrong pause until 2026-12-01 19:10.
         start_ms = lead_ms + cut_ms
-        gap = next(k for k in range(len(spans) - 1)
-                   if spans[k][1] <= start_ms + 10 and spans[k + 1][0] >= start_ms + pause_ms - 10)
+        gap = next((k for k in range(len(spans) - 1)
+                    if spans[k][1] <= start_ms + 10 and spans[k + 1][0] >= start_ms + pause_ms - 10), None)
+        if gap is None:
+            raise ValueError(f"{name}: no silent gap at the pause put into {sentence!r} at {start_ms} ms "
+                             f"(audible spans {spans})")
         longer_gap += gap != max(range(len(spans) - 1), key=lambda k: spans[k + 1][0] - spans[k][1])
         samples.append(Sample(f"{label}-pause{pause_ms}", lang, hesitant, before, whole_text,
                               (spans[gap][1], spans[gap + 1][0]), pause_ms, spans[-1][1], part=part, kind=kind))

