@@ -1409,9 +1409,10 @@ class PredictiveTurnDetector(TurnDetector):
         the held-out seventh set 1000 held 52 of 59 and 1200 held 56: a pause of up to 1 s plus the voice's own
         gap before it passes 1000 ms (docs/latency.md), so the default is 1200."""
         turn_statements_max_audio_prob: float = Field(1.0, ge=0.0, le=1.0)
-        """predictive: under `turn_statements_wait`, a statement waits only when Smart Turn's probability is at or
-        below this; 1.0: every statement. Smart Turn scores first halves and finished statements alike in hibari's
-        voice (0.95-0.99): at 0.98 the second to fifth sets held 186 of 202, not 196 (docs/latency.md)."""
+        """predictive: under `turn_statements_wait`, a statement (and under `turn_commands_wait` a request) waits only
+        when Smart Turn's probability is at or below this; 1.0: every one. Smart Turn scores first halves and
+        finished statements alike in hibari's voice (0.95-0.99): at 0.98 the second to fifth sets held 186 of 202,
+        not 196 (docs/latency.md)."""
         turn_statements_narrative_only: bool = False
         """predictive: under `turn_statements_wait`, only statements that tell of something wait (`narrative`: "I
         ordered a jacket last week.", "The car's making a noise."), not those about the speaker now ("I'm tired.",
@@ -1843,7 +1844,10 @@ _EN_QUESTION_WORDS = frozenset("what what's whats where where's when why who who
 _EN_REQUEST_VERBS = _EN_IMPERATIVE | frozenset("""open add navigate quiz skip let's please search start cancel order dim
 close move switch explain describe translate recommend suggest name list count spell define write say repeat go try
 pause resume mute email message schedule note save delete clear""".split())
-_EN_WANT = frozenset("want need would wanna like 'd".split())  # "I want ...", "I'd like ...": a request
+# Auxiliaries that also open a request ("Do the dishes.", "Don't forget.", "Have a look."), unless a subject follows
+# ("Do you ...", "Have we ...": a question Whisper closed with a full stop).
+_EN_AUXILIARY_IMPERATIVE = frozenset("do don't have".split())
+_EN_SUBJECTS = frozenset("i you we they he she it there this that these those".split())
 
 
 # A statement about the speaker now ("I'm tired.", "I can't sleep.") rather than one that tells of something
@@ -1859,7 +1863,7 @@ def _last_sentence(text: str) -> tuple[str, list[str]] | None:
     words = text.strip()
     if not words or _CJK.search(words):
         return None
-    last = re.split(r"(?<=[.!])\s+", words)[-1]
+    last = re.split(r"(?<=[.!?])\s+", words)[-1]
     tokens = re.findall(r"[a-z']+", last.lower())
     i = 0
     while i < len(tokens) and (tokens[i] in _EN_LEADING or tokens[i] in _EN_STATEMENT_LEADING):
@@ -1869,10 +1873,16 @@ def _last_sentence(text: str) -> tuple[str, list[str]] | None:
     first = tokens[i]
     if words.endswith(("?", "？")):
         return "question", tokens[i:]
+    after_first = tokens[i + 1:i + 3]
     if first in _EN_REQUEST_VERBS:
         return "request", tokens[i:]
-    if first in ("i", "i'd", "we", "we'd") and i + 1 < len(tokens) and tokens[i + 1] in _EN_WANT:
+    if first in ("i", "we") and after_first[:1] in (["want"], ["need"], ["wanna"]) or \
+            first in ("i", "we") and after_first == ["would", "like"] or \
+            first in ("i'd", "we'd") and after_first[:1] in (["like"], ["love"], ["want"], ["prefer"]):
+        # "I want ...", "I'd like ...", not "I like ..."
         return "request", tokens[i:]
+    if first in _EN_AUXILIARY_IMPERATIVE and after_first[:1] and after_first[0] not in _EN_SUBJECTS:
+        return "request", tokens[i:]  # "Do the dishes.", "Don't forget the milk.", "Have a look at this."
     for part in last.split(",")[1:]:  # a request after a comma ("Before I forget, put batteries on the list.",
         # "When you're done, tell me.")
         after = [t for t in re.findall(r"[a-z']+", part.lower()) if t not in _EN_LEADING and

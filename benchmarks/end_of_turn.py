@@ -2115,6 +2115,20 @@ def heard_ms(sample: Sample) -> float:
     return sample.pause[1] - sample.pause[0]
 
 
+HEARD_BINS_MS = (1000, 1200, 1500)  # `by_heard`'s upper edges: up to 1 s, up to 1 s and a word's gap, ..., longer
+
+
+def by_heard(heard_and_held: list[tuple[float, bool]]) -> str:
+    """Hesitations held (of those in each range) by the silence heard (`heard_ms`), in `HEARD_BINS_MS`' ranges."""
+    parts, low = [], 0.0
+    for high in (*HEARD_BINS_MS, float("inf")):
+        chosen = [held for heard, held in heard_and_held if low < heard <= high]
+        name = f"over {low / 1000:g} s" if high == float("inf") else f"{low / 1000:g}-{high / 1000:g} s"
+        parts.append(f"{name} {sum(chosen)} of {len(chosen)}")
+        low = high
+    return ", ".join(parts)
+
+
 def score(samples: list[Sample], stops: list[list[float]]) -> Score:
     """Latency, false cut-off rate and hesitations up to 1 s held (see the module docstring)."""
     latencies, cuts, held_short, short, held_heard, heard = [], 0, 0, 0, 0, 0
@@ -2369,7 +2383,7 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
         full_points = {} if quick else points_by_group([evaluate("predictive", True, True, **o) for o in full_sweep])
         if details:  # every sample under the defaults: the opinions at each pause, the rule that ended the turn
             make = detector_factory(config, "predictive")
-            misses = []
+            misses, heard_and_held = [], []
             for sample in samples:
                 trace: list[str] = []
                 stops = run_detector(sample, make, opinions, True, True, trace)
@@ -2380,6 +2394,8 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                     head = f"held its pause {sample.pause[0]:.0f}-{sample.pause[1]:.0f} ms"
                 else:
                     head = "whole sentence"
+                if sample.pause:
+                    heard_and_held.append((heard_ms(sample), head.startswith("held")))
                 latency = f"{after[0] - sample.end_ms:.0f} ms" if after else "never"
                 print(f"  {sample.name}: {head}; end of turn {latency} after the end of speech "
                       f"({sample.text_before_pause or sample.text!r})", *trace, sep="\n")
@@ -2390,6 +2406,7 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                                   f"{heard_ms(sample):.0f} ms): "
                                   f"{sample.text_before_pause!r} | " + "; ".join(inside))
             print(f"  {name}: {len(misses)} hesitations up to 1 s cut under the defaults", *misses, sep="\n")
+            print(f"  {name}: hesitations held under the defaults by the silence heard: {by_heard(heard_and_held)}")
         variants: list[tuple[str, dict[str, Any]]] = [(FULL, {})]
         variants += [(f"full decision, models asked at {ask} ms of silence", {"ask_ms": ask})
                      for ask in ask_ms or () if ask != config.turn_ask_ms]
@@ -2559,7 +2576,7 @@ def main() -> None:
                 "- | - | -"  # not swept: the defaults only
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
-                  f"| {pct(r.heard_held_n / max(r.heard_n, 1))} | {settings} |")
+                  f"| {pct(r.heard_held_n / r.heard_n) if r.heard_n else '-'} | {settings} |")
     print("\nBy sentences (first set = old, second = new, third = third, ..., eighth = eighth, pooled = all; "
           "the later sets by where their pause is, and their whole turns with no pause, latency only: the third's that "
           "begin or end like unfinished ones, finished-open, the fourth's to eighth's, finished): hesitations up to "
@@ -2580,8 +2597,9 @@ def main() -> None:
                 lo, hi = wilson(r.held_n, r.short_n)
                 wait = frontier(points[group])[2] if points else None
                 print(f"| {set_name} | {name} | {group} | {pct(r.held)} ({r.held_n} of {r.short_n}) "
-                      f"| {pct(lo)}-{pct(hi)} | {pct(r.heard_held_n / max(r.heard_n, 1))} ({r.heard_held_n} of "
-                      f"{r.heard_n}) | {pct(r.fcr)} | {latency} "
+                      f"| {pct(lo)}-{pct(hi)} | "
+                      f"{f'{pct(r.heard_held_n / r.heard_n)} ({r.heard_held_n} of {r.heard_n})' if r.heard_n else '-'} "
+                      f"| {pct(r.fcr)} | {latency} "
                       f"| {'-' if not points else 'n/a' if wait is None else f'{wait:.0f} ms'} |")
     costs = opinions.measured
     used = "measured" if args.model_ms is None else f"taken as {args.model_ms:g} ms (--model-ms)"

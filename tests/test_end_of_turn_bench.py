@@ -52,6 +52,8 @@ def test_hesitations_up_to_1_s_are_counted_by_the_inserted_pause_and_apart_by_th
     r = eot.score(samples, cut_in_first)
     assert (r.held_n, r.short_n) == (2, 3)  # by the inserted pause: the cut one counts
     assert (r.heard_held_n, r.heard_n) == (2, 2)  # by the silence heard: it is a 1.5 s pause
+    assert eot.by_heard([(350, True), (1000, False), (1050, True), (1200, True), (1500, False), (1550, True)]) == \
+        "0-1 s 1 of 2, 1-1.2 s 2 of 2, 1.2-1.5 s 0 of 1, over 1.5 s 1 of 1"
 
 
 def test_a_first_half_of_one_short_syllable_is_cut_after_it_not_in_the_quiet_before_the_speech():

@@ -516,13 +516,18 @@ def test_a_request_that_the_audio_and_the_words_call_done_waits_only_when_comman
         return last_turn_end(predictive(**dict(on, **settings)), [opinion])
 
     requests = ("Send the photos to the family group.", "Leo, put your shoes on, please.",
-                "I'd like a table for two.", "When you're done, tell me.", "Okay. Remind me to call the bank.")
+                "I'd like a table for two.", "When you're done, tell me.", "Okay. Remind me to call the bank.",
+                "I need a taxi at six.", "Do the dishes.", "Don't forget the milk.", "Where is it? Send the photos.")
     for words in requests:
         assert end(words, turn_commands_wait=True) == (20 + 19, "command"), words
         assert end(words) == (20 + 8, "done"), words  # off
-    for words in ("Where's the nearest car wash?", "Could you dim the lights?", "我要去机场。", "So, yeah."):
+    for words in ("Where's the nearest car wash?", "Could you dim the lights?", "Do you have it.", "我要去机场。",
+                  "So, yeah."):
         assert end(words, turn_commands_wait=True) == (20 + 8, "done"), words
-    assert end("I ordered a jacket last week.", turn_commands_wait=True) == (20 + 19, "statement")
+    for words in ("I ordered a jacket last week.", "I like dogs.", "Can you call them? The boiler's broken."):
+        assert end(words, turn_commands_wait=True) == (20 + 19, "statement"), words
+    # Smart Turn above the statements' bar: neither waits
+    assert end("Send the photos.", turn_commands_wait=True, turn_statements_max_audio_prob=0.9) == (20 + 8, "done")
     assert not validate_config({}).turn_commands_wait
 
 
