@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import functools
 import http.server
 import itertools
@@ -149,8 +150,8 @@ SAME_WORDS = [("Please order a large pizza with mushrooms.", {"order", "large", 
 @pytest.mark.models
 async def test_whisper_full_window_gives_the_same_words(asr: S.WhisperASR) -> None:
     """Whisper's own 30 s window (whisper_window_s=30) hears the same key words as the fast default."""
-    exact = S.WhisperASR(MODEL_CONFIG.model_copy(update={"whisper_window_s": 30}))
-    exact.load()
+    exact = copy.copy(asr)  # the same loaded weights (a second load took 3-9 s): a transcription reads the window
+    exact.config = asr.config.model_copy(update={"whisper_window_s": 30})  # from the config (`_recognise`)
     for sentence, key in SAME_WORDS:
         audio = speak(sentence)
         fast, full = await transcribe(asr, audio), await transcribe(exact, audio)
@@ -329,8 +330,12 @@ async def test_llamacpp_close_stops_a_long_prompt_read() -> None:
             return llm._calls_changed.wait_for(lambda: llm._calls > 0, timeout=60)
 
     assert await asyncio.to_thread(call_started)
+    started = time.monotonic()
     await asyncio.to_thread(llm.close)  # waits up to 10 s, then gives up and keeps the model
     assert llm._server is None, "close gave up: the prompt read could not be stopped"
+    # read in llama.cpp's own steps (2048 tokens, 512 at a time), the call returned but freeing the model waited
+    # for the step: 3.5 minutes (16:05 on 2026-12-02, load 3); one 32-token step is seconds
+    assert time.monotonic() - started < 10 * SECOND, "close waited for the whole read, not for its next step"
     assert await reading == []
 
 
