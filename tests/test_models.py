@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import functools
 import http.server
 import itertools
@@ -150,8 +149,8 @@ SAME_WORDS = [("Please order a large pizza with mushrooms.", {"order", "large", 
 @pytest.mark.models
 async def test_whisper_full_window_gives_the_same_words(asr: S.WhisperASR) -> None:
     """Whisper's own 30 s window (whisper_window_s=30) hears the same key words as the fast default."""
-    exact = copy.copy(asr)  # the same loaded weights (a second load took 3-9 s): a transcription reads the window
-    exact.config = asr.config.model_copy(update={"whisper_window_s": 30})  # from the config (`_recognise`)
+    exact = S.WhisperASR(MODEL_CONFIG.model_copy(update={"whisper_window_s": 30}))
+    exact.load()
     for sentence, key in SAME_WORDS:
         audio = speak(sentence)
         fast, full = await transcribe(asr, audio), await transcribe(exact, audio)
@@ -430,9 +429,10 @@ async def test_llamacpp_a_read_that_gave_way_is_never_used_as_whole(tmp_path: Pa
     says what it says after a read in one request (greedy: the same words). Read again whole, the prompt
     is kept."""
     update = {"data_dir": str(tmp_path), "llamacpp_context_tokens": 2048, "llamacpp_parallel": 1,
-              "llamacpp_weights": "qwen2.5-coder-0.5b", "llamacpp_give_way_tokens": 16}
-    facts = [f"the user visited the town of Bourg number {i} and liked its bakery" for i in range(12)]
-    messages = [{"role": "system", "content": f"{MODEL_CONFIG.system_prompt}\n\nWhat you know about the user: "
+              "llamacpp_weights": "qwen2.5-coder-0.5b", "llamacpp_give_way_tokens": 16, **BRIEF}
+    # about 120 tokens after the instructions: 8 pieces, of which the read has 6 left when the reply is asked for
+    facts = [f"the user visited the town of Bourg number {i} and liked its bakery" for i in range(6)]
+    messages = [{"role": "system", "content": f"{update['system_prompt']}\n\nWhat you know about the user: "
                                               f"the user's name is Alexandra; {'; '.join(facts)}"}]
     question = [*messages, {"role": "user", "content": "What is my name?"}]
     llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update=update))
