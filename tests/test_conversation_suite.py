@@ -105,15 +105,42 @@ def _rows(lang: str, rows: tuple[str, ...]) -> tuple[suite.Conversation, list[in
     return suite.Conversation(conv.id, lang, f"test-{lang}", [[steps[n - 1] for n in numbers]]), numbers
 
 
+def _newcomer_questions(lang: str) -> tuple[suite.Conversation, list[int]]:
+    """The newcomer conversation's questions for today's weather and the news in a language, and their numbers
+    there."""
+    conv = next(c for c in suite.CONVERSATIONS if c.id == f"{lang}-newcomer")
+    steps = [s for session in conv.sessions for s in session]
+    picked = [n for n, s in enumerate(steps, 1) if s.say and s.checks and s.checks[0].name.startswith(
+        "says it cannot know")]
+    return suite.Conversation(conv.id, lang, f"test-live-{lang}", [[steps[n - 1] for n in picked]]), picked
+
+
+@pytest.fixture(scope="module")
+def default_llm_replies() -> dict[str, list[suite.Reply]]:
+    """The default LLM's replies for the two tests below, from one seeded run of the suite through one real server
+    (one load of the 1.5B, not one per test): first the weather and news questions, on the fresh server as when
+    their test ran the suite alone, then the refuse and deflect rows. Each reply carries its step's number in the
+    suite's conversation (`step`), so that the suite's rubric and recorded reviews apply."""
+    asked = [_newcomer_questions("en"), _newcomer_questions("zh"),
+             _rows("en", ("refuse", "deflect")), _rows("zh", ("refuse", "deflect"))]
+    replies, _ = asyncio.run(suite.run_suite([conv for conv, _ in asked], {"llamacpp_seed": 1}, log=lambda line: None))
+    numbers = [number for _, steps in asked for number in steps]
+    assert len(replies) == len(numbers), [(r.conversation, r.row) for r in replies]
+    for r, number in zip(replies, numbers, strict=True):
+        r.step = number
+    return {"weather": [r for r in replies if r.conversation.endswith("newcomer")],
+            "refuse": [r for r in replies if not r.conversation.endswith("newcomer")]}
+
+
 @pytest.mark.models
-async def test_refuse_and_deflect_rows_with_the_default_llm(capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuse_and_deflect_rows_with_the_default_llm(default_llm_replies: dict[str, list[suite.Reply]],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """The default LLM (llamacpp, packaged Qwen 1.5B), seeded, through the real server: refuse and deflect
     in English and Chinese each open with their strategy's words in the user's language, and the LLM goes on
     after them. How good the continuation is, by the suite's rubric, is printed and left to the benchmark
     (python benchmarks/conversation_suite.py): the same seeded model gave 3 of these 4 continuations that
     pass on one machine of this kind and 2 of 4 on another, so a bound on it here would test the machine."""
-    (en, en_steps), (zh, zh_steps) = _rows("en", ("refuse", "deflect")), _rows("zh", ("refuse", "deflect"))
-    replies, _ = await suite.run_suite([en, zh], {"llamacpp_seed": 1}, log=lambda line: None)
+    replies = default_llm_replies["refuse"]
     openers = {("en", "refuse"): "Sorry, I can't do that.",
                ("en", "deflect"): "Anyway, let's talk about something else!",
                ("zh", "refuse"): "抱歉，这个我做不到。", ("zh", "deflect"): "咱们换个话题吧！"}
@@ -121,8 +148,6 @@ async def test_refuse_and_deflect_rows_with_the_default_llm(capsys: pytest.Captu
     for r in replies:
         assert r.text.startswith(openers[(r.lang, r.row)]), (r.lang, r.row, r.text)
         assert r.continuation.strip(), (r.lang, r.row, r.text)  # the LLM said something after the opener
-    for r, number in zip(replies, en_steps + zh_steps, strict=True):
-        r.step = number
     suite.score(replies, suite.CONVERSATIONS, suite.load_reviews())
     with capsys.disabled():
         for r in replies:
@@ -130,23 +155,14 @@ async def test_refuse_and_deflect_rows_with_the_default_llm(capsys: pytest.Captu
 
 
 @pytest.mark.models
-async def test_the_weather_and_the_news_are_not_invented_with_the_default_llm() -> None:
+def test_the_weather_and_the_news_are_not_invented_with_the_default_llm(
+        default_llm_replies: dict[str, list[suite.Reply]]) -> None:
     """The default LLM, seeded, through the real server, the newcomer conversations' questions for today's
     weather and the news, English and Chinese: each reply says the bot cannot know and invents none of it (the
     suite's rules: 北京今天的天气晴朗。 and "It's a cold and rainy day in London today." failed them). The
     opening words are the server's; the rule on invented weather words reads the LLM's continuation too."""
-    convs, numbers = [], []
-    for lang in ("en", "zh"):
-        conv = next(c for c in suite.CONVERSATIONS if c.id == f"{lang}-newcomer")
-        steps = [s for session in conv.sessions for s in session]
-        picked = [n for n, s in enumerate(steps, 1) if s.say and s.checks and s.checks[0].name.startswith(
-            "says it cannot know")]
-        convs.append(suite.Conversation(conv.id, lang, f"test-live-{lang}", [[steps[n - 1] for n in picked]]))
-        numbers += picked
-    replies, _ = await suite.run_suite(convs, {"llamacpp_seed": 1}, log=lambda line: None)
+    replies = default_llm_replies["weather"]
     assert len(replies) == 6
-    for r, number in zip(replies, numbers, strict=True):
-        r.step = number
     suite.score(replies, suite.CONVERSATIONS, [])
     assert [r.verdict for r in replies] == ["pass"] * 6, [(r.user, r.text, r.results) for r in replies]
 
