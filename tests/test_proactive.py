@@ -1164,16 +1164,20 @@ async def test_a_reply_cut_before_any_of_it_was_heard_is_what_the_llm_had_to_say
 
 
 class StallingLLM(RecordingLLM):
-    """Test double: its first reply never gets past reading the prompt (it waits until cancelled); every
-    later one answers as RecordingLLM."""
+    """Test double: its first reply says `first_words` (nothing here) and then never gets past them (it waits until
+    cancelled); every later one answers as RecordingLLM."""
 
     name = "test-stalling-first"
-    called = asyncio.Event()
+    first_words = ""
+    called = asyncio.Event()  # set when the first reply starts; each subclass keeps its own
 
     async def generate(self, messages, *, max_tokens):
-        if not StallingLLM.called.is_set():
+        cls = type(self)
+        if not cls.called.is_set():
             RECORDED.append(messages)
-            StallingLLM.called.set()
+            cls.called.set()
+            if cls.first_words:
+                yield cls.first_words
             await asyncio.Event().wait()  # cancelled with the response
         async for delta in super().generate(messages, max_tokens=max_tokens):
             yield delta
@@ -1199,21 +1203,13 @@ async def test_a_reply_cut_while_still_generating_leaves_the_question_before_it_
     assert [i.role for i in h.session().items] == ["user", "user", "assistant"]  # nothing of the cut reply
 
 
-class SureThenStallingLLM(RecordingLLM):
+class SureThenStallingLLM(StallingLLM):
     """Test double: its first reply says "Sure!" and then writes nothing more until cancelled; every later one
     answers as RecordingLLM."""
 
     name = "test-sure-then-stalling"
-    said = asyncio.Event()
-
-    async def generate(self, messages, *, max_tokens):
-        if not SureThenStallingLLM.said.is_set():
-            RECORDED.append(messages)
-            SureThenStallingLLM.said.set()
-            yield "Sure!"
-            await asyncio.Event().wait()  # cancelled with the response
-        async for delta in super().generate(messages, max_tokens=max_tokens):
-            yield delta
+    first_words = "Sure!"
+    called = asyncio.Event()
 
 
 async def ask_a_story_and_cut_it_after_sure(make_server, user_id=None, **settings):
@@ -1221,7 +1217,7 @@ async def ask_a_story_and_cut_it_after_sure(make_server, user_id=None, **setting
     content (`SureThenStallingLLM`), with a typed question; returns (the harness, the client, the cut reply's
     response.done) once the next reply is done."""
     RECORDED.clear()
-    SureThenStallingLLM.said = asyncio.Event()
+    SureThenStallingLLM.called = asyncio.Event()
     h = await make_server(judge="test-scripted", llm="test-sure-then-stalling", proactive_idle_s=0,
                           self_question_note_en="", fake_tts_ms_per_char=20, **settings)
     c = await h.connect(user_id=user_id)
