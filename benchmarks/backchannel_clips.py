@@ -65,6 +65,7 @@ import shlex
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -195,6 +196,9 @@ def clips(config: Any, answers: bool = False, which: str = "current") -> list[Cl
         zh.close()
 
 
+SAVE_EVERY_S = 60  # the hearings cache is written at least this often while new hearings come
+
+
 class Hearings:
     """`WhisperASR._clip_hearing` of a clip's audio up to a point (10 ms steps), each heard once per
     `whisper_clip_padding`, kept in a file between runs (keyed by the clip's audio and the settings that change
@@ -212,6 +216,7 @@ class Hearings:
             saved = pickle.loads(self.path.read_bytes())
             self.memo = saved["memo"] if saved.get("key") == self.key else {}
         self.new = 0
+        self.saved_at = time.monotonic()
 
     def hear(self, pcm: np.ndarray, language: str, end: int, padding: str = "features",
              window_s: float | None = None) -> Any:
@@ -226,11 +231,18 @@ class Hearings:
                 "whisper_clip_padding": padding, "whisper_clip_window_s": window_s, **ALWAYS_DETECT})
             self.memo[key] = self.asr._clip_hearing(pcm[:end], threading.Event(), language)
             self.new += 1
+            if time.monotonic() - self.saved_at > SAVE_EVERY_S:  # a long run stopped loses a minute, not all
+                self.save()
         return self.memo[key]
 
     def save(self) -> None:
+        """Write the hearings heard since the last save, whole or not at all (a temporary file renamed)."""
         if self.new:
-            self.path.write_bytes(pickle.dumps({"key": self.key, "memo": self.memo}))
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_bytes(pickle.dumps({"key": self.key, "memo": self.memo}))
+            partial.replace(self.path)
+            self.new = 0
+        self.saved_at = time.monotonic()
 
 
 def first_tokens(hearing: Any, n: int, config: Any) -> Any:

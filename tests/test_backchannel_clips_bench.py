@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  
 from benchmarks import after_interruption as ai  # noqa: E402
 from benchmarks import backchannel_clips as bc  # noqa: E402
 from benchmarks import backchannel_clips_held as held  # noqa: E402
+from s2s_config import load_config  # noqa: E402
 
 BACKCHANNEL_KINDS = ("agreement", "continuer", "surprise", "amusement", "thinking", "sympathy", "repeat")
 INTERRUPTION_KINDS = ("correction", "question", "stop", "repair", "topic", "answer")
@@ -188,3 +189,24 @@ def test_an_answer_is_judged_after_a_question_and_the_rest_only_with_after_quest
     asked.clear()
     bc.judge([clip("ignore", "agreement")], None, "rule", True, after_question=True)
     assert {a for _rule, a in asked} == {True}
+
+
+def test_the_hearings_are_saved_while_a_long_run_goes_on(tmp_path, monkeypatch):
+    """A run stopped midway keeps what it heard up to SAVE_EVERY_S before: `hear` writes the cache as it grows (the
+    held set's first run, stopped after 80 minutes, lost every hearing), whole (no partial file left behind), and
+    a new `Hearings` on that file hears none of it again."""
+    class CountingASR:
+        model_name, config, calls = "counting", load_config([]), 0
+
+        def _clip_hearing(self, pcm, _stop, _language):
+            CountingASR.calls += 1
+            return ("heard", len(pcm))
+
+    monkeypatch.setattr(bc, "SAVE_EVERY_S", 0)  # every new hearing is past the interval
+    path = tmp_path / "hearings.pkl"
+    pcm = np.zeros(1600, dtype=np.int16)
+    first = bc.Hearings(CountingASR(), load_config([]), str(path))
+    assert first.hear(pcm, "en", 800) == ("heard", 800) and path.exists()  # no save() called
+    assert not list(tmp_path.glob("*.partial"))
+    again = bc.Hearings(CountingASR(), load_config([]), str(path))
+    assert again.hear(pcm, "en", 800) == ("heard", 800) and CountingASR.calls == 1
