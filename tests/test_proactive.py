@@ -545,9 +545,22 @@ async def test_anonymous_sessions_expire_whole_once_their_newest_row_is_older_th
         scripted, tmp_path, memory_settings, monkeypatch):
     """At start, each anonymous session whose newest row (item, fact or block) is older than
     `memory_anonymous_keep_days` loses all its rows, its block too; one with a newer row keeps all of them, the
-    old ones too (a conversation is never cut in half), and a named user's rows stay however old."""
+    old ones too (a conversation is never cut in half), and a named user's rows stay however old. With 0 days
+    nothing is deleted."""
+    expiries: list[s2s.Memory] = []  # the store of each expiry, as it ends
+    expired = asyncio.Event()
+    forget_anonymous = s2s.Memory.forget_anonymous
+
+    async def forget_and_tell(self: s2s.Memory, before: float) -> int:
+        try:
+            return await forget_anonymous(self, before)
+        finally:
+            expiries.append(self)
+            expired.set()
+
+    monkeypatch.setattr(s2s.Memory, "forget_anonymous", forget_and_tell)
     data = str(tmp_path / "memory")
-    h = await scripted(data_dir=data, **memory_settings)
+    h = await scripted(data_dir=data, memory_anonymous_keep_days=0, **memory_settings)
     users = await remember_sessions(h, {"anon old": "My name is Olga.", "anon recent": "My name is Rita.",
                                         "alice": "My name is Alice."})
     await h.server.memory.block(users["anon old"], 3600, 0, "test")
@@ -558,18 +571,9 @@ async def test_anonymous_sessions_expire_whole_once_their_newest_row_is_older_th
               "user_id=?)", (time.time(), users["anon recent"]))  # ...but the recent session's last item
     before = {who: rows_of(memory_settings, data, user_id) for who, user_id in users.items()}
     assert before["anon old"] == {"messages": 2, "facts": 1, "blocks": 1} and before["alice"]["messages"] == 2
-    expired = asyncio.Event()
-    forget_anonymous = s2s.Memory.forget_anonymous
-
-    async def forget_and_tell(self, before: float) -> int:
-        try:
-            return await forget_anonymous(self, before)
-        finally:
-            expired.set()
-
-    monkeypatch.setattr(s2s.Memory, "forget_anonymous", forget_and_tell)
     h2 = await scripted(data_dir=data, memory_anonymous_keep_days=30, **memory_settings)
     await asyncio.wait_for(expired.wait(), 30)
+    assert expiries == [h2.server.memory]  # none by the server with 0 days
     assert rows_of(memory_settings, data, users["anon old"]) == {"messages": 0, "facts": 0, "blocks": 0}
     assert h2.server.memory.active_block(users["anon old"]) is None  # this process's copy went too
     for who in ("anon recent", "alice"):
