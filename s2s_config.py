@@ -532,6 +532,13 @@ class Config(BaseModel):
     """Most items one summary call reads; a longer backlog (a long session, several sessions) is folded in over
     several calls, each on the summary the one before wrote. Until 2026-12-02 a summary read only the last 40
     items of the session that ended and nothing before them."""
+    memory_anonymous_keep_days: float = Field(30.0, ge=0, le=36500)
+    """Days an anonymous session's memory (its items, facts and block, which nothing reads back: README
+    "Anonymous sessions") is kept after the newest of them; then all of them are deleted together, by each
+    server at start and every hour (so up to an hour later). 0 keeps them forever. 30: time to look into a
+    complaint or a block while the words behind it are still there, and no longer, since they serve nothing
+    else. Must exceed `max_session_s`, so a live session loses nothing. `--forget-anonymous` deletes them all
+    now."""
 
     # ---- Subjective Action Judgement and strategies (paper sec. 2.2.2) ---------------------------------
     judge: str = "sft"
@@ -908,6 +915,14 @@ class Config(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _anonymous_outlive_sessions(self) -> Config:
+        """Anonymous memory expires only after the longest session could end: a live session keeps its rows."""
+        if 0 < self.memory_anonymous_keep_days * 86400 <= self.max_session_s:
+            raise ValueError(f"memory_anonymous_keep_days ({self.memory_anonymous_keep_days:g} days) must be 0 "
+                             f"(keep forever) or longer than max_session_s ({self.max_session_s:g} s)")
+        return self
+
+    @model_validator(mode="after")
     def _history_window(self) -> Config:
         """The history window cannot drop more items at once than it holds (it would send no history at all)."""
         if self.history_max_items and self.history_drop_items > self.history_max_items:
@@ -1031,9 +1046,13 @@ def build_arg_parser(choices: dict[str, list[str]] | None = None) -> argparse.Ar
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="TOML or JSON file of settings (same keys as below)")
-    parser.add_argument("--forget-user", metavar="USER_ID", help="delete what memory (data_dir or memory_url) "
+    forget = parser.add_mutually_exclusive_group()
+    forget.add_argument("--forget-user", metavar="USER_ID", help="delete what memory (data_dir or memory_url) "
                         "holds about this user (conversations, facts, summary, kept LLM prompts; a block stays), "
                         "then exit without serving")
+    forget.add_argument("--forget-anonymous", action="store_true", help="delete what memory (data_dir or "
+                        "memory_url) holds about every anonymous session (conversations, facts, blocks), then exit "
+                        "without serving")
     model = config_model()
     owned = {name: owner for owner, names in setting_owners().items() for name in names}
     groups = {"": parser.add_argument_group("shared settings (s2s_config.py)")}
@@ -1069,11 +1088,14 @@ def plugins_named(argv: list[str] | None = None, environ: dict[str, str] | None 
     return [str(module) for module in text] if isinstance(text, list) else []
 
 
-def forget_user_named(argv: list[str] | None = None) -> str | None:
-    """The user id given to `--forget-user` (a command, not a setting: no file or variable sets it)."""
+def memory_commands(argv: list[str] | None = None) -> argparse.Namespace:
+    """The one-off commands on the memory, read before the rest: `forget_user` (the user id given to
+    `--forget-user`, or None) and `forget_anonymous` (`--forget-anonymous`). Commands, not settings: no file
+    or variable sets them."""
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--forget-user")
-    return early.parse_known_args(argv)[0].forget_user
+    early.add_argument("--forget-anonymous", action="store_true")
+    return early.parse_known_args(argv)[0]
 
 
 def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = None,

@@ -85,7 +85,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.protocol import State as WebSocketState
 
-from s2s_config import BackendSettings, Config, ConfigError, add_settings, forget_user_named, main_config
+from s2s_config import BackendSettings, Config, ConfigError, add_settings, main_config, memory_commands
 
 log = logging.getLogger("s2s")
 
@@ -5389,6 +5389,9 @@ class Memory(Component):
                          `summary` "" until one is written, and read at most N items of each)
       block, active_block  persist a block / the newest block this process has seen, in force, without I/O
       forget             delete what is remembered about a user (`--forget-user`); their blocks stay
+      forget_anonymous   delete every row of the anonymous sessions whose newest row is older than a time
+                         (`memory_anonymous_keep_days`, `--forget-anonymous`), blocks too; safe to run from
+                         several processes at once
       check_block        the user's block in force as the store has it (checked at each session.update):
                          with several server processes on one store, another one may have written it.
                          Default: `active_block`, right for a store only this process writes
@@ -5403,6 +5406,12 @@ class Memory(Component):
     family = "memory"
     # the tables of what is remembered about a user, keyed by user_id: what `forget` deletes (blocks stay)
     FORGOTTEN_TABLES: ClassVar[tuple[str, ...]] = ("messages", "facts", "summaries")
+    # what `forget_anonymous` deletes, each table with its rows' time: an anonymous session's block goes too,
+    # since no later session can have its id (an anonymous session has no summary, and none is written for it)
+    ANONYMOUS_TABLES: ClassVar[dict[str, str]] = {"messages": "created_at", "facts": "updated_at",
+                                                  "blocks": "created_at"}
+    ANONYMOUS_BATCH = 500  # anonymous sessions deleted per transaction: each one short (PostgreSQL's attempts
+    # have `memory_timeout_s`; SQLite's lock stops every other writer of the file)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -5455,6 +5464,25 @@ class Memory(Component):
         """Delete what is remembered about a user: their conversations, facts and summary, in one
         transaction; returns how many rows went. Their blocks stay: a block is access control, not memory."""
         raise NotImplementedError(f"the {self.name} memory cannot forget a user")
+
+    async def forget_anonymous(self, before: float) -> int:
+        """Delete every row (`ANONYMOUS_TABLES`) of each anonymous session (`ANONYMOUS_PREFIX`) whose newest
+        row is older than `before` (unix time), `ANONYMOUS_BATCH` sessions a transaction; returns how many
+        rows went. A session goes whole or not at all: "older" is its newest row's time, not each row's, so
+        a conversation is never left cut in half."""
+        deleted = 0
+        while True:
+            stale, rows = await self.forget_anonymous_batch(before)
+            for user_id in stale:
+                self.blocks.pop(user_id, None)  # the blocks this process knows of them went too
+            deleted += rows
+            if len(stale) < self.ANONYMOUS_BATCH:
+                return deleted
+
+    async def forget_anonymous_batch(self, before: float) -> tuple[list[str], int]:
+        """One transaction of `forget_anonymous`: up to `ANONYMOUS_BATCH` such sessions found and their rows
+        deleted; returns the sessions and how many rows went. Safe to run in several processes at once."""
+        raise NotImplementedError(f"the {self.name} memory cannot forget anonymous sessions")
 
     def active_block(self, user_id: str) -> Block | None:
         block = self.blocks.get(user_id)
@@ -5766,6 +5794,22 @@ class SQLiteMemory(Memory):
             return sum(self._db.execute(f"DELETE FROM {table} WHERE user_id=?", (user_id,)).rowcount
                        for table in self.FORGOTTEN_TABLES)
 
+    def _forget_anonymous(self, before: float) -> tuple[list[str], int]:
+        """One batch: the sessions and how many rows went. The GLOB reads the index by user_id (a LIKE would
+        not: SQLite's LIKE ignores case)."""
+        rows = " UNION ALL ".join(f"SELECT user_id, {at} AS at FROM {table} WHERE user_id GLOB :anonymous"
+                                  for table, at in self.ANONYMOUS_TABLES.items())
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # the sessions found and their rows deleted as one, per process too
+            stale = [row[0] for row in self._db.execute(
+                f"SELECT user_id FROM ({rows}) GROUP BY user_id HAVING MAX(at) < :before LIMIT :batch",
+                {"anonymous": ANONYMOUS_PREFIX + "*", "before": before, "batch": self.ANONYMOUS_BATCH})]
+            if not stale:
+                return [], 0
+            listed = ",".join("?" * len(stale))
+            return stale, sum(self._db.execute(f"DELETE FROM {table} WHERE user_id IN ({listed})", stale).rowcount
+                              for table in self.ANONYMOUS_TABLES)
+
     def _save_block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         self._db.execute("PRAGMA synchronous=FULL")
         try:
@@ -5833,6 +5877,9 @@ class SQLiteMemory(Memory):
     async def forget(self, user_id: str) -> int:
         return await self._call(self._forget, user_id)
 
+    async def forget_anonymous_batch(self, before: float) -> tuple[list[str], int]:
+        return await self._call(self._forget_anonymous, before)
+
     async def block(self, user_id: str, temporary_s: float, permanent_after: int, reason: str) -> Block:
         block = await self._call(self._save_block, user_id, temporary_s, permanent_after, reason)
         self.blocks[user_id] = block
@@ -5889,6 +5936,13 @@ class PostgresMemory(Memory):
         CREATE INDEX messages_said ON messages (user_id, id) WHERE text<>'';
         INSERT INTO summaries (user_id, summary, updated_at, covered_id) SELECT DISTINCT user_id, '', 0, 0
             FROM messages WHERE user_id NOT LIKE 'anon-%' ON CONFLICT (user_id) DO NOTHING;
+        """,
+        # 4: the anonymous sessions' rows by user and time (`forget_anonymous`): a LIKE reads a plain index only
+        # in the C collation
+        """
+        CREATE INDEX messages_anonymous ON messages (user_id, created_at) WHERE user_id LIKE 'anon-%';
+        CREATE INDEX facts_anonymous ON facts (user_id, updated_at) WHERE user_id LIKE 'anon-%';
+        CREATE INDEX blocks_anonymous ON blocks (user_id, created_at) WHERE user_id LIKE 'anon-%';
         """,
     ]
     ITEM_LOCK = 0x5325_4954  # pg_advisory_xact_lock(ITEM_LOCK, hashtext(user_id)): one write of a user's items
@@ -6085,6 +6139,27 @@ class PostgresMemory(Memory):
             for table in self.FORGOTTEN_TABLES:
                 deleted += (await conn.execute(f"DELETE FROM {table} WHERE user_id=%s", (user_id,))).rowcount
             return deleted
+
+        return await self._once(delete)
+
+    async def forget_anonymous_batch(self, before: float) -> tuple[list[str], int]:
+        # The pattern is written into the query, not passed: only then does the planner know it matches the
+        # partial indexes (migration 4). Servers that run this at once may find the same sessions: the second
+        # one's DELETE waits for the first one's rows, then deletes none of them (row locks, READ COMMITTED).
+        anonymous = f"user_id LIKE '{ANONYMOUS_PREFIX}%%'"
+        rows = " UNION ALL ".join(f"SELECT user_id, {at} AS at FROM {table} WHERE {anonymous}"
+                                  for table, at in self.ANONYMOUS_TABLES.items())
+
+        async def delete(conn: Any) -> tuple[list[str], int]:
+            stale = [row[0] for row in await (await conn.execute(
+                f"SELECT user_id FROM ({rows}) AS anonymous GROUP BY user_id HAVING MAX(at) < %s LIMIT %s",
+                (before, self.ANONYMOUS_BATCH))).fetchall()]
+            if not stale:
+                return [], 0
+            deleted = 0
+            for table in self.ANONYMOUS_TABLES:
+                deleted += (await conn.execute(f"DELETE FROM {table} WHERE user_id = ANY(%s)", (stale,))).rowcount
+            return stale, deleted
 
         return await self._once(delete)
 
@@ -9201,6 +9276,9 @@ class S2SServer:
     # How often a session-end read of a returning user's prompt (`_prime_return`) looks again whether a reply
     # is still in flight, in seconds: it starts at most this late after the last one ends.
     RETURN_READ_POLL_S = 0.25
+    # How often the anonymous sessions' memory past `memory_anonymous_keep_days` is deleted, in seconds (and at
+    # start): rows stay at most this much longer than their days. An hour: one query an hour a server.
+    ANONYMOUS_EXPIRY_EVERY_S = 3600.0
 
     def __init__(self, config: Config, components: Components, auth_token: str | None = None):
         self.config = config
@@ -9223,6 +9301,7 @@ class S2SServer:
         self._summarising: tuple[str, asyncio.Event] | None = None
         self._owed_added = asyncio.Event()
         self._summariser: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None  # `_expire_anonymous`
         self._return_waiter: asyncio.Task[Any] | None = None  # the read waiting for the lock or for replies in
         # flight: a newer one is dropped while there is one
         self._return_reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s2s-prime-return")
@@ -9254,6 +9333,8 @@ class S2SServer:
             self._channel.send(b"+")  # the supervisor may hand connections over now
         if self.config.memory_summary_every_items > 0:
             self._summariser = asyncio.create_task(self._summarise_owed(find_in_store=True), name="summaries")
+        if self.config.memory_anonymous_keep_days > 0:
+            self._expirer = asyncio.create_task(self._expire_anonymous(), name="anonymous-expiry")
         return self.port
 
     def _take_connections(self, fd: int) -> None:
@@ -9325,11 +9406,13 @@ class S2SServer:
             await asyncio.wait([*closing, *runs], timeout=timeout_s)
         for s in sessions:
             s.ws.transport.abort()  # no-op for the closed ones
-        summariser, self._summariser = self._summariser, None
-        for task in [*self._returns, *([summariser] if summariser else [])]:
-            task.cancel()  # the LLM's close() stops a read in flight; its user's next session reads it itself, and
-            # a summary not written stays owed in the store (found at the next start: `summaries_owed`)
-        await asyncio.gather(*self._returns, *([summariser] if summariser else []), return_exceptions=True)
+        background = [task for task in (self._summariser, self._expirer) if task is not None]
+        self._summariser = self._expirer = None
+        for task in [*self._returns, *background]:
+            task.cancel()  # the LLM's close() stops a read in flight; its user's next session reads it itself, a
+            # summary not written stays owed in the store (found at the next start: `summaries_owed`), and expired
+            # anonymous sessions not deleted yet are deleted by the next start
+        await asyncio.gather(*self._returns, *background, return_exceptions=True)
         self._return_reader.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow a cancellation
@@ -9495,6 +9578,24 @@ class S2SServer:
             finally:
                 self._summarising[1].set()
                 self._summarising = None
+
+    async def _expire_anonymous(self) -> None:
+        """Delete the anonymous sessions' memory older than `memory_anonymous_keep_days` (`Memory.forget_anonymous`),
+        at start and every `ANONYMOUS_EXPIRY_EVERY_S`. A store that fails is logged and tried again next time; one
+        that cannot forget anonymous sessions (a plugin's) is logged once."""
+        while True:
+            try:
+                rows = await self.memory.forget_anonymous(time.time() - self.config.memory_anonymous_keep_days * 86400)
+            except NotImplementedError as exc:
+                log.warning("anonymous sessions' memory is kept forever: %s", exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - only the expiry waits: the next one deletes these too
+                log.warning("expired anonymous sessions' memory was not deleted: %s", exc)
+            else:
+                if rows:
+                    log.info("memory: %d rows of anonymous sessions older than %g days deleted", rows,
+                             self.config.memory_anonymous_keep_days)
+            await asyncio.sleep(self.ANONYMOUS_EXPIRY_EVERY_S)
 
     async def _write_summary(self, user_id: str) -> None:
         """Fold what the user said since their summary into it: if at least `memory_summary_every_items` items
@@ -10036,6 +10137,32 @@ async def forget_user(config: Config, user_id: str) -> int:
     return 0
 
 
+async def forget_anonymous(config: Config) -> int:
+    """`--forget-anonymous`: delete every anonymous session's rows in the memory (`data_dir` or `memory_url`),
+    blocks included (`Memory.forget_anonymous`); they have no kept LLM prompts. Prints how many rows went and
+    where; returns the exit code (1: the memory could not be opened or cannot forget them). Run it with the
+    servers on that memory stopped: a running one may still write a live session's words after it."""
+    import sys
+
+    memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
+    if isinstance(memory, SQLiteMemory) and not memory.path.exists():  # a mistyped data_dir: make nothing there
+        print(f"s2s: cannot forget anonymous sessions: no memory at {memory.path}", file=sys.stderr)
+        return 1
+    try:
+        await memory.open()
+        try:
+            rows = await memory.forget_anonymous(math.inf)
+        finally:
+            await memory.close()
+    except (MemoryUnavailable, ComponentMissing, NotImplementedError) as exc:
+        print(f"s2s: cannot forget anonymous sessions: {exc}", file=sys.stderr)
+        return 1
+    where = config.memory_url.split("@")[-1] if memory_backend(config) == "postgres" else str(memory.path)
+    print(f"s2s: forgot every anonymous session: {rows} rows of memory (conversations, facts, blocks) deleted "
+          f"at {where}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     # 1. config: plugins first (their backends and settings join the one Config and --help); exit 2 on errors
     config = main_config(argv, import_plugins=import_plugins,
@@ -10048,8 +10175,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"s2s: {exc}", file=__import__("sys").stderr)
         raise SystemExit(2) from None
-    if (user_id := forget_user_named(argv)) is not None:  # a one-off command on the memory, not a server
-        raise SystemExit(asyncio.run(forget_user(config, user_id)))
+    command = memory_commands(argv)  # a one-off command on the memory, not a server
+    if command.forget_user is not None:
+        raise SystemExit(asyncio.run(forget_user(config, command.forget_user)))
+    if command.forget_anonymous:
+        raise SystemExit(asyncio.run(forget_anonymous(config)))
     if config.workers > 1:  # this process supervises; each worker runs the rest of this recipe
         import sys
 

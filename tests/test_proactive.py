@@ -506,6 +506,132 @@ async def test_forget_user_deletes_one_users_memory_and_kept_prompts_and_keeps_t
         assert code == 1 and "no memory at" in out and not (tmp_path / "mistyped").exists(), out
 
 
+FORTY_DAYS_AGO_S = 40 * 86400
+
+
+def store_sql(memory_settings: dict[str, str], data: str, query: str, params: tuple = ()) -> list[tuple]:
+    """`query` (parameters as ?) on the test's memory store, SQLite under `data` or PostgreSQL; its rows."""
+    if memory_settings:
+        import psycopg
+
+        with psycopg.connect(memory_settings["memory_url"], autocommit=True) as db:
+            cursor = db.execute(query.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(Path(data) / "memory.sqlite3", isolation_level=None)) as db:
+        return db.execute(query, params).fetchall()
+
+
+def rows_of(memory_settings: dict[str, str], data: str, user_id: str) -> dict[str, int]:
+    return {table: store_sql(memory_settings, data, f"SELECT COUNT(*) FROM {table} WHERE user_id=?", (user_id,))[0][0]
+            for table in s2s.Memory.ANONYMOUS_TABLES}
+
+
+async def remember_sessions(h, said: dict[str, str]) -> dict[str, str]:
+    """Each of `said`'s sessions (a user id, or "anon..." for an anonymous one) says its words; their user ids."""
+    users = {}
+    for who, words in said.items():
+        c = await h.connect(user_id=None if who.startswith("anon") else who)
+        await c.turn(words)
+        created = next(e for e in c.events if e["type"] == "session.created")
+        users[who] = created["session"]["s2s"]["user_id"] if who.startswith("anon") else who
+        await c.close()
+    return users
+
+
+async def test_anonymous_sessions_expire_whole_once_their_newest_row_is_older_than_the_keep_days(
+        scripted, tmp_path, memory_settings, monkeypatch):
+    """At start, each anonymous session whose newest row (item, fact or block) is older than
+    `memory_anonymous_keep_days` loses all its rows, its block too; one with a newer row keeps all of them, the
+    old ones too (a conversation is never cut in half), and a named user's rows stay however old. With 0 days
+    nothing is deleted."""
+    expiries: list[s2s.Memory] = []  # the store of each expiry, as it ends
+    expired = asyncio.Event()
+    forget_anonymous = s2s.Memory.forget_anonymous
+
+    async def forget_and_tell(self: s2s.Memory, before: float) -> int:
+        try:
+            return await forget_anonymous(self, before)
+        finally:
+            expiries.append(self)
+            expired.set()
+
+    monkeypatch.setattr(s2s.Memory, "forget_anonymous", forget_and_tell)
+    data = str(tmp_path / "memory")
+    h = await scripted(data_dir=data, memory_anonymous_keep_days=0, **memory_settings)
+    users = await remember_sessions(h, {"anon old": "My name is Olga.", "anon recent": "My name is Rita.",
+                                        "alice": "My name is Alice."})
+    await h.server.memory.block(users["anon old"], 3600, 0, "test")
+    await h.server.stop()
+    for table, at in s2s.Memory.ANONYMOUS_TABLES.items():  # everything 40 days old...
+        store_sql(memory_settings, data, f"UPDATE {table} SET {at}={at}-?", (FORTY_DAYS_AGO_S,))
+    store_sql(memory_settings, data, "UPDATE messages SET created_at=? WHERE id=(SELECT MAX(id) FROM messages WHERE "
+              "user_id=?)", (time.time(), users["anon recent"]))  # ...but the recent session's last item
+    before = {who: rows_of(memory_settings, data, user_id) for who, user_id in users.items()}
+    assert before["anon old"] == {"messages": 2, "facts": 1, "blocks": 1} and before["alice"]["messages"] == 2
+    h2 = await scripted(data_dir=data, memory_anonymous_keep_days=30, **memory_settings)
+    await asyncio.wait_for(expired.wait(), 30)
+    assert expiries == [h2.server.memory]  # none by the server with 0 days
+    assert rows_of(memory_settings, data, users["anon old"]) == {"messages": 0, "facts": 0, "blocks": 0}
+    assert h2.server.memory.active_block(users["anon old"]) is None  # this process's copy went too
+    for who in ("anon recent", "alice"):
+        assert rows_of(memory_settings, data, users[who]) == before[who], who
+
+
+async def test_forget_anonymous_deletes_every_anonymous_sessions_rows_and_no_named_users(scripted, tmp_path,
+                                                                                        memory_settings):
+    """`--forget-anonymous` deletes every anonymous session's items, facts and block, however recent, prints how
+    many rows went, and leaves named users alone; with no memory where it looks it makes none and exits 1."""
+    data = str(tmp_path / "memory")
+    h = await scripted(data_dir=data, **memory_settings)
+    users = await remember_sessions(h, {"anon 1": "My name is Olga.", "anon 2": "I live in Oslo.",
+                                        "alice": "My name is Alice."})
+    await h.server.memory.block(users["anon 2"], 3600, 0, "test")
+    await h.server.stop()
+    url = [*(["--memory-url", memory_settings["memory_url"]] if memory_settings else [])]
+
+    async def forget(where: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "s2s_server.py"), "--forget-anonymous", "--data-dir", where, *url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode()
+
+    alice = rows_of(memory_settings, data, users["alice"])
+    code, out = await forget(data)
+    assert code == 0 and "forgot every anonymous session: 7 rows" in out, out  # 2 + 2 items, 2 facts, a block
+    for who in ("anon 1", "anon 2"):
+        assert rows_of(memory_settings, data, users[who]) == {"messages": 0, "facts": 0, "blocks": 0}
+    assert rows_of(memory_settings, data, users["alice"]) == alice and alice["facts"] == 1
+    if not memory_settings:
+        code, out = await forget(str(tmp_path / "mistyped"))
+        assert code == 1 and "no memory at" in out and not (tmp_path / "mistyped").exists(), out
+
+
+async def test_two_processes_expiring_anonymous_sessions_at_once_delete_each_once(tmp_path, memory_settings,
+                                                                                   monkeypatch):
+    """Two servers on one store (two stores open on it here) expiring at the same time, several batches each:
+    neither fails, and every expired session's rows go, counted once between them."""
+    monkeypatch.setattr(s2s.Memory, "ANONYMOUS_BATCH", 3)
+    config = validate_config({"data_dir": str(tmp_path), **memory_settings})
+    stores = [s2s.REGISTRY["memory"][s2s.memory_backend(config)](config) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    try:
+        old = time.time() - FORTY_DAYS_AGO_S
+        for n in range(20):
+            await stores[0].remember(f"anon-sess_{n}", f"sess_{n}", s2s.Item(id=f"item_{n}", role="user",
+                                                                          text="Hello.", created_at=old), [])
+        deleted = await asyncio.gather(*(store.forget_anonymous(time.time() - 86400) for store in stores))
+        assert sum(deleted) == 20
+        assert store_sql(memory_settings, str(tmp_path), "SELECT COUNT(*) FROM messages") == [(0,)]
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_memory_gives_the_moment_time_signals(scripted):
     h = await scripted()
     c = await h.connect()

@@ -4,7 +4,9 @@ HAProxy, and what a user meets when the database goes away. Services are started
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -125,6 +127,50 @@ async def test_a_frozen_database_delays_no_reply_and_loses_no_acknowledged_item(
     await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == judged["item_id"])
     memory = await h.server.memory.load_user("ann", 10)
     assert ("location", "Paris") in memory.facts
+
+
+async def test_expiring_anonymous_memory_while_the_database_is_down_is_logged_and_done_once_it_is_back(
+        make_server, postgres_cluster, postgres_url, monkeypatch, caplog):
+    """The expiry of anonymous sessions' memory (`memory_anonymous_keep_days`) meets a stopped PostgreSQL: the
+    failure is logged, the server serves on, and an expiry after the database is back deletes what is due."""
+    expiries: asyncio.Queue[tuple[float, BaseException | None]] = asyncio.Queue()  # (started, what it raised)
+    forget_anonymous = s2s.Memory.forget_anonymous
+
+    async def next_expiry() -> tuple[float, BaseException | None]:
+        return await asyncio.wait_for(expiries.get(), 30)
+
+    async def forget_and_tell(self: s2s.Memory, before: float) -> int:
+        started = time.monotonic()
+        try:
+            rows = await forget_anonymous(self, before)
+        except Exception as exc:
+            expiries.put_nowait((started, exc))
+            raise
+        expiries.put_nowait((started, None))
+        return rows
+
+    monkeypatch.setattr(s2s.Memory, "forget_anonymous", forget_and_tell)
+    monkeypatch.setattr(s2s.S2SServer, "ANONYMOUS_EXPIRY_EVERY_S", 0.05)
+    h = await make_server(memory_url=postgres_url, memory_timeout_s=0.5)
+    assert (await next_expiry())[1] is None  # at start
+    with caplog.at_level("WARNING", logger="s2s"):
+        postgres_cluster.stop()
+        try:
+            while (await next_expiry())[1] is None:  # one under way as it stopped may have gone through
+                pass
+            c = await h.connect()
+            assert (await c.turn("Hello"))["response"]["status"] == "completed"
+        finally:
+            postgres_cluster.start()
+    assert "expired anonymous sessions' memory was not deleted: memory at" in caplog.text
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("INSERT INTO messages (user_id, session_id, item_id, role, text, created_at) VALUES "
+                   "('anon-sess_old', 'sess_old', 'item_old', 'user', 'Hello.', %s)", (time.time() - 40 * 86400,))
+    inserted = time.monotonic()
+    while (expiry := await next_expiry())[0] < inserted or expiry[1] is not None:
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages WHERE user_id='anon-sess_old'").fetchone() == (0,)
 
 
 async def test_a_database_that_goes_down_and_comes_back_gets_every_item(make_server, postgres_cluster, postgres_url):

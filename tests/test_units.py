@@ -194,6 +194,8 @@ def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
     (["--turn-audio-trust-min-turns", "9"], {},  # a backend's own rule (PredictiveTurnDetector.Settings)
      "turn_audio_trust_min_turns (9) must not exceed turn_audio_trust_turns (8"),  # the rule would be off
     ([], {"S2S_REFUSE_FORMS": "[]"}, "refuse_prompt asks for a {form} but refuse_forms is empty"),
+    (["--memory-anonymous-keep-days", "0.01", "--max-session-s", "3600"], {},  # would expire a live session's words
+     "memory_anonymous_keep_days (0.01 days) must be 0 (keep forever) or longer than max_session_s (3600 s)"),
 ])
 def test_config_errors_name_the_valid_choices(argv, environ, needle):
     with pytest.raises(ConfigError) as info:
