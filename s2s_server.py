@@ -2879,12 +2879,16 @@ class WhisperASR(ASR):
         """CPU threads for one recognition; 0 = all cores."""
         whisper_beam_size: int = Field(1, ge=1, le=10)
         """Beam width of the decoder: 1 is greedy and fastest; 5 is Whisper's default."""
-        whisper_window_s: int = Field(10, ge=5, le=30)
+        whisper_window_s: int = Field(5, ge=5, le=30)
         """Encoder window in seconds of audio: pads to max(utterance + 1 s, this) instead of
         Whisper's 30 s. `python benchmarks/asr_window.py` (24 English sentences, quiet 2-core Xeon): 5 s
         166 ms per utterance, 10 s 270 ms, 30 s 735 ms; word error rate 2.0, 2.0 and 4.5 % with the window
         padded by zero features, 1.5, 1.5 and 5.0 % padded with silent audio as now (2026-12-01 12:21, load
-        2.7). 30 is Whisper's own window. A transcript that looks looped is redone at 30."""
+        2.7). 30 is Whisper's own window. A transcript that looks looped (`looks_looped`) is redone at 30. 10
+        until 2026-12-02 21:30, for a Mandarin sentence that came back twice at 5, which `looks_looped` now
+        catches; at 5 every recognition is 65-90 ms sooner and the turn ends that much sooner (the transcript
+        is the last opinion the turn waits for), with the same error rates and the same hesitations held
+        (docs/models.md, docs/latency.md)."""
         whisper_clip_window_s: float = Field(2.0, ge=0.5, le=30)
         """Encoder window for `hear_clip` (speech over the bot, checked every ~100 ms while it goes on), in
         seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,

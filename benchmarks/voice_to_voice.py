@@ -415,12 +415,13 @@ def main() -> None:
                 if args.json:  # after each conversation: a long comparison that stops keeps what it measured
                     save(args.json, runs, loads)
         report(runs, loads)
-        print(f"settings (as given): asr={first.asr} (window {first.whisper_window_s} s, "
-              f"{first.whisper_compute_type}), "
-              f"llm={first.llm}, tts={first.tts}, vad={first.vad}, turn_taking={first.turn_taking}, "
-              f"llm_ahead={first.llm_ahead}, llm_read_partials={first.llm_read_partials}, "
-              f"clause_min_chars={first.clause_min_chars}, clause_first_min_chars={first.clause_first_min_chars}, "
-              f"clause_first_words={first.clause_first_words}")
+        given = config_for("")  # the command line's settings: the first --compare row may change them
+        print(f"settings (as given): asr={given.asr} (window {given.whisper_window_s} s, "
+              f"{given.whisper_compute_type}), "
+              f"llm={given.llm}, tts={given.tts}, vad={given.vad}, turn_taking={given.turn_taking}, "
+              f"llm_ahead={given.llm_ahead}, llm_read_partials={given.llm_read_partials}, "
+              f"clause_min_chars={given.clause_min_chars}, clause_first_min_chars={given.clause_first_min_chars}, "
+              f"clause_first_words={given.clause_first_words}")
         if args.url is None and first.llm == "llamacpp":  # the server ran in this process, on this build
             import xllamacpp
 
