@@ -546,7 +546,7 @@ async def test_anonymous_sessions_expire_whole_once_their_newest_row_is_older_th
     """At start, each anonymous session whose newest row (item, fact or block) is older than
     `memory_anonymous_keep_days` loses all its rows, its block too; one with a newer row keeps all of them, the
     old ones too (a conversation is never cut in half), and a named user's rows stay however old. With 0 days
-    nothing is deleted."""
+    nothing is deleted. Stopping the server cancels its hourly expiry."""
     expiries: list[s2s.Memory] = []  # the store of each expiry, as it ends
     expired = asyncio.Event()
     forget_anonymous = s2s.Memory.forget_anonymous
@@ -578,6 +578,9 @@ async def test_anonymous_sessions_expire_whole_once_their_newest_row_is_older_th
     assert h2.server.memory.active_block(users["anon old"]) is None  # this process's copy went too
     for who in ("anon recent", "alice"):
         assert rows_of(memory_settings, data, users[who]) == before[who], who
+    expirer = h2.server._expirer
+    await h2.server.stop()
+    assert expirer is not None and expirer.cancelled()  # not left to wake on a closed memory
 
 
 async def test_forget_anonymous_deletes_every_anonymous_sessions_rows_and_no_named_users(scripted, tmp_path,
