@@ -613,6 +613,19 @@ async def test_forget_anonymous_deletes_every_anonymous_sessions_rows_and_no_nam
         assert code == 1 and "no memory at" in out and not (tmp_path / "mistyped").exists(), out
 
 
+async def test_a_memory_that_cannot_forget_anonymous_sessions_is_logged_once_and_the_server_serves_on(
+        scripted, tmp_path, monkeypatch, caplog):
+    """A memory without `forget_anonymous_batch` (a plugin's) keeps anonymous sessions' memory: the server says
+    so once, at start, its expiry ends there instead of trying again every hour, and it serves on."""
+    monkeypatch.setattr(s2s.SQLiteMemory, "forget_anonymous_batch", s2s.Memory.forget_anonymous_batch)
+    with caplog.at_level("WARNING", logger="s2s"):
+        h = await scripted(data_dir=str(tmp_path / "memory"))
+        await asyncio.wait_for(h.server._expirer, 30)  # ended by itself, not asleep for the next hour
+        c = await h.connect()
+        await c.turn("Hello.")
+    assert caplog.text.count("anonymous sessions' memory is kept forever: the sqlite memory cannot forget") == 1
+
+
 async def test_two_processes_expiring_anonymous_sessions_at_once_delete_each_once(tmp_path, memory_settings,
                                                                                    monkeypatch):
     """Two servers on one store (two stores open on it here) expiring at the same time, several batches each:
