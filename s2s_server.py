@@ -10116,6 +10116,29 @@ async def supervise(config: Config, argv: list[str]) -> int:
     return 0 if stopping in done and all(code == 0 for code in codes) else next(c for c in codes if c) or 1
 
 
+async def on_memory(config: Config, work: Callable[[Memory], Awaitable[Any]], failed: str,
+                    note: str = "") -> tuple[Any, str] | None:
+    """A one-off command on the memory (`data_dir` or `memory_url`): open it, await `work(memory)`, close it;
+    returns (what `work` returned, where the memory is), or None after printing "s2s: {failed}: why{note}" when
+    it could not be opened (no SQLite file at `data_dir`: a mistyped one, where nothing is made) or cannot do it."""
+    import sys
+
+    memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
+    if isinstance(memory, SQLiteMemory) and not memory.path.exists():
+        print(f"s2s: {failed}: no memory at {memory.path}{note}", file=sys.stderr)
+        return None
+    try:
+        await memory.open()
+        try:
+            result = await work(memory)
+        finally:
+            await memory.close()
+    except (MemoryUnavailable, ComponentMissing, NotImplementedError) as exc:
+        print(f"s2s: {failed}: {exc}{note}", file=sys.stderr)
+        return None
+    return result, config.memory_url.split("@")[-1] if memory_backend(config) == "postgres" else str(memory.path)
+
+
 async def forget_user(config: Config, user_id: str) -> int:
     """`--forget-user`: delete what the memory (`data_dir` or `memory_url`) holds about one user, and their
     kept LLM prompts under `data_dir`; their block, if any, stays in force. Prints what went and where;
@@ -10134,21 +10157,14 @@ async def forget_user(config: Config, user_id: str) -> int:
     folder = LlamaCppLLM.kept_prompts_folder(config.data_dir)
     kept = f"{files} kept LLM prompt files deleted in {folder}" if files is not None else \
         f"no kept LLM prompts at {folder} (the server's --data-dir)"
-    memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
-    if isinstance(memory, SQLiteMemory) and not memory.path.exists():  # a mistyped data_dir: make nothing there
-        print(f"s2s: cannot forget {user_id!r}: no memory at {memory.path}; {kept}", file=sys.stderr)
+
+    async def forget(memory: Memory) -> tuple[int, Block | None]:
+        return await memory.forget(user_id), await memory.check_block(user_id)
+
+    done = await on_memory(config, forget, f"cannot forget {user_id!r}", f"; {kept}")
+    if done is None:
         return 1
-    try:
-        await memory.open()
-        try:
-            rows = await memory.forget(user_id)
-            block = await memory.check_block(user_id)
-        finally:
-            await memory.close()
-    except (MemoryUnavailable, ComponentMissing, NotImplementedError) as exc:
-        print(f"s2s: cannot forget {user_id!r}: {exc}; {kept}", file=sys.stderr)
-        return 1
-    where = config.memory_url.split("@")[-1] if memory_backend(config) == "postgres" else str(memory.path)
+    (rows, block), where = done
     print(f"s2s: forgot {user_id!r}: {rows} rows of memory (conversations, facts, summary) deleted at {where}; "
           f"{kept}" + ("; nothing was remembered about them" if rows == 0 and not files else "")
           + ("; their block stays in force" if block is not None else ""))
@@ -10160,22 +10176,11 @@ async def forget_anonymous(config: Config) -> int:
     blocks included (`Memory.forget_anonymous`); they have no kept LLM prompts. Prints how many rows went and
     where; returns the exit code (1: the memory could not be opened or cannot forget them). Run it with the
     servers on that memory stopped: a running one may still write a live session's words after it."""
-    import sys
-
-    memory: Memory = REGISTRY["memory"][memory_backend(config)](config)  # type: ignore[assignment]
-    if isinstance(memory, SQLiteMemory) and not memory.path.exists():  # a mistyped data_dir: make nothing there
-        print(f"s2s: cannot forget anonymous sessions: no memory at {memory.path}", file=sys.stderr)
+    done = await on_memory(config, lambda memory: memory.forget_anonymous(math.inf),
+                           "cannot forget anonymous sessions")
+    if done is None:
         return 1
-    try:
-        await memory.open()
-        try:
-            rows = await memory.forget_anonymous(math.inf)
-        finally:
-            await memory.close()
-    except (MemoryUnavailable, ComponentMissing, NotImplementedError) as exc:
-        print(f"s2s: cannot forget anonymous sessions: {exc}", file=sys.stderr)
-        return 1
-    where = config.memory_url.split("@")[-1] if memory_backend(config) == "postgres" else str(memory.path)
+    rows, where = done
     print(f"s2s: forgot every anonymous session: {rows} rows of memory (conversations, facts, blocks) deleted "
           f"at {where}")
     return 0
