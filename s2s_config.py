@@ -261,6 +261,14 @@ class Config(BaseModel):
     content word, without waiting for a second: a backchannel is shorter, and a talking user must not wait on
     a slow ASR. Sound whose latest hearing has no sure content word (typing, "right, okay") is still judged
     when it pauses."""
+    barge_in_reaction_head: bool = True
+    """words: words over the bot that would cut it off are first asked of the judge's reaction head
+    (`Judge.reaction_prob`: the sft judge's, trained with `python judge_sft.py --reaction-only` on
+    data/reactions/): a listener's reaction outside `backchannel_words` ("That's true.", "Makes sense.", "No way.",
+    有道理, 然后呢) then lets it talk on and gets no reply (`held_verdict`). Not asked for a request to stop nor
+    after the bot's question. A judge without the head (off, llm, a LoRA judge) changes nothing. false: off."""
+    barge_in_reaction_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """words: the reaction head's probability at or above which words over the bot are a listener's reaction."""
     backchannel_words: list[str] = [
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",

