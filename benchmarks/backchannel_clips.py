@@ -10,6 +10,9 @@ over every timing of the hearings a server could meet.
     python benchmarks/backchannel_clips.py --after-question --compare "--barge-in-one-word-answers false"
                                                       # as if the bot had just asked a question, one-word answers too
     python benchmarks/backchannel_clips.py --clips held  # the held-out set instead (run once, at the end)
+    python benchmarks/backchannel_clips.py --clips reactions --compare "--barge-in-reaction-head false"
+                                                      # the reaction head's evaluation texts, spoken; with and
+                                                      # without the head
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -29,6 +32,13 @@ labelled by kind (agreement, surprise, ..., correction, question, ..., one-word 
 at the same rates, without noises. Its answers are judged as if the bot's last clause heard were a question, with
 or without `--after-question`; its ambiguous texts ("okay okay", "really?", 好好好) are reported in the table by
 kind (clips cut under some schedule and under all) and counted in neither error. Run it once, at the end.
+`--clips reactions` takes the reaction head's evaluation texts (data/reactions/held-*.jsonl, written apart from its
+training texts, never trained or chosen on), spoken the same way: a reaction should let the bot talk on, a turn
+stop it; its answers are judged as after a question.
+
+The defaults ask the judge's reaction head (`barge_in_reaction_head`: `SFTJudge.reaction_prob`, loaded from
+`judge_model_dir` as the server loads it) before words cut the bot off, as `held_verdict` does in the server; the
+older rules below do not.
 
 Each clip is heard the way the session hears speech over the bot (section 4, `_judge_held`): a first pass once
 `vad_min_speech_ms` of sound has passed (with `vad_prefix_padding_ms` before the onset), then again each time
