@@ -947,7 +947,10 @@ class LightJudge:
         head = self.heads.get("reaction")
         if head is None:
             return None
-        return float(_softmax(_mlp(head, reaction_features(self.vec, text)))[REACTION_LABELS.index("reaction")])
+        # not cached: the server asks about every hearing of speech over the agent, which would push the
+        # conversation's cached context embeddings out
+        x = reaction_features(self.encoder.encode_one, text)
+        return float(_softmax(_mlp(head, x))[REACTION_LABELS.index("reaction")])
 
     def prime(self, context: str) -> None:
         """Embed and cache the context's turns now, off the critical path (when the history changes)."""
@@ -1980,6 +1983,13 @@ class TrainConfig:
                                "comma-separated (data/reactions/FORMAT.md)")
     reaction_eval: str = _opt("data/reactions/held-*.jsonl", "reaction head: evaluation files, written apart; "
                               "never trained or chosen on")
+    reaction_exclude: str = _opt(
+        "benchmarks/backchannel_clips_held.py", "reaction head: other evaluation sets whose texts (and texts close "
+        "to them) it must not train on, comma-separated: .jsonl rows' text, .py files' short string literals ('': "
+        "none)")
+    reaction_dedupe_jaccard: float = _opt(
+        0.5, "reaction head: drop a training text whose character n-gram Jaccard with an evaluation or excluded text "
+        "is at least this (short texts: 'make sense' and 'makes sense' are 0.55)")
     reaction_epochs: int = _opt(200, "reaction head: epochs over its training set")
     reaction_threshold: float = _opt(0.5, "reaction head: the threshold reported besides 0.5 (the server's "
                                      "barge_in_reaction_threshold)")
@@ -2004,10 +2014,6 @@ class TrainConfig:
         1, "end-of-turn head: 1 trains it on the user's earlier turns in the training contexts too (finished "
         "turns, often short ones, which the written utterances rarely are) and their cuts; 0: off. The action "
         "heads never see them (their action is unknown)")
-    eot_extra: str = _opt(
-        "data/reactions/train-*.jsonl", "end-of-turn head: more finished utterances, from reaction files "
-        "(data/reactions/FORMAT.md: short questions, answers, requests and reactions), and their cuts as unfinished; "
-        "'': none")
     eot_tail_words: int = _opt(3, "end-of-turn head: embed the last N words (characters) on their own too (0: off)")
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
@@ -2165,10 +2171,6 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
     # the user's earlier turns in the training contexts: end-of-turn examples only, deduplicated the same way
     context_turns = [t for t in context_turns_for_eot(train_turns) if key(t) not in {key(e) for e in eval_turns}]
     context_turns = context_turns if cfg.eot_context_turns else []
-    # the utterances said over the agent (data/reactions/): short finished utterances (questions, answers,
-    # requests, reactions), which the written turns rarely are; end-of-turn examples only, deduplicated the same way
-    eval_keys = {key(e) for e in eval_turns}
-    context_turns += [t for t in reaction_turns(cfg.eot_extra) if key(t) not in eval_keys]
     vectors = None
     if cfg.dedupe_cosine < 1.0:
         spec = {"max_chars": cfg.light_max_chars}
@@ -2416,12 +2418,21 @@ def read_reactions(patterns: str) -> list[dict]:
     return rows
 
 
-def reaction_turns(patterns: str) -> list[dict]:
-    """The texts of the reaction files as finished user turns for the end-of-turn head only ("eot_only": no
-    action is known for them), first turns with no context ('': none)."""
-    return [{"id": f"{r.get('id') or r['file']}-eot", "writer": r.get("writer", r["file"]), "lang": r["lang"],
-             "family": "plain", "context": [], "utterance": r["text"], "action": "reply", "interrupt_at_char": None,
-             "eot_only": True} for r in (read_reactions(patterns) if patterns else [])]
+def excluded_texts(patterns: str) -> list[tuple[str, str]]:
+    """(text, language) of other evaluation sets the reaction head must not train on (`--reaction-exclude`): the
+    `text` of each row of a .jsonl file; every short string literal (60 characters or fewer) of a .py file, such as
+    benchmarks/backchannel_clips_held.py's texts (read with `ast`, never imported)."""
+    import ast
+
+    out: list[tuple[str, str]] = []
+    for path in (Path(p) for p in (_paths(patterns) if patterns else [])):
+        if path.suffix == ".py":
+            texts = [n.value for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str) and 0 < len(n.value) <= 60]
+        else:
+            texts = [str(r.get("text", "")) for r in read_jsonl(path)]
+        out += [(t, "zh" if re.search(f"[{_CJK}]", t) else "en") for t in texts if t.strip()]
+    return out
 
 
 def _said_key(text: str) -> str:
@@ -2446,6 +2457,13 @@ def reaction_metrics(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict
     return out
 
 
+def macro_recall(m: dict) -> float:
+    """The mean of the labels' recalls in `reaction_metrics`' `m`, over the labels it has texts of (a recall of 0
+    counts: a head that never says one label scores 0 on it)."""
+    return float(np.nanmean([np.nan if m[f"{label}_recall"] is None else m[f"{label}_recall"]
+                             for label in REACTION_LABELS]))
+
+
 def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict:
     """--reaction-only: train the reaction head (`LightJudge.reaction_prob`) of the light artifact in `out_dir`
     on `--reaction-train`, its other heads and feature spec unchanged; choose its size on folds of the training
@@ -2457,9 +2475,24 @@ def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict
         raise SystemExit(f"--reaction-only: {out_dir} holds a {spec.get('kind')!r} judge; only a light artifact has "
                          "heads to add one to")
     train_rows, eval_rows = read_reactions(cfg.reaction_train), read_reactions(cfg.reaction_eval)
-    held = {_said_key(r["text"]) for r in eval_rows}
-    dropped = [r for r in train_rows if _said_key(r["text"]) in held]
-    train_rows = [r for r in train_rows if _said_key(r["text"]) not in held]
+    # an answer to the agent's question is a turn because of the question, which the head does not read, and the
+    # server never asks the head after one (`held_verdict`'s `asked`): answers neither train nor are scored
+    answers = [r for r in eval_rows if r.get("kind") == "answer"]
+    train_rows = [r for r in train_rows if r.get("kind") != "answer"]
+    eval_rows = [r for r in eval_rows if r.get("kind") != "answer"]
+    # a training text close to an evaluation text (this head's, or another set's: --reaction-exclude) is dropped:
+    # the same once lowercased without punctuation, or character n-grams at least --reaction-dedupe-jaccard alike
+    # ("make sense" / "makes sense", "no way haha" / "no way")
+    apart = [(r["text"], r["lang"]) for r in eval_rows + answers] + excluded_texts(cfg.reaction_exclude)
+    keys, grams = {_said_key(t) for t, _ in apart}, [g for t, lang in apart if (g := char_ngrams(t, lang))]
+
+    def near(row: dict) -> bool:
+        g = char_ngrams(row["text"], row["lang"])
+        return _said_key(row["text"]) in keys or bool(g) and any(
+            len(g & h) / len(g | h) >= cfg.reaction_dedupe_jaccard for h in grams)
+
+    dropped = [r for r in train_rows if near(r)]
+    train_rows = [r for r in train_rows if not near(r)]
     texts = [v for r in train_rows for v in reaction_variants(r["text"])] + [r["text"] for r in eval_rows]
     encoder = E5Encoder(threads=cfg.light_threads)
     table = TableEncoder(embed_texts(E5Encoder(threads=cfg.embed_threads),
@@ -2483,15 +2516,16 @@ def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict
             head = fit_head("reaction", X[keep], y[keep], 2, params, cfg, None, progress=False)
             probs = np.array([_softmax(row)[1] for row in _mlp(head, X[~keep])])
             m = reaction_metrics(y[~keep], probs, 0.5)
-            scores.append(np.nanmean([m["turn_recall"] or np.nan, m["reaction_recall"] or np.nan]))
+            scores.append(macro_recall(m))
         selection.append({"hidden_dim": params.hidden_dim, "fold_macro_recall": [round(float(v), 3) for v in scores],
                           "mean": round(float(np.mean(scores)), 3)})
     best = grid[int(np.argmax([row["mean"] for row in selection]))]
     head = fit_head("reaction", X, y, 2, best, cfg, None, progress=False)
     judge = LightJudge({"reaction": {k: v.astype(np.float32) for k, v in head.items()}}, spec, table)
-    results: dict[str, Any] = {"selection": selection, "chosen": dataclasses.asdict(best),
+    results: dict[str, Any] = {"selection": selection,
+                               "chosen": {"hidden_dim": best.hidden_dim, "class_weight": best.class_weight},
                                "train": {"rows": len(train_rows), "examples": int(len(y)),
-                                         "dropped_as_eval_texts": len(dropped),
+                                         "dropped_near_eval_texts": len(dropped), "answers_left_out": len(answers),
                                          "files": {f: files.count(f) for f in folds}},
                                "eval_files": sorted({r["file"] for r in eval_rows}), "eval": {}}
     probs = np.array([judge.reaction_prob(r["text"]) for r in eval_rows])
@@ -2508,18 +2542,23 @@ def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict
         arrays = {key: npz[key] for key in npz.files if not key.startswith("reaction.")}
     np.savez_compressed(out_dir / LIGHT_HEAD, **arrays, **{f"reaction.{k}": v for k, v in head.items()})
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    spec["heads"] = {**spec.get("heads", {}), "reaction": dataclasses.asdict(best)}
+    spec["heads"] = {**spec.get("heads", {}), "reaction": {"hidden_dim": best.hidden_dim,
+                                                            "class_weight": best.class_weight}}
     spec["reaction"] = {"labels": REACTION_LABELS, "trained": when, "train": cfg.reaction_train,
-                        "eval": cfg.reaction_eval, "examples": int(len(y)), "seed": cfg.seed}
+                        "eval": cfg.reaction_eval, "exclude": cfg.reaction_exclude,
+                        "dedupe_jaccard": cfg.reaction_dedupe_jaccard, "examples": int(len(y)), "seed": cfg.seed}
     (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     chosen_by = ", ".join(f"{row['hidden_dim']}: {row['mean']:.3f}" for row in selection)
     lines = [REACTION_SECTION, "",
              f"Trained {when} on {cfg.reaction_train} ({len(train_rows)} texts, each also lowercased without "
              "punctuation: "
-             f"{len(y)} examples; {len(dropped)} dropped as texts of the evaluation files), a head of hidden size "
-             f"{best.hidden_dim} chosen on folds that leave each training file out ({chosen_by} mean macro recall). "
-             "Evaluated on "
-             f"{cfg.reaction_eval} ({len(eval_rows)} texts written apart, never trained or chosen on).", "",
+             f"{len(y)} examples; answers to the agent's question left out, and {len(dropped)} texts dropped as close "
+             f"to an evaluation text or to one of {cfg.reaction_exclude or 'no other set'}: the same words, or "
+             f"character n-grams {cfg.reaction_dedupe_jaccard:g} alike), a head of hidden size {best.hidden_dim} "
+             f"chosen on folds that leave each training file out ({chosen_by} mean macro recall). Evaluated on "
+             f"{cfg.reaction_eval} ({len(eval_rows)} texts written apart, never trained or chosen on; its "
+             f"{len(answers)} answers to the agent's question left out: the server never asks the head after a "
+             "question).", "",
              "| texts | threshold | accuracy | reactions kept (recall) | turns kept (recall) |",
              "|---|---:|---:|---:|---:|"]
     for key, m in results["eval"].items():

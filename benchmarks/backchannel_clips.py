@@ -330,7 +330,8 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
                                         asked=asked, heard_language=sounds,
                                         reaction=asked_head)
-        held_reaction = verdict != "barge_in" and bool(said) and said[-1] is not None
+        held_reaction = verdict != "barge_in" and bool(said) and said[-1] is not None and \
+            said[-1] >= config.barge_in_reaction_threshold
         before |= words
         last_words = words
         previous = text.strip() or previous
@@ -374,6 +375,7 @@ def judge(data: list[Clip], hearings: Any, rule: Any, to_content: bool, after_qu
     """Every clip under every schedule by one rule: (clip, `decide`'s result per schedule). A clip is judged as
     after a question when it is an answer or `after_question` is set; `reaction`: the judge's reaction head, asked
     when the rule's `barge_in_reaction_head` says so."""
+    reaction = reaction if rule.judge == "sft" else None  # the server asks only its own judge
     return [(c, [decide(hearings, rule, c.pcm, c.language, shift, compute, to_content, after_question or c.asked,
                         reaction) for shift, compute in SCHEDULES]) for c in data]
 
@@ -414,13 +416,17 @@ def tally(judged: list[tuple[Clip, list[tuple[bool, float, str]]]]) -> Tally:
 
 
 def reaction_head(config: Any) -> Any:
-    """The judge's reaction head as the server loads it (`SFTJudge.reaction_prob`, from `judge_model_dir`), with the
-    texts it was asked cached (every schedule asks the same ones); None when the artifact has no such head."""
+    """The sft judge's reaction head as the server loads it (`SFTJudge.reaction_prob`, from the command line's
+    `judge_model_dir`, for every rule), with the texts it was asked cached (every schedule asks the same ones); None
+    when the artifact has no such head. A rule whose `judge` is not sft is judged without it (`judge`). Its time is
+    not in the schedules' compute (17 ms a text here, uncached as the server asks it, beside another benchmark on
+    2026-12-03, against 40-250 ms for the ASR's pass)."""
     import judge_sft
 
     path = Path(config.judge_model_dir)
     model = judge_sft.load_judge(path if path.is_absolute() else Path(S.__file__).resolve().parent / path, threads=1)
-    return functools.lru_cache(maxsize=None)(model.reaction_prob) if "reaction" in model.heads else None
+    has_head = "reaction" in getattr(model, "heads", {})  # a LoRA judge has none
+    return functools.lru_cache(maxsize=None)(model.reaction_prob) if has_head else None
 
 
 def replay(folder: str, asr: Any, rules: Any, reaction: Any = None) -> None:

