@@ -2092,13 +2092,14 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     answer ("Lena.", "Paris.") and counts as any other (`barge_in_one_word_answers`), unless it is a request to
     stop or a word that starts an answer and is none alone (`barge_in_not_answers`: "Well" for hibari's "wow").
 
-    Last, a hearing whose words count (a one-word hearing aside, which waits anyway) is asked of `reaction` (the
-    judge's reaction head, `Judge.reaction_prob`, with `barge_in_reaction_head`): when it calls them a listener's
-    reaction at `barge_in_reaction_threshold` or above ("That's true.", "Makes sense.", 有道理), they neither cut
-    the bot nor count as words, as backchannel words do (a later hearing that says more is asked again: "That's
-    true, but what about..."), so it is a backchannel if the speech ends there, and the speech is cut only once it
-    goes on for `barge_in_reaction_max_ms` (`Session._on_frame`). Never for a request to stop nor after the bot's
-    question (`asked`: a short answer is a turn)."""
+    First of all that, a hearing whose words count is asked of `reaction` (the judge's reaction head,
+    `Judge.reaction_prob`, with `barge_in_reaction_head`), on its words said once (`said_once`: Whisper loops a
+    phrase to fill a short window, "Go on Go on Go"): when it calls them a listener's reaction at
+    `barge_in_reaction_threshold` or above ("That's true.", "Absolutely.", 有道理), they neither cut the bot nor
+    count as words, as backchannel words do (a later hearing that says more is asked again: "That's true, but
+    what about..."), so it is a backchannel if the speech ends there, and the speech is cut only once it goes on
+    for `barge_in_reaction_max_ms` (`Session._on_frame`), not at `barge_in_max_hold_ms`. Never for a request to
+    stop nor after the bot's question (`asked`: a short answer is a turn)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -2113,6 +2114,10 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         stops = no_content_or_stop(config)  # one Chinese syllable: a guess (定 for 对) unless 停
         heard = {word for word in heard if not _CJK.search(word) or stop and not content_words(word, stops)}
     words = heard if logprob is None or logprob >= least else set()
+    if reaction is not None and config.barge_in_reaction_head and words and not stop and not asked:
+        prob = reaction(said_once(text))
+        if prob is not None and prob >= config.barge_in_reaction_threshold:
+            return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
     if config.barge_in_one_word_waits and one_word(text, config) and "?" not in text and \
             not (asked and config.barge_in_one_word_answers and not stop
                  and content_words(text, [*no_content, *config.barge_in_not_answers])) and \
@@ -2124,14 +2129,25 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     if config.barge_in_backchannel_extends and not stop and heard_words(previous, config) \
             and not content_words(previous, config.backchannel_words) and not _said(text).startswith(_said(previous)):
         foreign = True  # the backchannel heard before is not heard again: this hearing is a new guess
-    if reaction is not None and config.barge_in_reaction_head and words and not stop and not asked:
-        prob = reaction(text)
-        if prob is not None and prob >= config.barge_in_reaction_threshold:
-            return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
     if (logprob is None and ended and words) or (logprob is not None and logprob >= sure and words and not foreign) \
             or words & before:
         return "barge_in", words
     return ("backchannel" if ended else "wait"), words
+
+
+def said_once(text: str) -> str:
+    """`text` up to the end of its first saying when it is one phrase said over and over, the last time perhaps
+    cut short ("Go on Go on Go" -> "Go on", "九四九四九四" -> "九四", "Oh no. Oh no." -> "Oh no."): Whisper loops
+    its guess to fill a short window. Else `text` as it is ("no no" -> "no", "I'm listening. I" as it is)."""
+    spans = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+",
+                                                                          text)]
+    words = [w for _, _, w in spans]
+    for period in range(1, len(words)):  # the shortest phrase said more than once
+        if all(words[k] == words[k % period] or k >= len(words) - 1 and words[k % period].startswith(words[k])
+               for k in range(len(words))):
+            end = spans[period - 1][1]
+            return text[: end + len(re.match(r"[^\w\s]*", text[end:]).group())]
+    return text
 
 
 def asks_to_stop(content: list[str], text: str, config: Any) -> bool:

@@ -2021,6 +2021,7 @@ def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot()
     assert s2s.held_verdict("That's true.", -0.9, set(), False, config, reaction=head) == ("wait", set())  # unsure:
     assert s2s.held_verdict("That's true.", -0.9, set(), False, config) == ("wait", {"that's", "true"})  # counted
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: 0.49)[0] == "barge_in"
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: 0.5)[0] == "wait"
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: None)[0] == "barge_in"
     off = validate_config({"barge_in_reaction_head": False})
     assert s2s.held_verdict("That's true.", -0.3, set(), False, off, reaction=head)[0] == "barge_in"
@@ -2077,3 +2078,24 @@ async def test_speech_held_as_a_reaction_takes_the_floor_once_it_goes_on_too_lon
     started = await c.wait_for("input_audio_buffer.speech_started")
     done = await c.wait_for("response.done")
     assert done["response"]["status"] == "cancelled" and "s2s.backchannel" not in c.types(since), started
+
+
+def test_the_reaction_head_hears_a_looped_phrase_once_and_is_asked_about_one_word_too():
+    """Whisper loops its guess to fill a short window ("Go on Go on Go"): the reaction head is asked about the
+    phrase said once (`said_once`), and about one word alone ("Absolutely"), which then counts no words, so
+    `barge_in_max_hold_ms` does not cut it; a word the head calls a turn waits as one word does."""
+    assert s2s.said_once("Go on Go on Go") == "Go on" and s2s.said_once("九四九四九四") == "九四"
+    assert s2s.said_once("Oh no. Oh no.") == "Oh no." and s2s.said_once("I'm listening. I") == "I'm listening."
+    assert s2s.said_once("No, no, I meant London") == "No, no, I meant London"
+    assert s2s.said_once("Wait, what do you mean?") == "Wait, what do you mean?"
+    config = validate_config({})
+    asked: list[str] = []
+
+    def head(text: str) -> float:
+        asked.append(text)
+        return 0.9 if text in ("Go on", "Absolutely") else 0.1
+
+    assert s2s.held_verdict("Go on Go on Go", -0.3, set(), False, config, reaction=head) == ("wait", set())
+    assert s2s.held_verdict("Absolutely", -0.3, set(), False, config, reaction=head) == ("wait", set())
+    assert s2s.held_verdict("Lena", -0.3, set(), False, config, reaction=head) == ("wait", {"lena"})
+    assert asked == ["Go on", "Absolutely", "Lena"]
