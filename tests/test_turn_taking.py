@@ -2020,8 +2020,10 @@ def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot()
     assert asked == ["That's true.", "That's true.", "That's true, but why?"]
     assert s2s.held_verdict("That's true.", -0.9, set(), False, config, reaction=head) == ("wait", set())  # unsure:
     assert s2s.held_verdict("That's true.", -0.9, set(), False, config) == ("wait", {"that's", "true"})  # counted
-    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: 0.49)[0] == "barge_in"
-    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: 0.5)[0] == "wait"
+    bar = config.barge_in_reaction_threshold
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: bar - 0.01)[0] == \
+        "barge_in"
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: bar)[0] == "wait"
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: None)[0] == "barge_in"
     off = validate_config({"barge_in_reaction_head": False})
     assert s2s.held_verdict("That's true.", -0.3, set(), False, off, reaction=head)[0] == "barge_in"
