@@ -1991,7 +1991,7 @@ class TrainConfig:
         0.5, "reaction head: drop a training text whose character n-gram Jaccard with an evaluation or excluded text "
         "is at least this (short texts: 'make sense' and 'makes sense' are 0.55)")
     reaction_epochs: int = _opt(200, "reaction head: epochs over its training set")
-    reaction_threshold: float = _opt(0.5, "reaction head: the threshold reported besides 0.5 (the server's "
+    reaction_threshold: float = _opt(0.6, "reaction head: the threshold reported besides 0.5 (the server's "
                                      "barge_in_reaction_threshold)")
     # data builder (section 2)
     continue_gap_s: float = _opt(1.5, "templated dialogues: user utterances closer than this are one turn")
