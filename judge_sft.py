@@ -2231,7 +2231,6 @@ def run(cfg: TrainConfig) -> dict:
         return {"train": len(train), "test": len(test)}
     if cfg.eot_only:
         return retrain_eot_head(cfg, train, test, out_dir, work_dir)
-
     if cfg.bench_only:
         judge = load_judge(out_dir, device=cfg.device, threads=cfg.light_threads)
         latency = {
@@ -2313,6 +2312,16 @@ def run(cfg: TrainConfig) -> dict:
     return {"base": base, "tuned": tuned, "latency": latency, **extra}
 
 
+def replace_md_section(md: str, heading: str, section: str) -> str | None:
+    """`md` with its section that starts with `heading` (up to the next "### " heading, or the end) replaced by
+    `section`; None when it has no such section."""
+    start = md.find(heading)
+    if start < 0:
+        return None
+    end = md.find("\n### ", start + 1)
+    return md[:start] + section + (md[end + 1 :] if end >= 0 else "")
+
+
 def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[Example], out_dir: Path,
                      work_dir: Path) -> dict:
     """--eot-only: retrain the text end-of-turn head of the light artifact in `out_dir` alone, with the parameters
@@ -2385,12 +2394,10 @@ def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[
         report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         md_path = out_dir / "eval.md"
         if md_path.exists():
-            md = md_path.read_text(encoding="utf-8")
-            start = md.find(EOT_SECTION)
-            end = md.find("\n### ", start + 1) if start >= 0 else -1
-            if start >= 0:
-                new = "\n".join(eot_section({**results["after"], "eot_retrained": note}))
-                md_path.write_text(md[:start] + new + (md[end + 1 :] if end >= 0 else ""), encoding="utf-8")
+            md = replace_md_section(md_path.read_text(encoding="utf-8"), EOT_SECTION,
+                                    "\n".join(eot_section({**results["after"], "eot_retrained": note})))
+            if md is not None:
+                md_path.write_text(md, encoding="utf-8")
     for name in ("before", "after"):
         print(f"\n{name}:\n" + "\n".join(eot_section(results[name])))
     logger.info("retrained the end-of-turn head alone into %s: %s", out_dir, note)
@@ -2491,8 +2498,9 @@ def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict
         return _said_key(row["text"]) in keys or bool(g) and any(
             len(g & h) / len(g | h) >= cfg.reaction_dedupe_jaccard for h in grams)
 
-    dropped = [r for r in train_rows if near(r)]
-    train_rows = [r for r in train_rows if not near(r)]
+    is_near = [near(r) for r in train_rows]
+    dropped = [r for r, close in zip(train_rows, is_near, strict=True) if close]
+    train_rows = [r for r, close in zip(train_rows, is_near, strict=True) if not close]
     texts = [v for r in train_rows for v in reaction_variants(r["text"])] + [r["text"] for r in eval_rows]
     encoder = E5Encoder(threads=cfg.light_threads)
     table = TableEncoder(embed_texts(E5Encoder(threads=cfg.embed_threads),
@@ -2571,13 +2579,8 @@ def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict
     section = "\n".join(lines)
     md_path = out_dir / "eval.md"
     md = md_path.read_text(encoding="utf-8") if md_path.exists() else ""
-    start = md.find(REACTION_SECTION)
-    if start >= 0:
-        end = md.find("\n### ", start + 1)
-        md = md[:start] + section + (md[end + 1 :] if end >= 0 else "")
-    else:
-        md = md.rstrip("\n") + "\n\n" + section
-    md_path.write_text(md, encoding="utf-8")
+    md_path.write_text(replace_md_section(md, REACTION_SECTION, section) or md.rstrip("\n") + "\n\n" + section,
+                       encoding="utf-8")
     report_path = out_dir / "eval.json"
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
     report_path.write_text(json.dumps({**report, "reaction": results}, indent=2, ensure_ascii=False) + "\n",

