@@ -333,10 +333,11 @@ def shared_models() -> SharedModels:
 
 @pytest.fixture(scope="session", autouse=True)
 def sha256_once_per_file() -> Iterator[None]:
-    """Test-only: `s2s.sha256_of` hashes a file once per test run and answers again from memory while the file's
-    inode, size and modification time are the same (a file written again is hashed again). The loads still check
-    the digest against the pinned one; only the hashing repeats no more: the 1.5B's 1.1 GB took 1.3 s idle and
-    several under load, at each of the test run's dozen LLM loads (15:44 on 2026-12-02, load 1.0)."""
+    """Test-only: `s2s.sha256_of` hashes a file once per test process (each of pytest-xdist's workers) and answers
+    again from memory while the file's inode, size and modification time are the same (a file written again is
+    hashed again). The loads still check the digest against the pinned one; only the hashing repeats no more: the
+    1.5B's 1.1 GB took 1.3 s idle and several under load, at each of the test run's dozen LLM loads (15:44 on
+    2026-12-02, load 1.0)."""
     hash_file = s2s.sha256_of
     known: dict[tuple[str, int, int, int], str] = {}
 
@@ -382,7 +383,7 @@ async def make_server(tmp_path: Path, shared_models: SharedModels) -> AsyncItera
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Any:
-    """One throwaway PostgreSQL cluster for the whole test run (about 1.5 s to create)."""
+    """One throwaway PostgreSQL cluster per test process (each of pytest-xdist's workers; about 1.5 s to create)."""
     import services
 
     bin_dir = services.postgres_bin_dir()
