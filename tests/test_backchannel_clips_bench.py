@@ -228,6 +228,11 @@ def test_reaction_clips_are_the_reaction_heads_evaluation_texts_by_their_labels(
     assert len(data) == sum(1 + len(bc.SPEEDS) if r["label"] == "reaction" else 2 for r in rows)
     assert {(c.expect, c.kind, c.asked) for c in data} == {
         ("ignore" if r["label"] == "reaction" else "stop", r["kind"], r["kind"] == "answer") for r in rows}
+    one = [json.loads(line) for line in (bc.REACTIONS / "held-rx-i.jsonl").read_text(encoding="utf-8").splitlines()]
+    only = bc.clips(validate_config({}), which="reactions", reaction_files="held-rx-i.jsonl")  # --reaction-files
+    assert 0 < len(only) == sum(1 + len(bc.SPEEDS) if r["label"] == "reaction" else 2 for r in one) < len(data)
+    with pytest.raises(ValueError, match=re.escape("no file of data/reactions/ matches 'held-none-*.jsonl'")):
+        bc.clips(validate_config({}), which="reactions", reaction_files="held-none-*.jsonl")
 
 
 class WordsHeard:
@@ -242,12 +247,13 @@ class WordsHeard:
 
 @pytest.mark.parametrize(("seconds", "head", "expect"), [
     (1.0, None, "cut at once"), (1.0, 0.9, "talked through"), (4.0, 0.9, "cut as too long"),
-    (4.0, 0.3, "cut at once")])
+    (4.0, 0.1, "cut at once"), (1.0, 0.45, "cut when it ends"), (4.0, 0.45, "cut as too long")])
 def test_decide_asks_the_reaction_head_and_cuts_a_reaction_that_goes_on_too_long(seconds, head, expect):
     """`decide` does what the session does with the reaction head: sure words ("That's true.") cut the bot at the
     first pass without the head or when it calls them a turn, are talked through when it calls them a reaction,
-    unless the speech goes on for `barge_in_reaction_max_ms`, where it cuts ("too long"); and `judge` hands the
-    head only to a rule whose judge is sft."""
+    unless the speech goes on for `barge_in_reaction_max_ms`, where it cuts ("too long"); when it is unsure
+    (`barge_in_reaction_unsure`) they wait while the speech goes on and cut at its end, or at that length; and
+    `judge` hands the head only to a rule whose judge is sft."""
     from s2s_config import validate_config
 
     config = validate_config({})
@@ -258,6 +264,8 @@ def test_decide_asks_the_reaction_head_and_cuts_a_reaction_that_goes_on_too_long
         assert not barged
     elif expect == "cut as too long":
         assert barged and heard.endswith("(too long)") and at == config.barge_in_reaction_max_ms
+    elif expect == "cut when it ends":
+        assert barged and at >= seconds * 1000 and not heard.endswith("(too long)")
     else:
         assert barged and at < 500 and not heard.endswith("(too long)")
     clip = bc.Clip("ignore", "x", "en", pcm, "agreement", "en")

@@ -2004,8 +2004,9 @@ async def test_a_hearing_over_the_bot_drops_words_heard_in_silence_below_its_own
 def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot():
     """Words over the bot that count ("That's true." heard surely, or less surely) are asked of the judge's reaction
     head (`barge_in_reaction_head`): at or above `barge_in_reaction_threshold` they let the bot talk on (wait, then a
-    backchannel once the speech ended) and count no words, so a later hearing that says more is asked again; under
-    it, or with the head off, sure words barge in. A request to stop and an answer to the bot's question are never
+    backchannel once the speech ended) and count no words, so a later hearing that says more is asked again; at or
+    above `barge_in_reaction_unsure` they wait the same way while the speech goes on; under it, once the speech
+    ended, or with the head off, sure words barge in. A request to stop and an answer to the bot's question are never
     asked."""
     config = validate_config({})
     asked: list[str] = []
@@ -2020,10 +2021,27 @@ def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot()
     assert asked == ["That's true.", "That's true.", "That's true, but why?"]
     assert s2s.held_verdict("That's true.", -0.9, set(), False, config, reaction=head) == ("wait", set())  # unsure:
     assert s2s.held_verdict("That's true.", -0.9, set(), False, config) == ("wait", {"that's", "true"})  # counted
-    bar = config.barge_in_reaction_threshold
-    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: bar - 0.01)[0] == \
+    bar, unsure = config.barge_in_reaction_threshold, config.barge_in_reaction_unsure
+    assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: unsure - 0.01)[0] == \
         "barge_in"
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: bar)[0] == "wait"
+    # unsure (`barge_in_reaction_unsure`): while the speech goes on it waits, its words counted; once ended it is
+    # judged as any words are (sure, or heard before: a barge-in)
+    assert s2s.held_verdict("You're kidding", -0.3, set(), False, config, reaction=lambda text: unsure) == \
+        ("wait", {"you're", "kidding"})
+    assert s2s.held_verdict("You're kidding", -0.3, set(), True, config, reaction=lambda text: unsure)[0] == \
+        "barge_in"
+    assert s2s.held_verdict("You're kidding me", -0.9, {"kidding"}, True, config, reaction=lambda text: unsure)[0] \
+        == "barge_in"
+    no_band = validate_config({"barge_in_reaction_unsure": bar})
+    assert s2s.held_verdict("You're kidding", -0.3, set(), False, no_band, reaction=lambda text: bar - 0.01)[0] == \
+        "barge_in"
+    asked_unsure = s2s.AskedReaction(lambda text: unsure, config)
+    s2s.held_verdict("You're kidding", -0.3, set(), False, config, reaction=asked_unsure)
+    assert asked_unsure.held  # held as a reaction might be: cut at barge_in_reaction_max_ms, not barge_in_max_hold_ms
+    asked_turn = s2s.AskedReaction(lambda text: unsure - 0.01, config)
+    s2s.held_verdict("You're kidding", -0.3, set(), False, config, reaction=asked_turn)
+    assert not asked_turn.held
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: None)[0] == "barge_in"
     off = validate_config({"barge_in_reaction_head": False})
     assert s2s.held_verdict("That's true.", -0.3, set(), False, off, reaction=head)[0] == "barge_in"
@@ -2080,6 +2098,28 @@ async def test_speech_held_as_a_reaction_takes_the_floor_once_it_goes_on_too_lon
     started = await c.wait_for("input_audio_buffer.speech_started")
     done = await c.wait_for("response.done")
     assert done["response"]["status"] == "cancelled" and "s2s.backchannel" not in c.types(since), started
+
+
+@pytest.mark.parametrize("unsure", [True, False])
+async def test_words_the_reaction_head_is_unsure_of_wait_for_the_speech_to_end(make_server, speech_dir, unsure):
+    """Speech over the bot, at real time, whose words (a fake ASR hears "You're kidding me.") the reaction head scores
+    under `barge_in_reaction_threshold` (set to 0.99 here) but at least `barge_in_reaction_unsure` (0.0: every score)
+    does not cut the reply while it goes on: the words are judged again on the next hearing, and once the speech has
+    ended they are judged as any others (sure words: the reply is cut then, and they are a turn). With the band off
+    (the unsure bar at the threshold) the first sure hearing cuts the reply while the user is still talking."""
+    talk = speech("you are kidding me that is the strangest thing I have heard all week", speech_dir)  # no pause
+    h = await make_server(**{**REPLYING, "fake_llm_reply": LONG_REPLY * 3, "asr": "fake"},
+                          fake_asr_text="You're kidding me.", judge="sft", barge_in_reaction_threshold=0.99,
+                          barge_in_reaction_unsure=0.0 if unsure else 0.99, barge_in_reaction_max_ms=30000)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(talk[:-16000], 16000, realtime=True)  # all but its last second (and trailing silence)
+    while_talking = c.types(since)
+    await c.append_audio(np.concatenate([talk[-16000:], silence(800, 16000)]), 16000, realtime=True)
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled", started
+    assert ("input_audio_buffer.speech_started" in while_talking) is not unsure, while_talking
 
 
 def test_the_reaction_head_hears_a_looped_phrase_once_and_is_asked_about_one_word_too():
