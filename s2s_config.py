@@ -276,18 +276,20 @@ class Config(BaseModel):
     rules without the head (9 of 40 clips at 0.6, 0.7 and 0.8; 11 at 0.5, where "Well, actually, no." at 0.65 was
     taken for a reaction); that set has no reaction outside `backchannel_words` to weigh against it."""
     barge_in_reaction_unsure: float = Field(0.3, ge=0.0, le=1.0)
-    """words: while the speech over the bot goes on, a hearing the reaction head scores at least this, but under
-    `barge_in_reaction_threshold`, does not cut the bot yet: a reaction's first words, heard before it ends, often
-    read as a turn's ("Huh, I never knew that" heard "How I never", 0.48; "Whoa, I had no idea" heard "Well, I had
-    no", 0.48; "Ooh, let me think" heard "You let me", 0.55), so the next hearing asks the head again. Its words
-    count as heard: once the speech has ended they are judged as any others (heard surely, or in two hearings: a
-    barge-in), and speech held this way is cut at `barge_in_reaction_max_ms`. Chosen on three clip sets (`python
-    benchmarks/backchannel_clips.py [--clips held | --clips reactions --reaction-files held-rx-e.jsonl]
+    """words: while the speech over the bot goes on, a hearing of more than one word that the reaction head scores at
+    least this, but under `barge_in_reaction_threshold`, does not cut the bot yet: a reaction's first words, heard
+    before it ends, often read as a turn's ("Huh, I never knew that" heard "How I never", 0.48; "Whoa, I had no
+    idea" heard "Well, I had no", 0.48; "Ooh, let me think" heard "You let me", 0.55), so the next hearing asks the
+    head again. Its words count as heard: once the speech has paused or ended they are judged as any others (heard
+    surely, or in two hearings: a barge-in), and speech held this way is cut at `barge_in_reaction_max_ms`. Chosen
+    on three clip sets (`python benchmarks/backchannel_clips.py [--clips held | --clips reactions]
     --compare "--barge-in-reaction-unsure 0.6" ...`, 2026-12-03 09:35-09:46): reactions cut 100 -> 58 of 332 and
     172 -> 117 of 288, interruptions missed 43 -> 49 of 166 (five of the six in espeak-ng's Mandarin, which Whisper
-    hears as English) and 22 -> 23 of 112, none more on the set the rules were tuned on (9 of 40); decisions come later
-    (median 710 -> 930 ms after the onset on the first set). 0.2 keeps a few more reactions and misses more; 0.45
-    keeps fewer. At or above the threshold: off."""
+    hears as English) and 22 -> 23 of 112, no more clips on the set the rules were tuned on (9 of 40; timings
+    missed 15.5 -> 17.2 %); decisions come later (median 710 -> 930 ms after the onset on the first set). 0.2 keeps
+    a few more reactions and misses more; 0.45 keeps about half as many of them. At or above the threshold: off.
+    0: every hearing the head is asked about waits while the speech goes on (only a request to stop, one word's
+    own rule and `barge_in_reaction_max_ms` cut it then)."""
     barge_in_reaction_max_ms: int = Field(2500, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) while its latest hearing is one the reaction head held
     barges in: a listener's reaction is short, and whoever talks on over the bot for longer is taking the floor,
@@ -953,6 +955,15 @@ class Config(BaseModel):
         if 0 < self.memory_anonymous_keep_days * 86400 <= self.max_session_s:
             raise ValueError(f"memory_anonymous_keep_days ({self.memory_anonymous_keep_days:g} days) must be 0 "
                              f"(keep forever) or longer than max_session_s ({self.max_session_s:g} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _reaction_holds_longer(self) -> Config:
+        """Speech held as a listener's reaction is cut at `barge_in_reaction_max_ms`, words at `barge_in_max_hold_ms`:
+        a shorter limit for a reaction would cut what the head holds sooner than words it does not."""
+        if self.barge_in_reaction_max_ms < self.barge_in_max_hold_ms:
+            raise ValueError(f"barge_in_reaction_max_ms ({self.barge_in_reaction_max_ms}) must not be under "
+                             f"barge_in_max_hold_ms ({self.barge_in_max_hold_ms})")
         return self
 
     @model_validator(mode="after")

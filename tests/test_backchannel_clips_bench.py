@@ -224,15 +224,16 @@ def test_reaction_clips_are_the_reaction_heads_evaluation_texts_by_their_labels(
     fake_voices(monkeypatch)
     rows = [json.loads(line) for path in sorted(bc.REACTIONS.glob("held-*.jsonl"))
             for line in path.read_text(encoding="utf-8").splitlines() if line]
-    data = bc.clips(validate_config({}), which="reactions")
+    data = bc.clips(validate_config({}), which="reactions", reaction_files="held-*.jsonl")
     assert len(data) == sum(1 + len(bc.SPEEDS) if r["label"] == "reaction" else 2 for r in rows)
     assert {(c.expect, c.kind, c.asked) for c in data} == {
         ("ignore" if r["label"] == "reaction" else "stop", r["kind"], r["kind"] == "answer") for r in rows}
-    one = [json.loads(line) for line in (bc.REACTIONS / "held-rx-i.jsonl").read_text(encoding="utf-8").splitlines()]
-    only = bc.clips(validate_config({}), which="reactions", reaction_files="held-rx-i.jsonl")  # --reaction-files
+    one = [json.loads(line) for line in (bc.REACTIONS / "held-rx-e.jsonl").read_text(encoding="utf-8").splitlines()]
+    only = bc.clips(validate_config({}), which="reactions")  # by default the first set (--reaction-files)
     assert 0 < len(only) == sum(1 + len(bc.SPEEDS) if r["label"] == "reaction" else 2 for r in one) < len(data)
-    with pytest.raises(ValueError, match=re.escape("no file of data/reactions/ matches 'held-none-*.jsonl'")):
-        bc.clips(validate_config({}), which="reactions", reaction_files="held-none-*.jsonl")
+    for names in ("held-none-*.jsonl", "train-rx-a.jsonl", "*-rx-*.jsonl"):  # nothing, or training texts
+        with pytest.raises(ValueError, match=re.escape(f"{names!r} must name evaluation files")):
+            bc.clips(validate_config({}), which="reactions", reaction_files=names)
 
 
 class WordsHeard:
@@ -243,6 +244,18 @@ class WordsHeard:
 
     def hear(self, pcm, language, end, padding="features", window_s=None):
         return self.text, -0.3
+
+
+def test_decide_cuts_one_word_the_head_is_unsure_of_at_the_hold_limit():
+    """One word alone ("Paris", sure) that the reaction head is unsure of waits by the one-word rule, not the unsure
+    band, so held speech is cut at `barge_in_max_hold_ms`, as without the head (not at `barge_in_reaction_max_ms`)."""
+    from s2s_config import validate_config
+
+    config = validate_config({})
+    pcm = (np.sin(np.arange(int(1.5 * 16000)) / 5) * 8000).astype(np.int16)
+    for head in (None, lambda words: config.barge_in_reaction_unsure):
+        barged, at, heard = bc.decide(WordsHeard("Paris"), config, pcm, "en", 0, 40, True, reaction=head)
+        assert barged and at == config.barge_in_max_hold_ms and heard.endswith("(too long)"), (head, at, heard)
 
 
 @pytest.mark.parametrize(("seconds", "head", "expect"), [

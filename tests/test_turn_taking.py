@@ -2036,12 +2036,18 @@ def test_words_the_reaction_head_calls_a_listeners_reaction_do_not_cut_the_bot()
     no_band = validate_config({"barge_in_reaction_unsure": bar})
     assert s2s.held_verdict("You're kidding", -0.3, set(), False, no_band, reaction=lambda text: bar - 0.01)[0] == \
         "barge_in"
-    asked_unsure = s2s.AskedReaction(lambda text: unsure, config)
+    # words heard before wait too while it goes on (the head is asked first); two hearings cut once it ended
+    assert s2s.held_verdict("You're kidding", -0.3, {"kidding"}, False, config, reaction=lambda text: unsure)[0] == \
+        "wait"
+    asked_unsure = s2s.AskedReaction(lambda text: unsure)
     s2s.held_verdict("You're kidding", -0.3, set(), False, config, reaction=asked_unsure)
     assert asked_unsure.held  # held as a reaction might be: cut at barge_in_reaction_max_ms, not barge_in_max_hold_ms
-    asked_turn = s2s.AskedReaction(lambda text: unsure - 0.01, config)
-    s2s.held_verdict("You're kidding", -0.3, set(), False, config, reaction=asked_turn)
-    assert not asked_turn.held
+    for words, score, ended in (("You're kidding", unsure - 0.01, False), ("You're kidding", unsure, True),
+                                ("Paris", unsure, False)):
+        head_asked = s2s.AskedReaction(lambda text, score=score: score)
+        s2s.held_verdict(words, -0.3, set(), ended, config, reaction=head_asked)
+        assert not head_asked.held, (words, score, ended)  # a turn; an end; one word alone (its own rule, 900 ms)
+    assert s2s.held_verdict("Paris", -0.3, set(), False, config, reaction=lambda text: unsure) == ("wait", {"paris"})
     assert s2s.held_verdict("That's true.", -0.3, set(), False, config, reaction=lambda text: None)[0] == "barge_in"
     off = validate_config({"barge_in_reaction_head": False})
     assert s2s.held_verdict("That's true.", -0.3, set(), False, off, reaction=head)[0] == "barge_in"
