@@ -277,19 +277,19 @@ class Config(BaseModel):
     taken for a reaction); that set has no reaction outside `backchannel_words` to weigh against it."""
     barge_in_reaction_unsure: float = Field(0.3, ge=0.0, le=1.0)
     """words: while the speech over the bot goes on, a hearing of more than one word that the reaction head scores at
-    least this, but under `barge_in_reaction_threshold`, does not cut the bot yet: a reaction's first words, heard
-    before it ends, often read as a turn's ("Huh, I never knew that" heard "How I never", 0.48; "Whoa, I had no
-    idea" heard "Well, I had no", 0.48; "Ooh, let me think" heard "You let me", 0.55), so the next hearing asks the
-    head again. Its words count as heard: once the speech has paused or ended they are judged as any others (heard
-    surely, or in two hearings: a barge-in), and speech held this way is cut at `barge_in_reaction_max_ms`. Chosen
-    on three clip sets (`python benchmarks/backchannel_clips.py [--clips held | --clips reactions]
-    --compare "--barge-in-reaction-unsure 0.6" ...`, 2026-12-03 09:35-09:46): reactions cut 100 -> 58 of 332 and
-    172 -> 117 of 288, interruptions missed 43 -> 49 of 166 (five of the six in espeak-ng's Mandarin, which Whisper
-    hears as English) and 22 -> 23 of 112, no more clips on the set the rules were tuned on (9 of 40; timings
-    missed 15.5 -> 17.2 %); decisions come later (median 710 -> 930 ms after the onset on the first set). 0.2 keeps
-    a few more reactions and misses more; 0.45 keeps about half as many of them. At or above the threshold: off.
-    0: every hearing the head is asked about waits while the speech goes on (only a request to stop, one word's
-    own rule and `barge_in_reaction_max_ms` cut it then)."""
+    least this, but under `barge_in_reaction_threshold`, does not cut the bot yet: a reaction's first words, heard before
+    it ends, often read as a turn's ("Huh, I never knew that" heard "How I never", 0.48; "Whoa, I had no idea" heard
+    "Well, I had no", 0.48; "Ooh, let me think" heard "You let me", 0.55), so the next hearing asks the head again.
+    Its words count as heard: once the speech has paused or ended they are judged as any others (heard surely, or in
+    two hearings: a barge-in), and speech held this way is cut at `barge_in_reaction_max_ms`. Chosen on three clip
+    sets (`python benchmarks/backchannel_clips.py [--clips held | --clips reactions] --compare
+    "--barge-in-reaction-unsure 0.6" ...`, 2026-12-03 09:35-09:46, and again after a fix 09:58-10:07): reactions cut
+    100 -> 62 of 332 and 172 -> 120 of 288, interruptions missed 43 -> 49 of 166 (five of the six in espeak-ng's
+    Mandarin, which Whisper hears as English) and 22 -> 23 of 112, no more clips on the set the rules were tuned on
+    (9 of 40; timings missed 15.5 -> 17.2 %); decisions come later (median 710 -> 900 ms after the onset on the
+    first set). 0.2 keeps a few more reactions and misses more; 0.45 keeps about half as many of them. At or above
+    the threshold: off. 0: every hearing the head is asked about waits while the speech goes on (only a request to
+    stop, one word's own rule and `barge_in_reaction_max_ms` cut it then)."""
     barge_in_reaction_max_ms: int = Field(2500, ge=100, le=30000)
     """words: held speech that goes on this long (voiced ms) while its latest hearing is one the reaction head held
     barges in: a listener's reaction is short, and whoever talks on over the bot for longer is taking the floor,
