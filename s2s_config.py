@@ -276,13 +276,13 @@ class Config(BaseModel):
     rules without the head (9 of 40 clips at 0.6, 0.7 and 0.8; 11 at 0.5, where "Well, actually, no." at 0.65 was
     taken for a reaction); that set has no reaction outside `backchannel_words` to weigh against it."""
     barge_in_reaction_unsure: float = Field(0.3, ge=0.0, le=1.0)
-    """words: while the speech over the bot goes on, a hearing of more than one word that the reaction head scores at
-    least this, but under `barge_in_reaction_threshold`, does not cut the bot yet: a reaction's first words, heard before
-    it ends, often read as a turn's ("Huh, I never knew that" heard "How I never", 0.48; "Whoa, I had no idea" heard
-    "Well, I had no", 0.48; "Ooh, let me think" heard "You let me", 0.55), so the next hearing asks the head again.
-    Its words count as heard: once the speech has paused or ended they are judged as any others (heard surely, or in
-    two hearings: a barge-in), and speech held this way is cut at `barge_in_reaction_max_ms`. Chosen on three clip
-    sets (`python benchmarks/backchannel_clips.py [--clips held | --clips reactions] --compare
+    """words: while the speech over the bot goes on, a hearing of more than one word that the reaction head scores
+    at least this, but under `barge_in_reaction_threshold`, does not cut the bot yet: a reaction's first words,
+    heard before it ends, often read as a turn's ("Huh, I never knew that" heard "How I never", 0.48; "Whoa, I had
+    no idea" heard "Well, I had no", 0.48; "Ooh, let me think" heard "You let me", 0.55), so the next hearing asks
+    the head again. Its words count as heard: once the speech has paused or ended they are judged as any others
+    (heard surely, or in two hearings: a barge-in), and speech held this way is cut at `barge_in_reaction_max_ms`.
+    Chosen on three clip sets (`python benchmarks/backchannel_clips.py [--clips held | --clips reactions] --compare
     "--barge-in-reaction-unsure 0.6" ...`, 2026-12-03 09:35-09:46, and again after a fix 09:58-10:07): reactions cut
     100 -> 62 of 332 and 172 -> 120 of 288, interruptions missed 43 -> 49 of 166 (five of the six in espeak-ng's
     Mandarin, which Whisper hears as English) and 22 -> 23 of 112, no more clips on the set the rules were tuned on
