@@ -196,6 +196,8 @@ def test_config_precedence_is_defaults_file_env_command_line(tmp_path):
     ([], {"S2S_REFUSE_FORMS": "[]"}, "refuse_prompt asks for a {form} but refuse_forms is empty"),
     (["--memory-anonymous-keep-days", "0.01", "--max-session-s", "3600"], {},  # would expire a live session's words
      "memory_anonymous_keep_days (0.01 days) must be 0 (keep forever) or longer than max_session_s (3600 s)"),
+    (["--barge-in-reaction-max-ms", "500"], {},  # a reaction would be cut sooner than words
+     "barge_in_reaction_max_ms (500) must not be under barge_in_max_hold_ms (900)"),
 ])
 def test_config_errors_name_the_valid_choices(argv, environ, needle):
     with pytest.raises(ConfigError) as info:
