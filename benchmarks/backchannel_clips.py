@@ -601,7 +601,7 @@ def main() -> None:
                  else f"{t.by_kind[lang, kind][0]} of {n}" for t in tallies]
         print(f"| {lang} {kind} | {should} | " + " | ".join(cells) + " |")
     caught = [t.caught for t in tallies]
-    for k in range(4 if not args.skip_history else len(rules), len(rules)):  # each row after 13:00's against it
+    for k in range(4, len(rules) if not args.skip_history else 0):  # each row after 13:00's against it (if shown)
         both = sorted(set(caught[3]) & set(caught[k]))
         before, now = [caught[3][pair] for pair in both], [caught[k][pair] for pair in both]
         print(f"\n{rules[k][0]}: on the {len(both)} (interruption, schedule) pairs both it and 13:00 stop, decision "
