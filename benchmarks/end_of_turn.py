@@ -1939,39 +1939,55 @@ class Opinions:
     # ASR's and Whisper's common ones, the judge's, what `open_clause` reads, and where and how models run
     OPINION_SETTINGS = ("asr", "whisper_", "judge", "turn_open_clause_", "model_", "smart_turn")
 
-    def signature(self) -> str:
+    def signature(self, transcripts_only: bool = False) -> str:
         """What the opinions depend on: the settings the ASR, the judge, Smart Turn and `open_clause` read
         (`OPINION_SETTINGS`, and the chosen ASR's and judge's own `Settings`), and the fixed model times. Not the
         detector's own (`detector_settings`: a rule replayed on cached opinions may change those), nor the LLM's,
         TTS's or the session's, so a new setting elsewhere keeps a cache good. Code changes to the ASR, the judge or
-        Smart Turn are not in it: a cache made before one must be removed by hand."""
+        Smart Turn are not in it: a cache made before one must be removed by hand. `transcripts_only`: what the
+        transcripts and Smart Turn's opinions depend on, the judge's settings left out (`--rescore-text`)."""
         c = self.config
         own = {name for family, chosen in (("asr", c.asr), ("judge", c.judge))
                for name in getattr(S.REGISTRY[family][chosen], "Settings", S.BackendSettings).model_fields}
+        judge_own = set(getattr(S.REGISTRY["judge"][c.judge], "Settings", S.BackendSettings).model_fields)
         detector_only = set(detector_settings("predictive").values())
         kept = {k: v for k, v in c.model_dump().items()
-                if (k in own or k.startswith(self.OPINION_SETTINGS)) and k not in detector_only}
+                if (k in own or k.startswith(self.OPINION_SETTINGS)) and k not in detector_only
+                and not (transcripts_only and (k in judge_own or k.startswith("judge")))}
         return hashlib.sha256(json.dumps([kept, self.fixed_ms, self.fixed_text_ms], sort_keys=True,
                                          default=str).encode()).hexdigest()
 
-    def load_cache(self, path: str, samples: list[Sample]) -> None:
+    def load_cache(self, path: str, samples: list[Sample], rescore_text: bool = False) -> None:
         """Take the opinions a file kept for these samples (`--opinions-cache`): those of a sample whose audio is
-        not the same to the byte, or of another signature, are computed again."""
+        not the same to the byte, or of another signature, are computed again. `rescore_text` (`--rescore-text`):
+        a file made with other judge settings gives its transcripts and Smart Turn's opinions, and the text
+        opinions are this judge's on the same words (the transcript's time is kept as the text opinion's)."""
         if not os.path.exists(path):
             return
         with open(path, "rb") as f:
             kept = pickle.load(f)
-        if kept.get("signature") != self.signature():
+        rescore = kept.get("signature") != self.signature()
+        if rescore and not (rescore_text and kept.get("transcripts") == self.signature(transcripts_only=True)):
             print(f"  {path}: made with other settings or model times; its opinions are not used", file=sys.stderr)
             return
         same = {s.name for s in samples if kept["audio"].get(s.name) == audio_digest(s)}
         for table in self.TABLES:
             getattr(self, table).update({k: v for k, v in kept[table].items() if k[0] in same})
-        print(f"  {path}: opinions of {len(same)} of {len(samples)} samples taken from the cache", file=sys.stderr)
+        if rescore:
+            assert self.judge is not None
+            for key in [k for k in self.cache if k[2] == "text"]:
+                words = self.words.get(key, "")
+                prob = self.judge.end_of_turn_prob(self.context, words) if words else None
+                if inspect.isawaitable(prob):
+                    prob = asyncio.run(prob)  # type: ignore[arg-type]
+                self.cache[key] = (prob, self.cache[key][1])
+        print(f"  {path}: opinions of {len(same)} of {len(samples)} samples taken from the cache"
+              + (", the text opinions scored again by this judge" if rescore else ""), file=sys.stderr)
 
     def save_cache(self, path: str, samples: list[Sample]) -> None:
         """Keep every opinion computed so far, with the digest of each sample's audio, for `load_cache`."""
-        kept = {"signature": self.signature(), "audio": {}, **{t: {} for t in self.TABLES}}
+        kept = {"signature": self.signature(), "transcripts": self.signature(transcripts_only=True), "audio": {},
+                **{t: {} for t in self.TABLES}}
         if os.path.exists(path):
             with open(path, "rb") as f:
                 old = pickle.load(f)
@@ -2333,7 +2349,7 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                  ask_ms: list[int] | None = None, hesitation_ms: list[int] = PAUSES_MS,
                  parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False,
                  done_ms: list[int] | None = None, cache_path: str | None = None,
-                 variants: list[dict[str, Any]] | None = None, ablations: bool = True
+                 variants: list[dict[str, Any]] | None = None, ablations: bool = True, rescore_text: bool = False
                  ) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments.
@@ -2341,16 +2357,17 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     `variants`: the full decision again with each of these overrides of the detector's settings (`--variant`).
     `ablations` False: no row without one of the full decision's rules (`--no-ablations`).
     `cache_path`: the opinions of an earlier run of these samples are read from this file and every opinion is
-    written back to it (`Opinions.load_cache`)."""
+    written back to it (`Opinions.load_cache`); with `rescore_text`, a file made with another judge lends its
+    transcripts, and it is only read (its opinions stay those of the judge that made it)."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
     hear_frames(samples, config)
     if cache_path:
-        opinions.load_cache(cache_path, samples)
+        opinions.load_cache(cache_path, samples, rescore_text)
     try:
         return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms, variants,
                            ablations)
     finally:  # what was computed is kept, also when the run is stopped
-        if cache_path:
+        if cache_path and not rescore_text:
             opinions.save_cache(cache_path, samples)
 
 
@@ -2539,7 +2556,13 @@ def main() -> None:
                         "and the settings other than the detector's own are (and --model-ms, --text-ms); a change "
                         "to the ASR's, the judge's or Smart Turn's code needs a new FILE. Without --model-ms and "
                         "--text-ms the times replayed are those measured when the opinion was computed")
+    parser.add_argument("--rescore-text", action="store_true", help="with --opinions-cache: take the transcripts "
+                        "and Smart Turn's opinions from FILE even when it was made with other judge settings (another "
+                        "--judge-model-dir), and score the words with this run's judge: two end-of-turn heads "
+                        "compared on the same transcripts, without Whisper's passes again; FILE is only read")
     args, server_args = parser.parse_known_args()
+    if args.rescore_text and not args.opinions_cache:
+        parser.error("--rescore-text needs --opinions-cache")
     if min(args.hesitation_ms) < FRAME_MS:
         parser.error(f"--hesitation-ms: each pause must last at least {FRAME_MS} ms")
     config = load_config([*server_args, "--port", "0"])
@@ -2555,7 +2578,7 @@ def main() -> None:
     parts = tuple(part for part in PARTS if part in args.sentences)
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
                                   args.hesitation_ms, parts, args.quick, args.done_ms, args.opinions_cache,
-                                  variants, not args.no_ablations)
+                                  variants, not args.no_ablations, args.rescore_text)
                 for name in args.sets}
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "

@@ -572,3 +572,45 @@ def test_a_cache_of_opinions_replays_them_only_for_the_same_audio_and_settings(m
                   eot.Opinions(eot.load_config(["--port", "0", "--turn-open-clause-ends", '["and"]']), False, 100.0)):
         other.load_cache(path, [same, changed])
         assert other.audio(same, audio) == (0.2, other.fixed_ms)
+
+
+def test_rescore_text_takes_a_caches_transcripts_and_scores_their_words_with_another_judge(monkeypatch, tmp_path):
+    """`--rescore-text`: a cache made with another judge (`--judge-model-dir`) lends its transcripts and Smart Turn's
+    opinions, and the text opinions are the new judge's on the same words (the transcript's time kept); a cache
+    whose transcripts came from other ASR settings is not used; without the flag the other judge's cache is not
+    used either."""
+    class Model:  # Smart Turn that answers 0.9
+        def __init__(self, threads: int) -> None:
+            pass
+
+        def load(self) -> None:
+            pass
+
+        def end_of_turn_prob(self, pcm16: np.ndarray) -> float:
+            return 0.9
+
+    class Judge:  # the other judge: scores the words it is given
+        def end_of_turn_prob(self, context: object, words: str) -> float:
+            return 0.77 if words == "Turn it up." else 0.0
+
+    monkeypatch.setattr(eot.S, "SmartTurnModel", Model)
+    path = str(tmp_path / "opinions.pkl")
+    sample = eot.Sample("s", "en", np.arange(4000, dtype=np.int16))
+    first = eot.Opinions(eot.load_config(["--port", "0"]), False, 100.0, 250.0)
+    first.audio(sample, np.ones(1600, dtype=np.int16))
+    key = ("s", 1600, "text")
+    first.cache[key], first.words[key] = (0.3, 250.0), "Turn it up."
+    first.save_cache(path, [sample])
+
+    def other(*args: str, rescore: bool = True) -> eot.Opinions:
+        opinions = eot.Opinions(eot.load_config(["--port", "0", *args]), False, 100.0, 250.0)
+        opinions.judge, opinions.context = Judge(), None
+        opinions.load_cache(path, [sample], rescore_text=rescore)
+        return opinions
+
+    rescored = other("--judge-model-dir", "elsewhere")
+    assert rescored.cache[key] == (0.77, 250.0) and rescored.words[key] == "Turn it up."
+    assert rescored.cache[("s", 1600, "audio")] == (0.9, 100.0)
+    assert key not in other("--judge-model-dir", "elsewhere", rescore=False).cache
+    assert key not in other("--judge-model-dir", "elsewhere", "--whisper-beam-size", "2").cache
+    assert other().cache[key] == (0.3, 250.0)  # the same judge: the cache as it was
