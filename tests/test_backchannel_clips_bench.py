@@ -236,6 +236,33 @@ def test_reaction_clips_are_the_reaction_heads_evaluation_texts_by_their_labels(
             bc.clips(validate_config({}), which="reactions", reaction_files=names)
 
 
+def test_main_hands_reaction_files_and_the_set_to_the_clips(monkeypatch):
+    """`--clips reactions --reaction-files GLOB` on the command line reaches `clips` (the set heard is the one named,
+    not the default); nothing is heard before the clips are made."""
+    class NoASR:
+        def __init__(self, config: object) -> None:
+            pass
+
+        def load(self) -> None:
+            pass
+
+    asked: list[tuple] = []
+
+    def clips(config, after_question=False, which="current", reaction_files="held-rx-e.jsonl"):
+        asked.append((after_question, which, reaction_files))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bc.S, "WhisperASR", NoASR)
+    monkeypatch.setattr(bc, "clips", clips)
+    for argv, expect in ((["--clips", "reactions", "--reaction-files", "held-rx-i.jsonl", "--skip-history"],
+                          (False, "reactions", "held-rx-i.jsonl")),
+                         (["--clips", "reactions"], (False, "reactions", "held-rx-e.jsonl"))):
+        monkeypatch.setattr(sys, "argv", ["backchannel_clips.py", *argv])
+        with pytest.raises(SystemExit):
+            bc.main()
+        assert asked[-1] == expect
+
+
 class WordsHeard:
     """Hearings that hear the same words in any audio, surely (a stand-in for `Hearings`)."""
 
