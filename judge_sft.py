@@ -637,7 +637,7 @@ def read_turn_ends(patterns: str) -> list[dict]:
             if row.get("lang") not in ("en", "zh") or kind not in TURN_END_KINDS or not all(parts) \
                     or len(parts) > 2 or (kind == "finished") != (len(parts) == 1):
                 raise SystemExit(f"{path}:{n}: not a turn-end row (data/turn_ends/FORMAT.md): {row}")
-            gap = " " if len(parts) == 2 and re.search(r"[A-Za-z0-9,.;:!?'\"]$", parts[0]) else ""
+            gap = " " if row["lang"] == "en" else ""  # English words are spaced; Mandarin characters are not
             rows.append({**row, "file": path.name, "said": gap.join(parts),
                          "pause_at": len(parts[0]) if len(parts) == 2 else 0})
     return rows
@@ -668,9 +668,10 @@ def near_texts(rows: Sequence[dict], apart: Sequence[tuple[str, str]], jaccard: 
 
 def evaluate_turn_ends(judge: Any, rows: Sequence[dict], desc: str) -> dict | None:
     """The text end-of-turn head on held-out turn ends (`--eot-held`), per language and all together: the share
-    of whole turns it calls finished surely enough for the short wait (at least 0.6, the server's
-    `turn_done_text_threshold`) and at all (at least 0.4, `turn_text_threshold`), of the short "finished" turns
-    alone, and of the first halves before a pause it holds open (under 0.4), with their mean scores."""
+    of whole turns it calls finished surely enough for the short wait (at least 0.6, the default of the server's
+    `turn_done_text_threshold`) and at all (at least 0.4, the default of `turn_text_threshold`), of the short
+    "finished" turns alone, and of the first halves before a pause it holds open (under 0.4), with their mean
+    scores."""
     from tqdm import tqdm
 
     if not rows:
@@ -1942,9 +1943,9 @@ def eot_section(extra: dict) -> list[str]:
     if ends:
         lines += ["", f"Held-out turn ends ({', '.join(ends['files'])}: data/turn_ends/FORMAT.md, written apart, never "
                   "trained on), scored with no conversation before them: whole turns called finished at 0.6 (the "
-                  "server's turn_done_text_threshold: the short wait) and at 0.4 (turn_text_threshold), the short "
+                  "default turn_done_text_threshold: the short wait) and at 0.4 (turn_text_threshold), the short "
                   "\"finished\" turns alone at 0.6, and the halves before a speaker's pause held open (under 0.4).", "",
-                  "| Language | whole turns | finished at 0.6 | at 0.4 | short turns at 0.6 | halves | held open | "
+                  "| Language | whole turns | whole turns at 0.6 | at 0.4 | short turns at 0.6 | halves | held open | "
                   "mean whole / half |", "|---|---|---|---|---|---|---|---|"]
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.2f}"
@@ -2124,8 +2125,8 @@ class TrainConfig:
         "texts (and texts close to them) --eot-turns must not train on: .jsonl rows' text, .py files' string "
         "literals of up to 200 characters ('|' removed); '' none")
     eot_dedupe_jaccard: float = _opt(
-        0.5, "end-of-turn head: drop an --eot-turns text whose character n-gram Jaccard with a held-out or excluded "
-        "text is at least this")
+        0.5, "end-of-turn head: drop an --eot-turns row whose whole turn or half before its pause has a character "
+        "n-gram Jaccard of at least this with a held-out turn or half, an evaluation turn or an excluded text")
     max_context_turns: int = _opt(4, "turns of history given to the judge as context")
     # light mode (section 5)
     skip_select: bool = _opt(False, "light: no selection; train every head with --light-hidden-dim and --class-weight")
@@ -2303,10 +2304,18 @@ def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], di
                     if shares_skeleton(r, cfg.dedupe_jaccard, cfg.dedupe_cosine)}
     context_turns = [t for t in context_turns if t["id"] not in context_near]
     # whole turns with their pauses (--eot-turns): end-of-turn examples only, none close to a held-out text
-    turn_ends = read_turn_ends(cfg.eot_turns)
-    apart = ([(r["said"], r["lang"]) for r in read_turn_ends(cfg.eot_held)]
-             + [(t["utterance"], t["lang"]) for t in eval_turns] + excluded_texts(cfg.eot_exclude, max_chars=200))
-    is_near = near_texts(turn_ends, apart, cfg.eot_dedupe_jaccard) if turn_ends else []
+    # (the whole turn, and the half before its pause, which trains too, against the held-out turns and their halves)
+    turn_ends, is_near = read_turn_ends(cfg.eot_turns), []
+    if turn_ends:
+        held_rows = read_turn_ends(cfg.eot_held)
+        apart = ([(r["said"], r["lang"]) for r in held_rows]
+                 + [(r["said"][: r["pause_at"]], r["lang"]) for r in held_rows if r["pause_at"]]
+                 + [(t["utterance"], t["lang"]) for t in eval_turns]
+                 + excluded_texts(cfg.eot_exclude, max_chars=200, sentences_only=True))
+        halves = [{**r, "said": r["said"][: r["pause_at"]]} for r in turn_ends]
+        is_near = [whole or (r["pause_at"] > 0 and half) for r, whole, half in zip(
+            turn_ends, near_texts(turn_ends, apart, cfg.eot_dedupe_jaccard),
+            near_texts(halves, apart, cfg.eot_dedupe_jaccard), strict=True)]
     turn_ends_near = [r["id"] for r, close in zip(turn_ends, is_near, strict=True) if close]
     if turn_ends_near:
         logger.warning("dropping %d --eot-turns rows close to a held-out or excluded text: %s", len(turn_ends_near),
@@ -2353,7 +2362,7 @@ def run(cfg: TrainConfig) -> dict:
         write_jsonl(work_dir / "examples-eval.jsonl", (dataclasses.asdict(e) for e in test))
         return {"train": len(train), "test": len(test)}
     if cfg.eot_only:
-        return retrain_eot_head(cfg, train, test, out_dir, work_dir)
+        return retrain_eot_head(cfg, train, test, out_dir, work_dir, sources)
     if cfg.bench_only:
         judge = load_judge(out_dir, device=cfg.device, threads=cfg.light_threads)
         latency = {
@@ -2447,7 +2456,7 @@ def replace_md_section(md: str, heading: str, section: str) -> str | None:
 
 
 def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[Example], out_dir: Path,
-                     work_dir: Path) -> dict:
+                     work_dir: Path, sources: dict | None = None) -> dict:
     """--eot-only: retrain the text end-of-turn head of the light artifact in `out_dir` alone, with the parameters
     selection chose for it then, on the end-of-turn examples `cfg` builds; the partial and complete heads and the
     feature spec stay as they are (their arrays are written back unchanged). Evaluates the head before and after on
@@ -2499,9 +2508,15 @@ def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[
     np.savez_compressed(out_dir / LIGHT_HEAD, **arrays)
     counts = label_counts(eot_train, EOT_LABELS)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    ends = int((sources or {}).get("eot_turn_ends", 0))
+    ends_dropped = int((sources or {}).get("eot_turn_ends_near_held_dropped", 0))
     note = (f"{when}, --eot-cuts {cfg.eot_cuts} --eot-clause-cuts {cfg.eot_clause_cuts} --eot-context-turns "
             f"{cfg.eot_context_turns} --light-hash-buckets {cfg.light_hash_buckets} --eot-tail-words "
-            f"{cfg.eot_tail_words}, {len(y)} examples ({counts['finished']} finished, {counts['unfinished']} "
+            f"{cfg.eot_tail_words}"
+            + (f" --eot-turns {cfg.eot_turns!r} ({ends} turn ends, {ends_dropped} near a held-out or excluded text "
+               f"dropped: --eot-exclude {cfg.eot_exclude!r}, --eot-dedupe-jaccard {cfg.eot_dedupe_jaccard})"
+               if cfg.eot_turns else "")
+            + f", {len(y)} examples ({counts['finished']} finished, {counts['unfinished']} "
             f"unfinished), parameters {'given (--eot-head)' if cfg.eot_head else 'as selected before'} "
             f"({dataclasses.asdict(params)}); the other heads unchanged. "
             f"Before: accuracy {results['before']['eot']['accuracy']:.2f}"
@@ -2512,7 +2527,9 @@ def retrain_eot_head(cfg: TrainConfig, train: Sequence[Example], test: Sequence[
     spec["train_label_counts"] = {**spec.get("train_label_counts", {}), **counts}
     spec["eot_retrained"] = {"when": when, "eot_cuts": cfg.eot_cuts, "eot_clause_cuts": cfg.eot_clause_cuts,
                              "eot_context_turns": cfg.eot_context_turns, "seed": cfg.seed,
-                             "hash_buckets": cfg.light_hash_buckets, "eot_tail_words": cfg.eot_tail_words}
+                             "hash_buckets": cfg.light_hash_buckets, "eot_tail_words": cfg.eot_tail_words,
+                             "eot_turns": cfg.eot_turns, "eot_turn_ends": ends, "eot_turn_ends_dropped": ends_dropped,
+                             "eot_exclude": cfg.eot_exclude, "eot_dedupe_jaccard": cfg.eot_dedupe_jaccard}
     (out_dir / ARTIFACT_SPEC).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     report_path = out_dir / "eval.json"
     if report_path.exists():
@@ -2552,11 +2569,13 @@ def read_reactions(patterns: str) -> list[dict]:
     return rows
 
 
-def excluded_texts(patterns: str, max_chars: int = 60) -> list[tuple[str, str]]:
+def excluded_texts(patterns: str, max_chars: int = 60, sentences_only: bool = False) -> list[tuple[str, str]]:
     """(text, language) of other evaluation sets the reaction head must not train on (`--reaction-exclude`): the
     `text` of each row of a .jsonl file; every short string literal (`max_chars` characters or fewer) of a .py file,
     such as benchmarks/backchannel_clips_held.py's texts (read with `ast`, never imported; a "|", end_of_turn.py's
-    pause, read as a space). Also what the end-of-turn head's --eot-turns must not train on (--eot-exclude)."""
+    pause, read as a space). Also what the end-of-turn head's --eot-turns must not train on (--eot-exclude), with
+    `sentences_only`: a .py file's literals that read as said (two words or more, Chinese characters, or a closing
+    mark), not its code's keys ("stop", "-pause")."""
     import ast
 
     out: list[tuple[str, str]] = []
@@ -2565,6 +2584,9 @@ def excluded_texts(patterns: str, max_chars: int = 60) -> list[tuple[str, str]]:
             texts = [n.value for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
                      if isinstance(n, ast.Constant) and isinstance(n.value, str) and 0 < len(n.value) <= max_chars]
             texts = [re.sub(r"\s*\|\s*", " ", t) for t in texts]  # end_of_turn.py's pauses
+            if sentences_only:
+                texts = [t for t in texts if len(t.split()) > 1 or re.search(f"[{_CJK}]", t)
+                         or re.search(r"\w[.?!]$", t.strip())]
         else:
             texts = [str(r.get("text", "")) for r in read_jsonl(path)]
         out += [(t, "zh" if re.search(f"[{_CJK}]", t) else "en") for t in texts if t.strip()]

@@ -437,9 +437,10 @@ def replay(folder: str, asr: Any, rules: Any, reaction: Any = None) -> None:
     """The passes a server made (benchmarks/voicebench_s2s.py --save-hearings DIR/<configuration>), heard
     again and judged under each rule: per held speech (passes less than 1 s apart), the pass each rule stops
     at, or none. The server stopped hearing at its own decision, so a rule that would stop later than it
-    did shows none. Each pass is judged as if the bot's last clause were no question (`held_verdict`'s `asked`:
-    hearings.jsonl does not say what the bot said) and one at a time (the cut after `barge_in_max_hold_ms` of
-    held speech is not replayed)."""
+    did shows none. The passes of one held speech are judged in sequence (the words heard before carry over), as
+    if the speech never paused or ended, and as if the bot's last clause were no question (`held_verdict`'s
+    `asked`: hearings.jsonl does not say what the bot said); the cut after `barge_in_max_hold_ms` of held speech
+    is not replayed."""
     import json
 
     rows = [json.loads(line) for line in (Path(folder) / "hearings.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -1925,6 +1925,7 @@ class Opinions:
         self.open: dict[tuple[str, int, str], str | None] = {}  # why the words are an open clause (S.open_clause)
         self.config = config
         self.measured: list[float] = []
+        self.read_only = False  # a cache read with `rescore_text` is not written back (`save_cache`)
         self.asr = self.judge = None
         if text_signal:
             self.asr = S.REGISTRY["asr"][config.asr](config)
@@ -1961,13 +1962,23 @@ class Opinions:
         """Take the opinions a file kept for these samples (`--opinions-cache`): those of a sample whose audio is
         not the same to the byte, or of another signature, are computed again. `rescore_text` (`--rescore-text`):
         a file made with other judge settings gives its transcripts and Smart Turn's opinions, and the text
-        opinions are this judge's on the same words (the transcript's time is kept as the text opinion's)."""
+        opinions are this judge's on the same words (the transcript's time is kept as the text opinion's); the file
+        must hold them (else SystemExit: nothing would be rescored, and the new opinions would not be kept), and is
+        then only read (`save_cache` does nothing)."""
+        self.read_only = rescore_text
         if not os.path.exists(path):
+            if rescore_text:
+                raise SystemExit(f"--rescore-text: {path} does not exist; make it with --opinions-cache first")
             return
         with open(path, "rb") as f:
             kept = pickle.load(f)
         rescore = kept.get("signature") != self.signature()
-        if rescore and not (rescore_text and kept.get("transcripts") == self.signature(transcripts_only=True)):
+        if rescore and rescore_text and kept.get("transcripts") != self.signature(transcripts_only=True):
+            raise SystemExit(f"--rescore-text: the transcripts in {path} were made with other ASR or Smart Turn "
+                             "settings or model times" if "transcripts" in kept else
+                             f"--rescore-text: {path} was made before --rescore-text existed (it keeps no transcript "
+                             "signature); make it again with --opinions-cache")
+        if rescore and not rescore_text:
             print(f"  {path}: made with other settings or model times; its opinions are not used", file=sys.stderr)
             return
         same = {s.name for s in samples if kept["audio"].get(s.name) == audio_digest(s)}
@@ -1975,7 +1986,7 @@ class Opinions:
             getattr(self, table).update({k: v for k, v in kept[table].items() if k[0] in same})
         if rescore:
             assert self.judge is not None
-            for key in [k for k in self.cache if k[2] == "text"]:
+            for key in [k for k in self.cache if k[2] == "text" and k[0] in same]:
                 words = self.words.get(key, "")
                 prob = self.judge.end_of_turn_prob(self.context, words) if words else None
                 if inspect.isawaitable(prob):
@@ -1985,7 +1996,10 @@ class Opinions:
               + (", the text opinions scored again by this judge" if rescore else ""), file=sys.stderr)
 
     def save_cache(self, path: str, samples: list[Sample]) -> None:
-        """Keep every opinion computed so far, with the digest of each sample's audio, for `load_cache`."""
+        """Keep every opinion computed so far, with the digest of each sample's audio, for `load_cache` (not after
+        a `load_cache` with `rescore_text`: the file keeps the opinions of the judge that made it)."""
+        if self.read_only:
+            return
         kept = {"signature": self.signature(), "transcripts": self.signature(transcripts_only=True), "audio": {},
                 **{t: {} for t in self.TABLES}}
         if os.path.exists(path):
@@ -2366,8 +2380,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     try:
         return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms, variants,
                            ablations)
-    finally:  # what was computed is kept, also when the run is stopped
-        if cache_path and not rescore_text:
+    finally:  # what was computed is kept, also when the run is stopped (not with rescore_text: `save_cache`)
+        if cache_path:
             opinions.save_cache(cache_path, samples)
 
 

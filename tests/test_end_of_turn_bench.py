@@ -608,9 +608,16 @@ def test_rescore_text_takes_a_caches_transcripts_and_scores_their_words_with_ano
         opinions.load_cache(path, [sample], rescore_text=rescore)
         return opinions
 
+    written = Path(path).read_bytes()
     rescored = other("--judge-model-dir", "elsewhere")
     assert rescored.cache[key] == (0.77, 250.0) and rescored.words[key] == "Turn it up."
     assert rescored.cache[("s", 1600, "audio")] == (0.9, 100.0)
+    rescored.save_cache(path, [sample])  # as evaluate_set does when it ends: the file keeps the first judge's
+    assert Path(path).read_bytes() == written
     assert key not in other("--judge-model-dir", "elsewhere", rescore=False).cache
-    assert key not in other("--judge-model-dir", "elsewhere", "--whisper-beam-size", "2").cache
+    with pytest.raises(SystemExit, match="other ASR or Smart Turn settings"):
+        other("--judge-model-dir", "elsewhere", "--whisper-beam-size", "2")
     assert other().cache[key] == (0.3, 250.0)  # the same judge: the cache as it was
+    path = str(tmp_path / "missing.pkl")
+    with pytest.raises(SystemExit, match="does not exist"):
+        other("--judge-model-dir", "elsewhere")

@@ -714,6 +714,8 @@ def test_eot_only_retrains_the_end_of_turn_head_alone(tmp_path):
     assert "Held-out turn ends (held-ends.jsonl" in md
     assert set(results) == {"before", "after"} and results["after"]["eot_clause"]["n"] == 1
     assert results["after"]["eot_turn_ends"]["n_whole"] == 1 and results["after"]["eot_turn_ends"]["n_halves"] == 1
+    retrained = json.loads((art / "judge.json").read_text())["eot_retrained"]
+    assert retrained["eot_turns"] == str(ends) and retrained["eot_turn_ends"] == 2  # both rows trained, recorded
     assert judge_sft.load_judge(art).end_of_turn_prob("", "tell me something") is not None
     judge_sft.run(dataclasses.replace(retrain, eot_head="hidden_dim=0,class_weight=sqrt"))  # other parameters
     spec = json.loads((art / "judge.json").read_text())
@@ -750,9 +752,31 @@ def test_turn_end_rows_train_the_end_of_turn_head_on_their_pause_and_stay_apart_
     near = judge_sft.near_texts(rows, [("What time does it open", "en"), ("明天的天气怎么样", "zh")], 0.5)
     assert near == [False, False, True]
     literals = tmp_path / "sets.py"
-    literals.write_text('SETS = ["Remind me to call the dentist | before Friday."]\n')
+    literals.write_text('SETS = {"stop": ["Remind me to call the dentist | before Friday.", "Turn it down a bit."]}\n')
     assert judge_sft.excluded_texts(str(literals), max_chars=200) == [
-        ("Remind me to call the dentist before Friday.", "en")]
+        ("stop", "en"), ("Remind me to call the dentist before Friday.", "en"), ("Turn it down a bit.", "en")]
+    assert [t for t, _ in judge_sft.excluded_texts(str(literals), max_chars=200, sentences_only=True)] == [
+        "Remind me to call the dentist before Friday.", "Turn it down a bit."]  # not the code's key
+    # prepare_examples drops a row whose whole turn or half is close to a held-out turn or half or an excluded text
+    held, ends, train, test = (tmp_path / f"{n}.jsonl" for n in ("held", "ends", "train", "eval"))
+    judge_sft.write_jsonl(held, [{"id": "h-en-1", "lang": "en", "kind": "phrase", "text": "Set an alarm for | seven."},
+                                 {"id": "h-en-2", "lang": "en", "kind": "finished",
+                                  "text": "What time does the pharmacy open on Sundays?"}])
+    judge_sft.write_jsonl(ends, [
+        {"id": "e-en-1", "lang": "en", "kind": "phrase", "text": "Set an alarm for | half past six."},  # its half
+        {"id": "e-en-2", "lang": "en", "kind": "finished", "text": "What time does the pharmacy open on Sunday?"},
+        {"id": "e-en-3", "lang": "en", "kind": "finished", "text": "Turn it down a bit."},  # excluded
+        {"id": "e-en-4", "lang": "en", "kind": "finished", "text": "Stop."},  # the code's "stop" is no text
+        {"id": "e-en-5", "lang": "en", "kind": "clause", "text": "Play some jazz | and keep it quiet."}])
+    judge_sft.write_jsonl(train, [_turn("tell me a story about a dragon who lost his way", id="w-en-1")])
+    judge_sft.write_jsonl(test, [{**_turn("can you explain why the sky is blue", id="e-en-1"), "writer": "e"}])
+    train_examples, _, sources = judge_sft.prepare_examples(judge_sft.TrainConfig(
+        train_turns=str(train), eval_turns=str(test), dedupe_cosine=1.0, work_dir=str(tmp_path / "w"),
+        eot_turns=str(ends), eot_held=str(held), eot_exclude=str(literals)))
+    assert sources["eot_turn_ends"] == 2 and sources["eot_turn_ends_near_held_dropped"] == 3
+    trained = {e.utterance for e in train_examples if e.family == "turn_end"}
+    assert {"Stop", "Play some jazz", "Play some jazz and keep it quiet"} <= trained
+    assert not any(u.startswith(("Set an alarm", "What time", "Turn it")) for u in trained)
 
 
 def test_reaction_only_adds_the_reaction_head_and_keeps_the_others(tmp_path):
