@@ -178,6 +178,7 @@ class HAProxy:
     def __init__(self, backends: list[tuple[str, int]]):
         self.root = Path(tempfile.mkdtemp(prefix="s2s-haproxy-"))
         self.port = free_port()
+        self.token = os.urandom(6).hex()  # each response says which balancer sent it (`healthy`)
         self.backends = backends
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -186,6 +187,7 @@ class HAProxy:
                             for i, (host, port) in enumerate(self.backends, 1))
         return f"""global
     log stderr format raw local0 notice
+    noreuseport
 defaults
     mode http
     log global
@@ -204,23 +206,38 @@ backend replicas
     option httpchk GET /healthz
     http-check expect status 200
     http-response set-header X-Served-By %s
+    http-response set-header X-Balancer {self.token}
 {servers}
 """
 
-    def start(self) -> HAProxy:
+    def start(self, attempts: int = 3) -> HAProxy:
+        """Start it and wait until a server answers through it. The port was found free by binding and closing it
+        (`free_port`), so another process (a second pytest-xdist worker) may take it first: with `noreuseport`
+        HAProxy then fails to bind and exits (by default it would share the port with that process, SO_REUSEPORT,
+        and split the connections between them), and it is started again on another port. Until it exits, the
+        other process answers on the port: `healthy` asks for this balancer's own `X-Balancer` token."""
         path = self.root / "haproxy.cfg"
-        path.write_text(self.config())
-        subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], check=True, timeout=STARTUP_TIMEOUT_S)
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        self.wait_until(lambda: self.healthy() is not None)
+        for attempt in range(attempts):
+            path.write_text(self.config())
+            subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], check=True, timeout=STARTUP_TIMEOUT_S)
+            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            try:
+                self.wait_until(lambda: self.healthy() is not None)
+                return self
+            except RuntimeError:  # it exited: the port was taken
+                if attempt == attempts - 1:
+                    raise
+                self.port = free_port()
         return self
 
     def healthy(self) -> str | None:
-        """The server that answered /healthz through the balancer, or None when none did."""
+        """The server that answered /healthz through this balancer, or None when none did (or another process
+        on its port answered)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
-                return response.headers.get("X-Served-By") if response.status == 200 else None
+                ours = response.status == 200 and response.headers.get("X-Balancer") == self.token
+                return response.headers.get("X-Served-By") if ours else None
         except OSError:
             return None
 

@@ -316,3 +316,37 @@ async def test_a_database_that_cannot_be_reached_stops_the_start_with_a_message(
         await server.start()
     assert await server.proc.wait() == 1
     assert any("s2s: cannot open memory at postgresql://" in line for line in server.lines)
+
+
+def test_a_balancer_whose_port_another_took_starts_on_another_port():
+    """Two pytest-xdist workers may find the same free port for their HAProxy: the second must not share it (HAProxy's
+    default SO_REUSEPORT would split the first one's connections between them) but start on another
+    (`noreuseport`, tests/services.py)."""
+    import http.server
+    import threading
+
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (apt-get install haproxy)")
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    first = HAProxy([("127.0.0.1", backend.server_port)]).start()
+    second = HAProxy([("127.0.0.1", backend.server_port)])
+    try:
+        second.port = first.port  # as if free_port had found the same port for both
+        second.start()
+        assert second.port != first.port
+        assert first.healthy() == second.healthy() == "s1"
+    finally:
+        second.stop()
+        first.stop()
+        backend.shutdown()
