@@ -6034,9 +6034,9 @@ class PostgresMemory(Memory):
         self._abandoned: set[asyncio.Task[Any]] = set()  # late attempts, cancelled, still cleaning up
         self._pool: Any = None
 
-    async def _once(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One attempt at `fn(connection, *args)` in a transaction, answered within `memory_timeout_s`.
-        A late attempt is abandoned, not awaited: cancelling a query on a server that does not answer
+    async def _once(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout_s: float | None = None) -> T:
+        """One attempt at `fn(connection, *args)` in a transaction, answered within `memory_timeout_s` (or
+        `timeout_s`). A late attempt is abandoned, not awaited: cancelling a query on a server that does not answer
         takes psycopg seconds more (its cancel request waits too), and the caller must not."""
         import psycopg
         from psycopg_pool import PoolTimeout
@@ -6046,13 +6046,14 @@ class PostgresMemory(Memory):
                 return await fn(conn, *args)
 
         task = asyncio.ensure_future(attempt())
-        done, _ = await asyncio.wait({task}, timeout=self.config.memory_timeout_s)
+        timeout_s = self.config.memory_timeout_s if timeout_s is None else timeout_s
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
         if not done:
             task.cancel()  # rolls back; psycopg drops the connection if the server does not answer the cancel
             self._abandoned.add(task)
             task.add_done_callback(self._abandoned.discard)
-            raise MemoryUnavailable(f"memory at {self.where} did not answer within {self.config.memory_timeout_s:g} s "
-                                    "(memory_timeout_s)")
+            bound = "memory_timeout_s" if timeout_s == self.config.memory_timeout_s else "at start: 5 memory_timeout_s"
+            raise MemoryUnavailable(f"memory at {self.where} did not answer within {timeout_s:g} s ({bound})")
         try:
             return task.result()
         except (psycopg.Error, PoolTimeout, OSError) as exc:
@@ -6073,9 +6074,10 @@ class PostgresMemory(Memory):
             reconnect_timeout=timeout_s,
             kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s)), "application_name": "s2s"})
         try:
-            await self._pool.open(wait=True, timeout=5 * timeout_s)  # at start, the database may be starting too
-            await self._once(self._migrate)
-            blocks = await self._once(self._all_blocks)
+            # at start, the database may be starting too, or busy: the schema and the blocks get the pool's bound
+            await self._pool.open(wait=True, timeout=5 * timeout_s)
+            await self._once(self._migrate, timeout_s=5 * timeout_s)
+            blocks = await self._once(self._all_blocks, timeout_s=5 * timeout_s)
         except Exception as exc:
             await self._pool.close()
             raise MemoryUnavailable(f"cannot open memory at {self.where}: {exc}") from exc
