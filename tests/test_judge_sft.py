@@ -842,3 +842,19 @@ def test_reaction_metrics_count_a_recall_of_zero():
     assert m["reaction_recall"] == 0.0 and m["turn_recall"] == 1.0 and m["accuracy"] == 0.5
     assert judge_sft.macro_recall(m) == 0.5
     assert judge_sft.macro_recall(judge_sft.reaction_metrics(np.array([0, 0]), np.array([0.1, 0.9]), 0.5)) == 0.5
+
+
+def test_the_turn_end_files_are_valid_and_the_held_out_set_has_the_sizes_it_was_written_with():
+    """data/turn_ends/: every row reads (FORMAT.md), no file says the same turn twice, the held-out set has 60 finished,
+    40 phrase and 40 clause turns a language, and each row names the writer its file is named after (PROVENANCE.md).
+    (A training row that says the same as a held-out turn is dropped when training: the test above.)"""
+    from collections import Counter
+
+    rows = judge_sft.read_turn_ends(str(ROOT / "data" / "turn_ends" / "*.jsonl"))
+    for name in {r["file"] for r in rows}:
+        said = Counter(judge_sft._said_key(r["said"]) for r in rows if r["file"] == name)
+        assert said.most_common(1)[0][1] == 1, name
+    held = [r for r in rows if r["file"].startswith("held-")]
+    assert Counter((r["lang"], r["kind"]) for r in held) == {
+        (lang, kind): n for lang in ("en", "zh") for kind, n in (("finished", 60), ("phrase", 40), ("clause", 40))}
+    assert all(r["file"] == f"{r['file'].split('-', 1)[0]}-{r['writer']}.jsonl" for r in rows)
