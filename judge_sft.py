@@ -654,7 +654,8 @@ def turn_end_turns(rows: Sequence[dict]) -> list[dict]:
 
 def near_texts(rows: Sequence[dict], apart: Sequence[tuple[str, str]], jaccard: float) -> list[bool]:
     """For each row ("said" or "text", "lang"), whether it says the same as one of `apart` ((text, language))
-    once lowercased without punctuation, or shares at least `jaccard` of its character n-grams with one."""
+    once lowercased without punctuation, or shares at least `jaccard` of its character n-grams with one: the
+    near-copy check of the turn-end rows (`prepare_examples`) and of the reaction head's (`train_reaction_head`)."""
     keys = {_said_key(t) for t, _ in apart}
     grams = [g for t, lang in apart if (g := char_ngrams(t, lang))]
 
@@ -2642,14 +2643,7 @@ def train_reaction_head(cfg: TrainConfig, out_dir: Path, work_dir: Path) -> dict
     # the same once lowercased without punctuation, or character n-grams at least --reaction-dedupe-jaccard alike
     # ("make sense" / "makes sense", "no way haha" / "no way")
     apart = [(r["text"], r["lang"]) for r in eval_rows + answers] + excluded_texts(cfg.reaction_exclude)
-    keys, grams = {_said_key(t) for t, _ in apart}, [g for t, lang in apart if (g := char_ngrams(t, lang))]
-
-    def near(row: dict) -> bool:
-        g = char_ngrams(row["text"], row["lang"])
-        return _said_key(row["text"]) in keys or bool(g) and any(
-            len(g & h) / len(g | h) >= cfg.reaction_dedupe_jaccard for h in grams)
-
-    is_near = [near(r) for r in train_rows]
+    is_near = near_texts(train_rows, apart, cfg.reaction_dedupe_jaccard)
     dropped = [r for r, close in zip(train_rows, is_near, strict=True) if close]
     train_rows = [r for r, close in zip(train_rows, is_near, strict=True) if not close]
     texts = [v for r in train_rows for v in reaction_variants(r["text"])] + [r["text"] for r in eval_rows]

@@ -1985,13 +1985,8 @@ class Opinions:
         for table in self.TABLES:
             getattr(self, table).update({k: v for k, v in kept[table].items() if k[0] in same})
         if rescore:
-            assert self.judge is not None
             for key in [k for k in self.cache if k[2] == "text" and k[0] in same]:
-                words = self.words.get(key, "")
-                prob = self.judge.end_of_turn_prob(self.context, words) if words else None
-                if inspect.isawaitable(prob):
-                    prob = asyncio.run(prob)  # type: ignore[arg-type]
-                self.cache[key] = (prob, self.cache[key][1])
+                self.cache[key] = (self.text_prob(self.words.get(key, "")), self.cache[key][1])
         print(f"  {path}: opinions of {len(same)} of {len(samples)} samples taken from the cache"
               + (", the text opinions scored again by this judge" if rescore else ""), file=sys.stderr)
 
@@ -2047,12 +2042,18 @@ class Opinions:
             self.words[key], self.logprobs[key] = words, (sum(sure) / len(sure) if sure else None)
             self.last_words[key] = pieces[-1][2] if pieces and len(pieces[-1]) > 2 else None
             self.open[key] = S.open_clause(words, self.config)  # no earlier turns: the agent asked nothing
-            prob = self.judge.end_of_turn_prob(self.context, words) if words else None
-            if inspect.isawaitable(prob):
-                prob = asyncio.run(prob)  # type: ignore[arg-type]
+            prob = self.text_prob(words)
             cost = (time.perf_counter() - started) * 1000
             self.cache[key] = (prob, cost if self.fixed_text_ms is None else self.fixed_text_ms)
         return self.cache[key]
+
+    def text_prob(self, words: str) -> float | None:
+        """The judge's text end-of-turn probability of a transcript's words (None for no words)."""
+        assert self.judge is not None
+        prob = self.judge.end_of_turn_prob(self.context, words) if words else None
+        if inspect.isawaitable(prob):
+            prob = asyncio.run(prob)  # type: ignore[arg-type]
+        return prob
 
 
 def audio_digest(sample: Sample) -> str:
