@@ -1430,6 +1430,26 @@ class PredictiveTurnDetector(TurnDetector):
         +52 to +194 ms at the mean over every end; by the silence heard (up to 1 s) it held one more of the four sets'
         (docs/latency.md, "Hesitations by the silence heard"). Off: a request that audio and words call done is
         answered after `turn_done_silence_ms`, not about 1.2 s."""
+        turn_fusion: bool = False
+        """predictive: whether one learned model of the opinions at a pause (`TurnFusion`, weights in
+        `turn_fusion_model`) decides the wait, instead of the hand rules above (done, statement, command, weak words,
+        sure words, open clause, unsure words, audio not trusted): its probability that the turn is finished picks
+        `turn_done_silence_ms` (at least `turn_fusion_done`), `turn_sure_words_silence_ms` (`turn_fusion_likely`),
+        `turn_unsure_silence_ms` (`turn_fusion_unsure`) or `turn_max_silence_ms` (rules "fused done", "fused
+        likely", "fused unsure", "max"). The request rule, a missing opinion and Smart Turn alone (no words) are
+        decided as without it; Smart Turn's opinion is left out (filled with its mean) where its "done" does not
+        count for this speaker (`audio_trusted`)."""
+        turn_fusion_model: str = "data/turn_fusion.json"
+        """predictive, `turn_fusion`: the fusion's weights (a JSON file that `python benchmarks/end_of_turn.py
+        --fit-fusion FILE` writes; a relative path is read from the folder of s2s_server.py)."""
+        turn_fusion_done: float = Field(0.8, ge=0.0, le=1.0)
+        """predictive, `turn_fusion`: the fusion's probability at or above which the turn ends after
+        `turn_done_silence_ms`."""
+        turn_fusion_likely: float = Field(0.5, ge=0.0, le=1.0)
+        """predictive, `turn_fusion`: ... after `turn_sure_words_silence_ms` (under `turn_fusion_done`)."""
+        turn_fusion_unsure: float = Field(0.1, ge=0.0, le=1.0)
+        """predictive, `turn_fusion`: ... after `turn_unsure_silence_ms` (under `turn_fusion_likely`); under it,
+        `turn_max_silence_ms`."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
@@ -1588,6 +1608,9 @@ class PredictiveTurnDetector(TurnDetector):
         self.statements_narrative_only = config.turn_statements_narrative_only
         self.commands_wait = config.turn_commands_wait
         self.sure_words_overrule_trusted_audio = config.turn_sure_words_overrule_trusted_audio
+        self.fusion = TurnFusion.load(config.turn_fusion_model) if config.turn_fusion else None
+        self.fusion_done, self.fusion_likely, self.fusion_unsure = (config.turn_fusion_done, config.turn_fusion_likely,
+                                                                    config.turn_fusion_unsure)
         self.model = SmartTurnModel(config.smart_turn_threads)
         super().__init__(config, frame_ms)
         self.silence_ms = config.turn_max_silence_ms
@@ -1679,6 +1702,8 @@ class PredictiveTurnDetector(TurnDetector):
             # Smart Turn calls a short imperative unfinished (hibari's "go on": 0.22): very sure words, as "sure words"
             wait = min(max(self.request_silence_ms, self.sure_words_silence_ms), self.unsure_silence_ms)
             return "request, sounds unfinished", min(wait, self.silence_ms)
+        if self.fusion is not None:
+            return self.fused_rule()
         unsure = None  # why the ASR is unsure of the words that say done
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
             unsure = "unsure words"
@@ -1713,6 +1738,26 @@ class PredictiveTurnDetector(TurnDetector):
             return "sure words", self.sure_words_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
 
+    def fusion_prob(self) -> float:
+        """`turn_fusion`'s probability that the turn is finished, from the opinions so far (text ones present)."""
+        assert self.fusion is not None and self.text_prob is not None
+        audio = self.audio_prob if self.audio_trusted() else None
+        words = self.text_words or ""
+        return self.fusion.prob(fusion_features(audio, self.text_prob, self.text_logprob,
+                                                self.text_last_word_logprob, self.text_open if self.open_clause
+                                                else None, words), words)
+
+    def fused_rule(self) -> tuple[str, float]:
+        """`rule` under `turn_fusion`: the fusion's probability picks the wait."""
+        prob = self.fusion_prob()
+        if prob >= self.fusion_done:
+            return "fused done", min(self.done_silence_ms, self.silence_ms)
+        if prob >= self.fusion_likely:
+            return "fused likely", min(self.sure_words_silence_ms, self.silence_ms)
+        if prob >= self.fusion_unsure:
+            return "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
+        return "max", self.silence_ms
+
     def sure_words(self) -> bool:
         """Are the words very sure the turn is finished: the text head at least `turn_sure_words_threshold`, the
         words ending in one of `turn_sure_words_ends`, and a wait of their own shorter than the unsure one?
@@ -1746,7 +1791,8 @@ class PredictiveTurnDetector(TurnDetector):
         """Has the silence so far reached what the opinions ask for? The short waits of opinions that say done
         count the quiet silence (`quiet_ms`); the waits that hold hesitations (unsure, max) the VAD's, as before."""
         rule, wait = self.rule()
-        silence = self.quiet_ms() if rule in ("done", "audio only", "request") else self._silence_frames * self.frame_ms
+        short = rule in ("done", "audio only", "request", "fused done")
+        silence = self.quiet_ms() if short else self._silence_frames * self.frame_ms
         return self.in_speech and self.quiet_ms() >= max(self.ask_ms, 1) and silence >= wait
 
     def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
@@ -2372,6 +2418,80 @@ class SmartTurnModel:
         features = self._features(audio, padding=0)[np.newaxis].astype(np.float32)  # (1, 80, 800)
         return float(self._session.run(None, {"input_features": features})[0][0, 0])
 
+
+
+# The opinions a learned end-of-turn fusion (`TurnFusion`) reads at a pause, in this order; a file fitted on
+# another list is refused at load.
+FUSION_FEATURES = ("audio", "text", "asr_logprob", "last_word_logprob", "open_clause", "ends_question",
+                   "ends_full_stop", "ends_comma")
+
+
+def fusion_features(audio_prob: float | None, text_prob: float, text_logprob: float | None,
+                    last_word_logprob: float | None, text_open: str | None, words: str) -> list[float | None]:
+    """The opinions at a pause as `FUSION_FEATURES` (None: missing, `TurnFusion` fills it): Smart Turn's
+    probability (None where its "done" does not count for this speaker), the text head's, the ASR's mean and
+    last-word log-probabilities (clipped to [-5, 0]), whether the words are an open clause (`open_clause`), and
+    the mark they end with (Whisper writes "?" from the words, and closes a first half cut at a pause with "."
+    as often as a whole turn)."""
+    def clip(x: float | None) -> float | None:
+        return None if x is None else min(max(x, -5.0), 0.0)  # -inf: an ASR that said nothing sensible
+    end = words.rstrip()
+    return [audio_prob, text_prob, clip(text_logprob), clip(last_word_logprob), float(bool(text_open)),
+            float(end.endswith(("?", "？"))), float(end.endswith((".", "。", "!", "！"))),
+            float(end.endswith((",", "，", "、", ";", "；", ":", "：")))]
+
+
+def fusion_language(words: str) -> str:
+    """Which of a fusion file's weights read these words: "zh" when they hold a CJK character, else "en"."""
+    return "zh" if re.search(f"[{_CJK_RANGE}]", words) else "en"
+
+
+class TurnFusion:
+    """A logistic model of the opinions at a pause (`fusion_features`) -> the probability that the turn is
+    finished, one set of weights per language of the words (`fusion_language`). The weights come from a JSON
+    file that benchmarks/end_of_turn.py --fit-fusion writes from end-of-turn sets: {"features": FUSION_FEATURES,
+    "languages": {"en": {"weights": [...], "bias": b, "fill": [...]}, ...}, "fitted": {...what it was fitted
+    on}}; "fill" is the value a missing feature takes (its mean in the data fitted on). Loaded once per file
+    and process."""
+
+    _loaded: ClassVar[dict[str, TurnFusion]] = {}
+
+    def __init__(self, data: dict[str, Any], source: str = "") -> None:
+        if list(data.get("features", ())) != list(FUSION_FEATURES):
+            raise ComponentMissing(f"{source}: fitted on the features {data.get('features')}, this server reads "
+                                   f"{list(FUSION_FEATURES)}; fit it again: python benchmarks/end_of_turn.py "
+                                   "--fit-fusion FILE")
+        self.languages: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
+        for lang, model in data.get("languages", {}).items():
+            weights, fill = (np.asarray(model[k], dtype=np.float64) for k in ("weights", "fill"))
+            if weights.shape != (len(FUSION_FEATURES),) or fill.shape != weights.shape or \
+                    not np.isfinite(weights).all() or not np.isfinite(fill).all():
+                raise ComponentMissing(f"{source}: the {lang!r} weights are not {len(FUSION_FEATURES)} finite numbers")
+            self.languages[lang] = (weights, float(model["bias"]), fill)
+        if not self.languages:
+            raise ComponentMissing(f"{source}: no language's weights in it")
+        self.fitted = data.get("fitted", {})
+
+    @classmethod
+    def load(cls, path: str) -> TurnFusion:
+        """The fusion in `path` (relative: to the folder of s2s_server.py), read once per process."""
+        full = Path(path) if Path(path).is_absolute() else Path(__file__).resolve().parent / path
+        key = str(full)
+        if key not in cls._loaded:
+            try:
+                data = json.loads(full.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ComponentMissing(f"turn_fusion_model: cannot read {full} ({exc}); fit one with: python "
+                                       "benchmarks/end_of_turn.py --fit-fusion FILE") from exc
+            cls._loaded[key] = cls(data, str(full))
+        return cls._loaded[key]
+
+    def prob(self, features: list[float | None], words: str) -> float:
+        """The probability that the turn is finished, by the weights of the words' language (English's when the
+        file has no others)."""
+        weights, bias, fill = self.languages.get(fusion_language(words)) or next(iter(self.languages.values()))
+        x = np.array([fill[i] if v is None else v for i, v in enumerate(features)], dtype=np.float64)
+        return float(1.0 / (1.0 + math.exp(-float(np.clip(weights @ x + bias, -50, 50)))))
 
 # ==== 5. ASR ===========================================================================================
 # EDIT. Speech recognisers. The test double FakeASR is in section 3.

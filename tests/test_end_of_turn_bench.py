@@ -208,10 +208,10 @@ def assert_apart(entries: list[tuple[str, str]], judge_texts: list[list[str]], e
         assert near_copies([entry], rest) == [], (lang, entry)
 
 
-@pytest.mark.parametrize("part", ["fourth", "fifth", "sixth", "seventh", "eighth"])
+@pytest.mark.parametrize("part", ["fourth", "fifth", "sixth", "seventh", "eighth", "ninth"])
 def test_a_set_run_once_at_the_end_is_no_copy_of_any_text_the_judge_learnt_from_nor_of_the_sets_before_it(
         judge_texts, part):
-    """The fourth to eighth sets (each run once at the end, after fixes were tuned on the sets before it) are as far
+    """The fourth to ninth sets (each run once at the end, after fixes were tuned on the sets before it) are as far
     from data/ as the third, short whole turns included, and as far from every sentence of the sets before them in
     PARTS and their first halves; no two of a set's own sentences are near copies of each other either."""
     before = eot.PARTS[1:eot.PARTS.index(part)]
@@ -281,6 +281,15 @@ def test_a_set_has_the_kinds_and_sizes_it_was_written_with(part, like, words_en,
             assert all(words_en[0] <= len(s.replace("|", " ").split()) <= words_en[1] for _kind, s in entries)
         else:
             assert all(chars_zh[0] <= len(units(s)) <= chars_zh[1] for _kind, s in entries)
+
+
+def test_the_ninth_set_has_the_kinds_and_sizes_it_was_written_with():
+    """36 hesitations inside a phrase, 37 at a clause boundary (at least 11 after a whole first sentence) and 37 whole
+    turns a language, as the eighth; each hesitation has one "|", each whole turn none; 2-30 English words."""
+    for lang, entries in eot.NINTH_SENTENCES.items():
+        by_kind = checked_kinds(lang, entries, at_least=36, words=(2, 30))
+        assert [len(by_kind[k]) for k in ("phrase", "clause", "finished")] == [36, 37, 37], lang
+        assert sum(s.split("|")[0].rstrip().endswith((".", "。")) for s in by_kind["clause"]) >= 11, lang
 
 
 def test_the_fourth_set_has_the_kinds_and_sizes_it_was_written_with():
@@ -459,7 +468,8 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
 
 @pytest.mark.parametrize("part, before, set_name", [("fifth", "fourth", "en-espeak"), ("sixth", "fifth", "zh-espeak"),
                                                    ("seventh", "sixth", "en-espeak"),
-                                                   ("eighth", "seventh", "zh-espeak")])
+                                                   ("eighth", "seventh", "zh-espeak"),
+                                                   ("ninth", "eighth", "en-espeak")])
 def test_a_set_run_once_at_the_end_runs_only_when_asked_and_is_scored_apart(monkeypatch, part, before, set_name):
     """Asked for with the set `before` it, a later set's hesitations get the pause lengths from the first again (named
     -PARTn-), its whole turns one sample each with no pause, every kind a group of its own, scored apart from the set
@@ -621,3 +631,54 @@ def test_rescore_text_takes_a_caches_transcripts_and_scores_their_words_with_ano
     path = str(tmp_path / "missing.pkl")
     with pytest.raises(SystemExit, match="does not exist"):
         other("--judge-model-dir", "elsewhere")
+
+
+def test_auc_counts_ties_as_half_and_matches_the_pairwise_definition():
+    """`auc` is the share of (finished, unfinished) pairs ordered right, ties counted half."""
+    labels = np.array([True, True, False, False, False])
+    scores = np.array([0.9, 0.5, 0.5, 0.2, 0.95])
+    pairs = [(1.0 if p > n else 0.5 if p == n else 0.0) for p in scores[labels] for n in scores[~labels]]
+    assert eot.auc(labels, scores) == pytest.approx(np.mean(pairs))
+    assert eot.auc(np.array([True, False]), np.array([0.9, 0.1])) == 1.0
+    assert np.isnan(eot.auc(np.array([True, True]), np.array([0.9, 0.1])))
+
+
+def test_fit_fusion_writes_weights_the_server_loads_and_reports_their_auc(tmp_path):
+    """`fit_fusion` fits one set of weights per language on rows whose words say it (a finished turn here: a high
+    text head and a question mark; Smart Turn missing on some rows, filled with its mean), writes a file that
+    `TurnFusion` loads and that scores a finished ask above an unfinished one, and reports its AUC in the rows and
+    across folds of whole sentences beside each opinion's alone."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in range(200):
+        lang, finished = ("en", "zh")[n % 2], bool(n % 4 < 2)
+        text = float(np.clip(rng.normal(0.75 if finished else 0.35, 0.15), 0, 1))
+        audio = None if n % 7 == 0 else float(rng.uniform(0, 1))  # says nothing here
+        rows.append(eot.FusionRow(f"s{n // 4}", lang, [audio, text, -0.2, -0.4, 0.0, float(finished and n % 3 == 0),
+                                                       float(not finished), 0.0], finished))
+    path = str(tmp_path / "fusion.json")
+    data = eot.fit_fusion(rows, path, {"sets": ["test"]})
+    fusion = eot.S.TurnFusion.load(path)
+    assert set(fusion.languages) == {"en", "zh"}
+    assert data["fitted"]["sets"] == ["test"]
+    for lang, words in (("en", "Is it open?"), ("zh", "开门了吗？")):
+        report = data["fitted"]["report"][lang]
+        assert report["asks"] == 100 and report["finished"] == 50 and report["sentences"] == 50
+        assert report["audio_missing"] == sum(r.features[0] is None for r in rows if r.lang == lang)
+        assert report["auc_fitted"] > 0.95 and report["auc_5_fold"] > 0.9 and report["auc_text_alone"] > 0.85
+        present = [r.features[0] for r in rows if r.lang == lang and r.features[0] is not None]
+        assert data["languages"][lang]["fill"][0] == pytest.approx(np.mean(present), abs=1e-5)
+        finished = fusion.prob([None, 0.8, -0.2, -0.4, 0.0, 1.0, 0.0, 0.0], words)
+        unfinished = fusion.prob([None, 0.3, -0.2, -0.4, 0.0, 0.0, 1.0, 0.0], words)
+        assert finished > 0.5 > unfinished, (lang, finished, unfinished)
+
+
+def test_fusion_rows_are_the_asks_of_the_hand_rules_with_the_opinions_there():
+    """`fusion_rows` runs the full decision with the fusion off and gives one row per ask that got both opinions:
+    the sentence's name without its pause, the words' language, the features as the server reads them, and whether
+    the ask came after the sentence's end (a whole turn's asks: finished)."""
+    config = eot.load_config(["--port", "0", "--turn-fusion", "true", "--turn-fusion-model", "no/such/file.json"])
+    whole = whole_turn("en-x-new1-whole", "What time is it?")
+    rows = eot.fusion_rows([whole], config, FixedOpinions())
+    assert rows and all(r.sentence == "en-x-new1" and r.lang == "en" and r.finished for r in rows)
+    assert rows[0].features == eot.S.fusion_features(0.1, 0.7, -0.1, -0.2, None, "What time is it?")

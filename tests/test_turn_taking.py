@@ -328,6 +328,75 @@ def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
     assert events[-1] == (20 + 8, "speech_stopped")
 
 
+def fusion_file(tmp_path, **languages) -> str:
+    """A `turn_fusion_model` file with these languages' (weights, bias, fill)."""
+    import json
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps({"features": list(s2s.FUSION_FEATURES), "languages": {
+        lang: {"weights": w, "bias": b, "fill": f} for lang, (w, b, f) in languages.items()}}), encoding="utf-8")
+    return str(path)
+
+
+def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_path):
+    """With `turn_fusion`, the fusion's probability picks the wait: at least `turn_fusion_done` the done wait (counted
+    as the quiet silence), `turn_fusion_likely` the sure-words wait, `turn_fusion_unsure` the unsure one, under it the
+    maximum; Chinese words read the "zh" weights. Smart Turn is left out (its fill taken) where its "done" does not
+    count for this speaker. The request rule and a missing text opinion are decided as without it."""
+    zeros = [0.0] * len(s2s.FUSION_FEATURES)
+    text_only = [0.0, 8.0, *zeros[2:]]  # p = sigmoid(8 text - 4)
+    audio_only = [8.0, *zeros[1:]]  # p = sigmoid(8 audio - 4), the audio's fill 0.9
+    path = fusion_file(tmp_path, en=(text_only, -4.0, zeros), zh=(audio_only, -4.0, [0.9, *zeros[1:]]))
+    settings = dict(turn_fusion=True, turn_fusion_model=path, turn_fusion_done=0.8, turn_fusion_likely=0.5,
+                    turn_fusion_unsure=0.2, turn_sure_words_silence_ms=600)
+
+    def stop(detector: s2s.PredictiveTurnDetector, **opinion) -> tuple[int, str]:
+        frame, out = np.zeros(480, dtype=np.int16), []
+        for i, v in enumerate([1] * 20 + [0] * 80):
+            if i == 28:
+                detector.set_opinion(detector.pause_id, **opinion)
+            out += [(i, ev.rule) for ev in detector.push(frame, float(v)) if ev.kind == "speech_stopped"]
+        return out[0]
+
+    said = {"audio_prob": 0.1, "text_words": "I need a plumber."}
+    assert stop(predictive(**settings), **said, text_prob=0.9) == (20 + 8, "fused done")  # p 0.96: 270 ms
+    assert stop(predictive(**settings), **said, text_prob=0.6) == (20 + 19, "fused likely")  # p 0.69: 600 ms
+    assert stop(predictive(**settings), **said, text_prob=0.4) == (20 + 29, "fused unsure")  # p 0.31: 900 ms
+    assert stop(predictive(**settings), **said, text_prob=0.2) == (20 + 69, "max")  # p 0.08: 2100 ms
+    chinese = dict(said, text_words="我要去机场。", text_prob=0.0)
+    assert stop(predictive(**settings), **dict(chinese, audio_prob=0.95)) == (20 + 8, "fused done")
+    assert stop(predictive(**settings), **dict(chinese, audio_prob=0.3)) == (20 + 69, "max")
+    untrusted = predictive(**settings, turn_audio_trust_min_turns=3)
+    untrusted.audio_at_ends.extend([False] * 3)  # Smart Turn called none of the speaker's last three ends done
+    assert stop(untrusted, **dict(chinese, audio_prob=0.3)) == (20 + 8, "fused done")  # the fill 0.9: p 0.96
+    stop_words = dict(said, text_words="Stop.", text_prob=0.0, text_request="only asks to stop")
+    assert stop(predictive(**settings), **dict(stop_words, audio_prob=0.9)) == (20 + 8, "request")  # 250 ms
+    assert stop(predictive(**settings), **stop_words) == (20 + 19, "request, sounds unfinished")  # 600 ms
+    assert stop(predictive(**settings), audio_prob=0.9) == (20 + 14, "audio only")  # no words: 450 ms
+
+
+def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_make_one(tmp_path):
+    """A missing file, one fitted on other features, weights of the wrong length or not finite, or no language:
+    the detector is not made (`ComponentMissing`, naming the file and `--fit-fusion`)."""
+    import json
+    zeros = [0.0] * len(s2s.FUSION_FEATURES)
+    bad = {"missing": None,
+           "features": {"features": ["audio", "text"], "languages": {"en": {"weights": [0, 0], "bias": 0,
+                                                                              "fill": [0, 0]}}},
+           "length": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {"weights": [0.0], "bias": 0,
+                                                                                    "fill": [0.0]}}},
+           "nan": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {"weights": [float("nan"), *zeros[1:]],
+                                                                               "bias": 0, "fill": zeros}}},
+           "none": {"features": list(s2s.FUSION_FEATURES), "languages": {}}}
+    for name, content in bad.items():
+        path = tmp_path / f"{name}.json"
+        if content is not None:
+            path.write_text(json.dumps(content), encoding="utf-8")
+        with pytest.raises(s2s.ComponentMissing, match=f"{name}.json.*(fit|--fit-fusion)|{name}.json") as caught:
+            predictive(turn_fusion=True, turn_fusion_model=str(path))
+        assert name + ".json" in str(caught.value)
+    assert predictive(turn_fusion=False, turn_fusion_model=str(tmp_path / "missing.json")).fusion is None
+
+
 def test_very_sure_words_end_a_turn_the_audio_calls_unfinished_after_their_own_wait():
     """Smart Turn says unfinished (a flat voice's finished question), the words say finished and are very sure
     (the text head at least `turn_sure_words_threshold`, ending in one of `turn_sure_words_ends`, heard surely,
