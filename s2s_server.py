@@ -1442,14 +1442,16 @@ class PredictiveTurnDetector(TurnDetector):
         turn_fusion_model: str = "data/turn_fusion.json"
         """predictive, `turn_fusion`: the fusion's weights (a JSON file that `python benchmarks/end_of_turn.py
         --fit-fusion FILE` writes; a relative path is read from the folder of s2s_server.py)."""
-        turn_fusion_done: float = Field(0.8, ge=0.0, le=1.0)
+        turn_fusion_done: float | None = Field(None, ge=0.0, le=1.0)
         """predictive, `turn_fusion`: the fusion's probability at or above which the turn ends after
-        `turn_done_silence_ms`."""
-        turn_fusion_likely: float = Field(0.5, ge=0.0, le=1.0)
-        """predictive, `turn_fusion`: ... after `turn_sure_words_silence_ms` (under `turn_fusion_done`)."""
-        turn_fusion_unsure: float = Field(0.1, ge=0.0, le=1.0)
+        `turn_done_silence_ms`; unset: the model file's for the words' language (`--fit-fusion` picks it on the
+        sets it fits on: the fastest thresholds that hold as many hesitations as the hand rules there)."""
+        turn_fusion_likely: float | None = Field(None, ge=0.0, le=1.0)
+        """predictive, `turn_fusion`: ... after `turn_sure_words_silence_ms` (under `turn_fusion_done`); unset: the
+        file's."""
+        turn_fusion_unsure: float | None = Field(None, ge=0.0, le=1.0)
         """predictive, `turn_fusion`: ... after `turn_unsure_silence_ms` (under `turn_fusion_likely`); under it,
-        `turn_max_silence_ms`."""
+        `turn_max_silence_ms`; unset: the file's."""
         turn_max_silence_ms: int = Field(2200, ge=100, le=10000)
         """predictive: silence that ends the turn when the user sounds unfinished (or no opinion came), in ms."""
         turn_audio_only_silence_ms: int = Field(400, ge=30, le=5000)
@@ -1738,23 +1740,26 @@ class PredictiveTurnDetector(TurnDetector):
             return "sure words", self.sure_words_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
 
-    def fusion_prob(self) -> float:
-        """`turn_fusion`'s probability that the turn is finished, from the opinions so far (text ones present)."""
+    def fusion_decision(self) -> tuple[float, tuple[float, ...]]:
+        """`turn_fusion`'s probability that the turn is finished, from the opinions so far (text ones present), and
+        the (done, likely, unsure) thresholds: the settings where set, else the model file's for the words."""
         assert self.fusion is not None and self.text_prob is not None
         audio = self.audio_prob if self.audio_trusted() else None
         words = self.text_words or ""
-        return self.fusion.prob(fusion_features(audio, self.text_prob, self.text_logprob,
-                                                self.text_last_word_logprob, self.text_open if self.open_clause
-                                                else None, words), words)
+        prob, thresholds = self.fusion.decide(fusion_features(
+            audio, self.text_prob, self.text_logprob, self.text_last_word_logprob,
+            self.text_open if self.open_clause else None, words), words)
+        return prob, tuple(t if mine is None else mine for t, mine in
+                           zip(thresholds, (self.fusion_done, self.fusion_likely, self.fusion_unsure), strict=True))
 
     def fused_rule(self) -> tuple[str, float]:
         """`rule` under `turn_fusion`: the fusion's probability picks the wait."""
-        prob = self.fusion_prob()
-        if prob >= self.fusion_done:
+        prob, (done, likely, unsure) = self.fusion_decision()
+        if prob >= done:
             return "fused done", min(self.done_silence_ms, self.silence_ms)
-        if prob >= self.fusion_likely:
+        if prob >= likely:
             return "fused likely", min(self.sure_words_silence_ms, self.silence_ms)
-        if prob >= self.fusion_unsure:
+        if prob >= unsure:
             return "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
         return "max", self.silence_ms
 
@@ -2448,11 +2453,14 @@ def fusion_language(words: str) -> str:
 
 class TurnFusion:
     """A logistic model of the opinions at a pause (`fusion_features`) -> the probability that the turn is
-    finished, one set of weights per language of the words (`fusion_language`). The weights come from a JSON
-    file that benchmarks/end_of_turn.py --fit-fusion writes from end-of-turn sets: {"features": FUSION_FEATURES,
-    "languages": {"en": {"weights": [...], "bias": b, "fill": [...]}, ...}, "fitted": {...what it was fitted
-    on}}; "fill" is the value a missing feature takes (its mean in the data fitted on). Loaded once per file
-    and process."""
+    finished, one set of weights per language of the words (`fusion_language`), and the probabilities at which
+    the language's waits change (`THRESHOLDS`). They come from a JSON file that benchmarks/end_of_turn.py
+    --fit-fusion writes from end-of-turn sets: {"features": FUSION_FEATURES, "languages": {"en": {"weights": [...],
+    "bias": b, "fill": [...], "done": p, "likely": p, "unsure": p}, ...}, "fitted": {...what it was fitted on}};
+    "fill" is the value a missing feature takes (its mean in the data fitted on). Loaded once per file and
+    process."""
+
+    THRESHOLDS = ("done", "likely", "unsure")  # see PredictiveTurnDetector's turn_fusion_done, _likely, _unsure
 
     _loaded: ClassVar[dict[str, TurnFusion]] = {}
 
@@ -2461,13 +2469,17 @@ class TurnFusion:
             raise ComponentMissing(f"{source}: fitted on the features {data.get('features')}, this server reads "
                                    f"{list(FUSION_FEATURES)}; fit it again: python benchmarks/end_of_turn.py "
                                    "--fit-fusion FILE")
-        self.languages: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
+        self.languages: dict[str, tuple[np.ndarray, float, np.ndarray, tuple[float, ...]]] = {}
         for lang, model in data.get("languages", {}).items():
             weights, fill = (np.asarray(model[k], dtype=np.float64) for k in ("weights", "fill"))
             if weights.shape != (len(FUSION_FEATURES),) or fill.shape != weights.shape or \
                     not np.isfinite(weights).all() or not np.isfinite(fill).all():
                 raise ComponentMissing(f"{source}: the {lang!r} weights are not {len(FUSION_FEATURES)} finite numbers")
-            self.languages[lang] = (weights, float(model["bias"]), fill)
+            thresholds = tuple(model.get(name) for name in self.THRESHOLDS)
+            if not all(isinstance(t, int | float) and 0.0 <= t <= 1.0 for t in thresholds):
+                raise ComponentMissing(f"{source}: the {lang!r} thresholds {list(self.THRESHOLDS)} are not "
+                                       "probabilities")
+            self.languages[lang] = (weights, float(model["bias"]), fill, thresholds)
         if not self.languages:
             raise ComponentMissing(f"{source}: no language's weights in it")
         self.fitted = data.get("fitted", {})
@@ -2475,7 +2487,7 @@ class TurnFusion:
     @classmethod
     def load(cls, path: str) -> TurnFusion:
         """The fusion in `path` (relative: to the folder of s2s_server.py), read once per process."""
-        full = Path(path) if Path(path).is_absolute() else Path(__file__).resolve().parent / path
+        full = (Path(path) if Path(path).is_absolute() else Path(__file__).resolve().parent / path).resolve()
         key = str(full)
         if key not in cls._loaded:
             try:
@@ -2486,12 +2498,13 @@ class TurnFusion:
             cls._loaded[key] = cls(data, str(full))
         return cls._loaded[key]
 
-    def prob(self, features: list[float | None], words: str) -> float:
-        """The probability that the turn is finished, by the weights of the words' language (English's when the
-        file has no others)."""
-        weights, bias, fill = self.languages.get(fusion_language(words)) or next(iter(self.languages.values()))
+    def decide(self, features: list[float | None], words: str) -> tuple[float, tuple[float, ...]]:
+        """The probability that the turn is finished, and the (done, likely, unsure) thresholds, of the words'
+        language (the file's first language when it has none for them)."""
+        weights, bias, fill, thresholds = self.languages.get(fusion_language(words)) or \
+            next(iter(self.languages.values()))
         x = np.array([fill[i] if v is None else v for i, v in enumerate(features)], dtype=np.float64)
-        return float(1.0 / (1.0 + math.exp(-float(np.clip(weights @ x + bias, -50, 50)))))
+        return float(1.0 / (1.0 + math.exp(-float(np.clip(weights @ x + bias, -50, 50))))), thresholds
 
 # ==== 5. ASR ===========================================================================================
 # EDIT. Speech recognisers. The test double FakeASR is in section 3.

@@ -142,6 +142,7 @@ import time
 import wave
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -2511,18 +2512,38 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.nda
     return weights, float(w[-1] - weights @ mean)
 
 
+FUSION_MIN_ASKS = 20  # `fit_fusion` fits no language with fewer finished or unfinished asks than this
+
+
+def off_commonest(values: np.ndarray) -> int:
+    """How many of `values` differ from the commonest of them."""
+    unique, index = np.unique(values, return_inverse=True)
+    return int((values != unique[np.bincount(index).argmax()]).sum())
+
+
 def fit_fusion(rows: list[FusionRow], path: str, about: dict[str, Any], folds: int = 5) -> dict[str, Any]:
     """`--fit-fusion`: fit `S.TurnFusion`'s weights per language on `rows`, write them to `path` with what they were
     fitted on and their AUC (in the rows themselves, and across `folds` folds of whole sentences: each sentence's
     asks scored by weights fitted without it), beside Smart Turn's and the text head's alone; return the file's
-    content."""
+    content. A language with fewer than `FUSION_MIN_ASKS` finished or unfinished asks is left out (reported so).
+    Its thresholds are placeholders (done 1, likely 1, unsure 0: every turn waits the unsure wait) until
+    `choose_thresholds` sets them."""
     languages, report = {}, {}
     for lang in sorted({r.lang for r in rows}):
         chosen = [r for r in rows if r.lang == lang]
+        finished = sum(r.finished for r in chosen)
+        if min(finished, len(chosen) - finished) < FUSION_MIN_ASKS:  # a few words Whisper heard in another script
+            report[lang] = {"asks": len(chosen), "finished": finished, "skipped": f"fewer than {FUSION_MIN_ASKS} "
+                            "finished or unfinished asks"}
+            continue
         raw = np.array([[np.nan if v is None else v for v in r.features] for r in chosen], dtype=np.float64)
         y = np.array([r.finished for r in chosen])
         fill = np.array([np.nanmean(col) if np.isfinite(col).any() else 0.0 for col in raw.T])
         x = np.where(np.isnan(raw), fill, raw)
+        # a feature seen off its commonest value in fewer than FUSION_MIN_ASKS asks (a Mandarin transcript ending in
+        # "，": once in 1185) would get a weight from one or two rows: it is left out (weight 0)
+        rare = [off_commonest(col) < FUSION_MIN_ASKS for col in x.T]
+        x = np.where(rare, fill, x)
         weights, bias = fit_logistic(x, y.astype(np.float64))
         fold = np.array([int(hashlib.sha256(r.sentence.encode()).hexdigest(), 16) % folds for r in chosen])
         held = np.zeros(len(y))
@@ -2532,18 +2553,68 @@ def fit_fusion(rows: list[FusionRow], path: str, about: dict[str, Any], folds: i
             w, b = fit_logistic(x[fold != k], y[fold != k].astype(np.float64))
             held[fold == k] = x[fold == k] @ w + b
         languages[lang] = {"weights": [round(float(v), 6) for v in weights], "bias": round(bias, 6),
-                           "fill": [round(float(v), 6) for v in fill]}
+                           "fill": [round(float(v), 6) for v in fill], "done": 1.0, "likely": 1.0, "unsure": 0.0}
         report[lang] = {"asks": len(y), "finished": int(y.sum()), "sentences": len(set(r.sentence for r in chosen)),
                         "auc_fitted": round(auc(y, x @ weights + bias), 3),
                         f"auc_{folds}_fold": round(auc(y, held), 3),
                         "auc_audio_alone": round(auc(y, x[:, 0]), 3), "auc_text_alone": round(auc(y, x[:, 1]), 3),
-                        "audio_missing": int(np.isnan(raw[:, 0]).sum())}
+                        "audio_missing": int(np.isnan(raw[:, 0]).sum()),
+                        "left_out": [name for name, r in zip(S.FUSION_FEATURES, rare, strict=True) if r]}
     data = {"features": list(S.FUSION_FEATURES), "languages": languages, "fitted": {**about, "report": report}}
-    S.TurnFusion(data, path)  # refuses what the server would refuse
+    write_fusion(data, path)
+    return data
+
+
+def write_fusion(data: dict[str, Any], path: str) -> None:
+    """Write a fusion file (refused as the server would refuse it), and forget a copy this process read before."""
+    S.TurnFusion(data, path)
     with open(f"{path}.tmp", "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, ensure_ascii=False)
         f.write("\n")
     os.replace(f"{path}.tmp", path)
+    S.TurnFusion._loaded.pop(str(Path(path).resolve()), None)
+
+
+FUSION_GRID = {"done": (0.7, 0.8, 0.85, 0.9, 0.95), "likely": (0.6, 0.7, 0.8, 0.85, 0.9, 0.95),
+               "unsure": (0.1, 0.2, 0.35, 0.5)}  # `choose_thresholds`' candidates (likely at most done)
+
+
+def choose_thresholds(data: dict[str, Any], path: str, config: Any, opinions: Opinions,
+                      sets: list[tuple[str, list[Sample]]]) -> dict[str, Any]:
+    """`--fit-fusion`'s thresholds, per language: of `FUSION_GRID`, the (done, likely, unsure) that hold at least
+    as many hesitations up to 1 s as the hand rules on the same samples (each set run as one speaker's turns, as
+    its rows are), with the least mean latency over every sentence's end (then the fewest false cut-offs); where
+    none does, those that hold the most. Written into the file at `path`, with both sides' figures in its report;
+    returns the file's content."""
+    def run(samples_of: list[tuple[str, list[Sample]]], **overrides: Any) -> Score:
+        samples, stops = [], []
+        for _name, samples_of_set in samples_of:
+            make = detector_factory(config, "predictive", **overrides)
+            stops += [run_detector(s, make, opinions, True, True) for s in samples_of_set]
+            samples += samples_of_set
+        return score(samples, stops)
+
+    for lang, model in data["languages"].items():
+        mine = [(name, samples) for name, samples in sets if SETS[name][0] == lang]
+        if not mine:
+            continue
+        rules = run(mine, fusion=False)
+        tried = []
+        for done, likely, unsure in itertools.product(*FUSION_GRID.values()):
+            if likely <= done:
+                result = run(mine, fusion=True, fusion_model=path, fusion_done=done, fusion_likely=likely,
+                             fusion_unsure=unsure)
+                tried.append((result.held_n < rules.held_n, -result.held_n if result.held_n < rules.held_n else 0,
+                              result.latency_ms, result.fcr, (done, likely, unsure), result))
+        *_order, (done, likely, unsure), best = min(tried, key=lambda t: t[:4])
+        model.update(done=done, likely=likely, unsure=unsure)
+        data["fitted"]["report"][lang]["thresholds"] = {
+            "chosen": {"done": done, "likely": likely, "unsure": unsure, "held": f"{best.held_n} of {best.short_n}",
+                       "latency_mean_ms": round(best.latency_ms), "fcr": round(best.fcr, 3)},
+            "hand_rules": {"held": f"{rules.held_n} of {rules.short_n}", "latency_mean_ms": round(rules.latency_ms),
+                           "fcr": round(rules.fcr, 3)},
+            "sets": [name for name, _samples in mine]}
+    write_fusion(data, path)
     return data
 
 
@@ -2713,7 +2784,8 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
                  parts: tuple[str, ...] = DEFAULT_PARTS, quick: bool = False,
                  done_ms: list[int] | None = None, cache_path: str | None = None,
                  variants: list[dict[str, Any]] | None = None, ablations: bool = True, rescore_text: bool = False,
-                 fusion: list[FusionRow] | None = None) -> list[tuple[str, Any, Any, str]]:
+                 fusion: list[tuple[str, list[Sample], list[FusionRow]]] | None = None
+                 ) -> list[tuple[str, Any, Any, str]]:
     """One row per system: (name, its sweep's operating points by group, its default settings' `scores`, the
     settings). `quick`: no sweeps (no operating points) and no variant that asks the models at other moments.
     `ask_ms`, `done_ms`: the full decision again with `turn_ask_ms`, `turn_done_silence_ms` at each value.
@@ -2722,14 +2794,14 @@ def evaluate_set(name: str, config: Any, opinions: Opinions, text_signal: bool, 
     `cache_path`: the opinions of an earlier run of these samples are read from this file and every opinion is
     written back to it (`Opinions.load_cache`); with `rescore_text`, a file made with another judge lends its
     transcripts, and it is only read (its opinions stay those of the judge that made it). `fusion`: gets the
-    set's `fusion_rows` (`--fit-fusion`)."""
+    set's name, samples and `fusion_rows` (`--fit-fusion`)."""
     samples = make_set(name, config.audible_dbfs, hesitation_ms, parts)
     hear_frames(samples, config)
     if cache_path:
         opinions.load_cache(cache_path, samples, rescore_text)
     try:
         if fusion is not None and text_signal:
-            fusion += fusion_rows(samples, config, opinions)
+            fusion.append((name, samples, fusion_rows(samples, config, opinions)))
         return rows_of_set(name, samples, config, opinions, text_signal, details, ask_ms, quick, done_ms, variants,
                            ablations)
     finally:  # what was computed is kept, also when the run is stopped (not with rescore_text: `save_cache`)
@@ -2832,8 +2904,10 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                              f"{config.turn_text_last_word_min_logprob}, done {config.turn_done_silence_ms} ms, "
                              f"unsure {config.turn_unsure_silence_ms} ms"))
             else:
-                rows.append((label, {}, result, ", ".join(f"turn_{k}={v:g}" if not isinstance(v, bool) else
-                                                          f"turn_{k}={str(v).lower()}" for k, v in overrides.items())))
+                rows.append((label, {}, result, ", ".join(
+                    f"turn_{k}={str(v).lower()}" if isinstance(v, bool) else
+                    f"turn_{k}={v:g}" if isinstance(v, int | float) else f"turn_{k}={v}"
+                    for k, v in overrides.items())))
             total, going_on = wasted(samples, asked)
             early = ended_between_words(samples, stops)
             print(f"  {name}: {label}: models asked at {total} pauses over {len(samples)} samples, "
@@ -2952,16 +3026,19 @@ def main() -> None:
     parts = tuple(part for part in PARTS if part in args.sentences)
     if args.fit_fusion and not text_signal:
         parser.error(f"--fit-fusion: the judge `{config.judge}` offers no text end-of-turn probability")
-    fusion: list[FusionRow] | None = [] if args.fit_fusion else None
+    fusion: list[tuple[str, list[Sample], list[FusionRow]]] | None = [] if args.fit_fusion else None
     results = {name: evaluate_set(name, config, opinions, text_signal, args.details, args.ask_ms,
                                   args.hesitation_ms, parts, args.quick, args.done_ms, args.opinions_cache,
                                   variants, not args.no_ablations, args.rescore_text, fusion)
                 for name in args.sets}
     if fusion is not None:
-        fitted = fit_fusion(fusion, args.fit_fusion, {
+        args.fit_fusion = os.path.abspath(args.fit_fusion)  # the detector reads a relative one from the server's folder
+        fitted = fit_fusion([row for _name, _samples, rows in fusion for row in rows], args.fit_fusion, {
             "command": "python benchmarks/end_of_turn.py " + " ".join(sys.argv[1:]), "sets": list(args.sets),
             "sentences": list(parts), "hesitation_ms": list(args.hesitation_ms),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()})
+        fitted = choose_thresholds(fitted, args.fit_fusion, config, opinions,
+                                   [(name, samples) for name, samples, _rows in fusion])
         print(f"\n--fit-fusion: {args.fit_fusion}: " + json.dumps(fitted["fitted"]["report"]))
     sizes = ", ".join(f"{n} ({len(sentences(SETS[n][0], parts))} sentences)" for n in args.sets)
     print(f"\n{len(args.sets)} sets of {sizes}: "

@@ -654,7 +654,7 @@ def test_fit_fusion_writes_weights_the_server_loads_and_reports_their_auc(tmp_pa
         lang, finished = ("en", "zh")[n % 2], bool(n % 4 < 2)
         text = float(np.clip(rng.normal(0.75 if finished else 0.35, 0.15), 0, 1))
         audio = None if n % 7 == 0 else float(rng.uniform(0, 1))  # says nothing here
-        rows.append(eot.FusionRow(f"s{n // 4}", lang, [audio, text, -0.2, -0.4, 0.0, float(finished and n % 3 == 0),
+        rows.append(eot.FusionRow(f"s{n // 4}", lang, [audio, text, -0.2, -0.4, 0.0, float(finished and n % 3 != 0),
                                                        float(not finished), 0.0], finished))
     path = str(tmp_path / "fusion.json")
     data = eot.fit_fusion(rows, path, {"sets": ["test"]})
@@ -668,9 +668,11 @@ def test_fit_fusion_writes_weights_the_server_loads_and_reports_their_auc(tmp_pa
         assert report["auc_fitted"] > 0.95 and report["auc_5_fold"] > 0.9 and report["auc_text_alone"] > 0.85
         present = [r.features[0] for r in rows if r.lang == lang and r.features[0] is not None]
         assert data["languages"][lang]["fill"][0] == pytest.approx(np.mean(present), abs=1e-5)
-        finished = fusion.prob([None, 0.8, -0.2, -0.4, 0.0, 1.0, 0.0, 0.0], words)
-        unfinished = fusion.prob([None, 0.3, -0.2, -0.4, 0.0, 0.0, 1.0, 0.0], words)
+        finished, thresholds = fusion.decide([None, 0.8, -0.2, -0.4, 0.0, 1.0, 0.0, 0.0], words)
+        unfinished, _ = fusion.decide([None, 0.3, -0.2, -0.4, 0.0, 0.0, 1.0, 0.0], words)
         assert finished > 0.5 > unfinished, (lang, finished, unfinished)
+        assert thresholds == (1.0, 1.0, 0.0)  # placeholders until choose_thresholds
+        assert report["left_out"] == ["asr_logprob", "last_word_logprob", "open_clause", "ends_comma"]  # constant
 
 
 def test_fusion_rows_are_the_asks_of_the_hand_rules_with_the_opinions_there():
@@ -682,3 +684,22 @@ def test_fusion_rows_are_the_asks_of_the_hand_rules_with_the_opinions_there():
     rows = eot.fusion_rows([whole], config, FixedOpinions())
     assert rows and all(r.sentence == "en-x-new1" and r.lang == "en" and r.finished for r in rows)
     assert rows[0].features == eot.S.fusion_features(0.1, 0.7, -0.1, -0.2, None, "What time is it?")
+
+
+def test_choose_thresholds_takes_the_fastest_that_hold_as_many_hesitations_as_the_hand_rules(tmp_path):
+    """Whole turns only (no hesitation to lose): the thresholds chosen end a finished question the fusion scores 0.83
+    after the done wait, and the report gives both sides' figures on the same samples."""
+    zeros = [0.0] * len(eot.S.FUSION_FEATURES)
+    data = {"features": list(eot.S.FUSION_FEATURES), "languages": {"en": {
+        "weights": [0.0, 8.0, *zeros[2:]], "bias": -4.0, "fill": zeros, "done": 1.0, "likely": 1.0, "unsure": 0.0}},
+        "fitted": {"report": {"en": {}}}}
+    path = str(tmp_path / "fusion.json")
+    eot.write_fusion(data, path)
+    config = eot.load_config(["--port", "0"])
+    samples = [whole_turn(f"en-x-new{n}-whole", "What time is it?") for n in range(3)]
+    data = eot.choose_thresholds(data, path, config, FixedOpinions(), [("en-espeak", samples)])
+    chosen = data["fitted"]["report"]["en"]["thresholds"]
+    assert data["languages"]["en"]["done"] <= 0.83 and chosen["chosen"]["held"] == "0 of 0"
+    assert chosen["chosen"]["latency_mean_ms"] < chosen["hand_rules"]["latency_mean_ms"]  # sure words: 600 ms
+    assert eot.S.TurnFusion.load(path).languages["en"][3] == tuple(data["languages"]["en"][k]
+                                                                   for k in ("done", "likely", "unsure"))

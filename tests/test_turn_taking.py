@@ -328,12 +328,13 @@ def test_words_that_are_an_open_clause_do_not_take_the_short_wait():
     assert events[-1] == (20 + 8, "speech_stopped")
 
 
-def fusion_file(tmp_path, **languages) -> str:
-    """A `turn_fusion_model` file with these languages' (weights, bias, fill)."""
+def fusion_file(tmp_path, thresholds=(0.8, 0.5, 0.2), **languages) -> str:
+    """A `turn_fusion_model` file with these languages' (weights, bias, fill) and (done, likely, unsure)."""
     import json
     path = tmp_path / "fusion.json"
     path.write_text(json.dumps({"features": list(s2s.FUSION_FEATURES), "languages": {
-        lang: {"weights": w, "bias": b, "fill": f} for lang, (w, b, f) in languages.items()}}), encoding="utf-8")
+        lang: {"weights": w, "bias": b, "fill": f, **dict(zip(("done", "likely", "unsure"), thresholds, strict=True))}
+        for lang, (w, b, f) in languages.items()}}), encoding="utf-8")
     return str(path)
 
 
@@ -346,8 +347,7 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     text_only = [0.0, 8.0, *zeros[2:]]  # p = sigmoid(8 text - 4)
     audio_only = [8.0, *zeros[1:]]  # p = sigmoid(8 audio - 4), the audio's fill 0.9
     path = fusion_file(tmp_path, en=(text_only, -4.0, zeros), zh=(audio_only, -4.0, [0.9, *zeros[1:]]))
-    settings = dict(turn_fusion=True, turn_fusion_model=path, turn_fusion_done=0.8, turn_fusion_likely=0.5,
-                    turn_fusion_unsure=0.2, turn_sure_words_silence_ms=600)
+    settings = dict(turn_fusion=True, turn_fusion_model=path, turn_sure_words_silence_ms=600)
 
     def stop(detector: s2s.PredictiveTurnDetector, **opinion) -> tuple[int, str]:
         frame, out = np.zeros(480, dtype=np.int16), []
@@ -372,10 +372,14 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     assert stop(predictive(**settings), **dict(stop_words, audio_prob=0.9)) == (20 + 8, "request")  # 250 ms
     assert stop(predictive(**settings), **stop_words) == (20 + 19, "request, sounds unfinished")  # 600 ms
     assert stop(predictive(**settings), audio_prob=0.9) == (20 + 14, "audio only")  # no words: 450 ms
+    # a threshold set overrides the file's, in every language
+    assert stop(predictive(**settings, turn_fusion_done=0.99), **said, text_prob=0.9) == (20 + 19, "fused likely")
+    assert stop(predictive(**settings, turn_fusion_unsure=0.01), **said, text_prob=0.2) == (20 + 29, "fused unsure")
 
 
 def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_make_one(tmp_path):
-    """A missing file, one fitted on other features, weights of the wrong length or not finite, or no language:
+    """A missing file, one fitted on other features, weights of the wrong length or not finite, no language, or a
+    threshold that is no probability:
     the detector is not made (`ComponentMissing`, naming the file and `--fit-fusion`)."""
     import json
     zeros = [0.0] * len(s2s.FUSION_FEATURES)
@@ -386,7 +390,9 @@ def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_mak
                                                                                     "fill": [0.0]}}},
            "nan": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {"weights": [float("nan"), *zeros[1:]],
                                                                                "bias": 0, "fill": zeros}}},
-           "none": {"features": list(s2s.FUSION_FEATURES), "languages": {}}}
+           "none": {"features": list(s2s.FUSION_FEATURES), "languages": {}},
+           "thresholds": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
+               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 1.5, "unsure": 0.1}}}}
     for name, content in bad.items():
         path = tmp_path / f"{name}.json"
         if content is not None:
