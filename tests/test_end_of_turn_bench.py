@@ -425,7 +425,7 @@ def test_the_benchmark_hands_the_detector_the_words_so_the_sure_words_rule_count
     """`run_detector` gives the detector the words each text opinion read (`text_words`): very sure words that
     Smart Turn calls unfinished end the turn after `turn_sure_words_silence_ms`, and the row without the rule
     (its wait at the unsure one) after `turn_unsure_silence_ms`."""
-    config = eot.load_config(["--port", "0", "--turn-sure-words-threshold", "0.6"])
+    config = eot.load_config(["--port", "0", "--turn-sure-words-threshold", "0.6", "--turn-fusion", "false"])
     whole = whole_turn("q", "What time is it?")
     ends = {}
     for label, overrides in (("sure", {}), ("off", {"sure_words_silence_ms": config.turn_unsure_silence_ms})):
@@ -441,7 +441,7 @@ def test_a_voices_samples_are_one_conversation_so_smart_turns_verdicts_carry_ove
     after three finished turns whose ends Smart Turn called unfinished (0.1), a fourth that Smart Turn and the words
     call finished waits `turn_unsure_silence_ms` (Smart Turn's "done" no longer counts for this voice:
     `turn_audio_trust_min_done`), not `turn_done_silence_ms`; with `turn_audio_trust_turns` 0 it does not."""
-    config = eot.load_config(["--port", "0"])
+    config = eot.load_config(["--port", "0", "--turn-fusion", "false"])  # the hand rules' trust
     whole = whole_turn("s", "Turn on the radio.")
 
     class Flat(FixedOpinions):  # Smart Turn 0.1 at the first three turns, then 0.9; the words finished, no "?"
@@ -498,7 +498,7 @@ def test_done_ms_adds_a_row_whose_agreeing_opinions_end_the_turn_after_that_wait
     """`--done-ms` (`evaluate_set`'s `done_ms`) puts the full decision beside itself with `turn_done_silence_ms` at
     that value, on the same opinions: where Smart Turn and the words agree at once, that row's turn ends that much
     sooner."""
-    config = eot.load_config(["--port", "0"])
+    config = eot.load_config(["--port", "0", "--turn-fusion", "false"])  # the hand rules' "done"
     whole = whole_turn("d", "Turn on the radio.")
 
     monkeypatch.setattr(eot, "make_set", lambda *args, **kwargs: [whole])
@@ -516,7 +516,8 @@ def test_a_variant_adds_a_row_with_the_detectors_settings_it_names(monkeypatch):
     and the words agree on waits the statement wait instead of the short one; `--no-ablations` leaves out the rows
     without one of the rules. A name the detector does not read, or a
     value of the wrong type, is refused with the names it may use."""
-    config = eot.load_config(["--port", "0", "--turn-statements-wait", "false"])  # the row's own rule, off
+    config = eot.load_config(["--port", "0", "--turn-statements-wait", "false",  # the row's own rule, off
+                              "--turn-fusion", "false"])  # (a rule of the hand rules)
     whole = whole_turn("v", "It is late.")
 
     variant = eot.parse_variant(config, "turn_statements_wait=true, turn_statements_silence_ms=900")

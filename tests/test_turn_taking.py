@@ -199,7 +199,8 @@ def predictive(**overrides) -> s2s.PredictiveTurnDetector:
     # (statements' own wait is off here: its tests turn it on; the words of the others are plain statements)
     settings = dict(vad_min_speech_ms=90, vad_prefix_padding_ms=0, turn_pause_ms=210, turn_done_silence_ms=270,
                     turn_audio_only_silence_ms=450, turn_unsure_silence_ms=900, turn_max_silence_ms=2100,
-                    turn_audio_threshold=0.5, turn_text_threshold=0.5, turn_statements_wait=False)
+                    turn_audio_threshold=0.5, turn_text_threshold=0.5, turn_statements_wait=False,
+                    turn_fusion=False)  # the hand rules (the fusion's own tests turn it on)
     settings.update(overrides)
     return s2s.PredictiveTurnDetector(validate_config(settings), 30)
 
@@ -342,7 +343,9 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     """With `turn_fusion`, the fusion's probability picks the wait: at least `turn_fusion_done` the done wait (counted
     as the quiet silence), `turn_fusion_likely` the sure-words wait, `turn_fusion_unsure` the unsure one, under it the
     maximum; Chinese words read the "zh" weights. Smart Turn is left out (its fill taken) where its "done" does not
-    count for this speaker. The request rule and a missing text opinion are decided as without it."""
+    count for this speaker. The request rule and a missing text opinion are decided as without it; an open clause
+    waits at least `turn_open_clause_silence_ms`, and very sure words in a voice Smart Turn is not known to hear at
+    most `turn_sure_words_silence_ms`, where the ASR heard them surely."""
     zeros = [0.0] * len(s2s.FUSION_FEATURES)
     text_only = [0.0, 8.0, *zeros[2:]]  # p = sigmoid(8 text - 4)
     audio_only = [8.0, *zeros[1:]]  # p = sigmoid(8 audio - 4), the audio's fill 0.9
@@ -372,6 +375,16 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     assert stop(predictive(**settings), **dict(stop_words, audio_prob=0.9)) == (20 + 8, "request")  # 250 ms
     assert stop(predictive(**settings), **stop_words) == (20 + 19, "request, sounds unfinished")  # 600 ms
     assert stop(predictive(**settings), audio_prob=0.9) == (20 + 14, "audio only")  # no words: 450 ms
+    # two rules on the words, heard surely, still apply: an open clause waits at least its own wait (1.8 s) ...
+    opened = dict(said, text_prob=0.9, text_open="a subordinate clause with no main clause yet")
+    assert stop(predictive(**settings), **opened) == (20 + 59, "open clause")
+    assert stop(predictive(**settings), **dict(opened, text_logprob=-3.0)) == (20 + 8, "fused done")  # unsure ASR
+    # ... and a very sure question in a voice Smart Turn is not known to hear waits at most the sure-words wait
+    question = dict(said, text_words="Do you like music?", text_prob=0.45)  # p 0.40: the unsure wait
+    assert stop(predictive(**settings), **question) == (20 + 19, "sure words")
+    known = predictive(**settings, turn_audio_trust_min_turns=3)
+    known.audio_at_ends.extend([True] * 3)  # Smart Turn called the speaker's last three ends done: it hears them
+    assert stop(known, **question) == (20 + 29, "fused unsure")
     # a threshold set overrides the file's, in every language
     assert stop(predictive(**settings, turn_fusion_done=0.99), **said, text_prob=0.9) == (20 + 19, "fused likely")
     assert stop(predictive(**settings, turn_fusion_unsure=0.01), **said, text_prob=0.2) == (20 + 29, "fused unsure")
@@ -1523,7 +1536,8 @@ async def test_a_hesitation_after_a_first_half_that_is_a_whole_sentence_yields_o
     "weak words") and the sentence stays one turn with one reply. With the bar off (0, as before 2026-12-02 07:00)
     the agreement ended the turn after 250 ms and the sentence was two turns (the parameter 0.0 checks that, with the
     statement wait off too: "Dinner's nearly ready." is a plain statement, which it also holds)."""
-    settings = {} if bar is None else {"turn_done_text_threshold": bar, "turn_statements_wait": False}
+    settings = {} if bar is None else {"turn_done_text_threshold": bar, "turn_statements_wait": False,
+                                       "turn_fusion": False}  # the hand rules' weak words, off
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text="Dinner's nearly ready.", judge="sft",
                           **settings)
     c = await h.connect()
@@ -1577,7 +1591,8 @@ def test_a_hesitation_after_a_whole_first_clause_waits_as_a_statement_when_state
     whole = hibari_speech("I was going to bake her a birthday cake, but I haven't got any eggs.")
     cut = word_boundary(whole, hibari_speech("I was going to bake her a birthday cake,"))
     pcm = np.concatenate([silence(300, 16000), whole[:cut], silence(700, 16000), whole[cut:], silence(2500, 16000)])
-    ends = turn_ends_with_opinions_at_once(pcm, "I was going to bake her a birthday cake.", turn_statements_wait=wait)
+    ends = turn_ends_with_opinions_at_once(pcm, "I was going to bake her a birthday cake.", turn_statements_wait=wait,
+                                           turn_fusion=False)  # a rule of the hand rules
     pause_start, sentence_end = 300 + cut / 16, 300 + 700 + len(whole) / 16
     if wait:
         assert len(ends) == 1 and ends[0] >= sentence_end - 300, (ends, pause_start, sentence_end)
@@ -1678,7 +1693,8 @@ async def test_an_asr_that_gives_no_confidence_still_ends_a_finished_turn_after_
     opinions agree, well before `turn_unsure_silence_ms`, and the log names the rule that ended it."""
     caplog.set_level(logging.INFO, logger="s2s")
     sentence = "I would like to book a table for two people tonight."
-    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft")
+    h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, judge="sft",
+                          turn_fusion=False)  # the hand rules (the fusion fills a missing confidence: its own test)
     c = await h.connect()
     sent_ms, ev = await silence_heard_before_the_turn_ended(c, sentence)
     assert sent_ms - ev["audio_end_ms"] < h.server.config.turn_unsure_silence_ms - 200, (sent_ms, ev)
@@ -1718,7 +1734,7 @@ async def test_the_transcript_that_ends_a_finished_turn_starts_before_the_pause(
     200 + 900 ms of the VAD's silence, where it ended until 2026-12-01."""
     sentence = "I would like to book a table for two people tonight."
     h = await make_server(turn_taking="predictive", asr="fake", fake_asr_text=sentence, fake_asr_latency_ms=900,
-                          judge="sft")
+                          judge="sft", turn_fusion=False)  # the hand rules' "done" for this request
     config = h.server.config
     assert config.turn_ask_ms + 100 < config.turn_pause_ms
     sent_ms, ev = await silence_heard_before_the_turn_ended(await h.connect(), sentence)
