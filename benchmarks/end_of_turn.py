@@ -2606,8 +2606,8 @@ def choose_thresholds(data: dict[str, Any], path: str, config: Any, opinions: Op
         tried = []
         for done, likely, unsure in itertools.product(*FUSION_GRID.values()):
             if likely <= done:
-                result = run(mine, fusion=True, fusion_model=path, fusion_done=done, fusion_likely=likely,
-                             fusion_unsure=unsure)
+                result = run(mine, fusion=True, fusion_model=path, fusion_languages=[lang], fusion_done=done,
+                             fusion_likely=likely, fusion_unsure=unsure)
                 tried.append((result.held_n < rules.held_n, -result.held_n if result.held_n < rules.held_n else 0,
                               result.latency_ms, result.fcr, (done, likely, unsure), result))
         *_order, (done, likely, unsure), best = min(tried, key=lambda t: t[:4])
@@ -2670,7 +2670,8 @@ def detector_settings(kind: str) -> dict[str, str]:
             "statements_narrative_only": "turn_statements_narrative_only",
             "request_silence_ms": "turn_request_silence_ms", "commands_wait": "turn_commands_wait",
             "fusion": "turn_fusion", "fusion_model": "turn_fusion_model", "fusion_done": "turn_fusion_done",
-            "fusion_likely": "turn_fusion_likely", "fusion_unsure": "turn_fusion_unsure"}
+            "fusion_likely": "turn_fusion_likely", "fusion_unsure": "turn_fusion_unsure",
+            "fusion_languages": "turn_fusion_languages"}
 
 
 VARIANT = "full decision with "  # the label's start of a `--variant` row (rows by kind too)

@@ -350,7 +350,8 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     text_only = [0.0, 8.0, *zeros[2:]]  # p = sigmoid(8 text - 4)
     audio_only = [8.0, *zeros[1:]]  # p = sigmoid(8 audio - 4), the audio's fill 0.9
     path = fusion_file(tmp_path, en=(text_only, -4.0, zeros), zh=(audio_only, -4.0, [0.9, *zeros[1:]]))
-    settings = dict(turn_fusion=True, turn_fusion_model=path, turn_sure_words_silence_ms=600)
+    settings = dict(turn_fusion=True, turn_fusion_model=path, turn_sure_words_silence_ms=600,
+                    turn_fusion_languages=["en", "zh"])
 
     def stop(detector: s2s.PredictiveTurnDetector, **opinion) -> tuple[int, str]:
         frame, out = np.zeros(480, dtype=np.int16), []
@@ -368,6 +369,8 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     chinese = dict(said, text_words="我要去机场。", text_prob=0.0)
     assert stop(predictive(**settings), **dict(chinese, audio_prob=0.95)) == (20 + 8, "fused done")
     assert stop(predictive(**settings), **dict(chinese, audio_prob=0.3)) == (20 + 69, "max")
+    english_only = dict(settings, turn_fusion_languages=["en"])  # (the default): Chinese words take the hand rules
+    assert stop(predictive(**english_only), **dict(chinese, audio_prob=0.95))[1] not in ("fused done", "max")
     untrusted = predictive(**settings, turn_audio_trust_min_turns=3)
     untrusted.audio_at_ends.extend([False] * 3)  # Smart Turn called none of the speaker's last three ends done
     assert stop(untrusted, **dict(chinese, audio_prob=0.3)) == (20 + 8, "fused done")  # the fill 0.9: p 0.96
@@ -392,7 +395,7 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
 
 def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_make_one(tmp_path):
     """A missing file, one fitted on other features, weights of the wrong length or not finite, no language, or a
-    threshold that is no probability:
+    threshold that is no probability, or no weights for a language of `turn_fusion_languages`:
     the detector is not made (`ComponentMissing`, naming the file and `--fit-fusion`)."""
     import json
     zeros = [0.0] * len(s2s.FUSION_FEATURES)
@@ -405,7 +408,9 @@ def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_mak
                                                                                "bias": 0, "fill": zeros}}},
            "none": {"features": list(s2s.FUSION_FEATURES), "languages": {}},
            "thresholds": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
-               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 1.5, "unsure": 0.1}}}}
+               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 1.5, "unsure": 0.1}}},
+           "language": {"features": list(s2s.FUSION_FEATURES), "languages": {"zh": {
+               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}}}
     for name, content in bad.items():
         path = tmp_path / f"{name}.json"
         if content is not None:
