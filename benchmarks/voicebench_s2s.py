@@ -116,9 +116,10 @@ HOLD_0500 = ["--whisper-clip-tokens-per-s", "0", "--barge-in-cjk-min-syllables",
                         ensure_ascii=False)]
 # The end of turn as before 2026-12-01 09:00: the text head's "finished" trusted however unsure the ASR is of
 # the words it read (`turn_text_min_logprob`) or of their last word (`turn_text_last_word_min_logprob`).
-EOT_BEFORE = ["--turn-text-min-logprob", "-100", "--turn-text-last-word-min-logprob", "-100"]
+# (The configurations that take one of the end-of-turn hand rules away are the hand rules': "--turn-fusion false".)
+EOT_BEFORE = ["--turn-fusion", "false", "--turn-text-min-logprob", "-100", "--turn-text-last-word-min-logprob", "-100"]
 # The end of turn as before 2026-12-01 14:42 (turn9): the last word of the words not checked.
-EOT_1500 = ["--turn-text-last-word-min-logprob", "-100"]
+EOT_1500 = ["--turn-fusion", "false", "--turn-text-last-word-min-logprob", "-100"]
 # The held barge-in as it was at 13:00 UTC on 2026-12-01: "amen" is not a backchannel word.
 HOLD_1300 = ["--backchannel-words", json.dumps([w for w in validate_config({}).backchannel_words if w != "amen"],
                                                ensure_ascii=False)]
@@ -128,21 +129,22 @@ CLIP_AUDIO_PADDING = ["--whisper-clip-padding", "audio"]
 HOLD_1900 = ["--barge-in-function-words", "[]"]
 # The end of turn as before 2026-12-01 22:30: an open clause ("If it rains tomorrow") counted as finished when the
 # text head said so (`turn_open_clause`).
-OPEN_CLAUSE_OFF = ["--turn-open-clause", "false"]
+OPEN_CLAUSE_OFF = ["--turn-fusion", "false", "--turn-open-clause", "false"]
 # The held barge-in as at 2026-12-01 23:59: no words that ask the speaker to stop counted at lower bars.
 HOLD_2359 = ["--barge-in-stop-words", "[]"]
 # The end of turn as before 2026-12-02 02:00: very sure words that Smart Turn calls unfinished (a flat voice's finished
 # question) wait `turn_unsure_silence_ms` as any disagreement (`turn_sure_words_ends`).
-SURE_WORDS_OFF = ["--turn-sure-words-ends", "[]"]
+SURE_WORDS_OFF = ["--turn-fusion", "false", "--turn-sure-words-ends", "[]"]
 # The held barge-in as at 2026-12-02 03:00: one word over the bot ("Well", "uniform", "Hey") counted as any other.
 HOLD_0300 = ["--barge-in-one-word-waits", "false"]
 # The end of turn as before 2026-12-02 04:00: Smart Turn's "done" counts for every voice, also one whose finished turns
 # it called unfinished (`turn_audio_trust_turns`).
-AUDIO_TRUST_OFF = ["--turn-audio-trust-turns", "0"]
+AUDIO_TRUST_OFF = ["--turn-fusion", "false", "--turn-audio-trust-turns", "0"]
 # The end of turn as before 2026-12-02 07:00: every "done" of the words with an agreeing Smart Turn the short wait
 # (`turn_done_text_threshold`), and very sure words over Smart Turn's "unfinished" in a voice it hears too
 # (`turn_sure_words_overrule_trusted_audio`).
-WEAK_WORDS_OFF = ["--turn-done-text-threshold", "0", "--turn-sure-words-overrule-trusted-audio", "true"]
+WEAK_WORDS_OFF = ["--turn-fusion", "false", "--turn-done-text-threshold", "0",
+                  "--turn-sure-words-overrule-trusted-audio", "true"]
 # The held barge-in as before 2026-12-02 10:00: a hearing's sound not judged, only its script
 # (`barge_in_foreign_by_ear`): espeak-ng's Mandarin 对 written "You before" in English cut the reply.
 BY_EAR_OFF = ["--barge-in-foreign-by-ear", "[]"]

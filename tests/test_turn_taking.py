@@ -8,6 +8,7 @@ import asyncio
 import base64
 import functools
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -388,6 +389,9 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
     known = predictive(**settings, turn_audio_trust_min_turns=3)
     known.audio_at_ends.extend([True] * 3)  # Smart Turn called the speaker's last three ends done: it hears them
     assert stop(known, **question) == (20 + 29, "fused unsure")
+    # an ASR's NaN or -inf confidence reads as unsure (-5), a NaN opinion as missing (its fill)
+    assert s2s.fusion_features(None, 0.5, float("nan"), -math.inf, None, "x")[2:4] == [-5.0, -5.0]
+    assert s2s.TurnFusion.load(path).decide([float("nan"), *zeros[1:]], "x")[0] == pytest.approx(1 / (1 + math.e ** 4))
     # a threshold set overrides the file's, in every language
     assert stop(predictive(**settings, turn_fusion_done=0.99), **said, text_prob=0.9) == (20 + 19, "fused likely")
     assert stop(predictive(**settings, turn_fusion_unsure=0.01), **said, text_prob=0.2) == (20 + 29, "fused unsure")
@@ -395,7 +399,8 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
 
 def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_make_one(tmp_path):
     """A missing file, one fitted on other features, weights of the wrong length or not finite, no language, or a
-    threshold that is no probability, or no weights for a language of `turn_fusion_languages`:
+    threshold that is no probability or out of order, a bias that is no finite number, a missing key, or no
+    weights for a language of `turn_fusion_languages`:
     the detector is not made (`ComponentMissing`, naming the file and `--fit-fusion`)."""
     import json
     zeros = [0.0] * len(s2s.FUSION_FEATURES)
@@ -410,12 +415,18 @@ def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_mak
            "thresholds": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
                "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 1.5, "unsure": 0.1}}},
            "language": {"features": list(s2s.FUSION_FEATURES), "languages": {"zh": {
-               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}}}
+               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}},
+           "bias": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
+               "weights": zeros, "bias": float("nan"), "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}},
+           "key": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
+               "weights": zeros, "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}},
+           "order": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
+               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.5, "likely": 0.9, "unsure": 0.1}}}}
     for name, content in bad.items():
         path = tmp_path / f"{name}.json"
         if content is not None:
             path.write_text(json.dumps(content), encoding="utf-8")
-        with pytest.raises(s2s.ComponentMissing, match=f"{name}.json.*(fit|--fit-fusion)|{name}.json") as caught:
+        with pytest.raises(s2s.ComponentMissing, match="--fit-fusion") as caught:
             predictive(turn_fusion=True, turn_fusion_model=str(path))
         assert name + ".json" in str(caught.value)
     assert predictive(turn_fusion=False, turn_fusion_model=str(tmp_path / "missing.json")).fusion is None
