@@ -704,3 +704,38 @@ def test_choose_thresholds_takes_the_fastest_that_hold_as_many_hesitations_as_th
     assert chosen["chosen"]["latency_mean_ms"] < chosen["hand_rules"]["latency_mean_ms"]  # sure words: 600 ms
     assert eot.S.TurnFusion.load(path).languages["en"][3] == tuple(data["languages"]["en"][k]
                                                                    for k in ("done", "likely", "unsure"))
+
+
+def test_choose_thresholds_never_takes_ones_that_cut_a_hesitation_the_hand_rules_hold(tmp_path):
+    """A statement's first half with a 1 s pause, whose opinions (Smart Turn 0.1, the text head 0.7 for "I went to
+    the shop.") the hand rules hold for the unsure 1.2 s: every threshold the fusion (here 0.83 for those words)
+    reaches would end the turn inside the pause (250 or 600 ms), so the thresholds chosen are above it, though
+    lower ones are faster on the whole turn beside it."""
+    zeros = [0.0] * len(eot.S.FUSION_FEATURES)
+    data = {"features": list(eot.S.FUSION_FEATURES), "languages": {"en": {
+        "weights": [0.0, 8.0, *zeros[2:]], "bias": -4.0, "fill": zeros, "done": 1.0, "likely": 1.0, "unsure": 0.0}},
+        "fitted": {"report": {"en": {}}}}
+    path = str(tmp_path / "fusion.json")
+    eot.write_fusion(data, path)
+    config = eot.load_config(["--port", "0"])
+    S = eot.S
+    tone = (8000 * np.sin(np.arange(S.ms_to_samples(600)) / 3)).astype(np.int16)
+    quiet = np.zeros(S.ms_to_samples(1000), dtype=np.int16)
+    pcm = np.concatenate([np.zeros(S.ms_to_samples(300), dtype=np.int16), tone, quiet, tone,
+                          np.zeros(S.ms_to_samples(3000), dtype=np.int16)])
+    frames = len(pcm) // 480
+    hesitant = eot.Sample("en-x-new1-pause1000", "en", pcm, text="I went to the shop.", pause=(900.0, 1900.0),
+                          pause_ms=1000, end_ms=2500.0,
+                          probs=[1.0 if 10 <= i < 30 or 63 <= i < 83 else 0.0 for i in range(frames)])
+
+    class Statement(FixedOpinions):
+        def text(self, sample: eot.Sample, audio: np.ndarray) -> tuple[float, float]:
+            prob, cost = super().text(sample, audio)
+            self.words[(sample.name, len(audio), "text")] = "I went to the shop."
+            return prob, cost
+
+    data = eot.choose_thresholds(data, path, config, Statement(),
+                                 [("en-espeak", [hesitant, whole_turn("en-x-new2-whole", "I went to the shop.")])])
+    report = data["fitted"]["report"]["en"]["thresholds"]
+    assert report["hand_rules"]["held"] == "1 of 1" and report["chosen"]["held"] == "1 of 1", report
+    assert data["languages"]["en"]["likely"] > 0.83 and data["languages"]["en"]["done"] > 0.83, data["languages"]

@@ -341,12 +341,12 @@ def fusion_file(tmp_path, thresholds=(0.8, 0.5, 0.2), **languages) -> str:
 
 
 def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_path):
-    """With `turn_fusion`, the fusion's probability picks the wait: at least `turn_fusion_done` the done wait (counted
-    as the quiet silence), `turn_fusion_likely` the sure-words wait, `turn_fusion_unsure` the unsure one, under it the
-    maximum; Chinese words read the "zh" weights. Smart Turn is left out (its fill taken) where its "done" does not
-    count for this speaker. The request rule and a missing text opinion are decided as without it; an open clause
-    waits at least `turn_open_clause_silence_ms`, and very sure words in a voice Smart Turn is not known to hear at
-    most `turn_sure_words_silence_ms`, where the ASR heard them surely."""
+    """With `turn_fusion`, the fusion's probability picks the wait: at least `turn_fusion_done` the done wait,
+    `turn_fusion_likely` the sure-words wait, `turn_fusion_unsure` the unsure one, under it the maximum; Chinese
+    words read the "zh" weights. Smart Turn is left out (its fill taken) where its "done" does not count for this
+    speaker. The request rule and a missing text opinion are decided as without it; an open clause waits at least
+    `turn_open_clause_silence_ms`, and very sure words in a voice Smart Turn is not known to hear at most
+    `turn_sure_words_silence_ms`, where the ASR heard them surely."""
     zeros = [0.0] * len(s2s.FUSION_FEATURES)
     text_only = [0.0, 8.0, *zeros[2:]]  # p = sigmoid(8 text - 4)
     audio_only = [8.0, *zeros[1:]]  # p = sigmoid(8 audio - 4), the audio's fill 0.9
