@@ -1721,22 +1721,16 @@ class PredictiveTurnDetector(TurnDetector):
             return ("audio only", self.audio_only_silence_ms) if self.audio_trusted() else \
                 ("audio not trusted", self.unsure_silence_ms)
         votes.append(self.text_prob >= self.text_threshold)
-        if self.text_request and self.request_silence_ms < self.unsure_silence_ms and \
-                (self.text_logprob is None or self.text_logprob >= self.text_min_logprob) and \
-                (self.text_last_word_logprob is None or self.text_last_word_logprob >= self.text_last_word_min_logprob):
+        unsure = self.unsure_hearing()  # why the ASR is unsure of the words, or None
+        if self.text_request and self.request_silence_ms < self.unsure_silence_ms and not unsure:
             if votes[0]:  # a whole turn, whatever the head says
                 return "request", min(self.request_silence_ms, self.silence_ms)
             # Smart Turn calls a short imperative unfinished (hibari's "go on": 0.22): very sure words, as "sure words"
             wait = min(max(self.request_silence_ms, self.sure_words_silence_ms), self.unsure_silence_ms)
             return "request, sounds unfinished", min(wait, self.silence_ms)
-        if self.fusion is not None and fusion_language(self.text_words or "") in self.fusion_languages:
+        if self.fusion_decides():
             return self.fused_rule()
-        unsure = None  # why the ASR is unsure of the words that say done
-        if votes[1] and self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
-            unsure = "unsure words"
-        elif votes[1] and self.text_last_word_logprob is not None and \
-                self.text_last_word_logprob < self.text_last_word_min_logprob:
-            unsure = "unsure last word"
+        unsure = unsure if votes[1] else None  # only words that say done are doubted
         if votes[1] and self.open_clause and self.text_open:  # the words say "not done", whatever the head scored
             if not votes[0]:
                 return "max", self.silence_ms
@@ -1765,24 +1759,43 @@ class PredictiveTurnDetector(TurnDetector):
             return "sure words", self.sure_words_silence_ms
         return ("unsure", self.unsure_silence_ms) if any(votes) else ("max", self.silence_ms)
 
+    def unsure_hearing(self) -> str | None:
+        """Why the ASR is unsure of the words the text opinion read: "unsure words" (their mean log-probability
+        under `turn_text_min_logprob`), "unsure last word" (`turn_text_last_word_min_logprob`), or None (heard
+        surely, or an ASR that gives no confidence)."""
+        if self.text_logprob is not None and self.text_logprob < self.text_min_logprob:
+            return "unsure words"
+        if self.text_last_word_logprob is not None and self.text_last_word_logprob < self.text_last_word_min_logprob:
+            return "unsure last word"
+        return None
+
+    def fusion_decides(self) -> bool:
+        """Does `turn_fusion` decide the words so far (a text opinion in, in one of `turn_fusion_languages`)?"""
+        return self.fusion is not None and self.text_prob is not None and \
+            fusion_language(self.text_words or "") in self.fusion_languages
+
+    def fused_features(self, audio_prob: float | None, text_prob: float, text_logprob: float | None,
+                       last_word_logprob: float | None, text_open: str | None, words: str) -> list[float | None]:
+        """`fusion_features` of these opinions as this detector reads them: Smart Turn's left out where its "done"
+        does not count for this speaker (`audio_trusted`), the open clause where `turn_open_clause` is off
+        (benchmarks/end_of_turn.py --fit-fusion fits on what this returns)."""
+        return fusion_features(audio_prob if self.audio_trusted() else None, text_prob, text_logprob,
+                               last_word_logprob, text_open if self.open_clause else None, words)
+
     def fusion_decision(self) -> tuple[float, tuple[float, ...]]:
         """`turn_fusion`'s probability that the turn is finished, from the opinions so far (text ones present), and
         the (done, likely, unsure) thresholds: the settings where set, else the model file's for the words."""
         assert self.fusion is not None and self.text_prob is not None
-        audio = self.audio_prob if self.audio_trusted() else None
         words = self.text_words or ""
-        prob, thresholds = self.fusion.decide(fusion_features(
-            audio, self.text_prob, self.text_logprob, self.text_last_word_logprob,
-            self.text_open if self.open_clause else None, words), words)
+        prob, thresholds = self.fusion.decide(self.fused_features(
+            self.audio_prob, self.text_prob, self.text_logprob, self.text_last_word_logprob, self.text_open, words),
+            words)
         return prob, tuple(t if mine is None else mine for t, mine in
                            zip(thresholds, (self.fusion_done, self.fusion_likely, self.fusion_unsure), strict=True))
 
     def fused_prob(self) -> float | None:
         """The fusion's probability when it decides the words so far (for the log), else None."""
-        if self.fusion is None or self.text_prob is None or \
-                fusion_language(self.text_words or "") not in self.fusion_languages:
-            return None
-        return self.fusion_decision()[0]
+        return self.fusion_decision()[0] if self.fusion_decides() else None
 
     def fused_rule(self) -> tuple[str, float]:
         """`rule` under `turn_fusion`: the fusion's probability picks the wait, for words the ASR heard surely
@@ -1801,9 +1814,7 @@ class PredictiveTurnDetector(TurnDetector):
             rule, wait = "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
         else:
             rule, wait = "max", self.silence_ms
-        heard_surely = (self.text_logprob is None or self.text_logprob >= self.text_min_logprob) and \
-            (self.text_last_word_logprob is None or self.text_last_word_logprob >= self.text_last_word_min_logprob)
-        if not heard_surely:  # words the ASR guessed say little either way: the unsure wait, as the hand rules wait
+        if self.unsure_hearing():  # words the ASR guessed say little either way: the unsure wait, as the hand rules
             return "unsure words", min(self.unsure_silence_ms, self.silence_ms)
         if self.open_clause and self.text_open:
             floor = min(self.open_clause_silence_ms, self.silence_ms)
@@ -2514,9 +2525,11 @@ class TurnFusion:
 
     _loaded: ClassVar[dict[str, TurnFusion]] = {}
 
+    REFIT = ("fit one with: python benchmarks/end_of_turn.py --turn-fusion false --fit-fusion FILE (or start with "
+             "--turn-fusion false)")  # what every refusal of a file says to do
+
     def __init__(self, data: dict[str, Any], source: str = "") -> None:
-        refit = ("; fit one with: python benchmarks/end_of_turn.py --turn-fusion false --fit-fusion FILE (or start "
-                 "with --turn-fusion false)")
+        refit = f"; {self.REFIT}"
         if list(data.get("features", ())) != list(FUSION_FEATURES):
             raise ComponentMissing(f"{source}: fitted on the features {data.get('features')}, this server reads "
                                    f"{list(FUSION_FEATURES)}{refit}")
@@ -2539,7 +2552,6 @@ class TurnFusion:
             self.languages[lang] = (weights, bias, fill, thresholds)
         if not self.languages:
             raise ComponentMissing(f"{source}: no language's weights in it{refit}")
-        self.fitted = data.get("fitted", {})
 
     @classmethod
     def load(cls, path: str) -> TurnFusion:
@@ -2550,9 +2562,7 @@ class TurnFusion:
             try:
                 data = json.loads(full.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                raise ComponentMissing(f"turn_fusion_model: cannot read {full} ({exc}); fit one with: python "
-                                       "benchmarks/end_of_turn.py --turn-fusion false --fit-fusion FILE (or start "
-                                       "with --turn-fusion false)") from exc
+                raise ComponentMissing(f"turn_fusion_model: cannot read {full} ({exc}); {cls.REFIT}") from exc
             cls._loaded[key] = cls(data, str(full))
         return cls._loaded[key]
 

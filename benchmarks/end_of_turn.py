@@ -2367,9 +2367,8 @@ def run_detector(sample: Sample, make: Any, opinions: Opinions | None, use_audio
                                                    "text_pending": False}, pause_id))
                 if features is not None and use_text and p is not None and audio_p is not None:
                     words = opinions.words.get(key, "")
-                    features.append((now, S.fusion_features(
-                        audio_p if detector.audio_trusted() else None, p, opinions.logprobs.get(key),
-                        opinions.last_words.get(key), opinions.open.get(key) if detector.open_clause else None,
+                    features.append((now, detector.fused_features(
+                        audio_p, p, opinions.logprobs.get(key), opinions.last_words.get(key), opinions.open.get(key),
                         words), words))
                 if timeline is not None:
                     timeline.append({"ask": now, "voiced_end": detector.last_voiced_end_ms, **costs})

@@ -687,15 +687,22 @@ def test_fusion_rows_are_the_asks_of_the_hand_rules_with_the_opinions_there():
     assert rows[0].features == eot.S.fusion_features(0.1, 0.7, -0.1, -0.2, None, "What time is it?")
 
 
-def test_choose_thresholds_takes_the_fastest_that_hold_as_many_hesitations_as_the_hand_rules(tmp_path):
-    """Whole turns only (no hesitation to lose): the thresholds chosen end a finished question the fusion scores 0.83
-    after the done wait, and the report gives both sides' figures on the same samples."""
+def text_only_fusion(tmp_path) -> tuple[dict, str]:
+    """A fusion file as `fit_fusion` leaves it (placeholder thresholds), English only, reading the text head alone
+    (sigmoid(8 text - 4): 0.83 at 0.7), and its content."""
     zeros = [0.0] * len(eot.S.FUSION_FEATURES)
     data = {"features": list(eot.S.FUSION_FEATURES), "languages": {"en": {
         "weights": [0.0, 8.0, *zeros[2:]], "bias": -4.0, "fill": zeros, "done": 1.0, "likely": 1.0, "unsure": 0.0}},
         "fitted": {"report": {"en": {}}}}
     path = str(tmp_path / "fusion.json")
     eot.write_fusion(data, path)
+    return data, path
+
+
+def test_choose_thresholds_takes_the_fastest_that_hold_as_many_hesitations_as_the_hand_rules(tmp_path):
+    """Whole turns only (no hesitation to lose): the thresholds chosen end a finished question the fusion scores 0.83
+    after the done wait, and the report gives both sides' figures on the same samples."""
+    data, path = text_only_fusion(tmp_path)
     config = eot.load_config(["--port", "0"])
     samples = [whole_turn(f"en-x-new{n}-whole", "What time is it?") for n in range(3)]
     data = eot.choose_thresholds(data, path, config, FixedOpinions(), [("en-espeak", samples)])
@@ -711,12 +718,7 @@ def test_choose_thresholds_never_takes_ones_that_cut_a_hesitation_the_hand_rules
     the shop.") the hand rules hold for the unsure 1.2 s: every threshold the fusion (here 0.83 for those words)
     reaches would end the turn inside the pause (250 or 600 ms), so the thresholds chosen are above it, though
     lower ones are faster on the whole turn beside it."""
-    zeros = [0.0] * len(eot.S.FUSION_FEATURES)
-    data = {"features": list(eot.S.FUSION_FEATURES), "languages": {"en": {
-        "weights": [0.0, 8.0, *zeros[2:]], "bias": -4.0, "fill": zeros, "done": 1.0, "likely": 1.0, "unsure": 0.0}},
-        "fitted": {"report": {"en": {}}}}
-    path = str(tmp_path / "fusion.json")
-    eot.write_fusion(data, path)
+    data, path = text_only_fusion(tmp_path)
     config = eot.load_config(["--port", "0"])
     S = eot.S
     tone = (8000 * np.sin(np.arange(S.ms_to_samples(600)) / 3)).astype(np.int16)
