@@ -774,6 +774,30 @@ def test_the_vads_hangover_counts_as_silence_when_it_is_far_quieter_than_the_spe
     assert run(predictive(turn_ask_ms=90), back)[1:4] == [(22, "quiet"), (23, "resumed"), (30, "quiet")]
 
 
+def test_the_fusions_done_counts_the_silence_from_the_last_loud_frame(tmp_path):
+    """The learned fusion's "done" is a short wait, so it counts the quiet silence (`turn_quiet_db`) as the hand
+    rules' "done" does: with five faint frames of the VAD's hangover, a fused "done" ends the turn 270 ms after
+    the loud speech, 120 ms into the VAD's silence; its unsure wait counts the VAD's silence, as the hand rules'."""
+    zeros = [0.0] * len(s2s.FUSION_FEATURES)
+    path = fusion_file(tmp_path, en=([0.0, 8.0, *zeros[2:]], -4.0, zeros))  # p = sigmoid(8 text - 4)
+    t = np.arange(480) / 16000
+    loud, faint = ((amp * np.sin(2 * np.pi * 200 * t)).astype(np.int16) for amp in (10000, 100))
+
+    def stop(text_prob: float) -> tuple[str, float, int]:
+        detector = predictive(turn_ask_ms=90, turn_fusion=True, turn_fusion_model=path, turn_unsure_silence_ms=900)
+        for i, (frame, voiced) in enumerate([(loud, 1)] * 20 + [(faint, 1)] * 5 + [(np.zeros(480, np.int16), 0)] * 80):
+            if i == 25:
+                detector.set_opinion(detector.pause_id, audio_prob=0.1, text_prob=text_prob,
+                                     text_words="I need a plumber.")
+            for ev in detector.push(frame, float(voiced)):
+                if ev.kind == "speech_stopped":
+                    return ev.rule, ev.quiet_ms, detector.clock_ms - ev.at_ms
+        raise AssertionError("the turn never ended")
+
+    assert stop(0.9) == ("fused done", 270, 120)  # p 0.96: 270 ms of quiet
+    assert stop(0.4)[0] == "fused unsure" and stop(0.4)[2] == 900  # p 0.31: 900 ms of the VAD's silence
+
+
 def test_the_end_of_a_turn_says_how_much_silence_it_counted_from_the_last_loud_frame():
     """`speech_stopped` (predictive) carries `quiet_ms`, the silence since the last loud frame that the ask and the
     short waits count (`turn_quiet_db`), beside `at_ms`, the end of the VAD's last voiced frame: with five faint
