@@ -7946,6 +7946,8 @@ class Session:
             self._held = None
 
     def _on_speech_started(self, ev: TurnEvent) -> None:
+        if self._held is not None:  # speech held over the bot ended and is still being heard: it is over
+            self._settle_overtaken_hold(self._held)
         self._user_speaking = True
         self._speech_item_id = new_id("item")
         self._next_partial_ms = self.config.asr_partial_interval_ms
@@ -7960,6 +7962,18 @@ class Session:
             self._set_state(State.LISTENING)
 
     # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
+
+    def _settle_overtaken_hold(self, held: HeldOnset) -> None:
+        """New speech starts while held speech that ended is still being heard (a hearing slower than the
+        silence that ended the held speech, or its passes heard again): the held speech is dropped undecided, as
+        a sound, so that the new speech is heard as itself (a turn, or a new hold if the bot still talks) and not
+        as more of the held speech, which made it a backchannel of the old onset, never answered. The cost: words
+        of the held speech that its hearing would have found are lost; the user is speaking again."""
+        self._held = None
+        if held.task is not None:
+            held.task.cancel()
+        self.log.info("speech over the bot ended, and new speech started before its hearing did: the held speech "
+                      "is dropped undecided (last heard: %r)", held.last_text[:40])
 
     def _check_held(self) -> None:
         """Hear the held speech so far (all of it, once it paused or ended) and decide in `_judge_held`."""

@@ -949,6 +949,29 @@ async def test_a_chinese_backchannel_heard_as_another_syllable_leaves_the_reply_
     assert "input_audio_buffer.speech_started" not in c.types(since)
 
 
+@pytest.mark.parametrize("heard", ["What time is it?", "Uh-huh."])
+async def test_speech_after_held_speech_whose_hearing_is_still_running_is_a_turn_of_its_own(make_server, speech_dir,
+                                                                                            heard):
+    """Speech over a short reply ends while its hearing still runs (an ASR slower than the silence that ends
+    it), the reply ends, and the user speaks again: the new speech is a turn of its own (speech_started,
+    committed, answered), not more of the held speech (which made it a backchannel of the old onset, never
+    answered, or a second onset of it); the held speech is dropped undecided. Whatever the ASR hears: the words
+    of a turn, or a backchannel's, which said to a bot that is quiet are a turn too."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "fake_llm_reply": "Sure, here it is."},
+                          fake_asr_text=heard, fake_asr_latency_ms=1500)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(np.concatenate([speech("uh-huh", speech_dir), silence(1000, 16000)]), 16000)
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # the reply was played to its end
+    assert "input_audio_buffer.speech_started" not in c.types(since)  # the first speech is still held
+    await c.append_audio(np.concatenate([speech("what time is it", speech_dir), silence(1000, 16000)]), 16000)
+    await c.wait_for("input_audio_buffer.speech_started")
+    committed = await c.wait_for("input_audio_buffer.committed")
+    done = await c.wait_for("response.done", lambda e: e["response"]["status"] == "completed")
+    assert "s2s.backchannel" not in c.types(since) and committed["item_id"]
+    assert c.types(since).count("input_audio_buffer.speech_started") == 1 and done
+
+
 async def test_stop_during_a_reply_cancels_it(make_server, speech_dir):
     """"Stop" spoken while the bot talks cuts it off once Whisper hears the word: speech_started (with the
     onset's audio time), then the reply ends cancelled with reason turn_detected."""
