@@ -2530,22 +2530,29 @@ class TurnFusion:
 
     def __init__(self, data: dict[str, Any], source: str = "") -> None:
         refit = f"; {self.REFIT}"
-        if list(data.get("features", ())) != list(FUSION_FEATURES):
+
+        def number(x: Any) -> bool:  # a JSON number: not true/false, not a string numpy would read as one
+            return isinstance(x, int | float) and not isinstance(x, bool)
+
+        if not isinstance(data, dict) or not isinstance(data.get("languages"), dict):
+            raise ComponentMissing(f"{source}: not a JSON object with a \"languages\" object{refit}")
+        if not isinstance(data.get("features"), list) or data["features"] != list(FUSION_FEATURES):
             raise ComponentMissing(f"{source}: fitted on the features {data.get('features')}, this server reads "
                                    f"{list(FUSION_FEATURES)}{refit}")
         self.languages: dict[str, tuple[np.ndarray, float, np.ndarray, tuple[float, ...]]] = {}
-        for lang, model in data.get("languages", {}).items():
-            try:
-                weights, fill = (np.asarray(model[k], dtype=np.float64) for k in ("weights", "fill"))
-                bias = float(model["bias"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ComponentMissing(f"{source}: the {lang!r} model lacks or misstates {exc}{refit}") from exc
-            if weights.shape != (len(FUSION_FEATURES),) or fill.shape != weights.shape or \
-                    not np.isfinite(weights).all() or not np.isfinite(fill).all() or not math.isfinite(bias):
+        for lang, model in data["languages"].items():
+            if not isinstance(model, dict) or any(k not in model for k in ("weights", "fill", "bias")):
+                raise ComponentMissing(f"{source}: the {lang!r} model is not an object with weights, fill and "
+                                       f"bias{refit}")
+            weights, fill, bias = model["weights"], model["fill"], model["bias"]
+            if not (isinstance(weights, list) and isinstance(fill, list) and
+                    len(weights) == len(fill) == len(FUSION_FEATURES) and
+                    all(number(x) and math.isfinite(x) for x in [*weights, *fill, bias])):
                 raise ComponentMissing(f"{source}: the {lang!r} weights, fill and bias are not "
                                        f"{len(FUSION_FEATURES)}, {len(FUSION_FEATURES)} and 1 finite numbers{refit}")
+            weights, fill, bias = np.asarray(weights, np.float64), np.asarray(fill, np.float64), float(bias)
             thresholds = tuple(model.get(name) for name in self.THRESHOLDS)
-            if not all(isinstance(t, int | float) and 0.0 <= t <= 1.0 for t in thresholds) or \
+            if not all(number(t) and 0.0 <= t <= 1.0 for t in thresholds) or \
                     not thresholds[0] >= thresholds[1] >= thresholds[2]:
                 raise ComponentMissing(f"{source}: the {lang!r} thresholds {list(self.THRESHOLDS)} are not "
                                        f"probabilities from the highest to the lowest{refit}")

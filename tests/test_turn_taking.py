@@ -400,7 +400,8 @@ def test_the_learned_fusion_picks_the_wait_by_its_probability_per_language(tmp_p
 def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_make_one(tmp_path):
     """A missing file, one fitted on other features, weights of the wrong length or not finite, no language, or a
     threshold that is no probability or out of order, a bias that is no finite number, a missing key, or no
-    weights for a language of `turn_fusion_languages`:
+    weights for a language of `turn_fusion_languages`; JSON of the wrong shape (a list, "languages" or a model
+    that is no object, no features), numbers written as strings, thresholds written as true / false:
     the detector is not made (`ComponentMissing`, naming the file and `--fit-fusion`)."""
     import json
     zeros = [0.0] * len(s2s.FUSION_FEATURES)
@@ -421,7 +422,14 @@ def test_a_fusion_file_the_server_cannot_read_is_refused_at_load_with_how_to_mak
            "key": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
                "weights": zeros, "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}},
            "order": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
-               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.5, "likely": 0.9, "unsure": 0.1}}}}
+               "weights": zeros, "bias": 0, "fill": zeros, "done": 0.5, "likely": 0.9, "unsure": 0.1}}},
+           "list": [], "languages_list": {"features": list(s2s.FUSION_FEATURES), "languages": [1, 2]},
+           "features_null": {"features": None, "languages": {}},
+           "model_list": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": [0.0]}},
+           "strings": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
+               "weights": ["1"] * len(zeros), "bias": 0, "fill": zeros, "done": 0.9, "likely": 0.5, "unsure": 0.1}}},
+           "booleans": {"features": list(s2s.FUSION_FEATURES), "languages": {"en": {
+               "weights": zeros, "bias": 0, "fill": zeros, "done": True, "likely": False, "unsure": False}}}}
     for name, content in bad.items():
         path = tmp_path / f"{name}.json"
         if content is not None:
