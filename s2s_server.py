@@ -1799,9 +1799,12 @@ class PredictiveTurnDetector(TurnDetector):
 
     def fused_rule(self) -> tuple[str, float]:
         """`rule` under `turn_fusion`: the fusion's probability picks the wait, for words the ASR heard surely
-        (`turn_text_min_logprob`, `turn_text_last_word_min_logprob`; words it guessed wait `turn_unsure_silence_ms`,
-        rule "unsure words", as under the hand rules: espeak-ng's Mandarin, heard as English guesses, waited the 2.2 s
-        maximum); then two rules on the words, as without it: an open clause (`turn_open_clause`) waits at least
+        (`turn_text_min_logprob`, `turn_text_last_word_min_logprob`). Words it guessed wait `turn_unsure_silence_ms`,
+        rule "unsure words", whatever the fusion says, sooner or later than its wait: the hand rules doubt only words
+        that say done and wait the maximum where neither opinion does, but under the fusion, which scores guesses
+        low, espeak-ng's Mandarin heard as English guesses waited the 2.2 s maximum (2038 ms at the mean over every
+        end against the hand rules' 1477, docs/latency.md). Then two rules on the words, as without it: an open
+        clause (`turn_open_clause`) waits at least
         `turn_open_clause_silence_ms` (rule "open clause"), and very sure words (`sure_words`) in a voice Smart Turn
         is not known to hear (`audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`) at most the
         sure-words wait (rule "sure words": a flat voice's finished question, which Smart Turn calls unfinished)."""
@@ -1814,7 +1817,7 @@ class PredictiveTurnDetector(TurnDetector):
             rule, wait = "fused unsure", min(self.unsure_silence_ms, self.silence_ms)
         else:
             rule, wait = "max", self.silence_ms
-        if self.unsure_hearing():  # words the ASR guessed say little either way: the unsure wait, as the hand rules
+        if self.unsure_hearing():  # words the ASR guessed say little either way: the unsure wait, longer or shorter
             return "unsure words", min(self.unsure_silence_ms, self.silence_ms)
         if self.open_clause and self.text_open:
             floor = min(self.open_clause_silence_ms, self.silence_ms)
