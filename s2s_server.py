@@ -1870,13 +1870,20 @@ class PredictiveTurnDetector(TurnDetector):
             level = float(window_dbfs(frame, len(frame))[0])
             self._peak_dbfs = max(self._peak_dbfs, level)
             loud = level >= self._peak_dbfs - self.quiet_db
-        after_pause = voiced and self._paused  # the base class resumes the utterance (the VAD heard speech)
+        after_pause = voiced and loud and self._paused  # the base class resumes the utterance (the VAD heard speech)
+        faint_after_pause = voiced and not loud and self._paused  # a breath, or noise the VAD calls voiced: it does
+        # not resume the utterance either (the opinions stay, the quiet goes on), as before the pause; the VAD's
+        # silence, which the long waits count, starts again, as before the pause
         resumed = (voiced and loud and self._quiet) or after_pause
         if resumed:
             self._forget()
             self._quiet = False
-        self._quiet_frames = 0 if (voiced and loud) or after_pause else self._quiet_frames + 1
+        self._quiet_frames = 0 if voiced and loud else self._quiet_frames + 1
+        if faint_after_pause:
+            self._paused = False  # so that the base class does not resume
         events = super()._track(frame, voiced)
+        if faint_after_pause and self.in_speech:
+            self._paused = True
         if resumed and not after_pause:
             events.append(TurnEvent("resumed", self.clock_ms))
         if self.in_speech and not self._quiet and self.quiet_ms() >= self.ask_ms:

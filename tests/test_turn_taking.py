@@ -806,6 +806,26 @@ def test_the_fusions_done_counts_the_silence_from_the_last_loud_frame(tmp_path):
     assert stop(0.4)[0] == "fused unsure" and stop(0.4)[2] == 900  # p 0.31: 900 ms of the VAD's silence
 
 
+def test_a_faint_frame_the_vad_calls_voiced_after_the_pause_does_not_resume_the_utterance():
+    """A frame 54 dB under the speech that the VAD calls voiced (a breath, noise), 300 ms into the silence, after
+    `paused`: as before the pause, it resumes nothing (no `resumed`, the opinions stay, the quiet goes on), and
+    agreeing opinions end the turn 270 ms after the loud speech. A loud frame there resumes it."""
+    t = np.arange(480) / 16000
+    loud, faint = ((amp * np.sin(2 * np.pi * 200 * t)).astype(np.int16) for amp in (10000, 20))
+    silent = np.zeros(480, dtype=np.int16)
+
+    def run(breath: np.ndarray, opinion_at: int = 25) -> list[tuple[int, str]]:
+        detector, events = predictive(turn_ask_ms=90, turn_done_silence_ms=450), []
+        for i, (frame, voiced) in enumerate([(loud, 1)] * 20 + [(silent, 0)] * 10 + [(breath, 1)] + [(silent, 0)] * 40):
+            if i == opinion_at:
+                detector.set_opinion(detector.pause_id, audio_prob=0.9, text_prob=0.9)
+            events += [(i, ev.kind) for ev in detector.push(frame, float(voiced))]
+        return events
+
+    assert run(faint)[1:] == [(22, "quiet"), (26, "paused"), (20 + 14, "speech_stopped")]  # 450 ms of quiet
+    assert (30, "resumed") in run(loud)  # a loud frame resumes it: the opinions are forgotten
+
+
 def test_the_end_of_a_turn_says_how_much_silence_it_counted_from_the_last_loud_frame():
     """`speech_stopped` (predictive) carries `quiet_ms`, the silence since the last loud frame that the ask and the
     short waits count (`turn_quiet_db`), beside `at_ms`, the end of the VAD's last voiced frame: with five faint
