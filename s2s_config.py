@@ -1186,7 +1186,10 @@ def validate_config(values: dict[str, Any]) -> Config:
         lines = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {name} = {err.get('input')!r}: {err['msg']}")
+            if name:
+                lines.append(f"  {name} = {err.get('input')!r}: {err['msg']}")
+            else:  # a check across settings (a model validator): its message names them
+                lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 

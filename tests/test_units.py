@@ -205,6 +205,15 @@ def test_config_errors_name_the_valid_choices(argv, environ, needle):
     assert needle in str(info.value)
 
 
+def test_a_check_across_settings_prints_its_message_alone():
+    """A model validator's error has no setting name of its own: its line is the message, not " = {every
+    override}: Value error, ..."."""
+    with pytest.raises(ConfigError) as info:
+        load_config(["--barge-in-reaction-max-ms", "500"], environ={})
+    assert str(info.value).splitlines()[1:] == [
+        "  barge_in_reaction_max_ms (500) must not be under barge_in_max_hold_ms (900)"]
+
+
 def test_the_command_line_exits_2_on_bad_settings_and_help_lists_every_option():
     for argv in (["--port", "-1"], ["--nope", "1"], ["--asr", "nope"]):
         result = subprocess.run([sys.executable, "s2s_server.py", *argv], capture_output=True, text=True)
