@@ -1246,8 +1246,10 @@ class PredictiveTurnDetector(TurnDetector):
     By default (`turn_fusion`) the waits of English words come from one learned model of the opinions
     (`fused_rule`: rules "fused done", "fused likely", "fused unsure", with "open clause" and "sure words" beside
     it); the rules below are the hand rules, which decide Chinese words (`turn_fusion_languages`) and every turn
-    with `turn_fusion` false. The settings of the rules "statement", "command" and "weak words", and the two
-    thresholds that make the votes (`turn_audio_threshold`, `turn_text_threshold`), act only there.
+    with `turn_fusion` false. The settings of the rules "weak words" and `turn_text_threshold` act only there;
+    "statement" and "command" read English words, so they act only with `turn_fusion` false.
+    `turn_audio_threshold` acts under the fusion too: it splits the request rule's two waits, and says which
+    turn ends Smart Turn called done, which `turn_audio_trust_*` counts (and so whether the fusion reads it).
 
     At `turn_ask_ms` of silence it emits `quiet` (with the audio so far); the session then starts the
     speculative transcript, asks the audio end-of-turn model (`end_of_turn_prob`: Smart Turn v3.2, in a worker
@@ -1307,7 +1309,9 @@ class PredictiveTurnDetector(TurnDetector):
         hesitations (`turn_unsure_silence_ms`, `turn_max_silence_ms`) still count the VAD's silence: counted
         from the quiet, espeak-ng's English lost a hesitation of up to 1 s (docs/latency.md). In noise close to
         the speech's level no frame is that quiet and the VAD alone counts, as with 0 (off). `paused` (speech
-        held over the bot) and the turn's audio (`audio_end_ms`, what ASR hears) follow the VAD alone."""
+        held over the bot) and the turn's audio (`audio_end_ms`, what ASR hears) follow the VAD alone, but only a
+        frame that is not this quiet resumes the utterance after `paused` (a breath or noise the VAD calls voiced
+        keeps the opinions, as before the pause)."""
         turn_pause_ms: int = Field(200, ge=30, le=2000)
         """predictive turn-taking: silence (the VAD's) after which speech held over the bot (`barge_in_hold`
         words) counts as paused and is heard a last time (the `paused` event), in ms. Until 2026-12-01 19:00 the
@@ -1390,7 +1394,8 @@ class PredictiveTurnDetector(TurnDetector):
         after them, take the usual rules. Counted as the done wait is (`turn_quiet_db`). At or above
         `turn_unsure_silence_ms`: off."""
         turn_statements_wait: bool = True
-        """predictive: whether words that say done, with a Smart Turn that agrees and counts for this speaker and a
+        """predictive, hand rules only (`turn_fusion` false: the fusion decides English words, and a statement is
+        English): whether words that say done, with a Smart Turn that agrees and counts for this speaker and a
         text head at `turn_done_text_threshold` or above, wait `turn_statements_silence_ms` (rule "statement")
         instead of `turn_done_silence_ms` when their last sentence is a plain English statement (`statement`: not a
         question, a request, "I want ..." or a filler). In hibari's natural voice the hesitations still cut are
@@ -1426,16 +1431,16 @@ class PredictiveTurnDetector(TurnDetector):
         wait (75 of 361, not 83) and one hesitation more is cut (195 of 202 held, "I'm on the motorway now, | so
         ..."): off."""
         turn_commands_wait: bool = False
-        """predictive: whether an English request that says done (`command`: "Send the photos to the family
-        group.", "Remind me to call the bank.", "I'd like a table for two."), with the audio and a sure text head
-        agreeing as for a statement, waits `turn_statements_silence_ms` too (rule "command") instead of
-        `turn_done_silence_ms`. Someone dictating goes on after a whole command ("Tell the school Ava's got a
-        temperature | and she won't be in.", Whisper dropping the "and"). On benchmarks/end_of_turn.py in hibari's
-        voice (opinions replayed, 2026-12-02): hesitations up to 1 s held 196 -> 197 of 202 on the tuning sets, 53 ->
-        55 and 56 -> 56 of 59 on the held-out sixth and seventh, 50 -> 54 of 59 on the held-out eighth (dictation), for
-        +52 to +194 ms at the mean over every end; by the silence heard (up to 1 s) it held one more of the four sets'
-        (docs/latency.md, "Hesitations by the silence heard"). Off: a request that audio and words call done is
-        answered after `turn_done_silence_ms`, not about 1.2 s."""
+        """predictive, hand rules only (`turn_fusion` false): whether an English request that says done (`command`:
+        "Send the photos to the family group.", "Remind me to call the bank.", "I'd like a table for two."), with the
+        audio and a sure text head agreeing as for a statement, waits `turn_statements_silence_ms` too (rule "command")
+        instead of `turn_done_silence_ms`. Someone dictating goes on after a whole command ("Tell the school Ava's got a
+        temperature | and she won't be in.", Whisper dropping the "and"). On benchmarks/end_of_turn.py in hibari's voice
+        (opinions replayed, 2026-12-02): hesitations up to 1 s held 196 -> 197 of 202 on the tuning sets, 53 -> 55 and
+        56 -> 56 of 59 on the held-out sixth and seventh, 50 -> 54 of 59 on the held-out eighth (dictation), for +52 to
+        +194 ms at the mean over every end; by the silence heard (up to 1 s) it held one more of the four sets'
+        (docs/latency.md, "Hesitations by the silence heard"). Off: a request that audio and words call done is answered
+        after `turn_done_silence_ms`, not about 1.2 s."""
         turn_fusion: bool = True
         """predictive: whether one learned model of the opinions at a pause (`TurnFusion`, weights in
         `turn_fusion_model`) decides the wait, instead of the hand rules above (done, statement, command, weak words,
@@ -1481,7 +1486,9 @@ class PredictiveTurnDetector(TurnDetector):
         benchmarks/end_of_turn.py's hibari set, 400 ms instead of 250 cut 15 % of the pauses inside sentences
         instead of 25 %, for 90 ms more latency."""
         turn_audio_threshold: float = Field(0.7, ge=0.0, le=1.0)
-        """predictive: Smart Turn's probability at or above which the audio says the turn is complete."""
+        """predictive: Smart Turn's probability at or above which the audio says the turn is complete: a vote of the
+        hand rules; under the fusion too, the request rule's two waits and which turn ends count as called done
+        for `turn_audio_trust_*`."""
         turn_text_threshold: float = Field(0.4, ge=0.0, le=1.0)
         """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
         turn_text_min_logprob: float = Field(-0.6, ge=-100.0, le=0.0)
