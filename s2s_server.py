@@ -7850,13 +7850,22 @@ class Session:
             if "turn_detection" in audio_in.model_fields_set:
                 td = audio_in.turn_detection
                 s.server_vad = td is not None
-                if td is not None:
+                if td is not None:  # each field a client leaves out keeps its value (as silence_duration_ms does)
                     s.silence_ms = td.silence_duration_ms or s.silence_ms
                     if td.prefix_padding_ms is not None:
                         s.prefix_padding_ms = td.prefix_padding_ms
                     if td.threshold is not None:
                         s.threshold = td.threshold
-                    s.interrupt_response, s.create_response = td.interrupt_response, td.create_response
+                    if "interrupt_response" in td.model_fields_set:
+                        s.interrupt_response = td.interrupt_response
+                    if "create_response" in td.model_fields_set:
+                        s.create_response = td.create_response
+                    if td.silence_duration_ms and isinstance(self.detector, PredictiveTurnDetector) and \
+                            td.silence_duration_ms < self.detector.unsure_silence_ms:
+                        self.log.warning("the client's silence_duration_ms %d caps every wait of the predictive "
+                                         "turn-taking (hesitations are held at most that long, not %.0f ms); leave it "
+                                         "out to keep the server's", td.silence_duration_ms,
+                                         self.detector.unsure_silence_ms)
                 self.detector.configure(threshold=s.threshold, silence_ms=s.silence_ms,
                                         prefix_padding_ms=s.prefix_padding_ms)
                 self._clear_detector()

@@ -2329,3 +2329,23 @@ def test_the_reaction_head_hears_a_looped_phrase_once_and_is_asked_about_one_wor
     assert s2s.held_verdict("Absolutely", -0.3, set(), False, config, reaction=head) == ("wait", set())
     assert s2s.held_verdict("Lena", -0.3, set(), False, config, reaction=head) == ("wait", {"lena"})
     assert asked == ["Go on", "Absolutely", "Lena"]
+
+
+async def test_turn_detection_fields_a_client_leaves_out_keep_their_values_and_a_short_window_is_warned_of(
+        make_server, caplog):
+    """A later turn_detection update that names only silence_duration_ms keeps interrupt_response and
+    create_response as the client set them before (as it keeps the threshold), not True again; a window
+    shorter than the predictive turn-taking's unsure wait, which caps every wait, is logged as a warning."""
+    caplog.set_level(logging.WARNING, logger="s2s")
+    h = await make_server(turn_taking="predictive")
+    c = await h.connect()
+    first = await c.update_session(audio={"input": {"turn_detection": {
+        "type": "server_vad", "interrupt_response": False, "create_response": False}}})
+    td = first["session"]["audio"]["input"]["turn_detection"]
+    assert (td["interrupt_response"], td["create_response"]) == (False, False)
+    assert "caps every wait" not in caplog.text
+    later = await c.update_session(audio={"input": {"turn_detection": {"type": "server_vad",
+                                                                          "silence_duration_ms": 500}}})
+    td = later["session"]["audio"]["input"]["turn_detection"]
+    assert (td["interrupt_response"], td["create_response"], td["silence_duration_ms"]) == (False, False, 500)
+    assert "silence_duration_ms 500 caps every wait" in caplog.text
