@@ -347,6 +347,17 @@ async def test_sessions_are_isolated(make_server, speech_dir):
     assert "error" not in b.types() and "response.created" not in a.types()
 
 
+async def test_a_deeply_nested_message_is_refused_and_no_session_notices(make_server):
+    """JSON nested 200,000 deep (400 KB, under `max_message_bytes`) crashed the whole process with orjson 3.8.3
+    (no depth limit: CVE-2024-27454); now it is an invalid_json error, and this session and another go on."""
+    h = await make_server()
+    a, b = await h.connect(), await h.connect()
+    await a.send_raw('{"type": "session.update", "session": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    assert (await a.wait_for("error"))["error"]["code"] == "invalid_json"
+    assert (await b.turn("Hi"))["response"]["status"] == "completed"
+    assert (await a.turn("Hi"))["response"]["status"] == "completed"
+
+
 async def test_the_page_and_health_check_are_served_on_the_same_port(make_server):
     import urllib.request
 
