@@ -454,6 +454,28 @@ async def test_memory_survives_a_restart_and_stays_with_its_user(scripted, tmp_p
     assert "Alice" not in RECORDED[-1][0]["content"] and "Lisbon" not in RECORDED[-1][0]["content"]
 
 
+async def test_naming_another_user_mid_session_carries_nothing_of_the_first(scripted, tmp_path, memory_settings):
+    """A session named alice (her memory loaded, her words said in it) that the client renames bob: bob's replies
+    see none of alice's facts, stored or heard in this session, nor her words; a session that was anonymous
+    until named keeps what it learnt (the user named themselves)."""
+    data = str(tmp_path / "memory")
+    h = await scripted(data_dir=data, **memory_settings)
+    c = await h.connect(user_id="alice")
+    await c.turn("My name is Alice and I live in Berlin.")
+    await c.close()
+    shared = await h.connect(user_id="alice")
+    await shared.turn("I love sailing on the lake.")
+    assert (await shared.sign_in("bob"))["session"]["s2s"]["user_id"] == "bob"
+    await shared.turn("Where do I live?")
+    prompt = json.dumps(RECORDED[-1], ensure_ascii=False)
+    assert "Berlin" not in prompt and "Alice" not in prompt and "sailing" not in prompt, prompt
+    anonymous = await h.connect()
+    await anonymous.turn("My name is Carol and I live in Oslo.")
+    await anonymous.sign_in("carol")
+    await anonymous.turn("Where do I live?")
+    assert "the user lives in Oslo" in json.dumps(RECORDED[-1][0], ensure_ascii=False)
+
+
 async def test_forget_user_deletes_one_users_memory_and_kept_prompts_and_keeps_their_block(scripted, tmp_path,
                                                                                            memory_settings):
     data = str(tmp_path / "memory")
