@@ -7587,6 +7587,9 @@ class Session:
                 if not task.cancelled() and task.exception() is not None:
                     self.log.warning("ended: %r", task.exception())
         finally:
+            r = self.response
+            if r is not None and r.turn is not None:  # the client went away mid-reply: history and memory keep
+                self._finish_response(r, "cancelled", "client_gone", r.turn)  # what it had played by now, as a cut
             self._closing = True
             self._first_audio_out()
             self._run_held_writes()  # a session that ends keeps its last words (each write outlives it)

@@ -694,3 +694,19 @@ async def test_memory_writes_wait_for_every_reply_starting_but_no_longer_than_th
     done = asyncio.Event()
     gate.after(done.set)
     await asyncio.wait_for(done.wait(), 2)
+
+
+async def test_a_client_that_vanishes_mid_reply_leaves_what_it_had_played_in_memory(make_server):
+    """The connection drops (no close frame) while a reply plays: the reply is kept in memory as a cut one, the
+    words the client had played by then, so the user's next session does not find their words unanswered."""
+    h = await make_server(fake_llm_token_ms=40, audio_lead_ms=500, fake_tts_ms_per_char=20)
+    c = await h.connect(user_id="alex")
+    await c.say("My name is Alex and I live in Paris.")
+    sent_ms = 0.0
+    while sent_ms < 1200:  # sent 500 ms ahead of real time: at least 700 ms of it played
+        sent_ms += len(base64.b64decode((await c.wait_for("response.output_audio.delta"))["delta"])) / 48
+    c.ws.transport.abort()
+    await asyncio.wait_for(h.sessions_ended.get(), 10)  # memory runs on one thread, in order: the session's first
+    earlier = (await h.server.memory.load_user("alex", 10)).earlier
+    assert [e["role"] for e in earlier] == ["user", "assistant"], earlier
+    assert earlier[1]["text"] and "Paris" not in earlier[1]["text"]  # the fake LLM repeats the words: cut before
