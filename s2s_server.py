@@ -7853,6 +7853,7 @@ class Session:
                 self._input_resampler = StreamResampler(s.input_rate_hz, SAMPLE_RATE_HZ)
             if "turn_detection" in audio_in.model_fields_set:
                 td = audio_in.turn_detection
+                before = (s.server_vad, s.silence_ms, s.prefix_padding_ms, s.threshold)
                 s.server_vad = td is not None
                 if td is not None:  # each field a client leaves out keeps its value (as silence_duration_ms does)
                     s.silence_ms = td.silence_duration_ms or s.silence_ms
@@ -7870,11 +7871,14 @@ class Session:
                                          "turn-taking (hesitations are held at most that long, not %.0f ms); leave it "
                                          "out to keep the server's", td.silence_duration_ms,
                                          self.detector.unsure_silence_ms)
-                self.detector.configure(threshold=s.threshold, silence_ms=s.silence_ms,
-                                        prefix_padding_ms=s.prefix_padding_ms)
-                self._clear_detector()
-                self._ptt_audio.clear()
-                self._ptt_cut = False
+                # Only a change of what the detector reads restarts it (dropping speech in progress): SDKs resend
+                # the whole session, turn_detection included, with every update
+                if (s.server_vad, s.silence_ms, s.prefix_padding_ms, s.threshold) != before:
+                    self.detector.configure(threshold=s.threshold, silence_ms=s.silence_ms,
+                                            prefix_padding_ms=s.prefix_padding_ms)
+                    self._clear_detector()
+                    self._ptt_audio.clear()
+                    self._ptt_cut = False
         if audio_out is not None:
             if audio_out.format is not None:
                 s.output_rate_hz = audio_out.format.rate

@@ -710,3 +710,21 @@ async def test_a_client_that_vanishes_mid_reply_leaves_what_it_had_played_in_mem
     earlier = (await h.server.memory.load_user("alex", 10)).earlier
     assert [e["role"] for e in earlier] == ["user", "assistant"], earlier
     assert earlier[1]["text"] and "Paris" not in earlier[1]["text"]  # the fake LLM repeats the words: cut before
+
+
+async def test_a_session_update_that_resends_turn_detection_unchanged_keeps_the_speech_in_progress(make_server,
+                                                                                                  speech_dir):
+    """SDKs resend the whole session, turn_detection included, with every update: one that changes nothing the
+    detector reads does not restart it, so the utterance in progress stays one turn."""
+    h = await make_server()
+    c = await h.connect()
+    await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+    words = speech("what is the capital of France", speech_dir)
+    half = len(words) // 2
+    await c.append_audio(words[:half], 16000)
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    await c.update_session(instructions="Be brief.", audio={"input": {"turn_detection": {"type": "server_vad"}}})
+    await c.append_audio(np.concatenate([words[half:], silence(1500)]), 16000)
+    committed = await c.wait_for("input_audio_buffer.committed")
+    assert committed["item_id"] == started["item_id"]
+    assert c.types().count("input_audio_buffer.speech_started") == 1
