@@ -9404,13 +9404,26 @@ class Session:
                 raise ProtocolError("item_not_found", f"no assistant item {event.item_id!r} in this conversation",
                                     event.event_id)
             raise ProtocolError("item_not_truncatable", "only the newest reply can be truncated", event.event_id)
-        r.item.text = r.clock.text_until(r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress"))
+        # The client stopped playing the reply at audio_end_ms: a reply still being written ends there (as a cut:
+        # before, it went on and its response.done put the whole text back), and its playback is over, so the
+        # bot listens at once (before, it stayed "speaking" until its own estimate of the playback ran out, and
+        # held the user's next words as speech over the bot)
+        heard = r.clock.text_until(r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress"))
+        if r is self.response and r.turn is not None:
+            self._finish_response(r, "cancelled", "client_truncated", r.turn)
+        if r is self.last_response:
+            if self._playback_timer is not None:
+                self._playback_timer.cancel()
+                self._playback_timer = None
+            r.clock.stop(now_ms())
+        r.item.text = heard
         r.item.status = "incomplete"
         self.retext(r.item)
         if r.item not in self.items and r.item.text:
             self.add_item(r.item)
         self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
                                audio_end_ms=event.audio_end_ms, transcript=r.item.text))  # s2s: what was heard
+        self._settle_state()
 
     # ---- transparency traces (paper sec. 2.1.2) -------------------------------------------------------
 

@@ -177,10 +177,9 @@ async def test_a_cough_does_not_cancel_the_bot(make_server, speech_dir):
     done = await c.turn("Hi")
     cough = speech("huh", speech_dir, 24000)[: int(24000 * 0.2)]  # 200 ms of voice < barge_in_min_speech_ms
     await c.append_audio(np.concatenate([cough, silence(900)]))
-    await c.send("conversation.item.truncate", item_id=done["response"]["output"][0]["id"], content_index=0,
-                 audio_end_ms=10**6)
-    await c.wait_for("conversation.item.truncated")  # events are processed in order: the cough came first
-    assert "input_audio_buffer.speech_started" not in c.types()
+    await c.send("response.cancel")  # nothing in flight: an error, and events are processed in order
+    assert (await c.wait_for("error"))["error"]["code"] == "response_cancel_not_active"  # the cough came first
+    assert done and "input_audio_buffer.speech_started" not in c.types()
     assert h.session().state == s2s.State.SPEAKING
 
 
@@ -728,3 +727,25 @@ async def test_a_session_update_that_resends_turn_detection_unchanged_keeps_the_
     committed = await c.wait_for("input_audio_buffer.committed")
     assert committed["item_id"] == started["item_id"]
     assert c.types().count("input_audio_buffer.speech_started") == 1
+
+
+
+async def test_a_truncate_ends_the_reply_and_its_playback_where_the_client_stopped_playing(make_server):
+    """A truncate of the reply still being written cancels it there: its response.done keeps the truncated words,
+    not the whole reply; a truncate of a reply still playing (after its response.done) ends its playback, so the
+    bot listens at once instead of when its own estimate of the playback runs out."""
+    h = await make_server(fake_llm_token_ms=40, audio_lead_ms=500)
+    c = await h.connect()
+    await c.say("Tell me about the sea.")
+    delta = await c.wait_for("response.output_audio.delta")
+    await c.send("conversation.item.truncate", item_id=delta["item_id"], content_index=0, audio_end_ms=300)
+    done = await c.wait_for("response.done")
+    truncated = await c.wait_for("conversation.item.truncated")
+    assert done["response"]["status"] == "cancelled" and truncated["transcript"] != "You said: Tell me about the sea."
+    (assistant,) = [i for i in h.session().items if i.role == "assistant"] or [None]
+    assert assistant is None or assistant.text == truncated["transcript"]
+    played = await c.turn("And the mountains?")  # the whole reply sent, 500 ms ahead of what was played
+    await c.send("conversation.item.truncate", item_id=played["response"]["output"][0]["id"], content_index=0,
+                 audio_end_ms=200)
+    await c.wait_for("conversation.item.truncated")
+    assert h.session().playback_remaining_ms() == 0 and h.session().state == s2s.State.LISTENING
