@@ -7542,6 +7542,10 @@ class Session:
         self._user_speaking = False
         self._pending_text_turn: Turn | None = None  # typed input waiting for response.create
         self._turn_task: asyncio.Task[None] | None = None  # the last turn being judged before its reply starts
+        self._asked_task: asyncio.Task[None] | None = None  # the turn task a response.create started (`_answer`)
+        # a response.create that came while a turn was prepared, and the newest reply then: it is answered when
+        # the turn task ends, by the reply that task started or else by one of its own (`_after_turn`)
+        self._response_wanted: tuple[ResponseCreate, Response | None] | None = None
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
@@ -8464,8 +8468,10 @@ class Session:
             self._settle_state()
             return
         if self._user_speaking or (self.items and self.items[-1] is not item and self.items[-1].role == "user"):
-            self.remember(item)
-            return  # the user went on talking: the newer turn answers both
+            self.remember(item)  # the user went on talking: the newer turn answers both
+            if not self._user_speaking and self._turn_task is asyncio.current_task():  # typed words came after
+                self._settle_state()  # (no newer turn task settles it; a response.create for them: `_after_turn`)
+            return
         if self.settings.create_response:
             await self._judge_and_respond(turn)
         else:
@@ -8490,18 +8496,51 @@ class Session:
         if self.response is not None:
             raise ProtocolError("conversation_already_has_active_response",
                                 f"response {self.response.id} is in progress; cancel it first", event.event_id)
-        if self._turn_task is not None and not self._turn_task.done():  # its reply has not started yet: a
-            # second one now would answer the same words twice (the judge takes 10-100 ms, memory may load)
-            raise ProtocolError("conversation_already_has_active_response", "a reply to the last turn is being "
-                                "prepared; wait for its response.done", event.event_id)
+        if self._turn_task is not None and not self._turn_task.done():  # a turn is prepared; its reply has not
+            # started (ASR, the judge's 10-100 ms, memory loading)
+            if self._pending_text_turn is None and (self._response_wanted is not None
+                                                    or self._turn_task is self._asked_task):
+                # asked already, and nothing typed since: a second reply would answer the same words twice
+                raise ProtocolError("conversation_already_has_active_response", "a reply to the last turn is "
+                                    "being prepared; wait for its response.done", event.event_id)
+            # A committed turn the server answers itself (a Realtime client's commit, then response.create), or
+            # words typed while a turn was prepared (the page's composer sends the item and response.create):
+            # answered once that turn is, not refused (refused, the typed words were never answered: the turn
+            # saw newer words and left them the reply, and the session stayed `processing`).
+            if self._response_wanted is None:
+                self._turn_task.add_done_callback(self._after_turn)
+            self._response_wanted = (event, self.last_response)
+            return
+        self._answer(event)
+
+    def _after_turn(self, task: asyncio.Task[Any]) -> None:
+        """A turn task ended while a response.create waited for it (`on_response_create`). A reply started since
+        that request answers it: it was made from the conversation with the request's words in it. Otherwise (the
+        turn left its words to newer ones, was met with silence, or was noise) the request gets its own reply,
+        as it would have a moment later."""
+        if self._response_wanted is None or self._closing:
+            return
+        if self._turn_task is not None and not self._turn_task.done():  # a newer turn is prepared: after it
+            self._turn_task.add_done_callback(self._after_turn)
+            return
+        event, newest = self._response_wanted
+        self._response_wanted = None
+        if self.response is not None or self.last_response is not newest:
+            self._pending_text_turn = None  # its words were in that reply's history
+            self._settle_state()  # (a reply that has ended already left the state to this)
+            return
+        self._answer(event)
+
+    def _answer(self, event: ResponseCreate) -> None:
+        """Start the reply a response.create asks for: to the newest typed turn, or to the conversation as it is."""
         turn, self._pending_text_turn = self._pending_text_turn, None
         instructions = event.response.instructions if event.response else None
         self._set_state(State.PROCESSING)
         if turn is not None and self.items and self.items[-1] is turn.item:
-            self._turn_task = self.spawn(self._judge_and_respond(turn, instructions), "turn")
+            self._turn_task = self._asked_task = self.spawn(self._judge_and_respond(turn, instructions), "turn")
             return
-        self._turn_task = self.spawn(self._respond_without_input(Turn(None, voice_end_at_ms=now_ms()), instructions,
-                                                                 event.event_id), "turn")
+        self._turn_task = self._asked_task = self.spawn(self._respond_without_input(
+            Turn(None, voice_end_at_ms=now_ms()), instructions, event.event_id), "turn")
 
     async def _respond_without_input(self, turn: Turn, instructions: str | None, event_id: str | None = None) -> None:
         """response.create with no new user input. As in OpenAI's Realtime API, a response comes from the
@@ -8541,6 +8580,9 @@ class Session:
                                latency_ms=round(judgement.latency_ms, 1)))
         self.log.info("judgement %s, plan %s (%.2f, %.0f ms%s): %s", judgement.action, plan.action, plan.confidence,
                       judgement.latency_ms, ", made during the silence" if foreseen else "", plan.reason)
+        wanted = self._response_wanted[0].response if self._response_wanted is not None else None
+        if instructions is None and wanted is not None:  # a response.create that came while this turn was
+            instructions = wanted.instructions  # prepared: this reply answers it (`_after_turn`), as it asked
         try:
             self.carry_out(plan, turn, instructions)
         finally:
@@ -9370,8 +9412,8 @@ class Session:
         self._trace(turn, r, then=lambda: self.emit(event))  # the trace is on disk before s2s.metrics
 
     def _settle_state(self) -> None:
-        if self.response is not None or self._closing:
-            return
+        if self.response is not None or self._closing or self._response_wanted is not None:
+            return  # (a response.create waiting for the turn being prepared starts a reply next: `_after_turn`)
         self._set_state(State.SPEAKING if self.playback_remaining_ms() > 0 else State.LISTENING)
 
     def barge_in(self, reason: str) -> None:

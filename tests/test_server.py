@@ -213,6 +213,52 @@ async def test_response_cancel_stops_the_reply(make_server):
     assert (await c.wait_for("error"))["error"]["code"] == "response_cancel_not_active"
 
 
+async def push_to_talk_commit(c: Client, speech_dir) -> None:
+    """Push-to-talk (turn_detection null): a spoken question, committed; returns once it is committed."""
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.append_audio(speech(QUESTION, speech_dir, 24000))
+    await c.send("input_audio_buffer.commit")
+    await c.wait_for("input_audio_buffer.committed")
+
+
+async def test_words_typed_while_a_spoken_turn_is_transcribed_are_answered_with_it(make_server, speech_dir):
+    """The page's composer sends the item and response.create while the spoken turn's ASR runs: one reply
+    answers both (the spoken turn leaves the reply to the newer words), no error, and the state settles.
+    Before, response.create was refused and the spoken turn left the reply to words nothing answered: no
+    response.done, `processing` for good."""
+    h = await make_server(fake_asr_latency_ms=800)
+    c = await h.connect()
+    await push_to_talk_commit(c, speech_dir)
+    await c.say("And also, what time is it?")  # the ASR is still running
+    await c.wait_for("conversation.item.input_audio_transcription.completed")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert "hello there And also, what time is it" in done["response"]["output"][0]["content"][0]["transcript"]
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    assert "error" not in c.types() and c.types().count("response.created") == 1
+
+
+async def test_response_create_after_a_push_to_talk_commit_is_answered_by_the_turns_reply(make_server, speech_dir):
+    """A standard Realtime client commits, then asks: the server answers the commit itself, and that reply is
+    the one asked for (its instructions hold), with no error. A second response.create for the same words is
+    refused, as ever."""
+    h = await make_server(fake_asr_latency_ms=300)
+    c = await h.connect()
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.append_audio(speech(QUESTION, speech_dir, 24000))
+    await c.send("input_audio_buffer.commit")
+    await c.send("response.create", event_id="asked", response={"instructions": "Say it in French."})
+    await c.send("response.create", event_id="again")
+    error = await c.wait_for("error")
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    assert error["error"]["event_id"] == "again"
+    done = await c.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    assert c.types().count("response.created") == 1 and c.types().count("error") == 1
+    assert {"role": "system", "content": "Say it in French."} in h.session().last_response.messages
+
+
 @pytest.mark.parametrize(("payload", "code"), [
     ("not json", "invalid_json"),
     ("[1, 2]", "invalid_event"),
