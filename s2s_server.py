@@ -7546,6 +7546,7 @@ class Session:
         # a response.create that came while a turn was prepared, and the newest reply then: it is answered when
         # the turn task ends, by the reply that task started or else by one of its own (`_after_turn`)
         self._response_wanted: tuple[ResponseCreate, Response | None] | None = None
+        self._stopped_turns: set[asyncio.Task[Any]] = set()  # turn tasks response.cancel stopped before a reply
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
@@ -7818,10 +7819,7 @@ class Session:
             case ResponseCreate():
                 self.on_response_create(event)
             case ResponseCancel():
-                if self.response is None:
-                    raise ProtocolError("response_cancel_not_active", "there is no response in progress to cancel",
-                                        event.event_id)
-                self.barge_in("client_cancelled")
+                self.on_response_cancel(event)
             case ConversationItemTruncate():
                 self.on_truncate(event)
 
@@ -8472,6 +8470,9 @@ class Session:
             if not self._user_speaking and self._turn_task is asyncio.current_task():  # typed words came after
                 self._settle_state()  # (no newer turn task settles it; a response.create for them: `_after_turn`)
             return
+        if self._turn_stopped():
+            self.carry_out(Plan("silence", "response.cancel"), turn)
+            return
         if self.settings.create_response:
             await self._judge_and_respond(turn)
         else:
@@ -8542,6 +8543,28 @@ class Session:
         self._turn_task = self._asked_task = self.spawn(self._respond_without_input(
             Turn(None, voice_end_at_ms=now_ms()), instructions, event.event_id), "turn")
 
+    def on_response_cancel(self, event: ResponseCancel) -> None:
+        """Stop the reply in progress; or, before it starts, the turn being prepared (ASR, the judge, memory):
+        the turn then ends as one met with silence does (its words stay in history, unanswered; no response).
+        No response.done is sent for a reply that never had its response.created: clients match response.done
+        to a response they were told of, and the state's return to `listening` says the cancel took."""
+        if self.response is not None:
+            self.barge_in("client_cancelled")
+            return
+        task = self._turn_task
+        if task is None or task.done():
+            raise ProtocolError("response_cancel_not_active", "there is no response in progress to cancel",
+                                event.event_id)
+        self.log.info("response.cancel before the reply started: the turn is left unanswered")
+        self._response_wanted = None
+        # The ASR goes on (the user's words are kept); the task checks before each step that leads to a reply.
+        self._stopped_turns.add(task)
+        task.add_done_callback(self._stopped_turns.discard)
+
+    def _turn_stopped(self) -> bool:
+        """Whether response.cancel stopped the turn task running this (`on_response_cancel`)."""
+        return asyncio.current_task() in self._stopped_turns
+
     async def _respond_without_input(self, turn: Turn, instructions: str | None, event_id: str | None = None) -> None:
         """response.create with no new user input. As in OpenAI's Realtime API, a response comes from the
         conversation as it is: a user's last words still unanswered (a turn met with silence) get a reply.
@@ -8558,6 +8581,9 @@ class Session:
             return
         if self.blocked:
             return
+        if self._turn_stopped():
+            self._settle_state()
+            return
         last = next((i for i in reversed(self.items) if i.text or i.unheard), None)
         nothing_to_answer = last is None or last.role == "assistant"
         strategy = "proactive" if nothing_to_answer and not instructions else "reply"
@@ -8569,6 +8595,10 @@ class Session:
         if self._memory_loading is not None and not self._memory_loading.done():
             await asyncio.shield(self._memory_loading)  # the user's memory must inform this turn
         if self.blocked:
+            return
+        if self._turn_stopped():
+            self._take_ahead()
+            self.carry_out(Plan("silence", "response.cancel"), turn)
             return
         waited = now_ms()
         foreseen = await self._foreseen(turn.item.text)
@@ -8584,7 +8614,10 @@ class Session:
         if instructions is None and wanted is not None:  # a response.create that came while this turn was
             instructions = wanted.instructions  # prepared: this reply answers it (`_after_turn`), as it asked
         try:
-            self.carry_out(plan, turn, instructions)
+            if self._turn_stopped():  # response.cancel came while the judge decided
+                self.carry_out(Plan("silence", "response.cancel"), turn)
+            else:
+                self.carry_out(plan, turn, instructions)
         finally:
             self._take_ahead()  # a reply generated ahead that this plan did not use
 

@@ -238,6 +238,26 @@ async def test_words_typed_while_a_spoken_turn_is_transcribed_are_answered_with_
     assert "error" not in c.types() and c.types().count("response.created") == 1
 
 
+async def test_response_cancel_while_a_turn_is_transcribed_leaves_it_unanswered(make_server, speech_dir):
+    """The Stop button during ASR: no reply starts, the state settles, and the words stay in history marked
+    unanswered, as a turn met with silence. Before, the cancel was refused and the whole reply played."""
+    h = await make_server(fake_asr_latency_ms=800)
+    c = await h.connect()
+    await push_to_talk_commit(c, speech_dir)
+    await c.send("response.cancel", event_id="stop")
+    await c.wait_for("conversation.item.input_audio_transcription.completed")
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    assert "response.created" not in c.types() and "error" not in c.types()
+    (heard,) = [i for i in h.session().items if i.role == "user"]
+    assert heard.text == "hello there" and heard.unanswered
+    done = await c.turn("Are you there?")
+    assert done["response"]["output"][0]["content"][0]["transcript"].startswith(
+        "You said: hello there [no reply was given] Are you there")
+    assert c.types().count("response.created") == 1 and "error" not in c.types()
+    await c.send("response.cancel")  # nothing pending at all
+    assert (await c.wait_for("error"))["error"]["code"] == "response_cancel_not_active"
+
+
 async def test_response_create_after_a_push_to_talk_commit_is_answered_by_the_turns_reply(make_server, speech_dir):
     """A standard Realtime client commits, then asks: the server answers the commit itself, and that reply is
     the one asked for (its instructions hold), with no error. A second response.create for the same words is
