@@ -427,6 +427,17 @@ class Config(BaseModel):
     """Items a session keeps in RAM (older ones live on in memory); bounds a session's size."""
     history_max_items: int = Field(24, ge=0, le=1000)
     """Most recent conversation items (user and assistant) sent to the LLM with each request."""
+    llm_item_max_tokens: int = Field(800, ge=50, le=100000)
+    """The most of one conversation item the LLM's history shows, in tokens as `estimate_tokens` counts them
+    (about 4 English characters or 1 Chinese character a token): a longer one (a pasted page) shows its start and
+    its end around a note of what was left out. Without it, a 20,000-character typed message (4,548 tokens)
+    overflowed llama.cpp's 4,096-token slot, and every later reply of the session failed with it, until the
+    history window let it go."""
+    llm_history_max_tokens: int = Field(2400, ge=100, le=1000000)
+    """The most the LLM's history (the conversation items it is shown) may hold, in estimated tokens: the oldest
+    items beyond it are left out. It leaves the default LLM's 4,096-token slot (`llamacpp_context_tokens`) room for
+    the system prompt and memory (about 130-530 tokens), the guidance and the reply (`llm_max_tokens`); raise it
+    for an LLM with a longer context."""
     history_drop_items: int = Field(8, ge=1, le=1000)
     """Items that leave the LLM's history window at once when it is full (`history_max_items`): the window then
     holds between `history_max_items` - this + 1 and `history_max_items` items, and its start, so the prompt

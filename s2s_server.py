@@ -5303,6 +5303,23 @@ _WEAK_BREAKS = ",;:，；：、"
 _CJK_MARKS = "。！？…，；：、\n"
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "no", "prof", "jr", "sr"}
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens an LLM's tokenizer makes of `text`, without one: a Chinese character (or CJK mark)
+    about one, other text about one per 4 characters (Qwen2.5's tokenizer: 4,548 tokens for 20,018 characters of
+    English prose). For budgets (`llm_history_max_tokens`), not for billing."""
+    cjk = len(_CJK.findall(text))
+    return cjk + math.ceil((len(text) - cjk) / 4)
+
+
+def clip_to_tokens(text: str, limit: int) -> str:
+    """`text` if it fits `limit` estimated tokens (`estimate_tokens`), else its start and its end, about half the
+    limit each, around a note saying how many characters were left out."""
+    if estimate_tokens(text) <= limit:
+        return text
+    keep = max(1, len(text) * limit // (2 * estimate_tokens(text)))
+    return f"{text[:keep]} [... {len(text) - 2 * keep} characters left out ...] {text[-keep:]}"
 _MARKUP = re.compile(r"[*_`#>|~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
 
 
@@ -5544,7 +5561,8 @@ class MemoryContext(BaseModel):
     summary: str = ""
     earlier: list[dict[str, str]] = []  # the last turns of previous conversations: role, text, at
 
-    def render(self, *, to_the_second: bool = True, chinese: bool = False, earlier_items: int | None = None) -> str:
+    def render(self, *, to_the_second: bool = True, chinese: bool = False, earlier_items: int | None = None,
+               item_max_tokens: int | None = None) -> str:
         """The prompt block. JSON, so nothing a user said can pose as an instruction or close the block.
 
         `to_the_second=False` keeps only what stays the same for a whole conversation (the date, the time
@@ -5553,7 +5571,8 @@ class MemoryContext(BaseModel):
         cache. Measured with llamacpp on 2 cores, which reads prompts at 80 to 180 tokens/s: the first
         token grew from 1.5 s at turn 1 to 5.4 s at turn 12 with the seconds in, and stays flat without.
         `chinese` (that form only): the facts and whose they are in Chinese, for a Chinese conversation.
-        `earlier_items` (that form only): the earlier conversation's last this many items only (None: all).
+        `earlier_items` (that form only): the earlier conversation's last this many items only (None: all);
+        `item_max_tokens` (that form only): each of them clipped to this many estimated tokens (`clip_to_tokens`).
         """
         stable = {key: value for key, value in (("facts", self.facts), ("summary", self.summary),
                                                    ("earlier_conversation", self.earlier)) if value}
@@ -5576,8 +5595,14 @@ class MemoryContext(BaseModel):
             stable.pop("earlier_conversation", None)
             if earlier:
                 user, you = ("用户", "你") if chinese else ("the user", "you")
-                stable["earlier_conversation"] = [{**e, "role": user if e.get("role") == "user" else you}
-                                                  for e in earlier]
+
+                def shown(e: dict[str, str]) -> dict[str, str]:
+                    out = {**e, "role": user if e.get("role") == "user" else you}
+                    if item_max_tokens and "text" in e:
+                        out["text"] = clip_to_tokens(e["text"], item_max_tokens)
+                    return out
+
+                stable["earlier_conversation"] = [shown(e) for e in earlier]
         # Nothing remembered: no block at all. An empty one made a 0.5B model talk about what it did not know.
         known = ""
         if stable:
@@ -5592,7 +5617,8 @@ def llm_memory_block(context: MemoryContext, chinese: bool, config: Config) -> s
     """The memory block of the LLM's system message (`Session._memory_for_llm`, `Session.returning_prompt`):
     what stays the same for a whole conversation, in the conversation's language."""
     return context.render(to_the_second=False, chinese=chinese,
-                          earlier_items=config.llm_earlier_items_zh if chinese else None)
+                          earlier_items=config.llm_earlier_items_zh if chinese else None,
+                          item_max_tokens=config.llm_item_max_tokens // 4)  # a reminder of the last conversation
 
 
 @dataclass
@@ -9096,10 +9122,17 @@ class Session:
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
         items = items[self._window_drop(len(items) + next_turn):]
+        budget, kept = self.config.llm_history_max_tokens, 0  # the newest items first, within the budget
+        for n in range(len(items) - 1, -1, -1):
+            kept += min(estimate_tokens(items[n].text or items[n].unheard), self.config.llm_item_max_tokens)
+            if kept > budget and n < len(items) - 1:  # (the newest item is always shown, clipped)
+                items = items[n + 1:]
+                break
         openers = tuple(o for o in (self.config.interrupt_template_en, self.config.interrupt_template_zh) if o)
         for n, item in enumerate(items):
             text = item.unheard if mark_unanswered and item.unheard and self._says_nothing(item) else \
                 item.text or item.unheard
+            text = clip_to_tokens(text, self.config.llm_item_max_tokens)
             text += " [no reply was given]" if item.unanswered and mark_unanswered else ""
             if mark_unanswered and item.role == "user" and n + 1 < len(items) and items[n + 1].role == "assistant" \
                     and openers and items[n + 1].text.startswith(openers):

@@ -1494,3 +1494,32 @@ async def test_the_next_window_is_read_when_the_reply_before_it_ends(scripted, r
     replies = [m for m in RECORDED if m[-1]["role"] == "user"]
     ahead = [m for m in PRIMED if len(m) > 1]  # (the session's first read is the system message alone)
     assert ahead == ([replies[n][:-1] for n in (3, 5, 7)] if read else [])
+
+
+def test_an_items_text_is_clipped_to_its_estimated_tokens_keeping_its_start_and_end():
+    page = "The quick brown fox jumps over the lazy dog. " * 440  # 19,800 characters
+    assert s2s.estimate_tokens(page) == 4950 and s2s.estimate_tokens("你好吗") == 3
+    clipped = s2s.clip_to_tokens(page, 800)
+    assert clipped.startswith("The quick brown fox") and clipped.endswith("lazy dog. ")
+    assert "characters left out" in clipped and s2s.estimate_tokens(clipped) < 850
+    assert s2s.clip_to_tokens("Hi there.", 800) == "Hi there."
+
+
+async def test_a_huge_typed_message_is_clipped_for_the_llm_and_the_history_keeps_within_its_budget(scripted):
+    """A 20,000-character typed message (4,548 tokens for the default LLM, whose slot holds 4,096) overflowed the
+    context, and every later reply of the session failed with it: now the LLM sees it clipped
+    (`llm_item_max_tokens`), the replies go on, and the history as a whole stays within `llm_history_max_tokens`,
+    the oldest items left out."""
+    h = await scripted(llm_history_max_tokens=1000)
+    c = await h.connect()
+    page = "The quick brown fox jumps over the lazy dog. " * 440
+    assert (await c.turn("Please read this. " + page))["response"]["status"] == "completed"
+    assert (await c.turn("Hi, how are you?"))["response"]["status"] == "completed"
+    history = [m["content"] for m in RECORDED[-1] if m["role"] != "system"]
+    assert "characters left out" in history[0] and history[-1].startswith("Hi, how are you?")
+    assert sum(s2s.estimate_tokens(text) for text in history) <= 1000 + 100  # (+ the notes the history adds)
+    for n in range(6):
+        await c.turn(f"Tell me something about the number {n}. " + "I would really like to know more. " * 20)
+    history = [m["content"] for m in RECORDED[-1] if m["role"] != "system"]
+    assert not any("characters left out" in text for text in history)  # the clipped page was the oldest: gone
+    assert sum(s2s.estimate_tokens(text) for text in history) <= 1000 + 100
