@@ -433,11 +433,13 @@ class Config(BaseModel):
     its end around a note of what was left out. Without it, a 20,000-character typed message (4,548 tokens)
     overflowed llama.cpp's 4,096-token slot, and every later reply of the session failed with it, until the
     history window let it go."""
-    llm_history_max_tokens: int = Field(2400, ge=100, le=1000000)
+    llm_history_max_tokens: int = Field(3000, ge=100, le=1000000)
     """The most the LLM's history (the conversation items it is shown) may hold, in estimated tokens: the oldest
     items beyond it are left out. It leaves the default LLM's 4,096-token slot (`llamacpp_context_tokens`) room for
     the system prompt and memory (about 130-530 tokens), the guidance and the reply (`llm_max_tokens`); raise it
-    for an LLM with a longer context."""
+    for an LLM with a longer context. A conversation of ordinary turns stays far under it (24 items, the window of
+    `history_max_items`, of 20-200 tokens); one that reaches it moves the history's start with every turn, which
+    costs llama.cpp's prompt cache its reuse of the history (`history_drop_items`)."""
     history_drop_items: int = Field(8, ge=1, le=1000)
     """Items that leave the LLM's history window at once when it is full (`history_max_items`): the window then
     holds between `history_max_items` - this + 1 and `history_max_items` items, and its start, so the prompt
