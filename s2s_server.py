@@ -8256,13 +8256,22 @@ class Session:
         self._commit(turn, speculative)
 
     def on_commit(self, event: InputAudioBufferCommit) -> None:
+        """The client ends the user's turn. Under server VAD, speech held over the bot (`HeldOnset`, its words
+        not heard yet) that the client commits is a barge-in, as a press to talk over the bot is: the client
+        meant it as a turn, so it gets the speech_started it never saw and the bot is cut (`_release_held`)
+        before the turn is committed. Dropping the hold instead left the reply running beside the turn's own."""
         if self.settings.server_vad:
             ev = self.detector.end_turn_now()
             if ev is None:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
             ev.rule = "commit"  # ended by the client, whatever the opinions said
+            held, self._held = self._held, None  # (`_clear_detector` would drop it)
             self._clear_detector()
+            if held is not None:
+                held.stopped = ev
+                self._release_held(held, "the client committed it")
+                return
             self._on_speech_stopped(ev, endpoint_ms=None)
             return
         audio = np.concatenate(self._ptt_audio) if self._ptt_audio else np.zeros(0, dtype=np.int16)

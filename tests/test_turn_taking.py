@@ -1279,6 +1279,40 @@ async def test_pressing_to_talk_stops_the_bot_waiting_to_speak_first(make_server
     assert h.session()._idle_timer is None
 
 
+def most_replies_in_flight(events: list[dict]) -> int:
+    """The most responses the client saw in flight at once (response.created, not yet response.done)."""
+    in_flight: set[str] = set()
+    most = 0
+    for e in events:
+        if e["type"] == "response.created":
+            in_flight.add(e["response"]["id"])
+            most = max(most, len(in_flight))
+        elif e["type"] == "response.done":
+            in_flight.discard(e["response"]["id"])
+    return most
+
+
+async def test_a_commit_of_speech_held_over_the_reply_cuts_it_before_the_turn_is_answered(make_server, speech_dir):
+    """Speech over the reply, held while its words are heard (a slow ASR), then ended by the client's
+    input_audio_buffer.commit (server VAD): the commit is a barge-in, as a press to talk is. The client gets the
+    speech_started it never saw, the reply ends cancelled (turn_detected), and the turn's reply starts after
+    it: one reply in flight at a time (review: the commit dropped the hold without a barge-in, and the turn's
+    reply ran beside the first, their audio interleaved, and neither cancel nor a barge-in could stop the first)."""
+    h = await make_server(**{**REPLYING, "asr": "fake"}, fake_asr_latency_ms=1500)
+    c = await start_reply(h)
+    since = len(c.events)
+    await c.append_audio(speech("tell me about the weather tomorrow", speech_dir), 16000)
+    await c.send("input_audio_buffer.commit")
+    committed = await c.wait_for("input_audio_buffer.committed")
+    created = await c.wait_for("response.created")
+    types = c.types(since)
+    assert "input_audio_buffer.speech_started" in types[:c.index(committed) - since], types
+    done = next((e for e in c.events[since:c.index(created)] if e["type"] == "response.done"), None)
+    assert done is not None and done["response"]["status"] == "cancelled", c.types(since)
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert most_replies_in_flight(c.events) == 1
+
+
 def test_fillers_alone_ask_nothing_and_a_request_with_fillers_still_asks_to_stop():
     """`yield_fillers` ("please", "sorry", "can you", 你, 吧) make no request alone (review16a: "Please.",
     "Sorry?", 你好 were taken for requests to stop and answered "Okay."); with a word of `yield_words` they do."""
