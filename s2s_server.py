@@ -8027,7 +8027,9 @@ class Session:
         self._user_active()
         self.emit(server_event("input_audio_buffer.speech_started", audio_start_ms=int(ev.at_ms),
                                item_id=self._speech_item_id))
-        if not self.detector.bot_speaking:  # otherwise the barge-in that follows moves the state
+        # Otherwise the barge-in that follows moves the state, or (interrupt_response false) the bot talks on,
+        # and the state says so: the user's turn is answered after its reply (`_reply_done`).
+        if not self.bot_active():
             self._set_state(State.LISTENING)
 
     # ---- speech over the bot: a barge-in, or a backchannel / noise that lets it talk on ---------------
@@ -8456,8 +8458,13 @@ class Session:
     # ---- a user turn: ASR -> judgement -> response ----------------------------------------------------
 
     async def _user_turn(self, turn: Turn, speculative: asyncio.Task[str] | None) -> None:
+        """Transcribe a committed turn and answer it. A turn that ends while a reply is in flight that it did not
+        cut (interrupt_response false: the user spoke over the bot, which talked on) is answered after that
+        reply's response.done (`_reply_done`), as a client's response.create would have to be: one reply at a
+        time, so that the replies' audio never interleaves and a barge-in or response.cancel reaches each."""
         item = turn.item
-        self._set_state(State.PROCESSING)
+        if not self.bot_active():  # (a bot that talks on over the turn still speaks)
+            self._set_state(State.PROCESSING)
         started = now_ms()
         try:
             if speculative is not None:
@@ -8500,6 +8507,10 @@ class Session:
             self._trace(turn, None)
             self._settle_state()
             return
+        if self.response is not None:
+            await self._reply_done()
+            if not self.bot_active():
+                self._set_state(State.PROCESSING)
         if self._user_speaking or (self.items and self.items[-1] is not item and self.items[-1].role == "user"):
             self.remember(item)  # the user went on talking: the newer turn answers both
             if not self._user_speaking and self._turn_task is asyncio.current_task():  # typed words came after
@@ -8645,6 +8656,8 @@ class Session:
                                latency_ms=round(judgement.latency_ms, 1)))
         self.log.info("judgement %s, plan %s (%.2f, %.0f ms%s): %s", judgement.action, plan.action, plan.confidence,
                       judgement.latency_ms, ", made during the silence" if foreseen else "", plan.reason)
+        if self.response is not None:  # one started while this turn was judged (a cut-in on the next speech)
+            await self._reply_done()
         wanted = self._response_wanted[0].response if self._response_wanted is not None else None
         if instructions is None and wanted is not None:  # a response.create that came while this turn was
             instructions = wanted.instructions  # prepared: this reply answers it (`_after_turn`), as it asked
@@ -8655,6 +8668,12 @@ class Session:
                 self.carry_out(plan, turn, instructions)
         finally:
             self._take_ahead()  # a reply generated ahead that this plan did not use
+
+    async def _reply_done(self) -> None:
+        """Wait until no reply is in flight: the one now in flight (and any that starts meanwhile) sent its
+        response.done, or was cut. `start_response` never replaces a reply in flight."""
+        while (r := self.response) is not None and r.task is not None and not r.task.done():
+            await asyncio.wait({r.task})
 
     def carry_out(self, plan: Plan, turn: Turn, instructions: str | None = None) -> None:
         """Do what the policy decided about a completed turn (which joins the history first)."""
@@ -9037,7 +9056,11 @@ class Session:
     # ---- responses ------------------------------------------------------------------------------------
 
     def start_response(self, strategy: str, turn: Turn, instructions: str | None = None) -> Response:
-        """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget."""
+        """Speak with a strategy of the table: its opener at once, then the LLM with its guidance and budget.
+        One reply at a time: the caller makes sure none is in flight (`_reply_done`, or a refusal), since a
+        second one would interleave its audio with the first's and orphan it (`self.response` is what a
+        barge-in and response.cancel stop)."""
+        assert self.response is None, "a reply is still in flight"
         row = STRATEGIES[strategy]
         resume = self._take_resumable() if row.resumes else None
         if row.resumes and resume is None:  # (a plugin policy's plan, with nothing to go back to): any turn's reply

@@ -1313,6 +1313,25 @@ async def test_a_commit_of_speech_held_over_the_reply_cuts_it_before_the_turn_is
     assert most_replies_in_flight(c.events) == 1
 
 
+async def test_a_turn_that_ends_while_a_reply_it_does_not_interrupt_plays_is_answered_after_it(make_server,
+                                                                                              speech_dir):
+    """With interrupt_response false, a spoken turn that ends while the reply is still being made waits for its
+    response.done and is answered after it; the state says the bot speaks, not that it listens, all the while
+    (review: a second reply ran beside the first, and speech_started set the state to listening)."""
+    h = await make_server(**{**REPLYING, "asr": "fake"})
+    c = await start_reply(h)
+    await c.update_session(audio={"input": {"turn_detection": {"type": "server_vad", "interrupt_response": False}}})
+    since = len(c.events)
+    await c.append_audio(np.concatenate([speech("what about tomorrow", speech_dir), silence(1000, 16000)]), 16000)
+    await c.wait_for("input_audio_buffer.committed")
+    created = await c.wait_for("response.created")
+    first = next((e for e in c.events[since:c.index(created)] if e["type"] == "response.done"), None)
+    assert first is not None and first["response"]["status"] == "completed", c.types(since)
+    assert most_replies_in_flight(c.events) == 1
+    states = [e["state"] for e in c.events[since:c.index(created)] if e["type"] == "s2s.state"]
+    assert "listening" not in states, states
+
+
 def test_fillers_alone_ask_nothing_and_a_request_with_fillers_still_asks_to_stop():
     """`yield_fillers` ("please", "sorry", "can you", 你, 吧) make no request alone (review16a: "Please.",
     "Sorry?", 你好 were taken for requests to stop and answered "Okay."); with a word of `yield_words` they do."""
