@@ -7185,29 +7185,39 @@ class PlaybackClock:
     """One reply's audio as the client gets it: what was queued, sent, played and heard, and the rule that
     cuts the reply's text to the heard part. Offsets (`*_ms`) are ms of this reply's audio in the order it
     was sent; instants (`*_at_ms`) are monotonic wall ms (`now_ms`). The client plays at real time from the
-    first chunk it gets; a barge-in or a truncate says where it stopped."""
+    first chunk it gets, once it has played the replies before (`after_at_ms`); a barge-in or a truncate says
+    where it stopped."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_at_ms: float = 0.0) -> None:
         self.spans: list[tuple[float, str]] = []  # (audio ms at which the clause starts, clause), as sent
         self.queued_ms = 0.0  # audio handed to the send queue
         self.sent_ms = 0.0  # audio on the wire (after a barge-in: what was played)
+        # A client plays a reply's audio after the audio it already has: a reply that starts while the one
+        # before still plays (a response.create right after response.done, a turn answered after the reply it
+        # did not cut) starts playing where that one ends, not at its own first chunk.
+        self.after_at_ms = after_at_ms
         self.first_queued_at_ms: float | None = None  # pacing and the end of playback count from here
         self.first_sent_at_ms: float | None = None  # playback counts from here
-        self.played_until_at_ms = 0.0  # when the client will have played all that was sent (stalls counted)
+        self.played_until_at_ms = after_at_ms  # when the client will have played all that was sent (stalls counted)
         self.cut = False  # a barge-in ended its playback
+
+    def _plays_from_ms(self) -> float:
+        """When the client starts playing this reply, by the server's clock: its first chunk, queued, or the
+        end of the replies before it."""
+        assert self.first_queued_at_ms is not None
+        return max(self.first_queued_at_ms, self.after_at_ms)
 
     def queue(self, audio_ms: float, at_ms: float) -> float:
         """Audio about to be queued: how far (ms) it would run ahead of real-time playback."""
         if self.first_queued_at_ms is None:
             self.first_queued_at_ms = at_ms
-            return 0.0
-        return self.queued_ms + audio_ms - (at_ms - self.first_queued_at_ms)
+            return 0.0  # the first chunk goes at once (the client has it ready when the reply before ends)
+        return self.queued_ms + audio_ms - (at_ms - self._plays_from_ms())
 
     def queued(self, audio_ms: float) -> float:
-        """Audio was queued: the ms from the first chunk at which its playback ends."""
+        """Audio was queued: the instant at which its playback ends."""
         self.queued_ms += audio_ms
-        assert self.first_queued_at_ms is not None
-        return self.first_queued_at_ms + self.queued_ms
+        return self._plays_from_ms() + self.queued_ms
 
     def sent(self, audio_ms: float, clause: str, at_ms: float) -> None:
         """An event of this reply reached the socket: a clause's text (it starts here) or audio."""
@@ -7231,7 +7241,7 @@ class PlaybackClock:
         """Playback still to come at `at_ms` (0 once a barge-in cut it)."""
         if self.first_queued_at_ms is None or self.cut:
             return 0.0
-        return max(0.0, self.first_queued_at_ms + self.queued_ms - at_ms)
+        return max(0.0, self._plays_from_ms() + self.queued_ms - at_ms)
 
     def stop(self, at_ms: float) -> float:
         """A barge-in ended playback at `at_ms`: nothing after the played part counts as sent; returns it."""
@@ -7303,6 +7313,8 @@ class Response:
     # reply: those of the reply it resumes)
     before: list[str] = field(default_factory=list)  # (a resumed reply) the clauses of the reply it resumes heard
     # before it: with `clauses`, the whole reply
+    follows: Response | None = None  # the reply the client still played when this one started (it plays this
+    # one after it), while it still plays: a barge-in cuts both (`Session._playing`)
 
 
 @dataclass
@@ -9077,8 +9089,16 @@ class Session:
             answers, before = cut.answers, [*cut.before, *cut.clauses[:cut.heard_whole or 0]]
         ahead = self._take_ahead(messages, budget)
         item = Item(new_id("item"), "assistant", status="in_progress")
+        # A reply that starts while the last one still plays (a response.create after its response.done, a turn
+        # answered after a reply it did not cut) is heard after it, as the client plays what it gets in order:
+        # its clock counts from the end of that playback. (Cutting that playback first, as a typed turn does,
+        # would call unheard what the client goes on playing: nothing tells it to stop.)
+        playing = self._playing()
+        if playing:
+            playing[-1].follows = None  # the replies before it were played out: a barge-in has nothing to cut there
         r = Response(new_id("resp"), item, strategy, metrics=dict(turn.metrics), turn=turn, messages=messages,
-                     answers=answers, before=before)
+                     answers=answers, before=before, clock=PlaybackClock(now_ms() + self.playback_remaining_ms()),
+                     follows=playing[0] if playing else None)
         self.response = self.last_response = r
         self.add_item(item)
         self.emit(server_event("response.created", response={
@@ -9514,15 +9534,28 @@ class Session:
             return  # (a response.create waiting for the turn being prepared starts a reply next: `_after_turn`)
         self._set_state(State.SPEAKING if self.playback_remaining_ms() > 0 else State.LISTENING)
 
+    def _playing(self) -> list[Response]:
+        """The replies whose audio the client still plays, or has yet to, newest first: the newest reply and
+        those it follows (`Response.follows`)."""
+        now, playing, r = now_ms(), [], self.last_response
+        while r is not None:
+            if r.clock.remaining_ms(now) > 0:
+                playing.append(r)
+            r = r.follows
+        return playing
+
     def barge_in(self, reason: str) -> None:
-        """The user cut in: stop generating, drop queued audio, keep in history only what was heard."""
+        """The user cut in: stop generating, drop queued audio, keep in history only what was heard, of the
+        reply in flight and of each reply still playing before it."""
         r = self.response
+        playing = self._playing()
         if r is not None:
             self.log.info("barge-in (%s): cancelling %s after %.0f ms of audio", reason, r.id, r.clock.sent_ms)
             assert r.turn is not None
             self._finish_response(r, "cancelled", reason, r.turn)
-        elif self.last_response is not None and self.playback_remaining_ms() > 0:
-            last = self.last_response
+        for last in playing:
+            if last is r:
+                continue
             played = last.clock.played_ms(now_ms())
             said, last.item.text = last.item.text, last.clock.text_until(played)
             last.item.status = "incomplete"
@@ -9533,8 +9566,9 @@ class Session:
         if self._playback_timer is not None:
             self._playback_timer.cancel()
             self._playback_timer = None
-        if self.last_response is not None:
-            self.last_response.clock.stop(now_ms())
+        for stopped in [self.last_response, *playing]:  # (stopping a clock twice changes nothing)
+            if stopped is not None:
+                stopped.clock.stop(now_ms())
         self._set_state(State.LISTENING)
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:

@@ -1332,6 +1332,40 @@ async def test_a_turn_that_ends_while_a_reply_it_does_not_interrupt_plays_is_ans
     assert "listening" not in states, states
 
 
+def client_playback_end(c: Client, rate_hz: int = 16000) -> float:
+    """When (time.monotonic) a client that plays reply audio in the order it came, each chunk from its arrival
+    at the earliest, has played all of it."""
+    end = 0.0
+    for e, at in zip(c.events, c.arrivals, strict=True):
+        if e["type"] == "response.output_audio.delta":
+            end = max(end, at) + len(base64.b64decode(e["delta"])) / 2 / rate_hz
+    return end
+
+
+@pytest.mark.parametrize("then", ["listen", "barge in"])
+async def test_a_reply_asked_for_while_the_last_one_plays_is_heard_after_it(make_server, then):
+    """response.create right after response.done, while the reply's last 2.5 s still play: the client plays the
+    new reply after them, so its playback is counted from their end (`PlaybackClock.after_at_ms`). The server
+    listens again only once both played, and a barge-in during the first one's tail cuts that reply to what was
+    heard (review: the new reply's clock started at its own first chunk, so the server listened ~2 s early,
+    and a barge-in cut the new reply, of which nothing had played, and left the first one whole)."""
+    h = await make_server(**{**REPLYING, "asr": "fake", "audio_lead_ms": 2500})
+    c = await start_reply(h)
+    first = await c.wait_for("response.done")
+    await c.send("response.create", response={"instructions": "Say more."})
+    await c.wait_for("response.created")
+    await c.wait_for("response.output_audio.delta")
+    if then == "listen":
+        await c.wait_for("response.done")
+        listening = await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+        assert c.arrivals[c.index(listening)] >= client_playback_end(c) - 0.3
+        return
+    await c.say("Wait, something else.", respond=False)
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")
+    item = next(i for i in h.session().items if i.id == first["response"]["output"][0]["id"])
+    assert item.status == "incomplete" and 0 < len(item.text) < len(LONG_REPLY.strip()), item
+
+
 def test_fillers_alone_ask_nothing_and_a_request_with_fillers_still_asks_to_stop():
     """`yield_fillers` ("please", "sorry", "can you", 你, 吧) make no request alone (review16a: "Please.",
     "Sorry?", 你好 were taken for requests to stop and answered "Okay."); with a word of `yield_words` they do."""
