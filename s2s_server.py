@@ -7916,6 +7916,9 @@ class Session:
                 if (s.server_vad, s.silence_ms, s.prefix_padding_ms, s.threshold) != before:
                     self.detector.configure(threshold=s.threshold, silence_ms=s.silence_ms,
                                             prefix_padding_ms=s.prefix_padding_ms)
+                    if self._user_speaking and self._speech_item_id is not None:  # the speech so far is dropped:
+                        self.emit(server_event("input_audio_buffer.cleared", item_id=self._speech_item_id))  # say so
+                        self._speech_item_id = None
                     self._clear_detector()
                     self._ptt_audio.clear()
                     self._ptt_cut = False

@@ -113,6 +113,7 @@ const S = {
   cutResponses: new Set(), // responses whose audio the user stopped: later deltas are dropped
   truncatedItems: new Set(),
   ownCancels: new Set(), // event_ids of response.cancel sent: "nothing to cancel" is then no news
+  responseRates: new Map(), // response id -> the output rate when it started (its deltas carry none)
   itemAudio: new Map(), // bot item_id -> {responseId, wireSamples, rate}
   pendingJudgement: null,
   framesSent: 0,
@@ -365,7 +366,7 @@ function isPlaying() {
 }
 
 function botActive() {
-  return isPlaying() || S.activeResponseId !== null;
+  return isPlaying() || S.activeResponseId !== null || S.serverState === "processing";
 }
 
 function hasAudio(responseId) {
@@ -387,6 +388,10 @@ async function stopBot(reason, { cancel = false, cut = false } = {}) {
       const id = send({ type: "response.cancel" });
       if (id) remember(S.ownCancels, id);
     }
+  }
+  else if (!active && cancel && S.serverState === "processing") {
+    const id = send({ type: "response.cancel" }); // a turn still being heard or judged: no reply starts
+    if (id) remember(S.ownCancels, id);
   }
   let stopped = { items: [] };
   if (isPlaying()) {
@@ -430,7 +435,7 @@ function onAudioDelta(e) {
   const itemId = e.item_id;
   let info = S.itemAudio.get(itemId);
   if (!info) {
-    info = { responseId: e.response_id, wireSamples: 0, rate: S.server.outRate };
+    info = { responseId: e.response_id, wireSamples: 0, rate: S.responseRates.get(e.response_id) ?? S.server.outRate };
     S.itemAudio.set(itemId, info);
     if (S.itemAudio.size > 64) S.itemAudio.delete(S.itemAudio.keys().next().value);
   }
@@ -486,6 +491,20 @@ function onEvent(e) {
         t.el.classList.add("faint");
       }
       scrollToEnd();
+      break;
+    }
+    case "input_audio_buffer.cleared": {
+      // the server dropped the speech in progress (a change of the turn detection): its bubble will get no words
+      const t = e.item_id ? userTurn(e.item_id) : null;
+      if (t && !t.final.textContent) t.el.remove();
+      break;
+    }
+    case "conversation.item.input_audio_transcription.failed": {
+      const t = userTurn(e.item_id, { create: true }); // no words will come: the bubble stops listening
+      t.partial.textContent = "";
+      t.el.classList.remove("listening");
+      t.el.classList.add("faint");
+      t.final.textContent = "(not recognised: speech recognition failed)";
       break;
     }
     case "conversation.item.added":
@@ -592,6 +611,8 @@ function onResponseCreated(response) {
   const id = response.id;
   if (!id) return;
   S.activeResponseId = id;
+  S.responseRates.set(id, S.server.outRate); // the server keeps a reply's rate from its start to its end
+  if (S.responseRates.size > 64) S.responseRates.delete(S.responseRates.keys().next().value);
   const strategy = response.metadata?.strategy || "reply";
   const bot = botTurn(id, { create: true });
   setChip(bot.chip, strategy, S.strategies.get(strategy)?.label || strategy);
@@ -674,9 +695,14 @@ function onMetrics(e) {
   const line = target.metrics;
   line.textContent = "";
   const fmt = (v) => (typeof v === "number" && Number.isFinite(v) ? `${Math.round(v)}` : "–");
+  if (typeof e.voice_to_voice !== "number") {
+    line.hidden = true; // no audio was sent (cancelled or failed first): no latency to show
+    return;
+  }
+  const typed = typeof e.endpoint !== "number"; // a typed turn: no voice to count from
   const total = document.createElement("b");
   total.textContent = `${fmt(e.voice_to_voice)} ms`;
-  line.append(total, " voice→voice");
+  line.append(total, typed ? " to the first sound" : " voice→voice");
   for (const [k, label, meaning] of METRIC_LABELS) {
     if (typeof e[k] !== "number") continue;
     const part = document.createElement("span");
@@ -686,7 +712,7 @@ function onMetrics(e) {
   }
   line.title = "milliseconds from the end of your voice to the first sound of the reply, then per stage";
   line.hidden = false;
-  line.setAttribute("aria-label", `Latency: ${fmt(e.voice_to_voice)} milliseconds voice to voice`);
+  line.setAttribute("aria-label", `Latency: ${fmt(e.voice_to_voice)} milliseconds ${typed ? "to the first sound" : "voice to voice"}`);
 }
 
 let blockedNotice = null;
@@ -720,6 +746,13 @@ function onError(err) {
   if (err.event_id && S.updatesPending.has(err.event_id)) settleUpdate(err.event_id);
   if (err.code === "response_cancel_not_active" && S.ownCancels.has(err.event_id)) return; // it had just ended
   const code = err.code || err.type || "error";
+  if (code === "idle_timeout" || code === "session_expired") {
+    // the server closes the session on purpose: reconnecting at once would only start the clock again
+    disconnect();
+    notify("warn", code === "idle_timeout" ? "Disconnected after a while without activity" : "The session reached its time limit",
+      " Press Connect to talk again.");
+    return;
+  }
   notify("error", `Server error: ${code}`, err.message || "");
   console.warn("s2s server error", err); // a warning, not an error: the session goes on
 }
@@ -953,11 +986,12 @@ ui.mute.addEventListener("click", () => {
 
 ui.stop.addEventListener("click", () => stopBot("stop", { cancel: true }));
 
-ui.composer.addEventListener("submit", (ev) => {
+ui.composer.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const text = ui.message.value.trim();
   if (!text || !client.isOpen) return;
-  if (botActive()) stopBot("typed", { cut: true }); // the server cuts the reply off when the text arrives
+  ui.message.value = "";
+  if (botActive()) await stopBot("typed", { cut: true }); // the server cuts the reply off when the text arrives
   send({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });
   send({ type: "response.create" });
   const t = userTurn(null, { create: true });
@@ -979,6 +1013,10 @@ ui.ptt.addEventListener("change", () => {
 
 function pttDown() {
   if (!S.settings.ptt || S.pttHeld || !audioReady() || !audio.micOpen) return;
+  if (S.muted) {
+    notify("warn", "The microphone is muted", " Unmute to talk.");
+    return;
+  }
   if (botActive()) stopBot("push-to-talk", { cut: true }); // the server cuts the reply off at the first audio
   clearTimeout(pttTailTimer);
   S.pttHeld = true;

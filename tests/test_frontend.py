@@ -101,14 +101,14 @@ def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class ServerProcess:
     """`python s2s_server.py` on a free port, ready when it logs the address it serves; memory in `folder`."""
 
-    def __init__(self, folder: Path, port: int = 0, asr: str = "fake", token: str = ""):
+    def __init__(self, folder: Path, port: int = 0, asr: str = "fake", token: str = "", extra: tuple[str, ...] = ()):
         self.log_path = folder / "server.log"
         self.env = {**os.environ, "S2S_AUTH_TOKEN": token} if token else None
         self.cmd = [
             sys.executable, str(ROOT / "s2s_server.py"), "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(folder / "data"),
             "--asr", asr, "--llm", "fake", "--tts", "fake", "--judge", "off",
-            "--fake-asr-text", FAKE_ASR_TEXT, "--fake-llm-reply", FAKE_LLM_REPLY, "--log-level", "INFO",
+            "--fake-asr-text", FAKE_ASR_TEXT, "--fake-llm-reply", FAKE_LLM_REPLY, "--log-level", "INFO", *extra,
         ]
         self.port = port
         self.proc: subprocess.Popen[str] | None = None
@@ -483,6 +483,25 @@ def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     page.wait("s2s.connection === 'disconnected'", CONNECT_MS)
     assert not page.js("s2s.micOpen")
     page.assert_clean()
+
+
+def test_stop_while_the_bot_thinks_cancels_the_turn_and_no_reply_plays(browser, tmp_path: Path) -> None:
+    """Between the end of a spoken turn and the reply ("Thinking…": a slow transcription here), Stop is enabled
+    and cancels the turn on the server: no reply starts, and the page listens again."""
+    srv = ServerProcess(tmp_path, extra=("--fake-asr-latency-ms", "4000")).start()
+    page = Page(browser, srv.url)
+    try:
+        connect(page)
+        page.wait("s2s.state === 'processing' && !document.querySelector('#stop').disabled", VOICE_TURN_MS)
+        page.page.click("#stop")
+        page.wait("s2s.sent.some(e => e.type === 'response.cancel')", CONNECT_MS)
+        page.wait("s2s.events.some(e => e.type === 'conversation.item.input_audio_transcription.completed') && "
+                  "s2s.state === 'listening'", VOICE_TURN_MS)
+        assert page.events("response.created") == []
+        page.assert_clean()
+    finally:
+        page.close()
+        srv.stop()
 
 
 def test_page_reconnects_after_the_server_restarts(browser, tmp_path: Path) -> None:

@@ -793,6 +793,13 @@ async def test_a_session_update_that_resends_turn_detection_unchanged_keeps_the_
     committed = await c.wait_for("input_audio_buffer.committed")
     assert committed["item_id"] == started["item_id"]
     assert c.types().count("input_audio_buffer.speech_started") == 1
+    # A change the detector reads restarts it: the speech in progress is dropped, and the client is told which
+    await c.append_audio(words[:half], 16000)
+    started = await c.wait_for("input_audio_buffer.speech_started")
+    since = len(c.events)
+    await c.update_session(audio={"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 900}}})
+    cleared = [e for e in c.events[since:] if e["type"] == "input_audio_buffer.cleared"]  # before session.updated
+    assert [e["item_id"] for e in cleared] == [started["item_id"]]
 
 
 
