@@ -1203,14 +1203,16 @@ class TurnDetector(TurnTaking):
             events.append(TurnEvent("barge_in", self.clock_ms))
         return events
 
-    def _track(self, frame: np.ndarray, voiced: bool) -> list[TurnEvent]:
+    def _track(self, frame: np.ndarray, voiced: bool, resumes: bool = True) -> list[TurnEvent]:
+        """One frame of the utterance; `resumes`: whether a voiced frame after `paused` resumes it (a subclass
+        may say a faint one does not)."""
         self._utterance.append(frame)
         events: list[TurnEvent] = []
         if voiced:
             self.speech_ms += self.frame_ms
             self.last_voiced_end_ms = self.clock_ms
             self._silence_frames = 0
-            if self._paused:
+            if self._paused and resumes:
                 self._paused = False
                 events.append(TurnEvent("resumed", self.clock_ms))
         else:
@@ -1878,19 +1880,15 @@ class PredictiveTurnDetector(TurnDetector):
             self._peak_dbfs = max(self._peak_dbfs, level)
             loud = level >= self._peak_dbfs - self.quiet_db
         after_pause = voiced and loud and self._paused  # the base class resumes the utterance (the VAD heard speech)
-        faint_after_pause = voiced and not loud and self._paused  # a breath, or noise the VAD calls voiced: it does
-        # not resume the utterance either (the opinions stay, the quiet goes on), as before the pause; the VAD's
-        # silence, which the long waits count, starts again, as before the pause
         resumed = (voiced and loud and self._quiet) or after_pause
         if resumed:
             self._forget()
             self._quiet = False
         self._quiet_frames = 0 if voiced and loud else self._quiet_frames + 1
-        if faint_after_pause:
-            self._paused = False  # so that the base class does not resume
-        events = super()._track(frame, voiced)
-        if faint_after_pause and self.in_speech:
-            self._paused = True
+        # A faint frame the VAD calls voiced (a breath, noise) does not resume the utterance after the pause either
+        # (the opinions stay, the quiet goes on), as before it; the VAD's silence, which the long waits count,
+        # starts again, as before it.
+        events = super()._track(frame, voiced, resumes=loud)
         if resumed and not after_pause:
             events.append(TurnEvent("resumed", self.clock_ms))
         if self.in_speech and not self._quiet and self.quiet_ms() >= self.ask_ms:
@@ -5316,9 +5314,10 @@ def estimate_tokens(text: str) -> int:
 def clip_to_tokens(text: str, limit: int) -> str:
     """`text` if it fits `limit` estimated tokens (`estimate_tokens`), else its start and its end, about half the
     limit each, around a note saying how many characters were left out."""
-    if estimate_tokens(text) <= limit:
+    tokens = estimate_tokens(text)
+    if tokens <= limit:
         return text
-    keep = max(1, len(text) * limit // (2 * estimate_tokens(text)))
+    keep = max(1, len(text) * limit // (2 * tokens))
     return f"{text[:keep]} [... {len(text) - 2 * keep} characters left out ...] {text[-keep:]}"
 _MARKUP = re.compile(r"[*_`#>|~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
 
@@ -8024,14 +8023,18 @@ class Session:
         self._user_speaking = False
         self._drop_speculative_asr()
         self._drop_partial()
-        if self._held is not None:
-            if self._held.task is not None:
-                self._held.task.cancel()
-            self._held = None
+        self._drop_held()
+
+    def _drop_held(self) -> HeldOnset | None:
+        """Forget the speech held over the bot, its hearing in flight cancelled; returns it (None: none held)."""
+        held, self._held = self._held, None
+        if held is not None and held.task is not None:
+            held.task.cancel()
+        return held
 
     def _on_speech_started(self, ev: TurnEvent) -> None:
-        if self._held is not None:  # speech held over the bot ended and is still being heard: it is over
-            self._settle_overtaken_hold(self._held)
+        if (overtaken := self._drop_held()) is not None:  # held speech that ended and is still being heard: over
+            self._settle_overtaken_hold(overtaken)
         self._user_speaking = True
         self._speech_item_id = new_id("item")
         self._next_partial_ms = self.config.asr_partial_interval_ms
@@ -8054,10 +8057,8 @@ class Session:
         silence that ended the held speech, or its passes heard again): the held speech is dropped undecided, as
         a sound, so that the new speech is heard as itself (a turn, or a new hold if the bot still talks) and not
         as more of the held speech, which made it a backchannel of the old onset, never answered. The cost: words
-        of the held speech that its hearing would have found are lost; the user is speaking again."""
-        self._held = None
-        if held.task is not None:
-            held.task.cancel()
+        of the held speech that its hearing would have found are lost; the user is speaking again. (Dropped
+        already, `_drop_held`: this says so.)"""
         self.log.info("speech over the bot ended, and new speech started before its hearing did: the held speech "
                       "is dropped undecided (last heard: %r)", held.last_text[:40])
 
@@ -8283,7 +8284,7 @@ class Session:
                 raise ProtocolError("input_audio_buffer_commit_empty", "no speech in the buffer to commit",
                                     event.event_id)
             ev.rule = "commit"  # ended by the client, whatever the opinions said
-            held, self._held = self._held, None  # (`_clear_detector` would drop it)
+            held = self._drop_held()  # (`_clear_detector` would drop it unseen)
             self._clear_detector()
             if held is not None:
                 held.stopped = ev
@@ -9566,13 +9567,18 @@ class Session:
             last.heard_whole = len(last.clock.heard_clauses(played, finished=True))
             self.retext(last.item)
             self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
+        self._stop_playback([self.last_response, *playing])  # (stopping a clock twice changes nothing)
+        self._set_state(State.LISTENING)
+
+    def _stop_playback(self, replies: list[Response | None]) -> None:
+        """The client's playback ends now (a barge-in, a truncate): no timer waits for its end, and each of these
+        replies counts as played only up to now."""
         if self._playback_timer is not None:
             self._playback_timer.cancel()
             self._playback_timer = None
-        for stopped in [self.last_response, *playing]:  # (stopping a clock twice changes nothing)
-            if stopped is not None:
-                stopped.clock.stop(now_ms())
-        self._set_state(State.LISTENING)
+        for r in replies:
+            if r is not None:
+                r.clock.stop(now_ms())
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:
         r = next((resp for resp in (self.last_response, self.response) if resp and resp.item.id == event.item_id), None)
@@ -9589,10 +9595,7 @@ class Session:
         if r is self.response and r.turn is not None:
             self._finish_response(r, "cancelled", "client_truncated", r.turn)
         if r is self.last_response:
-            if self._playback_timer is not None:
-                self._playback_timer.cancel()
-                self._playback_timer = None
-            r.clock.stop(now_ms())
+            self._stop_playback([r])
         r.item.text = heard
         r.item.status = "incomplete"
         self.retext(r.item)

@@ -997,7 +997,6 @@ ui.composer.addEventListener("submit", async (ev) => {
   const t = userTurn(null, { create: true });
   t.el.classList.add("typed");
   t.final.textContent = text;
-  ui.message.value = "";
   scrollToEnd(true);
 });
 

@@ -803,7 +803,8 @@ def test_the_fusions_done_counts_the_silence_from_the_last_loud_frame(tmp_path):
         raise AssertionError("the turn never ended")
 
     assert stop(0.9) == ("fused done", 270, 120)  # p 0.96: 270 ms of quiet
-    assert stop(0.4)[0] == "fused unsure" and stop(0.4)[2] == 900  # p 0.31: 900 ms of the VAD's silence
+    rule, _, vad_silence = stop(0.4)
+    assert (rule, vad_silence) == ("fused unsure", 900)  # p 0.31: 900 ms of the VAD's silence
 
 
 def test_a_faint_frame_the_vad_calls_voiced_after_the_pause_does_not_resume_the_utterance():
