@@ -381,6 +381,33 @@ def test_keyboard_alone_can_switch_to_push_to_talk_connect_and_type(open_page) -
     page.assert_clean()
 
 
+def test_every_button_is_named_by_the_words_it_shows(open_page) -> None:
+    """Each visible button's accessible name holds the words it shows (WCAG 2.5.3, label in name), so a user of
+    speech control can say what they see: the Settings dialog's "Done" is named "Done"."""
+    page = open_page()
+    page.page.click("label.switch")  # push-to-talk shows the talk button too
+
+    def check(scope: object) -> int:
+        checked = 0
+        for button in scope.get_by_role("button").all():  # type: ignore[attr-defined]
+            words = re.findall(r"[A-Za-z]+", button.inner_text())
+            if not words or not button.is_visible():
+                continue  # a symbol such as a notice's "×" may carry any name
+            snapshot = button.aria_snapshot()  # - button "NAME" [pressed=false]
+            name = re.match(r'- button "([^"]*)"', snapshot)
+            assert name and all(w.lower() in name.group(1).lower() for w in words), (button.inner_text(), snapshot)
+            checked += 1
+        return checked
+
+    assert check(page.page) >= 5  # Connect, Settings, Mute, Hold to talk, Stop, Send
+    page.page.click("#settings-open")
+    dialog = page.page.get_by_role("dialog", name="Settings")
+    assert check(dialog) == 2  # Done, Use server defaults
+    dialog.get_by_role("button", name="Done", exact=True).click()
+    assert page.js("document.querySelector('#settings').open") is False
+    page.assert_clean()
+
+
 def test_stop_button_cancels_the_reply_and_truncates(open_page) -> None:
     """The stop button silences the reply at once, cancels it on the server and truncates it to what played."""
     page = open_page()
