@@ -1002,8 +1002,11 @@ ui.composer.addEventListener("submit", async (ev) => {
 
 // push-to-talk
 ui.ptt.addEventListener("change", () => {
-  if (!ui.ptt.checked && (S.pttHeld || S.pttSending)) pttUp();
-  S.settings.ptt = ui.ptt.checked;
+  const on = ui.ptt.checked; // read first: ending a press renders, and render sets the switch from S.settings
+  // Switched off mid-press: the press ends as a release would, but at once, before the session.update that
+  // turns the server's VAD on (which drops an uncommitted push-to-talk buffer, so a commit after it would fail)
+  if (!on) pttEndNow();
+  S.settings.ptt = on;
   S.preroll = [];
   saveSettings();
   sendSessionUpdate();
@@ -1029,7 +1032,8 @@ function pttDown() {
 }
 
 let pttTailTimer = null;
-function pttUp() {
+/** The talk button or Space is released: after PTT_TAIL_MS more audio (`tail`), the turn is committed. */
+function pttUp({ tail = true } = {}) {
   if (!S.pttHeld) return;
   S.pttHeld = false;
   const heldMs = performance.now() - S.pttStartedAt;
@@ -1039,13 +1043,23 @@ function pttUp() {
     send({ type: "input_audio_buffer.clear" });
     return;
   }
-  pttTailTimer = setTimeout(() => {
-    S.pttSending = false;
-    flushOutbox();
-    send({ type: "input_audio_buffer.commit" });
-    if (PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
-    render();
-  }, PTT_TAIL_MS);
+  if (tail) pttTailTimer = setTimeout(pttCommit, PTT_TAIL_MS);
+  else pttCommit();
+}
+
+function pttCommit() {
+  clearTimeout(pttTailTimer);
+  S.pttSending = false;
+  flushOutbox();
+  send({ type: "input_audio_buffer.commit" });
+  if (PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
+  render();
+}
+
+/** End a press, or the tail after one, now: what was said is committed without waiting for the tail. */
+function pttEndNow() {
+  pttUp({ tail: false });
+  if (S.pttSending) pttCommit(); // released already, its tail still running
 }
 
 function pttReset() {
@@ -1072,22 +1086,36 @@ function typingTarget(el) {
   return !!(el && el.closest && el.closest("input, textarea, select, [contenteditable], dialog"));
 }
 
+// Space held to talk owns its key repeats and its release wherever focus goes meanwhile: a click on the
+// push-to-talk switch focuses the switch, and a repeat there would otherwise toggle it back on release
+let spaceTalking = false;
+function spaceIsTalk(ev) {
+  return ev.code === "Space" && (spaceTalking || (S.settings.ptt && !typingTarget(ev.target)));
+}
+
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape" && !ui.settings.open && botActive()) {
     ev.preventDefault();
     stopBot("stop", { cancel: true });
-  } else if (ev.code === "Space" && S.settings.ptt && !typingTarget(ev.target)) {
-    ev.preventDefault(); // no page scroll, no button click
-    if (!ev.repeat) pttDown();
+  } else if (spaceIsTalk(ev)) {
+    ev.preventDefault(); // no page scroll, no button click, no switch toggled
+    if (!ev.repeat) {
+      spaceTalking = true;
+      pttDown();
+    }
   }
 });
 document.addEventListener("keyup", (ev) => {
-  if (ev.code === "Space" && S.settings.ptt && !typingTarget(ev.target)) {
+  if (spaceIsTalk(ev)) {
     ev.preventDefault();
+    spaceTalking = false;
     pttUp();
   }
 });
-window.addEventListener("blur", () => pttUp());
+window.addEventListener("blur", () => {
+  spaceTalking = false; // the key's release goes to another window
+  pttUp();
+});
 window.addEventListener("online", () => client.retrySoon());
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") client.retrySoon();

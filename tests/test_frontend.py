@@ -459,6 +459,35 @@ def test_holding_space_in_push_to_talk_sends_one_committed_turn(open_page) -> No
     page.assert_clean()
 
 
+def test_switching_push_to_talk_off_while_talking_sends_the_turn_and_stays_off(open_page) -> None:
+    """Push-to-talk switched off with a click while Space is held: the switch stays off (the key's repeats and its
+    release, now on the focused switch, do not toggle it back), and what was said is committed before the
+    session.update that turns the server's VAD on, so it becomes a turn instead of an error."""
+    page = open_page()
+    page.page.click("label.switch")
+    connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)
+    page.page.focus("#connect")
+    page.page.keyboard.down("Space")
+    page.wait("s2s.audioSentMs >= 500", CONNECT_MS)  # a real press: the pre-roll and 300 ms held
+    page.page.click("label.switch")
+    switch = "[document.querySelector('#ptt').checked, s2s.settings.ptt, document.querySelector('#talk').hidden]"
+    assert page.js(switch) == [False, False, True]
+    assert page.js("document.activeElement.id") == "ptt"
+    page.page.keyboard.down("Space")  # held still: the key repeats (repeat: true), now on the switch
+    page.page.keyboard.up("Space")
+    assert page.js(switch) == [False, False, True]
+    sent = [e["type"] for e in page.js("s2s.sent")]
+    vad_on = [i for i, e in enumerate(page.js("s2s.sent")) if e["type"] == "session.update"
+              and e["session"]["audio"]["input"].get("turn_detection")]
+    assert "input_audio_buffer.commit" in sent and vad_on, sent
+    assert sent.index("input_audio_buffer.commit") < vad_on[0], sent
+    page.wait("s2s.events.some(e => e.type === 'input_audio_buffer.committed')", CONNECT_MS)
+    page.wait("s2s.events.some(e => e.type === 'session.updated' && e.session.audio.input.turn_detection)", CONNECT_MS)
+    page.wait("document.querySelector('.turn.user .final')?.textContent.length > 0", VOICE_TURN_MS)
+    page.assert_clean()  # no input_audio_buffer_commit_empty
+
+
 def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     """Settings go out in session.update and come back applied; mute, stop and disconnect leave no console errors."""
     page = open_page()
