@@ -17,7 +17,12 @@ const USER_ID_PATTERN = /^(?!anon-)[\w.@:-]{1,128}$/;
 const OUTBOX_MS = 3000; // audio held while the session is not ready yet (first connect, a session.update in flight)
 const PTT_PREROLL_MS = 200; // audio from just before the talk button went down, so the first syllable survives
 const PTT_TAIL_MS = 120; // keep sending this long after release, then commit: the last syllable survives
-const PTT_MIN_HOLD_MS = 250; // a shorter press is a slip: the buffer is cleared, not committed
+// A press shorter than this is a slip, not speech: a key or button tap lasts about 100 ms, while a press to
+// say even one short word lasts longer (the word, and the reaction before and after it). Until a press has
+// lasted this long the page sends nothing and only ducks the bot, so a tap neither cuts the bot off nor
+// leaves an empty turn; once it has, the bot is cut and the audio since just before the press is sent.
+const PTT_MIN_HOLD_MS = 250;
+const PTT_DUCK_GAIN = 0.25; // the bot's volume while a press is not yet a talk (-12 dB): it yields at once, audibly
 const PTT_SENDS_RESPONSE_CREATE = false; // the server answers a commit itself (it judges first); see README
 const STOP_TIMEOUT_MS = 500; // give up waiting for the playback worklet's answer to a stop
 const SESSION_UPDATE_TIMEOUT_MS = 3000; // stop holding audio if session.updated never comes
@@ -105,10 +110,10 @@ const S = {
   muted: false,
   micWanted: false, // the user connected with the microphone; a block closes it, the next session reopens it
   pttHeld: false,
-  pttSending: false, // held, or in the tail after release
+  pttSending: false, // held for PTT_MIN_HOLD_MS or longer (a talk, audio flowing), or in the tail after release
   pttStartedAt: 0,
   outbox: [], // capture frames waiting for the session to be ready
-  preroll: [], // the last PTT_PREROLL_MS of frames while push-to-talk is idle
+  preroll: [], // the last PTT_PREROLL_MS of frames while push-to-talk is idle, and all since a press not yet a talk
   activeResponseId: null,
   cutResponses: new Set(), // responses whose audio the user stopped: later deltas are dropped
   truncatedItems: new Set(),
@@ -260,6 +265,7 @@ function onFrame(frame) {
   if (S.muted || !client.wanted) return;
   if (S.settings.ptt && !S.pttSending) {
     S.preroll.push(frame);
+    if (S.pttHeld) return; // a press that is not a talk yet: its audio is kept whole until it is one (pttTalk)
     const keep = Math.ceil(PTT_PREROLL_MS / frameMs(frame));
     if (S.preroll.length > keep) S.preroll.splice(0, S.preroll.length - keep);
     return;
@@ -1013,17 +1019,38 @@ ui.ptt.addEventListener("change", () => {
   render();
 });
 
+// A press goes through two steps. Down: the bot is ducked at once (it yields audibly) and nothing is sent.
+// Held for PTT_MIN_HOLD_MS (pttTalk): it is a talk; the bot is cut and the audio since PTT_PREROLL_MS before the
+// press goes out, then the rest live. Released before that, it was a slip: the bot comes back to full volume
+// as if nothing happened. The server never sees a slip: its first audio would cut the bot (a barge-in) and its
+// commit would be an empty turn.
+let pttHoldTimer = null;
+let pttTailTimer = null;
 function pttDown() {
   if (!S.settings.ptt || S.pttHeld || !audioReady() || !audio.micOpen) return;
   if (S.muted) {
     notify("warn", "The microphone is muted", " Unmute to talk.");
     return;
   }
-  if (botActive()) stopBot("push-to-talk", { cut: true }); // the server cuts the reply off at the first audio
-  clearTimeout(pttTailTimer);
+  if (S.pttSending) pttCommit(); // pressed again within the last release's tail: that turn is sent now
   S.pttHeld = true;
-  S.pttSending = true;
   S.pttStartedAt = performance.now();
+  if (botActive()) audio.setDucked(true, PTT_DUCK_GAIN);
+  pttHoldTimer = setTimeout(pttTalk, PTT_MIN_HOLD_MS);
+  render();
+}
+
+/** The press has lasted PTT_MIN_HOLD_MS: it is a talk. */
+function pttTalk() {
+  clearTimeout(pttHoldTimer);
+  if (!S.pttHeld || S.pttSending) return;
+  S.pttSending = true;
+  if (botActive()) {
+    // the server would cut the reply off at the first audio anyway; the page stops it and says what was heard
+    stopBot("push-to-talk", { cut: true }).finally(() => audio.setDucked(false));
+  } else {
+    audio.setDucked(false);
+  }
   send({ type: "input_audio_buffer.clear" });
   const pre = S.preroll;
   S.preroll = [];
@@ -1031,18 +1058,19 @@ function pttDown() {
   render();
 }
 
-let pttTailTimer = null;
 /** The talk button or Space is released: after PTT_TAIL_MS more audio (`tail`), the turn is committed. */
 function pttUp({ tail = true } = {}) {
   if (!S.pttHeld) return;
+  // the hold timer may be late on a busy machine: a press that lasted long enough counts however it ends
+  if (!S.pttSending && performance.now() - S.pttStartedAt >= PTT_MIN_HOLD_MS) pttTalk();
+  clearTimeout(pttHoldTimer);
   S.pttHeld = false;
-  const heldMs = performance.now() - S.pttStartedAt;
-  render();
-  if (heldMs < PTT_MIN_HOLD_MS) {
-    S.pttSending = false;
-    send({ type: "input_audio_buffer.clear" });
+  if (!S.pttSending) {
+    audio.setDucked(false); // a slip: nothing was sent, and the bot goes on at full volume
+    render();
     return;
   }
+  render();
   if (tail) pttTailTimer = setTimeout(pttCommit, PTT_TAIL_MS);
   else pttCommit();
 }
@@ -1063,9 +1091,11 @@ function pttEndNow() {
 }
 
 function pttReset() {
+  clearTimeout(pttHoldTimer);
   clearTimeout(pttTailTimer);
   S.pttHeld = S.pttSending = false;
   S.preroll = [];
+  audio.setDucked(false);
 }
 
 ui.talk.addEventListener("pointerdown", (ev) => {
@@ -1235,6 +1265,10 @@ window.s2s = {
   },
   get inputLevel() {
     return S.inputLevel;
+  },
+  /** the bot's voice is lowered: a push-to-talk press that is not a talk yet */
+  get ducked() {
+    return audio.ducked;
   },
   get micOpen() {
     return audio.micOpen;

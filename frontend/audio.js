@@ -4,6 +4,7 @@
 import { Resampler, pcm16ToFloat } from "./resampler.js";
 
 const FRAME_MS = 20; // capture frame length sent in each input_audio_buffer.append (the brief allows 20-40)
+const DUCK_TIME_CONSTANT_S = 0.01; // how fast the bot's volume follows setDucked: quick, yet without a click
 
 export class AudioEngine {
   /**
@@ -17,6 +18,8 @@ export class AudioEngine {
     this.ctx = null;
     this.loading = null; // the promise that loads the worklets, once
     this.playbackNode = null;
+    this.duckNode = null; // a gain between playback and the speaker: setDucked lowers the bot without stopping it
+    this.ducked = false;
     this.captureNode = null;
     this.micStream = null;
     this.micSource = null;
@@ -54,7 +57,8 @@ export class AudioEngine {
           outputChannelCount: [1],
         });
         this.playbackNode.port.onmessage = (e) => this.onPlaybackMessage(e.data);
-        this.playbackNode.connect(this.ctx.destination);
+        this.duckNode = new GainNode(this.ctx);
+        this.playbackNode.connect(this.duckNode).connect(this.ctx.destination);
       })();
     }
     await this.loading; // a second Connect while the worklets load waits for the same load
@@ -142,6 +146,15 @@ export class AudioEngine {
     if (samples.length === 0) return;
     this.sentFrames += samples.length;
     this.playbackNode.port.postMessage({ type: "chunk", itemId, responseId, samples }, [samples.buffer]);
+  }
+
+  /** Lower the bot's voice to `gain` (it goes on playing, and counting as played), or bring it back to full. */
+  setDucked(ducked, gain) {
+    this.ducked = ducked;
+    if (!this.duckNode) return;
+    const g = this.duckNode.gain;
+    g.cancelScheduledValues(this.ctx.currentTime);
+    g.setTargetAtTime(ducked ? gain : 1, this.ctx.currentTime, DUCK_TIME_CONSTANT_S);
   }
 
   /**

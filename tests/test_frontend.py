@@ -459,6 +459,50 @@ def test_holding_space_in_push_to_talk_sends_one_committed_turn(open_page) -> No
     page.assert_clean()
 
 
+def test_a_tap_of_the_talk_key_leaves_the_bot_speaking_and_a_press_cuts_it(open_page) -> None:
+    """Push-to-talk while the bot speaks: a tap of Space too short to hold a word sends nothing and the reply plays
+    on; a real press lowers the bot's voice at once and, once it has lasted a quarter second, cuts the reply
+    (truncated to what played) and sends the audio from just before the press."""
+    page = open_page()
+    page.page.click("label.switch")
+    connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)
+    page.page.fill("#message", "tell me something")
+    page.page.press("#message", "Enter")
+    page.page.focus("#connect")  # Space on a button talks
+    page.wait("s2s.playedMs > 300", TYPED_REPLY_MS)
+    # the tap: the key goes down and up in one task, so it is short however busy the machine is
+    ducked = page.js("""() => {
+        const key = (type) => document.dispatchEvent(new KeyboardEvent(type, { code: "Space", key: " " }));
+        key("keydown");
+        const down = s2s.ducked;
+        key("keyup");
+        return [down, s2s.ducked];
+    }""")
+    played = page.js("s2s.playedMs")
+    page.wait(f"s2s.playedMs > {played + 500}", CONNECT_MS)  # the reply plays on
+    assert page.js("s2s.truncates") == []
+    assert page.js("s2s.framesSent") == 0  # no audio, so the server has nothing to cut the reply with
+    assert [e["type"] for e in page.js("s2s.sent") if e["type"].startswith("input_audio_buffer")] == []
+    assert all(e["response"]["status"] == "completed" for e in page.events("response.done"))
+    assert ducked == [True, False]  # the bot dipped while the key was down and came back with its release
+
+    page.page.keyboard.down("Space")
+    assert page.js("s2s.ducked || s2s.truncates.length > 0")  # the bot yields at once: lowered, or cut already
+    page.wait("s2s.truncates.length > 0", CONNECT_MS)
+    truncate = page.js("s2s.truncates[0]")
+    assert truncate["reason"] == "push-to-talk"
+    assert abs(truncate["audioEndMs"] - page.js("s2s.playedMs")) < 60
+    page.wait("s2s.audioSentMs >= 400", CONNECT_MS)  # the pre-roll and the first quarter second went out
+    page.page.keyboard.up("Space")
+    page.wait("s2s.events.some(e => e.type === 'input_audio_buffer.committed')", CONNECT_MS)
+    sent = [e["type"] for e in page.js("s2s.sent") if e["type"].startswith("input_audio_buffer")]
+    assert sent == ["input_audio_buffer.clear", "input_audio_buffer.commit"]
+    assert page.page.locator(".turn.bot .cut-mark").count() == 1
+    assert not page.js("s2s.ducked")
+    page.assert_clean()
+
+
 def test_switching_push_to_talk_off_while_talking_sends_the_turn_and_stays_off(open_page) -> None:
     """Push-to-talk switched off with a click while Space is held: the switch stays off (the key's repeats and its
     release, now on the focused switch, do not toggle it back), and what was said is committed before the
