@@ -927,16 +927,16 @@ function render() {
   ui.connect.textContent = wanted ? "Disconnect" : "Connect";
   ui.connect.classList.toggle("btn-primary", !wanted);
   const live = S.conn === "connected";
-  ui.mute.disabled = !audio.micOpen;
+  setUsable(ui.mute, audio.micOpen);
   ui.mute.setAttribute("aria-pressed", String(S.muted));
   ui.mute.querySelector(".btn-label").textContent = S.muted ? "Unmute" : "Mute";
   ui.meter.classList.toggle("muted", S.muted);
-  ui.stop.disabled = !(live && botActive());
-  ui.message.disabled = !live;
-  ui.send.disabled = !live;
+  setUsable(ui.stop, live && botActive());
+  setUsable(ui.message, live);
+  setUsable(ui.send, live);
   ui.ptt.checked = S.settings.ptt;
   ui.talk.hidden = !S.settings.ptt;
-  ui.talk.disabled = !(live && audio.micOpen);
+  setUsable(ui.talk, live && audio.micOpen);
   ui.talk.setAttribute("aria-pressed", String(S.pttHeld));
   ui.talk.querySelector(".btn-label").textContent = S.pttHeld ? "Listening — release to send" : "Hold to talk";
   ui.hint.textContent = S.settings.ptt ? "Hold Space or the talk button to speak · Esc stops the agent" : "Esc stops the agent";
@@ -952,6 +952,30 @@ function render() {
   if (ui.orb.dataset.state !== state) ui.orb.dataset.state = state;
   if (ui.state.textContent !== label) ui.state.textContent = label;
 }
+
+/**
+ * Enable or disable a control, except under the keyboard: a focused control that is disabled drops focus to
+ * <body>, and a keyboard user loses their place (Stop, pressed, would disable itself; the message box would
+ * on a reconnect). A focused control is marked aria-disabled instead: it looks and reads disabled, ignores
+ * activation (`unusable`; an input turns read-only), and is disabled for real once focus leaves it.
+ */
+function setUsable(el, usable) {
+  const keep = !usable && document.activeElement === el;
+  if (el.disabled !== (!usable && !keep)) el.disabled = !usable && !keep;
+  if (keep !== (el.getAttribute("aria-disabled") === "true")) {
+    if (keep) el.setAttribute("aria-disabled", "true");
+    else el.removeAttribute("aria-disabled");
+    if (el instanceof HTMLInputElement) el.readOnly = keep;
+  }
+}
+
+function unusable(el) {
+  return el.disabled || el.getAttribute("aria-disabled") === "true";
+}
+
+document.addEventListener("focusout", (ev) => {
+  if (ev.target.getAttribute?.("aria-disabled") === "true") setTimeout(render); // once focus has moved on
+});
 
 // ---- controls ----
 async function connect() {
@@ -980,6 +1004,7 @@ function disconnect() {
 ui.connect.addEventListener("click", () => (client.wanted ? disconnect() : connect()));
 
 ui.mute.addEventListener("click", () => {
+  if (unusable(ui.mute)) return;
   S.muted = !S.muted;
   audio.setMuted(S.muted);
   if (S.muted) {
@@ -990,12 +1015,14 @@ ui.mute.addEventListener("click", () => {
   render();
 });
 
-ui.stop.addEventListener("click", () => stopBot("stop", { cancel: true }));
+ui.stop.addEventListener("click", () => {
+  if (!unusable(ui.stop)) stopBot("stop", { cancel: true });
+});
 
 ui.composer.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const text = ui.message.value.trim();
-  if (!text || !client.isOpen) return;
+  if (!text || !client.isOpen || unusable(ui.send)) return;
   ui.message.value = "";
   if (botActive()) await stopBot("typed", { cut: true }); // the server cuts the reply off when the text arrives
   send({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });

@@ -429,6 +429,32 @@ def test_stop_button_cancels_the_reply_and_truncates(open_page) -> None:
     page.assert_clean()
 
 
+def test_stop_pressed_from_the_keyboard_keeps_focus(open_page) -> None:
+    """Stop, pressed with Enter, stops the bot and keeps keyboard focus (read as disabled, inert) instead of
+    dropping it to the page's body; Tab then goes on to the next control and Stop is disabled for real."""
+    page = open_page()
+    page.page.click("label.switch")  # push-to-talk: the fake microphone's words do not cut the reply first
+    connect(page, streaming=False)
+    page.page.fill("#message", "tell me something")
+    page.page.press("#message", "Enter")
+    page.wait("s2s.playedMs > 300 && !document.querySelector('#stop').disabled", TYPED_REPLY_MS)
+    tab_to(page, "stop", backwards=True)
+    page.page.keyboard.press("Enter")
+    page.wait("s2s.truncates.length > 0", CONNECT_MS)
+    page.wait("(b => b.disabled || b.getAttribute('aria-disabled') === 'true')(document.querySelector('#stop'))",
+              CONNECT_MS)
+    assert page.js("document.activeElement.id") == "stop"
+    assert page.js("document.querySelector('#stop').getAttribute('aria-disabled')") == "true"
+    assert page.page.get_by_role("button", name="Stop").is_disabled()  # what assistive technology is told
+    page.page.keyboard.press("Enter")  # inert now: nothing more is sent
+    assert len(page.sent("response.cancel")) <= 1 and len(page.js("s2s.truncates")) == 1
+    page.page.keyboard.press("Tab")
+    assert page.js("document.activeElement.id") == "ptt"
+    page.wait("document.querySelector('#stop').disabled", CONNECT_MS)  # disabled for real once focus left
+    assert page.js("document.querySelector('#stop').getAttribute('aria-disabled')") is None
+    page.assert_clean()
+
+
 def test_holding_space_in_push_to_talk_sends_one_committed_turn(open_page) -> None:
     """Push-to-talk: audio goes out only while Space is held; letting go commits the turn and the bot answers."""
     page = open_page()
@@ -605,16 +631,23 @@ def test_stop_while_the_bot_thinks_cancels_the_turn_and_no_reply_plays(browser, 
 
 
 def test_page_reconnects_after_the_server_restarts(browser, tmp_path: Path) -> None:
-    """When the server restarts, the page reconnects by itself and gets a new session."""
+    """When the server restarts, the page reconnects by itself and gets a new session; the message box keeps
+    keyboard focus meanwhile."""
     srv = ServerProcess(tmp_path).start()
     page = Page(browser, srv.url)
     try:
         connect(page)
+        page.page.click("#message")
+        page.page.keyboard.type("half a")
         srv.stop()
         page.wait("s2s.connection === 'reconnecting'", CONNECT_MS)
+        # the message box keeps focus and its words while it cannot send (a disabled one would drop focus)
+        assert page.js("[document.activeElement.id, document.activeElement.readOnly]") == ["message", True]
         srv = ServerProcess(tmp_path, port=srv.port).start()
         page.wait("s2s.connection === 'connected' && s2s.events.filter(e => e.type === 'session.created').length === 2",
                   RECONNECT_MS)
+        page.page.keyboard.type(" thought")  # typing goes on where it was
+        assert page.js("[document.activeElement.id, document.activeElement.value]") == ["message", "half a thought"]
         assert page.js("s2s.events.filter(e => e.type === 'session.updated').length") >= 2  # settings re-sent
         # failed attempts while the server was down log network errors; nothing else may
         others = [e for e in page.console_errors if "WebSocket connection" not in e]
