@@ -744,7 +744,7 @@ function onBlocked(e) {
 }
 
 function clearBlockedNotice() {
-  if (blockedNotice) blockedNotice.remove();
+  if (blockedNotice) removeNotice(blockedNotice);
   blockedNotice = null;
 }
 
@@ -902,13 +902,22 @@ function notify(kind, title, body, { sticky = false } = {}) {
   close.className = "btn btn-quiet notice-close";
   close.setAttribute("aria-label", "Dismiss");
   close.textContent = "×";
-  close.addEventListener("click", () => box.remove());
+  close.addEventListener("click", () => removeNotice(box));
   box.append(p, close);
   ui.notices.append(box);
   const others = ui.notices.querySelectorAll(".notice:not(.notice-blocked)");
-  if (others.length > 3) others[0].remove();
-  if (!sticky) setTimeout(() => box.remove(), 12000);
+  if (others.length > 3) removeNotice(others[0]);
+  if (!sticky) setTimeout(() => removeNotice(box), 12000);
   return box;
+}
+
+/** Remove a notice; keyboard focus in it (on its Dismiss button) goes to the next notice, else the conversation. */
+function removeNotice(box) {
+  if (box.contains(document.activeElement)) {
+    const next = box.nextElementSibling || box.previousElementSibling;
+    (next?.querySelector(".notice-close") || ui.log).focus();
+  }
+  box.remove();
 }
 
 function setConn(conn, text) {

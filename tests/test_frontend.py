@@ -455,6 +455,25 @@ def test_stop_pressed_from_the_keyboard_keeps_focus(open_page) -> None:
     page.assert_clean()
 
 
+def test_dismissing_a_notice_from_the_keyboard_keeps_focus_on_the_page(open_page) -> None:
+    """A notice dismissed with the keyboard hands focus to the conversation, not to the page's body."""
+    page = open_page()
+    page.page.click("label.switch")
+    connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)
+    page.page.click("#mute")
+    page.page.focus("#connect")
+    page.page.keyboard.press("Space")  # push-to-talk while muted: a notice says so
+    page.wait("document.querySelector('.notice .notice-close')", CONNECT_MS)
+    tab_to(page, "log", backwards=True)
+    page.page.keyboard.press("Shift+Tab")  # the notice's Dismiss button comes just before the conversation
+    assert page.js("document.activeElement.getAttribute('aria-label')") == "Dismiss"
+    page.page.keyboard.press("Enter")
+    assert page.js("document.querySelectorAll('.notice').length") == 0
+    assert page.js("document.activeElement.id") == "log"
+    page.assert_clean()
+
+
 def test_holding_space_in_push_to_talk_sends_one_committed_turn(open_page) -> None:
     """Push-to-talk: audio goes out only while Space is held; letting go commits the turn and the bot answers."""
     page = open_page()
