@@ -7249,9 +7249,10 @@ class PlaybackClock:
             return 0.0
         return max(0.0, self._plays_from_ms() + self.queued_ms - at_ms)
 
-    def stop(self, at_ms: float) -> float:
-        """A barge-in ended playback at `at_ms`: nothing after the played part counts as sent; returns it."""
-        played = self.played_ms(at_ms)
+    def stop(self, at_ms: float, played_ms: float | None = None) -> float:
+        """Playback ended at `at_ms` (a barge-in), after the client played `played_ms` (a truncate says how much;
+        default: as estimated): nothing after the played part counts as sent; returns it."""
+        played = self.played_ms(at_ms) if played_ms is None else played_ms
         self.cut = True
         if self.first_sent_at_ms is not None:
             self.sent_ms = min(self.sent_ms, played)
@@ -9470,15 +9471,19 @@ class Session:
                                                output_index=0, content_index=0, delta=encode_pcm16(chunk)),
                                   r, samples_to_ms(len(chunk), rate_hz))
 
-    def _finish_response(self, r: Response, status: str, reason: str | None, turn: Turn) -> None:
-        """The one place a response ends: history keeps only what was spoken; response.done goes last."""
+    def _finish_response(self, r: Response, status: str, reason: str | None, turn: Turn,
+                         played_ms: float | None = None) -> None:
+        """The one place a response ends: history keeps only what was spoken; response.done goes last.
+        `played_ms` (cancelled): how much of its audio the client says it played (a truncate), instead of the
+        server's estimate, so that the item is cut, told (response.done) and stored once, where the user stopped
+        hearing it (before, a truncate stored the estimate's words, then wrote its own over them)."""
         if r.status != "in_progress":
             return
         r.status = status  # type: ignore[assignment]
         if status == "cancelled":
             if r.task is not None and r.task is not asyncio.current_task():
                 r.task.cancel()  # closes the LLM and TTS streams (aclosing) at their next await
-            played = r.clock.played_ms(now_ms())
+            played = r.clock.played_ms(now_ms()) if played_ms is None else played_ms
             r.item.text = r.clock.text_until(played)
             # (what a resume goes back to) the newest clause sent was heard whole only if TTS had spoken all of it
             r.heard_whole = len(r.clock.heard_clauses(played, finished=len(r.clock.spans) <= r.synthesised))
@@ -9577,15 +9582,16 @@ class Session:
         self._stop_playback([self.last_response, *playing])  # (stopping a clock twice changes nothing)
         self._set_state(State.LISTENING)
 
-    def _stop_playback(self, replies: list[Response | None]) -> None:
+    def _stop_playback(self, replies: list[Response | None], played_ms: float | None = None) -> None:
         """The client's playback ends now (a barge-in, a truncate): no timer waits for its end, and each of these
-        replies counts as played only up to now."""
+        replies counts as played only up to now, or up to `played_ms` of its audio, where the client says it
+        stopped (so that the words kept stay kept: the estimate may be behind the client)."""
         if self._playback_timer is not None:
             self._playback_timer.cancel()
             self._playback_timer = None
         for r in replies:
             if r is not None:
-                r.clock.stop(now_ms())
+                r.clock.stop(now_ms(), played_ms)
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:
         r = next((resp for resp in (self.last_response, self.response) if resp and resp.item.id == event.item_id), None)
@@ -9598,16 +9604,16 @@ class Session:
         # before, it went on and its response.done put the whole text back), and its playback is over, so the
         # bot listens at once (before, it stayed "speaking" until its own estimate of the playback ran out, and
         # held the user's next words as speech over the bot)
-        heard = r.clock.text_until(r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress"))
-        if r is self.response and r.turn is not None:
-            self._finish_response(r, "cancelled", "client_truncated", r.turn)
+        heard_ms = r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress")
+        if r is self.response and r.turn is not None:  # cut, told and stored once, with the words heard
+            self._finish_response(r, "cancelled", "client_truncated", r.turn, played_ms=heard_ms)
+        else:  # a reply that has ended: written again only if its words change (a truncate repeated is not)
+            said, r.item.text = r.item.text, r.clock.text_until(heard_ms)
+            r.item.status = "incomplete"
+            if r.item.text != said:
+                self.retext(r.item)
         if r is self.last_response:
-            self._stop_playback([r])
-        r.item.text = heard
-        r.item.status = "incomplete"
-        self.retext(r.item)
-        if r.item not in self.items and r.item.text:
-            self.add_item(r.item)
+            self._stop_playback([r], played_ms=heard_ms)
         self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
                                audio_end_ms=event.audio_end_ms, transcript=r.item.text))  # s2s: what was heard
         self._settle_state()

@@ -31,6 +31,15 @@ def audio_of(client: Client, response_id: str) -> np.ndarray:
     return np.frombuffer(b"".join(chunks), dtype="<i2")
 
 
+async def receive_audio(client: Client, at_least_ms: float, rate_hz: int = 24000) -> tuple[str, float]:
+    """The next reply audio deltas, until at least `at_least_ms` of audio came: their item and its ms."""
+    received_ms = 0.0
+    while received_ms < at_least_ms:
+        delta = await client.wait_for("response.output_audio.delta")
+        received_ms += len(base64.b64decode(delta["delta"])) / 2 / rate_hz * 1000
+    return delta["item_id"], received_ms
+
+
 async def test_a_spoken_turn_produces_the_documented_event_sequence(make_server, speech_dir, caplog):
     caplog.set_level(logging.INFO, logger="s2s")
     h = await make_server()
@@ -822,3 +831,55 @@ async def test_a_truncate_ends_the_reply_and_its_playback_where_the_client_stopp
                  audio_end_ms=200)
     await c.wait_for("conversation.item.truncated")
     assert h.session().playback_remaining_ms() == 0 and h.session().state == s2s.State.LISTENING
+
+
+class UnfinishedLLM(s2s.FakeLLM):
+    """The fake LLM, except that a reply to words or instructions that trail off ("...") stops after its first
+    sentence and goes on writing, silently, until it is cancelled (or `llm_stall_deadline_s`, 10 s, fails it): a
+    reply still being written, for as long as a test needs one."""
+
+    name = "test-unfinished"
+
+    async def generate(self, messages, *, max_tokens):
+        last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        trails_off = last_user.endswith("...") or messages[-1]["content"].endswith("...")  # (instructions: last)
+        async for word in super().generate(messages, max_tokens=max_tokens):
+            yield word
+            if trails_off and word.endswith("."):
+                await asyncio.Event().wait()
+
+
+def stores_of(client: Client, item_id: str) -> int:
+    """How many writes of this item memory acknowledged (s2s.item.stored)."""
+    return sum(1 for e in client.events if e["type"] == "s2s.item.stored" and e["item_id"] == item_id)
+
+
+@pytest.mark.parametrize("token_ms", [0, 100])  # the server's estimate of what played has no words yet / has some
+async def test_a_truncate_of_the_reply_being_written_cuts_and_stores_it_once(make_server, token_ms):
+    """The client truncates the reply still being written where it stopped playing: the reply ends there, and the
+    words heard are what its response.done says, what the LLM's history shows and what memory stores, written
+    once. Before, the reply was stored as the server's estimate of the playback had it, then written over with the
+    truncate's words (two writes), or, when the estimate had no words yet, never stored at all."""
+    h = await make_server(llm="test-unfinished", fake_llm_token_ms=token_ms)  # 100: the clauses 400 ms apart
+    c = await h.connect(user_id="ana")
+    await c.say("Tell me a story...")
+    spoken_ms = 60 * len("You said:" + "Tell me a story.")  # the fake TTS: 60 ms per character of each clause
+    item_id, received_ms = await receive_audio(c, spoken_ms)
+    assert received_ms == spoken_ms  # all its audio so far: the LLM writes on, silently
+    await c.send("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=spoken_ms)
+    done = await c.wait_for("response.done")
+    heard = (await c.wait_for("conversation.item.truncated"))["transcript"]
+    assert heard == "You said: Tell me a story."  # all the client had played, far ahead of the server's estimate
+    assert done["response"]["status_details"]["reason"] == "client_truncated"
+    assert done["response"]["output"][0]["content"][0]["transcript"] == heard
+    assert h.session().llm_history() == [{"role": "user", "content": "Tell me a story..."},
+                                         {"role": "assistant", "content": heard}]
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == item_id)
+    await c.send("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=spoken_ms)  # again
+    assert (await c.wait_for("conversation.item.truncated"))["transcript"] == heard  # (the estimate is far behind)
+    thanks = await c.turn("Thanks")  # memory writes land in order: each of the first reply's came before
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == thanks["response"]["output"][0]["id"])
+    assert stores_of(c, item_id) == 1
+    earlier = (await h.server.memory.load_user("ana", 10)).earlier
+    assert [(e["role"], e["text"]) for e in earlier][:3] == [("user", "Tell me a story..."), ("assistant", heard),
+                                                             ("user", "Thanks")]
