@@ -7197,7 +7197,9 @@ class PlaybackClock:
     def __init__(self, after_at_ms: float = 0.0) -> None:
         self.spans: list[tuple[float, str]] = []  # (audio ms at which the clause starts, clause), as sent
         self.queued_ms = 0.0  # audio handed to the send queue
-        self.sent_ms = 0.0  # audio on the wire (after a barge-in: what was played)
+        self.sent_ms = 0.0  # audio on the wire (after a barge-in or a truncate: what was played)
+        self.wire_ms = 0.0  # all the audio that reached the wire (a barge-in takes none of it back): the most a
+        # client can have played, which a truncate's `audio_end_ms` may not pass
         # A client plays a reply's audio after the audio it already has: a reply that starts while the one
         # before still plays (a response.create right after response.done, a turn answered after the reply it
         # did not cut) starts playing where that one ends, not at its own first chunk.
@@ -7233,6 +7235,7 @@ class PlaybackClock:
             if self.first_sent_at_ms is None:
                 self.first_sent_at_ms = at_ms
             self.sent_ms += audio_ms
+            self.wire_ms += audio_ms
             # A chunk that comes after the client ran out (a stall) plays from its arrival.
             self.played_until_at_ms = max(self.played_until_at_ms, at_ms) + audio_ms
 
@@ -7258,6 +7261,12 @@ class PlaybackClock:
             self.sent_ms = min(self.sent_ms, played)
             self.played_until_at_ms = min(self.played_until_at_ms, at_ms)
         return played
+
+    def beyond_wire(self, audio_end_ms: float) -> bool:
+        """Whether a client's truncate (`audio_end_ms` played) claims more than it can have played: more than the
+        audio sent, past the millisecond a client rounds to (the page counts frames at its own rate, and its
+        resampler's flush adds under 0.5 ms)."""
+        return audio_end_ms > self.wire_ms + 1.0
 
     def heard_ms(self, audio_end_ms: float, finished: bool) -> float:
         """What a client's truncate (`audio_end_ms` played) means: never more than was sent, once sending ended."""
@@ -9550,15 +9559,19 @@ class Session:
             return  # (a response.create waiting for the turn being prepared starts a reply next: `_after_turn`)
         self._set_state(State.SPEAKING if self.playback_remaining_ms() > 0 else State.LISTENING)
 
-    def _playing(self) -> list[Response]:
-        """The replies whose audio the client still plays, or has yet to, newest first: the newest reply and
-        those it follows (`Response.follows`)."""
-        now, playing, r = now_ms(), [], self.last_response
+    def _queued(self) -> list[Response]:
+        """The newest reply and those the client plays right before it, each once the one before ends
+        (`Response.follows`), newest first: the replies whose playback a barge-in or a truncate may still cut."""
+        queued, r = [], self.last_response
         while r is not None:
-            if r.clock.remaining_ms(now) > 0:
-                playing.append(r)
+            queued.append(r)
             r = r.follows
-        return playing
+        return queued
+
+    def _playing(self) -> list[Response]:
+        """The replies whose audio the client still plays, or has yet to, newest first (of `_queued`)."""
+        now = now_ms()
+        return [r for r in self._queued() if r.clock.remaining_ms(now) > 0]
 
     def barge_in(self, reason: str) -> None:
         """The user cut in: stop generating, drop queued audio, keep in history only what was heard, of the
@@ -9570,17 +9583,26 @@ class Session:
             assert r.turn is not None
             self._finish_response(r, "cancelled", reason, r.turn)
         for last in playing:
-            if last is r:
-                continue
-            played = last.clock.played_ms(now_ms())
-            said, last.item.text = last.item.text, last.clock.text_until(played)
-            last.item.status = "incomplete"
-            last.item.unheard = said if self._says_nothing(last.item) else ""
-            last.heard_whole = len(last.clock.heard_clauses(played, finished=True))
-            self.retext(last.item)
-            self.log.info("barge-in (%s) during playback: kept %.0f ms: %r", reason, played, last.item.text[:80])
+            if last is not r:
+                self._cut_to_heard(last, last.clock.played_ms(now_ms()), f"barge-in ({reason}) during playback")
         self._stop_playback([self.last_response, *playing])  # (stopping a clock twice changes nothing)
         self._set_state(State.LISTENING)
+
+    def _cut_to_heard(self, r: Response, played_ms: float, why: str) -> None:
+        """A reply that has ended (its response.done sent) was heard only for its first `played_ms` of audio:
+        history and memory keep those words. Cut off before a word with content, it is for the LLM the reply it
+        had to say (`Item.unheard`). Cut again where it already ends (the page truncates each reply it
+        dropped, some the server cut already), it stays as it is: no second write, its unheard words kept."""
+        heard = r.clock.text_until(played_ms)
+        if r.item.status == "incomplete" and r.item.text == heard:
+            return
+        said, r.item.text = r.item.text, heard
+        r.item.status = "incomplete"
+        r.item.unheard = said if self._says_nothing(r.item) else ""
+        r.heard_whole = len(r.clock.heard_clauses(played_ms, finished=True))
+        if heard != said:  # (memory keeps no status: a reply cut where it ends is stored as it is)
+            self.retext(r.item)
+        self.log.info("%s: %s kept %.0f ms: %r", why, r.id, played_ms, r.item.text[:80])
 
     def _stop_playback(self, replies: list[Response | None], played_ms: float | None = None) -> None:
         """The client's playback ends now (a barge-in, a truncate): no timer waits for its end, and each of these
@@ -9594,29 +9616,58 @@ class Session:
                 r.clock.stop(now_ms(), played_ms)
 
     def on_truncate(self, event: ConversationItemTruncate) -> None:
-        r = next((resp for resp in (self.last_response, self.response) if resp and resp.item.id == event.item_id), None)
-        if r is None:
-            if not any(i.id == event.item_id and i.role == "assistant" for i in self.items):
-                raise ProtocolError("item_not_found", f"no assistant item {event.item_id!r} in this conversation",
-                                    event.event_id)
-            raise ProtocolError("item_not_truncatable", "only the newest reply can be truncated", event.event_id)
-        # The client stopped playing the reply at audio_end_ms: a reply still being written ends there (as a cut:
-        # before, it went on and its response.done put the whole text back), and its playback is over, so the
-        # bot listens at once (before, it stayed "speaking" until its own estimate of the playback ran out, and
-        # held the user's next words as speech over the bot)
+        """The client stopped playing a reply at `audio_end_ms` (its own barge-in, a stop button): that reply keeps
+        the words spoken up to there. It may be an older reply still playing, with newer ones queued behind it
+        (`Response.follows`: a turn answered after that reply's response.done, a response.create while it
+        played). The client stopped there, so it played none of those (the page drops its whole queue): each is
+        cut to nothing heard, as a barge-in at that moment would cut it; one still being written is cancelled
+        (response.done, `client_truncated`); and each gets a `conversation.item.truncated` at 0 ms, the event a
+        Realtime client already handles by dropping that item's audio and transcript. OpenAI documents truncate
+        as keeping out of the context what the user did not hear; its server has no replies queued behind one
+        another to say more. (Before, only the newest reply could be truncated: the older one got
+        item_not_truncatable, and history kept every word of both.) Playback is over, so the bot listens at
+        once (before, it stayed `speaking` until its own estimate ran out, and held the user's next words as
+        speech over the bot)."""
+        queued = self._queued()  # newest first
+        n = next((i for i, q in enumerate(queued) if q.item.id == event.item_id), None)
+        if n is None:
+            raise self._not_truncatable(event)
+        r, unheard = queued[n], queued[:n][::-1]  # the one truncated; those after it, oldest first
+        if r.clock.beyond_wire(event.audio_end_ms):
+            raise ProtocolError("invalid_audio_end_ms", f"audio_end_ms {event.audio_end_ms} is past the end of item "
+                                f"{r.item.id}'s audio: {r.clock.wire_ms:.0f} ms of it were sent", event.event_id)
         heard_ms = r.clock.heard_ms(float(event.audio_end_ms), r.status != "in_progress")
-        if r is self.response and r.turn is not None:  # cut, told and stored once, with the words heard
-            self._finish_response(r, "cancelled", "client_truncated", r.turn, played_ms=heard_ms)
-        else:  # a reply that has ended: written again only if its words change (a truncate repeated is not)
-            said, r.item.text = r.item.text, r.clock.text_until(heard_ms)
-            r.item.status = "incomplete"
-            if r.item.text != said:
-                self.retext(r.item)
-        if r is self.last_response:
-            self._stop_playback([r], played_ms=heard_ms)
-        self.emit(server_event("conversation.item.truncated", item_id=r.item.id, content_index=0,
-                               audio_end_ms=event.audio_end_ms, transcript=r.item.text))  # s2s: what was heard
+        for later in unheard:
+            self._truncate_reply(later, 0.0)
+        self._truncate_reply(r, heard_ms)
+        r.follows = None  # the client played the replies before it whole: nothing left there to cut
+        self._stop_playback(list(unheard), played_ms=0.0)
+        self._stop_playback([r], played_ms=heard_ms)
+        for cut, end_ms in [(r, event.audio_end_ms), *((later, 0) for later in unheard)]:
+            self.emit(server_event("conversation.item.truncated", item_id=cut.item.id, content_index=0,
+                                   audio_end_ms=end_ms, transcript=cut.item.text))  # s2s: what was heard
         self._settle_state()
+
+    def _truncate_reply(self, r: Response, heard_ms: float) -> None:
+        """Cut a reply to its first `heard_ms` of audio, as a truncate says: one still being written ends there
+        (before, it went on and its response.done put the whole text back), in one write to memory."""
+        if r is self.response:
+            assert r.turn is not None
+            self._finish_response(r, "cancelled", "client_truncated", r.turn, played_ms=heard_ms)
+        else:
+            self._cut_to_heard(r, heard_ms, "truncate")
+
+    def _not_truncatable(self, event: ConversationItemTruncate) -> ProtocolError:
+        """Why a truncate names no reply the client may still be playing (`on_truncate`)."""
+        item = next((i for i in self.items if i.id == event.item_id), None)
+        if item is None:
+            return ProtocolError("item_not_found", f"no item {event.item_id!r} in this conversation", event.event_id)
+        if item.role != "assistant":
+            return ProtocolError("item_not_truncatable", f"item {item.id!r} is the user's: only an assistant "
+                                 "item's audio can be truncated", event.event_id)
+        return ProtocolError("item_not_truncatable", f"item {item.id!r} was played whole before the newest reply "
+                             "started: only the newest reply, or one still playing before it, can be truncated",
+                             event.event_id)
 
     # ---- transparency traces (paper sec. 2.1.2) -------------------------------------------------------
 

@@ -40,8 +40,8 @@ DOCUMENTED_ERROR_CODES = {
     "invalid_json", "invalid_event", "missing_type", "unknown_event", "binary_not_supported", "invalid_audio",
     "audio_too_long", "input_audio_buffer_full", "input_audio_buffer_commit_empty", "empty_message",
     "conversation_already_has_active_response", "response_cancel_not_active", "item_not_found",
-    "item_not_truncatable", "asr_failed", "response_failed", "audio_rate_exceeded", "audio_flood",
-    "session_expired", "idle_timeout", "memory_unavailable", "memory_delayed", "memory_write_failed",
+    "item_not_truncatable", "invalid_audio_end_ms", "asr_failed", "response_failed", "audio_rate_exceeded",
+    "audio_flood", "session_expired", "idle_timeout", "memory_unavailable", "memory_delayed", "memory_write_failed",
 }
 # Close codes a client may see: the server's own (1000 limits, 1008 audio flood, 1009 too big) and
 # websockets' answers to broken frames (1002 protocol error, 1007 invalid UTF-8). 1011 would be a crash.

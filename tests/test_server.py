@@ -819,8 +819,8 @@ async def test_a_truncate_ends_the_reply_and_its_playback_where_the_client_stopp
     h = await make_server(fake_llm_token_ms=40, audio_lead_ms=500)
     c = await h.connect()
     await c.say("Tell me about the sea.")
-    delta = await c.wait_for("response.output_audio.delta")
-    await c.send("conversation.item.truncate", item_id=delta["item_id"], content_index=0, audio_end_ms=300)
+    item_id, _ = await receive_audio(c, 300)  # (a client cannot have played more than it got: an error)
+    await c.send("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=300)
     done = await c.wait_for("response.done")
     truncated = await c.wait_for("conversation.item.truncated")
     assert done["response"]["status"] == "cancelled" and truncated["transcript"] != "You said: Tell me about the sea."
@@ -883,3 +883,82 @@ async def test_a_truncate_of_the_reply_being_written_cuts_and_stores_it_once(mak
     earlier = (await h.server.memory.load_user("ana", 10)).earlier
     assert [(e["role"], e["text"]) for e in earlier][:3] == [("user", "Tell me a story..."), ("assistant", heard),
                                                              ("user", "Thanks")]
+
+
+async def test_a_truncate_of_an_older_reply_still_playing_drops_the_replies_queued_behind_it(make_server):
+    """A reply plays; a second one, asked for meanwhile, is queued behind it on the client. The client stops
+    playback during the first and truncates it there: the first keeps the words played, and the second, never
+    played, is cut to nothing heard (its own conversation.item.truncated at 0 ms) in history and in memory, where
+    the LLM sees it as the reply it had to say, as after a barge-in. Playback is over: the bot listens. Before,
+    the truncate was refused (item_not_truncatable: only the newest reply) and both replies stayed whole. A client
+    that then truncates the second too (the page truncates each item it dropped) changes nothing more."""
+    h = await make_server(fake_tts_ms_per_char=200)  # the first reply plays for 14 s: the second comes well before
+    c = await h.connect(user_id="ana")
+    first = (await c.turn("Hi"))["response"]["output"][0]
+    await c.send("response.create")  # (a typed turn would cut the first reply: the page stops it first)
+    second = (await c.wait_for("response.done"))["response"]["output"][0]
+    session = h.session()
+    assert session.last_response.follows is not None  # queued behind the first, which still plays
+    first_clause = "You said: Hi."
+    await c.send("conversation.item.truncate", item_id=first["id"], content_index=0,
+                 audio_end_ms=200 * len("You said:" + "Hi."))  # 200 ms per character of each clause
+    cut, dropped = await c.wait_for("conversation.item.truncated"), await c.wait_for("conversation.item.truncated")
+    assert (cut["item_id"], cut["transcript"]) == (first["id"], first_clause)
+    assert (dropped["item_id"], dropped["audio_end_ms"], dropped["transcript"]) == (second["id"], 0, "")
+    assert session.state == s2s.State.LISTENING and session.playback_remaining_ms() == 0
+    said = second["content"][0]["transcript"]
+    assert [(i.role, i.text, i.unheard) for i in session.items] == [
+        ("user", "Hi", ""), ("assistant", first_clause, ""), ("assistant", "", said)]
+    assert [m["content"] for m in session.llm_history()] == ["Hi", f"{first_clause}\n{said}"]  # (one message)
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == second["id"] and stores_of(c, second["id"]) == 2)
+    earlier = (await h.server.memory.load_user("ana", 10)).earlier
+    assert [(e["role"], e["text"]) for e in earlier] == [("user", "Hi"), ("assistant", first_clause),
+                                                         ("assistant", "")]
+    await c.send("conversation.item.truncate", item_id=second["id"], content_index=0, audio_end_ms=0)
+    again = await c.wait_for("conversation.item.truncated")
+    assert (again["item_id"], again["transcript"]) == (second["id"], "") and session.items[-1].unheard == said
+    assert "error" not in c.types()
+
+
+async def test_a_reply_in_flight_queued_behind_a_truncated_one_is_cancelled(make_server):
+    """The reply still being written while the one before it plays is cancelled when the client truncates that
+    one (response.done, client_truncated): the client stopped playback before it, so no more of it is wanted."""
+    h = await make_server(llm="test-unfinished", fake_tts_ms_per_char=200)
+    c = await h.connect()
+    first = (await c.turn("Hi"))["response"]["output"][0]
+    await c.send("response.create", response={"instructions": "Tell a story..."})
+    item_id, _ = await receive_audio(c, 200)
+    assert item_id != first["id"] and h.session().response is not None  # being written, queued behind the first
+    await c.send("conversation.item.truncate", item_id=first["id"], content_index=0, audio_end_ms=1000)
+    done = await c.wait_for("response.done")
+    assert (done["response"]["status"], done["response"]["status_details"]["reason"]) == ("cancelled",
+                                                                                           "client_truncated")
+    assert done["response"]["output"][0]["content"][0]["transcript"] == ""
+    truncated = [await c.wait_for("conversation.item.truncated") for _ in range(2)]
+    assert [(t["item_id"], t["audio_end_ms"]) for t in truncated] == [(first["id"], 1000), (item_id, 0)]
+    assert [i.role for i in h.session().items] == ["user", "assistant"]  # (nothing of it heard: no item)
+    done = await c.turn("Thanks")
+    assert done["response"]["status"] == "completed"
+
+
+async def test_a_truncate_that_names_no_reply_audio_it_may_cut_gets_a_clear_error(make_server):
+    """A truncate of a user item, of an unknown item, past the audio sent, or of a reply played whole before the
+    newest one started, gets an error naming why; the items stay as they were and the session goes on."""
+    h = await make_server(fake_tts_ms_per_char=5)  # replies play in a few hundred ms
+    c = await h.connect()
+    old = (await c.turn("Hi"))["response"]["output"][0]
+    await c.wait_for("s2s.state", lambda e: e["state"] == "listening")  # played whole
+    new = (await c.turn("Bye"))["response"]["output"][0]
+    user = next(i for i in h.session().items if i.role == "user")
+    sent_ms = len(audio_of(c, h.session().last_response.id)) / 24
+    for item_id, end_ms, code in [(user.id, 0, "item_not_truncatable"), ("item_nope", 0, "item_not_found"),
+                                  (new["id"], int(sent_ms) + 50, "invalid_audio_end_ms"),
+                                  (old["id"], 0, "item_not_truncatable")]:
+        await c.send("conversation.item.truncate", event_id=code, item_id=item_id, content_index=0,
+                     audio_end_ms=end_ms)
+        error = (await c.wait_for("error"))["error"]
+        assert (error["code"], error["event_id"]) == (code, code) and item_id in error["message"], error
+    assert [i.text for i in h.session().items if i.role == "assistant"] == [
+        old["content"][0]["transcript"], new["content"][0]["transcript"]]
+    await c.send("conversation.item.truncate", item_id=new["id"], content_index=0, audio_end_ms=int(sent_ms))
+    assert (await c.wait_for("conversation.item.truncated"))["transcript"] == new["content"][0]["transcript"]
