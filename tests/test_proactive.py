@@ -1498,11 +1498,24 @@ async def test_the_next_window_is_read_when_the_reply_before_it_ends(scripted, r
 
 def test_an_items_text_is_clipped_to_its_estimated_tokens_keeping_its_start_and_end():
     page = "The quick brown fox jumps over the lazy dog. " * 440  # 19,800 characters
-    assert s2s.estimate_tokens(page) == 4950 and s2s.estimate_tokens("你好吗") == 3
+    assert s2s.estimate_tokens(page) == 440 * 13 and s2s.estimate_tokens("你好吗") == 3
     clipped = s2s.clip_to_tokens(page, 800)
     assert clipped.startswith("The quick brown fox") and clipped.endswith("lazy dog. ")
     assert "characters left out" in clipped and s2s.estimate_tokens(clipped) < 850
     assert s2s.clip_to_tokens("Hi there.", 800) == "Hi there."
+    mixed = "中文" * 3000 + "english words here " * 500  # dense at the start, sparse at the end
+    assert s2s.estimate_tokens(s2s.clip_to_tokens(mixed, 800)) <= 800 + 20  # (+ the note)
+
+
+def test_the_token_estimate_errs_high_on_what_a_tokenizer_cuts_fine():
+    """Digits, marks, other scripts and emoji are about a token a character for Qwen2.5's tokenizer (llama.cpp's
+    count, `estimate_tokens`); at 4 characters a token a typed list of 2,200 digits was estimated 550 tokens and
+    overflowed the LLM's 4,096-token slot, and every later reply of the session failed."""
+    assert s2s.estimate_tokens("1234567890 " * 200) >= 2200 - 1  # llama.cpp: 2,200
+    assert s2s.estimate_tokens("Привет, как дела? " * 20) >= 8 * 20  # about 8 real a sentence
+    assert s2s.estimate_tokens("😀🎉👍🙂" * 100) >= 400
+    assert s2s.estimate_tokens("".join(chr(0x20000 + i) for i in range(300))) >= 892  # llama.cpp: 892
+    assert s2s.estimate_tokens("word" + " " * 30 + "\n\n") == 3  # a run of whitespace: about two
 
 
 async def test_a_huge_typed_message_is_clipped_for_the_llm_and_the_history_keeps_within_its_budget(scripted):
