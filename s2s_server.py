@@ -7610,6 +7610,7 @@ class Session:
         self._fact_heard_in: dict[str, str] = {}  # a fact the user holds ("name: Lena") -> the id of the item
         # that stated it first (`remember`): the questions about the user after it are told it (`_told_facts`)
         self._other_users_items: set[str] = set()  # items said before the client named another user (`_set_user`)
+        self._item_owner: dict[str, str] = {}  # those items' user: a reply or turn still in flight is stored as theirs
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._shown_trimmed = 0  # of them, those the LLM's history showed (text or unheard words: `_window_drop`)
         self._user_speaking = False
@@ -8957,11 +8958,14 @@ class Session:
         """The client names its user (session.update s2s.user_id). From an anonymous session, what it learnt (its
         facts) goes on with the named user: the user named themselves. From another named user, nothing does: that
         user's memory, the facts this session learnt while they were named, and their words in this conversation
-        (left out of the LLM's history, `_other_users_items`) stay theirs; the session goes on as the new user's."""
+        (left out of the LLM's history, `_other_users_items`) stay theirs, a reply or turn still in flight included
+        (stored under their id when it ends, its facts theirs: `_item_owner`); the session goes on as the new user's."""
         if not self.user_id.startswith(ANONYMOUS_PREFIX):
             self.user_memory = UserMemory()
             self._fact_heard_in.clear()
             self._other_users_items.update(item.id for item in self.items)
+            for item in self.items:  # a reply or turn still in flight is theirs too, stored when it ends
+                self._item_owner.setdefault(item.id, self.user_id)
         self.user_id = user_id
         self._memory_loading = self.spawn(self._load_user_memory(user_id), "memory-load")
 
@@ -9042,6 +9046,10 @@ class Session:
         if not item.text:
             return
         facts = self.memory.facts_in(item)
+        if (owner := self._item_owner.get(item.id, self.user_id)) != self.user_id:  # said before a rename
+            snapshot = Item(**vars(item))
+            self._write(lambda: self.memory.remember_soon(owner, self.id, snapshot, facts), snapshot)
+            return  # its facts are the earlier user's, not this one's
         self.user_memory.add_facts(facts, time.time())
         held = {f"{kind}: {value}" for kind, value in self.user_memory.facts}
         for fact in [f for f in self._fact_heard_in if f not in held]:  # replaced ("my name is" again)
@@ -9079,7 +9087,7 @@ class Session:
 
     def retext(self, item: Item) -> None:
         """An assistant item was cut to what the user heard (barge-in, truncate): store that instead."""
-        snapshot, user_id = Item(**vars(item)), self.user_id
+        snapshot, user_id = Item(**vars(item)), self._item_owner.get(item.id, self.user_id)
         self._write(lambda: self.memory.retext_soon(user_id, snapshot.id, snapshot.text), snapshot)
 
     async def _acknowledge(self, item: Item, write: asyncio.Task[None]) -> None:

@@ -962,3 +962,38 @@ async def test_a_truncate_that_names_no_reply_audio_it_may_cut_gets_a_clear_erro
         old["content"][0]["transcript"], new["content"][0]["transcript"]]
     await c.send("conversation.item.truncate", item_id=new["id"], content_index=0, audio_end_ms=int(sent_ms))
     assert (await c.wait_for("conversation.item.truncated"))["transcript"] == new["content"][0]["transcript"]
+
+
+async def test_a_reply_to_the_first_user_in_flight_at_a_rename_is_stored_as_theirs(make_server):
+    """alice asks; while her reply is written, the client names the user bob (the page's User id setting). The
+    reply, which repeats her words, was stored under bob and shown to his next session as his earlier
+    conversation: it is alice's (`_item_owner`)."""
+    import json
+
+    h = await make_server(fake_llm_token_ms=30)
+    alice = await h.connect(user_id="alice")
+    await alice.say("My name is Alice and I live in Berlin.")
+    await alice.wait_for("response.output_audio.delta")
+    await alice.sign_in("bob")
+    done = await alice.wait_for("response.done")
+    assert "Berlin" in done["response"]["output"][0]["content"][0]["transcript"]
+    await alice.wait_for("s2s.item.stored", lambda e: e["role"] == "assistant")
+    bob = await h.server.memory.load_user("bob", 10)
+    assert "Berlin" not in json.dumps(bob.earlier) and "Alice" not in json.dumps(bob.earlier), bob.earlier
+    alice_memory = await h.server.memory.load_user("alice", 10)
+    assert "Berlin" in json.dumps(alice_memory.earlier)
+
+
+async def test_the_first_users_turn_transcribed_at_a_rename_gives_the_second_user_no_facts(make_server):
+    """alice's spoken turn is transcribed when the client names the user bob: it was remembered, and its facts
+    learnt, as bob's ("name: Alice" in bob's memory)."""
+    h = await make_server(fake_asr_latency_ms=800, fake_asr_text="My name is Alice and I live in Berlin.")
+    c = await h.connect(user_id="alice")
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.append_audio(np.full(24000, 1000, dtype=np.int16))
+    await c.send("input_audio_buffer.commit")
+    await c.wait_for("input_audio_buffer.committed")
+    await c.sign_in("bob")
+    await c.wait_for("response.done")
+    facts = h.session().user_memory.fact_lines()
+    assert not any("Berlin" in f or "Alice" in f for f in facts), facts
