@@ -7823,8 +7823,9 @@ class Session:
         if loop.time() < self._playback_ends_at:  # audio queued since the timer was set: wait for its end
             self._playback_timer = loop.call_at(self._playback_ends_at, self._playback_finished)
             return
-        if self.response is None and self.state == State.SPEAKING:
-            self._set_state(State.LISTENING)
+        if self.response is None and self.state == State.SPEAKING:  # a turn said over it may still be prepared
+            preparing = self._turn_task is not None and not self._turn_task.done() and not self._user_speaking
+            self._set_state(State.PROCESSING if preparing else State.LISTENING)
 
     def playback_remaining_ms(self) -> float:
         """How long the client will still be playing the newest reply, at real time from its first chunk."""

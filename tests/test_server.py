@@ -997,3 +997,23 @@ async def test_the_first_users_turn_transcribed_at_a_rename_gives_the_second_use
     await c.wait_for("response.done")
     facts = h.session().user_memory.fact_lines()
     assert not any("Berlin" in f or "Alice" in f for f in facts), facts
+
+
+async def test_the_state_says_processing_while_a_turn_said_over_a_reply_is_transcribed_after_it_played(make_server):
+    """interrupt_response false: the user pushes to talk while the reply still plays, which talks on. Their turn
+    is committed and transcribed; `_user_turn` leaves the state at `speaking` (the bot talks on), and when the
+    playback ends `_playback_finished` moves it to `listening` while the turn is still being transcribed and
+    judged: the client shows "listening" (and the idle timer is armed) although a reply is on its way."""
+    h = await make_server(fake_asr_latency_ms=1500, fake_tts_ms_per_char=15)
+    c = await h.connect()
+    await c.update_session(audio={"input": {"turn_detection": {"type": "server_vad", "interrupt_response": False}}})
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.turn("Hi")  # about 1.2 s of audio, all sent at once: it plays on
+    await c.append_audio(np.full(12000, 1000, dtype=np.int16))
+    await c.send("input_audio_buffer.commit")
+    committed = await c.wait_for("input_audio_buffer.committed")
+    transcribed = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    await c.wait_for("response.done")
+    between = c.events[c.index(committed):c.index(transcribed)]
+    states = [e["state"] for e in between if e["type"] == "s2s.state"]
+    assert "listening" not in states, states
