@@ -6058,7 +6058,10 @@ class SQLiteMemory(Memory):
                 self._db.execute("INSERT OR IGNORE INTO summaries (user_id, summary, updated_at, covered_id) SELECT "
                                  "DISTINCT user_id, '', 0, 0 FROM messages WHERE user_id NOT GLOB 'anon-*'")
             self._db.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
-            log.info("memory file upgraded to version %d", self.SCHEMA_VERSION)
+            if self._db.execute("SELECT EXISTS (SELECT 1 FROM messages)").fetchone()[0]:
+                log.info("memory file upgraded from version %d to %d", version, self.SCHEMA_VERSION)
+            else:  # a new file (or one with nothing stored yet): nothing was upgraded
+                log.info("memory file at version %d", self.SCHEMA_VERSION)
 
     def _load_user(self, user_id: str, earlier_items: int) -> UserMemory:
         db = self._db

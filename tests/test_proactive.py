@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import threading
 import time
@@ -1536,3 +1537,12 @@ async def test_a_huge_typed_message_is_clipped_for_the_llm_and_the_history_keeps
     history = [m["content"] for m in RECORDED[-1] if m["role"] != "system"]
     assert not any("characters left out" in text for text in history)  # the clipped page was the oldest: gone
     assert sum(s2s.estimate_tokens(text) for text in history) <= 1000 + 100
+
+
+async def test_a_new_memory_file_is_not_logged_as_upgraded(tmp_path, caplog):
+    """The start-up log said "memory file upgraded to version 1" for a file just created: nothing was upgraded."""
+    memory = s2s.SQLiteMemory(validate_config({"data_dir": str(tmp_path / "new")}))
+    with caplog.at_level(logging.INFO, logger=s2s.log.name):
+        await memory.open()
+    await memory.close()
+    assert "memory file at version" in caplog.text and "upgraded" not in caplog.text
