@@ -7612,8 +7612,9 @@ class Session:
         # (items gone, in Chinese)) -> the LLM's memory block and the facts in it
         self._fact_heard_in: dict[str, str] = {}  # a fact the user holds ("name: Lena") -> the id of the item
         # that stated it first (`remember`): the questions about the user after it are told it (`_told_facts`)
-        self._other_users_items: set[str] = set()  # items said before the client named another user (`_set_user`)
-        self._item_owner: dict[str, str] = {}  # those items' user: a reply or turn still in flight is stored as theirs
+        # items said before the client named another user, and that user (`_set_user`): left out of the LLM's
+        # history; stored as theirs, a reply or turn still in flight at the rename included
+        self._item_owner: dict[str, str] = {}
         self._items_trimmed = 0  # items dropped from this conversation's history (session_max_items)
         self._shown_trimmed = 0  # of them, those the LLM's history showed (text or unheard words: `_window_drop`)
         self._user_speaking = False
@@ -8962,12 +8963,11 @@ class Session:
         """The client names its user (session.update s2s.user_id). From an anonymous session, what it learnt (its
         facts) goes on with the named user: the user named themselves. From another named user, nothing does: that
         user's memory, the facts this session learnt while they were named, and their words in this conversation
-        (left out of the LLM's history, `_other_users_items`) stay theirs, a reply or turn still in flight included
-        (stored under their id when it ends, its facts theirs: `_item_owner`); the session goes on as the new user's."""
+        (left out of the LLM's history) stay theirs, a reply or turn still in flight included (stored under their
+        id when it ends, its facts theirs): `_item_owner`; the session goes on as the new user's."""
         if not self.user_id.startswith(ANONYMOUS_PREFIX):
             self.user_memory = UserMemory()
             self._fact_heard_in.clear()
-            self._other_users_items.update(item.id for item in self.items)
             for item in self.items:  # a reply or turn still in flight is theirs too, stored when it ends
                 self._item_owner.setdefault(item.id, self.user_id)
         self.user_id = user_id
@@ -9221,7 +9221,7 @@ class Session:
         # with the older words marked "[no reply was given]", it answered the older one alone 5 of 12 times.
         # A cut reply whose heard words say nothing ("Sure,", "好的，") counts as unheard too: shown as heard, the
         # 1.5B wrote "Sure," and stopped at each of the next three turns (review18's newcomer, 2026-12-02).
-        items = [i for i in self.items if i.id not in self._other_users_items and (
+        items = [i for i in self.items if i.id not in self._item_owner and (
             (i.text and not (mark_unanswered and self._says_nothing(i))) or (mark_unanswered and i.unheard))]
         if pending_user_text:
             items.append(Item("pending", "user", pending_user_text))
