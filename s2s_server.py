@@ -7261,6 +7261,13 @@ class PlaybackClock:
             # A chunk that comes after the client ran out (a stall) plays from its arrival.
             self.played_until_at_ms = max(self.played_until_at_ms, at_ms) + audio_ms
 
+    def first_played_at_ms(self) -> float | None:
+        """When the client starts playing this reply's first chunk, by the server's clock: when it was sent, or
+        when the replies before it end playing, whichever is later (None: no audio sent)."""
+        if self.first_sent_at_ms is None:
+            return None
+        return max(self.first_sent_at_ms, self.after_at_ms)
+
     def played_ms(self, at_ms: float) -> float:
         """Audio the client has played by `at_ms`: real time since the first chunk, less the stalls (the
         client had played all it had, and waited for more), at most what was sent."""
@@ -9570,9 +9577,12 @@ class Session:
         m["endpoint"] = turn.endpoint_ms
         if turn.endpoint_quiet_ms is not None:  # predictive turn-taking: the end counted from the last loud frame
             m["endpoint_quiet"] = turn.endpoint_quiet_ms
-        if r.clock.first_sent_at_ms is not None:  # the client plays from the first byte; the ear hears the
-            m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms  # first audible window
-            m["voice_to_voice"] = m["voice_to_first_byte"] + (r.first_audible_ms or 0.0)
+        played_at = r.clock.first_played_at_ms()
+        if r.clock.first_sent_at_ms is not None and played_at is not None:
+            m["voice_to_first_byte"] = r.clock.first_sent_at_ms - turn.voice_end_at_ms
+            # The client plays from the first byte, or once the replies before it have played (a reply asked
+            # for while one still plays); the ear hears the first audible window.
+            m["voice_to_voice"] = played_at - turn.voice_end_at_ms + (r.first_audible_ms or 0.0)
             m["turn_end_to_first_byte"] = r.clock.first_sent_at_ms - turn.ended_at_ms  # the server's own share
         fields: dict[str, float | None] = {key: None for key in METRIC_KEYS}
         fields.update({k: (round(v, 1) if v is not None else None) for k, v in m.items()})

@@ -1017,3 +1017,21 @@ async def test_the_state_says_processing_while_a_turn_said_over_a_reply_is_trans
     between = c.events[c.index(committed):c.index(transcribed)]
     states = [e["state"] for e in between if e["type"] == "s2s.state"]
     assert "listening" not in states, states
+
+
+async def test_voice_to_voice_counts_the_wait_for_the_reply_still_playing_before_it(make_server):
+    """A reply asked for while the one before still plays (response.create right after response.done) is
+    heard after that one ends: the client plays what it gets in order. Its voice_to_voice is the time to that
+    first audible sound, not to its first byte, which was sent while the other reply still played."""
+    h = await make_server(fake_tts_ms_per_char=40)
+    c = await h.connect()
+    first = await c.turn("Hi")  # about 3 s of audio, sent ahead of its playback
+    said_at = time.monotonic()
+    audio_ms = 40 * len(first["response"]["output"][0]["content"][0]["transcript"])
+    first_audio_at = next(c.arrivals[i] for i, e in enumerate(c.events) if e["type"] == "response.output_audio.delta")
+    await c.send("response.create")  # (typed words would cut the reply that plays: a barge-in)
+    metrics = await c.wait_for("s2s.metrics", lambda e: e["response_id"] != first["response"]["id"])
+    still_playing_ms = audio_ms - 1000 * (said_at - first_audio_at)
+    assert still_playing_ms > 1000, still_playing_ms  # the test's premise: the first reply still played
+    assert metrics["voice_to_first_byte"] < 500, metrics  # its first byte went at once
+    assert metrics["voice_to_voice"] >= still_playing_ms - 300, (metrics, still_playing_ms)
