@@ -8655,18 +8655,24 @@ class Session:
             Turn(None, voice_end_at_ms=now_ms()), instructions, event.event_id), "turn")
 
     def on_response_cancel(self, event: ResponseCancel) -> None:
-        """Stop the reply in progress; or, before it starts, the turn being prepared (ASR, the judge, memory):
-        the turn then ends as one met with silence does (its words stay in history, unanswered; no response).
-        No response.done is sent for a reply that never had its response.created: clients match response.done
-        to a response they were told of, and the state's return to `listening` says the cancel took."""
+        """Stop the reply in progress, and the turn being prepared (ASR, the judge, memory), if any, before its
+        reply starts: the turn then ends as one met with silence does (its words stay in history, unanswered; no
+        response). Both at once when a turn said over the reply waits for it (interrupt_response false): the user
+        asked for quiet, and the waiting turn's reply would have started right after the cancelled one's
+        response.done. No response.done is sent for a reply that never had its response.created: clients match
+        response.done to a response they were told of, and the state's return to `listening` says the cancel
+        took."""
+        task = self._turn_task
+        preparing = task is not None and not task.done()
         if self.response is not None:
             self.barge_in("client_cancelled")
-            return
-        task = self._turn_task
-        if task is None or task.done():
+        elif not preparing:
             raise ProtocolError("response_cancel_not_active", "there is no response in progress to cancel",
                                 event.event_id)
-        self.log.info("response.cancel before the reply started: the turn is left unanswered")
+        if not preparing:
+            return
+        assert task is not None
+        self.log.info("response.cancel before the turn's reply started: the turn is left unanswered")
         self._response_wanted = None
         # The ASR goes on (the user's words are kept); the task checks before each step that leads to a reply.
         self._stopped_turns.add(task)

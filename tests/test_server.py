@@ -1035,3 +1035,30 @@ async def test_voice_to_voice_counts_the_wait_for_the_reply_still_playing_before
     assert still_playing_ms > 1000, still_playing_ms  # the test's premise: the first reply still played
     assert metrics["voice_to_first_byte"] < 500, metrics  # its first byte went at once
     assert metrics["voice_to_voice"] >= still_playing_ms - 300, (metrics, still_playing_ms)
+
+
+async def test_response_cancel_stops_a_turn_waiting_behind_the_reply_too(make_server):
+    """interrupt_response false: the user spoke over the reply (their turn waits for its response.done), then
+    pressed Stop. Nothing speaks next: the turn waiting behind the reply is left unanswered, as a turn the Stop
+    button caught before its reply started is (its words stay in history, marked unanswered). Before, the
+    cancelled reply's response.done let the waiting turn start its own reply at once."""
+    h = await make_server(fake_llm_token_ms=100)  # about 2 s of generation: the reply is in flight
+    c = await h.connect()
+    await c.update_session(audio={"input": {"turn_detection": {"type": "server_vad", "interrupt_response": False}}})
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.say("Hi")
+    await c.wait_for("response.created")
+    await c.append_audio(np.full(12000, 1000, dtype=np.int16))  # pressed to talk: the bot talks on
+    await c.send("input_audio_buffer.commit")
+    await c.wait_for("conversation.item.input_audio_transcription.completed")  # it waits for the reply now
+    waiting = h.session()._turn_task
+    assert waiting is not None and not waiting.done() and h.session().response is not None
+    await c.send("response.cancel")
+    done = await c.wait_for("response.done")
+    assert done["response"]["status_details"]["reason"] == "client_cancelled"
+    await asyncio.wait_for(waiting, 10)  # the waiting turn is carried out (a reply it starts is under way)
+    session = h.session()
+    assert session.response is None and session.last_response.id == done["response"]["id"]
+    assert session.state == s2s.State.LISTENING
+    spoken = session.items[-1]
+    assert spoken.role == "user" and spoken.text == "hello there" and spoken.unanswered
