@@ -8576,10 +8576,7 @@ class Session:
             await self._reply_done()
             if not self.bot_active():
                 self._set_state(State.PROCESSING)
-        if self._user_speaking or (self.items and self.items[-1] is not item and self.items[-1].role == "user"):
-            self.remember(item)  # the user went on talking: the newer turn answers both
-            if not self._user_speaking and self._turn_task is asyncio.current_task():  # typed words came after
-                self._settle_state()  # (no newer turn task settles it; a response.create for them: `_after_turn`)
+        if self._left_to_newer(item):
             return
         if self._turn_stopped():
             self.carry_out(Plan("silence", "response.cancel"), turn)
@@ -8588,6 +8585,17 @@ class Session:
             await self._judge_and_respond(turn)
         else:
             self._settle_state()
+
+    def _left_to_newer(self, item: Item) -> bool:
+        """Whether the user went on (talking again, or typing words after these) before this turn's reply
+        started: its words are stored, and the newer turn answers both (True); checked once the words are
+        transcribed and again once they are judged, so that no reply starts over the user's next words."""
+        if not (self._user_speaking or (self.items and self.items[-1] is not item and self.items[-1].role == "user")):
+            return False
+        self.remember(item)
+        if not self._user_speaking and self._turn_task is asyncio.current_task():  # typed words came after
+            self._settle_state()  # (no newer turn task settles it; a response.create for them: `_after_turn`)
+        return True
 
     def on_text(self, event: ConversationItemCreate) -> None:
         text = "\n".join(part.text for part in event.item.content).strip()
@@ -8735,7 +8743,7 @@ class Session:
         try:
             if self._turn_stopped():  # response.cancel came while the judge decided
                 self.carry_out(Plan("silence", "response.cancel"), turn)
-            else:
+            elif not self._left_to_newer(turn.item):  # (the user went on while the judge decided)
                 self.carry_out(plan, turn, instructions)
         finally:
             self._take_ahead()  # a reply generated ahead that this plan did not use

@@ -1062,3 +1062,38 @@ async def test_response_cancel_stops_a_turn_waiting_behind_the_reply_too(make_se
     assert session.state == s2s.State.LISTENING
     spoken = session.items[-1]
     assert spoken.role == "user" and spoken.text == "hello there" and spoken.unanswered
+
+
+class GatedJudge(s2s.OffJudge):
+    """Test double: the "off" judge's answer to a finished turn, once the test opens the gate."""
+
+    name = "test-server-gated-judge"
+    judging: asyncio.Event
+    gate: asyncio.Event
+
+    async def judge(self, context, utterance, stage):
+        if stage == "complete":
+            GatedJudge.judging.set()
+            await GatedJudge.gate.wait()
+        return await super().judge(context, utterance, stage)
+
+
+async def test_a_turn_judged_while_the_user_speaks_again_leaves_the_reply_to_the_newer_turn(make_server, speech_dir):
+    """The user goes on talking while their turn is judged: no reply starts over them; the newer turn answers
+    both, as when they go on talking during the turn's transcription."""
+    GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
+    h = await make_server(judge="test-server-gated-judge")
+    c = await h.connect()
+    await spoken_turn(c, speech_dir)
+    first = await c.wait_for("input_audio_buffer.committed")
+    await GatedJudge.judging.wait()
+    GatedJudge.judging.clear()
+    await c.append_audio(speech("And one more thing", speech_dir, 24000))  # no silence after: still talking
+    await c.wait_for("input_audio_buffer.speech_started")
+    GatedJudge.gate.set()
+    await c.wait_for("s2s.judgement", lambda e: e["item_id"] == first["item_id"])
+    await c.append_audio(silence(1200))
+    second = await c.wait_for("input_audio_buffer.committed")
+    done = await c.wait_for("response.done")
+    assert c.types().count("response.created") == 1 and c.index(second) < c.index(done), c.types()
+    assert done["response"]["output"][0]["content"][0]["transcript"].startswith("You said: hello there hello there.")
