@@ -7642,6 +7642,9 @@ class Session:
         self.blocked = False  # after s2s.blocked the session ignores everything until the socket closes
         self._last_user_turn_at: float | None = None
         self._items_remembered = 0  # items this session stored (its end may owe a summary: `_owe_summary`)
+        self._remembered: set[str] = set()  # the ids of the items stored (`remember`): the session's end stores the
+        # user's words not stored yet (`_keep_last_words`)
+        self._transcribing: set[asyncio.Task[Any]] = set()  # turn tasks whose words are being transcribed
         self._memory_loading: asyncio.Task[None] | None = None  # a turn waits for it (milliseconds)
         self._opening_read: asyncio.Task[None] | None = None  # the LLM's read of the named user's prompt
         # Memory writes of a turn being answered, in order: they start once its reply's first audio is on
@@ -7690,6 +7693,11 @@ class Session:
                     timer.cancel()
             if self._send_deadline is not None:
                 self._send_deadline.close()
+            receiver.cancel()  # (no more events: a transcription awaited below answers no one)
+            sender.cancel()
+            if self._transcribing:  # the user's last words, still being transcribed: kept too (no reply is made)
+                await asyncio.wait(set(self._transcribing), timeout=self.config.asr_deadline_s)
+            self._keep_last_words()
             pending = [receiver, sender, *self._tasks]
             for task in pending:
                 task.cancel()
@@ -7697,6 +7705,17 @@ class Session:
             for part in self._per_session_parts():
                 part.close()
             self.log.info("closed after %.0f ms audio_frames_in=%d", now_ms() - started, self.audio_frames_in)
+
+    def _keep_last_words(self) -> None:
+        """The session ends: the user's words it has not stored yet are stored now (a turn still judged, or waiting
+        for its reply, when the client left; words typed and never answered): the user said them, though no one
+        answers them. Not for a blocked user (their words after the block are refused, and those in flight are
+        left unstored, as before)."""
+        if self.blocked:
+            return
+        for item in self.items:
+            if item.role == "user" and item.status == "completed" and item.text and item.id not in self._remembered:
+                self.remember(item)
 
     def _per_session_parts(self) -> tuple[Component, ...]:
         """The components this session made for itself (they keep per-conversation state)."""
@@ -8531,6 +8550,9 @@ class Session:
         if not self.bot_active():  # (a bot that talks on over the turn still speaks)
             self._set_state(State.PROCESSING)
         started = now_ms()
+        transcribing = asyncio.current_task()
+        assert transcribing is not None
+        self._transcribing.add(transcribing)
         try:
             if speculative is not None:
                 text = await speculative
@@ -8560,6 +8582,8 @@ class Session:
             self.error("asr_failed", f"speech recognition failed: {exc!r}", kind="server_error")
             self._settle_state()
             return
+        finally:
+            self._transcribing.discard(transcribing)
         turn.metrics["asr"] = now_ms() - started
         item.text, item.status = text.strip(), "completed"
         self.emit(server_event("conversation.item.input_audio_transcription.completed", item_id=item.id,
@@ -8571,6 +8595,8 @@ class Session:
             self.items.remove(item)  # noise, not words: nothing to answer
             self._trace(turn, None)
             self._settle_state()
+            return
+        if self._closing:  # the client left while these words were transcribed: `run` stores them, no one answers
             return
         if self.response is not None:
             await self._reply_done()
@@ -8964,7 +8990,7 @@ class Session:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        after_s = None if self.blocked else self.policy.quiet_after_s(self.moment())
+        after_s = None if self.blocked or self._closing else self.policy.quiet_after_s(self.moment())
         if after_s:
             self._idle_timer = asyncio.get_running_loop().call_later(after_s, self._quiet_spell)
 
@@ -9070,6 +9096,7 @@ class Session:
         """Store an item for this user, off the critical path; learn the facts it states."""
         if not item.text:
             return
+        self._remembered.add(item.id)
         facts = self.memory.facts_in(item)
         if (owner := self._item_owner.get(item.id, self.user_id)) != self.user_id:  # said before a rename
             snapshot = Item(**vars(item))

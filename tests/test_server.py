@@ -1097,3 +1097,28 @@ async def test_a_turn_judged_while_the_user_speaks_again_leaves_the_reply_to_the
     done = await c.wait_for("response.done")
     assert c.types().count("response.created") == 1 and c.index(second) < c.index(done), c.types()
     assert done["response"]["output"][0]["content"][0]["transcript"].startswith("You said: hello there hello there.")
+
+
+@pytest.mark.parametrize("during", ["transcription", "judgement", "no response.create"])
+async def test_a_turn_the_client_leaves_during_is_still_stored(make_server, during):
+    """The client goes away while its last turn is transcribed or judged, or after typing words it never asked
+    a reply to: no one is there to answer, but the user said those words, and memory keeps them, as it keeps a
+    reply cut off by the client's leaving."""
+    GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
+    h = await make_server(judge="test-server-gated-judge", fake_asr_latency_ms=300 if during == "transcription" else 0)
+    c = await h.connect(user_id="ana")
+    if during == "no response.create":
+        await c.say("hello there", respond=False)
+        await c.wait_for("conversation.item.added")
+    else:
+        await c.update_session(audio={"input": {"turn_detection": None}})
+        await c.append_audio(np.full(12000, 1000, dtype=np.int16))
+        await c.send("input_audio_buffer.commit")
+        await c.wait_for("input_audio_buffer.committed")
+    if during == "judgement":
+        await GatedJudge.judging.wait()
+    await c.ws.close()
+    await asyncio.wait_for(h.sessions_ended.get(), 10)
+    await asyncio.gather(*h.server.memory._writes.values(), return_exceptions=True)
+    earlier = (await h.server.memory.load_user("ana", 10)).earlier
+    assert [(e["role"], e["text"]) for e in earlier] == [("user", "hello there")], earlier
