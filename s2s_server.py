@@ -8381,6 +8381,9 @@ class Session:
                       samples_to_ms(len(turn.audio)) if turn.audio is not None else 0,
                       f"{turn.endpoint_ms:.0f}" if turn.endpoint_ms is not None else "-", turn.endpoint_rule or "-")
         self._turn_task = self.spawn(self._user_turn(turn, speculative), "turn")
+        # A turn that ends without taking its foreseen judgement (`_foreseen`: left unanswered by response.cancel,
+        # left to a newer turn, noise) drops it, and the reply generated ahead with it, at once
+        self._turn_task.add_done_callback(lambda _task: self._drop_foresight(turn.item.id))
 
     # ---- speculative ASR (starts during the silence window) ------------------------------------------
 
@@ -8474,8 +8477,9 @@ class Session:
                            strategy or "no reply")
             foresight.ahead = None
 
-    def _drop_foresight(self) -> None:
-        if self._foresight is not None:
+    def _drop_foresight(self, item_id: str | None = None) -> None:
+        """Cancel the foreseen judgement and its reply generated ahead; with `item_id`, only if it is that item's."""
+        if self._foresight is not None and item_id in (None, self._foresight.item_id):
             self._foresight.cancel()
             self._foresight = None
 

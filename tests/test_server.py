@@ -1122,3 +1122,43 @@ async def test_a_turn_the_client_leaves_during_is_still_stored(make_server, duri
     await asyncio.gather(*h.server.memory._writes.values(), return_exceptions=True)
     earlier = (await h.server.memory.load_user("ana", 10)).earlier
     assert [(e["role"], e["text"]) for e in earlier] == [("user", "hello there")], earlier
+
+
+class HoldingLLM(s2s.FakeLLM):
+    """Test double: says one clause, then holds its stream open until it is closed (recorded)."""
+
+    name = "test-server-holding"
+    closed: list[list[dict[str, str]]] = []
+
+    async def generate(self, messages, *, max_tokens):
+        try:
+            yield "Okay, here it is."
+            await asyncio.Event().wait()
+        finally:
+            HoldingLLM.closed.append(messages)
+
+
+async def test_the_reply_generated_ahead_for_a_turn_the_stop_button_leaves_unanswered_is_dropped(make_server,
+                                                                                                  speech_dir):
+    """interrupt_response false: the user speaks over the reply and pauses; their reply is generated ahead during
+    the silence (`llm_ahead`), and the turn waits for the reply playing. The Stop button cuts that reply and leaves
+    the turn unanswered: the reply generated ahead for it is cancelled too, not left generating a reply no one
+    will hear (it held the LLM until the user's next pause)."""
+    HoldingLLM.closed.clear()
+    h = await make_server(llm="test-server-holding")
+    c = await h.connect()
+    await c.update_session(audio={"input": {"turn_detection": {"type": "server_vad", "interrupt_response": False}}})
+    await c.say("Hi")
+    await c.wait_for("response.output_audio.delta")  # the reply's LLM holds: it is in flight
+    await c.append_audio(np.concatenate([silence(300), speech(QUESTION, speech_dir, 24000)]))
+    await c.append_audio(silence(1200), realtime=True)  # a live silence: the transcript comes within it
+    await c.wait_for("input_audio_buffer.committed")
+    session = h.session()
+    foresight, waiting = session._foresight, session._turn_task
+    assert foresight is not None and foresight.ahead is not None and foresight.ahead.task is not None
+    await c.send("response.cancel")
+    await c.wait_for("response.done")
+    await asyncio.wait_for(waiting, 10)
+    assert session.items[-1].unanswered
+    done, _ = await asyncio.wait({foresight.ahead.task}, timeout=5)
+    assert done and foresight.ahead.messages in HoldingLLM.closed
