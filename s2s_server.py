@@ -7632,6 +7632,7 @@ class Session:
         # the turn task ends, by the reply that task started or else by one of its own (`_after_turn`)
         self._response_wanted: tuple[ResponseCreate, Response | None] | None = None
         self._stopped_turns: set[asyncio.Task[Any]] = set()  # turn tasks response.cancel stopped before a reply
+        self._left_turn: Turn | None = None  # a turn that left its reply to the next spoken one (`_left_to_newer`)
         self._turn_numbers = itertools.count(1)
         self.audio_frames_in = 0  # input_audio_buffer.append events received (benchmarks count drops)
         # memory and proactivity
@@ -8595,10 +8596,15 @@ class Session:
         self.log.info("asr %.0f ms%s: %r", turn.metrics["asr"], " (speculative)" if speculative else "",
                       item.text[:120])
         self._partial_sent.pop(item.id, None)
+        left, self._left_turn = self._left_turn, None  # a turn that left its reply to this one, if any
         if not item.text:
             self.items.remove(item)  # noise, not words: nothing to answer
             self._trace(turn, None)
-            self._settle_state()
+            if left is not None and self.items and self.items[-1] is left.item and self.settings.create_response \
+                    and not self._closing:
+                await self._judge_and_respond(left)  # (a cough after a turn): the turn it followed is answered
+            else:
+                self._settle_state()
             return
         if self._closing:  # the client left while these words were transcribed: `run` stores them, no one answers
             return
@@ -8606,7 +8612,7 @@ class Session:
             await self._reply_done()
             if not self.bot_active():
                 self._set_state(State.PROCESSING)
-        if self._left_to_newer(item):
+        if self._left_to_newer(turn):
             return
         if self._turn_stopped():
             self.carry_out(Plan("silence", "response.cancel"), turn)
@@ -8616,14 +8622,20 @@ class Session:
         else:
             self._settle_state()
 
-    def _left_to_newer(self, item: Item) -> bool:
+    def _left_to_newer(self, turn: Turn) -> bool:
         """Whether the user went on (talking again, or typing words after these) before this turn's reply
         started: its words are stored, and the newer turn answers both (True); checked once the words are
-        transcribed and again once they are judged, so that no reply starts over the user's next words."""
-        if not (self._user_speaking or (self.items and self.items[-1] is not item and self.items[-1].role == "user")):
+        transcribed and again once they are judged, so that no reply starts over the user's next words. Speech
+        may turn out to be no words (a cough): its turn then answers this one instead (`_left_turn`)."""
+        item = turn.item
+        assert item is not None
+        newer = self.items[-1] if self.items and self.items[-1] is not item and self.items[-1].role == "user" else None
+        if not self._user_speaking and newer is None:
             return False
         self.remember(item)
-        if not self._user_speaking and self._turn_task is asyncio.current_task():  # typed words came after
+        if self._user_speaking or newer is None or newer.source == "audio":
+            self._left_turn = turn
+        elif self._turn_task is asyncio.current_task():  # typed words came after
             self._settle_state()  # (no newer turn task settles it; a response.create for them: `_after_turn`)
         return True
 
@@ -8773,7 +8785,7 @@ class Session:
         try:
             if self._turn_stopped():  # response.cancel came while the judge decided
                 self.carry_out(Plan("silence", "response.cancel"), turn)
-            elif not self._left_to_newer(turn.item):  # (the user went on while the judge decided)
+            elif not self._left_to_newer(turn):  # (the user went on while the judge decided)
                 self.carry_out(plan, turn, instructions)
         finally:
             self._take_ahead()  # a reply generated ahead that this plan did not use
@@ -9098,7 +9110,7 @@ class Session:
 
     def remember(self, item: Item) -> None:
         """Store an item for this user, off the critical path; learn the facts it states."""
-        if not item.text:
+        if not item.text or item.id in self._remembered:  # (a turn a cough's turn answers was stored already)
             return
         self._remembered.add(item.id)
         facts = self.memory.facts_in(item)

@@ -1162,3 +1162,43 @@ async def test_the_reply_generated_ahead_for_a_turn_the_stop_button_leaves_unans
     assert session.items[-1].unanswered
     done, _ = await asyncio.wait({foresight.ahead.task}, timeout=5)
     assert done and foresight.ahead.messages in HoldingLLM.closed
+
+
+class DeafToShortSoundsASR(s2s.FakeASR):
+    """Test double: the fake ASR's words for speech, nothing for a sound under a second (a cough, a "hm")."""
+
+    name = "test-server-deaf-to-short-sounds"
+
+    async def transcribe(self, audio):
+        if len(audio) >= s2s.ms_to_samples(1000):
+            async for piece in super().transcribe(audio):
+                yield piece
+
+
+@pytest.mark.parametrize("during", ["transcription", "judgement"])
+async def test_a_cough_after_a_turn_does_not_leave_it_unanswered(make_server, speech_dir, during):
+    """A short sound the VAD takes for speech (a cough) starts while the user's turn is still transcribed or
+    judged: the turn leaves its reply to the newer one, which is no words at all. The turn is answered all the
+    same, once the sound turns out to be nothing."""
+    GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
+    h = await make_server(asr="test-server-deaf-to-short-sounds", judge="test-server-gated-judge",
+                          fake_asr_latency_ms=800 if during == "transcription" else 0)
+    c = await h.connect()
+    await spoken_turn(c, speech_dir)
+    first = await c.wait_for("input_audio_buffer.committed")
+    if during == "judgement":
+        await GatedJudge.judging.wait()
+        GatedJudge.judging.clear()
+    await c.append_audio(speech("huh", speech_dir, 24000)[:int(24000 * 0.35)])  # the cough: still "speaking"
+    await c.wait_for("input_audio_buffer.speech_started", lambda e: e["item_id"] != first["item_id"])
+    if during == "judgement":
+        GatedJudge.gate.set()
+        await c.wait_for("s2s.judgement", lambda e: e["item_id"] == first["item_id"])
+    else:
+        await c.wait_for("conversation.item.input_audio_transcription.completed",
+                         lambda e: e["item_id"] == first["item_id"])
+    GatedJudge.gate.set()
+    await c.append_audio(silence(1200))
+    await c.wait_for("input_audio_buffer.committed")  # the cough's turn: no words
+    done = await c.wait_for("response.done")
+    assert done["response"]["output"][0]["content"][0]["transcript"].startswith("You said: hello there.")
