@@ -7696,16 +7696,21 @@ class Session:
                 self._send_deadline.close()
             receiver.cancel()  # (no more events: a transcription awaited below answers no one)
             sender.cancel()
-            if self._transcribing:  # the user's last words, still being transcribed: kept too (no reply is made)
-                await asyncio.wait(set(self._transcribing), timeout=self.config.asr_deadline_s)
-            self._keep_last_words()
-            pending = [receiver, sender, *self._tasks]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for part in self._per_session_parts():
-                part.close()
-            self.log.info("closed after %.0f ms audio_frames_in=%d", now_ms() - started, self.audio_frames_in)
+            try:
+                # The user's last words, still being transcribed when the client left, are kept too (no reply is
+                # made); not when the server stops (it cancels this task: the turns in flight are cancelled)
+                current = asyncio.current_task()
+                if self._transcribing and current is not None and not current.cancelling():
+                    await asyncio.wait(set(self._transcribing), timeout=self.config.asr_deadline_s)
+            finally:
+                self._keep_last_words()
+                pending = [receiver, sender, *self._tasks]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                for part in self._per_session_parts():
+                    part.close()
+                self.log.info("closed after %.0f ms audio_frames_in=%d", now_ms() - started, self.audio_frames_in)
 
     def _keep_last_words(self) -> None:
         """The session ends: the user's words it has not stored yet are stored now (a turn still judged, or waiting

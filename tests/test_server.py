@@ -1124,6 +1124,20 @@ async def test_a_turn_the_client_leaves_during_is_still_stored(make_server, duri
     assert [(e["role"], e["text"]) for e in earlier] == [("user", "hello there")], earlier
 
 
+async def test_a_server_that_stops_does_not_wait_for_a_turn_being_transcribed(make_server):
+    """The server stops while a turn is transcribed: the turn is cancelled, as every task of a session is, and
+    the session ends at once; only a client that leaves gets its last words transcribed to the end."""
+    h = await make_server(fake_asr_latency_ms=30000)
+    c = await h.connect()
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.append_audio(np.full(12000, 1000, dtype=np.int16))
+    await c.send("input_audio_buffer.commit")
+    await c.wait_for("input_audio_buffer.committed")
+    started = time.monotonic()
+    await h.server.stop(timeout_s=5)
+    assert time.monotonic() - started < 3 and not h.sessions_ended.empty()
+
+
 class HoldingLLM(s2s.FakeLLM):
     """Test double: says one clause, then holds its stream open until it is closed (recorded)."""
 
