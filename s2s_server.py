@@ -10864,11 +10864,21 @@ async def on_memory(config: Config, work: Callable[[Memory], Awaitable[Any]], fa
 async def forget_user(config: Config, user_id: str) -> int:
     """`--forget-user`: delete what the memory (`data_dir` or `memory_url`) holds about one user, and their
     kept LLM prompts under `data_dir`; their block, if any, stays in force. Prints what went and where;
-    returns the exit code (1: the memory could not be opened or cannot forget, 2: not a user id). Run it
+    returns the exit code (1: the memory could not be opened or cannot forget, 2: not a user id, or an
+    anonymous session's, which `forget_anonymous` deletes). Run it
     with the servers on that memory stopped: a running server may still write the user's last words, or
     their next prompt (`llm_prime_return`), after it."""
     import sys
 
+    if user_id.startswith(ANONYMOUS_PREFIX):  # S2SSettings refuses it too, with a message that says not why
+        keep = config.memory_anonymous_keep_days
+        expiry = (f"each expires by itself {keep:g} days after its newest row (memory_anonymous_keep_days)" if keep > 0
+                  else "they do not expire by themselves (memory_anonymous_keep_days is 0)")
+        print(f"s2s: --forget-user {user_id!r}: not a user's id but an anonymous session's (ids that start with "
+              f"{ANONYMOUS_PREFIX!r} are theirs; no client may name its user so). --forget-user would keep its "
+              "block, for a user who comes back, and no one comes back under an anonymous id: --forget-anonymous "
+              f"deletes every anonymous session's rows, blocks included; {expiry}", file=sys.stderr)
+        return 2
     try:
         S2SSettings(user_id=user_id)  # the rule a session's user id follows
     except ValidationError:

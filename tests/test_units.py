@@ -506,3 +506,13 @@ def test_clauses_join_as_each_language_is_written():
     assert s2s.join_clauses(["价格是100", "元。"]) == "价格是100元。"
     assert s2s.join_clauses(["Lovely today.", "今天很好，", "See you!"]) == "Lovely today. 今天很好，See you!"
     assert s2s.join_clauses(["Sure,", "here it is."]) == "Sure, here it is."
+
+
+async def test_forget_user_refuses_an_anonymous_sessions_id_and_says_why_and_what_deletes_it(tmp_path, capsys):
+    config = load_config(["--data-dir", str(tmp_path / "memory")], environ={})
+    assert await s2s.forget_user(config, "anon-sess_0123456789abcdef0123") == 2
+    said = capsys.readouterr().err
+    assert "not a user id (letters" not in said  # the characters are fine: that was not why
+    assert "anonymous session's" in said and "would keep its block" in said, said
+    assert "--forget-anonymous deletes every anonymous session's rows" in said and "30 days" in said, said
+    assert not (tmp_path / "memory").exists()  # refused before the memory is opened
