@@ -937,8 +937,9 @@ function render() {
   ui.connect.classList.toggle("btn-primary", !wanted);
   const live = S.conn === "connected";
   setUsable(ui.mute, audio.micOpen);
+  // Mute and the talk button are toggle buttons: one name each, their state in aria-pressed alone (a name that
+  // changed too, "Unmute", was read out beside the pressed state: twice over, or contradicting it)
   ui.mute.setAttribute("aria-pressed", String(S.muted));
-  ui.mute.querySelector(".btn-label").textContent = S.muted ? "Unmute" : "Mute";
   ui.meter.classList.toggle("muted", S.muted);
   setUsable(ui.stop, live && botActive());
   setUsable(ui.message, live);
@@ -946,8 +947,7 @@ function render() {
   ui.ptt.checked = S.settings.ptt;
   ui.talk.hidden = !S.settings.ptt;
   setUsable(ui.talk, live && audio.micOpen);
-  ui.talk.setAttribute("aria-pressed", String(S.pttHeld));
-  ui.talk.querySelector(".btn-label").textContent = S.pttHeld ? "Listening — release to send" : "Hold to talk";
+  ui.talk.setAttribute("aria-pressed", String(S.pttHeld)); // while held, the state line says "Listening"
   ui.hint.textContent = S.settings.ptt ? "Hold Space or the talk button to speak · Esc stops the agent" : "Esc stops the agent";
 
   let state = "idle";
@@ -1065,7 +1065,7 @@ let pttTailTimer = null;
 function pttDown() {
   if (!S.settings.ptt || S.pttHeld || !audioReady() || !audio.micOpen) return;
   if (S.muted) {
-    notify("warn", "The microphone is muted", " Unmute to talk.");
+    notify("warn", "The microphone is muted", " Press Mute again to talk.");
     return;
   }
   if (S.pttSending) pttCommit(); // pressed again within the last release's tail: that turn is sent now

@@ -577,6 +577,43 @@ def test_switching_push_to_talk_off_while_talking_sends_the_turn_and_stays_off(o
     page.assert_clean()  # no input_audio_buffer_commit_empty
 
 
+def button_state(page: Page, selector: str) -> tuple[str, bool]:
+    """A button's accessible name and whether it is pressed, as assistive technology is told them."""
+    snapshot = page.page.locator(selector).aria_snapshot()  # - button "NAME" [pressed]
+    name = re.match(r'- button "([^"]*)"', snapshot)
+    assert name, snapshot
+    return name.group(1), "[pressed]" in snapshot or "[pressed=true]" in snapshot
+
+
+def space(page: Page, kind: str) -> None:
+    """Space goes down or up now, in one task of the page (a real key's timing, however busy the machine is)."""
+    page.js(f"document.dispatchEvent(new KeyboardEvent({kind!r}, {{ code: 'Space', key: ' ' }}))")
+
+
+def test_mute_and_talk_keep_their_names_and_say_they_are_on_with_aria_pressed(open_page) -> None:
+    """Mute and the talk button are toggle buttons: each keeps one name and says whether it is on with aria-pressed
+    alone. A name that changed as well ("Unmute", "Listening — release to send") was read out beside the pressed
+    state, saying it twice or contradicting it ("Unmute, pressed")."""
+    page = open_page()
+    page.page.click("label.switch")
+    connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)
+    mute_name, pressed = button_state(page, "#mute")
+    assert mute_name == "Mute" and not pressed
+    page.page.click("#mute")
+    assert button_state(page, "#mute") == ("Mute", True)
+    page.page.click("#mute")
+    assert button_state(page, "#mute") == ("Mute", False)
+    talk_name, pressed = button_state(page, "#talk")
+    assert talk_name.startswith("Hold to talk") and not pressed
+    page.page.focus("#connect")
+    space(page, "keydown")
+    assert button_state(page, "#talk") == (talk_name, True)
+    space(page, "keyup")  # a tap: nothing is sent
+    assert button_state(page, "#talk") == (talk_name, False)
+    page.assert_clean()
+
+
 def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     """Settings go out in session.update and come back applied; mute, stop and disconnect leave no console errors."""
     page = open_page()
