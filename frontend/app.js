@@ -112,7 +112,7 @@ const S = {
   pttHeld: false,
   pttSending: false, // held for PTT_MIN_HOLD_MS or longer (a talk, audio flowing), or in the tail after release
   pttStartedAt: 0,
-  outbox: [], // capture frames waiting for the session to be ready
+  outbox: [], // capture frames, and the buffer events sent after them, waiting for the session to be ready (in order)
   preroll: [], // the last PTT_PREROLL_MS of frames while push-to-talk is idle, and all since a press not yet a talk
   activeResponseId: null,
   cutResponses: new Set(), // responses whose audio the user stopped: later deltas are dropped
@@ -215,8 +215,14 @@ function sessionPayload({ restore = false } = {}) {
   return { audio: { input, output }, s2s: ext };
 }
 
-function sendSessionUpdate(options) {
+function sendSessionUpdate(options, { queued = false } = {}) {
   if (!client.isOpen || !S.sessionReady) return;
+  if (!queued && S.outbox.some((entry) => !isFrame(entry))) {
+    // a commit or clear waits in the outbox behind audio: the update goes after it, as it came (push-to-talk
+    // switched off mid-press commits before the update that turns the server's VAD on, which would drop the turn)
+    S.outbox.push({ update: options || {} });
+    return;
+  }
   audio.setInputRate(S.settings.rate);
   const id = send({ type: "session.update", session: sessionPayload(options) });
   if (!id) return;
@@ -278,22 +284,50 @@ function frameMs(frame) {
 }
 
 function queueFrame(frame) {
-  if (audioReady()) {
-    if (S.outbox.length) flushOutbox();
+  flushOutbox();
+  if (audioReady() && !S.outbox.length) {
     sendFrame(frame);
     return;
   }
   if (S.conn !== "connecting" && S.conn !== "connected") return; // nobody to send it to soon
   S.outbox.push(frame);
   const keep = Math.ceil(OUTBOX_MS / frameMs(frame));
-  if (S.outbox.length > keep) S.outbox.splice(0, S.outbox.length - keep);
+  let frames = S.outbox.filter(isFrame).length;
+  for (let i = 0; frames > keep && i < S.outbox.length; ) {
+    if (isFrame(S.outbox[i])) {
+      S.outbox.splice(i, 1); // the oldest audio goes; the buffer events queued between frames stay
+      frames--;
+    } else i++;
+  }
 }
 
+function isFrame(entry) {
+  return entry.pcm !== undefined; // else {event}: a clear or commit, or {update}: a session.update (sendSessionUpdate)
+}
+
+/**
+ * Send an input_audio_buffer.clear or .commit after the audio queued before it: while audio waits in the outbox
+ * (a session.update not answered yet), so does the event, or a commit would reach the server ahead of the end of
+ * its own turn's audio.
+ */
+function sendBufferEvent(event) {
+  if (audioReady() && !S.outbox.length) sendBufferEventNow(event);
+  else if (S.conn === "connecting" || S.conn === "connected") S.outbox.push({ event });
+}
+
+function sendBufferEventNow(event) {
+  send(event);
+  if (event.type === "input_audio_buffer.commit" && PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
+}
+
+/** Send what waits in the outbox, in order, until it is empty or a session.update sent from it is unanswered. */
 function flushOutbox() {
-  if (!audioReady()) return;
-  const frames = S.outbox;
-  S.outbox = [];
-  for (const f of frames) sendFrame(f);
+  while (S.outbox.length && audioReady()) {
+    const entry = S.outbox.shift();
+    if (isFrame(entry)) sendFrame(entry);
+    else if (entry.update) sendSessionUpdate(entry.update, { queued: true });
+    else sendBufferEventNow(entry.event);
+  }
 }
 
 function sendFrame(frame) {
@@ -1017,7 +1051,8 @@ ui.mute.addEventListener("click", () => {
   S.muted = !S.muted;
   audio.setMuted(S.muted);
   if (S.muted) {
-    S.outbox = [];
+    // muted: no audio leaves the page from now on, not even what waits in the outbox (its buffer events stay)
+    S.outbox = S.outbox.filter((entry) => !isFrame(entry));
     S.preroll = [];
   }
   updateMeter(0);
@@ -1087,7 +1122,7 @@ function pttTalk() {
   } else {
     audio.setDucked(false);
   }
-  send({ type: "input_audio_buffer.clear" });
+  sendBufferEvent({ type: "input_audio_buffer.clear" });
   const pre = S.preroll;
   S.preroll = [];
   for (const f of pre) queueFrame(f);
@@ -1115,8 +1150,7 @@ function pttCommit() {
   clearTimeout(pttTailTimer);
   S.pttSending = false;
   flushOutbox();
-  send({ type: "input_audio_buffer.commit" });
-  if (PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
+  sendBufferEvent({ type: "input_audio_buffer.commit" }); // after the audio still queued, if any
   render();
 }
 

@@ -13,6 +13,7 @@ Run: pytest tests/test_frontend.py   (skipped when Chromium, espeak-ng, sox or p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -611,6 +612,98 @@ def test_mute_and_talk_keep_their_names_and_say_they_are_on_with_aria_pressed(op
     assert button_state(page, "#talk") == (talk_name, True)
     space(page, "keyup")  # a tap: nothing is sent
     assert button_state(page, "#talk") == (talk_name, False)
+    page.assert_clean()
+
+
+class SlowSessionUpdated:
+    """The page's WebSocket through Playwright: client events are recorded in the order they reach the server
+    (`reached`), and while `holding` is set the server's session.updated is held back (a slow answer) until
+    `release()`."""
+
+    def __init__(self, page: Page):
+        self.reached: list[str] = []
+        self.holding = threading.Event()
+        self.held: list[str | bytes] = []
+        self.to_page: object = None
+        page.page.route_web_socket(re.compile(r"/v1/realtime"), self.route)
+
+    def route(self, ws: object) -> None:
+        to_server = ws.connect_to_server()  # type: ignore[attr-defined]
+        self.to_page = ws
+
+        def from_page(message: str | bytes) -> None:
+            self.reached.append(json.loads(message)["type"])
+            to_server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            if self.holding.is_set() and '"session.updated"' in str(message):
+                self.held.append(message)
+            else:
+                ws.send(message)  # type: ignore[attr-defined]
+
+        ws.on_message(from_page)  # type: ignore[attr-defined]
+        to_server.on_message(from_server)
+
+    def since_last(self, kind: str) -> list[str]:
+        return self.reached[len(self.reached) - 1 - self.reached[::-1].index(kind):]
+
+    def release(self) -> None:
+        self.holding.clear()
+        for message in self.held:
+            self.to_page.send(message)  # type: ignore[attr-defined]
+        self.held.clear()
+
+
+def talk_then_change_a_setting_held(page: Page, wire: SlowSessionUpdated) -> None:
+    """Push-to-talk: hold Space until audio flows, then change a setting, whose session.updated is held back."""
+    page.page.click("label.switch")
+    connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)
+    page.page.focus("#connect")
+    page.page.keyboard.down("Space")
+    page.wait("s2s.audioSentMs >= 500", CONNECT_MS)
+    wire.holding.set()
+    page.js("document.querySelector('#set-proactive').click()")  # a setting changes: a session.update goes out
+    page.page.wait_for_timeout(300)  # said meanwhile: held back until the update is answered
+
+
+def test_a_push_to_talk_commit_waits_for_the_audio_queued_behind_a_settings_update(open_page) -> None:
+    """Audio said while a session.update waits for its answer is held back (a rate change must not straddle it);
+    the release's commit waits behind that audio instead of overtaking it, so the turn holds all of it."""
+    page = open_page()
+    wire = SlowSessionUpdated(page)
+    talk_then_change_a_setting_held(page, wire)
+    page.page.keyboard.up("Space")
+    page.page.wait_for_timeout(500)  # past the release's tail
+    after = wire.since_last("session.update")
+    assert "input_audio_buffer.commit" not in after, after  # not ahead of the audio held back
+    wire.release()
+    page.wait("s2s.events.some(e => e.type === 'input_audio_buffer.committed')", CONNECT_MS)
+    after = wire.since_last("session.update")
+    assert after.count("input_audio_buffer.commit") == 1 and after[-1] == "input_audio_buffer.commit", after
+    assert after.count("input_audio_buffer.append") >= 10, after  # 300 ms and the tail, at 20 ms a frame
+    page.assert_clean()
+
+
+def test_push_to_talk_switched_off_mid_press_commits_before_its_update_even_behind_a_slow_one(open_page) -> None:
+    """Push-to-talk switched off while talk is held, while an earlier session.update is unanswered: the commit
+    waits behind the audio held back, and the update that turns the server's VAD on waits behind the commit (that
+    update, sent first, would drop the turn: the commit would find no speech)."""
+    page = open_page()
+    wire = SlowSessionUpdated(page)
+    talk_then_change_a_setting_held(page, wire)
+    page.page.click("label.switch")  # push-to-talk off, Space still held
+    page.page.wait_for_timeout(300)
+    assert wire.since_last("session.update") == ["session.update"]  # the proactivity one; the rest waits behind it
+    wire.release()
+    page.wait("s2s.events.some(e => e.type === 'input_audio_buffer.committed')", CONNECT_MS)
+    page.wait("s2s.events.some(e => e.type === 'session.updated' && e.session.audio.input.turn_detection)", CONNECT_MS)
+    kinds = wire.since_last("input_audio_buffer.clear")  # from the press on
+    held_back = kinds[kinds.index("session.update"):kinds.index("input_audio_buffer.commit")]
+    assert held_back.count("input_audio_buffer.append") >= 10, kinds  # said while the update waited: in the turn
+    after = [kind for kind in kinds if kind != "input_audio_buffer.append"]  # (then the server's VAD hears it all)
+    assert after == ["input_audio_buffer.clear", "session.update", "input_audio_buffer.commit", "session.update"], after
+    page.page.keyboard.up("Space")
     page.assert_clean()
 
 
