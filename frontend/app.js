@@ -23,6 +23,11 @@ const PTT_TAIL_MS = 120; // keep sending this long after release, then commit: t
 // leaves an empty turn; once it has, the bot is cut and the audio since just before the press is sent.
 const PTT_MIN_HOLD_MS = 250;
 const PTT_DUCK_GAIN = 0.25; // the bot's volume while a press is not yet a talk (-12 dB): it yields at once, audibly
+// The server refuses a push-to-talk commit of under 100 ms of audio (input_audio_buffer_commit_empty). It counts
+// after resampling to 16 kHz, and from 24 kHz its resampler (soxr, which works in blocks) holds back up to 37 ms
+// of what came; so the page commits a turn only when at least this much audio went out since the buffer was last
+// cleared or committed, and clears it otherwise (a press cut short by Mute can leave less, or none).
+const PTT_MIN_COMMIT_MS = 150;
 const PTT_SENDS_RESPONSE_CREATE = false; // the server answers a commit itself (it judges first); see README
 const STOP_TIMEOUT_MS = 500; // give up waiting for the playback worklet's answer to a stop
 const SESSION_UPDATE_TIMEOUT_MS = 3000; // stop holding audio if session.updated never comes
@@ -113,6 +118,7 @@ const S = {
   pttSending: false, // held for PTT_MIN_HOLD_MS or longer (a talk, audio flowing), or in the tail after release
   pttStartedAt: 0,
   outbox: [], // capture frames, and the buffer events sent after them, waiting for the session to be ready (in order)
+  bufferMs: 0, // audio sent since the last input_audio_buffer.clear or .commit went out, ms (for PTT_MIN_COMMIT_MS)
   preroll: [], // the last PTT_PREROLL_MS of frames while push-to-talk is idle, and all since a press not yet a talk
   activeResponseId: null,
   cutResponses: new Set(), // responses whose audio the user stopped: later deltas are dropped
@@ -316,8 +322,10 @@ function sendBufferEvent(event) {
 }
 
 function sendBufferEventNow(event) {
-  send(event);
-  if (event.type === "input_audio_buffer.commit" && PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
+  // a commit of less than the server takes (a press that Mute cut short, its audio dropped) is a clear instead
+  const take = event.type !== "input_audio_buffer.commit" || S.bufferMs >= PTT_MIN_COMMIT_MS;
+  if (send(take ? event : { type: "input_audio_buffer.clear" })) S.bufferMs = 0;
+  if (take && event.type === "input_audio_buffer.commit" && PTT_SENDS_RESPONSE_CREATE) send({ type: "response.create" });
 }
 
 /** Send what waits in the outbox, in order, until it is empty or a session.update sent from it is unanswered. */
@@ -335,6 +343,7 @@ function sendFrame(frame) {
   if (send({ type: "input_audio_buffer.append", audio: bytesToBase64(new Uint8Array(frame.pcm)) })) {
     S.framesSent++;
     S.audioSentMs += frameMs(frame);
+    S.bufferMs += frameMs(frame);
   }
 }
 
@@ -612,6 +621,7 @@ function onStatus(status, detail) {
   if (status === "connecting") {
     S.sessionReady = false;
     S.outbox = [];
+    S.bufferMs = 0; // a new session's buffer is empty
     setConn(S.conn === "reconnecting" ? "reconnecting" : "connecting");
   } else if (status === "open") {
     // connected for real once session.created arrives
@@ -1051,9 +1061,12 @@ ui.mute.addEventListener("click", () => {
   S.muted = !S.muted;
   audio.setMuted(S.muted);
   if (S.muted) {
-    // muted: no audio leaves the page from now on, not even what waits in the outbox (its buffer events stay)
+    // muted: no audio leaves the page from now on, not even what waits in the outbox (its buffer events stay);
+    // a push-to-talk press ends here, as a release without its tail: a talk commits what went out (a clear
+    // instead when too little did), a press that was not a talk yet is a slip
     S.outbox = S.outbox.filter((entry) => !isFrame(entry));
     S.preroll = [];
+    pttEndNow();
   }
   updateMeter(0);
   render();

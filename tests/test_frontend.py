@@ -707,6 +707,57 @@ def test_push_to_talk_switched_off_mid_press_commits_before_its_update_even_behi
     page.assert_clean()
 
 
+def test_muting_during_a_push_to_talk_press_ends_it_without_a_commit_too_short_to_take(open_page) -> None:
+    """Mute pressed while push-to-talk is held ends the press. Before it was a talk (held under a quarter second),
+    nothing is sent, as for a tap: the page went on to commit 0 ms of audio (the server's
+    input_audio_buffer_commit_empty). Once it was one, what was sent before the mute is committed at once; when
+    none was (all of it waited behind a slow session.update, and muted audio is not sent), the buffer is cleared
+    instead of committed."""
+    page = open_page()
+    wire = SlowSessionUpdated(page)
+    page.page.click("label.switch")
+    connect(page, streaming=False)
+    page.wait("s2s.micOpen", CONNECT_MS)
+    page.page.focus("#connect")
+    page.js("""() => {
+        document.dispatchEvent(new KeyboardEvent("keydown", { code: "Space", key: " " }));
+        document.querySelector("#mute").click();
+    }""")
+    page.page.wait_for_timeout(600)  # past the quarter second that makes a press a talk
+    space(page, "keyup")
+    page.page.wait_for_timeout(500)  # past the release's tail
+    assert [e["type"] for e in page.js("s2s.sent") if e["type"].startswith("input_audio_buffer")] == []
+    assert page.js("s2s.framesSent") == 0 and not page.js("s2s.ducked")
+    assert page.page.get_attribute("#talk", "aria-pressed") == "false"
+
+    page.page.click("#mute")  # unmuted: a real press, then the mute
+    space(page, "keydown")
+    page.wait("s2s.audioSentMs >= 500", CONNECT_MS)
+    page.page.click("#mute")
+    assert page.page.get_attribute("#talk", "aria-pressed") == "false"  # the press ended with the mute
+    sent = [e["type"] for e in page.js("s2s.sent") if e["type"].startswith("input_audio_buffer")]
+    assert sent == ["input_audio_buffer.clear", "input_audio_buffer.commit"], sent
+    space(page, "keyup")
+    page.wait("s2s.events.some(e => e.type === 'input_audio_buffer.committed')", CONNECT_MS)
+    page.page.wait_for_timeout(300)
+    assert len(page.sent("input_audio_buffer.commit")) == 1  # the release after it sends nothing more
+
+    page.page.click("#mute")  # unmuted: a press whose talk's audio all waits behind a slow update, then the mute
+    cleared = len(page.events("input_audio_buffer.cleared"))
+    space(page, "keydown")
+    wire.holding.set()
+    page.js("document.querySelector('#set-proactive').click()")
+    page.page.wait_for_timeout(600)  # a talk by now, its audio held back
+    page.page.click("#mute")
+    wire.release()
+    page.wait(f"s2s.events.filter(e => e.type === 'input_audio_buffer.cleared').length >= {cleared + 2} "
+              "|| s2s.events.some(e => e.type === 'error')", CONNECT_MS)  # the talk's clear, and the mute's
+    space(page, "keyup")
+    assert wire.reached.count("input_audio_buffer.commit") == 1, wire.since_last("session.update")
+    assert "input_audio_buffer.append" not in wire.since_last("session.update")  # muted: none of it left the page
+    page.assert_clean()
+
+
 def test_settings_reach_the_server_and_nothing_errs(open_page) -> None:
     """Settings go out in session.update and come back applied; mute, stop and disconnect leave no console errors."""
     page = open_page()
