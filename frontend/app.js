@@ -991,7 +991,7 @@ function render() {
   ui.ptt.checked = S.settings.ptt;
   ui.talk.hidden = !S.settings.ptt;
   setUsable(ui.talk, live && audio.micOpen);
-  ui.talk.setAttribute("aria-pressed", String(S.pttHeld)); // while held, the state line says "Listening"
+  ui.talk.setAttribute("aria-pressed", String(S.pttHeld)); // held: its pressed style shows it (style.css)
   ui.hint.textContent = S.settings.ptt ? "Hold Space or the talk button to speak · Esc stops the agent" : "Esc stops the agent";
 
   let state = "idle";
