@@ -7950,7 +7950,8 @@ class Session:
                       "output": {"format": {"type": "audio/pcm", "rate": s.output_rate_hz}, "voice": s.voice}},
             "s2s": {"user_id": self.user_id, "proactive": s.proactive, "strategies": sorted(s.strategies),
                     "judge": self.config.judge, "policy": self.config.policy,
-                    "strategy_table": [row.describe() for row in STRATEGIES.values()]},
+                    "strategy_table": [row.describe() for row in STRATEGIES.values()],
+                    "max_message_bytes": self.config.max_message_bytes},  # a longer one closes the socket (1009)
         }
 
     def on_session_update(self, event: SessionUpdate) -> None:

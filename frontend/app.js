@@ -108,7 +108,7 @@ const S = {
   conn: "disconnected", // disconnected | connecting | connected | reconnecting | blocked
   sessionReady: false, // session.created seen on this socket
   updatesPending: new Map(), // event_id -> timer, for session.update not yet answered
-  server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null },
+  server: { inRate: 24000, outRate: 24000, vadOn: true, turnDetection: null, voice: null, proactive: null, maxMessageBytes: null },
   strategies: new Map(), // name -> {label, speaks, ...}: the server's strategy table (session.s2s.strategy_table)
   serverDefaults: null, // {silenceMs, voice, proactive} as session.created gave them: what "server defaults" restores
   serverState: null, // listening | processing | speaking, from s2s.state
@@ -261,6 +261,7 @@ function readServerSession(session) {
   }
   if (output?.voice) S.server.voice = output.voice;
   if (session.s2s && typeof session.s2s.proactive === "boolean") S.server.proactive = session.s2s.proactive;
+  if (Number.isFinite(session.s2s?.max_message_bytes)) S.server.maxMessageBytes = session.s2s.max_message_bytes;
   if (Array.isArray(session.s2s?.strategy_table)) {
     S.strategies = new Map(session.s2s.strategy_table.map((row) => [row.name, row]));
   }
@@ -1080,9 +1081,18 @@ ui.composer.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const text = ui.message.value.trim();
   if (!text || !client.isOpen || unusable(ui.send)) return;
+  const item = { type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } };
+  // The server closes the socket on a message over its limit (1009): say so and keep the words in the composer.
+  // 64 bytes spare for the event_id the client adds.
+  const bytes = new TextEncoder().encode(JSON.stringify(item)).length + 64;
+  if (S.server.maxMessageBytes && bytes > S.server.maxMessageBytes) {
+    const kib = (n) => Math.ceil(n / 1024).toLocaleString();
+    notify("warn", "That message is too long to send", ` It is ${kib(bytes)} KiB; the server takes ${kib(S.server.maxMessageBytes)} KiB at most. Shorten it, or send it in parts.`);
+    return;
+  }
   ui.message.value = "";
   if (botActive()) await stopBot("typed", { cut: true }); // the server cuts the reply off when the text arrives
-  send({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });
+  send(item);
   send({ type: "response.create" });
   const t = userTurn(null, { create: true });
   t.el.classList.add("typed");

@@ -456,6 +456,29 @@ def test_stop_pressed_from_the_keyboard_keeps_focus(open_page) -> None:
     page.assert_clean()
 
 
+def test_a_typed_message_over_the_servers_limit_stays_in_the_composer_with_a_notice(open_page) -> None:
+    """A pasted text longer than the server takes in one message (`max_message_bytes`, told in session.created) is
+    not sent: the server would close the socket (1009) and the words would be lost. A notice says why, the words
+    stay in the composer, the session stays up, and a shorter message still goes."""
+    page = open_page()
+    page.page.click("label.switch")  # push-to-talk: no microphone audio in the way
+    connect(page, streaming=False)
+    limit = page.js("s2s.events.find(e => e.type === 'session.created').session.s2s.max_message_bytes")
+    assert limit == 1 << 20
+    long_text = "word " * (limit // 5 + 100)
+    page.page.fill("#message", long_text)
+    page.page.press("#message", "Enter")
+    page.wait("document.querySelector('.notice') && /too long/.test(document.querySelector('.notice').textContent)",
+              CONNECT_MS)
+    assert page.sent("conversation.item.create") == []
+    assert page.js("document.querySelector('#message').value.length") == len(long_text)
+    page.page.fill("#message", "tell me something")
+    page.page.press("#message", "Enter")
+    page.wait("s2s.events.some(e => e.type === 'response.done')", TYPED_REPLY_MS)
+    assert page.js("s2s.connection") == "connected"
+    page.assert_clean()
+
+
 def test_dismissing_a_notice_from_the_keyboard_keeps_focus_on_the_page(open_page) -> None:
     """A notice dismissed with the keyboard hands focus to the conversation, not to the page's body."""
     page = open_page()
