@@ -6005,7 +6005,18 @@ class SQLiteMemory(Memory):
     def _open(self) -> None:
         import sqlite3
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Every user's words and facts: readable by the server's user only. A new data_dir is made 0700 (one that
+        # exists is the operator's and keeps its mode); a new file is made 0600 before SQLite opens it, and SQLite
+        # gives its -wal and -shm files the database file's mode. An existing file keeps its mode, with a warning
+        # when others can read it.
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            mode = self.path.stat().st_mode & 0o777
+            if mode & 0o077:
+                log.warning("the memory file %s is readable by others (mode %o): chmod 600 it, and its -wal and "
+                            "-shm files", self.path, mode)
         # Several processes (`--workers`) open one file at once: switching a new file to WAL, or creating the
         # schema, while another does the same can fail at once with "database is locked" (SQLite returns
         # SQLITE_BUSY without waiting where waiting could deadlock; seen in 1 of 90 racing opens). Retry.
@@ -9797,12 +9808,20 @@ class Session:
         reply_rate = r.trace_rate_hz if r else SAMPLE_RATE_HZ
 
         def write() -> None:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "turn.json").write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+            # The user's voice and words: readable by the server's user only (folders 0700, files 0600)
+            for made in (folder.parent.parent, folder.parent, folder):
+                made.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+            def private(name: str, data: bytes) -> None:
+                descriptor = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(data)
+
+            private("turn.json", json.dumps(record, ensure_ascii=False, indent=2).encode("utf-8"))
             if user_audio is not None:
-                (folder / "input.wav").write_bytes(pcm16_to_wav(user_audio))
+                private("input.wav", pcm16_to_wav(user_audio))
             if reply_audio is not None:
-                (folder / "reply.wav").write_bytes(pcm16_to_wav(reply_audio, reply_rate))
+                private("reply.wav", pcm16_to_wav(reply_audio, reply_rate))
 
         async def write_then() -> None:
             try:

@@ -1546,3 +1546,25 @@ async def test_a_new_memory_file_is_not_logged_as_upgraded(tmp_path, caplog):
         await memory.open()
     await memory.close()
     assert "memory file at version" in caplog.text and "upgraded" not in caplog.text
+
+
+async def test_the_memory_file_is_readable_by_the_servers_user_only(tmp_path, caplog):
+    """Every user's words and facts: a new data_dir is made 0700 and a new memory file 0600, its -wal and -shm
+    files too (SQLite gives them the file's mode; under the usual umask 022 all were 0644, readable by every local
+    user). An existing file keeps its mode, with a warning when others can read it."""
+    data_dir = tmp_path / "new"
+    memory = s2s.SQLiteMemory(validate_config({"data_dir": str(data_dir)}))
+    await memory.open()
+    await memory.remember("alex", "sess_1", s2s.Item("item_1", "user", "My bank PIN is 4321."), [])
+    files = {p.name: p.stat().st_mode & 0o777 for p in data_dir.iterdir()}
+    await memory.close()
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert files and set(files.values()) == {0o600}, files
+    assert "memory.sqlite3-wal" in files
+
+    (data_dir / "memory.sqlite3").chmod(0o644)
+    again = s2s.SQLiteMemory(validate_config({"data_dir": str(data_dir)}))
+    with caplog.at_level(logging.WARNING, logger=s2s.log.name):
+        await again.open()
+    await again.close()
+    assert "readable by others" in caplog.text

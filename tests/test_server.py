@@ -1216,3 +1216,17 @@ async def test_a_cough_after_a_turn_does_not_leave_it_unanswered(make_server, sp
     await c.wait_for("input_audio_buffer.committed")  # the cough's turn: no words
     done = await c.wait_for("response.done")
     assert done["response"]["output"][0]["content"][0]["transcript"].startswith("You said: hello there.")
+
+
+async def test_a_trace_is_readable_by_the_servers_user_only(make_server, tmp_path):
+    """`trace_dir` keeps the user's voice and words: its folders are made 0700 and its files 0600 (under the usual
+    umask 022 they were 0755 and 0644, readable by every local user)."""
+    traces = tmp_path / "traces"
+    h = await make_server(trace_dir=str(traces))
+    c = await h.connect()
+    await c.turn("Hello")
+    await c.wait_for("s2s.metrics")  # sent once the turn's trace is on disk
+    made = [traces, *traces.rglob("*")]
+    assert any(p.name == "turn.json" for p in made)
+    assert {oct(p.stat().st_mode & 0o777) for p in made if p.is_dir()} == {"0o700"}
+    assert {oct(p.stat().st_mode & 0o777) for p in made if p.is_file()} == {"0o600"}
