@@ -672,7 +672,10 @@ class LLM(Component):
     continues_assistant: ClassVar[bool] = False
 
     async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
-        """messages: OpenAI-style [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
+        """messages: OpenAI-style [{"role": "system"|"user"|"assistant", "content": str}, ...]: the system
+        prompt (with the user's memory), the history, and, by default, the strategy's guidance for this reply as a
+        last system message after the user's newest words (`strategy_guidance_at`; "end-user" makes it a user
+        message, "system" puts it in the first one): the last message is not always the user's words. A trailing assistant message is a reply to finish (`continues_assistant`)."""
         raise NotImplementedError
         yield ""
 

@@ -46,6 +46,9 @@ async def test_a_users_registered_component_is_selected_by_name(tmp_path):
         client = Client(await websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime"))
         done = await client.turn("good morning")
         assert done["response"]["output"][0]["content"][0]["transcript"] == "GOOD MORNING !"
+        # the server's guidance for this reply (a name just said) comes after the user's words: not read out
+        done = await client.turn("Hi, my name is Alex.")
+        assert done["response"]["output"][0]["content"][0]["transcript"] == "HI, MY NAME IS ALEX. !"
         await client.close()
     finally:
         proc.terminate()
