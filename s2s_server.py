@@ -675,7 +675,8 @@ class LLM(Component):
         """messages: OpenAI-style [{"role": "system"|"user"|"assistant", "content": str}, ...]: the system
         prompt (with the user's memory), the history, and, by default, the strategy's guidance for this reply as a
         last system message after the user's newest words (`strategy_guidance_at`; "end-user" makes it a user
-        message, "system" puts it in the first one): the last message is not always the user's words. A trailing assistant message is a reply to finish (`continues_assistant`)."""
+        message, "system" puts it in the first one): the last message is not always the user's words. A
+        trailing assistant message is a reply to finish (`continues_assistant`)."""
         raise NotImplementedError
         yield ""
 
