@@ -435,11 +435,15 @@ class Config(BaseModel):
     history window let it go."""
     llm_history_max_tokens: int = Field(3000, ge=100, le=1000000)
     """The most the LLM's history (the conversation items it is shown) may hold, in estimated tokens: the oldest
-    items beyond it are left out. It leaves the default LLM's 4,096-token slot (`llamacpp_context_tokens`) room for
-    the system prompt and memory (about 130-530 tokens), the guidance and the reply (`llm_max_tokens`); raise it
-    for an LLM with a longer context. A conversation of ordinary turns stays far under it (24 items, the window of
-    `history_max_items`, of 20-200 tokens); one that reaches it moves the history's start with every turn, which
-    costs llama.cpp's prompt cache its reuse of the history (`history_drop_items`)."""
+    items beyond it are left out. Where the LLM says how long its context is (`LLM.context_tokens`; llamacpp: a slot,
+    `llamacpp_context_tokens`), the history holds at most what the rest of the prompt leaves (the instructions,
+    the memory block: up to about 1,870 estimated tokens for a returning user; the guidance; the reply's room,
+    `llm_max_tokens`), and when even the newest item does not fit beside them, the memory block and then the
+    instructions give way (`Session.llm_messages` says why in that order). Raise it for an LLM with a longer
+    context. It also bounds the items a rolling summary reads (`Memory.summary_messages`). A conversation of
+    ordinary turns stays far under it (24 items, the window of `history_max_items`, of 20-200 tokens); one that
+    reaches it moves the history's start with every turn, which costs llama.cpp's prompt cache its reuse of the
+    history (`history_drop_items`)."""
     history_drop_items: int = Field(8, ge=1, le=1000)
     """Items that leave the LLM's history window at once when it is full (`history_max_items`): the window then
     holds between `history_max_items` - this + 1 and `history_max_items` items, and its start, so the prompt

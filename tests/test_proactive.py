@@ -58,6 +58,29 @@ class RecordingLLM(s2s.LLM):
             yield delta
 
 
+class ContextLLM(RecordingLLM):
+    """Test double: the recording LLM with llama.cpp's 4,096-token slot, which refuses a prompt longer than its
+    context as llama.cpp does (counted here with `estimate_tokens`, and the 5 tokens Qwen2.5's chat template adds
+    to each message)."""
+
+    name = "test-context"
+    context_tokens = 4096
+
+    async def generate(self, messages, *, max_tokens):
+        tokens = sum(s2s.estimate_tokens(m["content"]) + 5 for m in messages)
+        if tokens + max_tokens > self.context_tokens:
+            RECORDED.append(messages)
+            raise s2s.LLMError(f"request ({tokens} tokens) exceeds the available context size ({self.context_tokens} "
+                               "tokens)")
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+
+def prompt_tokens(messages):
+    """What `ContextLLM` counts of a prompt."""
+    return sum(s2s.estimate_tokens(m["content"]) + 5 for m in messages)
+
+
 @pytest.fixture
 def scripted(make_server):
     RECORDED.clear()
@@ -1537,6 +1560,64 @@ async def test_a_huge_typed_message_is_clipped_for_the_llm_and_the_history_keeps
     history = [m["content"] for m in RECORDED[-1] if m["role"] != "system"]
     assert not any("characters left out" in text for text in history)  # the clipped page was the oldest: gone
     assert sum(s2s.estimate_tokens(text) for text in history) <= 1000 + 100
+
+
+async def test_instructions_of_20000_characters_are_clipped_to_fit_the_llms_context(scripted):
+    """20,000 characters of instructions (what session.update and response.create accept) made a prompt longer
+    than the default LLM's 4,096-token slot: llama.cpp refused it ("request (4109 tokens) exceeds the available
+    context size"), and every reply of the session failed. Now they are clipped, keeping their start and end,
+    and the reply, the user's words and the reply's room fit."""
+    h = await scripted(llm="test-context")
+    c = await h.connect()
+    persona = "You sell garden tools; speak like a gardener. " + "Our shop opens at nine. " * 830 + "Be brief."
+    await c.update_session(instructions=persona)
+    assert (await c.turn("Hello, what do you sell?"))["response"]["status"] == "completed"
+    system = RECORDED[-1][0]["content"]
+    assert system.startswith("You sell garden tools") and "Be brief." in system and "characters left out" in system
+    assert RECORDED[-1][-1] == {"role": "user", "content": "Hello, what do you sell?"}
+    assert prompt_tokens(RECORDED[-1]) + h.server.config.llm_max_tokens <= 4096
+    await c.send("conversation.item.create", item={"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "And what time is it? " + "Tell me more. " * 300}]})
+    await c.send("response.create", response={"instructions": "Answer as a pirate. " + "Arr. " * 3990})
+    assert (await c.wait_for("response.done"))["response"]["status"] == "completed"
+    assert RECORDED[-1][-1]["content"].startswith("Answer as a pirate.")
+    assert prompt_tokens(RECORDED[-1]) + h.server.config.llm_max_tokens <= 4096
+
+
+async def test_a_returning_users_memory_and_a_long_conversation_fit_the_llms_context_together(scripted):
+    """The history's budget (`llm_history_max_tokens`, 3,000) counted the conversation alone: with a returning
+    user's memory block beside it (facts, a summary, the earlier session's last items: up to about 1,870
+    estimated tokens) the prompt outgrew the 4,096-token slot, and every later reply of the session failed. Now
+    the older history gives way, the memory block and the newest item are shown."""
+    h = await scripted(llm="test-context")
+    c = await h.connect(user_id="max")
+    await c.turn("My name is Max and I live in Leeds.")
+    for n in range(4):  # of the earlier conversation's last 8 items, these are shown with 200 tokens each
+        await c.turn(f"Story {n}: " + "Yesterday we walked along the river and talked about old times. " * 60)
+        await c.wait_for("s2s.item.stored", lambda e: e["role"] == "assistant")
+    await c.close()
+    again = await h.connect(user_id="max")
+    for n in range(10):
+        done = await again.turn(f"Page {n}: " + "The committee met on Tuesday to discuss the budget. " * 49)
+        assert done["response"]["status"] == "completed"
+        assert prompt_tokens(RECORDED[-1]) + h.server.config.llm_max_tokens <= 4096
+    system = RECORDED[-1][0]["content"]
+    assert "Leeds" in system and "Story 3" in system  # the memory block is there, its newest items too
+    assert RECORDED[-1][-1]["content"].startswith("Page 9: ")
+
+
+def test_a_summarys_prompt_fits_the_history_budget_with_long_items_clipped_and_short_ones_whole(tmp_path):
+    """The rolling summary's prompt held every item whole: 40 items with long typed messages among them outgrew
+    the LLM's context, the summary call failed, and the user's summary never moved past them. The items now
+    share `llm_history_max_tokens`, the short ones whole."""
+    memory = s2s.SQLiteMemory(validate_config({"data_dir": str(tmp_path)}))
+    items = [s2s.Item(str(n), "user" if n % 2 == 0 else "assistant",
+                      "Here is my essay: " + "Rivers shape the land they cross. " * 600 if n % 10 == 0 else
+                      f"Short line number {n}.") for n in range(40)]
+    messages = memory.summary_messages(items, "The user likes rivers. " * 400)
+    assert sum(s2s.estimate_tokens(m["content"]) for m in messages) <= memory.config.llm_history_max_tokens + 100
+    assert "Short line number 39." in messages[-1]["content"] and "characters left out" in messages[-1]["content"]
+    assert s2s.fair_share([10, 20, 300], 100) == 70 and s2s.fair_share([500, 500], 100) == 50
 
 
 async def test_a_new_memory_file_is_not_logged_as_upgraded(tmp_path, caplog):
