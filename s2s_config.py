@@ -875,7 +875,16 @@ class Config(BaseModel):
     judge_deadline_s: float = Field(3.0, gt=0, le=600)
     """Longest wait for a judgement; past it the turn is answered (complete) or not cut (partial)."""
     llm_first_token_deadline_s: float = Field(20.0, gt=0, le=600)
-    """Longest wait for the LLM's first token."""
+    """Longest wait for the LLM's first token with no sign that it is at work: llamacpp reports each prompt step it
+    reads (`llamacpp_batch_tokens`, 128 tokens) and each report starts this wait again (`LLM.generate_reading`),
+    so a long prompt read in steady steps is answered and a model that stops reading is still reported after this
+    long; a backend that gives no signs (openai) must bring its first token within it. One step of 128 tokens
+    took 2.6 to 4.6 s with the 1.5B on 2 busy cores (load 2.4, `python benchmarks/long_prompts.py read`,
+    2026-12-04) and 2.7 to 9.4 s at load 4; at load 13 it read 13 tokens in 1.7 s (`openmp_wait_policy`), so a
+    step would take about 17 s. Whole reads ran at 24 to 59 tokens/s (load 2.2-2.9), so an 800-token typed
+    message (`llm_item_max_tokens`) takes 14 to 33 s to read. Counted from the request alone, as until 2026-12-04, the
+    reply to "1234567890 " * 1800 typed failed after 20 s; with the steps counted, its first token came after
+    22.7 s, and 20,000 characters of instructions (clipped to fit the context) were answered after 70 s."""
     llm_stall_deadline_s: float = Field(10.0, gt=0, le=600)
     """Longest wait between two LLM tokens."""
     tts_deadline_s: float = Field(15.0, gt=0, le=600)

@@ -663,6 +663,10 @@ class LLMDelta(str):
     stats: dict[str, float]
 
 
+class StillReading(str):
+    """A sign of life from `LLM.generate_reading` (no text: empty): the model is still reading the prompt."""
+
+
 class LLM(Component):
     """Language model. `generate` yields text deltas; closing the iterator must stop generation."""
 
@@ -683,6 +687,14 @@ class LLM(Component):
         trailing assistant message is a reply to finish (`continues_assistant`)."""
         raise NotImplementedError
         yield ""
+
+    def generate_reading(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        """`generate`, with a `StillReading` now and then before the first token while the model is at work on
+        the prompt (llamacpp: after each `llamacpp_batch_tokens` step of its read, and while a prime of the same
+        conversation that this call waits for reads). A reply's first-token deadline (`llm_first_token_deadline_s`)
+        starts again at each, so a long prompt read in steady steps is not taken for a hung model. Default:
+        `generate`, no signs (the deadline counts from the request)."""
+        return self.generate(messages, max_tokens=max_tokens)
 
     def prime(self, messages: list[dict[str, str]]) -> None:
         """Optional, blocking (the session runs it in a worker thread): read `messages` into the model's
@@ -869,9 +881,11 @@ class WaitDeadline:
 
 
 async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: float,
-                           stage: str) -> AsyncIterator[T]:
+                           stage: str, alive: Callable[[T], bool] | None = None) -> AsyncIterator[T]:
     """Yield from a component's stream, failing with StageTimeout when the first item takes longer than
     `first_s` or any later one longer than `next_s`. The stream is closed either way (its model stops).
+    `alive`: which items are signs of life, not output (`StillReading`): each starts the wait in progress again,
+    with its own limit, and is not yielded; a stream that stops giving them is still reported.
 
     One `WaitDeadline` per stream, not an asyncio.timeout per item. On expiry it cancels the waiting task,
     as asyncio.timeout does, and a cancellation from elsewhere at the same time still wins."""
@@ -903,6 +917,8 @@ async def within_deadlines(stream: AsyncIterator[T], *, first_s: float, next_s: 
                 finally:
                     deadline.end()
                     waiting = None
+                if alive is not None and alive(item):
+                    continue  # at work, nothing to show yet: the same wait again, from now
                 yield item
                 limit = next_s
         finally:
@@ -3727,7 +3743,9 @@ class LlamaCppLLM(LLM):
         can a reply cut off by the user, or close(), stop a prompt read; with llama.cpp's own 2048 every
         prompt here was read in one step that nothing could stop (close gave up after 10 s and the process
         aborted at exit). Measured on this CPU under load (docs/models.md): the 1.5B read a 524-token prompt
-        as fast with 128 as with 2048 (three interleaved pairs), the 0.5B a 924-token one with 256."""
+        as fast with 128 as with 2048 (three interleaved pairs), the 0.5B a 924-token one with 256. A reply's
+        first-token deadline (`llm_first_token_deadline_s`) starts again after each step (`generate_reading`):
+        one step must take less than it (128 tokens: 2.6 to 9.4 s at load 2-4, about 17 s at load 13)."""
         llamacpp_cache_reuse_tokens: int = Field(16, ge=0, le=8192)
         """A prompt that differs from a slot's cached one in its middle (the history window's oldest items left:
         `history_drop_items`) reuses the cached tokens after the difference, shifted into place, in runs of at
@@ -3769,6 +3787,7 @@ class LlamaCppLLM(LLM):
         self._unwaited = threading.local()  # .reading: this thread reads a prompt nobody waits for (`prime_for`)
         self._unwaited_calls = 0  # of `_calls`, those made by such reads (close() does not wait for them)
         self._primes: list[list[dict[str, str]]] = []  # the messages of the primes in flight (see generate)
+        self._steps_read = 0  # prompt steps the reads for the prompt cache (`_complete`) have reported, in all
         self._calls_changed = threading.Condition()
         self._closing = threading.Event()
 
@@ -4352,7 +4371,11 @@ class LlamaCppLLM(LLM):
             if isinstance(chunk, dict):
                 if "error" in chunk:
                     errors.append(str(chunk["error"]))
-                timings.update(chunk.get("timings") or {})
+                if chunk.get("timings"):
+                    timings.update(chunk["timings"])
+                    with self._calls_changed:  # a prompt step read: a reply waiting for this prime sees it
+                        self._steps_read += 1
+                        self._calls_changed.notify_all()
             return self._closing.is_set()
 
         chat = not messages or isinstance(messages[0], dict)
@@ -4364,9 +4387,18 @@ class LlamaCppLLM(LLM):
             raise LLMError(f"llama.cpp: {errors[0]}")
         return timings
 
-    async def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+    def generate(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        return self._stream(messages, max_tokens, signs=False)
+
+    def generate_reading(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncIterator[str]:
+        return self._stream(messages, max_tokens, signs=True)
+
+    async def _stream(self, messages: list[dict[str, str]], max_tokens: int, signs: bool) -> AsyncIterator[str]:
+        """`generate`; with `signs`, `generate_reading`: a `StillReading` for each prompt step llama.cpp reports
+        before the first token (it reports one every `llamacpp_batch_tokens` tokens: `return_progress`), and
+        for each step a prime of the same conversation reports while this call waits for it."""
         loop = asyncio.get_running_loop()
-        deltas: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens
+        deltas: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens and the prompt's steps
         stop = threading.Event()
         prime_wait_ms = 0.0  # how long the call waited for a prime (set before it starts)
         first_delta = True  # the first delta carries the call's stats
@@ -4388,6 +4420,9 @@ class LlamaCppLLM(LLM):
                     message = error.get("message", error) if isinstance(error, dict) else error
                     put("error", LLMError(f"llama.cpp: {message}"))
                     return True
+                if signs and first_delta and chunk.get("timings") and not any(
+                        (choice.get("delta") or {}).get("content") for choice in chunk.get("choices") or ()):
+                    put("reading", None)  # a prompt step read, no token yet
                 for choice in chunk.get("choices") or ():
                     content = (choice.get("delta") or {}).get("content")
                     if content:
@@ -4415,14 +4450,24 @@ class LlamaCppLLM(LLM):
                 # A prime still reading this conversation occupies the slot that holds it; llama.cpp would
                 # give this request another slot and re-read everything, beside the prime on the same cores.
                 # Waiting for the prime is shorter, however long it reads (a returning user's memory: about
-                # 400 tokens, 10 s on 2 cores); a prime that hangs is bounded by the first token's deadline.
-                # Other conversations' primes are not waited for (they read into other slots).
+                # 400 tokens, 10 s on 2 cores); a prime that reports no prompt step for the first token's deadline
+                # is not waited for any longer (a hung one). Other conversations' primes are not waited for (they
+                # read into other slots).
+                def priming() -> bool:
+                    return not stop.is_set() and any(same_conversation(prime, messages) for prime in self._primes)
+
                 waited = now_ms()
                 with self._asking():  # a read that gives way stops at its next piece
                     with self._calls_changed:
-                        self._calls_changed.wait_for(lambda: stop.is_set() or not any(
-                            same_conversation(prime, messages) for prime in self._primes),
-                            timeout=self.config.llm_first_token_deadline_s)
+                        while True:
+                            steps = self._steps_read
+                            self._calls_changed.wait_for(
+                                lambda steps=steps: not priming() or self._steps_read != steps,  # type: ignore[misc]
+                                timeout=self.config.llm_first_token_deadline_s)
+                            if self._steps_read == steps or not priming():
+                                break
+                            if signs:
+                                put("reading", None)  # the prime this call waits for read a step
                     prime_wait_ms = now_ms() - waited
                     self._call(self._request(messages, max_tokens), on_chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -4436,6 +4481,8 @@ class LlamaCppLLM(LLM):
                 kind, value = await deltas.get()
                 if kind == "delta":
                     yield value
+                elif kind == "reading":
+                    yield StillReading()
                 elif kind == "error":
                     raise value
                 else:
@@ -7526,6 +7573,7 @@ class AheadReply:
         self.messages, self.max_tokens = messages, max_tokens
         self.created_at_ms = now_ms()  # when the generation was asked for
         self.deltas: list[str] = []
+        self.steps_read = 0  # the `StillReading` signs the stream gave (not deltas: `replay` passes them on)
         self.task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._done = False
@@ -7536,7 +7584,10 @@ class AheadReply:
         try:
             async with contextlib.aclosing(source) as deltas:
                 async for delta in deltas:
-                    self.deltas.append(delta)
+                    if isinstance(delta, StillReading):
+                        self.steps_read += 1
+                    else:
+                        self.deltas.append(delta)
                     self._changed.set()
         except Exception as exc:  # handed to whoever replays it
             self._error = exc
@@ -7545,10 +7596,14 @@ class AheadReply:
             self._changed.set()
 
     async def replay(self) -> AsyncIterator[str]:
-        """The held deltas, then the live ones; closing it cancels the generation."""
+        """The held deltas, then the live ones, and a `StillReading` when the stream gave signs since the last
+        look and no delta yet; closing it cancels the generation."""
         try:
-            sent = 0
+            sent = signs = 0
             while True:
+                if self.steps_read > signs and not self.deltas:
+                    signs = self.steps_read
+                    yield StillReading()
                 while sent < len(self.deltas):
                     sent += 1
                     yield self.deltas[sent - 1]
@@ -8529,7 +8584,8 @@ class Session:
     def _generate_ahead(self, messages: list[dict[str, str]], budget: int) -> AheadReply:
         """Start the LLM call of a reply during the silence (`llm_ahead`); its deltas are held back."""
         ahead = AheadReply(messages, budget)
-        ahead.task = self.spawn(ahead.pull(self.components.llm.generate(messages, max_tokens=budget)), "llm-ahead")
+        ahead.task = self.spawn(ahead.pull(self.components.llm.generate_reading(messages, max_tokens=budget)),
+                                "llm-ahead")
         self.log.debug("generating the reply ahead after %s ms of silence",
                        f"{self.detector.quiet_ms():.0f}" if isinstance(self.detector, PredictiveTurnDetector) else "-")
         return ahead
@@ -9640,12 +9696,12 @@ class Session:
                 if spoken_prefix:
                     await put(spoken_prefix)  # said at once, while the LLM starts
                 if max_tokens > 0:  # a budget of 0: the opener alone, no LLM call
-                    stream = ahead.replay() if ahead is not None else self.components.llm.generate(
+                    stream = ahead.replay() if ahead is not None else self.components.llm.generate_reading(
                         messages, max_tokens=max_tokens)
-                    async with contextlib.aclosing(within_deadlines(
-                            stream,
-                            first_s=self.config.llm_first_token_deadline_s,
-                            next_s=self.config.llm_stall_deadline_s, stage="the language model")) as deltas:
+                    async with contextlib.aclosing(within_deadlines(  # (a long prompt read in steady steps is no
+                            stream,  # hang: each step starts the first token's deadline again, `generate_reading`)
+                            first_s=self.config.llm_first_token_deadline_s, next_s=self.config.llm_stall_deadline_s,
+                            stage="the language model", alive=lambda delta: isinstance(delta, StillReading))) as deltas:
                         async for delta in deltas:
                             if "llm_first_token" not in r.metrics:
                                 r.metrics["llm_first_token"] = now_ms() - started

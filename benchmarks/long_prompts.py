@@ -13,7 +13,10 @@ largest prompt of its replies in llama.cpp's tokens, plus the reply's room (`llm
 (`llamacpp_context_tokens`): over it, llama.cpp refuses the request.
 
 read: llama.cpp's prompt time (`timings.prompt_ms`) for n new tokens after the cached system prompt, for n in
-128 .. 2048, of words and of digits, two rounds each, with the load average.
+128 .. 2048, of words and of digits, two rounds each, with the load average: what a reply to a long typed message
+waits for its first token, and what one prompt step (`llamacpp_batch_tokens`, 128) takes, which the first-token
+deadline (`llm_first_token_deadline_s`) must exceed: llama.cpp reports each step, and each report starts that
+deadline again (`LLM.generate_reading`).
 """
 
 from __future__ import annotations

@@ -363,6 +363,26 @@ async def test_llamacpp_close_stops_a_long_prompt_read() -> None:
     assert await reading == []
 
 
+@pytest.mark.models
+async def test_llamacpp_gives_a_sign_of_each_prompt_step_it_reads_before_the_first_token() -> None:
+    """`generate_reading` yields a `StillReading` after each prompt step llama.cpp reports before the first token
+    (`llamacpp_batch_tokens` tokens a step), so that a reply's first-token deadline starts again with each and a
+    long prompt is not taken for a hung model; `generate` yields only text."""
+    llm = S.LlamaCppLLM(MODEL_CONFIG.model_copy(update={"llamacpp_parallel": 1, "llamacpp_batch_tokens": 32,
+                                                        **BRIEF}))
+    await asyncio.to_thread(llm.load)
+    try:
+        pieces = await collect(llm.generate_reading([{"role": "user", "content": "Sum: " + "1234567890 " * 14}],
+                                                    max_tokens=2))  # about 170 tokens: 6 steps
+        signs = [n for n, piece in enumerate(pieces) if isinstance(piece, S.StillReading)]
+        assert len(signs) >= 5 and signs == list(range(len(signs)))  # every one before the first token
+        assert "".join(pieces[len(signs):]).strip()
+        plain = await collect(llm.generate([{"role": "user", "content": "Add: " + "9876543210 " * 14}], max_tokens=2))
+        assert plain and not any(isinstance(piece, S.StillReading) for piece in plain)
+    finally:
+        llm.close()
+
+
 @pytest.mark.parametrize("reuse", [16, 0])
 @pytest.mark.models
 async def test_llamacpp_reuses_the_cached_history_after_the_windows_oldest_items_left(reuse: int) -> None:

@@ -670,6 +670,51 @@ async def test_a_hung_stage_fails_its_turn_after_its_deadline_and_the_next_turn_
     assert (await c.wait_for("response.done", lambda e: e["response"]["status"] == "completed"))
 
 
+class SlowReadingLLM(s2s.FakeLLM):
+    """Test double: reads a long prompt in steps of 0.2 s before its first token (llama.cpp reads 128 tokens a step,
+    in 2 to 17 s on 2 busy cores), 8 steps for new words with "long" in them, and gives a sign of each step
+    (`generate_reading`); for words with "hang" in them it stops giving signs after 2 steps and hangs."""
+
+    name = "test-slow-reading"
+
+    async def read(self, messages, signs):
+        prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user").splitlines()[-1]  # the newest
+        for step in range(8 if "long" in prompt or "hang" in prompt else 0):
+            if step == 2 and "hang" in prompt:
+                await asyncio.Event().wait()  # hung: no more steps, never a token
+            await asyncio.sleep(0.2)
+            if signs:
+                yield s2s.StillReading()
+
+    async def generate(self, messages, *, max_tokens):
+        async for _ in self.read(messages, signs=False):
+            pass
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+    async def generate_reading(self, messages, *, max_tokens):
+        async for sign in self.read(messages, signs=True):
+            yield sign
+        async for delta in super().generate(messages, max_tokens=max_tokens):
+            yield delta
+
+
+async def test_a_long_prompt_read_in_steady_steps_is_answered_and_a_hung_read_is_still_reported(make_server):
+    """A typed message of 800 estimated tokens took the default LLM longer than its 20 s first-token deadline
+    just to read on 2 busy cores (21 tokens/s), so its reply failed ("the language model produced nothing for 20
+    s"). Each prompt step read now starts that deadline again: a read of 1.6 s against a 0.5 s deadline is
+    answered, and a read that stops making steps still fails after 0.5 s of nothing."""
+    h = await make_server(llm="test-slow-reading", llm_first_token_deadline_s=0.5)
+    c = await h.connect()
+    assert (await c.turn("Here is a long text: " + "1234567890 " * 100))["response"]["status"] == "completed"
+    assert "error" not in c.types()
+    started = time.monotonic()
+    done = await c.turn("This one will hang.")
+    assert done["response"]["status"] == "failed" and time.monotonic() - started < 0.4 + 0.5 + 1.0
+    assert "produced nothing for 0.5 s" in next(e for e in c.events if e["type"] == "error")["error"]["message"]
+    assert (await c.turn("And a short one."))["response"]["status"] == "completed"
+
+
 async def test_a_partial_transcript_in_flight_is_cancelled_when_the_user_stops_and_never_holds_up_the_turn(
         make_server, speech_dir):
     """Partial transcripts run by default while the user speaks, one at a time. One that hangs must not
