@@ -26,6 +26,12 @@ import websockets
 import s2s_server as s2s
 from s2s_config import config_model, validate_config
 
+# espeak-ng's voices for Chinese test speech, as benchmarks/common.py names them (a test there checks they agree).
+# ESPEAK_MANDARIN reads Chinese as Mandarin; ESPEAK_PINYIN_AS_ENGLISH, on espeak-ng 1.51 "Chinese (Mandarin,
+# latin as English)", reads the characters' pinyin with tone digits in English ("deng three yi one xia four" for
+# 等一下), which is not Mandarin: speech Whisper base writes as English guesses.
+ESPEAK_MANDARIN = "cmn-latn-pinyin"
+ESPEAK_PINYIN_AS_ENGLISH = "cmn"
 EVENT_TIMEOUT_S = 20.0  # generous: CI machines are slow; a passing test never waits this long
 MODEL_CONFIG = config_model()(llm_temperature=0.0)  # the default models, greedy, so that answers repeat
 

@@ -142,6 +142,17 @@ def test_held_clips_are_every_text_in_every_voice_labelled_and_its_answers_after
         bc.clips(validate_config({}), which="heldout")
 
 
+def test_the_tests_speak_chinese_in_the_benchmarks_espeak_voices():
+    """tests/conftest.py names espeak-ng's Chinese voices as benchmarks/common.py does: its Mandarin,
+    cmn-latn-pinyin, and cmn, which reads pinyin with tone digits in English."""
+    import common
+
+    from tests import conftest
+
+    assert (conftest.ESPEAK_MANDARIN, conftest.ESPEAK_PINYIN_AS_ENGLISH) == (
+        common.ESPEAK_MANDARIN, common.ESPEAK_PINYIN_AS_ENGLISH) == ("cmn-latn-pinyin", "cmn")
+
+
 def test_the_first_set_is_spoken_as_before(monkeypatch):
     """The default set keeps its clips and their names: backchannels at three rates, interruptions at one, the
     noises in both conversations, one-word answers only when asked for (after a question)."""

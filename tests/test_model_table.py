@@ -46,7 +46,7 @@ import websockets
 
 import s2s_server as s2s
 from s2s_config import validate_config
-from tests.conftest import Client, silence, speech
+from tests.conftest import ESPEAK_MANDARIN, Client, silence, speech
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_WITHIN_S = 1.0  # a cancelled generation's thread must be gone this soon (a token takes ~11 ms here)
@@ -855,7 +855,7 @@ async def test_real_paraformer_transcribes_chinese_speech(speech_dir):
     folder = real_model("MODEL_TABLE_PARAFORMER_DIR", "funasr")
     asr = s2s.REGISTRY["asr"]["paraformer"](config(paraformer_model=folder))
     await asyncio.to_thread(asr.load)
-    text = "".join(await collect(asr.transcribe(speech("今天天气很好", speech_dir, 16000, voice="cmn"))))
+    text = "".join(await collect(asr.transcribe(speech("今天天气很好", speech_dir, 16000, voice=ESPEAK_MANDARIN))))
     assert "天气" in text
 
 

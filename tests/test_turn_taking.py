@@ -15,7 +15,7 @@ import pytest
 
 import s2s_server as s2s
 from s2s_config import ConfigError, validate_config
-from tests.conftest import Client, silence, speech
+from tests.conftest import ESPEAK_PINYIN_AS_ENGLISH, Client, silence, speech
 
 AUDIBLE_DBFS = -45.0
 
@@ -1483,8 +1483,9 @@ async def test_an_interjection_heard_as_a_sure_word_leaves_the_reply_running_and
 
 @pytest.mark.parametrize(("heard", "spoken"), [
     ("Well Well Well Well", "wow"),  # hibari's "wow" on benchmarks/backchannel_clips.py, at -0.61
-    ("Hey Hey Hey Hey", "好的"),  # espeak-ng's Mandarin 好的, at -0.67 ("hey" asks for attention, not to stop)
-    ("uniform uniform uniform uniform uniform", "对"),  # espeak-ng's Mandarin 对 in voicebench_s2s.py, at -0.64
+    # espeak-ng's `cmn` voice, which reads the pinyin of 好的 and 对 with tone digits in English (not Mandarin):
+    ("Hey Hey Hey Hey", "好的"),  # its 好的, at -0.67 ("hey" asks for attention, not to stop)
+    ("uniform uniform uniform uniform uniform", "对"),  # its 对 in voicebench_s2s.py, at -0.64
 ])
 @pytest.mark.parametrize("rule", ["default", "off"])
 async def test_one_word_over_the_reply_leaves_it_running_unless_the_rule_is_off(make_server, speech_dir, heard, spoken,
@@ -1496,7 +1497,7 @@ async def test_one_word_over_the_reply_leaves_it_running_unless_the_rule_is_off(
     once the speech ended). The ASR is the fake that writes what Whisper base wrote for these clips: the
     server's own timing of a pass decides whether Whisper writes it (7 and 11 of 15 timings of hibari's "wow"
     on the clip set), so a real hearing would test the timing, not the rule."""
-    pcm = hibari_speech(spoken) if spoken == "wow" else speech(spoken, speech_dir, voice="cmn")
+    pcm = hibari_speech(spoken) if spoken == "wow" else speech(spoken, speech_dir, voice=ESPEAK_PINYIN_AS_ENGLISH)
     c, since, _ = await spoken_over_a_reply(make_server, pcm, asr="fake", fake_asr_text=heard,
                                             barge_in_one_word_waits=rule == "default")
     if rule == "off":
@@ -1648,15 +1649,16 @@ async def test_a_mid_sentence_hesitation_yields_one_turn(make_server):
 
 
 async def test_a_hesitation_whose_first_half_whisper_mishears_yields_one_turn(make_server, speech_dir):
-    """espeak-ng's Mandarin, which Whisper base hears as English guesses: "帮我设置一个" cut before its
-    object and left for 1 s is heard as "One war chef or two you want to find." (-0.78 mean token
-    log-probability), which the text head scores finished (0.66) and Smart Turn too (0.97). Words the ASR is
-    that unsure of do not end the turn early: the sentence stays one turn with one reply."""
+    """espeak-ng's `cmn` voice, which reads Chinese as its pinyin with tone digits in English (not Mandarin) and
+    which Whisper base hears as English guesses: "帮我设置一个" cut before its object and left for 1 s is heard as
+    "One war chef or two you want to find." (-0.78 mean token log-probability), which the text head scores
+    finished (0.66) and Smart Turn too (0.97). Words the ASR is that unsure of do not end the turn early: the
+    sentence stays one turn with one reply."""
     h = await make_server(turn_taking="predictive", asr="whisper", judge="sft")
     c = await h.connect()
     await c.update_session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
-    whole = speech("帮我设置一个明天早上七点的闹钟。", speech_dir, voice="cmn")
-    cut = word_boundary(whole, speech("帮我设置一个", speech_dir, voice="cmn"))
+    whole = speech("帮我设置一个明天早上七点的闹钟。", speech_dir, voice=ESPEAK_PINYIN_AS_ENGLISH)
+    cut = word_boundary(whole, speech("帮我设置一个", speech_dir, voice=ESPEAK_PINYIN_AS_ENGLISH))
     audio = np.concatenate([silence(300, 16000), whole[:cut], silence(1000, 16000), whole[cut:], silence(2500, 16000)])
     await c.append_audio(audio, 16000, frame_ms=20, realtime=True)
     await c.wait_for("response.done")
@@ -2014,12 +2016,12 @@ def test_one_sure_hearing_is_not_enough_in_the_other_script_or_when_it_drops_a_b
 
 
 def test_one_sure_hearing_that_sounds_like_the_other_language_is_not_enough_when_asked():
-    """espeak-ng's Mandarin 对 over the reply in an English conversation, written by Whisper base in English
-    ("You before" at -0.34: two words, one with content, sure; voicebench_s2s.py cut the reply on it at 07:42 on
-    2026-12-02). With `barge_in_foreign_by_ear` ["zh"], a hearing whose sound is detected as Chinese
-    (`heard_language`) must be heard again, as a hearing in the other script must, and once the speech ended it is
-    a backchannel; words that sound like the conversation's language, or whose sound the ASR does not judge,
-    barge in at once. Off (the default, [ ]) the sound is not read."""
+    """espeak-ng's `cmn` voice's 对 (its pinyin "dui4" read in English, not Mandarin) over the reply in an English
+    conversation, written by Whisper base in English ("You before" at -0.34: two words, one with content, sure;
+    voicebench_s2s.py cut the reply on it at 07:42 on 2026-12-02). With `barge_in_foreign_by_ear` ["zh"], a hearing
+    whose sound is detected as Chinese (`heard_language`) must be heard again, as a hearing in the other script
+    must, and once the speech ended it is a backchannel; words that sound like the conversation's language, or whose
+    sound the ASR does not judge, barge in at once. Off (the default, [ ]) the sound is not read."""
     config = validate_config({"barge_in_foreign_by_ear": ["zh"]})
     assert s2s.held_verdict("You before", -0.34, set(), False, config, language="en")[0] == "barge_in"
     assert s2s.held_verdict("You before", -0.34, set(), False, config, language="en",
