@@ -15,7 +15,7 @@ import pytest
 
 import s2s_server as s2s
 from s2s_config import ConfigError, validate_config
-from tests.conftest import ESPEAK_PINYIN_AS_ENGLISH, Client, silence, speech
+from tests.conftest import ESPEAK_MANDARIN, ESPEAK_PINYIN_AS_ENGLISH, Client, silence, speech
 
 AUDIBLE_DBFS = -45.0
 
@@ -2051,19 +2051,19 @@ def test_function_words_make_no_second_word_when_asked():
 
 async def test_a_hearing_over_the_bot_says_the_language_it_sounds_like_when_asked(speech_dir, shared_models):
     """With `barge_in_foreign_by_ear` set, Whisper's hearing of speech over the bot says the language the clip
-    sounds like (detected on the pass's encoder output) when its words have content: espeak-ng's Mandarin 对 in an
-    English conversation, written "uniform ...", sounds Chinese; hibari's "stop" sounds English. Unset, nothing is
-    detected (None)."""
+    sounds like (detected on the pass's encoder output) when its words have content: espeak-ng's Mandarin 好的 in an
+    English conversation, written "powder powder ...", sounds Chinese; hibari's "stop" sounds English. Unset,
+    nothing is detected (None)."""
     config = validate_config({"asr": "whisper", "barge_in_foreign_by_ear": ["zh"]})
     asr = await shared_models.share(s2s.WhisperASR(config))  # loaded once per set of load's settings
-    dui = np.concatenate([silence(300), speech("对", speech_dir, voice="cmn"), silence(300)])
+    haode = np.concatenate([silence(300), speech("好的", speech_dir, voice=ESPEAK_MANDARIN), silence(300)])
     stop = np.concatenate([silence(300), hibari_speech("stop"), silence(300)])
-    heard_dui, heard_stop = await asr.hear_clip(dui, "en"), await asr.hear_clip(stop, "en")
+    heard_haode, heard_stop = await asr.hear_clip(haode, "en"), await asr.hear_clip(stop, "en")
     asr.config = validate_config({"asr": "whisper"})
     unasked = await asr.hear_clip(stop, "en")
     asr.close()
-    assert s2s.content_words(heard_dui.text, s2s.words_without_content(config)) and heard_dui.language == "zh", \
-        heard_dui
+    assert s2s.content_words(heard_haode.text, s2s.words_without_content(config)) and heard_haode.language == "zh", \
+        heard_haode
     assert heard_stop.text.lower().startswith("stop") and heard_stop.language == "en", heard_stop
     assert unasked.text == heard_stop.text and unasked.language is None
 
