@@ -940,7 +940,7 @@ async def test_mm_hmm_heard_as_amen_leaves_the_reply_running_and_unanswered(make
 async def test_a_lone_you_over_the_reply_leaves_it_running_and_unanswered(make_server, speech_dir):
     """"You" (espeak-ng) over the reply after a second of silence, sent at once: heard "You... You... You" at
     -0.47, twice, a sure word that cut the bot off. A pronoun alone says nothing (`barge_in_function_words`),
-    and "you" is what Whisper base writes for a sound that is not speech (voicebench_s2s.py's espeak-ng 对
+    and "you" is what Whisper base writes for a sound that is not speech (voicebench_s2s.py's espeak-ng `cmn` 对
     heard as "You" at -0.69 cut the reply at 15:22 and 19:14 on 2026-12-01): the reply completes, unanswered,
     and the sound is noted with s2s.backchannel."""
     note = await spoken_over_the_reply_after_a_second(make_server, speech_dir, "you")
@@ -2111,12 +2111,12 @@ def test_words_that_ask_the_speaker_to_stop_count_at_lower_bars_and_however_shor
 
 
 def test_one_word_alone_waits_for_a_word_after_it_unless_it_asks_to_stop_or_asks_a_question():
-    """One Latin word with content, however often and surely heard ("Well Well Well" for hibari's "wow",
-    "uniform" for espeak-ng's 对, "Hey" for its 好的), is no interruption yet (`barge_in_one_word_waits`): it waits
-    for the next hearing and is a backchannel if the speech ends with it. A hearing with a word after it cuts
-    at once, as sure as that first word ("Well, act"); so do a request to stop ("No. No. No.", "Stop") and a
-    question ("What?"). "Hey" alone asks for attention, not to
-    stop (`barge_in_attention_words`); "Hey listen" is a request. Chinese runs are never one word here."""
+    """One Latin word with content, however often and surely heard ("Well Well Well" for hibari's "wow", "uniform" for
+    espeak-ng's `cmn` 对, "Hey" for its 好的: pinyin read in English), is no interruption yet
+    (`barge_in_one_word_waits`): it waits for the next hearing and is a backchannel if the speech ends with it. A
+    hearing with a word after it cuts at once, as sure as that first word ("Well, act"); so do a request to stop ("No.
+    No. No.", "Stop") and a question ("What?"). "Hey" alone asks for attention, not to stop
+    (`barge_in_attention_words`); "Hey listen" is a request. Chinese runs are never one word here."""
     config = validate_config({})
     assert s2s.held_verdict("Well Well Well Well", -0.61, set(), False, config, language="en") == ("wait", {"well"})
     assert s2s.held_verdict("Well Well Well Well", -0.61, {"well"}, True, config, language="en")[0] == "backchannel"
