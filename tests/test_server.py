@@ -1044,6 +1044,25 @@ async def test_the_first_users_turn_transcribed_at_a_rename_gives_the_second_use
     assert not any("Berlin" in f or "Alice" in f for f in facts), facts
 
 
+async def test_a_looped_transcript_reaches_the_llm_and_memory_said_once(make_server):
+    """An ASR that loops a short request (Whisper base's "Wait, I have a question." three times and cut off, as
+    heard over a reply) gives the transcript, the LLM and memory the request said once: the loop made the LLM
+    answer "I'm sorry, but I can't assist with that." (review, 2026-12-04)."""
+    looped = "Wait, I have a question. Wait, I have a question. Wait, I have a question. Wait, I"
+    h = await make_server(fake_asr_text=looped, fake_llm_reply="{user}")  # their words back, closing mark dropped
+    c = await h.connect(user_id="alice")
+    await c.update_session(audio={"input": {"turn_detection": None}})
+    await c.append_audio(np.full(24000, 1000, dtype=np.int16))
+    await c.send("input_audio_buffer.commit")
+    transcribed = await c.wait_for("conversation.item.input_audio_transcription.completed")
+    await c.wait_for("s2s.item.stored", lambda e: e["item_id"] == transcribed["item_id"])
+    done = await c.wait_for("response.done")
+    assert transcribed["transcript"] == "Wait, I have a question."
+    assert done["response"]["output"][0]["content"][0]["transcript"] == "Wait, I have a question"
+    earlier = (await h.server.memory.load_user("alice", 10)).earlier
+    assert "Wait, I have a question." in str(earlier) and looped not in str(earlier), earlier
+
+
 async def test_the_state_says_processing_while_a_turn_said_over_a_reply_is_transcribed_after_it_played(make_server):
     """interrupt_response false: the user pushes to talk while the reply still plays, which talks on. Their turn
     is committed and transcribed; `_user_turn` leaves the state at `speaking` (the bot talks on), and when the
