@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 import s2s_server as s2s
+from tests.doubles import GatedJudge
 
 SEEN: list[str] = []  # what the recording judge was asked
 CONTEXTS: list[tuple[str, str]] = []  # (stage, the context it read), as the sft judge reads it
@@ -66,20 +67,6 @@ class SlowJudge(s2s.Judge):
 
     async def judge(self, context, utterance, stage):
         await asyncio.sleep(3600)
-
-
-class GatedJudge(s2s.OffJudge):
-    """Test double: the "off" judge's answer to a finished turn, once the test opens the gate."""
-
-    name = "test-gated-judge"
-    judging: asyncio.Event
-    gate: asyncio.Event
-
-    async def judge(self, context, utterance, stage):
-        if stage == "complete":
-            GatedJudge.judging.set()
-            await GatedJudge.gate.wait()
-        return await super().judge(context, utterance, stage)
 
 
 class StrayJudge(s2s.Judge):

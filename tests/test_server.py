@@ -16,6 +16,7 @@ import websockets
 
 import s2s_server as s2s
 from tests.conftest import Client, silence, speech
+from tests.doubles import GatedJudge
 
 QUESTION = "What is the weather like in Paris today?"
 
@@ -1128,25 +1129,11 @@ async def test_response_cancel_stops_a_turn_waiting_behind_the_reply_too(make_se
     assert spoken.role == "user" and spoken.text == "hello there" and spoken.unanswered
 
 
-class GatedJudge(s2s.OffJudge):
-    """Test double: the "off" judge's answer to a finished turn, once the test opens the gate."""
-
-    name = "test-server-gated-judge"
-    judging: asyncio.Event
-    gate: asyncio.Event
-
-    async def judge(self, context, utterance, stage):
-        if stage == "complete":
-            GatedJudge.judging.set()
-            await GatedJudge.gate.wait()
-        return await super().judge(context, utterance, stage)
-
-
 async def test_a_turn_judged_while_the_user_speaks_again_leaves_the_reply_to_the_newer_turn(make_server, speech_dir):
     """The user goes on talking while their turn is judged: no reply starts over them; the newer turn answers
     both, as when they go on talking during the turn's transcription."""
     GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
-    h = await make_server(judge="test-server-gated-judge")
+    h = await make_server(judge="test-gated-judge")
     c = await h.connect()
     await spoken_turn(c, speech_dir)
     first = await c.wait_for("input_audio_buffer.committed")
@@ -1169,7 +1156,7 @@ async def test_a_turn_the_client_leaves_during_is_still_stored(make_server, duri
     a reply to: no one is there to answer, but the user said those words, and memory keeps them, as it keeps a
     reply cut off by the client's leaving."""
     GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
-    h = await make_server(judge="test-server-gated-judge", fake_asr_latency_ms=300 if during == "transcription" else 0)
+    h = await make_server(judge="test-gated-judge", fake_asr_latency_ms=300 if during == "transcription" else 0)
     c = await h.connect(user_id="ana")
     if during == "no response.create":
         await c.say("hello there", respond=False)
@@ -1259,7 +1246,7 @@ async def test_a_cough_after_a_turn_does_not_leave_it_unanswered(make_server, sp
     judged: the turn leaves its reply to the newer one, which is no words at all. The turn is answered all the
     same, once the sound turns out to be nothing."""
     GatedJudge.judging, GatedJudge.gate = asyncio.Event(), asyncio.Event()
-    h = await make_server(asr="test-server-deaf-to-short-sounds", judge="test-server-gated-judge",
+    h = await make_server(asr="test-server-deaf-to-short-sounds", judge="test-gated-judge",
                           fake_asr_latency_ms=800 if during == "transcription" else 0)
     c = await h.connect()
     await spoken_turn(c, speech_dir)
