@@ -330,9 +330,10 @@ def speak(text: str, lang: str, voices: str) -> np.ndarray:
     user's clip, so the silence a voice ends with (hibari's 550 ms) hid an agent that answered sooner than that:
     the speech meant to go over the agent's reply was played on the anchor's timeout, after the reply."""
     pcm = synthesise(text, VOICES[voices][lang])
-    loud = np.flatnonzero(S.window_dbfs(pcm, S.ms_to_samples(10)) >= -45.0)
+    window = S.ms_to_samples(10, RATE_HZ)
+    loud = np.flatnonzero(S.window_dbfs(pcm, window) >= -45.0)
     if len(loud):
-        pcm = pcm[:min(len(pcm), (int(loud[-1]) + 1) * S.ms_to_samples(10) + S.ms_to_samples(50))]
+        pcm = pcm[:(int(loud[-1]) + 1) * window + S.ms_to_samples(50, RATE_HZ)]  # (a slice stops at the end)
     return pcm.astype(np.float32) / 32768.0
 
 
